@@ -1,0 +1,176 @@
+"""The one place that reads the environment: a frozen pydantic-settings ``Settings`` (prefix ``LEADPIPE_``).
+
+Every other module receives a ``Settings`` (or the values it needs) as an argument, so tests build their own
+without touching ``os.environ``. Secrets are ``SecretStr`` so they never print in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.models.common import Channel
+
+
+def _default_home() -> Path:
+    return Path.home() / ".local" / "share" / "leadpipe"
+
+
+def _default_cache() -> Path:
+    return Path.home() / ".cache" / "leadpipe"
+
+
+class SourceAuth(BaseModel):
+    """How one configured source (a form, a bot, a mailbox, an importer) proves who it is to the ingest API."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    channel: Channel
+    hmac_secret: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Embedded defaults run everything on one machine: local Kafka, SQLite, dry-run HubSpot."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADPIPE_", frozen=True, extra="ignore", env_nested_delimiter="__")
+
+    environment: Literal["development", "production", "test"] = "development"
+    home: Path = Field(
+        default_factory=_default_home, description="Where embedded state lives (SQLite, dry-run logs, dev secrets)."
+    )
+    cache_dir: Path = Field(default_factory=_default_cache, description="Downloaded Kafka jars and broker data.")
+
+    # Logging
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+
+    # Kafka
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_version: str = "4.1.1"
+    kafka_log4j_version: str = "2.24.3"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    topic_prefix: str = Field(
+        default="", description="Prepended to every topic name; lets tests and tenants share a cluster."
+    )
+    topic_partitions: int | None = Field(
+        default=None, ge=1, description="Override every topic's partition count (small local brokers, tests)."
+    )
+    topic_replication_factor: int | None = Field(
+        default=None, ge=1, description="Override every topic's replication factor; default: capped at broker count."
+    )
+    topics_file: Path | None = Field(default=None, description="topics.yaml; default: the one at the repository root.")
+
+    # Worker (faust)
+    app_id: str = "leadpipe"
+    worker_web_port: int = 6066
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    worker_partitions: int = 3
+    batch_size: int = 500
+    batch_timeout_s: float = 0.2
+
+    # Policy
+    policy_file: Path | None = Field(default=None, description="The policy data file; default: the packaged one.")
+
+    # CRM database
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite under home.")
+
+    # Secrets for identity and crypto-shredding
+    subject_key_pepper: SecretStr | None = None
+    key_encryption_key: SecretStr | None = Field(
+        default=None, description="Base64 of 32 bytes; wraps per-subject keys."
+    )
+
+    # Ingest API
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = 8080
+    ingest_max_body_bytes: int = 1_048_576
+    ingest_signature_tolerance_s: int = 300
+    sources: dict[str, SourceAuth] = Field(default_factory=dict, description="source id -> channel and credentials")
+    dpo_token: SecretStr | None = None
+    reviewer_token: SecretStr | None = None
+    sales_token: SecretStr | None = None
+
+    # HubSpot
+    hubspot_access_token: SecretStr | None = None
+    hubspot_base_url: str = "https://api.hubapi.com"
+    hubspot_rate_limit_requests: int = 190
+    hubspot_rate_limit_window_s: float = 10.0
+    hubspot_search_rate_per_s: float = 4.0
+    hubspot_timeout_s: float = 10.0
+    hubspot_max_retries: int = 8
+    hubspot_dry_run_file: Path | None = None
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _servers_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("kafka_bootstrap_servers must name at least one host:port")
+        return value.strip()
+
+    # ---- derived values -------------------------------------------------------------------------------
+
+    def topic(self, name: str) -> str:
+        """The real topic name for a logical name in topics.yaml."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'crm.sqlite3'}"
+
+    @property
+    def resolved_dry_run_file(self) -> Path:
+        return self.hubspot_dry_run_file or self.home / "hubspot-dry-run.jsonl"
+
+    @property
+    def hubspot_dry_run(self) -> bool:
+        return self.hubspot_access_token is None
+
+    def pepper_bytes(self) -> bytes:
+        return _secret_or_dev_default(self, self.subject_key_pepper, "subject-key-pepper")
+
+    def kek_bytes(self) -> bytes:
+        raw = _secret_or_dev_default(self, self.key_encryption_key, "key-encryption-key")
+        key = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+        if len(key) != 32:
+            raise ValueError("LEADPIPE_KEY_ENCRYPTION_KEY must be the base64 of exactly 32 bytes")
+        return key
+
+
+def _secret_or_dev_default(settings: Settings, value: SecretStr | None, name: str) -> bytes:
+    """A configured secret, or in development a random one kept under ``home`` so restarts agree.
+
+    Production refuses to start without the real secret: a generated one would silently change every subject key.
+    """
+    if value is not None:
+        return value.get_secret_value().encode()
+    if settings.environment == "production":
+        raise ValueError(f"LEADPIPE_{name.upper().replace('-', '_')} must be set in production")
+    path = settings.home / "secrets" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        tmp = path.with_name(f"{name}.{secrets.token_hex(8)}.tmp")
+        tmp.write_bytes(base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"="))
+        tmp.chmod(0o600)
+        try:  # link, not rename: when two processes race, the first secret wins and both read it
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_bytes().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process (the CLI's entry point calls this)."""
+    return Settings()

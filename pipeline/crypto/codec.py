@@ -1,0 +1,102 @@
+"""Converts clear in-memory events to sealed wire records and back; the only place that knows the split."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from pipeline.crypto.sealing import Sealer, record_scope, subject_scope
+from pipeline.models.common import Channel
+from pipeline.models.contact import ContactEvent
+from pipeline.models.records import (
+    AcceptedRecord,
+    ContactBody,
+    ContactRecord,
+    QuarantineRecord,
+    RawRecord,
+    Sealed,
+)
+from pipeline.models.tagged import TaggedEvent
+
+
+class RecordCodec:
+    """Seal on the way out to a topic, open on the way in. Opening a destroyed subject raises KeyDestroyedError."""
+
+    def __init__(self, sealer: Sealer) -> None:
+        self.sealer = sealer
+
+    def _seal_body(self, event: ContactEvent) -> Sealed:
+        body = ContactBody(
+            person=event.person, interaction=event.interaction, consents=event.consents, provenance=event.provenance
+        )
+        return self.sealer.seal_model(subject_scope(event.subject_key), body)
+
+    def _header(self, event: ContactEvent) -> dict[str, object]:
+        return {
+            "event_id": event.event_id,
+            "channel": event.channel,
+            "occurred_at": event.occurred_at,
+            "received_at": event.received_at,
+            "subject_key": event.subject_key,
+        }
+
+    def seal_contact(self, event: ContactEvent) -> ContactRecord:
+        return ContactRecord(**self._header(event), sealed=self._seal_body(event))
+
+    def seal_accepted(self, tagged: TaggedEvent) -> AcceptedRecord:
+        return AcceptedRecord(
+            **self._header(tagged.event),
+            sealed=self._seal_body(tagged.event),
+            tags=tagged.tags,
+        )
+
+    def seal_quarantine(self, tagged: TaggedEvent, quarantined_at: datetime) -> QuarantineRecord:
+        return QuarantineRecord(
+            **self._header(tagged.event),
+            sealed=self._seal_body(tagged.event),
+            tags=tagged.tags,
+            quarantined_at=quarantined_at,
+        )
+
+    def open_contact(self, record: ContactRecord) -> ContactEvent:
+        body = self.sealer.open_model(record.sealed, ContactBody)
+        return ContactEvent(
+            event_id=record.event_id,
+            channel=record.channel,
+            occurred_at=record.occurred_at,
+            received_at=record.received_at,
+            subject_key=record.subject_key,
+            person=body.person,
+            interaction=body.interaction,
+            consents=body.consents,
+            provenance=body.provenance,
+        )
+
+    def open_tagged(self, record: AcceptedRecord | QuarantineRecord) -> TaggedEvent:
+        return TaggedEvent(event=self.open_contact(record), tags=record.tags)
+
+    def seal_payload(self, payload: bytes, *, subject_key: str | None, record_id: UUID) -> Sealed:
+        """Seal raw bytes under the subject's key, or a key of their own when no subject is known."""
+        scope = subject_scope(subject_key) if subject_key else record_scope(str(record_id))
+        return self.sealer.seal(scope, payload)
+
+    def seal_raw(
+        self,
+        payload: bytes,
+        *,
+        event_id: UUID,
+        channel: Channel,
+        source_id: str,
+        received_at: datetime,
+        subject_key: str | None,
+        content_type: str,
+    ) -> RawRecord:
+        return RawRecord(
+            event_id=event_id,
+            channel=channel,
+            source_id=source_id,
+            received_at=received_at,
+            subject_key=subject_key,
+            content_type=content_type,
+            sealed=self.seal_payload(payload, subject_key=subject_key, record_id=event_id),
+        )

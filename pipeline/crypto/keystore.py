@@ -1,0 +1,135 @@
+"""Per-subject data keys in the CRM database, wrapped (RFC 3394) by the key-encryption key from settings.
+
+Destroying a scope's keys is how erasure reaches Kafka logs and backups: the ciphertext stays, the key does not.
+A scope whose keys were destroyed gets a new generation when new data arrives for it (a person who comes back
+after erasure is a new, lawful collection; their old records stay unreadable).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
+from sqlalchemy import DateTime, Engine, Integer, LargeBinary, String, UniqueConstraint, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from pipeline.db import Base
+
+
+class SubjectKey(Base):
+    """One generation of a data key. ``wrapped_key`` is NULL once destroyed; the row stays as evidence."""
+
+    __tablename__ = "data_keys"
+    __table_args__ = (UniqueConstraint("scope", "generation"),)
+
+    key_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(190), index=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    destroyed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    destroyed_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class KeyStore(Protocol):
+    def active_key(self, scope: str) -> tuple[str, bytes]: ...
+    def key(self, key_id: str) -> bytes | None: ...
+    def destroy(self, scope: str, reason: str) -> int: ...
+
+
+class SqlKeyStore:
+    """Key store over SQLAlchemy with a short in-process cache (keys are read on every sealed record)."""
+
+    def __init__(self, engine: Engine, kek: bytes, cache_ttl_s: float = 30.0) -> None:
+        if len(kek) != 32:
+            raise ValueError("the key-encryption key must be 32 bytes")
+        self._engine = engine
+        self._kek = kek
+        self._ttl = cache_ttl_s
+        self._lock = threading.Lock()
+        self._by_id: dict[str, tuple[float, bytes]] = {}
+        self._active: dict[str, tuple[float, str]] = {}
+
+    def _fresh(self, stamp: float) -> bool:
+        return time.monotonic() - stamp < self._ttl
+
+    def key(self, key_id: str) -> bytes | None:
+        with self._lock:
+            hit = self._by_id.get(key_id)
+        if hit and self._fresh(hit[0]):
+            return hit[1]
+        with Session(self._engine) as session:
+            wrapped = session.scalar(select(SubjectKey.wrapped_key).where(SubjectKey.key_id == key_id))
+        if wrapped is None:
+            return None
+        key = aes_key_unwrap(self._kek, wrapped)
+        with self._lock:
+            self._by_id[key_id] = (time.monotonic(), key)
+        return key
+
+    def active_key(self, scope: str) -> tuple[str, bytes]:
+        with self._lock:
+            hit = self._active.get(scope)
+        if hit and self._fresh(hit[0]):
+            key = self.key(hit[1])
+            if key is not None:
+                return hit[1], key
+        for _attempt in range(5):
+            with Session(self._engine) as session:
+                row = session.execute(
+                    select(SubjectKey.key_id, SubjectKey.wrapped_key, SubjectKey.generation)
+                    .where(SubjectKey.scope == scope)
+                    .order_by(SubjectKey.generation.desc())
+                    .limit(1)
+                ).first()
+                if row is not None and row.wrapped_key is not None:
+                    key_id, key = row.key_id, aes_key_unwrap(self._kek, row.wrapped_key)
+                else:
+                    generation = 1 if row is None else row.generation + 1
+                    key = os.urandom(32)
+                    key_id = f"{scope}#{generation}"
+                    session.add(
+                        SubjectKey(
+                            key_id=key_id,
+                            scope=scope,
+                            generation=generation,
+                            wrapped_key=aes_key_wrap(self._kek, key),
+                            created_at=datetime.now(UTC),
+                        )
+                    )
+                    try:
+                        session.commit()
+                    except IntegrityError:  # another process created this generation first: read theirs
+                        session.rollback()
+                        continue
+            now = time.monotonic()
+            with self._lock:
+                self._by_id[key_id] = (now, key)
+                self._active[scope] = (now, key_id)
+            return key_id, key
+        raise RuntimeError(f"could not create a data key for {scope} after 5 attempts")
+
+    def destroy(self, scope: str, reason: str) -> int:
+        """Destroy every generation of a scope; returns how many keys were destroyed now."""
+        with Session(self._engine) as session:
+            result = session.execute(
+                update(SubjectKey)
+                .where(SubjectKey.scope == scope, SubjectKey.wrapped_key.is_not(None))
+                .values(wrapped_key=None, destroyed_at=datetime.now(UTC), destroyed_reason=reason)
+            )
+            session.commit()
+            destroyed = int(getattr(result, "rowcount", 0) or 0)
+        self.forget_cached(scope)
+        return destroyed
+
+    def forget_cached(self, scope: str) -> None:
+        """Drop a scope from this process's cache (another process destroyed its keys)."""
+        with self._lock:
+            self._active.pop(scope, None)
+            for key_id in [k for k in self._by_id if k.startswith(f"{scope}#")]:
+                del self._by_id[key_id]

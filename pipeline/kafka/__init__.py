@@ -1,0 +1,1 @@
+"""Kafka at the edge: the local broker launcher, topics as code, and producer helpers."""

@@ -1,0 +1,97 @@
+"""The normalised contact event: what every source adapter produces and every processor reads.
+
+This is the in-memory, clear-text form. On a topic its personal part travels sealed (see ``pipeline.models.records``).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from pipeline.models.common import Channel, InteractionKind, Purpose, StrictModel, UtcDatetime
+
+SCHEMA_VERSION: Literal[1] = 1
+
+
+class Consent(StrictModel):
+    """A consent choice the person actually made; never inferred (policy 3.2, 4.2, 6.2(9), 9(8))."""
+
+    purpose: Purpose
+    granted: bool
+    given_at: UtcDatetime
+    method: Literal["checkbox", "chat_answer", "email_reply", "verbal", "form_field", "import"]
+    wording: str | None = Field(default=None, max_length=2000, description="The text the person agreed to.")
+
+
+class Person(StrictModel):
+    """The subject's fields the policy names for any channel; all optional, adapters fill what they have."""
+
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    position: str | None = Field(default=None, max_length=300)
+    email: str | None = Field(default=None, max_length=320, description="Canonical form: see pipeline.normalize.")
+    phone: str | None = Field(default=None, max_length=32, description="E.164")
+    location: str | None = Field(default=None, max_length=300)
+    country_code: str | None = Field(default=None, min_length=2, max_length=2, description="ISO 3166-1 alpha-2")
+    company: str | None = Field(default=None, max_length=300)
+    company_address: str | None = Field(default=None, max_length=500)
+    skype_id: str | None = Field(default=None, max_length=100)
+    linkedin_url: str | None = Field(default=None, max_length=500)
+    messenger_handles: dict[str, str] = Field(default_factory=dict, description="messenger name -> handle")
+    stated_age: int | None = Field(default=None, ge=0, le=150)
+    birth_date: date | None = None
+
+
+class Utterance(StrictModel):
+    """One turn of a chat, messenger thread or e-mail history."""
+
+    at: UtcDatetime | None = None
+    author: Literal["person", "agent", "bot"]
+    text: str = Field(max_length=20_000)
+
+
+class Interaction(StrictModel):
+    """What the person did or said in this one contact."""
+
+    kind: InteractionKind
+    subject: str | None = Field(default=None, max_length=1000)
+    message: str | None = Field(default=None, max_length=50_000)
+    transcript: tuple[Utterance, ...] = ()
+    call_duration_s: float | None = Field(default=None, ge=0)
+    recording_ref: str | None = Field(default=None, max_length=500)
+    attachments_ignored: tuple[str, ...] = ()
+    page_url: str | None = Field(default=None, max_length=2000)
+    event_name: str | None = Field(default=None, max_length=500)
+    event_date: UtcDatetime | None = Field(default=None, description="Starts the attendee retention clock.")
+    last_service_delivery_at: UtcDatetime | None = Field(default=None, description="Starts the customer clock.")
+    honeypot: str | None = Field(default=None, max_length=2000, description="Hidden form field; humans leave it empty.")
+
+
+class Provenance(StrictModel):
+    """Which configured source sent it, and from where."""
+
+    source_id: str = Field(min_length=1, max_length=100)
+    form_id: str | None = Field(default=None, max_length=200)
+    bot_id: str | None = Field(default=None, max_length=200)
+    mailbox_id: str | None = Field(default=None, max_length=200)
+    ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=1000)
+    device_id: str | None = Field(default=None, max_length=200)
+
+
+class ContactEvent(StrictModel):
+    """One normalised contact, versioned. ``subject_key`` is the keyed hash of the canonical e-mail or phone."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: UUID
+    channel: Channel
+    occurred_at: UtcDatetime
+    received_at: UtcDatetime
+    subject_key: str = Field(min_length=8, max_length=128)
+    person: Person
+    interaction: Interaction
+    consents: tuple[Consent, ...] = ()
+    provenance: Provenance

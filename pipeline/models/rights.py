@@ -1,0 +1,98 @@
+"""Data-subject rights (policy section 9): the DPO's commands, the suppression state, and per-sink evidence."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from pipeline.models.common import Purpose, StrictModel, UtcDatetime
+from pipeline.models.records import Sealed
+
+
+class RightKind(StrEnum):
+    ERASURE = "erasure"
+    OBJECTION = "objection"
+    RESTRICTION = "restriction"
+    UNRESTRICTION = "unrestriction"
+    RECTIFICATION = "rectification"
+    CONSENT_WITHDRAWAL = "consent_withdrawal"
+    ACCESS = "access"
+    PORTABILITY = "portability"
+    RETENTION_EXPIRY = "retention_expiry"
+
+
+class RightsCommand(StrictModel):
+    """rights.commands: one request, keyed by subject key. Personal details (new values, contact) are sealed."""
+
+    schema_version: Literal[1] = 1
+    request_id: UUID
+    kind: RightKind
+    subject_key: str
+    issued_at: UtcDatetime
+    issued_by: str = Field(description="Operator id of the DPO or 'retention-sweep'; not personal data of the subject")
+    due_at: UtcDatetime
+    purposes: tuple[Purpose, ...] = Field(default=(), description="For consent withdrawal: which purposes stop")
+    event_ids: tuple[UUID, ...] = Field(default=(), description="For retention expiry: which interactions expired")
+    sealed: Sealed | None = Field(default=None, description="Rectified fields, or where to deliver an export")
+
+
+class SuppressionRecord(StrictModel):
+    """suppression (compacted, keyed by subject key): the latest full state, read by the chain and the sinks."""
+
+    schema_version: Literal[1] = 1
+    subject_key: str
+    erased: bool = False
+    marketing_objected: bool = False
+    restricted: bool = False
+    consent_withdrawn: tuple[Purpose, ...] = ()
+    updated_at: UtcDatetime
+    request_id: UUID
+
+
+class SinkStatus(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+    NOT_APPLICABLE = "not_applicable"
+    PENDING = "pending"
+
+
+class RightsStatus(StrictModel):
+    """rights.status: what one sink did for one request, with evidence (counts, HubSpot correlation ids)."""
+
+    schema_version: Literal[1] = 1
+    request_id: UUID
+    subject_key: str
+    sink: str
+    status: SinkStatus
+    at: UtcDatetime
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class SinkResult(StrictModel):
+    """sinks.results: one accepted event written (or not) by one sink; the evidence that nothing was lost."""
+
+    schema_version: Literal[1] = 1
+    event_id: UUID
+    subject_key: str
+    sink: str
+    status: SinkStatus
+    at: UtcDatetime
+    external_id: str | None = None
+    detail: str | None = Field(default=None, max_length=2000)
+
+
+class AuditRecord(StrictModel):
+    """audit: who did what, when, because of which event or request. Never personal data in clear."""
+
+    schema_version: Literal[1] = 1
+    audit_id: UUID
+    at: UtcDatetime
+    actor: str
+    action: str
+    subject_key: str | None = None
+    request_id: UUID | None = None
+    event_id: UUID | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
