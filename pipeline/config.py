@@ -11,7 +11,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -174,3 +174,17 @@ def _secret_or_dev_default(settings: Settings, value: SecretStr | None, name: st
 def get_settings() -> Settings:
     """Settings from the environment, read once per process (the CLI's entry point calls this)."""
     return Settings()
+
+
+class _ExplicitSettings(Settings):
+    """Settings from the given values only (no environment): for tests and embedding."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], *sources: Any, **kw: Any) -> tuple[Any, ...]:
+        init_settings = kw.get("init_settings", sources[0] if sources else None)
+        return (init_settings,)
+
+
+def explicit_settings(**values: Any) -> Settings:
+    """Build Settings from explicit values, ignoring LEADPIPE_* variables of the calling environment."""
+    return _ExplicitSettings(**values)

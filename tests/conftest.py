@@ -1,0 +1,132 @@
+"""Fixtures every test shares: a real Kafka broker, real databases, settings isolated per test.
+
+Broker, in this order: ``KAFKA_BOOTSTRAP_SERVERS`` if set; testcontainers' Kafka when a Docker daemon answers;
+else the project's own launcher (``pipeline.kafka.launcher``), a real Apache Kafka 4.x from Maven Central jars.
+Integration tests never use a mock broker or faust's in-memory transport.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.config import Settings, explicit_settings
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_PG = "postgresql://leadpipe:leadpipe@127.0.0.1:5432/leadpipe"
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """host:port of a real Kafka broker for the whole session."""
+    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if servers:
+        yield servers
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    from pipeline.kafka.launcher import LocalKafka
+
+    broker = LocalKafka.for_tests()
+    broker.up()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        if broker.started_here:
+            broker.down()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """A PostgreSQL URL with the right to create databases (``.ci/run`` and ``make test`` start one)."""
+    return os.environ.get("LEADPIPE_TEST_POSTGRES_URL", DEFAULT_PG)
+
+
+@pytest.fixture
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import psycopg
+
+    name = f"lp_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(pg_admin_url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at LEADPIPE_TEST_POSTGRES_URL ({exc}); run scripts/ensure-postgres.sh"
+        )
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base, _, _db = pg_admin_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every CRM test runs against both backends the product supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'crm.sqlite3'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for one test: its own home, its own topic prefix, fixed test secrets. Never reads os.environ."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "environment": "test",
+            "home": tmp_path / "home",
+            "cache_dir": Path(os.environ.get("LEADPIPE_TEST_CACHE", str(Path.home() / ".cache" / "leadpipe"))),
+            "topic_prefix": prefix,
+            "topic_partitions": 1,
+            "subject_key_pepper": "test-pepper",
+            "key_encryption_key": base64.urlsafe_b64encode(b"k" * 32).decode(),
+            "log_format": "console",
+        }
+        values.update(overrides)
+        return explicit_settings(**values)
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Settings with no broker (unit tests)."""
+    return make_settings()
+
+
+@pytest.fixture
+def kafka_settings(make_settings: Callable[..., Settings], kafka_bootstrap: str) -> Settings:
+    """Settings against the real broker, with this test's topics created from topics.yaml."""
+    from pipeline.kafka.topics import apply_topics
+
+    built = make_settings(kafka_bootstrap_servers=kafka_bootstrap)
+    apply_topics(built)
+    return built
