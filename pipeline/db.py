@@ -45,3 +45,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Any]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Bring the database to the current schema. Every process calls this at start; it is idempotent."""
+    import pipeline.crypto.keystore  # noqa: F401  (registers its table on Base)
+
+    Base.metadata.create_all(engine)
