@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 NAMING = {
@@ -43,12 +44,24 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
+def dialect_insert(engine: Engine, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that supports ``on_conflict_do_nothing/do_update`` on both supported backends."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if engine.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise ValueError(f"leadpipe supports PostgreSQL and SQLite, not {engine.dialect.name}")
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Any]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Bring the database to the current schema. Every process calls this at start; it is idempotent."""
-    import pipeline.crypto.keystore  # noqa: F401  (registers its table on Base)
+    """Bring the database to the current schema. Every process calls this at start; it is idempotent.
 
-    Base.metadata.create_all(engine)
+    Alembic upgrade to head (``pipeline/migrations``), safe when several processes start at once.
+    """
+    from pipeline.migrations import upgrade
+
+    upgrade(engine)

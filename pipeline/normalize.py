@@ -1,4 +1,4 @@
-"""Pure normalisation shared by every source adapter: canonical e-mail and phone, and the subject key.
+"""Pure normalisation shared by every source adapter: e-mail, phone, names, Skype, LinkedIn, country, age, subject key.
 
 The subject key is an HMAC of the canonical identity under a secret pepper, so topics, the suppression list and
 logs can name a person without carrying their address, and nobody without the pepper can reverse or guess it.
@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import unicodedata
+from datetime import date
+from functools import lru_cache
+from urllib.parse import quote, unquote
 
 import phonenumbers
+import pycountry
 from email_validator import EmailNotValidError, validate_email
 
 
@@ -27,7 +33,10 @@ def canonical_email(value: str) -> str:
     try:
         result = validate_email(value.strip(), check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
-        raise NormalizationError("email", "invalid_email", str(exc).replace(value.strip(), "the address")) from None
+        # the validator's message quotes the offending characters; a rejection must not quote personal data
+        text = str(exc).replace(value.strip(), "the address")
+        explanation = re.sub(r"\s*[:(]?\s*'[^']*'[).]?|\s*\"[^\"]*\"", "", text).strip()
+        raise NormalizationError("email", "invalid_email", explanation or "not a valid e-mail address") from None
     return f"{result.local_part}@{result.ascii_domain.lower()}"
 
 
@@ -58,3 +67,232 @@ def subject_key(pepper: bytes, *, email: str | None = None, phone: str | None = 
     else:
         raise NormalizationError("email", "no_identity", "an event needs an e-mail address or a phone number")
     return "sk_" + hmac.new(pepper, material, hashlib.sha256).hexdigest()[:40]
+
+
+# ---- names, free text -------------------------------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
+_HONORIFIC = re.compile(
+    r"^(?:(?:dr|prof|mr|mrs|ms|mx|miss|sir|herr|frau|mme|mlle|m|sr|sra|ing|dipl\.?-ing)\.?\s+)+", re.I
+)
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_name(value: str | None) -> str | None:
+    """Trimmed, Unicode NFC, inner whitespace collapsed, invisible characters removed; None when nothing is left."""
+    if value is None:
+        return None
+    text = _SPACES.sub(" ", _CONTROL.sub("", unicodedata.normalize("NFC", value))).strip()
+    return text or None
+
+
+def split_full_name(value: str | None) -> tuple[str | None, str | None]:
+    """(first, last) from one name field: "Smith, John" or "John Smith" (everything after the first word is last)."""
+    name = normalize_name(value)
+    if name is None:
+        return None, None
+    if "," in name:
+        last, _, first = name.partition(",")
+        return normalize_name(_HONORIFIC.sub("", first.strip())), normalize_name(last)
+    name = _HONORIFIC.sub("", name) or name
+    first, _, last = name.partition(" ")
+    return first, normalize_name(last)
+
+
+def clean_text(value: str | None, max_length: int) -> str | None:
+    """Free text (messages, subjects): NFC, control characters removed, line breaks kept, cut at ``max_length``.
+
+    Cutting, not refusing: a long message is still a real request; the marker says it was cut.
+    """
+    if value is None:
+        return None
+    text = _CONTROL.sub("", unicodedata.normalize("NFC", value.replace("\r\n", "\n").replace("\r", "\n"))).strip()
+    if not text:
+        return None
+    if len(text) > max_length:
+        marker = " [truncated]"
+        text = text[: max_length - len(marker)] + marker
+    return text
+
+
+# ---- Skype, LinkedIn ----------------------------------------------------------------------------------------------
+
+_SKYPE = re.compile(r"^(?:live:)?[a-z0-9._,@-]{2,100}$")
+
+
+def canonical_skype(value: str) -> str:
+    """A Skype ID as one canonical string: ``skype:`` URI scheme and ``?call`` suffixes removed, lowercased.
+
+    The ``live:`` prefix of Microsoft-account IDs is part of the ID (``live:jane`` and ``jane`` are different
+    accounts), so it is kept, lowercased, never stripped.
+    """
+    text = normalize_name(value) or ""
+    text = text.strip().lower()
+    if text.startswith("skype:"):
+        text = text.removeprefix("skype:").split("?", 1)[0].lstrip("/")
+    if text.startswith("live: "):
+        text = "live:" + text.removeprefix("live: ").strip()
+    if not _SKYPE.fullmatch(text) or len(text) > 100:
+        raise NormalizationError("skype_id", "invalid_skype_id", "not a Skype ID (letters, digits, . , _ - allowed)")
+    return text
+
+
+_LINKEDIN = re.compile(r"^(?:https?://)?(?:[a-z]{2,3}\.|www\.|m\.)?linkedin\.com/in/([^/?#\s]+)/?(?:[?#].*)?$", re.I)
+
+
+def canonical_linkedin(value: str) -> str:
+    """``https://www.linkedin.com/in/<slug>``: scheme, country sub-domain, tracking query and trailing slash removed."""
+    text = (normalize_name(value) or "").strip()
+    match = _LINKEDIN.fullmatch(text)
+    if match is None:
+        raise NormalizationError("linkedin_url", "invalid_linkedin_url", "not a LinkedIn profile URL (…/in/<name>)")
+    slug = unicodedata.normalize("NFC", unquote(match.group(1))).strip().lower()
+    if not slug or any(c.isspace() or c in "/?#" for c in slug):
+        raise NormalizationError("linkedin_url", "invalid_linkedin_url", "the LinkedIn profile name is not valid")
+    return f"https://www.linkedin.com/in/{quote(slug, safe='-_.~')}"
+
+
+# ---- country ------------------------------------------------------------------------------------------------------
+
+#: Everyday names that ISO 3166 (pycountry) does not list under that spelling.
+_COUNTRY_ALIASES = {
+    "uk": "GB",
+    "u.k.": "GB",
+    "great britain": "GB",
+    "britain": "GB",
+    "england": "GB",
+    "scotland": "GB",
+    "wales": "GB",
+    "northern ireland": "GB",
+    "usa": "US",
+    "u.s.a.": "US",
+    "u.s.": "US",
+    "america": "US",
+    "united states of america": "US",
+    "russia": "RU",
+    "turkey": "TR",
+    "macedonia": "MK",
+    "ivory coast": "CI",
+    "uae": "AE",
+    "holland": "NL",
+    "the netherlands": "NL",
+    "korea": "KR",
+    "north korea": "KP",
+    "kosovo": "XK",
+    "palestine": "PS",
+    "deutschland": "DE",
+    "österreich": "AT",
+    "schweiz": "CH",
+    "suisse": "CH",
+    "españa": "ES",
+    "italia": "IT",
+    "polska": "PL",
+    "україна": "UA",
+    "ukraina": "UA",
+    "россия": "RU",
+    "czechia": "CZ",
+}
+
+
+@lru_cache(maxsize=4096)
+def _country_by_name(name: str) -> str | None:
+    key = name.strip().strip(".").lower()
+    if key in _COUNTRY_ALIASES:
+        return _COUNTRY_ALIASES[key]
+    if len(key) <= 3:  # codes only where the field is a country field: "CA" in "Austin, CA" is not Canada
+        return None
+    try:
+        return str(pycountry.countries.lookup(key).alpha_2)
+    except LookupError:
+        return None
+
+
+def country_code(value: str | None) -> str | None:
+    """ISO 3166-1 alpha-2 from a country field ("DE", "DEU", "Germany", "UK"); None when it names no country."""
+    text = normalize_name(value)
+    if text is None:
+        return None
+    if len(text) in (2, 3) and text.isalpha():
+        if text.upper() == "UK":
+            return "GB"
+        try:
+            return str(pycountry.countries.lookup(text).alpha_2)
+        except LookupError:
+            return _country_by_name(text)
+    return _country_by_name(text)
+
+
+def country_from_location(location: str | None) -> str | None:
+    """The country a free-text location names ("Berlin, Germany", "Austin, TX", "München, Deutschland").
+
+    Parts are tried from the last; a trailing US state or Canadian province code means US or CA.
+    """
+    text = normalize_name(location)
+    if text is None:
+        return None
+    parts = [p.strip() for p in re.split(r"[,;/\n]| - ", text) if p.strip()]
+    for part in reversed(parts):
+        found = _country_by_name(part)
+        if found:
+            return found
+    if len(parts) > 1:
+        last = parts[-1].split()[0].upper() if parts[-1].split() else ""
+        for country in ("US", "CA"):
+            if len(last) == 2 and pycountry.subdivisions.get(code=f"{country}-{last}") is not None:  # type: ignore[no-untyped-call]
+                return country
+    return None
+
+
+# ---- age ----------------------------------------------------------------------------------------------------------
+
+_AGE = re.compile(r"^\s*(\d{1,3})(?:\s*(?:years?|yrs?|y\.?o\.?|jahre|ans|лет|года?))?(?:\s*old)?\s*$", re.I)
+
+
+def parse_stated_age(value: object) -> int:
+    """A stated age ("17", "17 years", 17); refuses anything that is not a plausible whole number of years."""
+    if isinstance(value, bool):
+        raise NormalizationError("stated_age", "invalid_age", "not an age in years")
+    if isinstance(value, int):
+        age = value
+    elif isinstance(value, float) and value.is_integer():
+        age = int(value)
+    else:
+        match = _AGE.fullmatch(str(value))
+        if match is None:
+            raise NormalizationError("stated_age", "invalid_age", "not an age in years")
+        age = int(match.group(1))
+    if not 0 <= age <= 150:
+        raise NormalizationError("stated_age", "invalid_age", "an age must be between 0 and 150")
+    return age
+
+
+def parse_birth_date(value: str, *, today: date) -> date:
+    """A birth date: ISO (1990-05-17), day-first with dots (17.05.1990), or slashes when unambiguous.
+
+    ``03/04/2001`` is refused rather than guessed: the children rule depends on the exact date.
+    """
+    text = value.strip()
+    parsed: date | None = None
+    try:
+        parsed = date.fromisoformat(text[:10]) if re.fullmatch(r"\d{4}-\d{2}-\d{2}(?:[T ].*)?", text) else None
+        if parsed is None and (match := re.fullmatch(r"(\d{1,2})\.(\d{1,2})\.(\d{4})", text)):
+            parsed = date(int(match.group(3)), int(match.group(2)), int(match.group(1)))
+        if parsed is None and (match := re.fullmatch(r"(\d{1,2})[/-](\d{1,2})[/-](\d{4})", text)):
+            first, second, year = int(match.group(1)), int(match.group(2)), int(match.group(3))
+            if first > 12 >= second:
+                parsed = date(year, second, first)
+            elif second > 12 >= first or first == second:
+                parsed = date(year, first, second)
+            else:
+                raise NormalizationError(
+                    "birth_date", "ambiguous_birth_date", "day and month order is ambiguous; use YYYY-MM-DD"
+                )
+    except NormalizationError:
+        raise
+    except ValueError:
+        raise NormalizationError("birth_date", "invalid_birth_date", "not a calendar date") from None
+    if parsed is None:
+        raise NormalizationError("birth_date", "invalid_birth_date", "not a date (use YYYY-MM-DD)")
+    if parsed > today or parsed.year < today.year - 150:
+        raise NormalizationError("birth_date", "invalid_birth_date", "not a plausible birth date")
+    return parsed

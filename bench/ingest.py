@@ -1,0 +1,168 @@
+"""Ingest throughput (events/s) of the HTTP API and of the import path, next to raw confluent-kafka produce.
+
+All three run in the same process against the same broker, in one run:
+
+- baseline: a raw confluent-kafka producer (acks=all, idempotent, like ours) sending pre-built byte strings of the
+  same size as one event's two records (raw + normalised), then one flush;
+- import: ``IngestService.submit_many`` in batches of 500, as ``leadpipe import`` does: parse, normalise, seal
+  under a new per-subject data key (SQLite key store), publish and wait for the broker;
+- API: the FastAPI app in-process over ASGI (httpx), 16 concurrent signed web-form posts; each answer waits for
+  the broker's confirmation of its own records.
+
+Each phase is bounded by a count and by time, so the whole run stays well under a minute. Usage:
+``KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/python bench/ingest.py`` (BENCH_N scales the counts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import orjson
+from _broker import broker
+
+from pipeline.config import Settings, explicit_settings
+from pipeline.db import ensure_schema
+from pipeline.ingest.api import create_api, sign
+from pipeline.ingest.service import IngestService, Submission
+from pipeline.kafka.producer import ConfirmingPublisher, make_producer
+from pipeline.kafka.topics import apply_topics, delete_prefixed_topics
+from pipeline.logging import configure_logging
+from pipeline.models.common import Channel
+from pipeline.runtime import Runtime
+
+N = int(os.environ.get("BENCH_N", "3000"))
+PHASE_LIMIT_S = 15.0
+SECRET = "bench-secret"
+
+
+def form(i: int) -> bytes:
+    """A HubSpot-style demo request; a distinct person each time (so each needs its own data key)."""
+    return orjson.dumps(
+        {
+            "submittedAt": "1717600000000",
+            "fields": [
+                {"name": "firstname", "value": "Priya"},
+                {"name": "lastname", "value": f"Raman {i}"},
+                {"name": "email", "value": f"priya.raman.{i}@bigcorp.example.co.uk"},
+                {"name": "mobilephone", "value": "07700 900123"},
+                {"name": "company", "value": "BigCorp Ltd"},
+                {"name": "country", "value": "United Kingdom"},
+                {"name": "message", "value": "Would like a demo of the analytics platform for 30 users."},
+            ],
+            "context": {"pageUri": "https://www.example.com/demo-request", "pageName": "Request a demo"},
+        }
+    )
+
+
+def bench_raw(settings: Settings, count: int, record_size: int) -> tuple[int, float]:
+    producer = make_producer(settings)
+    topic = settings.topic("contacts.normalized")
+    value = b"x" * record_size
+    started = time.perf_counter()
+    sent = 0
+    for i in range(count):
+        while True:
+            try:
+                producer.produce(topic, value, f"sk_{i}")
+                break
+            except BufferError:
+                producer.poll(0.05)
+        sent += 1
+        producer.poll(0)
+        if time.perf_counter() - started > PHASE_LIMIT_S:
+            break
+    producer.flush(30)
+    return sent, time.perf_counter() - started
+
+
+def bench_import(service: IngestService, count: int) -> tuple[int, float]:
+    started = time.perf_counter()
+    done = 0
+    for start in range(0, count, 500):
+        batch = [
+            Submission("bench-import", Channel.WEB_FORM, form(i), "application/json")
+            for i in range(start, min(count, start + 500))
+        ]
+        results = service.submit_many(batch)
+        done += sum(len(r.event_ids) for r in results)
+        if time.perf_counter() - started > PHASE_LIMIT_S:
+            break
+    return done, time.perf_counter() - started
+
+
+async def bench_api(runtime: Runtime, publisher: ConfirmingPublisher, count: int, offset: int) -> tuple[int, float]:
+    app = create_api(runtime, publisher)
+    transport = httpx.ASGITransport(app=app)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(offset, offset + count):
+        queue.put_nowait(i)
+    accepted = 0
+    started = time.perf_counter()
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal accepted
+        while not queue.empty() and time.perf_counter() - started < PHASE_LIMIT_S:
+            i = queue.get_nowait()
+            body = form(i)
+            headers = {"content-type": "application/json", **sign(SECRET, body)}
+            response = await client.post("/v1/sources/bench-form", content=body, headers=headers)
+            if response.status_code != 202:
+                raise RuntimeError(f"unexpected {response.status_code}: {response.text}")
+            accepted += len(response.json()["event_ids"])
+
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        await asyncio.gather(*(worker(client) for _ in range(16)))
+    return accepted, time.perf_counter() - started
+
+
+def main() -> None:
+    configure_logging("WARNING", "console")
+    with broker() as servers, tempfile.TemporaryDirectory() as home:
+        settings = explicit_settings(
+            environment="test",
+            home=Path(home),
+            kafka_bootstrap_servers=servers,
+            topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
+            topic_partitions=3,
+            subject_key_pepper="bench-pepper",
+            key_encryption_key=base64.urlsafe_b64encode(b"b" * 32).decode(),
+            sources={"bench-form": {"channel": "web_form", "hmac_secret": SECRET}},
+        )
+        apply_topics(settings)
+        try:
+            runtime = Runtime(settings)
+            ensure_schema(runtime.engine)
+            publisher = ConfirmingPublisher(settings)
+            service = IngestService(runtime, publisher)
+            # one event = its raw record + its normalised record; measure the baseline with the same bytes
+            sample, outgoing = service.prepare(Submission("size", Channel.WEB_FORM, form(-1), "application/json"))
+            event_bytes = sum(len(o.value.model_dump_json()) for o in outgoing)
+            raw_records, raw_s = bench_raw(settings, 20 * N, event_bytes // 2)  # more: it is fast
+            imported, import_s = bench_import(service, N)
+            api_events, api_s = asyncio.run(bench_api(runtime, publisher, N // 3, offset=N))
+            publisher.close()
+        finally:
+            delete_prefixed_topics(settings)
+
+    raw_eps = raw_records / 2 / raw_s  # two records per event
+    import_eps = imported / import_s
+    api_eps = api_events / api_s
+    print(f"ingest benchmark (one event = 2 records of ~{event_bytes // 2} B each; {sample.status} sample)")
+    print(f"  raw confluent-kafka produce : {raw_records:>6} records in {raw_s:6.2f}s = {raw_eps:>9.0f} events/s")
+    print(f"  import (submit_many x500)   : {imported:>6} events  in {import_s:6.2f}s = {import_eps:>9.0f} events/s")
+    print(f"  HTTP API (ASGI, 16 clients) : {api_events:>6} events  in {api_s:6.2f}s = {api_eps:>9.0f} events/s")
+    print(
+        f"  import / raw = {import_eps / raw_eps:.3f}   API / raw = {api_eps / raw_eps:.4f}"
+        f"   API / import = {api_eps / import_eps:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""The HTTP ingest API: ``POST /v1/sources/{source_id}`` for webhooks, plus ``/healthz``, ``/metrics``.
+
+Each configured source (``settings.sources``) names its channel and how it authenticates: an HMAC-SHA256 signature
+over ``timestamp + "." + body`` (headers ``X-Leadpipe-Timestamp``, ``X-Leadpipe-Signature: sha256=<hex>``) or a
+bearer token. Checks run cheapest first: unknown source (404), content type (415), bearer token (401), body size
+while reading (413), signature (401). Every refusal is counted and logged without personal data.
+
+Other areas add routers by appending ``"module:attribute"`` to ``ROUTERS``; ``create_api`` includes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib
+import time
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from pipeline.config import SourceAuth
+from pipeline.ingest.coalesce import CoalescingPublisher
+from pipeline.ingest.deps import get_metrics, get_settings
+from pipeline.ingest.metrics import IngestMetrics
+from pipeline.ingest.service import IngestService, Submission, UnsupportedContentType, log_outcome
+from pipeline.kafka.producer import ConfirmingPublisher, PublishError
+from pipeline.logging import get_logger
+from pipeline.runtime import Runtime
+from pipeline.sources import CONTENT_TYPES
+
+log = get_logger(__name__)
+
+#: Routers other areas contribute ("module:attribute" of a fastapi.APIRouter); included by ``create_api``.
+ROUTERS: list[str] = [
+    "pipeline.rights.api:router",
+    "pipeline.sinks.crm.api:router",
+]
+
+TIMESTAMP_HEADER = "X-Leadpipe-Timestamp"
+SIGNATURE_HEADER = "X-Leadpipe-Signature"
+
+
+# ---- wire models of the API (also what /openapi.json documents) -------------------------------------------------
+
+
+class Accepted(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    event_ids: list[uuid.UUID] = Field(description="One per contact in the payload; the same bytes give the same ids")
+
+
+class FieldError(BaseModel):
+    field: str | None = Field(description="Dotted path of the bad field, e.g. 'email' or 'row 3.phone'")
+    reason: str = Field(description="Stable code, e.g. invalid_email, no_identity, missing_event_date")
+    message: str = Field(description="What is wrong, without quoting the value")
+
+
+class Rejected(BaseModel):
+    status: Literal["rejected"] = "rejected"
+    reason: str
+    message: str
+    errors: list[FieldError]
+    dead_lettered: bool = Field(default=True, description="The payload was kept, sealed, on contacts.dlq.ingest")
+    dead_letter_id: uuid.UUID
+
+
+class Refused(BaseModel):
+    status: Literal["refused"] = "refused"
+    reason: str
+    message: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+def _refuse(metrics: IngestMetrics, code: int, reason: str, message: str, **log_fields: Any) -> JSONResponse:
+    metrics.refusals.labels(reason=reason).inc()
+    log.warning("ingest_refused", status=code, reason=reason, **log_fields)
+    headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+    return JSONResponse(Refused(reason=reason, message=message).model_dump(), status_code=code, headers=headers)
+
+
+# ---- authentication ---------------------------------------------------------------------------------------------
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """Headers a source sends: the time and HMAC-SHA256 over ``"<timestamp>." + body`` (for clients and tests)."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: f"sha256={digest}"}
+
+
+def signature_problem(
+    secret: str, body: bytes, timestamp: str | None, signature: str | None, *, tolerance_s: int, now: float
+) -> str | None:
+    """None when the signature is valid and fresh; else the refusal reason."""
+    if not timestamp or not signature:
+        return "missing_signature"
+    try:
+        stamp = int(timestamp)
+    except ValueError:
+        return "bad_timestamp"
+    if abs(now - stamp) > tolerance_s:
+        return "stale_timestamp"
+    expected = "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
+        return "bad_signature"
+    return None
+
+
+def bearer_problem(auth: SourceAuth, header: str | None) -> str | None:
+    if auth.bearer_token is None:
+        return None
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return "missing_token"
+    if not hmac.compare_digest(auth.bearer_token.get_secret_value().encode(), token.strip().encode()):
+        return "bad_token"
+    return None
+
+
+# ---- the ingest router ------------------------------------------------------------------------------------------
+
+router = APIRouter()
+
+_ALL_TYPES = sorted(set().union(*CONTENT_TYPES.values()))
+_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The payload exactly as the source sends it; the source's channel decides which types it reads "
+        + "; ".join(f"{c.value}: {', '.join(sorted(t))}" for c, t in CONTENT_TYPES.items()),
+        "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in _ALL_TYPES},
+    },
+    "parameters": [
+        {"name": TIMESTAMP_HEADER, "in": "header", "required": False, "schema": {"type": "string"}},
+        {"name": SIGNATURE_HEADER, "in": "header", "required": False, "schema": {"type": "string"}},
+    ],
+}
+
+
+@router.post(
+    "/v1/sources/{source_id}",
+    status_code=202,
+    response_model=Accepted,
+    summary="Submit a payload from a configured source",
+    responses={
+        400: {"model": Rejected, "description": "Not well-formed (bad JSON, CSV, encoding); dead-lettered"},
+        401: {"model": Refused, "description": "Bad or missing signature or token"},
+        404: {"model": Refused, "description": "Unknown source id"},
+        413: {"model": Refused, "description": "Body larger than ingest_max_body_bytes"},
+        415: {"model": Refused, "description": "The source's channel does not read this content type"},
+        422: {"model": Rejected, "description": "Well-formed but not normalisable; dead-lettered"},
+        500: {"model": Rejected, "description": "Adapter failure; the payload was dead-lettered"},
+        503: {"model": Refused, "description": "The broker did not confirm; nothing was accepted, retry"},
+    },
+    openapi_extra=_REQUEST_BODY,
+)
+async def submit(source_id: str, request: Request) -> Response:
+    settings = get_settings(request)
+    metrics = get_metrics(request)
+    service: IngestService = request.app.state.service
+    auth = settings.sources.get(source_id)
+    if auth is None:
+        return _refuse(metrics, 404, "unknown_source", "no source with this id is configured")
+    channel = auth.channel
+    content_type = request.headers.get("content-type", "")
+    try:
+        service.check_content_type(channel, content_type)
+    except UnsupportedContentType as exc:
+        metrics.requests.labels(channel=channel.value, outcome="refused").inc()
+        return _refuse(metrics, 415, "unsupported_content_type", str(exc), source_id=source_id)
+    if auth.hmac_secret is None and auth.bearer_token is None:
+        return _refuse(metrics, 401, "source_without_credentials", "the source has no credentials configured")
+    if problem := bearer_problem(auth, request.headers.get("authorization")):
+        metrics.requests.labels(channel=channel.value, outcome="refused").inc()
+        return _refuse(metrics, 401, problem, "a valid bearer token is required", source_id=source_id)
+
+    limit = settings.ingest_max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return _refuse(metrics, 413, "too_large", f"the body exceeds {limit} bytes", source_id=source_id)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return _refuse(metrics, 413, "too_large", f"the body exceeds {limit} bytes", source_id=source_id)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+
+    if auth.hmac_secret is not None and (
+        problem := signature_problem(
+            auth.hmac_secret.get_secret_value(),
+            body,
+            request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER),
+            tolerance_s=settings.ingest_signature_tolerance_s,
+            now=time.time(),
+        )
+    ):
+        metrics.requests.labels(channel=channel.value, outcome="refused").inc()
+        return _refuse(
+            metrics,
+            401,
+            problem,
+            f"a valid {SIGNATURE_HEADER} over '<timestamp>.<body>' is required",
+            source_id=source_id,
+        )
+
+    started = time.perf_counter()
+    submission = Submission(source_id, channel, body, content_type)
+    try:
+        result, records = await run_in_threadpool(service.prepare, submission)
+        await request.app.state.coalescer.publish(records)
+    except PublishError as exc:
+        metrics.requests.labels(channel=channel.value, outcome="error").inc()
+        log.error("ingest_publish_failed", source_id=source_id, error=str(exc))
+        return JSONResponse(
+            Refused(
+                reason="broker_unavailable", message="the broker did not confirm; nothing was accepted, retry"
+            ).model_dump(),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+    log_outcome(submission, result)
+    metrics.latency.labels(channel=channel.value).observe(time.perf_counter() - started)
+    if result.accepted:
+        metrics.requests.labels(channel=channel.value, outcome="accepted").inc()
+        metrics.events.labels(channel=channel.value).inc(len(result.event_ids))
+        return JSONResponse(Accepted(event_ids=list(result.event_ids)).model_dump(mode="json"), status_code=202)
+    metrics.requests.labels(channel=channel.value, outcome="rejected").inc()
+    metrics.dead_letters.labels(channel=channel.value, reason=result.reason or "unknown").inc()
+    assert result.dead_letter_id is not None
+    rejected = Rejected(
+        reason=result.reason or "unknown",
+        message="; ".join(f"{p.field or 'payload'}: {p.message}" for p in result.problems)[:2000],
+        errors=[FieldError(field=p.field, reason=p.reason, message=p.message) for p in result.problems[:200]],
+        dead_letter_id=result.dead_letter_id,
+    )
+    code = 500 if result.internal_error else 400 if result.malformed else 422
+    return JSONResponse(rejected.model_dump(mode="json"), status_code=code)
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness")
+async def healthz() -> Health:
+    return Health()
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(generate_latest(get_metrics(request).registry), media_type=CONTENT_TYPE_LATEST)
+
+
+# ---- the app ----------------------------------------------------------------------------------------------------
+
+
+def _load_router(reference: str) -> APIRouter:
+    module_name, _, attribute = reference.partition(":")
+    found = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(found, APIRouter):
+        raise TypeError(f"{reference} is not a fastapi.APIRouter")
+    return found
+
+
+def create_api(runtime: Runtime, publisher: ConfirmingPublisher) -> FastAPI:
+    """The leadpipe HTTP app: the ingest router plus every router listed in ``ROUTERS``."""
+    app = FastAPI(
+        title="leadpipe",
+        version="1",
+        summary="Contact events in (webhooks from forms, chat bots, mail, messengers, events, customer imports).",
+    )
+    app.state.runtime = runtime
+    app.state.publisher = publisher
+    app.state.metrics = IngestMetrics()
+    app.state.service = IngestService(runtime, publisher)
+    app.state.coalescer = CoalescingPublisher(publisher)
+    app.include_router(router)
+    for reference in ROUTERS:
+        app.include_router(_load_router(reference))
+    return app

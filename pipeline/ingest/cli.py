@@ -1,0 +1,33 @@
+"""``leadpipe serve``: the HTTP app (ingest API and every router in ``pipeline.ingest.api.ROUTERS``) under uvicorn."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pipeline.config import get_settings
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address; default LEADPIPE_INGEST_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port; default LEADPIPE_INGEST_PORT.")] = None,
+) -> None:
+    """Serve the ingest API (and the review, CRM and DPO routers) until interrupted."""
+    import uvicorn
+
+    from pipeline.db import ensure_schema
+    from pipeline.ingest.api import create_api
+    from pipeline.kafka.producer import ConfirmingPublisher
+    from pipeline.runtime import Runtime
+
+    settings = get_settings()
+    runtime = Runtime(settings)
+    ensure_schema(runtime.engine)
+    publisher = ConfirmingPublisher(settings)
+    app = create_api(runtime, publisher)
+    try:
+        # log_config=None: uvicorn's loggers go through leadpipe's redacting handler instead of their own
+        uvicorn.run(app, host=host or settings.ingest_host, port=port or settings.ingest_port, log_config=None)
+    finally:
+        publisher.close()

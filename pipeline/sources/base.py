@@ -1,0 +1,407 @@
+"""What every source adapter shares: the context it is called with, its typed error, and the event builder.
+
+An adapter is a pure function ``parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]``: no I/O, no clock
+(the time comes in ``ctx``), no randomness (event ids derive from the payload), so a retried webhook yields the
+same event ids and downstream idempotency works. It returns at least one event or raises ``SourceError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from email.message import Message
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from pipeline import normalize
+from pipeline.models.common import Channel, InteractionKind
+from pipeline.models.contact import Consent, ContactEvent, Interaction, Person, Provenance
+
+#: uuid5 namespace of event ids and dead-letter ids (fixed forever: changing it changes every id).
+EVENT_NAMESPACE = uuid.UUID("6f1d0c7e-2b7a-5d1e-9a63-4c1f3b8e2a10")
+
+#: Reasons that mean "the payload is not even well-formed" (HTTP 400) rather than "well-formed but unusable" (422).
+MALFORMED_REASONS = frozenset(
+    {"malformed_json", "malformed_csv", "malformed_form", "malformed_mime", "bad_encoding", "empty_payload"}
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a payload: a stable code, the field (dotted path) and an explanation without values."""
+
+    reason: str
+    field: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"reason": self.reason, "field": self.field, "message": self.message}
+
+
+class SourceError(Exception):
+    """The payload cannot become contact events. ``problems`` lists every bad field found, the first is the reason."""
+
+    def __init__(self, reason: str, field: str | None, message: str, *, more: Sequence[Problem] = ()) -> None:
+        self.reason = reason
+        self.field = field
+        self.message = message
+        self.problems: tuple[Problem, ...] = (Problem(reason, field, message), *more)
+        super().__init__(self.explain())
+
+    @classmethod
+    def of(cls, problems: Sequence[Problem]) -> SourceError:
+        first, *rest = problems
+        return cls(first.reason, first.field, first.message, more=rest)
+
+    @property
+    def malformed(self) -> bool:
+        return self.reason in MALFORMED_REASONS
+
+    def explain(self) -> str:
+        return "; ".join(f"{p.field or 'payload'}: {p.message} ({p.reason})" for p in self.problems)
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """Everything an adapter may know besides the bytes: who sent it, as what, when, and the identity pepper."""
+
+    source_id: str
+    channel: Channel
+    content_type: str
+    received_at: datetime
+    pepper: bytes = field(repr=False)
+    payload_digest: str
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_payload(
+        cls,
+        raw: bytes,
+        *,
+        source_id: str,
+        channel: Channel,
+        content_type: str,
+        received_at: datetime,
+        pepper: bytes,
+    ) -> SourceContext:
+        media_type, params = parse_content_type(content_type)
+        return cls(
+            source_id=source_id,
+            channel=channel,
+            content_type=media_type,
+            received_at=received_at,
+            pepper=pepper,
+            payload_digest=hashlib.sha256(raw).hexdigest(),
+            params=params,
+        )
+
+    @property
+    def charset(self) -> str | None:
+        return self.params.get("charset")
+
+    @property
+    def today(self) -> date:
+        return self.received_at.astimezone(UTC).date()
+
+    def event_id(self, index: int) -> uuid.UUID:
+        """Deterministic: the same source sending the same bytes gets the same ids (retries are idempotent)."""
+        return uuid.uuid5(EVENT_NAMESPACE, f"event\n{self.source_id}\n{self.payload_digest}\n{index}")
+
+    def dead_letter_id(self) -> uuid.UUID:
+        return uuid.uuid5(EVENT_NAMESPACE, f"dead-letter\n{self.source_id}\n{self.payload_digest}")
+
+
+def parse_content_type(header: str) -> tuple[str, dict[str, str]]:
+    """("text/csv", {"charset": "utf-8"}) from a Content-Type header, with the stdlib's RFC 2045 parser."""
+    msg = Message()
+    msg["content-type"] = header or "application/octet-stream"
+    found = msg.get_params() or []
+    params = {str(k).lower(): str(v) for k, v in found[1:]}
+    return msg.get_content_type().lower(), params
+
+
+# ---- decoding ---------------------------------------------------------------------------------------------------
+
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+
+
+def decode_text(raw: bytes, charset: str | None = None) -> str:
+    """Text of a payload: BOM, then the declared charset, then UTF-8, then Windows-1252 (what spreadsheets export)."""
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            try:
+                return raw[len(bom) :].decode(encoding)
+            except UnicodeDecodeError:
+                raise SourceError("bad_encoding", None, f"the payload is not valid {encoding}") from None
+    for encoding in (charset or "", "utf-8", "cp1252"):
+        if not encoding:
+            continue
+        try:
+            return raw.decode(encoding)
+        except (ValueError, LookupError):  # also a charset name that is garbage ("utf\x00-8")
+            continue
+    return raw.decode("latin-1")
+
+
+def load_json(raw: bytes) -> Any:
+    """Parsed JSON, or a ``malformed_json`` error naming the line and column (never quoting the payload)."""
+    if not raw.strip():
+        raise SourceError("empty_payload", None, "the payload is empty")
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SourceError(
+            "malformed_json", None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+
+
+def require_object(value: Any, what: str = "the payload") -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SourceError("unexpected_shape", None, f"{what} must be a JSON object, not {json_type(value)}")
+    return value
+
+
+def json_type(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def text_of(value: Any) -> str | None:
+    """A scalar as text ("" and whitespace → None); lists of scalars are joined (checkbox groups)."""
+    if value is None or isinstance(value, dict):
+        return None
+    if isinstance(value, list):
+        parts = [t for t in (text_of(v) for v in value) if t]
+        return ", ".join(parts) or None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value).strip()
+    return text or None
+
+
+def obj(value: Any) -> dict[str, Any]:
+    """The value when it is a JSON object, else an empty one (shape errors are reported where they matter)."""
+    return value if isinstance(value, dict) else {}
+
+
+def dig(data: Any, *path: str) -> Any:
+    """data[a][b]... or None when any step is missing or not an object."""
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+# ---- time -------------------------------------------------------------------------------------------------------
+
+_EPOCH_MS_THRESHOLD = 10_000_000_000  # seconds since 1970 stay below this until the year 2286
+
+
+def parse_timestamp(value: Any, field_name: str, problems: list[Problem]) -> datetime | None:
+    """A point in time from ISO 8601 text, a date, or epoch seconds/milliseconds. Naive times are taken as UTC.
+
+    Sources that send local time without an offset are rare among webhooks (they send UTC or an offset); the
+    alternative, refusing, would dead-letter every spreadsheet date.
+    """
+    if value is None or value == "":
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, int | float) or (isinstance(value, str) and re.fullmatch(r"\d{9,13}(\.\d+)?", value)):
+            number = float(value)
+            if number > _EPOCH_MS_THRESHOLD:
+                number /= 1000
+            return datetime.fromtimestamp(number, UTC)
+        text = str(value).strip()
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return datetime.combine(date.fromisoformat(text), time(), UTC)
+        if match := re.fullmatch(r"(\d{1,2})\.(\d{1,2})\.(\d{4})", text):
+            return datetime(int(match.group(3)), int(match.group(2)), int(match.group(1)), tzinfo=UTC)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        problems.append(Problem("invalid_timestamp", field_name, "not a date/time (use ISO 8601 or epoch seconds)"))
+        return None
+
+
+def plausible_occurrence(at: datetime | None, ctx: SourceContext) -> datetime:
+    """When it happened: the payload's time unless missing or in the future (clock skew); then the receipt time."""
+    if at is None or at > ctx.received_at + timedelta(minutes=10):
+        return ctx.received_at
+    return at
+
+
+# ---- building events --------------------------------------------------------------------------------------------
+
+#: Canonical person fields an adapter may fill (see ``build_person``).
+PERSON_FIELDS = (
+    "first_name",
+    "last_name",
+    "full_name",
+    "position",
+    "email",
+    "phone",
+    "location",
+    "country",
+    "company",
+    "company_address",
+    "skype_id",
+    "linkedin_url",
+    "stated_age",
+    "birth_date",
+)
+
+
+def build_person(
+    values: Mapping[str, Any],
+    ctx: SourceContext,
+    problems: list[Problem],
+    *,
+    prefix: str = "",
+    handles: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], str | None]:
+    """Normalised person fields and the subject key, from canonical field names. Bad fields go to ``problems``.
+
+    A field that is present but cannot be normalised is a problem, not silently dropped: a mistyped e-mail must
+    reach a person (the dead-letter topic), not vanish.
+    """
+    person: dict[str, Any] = {}
+
+    def put(name: str, value: str | None) -> None:
+        if value is not None:
+            person[name] = value
+
+    first = normalize.normalize_name(text_of(values.get("first_name")))
+    last = normalize.normalize_name(text_of(values.get("last_name")))
+    if first is None and last is None:
+        first, last = normalize.split_full_name(text_of(values.get("full_name")))
+    put("first_name", first)
+    put("last_name", last)
+    for name in ("position", "company", "company_address", "location"):
+        put(name, normalize.normalize_name(text_of(values.get(name))))
+    country = normalize.country_code(text_of(values.get("country"))) or normalize.country_from_location(
+        person.get("location") or person.get("company_address")
+    )
+    put("country_code", country)
+    if "location" not in person and (country_text := normalize.normalize_name(text_of(values.get("country")))):
+        person["location"] = country_text
+
+    checks: list[tuple[str, Any]] = [
+        ("email", normalize.canonical_email),
+        ("phone", lambda v: normalize.canonical_phone(v, country)),
+        ("skype_id", normalize.canonical_skype),
+        ("linkedin_url", normalize.canonical_linkedin),
+    ]
+    for name, check in checks:
+        text = text_of(values.get(name))
+        if text is None:
+            continue
+        try:
+            person[name] = check(text)
+        except normalize.NormalizationError as exc:
+            problems.append(Problem(exc.reason, prefix + name, str(exc).split(": ", 1)[-1]))
+    if (age := values.get("stated_age")) not in (None, ""):
+        try:
+            person["stated_age"] = normalize.parse_stated_age(age)
+        except normalize.NormalizationError as exc:
+            problems.append(Problem(exc.reason, prefix + "stated_age", str(exc).split(": ", 1)[-1]))
+    if birth := text_of(values.get("birth_date")):
+        try:
+            person["birth_date"] = normalize.parse_birth_date(birth, today=ctx.today)
+        except normalize.NormalizationError as exc:
+            problems.append(Problem(exc.reason, prefix + "birth_date", str(exc).split(": ", 1)[-1]))
+    if handles:
+        person["messenger_handles"] = {k: v for k, v in handles.items() if v}
+    key: str | None = None
+    if "email" in person or "phone" in person:
+        key = normalize.subject_key(ctx.pepper, email=person.get("email"), phone=person.get("phone"))
+    elif not any(p.field in (prefix + "email", prefix + "phone") for p in problems):
+        problems.append(
+            Problem("no_identity", prefix + "email", "no e-mail address or phone number: a contact needs one of them")
+        )
+    return person, key
+
+
+def checkbox_ticked(value: Any) -> bool:
+    """Whether a checkbox value means ticked: true/1/on/yes/checked, or the label text a checkbox group sends."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, list):
+        return any(checkbox_ticked(v) for v in value)
+    text = text_of(value)
+    if text is None:
+        return False
+    return text.lower() not in {"0", "false", "no", "off", "unchecked", "n", "none", "null", "nein", "non"}
+
+
+def make_event(
+    ctx: SourceContext,
+    index: int,
+    *,
+    person: Mapping[str, Any],
+    subject_key: str | None,
+    interaction: Mapping[str, Any],
+    provenance: Mapping[str, Any] | None = None,
+    consents: Iterable[Consent] = (),
+    occurred_at: datetime | None = None,
+    problems: Sequence[Problem] = (),
+    prefix: str = "",
+) -> ContactEvent:
+    """The event, or a SourceError listing every problem (including model limits such as a 300-character name)."""
+    found = list(problems)
+    built: ContactEvent | None = None
+    try:
+        built = ContactEvent(
+            event_id=ctx.event_id(index),
+            channel=ctx.channel,
+            occurred_at=plausible_occurrence(occurred_at, ctx),
+            received_at=ctx.received_at,
+            subject_key=subject_key or "sk_unknown_subject",
+            person=Person(**person),
+            interaction=Interaction(**interaction),
+            consents=tuple(consents),
+            provenance=Provenance(source_id=ctx.source_id, **(provenance or {})),
+        )
+    except ValidationError as exc:
+        for error in exc.errors(include_input=False, include_url=False):
+            loc = ".".join(str(part) for part in error["loc"])
+            found.append(Problem("invalid_field", prefix + loc, str(error["msg"])))
+    if found or built is None or subject_key is None:
+        if not found:
+            found.append(Problem("no_identity", prefix + "email", "no e-mail address or phone number"))
+        raise SourceError.of(found)
+    return built
+
+
+def interaction_kind(*hints: str | None, default: InteractionKind) -> InteractionKind:
+    """The form type from whatever names it (a type field, the form's name, the page URL)."""
+    text = " ".join(h.lower() for h in hints if h)
+    if re.search(r"white[\s_-]?paper|e-?book|download", text):
+        return InteractionKind.WHITE_PAPER
+    if re.search(r"\bdemo", text):
+        return InteractionKind.DEMO_REQUEST
+    if re.search(r"expert|consult|estimate|quote", text):
+        return InteractionKind.EXPERT_REQUEST
+    if re.search(r"contact", text):
+        return InteractionKind.CONTACT_US
+    return default
+
+
+def require_events(events: list[ContactEvent]) -> list[ContactEvent]:
+    """Adapters end with this: a payload that yields no event is an explained rejection, never an empty success."""
+    if not events:
+        raise SourceError("empty_payload", None, "the payload holds no contact")
+    return events

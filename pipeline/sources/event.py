@@ -1,0 +1,160 @@
+"""Event attendees (policy section 7): Eventbrite-style orders/attendees (JSON) and scanned business cards (CSV).
+
+The event's date starts the attendee retention clock ("6 years from the last event the person registered for"),
+so an attendee without an event date is refused, not guessed.
+
+JSON: an order with ``attendees`` (Eventbrite's ``expand=attendees,event``) gives one event per attendee; a single
+attendee object (with ``profile``) gives one. A bare Eventbrite webhook (``config`` + ``api_url`` only) is refused
+with an explanation: it names the order but does not carry it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pipeline.models.common import InteractionKind
+from pipeline.models.contact import ContactEvent
+from pipeline.normalize import clean_text
+from pipeline.sources import fields, tabular
+from pipeline.sources.base import (
+    Problem,
+    SourceContext,
+    SourceError,
+    build_person,
+    dig,
+    make_event,
+    obj,
+    parse_timestamp,
+    require_events,
+    text_of,
+)
+
+CONTENT_TYPES = frozenset({"application/json"}) | tabular.CSV_TYPES
+
+
+def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
+    if ctx.content_type in tabular.CSV_TYPES:
+        rows = tabular.read_csv(raw, ctx.charset)
+        return collect_all([(f"row {line}.", _card_builder(row)) for line, row in rows], ctx)
+    builders: list[tuple[str, Callable[[SourceContext, int, str], ContactEvent]]] = []
+    for path, order in tabular.records_of_json(raw):
+        if "api_url" in order and "config" in order and len(order) <= 3:
+            raise SourceError(
+                "unexpanded_webhook",
+                "api_url",
+                "an Eventbrite webhook only names the order; send the order with expand=attendees,event",
+            )
+        attendees = order.get("attendees")
+        if isinstance(attendees, list) and attendees:
+            for position, attendee in enumerate(attendees):
+                builders.append((f"{path}attendees[{position}].", _attendee_builder(attendee, order)))
+        else:
+            builders.append((f"{path}." if path else "", _attendee_builder(order, order)))
+    return collect_all(builders, ctx)
+
+
+def collect_all(
+    builders: list[tuple[str, Callable[[SourceContext, int, str], ContactEvent]]], ctx: SourceContext
+) -> list[ContactEvent]:
+    """Build every record; refuse with ALL bad fields of all records at once, so one answer lists every fix."""
+    events: list[ContactEvent] = []
+    problems: list[Problem] = []
+    for index, (prefix, build) in enumerate(builders):
+        try:
+            events.append(build(ctx, index, prefix))
+        except SourceError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise SourceError.of(problems)
+    return require_events(events)
+
+
+def _event_date(order: Mapping[str, Any], attendee: Mapping[str, Any], prefix: str, problems: list[Problem]) -> Any:
+    start = dig(attendee, "event", "start") or dig(order, "event", "start") or {}
+    value = (
+        text_of(dig(start, "utc"))
+        or text_of(dig(start, "local"))
+        or text_of(attendee.get("event_date"))
+        or text_of(order.get("event_date"))
+    )
+    if value is None:
+        problems.append(
+            Problem("missing_event_date", prefix + "event.start.utc", "the event date starts the retention clock")
+        )
+        return None
+    return parse_timestamp(value, prefix + "event.start.utc", problems)
+
+
+def _attendee_builder(attendee: Any, order: Mapping[str, Any]) -> Callable[[SourceContext, int, str], ContactEvent]:
+    def build(ctx: SourceContext, index: int, prefix: str) -> ContactEvent:
+        if not isinstance(attendee, dict):
+            raise SourceError("unexpected_shape", prefix.rstrip(".") or None, "an attendee must be an object")
+        problems: list[Problem] = []
+        profile = obj(attendee.get("profile")) or attendee
+        pairs = [(k, v) for k, v in profile.items() if not isinstance(v, dict | list)]
+        answers = attendee.get("answers")
+        for answer in answers if isinstance(answers, list) else []:
+            if isinstance(answer, dict) and text_of(answer.get("question")):
+                pairs.append((str(answer["question"]), answer.get("answer")))
+        values = fields.collect(pairs)
+        address = (
+            dig(profile, "addresses", "work") or dig(profile, "addresses", "bill") or dig(profile, "addresses", "home")
+        )
+        if isinstance(address, dict):
+            parts = [text_of(address.get(k)) for k in ("address_1", "address_2", "postal_code", "city", "region")]
+            values.setdefault("company_address", ", ".join(p for p in parts if p) or None)
+            values.setdefault("location", text_of(address.get("city")))
+            values.setdefault("country", text_of(address.get("country")))
+        person, key = build_person(values, ctx, problems, prefix=prefix + "profile.")
+        event_date = _event_date(order, attendee, prefix, problems)
+        name = text_of(dig(attendee, "event", "name", "text")) or text_of(dig(order, "event", "name", "text"))
+        occurred = parse_timestamp(attendee.get("created") or order.get("created"), prefix + "created", problems)
+        interaction = {
+            "kind": InteractionKind.REGISTRATION,
+            "subject": clean_text(text_of(dig(attendee, "ticket_class_name")), 1000),
+            "event_name": clean_text(name or text_of(order.get("event_id")), 500),
+            "event_date": event_date,
+        }
+        return make_event(
+            ctx,
+            index,
+            person=person,
+            subject_key=key,
+            interaction=interaction,
+            occurred_at=occurred,
+            problems=problems,
+            prefix=prefix,
+        )
+
+    return build
+
+
+def _card_builder(row: Mapping[str, str]) -> Callable[[SourceContext, int, str], ContactEvent]:
+    def build(ctx: SourceContext, index: int, prefix: str) -> ContactEvent:
+        problems: list[Problem] = []
+        values = fields.collect(row.items())
+        person, key = build_person(values, ctx, problems, prefix=prefix)
+        event_date = None
+        if text_of(values.get("event_date")) is None:
+            problems.append(Problem("missing_event_date", prefix + "event_date", "the event date starts the clock"))
+        else:
+            event_date = parse_timestamp(values.get("event_date"), prefix + "event_date", problems)
+        interaction = {
+            "kind": InteractionKind.BUSINESS_CARD,
+            "event_name": clean_text(text_of(values.get("event_name")), 500),
+            "event_date": event_date,
+            "message": clean_text(text_of(values.get("message")), 50_000),
+        }
+        return make_event(
+            ctx,
+            index,
+            person=person,
+            subject_key=key,
+            interaction=interaction,
+            occurred_at=event_date,
+            problems=problems,
+            prefix=prefix,
+        )
+
+    return build

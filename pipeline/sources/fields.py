@@ -1,0 +1,158 @@
+"""Field names as forms, chat bots and spreadsheets spell them, mapped to leadpipe's canonical names.
+
+WordPress Contact Form 7 posts ``your-name``/``your-email``, HubSpot ``firstname``/``mobilephone``, a business-card
+scanner exports "E-Mail Address" and "Job Title": one table, shared by every adapter that reads named fields.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from pipeline.sources.base import text_of
+
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "email": (
+        "email",
+        "e_mail",
+        "email_address",
+        "e_mail_address",
+        "mail",
+        "work_email",
+        "business_email",
+        "emailaddress",
+        "contact_email",
+        "user_email",
+    ),
+    "first_name": ("first_name", "firstname", "fname", "given_name", "name_first", "vorname", "forename"),
+    "last_name": ("last_name", "lastname", "lname", "surname", "family_name", "name_last", "nachname"),
+    "full_name": ("name", "full_name", "fullname", "contact_name", "contact_person", "person", "attendee_name"),
+    "phone": (
+        "phone",
+        "tel",
+        "telephone",
+        "phone_number",
+        "phonenumber",
+        "mobile",
+        "mobilephone",
+        "mobile_phone",
+        "cell",
+        "cell_phone",
+        "work_phone",
+        "business_phone",
+        "telefon",
+        "phone_no",
+    ),
+    "position": (
+        "position",
+        "job_title",
+        "jobtitle",
+        "role",
+        "job",
+        "title_position",
+        "designation",
+        "employment_title",
+    ),
+    "company": ("company", "company_name", "organisation", "organization", "org", "firm", "employer", "account"),
+    "company_address": ("company_address", "address", "street_address", "business_address", "work_address"),
+    "location": ("location", "city", "town", "region", "state_region"),
+    "country": ("country", "country_code", "country_region", "land"),
+    "skype_id": ("skype", "skype_id", "skype_name", "skypeid", "skype_login"),
+    "linkedin_url": ("linkedin", "linkedin_url", "linkedin_profile", "linkedin_profile_url", "linkedin_link"),
+    "stated_age": ("age", "stated_age", "your_age"),
+    "birth_date": ("birth_date", "birthdate", "date_of_birth", "dob", "birthday"),
+    "message": (
+        "message",
+        "comments",
+        "comment",
+        "request",
+        "description",
+        "details",
+        "how_can_we_help",
+        "how_can_we_help_you",
+        "project_description",
+        "project_details",
+        "enquiry",
+        "inquiry",
+        "question",
+        "notes",
+        "note",
+        "communication_history",
+        "textarea",
+    ),
+    "subject": ("subject", "topic", "regarding"),
+    "form_type": ("form_type", "form_kind", "request_type", "inquiry_type", "type_of_request", "lead_type"),
+    "event_name": ("event", "event_name", "event_title", "conference", "met_at", "trade_show"),
+    "event_date": ("event_date", "date_of_event", "event_start", "event_day", "scanned_at", "scan_date", "met_on"),
+    "last_service_delivery_at": (
+        "last_service_delivery",
+        "last_service_delivery_at",
+        "last_service_date",
+        "last_delivery",
+        "last_delivery_date",
+        "last_service",
+        "service_delivered_at",
+        "last_invoice_date",
+    ),
+    "customer_id": ("customer_id", "client_id", "account_id", "crm_id", "customer_number"),
+    "page_url": ("page_url", "page_uri", "pageuri", "url", "page", "source_url", "referrer_page"),
+    "occurred_at": ("submitted_at", "submittedat", "created_at", "timestamp", "date", "created", "updated_at"),
+}
+
+_BY_ALIAS = {alias: canonical for canonical, aliases in _ALIASES.items() for alias in aliases}
+_PREFIXES = ("your_", "contact_", "input_", "field_", "lead_", "customer_", "attendee_", "visitor_")
+
+
+@lru_cache(maxsize=4096)
+def normalize_key(key: str) -> str:
+    """``Your-E-Mail``, ``your_email``, ``E-Mail Address`` → comparable snake case (accents folded)."""
+    folded = unicodedata.normalize("NFKD", key).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "_", folded).strip("_")
+
+
+@lru_cache(maxsize=4096)
+def canonical_field(key: str) -> str | None:
+    """The canonical name of a source's field name, or None when leadpipe does not know it."""
+    norm = normalize_key(key)
+    for candidate in dict.fromkeys((norm, re.sub(r"_\d+$", "", norm))):  # CF7 auto-names: "tel-123", "email-42"
+        if candidate in _BY_ALIAS:
+            return _BY_ALIAS[candidate]
+        for prefix in _PREFIXES:
+            if candidate.startswith(prefix) and (rest := candidate.removeprefix(prefix)) in _BY_ALIAS:
+                return _BY_ALIAS[rest]
+    return None
+
+
+def collect(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Canonical name → value; when several fields mean the same (Phone, Mobile) the first non-empty one wins."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        name = canonical_field(key)
+        if name is not None and name not in out and text_of(value) is not None:
+            out[name] = value
+    return out
+
+
+def is_honeypot(key: str) -> bool:
+    """Hidden anti-spam fields: CF7 Honeypot (``honeypot-123``), Akismet's ``ak_hp``, Gravity's honeypot input."""
+    norm = normalize_key(key)
+    return "honeypot" in norm or norm in {"hp", "ak_hp", "_hp"} or norm.startswith("hp_") or norm.endswith("_hp")
+
+
+_CONSENT = re.compile(
+    r"consent|gdpr|opt_?in|newsletter|subscribe|marketing|communications|further_contact|agree|accept"
+)
+_NOT_CONSENT = re.compile(r"privacy|terms|tos|conditions|policy")
+
+
+def is_consent_field(key: str) -> bool:
+    """A checkbox asking for further contact; "I have read the privacy notice" is acknowledgement, not consent."""
+    norm = normalize_key(key)
+    return bool(_CONSENT.search(norm)) and not _NOT_CONSENT.search(norm)
+
+
+def flatten(pairs: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    return list(pairs.items())

@@ -1,0 +1,296 @@
+"""Messengers and phone (policy section 5): chat and call logs from Skype, Viber, WhatsApp, Telegram and telephony.
+
+Recognised shapes, by their own markers:
+
+- WhatsApp Cloud API webhooks (``"object": "whatsapp_business_account"``): one event per contact in the batch;
+- Telegram Bot API updates (``update_id``): the sender's handle, and the phone when they shared their contact;
+- Viber REST bot callbacks (``event`` + ``sender``);
+- leadpipe's call/chat log (``platform`` + ``contact``, or a list of them) for Skype exports, PBX and call trackers:
+  ``{"platform", "type": "call"|"chat", "contact": {...}, "started_at", "duration_s", "recording_ref", "messages"}``.
+
+Telegram and Viber do not share a phone number unless the person sends their contact card; without an e-mail or
+phone there is no identity, and the rejection says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pipeline.models.common import InteractionKind
+from pipeline.models.contact import ContactEvent
+from pipeline.normalize import clean_text
+from pipeline.sources import fields
+from pipeline.sources.base import (
+    Problem,
+    SourceContext,
+    SourceError,
+    build_person,
+    dig,
+    json_type,
+    load_json,
+    make_event,
+    obj,
+    parse_timestamp,
+    require_events,
+    text_of,
+)
+
+CONTENT_TYPES = frozenset({"application/json"})
+
+PLATFORMS = ("skype", "viber", "whatsapp", "telegram", "phone", "sms", "widget")
+
+_AUTHOR: dict[str, Literal["person", "agent", "bot"]] = {
+    "contact": "person",
+    "customer": "person",
+    "caller": "person",
+    "them": "person",
+    "in": "person",
+    "inbound": "person",
+    "agent": "agent",
+    "operator": "agent",
+    "us": "agent",
+    "out": "agent",
+    "outbound": "agent",
+    "bot": "bot",
+}
+
+
+def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
+    data = load_json(raw)
+    if isinstance(data, list):
+        return require_events([_log(item, ctx, i, f"[{i}].") for i, item in enumerate(data)])
+    if not isinstance(data, dict):
+        raise SourceError(
+            "unexpected_shape", None, f"the payload must be a JSON object or array, not {json_type(data)}"
+        )
+    if data.get("object") == "whatsapp_business_account":
+        return _whatsapp(data, ctx)
+    if "update_id" in data:
+        return [_telegram(data, ctx)]
+    if "sender" in data and "event" in data:
+        return [_viber(data, ctx)]
+    return [_log(data, ctx, 0, "")]
+
+
+def _utterance(at: Any, author: str, text: Any, field: str, problems: list[Problem]) -> dict[str, Any] | None:
+    body = clean_text(text_of(text), 20_000)
+    if body is None:
+        return None
+    return {"at": parse_timestamp(at, field, problems), "author": _AUTHOR.get(author.lower(), "person"), "text": body}
+
+
+def _log(item: Any, ctx: SourceContext, index: int, prefix: str) -> ContactEvent:
+    if not isinstance(item, dict):
+        raise SourceError("unexpected_shape", prefix.rstrip(".") or None, "a log entry must be a JSON object")
+    problems: list[Problem] = []
+    platform = (text_of(item.get("platform")) or "phone").lower()
+    if platform not in PLATFORMS:
+        problems.append(Problem("unknown_platform", prefix + "platform", f"must be one of {', '.join(PLATFORMS)}"))
+    contact = item.get("contact") or {}
+    if not isinstance(contact, dict):
+        raise SourceError("unexpected_shape", prefix + "contact", "the contact must be an object")
+    values = fields.collect(contact.items())
+    for key in ("caller_number", "from_number", "caller_id", "number"):
+        if "phone" not in values and text_of(contact.get(key) or item.get(key)):
+            values["phone"] = contact.get(key) or item.get(key)
+    handle = text_of(contact.get("handle")) or text_of(contact.get("username"))
+    if platform == "skype" and handle and "skype_id" not in values:
+        values["skype_id"] = handle
+    handles = {platform: handle} if handle and platform != "phone" else {}
+    person, subject = build_person(values, ctx, problems, prefix=prefix + "contact.", handles=handles)
+
+    kind_text = (text_of(item.get("type")) or ("call" if "duration_s" in item else "chat")).lower()
+    kind = InteractionKind.CALL if kind_text in ("call", "phone_call", "voice", "video") else InteractionKind.MESSAGE
+    transcript = []
+    messages = item.get("messages") or []
+    if not isinstance(messages, list):
+        problems.append(Problem("unexpected_shape", prefix + "messages", "must be a list"))
+        messages = []
+    for position, message in enumerate(messages[:5000]):
+        if not isinstance(message, dict):
+            problems.append(Problem("unexpected_shape", f"{prefix}messages[{position}]", "must be an object"))
+            continue
+        turn = _utterance(
+            message.get("at"),
+            text_of(message.get("from")) or text_of(message.get("author")) or "contact",
+            message.get("text"),
+            f"{prefix}messages[{position}].at",
+            problems,
+        )
+        if turn is not None:
+            transcript.append(turn)
+    duration: float | None = None
+    raw_duration = item.get("duration_s", item.get("duration"))
+    if raw_duration not in (None, ""):
+        try:
+            duration = float(raw_duration)
+            if not 0 <= duration < 10 * 24 * 3600:
+                raise ValueError
+        except (TypeError, ValueError):
+            problems.append(Problem("invalid_duration", prefix + "duration_s", "a call duration is seconds, >= 0"))
+            duration = None
+    occurred = parse_timestamp(item.get("started_at") or item.get("at"), prefix + "started_at", problems)
+    interaction = {
+        "kind": kind,
+        "subject": clean_text(f"{platform} {kind.value}", 1000),
+        "message": clean_text(text_of(item.get("summary")) or text_of(item.get("notes")), 50_000),
+        "transcript": tuple(transcript),
+        "call_duration_s": duration,
+        "recording_ref": clean_text(text_of(item.get("recording_ref")) or text_of(item.get("recording_url")), 500),
+    }
+    return make_event(
+        ctx,
+        index,
+        person=person,
+        subject_key=subject,
+        interaction=interaction,
+        provenance={"device_id": clean_text(text_of(item.get("line_id")), 200)},
+        occurred_at=occurred,
+        problems=problems,
+        prefix=prefix,
+    )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _whatsapp(data: Mapping[str, Any], ctx: SourceContext) -> list[ContactEvent]:
+    """One event per WhatsApp contact in the webhook batch, with that contact's messages as the transcript."""
+    contacts: dict[str, dict[str, Any]] = {}
+    entries = data.get("entry")
+    if not isinstance(entries, list):
+        raise SourceError("unexpected_shape", "entry", "a WhatsApp webhook carries an 'entry' list")
+    for e, entry in enumerate(entries):
+        for c, change in enumerate(_list(dig(entry, "changes"))):
+            value = dig(change, "value")
+            if not isinstance(value, dict):
+                continue
+            for person in _list(value.get("contacts")):
+                wa_id = text_of(dig(person, "wa_id"))
+                if wa_id:
+                    slot = contacts.setdefault(wa_id, {"name": None, "messages": [], "where": f"entry[{e}]"})
+                    slot["name"] = slot["name"] or text_of(dig(person, "profile", "name"))
+            for m, message in enumerate(_list(value.get("messages"))):
+                sender = text_of(dig(message, "from"))
+                if sender:
+                    slot = contacts.setdefault(sender, {"name": None, "messages": [], "where": f"entry[{e}]"})
+                    slot["messages"].append((message, f"entry[{e}].changes[{c}].value.messages[{m}]"))
+    if not contacts:
+        raise SourceError(
+            "no_contact", "entry", "the webhook holds no contact or inbound message (status updates only?)"
+        )
+    events = []
+    for index, (wa_id, slot) in enumerate(sorted(contacts.items())):
+        problems: list[Problem] = []
+        phone = wa_id if wa_id.startswith("+") else "+" + wa_id
+        person, key = build_person(
+            {"full_name": slot["name"], "phone": phone}, ctx, problems, prefix=f"{slot['where']}.", handles={}
+        )
+        person["messenger_handles"] = {"whatsapp": person.get("phone", phone)}
+        transcript = []
+        for message, where in slot["messages"]:
+            text = dig(message, "text", "body") or dig(message, "button", "text") or dig(message, "caption")
+            if text is None and text_of(dig(message, "type")):
+                text = f"[{text_of(dig(message, 'type'))}]"
+            turn = _utterance(dig(message, "timestamp"), "contact", text, f"{where}.timestamp", problems)
+            if turn is not None:
+                transcript.append(turn)
+        first_at = transcript[0]["at"] if transcript else None
+        events.append(
+            make_event(
+                ctx,
+                index,
+                person=person,
+                subject_key=key,
+                interaction={
+                    "kind": InteractionKind.MESSAGE,
+                    "subject": "whatsapp message",
+                    "message": transcript[0]["text"] if transcript else None,
+                    "transcript": tuple(transcript),
+                },
+                occurred_at=first_at,
+                problems=problems,
+            )
+        )
+    return events
+
+
+def _telegram(data: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
+    message = data.get("message") or data.get("edited_message") or data.get("business_message")
+    if not isinstance(message, dict):
+        raise SourceError("no_contact", "message", "the Telegram update carries no message from a person")
+    problems: list[Problem] = []
+    sender = obj(message.get("from"))
+    shared = obj(message.get("contact"))
+    username = text_of(sender.get("username"))
+    handle = f"@{username}" if username else (f"id:{text_of(sender.get('id'))}" if sender.get("id") else None)
+    values = {
+        "first_name": text_of(shared.get("first_name")) or text_of(sender.get("first_name")),
+        "last_name": text_of(shared.get("last_name")) or text_of(sender.get("last_name")),
+        "phone": text_of(shared.get("phone_number")),
+    }
+    if values["phone"] and not str(values["phone"]).startswith("+"):
+        values["phone"] = "+" + str(values["phone"])  # Telegram sends international numbers, sometimes without "+"
+    person, key = build_person(values, ctx, problems, prefix="message.contact.", handles={"telegram": handle or ""})
+    if key is None:
+        problems[:] = [p for p in problems if p.reason != "no_identity"]
+        problems.append(
+            Problem(
+                "no_identity",
+                "message.contact",
+                "Telegram shares no phone number until the person sends their contact card; no e-mail either",
+            )
+        )
+    text = message.get("text") or message.get("caption")
+    turn = _utterance(message.get("date"), "contact", text, "message.date", problems)
+    return make_event(
+        ctx,
+        0,
+        person=person,
+        subject_key=key,
+        interaction={
+            "kind": InteractionKind.MESSAGE,
+            "subject": "telegram message",
+            "message": turn["text"] if turn else None,
+            "transcript": (turn,) if turn else (),
+        },
+        occurred_at=turn["at"] if turn else None,
+        problems=problems,
+    )
+
+
+def _viber(data: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
+    problems: list[Problem] = []
+    sender = obj(data.get("sender"))
+    message = obj(data.get("message"))
+    card = obj(message.get("contact"))
+    values = {
+        "full_name": text_of(card.get("name")) or text_of(sender.get("name")),
+        "phone": text_of(card.get("phone_number")),
+        "country": text_of(sender.get("country")),
+    }
+    person, key = build_person(
+        values, ctx, problems, prefix="message.contact.", handles={"viber": text_of(sender.get("id")) or ""}
+    )
+    if key is None:
+        problems[:] = [p for p in problems if p.reason != "no_identity"]
+        problems.append(
+            Problem("no_identity", "message.contact", "Viber shares no phone number unless the person sends a contact")
+        )
+    turn = _utterance(data.get("timestamp"), "contact", message.get("text"), "timestamp", problems)
+    return make_event(
+        ctx,
+        0,
+        person=person,
+        subject_key=key,
+        interaction={
+            "kind": InteractionKind.MESSAGE,
+            "subject": "viber message",
+            "message": turn["text"] if turn else None,
+            "transcript": (turn,) if turn else (),
+        },
+        occurred_at=turn["at"] if turn else None,
+        problems=problems,
+    )

@@ -1,0 +1,246 @@
+"""Web forms (policy section 3): contact us, expert request, white-paper download, demo request.
+
+Accepts what form tools actually send: a browser-style POST (``application/x-www-form-urlencoded`` or
+``multipart/form-data``, as Contact Form 7 and Gravity Forms submit), a flat JSON object of fields (form-to-webhook
+plugins), a ``fields`` list of ``{name|label, value}`` (HubSpot forms API, Gravity webhooks) with HubSpot's
+``context`` and ``legalConsentOptions``.
+"""
+
+from __future__ import annotations
+
+import re
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+from urllib.parse import parse_qsl
+
+from pipeline.models.common import InteractionKind, Purpose
+from pipeline.models.contact import Consent, ContactEvent
+from pipeline.normalize import clean_text
+from pipeline.sources import fields
+from pipeline.sources.base import (
+    Problem,
+    SourceContext,
+    SourceError,
+    build_person,
+    checkbox_ticked,
+    decode_text,
+    dig,
+    interaction_kind,
+    load_json,
+    make_event,
+    obj,
+    parse_timestamp,
+    require_object,
+    text_of,
+)
+
+CONTENT_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded", "multipart/form-data"})
+
+_INTERNAL = re.compile(r"^_|recaptcha|captcha|^hutk$|nonce|token|^submit$|^action$|^referer$|^page_?id$", re.I)
+_FORM_ID_KEYS = ("wpcf7", "formguid", "form_guid", "form_id", "formid", "gform_id", "gform_submit")
+_FORM_NAME_KEYS = ("form_name", "form_title", "formname", "page_name", "pagename")
+
+
+def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
+    meta: dict[str, Any] = {}
+    attachments: list[str] = []
+    if ctx.content_type == "application/json":
+        pairs = _json_pairs(require_object(load_json(raw)), meta)
+    elif ctx.content_type == "multipart/form-data":
+        pairs = _multipart_pairs(raw, ctx, attachments)
+    else:
+        pairs = _urlencoded_pairs(raw, ctx)
+    return [_event(pairs, meta, attachments, ctx)]
+
+
+def _json_pairs(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, Any]]:
+    meta["context"] = obj(data.get("context"))
+    meta["legal"] = obj(data.get("legalConsentOptions"))
+    form = obj(data.get("form"))
+    meta["form_id"] = text_of(form.get("id")) or text_of(data.get("formGuid")) or text_of(data.get("formId"))
+    meta["form_name"] = text_of(form.get("title")) or text_of(form.get("name"))
+    meta["submitted_at"] = data.get("submittedAt", data.get("submitted_at"))
+    listed = data.get("fields")
+    if isinstance(listed, list):
+        pairs: list[tuple[str, Any]] = []
+        for position, item in enumerate(listed):
+            if not isinstance(item, dict):
+                raise SourceError("unexpected_shape", f"fields[{position}]", "each field must be an object")
+            key = text_of(item.get("name")) or text_of(item.get("label")) or text_of(item.get("id"))
+            if key is None:
+                raise SourceError("unexpected_shape", f"fields[{position}]", "a field has neither a name nor a label")
+            pairs.append((key, item.get("value")))
+        return pairs
+    for wrapper in ("data", "submission", "entry", "fields", "posted_data"):
+        if isinstance(data.get(wrapper), dict):
+            return [*data[wrapper].items(), *((k, v) for k, v in data.items() if k != wrapper and _scalar(v))]
+    return list(data.items())
+
+
+def _scalar(value: Any) -> bool:
+    return not isinstance(value, dict | list)
+
+
+def _urlencoded_pairs(raw: bytes, ctx: SourceContext) -> list[tuple[str, Any]]:
+    text = decode_text(raw, ctx.charset)
+    if not text.strip():
+        raise SourceError("empty_payload", None, "the form post is empty")
+    try:
+        return list(parse_qsl(text.strip(), keep_blank_values=True, encoding=ctx.charset or "utf-8", errors="strict"))
+    except (UnicodeDecodeError, LookupError):
+        raise SourceError("bad_encoding", None, "a form value is not valid in the declared charset") from None
+    except ValueError as exc:
+        raise SourceError("malformed_form", None, f"not a form post: {exc}") from None
+
+
+def _multipart_pairs(raw: bytes, ctx: SourceContext, attachments: list[str]) -> list[tuple[str, Any]]:
+    boundary = ctx.params.get("boundary")
+    if not boundary:
+        raise SourceError("malformed_form", None, "multipart/form-data without a boundary parameter")
+    header = f'Content-Type: multipart/form-data; boundary="{boundary}"\r\nMIME-Version: 1.0\r\n\r\n'.encode()
+    try:
+        message = BytesParser(policy=HTTP).parsebytes(header + raw)
+        if not message.is_multipart():
+            raise SourceError("malformed_form", None, "the multipart body has no parts")
+        pairs: list[tuple[str, Any]] = []
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            filename = part.get_filename()
+            if filename:
+                attachments.append(clean_text(str(filename), 200) or "unnamed")
+                continue
+            if not isinstance(name, str):
+                continue
+            payload = part.get_payload(decode=True)
+            value = decode_text(payload if isinstance(payload, bytes) else b"", part.get_content_charset())
+            pairs.append((name, value))
+    except SourceError:
+        raise
+    except Exception as exc:  # the stdlib parser's defects surface as many exception types
+        raise SourceError("malformed_form", None, f"the multipart body cannot be read ({type(exc).__name__})") from None
+    if not pairs and not attachments:
+        raise SourceError("malformed_form", None, "the multipart body has no form fields")
+    return pairs
+
+
+def _merge(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Repeated keys (checkbox groups, ``name[]``) become one list-valued field."""
+    merged: dict[str, Any] = {}
+    for key, value in pairs:
+        name = key.removesuffix("[]")
+        if name in merged:
+            previous = merged[name]
+            merged[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            merged[name] = value
+    return list(merged.items())
+
+
+def _event(
+    pairs: list[tuple[str, Any]], meta: dict[str, Any], attachments: list[str], ctx: SourceContext
+) -> ContactEvent:
+    problems: list[Problem] = []
+    pairs = _merge(pairs)
+    by_norm = {fields.normalize_key(k): v for k, v in pairs}
+    honeypot: str | None = None
+    consents_wording: list[tuple[str, str | None]] = []
+    known: list[tuple[str, Any]] = []
+    extra_lines: list[str] = []
+    for key, value in pairs:
+        if fields.is_honeypot(key):
+            honeypot = honeypot or text_of(value)
+            continue
+        if fields.is_consent_field(key):
+            if checkbox_ticked(value):
+                consents_wording.append((key, _wording(value)))
+            continue
+        if _INTERNAL.search(key) or _INTERNAL.search(fields.normalize_key(key)):
+            continue
+        if fields.canonical_field(key) is not None:
+            known.append((key, value))
+        elif (text := text_of(value)) is not None:
+            extra_lines.append(f"{key.strip()}: {text}")
+    values = fields.collect(known)
+    context = meta.get("context") or {}
+    occurred = parse_timestamp(meta.get("submitted_at") or values.get("occurred_at"), "submitted_at", problems)
+    person, subject = build_person(values, ctx, problems)
+
+    message = text_of(values.get("message"))
+    if extra_lines:
+        message = "\n".join([*([message] if message else []), *extra_lines])
+    form_id = meta.get("form_id") or next((text_of(by_norm[k]) for k in _FORM_ID_KEYS if k in by_norm), None)
+    form_name = meta.get("form_name") or next((text_of(by_norm[k]) for k in _FORM_NAME_KEYS if k in by_norm), None)
+    page_url = text_of(values.get("page_url")) or text_of(context.get("pageUri"))
+    kind = interaction_kind(
+        text_of(values.get("form_type")),
+        form_name,
+        text_of(context.get("pageName")),
+        page_url,
+        text_of(values.get("subject")),
+        default=InteractionKind.CONTACT_US,
+    )
+    given_at = occurred or ctx.received_at
+    consents = [
+        Consent(
+            purpose=Purpose.FURTHER_CONTACT, granted=True, given_at=given_at, method="checkbox", wording=clean(wording)
+        )
+        for _key, wording in consents_wording
+    ]
+    consents.extend(_hubspot_consents(meta.get("legal") or {}, given_at))
+    interaction = {
+        "kind": kind,
+        "subject": clean_text(text_of(values.get("subject")) or form_name, 1000),
+        "message": clean_text(message, 50_000),
+        "page_url": clean_text(page_url, 2000),
+        "honeypot": clean_text(honeypot, 2000),
+        "attachments_ignored": tuple(attachments),
+    }
+    provenance = {
+        "form_id": clean_text(form_id, 200),
+        "ip": clean_text(text_of(context.get("ipAddress")) or text_of(by_norm.get("ip_address")), 64),
+        "user_agent": clean_text(text_of(context.get("userAgent")) or text_of(by_norm.get("user_agent")), 1000),
+    }
+    return make_event(
+        ctx,
+        0,
+        person=person,
+        subject_key=subject,
+        interaction=interaction,
+        provenance=provenance,
+        consents=consents,
+        occurred_at=occurred,
+        problems=problems,
+    )
+
+
+def clean(text: str | None) -> str | None:
+    return clean_text(text, 2000)
+
+
+def _wording(value: Any) -> str | None:
+    """A checkbox that sends its label ("I agree to be contacted about other services") carries its own wording."""
+    text = text_of(value)
+    if text is None or text.lower() in {"1", "true", "on", "yes", "checked", "y", "ja", "oui"}:
+        return None
+    return text
+
+
+def _hubspot_consents(legal: dict[str, Any], given_at: Any) -> list[Consent]:
+    """HubSpot's ``legalConsentOptions.consent.communications``: one entry per subscription the person ticked."""
+    out: list[Consent] = []
+    communications = dig(legal, "consent", "communications")
+    if not isinstance(communications, list):
+        return out
+    for item in communications:
+        if isinstance(item, dict) and item.get("value") is True:
+            out.append(
+                Consent(
+                    purpose=Purpose.FURTHER_CONTACT,
+                    granted=True,
+                    given_at=given_at,
+                    method="checkbox",
+                    wording=clean(text_of(item.get("text"))),
+                )
+            )
+    return out

@@ -1,0 +1,165 @@
+"""Against the real broker: what the API, the import command and the SDK accepted is exactly what a consumer reads
+back (decrypted and compared), and the dead-letter topic holds exactly what they rejected."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from ingest_kafka_read import read_all
+from source_payloads import PAYLOADS, RECEIVED_AT, content_type_of
+
+from pipeline.config import Settings
+from pipeline.db import ensure_schema
+from pipeline.ingest.api import create_api, sign
+from pipeline.kafka.producer import ConfirmingPublisher
+from pipeline.models.common import Channel
+from pipeline.models.records import ContactRecord, DeadLetter, RawRecord
+from pipeline.runtime import Runtime
+from pipeline.sdk import LeadpipeProducer, PayloadRejected
+from pipeline.sources import ADAPTERS, SourceContext
+
+pytestmark = pytest.mark.integration
+
+SECRET = "integration-secret"
+RAW_TOPICS = [f"contacts.raw.{c.value}" for c in Channel]
+TOPICS = [*RAW_TOPICS, "contacts.normalized", "contacts.dlq.ingest"]
+
+
+def _with_sources(settings: Settings) -> Settings:
+    sources = {c.value: {"channel": c.value, "hmac_secret": SECRET} for c in Channel}
+    return settings.model_copy(update={"sources": Settings.model_validate({"sources": sources}).sources})
+
+
+def _expected_person(channel: Channel, raw: bytes, content_type: str, source_id: str) -> list[Any]:
+    ctx = SourceContext.for_payload(
+        raw, source_id=source_id, channel=channel, content_type=content_type, received_at=RECEIVED_AT, pepper=b""
+    )
+    return [(e.event_id, e.person.email, e.person.phone) for e in ADAPTERS[channel](raw, ctx)]
+
+
+def _open(runtime: Runtime, got: dict[str, list[bytes]]) -> tuple[dict[Any, Any], dict[Any, bytes], list[DeadLetter]]:
+    normalized = {}
+    for value in got["contacts.normalized"]:
+        event = runtime.codec.open_contact(ContactRecord.model_validate_json(value))
+        normalized[event.event_id] = event
+    raw = {}
+    for topic in RAW_TOPICS:
+        for value in got[topic]:
+            record = RawRecord.model_validate_json(value)
+            assert topic == f"contacts.raw.{record.channel.value}"
+            raw[record.event_id] = runtime.codec.sealer.open(record.sealed)
+    dead = [DeadLetter.model_validate_json(v) for v in got["contacts.dlq.ingest"]]
+    return normalized, raw, dead
+
+
+def test_api_publishes_exactly_what_it_accepted(kafka_settings: Settings) -> None:
+    settings = _with_sources(kafka_settings)
+    runtime = Runtime(settings)
+    ensure_schema(runtime.engine)
+    publisher = ConfirmingPublisher(settings)
+    client = TestClient(create_api(runtime, publisher))
+    accepted: dict[Any, bytes] = {}
+    rejected: dict[str, bytes] = {}
+    for path in sorted(PAYLOADS.rglob("*.*")):
+        body = path.read_bytes()
+        headers = {"content-type": content_type_of(path), **sign(SECRET, body)}
+        response = client.post(f"/v1/sources/{path.parent.name}", content=body, headers=headers)
+        assert response.status_code in (202, 400, 422), (path.name, response.text)
+        if response.status_code == 202:
+            for event_id in response.json()["event_ids"]:
+                accepted[event_id] = body
+        else:
+            rejected[response.json()["dead_letter_id"]] = body
+    publisher.close()
+    assert len(accepted) >= 20 and len(rejected) >= 8
+
+    normalized, raw, dead = _open(runtime, read_all(settings, TOPICS))
+    assert {str(i) for i in normalized} == set(accepted)  # exactly what was accepted: no loss, no extra
+    assert {str(i) for i in raw} == set(accepted)
+    for event_id, event in normalized.items():
+        assert raw[event_id] == accepted[str(event_id)]
+        assert (event.person.email or event.person.phone) is not None
+    assert {str(d.dead_letter_id) for d in dead} == set(rejected)
+    for letter in dead:
+        assert letter.payload is not None
+        assert runtime.codec.sealer.open(letter.payload) == rejected[str(letter.dead_letter_id)]
+        assert letter.stage == "ingest" and letter.error
+
+
+def test_import_command_publishes_rows_and_dead_letters_the_rest(kafka_settings: Settings, tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LEADPIPE_")},
+        "LEADPIPE_KAFKA_BOOTSTRAP_SERVERS": kafka_settings.kafka_bootstrap_servers,
+        "LEADPIPE_TOPIC_PREFIX": kafka_settings.topic_prefix,
+        "LEADPIPE_HOME": str(kafka_settings.home),
+        "LEADPIPE_ENVIRONMENT": "test",
+        "LEADPIPE_SUBJECT_KEY_PEPPER": "test-pepper",
+        "LEADPIPE_KEY_ENCRYPTION_KEY": kafka_settings.key_encryption_key.get_secret_value(),  # type: ignore[union-attr]
+        "LEADPIPE_LOG_LEVEL": "WARNING",
+    }
+    leadpipe = Path(sys.executable).with_name("leadpipe")
+    cards = PAYLOADS / "event" / "business_cards.csv"
+    ok = subprocess.run(
+        [leadpipe, "import", "event", str(cards)], check=False, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert re.search(r"events published\s*│\s*3\s*│", ok.stdout), ok.stdout
+    assert re.search(r"records rejected \(dead-lettered\)\s*│\s*0\s*│", ok.stdout), ok.stdout
+
+    bad_file = tmp_path / "customers.jsonl"
+    bad_file.write_bytes((PAYLOADS / "customer" / "customers.jsonl").read_bytes())
+    bad = subprocess.run(
+        [leadpipe, "import", "customer", str(bad_file), "--source-id", "crm-export"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 1, bad.stderr
+    assert "missing_last_service_delivery" in bad.stdout
+
+    runtime = Runtime(kafka_settings)
+    normalized, raw, dead = _open(runtime, read_all(kafka_settings, TOPICS))
+    emails = sorted(e.person.email or "" for e in normalized.values())
+    assert emails == sorted(
+        [
+            "ANNA.KOWALSKA@kowalski.example.pl",
+            "peter@neilandsons.example.ie",
+            "maria.silva@silva.example.pt",
+            "nadia@haddad.example.ae",
+            "olu@adeyemi.example.ng",
+        ]
+    )
+    assert {e.provenance.source_id for e in normalized.values()} == {"import", "crm-export"}
+    assert set(raw) == set(normalized)
+    [letter] = dead
+    assert letter.reason == "missing_last_service_delivery"
+    assert b"liam@example.nz" in runtime.codec.sealer.open(letter.payload)  # type: ignore[arg-type]
+
+
+def test_sdk_confirms_and_rejects_with_types(kafka_settings: Settings) -> None:
+    with LeadpipeProducer(kafka_settings) as producer:
+        result = producer.publish(
+            "web_form", {"email": "sdk.user@example.com", "form_type": "demo request"}, source_id="marketing-sync"
+        )
+        assert result.accepted and len(result.event_ids) == 1
+        with pytest.raises(PayloadRejected) as err:
+            producer.publish("web_form", {"email": "nope@@example"}, source_id="marketing-sync")
+        batch = producer.publish_batch(
+            Channel.CUSTOMER,
+            [{"email": "c1@example.com", "last_service_delivery": "2024-01-01"}, {"email": "c2@example.com"}],
+            source_id="marketing-sync",
+        )
+    assert [r.status for r in batch] == ["accepted", "rejected"]
+    runtime = Runtime(kafka_settings)
+    normalized, _raw, dead = _open(runtime, read_all(kafka_settings, TOPICS))
+    assert set(normalized) == {result.event_ids[0], batch[0].event_ids[0]}
+    assert {d.dead_letter_id for d in dead} == {err.value.result.dead_letter_id, batch[1].dead_letter_id}

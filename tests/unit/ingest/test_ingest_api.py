@@ -1,0 +1,251 @@
+"""The ingest API: authentication, limits, answers, what is published and what is dead-lettered."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+
+import pytest
+from fastapi import APIRouter, Depends
+from fastapi.testclient import TestClient
+from ingest_helpers import BEARER, HMAC_SECRET, RecordingPublisher
+from source_payloads import payload
+
+from pipeline.ingest import api
+from pipeline.ingest.api import create_api, sign
+from pipeline.ingest.auth import require_token
+from pipeline.logging import configure_logging
+from pipeline.models.records import ContactRecord, DeadLetter, RawRecord
+from pipeline.runtime import Runtime
+
+
+def post_signed(client: TestClient, source: str, body: bytes, content_type: str, **kw: object):  # type: ignore[no-untyped-def]
+    headers = {"content-type": content_type, **sign(HMAC_SECRET, body)}
+    return client.post(f"/v1/sources/{source}", content=body, headers=headers)
+
+
+def test_accepted_form_is_published_raw_and_normalized_sealed(
+    client: TestClient, publisher: RecordingPublisher, runtime: Runtime
+) -> None:
+    body, content_type = payload("web_form", "cf7_contact_us.txt")
+    response = post_signed(client, "wp-contact", body, content_type)
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert answer["status"] == "accepted" and len(answer["event_ids"]) == 1
+    raw_out, normalized_out = publisher.records
+    assert raw_out.topic == "contacts.raw.web_form" and normalized_out.topic == "contacts.normalized"
+    assert isinstance(raw_out.value, RawRecord) and isinstance(normalized_out.value, ContactRecord)
+    assert raw_out.key == normalized_out.key == normalized_out.value.subject_key
+    event = runtime.codec.open_contact(normalized_out.value)
+    assert str(event.event_id) == answer["event_ids"][0]
+    assert event.person.email == "Juergen.Mueller@example.de" and event.provenance.source_id == "wp-contact"
+    assert runtime.codec.sealer.open(raw_out.value.sealed) == body
+    assert "Juergen" not in normalized_out.value.model_dump_json()  # personal data only inside the seal
+
+
+def test_retry_gets_the_same_event_ids(client: TestClient) -> None:
+    body, content_type = payload("event", "eventbrite_order.json")
+    first = post_signed(client, "cards", body, content_type).json()
+    again = post_signed(client, "cards", body, content_type).json()
+    assert len(first["event_ids"]) == 2 and first == again
+
+
+def test_unprocessable_payload_is_422_with_fields_and_dead_lettered(
+    client: TestClient, publisher: RecordingPublisher, runtime: Runtime
+) -> None:
+    body, _ = payload("event", "business_cards_bad.csv")
+    response = post_signed(client, "cards", body, "text/csv")
+    assert response.status_code == 422
+    answer = response.json()
+    assert answer["status"] == "rejected" and answer["dead_lettered"] is True
+    assert [(e["field"], e["reason"]) for e in answer["errors"]] == [
+        ("row 2.email", "no_identity"),
+        ("row 3.email", "invalid_email"),
+        ("row 4.event_date", "missing_event_date"),
+    ]
+    assert "bad@@mail" not in response.text
+    [dead] = publisher.records
+    assert dead.topic == "contacts.dlq.ingest" and isinstance(dead.value, DeadLetter)
+    assert str(dead.value.dead_letter_id) == answer["dead_letter_id"]
+    assert dead.value.stage == "ingest" and dead.value.reason == "no_identity" and dead.value.channel == "event"
+    assert "row 4.event_date" in dead.value.error
+    assert dead.value.subject_key is not None  # an address was found in it: erasure will reach this copy too
+    assert dead.value.payload is not None and runtime.codec.sealer.open(dead.value.payload) == body
+
+
+def test_malformed_json_is_400_and_dead_lettered(client: TestClient, publisher: RecordingPublisher) -> None:
+    response = client.post(
+        "/v1/sources/drift",
+        content=b'{"data": {"contact": ',
+        headers={"content-type": "application/json", "authorization": f"Bearer {BEARER}"},
+    )
+    assert response.status_code == 400
+    assert response.json()["reason"] == "malformed_json" and "line 1" in response.json()["message"]
+    assert publisher.topics() == ["contacts.dlq.ingest"]
+    assert publisher.records[0].value.subject_key is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("source", "headers", "status", "reason"),
+    [
+        ("nope", {}, 404, "unknown_source"),
+        ("wp-contact", {"content-type": "application/pdf"}, 415, "unsupported_content_type"),
+        ("wp-contact", {"content-type": "application/json"}, 401, "missing_signature"),
+        (
+            "wp-contact",
+            {"content-type": "application/json", "X-Leadpipe-Timestamp": "1", "X-Leadpipe-Signature": "sha256=00"},
+            401,
+            "stale_timestamp",
+        ),
+        ("drift", {"content-type": "application/json"}, 401, "missing_token"),
+        ("drift", {"content-type": "application/json", "authorization": "Bearer wrong"}, 401, "bad_token"),
+        ("broken", {"content-type": "application/json"}, 401, "source_without_credentials"),
+    ],
+)
+def test_refusals_are_answered_counted_and_nothing_is_published(
+    client: TestClient, publisher: RecordingPublisher, source: str, headers: dict[str, str], status: int, reason: str
+) -> None:
+    response = client.post(f"/v1/sources/{source}", content=b"{}", headers=headers)
+    assert (response.status_code, response.json()["reason"]) == (status, reason)
+    assert publisher.records == []
+    metrics = client.get("/metrics").text
+    assert f'leadpipe_ingest_refusals_total{{reason="{reason}"}} 1.0' in metrics
+
+
+def test_tampered_body_fails_the_signature(client: TestClient) -> None:
+    body = b'{"fields": [{"name": "email", "value": "a@example.com"}]}'
+    headers = {"content-type": "application/json", **sign(HMAC_SECRET, body)}
+    response = client.post("/v1/sources/wp-contact", content=body.replace(b"a@", b"b@"), headers=headers)
+    assert (response.status_code, response.json()["reason"]) == (401, "bad_signature")
+    ok = client.post("/v1/sources/wp-contact", content=body, headers=headers)
+    assert ok.status_code == 202
+
+
+def test_body_limit_by_header_and_while_streaming(client: TestClient, publisher: RecordingPublisher) -> None:
+    big = b"x" * 64_001
+    response = post_signed(client, "wp-contact", big, "application/json")
+    assert (response.status_code, response.json()["reason"]) == (413, "too_large")
+
+    def chunks():  # type: ignore[no-untyped-def]  # no Content-Length: the limit must hold while reading
+        for _ in range(100):
+            yield b"y" * 1000
+
+    response = client.post("/v1/sources/wp-contact", content=chunks(), headers={"content-type": "application/json"})
+    assert (response.status_code, response.json()["reason"]) == (413, "too_large")
+    assert publisher.records == []
+
+
+def test_broker_failure_is_503_and_nothing_accepted(client: TestClient, publisher: RecordingPublisher) -> None:
+    publisher.fail = True
+    body, content_type = payload("web_form", "hubspot_demo_request.json")
+    response = post_signed(client, "wp-contact", body, content_type)
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+
+
+def test_openapi_documents_the_real_models(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    operation = doc["paths"]["/v1/sources/{source_id}"]["post"]
+    assert {"application/json", "text/csv", "message/rfc822", "multipart/form-data"} <= set(
+        operation["requestBody"]["content"]
+    )
+    assert operation["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/Accepted")
+    assert operation["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/Rejected")
+    assert {"Accepted", "Rejected", "FieldError", "Refused"} <= set(doc["components"]["schemas"])
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+probe_router = APIRouter()
+
+
+@probe_router.get("/v1/probe")
+async def probe(actor: str = Depends(require_token("dpo"))) -> dict[str, str]:
+    return {"actor": actor}
+
+
+def test_routers_are_included_and_require_token_guards_them(
+    runtime: Runtime, publisher: RecordingPublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "ROUTERS", [f"{__name__}:probe_router"])
+    client = TestClient(create_api(runtime, publisher))  # type: ignore[arg-type]
+    assert client.get("/v1/probe").status_code == 401
+    assert client.get("/v1/probe", headers={"authorization": "Bearer nope"}).status_code == 401
+    assert client.get("/v1/probe", headers={"authorization": "Bearer dpo-secret"}).json() == {"actor": "dpo"}
+    assert 'reason="dpo_token_wrong_token"' in client.get("/metrics").text
+    assert "HTTPBearer" in client.get("/openapi.json").json()["components"]["securitySchemes"]
+
+
+def test_logs_carry_ids_not_people(client: TestClient) -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    try:
+        body, content_type = payload("web_form", "cf7_contact_us.txt")
+        assert post_signed(client, "wp-contact", body, content_type).status_code == 202
+        bad, _ = payload("web_form", "hubspot_invalid_fields.json")
+        assert post_signed(client, "wp-contact", bad, "application/json").status_code == 422
+    finally:
+        logging.getLogger().handlers.clear()
+    text = stream.getvalue()
+    assert "ingest_accepted" in text and "ingest_rejected" in text
+    for personal in ("Mueller", "Müller", "030 1234567", "tom@@example", "Tom"):
+        assert personal not in text
+
+
+def test_signature_window_uses_the_clock() -> None:
+    body = b"{}"
+    headers = sign("k", body, timestamp=int(time.time()) - 10)
+    problem = api.signature_problem(
+        "k", body, headers["X-Leadpipe-Timestamp"], headers["X-Leadpipe-Signature"], tolerance_s=300, now=time.time()
+    )
+    assert problem is None
+    assert api.signature_problem("k", body, "abc", "sha256=1", tolerance_s=300, now=time.time()) == "bad_timestamp"
+
+
+class SlowPublisher(RecordingPublisher):
+    """Each confirmed publish takes a broker round trip; counts the batches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+
+    def publish(self, records, timeout_s: float = 30.0) -> int:  # type: ignore[no-untyped-def]
+        time.sleep(0.02)
+        self.batches += 1
+        return super().publish(records, timeout_s)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_concurrent_requests_share_confirmed_batches(runtime: Runtime, fail: bool) -> None:
+    import asyncio
+
+    import httpx
+
+    publisher = SlowPublisher()
+    publisher.fail = fail
+    app = create_api(runtime, publisher)  # type: ignore[arg-type]
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            bodies = [f'{{"email": "person{i}@example.com"}}'.encode() for i in range(20)]
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        "/v1/sources/wp-contact",
+                        content=body,
+                        headers={"content-type": "application/json", **sign(HMAC_SECRET, body)},
+                    )
+                    for body in bodies
+                )
+            )
+
+    responses = asyncio.run(run())
+    if fail:
+        assert {r.status_code for r in responses} == {503}
+        assert publisher.records == []
+        return
+    assert {r.status_code for r in responses} == {202}
+    assert publisher.batches < 20  # group commit: requests that arrived during a publish share the next one
+    published = {str(r.value.event_id) for r in publisher.records}
+    answered = {i for r in responses for i in r.json()["event_ids"]}
+    assert published == answered and len(answered) == 20

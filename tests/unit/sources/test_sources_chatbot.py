@@ -1,0 +1,46 @@
+"""Chatbot: Drift-style conversation webhooks."""
+
+from __future__ import annotations
+
+import pytest
+from source_payloads import ctx_for, payload
+
+from pipeline.models.common import InteractionKind, Purpose
+from pipeline.sources import SourceError, chatbot
+
+
+def parse(name: str):  # type: ignore[no-untyped-def]
+    raw, content_type = payload("chatbot", name)
+    return chatbot.parse(raw, ctx_for("chatbot", raw, content_type))
+
+
+def test_drift_conversation_with_transcript() -> None:
+    [event] = parse("drift_conversation.json")
+    person = event.person
+    assert person.email == "m.rossi@studio-rossi.example.it"
+    assert person.phone == "+390612345678"
+    assert person.skype_id == "live:marco.rossi_77"
+    assert person.position == "Founder" and person.country_code == "IT"
+    assert event.interaction.kind is InteractionKind.CHAT
+    assert [u.author for u in event.interaction.transcript] == ["bot", "person", "agent"]
+    assert event.interaction.transcript[1].text == "We need a mobile app for our architecture studio."  # HTML stripped
+    assert event.interaction.transcript[2].text == "Happy to help & set up a call!"
+    assert event.interaction.message == event.interaction.transcript[1].text
+    assert event.provenance.bot_id == "1177"
+    assert [c.purpose for c in event.consents] == [Purpose.FURTHER_CONTACT]
+    assert event.consents[0].method == "chat_answer"
+
+
+def test_drift_contact_identified() -> None:
+    [event] = parse("drift_contact_identified.json")
+    assert event.person.email == "LISA.SCHMIDT@firma.example"
+    assert event.person.skype_id == "lisa.schmidt.firma"
+    assert event.person.linkedin_url == "https://www.linkedin.com/in/lisaschmidt"
+    assert event.consents == ()
+
+
+def test_conversation_without_identity_is_refused_with_the_field() -> None:
+    with pytest.raises(SourceError) as err:
+        parse("drift_no_identity.json")
+    assert err.value.reason == "no_identity"
+    assert err.value.field == "data.contact.attributes.email"

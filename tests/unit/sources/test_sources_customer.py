@@ -1,0 +1,42 @@
+"""Customer imports: CSV and JSON Lines with the last service delivery."""
+
+from __future__ import annotations
+
+import pytest
+from source_payloads import ctx_for, payload
+
+from pipeline.models.common import InteractionKind
+from pipeline.sources import SourceError, customer
+
+
+def parse(name: str):  # type: ignore[no-untyped-def]
+    raw, content_type = payload("customer", name)
+    return customer.parse(raw, ctx_for("customer", raw, content_type))
+
+
+def test_customer_csv() -> None:
+    emma, john, yuki = parse("customers.csv")
+    assert emma.interaction.kind is InteractionKind.CUSTOMER_RECORD
+    assert emma.interaction.last_service_delivery_at is not None
+    assert emma.interaction.last_service_delivery_at.isoformat() == "2024-03-31T00:00:00+00:00"
+    assert emma.person.phone == "+46812345678"
+    assert emma.person.linkedin_url == "https://www.linkedin.com/in/emma-johansson"
+    assert emma.person.company_address == "Storgatan 1, 111 22 Stockholm"
+    assert (john.person.first_name, john.person.last_name) == ("John", "Smith")
+    assert yuki.person.email is None and yuki.person.phone == "+81312345678"  # phone-only customers are fine
+
+
+def test_customer_jsonl_names_the_line_without_a_delivery_date() -> None:
+    with pytest.raises(SourceError) as err:
+        parse("customers.jsonl")
+    [problem] = err.value.problems
+    assert (problem.field, problem.reason) == ("line 3.last_service_delivery", "missing_last_service_delivery")
+
+
+def test_customer_json_array() -> None:
+    raw = (
+        b'[{"email": "a@example.com", "last_service_delivery": "2024-01-01"},'
+        b' {"email": "b@example.com", "last_service_date": "2023-01-01"}]'
+    )
+    events = customer.parse(raw, ctx_for("customer", raw, "application/json"))
+    assert [e.person.email for e in events] == ["a@example.com", "b@example.com"]

@@ -1,0 +1,62 @@
+"""Event attendees: Eventbrite orders and scanned business cards."""
+
+from __future__ import annotations
+
+import pytest
+from source_payloads import ctx_for, payload
+
+from pipeline.models.common import InteractionKind
+from pipeline.sources import SourceError, event
+
+
+def parse(name: str):  # type: ignore[no-untyped-def]
+    raw, content_type = payload("event", name)
+    return event.parse(raw, ctx_for("event", raw, content_type))
+
+
+def test_eventbrite_order_gives_one_event_per_attendee() -> None:
+    lena, tobias = parse("eventbrite_order.json")
+    assert lena.interaction.kind is InteractionKind.REGISTRATION
+    assert lena.interaction.event_name == "Cloud Summit Berlin 2024"
+    assert lena.interaction.event_date is not None
+    assert lena.interaction.event_date.isoformat() == "2024-09-12T07:00:00+00:00"
+    assert lena.person.phone == "+491712345678"  # national mobile, country DE from the work address
+    assert lena.person.skype_id == "lena.fischer.it"  # from the custom question "Skype ID"
+    assert lena.person.position == "Engineering Manager"
+    assert tobias.person.email == "t.wagner@example.de" and tobias.person.skype_id is None
+    assert lena.event_id != tobias.event_id and lena.subject_key != tobias.subject_key
+
+
+def test_unexpanded_eventbrite_webhook_is_explained() -> None:
+    with pytest.raises(SourceError) as err:
+        parse("eventbrite_webhook_unexpanded.json")
+    assert err.value.reason == "unexpanded_webhook"
+
+
+def test_messy_business_card_csv() -> None:
+    anna, peter, maria = parse("business_cards.csv")  # BOM, semicolons, a blank row, mixed date formats
+    assert (anna.person.first_name, anna.person.last_name) == ("Anna", "Kowalska")
+    assert anna.person.email == "ANNA.KOWALSKA@kowalski.example.pl"
+    assert anna.person.linkedin_url == "https://www.linkedin.com/in/annakowalska"
+    assert anna.interaction.kind is InteractionKind.BUSINESS_CARD
+    assert peter.person.position == "Sales Director, EMEA"
+    assert peter.person.phone == "+353871234567"
+    assert peter.interaction.event_date == anna.interaction.event_date  # 14.05.2024 == 2024-05-14
+    assert maria.person.phone is None and maria.person.skype_id == "live:maria.silva"
+
+
+def test_bad_cards_name_every_row() -> None:
+    with pytest.raises(SourceError) as err:
+        parse("business_cards_bad.csv")
+    assert [(p.field, p.reason) for p in err.value.problems] == [
+        ("row 2.email", "no_identity"),
+        ("row 3.email", "invalid_email"),
+        ("row 4.event_date", "missing_event_date"),
+    ]
+
+
+def test_attendee_without_event_date_is_refused() -> None:
+    raw = b'{"profile": {"email": "x@example.com"}}'
+    with pytest.raises(SourceError) as err:
+        event.parse(raw, ctx_for("event", raw, "application/json"))
+    assert err.value.reason == "missing_event_date"

@@ -1,0 +1,78 @@
+"""Messengers and phone: WhatsApp Cloud API, Telegram, Viber, Skype and PBX call logs."""
+
+from __future__ import annotations
+
+import pytest
+from source_payloads import ctx_for, payload
+
+from pipeline.models.common import InteractionKind
+from pipeline.sources import SourceError, messenger
+
+
+def parse(name: str):  # type: ignore[no-untyped-def]
+    raw, content_type = payload("messenger", name)
+    return messenger.parse(raw, ctx_for("messenger", raw, content_type))
+
+
+def test_whatsapp_cloud_webhook() -> None:
+    [event] = parse("whatsapp_cloud.json")
+    assert event.person.phone == "+16315551181"
+    assert event.person.messenger_handles == {"whatsapp": "+16315551181"}
+    assert (event.person.first_name, event.person.last_name) == ("Kerry", "Fisher")
+    assert event.interaction.kind is InteractionKind.MESSAGE
+    assert [u.text for u in event.interaction.transcript] == [
+        "Hi, I saw your ad. Do you build Shopify stores?",
+        "[image]",
+    ]
+    assert event.occurred_at.isoformat() == "2024-06-05T13:43:20+00:00"
+
+
+def test_whatsapp_status_only_webhook_is_refused_not_dropped() -> None:
+    with pytest.raises(SourceError) as err:
+        parse("whatsapp_status_only.json")
+    assert err.value.reason == "no_contact"
+
+
+def test_telegram_shared_contact() -> None:
+    [event] = parse("telegram_contact.json")
+    assert event.person.phone == "+79161234567"
+    assert event.person.messenger_handles == {"telegram": "@ivan_petrov"}
+
+
+def test_telegram_without_phone_explains_why() -> None:
+    with pytest.raises(SourceError) as err:
+        parse("telegram_no_phone.json")
+    assert err.value.reason == "no_identity"
+    assert "contact card" in err.value.message
+
+
+def test_viber_contact_message() -> None:
+    [event] = parse("viber_contact.json")
+    assert event.person.phone == "+380501234567"
+    assert event.person.messenger_handles == {"viber": "01234567890A="}
+
+
+def test_skype_call_log() -> None:
+    [event] = parse("skype_call_log.json")
+    assert event.interaction.kind is InteractionKind.CALL
+    assert event.interaction.call_duration_s == 1260
+    assert event.interaction.recording_ref == "s3://recordings/2024/06/05/call-88231.ogg"
+    assert event.person.skype_id == "live:.cid.3f2a9b8c7d6e5f40"
+    assert event.person.email == "sofia.nowak@firma.example.pl"
+    assert event.person.country_code == "PL"
+
+
+def test_phone_call_batch() -> None:
+    first, second = parse("phone_calls.json")
+    assert first.person.phone == "+12125550142"  # national number, US from "New York, NY"
+    assert first.interaction.call_duration_s == 95
+    assert second.person.phone == "+442079460958"
+    assert second.interaction.call_duration_s == 42
+    assert first.event_id != second.event_id
+
+
+def test_bad_duration_and_platform_are_named() -> None:
+    raw = b'{"platform": "pager", "contact": {"phone": "+4930123456"}, "duration_s": -5}'
+    with pytest.raises(SourceError) as err:
+        messenger.parse(raw, ctx_for("messenger", raw, "application/json"))
+    assert {p.field for p in err.value.problems} == {"platform", "duration_s"}

@@ -1,0 +1,163 @@
+"""Normalisation helpers: the canonical forms every adapter relies on for identity and the retention rules."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from pipeline import normalize
+from pipeline.normalize import NormalizationError
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("  Jürgen   Müller ", "Jürgen Müller"),
+        ("Jo\u0308rg", "Jörg"),  # decomposed umlaut becomes NFC
+        ("Anna\u200b Maria", "Anna Maria"),
+        ("\t\n", None),
+    ],
+)
+def test_names_are_trimmed_nfc_and_collapsed(raw: str, expected: str | None) -> None:
+    assert normalize.normalize_name(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "first", "last"),
+    [
+        ("Smith, John", "John", "Smith"),
+        ("Jean-Luc de la Cruz", "Jean-Luc", "de la Cruz"),
+        ("Dr. Anna Kowalska", "Anna", "Kowalska"),
+        ("Prof. Dr. Hans Meier", "Hans", "Meier"),
+        ("Cher", "Cher", None),
+    ],
+)
+def test_full_names_split(raw: str, first: str, last: str | None) -> None:
+    assert normalize.split_full_name(raw) == (first, last)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("John.Smith", "john.smith"),
+        ("skype:John.Smith?call", "john.smith"),
+        ("Live:.cid.3F2A9B", "live:.cid.3f2a9b"),
+        ("live: jane_doe", "live:jane_doe"),
+    ],
+)
+def test_skype_ids_are_canonical_and_keep_the_live_prefix(raw: str, expected: str) -> None:
+    assert normalize.canonical_skype(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "a", "not a skype id!", "x" * 101])
+def test_bad_skype_ids_are_refused(raw: str) -> None:
+    with pytest.raises(NormalizationError) as err:
+        normalize.canonical_skype(raw)
+    assert err.value.reason == "invalid_skype_id"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("linkedin.com/in/lisaschmidt", "https://www.linkedin.com/in/lisaschmidt"),
+        (
+            "https://uk.linkedin.com/in/Priya-Raman-42/?originalSubdomain=uk",
+            "https://www.linkedin.com/in/priya-raman-42",
+        ),
+        ("http://www.linkedin.com/in/j%C3%BCrgen-m%C3%BCller", "https://www.linkedin.com/in/j%C3%BCrgen-m%C3%BCller"),
+        ("https://m.linkedin.com/in/jürgen-müller#about", "https://www.linkedin.com/in/j%C3%BCrgen-m%C3%BCller"),
+    ],
+)
+def test_linkedin_urls_are_canonical(raw: str, expected: str) -> None:
+    assert normalize.canonical_linkedin(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["https://www.linkedin.com/company/acme", "https://example.com/in/x", "lisa"])
+def test_non_profile_linkedin_urls_are_refused(raw: str) -> None:
+    with pytest.raises(NormalizationError):
+        normalize.canonical_linkedin(raw)
+
+
+@pytest.mark.parametrize(
+    ("location", "code"),
+    [
+        ("Berlin, Germany", "DE"),
+        ("München, Deutschland", "DE"),
+        ("Austin, TX", "US"),
+        ("San Francisco, CA", "US"),  # a US state code, not Canada
+        ("Toronto, ON", "CA"),
+        ("London, UK", "GB"),
+        ("Москва, Россия", "RU"),
+        ("Berlin", None),
+        (None, None),
+    ],
+)
+def test_country_from_location(location: str | None, code: str | None) -> None:
+    assert normalize.country_from_location(location) == code
+
+
+@pytest.mark.parametrize(
+    ("value", "code"), [("de", "DE"), ("DEU", "DE"), ("United Kingdom", "GB"), ("Turkey", "TR"), ("Atlantis", None)]
+)
+def test_country_field(value: str, code: str | None) -> None:
+    assert normalize.country_code(value) == code
+
+
+def test_phone_without_prefix_takes_the_country_of_the_location() -> None:
+    region = normalize.country_from_location("Berlin, Germany")
+    assert normalize.canonical_phone("030 1234567", region) == "+49301234567"
+    with pytest.raises(NormalizationError, match="no country prefix"):
+        normalize.canonical_phone("030 1234567", None)
+
+
+@pytest.mark.parametrize(("value", "age"), [("17", 17), (17, 17), ("17 years", 17), ("42 Jahre", 42), (16.0, 16)])
+def test_stated_age(value: object, age: int) -> None:
+    assert normalize.parse_stated_age(value) == age
+
+
+@pytest.mark.parametrize("value", ["seventeen", "-3", "200", True, 17.5])
+def test_bad_stated_age(value: object) -> None:
+    with pytest.raises(NormalizationError):
+        normalize.parse_stated_age(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2009-03-04", date(2009, 3, 4)),
+        ("04.03.2009", date(2009, 3, 4)),
+        ("25/12/2008", date(2008, 12, 25)),
+        ("12/25/2008", date(2008, 12, 25)),
+        ("2009-03-04T00:00:00Z", date(2009, 3, 4)),
+    ],
+)
+def test_birth_dates(value: str, expected: date) -> None:
+    assert normalize.parse_birth_date(value, today=date(2024, 6, 6)) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("03/04/2009", "ambiguous_birth_date"),
+        ("2030-01-01", "invalid_birth_date"),
+        ("31.02.2000", "invalid_birth_date"),
+        ("soon", "invalid_birth_date"),
+    ],
+)
+def test_bad_birth_dates(value: str, reason: str) -> None:
+    with pytest.raises(NormalizationError) as err:
+        normalize.parse_birth_date(value, today=date(2024, 6, 6))
+    assert err.value.reason == reason
+
+
+def test_invalid_email_message_does_not_quote_the_address() -> None:
+    with pytest.raises(NormalizationError) as err:
+        normalize.canonical_email("tom.secret@@example")
+    assert "tom.secret" not in str(err.value) and "'" not in str(err.value)
+
+
+def test_clean_text_cuts_long_text_with_a_marker() -> None:
+    text = normalize.clean_text("a" * 100, 50)
+    assert text is not None and len(text) == 50 and text.endswith("[truncated]")
+    assert normalize.clean_text("line1\r\nline2\x00\x85", 50) == "line1\nline2"

@@ -1,0 +1,120 @@
+"""Web forms: Contact Form 7 (urlencoded and multipart), HubSpot forms, Gravity webhooks."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+from source_payloads import PEPPER, ctx_for, payload
+
+from pipeline import normalize
+from pipeline.models.common import InteractionKind, Purpose
+from pipeline.sources import SourceError, web_form
+
+
+def parse(name: str):  # type: ignore[no-untyped-def]
+    raw, content_type = payload("web_form", name)
+    return web_form.parse(raw, ctx_for("web_form", raw, content_type))
+
+
+def test_cf7_contact_us_post() -> None:
+    [event] = parse("cf7_contact_us.txt")
+    person = event.person
+    assert (person.first_name, person.last_name) == ("Jürgen", "Müller")
+    assert person.email == "Juergen.Mueller@example.de"
+    assert person.phone == "+49301234567"  # no prefix: Germany from the location
+    assert person.country_code == "DE"
+    assert person.company == "Müller Maschinenbau GmbH"
+    assert event.interaction.kind is InteractionKind.CONTACT_US
+    assert event.interaction.message is not None and "modernise our ERP" in event.interaction.message
+    assert "\r" not in event.interaction.message
+    assert event.interaction.honeypot is None  # present but empty: a human
+    assert event.provenance.form_id == "1234"
+    assert event.subject_key == normalize.subject_key(PEPPER, email="juergen.mueller@example.de")
+    # the ticked marketing checkbox is the further-contact consent; the reCAPTCHA token is not kept anywhere
+    [consent] = event.consents
+    assert consent.purpose is Purpose.FURTHER_CONTACT and consent.method == "checkbox" and consent.granted
+    assert "03AFcWeA" not in event.model_dump_json()
+
+
+def test_filled_honeypot_is_kept_for_the_spam_stage_and_unticked_box_is_no_consent() -> None:
+    [event] = parse("cf7_spam_honeypot.txt")
+    assert event.interaction.honeypot == "http://cheap-links.example"
+    assert event.consents == ()
+
+
+def test_cf7_multipart_expert_request_with_upload() -> None:
+    [event] = parse("cf7_expert_request.multipart")
+    assert event.interaction.kind is InteractionKind.EXPERT_REQUEST
+    assert (event.person.first_name, event.person.last_name) == ("Ana María", "García López")
+    assert event.person.phone == "+34912345678"
+    assert event.person.position == "CTO"
+    assert event.interaction.attachments_ignored == ("project brief.pdf",)
+    assert event.interaction.message is not None and "budget: 50k-100k EUR" in event.interaction.message
+    [consent] = event.consents
+    assert consent.wording == "I agree to be contacted about other services"
+
+
+def test_hubspot_demo_request() -> None:
+    [event] = parse("hubspot_demo_request.json")
+    assert event.interaction.kind is InteractionKind.DEMO_REQUEST
+    assert event.person.phone == "+447700900123"  # UK mobile without prefix, country field United Kingdom
+    assert event.person.linkedin_url == "https://www.linkedin.com/in/priya-raman-42"
+    assert event.provenance.ip == "203.0.113.45"
+    assert event.occurred_at.isoformat() == "2024-06-05T15:06:40+00:00"
+    # only the communication the person ticked; consentToProcess is not further-contact consent
+    assert [c.wording for c in event.consents] == ["I agree to receive other communications from Example Inc."]
+
+
+def test_gravity_white_paper_with_labels() -> None:
+    [event] = parse("gravity_white_paper.json")
+    assert event.interaction.kind is InteractionKind.WHITE_PAPER
+    assert event.person.email == "chen.wei@startup.example.sg"
+    assert event.person.phone == "+6561234567"
+    assert event.consents == ()  # opt-in left empty
+    assert event.interaction.message == "How did you hear about us?: LinkedIn ad"
+
+
+def test_every_bad_field_is_named() -> None:
+    with pytest.raises(SourceError) as err:
+        parse("hubspot_invalid_fields.json")
+    assert {(p.field, p.reason) for p in err.value.problems} == {("email", "invalid_email"), ("phone", "invalid_phone")}
+    assert "tom@@example" not in err.value.explain()
+
+
+def test_retried_post_gets_the_same_event_id_and_a_changed_one_does_not() -> None:
+    raw, content_type = payload("web_form", "cf7_contact_us.txt")
+    first = web_form.parse(raw, ctx_for("web_form", raw, content_type))[0]
+    again = web_form.parse(raw, ctx_for("web_form", raw, content_type))[0]
+    other = web_form.parse(raw + b"&x=1", ctx_for("web_form", raw + b"&x=1", content_type))[0]
+    assert first.event_id == again.event_id != other.event_id
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"your-name": "No Contact"}, "no_identity"),
+        ({"your-email": "a@b.example", "age": "fifteen"}, "invalid_age"),
+        ({"your-email": "a@b.example", "skype": "!!"}, "invalid_skype_id"),
+    ],
+)
+def test_rejections_are_typed(fields: dict[str, str], reason: str) -> None:
+    raw = urlencode(fields).encode()
+    with pytest.raises(SourceError) as err:
+        web_form.parse(raw, ctx_for("web_form", raw, "application/x-www-form-urlencoded"))
+    assert err.value.reason == reason
+
+
+def test_age_and_birth_date_are_extracted() -> None:
+    raw = urlencode({"email": "teen@example.com", "age": "15", "date-of-birth": "2009-01-02"}).encode()
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/x-www-form-urlencoded"))
+    assert event.person.stated_age == 15
+    assert str(event.person.birth_date) == "2009-01-02"
+
+
+def test_malformed_json_is_a_malformed_rejection() -> None:
+    raw = b'{"fields": [ {"name": "email", '
+    with pytest.raises(SourceError) as err:
+        web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
+    assert err.value.reason == "malformed_json" and err.value.malformed
+    assert "line 1" in err.value.message
