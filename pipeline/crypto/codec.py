@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -75,9 +76,17 @@ class RecordCodec:
     def open_tagged(self, record: AcceptedRecord | QuarantineRecord) -> TaggedEvent:
         return TaggedEvent(event=self.open_contact(record), tags=record.tags)
 
-    def seal_payload(self, payload: bytes, *, subject_key: str | None, record_id: UUID) -> Sealed:
-        """Seal raw bytes under the subject's key, or a key of their own when no subject is known."""
-        scope = subject_scope(subject_key) if subject_key else record_scope(str(record_id))
+    def seal_payload(
+        self, payload: bytes, *, subject_key: str | None, record_id: UUID, shared_with: Sequence[str] = ()
+    ) -> Sealed:
+        """Seal raw bytes under the subject's key; a key of their own when no subject is known; and, when the payload
+        names several people (``shared_with``), under a payload key that erasing any one of them destroys."""
+        covered = list(dict.fromkeys([*([subject_key] if subject_key else []), *shared_with]))
+        if len(covered) == 1:
+            return self.sealer.seal(subject_scope(covered[0]), payload)
+        scope = record_scope(str(record_id))
+        if covered:
+            self.sealer.keys.link(scope, [subject_scope(k) for k in covered])
         return self.sealer.seal(scope, payload)
 
     def seal_raw(
@@ -90,6 +99,7 @@ class RecordCodec:
         received_at: datetime,
         subject_key: str | None,
         content_type: str,
+        shared_with: Sequence[str] = (),
     ) -> RawRecord:
         return RawRecord(
             event_id=event_id,
@@ -98,5 +108,5 @@ class RecordCodec:
             received_at=received_at,
             subject_key=subject_key,
             content_type=content_type,
-            sealed=self.seal_payload(payload, subject_key=subject_key, record_id=event_id),
+            sealed=self.seal_payload(payload, subject_key=subject_key, record_id=event_id, shared_with=shared_with),
         )

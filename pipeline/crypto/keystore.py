@@ -37,11 +37,22 @@ class SubjectKey(Base):
     destroyed_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
+class DataKeyLink(Base):
+    """A payload that names several people (a CSV, an order with attendees) is sealed once under a key of its own;
+    the links make erasing ANY of those people destroy that shared key too."""
+
+    __tablename__ = "data_key_links"
+
+    scope: Mapped[str] = mapped_column(String(190), primary_key=True)
+    subject_scope: Mapped[str] = mapped_column(String(190), primary_key=True, index=True)
+
+
 class KeyStore(Protocol):
     def warm(self, scopes: Iterable[str]) -> None: ...
     def active_key(self, scope: str) -> tuple[str, bytes]: ...
     def key(self, key_id: str) -> bytes | None: ...
     def destroy(self, scope: str, reason: str) -> int: ...
+    def link(self, scope: str, subject_scopes: Iterable[str]) -> None: ...
 
 
 class SqlKeyStore:
@@ -171,17 +182,26 @@ class SqlKeyStore:
             return key_id, key
         raise RuntimeError(f"could not create a data key for {scope} after 5 attempts")
 
+    def link(self, scope: str, subject_scopes: Iterable[str]) -> None:
+        """Tie a shared payload key to every subject it covers (see ``DataKeyLink``)."""
+        rows = [{"scope": scope, "subject_scope": s} for s in dict.fromkeys(subject_scopes)]
+        if rows:
+            with self._engine.begin() as conn:
+                conn.execute(dialect_insert(self._engine, DataKeyLink.__table__).on_conflict_do_nothing(), rows)  # type: ignore[arg-type]
+
     def destroy(self, scope: str, reason: str) -> int:
-        """Destroy every generation of a scope; returns how many keys were destroyed now."""
+        """Destroy every generation of a scope and of the shared payload keys linked to it; returns how many."""
         with Session(self._engine) as session:
+            linked = list(session.scalars(select(DataKeyLink.scope).where(DataKeyLink.subject_scope == scope)))
             result = session.execute(
                 update(SubjectKey)
-                .where(SubjectKey.scope == scope, SubjectKey.wrapped_key.is_not(None))
+                .where(SubjectKey.scope.in_([scope, *linked]), SubjectKey.wrapped_key.is_not(None))
                 .values(wrapped_key=None, destroyed_at=datetime.now(UTC), destroyed_reason=reason)
             )
             session.commit()
             destroyed = int(getattr(result, "rowcount", 0) or 0)
-        self.forget_cached(scope)
+        for each in (scope, *linked):
+            self.forget_cached(each)
         return destroyed
 
     def forget_cached(self, scope: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Iterable
 from typing import Protocol, TypeVar
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -33,6 +34,9 @@ class KeyProvider(Protocol):
     def key(self, key_id: str) -> bytes | None:
         """A key by versioned id; None when it was destroyed or never existed."""
 
+    def link(self, scope: str, subject_scopes: Iterable[str]) -> None:
+        """Make erasing any of ``subject_scopes`` destroy ``scope`` too."""
+
 
 def subject_scope(subject_key: str) -> str:
     return f"subject:{subject_key}"
@@ -55,16 +59,16 @@ class Sealer:
     """Seals and opens documents; the only code that touches data keys besides the key store."""
 
     def __init__(self, keys: KeyProvider) -> None:
-        self._keys = keys
+        self.keys = keys
 
     def seal(self, scope: str, plaintext: bytes) -> Sealed:
-        key_id, key = self._keys.active_key(scope)
+        key_id, key = self.keys.active_key(scope)
         nonce = os.urandom(12)
         ciphertext = AESGCM(key).encrypt(nonce, plaintext, key_id.encode())
         return Sealed(key_id=key_id, nonce=_b64(nonce), ciphertext=_b64(ciphertext))
 
     def open(self, sealed: Sealed) -> bytes:
-        key = self._keys.key(sealed.key_id)
+        key = self.keys.key(sealed.key_id)
         if key is None:
             raise KeyDestroyedError(sealed.key_id)
         return AESGCM(key).decrypt(_unb64(sealed.nonce), _unb64(sealed.ciphertext), sealed.key_id.encode())
