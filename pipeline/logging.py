@@ -6,13 +6,20 @@ Redaction runs on structlog's own events and on every stdlib logger (faust, aiok
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import sys
-from collections.abc import Mapping, MutableMapping
+import traceback
+from collections.abc import Callable, Mapping, MutableMapping
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from enum import Enum
 from typing import Any, Literal
+from uuid import UUID
 
 import structlog
+from pydantic import BaseModel
 from structlog.types import EventDict, Processor, WrappedLogger
 
 REDACTED = "[redacted]"
@@ -67,35 +74,76 @@ PII_KEYS = frozenset(
 _EMAIL = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}|[^\s@<>\"']+@[^\s@<>\"']+\.[^\s@<>\"']{2,}"
 )
-_PHONE = re.compile(r"(?<![\w-])(?:(?:\+|00)\d[\d\s().-]{5,18}\d|\d{9,15})(?![\w-])")
+#: URL-encoded addresses (``jane%40example.com``) as they appear in access logs and query strings.
+_URL_EMAIL = re.compile(r"[^\s@<>\"'/?&=%]+(?:%[0-9A-Fa-f]{2}[^\s@<>\"'/?&=%]*)*%40[^\s<>\"'/?&=]+\.[A-Za-z]{2,}")
+#: A run of digits with the separators people write phone numbers with; a phone when it holds 9+ digits. National
+#: formats (``415-555-2671``, ``030 12345678``) have no ``+``, so the digit count decides, not the prefix.
+_PHONE = re.compile(r"(?<![\w.-])(?:\+|00)?\(?\d[\d \t\u00a0().-]{5,30}\d\)?(?![\w-]|:\d)")  # ':\d': a clock time
+_FLOAT = re.compile(r"\d+\.\d+")
+_DIGIT = re.compile(r"\d\D?\d\D?\d")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
+#: pydantic's ValidationError quotes the offending input (a name, an address): keep the error, drop the input.
+_PYDANTIC_INPUT = re.compile(r"input_value=.*?(?=, input_type=|\]$)", re.MULTILINE)
+
+
+def _ip_or_loopback(match: re.Match[str]) -> str:
+    """Loopback and the wildcard address identify nobody and make broker addresses in logs readable."""
+    return match.group() if match.group().startswith("127.") or match.group() == "0.0.0.0" else "[ip]"  # noqa: S104
+
+
+def _phone_or_not(match: re.Match[str]) -> str:
+    text = match.group()
+    if _FLOAT.fullmatch(text) or sum(c.isdigit() for c in text) < 9:
+        return text
+    return "[phone]"
 
 
 def scrub_text(text: str) -> str:
-    """Replace e-mail addresses, phone numbers and IP addresses in free text."""
-    text = _EMAIL.sub("[email]", text)
-    text = _PHONE.sub("[phone]", text)
-    return _IPV4.sub("[ip]", text)
+    """Replace e-mail addresses, phone numbers, IP addresses and quoted pydantic inputs in free text."""
+    if "input_value=" in text:
+        text = _PYDANTIC_INPUT.sub("input_value=[redacted]", text)
+    if "%40" in text:
+        text = _URL_EMAIL.sub("[email]", text)
+    if "@" in text:
+        text = _EMAIL.sub("[email]", text)
+    if _DIGIT.search(text):  # most log text has no digit run worth a look: skip two regexes
+        text = _IPV4.sub(_ip_or_loopback, text)
+        text = _PHONE.sub(_phone_or_not, text)
+    return text
 
 
 def _is_pii_key(key: str) -> bool:
     lowered = key.lower()
-    return lowered in PII_KEYS or lowered.endswith(("_email", "_phone", "_name", "_ip"))
+    return lowered in PII_KEYS or lowered.endswith(
+        ("_email", "_emails", "_phone", "_phones", "_phone_number", "_name", "_names", "_ip", "_address")
+    )
+
+
+#: Values that cannot hold personal data and that renderers format better than a repr.
+_SAFE_TYPES = (bool, int, float, UUID, datetime, date, time, timedelta, Enum, Decimal)
 
 
 def redact(value: Any, key: str | None = None) -> Any:
     """Redact a log value: PII-named keys wholesale, strings by pattern, containers recursively."""
     if key is not None and _is_pii_key(key) and value not in (None, "", [], {}):
         return REDACTED
+    if value is None or isinstance(value, _SAFE_TYPES):
+        return value
     if isinstance(value, str):
         return scrub_text(value)
+    if isinstance(value, bytes | bytearray):
+        return scrub_text(bytes(value).decode("utf-8", "replace"))
     if isinstance(value, Mapping):
-        return {k: redact(v, str(k)) for k, v in value.items()}
+        return {scrub_text(str(k)): redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [redact(v) for v in value]
     if isinstance(value, BaseException):
         return scrub_text(f"{type(value).__name__}: {value}")
-    return value
+    if isinstance(value, BaseModel):  # by field name, so names are caught too, not only what a pattern finds
+        return redact(value.model_dump(mode="json"))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return redact(dataclasses.asdict(value))
+    return scrub_text(repr(value))  # renderers would repr() it anyway; a repr can quote a payload
 
 
 def redact_pii(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
@@ -117,6 +165,81 @@ def _scrub_rendered(_logger: WrappedLogger, _method: str, event_dict: EventDict)
         if isinstance(event_dict.get(key), str):
             event_dict[key] = scrub_text(event_dict[key])
     return event_dict
+
+
+def _redact_arg(value: Any) -> Any:
+    """One %-format argument: same type where a format spec may need it (numbers), scrubbed text otherwise."""
+    if value is None or isinstance(value, _SAFE_TYPES):
+        return value
+    if isinstance(value, str | bytes | bytearray | Mapping | list | tuple | set | frozenset | BaseModel):
+        return redact(value)
+    return scrub_text(str(value))
+
+
+_SCRUBBING_CLASSES: dict[type[logging.LogRecord], type[logging.LogRecord]] = {}
+
+
+def _scrubbing_class(cls: type[logging.LogRecord]) -> type[logging.LogRecord]:
+    """A subclass whose ``getMessage`` scrubs the formatted message (an address split across arguments)."""
+    sub = _SCRUBBING_CLASSES.get(cls)
+    if sub is None:
+
+        def get_message(self: logging.LogRecord) -> str:
+            return scrub_text(cls.getMessage(self))
+
+        sub = type(f"Scrubbing{cls.__name__}", (cls,), {"getMessage": get_message})
+        _SCRUBBING_CLASSES[cls] = sub
+    return sub
+
+
+def _scrubbing_record_factory(base: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    """Scrub every stdlib LogRecord as it is made, before any handler sees it.
+
+    The formatter on the root handler covers loggers that propagate; this covers the rest: a library (mode/faust's
+    Worker, uvicorn's default config) that installs its own handler and formatter would otherwise print raw text.
+    The arguments stay a tuple of the same shape, because some formatters (uvicorn's access log) unpack them.
+    """
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        if isinstance(record.msg, str):  # structlog's own records carry a dict here, already redacted
+            record.msg = scrub_text(record.msg)
+            if isinstance(record.args, Mapping):
+                record.args = {key: _redact_arg(value) for key, value in record.args.items()}
+            elif record.args:
+                record.args = tuple(_redact_arg(value) for value in record.args)
+            record.__class__ = _scrubbing_class(type(record))
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            rendered = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            record.exc_text = scrub_text(rendered)  # Formatter.format prints exc_text when it is set
+        if record.stack_info:
+            record.stack_info = scrub_text(record.stack_info)
+        return record
+
+    factory._leadpipe_scrubbing = True  # type: ignore[attr-defined]
+    return factory
+
+
+def _install_record_factory() -> None:
+    current = logging.getLogRecordFactory()
+    if not getattr(current, "_leadpipe_scrubbing", False):
+        logging.setLogRecordFactory(_scrubbing_record_factory(current))
+
+
+def _ensure_redaction() -> None:
+    """Before ``configure_logging`` runs (imports, tests, embedding), structlog's defaults must not print raw PII."""
+    _install_record_factory()
+    if not structlog.is_configured():
+        structlog.configure(
+            processors=[
+                structlog.contextvars.merge_contextvars,
+                structlog.processors.add_log_level,
+                structlog.processors.format_exc_info,
+                redact_pii,
+                structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+                structlog.dev.ConsoleRenderer(colors=False),
+            ]
+        )
 
 
 def configure_logging(
@@ -158,8 +281,10 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    _install_record_factory()
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    _ensure_redaction()
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,13 +49,13 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     from pipeline.kafka.launcher import LocalKafka
 
-    broker = LocalKafka.for_tests()
+    cache = os.environ.get("LEADPIPE_TEST_CACHE")
+    broker = LocalKafka.for_tests(cache_dir=Path(cache) if cache else None)
     broker.up()
     try:
         yield broker.bootstrap_servers
     finally:
-        if broker.started_here:
-            broker.down()
+        broker.release()  # stops it unless another session (started_here or not) still uses it
 
 
 @pytest.fixture(scope="session")
@@ -95,8 +96,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path) -> Callable[..., Settings]:
-    """Settings for one test: its own home, its own topic prefix, fixed test secrets. Never reads os.environ."""
+def make_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Settings]]:
+    """Settings for one test: its own home, its own topic prefix, fixed test secrets. Never reads os.environ.
+
+    A test that used the broker gets its prefixed topics deleted afterwards, so a long suite does not pile up
+    thousands of partitions on a small broker.
+    """
     prefix = f"t{uuid.uuid4().hex[:10]}."
 
     def build(**overrides: Any) -> Settings:
@@ -113,7 +118,15 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         values.update(overrides)
         return explicit_settings(**values)
 
-    return build
+    yield build
+    if "kafka_bootstrap" in request.fixturenames:
+        from pipeline.kafka.topics import delete_prefixed_topics
+
+        servers = request.getfixturevalue("kafka_bootstrap")
+        try:
+            delete_prefixed_topics(build(kafka_bootstrap_servers=servers), timeout_s=10)
+        except Exception as exc:  # cleanup must not turn a passing test red; the broker may be gone already
+            warnings.warn(f"could not delete topics {prefix}*: {exc}", stacklevel=1)
 
 
 @pytest.fixture

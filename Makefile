@@ -1,0 +1,51 @@
+# leadpipe developer and CI entry points. Everything runs from the repository's .venv (created by `make bootstrap`).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help bootstrap kafka-jars postgres demo test lint bench schemas
+
+help:
+	@echo "make demo   run the whole pipeline end to end on embedded defaults (local Kafka, SQLite, dry-run HubSpot)"
+	@echo "make test   the whole test suite against a real Kafka 4.x and PostgreSQL (both started for you)"
+	@echo "make lint   ruff check, ruff format --check, mypy --strict, schema drift"
+	@echo "make bench  benchmarks (each prints ratios against a baseline measured in the same run)"
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+# Java 17 + Maven + the broker jars, unless the tests are pointed at an existing broker.
+kafka-jars: bootstrap
+	@if [ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then scripts/ensure-kafka-jars.sh; fi
+
+postgres:
+	@scripts/ensure-postgres.sh
+
+demo: bootstrap kafka-jars
+	$(BIN)/leadpipe demo
+
+# pytest's exit code 5 means "no tests collected": a broken collection must never look like a green run.
+test: bootstrap kafka-jars
+	@url="$$(scripts/ensure-postgres.sh)"; \
+	export LEADPIPE_TEST_POSTGRES_URL="$${LEADPIPE_TEST_POSTGRES_URL:-$$url}"; \
+	rc=0; $(BIN)/pytest -q $(PYTEST_ARGS) || rc=$$?; \
+	if [ "$$rc" -eq 5 ]; then echo "make test: pytest collected no tests; failing" >&2; exit 1; fi; \
+	exit "$$rc"
+
+lint: bootstrap
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict pipeline
+	$(BIN)/leadpipe schemas check
+
+schemas: bootstrap
+	$(BIN)/leadpipe schemas generate
+
+bench: bootstrap kafka-jars
+	@url="$$(scripts/ensure-postgres.sh)"; \
+	export LEADPIPE_TEST_POSTGRES_URL="$${LEADPIPE_TEST_POSTGRES_URL:-$$url}"; \
+	$(BIN)/python scripts/run-benches.py

@@ -1,0 +1,110 @@
+"""``leadpipe kafka up|down|status|fetch`` (the local broker) and ``leadpipe topics apply|diff|list``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pipeline.config import get_settings
+from pipeline.kafka.launcher import ForeignKafkaError, KafkaLaunchError, LocalKafka, find_java, resolve_jars
+from pipeline.kafka.topics import TopicsFileError, apply_topics, default_topics_path, diff_topics, load_topics
+
+kafka_app = typer.Typer(help="A local single-node Apache Kafka 4.x from Maven Central jars.", no_args_is_help=True)
+topics_app = typer.Typer(help="Topics as code: topics.yaml against the cluster.", no_args_is_help=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code)
+
+
+@kafka_app.command("up")
+def kafka_up(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker to serve metadata.")] = 120.0,
+) -> None:
+    """Start the broker (ports LEADPIPE_KAFKA_PORT / LEADPIPE_KAFKA_CONTROLLER_PORT), or report the running one."""
+    broker = LocalKafka.from_settings(get_settings())
+    broker.start_timeout_s = timeout
+    try:
+        status = broker.up()
+    except ForeignKafkaError as exc:  # a broker is there already: the developer can use it, nothing to start
+        typer.echo(f"not starting a broker: {exc}")
+        return
+    except KafkaLaunchError as exc:
+        raise _fail(f"kafka up failed: {exc}") from None
+    verb = "started" if broker.started_here else "already running"
+    typer.echo(f"kafka {verb}: {status}")
+    typer.echo(f"use it with: LEADPIPE_KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")
+
+
+@kafka_app.command("down")
+def kafka_down() -> None:
+    """Stop the broker launched by ``leadpipe kafka up`` (never a broker it did not launch)."""
+    broker = LocalKafka.from_settings(get_settings())
+    typer.echo("kafka stopped" if broker.down() else f"no broker launched from {broker.root} is running")
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Exit 0 when the broker is running, 3 when it is not."""
+    status = LocalKafka.from_settings(get_settings()).status()
+    typer.echo(str(status))
+    if not status.running:
+        raise typer.Exit(3)
+
+
+@kafka_app.command("fetch")
+def kafka_fetch() -> None:
+    """Check Java and resolve the broker jars into the cache without starting anything (CI warms the cache)."""
+    settings = get_settings()
+    try:
+        java = find_java()
+        libs = resolve_jars(settings.cache_dir, settings.kafka_version, settings.kafka_log4j_version)
+    except KafkaLaunchError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"java: {java}\nkafka {settings.kafka_version} jars: {libs}")
+
+
+@topics_app.command("apply")
+def topics_apply() -> None:
+    """Create missing topics, fix differing configs, add partitions. Idempotent."""
+    settings = get_settings()
+    try:
+        report = apply_topics(settings)
+    except (TopicsFileError, ConnectionError, RuntimeError, TimeoutError) as exc:
+        raise _fail(f"topics apply failed: {exc}") from None
+    typer.echo(str(report))
+    if report.not_applied:
+        raise typer.Exit(2)
+
+
+@topics_app.command("diff")
+def topics_diff() -> None:
+    """Show drift between topics.yaml and the cluster; exit 1 when there is any."""
+    settings = get_settings()
+    try:
+        drifts = diff_topics(settings)
+    except (TopicsFileError, ConnectionError) as exc:
+        raise _fail(f"topics diff failed: {exc}", code=2) from None
+    for drift in drifts:
+        typer.echo(str(drift))
+    if drifts:
+        raise typer.Exit(1)
+    typer.echo("no drift: the cluster matches the topics file")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """The topics of the file as they would be created with these settings (before the broker-count cap)."""
+    settings = get_settings()
+    path = default_topics_path(settings)
+    try:
+        spec = load_topics(path)
+    except TopicsFileError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"# {path}")
+    for topic in spec.resolve(settings):
+        config = ", ".join(f"{k}={v}" for k, v in sorted(topic.config.items()))
+        typer.echo(f"{topic.name}\tpartitions={topic.partitions}\trf={topic.replication_factor}\t{config}")
+        typer.echo(f"    {topic.purpose}")

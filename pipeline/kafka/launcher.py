@@ -1,0 +1,584 @@
+"""A real single-node Apache Kafka 4.x (KRaft broker+controller on 127.0.0.1) from Maven Central jars.
+
+Why not a container or a tarball: a developer laptop or a CI machine has Java and Maven far more often than a Docker
+daemon, and the jars are resolved once into a cache. The broker runs detached (own session, pid file) so it
+survives the command that started it; ``down()`` stops it. Everything it writes lives under one directory:
+``server.properties``, ``log4j2.properties``, ``data/`` (the log dirs), ``logs/server.log`` and ``broker.pid``.
+
+Several processes may share one broker directory (two pytest sessions, say): each holds a shared lock on
+``users.lock`` while it uses the broker, and ``release()`` stops the broker only when nobody else holds it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import IO
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from pipeline.config import Settings, get_settings
+from pipeline.logging import get_logger
+
+log = get_logger(__name__)
+
+HOST = "127.0.0.1"
+READY_LINE = "Kafka Server started"
+MIN_JAVA = 17
+JVM_FLAGS = ("-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
+
+
+class KafkaLaunchError(RuntimeError):
+    """The local broker could not be provided; the message says what is missing and what to do."""
+
+
+class ForeignKafkaError(KafkaLaunchError):
+    """A Kafka broker this launcher did not start already listens on the port: usable, but not ours to manage."""
+
+
+@dataclass(frozen=True)
+class KafkaStatus:
+    """What ``status()`` found."""
+
+    running: bool
+    bootstrap_servers: str
+    pid: int | None
+    managed: bool  # True: launched from this directory; False: some other broker answers on the port
+    root: Path
+    log_file: Path
+
+    def __str__(self) -> str:
+        if not self.running:
+            return f"not running (would listen on {self.bootstrap_servers}; directory {self.root})"
+        if not self.managed:
+            return f"a Kafka broker not launched by leadpipe answers on {self.bootstrap_servers}"
+        return f"running at {self.bootstrap_servers} (pid {self.pid}); log {self.log_file}"
+
+
+# ---- prerequisites ----------------------------------------------------------------------------------------------
+
+
+def java_major_version(java: str) -> int:
+    """Major version of a ``java`` executable (``1.8.0_x`` -> 8, ``17.0.15`` -> 17)."""
+    result = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60, check=False)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr + result.stdout)
+    if not match:
+        raise KafkaLaunchError(f"cannot tell the version of {java}: {(result.stderr or result.stdout).strip()}")
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def find_java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise KafkaLaunchError(
+            f"java not found on PATH: Kafka 4.x needs a Java {MIN_JAVA}+ runtime "
+            "(Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless)"
+        )
+    major = java_major_version(java)
+    if major < MIN_JAVA:
+        raise KafkaLaunchError(f"{java} is Java {major}; Kafka 4.x needs Java {MIN_JAVA} or newer")
+    return java
+
+
+def resolve_jars(cache_dir: Path, kafka_version: str, log4j_version: str) -> Path:
+    """The broker's runtime jars under ``<cache>/kafka-<version>/libs``, resolved with Maven once and reused."""
+    home = cache_dir / f"kafka-{kafka_version}"
+    libs = home / "libs"
+    if libs.is_dir() and any(libs.glob("kafka_2.13-*.jar")):
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise KafkaLaunchError(
+            f"mvn not found on PATH: it fetches the Kafka {kafka_version} jars from Maven Central into {libs} "
+            "(Debian/Ubuntu: apt-get install -y maven)"
+        )
+    home.mkdir(parents=True, exist_ok=True)
+    with _locked(home / ".resolve.lock"):
+        if libs.is_dir() and any(libs.glob("kafka_2.13-*.jar")):  # another process was faster
+            return libs
+        template = resources.files("pipeline.kafka").joinpath("kafka-pom.xml").read_text()
+        pom = template.replace("@KAFKA_VERSION@", kafka_version).replace("@LOG4J_VERSION@", log4j_version)
+        with tempfile.TemporaryDirectory(dir=home) as work:
+            (Path(work) / "pom.xml").write_text(pom)
+            staging = Path(work) / "libs"
+            log.info("resolving kafka jars", version=kafka_version, into=str(libs))
+            result = subprocess.run(
+                [
+                    mvn,
+                    "-q",
+                    "-B",
+                    "dependency:copy-dependencies",
+                    "-DincludeScope=runtime",
+                    f"-DoutputDirectory={staging}",
+                ],
+                cwd=work,
+                capture_output=True,
+                text=True,
+                timeout=1800,
+                check=False,
+            )
+            if result.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
+                tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
+                raise KafkaLaunchError(
+                    f"mvn could not resolve Kafka {kafka_version} (exit {result.returncode}):\n{tail}"
+                )
+            staging.rename(libs)  # atomic: a half-finished download never looks like a cache hit
+    return libs
+
+
+@contextlib.contextmanager
+def _locked(path: Path, shared: bool = False) -> Iterator[IO[str]]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        try:
+            yield handle
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def kafka_answers(bootstrap_servers: str, timeout_s: float = 3.0) -> bool:
+    """True when a Kafka broker returns cluster metadata at ``bootstrap_servers``."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 2000, "log_level": 0})
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except KafkaException:
+        return False
+    return bool(metadata.brokers)
+
+
+def _cluster_id() -> str:
+    """URL-safe base64 of 16 random bytes, no padding, not starting with '-' (what StorageTool accepts)."""
+    while True:
+        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not value.startswith("-"):
+            return value
+
+
+def _process_alive(pid: int) -> bool:
+    """Alive and not a zombie (a broker stopped by another process stays a zombie until its parent reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+# ---- the broker -------------------------------------------------------------------------------------------------
+
+
+class LocalKafka:
+    """One local broker in one directory. ``up()`` is idempotent; ``down()`` stops it; ``release()`` shares it."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        cache_dir: Path,
+        kafka_version: str,
+        log4j_version: str,
+        port: int,
+        controller_port: int,
+        start_timeout_s: float = 120.0,
+    ) -> None:
+        if port == controller_port:
+            raise ValueError("the broker port and the controller port must differ")
+        self.root = root
+        self.cache_dir = cache_dir
+        self.kafka_version = kafka_version
+        self.log4j_version = log4j_version
+        self.port = port
+        self.controller_port = controller_port
+        self.start_timeout_s = start_timeout_s
+        self.started_here = False
+        self._process: subprocess.Popen[bytes] | None = None
+        self._claim: IO[str] | None = None
+
+    # -- construction --
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalKafka:
+        """The developer's broker (``leadpipe kafka up``): ports from settings, data under ``settings.home``."""
+        return cls(
+            settings.home / "kafka",
+            cache_dir=settings.cache_dir,
+            kafka_version=settings.kafka_version,
+            log4j_version=settings.kafka_log4j_version,
+            port=settings.kafka_port,
+            controller_port=settings.kafka_controller_port,
+        )
+
+    @classmethod
+    def for_tests(cls, settings: Settings | None = None, cache_dir: Path | None = None) -> LocalKafka:
+        """The test suite's broker: its own directory under the cache and its own ports (kept in ``ports.json``).
+
+        Ports are picked free on first use and remembered, so a broker left by an earlier session is found and
+        reused; a developer's ``leadpipe kafka up`` (other directory, other ports) is never touched.
+        """
+        settings = settings or get_settings()
+        cache = cache_dir or settings.cache_dir
+        root = cache / f"kafka-{settings.kafka_version}-test-broker"
+        root.mkdir(parents=True, exist_ok=True)
+        with _locked(root / ".launcher.lock"):
+            ports_file = root / "ports.json"
+            ports: dict[str, int] = {}
+            if ports_file.exists():
+                with contextlib.suppress(ValueError, OSError):
+                    ports = json.loads(ports_file.read_text())
+            port, controller = ports.get("port"), ports.get("controller_port")
+            broker = None
+            if port and controller:
+                broker = cls(
+                    root,
+                    cache_dir=cache,
+                    kafka_version=settings.kafka_version,
+                    log4j_version=settings.kafka_log4j_version,
+                    port=port,
+                    controller_port=controller,
+                )
+                if not broker._our_pid() and not (_port_free(port) and _port_free(controller)):
+                    broker = None  # our broker is gone and something else took a port: pick new ones
+            if broker is None:
+                port, controller = _free_port(), _free_port()
+                while controller == port:
+                    controller = _free_port()
+                ports_file.write_text(json.dumps({"port": port, "controller_port": controller}))
+                broker = cls(
+                    root,
+                    cache_dir=cache,
+                    kafka_version=settings.kafka_version,
+                    log4j_version=settings.kafka_log4j_version,
+                    port=port,
+                    controller_port=controller,
+                )
+            return broker
+
+    # -- paths --
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "logs" / "server.log"
+
+    @property
+    def stdout_file(self) -> Path:
+        return self.root / "logs" / "stdout.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "broker.pid"
+
+    @property
+    def properties_file(self) -> Path:
+        return self.root / "server.properties"
+
+    # -- lifecycle --
+
+    def up(self) -> KafkaStatus:
+        """Start the broker, or adopt the one already running from this directory; wait until it serves metadata."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _locked(self.root / ".launcher.lock"):
+            pid = self._our_pid()
+            if pid is not None:
+                self._wait_ready(pid, log_offset=None)
+                self.started_here = False
+                log.info("kafka already running", bootstrap=self.bootstrap_servers, pid=pid, log=str(self.log_file))
+            else:
+                self._check_ports()
+                java = find_java()
+                libs = resolve_jars(self.cache_dir, self.kafka_version, self.log4j_version)
+                self._write_config()
+                self._format(java, libs)
+                pid = self._start(java, libs)
+                self.started_here = True
+            self._hold_claim()
+        return self.status()
+
+    def down(self, timeout_s: float = 60.0) -> bool:
+        """Stop the broker launched from this directory, whoever started it. False when none was running."""
+        self._drop_claim()
+        with _locked(self.root / ".launcher.lock"):
+            return self._stop(timeout_s)
+
+    def release(self) -> bool:
+        """Let go of the broker; stop it only when no other process still uses it. True when it was stopped."""
+        self._drop_claim()
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _locked(self.root / ".launcher.lock"), (self.root / "users.lock").open("a") as users:
+            try:
+                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("kafka still in use by another process; leaving it running", bootstrap=self.bootstrap_servers)
+                return False
+            try:
+                return self._stop(60.0)
+            finally:
+                fcntl.flock(users, fcntl.LOCK_UN)
+
+    def status(self) -> KafkaStatus:
+        pid = self._our_pid()
+        if pid is not None:
+            return KafkaStatus(True, self.bootstrap_servers, pid, True, self.root, self.log_file)
+        foreign = not _port_free(self.port) and kafka_answers(self.bootstrap_servers)
+        return KafkaStatus(foreign, self.bootstrap_servers, None, False, self.root, self.log_file)
+
+    # -- internals --
+
+    def _hold_claim(self) -> None:
+        if self._claim is None:
+            handle = (self.root / "users.lock").open("a")
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            self._claim = handle
+
+    def _drop_claim(self) -> None:
+        if self._claim is not None:
+            fcntl.flock(self._claim, fcntl.LOCK_UN)
+            self._claim.close()
+            self._claim = None
+
+    def _our_pid(self) -> int | None:
+        """The pid in the pid file if that process is alive and is the broker of this directory."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if not _process_alive(pid):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return pid  # no /proc (not Linux): trust the pid file
+        if b"kafka.Kafka" in cmdline and str(self.properties_file).encode() in cmdline:
+            return pid
+        return None  # the pid was reused by an unrelated process
+
+    def _check_ports(self) -> None:
+        for port, role in ((self.port, "broker"), (self.controller_port, "controller")):
+            if _port_free(port):
+                continue
+            if kafka_answers(f"{HOST}:{port}"):
+                raise ForeignKafkaError(
+                    f"port {port} ({role}) is used by a Kafka broker that was not launched from {self.root}; "
+                    f"use it (LEADPIPE_KAFKA_BOOTSTRAP_SERVERS={HOST}:{port}) or choose other ports "
+                    "(LEADPIPE_KAFKA_PORT, LEADPIPE_KAFKA_CONTROLLER_PORT)"
+                )
+            raise KafkaLaunchError(
+                f"port {port} ({role}) is busy and what listens there is not Kafka; free it or set "
+                f"{'LEADPIPE_KAFKA_PORT' if role == 'broker' else 'LEADPIPE_KAFKA_CONTROLLER_PORT'}"
+            )
+
+    def _write_config(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        properties = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
+            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": "1",
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "10",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "log.cleaner.dedupe.buffer.size": "16777216",
+        }
+        self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+        log4j = [
+            "status = warn",
+            "appender.file.type = RollingFile",  # a long-lived test broker logs every topic of every test
+            "appender.file.name = FILE",
+            f"appender.file.fileName = {self.log_file}",
+            f"appender.file.filePattern = {self.log_file}.%i",
+            "appender.file.layout.type = PatternLayout",
+            "appender.file.layout.pattern = [%d] %p %m (%c)%n",
+            "appender.file.policies.type = Policies",
+            "appender.file.policies.size.type = SizeBasedTriggeringPolicy",
+            "appender.file.policies.size.size = 20MB",
+            "appender.file.strategy.type = DefaultRolloverStrategy",
+            "appender.file.strategy.max = 3",
+            "rootLogger.level = INFO",
+            "rootLogger.appenderRef.file.ref = FILE",
+            "logger.kafka.name = kafka",
+            "logger.kafka.level = INFO",
+            "logger.state.name = state.change.logger",
+            "logger.state.level = WARN",
+        ]
+        (self.root / "log4j2.properties").write_text("\n".join(log4j) + "\n")
+
+    def _format(self, java: str, libs: Path) -> None:
+        if (self.data_dir / "meta.properties").exists():
+            return
+        result = subprocess.run(
+            [
+                java,
+                *JVM_FLAGS,
+                f"-Dlog4j2.configurationFile={self.root / 'log4j2.properties'}",
+                f"-Dkafka.logs.dir={self.log_file.parent}",
+                "-cp",
+                f"{libs}/*",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                _cluster_id(),
+                "-c",
+                str(self.properties_file),
+                "--ignore-formatted",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise KafkaLaunchError(f"formatting {self.data_dir} failed:\n{(result.stdout + result.stderr).strip()}")
+
+    def _start(self, java: str, libs: Path) -> int:
+        offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        command = [
+            java,
+            *JVM_FLAGS,
+            f"-Dlog4j2.configurationFile={self.root / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.log_file.parent}",
+            "-cp",
+            f"{libs}/*",
+            "kafka.Kafka",
+            str(self.properties_file),
+        ]
+        with self.stdout_file.open("ab") as out:
+            self._process = subprocess.Popen(
+                command,
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        pid = self._process.pid
+        self.pid_file.write_text(f"{pid}\n")
+        log.info("kafka starting", bootstrap=self.bootstrap_servers, pid=pid, log=str(self.log_file))
+        try:
+            self._wait_ready(pid, log_offset=offset)
+        except KafkaLaunchError:
+            self._stop(10.0)
+            raise
+        log.info("kafka started", bootstrap=self.bootstrap_servers, pid=pid, log=str(self.log_file))
+        return pid
+
+    def _wait_ready(self, pid: int, log_offset: int | None) -> None:
+        """Wait for the ready line (when we just started it) and a successful metadata call."""
+        deadline = time.monotonic() + self.start_timeout_s
+        saw_line = log_offset is None
+        while time.monotonic() < deadline:
+            if not _process_alive(pid):
+                raise KafkaLaunchError(f"the Kafka process exited during start-up.\n{self._tail()}")
+            if not saw_line and self.log_file.exists():
+                with self.log_file.open("rb") as handle:
+                    size = handle.seek(0, os.SEEK_END)
+                    handle.seek(log_offset if log_offset and log_offset <= size else 0)  # 0: the log rolled over
+                    saw_line = READY_LINE.encode() in handle.read()
+            if saw_line and kafka_answers(self.bootstrap_servers, timeout_s=2.0):
+                return
+            time.sleep(0.25)
+        raise KafkaLaunchError(f"Kafka did not become ready within {self.start_timeout_s:.0f}s.\n{self._tail()}")
+
+    def _tail(self, lines: int = 30) -> str:
+        parts = []
+        for path in (self.log_file, self.stdout_file):
+            if path.exists():
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- last lines of {path} ---\n" + "\n".join(text))
+        return "\n".join(parts) or f"(no log written under {self.log_file.parent})"
+
+    def _stop(self, timeout_s: float) -> bool:
+        pid = self._our_pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        log.info("kafka stopping", pid=pid, bootstrap=self.bootstrap_servers)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and _process_alive(pid):
+            self._reap()
+            time.sleep(0.1)
+        if _process_alive(pid):
+            log.warning("kafka did not stop in time; killing it", pid=pid)
+            os.kill(pid, signal.SIGKILL)
+            while _process_alive(pid):
+                self._reap()
+                time.sleep(0.05)
+        self._reap()
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def _reap(self) -> None:
+        if self._process is not None and self._process.poll() is not None:
+            self._process = None
+
+
+__all__ = [
+    "ForeignKafkaError",
+    "KafkaLaunchError",
+    "KafkaStatus",
+    "LocalKafka",
+    "find_java",
+    "kafka_answers",
+    "resolve_jars",
+]

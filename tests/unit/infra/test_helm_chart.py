@@ -1,0 +1,114 @@
+"""The Helm chart renders what production needs and never renders a secret.
+
+Rendering needs the `helm` binary (build it with `go install helm.sh/helm/v3/cmd/helm@latest`); those tests skip
+with that reason when it is not on PATH. The values-vs-Settings check runs everywhere.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.config import Settings
+
+CHART = Path(__file__).resolve().parents[3] / "deploy" / "helm" / "leadpipe"
+TEST_VALUES = CHART / "ci" / "test-values.yaml"
+HELM = shutil.which("helm")
+needs_helm = pytest.mark.skipif(
+    HELM is None, reason="helm is not on PATH (go install helm.sh/helm/v3/cmd/helm@latest builds it)"
+)
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    assert HELM is not None
+    return subprocess.run([HELM, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def render(*extra: str) -> list[dict[str, Any]]:
+    result = helm("template", "rel", str(CHART), "-f", str(TEST_VALUES), *extra)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = doc["spec"]["template"]["spec"]
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def test_values_name_real_settings() -> None:
+    """Every LEADPIPE_* the chart sets is a field of Settings: a renamed setting cannot silently stop applying."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    names = [*values["config"], *values["secretEnv"]]
+    assert names
+    for name in names:
+        field = name.removeprefix("LEADPIPE_").lower()
+        assert name.startswith("LEADPIPE_") and field in Settings.model_fields, f"{name} is not a Settings field"
+    assert values["existingSecret"] == ""  # the operator must name it; nothing secret ships with the chart
+
+
+@needs_helm
+def test_helm_lint_strict() -> None:
+    result = helm("lint", "--strict", str(CHART), "-f", str(TEST_VALUES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_helm
+def test_rendered_workloads() -> None:
+    docs = render()
+    deployments = by_kind(docs, "Deployment")
+    worker, api = deployments["rel-leadpipe-worker"], deployments["rel-leadpipe-api"]
+    assert worker["spec"]["template"]["spec"]["containers"][0]["args"] == ["leadpipe", "worker"]
+    assert api["spec"]["template"]["spec"]["containers"][0]["args"] == ["leadpipe", "serve"]
+
+    service = by_kind(docs, "Service")["rel-leadpipe-api"]
+    assert service["spec"]["selector"] == api["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+    job = by_kind(docs, "Job")["rel-leadpipe-migrate"]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert [c["args"] for c in containers(job)] == [["leadpipe", "topics", "apply"], ["leadpipe", "db", "upgrade"]]
+
+    config = by_kind(docs, "ConfigMap")["rel-leadpipe"]["data"]
+    assert config["LEADPIPE_ENVIRONMENT"] == "production"
+    assert "LEADPIPE_TOPIC_PARTITIONS" not in config  # null values are left to the application default
+    assert by_kind(docs, "Secret") == {}
+
+    for doc in (worker, api, job):
+        pod = doc["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["automountServiceAccountToken"] is False
+        for container in containers(doc):
+            where = f"{doc['metadata']['name']}/{container['name']}"
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, where
+            assert security["allowPrivilegeEscalation"] is False, where
+            assert security["capabilities"]["drop"] == ["ALL"], where
+            assert container["resources"]["requests"] and container["resources"]["limits"], where
+            assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/tmp", "/data"}, where
+            env = {e["name"]: e for e in container["env"]}
+            for name in ("LEADPIPE_DATABASE_URL", "LEADPIPE_SUBJECT_KEY_PEPPER", "LEADPIPE_KEY_ENCRYPTION_KEY"):
+                assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "leadpipe-secrets", where
+            assert all("value" not in e for e in env.values() if e["name"].endswith(("_TOKEN", "_PEPPER", "_KEY")))
+    for doc in (worker, api):
+        container = doc["spec"]["template"]["spec"]["containers"][0]
+        assert container["livenessProbe"] and container["readinessProbe"]
+        assert "checksum/config" in doc["spec"]["template"]["metadata"]["annotations"]
+    api_env = {e["name"]: e.get("value") for e in api["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert api_env["LEADPIPE_INGEST_HOST"] == "0.0.0.0"  # the default 127.0.0.1 would be unreachable in a pod
+
+
+@needs_helm
+def test_missing_secret_and_bad_config_fail_clearly() -> None:
+    result = helm("template", "rel", str(CHART))
+    assert result.returncode != 0 and "existingSecret: name the Secret" in result.stderr
+    result = helm("template", "rel", str(CHART), "-f", str(TEST_VALUES), "--set", "config.DEBUG=1")
+    assert result.returncode != 0 and "config.DEBUG: every key must be a LEADPIPE_* setting" in result.stderr
