@@ -1,0 +1,323 @@
+"""Sink agents: ``contacts.accepted`` -> the CRM and HubSpot, with a result per event and dead letters for failures.
+
+One agent per sink (``settings.sink_agents``), each with its own stream and its own batches, so a paused HubSpot
+does not hold the CRM's batches. (All agents of one faust app share the app's consumer group: when a paused sink's
+stream buffer fills, faust stops fetching for the whole worker. For hard isolation run the HubSpot sink in a worker
+of its own: another ``app_id`` with ``LEADPIPE_SINK_AGENTS='["hubspot"]'``.)
+
+Per batch (``stream.take_events``: ``take`` plus each record's partition and offset for the dead letters):
+1. open each sealed ``AcceptedRecord``. A destroyed key means the subject was erased since: ``not_applicable``,
+   nothing written. An unreadable record is dead-lettered;
+2. ``sink.write`` in a thread. ``SinkBackpressureError`` -> sleep ``retry_after`` and offer the same events again;
+   retryable per-record failures are offered again after a backoff; nothing is dropped;
+3. one ``SinkResult`` per event on ``sinks.results``, a ``DeadLetter`` (payload = the record, sealed with the
+   subject's key) per failure on ``sinks.dlq``, sent through faust topics and awaited until the broker confirmed;
+4. return: only then does faust ack the batch's offsets (``take_events`` acks after the loop body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from pipeline.crypto.codec import RecordCodec
+from pipeline.crypto.sealing import KeyDestroyedError
+from pipeline.logging import get_logger
+from pipeline.models.records import AcceptedRecord, DeadLetter
+from pipeline.models.rights import SinkResult, SinkStatus
+from pipeline.models.tagged import TaggedEvent
+from pipeline.runtime import Runtime
+from pipeline.sinks.base import (
+    BatchingSink,
+    Outcome,
+    RecordResult,
+    SinkBackpressureError,
+    backoff_delay,
+    check_complete,
+)
+
+log = get_logger(__name__)
+
+SOURCE_TOPIC = "contacts.accepted"
+RESULTS_TOPIC = "sinks.results"
+DLQ_TOPIC = "sinks.dlq"
+RECORD_CONTENT_TYPE = "application/vnd.leadpipe.accepted-record+json"
+#: Dead-letter ids are derived from (stage, event id): a batch offered twice dead-letters the same id twice.
+_DLQ_NAMESPACE = uuid.UUID("6f1c1d2e-0f0b-4f55-9a53-5a1e5c0d9e11")
+#: How often an unexpected error (a bug, not backpressure) is retried before the batch is dead-lettered.
+UNEXPECTED_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One record as consumed: the raw value and where it came from."""
+
+    value: bytes
+    partition: int | None = None
+    offset: int | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """One record to publish: logical topic, key, pydantic value."""
+
+    topic: str
+    key: str | None
+    value: SinkResult | DeadLetter
+
+
+Publish = Callable[[Sequence[Message]], Awaitable[None]]
+
+
+@dataclass
+class _Opened:
+    incoming: Incoming
+    record: AcceptedRecord
+    tagged: TaggedEvent
+
+
+class SinkRunner:
+    """Everything an agent does with one batch, without faust (so it can be exercised directly)."""
+
+    def __init__(
+        self,
+        sink: BatchingSink,
+        codec: RecordCodec,
+        publish: Publish,
+        *,
+        source_topic: str = SOURCE_TOPIC,
+        max_pause_s: float = 60.0,
+        backoff_base_s: float = 0.5,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.sink = sink
+        self.codec = codec
+        self.publish = publish
+        self.source_topic = source_topic
+        self.max_pause_s = max_pause_s
+        self.backoff_base_s = backoff_base_s
+        self._sleep = sleep
+        self._ready = False
+
+    async def start(self) -> None:
+        """``sink.setup`` (schema, HubSpot properties), retried under backpressure until it succeeds."""
+        attempt = 0
+        while not self._ready:
+            try:
+                await asyncio.to_thread(self.sink.setup)
+                self._ready = True
+            except SinkBackpressureError as exc:
+                await self._pause(exc.retry_after, exc.reason)
+            except Exception as exc:
+                delay = backoff_delay(attempt, self.backoff_base_s, self.max_pause_s)
+                attempt += 1
+                log.exception("sink_setup_failed", sink=self.sink.name, error=type(exc).__name__, retry_in_s=delay)
+                await self._sleep(delay)
+
+    async def process(self, batch: Sequence[Incoming]) -> list[Message]:
+        """Write one batch; returns (and has published) the results and dead letters."""
+        await self.start()
+        opened, messages = await asyncio.to_thread(self._open_all, batch)
+        unique: dict[uuid.UUID, _Opened] = {}
+        for item in opened:
+            unique.setdefault(item.tagged.event.event_id, item)
+        results = await self._write_until_final(list(unique.values()))
+        if any(r.outcome is Outcome.FAILED for r in results):
+            messages += await asyncio.to_thread(self._dead_letters, unique, results)
+        messages += [self._result_message(unique[r.event_id].record, r) for r in results]
+        if messages:
+            await self.publish(messages)
+        written = sum(r.outcome is Outcome.WRITTEN for r in results)
+        log.info("sink_batch", sink=self.sink.name, records=len(batch), written=written, messages=len(messages))
+        return messages
+
+    # ---- steps -----------------------------------------------------------------------------------------------------
+
+    def _open_all(self, batch: Sequence[Incoming]) -> tuple[list[_Opened], list[Message]]:
+        opened: list[_Opened] = []
+        messages: list[Message] = []
+        now = datetime.now(UTC)
+        for incoming in batch:
+            try:
+                record = AcceptedRecord.model_validate_json(incoming.value)
+            except ValidationError as exc:
+                messages.append(self._unreadable(incoming, None, f"not an AcceptedRecord: {exc.error_count()} errors"))
+                continue
+            try:
+                tagged = self.codec.open_tagged(record)
+            except KeyDestroyedError:
+                log.info("sink_subject_erased", sink=self.sink.name, event_id=str(record.event_id))
+                result = SinkResult(
+                    event_id=record.event_id,
+                    subject_key=record.subject_key,
+                    sink=self.sink.name,
+                    status=SinkStatus.NOT_APPLICABLE,
+                    at=now,
+                    detail="subject_erased: the subject's data key was destroyed after this event was accepted",
+                )
+                messages.append(Message(RESULTS_TOPIC, record.subject_key, result))
+                continue
+            except Exception as exc:  # tampered or corrupt ciphertext, a body that no longer validates
+                messages.append(
+                    self._unreadable(incoming, record, f"cannot open the sealed body: {type(exc).__name__}")
+                )
+                continue
+            opened.append(_Opened(incoming, record, tagged))
+        return opened, messages
+
+    async def _write_until_final(self, items: list[_Opened]) -> list[RecordResult]:
+        """Offer events to the sink until each has a final result; pauses on backpressure, never drops."""
+        final: dict[uuid.UUID, RecordResult] = {}
+        pending = [i.tagged for i in items]
+        retry_round = 0
+        unexpected = 0
+        while pending:
+            try:
+                results = await asyncio.to_thread(self.sink.write, pending)
+                check_complete(pending, results)
+            except SinkBackpressureError as exc:
+                await self._pause(exc.retry_after, exc.reason)
+                continue
+            except Exception as exc:
+                unexpected += 1
+                log.exception("sink_write_error", sink=self.sink.name, attempt=unexpected, error=type(exc).__name__)
+                if unexpected >= UNEXPECTED_ATTEMPTS:
+                    reason = f"sink error after {unexpected} attempts: {type(exc).__name__}"
+                    for tagged in pending:
+                        final[tagged.event.event_id] = RecordResult.failed(tagged.event.event_id, "sink_error", reason)
+                    break
+                await self._sleep(backoff_delay(unexpected, self.backoff_base_s, self.max_pause_s))
+                continue
+            retry_ids = set()
+            for result in results:
+                if result.outcome is Outcome.FAILED and result.retryable:
+                    retry_ids.add(result.event_id)
+                else:
+                    final[result.event_id] = result
+            pending = [t for t in pending if t.event.event_id in retry_ids]
+            if pending:
+                retry_round += 1
+                await self._pause(
+                    backoff_delay(retry_round, self.backoff_base_s, self.max_pause_s), "retryable records"
+                )
+        return [final[i.tagged.event.event_id] for i in items]
+
+    async def _pause(self, seconds: float, reason: str) -> None:
+        delay = min(max(seconds, 0.05), self.max_pause_s)
+        log.warning("sink_paused", sink=self.sink.name, pause_s=round(delay, 3), reason=reason)
+        await self._sleep(delay)
+
+    def _result_message(self, record: AcceptedRecord, result: RecordResult) -> Message:
+        detail = None
+        if result.outcome is not Outcome.WRITTEN or result.message:
+            detail = ": ".join(p for p in (result.reason, result.message) if p)[:2000] or None
+        value = SinkResult(
+            event_id=record.event_id,
+            subject_key=record.subject_key,
+            sink=self.sink.name,
+            status=result.outcome.sink_status,
+            at=datetime.now(UTC),
+            external_id=result.external_id,
+            detail=detail,
+        )
+        return Message(RESULTS_TOPIC, record.subject_key, value)
+
+    def _dead_letters(self, items: dict[uuid.UUID, _Opened], results: Sequence[RecordResult]) -> list[Message]:
+        out = []
+        for result in results:
+            if result.outcome is not Outcome.FAILED:
+                continue
+            item = items[result.event_id]
+            out.append(
+                self._dead_letter(
+                    item.incoming, item.record, result.reason or "sink_failed", result.message or "no detail"
+                )
+            )
+        return out
+
+    def _unreadable(self, incoming: Incoming, record: AcceptedRecord | None, error: str) -> Message:
+        log.warning("sink_unreadable_record", sink=self.sink.name, partition=incoming.partition, offset=incoming.offset)
+        return self._dead_letter(incoming, record, "unreadable_record", error)
+
+    def _dead_letter(self, incoming: Incoming, record: AcceptedRecord | None, reason: str, error: str) -> Message:
+        stage = self.sink.stage
+        anchor = str(record.event_id) if record else f"{incoming.partition}:{incoming.offset}"
+        record_id = uuid.uuid5(_DLQ_NAMESPACE, f"{stage}:{anchor}")
+        subject_key = record.subject_key if record else None
+        dead = DeadLetter(
+            dead_letter_id=record_id,
+            stage=stage,
+            reason=reason,
+            error=error[:4000],
+            channel=record.channel if record else None,
+            event_id=record.event_id if record else None,
+            subject_key=subject_key,
+            source_topic=self.source_topic,
+            source_partition=incoming.partition,
+            source_offset=incoming.offset,
+            failed_at=datetime.now(UTC),
+            content_type=RECORD_CONTENT_TYPE,
+            payload=self.codec.seal_payload(incoming.value, subject_key=subject_key, record_id=record_id),
+        )
+        return Message(DLQ_TOPIC, subject_key, dead)
+
+
+def build_sink(name: str, runtime: Runtime) -> BatchingSink:
+    """The sink called ``name`` wired from the runtime (CRM on the runtime's engine; HubSpot or its dry run)."""
+    if name == "crm":
+        from pipeline.sinks.crm.repository import CrmRepository
+        from pipeline.sinks.crm.sink import CrmSink
+
+        return CrmSink(CrmRepository(runtime.engine))
+    if name == "hubspot":
+        from pipeline.sinks.hubspot.sink import HubSpotSink
+
+        return HubSpotSink.from_settings(runtime.settings)
+    raise ValueError(f"unknown sink {name!r} (known: crm, hubspot)")
+
+
+def faust_publisher(app: Any, runtime: Runtime) -> Publish:
+    """Publish through faust topics and wait until the broker confirmed every record (before the batch is acked)."""
+    settings = runtime.settings
+    topics = {
+        name: app.topic(settings.topic(name), key_serializer="raw", value_serializer="raw")
+        for name in (RESULTS_TOPIC, DLQ_TOPIC)
+    }
+
+    async def publish(messages: Sequence[Message]) -> None:
+        pending = []
+        for message in messages:
+            key = message.key.encode() if message.key else None
+            pending.append(await topics[message.topic].send(key=key, value=message.value.model_dump_json().encode()))
+        await asyncio.gather(*pending)
+
+    return publish
+
+
+def register(app: Any, runtime: Runtime) -> None:
+    """Add one agent per configured sink to the faust app (``REGISTRARS`` entry ``pipeline.agents.sinks:register``)."""
+    settings = runtime.settings
+    publish = faust_publisher(app, runtime)
+    for name in settings.sink_agents:
+        runner = SinkRunner(
+            build_sink(name, runtime),
+            runtime.codec,
+            publish,
+            source_topic=SOURCE_TOPIC,
+            max_pause_s=settings.sink_retry_max_s,
+        )
+        topic = app.topic(settings.topic(SOURCE_TOPIC), key_serializer="raw", value_serializer="raw")
+
+        async def consume(stream: Any, runner: SinkRunner = runner) -> None:
+            await runner.start()
+            async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
+                batch = [Incoming(e.value, e.message.partition, e.message.offset) for e in events]
+                await runner.process(batch)
+
+        app.agent(topic, name=f"{settings.app_id}.sink.{name}")(consume)

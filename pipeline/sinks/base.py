@@ -1,0 +1,110 @@
+"""The one interface every sink shares, in the spirit of quixstreams' ``BatchingSink`` / ``SinkBackpressureError``.
+
+A sink gets a batch of opened ``TaggedEvent``s and answers with one ``RecordResult`` per event: written, failed
+(with a stable reason code, a message without personal data, and whether trying again could help), or not
+applicable (e.g. HubSpot and a contact without an e-mail). When the destination cannot take anything right now
+(rate limit, outage, lost connection) the sink raises ``SinkBackpressureError(retry_after)`` instead: the caller
+pauses and offers the same batch again, so nothing is lost. A sink never decides policy; it writes what it is given.
+
+``write`` is synchronous (database drivers and the HubSpot client are): the faust agent runs it in a thread.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
+from uuid import UUID
+
+from pipeline.models.rights import SinkStatus
+from pipeline.models.tagged import TaggedEvent
+
+
+class Outcome(StrEnum):
+    WRITTEN = "written"
+    FAILED = "failed"
+    NOT_APPLICABLE = "not_applicable"
+
+    @property
+    def sink_status(self) -> SinkStatus:
+        """The status this outcome is reported with on ``sinks.results``."""
+        return {
+            Outcome.WRITTEN: SinkStatus.DONE,
+            Outcome.FAILED: SinkStatus.FAILED,
+            Outcome.NOT_APPLICABLE: SinkStatus.NOT_APPLICABLE,
+        }[self]
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """What a sink did with one event. ``message`` never carries personal data (scrub what a remote system says)."""
+
+    event_id: UUID
+    outcome: Outcome
+    external_id: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    retryable: bool = False
+
+    @classmethod
+    def written(cls, event_id: UUID, external_id: str | None = None, message: str | None = None) -> RecordResult:
+        return cls(event_id, Outcome.WRITTEN, external_id=external_id, message=message)
+
+    @classmethod
+    def failed(cls, event_id: UUID, reason: str, message: str, *, retryable: bool = False) -> RecordResult:
+        return cls(event_id, Outcome.FAILED, reason=reason, message=message, retryable=retryable)
+
+    @classmethod
+    def not_applicable(cls, event_id: UUID, reason: str, message: str) -> RecordResult:
+        return cls(event_id, Outcome.NOT_APPLICABLE, reason=reason, message=message)
+
+
+class SinkBackpressureError(Exception):
+    """The destination can take nothing now: pause ``retry_after`` seconds and offer the same batch again."""
+
+    def __init__(self, retry_after: float, reason: str = "backpressure") -> None:
+        super().__init__(f"sink paused for {retry_after:.2f}s: {reason}")
+        self.retry_after = max(0.0, retry_after)
+        self.reason = reason
+
+
+class BatchingSink(ABC):
+    """A destination for accepted events. Implementations must be idempotent: a batch may be offered again."""
+
+    #: Short name used in ``sinks.results`` (``sink``) and dead letters (``stage = "sink:<name>"``).
+    name: ClassVar[str]
+
+    def setup(self) -> None:  # noqa: B027  (optional hook, most sinks need nothing)
+        """Idempotent start-up work (schema, remote properties). Called once before the first batch."""
+
+    @abstractmethod
+    def write(self, batch: Sequence[TaggedEvent]) -> list[RecordResult]:
+        """Write the batch; one result per event, in any order. Raise ``SinkBackpressureError`` to pause."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release connections."""
+
+    @property
+    def stage(self) -> str:
+        return f"sink:{self.name}"
+
+
+def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog): spreads retries of many workers apart."""
+    ceiling = min(max_s, base_s * (2 ** min(attempt, 30)))
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+def check_complete(batch: Sequence[TaggedEvent], results: Sequence[RecordResult]) -> None:
+    """Raise if a sink forgot an event or answered twice: a missing answer is how events get lost silently."""
+    expected = {tagged.event.event_id for tagged in batch}
+    answered = [result.event_id for result in results]
+    if len(answered) != len(set(answered)) or set(answered) != expected:
+        missing = len(expected - set(answered))
+        extra = len(set(answered) - expected)
+        raise RuntimeError(
+            f"sink answered {len(answered)} results for {len(expected)} events ({missing} missing, {extra} unknown)"
+        )

@@ -1,0 +1,68 @@
+"""Read-only CRM endpoints for sales, behind the sales bearer token (``LEADPIPE_SALES_TOKEN``).
+
+``GET /v1/crm/subjects?email=...|phone=...|name=...`` finds contacts, ``GET /v1/crm/subjects/{subject_key}`` shows
+one with interactions, legal bases and status. Nothing here writes; answers are never cached by intermediaries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+
+from pipeline.ingest.auth import require_token
+from pipeline.ingest.deps import get_runtime
+from pipeline.logging import get_logger
+from pipeline.sinks.crm.repository import CrmRepository
+from pipeline.sinks.crm.views import SubjectSummary, SubjectView
+
+log = get_logger(__name__)
+
+router = APIRouter(prefix="/v1/crm", tags=["crm"])
+
+
+def _repository(request: Request) -> CrmRepository:
+    repository = getattr(request.app.state, "crm_repository", None)
+    if not isinstance(repository, CrmRepository):
+        repository = CrmRepository(get_runtime(request).engine)
+        request.app.state.crm_repository = repository
+    return repository
+
+
+@router.get("/subjects", response_model=list[SubjectSummary])
+async def find_subjects(
+    request: Request,
+    response: Response,
+    *,
+    actor: Annotated[str, Depends(require_token("sales"))],
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    phone: Annotated[str | None, Query(max_length=40)] = None,
+    name: Annotated[str | None, Query(min_length=2, max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[SubjectSummary]:
+    """Contacts matching every given criterion (e-mail and phone exactly, name as a substring)."""
+    if not (email or phone or name):
+        raise HTTPException(422, detail={"status": "invalid", "message": "give email, phone or name"})
+    repository = _repository(request)
+    hits = await asyncio.to_thread(repository.search, email=email, phone=phone, name=name, limit=limit)
+    log.info("crm_search", actor=actor, hits=len(hits))
+    response.headers["Cache-Control"] = "no-store"
+    return hits
+
+
+@router.get("/subjects/{subject_key}", response_model=SubjectView)
+async def show_subject(
+    subject_key: str,
+    request: Request,
+    response: Response,
+    actor: Annotated[str, Depends(require_token("sales"))],
+) -> SubjectView:
+    """One contact: profile, status, identities, interactions with purposes and legal bases, consents."""
+    repository = _repository(request)
+    view = await asyncio.to_thread(repository.show, subject_key)
+    if view is None:
+        raise HTTPException(404, detail={"status": "not_found", "message": "no such subject"})
+    log.info("crm_show", actor=actor, subject_key=subject_key)
+    response.headers["Cache-Control"] = "no-store"
+    return view

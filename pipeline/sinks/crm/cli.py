@@ -1,0 +1,159 @@
+"""``leadpipe crm search|show`` for sales, and ``leadpipe db upgrade|current`` for operators.
+
+These print personal data (that is their job): they read the CRM the sales team is entitled to, and nothing they
+print is logged. Restricted subjects are shown with their status so nobody processes them further by mistake.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.config import get_settings
+from pipeline.db import ensure_schema, make_engine
+from pipeline.migrations import current_revision, head_revision
+from pipeline.sinks.crm.repository import CrmRepository
+from pipeline.sinks.crm.views import SubjectSummary
+
+crm_app = typer.Typer(help="Find contacts in the internal CRM (sales).", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
+
+EXIT_NOT_FOUND = 2
+
+
+@contextmanager
+def _repository() -> Iterator[CrmRepository]:
+    settings = get_settings()
+    url = settings.resolved_database_url
+    if url.startswith("sqlite:///"):
+        settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
+    try:
+        ensure_schema(engine)
+        yield CrmRepository(engine)
+    finally:
+        engine.dispose()
+
+
+def resolve_subject(repository: CrmRepository, ref: str) -> str | None:
+    """A subject key from a subject key (``sk_...``), an e-mail address or a phone number."""
+    ref = ref.strip()
+    if ref.startswith("sk_"):
+        return ref
+    if "@" in ref:
+        return repository.subject_key_for(email=ref)
+    return repository.subject_key_for(phone=ref)
+
+
+def _summary_table(hits: list[SubjectSummary]) -> Table:
+    table = Table("subject key", "name", "e-mail", "phone", "company", "interactions", "last seen", "status")
+    for hit in hits:
+        name = " ".join(p for p in (hit.first_name, hit.last_name) if p) or "-"
+        status = hit.status + (", objected to marketing" if hit.marketing_objected else "")
+        last = hit.last_seen_at.strftime("%Y-%m-%d") if hit.last_seen_at else "-"
+        table.add_row(
+            hit.subject_key,
+            name,
+            hit.email or "-",
+            hit.phone or "-",
+            hit.company or "-",
+            str(hit.interactions),
+            last,
+            status,
+        )
+    return table
+
+
+@crm_app.command("search")
+def search(
+    email: Annotated[str | None, typer.Option("--email", help="Exact e-mail (case-insensitive)")] = None,
+    phone: Annotated[str | None, typer.Option("--phone", help="Exact phone number, E.164")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Part of the first or last name")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document per line")] = False,
+) -> None:
+    """Contacts matching every given criterion."""
+    if not (email or phone or name):
+        raise typer.BadParameter("give --email, --phone or --name")
+    with _repository() as repository:
+        hits = repository.search(email=email, phone=phone, name=name, limit=limit)
+    if as_json:
+        for hit in hits:
+            sys.stdout.write(hit.model_dump_json() + "\n")
+    else:
+        console = Console() if sys.stdout.isatty() else Console(width=240)  # piped: do not squeeze to 80 columns
+        console.print(_summary_table(hits) if hits else "no contact found")
+    if not hits:
+        raise typer.Exit(EXIT_NOT_FOUND)
+
+
+@crm_app.command("show")
+def show(
+    ref: Annotated[str, typer.Argument(help="Subject key (sk_...), e-mail address or phone number")],
+) -> None:
+    """Everything about one contact: profile, status, identities, interactions with legal basis, consents (JSON)."""
+    with _repository() as repository:
+        key = resolve_subject(repository, ref)
+        view = repository.show(key) if key else None
+    if view is None:
+        typer.echo("no contact found", err=True)
+        raise typer.Exit(EXIT_NOT_FOUND)
+    sys.stdout.write(view.model_dump_json(indent=2) + "\n")
+
+
+@db_app.command("upgrade")
+def upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
+    """Migrate the database (``LEADPIPE_DATABASE_URL``; default the embedded SQLite) to a revision."""
+    from pipeline.migrations import upgrade as run_upgrade
+
+    settings = get_settings()
+    if settings.resolved_database_url.startswith("sqlite:///"):
+        settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        now = run_upgrade(engine, revision)
+    finally:
+        engine.dispose()
+    typer.echo(f"database at revision {now}")
+
+
+@db_app.command("revision")
+def revision(
+    message: Annotated[str, typer.Option("-m", "--message", help="What the migration does")],
+) -> None:
+    """Autogenerate a migration from the models (against a scratch SQLite at head): review it before committing."""
+    import tempfile
+
+    from alembic import command
+
+    from pipeline.migrations import alembic_config
+    from pipeline.migrations import upgrade as run_upgrade
+
+    with tempfile.TemporaryDirectory() as scratch:
+        engine = make_engine(f"sqlite:///{scratch}/scratch.sqlite3")
+        try:
+            run_upgrade(engine)
+            command.revision(alembic_config(engine), message=message, autogenerate=True)
+        finally:
+            engine.dispose()
+
+
+@db_app.command("current")
+def current() -> None:
+    """The database's revision and the code's head; exit 1 when the database is behind."""
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        at = current_revision(engine)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    typer.echo(f"current: {at or 'none (empty database)'}\nhead:    {head}")
+    if at != head:
+        raise typer.Exit(1)

@@ -1,0 +1,112 @@
+"""Read models of the CRM for sales (``leadpipe crm search|show``, ``GET /v1/crm/...``) and the rights engineer.
+
+Plain pydantic models built from rows, so the CLI, the HTTP router and exports all show the same thing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+
+class PurposeView(_View):
+    purpose: str
+    legal_basis: str
+    policy_section: str
+    direct_marketing: bool
+    stopped_at: datetime | None = None
+    stopped_request_id: UUID | None = None
+
+
+class InteractionView(_View):
+    event_id: UUID
+    channel: str
+    kind: str
+    occurred_at: datetime
+    received_at: datetime
+    source_id: str
+    source_ref: str | None = None
+    subject_line: str | None = None
+    message: str | None = None
+    transcript: list[dict[str, Any]] | None = None
+    call_duration_s: float | None = None
+    recording_ref: str | None = None
+    page_url: str | None = None
+    event_name: str | None = None
+    event_date: datetime | None = None
+    last_service_delivery_at: datetime | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    device_id: str | None = None
+    policy_version: str
+    retention_clock: str
+    retention_anchor_at: datetime
+    retention_expires_at: datetime
+    marketing_allowed: bool
+    spam_score: float | None = None
+    purposes: list[PurposeView] = Field(default_factory=list)
+
+
+class IdentityView(_View):
+    kind: str
+    value: str
+    first_event_id: UUID | None = None
+    created_at: datetime
+
+
+class ConsentView(_View):
+    purpose: str
+    granted: bool
+    given_at: datetime
+    method: str
+    wording: str | None = None
+    cause_event_id: UUID | None = None
+    cause_request_id: UUID | None = None
+
+
+class SubjectSummary(_View):
+    """One search hit: enough for sales to tell people apart."""
+
+    subject_key: str
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    company: str | None = None
+    position: str | None = None
+    last_seen_at: datetime | None = None
+    interactions: int = 0
+    status: Literal["active", "restricted", "erased"]
+    marketing_objected: bool = False
+
+
+class SubjectView(SubjectSummary):
+    """Everything sales may see about one subject: profile, identities, interactions with basis, consents, status."""
+
+    created_at: datetime
+    updated_at: datetime
+    first_seen_at: datetime | None = None
+    location: str | None = None
+    country_code: str | None = None
+    company_address: str | None = None
+    skype_id: str | None = None
+    linkedin_url: str | None = None
+    marketing_allowed: bool | None = None
+    marketing_objected_at: datetime | None = None
+    restricted: bool = False
+    restricted_at: datetime | None = None
+    erased_at: datetime | None = None
+    erasure_request_id: UUID | None = None
+    identities: list[IdentityView] = Field(default_factory=list)
+    interactions_detail: list[InteractionView] = Field(default_factory=list)
+    consents: list[ConsentView] = Field(default_factory=list)
+    consent_state: dict[str, bool] = Field(
+        default_factory=dict, description="purpose -> granted, from the newest consent choice of each purpose"
+    )

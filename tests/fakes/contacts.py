@@ -1,0 +1,151 @@
+"""Sample accepted events (``TaggedEvent``) for sink tests and benchmarks: realistic, deterministic, varied."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pipeline.models import (
+    Channel,
+    Consent,
+    ContactEvent,
+    Interaction,
+    InteractionKind,
+    LegalBasis,
+    Person,
+    Provenance,
+    Purpose,
+    PurposeTag,
+    SpamVerdict,
+    TaggedEvent,
+    Tags,
+)
+from pipeline.normalize import subject_key
+
+PEPPER = b"test-pepper"
+BASE_TIME = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+_KIND = {
+    Channel.WEB_FORM: InteractionKind.DEMO_REQUEST,
+    Channel.CHATBOT: InteractionKind.CHAT,
+    Channel.EMAIL: InteractionKind.EMAIL,
+    Channel.MESSENGER: InteractionKind.MESSAGE,
+    Channel.EVENT: InteractionKind.REGISTRATION,
+    Channel.CUSTOMER: InteractionKind.CUSTOMER_RECORD,
+    Channel.WEBSITE: InteractionKind.PAGE_VIEW,
+}
+_YEARS = {
+    Channel.WEB_FORM: 8,
+    Channel.CHATBOT: 8,
+    Channel.EMAIL: 6,
+    Channel.MESSENGER: 6,
+    Channel.EVENT: 6,
+    Channel.CUSTOMER: 6,
+    Channel.WEBSITE: 7,
+}
+
+
+def make_tagged(
+    email: str | None = "jane.doe@example.com",
+    *,
+    phone: str | None = None,
+    channel: Channel = Channel.WEB_FORM,
+    event_id: uuid.UUID | None = None,
+    occurred_at: datetime | None = None,
+    first_name: str | None = "Jane",
+    last_name: str | None = "Doe",
+    company: str | None = "Example GmbH",
+    message: str | None = "We would like a demo of your data platform.",
+    consent: bool | None = None,
+    marketing_allowed: bool = True,
+    pepper: bytes = PEPPER,
+    **person: Any,
+) -> TaggedEvent:
+    """One accepted event as the chain would hand it to the sinks."""
+    occurred = occurred_at or BASE_TIME
+    key = subject_key(pepper, email=email, phone=phone)
+    consents = ()
+    if consent is not None:
+        consents = (
+            Consent(
+                purpose=Purpose.FURTHER_CONTACT,
+                granted=consent,
+                given_at=occurred,
+                method="checkbox",
+                wording="Yes, contact me about other services.",
+            ),
+        )
+    purposes = [
+        PurposeTag(
+            purpose=Purpose.CONTRACT_REQUEST,
+            legal_basis=LegalBasis.CONTRACT,
+            policy_section="3.3(1)",
+            direct_marketing=False,
+        ),
+        PurposeTag(
+            purpose=Purpose.INFORMATION_OF_INTEREST,
+            legal_basis=LegalBasis.LEGITIMATE_INTEREST,
+            policy_section="3.3(2)",
+            direct_marketing=True,
+        ),
+    ]
+    if consent:
+        purposes.append(
+            PurposeTag(
+                purpose=Purpose.FURTHER_CONTACT,
+                legal_basis=LegalBasis.CONSENT,
+                policy_section="3.2",
+                direct_marketing=True,
+            )
+        )
+    event = ContactEvent(
+        event_id=event_id or uuid.uuid4(),
+        channel=channel,
+        occurred_at=occurred,
+        received_at=occurred + timedelta(seconds=1),
+        subject_key=key,
+        person=Person(email=email, phone=phone, first_name=first_name, last_name=last_name, company=company, **person),
+        interaction=Interaction(kind=_KIND[channel], message=message),
+        consents=consents,
+        provenance=Provenance(
+            source_id=f"{channel.value}-source",
+            form_id="demo" if channel is Channel.WEB_FORM else None,
+            ip="203.0.113.7",
+        ),
+    )
+    tags = Tags(
+        policy_version="2025-01",
+        purposes=tuple(purposes),
+        retention_clock="interaction",
+        retention_anchor_at=occurred,
+        retention_expires_at=occurred.replace(year=occurred.year + _YEARS[channel]),
+        marketing_allowed=marketing_allowed,
+        spam=SpamVerdict(score=0.1, threshold=0.8),
+    )
+    return TaggedEvent(event=event, tags=tags)
+
+
+def many_tagged(count: int, *, seed: int = 7, subjects: int | None = None) -> list[TaggedEvent]:
+    """``count`` events over ``subjects`` people (default: about 0.8 events per... one per person), mixed channels."""
+    rng = random.Random(seed)
+    people = subjects or count
+    channels = [Channel.WEB_FORM, Channel.CHATBOT, Channel.EMAIL, Channel.EVENT, Channel.CUSTOMER]
+    out = []
+    for n in range(count):
+        person = rng.randrange(people) if subjects else n
+        out.append(
+            make_tagged(
+                f"person{person}@example{person % 97}.com",
+                channel=channel if (channel := channels[n % len(channels)]) else Channel.WEB_FORM,
+                event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+                occurred_at=BASE_TIME + timedelta(seconds=n),
+                first_name=f"First{person}",
+                last_name=f"Last{person}",
+                phone=f"+4930{1000000 + person}",
+                consent=(n % 3 == 0) or None,
+                message=f"Request number {n}: please call me back about the project.",
+            )
+        )
+    return out

@@ -1,0 +1,262 @@
+"""The CRM against SQLite and PostgreSQL (``db_url``): migrations, idempotent batched writes, reads, rights effects."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from fakes.contacts import BASE_TIME, make_tagged, many_tagged
+from sqlalchemy import Engine, func, select
+
+from pipeline.db import Base, ensure_schema, make_engine
+from pipeline.migrations import current_revision, head_revision, import_models
+from pipeline.models import Channel
+from pipeline.sinks.base import Outcome
+from pipeline.sinks.crm.models import CrmAudit, CrmIdentity, CrmInteraction, CrmSubject
+from pipeline.sinks.crm.repository import CrmRepository
+from pipeline.sinks.crm.sink import CrmSink
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def engine(db_url: str) -> Engine:
+    engine = make_engine(db_url)
+    ensure_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def repo(engine: Engine) -> CrmRepository:
+    return CrmRepository(engine)
+
+
+def count(engine: Engine, model: type) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def test_migrations_reach_head_and_match_the_models(engine: Engine) -> None:
+    assert current_revision(engine) == head_revision()
+    import_models()
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+    ensure_schema(engine)  # idempotent
+    assert current_revision(engine) == head_revision()
+
+
+def test_concurrent_upgrades_of_an_empty_database(db_url: str) -> None:
+    engines = [make_engine(db_url) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def run(e: Engine) -> None:
+        try:
+            ensure_schema(e)
+        except BaseException as exc:  # pragma: no cover - the failure is the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert current_revision(engines[0]) == head_revision()
+    for e in engines:
+        e.dispose()
+
+
+def test_redelivery_changes_nothing(engine: Engine, repo: CrmRepository) -> None:
+    batch = many_tagged(300, subjects=200)
+    first = repo.write_events(batch)
+    assert len(first.new) == 300
+    assert len(first.subjects_created) == len({t.event.subject_key for t in batch})
+    snapshot = {m: count(engine, m) for m in (CrmSubject, CrmIdentity, CrmInteraction, CrmAudit)}
+    again = repo.write_events(list(reversed(batch)))
+    assert again.new == frozenset()
+    assert again.duplicates == frozenset(t.event.event_id for t in batch)
+    assert {m: count(engine, m) for m in snapshot} == snapshot
+    # half old, half new: only the new ones are written
+    mixed = batch[:50] + many_tagged(60, seed=99)
+    report = repo.write_events(mixed)
+    assert len(report.new) == 60 and len(report.duplicates) == 50
+    assert count(engine, CrmInteraction) == 360
+
+
+def test_one_person_through_several_channels_is_one_subject(repo: CrmRepository) -> None:
+    form = make_tagged("jane.doe@example.com", channel=Channel.WEB_FORM, occurred_at=BASE_TIME, company="Old GmbH")
+    chat = make_tagged(
+        "Jane.Doe@example.com",
+        channel=Channel.CHATBOT,
+        occurred_at=BASE_TIME + timedelta(days=2),
+        company="New GmbH",
+        phone="+4930123456",
+        skype_id="live:jane",
+        first_name=None,
+    )
+    event = make_tagged("jane.doe@example.com", channel=Channel.EVENT, occurred_at=BASE_TIME + timedelta(days=1))
+    repo.write_events([form])
+    repo.write_events([chat, event])
+    view = repo.show(form.event.subject_key)
+    assert view is not None
+    assert view.interactions == 3
+    assert [i.channel for i in view.interactions_detail] == ["web_form", "event", "chatbot"]
+    assert view.company == "New GmbH"  # the newest event wins
+    assert view.first_name == "Jane"  # a newer event without a first name does not blank it
+    assert view.phone == "+4930123456"
+    assert {(i.kind, i.value) for i in view.identities} == {
+        ("email", "jane.doe@example.com"),
+        ("phone", "+4930123456"),
+        ("skype", "live:jane"),
+    }
+    chat_view = view.interactions_detail[-1]
+    assert chat_view.retention_expires_at == chat.tags.retention_expires_at
+    assert {(p.purpose, p.legal_basis) for p in chat_view.purposes} == {
+        ("contract_request", "contract"),
+        ("information_of_interest", "legitimate_interest"),
+    }
+    # an older event arriving late fills gaps only
+    late = make_tagged("jane.doe@example.com", occurred_at=BASE_TIME - timedelta(days=30), company="Ancient AG")
+    repo.write_events([late])
+    assert repo.show(form.event.subject_key).company == "New GmbH"  # type: ignore[union-attr]
+
+
+def test_search_and_show(repo: CrmRepository) -> None:
+    jane = make_tagged("jane.doe@example.com", phone="+4930123456")
+    john = make_tagged("john.smith@example.org", first_name="John", last_name="Smith")
+    repo.write_events([jane, john])
+    assert [h.subject_key for h in repo.search(email="JANE.DOE@example.com")] == [jane.event.subject_key]
+    assert [h.subject_key for h in repo.search(phone="+49 30 123456")] == [jane.event.subject_key]
+    assert [h.subject_key for h in repo.search(name="smi")] == [john.event.subject_key]
+    assert repo.search(email="nobody@example.com") == []
+    assert repo.search(email="not an address") == []
+    assert repo.subject_key_for(email="Jane.Doe@Example.com") == jane.event.subject_key
+    with pytest.raises(ValueError):
+        repo.search()
+
+
+def test_audit_names_the_event_for_every_change(repo: CrmRepository) -> None:
+    tagged = make_tagged(consent=True, phone="+4930123456")
+    repo.write_events([tagged])
+    [entry] = repo.audit_entries(tagged.event.subject_key)
+    assert entry["action"] == "interaction_recorded"
+    assert entry["event_id"] == str(tagged.event.event_id)
+    assert entry["detail"]["subject_created"] is True
+    assert entry["detail"]["identities_added"] == ["email", "phone"]
+    assert entry["detail"]["consents"] == {"further_contact": True}
+    assert "jane" not in str(entry).lower()  # names of fields, never values
+
+
+def test_rights_effects(repo: CrmRepository) -> None:
+    a = make_tagged(consent=True, phone="+4930123456")
+    b = make_tagged(channel=Channel.CHATBOT, occurred_at=BASE_TIME + timedelta(days=1))
+    repo.write_events([a, b])
+    key = a.event.subject_key
+    req = uuid.uuid4
+
+    withdrawal = repo.withdraw_consent(key, req())
+    assert withdrawal.purposes_withdrawn == ("further_contact",)
+    assert withdrawal.purposes_stopped == 1
+    view = repo.show(key)
+    assert view is not None and view.consent_state == {"further_contact": False}
+
+    objection_id = req()
+    objection = repo.set_marketing_objection(key, objection_id)
+    assert objection.changed and objection.purposes_stopped == 2  # information_of_interest of both interactions
+    assert not repo.set_marketing_objection(key, objection_id).changed
+    stopped = [p for i in repo.show(key).interactions_detail for p in i.purposes if p.stopped_at]  # type: ignore[union-attr]
+    assert {p.purpose for p in stopped} == {"further_contact", "information_of_interest"}
+    assert all(p.legal_basis != "contract" for p in stopped)  # the contract purpose continues
+
+    assert repo.set_restriction(key, req(), restricted=True).changed
+    assert repo.show(key).status == "restricted"  # type: ignore[union-attr]
+    assert repo.set_restriction(key, req(), restricted=False).changed
+
+    rect = repo.rectify(key, req(), {"company": "Fixed Ltd", "phone": "+4930999999"})
+    assert rect.changed_fields == ("company", "phone")
+    view = repo.show(key)
+    assert view is not None and view.company == "Fixed Ltd"
+    assert ("phone", "+4930999999") in {(i.kind, i.value) for i in view.identities}
+    assert ("phone", "+4930123456") not in {(i.kind, i.value) for i in view.identities}
+    with pytest.raises(ValueError):
+        repo.rectify(key, req(), {"subject_key": "x"})
+
+    export = repo.export_subject(key)
+    assert export is not None
+    assert set(export) == {"subject", "identities", "interactions", "consents", "audit"}
+    assert len(export["interactions"]) == 2
+    assert {e["action"] for e in export["audit"]} >= {"interaction_recorded", "consent_withdrawn", "rectified"}
+
+    erasure_id = req()
+    erased = repo.erase_subject(key, erasure_id)
+    assert erased.found and erased.interactions_deleted == 2 and erased.identities_deleted >= 2
+    view = repo.show(key)
+    assert view is not None and view.status == "erased"
+    assert view.erasure_request_id == erasure_id
+    assert (view.first_name, view.email, view.phone, view.company, view.interactions) == (None, None, None, None, 0)
+    assert view.marketing_objected  # flags are kept: an objection still holds if the person comes back
+    assert repo.search(email="jane.doe@example.com") == []
+    again = repo.erase_subject(key, req())
+    assert again.already_erased
+    assert not repo.erase_subject("sk_unknown", req()).found
+
+    # the person comes back (the chain let the new event through): a new collection on the same subject
+    back = make_tagged(occurred_at=BASE_TIME + timedelta(days=400))
+    report = repo.write_events([back])
+    assert report.subjects_recollected == frozenset({key})
+    assert repo.show(key).status == "active"  # type: ignore[union-attr]
+
+
+def test_retention_expiry_and_deletion(repo: CrmRepository) -> None:
+    old = make_tagged(occurred_at=BASE_TIME - timedelta(days=365 * 9))  # web form: 8 years, expired
+    new = make_tagged(occurred_at=BASE_TIME)
+    repo.write_events([old, new])
+    expired = repo.expired_interactions(BASE_TIME)
+    assert [e.event_id for e in expired] == [old.event.event_id]
+    assert repo.interaction_counts([old.event.subject_key]) == {old.event.subject_key: 2}
+    deletion = repo.delete_interactions(old.event.subject_key, [old.event.event_id], uuid.uuid4())
+    assert (deletion.deleted, deletion.remaining) == (1, 1)
+    assert repo.expired_interactions(BASE_TIME) == []
+
+
+def test_sink_results_and_redelivery(repo: CrmRepository) -> None:
+    sink = CrmSink(repo)
+    sink.setup()
+    batch = many_tagged(20)
+    results = sink.write(batch)
+    assert {r.outcome for r in results} == {Outcome.WRITTEN}
+    assert all(r.message is None for r in results)
+    again = sink.write(batch)
+    assert {r.message for r in again} == {"already stored"}
+    assert repo.interaction_count() == 20
+
+
+def test_a_record_the_database_refuses_is_isolated(pg_url: str) -> None:
+    """PostgreSQL enforces column lengths; the refused record is dead-lettered, the rest of the batch written."""
+    engine = make_engine(pg_url)
+    ensure_schema(engine)
+    repo = CrmRepository(engine)
+    batch = many_tagged(9)
+    too_long = batch[4].tags.model_copy(update={"policy_version": "v" * 150})
+    batch[4] = batch[4].model_copy(update={"tags": too_long})
+    results = {r.event_id: r for r in CrmSink(repo).write(batch)}
+    bad = results[batch[4].event.event_id]
+    assert bad.outcome is Outcome.FAILED and bad.reason == "crm_constraint"
+    assert "StringDataRightTruncation" in (bad.message or "")
+    assert sum(r.outcome is Outcome.WRITTEN for r in results.values()) == 8
+    assert repo.interaction_count() == 8
+    engine.dispose()
+
+
+def test_unreachable_database_is_backpressure(tmp_path: object) -> None:
+    from pipeline.sinks.base import SinkBackpressureError
+
+    engine = make_engine("postgresql://leadpipe:wrong@127.0.0.1:1/none", connect_args={"connect_timeout": 1})
+    with pytest.raises(SinkBackpressureError):
+        CrmSink(CrmRepository(engine), migrate=False).write([make_tagged()])

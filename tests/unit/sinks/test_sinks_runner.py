@@ -1,0 +1,178 @@
+"""What a sink agent does with one batch (``SinkRunner``), without faust: the same code the agents run.
+
+A scripted sink plays the destination; the records are really sealed and opened with the key store (SQLite).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import pytest
+from fakes.contacts import make_tagged
+
+from pipeline.agents.sinks import DLQ_TOPIC, RESULTS_TOPIC, Incoming, Message, SinkRunner
+from pipeline.config import Settings
+from pipeline.crypto.sealing import subject_scope
+from pipeline.db import ensure_schema
+from pipeline.models.records import AcceptedRecord, DeadLetter
+from pipeline.models.rights import SinkResult, SinkStatus
+from pipeline.models.tagged import TaggedEvent
+from pipeline.runtime import Runtime
+from pipeline.sinks.base import BatchingSink, RecordResult, SinkBackpressureError
+
+
+class ScriptedSink(BatchingSink):
+    """Answers from a script: a list of callables, one per write call (then writes everything)."""
+
+    name = "scripted"
+
+    def __init__(self, script: list[object] | None = None) -> None:
+        self.script = list(script or [])
+        self.calls: list[list[uuid.UUID]] = []
+
+    def write(self, batch: Sequence[TaggedEvent]) -> list[RecordResult]:
+        self.calls.append([t.event.event_id for t in batch])
+        step = self.script.pop(0) if self.script else None
+        if isinstance(step, Exception):
+            raise step
+        if callable(step):
+            return step(batch)  # type: ignore[no-any-return]
+        return [RecordResult.written(t.event.event_id, external_id="x") for t in batch]
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Runtime:
+    runtime = Runtime(settings)
+    ensure_schema(runtime.engine)
+    return runtime
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def __call__(self, messages: Sequence[Message]) -> None:
+        self.messages.extend(messages)
+
+    def results(self) -> list[SinkResult]:
+        return [m.value for m in self.messages if m.topic == RESULTS_TOPIC and isinstance(m.value, SinkResult)]
+
+    def dead(self) -> list[DeadLetter]:
+        return [m.value for m in self.messages if m.topic == DLQ_TOPIC and isinstance(m.value, DeadLetter)]
+
+
+async def no_sleep(_seconds: float) -> None:
+    return None
+
+
+def sealed(runtime: Runtime, tagged: TaggedEvent, offset: int) -> Incoming:
+    return Incoming(runtime.codec.seal_accepted(tagged).model_dump_json().encode(), partition=0, offset=offset)
+
+
+async def test_backpressure_retries_the_same_batch_and_loses_nothing(runtime: Runtime) -> None:
+    events = [make_tagged(f"p{i}@example.com") for i in range(5)]
+    sink = ScriptedSink([SinkBackpressureError(0.01, "429"), SinkBackpressureError(0.01, "502")])
+    out = Collector()
+    runner = SinkRunner(sink, runtime.codec, out, sleep=no_sleep)
+    await runner.process([sealed(runtime, t, n) for n, t in enumerate(events)])
+    assert len(sink.calls) == 3
+    assert sink.calls[0] == sink.calls[2]
+    assert sorted(r.event_id for r in out.results()) == sorted(t.event.event_id for t in events)
+    assert {r.status for r in out.results()} == {SinkStatus.DONE}
+    assert out.dead() == []
+
+
+async def test_failures_are_dead_lettered_with_reason_and_a_sealed_copy(runtime: Runtime) -> None:
+    good, bad = make_tagged("good@example.com"), make_tagged("bad@example.com")
+
+    def refuse_bad(batch: Sequence[TaggedEvent]) -> list[RecordResult]:
+        return [
+            RecordResult.failed(t.event.event_id, "hubspot_validation", "HubSpot VALIDATION_ERROR: [email] invalid")
+            if t.event.event_id == bad.event.event_id
+            else RecordResult.written(t.event.event_id)
+            for t in batch
+        ]
+
+    out = Collector()
+    runner = SinkRunner(ScriptedSink([refuse_bad]), runtime.codec, out, sleep=no_sleep)
+    incoming = [sealed(runtime, good, 7), sealed(runtime, bad, 8)]
+    await runner.process(incoming)
+    [dead] = out.dead()
+    assert dead.stage == "sink:scripted"
+    assert dead.reason == "hubspot_validation"
+    assert dead.event_id == bad.event.event_id
+    assert dead.subject_key == bad.event.subject_key
+    assert (dead.source_topic, dead.source_partition, dead.source_offset) == ("contacts.accepted", 0, 8)
+    assert dead.payload is not None and dead.payload.key_id.startswith(subject_scope(bad.event.subject_key))
+    replay = AcceptedRecord.model_validate_json(runtime.codec.sealer.open(dead.payload))
+    assert runtime.codec.open_tagged(replay) == bad
+    statuses = {r.event_id: r.status for r in out.results()}
+    assert statuses == {good.event.event_id: SinkStatus.DONE, bad.event.event_id: SinkStatus.FAILED}
+
+
+async def test_retryable_failures_are_offered_again(runtime: Runtime) -> None:
+    events = [make_tagged(f"p{i}@example.com") for i in range(3)]
+    flaky = events[1].event.event_id
+
+    def one_flaky(batch: Sequence[TaggedEvent]) -> list[RecordResult]:
+        return [
+            RecordResult.failed(t.event.event_id, "x", "try later", retryable=True)
+            if t.event.event_id == flaky
+            else RecordResult.written(t.event.event_id)
+            for t in batch
+        ]
+
+    sink = ScriptedSink([one_flaky, one_flaky])
+    out = Collector()
+    await SinkRunner(sink, runtime.codec, out, sleep=no_sleep).process(
+        [sealed(runtime, t, n) for n, t in enumerate(events)]
+    )
+    assert sink.calls[1:] == [[flaky], [flaky]]
+    assert {r.status for r in out.results()} == {SinkStatus.DONE}
+    assert len(out.results()) == 3
+
+
+async def test_erased_subject_is_not_applicable_and_not_written(runtime: Runtime) -> None:
+    kept, erased = make_tagged("kept@example.com"), make_tagged("erased@example.com")
+    incoming = [sealed(runtime, kept, 1), sealed(runtime, erased, 2)]
+    runtime.keystore.destroy(subject_scope(erased.event.subject_key), "erasure")
+    sink = ScriptedSink()
+    out = Collector()
+    await SinkRunner(sink, runtime.codec, out, sleep=no_sleep).process(incoming)
+    assert sink.calls == [[kept.event.event_id]]
+    by_id = {r.event_id: r for r in out.results()}
+    assert by_id[erased.event.event_id].status is SinkStatus.NOT_APPLICABLE
+    assert "subject_erased" in (by_id[erased.event.event_id].detail or "")
+    assert out.dead() == []
+
+
+async def test_unreadable_record_is_dead_lettered(runtime: Runtime) -> None:
+    out = Collector()
+    await SinkRunner(ScriptedSink(), runtime.codec, out, sleep=no_sleep).process([Incoming(b"{not json", 0, 3)])
+    [dead] = out.dead()
+    assert dead.reason == "unreadable_record"
+    assert dead.event_id is None
+    assert runtime.codec.sealer.open(dead.payload) == b"{not json"  # type: ignore[arg-type]
+
+
+async def test_redelivered_event_in_one_batch_is_written_once(runtime: Runtime) -> None:
+    tagged = make_tagged()
+    sink = ScriptedSink()
+    out = Collector()
+    await SinkRunner(sink, runtime.codec, out, sleep=no_sleep).process(
+        [sealed(runtime, tagged, 1), sealed(runtime, tagged, 2)]
+    )
+    assert sink.calls == [[tagged.event.event_id]]
+    assert len(out.results()) == 1
+
+
+async def test_a_sink_bug_is_retried_then_dead_lettered_never_dropped(runtime: Runtime) -> None:
+    tagged = make_tagged()
+    sink = ScriptedSink([RuntimeError("boom")] * 10)
+    out = Collector()
+    await SinkRunner(sink, runtime.codec, out, sleep=no_sleep).process([sealed(runtime, tagged, 1)])
+    assert len(sink.calls) == 5
+    [dead] = out.dead()
+    assert dead.reason == "sink_error"
+    assert out.results()[0].status is SinkStatus.FAILED
