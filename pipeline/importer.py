@@ -2,9 +2,11 @@
 
 The file is split into one record per person (a CSV row with its header, a JSONL line, a mail of an mbox, an
 element of a JSON array), so each is accepted or dead-lettered on its own, and each raw record sealed under its own
-subject's key. Records are published in confirmed batches; the summary counts published events and rejected
-records by reason, and the exit code is 1 when anything was rejected. The default source id is the same on every
-run, so re-importing a file yields the same event ids (downstream de-duplicates).
+subject's key. Records go through ``IngestService.submit_many`` in batches: all parsed, the data keys of the
+batch's people loaded or created with one commit, then sealed and published in one confirmed send. The summary
+counts published events and rejected records by reason, and the exit code is 1 when anything was rejected. The
+default source id is the same on every run, so re-importing a file yields the same event ids (downstream
+de-duplicates).
 """
 
 from __future__ import annotations

@@ -105,7 +105,8 @@ class LeadpipeProducer:
     ) -> PublishResult:
         """Publish one payload and wait for the broker. Raises ``PayloadRejected`` (unless told not to),
         ``UnsupportedContentType`` for a media type the channel does not read, ``PublishError`` when the broker
-        did not confirm (nothing is accepted then; retrying is safe, the event ids are deterministic)."""
+        did not confirm or (its subclass ``KeyStoreUnavailable``) the data keys could not be loaded: nothing is
+        accepted then; retrying is safe, the event ids are deterministic."""
         result = self.publish_batch(channel, [payload], source_id=source_id, content_type=content_type)[0]
         if raise_on_reject and not result.accepted:
             raise PayloadRejected(result)
@@ -119,7 +120,8 @@ class LeadpipeProducer:
         source_id: str,
         content_type: str | None = None,
     ) -> list[PublishResult]:
-        """Publish many payloads in one confirmed batch; one result per payload, in order, rejections included."""
+        """Publish many payloads in one confirmed batch (one key-store commit for all their new people); one result
+        per payload, in order, rejections included."""
         chosen = Channel(channel)
         submissions = []
         for payload in payloads:

@@ -27,7 +27,7 @@ from pipeline.config import SourceAuth
 from pipeline.ingest.coalesce import CoalescingPublisher
 from pipeline.ingest.deps import get_metrics, get_settings
 from pipeline.ingest.metrics import IngestMetrics
-from pipeline.ingest.service import IngestService, Submission, UnsupportedContentType, log_outcome
+from pipeline.ingest.service import IngestService, KeyStoreUnavailable, Submission, UnsupportedContentType
 from pipeline.kafka.producer import ConfirmingPublisher, PublishError
 from pipeline.logging import get_logger
 from pipeline.runtime import Runtime
@@ -156,7 +156,7 @@ _REQUEST_BODY = {
         415: {"model": Refused, "description": "The source's channel does not read this content type"},
         422: {"model": Rejected, "description": "Well-formed but not normalisable; dead-lettered"},
         500: {"model": Rejected, "description": "Adapter failure; the payload was dead-lettered"},
-        503: {"model": Refused, "description": "The broker did not confirm; nothing was accepted, retry"},
+        503: {"model": Refused, "description": "Broker or key store unavailable; nothing was accepted, retry"},
     },
     openapi_extra=_REQUEST_BODY,
 )
@@ -213,21 +213,22 @@ async def submit(source_id: str, request: Request) -> Response:
         )
 
     started = time.perf_counter()
-    submission = Submission(source_id, channel, body, content_type)
+    coalescer: CoalescingPublisher = request.app.state.coalescer
     try:
-        result, records = await run_in_threadpool(service.prepare, submission)
-        await request.app.state.coalescer.publish(records)
+        parsed = await run_in_threadpool(service.parse, Submission(source_id, channel, body, content_type))
+        result = await coalescer.publish(parsed)  # sealed and published with the requests waiting beside it
     except PublishError as exc:
         metrics.requests.labels(channel=channel.value, outcome="error").inc()
         log.error("ingest_publish_failed", source_id=source_id, error=str(exc))
+        if isinstance(exc, KeyStoreUnavailable):
+            reason, message = "key_store_unavailable", "the data-key store is unavailable; nothing was accepted, retry"
+        else:
+            reason, message = "broker_unavailable", "the broker did not confirm; nothing was accepted, retry"
         return JSONResponse(
-            Refused(
-                reason="broker_unavailable", message="the broker did not confirm; nothing was accepted, retry"
-            ).model_dump(),
+            Refused(reason=reason, message=message).model_dump(),
             status_code=503,
             headers={"Retry-After": "5"},
         )
-    log_outcome(submission, result)
     metrics.latency.labels(channel=channel.value).observe(time.perf_counter() - started)
     if result.accepted:
         metrics.requests.labels(channel=channel.value, outcome="accepted").inc()
@@ -278,7 +279,7 @@ def create_api(runtime: Runtime, publisher: ConfirmingPublisher) -> FastAPI:
     app.state.publisher = publisher
     app.state.metrics = IngestMetrics()
     app.state.service = IngestService(runtime, publisher)
-    app.state.coalescer = CoalescingPublisher(publisher)
+    app.state.coalescer = CoalescingPublisher(app.state.service)
     app.include_router(router)
     for reference in ROUTERS:
         app.include_router(_load_router(reference))

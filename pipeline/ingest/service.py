@@ -1,34 +1,50 @@
 """The one way in: adapter, sealing and confirmed publishing, shared by the HTTP API, the importer and the SDK.
 
 For every accepted event two records go out, keyed by the subject key: the raw payload (``contacts.raw.<channel>``,
-for audit and re-normalisation) and the normalised event (``contacts.normalized``), both sealed with the subject's
-data key. A payload that cannot be normalised becomes one ``DeadLetter`` on ``contacts.dlq.ingest`` with the reason,
-every bad field and the payload sealed. Nothing is reported accepted before the broker confirmed it.
+for audit and re-normalisation) and the normalised event (``contacts.normalized``, sealed with the subject's data
+key). The raw payload is sealed once per submission: under the subject's key when it names one person, else under a
+payload key linked to every person it names (erasing any of them destroys it), and that one ciphertext is shared by
+the raw record of each of its events. A payload that cannot be normalised becomes one ``DeadLetter`` on
+``contacts.dlq.ingest`` with the reason, every bad field and the payload sealed the same way (for the identities
+found in it). Nothing is reported accepted before the broker confirmed it.
+
+Work is split in two steps so that batches pay one key-store commit, not one per new person: ``parse`` (pure
+adapter work, per submission) and ``seal_and_publish`` (warm every data key the batch needs in one call, seal,
+publish, wait for the broker). ``submit_many`` is both in a row; the API's group commit runs the second step for
+all requests that arrived together.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from pipeline import normalize
-from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
+from pipeline.crypto import record_scope, subject_scope
+from pipeline.kafka.producer import ConfirmingPublisher, Outgoing, PublishError
 from pipeline.logging import get_logger
 from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
-from pipeline.models.records import DeadLetter
+from pipeline.models.records import DeadLetter, RawRecord, Sealed
 from pipeline.runtime import Runtime
 from pipeline.sources import CONTENT_TYPES, Problem, SourceContext, SourceError, parse
-from pipeline.sources.base import decode_text, parse_content_type
+from pipeline.sources.base import EVENT_NAMESPACE, decode_text, parse_content_type
 
 log = get_logger(__name__)
 
 NORMALIZED_TOPIC = "contacts.normalized"
 DEAD_LETTER_TOPIC = "contacts.dlq.ingest"
+
+#: How many identities a dead letter's payload key is linked to at most (a huge CSV must not link thousands).
+MAX_IDENTITY_HINTS = 20
 
 
 def raw_topic(channel: Channel) -> str:
@@ -45,13 +61,17 @@ class UnsupportedContentType(ValueError):
         super().__init__(f"{channel.value} does not read {content_type}; use one of: {', '.join(self.accepted)}")
 
 
+class KeyStoreUnavailable(PublishError):
+    """The data keys could not be loaded or created, so nothing was sealed or published; retrying is safe."""
+
+
 @dataclass(frozen=True)
 class Submission:
     """One payload from one source, exactly as received."""
 
     source_id: str
     channel: Channel
-    raw: bytes
+    raw: bytes = field(repr=False)  # personal data: never in a repr that may reach a log or a traceback
     content_type: str
 
 
@@ -74,36 +94,112 @@ class SubmitResult:
         return self.status == "accepted"
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """A submission after its adapter ran and before anything was sealed: its events, or why it is dead-lettered.
+
+    ``identities`` are the distinct subject keys the raw payload names (the events' subjects, or for a dead letter
+    the identities found in the bytes): the raw copy is sealed so that erasing any one of them destroys it.
+    """
+
+    submission: Submission
+    ctx: SourceContext
+    events: tuple[ContactEvent, ...] = field(default=(), repr=False)
+    problems: tuple[Problem, ...] = ()
+    identities: tuple[str, ...] = ()
+    malformed: bool = False
+    internal_error: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return not self.problems
+
+    @property
+    def payload_id(self) -> uuid.UUID:
+        """Deterministic id of the raw payload (names its shared key, so a retried webhook reuses that key)."""
+        if not self.accepted:
+            return self.ctx.dead_letter_id()
+        return uuid.uuid5(EVENT_NAMESPACE, f"payload\n{self.ctx.source_id}\n{self.ctx.payload_digest}")
+
+    def key_scopes(self) -> Iterator[str]:
+        """Every data-key scope sealing this submission will use (warmed in one batch before sealing)."""
+        if self.accepted or len(self.identities) == 1:  # the normalised records, or a one-person raw payload
+            yield from (subject_scope(s) for s in self.identities)
+        if len(self.identities) != 1:  # a shared payload key, or (no identity) a dead letter's key of its own
+            yield record_scope(str(self.payload_id))
+
+    @property
+    def record_count(self) -> int:
+        return 2 * len(self.events) if self.accepted else 1
+
+    def result(self) -> SubmitResult:
+        if self.accepted:
+            return SubmitResult(
+                status="accepted",
+                event_ids=tuple(e.event_id for e in self.events),
+                subject_keys=tuple(e.subject_key for e in self.events),
+                events=self.events,
+            )
+        return SubmitResult(
+            status="rejected",
+            dead_letter_id=self.ctx.dead_letter_id(),
+            reason=self.problems[0].reason,
+            problems=self.problems,
+            malformed=self.malformed,
+            internal_error=self.internal_error,
+        )
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@functools.lru_cache(maxsize=256)
+def _media_type(content_type: str) -> str:
+    """Checked twice per request (API, then ``parse``); the header's RFC 2045 parse is not free and values repeat."""
+    return parse_content_type(content_type)[0]
 
 
 _EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _E164_IN_TEXT = re.compile(r"\+\d{8,15}\b")
 
 
-def identity_hint(raw: bytes, pepper: bytes) -> str | None:
-    """The subject key of the first e-mail (else E.164 phone) found anywhere in a payload that failed to parse.
+def _email_subject(pepper: bytes, value: str) -> str:
+    return normalize.subject_key(pepper, email=normalize.canonical_email(value))
 
-    Sealing a dead letter under the subject's key means an erasure request reaches it too; with no identity it is
-    sealed under a key of its own.
+
+def _phone_subject(pepper: bytes, value: str) -> str:
+    return normalize.subject_key(pepper, phone=normalize.canonical_phone(value))
+
+
+def identity_hints(raw: bytes, pepper: bytes, limit: int = MAX_IDENTITY_HINTS) -> tuple[str, ...]:
+    """Subject keys of the e-mail addresses (then E.164 phones) found anywhere in a payload that failed to parse.
+
+    Its dead letter is sealed so that erasing any of these people destroys it; with none it gets a key of its own.
+    At most ``limit`` identities and ``10 * limit`` candidates tried, so a huge payload stays cheap.
     """
-    text = decode_text(raw[:262_144])
-    for match in _EMAIL_IN_TEXT.finditer(text):
+    head = raw[:262_144]
+    try:
+        text = decode_text(head)
+    except SourceError:  # a BOM with bytes that do not decode: still look for ASCII addresses
+        text = head.decode("latin-1")
+    candidates = itertools.chain(
+        ((_email_subject, m.group(0)) for m in _EMAIL_IN_TEXT.finditer(text)),
+        ((_phone_subject, m.group(0)) for m in _E164_IN_TEXT.finditer(text)),
+    )
+    found: dict[str, None] = {}
+    for to_subject, value in itertools.islice(candidates, 10 * limit):
         try:
-            return normalize.subject_key(pepper, email=normalize.canonical_email(match.group(0)))
+            found[to_subject(pepper, value)] = None
         except normalize.NormalizationError:
             continue
-    for match in _E164_IN_TEXT.finditer(text):
-        try:
-            return normalize.subject_key(pepper, phone=normalize.canonical_phone(match.group(0)))
-        except normalize.NormalizationError:
-            continue
-    return None
+        if len(found) >= limit:
+            break
+    return tuple(found)
 
 
 class IngestService:
-    """Turns submissions into confirmed records. Thread-safe: the publisher serialises its own batches."""
+    """Turns submissions into confirmed records. Thread-safe: the key store and the publisher guard themselves."""
 
     def __init__(
         self, runtime: Runtime, publisher: ConfirmingPublisher, clock: Callable[[], datetime] = _utcnow
@@ -114,56 +210,37 @@ class IngestService:
 
     def check_content_type(self, channel: Channel, content_type: str) -> str:
         """The media type when the channel reads it; ``UnsupportedContentType`` otherwise."""
-        media_type, _params = parse_content_type(content_type)
+        media_type = _media_type(content_type)
         if media_type not in CONTENT_TYPES[channel]:
             raise UnsupportedContentType(channel, media_type)
         return media_type
 
-    def prepare(self, submission: Submission) -> tuple[SubmitResult, list[Outgoing]]:
-        """Parse and seal one submission: its result and the records to publish (not yet published)."""
+    # ---- step 1: parse (no key store, no broker) ----------------------------------------------------------------
+
+    def parse(self, submission: Submission) -> Parsed:
+        """Run the channel's adapter: the events, or the problems (and identities found) that dead-letter it."""
         self.check_content_type(submission.channel, submission.content_type)
-        received_at = self._clock()
         ctx = SourceContext.for_payload(
             submission.raw,
             source_id=submission.source_id,
             channel=submission.channel,
             content_type=submission.content_type,
-            received_at=received_at,
+            received_at=self._clock(),
             pepper=self.runtime.pepper,
         )
         try:
-            events = parse(submission.channel, submission.raw, ctx)
+            events = tuple(parse(submission.channel, submission.raw, ctx))
         except SourceError as exc:
-            return self._dead_letter(submission, ctx, exc.problems, malformed=exc.malformed)
+            return self._rejected(submission, ctx, exc.problems, malformed=exc.malformed)
         except Exception as exc:  # an adapter bug must not lose the payload: dead-letter it and say so
             log.exception("adapter_failed", source_id=submission.source_id, channel=submission.channel.value)
             problem = Problem(
                 "adapter_error", None, f"internal error in the {ctx.channel.value} adapter ({type(exc).__name__})"
             )
-            return self._dead_letter(submission, ctx, (problem,), internal=True)
-        codec = self.runtime.codec
-        outgoing: list[Outgoing] = []
-        for event in events:
-            raw_record = codec.seal_raw(
-                submission.raw,
-                event_id=event.event_id,
-                channel=event.channel,
-                source_id=submission.source_id,
-                received_at=received_at,
-                subject_key=event.subject_key,
-                content_type=submission.content_type[:200],
-            )
-            outgoing.append(Outgoing(raw_topic(event.channel), event.subject_key, raw_record))
-            outgoing.append(Outgoing(NORMALIZED_TOPIC, event.subject_key, codec.seal_contact(event)))
-        result = SubmitResult(
-            status="accepted",
-            event_ids=tuple(e.event_id for e in events),
-            subject_keys=tuple(e.subject_key for e in events),
-            events=tuple(events),
-        )
-        return result, outgoing
+            return self._rejected(submission, ctx, (problem,), internal=True)
+        return Parsed(submission, ctx, events=events, identities=tuple(dict.fromkeys(e.subject_key for e in events)))
 
-    def _dead_letter(
+    def _rejected(
         self,
         submission: Submission,
         ctx: SourceContext,
@@ -171,49 +248,92 @@ class IngestService:
         *,
         malformed: bool = False,
         internal: bool = False,
-    ) -> tuple[SubmitResult, list[Outgoing]]:
-        dead_letter_id = ctx.dead_letter_id()
-        subject = identity_hint(submission.raw, ctx.pepper)
-        explanation = "; ".join(f"{p.field or 'payload'}: {p.message} ({p.reason})" for p in problems)
-        record = DeadLetter(
-            dead_letter_id=dead_letter_id,
-            stage="ingest",
-            reason=problems[0].reason,
-            error=explanation[:4000],
-            channel=submission.channel,
-            subject_key=subject,
-            source_topic=None,
-            failed_at=ctx.received_at,
-            content_type=submission.content_type[:200] or "application/octet-stream",
-            payload=self.runtime.codec.seal_payload(submission.raw, subject_key=subject, record_id=dead_letter_id),
-        )
-        result = SubmitResult(
-            status="rejected",
-            dead_letter_id=dead_letter_id,
-            reason=problems[0].reason,
+    ) -> Parsed:
+        return Parsed(
+            submission,
+            ctx,
             problems=tuple(problems),
+            identities=identity_hints(submission.raw, ctx.pepper),
             malformed=malformed,
             internal_error=internal,
         )
-        return result, [Outgoing(DEAD_LETTER_TOPIC, subject or str(dead_letter_id), record)]
+
+    # ---- step 2: seal (one key-store commit per batch) and publish ----------------------------------------------
+
+    def seal(self, batch: Sequence[Parsed]) -> list[Outgoing]:
+        """The records of a batch, sealed: every data key it needs is loaded or created first, with one commit."""
+        try:
+            self.runtime.keystore.warm(scope for parsed in batch for scope in parsed.key_scopes())
+            outgoing: list[Outgoing] = []
+            for parsed in batch:
+                outgoing.extend(self._records(parsed))
+        except SQLAlchemyError as exc:
+            raise KeyStoreUnavailable(f"the data keys could not be loaded ({type(exc).__name__})") from exc
+        return outgoing
+
+    def _seal_raw_payload(self, parsed: Parsed) -> Sealed:
+        """One ciphertext per payload: the subject's key for one person, else a payload key linked to each of them."""
+        return self.runtime.codec.seal_payload(
+            parsed.submission.raw, subject_key=None, record_id=parsed.payload_id, shared_with=parsed.identities
+        )
+
+    def _records(self, parsed: Parsed) -> list[Outgoing]:
+        submission, ctx = parsed.submission, parsed.ctx
+        sealed = self._seal_raw_payload(parsed)
+        if not parsed.accepted:
+            subject = parsed.identities[0] if parsed.identities else None
+            explanation = "; ".join(f"{p.field or 'payload'}: {p.message} ({p.reason})" for p in parsed.problems)
+            letter = DeadLetter(
+                dead_letter_id=ctx.dead_letter_id(),
+                stage="ingest",
+                reason=parsed.problems[0].reason,
+                error=explanation[:4000],
+                channel=submission.channel,
+                subject_key=subject,
+                source_topic=None,
+                failed_at=ctx.received_at,
+                content_type=submission.content_type[:200] or "application/octet-stream",
+                payload=sealed,
+            )
+            return [Outgoing(DEAD_LETTER_TOPIC, subject or str(letter.dead_letter_id), letter)]
+        codec = self.runtime.codec
+        outgoing: list[Outgoing] = []
+        for event in parsed.events:
+            raw_record = RawRecord(
+                event_id=event.event_id,
+                channel=event.channel,
+                source_id=submission.source_id,
+                received_at=ctx.received_at,
+                subject_key=event.subject_key,
+                content_type=submission.content_type[:200],
+                sealed=sealed,
+            )
+            outgoing.append(Outgoing(raw_topic(event.channel), event.subject_key, raw_record))
+            outgoing.append(Outgoing(NORMALIZED_TOPIC, event.subject_key, codec.seal_contact(event)))
+        return outgoing
+
+    def publish_sealed(self, batch: Sequence[Parsed], outgoing: Sequence[Outgoing]) -> list[SubmitResult]:
+        """Publish what ``seal(batch)`` returned in one confirmed send; the results once the broker confirmed."""
+        if outgoing:
+            self.publisher.publish(outgoing)
+        results = [parsed.result() for parsed in batch]
+        for parsed, result in zip(batch, results, strict=True):
+            log_outcome(parsed.submission, result)
+        return results
+
+    def seal_and_publish(self, batch: Sequence[Parsed]) -> list[SubmitResult]:
+        """Seal a batch and publish it; raises ``PublishError`` (``KeyStoreUnavailable``) when nothing was accepted."""
+        return self.publish_sealed(batch, self.seal(batch))
+
+    # ---- both steps -----------------------------------------------------------------------------------------------
 
     def submit(self, source_id: str, channel: Channel, raw: bytes, content_type: str) -> SubmitResult:
         """Parse, seal, publish and wait for the broker; raises ``PublishError`` when it did not confirm."""
         return self.submit_many([Submission(source_id, channel, raw, content_type)])[0]
 
     def submit_many(self, submissions: Sequence[Submission]) -> list[SubmitResult]:
-        """Many submissions in one confirmed batch (the importer's and the SDK's batch path)."""
-        results: list[SubmitResult] = []
-        outgoing: list[Outgoing] = []
-        for submission in submissions:
-            result, records = self.prepare(submission)
-            results.append(result)
-            outgoing.extend(records)
-        if outgoing:
-            self.publisher.publish(outgoing)
-        for submission, result in zip(submissions, results, strict=True):
-            log_outcome(submission, result)
-        return results
+        """Many submissions in one confirmed batch (the importer's and the SDK's path): all parsed, then sealed."""
+        return self.seal_and_publish([self.parse(submission) for submission in submissions])
 
 
 def log_outcome(submission: Submission, result: SubmitResult) -> None:

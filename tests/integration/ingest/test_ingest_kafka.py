@@ -1,5 +1,6 @@
 """Against the real broker: what the API, the import command and the SDK accepted is exactly what a consumer reads
-back (decrypted and compared), and the dead-letter topic holds exactly what they rejected."""
+back (decrypted and compared), and the dead-letter topic holds exactly what they rejected; and a payload naming two
+people is unreadable on the topic once either of them is erased."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ingest_kafka_read import read_all
 from source_payloads import PAYLOADS, RECEIVED_AT, content_type_of
 
 from pipeline.config import Settings
+from pipeline.crypto import KeyDestroyedError, subject_scope
 from pipeline.db import ensure_schema
 from pipeline.ingest.api import create_api, sign
 from pipeline.kafka.producer import ConfirmingPublisher
@@ -163,3 +165,35 @@ def test_sdk_confirms_and_rejects_with_types(kafka_settings: Settings) -> None:
     normalized, _raw, dead = _open(runtime, read_all(kafka_settings, TOPICS))
     assert set(normalized) == {result.event_ids[0], batch[0].event_ids[0]}
     assert {d.dead_letter_id for d in dead} == {err.value.result.dead_letter_id, batch[1].dead_letter_id}
+
+
+def test_erasing_one_attendee_makes_the_shared_raw_order_unreadable_from_offset_zero(kafka_settings: Settings) -> None:
+    settings = _with_sources(kafka_settings)
+    runtime = Runtime(settings)
+    ensure_schema(runtime.engine)
+    publisher = ConfirmingPublisher(settings)
+    body = (PAYLOADS / "event" / "eventbrite_order.json").read_bytes()
+    response = TestClient(create_api(runtime, publisher)).post(
+        "/v1/sources/event", content=body, headers={"content-type": "application/json", **sign(SECRET, body)}
+    )
+    publisher.close()
+    assert response.status_code == 202 and len(response.json()["event_ids"]) == 2
+
+    got = read_all(settings, TOPICS)
+    raw = [RawRecord.model_validate_json(v) for v in got["contacts.raw.event"]]
+    normalized = {r.subject_key: r for r in (ContactRecord.model_validate_json(v) for v in got["contacts.normalized"])}
+    assert len(raw) == 2 and len(normalized) == 2 and raw[0].sealed == raw[1].sealed
+    erased, kept = sorted(normalized)
+    runtime.keystore.destroy(subject_scope(erased), "test")
+
+    reader = Runtime(settings)  # another process: no cache, only what the database holds
+    try:
+        for record in raw:
+            with pytest.raises(KeyDestroyedError):
+                reader.codec.sealer.open(record.sealed)
+        with pytest.raises(KeyDestroyedError):
+            reader.codec.open_contact(normalized[erased])
+        assert reader.codec.open_contact(normalized[kept]).person.email
+    finally:
+        reader.engine.dispose()
+        runtime.engine.dispose()

@@ -5,16 +5,20 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Iterable
+from typing import Any
 
 import pytest
 from fastapi import APIRouter, Depends
 from fastapi.testclient import TestClient
 from ingest_helpers import BEARER, HMAC_SECRET, RecordingPublisher
 from source_payloads import payload
+from sqlalchemy.exc import OperationalError
 
 from pipeline.ingest import api
 from pipeline.ingest.api import create_api, sign
 from pipeline.ingest.auth import require_token
+from pipeline.ingest.coalesce import CoalescingPublisher
 from pipeline.logging import configure_logging
 from pipeline.models.records import ContactRecord, DeadLetter, RawRecord
 from pipeline.runtime import Runtime
@@ -214,20 +218,16 @@ class SlowPublisher(RecordingPublisher):
         return super().publish(records, timeout_s)
 
 
-@pytest.mark.parametrize("fail", [False, True])
-def test_concurrent_requests_share_confirmed_batches(runtime: Runtime, fail: bool) -> None:
+def post_concurrently(app: object, count: int) -> list[Any]:
+    """``count`` signed web-form posts of distinct people, all in flight at once."""
     import asyncio
 
     import httpx
 
-    publisher = SlowPublisher()
-    publisher.fail = fail
-    app = create_api(runtime, publisher)  # type: ignore[arg-type]
-
     async def run() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            bodies = [f'{{"email": "person{i}@example.com"}}'.encode() for i in range(20)]
+            bodies = [f'{{"email": "person{i}@example.com"}}'.encode() for i in range(count)]
             return await asyncio.gather(
                 *(
                     client.post(
@@ -239,13 +239,90 @@ def test_concurrent_requests_share_confirmed_batches(runtime: Runtime, fail: boo
                 )
             )
 
-    responses = asyncio.run(run())
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_concurrent_requests_share_key_warm_up_and_confirmed_batches(
+    runtime: Runtime, fail: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publisher = SlowPublisher()
+    publisher.fail = fail
+    warmed: list[list[str]] = []
+    warm = runtime.keystore.warm
+
+    def counting_warm(scopes: Iterable[str]) -> None:
+        warmed.append(list(scopes))
+        warm(warmed[-1])
+
+    monkeypatch.setattr(runtime.keystore, "warm", counting_warm)
+    app = create_api(runtime, publisher)  # type: ignore[arg-type]
+
+    responses = post_concurrently(app, 20)
+    # group commit: requests that arrived while a batch was in flight share the next key warm-up and publish
+    assert len(warmed) == publisher.batches < 20
+    assert sorted(s for scopes in warmed for s in scopes) == sorted({s for scopes in warmed for s in scopes})
     if fail:
         assert {r.status_code for r in responses} == {503}
+        assert {r.json()["reason"] for r in responses} == {"broker_unavailable"}
         assert publisher.records == []
         return
     assert {r.status_code for r in responses} == {202}
-    assert publisher.batches < 20  # group commit: requests that arrived during a publish share the next one
     published = {str(r.value.event_id) for r in publisher.records}
     answered = {i for r in responses for i in r.json()["event_ids"]}
     assert published == answered and len(answered) == 20
+
+
+def test_key_store_failure_is_503_for_every_request_of_the_batch(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(scopes: object) -> None:
+        raise OperationalError("SELECT data_keys", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(runtime.keystore, "warm", unavailable)
+    publisher = SlowPublisher()
+    responses = post_concurrently(create_api(runtime, publisher), 6)  # type: ignore[arg-type]
+    assert {r.status_code for r in responses} == {503}
+    assert {r.json()["reason"] for r in responses} == {"key_store_unavailable"}
+    assert {r.headers["retry-after"] for r in responses} == {"5"}
+    assert publisher.records == [] and publisher.batches == 0
+
+
+def test_next_batch_is_sealed_while_the_previous_one_waits_for_the_broker(runtime: Runtime) -> None:
+    import threading
+
+    timeline: list[str] = []
+    lock = threading.Lock()
+
+    class TimelinePublisher(RecordingPublisher):
+        def publish(self, records, timeout_s: float = 30.0) -> int:  # type: ignore[no-untyped-def]
+            with lock:
+                timeline.append("publish")
+            time.sleep(0.05)
+            with lock:
+                timeline.append("confirmed")
+            return super().publish(records, timeout_s)
+
+    publisher = TimelinePublisher()
+    app = create_api(runtime, publisher)  # type: ignore[arg-type]
+    seal = app.state.service.seal
+
+    def logged_seal(batch):  # type: ignore[no-untyped-def]
+        with lock:
+            timeline.append("seal")
+        return seal(batch)
+
+    app.state.service.seal = logged_seal
+    app.state.coalescer = CoalescingPublisher(app.state.service, max_records=4)  # two requests per batch at most
+    responses = post_concurrently(app, 30)
+    assert {r.status_code for r in responses} == {202} and len(publisher.records) == 60
+    in_flight, overlapped = 0, 0
+    for step in timeline:
+        if step == "publish":
+            in_flight += 1
+            assert in_flight == 1  # one confirmed publish at a time
+        elif step == "confirmed":
+            in_flight -= 1
+        else:
+            overlapped += in_flight
+    assert overlapped >= 1, timeline
