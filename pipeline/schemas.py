@@ -14,7 +14,9 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel
 
+from pipeline.models.processing import DropRecord
 from pipeline.models.records import AcceptedRecord, ContactBody, ContactRecord, DeadLetter, QuarantineRecord, RawRecord
+from pipeline.models.review import BlocklistEntry, ReviewDecision
 from pipeline.models.rights import AuditRecord, RightsCommand, RightsStatus, SinkResult, SuppressionRecord
 from pipeline.rights.bodies import ExportDelivery, RectificationBody
 from pipeline.rights.export import SubjectExport
@@ -23,13 +25,16 @@ from pipeline.rights.export import SubjectExport
 SCHEMAS: dict[str, type[BaseModel]] = {
     "accepted-record": AcceptedRecord,
     "audit-record": AuditRecord,
+    "blocklist-entry": BlocklistEntry,
     "contact-body": ContactBody,  # the plaintext inside ContactRecord.sealed
     "contact-record": ContactRecord,
     "dead-letter": DeadLetter,
+    "drop-record": DropRecord,
     "export-delivery": ExportDelivery,  # the plaintext inside RightsCommand.sealed of an access request
     "quarantine-record": QuarantineRecord,
     "raw-record": RawRecord,
     "rectification-body": RectificationBody,  # the plaintext inside RightsCommand.sealed of a rectification
+    "review-decision": ReviewDecision,
     "rights-command": RightsCommand,
     "rights-status": RightsStatus,
     "sink-result": SinkResult,

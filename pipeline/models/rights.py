@@ -50,6 +50,11 @@ class SuppressionRecord(StrictModel):
     consent_withdrawn: tuple[Purpose, ...] = ()
     updated_at: UtcDatetime
     request_id: UUID
+    erased_at: UtcDatetime | None = Field(
+        default=None,
+        description="When the latest erasure took effect: events received before it are dropped, later ones are a "
+        "new collection. Stays put when a later request changes another flag (updated_at moves, this does not).",
+    )
 
 
 class SinkStatus(StrEnum):

@@ -1,0 +1,139 @@
+"""The rights agent: carries out every command on ``rights.commands`` in every sink, plus two timers.
+
+Thin on purpose: parsing, retries and evidence live in ``pipeline.rights.executor``. The executor's work is
+blocking (SQL, HTTP, confirmed produce), so it runs in a thread, one command at a time per partition: commands are
+keyed by subject key, so one subject's requests are carried out in the order the DPO issued them.
+
+Its outputs (suppression, rights.status, audit) are published with a confirming producer rather than through
+faust's transaction: they are idempotent, full-state records, and the suppression record must be visible to the
+chain at once, not at the next transaction commit. A command whose execution raised (the database is down) is
+retried with backoff until it goes through: the agent never acknowledges a command it did not carry out.
+A command that cannot even be parsed is dead-lettered, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from pipeline.ingest.service import identity_hints
+from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
+from pipeline.logging import get_logger
+from pipeline.models.records import DeadLetter
+from pipeline.models.rights import RightsCommand
+from pipeline.rights.commands import COMMANDS_TOPIC, RightsDesk
+from pipeline.rights.executor import RightsExecutor
+from pipeline.rights.hubspot_wiring import hubspot_parts
+from pipeline.rights.service import build_executor
+from pipeline.rights.sweep import RetentionSweep
+from pipeline.rights.tracker import RequestTracker
+from pipeline.runtime import Runtime
+from pipeline.sinks.base import backoff_delay
+from pipeline.sinks.crm.repository import CrmRepository
+
+log = get_logger(__name__)
+
+DEAD_LETTER_TOPIC = "contacts.dlq"
+#: How long a request may stay unfinished before the retry timer runs it again.
+RETRY_AFTER = timedelta(minutes=2)
+
+
+class RightsWorker:
+    """What the agent and the timers share: one publisher, one executor, one sweep."""
+
+    def __init__(self, runtime: Runtime, publisher: ConfirmingPublisher, executor: RightsExecutor) -> None:
+        self.runtime = runtime
+        self.publisher = publisher
+        self.executor = executor
+        self.sweeper = RetentionSweep(
+            CrmRepository(runtime.engine), RightsDesk(RequestTracker(runtime.engine), publisher)
+        )
+
+    @classmethod
+    def build(cls, runtime: Runtime) -> RightsWorker:
+        publisher = ConfirmingPublisher(runtime.settings)
+        effect, reader = hubspot_parts(runtime)
+        return cls(runtime, publisher, build_executor(runtime, publisher, hubspot=effect, hubspot_reader=reader))
+
+    def parse(self, value: bytes, where: dict[str, Any]) -> RightsCommand | None:
+        try:
+            return RightsCommand.model_validate_json(value)
+        except ValidationError as exc:
+            dead = DeadLetter(
+                dead_letter_id=uuid.uuid4(),
+                stage="rights",
+                reason="invalid_rights_command",
+                error=f"{exc.error_count()} validation error(s): "
+                + "; ".join(".".join(str(p) for p in e["loc"]) or "payload" for e in exc.errors()[:10]),
+                failed_at=datetime.now(UTC),
+                source_topic=where.get("topic"),
+                source_partition=where.get("partition"),
+                source_offset=where.get("offset"),
+                payload=self.runtime.codec.seal_payload(  # erasing anyone it names destroys it too
+                    value,
+                    subject_key=None,
+                    record_id=uuid.uuid4(),
+                    shared_with=identity_hints(value, self.runtime.pepper),
+                ),
+            )
+            self.publisher.publish([Outgoing(DEAD_LETTER_TOPIC, None, dead)])
+            log.warning("rights.invalid_command", **where)
+            return None
+
+    async def handle(self, value: bytes, where: dict[str, Any]) -> None:
+        command = await asyncio.to_thread(self.parse, value, where)
+        if command is None:
+            return
+        attempt = 0
+        while True:
+            try:
+                statuses = await asyncio.to_thread(self.executor.execute, command)
+                log.info(
+                    "rights.command_handled",
+                    request_id=str(command.request_id),
+                    kind=command.kind.value,
+                    sinks_run=len(statuses),
+                    **where,
+                )
+                return
+            except Exception:  # the tracker or the broker is unreachable: wait and try the same command again
+                log.exception("rights.execute_failed", request_id=str(command.request_id), attempt=attempt + 1)
+                await asyncio.sleep(backoff_delay(attempt, 1.0, 60.0))
+                attempt += 1
+
+    async def retry(self) -> int:
+        return await asyncio.to_thread(self.executor.retry_unfinished, RETRY_AFTER)
+
+    async def sweep(self) -> int:
+        report = await asyncio.to_thread(self.sweeper.run, datetime.now(UTC))
+        return len(report.commands)
+
+
+def register(app: Any, runtime: Runtime) -> RightsWorker:
+    """Attach the rights agent and its timers to the faust app (``REGISTRARS`` entry)."""
+    settings = runtime.settings
+    worker = RightsWorker.build(runtime)
+    topic = app.topic(settings.topic(COMMANDS_TOPIC), key_serializer="raw", value_serializer="raw")
+
+    @app.agent(topic, name=f"{settings.app_id}.rights", concurrency=1)  # type: ignore[untyped-decorator]
+    async def rights_commands(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            where = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
+            await worker.handle(event.value, where)
+
+    @app.timer(interval=settings.rights_retry_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
+    async def rights_retry() -> None:
+        count = await worker.retry()
+        if count:
+            log.info("rights.retried", requests=count)
+
+    @app.timer(interval=settings.retention_sweep_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
+    async def retention_sweep() -> None:
+        await worker.sweep()
+
+    return worker

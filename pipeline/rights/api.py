@@ -1,0 +1,270 @@
+"""The DPO's HTTP API (``/v1/dpo``): the same requests as ``leadpipe dpo``, behind the DPO bearer token.
+
+Requests without a valid token are refused (401) by ``require_token("dpo")``, which logs and counts them; this
+router also writes each refusal to the rights audit log, so the log shows every attempt, admitted or not.
+E-mails and phones arrive in the body (never in the URL, which proxies log) and are never echoed back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import FileResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from pipeline.db import ensure_schema
+from pipeline.ingest.auth import require_token
+from pipeline.ingest.deps import get_publisher, get_runtime
+from pipeline.kafka.producer import PublishError
+from pipeline.logging import get_logger
+from pipeline.models.common import Purpose
+from pipeline.models.rights import AuditRecord, RightKind, SinkStatus
+from pipeline.rights.commands import IdentityError
+from pipeline.rights.dpo import DpoTools
+from pipeline.rights.tracker import RequestTracker, RequestView
+
+log = get_logger(__name__)
+
+router = APIRouter(prefix="/v1/dpo", tags=["dpo"])
+
+_check_dpo = require_token("dpo")
+_bearer = HTTPBearer(auto_error=False, description="The DPO token (LEADPIPE_DPO_TOKEN)")
+
+#: What the API accepts; retention expiry is issued by the sweep only.
+RequestKind = Literal[
+    "erasure",
+    "objection",
+    "restriction",
+    "unrestriction",
+    "rectification",
+    "consent_withdrawal",
+    "access",
+    "portability",
+]
+
+
+async def dpo_actor(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> str:
+    """The DPO token check, with every refusal also written to the rights audit log (no token, no personal data)."""
+    try:
+        return await _check_dpo(request, credentials)
+    except HTTPException as exc:
+        detail: dict[str, Any] = exc.detail if isinstance(exc.detail, dict) else {}
+        record = AuditRecord(
+            audit_id=uuid4(),
+            at=datetime.now(UTC),
+            actor="unauthenticated",
+            action="rights.api_refused",
+            detail={"reason": detail.get("reason", "refused"), "method": request.method, "path": request.url.path},
+        )
+        await asyncio.to_thread(_audit_refusal, request, record)
+        raise
+
+
+def _audit_refusal(request: Request, record: AuditRecord) -> None:
+    try:
+        RequestTracker(get_runtime(request).engine).audit(record)
+    except Exception:  # the refusal stands even if the audit table is unreachable; the log line above has it
+        log.exception("rights.audit_refusal_failed")
+
+
+Actor = Annotated[str, Depends(dpo_actor)]
+
+
+class RightsRequestIn(BaseModel):
+    """One request about one person, named by exactly one of e-mail or phone."""
+
+    kind: RequestKind
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=40)
+    region: str | None = Field(default=None, min_length=2, max_length=2, description="Country of a national phone")
+    operator: str = Field(default="dpo-api", max_length=100, description="Who issues it, for the audit log")
+    purposes: list[Purpose] = Field(default_factory=list, description="consent_withdrawal: default all on consent")
+    changes: dict[str, str | None] = Field(default_factory=dict, description="rectification: field -> new value")
+    password: str | None = Field(
+        default=None, min_length=12, max_length=200, description="access: the PDF password; generated when omitted"
+    )
+
+
+class SinkOut(BaseModel):
+    sink: str
+    status: SinkStatus
+    attempts: int
+    error: str | None
+    evidence: dict[str, Any]
+
+
+class RequestOut(BaseModel):
+    request_id: str
+    kind: RightKind
+    subject_key: str
+    issued_by: str
+    received_at: datetime
+    due_at: datetime
+    effective_due_at: datetime
+    extension_reason: str | None
+    state: str
+    overdue: bool
+    notice_due: bool
+    completed_at: datetime | None
+    sinks: list[SinkOut]
+
+
+class SubmittedOut(BaseModel):
+    request_id: UUID
+    kind: RightKind
+    subject_key: str
+    due_at: datetime
+    password: str | None = Field(default=None, description="access only: shown once; send it by another channel")
+
+
+class ExtendIn(BaseModel):
+    months: int = Field(ge=1, le=2)
+    reason: str = Field(min_length=10, max_length=2000)
+    operator: str = Field(default="dpo-api", max_length=100)
+
+
+def _out(view: RequestView) -> RequestOut:
+    now = datetime.now(UTC)
+    return RequestOut(
+        request_id=view.request_id,
+        kind=view.kind,
+        subject_key=view.subject_key,
+        issued_by=view.issued_by,
+        received_at=view.received_at,
+        due_at=view.due_at,
+        effective_due_at=view.effective_due_at,
+        extension_reason=view.extension_reason,
+        state=view.state.value,
+        overdue=view.overdue(now),
+        notice_due=view.notice_due,
+        completed_at=view.completed_at,
+        sinks=[
+            SinkOut(sink=s.sink, status=s.status, attempts=s.attempts, error=s.last_error, evidence=s.evidence)
+            for s in view.sinks
+        ],
+    )
+
+
+_schema_ready: set[int] = set()
+
+
+def _tools(request: Request) -> DpoTools:
+    runtime = get_runtime(request)
+    if id(runtime) not in _schema_ready:
+        ensure_schema(runtime.engine)
+        _schema_ready.add(id(runtime))
+    return DpoTools(runtime, get_publisher(request), migrate=False)
+
+
+@router.post("/requests", status_code=202, response_model=SubmittedOut)
+async def submit_request(body: RightsRequestIn, request: Request, actor: Actor) -> SubmittedOut:
+    """Record, audit and publish a request; 202 once the broker confirmed it (the sinks follow)."""
+    kind = RightKind(body.kind)
+
+    def run() -> SubmittedOut:
+        submitted = _tools(request).request(
+            kind,
+            operator=f"{actor}:{body.operator}",
+            email=body.email,
+            phone=body.phone,
+            region=body.region,
+            purposes=tuple(body.purposes),
+            rectify=body.changes or None,
+            password=body.password,
+        )
+        command = submitted.command
+        return SubmittedOut(
+            request_id=command.request_id,
+            kind=command.kind,
+            subject_key=command.subject_key,
+            due_at=command.due_at,
+            password=submitted.password,
+        )
+
+    try:
+        return await asyncio.to_thread(run)
+    except IdentityError as exc:
+        raise HTTPException(422, {"reason": "invalid_identity", "field": exc.field, "message": str(exc)}) from None
+    except ValueError as exc:
+        raise HTTPException(422, {"reason": "invalid_request", "message": str(exc)}) from None
+    except PublishError:
+        raise HTTPException(
+            503, {"reason": "not_published", "message": "recorded; the broker did not confirm"}
+        ) from None
+
+
+@router.get("/requests", response_model=list[RequestOut])
+async def list_requests(
+    request: Request,
+    _actor: Actor,
+    state: Annotated[Literal["open", "overdue", "all"], "which requests"] = "open",
+) -> list[RequestOut]:
+    """Open requests (default), only overdue ones, or all, oldest first."""
+
+    def run() -> list[RequestOut]:
+        tools = _tools(request)
+        views = tools.tracker.requests() if state == "all" else tools.open_requests()
+        out = [_out(v) for v in views]
+        return [o for o in out if o.overdue] if state == "overdue" else out
+
+    return await asyncio.to_thread(run)
+
+
+def _view_or_404(tools: DpoTools, request_id: UUID) -> RequestView:
+    view = tools.get(request_id)
+    if view is None:
+        raise HTTPException(404, {"reason": "unknown_request", "message": f"no request {request_id}"})
+    return view
+
+
+@router.get("/requests/{request_id}", response_model=RequestOut)
+async def get_request(request_id: UUID, request: Request, _actor: Actor) -> RequestOut:
+    return await asyncio.to_thread(lambda: _out(_view_or_404(_tools(request), request_id)))
+
+
+@router.post("/requests/{request_id}/extend", response_model=RequestOut)
+async def extend_request(request_id: UUID, body: ExtendIn, request: Request, actor: Actor) -> RequestOut:
+    def run() -> RequestOut:
+        tools = _tools(request)
+        _view_or_404(tools, request_id)
+        return _out(tools.extend(request_id, body.months, body.reason, operator=f"{actor}:{body.operator}"))
+
+    try:
+        return await asyncio.to_thread(run)
+    except ValueError as exc:
+        raise HTTPException(422, {"reason": "invalid_extension", "message": str(exc)}) from None
+
+
+@router.post("/requests/{request_id}/notice-sent", response_model=RequestOut)
+async def record_notice(request_id: UUID, request: Request, actor: Actor) -> RequestOut:
+    def run() -> RequestOut:
+        tools = _tools(request)
+        _view_or_404(tools, request_id)
+        return _out(tools.notice_sent(request_id, operator=actor))
+
+    try:
+        return await asyncio.to_thread(run)
+    except ValueError as exc:
+        raise HTTPException(422, {"reason": "no_notice_for_kind", "message": str(exc)}) from None
+
+
+@router.get("/requests/{request_id}/export", response_class=FileResponse)
+async def download_export(request_id: UUID, request: Request, _actor: Actor) -> FileResponse:
+    """The export file of a completed access (PDF) or portability (JSON) request."""
+    view = await asyncio.to_thread(lambda: _view_or_404(_tools(request), request_id))
+    export = next((s for s in view.sinks if s.sink == "export" and s.status is SinkStatus.DONE), None)
+    if export is None or "path" not in export.evidence:
+        raise HTTPException(409, {"reason": "export_not_ready", "message": "the export has not been produced yet"})
+    path = Path(str(export.evidence["path"]))
+    if not await asyncio.to_thread(path.is_file):
+        raise HTTPException(410, {"reason": "export_gone", "message": "the export file was removed after delivery"})
+    media = "application/pdf" if path.suffix == ".pdf" else "application/json"
+    return FileResponse(path, media_type=media, filename=f"personal-data-{request_id}{path.suffix}")

@@ -1,0 +1,390 @@
+"""``leadpipe dpo ...`` (the DPO's requests, the tracker) and ``leadpipe retention sweep``.
+
+Every request is named by ``--email`` or ``--phone``; the tool prints the request id, the subject key and the
+deadline, never the e-mail or phone. ``--wait`` waits until every sink confirmed (exit 0), a sink failed
+(exit 3) or the time is up (exit 4).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from pipeline.config import get_settings
+from pipeline.db import ensure_schema
+from pipeline.kafka.producer import ConfirmingPublisher, PublishError
+from pipeline.models.common import Purpose
+from pipeline.models.rights import RightKind
+from pipeline.rights.commands import IdentityError, RightsDesk
+from pipeline.rights.dpo import DpoTools, Submitted
+from pipeline.rights.sweep import RetentionSweep
+from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
+from pipeline.runtime import Runtime
+from pipeline.sinks.crm.repository import CrmRepository
+
+dpo_app = typer.Typer(
+    help="Data-subject rights (policy section 9): requests, deadlines, evidence.", no_args_is_help=True
+)
+retention_app = typer.Typer(help="Retention expiry (policy section 8).", no_args_is_help=True)
+
+EXIT_FAILED = 3
+EXIT_TIMEOUT = 4
+
+Email = Annotated[str | None, typer.Option("--email", help="The person's e-mail address")]
+Phone = Annotated[str | None, typer.Option("--phone", help="The person's phone number (E.164, or with --region)")]
+Region = Annotated[str | None, typer.Option("--region", help="Country for a phone without +prefix, e.g. DE")]
+Operator = Annotated[str, typer.Option("--operator", help="Who issues the request (recorded in the audit log)")]
+Wait = Annotated[bool, typer.Option("--wait", help="Wait until every sink has confirmed")]
+Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait")]
+
+
+@contextmanager
+def _tools() -> Iterator[DpoTools]:
+    settings = get_settings()
+    runtime = Runtime(settings)
+    publisher = ConfirmingPublisher(settings)
+    try:
+        yield DpoTools(runtime, publisher)
+    finally:
+        publisher.close()
+        runtime.engine.dispose()
+
+
+def _fmt(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _sinks(view: RequestView) -> str:
+    return " ".join(f"{s.sink}:{s.status.value}" for s in view.sinks) or "-"
+
+
+def _print_view(view: RequestView, now: datetime) -> None:
+    flags = []
+    if view.overdue(now):
+        flags.append("OVERDUE")
+    if view.notice_due:
+        flags.append("NOTICE-DUE")
+    if view.extension_reason:
+        flags.append("extended")
+    typer.echo(
+        f"{view.request_id}  {view.kind.value:<18} {view.subject_key}  received {_fmt(view.received_at)}  "
+        f"due {_fmt(view.effective_due_at)}  {view.state.value:<9} {_sinks(view)}"
+        + (f"  [{' '.join(flags)}]" if flags else "")
+    )
+
+
+def _submit(kind: RightKind, wait: bool, timeout: float, **kwargs: object) -> None:
+    with _tools() as tools:
+        try:
+            submitted: Submitted = tools.request(kind, **kwargs)  # type: ignore[arg-type]
+        except IdentityError as exc:
+            raise typer.BadParameter(str(exc), param_hint=f"--{exc.field}") from None
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        except PublishError as exc:
+            typer.echo(f"recorded but NOT published ({exc}); the worker's retry timer publishes it", err=True)
+            raise typer.Exit(1) from None
+        command = submitted.command
+        typer.echo(
+            f"request {command.request_id} ({kind.value}) for subject {command.subject_key} published; "
+            f"due {_fmt(command.due_at)}"
+        )
+        if submitted.password:
+            typer.echo(
+                f"PDF password (send it to the person by another channel; it is not shown again): {submitted.password}"
+            )
+        if not wait:
+            return
+        view = tools.wait(command.request_id, timeout)
+        if view is None:
+            raise typer.Exit(EXIT_TIMEOUT)
+        for sink in view.sinks:
+            typer.echo(f"  {sink.sink:<12} {sink.status.value:<15} {json.dumps(sink.evidence, default=str)}")
+        if view.state is RequestState.COMPLETED:
+            typer.echo(f"completed {_fmt(view.completed_at)}")
+            return
+        typer.echo("a sink failed; the worker keeps retrying" if view.state is RequestState.ATTENTION else "timed out")
+        raise typer.Exit(EXIT_FAILED if view.state is RequestState.ATTENTION else EXIT_TIMEOUT)
+
+
+@dpo_app.command()
+def erase(
+    *,
+    email: Email = None,
+    phone: Phone = None,
+    region: Region = None,
+    operator: Operator = "dpo",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+    wait: Wait = False,
+    timeout: Timeout = 60.0,
+) -> None:
+    """Erase the person everywhere (9.3): CRM, HubSpot (GDPR delete), Kafka (their keys are destroyed)."""
+    if not yes:
+        typer.confirm("Erasure cannot be undone. Erase this person everywhere?", abort=True)
+    _submit(RightKind.ERASURE, wait, timeout, email=email, phone=phone, region=region, operator=operator)
+
+
+@dpo_app.command("object")
+def object_(
+    *,
+    email: Email = None,
+    phone: Phone = None,
+    region: Region = None,
+    operator: Operator = "dpo",
+    wait: Wait = False,
+    timeout: Timeout = 60.0,
+) -> None:
+    """Objection to direct marketing (9.6): stops at once, everywhere."""
+    _submit(RightKind.OBJECTION, wait, timeout, email=email, phone=phone, region=region, operator=operator)
+
+
+@dpo_app.command()
+def restrict(
+    *,
+    email: Email = None,
+    phone: Phone = None,
+    region: Region = None,
+    operator: Operator = "dpo",
+    wait: Wait = False,
+    timeout: Timeout = 60.0,
+) -> None:
+    """Restrict processing (9.4): the data is kept but no longer processed or synced."""
+    _submit(RightKind.RESTRICTION, wait, timeout, email=email, phone=phone, region=region, operator=operator)
+
+
+@dpo_app.command()
+def unrestrict(
+    *,
+    email: Email = None,
+    phone: Phone = None,
+    region: Region = None,
+    operator: Operator = "dpo",
+    wait: Wait = False,
+    timeout: Timeout = 60.0,
+) -> None:
+    """Lift a restriction; the person must be told (9.5): ``dpo notice-sent`` records that they were."""
+    _submit(RightKind.UNRESTRICTION, wait, timeout, email=email, phone=phone, region=region, operator=operator)
+
+
+@dpo_app.command()
+def rectify(
+    *,
+    set_: Annotated[list[str], typer.Option("--set", help="field=value, e.g. --set last_name=Kowalska")] = [],  # noqa: B006
+    clear: Annotated[list[str], typer.Option("--clear", help="A field to empty")] = [],  # noqa: B006
+    email: Email = None,
+    phone: Phone = None,
+    region: Region = None,
+    operator: Operator = "dpo",
+    wait: Wait = False,
+    timeout: Timeout = 60.0,
+) -> None:
+    """Correct or complete the person's data in the CRM and HubSpot (9.2)."""
+    changes: dict[str, str | None] = {}
+    for item in set_:
+        field, sep, value = item.partition("=")
+        if not sep or not field.strip():
+            raise typer.BadParameter("use field=value", param_hint="--set")
+        changes[field.strip()] = value
+    changes.update(dict.fromkeys((c.strip() for c in clear), None))
+    _submit(
+        RightKind.RECTIFICATION,
+        wait,
+        timeout,
+        email=email,
+        phone=phone,
+        region=region,
+        operator=operator,
+        rectify=changes,
+    )
+
+
+@dpo_app.command("withdraw-consent")
+def withdraw_consent(
+    *,
+    purpose: Annotated[
+        list[Purpose], typer.Option("--purpose", help="A purpose that rests on consent; default: all of them")
+    ] = [],  # noqa: B006
+    email: Email = None,
+    phone: Phone = None,
+    region: Region = None,
+    operator: Operator = "dpo",
+    wait: Wait = False,
+    timeout: Timeout = 60.0,
+) -> None:
+    """Withdrawal of consent (9.8): every purpose resting on consent stops; other purposes continue."""
+    _submit(
+        RightKind.CONSENT_WITHDRAWAL,
+        wait,
+        timeout,
+        email=email,
+        phone=phone,
+        region=region,
+        operator=operator,
+        purposes=tuple(purpose),
+    )
+
+
+@dpo_app.command()
+def export(
+    *,
+    email: Email = None,
+    phone: Phone = None,
+    region: Region = None,
+    operator: Operator = "dpo",
+    wait: Wait = False,
+    timeout: Timeout = 60.0,
+) -> None:
+    """Portability (9.7): everything held, as JSON in the documented structure (schemas/subject-export)."""
+    _submit(RightKind.PORTABILITY, wait, timeout, email=email, phone=phone, region=region, operator=operator)
+
+
+@dpo_app.command()
+def access(
+    *,
+    email: Email = None,
+    phone: Phone = None,
+    region: Region = None,
+    operator: Operator = "dpo",
+    wait: Wait = False,
+    timeout: Timeout = 60.0,
+) -> None:
+    """Access (9.1): everything held, as a password-protected PDF; the password is printed once."""
+    _submit(RightKind.ACCESS, wait, timeout, email=email, phone=phone, region=region, operator=operator)
+
+
+@dpo_app.command()
+def status(
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only requests past their deadline")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Completed requests too")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Open requests with their deadlines and per-sink status; overdue ones are flagged."""
+    now = datetime.now(UTC)
+    with _tools() as tools:
+        views = tools.tracker.requests() if all_ else tools.open_requests()
+    if overdue:
+        views = [v for v in views if v.overdue(now)]
+    if as_json:
+        typer.echo(json.dumps([_as_dict(v, now) for v in views], indent=2, default=str))
+        return
+    late = sum(1 for v in views if v.overdue(now))
+    typer.echo(f"{len(views)} request(s), {late} overdue")
+    for view in views:
+        _print_view(view, now)
+
+
+@dpo_app.command()
+def show(request_id: str) -> None:
+    """One request with each sink's evidence and the audit trail."""
+    with _tools() as tools:
+        view = tools.get(request_id)
+        if view is None:
+            raise typer.BadParameter(f"no request {request_id}")
+        trail = tools.tracker.audit_trail(request_id=request_id)
+    typer.echo(json.dumps(_as_dict(view, datetime.now(UTC)), indent=2, default=str))
+    for record in trail:
+        typer.echo(f"{_fmt(record.at)}  {record.actor:<16} {record.action}")
+
+
+@dpo_app.command()
+def extend(
+    request_id: str,
+    reason: Annotated[str, typer.Option("--reason", help="Why (told to the person, policy 9.1)")],
+    months: Annotated[int, typer.Option("--months", min=1, max=2)] = 2,
+    operator: Operator = "dpo",
+) -> None:
+    """Extend a request's deadline by one or two months, with the reason the person will be told."""
+    with _tools() as tools:
+        try:
+            view = tools.extend(request_id, months, reason, operator=operator)
+        except (KeyError, ValueError) as exc:
+            raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"request {view.request_id} now due {_fmt(view.effective_due_at)}")
+
+
+@dpo_app.command("notice-sent")
+def notice_sent(request_id: str, operator: Operator = "dpo") -> None:
+    """Record that the person was told their restriction was lifted."""
+    with _tools() as tools:
+        try:
+            tools.notice_sent(request_id, operator=operator)
+        except (KeyError, ValueError) as exc:
+            raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"notice recorded for {request_id}")
+
+
+def _as_dict(view: RequestView, now: datetime) -> dict[str, object]:
+    return {
+        "request_id": view.request_id,
+        "kind": view.kind.value,
+        "subject_key": view.subject_key,
+        "issued_by": view.issued_by,
+        "received_at": view.received_at,
+        "due_at": view.due_at,
+        "effective_due_at": view.effective_due_at,
+        "extension_reason": view.extension_reason,
+        "state": view.state.value,
+        "overdue": view.overdue(now),
+        "notice_due": view.notice_due,
+        "completed_at": view.completed_at,
+        "sinks": [
+            {
+                "sink": s.sink,
+                "status": s.status.value,
+                "attempts": s.attempts,
+                "error": s.last_error,
+                "evidence": s.evidence,
+            }
+            for s in view.sinks
+        ],
+    }
+
+
+def parse_now(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter("an ISO 8601 time, e.g. 2031-01-01T00:00:00Z", param_hint="--now") from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter("give a time zone (e.g. Z or +02:00)", param_hint="--now")
+    return moment.astimezone(UTC)
+
+
+@retention_app.command()
+def sweep(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted; change nothing")] = False,
+    now: Annotated[str | None, typer.Option("--now", help="Pretend it is this time (ISO 8601)")] = None,
+) -> None:
+    """Delete interactions past their retention expiry in every sink; a subject with nothing left is erased."""
+    moment = parse_now(now)
+    settings = get_settings()
+    runtime = Runtime(settings)
+    try:
+        ensure_schema(runtime.engine)
+        repository = CrmRepository(runtime.engine)
+        if dry_run:
+            report = RetentionSweep(repository, None).run(moment, dry_run=True)
+        else:
+            publisher = ConfirmingPublisher(settings)
+            try:
+                desk = RightsDesk(RequestTracker(runtime.engine), publisher)
+                report = RetentionSweep(repository, desk).run(moment)
+            finally:
+                publisher.close()
+    finally:
+        runtime.engine.dispose()
+    plan = report.plan
+    verb = "would delete" if dry_run else "deleting"
+    typer.echo(f"{_fmt(moment)}: {verb} {plan.interaction_count} interaction(s) of {len(plan.subjects)} subject(s)")
+    for subject in plan.subjects:
+        tail = "nothing left: subject erased entirely" if subject.erases_subject else f"{subject.remaining} kept"
+        typer.echo(f"  {subject.subject_key}  {len(subject.expired)} expired, {tail}")
+    if not dry_run:
+        typer.echo(f"{len(report.commands)} new request(s) published")

@@ -1,0 +1,133 @@
+"""Building rights commands: who the subject is, what changes, when it is due, and what travels sealed.
+
+The DPO's tools (CLI, HTTP API) and the retention sweep all build commands here and hand them to ``RightsDesk``,
+which records each in the tracker before it publishes it, so a request can never be published and forgotten.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+from pipeline.crypto.sealing import Sealer, subject_scope
+from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
+from pipeline.models.common import Purpose, StrictModel
+from pipeline.models.rights import AuditRecord, RightKind, RightsCommand
+from pipeline.normalize import NormalizationError, canonical_email, canonical_phone, subject_key
+from pipeline.rights.bodies import RECTIFIABLE_FIELDS, ExportDelivery, RectificationBody
+from pipeline.rights.deadlines import due_at
+from pipeline.rights.plan import PLAN
+from pipeline.rights.tracker import RequestTracker
+
+COMMANDS_TOPIC = "rights.commands"
+AUDIT_TOPIC = "audit"
+
+
+class IdentityError(ValueError):
+    """The DPO named no subject, or two, or an address that is not valid; ``field`` says which option."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def identify(pepper: bytes, *, email: str | None = None, phone: str | None = None, region: str | None = None) -> str:
+    """The subject key of the person a request is about, from exactly one of e-mail or phone (as the chain does)."""
+    if bool(email) == bool(phone):
+        raise IdentityError("email", "name the person by exactly one of --email or --phone")
+    try:
+        if email:
+            return subject_key(pepper, email=canonical_email(email))
+        assert phone is not None
+        return subject_key(pepper, phone=canonical_phone(phone, region))
+    except NormalizationError as exc:
+        raise IdentityError(exc.field, str(exc).partition(": ")[2]) from None
+
+
+def new_password() -> str:
+    """A password for the access PDF: 20 URL-safe characters, to be sent to the person by another channel."""
+    return secrets.token_urlsafe(15)
+
+
+def build_command(
+    kind: RightKind,
+    subject: str,
+    *,
+    issued_by: str,
+    now: datetime | None = None,
+    purposes: Sequence[Purpose] = (),
+    event_ids: Sequence[UUID] = (),
+    sealer: Sealer | None = None,
+    rectify: Mapping[str, str | None] | None = None,
+    password: str | None = None,
+    request_id: UUID | None = None,
+) -> RightsCommand:
+    """A command with its deadline; rectified values and an export password are sealed with the subject's key."""
+    issued_at = now or datetime.now(UTC)
+    sealed = None
+    body: StrictModel | None = None
+    if kind is RightKind.RECTIFICATION:
+        if not rectify:
+            raise ValueError("a rectification needs at least one corrected field")
+        unknown = sorted(set(rectify) - set(RECTIFIABLE_FIELDS))
+        if unknown:
+            raise ValueError(f"cannot rectify {', '.join(unknown)}; rectifiable: {', '.join(RECTIFIABLE_FIELDS)}")
+        body = RectificationBody.model_validate({"changes": dict(rectify)})
+    elif kind is RightKind.ACCESS:
+        body = ExportDelivery(password=password or new_password())
+    if body is not None:
+        if sealer is None:
+            raise ValueError(f"a {kind.value} command carries sealed details: pass the sealer")
+        sealed = sealer.seal_model(subject_scope(subject), body)
+    if kind is RightKind.RETENTION_EXPIRY and not event_ids:
+        raise ValueError("a retention expiry must name the expired interactions")
+    return RightsCommand(
+        request_id=request_id or uuid4(),
+        kind=kind,
+        subject_key=subject,
+        issued_at=issued_at,
+        issued_by=issued_by,
+        due_at=due_at(issued_at),
+        purposes=tuple(purposes),
+        event_ids=tuple(event_ids),
+        sealed=sealed,
+    )
+
+
+def audit_of(command: RightsCommand, action: str, actor: str | None = None, **detail: object) -> AuditRecord:
+    """An audit record about a command: ids and kinds only, never the sealed contents."""
+    return AuditRecord(
+        audit_id=uuid4(),
+        at=datetime.now(UTC),
+        actor=actor or command.issued_by,
+        action=action,
+        subject_key=command.subject_key,
+        request_id=command.request_id,
+        detail={"kind": command.kind.value, **detail},
+    )
+
+
+class RightsDesk:
+    """Where every request enters: recorded in the tracker and audited, then published and confirmed."""
+
+    def __init__(self, tracker: RequestTracker, publisher: ConfirmingPublisher) -> None:
+        self.tracker = tracker
+        self.publisher = publisher
+
+    def submit(self, commands: Iterable[RightsCommand]) -> list[RightsCommand]:
+        batch = list(commands)
+        audits: list[AuditRecord] = []
+        for command in batch:
+            if self.tracker.record(command, PLAN[command.kind]):
+                audits.append(audit_of(command, "rights.request_received", due_at=command.due_at.isoformat()))
+        for record in audits:
+            self.tracker.audit(record)
+        self.publisher.publish(
+            [Outgoing(COMMANDS_TOPIC, c.subject_key, c) for c in batch]
+            + [Outgoing(AUDIT_TOPIC, a.subject_key, a) for a in audits]
+        )
+        for command in batch:
+            self.tracker.mark_published(command.request_id)
+        return batch

@@ -1,0 +1,124 @@
+"""The DPO's operations, shared by the ``leadpipe dpo`` CLI and the HTTP router so both behave the same.
+
+A request is identified by e-mail or phone (turned into the subject key exactly as the chain does), recorded in
+the tracker, audited and published; nothing here prints or logs the e-mail or phone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+from pipeline.db import ensure_schema
+from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
+from pipeline.models.common import Purpose
+from pipeline.models.rights import AuditRecord, RightKind, RightsCommand
+from pipeline.rights.commands import AUDIT_TOPIC, RightsDesk, build_command, identify, new_password
+from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
+from pipeline.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Submitted:
+    command: RightsCommand
+    password: str | None = None  # the access PDF's password: shown once to the DPO, never stored in clear
+
+
+class DpoTools:
+    def __init__(self, runtime: Runtime, publisher: ConfirmingPublisher, *, migrate: bool = True) -> None:
+        self.runtime = runtime
+        self.publisher = publisher
+        if migrate:
+            ensure_schema(runtime.engine)
+        self.tracker = RequestTracker(runtime.engine)
+        self.desk = RightsDesk(self.tracker, publisher)
+
+    def subject(self, *, email: str | None = None, phone: str | None = None, region: str | None = None) -> str:
+        return identify(self.runtime.pepper, email=email, phone=phone, region=region)
+
+    def request(
+        self,
+        kind: RightKind,
+        *,
+        operator: str,
+        email: str | None = None,
+        phone: str | None = None,
+        region: str | None = None,
+        purposes: Sequence[Purpose] = (),
+        rectify: Mapping[str, str | None] | None = None,
+        password: str | None = None,
+        now: datetime | None = None,
+    ) -> Submitted:
+        """Record and publish one request; raises ``IdentityError``/``ValueError`` on bad input, before anything."""
+        subject = self.subject(email=email, phone=phone, region=region)
+        if kind is RightKind.ACCESS:
+            password = password or new_password()
+        command = build_command(
+            kind,
+            subject,
+            issued_by=operator,
+            now=now,
+            purposes=purposes,
+            sealer=self.runtime.codec.sealer,
+            rectify=rectify,
+            password=password,
+        )
+        self.desk.submit([command])
+        return Submitted(command, password if kind is RightKind.ACCESS else None)
+
+    def open_requests(self) -> list[RequestView]:
+        return self.tracker.open_requests()
+
+    def get(self, request_id: UUID | str) -> RequestView | None:
+        return self.tracker.get(request_id)
+
+    def extend(self, request_id: UUID | str, months: int, reason: str, *, operator: str) -> RequestView:
+        view = self.tracker.extend(request_id, months, reason, by=operator)
+        self._audit(operator, "rights.request_extended", view, months=months, due_at=view.effective_due_at.isoformat())
+        return view
+
+    def notice_sent(self, request_id: UUID | str, *, operator: str) -> RequestView:
+        """Record that the person was told a restriction was lifted (policy 9.5)."""
+        view = self.tracker.get(request_id)
+        if view is None:
+            raise KeyError(f"no rights request {request_id}")
+        if view.kind is not RightKind.UNRESTRICTION:
+            raise ValueError("a notice is recorded for lifted restrictions only")
+        self.tracker.mark_notice_sent(request_id)
+        self._audit(operator, "rights.notice_sent", view)
+        refreshed = self.tracker.get(request_id)
+        assert refreshed is not None
+        return refreshed
+
+    def wait(
+        self,
+        request_id: UUID | str,
+        timeout_s: float,
+        poll_s: float = 0.2,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> RequestView | None:
+        """Poll the tracker until the request completed or a sink failed, or the time is up; the latest view."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            view = self.tracker.get(request_id)
+            if view is not None and view.state in (RequestState.COMPLETED, RequestState.ATTENTION):
+                return view
+            if time.monotonic() >= deadline:
+                return view
+            sleep(poll_s)
+
+    def _audit(self, operator: str, action: str, view: RequestView, **detail: object) -> None:
+        record = AuditRecord(
+            audit_id=uuid4(),
+            at=datetime.now(UTC),
+            actor=operator,
+            action=action,
+            subject_key=view.subject_key,
+            request_id=UUID(view.request_id),
+            detail={"kind": view.kind.value, **detail},
+        )
+        self.tracker.audit(record)
+        self.publisher.publish([Outgoing(AUDIT_TOPIC, view.subject_key, record)])

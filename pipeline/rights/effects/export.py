@@ -1,0 +1,98 @@
+"""Access (9.1) and portability (9.7): one export of everything held, across the CRM and HubSpot where reachable.
+
+The document is written under the exports directory, readable by its owner only; the tracker's evidence names the
+file and its SHA-256 so the DPO can prove what was sent. The access PDF is encrypted with the password sealed in
+the command (the DPO sends the password to the person by another channel than the file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline.logging import scrub_text
+from pipeline.models.rights import RightKind
+from pipeline.rights.bodies import ExportDelivery
+from pipeline.rights.effects.base import Context, Effect, EffectError, EffectResult
+from pipeline.rights.export import ExportSection, SubjectExport, to_json, to_pdf, write_private
+from pipeline.sinks.crm.repository import CrmRepository
+
+
+class ContactReader(Protocol):
+    """What the export needs from HubSpot: the stored properties of a contact, by e-mail (None: no such contact)."""
+
+    def read_contact(self, email: str) -> dict[str, Any] | None: ...
+
+
+class ExportEffect(Effect):
+    sink = "export"
+
+    def __init__(
+        self,
+        repository: CrmRepository,
+        exports_dir: Path,
+        hubspot: Callable[[], ContactReader | None] = lambda: None,
+        font: Path | None = None,
+    ) -> None:
+        self.repository = repository
+        self.exports_dir = exports_dir
+        self.hubspot = hubspot
+        self.font = font
+
+    def _crm_section(self, subject_key: str) -> ExportSection:
+        records = self.repository.export_subject(subject_key)
+        if records is None:
+            return ExportSection(source="crm", status="not_found")
+        return ExportSection(source="crm", status="ok", records=records)
+
+    def _hubspot_section(self, emails: tuple[str, ...]) -> ExportSection:
+        reader = self.hubspot()
+        if reader is None:
+            return ExportSection(source="hubspot", status="not_configured", note="HubSpot is not connected")
+        if not emails:
+            return ExportSection(
+                source="hubspot", status="not_found", note="HubSpot holds contacts by e-mail; none is known"
+            )
+        contacts: list[dict[str, Any]] = []
+        try:
+            for email in emails:
+                found = reader.read_contact(email)
+                if found is not None:
+                    contacts.append(found)
+        except Exception as exc:  # HubSpot down: the CRM part is still due within the month; say what is missing
+            note = scrub_text(f"HubSpot could not be read ({type(exc).__name__}); ask again later")
+            return ExportSection(source="hubspot", status="unreachable", note=note)
+        if not contacts:
+            return ExportSection(source="hubspot", status="not_found")
+        return ExportSection(source="hubspot", status="ok", records={"contacts": contacts})
+
+    def apply(self, ctx: Context) -> EffectResult:
+        command = ctx.command
+        if command.kind not in (RightKind.ACCESS, RightKind.PORTABILITY):
+            return EffectResult.not_applicable(f"no_export_for_{command.kind.value}")
+        export = SubjectExport(
+            request_id=command.request_id,
+            kind="access" if command.kind is RightKind.ACCESS else "portability",
+            subject_key=command.subject_key,
+            generated_at=ctx.now,
+            sections=(self._crm_section(command.subject_key), self._hubspot_section(ctx.handover.emails)),
+        )
+        if command.kind is RightKind.ACCESS:
+            if command.sealed is None:
+                raise EffectError("missing_password", "an access request without a sealed password", retryable=False)
+            password = ctx.open(command.sealed, ExportDelivery).password
+            if not password:
+                raise EffectError("missing_password", "an access request without a password", retryable=False)
+            data, path = to_pdf(export, password, font=self.font), self.exports_dir / f"{command.request_id}.pdf"
+        else:
+            data, path = to_json(export), self.exports_dir / f"{command.request_id}.json"
+        write_private(path, data)
+        return EffectResult.done(
+            path=str(path),
+            sha256=hashlib.sha256(data).hexdigest(),
+            bytes=len(data),
+            records=export.record_count,
+            sources={s.source: s.status for s in export.sections},
+        )

@@ -1,0 +1,57 @@
+"""The compacted suppression topic: the subject's full latest state, read by the chain and the sinks.
+
+The previous state is kept in the tracker (``rights_subject_state``) so each record is the full state, whatever
+the order in which consumers start; publishing is confirmed before the effect reports DONE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
+from pipeline.models.common import Purpose
+from pipeline.models.rights import RightKind, SuppressionRecord
+from pipeline.rights.effects.base import Context, Effect, EffectResult
+from pipeline.rights.state import next_state
+from pipeline.rights.tracker import RequestTracker
+
+SUPPRESSION_TOPIC = "suppression"
+
+
+class SuppressionPublisher(Effect):
+    sink = "suppression"
+
+    def __init__(
+        self,
+        tracker: RequestTracker,
+        publisher: ConfirmingPublisher,
+        consent_purposes: Callable[[], Sequence[Purpose]] = tuple,
+    ) -> None:
+        self._tracker = tracker
+        self._publisher = publisher
+        self._consent_purposes = consent_purposes
+
+    def apply(self, ctx: Context) -> EffectResult:
+        command = ctx.command
+        erase = ctx.erase_subject if command.kind is RightKind.RETENTION_EXPIRY else None
+        previous = self._tracker.state(command.subject_key)
+        consent_based = {*self._consent_purposes()}
+        consent_based |= {Purpose(p) for p in ctx.evidence.get("crm", {}).get("purposes_withdrawn", ())}
+        if command.kind is RightKind.CONSENT_WITHDRAWAL and not command.purposes and not consent_based:
+            return EffectResult.not_applicable("no_consent_purposes_known")
+        state = next_state(previous, command, ctx.now, consent_purposes=sorted(consent_based), erase=erase)
+        if state is None:
+            return EffectResult.not_applicable("state_unchanged")
+        self._publisher.publish([Outgoing(SUPPRESSION_TOPIC, state.subject_key, state)])
+        self._tracker.save_state(state)
+        return EffectResult.done(**_flags(state))
+
+
+def _flags(state: SuppressionRecord) -> dict[str, object]:
+    return {
+        "erased": state.erased,
+        "marketing_objected": state.marketing_objected,
+        "restricted": state.restricted,
+        "consent_withdrawn": [p.value for p in state.consent_withdrawn],
+        "updated_at": state.updated_at.isoformat(),
+    }

@@ -1,0 +1,199 @@
+"""Carries out one rights command in every sink, in a safe order, with retries and evidence.
+
+The same machinery serves the DPO's requests and the retention sweep. Each sink's effect runs until it confirms
+or its attempts are used up; the outcome is recorded in the tracker and published on ``rights.status`` and
+``audit``. A sink that failed leaves the request in ATTENTION, and ``retry_unfinished`` (a timer in the worker)
+runs it again later: a request is never acknowledged and forgotten. A sink that already confirmed a request is
+not run again, so a replayed erasure can never erase data the person gave after it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pipeline.crypto.keystore import KeyStore
+from pipeline.crypto.sealing import KeyDestroyedError, Sealer, record_scope
+from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
+from pipeline.logging import get_logger, scrub_text
+from pipeline.models.rights import AuditRecord, RightKind, RightsCommand, RightsStatus, SinkStatus
+from pipeline.rights.commands import AUDIT_TOPIC, COMMANDS_TOPIC, audit_of
+from pipeline.rights.effects.base import Context, Effect, EffectError, EffectResult, Handover
+from pipeline.rights.plan import PLAN
+from pipeline.rights.tracker import RequestState, RequestTracker
+from pipeline.sinks.base import backoff_delay
+
+log = get_logger(__name__)
+
+STATUS_TOPIC = "rights.status"
+
+#: Requests that erase identities the remote sinks still need afterwards.
+_ERASING = frozenset({RightKind.ERASURE, RightKind.RETENTION_EXPIRY})
+_TERMINAL = frozenset({SinkStatus.DONE, SinkStatus.NOT_APPLICABLE})
+
+ACTOR = "rights-agent"
+
+
+def _handover_scope(command: RightsCommand) -> str:
+    return record_scope(f"rights-handover:{command.request_id}")
+
+
+class RightsExecutor:
+    """Runs commands against the configured effects (one per sink named in ``PLAN``)."""
+
+    def __init__(
+        self,
+        *,
+        tracker: RequestTracker,
+        effects: Sequence[Effect],
+        publisher: ConfirmingPublisher,
+        sealer: Sealer,
+        keystore: KeyStore,
+        max_attempts: int = 5,
+        retry_base_s: float = 0.5,
+        retry_max_s: float = 8.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.tracker = tracker
+        self.effects = {effect.sink: effect for effect in effects}
+        self.publisher = publisher
+        self.sealer = sealer
+        self.keystore = keystore
+        self.max_attempts = max_attempts
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self.clock = clock
+        self.sleep = sleep
+
+    def sinks_for(self, command: RightsCommand) -> tuple[str, ...]:
+        return PLAN[command.kind]
+
+    def execute(self, command: RightsCommand) -> list[RightsStatus]:
+        """Carry out ``command`` in every sink that has not confirmed it yet; returns this run's statuses."""
+        sinks = self.sinks_for(command)
+        if self.tracker.record(command, sinks):
+            self._audit([audit_of(command, "rights.request_received", actor=ACTOR)])
+        else:
+            self.tracker.expect_sinks(command.request_id, sinks)
+        view = self.tracker.get(command.request_id)
+        done = {s.sink: s for s in view.sinks} if view else {}
+        if view is not None and view.state is RequestState.COMPLETED:
+            return []
+        if view is not None and view.published_at is None:  # it reached us, so it was published (or runs here)
+            self.tracker.mark_published(command.request_id, self.clock())
+        ctx = Context(
+            command=command, now=self.clock(), open_sealed=self.sealer.open_model, handover=self._handover(command)
+        )
+        statuses: list[RightsStatus] = []
+        for sink in sinks:
+            previous = done.get(sink)
+            if previous is not None and previous.status in _TERMINAL:
+                ctx = ctx.after(sink, EffectResult(previous.status, previous.evidence))
+                continue
+            result, error, attempts = self._run(sink, ctx)
+            ctx = ctx.after(sink, result)
+            status = RightsStatus(
+                request_id=command.request_id,
+                subject_key=command.subject_key,
+                sink=sink,
+                status=result.status,
+                at=self.clock(),
+                evidence=dict(result.evidence) | ({"error": error} if error else {}),
+            )
+            self.tracker.set_sink(status, error=error, attempts=(previous.attempts if previous else 0) + attempts)
+            record = audit_of(
+                command,
+                f"rights.{sink}.{result.status.value}",
+                actor=ACTOR,
+                sink=sink,
+                attempts=attempts,
+                evidence=dict(result.evidence),
+                **({"error": error} if error else {}),
+            )
+            self._audit([record], also=[Outgoing(STATUS_TOPIC, command.subject_key, status)])
+            statuses.append(status)
+        self._finish(command)
+        return statuses
+
+    # ---- internals ----------------------------------------------------------------------------------------
+
+    def _run(self, sink: str, ctx: Context) -> tuple[EffectResult, str | None, int]:
+        effect = self.effects.get(sink)
+        if effect is None:
+            return EffectResult(SinkStatus.FAILED, {"reason": "not_configured"}), f"no effect for sink {sink}", 0
+        error = "not tried"
+        evidence: dict[str, Any] = {}
+        for attempt in range(self.max_attempts):
+            try:
+                return effect.apply(ctx), None, attempt + 1
+            except EffectError as exc:
+                error, evidence = scrub_text(str(exc))[:2000], dict(exc.evidence)
+                if not exc.retryable:
+                    log.warning(
+                        "rights.effect_failed", sink=sink, request_id=str(ctx.command.request_id), code=exc.code
+                    )
+                    return EffectResult(SinkStatus.FAILED, evidence), error, attempt + 1
+            except Exception as exc:  # an unknown failure may be transient: try again, then record it
+                error = scrub_text(f"{type(exc).__name__}: {exc}")[:2000]
+            log.warning("rights.effect_retry", sink=sink, request_id=str(ctx.command.request_id), attempt=attempt + 1)
+            if attempt + 1 < self.max_attempts:
+                self.sleep(backoff_delay(attempt, self.retry_base_s, self.retry_max_s))
+        return EffectResult(SinkStatus.FAILED, evidence), error, self.max_attempts
+
+    def _handover(self, command: RightsCommand) -> Handover:
+        """The identities remote sinks will need, captured before the CRM erases them, sealed per request."""
+        if command.kind not in _ERASING:
+            crm = self.effects.get("crm")
+            return crm.handover(command.subject_key) if crm else Handover()
+        stored = self.tracker.handover(command.request_id)
+        if stored is not None:
+            try:
+                return self.sealer.open_model(stored, Handover)
+            except KeyDestroyedError:
+                return Handover()  # the request completed earlier and its handover key is gone
+        crm = self.effects.get("crm")
+        handover = crm.handover(command.subject_key) if crm else Handover()
+        self.tracker.save_handover(command.request_id, self.sealer.seal_model(_handover_scope(command), handover))
+        return handover
+
+    def _finish(self, command: RightsCommand) -> None:
+        view = self.tracker.get(command.request_id)
+        if view is None or view.state is not RequestState.COMPLETED:
+            return
+        if command.kind in _ERASING:
+            self.keystore.destroy(_handover_scope(command), f"handover_done:{command.request_id}")
+        self._audit([audit_of(command, "rights.request_completed", actor=ACTOR)])
+        log.info("rights.request_completed", request_id=str(command.request_id), kind=command.kind.value)
+
+    def _audit(self, records: list[AuditRecord], also: Sequence[Outgoing] = ()) -> None:
+        """Audit to the tracker and the audit topic; ``also`` rides in the same confirmed batch."""
+        for record in records:
+            self.tracker.audit(record)
+        self.publisher.publish([*also, *(Outgoing(AUDIT_TOPIC, r.subject_key, r) for r in records)])
+
+    # ---- the retry timer ----------------------------------------------------------------------------------
+
+    def retry_unfinished(self, older_than: timedelta, republish: bool = True) -> int:
+        """Run again every open request that has not finished within ``older_than``; returns how many.
+
+        Requests that were recorded but never published (the DPO's tool crashed in between) are published now.
+        """
+        cutoff = self.clock() - older_than
+        count = 0
+        for view in self.tracker.open_requests():
+            if view.received_at > cutoff:
+                continue
+            last = max((s.updated_at for s in view.sinks), default=view.received_at)
+            if last > cutoff and view.state is not RequestState.ATTENTION:
+                continue
+            command = self.tracker.command(view.request_id)
+            if view.published_at is None and republish:
+                self.publisher.publish([Outgoing(COMMANDS_TOPIC, command.subject_key, command)])
+                self.tracker.mark_published(command.request_id)
+            else:
+                self.execute(command)
+            count += 1
+        return count

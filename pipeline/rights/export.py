@@ -1,0 +1,176 @@
+"""Exports for access (policy 9.1: a password-protected PDF) and portability (9.7: structured JSON).
+
+Both render ONE document, ``SubjectExport``, built from plain data that the CRM and HubSpot effects gather, so the
+two formats can never disagree. The JSON structure is documented by the model itself (``leadpipe schemas``
+publishes its JSON Schema); the PDF is the same content for a person to read, encrypted with AES-256.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from pipeline.models.common import StrictModel, UtcDatetime
+
+EXPORT_FORMAT = "leadpipe.subject-export"
+CONTROLLER = "Altoros Americas LLC and Altoros Norge AS (dpo@altoros.com)"
+
+#: Fonts that cover more than Latin-1; the first one that exists is embedded. Without one, characters outside
+#: Latin-1 are written as \\uXXXX escapes so that nothing held about the person is left out of the copy.
+FONT_CANDIDATES = (
+    Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
+    Path("/usr/share/fonts/dejavu/DejaVuSans.ttf"),
+    Path("/usr/share/fonts/TTF/DejaVuSans.ttf"),
+    Path("/Library/Fonts/Arial Unicode.ttf"),
+)
+
+
+class ExportSection(StrictModel):
+    """Everything one system holds about the subject, by category (e.g. ``identities``, ``interactions``)."""
+
+    source: str = Field(description="'crm' or 'hubspot'")
+    status: Literal["ok", "not_found", "unreachable", "not_configured"]
+    note: str | None = Field(default=None, description="Why a source could not be read, without personal data")
+    records: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+
+
+class SubjectExport(StrictModel):
+    """A copy of the personal data held about one subject, across every system that holds it."""
+
+    format: Literal["leadpipe.subject-export"] = "leadpipe.subject-export"
+    version: Literal[1] = 1
+    request_id: UUID
+    kind: Literal["access", "portability"]
+    subject_key: str
+    generated_at: UtcDatetime
+    controller: str = CONTROLLER
+    sections: tuple[ExportSection, ...]
+
+    @property
+    def record_count(self) -> int:
+        return sum(len(rows) for section in self.sections for rows in section.records.values())
+
+
+def to_json(export: SubjectExport) -> bytes:
+    """The portability file: indented, UTF-8, keys in a stable order."""
+    return json.dumps(export.model_dump(mode="json"), indent=2, ensure_ascii=False, sort_keys=False).encode()
+
+
+def _font_path(configured: Path | None) -> Path | None:
+    if configured is not None:
+        if not configured.is_file():
+            raise FileNotFoundError(f"export font {configured} does not exist")
+        return configured
+    return next((p for p in FONT_CANDIDATES if p.is_file()), None)
+
+
+def _latin1_safe(text: str) -> str:
+    return "".join(ch if ord(ch) < 256 else f"\\u{ord(ch):04x}" for ch in text)
+
+
+def _escape_missing(covered: set[int]) -> Callable[[str], str]:
+    """Characters the font has no glyph for are written as escapes, never silently dropped."""
+
+    def clean(text: str) -> str:
+        return "".join(ch if ord(ch) in covered or ch in "\n\t" else f"\\u{ord(ch):04x}" for ch in text)
+
+    return clean
+
+
+def _lines(value: Any, indent: int = 0) -> Iterable[str]:
+    pad = "    " * indent
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(item, Mapping | list) and item:
+                yield f"{pad}{key}:"
+                yield from _lines(item, indent + 1)
+            else:
+                yield f"{pad}{key}: {_scalar(item)}"
+    elif isinstance(value, list):
+        for number, item in enumerate(value, 1):
+            if isinstance(item, Mapping | list):
+                yield f"{pad}[{number}]"
+                yield from _lines(item, indent + 1)
+            else:
+                yield f"{pad}- {_scalar(item)}"
+    else:
+        yield f"{pad}{_scalar(value)}"
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, Mapping | list):
+        return "(none)"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def to_pdf(export: SubjectExport, password: str, *, font: Path | None = None) -> bytes:
+    """The access copy: AES-256 encrypted, opened only with ``password`` (the DPO sends it by another channel)."""
+    from fpdf import FPDF
+    from fpdf.enums import EncryptionMethod, XPos, YPos
+
+    if len(password) < 8:
+        raise ValueError("the export password must have at least 8 characters")
+    pdf = FPDF(format="A4")
+    pdf.set_title("Copy of your personal data")
+    pdf.set_author(export.controller)
+    pdf.set_encryption(
+        owner_password=secrets.token_urlsafe(24),
+        user_password=password,
+        encryption_method=EncryptionMethod.AES_256,
+        encrypt_metadata=True,
+    )
+    path = _font_path(font)
+    family = "Helvetica"
+    clean: Callable[[str], str] = _latin1_safe
+    if path is not None:
+        pdf.add_font("ExportSans", "", str(path))
+        font_face: Any = pdf.fonts["exportsans"]  # a TTFFont: its cmap says which characters have glyphs
+        family, clean = "ExportSans", _escape_missing(set(font_face.cmap))
+
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.add_page()
+
+    def write(text: str, size: float = 10, gap: float = 5) -> None:
+        pdf.set_font(family, size=size)
+        pdf.multi_cell(0, gap, clean(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+    write("Copy of your personal data", size=16, gap=9)
+    write(f"Controller: {export.controller}")
+    write(f"Request: {export.request_id}   Generated: {export.generated_at.isoformat()}")
+    write(f"Reference: {export.subject_key}")
+    write(
+        "This document lists every item of personal data we hold about you in each of our systems, with the purpose "
+        "and legal basis it is kept for where recorded. Policy section 9 describes your rights.",
+        gap=5,
+    )
+    for section in export.sections:
+        pdf.ln(3)
+        write(f"{section.source.upper()} ({section.status})", size=13, gap=7)
+        if section.note:
+            write(section.note)
+        if not section.records:
+            write("No data held.")
+        for category, rows in section.records.items():
+            write(f"{category} ({len(rows)})", size=11, gap=6)
+            for line in _lines(rows):
+                write(line, size=9, gap=4.5)
+    return bytes(pdf.output())
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write an export readable by its owner only (it holds personal data until the DPO delivers it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_bytes(data)

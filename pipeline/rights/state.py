@@ -1,0 +1,66 @@
+"""The suppression state of a subject, folded from their rights requests (pure).
+
+The suppression topic is compacted and keyed by subject key, so each record must carry the FULL latest state:
+it is computed from the previous state and the new command, never from the command alone. Applying the same
+command twice gives the same state, so a redelivered command publishes an identical record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from pipeline.models.common import Purpose
+from pipeline.models.rights import RightKind, RightsCommand, SuppressionRecord
+
+#: Requests that change what the chain and the sinks may do with a subject's later events.
+STATE_CHANGING = frozenset(
+    {
+        RightKind.ERASURE,
+        RightKind.OBJECTION,
+        RightKind.RESTRICTION,
+        RightKind.UNRESTRICTION,
+        RightKind.CONSENT_WITHDRAWAL,
+    }
+)
+
+
+def next_state(
+    previous: SuppressionRecord | None,
+    command: RightsCommand,
+    at: datetime,
+    *,
+    consent_purposes: Iterable[Purpose] = (),
+    erase: bool | None = None,
+) -> SuppressionRecord | None:
+    """The subject's state after ``command``, or None when the command does not change it (access, rectification).
+
+    ``consent_purposes`` are the purposes that rest on consent under the policy: a withdrawal that names no
+    purpose withdraws all of them. ``erase`` overrides whether a retention expiry erased the whole subject
+    (decided when it runs: only when nothing is left). Earlier flags survive an erasure: an objection or a
+    withdrawal still holds if the person comes back later.
+    """
+    kind = command.kind
+    erasing = kind is RightKind.ERASURE if erase is None else erase
+    if kind not in STATE_CHANGING and not erasing:
+        return None
+    base = previous or SuppressionRecord(subject_key=command.subject_key, updated_at=at, request_id=command.request_id)
+    if base.subject_key != command.subject_key:
+        raise ValueError("the previous state belongs to another subject")
+    if previous is not None and previous.request_id == command.request_id:
+        return previous  # the same request redelivered: nothing changes, not even the timestamps
+    changes: dict[str, object] = {"updated_at": at, "request_id": command.request_id}
+    if erasing:
+        changes.update(erased=True, erased_at=at)
+    if kind is RightKind.OBJECTION:
+        changes["marketing_objected"] = True
+    elif kind is RightKind.RESTRICTION:
+        changes["restricted"] = True
+    elif kind is RightKind.UNRESTRICTION:
+        changes["restricted"] = False
+    elif kind is RightKind.CONSENT_WITHDRAWAL:
+        withdrawn = set(command.purposes or consent_purposes)
+        if not withdrawn:
+            raise ValueError("a consent withdrawal must name purposes, or the policy must list consent purposes")
+        changes["consent_withdrawn"] = tuple(sorted(set(base.consent_withdrawn) | withdrawn))
+    return base.model_copy(update=changes)

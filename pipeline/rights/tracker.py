@@ -1,0 +1,437 @@
+"""The request tracker: every rights request with its deadline, per-sink status and evidence, and the audit log.
+
+It lives in the CRM database beside the key store. After an erasure the request row and its sink rows are the
+minimal, non-personal record that the erasure happened (subject key, request id, timestamps, which sinks
+confirmed). Nothing here holds personal data in clear: subject keys are HMACs, a command's personal parts are
+sealed with the subject's key, and evidence is counts, ids and status codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Engine, ForeignKey, Integer, String, Text, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from pipeline.db import Base
+from pipeline.models.records import Sealed
+from pipeline.models.rights import AuditRecord, RightKind, RightsCommand, RightsStatus, SinkStatus, SuppressionRecord
+from pipeline.rights.deadlines import MAX_EXTENSION_MONTHS, extended_due_at
+from pipeline.sinks.crm.models import UtcDateTime
+
+
+class RequestState(StrEnum):
+    OPEN = "open"
+    COMPLETED = "completed"
+    ATTENTION = "attention"  # a sink failed after its retries; the retry timer keeps trying, a person should look
+
+
+class RightsRequest(Base):
+    """One request as received; the deadline is fixed at receipt and moves only by a recorded extension."""
+
+    __tablename__ = "rights_requests"
+
+    request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject_key: Mapped[str] = mapped_column(String(128), index=True)
+    issued_by: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    extended_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    extension_months: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    extension_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    extended_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    extended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default=RequestState.OPEN, index=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    notice_due: Mapped[bool] = mapped_column(Boolean, default=False)
+    notice_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    command: Mapped[str] = mapped_column(Text, doc="RightsCommand JSON; its personal parts are sealed")
+    handover: Mapped[str | None] = mapped_column(
+        Text, nullable=True, doc="Sealed identities remote sinks need after an erasure (key destroyed when done)"
+    )
+
+
+class RightsRequestSink(Base):
+    """What one sink did for one request: status, attempts, last error (no personal data) and evidence."""
+
+    __tablename__ = "rights_request_sinks"
+
+    request_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("rights_requests.request_id", ondelete="CASCADE"), primary_key=True
+    )
+    sink: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class RightsSubjectState(Base):
+    """The latest suppression state per subject: the 'previous state' the next request is folded onto."""
+
+    __tablename__ = "rights_subject_state"
+
+    subject_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class RightsAuditEntry(Base):
+    """Every request and every action it caused (also published on the audit topic)."""
+
+    __tablename__ = "rights_audit"
+
+    audit_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    subject_key: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    request_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+@dataclass(frozen=True)
+class SinkView:
+    sink: str
+    status: SinkStatus
+    attempts: int
+    last_error: str | None
+    evidence: dict[str, Any]
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """A request as the DPO sees it in ``leadpipe dpo status``."""
+
+    request_id: str
+    kind: RightKind
+    subject_key: str
+    issued_by: str
+    received_at: datetime
+    due_at: datetime
+    effective_due_at: datetime
+    extension_reason: str | None
+    state: RequestState
+    completed_at: datetime | None
+    published_at: datetime | None
+    notice_due: bool
+    sinks: tuple[SinkView, ...]
+
+    def overdue(self, now: datetime) -> bool:
+        return self.state is not RequestState.COMPLETED and now > self.effective_due_at
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+_TERMINAL = (SinkStatus.DONE, SinkStatus.NOT_APPLICABLE)
+
+
+class RequestTracker:
+    """Reads and writes the tracker tables; every write is idempotent (commands and statuses may be redelivered)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    # ---- requests -----------------------------------------------------------------------------------------
+
+    def record(self, command: RightsCommand, sinks: Iterable[str] = ()) -> bool:
+        """Record a received request (and the sinks it must reach); False when it was already recorded."""
+        with Session(self._engine) as session:
+            session.add(
+                RightsRequest(
+                    request_id=str(command.request_id),
+                    kind=command.kind.value,
+                    subject_key=command.subject_key,
+                    issued_by=command.issued_by,
+                    received_at=command.issued_at,
+                    due_at=command.due_at,
+                    state=RequestState.OPEN,
+                    notice_due=command.kind is RightKind.UNRESTRICTION,
+                    command=command.model_dump_json(),
+                )
+            )
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                created = False
+            else:
+                created = True
+        self.expect_sinks(command.request_id, sinks)
+        return created
+
+    def expect_sinks(self, request_id: object, sinks: Iterable[str]) -> None:
+        """Add PENDING rows for sinks a request must reach (existing rows are left as they are)."""
+        for sink in sinks:
+            with Session(self._engine) as session:
+                if session.get(RightsRequestSink, (str(request_id), sink)) is not None:
+                    continue
+                session.add(
+                    RightsRequestSink(
+                        request_id=str(request_id),
+                        sink=sink,
+                        status=SinkStatus.PENDING,
+                        attempts=0,
+                        evidence={},
+                        updated_at=_now(),
+                    )
+                )
+                try:
+                    session.commit()
+                except IntegrityError:
+                    session.rollback()
+
+    def mark_published(self, request_id: object, at: datetime | None = None) -> None:
+        with Session(self._engine) as session:
+            session.execute(
+                update(RightsRequest)
+                .where(RightsRequest.request_id == str(request_id))
+                .values(published_at=at or _now())
+            )
+            session.commit()
+
+    def save_handover(self, request_id: object, sealed: Sealed) -> None:
+        with Session(self._engine) as session:
+            session.execute(
+                update(RightsRequest)
+                .where(RightsRequest.request_id == str(request_id))
+                .values(handover=sealed.model_dump_json())
+            )
+            session.commit()
+
+    def handover(self, request_id: object) -> Sealed | None:
+        with Session(self._engine) as session:
+            text = session.scalar(select(RightsRequest.handover).where(RightsRequest.request_id == str(request_id)))
+        return None if text is None else Sealed.model_validate_json(text)
+
+    def command(self, request_id: object) -> RightsCommand:
+        with Session(self._engine) as session:
+            text = session.scalar(select(RightsRequest.command).where(RightsRequest.request_id == str(request_id)))
+        if text is None:
+            raise KeyError(f"no rights request {request_id}")
+        return RightsCommand.model_validate_json(text)
+
+    def get(self, request_id: object) -> RequestView | None:
+        with Session(self._engine) as session:
+            row = session.get(RightsRequest, str(request_id))
+            if row is None:
+                return None
+            sinks = session.scalars(select(RightsRequestSink).where(RightsRequestSink.request_id == str(request_id)))
+            return _view(row, list(sinks))
+
+    def requests(
+        self,
+        *,
+        states: Sequence[RequestState] | None = None,
+        subject_key: str | None = None,
+        kinds: Sequence[RightKind] | None = None,
+    ) -> list[RequestView]:
+        """Requests in order of receipt, filtered by state, subject and kind."""
+        query = select(RightsRequest).order_by(RightsRequest.received_at, RightsRequest.request_id)
+        if states is not None:
+            query = query.where(RightsRequest.state.in_([s.value for s in states]))
+        if subject_key is not None:
+            query = query.where(RightsRequest.subject_key == subject_key)
+        if kinds is not None:
+            query = query.where(RightsRequest.kind.in_([k.value for k in kinds]))
+        with Session(self._engine) as session:
+            rows = list(session.scalars(query))
+            ids = [r.request_id for r in rows]
+            by_request: dict[str, list[RightsRequestSink]] = {}
+            for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+                for sink in session.scalars(select(RightsRequestSink).where(RightsRequestSink.request_id.in_(chunk))):
+                    by_request.setdefault(sink.request_id, []).append(sink)
+            return [_view(r, by_request.get(r.request_id, [])) for r in rows]
+
+    def open_requests(self) -> list[RequestView]:
+        return self.requests(states=[RequestState.OPEN, RequestState.ATTENTION])
+
+    def overdue(self, now: datetime) -> list[RequestView]:
+        return [r for r in self.open_requests() if r.overdue(now)]
+
+    def extend(self, request_id: object, months: int, reason: str, by: str, at: datetime | None = None) -> RequestView:
+        """Extend a request by 1 or 2 months beyond the first (policy 9.1); the reason is kept to tell the person."""
+        reason = reason.strip()
+        if len(reason) < 10:
+            raise ValueError("an extension needs a reason the person can be told (at least 10 characters)")
+        if not 1 <= months <= MAX_EXTENSION_MONTHS:
+            raise ValueError(f"an extension is 1 to {MAX_EXTENSION_MONTHS} months (policy 9.1), not {months}")
+        with Session(self._engine) as session:
+            row = session.get(RightsRequest, str(request_id))
+            if row is None:
+                raise KeyError(f"no rights request {request_id}")
+            if row.state == RequestState.COMPLETED:
+                raise ValueError(f"request {request_id} is already completed")
+            row.extended_due_at = extended_due_at(row.received_at, months)
+            row.extension_months = months
+            row.extension_reason = reason
+            row.extended_by = by
+            row.extended_at = at or _now()
+            session.commit()
+        view = self.get(request_id)
+        assert view is not None
+        return view
+
+    def mark_notice_sent(self, request_id: object, at: datetime | None = None) -> None:
+        with Session(self._engine) as session:
+            session.execute(
+                update(RightsRequest)
+                .where(RightsRequest.request_id == str(request_id))
+                .values(notice_due=False, notice_sent_at=at or _now())
+            )
+            session.commit()
+
+    # ---- per-sink status ----------------------------------------------------------------------------------
+
+    def set_sink(self, status: RightsStatus, *, error: str | None = None, attempts: int | None = None) -> None:
+        """Record what a sink answered, then settle the request's state from all its sinks."""
+        request_id = str(status.request_id)
+        with Session(self._engine) as session:
+            row = session.get(RightsRequestSink, (request_id, status.sink))
+            if row is None:
+                row = RightsRequestSink(request_id=request_id, sink=status.sink, attempts=0, evidence={})
+                session.add(row)
+            row.status = status.status.value
+            row.evidence = dict(status.evidence)
+            row.updated_at = status.at
+            row.last_error = error
+            row.attempts = attempts if attempts is not None else (row.attempts or 0) + 1
+            session.commit()
+        self._settle(request_id, status.at)
+
+    def _settle(self, request_id: str, at: datetime) -> None:
+        with Session(self._engine) as session:
+            request = session.get(RightsRequest, request_id)
+            if request is None:
+                return
+            statuses = list(
+                session.scalars(select(RightsRequestSink.status).where(RightsRequestSink.request_id == request_id))
+            )
+            if statuses and all(SinkStatus(s) in _TERMINAL for s in statuses):
+                if request.state != RequestState.COMPLETED:
+                    request.state = RequestState.COMPLETED
+                    request.completed_at = at
+            elif any(s == SinkStatus.FAILED for s in statuses):
+                request.state = RequestState.ATTENTION
+            else:
+                request.state = RequestState.OPEN
+            session.commit()
+
+    def sink_status(self, request_id: object, sink: str) -> SinkStatus | None:
+        with Session(self._engine) as session:
+            value = session.scalar(
+                select(RightsRequestSink.status).where(
+                    RightsRequestSink.request_id == str(request_id), RightsRequestSink.sink == sink
+                )
+            )
+        return None if value is None else SinkStatus(value)
+
+    # ---- suppression state --------------------------------------------------------------------------------
+
+    def state(self, subject_key: str) -> SuppressionRecord | None:
+        with Session(self._engine) as session:
+            text = session.scalar(select(RightsSubjectState.state).where(RightsSubjectState.subject_key == subject_key))
+        return None if text is None else SuppressionRecord.model_validate_json(text)
+
+    def save_state(self, record: SuppressionRecord) -> None:
+        with Session(self._engine) as session:
+            row = session.get(RightsSubjectState, record.subject_key)
+            if row is None:
+                session.add(
+                    RightsSubjectState(
+                        subject_key=record.subject_key, state=record.model_dump_json(), updated_at=record.updated_at
+                    )
+                )
+            else:
+                row.state = record.model_dump_json()
+                row.updated_at = record.updated_at
+            try:
+                session.commit()
+            except IntegrityError:  # a concurrent first write of the same subject: write over it
+                session.rollback()
+                self.save_state(record)
+
+    def states(self) -> list[SuppressionRecord]:
+        with Session(self._engine) as session:
+            return [SuppressionRecord.model_validate_json(t) for t in session.scalars(select(RightsSubjectState.state))]
+
+    # ---- audit --------------------------------------------------------------------------------------------
+
+    def audit(self, record: AuditRecord) -> None:
+        with Session(self._engine) as session:
+            if session.get(RightsAuditEntry, str(record.audit_id)) is not None:
+                return
+            session.add(
+                RightsAuditEntry(
+                    audit_id=str(record.audit_id),
+                    at=record.at,
+                    actor=record.actor,
+                    action=record.action,
+                    subject_key=record.subject_key,
+                    request_id=None if record.request_id is None else str(record.request_id),
+                    detail=dict(record.detail),
+                )
+            )
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+
+    def audit_trail(self, request_id: object | None = None, subject_key: str | None = None) -> list[AuditRecord]:
+        query = select(RightsAuditEntry).order_by(RightsAuditEntry.at, RightsAuditEntry.audit_id)
+        if request_id is not None:
+            query = query.where(RightsAuditEntry.request_id == str(request_id))
+        if subject_key is not None:
+            query = query.where(RightsAuditEntry.subject_key == subject_key)
+        with Session(self._engine) as session:
+            return [
+                AuditRecord(
+                    audit_id=row.audit_id,
+                    at=row.at,
+                    actor=row.actor,
+                    action=row.action,
+                    subject_key=row.subject_key,
+                    request_id=row.request_id,
+                    detail=row.detail or {},
+                )
+                for row in session.scalars(query)
+            ]
+
+
+def _view(row: RightsRequest, sinks: list[RightsRequestSink]) -> RequestView:
+    return RequestView(
+        request_id=row.request_id,
+        kind=RightKind(row.kind),
+        subject_key=row.subject_key,
+        issued_by=row.issued_by,
+        received_at=row.received_at,
+        due_at=row.due_at,
+        effective_due_at=row.extended_due_at or row.due_at,
+        extension_reason=row.extension_reason,
+        state=RequestState(row.state),
+        completed_at=row.completed_at,
+        published_at=row.published_at,
+        notice_due=row.notice_due,
+        sinks=tuple(
+            SinkView(
+                sink=s.sink,
+                status=SinkStatus(s.status),
+                attempts=s.attempts,
+                last_error=s.last_error,
+                evidence=s.evidence or {},
+                updated_at=s.updated_at,
+            )
+            for s in sorted(sinks, key=lambda s: s.sink)
+        ),
+    )

@@ -1,0 +1,96 @@
+"""The request tracker on both supported databases: deadlines, extensions, per-sink settlement, audit, state."""
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from pipeline.db import ensure_schema, make_engine
+from pipeline.models.rights import AuditRecord, RightKind, RightsStatus, SinkStatus, SuppressionRecord
+from pipeline.rights.commands import build_command
+from pipeline.rights.tracker import RequestState, RequestTracker
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2025, 1, 15, 10, tzinfo=UTC)
+
+
+@pytest.fixture
+def tracker(db_url: str) -> RequestTracker:
+    engine = make_engine(db_url)
+    ensure_schema(engine)
+    return RequestTracker(engine)
+
+
+def status(cmd_id: object, sink: str, st: SinkStatus, **evidence: object) -> RightsStatus:
+    return RightsStatus(
+        request_id=cmd_id,
+        subject_key="sk_t0000000",
+        sink=sink,
+        status=st,
+        at=T0 + timedelta(minutes=1),
+        evidence=evidence,
+    )
+
+
+def test_request_is_recorded_once_with_its_deadline_and_settles_when_every_sink_confirms(
+    tracker: RequestTracker,
+) -> None:
+    cmd = build_command(RightKind.ERASURE, "sk_t0000000", issued_by="dpo:anna", now=T0)
+    assert tracker.record(cmd, ["crm", "hubspot"]) is True
+    assert tracker.record(cmd, ["crm", "hubspot"]) is False
+    view = tracker.get(cmd.request_id)
+    assert view is not None and view.state is RequestState.OPEN
+    assert view.due_at == datetime(2025, 2, 15, 10, tzinfo=UTC)
+    assert [s.status for s in view.sinks] == [SinkStatus.PENDING, SinkStatus.PENDING]
+    assert tracker.command(cmd.request_id) == cmd
+
+    tracker.set_sink(status(cmd.request_id, "crm", SinkStatus.DONE, deleted=3))
+    assert tracker.get(cmd.request_id).state is RequestState.OPEN  # type: ignore[union-attr]
+    tracker.set_sink(status(cmd.request_id, "hubspot", SinkStatus.FAILED), error="HubSpot 503")
+    view = tracker.get(cmd.request_id)
+    assert view is not None and view.state is RequestState.ATTENTION
+    tracker.set_sink(status(cmd.request_id, "hubspot", SinkStatus.DONE, status_code=204))
+    view = tracker.get(cmd.request_id)
+    assert view is not None and view.state is RequestState.COMPLETED
+    assert view.completed_at == T0 + timedelta(minutes=1)
+    hub = next(s for s in view.sinks if s.sink == "hubspot")
+    assert hub.attempts == 2 and hub.evidence == {"status_code": 204} and hub.last_error is None
+    assert tracker.open_requests() == []
+
+
+def test_overdue_and_extension_with_reason(tracker: RequestTracker) -> None:
+    cmd = build_command(RightKind.OBJECTION, "sk_t0000000", issued_by="dpo", now=T0)
+    tracker.record(cmd, ["crm"])
+    assert tracker.overdue(T0 + timedelta(days=20)) == []
+    assert [r.request_id for r in tracker.overdue(T0 + timedelta(days=32))] == [str(cmd.request_id)]
+    with pytest.raises(ValueError, match="reason"):
+        tracker.extend(cmd.request_id, 2, "busy", by="dpo")
+    with pytest.raises(ValueError, match="1 to 2 months"):
+        tracker.extend(cmd.request_id, 3, "numerous requests from the same person", by="dpo")
+    view = tracker.extend(cmd.request_id, 2, "numerous requests from the same person", by="dpo")
+    assert view.effective_due_at == datetime(2025, 4, 15, 10, tzinfo=UTC)
+    assert view.extension_reason == "numerous requests from the same person"
+    assert tracker.overdue(T0 + timedelta(days=32)) == []
+    assert len(tracker.overdue(T0 + timedelta(days=91))) == 1
+
+
+def test_unrestriction_records_that_a_notice_is_due(tracker: RequestTracker) -> None:
+    cmd = build_command(RightKind.UNRESTRICTION, "sk_t0000000", issued_by="dpo", now=T0)
+    tracker.record(cmd)
+    assert tracker.get(cmd.request_id).notice_due  # type: ignore[union-attr]
+    tracker.mark_notice_sent(cmd.request_id)
+    assert not tracker.get(cmd.request_id).notice_due  # type: ignore[union-attr]
+
+
+def test_subject_state_and_audit_round_trip(tracker: RequestTracker) -> None:
+    assert tracker.state("sk_t0000000") is None
+    rec = SuppressionRecord(subject_key="sk_t0000000", erased=True, erased_at=T0, updated_at=T0, request_id=uuid4())
+    tracker.save_state(rec)
+    tracker.save_state(rec.model_copy(update={"marketing_objected": True}))
+    got = tracker.state("sk_t0000000")
+    assert got is not None and got.erased and got.marketing_objected and got.erased_at == T0
+    entry = AuditRecord(audit_id=uuid4(), at=T0, actor="dpo", action="x", subject_key="sk_t0000000", detail={"n": 1})
+    tracker.audit(entry)
+    tracker.audit(entry)
+    assert tracker.audit_trail(subject_key="sk_t0000000") == [entry]

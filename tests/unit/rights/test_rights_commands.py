@@ -1,0 +1,105 @@
+import os
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import pytest
+
+from pipeline.crypto.sealing import Sealer
+from pipeline.models.common import Purpose
+from pipeline.models.rights import RightKind
+from pipeline.normalize import subject_key
+from pipeline.rights.bodies import ExportDelivery, RectificationBody
+from pipeline.rights.commands import (
+    IdentityError,
+    build_command,
+    identify,
+)
+
+PEPPER = b"pepper"
+NOW = datetime(2025, 1, 31, 9, tzinfo=UTC)
+
+
+class DictKeys:
+    """In-memory key provider: enough to prove what is sealed and what is not."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, bytes] = {}
+
+    def active_key(self, scope: str) -> tuple[str, bytes]:
+        key_id = f"{scope}#1"
+        self.keys.setdefault(key_id, os.urandom(32))
+        return key_id, self.keys[key_id]
+
+    def key(self, key_id: str) -> bytes | None:
+        return self.keys.get(key_id)
+
+
+def test_identify_canonicalises_like_the_chain() -> None:
+    assert identify(PEPPER, email="  Zoe@EXAMPLE.com ") == subject_key(PEPPER, email="Zoe@example.com")
+    assert identify(PEPPER, phone="+44 20 7946 0958") == subject_key(PEPPER, phone="+442079460958")
+
+
+def test_identify_needs_exactly_one_valid_identity() -> None:
+    with pytest.raises(IdentityError, match="exactly one"):
+        identify(PEPPER)
+    with pytest.raises(IdentityError, match="exactly one"):
+        identify(PEPPER, email="a@example.com", phone="+442079460958")
+    with pytest.raises(IdentityError) as info:
+        identify(PEPPER, email="not-an-address")
+    assert info.value.field == "email" and "not-an-address" not in str(info.value)
+    with pytest.raises(IdentityError) as info:
+        identify(PEPPER, phone="12")
+    assert info.value.field == "phone"
+
+
+def test_deadline_is_one_month_after_receipt() -> None:
+    cmd = build_command(RightKind.ERASURE, "sk_x0000000", issued_by="dpo:anna", now=NOW)
+    assert cmd.due_at == datetime(2025, 2, 28, 9, tzinfo=UTC)
+    assert cmd.sealed is None
+
+
+def test_rectified_values_travel_sealed_with_the_subject_key() -> None:
+    keys = DictKeys()
+    sealer = Sealer(keys)
+    cmd = build_command(
+        RightKind.RECTIFICATION,
+        "sk_x0000000",
+        issued_by="dpo",
+        sealer=sealer,
+        rectify={"last_name": "Kowalska", "position": " CTO "},
+    )
+    assert cmd.sealed is not None and cmd.sealed.key_id.startswith("subject:sk_x0000000#")
+    assert "Kowalska" not in cmd.model_dump_json()
+    body = sealer.open_model(cmd.sealed, RectificationBody)
+    assert body.changes == {"last_name": "Kowalska", "position": "CTO"}
+
+
+def test_rectifying_the_identity_or_unknown_fields_is_refused() -> None:
+    sealer = Sealer(DictKeys())
+    with pytest.raises(ValueError, match="cannot rectify email"):
+        build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by="d", sealer=sealer, rectify={"email": "x"})
+    with pytest.raises(ValueError, match="at least one"):
+        build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by="d", sealer=sealer, rectify={})
+
+
+def test_access_command_carries_a_sealed_password() -> None:
+    sealer = Sealer(DictKeys())
+    cmd = build_command(RightKind.ACCESS, "sk_x0000000", issued_by="d", sealer=sealer, password="p" * 20)
+    assert cmd.sealed is not None and "ppppp" not in cmd.model_dump_json()
+    assert sealer.open_model(cmd.sealed, ExportDelivery).password == "p" * 20
+    generated = build_command(RightKind.ACCESS, "sk_x0000000", issued_by="d", sealer=sealer)
+    assert generated.sealed is not None
+    assert len(sealer.open_model(generated.sealed, ExportDelivery).password or "") >= 16
+
+
+def test_commands_that_need_details_say_which() -> None:
+    every = build_command(RightKind.CONSENT_WITHDRAWAL, "sk_x0000000", issued_by="d")
+    assert every.purposes == ()  # no purpose named: every purpose resting on consent stops
+    with pytest.raises(ValueError, match="expired interactions"):
+        build_command(RightKind.RETENTION_EXPIRY, "sk_x0000000", issued_by="d")
+    with pytest.raises(ValueError, match="sealer"):
+        build_command(RightKind.ACCESS, "sk_x0000000", issued_by="d")
+    ok = build_command(RightKind.CONSENT_WITHDRAWAL, "sk_x0000000", issued_by="d", purposes=[Purpose.FURTHER_CONTACT])
+    assert ok.purposes == (Purpose.FURTHER_CONTACT,)
+    ids = (uuid4(),)
+    assert build_command(RightKind.RETENTION_EXPIRY, "sk_x0000000", issued_by="d", event_ids=ids).event_ids == ids

@@ -1,0 +1,77 @@
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from pipeline.models.common import Purpose
+from pipeline.models.rights import RightKind, RightsCommand, SuppressionRecord
+from pipeline.rights.state import next_state
+
+T0 = datetime(2025, 5, 1, tzinfo=UTC)
+SK = "sk_" + "a" * 40
+
+
+def command(kind: RightKind, **kw: object) -> RightsCommand:
+    return RightsCommand(
+        request_id=uuid4(),
+        kind=kind,
+        subject_key=SK,
+        issued_at=T0,
+        issued_by="dpo",
+        due_at=T0 + timedelta(days=30),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_access_and_rectification_do_not_change_state() -> None:
+    for kind in (RightKind.ACCESS, RightKind.PORTABILITY, RightKind.RECTIFICATION):
+        assert next_state(None, command(kind), T0) is None
+
+
+def test_state_accumulates_and_keeps_earlier_flags() -> None:
+    s1 = next_state(None, command(RightKind.OBJECTION), T0)
+    assert s1 is not None and s1.marketing_objected and not s1.restricted and not s1.erased
+    s2 = next_state(s1, command(RightKind.RESTRICTION), T0 + timedelta(hours=1))
+    assert s2 is not None and s2.marketing_objected and s2.restricted
+    s3 = next_state(s2, command(RightKind.UNRESTRICTION), T0 + timedelta(hours=2))
+    assert s3 is not None and s3.marketing_objected and not s3.restricted
+    s4 = next_state(s3, command(RightKind.CONSENT_WITHDRAWAL, purposes=(Purpose.FURTHER_CONTACT,)), T0)
+    assert s4 is not None and s4.consent_withdrawn == (Purpose.FURTHER_CONTACT,) and s4.marketing_objected
+
+
+def test_erasure_sets_erased_at_and_later_requests_do_not_move_it() -> None:
+    erased = next_state(None, command(RightKind.ERASURE), T0)
+    assert erased is not None and erased.erased and erased.erased_at == T0
+    later = next_state(erased, command(RightKind.OBJECTION), T0 + timedelta(days=3))
+    assert later is not None
+    assert later.erased and later.erased_at == T0 and later.updated_at == T0 + timedelta(days=3)
+    again = next_state(later, command(RightKind.ERASURE), T0 + timedelta(days=9))
+    assert again is not None and again.erased_at == T0 + timedelta(days=9) and again.marketing_objected
+
+
+def test_redelivered_command_gives_the_identical_record() -> None:
+    cmd = command(RightKind.OBJECTION)
+    first = next_state(None, cmd, T0)
+    assert first is not None
+    assert next_state(first, cmd, T0 + timedelta(minutes=5)) == first
+
+
+def test_consent_withdrawal_without_purposes_uses_the_policy_consent_purposes() -> None:
+    cmd = command(RightKind.CONSENT_WITHDRAWAL)
+    state = next_state(None, cmd, T0, consent_purposes=[Purpose.FURTHER_CONTACT])
+    assert state is not None and state.consent_withdrawn == (Purpose.FURTHER_CONTACT,)
+    with pytest.raises(ValueError, match="must name purposes"):
+        next_state(None, command(RightKind.CONSENT_WITHDRAWAL), T0)
+
+
+def test_retention_expiry_erases_only_when_told_nothing_is_left() -> None:
+    cmd = command(RightKind.RETENTION_EXPIRY, event_ids=(uuid4(),))
+    assert next_state(None, cmd, T0, erase=False) is None
+    full = next_state(None, cmd, T0, erase=True)
+    assert full is not None and full.erased and full.erased_at == T0
+
+
+def test_previous_state_of_another_subject_is_refused() -> None:
+    other = SuppressionRecord(subject_key="sk_other0000", updated_at=T0, request_id=uuid4())
+    with pytest.raises(ValueError, match="another subject"):
+        next_state(other, command(RightKind.OBJECTION), T0)
