@@ -12,7 +12,21 @@ from pipeline.logging import configure_logging
 app = typer.Typer(help="leadpipe: contact events in, lawful records out.", no_args_is_help=True)
 
 #: (module, attribute, command name): each area's typer app. Add a line here when an area grows a CLI.
-SUBCOMMANDS: list[tuple[str, str, str]] = []
+SUBCOMMANDS: list[tuple[str, str, str]] = [
+    ("pipeline.kafka.cli", "kafka_app", "kafka"),
+    ("pipeline.kafka.cli", "topics_app", "topics"),
+    ("pipeline.schemas", "app", "schemas"),
+    ("pipeline.ingest.cli", "serve", "serve"),
+    ("pipeline.importer", "import_file", "import"),
+    ("pipeline.rights.cli", "dpo_app", "dpo"),
+    ("pipeline.rights.cli", "retention_app", "retention"),
+    ("pipeline.sinks.crm.cli", "crm_app", "crm"),
+    ("pipeline.sinks.crm.cli", "db_app", "db"),
+    ("pipeline.agents.cli", "worker", "worker"),
+    ("pipeline.policy.cli", "policy_app", "policy"),
+    ("pipeline.review.cli", "spam_app", "spam"),
+    ("pipeline.demo", "demo", "demo"),
+]
 
 
 @app.callback()

@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     worker_partitions: int = 3
     batch_size: int = 500
     batch_timeout_s: float = 0.2
+    # Stream processing (pipeline/agents/app.py)
+    worker_web_enabled: bool = Field(default=False, description="Serve faust's web views on worker_web_port.")
+    worker_instance_id: str | None = Field(
+        default=None, description="Static group membership: a restarted worker takes its place without a rebalance."
+    )
+    worker_session_timeout_s: float = Field(default=10.0, ge=6.0, description="Brokers refuse less than 6 s.")
+    worker_commit_interval_s: float = Field(
+        default=0.5, gt=0, description="Transaction length under exactly_once: the floor of end-to-end latency."
+    )
 
     # Policy
     policy_file: Path | None = Field(default=None, description="The policy data file; default: the packaged one.")
@@ -109,6 +118,33 @@ class Settings(BaseSettings):
     hubspot_max_retries: int = 8
     hubspot_dry_run_file: Path | None = None
 
+    # Sinks (pipeline/sinks, pipeline/agents/sinks.py)
+    sink_agents: tuple[Literal["crm", "hubspot"], ...] = Field(
+        default=("crm", "hubspot"), description="Which sink agents this worker runs (a stuck HubSpot can get its own)"
+    )
+    sink_retry_max_s: float = Field(default=60.0, gt=0, description="Longest pause of a sink under backpressure")
+    hubspot_batch_size: int = Field(default=100, ge=1, le=100, description="Inputs per batch call (HubSpot max 100)")
+    hubspot_backoff_base_s: float = Field(default=0.5, gt=0, description="First retry delay without Retry-After")
+    hubspot_backoff_max_s: float = Field(default=30.0, gt=0)
+    hubspot_rate_limit_margin_s: float = Field(
+        default=0.1, ge=0, description="Added to the rate window so network jitter cannot push calls over budget"
+    )
+
+    # Data-subject rights (pipeline/rights)
+    rights_exports_dir: Path | None = Field(
+        default=None, description="Where exports are written; default: home/exports"
+    )
+    rights_export_font: Path | None = Field(
+        default=None, description="A TTF font for access PDFs; default: DejaVu Sans"
+    )
+    rights_max_attempts: int = Field(default=5, ge=1, description="Tries per sink and request before it is FAILED")
+    rights_retry_base_s: float = Field(default=0.5, gt=0, description="First retry delay; doubles per attempt")
+    rights_retry_interval_s: float = Field(default=60.0, gt=0, description="How often failed requests are retried")
+    retention_sweep_interval_s: float = Field(default=3600.0, gt=0, description="How often the retention sweep runs")
+    rights_hubspot_consent_subscriptions: tuple[str, ...] = Field(
+        default=(), description="HubSpot subscription type ids whose e-mails rest on consent (9.8)"
+    )
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _servers_not_empty(cls, value: str) -> str:
@@ -129,6 +165,10 @@ class Settings(BaseSettings):
     @property
     def resolved_dry_run_file(self) -> Path:
         return self.hubspot_dry_run_file or self.home / "hubspot-dry-run.jsonl"
+
+    @property
+    def resolved_exports_dir(self) -> Path:
+        return self.rights_exports_dir or self.home / "exports"
 
     @property
     def hubspot_dry_run(self) -> bool:

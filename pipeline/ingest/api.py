@@ -39,6 +39,7 @@ log = get_logger(__name__)
 ROUTERS: list[str] = [
     "pipeline.rights.api:router",
     "pipeline.sinks.crm.api:router",
+    "pipeline.review.api:router",
 ]
 
 TIMESTAMP_HEADER = "X-Leadpipe-Timestamp"

@@ -28,7 +28,7 @@ from pipeline.models.rights import (
     SinkStatus,
     SuppressionRecord,
 )
-from pipeline.models.tagged import PurposeTag, SpamReason, SpamVerdict, TaggedEvent, Tags
+from pipeline.models.tagged import PurposeTag, SpamReason, SpamReview, SpamVerdict, TaggedEvent, Tags
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -56,6 +56,7 @@ __all__ = [
     "SinkResult",
     "SinkStatus",
     "SpamReason",
+    "SpamReview",
     "SpamVerdict",
     "StrictModel",
     "SuppressionRecord",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
+from uuid import UUID
 
 from pydantic import Field
 
@@ -27,13 +28,27 @@ class SpamReason(StrictModel):
     detail: str = Field(max_length=500, description="Non-personal explanation, e.g. the matched spam word.")
 
 
+class SpamReview(StrictModel):
+    """A person's decision on a quarantined event (policy section 8: filtered "by employees manually")."""
+
+    decision_id: UUID
+    decision: Literal["released", "confirmed"]
+    reviewer: str = Field(max_length=200, description="Operator id of the reviewer, not personal data of the subject")
+    decided_at: UtcDatetime
+
+
 class SpamVerdict(StrictModel):
     score: float
     threshold: float
     reasons: tuple[SpamReason, ...] = ()
+    review: SpamReview | None = Field(
+        default=None, description="Set when a reviewer decided: the person's decision overrides the score."
+    )
 
     @property
     def is_spam(self) -> bool:
+        if self.review is not None:
+            return self.review.decision == "confirmed"
         return self.score >= self.threshold
 
 

@@ -1,0 +1,439 @@
+"""The processing agent: ``contacts.normalized`` -> chain -> accepted / quarantine / drops / dead letters, audited.
+
+Two layers. ``ProcessingStep`` turns a batch of consumed records into the records to produce and applies the state
+updates the chain returns; it knows no faust, so it is exercised directly in tests. ``register`` is the faust
+glue: a batch agent (``pipeline.agents.batching``: one fetched batch of one partition at a time, never split by a
+transaction commit), one ``ProcessingStep.process`` call, and the sends through ``TransactionalSender`` into that
+partition's transaction. The agent decides no policy: every decision comes out of ``pipeline.processors.run_chain``.
+
+Nothing is dropped silently: a record that cannot be parsed or opened, or a rule that raised, becomes a
+``DeadLetter`` on ``contacts.dlq`` (stage, reason, error, the record sealed); a record whose key was destroyed is
+a counted drop (its subject was erased). An exception while handling one record never stops the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+from faust.types import Message
+from pydantic import ValidationError
+
+from pipeline.agents.batching import BatchContext, BatchHandler, batch_agent
+from pipeline.agents.state import (
+    ANCHORS_TOPIC,
+    RATES_TOPIC,
+    Out,
+    ProcessingState,
+    ProcessingTables,
+    TransactionalSender,
+)
+from pipeline.crypto.codec import RecordCodec
+from pipeline.crypto.keystore import SqlKeyStore
+from pipeline.crypto.sealing import KeyDestroyedError, subject_scope
+from pipeline.logging import get_logger, scrub_text
+from pipeline.models.contact import ContactEvent
+from pipeline.models.processing import DropReason, DropRecord
+from pipeline.models.records import AcceptedRecord, ContactRecord, DeadLetter, QuarantineRecord
+from pipeline.models.rights import AuditRecord
+from pipeline.models.tagged import SpamVerdict
+from pipeline.processors import (
+    Accepted,
+    ChainContext,
+    ChainResult,
+    CompiledPolicy,
+    Dropped,
+    Failed,
+    Quarantined,
+    run_chain,
+)
+from pipeline.processors import rates as rate_windows
+from pipeline.runtime import Runtime
+
+log = get_logger(__name__)
+
+SOURCE_TOPIC = "contacts.normalized"
+ACCEPTED_TOPIC = "contacts.accepted"
+QUARANTINE_TOPIC = "contacts.quarantine"
+DROPS_TOPIC = "contacts.drops"
+DLQ_TOPIC = "contacts.dlq"
+AUDIT_TOPIC = "audit"
+RECORD_CONTENT_TYPE = "application/vnd.leadpipe.contact-record+json"
+ACTOR = "processing"
+
+#: Dead-letter ids derive from (input partition, offset): a batch redone after a crash produces the same ids.
+_DLQ_NAMESPACE = uuid.UUID("0d4f0c3e-7d55-4c1e-9b1a-2f0e6f7a9c41")
+
+
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    """One consumed record, as the step needs it."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class BatchResult:
+    """Records to produce, grouped by the input partition whose transaction they belong to, and counters."""
+
+    outgoing: dict[int, list[Out]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, partition: int, records: list[Out], outcome: str) -> None:
+        self.outgoing.setdefault(partition, []).extend(records)
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+
+def _json(model: Any) -> bytes:
+    data: bytes = model.__pydantic_serializer__.to_json(model)
+    return data
+
+
+class ProcessingStep:
+    """One batch of ``contacts.normalized`` records through the chain; no faust, no network besides the key store."""
+
+    def __init__(
+        self,
+        *,
+        policy: CompiledPolicy,
+        codec: RecordCodec,
+        pepper: bytes,
+        keystore: SqlKeyStore | None = None,
+        source_topic: str = SOURCE_TOPIC,
+    ) -> None:
+        self.policy = policy
+        self.codec = codec
+        self.pepper = pepper
+        self.keystore = keystore
+        self.source_topic = source_topic
+
+    @classmethod
+    def from_runtime(cls, runtime: Runtime, policy: CompiledPolicy) -> ProcessingStep:
+        return cls(policy=policy, codec=runtime.codec, pepper=runtime.pepper, keystore=runtime.keystore)
+
+    # ---- the batch ------------------------------------------------------------------------------------------------
+
+    def process(self, batch: Sequence[Consumed], state: ProcessingState, now: datetime | None = None) -> BatchResult:
+        """Handle every record of the batch; applies table updates to ``state`` as it goes (later records see them)."""
+        now = now or datetime.now(UTC)
+        result = BatchResult()
+        parsed: list[tuple[Consumed, ContactRecord | None, str | None]] = []
+        for item in batch:
+            record, error = self._parse(item)
+            parsed.append((item, record, error))
+        if self.keystore is not None:
+            self.keystore.preload(r.sealed.key_id for _, r, _ in parsed if r is not None)
+        for item, record, error in parsed:
+            try:
+                if record is None:
+                    outs = [
+                        self.dead_letter(
+                            item, None, stage="parse", reason="invalid_record", error=error or "unreadable", now=now
+                        )
+                    ]
+                    result.add(item.partition, outs, "dead_letter")
+                    continue
+                outs, outcome = self._one(item, record, state, now)
+                result.add(item.partition, outs, outcome)
+            except Exception as exc:  # a bug in the step itself: still the event's own dead letter, never a loss
+                log.exception("processing_internal_error", partition=item.partition, offset=item.offset)
+                text = scrub_text(f"{type(exc).__name__}: {exc}")[:4000]
+                outs = [self.dead_letter(item, record, stage="internal", reason="internal_error", error=text, now=now)]
+                result.add(item.partition, outs, "dead_letter")
+        return result
+
+    def _parse(self, item: Consumed) -> tuple[ContactRecord | None, str | None]:
+        if item.value is None:
+            return None, "empty record (tombstone) on an event topic"
+        try:
+            return ContactRecord.model_validate_json(item.value), None
+        except ValidationError as exc:
+            fields = "; ".join(".".join(str(p) for p in e["loc"]) or "record" for e in exc.errors()[:10])
+            return None, f"not a ContactRecord: {exc.error_count()} error(s) at {fields}"
+
+    def _one(
+        self, item: Consumed, record: ContactRecord, state: ProcessingState, now: datetime
+    ) -> tuple[list[Out], str]:
+        if record.sealed.key_id.rpartition("#")[0] != subject_scope(record.subject_key):
+            error = "the sealed body belongs to another key than the record's subject key"
+            return [self.dead_letter(item, record, stage="open", reason="subject_mismatch", error=error, now=now)], (
+                "dead_letter"
+            )
+        try:
+            event = self.codec.open_contact(record)
+        except KeyDestroyedError:
+            return self.drop(record, DropReason.KEY_DESTROYED, "open", None, now), "dropped"
+        except Exception as exc:
+            error = scrub_text(f"cannot open the sealed body: {type(exc).__name__}: {exc}")[:4000]
+            return [
+                self.dead_letter(item, record, stage="open", reason="open_failed", error=error, now=now)
+            ], "dead_letter"
+        ctx = ChainContext(
+            policy=self.policy,
+            now=now,
+            pepper=self.pepper,
+            suppression=state.suppression.get(event.subject_key),
+            anchors=state.anchors,
+            rates=state.rates,
+            blocklist=state.blocklist,
+        )
+        chain = run_chain(event, ctx)
+        outs = self.route(item, record, event, chain, now, raw=item.value)
+        outs.extend(self.apply_updates(chain, state))
+        return outs, type(chain.outcome).__name__.lower()
+
+    # ---- outputs --------------------------------------------------------------------------------------------------
+
+    def route(
+        self,
+        item: Consumed,
+        record: ContactRecord,
+        event: ContactEvent,
+        chain: ChainResult,
+        now: datetime,
+        *,
+        raw: bytes | None = None,
+    ) -> list[Out]:
+        """The records one chain outcome produces. The sealed body is passed on as it came, never re-sealed.
+
+        ``raw`` is the consumed ``ContactRecord`` JSON: an accepted record is that object plus ``tags``, written by
+        appending the field (it parsed as a ContactRecord, which forbids extra fields, so no ``tags`` is there yet)
+        instead of serialising the ~1 KB of sealed body again.
+        """
+        outcome = chain.outcome
+        key = record.subject_key.encode()
+        if isinstance(outcome, Accepted):
+            tags = outcome.tagged.tags
+            if raw is not None:
+                return [Out(ACCEPTED_TOPIC, key, _with_field(raw, b"tags", _json(tags)))]
+            accepted = AcceptedRecord.model_construct(**_header(record), sealed=record.sealed, tags=tags)
+            return [Out(ACCEPTED_TOPIC, key, _json(accepted))]
+        if isinstance(outcome, Quarantined):
+            tags = outcome.tagged.tags
+            quarantined = QuarantineRecord.model_construct(
+                **_header(record), sealed=record.sealed, tags=tags, quarantined_at=now
+            )
+            audit = self.audit(
+                "quarantined",
+                now,
+                event_id=record.event_id,
+                subject_key=record.subject_key,
+                detail=_spam_detail(tags.spam, tags.policy_version),
+            )
+            return [Out(QUARANTINE_TOPIC, key, _json(quarantined)), audit]
+        if isinstance(outcome, Dropped):
+            return self.drop(record, outcome.reason, outcome.stage, outcome.evidence, now)
+        if isinstance(outcome, Failed):
+            return [
+                self.dead_letter(item, record, stage=outcome.stage, reason=outcome.reason, error=outcome.error, now=now)
+            ]
+        raise TypeError(f"unknown outcome {type(outcome).__name__}")
+
+    def apply_updates(self, chain: ChainResult, state: ProcessingState) -> list[Out]:
+        """Write the chain's state updates into the tables and return their changelog records.
+
+        A rate window that holds a single submission is kept in memory but not written to the changelog: after a
+        restart that key counts one submission less, which no rate limit above one can notice, while writing it
+        would double the records produced for every ordinary event (most IPs and subjects are seen once).
+        """
+        outs: list[Out] = []
+        for key, window in chain.rate_updates.items():
+            raw_key, value = key.encode(), rate_windows.encode(window)
+            state.rates_data[raw_key] = value
+            if sum(count for _, count in window) > 1:
+                outs.append(Out(RATES_TOPIC, raw_key, value))
+        if chain.anchor_update is not None:
+            key, anchor = chain.anchor_update
+            raw_key, value = key.encode(), anchor.isoformat().encode()
+            state.anchors_data[raw_key] = value
+            outs.append(Out(ANCHORS_TOPIC, raw_key, value))
+        return outs
+
+    def drop(
+        self, record: ContactRecord, reason: DropReason, stage: str, evidence: str | None, now: datetime
+    ) -> list[Out]:
+        drop = DropRecord(
+            event_id=record.event_id,
+            reason=reason,
+            stage=stage,
+            channel=record.channel,
+            policy_version=self.policy.policy.version,
+            dropped_at=now,
+        )
+        detail: dict[str, Any] = {"reason": reason.value, "stage": stage}
+        if evidence:
+            detail["evidence"] = evidence
+        # No subject key on a drop's audit line: for a child, only a counter and the reason may be kept (section 12).
+        audit = self.audit("dropped", now, event_id=record.event_id, detail=detail)
+        return [Out(DROPS_TOPIC, reason.value.encode(), _json(drop)), audit]
+
+    def dead_letter(
+        self, item: Consumed, record: ContactRecord | None, *, stage: str, reason: str, error: str, now: datetime
+    ) -> Out:
+        """The event's dead letter: stage, reason, error and the consumed bytes sealed with the subject's key."""
+        dead_letter_id = uuid.uuid5(_DLQ_NAMESPACE, f"{self.source_topic}:{item.partition}:{item.offset}")
+        subject_key = record.subject_key if record else None
+        payload = None
+        if item.value is not None:
+            payload = self.codec.seal_payload(item.value, subject_key=subject_key, record_id=dead_letter_id)
+        dead = DeadLetter(
+            dead_letter_id=dead_letter_id,
+            stage=f"process:{stage}",
+            reason=reason,
+            error=error[:4000],
+            channel=record.channel if record else None,
+            event_id=record.event_id if record else None,
+            subject_key=subject_key,
+            source_topic=self.source_topic,
+            source_partition=item.partition,
+            source_offset=item.offset,
+            failed_at=now,
+            content_type=RECORD_CONTENT_TYPE,
+            payload=payload,
+        )
+        log.warning(
+            "processing_dead_letter",
+            stage=dead.stage,
+            reason=reason,
+            event_id=str(dead.event_id) if dead.event_id else None,
+            partition=item.partition,
+            offset=item.offset,
+        )
+        return Out(DLQ_TOPIC, subject_key.encode() if subject_key else None, _json(dead))
+
+    def audit(
+        self,
+        action: str,
+        now: datetime,
+        *,
+        event_id: uuid.UUID | None,
+        subject_key: str | None = None,
+        detail: Mapping[str, Any],
+    ) -> Out:
+        audit = AuditRecord(
+            audit_id=uuid.uuid4(),
+            at=now,
+            actor=ACTOR,
+            action=action,
+            subject_key=subject_key,
+            event_id=event_id,
+            detail=dict(detail),
+        )
+        return Out(AUDIT_TOPIC, subject_key.encode() if subject_key else None, _json(audit))
+
+
+def _with_field(raw: bytes, name: bytes, value: bytes) -> bytes:
+    """A JSON object's bytes with one more field appended."""
+    body = raw.rstrip()
+    if not body.endswith(b"}"):
+        raise ValueError("not a JSON object")
+    return b'%s,"%s":%s}' % (body[:-1], name, value)
+
+
+def _header(record: ContactRecord) -> dict[str, Any]:
+    return {
+        "schema_version": record.schema_version,
+        "event_id": record.event_id,
+        "channel": record.channel,
+        "occurred_at": record.occurred_at,
+        "received_at": record.received_at,
+        "subject_key": record.subject_key,
+    }
+
+
+def _spam_detail(verdict: SpamVerdict, policy_version: str) -> dict[str, Any]:
+    """The reasons of a spam decision without personal data: codes, weights and the policy's own words."""
+    return {
+        "score": verdict.score,
+        "threshold": verdict.threshold,
+        "reasons": [{"code": r.code, "weight": r.weight, "detail": r.detail} for r in verdict.reasons],
+        "policy_version": policy_version,
+    }
+
+
+# ---- faust glue -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SharedProcessing:
+    """What the processing and review agents of one app share: the step, the tables and the sender."""
+
+    step: ProcessingStep
+    tables: ProcessingTables
+    sender: TransactionalSender
+    partitions: dict[str, int]
+
+
+def shared_processing(app: Any, runtime: Runtime) -> SharedProcessing:
+    """The app's processing state, declared on first use (faust tables must be declared once per app)."""
+    shared: SharedProcessing | None = getattr(app, "_leadpipe_processing", None)
+    if shared is None:
+        from pipeline.agents.app import policy_for, topic_partitions
+
+        settings = runtime.settings
+        partitions = topic_partitions(settings)
+        shared = SharedProcessing(
+            step=ProcessingStep.from_runtime(runtime, policy_for(settings)),
+            tables=ProcessingTables.declare(app, settings, partitions),
+            sender=TransactionalSender(app, settings, partitions),
+            partitions=partitions,
+        )
+        app._leadpipe_processing = shared
+    return shared
+
+
+def register(app: Any, runtime: Runtime) -> None:
+    """Add the processing batch agent and its tables to the faust app (``REGISTRARS`` entry)."""
+    settings = runtime.settings
+    shared = shared_processing(app, runtime)
+    source_name = settings.topic(SOURCE_TOPIC)
+    source = app.topic(
+        source_name, key_serializer="raw", value_serializer="raw", partitions=shared.partitions[SOURCE_TOPIC]
+    )
+    batch_agent(app, source, batch_handler(shared.step.process, shared, source_name))
+
+
+def batch_handler(
+    process: Callable[[Sequence[Consumed], ProcessingState], BatchResult], shared: SharedProcessing, source_name: str
+) -> BatchHandler:
+    """A batch agent handler: process, hand every output to the partition's transaction, wait, acknowledge.
+
+    Delivery is awaited before the records are acknowledged (under at_least_once that is what makes the
+    acknowledgement safe). A producer failure on a partition still assigned ends the process at once (``fatal``):
+    a hard exit commits nothing, and the restarted worker redoes the batch from the last committed offset.
+    If the partition was revoked meanwhile, nothing is acknowledged: its new owner processes the batch.
+    """
+
+    async def handle(ctx: BatchContext, messages: Sequence[Message]) -> None:
+        batch = [Consumed(m.partition, m.offset, m.key, m.value) for m in messages]
+        result = process(batch, shared.tables.state())
+        records = result.outgoing.get(ctx.tp.partition, [])
+        try:
+            futures = await shared.sender.send(source_name, ctx.tp.partition, records)
+            if futures:
+                await asyncio.gather(*futures)
+        except Exception as exc:
+            fatal("batch_send_failed", exc, topic=source_name, partition=ctx.tp.partition, records=len(records))
+        if records and not futures:
+            return  # revoked while sending: not acknowledged, the new owner redoes it
+        ctx.ack(messages)
+        log.debug("batch_done", topic=source_name, partition=ctx.tp.partition, size=len(batch), **result.counts)
+
+    return handle
+
+
+def fatal(event: str, exc: BaseException, **fields: Any) -> NoReturn:
+    """Log and end the process without committing anything (see ``handle_batch``)."""
+    log.critical(event, error=scrub_text(f"{type(exc).__name__}: {exc}"), **fields)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(75)  # EX_TEMPFAIL: the orchestrator restarts the worker

@@ -1,0 +1,198 @@
+"""The review agent: carries out reviewers' decisions on quarantined events (policy section 8).
+
+- release: the event continues through the pipeline. The chain runs again with the reviewer's decision in place
+  of the spam score (suppression, children, purposes and retention are checked anew, since time has passed), and
+  the accepted record says who released it and when (``tags.spam.review``).
+- confirm: the event stays out. With ``block`` the sender (their subject key), their e-mail domain and/or their
+  source IP are added to ``spam.blocklist`` as keyed hashes; the spam rule reads that list.
+
+Every decision is audited with its reasons (the spam reason codes and the policy's words), the reviewer's operator
+id and the decision id, never personal data. A decision that cannot be read is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from pipeline.agents.batching import batch_agent
+from pipeline.agents.processing import (
+    AUDIT_TOPIC,
+    BatchResult,
+    Consumed,
+    ProcessingStep,
+    batch_handler,
+    shared_processing,
+)
+from pipeline.agents.state import BLOCKLIST_TOPIC, Out, ProcessingState
+from pipeline.crypto.sealing import KeyDestroyedError
+from pipeline.logging import get_logger
+from pipeline.models.processing import DropReason
+from pipeline.models.records import ContactRecord
+from pipeline.models.review import BlocklistEntry, BlockTarget, ReviewDecision
+from pipeline.models.tagged import SpamReview
+from pipeline.processors import ChainContext, run_chain
+from pipeline.processors.spam import hashed_key, sender_key
+from pipeline.processors.text import email_domain
+from pipeline.runtime import Runtime
+
+log = get_logger(__name__)
+
+DECISIONS_TOPIC = "contacts.review.decisions"
+ACTOR = "spam-review"
+
+
+def _json(model: Any) -> bytes:
+    data: bytes = model.__pydantic_serializer__.to_json(model)
+    return data
+
+
+class ReviewStep:
+    """Decisions -> records to produce; shares the processing step's routing, state and dead letters."""
+
+    def __init__(self, step: ProcessingStep) -> None:
+        self.step = step
+
+    def process(self, batch: Sequence[Consumed], state: ProcessingState, now: datetime | None = None) -> BatchResult:
+        now = now or datetime.now(UTC)
+        result = BatchResult()
+        for item in batch:
+            try:
+                decision = ReviewDecision.model_validate_json(item.value or b"")
+            except ValidationError as exc:
+                fields = "; ".join(".".join(str(p) for p in e["loc"]) or "decision" for e in exc.errors()[:10])
+                error = f"not a ReviewDecision: {exc.error_count()} error(s) at {fields}"
+                result.add(item.partition, [self._dead_letter(item, "parse", "invalid_decision", error, now)], "dlq")
+                continue
+            try:
+                outs = self.decide(item, decision, state, now)
+                result.add(item.partition, outs, decision.decision)
+            except Exception as exc:
+                log.exception("review_internal_error", decision_id=str(decision.decision_id))
+                error = f"{type(exc).__name__} while carrying out the decision"
+                result.add(item.partition, [self._dead_letter(item, "decide", "internal_error", error, now)], "dlq")
+        return result
+
+    def _dead_letter(self, item: Consumed, stage: str, reason: str, error: str, now: datetime) -> Out:
+        return self.step.dead_letter(item, None, stage=f"review:{stage}", reason=reason, error=error, now=now)
+
+    def decide(self, item: Consumed, decision: ReviewDecision, state: ProcessingState, now: datetime) -> list[Out]:
+        record = decision.record
+        if record.event_id != decision.event_id or record.subject_key != decision.subject_key:
+            raise ValueError("the decision's event id or subject key does not match its record")
+        verdict = record.tags.spam
+        detail: dict[str, Any] = {
+            "decision_id": str(decision.decision_id),
+            "decision": decision.decision,
+            "reviewer": decision.reviewer,
+            "score": verdict.score,
+            "threshold": verdict.threshold,
+            "reasons": [{"code": r.code, "weight": r.weight, "detail": r.detail} for r in verdict.reasons],
+            "policy_version": record.tags.policy_version,
+        }
+        if decision.decision == "confirm":
+            outs = self._block(decision, now) if decision.block else []
+            detail["blocked"] = list(decision.block)
+            outs.append(self._audit("review_confirmed", decision, detail, now))
+            log.info("review_confirmed", decision_id=str(decision.decision_id), event_id=str(decision.event_id))
+            return outs
+        return self._release(item, decision, state, detail, now)
+
+    def _release(
+        self, item: Consumed, decision: ReviewDecision, state: ProcessingState, detail: dict[str, Any], now: datetime
+    ) -> list[Out]:
+        step = self.step
+        record = decision.record
+        contact = ContactRecord.model_construct(**{name: getattr(record, name) for name in ContactRecord.model_fields})
+        try:
+            event = step.codec.open_contact(contact)
+        except KeyDestroyedError:
+            detail["outcome"] = "subject_erased"
+            outs = step.drop(contact, DropReason.KEY_DESTROYED, "open", None, now)
+            return [*outs, self._audit("review_released", decision, detail, now)]
+        review = SpamReview(
+            decision_id=decision.decision_id,
+            decision="released",
+            reviewer=decision.reviewer,
+            decided_at=decision.decided_at,
+        )
+        ctx = ChainContext(
+            policy=step.policy,
+            now=now,
+            pepper=step.pepper,
+            suppression=state.suppression.get(event.subject_key),
+            anchors=state.anchors,
+            rates=state.rates,
+            blocklist=state.blocklist,
+            review=record.tags.spam.model_copy(update={"review": review}),
+        )
+        chain = run_chain(event, ctx)
+        outs = step.route(item, contact, event, chain, now)
+        outs.extend(step.apply_updates(chain, state))
+        detail["outcome"] = type(chain.outcome).__name__.lower()
+        outs.append(self._audit("review_released", decision, detail, now))
+        log.info(
+            "review_released",
+            decision_id=str(decision.decision_id),
+            event_id=str(decision.event_id),
+            outcome=detail["outcome"],
+        )
+        return outs
+
+    def _block(self, decision: ReviewDecision, now: datetime) -> list[Out]:
+        """Blocklist entries for the confirmed sender: hashed keys only, never an address."""
+        keys: list[tuple[BlockTarget, str]] = []
+        if "sender" in decision.block:
+            keys.append(("sender", sender_key(decision.subject_key)))
+        if "domain" in decision.block or "ip" in decision.block:
+            try:
+                event = self.step.codec.open_contact(
+                    ContactRecord.model_construct(
+                        **{name: getattr(decision.record, name) for name in ContactRecord.model_fields}
+                    )
+                )
+            except KeyDestroyedError:
+                event = None
+            if event is not None:
+                domain = email_domain(event.person.email)
+                if "domain" in decision.block and domain:
+                    keys.append(("domain", hashed_key(self.step.pepper, "domain", domain)))
+                if "ip" in decision.block and event.provenance.ip:
+                    keys.append(("ip", hashed_key(self.step.pepper, "ip", event.provenance.ip)))
+        outs = []
+        for target, key in keys:
+            entry = BlocklistEntry(
+                key=key, target=target, added_at=now, decision_id=decision.decision_id, reviewer=decision.reviewer
+            )
+            outs.append(Out(BLOCKLIST_TOPIC, key.encode(), _json(entry)))
+        return outs
+
+    def _audit(self, action: str, decision: ReviewDecision, detail: dict[str, Any], now: datetime) -> Out:
+        from pipeline.models.rights import AuditRecord
+
+        audit = AuditRecord(
+            audit_id=uuid.uuid4(),
+            at=now,
+            actor=f"{ACTOR}:{decision.reviewer}",
+            action=action,
+            subject_key=decision.subject_key,
+            event_id=decision.event_id,
+            detail=detail,
+        )
+        return Out(AUDIT_TOPIC, decision.subject_key.encode(), _json(audit))
+
+
+def register(app: Any, runtime: Runtime) -> None:
+    """Add the review batch agent to the faust app (``REGISTRARS`` entry)."""
+    settings = runtime.settings
+    shared = shared_processing(app, runtime)
+    step = ReviewStep(shared.step)
+    source_name = settings.topic(DECISIONS_TOPIC)
+    source = app.topic(
+        source_name, key_serializer="raw", value_serializer="raw", partitions=shared.partitions[DECISIONS_TOPIC]
+    )
+    batch_agent(app, source, batch_handler(step.process, shared, source_name))

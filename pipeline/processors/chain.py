@@ -1,0 +1,126 @@
+"""The processing chain: suppression -> children -> spam -> purposes -> retention, as one pure function.
+
+``run_chain(event, ctx)`` never raises and never performs I/O. It returns the outcome (accepted, quarantined,
+dropped, or failed with the stage and the error) and the state updates to store (rate windows, retention anchors)
+as data; the agent reads state from its tables into ``ChainContext`` and writes the updates back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pipeline.logging import scrub_text
+from pipeline.models.contact import ContactEvent
+from pipeline.models.processing import DropReason
+from pipeline.models.rights import SuppressionRecord
+from pipeline.models.tagged import SpamVerdict, TaggedEvent, Tags
+from pipeline.processors import rates
+from pipeline.processors.children import child_evidence
+from pipeline.processors.compiled import CompiledPolicy
+from pipeline.processors.retention import retention_clock
+from pipeline.processors.spam import SpamInputs, score_spam
+from pipeline.processors.suppression import apply_suppression
+from pipeline.processors.tagging import tag_purposes
+from pipeline.processors.text import person_text
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    tagged: TaggedEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    tagged: TaggedEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """Counted by reason only; nothing of the event is kept."""
+
+    reason: DropReason
+    stage: str
+    evidence: str | None = None
+    """A non-personal code of what showed it (e.g. ``stated_age``); never a value from the event."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A stage raised: the agent dead-letters the event with this stage and error."""
+
+    stage: str
+    reason: str
+    error: str
+
+
+Outcome = Accepted | Quarantined | Dropped | Failed
+
+
+@dataclass(frozen=True, slots=True)
+class ChainContext:
+    """Everything the chain may read besides the event. State comes from the agent's tables, read-only."""
+
+    policy: CompiledPolicy
+    now: datetime
+    pepper: bytes
+    suppression: SuppressionRecord | None = None
+    anchors: Mapping[str, datetime] = field(default_factory=dict)
+    rates: Mapping[str, rates.RateState] = field(default_factory=dict)
+    blocklist: Container[str] = frozenset()
+    review: SpamVerdict | None = None
+    """Set when a reviewer released the event: this verdict (with the review) replaces the spam score."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainResult:
+    outcome: Outcome
+    rate_updates: Mapping[str, rates.RateState] = field(default_factory=dict)
+    anchor_update: tuple[str, datetime] | None = None
+
+
+def _error_text(exc: BaseException) -> str:
+    return scrub_text(f"{type(exc).__name__}: {exc}")[:4000]
+
+
+def run_chain(event: ContactEvent, ctx: ChainContext) -> ChainResult:
+    """Run every rule on one event. Exceptions become ``Failed`` with the stage that raised."""
+    compiled = ctx.policy
+    stage = "suppression"
+    try:
+        effect = apply_suppression(event, ctx.suppression, compiled.policy)
+        if isinstance(effect, DropReason):
+            return ChainResult(Dropped(effect, stage))
+        stage = "children"
+        text = person_text(event)
+        evidence = child_evidence(event, text, compiled)
+        if evidence is not None:
+            return ChainResult(Dropped(DropReason.CHILD, stage, evidence))
+        stage = "spam"
+        rate_updates: Mapping[str, rates.RateState] = {}
+        if ctx.review is not None:
+            verdict = ctx.review  # counted when it was first scored; a release does not count it again
+        else:
+            verdict, rate_updates = score_spam(event, text, compiled, SpamInputs(ctx.pepper, ctx.blocklist, ctx.rates))
+        stage = "tagging"
+        purposes, marketing_allowed = tag_purposes(event, compiled, effect)
+        if not purposes:
+            return ChainResult(Dropped(DropReason.NO_LAWFUL_PURPOSE, stage), rate_updates)
+        stage = "retention"
+        clock = retention_clock(event, compiled.policy, ctx.anchors)
+        tags = Tags(
+            policy_version=compiled.policy.version,
+            purposes=purposes,
+            retention_clock=clock.clock,
+            retention_anchor_at=clock.anchor_at,
+            retention_expires_at=clock.expires_at,
+            marketing_allowed=marketing_allowed,
+            spam=verdict,
+        )
+        tagged = TaggedEvent.model_construct(event=event, tags=tags)  # both parts are validated models already
+        if verdict.is_spam:  # the anchor moves only with an event that is kept
+            return ChainResult(Quarantined(tagged), rate_updates)
+        return ChainResult(Accepted(tagged), rate_updates, clock.update)
+    except Exception as exc:
+        return ChainResult(Failed(stage, f"rule_error:{stage}", _error_text(exc)))

@@ -1,0 +1,50 @@
+"""The subject's suppression state (rights, policy section 9) applied to one event.
+
+- erased: events RECEIVED BEFORE the erasure took effect are dropped. A submission received after it is a new
+  collection (the person came back; the key store gave them a fresh data key): it is accepted, and the subject's
+  other flags (objection, withdrawal, restriction) still apply to it. ``policy.suppression.accept_after_erasure``
+  turns this off (then every later event of an erased subject is dropped too).
+- restricted (9.4): dropped from further processing; the data stays where it is stored; counted.
+- marketing_objected (9.6): kept, but ``marketing_allowed=False`` and no direct-marketing purpose.
+- consent_withdrawn (9.8): those purposes are removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.models.common import Purpose
+from pipeline.models.contact import ContactEvent
+from pipeline.models.processing import DropReason
+from pipeline.models.rights import SuppressionRecord
+from pipeline.policy import Policy
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionEffect:
+    """What a suppression state that does not drop the event changes in its tags."""
+
+    marketing_objected: bool = False
+    withdrawn: frozenset[Purpose] = frozenset()
+
+
+NO_EFFECT = SuppressionEffect()
+
+
+def apply_suppression(
+    event: ContactEvent, state: SuppressionRecord | None, policy: Policy
+) -> DropReason | SuppressionEffect:
+    """A drop reason, or the effect the state has on tagging."""
+    if state is None:
+        return NO_EFFECT
+    if state.subject_key != event.subject_key:
+        raise ValueError("suppression state of another subject")
+    if state.erased:
+        erased_at = state.erased_at or state.updated_at
+        if not policy.suppression.accept_after_erasure or event.received_at <= erased_at:
+            return DropReason.SUBJECT_ERASED
+    if state.restricted and policy.suppression.drop_restricted:
+        return DropReason.SUBJECT_RESTRICTED
+    if not state.marketing_objected and not state.consent_withdrawn:
+        return NO_EFFECT
+    return SuppressionEffect(state.marketing_objected, frozenset(state.consent_withdrawn))

@@ -1,0 +1,25 @@
+"""The parts of an event that the person wrote themselves: what content rules (spam, age statements) look at."""
+
+from __future__ import annotations
+
+from pipeline.models.contact import ContactEvent
+
+
+def person_text(event: ContactEvent) -> str:
+    """Subject line, message and the person's own turns of a transcript; never the agent's or the bot's words."""
+    interaction = event.interaction
+    parts = [interaction.subject or "", interaction.message or ""]
+    parts.extend(u.text for u in interaction.transcript if u.author == "person")
+    return "\n".join(p for p in parts if p)
+
+
+def email_domain(email: str | None) -> str | None:
+    if not email or "@" not in email:
+        return None
+    return email.rsplit("@", 1)[1].lower()
+
+
+def domain_and_parents(domain: str) -> list[str]:
+    """``a.b.example.com`` -> [a.b.example.com, b.example.com, example.com] (not the bare TLD)."""
+    labels = domain.split(".")
+    return [".".join(labels[i:]) for i in range(max(len(labels) - 1, 1))]

@@ -1,0 +1,86 @@
+"""The review HTTP API (``/v1/review``), behind the reviewer bearer token (``LEADPIPE_REVIEWER_TOKEN``)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from pipeline.ingest.auth import require_token
+from pipeline.ingest.deps import get_publisher, get_runtime
+from pipeline.models.review import BlockTarget
+from pipeline.review.service import QueueItem, QueueItemContent, ReviewError, ReviewService
+
+router = APIRouter(prefix="/v1/review", tags=["review"])
+
+Actor = Annotated[str, Depends(require_token("reviewer"))]
+
+
+class DecisionBody(BaseModel):
+    reviewer: str | None = Field(
+        default=None, max_length=200, description="Operator id recorded with the decision; default: 'reviewer'."
+    )
+    block: list[BlockTarget] = Field(default_factory=list, description="On confirm: sender, domain and/or ip.")
+
+
+class DecisionMade(BaseModel):
+    decision_id: uuid.UUID
+    event_id: uuid.UUID
+    decision: Literal["release", "confirm"]
+    block: list[BlockTarget]
+
+
+def _service(request: Request) -> ReviewService:
+    return ReviewService(get_runtime(request), get_publisher(request))
+
+
+def _http(exc: ReviewError) -> HTTPException:
+    return HTTPException(status_code=404 if exc.code == "not_found" else 409, detail={"reason": exc.code})
+
+
+@router.get("/quarantine", response_model=list[QueueItem])
+async def list_queue(request: Request, actor: Actor, limit: int = 100) -> list[QueueItem]:
+    """Quarantined events waiting for a decision, oldest first, with their spam reasons."""
+    return await asyncio.to_thread(_service(request).pending, limit)
+
+
+@router.get("/quarantine/{event_id}", response_model=QueueItemContent)
+async def show(event_id: uuid.UUID, request: Request, actor: Actor) -> QueueItemContent:
+    """One quarantined event with what the person sent."""
+    try:
+        return await asyncio.to_thread(_service(request).show, event_id)
+    except ReviewError as exc:
+        raise _http(exc) from None
+
+
+async def _decide(
+    request: Request, event_id: uuid.UUID, decision: Literal["release", "confirm"], actor: str, body: DecisionBody
+) -> DecisionMade:
+    try:
+        made = await asyncio.to_thread(
+            _service(request).decide, event_id, decision, body.reviewer or actor, tuple(body.block)
+        )
+    except ReviewError as exc:
+        raise _http(exc) from None
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail={"reason": "invalid_decision", "message": str(exc)}) from None
+    return DecisionMade(decision_id=made.decision_id, event_id=made.event_id, decision=decision, block=list(made.block))
+
+
+@router.post("/quarantine/{event_id}/release", response_model=DecisionMade, status_code=202)
+async def release(
+    event_id: uuid.UUID, request: Request, actor: Actor, body: DecisionBody | None = None
+) -> DecisionMade:
+    """Not spam: the event continues to contacts.accepted with the reviewer's decision recorded on it."""
+    return await _decide(request, event_id, "release", actor, body or DecisionBody())
+
+
+@router.post("/quarantine/{event_id}/confirm", response_model=DecisionMade, status_code=202)
+async def confirm(
+    event_id: uuid.UUID, request: Request, actor: Actor, body: DecisionBody | None = None
+) -> DecisionMade:
+    """Spam: the event stays out; ``block`` adds the sender, domain or IP (hashed) to the reviewer blocklist."""
+    return await _decide(request, event_id, "confirm", actor, body or DecisionBody())

@@ -1,0 +1,106 @@
+"""``leadpipe spam review list|show|release|confirm``: the manual half of the spam filter (policy section 8)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import uuid
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+
+from pipeline.config import get_settings
+from pipeline.models.review import BlockTarget
+
+if TYPE_CHECKING:
+    from pipeline.review.service import ReviewService
+
+spam_app = typer.Typer(help="Spam filtering (policy section 8).", no_args_is_help=True)
+review_app = typer.Typer(help="Review quarantined events: release them or confirm them as spam.", no_args_is_help=True)
+spam_app.add_typer(review_app, name="review")
+
+Reviewer = Annotated[
+    str | None, typer.Option(help="Your operator id, recorded with the decision; default: your login name.")
+]
+
+
+def _service() -> ReviewService:
+    from pipeline.review.service import ReviewService
+    from pipeline.runtime import Runtime
+
+    return ReviewService(Runtime(get_settings()))
+
+
+def _reviewer(value: str | None) -> str:
+    return value or getpass.getuser()
+
+
+@review_app.command("list")
+def list_queue(
+    limit: Annotated[int, typer.Option(help="At most this many, oldest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Quarantined events waiting for a decision, with their spam reasons (no personal data)."""
+    items = _service().pending(limit)
+    for item in items:
+        if as_json:
+            typer.echo(item.model_dump_json())
+            continue
+        reasons = ", ".join(r["code"] for r in item.reasons)
+        typer.echo(
+            f"{item.event_id}  {item.quarantined_at:%Y-%m-%d %H:%M}  {item.channel:<9}  "
+            f"score {item.score:g}/{item.threshold:g}  {reasons}"
+        )
+    if not as_json:
+        typer.echo(f"{len(items)} event(s) waiting")
+
+
+@review_app.command("show")
+def show(event_id: uuid.UUID) -> None:
+    """One quarantined event with what the person sent (personal data: shown here, never logged)."""
+    from pipeline.review.service import ReviewError
+
+    try:
+        item = _service().show(event_id)
+    except ReviewError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(item.model_dump(mode="json"), indent=2, ensure_ascii=False))
+
+
+def _decide(
+    event_id: uuid.UUID, decision: Literal["release", "confirm"], reviewer: str | None, block: tuple[BlockTarget, ...]
+) -> None:
+    from pipeline.review.service import ReviewError
+
+    try:
+        made = _service().decide(event_id, decision, _reviewer(reviewer), block)
+    except ReviewError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{made.decision} {made.event_id}: decision {made.decision_id} published")
+
+
+@review_app.command("release")
+def release(event_id: uuid.UUID, reviewer: Reviewer = None) -> None:
+    """Not spam: the event continues through the pipeline, with your decision recorded on it."""
+    _decide(event_id, "release", reviewer, ())
+
+
+@review_app.command("confirm")
+def confirm(
+    event_id: uuid.UUID,
+    block: Annotated[bool, typer.Option("--block", help="Block the sender (their subject key, hashed).")] = False,
+    block_domain: Annotated[bool, typer.Option("--block-domain", help="Block the sender's e-mail domain.")] = False,
+    block_ip: Annotated[bool, typer.Option("--block-ip", help="Block the source IP.")] = False,
+    reviewer: Reviewer = None,
+) -> None:
+    """Spam: the event stays out; optionally block the sender, their domain or their IP (stored hashed)."""
+    targets: list[BlockTarget] = []
+    if block:
+        targets.append("sender")
+    if block_domain:
+        targets.append("domain")
+    if block_ip:
+        targets.append("ip")
+    _decide(event_id, "confirm", reviewer, tuple(targets))

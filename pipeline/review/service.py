@@ -1,0 +1,176 @@
+"""What ``leadpipe spam review`` and the review API share: reading the queue and publishing decisions.
+
+The queue is ``contacts.quarantine`` minus every event a decision already names (``contacts.review.decisions``),
+read to the end (read_committed) at each call: quarantine is short-lived and small (section 8 review queue).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from pipeline.crypto.sealing import KeyDestroyedError
+from pipeline.kafka.consumer import read_to_end
+from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
+from pipeline.logging import get_logger
+from pipeline.models.records import QuarantineRecord
+from pipeline.models.review import BlockTarget, ReviewDecision
+from pipeline.runtime import Runtime
+
+log = get_logger(__name__)
+
+QUARANTINE_TOPIC = "contacts.quarantine"
+DECISIONS_TOPIC = "contacts.review.decisions"
+
+
+class ReviewError(ValueError):
+    """The event is not in the queue (unknown, expired or already decided); ``code`` says which."""
+
+    def __init__(self, code: Literal["not_found", "already_decided"], message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class QueueItem(BaseModel):
+    """One quarantined event as a reviewer first sees it: ids, channel, times and the reasons; no personal data."""
+
+    event_id: uuid.UUID
+    subject_key: str
+    channel: str
+    received_at: datetime
+    quarantined_at: datetime
+    score: float
+    threshold: float
+    reasons: list[dict[str, Any]]
+    policy_version: str
+
+
+class QueueItemContent(QueueItem):
+    """A queue item with what the person sent, for the reviewer to judge (personal data: shown, never logged)."""
+
+    sender: dict[str, Any] | None
+    interaction: dict[str, Any] | None
+    source: dict[str, Any] | None
+    readable: bool
+
+
+@dataclass
+class _Queue:
+    pending: dict[uuid.UUID, QuarantineRecord]
+    decided: dict[uuid.UUID, str]
+
+
+def _item(record: QuarantineRecord) -> QueueItem:
+    spam = record.tags.spam
+    return QueueItem(
+        event_id=record.event_id,
+        subject_key=record.subject_key,
+        channel=record.channel.value,
+        received_at=record.received_at,
+        quarantined_at=record.quarantined_at,
+        score=spam.score,
+        threshold=spam.threshold,
+        reasons=[{"code": r.code, "weight": r.weight, "detail": r.detail} for r in spam.reasons],
+        policy_version=record.tags.policy_version,
+    )
+
+
+class ReviewService:
+    def __init__(self, runtime: Runtime, publisher: ConfirmingPublisher | None = None) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self._publisher = publisher
+
+    @property
+    def publisher(self) -> ConfirmingPublisher:
+        if self._publisher is None:
+            self._publisher = ConfirmingPublisher(self.settings)
+        return self._publisher
+
+    def _queue(self) -> _Queue:
+        pending: dict[uuid.UUID, QuarantineRecord] = {}
+        decided: dict[uuid.UUID, str] = {}
+        for record in read_to_end(self.settings, [QUARANTINE_TOPIC, DECISIONS_TOPIC]):
+            if record.value is None:
+                continue
+            try:
+                if record.topic == QUARANTINE_TOPIC:
+                    quarantined = QuarantineRecord.model_validate_json(record.value)
+                    pending[quarantined.event_id] = quarantined
+                else:
+                    decision = ReviewDecision.model_validate_json(record.value)
+                    decided[decision.event_id] = decision.decision
+            except ValidationError:
+                log.warning("review_unreadable_record", topic=record.topic, offset=record.offset)
+        for event_id in decided:
+            pending.pop(event_id, None)
+        return _Queue(pending, decided)
+
+    def pending(self, limit: int | None = None) -> list[QueueItem]:
+        """Quarantined events nobody decided yet, oldest first."""
+        items = sorted((_item(r) for r in self._queue().pending.values()), key=lambda i: i.quarantined_at)
+        return items[:limit] if limit else items
+
+    def _find(self, event_id: uuid.UUID) -> QuarantineRecord:
+        queue = self._queue()
+        if event_id in queue.decided:
+            raise ReviewError("already_decided", f"event {event_id} was already decided ({queue.decided[event_id]})")
+        record = queue.pending.get(event_id)
+        if record is None:
+            raise ReviewError("not_found", f"event {event_id} is not in the quarantine (unknown or expired)")
+        return record
+
+    def show(self, event_id: uuid.UUID) -> QueueItemContent:
+        """One queued event with its content opened (the reviewer needs to read it to decide)."""
+        record = self._find(event_id)
+        base = _item(record).model_dump()
+        try:
+            event = self.runtime.codec.open_contact(record)
+        except KeyDestroyedError:  # erased since: nothing left to read
+            return QueueItemContent(**base, sender=None, interaction=None, source=None, readable=False)
+        return QueueItemContent(
+            **base,
+            sender=event.person.model_dump(exclude_none=True, mode="json"),
+            interaction=event.interaction.model_dump(exclude_none=True, exclude_defaults=True, mode="json"),
+            source=event.provenance.model_dump(exclude_none=True, mode="json"),
+            readable=True,
+        )
+
+    def decide(
+        self,
+        event_id: uuid.UUID,
+        decision: Literal["release", "confirm"],
+        reviewer: str,
+        block: Iterable[BlockTarget] = (),
+    ) -> ReviewDecision:
+        """Publish a decision (confirmed by the broker); the worker's review agent carries it out."""
+        targets = tuple(dict.fromkeys(block))
+        if targets and decision != "confirm":
+            raise ValueError("only a confirmation can block the sender")
+        record = self._find(event_id)
+        made = ReviewDecision(
+            decision_id=uuid.uuid4(),
+            event_id=record.event_id,
+            subject_key=record.subject_key,
+            decision=decision,
+            block=targets,
+            reviewer=reviewer,
+            decided_at=datetime.now(UTC),
+            record=record,
+        )
+        self.publisher.publish([Outgoing(DECISIONS_TOPIC, record.subject_key, made)])
+        log.info(
+            "review_decision_published",
+            decision_id=str(made.decision_id),
+            event_id=str(made.event_id),
+            decision=decision,
+            blocked=list(targets),
+            reviewer=reviewer,
+            reasons=[r.code for r in record.tags.spam.reasons],
+        )
+        return made

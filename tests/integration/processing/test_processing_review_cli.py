@@ -1,0 +1,85 @@
+"""``leadpipe spam review``: list, show, release and confirm against the real broker (no worker needed: the
+queue is read from the topics, and a decision is an event the worker carries out later)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from processing_harness import contact, publish
+from typer.testing import CliRunner
+
+from pipeline.agents.launch import worker_env
+from pipeline.cli import app as cli
+from pipeline.config import Settings, get_settings
+from pipeline.db import ensure_schema
+from pipeline.kafka.consumer import read_to_end
+from pipeline.models.records import QuarantineRecord
+from pipeline.models.review import ReviewDecision
+from pipeline.policy import load_policy
+from pipeline.processors import ChainContext, Quarantined, compile_policy, run_chain
+from pipeline.runtime import Runtime
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def runtime(kafka_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    runtime = Runtime(kafka_settings)
+    ensure_schema(runtime.engine)
+    for name, value in worker_env(kafka_settings, base={}).items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield runtime
+    get_settings.cache_clear()
+    runtime.engine.dispose()
+
+
+def _quarantined(runtime: Runtime, i: int) -> QuarantineRecord:
+    event = contact(i, honeypot="bot", message="Guaranteed returns")
+    ctx = ChainContext(policy=compile_policy(load_policy()), now=datetime.now(UTC), pepper=runtime.pepper)
+    outcome = run_chain(event, ctx).outcome
+    assert isinstance(outcome, Quarantined)
+    return runtime.codec.seal_quarantine(outcome.tagged, datetime.now(UTC))
+
+
+def _run(*args: str) -> Any:
+    result = CliRunner().invoke(cli, ["spam", "review", *args])
+    return result
+
+
+def test_list_show_and_decide(runtime: Runtime) -> None:
+    first, second = _quarantined(runtime, 1), _quarantined(runtime, 2)
+    publish(runtime, "contacts.quarantine", [(r.subject_key, r) for r in (first, second)])
+
+    listed = _run("list", "--json")
+    assert listed.exit_code == 0, listed.output
+    items = [json.loads(line) for line in listed.output.splitlines() if line.startswith("{")]
+    assert {i["event_id"] for i in items} == {str(first.event_id), str(second.event_id)}
+    assert "ann." not in listed.output and "Tester" not in listed.output
+
+    shown = _run("show", str(first.event_id))
+    assert shown.exit_code == 0 and "Guaranteed returns" in shown.output and "honeypot" in shown.output
+
+    released = _run("release", str(first.event_id), "--reviewer", "alice")
+    assert released.exit_code == 0, released.output
+    confirmed = _run("confirm", str(second.event_id), "--block", "--block-ip", "--reviewer", "bob")
+    assert confirmed.exit_code == 0, confirmed.output
+    again = _run("confirm", str(second.event_id))
+    assert again.exit_code == 1 and "already decided" in again.output
+    unknown = _run("show", str(uuid.uuid4()))
+    assert unknown.exit_code == 1 and "not in the quarantine" in unknown.output
+
+    decisions = [
+        ReviewDecision.model_validate_json(r.value or b"")
+        for r in read_to_end(runtime.settings, ["contacts.review.decisions"])
+    ]
+    assert [(d.event_id, d.decision, d.reviewer, d.block) for d in decisions] == [
+        (first.event_id, "release", "alice", ()),
+        (second.event_id, "confirm", "bob", ("sender", "ip")),
+    ]
+    assert _run("list").output.strip().endswith("0 event(s) waiting")

@@ -1,0 +1,146 @@
+"""Children (section 12) and suppression (section 9): who is dropped, who is kept and how."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import date, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from processor_events import NOW, build_event
+
+from pipeline.models.common import Channel, InteractionKind, Purpose
+from pipeline.models.contact import ContactEvent, Utterance
+from pipeline.models.processing import DropReason
+from pipeline.models.rights import SuppressionRecord
+from pipeline.policy import load_policy
+from pipeline.processors import Accepted, ChainContext, Dropped, Failed, compile_policy, run_chain
+
+
+def _outcome(event: ContactEvent, ctx: ChainContext) -> object:
+    return run_chain(event, ctx).outcome
+
+
+# ---- children ---------------------------------------------------------------------------------------------------
+
+
+_CTX = ChainContext(policy=compile_policy(load_policy()), now=NOW, pepper=b"p")
+
+
+@settings(max_examples=40, deadline=None)
+@given(age=st.integers(min_value=0, max_value=120))
+def test_stated_age_under_16_is_dropped_16_and_over_kept(age: int) -> None:
+    outcome = _outcome(build_event(person={"stated_age": age}), _CTX)
+    if age < 16:
+        assert outcome == Dropped(DropReason.CHILD, "children", "stated_age")
+    else:
+        assert isinstance(outcome, Accepted)
+
+
+def test_birth_date_is_counted_on_the_day_of_the_contact(make_ctx: Callable[..., ChainContext]) -> None:
+    sixteenth = date(NOW.year - 16, NOW.month, NOW.day)
+    assert isinstance(_outcome(build_event(person={"birth_date": sixteenth}), make_ctx()), Accepted)
+    day_later = sixteenth + timedelta(days=1)
+    outcome = _outcome(build_event(person={"birth_date": day_later}), make_ctx())
+    assert outcome == Dropped(DropReason.CHILD, "children", "birth_date")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hi, I am 14 years old and want to learn coding",
+        "I'm 15 yo, can I join?",
+        "hello. I am only 12.",
+        "my age is 13",
+        "I turn 15 next month",
+    ],
+)
+def test_first_person_age_statements_under_16_drop(text: str, make_ctx: Callable[..., ChainContext]) -> None:
+    outcome = _outcome(build_event(interaction={"message": text}), make_ctx())
+    assert outcome == Dropped(DropReason.CHILD, "children", "age_statement")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I am 34 years old and lead a data team",
+        "We build apps for kids aged 12 to 14",
+        "Our team has 12 engineers",
+        "I am 3 weeks into the project",
+        "I'm 15 minutes late for the call",
+    ],
+)
+def test_other_numbers_are_not_ages(text: str, make_ctx: Callable[..., ChainContext]) -> None:
+    assert isinstance(_outcome(build_event(interaction={"message": text}), make_ctx()), Accepted)
+
+
+def test_only_the_persons_own_turns_count(make_ctx: Callable[..., ChainContext]) -> None:
+    bot = (Utterance(author="bot", text="Are you a student? Some are 14 years old"),)
+    event = build_event(Channel.CHATBOT, interaction={"message": None, "transcript": bot})
+    assert isinstance(_outcome(event, make_ctx()), Accepted)
+    own = (Utterance(author="person", text="yes, I am 14 years old"),)
+    event = build_event(Channel.CHATBOT, interaction={"message": None, "transcript": own})
+    assert isinstance(_outcome(event, make_ctx()), Dropped)
+
+
+# ---- suppression ------------------------------------------------------------------------------------------------
+
+
+def _state(event: ContactEvent, **flags: object) -> SuppressionRecord:
+    return SuppressionRecord(
+        subject_key=event.subject_key,
+        updated_at=flags.pop("updated_at", NOW),  # type: ignore[arg-type]
+        request_id=uuid.uuid4(),
+        **flags,  # type: ignore[arg-type]
+    )
+
+
+def test_an_event_received_before_the_erasure_is_dropped(make_ctx: Callable[..., ChainContext]) -> None:
+    event = build_event(received_at=NOW - timedelta(minutes=5))
+    state = _state(event, erased=True, erased_at=NOW)
+    assert _outcome(event, make_ctx(suppression=state)) == Dropped(DropReason.SUBJECT_ERASED, "suppression")
+
+
+def test_a_submission_after_the_erasure_is_a_new_collection(make_ctx: Callable[..., ChainContext]) -> None:
+    event = build_event(received_at=NOW + timedelta(minutes=5))
+    state = _state(event, erased=True, erased_at=NOW)
+    outcome = _outcome(event, make_ctx(suppression=state))
+    assert isinstance(outcome, Accepted)
+    assert outcome.tagged.tags.marketing_allowed is True
+
+
+def test_after_erasure_an_earlier_objection_still_holds(make_ctx: Callable[..., ChainContext]) -> None:
+    event = build_event(received_at=NOW + timedelta(minutes=5))
+    state = _state(event, erased=True, erased_at=NOW, marketing_objected=True)
+    outcome = _outcome(event, make_ctx(suppression=state))
+    assert isinstance(outcome, Accepted)
+    assert outcome.tagged.tags.marketing_allowed is False
+
+
+def test_erased_at_missing_falls_back_to_updated_at(make_ctx: Callable[..., ChainContext]) -> None:
+    event = build_event(received_at=NOW - timedelta(seconds=1))
+    assert isinstance(_outcome(event, make_ctx(suppression=_state(event, erased=True))), Dropped)
+
+
+def test_a_restricted_subject_is_dropped_from_processing(make_ctx: Callable[..., ChainContext]) -> None:
+    event = build_event()
+    outcome = _outcome(event, make_ctx(suppression=_state(event, restricted=True)))
+    assert outcome == Dropped(DropReason.SUBJECT_RESTRICTED, "suppression")
+
+
+def test_objection_keeps_the_event_without_marketing(make_ctx: Callable[..., ChainContext]) -> None:
+    event = build_event(Channel.EVENT, InteractionKind.REGISTRATION)
+    outcome = _outcome(event, make_ctx(suppression=_state(event, marketing_objected=True)))
+    assert isinstance(outcome, Accepted)
+    assert outcome.tagged.tags.marketing_allowed is False
+    assert Purpose.INFORMATION_OF_INTEREST not in {t.purpose for t in outcome.tagged.tags.purposes}
+
+
+def test_a_state_of_another_subject_is_a_failure_not_a_silent_pass(make_ctx: Callable[..., ChainContext]) -> None:
+    event = build_event()
+    other = SuppressionRecord(subject_key="sk_someone_else_000", updated_at=NOW, request_id=uuid.uuid4())
+    outcome = _outcome(event, make_ctx(suppression=other))
+    assert isinstance(outcome, Failed)
+    assert outcome.stage == "suppression"

@@ -1,0 +1,210 @@
+"""Spam score: each signal fires on its own, the score is the sum of its listed reasons, rates count in windows."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from processor_events import NOW, PEPPER, build_event
+
+from pipeline.models.contact import ContactEvent
+from pipeline.models.tagged import SpamReview
+from pipeline.policy import default_policy_path, load_policy
+from pipeline.processors import Accepted, ChainContext, Quarantined, compile_policy, run_chain
+from pipeline.processors import rates as rate_windows
+from pipeline.processors.spam import hashed_key, rate_keys, sender_key
+
+
+def _verdict(event: ContactEvent, ctx: ChainContext) -> Any:
+    outcome = run_chain(event, ctx).outcome
+    assert isinstance(outcome, Accepted | Quarantined), outcome
+    return outcome.tagged.tags.spam
+
+
+def _codes(event: ContactEvent, ctx: ChainContext) -> list[str]:
+    return [r.code for r in _verdict(event, ctx).reasons]
+
+
+def _blocklist_policy(tmp_path: Path, **blocklist: list[str]) -> ChainContext:
+    data = yaml.safe_load(default_policy_path().read_text())
+    data["spam"]["blocklist"].update(blocklist)
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return ChainContext(policy=compile_policy(load_policy(path)), now=NOW, pepper=PEPPER)
+
+
+def test_a_plain_request_scores_zero(make_ctx: Callable[..., ChainContext]) -> None:
+    verdict = _verdict(
+        build_event(interaction={"message": "We need a data platform, can we talk on Monday?"}), make_ctx()
+    )
+    assert verdict.score == 0 and verdict.reasons == () and not verdict.is_spam
+
+
+@pytest.mark.parametrize(
+    ("interaction", "code"),
+    [
+        ({"message": "Cheap VIAGRA here"}, "spam_word"),
+        ({"subject": "Best casino bonus"}, "spam_word"),
+        ({"message": "Guaranteed   returns on every deal"}, "misleading_phrase"),
+        ({"message": "hi", "honeypot": "filled by a bot"}, "honeypot"),
+        ({"message": "see https://a.example https://b.example http://c.example www.d.example"}, "too_many_links"),
+        ({"message": "look at https://a.example/x and https://b.example/y for the details now"}, "link_density"),
+        ({"message": "PLEASE CALL ME BACK IMMEDIATELY ABOUT OUR OFFER TODAY"}, "shouting"),
+    ],
+)
+def test_each_content_signal(interaction: dict[str, Any], code: str, make_ctx: Callable[..., ChainContext]) -> None:
+    assert code in _codes(build_event(interaction=interaction), make_ctx())
+
+
+def test_words_match_whole_words_only(make_ctx: Callable[..., ChainContext]) -> None:
+    assert _codes(build_event(interaction={"message": "Our casinos project"}), make_ctx()) == []
+    assert _codes(build_event(interaction={"message": "Sxxxx is a name"}), make_ctx()) == []
+
+
+def test_repeated_word_hits_are_capped(make_ctx: Callable[..., ChainContext]) -> None:
+    text = "viagra cialis casino lottery jackpot xxx"
+    assert _codes(build_event(interaction={"message": text}), make_ctx()).count("spam_word") == 3
+
+
+def test_a_disposable_domain_is_a_signal(make_ctx: Callable[..., ChainContext]) -> None:
+    assert "disposable_domain" in _codes(build_event(person={"email": "x@mailinator.com"}), make_ctx())
+    assert "disposable_domain" not in _codes(build_event(person={"email": "x@example.com"}), make_ctx())
+
+
+def test_static_blocklists(tmp_path: Path) -> None:
+    ctx = _blocklist_policy(
+        tmp_path,
+        emails=["bad@example.com"],
+        domains=["spammy.test"],
+        ips=["198.51.100.0/24", "192.0.2.9"],
+        phones=["+4721929300"],
+    )
+    assert "blocklisted_email" in _codes(build_event(person={"email": "Bad@example.com"}), ctx)
+    assert "blocklisted_domain" in _codes(build_event(person={"email": "a@mail.spammy.test"}), ctx)
+    assert "blocklisted_ip" in _codes(build_event(provenance={"ip": "198.51.100.77"}), ctx)
+    assert "blocklisted_ip" in _codes(build_event(provenance={"ip": "192.0.2.9"}), ctx)
+    assert "blocklisted_ip" not in _codes(build_event(provenance={"ip": "192.0.2.10"}), ctx)
+    assert "blocklisted_phone" in _codes(build_event(person={"phone": "+4721929300"}), ctx)
+    assert _codes(build_event(), ctx) == []
+
+
+def test_a_blocklisted_sender_is_quarantined_with_the_reason(tmp_path: Path) -> None:
+    ctx = _blocklist_policy(tmp_path, emails=["bad@example.com"])
+    outcome = run_chain(build_event(person={"email": "bad@example.com"}), ctx).outcome
+    assert isinstance(outcome, Quarantined)
+    assert [r.code for r in outcome.tagged.tags.spam.reasons] == ["blocklisted_email"]
+
+
+@pytest.mark.parametrize("target", ["sender", "domain", "ip"])
+def test_the_reviewer_blocklist_is_read_by_hashed_keys(target: str, make_ctx: Callable[..., ChainContext]) -> None:
+    event = build_event(person={"email": "mallory@evil.test"}, provenance={"ip": "203.0.113.66"})
+    key = {
+        "sender": sender_key(event.subject_key),
+        "domain": hashed_key(PEPPER, "domain", "evil.test"),
+        "ip": hashed_key(PEPPER, "ip", "203.0.113.66"),
+    }[target]
+    assert "evil" not in key and "203.0" not in key
+    outcome = run_chain(event, make_ctx(blocklist=frozenset({key}))).outcome
+    assert isinstance(outcome, Quarantined)
+    reason = outcome.tagged.tags.spam.reasons[0]
+    assert reason.code == "reviewer_blocklist" and target in reason.detail
+    assert isinstance(run_chain(event, make_ctx(blocklist=frozenset({"sender:other"}))).outcome, Accepted)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    messages=st.lists(
+        st.sampled_from(["viagra", "guaranteed returns", "hello", "https://x.example", "casino", "we need help"]),
+        max_size=8,
+    ),
+    honeypot=st.booleans(),
+)
+def test_the_score_is_the_sum_of_the_listed_reasons(messages: list[str], honeypot: bool) -> None:
+    ctx = ChainContext(policy=_COMPILED, now=NOW, pepper=PEPPER)
+    event = build_event(interaction={"message": " ".join(messages) or None, "honeypot": "x" if honeypot else None})
+    outcome = run_chain(event, ctx).outcome
+    assert isinstance(outcome, Accepted | Quarantined)
+    verdict = outcome.tagged.tags.spam
+    assert verdict.score == pytest.approx(sum(r.weight for r in verdict.reasons))
+    assert isinstance(outcome, Quarantined) == (verdict.score >= verdict.threshold)
+    assert all(r.detail for r in verdict.reasons)
+
+
+_COMPILED = compile_policy(load_policy())
+
+
+def test_the_ip_rate_limit_counts_within_the_window(make_ctx: Callable[..., ChainContext]) -> None:
+    """21 submissions from one IP within an hour: the 21st carries the rate_ip reason; state flows through updates."""
+    state: dict[str, rate_windows.RateState] = {}
+    codes: list[list[str]] = []
+    for i in range(21):
+        event = build_event(subject_key=f"sk_subject_{i:04d}_abcdef", received_at=NOW + timedelta(minutes=i))
+        result = run_chain(event, make_ctx(rates=state))
+        state.update(result.rate_updates)
+        assert isinstance(result.outcome, Accepted | Quarantined)
+        codes.append([r.code for r in result.outcome.tagged.tags.spam.reasons])
+    assert all("rate_ip" not in c for c in codes[:20])
+    assert "rate_ip" in codes[20]
+    ip_key, _ = rate_keys(event, PEPPER)
+    assert ip_key is not None and "203.0.113.7" not in ip_key
+
+
+def test_the_subject_rate_limit(make_ctx: Callable[..., ChainContext]) -> None:
+    state: dict[str, rate_windows.RateState] = {}
+    last: list[str] = []
+    for i in range(11):
+        event = build_event(provenance={"ip": f"198.51.100.{i}"}, received_at=NOW + timedelta(minutes=i))
+        result = run_chain(event, make_ctx(rates=state))
+        state.update(result.rate_updates)
+        assert isinstance(result.outcome, Accepted | Quarantined)
+        last = [r.code for r in result.outcome.tagged.tags.spam.reasons]
+    assert "rate_subject" in last
+
+
+def test_old_submissions_leave_the_window(make_ctx: Callable[..., ChainContext]) -> None:
+    state: dict[str, rate_windows.RateState] = {}
+    for i in range(20):
+        event = build_event(subject_key=f"sk_subject_{i:04d}_abcdef", received_at=NOW + timedelta(minutes=i))
+        state.update(run_chain(event, make_ctx(rates=state)).rate_updates)
+    later = build_event(subject_key="sk_subject_late_abcdef", received_at=NOW + timedelta(hours=3))
+    assert "rate_ip" not in _codes(later, make_ctx(rates=state))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=20_000), min_size=1, max_size=60))
+def test_rate_window_count_matches_a_brute_force_count(offsets: list[int]) -> None:
+    """The bucketed window never undercounts the last hour and never counts beyond one bucket past it."""
+    window, buckets = 3600, 12
+    state: rate_windows.RateState = ()
+    times: list[int] = []
+    base = 1_700_000_000
+    for offset in sorted(offsets):
+        at = base + offset
+        times.append(at)
+        state, count = rate_windows.bump(state, at, window, buckets)
+        exact = sum(1 for t in times if at - window < t <= at)
+        slack = sum(1 for t in times if at - window - window // buckets < t <= at)
+        assert exact <= count <= slack
+    assert rate_windows.decode(rate_windows.encode(state)) == state
+
+
+def test_a_released_event_keeps_its_verdict_with_the_review_and_is_accepted(
+    make_ctx: Callable[..., ChainContext],
+) -> None:
+    event = build_event(interaction={"message": "hi", "honeypot": "bot"})
+    first = run_chain(event, make_ctx()).outcome
+    assert isinstance(first, Quarantined)
+    review = SpamReview(decision_id=uuid.uuid4(), decision="released", reviewer="reviewer-1", decided_at=NOW)
+    verdict = first.tagged.tags.spam.model_copy(update={"review": review})
+    result = run_chain(event, make_ctx(review=verdict))
+    assert isinstance(result.outcome, Accepted)
+    assert result.outcome.tagged.tags.spam.review == review
+    assert result.outcome.tagged.tags.spam.score == first.tagged.tags.spam.score
+    assert result.rate_updates == {}  # counted once, when it was first scored
