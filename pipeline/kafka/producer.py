@@ -30,6 +30,9 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
         "compression.type": "zstd",
         "message.timeout.ms": 30_000,
         "client.id": f"{settings.app_id}-producer",
+        # the Java client's and faust's partitioner: a subject key lands in the same partition whoever writes it,
+        # so the processors' tables (suppression, retention clock) stay co-partitioned with their input
+        "partitioner": "murmur2_random",
     }
     config.update(overrides)
     return Producer(config)
