@@ -108,6 +108,8 @@ class WriteReport:
     duplicates: frozenset[UUID]
     subjects_created: frozenset[str]
     subjects_recollected: frozenset[str] = frozenset()
+    superseded: frozenset[UUID] = frozenset()
+    """Received before their subject's erasure: not written (they would resurrect erased data)."""
 
 
 @dataclass(frozen=True)
@@ -439,16 +441,26 @@ class CrmRepository:
             batch = [t for event_id, t in unique.items() if event_id not in stored]
             if not batch:
                 return WriteReport(frozenset(), frozenset(unique), frozenset())
-            by_subject = _subject_batches(batch)
             known: dict[str, datetime | None] = {
                 row.subject_key: row.erased_at
                 for row in conn.execute(
                     select(subjects.c.subject_key, subjects.c.erased_at).where(
-                        subjects.c.subject_key.in_(list(by_subject))
+                        subjects.c.subject_key.in_({t.event.subject_key for t in batch})
                     )
                 )
             }
             erased_before = {key: at for key, at in known.items() if at is not None}
+            # An event received before its subject's erasure (accepted just before it, or replayed) must never bring
+            # the data back; only what arrives after the erasure is a new collection.
+            superseded = frozenset(
+                t.event.event_id
+                for t in batch
+                if (at := erased_before.get(t.event.subject_key)) is not None and t.event.received_at <= at
+            )
+            batch = [t for t in batch if t.event.event_id not in superseded]
+            if not batch:
+                return WriteReport(frozenset(), frozenset(stored), frozenset(), superseded=superseded)
+            by_subject = _subject_batches(batch)
             created = {
                 row[0]
                 for row in self._bulk_insert(
@@ -489,9 +501,10 @@ class CrmRepository:
                 )
         return WriteReport(
             new=frozenset(new_ids),
-            duplicates=frozenset(unique) - frozenset(new_ids),
+            duplicates=frozenset(unique) - frozenset(new_ids) - superseded,
             subjects_created=frozenset(created),
             subjects_recollected=frozenset(recollected),
+            superseded=superseded,
         )
 
     def _insert_children(

@@ -55,7 +55,13 @@ class CrmSink(BatchingSink):
         results = []
         for tagged in batch:
             event = tagged.event
-            if event.event_id in report.new:
+            if event.event_id in report.superseded:
+                results.append(
+                    RecordResult.not_applicable(
+                        event.event_id, "subject_erased", "received before the subject's erasure; not written"
+                    )
+                )
+            elif event.event_id in report.new:
                 results.append(RecordResult.written(event.event_id, external_id=event.subject_key))
             else:
                 results.append(

@@ -194,7 +194,7 @@ def test_rights_effects(repo: CrmRepository) -> None:
     assert {e["action"] for e in export["audit"]} >= {"interaction_recorded", "consent_withdrawn", "rectified"}
 
     erasure_id = req()
-    erased = repo.erase_subject(key, erasure_id)
+    erased = repo.erase_subject(key, erasure_id, at=BASE_TIME + timedelta(days=200))
     assert erased.found and erased.interactions_deleted == 2 and erased.identities_deleted >= 2
     view = repo.show(key)
     assert view is not None and view.status == "erased"
@@ -205,6 +205,13 @@ def test_rights_effects(repo: CrmRepository) -> None:
     again = repo.erase_subject(key, req())
     assert again.already_erased
     assert not repo.erase_subject("sk_unknown", req()).found
+
+    # an event received before the erasure (accepted just before it, or replayed) never brings the data back
+    late = make_tagged(occurred_at=BASE_TIME + timedelta(days=100))
+    report = repo.write_events([late])
+    assert report.superseded == frozenset({late.event.event_id}) and not report.new
+    assert repo.show(key).status == "erased"  # type: ignore[union-attr]
+    assert repo.search(email="jane.doe@example.com") == []
 
     # the person comes back (the chain let the new event through): a new collection on the same subject
     back = make_tagged(occurred_at=BASE_TIME + timedelta(days=400))
