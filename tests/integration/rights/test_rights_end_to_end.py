@@ -20,7 +20,6 @@ from fakes.hubspot import FakeHubSpot, running_fake
 from pydantic import BaseModel
 from pypdf import PdfReader
 from rights_helpers import (
-    WorkerThread,
     caught_up,
     invoke_cli,
     read_all,
@@ -29,6 +28,7 @@ from rights_helpers import (
 )
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from worker_thread import WorkerThread
 
 from pipeline.config import Settings
 from pipeline.crypto.keystore import SubjectKey
