@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.config import Settings
 
@@ -59,6 +59,23 @@ def _record(settings: Settings, message: Message) -> Record:
     )
 
 
+def watermarks(consumer: Consumer, partition: TopicPartition, deadline: float) -> tuple[int, int]:
+    """Low and high watermark; retried while the partition has no leader yet (a topic created a moment ago)."""
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=10)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            transient = isinstance(error, KafkaError) and (
+                error.retriable()
+                or error.code() in (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
+            )
+            if not transient or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def read_to_end(
     settings: Settings,
     topics: Iterable[str],
@@ -82,7 +99,7 @@ def read_to_end(
             if name not in metadata.topics:
                 raise ReadError(f"topic {name} does not exist")
             for partition in metadata.topics[name].partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+                low, high = watermarks(consumer, TopicPartition(name, partition), time.monotonic() + timeout_s)
                 if high > low:
                     assignments.append(TopicPartition(name, partition, low))
                     ends[(name, partition)] = high

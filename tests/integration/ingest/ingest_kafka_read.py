@@ -8,6 +8,7 @@ import uuid
 from confluent_kafka import Consumer, TopicPartition
 
 from pipeline.config import Settings
+from pipeline.kafka.consumer import watermarks
 
 
 def read_all(settings: Settings, logical_topics: list[str], timeout_s: float = 20.0) -> dict[str, list[bytes]]:
@@ -29,7 +30,7 @@ def read_all(settings: Settings, logical_topics: list[str], timeout_s: float = 2
         metadata = consumer.list_topics(timeout=10)
         for topic in real:
             for partition in metadata.topics[topic].partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                low, high = watermarks(consumer, TopicPartition(topic, partition), time.monotonic() + 30)
                 if high > low:
                     assignments.append(TopicPartition(topic, partition, low))
                     remaining[(topic, partition)] = high

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from pipeline.config import Settings
+from pipeline.kafka.consumer import watermarks
 from pipeline.models.common import Channel, InteractionKind, LegalBasis, Purpose
 from pipeline.models.contact import Consent, ContactEvent, Interaction, Person, Provenance
 from pipeline.models.tagged import PurposeTag, SpamVerdict, TaggedEvent, Tags
@@ -118,7 +119,7 @@ def read_all(settings: Settings, topics: list[str] | None = None) -> list[Messag
         ends: dict[tuple[str, int], int] = {}
         for name in names:
             for partition in metadata.topics[name].partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+                low, high = watermarks(consumer, TopicPartition(name, partition), time.monotonic() + 30)
                 if high > low:
                     wanted.append(TopicPartition(name, partition, low))
                     ends[(name, partition)] = high
