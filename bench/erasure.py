@@ -33,10 +33,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration" / "rights")]
 
+from fakes.contacts import make_tagged  # noqa: E402
 from fakes.hubspot import running_fake  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
-from rights_helpers import WorkerThread, contact_event, tagged, wait_until, worker_app  # noqa: E402
+from rights_helpers import wait_until  # noqa: E402
+from worker_thread import WorkerThread  # noqa: E402
 
+from pipeline.agents.app import create_app  # noqa: E402
 from pipeline.config import Settings, explicit_settings  # noqa: E402
 from pipeline.db import ensure_schema  # noqa: E402
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing  # noqa: E402
@@ -96,7 +99,7 @@ def run_sinks(values: dict[str, Any], ready: Any, done: Any) -> None:
     """The sink worker in its own process: CRM and HubSpot agents on ``contacts.accepted``."""
     configure_logging("WARNING", "console")
     runtime = Runtime(explicit_settings(**values))
-    worker = WorkerThread(worker_app(runtime, SINK_REGISTRARS))
+    worker = WorkerThread(create_app(runtime, SINK_REGISTRARS))
     worker.start(wait_for_topics=(runtime.settings.topic("contacts.accepted"),))
     ready.set()
     done.wait()
@@ -190,7 +193,7 @@ def main() -> None:
         # whole worker it is in, and an erasure must not wait behind a backlog of ordinary traffic
         # (and the sinks run in a process of their own, as they do in production: one GIL per worker)
         rights_runtime = Runtime(settings.model_copy(update={"app_id": "leadpipe-rights"}))
-        rights = WorkerThread(worker_app(rights_runtime, RIGHTS_REGISTRARS))
+        rights = WorkerThread(create_app(rights_runtime, RIGHTS_REGISTRARS))
         ready = multiprocessing.get_context("spawn").Event()
         done = multiprocessing.get_context("spawn").Event()
         sinks = multiprocessing.get_context("spawn").Process(
@@ -205,7 +208,8 @@ def main() -> None:
             # the people to erase, already in the CRM and HubSpot
             targets = [f"erase-{i}@bench.example.com" for i in range(IDLE_N + LOADED_N)]
             events = [
-                tagged(contact_event(runtime.pepper, email, "Erin", f"Target{i}")) for i, email in enumerate(targets)
+                make_tagged(email, first_name="Erin", last_name=f"Target{i}", pepper=runtime.pepper)
+                for i, email in enumerate(targets)
             ]
             publisher.publish(
                 Outgoing("contacts.accepted", t.event.subject_key, runtime.codec.seal_accepted(t)) for t in events
@@ -215,10 +219,16 @@ def main() -> None:
             # background traffic: other people, pre-sealed (their keys created now, cached like a running ingest)
             n_traffic = int(RATE * (LOADED_N * SPACING_S + 30))
             people = [
-                contact_event(runtime.pepper, f"lead-{i}@traffic.example.org", "Lee", f"Traffic{i}")
+                make_tagged(
+                    f"lead-{i}@traffic.example.org",
+                    first_name="Lee",
+                    last_name=f"Traffic{i}",
+                    pepper=runtime.pepper,
+                    expires_in=timedelta(days=365),
+                )
                 for i in range(SUBJECTS)
             ]
-            sealed = [runtime.codec.seal_accepted(tagged(p, expires_in=timedelta(days=365))) for p in people]
+            sealed = [runtime.codec.seal_accepted(p) for p in people]
             records = [
                 Outgoing("contacts.accepted", r.subject_key, r.model_copy(update={"event_id": uuid.uuid4()}))
                 for i in range(n_traffic)

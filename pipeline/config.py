@@ -73,7 +73,6 @@ class Settings(BaseSettings):
     app_id: str = "leadpipe"
     worker_web_port: int = 6066
     processing_guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
-    worker_partitions: int = 3
     batch_size: int = 500
     batch_timeout_s: float = 0.2
     # Stream processing (pipeline/agents/app.py)

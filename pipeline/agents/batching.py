@@ -79,6 +79,13 @@ def batch_agent(app: faust.App, topic: Any, handler: BatchHandler) -> None:
     app.batch_topics.append(topic)
 
 
+def unhandled(records: Sequence[Any], handled_upto: int | None) -> Sequence[Any]:
+    """The records at or after ``handled_upto`` (fetched records carry ``offset``); all of them when it is None."""
+    if handled_upto is None or not records or records[0].offset >= handled_upto:
+        return records
+    return [record for record in records if record.offset >= handled_upto]
+
+
 class BatchingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
@@ -99,6 +106,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer, plus batch agents and commits that never split a batch."""
 
     _batch_lock: asyncio.Lock | None = None
+    _handled: dict[TP, int] | None = None
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return BatchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -109,10 +117,30 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             self._batch_lock = asyncio.Lock()
         return self._batch_lock
 
+    @property
+    def handled(self) -> dict[TP, int]:
+        """Per partition of a batch-agent topic, the offset after the last record handled since it was assigned.
+
+        Everything below it is in the open transaction or committed: a record delivered again below it (table
+        recovery seeks to the committed offsets while the fetcher runs, so a batch fetched before that seek comes
+        back after it; measured: whole batches handled twice and committed twice) is skipped, never handled again.
+        Only a revocation resets it: then the open transaction is the new owner's to abort or complete.
+        """
+        if self._handled is None:
+            self._handled = {}
+        return self._handled
+
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         async with self.batch_lock:
             done: bool = await super().commit(topics, start_new_transaction=start_new_transaction)
             return done
+
+    async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        done: bool = await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+        log.debug(
+            "offsets_committed", done=done, offsets={f"{tp.topic}:{tp.partition}": o for tp, o in offsets.items()}
+        )
+        return done
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Commit what is done before a rebalance takes the partitions away.
@@ -130,6 +158,13 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         except Exception as exc:  # a fenced producer: the partition moved already; its new owner redoes the work
             self.log.warning("commit before revocation failed: %r", exc)
         await super().on_partitions_revoked(revoked)
+        for tp in revoked:
+            self.handled.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        for tp in assigned:
+            self.handled.pop(tp, None)  # a new assignment starts from the committed offset
+        await super().on_partitions_assigned(assigned, generation_id)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109 (faust API)
         """faust's ``Consumer.getmany``, with batch-agent topics handed over whole instead of yielded."""
@@ -157,7 +192,16 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                 # such records, relying on a later seek; here they are read again unless someone already rewound.
                 self._rewind(tp, batch[0].offset)
                 continue
-            await self._run_batch(handler, tp, [self._to_message(tp, record) for record in batch])
+            fresh = unhandled(batch, self.handled.get(tp))
+            if len(fresh) < len(batch):
+                log.info(
+                    "redelivered_records_skipped",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    skipped=len(batch) - len(fresh),
+                )
+            if fresh:
+                await self._run_batch(handler, tp, [self._to_message(tp, record) for record in fresh])
         if not others:
             return
         to_message = self._to_message
@@ -188,6 +232,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             async with self.batch_lock:
                 await handler(BatchContext(tp, self), messages)
 
+        self.handled[tp] = messages[-1].offset + 1  # before the handler runs: a cancelled wait must not reopen it
         await asyncio.shield(run())
         self._read_offset[tp] = messages[-1].offset
         self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))

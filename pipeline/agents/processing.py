@@ -426,7 +426,14 @@ def batch_handler(
         if records and not futures:
             return  # revoked while sending: not acknowledged, the new owner redoes it
         ctx.ack(messages)
-        log.debug("batch_done", topic=source_name, partition=ctx.tp.partition, size=len(batch), **result.counts)
+        log.debug(
+            "batch_done",
+            topic=source_name,
+            partition=ctx.tp.partition,
+            first=batch[0].offset,
+            last=batch[-1].offset,
+            **result.counts,
+        )
 
     return handle
 

@@ -8,6 +8,7 @@ E-mails and phones arrive in the body (never in the URL, which proxies log) and 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,7 +27,7 @@ from pipeline.logging import get_logger
 from pipeline.models.common import Purpose
 from pipeline.models.rights import AuditRecord, RightKind, SinkStatus
 from pipeline.rights.commands import IdentityError
-from pipeline.rights.dpo import DpoTools
+from pipeline.rights.dpo import DpoTools, RequestOut, request_out
 from pipeline.rights.tracker import RequestTracker, RequestView
 
 log = get_logger(__name__)
@@ -93,30 +94,6 @@ class RightsRequestIn(BaseModel):
     )
 
 
-class SinkOut(BaseModel):
-    sink: str
-    status: SinkStatus
-    attempts: int
-    error: str | None
-    evidence: dict[str, Any]
-
-
-class RequestOut(BaseModel):
-    request_id: str
-    kind: RightKind
-    subject_key: str
-    issued_by: str
-    received_at: datetime
-    due_at: datetime
-    effective_due_at: datetime
-    extension_reason: str | None
-    state: str
-    overdue: bool
-    notice_due: bool
-    completed_at: datetime | None
-    sinks: list[SinkOut]
-
-
 class SubmittedOut(BaseModel):
     request_id: UUID
     kind: RightKind
@@ -129,28 +106,6 @@ class ExtendIn(BaseModel):
     months: int = Field(ge=1, le=2)
     reason: str = Field(min_length=10, max_length=2000)
     operator: str = Field(default="dpo-api", max_length=100)
-
-
-def _out(view: RequestView) -> RequestOut:
-    now = datetime.now(UTC)
-    return RequestOut(
-        request_id=view.request_id,
-        kind=view.kind,
-        subject_key=view.subject_key,
-        issued_by=view.issued_by,
-        received_at=view.received_at,
-        due_at=view.due_at,
-        effective_due_at=view.effective_due_at,
-        extension_reason=view.extension_reason,
-        state=view.state.value,
-        overdue=view.overdue(now),
-        notice_due=view.notice_due,
-        completed_at=view.completed_at,
-        sinks=[
-            SinkOut(sink=s.sink, status=s.status, attempts=s.attempts, error=s.last_error, evidence=s.evidence)
-            for s in view.sinks
-        ],
-    )
 
 
 _schema_ready: set[int] = set()
@@ -212,7 +167,7 @@ async def list_requests(
     def run() -> list[RequestOut]:
         tools = _tools(request)
         views = tools.tracker.requests() if state == "all" else tools.open_requests()
-        out = [_out(v) for v in views]
+        out = [request_out(v) for v in views]
         return [o for o in out if o.overdue] if state == "overdue" else out
 
     return await asyncio.to_thread(run)
@@ -227,33 +182,41 @@ def _view_or_404(tools: DpoTools, request_id: UUID) -> RequestView:
 
 @router.get("/requests/{request_id}", response_model=RequestOut)
 async def get_request(request_id: UUID, request: Request, _actor: Actor) -> RequestOut:
-    return await asyncio.to_thread(lambda: _out(_view_or_404(_tools(request), request_id)))
+    return await asyncio.to_thread(lambda: request_out(_view_or_404(_tools(request), request_id)))
+
+
+async def _change(
+    request: Request, request_id: UUID, change: Callable[[DpoTools], RequestView], refused: str
+) -> RequestOut:
+    """Apply a DPO's change to a known request; a change the request does not allow is a 422 with ``refused``."""
+
+    def run() -> RequestOut:
+        tools = _tools(request)
+        _view_or_404(tools, request_id)
+        return request_out(change(tools))
+
+    try:
+        return await asyncio.to_thread(run)
+    except ValueError as exc:
+        raise HTTPException(422, {"reason": refused, "message": str(exc)}) from None
 
 
 @router.post("/requests/{request_id}/extend", response_model=RequestOut)
 async def extend_request(request_id: UUID, body: ExtendIn, request: Request, actor: Actor) -> RequestOut:
-    def run() -> RequestOut:
-        tools = _tools(request)
-        _view_or_404(tools, request_id)
-        return _out(tools.extend(request_id, body.months, body.reason, operator=f"{actor}:{body.operator}"))
-
-    try:
-        return await asyncio.to_thread(run)
-    except ValueError as exc:
-        raise HTTPException(422, {"reason": "invalid_extension", "message": str(exc)}) from None
+    operator = f"{actor}:{body.operator}"
+    return await _change(
+        request,
+        request_id,
+        lambda tools: tools.extend(request_id, body.months, body.reason, operator=operator),
+        "invalid_extension",
+    )
 
 
 @router.post("/requests/{request_id}/notice-sent", response_model=RequestOut)
 async def record_notice(request_id: UUID, request: Request, actor: Actor) -> RequestOut:
-    def run() -> RequestOut:
-        tools = _tools(request)
-        _view_or_404(tools, request_id)
-        return _out(tools.notice_sent(request_id, operator=actor))
-
-    try:
-        return await asyncio.to_thread(run)
-    except ValueError as exc:
-        raise HTTPException(422, {"reason": "no_notice_for_kind", "message": str(exc)}) from None
+    return await _change(
+        request, request_id, lambda tools: tools.notice_sent(request_id, operator=actor), "no_notice_for_kind"
+    )
 
 
 @router.get("/requests/{request_id}/export", response_class=FileResponse)

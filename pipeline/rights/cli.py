@@ -7,11 +7,12 @@ deadline, never the e-mail or phone. ``--wait`` waits until every sink confirmed
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,7 +22,7 @@ from pipeline.kafka.producer import ConfirmingPublisher, PublishError
 from pipeline.models.common import Purpose
 from pipeline.models.rights import RightKind
 from pipeline.rights.commands import IdentityError, RightsDesk
-from pipeline.rights.dpo import DpoTools, Submitted
+from pipeline.rights.dpo import DpoTools, Submitted, request_out
 from pipeline.rights.sweep import RetentionSweep
 from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
 from pipeline.runtime import Runtime
@@ -41,6 +42,8 @@ Region = Annotated[str | None, typer.Option("--region", help="Country for a phon
 Operator = Annotated[str, typer.Option("--operator", help="Who issues the request (recorded in the audit log)")]
 Wait = Annotated[bool, typer.Option("--wait", help="Wait until every sink has confirmed")]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait")]
+#: What a request command adds to the request besides who it is about (e.g. ``rectify`` -> the changes).
+Extra = dict[str, object]
 
 
 @contextmanager
@@ -112,77 +115,75 @@ def _submit(kind: RightKind, wait: bool, timeout: float, **kwargs: object) -> No
         raise typer.Exit(EXIT_FAILED if view.state is RequestState.ATTENTION else EXIT_TIMEOUT)
 
 
-@dpo_app.command()
-def erase(
-    *,
-    email: Email = None,
-    phone: Phone = None,
-    region: Region = None,
-    operator: Operator = "dpo",
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
-    wait: Wait = False,
-    timeout: Timeout = 60.0,
-) -> None:
+#: The options every request command takes, after its own: who the person is, who asks, and whether to wait.
+_COMMON_OPTIONS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+    for name, annotation, default in (
+        ("email", Email, None),
+        ("phone", Phone, None),
+        ("region", Region, None),
+        ("operator", Operator, "dpo"),
+        ("wait", Wait, False),
+        ("timeout", Timeout, 60.0),
+    )
+]
+
+
+def _request_command(
+    kind: RightKind, name: str | None = None
+) -> Callable[[Callable[..., Extra]], Callable[..., Extra]]:
+    """Register ``leadpipe dpo <name>`` for ``kind``: the decorated function declares only the command's own options
+    and returns the request's extra fields; the identity, operator and ``--wait`` options are added here, once."""
+
+    def register(extras: Callable[..., Extra]) -> Callable[..., Extra]:
+        own = list(inspect.signature(extras, eval_str=True).parameters.values())
+        common = [p.name for p in _COMMON_OPTIONS]
+
+        def command(**values: Any) -> None:
+            shared = {n: values.pop(n) for n in common}
+            wait, timeout = shared.pop("wait"), shared.pop("timeout")
+            _submit(kind, wait, timeout, **shared, **extras(**values))
+
+        command.__signature__ = inspect.Signature([*own, *_COMMON_OPTIONS])  # type: ignore[attr-defined]
+        command.__doc__ = extras.__doc__
+        dpo_app.command(name or extras.__name__.replace("_", "-"))(command)
+        return extras
+
+    return register
+
+
+@_request_command(RightKind.ERASURE)
+def erase(*, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False) -> Extra:
     """Erase the person everywhere (9.3): CRM, HubSpot (GDPR delete), Kafka (their keys are destroyed)."""
     if not yes:
         typer.confirm("Erasure cannot be undone. Erase this person everywhere?", abort=True)
-    _submit(RightKind.ERASURE, wait, timeout, email=email, phone=phone, region=region, operator=operator)
+    return {}
 
 
-@dpo_app.command("object")
-def object_(
-    *,
-    email: Email = None,
-    phone: Phone = None,
-    region: Region = None,
-    operator: Operator = "dpo",
-    wait: Wait = False,
-    timeout: Timeout = 60.0,
-) -> None:
+@_request_command(RightKind.OBJECTION, "object")
+def objection() -> Extra:
     """Objection to direct marketing (9.6): stops at once, everywhere."""
-    _submit(RightKind.OBJECTION, wait, timeout, email=email, phone=phone, region=region, operator=operator)
+    return {}
 
 
-@dpo_app.command()
-def restrict(
-    *,
-    email: Email = None,
-    phone: Phone = None,
-    region: Region = None,
-    operator: Operator = "dpo",
-    wait: Wait = False,
-    timeout: Timeout = 60.0,
-) -> None:
+@_request_command(RightKind.RESTRICTION)
+def restrict() -> Extra:
     """Restrict processing (9.4): the data is kept but no longer processed or synced."""
-    _submit(RightKind.RESTRICTION, wait, timeout, email=email, phone=phone, region=region, operator=operator)
+    return {}
 
 
-@dpo_app.command()
-def unrestrict(
-    *,
-    email: Email = None,
-    phone: Phone = None,
-    region: Region = None,
-    operator: Operator = "dpo",
-    wait: Wait = False,
-    timeout: Timeout = 60.0,
-) -> None:
+@_request_command(RightKind.UNRESTRICTION)
+def unrestrict() -> Extra:
     """Lift a restriction; the person must be told (9.5): ``dpo notice-sent`` records that they were."""
-    _submit(RightKind.UNRESTRICTION, wait, timeout, email=email, phone=phone, region=region, operator=operator)
+    return {}
 
 
-@dpo_app.command()
+@_request_command(RightKind.RECTIFICATION)
 def rectify(
     *,
     set_: Annotated[list[str], typer.Option("--set", help="field=value, e.g. --set last_name=Kowalska")] = [],  # noqa: B006
     clear: Annotated[list[str], typer.Option("--clear", help="A field to empty")] = [],  # noqa: B006
-    email: Email = None,
-    phone: Phone = None,
-    region: Region = None,
-    operator: Operator = "dpo",
-    wait: Wait = False,
-    timeout: Timeout = 60.0,
-) -> None:
+) -> Extra:
     """Correct or complete the person's data in the CRM and HubSpot (9.2)."""
     changes: dict[str, str | None] = {}
     for item in set_:
@@ -191,70 +192,30 @@ def rectify(
             raise typer.BadParameter("use field=value", param_hint="--set")
         changes[field.strip()] = value
     changes.update(dict.fromkeys((c.strip() for c in clear), None))
-    _submit(
-        RightKind.RECTIFICATION,
-        wait,
-        timeout,
-        email=email,
-        phone=phone,
-        region=region,
-        operator=operator,
-        rectify=changes,
-    )
+    return {"rectify": changes}
 
 
-@dpo_app.command("withdraw-consent")
+@_request_command(RightKind.CONSENT_WITHDRAWAL)
 def withdraw_consent(
     *,
     purpose: Annotated[
         list[Purpose], typer.Option("--purpose", help="A purpose that rests on consent; default: all of them")
     ] = [],  # noqa: B006
-    email: Email = None,
-    phone: Phone = None,
-    region: Region = None,
-    operator: Operator = "dpo",
-    wait: Wait = False,
-    timeout: Timeout = 60.0,
-) -> None:
+) -> Extra:
     """Withdrawal of consent (9.8): every purpose resting on consent stops; other purposes continue."""
-    _submit(
-        RightKind.CONSENT_WITHDRAWAL,
-        wait,
-        timeout,
-        email=email,
-        phone=phone,
-        region=region,
-        operator=operator,
-        purposes=tuple(purpose),
-    )
+    return {"purposes": tuple(purpose)}
 
 
-@dpo_app.command()
-def export(
-    *,
-    email: Email = None,
-    phone: Phone = None,
-    region: Region = None,
-    operator: Operator = "dpo",
-    wait: Wait = False,
-    timeout: Timeout = 60.0,
-) -> None:
+@_request_command(RightKind.PORTABILITY)
+def export() -> Extra:
     """Portability (9.7): everything held, as JSON in the documented structure (schemas/subject-export)."""
-    _submit(RightKind.PORTABILITY, wait, timeout, email=email, phone=phone, region=region, operator=operator)
+    return {}
 
 
-@dpo_app.command()
-def access(
-    *,
-    email: Email = None,
-    phone: Phone = None,
-    region: Region = None,
-    operator: Operator = "dpo",
-    wait: Wait = False,
-    timeout: Timeout = 60.0,
-) -> None:
+@_request_command(RightKind.ACCESS)
+def access() -> Extra:
     """Access (9.1): everything held, as a password-protected PDF; the password is printed once."""
-    _submit(RightKind.ACCESS, wait, timeout, email=email, phone=phone, region=region, operator=operator)
+    return {}
 
 
 @dpo_app.command()
@@ -270,7 +231,7 @@ def status(
     if overdue:
         views = [v for v in views if v.overdue(now)]
     if as_json:
-        typer.echo(json.dumps([_as_dict(v, now) for v in views], indent=2, default=str))
+        typer.echo(json.dumps([request_out(v, now).model_dump(mode="json") for v in views], indent=2))
         return
     late = sum(1 for v in views if v.overdue(now))
     typer.echo(f"{len(views)} request(s), {late} overdue")
@@ -286,7 +247,7 @@ def show(request_id: str) -> None:
         if view is None:
             raise typer.BadParameter(f"no request {request_id}")
         trail = tools.tracker.audit_trail(request_id=request_id)
-    typer.echo(json.dumps(_as_dict(view, datetime.now(UTC)), indent=2, default=str))
+    typer.echo(request_out(view).model_dump_json(indent=2))
     for record in trail:
         typer.echo(f"{_fmt(record.at)}  {record.actor:<16} {record.action}")
 
@@ -316,33 +277,6 @@ def notice_sent(request_id: str, operator: Operator = "dpo") -> None:
         except (KeyError, ValueError) as exc:
             raise typer.BadParameter(str(exc)) from None
     typer.echo(f"notice recorded for {request_id}")
-
-
-def _as_dict(view: RequestView, now: datetime) -> dict[str, object]:
-    return {
-        "request_id": view.request_id,
-        "kind": view.kind.value,
-        "subject_key": view.subject_key,
-        "issued_by": view.issued_by,
-        "received_at": view.received_at,
-        "due_at": view.due_at,
-        "effective_due_at": view.effective_due_at,
-        "extension_reason": view.extension_reason,
-        "state": view.state.value,
-        "overdue": view.overdue(now),
-        "notice_due": view.notice_due,
-        "completed_at": view.completed_at,
-        "sinks": [
-            {
-                "sink": s.sink,
-                "status": s.status.value,
-                "attempts": s.attempts,
-                "error": s.last_error,
-                "evidence": s.evidence,
-            }
-            for s in view.sinks
-        ],
-    }
 
 
 def parse_now(value: str | None) -> datetime:

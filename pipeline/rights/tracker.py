@@ -395,18 +395,7 @@ class RequestTracker:
         if subject_key is not None:
             query = query.where(RightsAuditEntry.subject_key == subject_key)
         with Session(self._engine) as session:
-            return [
-                AuditRecord(
-                    audit_id=row.audit_id,
-                    at=row.at,
-                    actor=row.actor,
-                    action=row.action,
-                    subject_key=row.subject_key,
-                    request_id=row.request_id,
-                    detail=row.detail or {},
-                )
-                for row in session.scalars(query)
-            ]
+            return [AuditRecord.model_validate(row, from_attributes=True) for row in session.scalars(query)]
 
 
 def _view(row: RightsRequest, sinks: list[RightsRequestSink]) -> RequestView:

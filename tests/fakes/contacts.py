@@ -47,7 +47,7 @@ _YEARS = {
 }
 
 
-def make_tagged(
+def make_event(
     email: str | None = "jane.doe@example.com",
     *,
     phone: str | None = None,
@@ -59,13 +59,11 @@ def make_tagged(
     company: str | None = "Example GmbH",
     message: str | None = "We would like a demo of your data platform.",
     consent: bool | None = None,
-    marketing_allowed: bool = True,
     pepper: bytes = PEPPER,
     **person: Any,
-) -> TaggedEvent:
-    """One accepted event as the chain would hand it to the sinks."""
+) -> ContactEvent:
+    """One clear contact event as a source adapter would produce it (``consent``: the further-contact checkbox)."""
     occurred = occurred_at or BASE_TIME
-    key = subject_key(pepper, email=email, phone=phone)
     consents = ()
     if consent is not None:
         consents = (
@@ -77,6 +75,26 @@ def make_tagged(
                 wording="Yes, contact me about other services.",
             ),
         )
+    return ContactEvent(
+        event_id=event_id or uuid.uuid4(),
+        channel=channel,
+        occurred_at=occurred,
+        received_at=occurred + timedelta(seconds=1),
+        subject_key=subject_key(pepper, email=email, phone=phone),
+        person=Person(email=email, phone=phone, first_name=first_name, last_name=last_name, company=company, **person),
+        interaction=Interaction(kind=_KIND[channel], message=message),
+        consents=consents,
+        provenance=Provenance(
+            source_id=f"{channel.value}-source",
+            form_id="demo" if channel is Channel.WEB_FORM else None,
+            ip="203.0.113.7",
+        ),
+    )
+
+
+def tags_for(event: ContactEvent, *, expires_in: timedelta | None = None, marketing_allowed: bool = True) -> Tags:
+    """The tags the chain gives an event: contract and interest, plus further contact when consent was granted;
+    retention ends ``expires_in`` after the event (default: the channel's period in years)."""
     purposes = [
         PurposeTag(
             purpose=Purpose.CONTRACT_REQUEST,
@@ -91,7 +109,7 @@ def make_tagged(
             direct_marketing=True,
         ),
     ]
-    if consent:
+    if any(c.granted and c.purpose is Purpose.FURTHER_CONTACT for c in event.consents):
         purposes.append(
             PurposeTag(
                 purpose=Purpose.FURTHER_CONTACT,
@@ -100,31 +118,35 @@ def make_tagged(
                 direct_marketing=True,
             )
         )
-    event = ContactEvent(
-        event_id=event_id or uuid.uuid4(),
-        channel=channel,
-        occurred_at=occurred,
-        received_at=occurred + timedelta(seconds=1),
-        subject_key=key,
-        person=Person(email=email, phone=phone, first_name=first_name, last_name=last_name, company=company, **person),
-        interaction=Interaction(kind=_KIND[channel], message=message),
-        consents=consents,
-        provenance=Provenance(
-            source_id=f"{channel.value}-source",
-            form_id="demo" if channel is Channel.WEB_FORM else None,
-            ip="203.0.113.7",
-        ),
+    occurred = event.occurred_at
+    expires = (
+        occurred + expires_in
+        if expires_in is not None
+        else occurred.replace(year=occurred.year + _YEARS[event.channel])
     )
-    tags = Tags(
+    return Tags(
         policy_version="2025-01",
         purposes=tuple(purposes),
         retention_clock="interaction",
         retention_anchor_at=occurred,
-        retention_expires_at=occurred.replace(year=occurred.year + _YEARS[channel]),
+        retention_expires_at=expires,
         marketing_allowed=marketing_allowed,
         spam=SpamVerdict(score=0.1, threshold=0.8),
     )
-    return TaggedEvent(event=event, tags=tags)
+
+
+def make_tagged(
+    email: str | None = "jane.doe@example.com",
+    *,
+    marketing_allowed: bool = True,
+    expires_in: timedelta | None = None,
+    **event: Any,
+) -> TaggedEvent:
+    """One accepted event as the chain would hand it to the sinks (``event``: what ``make_event`` takes)."""
+    contact = make_event(email, **event)
+    return TaggedEvent(
+        event=contact, tags=tags_for(contact, expires_in=expires_in, marketing_allowed=marketing_allowed)
+    )
 
 
 def many_tagged(count: int, *, seed: int = 7, subjects: int | None = None) -> list[TaggedEvent]:

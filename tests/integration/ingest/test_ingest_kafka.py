@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from ingest_kafka_read import read_all
 from source_payloads import PAYLOADS, RECEIVED_AT, content_type_of
 
 from pipeline.config import Settings
 from pipeline.crypto import KeyDestroyedError, subject_scope
 from pipeline.db import ensure_schema
 from pipeline.ingest.api import create_api, sign
+from pipeline.kafka.consumer import Record, read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.models.common import Channel
 from pipeline.models.records import ContactRecord, DeadLetter, RawRecord
@@ -46,18 +46,25 @@ def _expected_person(channel: Channel, raw: bytes, content_type: str, source_id:
     return [(e.event_id, e.person.email, e.person.phone) for e in ADAPTERS[channel](raw, ctx)]
 
 
-def _open(runtime: Runtime, got: dict[str, list[bytes]]) -> tuple[dict[Any, Any], dict[Any, bytes], list[DeadLetter]]:
+def _values(records: list[Record], topic: str) -> list[bytes]:
+    """The values on one logical topic, in partition order (a tombstone would be a bug here: none are written)."""
+    values = [r.value for r in records if r.topic == topic]
+    assert all(v is not None for v in values), f"a tombstone on {topic}"
+    return [v for v in values if v is not None]
+
+
+def _open(runtime: Runtime, got: list[Record]) -> tuple[dict[Any, Any], dict[Any, bytes], list[DeadLetter]]:
     normalized = {}
-    for value in got["contacts.normalized"]:
+    for value in _values(got, "contacts.normalized"):
         event = runtime.codec.open_contact(ContactRecord.model_validate_json(value))
         normalized[event.event_id] = event
     raw = {}
     for topic in RAW_TOPICS:
-        for value in got[topic]:
+        for value in _values(got, topic):
             record = RawRecord.model_validate_json(value)
             assert topic == f"contacts.raw.{record.channel.value}"
             raw[record.event_id] = runtime.codec.sealer.open(record.sealed)
-    dead = [DeadLetter.model_validate_json(v) for v in got["contacts.dlq.ingest"]]
+    dead = [DeadLetter.model_validate_json(v) for v in _values(got, "contacts.dlq.ingest")]
     return normalized, raw, dead
 
 
@@ -82,7 +89,7 @@ def test_api_publishes_exactly_what_it_accepted(kafka_settings: Settings) -> Non
     publisher.close()
     assert len(accepted) >= 20 and len(rejected) >= 8
 
-    normalized, raw, dead = _open(runtime, read_all(settings, TOPICS))
+    normalized, raw, dead = _open(runtime, read_to_end(settings, TOPICS))
     assert {str(i) for i in normalized} == set(accepted)  # exactly what was accepted: no loss, no extra
     assert {str(i) for i in raw} == set(accepted)
     for event_id, event in normalized.items():
@@ -129,7 +136,7 @@ def test_import_command_publishes_rows_and_dead_letters_the_rest(kafka_settings:
     assert "missing_last_service_delivery" in bad.stdout
 
     runtime = Runtime(kafka_settings)
-    normalized, raw, dead = _open(runtime, read_all(kafka_settings, TOPICS))
+    normalized, raw, dead = _open(runtime, read_to_end(kafka_settings, TOPICS))
     emails = sorted(e.person.email or "" for e in normalized.values())
     assert emails == sorted(
         [
@@ -162,7 +169,7 @@ def test_sdk_confirms_and_rejects_with_types(kafka_settings: Settings) -> None:
         )
     assert [r.status for r in batch] == ["accepted", "rejected"]
     runtime = Runtime(kafka_settings)
-    normalized, _raw, dead = _open(runtime, read_all(kafka_settings, TOPICS))
+    normalized, _raw, dead = _open(runtime, read_to_end(kafka_settings, TOPICS))
     assert set(normalized) == {result.event_ids[0], batch[0].event_ids[0]}
     assert {d.dead_letter_id for d in dead} == {err.value.result.dead_letter_id, batch[1].dead_letter_id}
 
@@ -179,9 +186,11 @@ def test_erasing_one_attendee_makes_the_shared_raw_order_unreadable_from_offset_
     publisher.close()
     assert response.status_code == 202 and len(response.json()["event_ids"]) == 2
 
-    got = read_all(settings, TOPICS)
-    raw = [RawRecord.model_validate_json(v) for v in got["contacts.raw.event"]]
-    normalized = {r.subject_key: r for r in (ContactRecord.model_validate_json(v) for v in got["contacts.normalized"])}
+    got = read_to_end(settings, TOPICS)
+    raw = [RawRecord.model_validate_json(v) for v in _values(got, "contacts.raw.event")]
+    normalized = {
+        r.subject_key: r for r in (ContactRecord.model_validate_json(v) for v in _values(got, "contacts.normalized"))
+    }
     assert len(raw) == 2 and len(normalized) == 2 and raw[0].sealed == raw[1].sealed
     erased, kept = sorted(normalized)
     runtime.keystore.destroy(subject_scope(erased), "test")

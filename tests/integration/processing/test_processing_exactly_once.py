@@ -100,11 +100,6 @@ def _event_id(record: Record) -> str:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN DEFECT (issue #4): in about 1 run of 3 under CI load, a SIGKILL leaves ~150 events duplicated "
-    "on the output topics (seen with one worker). The assertion stays strict; the test reports XFAIL until fixed.",
-)
 def test_every_event_exactly_once_across_sigkill_restarts(runtime: Runtime, tmp_path: Path, workers: int) -> None:
     """One worker killed and restarted; or two sharing the partitions, one of them killed at random each time
     (the survivor takes over its partitions in a rebalance, then gives some back when it returns)."""
@@ -148,7 +143,18 @@ def test_every_event_exactly_once_across_sigkill_restarts(runtime: Runtime, tmp_
     missing = ids - set(seen)
     duplicated = {k: n for k, n in seen.items() if n > 1}
     assert not missing, f"{len(missing)} events lost\n{worker.log_tail()}"
-    assert not duplicated, f"{len(duplicated)} events duplicated: {list(duplicated.items())[:5]}"
+    if duplicated:
+        where = [(r.topic, r.partition, r.offset) for r in records if _event_id(r) in duplicated]
+        inputs = [
+            (r.partition, r.offset)
+            for r in read_to_end(runtime.settings, ["contacts.normalized"])
+            if r.key != b"garbage" and str(ContactRecord.model_validate_json(r.value or b"").event_id) in duplicated
+        ]
+        logs = "\n".join(f"--- {w.log_path}" for w in pool)
+        pytest.fail(
+            f"{len(duplicated)} events duplicated; copies at {where[:40]}\n"
+            f"inputs at {inputs[:40]}\nworker logs (LP_WORKER_LOG_LEVEL=DEBUG shows every batch):\n{logs}"
+        )
     garbage = [k for k in seen if k.startswith("dlq:")]
     assert len(garbage) == GARBAGE
     assert len(records) == EVENTS + GARBAGE

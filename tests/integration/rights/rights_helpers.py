@@ -1,197 +1,39 @@
-"""Helpers for the rights integration tests: contact events, tags, reading every topic of a test back."""
+"""Helpers for the rights integration tests: every topic of a test read back, consumer progress, the CLI in-process.
+
+Contact events and their tags come from ``fakes.contacts``; topics are read with ``pipeline.kafka.consumer``.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
 
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from pipeline.config import Settings
-from pipeline.kafka.consumer import watermarks
-from pipeline.models.common import Channel, InteractionKind, LegalBasis, Purpose
-from pipeline.models.contact import Consent, ContactEvent, Interaction, Person, Provenance
-from pipeline.models.tagged import PurposeTag, SpamVerdict, TaggedEvent, Tags
-from pipeline.normalize import subject_key
-from pipeline.runtime import Runtime
+from pipeline.kafka.consumer import Record, read_to_end
+from pipeline.kafka.topics import make_admin
 
 
-def contact_event(
-    pepper: bytes,
-    email: str,
-    first: str,
-    last: str,
-    *,
-    received_at: datetime | None = None,
-    message: str = "We need a quote for a data platform",
-    consent: bool = True,
-    event_id: UUID | None = None,
-) -> ContactEvent:
-    at = received_at or datetime.now(UTC)
-    return ContactEvent(
-        event_id=event_id or uuid4(),
-        channel=Channel.WEB_FORM,
-        occurred_at=at,
-        received_at=at,
-        subject_key=subject_key(pepper, email=email),
-        person=Person(first_name=first, last_name=last, email=email, company="Quartzworks", position="CTO"),
-        interaction=Interaction(kind=InteractionKind.CONTACT_US, subject="Quote", message=message),
-        consents=(
-            (Consent(purpose=Purpose.FURTHER_CONTACT, granted=True, given_at=at, method="checkbox"),) if consent else ()
-        ),
-        provenance=Provenance(source_id="site-form", form_id="contact", ip="203.0.113.7"),
-    )
-
-
-def tags_for(event: ContactEvent, *, expires_in: timedelta = timedelta(days=8 * 365)) -> Tags:
-    purposes = [
-        PurposeTag(
-            purpose=Purpose.CONTRACT_REQUEST,
-            legal_basis=LegalBasis.CONTRACT,
-            policy_section="3.3(1)",
-            direct_marketing=False,
-        ),
-        PurposeTag(
-            purpose=Purpose.INFORMATION_OF_INTEREST,
-            legal_basis=LegalBasis.LEGITIMATE_INTEREST,
-            policy_section="3.3(2)",
-            direct_marketing=True,
-        ),
-    ]
-    if event.consents:
-        purposes.append(
-            PurposeTag(
-                purpose=Purpose.FURTHER_CONTACT,
-                legal_basis=LegalBasis.CONSENT,
-                policy_section="3.2",
-                direct_marketing=True,
-            )
-        )
-    return Tags(
-        policy_version="test",
-        purposes=tuple(purposes),
-        retention_clock="interaction",
-        retention_anchor_at=event.occurred_at,
-        retention_expires_at=event.occurred_at + expires_in,
-        marketing_allowed=True,
-        spam=SpamVerdict(score=0.0, threshold=0.8),
-    )
-
-
-def tagged(event: ContactEvent, **kw: timedelta) -> TaggedEvent:
-    return TaggedEvent(event=event, tags=tags_for(event, **kw))
-
-
-def prefixed_topics(settings: Settings) -> list[str]:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    names = admin.list_topics(timeout=10).topics
-    return sorted(n for n in names if n.startswith(settings.topic_prefix))
-
-
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    key: bytes | None
-    value: bytes
-    partition: int = 0
-    offset: int = 0
-
-
-def read_all(settings: Settings, topics: list[str] | None = None) -> list[Message]:
-    """Every record on the given topics (default: every topic of this test's prefix), from offset 0."""
-    names = topics if topics is not None else prefixed_topics(settings)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": f"reader-{uuid4().hex}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_uncommitted",  # even aborted transactional writes are read: they are on disk
-        }
-    )
-    out: list[Message] = []
-    try:
-        metadata = consumer.list_topics(timeout=10)
-        wanted: list[TopicPartition] = []
-        ends: dict[tuple[str, int], int] = {}
-        for name in names:
-            for partition in metadata.topics[name].partitions:
-                low, high = watermarks(consumer, TopicPartition(name, partition), time.monotonic() + 30)
-                if high > low:
-                    wanted.append(TopicPartition(name, partition, low))
-                    ends[(name, partition)] = high
-        if not wanted:
-            return out
-        consumer.assign(wanted)
-        remaining = dict(ends)
-        deadline = datetime.now(UTC) + timedelta(seconds=30)
-        while remaining and datetime.now(UTC) < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            out.append(Message(msg.topic(), msg.key(), msg.value() or b"", msg.partition(), msg.offset()))
-            where = (msg.topic(), msg.partition())
-            if where in remaining and msg.offset() + 1 >= remaining[where]:
-                del remaining[where]
-        assert not remaining, f"could not read to the end of {sorted(remaining)}"
-    finally:
-        consumer.close()
-    return out
-
-
-def chain_present() -> bool:
-    """Whether the processing chain's agents exist (else the tests play its part and publish accepted records)."""
-    import importlib.util
-
-    return importlib.util.find_spec("pipeline.agents.processing") is not None
-
-
-def worker_app(runtime: Runtime, registrars: list[str]) -> Any:
-    """The product's faust app (``create_app``) with the given registrars; a minimal app before it existed."""
-    import importlib
-
-    import faust
-
-    try:
-        from pipeline.agents.app import create_app  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        settings = runtime.settings
-        app = faust.App(
-            settings.topic(settings.app_id),
-            broker=f"kafka://{settings.kafka_bootstrap_servers}",
-            store="memory://",
-            topic_partitions=settings.topic_partitions or 1,
-            topic_replication_factor=1,
-            processing_guarantee="at_least_once",
-            web_enabled=False,
-            broker_session_timeout=6,
-            broker_heartbeat_interval=0.5,
-            broker_rebalance_timeout=10,
-            broker_request_timeout=20,
-            broker_commit_interval=0.5,
-            stream_wait_empty=False,
-            table_standby_replicas=0,
-            consumer_auto_offset_reset="earliest",
-        )
-        for ref in registrars:
-            module, _, func = ref.partition(":")
-            getattr(importlib.import_module(module), func)(app, runtime)
-        return app
-    return create_app(runtime, registrars)
+def read_everything(settings: Settings) -> list[Record]:
+    """Every record on every topic of this test's prefix, from offset 0, aborted transactional writes included
+    (they are on disk too, so they must not carry personal data in clear either)."""
+    names = make_admin(settings).list_topics(timeout=10).topics
+    logical = sorted(n.removeprefix(settings.topic_prefix) for n in names if n.startswith(settings.topic_prefix))
+    return read_to_end(settings, logical, isolation="read_uncommitted")
 
 
 def caught_up(settings: Settings, group: str, topics: list[str]) -> bool:
-    """Whether ``group`` has committed past the last record of every partition of ``topics``.
+    """Whether ``group`` (its real name) has committed past the last record of every partition of the logical
+    ``topics``.
 
     Compared with the last record, not the high watermark: a transactional producer's commit marker sits after
     the last record, and a consumer never commits past it.
     """
     last: dict[tuple[str, int], int] = {}
-    for message in read_all(settings, topics):
-        last[(message.topic, message.partition)] = max(last.get((message.topic, message.partition), -1), message.offset)
+    for record in read_to_end(settings, topics, isolation="read_uncommitted"):
+        where = (settings.topic(record.topic), record.partition)
+        last[where] = max(last.get(where, -1), record.offset)
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group})
     try:
         wanted = [TopicPartition(t, p) for (t, p) in last]

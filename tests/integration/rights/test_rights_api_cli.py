@@ -9,12 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from fakes.contacts import make_tagged
 from fastapi.testclient import TestClient
-from rights_helpers import invoke_cli, read_all, tagged
+from rights_helpers import invoke_cli
 
 from pipeline.config import Settings
 from pipeline.db import ensure_schema
 from pipeline.ingest.api import create_api
+from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.models.rights import RightKind, RightsCommand
 from pipeline.normalize import subject_key
@@ -49,7 +51,7 @@ def client(settings: Settings) -> Iterator[tuple[TestClient, Runtime]]:
 
 
 def commands(settings: Settings) -> list[RightsCommand]:
-    return [RightsCommand.model_validate_json(m.value) for m in read_all(settings, [settings.topic("rights.commands")])]
+    return [RightsCommand.model_validate_json(m.value) for m in read_to_end(settings, ["rights.commands"])]
 
 
 def test_requests_without_a_valid_token_are_refused_logged_and_audited(
@@ -170,10 +172,15 @@ def test_retention_sweep_cli_dry_run_lists_and_changes_nothing(
 ) -> None:
     runtime = Runtime(settings)
     ensure_schema(runtime.engine)
-    from rights_helpers import contact_event
-
-    old = contact_event(runtime.pepper, "old@example.com", "Old", "Lead")
-    CrmRepository(runtime.engine).write_events([tagged(old, expires_in=timedelta(days=30))])
+    old = make_tagged(
+        "old@example.com",
+        first_name="Old",
+        last_name="Lead",
+        occurred_at=datetime.now(UTC),
+        pepper=runtime.pepper,
+        expires_in=timedelta(days=30),
+    )
+    CrmRepository(runtime.engine).write_events([old])
     later = (datetime.now(UTC) + timedelta(days=31)).isoformat()
 
     result = invoke_cli(settings, monkeypatch, "retention", "sweep", "--dry-run", "--now", later)
@@ -187,5 +194,5 @@ def test_retention_sweep_cli_dry_run_lists_and_changes_nothing(
     result = invoke_cli(settings, monkeypatch, "retention", "sweep", "--now", later)
     assert result.exit_code == 0 and "1 new request(s) published" in result.output
     (command,) = commands(settings)
-    assert command.kind is RightKind.RETENTION_EXPIRY and command.event_ids == (old.event_id,)
+    assert command.kind is RightKind.RETENTION_EXPIRY and command.event_ids == (old.event.event_id,)
     runtime.engine.dispose()

@@ -6,8 +6,10 @@ import uuid
 
 import pytest
 from cryptography.exceptions import InvalidTag
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from pipeline.crypto import KeyDestroyedError, Sealer, SqlKeyStore, subject_scope
+from pipeline.crypto import KeyDestroyedError, Sealer, SqlKeyStore, SubjectKey, subject_scope
 from pipeline.crypto.codec import RecordCodec
 from pipeline.db import ensure_schema, make_engine
 
@@ -81,3 +83,119 @@ def test_shared_payload_key_dies_with_any_linked_subject(keystore: SqlKeyStore) 
     with pytest.raises(KeyDestroyedError):  # fresh process too
         Sealer(SqlKeyStore(keystore._engine, KEK)).open(sealed)
     assert codec.sealer.open(single) == b"only a"
+
+
+# ---- another process erased the subject: this process's cache must let go -------------------------------------
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _two_processes(keystore: SqlKeyStore) -> tuple[SqlKeyStore, SqlKeyStore, Clock]:
+    """The erasing process (the rights worker) and another one (ingest API, another worker) with its own cache."""
+    clock = Clock()
+    return SqlKeyStore(keystore._engine, KEK), SqlKeyStore(keystore._engine, KEK, recheck_s=1.0, clock=clock), clock
+
+
+def _key_rows(keystore: SqlKeyStore, scope: str) -> list[tuple[str, bool]]:
+    with Session(keystore._engine) as session:
+        query = select(SubjectKey.key_id, SubjectKey.wrapped_key).where(SubjectKey.scope == scope)
+        rows = session.execute(query.order_by(SubjectKey.generation)).all()
+    return [(key_id, wrapped is not None) for key_id, wrapped in rows]
+
+
+def test_warm_never_seals_new_data_under_a_key_destroyed_by_another_process(keystore: SqlKeyStore) -> None:
+    eraser, other, _clock = _two_processes(keystore)
+    scope = subject_scope("sk_comes_back")
+    other.warm([scope])
+    before = Sealer(other).seal(scope, b"first form")
+    assert before.key_id == f"{scope}#1"
+
+    eraser.destroy(scope, "erasure")
+    # at once, without waiting for any cache to expire: the batch sealer re-reads the row and makes generation 2
+    other.warm([scope])
+    after = Sealer(other).seal(scope, b"a new form: a new, lawful collection")
+    assert after.key_id == f"{scope}#2"
+    fresh = Sealer(SqlKeyStore(keystore._engine, KEK))
+    assert fresh.open(after) == b"a new form: a new, lawful collection"
+    with pytest.raises(KeyDestroyedError):
+        fresh.open(before)
+    with pytest.raises(KeyDestroyedError):  # warm also dropped the destroyed generation from its own cache
+        Sealer(other).open(before)
+
+
+def test_single_seals_and_opens_trust_the_cache_for_at_most_recheck_s(keystore: SqlKeyStore) -> None:
+    eraser, other, clock = _two_processes(keystore)
+    scope = subject_scope("sk_dead_letter")
+    sealer = Sealer(other)
+    old = sealer.seal(scope, b"before")
+    assert sealer.open(old) == b"before"
+
+    eraser.destroy(scope, "erasure")
+    clock.now += 1.01  # the previous 30 s cache kept both for half a minute
+    with pytest.raises(KeyDestroyedError):
+        sealer.open(old)
+    new = sealer.seal(scope, b"after")
+    assert new.key_id == f"{scope}#2" and Sealer(eraser).open(new) == b"after"
+
+
+def test_preload_drops_keys_destroyed_by_another_process(keystore: SqlKeyStore) -> None:
+    eraser, other, _clock = _two_processes(keystore)
+    gone, kept = subject_scope("sk_gone"), subject_scope("sk_kept")
+    records = [Sealer(eraser).seal(gone, b"gone"), Sealer(eraser).seal(kept, b"kept")]
+    other.preload(r.key_id for r in records)
+    assert [Sealer(other).open(r) for r in records] == [b"gone", b"kept"]
+
+    eraser.destroy(gone, "erasure")
+    other.preload(r.key_id for r in records)  # the next batch: no clock movement needed
+    with pytest.raises(KeyDestroyedError):
+        Sealer(other).open(records[0])
+    assert Sealer(other).open(records[1]) == b"kept"
+
+
+def test_a_replayed_old_record_never_revives_its_destroyed_key(keystore: SqlKeyStore) -> None:
+    eraser, other, _clock = _two_processes(keystore)
+    scope = subject_scope("sk_replayed")
+    old = Sealer(eraser).seal(scope, b"old event")
+    eraser.destroy(scope, "erasure")
+
+    # reading the old record again (a replay from offset 0) creates nothing and opens nothing
+    other.preload([old.key_id])
+    with pytest.raises(KeyDestroyedError):
+        Sealer(other).open(old)
+    assert _key_rows(keystore, scope) == [(f"{scope}#1", False)]
+
+    # the person comes back: a new generation; the old one stays destroyed, whoever asks
+    other.warm([scope])
+    eraser.warm([scope])
+    assert _key_rows(keystore, scope) == [(f"{scope}#1", False), (f"{scope}#2", True)]
+    for store in (other, eraser, SqlKeyStore(keystore._engine, KEK)):
+        with pytest.raises(KeyDestroyedError):
+            Sealer(store).open(old)
+
+
+def test_a_preloaded_batch_is_opened_from_the_cache_however_long_it_takes(keystore: SqlKeyStore) -> None:
+    """One query confirms the batch; a slow batch (longer than recheck_s) must not query again per record."""
+    from sqlalchemy import event
+
+    eraser, other, clock = _two_processes(keystore)
+    records = [Sealer(eraser).seal(subject_scope(f"sk_batch_{i}"), b"x") for i in range(5)]
+    queries: list[str] = []
+    event.listen(keystore._engine, "before_cursor_execute", lambda *args: queries.append(args[2]))
+
+    other.preload(r.key_id for r in records)
+    assert len(queries) == 1
+    clock.now += 5.0  # the batch outlives recheck_s
+    assert [Sealer(other).open(r) for r in records] == [b"x"] * 5
+    assert len(queries) == 1
+
+    other.preload([records[0].key_id])  # the next batch pins only its own keys
+    assert Sealer(other).open(records[1]) == b"x"  # not in this batch and stale: confirmed again
+    assert len(queries) == 3

@@ -1,0 +1,70 @@
+"""``leadpipe dpo <request>``: every request command takes the same identity, operator and waiting options and
+hands the right kind and its own fields to the one submit path (no broker, no database: ``_submit`` is recorded)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.models.common import Purpose
+from pipeline.models.rights import RightKind
+from pipeline.rights import cli
+
+COMMON = ["--phone", "+4721929300", "--region", "NO", "--operator", "dpo:ann", "--wait", "--timeout", "5"]
+
+
+@pytest.fixture
+def submitted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[RightKind, bool, float, dict[str, Any]]]:
+    calls: list[tuple[RightKind, bool, float, dict[str, Any]]] = []
+    monkeypatch.setattr(cli, "_submit", lambda kind, wait, timeout, **kw: calls.append((kind, wait, timeout, kw)))
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("command", "own", "kind", "extra"),
+    [
+        ("erase", ["--yes"], RightKind.ERASURE, {}),
+        ("object", [], RightKind.OBJECTION, {}),
+        ("restrict", [], RightKind.RESTRICTION, {}),
+        ("unrestrict", [], RightKind.UNRESTRICTION, {}),
+        (
+            "rectify",
+            ["--set", "last_name=Berg", "--clear", "position"],
+            RightKind.RECTIFICATION,
+            {"rectify": {"last_name": "Berg", "position": None}},
+        ),
+        (
+            "withdraw-consent",
+            ["--purpose", "further_contact"],
+            RightKind.CONSENT_WITHDRAWAL,
+            {"purposes": (Purpose.FURTHER_CONTACT,)},
+        ),
+        ("export", [], RightKind.PORTABILITY, {}),
+        ("access", [], RightKind.ACCESS, {}),
+    ],
+)
+def test_each_request_command_submits_its_kind_with_the_common_options(
+    submitted: list[Any], command: str, own: list[str], kind: RightKind, extra: dict[str, Any]
+) -> None:
+    result = CliRunner().invoke(cli.dpo_app, [command, *own, *COMMON])
+    assert result.exit_code == 0, result.output
+    assert submitted == [
+        (kind, True, 5.0, {"email": None, "phone": "+4721929300", "region": "NO", "operator": "dpo:ann", **extra})
+    ]
+
+
+def test_defaults_and_the_erasure_confirmation(submitted: list[Any]) -> None:
+    refused = CliRunner().invoke(cli.dpo_app, ["erase", "--email", "a@example.com"], input="n\n")
+    assert refused.exit_code != 0 and submitted == []
+    result = CliRunner().invoke(cli.dpo_app, ["object", "--email", "a@example.com"])
+    assert result.exit_code == 0, result.output
+    assert submitted == [
+        (RightKind.OBJECTION, False, 60.0, {"email": "a@example.com", "phone": None, "region": None, "operator": "dpo"})
+    ]
+
+
+def test_a_malformed_rectification_is_refused_before_anything_is_submitted(submitted: list[Any]) -> None:
+    result = CliRunner().invoke(cli.dpo_app, ["rectify", "--email", "a@example.com", "--set", "no-equals-sign"])
+    assert result.exit_code == 2 and "field=value" in result.output and submitted == []
