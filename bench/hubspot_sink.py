@@ -2,7 +2,8 @@
 
 Ceiling: 190 requests per rolling 10 s x 100 contacts = 1,900 contacts/s. The fake enforces the same budget (a 429
 for every request over it) and records each request's arrival, so the figures are measured where HubSpot would
-measure them. The sink is fed batches of 500 accepted events (5 upserts each) as fast as it takes them.
+measure them. The sink is fed batches of 500 accepted events (5 upserts each) as fast as it takes them, with its
+replay guard on (the rights history read from a SQLite tracker database before every call).
 
 Reported:
 - fraction of the ceiling over the first ``BENCH_WINDOWS`` complete budget windows: contacts in the upserts that
@@ -20,8 +21,10 @@ import gc
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -32,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fakes.contacts import make_tagged
 
 from pipeline.config import explicit_settings
+from pipeline.db import make_engine
 from pipeline.models.tagged import TaggedEvent
 from pipeline.sinks.base import Outcome
 from pipeline.sinks.hubspot.gateway import HubSpotGateway
@@ -83,6 +87,7 @@ def main() -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
+    home = tempfile.mkdtemp(prefix="lp-bench-hubspot-")
     try:
         assert server.stdout is not None
         url, token = server.stdout.readline().split()
@@ -96,7 +101,8 @@ def main() -> None:
         limiters = make_limiters(
             REQUESTS, WINDOW_S, settings.hubspot_search_rate_per_s, settings.hubspot_rate_limit_margin_s
         )
-        sink = HubSpotSink.from_settings(settings, HubSpotGateway(settings, limiters))
+        engine = make_engine(f"sqlite:///{home}/rights.sqlite3")
+        sink = HubSpotSink.from_settings(settings, HubSpotGateway(settings, limiters), engine=engine)
         sink.setup()
         fed = written = 0
         started = time.monotonic()
@@ -113,6 +119,7 @@ def main() -> None:
         if server.stdin:
             server.stdin.close()
         server.wait(10)
+        shutil.rmtree(home, ignore_errors=True)
     upserts = [r for r in stats["requests"] if r["method"] == "POST"]  # type: ignore[attr-defined]
     first = upserts[0]["at"]
     contacts_in_windows = sum(

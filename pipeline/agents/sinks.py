@@ -278,7 +278,7 @@ def build_sink(name: str, runtime: Runtime) -> BatchingSink:
     if name == "hubspot":
         from pipeline.sinks.hubspot.sink import HubSpotSink
 
-        return HubSpotSink.from_settings(runtime.settings)
+        return HubSpotSink.from_settings(runtime.settings, engine=runtime.engine)  # guarded against replays
     raise ValueError(f"unknown sink {name!r} (known: crm, hubspot)")
 
 

@@ -100,8 +100,8 @@ class CrmSubject(Base):
     erasure_request_id: Mapped[UUID | None] = mapped_column(Uuid(), nullable=True)
 
 
-#: Columns of ``crm_subjects`` that hold personal data: cleared by an erasure, the rest is the minimal record.
-PERSONAL_SUBJECT_COLUMNS: tuple[str, ...] = (
+#: The person fields of ``crm_subjects`` (named as ``Person`` names them): the profile newer events update.
+PROFILE_FIELDS: tuple[str, ...] = (
     "first_name",
     "last_name",
     "position",
@@ -113,10 +113,10 @@ PERSONAL_SUBJECT_COLUMNS: tuple[str, ...] = (
     "company_address",
     "skype_id",
     "linkedin_url",
-    "first_seen_at",
-    "last_seen_at",
-    "profile_at",
 )
+
+#: Columns of ``crm_subjects`` that hold personal data: cleared by an erasure, the rest is the minimal record.
+PERSONAL_SUBJECT_COLUMNS: tuple[str, ...] = (*PROFILE_FIELDS, "first_seen_at", "last_seen_at", "profile_at")
 
 
 class CrmIdentity(Base):

@@ -1,8 +1,9 @@
 """The CRM repository: batched idempotent writes of accepted events, reads for sales, and the rights effects.
 
-Writes are keyed on ``event_id``: one batch is one transaction of a handful of multi-row ``INSERT ... ON CONFLICT``
-statements (PostgreSQL and SQLite dialects), and only events that were new in this transaction change a subject,
-add identities, consents or audit rows. Redelivering a batch therefore changes nothing.
+Writes are keyed on ``event_id``: one batch is one transaction of three reads and one bulk statement per table
+(PostgreSQL: COPY; SQLite: executemany) of only what is new, plus one ``INSERT ... ON CONFLICT DO UPDATE`` merging
+the profiles of existing subjects. Only events that were new in this transaction change a subject, add identities,
+consents or audit rows. Redelivering a batch therefore changes nothing.
 
 The rights effects (erase, flag objection/restriction, rectify, withdraw consent, export, delete expired
 interactions) are methods here with small result objects, so the rights engine calls them and records what they
@@ -26,9 +27,9 @@ from sqlalchemy import (
     Connection,
     Engine,
     MetaData,
-    Row,
     RowMapping,
     Table,
+    any_,
     bindparam,
     case,
     delete,
@@ -39,13 +40,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql import ColumnElement, Executable
+from sqlalchemy.sql import ColumnElement
 
+from pipeline.db import dialect_insert
 from pipeline.models.common import LegalBasis
 from pipeline.models.tagged import TaggedEvent
 from pipeline.normalize import NormalizationError, canonical_email, canonical_phone
 from pipeline.sinks.crm.models import (
     PERSONAL_SUBJECT_COLUMNS,
+    PROFILE_FIELDS,
     CrmAudit,
     CrmConsent,
     CrmIdentity,
@@ -59,21 +62,6 @@ from pipeline.sinks.crm.views import (
     PurposeView,
     SubjectSummary,
     SubjectView,
-)
-
-#: Person fields the subject row holds (newest non-empty value wins).
-PROFILE_FIELDS: tuple[str, ...] = (
-    "first_name",
-    "last_name",
-    "position",
-    "email",
-    "phone",
-    "location",
-    "country_code",
-    "company",
-    "company_address",
-    "skype_id",
-    "linkedin_url",
 )
 
 #: Person fields that are also identities (search keys), with their identity kind.
@@ -224,6 +212,10 @@ def _identity_rows(tagged: TaggedEvent, now: datetime) -> list[dict[str, Any]]:
     ]
 
 
+def _identity_key(row: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (row["subject_key"], row["kind"], row["value"])
+
+
 def _interaction_row(tagged: TaggedEvent, now: datetime) -> dict[str, Any]:
     event, tags = tagged.event, tagged.tags
     inter, prov = event.interaction, event.provenance
@@ -335,22 +327,24 @@ def _copy_rows(
     statement = f'COPY "{table_name}" ({cols}) FROM STDIN'
     try:
         with driver.cursor() as cur, cur.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(
-                    [
-                        orjson.dumps(row[c]).decode() if c in json_columns and row[c] is not None else row[c]
-                        for c in columns
-                    ]
-                )
+            if json_columns:
+                for row in rows:
+                    copy.write_row(
+                        [
+                            orjson.dumps(row[c]).decode() if c in json_columns and row[c] is not None else row[c]
+                            for c in columns
+                        ]
+                    )
+            else:
+                for row in rows:
+                    copy.write_row([row[c] for c in columns])
     except psycopg.Error as exc:  # the same exception types as every other statement (DataError, IntegrityError...)
         raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 
 
-def _copy_to_stage(
-    conn: Connection, table: Table, tag: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
-) -> Table:
+def _copy_to_stage(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Table:
     """COPY rows into a session-local staging table shaped like ``columns`` of ``table`` (emptied at commit)."""
-    name = f"stage_{table.name}_{tag}"
+    name = f"stage_{table.name}"
     stage = _STAGE_METADATA.tables.get(name)
     if stage is None:
         stage = Table(name, _STAGE_METADATA, *[Column(c, table.c[c].type) for c in columns])
@@ -379,53 +373,69 @@ class CrmRepository:
             raise ValueError(f"the CRM supports PostgreSQL and SQLite, not {self._dialect}")
 
     def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
-        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-        return insert(table)
+        return dialect_insert(self.engine, table)
 
-    def _bulk_insert(
+    def _member_of(self, column: Column[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+        """``column IN (values)``; on PostgreSQL one array parameter (``= ANY``): a 500-item IN list costs more to
+        render, convert and parse than the lookup itself."""
+        if self._dialect == "postgresql":
+            return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+        return column.in_(list(values))
+
+    def _insert_new(self, conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert rows this transaction found absent (all with the same keys): no ON CONFLICT needed.
+
+        PostgreSQL: one COPY. SQLite: one executemany. A concurrent writer that inserted the same keys meanwhile
+        makes this raise ``IntegrityError``: the transaction rolls back and the sink offers the batch again, which
+        then finds those rows stored.
+        """
+        if not rows:
+            return
+        if self._dialect == "postgresql":
+            columns = list(rows[0])
+            _copy_rows(conn, table.name, columns, _json_columns(table, columns), rows)
+        else:
+            conn.execute(table.insert(), list(rows))
+
+    def _upsert(
         self,
         conn: Connection,
         table: Table,
         rows: Sequence[Mapping[str, Any]],
         *,
-        conflict: Sequence[str] | None = None,
-        update: Callable[[Any], Mapping[str, Any]] | None = None,
-        returning: Sequence[ColumnElement[Any]] = (),
-        stage: str = "main",
-    ) -> list[Row[Any]]:
-        """Insert many rows (all with the same keys) with the dialect's ``INSERT ... ON CONFLICT``.
+        conflict: Sequence[str],
+        update: Callable[[Any], Mapping[str, Any]],
+    ) -> None:
+        """``INSERT ... ON CONFLICT DO UPDATE`` of many rows (all with the same keys).
 
-        PostgreSQL: rows are COPYed into a session-local staging table (``stage`` names it, one per use within a
-        transaction) and inserted with one ``INSERT ... SELECT ... ON CONFLICT``: a 500-row VALUES statement costs
-        more to build and parse than to run. Without ``conflict`` (rows that cannot exist yet) they are COPYed
-        straight into the table. SQLite: the same statement as an executemany.
+        PostgreSQL: the rows are COPYed into a session-local staging table and merged with one
+        ``INSERT ... SELECT ... ON CONFLICT``. SQLite: the same statement as an executemany.
         """
         if not rows:
-            return []
+            return
         columns = list(rows[0])
-        postgres = self._dialect == "postgresql"
-        if postgres and conflict is None and not returning:
-            _copy_rows(conn, table.name, columns, _json_columns(table, columns), rows)
-            return []
         stmt: postgresql.Insert | sqlite.Insert
-        if postgres:
-            staged = _copy_to_stage(conn, table, stage, columns, rows)
+        if self._dialect == "postgresql":
+            staged = _copy_to_stage(conn, table, columns, rows)
             stmt = postgresql.insert(table).from_select(columns, select(*[staged.c[c] for c in columns]))
         else:
             stmt = sqlite.insert(table)
-        if conflict is not None:
-            if update is not None:
-                stmt = stmt.on_conflict_do_update(index_elements=list(conflict), set_=dict(update(stmt.excluded)))
-            else:
-                stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
-        final: Executable = stmt.returning(*returning) if returning else stmt
-        result = conn.execute(final) if postgres else conn.execute(final, list(rows))
-        return list(result.all()) if returning else []
+        stmt = stmt.on_conflict_do_update(index_elements=list(conflict), set_=dict(update(stmt.excluded)))
+        if self._dialect == "postgresql":
+            conn.execute(stmt)
+        else:
+            conn.execute(stmt, list(rows))
 
     # ---- the sink's write path ---------------------------------------------------------------------------------
 
     def write_events(self, events: Sequence[TaggedEvent], actor: str = SINK_ACTOR) -> WriteReport:
-        """Write a batch in one transaction; events already stored (same ``event_id``) change nothing."""
+        """Write a batch in one transaction; events already stored (same ``event_id``) change nothing.
+
+        Reads first what is there (stored event ids; the batch's subjects, locked against a concurrent erasure;
+        their identities), then inserts only what is new without conflict handling, and merges the profiles of
+        existing subjects. A concurrent writer of the same rows makes it raise ``IntegrityError`` (see
+        ``_insert_new``); the sink retries the batch, and the retry finds them stored.
+        """
         unique: dict[UUID, TaggedEvent] = {}
         for tagged in events:
             unique.setdefault(tagged.event.event_id, tagged)
@@ -433,20 +443,23 @@ class CrmRepository:
             return WriteReport(frozenset(), frozenset(), frozenset())
         now = self._clock()
         with self.engine.begin() as conn:
-            # Read first what is already there: a redelivered batch then costs one indexed query, and subjects
-            # that exist are not staged for creation. The inserts keep ON CONFLICT for races with another writer.
             stored = set(
-                conn.execute(select(interactions.c.event_id).where(interactions.c.event_id.in_(list(unique)))).scalars()
+                conn.execute(
+                    select(interactions.c.event_id).where(self._member_of(interactions.c.event_id, unique))
+                ).scalars()
             )
             batch = [t for event_id, t in unique.items() if event_id not in stored]
             if not batch:
                 return WriteReport(frozenset(), frozenset(unique), frozenset())
+            # FOR NO KEY UPDATE (PostgreSQL): an erasure (SELECT ... FOR UPDATE) of one of these subjects waits for
+            # this batch, or this batch waits for it and then sees its erased_at. Sorted: two writers never deadlock.
             known: dict[str, datetime | None] = {
                 row.subject_key: row.erased_at
                 for row in conn.execute(
-                    select(subjects.c.subject_key, subjects.c.erased_at).where(
-                        subjects.c.subject_key.in_({t.event.subject_key for t in batch})
-                    )
+                    select(subjects.c.subject_key, subjects.c.erased_at)
+                    .where(self._member_of(subjects.c.subject_key, {t.event.subject_key for t in batch}))
+                    .order_by(subjects.c.subject_key)
+                    .with_for_update(key_share=True)
                 )
             }
             erased_before = {key: at for key, at in known.items() if at is not None}
@@ -461,47 +474,31 @@ class CrmRepository:
             if not batch:
                 return WriteReport(frozenset(), frozenset(stored), frozenset(), superseded=superseded)
             by_subject = _subject_batches(batch)
-            created = {
-                row[0]
-                for row in self._bulk_insert(
-                    conn,
-                    subjects,
-                    [_subject_row(b, now) for key, b in by_subject.items() if key not in known],
-                    conflict=["subject_key"],
-                    returning=[subjects.c.subject_key],
-                )
-            }
-            new_ids = {
-                row[0]
-                for row in self._bulk_insert(
-                    conn,
-                    interactions,
-                    [_interaction_row(t, now) for t in batch],
-                    conflict=["event_id"],
-                    returning=[interactions.c.event_id],
-                )
-            }
-            new_events = [t for t in batch if t.event.event_id in new_ids]
-            recollected: set[str] = set()
-            if new_events:
-                changed = by_subject if len(new_events) == len(batch) else _subject_batches(new_events)
-                existing = [_subject_row(b, now) for key, b in changed.items() if key not in created]
-                self._bulk_insert(
-                    conn, subjects, existing, conflict=["subject_key"], update=_fold_profile, stage="fold"
-                )
-                recollected = {key for key in changed if key in erased_before}
-                self._insert_children(
-                    conn,
-                    new_events=new_events,
-                    created=created,
-                    recollected=recollected,
-                    erased_before=erased_before,
-                    now=now,
-                    actor=actor,
-                )
+            created = {key for key in by_subject if key not in known}
+            self._insert_new(conn, subjects, [_subject_row(by_subject[key], now) for key in sorted(created)])
+            # in key order, like the subjects: two writers of overlapping batches wait for each other, never deadlock
+            ordered = sorted(batch, key=lambda t: t.event.event_id)
+            self._insert_new(conn, interactions, [_interaction_row(t, now) for t in ordered])
+            self._upsert(
+                conn,
+                subjects,
+                [_subject_row(b, now) for key, b in by_subject.items() if key not in created],
+                conflict=["subject_key"],
+                update=_fold_profile,
+            )
+            recollected = {key for key in by_subject if key in erased_before}
+            self._insert_children(
+                conn,
+                new_events=batch,
+                created=created,
+                recollected=recollected,
+                erased_before=erased_before,
+                now=now,
+                actor=actor,
+            )
         return WriteReport(
-            new=frozenset(new_ids),
-            duplicates=frozenset(unique) - frozenset(new_ids) - superseded,
+            new=frozenset(t.event.event_id for t in batch),
+            duplicates=frozenset(stored),
             subjects_created=frozenset(created),
             subjects_recollected=frozenset(recollected),
             superseded=superseded,
@@ -518,15 +515,27 @@ class CrmRepository:
         now: datetime,
         actor: str,
     ) -> None:
+        existing_subjects = {t.event.subject_key for t in new_events} - created
+        seen: set[tuple[str, str, str]] = set()
+        if existing_subjects:
+            seen.update(
+                (row.subject_key, row.kind, row.value)
+                for row in conn.execute(
+                    select(identities.c.subject_key, identities.c.kind, identities.c.value).where(
+                        self._member_of(identities.c.subject_key, existing_subjects)
+                    )
+                )
+            )
+        new_identities: list[dict[str, Any]] = []
         added_identities: dict[UUID, list[str]] = defaultdict(list)
-        for row in self._bulk_insert(
-            conn,
-            identities,
-            [row for t in new_events for row in _identity_rows(t, now)],
-            conflict=["subject_key", "kind", "value"],
-            returning=[identities.c.first_event_id, identities.c.kind],
-        ):
-            added_identities[row.first_event_id].append(row.kind)
+        for t in new_events:
+            for row in _identity_rows(t, now):
+                identity = _identity_key(row)
+                if identity not in seen:
+                    seen.add(identity)
+                    new_identities.append(row)
+                    added_identities[t.event.event_id].append(row["kind"])
+        self._insert_new(conn, identities, sorted(new_identities, key=_identity_key))
         consent_rows = [
             {
                 "subject_key": t.event.subject_key,
@@ -541,7 +550,7 @@ class CrmRepository:
             for t in new_events
             for c in t.event.consents
         ]
-        self._bulk_insert(conn, consents, consent_rows)  # only for events new in this transaction: no conflict
+        self._insert_new(conn, consents, consent_rows)  # only for events new in this transaction
         audit_rows: list[dict[str, Any]] = []
         first_of_subject: set[str] = set()
         for t in sorted(new_events, key=lambda t: t.event.occurred_at):
@@ -573,7 +582,7 @@ class CrmRepository:
             audit_rows.append(
                 _audit_row(now, key, "interaction_recorded", actor=actor, event_id=event.event_id, detail=detail)
             )
-        self._bulk_insert(conn, audit, audit_rows)
+        self._insert_new(conn, audit, audit_rows)
 
     # ---- reads for sales ---------------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ batch with the same id twice is refused whole); the newest event's values win, o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
@@ -105,15 +105,19 @@ def contact_email(tagged: TaggedEvent) -> str | None:
     return email.lower() if email else None
 
 
-def event_properties(tagged: TaggedEvent) -> dict[str, str]:
-    """The contact properties one event sets (only non-empty values: an absent field must not blank HubSpot's)."""
+def event_properties(tagged: TaggedEvent, *, profile: bool = True) -> dict[str, str]:
+    """The contact properties one event sets (only non-empty values: an absent field must not blank HubSpot's).
+
+    ``profile=False`` leaves out the person properties (``PERSON_PROPERTIES``): an event older than a rectification
+    of its subject must not undo it.
+    """
     event, tags = tagged.event, tagged.tags
     person = event.person
     props: dict[str, str] = {}
     email = contact_email(tagged)
     if email:
         props["email"] = email
-    for attr, name in PERSON_PROPERTIES:
+    for attr, name in PERSON_PROPERTIES if profile else ():
         value = getattr(person, attr)
         if value:
             props[name] = str(value)
@@ -141,6 +145,9 @@ class ContactUpsert:
     email: str
     properties: dict[str, str] = field(default_factory=dict)
     event_ids: list[UUID] = field(default_factory=list)
+    subject_keys: set[str] = field(default_factory=set)
+    received_at: datetime | None = None
+    """When the latest of its events was received (the replay guard compares it with the subject's erasure)."""
 
     @property
     def trace_id(self) -> str:
@@ -148,21 +155,28 @@ class ContactUpsert:
         return str(self.event_ids[0])
 
 
-def merge_by_email(events: Iterable[TaggedEvent]) -> list[ContactUpsert]:
-    """One input per e-mail; events in occurred_at order, so the newest value of each property wins."""
+def merge_by_email(events: Iterable[TaggedEvent], without_profile: Collection[UUID] = ()) -> list[ContactUpsert]:
+    """One input per e-mail; events in occurred_at order, so the newest value of each property wins.
+
+    Events named in ``without_profile`` contribute no person properties (see ``event_properties``).
+    """
     by_email: dict[str, ContactUpsert] = {}
     for tagged in sorted(events, key=lambda t: t.event.occurred_at):
+        event = tagged.event
         email = contact_email(tagged)
         if email is None:
             raise ValueError("merge_by_email needs events with an e-mail")
         upsert = by_email.setdefault(email, ContactUpsert(email))
         earlier_expiry = upsert.properties.get("leadpipe_retention_expires_at", "")
-        upsert.properties.update(event_properties(tagged))
+        upsert.properties.update(event_properties(tagged, profile=event.event_id not in without_profile))
         # keep the contact until its longest-kept event expires (same ISO format: strings compare as times)
         upsert.properties["leadpipe_retention_expires_at"] = max(
             earlier_expiry, upsert.properties["leadpipe_retention_expires_at"]
         )
-        upsert.event_ids.append(tagged.event.event_id)
+        upsert.event_ids.append(event.event_id)
+        upsert.subject_keys.add(event.subject_key)
+        if upsert.received_at is None or event.received_at > upsert.received_at:
+            upsert.received_at = event.received_at
     return list(by_email.values())
 
 

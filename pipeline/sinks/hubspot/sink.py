@@ -7,20 +7,28 @@
 - A 4xx for the whole request: split in halves until the refused input is alone, then dead-letter it;
   401/403/404 mean configuration, not data: pause instead.
 - 429, 5xx, timeouts: the gateway retries; when its retries run out the sink raises backpressure, never drops.
+- Replays (``guard.py``): an event received before its subject's erasure is ``not_applicable`` (checked again
+  before every call, so an erasure during a long pause still wins); an event received before a rectification of
+  its subject is written without its person properties. Without a guard (no database given) neither is checked.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
+from uuid import UUID
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from pipeline.config import Settings
 from pipeline.logging import get_logger
 from pipeline.models.tagged import TaggedEvent
-from pipeline.sinks.base import BatchingSink, RecordResult, SinkBackpressureError, backoff_delay
+from pipeline.sinks.base import BatchingSink, Outcome, RecordResult, SinkBackpressureError, backoff_delay
 from pipeline.sinks.hubspot.gateway import HubSpotGateway, HubSpotRequestError, HubSpotUnavailable, UpsertResponse
+from pipeline.sinks.hubspot.guard import NO_RIGHTS, RightsHistory, SubjectRights
 from pipeline.sinks.hubspot.properties import (
     CUSTOM_PROPERTIES,
     ContactUpsert,
@@ -31,6 +39,11 @@ from pipeline.sinks.hubspot.properties import (
 )
 
 log = get_logger(__name__)
+
+#: Result reason of an event received before its subject's erasure (the CRM sink reports the same).
+SUBJECT_ERASED = "subject_erased"
+#: How long to pause when the rights history cannot be read (writing unchecked could resurrect an erased person).
+GUARD_RETRY_AFTER_S = 2.0
 
 #: Whole-request statuses that say something about the inputs (split and dead-letter), not about the setup.
 RECORD_STATUSES = frozenset({400, 409, 413, 422})
@@ -69,6 +82,7 @@ class HubSpotSink(BatchingSink):
         config_retry_after_s: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        guard: RightsHistory | None = None,
     ) -> None:
         if not 1 <= batch_size <= 100:
             raise ValueError("HubSpot takes 1 to 100 inputs per batch call")
@@ -80,10 +94,14 @@ class HubSpotSink(BatchingSink):
         self.config_retry_after_s = config_retry_after_s
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self.guard = guard
         self._ready = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, gateway: ContactsPort | None = None) -> HubSpotSink:
+    def from_settings(
+        cls, settings: Settings, gateway: ContactsPort | None = None, *, engine: Engine | None = None
+    ) -> HubSpotSink:
+        """``engine``: the database of the rights tracker (the runtime's); without it replays are not guarded."""
         return cls(
             gateway or make_gateway(settings),
             batch_size=settings.hubspot_batch_size,
@@ -91,12 +109,20 @@ class HubSpotSink(BatchingSink):
             backoff_base_s=settings.hubspot_backoff_base_s,
             backoff_max_s=settings.hubspot_backoff_max_s,
             config_retry_after_s=settings.sink_retry_max_s,
+            guard=RightsHistory(engine) if engine is not None else None,
         )
 
     def setup(self) -> None:
         """Create the custom properties (idempotent); unreachable HubSpot is backpressure, retried by the caller."""
         if self._ready:
             return
+        if self.guard is None:
+            log.warning("hubspot_replay_guard_off", reason="no rights database given: erasures are not re-checked")
+        else:
+            try:
+                self.guard.setup()
+            except DBAPIError as exc:
+                raise SinkBackpressureError(GUARD_RETRY_AFTER_S, f"rights history: {type(exc.orig).__name__}") from exc
         try:
             self.gateway.ensure_properties()
         except HubSpotUnavailable as exc:
@@ -123,15 +149,66 @@ class HubSpotSink(BatchingSink):
                 )
             else:
                 with_email.append(tagged)
-        for chunk in chunks(merge_by_email(with_email), self.batch_size):
+        rights = self._rights(t.event.subject_key for t in with_email)
+        fresh, stale = [], set()
+        for tagged in with_email:
+            event = tagged.event
+            subject = rights.get(event.subject_key, NO_RIGHTS)
+            if subject.erased_since(event.received_at):
+                results.append(_superseded(event.event_id))
+                continue
+            fresh.append(tagged)
+            if subject.rectified_since(event.received_at):
+                stale.add(event.event_id)
+        if len(fresh) < len(with_email) or stale:
+            log.info("hubspot_replay_guard", superseded=len(with_email) - len(fresh), profile_left_out=len(stale))
+        for chunk in chunks(merge_by_email(fresh, without_profile=stale), self.batch_size):
             results.extend(self._write_chunk(chunk))
-        return results
+        return [
+            RecordResult.written(r.event_id, r.external_id, "person properties left out: older than a rectification")
+            if r.event_id in stale and r.outcome is Outcome.WRITTEN
+            else r
+            for r in results
+        ]
+
+    def _rights(self, subject_keys: Iterable[str]) -> dict[str, SubjectRights]:
+        """The subjects' erasures and rectifications; unreadable is backpressure, never an unchecked write."""
+        if self.guard is None:
+            return {}
+        try:
+            return self.guard.of(set(subject_keys))
+        except DBAPIError as exc:
+            log.warning("hubspot_replay_guard_unavailable", error=type(exc.orig).__name__)
+            raise SinkBackpressureError(GUARD_RETRY_AFTER_S, f"rights history: {type(exc.orig).__name__}") from exc
+
+    def _screen(self, pending: list[ContactUpsert]) -> tuple[list[ContactUpsert], list[RecordResult]]:
+        """Right before a call: drop the inputs whose subject was erased after they were received."""
+        if self.guard is None:
+            return pending, []
+        rights = self._rights(key for upsert in pending for key in upsert.subject_keys)
+        keep: list[ContactUpsert] = []
+        skipped: list[RecordResult] = []
+        for upsert in pending:
+            received = upsert.received_at
+            if received is not None and any(
+                rights.get(key, NO_RIGHTS).erased_since(received) for key in upsert.subject_keys
+            ):
+                skipped.extend(_superseded(e) for e in upsert.event_ids)
+            else:
+                keep.append(upsert)
+        if skipped:
+            log.info("hubspot_replay_guard", superseded=len(skipped), profile_left_out=0)
+        return keep, skipped
 
     def _write_chunk(self, chunk: list[ContactUpsert]) -> list[RecordResult]:
         out: list[RecordResult] = []
         pending = chunk
         attempt = 0
         while pending:
+            pending, skipped = self._screen(pending)
+            out.extend(skipped)
+            if not pending:
+                break
             try:
                 response = self.gateway.upsert_contacts(pending)
             except HubSpotUnavailable as exc:
@@ -167,6 +244,12 @@ class HubSpotSink(BatchingSink):
 
     def close(self) -> None:
         self.gateway.close()
+
+
+def _superseded(event_id: UUID) -> RecordResult:
+    return RecordResult.not_applicable(
+        event_id, SUBJECT_ERASED, "received before the subject's erasure; not written (it would recreate the contact)"
+    )
 
 
 def _failed(upsert: ContactUpsert, category: str, message: str, correlation_id: str | None) -> list[RecordResult]:

@@ -1,53 +1,34 @@
-"""Helpers of the sink integration tests: a real faust worker in a thread."""
+"""Helpers of the sink integration tests: the product's faust worker in a thread, the HubSpot sink over the fake."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from sqlalchemy import Engine
 from worker_thread import WorkerThread
 
+from pipeline.agents.app import create_app
+from pipeline.config import Settings
 from pipeline.runtime import Runtime
+from pipeline.sinks.hubspot.gateway import HubSpotGateway
+from pipeline.sinks.hubspot.ratelimit import make_limiters
+from pipeline.sinks.hubspot.sink import HubSpotSink
 
-__all__ = ["WorkerThread", "product_app_exists", "sink_worker_app"]
-
-
-def product_app_exists() -> bool:
-    try:
-        importlib.import_module("pipeline.agents.app")
-    except ImportError:
-        return False
-    return True
+__all__ = ["WorkerThread", "sink_for", "sink_worker_app"]
 
 
-def sink_worker_app(runtime: Runtime, guarantee: str = "at_least_once") -> Any:
-    """The product's faust app when ``pipeline.agents.app`` exists (with its registrars), else a bare app + sinks
-    with the given processing guarantee."""
-    import faust
-
-    settings = runtime.settings
-    try:
-        create_app = importlib.import_module("pipeline.agents.app").create_app
-    except ImportError:
-        app = faust.App(
-            settings.app_id,
-            broker=f"kafka://{settings.kafka_bootstrap_servers}",
-            store="memory://",
-            topic_partitions=settings.topic_partitions or 1,
-            topic_replication_factor=1,
-            processing_guarantee=guarantee,
-            web_enabled=False,
-            broker_session_timeout=6,
-            broker_heartbeat_interval=0.5,
-            broker_rebalance_timeout=10,
-            broker_request_timeout=20,
-            broker_commit_interval=0.5,
-            stream_wait_empty=False,
-            table_standby_replicas=0,
-            consumer_auto_offset_reset="earliest",
-        )
-        from pipeline.agents.sinks import register
-
-        register(app, runtime)
-        return app
+def sink_worker_app(runtime: Runtime) -> Any:
+    """The product's faust app (``pipeline.agents.app``) with its registrars, the sink agents among them."""
     return create_app(runtime)
+
+
+def sink_for(settings: Settings, *, engine: Engine | None = None) -> tuple[HubSpotSink, HubSpotGateway]:
+    """The HubSpot sink through the real client (the gateway with its shared budget); ``engine``: replay guard's DB."""
+    limiters = make_limiters(
+        settings.hubspot_rate_limit_requests,
+        settings.hubspot_rate_limit_window_s,
+        settings.hubspot_search_rate_per_s,
+        settings.hubspot_rate_limit_margin_s,
+    )
+    gateway = HubSpotGateway(settings, limiters)
+    return HubSpotSink.from_settings(settings, gateway, engine=engine), gateway

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fakes.contacts import make_tagged, many_tagged
 from fakes.hubspot import FakeHubSpot, Fault
-from sinks_helpers import WorkerThread, product_app_exists, sink_worker_app
+from sinks_helpers import WorkerThread, sink_worker_app
 
 from pipeline.config import Settings
 from pipeline.crypto.sealing import subject_scope
@@ -29,12 +29,6 @@ from pipeline.sinks.crm.repository import CrmRepository
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 UPSERT = "/crm/v3/objects/contacts/batch/upsert"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeHubSpot]:
-    with FakeHubSpot() as running:
-        yield running
 
 
 @pytest.fixture
@@ -68,12 +62,9 @@ def results_of(records: list[Record]) -> list[SinkResult]:
     return [SinkResult.model_validate_json(r.value) for r in records if r.value is not None]
 
 
-@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_accepted_events_reach_both_sinks_once_through_faults_and_redelivery(
-    runtime: Runtime, fake: FakeHubSpot, guarantee: str
+    runtime: Runtime, fake: FakeHubSpot
 ) -> None:
-    if product_app_exists() and guarantee != "at_least_once":
-        pytest.skip("the product's app (pipeline.agents.app) decides the guarantee; one run is enough")
     events = many_tagged(120)
     phone_only = make_tagged(None, phone="+4930555000")
     refused = make_tagged("refused@example.com")
@@ -98,7 +89,7 @@ def test_accepted_events_reach_both_sinks_once_through_faults_and_redelivery(
         return done
 
     publish_accepted(runtime, records)
-    with WorkerThread(sink_worker_app(runtime, guarantee)).start():
+    with WorkerThread(sink_worker_app(runtime)).start():
         results = results_of(read_until(settings, ["sinks.results"], both_sinks_answered(1), timeout_s=150))
         by_sink: dict[str, dict[uuid.UUID, SinkResult]] = {"crm": {}, "hubspot": {}}
         for r in results:

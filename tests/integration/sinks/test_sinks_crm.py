@@ -267,3 +267,39 @@ def test_unreachable_database_is_backpressure(tmp_path: object) -> None:
     engine = make_engine("postgresql://leadpipe:wrong@127.0.0.1:1/none", connect_args={"connect_timeout": 1})
     with pytest.raises(SinkBackpressureError):
         CrmSink(CrmRepository(engine), migrate=False).write([make_tagged()])
+
+
+def test_two_writers_of_the_same_batch_store_each_event_once(db_url: str) -> None:
+    """A zombie worker after a rebalance writes the batch its successor writes: the loser's insert conflicts, the
+    sink offers the batch again, and every event ends up stored (and audited) exactly once."""
+    engines = [make_engine(db_url) for _ in range(2)]
+    ensure_schema(engines[0])
+    batch = many_tagged(300, subjects=200)
+    start = threading.Barrier(2)
+    answers: list[list[Outcome]] = []
+
+    def write(engine: Engine) -> None:
+        sink = CrmSink(CrmRepository(engine), migrate=False)
+        start.wait()
+        answers.append([r.outcome for r in sink.write(batch)])
+
+    threads = [threading.Thread(target=write, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [set(a) for a in answers] == [{Outcome.WRITTEN}] * 2
+    assert all(len(a) == len(batch) for a in answers)
+    engine = engines[0]
+    assert CrmRepository(engine).interaction_count() == len(batch)
+    with engine.connect() as conn:
+        recorded = conn.execute(
+            select(func.count()).select_from(CrmAudit).where(CrmAudit.action == "interaction_recorded")
+        ).scalar_one()
+        identities = conn.execute(select(func.count()).select_from(CrmIdentity)).scalar_one()
+    assert recorded == len(batch)
+    assert identities == len({(t.event.subject_key, t.event.person.email) for t in batch}) + len(
+        {(t.event.subject_key, t.event.person.phone) for t in batch if t.event.person.phone}
+    )
+    for e in engines:
+        e.dispose()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from fakes.hubspot import FakeHubSpot, Fault
@@ -20,12 +19,6 @@ from hubspot.crm.properties.models import PropertyCreate
 from urllib3.util.retry import Retry
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeHubSpot]:
-    with FakeHubSpot() as running:
-        yield running
 
 
 @pytest.fixture

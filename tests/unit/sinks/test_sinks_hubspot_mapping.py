@@ -9,6 +9,7 @@ from fakes.contacts import BASE_TIME, make_tagged
 
 from pipeline.models import Channel
 from pipeline.sinks.hubspot.gateway import retry_after_seconds
+from pipeline.sinks.hubspot.guard import SubjectRights
 from pipeline.sinks.hubspot.properties import (
     CUSTOM_PROPERTIES,
     chunks,
@@ -95,3 +96,24 @@ def test_retry_after_http_date() -> None:
 
     now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
     assert retry_after_seconds({"Retry-After": "Wed, 01 Jan 2025 12:00:07 GMT"}, now=now) == 7.0
+
+
+def test_events_older_than_a_rectification_leave_the_person_properties_out() -> None:
+    old = make_tagged("jane@example.com", first_name="Jnae", position="CTO")
+    newer = make_tagged("jane@example.com", first_name=None, occurred_at=BASE_TIME + timedelta(hours=1))
+    [upsert] = merge_by_email([old, newer], without_profile={old.event.event_id})
+    assert "firstname" not in upsert.properties and "jobtitle" not in upsert.properties
+    assert upsert.properties["leadpipe_source_event_id"] == str(newer.event.event_id)
+    assert upsert.subject_keys == {old.event.subject_key}
+    assert upsert.received_at == newer.event.received_at
+    [whole] = merge_by_email([old, newer])
+    assert whole.properties["firstname"] == "Jnae"
+
+
+def test_subject_rights_compare_receipt_with_erasure_and_rectification() -> None:
+    at = BASE_TIME + timedelta(days=1)
+    rights = SubjectRights(erased_at=at, rectified_at=at)
+    assert rights.erased_since(at) and rights.erased_since(at - timedelta(seconds=1))
+    assert not rights.erased_since(at + timedelta(microseconds=1))  # received after: a new collection
+    assert rights.rectified_since(at) and not rights.rectified_since(at + timedelta(seconds=1))
+    assert not SubjectRights().erased_since(at) and not SubjectRights().rectified_since(at)
