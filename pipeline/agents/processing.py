@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from faust.types import Message
 from pydantic import ValidationError
 
-from pipeline.agents.batching import BatchContext, BatchHandler, batch_agent
+from pipeline.agents.batching import BatchContext, BatchHandler, Fetched, batch_agent
 from pipeline.agents.state import (
     ANCHORS_TOPIC,
     RATES_TOPIC,
@@ -42,7 +41,7 @@ from pipeline.models.contact import ContactEvent
 from pipeline.models.processing import DropReason, DropRecord
 from pipeline.models.records import AcceptedRecord, ContactRecord, DeadLetter, QuarantineRecord
 from pipeline.models.rights import AuditRecord
-from pipeline.models.tagged import SpamVerdict
+from pipeline.models.tagged import SpamVerdict, tags_json
 from pipeline.processors import (
     Accepted,
     ChainContext,
@@ -214,7 +213,7 @@ class ProcessingStep:
         if isinstance(outcome, Accepted):
             tags = outcome.tagged.tags
             if raw is not None:
-                return [Out(ACCEPTED_TOPIC, key, _with_field(raw, b"tags", _json(tags)))]
+                return [Out(ACCEPTED_TOPIC, key, _with_field(raw, b"tags", tags_json(tags)))]
             accepted = AcceptedRecord.model_construct(**_header(record), sealed=record.sealed, tags=tags)
             return [Out(ACCEPTED_TOPIC, key, _json(accepted))]
         if isinstance(outcome, Quarantined):
@@ -246,10 +245,11 @@ class ProcessingStep:
         would double the records produced for every ordinary event (most IPs and subjects are seen once).
         """
         outs: list[Out] = []
+        rates_data = state.rates_data
         for key, window in chain.rate_updates.items():
             raw_key, value = key.encode(), rate_windows.encode(window)
-            state.rates_data[raw_key] = value
-            if sum(count for _, count in window) > 1:
+            rates_data[raw_key] = value
+            if (window[0][1] if len(window) == 1 else sum(count for _, count in window)) > 1:
                 outs.append(Out(RATES_TOPIC, raw_key, value))
         if chain.anchor_update is not None:
             key, anchor = chain.anchor_update
@@ -413,7 +413,7 @@ def batch_handler(
     If the partition was revoked meanwhile, nothing is acknowledged: its new owner processes the batch.
     """
 
-    async def handle(ctx: BatchContext, messages: Sequence[Message]) -> None:
+    async def handle(ctx: BatchContext, messages: Sequence[Fetched]) -> None:
         batch = [Consumed(m.partition, m.offset, m.key, m.value) for m in messages]
         result = process(batch, shared.tables.state())
         records = result.outgoing.get(ctx.tp.partition, [])

@@ -60,6 +60,20 @@ class RecordCodec:
         )
 
     def open_contact(self, record: ContactRecord) -> ContactEvent:
+        """The clear event of a validated record; the opened body is validated as well.
+
+        AES-GCM proves that the body was sealed with the subject's key, i.e. by our code: that says who sealed it,
+        not what. The same key seals other documents of the subject (a dead letter's payload, for one) and older
+        code may have sealed an older shape, so the body is validated as a ``ContactBody``; that validation is also
+        the parse that turns the JSON into models (in pydantic's core: no cheaper way to build them) and it names
+        the field when something is wrong.
+
+        The ``ContactEvent`` is then built with the validating constructor although its parts are validated
+        already: re-validating model instances is an isinstance check in pydantic's core, so all that runs again
+        is the two timestamps' UTC validator and the subject key's length (which ``ContactRecord`` does not
+        bound). Measured on the processing harness: building it without validation saved ~0.5 us of ~4.5 us per
+        event (~0.3% of the step), too little to give up a check for.
+        """
         body = self.sealer.open_model(record.sealed, ContactBody)
         return ContactEvent(
             event_id=record.event_id,

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
+from pydantic_core import PydanticUndefined
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -24,6 +25,56 @@ class StrictModel(BaseModel):
     """Immutable, no unknown fields, no silent coercion of wrong types."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=False)
+
+    @classmethod
+    def trusted(cls, **values: Any) -> Self:
+        """An instance of values that this process produced and validated already, without validating them again.
+
+        For the hot path only (the processing chain builds its tags from validated models and policy data; one
+        validation costs about as much as the rest of a rule). What a validated instance holds, this holds: the
+        fields in declared order, plain defaults for the ones not given, ``model_fields_set`` = the given names.
+        Nothing but the names is checked, so the caller answers for the types (each call site has a unit test
+        that compares it with the validated model). ``model_construct`` does the same in a generic loop over
+        aliases and factories that costs more than validating.
+        """
+        names = tuple(values)
+        recipe = _TRUSTED_RECIPES.get((cls, names))
+        if recipe is None:
+            recipe = _trusted_recipe(cls, names)
+        data = {name: values[name] if value is _GIVEN else value for name, value in recipe} if recipe else values
+        model = cls.__new__(cls)
+        _set = object.__setattr__
+        _set(model, "__dict__", data)
+        _set(model, "__pydantic_fields_set__", set(names))
+        _set(model, "__pydantic_extra__", None)
+        _set(model, "__pydantic_private__", None)
+        return model
+
+
+_GIVEN: Any = object()
+_TRUSTED_RECIPES: dict[tuple[type[BaseModel], tuple[str, ...]], tuple[tuple[str, Any], ...]] = {}
+
+
+def _trusted_recipe(cls: type[BaseModel], names: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    """How ``trusted`` fills a model from these given names: () when they are every field in declared order, else
+    (field, _GIVEN or its plain default) in declared order. A missing field with no plain default is an error."""
+    if cls.__pydantic_post_init__ or cls.__private_attributes__:
+        raise TypeError(f"{cls.__name__}.trusted: a model with private attributes or post-init needs validation")
+    fields = cls.model_fields
+    unknown = sorted(set(names) - set(fields))
+    if unknown:
+        raise TypeError(f"{cls.__name__}.trusted: unknown field(s) {unknown}")
+    recipe: list[tuple[str, Any]] = []
+    for name, field in fields.items():
+        if name in names:
+            recipe.append((name, _GIVEN))
+        elif field.default is PydanticUndefined:  # required, or a default factory (a fresh value per instance)
+            raise TypeError(f"{cls.__name__}.trusted: {name} must be given")
+        else:
+            recipe.append((name, field.default))
+    result = () if names == tuple(fields) else tuple(recipe)
+    _TRUSTED_RECIPES[(cls, names)] = result
+    return result
 
 
 class Channel(StrEnum):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal
 from uuid import UUID
 
+import orjson
 from pydantic import Field
 
 from pipeline.models.common import LegalBasis, Purpose, StrictModel, UtcDatetime
@@ -69,3 +71,42 @@ class TaggedEvent(StrictModel):
 
     event: ContactEvent
     tags: Tags
+
+
+_TAGS_JSON_PARTS: dict[tuple[int, int, str, bool, str], tuple[Tags, bytes, bytes]] = {}
+_ANCHOR_FIELD = b'"retention_anchor_at":'
+_EXPIRES_FIELD = b',"retention_expires_at":'
+
+
+def _utc_json(value: datetime) -> bytes:
+    data: bytes = orjson.dumps(value, option=orjson.OPT_UTC_Z)
+    return data
+
+
+def tags_json(tags: Tags) -> bytes:
+    """``Tags`` as JSON, the bytes pydantic writes, for the accepted record of every event (the hot path).
+
+    Only the two timestamps differ between the events of one (channel, interaction kind) row: the rest (policy
+    version, purposes, clock, marketing flag, the clean spam verdict) are the same objects from the compiled
+    policy. So pydantic serialises each such combination once; the bytes before and after the timestamps are kept,
+    and the timestamps are written by orjson in between. The split is made only where the timestamps that orjson
+    writes stand in pydantic's output exactly once, so the two formats are compared on every new combination.
+    """
+    anchor_at, expires_at = tags.retention_anchor_at, tags.retention_expires_at
+    purposes, spam = tags.purposes, tags.spam
+    data: bytes
+    if spam.reasons or spam.review or anchor_at.tzinfo is not UTC or expires_at.tzinfo is not UTC:  # not shared
+        data = tags.__pydantic_serializer__.to_json(tags)
+        return data
+    key = (id(purposes), id(spam), tags.retention_clock, tags.marketing_allowed, tags.policy_version)
+    parts = _TAGS_JSON_PARTS.get(key)
+    if parts is not None and parts[0].purposes is purposes and parts[0].spam is spam:
+        return b"%s%s%s%s%s" % (parts[1], _utc_json(anchor_at), _EXPIRES_FIELD, _utc_json(expires_at), parts[2])
+    data = tags.__pydantic_serializer__.to_json(tags)
+    middle = _ANCHOR_FIELD + _utc_json(anchor_at) + _EXPIRES_FIELD + _utc_json(expires_at)
+    at = data.find(middle)
+    if at >= 0 and data.find(middle, at + 1) < 0:
+        if len(_TAGS_JSON_PARTS) >= 4096:  # only combinations of transient tuples (consents) pile up
+            _TAGS_JSON_PARTS.clear()
+        _TAGS_JSON_PARTS[key] = (tags, data[: at + len(_ANCHOR_FIELD)], data[at + len(middle) :])
+    return data

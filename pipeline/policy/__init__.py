@@ -73,11 +73,17 @@ class Duration(_Frozen):
         return self
 
     def after(self, start: datetime) -> datetime:
-        """``start`` plus this duration."""
-        month_index = start.month - 1 + self.months + 12 * self.years
-        year, month = start.year + month_index // 12, month_index % 12 + 1
-        day = min(start.day, calendar.monthrange(year, month)[1])
-        return start.replace(year=year, month=month, day=day) + timedelta(days=self.days, hours=self.hours)
+        """``start`` plus this duration (on every accepted event: the month length is looked up only past the 28th)."""
+        if self.years or self.months:
+            month_index = start.month - 1 + self.months + 12 * self.years
+            year, month = start.year + month_index // 12, month_index % 12 + 1
+            day = start.day
+            if day > 28:
+                day = min(day, calendar.monthrange(year, month)[1])
+            start = start.replace(year=year, month=month, day=day)
+        if self.days or self.hours:
+            start = start + timedelta(days=self.days, hours=self.hours)
+        return start
 
     def as_timedelta(self) -> timedelta:
         """An upper bound in plain time (a year = 366 days, a month = 31): for windows, never for expiries."""

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pipeline.logging import scrub_text
 from pipeline.models.contact import ContactEvent
 from pipeline.models.processing import DropReason
 from pipeline.models.rights import SuppressionRecord
-from pipeline.models.tagged import SpamVerdict, TaggedEvent, Tags
+from pipeline.models.tagged import PurposeTag, SpamVerdict, TaggedEvent, Tags
 from pipeline.processors import rates
 from pipeline.processors.children import child_evidence
 from pipeline.processors.compiled import CompiledPolicy
-from pipeline.processors.retention import retention_clock
+from pipeline.processors.retention import RetentionClock, retention_clock
 from pipeline.processors.spam import SpamInputs, score_spam
 from pipeline.processors.suppression import apply_suppression
 from pipeline.processors.tagging import tag_purposes
@@ -84,6 +84,31 @@ def _error_text(exc: BaseException) -> str:
     return scrub_text(f"{type(exc).__name__}: {exc}")[:4000]
 
 
+def _tags(
+    compiled: CompiledPolicy,
+    purposes: tuple[PurposeTag, ...],
+    clock: RetentionClock,
+    marketing_allowed: bool,
+    verdict: SpamVerdict,
+) -> Tags:
+    """The event's tags. Every part is a validated model, policy data or a UTC datetime from a validated event, so
+    they are not validated again (``Tags.trusted``); a stored anchor in another zone (or none) takes validation,
+    which normalises it to UTC or names the error."""
+    anchor_at, expires_at = clock.anchor_at, clock.expires_at
+    values = {
+        "policy_version": compiled.policy.version,
+        "purposes": purposes,
+        "retention_clock": clock.clock,
+        "retention_anchor_at": anchor_at,
+        "retention_expires_at": expires_at,
+        "marketing_allowed": marketing_allowed,
+        "spam": verdict,
+    }
+    if anchor_at.tzinfo is UTC and expires_at.tzinfo is UTC:
+        return Tags.trusted(**values)
+    return Tags(**values)
+
+
 def run_chain(event: ContactEvent, ctx: ChainContext) -> ChainResult:
     """Run every rule on one event. Exceptions become ``Failed`` with the stage that raised."""
     compiled = ctx.policy
@@ -109,16 +134,8 @@ def run_chain(event: ContactEvent, ctx: ChainContext) -> ChainResult:
             return ChainResult(Dropped(DropReason.NO_LAWFUL_PURPOSE, stage), rate_updates)
         stage = "retention"
         clock = retention_clock(event, compiled.policy, ctx.anchors)
-        tags = Tags(
-            policy_version=compiled.policy.version,
-            purposes=purposes,
-            retention_clock=clock.clock,
-            retention_anchor_at=clock.anchor_at,
-            retention_expires_at=clock.expires_at,
-            marketing_allowed=marketing_allowed,
-            spam=verdict,
-        )
-        tagged = TaggedEvent.model_construct(event=event, tags=tags)  # both parts are validated models already
+        tags = _tags(compiled, purposes, clock, marketing_allowed, verdict)
+        tagged = TaggedEvent(event=event, tags=tags)  # validating two model instances is a type check, no copy
         if verdict.is_spam:  # the anchor moves only with an event that is kept
             return ChainResult(Quarantined(tagged), rate_updates)
         return ChainResult(Accepted(tagged), rate_updates, clock.update)

@@ -14,14 +14,17 @@ def _age_on(birth: date, day: date) -> int:
 
 
 def child_evidence(event: ContactEvent, text: str, compiled: CompiledPolicy) -> str | None:
-    """Which signal shows the person is under the minimum age (a non-personal code), or None."""
+    """Which signal shows the person is under the minimum age (a non-personal code), or None.
+
+    The age patterns run one by one only on a text their union matches (most texts need that one search).
+    """
     minimum = compiled.policy.children.minimum_age
     person = event.person
     if person.stated_age is not None and person.stated_age < minimum:
         return "stated_age"
     if person.birth_date is not None and _age_on(person.birth_date, event.occurred_at.date()) < minimum:
         return "birth_date"
-    if text:
+    if text and (compiled.age_union is None or compiled.age_union.search(text) is not None):
         for pattern in compiled.age_patterns:
             for match in pattern.finditer(text):
                 if int(match.group("age")) < minimum:

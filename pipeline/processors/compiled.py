@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
@@ -11,13 +12,18 @@ from functools import cached_property
 from disposable_email_domains import blocklist as _disposable_domains
 
 from pipeline.models.common import Channel, InteractionKind, LegalBasis, Purpose
-from pipeline.models.tagged import PurposeTag
-from pipeline.policy import Policy
+from pipeline.models.tagged import PurposeTag, SpamVerdict
+from pipeline.policy import Policy, RateLimit
+from pipeline.processors.text import domain_and_parents
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _LINK = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _WORD = re.compile(r"\S+")
+_LINK_MARKERS = (b"://", b"www.")
+"""Every match of ``_LINK`` contains one of these (lower case)."""
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
+_AGE_GROUP = "(?P<age>"
 
 
 def _alternation(words: tuple[str, ...]) -> re.Pattern[str] | None:
@@ -26,6 +32,80 @@ def _alternation(words: tuple[str, ...]) -> re.Pattern[str] | None:
         return None
     parts = sorted((r"\s+".join(re.escape(w) for w in word.split()) for word in words), key=len, reverse=True)
     return re.compile(r"(?<!\w)(?:" + "|".join(parts) + r")(?!\w)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class RateRule:
+    """One submission-rate signal: its limit, window in seconds, bucket count, reason code, weight and wording."""
+
+    limit: RateLimit
+    window_s: int
+    buckets: int
+    code: str
+    weight: float
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContentPrefilter:
+    """What any spam word, misleading phrase or link in an ASCII text must leave in its lower-cased bytes.
+
+    A match of ``_alternation`` is bounded by non-word characters on both sides and its parts by whitespace, so
+    each run of word characters in a part is a whole run of word characters of the text (for ASCII text and
+    ASCII words, case-insensitive matching is matching the lower-cased text). A text whose runs include every run
+    of no word or phrase, and that holds no link marker, cannot match any scan: most texts skip every scan.
+    Unicode text is always scanned.
+    """
+
+    runs: Mapping[bytes, tuple[frozenset[bytes], ...]]
+    """The longest run of each word or phrase -> the whole set of runs of each word or phrase it belongs to."""
+    link_markers: tuple[bytes, ...] = _LINK_MARKERS
+
+    def may_match(self, text_runs: list[bytes]) -> bool:
+        """Whether a scan could match a text with these runs of word characters (lower case)."""
+        found = self.runs.keys() & text_runs
+        if not found:  # the common case: one set operation
+            return False
+        present = frozenset(text_runs)
+        return any(needed <= present for run in found for needed in self.runs[run])
+
+
+def _content_prefilter(words: tuple[str, ...]) -> ContentPrefilter | None:
+    """None (scan every text) when a word is not ASCII or has no word character to look for."""
+    runs: dict[bytes, list[frozenset[bytes]]] = {}
+    for word in words:
+        if not word.isascii():
+            return None
+        found = [run.encode("ascii") for part in word.lower().split() for run in re.findall(r"\w+", part)]
+        if not found:
+            return None
+        runs.setdefault(max(found, key=len), []).append(frozenset(found))
+    return ContentPrefilter({run: tuple(sets) for run, sets in runs.items()})
+
+
+def _age_union(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One regex that matches a text exactly when one of the age patterns does: most texts need one search.
+
+    Group names must be unique within a regex, so each pattern's ``age`` group is renamed ``age_<i>``; only a
+    pattern where that rename cannot change more than the name qualifies (the group written exactly once with no
+    backslash before it, no back-reference or conditional that the renumbering would move, no global inline flag).
+    Otherwise None: every pattern is scanned on its own.
+    """
+    renamed: list[str] = []
+    for index, pattern in enumerate(patterns):
+        at = pattern.find(_AGE_GROUP)
+        if pattern.count(_AGE_GROUP) != 1 or pattern[:at].endswith("\\") or _BACKREFERENCE.search(pattern):
+            return None
+        renamed.append(f"(?:{pattern.replace(_AGE_GROUP, f'(?P<age_{index}>')})")
+    if not renamed:
+        return None
+    try:
+        union = re.compile("|".join(renamed), re.IGNORECASE)
+    except re.error:
+        return None
+    if union.groups != sum(re.compile(p, re.IGNORECASE).groups for p in patterns):
+        return None
+    return union
 
 
 @dataclass(frozen=True)
@@ -44,6 +124,10 @@ class CompiledPolicy:
     disposable_domains: frozenset[str]
     link: re.Pattern[str] = _LINK
     word: re.Pattern[str] = _WORD
+    content_prefilter: ContentPrefilter | None = None
+    """Set by ``compile_policy`` for its own word patterns and ``_LINK``; None scans every text."""
+    age_union: re.Pattern[str] | None = None
+    """Set by ``compile_policy``: matches where any of ``age_patterns`` matches; None scans each pattern."""
 
     @cached_property
     def purpose_tags(self) -> dict[tuple[Channel, str], tuple[PurposeTag, ...]]:
@@ -65,13 +149,51 @@ class CompiledPolicy:
 
     def tags_for(self, channel: Channel, kind: InteractionKind) -> tuple[PurposeTag, ...]:
         tags = self.purpose_tags
-        return tags.get((channel, kind.value)) or tags[(channel, "other")]
+        return tags.get((channel, kind)) or tags[(channel, "other")]  # a StrEnum member is its value as a key
+
+    def domain_flags(self, domain: str) -> tuple[bool, bool]:
+        """(on the policy's domain blocklist, a disposable domain) for an e-mail domain or any parent of it.
+
+        Remembered per domain (bounded): the same domains come again and again, and the answer depends on the
+        policy alone."""
+        cache = self._domain_cache
+        flags = cache.get(domain)
+        if flags is None:
+            candidates = domain_and_parents(domain)
+            flags = (
+                not self.blocked_domains.isdisjoint(candidates),
+                not self.disposable_domains.isdisjoint(candidates),
+            )
+            if len(cache) >= 65_536:
+                cache.clear()
+            cache[domain] = flags
+        return flags
 
     @cached_property
-    def rate_window_s(self) -> tuple[int, int]:
-        """(per-IP, per-subject) rate windows in seconds."""
-        limits = self.policy.spam.rate_limits
-        return limits.per_ip.seconds, limits.per_subject.seconds
+    def _domain_cache(self) -> dict[str, tuple[bool, bool]]:
+        return {}
+
+    @cached_property
+    def clean_verdict(self) -> SpamVerdict:
+        """The verdict of every event no signal fired for (immutable, so one instance serves them all)."""
+        return SpamVerdict(score=0.0, threshold=self.policy.spam.threshold, reasons=())
+
+    @cached_property
+    def rate_rules(self) -> tuple[RateRule, RateRule]:
+        """The per-IP and the per-subject rate rule, looked up once instead of field by field per event."""
+        limits, weights = self.policy.spam.rate_limits, self.policy.spam.weights
+        ip_window, subject_window = limits.per_ip.seconds, limits.per_subject.seconds
+        return (
+            RateRule(limits.per_ip, ip_window, limits.buckets, "rate_ip", weights.rate_ip, "from this source IP"),
+            RateRule(
+                limits.per_subject,
+                subject_window,
+                limits.buckets,
+                "rate_subject",
+                weights.rate_subject,
+                "from this subject",
+            ),
+        )
 
     @cached_property
     def consent_skew(self) -> timedelta:
@@ -110,4 +232,6 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         blocked_networks=tuple(networks),
         blocked_phones=frozenset(spam.blocklist.phones),
         disposable_domains=disposable,
+        content_prefilter=_content_prefilter(spam.spam_words + spam.misleading_phrases),
+        age_union=_age_union(policy.children.age_statement_patterns),
     )

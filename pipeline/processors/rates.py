@@ -21,6 +21,8 @@ def bump(state: RateState, at_s: float, window_s: int, buckets: int) -> tuple[Ra
     width = max(1, -(-window_s // buckets))  # ceil: the buckets together cover at least the window
     at = int(at_s)
     start = at - at % width
+    if not state and window_s >= 0:  # the first submission of a key (most keys): its bucket is inside the window
+        return ((start, 1),), 1
     now = max([at, *(b for b, _ in state)])
     horizon = now - window_s  # a bucket counts while any part of it is inside (horizon, now]: never undercounts
     kept: dict[int, int] = {b: n for b, n in state if b + width > horizon}

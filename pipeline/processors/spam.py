@@ -17,7 +17,7 @@ from pipeline.models.contact import ContactEvent
 from pipeline.models.tagged import SpamReason, SpamVerdict
 from pipeline.processors import rates
 from pipeline.processors.compiled import CompiledPolicy
-from pipeline.processors.text import domain_and_parents, email_domain
+from pipeline.processors.text import email_domain
 
 
 @lru_cache(maxsize=65_536)
@@ -26,7 +26,7 @@ def hashed_key(pepper: bytes, kind: str, value: str) -> str:
 
     Cached: the same domains and IPs recur (one HMAC is a few microseconds, a lookup a fraction of one).
     """
-    digest = hmac.new(pepper, f"leadpipe:{kind}:{value.strip().lower()}".encode(), hashlib.sha256).hexdigest()
+    digest = hmac.digest(pepper, f"leadpipe:{kind}:{value.strip().lower()}".encode(), hashlib.sha256).hex()
     return f"{kind}:{digest[:40]}"
 
 
@@ -62,6 +62,89 @@ def _ip_blocked(ip: str, compiled: CompiledPolicy) -> bool:
     return any(address in network for network in compiled.blocked_networks)
 
 
+def scan_content(text: str, compiled: CompiledPolicy) -> list[SpamReason]:
+    """Every content signal, by scanning the text with each pattern: exact for any text (the reference path)."""
+    spam = compiled.policy.spam
+    weights = spam.weights
+    reasons: list[SpamReason] = []
+    add = reasons.append
+    for pattern, code, weight in (
+        (compiled.spam_words, "spam_word", weights.spam_word),
+        (compiled.misleading_phrases, "misleading_phrase", weights.misleading_phrase),
+    ):
+        if pattern is None:
+            continue
+        hits = sorted({m.group(0).lower() for m in pattern.finditer(text)})[: spam.max_word_hits]
+        for hit in hits:
+            add(SpamReason(code=code, weight=weight, detail=f"matched {' '.join(hit.split())!r}"))
+    links = len(compiled.link.findall(text))
+    if links > spam.links.max_links:
+        add(
+            SpamReason(
+                code="too_many_links",
+                weight=weights.too_many_links,
+                detail=f"{links} links (more than {spam.links.max_links})",
+            )
+        )
+    if links:
+        words = len(compiled.word.findall(text))
+        per_100 = 100.0 * links / max(words, 1)
+        if words >= spam.links.min_words_for_density and per_100 > spam.links.max_links_per_100_words:
+            add(
+                SpamReason(
+                    code="link_density",
+                    weight=weights.link_density,
+                    detail=f"{per_100:.0f} links per 100 words (more than {spam.links.max_links_per_100_words:g})",
+                )
+            )
+    letters = sum(map(str.isalpha, text))
+    if letters >= spam.shouting.min_letters:
+        reasons.extend(_shouting(letters, sum(map(str.isupper, text)), compiled))
+    return reasons
+
+
+def _shouting(letters: int, upper: int, compiled: CompiledPolicy) -> list[SpamReason]:
+    """The shouting signal of a text with ``letters`` letters (at least the policy's minimum), ``upper`` upper case."""
+    ratio = upper / letters
+    if ratio > compiled.policy.spam.shouting.max_upper_ratio:
+        weight = compiled.policy.spam.weights.shouting
+        return [SpamReason(code="shouting", weight=weight, detail=f"{ratio:.0%} of letters upper case")]
+    return []
+
+
+_ASCII_LETTERS = bytes(range(0x41, 0x5B)) + bytes(range(0x61, 0x7B))
+"""The ASCII characters ``str.isalpha`` is true for; ``str.isupper`` is true for the first half."""
+_ASCII_UPPER = _ASCII_LETTERS[:26]
+_WORD_RUNS = bytes(c if c < 0x80 and (chr(c).isalnum() or c == 0x5F) else 0x20 for c in range(256))
+"""Keeps the bytes ``\\w`` matches in ASCII and turns every other byte into a space: ``split()`` gives the runs."""
+
+
+def content_reasons(text: str, compiled: CompiledPolicy) -> list[SpamReason]:
+    """The content signals of the person's text: the same reasons as ``scan_content``, in the same order.
+
+    Most texts are ASCII and carry no spam word, phrase or link: for them ``compiled.content_prefilter`` proves
+    that no scan can match, on the lower-cased bytes in one pass, and only shouting is left to count (on the
+    bytes too). Any other text, or a policy without a prefilter, takes the scans.
+    """
+    prefilter = compiled.content_prefilter
+    if prefilter is None or not text.isascii():
+        return scan_content(text, compiled)
+    data = text.encode("ascii")
+    lowered = data.lower()
+    for marker in prefilter.link_markers:
+        if marker in lowered:
+            return scan_content(text, compiled)
+    if prefilter.may_match(lowered.translate(_WORD_RUNS).split()):
+        return scan_content(text, compiled)
+    size = len(data)
+    if size < compiled.policy.spam.shouting.min_letters:  # fewer characters than the letters it takes
+        return []
+    letters = size - len(data.translate(None, _ASCII_LETTERS))
+    if letters < compiled.policy.spam.shouting.min_letters:
+        return []
+    return _shouting(letters, size - len(data.translate(None, _ASCII_UPPER)), compiled)
+
+
 def score_spam(
     event: ContactEvent, text: str, compiled: CompiledPolicy, inputs: SpamInputs
 ) -> tuple[SpamVerdict, dict[str, rates.RateState]]:
@@ -75,40 +158,7 @@ def score_spam(
         add(SpamReason(code="honeypot", weight=weights.honeypot, detail="the hidden form field was filled in"))
 
     if text:
-        for pattern, code, weight in (
-            (compiled.spam_words, "spam_word", weights.spam_word),
-            (compiled.misleading_phrases, "misleading_phrase", weights.misleading_phrase),
-        ):
-            if pattern is None:
-                continue
-            hits = sorted({m.group(0).lower() for m in pattern.finditer(text)})[: spam.max_word_hits]
-            for hit in hits:
-                add(SpamReason(code=code, weight=weight, detail=f"matched {' '.join(hit.split())!r}"))
-        links = len(compiled.link.findall(text))
-        if links > spam.links.max_links:
-            add(
-                SpamReason(
-                    code="too_many_links",
-                    weight=weights.too_many_links,
-                    detail=f"{links} links (more than {spam.links.max_links})",
-                )
-            )
-        if links:
-            words = len(compiled.word.findall(text))
-            per_100 = 100.0 * links / max(words, 1)
-            if words >= spam.links.min_words_for_density and per_100 > spam.links.max_links_per_100_words:
-                add(
-                    SpamReason(
-                        code="link_density",
-                        weight=weights.link_density,
-                        detail=f"{per_100:.0f} links per 100 words (more than {spam.links.max_links_per_100_words:g})",
-                    )
-                )
-        letters = sum(map(str.isalpha, text))
-        if letters >= spam.shouting.min_letters:
-            upper = sum(map(str.isupper, text)) / letters
-            if upper > spam.shouting.max_upper_ratio:
-                add(SpamReason(code="shouting", weight=weights.shouting, detail=f"{upper:.0%} of letters upper case"))
+        reasons.extend(content_reasons(text, compiled))
 
     person = event.person
     email = person.email.lower() if person.email else None
@@ -116,14 +166,14 @@ def score_spam(
     if email and email in compiled.blocked_emails:
         add(SpamReason(code="blocklisted_email", weight=weights.blocklisted_email, detail="e-mail on the blocklist"))
     if domain:
-        candidates = domain_and_parents(domain)
-        if any(d in compiled.blocked_domains for d in candidates):
+        on_blocklist, disposable = compiled.domain_flags(domain)
+        if on_blocklist:
             add(
                 SpamReason(
                     code="blocklisted_domain", weight=weights.blocklisted_domain, detail="domain on the blocklist"
                 )
             )
-        if any(d in compiled.disposable_domains for d in candidates):
+        if disposable:
             add(
                 SpamReason(
                     code="disposable_domain",
@@ -138,12 +188,13 @@ def score_spam(
         add(SpamReason(code="blocklisted_ip", weight=weights.blocklisted_ip, detail="source IP on the blocklist"))
 
     blocked = inputs.blocklist
+    keys = rate_keys(event, inputs.pepper)  # the IP's rate key is its blocklist key too
     reviewer_hits = []
     if sender_key(event.subject_key) in blocked:
         reviewer_hits.append("sender")
     if domain and hashed_key(inputs.pepper, "domain", domain) in blocked:
         reviewer_hits.append("domain")
-    if ip and hashed_key(inputs.pepper, "ip", ip) in blocked:
+    if keys[0] is not None and keys[0] in blocked:
         reviewer_hits.append("ip")
     if reviewer_hits:
         add(
@@ -154,27 +205,25 @@ def score_spam(
             )
         )
 
-    limits = spam.rate_limits
     at = event.received_at.timestamp()
     updates: dict[str, rates.RateState] = {}
-    ip_key, subject_key = rate_keys(event, inputs.pepper)
-    ip_window, subject_window = compiled.rate_window_s
-    for key, limit, window, code, weight, what in (
-        (ip_key, limits.per_ip, ip_window, "rate_ip", weights.rate_ip, "from this source IP"),
-        (subject_key, limits.per_subject, subject_window, "rate_subject", weights.rate_subject, "from this subject"),
-    ):
+    ip_rule, subject_rule = compiled.rate_rules
+    for key, rule in zip(keys, (ip_rule, subject_rule), strict=True):
         if key is None:
             continue
-        state, count = rates.bump(inputs.rates.get(key, rates.EMPTY), at, window, limits.buckets)
+        state, count = rates.bump(inputs.rates.get(key, rates.EMPTY), at, rule.window_s, rule.buckets)
         updates[key] = state
-        if count > limit.max:
+        if count > rule.limit.max:
+            limit = rule.limit
             add(
                 SpamReason(
-                    code=code,
-                    weight=weight,
-                    detail=f"{count} submissions {what} within {limit.window} (limit {limit.max})",
+                    code=rule.code,
+                    weight=rule.weight,
+                    detail=f"{count} submissions {rule.what} within {limit.window} (limit {limit.max})",
                 )
             )
 
+    if not reasons:
+        return compiled.clean_verdict, updates
     score = round(sum(r.weight for r in reasons), 6)
     return SpamVerdict(score=score, threshold=spam.threshold, reasons=tuple(reasons)), updates

@@ -45,7 +45,10 @@ def tag_purposes(
 ) -> tuple[tuple[PurposeTag, ...], bool]:
     """The purpose tags of an event and whether direct marketing to the subject is allowed."""
     policy = compiled.policy
-    tags: dict[Purpose, PurposeTag] = {t.purpose: t for t in compiled.tags_for(event.channel, event.interaction.kind)}
+    defaults = compiled.tags_for(event.channel, event.interaction.kind)
+    if not event.consents and not effect.withdrawn and not effect.marketing_objected:  # the policy's row as it is
+        return defaults, any(t.direct_marketing for t in defaults)
+    tags: dict[Purpose, PurposeTag] = {t.purpose: t for t in defaults}
     if event.consents:
         for purpose, choice in _latest_choices(event.consents).items():
             if choice.granted:

@@ -8,6 +8,11 @@ from pipeline.models.contact import ContactEvent
 def person_text(event: ContactEvent) -> str:
     """Subject line, message and the person's own turns of a transcript; never the agent's or the bot's words."""
     interaction = event.interaction
+    if not interaction.transcript:  # the common case, without building and filtering a list
+        subject, message = interaction.subject, interaction.message
+        if subject and message:
+            return f"{subject}\n{message}"
+        return subject or message or ""
     parts = [interaction.subject or "", interaction.message or ""]
     parts.extend(u.text for u in interaction.transcript if u.author == "person")
     return "\n".join(p for p in parts if p)
