@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.crypto.codec import RecordCodec
+from pipeline.crypto.keystore import SqlKeyStore
 from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.logging import get_logger
 from pipeline.models.records import AcceptedRecord, DeadLetter
@@ -92,6 +93,7 @@ class SinkRunner:
         publish: Publish,
         *,
         source_topic: str = SOURCE_TOPIC,
+        keystore: SqlKeyStore | None = None,
         max_pause_s: float = 60.0,
         backoff_base_s: float = 0.5,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -100,6 +102,7 @@ class SinkRunner:
         self.codec = codec
         self.publish = publish
         self.source_topic = source_topic
+        self.keystore = keystore
         self.max_pause_s = max_pause_s
         self.backoff_base_s = backoff_base_s
         self._sleep = sleep
@@ -140,15 +143,20 @@ class SinkRunner:
     # ---- steps -----------------------------------------------------------------------------------------------------
 
     def _open_all(self, batch: Sequence[Incoming]) -> tuple[list[_Opened], list[Message]]:
+        """Parse the batch, confirm its keys with one query (``preload``: a key destroyed by an erasure in another
+        process opens nothing from this batch on), then open each record."""
         opened: list[_Opened] = []
         messages: list[Message] = []
         now = datetime.now(UTC)
+        parsed: list[tuple[Incoming, AcceptedRecord]] = []
         for incoming in batch:
             try:
-                record = AcceptedRecord.model_validate_json(incoming.value)
+                parsed.append((incoming, AcceptedRecord.model_validate_json(incoming.value)))
             except ValidationError as exc:
                 messages.append(self._unreadable(incoming, None, f"not an AcceptedRecord: {exc.error_count()} errors"))
-                continue
+        if self.keystore is not None:
+            self.keystore.preload(record.sealed.key_id for _, record in parsed)
+        for incoming, record in parsed:
             try:
                 tagged = self.codec.open_tagged(record)
             except KeyDestroyedError:
@@ -310,6 +318,7 @@ def register(app: Any, runtime: Runtime) -> None:
             runtime.codec,
             publish,
             source_topic=SOURCE_TOPIC,
+            keystore=runtime.keystore,
             max_pause_s=settings.sink_retry_max_s,
         )
         topic = app.topic(settings.topic(SOURCE_TOPIC), key_serializer="raw", value_serializer="raw")

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, func, select
 from pipeline.db import Base, ensure_schema, make_engine
 from pipeline.migrations import current_revision, head_revision, import_models
 from pipeline.models import Channel
+from pipeline.models.contact import Utterance
 from pipeline.sinks.base import Outcome
 from pipeline.sinks.crm.models import CrmAudit, CrmIdentity, CrmInteraction, CrmSubject
 from pipeline.sinks.crm.repository import CrmRepository
@@ -303,3 +304,60 @@ def test_two_writers_of_the_same_batch_store_each_event_once(db_url: str) -> Non
     )
     for e in engines:
         e.dispose()
+
+
+def test_every_column_is_stored_as_built(engine: Engine) -> None:
+    """The PostgreSQL path (binary COPY with explicit column types) stores exactly the values the row builders made,
+    like SQLite's executemany through SQLAlchemy: every optional interaction field, JSON, floats, times, handles."""
+    from pipeline.sinks.crm import repository as crm
+
+    now = BASE_TIME + timedelta(days=3)
+    repo = CrmRepository(engine, clock=lambda: now)
+    tagged = make_tagged(
+        "Full.Columns@example.com",
+        phone="+493012345678",
+        consent=True,
+        skype_id="full.columns",
+        linkedin_url="https://www.linkedin.com/in/full-columns",
+        messenger_handles={"Telegram": "@fullcolumns"},
+        location="Berlin",
+        country_code="DE",
+    )
+    event = tagged.event
+    interaction = event.interaction.model_copy(
+        update={
+            "subject": "Übersicht — bitte",
+            "transcript": (
+                Utterance(at=BASE_TIME, author="person", text='Hallo "Welt" \\ ✓'),
+                Utterance(author="bot", text="Hi"),
+            ),
+            "call_duration_s": 61.5,
+            "recording_ref": "rec-1",
+            "page_url": "https://example.com/demo?x=1",
+            "event_name": "Expo",
+            "event_date": BASE_TIME + timedelta(days=30),
+            "last_service_delivery_at": BASE_TIME - timedelta(days=1),
+        }
+    )
+    provenance = event.provenance.model_copy(update={"ip": "203.0.113.7", "user_agent": "UA/1.0", "device_id": "d-1"})
+    tagged = tagged.model_copy(
+        update={"event": event.model_copy(update={"interaction": interaction, "provenance": provenance})}
+    )
+    assert repo.write_events([tagged]).new == {event.event_id}
+
+    with engine.connect() as conn:
+        stored = dict(conn.execute(select(CrmInteraction.__table__)).mappings().one())
+        subject = dict(conn.execute(select(CrmSubject.__table__)).mappings().one())
+        kinds = {r.kind: r.value for r in conn.execute(select(CrmIdentity.kind, CrmIdentity.value))}
+        audit_detail = conn.execute(select(CrmAudit.detail)).scalar_one()
+    assert stored == crm._interaction_row(tagged, now)
+    expected_subject = crm._subject_row(crm._subject_batches([tagged])[event.subject_key], now)
+    assert {k: subject[k] for k in expected_subject} == expected_subject
+    assert kinds == {r["kind"]: r["value"] for r in crm._identity_rows(tagged, now)}
+    assert kinds["messenger:telegram"] == "@fullcolumns"
+    assert audit_detail["identities_added"] == sorted(kinds)
+    consent = repo.show(event.subject_key)
+    assert consent is not None
+    assert [(c.purpose, c.granted, c.wording) for c in consent.consents] == [
+        (c.purpose.value, c.granted, c.wording) for c in event.consents
+    ]

@@ -139,7 +139,7 @@ async def test_erased_subject_is_not_applicable_and_not_written(runtime: Runtime
     runtime.keystore.destroy(subject_scope(erased.event.subject_key), "erasure")
     sink = ScriptedSink()
     out = Collector()
-    await SinkRunner(sink, runtime.codec, out, sleep=no_sleep).process(incoming)
+    await SinkRunner(sink, runtime.codec, out, keystore=runtime.keystore, sleep=no_sleep).process(incoming)
     assert sink.calls == [[kept.event.event_id]]
     by_id = {r.event_id: r for r in out.results()}
     assert by_id[erased.event.event_id].status is SinkStatus.NOT_APPLICABLE
@@ -176,3 +176,22 @@ async def test_a_sink_bug_is_retried_then_dead_lettered_never_dropped(runtime: R
     [dead] = out.dead()
     assert dead.reason == "sink_error"
     assert out.results()[0].status is SinkStatus.FAILED
+
+
+async def test_a_batch_preloads_its_keys_so_another_process_erasure_counts_at_once(runtime: Runtime) -> None:
+    """The runner's own key cache still holds the key; the batch's preload asks the database and finds it gone."""
+    from pipeline.crypto.keystore import SqlKeyStore
+
+    erased, kept = make_tagged("erased@example.com"), make_tagged("kept@example.com")
+    incoming = [sealed(runtime, erased, 1), sealed(runtime, kept, 2)]
+    runtime.codec.open_tagged(AcceptedRecord.model_validate_json(incoming[0].value))  # cached in this process
+    SqlKeyStore(runtime.engine, runtime.settings.kek_bytes()).destroy(
+        subject_scope(erased.event.subject_key), "erasure"
+    )  # the rights worker, another process
+
+    out = Collector()
+    sink = ScriptedSink()
+    await SinkRunner(sink, runtime.codec, out, keystore=runtime.keystore, sleep=no_sleep).process(incoming)
+    assert sink.calls == [[kept.event.event_id]]
+    status = {r.event_id: r.status for r in out.results()}
+    assert status == {erased.event.event_id: SinkStatus.NOT_APPLICABLE, kept.event.event_id: SinkStatus.DONE}
