@@ -37,6 +37,7 @@ from fakes.contacts import make_tagged
 from pipeline.config import explicit_settings
 from pipeline.db import make_engine
 from pipeline.models.tagged import TaggedEvent
+from pipeline.rights.history import RightsHistory
 from pipeline.sinks.base import Outcome
 from pipeline.sinks.hubspot.gateway import HubSpotGateway
 from pipeline.sinks.hubspot.ratelimit import make_limiters
@@ -102,7 +103,7 @@ def main() -> None:
             REQUESTS, WINDOW_S, settings.hubspot_search_rate_per_s, settings.hubspot_rate_limit_margin_s
         )
         engine = make_engine(f"sqlite:///{home}/rights.sqlite3")
-        sink = HubSpotSink.from_settings(settings, HubSpotGateway(settings, limiters), engine=engine)
+        sink = HubSpotSink.from_settings(settings, HubSpotGateway(settings, limiters), guard=RightsHistory(engine))
         sink.setup()
         fed = written = 0
         started = time.monotonic()

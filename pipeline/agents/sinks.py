@@ -284,9 +284,10 @@ def build_sink(name: str, runtime: Runtime) -> BatchingSink:
 
         return CrmSink(CrmRepository(runtime.engine))
     if name == "hubspot":
+        from pipeline.rights.history import RightsHistory
         from pipeline.sinks.hubspot.sink import HubSpotSink
 
-        return HubSpotSink.from_settings(runtime.settings, engine=runtime.engine)  # guarded against replays
+        return HubSpotSink.from_settings(runtime.settings, guard=RightsHistory(runtime.engine))
     raise ValueError(f"unknown sink {name!r} (known: crm, hubspot)")
 
 

@@ -9,7 +9,7 @@
 - 429, 5xx, timeouts: the gateway retries; when its retries run out the sink raises backpressure, never drops.
 - Replays (``guard.py``): an event received before its subject's erasure is ``not_applicable`` (checked again
   before every call, so an erasure during a long pause still wins); an event received before a rectification of
-  its subject is written without its person properties. Without a guard (no database given) neither is checked.
+  its subject is written without its person properties. Without a guard neither is checked.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
-from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.config import Settings
@@ -28,7 +27,7 @@ from pipeline.logging import get_logger
 from pipeline.models.tagged import TaggedEvent
 from pipeline.sinks.base import BatchingSink, Outcome, RecordResult, SinkBackpressureError, backoff_delay
 from pipeline.sinks.hubspot.gateway import HubSpotGateway, HubSpotRequestError, HubSpotUnavailable, UpsertResponse
-from pipeline.sinks.hubspot.guard import NO_RIGHTS, RightsHistory, SubjectRights
+from pipeline.sinks.hubspot.guard import NO_RIGHTS, RightsGuard, SubjectRights
 from pipeline.sinks.hubspot.properties import (
     CUSTOM_PROPERTIES,
     ContactUpsert,
@@ -82,7 +81,7 @@ class HubSpotSink(BatchingSink):
         config_retry_after_s: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
-        guard: RightsHistory | None = None,
+        guard: RightsGuard | None = None,
     ) -> None:
         if not 1 <= batch_size <= 100:
             raise ValueError("HubSpot takes 1 to 100 inputs per batch call")
@@ -99,9 +98,9 @@ class HubSpotSink(BatchingSink):
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, gateway: ContactsPort | None = None, *, engine: Engine | None = None
+        cls, settings: Settings, gateway: ContactsPort | None = None, *, guard: RightsGuard | None = None
     ) -> HubSpotSink:
-        """``engine``: the database of the rights tracker (the runtime's); without it replays are not guarded."""
+        """``guard``: the rights history (``pipeline.rights.history``); without it replays are not guarded."""
         return cls(
             gateway or make_gateway(settings),
             batch_size=settings.hubspot_batch_size,
@@ -109,7 +108,7 @@ class HubSpotSink(BatchingSink):
             backoff_base_s=settings.hubspot_backoff_base_s,
             backoff_max_s=settings.hubspot_backoff_max_s,
             config_retry_after_s=settings.sink_retry_max_s,
-            guard=RightsHistory(engine) if engine is not None else None,
+            guard=guard,
         )
 
     def setup(self) -> None:

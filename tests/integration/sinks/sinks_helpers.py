@@ -9,6 +9,7 @@ from worker_thread import WorkerThread
 
 from pipeline.agents.app import create_app
 from pipeline.config import Settings
+from pipeline.rights.history import RightsHistory
 from pipeline.runtime import Runtime
 from pipeline.sinks.hubspot.gateway import HubSpotGateway
 from pipeline.sinks.hubspot.ratelimit import make_limiters
@@ -31,4 +32,6 @@ def sink_for(settings: Settings, *, engine: Engine | None = None) -> tuple[HubSp
         settings.hubspot_rate_limit_margin_s,
     )
     gateway = HubSpotGateway(settings, limiters)
-    return HubSpotSink.from_settings(settings, gateway, engine=engine), gateway
+    return HubSpotSink.from_settings(
+        settings, gateway, guard=RightsHistory(engine) if engine is not None else None
+    ), gateway

@@ -20,10 +20,10 @@ from sqlalchemy import Engine
 from pipeline.config import Settings
 from pipeline.db import make_engine
 from pipeline.models.rights import RightKind, RightsCommand
+from pipeline.rights.history import RightsHistory
 from pipeline.rights.state import next_state
 from pipeline.rights.tracker import RequestTracker
 from pipeline.sinks.base import Outcome
-from pipeline.sinks.hubspot.guard import RightsHistory
 from pipeline.sinks.hubspot.sink import SUBJECT_ERASED, HubSpotSink
 
 pytestmark = pytest.mark.integration

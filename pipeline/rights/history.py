@@ -1,0 +1,60 @@
+"""When each subject was last erased and rectified, read from the rights tracker for the HubSpot sink's guard.
+
+The suppression state (``rights_subject_state``, the same full state published on the compacted ``suppression``
+topic; its ``erased_at`` is saved before any sink erases anything) and the recorded requests (``rights_requests``,
+a rectification's ``received_at``). Reads only; one query per table per call, whatever the batch size. The sink
+side (what is skipped, what is left out) is ``pipeline.sinks.hubspot.guard``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+
+from sqlalchemy import Engine, func, select
+
+from pipeline.db import ensure_schema
+from pipeline.models.rights import RightKind, SuppressionRecord
+from pipeline.rights.tracker import RightsRequest, RightsSubjectState
+from pipeline.sinks.hubspot.guard import SubjectRights
+
+#: Subject keys per ``IN (...)`` list (SQLite's default limit on bound parameters is far above this).
+_CHUNK = 500
+
+
+class RightsHistory:
+    """Reads the rights tracker's tables for a batch of subjects (the tracker lives in the CRM database)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def setup(self) -> None:
+        """The tracker's tables exist even when no CRM sink or rights worker has started yet."""
+        ensure_schema(self.engine)
+
+    def of(self, subject_keys: Collection[str]) -> dict[str, SubjectRights]:
+        """The subjects that had an erasure or a rectification; the others are absent."""
+        keys = sorted(set(subject_keys))
+        erased: dict[str, datetime] = {}
+        rectified: dict[str, datetime] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), _CHUNK):
+                chunk = keys[start : start + _CHUNK]
+                for key, state in conn.execute(
+                    select(RightsSubjectState.subject_key, RightsSubjectState.state).where(
+                        RightsSubjectState.subject_key.in_(chunk)
+                    )
+                ):
+                    at = SuppressionRecord.model_validate_json(state).erased_at
+                    if at is not None:
+                        erased[key] = at
+                for key, at in conn.execute(
+                    select(RightsRequest.subject_key, func.max(RightsRequest.received_at))
+                    .where(RightsRequest.subject_key.in_(chunk), RightsRequest.kind == RightKind.RECTIFICATION.value)
+                    .group_by(RightsRequest.subject_key)
+                ):
+                    rectified[key] = at
+        return {
+            key: SubjectRights(erased_at=erased.get(key), rectified_at=rectified.get(key))
+            for key in erased.keys() | rectified.keys()
+        }
