@@ -44,6 +44,15 @@ def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [*spec.get("initContainers", []), *spec["containers"]]
 
 
+def args_of(deployment: dict[str, Any]) -> list[str]:
+    args: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args
+
+
+def env_of(deployment: dict[str, Any]) -> dict[str, str | None]:
+    return {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
 def test_values_name_real_settings() -> None:
     """Every LEADPIPE_* the chart sets is a field of Settings: a renamed setting cannot silently stop applying."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -66,7 +75,13 @@ def test_rendered_workloads() -> None:
     docs = render()
     deployments = by_kind(docs, "Deployment")
     worker, api = deployments["rel-leadpipe-worker"], deployments["rel-leadpipe-api"]
-    assert worker["spec"]["template"]["spec"]["containers"][0]["args"] == ["leadpipe", "worker"]
+    rights = deployments["rel-leadpipe-rights-worker"]
+    only = ["--only", "pipeline.agents.processing:register", "--only", "pipeline.agents.review:register"]
+    assert args_of(worker) == ["leadpipe", "worker", *only, "--only", "pipeline.agents.sinks:register"]
+    assert args_of(rights) == ["leadpipe", "worker", "--only", "pipeline.agents.rights:register"]
+    assert env_of(rights)["LEADPIPE_APP_ID"] == "leadpipe-rights"  # its own consumer group and leader topic
+    assert "LEADPIPE_APP_ID" not in env_of(worker)
+    assert worker["spec"]["selector"]["matchLabels"] != rights["spec"]["selector"]["matchLabels"]
     assert api["spec"]["template"]["spec"]["containers"][0]["args"] == ["leadpipe", "serve"]
 
     service = by_kind(docs, "Service")["rel-leadpipe-api"]
@@ -82,7 +97,7 @@ def test_rendered_workloads() -> None:
     assert "LEADPIPE_TOPIC_PARTITIONS" not in config  # null values are left to the application default
     assert by_kind(docs, "Secret") == {}
 
-    for doc in (worker, api, job):
+    for doc in (worker, rights, api, job):
         pod = doc["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["automountServiceAccountToken"] is False
@@ -98,12 +113,19 @@ def test_rendered_workloads() -> None:
             for name in ("LEADPIPE_DATABASE_URL", "LEADPIPE_SUBJECT_KEY_PEPPER", "LEADPIPE_KEY_ENCRYPTION_KEY"):
                 assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "leadpipe-secrets", where
             assert all("value" not in e for e in env.values() if e["name"].endswith(("_TOKEN", "_PEPPER", "_KEY")))
-    for doc in (worker, api):
+    for doc in (worker, rights, api):
         container = doc["spec"]["template"]["spec"]["containers"][0]
         assert container["livenessProbe"] and container["readinessProbe"]
         assert "checksum/config" in doc["spec"]["template"]["metadata"]["annotations"]
     api_env = {e["name"]: e.get("value") for e in api["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert api_env["LEADPIPE_INGEST_HOST"] == "0.0.0.0"  # the default 127.0.0.1 would be unreachable in a pod
+
+
+@needs_helm
+def test_one_combined_worker_when_asked() -> None:
+    deployments = by_kind(render("--set", "worker.separateRightsWorker=false"), "Deployment")
+    assert sorted(deployments) == ["rel-leadpipe-api", "rel-leadpipe-worker"]
+    assert args_of(deployments["rel-leadpipe-worker"]) == ["leadpipe", "worker"]
 
 
 @needs_helm
