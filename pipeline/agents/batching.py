@@ -11,7 +11,9 @@ A batch agent fixes both. ``BatchingConsumer.getmany`` gives every fetched batch
 handler in one call (records of other topics take faust's usual path), and ``commit`` takes the same lock as a
 batch: a transaction commits only between batches, with every output of a batch and its offsets, or with none.
 The handler acknowledges the records it finished (``BatchContext.ack``); faust's commit machinery, group
-membership, transactional producers, tables and recovery are used unchanged.
+membership, transactional producers, tables and recovery are used unchanged. Within one assignment of a partition
+no record is handled twice (``BatchingConsumer.handled``): table recovery's seek to the committed offsets would
+otherwise hand a batch handled before the seek over again, into the same open transaction.
 
 The aiokafka consumer's ``fetch_max_wait_ms`` is lowered too (faust hard-codes 1500 ms): while a busy partition
 still has records buffered, aiokafka fetches only the idle ones (table changelogs) and the broker holds that
