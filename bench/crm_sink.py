@@ -69,20 +69,7 @@ def sink_rows(batch: list[Any], now: datetime) -> dict[str, list[dict[str, Any]]
         "crm_subjects": [crm._subject_row(b, now) for b in subjects.values()],
         "crm_interactions": [crm._interaction_row(t, now) for t in batch],
         "crm_identities": list(identities.values()),
-        "crm_consents": [
-            {
-                "subject_key": t.event.subject_key,
-                "purpose": c.purpose.value,
-                "granted": c.granted,
-                "given_at": c.given_at,
-                "method": c.method,
-                "wording": c.wording,
-                "cause_event_id": t.event.event_id,
-                "recorded_at": now,
-            }
-            for t in batch
-            for c in t.event.consents
-        ],
+        "crm_consents": list(crm._consent_rows(batch, now)),
         "crm_audit": [
             crm._audit_row(
                 now,

@@ -14,7 +14,7 @@ phone there is no identity, and the rejection says so.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pipeline.models.common import InteractionKind
@@ -152,6 +152,33 @@ def _log(item: Any, ctx: SourceContext, index: int, prefix: str) -> ContactEvent
     )
 
 
+def _conversation(
+    ctx: SourceContext,
+    index: int,
+    *,
+    person: Mapping[str, Any],
+    key: str | None,
+    app: str,
+    turns: Sequence[dict[str, Any]],
+    problems: list[Problem],
+) -> ContactEvent:
+    """A messenger conversation as one contact event: its first turn is the message, every turn the transcript."""
+    return make_event(
+        ctx,
+        index,
+        person=person,
+        subject_key=key,
+        interaction={
+            "kind": InteractionKind.MESSAGE,
+            "subject": f"{app} message",
+            "message": turns[0]["text"] if turns else None,
+            "transcript": tuple(turns),
+        },
+        occurred_at=turns[0]["at"] if turns else None,
+        problems=problems,
+    )
+
+
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -197,22 +224,8 @@ def _whatsapp(data: Mapping[str, Any], ctx: SourceContext) -> list[ContactEvent]
             turn = _utterance(dig(message, "timestamp"), "contact", text, f"{where}.timestamp", problems)
             if turn is not None:
                 transcript.append(turn)
-        first_at = transcript[0]["at"] if transcript else None
         events.append(
-            make_event(
-                ctx,
-                index,
-                person=person,
-                subject_key=key,
-                interaction={
-                    "kind": InteractionKind.MESSAGE,
-                    "subject": "whatsapp message",
-                    "message": transcript[0]["text"] if transcript else None,
-                    "transcript": tuple(transcript),
-                },
-                occurred_at=first_at,
-                problems=problems,
-            )
+            _conversation(ctx, index, person=person, key=key, app="whatsapp", turns=transcript, problems=problems)
         )
     return events
 
@@ -245,19 +258,8 @@ def _telegram(data: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
         )
     text = message.get("text") or message.get("caption")
     turn = _utterance(message.get("date"), "contact", text, "message.date", problems)
-    return make_event(
-        ctx,
-        0,
-        person=person,
-        subject_key=key,
-        interaction={
-            "kind": InteractionKind.MESSAGE,
-            "subject": "telegram message",
-            "message": turn["text"] if turn else None,
-            "transcript": (turn,) if turn else (),
-        },
-        occurred_at=turn["at"] if turn else None,
-        problems=problems,
+    return _conversation(
+        ctx, 0, person=person, key=key, app="telegram", turns=[turn] if turn else [], problems=problems
     )
 
 
@@ -280,17 +282,4 @@ def _viber(data: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
             Problem("no_identity", "message.contact", "Viber shares no phone number unless the person sends a contact")
         )
     turn = _utterance(data.get("timestamp"), "contact", message.get("text"), "timestamp", problems)
-    return make_event(
-        ctx,
-        0,
-        person=person,
-        subject_key=key,
-        interaction={
-            "kind": InteractionKind.MESSAGE,
-            "subject": "viber message",
-            "message": turn["text"] if turn else None,
-            "transcript": (turn,) if turn else (),
-        },
-        occurred_at=turn["at"] if turn else None,
-        problems=problems,
-    )
+    return _conversation(ctx, 0, person=person, key=key, app="viber", turns=[turn] if turn else [], problems=problems)

@@ -265,6 +265,22 @@ def _interaction_row(tagged: TaggedEvent, now: datetime) -> dict[str, Any]:
     }
 
 
+def _consent_rows(events: Iterable[TaggedEvent], now: datetime) -> Iterator[dict[str, Any]]:
+    """One ``crm_consents`` row per consent an event records (given or withdrawn), caused by that event."""
+    for t in events:
+        for c in t.event.consents:
+            yield {
+                "subject_key": t.event.subject_key,
+                "purpose": c.purpose.value,
+                "granted": c.granted,
+                "given_at": c.given_at,
+                "method": c.method,
+                "wording": c.wording,
+                "cause_event_id": t.event.event_id,
+                "recorded_at": now,
+            }
+
+
 def _subject_row(batch: _SubjectBatch, now: datetime) -> dict[str, Any]:
     return {
         "subject_key": batch.subject_key,
@@ -576,21 +592,7 @@ class CrmRepository:
                     new_identities.append(row)
                     added_identities[t.event.event_id].append(row["kind"])
         self._insert_new(conn, identities, sorted(new_identities, key=_identity_key))
-        consent_rows = (
-            {
-                "subject_key": t.event.subject_key,
-                "purpose": c.purpose.value,
-                "granted": c.granted,
-                "given_at": c.given_at,
-                "method": c.method,
-                "wording": c.wording,
-                "cause_event_id": t.event.event_id,
-                "recorded_at": now,
-            }
-            for t in new_events
-            for c in t.event.consents
-        )
-        self._insert_new(conn, consents, consent_rows)  # only for events new in this transaction
+        self._insert_new(conn, consents, _consent_rows(new_events, now))  # only for events new in this transaction
 
         def audit_rows() -> Iterator[dict[str, Any]]:  # built while the server stores the ones sent before
             first_of_subject: set[str] = set()
