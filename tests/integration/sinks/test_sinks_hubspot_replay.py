@@ -133,3 +133,23 @@ def test_replay_after_rectification_does_not_undo_it(
     [result] = sink.write([later])
     assert result.outcome is Outcome.WRITTEN and result.message is None
     assert (fake.contact(EMAIL) or {})["properties"]["firstname"] == "Janine"
+
+
+def test_the_worker_wires_the_guard_into_its_hubspot_sink(
+    fake: FakeHubSpot, hubspot_settings: Callable[..., Settings], db_url: str
+) -> None:
+    """``build_sink`` (what the sink agent runs) reads the rights tracker: a replay after erasure is refused."""
+    from pipeline.agents.sinks import build_sink
+    from pipeline.runtime import Runtime
+
+    runtime = Runtime(hubspot_settings(database_url=db_url))
+    try:
+        sink = build_sink("hubspot", runtime)
+        sink.setup()
+        old = make_tagged(EMAIL)
+        erase(runtime.engine, old.event.subject_key, datetime.now(UTC))
+        [result] = sink.write([old])
+        assert (result.outcome, result.reason) == (Outcome.NOT_APPLICABLE, SUBJECT_ERASED)
+        assert fake.contact(EMAIL) is None and fake.calls("POST", UPSERT) == []
+    finally:
+        runtime.engine.dispose()
