@@ -176,7 +176,16 @@ class ProcessingStep:
             return [
                 self.dead_letter(item, record, stage="open", reason="open_failed", error=error, now=now)
             ], "dead_letter"
-        ctx = ChainContext(
+        chain = run_chain(event, self.context(event, state, now))
+        outs = self.route(item, record, event, chain, now, raw=item.value)
+        outs.extend(self.apply_updates(chain, state))
+        return outs, type(chain.outcome).__name__.lower()
+
+    def context(
+        self, event: ContactEvent, state: ProcessingState, now: datetime, review: SpamVerdict | None = None
+    ) -> ChainContext:
+        """What the chain reads for ``event``: the policy and this batch's table state (``review``: a release)."""
+        return ChainContext(
             policy=self.policy,
             now=now,
             pepper=self.pepper,
@@ -184,11 +193,8 @@ class ProcessingStep:
             anchors=state.anchors,
             rates=state.rates,
             blocklist=state.blocklist,
+            review=review,
         )
-        chain = run_chain(event, ctx)
-        outs = self.route(item, record, event, chain, now, raw=item.value)
-        outs.extend(self.apply_updates(chain, state))
-        return outs, type(chain.outcome).__name__.lower()
 
     # ---- outputs --------------------------------------------------------------------------------------------------
 

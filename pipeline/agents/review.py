@@ -35,7 +35,7 @@ from pipeline.models.processing import DropReason
 from pipeline.models.records import ContactRecord
 from pipeline.models.review import BlocklistEntry, BlockTarget, ReviewDecision
 from pipeline.models.tagged import SpamReview
-from pipeline.processors import ChainContext, run_chain
+from pipeline.processors import run_chain
 from pipeline.processors.spam import hashed_key, sender_key
 from pipeline.processors.text import email_domain
 from pipeline.runtime import Runtime
@@ -120,17 +120,8 @@ class ReviewStep:
             reviewer=decision.reviewer,
             decided_at=decision.decided_at,
         )
-        ctx = ChainContext(
-            policy=step.policy,
-            now=now,
-            pepper=step.pepper,
-            suppression=state.suppression.get(event.subject_key),
-            anchors=state.anchors,
-            rates=state.rates,
-            blocklist=state.blocklist,
-            review=record.tags.spam.model_copy(update={"review": review}),
-        )
-        chain = run_chain(event, ctx)
+        verdict = record.tags.spam.model_copy(update={"review": review})
+        chain = run_chain(event, step.context(event, state, now, review=verdict))
         outs = step.route(item, contact, event, chain, now)
         outs.extend(step.apply_updates(chain, state))
         detail["outcome"] = type(chain.outcome).__name__.lower()

@@ -116,7 +116,7 @@ class HubSpotSink(BatchingSink):
         if self._ready:
             return
         if self.guard is None:
-            log.warning("hubspot_replay_guard_off", reason="no rights database given: erasures are not re-checked")
+            log.warning("hubspot_replay_guard_off", reason="no rights guard given: erasures are not re-checked")
         else:
             try:
                 self.guard.setup()
