@@ -2,10 +2,12 @@
 
 1. Baseline: a raw confluent-kafka consume-and-produce pass-through (one consumer, one producer, same payloads,
    same partitions) drains N pre-loaded records; records/s from the first record consumed to the last delivered.
-2. Throughput: ``leadpipe worker`` (processing agent only, exactly_once, one process) drains the same N sealed
+2. Harness: the same worker with its step replaced by a pass-through (``bench/_passthrough_agent.py``) drains the
+   same N records on topics of its own: what the batch agent, transactions and sends cost without any rule.
+3. Throughput: ``leadpipe worker`` (processing agent only, exactly_once, one process) drains the same N sealed
    ContactRecords pre-loaded on ``contacts.normalized``; events/s from the first to the last output visible to a
    read_committed consumer (accepted + quarantine + drops + dead letters).
-3. Latency: with the worker warm, M more events are produced at a fixed rate; end-to-end latency per event is the
+4. Latency: with the worker warm, M more events are produced at a fixed rate; end-to-end latency per event is the
    time from its produce call to its output being visible to a read_committed consumer (this includes the
    transaction commit interval, ``worker_commit_interval_s``).
 
@@ -34,7 +36,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.agents.launch import WorkerProcess, worker_env
-from pipeline.config import explicit_settings
+from pipeline.config import Settings, explicit_settings
 from pipeline.crypto.sealing import subject_scope
 from pipeline.db import ensure_schema
 from pipeline.kafka.topics import apply_topics, delete_prefixed_topics
@@ -191,12 +193,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def main() -> None:
-    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not servers:
-        raise SystemExit("set KAFKA_BOOTSTRAP_SERVERS (make bench starts a broker and sets it)")
-    home = Path(tempfile.mkdtemp(prefix="leadpipe-bench-"))
-    settings = explicit_settings(
+def bench_settings(servers: str, home: Path) -> Settings:
+    """Settings of one measured worker: its own topic prefix, so each run reads only its own records."""
+    return explicit_settings(
         environment="test",
         home=home,
         kafka_bootstrap_servers=servers,
@@ -206,6 +205,41 @@ def main() -> None:
         key_encryption_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
         log_level="WARNING",
     )
+
+
+def harness_only(servers: str, home: Path, payloads: list[tuple[str, bytes]]) -> float:
+    """The same worker with a pass-through step (``bench/_passthrough_agent.py``) drains the same records; events/s."""
+    settings = bench_settings(servers, home)
+    apply_topics(settings)
+    produce_all(servers, settings.topic("contacts.normalized"), payloads)
+    reader = OutputReader(servers, [settings.topic("contacts.accepted")])
+    reader.start()
+    bench_dir = str(Path(__file__).resolve().parent)
+    path = os.pathsep.join(p for p in (bench_dir, os.environ.get("PYTHONPATH", "")) if p)
+    worker = WorkerProcess(
+        settings,
+        home / "harness.log",
+        registrars=["_passthrough_agent:register"],
+        env=worker_env(settings, PYTHONPATH=path),
+    ).start()
+    try:
+        if not reader.wait_for(len(payloads), timeout_s=max(120.0, len(payloads) / 100)):
+            raise SystemExit(f"harness: only {len(reader.seen)} of {len(payloads)} arrived; see {home / 'harness.log'}")
+        assert reader.first is not None and reader.last is not None
+        return len(payloads) / (reader.last - reader.first)
+    finally:
+        reader.stop.set()
+        worker.stop()
+        reader.join(10)
+        delete_prefixed_topics(settings)
+
+
+def main() -> None:
+    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not servers:
+        raise SystemExit("set KAFKA_BOOTSTRAP_SERVERS (make bench starts a broker and sets it)")
+    home = Path(tempfile.mkdtemp(prefix="leadpipe-bench-"))
+    settings = bench_settings(servers, home)
     apply_topics(settings)
     runtime = Runtime(settings)
     ensure_schema(runtime.engine)
@@ -218,6 +252,8 @@ def main() -> None:
 
     baseline = raw_passthrough(servers, settings.topic_prefix, payloads[:N])
     print(f"baseline raw confluent-kafka consume+produce pass-through: {baseline:,.0f} records/s")
+    harness = harness_only(servers, home, payloads[:N])
+    print(f"harness only (leadpipe worker, pass-through step): {harness:,.0f} events/s")
 
     produce_all(servers, settings.topic("contacts.normalized"), payloads[:N])
     reader = OutputReader(servers, [settings.topic(t) for t in OUTPUTS])
@@ -236,7 +272,12 @@ def main() -> None:
         cpu_after_drain = cpu_seconds(worker.process.pid)
         throughput = N / (reader.last - reader.first)
         print(f"processing chain (leadpipe worker): {throughput:,.0f} events/s")
-        print(f"ratio chain/baseline: {throughput / baseline:.3f}")
+        print(f"ratio chain/baseline: {throughput / baseline:.3f}; harness/baseline: {harness / baseline:.3f}")
+        per_event, harness_per_event = 1e6 / throughput, 1e6 / harness
+        print(
+            f"per event: {per_event:,.0f} us in the worker, of which the harness {harness_per_event:,.0f} us and the "
+            f"step ~{per_event - harness_per_event:,.0f} us"
+        )
 
         sent: dict[str, float] = {}
         interval = 1.0 / LATENCY_RATE

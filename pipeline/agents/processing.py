@@ -40,7 +40,7 @@ from pipeline.logging import get_logger, scrub_text
 from pipeline.models.contact import ContactEvent
 from pipeline.models.processing import DropReason, DropRecord
 from pipeline.models.records import AcceptedRecord, ContactRecord, DeadLetter, QuarantineRecord
-from pipeline.models.rights import AuditRecord
+from pipeline.models.rights import AuditRecord, SuppressionRecord
 from pipeline.models.tagged import SpamVerdict, tags_json
 from pipeline.processors import (
     Accepted,
@@ -131,6 +131,7 @@ class ProcessingStep:
             parsed.append((item, record, error))
         if self.keystore is not None:
             self.keystore.preload(r.sealed.key_id for _, r, _ in parsed if r is not None)
+        unsuppressed = self._context(state, now, None)  # what every subject without a suppression record reads
         for item, record, error in parsed:
             try:
                 if record is None:
@@ -141,7 +142,7 @@ class ProcessingStep:
                     ]
                     result.add(item.partition, outs, "dead_letter")
                     continue
-                outs, outcome = self._one(item, record, state, now)
+                outs, outcome = self._one(item, record, state, now, unsuppressed)
                 result.add(item.partition, outs, outcome)
             except Exception as exc:  # a bug in the step itself: still the event's own dead letter, never a loss
                 log.exception("processing_internal_error", partition=item.partition, offset=item.offset)
@@ -160,7 +161,7 @@ class ProcessingStep:
             return None, f"not a ContactRecord: {exc.error_count()} error(s) at {fields}"
 
     def _one(
-        self, item: Consumed, record: ContactRecord, state: ProcessingState, now: datetime
+        self, item: Consumed, record: ContactRecord, state: ProcessingState, now: datetime, unsuppressed: ChainContext
     ) -> tuple[list[Out], str]:
         if record.sealed.key_id.rpartition("#")[0] != subject_scope(record.subject_key):
             error = "the sealed body belongs to another key than the record's subject key"
@@ -176,7 +177,9 @@ class ProcessingStep:
             return [
                 self.dead_letter(item, record, stage="open", reason="open_failed", error=error, now=now)
             ], "dead_letter"
-        chain = run_chain(event, self.context(event, state, now))
+        suppression = state.suppression.get(event.subject_key)
+        ctx = unsuppressed if suppression is None else self._context(state, now, suppression)
+        chain = run_chain(event, ctx)
         outs = self.route(item, record, event, chain, now, raw=item.value)
         outs.extend(self.apply_updates(chain, state))
         return outs, type(chain.outcome).__name__.lower()
@@ -185,11 +188,23 @@ class ProcessingStep:
         self, event: ContactEvent, state: ProcessingState, now: datetime, review: SpamVerdict | None = None
     ) -> ChainContext:
         """What the chain reads for ``event``: the policy and this batch's table state (``review``: a release)."""
+        return self._context(state, now, state.suppression.get(event.subject_key), review)
+
+    def _context(
+        self,
+        state: ProcessingState,
+        now: datetime,
+        suppression: SuppressionRecord | None,
+        review: SpamVerdict | None = None,
+    ) -> ChainContext:
+        """``context`` with the subject's suppression record given. Only that record differs between the events of
+        a batch, so ``process`` builds the context of the unsuppressed once per batch (a frozen dataclass of eight
+        fields costs ~2 us to build, measured, ~1% of the step)."""
         return ChainContext(
             policy=self.policy,
             now=now,
             pepper=self.pepper,
-            suppression=state.suppression.get(event.subject_key),
+            suppression=suppression,
             anchors=state.anchors,
             rates=state.rates,
             blocklist=state.blocklist,
@@ -397,15 +412,20 @@ def shared_processing(app: Any, runtime: Runtime) -> SharedProcessing:
     return shared
 
 
-def register(app: Any, runtime: Runtime) -> None:
-    """Add the processing batch agent and its tables to the faust app (``REGISTRARS`` entry)."""
+def register(
+    app: Any, runtime: Runtime, process: Callable[[Sequence[Consumed], ProcessingState], BatchResult] | None = None
+) -> None:
+    """Add the processing batch agent and its tables to the faust app (``REGISTRARS`` entry).
+
+    ``process`` replaces the step (``bench/_passthrough_agent.py`` measures the harness alone with it).
+    """
     settings = runtime.settings
     shared = shared_processing(app, runtime)
     source_name = settings.topic(SOURCE_TOPIC)
     source = app.topic(
         source_name, key_serializer="raw", value_serializer="raw", partitions=shared.partitions[SOURCE_TOPIC]
     )
-    batch_agent(app, source, batch_handler(shared.step.process, shared, source_name))
+    batch_agent(app, source, batch_handler(process or shared.step.process, shared, source_name))
 
 
 def batch_handler(

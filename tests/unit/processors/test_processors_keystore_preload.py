@@ -26,3 +26,23 @@ def test_preload_reads_keys_and_creates_none(tmp_path: Path) -> None:
     assert set(cached) == {s.key_id for s in sealed[1:]}
     assert all(reader.key(s.key_id) is not None for s in sealed[1:])
     assert reader.key(sealed[0].key_id) is None
+
+
+def test_preloaded_keys_are_the_keys_each_lookup_finds(tmp_path: Path) -> None:
+    """``preload`` unwraps a batch under one lock, reusing cached keys: the same keys as one query per id."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'keys.sqlite3'}")
+    ensure_schema(engine)
+    writer = SqlKeyStore(engine, b"k" * 32)
+    sealed = [Sealer(writer).seal(subject_scope(f"sk_{i}"), f"secret {i}".encode()) for i in range(8)]
+    writer.destroy(subject_scope("sk_3"), "erasure")
+    ids = [s.key_id for s in sealed] + ["subject:sk_unknown#1"]
+
+    reader = SqlKeyStore(engine, b"k" * 32)
+    reader.key(ids[0])  # some keys cached already, the others unwrapped by the preload
+    reader.preload(reversed(ids))
+    reference = SqlKeyStore(engine, b"k" * 32)
+    assert [reader.key(key_id) for key_id in ids] == [reference.key(key_id) for key_id in ids]
+    assert [reader.key(key_id) is None for key_id in ids] == [i in (3, 8) for i in range(9)]
+    assert [Sealer(reader).open(s) for i, s in enumerate(sealed) if i != 3] == [
+        f"secret {i}".encode() for i in range(8) if i != 3
+    ]

@@ -215,3 +215,36 @@ def test_an_internal_error_is_the_events_own_dead_letter(
     dead = [DeadLetter.model_validate_json(o.value or b"") for o in outs[DLQ_TOPIC]]
     assert [d.event_id for d in dead] == [good.event_id, bad.event_id]
     assert all(d.stage == "process:internal" and "ann@example.com" not in d.error for d in dead)
+
+
+def test_the_chain_reads_the_same_context_as_step_context_for_every_event(
+    step: ProcessingStep, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``process`` builds the context of the unsuppressed once per batch; each event must still read exactly what
+    ``context`` (the reference, used by the review agent too) gives for it, suppressed or not."""
+    import pipeline.agents.processing as processing
+    from pipeline.processors import ChainContext, run_chain
+
+    plain, objected, other = build_event(), build_event(subject_key="sk_objected_subject"), build_event()
+    objection = SuppressionRecord(
+        subject_key=objected.subject_key, updated_at=NOW, request_id=uuid.uuid4(), marketing_objected=True
+    )
+    state = ProcessingState(
+        suppression={objected.subject_key.encode(): objection.model_dump_json().encode()},
+        blocklist={},
+        anchors={},
+        rates={},
+    )
+    seen: list[tuple[ContactEvent, ChainContext]] = []
+
+    def recording(event: ContactEvent, ctx: ChainContext) -> Any:
+        seen.append((event, ctx))
+        return run_chain(event, ctx)
+
+    monkeypatch.setattr(processing, "run_chain", recording)
+    items = [_consumed(runtime, e, i) for i, e in enumerate([plain, objected, other])]
+    step.process(items, state, now=NOW)
+    assert [e.event_id for e, _ in seen] == [plain.event_id, objected.event_id, other.event_id]
+    for event, ctx in seen:
+        assert ctx == step.context(event, state, NOW)
+    assert seen[1][1].suppression == objection and seen[0][1].suppression is None is seen[2][1].suppression
