@@ -305,7 +305,9 @@ class ProcessingStep:
         subject_key = record.subject_key if record else None
         payload = None
         if item.value is not None:
-            payload = self.codec.seal_payload(item.value, subject_key=subject_key, record_id=dead_letter_id)
+            payload = self.codec.seal_payload(
+                item.value, subject_key=subject_key, record_id=dead_letter_id, own_key=True
+            )
         dead = DeadLetter(
             dead_letter_id=dead_letter_id,
             stage=f"process:{stage}",

@@ -271,7 +271,7 @@ class SinkRunner:
             source_offset=incoming.offset,
             failed_at=datetime.now(UTC),
             content_type=RECORD_CONTENT_TYPE,
-            payload=self.codec.seal_payload(incoming.value, subject_key=subject_key, record_id=record_id),
+            payload=self.codec.seal_payload(incoming.value, subject_key=subject_key, record_id=record_id, own_key=True),
         )
         return Message(DLQ_TOPIC, subject_key, dead)
 

@@ -92,12 +92,22 @@ class RecordCodec:
         return TaggedEvent(event=self.open_contact(record), tags=record.tags)
 
     def seal_payload(
-        self, payload: bytes, *, subject_key: str | None, record_id: UUID, shared_with: Sequence[str] = ()
+        self,
+        payload: bytes,
+        *,
+        subject_key: str | None,
+        record_id: UUID,
+        shared_with: Sequence[str] = (),
+        own_key: bool = False,
     ) -> Sealed:
         """Seal raw bytes under the subject's key; a key of their own when no subject is known; and, when the payload
-        names several people (``shared_with``), under a payload key that erasing any one of them destroys."""
+        names several people (``shared_with``), under a payload key that erasing any one of them destroys.
+
+        ``own_key``: a payload key linked to the subject even when there is one subject. Dead letters use it: they
+        carry records that may be older than the subject's erasure, and sealing one under the subject's key would
+        create a new generation of that key for an erased person out of an old record."""
         covered = list(dict.fromkeys([*([subject_key] if subject_key else []), *shared_with]))
-        if len(covered) == 1:
+        if len(covered) == 1 and not own_key:
             return self.sealer.seal(subject_scope(covered[0]), payload)
         scope = record_scope(str(record_id))
         if covered:

@@ -85,6 +85,23 @@ def test_shared_payload_key_dies_with_any_linked_subject(keystore: SqlKeyStore) 
     assert codec.sealer.open(single) == b"only a"
 
 
+def test_own_key_payload_creates_no_subject_generation_and_dies_with_the_subject(keystore: SqlKeyStore) -> None:
+    """Dead letters (``own_key``): sealing one for an erased subject must not bring a subject key back to life."""
+    codec = RecordCodec(Sealer(keystore))
+    scope = subject_scope("sk_gone")
+    codec.sealer.seal(scope, b"before the erasure")
+    keystore.destroy(scope, "erasure")
+    late = codec.seal_payload(b"an old record", subject_key="sk_gone", record_id=uuid.uuid4(), own_key=True)
+    assert late.key_id.startswith("record:")
+    assert _key_rows(keystore, scope) == [(f"{scope}#1", False)]  # still only the destroyed generation
+
+    live = codec.seal_payload(b"a record", subject_key="sk_here", record_id=uuid.uuid4(), own_key=True)
+    assert live.key_id.startswith("record:") and codec.sealer.open(live) == b"a record"
+    keystore.destroy(subject_scope("sk_here"), "erasure")
+    with pytest.raises(KeyDestroyedError):
+        Sealer(SqlKeyStore(keystore._engine, KEK)).open(live)
+
+
 # ---- another process erased the subject: this process's cache must let go -------------------------------------
 
 

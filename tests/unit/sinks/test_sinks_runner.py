@@ -13,7 +13,7 @@ from fakes.contacts import make_tagged
 
 from pipeline.agents.sinks import DLQ_TOPIC, RESULTS_TOPIC, Incoming, Message, SinkRunner
 from pipeline.config import Settings
-from pipeline.crypto.sealing import subject_scope
+from pipeline.crypto.sealing import KeyDestroyedError, subject_scope
 from pipeline.db import ensure_schema
 from pipeline.models.records import AcceptedRecord, DeadLetter
 from pipeline.models.rights import SinkResult, SinkStatus
@@ -104,11 +104,14 @@ async def test_failures_are_dead_lettered_with_reason_and_a_sealed_copy(runtime:
     assert dead.event_id == bad.event.event_id
     assert dead.subject_key == bad.event.subject_key
     assert (dead.source_topic, dead.source_partition, dead.source_offset) == ("contacts.accepted", 0, 8)
-    assert dead.payload is not None and dead.payload.key_id.startswith(subject_scope(bad.event.subject_key))
+    assert dead.payload is not None and dead.payload.key_id.startswith(f"record:{dead.dead_letter_id}#")
     replay = AcceptedRecord.model_validate_json(runtime.codec.sealer.open(dead.payload))
     assert runtime.codec.open_tagged(replay) == bad
     statuses = {r.event_id: r.status for r in out.results()}
     assert statuses == {good.event.event_id: SinkStatus.DONE, bad.event.event_id: SinkStatus.FAILED}
+    runtime.keystore.destroy(subject_scope(bad.event.subject_key), "erasure")  # its own key dies with the subject
+    with pytest.raises(KeyDestroyedError):
+        runtime.codec.sealer.open(dead.payload)
 
 
 async def test_retryable_failures_are_offered_again(runtime: Runtime) -> None:
