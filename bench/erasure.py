@@ -10,6 +10,10 @@ while a producer thread feeds ``contacts.accepted`` at ``BENCH_RATE`` events/s (
 ``BENCH_SUBJECTS`` other people). It prints what the sinks actually wrote meanwhile, so the load is stated, not
 assumed.
 
+Layout: the recommended one (the Helm chart's default), a rights worker of its own; ``BENCH_COMBINED=1`` runs the
+rights agent inside the sink worker instead (``worker.separateRightsWorker=false``, and the embedded default's single
+``leadpipe worker``).
+
 Bounded: about a minute and a half. Target: p99 under 5 s under load.
 """
 
@@ -56,6 +60,7 @@ IDLE_N = int(os.environ.get("BENCH_IDLE_ERASURES", "12"))
 LOADED_N = int(os.environ.get("BENCH_LOADED_ERASURES", "40"))
 SPACING_S = float(os.environ.get("BENCH_SPACING_S", "0.3"))
 SUBJECTS = int(os.environ.get("BENCH_SUBJECTS", "500"))
+COMBINED = os.environ.get("BENCH_COMBINED", "") not in ("", "0")
 SINK_REGISTRARS = ["pipeline.agents.sinks:register"]
 RIGHTS_REGISTRARS = ["pipeline.agents.rights:register"]
 
@@ -95,12 +100,14 @@ def plain(settings: Settings) -> dict[str, Any]:
     return values
 
 
-def run_sinks(values: dict[str, Any], ready: Any, done: Any) -> None:
-    """The sink worker in its own process: CRM and HubSpot agents on ``contacts.accepted``."""
+def run_sinks(values: dict[str, Any], registrars: list[str], ready: Any, done: Any) -> None:
+    """The sink worker in its own process: CRM and HubSpot agents on ``contacts.accepted`` (and the rights agent,
+    when the combined layout is measured)."""
     configure_logging("WARNING", "console")
     runtime = Runtime(explicit_settings(**values))
-    worker = WorkerThread(create_app(runtime, SINK_REGISTRARS))
-    worker.start(wait_for_topics=(runtime.settings.topic("contacts.accepted"),))
+    worker = WorkerThread(create_app(runtime, registrars))
+    topics = ["contacts.accepted", *(["rights.commands"] if RIGHTS_REGISTRARS[0] in registrars else [])]
+    worker.start(wait_for_topics=tuple(runtime.settings.topic(t) for t in topics))
     ready.set()
     done.wait()
     worker.stop()
@@ -192,16 +199,19 @@ def main() -> None:
         # the rights agent runs in a worker of its own (own consumer): a sink's full buffer pauses fetching for the
         # whole worker it is in, and an erasure must not wait behind a backlog of ordinary traffic
         # (and the sinks run in a process of their own, as they do in production: one GIL per worker)
+        # (BENCH_COMBINED=1 measures the other layout: the rights agent inside the sink worker, one process)
         rights_runtime = Runtime(settings.model_copy(update={"app_id": "leadpipe-rights"}))
-        rights = WorkerThread(create_app(rights_runtime, RIGHTS_REGISTRARS))
+        rights = None if COMBINED else WorkerThread(create_app(rights_runtime, RIGHTS_REGISTRARS))
+        registrars = SINK_REGISTRARS + (RIGHTS_REGISTRARS if COMBINED else [])
         ready = multiprocessing.get_context("spawn").Event()
         done = multiprocessing.get_context("spawn").Event()
         sinks = multiprocessing.get_context("spawn").Process(
-            target=run_sinks, args=(plain(settings), ready, done), name="sinks", daemon=True
+            target=run_sinks, args=(plain(settings), registrars, ready, done), name="sinks", daemon=True
         )
         try:
             sinks.start()
-            rights.start(wait_for_topics=(settings.topic("rights.commands"),))
+            if rights is not None:
+                rights.start(wait_for_topics=(settings.topic("rights.commands"),))
             if not ready.wait(90):
                 raise RuntimeError("the sink worker did not start")
 
@@ -255,7 +265,8 @@ def main() -> None:
             offered = traffic.sent / traffic.elapsed if traffic.elapsed else 0.0
             written = crm.interaction_count() - before
         finally:
-            rights.stop()
+            if rights is not None:
+                rights.stop()
             done.set()
             sinks.join(30)
             rights_runtime.engine.dispose()
@@ -265,6 +276,8 @@ def main() -> None:
             delete_prefixed_topics(settings)
 
     load = os.getloadavg()
+    layout = "combined (rights agent inside the sink worker)" if COMBINED else "separate rights worker"
+    print(f"layout: {layout}")
     print(f"database: {settings.resolved_database_url.split('://')[0]}, HubSpot: fake over HTTP, 190 req/10 s budget")
     print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} (1 / 5 min) at the end")
     print(

@@ -46,10 +46,19 @@ def test_every_benchmark_has_tiny_sizes() -> None:
     assert set(scripts()) == set(SIZES), "give each bench/ script its tiny sizes in SIZES (and drop gone ones)"
 
 
-@pytest.mark.parametrize("script", scripts())
-def test_benchmark_runs_to_its_end(script: str, kafka_bootstrap: str, pg_admin_url: str) -> None:
+#: Other modes of a script, run as well: (script, extra environment).
+VARIANTS = [("erasure.py", {"BENCH_COMBINED": "1"})]
+
+
+@pytest.mark.parametrize(
+    ("script", "extra"),
+    [(name, {}) for name in scripts()] + VARIANTS,
+    ids=[*scripts(), *(f"{name}-{'-'.join(extra)}" for name, extra in VARIANTS)],
+)
+def test_benchmark_runs_to_its_end(script: str, extra: dict[str, str], kafka_bootstrap: str, pg_admin_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEADPIPE_", "BENCH_"))}
     env.update(SIZES.get(script, {}), KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, LEADPIPE_TEST_POSTGRES_URL=pg_admin_url)
+    env.update(extra)
     result = subprocess.run(
         [sys.executable, str(BENCH / script)],
         cwd=BENCH.parent,
