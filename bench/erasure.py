@@ -11,8 +11,8 @@ while a producer thread feeds ``contacts.accepted`` at ``BENCH_RATE`` events/s (
 assumed.
 
 Layout: the recommended one (the Helm chart's default), a rights worker of its own; ``BENCH_COMBINED=1`` runs the
-rights agent inside the sink worker instead (``worker.separateRightsWorker=false``, and the embedded default's single
-``leadpipe worker``).
+rights agent inside the sink worker instead (as ``worker.separateRightsWorker=false`` or ``make demo``'s single
+worker do; their processing agents would be idle here, as this bench feeds ``contacts.accepted`` directly).
 
 Bounded: about a minute and a half. Target: p99 under 5 s under load.
 """
