@@ -10,10 +10,6 @@ sealed with per-subject keys in a SQLite key store; batches of 500 as the worker
 best of ``BENCH_REPS`` rounds (the machine is shared; the least disturbed round is the closest to the code's cost).
 
     .venv/bin/python bench/processing_step.py          # BENCH_STEP_N=10000 BENCH_REPS=5
-
-Figures (2026-11-30, shared 2-core VM, issue #4; runs vary by up to +-20% here): step best 184 us/event (range
-184-249 over 10 runs) before the keystore ``preload`` and per-batch ``ChainContext`` changes, best 177 (177-245,
-11 runs) after; the two versions alternated batch by batch in one process: after/before 0.93-0.945 (median ratio).
 """
 
 from __future__ import annotations

@@ -212,7 +212,7 @@ class SqlKeyStore:
         cache here, so ``key`` answers None for it from this batch on; unknown ids are not cached either.
 
         One prepared statement on a plain connection (no ORM session, no per-call coercion of 500 literals) and one
-        lock for the batch's cache hits: measured 7.5 -> 3.3 us per record on the processing bench's batches of 500.
+        lock for the batch's cache hits (a diagnosis, timed alone on batches of 500: 7.5 -> 3.3 us per record).
         """
         wanted = list(dict.fromkeys(key_ids))
         alive_ids: set[str] = set()

@@ -1,4 +1,5 @@
-"""The wire records: what actually crosses each topic. Personal data travels sealed with the subject's key.
+"""The wire records: what actually crosses each topic. Personal data travels sealed with the subject's key (or, for
+raw payloads naming several people and for dead letters, a payload key that erasing any subject it names destroys).
 
 Headers (ids, channel, timestamps, subject key, tags) stay in clear so that routing, compaction and audits need no
 key; everything that can identify a person is inside ``sealed``. Destroying the subject's key (erasure) makes every

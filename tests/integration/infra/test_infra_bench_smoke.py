@@ -46,16 +46,18 @@ def test_every_benchmark_has_tiny_sizes() -> None:
     assert set(scripts()) == set(SIZES), "give each bench/ script its tiny sizes in SIZES (and drop gone ones)"
 
 
-#: Other modes of a script, run as well: (script, extra environment).
-VARIANTS = [("erasure.py", {"BENCH_COMBINED": "1"})]
+#: Other modes of a script, run as well: (script, extra environment, a line the mode must print).
+VARIANTS = [("erasure.py", {"BENCH_COMBINED": "1"}, "layout: combined")]
 
 
 @pytest.mark.parametrize(
-    ("script", "extra"),
-    [(name, {}) for name in scripts()] + VARIANTS,
-    ids=[*scripts(), *(f"{name}-{'-'.join(extra)}" for name, extra in VARIANTS)],
+    ("script", "extra", "expected"),
+    [(name, {}, "") for name in scripts()] + VARIANTS,
+    ids=[*scripts(), *(f"{name}-{'-'.join(extra)}" for name, extra, _ in VARIANTS)],
 )
-def test_benchmark_runs_to_its_end(script: str, extra: dict[str, str], kafka_bootstrap: str, pg_admin_url: str) -> None:
+def test_benchmark_runs_to_its_end(
+    script: str, extra: dict[str, str], expected: str, kafka_bootstrap: str, pg_admin_url: str
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEADPIPE_", "BENCH_"))}
     env.update(SIZES.get(script, {}), KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, LEADPIPE_TEST_POSTGRES_URL=pg_admin_url)
     env.update(extra)
@@ -71,3 +73,4 @@ def test_benchmark_runs_to_its_end(script: str, extra: dict[str, str], kafka_boo
     tail = (result.stdout[-3000:] + "\n---- stderr ----\n" + result.stderr[-3000:]).strip()
     assert result.returncode == 0, f"{script} exited {result.returncode}:\n{tail}"
     assert any(c.isdigit() for c in result.stdout), f"{script} printed no figure:\n{tail}"
+    assert expected in result.stdout, f"{script} with {extra} did not say {expected!r}:\n{tail}"
