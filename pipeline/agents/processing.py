@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from pipeline.agents.batching import BatchContext, BatchHandler, Fetched, batch_agent
+from pipeline.agents.metrics import WorkerMetrics, worker_metrics
 from pipeline.agents.state import (
     ANCHORS_TOPIC,
     RATES_TOPIC,
@@ -394,6 +396,7 @@ class SharedProcessing:
     tables: ProcessingTables
     sender: TransactionalSender
     partitions: dict[str, int]
+    metrics: WorkerMetrics
 
 
 def shared_processing(app: Any, runtime: Runtime) -> SharedProcessing:
@@ -409,6 +412,7 @@ def shared_processing(app: Any, runtime: Runtime) -> SharedProcessing:
             tables=ProcessingTables.declare(app, settings, partitions),
             sender=TransactionalSender(app, settings, partitions),
             partitions=partitions,
+            metrics=worker_metrics(app),
         )
         app._leadpipe_processing = shared
     return shared
@@ -443,8 +447,10 @@ def batch_handler(
 
     async def handle(ctx: BatchContext, messages: Sequence[Fetched]) -> None:
         batch = [Consumed(m.partition, m.offset, m.key, m.value) for m in messages]
+        started = time.perf_counter()
         result = process(batch, shared.tables.state())
         records = result.outgoing.get(ctx.tp.partition, [])
+        shared.metrics.observe_processing(result.counts, drop_reasons(records), time.perf_counter() - started)
         try:
             futures = await shared.sender.send(source_name, ctx.tp.partition, records)
             if futures:
@@ -464,6 +470,11 @@ def batch_handler(
         )
 
     return handle
+
+
+def drop_reasons(records: Sequence[Out]) -> list[str]:
+    """The reason of each drop among a batch's outputs: a drop record is keyed by its reason (``drop``)."""
+    return [r.key.decode() for r in records if r.topic == DROPS_TOPIC and r.key]
 
 
 def fatal(event: str, exc: BaseException, **fields: Any) -> NoReturn:

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pipeline.agents.metrics import worker_metrics
 from pipeline.ingest.service import identity_hints
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.logging import get_logger
@@ -118,6 +119,8 @@ def register(app: Any, runtime: Runtime) -> RightsWorker:
     settings = runtime.settings
     worker = RightsWorker.build(runtime)
     topic = app.topic(settings.topic(COMMANDS_TOPIC), key_serializer="raw", value_serializer="raw")
+    tracker = RequestTracker(runtime.engine)
+    worker_metrics(app).track_rights(lambda: tracker.pending_counts(datetime.now(UTC)))
 
     @app.agent(topic, name=f"{settings.app_id}.rights", concurrency=1)  # type: ignore[untyped-decorator]
     async def rights_commands(stream: Any) -> None:

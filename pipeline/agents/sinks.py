@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pipeline.agents.metrics import WorkerMetrics, worker_metrics
 from pipeline.crypto.codec import RecordCodec
 from pipeline.crypto.keystore import SqlKeyStore
 from pipeline.crypto.sealing import KeyDestroyedError
@@ -97,6 +98,7 @@ class SinkRunner:
         max_pause_s: float = 60.0,
         backoff_base_s: float = 0.5,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.sink = sink
         self.codec = codec
@@ -107,6 +109,7 @@ class SinkRunner:
         self.backoff_base_s = backoff_base_s
         self._sleep = sleep
         self._ready = False
+        self.metrics = metrics
 
     async def start(self) -> None:
         """``sink.setup`` (schema, HubSpot properties), retried under backpressure until it succeeds."""
@@ -136,6 +139,12 @@ class SinkRunner:
         messages += [self._result_message(unique[r.event_id].record, r) for r in results]
         if messages:
             await self.publish(messages)
+        if self.metrics is not None:
+            self.metrics.observe_sink(
+                self.sink.name,
+                (m.value.status.value for m in messages if isinstance(m.value, SinkResult)),
+                (m.value.reason for m in messages if isinstance(m.value, DeadLetter)),
+            )
         written = sum(r.outcome is Outcome.WRITTEN for r in results)
         log.info("sink_batch", sink=self.sink.name, records=len(batch), written=written, messages=len(messages))
         return messages
@@ -218,6 +227,8 @@ class SinkRunner:
 
     async def _pause(self, seconds: float, reason: str) -> None:
         delay = min(max(seconds, 0.05), self.max_pause_s)
+        if self.metrics is not None:
+            self.metrics.sink_pauses.labels(self.sink.name).inc()
         log.warning("sink_paused", sink=self.sink.name, pause_s=round(delay, 3), reason=reason)
         await self._sleep(delay)
 
@@ -313,6 +324,7 @@ def register(app: Any, runtime: Runtime) -> None:
     """Add one agent per configured sink to the faust app (``REGISTRARS`` entry ``pipeline.agents.sinks:register``)."""
     settings = runtime.settings
     publish = faust_publisher(app, runtime)
+    metrics = worker_metrics(app)
     for name in settings.sink_agents:
         runner = SinkRunner(
             build_sink(name, runtime),
@@ -321,6 +333,7 @@ def register(app: Any, runtime: Runtime) -> None:
             source_topic=SOURCE_TOPIC,
             keystore=runtime.keystore,
             max_pause_s=settings.sink_retry_max_s,
+            metrics=metrics,
         )
         topic = app.topic(settings.topic(SOURCE_TOPIC), key_serializer="raw", value_serializer="raw")
 

@@ -164,7 +164,8 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on the loopback address that nothing listens on right now (the launcher's, and tests' servers)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
@@ -279,9 +280,9 @@ class LocalKafka:
                 if not broker._our_pid() and not (_port_free(port) and _port_free(controller)):
                     broker = None  # our broker is gone and something else took a port: pick new ones
             if broker is None:
-                port, controller = _free_port(), _free_port()
+                port, controller = free_port(), free_port()
                 while controller == port:
-                    controller = _free_port()
+                    controller = free_port()
                 ports_file.write_text(json.dumps({"port": port, "controller_port": controller}))
                 broker = cls(
                     root,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Engine, ForeignKey, Integer, String, Text, select, update
+from sqlalchemy import JSON, Boolean, Engine, ForeignKey, Integer, String, Text, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -259,6 +259,24 @@ class RequestTracker:
 
     def overdue(self, now: datetime) -> list[RequestView]:
         return [r for r in self.open_requests() if r.overdue(now)]
+
+    def pending_counts(self, now: datetime) -> tuple[dict[str, int], int]:
+        """Requests not completed, by state, and how many of them are past their deadline (``RequestView.overdue``),
+        counted in the database: the worker's metrics ask on every scrape."""
+        pending = RightsRequest.state != RequestState.COMPLETED.value
+        late = or_(
+            and_(RightsRequest.extended_due_at.is_not(None), RightsRequest.extended_due_at < now),
+            and_(RightsRequest.extended_due_at.is_(None), RightsRequest.due_at < now),
+        )
+        with Session(self._engine) as session:
+            by_state = {
+                str(state): int(count)
+                for state, count in session.execute(
+                    select(RightsRequest.state, func.count()).where(pending).group_by(RightsRequest.state)
+                )
+            }
+            overdue = session.scalar(select(func.count()).select_from(RightsRequest).where(pending, late)) or 0
+        return by_state, int(overdue)
 
     def extend(self, request_id: object, months: int, reason: str, by: str, at: datetime | None = None) -> RequestView:
         """Extend a request by 1 or 2 months beyond the first (policy 9.1); the reason is kept to tell the person."""

@@ -3,24 +3,16 @@ with its data intact. Uses its own directory and free ports, never the session b
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pipeline.config import Settings
-from pipeline.kafka.launcher import LocalKafka, kafka_answers
+from pipeline.kafka.launcher import LocalKafka, free_port, kafka_answers
 from pipeline.kafka.topics import apply_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_up_adopt_down_restart(tmp_path: Path, make_settings: Callable[..., Settings]) -> None:

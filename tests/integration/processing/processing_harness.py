@@ -28,9 +28,18 @@ PROCESSING_ONLY = ("pipeline.agents.processing:register", "pipeline.agents.revie
 class WorkerProcess(launch.WorkerProcess):
     """The processing registrars only (the sinks and rights agents have tests of their own)."""
 
-    def __init__(self, settings: Settings, log_path: Path, registrars: Sequence[str] = PROCESSING_ONLY) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        registrars: Sequence[str] = PROCESSING_ONLY,
+        web_port: int | None = None,
+    ) -> None:
         level = os.environ.get("LP_WORKER_LOG_LEVEL", "INFO")  # DEBUG shows every batch and every Kafka request
-        super().__init__(settings, log_path, registrars, env=launch.worker_env(settings, LEADPIPE_LOG_LEVEL=level))
+        web = {"LEADPIPE_WORKER_WEB_ENABLED": "true", "LEADPIPE_WORKER_WEB_PORT": str(web_port)} if web_port else {}
+        env = launch.worker_env(settings, LEADPIPE_LOG_LEVEL=level, **web)
+        super().__init__(settings, log_path, registrars, env=env)
+        self.web_port = web_port
 
 
 def contact(

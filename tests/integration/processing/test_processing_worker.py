@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from processing_harness import (
     WorkerProcess,
@@ -24,10 +25,12 @@ from processing_harness import (
     publish_raw,
     read_outputs,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.config import Settings
 from pipeline.db import ensure_schema
 from pipeline.kafka.consumer import Record, read_to_end, read_until
+from pipeline.kafka.launcher import free_port
 from pipeline.models.common import Channel, InteractionKind
 from pipeline.models.processing import DropRecord
 from pipeline.models.records import AcceptedRecord, DeadLetter, QuarantineRecord
@@ -51,7 +54,7 @@ def runtime(kafka_settings: Settings) -> Iterator[Runtime]:
 
 @pytest.fixture
 def worker(runtime: Runtime, tmp_path: Path) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(runtime.settings, tmp_path / "worker.log")
+    process = WorkerProcess(runtime.settings, tmp_path / "worker.log", web_port=free_port())
     yield process
     process.stop()
 
@@ -115,6 +118,7 @@ def test_every_event_comes_out_once_on_the_topic_its_outcome_names(runtime: Runt
 
     with worker:
         records = read_outputs(runtime.settings, until=len(events) + 2)
+        scraped = httpx.get(f"http://127.0.0.1:{worker.web_port}/metrics", timeout=10)
     by_id = Counter(_event_id(r) for r in records)
     assert len(records) == len(events) + 2, worker.log_tail()
     assert all(by_id[e.event_id] == 1 for e in events), by_id
@@ -155,6 +159,27 @@ def test_every_event_comes_out_once_on_the_topic_its_outcome_names(runtime: Runt
     for line in audit:
         text = line.model_dump_json()
         assert "ann." not in text and "example.com" not in text and "Tester" not in text
+
+    # The worker's /metrics counted the same outcomes (at least: a batch redone after a rebalance counts again).
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+    values = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(scraped.text)
+        for s in family.samples
+    }
+    expected_counts = {
+        ("leadpipe_processing_records_total", (("outcome", "accepted"),)): 10,
+        ("leadpipe_processing_records_total", (("outcome", "quarantined"),)): 3,
+        ("leadpipe_processing_records_total", (("outcome", "dropped"),)): 4,
+        ("leadpipe_processing_records_total", (("outcome", "dead_letter"),)): 2,
+        ("leadpipe_processing_drops_total", (("reason", "child"),)): 2,
+        ("leadpipe_processing_drops_total", (("reason", "subject_restricted"),)): 1,
+        ("leadpipe_processing_drops_total", (("reason", "subject_erased"),)): 1,
+    }
+    for sample, count in expected_counts.items():
+        assert values.get(sample, 0) >= count, (sample, values.get(sample))
+    assert values[("leadpipe_processing_batch_seconds_count", ())] >= 1
+    assert "ann." not in scraped.text and "sk_" not in scraped.text  # codes only: no address, no subject key
 
 
 def test_suppression_published_while_the_worker_runs_is_applied(runtime: Runtime, worker: WorkerProcess) -> None:

@@ -75,6 +75,25 @@ def test_overdue_and_extension_with_reason(tracker: RequestTracker) -> None:
     assert len(tracker.overdue(T0 + timedelta(days=91))) == 1
 
 
+def test_pending_counts_agree_with_the_request_views(tracker: RequestTracker) -> None:
+    """The metrics' counts come from SQL; they must say what ``open_requests``/``overdue`` say, extensions included."""
+    assert tracker.pending_counts(T0) == ({}, 0)
+    late = build_command(RightKind.OBJECTION, "sk_t0000001", issued_by="dpo", now=T0)
+    extended = build_command(RightKind.RESTRICTION, "sk_t0000002", issued_by="dpo", now=T0)
+    failing = build_command(RightKind.ERASURE, "sk_t0000003", issued_by="dpo", now=T0 + timedelta(days=10))
+    done = build_command(RightKind.OBJECTION, "sk_t0000004", issued_by="dpo", now=T0)
+    for cmd in (late, extended, failing, done):
+        tracker.record(cmd, ["crm"])
+    tracker.extend(extended.request_id, 1, "numerous requests from the same person", by="dpo")
+    tracker.set_sink(status(failing.request_id, "crm", SinkStatus.FAILED), error="database down")
+    tracker.set_sink(status(done.request_id, "crm", SinkStatus.DONE))
+    for days, overdue in ((20, 0), (32, 1), (42, 2), (62, 3)):
+        at = T0 + timedelta(days=days)
+        by_state, count = tracker.pending_counts(at)
+        assert by_state == {"open": 2, "attention": 1}
+        assert count == overdue == len(tracker.overdue(at)), days
+
+
 def test_unrestriction_records_that_a_notice_is_due(tracker: RequestTracker) -> None:
     cmd = build_command(RightKind.UNRESTRICTION, "sk_t0000000", issued_by="dpo", now=T0)
     tracker.record(cmd)

@@ -119,6 +119,25 @@ def test_rendered_workloads() -> None:
         assert "checksum/config" in doc["spec"]["template"]["metadata"]["annotations"]
     api_env = {e["name"]: e.get("value") for e in api["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert api_env["LEADPIPE_INGEST_HOST"] == "0.0.0.0"  # the default 127.0.0.1 would be unreachable in a pod
+    for doc in (worker, rights):
+        assert_worker_web_served(doc)
+
+
+def assert_worker_web_served(deployment: dict[str, Any]) -> None:
+    """The worker's probes and Prometheus ask faust's web server: the chart must switch it on (it is off by default
+    in Settings, and a probe against a closed port restarts the pod over and over) on the port it declares."""
+    assert Settings.model_fields["worker_web_enabled"].default is False
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(deployment)
+    assert env["LEADPIPE_WORKER_WEB_ENABLED"] == "true"
+    (port,) = [p for p in container["ports"] if p["name"] == "web"]
+    assert env["LEADPIPE_WORKER_WEB_PORT"] == str(port["containerPort"])
+    for probe in (container["livenessProbe"], container["readinessProbe"]):
+        assert probe["httpGet"] == {"path": "/", "port": "web"}
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port["containerPort"])
+    assert annotations["prometheus.io/path"] == "/metrics"
 
 
 @needs_helm
@@ -126,6 +145,7 @@ def test_one_combined_worker_when_asked() -> None:
     deployments = by_kind(render("--set", "worker.separateRightsWorker=false"), "Deployment")
     assert sorted(deployments) == ["rel-leadpipe-api", "rel-leadpipe-worker"]
     assert args_of(deployments["rel-leadpipe-worker"]) == ["leadpipe", "worker"]
+    assert_worker_web_served(deployments["rel-leadpipe-worker"])
 
 
 @needs_helm

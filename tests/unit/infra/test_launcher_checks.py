@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.kafka.launcher import KafkaLaunchError, LocalKafka, find_java, java_major_version, resolve_jars
+from pipeline.kafka.launcher import (
+    KafkaLaunchError,
+    LocalKafka,
+    find_java,
+    free_port,
+    java_major_version,
+    resolve_jars,
+)
 
 FAKE_JAVA = """#!{python}
 import sys, time
@@ -44,13 +51,6 @@ def cached_jars(cache: Path, version: str = "4.1.1") -> Path:
     libs.mkdir(parents=True)
     (libs / f"kafka_2.13-{version}.jar").write_bytes(b"")
     return libs
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def broker(tmp_path: Path, port: int | None = None, timeout_s: float = 3.0) -> LocalKafka:

@@ -6,11 +6,12 @@ A scripted sink plays the destination; the records are really sealed and opened 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 from fakes.contacts import make_tagged
 
+from pipeline.agents.metrics import WorkerMetrics
 from pipeline.agents.sinks import DLQ_TOPIC, RESULTS_TOPIC, Incoming, Message, SinkRunner
 from pipeline.config import Settings
 from pipeline.crypto.sealing import KeyDestroyedError, subject_scope
@@ -70,6 +71,20 @@ def sealed(runtime: Runtime, tagged: TaggedEvent, offset: int) -> Incoming:
     return Incoming(runtime.codec.seal_accepted(tagged).model_dump_json().encode(), partition=0, offset=offset)
 
 
+def refusing(bad: TaggedEvent) -> Callable[[Sequence[TaggedEvent]], list[RecordResult]]:
+    """A sink's answer that refuses ``bad`` as HubSpot refuses an invalid contact and writes the rest."""
+
+    def answer(batch: Sequence[TaggedEvent]) -> list[RecordResult]:
+        return [
+            RecordResult.failed(t.event.event_id, "hubspot_validation", "HubSpot VALIDATION_ERROR: [email] invalid")
+            if t.event.event_id == bad.event.event_id
+            else RecordResult.written(t.event.event_id)
+            for t in batch
+        ]
+
+    return answer
+
+
 async def test_backpressure_retries_the_same_batch_and_loses_nothing(runtime: Runtime) -> None:
     events = [make_tagged(f"p{i}@example.com") for i in range(5)]
     sink = ScriptedSink([SinkBackpressureError(0.01, "429"), SinkBackpressureError(0.01, "502")])
@@ -86,16 +101,8 @@ async def test_backpressure_retries_the_same_batch_and_loses_nothing(runtime: Ru
 async def test_failures_are_dead_lettered_with_reason_and_a_sealed_copy(runtime: Runtime) -> None:
     good, bad = make_tagged("good@example.com"), make_tagged("bad@example.com")
 
-    def refuse_bad(batch: Sequence[TaggedEvent]) -> list[RecordResult]:
-        return [
-            RecordResult.failed(t.event.event_id, "hubspot_validation", "HubSpot VALIDATION_ERROR: [email] invalid")
-            if t.event.event_id == bad.event.event_id
-            else RecordResult.written(t.event.event_id)
-            for t in batch
-        ]
-
     out = Collector()
-    runner = SinkRunner(ScriptedSink([refuse_bad]), runtime.codec, out, sleep=no_sleep)
+    runner = SinkRunner(ScriptedSink([refusing(bad)]), runtime.codec, out, sleep=no_sleep)
     incoming = [sealed(runtime, good, 7), sealed(runtime, bad, 8)]
     await runner.process(incoming)
     [dead] = out.dead()
@@ -198,3 +205,21 @@ async def test_a_batch_preloads_its_keys_so_another_process_erasure_counts_at_on
     assert sink.calls == [[kept.event.event_id]]
     status = {r.event_id: r.status for r in out.results()}
     assert status == {erased.event.event_id: SinkStatus.NOT_APPLICABLE, kept.event.event_id: SinkStatus.DONE}
+
+
+async def test_metrics_count_what_was_published_and_each_pause(runtime: Runtime) -> None:
+    good, bad = make_tagged("good@example.com"), make_tagged("bad@example.com")
+
+    metrics = WorkerMetrics()
+    sink = ScriptedSink([SinkBackpressureError(0.01, "429"), refusing(bad)])
+    runner = SinkRunner(sink, runtime.codec, Collector(), sleep=no_sleep, metrics=metrics)
+    await runner.process([sealed(runtime, good, 1), sealed(runtime, bad, 2), Incoming(b"{not json", 0, 3)])
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert value("leadpipe_sink_results_total", sink="scripted", status="done") == 1
+    assert value("leadpipe_sink_results_total", sink="scripted", status="failed") == 1
+    assert value("leadpipe_sink_dead_letters_total", sink="scripted", reason="hubspot_validation") == 1
+    assert value("leadpipe_sink_dead_letters_total", sink="scripted", reason="unreadable_record") == 1
+    assert value("leadpipe_sink_pauses_total", sink="scripted") == 1

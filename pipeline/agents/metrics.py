@@ -1,0 +1,145 @@
+"""The worker's Prometheus metrics, served at ``/metrics`` by faust's web server (``LEADPIPE_WORKER_WEB_ENABLED``).
+
+What an operator alerts on without reading topics: dead letters and drops rising, a sink failing or pausing, a
+rights request past its deadline. Labels are outcome codes, reasons, sink names and request states, never a subject
+key or a value from an event. One registry per app (not prometheus_client's global one), so several apps in one
+process (tests) do not collide. faust's own Prometheus monitor is not installed: it measures faust's per-record
+stream path, which the batch agents bypass, and it would add work to every send on the hot path.
+
+Counts are of work done, not of exactly-once outcomes: a batch redone after a crash is counted again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from pipeline.logging import get_logger
+
+log = get_logger(__name__)
+
+METRICS_PATH = "/metrics"
+
+#: Seconds of one processing step (a batch of up to a few hundred records).
+_BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class WorkerMetrics:
+    """The worker's counters and gauges. Agents record into it; ``render`` is the ``/metrics`` body."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.records = Counter(
+            "leadpipe_processing_records",
+            "Records of contacts.normalized handled, by outcome (accepted, quarantined, dropped, failed: a rule "
+            "raised, dead_letter: unreadable or unopenable).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.drops = Counter(
+            "leadpipe_processing_drops",
+            "Events dropped, by reason (child, subject_erased, subject_restricted, key_destroyed, ...).",
+            ["reason"],
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "leadpipe_processing_batch_seconds",
+            "Time the processing step took per batch: rules and outputs, not Kafka.",
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.sink_results = Counter(
+            "leadpipe_sink_results",
+            "Results a sink published on sinks.results, by sink and status (done, not_applicable, failed).",
+            ["sink", "status"],
+            registry=registry,
+        )
+        self.sink_dead_letters = Counter(
+            "leadpipe_sink_dead_letters",
+            "Records a sink dead-lettered on sinks.dlq, by sink and reason.",
+            ["sink", "reason"],
+            registry=registry,
+        )
+        self.sink_pauses = Counter(
+            "leadpipe_sink_pauses",
+            "Pauses of a sink (backpressure, retryable records, rate limit), by sink.",
+            ["sink"],
+            registry=registry,
+        )
+        self._refreshers: list[Callable[[], None]] = []
+
+    def observe_processing(self, counts: Mapping[str, int], drop_reasons: Iterable[str], seconds: float) -> None:
+        """One processing batch: its outcome counts, the reason of each drop, the step's duration."""
+        for outcome, count in counts.items():
+            self.records.labels(outcome).inc(count)
+        for reason in drop_reasons:
+            self.drops.labels(reason).inc()
+        self.batch_seconds.observe(seconds)
+
+    def observe_sink(self, sink: str, statuses: Iterable[str], dead_letter_reasons: Iterable[str]) -> None:
+        """One sink batch: the status of each published result and the reason of each dead letter."""
+        for status in statuses:
+            self.sink_results.labels(sink, status).inc()
+        for reason in dead_letter_reasons:
+            self.sink_dead_letters.labels(sink, reason).inc()
+
+    def track_rights(self, pending_counts: Callable[[], tuple[Mapping[str, int], int]]) -> None:
+        """Gauges of the rights requests not completed, by state, and of those overdue, read on each scrape from
+        ``pending_counts``. Only the worker that runs the rights agent tracks them: elsewhere they would read 0."""
+        requests = Gauge(
+            "leadpipe_rights_requests",
+            "Rights requests not completed, by state (open; attention: a sink failed after its retries).",
+            ["state"],
+            registry=self.registry,
+        )
+        overdue = Gauge(
+            "leadpipe_rights_requests_overdue",
+            "Rights requests not completed and past their deadline (one month, or the recorded extension).",
+            registry=self.registry,
+        )
+
+        def refresh() -> None:
+            by_state, late = pending_counts()
+            for state in ("open", "attention"):
+                requests.labels(state).set(by_state.get(state, 0))
+            overdue.set(late)
+
+        self.add_refresher(refresh)
+
+    def add_refresher(self, refresh: Callable[[], None]) -> None:
+        """``refresh`` runs (in a thread: it may query the database) before each scrape, to set gauges."""
+        self._refreshers.append(refresh)
+
+    def refresh(self) -> None:
+        """Run every refresher; one that fails leaves its gauges as they were and the scrape still answers."""
+        for refresh in self._refreshers:
+            try:
+                refresh()
+            except Exception as exc:
+                log.warning("metrics_refresh_failed", error=type(exc).__name__)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric (after ``refresh``)."""
+        self.refresh()
+        return generate_latest(self.registry)
+
+
+def worker_metrics(app: Any) -> WorkerMetrics:
+    """The app's metrics, created with their ``/metrics`` page on first use (agents of one app share them)."""
+    metrics: WorkerMetrics | None = getattr(app, "_leadpipe_metrics", None)
+    if metrics is None:
+        metrics = WorkerMetrics()
+        app._leadpipe_metrics = metrics
+        current = metrics
+
+        @app.page(METRICS_PATH)  # type: ignore[untyped-decorator]
+        async def metrics_page(self: Any, request: Any) -> Any:
+            body = await asyncio.to_thread(current.render)
+            # As a header: aiohttp refuses a charset inside ``content_type``, and Prometheus' type carries one.
+            return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return metrics

@@ -1,0 +1,83 @@
+"""The worker's Prometheus metrics: what each agent records shows up in the exposition, and only codes do."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipeline.agents.metrics import WorkerMetrics
+from pipeline.agents.processing import DROPS_TOPIC, drop_reasons
+from pipeline.agents.state import Out
+
+
+def samples(metrics: WorkerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """(sample name, sorted labels) -> value, parsed back from the text ``/metrics`` serves."""
+    out = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_processing_batches_add_up_by_outcome_and_drop_reason() -> None:
+    metrics = WorkerMetrics()
+    metrics.observe_processing({"accepted": 7, "dropped": 2}, ["child", "subject_erased"], 0.02)
+    metrics.observe_processing({"accepted": 1, "dead_letter": 1}, ["child"], 0.2)
+    got = samples(metrics)
+    assert got[("leadpipe_processing_records_total", (("outcome", "accepted"),))] == 8
+    assert got[("leadpipe_processing_records_total", (("outcome", "dropped"),))] == 2
+    assert got[("leadpipe_processing_records_total", (("outcome", "dead_letter"),))] == 1
+    assert got[("leadpipe_processing_drops_total", (("reason", "child"),))] == 2
+    assert got[("leadpipe_processing_drops_total", (("reason", "subject_erased"),))] == 1
+    assert got[("leadpipe_processing_batch_seconds_count", ())] == 2
+    assert got[("leadpipe_processing_batch_seconds_bucket", (("le", "0.025"),))] == 1
+
+
+def test_drop_reasons_are_the_keys_of_drop_records_only() -> None:
+    records = [
+        Out("contacts.accepted", b"sk_1", b"{}"),
+        Out(DROPS_TOPIC, b"child", b"{}"),
+        Out("audit", None, b"{}"),
+        Out(DROPS_TOPIC, b"subject_restricted", b"{}"),
+    ]
+    assert drop_reasons(records) == ["child", "subject_restricted"]
+
+
+def test_sink_results_dead_letters_and_pauses_by_sink() -> None:
+    metrics = WorkerMetrics()
+    metrics.observe_sink("crm", ["done", "done", "not_applicable"], [])
+    metrics.observe_sink("hubspot", ["failed"], ["hubspot_rejected"])
+    metrics.sink_pauses.labels("hubspot").inc()
+    got = samples(metrics)
+    assert got[("leadpipe_sink_results_total", (("sink", "crm"), ("status", "done")))] == 2
+    assert got[("leadpipe_sink_results_total", (("sink", "crm"), ("status", "not_applicable")))] == 1
+    assert got[("leadpipe_sink_results_total", (("sink", "hubspot"), ("status", "failed")))] == 1
+    assert got[("leadpipe_sink_dead_letters_total", (("reason", "hubspot_rejected"), ("sink", "hubspot")))] == 1
+    assert got[("leadpipe_sink_pauses_total", (("sink", "hubspot"),))] == 1
+
+
+def test_rights_gauges_are_read_on_each_scrape_and_a_failing_read_keeps_the_last_values() -> None:
+    metrics = WorkerMetrics()
+    assert not any(name.startswith("leadpipe_rights") for name, _ in samples(metrics))  # not tracked: not shown
+    answers: list[tuple[dict[str, int], int] | Exception] = [
+        ({"open": 3, "attention": 1}, 2),
+        ({"open": 1}, 0),
+        ConnectionError("database down"),
+    ]
+
+    def pending_counts() -> tuple[dict[str, int], int]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    metrics.track_rights(pending_counts)
+    got = samples(metrics)
+    assert got[("leadpipe_rights_requests", (("state", "open"),))] == 3
+    assert got[("leadpipe_rights_requests", (("state", "attention"),))] == 1
+    assert got[("leadpipe_rights_requests_overdue", ())] == 2
+    got = samples(metrics)
+    assert got[("leadpipe_rights_requests", (("state", "attention"),))] == 0  # a state that emptied reads 0
+    assert got[("leadpipe_rights_requests_overdue", ())] == 0
+    got = samples(metrics)  # the database is down: the scrape still answers, with the last values
+    assert got[("leadpipe_rights_requests", (("state", "open"),))] == 1
+    assert answers == []
