@@ -35,20 +35,23 @@ class WorkerMetrics:
         registry = self.registry
         self.records = Counter(
             "leadpipe_processing_records",
-            "Records of contacts.normalized handled, by outcome (accepted, quarantined, dropped, failed: a rule "
-            "raised, dead_letter: unreadable or unopenable).",
-            ["outcome"],
+            "Records handled by the processing agent (contacts.normalized: accepted, quarantined, dropped, failed: "
+            "a rule raised, dead_letter: unreadable or unopenable) and the review agent (review decisions: release, "
+            "confirm, dlq), by agent and outcome.",
+            ["agent", "outcome"],
             registry=registry,
         )
         self.drops = Counter(
             "leadpipe_processing_drops",
-            "Events dropped, by reason (child, subject_erased, subject_restricted, key_destroyed, ...).",
+            "Events dropped by the chain (also a released event can be), by reason (child, subject_erased, "
+            "subject_restricted, key_destroyed, ...).",
             ["reason"],
             registry=registry,
         )
         self.batch_seconds = Histogram(
             "leadpipe_processing_batch_seconds",
-            "Time the processing step took per batch: rules and outputs, not Kafka.",
+            "Time the processing or review step took per batch: rules and outputs, not Kafka.",
+            ["agent"],
             buckets=_BATCH_BUCKETS,
             registry=registry,
         )
@@ -72,13 +75,13 @@ class WorkerMetrics:
         )
         self._refreshers: list[Callable[[], None]] = []
 
-    def observe_processing(self, counts: Mapping[str, int], drop_reasons: Iterable[str], seconds: float) -> None:
-        """One processing batch: its outcome counts, the reason of each drop, the step's duration."""
+    def observe_batch(self, agent: str, counts: Mapping[str, int], drop_reasons: Iterable[str], seconds: float) -> None:
+        """One batch of the processing or review agent: outcome counts, the reason of each drop, the step's time."""
         for outcome, count in counts.items():
-            self.records.labels(outcome).inc(count)
+            self.records.labels(agent, outcome).inc(count)
         for reason in drop_reasons:
             self.drops.labels(reason).inc()
-        self.batch_seconds.observe(seconds)
+        self.batch_seconds.labels(agent).observe(seconds)
 
     def observe_sink(self, sink: str, statuses: Iterable[str], dead_letter_reasons: Iterable[str]) -> None:
         """One sink batch: the status of each published result and the reason of each dead letter."""

@@ -435,7 +435,10 @@ def register(
 
 
 def batch_handler(
-    process: Callable[[Sequence[Consumed], ProcessingState], BatchResult], shared: SharedProcessing, source_name: str
+    process: Callable[[Sequence[Consumed], ProcessingState], BatchResult],
+    shared: SharedProcessing,
+    source_name: str,
+    agent: str = "processing",
 ) -> BatchHandler:
     """A batch agent handler: process, hand every output to the partition's transaction, wait, acknowledge.
 
@@ -443,6 +446,7 @@ def batch_handler(
     acknowledgement safe). A producer failure on a partition still assigned ends the process at once (``fatal``):
     a hard exit commits nothing, and the restarted worker redoes the batch from the last committed offset.
     If the partition was revoked meanwhile, nothing is acknowledged: its new owner processes the batch.
+    ``agent`` names the handler in the metrics (``processing`` or ``review``).
     """
 
     async def handle(ctx: BatchContext, messages: Sequence[Fetched]) -> None:
@@ -450,7 +454,7 @@ def batch_handler(
         started = time.perf_counter()
         result = process(batch, shared.tables.state())
         records = result.outgoing.get(ctx.tp.partition, [])
-        shared.metrics.observe_processing(result.counts, drop_reasons(records), time.perf_counter() - started)
+        shared.metrics.observe_batch(agent, result.counts, drop_reasons(records), time.perf_counter() - started)
         try:
             futures = await shared.sender.send(source_name, ctx.tp.partition, records)
             if futures:

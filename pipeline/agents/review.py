@@ -186,4 +186,4 @@ def register(app: Any, runtime: Runtime) -> None:
     source = app.topic(
         source_name, key_serializer="raw", value_serializer="raw", partitions=shared.partitions[DECISIONS_TOPIC]
     )
-    batch_agent(app, source, batch_handler(step.process, shared, source_name))
+    batch_agent(app, source, batch_handler(step.process, shared, source_name, agent="review"))

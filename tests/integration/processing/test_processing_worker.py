@@ -168,17 +168,17 @@ def test_every_event_comes_out_once_on_the_topic_its_outcome_names(runtime: Runt
         for s in family.samples
     }
     expected_counts = {
-        ("leadpipe_processing_records_total", (("outcome", "accepted"),)): 10,
-        ("leadpipe_processing_records_total", (("outcome", "quarantined"),)): 3,
-        ("leadpipe_processing_records_total", (("outcome", "dropped"),)): 4,
-        ("leadpipe_processing_records_total", (("outcome", "dead_letter"),)): 2,
+        ("leadpipe_processing_records_total", (("agent", "processing"), ("outcome", "accepted"))): 10,
+        ("leadpipe_processing_records_total", (("agent", "processing"), ("outcome", "quarantined"))): 3,
+        ("leadpipe_processing_records_total", (("agent", "processing"), ("outcome", "dropped"))): 4,
+        ("leadpipe_processing_records_total", (("agent", "processing"), ("outcome", "dead_letter"))): 2,
         ("leadpipe_processing_drops_total", (("reason", "child"),)): 2,
         ("leadpipe_processing_drops_total", (("reason", "subject_restricted"),)): 1,
         ("leadpipe_processing_drops_total", (("reason", "subject_erased"),)): 1,
     }
     for sample, count in expected_counts.items():
         assert values.get(sample, 0) >= count, (sample, values.get(sample))
-    assert values[("leadpipe_processing_batch_seconds_count", ())] >= 1
+    assert values[("leadpipe_processing_batch_seconds_count", (("agent", "processing"),))] >= 1
     assert "ann." not in scraped.text and "sk_" not in scraped.text  # codes only: no address, no subject key
 
 

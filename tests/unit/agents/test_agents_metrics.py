@@ -20,16 +20,20 @@ def samples(metrics: WorkerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ..
 
 def test_processing_batches_add_up_by_outcome_and_drop_reason() -> None:
     metrics = WorkerMetrics()
-    metrics.observe_processing({"accepted": 7, "dropped": 2}, ["child", "subject_erased"], 0.02)
-    metrics.observe_processing({"accepted": 1, "dead_letter": 1}, ["child"], 0.2)
+    metrics.observe_batch("processing", {"accepted": 7, "dropped": 2}, ["child", "subject_erased"], 0.02)
+    metrics.observe_batch("processing", {"accepted": 1, "dead_letter": 1}, ["child"], 0.2)
+    metrics.observe_batch("review", {"release": 1}, [], 0.001)
     got = samples(metrics)
-    assert got[("leadpipe_processing_records_total", (("outcome", "accepted"),))] == 8
-    assert got[("leadpipe_processing_records_total", (("outcome", "dropped"),))] == 2
-    assert got[("leadpipe_processing_records_total", (("outcome", "dead_letter"),))] == 1
+    processing = ("agent", "processing")
+    assert got[("leadpipe_processing_records_total", (processing, ("outcome", "accepted")))] == 8
+    assert got[("leadpipe_processing_records_total", (processing, ("outcome", "dropped")))] == 2
+    assert got[("leadpipe_processing_records_total", (processing, ("outcome", "dead_letter")))] == 1
+    assert got[("leadpipe_processing_records_total", (("agent", "review"), ("outcome", "release")))] == 1
     assert got[("leadpipe_processing_drops_total", (("reason", "child"),))] == 2
     assert got[("leadpipe_processing_drops_total", (("reason", "subject_erased"),))] == 1
-    assert got[("leadpipe_processing_batch_seconds_count", ())] == 2
-    assert got[("leadpipe_processing_batch_seconds_bucket", (("le", "0.025"),))] == 1
+    assert got[("leadpipe_processing_batch_seconds_count", (processing,))] == 2
+    assert got[("leadpipe_processing_batch_seconds_bucket", (processing, ("le", "0.025")))] == 1
+    assert got[("leadpipe_processing_batch_seconds_count", (("agent", "review"),))] == 1
 
 
 def test_drop_reasons_are_the_keys_of_drop_records_only() -> None:
