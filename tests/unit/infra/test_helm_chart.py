@@ -6,6 +6,7 @@ with that reason when it is not on PATH. The values-vs-Settings check runs every
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,7 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.agents.metrics import WorkerMetrics
 from pipeline.config import Settings
 
 CHART = Path(__file__).resolve().parents[3] / "deploy" / "helm" / "leadpipe"
@@ -154,3 +157,19 @@ def test_missing_secret_and_bad_config_fail_clearly() -> None:
     assert result.returncode != 0 and "existingSecret: name the Secret" in result.stderr
     result = helm("template", "rel", str(CHART), "-f", str(TEST_VALUES), "--set", "config.DEBUG=1")
     assert result.returncode != 0 and "config.DEBUG: every key must be a LEADPIPE_* setting" in result.stderr
+
+
+@needs_helm
+def test_alert_rules_only_when_asked_and_only_on_metrics_the_worker_serves() -> None:
+    assert by_kind(render(), "PrometheusRule") == {}
+    rules = by_kind(render("--set", "prometheusRule.enabled=true"), "PrometheusRule")["rel-leadpipe"]
+    alerts = {r["alert"]: r["expr"] for g in rules["spec"]["groups"] for r in g["rules"]}
+    assert {"LeadpipeRightsRequestOverdue", "LeadpipeProcessingDeadLetters", "LeadpipeSinkFailures"} <= set(alerts)
+    metrics = WorkerMetrics()
+    metrics.track_rights(lambda: ({}, 0))
+    families = list(text_string_to_metric_families(metrics.render().decode()))
+    served = {f.name for f in families} | {f"{f.name}_total" for f in families if f.type == "counter"}
+    for name, expr in alerts.items():
+        used = set(re.findall(r"leadpipe_[a-z_]+", expr))
+        assert used and used <= served, (name, used - served)  # a renamed metric would silence the alert
+    assert "or vector(0)" in alerts["LeadpipeSpamReviewBacklog"]  # fires also when nobody ever reviewed
