@@ -25,6 +25,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("pipeline.agents.cli", "worker", "worker"),
     ("pipeline.policy.cli", "policy_app", "policy"),
     ("pipeline.review.cli", "spam_app", "spam"),
+    ("pipeline.dlq.cli", "dlq_app", "dlq"),
     ("pipeline.demo", "demo", "demo"),
 ]
 

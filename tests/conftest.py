@@ -13,11 +13,14 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pipeline.config import Settings, explicit_settings
+
+if TYPE_CHECKING:
+    from pipeline.runtime import Runtime
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PG = "postgresql://leadpipe:leadpipe@127.0.0.1:5432/leadpipe"
@@ -143,3 +146,21 @@ def kafka_settings(make_settings: Callable[..., Settings], kafka_bootstrap: str)
     built = make_settings(kafka_bootstrap_servers=kafka_bootstrap)
     apply_topics(built)
     return built
+
+
+@pytest.fixture
+def cli_runtime(kafka_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    """A runtime on ``kafka_settings`` whose settings the ``leadpipe`` CLI also reads (as LEADPIPE_* variables)."""
+    from pipeline.agents.launch import worker_env
+    from pipeline.config import get_settings
+    from pipeline.db import ensure_schema
+    from pipeline.runtime import Runtime
+
+    runtime = Runtime(kafka_settings)
+    ensure_schema(runtime.engine)
+    for name, value in worker_env(kafka_settings, base={}).items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield runtime
+    get_settings.cache_clear()
+    runtime.engine.dispose()

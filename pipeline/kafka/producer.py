@@ -40,15 +40,16 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One record to publish: logical topic name (prefix added here), key, and a pydantic model as value."""
+    """One record to publish: logical topic name (prefix added here), key, and the value."""
 
     topic: str
     key: str | None
-    value: BaseModel
+    value: BaseModel | bytes
+    """A model (serialised as JSON), or bytes sent as they are (a dead letter's original record, replayed)."""
 
 
-def encode(value: BaseModel) -> bytes:
-    return value.model_dump_json().encode()
+def encode(value: BaseModel | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.model_dump_json().encode()
 
 
 class ConfirmingPublisher:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,10 +12,7 @@ import pytest
 from processing_harness import contact, publish
 from typer.testing import CliRunner
 
-from pipeline.agents.launch import worker_env
 from pipeline.cli import app as cli
-from pipeline.config import Settings, get_settings
-from pipeline.db import ensure_schema
 from pipeline.kafka.consumer import read_to_end
 from pipeline.models.records import QuarantineRecord
 from pipeline.models.review import ReviewDecision
@@ -28,15 +24,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
-def runtime(kafka_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    runtime = Runtime(kafka_settings)
-    ensure_schema(runtime.engine)
-    for name, value in worker_env(kafka_settings, base={}).items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    yield runtime
-    get_settings.cache_clear()
-    runtime.engine.dispose()
+def runtime(cli_runtime: Runtime) -> Runtime:
+    return cli_runtime
 
 
 def _quarantined(runtime: Runtime, i: int) -> QuarantineRecord:

@@ -1,0 +1,1 @@
+"""Dead letters for the operator: list, show, replay (``leadpipe dlq``)."""

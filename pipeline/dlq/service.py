@@ -1,0 +1,191 @@
+"""Dead letters for the operator: list them, read one, and replay the ones whose cause is fixed.
+
+Every stage that cannot handle a record writes a ``DeadLetter`` (stage, reason, an error without personal data, the
+payload sealed) instead of dropping it: ``contacts.dlq.ingest`` (a payload the source adapter refused),
+``contacts.dlq`` (a record the processing chain could not read or a rule raised on) and ``sinks.dlq`` (a record a
+sink refused). Replaying publishes the sealed payload, opened, back onto the topic it was consumed from
+(``source_topic``), where the stage reads it again like any record: the processing chain and the sinks are
+idempotent per event id. Each replay is audited. An ingest dead letter has no topic to go back to: its source has
+to send it again (or it is exported with ``show --payload`` and loaded with ``leadpipe import``).
+
+A dead letter whose subject was erased since has no key left: nothing to show or replay, by design.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import ValidationError
+
+from pipeline.crypto.sealing import KeyDestroyedError
+from pipeline.kafka.consumer import read_to_end
+from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
+from pipeline.logging import get_logger
+from pipeline.models.records import DeadLetter
+from pipeline.models.rights import AuditRecord
+from pipeline.runtime import Runtime
+
+log = get_logger(__name__)
+
+DLQ_TOPICS = ("contacts.dlq.ingest", "contacts.dlq", "sinks.dlq")
+AUDIT_TOPIC = "audit"
+
+ReplayOutcome = Literal["replayed", "would_replay", "erased", "not_replayable", "no_payload"]
+
+
+@dataclass(frozen=True)
+class Found:
+    """A dead letter and the topic it was read from."""
+
+    topic: str
+    letter: DeadLetter
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Dead letters matching a filter, oldest first, and how many records of the topics were not dead letters."""
+
+    letters: list[Found]
+    unreadable: int
+
+    def summary(self) -> Counter[tuple[str, str, str]]:
+        """(topic, stage, reason) -> count."""
+        return Counter((f.topic, f.letter.stage, f.letter.reason) for f in self.letters)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a replay did (or would do) with one dead letter."""
+
+    dead_letter_id: uuid.UUID
+    outcome: ReplayOutcome
+    to_topic: str | None
+    detail: str
+
+
+class DeadLetterService:
+    """Reads the dead-letter topics to the end at each call (they are small unless something is badly wrong)."""
+
+    def __init__(self, runtime: Runtime, publisher: ConfirmingPublisher | None = None) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.publisher = publisher
+        """Made on the first replay when not given: listing and reading need no producer."""
+
+    def find(
+        self,
+        topics: Sequence[str] = DLQ_TOPICS,
+        *,
+        stage: str | None = None,
+        reason: str | None = None,
+        ids: Iterable[uuid.UUID] = (),
+    ) -> Listing:
+        """The dead letters of ``topics``, filtered by stage, reason and ids (all given filters must hold)."""
+        unknown = sorted(set(topics) - set(DLQ_TOPICS))
+        if unknown:
+            raise ValueError(f"not a dead-letter topic: {', '.join(unknown)} (known: {', '.join(DLQ_TOPICS)})")
+        wanted = set(ids)
+        found: list[Found] = []
+        unreadable = 0
+        for record in read_to_end(self.settings, topics):
+            if record.value is None:
+                continue
+            try:
+                letter = DeadLetter.model_validate_json(record.value)
+            except ValidationError:
+                unreadable += 1
+                log.warning(
+                    "dlq_unreadable_record", topic=record.topic, partition=record.partition, offset=record.offset
+                )
+                continue
+            if stage is not None and letter.stage != stage:
+                continue
+            if reason is not None and letter.reason != reason:
+                continue
+            if wanted and letter.dead_letter_id not in wanted:
+                continue
+            found.append(Found(record.topic, letter))
+        found.sort(key=lambda f: f.letter.failed_at)
+        return Listing(found, unreadable)
+
+    def get(self, dead_letter_id: uuid.UUID) -> Found:
+        """One dead letter by id; KeyError when no dead-letter topic holds it (unknown, or past retention)."""
+        letters = self.find(ids=[dead_letter_id]).letters
+        if not letters:
+            raise KeyError(f"no dead letter {dead_letter_id} (unknown, or past the topic's retention)")
+        return letters[-1]
+
+    def payload(self, letter: DeadLetter) -> bytes | None:
+        """The payload opened (personal data: for the operator's eyes, never logged); None when there is none.
+
+        Raises ``KeyDestroyedError`` when the subject was erased since."""
+        if letter.payload is None:
+            return None
+        return self.runtime.codec.sealer.open(letter.payload)
+
+    def replay(self, letters: Sequence[Found], *, operator: str, dry_run: bool = False) -> list[Replay]:
+        """Publish each dead letter's payload back onto its source topic, with one audit record per replay.
+
+        All replays of one call are published together and confirmed by the broker before this returns."""
+        results: list[Replay] = []
+        outgoing: list[Outgoing] = []
+        now = datetime.now(UTC)
+        for found in letters:
+            letter = found.letter
+            target = letter.source_topic
+            if target is None:
+                results.append(
+                    Replay(
+                        letter.dead_letter_id,
+                        "not_replayable",
+                        None,
+                        "refused at ingest: its source has to send it again (or export it with `leadpipe dlq show "
+                        "--payload` and load it with `leadpipe import`)",
+                    )
+                )
+                continue
+            try:
+                payload = self.payload(letter)
+            except KeyDestroyedError:
+                results.append(Replay(letter.dead_letter_id, "erased", target, "the subject was erased since"))
+                continue
+            if payload is None:
+                results.append(
+                    Replay(letter.dead_letter_id, "no_payload", target, "the dead letter carries no payload")
+                )
+                continue
+            if dry_run:
+                results.append(Replay(letter.dead_letter_id, "would_replay", target, f"{len(payload)} bytes"))
+                continue
+            outgoing.append(Outgoing(target, letter.subject_key, payload))
+            outgoing.append(Outgoing(AUDIT_TOPIC, letter.subject_key, _audit(letter, found.topic, operator, now)))
+            results.append(Replay(letter.dead_letter_id, "replayed", target, f"{len(payload)} bytes"))
+        if outgoing:
+            if self.publisher is None:
+                self.publisher = ConfirmingPublisher(self.settings)
+            self.publisher.publish(outgoing)
+            log.info("dlq_replayed", records=len(outgoing) // 2, operator=operator)
+        return results
+
+
+def _audit(letter: DeadLetter, topic: str, operator: str, now: datetime) -> AuditRecord:
+    return AuditRecord(
+        audit_id=uuid.uuid4(),
+        at=now,
+        actor=f"dlq-replay:{operator}",
+        action="dead_letter_replayed",
+        subject_key=letter.subject_key,
+        event_id=letter.event_id,
+        detail={
+            "dead_letter_id": str(letter.dead_letter_id),
+            "dead_letter_topic": topic,
+            "stage": letter.stage,
+            "reason": letter.reason,
+            "to_topic": letter.source_topic,
+        },
+    )
