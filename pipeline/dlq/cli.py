@@ -71,9 +71,8 @@ def list_letters(
         )
     if as_json:
         return
-    typer.echo(
-        f"{len(listing.letters)} dead letter(s){f', {len(shown)} shown' if len(shown) < len(listing.letters) else ''}"
-    )
+    more = f", {len(shown)} shown" if len(shown) < len(listing.letters) else ""
+    typer.echo(f"{len(listing.letters)} dead letter(s){more}")
     for (topic_name, stage_name, reason_code), count in sorted(listing.summary().items()):
         typer.echo(f"  {count:>6}  {topic_name}  {stage_name}  {reason_code}")
     if listing.unreadable:
