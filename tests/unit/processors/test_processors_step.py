@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -73,11 +74,16 @@ def _run(step: ProcessingStep, items: list[Consumed], state: ProcessingState | N
     return _by_topic([o for outs in result.outgoing.values() for o in outs])
 
 
+SEALED_FIELD = re.compile(rb'"(?:ciphertext|nonce)":"[^"]*"')
+
+
 def _no_personal_data(*values: bytes | None) -> None:
+    """Nothing personal outside the seal (base64 ciphertext may spell "Ann" by chance, so it is left out)."""
     for value in values:
         assert value is not None
+        outside = SEALED_FIELD.sub(b"", value)
         for text in PERSONAL:
-            assert text.encode() not in value, text
+            assert text.encode() not in outside, text
 
 
 def test_an_accepted_record_keeps_the_sealed_body_and_carries_the_tags(step: ProcessingStep, runtime: Runtime) -> None:
