@@ -8,32 +8,40 @@ of its own: another ``app_id`` with ``LEADPIPE_SINK_AGENTS='["hubspot"]'``.)
 Per batch (``stream.take_events``: ``take`` plus each record's partition and offset for the dead letters):
 1. open each sealed ``AcceptedRecord``. A destroyed key means the subject was erased since: ``not_applicable``,
    nothing written. An unreadable record is dead-lettered;
-2. ``sink.write`` in a thread. ``SinkBackpressureError`` -> sleep ``retry_after`` and offer the same events again;
+2. right before every write (retries too), the chain's suppression rule again, on the subject's state of that
+   moment (``SuppressionScreen``): a right exercised while the event waited wins. An event the chain would now
+   drop is ``not_applicable`` with the drop reason; an objection or withdrawal removes the purposes it stopped;
+3. ``sink.write`` in a thread. ``SinkBackpressureError`` -> sleep ``retry_after`` and offer the same events again;
    retryable per-record failures are offered again after a backoff; nothing is dropped;
-3. one ``SinkResult`` per event on ``sinks.results``, a ``DeadLetter`` (payload = the record, sealed with the
+4. one ``SinkResult`` per event on ``sinks.results``, a ``DeadLetter`` (payload = the record, sealed with the
    subject's key) per failure on ``sinks.dlq``, sent through faust topics and awaited until the broker confirmed;
-4. return: only then does faust ack the batch's offsets (``take_events`` acks after the loop body).
+5. return: only then does faust ack the batch's offsets (``take_events`` acks after the loop body).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from pipeline.agents.metrics import WorkerMetrics, worker_metrics
 from pipeline.crypto.codec import RecordCodec
 from pipeline.crypto.keystore import SqlKeyStore
 from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.logging import get_logger
+from pipeline.models.processing import DropReason
 from pipeline.models.records import AcceptedRecord, DeadLetter
-from pipeline.models.rights import SinkResult, SinkStatus
+from pipeline.models.rights import SinkResult, SinkStatus, SuppressionRecord
 from pipeline.models.tagged import TaggedEvent
+from pipeline.policy import Policy
+from pipeline.processors.suppression import suppress_accepted
+from pipeline.rights.history import RightsHistory
 from pipeline.runtime import Runtime
 from pipeline.sinks.base import (
     BatchingSink,
@@ -54,6 +62,8 @@ RECORD_CONTENT_TYPE = "application/vnd.leadpipe.accepted-record+json"
 _DLQ_NAMESPACE = uuid.UUID("6f1c1d2e-0f0b-4f55-9a53-5a1e5c0d9e11")
 #: How often an unexpected error (a bug, not backpressure) is retried before the batch is dead-lettered.
 UNEXPECTED_ATTEMPTS = 5
+#: Pause when the subjects' suppression states cannot be read: never write without having checked them.
+SCREEN_RETRY_AFTER_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,55 @@ class Message:
 
 
 Publish = Callable[[Sequence[Message]], Awaitable[None]]
+
+
+class SuppressionStates(Protocol):
+    """Where the subjects' current suppression states come from (``pipeline.rights.history.RightsHistory``)."""
+
+    def states(self, subject_keys: Collection[str]) -> dict[str, SuppressionRecord]: ...
+
+
+class SuppressionScreen:
+    """The chain's suppression rule applied again, right before a write, to the subjects' states of that moment."""
+
+    def __init__(self, states: SuppressionStates, policy: Policy) -> None:
+        self.source = states
+        self.policy = policy
+
+    def __call__(self, batch: Sequence[TaggedEvent]) -> tuple[list[TaggedEvent], list[RecordResult]]:
+        """The events to write (restated where a right changed their purposes) and the results of the others."""
+        try:
+            states = self.source.states({t.event.subject_key for t in batch})
+        except DBAPIError as exc:
+            log.warning("sink_screen_unavailable", error=type(exc.orig).__name__)
+            raise SinkBackpressureError(SCREEN_RETRY_AFTER_S, f"suppression states: {type(exc.orig).__name__}") from exc
+        if not states:
+            return list(batch), []
+        keep: list[TaggedEvent] = []
+        skipped: list[RecordResult] = []
+        restated = 0
+        for tagged in batch:
+            outcome = suppress_accepted(tagged, states.get(tagged.event.subject_key), self.policy)
+            if isinstance(outcome, DropReason):
+                skipped.append(
+                    RecordResult.not_applicable(
+                        tagged.event.event_id, outcome.value, _SCREENED.get(outcome, "suppressed since accepted")
+                    )
+                )
+                continue
+            restated += outcome is not tagged
+            keep.append(outcome)
+        if skipped or restated:
+            log.info("sink_screened", skipped=len(skipped), restated=restated)
+        return keep, skipped
+
+
+#: Why the screen stopped an event, for ``sinks.results`` (the reason code is the chain's drop reason).
+_SCREENED = {
+    DropReason.SUBJECT_ERASED: "the subject was erased after this event was accepted",
+    DropReason.SUBJECT_RESTRICTED: "the subject's processing was restricted after this event was accepted",
+    DropReason.NO_LAWFUL_PURPOSE: "objections or withdrawals since this event was accepted left it no purpose",
+}
 
 
 @dataclass
@@ -99,8 +158,10 @@ class SinkRunner:
         backoff_base_s: float = 0.5,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         metrics: WorkerMetrics | None = None,
+        screen: SuppressionScreen | None = None,
     ) -> None:
         self.sink = sink
+        self.screen = screen
         self.codec = codec
         self.publish = publish
         self.source_topic = source_topic
@@ -196,7 +257,7 @@ class SinkRunner:
         unexpected = 0
         while pending:
             try:
-                results = await asyncio.to_thread(self.sink.write, pending)
+                results = await asyncio.to_thread(self._screened_write, pending)
                 check_complete(pending, results)
             except SinkBackpressureError as exc:
                 await self._pause(exc.retry_after, exc.reason)
@@ -224,6 +285,13 @@ class SinkRunner:
                     backoff_delay(retry_round, self.backoff_base_s, self.max_pause_s), "retryable records"
                 )
         return [final[i.tagged.event.event_id] for i in items]
+
+    def _screened_write(self, pending: list[TaggedEvent]) -> list[RecordResult]:
+        """``sink.write`` of what the suppression screen lets through, plus the screen's own results."""
+        if self.screen is None:
+            return self.sink.write(pending)
+        keep, skipped = self.screen(pending)
+        return skipped + (self.sink.write(keep) if keep else [])
 
     async def _pause(self, seconds: float, reason: str) -> None:
         delay = min(max(seconds, 0.05), self.max_pause_s)
@@ -295,7 +363,6 @@ def build_sink(name: str, runtime: Runtime) -> BatchingSink:
 
         return CrmSink(CrmRepository(runtime.engine))
     if name == "hubspot":
-        from pipeline.rights.history import RightsHistory
         from pipeline.sinks.hubspot.sink import HubSpotSink
 
         return HubSpotSink.from_settings(runtime.settings, guard=RightsHistory(runtime.engine))
@@ -322,9 +389,12 @@ def faust_publisher(app: Any, runtime: Runtime) -> Publish:
 
 def register(app: Any, runtime: Runtime) -> None:
     """Add one agent per configured sink to the faust app (``REGISTRARS`` entry ``pipeline.agents.sinks:register``)."""
+    from pipeline.agents.app import policy_for
+
     settings = runtime.settings
     publish = faust_publisher(app, runtime)
     metrics = worker_metrics(app)
+    screen = SuppressionScreen(RightsHistory(runtime.engine), policy_for(settings).policy)
     for name in settings.sink_agents:
         runner = SinkRunner(
             build_sink(name, runtime),
@@ -334,6 +404,7 @@ def register(app: Any, runtime: Runtime) -> None:
             keystore=runtime.keystore,
             max_pause_s=settings.sink_retry_max_s,
             metrics=metrics,
+            screen=screen,
         )
         topic = app.topic(settings.topic(SOURCE_TOPIC), key_serializer="raw", value_serializer="raw")
 

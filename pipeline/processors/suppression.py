@@ -7,6 +7,10 @@
 - restricted (9.4): dropped from further processing; the data stays where it is stored; counted.
 - marketing_objected (9.6): kept, but ``marketing_allowed=False`` and no direct-marketing purpose.
 - consent_withdrawn (9.8): those purposes are removed.
+
+The chain applies it when it tags an event (``apply_suppression``); the sink agents apply it again, to the state
+of the moment, right before they write an event the chain accepted earlier (``suppress_accepted``): a right
+exercised while the event waited (a lagging consumer, a sink outage, a dead letter replayed) must win.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pipeline.models.common import Purpose
 from pipeline.models.contact import ContactEvent
 from pipeline.models.processing import DropReason
 from pipeline.models.rights import SuppressionRecord
+from pipeline.models.tagged import PurposeTag, TaggedEvent
 from pipeline.policy import Policy
 
 
@@ -48,3 +53,36 @@ def apply_suppression(
     if not state.marketing_objected and not state.consent_withdrawn:
         return NO_EFFECT
     return SuppressionEffect(state.marketing_objected, frozenset(state.consent_withdrawn))
+
+
+def restate_purposes(
+    purposes: tuple[PurposeTag, ...], effect: SuppressionEffect
+) -> tuple[tuple[PurposeTag, ...], bool]:
+    """The purposes left under ``effect`` and whether direct marketing is still allowed (policy 9.6, 9.8)."""
+    kept = tuple(
+        t
+        for t in purposes
+        if t.purpose not in effect.withdrawn and not (effect.marketing_objected and t.direct_marketing)
+    )
+    return kept, not effect.marketing_objected and any(t.direct_marketing for t in kept)
+
+
+def suppress_accepted(tagged: TaggedEvent, state: SuppressionRecord | None, policy: Policy) -> DropReason | TaggedEvent:
+    """The chain's suppression rule applied again, to the state of now, to an event it accepted earlier.
+
+    A drop reason (as the chain would give it today), the same event (nothing changed), or the event with the
+    purposes an objection or withdrawal stopped removed and ``marketing_allowed`` recomputed.
+    """
+    effect = apply_suppression(tagged.event, state, policy)
+    if isinstance(effect, DropReason):
+        return effect
+    if effect == NO_EFFECT:
+        return tagged
+    tags = tagged.tags
+    purposes, marketing_allowed = restate_purposes(tags.purposes, effect)
+    if not purposes:
+        return DropReason.NO_LAWFUL_PURPOSE
+    if purposes == tags.purposes and marketing_allowed == tags.marketing_allowed:
+        return tagged
+    restated = tags.model_copy(update={"purposes": purposes, "marketing_allowed": marketing_allowed})
+    return tagged.model_copy(update={"tags": restated})

@@ -15,7 +15,7 @@ from pipeline.models.common import Purpose
 from pipeline.models.contact import Consent, ContactEvent
 from pipeline.models.tagged import PurposeTag
 from pipeline.processors.compiled import CompiledPolicy
-from pipeline.processors.suppression import SuppressionEffect
+from pipeline.processors.suppression import SuppressionEffect, restate_purposes
 
 
 def _latest_choices(consents: tuple[Consent, ...]) -> dict[Purpose, Consent]:
@@ -62,11 +62,4 @@ def tag_purposes(
                 policy.consent.refusal_removes_direct_marketing and purpose in compiled.direct_marketing
             ):
                 tags.pop(purpose, None)
-    for purpose in effect.withdrawn:
-        tags.pop(purpose, None)
-    if effect.marketing_objected:
-        for purpose in compiled.direct_marketing:
-            tags.pop(purpose, None)
-    purposes = tuple(tags.values())
-    marketing_allowed = not effect.marketing_objected and any(t.direct_marketing for t in purposes)
-    return purposes, marketing_allowed
+    return restate_purposes(tuple(tags.values()), effect)

@@ -3,7 +3,8 @@
 The suppression state (``rights_subject_state``, the same full state published on the compacted ``suppression``
 topic; its ``erased_at`` is saved before any sink erases anything) and the recorded requests (``rights_requests``,
 a rectification's ``received_at``). Reads only; one query per table per call, whatever the batch size. The sink
-side (what is skipped, what is left out) is ``pipeline.sinks.hubspot.guard``.
+side (what is skipped, what is left out) is ``pipeline.sinks.hubspot.guard``; the sink agents read the full states
+(``states``) to apply the chain's suppression rule again before every write.
 """
 
 from __future__ import annotations
@@ -32,25 +33,33 @@ class RightsHistory:
         """The tracker's tables exist even when no CRM sink or rights worker has started yet."""
         ensure_schema(self.engine)
 
+    def states(self, subject_keys: Collection[str]) -> dict[str, SuppressionRecord]:
+        """The suppression state of the subjects that have one (the sink agents' last check before a write)."""
+        keys = sorted(set(subject_keys))
+        found: dict[str, SuppressionRecord] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), _CHUNK):
+                rows = conn.execute(
+                    select(RightsSubjectState.subject_key, RightsSubjectState.state).where(
+                        RightsSubjectState.subject_key.in_(keys[start : start + _CHUNK])
+                    )
+                )
+                found.update((key, SuppressionRecord.model_validate_json(state)) for key, state in rows)
+        return found
+
     def of(self, subject_keys: Collection[str]) -> dict[str, SubjectRights]:
         """The subjects that had an erasure or a rectification; the others are absent."""
         keys = sorted(set(subject_keys))
-        erased: dict[str, datetime] = {}
+        erased = {key: state.erased_at for key, state in self.states(keys).items() if state.erased_at is not None}
         rectified: dict[str, datetime] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(keys), _CHUNK):
-                chunk = keys[start : start + _CHUNK]
-                for key, state in conn.execute(
-                    select(RightsSubjectState.subject_key, RightsSubjectState.state).where(
-                        RightsSubjectState.subject_key.in_(chunk)
-                    )
-                ):
-                    at = SuppressionRecord.model_validate_json(state).erased_at
-                    if at is not None:
-                        erased[key] = at
                 for key, at in conn.execute(
                     select(RightsRequest.subject_key, func.max(RightsRequest.received_at))
-                    .where(RightsRequest.subject_key.in_(chunk), RightsRequest.kind == RightKind.RECTIFICATION.value)
+                    .where(
+                        RightsRequest.subject_key.in_(keys[start : start + _CHUNK]),
+                        RightsRequest.kind == RightKind.RECTIFICATION.value,
+                    )
                     .group_by(RightsRequest.subject_key)
                 ):
                     rectified[key] = at

@@ -1,7 +1,8 @@
 """The sink agents end to end: real broker, real faust worker, CRM (SQLite) and the fake HubSpot misbehaving.
 
 Accepted records go in on ``contacts.accepted``; every event must come out once per sink on ``sinks.results``,
-refused ones on ``sinks.dlq`` with the reason; a redelivery of everything must add nothing anywhere.
+refused ones on ``sinks.dlq`` with the reason; a redelivery of everything must add nothing anywhere. Rights exercised
+after an event was accepted (objection, restriction) hold when it is written.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,7 +24,8 @@ from pipeline.db import ensure_schema
 from pipeline.kafka.consumer import Record, read_until
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.records import AcceptedRecord, DeadLetter
-from pipeline.models.rights import SinkResult, SinkStatus
+from pipeline.models.rights import SinkResult, SinkStatus, SuppressionRecord
+from pipeline.rights.tracker import RequestTracker
 from pipeline.runtime import Runtime
 from pipeline.sinks.crm.repository import CrmRepository
 
@@ -69,9 +72,17 @@ def test_accepted_events_reach_both_sinks_once_through_faults_and_redelivery(
     phone_only = make_tagged(None, phone="+4930555000")
     refused = make_tagged("refused@example.com")
     erased = make_tagged("erased@example.com")
-    events += [phone_only, refused, erased]
+    objected, restricted = make_tagged("objected@example.com"), make_tagged("restricted@example.com")
+    events += [phone_only, refused, erased, objected, restricted]
     records = [runtime.codec.seal_accepted(t) for t in events]
     runtime.keystore.destroy(subject_scope(erased.event.subject_key), "erasure")  # erased after acceptance
+    tracker = RequestTracker(runtime.engine)  # the rights worker records these states before its sink effects
+    for tagged, flags in ((objected, {"marketing_objected": True}), (restricted, {"restricted": True})):
+        tracker.save_state(
+            SuppressionRecord(
+                subject_key=tagged.event.subject_key, updated_at=datetime.now(UTC), request_id=uuid.uuid4(), **flags
+            )
+        )
     fake.reject_emails["refused@example.com"] = "Email address refused@example.com is invalid"
     fake.inject(
         Fault.rate_limited(3, path_prefix=UPSERT),
@@ -96,12 +107,14 @@ def test_accepted_events_reach_both_sinks_once_through_faults_and_redelivery(
             assert r.event_id not in by_sink[r.sink], f"{r.sink} answered {r.event_id} twice"
             by_sink[r.sink][r.event_id] = r
         crm, hub = by_sink["crm"], by_sink["hubspot"]
-        assert {crm[t.event.event_id].status for t in events if t is not erased} == {SinkStatus.DONE}
-        assert crm[erased.event.event_id].status is SinkStatus.NOT_APPLICABLE
-        assert hub[erased.event.event_id].status is SinkStatus.NOT_APPLICABLE
+        assert {crm[t.event.event_id].status for t in events if t not in (erased, restricted)} == {SinkStatus.DONE}
+        for sink in (crm, hub):
+            assert sink[erased.event.event_id].status is SinkStatus.NOT_APPLICABLE
+            assert sink[restricted.event.event_id].status is SinkStatus.NOT_APPLICABLE
+            assert (sink[restricted.event.event_id].detail or "").startswith("subject_restricted")
         assert hub[phone_only.event.event_id].status is SinkStatus.NOT_APPLICABLE
         assert hub[refused.event.event_id].status is SinkStatus.FAILED
-        written = [t for t in events if t not in (erased, phone_only, refused)]
+        written = [t for t in events if t not in (erased, phone_only, refused, restricted)]
         assert {hub[t.event.event_id].status for t in written} == {SinkStatus.DONE}
 
         [dead_record] = read_until(settings, ["sinks.dlq"], lambda r: len(r) >= 1, timeout_s=30)
@@ -118,14 +131,23 @@ def test_accepted_events_reach_both_sinks_once_through_faults_and_redelivery(
         assert replay.event_id == refused.event.event_id
 
         repo = CrmRepository(runtime.engine)
-        assert repo.interaction_count() == total - 1
+        assert repo.interaction_count() == total - 2
         assert len(fake.contacts) == len(written)
+        # accepted before the objection, written after it: no direct marketing anywhere
+        view = repo.show(objected.event.subject_key)
+        assert view is not None and view.marketing_allowed is False
+        [stored] = view.interactions_detail
+        assert {p.purpose for p in stored.purposes} == {"contract_request"} and stored.marketing_allowed is False
+        contact = fake.contact("objected@example.com")
+        assert contact is not None and contact["properties"]["leadpipe_marketing_allowed"] == "false"
+        assert contact["properties"]["leadpipe_purposes"] == "contract_request"
+        assert repo.show(restricted.event.subject_key) is None and fake.contact("restricted@example.com") is None
         statuses = Counter(c.status for c in fake.calls("POST", UPSERT))
         assert statuses[429] == 4 and statuses[503] == 2
 
         # redelivery of everything: answers again, changes nothing
         publish_accepted(runtime, records)
         read_until(settings, ["sinks.results"], both_sinks_answered(2), timeout_s=120)
-        assert repo.interaction_count() == total - 1
+        assert repo.interaction_count() == total - 2
         assert len(fake.contacts) == len(written)
         assert fake.rate_limited == 0  # the fake's own budget was never exceeded

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -12,11 +13,12 @@ from hypothesis import strategies as st
 from processor_events import NOW, build_event
 
 from pipeline.models.common import Channel, InteractionKind, Purpose
-from pipeline.models.contact import ContactEvent, Utterance
+from pipeline.models.contact import Consent, ContactEvent, Utterance
 from pipeline.models.processing import DropReason
 from pipeline.models.rights import SuppressionRecord
 from pipeline.policy import load_policy
 from pipeline.processors import Accepted, ChainContext, Dropped, Failed, compile_policy, run_chain
+from pipeline.processors.suppression import suppress_accepted
 
 
 def _outcome(event: ContactEvent, ctx: ChainContext) -> object:
@@ -144,3 +146,58 @@ def test_a_state_of_another_subject_is_a_failure_not_a_silent_pass(make_ctx: Cal
     outcome = _outcome(event, make_ctx(suppression=other))
     assert isinstance(outcome, Failed)
     assert outcome.stage == "suppression"
+
+
+# ---- the same rule again at the sinks (suppress_accepted) -------------------------------------------------------
+
+_EVENTS: dict[str, dict[str, Any]] = {
+    "web form": {},
+    "event registration": {"channel": Channel.EVENT, "kind": InteractionKind.REGISTRATION},
+    "consent to further contact": {
+        "consents": (Consent(purpose=Purpose.FURTHER_CONTACT, granted=True, given_at=NOW, method="checkbox"),)
+    },
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(_EVENTS)),
+    erased=st.booleans(),
+    erased_minutes=st.integers(min_value=-10, max_value=10),
+    restricted=st.booleans(),
+    objected=st.booleans(),
+    withdrawn=st.sets(st.sampled_from(list(Purpose)), max_size=3),
+)
+def test_the_sinks_recheck_answers_as_the_chain_would_have(
+    kind: str, erased: bool, erased_minutes: int, restricted: bool, objected: bool, withdrawn: set[Purpose]
+) -> None:
+    """An event accepted before a right was exercised, checked again at the sink, ends as if the chain had known."""
+    event = build_event(received_at=NOW, **_EVENTS[kind])
+    accepted = _outcome(event, _CTX)
+    assert isinstance(accepted, Accepted)
+    state = _state(
+        event,
+        erased=erased,
+        erased_at=NOW + timedelta(minutes=erased_minutes) if erased else None,
+        restricted=restricted,
+        marketing_objected=objected,
+        consent_withdrawn=tuple(sorted(withdrawn)),
+    )
+    knowing = _outcome(event, ChainContext(policy=_CTX.policy, now=NOW, pepper=b"p", suppression=state))
+    again = suppress_accepted(accepted.tagged, state, _CTX.policy.policy)
+    if isinstance(knowing, Dropped):
+        assert again == knowing.reason
+    else:
+        assert isinstance(knowing, Accepted) and not isinstance(again, DropReason)
+        assert again.tags.purposes == knowing.tagged.tags.purposes
+        assert again.tags.marketing_allowed == knowing.tagged.tags.marketing_allowed
+        assert again.event == event
+
+
+def test_the_sinks_recheck_leaves_an_unaffected_event_as_it_is() -> None:
+    event = build_event()
+    accepted = _outcome(event, _CTX)
+    assert isinstance(accepted, Accepted)
+    assert suppress_accepted(accepted.tagged, None, _CTX.policy.policy) is accepted.tagged
+    lifted = _state(event, restricted=False)
+    assert suppress_accepted(accepted.tagged, lifted, _CTX.policy.policy) is accepted.tagged

@@ -6,19 +6,26 @@ A scripted sink plays the destination; the records are really sealed and opened 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from fakes.contacts import make_tagged
+from sqlalchemy.exc import DBAPIError
 
 from pipeline.agents.metrics import WorkerMetrics
-from pipeline.agents.sinks import DLQ_TOPIC, RESULTS_TOPIC, Incoming, Message, SinkRunner
+from pipeline.agents.sinks import DLQ_TOPIC, RESULTS_TOPIC, Incoming, Message, SinkRunner, SuppressionScreen
 from pipeline.config import Settings
 from pipeline.crypto.sealing import KeyDestroyedError, subject_scope
 from pipeline.db import ensure_schema
+from pipeline.models.common import Purpose
 from pipeline.models.records import AcceptedRecord, DeadLetter
-from pipeline.models.rights import SinkResult, SinkStatus
+from pipeline.models.rights import SinkResult, SinkStatus, SuppressionRecord
 from pipeline.models.tagged import TaggedEvent
+from pipeline.policy import load_policy
+from pipeline.rights.history import RightsHistory
+from pipeline.rights.tracker import RequestTracker
 from pipeline.runtime import Runtime
 from pipeline.sinks.base import BatchingSink, RecordResult, SinkBackpressureError
 
@@ -31,9 +38,11 @@ class ScriptedSink(BatchingSink):
     def __init__(self, script: list[object] | None = None) -> None:
         self.script = list(script or [])
         self.calls: list[list[uuid.UUID]] = []
+        self.batches: list[list[TaggedEvent]] = []
 
     def write(self, batch: Sequence[TaggedEvent]) -> list[RecordResult]:
         self.calls.append([t.event.event_id for t in batch])
+        self.batches.append(list(batch))
         step = self.script.pop(0) if self.script else None
         if isinstance(step, Exception):
             raise step
@@ -223,3 +232,95 @@ async def test_metrics_count_what_was_published_and_each_pause(runtime: Runtime)
     assert value("leadpipe_sink_dead_letters_total", sink="scripted", reason="hubspot_validation") == 1
     assert value("leadpipe_sink_dead_letters_total", sink="scripted", reason="unreadable_record") == 1
     assert value("leadpipe_sink_pauses_total", sink="scripted") == 1
+
+
+# ---- rights exercised while an event waited (SuppressionScreen) ------------------------------------------------
+
+
+NOW = datetime.now(UTC)
+
+
+def _save_state(runtime: Runtime, tagged: TaggedEvent, **flags: Any) -> None:
+    """What the rights worker records first when it takes a request (before any sink effect runs)."""
+    RequestTracker(runtime.engine).save_state(
+        SuppressionRecord(subject_key=tagged.event.subject_key, updated_at=NOW, request_id=uuid.uuid4(), **flags)
+    )
+
+
+def _screen(runtime: Runtime) -> SuppressionScreen:
+    return SuppressionScreen(RightsHistory(runtime.engine), load_policy())
+
+
+def _purposes(tagged: TaggedEvent) -> set[Purpose]:
+    return {t.purpose for t in tagged.tags.purposes}
+
+
+async def test_rights_exercised_while_an_event_waited_win_at_the_write(runtime: Runtime) -> None:
+    """Accepted before the requests, written after them: the sink gets what the chain would give it now."""
+    objected, restricted, erased = make_tagged("o@example.com"), make_tagged("r@example.com"), make_tagged("e@x.com")
+    withdrew, untouched = make_tagged("w@example.com", consent=True), make_tagged("u@example.com", consent=True)
+    assert Purpose.FURTHER_CONTACT in _purposes(withdrew)
+    _save_state(runtime, objected, marketing_objected=True)
+    _save_state(runtime, restricted, restricted=True)
+    _save_state(runtime, erased, erased=True, erased_at=NOW)  # after the event was received
+    _save_state(runtime, withdrew, consent_withdrawn=(Purpose.FURTHER_CONTACT,))
+    events = [objected, restricted, erased, withdrew, untouched]
+
+    sink, out = ScriptedSink(), Collector()
+    runner = SinkRunner(sink, runtime.codec, out, sleep=no_sleep, screen=_screen(runtime))
+    await runner.process([sealed(runtime, t, n) for n, t in enumerate(events)])
+
+    [batch] = sink.batches
+    written = {t.event.event_id: t for t in batch}
+    assert set(written) == {objected.event.event_id, withdrew.event.event_id, untouched.event.event_id}
+    assert _purposes(written[objected.event.event_id]) == {Purpose.CONTRACT_REQUEST}
+    assert written[objected.event.event_id].tags.marketing_allowed is False
+    assert _purposes(written[withdrew.event.event_id]) == {Purpose.CONTRACT_REQUEST, Purpose.INFORMATION_OF_INTEREST}
+    assert written[withdrew.event.event_id].tags.marketing_allowed is True
+    assert written[untouched.event.event_id] == untouched
+    results = {r.event_id: r for r in out.results()}
+    assert results[restricted.event.event_id].status is SinkStatus.NOT_APPLICABLE
+    assert (results[restricted.event.event_id].detail or "").startswith("subject_restricted: ")
+    assert (results[erased.event.event_id].detail or "").startswith("subject_erased: ")
+    assert {results[t.event.event_id].status for t in (objected, withdrew, untouched)} == {SinkStatus.DONE}
+    assert out.dead() == []
+
+
+async def test_a_right_exercised_during_a_pause_is_checked_before_the_retry(runtime: Runtime) -> None:
+    tagged = make_tagged("paused@example.com")
+
+    async def rights_worker_meanwhile(_seconds: float) -> None:
+        _save_state(runtime, tagged, restricted=True)
+
+    sink, out = ScriptedSink([SinkBackpressureError(1.0, "429")]), Collector()
+    runner = SinkRunner(sink, runtime.codec, out, sleep=rights_worker_meanwhile, screen=_screen(runtime))
+    await runner.process([sealed(runtime, tagged, 1)])
+    assert sink.calls == [[tagged.event.event_id]]  # the refused first attempt only
+    [result] = out.results()
+    assert result.status is SinkStatus.NOT_APPLICABLE and (result.detail or "").startswith("subject_restricted")
+
+
+async def test_unreadable_suppression_states_pause_the_sink_never_write_unchecked(runtime: Runtime) -> None:
+    tagged = make_tagged()
+
+    class Flaky:
+        calls = 0
+
+        def states(self, subject_keys: Collection[str]) -> dict[str, SuppressionRecord]:
+            self.calls += 1
+            if self.calls == 1:
+                raise DBAPIError("SELECT", {}, ConnectionError("database restarting"))
+            return {}
+
+    pauses: list[float] = []
+
+    async def record(seconds: float) -> None:
+        pauses.append(seconds)
+
+    source, sink = Flaky(), ScriptedSink()
+    screen = SuppressionScreen(source, load_policy())
+    await SinkRunner(sink, runtime.codec, Collector(), sleep=record, screen=screen).process(
+        [sealed(runtime, tagged, 1)]
+    )
+    assert source.calls == 2 and len(pauses) == 1
+    assert sink.calls == [[tagged.event.event_id]]  # written only after the states could be read
