@@ -42,7 +42,7 @@ from pipeline.logging import get_logger, scrub_text
 from pipeline.models.contact import ContactEvent
 from pipeline.models.processing import DropReason, DropRecord
 from pipeline.models.records import AcceptedRecord, ContactRecord, DeadLetter, QuarantineRecord
-from pipeline.models.rights import AuditRecord, SuppressionRecord
+from pipeline.models.rights import AuditRecord, RightKind, SuppressionRecord
 from pipeline.models.tagged import SpamVerdict, tags_json
 from pipeline.processors import (
     Accepted,
@@ -55,6 +55,7 @@ from pipeline.processors import (
     run_chain,
 )
 from pipeline.processors import rates as rate_windows
+from pipeline.rights.commands import COMMANDS_TOPIC, build_command
 from pipeline.runtime import Runtime
 
 log = get_logger(__name__)
@@ -70,6 +71,10 @@ ACTOR = "processing"
 
 #: Dead-letter ids derive from (input partition, offset): a batch redone after a crash produces the same ids.
 _DLQ_NAMESPACE = uuid.UUID("0d4f0c3e-7d55-4c1e-9b1a-2f0e6f7a9c41")
+#: Erasure request ids of children's subjects are derived from the event that revealed the age.
+_CHILD_ERASURE_NAMESPACE = uuid.UUID("5b0f3a8e-2c47-4d8e-8f0e-6a1d3c9b7e22")
+#: ``issued_by`` of the erasures the children's rule issues (an operator id, like the DPO's login).
+CHILDREN_ACTOR = "children-rule"
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +302,25 @@ class ProcessingStep:
             detail["evidence"] = evidence
         # No subject key on a drop's audit line: for a child, only a counter and the reason may be kept (section 12).
         audit = self.audit("dropped", now, event_id=record.event_id, detail=detail)
-        return [Out(DROPS_TOPIC, reason.value.encode(), _json(drop)), audit]
+        outs = [Out(DROPS_TOPIC, reason.value.encode(), _json(drop)), audit]
+        if reason is DropReason.CHILD and self.policy.policy.children.erase_subject:
+            outs.append(self.child_erasure(record, now))
+        return outs
+
+    def child_erasure(self, record: ContactRecord, now: datetime) -> Out:
+        """An erasure of what is already held on a child's subject (section 12), issued like the DPO's.
+
+        Its id is derived from the event, so a batch redone after a crash issues the same request again, which the
+        rights worker carries out once. The erasure also destroys the keys of the dropped event's sealed copies.
+        """
+        command = build_command(
+            RightKind.ERASURE,
+            record.subject_key,
+            issued_by=CHILDREN_ACTOR,
+            now=now,
+            request_id=uuid.uuid5(_CHILD_ERASURE_NAMESPACE, str(record.event_id)),
+        )
+        return Out(COMMANDS_TOPIC, record.subject_key.encode(), _json(command))
 
     def dead_letter(
         self, item: Consumed, record: ContactRecord | None, *, stage: str, reason: str, error: str, now: datetime

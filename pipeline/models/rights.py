@@ -32,7 +32,9 @@ class RightsCommand(StrictModel):
     kind: RightKind
     subject_key: str
     issued_at: UtcDatetime
-    issued_by: str = Field(description="Operator id of the DPO or 'retention-sweep'; not personal data of the subject")
+    issued_by: str = Field(
+        description="Operator id of the DPO, 'retention-sweep' or 'children-rule'; not personal data of the subject"
+    )
     due_at: UtcDatetime
     purposes: tuple[Purpose, ...] = Field(default=(), description="For consent withdrawal: which purposes stop")
     event_ids: tuple[UUID, ...] = Field(default=(), description="For retention expiry: which interactions expired")

@@ -156,6 +156,11 @@ class ChildrenPolicy(_Frozen):
     section: str
     minimum_age: int = Field(ge=1, le=120)
     age_statement_patterns: tuple[str, ...] = ()
+    erase_subject: bool = Field(
+        default=True,
+        description="A child's event also issues an erasure of everything already held on the subject (section 12: "
+        "'we will take measures to delete such information'), carried out and evidenced like the DPO's.",
+    )
 
     @field_validator("age_statement_patterns")
     @classmethod

@@ -64,14 +64,24 @@ class World:
     crm: CrmRepository
     registrars: list[str]
 
-    def submit(self, email: str, first: str, last: str, *, consent: bool = False, occurred_at: Any = None) -> Any:
+    def submit(
+        self,
+        email: str,
+        first: str,
+        last: str,
+        *,
+        consent: bool = False,
+        occurred_at: Any = None,
+        message: str | None = None,
+    ) -> Any:
         """One web-form contact through the ingest service (raw + normalized, sealed); the chain takes it from there."""
         payload = {
             "email": email,
             "first_name": first,
             "last_name": last,
             "company": "Quartzworks",
-            "message": f"Question from {first} ({uuid.uuid4().hex[:8]})",  # the same bytes would give the same id
+            # unique: the same bytes would give the same event id
+            "message": f"{message or f'Question from {first}'} ({uuid.uuid4().hex[:8]})",
             **({"consent_further_contact": "yes"} if consent else {}),
             **({"submittedAt": occurred_at.isoformat()} if occurred_at else {}),
         }
@@ -229,6 +239,33 @@ def test_erasure_reaches_every_sink(world: World) -> None:
     _no_clear_text(world, gone, "Zoefina", "Quartzberg", kept, "Kaiwen")
     other = world.crm.show(kept_key)  # the other person is untouched
     assert other is not None and other.email == kept and world.hub.contact(kept) is not None
+
+
+def test_a_child_s_earlier_contacts_are_erased_everywhere(world: World) -> None:
+    """Section 12: once a contact reveals an age under 16, what was stored before about that person goes too."""
+    child = "timmy.tinkerton@example.com"
+    key = world.feed(child, "Timmy", "Tinkerton")
+    revealing = world.submit(child, "Timmy", "Tinkerton", message="Hi, I am 14 years old and want to learn coding")
+
+    def completed() -> list[RequestView]:
+        found = world.tools.tracker.requests(subject_key=key, kinds=[RightKind.ERASURE])
+        return [v for v in found if v.state is RequestState.COMPLETED]
+
+    wait_until(completed, timeout_s=60, what="the children's rule's erasure to complete")
+    [view] = completed()
+    assert view.issued_by == "children-rule"
+    assert {s.sink: s.status for s in view.sinks} == dict.fromkeys(
+        ("crm", "hubspot", "kafka", "suppression"), SinkStatus.DONE
+    )
+    drop = world.dropped(revealing.event_id)
+    assert drop is not None and drop.reason is DropReason.CHILD
+    subject = world.crm.show(key)
+    assert subject is not None and subject.status == "erased" and subject.interactions_detail == []
+    assert world.hub.contact(child) is None and child in world.hub.gdpr_deleted
+    with Session(world.runtime.engine) as session:  # the dropped event's sealed copies are unreadable too
+        keys = session.scalars(select(SubjectKey).where(SubjectKey.scope == f"subject:{key}")).all()
+    assert keys and all(k.wrapped_key is None for k in keys)
+    _no_clear_text(world, child, "Timmy", "Tinkerton")
 
 
 def test_replaying_everything_does_not_resurrect_an_erased_subject(world: World) -> None:

@@ -16,6 +16,7 @@ from processor_events import NOW, build_event
 from pipeline.agents.processing import (
     ACCEPTED_TOPIC,
     AUDIT_TOPIC,
+    CHILDREN_ACTOR,
     DLQ_TOPIC,
     DROPS_TOPIC,
     QUARANTINE_TOPIC,
@@ -30,9 +31,10 @@ from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
 from pipeline.models.processing import DropRecord
 from pipeline.models.records import AcceptedRecord, ContactRecord, DeadLetter, QuarantineRecord
-from pipeline.models.rights import AuditRecord, SuppressionRecord
+from pipeline.models.rights import AuditRecord, RightKind, RightsCommand, SuppressionRecord
 from pipeline.policy import load_policy
 from pipeline.processors import compile_policy
+from pipeline.rights.commands import COMMANDS_TOPIC
 from pipeline.runtime import Runtime
 
 PERSONAL = ("ann@example.com", "Ann", "203.0.113.7", "ACME")
@@ -119,7 +121,7 @@ def test_spam_is_quarantined_and_audited_with_reasons_only(step: ProcessingStep,
 def test_a_child_is_dropped_with_a_counter_and_nothing_personal(step: ProcessingStep, runtime: Runtime) -> None:
     event = build_event(person={"stated_age": 13})
     outs = _run(step, [_consumed(runtime, event)])
-    assert set(outs) == {DROPS_TOPIC, AUDIT_TOPIC}
+    assert set(outs) == {DROPS_TOPIC, AUDIT_TOPIC, COMMANDS_TOPIC}
     drop = DropRecord.model_validate_json(outs[DROPS_TOPIC][0].value or b"")
     assert (drop.event_id, drop.reason.value, drop.stage) == (event.event_id, "child", "children")
     audit = AuditRecord.model_validate_json(outs[AUDIT_TOPIC][0].value or b"")
@@ -132,6 +134,37 @@ def test_a_child_is_dropped_with_a_counter_and_nothing_personal(step: Processing
     for out in (*outs[DROPS_TOPIC], *outs[AUDIT_TOPIC]):
         assert event.subject_key.encode() not in (out.value or b"")
         _no_personal_data(out.value)
+
+
+def test_a_child_s_subject_is_erased_everywhere_by_a_request_issued_like_the_dpo_s(
+    step: ProcessingStep, runtime: Runtime
+) -> None:
+    """Section 12: what is already held on the subject goes too; a batch redone after a crash asks only once."""
+    event = build_event(person={"stated_age": 13})
+    [first] = _run(step, [_consumed(runtime, event)])[COMMANDS_TOPIC]
+    command = RightsCommand.model_validate_json(first.value or b"")
+    assert first.key == event.subject_key.encode()
+    assert (command.kind, command.subject_key, command.issued_by) == (
+        RightKind.ERASURE,
+        event.subject_key,
+        CHILDREN_ACTOR,
+    )
+    assert command.issued_at == NOW and command.due_at > NOW and command.sealed is None
+    [again] = _run(step, [_consumed(runtime, event, offset=1)])[COMMANDS_TOPIC]
+    assert RightsCommand.model_validate_json(again.value or b"").request_id == command.request_id
+    _no_personal_data(first.value)
+
+    other = build_event(person={"stated_age": 12}, subject_key="sk_another_child_0000000")
+    [theirs] = _run(step, [_consumed(runtime, other)])[COMMANDS_TOPIC]
+    assert RightsCommand.model_validate_json(theirs.value or b"").request_id != command.request_id
+
+
+def test_a_policy_may_keep_a_child_s_erasure_to_the_dropped_event(runtime: Runtime) -> None:
+    policy = load_policy()
+    only_drop = policy.model_copy(update={"children": policy.children.model_copy(update={"erase_subject": False})})
+    step = ProcessingStep.from_runtime(runtime, compile_policy(only_drop))
+    outs = _run(step, [_consumed(runtime, build_event(person={"stated_age": 13}))])
+    assert set(outs) == {DROPS_TOPIC, AUDIT_TOPIC}
 
 
 def test_an_unreadable_record_is_dead_lettered_with_a_stable_id(step: ProcessingStep, runtime: Runtime) -> None:
