@@ -17,6 +17,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from uuid import UUID
@@ -140,10 +141,13 @@ def run_demo(settings: Settings, console: Console, timeout_s: float, keep_runnin
 
 def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s: float) -> int:
     samples = load_samples()
+    # Event ids derive from the source and the payload: a source id of this run keeps an earlier run's records (on a
+    # broker that outlived it) from being taken for this run's outcomes.
+    source_id = f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     service = IngestService(runtime, ConfirmingPublisher(settings))
     rejected = 0
     for sample in samples:
-        result = service.submit_many([Submission("demo", sample.channel, sample.raw, sample.content_type)])[0]
+        result = service.submit_many([Submission(source_id, sample.channel, sample.raw, sample.content_type)])[0]
         if result.accepted:
             sample.event_ids = list(result.event_ids)
         else:
@@ -153,7 +157,7 @@ def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s:
     console.print(f"Ingest: {len(by_event)} events from {len(samples)} payloads, {rejected} payload(s) rejected")
 
     outcomes: dict[str, str] = {}
-    written: dict[str, set[str]] = {}
+    written: dict[str, dict[str, str]] = {}  # event id -> sink -> status on sinks.results
 
     def settled(records: list[Record]) -> bool:
         for record in records[len(outcomes_seen) :]:
@@ -164,7 +168,8 @@ def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s:
             if record.topic in OUTCOME_TOPICS:
                 outcomes[event_id] = OUTCOME_TOPICS[record.topic]
             elif record.topic == "sinks.results" and record.value:
-                written.setdefault(event_id, set()).add(json.loads(record.value)["sink"])
+                result = json.loads(record.value)
+                written.setdefault(event_id, {})[result["sink"]] = result["status"]
         accepted = [e for e, o in outcomes.items() if o == "accepted"]
         return len(outcomes) == len(by_event) and all(len(written.get(e, ())) >= 2 for e in accepted)
 
@@ -175,7 +180,9 @@ def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s:
 
     for event_id, sample in by_event.items():
         sample.outcome = outcomes[event_id]
-        sample.sinks |= written.get(event_id, set())
+        sample.sinks |= {
+            s if status == "done" else f"{s} ({status})" for s, status in written.get(event_id, {}).items()
+        }
     table = Table(title="What happened to each payload")
     for column in ("channel", "payload", "events", "outcome", "written to"):
         table.add_column(column)
