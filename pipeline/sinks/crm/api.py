@@ -2,6 +2,8 @@
 
 ``GET /v1/crm/subjects?email=...|phone=...|name=...`` finds contacts, ``GET /v1/crm/subjects/{subject_key}`` shows
 one with interactions, legal bases and status. Nothing here writes; answers are never cached by intermediaries.
+A restricted subject (policy 9.4) is answered with its key and status only (``withheld``): its data is kept, not
+processed further, and being read by sales is processing.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ async def find_subjects(
     hits = await asyncio.to_thread(repository.search, email=email, phone=phone, name=name, limit=limit)
     log.info("crm_search", actor=actor, hits=len(hits))
     response.headers["Cache-Control"] = "no-store"
-    return hits
+    return [hit.for_sales() for hit in hits]
 
 
 @router.get("/subjects/{subject_key}", response_model=SubjectView)
@@ -63,6 +65,6 @@ async def show_subject(
     view = await asyncio.to_thread(repository.show, subject_key)
     if view is None:
         raise HTTPException(404, detail={"status": "not_found", "message": "no such subject"})
-    log.info("crm_show", actor=actor, subject_key=subject_key)
+    log.info("crm_show", actor=actor, subject_key=subject_key, withheld=view.status == "restricted")
     response.headers["Cache-Control"] = "no-store"
-    return view
+    return view.for_sales()

@@ -1,7 +1,8 @@
 """``leadpipe crm search|show`` for sales, and ``leadpipe db upgrade|current`` for operators.
 
 These print personal data (that is their job): they read the CRM the sales team is entitled to, and nothing they
-print is logged. Restricted subjects are shown with their status so nobody processes them further by mistake.
+print is logged. A restricted subject (policy 9.4) is shown as its key and status only: its data is kept, not
+processed further (the DPO reads it through an access export).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def _summary_table(hits: list[SubjectSummary]) -> Table:
     for hit in hits:
         name = " ".join(p for p in (hit.first_name, hit.last_name) if p) or "-"
         status = hit.status + (", objected to marketing" if hit.marketing_objected else "")
+        status += ", data withheld (policy 9.4)" if hit.withheld else ""
         last = hit.last_seen_at.strftime("%Y-%m-%d") if hit.last_seen_at else "-"
         table.add_row(
             hit.subject_key,
@@ -82,7 +84,7 @@ def search(
     if not (email or phone or name):
         raise typer.BadParameter("give --email, --phone or --name")
     with _repository() as repository:
-        hits = repository.search(email=email, phone=phone, name=name, limit=limit)
+        hits = [hit.for_sales() for hit in repository.search(email=email, phone=phone, name=name, limit=limit)]
     if as_json:
         for hit in hits:
             sys.stdout.write(hit.model_dump_json() + "\n")
@@ -104,7 +106,7 @@ def show(
     if view is None:
         typer.echo("no contact found", err=True)
         raise typer.Exit(EXIT_NOT_FOUND)
-    sys.stdout.write(view.model_dump_json(indent=2) + "\n")
+    sys.stdout.write(view.for_sales().model_dump_json(indent=2) + "\n")
 
 
 @db_app.command("upgrade")

@@ -6,7 +6,7 @@ Plain pydantic models built from rows, so the CLI, the HTTP router and exports a
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -85,10 +85,35 @@ class SubjectSummary(_View):
     interactions: int = 0
     status: Literal["active", "restricted", "erased"]
     marketing_objected: bool = False
+    withheld: bool = Field(
+        default=False,
+        description="True for a restricted subject (policy 9.4): only its key and status are shown, the data is kept "
+        "but not processed further, which includes being read by sales.",
+    )
+
+    #: What a restricted subject's view leaves out, and what it is replaced with.
+    _WITHHELD: ClassVar[dict[str, Any]] = dict.fromkeys(
+        ("first_name", "last_name", "email", "phone", "company", "position")
+    )
+
+    def for_sales(self) -> Self:
+        """The view as sales may see it: a restricted subject only as its key, counts and status (9.4)."""
+        if self.status != "restricted":
+            return self
+        return self.model_copy(update={**self._WITHHELD, "withheld": True})
 
 
 class SubjectView(SubjectSummary):
     """Everything sales may see about one subject: profile, identities, interactions with basis, consents, status."""
+
+    _WITHHELD: ClassVar[dict[str, Any]] = {
+        **SubjectSummary._WITHHELD,
+        **dict.fromkeys(("location", "country_code", "company_address", "skype_id", "linkedin_url")),
+        "identities": [],
+        "interactions_detail": [],
+        "consents": [],
+        "consent_state": {},
+    }
 
     created_at: datetime
     updated_at: datetime

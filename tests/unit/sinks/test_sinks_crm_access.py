@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
@@ -83,6 +84,46 @@ def cli_env(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+def _restrict(runtime: Runtime, email: str) -> str:
+    repo = CrmRepository(runtime.engine)
+    key = repo.subject_key_for(email=email)
+    assert key is not None
+    assert repo.set_restriction(key, uuid.uuid4(), restricted=True).changed
+    return key
+
+
+RESTRICTED_DATA = ("john.smith", "Smith", "John", "+49", "Please call")
+
+
+def test_a_restricted_subject_is_withheld_from_sales_over_http(client: TestClient, runtime: Runtime) -> None:
+    """Policy 9.4: kept, identifiable as blocked, not processed further (sales reading it would be)."""
+    key = _restrict(runtime, "john.smith@example.org")
+    found = client.get("/v1/crm/subjects", params={"name": "smith"}, headers=auth())
+    [hit] = found.json()
+    assert (hit["subject_key"], hit["status"], hit["withheld"], hit["interactions"]) == (key, "restricted", True, 1)
+    shown = client.get(f"/v1/crm/subjects/{key}", headers=auth()).json()
+    assert shown["withheld"] is True and shown["restricted_at"] is not None
+    assert shown["interactions_detail"] == [] and shown["identities"] == [] and shown["email"] is None
+    for text in RESTRICTED_DATA:
+        assert text not in found.text and text not in json.dumps(shown)
+    other = client.get("/v1/crm/subjects", params={"email": "jane.doe@example.com"}, headers=auth()).json()
+    assert other[0]["withheld"] is False and other[0]["email"] == "jane.doe@example.com"
+    # the data itself is kept: the DPO's access export reads the repository
+    stored = CrmRepository(runtime.engine).show(key)
+    assert stored is not None and stored.email == "john.smith@example.org" and stored.interactions_detail
+
+
+def test_a_restricted_subject_is_withheld_from_sales_in_the_cli(cli_env: None, runtime: Runtime) -> None:
+    key = _restrict(runtime, "john.smith@example.org")
+    runner = CliRunner()
+    table = runner.invoke(cli_app, ["crm", "search", "--name", "smith"])
+    assert key in table.stdout and "withheld" in table.stdout
+    shown = runner.invoke(cli_app, ["crm", "show", key])
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["withheld"] is True
+    for text in RESTRICTED_DATA:
+        assert text not in table.stdout and text not in shown.stdout
 
 
 def test_cli_search_and_show(cli_env: None) -> None:
