@@ -1,4 +1,4 @@
-"""Access (9.1) and portability (9.7): one export of everything held, across the CRM and HubSpot where reachable.
+"""Access (9.1) and portability (9.7): one export of everything held, across the CRM and HubSpot.
 
 The document is written under the exports directory, readable by its owner only; the tracker's evidence names the
 file and its SHA-256 so the DPO can prove what was sent. The access PDF is encrypted with the password sealed in
@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.logging import scrub_text
 from pipeline.models.rights import RightKind
 from pipeline.rights.bodies import ExportDelivery
 from pipeline.rights.effects.base import Context, Effect, EffectError, EffectResult
@@ -21,7 +20,9 @@ from pipeline.sinks.crm.repository import CrmRepository
 
 
 class ContactReader(Protocol):
-    """What the export needs from HubSpot: the stored properties of a contact, by e-mail (None: no such contact)."""
+    """What the export needs from HubSpot: the stored properties of a contact, by e-mail (None: no such contact).
+
+    A contact that cannot be read raises ``EffectError`` (``retryable`` for an outage)."""
 
     def read_contact(self, email: str) -> dict[str, Any] | None: ...
 
@@ -55,15 +56,9 @@ class ExportEffect(Effect):
             return ExportSection(
                 source="hubspot", status="not_found", note="HubSpot holds contacts by e-mail; none is known"
             )
-        contacts: list[dict[str, Any]] = []
-        try:
-            for email in emails:
-                found = reader.read_contact(email)
-                if found is not None:
-                    contacts.append(found)
-        except Exception as exc:  # HubSpot down: the CRM part is still due within the month; say what is missing
-            note = scrub_text(f"HubSpot could not be read ({type(exc).__name__}); ask again later")
-            return ExportSection(source="hubspot", status="unreachable", note=note)
+        # HubSpot down: the reader raises an EffectError and the export is retried (the request shows ATTENTION
+        # meanwhile); an export that left out what HubSpot holds would answer the request incompletely.
+        contacts = [found for email in emails if (found := reader.read_contact(email)) is not None]
         if not contacts:
             return ExportSection(source="hubspot", status="not_found")
         return ExportSection(source="hubspot", status="ok", records={"contacts": contacts})

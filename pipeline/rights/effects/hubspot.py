@@ -54,13 +54,15 @@ class HubSpotRightsPort(Protocol):
 
 
 class ExportReader:
-    """The export's view of HubSpot: every property leadpipe writes, by e-mail."""
+    """The export's view of HubSpot: every property leadpipe writes, by e-mail. Failures are ``EffectError``s (an
+    outage retryable, a refusal not), so an export never completes without the HubSpot part it could not read."""
 
     def __init__(self, gateway: HubSpotRightsPort) -> None:
         self.gateway = gateway
 
     def read_contact(self, email: str) -> dict[str, Any] | None:
-        return self.gateway.read_contact(email, EXPORT_PROPERTIES)
+        found: dict[str, Any] | None = _hubspot_call(self.gateway.read_contact, email, EXPORT_PROPERTIES)
+        return found
 
 
 def _hubspot_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -1,12 +1,23 @@
 import io
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
 from pypdf import PdfReader
 
+from pipeline.db import ensure_schema, make_engine
+from pipeline.models.rights import RightKind
+from pipeline.rights.commands import build_command
+from pipeline.rights.effects.base import Context, EffectError, Handover
+from pipeline.rights.effects.export import ExportEffect
+from pipeline.rights.effects.hubspot import ExportReader
 from pipeline.rights.export import ExportSection, SubjectExport, to_json, to_pdf
+from pipeline.sinks.crm.repository import CrmRepository
+from pipeline.sinks.hubspot.gateway import HubSpotRequestError, HubSpotUnavailable
 
 PASSWORD = "a-long-enough-password"
 
@@ -71,3 +82,52 @@ def test_characters_without_a_glyph_are_escaped_not_dropped(tmp_path: object) ->
 def test_short_password_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 8"):
         to_pdf(sample(), "short")
+
+
+class _Gateway:
+    """Stands in for the HubSpot gateway's ``read_contact``: down first, then answering."""
+
+    def __init__(self, failures: list[Exception]) -> None:
+        self.failures = failures
+
+    def read_contact(self, email: str, properties: Sequence[str] = ()) -> dict[str, Any] | None:
+        if self.failures:
+            raise self.failures.pop(0)
+        return {"id": "901", "properties": {"email": email, "firstname": "Zoë"}}
+
+
+def _export(tmp_path: Path, gateway: _Gateway) -> tuple[ExportEffect, Context]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'crm.sqlite3'}")
+    ensure_schema(engine)
+    reader = ExportReader(gateway)  # type: ignore[arg-type]  # only read_contact is used
+    effect = ExportEffect(CrmRepository(engine), tmp_path / "exports", lambda: reader)
+    command = build_command(RightKind.PORTABILITY, "sk_" + "2" * 40, issued_by="dpo:test")
+    ctx = Context(
+        command=command,
+        now=datetime.now(UTC),
+        open_sealed=lambda *_: None,
+        handover=Handover(emails=("zoe.quartz@example.com",)),
+    )
+    return effect, ctx
+
+
+def test_an_export_waits_for_hubspot_instead_of_leaving_it_out(tmp_path: Path) -> None:
+    """Policy 9.1: an answer without what HubSpot holds would be incomplete; an outage is retried, not skipped."""
+    effect, ctx = _export(tmp_path, _Gateway([HubSpotUnavailable(5.0, "503 from HubSpot")]))
+    with pytest.raises(EffectError) as failed:
+        effect.apply(ctx)
+    assert failed.value.retryable and failed.value.code == "hubspot_unavailable"
+    assert not (tmp_path / "exports").exists() or not any((tmp_path / "exports").iterdir())  # nothing half-written
+    result = effect.apply(ctx)  # HubSpot is back: the retry writes the whole export
+    assert result.evidence["sources"] == {"crm": "not_found", "hubspot": "ok"}
+    written = json.loads(Path(str(result.evidence["path"])).read_text())
+    [hubspot] = [s for s in written["sections"] if s["source"] == "hubspot"]
+    assert hubspot["records"]["contacts"][0]["properties"]["firstname"] == "Zoë"
+
+
+def test_an_export_hubspot_refuses_is_not_retried_blindly(tmp_path: Path) -> None:
+    refused = HubSpotRequestError(401, "INVALID_AUTHENTICATION", "token expired", correlation_id="corr-9")
+    effect, ctx = _export(tmp_path, _Gateway([refused]))
+    with pytest.raises(EffectError) as failed:
+        effect.apply(ctx)
+    assert not failed.value.retryable and failed.value.evidence["status"] == 401
