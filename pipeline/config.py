@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.models.common import Channel
@@ -54,6 +54,17 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How every client (workers, API, CLI, SDK) talks to the brokers."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle (PEM) to verify the brokers; default: the system's trust store."
+    )
+    kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate (PEM) for mutual TLS.")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="Its private key (PEM, not encrypted).")
     kafka_version: str = "4.1.1"
     kafka_log4j_version: str = "2.24.3"
     kafka_port: int = 9092
@@ -143,6 +154,20 @@ class Settings(BaseSettings):
     rights_hubspot_consent_subscriptions: tuple[str, ...] = Field(
         default=(), description="HubSpot subscription type ids whose e-mails rest on consent (9.8)"
     )
+
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> Settings:
+        """SASL needs a user and a password; a client certificate needs its key: say so at start, not on connect."""
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"kafka_security_protocol={self.kafka_security_protocol} needs kafka_sasl_username and "
+                "kafka_sasl_password (LEADPIPE_KAFKA_SASL_USERNAME, LEADPIPE_KAFKA_SASL_PASSWORD)"
+            )
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("kafka_ssl_certfile and kafka_ssl_keyfile go together (mutual TLS)")
+        return self
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

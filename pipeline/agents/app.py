@@ -26,6 +26,7 @@ import faust
 
 from pipeline.agents.batching import LeadpipeApp
 from pipeline.config import Settings
+from pipeline.kafka.security import ssl_context
 from pipeline.kafka.topics import default_topics_path, load_topics, make_admin
 from pipeline.logging import get_logger
 from pipeline.policy import load_policy
@@ -75,6 +76,23 @@ def _replication(settings: Settings) -> int:
     return max(1, min(wanted, brokers))
 
 
+def faust_credentials(settings: Settings) -> Any:
+    """faust's ``broker_credentials`` (None: plaintext): SASL with or without TLS, or TLS alone."""
+    protocol = settings.kafka_security_protocol
+    context = ssl_context(settings)
+    if protocol.startswith("SASL"):
+        assert settings.kafka_sasl_password is not None
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 def _brokers(settings: Settings) -> list[str]:
     return [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap_servers.split(",") if host.strip()]
 
@@ -109,6 +127,7 @@ def create_app(runtime: Runtime, registrars: Sequence[str] | None = None) -> Lea
         stream_wait_empty=False,
         producer_linger=PRODUCER_LINGER_S,
         producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+        broker_credentials=faust_credentials(settings),
     )
     for reference in registrars if registrars is not None else REGISTRARS:
         module_name, _, function_name = reference.partition(":")

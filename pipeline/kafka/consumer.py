@@ -15,6 +15,7 @@ from typing import Literal
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.config import Settings
+from pipeline.kafka.security import ConnectionRefusals, librdkafka_security
 
 Isolation = Literal["read_committed", "read_uncommitted"]
 
@@ -34,16 +35,25 @@ class ReadError(RuntimeError):
     """A topic could not be read to the end in time, or the broker reported an error."""
 
 
-def _consumer(settings: Settings, isolation: Isolation) -> Consumer:
-    return Consumer(
+def _consumer(settings: Settings, isolation: Isolation) -> tuple[Consumer, ConnectionRefusals]:
+    refusals = ConnectionRefusals()
+    consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
             "group.id": f"{settings.app_id}-reader-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": isolation,
+            **librdkafka_security(settings),
+            "error_cb": refusals,
         }
     )
+    return consumer, refusals
+
+
+def _check(refusals: ConnectionRefusals) -> None:
+    if refusals.refused is not None:
+        raise ReadError(f"the brokers refused the connection: {refusals.refused}")
 
 
 def _record(settings: Settings, message: Message) -> Record:
@@ -88,10 +98,14 @@ def read_to_end(
     With ``read_committed`` the end of a partition is its last stable offset, and aborted transactional records and
     transaction markers are skipped, so a partition counts as done once the next position reaches the watermark.
     """
-    consumer = _consumer(settings, isolation)
+    consumer, refusals = _consumer(settings, isolation)
     out: list[Record] = []
     try:
-        metadata = consumer.list_topics(timeout=10)
+        try:
+            metadata = consumer.list_topics(timeout=10)
+        except KafkaException:
+            _check(refusals)
+            raise
         ends: dict[tuple[str, int], int] = {}
         assignments: list[TopicPartition] = []
         for logical in topics:
@@ -108,6 +122,7 @@ def read_to_end(
         consumer.assign(assignments)
         deadline = time.monotonic() + timeout_s
         while ends:
+            _check(refusals)
             if time.monotonic() > deadline:
                 raise ReadError(f"could not read to the end of {sorted(ends)} within {timeout_s}s")
             message = consumer.poll(0.2)
@@ -134,12 +149,13 @@ def read_until(
 ) -> list[Record]:
     """Poll the logical ``topics`` from offset 0 until ``until(records)`` holds; ``ReadError`` after the timeout."""
     names = list(topics)
-    consumer = _consumer(settings, isolation)
+    consumer, refusals = _consumer(settings, isolation)
     consumer.subscribe([settings.topic(t) for t in names])
     out: list[Record] = []
     deadline = time.monotonic() + timeout_s
     try:
         while not until(out):
+            _check(refusals)
             if time.monotonic() > deadline:
                 raise ReadError(f"{names}: condition not met after {len(out)} records and {timeout_s}s")
             message = consumer.poll(0.2)

@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -221,9 +221,13 @@ class LocalKafka:
         port: int,
         controller_port: int,
         start_timeout_s: float = 120.0,
+        sasl_port: int | None = None,
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
         if port == controller_port:
             raise ValueError("the broker port and the controller port must differ")
+        if (sasl_port is None) != (not sasl_users):
+            raise ValueError("a SASL listener needs its port and at least one user")
         self.root = root
         self.cache_dir = cache_dir
         self.kafka_version = kafka_version
@@ -231,6 +235,8 @@ class LocalKafka:
         self.port = port
         self.controller_port = controller_port
         self.start_timeout_s = start_timeout_s
+        self.sasl_port = sasl_port
+        self.sasl_users = dict(sasl_users or {})
         self.started_here = False
         self._process: subprocess.Popen[bytes] | None = None
         self._claim: IO[str] | None = None
@@ -295,6 +301,13 @@ class LocalKafka:
             return broker
 
     # -- paths --
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        """The SASL/PLAIN listener (only when the broker was given ``sasl_port`` and ``sasl_users``)."""
+        if self.sasl_port is None:
+            raise KafkaLaunchError("this broker has no SASL listener")
+        return f"{HOST}:{self.sasl_port}"
 
     @property
     def bootstrap_servers(self) -> str:
@@ -401,7 +414,9 @@ class LocalKafka:
         return None  # the pid was reused by an unrelated process
 
     def _check_ports(self) -> None:
-        for port, role in ((self.port, "broker"), (self.controller_port, "controller")):
+        ports = [(self.port, "broker"), (self.controller_port, "controller")]
+        ports += [(self.sasl_port, "SASL listener")] if self.sasl_port is not None else []
+        for port, role in ports:
             if _port_free(port):
                 continue
             if kafka_answers(f"{HOST}:{port}"):
@@ -440,6 +455,15 @@ class LocalKafka:
             "group.initial.rebalance.delay.ms": "0",
             "log.cleaner.dedupe.buffer.size": "16777216",
         }
+        if self.sasl_port is not None:  # a second listener that asks for a user and a password (SASL/PLAIN)
+            users = " ".join(f'user_{name}="{password}"' for name, password in self.sasl_users.items())
+            properties["listeners"] += f",SASL_PLAINTEXT://{HOST}:{self.sasl_port}"
+            properties["advertised.listeners"] += f",SASL_PLAINTEXT://{HOST}:{self.sasl_port}"
+            properties["listener.security.protocol.map"] += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+            properties["sasl.enabled.mechanisms"] = "PLAIN"
+            properties["listener.name.sasl_plaintext.plain.sasl.jaas.config"] = (
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
+            )
         self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
         log4j = [
             "status = warn",

@@ -6,6 +6,7 @@ The stream processors send through faust instead, so that their sends join the e
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from pydantic import BaseModel
 
 from pipeline.config import Settings
+from pipeline.kafka.security import ConnectionRefusals, librdkafka_security
 
 
 class PublishError(RuntimeError):
@@ -33,6 +35,7 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
         # the Java client's and faust's partitioner: a subject key lands in the same partition whoever writes it,
         # so the processors' tables (suppression, retention clock) stay co-partitioned with their input
         "partitioner": "murmur2_random",
+        **librdkafka_security(settings),
     }
     config.update(overrides)
     return Producer(config)
@@ -57,7 +60,8 @@ class ConfirmingPublisher:
 
     def __init__(self, settings: Settings, producer: Producer | None = None) -> None:
         self._settings = settings
-        self._producer = producer or make_producer(settings)
+        self._refusals = ConnectionRefusals()
+        self._producer = producer or make_producer(settings, error_cb=self._refusals)
         self._lock = threading.Lock()
 
     @property
@@ -88,12 +92,23 @@ class ConfirmingPublisher:
                     except BufferError:  # local queue full: let deliveries drain, then retry
                         self._producer.poll(0.1)
                 self._producer.poll(0)
-            remaining = self._producer.flush(timeout_s)
+            remaining = self._flush(timeout_s)
         if remaining or pending:
-            raise PublishError(f"{max(remaining, pending)} of {count} records were not confirmed within {timeout_s}s")
+            why = f": the brokers refused the connection: {self._refusals.refused}" if self._refusals.refused else ""
+            raise PublishError(
+                f"{max(remaining, pending)} of {count} records were not confirmed within {timeout_s}s{why}"
+            )
         if errors:
             raise PublishError(f"{len(errors)} of {count} records failed: {errors[0]}")
         return count
+
+    def _flush(self, timeout_s: float) -> int:
+        """``flush`` in short steps, giving up early when the brokers refused the connection (a wrong password)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining: int = self._producer.flush(max(0.0, min(0.5, deadline - time.monotonic())))
+            if not remaining or self._refusals.refused is not None or time.monotonic() >= deadline:
+                return remaining
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._producer.flush(timeout_s)

@@ -35,6 +35,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public name
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.config import Settings
+from pipeline.kafka.security import librdkafka_security
 from pipeline.logging import get_logger
 
 log = get_logger(__name__)
@@ -318,6 +319,7 @@ def make_admin(settings: Settings) -> AdminClient:
             "bootstrap.servers": settings.kafka_bootstrap_servers,
             "client.id": f"{settings.app_id}-topics",
             "socket.timeout.ms": 10_000,
+            **librdkafka_security(settings),
         }
     )
 
