@@ -535,6 +535,7 @@ class CrmRepository:
             # in key order, like the subjects: two writers of overlapping batches wait for each other, never deadlock
             ordered = sorted(batch, key=lambda t: t.event.event_id)
             self._insert_new(conn, interactions, (_interaction_row(t, now) for t in ordered))
+            self._restart_clocks(conn, batch)
             self._upsert(
                 conn,
                 subjects,
@@ -558,6 +559,37 @@ class CrmRepository:
             subjects_created=frozenset(created),
             subjects_recollected=frozenset(recollected),
             superseded=superseded,
+        )
+
+    def _restart_clocks(self, conn: Connection, batch: Sequence[TaggedEvent]) -> None:
+        """Move the stored interactions of a restarting clock to the latest anchor (policy 6.4, 7.5).
+
+        A customer's data is kept six years from the *last* service delivery, an attendee's from the last event
+        registered for: a new delivery or registration extends what is stored on that clock, never shortens it.
+        """
+        latest: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+        for t in batch:
+            tags = t.tags
+            if tags.retention_clock == "interaction":
+                continue
+            key = (t.event.subject_key, tags.retention_clock)
+            seen = latest.get(key)
+            if seen is None or tags.retention_expires_at > seen[1]:
+                latest[key] = (tags.retention_anchor_at, tags.retention_expires_at)
+        if not latest:
+            return
+        conn.execute(
+            update(interactions)
+            .where(
+                interactions.c.subject_key == bindparam("b_subject"),
+                interactions.c.retention_clock == bindparam("b_clock"),
+                interactions.c.retention_expires_at < bindparam("b_expires"),
+            )
+            .values(retention_anchor_at=bindparam("b_anchor"), retention_expires_at=bindparam("b_expires")),
+            [
+                {"b_subject": subject, "b_clock": clock, "b_anchor": anchor, "b_expires": expires}
+                for (subject, clock), (anchor, expires) in sorted(latest.items())
+            ],
         )
 
     def _insert_children(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -16,6 +16,7 @@ from pipeline.db import Base, ensure_schema, make_engine
 from pipeline.migrations import current_revision, head_revision, import_models
 from pipeline.models import Channel
 from pipeline.models.contact import Utterance
+from pipeline.models.tagged import TaggedEvent
 from pipeline.sinks.base import Outcome
 from pipeline.sinks.crm.models import CrmAudit, CrmIdentity, CrmInteraction, CrmSubject
 from pipeline.sinks.crm.repository import CrmRepository
@@ -231,6 +232,42 @@ def test_retention_expiry_and_deletion(repo: CrmRepository) -> None:
     deletion = repo.delete_interactions(old.event.subject_key, [old.event.event_id], uuid.uuid4())
     assert (deletion.deleted, deletion.remaining) == (1, 1)
     assert repo.expired_interactions(BASE_TIME) == []
+
+
+def _delivery(email: str, delivered: datetime) -> TaggedEvent:
+    """A customer record as the chain tags it: on the last-service-delivery clock, six years from ``delivered``."""
+    tagged = make_tagged(email, channel=Channel.CUSTOMER, occurred_at=delivered)
+    tags = tagged.tags.model_copy(
+        update={
+            "retention_clock": "last_service_delivery",
+            "retention_anchor_at": delivered,
+            "retention_expires_at": delivered.replace(year=delivered.year + 6),
+        }
+    )
+    return tagged.model_copy(update={"tags": tags})
+
+
+def test_a_new_delivery_extends_what_is_stored_on_that_clock(repo: CrmRepository) -> None:
+    """Policy 6.4: a customer's data is kept six years from the LAST service delivery, not from each one."""
+    first = _delivery("client@example.com", BASE_TIME - timedelta(days=365 * 5))
+    form = make_tagged("client@example.com", occurred_at=BASE_TIME - timedelta(days=365 * 5))  # its own 8 years
+    other = _delivery("other@example.com", BASE_TIME - timedelta(days=365 * 5))
+    repo.write_events([first, form, other])
+    later = _delivery("client@example.com", BASE_TIME)
+    repo.write_events([later])
+    stored = {i.event_id: i for i in (repo.show(first.event.subject_key) or pytest.fail()).interactions_detail}
+    assert stored[first.event.event_id].retention_expires_at == later.tags.retention_expires_at
+    assert stored[first.event.event_id].retention_anchor_at == BASE_TIME
+    assert stored[form.event.event_id].retention_expires_at == form.tags.retention_expires_at  # another clock
+    [untouched] = (repo.show(other.event.subject_key) or pytest.fail()).interactions_detail
+    assert untouched.retention_expires_at == other.tags.retention_expires_at  # another subject
+    # the sweep a year after the first delivery's own six years: only the other customer's record is due
+    due = repo.expired_interactions(first.tags.retention_expires_at + timedelta(days=1))
+    assert [e.event_id for e in due] == [other.event.event_id]
+    # a late record with an older expiry never shortens what is stored
+    repo.write_events([_delivery("client@example.com", BASE_TIME - timedelta(days=365 * 7))])
+    again = {i.event_id: i for i in (repo.show(first.event.subject_key) or pytest.fail()).interactions_detail}
+    assert again[first.event.event_id].retention_expires_at == later.tags.retention_expires_at
 
 
 def test_sink_results_and_redelivery(repo: CrmRepository) -> None:
