@@ -21,6 +21,8 @@ from pipeline.sinks.hubspot.gateway import HubSpotRequestError, HubSpotUnavailab
 from pipeline.sinks.hubspot.properties import CUSTOM_PROPERTIES, PERSON_PROPERTIES
 
 RESTRICTED_PROPERTY = "leadpipe_processing_restricted"
+#: Evidence of a withdrawal that stopped every e-mail subscription for want of the consent-based ones.
+NO_CONSENT_TYPES = "no consent subscription types configured (LEADPIPE_RIGHTS_HUBSPOT_CONSENT_SUBSCRIPTIONS)"
 MARKETING_PROPERTY = "leadpipe_marketing_allowed"
 PURPOSES_PROPERTY = "leadpipe_purposes"
 BASES_PROPERTY = "leadpipe_legal_basis"
@@ -148,7 +150,14 @@ class HubSpotEffect(Effect):
         return EffectResult.done(properties=sorted(properties), contacts=contacts)
 
     def _withdraw(self, emails: Sequence[str], purposes: set[str]) -> EffectResult:
-        unsubscribed = []
+        unsubscribed: list[dict[str, Any]] = []
+        if not self.consent_subscriptions:
+            # Which e-mail subscriptions rest on consent is not configured: keeping any of them could go on
+            # mailing the person against the withdrawal (9.8), so every e-mail subscription stops, as on objection.
+            answer = _hubspot_call(self.gateway.unsubscribe_all, list(emails), "EMAIL")
+            unsubscribed.append(
+                {"operation": "unsubscribe-all", "batch_status": answer.get("status"), "reason": NO_CONSENT_TYPES}
+            )
         for email in emails:
             for subscription in self.consent_subscriptions:
                 answer = _hubspot_call(

@@ -165,3 +165,12 @@ def test_hubspot_failures_become_effect_errors_with_status_and_correlation() -> 
     with pytest.raises(EffectError) as info:
         HubSpotEffect(down).apply(ctx(cmd(RightKind.ERASURE)))
     assert info.value.retryable
+
+
+def test_withdrawal_without_configured_consent_subscriptions_stops_every_e_mail_subscription() -> None:
+    """Not knowing which subscriptions rest on consent, keeping any could go on mailing the person (9.8)."""
+    port = Port({"id": "9", "properties": {"leadpipe_legal_basis": "further_contact=consent"}})
+    result = HubSpotEffect(port).apply(ctx(cmd(RightKind.CONSENT_WITHDRAWAL)))
+    assert port.calls[0] == ("unsubscribe_all", ((EMAIL,), "EMAIL"))
+    assert result.status is SinkStatus.DONE
+    assert "LEADPIPE_RIGHTS_HUBSPOT_CONSENT_SUBSCRIPTIONS" in result.evidence["subscriptions_unsubscribed"][0]["reason"]
