@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -119,11 +120,11 @@ def tags_for(event: ContactEvent, *, expires_in: timedelta | None = None, market
             )
         )
     occurred = event.occurred_at
-    expires = (
-        occurred + expires_in
-        if expires_in is not None
-        else occurred.replace(year=occurred.year + _YEARS[event.channel])
-    )
+    if expires_in is not None:
+        expires = occurred + expires_in
+    else:
+        years = occurred.year + _YEARS[event.channel]
+        expires = occurred.replace(year=years, day=min(occurred.day, calendar.monthrange(years, occurred.month)[1]))
     return Tags(
         policy_version="2025-01",
         purposes=tuple(purposes),

@@ -25,7 +25,7 @@ def hubspot_settings(make_settings: Callable[..., Settings], fake: FakeHubSpot) 
         values: dict[str, Any] = {
             "hubspot_access_token": fake.token,
             "hubspot_base_url": fake.url,
-            "hubspot_timeout_s": 1.0,
+            "hubspot_timeout_s": 10.0,  # only the timeout test shortens it: a stall must not add calls
             "hubspot_backoff_base_s": 0.02,
             "hubspot_backoff_max_s": 0.2,
             "hubspot_max_retries": 8,

@@ -41,7 +41,7 @@ def runtime(kafka_settings: Settings, fake: FakeHubSpot) -> Iterator[Runtime]:
         app_id=f"lp-sinks-{uuid.uuid4().hex[:8]}",
         hubspot_access_token=fake.token,
         hubspot_base_url=fake.url,
-        hubspot_timeout_s=1.0,
+        hubspot_timeout_s=10.0,
         hubspot_backoff_base_s=0.05,
         hubspot_backoff_max_s=0.3,
         batch_size=100,

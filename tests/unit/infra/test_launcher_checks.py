@@ -108,11 +108,11 @@ def test_start_timeout_shows_the_last_log_lines(tmp_path: Path, monkeypatch: pyt
     fake_java(tmp_path / "bin", start_output="still warming up the coffee")
     cached_jars(tmp_path / "cache")
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-    local = broker(tmp_path, timeout_s=2.0)
+    local = broker(tmp_path, timeout_s=5.0)  # long enough for the fake java (a Python script) to start under load
     with pytest.raises(KafkaLaunchError) as info:
         local.up()
     message = str(info.value)
-    assert "did not become ready within 2s" in message
+    assert "did not become ready within 5s" in message
     assert "still warming up the coffee" in message
     assert not local.status().running  # the half-started process was stopped, not left behind
     assert not local.pid_file.exists()

@@ -56,8 +56,9 @@ def test_margin_widens_the_window() -> None:
 
 
 def test_threads_share_one_budget() -> None:
-    # observed start times trail the limiter's by scheduling jitter: the margin is there for exactly that
-    limiter = SlidingWindowLimiter(20, 0.5, margin_s=0.05)
+    # observed start times trail the limiter's by scheduling jitter (a loaded 2-core machine: tens of ms): the
+    # margin is there for exactly that
+    limiter = SlidingWindowLimiter(20, 0.5, margin_s=0.2)
     starts: list[float] = []
     lock = threading.Lock()
 
