@@ -283,6 +283,37 @@ class QuarantinePolicy(_Frozen):
     retention: Duration
 
 
+class StorageSystem(_Frozen):
+    """Where one system that holds personal data keeps it (section 10: hosting in the United States and Ireland)."""
+
+    description: str = Field(min_length=1)
+    countries: tuple[str, ...] = Field(min_length=1, description="ISO 3166-1 alpha-2 codes")
+    safeguards: str = ""
+
+
+#: The systems leadpipe writes personal data to: each needs a storage entry (the access export names them).
+STORAGE_SYSTEMS = ("kafka", "crm", "hubspot")
+
+
+class StoragePolicy(_Frozen):
+    section: str
+    countries: tuple[str, ...] = Field(min_length=1, description="Where the policy says data may be stored")
+    systems: dict[str, StorageSystem]
+
+    @model_validator(mode="after")
+    def _systems_within_the_policy(self) -> StoragePolicy:
+        problems = [f"systems.{name}: missing" for name in STORAGE_SYSTEMS if name not in self.systems]
+        for name, system in self.systems.items():
+            outside = sorted(set(system.countries) - set(self.countries))
+            if outside:
+                problems.append(
+                    f"systems.{name}.countries: {', '.join(outside)} not among the policy's {', '.join(self.countries)}"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class Policy(_Frozen):
     """The whole policy file, validated, including the cross-references between its tables."""
 
@@ -295,6 +326,7 @@ class Policy(_Frozen):
     children: ChildrenPolicy
     spam: SpamPolicy
     quarantine: QuarantinePolicy
+    storage: StoragePolicy
 
     @model_validator(mode="after")
     def _cross_references(self) -> Policy:

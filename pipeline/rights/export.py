@@ -41,6 +41,15 @@ class ExportSection(StrictModel):
     records: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
 
 
+class StorageEntry(StrictModel):
+    """Where one system keeps the data (the policy file's ``storage``): Art. 15(1)(c) and 15(2) GDPR."""
+
+    system: str
+    description: str
+    countries: tuple[str, ...]
+    safeguards: str = ""
+
+
 class SubjectExport(StrictModel):
     """A copy of the personal data held about one subject, across every system that holds it."""
 
@@ -52,6 +61,7 @@ class SubjectExport(StrictModel):
     generated_at: UtcDatetime
     controller: str = CONTROLLER
     sections: tuple[ExportSection, ...]
+    storage: tuple[StorageEntry, ...] = Field(default=(), description="Where each system keeps the data")
 
     @property
     def record_count(self) -> int:
@@ -165,6 +175,12 @@ def to_pdf(export: SubjectExport, password: str, *, font: Path | None = None) ->
             write(f"{category} ({len(rows)})", size=11, gap=6)
             for line in _lines(rows):
                 write(line, size=9, gap=4.5)
+    if export.storage:
+        pdf.ln(3)
+        write("Where it is kept", size=13, gap=7)
+        for entry in export.storage:
+            where = ", ".join(entry.countries)
+            write(f"{entry.description} ({entry.system}): {where}. {entry.safeguards}".strip(), gap=5)
     return bytes(pdf.output())
 
 

@@ -34,8 +34,9 @@ def build_executor(
     settings = runtime.settings
     tracker = RequestTracker(runtime.engine)
     repository = CrmRepository(runtime.engine, clock=clock)
+    policy = load_policy(settings.policy_file)
     if consent_purposes is None:
-        policy_purposes = load_policy(settings.policy_file).consent_purposes()
+        policy_purposes = policy.consent_purposes()
 
         def consent_purposes() -> Sequence[Purpose]:  # what a withdrawal of all consent stops (the policy says)
             return policy_purposes
@@ -44,7 +45,9 @@ def build_executor(
         SuppressionPublisher(tracker, publisher, consent_purposes),
         KeyShredding(runtime.keystore),
         CrmEffect(repository),
-        ExportEffect(repository, settings.resolved_exports_dir, hubspot_reader, settings.rights_export_font),
+        ExportEffect(
+            repository, settings.resolved_exports_dir, hubspot_reader, settings.rights_export_font, policy.storage
+        ),
     ]
     if hubspot is not None:
         effects.append(hubspot)

@@ -8,14 +8,16 @@ the command (the DPO sends the password to the person by another channel than th
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from pipeline.models.rights import RightKind
+from pipeline.policy import StoragePolicy
 from pipeline.rights.bodies import ExportDelivery
 from pipeline.rights.effects.base import Context, Effect, EffectError, EffectResult
-from pipeline.rights.export import ExportSection, SubjectExport, to_json, to_pdf, write_private
+from pipeline.rights.export import ExportSection, StorageEntry, SubjectExport, to_json, to_pdf, write_private
 from pipeline.sinks.crm.repository import CrmRepository
 
 
@@ -36,11 +38,16 @@ class ExportEffect(Effect):
         exports_dir: Path,
         hubspot: Callable[[], ContactReader | None] = lambda: None,
         font: Path | None = None,
+        storage: StoragePolicy | None = None,
     ) -> None:
         self.repository = repository
         self.exports_dir = exports_dir
         self.hubspot = hubspot
         self.font = font
+        self.storage = tuple(
+            StorageEntry(system=name, **system.model_dump())
+            for name, system in (storage.systems.items() if storage is not None else ())
+        )
 
     def _crm_section(self, subject_key: str) -> ExportSection:
         records = self.repository.export_subject(subject_key)
@@ -63,8 +70,14 @@ class ExportEffect(Effect):
             return ExportSection(source="hubspot", status="not_found")
         return ExportSection(source="hubspot", status="ok", records={"contacts": contacts})
 
+    def subject_dir(self, subject_key: str) -> Path:
+        """Where a subject's exports are kept until delivered: one directory, so an erasure finds them all."""
+        return self.exports_dir / subject_key
+
     def apply(self, ctx: Context) -> EffectResult:
         command = ctx.command
+        if command.kind is RightKind.ERASURE or (command.kind is RightKind.RETENTION_EXPIRY and ctx.erase_subject):
+            return self._delete_exports(command.subject_key)
         if command.kind not in (RightKind.ACCESS, RightKind.PORTABILITY):
             return EffectResult.not_applicable(f"no_export_for_{command.kind.value}")
         export = SubjectExport(
@@ -73,6 +86,7 @@ class ExportEffect(Effect):
             subject_key=command.subject_key,
             generated_at=ctx.now,
             sections=(self._crm_section(command.subject_key), self._hubspot_section(ctx.handover.emails)),
+            storage=self.storage,
         )
         if command.kind is RightKind.ACCESS:
             if command.sealed is None:
@@ -80,9 +94,10 @@ class ExportEffect(Effect):
             password = ctx.open(command.sealed, ExportDelivery).password
             if not password:
                 raise EffectError("missing_password", "an access request without a password", retryable=False)
-            data, path = to_pdf(export, password, font=self.font), self.exports_dir / f"{command.request_id}.pdf"
+            data = to_pdf(export, password, font=self.font)
+            path = self.subject_dir(command.subject_key) / f"{command.request_id}.pdf"
         else:
-            data, path = to_json(export), self.exports_dir / f"{command.request_id}.json"
+            data, path = to_json(export), self.subject_dir(command.subject_key) / f"{command.request_id}.json"
         write_private(path, data)
         return EffectResult.done(
             path=str(path),
@@ -91,3 +106,12 @@ class ExportEffect(Effect):
             records=export.record_count,
             sources={s.source: s.status for s in export.sections},
         )
+
+    def _delete_exports(self, subject_key: str) -> EffectResult:
+        """An erased subject's access and portability exports go too (they hold everything that was erased)."""
+        folder = self.subject_dir(subject_key)
+        if not folder.is_dir():
+            return EffectResult.not_applicable("no_exports")
+        deleted = sorted(path.name for path in folder.iterdir() if path.is_file())
+        shutil.rmtree(folder)
+        return EffectResult.done(exports_deleted=deleted)

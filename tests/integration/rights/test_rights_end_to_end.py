@@ -209,13 +209,17 @@ def test_erasure_reaches_every_sink(world: World) -> None:
     gone, kept = "zoe.quartz@example.com", "kai.ember@example.org"
     gone_key = world.feed(gone, "Zoefina", "Quartzberg", n=2)
     kept_key = world.feed(kept, "Kaiwen", "Emberly")
+    [exported] = world.request(RightKind.PORTABILITY, gone).sinks  # not delivered yet when the erasure comes
+    waiting = Path(exported.evidence["path"])
+    assert waiting.exists()
 
     started = time.monotonic()
     view = world.request(RightKind.ERASURE, gone)
     elapsed = time.monotonic() - started
     assert {s.sink: s.status for s in view.sinks} == dict.fromkeys(
-        ("crm", "hubspot", "kafka", "suppression"), SinkStatus.DONE
+        ("crm", "hubspot", "kafka", "suppression", "export"), SinkStatus.DONE
     )
+    assert not waiting.exists()  # the export held everything the erasure deleted
     assert elapsed < 45, elapsed  # a sanity bound on a loaded machine; bench/erasure.py measures the speed
 
     # CRM: only the minimal, non-personal record is left
@@ -235,7 +239,8 @@ def test_erasure_reaches_every_sink(world: World) -> None:
     # suppression, evidence, audit
     assert world.suppression(gone_key).erased
     statuses = world.statuses(view.request_id)
-    assert set(statuses) == {"crm", "hubspot", "kafka", "suppression"}
+    assert set(statuses) == {"crm", "hubspot", "kafka", "suppression", "export"}
+    assert statuses["export"].evidence["exports_deleted"] == [waiting.name]
     assert statuses["crm"].evidence["interactions_deleted"] == 2
     assert statuses["hubspot"].evidence["contacts"][0]["gdpr_deleted"] is True
     assert statuses["kafka"].evidence["keys_destroyed"] >= 1
@@ -259,9 +264,10 @@ def test_a_child_s_earlier_contacts_are_erased_everywhere(world: World) -> None:
     wait_until(completed, timeout_s=60, what="the children's rule's erasure to complete")
     [view] = completed()
     assert view.issued_by == "children-rule"
-    assert {s.sink: s.status for s in view.sinks} == dict.fromkeys(
-        ("crm", "hubspot", "kafka", "suppression"), SinkStatus.DONE
-    )
+    assert {s.sink: s.status for s in view.sinks} == {
+        **dict.fromkeys(("crm", "hubspot", "kafka", "suppression"), SinkStatus.DONE),
+        "export": SinkStatus.NOT_APPLICABLE,  # no export was waiting
+    }
     drop = world.dropped(revealing.event_id)
     assert drop is not None and drop.reason is DropReason.CHILD
     subject = world.crm.show(key)
@@ -502,5 +508,9 @@ def test_retention_sweep_deletes_expired_interactions_and_erases_empty_subjects(
         "suppression": SinkStatus.NOT_APPLICABLE,
         "kafka": SinkStatus.NOT_APPLICABLE,
         "hubspot": SinkStatus.NOT_APPLICABLE,
+        "export": SinkStatus.NOT_APPLICABLE,
     }
-    assert by_kind[short_key] == dict.fromkeys(("crm", "suppression", "kafka", "hubspot"), SinkStatus.DONE)
+    assert by_kind[short_key] == {
+        **dict.fromkeys(("crm", "suppression", "kafka", "hubspot"), SinkStatus.DONE),
+        "export": SinkStatus.NOT_APPLICABLE,  # erased entirely, but no export was waiting
+    }

@@ -77,6 +77,12 @@ def test_consent_purposes_are_the_consent_based_ones() -> None:
     assert load_policy().consent_purposes() == (Purpose.FURTHER_CONTACT,)
 
 
+def test_every_system_that_holds_data_is_stored_where_the_policy_says() -> None:
+    storage = load_policy().storage
+    assert set(storage.countries) == {"US", "IE"}  # section 10: "the United States and Ireland"
+    assert {"kafka", "crm", "hubspot"} <= set(storage.systems)
+
+
 def test_children_minimum_age_is_16() -> None:
     assert load_policy().children.minimum_age == 16
 
@@ -118,6 +124,11 @@ def test_quarantine_retention_fits_the_topic() -> None:
         (lambda d: d["children"]["age_statement_patterns"].append(r"\d+"), "has no named group 'age'"),
         (lambda d: d["consent"].update(accepted_methods=["telepathy"]), "consent.accepted_methods:"),
         (lambda d: d.update(surprise=1), "surprise: Extra inputs are not permitted"),
+        (lambda d: d["storage"]["systems"].pop("hubspot"), "storage: systems.hubspot: missing"),
+        (
+            lambda d: d["storage"]["systems"]["crm"].update(countries=["IE", "SG"]),
+            "systems.crm.countries: SG not among the policy's US, IE",
+        ),
     ],
 )
 def test_invalid_entries_are_named(tmp_path: Path, mutate: Any, expected: str) -> None:

@@ -106,15 +106,15 @@ def test_sinks_run_in_plan_order_and_the_request_completes(runtime: Runtime) -> 
             order.append(self.sink)
             return super().apply(ctx)
 
-    ex = executor(runtime, [Ordered(s, ok()) for s in ("hubspot", "crm", "kafka", "suppression")])
+    ex = executor(runtime, [Ordered(s, ok()) for s in ("export", "hubspot", "crm", "kafka", "suppression")])
     cmd = build_command(RightKind.ERASURE, SK, issued_by="dpo", now=NOW)
     statuses = ex.execute(cmd)
-    assert order == ["suppression", "kafka", "crm", "hubspot"]  # suppression first: the chain stops at once
-    assert [s.status for s in statuses] == [SinkStatus.DONE] * 4
+    assert order == ["suppression", "kafka", "crm", "hubspot", "export"]  # suppression first: the chain stops at once
+    assert [s.status for s in statuses] == [SinkStatus.DONE] * 5
     view = ex.tracker.get(cmd.request_id)
     assert view is not None and view.state is RequestState.COMPLETED and view.completed_at == NOW
     published = ex.publisher.topic("rights.status")  # type: ignore[attr-defined]
-    assert [s.sink for s in published] == ["suppression", "kafka", "crm", "hubspot"]
+    assert [s.sink for s in published] == ["suppression", "kafka", "crm", "hubspot", "export"]
     actions = [a.action for a in ex.tracker.audit_trail(request_id=cmd.request_id)]
     assert actions[0] == "rights.request_received" and actions[-1] == "rights.request_completed"
     assert "rights.crm.done" in actions
@@ -198,7 +198,7 @@ def test_retention_expiry_erases_the_subject_only_when_nothing_is_left(runtime: 
 def test_handover_is_sealed_per_request_and_its_key_destroyed_when_done(runtime: Runtime) -> None:
     crm = Scripted("crm", ok(), handover=Handover(emails=("zoe@example.com",)))
     hub = Scripted("hubspot", EffectError("hubspot_unavailable", "down"))
-    effects: list[Effect] = [crm, hub, Scripted("suppression", ok()), Scripted("kafka", ok())]
+    effects: list[Effect] = [crm, hub, Scripted("suppression", ok()), Scripted("kafka", ok()), Scripted("export", ok())]
     ex = executor(runtime, effects)
     cmd = build_command(RightKind.ERASURE, SK, issued_by="dpo", now=NOW)
     ex.execute(cmd)

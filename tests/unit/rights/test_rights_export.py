@@ -1,6 +1,7 @@
 import io
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,12 +11,13 @@ import pytest
 from pypdf import PdfReader
 
 from pipeline.db import ensure_schema, make_engine
-from pipeline.models.rights import RightKind
+from pipeline.models.rights import RightKind, SinkStatus
+from pipeline.policy import load_policy
 from pipeline.rights.commands import build_command
 from pipeline.rights.effects.base import Context, EffectError, Handover
 from pipeline.rights.effects.export import ExportEffect
 from pipeline.rights.effects.hubspot import ExportReader
-from pipeline.rights.export import ExportSection, SubjectExport, to_json, to_pdf
+from pipeline.rights.export import ExportSection, StorageEntry, SubjectExport, to_json, to_pdf
 from pipeline.sinks.crm.repository import CrmRepository
 from pipeline.sinks.hubspot.gateway import HubSpotRequestError, HubSpotUnavailable
 
@@ -41,6 +43,7 @@ def sample() -> SubjectExport:
             ),
             ExportSection(source="hubspot", status="unreachable", note="HubSpot answered 503"),
         ),
+        storage=(StorageEntry(system="crm", description="Internal CRM database", countries=("IE",)),),
     )
 
 
@@ -67,6 +70,7 @@ def test_pdf_opens_only_with_the_password_and_holds_the_data() -> None:
     assert "zoe.quartz@example.com" in text
     assert "Need a quote" in text
     assert "HubSpot answered 503" in text
+    assert "Where it is kept" in text and "Internal CRM database (crm): IE" in text
 
 
 def test_characters_without_a_glyph_are_escaped_not_dropped(tmp_path: object) -> None:
@@ -100,7 +104,7 @@ def _export(tmp_path: Path, gateway: _Gateway) -> tuple[ExportEffect, Context]:
     engine = make_engine(f"sqlite:///{tmp_path / 'crm.sqlite3'}")
     ensure_schema(engine)
     reader = ExportReader(gateway)  # type: ignore[arg-type]  # only read_contact is used
-    effect = ExportEffect(CrmRepository(engine), tmp_path / "exports", lambda: reader)
+    effect = ExportEffect(CrmRepository(engine), tmp_path / "exports", lambda: reader, storage=load_policy().storage)
     command = build_command(RightKind.PORTABILITY, "sk_" + "2" * 40, issued_by="dpo:test")
     ctx = Context(
         command=command,
@@ -123,6 +127,8 @@ def test_an_export_waits_for_hubspot_instead_of_leaving_it_out(tmp_path: Path) -
     written = json.loads(Path(str(result.evidence["path"])).read_text())
     [hubspot] = [s for s in written["sections"] if s["source"] == "hubspot"]
     assert hubspot["records"]["contacts"][0]["properties"]["firstname"] == "Zoë"
+    where = {entry["system"]: entry["countries"] for entry in written["storage"]}  # Art. 15(2): where it is kept
+    assert where == {"kafka": ["IE"], "crm": ["IE"], "hubspot": ["US"]}
 
 
 def test_an_export_hubspot_refuses_is_not_retried_blindly(tmp_path: Path) -> None:
@@ -131,3 +137,17 @@ def test_an_export_hubspot_refuses_is_not_retried_blindly(tmp_path: Path) -> Non
     with pytest.raises(EffectError) as failed:
         effect.apply(ctx)
     assert not failed.value.retryable and failed.value.evidence["status"] == 401
+
+
+def test_an_erasure_deletes_the_subject_s_exports_waiting_for_delivery(tmp_path: Path) -> None:
+    """They hold everything that was erased (the portability JSON in clear): policy 9.3 reaches them too."""
+    effect, ctx = _export(tmp_path, _Gateway([]))
+    written = Path(str(effect.apply(ctx).evidence["path"]))
+    assert written.parent == effect.subject_dir(ctx.command.subject_key) and written.exists()
+    other = build_command(RightKind.PORTABILITY, "sk_" + "3" * 40, issued_by="dpo:test")
+    kept = Path(str(effect.apply(replace(ctx, command=other)).evidence["path"]))
+    erasure = build_command(RightKind.ERASURE, ctx.command.subject_key, issued_by="dpo:test")
+    result = effect.apply(replace(ctx, command=erasure))
+    assert result.evidence["exports_deleted"] == [written.name]
+    assert not written.exists() and not written.parent.exists() and kept.exists()
+    assert effect.apply(replace(ctx, command=erasure)).status is SinkStatus.NOT_APPLICABLE
