@@ -15,6 +15,7 @@ app = typer.Typer(help="leadpipe: contact events in, lawful records out.", no_ar
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("pipeline.kafka.cli", "kafka_app", "kafka"),
     ("pipeline.kafka.cli", "topics_app", "topics"),
+    ("pipeline.kafka.lag", "lag", "lag"),
     ("pipeline.schemas", "app", "schemas"),
     ("pipeline.ingest.cli", "serve", "serve"),
     ("pipeline.importer", "import_file", "import"),

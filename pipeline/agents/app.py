@@ -25,6 +25,7 @@ from typing import Any
 import faust
 
 from pipeline.agents.batching import LeadpipeApp
+from pipeline.agents.metrics import track_consumer_lag
 from pipeline.config import Settings
 from pipeline.kafka.security import ssl_context
 from pipeline.kafka.topics import default_topics_path, load_topics, make_admin
@@ -133,6 +134,8 @@ def create_app(runtime: Runtime, registrars: Sequence[str] | None = None) -> Lea
         module_name, _, function_name = reference.partition(":")
         register = getattr(importlib.import_module(module_name), function_name)
         register(app, runtime)
+    if settings.worker_web_enabled:
+        track_consumer_lag(app, settings)
     log.info(
         "worker_app_created",
         app_id=app.conf.id,

@@ -17,6 +17,9 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from pipeline.config import Settings
+from pipeline.kafka.lag import PartitionLag, consumer_lag
+from pipeline.kafka.topics import make_admin
 from pipeline.logging import get_logger
 
 log = get_logger(__name__)
@@ -113,6 +116,24 @@ class WorkerMetrics:
 
         self.add_refresher(refresh)
 
+    def track_lag(self, read_lag: Callable[[], Iterable[PartitionLag]]) -> None:
+        """Gauge of the consumer lag of the worker's group per topic and partition, read on each scrape from
+        ``read_lag`` (the group's, not this replica's share: dashboards take the max over replicas)."""
+        gauge = Gauge(
+            "leadpipe_consumer_lag",
+            "Records behind the end of each partition (last stable offset), by consumer group, topic and partition.",
+            ["group", "topic", "partition"],
+            registry=self.registry,
+        )
+
+        def refresh() -> None:
+            rows = list(read_lag())
+            gauge.clear()  # partitions no longer in the group's offsets disappear instead of showing a stale lag
+            for row in rows:
+                gauge.labels(row.group, row.topic, str(row.partition)).set(row.lag)
+
+        self.add_refresher(refresh)
+
     def add_refresher(self, refresh: Callable[[], None]) -> None:
         """``refresh`` runs (in a thread: it may query the database) before each scrape, to set gauges."""
         self._refreshers.append(refresh)
@@ -146,3 +167,17 @@ def worker_metrics(app: Any) -> WorkerMetrics:
             return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return metrics
+
+
+def track_consumer_lag(app: Any, settings: Settings) -> None:
+    """Serve the lag of the app's own consumer group (its faust app id) as ``leadpipe_consumer_lag``."""
+    admin = make_admin(settings)
+    group: str = app.conf.id
+
+    def read() -> list[PartitionLag]:
+        try:
+            return consumer_lag(settings, [group], admin=admin)
+        except LookupError:  # the group exists once the first worker has joined it
+            return []
+
+    worker_metrics(app).track_lag(read)
