@@ -7,13 +7,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap kafka-jars postgres demo test lint bench schemas
+.PHONY: help bootstrap kafka-jars postgres node-tools demo test lint bench schemas image
 
 help:
 	@echo "make demo   run the whole pipeline end to end on embedded defaults (local Kafka, SQLite, dry-run HubSpot)"
 	@echo "make test   the whole test suite against a real Kafka 4.x and PostgreSQL (both started for you)"
 	@echo "make lint   ruff check, ruff format --check, mypy --strict, schema drift"
 	@echo "make bench  benchmarks (each prints ratios against a baseline measured in the same run)"
+	@echo "make image  the container image leadpipe:<version> (docker, podman or buildah, whichever works)"
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -25,11 +26,15 @@ kafka-jars: bootstrap
 postgres:
 	@scripts/ensure-postgres.sh
 
+# The AsyncAPI schema and parser and the chart's CRD models (npm, pinned); the tests that need them skip without.
+node-tools:
+	@scripts/ensure-node-tools.sh >/dev/null || echo "make: node tools not installed; their tests will skip" >&2
+
 demo: bootstrap kafka-jars
 	$(BIN)/leadpipe demo
 
 # pytest's exit code 5 means "no tests collected": a broken collection must never look like a green run.
-test: bootstrap kafka-jars
+test: bootstrap kafka-jars node-tools
 	@url="$$(scripts/ensure-postgres.sh)"; \
 	export LEADPIPE_TEST_POSTGRES_URL="$${LEADPIPE_TEST_POSTGRES_URL:-$$url}"; \
 	rc=0; $(BIN)/pytest -q $(PYTEST_ARGS) || rc=$$?; \
@@ -49,3 +54,7 @@ bench: bootstrap kafka-jars
 	@url="$$(scripts/ensure-postgres.sh)"; \
 	export LEADPIPE_TEST_POSTGRES_URL="$${LEADPIPE_TEST_POSTGRES_URL:-$$url}"; \
 	$(BIN)/python scripts/run-benches.py
+
+# The Dockerfile's image; IMAGE=registry/leadpipe to name it otherwise.
+image:
+	@scripts/build-image.sh

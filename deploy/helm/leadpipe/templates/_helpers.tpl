@@ -43,12 +43,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
-{{/* The non-secret settings, validated: only LEADPIPE_* names, nulls left out. */}}
+{{/* The non-secret settings, nulls left out (values.schema.json admits only LEADPIPE_* names). */}}
 {{- define "leadpipe.configData" -}}
 {{- range $name, $value := .Values.config }}
-{{- if not (hasPrefix "LEADPIPE_" $name) }}
-{{- fail (printf "config.%s: every key must be a LEADPIPE_* setting" $name) }}
-{{- end }}
 {{- if not (kindIs "invalid" $value) }}
 {{ $name }}: {{ $value | toString | quote }}
 {{- end }}
@@ -84,7 +81,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* The hook Job's whole environment: ConfigMap values inlined, plus the common and secret entries. */}}
-{{- define "leadpipe.migrateEnv" -}}
+{{- define "leadpipe.hookEnv" -}}
 {{- range $name, $value := .Values.config }}
 {{- if not (kindIs "invalid" $value) }}
 - name: {{ $name }}
