@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   run the whole pipeline end to end on embedded defaults (local Kafka, SQLite, dry-run HubSpot)"
 	@echo "make test   the whole test suite against a real Kafka 4.x and PostgreSQL (both started for you)"
-	@echo "make lint   ruff check, ruff format --check, mypy --strict, schema drift"
+	@echo "make lint   ruff check, ruff format --check, mypy --strict, schema and AsyncAPI drift"
 	@echo "make bench  benchmarks (each prints ratios against a baseline measured in the same run)"
 	@echo "make image  the container image leadpipe:<version> (docker, podman or buildah, whichever works)"
 
@@ -46,9 +46,11 @@ lint: bootstrap
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict pipeline
 	$(BIN)/leadpipe schemas check
+	$(BIN)/leadpipe asyncapi check
 
 schemas: bootstrap
 	$(BIN)/leadpipe schemas generate
+	$(BIN)/leadpipe asyncapi generate
 
 bench: bootstrap kafka-jars
 	@url="$$(scripts/ensure-postgres.sh)"; \

@@ -17,6 +17,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("pipeline.kafka.cli", "topics_app", "topics"),
     ("pipeline.kafka.lag", "lag", "lag"),
     ("pipeline.schemas", "app", "schemas"),
+    ("pipeline.asyncapi", "app", "asyncapi"),
     ("pipeline.ingest.cli", "serve", "serve"),
     ("pipeline.importer", "import_file", "import"),
     ("pipeline.rights.cli", "dpo_app", "dpo"),
