@@ -371,3 +371,26 @@ def test_dashboard_panels_stand_on_metrics_that_exist() -> None:
     }
     assert wanted <= used, wanted - used
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+@needs_helm
+@pytest.mark.parametrize("values", VALUES_FILES, ids=lambda p: p.name)
+def test_hubspot_budget_is_shared_by_every_pod_that_calls_hubspot(values: Any) -> None:
+    """Every worker process limits itself; HubSpot counts the token across all of them: the pods' shares together
+    (at KEDA's maximum replica count) stay within the configured budget."""
+    docs = render(values=values)
+    config = by_kind(docs, "ConfigMap")["rel-leadpipe"]["data"]
+    budget = int(config["LEADPIPE_HUBSPOT_RATE_LIMIT_REQUESTS"])
+    search = float(config["LEADPIPE_HUBSPOT_SEARCH_RATE_PER_S"])
+    scaled = by_kind(docs, "ScaledObject")
+    requests_total, search_total = 0, 0.0
+    for name, deployment in by_kind(docs, "Deployment").items():
+        if name == "rel-leadpipe-api":
+            assert "LEADPIPE_HUBSPOT_RATE_LIMIT_REQUESTS" not in env_of(deployment)  # the API never calls HubSpot
+            continue
+        pods = scaled[name]["spec"]["maxReplicaCount"] if name in scaled else deployment["spec"]["replicas"]
+        env = env_of(deployment)
+        requests_total += pods * int(env["LEADPIPE_HUBSPOT_RATE_LIMIT_REQUESTS"] or 0)
+        search_total += pods * float(env["LEADPIPE_HUBSPOT_SEARCH_RATE_PER_S"] or 0)
+    assert 0 < requests_total <= budget and 0 < search_total <= search + 1e-9
+    assert requests_total > budget * 0.7 or values.name == "production-values.yaml"  # not needlessly small

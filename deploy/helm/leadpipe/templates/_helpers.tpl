@@ -91,3 +91,26 @@ app.kubernetes.io/component: {{ .component }}
 {{ include "leadpipe.commonEnv" . | trim }}
 {{ include "leadpipe.secretEnv" . | trim }}
 {{- end -}}
+
+{{/*
+Each HubSpot-calling pod's share of the token's budget: every worker process limits itself (pipeline/sinks/hubspot/
+ratelimit.py), HubSpot counts all of them together. Pods: the workers (KEDA's maximum when it scales them) and the
+separate rights workers. Rendered as env entries that override the ConfigMap's whole-budget values.
+*/}}
+{{- define "leadpipe.hubspotShareEnv" -}}
+{{- $workers := int .Values.worker.replicaCount }}
+{{- if .Values.autoscaling.keda.enabled }}
+{{- $workers = int (min .Values.autoscaling.keda.maxReplicaCount (default .Values.autoscaling.keda.partitions .Values.config.LEADPIPE_TOPIC_PARTITIONS)) }}
+{{- end }}
+{{- $pods := $workers }}
+{{- if .Values.worker.separateRightsWorker }}
+{{- $pods = add $pods (int .Values.worker.rightsReplicaCount) }}
+{{- end }}
+{{- $pods = max 1 $pods }}
+{{- $requests := int (default "190" .Values.config.LEADPIPE_HUBSPOT_RATE_LIMIT_REQUESTS) }}
+{{- $search := float64 (default "4.0" .Values.config.LEADPIPE_HUBSPOT_SEARCH_RATE_PER_S) }}
+- name: LEADPIPE_HUBSPOT_RATE_LIMIT_REQUESTS
+  value: {{ max 1 (div $requests $pods) | quote }}
+- name: LEADPIPE_HUBSPOT_SEARCH_RATE_PER_S
+  value: {{ printf "%.3f" (divf (floor (divf (mulf $search 1000) $pods)) 1000) | quote }}
+{{- end -}}
