@@ -23,7 +23,8 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from pipeline.kafka.topics import TopicEntry, TopicsSpec, load_topics
+from pipeline.config import explicit_settings
+from pipeline.kafka.topics import TopicEntry, TopicSpec, TopicsSpec, load_topics
 from pipeline.schemas import SCHEMAS, build_schema
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -92,8 +93,7 @@ def _payloads(spec: TopicsSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     return payloads, defs
 
 
-def _channel(topic: TopicEntry, spec: TopicsSpec) -> dict[str, Any]:
-    resolved = next(s for s in spec_resolved(spec) if s.logical_name == topic.name)
+def _channel(topic: TopicEntry, resolved: TopicSpec) -> dict[str, Any]:
     config = resolved.config
     binding: dict[str, Any] = {
         "topic": topic.name,
@@ -119,13 +119,6 @@ def _channel(topic: TopicEntry, spec: TopicsSpec) -> dict[str, Any]:
     }
 
 
-def spec_resolved(spec: TopicsSpec) -> list[Any]:
-    """The file's production values (no prefix, no broker-count cap)."""
-    from pipeline.config import explicit_settings
-
-    return spec.resolve(explicit_settings())
-
-
 def build_document(spec: TopicsSpec | None = None) -> dict[str, Any]:
     """The AsyncAPI 3.0 document as a mapping (stable key order)."""
     spec = spec or load_topics()
@@ -133,6 +126,8 @@ def build_document(spec: TopicsSpec | None = None) -> dict[str, Any]:
     if missing:
         raise ValueError(f"topics.yaml: key, value and personal_data are required for the document: {missing}")
     payloads, defs = _payloads(spec)
+    # The file's production values: no prefix, no cap at a cluster's broker count.
+    resolved = {r.logical_name: r for r in spec.resolve(explicit_settings())}
     keys: dict[str, set[str]] = {}
     for topic in spec.topics:
         assert topic.value is not None and topic.key is not None
@@ -190,7 +185,7 @@ def build_document(spec: TopicsSpec | None = None) -> dict[str, Any]:
                 "description": "LEADPIPE_KAFKA_BOOTSTRAP_SERVERS (PLAINTEXT, SSL or SASL: LEADPIPE_KAFKA_SECURITY_*).",
             }
         },
-        "channels": {topic.name: _channel(topic, spec) for topic in spec.topics},
+        "channels": {topic.name: _channel(topic, resolved[topic.name]) for topic in spec.topics},
         "operations": operations,
         "components": {
             "schemas": {**payloads, **dict(sorted(defs.items()))},

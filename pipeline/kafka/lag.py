@@ -14,12 +14,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
+import orjson
 import typer
 from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public names, re-exported without __all__
     AdminClient,
     OffsetSpec,
 )
+from rich.console import Console
+from rich.table import Table
 
 from pipeline.config import Settings, get_settings
 from pipeline.kafka.topics import make_admin
@@ -110,10 +113,6 @@ def lag(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per partition, one per line.")] = False,
 ) -> None:
     """Each consumer group's lag per topic and partition: committed offset, end offset, records behind."""
-    import orjson
-    from rich.console import Console
-    from rich.table import Table
-
     try:
         rows = consumer_lag(get_settings(), group or None)
     except (LookupError, ConnectionError) as exc:
