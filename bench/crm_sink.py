@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fakes.contacts import many_tagged
 
 from pipeline.db import Base, ensure_schema, make_engine
+from pipeline.models.contact import PROFILE_FIELDS
 from pipeline.sinks.crm import repository as crm
 from pipeline.sinks.crm.sink import CrmSink
 
@@ -85,7 +86,7 @@ def sink_rows(batch: list[Any], now: datetime) -> dict[str, list[dict[str, Any]]
                     "subject_created": True,
                     "identities_added": ["email", "phone"],
                     "consents": {c.purpose.value: c.granted for c in t.event.consents},
-                    "profile_fields": [n for n in crm.PROFILE_FIELDS if getattr(t.event.person, n) is not None],
+                    "profile_fields": [n for n in PROFILE_FIELDS if getattr(t.event.person, n) is not None],
                 },
             )
             for t in batch

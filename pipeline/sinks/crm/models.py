@@ -35,6 +35,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pipeline.db import Base
+from pipeline.models.contact import PROFILE_FIELDS
 
 #: An auto-increment key on both backends (SQLite only auto-increments ``INTEGER PRIMARY KEY``).
 AutoId = BigInteger().with_variant(Integer(), "sqlite")
@@ -100,22 +101,8 @@ class CrmSubject(Base):
     erasure_request_id: Mapped[UUID | None] = mapped_column(Uuid(), nullable=True)
 
 
-#: The person fields of ``crm_subjects`` (named as ``Person`` names them): the profile newer events update.
-PROFILE_FIELDS: tuple[str, ...] = (
-    "first_name",
-    "last_name",
-    "position",
-    "email",
-    "phone",
-    "location",
-    "country_code",
-    "company",
-    "company_address",
-    "skype_id",
-    "linkedin_url",
-)
-
-#: Columns of ``crm_subjects`` that hold personal data: cleared by an erasure, the rest is the minimal record.
+#: Columns of ``crm_subjects`` that hold personal data: the profile (``PROFILE_FIELDS``, named as ``Person`` names
+#: them) and when it was seen. Cleared by an erasure; the rest is the minimal record.
 PERSONAL_SUBJECT_COLUMNS: tuple[str, ...] = (*PROFILE_FIELDS, "first_seen_at", "last_seen_at", "profile_at")
 
 

@@ -48,11 +48,11 @@ from sqlalchemy.sql import ColumnElement
 
 from pipeline.db import dialect_insert
 from pipeline.models.common import LegalBasis
+from pipeline.models.contact import PROFILE_FIELDS
 from pipeline.models.tagged import TaggedEvent
 from pipeline.normalize import NormalizationError, canonical_email, canonical_phone
 from pipeline.sinks.crm.models import (
     PERSONAL_SUBJECT_COLUMNS,
-    PROFILE_FIELDS,
     CrmAudit,
     CrmConsent,
     CrmIdentity,
