@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 #: Every module that defines tables on ``pipeline.db.Base``: imported before autogenerate compares.
 MODEL_MODULES: tuple[str, ...] = (
     "pipeline.crypto.keystore",
-    "pipeline.sinks.crm.models",
+    "pipeline.crm.schema",
     "pipeline.rights.tracker",
 )
 

@@ -13,11 +13,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
+from pipeline.crm.views import SubjectSummary, SubjectView
 from pipeline.ingest.auth import require_token
 from pipeline.ingest.deps import get_runtime
 from pipeline.logging import get_logger
 from pipeline.sinks.crm.repository import CrmRepository
-from pipeline.sinks.crm.views import SubjectSummary, SubjectView
 
 log = get_logger(__name__)
 

@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import get_settings
+from pipeline.crm.views import SubjectSummary
 from pipeline.db import ensure_schema, make_engine
 from pipeline.migrations import current_revision, head_revision
 from pipeline.sinks.crm.repository import CrmRepository
-from pipeline.sinks.crm.views import SubjectSummary
 
 crm_app = typer.Typer(help="Find contacts in the internal CRM (sales).", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)

@@ -46,12 +46,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ColumnElement
 
-from pipeline.db import dialect_insert
-from pipeline.models.common import LegalBasis
-from pipeline.models.contact import PROFILE_FIELDS
-from pipeline.models.tagged import TaggedEvent
-from pipeline.normalize import NormalizationError, canonical_email, canonical_phone
-from pipeline.sinks.crm.models import (
+from pipeline.crm.schema import (
     PERSONAL_SUBJECT_COLUMNS,
     CrmAudit,
     CrmConsent,
@@ -59,7 +54,7 @@ from pipeline.sinks.crm.models import (
     CrmInteraction,
     CrmSubject,
 )
-from pipeline.sinks.crm.views import (
+from pipeline.crm.views import (
     ConsentView,
     IdentityView,
     InteractionView,
@@ -67,6 +62,11 @@ from pipeline.sinks.crm.views import (
     SubjectSummary,
     SubjectView,
 )
+from pipeline.db import dialect_insert
+from pipeline.models.common import LegalBasis
+from pipeline.models.contact import PROFILE_FIELDS
+from pipeline.models.tagged import TaggedEvent
+from pipeline.normalize import NormalizationError, canonical_email, canonical_phone
 
 #: Person fields that are also identities (search keys), with their identity kind.
 IDENTITY_FIELDS: tuple[tuple[str, str], ...] = (

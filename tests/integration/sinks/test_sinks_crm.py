@@ -12,13 +12,13 @@ from alembic.runtime.migration import MigrationContext
 from fakes.contacts import BASE_TIME, make_tagged, many_tagged
 from sqlalchemy import Engine, func, select
 
+from pipeline.crm.schema import CrmAudit, CrmIdentity, CrmInteraction, CrmSubject
 from pipeline.db import Base, ensure_schema, make_engine
 from pipeline.migrations import current_revision, head_revision, import_models
 from pipeline.models import Channel
 from pipeline.models.contact import Utterance
 from pipeline.models.tagged import TaggedEvent
 from pipeline.sinks.base import Outcome
-from pipeline.sinks.crm.models import CrmAudit, CrmIdentity, CrmInteraction, CrmSubject
 from pipeline.sinks.crm.repository import CrmRepository
 from pipeline.sinks.crm.sink import CrmSink
 

@@ -1,12 +1,14 @@
 """The CRM schema: subjects, their identities, interactions with purpose and legal basis, consents, and an audit log.
 
 The schema shows the policy: every interaction says which purposes it is kept for, on which legal basis each rests
-(``crm_interaction_purposes``), and until when it may be kept (``retention_expires_at``, from the event's tags), so
+(``CrmInteraction.purposes``), and until when it may be kept (``retention_expires_at``, from the event's tags), so
 an objection, a withdrawal or the retention sweep can stop or delete exactly what rests on it.
 
 Personal data columns are named as the policy names the fields (section 3.1 ... 7.1). After an erasure a subject
 row keeps only non-personal columns (see ``PERSONAL_SUBJECT_COLUMNS``): key, timestamps, flags, erasure request.
 Changes are recorded in ``crm_audit`` with the event id or the request id that caused them, never with personal data.
+
+One schema for the three parts that use it: the sink's write path, the read model and the rights effects.
 """
 
 from __future__ import annotations
