@@ -45,6 +45,7 @@ from worker_thread import WorkerThread  # noqa: E402
 
 from pipeline.agents.app import create_app  # noqa: E402
 from pipeline.config import Settings, explicit_settings  # noqa: E402
+from pipeline.crm.read import CrmReadModel  # noqa: E402
 from pipeline.db import ensure_schema  # noqa: E402
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing  # noqa: E402
 from pipeline.kafka.topics import apply_topics, delete_prefixed_topics  # noqa: E402
@@ -53,7 +54,6 @@ from pipeline.models.rights import RightKind  # noqa: E402
 from pipeline.rights.dpo import DpoTools  # noqa: E402
 from pipeline.rights.tracker import RequestState  # noqa: E402
 from pipeline.runtime import Runtime  # noqa: E402
-from pipeline.sinks.crm.repository import CrmRepository  # noqa: E402
 
 RATE = float(os.environ.get("BENCH_RATE", "1000"))
 IDLE_N = int(os.environ.get("BENCH_IDLE_ERASURES", "12"))
@@ -195,7 +195,7 @@ def main() -> None:
         publisher = ConfirmingPublisher(settings)
         traffic_publisher = ConfirmingPublisher(settings)
         tools = DpoTools(runtime, publisher)
-        crm = CrmRepository(runtime.engine)
+        crm = CrmReadModel(runtime.engine)
         # the rights agent runs in a worker of its own (own consumer): a sink's full buffer pauses fetching for the
         # whole worker it is in, and an erasure must not wait behind a backlog of ordinary traffic
         # (and the sinks run in a process of their own, as they do in production: one GIL per worker)

@@ -27,6 +27,7 @@ from pipeline.logging import get_logger
 from pipeline.models.records import DeadLetter
 from pipeline.models.rights import RightsCommand
 from pipeline.rights.commands import COMMANDS_TOPIC, RightsDesk
+from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.executor import RightsExecutor
 from pipeline.rights.hubspot_wiring import hubspot_parts
 from pipeline.rights.service import build_executor
@@ -34,7 +35,6 @@ from pipeline.rights.sweep import RetentionSweep
 from pipeline.rights.tracker import RequestTracker
 from pipeline.runtime import Runtime
 from pipeline.sinks.base import backoff_delay
-from pipeline.sinks.crm.repository import CrmRepository
 
 log = get_logger(__name__)
 
@@ -50,9 +50,7 @@ class RightsWorker:
         self.runtime = runtime
         self.publisher = publisher
         self.executor = executor
-        self.sweeper = RetentionSweep(
-            CrmRepository(runtime.engine), RightsDesk(RequestTracker(runtime.engine), publisher)
-        )
+        self.sweeper = RetentionSweep(CrmRights(runtime.engine), RightsDesk(RequestTracker(runtime.engine), publisher))
 
     @classmethod
     def build(cls, runtime: Runtime) -> RightsWorker:

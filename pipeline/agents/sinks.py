@@ -358,10 +358,10 @@ class SinkRunner:
 def build_sink(name: str, runtime: Runtime) -> BatchingSink:
     """The sink called ``name`` wired from the runtime (CRM on the runtime's engine; HubSpot or its dry run)."""
     if name == "crm":
-        from pipeline.sinks.crm.repository import CrmRepository
         from pipeline.sinks.crm.sink import CrmSink
+        from pipeline.sinks.crm.writer import CrmWriter
 
-        return CrmSink(CrmRepository(runtime.engine))
+        return CrmSink(CrmWriter(runtime.engine))
     if name == "hubspot":
         from pipeline.sinks.hubspot.sink import HubSpotSink
 

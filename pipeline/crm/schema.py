@@ -14,7 +14,7 @@ One schema for the three parts that use it: the sink's write path, the read mode
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import (
@@ -27,6 +27,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -106,6 +107,15 @@ class CrmSubject(Base):
 #: Columns of ``crm_subjects`` that hold personal data: the profile (``PROFILE_FIELDS``, named as ``Person`` names
 #: them) and when it was seen. Cleared by an erasure; the rest is the minimal record.
 PERSONAL_SUBJECT_COLUMNS: tuple[str, ...] = (*PROFILE_FIELDS, "first_seen_at", "last_seen_at", "profile_at")
+
+
+#: Person fields that are also identities (search keys), with their identity kind.
+IDENTITY_FIELDS: tuple[tuple[str, str], ...] = (
+    ("email", "email"),
+    ("phone", "phone"),
+    ("skype_id", "skype"),
+    ("linkedin_url", "linkedin"),
+)
 
 
 class CrmIdentity(Base):
@@ -214,3 +224,32 @@ class CrmAudit(Base):
     event_id: Mapped[UUID | None] = mapped_column(Uuid(), nullable=True)
     request_id: Mapped[UUID | None] = mapped_column(Uuid(), nullable=True, index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+
+
+subjects = cast(Table, CrmSubject.__table__)
+identities = cast(Table, CrmIdentity.__table__)
+interactions = cast(Table, CrmInteraction.__table__)
+consents = cast(Table, CrmConsent.__table__)
+audit = cast(Table, CrmAudit.__table__)
+
+
+def audit_row(
+    at: datetime,
+    subject_key: str,
+    action: str,
+    *,
+    actor: str,
+    detail: dict[str, Any],
+    event_id: UUID | None = None,
+    request_id: UUID | None = None,
+) -> dict[str, Any]:
+    """One ``crm_audit`` row: a change and its cause, the event or the rights request (``detail``: no values)."""
+    return {
+        "at": at,
+        "subject_key": subject_key,
+        "action": action,
+        "actor": actor,
+        "event_id": event_id,
+        "request_id": request_id,
+        "detail": detail,
+    }

@@ -23,10 +23,10 @@ from pipeline.models.common import Purpose
 from pipeline.models.rights import RightKind
 from pipeline.rights.commands import IdentityError, RightsDesk
 from pipeline.rights.dpo import DpoTools, Submitted, request_out
+from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.sweep import RetentionSweep
 from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
 from pipeline.runtime import Runtime
-from pipeline.sinks.crm.repository import CrmRepository
 
 dpo_app = typer.Typer(
     help="Data-subject rights (policy section 9): requests, deadlines, evidence.", no_args_is_help=True
@@ -302,14 +302,14 @@ def sweep(
     runtime = Runtime(settings)
     try:
         ensure_schema(runtime.engine)
-        repository = CrmRepository(runtime.engine)
+        crm = CrmRights(runtime.engine)
         if dry_run:
-            report = RetentionSweep(repository, None).run(moment, dry_run=True)
+            report = RetentionSweep(crm, None).run(moment, dry_run=True)
         else:
             publisher = ConfirmingPublisher(settings)
             try:
                 desk = RightsDesk(RequestTracker(runtime.engine), publisher)
-                report = RetentionSweep(repository, desk).run(moment)
+                report = RetentionSweep(crm, desk).run(moment)
             finally:
                 publisher.close()
     finally:

@@ -13,23 +13,23 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
+from pipeline.crm.read import CrmReadModel
 from pipeline.crm.views import SubjectSummary, SubjectView
 from pipeline.ingest.auth import require_token
 from pipeline.ingest.deps import get_runtime
 from pipeline.logging import get_logger
-from pipeline.sinks.crm.repository import CrmRepository
 
 log = get_logger(__name__)
 
 router = APIRouter(prefix="/v1/crm", tags=["crm"])
 
 
-def _repository(request: Request) -> CrmRepository:
-    repository = getattr(request.app.state, "crm_repository", None)
-    if not isinstance(repository, CrmRepository):
-        repository = CrmRepository(get_runtime(request).engine)
-        request.app.state.crm_repository = repository
-    return repository
+def _read_model(request: Request) -> CrmReadModel:
+    read = getattr(request.app.state, "crm_read_model", None)
+    if not isinstance(read, CrmReadModel):
+        read = CrmReadModel(get_runtime(request).engine)
+        request.app.state.crm_read_model = read
+    return read
 
 
 @router.get("/subjects", response_model=list[SubjectSummary])
@@ -46,8 +46,8 @@ async def find_subjects(
     """Contacts matching every given criterion (e-mail and phone exactly, name as a substring)."""
     if not (email or phone or name):
         raise HTTPException(422, detail={"status": "invalid", "message": "give email, phone or name"})
-    repository = _repository(request)
-    hits = await asyncio.to_thread(repository.search, email=email, phone=phone, name=name, limit=limit)
+    read = _read_model(request)
+    hits = await asyncio.to_thread(read.search, email=email, phone=phone, name=name, limit=limit)
     log.info("crm_search", actor=actor, hits=len(hits))
     response.headers["Cache-Control"] = "no-store"
     return [hit.for_sales() for hit in hits]
@@ -61,8 +61,8 @@ async def show_subject(
     actor: Annotated[str, Depends(require_token("sales"))],
 ) -> SubjectView:
     """One contact: profile, status, identities, interactions with purposes and legal bases, consents."""
-    repository = _repository(request)
-    view = await asyncio.to_thread(repository.show, subject_key)
+    read = _read_model(request)
+    view = await asyncio.to_thread(read.show, subject_key)
     if view is None:
         raise HTTPException(404, detail={"status": "not_found", "message": "no such subject"})
     log.info("crm_show", actor=actor, subject_key=subject_key, withheld=view.status == "restricted")

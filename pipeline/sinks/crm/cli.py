@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import get_settings
+from pipeline.crm.read import CrmReadModel
 from pipeline.crm.views import SubjectSummary
 from pipeline.db import ensure_schema, make_engine
 from pipeline.migrations import current_revision, head_revision
-from pipeline.sinks.crm.repository import CrmRepository
 
 crm_app = typer.Typer(help="Find contacts in the internal CRM (sales).", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
@@ -29,7 +29,7 @@ EXIT_NOT_FOUND = 2
 
 
 @contextmanager
-def _repository() -> Iterator[CrmRepository]:
+def _read_model() -> Iterator[CrmReadModel]:
     settings = get_settings()
     url = settings.resolved_database_url
     if url.startswith("sqlite:///"):
@@ -37,19 +37,19 @@ def _repository() -> Iterator[CrmRepository]:
     engine = make_engine(url)
     try:
         ensure_schema(engine)
-        yield CrmRepository(engine)
+        yield CrmReadModel(engine)
     finally:
         engine.dispose()
 
 
-def resolve_subject(repository: CrmRepository, ref: str) -> str | None:
+def resolve_subject(read: CrmReadModel, ref: str) -> str | None:
     """A subject key from a subject key (``sk_...``), an e-mail address or a phone number."""
     ref = ref.strip()
     if ref.startswith("sk_"):
         return ref
     if "@" in ref:
-        return repository.subject_key_for(email=ref)
-    return repository.subject_key_for(phone=ref)
+        return read.subject_key_for(email=ref)
+    return read.subject_key_for(phone=ref)
 
 
 def _summary_table(hits: list[SubjectSummary]) -> Table:
@@ -83,8 +83,8 @@ def search(
     """Contacts matching every given criterion."""
     if not (email or phone or name):
         raise typer.BadParameter("give --email, --phone or --name")
-    with _repository() as repository:
-        hits = [hit.for_sales() for hit in repository.search(email=email, phone=phone, name=name, limit=limit)]
+    with _read_model() as read:
+        hits = [hit.for_sales() for hit in read.search(email=email, phone=phone, name=name, limit=limit)]
     if as_json:
         for hit in hits:
             sys.stdout.write(hit.model_dump_json() + "\n")
@@ -100,9 +100,9 @@ def show(
     ref: Annotated[str, typer.Argument(help="Subject key (sk_...), e-mail address or phone number")],
 ) -> None:
     """Everything about one contact: profile, status, identities, interactions with legal basis, consents (JSON)."""
-    with _repository() as repository:
-        key = resolve_subject(repository, ref)
-        view = repository.show(key) if key else None
+    with _read_model() as read:
+        key = resolve_subject(read, ref)
+        view = read.show(key) if key else None
     if view is None:
         typer.echo("no contact found", err=True)
         raise typer.Exit(EXIT_NOT_FOUND)

@@ -22,7 +22,7 @@ from pipeline.models.rights import RightKind, RightsCommand
 from pipeline.normalize import subject_key
 from pipeline.rights.tracker import RequestState, RequestTracker
 from pipeline.runtime import Runtime
-from pipeline.sinks.crm.repository import CrmRepository
+from pipeline.sinks.crm.writer import CrmWriter
 
 pytestmark = pytest.mark.integration
 
@@ -180,7 +180,7 @@ def test_retention_sweep_cli_dry_run_lists_and_changes_nothing(
         pepper=runtime.pepper,
         expires_in=timedelta(days=30),
     )
-    CrmRepository(runtime.engine).write_events([old])
+    CrmWriter(runtime.engine).write_events([old])
     later = (datetime.now(UTC) + timedelta(days=31)).isoformat()
 
     result = invoke_cli(settings, monkeypatch, "retention", "sweep", "--dry-run", "--now", later)

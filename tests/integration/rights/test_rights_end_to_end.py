@@ -27,6 +27,7 @@ from worker_thread import WorkerThread
 
 from pipeline.agents.app import create_app
 from pipeline.config import Settings
+from pipeline.crm.read import CrmReadModel
 from pipeline.crypto.keystore import SubjectKey
 from pipeline.db import ensure_schema
 from pipeline.ingest.service import IngestService
@@ -38,10 +39,10 @@ from pipeline.models.records import DeadLetter
 from pipeline.models.rights import RightKind, RightsStatus, SinkResult, SinkStatus, SuppressionRecord
 from pipeline.rights.commands import RightsDesk
 from pipeline.rights.dpo import DpoTools
+from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.sweep import RetentionSweep
 from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
 from pipeline.runtime import Runtime
-from pipeline.sinks.crm.repository import CrmRepository
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -62,7 +63,7 @@ class World:
     worker: WorkerThread
     tools: DpoTools
     ingest: IngestService
-    crm: CrmRepository
+    crm: CrmReadModel
     registrars: list[str]
 
     def submit(
@@ -184,7 +185,7 @@ def world(kafka_settings: Settings, db_url: str, make_settings: Callable[..., Se
                 worker=worker,
                 tools=DpoTools(runtime, publisher),
                 ingest=IngestService(runtime, publisher),
-                crm=CrmRepository(runtime.engine),
+                crm=CrmReadModel(runtime.engine),
                 registrars=registrars,
             )
             yield world
@@ -482,7 +483,7 @@ def test_retention_sweep_deletes_expired_interactions_and_erases_empty_subjects(
     future = max(expiries[short_key][-1], expiries[mixed_key][0]) + timedelta(minutes=1)
     assert future < expiries[mixed_key][-1]
     desk = RightsDesk(RequestTracker(world.runtime.engine), world.publisher)
-    sweep = RetentionSweep(world.crm, desk)
+    sweep = RetentionSweep(CrmRights(world.runtime.engine), desk)
     dry = sweep.run(future, dry_run=True)
     plan = {s.subject_key: s for s in dry.plan.subjects}
     assert plan[short_key].erases_subject and len(plan[short_key].expired) == 2
