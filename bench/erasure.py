@@ -122,9 +122,7 @@ def erase_and_time(tools: DpoTools, email: str) -> float:
         if view is not None and view.state is RequestState.COMPLETED:
             return time.perf_counter() - start
         if view is not None and view.state is RequestState.ATTENTION:
-            raise RuntimeError(
-                f"erasure {view.request_id} failed in a sink: {[(s.sink, s.last_error) for s in view.sinks]}"
-            )
+            raise RuntimeError(f"erasure {view.request_id} failed in a sink: {[(s.sink, s.error) for s in view.sinks]}")
         if time.perf_counter() - start > 60:
             raise RuntimeError("an erasure did not complete within 60 s")
         time.sleep(0.02)

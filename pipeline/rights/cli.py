@@ -68,7 +68,7 @@ def _sinks(view: RequestView) -> str:
 
 def _print_view(view: RequestView, now: datetime) -> None:
     flags = []
-    if view.overdue(now):
+    if view.is_overdue(now):
         flags.append("OVERDUE")
     if view.notice_due:
         flags.append("NOTICE-DUE")
@@ -229,11 +229,11 @@ def status(
     with _tools() as tools:
         views = tools.tracker.requests() if all_ else tools.open_requests()
     if overdue:
-        views = [v for v in views if v.overdue(now)]
+        views = [v for v in views if v.is_overdue(now)]
     if as_json:
         typer.echo(json.dumps([request_out(v, now).model_dump(mode="json") for v in views], indent=2))
         return
-    late = sum(1 for v in views if v.overdue(now))
+    late = sum(1 for v in views if v.is_overdue(now))
     typer.echo(f"{len(views)} request(s), {late} overdue")
     for view in views:
         _print_view(view, now)
