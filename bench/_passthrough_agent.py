@@ -17,13 +17,14 @@ from typing import Any
 from pipeline.agents import processing
 from pipeline.agents.state import Out, ProcessingState
 from pipeline.runtime import Runtime
+from pipeline.topics import ACCEPTED_TOPIC
 
 
 def passthrough(batch: Sequence[processing.Consumed], state: ProcessingState) -> processing.BatchResult:
     """Every record to ``contacts.accepted`` as it came."""
     result = processing.BatchResult()
     for item in batch:
-        result.add(item.partition, [Out(processing.ACCEPTED_TOPIC, item.key, item.value)], "accepted")
+        result.add(item.partition, [Out(ACCEPTED_TOPIC, item.key, item.value)], "accepted")
     return result
 
 

@@ -32,6 +32,7 @@ from pipeline.logging import get_logger
 from pipeline.policy import load_policy
 from pipeline.processors import CompiledPolicy, compile_policy
 from pipeline.runtime import Runtime
+from pipeline.topics import NORMALIZED_TOPIC
 
 log = get_logger(__name__)
 
@@ -110,7 +111,7 @@ def create_app(runtime: Runtime, registrars: Sequence[str] | None = None) -> Lea
         store="memory://",
         datadir=str(settings.home / "faust" / "{conf.name}-data"),  # not the working directory, faust's default
         autodiscover=False,
-        topic_partitions=settings.topic_partitions or partitions["contacts.normalized"],
+        topic_partitions=settings.topic_partitions or partitions[NORMALIZED_TOPIC],
         topic_replication_factor=_replication(settings),
         topic_allow_declare=False,
         topic_disable_leader=False,

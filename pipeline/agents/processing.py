@@ -28,8 +28,6 @@ from pydantic import ValidationError
 from pipeline.agents.batching import BatchContext, BatchHandler, Fetched, batch_agent
 from pipeline.agents.metrics import WorkerMetrics, worker_metrics
 from pipeline.agents.state import (
-    ANCHORS_TOPIC,
-    RATES_TOPIC,
     Out,
     ProcessingState,
     ProcessingTables,
@@ -55,17 +53,22 @@ from pipeline.processors import (
     run_chain,
 )
 from pipeline.processors import rates as rate_windows
-from pipeline.rights.commands import COMMANDS_TOPIC, build_command
+from pipeline.rights.commands import build_command
 from pipeline.runtime import Runtime
+from pipeline.topics import (
+    ACCEPTED_TOPIC,
+    AUDIT_TOPIC,
+    DROPS_TOPIC,
+    NORMALIZED_TOPIC,
+    PROCESSING_DLQ_TOPIC,
+    QUARANTINE_TOPIC,
+    RATE_WINDOWS_TOPIC,
+    RETENTION_CLOCK_TOPIC,
+    RIGHTS_COMMANDS_TOPIC,
+)
 
 log = get_logger(__name__)
 
-SOURCE_TOPIC = "contacts.normalized"
-ACCEPTED_TOPIC = "contacts.accepted"
-QUARANTINE_TOPIC = "contacts.quarantine"
-DROPS_TOPIC = "contacts.drops"
-DLQ_TOPIC = "contacts.dlq"
-AUDIT_TOPIC = "audit"
 RECORD_CONTENT_TYPE = "application/vnd.leadpipe.contact-record+json"
 ACTOR = "processing"
 
@@ -114,7 +117,7 @@ class ProcessingStep:
         codec: RecordCodec,
         pepper: bytes,
         keystore: SqlKeyStore | None = None,
-        source_topic: str = SOURCE_TOPIC,
+        source_topic: str = NORMALIZED_TOPIC,
     ) -> None:
         self.policy = policy
         self.codec = codec
@@ -278,12 +281,12 @@ class ProcessingStep:
             raw_key, value = key.encode(), rate_windows.encode(window)
             rates_data[raw_key] = value
             if (window[0][1] if len(window) == 1 else sum(count for _, count in window)) > 1:
-                outs.append(Out(RATES_TOPIC, raw_key, value))
+                outs.append(Out(RATE_WINDOWS_TOPIC, raw_key, value))
         if chain.anchor_update is not None:
             key, anchor = chain.anchor_update
             raw_key, value = key.encode(), anchor.isoformat().encode()
             state.anchors_data[raw_key] = value
-            outs.append(Out(ANCHORS_TOPIC, raw_key, value))
+            outs.append(Out(RETENTION_CLOCK_TOPIC, raw_key, value))
         return outs
 
     def drop(
@@ -320,7 +323,7 @@ class ProcessingStep:
             now=now,
             request_id=uuid.uuid5(_CHILD_ERASURE_NAMESPACE, str(record.event_id)),
         )
-        return Out(COMMANDS_TOPIC, record.subject_key.encode(), _json(command))
+        return Out(RIGHTS_COMMANDS_TOPIC, record.subject_key.encode(), _json(command))
 
     def dead_letter(
         self, item: Consumed, record: ContactRecord | None, *, stage: str, reason: str, error: str, now: datetime
@@ -356,7 +359,7 @@ class ProcessingStep:
             partition=item.partition,
             offset=item.offset,
         )
-        return Out(DLQ_TOPIC, subject_key.encode() if subject_key else None, _json(dead))
+        return Out(PROCESSING_DLQ_TOPIC, subject_key.encode() if subject_key else None, _json(dead))
 
     def audit(
         self,
@@ -450,9 +453,9 @@ def register(
     """
     settings = runtime.settings
     shared = shared_processing(app, runtime)
-    source_name = settings.topic(SOURCE_TOPIC)
+    source_name = settings.topic(NORMALIZED_TOPIC)
     source = app.topic(
-        source_name, key_serializer="raw", value_serializer="raw", partitions=shared.partitions[SOURCE_TOPIC]
+        source_name, key_serializer="raw", value_serializer="raw", partitions=shared.partitions[NORMALIZED_TOPIC]
     )
     batch_agent(app, source, batch_handler(process or shared.step.process, shared, source_name))
 

@@ -21,14 +21,13 @@ from pydantic import ValidationError
 
 from pipeline.agents.batching import batch_agent
 from pipeline.agents.processing import (
-    AUDIT_TOPIC,
     BatchResult,
     Consumed,
     ProcessingStep,
     batch_handler,
     shared_processing,
 )
-from pipeline.agents.state import BLOCKLIST_TOPIC, Out, ProcessingState
+from pipeline.agents.state import Out, ProcessingState
 from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.logging import get_logger
 from pipeline.models.processing import DropReason
@@ -39,10 +38,10 @@ from pipeline.processors import run_chain
 from pipeline.processors.spam import hashed_key, sender_key
 from pipeline.processors.text import email_domain
 from pipeline.runtime import Runtime
+from pipeline.topics import AUDIT_TOPIC, BLOCKLIST_TOPIC, REVIEW_DECISIONS_TOPIC
 
 log = get_logger(__name__)
 
-DECISIONS_TOPIC = "contacts.review.decisions"
 ACTOR = "spam-review"
 
 
@@ -182,8 +181,8 @@ def register(app: Any, runtime: Runtime) -> None:
     settings = runtime.settings
     shared = shared_processing(app, runtime)
     step = ReviewStep(shared.step)
-    source_name = settings.topic(DECISIONS_TOPIC)
+    source_name = settings.topic(REVIEW_DECISIONS_TOPIC)
     source = app.topic(
-        source_name, key_serializer="raw", value_serializer="raw", partitions=shared.partitions[DECISIONS_TOPIC]
+        source_name, key_serializer="raw", value_serializer="raw", partitions=shared.partitions[REVIEW_DECISIONS_TOPIC]
     )
     batch_agent(app, source, batch_handler(step.process, shared, source_name, agent="review"))

@@ -26,7 +26,7 @@ from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.logging import get_logger
 from pipeline.models.records import DeadLetter
 from pipeline.models.rights import RightsCommand
-from pipeline.rights.commands import COMMANDS_TOPIC, RightsDesk
+from pipeline.rights.commands import RightsDesk
 from pipeline.rights.executor import RightsExecutor
 from pipeline.rights.hubspot_wiring import hubspot_parts
 from pipeline.rights.service import build_executor
@@ -35,10 +35,10 @@ from pipeline.rights.tracker import RequestTracker
 from pipeline.runtime import Runtime
 from pipeline.sinks.base import backoff_delay
 from pipeline.sinks.crm.repository import CrmRepository
+from pipeline.topics import PROCESSING_DLQ_TOPIC, RIGHTS_COMMANDS_TOPIC
 
 log = get_logger(__name__)
 
-DEAD_LETTER_TOPIC = "contacts.dlq"
 #: How long a request may stay unfinished before the retry timer runs it again.
 RETRY_AFTER = timedelta(minutes=2)
 
@@ -81,7 +81,7 @@ class RightsWorker:
                     shared_with=identity_hints(value, self.runtime.pepper),
                 ),
             )
-            self.publisher.publish([Outgoing(DEAD_LETTER_TOPIC, None, dead)])
+            self.publisher.publish([Outgoing(PROCESSING_DLQ_TOPIC, None, dead)])
             log.warning("rights.invalid_command", **where)
             return None
 
@@ -118,7 +118,7 @@ def register(app: Any, runtime: Runtime) -> RightsWorker:
     """Attach the rights agent and its timers to the faust app (``REGISTRARS`` entry)."""
     settings = runtime.settings
     worker = RightsWorker.build(runtime)
-    topic = app.topic(settings.topic(COMMANDS_TOPIC), key_serializer="raw", value_serializer="raw")
+    topic = app.topic(settings.topic(RIGHTS_COMMANDS_TOPIC), key_serializer="raw", value_serializer="raw")
     tracker = RequestTracker(runtime.engine)
     worker_metrics(app).track_rights(lambda: tracker.pending_counts(datetime.now(UTC)))
 

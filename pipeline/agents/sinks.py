@@ -51,12 +51,10 @@ from pipeline.sinks.base import (
     backoff_delay,
     check_complete,
 )
+from pipeline.topics import ACCEPTED_TOPIC, SINK_RESULTS_TOPIC, SINKS_DLQ_TOPIC
 
 log = get_logger(__name__)
 
-SOURCE_TOPIC = "contacts.accepted"
-RESULTS_TOPIC = "sinks.results"
-DLQ_TOPIC = "sinks.dlq"
 RECORD_CONTENT_TYPE = "application/vnd.leadpipe.accepted-record+json"
 #: Dead-letter ids are derived from (stage, event id): a batch offered twice dead-letters the same id twice.
 _DLQ_NAMESPACE = uuid.UUID("6f1c1d2e-0f0b-4f55-9a53-5a1e5c0d9e11")
@@ -152,7 +150,7 @@ class SinkRunner:
         codec: RecordCodec,
         publish: Publish,
         *,
-        source_topic: str = SOURCE_TOPIC,
+        source_topic: str = ACCEPTED_TOPIC,
         keystore: SqlKeyStore | None = None,
         max_pause_s: float = 60.0,
         backoff_base_s: float = 0.5,
@@ -239,7 +237,7 @@ class SinkRunner:
                     at=now,
                     detail="subject_erased: the subject's data key was destroyed after this event was accepted",
                 )
-                messages.append(Message(RESULTS_TOPIC, record.subject_key, result))
+                messages.append(Message(SINK_RESULTS_TOPIC, record.subject_key, result))
                 continue
             except Exception as exc:  # tampered or corrupt ciphertext, a body that no longer validates
                 messages.append(
@@ -313,7 +311,7 @@ class SinkRunner:
             external_id=result.external_id,
             detail=detail,
         )
-        return Message(RESULTS_TOPIC, record.subject_key, value)
+        return Message(SINK_RESULTS_TOPIC, record.subject_key, value)
 
     def _dead_letters(self, items: dict[uuid.UUID, _Opened], results: Sequence[RecordResult]) -> list[Message]:
         out = []
@@ -352,7 +350,7 @@ class SinkRunner:
             content_type=RECORD_CONTENT_TYPE,
             payload=self.codec.seal_payload(incoming.value, subject_key=subject_key, record_id=record_id, own_key=True),
         )
-        return Message(DLQ_TOPIC, subject_key, dead)
+        return Message(SINKS_DLQ_TOPIC, subject_key, dead)
 
 
 def build_sink(name: str, runtime: Runtime) -> BatchingSink:
@@ -374,7 +372,7 @@ def faust_publisher(app: Any, runtime: Runtime) -> Publish:
     settings = runtime.settings
     topics = {
         name: app.topic(settings.topic(name), key_serializer="raw", value_serializer="raw")
-        for name in (RESULTS_TOPIC, DLQ_TOPIC)
+        for name in (SINK_RESULTS_TOPIC, SINKS_DLQ_TOPIC)
     }
 
     async def publish(messages: Sequence[Message]) -> None:
@@ -400,13 +398,13 @@ def register(app: Any, runtime: Runtime) -> None:
             build_sink(name, runtime),
             runtime.codec,
             publish,
-            source_topic=SOURCE_TOPIC,
+            source_topic=ACCEPTED_TOPIC,
             keystore=runtime.keystore,
             max_pause_s=settings.sink_retry_max_s,
             metrics=metrics,
             screen=screen,
         )
-        topic = app.topic(settings.topic(SOURCE_TOPIC), key_serializer="raw", value_serializer="raw")
+        topic = app.topic(settings.topic(ACCEPTED_TOPIC), key_serializer="raw", value_serializer="raw")
 
         async def consume(stream: Any, runner: SinkRunner = runner) -> None:
             await runner.start()

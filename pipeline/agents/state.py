@@ -27,13 +27,9 @@ from pipeline.config import Settings
 from pipeline.logging import get_logger
 from pipeline.models.rights import SuppressionRecord
 from pipeline.processors import rates
+from pipeline.topics import BLOCKLIST_TOPIC, RATE_WINDOWS_TOPIC, RETENTION_CLOCK_TOPIC, SUPPRESSION_TOPIC
 
 log = get_logger(__name__)
-
-SUPPRESSION_TOPIC = "suppression"
-BLOCKLIST_TOPIC = "spam.blocklist"
-ANCHORS_TOPIC = "contacts.retention-clock"
-RATES_TOPIC = "contacts.rate-windows"
 
 
 class ExternalGlobalTable(faust.GlobalTable):
@@ -179,8 +175,10 @@ class ProcessingTables:
         return cls(
             suppression=global_table(app, "suppression", topic(SUPPRESSION_TOPIC), partitions[SUPPRESSION_TOPIC]),
             blocklist=global_table(app, "blocklist", topic(BLOCKLIST_TOPIC), partitions[BLOCKLIST_TOPIC]),
-            anchors=local_table(app, "retention-anchors", topic(ANCHORS_TOPIC), partitions[ANCHORS_TOPIC]),
-            rate_windows=local_table(app, "rate-windows", topic(RATES_TOPIC), partitions[RATES_TOPIC]),
+            anchors=local_table(
+                app, "retention-anchors", topic(RETENTION_CLOCK_TOPIC), partitions[RETENTION_CLOCK_TOPIC]
+            ),
+            rate_windows=local_table(app, "rate-windows", topic(RATE_WINDOWS_TOPIC), partitions[RATE_WINDOWS_TOPIC]),
         )
 
     def state(self) -> ProcessingState:

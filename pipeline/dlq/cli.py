@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pipeline.config import get_settings
+from pipeline.topics import DLQ_TOPICS
 
 if TYPE_CHECKING:
     from pipeline.dlq.service import DeadLetterService
@@ -22,7 +23,7 @@ dlq_app = typer.Typer(
 
 Topics = Annotated[
     list[str] | None,
-    typer.Option("--topic", help="contacts.dlq.ingest, contacts.dlq or sinks.dlq (repeatable); default: all three."),
+    typer.Option("--topic", help=f"{', '.join(DLQ_TOPICS)} (repeatable); default: all of them."),
 ]
 Stage = Annotated[str | None, typer.Option(help="Only this stage, e.g. process:parse, sink:hubspot, ingest.")]
 Reason = Annotated[str | None, typer.Option(help="Only this reason code, e.g. invalid_email, hubspot_validation.")]
@@ -36,8 +37,6 @@ def _service() -> DeadLetterService:
 
 
 def _topics(topics: list[str] | None) -> tuple[str, ...]:
-    from pipeline.dlq.service import DLQ_TOPICS
-
     return tuple(topics) if topics else DLQ_TOPICS
 
 

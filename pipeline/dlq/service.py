@@ -22,22 +22,16 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from pipeline.agents.processing import DLQ_TOPIC as PROCESSING_DLQ_TOPIC
-from pipeline.agents.sinks import DLQ_TOPIC as SINKS_DLQ_TOPIC
 from pipeline.crypto.sealing import KeyDestroyedError
-from pipeline.ingest.service import DEAD_LETTER_TOPIC as INGEST_DLQ_TOPIC
 from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.logging import get_logger
 from pipeline.models.records import DeadLetter
 from pipeline.models.rights import AuditRecord
-from pipeline.rights.commands import AUDIT_TOPIC
 from pipeline.runtime import Runtime
+from pipeline.topics import AUDIT_TOPIC, DLQ_TOPICS
 
 log = get_logger(__name__)
-
-#: Every dead-letter topic, as each stage names it: ingest, processing (the rights agent writes there too), sinks.
-DLQ_TOPICS = (INGEST_DLQ_TOPIC, PROCESSING_DLQ_TOPIC, SINKS_DLQ_TOPIC)
 
 ReplayOutcome = Literal["replayed", "would_replay", "erased", "not_replayable", "no_payload"]
 

@@ -37,18 +37,12 @@ from pipeline.models.records import DeadLetter, RawRecord, Sealed
 from pipeline.runtime import Runtime
 from pipeline.sources import CONTENT_TYPES, Problem, SourceContext, SourceError, parse
 from pipeline.sources.base import EVENT_NAMESPACE, decode_text, parse_content_type
+from pipeline.topics import INGEST_DLQ_TOPIC, NORMALIZED_TOPIC, raw_topic
 
 log = get_logger(__name__)
 
-NORMALIZED_TOPIC = "contacts.normalized"
-DEAD_LETTER_TOPIC = "contacts.dlq.ingest"
-
 #: How many identities a dead letter's payload key is linked to at most (a huge CSV must not link thousands).
 MAX_IDENTITY_HINTS = 20
-
-
-def raw_topic(channel: Channel) -> str:
-    return f"contacts.raw.{channel.value}"
 
 
 class UnsupportedContentType(ValueError):
@@ -295,7 +289,7 @@ class IngestService:
                 content_type=submission.content_type[:200] or "application/octet-stream",
                 payload=sealed,
             )
-            return [Outgoing(DEAD_LETTER_TOPIC, subject or str(letter.dead_letter_id), letter)]
+            return [Outgoing(INGEST_DLQ_TOPIC, subject or str(letter.dead_letter_id), letter)]
         codec = self.runtime.codec
         outgoing: list[Outgoing] = []
         for event in parsed.events:
