@@ -16,7 +16,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("pipeline.kafka.cli", "kafka_app", "kafka"),
     ("pipeline.kafka.cli", "topics_app", "topics"),
     ("pipeline.schemas", "app", "schemas"),
-    ("pipeline.ingest.cli", "serve", "serve"),
+    ("pipeline.api.cli", "serve", "serve"),
     ("pipeline.importer", "import_file", "import"),
     ("pipeline.rights.cli", "dpo_app", "dpo"),
     ("pipeline.rights.cli", "retention_app", "retention"),
