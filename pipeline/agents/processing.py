@@ -39,16 +39,16 @@ from pipeline.crypto.sealing import KeyDestroyedError, subject_scope
 from pipeline.logging import get_logger, scrub_text
 from pipeline.models.contact import ContactEvent
 from pipeline.models.processing import DropReason, DropRecord
-from pipeline.models.records import AcceptedRecord, ContactRecord, DeadLetter, QuarantineRecord
+from pipeline.models.records import AcceptedRecord, ContactRecord, DeadLetter, QuarantineRecord, Sealed
 from pipeline.models.rights import AuditRecord, RightKind, SuppressionRecord
 from pipeline.models.tagged import SpamVerdict, tags_json
 from pipeline.processors import (
-    Accepted,
     ChainContext,
     ChainResult,
     CompiledPolicy,
     Dropped,
     Failed,
+    Passed,
     Quarantined,
     run_chain,
 )
@@ -72,8 +72,6 @@ log = get_logger(__name__)
 RECORD_CONTENT_TYPE = "application/vnd.leadpipe.contact-record+json"
 ACTOR = "processing"
 
-#: Dead-letter ids derive from (input partition, offset): a batch redone after a crash produces the same ids.
-_DLQ_NAMESPACE = uuid.UUID("0d4f0c3e-7d55-4c1e-9b1a-2f0e6f7a9c41")
 #: Erasure request ids of children's subjects are derived from the event that revealed the age.
 _CHILD_ERASURE_NAMESPACE = uuid.UUID("5b0f3a8e-2c47-4d8e-8f0e-6a1d3c9b7e22")
 #: ``issued_by`` of the erasures the children's rule issues (an operator id, like the DPO's login).
@@ -156,7 +154,7 @@ class ProcessingStep:
                 result.add(item.partition, outs, outcome)
             except Exception as exc:  # a bug in the step itself: still the event's own dead letter, never a loss
                 log.exception("processing_internal_error", partition=item.partition, offset=item.offset)
-                text = scrub_text(f"{type(exc).__name__}: {exc}")[:4000]
+                text = scrub_text(f"{type(exc).__name__}: {exc}")
                 outs = [self.dead_letter(item, record, stage="internal", reason="internal_error", error=text, now=now)]
                 result.add(item.partition, outs, "dead_letter")
         return result
@@ -183,7 +181,7 @@ class ProcessingStep:
         except KeyDestroyedError:
             return self.drop(record, DropReason.KEY_DESTROYED, "open", None, now), "dropped"
         except Exception as exc:
-            error = scrub_text(f"cannot open the sealed body: {type(exc).__name__}: {exc}")[:4000]
+            error = scrub_text(f"cannot open the sealed body: {type(exc).__name__}: {exc}")
             return [
                 self.dead_letter(item, record, stage="open", reason="open_failed", error=error, now=now)
             ], "dead_letter"
@@ -192,7 +190,7 @@ class ProcessingStep:
         chain = run_chain(event, ctx)
         outs = self.route(item, record, event, chain, now, raw=item.value)
         outs.extend(self.apply_updates(chain, state))
-        return outs, type(chain.outcome).__name__.lower()
+        return outs, chain.outcome.label
 
     def context(
         self, event: ContactEvent, state: ProcessingState, now: datetime, review: SpamVerdict | None = None
@@ -241,7 +239,7 @@ class ProcessingStep:
         """
         outcome = chain.outcome
         key = record.subject_key.encode()
-        if isinstance(outcome, Accepted):
+        if isinstance(outcome, Passed):
             tags = outcome.tagged.tags
             if raw is not None:
                 return [Out(ACCEPTED_TOPIC, key, _with_field(raw, b"tags", tags_json(tags)))]
@@ -326,30 +324,41 @@ class ProcessingStep:
         return Out(RIGHTS_COMMANDS_TOPIC, record.subject_key.encode(), _json(command))
 
     def dead_letter(
-        self, item: Consumed, record: ContactRecord | None, *, stage: str, reason: str, error: str, now: datetime
+        self,
+        item: Consumed,
+        record: ContactRecord | None,
+        *,
+        stage: str,
+        reason: str,
+        error: str,
+        now: datetime,
+        source_topic: str | None = None,
+        content_type: str = RECORD_CONTENT_TYPE,
     ) -> Out:
-        """The event's dead letter: stage, reason, error and the consumed bytes sealed with the subject's key."""
-        dead_letter_id = uuid.uuid5(_DLQ_NAMESPACE, f"{self.source_topic}:{item.partition}:{item.offset}")
+        """The event's dead letter: stage, reason, error and the consumed bytes sealed with the subject's key.
+
+        ``source_topic``: where ``item`` was consumed from when that is not this step's topic (the review agent)."""
         subject_key = record.subject_key if record else None
-        payload = None
-        if item.value is not None:
-            payload = self.codec.seal_payload(
-                item.value, subject_key=subject_key, record_id=dead_letter_id, own_key=True
-            )
-        dead = DeadLetter(
-            dead_letter_id=dead_letter_id,
+        value = item.value
+
+        def seal(dead_letter_id: uuid.UUID) -> Sealed | None:
+            if value is None:
+                return None
+            return self.codec.seal_payload(value, subject_key=subject_key, record_id=dead_letter_id, own_key=True)
+
+        dead = DeadLetter.build(
             stage=f"process:{stage}",
             reason=reason,
-            error=error[:4000],
+            error=error,
+            failed_at=now,
+            seal=seal,
             channel=record.channel if record else None,
             event_id=record.event_id if record else None,
             subject_key=subject_key,
-            source_topic=self.source_topic,
+            source_topic=source_topic or self.source_topic,
             source_partition=item.partition,
             source_offset=item.offset,
-            failed_at=now,
-            content_type=RECORD_CONTENT_TYPE,
-            payload=payload,
+            content_type=content_type,
         )
         log.warning(
             "processing_dead_letter",

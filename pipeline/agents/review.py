@@ -77,7 +77,16 @@ class ReviewStep:
         return result
 
     def _dead_letter(self, item: Consumed, stage: str, reason: str, error: str, now: datetime) -> Out:
-        return self.step.dead_letter(item, None, stage=f"review:{stage}", reason=reason, error=error, now=now)
+        return self.step.dead_letter(
+            item,
+            None,
+            stage=f"review:{stage}",
+            reason=reason,
+            error=error,
+            now=now,
+            source_topic=REVIEW_DECISIONS_TOPIC,
+            content_type="application/json",
+        )
 
     def decide(self, item: Consumed, decision: ReviewDecision, state: ProcessingState, now: datetime) -> list[Out]:
         record = decision.record
@@ -123,7 +132,7 @@ class ReviewStep:
         chain = run_chain(event, step.context(event, state, now, review=verdict))
         outs = step.route(item, contact, event, chain, now)
         outs.extend(step.apply_updates(chain, state))
-        detail["outcome"] = type(chain.outcome).__name__.lower()
+        detail["outcome"] = chain.outcome.label
         outs.append(self._audit("review_released", decision, detail, now))
         log.info(
             "review_released",

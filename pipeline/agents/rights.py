@@ -14,7 +14,6 @@ A command that cannot even be parsed is dead-lettered, never dropped.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -64,22 +63,21 @@ class RightsWorker:
         try:
             return RightsCommand.model_validate_json(value)
         except ValidationError as exc:
-            dead = DeadLetter(
-                dead_letter_id=uuid.uuid4(),
+            dead = DeadLetter.build(
                 stage="rights",
                 reason="invalid_rights_command",
                 error=f"{exc.error_count()} validation error(s): "
                 + "; ".join(".".join(str(p) for p in e["loc"]) or "payload" for e in exc.errors()[:10]),
                 failed_at=datetime.now(UTC),
-                source_topic=where.get("topic"),
-                source_partition=where.get("partition"),
-                source_offset=where.get("offset"),
-                payload=self.runtime.codec.seal_payload(  # erasing anyone it names destroys it too
+                seal=lambda letter_id: self.runtime.codec.seal_payload(  # erasing anyone it names destroys it too
                     value,
                     subject_key=None,
-                    record_id=uuid.uuid4(),
+                    record_id=letter_id,
                     shared_with=identity_hints(value, self.runtime.pepper),
                 ),
+                source_topic=RIGHTS_COMMANDS_TOPIC,
+                source_partition=where.get("partition"),
+                source_offset=where.get("offset"),
             )
             self.publisher.publish([Outgoing(PROCESSING_DLQ_TOPIC, None, dead)])
             log.warning("rights.invalid_command", **where)

@@ -45,9 +45,9 @@ from pipeline.rights.history import RightsHistory
 from pipeline.runtime import Runtime
 from pipeline.sinks.base import (
     BatchingSink,
-    Outcome,
     RecordResult,
     SinkBackpressureError,
+    WriteOutcome,
     backoff_delay,
     check_complete,
 )
@@ -56,8 +56,6 @@ from pipeline.topics import ACCEPTED_TOPIC, SINK_RESULTS_TOPIC, SINKS_DLQ_TOPIC
 log = get_logger(__name__)
 
 RECORD_CONTENT_TYPE = "application/vnd.leadpipe.accepted-record+json"
-#: Dead-letter ids are derived from (stage, event id): a batch offered twice dead-letters the same id twice.
-_DLQ_NAMESPACE = uuid.UUID("6f1c1d2e-0f0b-4f55-9a53-5a1e5c0d9e11")
 #: How often an unexpected error (a bug, not backpressure) is retried before the batch is dead-lettered.
 UNEXPECTED_ATTEMPTS = 5
 #: Pause when the subjects' suppression states cannot be read: never write without having checked them.
@@ -193,7 +191,7 @@ class SinkRunner:
         for item in opened:
             unique.setdefault(item.tagged.event.event_id, item)
         results = await self._write_until_final(list(unique.values()))
-        if any(r.outcome is Outcome.FAILED for r in results):
+        if any(r.outcome is WriteOutcome.FAILED for r in results):
             messages += await asyncio.to_thread(self._dead_letters, unique, results)
         messages += [self._result_message(unique[r.event_id].record, r) for r in results]
         if messages:
@@ -204,7 +202,7 @@ class SinkRunner:
                 (m.value.status.value for m in messages if isinstance(m.value, SinkResult)),
                 (m.value.reason for m in messages if isinstance(m.value, DeadLetter)),
             )
-        written = sum(r.outcome is Outcome.WRITTEN for r in results)
+        written = sum(r.outcome is WriteOutcome.WRITTEN for r in results)
         log.info("sink_batch", sink=self.sink.name, records=len(batch), written=written, messages=len(messages))
         return messages
 
@@ -272,7 +270,7 @@ class SinkRunner:
                 continue
             retry_ids = set()
             for result in results:
-                if result.outcome is Outcome.FAILED and result.retryable:
+                if result.outcome is WriteOutcome.FAILED and result.retryable:
                     retry_ids.add(result.event_id)
                 else:
                     final[result.event_id] = result
@@ -300,7 +298,7 @@ class SinkRunner:
 
     def _result_message(self, record: AcceptedRecord, result: RecordResult) -> Message:
         detail = None
-        if result.outcome is not Outcome.WRITTEN or result.message:
+        if result.outcome is not WriteOutcome.WRITTEN or result.message:
             detail = ": ".join(p for p in (result.reason, result.message) if p)[:2000] or None
         value = SinkResult(
             event_id=record.event_id,
@@ -316,7 +314,7 @@ class SinkRunner:
     def _dead_letters(self, items: dict[uuid.UUID, _Opened], results: Sequence[RecordResult]) -> list[Message]:
         out = []
         for result in results:
-            if result.outcome is not Outcome.FAILED:
+            if result.outcome is not WriteOutcome.FAILED:
                 continue
             item = items[result.event_id]
             out.append(
@@ -331,24 +329,22 @@ class SinkRunner:
         return self._dead_letter(incoming, record, "unreadable_record", error)
 
     def _dead_letter(self, incoming: Incoming, record: AcceptedRecord | None, reason: str, error: str) -> Message:
-        stage = self.sink.stage
-        anchor = str(record.event_id) if record else f"{incoming.partition}:{incoming.offset}"
-        record_id = uuid.uuid5(_DLQ_NAMESPACE, f"{stage}:{anchor}")
         subject_key = record.subject_key if record else None
-        dead = DeadLetter(
-            dead_letter_id=record_id,
-            stage=stage,
+        dead = DeadLetter.build(
+            stage=self.sink.stage,
             reason=reason,
-            error=error[:4000],
+            error=error,
+            failed_at=datetime.now(UTC),
+            seal=lambda letter_id: self.codec.seal_payload(
+                incoming.value, subject_key=subject_key, record_id=letter_id, own_key=True
+            ),
             channel=record.channel if record else None,
             event_id=record.event_id if record else None,
             subject_key=subject_key,
             source_topic=self.source_topic,
             source_partition=incoming.partition,
             source_offset=incoming.offset,
-            failed_at=datetime.now(UTC),
             content_type=RECORD_CONTENT_TYPE,
-            payload=self.codec.seal_payload(incoming.value, subject_key=subject_key, record_id=record_id, own_key=True),
         )
         return Message(SINKS_DLQ_TOPIC, subject_key, dead)
 

@@ -455,7 +455,8 @@ def test_a_command_that_cannot_be_read_is_dead_lettered_not_dropped(world: World
     )
     (letter,) = letters
     assert letter.stage == "rights" and letter.reason == "invalid_rights_command"
-    assert letter.source_topic == world.settings.topic("rights.commands") and letter.payload is not None
+    # the logical name, as on every dead letter: a replay publishes onto it (the prefix is added when publishing)
+    assert letter.source_topic == "rights.commands" and letter.payload is not None
     assert b"not a rights command" in world.runtime.codec.sealer.open(letter.payload)
     # the agent is still alive and carries out the next request
     email = "after.garbage@example.com"

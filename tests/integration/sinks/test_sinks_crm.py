@@ -17,7 +17,7 @@ from pipeline.migrations import current_revision, head_revision, import_models
 from pipeline.models import Channel
 from pipeline.models.contact import Utterance
 from pipeline.models.tagged import TaggedEvent
-from pipeline.sinks.base import Outcome
+from pipeline.sinks.base import WriteOutcome
 from pipeline.sinks.crm.models import CrmAudit, CrmIdentity, CrmInteraction, CrmSubject
 from pipeline.sinks.crm.repository import CrmRepository
 from pipeline.sinks.crm.sink import CrmSink
@@ -275,7 +275,7 @@ def test_sink_results_and_redelivery(repo: CrmRepository) -> None:
     sink.setup()
     batch = many_tagged(20)
     results = sink.write(batch)
-    assert {r.outcome for r in results} == {Outcome.WRITTEN}
+    assert {r.outcome for r in results} == {WriteOutcome.WRITTEN}
     assert all(r.message is None for r in results)
     again = sink.write(batch)
     assert {r.message for r in again} == {"already stored"}
@@ -292,9 +292,9 @@ def test_a_record_the_database_refuses_is_isolated(pg_url: str) -> None:
     batch[4] = batch[4].model_copy(update={"tags": too_long})
     results = {r.event_id: r for r in CrmSink(repo).write(batch)}
     bad = results[batch[4].event.event_id]
-    assert bad.outcome is Outcome.FAILED and bad.reason == "crm_constraint"
+    assert bad.outcome is WriteOutcome.FAILED and bad.reason == "crm_constraint"
     assert "StringDataRightTruncation" in (bad.message or "")
-    assert sum(r.outcome is Outcome.WRITTEN for r in results.values()) == 8
+    assert sum(r.outcome is WriteOutcome.WRITTEN for r in results.values()) == 8
     assert repo.interaction_count() == 8
     engine.dispose()
 
@@ -314,7 +314,7 @@ def test_two_writers_of_the_same_batch_store_each_event_once(db_url: str) -> Non
     ensure_schema(engines[0])
     batch = many_tagged(300, subjects=200)
     start = threading.Barrier(2)
-    answers: list[list[Outcome]] = []
+    answers: list[list[WriteOutcome]] = []
 
     def write(engine: Engine) -> None:
         sink = CrmSink(CrmRepository(engine), migrate=False)
@@ -326,7 +326,7 @@ def test_two_writers_of_the_same_batch_store_each_event_once(db_url: str) -> Non
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert [set(a) for a in answers] == [{Outcome.WRITTEN}] * 2
+    assert [set(a) for a in answers] == [{WriteOutcome.WRITTEN}] * 2
     assert all(len(a) == len(batch) for a in answers)
     engine = engines[0]
     assert CrmRepository(engine).interaction_count() == len(batch)

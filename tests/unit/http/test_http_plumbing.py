@@ -68,7 +68,7 @@ def test_refusals_are_401_with_a_reason_a_challenge_and_a_count(
     answer = client.get(path, headers=headers)
     assert answer.status_code == 401
     assert answer.headers["www-authenticate"] == "Bearer"
-    kind = reason.split("_token_")[0]
+    kind = reason.split("_token_", maxsplit=1)[0]
     assert answer.json() == {
         "detail": {"status": "refused", "reason": reason, "message": f"a valid {kind} token is required"}
     }
