@@ -12,10 +12,11 @@ pass-through is the harness's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from pipeline.agents import processing
-from pipeline.agents.state import Out, ProcessingState
+from pipeline.agents.app import LeadpipeApp
+from pipeline.agents.sender import Out
+from pipeline.agents.views import ProcessingState
 from pipeline.runtime import Runtime
 from pipeline.topics import ACCEPTED_TOPIC
 
@@ -28,6 +29,6 @@ def passthrough(batch: Sequence[processing.Consumed], state: ProcessingState) ->
     return result
 
 
-def register(app: Any, runtime: Runtime) -> None:
+def register(app: LeadpipeApp, runtime: Runtime) -> None:
     """The processing agent's registrar with ``passthrough`` as its step."""
     processing.register(app, runtime, process=passthrough)

@@ -43,7 +43,8 @@ from pydantic import SecretStr  # noqa: E402
 from rights_helpers import wait_until  # noqa: E402
 from worker_thread import WorkerThread  # noqa: E402
 
-from pipeline.agents.app import create_app  # noqa: E402
+from pipeline.agents import rights, sinks  # noqa: E402
+from pipeline.agents.worker import Registrar, create_app  # noqa: E402
 from pipeline.config import Settings, explicit_settings  # noqa: E402
 from pipeline.db import ensure_schema  # noqa: E402
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing  # noqa: E402
@@ -61,8 +62,8 @@ LOADED_N = int(os.environ.get("BENCH_LOADED_ERASURES", "40"))
 SPACING_S = float(os.environ.get("BENCH_SPACING_S", "0.3"))
 SUBJECTS = int(os.environ.get("BENCH_SUBJECTS", "500"))
 COMBINED = os.environ.get("BENCH_COMBINED", "") not in ("", "0")
-SINK_REGISTRARS = ["pipeline.agents.sinks:register"]
-RIGHTS_REGISTRARS = ["pipeline.agents.rights:register"]
+SINK_REGISTRARS: list[Registrar] = [sinks.register]
+RIGHTS_REGISTRARS: list[Registrar] = [rights.register]
 
 
 class Traffic(threading.Thread):
@@ -100,7 +101,7 @@ def plain(settings: Settings) -> dict[str, Any]:
     return values
 
 
-def run_sinks(values: dict[str, Any], registrars: list[str], ready: Any, done: Any) -> None:
+def run_sinks(values: dict[str, Any], registrars: list[Registrar], ready: Any, done: Any) -> None:
     """The sink worker in its own process: CRM and HubSpot agents on ``contacts.accepted`` (and the rights agent,
     when the combined layout is measured)."""
     configure_logging("WARNING", "console")

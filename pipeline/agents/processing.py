@@ -25,14 +25,12 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from pipeline.agents.batching import BatchContext, BatchHandler, Fetched, batch_agent
+from pipeline.agents.app import LeadpipeApp, policy_for, topic_partitions
+from pipeline.agents.batching import BatchContext, BatchHandler, Fetched
 from pipeline.agents.metrics import WorkerMetrics, worker_metrics
-from pipeline.agents.state import (
-    Out,
-    ProcessingState,
-    ProcessingTables,
-    TransactionalSender,
-)
+from pipeline.agents.sender import Out, TransactionalSender
+from pipeline.agents.tables import ProcessingTables
+from pipeline.agents.views import ProcessingState
 from pipeline.crypto.codec import RecordCodec
 from pipeline.crypto.keystore import SqlKeyStore
 from pipeline.crypto.sealing import KeyDestroyedError, subject_scope
@@ -434,12 +432,10 @@ class SharedProcessing:
     metrics: WorkerMetrics
 
 
-def shared_processing(app: Any, runtime: Runtime) -> SharedProcessing:
+def shared_processing(app: LeadpipeApp, runtime: Runtime) -> SharedProcessing:
     """The app's processing state, declared on first use (faust tables must be declared once per app)."""
-    shared: SharedProcessing | None = getattr(app, "_leadpipe_processing", None)
+    shared: SharedProcessing | None = app.shared.get("processing")
     if shared is None:
-        from pipeline.agents.app import policy_for, topic_partitions
-
         settings = runtime.settings
         partitions = topic_partitions(settings)
         shared = SharedProcessing(
@@ -449,12 +445,14 @@ def shared_processing(app: Any, runtime: Runtime) -> SharedProcessing:
             partitions=partitions,
             metrics=worker_metrics(app),
         )
-        app._leadpipe_processing = shared
+        app.shared["processing"] = shared
     return shared
 
 
 def register(
-    app: Any, runtime: Runtime, process: Callable[[Sequence[Consumed], ProcessingState], BatchResult] | None = None
+    app: LeadpipeApp,
+    runtime: Runtime,
+    process: Callable[[Sequence[Consumed], ProcessingState], BatchResult] | None = None,
 ) -> None:
     """Add the processing batch agent and its tables to the faust app (``REGISTRARS`` entry).
 
@@ -466,7 +464,7 @@ def register(
     source = app.topic(
         source_name, key_serializer="raw", value_serializer="raw", partitions=shared.partitions[NORMALIZED_TOPIC]
     )
-    batch_agent(app, source, batch_handler(process or shared.step.process, shared, source_name))
+    app.batch_agent(source, batch_handler(process or shared.step.process, shared, source_name))
 
 
 def batch_handler(

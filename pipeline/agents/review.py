@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.agents.batching import batch_agent
+from pipeline.agents.app import LeadpipeApp
 from pipeline.agents.processing import (
     BatchResult,
     Consumed,
@@ -27,7 +27,8 @@ from pipeline.agents.processing import (
     batch_handler,
     shared_processing,
 )
-from pipeline.agents.state import Out, ProcessingState
+from pipeline.agents.sender import Out
+from pipeline.agents.views import ProcessingState
 from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.logging import get_logger
 from pipeline.models.processing import DropReason
@@ -185,7 +186,7 @@ class ReviewStep:
         return Out(AUDIT_TOPIC, decision.subject_key.encode(), _json(audit))
 
 
-def register(app: Any, runtime: Runtime) -> None:
+def register(app: LeadpipeApp, runtime: Runtime) -> None:
     """Add the review batch agent to the faust app (``REGISTRARS`` entry)."""
     settings = runtime.settings
     shared = shared_processing(app, runtime)
@@ -194,4 +195,4 @@ def register(app: Any, runtime: Runtime) -> None:
     source = app.topic(
         source_name, key_serializer="raw", value_serializer="raw", partitions=shared.partitions[REVIEW_DECISIONS_TOPIC]
     )
-    batch_agent(app, source, batch_handler(step.process, shared, source_name, agent="review"))
+    app.batch_agent(source, batch_handler(step.process, shared, source_name, agent="review"))

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pipeline.agents.app import LeadpipeApp
 from pipeline.agents.metrics import worker_metrics
 from pipeline.ingest.service import identity_hints
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
@@ -112,7 +113,7 @@ class RightsWorker:
         return len(report.commands)
 
 
-def register(app: Any, runtime: Runtime) -> RightsWorker:
+def register(app: LeadpipeApp, runtime: Runtime) -> RightsWorker:
     """Attach the rights agent and its timers to the faust app (``REGISTRARS`` entry)."""
     settings = runtime.settings
     worker = RightsWorker.build(runtime)
@@ -120,7 +121,7 @@ def register(app: Any, runtime: Runtime) -> RightsWorker:
     tracker = RequestTracker(runtime.engine)
     worker_metrics(app).track_rights(lambda: tracker.pending_counts(datetime.now(UTC)))
 
-    @app.agent(topic, name=f"{settings.app_id}.rights", concurrency=1)  # type: ignore[untyped-decorator]
+    @app.agent(topic, name=f"{settings.app_id}.rights", concurrency=1)
     async def rights_commands(stream: Any) -> None:
         async for event in stream.events():
             message = event.message

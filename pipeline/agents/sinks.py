@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
+from pipeline.agents.app import LeadpipeApp, policy_for
 from pipeline.agents.metrics import WorkerMetrics, worker_metrics
 from pipeline.crypto.codec import RecordCodec
 from pipeline.crypto.keystore import SqlKeyStore
@@ -363,7 +364,7 @@ def build_sink(name: str, runtime: Runtime) -> BatchingSink:
     raise ValueError(f"unknown sink {name!r} (known: crm, hubspot)")
 
 
-def faust_publisher(app: Any, runtime: Runtime) -> Publish:
+def faust_publisher(app: LeadpipeApp, runtime: Runtime) -> Publish:
     """Publish through faust topics and wait until the broker confirmed every record (before the batch is acked)."""
     settings = runtime.settings
     topics = {
@@ -381,10 +382,8 @@ def faust_publisher(app: Any, runtime: Runtime) -> Publish:
     return publish
 
 
-def register(app: Any, runtime: Runtime) -> None:
+def register(app: LeadpipeApp, runtime: Runtime) -> None:
     """Add one agent per configured sink to the faust app (``REGISTRARS`` entry ``pipeline.agents.sinks:register``)."""
-    from pipeline.agents.app import policy_for
-
     settings = runtime.settings
     publish = faust_publisher(app, runtime)
     metrics = worker_metrics(app)

@@ -6,7 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.agents.metrics import WorkerMetrics
 from pipeline.agents.processing import drop_reasons
-from pipeline.agents.state import Out
+from pipeline.agents.sender import Out
 from pipeline.topics import DROPS_TOPIC
 
 

@@ -14,7 +14,8 @@ import pytest
 from processor_events import NOW, build_event
 
 from pipeline.agents.processing import CHILDREN_ACTOR, Consumed, ProcessingStep
-from pipeline.agents.state import Out, ProcessingState
+from pipeline.agents.sender import Out
+from pipeline.agents.views import ProcessingState
 from pipeline.config import explicit_settings
 from pipeline.crypto.sealing import subject_scope
 from pipeline.db import ensure_schema
