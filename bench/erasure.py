@@ -37,6 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration" / "rights")]
 
+import psycopg  # noqa: E402
 from fakes.contacts import make_tagged  # noqa: E402
 from fakes.hubspot import running_fake  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
@@ -47,6 +48,7 @@ from pipeline.agents import rights, sinks  # noqa: E402
 from pipeline.agents.worker import Registrar, create_app  # noqa: E402
 from pipeline.config import Settings, explicit_settings  # noqa: E402
 from pipeline.db import ensure_schema  # noqa: E402
+from pipeline.kafka.launcher import LocalKafka  # noqa: E402
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing  # noqa: E402
 from pipeline.kafka.topics import apply_topics, delete_prefixed_topics  # noqa: E402
 from pipeline.logging import configure_logging  # noqa: E402
@@ -143,8 +145,6 @@ def broker() -> Iterator[str]:
     if servers:
         yield servers
         return
-    from pipeline.kafka.launcher import LocalKafka
-
     local = LocalKafka.for_tests()
     local.up()
     try:
@@ -160,8 +160,6 @@ def database(home: Path) -> Iterator[str]:
     if not admin_url:
         yield f"sqlite:///{home / 'crm.sqlite3'}"
         return
-    import psycopg
-
     name = f"bench_erasure_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')

@@ -34,6 +34,7 @@ from pipeline.logging import get_logger
 from pipeline.models.processing import DropReason
 from pipeline.models.records import ContactRecord
 from pipeline.models.review import BlocklistEntry, BlockTarget, ReviewDecision
+from pipeline.models.rights import AuditRecord
 from pipeline.models.tagged import SpamReview
 from pipeline.processors import run_chain
 from pipeline.processors.spam import hashed_key, sender_key
@@ -172,8 +173,6 @@ class ReviewStep:
         return outs
 
     def _audit(self, action: str, decision: ReviewDecision, detail: dict[str, Any], now: datetime) -> Out:
-        from pipeline.models.rights import AuditRecord
-
         audit = AuditRecord(
             audit_id=uuid.uuid4(),
             at=now,

@@ -52,6 +52,9 @@ from pipeline.sinks.base import (
     backoff_delay,
     check_complete,
 )
+from pipeline.sinks.crm.repository import CrmRepository
+from pipeline.sinks.crm.sink import CrmSink
+from pipeline.sinks.hubspot.sink import HubSpotSink
 from pipeline.topics import ACCEPTED_TOPIC, SINK_RESULTS_TOPIC, SINKS_DLQ_TOPIC
 
 log = get_logger(__name__)
@@ -353,13 +356,8 @@ class SinkRunner:
 def build_sink(name: str, runtime: Runtime) -> BatchingSink:
     """The sink called ``name`` wired from the runtime (CRM on the runtime's engine; HubSpot or its dry run)."""
     if name == "crm":
-        from pipeline.sinks.crm.repository import CrmRepository
-        from pipeline.sinks.crm.sink import CrmSink
-
         return CrmSink(CrmRepository(runtime.engine))
     if name == "hubspot":
-        from pipeline.sinks.hubspot.sink import HubSpotSink
-
         return HubSpotSink.from_settings(runtime.settings, guard=RightsHistory(runtime.engine))
     raise ValueError(f"unknown sink {name!r} (known: crm, hubspot)")
 

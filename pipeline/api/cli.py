@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+import uvicorn
 
 from pipeline.config import get_settings
 from pipeline.db import ensure_schema
@@ -17,9 +18,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Listen port; default LEADPIPE_INGEST_PORT.")] = None,
 ) -> None:
     """Serve the ingest API (and the review, CRM and DPO routers) until interrupted."""
-    import uvicorn  # start-up time: every `leadpipe` command imports this module
-
-    from pipeline.api.app import create_api  # start-up time: FastAPI and every router, ~0.7 s
+    from pipeline.api.app import create_api  # noqa: PLC0415  # start-up: FastAPI and every router (0.8-1.4 s)
 
     settings = get_settings()
     runtime = Runtime(settings)

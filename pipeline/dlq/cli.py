@@ -6,15 +6,15 @@ import getpass
 import json
 import sys
 import uuid
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from pipeline.config import get_settings
+from pipeline.crypto.sealing import KeyDestroyedError
+from pipeline.dlq.service import DeadLetterService
+from pipeline.runtime import Runtime
 from pipeline.topics import DLQ_TOPICS
-
-if TYPE_CHECKING:
-    from pipeline.dlq.service import DeadLetterService
 
 dlq_app = typer.Typer(
     help="Dead letters: what no stage could handle, with why; replay them once the cause is fixed.",
@@ -30,9 +30,6 @@ Reason = Annotated[str | None, typer.Option(help="Only this reason code, e.g. in
 
 
 def _service() -> DeadLetterService:
-    from pipeline.dlq.service import DeadLetterService
-    from pipeline.runtime import Runtime
-
     return DeadLetterService(Runtime(get_settings()))
 
 
@@ -91,8 +88,6 @@ def show(
     ] = False,
 ) -> None:
     """One dead letter: stage, reason, the error, where it came from."""
-    from pipeline.crypto.sealing import KeyDestroyedError
-
     service = _service()
     try:
         found = service.get(dead_letter_id)
