@@ -16,9 +16,10 @@ from pipeline.db import ensure_schema
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand
-from pipeline.rights.commands import AUDIT_TOPIC, RightsDesk, build_command, identify, new_password
+from pipeline.rights.commands import RightsDesk, build_command, identify, new_password
 from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
 from pipeline.runtime import Runtime
+from pipeline.topics import AUDIT_TOPIC
 
 
 class RequestOut(RequestView):

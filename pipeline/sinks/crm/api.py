@@ -15,13 +15,15 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from pipeline.crm.read import CrmReadModel
 from pipeline.crm.views import SubjectSummary, SubjectView
-from pipeline.ingest.auth import require_token
-from pipeline.ingest.deps import get_runtime
+from pipeline.http.auth import Permission, Principal, require
+from pipeline.http.deps import get_runtime
 from pipeline.logging import get_logger
 
 log = get_logger(__name__)
 
 router = APIRouter(prefix="/v1/crm", tags=["crm"])
+
+Actor = Annotated[Principal, Depends(require(Permission.READ_CRM))]
 
 
 def _read_model(request: Request) -> CrmReadModel:
@@ -37,7 +39,7 @@ async def find_subjects(
     request: Request,
     response: Response,
     *,
-    actor: Annotated[str, Depends(require_token("sales"))],
+    actor: Actor,
     email: Annotated[str | None, Query(max_length=320)] = None,
     phone: Annotated[str | None, Query(max_length=40)] = None,
     name: Annotated[str | None, Query(min_length=2, max_length=200)] = None,
@@ -48,7 +50,7 @@ async def find_subjects(
         raise HTTPException(422, detail={"status": "invalid", "message": "give email, phone or name"})
     read = _read_model(request)
     hits = await asyncio.to_thread(read.search, email=email, phone=phone, name=name, limit=limit)
-    log.info("crm_search", actor=actor, hits=len(hits))
+    log.info("crm_search", actor=actor.name, hits=len(hits))
     response.headers["Cache-Control"] = "no-store"
     return [hit.for_sales() for hit in hits]
 
@@ -58,13 +60,13 @@ async def show_subject(
     subject_key: str,
     request: Request,
     response: Response,
-    actor: Annotated[str, Depends(require_token("sales"))],
+    actor: Actor,
 ) -> SubjectView:
     """One contact: profile, status, identities, interactions with purposes and legal bases, consents."""
     read = _read_model(request)
     view = await asyncio.to_thread(read.show, subject_key)
     if view is None:
         raise HTTPException(404, detail={"status": "not_found", "message": "no such subject"})
-    log.info("crm_show", actor=actor, subject_key=subject_key, withheld=view.status == "restricted")
+    log.info("crm_show", actor=actor.name, subject_key=subject_key, withheld=view.status == "restricted")
     response.headers["Cache-Control"] = "no-store"
     return view.for_sales()

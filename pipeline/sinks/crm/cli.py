@@ -1,4 +1,4 @@
-"""``leadpipe crm search|show`` for sales, and ``leadpipe db upgrade|current`` for operators.
+"""``leadpipe crm search|show`` for sales.
 
 These print personal data (that is their job): they read the CRM the sales team is entitled to, and nothing they
 print is logged. A restricted subject (policy 9.4) is shown as its key and status only: its data is kept, not
@@ -20,10 +20,8 @@ from pipeline.config import get_settings
 from pipeline.crm.read import CrmReadModel
 from pipeline.crm.views import SubjectSummary
 from pipeline.db import ensure_schema, make_engine
-from pipeline.migrations import current_revision, head_revision
 
 crm_app = typer.Typer(help="Find contacts in the internal CRM (sales).", no_args_is_help=True)
-db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
 
 EXIT_NOT_FOUND = 2
 
@@ -107,55 +105,3 @@ def show(
         typer.echo("no contact found", err=True)
         raise typer.Exit(EXIT_NOT_FOUND)
     sys.stdout.write(view.for_sales().model_dump_json(indent=2) + "\n")
-
-
-@db_app.command("upgrade")
-def upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
-    """Migrate the database (``LEADPIPE_DATABASE_URL``; default the embedded SQLite) to a revision."""
-    from pipeline.migrations import upgrade as run_upgrade
-
-    settings = get_settings()
-    if settings.resolved_database_url.startswith("sqlite:///"):
-        settings.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        now = run_upgrade(engine, revision)
-    finally:
-        engine.dispose()
-    typer.echo(f"database at revision {now}")
-
-
-@db_app.command("revision")
-def revision(
-    message: Annotated[str, typer.Option("-m", "--message", help="What the migration does")],
-) -> None:
-    """Autogenerate a migration from the models (against a scratch SQLite at head): review it before committing."""
-    import tempfile
-
-    from alembic import command
-
-    from pipeline.migrations import alembic_config
-    from pipeline.migrations import upgrade as run_upgrade
-
-    with tempfile.TemporaryDirectory() as scratch:
-        engine = make_engine(f"sqlite:///{scratch}/scratch.sqlite3")
-        try:
-            run_upgrade(engine)
-            command.revision(alembic_config(engine), message=message, autogenerate=True)
-        finally:
-            engine.dispose()
-
-
-@db_app.command("current")
-def current() -> None:
-    """The database's revision and the code's head; exit 1 when the database is behind."""
-    settings = get_settings()
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        at = current_revision(engine)
-    finally:
-        engine.dispose()
-    head = head_revision()
-    typer.echo(f"current: {at or 'none (empty database)'}\nhead:    {head}")
-    if at != head:
-        raise typer.Exit(1)

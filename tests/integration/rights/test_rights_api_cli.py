@@ -13,9 +13,9 @@ from fakes.contacts import make_tagged
 from fastapi.testclient import TestClient
 from rights_helpers import invoke_cli
 
+from pipeline.api.app import create_api
 from pipeline.config import Settings
 from pipeline.db import ensure_schema
-from pipeline.ingest.api import create_api
 from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.models.rights import RightKind, RightsCommand

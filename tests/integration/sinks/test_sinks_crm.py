@@ -13,13 +13,13 @@ from sqlalchemy import Engine, func, select
 
 from pipeline.crm.read import CrmReadModel
 from pipeline.crm.schema import CrmAudit, CrmIdentity, CrmInteraction, CrmSubject
-from pipeline.db import Base, ensure_schema, make_engine
-from pipeline.migrations import current_revision, head_revision, import_models
+from pipeline.db import current_revision, ensure_schema, head_revision, make_engine
+from pipeline.migrations import target_metadata
 from pipeline.models import Channel
 from pipeline.models.contact import Utterance
 from pipeline.models.tagged import TaggedEvent
 from pipeline.rights.effects.crm import CrmRights
-from pipeline.sinks.base import Outcome
+from pipeline.sinks.base import WriteOutcome
 from pipeline.sinks.crm import rows
 from pipeline.sinks.crm.sink import CrmSink
 from pipeline.sinks.crm.writer import CrmWriter
@@ -34,9 +34,8 @@ def count(engine: Engine, model: type) -> int:
 
 def test_migrations_reach_head_and_match_the_models(crm_engine: Engine) -> None:
     assert current_revision(crm_engine) == head_revision()
-    import_models()
     with crm_engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), target_metadata)
     assert diff == []
     ensure_schema(crm_engine)  # idempotent
     assert current_revision(crm_engine) == head_revision()
@@ -173,7 +172,7 @@ def test_sink_results_and_redelivery(crm_writer: CrmWriter, crm_read: CrmReadMod
     sink.setup()
     batch = many_tagged(20)
     results = sink.write(batch)
-    assert {r.outcome for r in results} == {Outcome.WRITTEN}
+    assert {r.outcome for r in results} == {WriteOutcome.WRITTEN}
     assert all(r.message is None for r in results)
     again = sink.write(batch)
     assert {r.message for r in again} == {"already stored"}
@@ -189,9 +188,9 @@ def test_a_record_the_database_refuses_is_isolated(pg_url: str) -> None:
     batch[4] = batch[4].model_copy(update={"tags": too_long})
     results = {r.event_id: r for r in CrmSink(CrmWriter(engine)).write(batch)}
     bad = results[batch[4].event.event_id]
-    assert bad.outcome is Outcome.FAILED and bad.reason == "crm_constraint"
+    assert bad.outcome is WriteOutcome.FAILED and bad.reason == "crm_constraint"
     assert "StringDataRightTruncation" in (bad.message or "")
-    assert sum(r.outcome is Outcome.WRITTEN for r in results.values()) == 8
+    assert sum(r.outcome is WriteOutcome.WRITTEN for r in results.values()) == 8
     assert CrmReadModel(engine).interaction_count() == 8
     engine.dispose()
 
@@ -211,7 +210,7 @@ def test_two_writers_of_the_same_batch_store_each_event_once(db_url: str) -> Non
     ensure_schema(engines[0])
     batch = many_tagged(300, subjects=200)
     start = threading.Barrier(2)
-    answers: list[list[Outcome]] = []
+    answers: list[list[WriteOutcome]] = []
 
     def write(engine: Engine) -> None:
         sink = CrmSink(CrmWriter(engine), migrate=False)
@@ -223,7 +222,7 @@ def test_two_writers_of_the_same_batch_store_each_event_once(db_url: str) -> Non
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert [set(a) for a in answers] == [{Outcome.WRITTEN}] * 2
+    assert [set(a) for a in answers] == [{WriteOutcome.WRITTEN}] * 2
     assert all(len(a) == len(batch) for a in answers)
     engine = engines[0]
     assert CrmReadModel(engine).interaction_count() == len(batch)

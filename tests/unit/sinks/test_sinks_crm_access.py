@@ -12,11 +12,11 @@ from fakes.contacts import BASE_TIME, make_tagged
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from pipeline.api.app import create_api
 from pipeline.cli import app as cli_app
 from pipeline.config import Settings, get_settings
 from pipeline.crm.read import CrmReadModel
 from pipeline.db import ensure_schema
-from pipeline.ingest.api import create_api
 from pipeline.models import Channel
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.runtime import Runtime
