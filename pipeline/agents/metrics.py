@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from pipeline.agents.app import LeadpipeApp
 from pipeline.config import Settings
 from pipeline.kafka.lag import PartitionLag, consumer_lag
 from pipeline.kafka.topics import make_admin
@@ -152,15 +153,15 @@ class WorkerMetrics:
         return generate_latest(self.registry)
 
 
-def worker_metrics(app: Any) -> WorkerMetrics:
+def worker_metrics(app: LeadpipeApp) -> WorkerMetrics:
     """The app's metrics, created with their ``/metrics`` page on first use (agents of one app share them)."""
-    metrics: WorkerMetrics | None = getattr(app, "_leadpipe_metrics", None)
+    metrics: WorkerMetrics | None = app.shared.get("metrics")
     if metrics is None:
         metrics = WorkerMetrics()
-        app._leadpipe_metrics = metrics
+        app.shared["metrics"] = metrics
         current = metrics
 
-        @app.page(METRICS_PATH)  # type: ignore[untyped-decorator]
+        @app.page(METRICS_PATH)
         async def metrics_page(self: Any, request: Any) -> Any:
             body = await asyncio.to_thread(current.render)
             # As a header: aiohttp refuses a charset inside ``content_type``, and Prometheus' type carries one.
@@ -169,7 +170,7 @@ def worker_metrics(app: Any) -> WorkerMetrics:
     return metrics
 
 
-def track_consumer_lag(app: Any, settings: Settings) -> None:
+def track_consumer_lag(app: LeadpipeApp, settings: Settings) -> None:
     """Serve the lag of the app's own consumer group (its faust app id) as ``leadpipe_consumer_lag``."""
     admin = make_admin(settings)
     group: str = app.conf.id

@@ -11,20 +11,15 @@ ever commits past.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Annotated, Any
+from dataclasses import dataclass
 
-import orjson
-import typer
 from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public names, re-exported without __all__
     AdminClient,
     OffsetSpec,
 )
-from rich.console import Console
-from rich.table import Table
 
-from pipeline.config import Settings, get_settings
+from pipeline.config import Settings
 from pipeline.kafka.topics import make_admin
 
 _TIMEOUT_S = 15.0
@@ -103,35 +98,3 @@ def consumer_lag(
             position = offset if offset is not None else starts[(topic, partition)]
             out.append(PartitionLag(group, topic, partition, offset, end, max(0, end - position)))
     return sorted(out, key=lambda lag: (lag.group, lag.topic, lag.partition))
-
-
-def lag(
-    group: Annotated[
-        list[str] | None,
-        typer.Option("--group", "-g", help="Consumer group (repeatable); default: the workers' groups."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per partition, one per line.")] = False,
-) -> None:
-    """Each consumer group's lag per topic and partition: committed offset, end offset, records behind."""
-    try:
-        rows = consumer_lag(get_settings(), group or None)
-    except (LookupError, ConnectionError) as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
-    if as_json:
-        for row in rows:
-            typer.echo(orjson.dumps(asdict(row)).decode())
-        return
-    if not rows:
-        typer.echo("no committed offsets or assignments in the selected groups")
-        return
-    table = Table("group", "topic", "partition", "committed", "end", "lag")
-    for row in rows:
-        committed: Any = "-" if row.committed is None else row.committed
-        table.add_row(row.group, row.topic, str(row.partition), str(committed), str(row.end), str(row.lag))
-    Console().print(table)
-    totals: dict[tuple[str, str], int] = {}
-    for row in rows:
-        totals[(row.group, row.topic)] = totals.get((row.group, row.topic), 0) + row.lag
-    for (group_id, topic), total in sorted(totals.items()):
-        typer.echo(f"{group_id} {topic}: {total} behind")

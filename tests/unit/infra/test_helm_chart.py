@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import kubernetes_validate
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 from helm_helpers import (
     CHART,
     NODE,
@@ -36,10 +38,12 @@ from jsonschema import Draft7Validator
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.agents.metrics import WorkerMetrics
+from pipeline.api.app import create_api
 from pipeline.config import Settings, explicit_settings
-from pipeline.ingest.metrics import IngestMetrics
 from pipeline.kafka.lag import product_groups
+from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.kafka.topics import load_topics
+from pipeline.runtime import Runtime
 
 #: The Kubernetes release whose API schemas the rendered manifests must satisfy (kubernetes-validate ships them).
 KUBERNETES_VERSION = "1.30"
@@ -56,18 +60,20 @@ def env_of(deployment: dict[str, Any]) -> dict[str, str | None]:
     return {e["name"]: e.get("value") for e in pod_spec(deployment)["containers"][0]["env"]}
 
 
-def served_metrics() -> set[str]:
-    """Every metric name the worker (with rights and lag tracking) and the API expose, counters with _total."""
+@pytest.fixture
+def served_metrics(make_settings: Callable[..., Settings]) -> set[str]:
+    """Every metric name the worker (with rights and lag tracking) and the API (as ``leadpipe serve`` composes it,
+    read from its ``/metrics``) expose, counters with _total."""
     worker = WorkerMetrics()
     worker.track_rights(lambda: ({}, 0))
     worker.track_lag(list)
     text = worker.render().decode()
-    from prometheus_client import generate_latest
-
-    text += generate_latest(IngestMetrics().registry).decode()
+    api = create_api(Runtime(make_settings()), cast(ConfirmingPublisher, None))  # serving /metrics publishes nothing
+    text += TestClient(api).get("/metrics").text
     families = list(text_string_to_metric_families(text))
     names = {f.name for f in families} | {f"{f.name}_total" for f in families if f.type == "counter"}
     names |= {f"{f.name}_{s}" for f in families if f.type == "histogram" for s in ("bucket", "sum", "count")}
+    assert "leadpipe_ingest_events_total" in names and "leadpipe_ingest_refusals_total" in names
     return names
 
 
@@ -182,12 +188,12 @@ def test_missing_secret_and_bad_config_fail_clearly() -> None:
 
 
 @needs_helm
-def test_alert_rules_only_when_asked_and_only_on_metrics_the_worker_serves() -> None:
+def test_alert_rules_only_when_asked_and_only_on_metrics_the_worker_serves(served_metrics: set[str]) -> None:
     assert by_kind(render(), "PrometheusRule") == {}
     rules = by_kind(render("--set", "prometheusRule.enabled=true"), "PrometheusRule")["rel-leadpipe"]
     alerts = {r["alert"]: r["expr"] for g in rules["spec"]["groups"] for r in g["rules"]}
     assert {"LeadpipeRightsRequestOverdue", "LeadpipeProcessingDeadLetters", "LeadpipeSinkFailures"} <= set(alerts)
-    served = served_metrics()
+    served = served_metrics
     for name, expr in alerts.items():
         used = set(re.findall(r"leadpipe_[a-z_]+", expr))
         assert used and used <= served, (name, used - served)  # a renamed metric would silence the alert
@@ -343,13 +349,13 @@ def test_keda_scales_the_worker_group_on_processing_and_sink_lag_up_to_the_parti
 
 
 @needs_helm
-def test_dashboard_panels_stand_on_metrics_that_exist() -> None:
+def test_dashboard_panels_stand_on_metrics_that_exist(served_metrics: set[str]) -> None:
     assert "rel-leadpipe-dashboard" not in by_kind(render(), "ConfigMap")
     config = by_kind(render("--set", "grafanaDashboard.enabled=true"), "ConfigMap")["rel-leadpipe-dashboard"]
     assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = json.loads(config["data"]["leadpipe.json"])
     assert dashboard == json.loads((CHART / "dashboards" / "leadpipe.json").read_text())
-    served = served_metrics()
+    served = served_metrics
     panels = [p for p in dashboard["panels"] if p["type"] != "row"]
     used: set[str] = set()
     for panel in panels:
