@@ -33,6 +33,7 @@ SUBCOMMANDS: list[tuple[str, typer.Typer | Callable[..., Any]]] = [
     ("import", importer.import_file),
     ("dpo", rights_cli.dpo_app),
     ("retention", rights_cli.retention_app),
+    ("restore", rights_cli.restore_app),
     ("crm", crm_cli.crm_app),
     ("db", migrations_cli.db_app),
     ("worker", agents_cli.worker),

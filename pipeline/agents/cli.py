@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from pipeline.config import get_settings
+from pipeline.rights.restore import UnappliedErasuresError
 from pipeline.runtime import Runtime
 
 
@@ -19,4 +20,8 @@ def worker(
     """Run the faust worker (processing chain, spam review and the other areas' agents) until stopped."""
     from pipeline.agents.worker import registrar, run_worker  # noqa: PLC0415  # start-up: faust, all agents (1.4-2 s)
 
-    run_worker(Runtime(get_settings()), registrars=[registrar(r) for r in only] if only else None)
+    try:
+        run_worker(Runtime(get_settings()), registrars=[registrar(r) for r in only] if only else None)
+    except UnappliedErasuresError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None

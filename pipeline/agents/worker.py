@@ -18,6 +18,7 @@ from pipeline.agents.app import LeadpipeApp, build_app, policy_for
 from pipeline.agents.metrics import track_consumer_lag
 from pipeline.db import ensure_schema
 from pipeline.logging import get_logger
+from pipeline.rights.restore import require_reapplied
 from pipeline.runtime import Runtime
 
 log = get_logger(__name__)
@@ -72,6 +73,7 @@ def run_worker(runtime: Runtime, registrars: Sequence[Registrar] | None = None) 
     """Run the worker in this process until it is stopped (SIGTERM/SIGINT); ends in ``SystemExit``."""
     policy_for(runtime.settings)  # refuse to start on an invalid policy, before joining the group
     ensure_schema(runtime.engine)
+    require_reapplied(runtime)  # nor on a restored database that brought erased subjects back
     app = create_app(runtime, registrars)
     worker = faust.Worker(
         app,

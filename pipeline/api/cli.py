@@ -10,6 +10,7 @@ import uvicorn
 from pipeline.config import get_settings
 from pipeline.db import ensure_schema
 from pipeline.kafka.producer import ConfirmingPublisher
+from pipeline.rights.restore import UnappliedErasuresError, require_reapplied
 from pipeline.runtime import Runtime
 
 
@@ -23,6 +24,11 @@ def serve(
     settings = get_settings()
     runtime = Runtime(settings)
     ensure_schema(runtime.engine)
+    try:
+        require_reapplied(runtime)  # no reads of a restored database that brought erased subjects back
+    except UnappliedErasuresError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
     publisher = ConfirmingPublisher(settings)
     app = create_api(runtime, publisher)
     try:
