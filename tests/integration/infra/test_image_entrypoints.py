@@ -5,8 +5,9 @@ build context the .dockerignore lets through, installed into a clean virtualenv 
 container of the rendered chart runs from it with its args, its environment (the ConfigMap, the Dockerfile's ENV,
 the Secret's keys from test values) and its working directory, as uid 10001 (the chart's runAsUser) over files it
 cannot write, with only its /data and /tmp writable: the read-only root file system. In helm install's order: the
-topics hook Job, the migrations hook Job, then the worker, rights worker and API, each until its readiness and
-liveness probes answer and its /metrics serves leadpipe's metrics, then SIGTERM within its grace period.
+topics hook Job, the migrations hook Job, the restore check hook Job, then the worker, rights worker and API, each
+until its readiness and liveness probes answer and its /metrics serves leadpipe's metrics, then SIGTERM within its
+grace period.
 """
 
 from __future__ import annotations
@@ -242,6 +243,7 @@ def test_every_chart_command_answers_help(image_venv: ImageVenv, tmp_path: Path)
         ("leadpipe", "serve"),
         ("leadpipe", "topics"),
         ("leadpipe", "db"),
+        ("leadpipe", "restore"),
     }
     for pod in pods:
         result = run_pod(pod, "--help", timeout_s=60)
@@ -287,7 +289,11 @@ def test_helm_install_order_topics_migrations_then_pods_serve_their_probes(
     secrets = _secret_values(pg_url)
     jobs = by_kind(docs, "Job")
     ordered = sorted(jobs.values(), key=lambda j: int(j["metadata"]["annotations"]["helm.sh/hook-weight"]))
-    assert [j["metadata"]["name"] for j in ordered] == ["rel-leadpipe-topics", "rel-leadpipe-migrate"]
+    assert [j["metadata"]["name"] for j in ordered] == [
+        "rel-leadpipe-topics",
+        "rel-leadpipe-migrate",
+        "rel-leadpipe-restore",
+    ]
     for job in ordered:
         result = run_pod(make_pod(job, docs, image_venv, secrets))
         assert result.returncode == 0, f"{job['metadata']['name']}: {result.stdout}{result.stderr}"

@@ -113,22 +113,23 @@ def test_rendered_workloads() -> None:
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
     jobs = by_kind(docs, "Job")
-    topics, migrate = jobs["rel-leadpipe-topics"], jobs["rel-leadpipe-migrate"]
+    topics, migrate, restore = jobs["rel-leadpipe-topics"], jobs["rel-leadpipe-migrate"], jobs["rel-leadpipe-restore"]
     assert [c["args"] for c in containers(topics)] == [["leadpipe", "topics", "apply"]]
     assert [c["args"] for c in containers(migrate)] == [["leadpipe", "db", "upgrade"]]
-    for job in (topics, migrate):
+    assert [c["args"] for c in containers(restore)] == [["leadpipe", "restore", "verify", "--apply"]]
+    for job in (topics, migrate, restore):
         assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
         assert "serviceAccountName" not in pod_spec(job)  # the release's ServiceAccount does not exist yet
     weight = {name: int(j["metadata"]["annotations"]["helm.sh/hook-weight"]) for name, j in jobs.items()}
-    assert weight["rel-leadpipe-topics"] < weight["rel-leadpipe-migrate"]  # Helm runs hooks in weight order
-    job = migrate
+    # Helm runs hooks in weight order: the restore check needs the suppression topic and the migrated tables
+    assert weight["rel-leadpipe-topics"] < weight["rel-leadpipe-migrate"] < weight["rel-leadpipe-restore"]
 
     config = by_kind(docs, "ConfigMap")["rel-leadpipe"]["data"]
     assert config["LEADPIPE_ENVIRONMENT"] == "production"
     assert "LEADPIPE_TOPIC_PARTITIONS" not in config  # null values are left to the application default
     assert by_kind(docs, "Secret") == {}
 
-    for doc in (worker, rights, api, topics, migrate):
+    for doc in (worker, rights, api, topics, migrate, restore):
         pod = doc["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["automountServiceAccountToken"] is False
