@@ -80,6 +80,11 @@ class Provenance(StrictModel):
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=1000)
     device_id: str | None = Field(default=None, max_length=200)
+    notes: tuple[str, ...] = Field(
+        default=(),
+        description="Codes of what the adapter left out or repaired, e.g. 'phone_invalid' (a number that cannot "
+        "exist, dropped because the e-mail identifies the person). Never a value.",
+    )
 
 
 class ContactEvent(StrictModel):
