@@ -374,3 +374,18 @@ def test_the_limits_leave_real_headers_alone() -> None:
     assert event.interaction.message == "Hello"
     assert event.interaction.attachments_ignored == ("日本" * 30,)
     assert len(mime.READ_FIELDS) == 8
+
+
+# ---- body abuse --------------------------------------------------------------------------------------------------
+
+_SIZE = 256 * 1024
+
+
+@pytest.mark.parametrize("shape", ["<!", "<a ", "</", "<?", "<![", '<a x="', "<"])
+def test_hostile_html_costs_what_ordinary_html_of_its_size_does(shape: str) -> None:
+    """The stdlib's html.parser took 2 s for 256 KB of ``<!`` and minutes for ``<a `` (CVE-2025-6069)."""
+    ordinary = mail(HEAD + "Content-Type: text/html", "<p>Hello <b>world</b></p>\n" * (_SIZE // 26))
+    hostile = mail(HEAD + "Content-Type: text/html", shape * (_SIZE // len(shape)))
+    normal = _best_of(3, lambda: parse(ordinary))
+    took = _best_of(3, lambda: email_source.parse(hostile, ctx_for("email", hostile, "message/rfc822")))
+    assert took < 5 * normal + 0.05, f"{shape!r}: {took * 1000:.0f} ms against {normal * 1000:.0f} ms"
