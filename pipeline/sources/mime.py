@@ -57,7 +57,9 @@ _PARAMETERISED = frozenset({"content-type", "content-disposition"})
 OVERSIZED_HEADERS = "oversized_headers"
 MIME_TOO_COMPLEX = "mime_too_complex"
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_HEADER_LINE = re.compile(rb"From |[!-9;-~]*:|[ \t]")
+"""How the parser tells a header line (a field, a continuation, an mbox ``From ``) from the first line of a body."""
+_HEADER_END = re.compile(rb"\n(?!From |[!-9;-~]*:|[ \t])")
 
 
 def _refuse(reason: str, prefix: str, message: str) -> SourceError:
@@ -65,8 +67,13 @@ def _refuse(reason: str, prefix: str, message: str) -> SourceError:
 
 
 def check_header_block(raw: bytes, prefix: str = "") -> None:
-    """Refuse a top-level header block over the limit before any parsing (a linear scan of at most that many bytes)."""
-    if len(raw) > MAX_HEADER_BLOCK_BYTES and _HEADER_END.search(raw, 0, MAX_HEADER_BLOCK_BYTES + 4) is None:
+    """Refuse a top-level header block over the limit before any parsing (a linear scan of at most that many bytes).
+
+    The block ends where the parser ends it: at the first line that is not a header line (the blank separator, or
+    a body line when a sender left the separator out)."""
+    if len(raw) <= MAX_HEADER_BLOCK_BYTES or not _HEADER_LINE.match(raw):
+        return
+    if _HEADER_END.search(raw, 0, MAX_HEADER_BLOCK_BYTES + 1) is None:
         raise _refuse(OVERSIZED_HEADERS, prefix, f"the header block is larger than {MAX_HEADER_BLOCK_BYTES} bytes")
 
 

@@ -389,3 +389,9 @@ def test_hostile_html_costs_what_ordinary_html_of_its_size_does(shape: str) -> N
     normal = _best_of(3, lambda: parse(ordinary))
     took = _best_of(3, lambda: email_source.parse(hostile, ctx_for("email", hostile, "message/rfc822")))
     assert took < 5 * normal + 0.05, f"{shape!r}: {took * 1000:.0f} ms against {normal * 1000:.0f} ms"
+
+
+def test_a_long_message_without_a_header_separator_is_read_not_refused() -> None:
+    body = "A body line right after the headers, no blank line before it.\r\n" * 1200  # ~75 KB
+    event = parse(("From: ana.garcia@example.com\r\nSubject: hi\r\n" + body).encode())
+    assert event.interaction.message is not None and event.interaction.message.startswith("A body line")
