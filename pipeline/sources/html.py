@@ -10,6 +10,7 @@ text is what the spam rules count links in, and an ``href`` hidden behind "click
 
 from __future__ import annotations
 
+import html
 import re
 
 from lxml import etree
@@ -32,6 +33,8 @@ def html_to_text(markup: str) -> str:
         root = lxml_html.document_fromstring(markup.encode("utf-8", "replace"), parser=parser)
     except (etree.ParserError, ValueError):  # "Document is empty": markup with nothing a reader would show
         return ""
+    if any(error.type_name == "ERR_RESOURCE_LIMIT" for error in parser.error_log):
+        return _stripped(markup)  # nested deeper than libxml2 follows (256): it stops there; keep all the text
     parts: list[str] = []
     anchors: list[tuple[str | None, int]] = []  # (web link target, where its text starts in parts)
     skipping = 0
@@ -60,7 +63,26 @@ def html_to_text(markup: str) -> str:
                     parts.append(f" <{href}>")
         if not skipping and element.tail:
             parts.append(element.tail)
-    text = "".join(parts).replace("\xa0", " ")
+    return _tidy("".join(parts))
+
+
+def _stripped(markup: str) -> str:
+    """Every tag dropped (a link's target kept), entities decoded: markup too deep to parse, in linear time."""
+    return _tidy(html.unescape(_TAG.sub(_tag_text, markup)))
+
+
+_TAG = re.compile(r"<[^>]*>")
+_ANCHOR_HREF = re.compile(r"""<a\s[^>]*?\bhref\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
+
+
+def _tag_text(tag: re.Match[str]) -> str:
+    anchor = _ANCHOR_HREF.match(tag.group(0))
+    href = anchor.group(1) if anchor else ""
+    return f" {href} " if _WEB_LINK.match(href) else " "
+
+
+def _tidy(text: str) -> str:
+    text = text.replace("\xa0", " ")
     text = re.sub(r"[ \t\r\f\v]+", " ", text)
     text = re.sub(r" *\n *", "\n", text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()

@@ -395,3 +395,11 @@ def test_a_long_message_without_a_header_separator_is_read_not_refused() -> None
     body = "A body line right after the headers, no blank line before it.\r\n" * 1200  # ~75 KB
     event = parse(("From: ana.garcia@example.com\r\nSubject: hi\r\n" + body).encode())
     assert event.interaction.message is not None and event.interaction.message.startswith("A body line")
+
+
+def test_html_nested_deeper_than_the_parser_follows_keeps_its_text_and_links() -> None:
+    deep = '<div><a href="https://deep.example/x">' * 300 + "the hidden offer"
+    event = parse(mail(HEAD + "Content-Type: text/html", deep))
+    assert event.interaction.message is not None
+    assert event.interaction.message.endswith("the hidden offer")
+    assert event.interaction.message.count("https://deep.example/x") == 300
