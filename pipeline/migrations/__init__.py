@@ -31,6 +31,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "pipeline.crypto.keystore",
     "pipeline.sinks.crm.models",
     "pipeline.rights.tracker",
+    "pipeline.identity.tables",
 )
 
 #: PostgreSQL advisory lock key for migrations ("leadpipe" as a 63-bit number).
