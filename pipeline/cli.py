@@ -26,6 +26,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("pipeline.policy.cli", "policy_app", "policy"),
     ("pipeline.review.cli", "spam_app", "spam"),
     ("pipeline.dlq.cli", "dlq_app", "dlq"),
+    ("pipeline.identity.cli", "users_app", "users"),
+    ("pipeline.identity.cli", "keys_app", "keys"),
     ("pipeline.demo", "demo", "demo"),
 ]
 
