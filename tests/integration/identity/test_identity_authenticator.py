@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 from sqlalchemy import Engine
 
 from pipeline.config import Settings, explicit_settings
@@ -72,21 +73,20 @@ def test_api_keys(engine: Engine, tmp_path: Path) -> None:
     assert refusal(auth, "Bearer a.b.c").reason == "unknown_credential"  # no OIDC configured
 
 
-def test_legacy_role_tokens_only_behind_the_flag(
-    engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_legacy_role_tokens_only_behind_the_flag(engine: Engine, tmp_path: Path) -> None:
     tokens = {"dpo_token": "old-dpo-token", "sales_token": "old-sales-token"}
     off = build(engine, tmp_path, Clock(), **tokens)
     assert refusal(off, "Bearer old-dpo-token").reason == "unknown_credential"
-    on = build(engine, tmp_path, Clock(), legacy_role_tokens=True, **tokens)
-    dpo = on.authenticate("Bearer old-dpo-token", "10.0.0.1")
+    with structlog.testing.capture_logs() as logged:
+        on = build(engine, tmp_path, Clock(), legacy_role_tokens=True, **tokens)
+        dpo = on.authenticate("Bearer old-dpo-token", "10.0.0.1")
+        assert on.authenticate("Bearer old-sales-token", "10.0.0.1").roles == {Role.SALES}
+        assert refusal(on, "Bearer old-reviewer-token").reason == "unknown_credential"  # not configured
     assert dpo.roles == {Role.DPO} and dpo.auth == "legacy_token" and dpo.principal_id == "legacy-dpo-token"
-    assert on.authenticate("Bearer old-sales-token", "10.0.0.1").roles == {Role.SALES}
-    assert refusal(on, "Bearer old-reviewer-token").reason == "unknown_credential"  # not configured
-    logged = capsys.readouterr()
-    logged_text = logged.out + logged.err
-    assert "legacy_role_tokens_enabled" in logged_text and "legacy_role_token_used" in logged_text
-    assert "old-dpo-token" not in logged_text
+    events = [(e["event"], e.get("role") or e.get("roles")) for e in logged]
+    assert ("legacy_role_tokens_enabled", ["dpo", "sales"]) in events
+    assert ("legacy_role_token_used", "dpo") in events and ("legacy_role_token_used", "sales") in events
+    assert "old-dpo-token" not in repr(logged)
 
 
 def test_failures_lock_the_address_even_for_a_correct_key(engine: Engine, tmp_path: Path) -> None:
