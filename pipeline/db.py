@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, Table, TypeDecorator, create_engine, event
+from sqlalchemy import Engine, MetaData, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 NAMING = {
@@ -25,28 +23,6 @@ class Base(DeclarativeBase):
     """Every table of the product; Alembic's autogenerate compares against this metadata."""
 
     metadata = MetaData(naming_convention=NAMING)
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes on both backends (SQLite stores no zone and hands back naive values)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        moment = datetime.fromisoformat(value) if isinstance(value, str) else value  # str: SQLite with raw SQL
-        if not isinstance(moment, datetime):
-            raise TypeError(f"expected a datetime from the database, got {type(moment).__name__}")
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

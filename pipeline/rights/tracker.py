@@ -18,10 +18,11 @@ from sqlalchemy import JSON, Boolean, Engine, ForeignKey, Integer, String, Text,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pipeline.db import Base, UtcDateTime
+from pipeline.db import Base
 from pipeline.models.records import Sealed
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand, RightsStatus, SinkStatus, SuppressionRecord
 from pipeline.rights.deadlines import MAX_EXTENSION_MONTHS, extended_due_at
+from pipeline.sinks.crm.models import UtcDateTime
 
 
 class RequestState(StrEnum):

@@ -11,7 +11,7 @@ Changes are recorded in ``crm_audit`` with the event id or the request id that c
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -19,25 +19,50 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     Uuid,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pipeline.db import Base, UtcDateTime
+from pipeline.db import Base
 
 #: An auto-increment key on both backends (SQLite only auto-increments ``INTEGER PRIMARY KEY``).
 AutoId = BigInteger().with_variant(Integer(), "sqlite")
 JsonDoc = JSON().with_variant(JSONB(), "postgresql")
 
 SUBJECT_KEY_LEN = 128
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both backends (SQLite stores no zone and hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value  # str: SQLite with raw SQL
+        if not isinstance(moment, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(moment).__name__}")
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class CrmSubject(Base):
