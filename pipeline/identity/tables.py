@@ -13,7 +13,8 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pipeline.db import Base, UtcDateTime
+from pipeline.db import Base
+from pipeline.sinks.crm.models import UtcDateTime  # main moved it to pipeline.crm.schema: one line to follow on merge
 
 
 class PrincipalRow(Base):
