@@ -130,8 +130,11 @@ class IdentityStore:
         issuer: str | None = None,
         external_subject: str | None = None,
     ) -> PrincipalInfo:
-        if not NAME_PATTERN.match(name):
-            raise IdentityError(f"{name!r} is not a valid name: lower-case letters, digits and . - _ @, up to 100")
+        if not NAME_PATTERN.match(name) or _looks_like_id(name):
+            raise IdentityError(
+                f"{name!r} is not a valid name: lower-case letters, digits and . - _ @, up to 100, and not a UUID "
+                "(commands take a name or an id)"
+            )
         held = _checked(kind, roles)
         now = self._clock()
         principal_id = str(uuid.uuid4())
@@ -460,6 +463,14 @@ class IdentityStore:
             n += 1
             name = f"{base}-{n}"
         return name
+
+
+def _looks_like_id(name: str) -> bool:
+    try:
+        uuid.UUID(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _checked(kind: PrincipalKind, roles: Iterable[Role]) -> frozenset[Role]:

@@ -70,6 +70,7 @@ def test_people_and_clients_with_roles(store: IdentityStore) -> None:
     [
         ("Ana", PrincipalKind.PERSON, [], "not a valid name"),
         ("a b", PrincipalKind.PERSON, [], "not a valid name"),
+        ("0b6f7c1e-3a62-4a8e-9d0e-5f1c2b3a4d5e", PrincipalKind.PERSON, [], "not a UUID"),
         ("x", PrincipalKind.PERSON, [Role.PRODUCER], "only a machine client"),
         ("y", PrincipalKind.CLIENT, [Role.PRODUCER, Role.ADMIN], "cannot be combined"),
     ],
