@@ -13,7 +13,7 @@ from pipeline.db import ensure_schema, make_engine
 from pipeline.identity.keys import LastUsedThrottle
 from pipeline.identity.store import AuthenticationFailed, IdentityError, IdentityStore
 from pipeline.identity.tables import ApiKeyRow
-from pipeline.migrations import current_revision, head_revision
+from pipeline.db import current_revision, head_revision
 from pipeline.models.identity import Principal, PrincipalKind, Role, system_principal
 
 pytestmark = pytest.mark.integration
