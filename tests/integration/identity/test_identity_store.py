@@ -9,11 +9,10 @@ import pytest
 from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session
 
-from pipeline.db import ensure_schema, make_engine
+from pipeline.db import current_revision, ensure_schema, head_revision, make_engine
 from pipeline.identity.keys import LastUsedThrottle
 from pipeline.identity.store import AuthenticationFailed, IdentityError, IdentityStore
 from pipeline.identity.tables import ApiKeyRow
-from pipeline.db import current_revision, head_revision
 from pipeline.models.identity import Principal, PrincipalKind, Role, system_principal
 
 pytestmark = pytest.mark.integration

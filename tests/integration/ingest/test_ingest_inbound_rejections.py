@@ -10,10 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from pipeline.api.app import create_api
 from pipeline.cli import app as cli
 from pipeline.config import Settings
 from pipeline.db import ensure_schema
-from pipeline.ingest.api import create_api, sign
+from pipeline.ingest.api import sign
 from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.models.records import ContactRecord, DeadLetter
