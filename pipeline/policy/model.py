@@ -15,11 +15,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.models.common import Channel, InteractionKind, LegalBasis, Purpose
 from pipeline.models.contact import Consent
+from pipeline.yamlfile import load_mapping
 
 __all__ = [
     "OTHER",
@@ -407,14 +407,7 @@ def load_policy(path: Path | str | None = None) -> Policy:
     Callers with settings pass ``settings.policy_file``; None means the packaged ``policy.yaml``.
     """
     file = Path(path) if path is not None else default_policy_path()
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PolicyError(f"{file}: cannot read the policy file: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{file}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise PolicyError(f"{file}: the policy file must be a mapping at the top level")
+    data = load_mapping(file, PolicyError, "policy file")
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
