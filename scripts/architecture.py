@@ -183,6 +183,9 @@ def render(arch: Architecture) -> str:
         own = "nothing else of its layer" if layer.independent else "its own layer"
         may = f"{own}, {', '.join(below)}" if below else f"{own} only"
         lines.append(f"| {layer.name} | {layer.holds} | {_grouped(arch, layer.modules)} | {may} |")
+    spanning = arch.layer_contract.get("exhaustive_ignores", [])
+    if spanning:
+        lines += ["", f"Packages placed module by module (they span layers): {_code(sorted(spanning))}."]
     exceptions = _exceptions(arch, arch.layer_contract).removeprefix("; ")
     lines += ["", f"Exceptions to the layers: {exceptions or 'none'}.", ""]
     lines += ["Also enforced, each a contract of its own in `pyproject.toml`:", ""]
