@@ -193,3 +193,11 @@ def cli_runtime(kafka_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> It
     yield runtime
     get_settings.cache_clear()
     runtime.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real OpenID Connect provider (Ory Hydra, in-memory) with static users and clients, for the whole session."""
+    from oidc_provider import running_hydra
+
+    yield from running_hydra(tmp_path_factory.mktemp("hydra"))
