@@ -8,9 +8,10 @@ personal data, and which applications publish and subscribe; the value schemas a
 Mapping: each topic is a channel (address: the logical name; ``LEADPIPE_TOPIC_PREFIX`` is prepended at run time),
 with the Kafka channel binding (partitions, replicas, the retention and compaction settings the binding knows; the
 whole topic config in ``x-leadpipe-topic-config``); each (application, topic) pair is a send or receive operation
-tagged with the application; each value schema is a message whose Kafka binding describes the key. leadpipe sets no
-Kafka record headers: routing fields (event id, channel, timestamps, subject key, tags) are clear fields of the
-payload envelope, personal data is inside its ``sealed`` parts.
+tagged with the application; each value schema is a message whose Kafka binding describes the key. The one Kafka
+record header is the W3C ``traceparent`` when tracing is on (``pipeline.tracing``): routing fields (event id,
+channel, timestamps, subject key, tags) are clear fields of the payload envelope, personal data is inside its
+``sealed`` parts.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import yaml
 from pipeline.config import explicit_settings
 from pipeline.kafka.topics import TopicEntry, TopicSpec, TopicsSpec, load_topics
 from pipeline.schemas import SCHEMAS, build_schema
+from pipeline.tracing import TRACEPARENT
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
@@ -53,10 +55,18 @@ _PERSONAL_DATA = {
     "pseudonymous": "Subject keys or keyed hashes only; nothing sealed, no personal data in clear.",
     "none": "No personal data.",
 }
-_NO_HEADERS: dict[str, Any] = {
+_HEADERS: dict[str, Any] = {
     "type": "object",
-    "maxProperties": 0,
-    "description": "leadpipe sets no Kafka record headers; routing fields are clear fields of the payload.",
+    "properties": {
+        TRACEPARENT: {
+            "type": "string",
+            "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+            "description": "W3C trace context of the span that produced the record (OpenTelemetry's messaging "
+            "conventions); only when tracing is on (LEADPIPE_OTLP_TRACES_ENDPOINT).",
+        }
+    },
+    "additionalProperties": False,
+    "description": "No other Kafka record headers: routing fields are clear fields of the payload.",
 }
 
 
@@ -137,7 +147,7 @@ def build_document(spec: TopicsSpec | None = None) -> dict[str, Any]:
             "name": value,
             "title": value,
             "contentType": "application/json",
-            "headers": _NO_HEADERS,
+            "headers": _HEADERS,
             "payload": {"$ref": f"#/components/schemas/{value}"},
             "bindings": {
                 "kafka": {
@@ -175,7 +185,7 @@ def build_document(spec: TopicsSpec | None = None) -> dict[str, Any]:
             "description": "Every Kafka topic of leadpipe: key, value schema, personal data, retention and "
             "compaction, and which application publishes and reads it. Generated from topics.yaml and the wire "
             "models by `leadpipe asyncapi generate`; do not edit. Topic names take LEADPIPE_TOPIC_PREFIX at run "
-            "time; no record carries Kafka headers.",
+            "time; the only record header is the W3C traceparent, when tracing is on.",
         },
         "defaultContentType": "application/json",
         "servers": {

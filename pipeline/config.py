@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     # Logging
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+    otlp_traces_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint (e.g. http://otel-collector:4318/v1/traces); unset: no tracing.",
+    )
 
     # Kafka
     kafka_bootstrap_servers: str = "127.0.0.1:9092"

@@ -19,12 +19,14 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
+from opentelemetry.trace import Span
 from pydantic import ValidationError
 
+from pipeline import tracing
 from pipeline.agents.app import LeadpipeApp, policy_for, topic_partitions
 from pipeline.agents.batching import BatchContext, BatchHandler, Fetched
 from pipeline.agents.metrics import WorkerMetrics, worker_metrics
@@ -84,6 +86,8 @@ class Consumed:
     offset: int
     key: bytes | None
     value: bytes | None
+    trace: bytes | None = None
+    """The ``traceparent`` of this record's processing span; every record it leads to carries it on."""
 
 
 @dataclass
@@ -93,7 +97,10 @@ class BatchResult:
     outgoing: dict[int, list[Out]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
-    def add(self, partition: int, records: list[Out], outcome: str) -> None:
+    def add(self, partition: int, records: list[Out], outcome: str, trace: bytes | None = None) -> None:
+        """``records`` came of one input record; ``trace`` (its span's ``traceparent``) goes on with each."""
+        if trace is not None:
+            records = [replace(record, trace=trace) for record in records]
         self.outgoing.setdefault(partition, []).extend(records)
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
 
@@ -146,15 +153,15 @@ class ProcessingStep:
                             item, None, stage="parse", reason="invalid_record", error=error or "unreadable", now=now
                         )
                     ]
-                    result.add(item.partition, outs, "dead_letter")
+                    result.add(item.partition, outs, "dead_letter", item.trace)
                     continue
                 outs, outcome = self._one(item, record, state, now, unsuppressed)
-                result.add(item.partition, outs, outcome)
+                result.add(item.partition, outs, outcome, item.trace)
             except Exception as exc:  # a bug in the step itself: still the event's own dead letter, never a loss
                 log.exception("processing_internal_error", partition=item.partition, offset=item.offset)
                 text = scrub_text(f"{type(exc).__name__}: {exc}")
                 outs = [self.dead_letter(item, record, stage="internal", reason="internal_error", error=text, now=now)]
-                result.add(item.partition, outs, "dead_letter")
+                result.add(item.partition, outs, "dead_letter", item.trace)
         return result
 
     def _parse(self, item: Consumed) -> tuple[ContactRecord | None, str | None]:
@@ -423,6 +430,8 @@ class SharedProcessing:
     sender: TransactionalSender
     partitions: dict[str, int]
     metrics: WorkerMetrics
+    group: str = ""
+    """The app's consumer group, for the traces' spans."""
 
 
 def shared_processing(app: LeadpipeApp, runtime: Runtime) -> SharedProcessing:
@@ -437,6 +446,7 @@ def shared_processing(app: LeadpipeApp, runtime: Runtime) -> SharedProcessing:
             sender=TransactionalSender(app, settings, partitions),
             partitions=partitions,
             metrics=worker_metrics(app),
+            group=settings.topic(settings.app_id),
         )
         app.shared["processing"] = shared
     return shared
@@ -476,7 +486,14 @@ def batch_handler(
     """
 
     async def handle(ctx: BatchContext, messages: Sequence[Fetched]) -> None:
-        batch = [Consumed(m.partition, m.offset, m.key, m.value) for m in messages]
+        spans = [process_span(source_name, m, shared.group, agent) for m in messages] if tracing.enabled() else []
+        if spans:
+            batch = [
+                Consumed(m.partition, m.offset, m.key, m.value, tracing.traceparent(s))
+                for m, s in zip(messages, spans, strict=True)
+            ]
+        else:
+            batch = [Consumed(m.partition, m.offset, m.key, m.value) for m in messages]
         started = time.perf_counter()
         result = process(batch, shared.tables.state())
         records = result.outgoing.get(ctx.tp.partition, [])
@@ -488,7 +505,11 @@ def batch_handler(
         except Exception as exc:
             fatal("batch_send_failed", exc, topic=source_name, partition=ctx.tp.partition, records=len(records))
         if records and not futures:
+            for span in spans:
+                tracing.end(span, failed="partition_revoked")
             return  # revoked while sending: not acknowledged, the new owner redoes it
+        for span in spans:
+            tracing.end(span)
         ctx.ack(messages)
         log.debug(
             "batch_done",
@@ -500,6 +521,14 @@ def batch_handler(
         )
 
     return handle
+
+
+def process_span(topic: str, message: Fetched, group: str, agent: str) -> Span:
+    """One record's ``process`` span, child of the trace its ``traceparent`` header carries (``pipeline.tracing``)."""
+    parent = tracing.header_value(message.headers)
+    return tracing.start_process(
+        topic, parent, partition=message.partition, offset=message.offset, group=group, stage=agent
+    )
 
 
 def drop_reasons(records: Sequence[Out]) -> list[str]:

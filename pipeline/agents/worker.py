@@ -13,6 +13,7 @@ from typing import Any
 
 import faust
 
+from pipeline import tracing
 from pipeline.agents import processing, review, rights, sinks
 from pipeline.agents.app import LeadpipeApp, build_app, policy_for
 from pipeline.agents.metrics import track_consumer_lag
@@ -74,6 +75,7 @@ def run_worker(runtime: Runtime, registrars: Sequence[Registrar] | None = None) 
     policy_for(runtime.settings)  # refuse to start on an invalid policy, before joining the group
     ensure_schema(runtime.engine)
     require_reapplied(runtime)  # nor on a restored database that brought erased subjects back
+    tracing.configure(runtime.settings, f"leadpipe-{runtime.settings.app_id}")
     app = create_app(runtime, registrars)
     worker = faust.Worker(
         app,

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from pipeline import tracing
 from pipeline.config import get_settings
 from pipeline.db import ensure_schema
 from pipeline.kafka.producer import ConfirmingPublisher
@@ -29,6 +30,7 @@ def serve(
     except UnappliedErasuresError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
+    tracing.configure(settings, "leadpipe-api")
     publisher = ConfirmingPublisher(settings)
     app = create_api(runtime, publisher)
     try:

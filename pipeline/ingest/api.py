@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from pipeline import tracing
 from pipeline.config import SourceAuth
 from pipeline.http.auth import tokens_match
 from pipeline.http.deps import get_metrics, get_settings
@@ -39,6 +40,7 @@ log = get_logger(__name__)
 
 TIMESTAMP_HEADER = "X-Leadpipe-Timestamp"
 SIGNATURE_HEADER = "X-Leadpipe-Signature"
+ROUTE = "/v1/sources/{source_id}"
 
 
 # The 202 answer: every contact of the payload was published and confirmed (no docstring: it would enter the OpenAPI).
@@ -129,7 +131,7 @@ _REQUEST_BODY = {
 
 
 @router.post(
-    "/v1/sources/{source_id}",
+    ROUTE,
     status_code=202,
     response_model=Accepted,
     summary="Submit a payload from a configured source",
@@ -146,6 +148,16 @@ _REQUEST_BODY = {
     openapi_extra=_REQUEST_BODY,
 )
 async def submit(source_id: str, request: Request) -> Response:
+    if not tracing.enabled():  # off: no span, and a caller's traceparent is not carried on either
+        return await _submit(source_id, request, None)
+    span = tracing.start_request("POST", ROUTE, request.headers.get(tracing.TRACEPARENT), source_id=source_id)
+    response = await _submit(source_id, request, tracing.traceparent(span))
+    span.set_attribute("http.response.status_code", response.status_code)
+    tracing.end(span, failed=str(response.status_code) if response.status_code >= 500 else None)
+    return response
+
+
+async def _submit(source_id: str, request: Request, trace: bytes | None) -> Response:
     settings = get_settings(request)
     refusals = get_metrics(request)
     state = _state(request)
@@ -201,7 +213,7 @@ async def submit(source_id: str, request: Request) -> Response:
     started = time.perf_counter()
     coalescer = state.coalescer
     try:
-        parsed = await run_in_threadpool(service.parse, Submission(source_id, channel, body, content_type))
+        parsed = await run_in_threadpool(service.parse, Submission(source_id, channel, body, content_type, trace))
         result = await coalescer.publish(parsed)  # sealed and published with the requests waiting beside it
     except PublishError as exc:
         metrics.requests.labels(channel=channel.value, outcome="error").inc()

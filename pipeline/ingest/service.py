@@ -70,6 +70,8 @@ class Submission:
     channel: Channel
     raw: bytes = field(repr=False)  # personal data: never in a repr that may reach a log or a traceback
     content_type: str
+    trace: bytes | None = None
+    """The request's W3C ``traceparent`` (``pipeline.tracing``), carried on by the records it becomes."""
 
 
 @dataclass(frozen=True)
@@ -296,7 +298,7 @@ class IngestService:
                 submission=ctx.submission,
                 content_type=submission.content_type[:200] or "application/octet-stream",
             )
-            return [Outgoing(INGEST_DLQ_TOPIC, subject or str(letter.dead_letter_id), letter)]
+            return [Outgoing(INGEST_DLQ_TOPIC, subject or str(letter.dead_letter_id), letter, submission.trace)]
         codec = self.runtime.codec
         outgoing: list[Outgoing] = []
         for event in parsed.events:
@@ -309,8 +311,8 @@ class IngestService:
                 content_type=submission.content_type[:200],
                 sealed=sealed,
             )
-            outgoing.append(Outgoing(raw_topic(event.channel), event.subject_key, raw_record))
-            outgoing.append(Outgoing(NORMALIZED_TOPIC, event.subject_key, codec.seal_contact(event)))
+            outgoing.append(Outgoing(raw_topic(event.channel), event.subject_key, raw_record, submission.trace))
+            outgoing.append(Outgoing(NORMALIZED_TOPIC, event.subject_key, codec.seal_contact(event), submission.trace))
         return outgoing
 
     def publish_sealed(self, batch: Sequence[Parsed], outgoing: Sequence[Outgoing]) -> list[SubmitResult]:

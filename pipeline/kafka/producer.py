@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from pipeline.config import Settings
 from pipeline.kafka.security import ConnectionRefusals, librdkafka_security
+from pipeline.tracing import TRACEPARENT
 
 
 class PublishError(RuntimeError):
@@ -49,6 +50,8 @@ class Outgoing:
     key: str | None
     value: BaseModel | bytes
     """A model (serialised as JSON), or bytes sent as they are (a dead letter's original record, replayed)."""
+    trace: bytes | None = None
+    """A W3C ``traceparent`` to send as the record's header (``pipeline.tracing``); None: no header."""
 
 
 def encode(value: BaseModel | bytes) -> bytes:
@@ -85,9 +88,10 @@ class ConfirmingPublisher:
                 count += 1
                 topic = self._settings.topic(record.topic)
                 payload = encode(record.value)
+                headers: dict[str, str | bytes | None] | None = {TRACEPARENT: record.trace} if record.trace else None
                 while True:
                     try:
-                        self._producer.produce(topic, payload, record.key, on_delivery=on_delivery)
+                        self._producer.produce(topic, payload, record.key, on_delivery=on_delivery, headers=headers)
                         break
                     except BufferError:  # local queue full: let deliveries drain, then retry
                         self._producer.poll(0.1)
