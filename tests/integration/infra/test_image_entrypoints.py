@@ -257,13 +257,14 @@ def test_migrations_job_upgrades_a_real_database(
 ) -> None:
     import sqlalchemy
 
-    database_url = f"sqlite:///{tmp_path / 'crm.sqlite3'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
     if backend == "sqlite" and AS_ROOT:
-        tmp_path.chmod(0o777)  # the database lives where the job's user may write (a PVC in a real cluster)
-        for parent in tmp_path.parents:
-            if parent == Path("/tmp"):
-                break
-            parent.chmod(parent.stat().st_mode | 0o711)
+        # the database lives where the job's user may write (a PVC in a real cluster): a directory of its own under
+        # the system's temp dir, not under pytest's basetemp, which any other pytest session starting on this
+        # machine sets back to 0700
+        tmp_path = Path(tempfile.mkdtemp(prefix="leadpipe-migrate-"))
+        request.addfinalizer(lambda: shutil.rmtree(tmp_path, ignore_errors=True))
+        tmp_path.chmod(0o777)
+    database_url = f"sqlite:///{tmp_path / 'crm.sqlite3'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
     docs = render()
     migrate = make_pod(by_kind(docs, "Job")["rel-leadpipe-migrate"], docs, image_venv, _secret_values(database_url))
     for attempt in range(2):  # a re-run (helm upgrade) finds the schema at head and changes nothing
