@@ -212,7 +212,10 @@ def run_demo(
     with (run.directory / "demo.log").open("a") as log_file:
         # the report is the output: log lines (librdkafka's too) go to the run's file, never between its lines
         configure_logging("INFO", "json", stream=log_file)
-        return _run(run, settings, console, timeout_s, keep_running=keep_running, then=then)
+        try:
+            return _run(run, settings, console, timeout_s, keep_running=keep_running, then=then)
+        finally:
+            configure_logging(settings.log_level, settings.log_format)
 
 
 def _run(
