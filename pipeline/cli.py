@@ -21,6 +21,7 @@ from pipeline import clidocs, clikit, demo, importer, schemas
 from pipeline.agents import cli as agents_cli
 from pipeline.api import cli as api_cli
 from pipeline.config import get_settings
+from pipeline.crm import cli as crm_cli
 from pipeline.db import DATABASE_HINT, DatabaseUnavailable, check_database, safe_url
 from pipeline.dlq import cli as dlq_cli
 from pipeline.identity import cli as identity_cli
@@ -33,7 +34,6 @@ from pipeline.migrations import cli as migrations_cli
 from pipeline.policy import cli as policy_cli
 from pipeline.review import cli as review_cli
 from pipeline.rights import cli as rights_cli
-from pipeline.sinks.crm import cli as crm_cli
 
 log = get_logger(__name__)
 
