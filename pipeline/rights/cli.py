@@ -21,6 +21,7 @@ from pipeline.db import ensure_schema
 from pipeline.kafka.producer import ConfirmingPublisher, PublishError
 from pipeline.models.common import Purpose
 from pipeline.models.rights import RightKind
+from pipeline.rights.bodies import OldAddress
 from pipeline.rights.commands import IdentityError, RightsDesk
 from pipeline.rights.dpo import DpoTools, Submitted, request_out
 from pipeline.rights.effects.crm import CrmRights
@@ -183,8 +184,16 @@ def rectify(
     *,
     set_: Annotated[list[str], typer.Option("--set", help="field=value, e.g. --set last_name=Kowalska")] = [],  # noqa: B006
     clear: Annotated[list[str], typer.Option("--clear", help="A field to empty")] = [],  # noqa: B006
+    old_address: Annotated[
+        OldAddress | None,
+        typer.Option(
+            "--old-address",
+            help="With --set email=...: forget the old address (default; a later contact from it is somebody new) "
+            "or keep it as an alias (a later contact from it joins this person)",
+        ),
+    ] = None,
 ) -> Extra:
-    """Correct or complete the person's data in the CRM and HubSpot (9.2)."""
+    """Correct or complete the person's data in the CRM and HubSpot (9.2), the e-mail address included."""
     changes: dict[str, str | None] = {}
     for item in set_:
         field, sep, value = item.partition("=")
@@ -192,7 +201,7 @@ def rectify(
             raise typer.BadParameter("use field=value", param_hint="--set")
         changes[field.strip()] = value
     changes.update(dict.fromkeys((c.strip() for c in clear), None))
-    return {"rectify": changes}
+    return {"rectify": changes, "old_address": old_address}
 
 
 @_request_command(RightKind.CONSENT_WITHDRAWAL)
