@@ -219,10 +219,11 @@ class IngestService:
             raise UnsupportedContentType(channel, media_type)
         return media_type
 
-    # ---- step 1: parse (no key store, no broker) ----------------------------------------------------------------
+    # ---- step 1: parse (no key store, no broker; the alias keys, cached) -----------------------------------------
 
     def parse(self, submission: Submission) -> Parsed:
-        """Run the channel's adapter: the events, or the problems (and identities found) that dead-letter it."""
+        """Run the channel's adapter: the events, or the problems (and identities found) that dead-letter it. An
+        event from an address the DPO corrected and kept as an alias is the person's (``_follow_aliases``)."""
         self.check_content_type(submission.channel, submission.content_type)
         ctx = SourceContext.for_payload(
             submission.raw,

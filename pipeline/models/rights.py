@@ -15,6 +15,7 @@ from pipeline.models.records import Sealed
 class RightKind(StrEnum):
     ERASURE = "erasure"
     OBJECTION = "objection"
+    OBJECTION_LIFTED = "objection_lifted"
     RESTRICTION = "restriction"
     UNRESTRICTION = "unrestriction"
     RECTIFICATION = "rectification"

@@ -41,6 +41,7 @@ _check_dpo = require(Permission.MANAGE_RIGHTS)
 RequestKind = Literal[
     "erasure",
     "objection",
+    "objection_lifted",
     "restriction",
     "unrestriction",
     "rectification",

@@ -167,6 +167,15 @@ def objection() -> Extra:
     return {}
 
 
+@_request_command(RightKind.OBJECTION_LIFTED, "lift-objection")
+def lift_objection() -> Extra:
+    """Record that the person withdrew their objection (9.6): only on their explicit word, never from a form.
+
+    What the objection stopped stays stopped; later contacts may be marketed to again. HubSpot subscriptions are
+    not restored: the person subscribes again there."""
+    return {}
+
+
 @_request_command(RightKind.RESTRICTION)
 def restrict() -> Extra:
     """Restrict processing (9.4): the data is kept but no longer processed or synced."""

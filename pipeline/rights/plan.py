@@ -14,6 +14,7 @@ PLAN: Mapping[RightKind, tuple[str, ...]] = {
     RightKind.ERASURE: ("suppression", "kafka", "crm", "hubspot", "export"),
     RightKind.RETENTION_EXPIRY: ("crm", "suppression", "kafka", "hubspot", "export"),
     RightKind.OBJECTION: ("suppression", "crm", "hubspot"),
+    RightKind.OBJECTION_LIFTED: ("suppression", "crm", "hubspot"),
     RightKind.RESTRICTION: ("suppression", "crm", "hubspot"),
     RightKind.UNRESTRICTION: ("suppression", "crm", "hubspot"),
     RightKind.CONSENT_WITHDRAWAL: ("crm", "suppression", "hubspot"),  # the CRM knows what rested on consent

@@ -18,6 +18,7 @@ STATE_CHANGING = frozenset(
     {
         RightKind.ERASURE,
         RightKind.OBJECTION,
+        RightKind.OBJECTION_LIFTED,
         RightKind.RESTRICTION,
         RightKind.UNRESTRICTION,
         RightKind.CONSENT_WITHDRAWAL,
@@ -54,6 +55,8 @@ def next_state(
         changes.update(erased=True, erased_at=at)
     if kind is RightKind.OBJECTION:
         changes["marketing_objected"] = True
+    elif kind is RightKind.OBJECTION_LIFTED:
+        changes["marketing_objected"] = False
     elif kind is RightKind.RESTRICTION:
         changes["restricted"] = True
     elif kind is RightKind.UNRESTRICTION:

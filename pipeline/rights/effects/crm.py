@@ -721,8 +721,9 @@ class CrmEffect(Effect):
                 evidence["subject_erased"] = erased.found
                 evidence |= {f"erasure_{k}": v for k, v in erased.evidence().items() if k != "found"}
             return EffectResult.done(**evidence)
-        if kind is RightKind.OBJECTION:
-            return _flag(crm.set_marketing_objection(key, request_id, objected=True))
+        if kind in (RightKind.OBJECTION, RightKind.OBJECTION_LIFTED):
+            objected = kind is RightKind.OBJECTION
+            return _flag(crm.set_marketing_objection(key, request_id, objected=objected))
         if kind is RightKind.RESTRICTION:
             return _flag(crm.set_restriction(key, request_id, restricted=True))
         if kind is RightKind.UNRESTRICTION:

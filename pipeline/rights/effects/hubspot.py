@@ -259,6 +259,8 @@ class HubSpotEffect(Effect):
             return self._mark(ctx, lookup, {RESTRICTED_PROPERTY: flag})
         if kind is RightKind.CONSENT_WITHDRAWAL:
             return self._withdraw(ctx, lookup, {p.value for p in command.purposes})
+        if kind is RightKind.OBJECTION_LIFTED:  # the flag is restated; subscriptions wait for the person's opt-in
+            return self._mark(ctx, lookup, {})
         return EffectResult.not_applicable(f"no_hubspot_effect_for_{kind.value}")
 
     # ---- the rights ------------------------------------------------------------------------------------------

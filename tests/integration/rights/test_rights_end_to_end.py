@@ -240,7 +240,8 @@ def test_erasure_reaches_every_sink(world: World) -> None:
     assert set(statuses) == {"crm", "hubspot", "kafka", "suppression", "export"}
     assert statuses["export"].evidence["exports_deleted"] == [waiting.name]
     assert statuses["crm"].evidence["interactions_deleted"] == 2
-    assert statuses["hubspot"].evidence["contacts"][0]["gdpr_deleted"] is True
+    assert statuses["hubspot"].evidence["outcome"] == "deleted"
+    assert statuses["hubspot"].evidence["contacts"][0]["result"] == "deleted"
     assert statuses["kafka"].evidence["keys_destroyed"] >= 1
     trail = [a.action for a in world.tools.tracker.audit_trail(request_id=view.request_id)]
     assert "rights.request_received" in trail and "rights.request_completed" in trail

@@ -114,6 +114,21 @@ def test_flags_change_once_are_audited_once_and_restate_marketing_everywhere(crm
     assert view.marketing_allowed is False
 
 
+def test_lifting_an_objection_keeps_what_it_stopped_stopped(crm: CrmRights) -> None:
+    tagged = make_tagged()
+    CrmWriter(crm.engine).write_events([tagged])
+    key = tagged.event.subject_key
+    run(crm, command(RightKind.OBJECTION, key))
+    assert run(crm, command(RightKind.OBJECTION_LIFTED, key))[1] == {
+        "changed": True,
+        "purposes_stopped": 0,
+        "marketing_allowed": False,  # the stored interaction's direct-marketing purpose stays stopped
+    }
+    CrmWriter(crm.engine).write_events([make_tagged()])  # what comes next may be marketed to
+    view = crm.read.show(key)
+    assert view is not None and not view.marketing_objected and view.marketing_allowed is True
+
+
 def test_a_restriction_clears_marketing_and_its_lifting_restores_it(crm: CrmRights) -> None:
     tagged = make_tagged()
     CrmWriter(crm.engine).write_events([tagged])

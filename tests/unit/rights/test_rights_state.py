@@ -110,3 +110,12 @@ def test_a_corrected_address_moves_every_flag_to_the_new_key_and_leaves_the_old_
     assert moved_states(emptied, moved, command, later) == (moved, emptied)  # redelivered: nothing changes
     fresh, _ = moved_states(None, None, command, later)
     assert fresh.subject_key == new_key and not fresh.marketing_objected and not fresh.erased
+
+
+def test_an_objection_stands_until_it_is_lifted() -> None:
+    objected = next_state(None, command(RightKind.OBJECTION), T0)
+    assert objected is not None and objected.marketing_objected
+    still = next_state(objected, command(RightKind.RESTRICTION), T0 + timedelta(days=1))
+    assert still is not None and still.marketing_objected and still.restricted
+    lifted = next_state(still, command(RightKind.OBJECTION_LIFTED), T0 + timedelta(days=2))
+    assert lifted is not None and not lifted.marketing_objected and lifted.restricted
