@@ -11,6 +11,7 @@ from pipeline import demo, importer, schemas
 from pipeline.agents import cli as agents_cli
 from pipeline.api import cli as api_cli
 from pipeline.config import get_settings
+from pipeline.crm import cli as crm_cli
 from pipeline.dlq import cli as dlq_cli
 from pipeline.identity import cli as identity_cli
 from pipeline.kafka import cli as kafka_cli
@@ -19,7 +20,6 @@ from pipeline.migrations import cli as migrations_cli
 from pipeline.policy import cli as policy_cli
 from pipeline.review import cli as review_cli
 from pipeline.rights import cli as rights_cli
-from pipeline.sinks.crm import cli as crm_cli
 
 app = typer.Typer(help="leadpipe: contact events in, lawful records out.", no_args_is_help=True)
 

@@ -20,7 +20,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public names, re-exported without __all__
     AdminClient,
@@ -37,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipeline.config import Settings
 from pipeline.kafka.security import librdkafka_security
 from pipeline.logging import get_logger
+from pipeline.yamlfile import load_mapping
 
 log = get_logger(__name__)
 
@@ -246,14 +246,7 @@ def _format_error(path: Path, data: Any, error: ValidationError) -> str:
 def load_topics(path: Path | None = None) -> TopicsSpec:
     """Read and validate a topics file (default: the packaged one)."""
     path = path or default_topics_path()
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exc:
-        raise TopicsFileError(f"{path}: topics file not found") from exc
-    except yaml.YAMLError as exc:
-        raise TopicsFileError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise TopicsFileError(f"{path}: expected a mapping with 'defaults' and 'topics'")
+    data = load_mapping(path, TopicsFileError, "topics file")
     try:
         return TopicsSpec.model_validate(data)
     except ValidationError as exc:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pipeline.config import get_settings
-from pipeline.policy import PolicyError, load_policy
+from pipeline.policy.model import PolicyError, load_policy
 
 policy_app = typer.Typer(help="The processing policy (periods, purposes, bases, spam signals).", no_args_is_help=True)
 

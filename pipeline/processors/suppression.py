@@ -23,7 +23,7 @@ from pipeline.models.marketing import MarketingState, may_market
 from pipeline.models.processing import DropReason
 from pipeline.models.rights import SuppressionRecord
 from pipeline.models.tagged import PurposeTag, TaggedEvent
-from pipeline.policy import Policy
+from pipeline.policy.model import Policy
 
 
 @dataclass(frozen=True, slots=True)

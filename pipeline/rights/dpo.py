@@ -11,14 +11,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pipeline.crm.aliases import SubjectAliases
 from pipeline.db import ensure_schema
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand
-from pipeline.policy import Policy, load_policy
+from pipeline.policy.model import Policy, load_policy
 from pipeline.rights.bodies import OldAddress, RequestIdentity
 from pipeline.rights.commands import RightsDesk, build_command, key_of, named, new_email_key, new_password
 from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
@@ -158,11 +158,9 @@ class DpoTools:
             sleep(poll_s)
 
     def _audit(self, operator: str, action: str, view: RequestView, **detail: object) -> None:
-        record = AuditRecord(
-            audit_id=uuid4(),
-            at=datetime.now(UTC),
-            actor=operator,
-            action=action,
+        record = AuditRecord.new(
+            operator,
+            action,
             subject_key=view.subject_key,
             request_id=UUID(view.request_id),
             detail={"kind": view.kind.value, **detail},

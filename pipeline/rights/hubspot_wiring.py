@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.rights.effects.base import Context, Effect, EffectResult
 from pipeline.rights.effects.export import ContactReader
 from pipeline.rights.effects.hubspot import ExportReader, HubSpotEffect
