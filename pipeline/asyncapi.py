@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from pipeline.clikit import exits
 from pipeline.config import explicit_settings
 from pipeline.kafka.topics import TopicEntry, TopicSpec, TopicsSpec, load_topics
 from pipeline.schemas import SCHEMAS, build_schema
@@ -229,7 +230,10 @@ _PathOption = Annotated[Path, typer.Option("--out", help="Where the document liv
 
 @app.command("generate")
 def generate_command(path: _PathOption = DEFAULT_PATH) -> None:
-    """Write the document from topics.yaml and the models."""
+    """Write the document from topics.yaml and the models.
+
+    Example: leadpipe asyncapi generate
+    """
     text = render()
     changed = not path.exists() or path.read_text() != text
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -238,8 +242,12 @@ def generate_command(path: _PathOption = DEFAULT_PATH) -> None:
 
 
 @app.command("check")
+@exits({1: "the committed document is out of date"})
 def check_command(path: _PathOption = DEFAULT_PATH) -> None:
-    """Exit 1 when the committed document is out of date (run `leadpipe asyncapi generate`)."""
+    """Exit 1 when the committed document is out of date (run `leadpipe asyncapi generate`).
+
+    Example: leadpipe asyncapi check
+    """
     problem = check(path)
     if problem:
         typer.echo(f"{problem}: run `leadpipe asyncapi generate`", err=True)

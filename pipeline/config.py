@@ -74,7 +74,9 @@ class Settings(BaseSettings):
 
     # Logging
     log_format: Literal["auto", "json", "console"] = "auto"
-    log_level: str = "INFO"
+    log_level: str | None = Field(
+        default=None, description="DEBUG, INFO, WARNING, ...; default: WARNING on a terminal, INFO for machines (JSON)."
+    )
     otlp_traces_endpoint: str | None = Field(
         default=None,
         description="OTLP/HTTP traces endpoint (e.g. http://otel-collector:4318/v1/traces); unset: no tracing.",
