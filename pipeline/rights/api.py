@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from pipeline.db import ensure_schema
 from pipeline.http.auth import Permission, Principal, bearer, require
+from pipeline.http.caching import NoStoreRoute
 from pipeline.http.deps import get_publisher, get_runtime
 from pipeline.kafka.producer import PublishError
 from pipeline.logging import get_logger
@@ -32,7 +33,7 @@ from pipeline.rights.tracker import RequestTracker, RequestView
 
 log = get_logger(__name__)
 
-router = APIRouter(prefix="/v1/dpo", tags=["dpo"])
+router = APIRouter(prefix="/v1/dpo", tags=["dpo"], route_class=NoStoreRoute)
 
 _check_dpo = require(Permission.MANAGE_RIGHTS)
 
