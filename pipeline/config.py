@@ -216,6 +216,12 @@ class Settings(BaseSettings):
     rights_exports_dir: Path | None = Field(
         default=None, description="Where exports are written; default: home/exports"
     )
+    rights_export_max_age_h: float = Field(
+        default=168.0,
+        gt=0,
+        description="Exports are deleted this long after they were written (by the rights worker's sweep) and the "
+        "download refuses them from then on: an export holds everything about a person and is meant to be delivered",
+    )
     rights_export_font: Path | None = Field(
         default=None, description="A TTF font for access PDFs; default: DejaVu Sans"
     )

@@ -8,7 +8,8 @@ CRM reads and the review queue's. It is a route class and not a header set in ea
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import HTTPException, Request, Response
 from fastapi.exception_handlers import request_validation_exception_handler
@@ -21,7 +22,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 class NoStoreRoute(APIRoute):
     """A route whose every answer, success or error, says ``Cache-Control: no-store``."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def no_store(request: Request) -> Response:
