@@ -135,8 +135,21 @@ class Settings(BaseSettings):
     # Ingest API
     ingest_host: str = "127.0.0.1"
     ingest_port: int = 8080
-    ingest_max_body_bytes: int = 1_048_576
+    ingest_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest body the API reads; a channel whose topics take less (topics.yaml max.message.bytes, "
+        "the sealed record being a third larger) gets that smaller limit",
+    )
     ingest_signature_tolerance_s: int = 300
+    ingest_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Longest an ingest request waits for the key store and the broker before 503 (and the API's "
+        "producer's message.timeout.ms, so a record refused is never delivered later)",
+    )
+    ingest_retry_after_s: int = Field(default=5, ge=1, description="Retry-After of a 503 (key store or broker down)")
     sources: dict[str, SourceAuth] = Field(default_factory=dict, description="source id -> channel and credentials")
     dpo_token: SecretStr | None = None
     reviewer_token: SecretStr | None = None
