@@ -150,6 +150,20 @@ class Settings(BaseSettings):
         "producer's message.timeout.ms, so a record refused is never delivered later)",
     )
     ingest_retry_after_s: int = Field(default=5, ge=1, description="Retry-After of a 503 (key store or broker down)")
+    api_workers: int = Field(default=1, ge=1, le=64, description="`leadpipe serve` processes sharing the ports")
+    admin_host: str = Field(default="127.0.0.1", description="Listen address of the admin port")
+    admin_port: int | None = Field(
+        default=8081,
+        description="Port of /metrics, /openapi.json and /docs (and /healthz, /readyz); None: not served. They are "
+        "not on the API port, which faces the internet",
+    )
+    api_public_docs: bool = Field(
+        default=False, description="Also serve /openapi.json and /docs on the API port (a public API reference)"
+    )
+    http_max_header_bytes: int = Field(
+        default=32_768, ge=1024, description="Request line and header block; larger is refused 431 before parsing"
+    )
+    http_max_header_fields: int = Field(default=100, ge=8, description="Header fields per request; more is 431")
     sources: dict[str, SourceAuth] = Field(default_factory=dict, description="source id -> channel and credentials")
     dpo_token: SecretStr | None = None
     reviewer_token: SecretStr | None = None

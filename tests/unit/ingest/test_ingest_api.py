@@ -65,7 +65,10 @@ def test_a_replayed_signed_request_gets_the_original_ids_and_is_not_published_ag
     assert len(first.json()["event_ids"]) == 2 and first.json()["replayed"] is False
     assert again.json() == {**first.json(), "replayed": True}
     assert len(publisher.records) == published == 4
-    assert 'leadpipe_ingest_requests_total{channel="event",outcome="replayed"} 1.0' in client.get("/metrics").text
+    assert (
+        'leadpipe_ingest_requests_total{channel="event",outcome="replayed"} 1.0'
+        in TestClient(client.app.state.admin).get("/metrics").text
+    )
 
 
 def test_the_same_form_submitted_again_later_gets_new_ids_and_a_retried_delivery_the_same(
@@ -171,7 +174,7 @@ def test_refusals_are_answered_counted_and_nothing_is_published(
     response = client.post(f"/v1/sources/{source}", content=b"{}", headers=headers)
     assert (response.status_code, response.json()["reason"]) == (status, reason)
     assert publisher.records == []
-    metrics = client.get("/metrics").text
+    metrics = TestClient(client.app.state.admin).get("/metrics").text
     assert f'leadpipe_ingest_refusals_total{{reason="{reason}"}} 1.0' in metrics
 
 
@@ -206,7 +209,7 @@ def test_broker_failure_is_503_and_nothing_accepted(client: TestClient, publishe
 
 
 def test_openapi_documents_the_real_models(client: TestClient) -> None:
-    doc = client.get("/openapi.json").json()
+    doc = TestClient(client.app.state.admin).get("/openapi.json").json()
     operation = doc["paths"]["/v1/sources/{source_id}"]["post"]
     assert {"application/json", "text/csv", "message/rfc822", "multipart/form-data"} <= set(
         operation["requestBody"]["content"]
