@@ -171,20 +171,31 @@ async def closed_loop(label: str, port: int, requests: Sequence[bytes], concurre
     return run
 
 
+#: Connections the open-loop generator may hold; past it a due request waits for one (and the wait counts).
+MAX_CONNECTIONS = 256
+
+
 async def open_loop(label: str, port: int, requests: Sequence[bytes], rate: float) -> Run:
-    """Requests due evenly spaced at ``rate``, whatever the answers do; latency from when each was due."""
+    """Requests due evenly spaced at ``rate``, whatever the answers do; latency from when each was due. A request
+    that failed at the connection (reset, closed) counts as status 0."""
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     opened: list[asyncio.StreamWriter] = []
+    slots = asyncio.Semaphore(MAX_CONNECTIONS)
     run = Run(label, 0.0)
 
     async def one(request: bytes, due: float) -> None:
-        connection = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
-        if connection[1] not in opened:
-            opened.append(connection[1])
-        status = await exchange(*connection, request)
-        run.latencies.append(time.perf_counter() - due)
-        run.statuses[status] = run.statuses.get(status, 0) + 1
-        idle.append(connection)
+        async with slots:
+            try:
+                connection = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
+                if connection[1] not in opened:
+                    opened.append(connection[1])
+                status = await exchange(*connection, request)
+            except (OSError, asyncio.IncompleteReadError):
+                status = 0
+            else:
+                idle.append(connection)
+            run.latencies.append(time.perf_counter() - due)
+            run.statuses[status] = run.statuses.get(status, 0) + 1
 
     tasks = []
     started = time.perf_counter()

@@ -130,8 +130,10 @@ class Availability:
 
     def admit(self) -> bool:
         """Whether to call the dependency now: always while available, else once per probe interval."""
-        if self._down_since is None:
-            return True
+        return self._down_since is None or self.probe_due()
+
+    def probe_due(self) -> bool:
+        """Whether a probe may go out now (at most one per ``probe_interval_s``); counts this one."""
         now = self._clock()
         if now - self._last_probe >= self._probe_interval_s:
             self._last_probe = now
@@ -141,15 +143,28 @@ class Availability:
 
 class BrokerHealth(Availability):
     """What the producer has seen of the brokers: librdkafka's "all brokers down", and each delivery report (a
-    record not delivered for want of a broker marks them unavailable, any record delivered marks them back)."""
+    record not delivered for want of a broker marks them unavailable, any record delivered marks them back).
+
+    While they are unavailable no request is let through as a probe (each would wait the whole delivery timeout):
+    the publisher's delivery-report thread asks the brokers for metadata once per ``probe_interval_s`` instead.
+    """
 
     #: librdkafka's verdicts that mean "no broker took it", as opposed to a refusal of the record itself.
     UNREACHABLE = frozenset(
-        {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT}
+        {
+            KafkaError._ALL_BROKERS_DOWN,
+            KafkaError._TRANSPORT,
+            KafkaError._MSG_TIMED_OUT,
+            KafkaError._TIMED_OUT,
+            KafkaError._TIMED_OUT_QUEUE,
+        }
     )
 
     def __init__(self, probe_interval_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__("kafka", probe_interval_s, clock)
+
+    def admit(self) -> bool:
+        return self.available
 
     def on_error(self, error: KafkaError) -> None:
         """librdkafka's ``error_cb``: only "all brokers down" says the cluster is gone (one broker's transport
@@ -218,6 +233,8 @@ class ConfirmingPublisher:
         """Serve delivery reports (and error callbacks) as they come: each caller waits for its own records only."""
         while not self._stop.is_set():
             self._producer.poll(0.1)
+            if not self.health.available and self.health.probe_due():
+                self.probe(timeout_s=0.5)
 
     def _produce(self, records: Sequence[Outgoing], on_delivery: Callable[[KafkaError | None, Message], None]) -> None:
         """Hand every record to librdkafka (waiting for room when its queue is full); the reports come later."""
