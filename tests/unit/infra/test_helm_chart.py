@@ -34,6 +34,7 @@ from helm_helpers import (
     render,
     workloads,
 )
+from ingest_helpers import RecordingPublisher
 from jsonschema import Draft7Validator
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -68,8 +69,8 @@ def served_metrics(make_settings: Callable[..., Settings]) -> set[str]:
     worker.track_rights(lambda: ({}, 0))
     worker.track_lag(list)
     text = worker.render().decode()
-    api = create_api(Runtime(make_settings()), cast(ConfirmingPublisher, None))  # serving /metrics publishes nothing
-    text += TestClient(api).get("/metrics").text
+    api = create_api(Runtime(make_settings()), cast(ConfirmingPublisher, RecordingPublisher()))
+    text += TestClient(api.state.admin).get("/metrics").text  # the admin port's /metrics, as the chart scrapes it
     families = list(text_string_to_metric_families(text))
     names = {f.name for f in families} | {f"{f.name}_total" for f in families if f.type == "counter"}
     names |= {f"{f.name}_{s}" for f in families if f.type == "histogram" for s in ("bucket", "sum", "count")}
@@ -337,8 +338,16 @@ def test_network_policy_opens_exactly_the_ports_the_pods_serve() -> None:
         egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
         assert {53, 9093, 5432, 443} <= egress_ports
     assert covered >= set(components), "a pod runs without a NetworkPolicy"
-    api = policies["rel-leadpipe-api"]["spec"]["ingress"][0]
+    api, admin = policies["rel-leadpipe-api"]["spec"]["ingress"]
     assert api["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
+    # the API's /metrics is on its admin port: Prometheus (metricsFrom) reaches it, the internet does not
+    assert admin["ports"] == [{"port": 8081, "protocol": "TCP"}]
+    assert admin["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    # traces leave for the OTLP collector only through the rule the values add
+    otlp = [
+        r for r in policies["rel-leadpipe-api"]["spec"]["egress"] if {"port": 4318, "protocol": "TCP"} in r["ports"]
+    ]
+    assert len(otlp) == 1
 
 
 @needs_helm
