@@ -109,6 +109,8 @@ class Pod:
     ports: dict[str, int]
     container: dict[str, Any]
     grace_s: int
+    metrics_url: str | None = None
+    """Where the pod's ``prometheus.io/*`` annotations send Prometheus."""
 
 
 def _secret_values(database_url: str) -> dict[str, str]:
@@ -154,7 +156,13 @@ def make_pod(doc: dict[str, Any], docs: list[dict[str, Any]], venv: ImageVenv, s
     ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
     argv = [*container.get("command", []), *container["args"]]
     grace = int(pod_spec(doc).get("terminationGracePeriodSeconds", 30))
-    return Pod(name, argv, env, Path(local(container["workingDir"])), ports, container, grace)
+    notes = doc["spec"]["template"]["metadata"].get("annotations", {})
+    metrics = (
+        f"http://127.0.0.1:{notes['prometheus.io/port']}{notes['prometheus.io/path']}"
+        if notes.get("prometheus.io/scrape") == "true"
+        else None
+    )
+    return Pod(name, argv, env, Path(local(container["workingDir"])), ports, container, grace, metrics)
 
 
 def run_pod(pod: Pod, *extra: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
@@ -200,9 +208,9 @@ def serve_until_ready(pod: Pod, metric: str, timeout_s: float = 120) -> None:
             assert time.monotonic() < deadline, f"{pod.name}: {ready} never answered 200:\n{output[-3000:]}"
             time.sleep(0.5)
         assert _get(live)[0] == 200, f"{pod.name}: liveness probe {live} failed"
-        metrics_url = ready.rsplit("/", 1)[0].split("/", 3)
-        status, body = _get(f"http://{metrics_url[2]}/metrics")
-        assert status == 200 and f"# HELP {metric}" in body, f"{pod.name}: /metrics lacks {metric}"
+        assert pod.metrics_url is not None, f"{pod.name}: not annotated for Prometheus"
+        status, body = _get(pod.metrics_url)  # where the annotations send the scraper
+        assert status == 200 and f"# HELP {metric}" in body, f"{pod.name}: {pod.metrics_url} lacks {metric}"
     finally:
         process.send_signal(signal.SIGTERM)
         try:
