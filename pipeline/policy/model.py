@@ -253,6 +253,9 @@ class RateLimits(_Frozen):
     per_ip: RateLimit
     per_subject: RateLimit
     buckets: int = Field(ge=1, le=120)
+    exempt_kinds: tuple[InteractionKind, ...] = Field(
+        default=(), description="Interaction kinds that are not submissions: neither counted nor limited."
+    )
 
 
 class SpamPolicy(_Frozen):
@@ -276,6 +279,25 @@ class SpamPolicy(_Frozen):
             if not word.strip():
                 raise ValueError(f"[{index}] is blank")
         return tuple(w.strip().lower() for w in value)
+
+
+class VisitorPolicy(_Frozen):
+    """Anonymous website visitors (section 2): which consent their events must carry to be kept."""
+
+    section: str = Field(min_length=1)
+    consent_categories: tuple[str, ...] = Field(
+        min_length=1,
+        description="Consent-manager categories that mean consent to analytics cookies; an anonymous visitor's event "
+        "is kept when it grants one of them and denies none.",
+    )
+
+    @field_validator("consent_categories")
+    @classmethod
+    def _categories(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for index, name in enumerate(value):
+            if not name.strip():
+                raise ValueError(f"[{index}] is blank")
+        return tuple(dict.fromkeys(name.strip().lower() for name in value))
 
 
 class QuarantinePolicy(_Frozen):
@@ -326,6 +348,7 @@ class Policy(_Frozen):
     spam: SpamPolicy
     quarantine: QuarantinePolicy
     storage: StoragePolicy
+    visitors: VisitorPolicy
 
     @model_validator(mode="after")
     def _cross_references(self) -> Policy:
