@@ -130,6 +130,14 @@ class Parsed:
         if len(self.identities) != 1:  # a shared payload key, or (no identity) a dead letter's key of its own
             yield record_scope(str(self.payload_id))
 
+    def visitor_links(self) -> Iterator[tuple[str, str]]:
+        """(visitor scope, person scope) of every event that names a person and carries a website visitor's id: the
+        visitor's key dies with the person (their browsing may be theirs), linked before anything is published."""
+        for event in self.events:
+            visitor = event.provenance.visitor_key
+            if visitor is not None and visitor != event.subject_key:
+                yield subject_scope(visitor), subject_scope(event.subject_key)
+
     @property
     def record_count(self) -> int:
         return 2 * len(self.events) if self.accepted else 1
@@ -265,7 +273,9 @@ class IngestService:
     def seal(self, batch: Sequence[Parsed]) -> list[Outgoing]:
         """The records of a batch, sealed: every data key it needs is loaded or created first, with one commit."""
         try:
-            self.runtime.keystore.warm(scope for parsed in batch for scope in parsed.key_scopes())
+            keystore = self.runtime.keystore
+            keystore.warm(scope for parsed in batch for scope in parsed.key_scopes())
+            keystore.link_all(pair for parsed in batch for pair in parsed.visitor_links())
             outgoing: list[Outgoing] = []
             for parsed in batch:
                 outgoing.extend(self._records(parsed))

@@ -15,7 +15,7 @@ from pipeline.crypto.sealing import Sealer, subject_scope
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose, StrictModel
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand
-from pipeline.normalize import NormalizationError, canonical_email, canonical_phone, subject_key
+from pipeline.normalize import NormalizationError, canonical_email, canonical_phone, subject_key, visitor_key
 from pipeline.rights.bodies import RECTIFIABLE_FIELDS, ExportDelivery, RectificationBody
 from pipeline.rights.deadlines import due_at
 from pipeline.rights.plan import PLAN
@@ -31,13 +31,23 @@ class IdentityError(ValueError):
         self.field = field
 
 
-def identify(pepper: bytes, *, email: str | None = None, phone: str | None = None, region: str | None = None) -> str:
-    """The subject key of the person a request is about, from exactly one of e-mail or phone (as the chain does)."""
-    if bool(email) == bool(phone):
-        raise IdentityError("email", "name the person by exactly one of --email or --phone")
+def identify(
+    pepper: bytes,
+    *,
+    email: str | None = None,
+    phone: str | None = None,
+    region: str | None = None,
+    visitor_id: str | None = None,
+) -> str:
+    """The subject key a request is about, as the chain makes it, from exactly one of e-mail, phone or a website
+    visitor's cookie id (an anonymous visitor's key, ``normalize.visitor_key``)."""
+    if sum(1 for given in (email, phone, visitor_id) if given) != 1:
+        raise IdentityError("email", "name the subject by exactly one of --email, --phone or --visitor-id")
     try:
         if email:
             return subject_key(pepper, email=canonical_email(email))
+        if visitor_id:
+            return visitor_key(pepper, visitor_id)
         assert phone is not None
         return subject_key(pepper, phone=canonical_phone(phone, region))
     except NormalizationError as exc:

@@ -1,7 +1,8 @@
 """The DPO's operations, shared by the ``leadpipe dpo`` CLI and the HTTP router so both behave the same.
 
-A request is identified by e-mail or phone (turned into the subject key exactly as the chain does), recorded in
-the tracker, audited and published; nothing here prints or logs the e-mail or phone.
+A request is identified by e-mail or phone (an erasure also by a website visitor's cookie id), turned into the
+subject key exactly as the chain does, recorded in the tracker, audited and published; nothing here prints or logs
+the e-mail, phone or cookie id.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pipeline.db import ensure_schema
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand
-from pipeline.rights.commands import RightsDesk, build_command, identify, new_password
+from pipeline.rights.commands import IdentityError, RightsDesk, build_command, identify, new_password
 from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
 from pipeline.runtime import Runtime
 from pipeline.topics import AUDIT_TOPIC
@@ -48,8 +49,15 @@ class DpoTools:
         self.tracker = RequestTracker(runtime.engine)
         self.desk = RightsDesk(self.tracker, publisher)
 
-    def subject(self, *, email: str | None = None, phone: str | None = None, region: str | None = None) -> str:
-        return identify(self.runtime.pepper, email=email, phone=phone, region=region)
+    def subject(
+        self,
+        *,
+        email: str | None = None,
+        phone: str | None = None,
+        region: str | None = None,
+        visitor_id: str | None = None,
+    ) -> str:
+        return identify(self.runtime.pepper, email=email, phone=phone, region=region, visitor_id=visitor_id)
 
     def request(
         self,
@@ -59,13 +67,22 @@ class DpoTools:
         email: str | None = None,
         phone: str | None = None,
         region: str | None = None,
+        visitor_id: str | None = None,
         purposes: Sequence[Purpose] = (),
         rectify: Mapping[str, str | None] | None = None,
         password: str | None = None,
         now: datetime | None = None,
     ) -> Submitted:
-        """Record and publish one request; raises ``IdentityError``/``ValueError`` on bad input, before anything."""
-        subject = self.subject(email=email, phone=phone, region=region)
+        """Record and publish one request; raises ``IdentityError``/``ValueError`` on bad input, before anything.
+
+        A website visitor known only by the cookie id can be erased (everything kept under it goes); the other
+        rights answer a person, whom the DPO names by e-mail or phone.
+        """
+        if visitor_id and kind is not RightKind.ERASURE:
+            raise IdentityError(
+                "visitor_id", f"a website visitor id names whom to erase, not whom a {kind.value} is for"
+            )
+        subject = self.subject(email=email, phone=phone, region=region, visitor_id=visitor_id)
         if kind is RightKind.ACCESS:
             password = password or new_password()
         command = build_command(
