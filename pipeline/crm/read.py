@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, Engine, RowMapping, func, select
 
-from pipeline.crm.schema import consents, identities, interactions, subjects, visitor_links
+from pipeline.crm.schema import LINK_COLUMNS, consents, identities, interactions, subjects, visitor_links
 from pipeline.crm.stitching import Link, attribute
 from pipeline.crm.views import (
     ConsentView,
@@ -188,17 +188,8 @@ def _links(conn: Connection, visitor_keys: Sequence[str]) -> dict[str, list[Link
     if not visitor_keys:
         return {}
     found: dict[str, list[Link]] = {}
-    for row in conn.execute(
-        select(
-            visitor_links.c.visitor_key,
-            visitor_links.c.subject_key,
-            visitor_links.c.linked_at,
-            visitor_links.c.event_id,
-        ).where(visitor_links.c.visitor_key.in_(list(visitor_keys)))
-    ):
-        found.setdefault(row.visitor_key, []).append(
-            Link(row.visitor_key, row.subject_key, row.linked_at, row.event_id)
-        )
+    for row in conn.execute(select(*LINK_COLUMNS).where(visitor_links.c.visitor_key.in_(list(visitor_keys)))):
+        found.setdefault(row.visitor_key, []).append(Link(*row))
     return found
 
 

@@ -257,6 +257,13 @@ interactions = cast(Table, CrmInteraction.__table__)
 consents = cast(Table, CrmConsent.__table__)
 audit = cast(Table, CrmAudit.__table__)
 visitor_links = cast(Table, CrmVisitorLink.__table__)
+#: A link's columns in the order of ``crm.stitching.Link``'s fields: ``Link(*row)`` of a ``select(*LINK_COLUMNS)``.
+LINK_COLUMNS = (
+    visitor_links.c.visitor_key,
+    visitor_links.c.subject_key,
+    visitor_links.c.linked_at,
+    visitor_links.c.event_id,
+)
 
 
 def audit_row(

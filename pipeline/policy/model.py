@@ -275,10 +275,15 @@ class SpamPolicy(_Frozen):
     @field_validator("spam_words", "misleading_phrases")
     @classmethod
     def _not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for index, word in enumerate(value):
-            if not word.strip():
-                raise ValueError(f"[{index}] is blank")
-        return tuple(w.strip().lower() for w in value)
+        return _lowercase_words(value)
+
+
+def _lowercase_words(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Words or names matched case-insensitively: trimmed and lower-cased; a blank one is refused by its index."""
+    for index, word in enumerate(value):
+        if not word.strip():
+            raise ValueError(f"[{index}] is blank")
+    return tuple(w.strip().lower() for w in value)
 
 
 class VisitorPolicy(_Frozen):
@@ -294,10 +299,7 @@ class VisitorPolicy(_Frozen):
     @field_validator("consent_categories")
     @classmethod
     def _categories(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for index, name in enumerate(value):
-            if not name.strip():
-                raise ValueError(f"[{index}] is blank")
-        return tuple(dict.fromkeys(name.strip().lower() for name in value))
+        return _lowercase_words(value)
 
 
 class QuarantinePolicy(_Frozen):

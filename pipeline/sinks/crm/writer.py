@@ -22,7 +22,16 @@ from sqlalchemy import Column, Connection, Engine, Table, any_, bindparam, case,
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ColumnElement
 
-from pipeline.crm.schema import audit, audit_row, consents, identities, interactions, subjects, visitor_links
+from pipeline.crm.schema import (
+    LINK_COLUMNS,
+    audit,
+    audit_row,
+    consents,
+    identities,
+    interactions,
+    subjects,
+    visitor_links,
+)
 from pipeline.crm.stitching import Link, earliest
 from pipeline.models.contact import PROFILE_FIELDS
 from pipeline.models.tagged import TaggedEvent
@@ -219,17 +228,9 @@ class CrmWriter:
         links = visitor_links_of(new_events)
         if not links:
             return
-        stored = {
-            (row.visitor_key, row.subject_key): Link(row.visitor_key, row.subject_key, row.linked_at, row.event_id)
-            for row in conn.execute(
-                select(
-                    visitor_links.c.visitor_key,
-                    visitor_links.c.subject_key,
-                    visitor_links.c.linked_at,
-                    visitor_links.c.event_id,
-                ).where(self._member_of(visitor_links.c.visitor_key, {visitor for visitor, _ in links}))
-            )
-        }
+        visitors = {visitor for visitor, _ in links}
+        rows = conn.execute(select(*LINK_COLUMNS).where(self._member_of(visitor_links.c.visitor_key, visitors)))
+        stored = {(row.visitor_key, row.subject_key): Link(*row) for row in rows}
         added: list[Link] = []
         moved: list[Link] = []
         for pair, link in sorted(links.items()):
