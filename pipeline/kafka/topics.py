@@ -34,7 +34,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public name
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.config import Settings
-from pipeline.kafka.security import librdkafka_security
+from pipeline.kafka.clients import client_config
 from pipeline.logging import get_logger
 from pipeline.yamlfile import load_mapping
 
@@ -309,10 +309,9 @@ class ApplyReport:
 def make_admin(settings: Settings) -> AdminClient:
     return AdminClient(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings),
             "client.id": f"{settings.app_id}-topics",
             "socket.timeout.ms": 10_000,
-            **librdkafka_security(settings),
         }
     )
 

@@ -150,3 +150,21 @@ def test_the_access_export_holds_the_browsing_attributed_to_the_person(
     assert device["visitor_key"] == DEVICE and device["attributed"] is True
     assert [i["event_id"] for i in device["interactions"]] == [str(page.event.event_id)]
     assert "website_history" not in export["subject"][0]
+
+
+def test_a_corrected_address_takes_the_person_s_devices_along(
+    crm_engine: Engine, crm_writer: CrmWriter, crm_read: CrmReadModel
+) -> None:
+    """Policy 9.2 (``move_subject``): the devices follow the person to the new key; a device both keys had keeps the
+    earlier link."""
+    other_device = visitor_key(PEPPER, "device-2")
+    page, typo, typo_other = visit(0), form("ann@exmaple.com", 30), form("ann@exmaple.com", 10, other_device)
+    right = form("ann@example.com", 60)  # the same person under the right address, on the same device, later
+    crm_writer.write_events([page, typo, typo_other, right])
+    old_key, new_key = typo.event.subject_key, right.event.subject_key
+    CrmRights(crm_engine).move_subject(old_key, new_key, uuid.uuid4(), {"email": "ann@example.com"}, alias=False)
+    assert crm_read.visitor_keys(old_key) == []
+    assert crm_read.visitor_keys(new_key) == sorted([DEVICE, other_device])
+    [link] = crm_read.visitor_links(DEVICE)
+    assert (link.subject_key, link.event_id) == (new_key, typo.event.event_id)  # the earlier of the two
+    assert (DEVICE, True, [page.event.event_id]) in history(crm_read, new_key)

@@ -3,8 +3,8 @@
 ``crm_visitor_links``: one row per (visitor key, subject key) with the earliest event that identified the person on
 that visitor's device. Keys only (HMACs), no cookie id.
 
-Revision ID: 0005_visitor_links
-Revises: 0004_identity
+Revision ID: 0006_visitor_links
+Revises: 0005_rights_extensions_aliases
 """
 
 from collections.abc import Sequence
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_visitor_links"
-down_revision: str | Sequence[str] | None = "0004_identity"
+revision: str = "0006_visitor_links"
+down_revision: str | Sequence[str] | None = "0005_rights_extensions_aliases"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
