@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap kafka-jars postgres demo test lint bench schemas
+.PHONY: help bootstrap kafka-jars postgres spam-engine demo test lint bench schemas
 
 help:
 	@echo "make demo   run the whole pipeline end to end on embedded defaults (local Kafka, SQLite, dry-run HubSpot)"
@@ -25,11 +25,15 @@ kafka-jars: bootstrap
 postgres:
 	@scripts/ensure-postgres.sh
 
+# rspamd + Redis (+ SpamAssassin's stock rules) from Debian's packages; the tests start the engine themselves.
+spam-engine:
+	@scripts/ensure-spam-engine.sh
+
 demo: bootstrap kafka-jars
 	$(BIN)/leadpipe demo
 
 # pytest's exit code 5 means "no tests collected": a broken collection must never look like a green run.
-test: bootstrap kafka-jars
+test: bootstrap kafka-jars spam-engine
 	@url="$$(scripts/ensure-postgres.sh)"; \
 	export LEADPIPE_TEST_POSTGRES_URL="$${LEADPIPE_TEST_POSTGRES_URL:-$$url}"; \
 	rc=0; $(BIN)/pytest -q $(PYTEST_ARGS) || rc=$$?; \
@@ -45,7 +49,7 @@ lint: bootstrap
 schemas: bootstrap
 	$(BIN)/leadpipe schemas generate
 
-bench: bootstrap kafka-jars
+bench: bootstrap kafka-jars spam-engine
 	@url="$$(scripts/ensure-postgres.sh)"; \
 	export LEADPIPE_TEST_POSTGRES_URL="$${LEADPIPE_TEST_POSTGRES_URL:-$$url}"; \
 	$(BIN)/python scripts/run-benches.py

@@ -96,6 +96,15 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="Transaction length under exactly_once: the floor of end-to-end latency."
     )
 
+    # Spam engine (rspamd + Redis, pipeline/spam): the normal worker scores, the controller learns
+    spam_engine_url: str = Field(default="http://127.0.0.1:11433", description="rspamd's normal worker (/checkv2).")
+    spam_engine_controller_url: str = Field(
+        default="http://127.0.0.1:11434", description="rspamd's controller worker (/learnspam, /learnham, /stat)."
+    )
+    spam_engine_redis_port: int = Field(default=16379, description="The Redis of `leadpipe spam-engine up`.")
+    spam_engine_timeout_s: float = Field(default=2.0, gt=0, description="Time budget of one scoring batch.")
+    spam_engine_concurrency: int = Field(default=8, ge=1, description="Requests in flight to the engine at once.")
+
     # Policy
     policy_file: Path | None = Field(default=None, description="The policy data file; default: the packaged one.")
 

@@ -1,0 +1,91 @@
+"""A contact event as the RFC 822 message a mail filter understands (pure: no I/O, same event -> same bytes).
+
+Web forms, chatbots and messengers carry no e-mail, but spam in them is the same trade (links, money, SEO
+offers), and rspamd's and SpamAssassin's rules read messages. So the person's own words become the body, their
+name and address the ``From:``, the subject line (or the channel and kind, when the channel has none) the
+``Subject:``; ``Date:`` and ``Message-ID:`` come from the event so that no rule fires on a missing header. The
+agent's and the bot's turns of a transcript are left out (they are ours, not the sender's).
+
+E-mail arrives as a message already: ``render_message(event, raw=...)`` hands the raw bytes as received.
+"""
+
+from __future__ import annotations
+
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+
+from pipeline.models.common import Channel
+from pipeline.models.contact import ContactEvent
+from pipeline.models.spam import EngineMessage
+from pipeline.processors.text import person_text
+
+#: The recipient every rendered message goes to (rules compare To: with From:, and a missing To: scores).
+RECIPIENT = "leads@leadpipe.invalid"
+
+
+def _sender(event: ContactEvent) -> tuple[str, str]:
+    """(display name, address) of the person; a channel-specific placeholder address when they gave none."""
+    person = event.person
+    name = " ".join(p for p in (person.first_name, person.last_name) if p)
+    if person.email:
+        return name, person.email
+    return name, f"unknown@{event.channel.value.replace('_', '-')}.leadpipe.invalid"
+
+
+def _subject(event: ContactEvent) -> str:
+    interaction = event.interaction
+    if interaction.subject:
+        return " ".join(interaction.subject.split())[:998]
+    return f"{event.channel.value} {interaction.kind.value}".replace("_", " ")
+
+
+def _body(event: ContactEvent) -> str:
+    """The person's own words: the message, their transcript turns, and the free-text fields spam is stuffed into
+    (company, position, website) on a line each, as a form mailer would write them."""
+    interaction = event.interaction
+    parts: list[str] = []
+    text = person_text(event)
+    subject = interaction.subject
+    if subject and text.startswith(subject):  # person_text starts with the subject line: it is in Subject: already
+        text = text[len(subject) :].lstrip("\n")
+    if text:
+        parts.append(text)
+    person = event.person
+    fields = [("Company", person.company), ("Position", person.position), ("Website", person.linkedin_url)]
+    if interaction.page_url:
+        fields.append(("Page", interaction.page_url))
+    lines = [f"{label}: {value}" for label, value in fields if value]
+    if lines:
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def render_message(event: ContactEvent, raw: bytes | None = None) -> EngineMessage:
+    """The engine's view of one event. ``raw``: the e-mail as received, scored as it is (headers and all)."""
+    ip = event.provenance.ip
+    if raw is not None:
+        return EngineMessage(event_id=event.event_id, data=raw, ip=ip, sender=event.person.email)
+    name, address = _sender(event)
+    message = EmailMessage(policy=SMTP)
+    try:
+        message["From"] = Address(display_name=name, addr_spec=address)
+    except (ValueError, IndexError):  # an address the header registry refuses: keep the name, drop the address
+        message["From"] = Address(display_name=name or "unknown", addr_spec="unknown@leadpipe.invalid")
+    message["To"] = RECIPIENT
+    message["Subject"] = _subject(event)
+    message["Date"] = format_datetime(event.occurred_at)
+    message["Message-ID"] = f"<{event.event_id}@{event.channel.value.replace('_', '-')}.leadpipe.invalid>"
+    message["X-Leadpipe-Channel"] = event.channel.value
+    message["X-Leadpipe-Interaction"] = event.interaction.kind.value
+    if event.provenance.user_agent:
+        message["User-Agent"] = " ".join(event.provenance.user_agent.split())[:300]
+    body = _body(event)
+    long_lines = any(len(line) > 900 for line in body.splitlines())  # 8bit allows 998 octets a line
+    message.set_content(body, subtype="plain", charset="utf-8", cte="quoted-printable" if long_lines else "8bit")
+    envelope = address if event.channel is not Channel.EMAIL else event.person.email
+    return EngineMessage(event_id=event.event_id, data=message.as_bytes(), ip=ip, sender=envelope)
+
+
+__all__ = ["RECIPIENT", "render_message"]
