@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     spam_engine_redis_port: int = Field(default=16379, description="The Redis of `leadpipe spam-engine up`.")
     spam_engine_timeout_s: float = Field(default=2.0, gt=0, description="Time budget of one scoring batch.")
     spam_engine_concurrency: int = Field(default=8, ge=1, description="Requests in flight to the engine at once.")
+    spam_engine_sa_rules: bool = Field(
+        default=False,
+        description="Load SpamAssassin's stock rules into rspamd (docs/processing.md: a few more hits, ~6x slower).",
+    )
 
     # Policy
     policy_file: Path | None = Field(default=None, description="The policy data file; default: the packaged one.")

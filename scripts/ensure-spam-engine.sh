@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Make sure the spam engine's programs are on this machine: rspamd and redis-server from Debian's packages, and
-# SpamAssassin's stock rules (package spamassassin, without its recommends: rspamd loads the rules itself, no spamd
-# runs). Idempotent; installing needs root. Starts nothing: the tests' fixture and `leadpipe spam-engine up` start
-# the engine (pipeline/spam/launcher.py) with an offline configuration under a directory of their own.
-# LEADPIPE_SPAM_SA_RULES=0 skips the SpamAssassin rules (rspamd alone).
+# Make sure the spam engine's programs are on this machine: rspamd and redis-server from Debian's packages.
+# LEADPIPE_SPAM_SA_RULES=1 also installs SpamAssassin's stock rules (package spamassassin, without its recommends:
+# rspamd loads the rules itself, no spamd runs; off by default, see docs/processing.md for what they cost and give).
+# Idempotent; installing needs root. Starts nothing: the tests' fixture (and, in phase 2, the CLI) start the engine
+# (pipeline/spam/launcher.py) with an offline configuration under a directory of their own.
 set -euo pipefail
 
 say() { echo "ensure-spam-engine: $*" >&2; }
@@ -16,7 +16,7 @@ as_root() {
 packages=()
 command -v rspamd >/dev/null 2>&1 || packages+=(rspamd)
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
-if [ "${LEADPIPE_SPAM_SA_RULES:-1}" != 0 ] && ! ls /usr/share/spamassassin/*.cf >/dev/null 2>&1; then
+if [ "${LEADPIPE_SPAM_SA_RULES:-0}" = 1 ] && ! ls /usr/share/spamassassin/*.cf >/dev/null 2>&1; then
   packages+=(spamassassin)
 fi
 if [ ${#packages[@]} -gt 0 ]; then

@@ -134,7 +134,7 @@ class LocalSpamEngine:
         port: int,
         controller_port: int,
         redis_port: int,
-        sa_rules: bool | None = None,
+        sa_rules: bool = False,
         start_timeout_s: float = 120.0,
         min_learns: int = 200,
     ) -> None:
@@ -144,7 +144,12 @@ class LocalSpamEngine:
         self.port = port
         self.controller_port = controller_port
         self.redis_port = redis_port
-        self.sa_rules = sa_rules if sa_rules is not None else SA_RULES_DIR.is_dir()
+        if sa_rules and not SA_RULES_DIR.is_dir():
+            raise SpamEngineLaunchError(
+                f"SpamAssassin's rules are not in {SA_RULES_DIR}: run LEADPIPE_SPAM_SA_RULES=1 "
+                "scripts/ensure-spam-engine.sh"
+            )
+        self.sa_rules = sa_rules
         self.start_timeout_s = start_timeout_s
         self.min_learns = min_learns
         self.started_here = False
@@ -158,6 +163,7 @@ class LocalSpamEngine:
             port=_port_of(settings.spam_engine_url),
             controller_port=_port_of(settings.spam_engine_controller_url),
             redis_port=settings.spam_engine_redis_port,
+            sa_rules=settings.spam_engine_sa_rules,
         )
 
     @classmethod
@@ -220,6 +226,9 @@ class LocalSpamEngine:
                 self._start_redis()
                 started = True
             self._wait(lambda: _redis_answers(self.redis_port), "redis")
+            if self._pid("rspamd") is not None and self._config_changed():
+                log.info("spam engine configuration changed; restarting rspamd", url=self.url)
+                self._stop("rspamd", 30.0)
             if self._pid("rspamd") is None:
                 for port, role in ((self.port, "engine"), (self.controller_port, "controller")):
                     self._check_port(port, role)
@@ -266,9 +275,23 @@ class LocalSpamEngine:
 
     def write_config(self) -> None:
         """The offline configuration: sockets, modules off, Bayes in our Redis without autolearn, SA rules."""
+        for directory in ("local.d", "override.d", "db", "run", "log"):
+            (self.rspamd_dir / directory).mkdir(parents=True, exist_ok=True)
+        (self.rspamd_dir / "local.d" / "spamassassin.conf").unlink(missing_ok=True)
+        for path, text in self._config_files().items():
+            path.write_text(text)
+            path.chmod(0o644)
+
+    def _config_changed(self) -> bool:
+        """Whether the running engine's configuration differs from what this launcher would write."""
+        files = self._config_files()
+        present = set((self.rspamd_dir / "local.d").glob("*.conf")) | set((self.rspamd_dir / "override.d").glob("*"))
+        if present - set(files):
+            return True
+        return any(not path.exists() or path.read_text() != text for path, text in files.items())
+
+    def _config_files(self) -> dict[Path, str]:
         local, override = self.rspamd_dir / "local.d", self.rspamd_dir / "override.d"
-        for directory in (local, override, self.rspamd_dir / "db", self.rspamd_dir / "run", self.rspamd_dir / "log"):
-            directory.mkdir(parents=True, exist_ok=True)
         files: dict[Path, str] = {
             override / "worker-normal.inc": f'bind_socket = "{HOST}:{self.port}";\ncount = 2;\n',
             override / "worker-controller.inc": f'bind_socket = "{HOST}:{self.controller_port}";\n',
@@ -285,16 +308,15 @@ class LocalSpamEngine:
             ),
             local / "hfilter.conf": "helo_enabled = false;\nhostname_enabled = false;\nfrom_enabled = false;\n",
             local / "phishing.conf": "phishtank_enabled = false;\nopenphish_enabled = false;\n",
+            # The rendered Date: is when the person wrote; imports and replays are old on purpose, and the age of
+            # a message says nothing about its content (rspamd's DATE_IN_PAST adds 1 point to all of them).
+            local / "headers_group.conf": 'symbols { "DATE_IN_PAST" { weight = 0.0; } }\n',
         }
         for module in OFFLINE_MODULES:
             files[local / f"{module}.conf"] = "enabled = false;\n"
         if self.sa_rules:
             files[local / "spamassassin.conf"] = f'ruleset = "{SA_RULES_DIR}/*.cf";\nmatch_limit = 100k;\n'
-        else:
-            (local / "spamassassin.conf").unlink(missing_ok=True)
-        for path, text in files.items():
-            path.write_text(text)
-            path.chmod(0o644)
+        return files
 
     # -- internals --
 
@@ -322,7 +344,7 @@ class LocalSpamEngine:
         server = shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(server).exists():
             raise SpamEngineLaunchError("redis-server not found: run scripts/ensure-spam-engine.sh (needs root)")
-        self._spawn("redis", [server, str(conf)], "redis")
+        self._spawn("redis", [server, str(conf)], "redis", cwd=self.redis_dir)
 
     def _start_rspamd(self) -> None:
         binary = shutil.which("rspamd") or "/usr/bin/rspamd"
@@ -341,7 +363,7 @@ class LocalSpamEngine:
             f"--var=RUNDIR={self.rspamd_dir / 'run'}",
             f"--var=LOGDIR={self.rspamd_dir / 'log'}",
         ]
-        self._spawn("rspamd", command, "_rspamd")
+        self._spawn("rspamd", command, "_rspamd", cwd=self.root)
 
     def _own(self, directory: Path, user: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -350,7 +372,8 @@ class LocalSpamEngine:
             for path in [directory, *directory.rglob("*")]:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
 
-    def _spawn(self, name: str, command: list[str], user: str) -> None:
+    def _spawn(self, name: str, command: list[str], user: str, cwd: Path) -> None:
+        """Start one daemon detached, as ``user`` when we are root, in ``cwd`` (which ``_pid`` recognises it by)."""
         as_user: dict[str, object] = {}
         if os.geteuid() == 0:
             entry = pwd.getpwnam(user)
@@ -361,7 +384,7 @@ class LocalSpamEngine:
         with out_path.open("ab") as out:
             process = subprocess.Popen(  # type: ignore[call-overload]
                 command,
-                cwd=self.root,
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
