@@ -177,7 +177,8 @@ class SpamEngineClient:
             ]
 
     async def learned(self) -> dict[str, int]:
-        """How many messages the engine's Bayes learned per class (``/stat``); empty when it does not answer."""
+        """How many messages the engine's Bayes learned per class (``/stat``, as of the engine's last refresh of its
+        statistics, which lags learning by seconds); empty when it does not answer."""
         try:
             response = await self._client.get(f"{self.controller_url}/stat")
             data = orjson.loads(response.content)

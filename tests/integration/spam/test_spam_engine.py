@@ -1,0 +1,241 @@
+"""The real rspamd (+ Redis) through leadpipe's client: scoring, learning once per event, the classifier's store,
+an engine restart, an engine that is down or hangs. Offline, as the launcher configures it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from pipeline.kafka.launcher import free_port
+from pipeline.models.spam import EngineMessage, EngineUnavailable, EngineVerdict
+from pipeline.spam.classifier import feature_key, features
+from pipeline.spam.engine import SpamEngineClient
+from pipeline.spam.launcher import SYSTEM_ROOT, LocalSpamEngine
+from pipeline.spam.render import render_message
+from pipeline.spam.store import ClassifierStore
+
+pytestmark = [pytest.mark.integration]
+
+HAM = (
+    b"From: Ana Garcia <ana@example.com>\r\nTo: sales@example.com\r\nSubject: Demo request\r\n"
+    b"Date: Fri, 05 Dec 2025 10:00:00 +0000\r\nMessage-ID: <%s@example.com>\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n\r\nHello, we would like a demo next week. %s\r\n"
+)
+FAKE_REPLY = (
+    b"From: Winner Dept <win@example.net>\r\nTo: sales@example.com\r\nSubject: Re: your prize\r\n"
+    b"Date: Fri, 05 Dec 2025 10:00:00 +0000\r\nMessage-ID: <%s@example.net>\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n\r\nYou have won. Reply with your bank details. %s\r\n"
+)
+
+
+WORDS = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+]
+
+
+def _message(template: bytes) -> EngineMessage:
+    """A message no earlier run sent: rspamd knows a message by its words (it skips a hex string), so the
+    uniqueness is spelt in words."""
+    event_id = uuid.uuid4()
+    words = " ".join(WORDS[int(digit, 16)] for digit in event_id.hex[:20]).encode()
+    return EngineMessage(event_id=event_id, data=template % (event_id.hex.encode(), words), ip="203.0.113.5")
+
+
+def _client(engine: Any, timeout_s: float = 10.0) -> SpamEngineClient:
+    return SpamEngineClient(engine.url, engine.controller_url, timeout_s=timeout_s, concurrency=4)
+
+
+def test_scores_many_messages_in_order_with_symbols_and_weights(spam_engine: Any) -> None:
+    messages = [_message(FAKE_REPLY if i % 2 else HAM) for i in range(12)]
+
+    async def run() -> list[Any]:
+        async with _client(spam_engine) as client:
+            return await client.score_many(messages)
+
+    results = asyncio.run(run())
+    assert all(isinstance(r, EngineVerdict) for r in results)
+    for index, result in enumerate(results):
+        names = {s.name: s.weight for s in result.symbols}
+        assert ("FAKE_REPLY" in names) == bool(index % 2)  # each answer belongs to its own message
+        assert result.score == pytest.approx(sum(names.values()), abs=0.01)
+    assert not any(s.name.startswith("__") for r in results for s in r.symbols)
+
+
+def test_a_rendered_form_is_a_message_the_engine_reads(spam_engine: Any) -> None:
+    from processor_events_for_spam import form_event
+
+    event = form_event("Please send pricing for 40 seats.")
+
+    async def run() -> Any:
+        async with _client(spam_engine) as client:
+            return await client.score(render_message(event))
+
+    verdict = asyncio.run(run())
+    assert isinstance(verdict, EngineVerdict)
+    names = {s.name for s in verdict.symbols}
+    assert "MIME_GOOD" in names and "MISSING_SUBJECT" not in names and "MISSING_MID" not in names
+    assert "DATE_IN_PAST" not in names or verdict.score < 1  # old dates carry no weight offline
+
+
+def test_learning_is_once_per_message_and_bulk_learns_what_it_already_believes(spam_engine: Any) -> None:
+    message = _message(FAKE_REPLY)
+
+    async def run() -> list[Any]:
+        async with _client(spam_engine) as client:
+            return [await client.learn(message, "spam"), await client.learn(message, "spam")]
+
+    first, again = asyncio.run(run())
+    assert first.status == "learned" and first.event_id == message.event_id
+    assert again.status == "duplicate"
+
+
+def test_classifier_store_is_idempotent_per_event_and_relearns(spam_engine: Any) -> None:
+    store = ClassifierStore.connect("127.0.0.1", spam_engine.redis_port, prefix=f"test:{uuid.uuid4().hex}")
+    try:
+        keys = [feature_key(b"pepper", f) for f in features("cheap backlinks seo")]
+        event_id = uuid.uuid4()
+        assert store.learn(event_id, "spam", keys).status == "learned"
+        assert store.learn(event_id, "spam", keys).status == "duplicate"
+        model = store.load()
+        assert (model.spam_docs, model.ham_docs) == (1, 0) and all(model.counts[k] == [1, 0] for k in keys)
+        assert store.learn(event_id, "ham", keys).status == "relearned"  # a reviewer changed their mind
+        model = store.load()
+        assert (model.spam_docs, model.ham_docs) == (1 - 1, 1) and all(model.counts[k] == [0, 1] for k in keys)
+        other = uuid.uuid4()
+        assert store.learn(other, "ham", keys[:1]).status == "learned"
+        assert store.load().counts[keys[0]] == [0, 2]
+    finally:
+        store.clear()
+    assert store.load().counts == {}
+
+
+def test_classifier_store_down_is_a_typed_outcome() -> None:
+    store = ClassifierStore.connect("127.0.0.1", free_port(), timeout_s=0.5)
+    outcome = store.learn(uuid.uuid4(), "spam", ["a"])
+    assert outcome.status == "unavailable" and outcome.detail == "ConnectionError"
+
+
+# ---- an engine of this module's own: stopped, hung and restarted without disturbing the session's ----------------
+
+
+@pytest.fixture(scope="module")
+def private_engine(spam_engine: Any) -> Iterator[LocalSpamEngine]:
+    """Its own directory and ports; the session engine's compiled regex cache copied in, so it starts in seconds."""
+    root = SYSTEM_ROOT / f"spam-engine-it-{uuid.uuid4().hex[:8]}" if os.geteuid() == 0 else None
+    if root is None:
+        root = Path(os.environ.get("TMPDIR", "/tmp")) / f"leadpipe-spam-it-{uuid.uuid4().hex[:8]}"
+    ports = set()
+    while len(ports) < 3:
+        ports.add(free_port())
+    port, controller, redis_port = sorted(ports)
+    engine = LocalSpamEngine(root, port=port, controller_port=controller, redis_port=redis_port)
+    if spam_engine.launcher is not None:
+        (engine.rspamd_dir / "db").mkdir(parents=True, exist_ok=True)
+        for cached in (spam_engine.launcher.rspamd_dir / "db").glob("*.hs*"):
+            shutil.copy2(cached, engine.rspamd_dir / "db" / cached.name)
+    engine.up()
+    try:
+        yield engine
+    finally:
+        engine.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_engine_down_is_a_quick_typed_result_and_learning_survives_a_restart(private_engine: LocalSpamEngine) -> None:
+    message = _message(HAM)
+
+    async def learn_twice() -> tuple[Any, Any]:
+        async with _client(private_engine) as client:
+            return await client.learn(message, "ham"), await client.learn(message, "ham")
+
+    first, second = asyncio.run(learn_twice())
+    assert (first.status, second.status) == ("learned", "duplicate")
+
+    assert private_engine.stop_rspamd()
+
+    async def while_down() -> tuple[list[Any], Any, float]:
+        async with _client(private_engine, timeout_s=5.0) as client:
+            started = time.perf_counter()
+            results = await client.score_many([_message(HAM) for _ in range(20)], budget_s=5.0)
+            learned = await client.learn(_message(HAM), "spam")
+            return results, learned, time.perf_counter() - started
+
+    results, learned, elapsed = asyncio.run(while_down())
+    assert all(isinstance(r, EngineUnavailable) and r.reason == "unreachable" for r in results)
+    assert learned.status == "unavailable"
+    assert elapsed < 2.0  # refused connections answer at once, long before the budget
+
+    private_engine.up()
+    again, _ = asyncio.run(learn_twice())
+    assert again.status == "duplicate"  # Redis kept what was learned before the restart
+
+
+def test_a_hung_engine_costs_one_budget_per_batch(private_engine: LocalSpamEngine) -> None:
+    """The normal workers stopped with SIGSTOP: connections are accepted, nothing answers."""
+    workers = _normal_workers(private_engine)
+    assert workers
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+
+        async def run() -> tuple[list[Any], float]:
+            async with _client(private_engine, timeout_s=30.0) as client:
+                started = time.perf_counter()
+                results = await client.score_many([_message(HAM) for _ in range(10)], budget_s=1.0)
+                return results, time.perf_counter() - started
+
+        results, elapsed = asyncio.run(run())
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    assert all(isinstance(r, EngineUnavailable) and r.reason == "timeout" for r in results)
+    assert 0.9 < elapsed < 3.0
+
+
+def _normal_workers(engine: LocalSpamEngine) -> list[int]:
+    main = engine.status().pids[0]
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            title = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == main and b"normal process" in title:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_redis_keeps_the_classifier_across_its_own_restart(private_engine: LocalSpamEngine) -> None:
+    store = ClassifierStore(redis.Redis(port=private_engine.redis_port), prefix="restart")
+    assert store.learn(uuid.uuid4(), "spam", ["sym:X"]).status == "learned"
+    private_engine.down()
+    private_engine.up()
+    assert store.load().counts == {"sym:X": [1, 0]}
