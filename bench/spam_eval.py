@@ -17,7 +17,6 @@ threshold configured in policy.yaml. Prints the load average. Never reads SpamAs
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
 import sys
@@ -64,11 +63,11 @@ def at_threshold(scores: Sequence[tuple[float, bool, float]]) -> tuple[float, fl
     return sum(spam) / max(len(spam), 1), sum(ham) / max(len(ham), 1)
 
 
-async def score_all(client: SpamEngineClient, items: Sequence[DevItem]) -> dict[object, EngineResult]:
+def score_all(client: SpamEngineClient, items: Sequence[DevItem]) -> dict[object, EngineResult]:
     out: dict[object, EngineResult] = {}
     for start in range(0, len(items), 200):
         chunk = items[start : start + 200]
-        results = await client.score_many([render_message(i.event, i.raw) for i in chunk], budget_s=60)
+        results = client.score_many([render_message(i.event, i.raw) for i in chunk], budget_s=60)
         out.update({i.event.event_id: r for i, r in zip(chunk, results, strict=True)})
     return out
 
@@ -132,19 +131,17 @@ def main() -> None:
     print(f"engine up in {time.perf_counter() - started:.1f} s (SpamAssassin rules: {engine.sa_rules})")
     rows = ["| system (newer part) | caught at <= 0.5 % ham flagged | at the policy's thresholds |", "|---|---|---|"]
     try:
-        asyncio.run(evaluate(engine, older, newer, args.learn, rows))
+        evaluate(engine, older, newer, args.learn, rows)
     finally:
         engine.down()
     print("\n".join(rows))
     print(f"load average after: {os.getloadavg()}")
 
 
-async def evaluate(
-    engine: LocalSpamEngine, older: list[DevItem], newer: list[DevItem], learn: int, rows: list[str]
-) -> None:
-    async with SpamEngineClient(engine.url, engine.controller_url, timeout_s=30, concurrency=4) as client:
+def evaluate(engine: LocalSpamEngine, older: list[DevItem], newer: list[DevItem], learn: int, rows: list[str]) -> None:
+    with SpamEngineClient(engine.url, engine.controller_url, timeout_s=30, concurrency=4) as client:
         started = time.perf_counter()
-        cold = await score_all(client, newer)
+        cold = score_all(client, newer)
         print(f"scored {len(newer)} in {time.perf_counter() - started:.1f} s")
         report("policy rules alone (today's chain)", chain_scores(newer, None, None), rows)
         engine_only = [
@@ -158,8 +155,8 @@ async def evaluate(
         ham_older = [i for i in older if i.label == "ham"][-learn:]
         train = sorted(spam_older + ham_older, key=lambda i: i.event.received_at)
         started = time.perf_counter()
-        older_verdicts = await score_all(client, train)  # the engine's symbols at decision time: NB features
-        outcomes = await client.learn_many(
+        older_verdicts = score_all(client, train)  # the engine's symbols at decision time: NB features
+        outcomes = client.learn_many(
             [(render_message(i.event, i.raw), "spam" if i.label == "spam" else "ham") for i in train]
         )
         learned = sum(o.status == "learned" for o in outcomes)
@@ -173,7 +170,7 @@ async def evaluate(
                 feature_key(PEPPER, f) for f in features(person_text(item.event), older_verdicts[item.event.event_id])
             ]
             model.add(keys, item.label)
-        warm = await score_all(client, newer)
+        warm = score_all(client, newer)
         engine_warm = [
             (r.score if isinstance(r, EngineVerdict) else 0.0, i.label == "spam", 6.0)
             for i, r in ((i, warm[i.event.event_id]) for i in newer)

@@ -3,7 +3,6 @@ an engine restart, an engine that is down or hangs. Offline, as the launcher con
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -73,11 +72,8 @@ def _client(engine: Any, timeout_s: float = 10.0) -> SpamEngineClient:
 def test_scores_many_messages_in_order_with_symbols_and_weights(spam_engine: Any) -> None:
     messages = [_message(FAKE_REPLY if i % 2 else HAM) for i in range(12)]
 
-    async def run() -> list[Any]:
-        async with _client(spam_engine) as client:
-            return await client.score_many(messages)
-
-    results = asyncio.run(run())
+    with _client(spam_engine) as client:
+        results = client.score_many(messages)
     assert all(isinstance(r, EngineVerdict) for r in results)
     for index, result in enumerate(results):
         names = {s.name: s.weight for s in result.symbols}
@@ -91,11 +87,8 @@ def test_a_rendered_form_is_a_message_the_engine_reads(spam_engine: Any) -> None
 
     event = form_event("Please send pricing for 40 seats.")
 
-    async def run() -> Any:
-        async with _client(spam_engine) as client:
-            return await client.score(render_message(event))
-
-    verdict = asyncio.run(run())
+    with _client(spam_engine) as client:
+        verdict = client.score(render_message(event))
     assert isinstance(verdict, EngineVerdict)
     names = {s.name for s in verdict.symbols}
     assert "MIME_GOOD" in names and "MISSING_SUBJECT" not in names and "MISSING_MID" not in names
@@ -105,11 +98,8 @@ def test_a_rendered_form_is_a_message_the_engine_reads(spam_engine: Any) -> None
 def test_learning_is_once_per_message_and_bulk_learns_what_it_already_believes(spam_engine: Any) -> None:
     message = _message(FAKE_REPLY)
 
-    async def run() -> list[Any]:
-        async with _client(spam_engine) as client:
-            return [await client.learn(message, "spam"), await client.learn(message, "spam")]
-
-    first, again = asyncio.run(run())
+    with _client(spam_engine) as client:
+        first, again = client.learn(message, "spam"), client.learn(message, "spam")
     assert first.status == "learned" and first.event_id == message.event_id
     assert again.status == "duplicate"
 
@@ -169,29 +159,26 @@ def private_engine(spam_engine: Any) -> Iterator[LocalSpamEngine]:
 def test_engine_down_is_a_quick_typed_result_and_learning_survives_a_restart(private_engine: LocalSpamEngine) -> None:
     message = _message(HAM)
 
-    async def learn_twice() -> tuple[Any, Any]:
-        async with _client(private_engine) as client:
-            return await client.learn(message, "ham"), await client.learn(message, "ham")
+    def learn_twice() -> tuple[Any, Any]:
+        with _client(private_engine) as client:
+            return client.learn(message, "ham"), client.learn(message, "ham")
 
-    first, second = asyncio.run(learn_twice())
+    first, second = learn_twice()
     assert (first.status, second.status) == ("learned", "duplicate")
 
     assert private_engine.stop_rspamd()
 
-    async def while_down() -> tuple[list[Any], Any, float]:
-        async with _client(private_engine, timeout_s=5.0) as client:
-            started = time.perf_counter()
-            results = await client.score_many([_message(HAM) for _ in range(20)], budget_s=5.0)
-            learned = await client.learn(_message(HAM), "spam")
-            return results, learned, time.perf_counter() - started
-
-    results, learned, elapsed = asyncio.run(while_down())
+    with _client(private_engine, timeout_s=5.0) as client:
+        started = time.perf_counter()
+        results = client.score_many([_message(HAM) for _ in range(20)], budget_s=5.0)
+        learned = client.learn(_message(HAM), "spam")
+        elapsed = time.perf_counter() - started
     assert all(isinstance(r, EngineUnavailable) and r.reason == "unreachable" for r in results)
     assert learned.status == "unavailable"
     assert elapsed < 2.0  # refused connections answer at once, long before the budget
 
     private_engine.up()
-    again, _ = asyncio.run(learn_twice())
+    again, _ = learn_twice()
     assert again.status == "duplicate"  # Redis kept what was learned before the restart
 
 
@@ -202,14 +189,10 @@ def test_a_hung_engine_costs_one_budget_per_batch(private_engine: LocalSpamEngin
     for pid in workers:
         os.kill(pid, signal.SIGSTOP)
     try:
-
-        async def run() -> tuple[list[Any], float]:
-            async with _client(private_engine, timeout_s=30.0) as client:
-                started = time.perf_counter()
-                results = await client.score_many([_message(HAM) for _ in range(10)], budget_s=1.0)
-                return results, time.perf_counter() - started
-
-        results, elapsed = asyncio.run(run())
+        with _client(private_engine, timeout_s=3.0) as client:
+            started = time.perf_counter()
+            results = client.score_many([_message(HAM) for _ in range(10)], budget_s=1.0)
+            elapsed = time.perf_counter() - started
     finally:
         for pid in workers:
             os.kill(pid, signal.SIGCONT)

@@ -138,3 +138,22 @@ def test_uncounting_never_goes_below_zero(label: str) -> None:
     model.add(["a"], label, sign=-1)
     assert model.counts["a"] == [0, 0] and model.spam_docs == model.ham_docs == 0
     assert uuid.UUID(int=1)  # the model needs no event ids: the store keeps idempotence
+
+
+def test_rendered_headers_are_encoded_and_cannot_be_injected() -> None:
+    event = build_event(
+        Channel.WEB_FORM,
+        person={"first_name": "José", "last_name": 'O"Brien, Jr.', "email": "jose@example.com"},
+        interaction={
+            "subject": "Angebot für München\r\nBcc: victim@example.com",
+            "message": "Zeile eins\r\n" + "lang " * 400,
+        },
+        provenance={"user_agent": "Bot\nX-Evil: 1"},
+    )
+    message = _parsed(render_message(event).data)
+    assert message["Subject"] == "Angebot für München Bcc: victim@example.com"
+    assert message["Bcc"] is None and message["X-Evil"] is None
+    assert message["From"].addresses[0].display_name == 'José O"Brien, Jr.'
+    assert message["Content-Transfer-Encoding"] == "quoted-printable"  # a line over 900 octets
+    assert message.get_content().replace("\r\n", "\n").startswith("Zeile eins\n" + "lang " * 10)
+    assert message.get_content_charset() == "utf-8"
