@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -205,6 +205,60 @@ def _process_alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
+class SharedUse:
+    """Which processes use a daemon of one directory: each holds a shared lock on ``users.lock`` while it does, so
+    the last one to let go can tell that it is the last (the spam engine's launcher shares this)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._handle: IO[str] | None = None
+
+    def hold(self) -> None:
+        if self._handle is None:
+            handle = (self.root / "users.lock").open("a")
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            self._handle = handle
+
+    def drop(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[bool]:
+        """Under the directory's launcher lock: True while no other process holds a claim (then none can take one)."""
+        self.drop()
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _locked(self.root / ".launcher.lock"), (self.root / "users.lock").open("a") as users:
+            try:
+                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(users, fcntl.LOCK_UN)
+
+
+def terminate(pid: int, timeout_s: float, name: str, reap: Callable[[], object] = lambda: None) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s``; returns once the process is gone (``reap`` collects our child)."""
+    log.info("stopping", process=name, pid=pid)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _process_alive(pid):
+        reap()
+        time.sleep(0.05)
+    if _process_alive(pid):
+        log.warning("did not stop in time; killing it", process=name, pid=pid)
+        os.kill(pid, signal.SIGKILL)
+        while _process_alive(pid):
+            reap()
+            time.sleep(0.05)
+    reap()
+
+
 # ---- the broker -------------------------------------------------------------------------------------------------
 
 
@@ -239,7 +293,7 @@ class LocalKafka:
         self.sasl_users = dict(sasl_users or {})
         self.started_here = False
         self._process: subprocess.Popen[bytes] | None = None
-        self._claim: IO[str] | None = None
+        self._users = SharedUse(root)
 
     # -- construction --
 
@@ -352,29 +406,22 @@ class LocalKafka:
                 self._format(java, libs)
                 pid = self._start(java, libs)
                 self.started_here = True
-            self._hold_claim()
+            self._users.hold()
         return self.status()
 
     def down(self, timeout_s: float = 60.0) -> bool:
         """Stop the broker launched from this directory, whoever started it. False when none was running."""
-        self._drop_claim()
+        self._users.drop()
         with _locked(self.root / ".launcher.lock"):
             return self._stop(timeout_s)
 
     def release(self) -> bool:
         """Let go of the broker; stop it only when no other process still uses it. True when it was stopped."""
-        self._drop_claim()
-        self.root.mkdir(parents=True, exist_ok=True)
-        with _locked(self.root / ".launcher.lock"), (self.root / "users.lock").open("a") as users:
-            try:
-                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with self._users.alone() as alone:
+            if not alone:
                 log.info("kafka still in use by another process; leaving it running", bootstrap=self.bootstrap_servers)
                 return False
-            try:
-                return self._stop(60.0)
-            finally:
-                fcntl.flock(users, fcntl.LOCK_UN)
+            return self._stop(60.0)
 
     def status(self) -> KafkaStatus:
         pid = self._our_pid()
@@ -384,18 +431,6 @@ class LocalKafka:
         return KafkaStatus(foreign, self.bootstrap_servers, None, False, self.root, self.log_file)
 
     # -- internals --
-
-    def _hold_claim(self) -> None:
-        if self._claim is None:
-            handle = (self.root / "users.lock").open("a")
-            fcntl.flock(handle, fcntl.LOCK_SH)
-            self._claim = handle
-
-    def _drop_claim(self) -> None:
-        if self._claim is not None:
-            fcntl.flock(self._claim, fcntl.LOCK_UN)
-            self._claim.close()
-            self._claim = None
 
     def _our_pid(self) -> int | None:
         """The pid in the pid file if that process is alive and is the broker of this directory."""
@@ -577,19 +612,7 @@ class LocalKafka:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        log.info("kafka stopping", pid=pid, bootstrap=self.bootstrap_servers)
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _process_alive(pid):
-            self._reap()
-            time.sleep(0.1)
-        if _process_alive(pid):
-            log.warning("kafka did not stop in time; killing it", pid=pid)
-            os.kill(pid, signal.SIGKILL)
-            while _process_alive(pid):
-                self._reap()
-                time.sleep(0.05)
-        self._reap()
+        terminate(pid, timeout_s, "kafka", self._reap)
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -603,7 +626,9 @@ __all__ = [
     "KafkaLaunchError",
     "KafkaStatus",
     "LocalKafka",
+    "SharedUse",
     "find_java",
     "kafka_answers",
     "resolve_jars",
+    "terminate",
 ]

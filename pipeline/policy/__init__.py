@@ -276,8 +276,8 @@ class SpamClassifierPolicy(_Frozen):
 
     enabled: bool = True
     weight: float = Field(default=1.0, ge=0, description="Points per `scale` of log odds.")
-    scale: float = Field(default=4.0, gt=0)
-    cap: float = Field(default=8.0, ge=0, description="Its contribution stays within +-cap points.")
+    scale: float = Field(default=2.0, gt=0)
+    cap: float = Field(default=10.0, ge=0, description="Its contribution stays within +-cap points.")
     min_learns: int = Field(default=50, ge=1, description="Silent until it learned this many of each class.")
 
 

@@ -17,23 +17,20 @@ package put them on the machine, are loaded by rspamd's own ``spamassassin`` mod
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import grp
 import json
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import httpx
 
 from pipeline.config import Settings, get_settings
-from pipeline.kafka.launcher import _locked, _port_free, _process_alive, free_port
+from pipeline.kafka.launcher import SharedUse, _locked, _port_free, _process_alive, free_port, terminate
 from pipeline.logging import get_logger
 
 log = get_logger(__name__)
@@ -153,7 +150,7 @@ class LocalSpamEngine:
         self.start_timeout_s = start_timeout_s
         self.min_learns = min_learns
         self.started_here = False
-        self._claim: IO[str] | None = None
+        self._users = SharedUse(root)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalSpamEngine:
@@ -236,29 +233,23 @@ class LocalSpamEngine:
                 started = True
             self._wait(lambda: _answers(self.url) and _answers(self.controller_url), "rspamd")
             self.started_here = started
-            self._hold_claim()
+            self._users.hold()
         log.info("spam engine ready", url=self.url, controller=self.controller_url, started=started)
         return self.status()
 
     def down(self, timeout_s: float = 30.0) -> bool:
         """Stop both daemons of this directory, whoever started them. False when neither was running."""
-        self._drop_claim()
+        self._users.drop()
         with _locked(self.root / ".launcher.lock"):
             return self._stop_all(timeout_s)
 
     def release(self) -> bool:
         """Let go of the engine; stop it only when no other process still uses it. True when it was stopped."""
-        self._drop_claim()
-        with _locked(self.root / ".launcher.lock"), (self.root / "users.lock").open("a") as users:
-            try:
-                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with self._users.alone() as alone:
+            if not alone:
                 log.info("spam engine still in use by another process; leaving it running", url=self.url)
                 return False
-            try:
-                return self._stop_all(30.0)
-            finally:
-                fcntl.flock(users, fcntl.LOCK_UN)
+            return self._stop_all(30.0)
 
     def stop_rspamd(self, timeout_s: float = 30.0) -> bool:
         """Stop rspamd alone (Redis keeps the statistics): what an engine restart or outage looks like."""
@@ -458,33 +449,9 @@ class LocalSpamEngine:
         if pid is None:
             self._pid_file(name).unlink(missing_ok=True)
             return False
-        log.info("spam engine process stopping", process=name, pid=pid)
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _process_alive(pid):
-            _reap(pid)
-            time.sleep(0.05)
-        if _process_alive(pid):
-            log.warning("spam engine process did not stop in time; killing it", process=name, pid=pid)
-            os.kill(pid, signal.SIGKILL)
-            while _process_alive(pid):
-                _reap(pid)
-                time.sleep(0.05)
-        _reap(pid)
+        terminate(pid, timeout_s, name, lambda: _reap(pid))
         self._pid_file(name).unlink(missing_ok=True)
         return True
-
-    def _hold_claim(self) -> None:
-        if self._claim is None:
-            handle = (self.root / "users.lock").open("a")
-            fcntl.flock(handle, fcntl.LOCK_SH)
-            self._claim = handle
-
-    def _drop_claim(self) -> None:
-        if self._claim is not None:
-            fcntl.flock(self._claim, fcntl.LOCK_UN)
-            self._claim.close()
-            self._claim = None
 
 
 def _reap(pid: int) -> None:
