@@ -1,6 +1,7 @@
 """Spam path speed: adapter (e-mail) + render + engine + classifier + chain, in batches as an agent would call it.
 
-Usage: ``.venv/bin/python bench/spam.py [--messages N] [--batch B] [--concurrency 2,4,8]``
+Usage: ``.venv/bin/python bench/spam.py [--messages N] [--batch B] [--concurrency 4,8,16]`` (or ``BENCH_SPAM_N``,
+``BENCH_SPAM_CONCURRENCY``)
 
 The engine is ``LEADPIPE_TEST_SPAM_ENGINE_URL`` (+ ``_CONTROLLER_URL``) if set, else the test suite's own
 (``LocalSpamEngine.for_tests()``, started if needed). Baselines measured in the same run, on the same messages:
@@ -30,7 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from spam_devset import DevItem, build_devset
+from _spam_devset import DevItem, build_devset
 
 from pipeline.models.common import Channel
 from pipeline.models.spam import EngineMessage
@@ -146,9 +147,9 @@ def raw_threads(url: str, messages: list[EngineMessage], concurrency: int) -> fl
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--messages", type=int, default=1200)
+    parser.add_argument("--messages", type=int, default=int(os.environ.get("BENCH_SPAM_N", "1200")))
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--concurrency", default="2,4,8")
+    parser.add_argument("--concurrency", default=os.environ.get("BENCH_SPAM_CONCURRENCY", "4,8,16"))
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}")
     url, controller = engine_urls()

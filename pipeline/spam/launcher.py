@@ -190,6 +190,17 @@ class LocalSpamEngine:
             )
             return cls(root, port=chosen[0], controller_port=chosen[1], redis_port=chosen[2])
 
+    def copy_regex_cache_from(self, other: LocalSpamEngine) -> int:
+        """Seed this engine's compiled regex cache (hyperscan, ~9-40 s to build) from another engine's directory;
+        rspamd checks each file against its rules and rebuilds what does not match. Returns the files copied."""
+        target = self.rspamd_dir / "db"
+        target.mkdir(parents=True, exist_ok=True)
+        copied = 0
+        for cached in (other.rspamd_dir / "db").glob("*.hs*"):
+            shutil.copy2(cached, target / cached.name)
+            copied += 1
+        return copied
+
     # -- paths --
 
     @property

@@ -145,9 +145,7 @@ def private_engine(spam_engine: Any) -> Iterator[LocalSpamEngine]:
     port, controller, redis_port = sorted(ports)
     engine = LocalSpamEngine(root, port=port, controller_port=controller, redis_port=redis_port)
     if spam_engine.launcher is not None:
-        (engine.rspamd_dir / "db").mkdir(parents=True, exist_ok=True)
-        for cached in (spam_engine.launcher.rspamd_dir / "db").glob("*.hs*"):
-            shutil.copy2(cached, engine.rspamd_dir / "db" / cached.name)
+        engine.copy_regex_cache_from(spam_engine.launcher)
     engine.up()
     try:
         yield engine
