@@ -103,7 +103,14 @@ def tags_json(tags: Tags) -> bytes:
     anchor_at, expires_at = tags.retention_anchor_at, tags.retention_expires_at
     purposes, spam = tags.purposes, tags.spam
     data: bytes
-    if spam.reasons or spam.review or anchor_at.tzinfo is not UTC or expires_at.tzinfo is not UTC:  # not shared
+    if (
+        spam.reasons
+        or spam.review
+        or spam.engine
+        or spam.classifier
+        or anchor_at.tzinfo is not UTC
+        or expires_at.tzinfo is not UTC
+    ):  # a verdict of its own: nothing to share
         data = tags.__pydantic_serializer__.to_json(tags)
         return data
     key = (id(purposes), id(spam), tags.retention_clock, tags.marketing_allowed, tags.policy_version)

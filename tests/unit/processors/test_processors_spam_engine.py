@@ -152,3 +152,17 @@ def test_per_channel_thresholds(tmp_path: Any) -> None:
 def test_policy_loader_refuses_bad_spam_settings(tmp_path: Any, changes: dict[str, Any], message: str) -> None:
     with pytest.raises(PolicyError, match=message):
         _policy(tmp_path, **changes)
+
+
+def test_tags_of_a_verdict_with_engine_or_classifier_serialise_like_pydantic(
+    make_ctx: Callable[..., ChainContext],
+) -> None:
+    from pipeline.models.tagged import tags_json
+
+    event = build_event()
+    young = ClassifierVerdict(probability=0.9, log_odds=2.0, spam_learns=1, ham_learns=1)  # shown, not counted
+    for ctx in (make_ctx(engine={event.event_id: ENGINE}), make_ctx(classifier={event.event_id: young})):
+        outcome, _ = _verdict(event, ctx)
+        tags = outcome.tagged.tags
+        assert tags_json(tags) == tags.__pydantic_serializer__.to_json(tags)
+        assert tags_json(tags) == tags.__pydantic_serializer__.to_json(tags)  # and again, from any cache
