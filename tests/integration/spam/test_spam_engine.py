@@ -220,3 +220,33 @@ def test_redis_keeps_the_classifier_across_its_own_restart(private_engine: Local
     private_engine.down()
     private_engine.up()
     assert store.load().counts == {"sym:X": [1, 0]}
+
+
+def test_shared_by_two_users_stopped_by_the_last_and_restarted_on_a_new_configuration(
+    private_engine: LocalSpamEngine,
+) -> None:
+    """Two launchers of one directory (two test sessions): the second adopts, the first to let go leaves it running,
+    the last stops it; a launcher whose configuration differs restarts rspamd with its own."""
+    ports = {"port": private_engine.port, "controller_port": private_engine.controller_port}
+    other = LocalSpamEngine(private_engine.root, redis_port=private_engine.redis_port, **ports)
+    status = other.up()
+    assert status.running and not other.started_here  # adopted, not started again
+    assert private_engine.release() is False  # the other still uses it
+    assert private_engine.status().running
+    assert other.release() is True  # the last user stops it
+    assert not private_engine.status().running and not _answers(private_engine)
+
+    changed = LocalSpamEngine(private_engine.root, redis_port=private_engine.redis_port, min_learns=7, **ports)
+    changed.up()
+    first_pid = changed.status().pids[0]
+    assert "min_learns = 7;" in (changed.rspamd_dir / "local.d" / "classifier-bayes.conf").read_text()
+    private_engine.up()  # min_learns 200 again: rspamd restarts with it
+    assert private_engine.status().pids[0] != first_pid
+    assert "min_learns = 200;" in (changed.rspamd_dir / "local.d" / "classifier-bayes.conf").read_text()
+    changed.release()  # private_engine still holds it: it keeps running for the other tests
+    assert private_engine.status().running
+
+
+def _answers(engine: LocalSpamEngine) -> bool:
+    with _client(engine, timeout_s=1.0) as client:
+        return client.ready()
