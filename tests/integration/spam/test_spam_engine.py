@@ -95,13 +95,16 @@ def test_a_rendered_form_is_a_message_the_engine_reads(spam_engine: Any) -> None
     assert "DATE_IN_PAST" not in names or verdict.score < 1  # old dates carry no weight offline
 
 
-def test_learning_is_once_per_message_and_bulk_learns_what_it_already_believes(spam_engine: Any) -> None:
+def test_learning_is_once_per_message_and_class(spam_engine: Any) -> None:
     message = _message(FAKE_REPLY)
 
     with _client(spam_engine) as client:
         first, again = client.learn(message, "spam"), client.learn(message, "spam")
+        flipped, flipped_again = client.learn(message, "ham"), client.learn(message, "ham")
     assert first.status == "learned" and first.event_id == message.event_id
     assert again.status == "duplicate"
+    assert flipped.status == "learned"  # a reviewer's reversal: rspamd moves it to the other class
+    assert flipped_again.status == "duplicate"
 
 
 def test_classifier_store_is_idempotent_per_event_and_relearns(spam_engine: Any) -> None:
