@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _spam_devset import DevItem, build_devset
 
 from pipeline.models.common import Channel
+from pipeline.models.contact import ContactEvent
 from pipeline.models.spam import EngineMessage
 from pipeline.policy import load_policy
 from pipeline.processors import ChainContext, compile_policy, run_chain
@@ -43,6 +44,7 @@ from pipeline.sources.base import SourceContext
 from pipeline.spam.classifier import NaiveBayes, feature_key, features
 from pipeline.spam.engine import SpamEngineClient
 from pipeline.spam.render import render_message
+from pipeline.spam.signals import SpamSignals
 
 PEPPER = b"bench-pepper"
 
@@ -63,7 +65,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def adapt(item: DevItem) -> tuple[object, bytes | None]:
+def adapt(item: DevItem) -> tuple[ContactEvent, bytes | None]:
     """E-mail goes through the e-mail adapter from its raw bytes (as ingest does); other channels' adapters are
     measured by bench/ingest.py, so their events are used as built."""
     if item.raw is None:
@@ -76,31 +78,19 @@ def adapt(item: DevItem) -> tuple[object, bytes | None]:
     return events[0], item.raw
 
 
-def full_path(
-    client: SpamEngineClient, items: list[DevItem], batch: int, model: NaiveBayes
-) -> tuple[float, list[float], int]:
+def full_path(signals: SpamSignals, items: list[DevItem], batch: int) -> tuple[float, list[float], int]:
     compiled = compile_policy(load_policy())
     latencies: list[float] = []
     unavailable = 0
     started = time.perf_counter()
     for start in range(0, len(items), batch):
         t0 = time.perf_counter()
-        chunk = items[start : start + batch]
-        adapted = [adapt(item) for item in chunk]
-        events = [event for event, _ in adapted]
-        messages = [render_message(event, raw) for event, raw in adapted]  # type: ignore[arg-type]
-        results = client.score_many(messages, budget_s=10.0)
-        engine = {event.event_id: result for event, result in zip(events, results, strict=True)}  # type: ignore[attr-defined]
-        classifier = {
-            event.event_id: model.verdict(  # type: ignore[attr-defined]
-                [feature_key(PEPPER, f) for f in features(person_text(event), engine[event.event_id])]  # type: ignore[arg-type,attr-defined]
-            )
-            for event in events
-        }
+        adapted = [adapt(item) for item in items[start : start + batch]]
+        engine, classifier = signals.for_batch(adapted)
         ctx = ChainContext(policy=compiled, now=datetime.now(UTC), pepper=PEPPER, engine=engine, classifier=classifier)
-        for event in events:
-            run_chain(event, ctx)  # type: ignore[arg-type]
-        unavailable += sum(r.kind != "scored" for r in results)
+        for event, _ in adapted:
+            run_chain(event, ctx)
+        unavailable += sum(r.kind != "scored" for r in engine.values())
         latencies.append(time.perf_counter() - t0)
     return time.perf_counter() - started, latencies, unavailable
 
@@ -168,7 +158,8 @@ def main() -> None:
         raw = asyncio.run(raw_async(url, rendered, concurrency))
         threads = raw_threads(url, rendered, concurrency)
         with SpamEngineClient(url, controller, timeout_s=10, concurrency=concurrency) as client:
-            total, latencies, unavailable = full_path(client, items, args.batch, model)
+            signals = SpamSignals(client, None, PEPPER, budget_s=10.0, model=model)
+            total, latencies, unavailable = full_path(signals, items, args.batch)
         full_rate, raw_rate = len(items) / total, len(items) / raw
         p50, p99 = statistics.median(latencies) * 1000, percentile(latencies, 0.99) * 1000
         thread_rate = len(items) / threads

@@ -36,11 +36,10 @@ from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineVerdict
 from pipeline.policy import load_policy
 from pipeline.processors import ChainContext, compile_policy, run_chain
 from pipeline.processors.chain import Accepted, Quarantined
-from pipeline.processors.text import person_text
-from pipeline.spam.classifier import NaiveBayes, feature_key, features
 from pipeline.spam.engine import SpamEngineClient
 from pipeline.spam.launcher import LocalSpamEngine, _service_root
 from pipeline.spam.render import render_message
+from pipeline.spam.signals import SpamSignals
 
 PEPPER = b"bench-pepper"
 MAX_HAM_FLAGGED = 0.005
@@ -171,12 +170,9 @@ def evaluate(engine: LocalSpamEngine, older: list[DevItem], newer: list[DevItem]
             f"learned {learned}/{len(train)} in the engine in {time.perf_counter() - started:.1f} s "
             f"({len(spam_older)} spam, {len(ham_older)} ham)"
         )
-        model = NaiveBayes()
+        signals = SpamSignals(client, None, PEPPER)  # the classifier in memory: its store is tested elsewhere
         for item in train:
-            keys = [
-                feature_key(PEPPER, f) for f in features(person_text(item.event), older_verdicts[item.event.event_id])
-            ]
-            model.add(keys, item.label)
+            signals.model.add(signals.keys(item.event, older_verdicts[item.event.event_id]), item.label)
         warm = score_all(client, newer)
         engine_warm = [
             (r.score if isinstance(r, EngineVerdict) else 0.0, i.label == "spam", 6.0)
@@ -184,10 +180,7 @@ def evaluate(engine: LocalSpamEngine, older: list[DevItem], newer: list[DevItem]
         ]
         report(f"engine alone with Bayes ({learned} learned)", engine_warm, rows)
         classifier = {
-            i.event.event_id: model.verdict(
-                [feature_key(PEPPER, f) for f in features(person_text(i.event), warm[i.event.event_id])]
-            )
-            for i in newer
+            i.event.event_id: signals.model.verdict(signals.keys(i.event, warm[i.event.event_id])) for i in newer
         }
         nb_only = [(v.log_odds, i.label == "spam", 0.0) for i, v in ((i, classifier[i.event.event_id]) for i in newer)]
         report("own naive Bayes alone (log odds, cut 0)", nb_only, rows)

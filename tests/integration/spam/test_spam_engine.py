@@ -253,3 +253,42 @@ def test_shared_by_two_users_stopped_by_the_last_and_restarted_on_a_new_configur
 def _answers(engine: LocalSpamEngine) -> bool:
     with _client(engine, timeout_s=1.0) as client:
         return client.ready()
+
+
+def test_signals_of_a_batch_and_learning_a_decision(spam_engine: Any) -> None:
+    """What the agent will call: only events with the person's words reach the engine; a decision teaches both."""
+    from processor_events_for_spam import form_event
+
+    from pipeline.models.common import Channel, InteractionKind
+    from pipeline.models.contact import Interaction
+    from pipeline.spam.signals import SpamSignals
+
+    unique = " ".join(WORDS[int(digit, 16)] for digit in uuid.uuid4().hex[:20])  # rspamd remembers across runs
+    form = form_event(f"Cheap backlinks and guaranteed first page ranking, order now. {unique}")
+    page_view = form_event("").model_copy(
+        update={
+            "event_id": uuid.uuid4(),
+            "channel": Channel.WEBSITE,
+            "interaction": Interaction(kind=InteractionKind.PAGE_VIEW, page_url="https://example.com/pricing"),
+        }
+    )
+    prefix = f"test:{uuid.uuid4().hex}"
+    store = ClassifierStore.connect("127.0.0.1", spam_engine.redis_port, prefix=prefix)
+    try:
+        with _client(spam_engine) as client:
+            signals = SpamSignals(client, store, b"pepper", budget_s=10.0)
+            engine, classifier = signals.for_batch([(form, None), (page_view, None)])
+            assert set(engine) == set(classifier) == {form.event_id}
+            assert isinstance(engine[form.event_id], EngineVerdict)
+            assert classifier[form.event_id].spam_learns == 0 and classifier[form.event_id].log_odds == 0
+
+            engine_outcome, classifier_outcome = signals.learn(form, None, "spam", engine[form.event_id])
+            assert engine_outcome is not None and engine_outcome.status == "learned"
+            assert classifier_outcome is not None and classifier_outcome.status == "learned"
+            again = signals.learn(form, None, "spam", engine[form.event_id])
+            assert [o.status for o in again if o is not None] == ["duplicate", "duplicate"]
+        signals.reload()
+        assert signals.model.spam_docs == 1
+        assert "sym:MIME_GOOD" in signals.model.counts  # the engine's symbols are features too
+    finally:
+        store.clear()

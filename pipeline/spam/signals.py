@@ -1,0 +1,85 @@
+"""The spam signals of a batch, as the chain wants them: one call for the agent, the CLI and the benches.
+
+``SpamSignals.for_batch`` renders each event that carries words of the person's (channels without free text never
+reach the engine), asks the engine for the whole batch within one time budget, and computes leadpipe's own
+classifier's verdict from the model loaded from its store; the two mappings go into ``ChainContext.engine`` and
+``.classifier``. ``learn`` teaches both from one decided event (a reviewer's release or confirmation, or a
+bootstrap), idempotently per event id. Engine or Redis faults come back as data, never as exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import redis
+
+from pipeline.models.contact import ContactEvent
+from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineVerdict, LearnOutcome
+from pipeline.processors.text import person_text
+from pipeline.spam.classifier import NaiveBayes, feature_key, features
+from pipeline.spam.engine import Label, SpamEngineClient
+from pipeline.spam.render import render_message
+from pipeline.spam.store import ClassifierStore
+
+
+@dataclass
+class SpamSignals:
+    """The engine client, the classifier's store and the model read from it (``reload`` after learning)."""
+
+    client: SpamEngineClient | None
+    store: ClassifierStore | None
+    pepper: bytes
+    budget_s: float = 2.0
+    model: NaiveBayes = field(default_factory=NaiveBayes)
+
+    def reload(self) -> None:
+        """Read the classifier's counts again (other workers learn too). A store that does not answer keeps the
+        model in memory: the classifier's verdicts are then as old as the last reload."""
+        if self.store is not None:
+            try:
+                self.model = self.store.load()
+            except redis.RedisError:
+                return
+
+    def keys(self, event: ContactEvent, engine: EngineResult | None) -> list[str]:
+        """The classifier's feature keys of an event: its person's words and the symbols the engine found."""
+        return [feature_key(self.pepper, f) for f in features(person_text(event), engine)]
+
+    def for_batch(
+        self, batch: Sequence[tuple[ContactEvent, bytes | None]]
+    ) -> tuple[dict[UUID, EngineResult], dict[UUID, ClassifierVerdict]]:
+        """(event id -> engine result, event id -> classifier verdict) for the events with something to judge.
+
+        ``batch``: each event with its raw e-mail as received, or None (every other channel: rendered)."""
+        judged = [(event, raw) for event, raw in batch if raw is not None or person_text(event)]
+        engine: dict[UUID, EngineResult] = {}
+        if self.client is not None and judged:
+            results = self.client.score_many([render_message(event, raw) for event, raw in judged], self.budget_s)
+            engine = {event.event_id: result for (event, _), result in zip(judged, results, strict=True)}
+        classifier = {
+            event.event_id: self.model.verdict(self.keys(event, engine.get(event.event_id))) for event, _ in judged
+        }
+        return engine, classifier
+
+    def learn(
+        self, event: ContactEvent, raw: bytes | None, label: Label, engine: EngineResult | None
+    ) -> tuple[LearnOutcome | None, LearnOutcome | None]:
+        """Teach the engine and the classifier one decided event: (engine's outcome, classifier's outcome), None
+        where that part is not configured. ``engine``: the engine's verdict when the event was scored (the
+        quarantined verdict carries it), so the classifier learns the symbols it will see next time."""
+        engine_outcome = self.client.learn(render_message(event, raw), label) if self.client is not None else None
+        classifier_outcome = None
+        if self.store is not None:
+            symbols = engine if isinstance(engine, EngineVerdict) else None
+            classifier_outcome = self.store.learn(event.event_id, label, self.keys(event, symbols))
+            if classifier_outcome.status in ("learned", "relearned"):
+                sign_keys = self.keys(event, symbols)
+                if classifier_outcome.status == "relearned":
+                    self.model.add(sign_keys, "ham" if label == "spam" else "spam", sign=-1)
+                self.model.add(sign_keys, label)
+        return engine_outcome, classifier_outcome
+
+
+__all__ = ["SpamSignals"]
