@@ -107,11 +107,17 @@ class SpamEngineClient:
     def score_many(self, messages: Sequence[EngineMessage], budget_s: float | None = None) -> list[EngineResult]:
         """Every message, ``concurrency`` at a time; whatever is not answered within ``budget_s`` (default: the
         per-request timeout) is a timeout. The results are in the order of ``messages``."""
-        budget = self.timeout_s if budget_s is None else budget_s
-        futures = [self._pool.submit(self.score, m) for m in messages]
+        return self.collect(self.submit(messages), self.timeout_s if budget_s is None else budget_s)
+
+    def submit(self, messages: Sequence[EngineMessage]) -> list[Future[EngineResult]]:
+        """Start scoring and return at once: the caller does its own work while the engine does its (``collect``)."""
+        return [self._pool.submit(self.score, m) for m in messages]
+
+    def collect(self, futures: Sequence[Future[EngineResult]], budget: float) -> list[EngineResult]:
+        """The results of ``submit``, waiting at most ``budget`` seconds more; the rest are timeouts."""
         if not futures:
             return []
-        _, pending = wait(futures, timeout=budget)
+        _, pending = wait(futures, timeout=max(budget, 0.0))
         for future in pending:
             future.cancel()  # not started yet: never sent; started: ends at the per-request timeout
         if pending:

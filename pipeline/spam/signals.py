@@ -9,6 +9,7 @@ bootstrap), idempotently per event id. Engine or Redis faults come back as data,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -18,7 +19,7 @@ import redis
 from pipeline.models.contact import ContactEvent
 from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineVerdict, LearnOutcome
 from pipeline.processors.text import person_text
-from pipeline.spam.classifier import NaiveBayes, feature_key, features
+from pipeline.spam.classifier import SYMBOL_PREFIX, NaiveBayes, feature_key, features
 from pipeline.spam.engine import Label, SpamEngineClient
 from pipeline.spam.render import render_message
 from pipeline.spam.store import ClassifierStore
@@ -53,14 +54,23 @@ class SpamSignals:
         """(event id -> engine result, event id -> classifier verdict) for the events with something to judge.
 
         ``batch``: each event with its raw e-mail as received, or None (every other channel: rendered)."""
+        started = time.monotonic()
         judged = [(event, raw) for event, raw in batch if raw is not None or person_text(event)]
-        engine: dict[UUID, EngineResult] = {}
+        pending = []
         if self.client is not None and judged:
-            results = self.client.score_many([render_message(event, raw) for event, raw in judged], self.budget_s)
+            pending = self.client.submit([render_message(event, raw) for event, raw in judged])
+        # The words' keys while the engine works (measured: the Python side is most of what the engine waits for).
+        word_keys = [self.keys(event, None) for event, _ in judged]
+        engine: dict[UUID, EngineResult] = {}
+        if self.client is not None and pending:
+            results = self.client.collect(pending, self.budget_s - (time.monotonic() - started))
             engine = {event.event_id: result for (event, _), result in zip(judged, results, strict=True)}
-        classifier = {
-            event.event_id: self.model.verdict(self.keys(event, engine.get(event.event_id))) for event, _ in judged
-        }
+        classifier = {}
+        for (event, _), words in zip(judged, word_keys, strict=True):
+            result = engine.get(event.event_id)
+            symbols = result.symbols if isinstance(result, EngineVerdict) else ()
+            # the same keys as self.keys(event, result), without splitting the words again
+            classifier[event.event_id] = self.model.verdict(words + [f"{SYMBOL_PREFIX}{s.name}" for s in symbols])
         return engine, classifier
 
     def learn(

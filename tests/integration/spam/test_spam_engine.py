@@ -290,5 +290,10 @@ def test_signals_of_a_batch_and_learning_a_decision(spam_engine: Any) -> None:
         signals.reload()
         assert signals.model.spam_docs == 1
         assert "sym:MIME_GOOD" in signals.model.counts  # the engine's symbols are features too
+        with _client(spam_engine) as client:
+            signals.client = client
+            engine, classifier = signals.for_batch([(form, None)])
+        expected = signals.model.verdict(signals.keys(form, engine[form.event_id]))
+        assert classifier[form.event_id] == expected and expected.log_odds > 0
     finally:
         store.clear()
