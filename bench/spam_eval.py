@@ -76,8 +76,9 @@ def chain_scores(
     items: Sequence[DevItem],
     engine: dict[object, EngineResult] | None,
     classifier: dict[object, ClassifierVerdict] | None,
+    policy: Path | None = None,
 ) -> list[tuple[float, bool, float]]:
-    compiled = compile_policy(load_policy())
+    compiled = compile_policy(load_policy(policy))
     ctx = ChainContext(
         policy=compiled,
         now=datetime.now(UTC),
@@ -105,6 +106,7 @@ def report(name: str, scores: Sequence[tuple[float, bool, float]], rows: list[st
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sa-rules", action="store_true", help="rspamd with SpamAssassin's stock rules")
+    parser.add_argument("--policy", type=Path, default=None, help="another policy file (thresholds, weights) to try")
     parser.add_argument("--per-group", type=int, default=int(os.environ.get("BENCH_SPAM_PER_GROUP", "240")))
     parser.add_argument(
         "--learn",
@@ -137,25 +139,32 @@ def main() -> None:
     print(f"engine up in {time.perf_counter() - started:.1f} s (SpamAssassin rules: {engine.sa_rules})")
     rows = ["| system (newer part) | caught at <= 0.5 % ham flagged | at the policy's thresholds |", "|---|---|---|"]
     try:
-        evaluate(engine, older, newer, args.learn, rows)
+        evaluate(engine, older, newer, args.learn, rows, args.policy)
     finally:
         engine.down()
     print("\n".join(rows))
     print(f"load average after: {os.getloadavg()}")
 
 
-def evaluate(engine: LocalSpamEngine, older: list[DevItem], newer: list[DevItem], learn: int, rows: list[str]) -> None:
+def evaluate(
+    engine: LocalSpamEngine,
+    older: list[DevItem],
+    newer: list[DevItem],
+    learn: int,
+    rows: list[str],
+    policy: Path | None = None,
+) -> None:
     with SpamEngineClient(engine.url, engine.controller_url, timeout_s=30, concurrency=4) as client:
         started = time.perf_counter()
         cold = score_all(client, newer)
         print(f"scored {len(newer)} in {time.perf_counter() - started:.1f} s")
-        report("policy rules alone (today's chain)", chain_scores(newer, None, None), rows)
+        report("policy rules alone (today's chain)", chain_scores(newer, None, None, policy), rows)
         engine_only = [
             (r.score if isinstance(r, EngineVerdict) else 0.0, i.label == "spam", 6.0)
             for i, r in ((i, cold[i.event.event_id]) for i in newer)
         ]
         report("engine alone, cold (its 'add header' score 6 as threshold)", engine_only, rows)
-        report("chain: policy + engine, cold", chain_scores(newer, cold, None), rows)
+        report("chain: policy + engine, cold", chain_scores(newer, cold, None, policy), rows)
 
         spam_older = [i for i in older if i.label == "spam"][-learn:]
         ham_older = [i for i in older if i.label == "ham"][-learn:]
@@ -184,8 +193,8 @@ def evaluate(engine: LocalSpamEngine, older: list[DevItem], newer: list[DevItem]
         }
         nb_only = [(v.log_odds, i.label == "spam", 0.0) for i, v in ((i, classifier[i.event.event_id]) for i in newer)]
         report("own naive Bayes alone (log odds, cut 0)", nb_only, rows)
-        report("chain: policy + engine + own classifier", chain_scores(newer, warm, classifier), rows)
-        report("chain: policy + engine (Bayes) only", chain_scores(newer, warm, None), rows)
+        report("chain: policy + engine + own classifier", chain_scores(newer, warm, classifier, policy), rows)
+        report("chain: policy + engine (Bayes) only", chain_scores(newer, warm, None, policy), rows)
 
 
 if __name__ == "__main__":
