@@ -22,13 +22,14 @@ fi
 if [ ${#packages[@]} -gt 0 ]; then
   say "installing ${packages[*]} from Debian's packages"
   as_root apt-get update -qq
+  # policy-rc.d exit 101: Debian's maintainer scripts must not start a system rspamd or Redis on the default ports
+  # (the launcher starts its own, offline). Only when no policy-rc.d exists, and removed again whatever happens.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+    trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   # No recommends: spamassassin's (sa-compile, spamc, ...) are for running spamd, which leadpipe does not.
-  # policy-rc.d 101: Debian's maintainer scripts must not start a system rspamd or Redis on the default ports.
-  as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d.leadpipe && chmod +x /usr/sbin/policy-rc.d.leadpipe'
-  if [ ! -e /usr/sbin/policy-rc.d ]; then as_root ln -s /usr/sbin/policy-rc.d.leadpipe /usr/sbin/policy-rc.d; linked=1; fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
-  if [ "${linked:-0}" = 1 ]; then as_root rm -f /usr/sbin/policy-rc.d; fi
-  as_root rm -f /usr/sbin/policy-rc.d.leadpipe
 fi
 rspamd --version >&2
 redis-server --version >&2

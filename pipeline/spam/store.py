@@ -14,6 +14,8 @@ from typing import Literal, cast
 from uuid import UUID
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from pipeline.models.spam import LearnOutcome
 from pipeline.spam.classifier import NaiveBayes
@@ -51,9 +53,16 @@ class ClassifierStore:
 
     @classmethod
     def connect(cls, host: str, port: int, prefix: str = "leadpipe:nb", timeout_s: float = 2.0) -> ClassifierStore:
-        return cls(
-            redis.Redis(host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s), prefix
+        """A client that fails fast: no retries with back-off (redis-py's default spends seconds on a refused
+        connection), the caller gets ``unavailable`` and decides."""
+        client = redis.Redis(
+            host=host,
+            port=port,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
         )
+        return cls(client, prefix)
 
     def _keys(self, event_id: UUID) -> list[str]:
         p = self.prefix

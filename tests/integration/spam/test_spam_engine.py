@@ -129,8 +129,10 @@ def test_classifier_store_is_idempotent_per_event_and_relearns(spam_engine: Any)
 
 def test_classifier_store_down_is_a_typed_outcome() -> None:
     store = ClassifierStore.connect("127.0.0.1", free_port(), timeout_s=0.5)
+    started = time.perf_counter()
     outcome = store.learn(uuid.uuid4(), "spam", ["a"])
     assert outcome.status == "unavailable" and outcome.detail == "ConnectionError"
+    assert time.perf_counter() - started < 1.0  # no retries with back-off on a refused connection
 
 
 # ---- an engine of this module's own: stopped, hung and restarted without disturbing the session's ----------------
