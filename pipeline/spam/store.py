@@ -1,10 +1,16 @@
 """Where the classifier's counts live: Redis (the engine's own, append-only), shared by every worker.
 
-Learning is one Lua script, so it is atomic and idempotent per event id: the event's label and feature keys are
-kept under ``<prefix>:ev:<event id>``; the same decision again changes nothing (``duplicate``), the opposite one
-moves the event's counts from one class to the other (``relearned``). So replaying the review-decisions topic from
+Learning is one Lua script, so it is atomic and idempotent per event id: the event's label is kept under
+``<prefix>:ev:<event id>``; the same decision again changes nothing (``duplicate``), the opposite one moves the
+event's counts from one class to the other (``relearned``: the caller passes the same features, computed again from
+the same event and the engine verdict its quarantined record carries). So replaying the review-decisions topic from
 the start rebuilds the same model, and a redone batch cannot count a decision twice. Redis' append-only file keeps
-it across restarts. Feature keys are keyed hashes (``classifier.feature_key``), never words.
+it across restarts.
+
+What it holds about people: per event, only its label; per feature, two counts over every message learned. Features
+are keyed hashes (``classifier.feature_key``), never words, and no list of an event's features is kept, so nothing
+links the counts back to a person's message (someone with the pepper could test whether a word occurs in the
+counts at all, as with rspamd's own Bayes tokens).
 """
 
 from __future__ import annotations
@@ -23,14 +29,13 @@ from pipeline.spam.classifier import NaiveBayes
 _LEARN = """
 local ev_key, spam_key, ham_key, docs_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local label = ARGV[1]
-local previous = redis.call('HGET', ev_key, 'label')
+local previous = redis.call('GET', ev_key)
 if previous == label then return 'duplicate' end
 local status = 'learned'
 if previous then
-  local old = redis.call('HGET', ev_key, 'features')
   local old_key = (previous == 'spam') and spam_key or ham_key
-  for feature in string.gmatch(old, '[^ ]+') do
-    if redis.call('HINCRBY', old_key, feature, -1) <= 0 then redis.call('HDEL', old_key, feature) end
+  for i = 2, #ARGV do
+    if redis.call('HINCRBY', old_key, ARGV[i], -1) <= 0 then redis.call('HDEL', old_key, ARGV[i]) end
   end
   redis.call('HINCRBY', docs_key, previous, -1)
   status = 'relearned'
@@ -38,7 +43,7 @@ end
 local new_key = (label == 'spam') and spam_key or ham_key
 for i = 2, #ARGV do redis.call('HINCRBY', new_key, ARGV[i], 1) end
 redis.call('HINCRBY', docs_key, label, 1)
-redis.call('HSET', ev_key, 'label', label, 'features', table.concat(ARGV, ' ', 2))
+redis.call('SET', ev_key, label)
 return status
 """
 
