@@ -43,21 +43,21 @@ from pipeline.sources import email as email_source
 from pipeline.sources.base import SourceContext
 from pipeline.spam.classifier import NaiveBayes, feature_key, features
 from pipeline.spam.engine import SpamEngineClient
+from pipeline.spam.launcher import LocalSpamEngine
 from pipeline.spam.render import render_message
 from pipeline.spam.signals import SpamSignals
 
 PEPPER = b"bench-pepper"
 
 
-def engine_urls() -> tuple[str, str]:
+def engine_urls() -> tuple[str, str, LocalSpamEngine | None]:
+    """(scoring URL, controller URL, the launcher to release at the end, or None for an engine given by URL)."""
     url = os.environ.get("LEADPIPE_TEST_SPAM_ENGINE_URL")
     if url:
-        return url, os.environ["LEADPIPE_TEST_SPAM_ENGINE_CONTROLLER_URL"]
-    from pipeline.spam.launcher import LocalSpamEngine
-
+        return url, os.environ["LEADPIPE_TEST_SPAM_ENGINE_CONTROLLER_URL"], None
     engine = LocalSpamEngine.for_tests()
     engine.up()
-    return engine.url, engine.controller_url
+    return engine.url, engine.controller_url, engine
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -146,7 +146,15 @@ def main() -> None:
     parser.add_argument("--concurrency", default=os.environ.get("BENCH_SPAM_CONCURRENCY", "4,8,16"))
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}")
-    url, controller = engine_urls()
+    url, controller, launcher = engine_urls()
+    try:
+        run(args, url, controller)
+    finally:
+        if launcher is not None:
+            launcher.release()  # stops it unless a test session or another bench still uses it
+
+
+def run(args: argparse.Namespace, url: str, controller: str) -> None:
     every = build_devset(per_group=max(args.messages // 11 + 1, 10))
     items = every[: args.messages]
     model = NaiveBayes()
