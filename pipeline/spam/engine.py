@@ -97,6 +97,8 @@ class SpamEngineClient:
             return EngineUnavailable(reason="timeout", detail=f"no answer within {self.timeout_s:g} s")
         except httpx.TransportError as exc:
             return EngineUnavailable(reason="unreachable", detail=type(exc).__name__)
+        except httpx.HTTPError as exc:  # anything else httpx raises (a malformed answer's encoding, ...)
+            return EngineUnavailable(reason="error", detail=type(exc).__name__)
         if response.status_code != 200:
             return EngineUnavailable(reason="error", detail=f"HTTP {response.status_code} from /checkv2")
         try:
@@ -143,7 +145,7 @@ class SpamEngineClient:
             response = self._client.post(f"{self.controller_url}/learn{label}", content=message.data, headers=headers)
         except httpx.TimeoutException:
             return LearnOutcome(event_id=message.event_id, label=label, status="unavailable", detail="timeout")
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
             return LearnOutcome(event_id=message.event_id, label=label, status="unavailable", detail=type(exc).__name__)
         if response.status_code == 200:
             return LearnOutcome(event_id=message.event_id, label=label, status="learned")

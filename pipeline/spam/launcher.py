@@ -22,8 +22,10 @@ import json
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,8 +113,6 @@ def _answers(url: str, timeout_s: float = 2.0) -> bool:
 
 def _redis_answers(port: int, timeout_s: float = 2.0) -> bool:
     """A bare RESP ``PING`` (no client library needed for one command)."""
-    import socket
-
     try:
         with socket.create_connection((HOST, port), timeout=timeout_s) as sock:
             sock.sendall(b"PING\r\n")
@@ -397,14 +397,13 @@ class LocalSpamEngine:
         self._pid_file(name).write_text(f"{process.pid}\n")
         log.info("spam engine process starting", process=name, pid=process.pid)
 
-    def _wait(self, ready: object, name: str) -> None:
+    def _wait(self, ready: Callable[[], bool], name: str) -> None:
+        """Until ``ready()``; the daemon's exit or the start timeout is an error with the end of its logs."""
         deadline = time.monotonic() + self.start_timeout_s
-        check = ready if callable(ready) else None
-        assert check is not None
         while time.monotonic() < deadline:
             if self._pid(name) is None:
                 raise SpamEngineLaunchError(f"{name} exited during start-up.\n{self._tail(name)}")
-            if check():
+            if ready():
                 return
             time.sleep(0.2)
         raise SpamEngineLaunchError(

@@ -132,7 +132,7 @@ def test_classifier_store_down_is_a_typed_outcome() -> None:
     started = time.perf_counter()
     outcome = store.learn(uuid.uuid4(), "spam", ["a"])
     assert outcome.status == "unavailable" and outcome.detail == "ConnectionError"
-    assert time.perf_counter() - started < 1.0  # no retries with back-off on a refused connection
+    assert time.perf_counter() - started < 1.5  # no retries with back-off on a refused connection
 
 
 # ---- an engine of this module's own: stopped, hung and restarted without disturbing the session's ----------------
@@ -178,7 +178,7 @@ def test_engine_down_is_a_quick_typed_result_and_learning_survives_a_restart(pri
         elapsed = time.perf_counter() - started
     assert all(isinstance(r, EngineUnavailable) and r.reason == "unreachable" for r in results)
     assert learned.status == "unavailable"
-    assert elapsed < 2.0  # refused connections answer at once, long before the budget
+    assert elapsed < 3.0  # refused connections answer at once, long before the 5 s budget
 
     private_engine.up()
     again, _ = learn_twice()
@@ -200,7 +200,7 @@ def test_a_hung_engine_costs_one_budget_per_batch(private_engine: LocalSpamEngin
         for pid in workers:
             os.kill(pid, signal.SIGCONT)
     assert all(isinstance(r, EngineUnavailable) and r.reason == "timeout" for r in results)
-    assert 0.9 < elapsed < 3.0
+    assert 0.9 < elapsed < 4.0
 
 
 def _normal_workers(engine: LocalSpamEngine) -> list[int]:
