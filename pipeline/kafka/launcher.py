@@ -110,7 +110,7 @@ def resolve_jars(cache_dir: Path, kafka_version: str, log4j_version: str) -> Pat
             "(Debian/Ubuntu: apt-get install -y maven)"
         )
     home.mkdir(parents=True, exist_ok=True)
-    with _locked(home / ".resolve.lock"):
+    with locked(home / ".resolve.lock"):
         if libs.is_dir() and any(libs.glob("kafka_2.13-*.jar")):  # another process was faster
             return libs
         template = resources.files("pipeline.kafka").joinpath("kafka-pom.xml").read_text()
@@ -144,7 +144,7 @@ def resolve_jars(cache_dir: Path, kafka_version: str, log4j_version: str) -> Pat
 
 
 @contextlib.contextmanager
-def _locked(path: Path, shared: bool = False) -> Iterator[IO[str]]:
+def locked(path: Path, shared: bool = False) -> Iterator[IO[str]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
@@ -154,7 +154,7 @@ def _locked(path: Path, shared: bool = False) -> Iterator[IO[str]]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -190,7 +190,7 @@ def _cluster_id() -> str:
             return value
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Alive and not a zombie (a broker stopped by another process stays a zombie until its parent reaps it)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -230,7 +230,7 @@ class SharedUse:
         """Under the directory's launcher lock: True while no other process holds a claim (then none can take one)."""
         self.drop()
         self.root.mkdir(parents=True, exist_ok=True)
-        with _locked(self.root / ".launcher.lock"), (self.root / "users.lock").open("a") as users:
+        with locked(self.root / ".launcher.lock"), (self.root / "users.lock").open("a") as users:
             try:
                 fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -247,13 +247,13 @@ def terminate(pid: int, timeout_s: float, name: str, reap: Callable[[], object] 
     log.info("stopping", process=name, pid=pid)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _process_alive(pid):
+    while time.monotonic() < deadline and process_alive(pid):
         reap()
         time.sleep(0.05)
-    if _process_alive(pid):
+    if process_alive(pid):
         log.warning("did not stop in time; killing it", process=name, pid=pid)
         os.kill(pid, signal.SIGKILL)
-        while _process_alive(pid):
+        while process_alive(pid):
             reap()
             time.sleep(0.05)
     reap()
@@ -320,7 +320,7 @@ class LocalKafka:
         cache = cache_dir or settings.cache_dir
         root = cache / f"kafka-{settings.kafka_version}-test-broker"
         root.mkdir(parents=True, exist_ok=True)
-        with _locked(root / ".launcher.lock"):
+        with locked(root / ".launcher.lock"):
             ports_file = root / "ports.json"
             ports: dict[str, int] = {}
             if ports_file.exists():
@@ -337,7 +337,7 @@ class LocalKafka:
                     port=port,
                     controller_port=controller,
                 )
-                if not broker._our_pid() and not (_port_free(port) and _port_free(controller)):
+                if not broker._our_pid() and not (port_free(port) and port_free(controller)):
                     broker = None  # our broker is gone and something else took a port: pick new ones
             if broker is None:
                 port, controller = free_port(), free_port()
@@ -392,7 +392,7 @@ class LocalKafka:
     def up(self) -> KafkaStatus:
         """Start the broker, or adopt the one already running from this directory; wait until it serves metadata."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with _locked(self.root / ".launcher.lock"):
+        with locked(self.root / ".launcher.lock"):
             pid = self._our_pid()
             if pid is not None:
                 self._wait_ready(pid, log_offset=None)
@@ -412,7 +412,7 @@ class LocalKafka:
     def down(self, timeout_s: float = 60.0) -> bool:
         """Stop the broker launched from this directory, whoever started it. False when none was running."""
         self._users.drop()
-        with _locked(self.root / ".launcher.lock"):
+        with locked(self.root / ".launcher.lock"):
             return self._stop(timeout_s)
 
     def release(self) -> bool:
@@ -427,7 +427,7 @@ class LocalKafka:
         pid = self._our_pid()
         if pid is not None:
             return KafkaStatus(True, self.bootstrap_servers, pid, True, self.root, self.log_file)
-        foreign = not _port_free(self.port) and kafka_answers(self.bootstrap_servers)
+        foreign = not port_free(self.port) and kafka_answers(self.bootstrap_servers)
         return KafkaStatus(foreign, self.bootstrap_servers, None, False, self.root, self.log_file)
 
     # -- internals --
@@ -438,7 +438,7 @@ class LocalKafka:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        if not _process_alive(pid):
+        if not process_alive(pid):
             return None
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -452,7 +452,7 @@ class LocalKafka:
         ports = [(self.port, "broker"), (self.controller_port, "controller")]
         ports += [(self.sasl_port, "SASL listener")] if self.sasl_port is not None else []
         for port, role in ports:
-            if _port_free(port):
+            if port_free(port):
                 continue
             if kafka_answers(f"{HOST}:{port}"):
                 raise ForeignKafkaError(
@@ -587,7 +587,7 @@ class LocalKafka:
         deadline = time.monotonic() + self.start_timeout_s
         saw_line = log_offset is None
         while time.monotonic() < deadline:
-            if not _process_alive(pid):
+            if not process_alive(pid):
                 raise KafkaLaunchError(f"the Kafka process exited during start-up.\n{self._tail()}")
             if not saw_line and self.log_file.exists():
                 with self.log_file.open("rb") as handle:
@@ -629,6 +629,9 @@ __all__ = [
     "SharedUse",
     "find_java",
     "kafka_answers",
+    "locked",
+    "port_free",
+    "process_alive",
     "resolve_jars",
     "terminate",
 ]

@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 
 from pipeline.config import Settings, get_settings
-from pipeline.kafka.launcher import SharedUse, _locked, _port_free, _process_alive, free_port, terminate
+from pipeline.kafka.launcher import SharedUse, free_port, locked, port_free, process_alive, terminate
 from pipeline.logging import get_logger
 
 log = get_logger(__name__)
@@ -169,7 +169,7 @@ class LocalSpamEngine:
         settings = settings or get_settings()
         root = _service_root((cache_dir or settings.cache_dir) / "spam-engine-test")
         root.mkdir(parents=True, exist_ok=True)
-        with _locked(root / ".launcher.lock"):
+        with locked(root / ".launcher.lock"):
             ports_file = root / "ports.json"
             ports: dict[str, int] = {}
             if ports_file.exists():
@@ -178,7 +178,7 @@ class LocalSpamEngine:
             wanted = (ports.get("port"), ports.get("controller_port"), ports.get("redis_port"))
             if all(wanted):
                 engine = cls(root, port=wanted[0], controller_port=wanted[1], redis_port=wanted[2])  # type: ignore[arg-type]
-                if engine._pid("rspamd") or engine._pid("redis") or all(_port_free(p) for p in wanted if p):
+                if engine._pid("rspamd") or engine._pid("redis") or all(port_free(p) for p in wanted if p):
                     return engine
             chosen: list[int] = []
             while len(chosen) < 3:
@@ -227,7 +227,7 @@ class LocalSpamEngine:
     def up(self) -> SpamEngineStatus:
         """Start Redis and rspamd, or adopt the ones already running from this directory; wait until both answer."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with _locked(self.root / ".launcher.lock"):
+        with locked(self.root / ".launcher.lock"):
             started = False
             if self._pid("redis") is None:
                 self._check_port(self.redis_port, "Redis")
@@ -251,7 +251,7 @@ class LocalSpamEngine:
     def down(self, timeout_s: float = 30.0) -> bool:
         """Stop both daemons of this directory, whoever started them. False when neither was running."""
         self._users.drop()
-        with _locked(self.root / ".launcher.lock"):
+        with locked(self.root / ".launcher.lock"):
             return self._stop_all(timeout_s)
 
     def release(self) -> bool:
@@ -264,7 +264,7 @@ class LocalSpamEngine:
 
     def stop_rspamd(self, timeout_s: float = 30.0) -> bool:
         """Stop rspamd alone (Redis keeps the statistics): what an engine restart or outage looks like."""
-        with _locked(self.root / ".launcher.lock"):
+        with locked(self.root / ".launcher.lock"):
             return self._stop("rspamd", timeout_s)
 
     def status(self) -> SpamEngineStatus:
@@ -421,7 +421,7 @@ class LocalSpamEngine:
         return "\n".join(parts) or f"(no log under {self.root})"
 
     def _check_port(self, port: int, role: str) -> None:
-        if not _port_free(port):
+        if not port_free(port):
             raise SpamEngineLaunchError(
                 f"port {port} ({role}) is busy and not served from {self.root}; free it or choose other ports "
                 "(LEADPIPE_SPAM_ENGINE_URL, LEADPIPE_SPAM_ENGINE_CONTROLLER_URL, LEADPIPE_SPAM_ENGINE_REDIS_PORT)"
@@ -433,7 +433,7 @@ class LocalSpamEngine:
             pid = int(self._pid_file(name).read_text().strip())
         except (OSError, ValueError):
             return None
-        if not _process_alive(pid):
+        if not process_alive(pid):
             return None
         # Both rewrite their argv (rspamd: "rspamd: main process"), so the process is known by its name and the
         # directory it runs in (rspamd: the root, where it was started; redis: its data directory).
