@@ -12,21 +12,23 @@ pass-through is the harness's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from pipeline.agents import processing
-from pipeline.agents.state import Out, ProcessingState
+from pipeline.agents.app import LeadpipeApp
+from pipeline.agents.sender import Out
+from pipeline.agents.views import ProcessingState
 from pipeline.runtime import Runtime
+from pipeline.topics import ACCEPTED_TOPIC
 
 
 def passthrough(batch: Sequence[processing.Consumed], state: ProcessingState) -> processing.BatchResult:
     """Every record to ``contacts.accepted`` as it came."""
     result = processing.BatchResult()
     for item in batch:
-        result.add(item.partition, [Out(processing.ACCEPTED_TOPIC, item.key, item.value)], "accepted")
+        result.add(item.partition, [Out(ACCEPTED_TOPIC, item.key, item.value)], "accepted")
     return result
 
 
-def register(app: Any, runtime: Runtime) -> None:
+def register(app: LeadpipeApp, runtime: Runtime) -> None:
     """The processing agent's registrar with ``passthrough`` as its step."""
     processing.register(app, runtime, process=passthrough)

@@ -39,9 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from fakes.contacts import many_tagged
 
+from pipeline.crm.read import CrmReadModel
 from pipeline.db import Base, ensure_schema, make_engine
-from pipeline.sinks.crm import repository as crm
+from pipeline.sinks.crm import rows
+from pipeline.sinks.crm.pgcopy import copy_types
 from pipeline.sinks.crm.sink import CrmSink
+from pipeline.sinks.crm.writer import SINK_ACTOR, CrmWriter
 
 N = int(os.environ.get("BENCH_N", "20000"))
 BATCH = int(os.environ.get("BENCH_BATCH", "500"))
@@ -62,34 +65,21 @@ def fresh_database() -> Iterator[str]:
 
 
 def sink_rows(batch: list[Any], now: datetime) -> dict[str, list[dict[str, Any]]]:
-    """The rows the sink writes for a batch of new events, built with the repository's own row builders."""
-    subjects = crm._subject_batches(batch)
-    identities = {(r["subject_key"], r["kind"], r["value"]): r for t in batch for r in crm._identity_rows(t, now)}
+    """The rows the sink writes for a batch of new events (every subject new), built with its own row builders."""
+    subjects = rows.subject_batches(batch)
+    identities = {rows.identity_key(r): r for t in batch for r in rows.identity_rows(t, now)}
+    added: dict[uuid.UUID, list[str]] = {}
+    for row in identities.values():
+        added.setdefault(row["first_event_id"], []).append(row["kind"])
+    audit = rows.recorded_audit_rows(
+        batch, now=now, actor=SINK_ACTOR, created=set(subjects), recollected={}, identities_added=added
+    )
     return {
-        "crm_subjects": [crm._subject_row(b, now) for b in subjects.values()],
-        "crm_interactions": [crm._interaction_row(t, now) for t in batch],
+        "crm_subjects": [rows.subject_row(b, now) for b in subjects.values()],
+        "crm_interactions": [rows.interaction_row(t, now) for t in batch],
         "crm_identities": list(identities.values()),
-        "crm_consents": list(crm._consent_rows(batch, now)),
-        "crm_audit": [
-            crm._audit_row(
-                now,
-                t.event.subject_key,
-                "interaction_recorded",
-                actor="sink:crm",
-                event_id=t.event.event_id,
-                detail={  # the same detail the sink writes
-                    "channel": t.event.channel.value,
-                    "kind": t.event.interaction.kind.value,
-                    "purposes": {p.purpose.value: p.legal_basis.value for p in t.tags.purposes},
-                    "retention_expires_at": t.tags.retention_expires_at.isoformat(),
-                    "subject_created": True,
-                    "identities_added": ["email", "phone"],
-                    "consents": {c.purpose.value: c.granted for c in t.event.consents},
-                    "profile_fields": [n for n in crm.PROFILE_FIELDS if getattr(t.event.person, n) is not None],
-                },
-            )
-            for t in batch
-        ],
+        "crm_consents": list(rows.consent_rows(batch, now)),
+        "crm_audit": list(audit),
     }
 
 
@@ -128,7 +118,7 @@ def bare_copy(url: str, batches: list[dict[str, list[dict[str, Any]]]]) -> tuple
                         continue
                     columns = tuple(rows[0])
                     with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
-                        copy.set_types(crm.copy_types(Base.metadata.tables[table], columns))
+                        copy.set_types(copy_types(Base.metadata.tables[table], columns))
                         values = itemgetter(*columns)
                         for row in rows:
                             copy.write_row(values(row))
@@ -145,7 +135,7 @@ def main() -> None:
     with fresh_database() as url:
         engine = make_engine(url)
         ensure_schema(engine)
-        sink = CrmSink(crm.CrmRepository(engine), migrate=False)
+        sink = CrmSink(CrmWriter(engine), migrate=False)
         with engine.connect() as conn:  # the pool hands the same connection to every batch
             pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
         clock = Clock(pid)
@@ -156,7 +146,7 @@ def main() -> None:
         for batch in batches:
             sink.write(batch)
         redelivery_s = time.perf_counter() - started
-        written = sink.repository.interaction_count()
+        written = CrmReadModel(engine).interaction_count()
         engine.dispose()
 
     now = datetime.now(UTC)

@@ -37,15 +37,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration" / "rights")]
 
+import psycopg  # noqa: E402
 from fakes.contacts import make_tagged  # noqa: E402
 from fakes.hubspot import running_fake  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 from rights_helpers import wait_until  # noqa: E402
 from worker_thread import WorkerThread  # noqa: E402
 
-from pipeline.agents.app import create_app  # noqa: E402
+from pipeline.agents import rights, sinks  # noqa: E402
+from pipeline.agents.worker import Registrar, create_app  # noqa: E402
 from pipeline.config import Settings, explicit_settings  # noqa: E402
+from pipeline.crm.read import CrmReadModel  # noqa: E402
 from pipeline.db import ensure_schema  # noqa: E402
+from pipeline.kafka.launcher import LocalKafka  # noqa: E402
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing  # noqa: E402
 from pipeline.kafka.topics import apply_topics, delete_prefixed_topics  # noqa: E402
 from pipeline.logging import configure_logging  # noqa: E402
@@ -53,7 +57,6 @@ from pipeline.models.rights import RightKind  # noqa: E402
 from pipeline.rights.dpo import DpoTools  # noqa: E402
 from pipeline.rights.tracker import RequestState  # noqa: E402
 from pipeline.runtime import Runtime  # noqa: E402
-from pipeline.sinks.crm.repository import CrmRepository  # noqa: E402
 
 RATE = float(os.environ.get("BENCH_RATE", "1000"))
 IDLE_N = int(os.environ.get("BENCH_IDLE_ERASURES", "12"))
@@ -61,8 +64,8 @@ LOADED_N = int(os.environ.get("BENCH_LOADED_ERASURES", "40"))
 SPACING_S = float(os.environ.get("BENCH_SPACING_S", "0.3"))
 SUBJECTS = int(os.environ.get("BENCH_SUBJECTS", "500"))
 COMBINED = os.environ.get("BENCH_COMBINED", "") not in ("", "0")
-SINK_REGISTRARS = ["pipeline.agents.sinks:register"]
-RIGHTS_REGISTRARS = ["pipeline.agents.rights:register"]
+SINK_REGISTRARS: list[Registrar] = [sinks.register]
+RIGHTS_REGISTRARS: list[Registrar] = [rights.register]
 
 
 class Traffic(threading.Thread):
@@ -100,7 +103,7 @@ def plain(settings: Settings) -> dict[str, Any]:
     return values
 
 
-def run_sinks(values: dict[str, Any], registrars: list[str], ready: Any, done: Any) -> None:
+def run_sinks(values: dict[str, Any], registrars: list[Registrar], ready: Any, done: Any) -> None:
     """The sink worker in its own process: CRM and HubSpot agents on ``contacts.accepted`` (and the rights agent,
     when the combined layout is measured)."""
     configure_logging("WARNING", "console")
@@ -122,9 +125,7 @@ def erase_and_time(tools: DpoTools, email: str) -> float:
         if view is not None and view.state is RequestState.COMPLETED:
             return time.perf_counter() - start
         if view is not None and view.state is RequestState.ATTENTION:
-            raise RuntimeError(
-                f"erasure {view.request_id} failed in a sink: {[(s.sink, s.last_error) for s in view.sinks]}"
-            )
+            raise RuntimeError(f"erasure {view.request_id} failed in a sink: {[(s.sink, s.error) for s in view.sinks]}")
         if time.perf_counter() - start > 60:
             raise RuntimeError("an erasure did not complete within 60 s")
         time.sleep(0.02)
@@ -142,8 +143,6 @@ def broker() -> Iterator[str]:
     if servers:
         yield servers
         return
-    from pipeline.kafka.launcher import LocalKafka
-
     local = LocalKafka.for_tests()
     local.up()
     try:
@@ -159,8 +158,6 @@ def database(home: Path) -> Iterator[str]:
     if not admin_url:
         yield f"sqlite:///{home / 'crm.sqlite3'}"
         return
-    import psycopg
-
     name = f"bench_erasure_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -195,7 +192,7 @@ def main() -> None:
         publisher = ConfirmingPublisher(settings)
         traffic_publisher = ConfirmingPublisher(settings)
         tools = DpoTools(runtime, publisher)
-        crm = CrmRepository(runtime.engine)
+        crm = CrmReadModel(runtime.engine)
         # the rights agent runs in a worker of its own (own consumer): a sink's full buffer pauses fetching for the
         # whole worker it is in, and an erasure must not wait behind a backlog of ordinary traffic
         # (and the sinks run in a process of their own, as they do in production: one GIL per worker)

@@ -38,7 +38,7 @@ from pipeline.config import explicit_settings
 from pipeline.db import make_engine
 from pipeline.models.tagged import TaggedEvent
 from pipeline.rights.history import RightsHistory
-from pipeline.sinks.base import Outcome
+from pipeline.sinks.base import WriteOutcome
 from pipeline.sinks.hubspot.gateway import HubSpotGateway
 from pipeline.sinks.hubspot.ratelimit import make_limiters
 from pipeline.sinks.hubspot.sink import HubSpotSink
@@ -113,7 +113,7 @@ def main() -> None:
                 break
             fed += len(batch)
             results = sink.write(batch)
-            written += sum(r.outcome is Outcome.WRITTEN for r in results)
+            written += sum(r.outcome is WriteOutcome.WRITTEN for r in results)
         elapsed = time.monotonic() - started
         stats = fake_stats(url)
     finally:

@@ -31,9 +31,10 @@ from pathlib import Path
 import httpx
 import orjson
 
+from pipeline.api.app import create_api
 from pipeline.config import Settings, explicit_settings
 from pipeline.db import ensure_schema
-from pipeline.ingest.api import create_api, sign
+from pipeline.ingest.api import sign
 from pipeline.ingest.service import IngestService, Submission
 from pipeline.kafka.producer import ConfirmingPublisher, make_producer
 from pipeline.kafka.topics import apply_topics, delete_prefixed_topics

@@ -31,7 +31,7 @@ from processing import synthetic
 
 from pipeline.agents.app import policy_for
 from pipeline.agents.processing import Consumed, ProcessingStep
-from pipeline.agents.state import ProcessingState
+from pipeline.agents.views import ProcessingState
 from pipeline.config import explicit_settings
 from pipeline.crypto.sealing import subject_scope
 from pipeline.db import ensure_schema

@@ -35,7 +35,7 @@ from pipeline.kafka.launcher import free_port
 from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineVerdict
 from pipeline.policy import load_policy
 from pipeline.processors import ChainContext, compile_policy, run_chain
-from pipeline.processors.chain import Accepted, Quarantined
+from pipeline.processors.chain import Passed, Quarantined
 from pipeline.spam.engine import SpamEngineClient
 from pipeline.spam.launcher import LocalSpamEngine, _service_root
 from pipeline.spam.render import render_message
@@ -89,7 +89,7 @@ def chain_scores(
     out = []
     for item in items:
         outcome = run_chain(item.event, ctx).outcome
-        if not isinstance(outcome, Accepted | Quarantined):
+        if not isinstance(outcome, Passed | Quarantined):
             raise SystemExit(f"unexpected outcome {outcome} for {item.template}")
         spam = outcome.tagged.tags.spam
         out.append((spam.score, item.label == "spam", spam.threshold))

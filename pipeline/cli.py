@@ -2,31 +2,42 @@
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
+from pipeline import demo, importer, schemas
+from pipeline.agents import cli as agents_cli
+from pipeline.api import cli as api_cli
 from pipeline.config import get_settings
+from pipeline.dlq import cli as dlq_cli
+from pipeline.kafka import cli as kafka_cli
 from pipeline.logging import configure_logging
+from pipeline.migrations import cli as migrations_cli
+from pipeline.policy import cli as policy_cli
+from pipeline.review import cli as review_cli
+from pipeline.rights import cli as rights_cli
+from pipeline.sinks.crm import cli as crm_cli
 
 app = typer.Typer(help="leadpipe: contact events in, lawful records out.", no_args_is_help=True)
 
-#: (module, attribute, command name): each area's typer app. Add a line here when an area grows a CLI.
-SUBCOMMANDS: list[tuple[str, str, str]] = [
-    ("pipeline.kafka.cli", "kafka_app", "kafka"),
-    ("pipeline.kafka.cli", "topics_app", "topics"),
-    ("pipeline.schemas", "app", "schemas"),
-    ("pipeline.ingest.cli", "serve", "serve"),
-    ("pipeline.importer", "import_file", "import"),
-    ("pipeline.rights.cli", "dpo_app", "dpo"),
-    ("pipeline.rights.cli", "retention_app", "retention"),
-    ("pipeline.sinks.crm.cli", "crm_app", "crm"),
-    ("pipeline.sinks.crm.cli", "db_app", "db"),
-    ("pipeline.agents.cli", "worker", "worker"),
-    ("pipeline.policy.cli", "policy_app", "policy"),
-    ("pipeline.review.cli", "spam_app", "spam"),
-    ("pipeline.dlq.cli", "dlq_app", "dlq"),
-    ("pipeline.demo", "demo", "demo"),
+#: (command name, each area's typer app or command), in the order ``leadpipe --help`` lists them.
+SUBCOMMANDS: list[tuple[str, typer.Typer | Callable[..., Any]]] = [
+    ("kafka", kafka_cli.kafka_app),
+    ("topics", kafka_cli.topics_app),
+    ("schemas", schemas.app),
+    ("serve", api_cli.serve),
+    ("import", importer.import_file),
+    ("dpo", rights_cli.dpo_app),
+    ("retention", rights_cli.retention_app),
+    ("crm", crm_cli.crm_app),
+    ("db", migrations_cli.db_app),
+    ("worker", agents_cli.worker),
+    ("policy", policy_cli.policy_app),
+    ("spam", review_cli.spam_app),
+    ("dlq", dlq_cli.dlq_app),
+    ("demo", demo.demo),
 ]
 
 
@@ -37,8 +48,7 @@ def _main() -> None:
 
 
 def _register() -> None:
-    for module, attribute, name in SUBCOMMANDS:
-        sub = getattr(importlib.import_module(module), attribute)
+    for name, sub in SUBCOMMANDS:
         if isinstance(sub, typer.Typer):
             app.add_typer(sub, name=name)
         else:

@@ -1,11 +1,28 @@
-"""SQLAlchemy set-up shared by the CRM, the key store and the rights tracker: one Base, one engine factory."""
+"""The one database of the CRM, the key store and the rights tracker: one Base, one engine factory, and bringing a
+database to the current schema (``ensure_schema``), which every process does at start.
+
+The schema's history is ``pipeline/migrations`` (Alembic, run from code: no alembic.ini). ``upgrade`` is safe to call
+from several processes at once: PostgreSQL takes a transaction-scoped advisory lock (in ``migrations/env.py``), SQLite
+a file lock beside the database. Alembic loads the migrations by path, so this module imports none of them, nor the
+models they compare against (``pipeline.migrations.MODEL_MODULES``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, MetaData, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
@@ -69,11 +86,68 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Any]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+#: The Alembic script directory: ``env.py`` and ``versions/``.
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+#: PostgreSQL advisory lock key for migrations ("leadpipe" as a 63-bit number).
+PG_LOCK_KEY = 0x6C65616470697065 & 0x7FFFFFFFFFFFFFFF
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
+    """An Alembic config pointing at the migrations; the engine travels in ``attributes`` to env.py."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    if engine is not None:
+        config.attributes["engine"] = engine
+        config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    migration_log = logging.getLogger("alembic.runtime.migration")
+    level = migration_log.level
+    migration_log.setLevel(logging.WARNING)  # "Context impl ..." on every read is noise
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        migration_log.setLevel(level)
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".migrate.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+#: Alembic's ``context`` is module-global: one migration at a time per process (other processes: the DB locks).
+_PROCESS_LOCK = threading.Lock()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str | None:
+    """Upgrade to ``revision`` (default head); returns the revision the database is at afterwards."""
+    if revision == "head" and current_revision(engine) == head_revision():
+        return head_revision()
+    with _PROCESS_LOCK, _sqlite_file_lock(engine):
+        command.upgrade(alembic_config(engine), revision)
+    return current_revision(engine)
+
+
 def ensure_schema(engine: Engine) -> None:
-    """Bring the database to the current schema. Every process calls this at start; it is idempotent.
-
-    Alembic upgrade to head (``pipeline/migrations``), safe when several processes start at once.
-    """
-    from pipeline.migrations import upgrade
-
+    """Bring the database to the current schema. Every process calls this at start; it is idempotent."""
     upgrade(engine)

@@ -20,10 +20,16 @@ from uuid import UUID
 
 import orjson
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from pipeline.config import get_settings
+from pipeline.db import ensure_schema
 from pipeline.ingest.service import IngestService, Submission, SubmitResult, UnsupportedContentType
+from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.models.common import Channel
+from pipeline.runtime import Runtime
 from pipeline.sources import tabular
 from pipeline.sources.base import SourceError
 from pipeline.sources.email import split_mbox
@@ -128,14 +134,6 @@ def import_file(
     batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Records per confirmed publish.")] = 500,
 ) -> None:
     """Load a file of contacts; exit code 1 when any record was rejected (and dead-lettered)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
-    from pipeline.db import ensure_schema
-    from pipeline.kafka.producer import ConfirmingPublisher
-    from pipeline.runtime import Runtime
-
     console = Console(stderr=True)
     try:
         chosen = fmt or guess_format(file)

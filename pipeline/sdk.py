@@ -20,6 +20,7 @@ from uuid import UUID
 import orjson
 
 from pipeline.config import Settings, get_settings
+from pipeline.db import ensure_schema
 from pipeline.ingest.service import IngestService, Submission, SubmitResult, UnsupportedContentType
 from pipeline.kafka.producer import ConfirmingPublisher, PublishError
 from pipeline.models.common import Channel
@@ -87,8 +88,6 @@ class LeadpipeProducer:
             base = base.model_copy(update={"kafka_bootstrap_servers": bootstrap_servers})
         self.settings = base
         self.runtime = runtime if runtime is not None and bootstrap_servers is None else Runtime(base)
-        from pipeline.db import ensure_schema
-
         ensure_schema(self.runtime.engine)
         self._own_publisher = publisher is None
         self.publisher = publisher or ConfirmingPublisher(base)

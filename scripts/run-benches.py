@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.kafka.launcher import LocalKafka
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -24,8 +26,6 @@ def main() -> int:
     env = dict(os.environ)
     broker = None
     if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
-        from pipeline.kafka.launcher import LocalKafka
-
         broker = LocalKafka.for_tests()
         broker.up()
         env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers

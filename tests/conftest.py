@@ -21,7 +21,11 @@ import pytest
 from pipeline.config import Settings, explicit_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from pipeline.crm.read import CrmReadModel
     from pipeline.runtime import Runtime
+    from pipeline.sinks.crm.writer import CrmWriter
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PG = "postgresql://leadpipe:leadpipe@127.0.0.1:5432/leadpipe"
@@ -97,6 +101,31 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'crm.sqlite3'}"
     url: str = request.getfixturevalue("pg_url")
     return url
+
+
+@pytest.fixture
+def crm_engine(db_url: str) -> Iterator[Engine]:
+    """The database at ``db_url`` (both backends), migrated to head."""
+    from pipeline.db import ensure_schema, make_engine
+
+    engine = make_engine(db_url)
+    ensure_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def crm_writer(crm_engine: Engine) -> CrmWriter:
+    from pipeline.sinks.crm.writer import CrmWriter
+
+    return CrmWriter(crm_engine)
+
+
+@pytest.fixture
+def crm_read(crm_engine: Engine) -> CrmReadModel:
+    from pipeline.crm.read import CrmReadModel
+
+    return CrmReadModel(crm_engine)
 
 
 @pytest.fixture

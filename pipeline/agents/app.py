@@ -1,8 +1,7 @@
-"""The faust app of the worker, and how each area adds its agents to it.
+"""The faust app of the worker (``LeadpipeApp``), how it is configured, and what its agents share.
 
-``create_app(runtime)`` builds one ``faust.App`` (aiokafka driver, ``processing_guarantee`` from settings,
-exactly_once by default) and calls every ``REGISTRARS`` entry: ``"module:function"`` where
-``function(app, runtime) -> None`` adds agents, tables and timers. Add a line for a new area; keep agents thin.
+``build_app(runtime)`` makes one ``LeadpipeApp`` (aiokafka driver, ``processing_guarantee`` from settings,
+exactly_once by default) with no agents; ``pipeline.agents.worker`` adds every area's agents to it.
 
 Topics are never created by faust (``topic_allow_declare=False``): every topic the app reads or writes, including
 the table changelogs and faust's leader-election topic ``<app_id>-__assignor-__leader``, is in ``topics.yaml``
@@ -16,36 +15,55 @@ are assigned; no local disk is needed, so a killed worker restarts anywhere.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 
-from pipeline.agents.batching import LeadpipeApp
+from pipeline.agents.batching import BatchHandler
+from pipeline.agents.faust_adapter import BatchingAppMixin, BatchingConsumer
 from pipeline.config import Settings
 from pipeline.kafka.security import ssl_context
 from pipeline.kafka.topics import default_topics_path, load_topics, make_admin
-from pipeline.logging import get_logger
 from pipeline.policy import load_policy
 from pipeline.processors import CompiledPolicy, compile_policy
 from pipeline.runtime import Runtime
-
-log = get_logger(__name__)
-
-#: Every area's agents, as "module:function" with ``function(app, runtime) -> None``.
-REGISTRARS: list[str] = [
-    "pipeline.agents.processing:register",
-    "pipeline.agents.review:register",
-    "pipeline.agents.sinks:register",
-    "pipeline.agents.rights:register",
-]
+from pipeline.topics import NORMALIZED_TOPIC
 
 #: Per-partition producer batches: large enough that a batch of outputs rarely waits for the previous one.
 PRODUCER_MAX_BATCH_BYTES = 512 * 1024
 PRODUCER_LINGER_S = 0.005
+
+
+class LeadpipeApp(BatchingAppMixin, faust.App):
+    """faust.App with batch agents (``pipeline.agents.batching``) and a place for what its agents share."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_topics: list[Any] = []
+        self.batch_handlers: dict[str, BatchHandler] = {}
+        self.shared: dict[str, Any] = {}
+        """Per app, what several agents use and faust must see declared once (tables, metrics), by name."""
+
+    def batch_agent(self, topic: Any, handler: BatchHandler) -> None:
+        """Consume ``topic`` (a faust topic) in whole fetched batches with ``handler``.
+
+        The topic joins the app's subscriptions (with acks enabled) when the app starts; its records never reach a
+        stream. (Not at once: touching ``app.topics`` before the event loop runs binds faust's conductor to the
+        wrong loop when the app is later started on another one, as tests do.)
+        """
+        self.batch_handlers[topic.get_topic_name()] = handler
+        self.batch_topics.append(topic)
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        for topic in self.batch_topics:  # before the conductor starts and subscribes
+            self.topics.add(topic)
+
+    @property
+    def batching_consumer(self) -> BatchingConsumer:
+        return cast(BatchingConsumer, self.consumer)
 
 
 def topic_partitions(settings: Settings) -> dict[str, int]:
@@ -97,20 +115,20 @@ def _brokers(settings: Settings) -> list[str]:
     return [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap_servers.split(",") if host.strip()]
 
 
-def create_app(runtime: Runtime, registrars: Sequence[str] | None = None) -> LeadpipeApp:
-    """The worker's faust app with every registrar's agents added (default: ``REGISTRARS``)."""
+def build_app(runtime: Runtime) -> LeadpipeApp:
+    """The worker's faust app, configured from the runtime's settings, with no agents yet."""
     settings = runtime.settings
     partitions = topic_partitions(settings)
     session = settings.worker_session_timeout_s
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)
-    app = LeadpipeApp(
+    return LeadpipeApp(
         settings.topic(settings.app_id),
         broker=_brokers(settings),
         processing_guarantee=settings.processing_guarantee,
         store="memory://",
         datadir=str(settings.home / "faust" / "{conf.name}-data"),  # not the working directory, faust's default
         autodiscover=False,
-        topic_partitions=settings.topic_partitions or partitions["contacts.normalized"],
+        topic_partitions=settings.topic_partitions or partitions[NORMALIZED_TOPIC],
         topic_replication_factor=_replication(settings),
         topic_allow_declare=False,
         topic_disable_leader=False,
@@ -129,31 +147,3 @@ def create_app(runtime: Runtime, registrars: Sequence[str] | None = None) -> Lea
         producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
         broker_credentials=faust_credentials(settings),
     )
-    for reference in registrars if registrars is not None else REGISTRARS:
-        module_name, _, function_name = reference.partition(":")
-        register = getattr(importlib.import_module(module_name), function_name)
-        register(app, runtime)
-    log.info(
-        "worker_app_created",
-        app_id=app.conf.id,
-        guarantee=settings.processing_guarantee,
-        registrars=list(registrars if registrars is not None else REGISTRARS),
-    )
-    return app
-
-
-def run_worker(runtime: Runtime, registrars: Sequence[str] | None = None) -> Any:
-    """Run the worker in this process until it is stopped (SIGTERM/SIGINT); ends in ``SystemExit``."""
-    from pipeline.db import ensure_schema
-
-    policy_for(runtime.settings)  # refuse to start on an invalid policy, before joining the group
-    ensure_schema(runtime.engine)
-    app = create_app(runtime, registrars)
-    worker = faust.Worker(
-        app,
-        loglevel=runtime.settings.log_level,
-        quiet=True,
-        redirect_stdouts=False,
-        override_logging=False,  # keep leadpipe's redacting log set-up
-    )
-    return worker.execute_from_commandline()

@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from pipeline.agents.app import LeadpipeApp
 from pipeline.logging import get_logger
 
 log = get_logger(__name__)
@@ -131,15 +132,15 @@ class WorkerMetrics:
         return generate_latest(self.registry)
 
 
-def worker_metrics(app: Any) -> WorkerMetrics:
+def worker_metrics(app: LeadpipeApp) -> WorkerMetrics:
     """The app's metrics, created with their ``/metrics`` page on first use (agents of one app share them)."""
-    metrics: WorkerMetrics | None = getattr(app, "_leadpipe_metrics", None)
+    metrics: WorkerMetrics | None = app.shared.get("metrics")
     if metrics is None:
         metrics = WorkerMetrics()
-        app._leadpipe_metrics = metrics
+        app.shared["metrics"] = metrics
         current = metrics
 
-        @app.page(METRICS_PATH)  # type: ignore[untyped-decorator]
+        @app.page(METRICS_PATH)
         async def metrics_page(self: Any, request: Any) -> Any:
             body = await asyncio.to_thread(current.render)
             # As a header: aiohttp refuses a charset inside ``content_type``, and Prometheus' type carries one.

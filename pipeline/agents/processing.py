@@ -25,52 +25,51 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from pipeline.agents.batching import BatchContext, BatchHandler, Fetched, batch_agent
+from pipeline.agents.app import LeadpipeApp, policy_for, topic_partitions
+from pipeline.agents.batching import BatchContext, BatchHandler, Fetched
 from pipeline.agents.metrics import WorkerMetrics, worker_metrics
-from pipeline.agents.state import (
-    ANCHORS_TOPIC,
-    RATES_TOPIC,
-    Out,
-    ProcessingState,
-    ProcessingTables,
-    TransactionalSender,
-)
+from pipeline.agents.sender import Out, TransactionalSender
+from pipeline.agents.tables import ProcessingTables
+from pipeline.agents.views import ProcessingState
 from pipeline.crypto.codec import RecordCodec
 from pipeline.crypto.keystore import SqlKeyStore
 from pipeline.crypto.sealing import KeyDestroyedError, subject_scope
 from pipeline.logging import get_logger, scrub_text
 from pipeline.models.contact import ContactEvent
 from pipeline.models.processing import DropReason, DropRecord
-from pipeline.models.records import AcceptedRecord, ContactRecord, DeadLetter, QuarantineRecord
+from pipeline.models.records import AcceptedRecord, ContactRecord, DeadLetter, QuarantineRecord, Sealed
 from pipeline.models.rights import AuditRecord, RightKind, SuppressionRecord
 from pipeline.models.tagged import SpamVerdict, tags_json
 from pipeline.processors import (
-    Accepted,
     ChainContext,
     ChainResult,
     CompiledPolicy,
     Dropped,
     Failed,
+    Passed,
     Quarantined,
     run_chain,
 )
 from pipeline.processors import rates as rate_windows
-from pipeline.rights.commands import COMMANDS_TOPIC, build_command
+from pipeline.rights.commands import build_command
 from pipeline.runtime import Runtime
+from pipeline.topics import (
+    ACCEPTED_TOPIC,
+    AUDIT_TOPIC,
+    DROPS_TOPIC,
+    NORMALIZED_TOPIC,
+    PROCESSING_DLQ_TOPIC,
+    QUARANTINE_TOPIC,
+    RATE_WINDOWS_TOPIC,
+    RETENTION_CLOCK_TOPIC,
+    RIGHTS_COMMANDS_TOPIC,
+)
 
 log = get_logger(__name__)
 
-SOURCE_TOPIC = "contacts.normalized"
-ACCEPTED_TOPIC = "contacts.accepted"
-QUARANTINE_TOPIC = "contacts.quarantine"
-DROPS_TOPIC = "contacts.drops"
-DLQ_TOPIC = "contacts.dlq"
-AUDIT_TOPIC = "audit"
 RECORD_CONTENT_TYPE = "application/vnd.leadpipe.contact-record+json"
 ACTOR = "processing"
 
-#: Dead-letter ids derive from (input partition, offset): a batch redone after a crash produces the same ids.
-_DLQ_NAMESPACE = uuid.UUID("0d4f0c3e-7d55-4c1e-9b1a-2f0e6f7a9c41")
 #: Erasure request ids of children's subjects are derived from the event that revealed the age.
 _CHILD_ERASURE_NAMESPACE = uuid.UUID("5b0f3a8e-2c47-4d8e-8f0e-6a1d3c9b7e22")
 #: ``issued_by`` of the erasures the children's rule issues (an operator id, like the DPO's login).
@@ -114,7 +113,7 @@ class ProcessingStep:
         codec: RecordCodec,
         pepper: bytes,
         keystore: SqlKeyStore | None = None,
-        source_topic: str = SOURCE_TOPIC,
+        source_topic: str = NORMALIZED_TOPIC,
     ) -> None:
         self.policy = policy
         self.codec = codec
@@ -153,7 +152,7 @@ class ProcessingStep:
                 result.add(item.partition, outs, outcome)
             except Exception as exc:  # a bug in the step itself: still the event's own dead letter, never a loss
                 log.exception("processing_internal_error", partition=item.partition, offset=item.offset)
-                text = scrub_text(f"{type(exc).__name__}: {exc}")[:4000]
+                text = scrub_text(f"{type(exc).__name__}: {exc}")
                 outs = [self.dead_letter(item, record, stage="internal", reason="internal_error", error=text, now=now)]
                 result.add(item.partition, outs, "dead_letter")
         return result
@@ -180,7 +179,7 @@ class ProcessingStep:
         except KeyDestroyedError:
             return self.drop(record, DropReason.KEY_DESTROYED, "open", None, now), "dropped"
         except Exception as exc:
-            error = scrub_text(f"cannot open the sealed body: {type(exc).__name__}: {exc}")[:4000]
+            error = scrub_text(f"cannot open the sealed body: {type(exc).__name__}: {exc}")
             return [
                 self.dead_letter(item, record, stage="open", reason="open_failed", error=error, now=now)
             ], "dead_letter"
@@ -189,7 +188,7 @@ class ProcessingStep:
         chain = run_chain(event, ctx)
         outs = self.route(item, record, event, chain, now, raw=item.value)
         outs.extend(self.apply_updates(chain, state))
-        return outs, type(chain.outcome).__name__.lower()
+        return outs, chain.outcome.label
 
     def context(
         self, event: ContactEvent, state: ProcessingState, now: datetime, review: SpamVerdict | None = None
@@ -238,7 +237,7 @@ class ProcessingStep:
         """
         outcome = chain.outcome
         key = record.subject_key.encode()
-        if isinstance(outcome, Accepted):
+        if isinstance(outcome, Passed):
             tags = outcome.tagged.tags
             if raw is not None:
                 return [Out(ACCEPTED_TOPIC, key, _with_field(raw, b"tags", tags_json(tags)))]
@@ -278,12 +277,12 @@ class ProcessingStep:
             raw_key, value = key.encode(), rate_windows.encode(window)
             rates_data[raw_key] = value
             if (window[0][1] if len(window) == 1 else sum(count for _, count in window)) > 1:
-                outs.append(Out(RATES_TOPIC, raw_key, value))
+                outs.append(Out(RATE_WINDOWS_TOPIC, raw_key, value))
         if chain.anchor_update is not None:
             key, anchor = chain.anchor_update
             raw_key, value = key.encode(), anchor.isoformat().encode()
             state.anchors_data[raw_key] = value
-            outs.append(Out(ANCHORS_TOPIC, raw_key, value))
+            outs.append(Out(RETENTION_CLOCK_TOPIC, raw_key, value))
         return outs
 
     def drop(
@@ -320,33 +319,44 @@ class ProcessingStep:
             now=now,
             request_id=uuid.uuid5(_CHILD_ERASURE_NAMESPACE, str(record.event_id)),
         )
-        return Out(COMMANDS_TOPIC, record.subject_key.encode(), _json(command))
+        return Out(RIGHTS_COMMANDS_TOPIC, record.subject_key.encode(), _json(command))
 
     def dead_letter(
-        self, item: Consumed, record: ContactRecord | None, *, stage: str, reason: str, error: str, now: datetime
+        self,
+        item: Consumed,
+        record: ContactRecord | None,
+        *,
+        stage: str,
+        reason: str,
+        error: str,
+        now: datetime,
+        source_topic: str | None = None,
+        content_type: str = RECORD_CONTENT_TYPE,
     ) -> Out:
-        """The event's dead letter: stage, reason, error and the consumed bytes sealed with the subject's key."""
-        dead_letter_id = uuid.uuid5(_DLQ_NAMESPACE, f"{self.source_topic}:{item.partition}:{item.offset}")
+        """The event's dead letter: stage, reason, error and the consumed bytes sealed with the subject's key.
+
+        ``source_topic``: where ``item`` was consumed from when that is not this step's topic (the review agent)."""
         subject_key = record.subject_key if record else None
-        payload = None
-        if item.value is not None:
-            payload = self.codec.seal_payload(
-                item.value, subject_key=subject_key, record_id=dead_letter_id, own_key=True
-            )
-        dead = DeadLetter(
-            dead_letter_id=dead_letter_id,
+        value = item.value
+
+        def seal(dead_letter_id: uuid.UUID) -> Sealed | None:
+            if value is None:
+                return None
+            return self.codec.seal_payload(value, subject_key=subject_key, record_id=dead_letter_id, own_key=True)
+
+        dead = DeadLetter.build(
             stage=f"process:{stage}",
             reason=reason,
-            error=error[:4000],
+            error=error,
+            failed_at=now,
+            seal=seal,
             channel=record.channel if record else None,
             event_id=record.event_id if record else None,
             subject_key=subject_key,
-            source_topic=self.source_topic,
+            source_topic=source_topic or self.source_topic,
             source_partition=item.partition,
             source_offset=item.offset,
-            failed_at=now,
-            content_type=RECORD_CONTENT_TYPE,
-            payload=payload,
+            content_type=content_type,
         )
         log.warning(
             "processing_dead_letter",
@@ -356,7 +366,7 @@ class ProcessingStep:
             partition=item.partition,
             offset=item.offset,
         )
-        return Out(DLQ_TOPIC, subject_key.encode() if subject_key else None, _json(dead))
+        return Out(PROCESSING_DLQ_TOPIC, subject_key.encode() if subject_key else None, _json(dead))
 
     def audit(
         self,
@@ -422,12 +432,10 @@ class SharedProcessing:
     metrics: WorkerMetrics
 
 
-def shared_processing(app: Any, runtime: Runtime) -> SharedProcessing:
+def shared_processing(app: LeadpipeApp, runtime: Runtime) -> SharedProcessing:
     """The app's processing state, declared on first use (faust tables must be declared once per app)."""
-    shared: SharedProcessing | None = getattr(app, "_leadpipe_processing", None)
+    shared: SharedProcessing | None = app.shared.get("processing")
     if shared is None:
-        from pipeline.agents.app import policy_for, topic_partitions
-
         settings = runtime.settings
         partitions = topic_partitions(settings)
         shared = SharedProcessing(
@@ -437,12 +445,14 @@ def shared_processing(app: Any, runtime: Runtime) -> SharedProcessing:
             partitions=partitions,
             metrics=worker_metrics(app),
         )
-        app._leadpipe_processing = shared
+        app.shared["processing"] = shared
     return shared
 
 
 def register(
-    app: Any, runtime: Runtime, process: Callable[[Sequence[Consumed], ProcessingState], BatchResult] | None = None
+    app: LeadpipeApp,
+    runtime: Runtime,
+    process: Callable[[Sequence[Consumed], ProcessingState], BatchResult] | None = None,
 ) -> None:
     """Add the processing batch agent and its tables to the faust app (``REGISTRARS`` entry).
 
@@ -450,11 +460,11 @@ def register(
     """
     settings = runtime.settings
     shared = shared_processing(app, runtime)
-    source_name = settings.topic(SOURCE_TOPIC)
+    source_name = settings.topic(NORMALIZED_TOPIC)
     source = app.topic(
-        source_name, key_serializer="raw", value_serializer="raw", partitions=shared.partitions[SOURCE_TOPIC]
+        source_name, key_serializer="raw", value_serializer="raw", partitions=shared.partitions[NORMALIZED_TOPIC]
     )
-    batch_agent(app, source, batch_handler(process or shared.step.process, shared, source_name))
+    app.batch_agent(source, batch_handler(process or shared.step.process, shared, source_name))
 
 
 def batch_handler(

@@ -19,30 +19,31 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.agents.batching import batch_agent
+from pipeline.agents.app import LeadpipeApp
 from pipeline.agents.processing import (
-    AUDIT_TOPIC,
     BatchResult,
     Consumed,
     ProcessingStep,
     batch_handler,
     shared_processing,
 )
-from pipeline.agents.state import BLOCKLIST_TOPIC, Out, ProcessingState
+from pipeline.agents.sender import Out
+from pipeline.agents.views import ProcessingState
 from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.logging import get_logger
 from pipeline.models.processing import DropReason
 from pipeline.models.records import ContactRecord
 from pipeline.models.review import BlocklistEntry, BlockTarget, ReviewDecision
+from pipeline.models.rights import AuditRecord
 from pipeline.models.tagged import SpamReview
 from pipeline.processors import run_chain
 from pipeline.processors.spam import hashed_key, sender_key
 from pipeline.processors.text import email_domain
 from pipeline.runtime import Runtime
+from pipeline.topics import AUDIT_TOPIC, BLOCKLIST_TOPIC, REVIEW_DECISIONS_TOPIC
 
 log = get_logger(__name__)
 
-DECISIONS_TOPIC = "contacts.review.decisions"
 ACTOR = "spam-review"
 
 
@@ -78,7 +79,16 @@ class ReviewStep:
         return result
 
     def _dead_letter(self, item: Consumed, stage: str, reason: str, error: str, now: datetime) -> Out:
-        return self.step.dead_letter(item, None, stage=f"review:{stage}", reason=reason, error=error, now=now)
+        return self.step.dead_letter(
+            item,
+            None,
+            stage=f"review:{stage}",
+            reason=reason,
+            error=error,
+            now=now,
+            source_topic=REVIEW_DECISIONS_TOPIC,
+            content_type="application/json",
+        )
 
     def decide(self, item: Consumed, decision: ReviewDecision, state: ProcessingState, now: datetime) -> list[Out]:
         record = decision.record
@@ -124,7 +134,7 @@ class ReviewStep:
         chain = run_chain(event, step.context(event, state, now, review=verdict))
         outs = step.route(item, contact, event, chain, now)
         outs.extend(step.apply_updates(chain, state))
-        detail["outcome"] = type(chain.outcome).__name__.lower()
+        detail["outcome"] = chain.outcome.label
         outs.append(self._audit("review_released", decision, detail, now))
         log.info(
             "review_released",
@@ -163,8 +173,6 @@ class ReviewStep:
         return outs
 
     def _audit(self, action: str, decision: ReviewDecision, detail: dict[str, Any], now: datetime) -> Out:
-        from pipeline.models.rights import AuditRecord
-
         audit = AuditRecord(
             audit_id=uuid.uuid4(),
             at=now,
@@ -177,13 +185,13 @@ class ReviewStep:
         return Out(AUDIT_TOPIC, decision.subject_key.encode(), _json(audit))
 
 
-def register(app: Any, runtime: Runtime) -> None:
+def register(app: LeadpipeApp, runtime: Runtime) -> None:
     """Add the review batch agent to the faust app (``REGISTRARS`` entry)."""
     settings = runtime.settings
     shared = shared_processing(app, runtime)
     step = ReviewStep(shared.step)
-    source_name = settings.topic(DECISIONS_TOPIC)
+    source_name = settings.topic(REVIEW_DECISIONS_TOPIC)
     source = app.topic(
-        source_name, key_serializer="raw", value_serializer="raw", partitions=shared.partitions[DECISIONS_TOPIC]
+        source_name, key_serializer="raw", value_serializer="raw", partitions=shared.partitions[REVIEW_DECISIONS_TOPIC]
     )
-    batch_agent(app, source, batch_handler(step.process, shared, source_name, agent="review"))
+    app.batch_agent(source, batch_handler(step.process, shared, source_name, agent="review"))

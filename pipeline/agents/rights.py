@@ -14,19 +14,20 @@ A command that cannot even be parsed is dead-lettered, never dropped.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
+from pipeline.agents.app import LeadpipeApp
 from pipeline.agents.metrics import worker_metrics
 from pipeline.ingest.service import identity_hints
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.logging import get_logger
 from pipeline.models.records import DeadLetter
 from pipeline.models.rights import RightsCommand
-from pipeline.rights.commands import COMMANDS_TOPIC, RightsDesk
+from pipeline.rights.commands import RightsDesk
+from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.executor import RightsExecutor
 from pipeline.rights.hubspot_wiring import hubspot_parts
 from pipeline.rights.service import build_executor
@@ -34,11 +35,10 @@ from pipeline.rights.sweep import RetentionSweep
 from pipeline.rights.tracker import RequestTracker
 from pipeline.runtime import Runtime
 from pipeline.sinks.base import backoff_delay
-from pipeline.sinks.crm.repository import CrmRepository
+from pipeline.topics import PROCESSING_DLQ_TOPIC, RIGHTS_COMMANDS_TOPIC
 
 log = get_logger(__name__)
 
-DEAD_LETTER_TOPIC = "contacts.dlq"
 #: How long a request may stay unfinished before the retry timer runs it again.
 RETRY_AFTER = timedelta(minutes=2)
 
@@ -50,9 +50,7 @@ class RightsWorker:
         self.runtime = runtime
         self.publisher = publisher
         self.executor = executor
-        self.sweeper = RetentionSweep(
-            CrmRepository(runtime.engine), RightsDesk(RequestTracker(runtime.engine), publisher)
-        )
+        self.sweeper = RetentionSweep(CrmRights(runtime.engine), RightsDesk(RequestTracker(runtime.engine), publisher))
 
     @classmethod
     def build(cls, runtime: Runtime) -> RightsWorker:
@@ -64,24 +62,23 @@ class RightsWorker:
         try:
             return RightsCommand.model_validate_json(value)
         except ValidationError as exc:
-            dead = DeadLetter(
-                dead_letter_id=uuid.uuid4(),
+            dead = DeadLetter.build(
                 stage="rights",
                 reason="invalid_rights_command",
                 error=f"{exc.error_count()} validation error(s): "
                 + "; ".join(".".join(str(p) for p in e["loc"]) or "payload" for e in exc.errors()[:10]),
                 failed_at=datetime.now(UTC),
-                source_topic=where.get("topic"),
-                source_partition=where.get("partition"),
-                source_offset=where.get("offset"),
-                payload=self.runtime.codec.seal_payload(  # erasing anyone it names destroys it too
+                seal=lambda letter_id: self.runtime.codec.seal_payload(  # erasing anyone it names destroys it too
                     value,
                     subject_key=None,
-                    record_id=uuid.uuid4(),
+                    record_id=letter_id,
                     shared_with=identity_hints(value, self.runtime.pepper),
                 ),
+                source_topic=RIGHTS_COMMANDS_TOPIC,
+                source_partition=where.get("partition"),
+                source_offset=where.get("offset"),
             )
-            self.publisher.publish([Outgoing(DEAD_LETTER_TOPIC, None, dead)])
+            self.publisher.publish([Outgoing(PROCESSING_DLQ_TOPIC, None, dead)])
             log.warning("rights.invalid_command", **where)
             return None
 
@@ -114,15 +111,15 @@ class RightsWorker:
         return len(report.commands)
 
 
-def register(app: Any, runtime: Runtime) -> RightsWorker:
+def register(app: LeadpipeApp, runtime: Runtime) -> RightsWorker:
     """Attach the rights agent and its timers to the faust app (``REGISTRARS`` entry)."""
     settings = runtime.settings
     worker = RightsWorker.build(runtime)
-    topic = app.topic(settings.topic(COMMANDS_TOPIC), key_serializer="raw", value_serializer="raw")
+    topic = app.topic(settings.topic(RIGHTS_COMMANDS_TOPIC), key_serializer="raw", value_serializer="raw")
     tracker = RequestTracker(runtime.engine)
     worker_metrics(app).track_rights(lambda: tracker.pending_counts(datetime.now(UTC)))
 
-    @app.agent(topic, name=f"{settings.app_id}.rights", concurrency=1)  # type: ignore[untyped-decorator]
+    @app.agent(topic, name=f"{settings.app_id}.rights", concurrency=1)
     async def rights_commands(stream: Any) -> None:
         async for event in stream.events():
             message = event.message

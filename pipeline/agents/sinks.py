@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
+from pipeline.agents.app import LeadpipeApp, policy_for
 from pipeline.agents.metrics import WorkerMetrics, worker_metrics
 from pipeline.crypto.codec import RecordCodec
 from pipeline.crypto.keystore import SqlKeyStore
@@ -45,21 +46,20 @@ from pipeline.rights.history import RightsHistory
 from pipeline.runtime import Runtime
 from pipeline.sinks.base import (
     BatchingSink,
-    Outcome,
     RecordResult,
     SinkBackpressureError,
+    WriteOutcome,
     backoff_delay,
     check_complete,
 )
+from pipeline.sinks.crm.sink import CrmSink
+from pipeline.sinks.crm.writer import CrmWriter
+from pipeline.sinks.hubspot.sink import HubSpotSink
+from pipeline.topics import ACCEPTED_TOPIC, SINK_RESULTS_TOPIC, SINKS_DLQ_TOPIC
 
 log = get_logger(__name__)
 
-SOURCE_TOPIC = "contacts.accepted"
-RESULTS_TOPIC = "sinks.results"
-DLQ_TOPIC = "sinks.dlq"
 RECORD_CONTENT_TYPE = "application/vnd.leadpipe.accepted-record+json"
-#: Dead-letter ids are derived from (stage, event id): a batch offered twice dead-letters the same id twice.
-_DLQ_NAMESPACE = uuid.UUID("6f1c1d2e-0f0b-4f55-9a53-5a1e5c0d9e11")
 #: How often an unexpected error (a bug, not backpressure) is retried before the batch is dead-lettered.
 UNEXPECTED_ATTEMPTS = 5
 #: Pause when the subjects' suppression states cannot be read: never write without having checked them.
@@ -152,7 +152,7 @@ class SinkRunner:
         codec: RecordCodec,
         publish: Publish,
         *,
-        source_topic: str = SOURCE_TOPIC,
+        source_topic: str = ACCEPTED_TOPIC,
         keystore: SqlKeyStore | None = None,
         max_pause_s: float = 60.0,
         backoff_base_s: float = 0.5,
@@ -195,7 +195,7 @@ class SinkRunner:
         for item in opened:
             unique.setdefault(item.tagged.event.event_id, item)
         results = await self._write_until_final(list(unique.values()))
-        if any(r.outcome is Outcome.FAILED for r in results):
+        if any(r.outcome is WriteOutcome.FAILED for r in results):
             messages += await asyncio.to_thread(self._dead_letters, unique, results)
         messages += [self._result_message(unique[r.event_id].record, r) for r in results]
         if messages:
@@ -206,7 +206,7 @@ class SinkRunner:
                 (m.value.status.value for m in messages if isinstance(m.value, SinkResult)),
                 (m.value.reason for m in messages if isinstance(m.value, DeadLetter)),
             )
-        written = sum(r.outcome is Outcome.WRITTEN for r in results)
+        written = sum(r.outcome is WriteOutcome.WRITTEN for r in results)
         log.info("sink_batch", sink=self.sink.name, records=len(batch), written=written, messages=len(messages))
         return messages
 
@@ -239,7 +239,7 @@ class SinkRunner:
                     at=now,
                     detail="subject_erased: the subject's data key was destroyed after this event was accepted",
                 )
-                messages.append(Message(RESULTS_TOPIC, record.subject_key, result))
+                messages.append(Message(SINK_RESULTS_TOPIC, record.subject_key, result))
                 continue
             except Exception as exc:  # tampered or corrupt ciphertext, a body that no longer validates
                 messages.append(
@@ -274,7 +274,7 @@ class SinkRunner:
                 continue
             retry_ids = set()
             for result in results:
-                if result.outcome is Outcome.FAILED and result.retryable:
+                if result.outcome is WriteOutcome.FAILED and result.retryable:
                     retry_ids.add(result.event_id)
                 else:
                     final[result.event_id] = result
@@ -302,7 +302,7 @@ class SinkRunner:
 
     def _result_message(self, record: AcceptedRecord, result: RecordResult) -> Message:
         detail = None
-        if result.outcome is not Outcome.WRITTEN or result.message:
+        if result.outcome is not WriteOutcome.WRITTEN or result.message:
             detail = ": ".join(p for p in (result.reason, result.message) if p)[:2000] or None
         value = SinkResult(
             event_id=record.event_id,
@@ -313,12 +313,12 @@ class SinkRunner:
             external_id=result.external_id,
             detail=detail,
         )
-        return Message(RESULTS_TOPIC, record.subject_key, value)
+        return Message(SINK_RESULTS_TOPIC, record.subject_key, value)
 
     def _dead_letters(self, items: dict[uuid.UUID, _Opened], results: Sequence[RecordResult]) -> list[Message]:
         out = []
         for result in results:
-            if result.outcome is not Outcome.FAILED:
+            if result.outcome is not WriteOutcome.FAILED:
                 continue
             item = items[result.event_id]
             out.append(
@@ -333,48 +333,41 @@ class SinkRunner:
         return self._dead_letter(incoming, record, "unreadable_record", error)
 
     def _dead_letter(self, incoming: Incoming, record: AcceptedRecord | None, reason: str, error: str) -> Message:
-        stage = self.sink.stage
-        anchor = str(record.event_id) if record else f"{incoming.partition}:{incoming.offset}"
-        record_id = uuid.uuid5(_DLQ_NAMESPACE, f"{stage}:{anchor}")
         subject_key = record.subject_key if record else None
-        dead = DeadLetter(
-            dead_letter_id=record_id,
-            stage=stage,
+        dead = DeadLetter.build(
+            stage=self.sink.stage,
             reason=reason,
-            error=error[:4000],
+            error=error,
+            failed_at=datetime.now(UTC),
+            seal=lambda letter_id: self.codec.seal_payload(
+                incoming.value, subject_key=subject_key, record_id=letter_id, own_key=True
+            ),
             channel=record.channel if record else None,
             event_id=record.event_id if record else None,
             subject_key=subject_key,
             source_topic=self.source_topic,
             source_partition=incoming.partition,
             source_offset=incoming.offset,
-            failed_at=datetime.now(UTC),
             content_type=RECORD_CONTENT_TYPE,
-            payload=self.codec.seal_payload(incoming.value, subject_key=subject_key, record_id=record_id, own_key=True),
         )
-        return Message(DLQ_TOPIC, subject_key, dead)
+        return Message(SINKS_DLQ_TOPIC, subject_key, dead)
 
 
 def build_sink(name: str, runtime: Runtime) -> BatchingSink:
     """The sink called ``name`` wired from the runtime (CRM on the runtime's engine; HubSpot or its dry run)."""
     if name == "crm":
-        from pipeline.sinks.crm.repository import CrmRepository
-        from pipeline.sinks.crm.sink import CrmSink
-
-        return CrmSink(CrmRepository(runtime.engine))
+        return CrmSink(CrmWriter(runtime.engine))
     if name == "hubspot":
-        from pipeline.sinks.hubspot.sink import HubSpotSink
-
         return HubSpotSink.from_settings(runtime.settings, guard=RightsHistory(runtime.engine))
     raise ValueError(f"unknown sink {name!r} (known: crm, hubspot)")
 
 
-def faust_publisher(app: Any, runtime: Runtime) -> Publish:
+def faust_publisher(app: LeadpipeApp, runtime: Runtime) -> Publish:
     """Publish through faust topics and wait until the broker confirmed every record (before the batch is acked)."""
     settings = runtime.settings
     topics = {
         name: app.topic(settings.topic(name), key_serializer="raw", value_serializer="raw")
-        for name in (RESULTS_TOPIC, DLQ_TOPIC)
+        for name in (SINK_RESULTS_TOPIC, SINKS_DLQ_TOPIC)
     }
 
     async def publish(messages: Sequence[Message]) -> None:
@@ -387,10 +380,8 @@ def faust_publisher(app: Any, runtime: Runtime) -> Publish:
     return publish
 
 
-def register(app: Any, runtime: Runtime) -> None:
+def register(app: LeadpipeApp, runtime: Runtime) -> None:
     """Add one agent per configured sink to the faust app (``REGISTRARS`` entry ``pipeline.agents.sinks:register``)."""
-    from pipeline.agents.app import policy_for
-
     settings = runtime.settings
     publish = faust_publisher(app, runtime)
     metrics = worker_metrics(app)
@@ -400,13 +391,13 @@ def register(app: Any, runtime: Runtime) -> None:
             build_sink(name, runtime),
             runtime.codec,
             publish,
-            source_topic=SOURCE_TOPIC,
+            source_topic=ACCEPTED_TOPIC,
             keystore=runtime.keystore,
             max_pause_s=settings.sink_retry_max_s,
             metrics=metrics,
             screen=screen,
         )
-        topic = app.topic(settings.topic(SOURCE_TOPIC), key_serializer="raw", value_serializer="raw")
+        topic = app.topic(settings.topic(ACCEPTED_TOPIC), key_serializer="raw", value_serializer="raw")
 
         async def consume(stream: Any, runner: SinkRunner = runner) -> None:
             await runner.start()

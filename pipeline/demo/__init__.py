@@ -39,6 +39,7 @@ from pipeline.models.rights import RightKind
 from pipeline.rights.dpo import DpoTools
 from pipeline.rights.tracker import RequestState
 from pipeline.runtime import Runtime
+from pipeline.topics import ACCEPTED_TOPIC, DROPS_TOPIC, PROCESSING_DLQ_TOPIC, QUARANTINE_TOPIC, SINK_RESULTS_TOPIC
 
 #: The person the demo erases: the sender of the packaged demo-request form.
 ERASED_EMAIL = "priya.raman@bigcorp.example.co.uk"
@@ -52,10 +53,10 @@ CONTENT_TYPES = {
 
 #: Where an event can end up after processing, and the outcome shown for it.
 OUTCOME_TOPICS = {
-    "contacts.accepted": "accepted",
-    "contacts.quarantine": "quarantined (spam review)",
-    "contacts.drops": "dropped",
-    "contacts.dlq": "dead-lettered (processing)",
+    ACCEPTED_TOPIC: "accepted",
+    QUARANTINE_TOPIC: "quarantined (spam review)",
+    DROPS_TOPIC: "dropped",
+    PROCESSING_DLQ_TOPIC: "dead-lettered (processing)",
 }
 
 
@@ -167,7 +168,7 @@ def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s:
                 continue
             if record.topic in OUTCOME_TOPICS:
                 outcomes[event_id] = OUTCOME_TOPICS[record.topic]
-            elif record.topic == "sinks.results" and record.value:
+            elif record.topic == SINK_RESULTS_TOPIC and record.value:
                 result = json.loads(record.value)
                 written.setdefault(event_id, {})[result["sink"]] = result["status"]
         accepted = [e for e, o in outcomes.items() if o == "accepted"]
@@ -175,7 +176,7 @@ def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s:
 
     outcomes_seen: list[Record] = []
     started = time.monotonic()
-    read_until(settings, [*OUTCOME_TOPICS, "sinks.results"], settled, timeout_s=timeout_s)
+    read_until(settings, [*OUTCOME_TOPICS, SINK_RESULTS_TOPIC], settled, timeout_s=timeout_s)
     console.print(f"Processing: every event accounted for in {time.monotonic() - started:.1f}s")
 
     for event_id, sample in by_event.items():

@@ -6,14 +6,15 @@ import getpass
 import json
 import sys
 import uuid
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from pipeline.config import get_settings
-
-if TYPE_CHECKING:
-    from pipeline.dlq.service import DeadLetterService
+from pipeline.crypto.sealing import KeyDestroyedError
+from pipeline.dlq.service import DeadLetterService
+from pipeline.runtime import Runtime
+from pipeline.topics import DLQ_TOPICS
 
 dlq_app = typer.Typer(
     help="Dead letters: what no stage could handle, with why; replay them once the cause is fixed.",
@@ -22,22 +23,17 @@ dlq_app = typer.Typer(
 
 Topics = Annotated[
     list[str] | None,
-    typer.Option("--topic", help="contacts.dlq.ingest, contacts.dlq or sinks.dlq (repeatable); default: all three."),
+    typer.Option("--topic", help=f"{', '.join(DLQ_TOPICS)} (repeatable); default: all of them."),
 ]
 Stage = Annotated[str | None, typer.Option(help="Only this stage, e.g. process:parse, sink:hubspot, ingest.")]
 Reason = Annotated[str | None, typer.Option(help="Only this reason code, e.g. invalid_email, hubspot_validation.")]
 
 
 def _service() -> DeadLetterService:
-    from pipeline.dlq.service import DeadLetterService
-    from pipeline.runtime import Runtime
-
     return DeadLetterService(Runtime(get_settings()))
 
 
 def _topics(topics: list[str] | None) -> tuple[str, ...]:
-    from pipeline.dlq.service import DLQ_TOPICS
-
     return tuple(topics) if topics else DLQ_TOPICS
 
 
@@ -92,8 +88,6 @@ def show(
     ] = False,
 ) -> None:
     """One dead letter: stage, reason, the error, where it came from."""
-    from pipeline.crypto.sealing import KeyDestroyedError
-
     service = _service()
     try:
         found = service.get(dead_letter_id)

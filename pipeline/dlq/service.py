@@ -15,29 +15,23 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import ValidationError
 
-from pipeline.agents.processing import DLQ_TOPIC as PROCESSING_DLQ_TOPIC
-from pipeline.agents.sinks import DLQ_TOPIC as SINKS_DLQ_TOPIC
 from pipeline.crypto.sealing import KeyDestroyedError
-from pipeline.ingest.service import DEAD_LETTER_TOPIC as INGEST_DLQ_TOPIC
-from pipeline.kafka.consumer import read_to_end
+from pipeline.kafka.consumer import Record, read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.logging import get_logger
 from pipeline.models.records import DeadLetter
 from pipeline.models.rights import AuditRecord
-from pipeline.rights.commands import AUDIT_TOPIC
 from pipeline.runtime import Runtime
+from pipeline.topics import AUDIT_TOPIC, DLQ_TOPICS
 
 log = get_logger(__name__)
-
-#: Every dead-letter topic, as each stage names it: ingest, processing (the rights agent writes there too), sinks.
-DLQ_TOPICS = (INGEST_DLQ_TOPIC, PROCESSING_DLQ_TOPIC, SINKS_DLQ_TOPIC)
 
 ReplayOutcome = Literal["replayed", "would_replay", "erased", "not_replayable", "no_payload"]
 
@@ -93,29 +87,7 @@ class DeadLetterService:
         unknown = sorted(set(topics) - set(DLQ_TOPICS))
         if unknown:
             raise ValueError(f"not a dead-letter topic: {', '.join(unknown)} (known: {', '.join(DLQ_TOPICS)})")
-        wanted = set(ids)
-        found: list[Found] = []
-        unreadable = 0
-        for record in read_to_end(self.settings, topics):
-            if record.value is None:
-                continue
-            try:
-                letter = DeadLetter.model_validate_json(record.value)
-            except ValidationError:
-                unreadable += 1
-                log.warning(
-                    "dlq_unreadable_record", topic=record.topic, partition=record.partition, offset=record.offset
-                )
-                continue
-            if stage is not None and letter.stage != stage:
-                continue
-            if reason is not None and letter.reason != reason:
-                continue
-            if wanted and letter.dead_letter_id not in wanted:
-                continue
-            found.append(Found(record.topic, letter))
-        found.sort(key=lambda f: f.letter.failed_at)
-        return Listing(found, unreadable)
+        return select_letters(read_to_end(self.settings, topics), stage=stage, reason=reason, ids=ids)
 
     def get(self, dead_letter_id: uuid.UUID) -> Found:
         """One dead letter by id; KeyError when no dead-letter topic holds it (unknown, or past retention)."""
@@ -136,45 +108,91 @@ class DeadLetterService:
         """Publish each dead letter's payload back onto its source topic, with one audit record per replay.
 
         All replays of one call are published together and confirmed by the broker before this returns."""
-        results: list[Replay] = []
-        outgoing: list[Outgoing] = []
-        now = datetime.now(UTC)
-        for found in letters:
-            letter = found.letter
-            target = letter.source_topic
-            if target is None:
-                results.append(
-                    Replay(
-                        letter.dead_letter_id,
-                        "not_replayable",
-                        None,
-                        "refused at ingest: its source has to send it again (or export it with `leadpipe dlq show "
-                        "--payload` and load it with `leadpipe import`)",
-                    )
-                )
-                continue
-            try:
-                payload = self.payload(letter)
-            except KeyDestroyedError:
-                results.append(Replay(letter.dead_letter_id, "erased", target, "the subject was erased since"))
-                continue
-            if payload is None:
-                results.append(
-                    Replay(letter.dead_letter_id, "no_payload", target, "the dead letter carries no payload")
-                )
-                continue
-            if dry_run:
-                results.append(Replay(letter.dead_letter_id, "would_replay", target, f"{len(payload)} bytes"))
-                continue
-            outgoing.append(Outgoing(target, letter.subject_key, payload))
-            outgoing.append(Outgoing(AUDIT_TOPIC, letter.subject_key, _audit(letter, found.topic, operator, now)))
-            results.append(Replay(letter.dead_letter_id, "replayed", target, f"{len(payload)} bytes"))
+        results, outgoing = plan_replays(
+            letters, self.payload, operator=operator, now=datetime.now(UTC), dry_run=dry_run
+        )
         if outgoing:
             if self.publisher is None:
                 self.publisher = ConfirmingPublisher(self.settings)
             self.publisher.publish(outgoing)
             log.info("dlq_replayed", records=len(outgoing) // 2, operator=operator)
         return results
+
+
+def select_letters(
+    records: Iterable[Record],
+    *,
+    stage: str | None = None,
+    reason: str | None = None,
+    ids: Iterable[uuid.UUID] = (),
+) -> Listing:
+    """The dead letters among ``records`` that every given filter admits, oldest first; tombstones are skipped and
+    records that are not dead letters counted (and logged by position, never by content)."""
+    wanted = set(ids)
+    found: list[Found] = []
+    unreadable = 0
+    for record in records:
+        if record.value is None:
+            continue
+        try:
+            letter = DeadLetter.model_validate_json(record.value)
+        except ValidationError:
+            unreadable += 1
+            log.warning("dlq_unreadable_record", topic=record.topic, partition=record.partition, offset=record.offset)
+            continue
+        if stage is not None and letter.stage != stage:
+            continue
+        if reason is not None and letter.reason != reason:
+            continue
+        if wanted and letter.dead_letter_id not in wanted:
+            continue
+        found.append(Found(record.topic, letter))
+    found.sort(key=lambda f: f.letter.failed_at)
+    return Listing(found, unreadable)
+
+
+def plan_replays(
+    letters: Sequence[Found],
+    open_payload: Callable[[DeadLetter], bytes | None],
+    *,
+    operator: str,
+    now: datetime,
+    dry_run: bool = False,
+) -> tuple[list[Replay], list[Outgoing]]:
+    """What replaying ``letters`` does with each, and the records to publish for it: every payload back onto its
+    source topic, each followed by its audit record. ``open_payload`` raises ``KeyDestroyedError`` when the
+    subject was erased since (``DeadLetterService.payload``)."""
+    results: list[Replay] = []
+    outgoing: list[Outgoing] = []
+    for found in letters:
+        letter = found.letter
+        target = letter.source_topic
+        if target is None:
+            results.append(
+                Replay(
+                    letter.dead_letter_id,
+                    "not_replayable",
+                    None,
+                    "refused at ingest: its source has to send it again (or export it with `leadpipe dlq show "
+                    "--payload` and load it with `leadpipe import`)",
+                )
+            )
+            continue
+        try:
+            payload = open_payload(letter)
+        except KeyDestroyedError:
+            results.append(Replay(letter.dead_letter_id, "erased", target, "the subject was erased since"))
+            continue
+        if payload is None:
+            results.append(Replay(letter.dead_letter_id, "no_payload", target, "the dead letter carries no payload"))
+            continue
+        if dry_run:
+            results.append(Replay(letter.dead_letter_id, "would_replay", target, f"{len(payload)} bytes"))
+            continue
+        outgoing.append(Outgoing(target, letter.subject_key, payload))
+        outgoing.append(Outgoing(AUDIT_TOPIC, letter.subject_key, _audit(letter, found.topic, operator, now)))
+        results.append(Replay(letter.dead_letter_id, "replayed", target, f"{len(payload)} bytes"))
+    return results, outgoing
 
 
 def _audit(letter: DeadLetter, topic: str, operator: str, now: datetime) -> AuditRecord:

@@ -1,1 +1,1 @@
-"""Ways in over HTTP: the ingest API for sources, and the app other areas hang their routers on."""
+"""The way in: the one ingest service (adapter -> normalise -> seal -> publish) and its HTTP router for sources."""

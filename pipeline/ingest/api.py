@@ -1,89 +1,73 @@
-"""The HTTP ingest API: ``POST /v1/sources/{source_id}`` for webhooks, plus ``/healthz``, ``/metrics``.
+"""The HTTP ingest API: ``POST /v1/sources/{source_id}`` for webhooks.
 
 Each configured source (``settings.sources``) names its channel and how it authenticates: an HMAC-SHA256 signature
 over ``timestamp + "." + body`` (headers ``X-Leadpipe-Timestamp``, ``X-Leadpipe-Signature: sha256=<hex>``) or a
 bearer token. Checks run cheapest first: unknown source (404), content type (415), bearer token (401), body size
 while reading (413), signature (401). Every refusal is counted and logged without personal data.
 
-Other areas add routers by appending ``"module:attribute"`` to ``ROUTERS``; ``create_api`` includes them.
+The router hangs on the shared app (``pipeline.http``); ``install`` adds what it keeps per app: the ingest service,
+the group-commit publisher and the ingest counters.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib
 import time
 import uuid
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from pipeline.config import SourceAuth
+from pipeline.http.auth import tokens_match
+from pipeline.http.deps import get_metrics, get_settings
+from pipeline.http.errors import FieldError, Refused, Rejected, refuse
+from pipeline.http.metrics import ApiMetrics
 from pipeline.ingest.coalesce import CoalescingPublisher
-from pipeline.ingest.deps import get_metrics, get_settings
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.ingest.service import IngestService, KeyStoreUnavailable, Submission, UnsupportedContentType
-from pipeline.kafka.producer import ConfirmingPublisher, PublishError
+from pipeline.kafka.producer import PublishError
 from pipeline.logging import get_logger
-from pipeline.runtime import Runtime
 from pipeline.sources import CONTENT_TYPES
 
 log = get_logger(__name__)
-
-#: Routers other areas contribute ("module:attribute" of a fastapi.APIRouter); included by ``create_api``.
-ROUTERS: list[str] = [
-    "pipeline.rights.api:router",
-    "pipeline.sinks.crm.api:router",
-    "pipeline.review.api:router",
-]
 
 TIMESTAMP_HEADER = "X-Leadpipe-Timestamp"
 SIGNATURE_HEADER = "X-Leadpipe-Signature"
 
 
-# ---- wire models of the API (also what /openapi.json documents) -------------------------------------------------
-
-
+# The 202 answer: every contact of the payload was published and confirmed (no docstring: it would enter the OpenAPI).
 class Accepted(BaseModel):
     status: Literal["accepted"] = "accepted"
     event_ids: list[uuid.UUID] = Field(description="One per contact in the payload; the same bytes give the same ids")
 
 
-class FieldError(BaseModel):
-    field: str | None = Field(description="Dotted path of the bad field, e.g. 'email' or 'row 3.phone'")
-    reason: str = Field(description="Stable code, e.g. invalid_email, no_identity, missing_event_date")
-    message: str = Field(description="What is wrong, without quoting the value")
+@dataclass
+class IngestState:
+    """What the ingest router keeps per app (``app.state.ingest``)."""
+
+    service: IngestService
+    coalescer: CoalescingPublisher
+    metrics: IngestMetrics
 
 
-class Rejected(BaseModel):
-    status: Literal["rejected"] = "rejected"
-    reason: str
-    message: str
-    errors: list[FieldError]
-    dead_lettered: bool = Field(default=True, description="The payload was kept, sealed, on contacts.dlq.ingest")
-    dead_letter_id: uuid.UUID
+def install(app: FastAPI) -> None:
+    """Give an app built by ``pipeline.http.app.create_app`` the ingest router's state (before its first request)."""
+    service = IngestService(app.state.runtime, app.state.publisher)
+    app.state.ingest = IngestState(service, CoalescingPublisher(service), IngestMetrics(app.state.metrics.registry))
 
 
-class Refused(BaseModel):
-    status: Literal["refused"] = "refused"
-    reason: str
-    message: str
+def _state(request: Request) -> IngestState:
+    return cast(IngestState, request.app.state.ingest)
 
 
-class Health(BaseModel):
-    status: Literal["ok"] = "ok"
-
-
-def _refuse(metrics: IngestMetrics, code: int, reason: str, message: str, **log_fields: Any) -> JSONResponse:
-    metrics.refusals.labels(reason=reason).inc()
-    log.warning("ingest_refused", status=code, reason=reason, **log_fields)
-    headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
-    return JSONResponse(Refused(reason=reason, message=message).model_dump(), status_code=code, headers=headers)
+def _refuse(metrics: ApiMetrics, code: int, reason: str, message: str, **log_fields: Any) -> JSONResponse:
+    return refuse(metrics, code, reason, message, log_event="ingest_refused", **log_fields)
 
 
 # ---- authentication ---------------------------------------------------------------------------------------------
@@ -120,7 +104,7 @@ def bearer_problem(auth: SourceAuth, header: str | None) -> str | None:
     scheme, _, token = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return "missing_token"
-    if not hmac.compare_digest(auth.bearer_token.get_secret_value().encode(), token.strip().encode()):
+    if not tokens_match(auth.bearer_token.get_secret_value(), token.strip()):
         return "bad_token"
     return None
 
@@ -163,34 +147,35 @@ _REQUEST_BODY = {
 )
 async def submit(source_id: str, request: Request) -> Response:
     settings = get_settings(request)
-    metrics = get_metrics(request)
-    service: IngestService = request.app.state.service
+    refusals = get_metrics(request)
+    state = _state(request)
+    metrics, service = state.metrics, state.service
     auth = settings.sources.get(source_id)
     if auth is None:
-        return _refuse(metrics, 404, "unknown_source", "no source with this id is configured")
+        return _refuse(refusals, 404, "unknown_source", "no source with this id is configured")
     channel = auth.channel
     content_type = request.headers.get("content-type", "")
     try:
         service.check_content_type(channel, content_type)
     except UnsupportedContentType as exc:
         metrics.requests.labels(channel=channel.value, outcome="refused").inc()
-        return _refuse(metrics, 415, "unsupported_content_type", str(exc), source_id=source_id)
+        return _refuse(refusals, 415, "unsupported_content_type", str(exc), source_id=source_id)
     if auth.hmac_secret is None and auth.bearer_token is None:
-        return _refuse(metrics, 401, "source_without_credentials", "the source has no credentials configured")
+        return _refuse(refusals, 401, "source_without_credentials", "the source has no credentials configured")
     if problem := bearer_problem(auth, request.headers.get("authorization")):
         metrics.requests.labels(channel=channel.value, outcome="refused").inc()
-        return _refuse(metrics, 401, problem, "a valid bearer token is required", source_id=source_id)
+        return _refuse(refusals, 401, problem, "a valid bearer token is required", source_id=source_id)
 
     limit = settings.ingest_max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        return _refuse(metrics, 413, "too_large", f"the body exceeds {limit} bytes", source_id=source_id)
+        return _refuse(refusals, 413, "too_large", f"the body exceeds {limit} bytes", source_id=source_id)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            return _refuse(metrics, 413, "too_large", f"the body exceeds {limit} bytes", source_id=source_id)
+            return _refuse(refusals, 413, "too_large", f"the body exceeds {limit} bytes", source_id=source_id)
         chunks.append(chunk)
     body = b"".join(chunks)
 
@@ -206,7 +191,7 @@ async def submit(source_id: str, request: Request) -> Response:
     ):
         metrics.requests.labels(channel=channel.value, outcome="refused").inc()
         return _refuse(
-            metrics,
+            refusals,
             401,
             problem,
             f"a valid {SIGNATURE_HEADER} over '<timestamp>.<body>' is required",
@@ -214,7 +199,7 @@ async def submit(source_id: str, request: Request) -> Response:
         )
 
     started = time.perf_counter()
-    coalescer: CoalescingPublisher = request.app.state.coalescer
+    coalescer = state.coalescer
     try:
         parsed = await run_in_threadpool(service.parse, Submission(source_id, channel, body, content_type))
         result = await coalescer.publish(parsed)  # sealed and published with the requests waiting beside it
@@ -246,42 +231,3 @@ async def submit(source_id: str, request: Request) -> Response:
     )
     code = 500 if result.internal_error else 400 if result.malformed else 422
     return JSONResponse(rejected.model_dump(mode="json"), status_code=code)
-
-
-@router.get("/healthz", response_model=Health, summary="Liveness")
-async def healthz() -> Health:
-    return Health()
-
-
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics_endpoint(request: Request) -> Response:
-    return Response(generate_latest(get_metrics(request).registry), media_type=CONTENT_TYPE_LATEST)
-
-
-# ---- the app ----------------------------------------------------------------------------------------------------
-
-
-def _load_router(reference: str) -> APIRouter:
-    module_name, _, attribute = reference.partition(":")
-    found = getattr(importlib.import_module(module_name), attribute)
-    if not isinstance(found, APIRouter):
-        raise TypeError(f"{reference} is not a fastapi.APIRouter")
-    return found
-
-
-def create_api(runtime: Runtime, publisher: ConfirmingPublisher) -> FastAPI:
-    """The leadpipe HTTP app: the ingest router plus every router listed in ``ROUTERS``."""
-    app = FastAPI(
-        title="leadpipe",
-        version="1",
-        summary="Contact events in (webhooks from forms, chat bots, mail, messengers, events, customer imports).",
-    )
-    app.state.runtime = runtime
-    app.state.publisher = publisher
-    app.state.metrics = IngestMetrics()
-    app.state.service = IngestService(runtime, publisher)
-    app.state.coalescer = CoalescingPublisher(app.state.service)
-    app.include_router(router)
-    for reference in ROUTERS:
-        app.include_router(_load_router(reference))
-    return app

@@ -1,31 +1,25 @@
-"""Prometheus counters of the ingest edge: what came in, what was refused and why, what was dead-lettered.
+"""Prometheus counters of the ingest edge: what came in, what was dead-lettered, how long the broker took.
 
-One registry per app (not the global one), so several apps in one process (tests) do not collide.
+They live on the app's registry (``pipeline.http.metrics.ApiMetrics``, served at ``/metrics``), beside the refusals
+every router counts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
 @dataclass
 class IngestMetrics:
-    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+    registry: CollectorRegistry
 
     def __post_init__(self) -> None:
         self.requests = Counter(
             "leadpipe_ingest_requests",
             "Ingest requests by channel and outcome (accepted, rejected, refused, error).",
             ["channel", "outcome"],
-            registry=self.registry,
-        )
-        self.refusals = Counter(
-            "leadpipe_ingest_refusals",
-            "Requests refused before parsing: unknown_source, bad_signature, stale_timestamp, bad_token, "
-            "too_large, unsupported_content_type, token kinds of the other APIs.",
-            ["reason"],
             registry=self.registry,
         )
         self.events = Counter(

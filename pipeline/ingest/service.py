@@ -33,22 +33,19 @@ from pipeline.kafka.producer import ConfirmingPublisher, Outgoing, PublishError
 from pipeline.logging import get_logger
 from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
-from pipeline.models.records import DeadLetter, RawRecord, Sealed
+from pipeline.models.records import DeadLetter, RawRecord, Sealed, dead_letter_id, dead_letter_origin
 from pipeline.runtime import Runtime
 from pipeline.sources import CONTENT_TYPES, Problem, SourceContext, SourceError, parse
 from pipeline.sources.base import EVENT_NAMESPACE, decode_text, parse_content_type
+from pipeline.topics import INGEST_DLQ_TOPIC, NORMALIZED_TOPIC, raw_topic
 
 log = get_logger(__name__)
 
-NORMALIZED_TOPIC = "contacts.normalized"
-DEAD_LETTER_TOPIC = "contacts.dlq.ingest"
+#: The stage named on the dead letters of payloads an adapter refused.
+INGEST_STAGE = "ingest"
 
 #: How many identities a dead letter's payload key is linked to at most (a huge CSV must not link thousands).
 MAX_IDENTITY_HINTS = 20
-
-
-def raw_topic(channel: Channel) -> str:
-    return f"contacts.raw.{channel.value}"
 
 
 class UnsupportedContentType(ValueError):
@@ -118,8 +115,13 @@ class Parsed:
     def payload_id(self) -> uuid.UUID:
         """Deterministic id of the raw payload (names its shared key, so a retried webhook reuses that key)."""
         if not self.accepted:
-            return self.ctx.dead_letter_id()
+            return self.dead_letter_id
         return uuid.uuid5(EVENT_NAMESPACE, f"payload\n{self.ctx.source_id}\n{self.ctx.payload_digest}")
+
+    @property
+    def dead_letter_id(self) -> uuid.UUID:
+        """The id of this submission's dead letter (``DeadLetter.build`` derives the same from ``ctx.submission``)."""
+        return dead_letter_id(INGEST_STAGE, dead_letter_origin(submission=self.ctx.submission))
 
     def key_scopes(self) -> Iterator[str]:
         """Every data-key scope sealing this submission will use (warmed in one batch before sealing)."""
@@ -142,7 +144,7 @@ class Parsed:
             )
         return SubmitResult(
             status="rejected",
-            dead_letter_id=self.ctx.dead_letter_id(),
+            dead_letter_id=self.dead_letter_id,
             reason=self.problems[0].reason,
             problems=self.problems,
             malformed=self.malformed,
@@ -283,19 +285,18 @@ class IngestService:
         if not parsed.accepted:
             subject = parsed.identities[0] if parsed.identities else None
             explanation = "; ".join(f"{p.field or 'payload'}: {p.message} ({p.reason})" for p in parsed.problems)
-            letter = DeadLetter(
-                dead_letter_id=ctx.dead_letter_id(),
-                stage="ingest",
+            letter = DeadLetter.build(
+                stage=INGEST_STAGE,
                 reason=parsed.problems[0].reason,
-                error=explanation[:4000],
+                error=explanation,
+                failed_at=ctx.received_at,
+                seal=lambda _letter_id: sealed,  # under the key ``payload_id`` names: the dead letter's own id
                 channel=submission.channel,
                 subject_key=subject,
-                source_topic=None,
-                failed_at=ctx.received_at,
+                submission=ctx.submission,
                 content_type=submission.content_type[:200] or "application/octet-stream",
-                payload=sealed,
             )
-            return [Outgoing(DEAD_LETTER_TOPIC, subject or str(letter.dead_letter_id), letter)]
+            return [Outgoing(INGEST_DLQ_TOPIC, subject or str(letter.dead_letter_id), letter)]
         codec = self.runtime.codec
         outgoing: list[Outgoing] = []
         for event in parsed.events:

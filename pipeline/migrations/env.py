@@ -7,12 +7,10 @@ from typing import Any, Literal
 from alembic import context
 from sqlalchemy import Engine, TypeDecorator, text
 
-from pipeline.db import Base, make_engine
-from pipeline.migrations import PG_LOCK_KEY, import_models
+from pipeline.db import PG_LOCK_KEY, make_engine
+from pipeline.migrations import target_metadata
 
-import_models()
 config = context.config
-target_metadata = Base.metadata
 
 
 def _engine() -> Engine:

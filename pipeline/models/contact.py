@@ -6,7 +6,7 @@ This is the in-memory, clear-text form. On a topic its personal part travels sea
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Literal, get_args
 from uuid import UUID
 
 from pydantic import Field
@@ -43,6 +43,24 @@ class Person(StrictModel):
     messenger_handles: dict[str, str] = Field(default_factory=dict, description="messenger name -> handle")
     stated_age: int | None = Field(default=None, ge=0, le=150)
     birth_date: date | None = None
+
+
+#: The single-valued contact fields of ``Person``, in its order: the profile the CRM keeps per subject (newest value
+#: wins) and, all but the e-mail the subject key is made of, what a rectification may correct.
+ProfileField = Literal[
+    "first_name",
+    "last_name",
+    "position",
+    "email",
+    "phone",
+    "location",
+    "country_code",
+    "company",
+    "company_address",
+    "skype_id",
+    "linkedin_url",
+]
+PROFILE_FIELDS: tuple[ProfileField, ...] = get_args(ProfileField)
 
 
 class Utterance(StrictModel):

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.models.common import Channel, InteractionKind, LegalBasis, Purpose
+from pipeline.models.contact import Consent
 
 __all__ = [
     "OTHER",
@@ -138,8 +139,6 @@ class ConsentPolicy(_Frozen):
     @field_validator("accepted_methods")
     @classmethod
     def _known_methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from pipeline.models.contact import Consent
-
         allowed = set(Consent.model_fields["method"].annotation.__args__)  # type: ignore[union-attr]
         unknown = [m for m in value if m not in allowed]
         if unknown:

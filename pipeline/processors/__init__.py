@@ -1,25 +1,25 @@
 """Pure processing rules over pydantic models: no faust, no SQL, no HTTP. Policy comes from ``pipeline.policy``."""
 
 from pipeline.processors.chain import (
-    Accepted,
     ChainContext,
+    ChainOutcome,
     ChainResult,
     Dropped,
     Failed,
-    Outcome,
+    Passed,
     Quarantined,
     run_chain,
 )
 from pipeline.processors.compiled import CompiledPolicy, compile_policy
 
 __all__ = [
-    "Accepted",
     "ChainContext",
+    "ChainOutcome",
     "ChainResult",
     "CompiledPolicy",
     "Dropped",
     "Failed",
-    "Outcome",
+    "Passed",
     "Quarantined",
     "compile_policy",
     "run_chain",

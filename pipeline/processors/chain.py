@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import ClassVar
 from uuid import UUID
 
 from pipeline.logging import scrub_text
@@ -29,12 +30,18 @@ from pipeline.processors.text import person_text
 
 
 @dataclass(frozen=True, slots=True)
-class Accepted:
+class Passed:
+    """Passed every rule: the event goes on to ``contacts.accepted``, tagged."""
+
+    label: ClassVar[str] = "accepted"
     tagged: TaggedEvent
 
 
 @dataclass(frozen=True, slots=True)
 class Quarantined:
+    """Scored as spam: the event waits for a reviewer on ``contacts.quarantine``."""
+
+    label: ClassVar[str] = "quarantined"
     tagged: TaggedEvent
 
 
@@ -42,6 +49,7 @@ class Quarantined:
 class Dropped:
     """Counted by reason only; nothing of the event is kept."""
 
+    label: ClassVar[str] = "dropped"
     reason: DropReason
     stage: str
     evidence: str | None = None
@@ -52,12 +60,14 @@ class Dropped:
 class Failed:
     """A stage raised: the agent dead-letters the event with this stage and error."""
 
+    label: ClassVar[str] = "failed"
     stage: str
     reason: str
     error: str
 
 
-Outcome = Accepted | Quarantined | Dropped | Failed
+#: What the chain decided for one event; ``label`` names it in metrics and audits.
+ChainOutcome = Passed | Quarantined | Dropped | Failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +92,13 @@ class ChainContext:
 
 @dataclass(frozen=True, slots=True)
 class ChainResult:
-    outcome: Outcome
+    outcome: ChainOutcome
     rate_updates: Mapping[str, rates.RateState] = field(default_factory=dict)
     anchor_update: tuple[str, datetime] | None = None
 
 
 def _error_text(exc: BaseException) -> str:
-    return scrub_text(f"{type(exc).__name__}: {exc}")[:4000]
+    return scrub_text(f"{type(exc).__name__}: {exc}")
 
 
 def _tags(
@@ -150,6 +160,6 @@ def run_chain(event: ContactEvent, ctx: ChainContext) -> ChainResult:
         tagged = TaggedEvent(event=event, tags=tags)
         if verdict.is_spam:  # the anchor moves only with an event that is kept
             return ChainResult(Quarantined(tagged), rate_updates)
-        return ChainResult(Accepted(tagged), rate_updates, clock.update)
+        return ChainResult(Passed(tagged), rate_updates, clock.update)
     except Exception as exc:
         return ChainResult(Failed(stage, f"rule_error:{stage}", _error_text(exc)))

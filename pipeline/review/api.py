@@ -9,14 +9,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from pipeline.ingest.auth import require_token
-from pipeline.ingest.deps import get_publisher, get_runtime
+from pipeline.http.auth import Permission, Principal, require
+from pipeline.http.deps import get_publisher, get_runtime
 from pipeline.models.review import BlockTarget
 from pipeline.review.service import QueueItem, QueueItemContent, ReviewError, ReviewService
 
 router = APIRouter(prefix="/v1/review", tags=["review"])
 
-Actor = Annotated[str, Depends(require_token("reviewer"))]
+Actor = Annotated[Principal, Depends(require(Permission.REVIEW_SPAM))]
 
 
 class DecisionBody(BaseModel):
@@ -57,11 +57,11 @@ async def show(event_id: uuid.UUID, request: Request, actor: Actor) -> QueueItem
 
 
 async def _decide(
-    request: Request, event_id: uuid.UUID, decision: Literal["release", "confirm"], actor: str, body: DecisionBody
+    request: Request, event_id: uuid.UUID, decision: Literal["release", "confirm"], actor: Principal, body: DecisionBody
 ) -> DecisionMade:
     try:
         made = await asyncio.to_thread(
-            _service(request).decide, event_id, decision, body.reviewer or actor, tuple(body.block)
+            _service(request).decide, event_id, decision, body.reviewer or actor.name, tuple(body.block)
         )
     except ReviewError as exc:
         raise _http(exc) from None

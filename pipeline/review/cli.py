@@ -5,15 +5,14 @@ from __future__ import annotations
 import getpass
 import json
 import uuid
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import typer
 
 from pipeline.config import get_settings
 from pipeline.models.review import BlockTarget
-
-if TYPE_CHECKING:
-    from pipeline.review.service import ReviewService
+from pipeline.review.service import ReviewError, ReviewService
+from pipeline.runtime import Runtime
 
 spam_app = typer.Typer(help="Spam filtering (policy section 8).", no_args_is_help=True)
 review_app = typer.Typer(help="Review quarantined events: release them or confirm them as spam.", no_args_is_help=True)
@@ -25,9 +24,6 @@ Reviewer = Annotated[
 
 
 def _service() -> ReviewService:
-    from pipeline.review.service import ReviewService
-    from pipeline.runtime import Runtime
-
     return ReviewService(Runtime(get_settings()))
 
 
@@ -58,8 +54,6 @@ def list_queue(
 @review_app.command("show")
 def show(event_id: uuid.UUID) -> None:
     """One quarantined event with what the person sent (personal data: shown here, never logged)."""
-    from pipeline.review.service import ReviewError
-
     try:
         item = _service().show(event_id)
     except ReviewError as exc:
@@ -71,8 +65,6 @@ def show(event_id: uuid.UUID) -> None:
 def _decide(
     event_id: uuid.UUID, decision: Literal["release", "confirm"], reviewer: str | None, block: tuple[BlockTarget, ...]
 ) -> None:
-    from pipeline.review.service import ReviewError
-
     try:
         made = _service().decide(event_id, decision, _reviewer(reviewer), block)
     except ReviewError as exc:

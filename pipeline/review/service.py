@@ -21,11 +21,9 @@ from pipeline.logging import get_logger
 from pipeline.models.records import QuarantineRecord
 from pipeline.models.review import BlockTarget, ReviewDecision
 from pipeline.runtime import Runtime
+from pipeline.topics import QUARANTINE_TOPIC, REVIEW_DECISIONS_TOPIC
 
 log = get_logger(__name__)
-
-QUARANTINE_TOPIC = "contacts.quarantine"
-DECISIONS_TOPIC = "contacts.review.decisions"
 
 
 class ReviewError(ValueError):
@@ -95,7 +93,7 @@ class ReviewService:
     def _queue(self) -> _Queue:
         pending: dict[uuid.UUID, QuarantineRecord] = {}
         decided: dict[uuid.UUID, str] = {}
-        for record in read_to_end(self.settings, [QUARANTINE_TOPIC, DECISIONS_TOPIC]):
+        for record in read_to_end(self.settings, [QUARANTINE_TOPIC, REVIEW_DECISIONS_TOPIC]):
             if record.value is None:
                 continue
             try:
@@ -163,7 +161,7 @@ class ReviewService:
             decided_at=datetime.now(UTC),
             record=record,
         )
-        self.publisher.publish([Outgoing(DECISIONS_TOPIC, record.subject_key, made)])
+        self.publisher.publish([Outgoing(REVIEW_DECISIONS_TOPIC, record.subject_key, made)])
         log.info(
             "review_decision_published",
             decision_id=str(made.decision_id),

@@ -1,7 +1,7 @@
 """The DPO's HTTP API (``/v1/dpo``): the same requests as ``leadpipe dpo``, behind the DPO bearer token.
 
-Requests without a valid token are refused (401) by ``require_token("dpo")``, which logs and counts them; this
-router also writes each refusal to the rights audit log, so the log shows every attempt, admitted or not.
+Requests without a valid token are refused (401) by ``require(Permission.MANAGE_RIGHTS)``, which logs and counts
+them; this router also writes each refusal to the rights audit log, so the log shows every attempt, admitted or not.
 E-mails and phones arrive in the body (never in the URL, which proxies log) and are never echoed back.
 """
 
@@ -16,12 +16,12 @@ from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
 from pipeline.db import ensure_schema
-from pipeline.ingest.auth import require_token
-from pipeline.ingest.deps import get_publisher, get_runtime
+from pipeline.http.auth import Permission, Principal, bearer, require
+from pipeline.http.deps import get_publisher, get_runtime
 from pipeline.kafka.producer import PublishError
 from pipeline.logging import get_logger
 from pipeline.models.common import Purpose
@@ -34,8 +34,7 @@ log = get_logger(__name__)
 
 router = APIRouter(prefix="/v1/dpo", tags=["dpo"])
 
-_check_dpo = require_token("dpo")
-_bearer = HTTPBearer(auto_error=False, description="The DPO token (LEADPIPE_DPO_TOKEN)")
+_check_dpo = require(Permission.MANAGE_RIGHTS)
 
 #: What the API accepts; retention expiry is issued by the sweep only.
 RequestKind = Literal[
@@ -51,8 +50,8 @@ RequestKind = Literal[
 
 
 async def dpo_actor(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
     """The DPO token check, with every refusal also written to the rights audit log (no token, no personal data)."""
     try:
         return await _check_dpo(request, credentials)
@@ -76,7 +75,7 @@ def _audit_refusal(request: Request, record: AuditRecord) -> None:
         log.exception("rights.audit_refusal_failed")
 
 
-Actor = Annotated[str, Depends(dpo_actor)]
+Actor = Annotated[Principal, Depends(dpo_actor)]
 
 
 class RightsRequestIn(BaseModel):
@@ -127,7 +126,7 @@ async def submit_request(body: RightsRequestIn, request: Request, actor: Actor) 
     def run() -> SubmittedOut:
         submitted = _tools(request).request(
             kind,
-            operator=f"{actor}:{body.operator}",
+            operator=f"{actor.name}:{body.operator}",
             email=body.email,
             phone=body.phone,
             region=body.region,
@@ -203,7 +202,7 @@ async def _change(
 
 @router.post("/requests/{request_id}/extend", response_model=RequestOut)
 async def extend_request(request_id: UUID, body: ExtendIn, request: Request, actor: Actor) -> RequestOut:
-    operator = f"{actor}:{body.operator}"
+    operator = f"{actor.name}:{body.operator}"
     return await _change(
         request,
         request_id,
@@ -215,7 +214,7 @@ async def extend_request(request_id: UUID, body: ExtendIn, request: Request, act
 @router.post("/requests/{request_id}/notice-sent", response_model=RequestOut)
 async def record_notice(request_id: UUID, request: Request, actor: Actor) -> RequestOut:
     return await _change(
-        request, request_id, lambda tools: tools.notice_sent(request_id, operator=actor), "no_notice_for_kind"
+        request, request_id, lambda tools: tools.notice_sent(request_id, operator=actor.name), "no_notice_for_kind"
     )
 
 

@@ -5,27 +5,20 @@ Kept apart from the command builders so the JSON Schemas (``pipeline.schemas``) 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
 from pipeline.models.common import StrictModel
+from pipeline.models.contact import PROFILE_FIELDS, ProfileField
 
-#: Person fields a rectification may change. The e-mail is the identity the subject key is made of: correcting it
-#: is an erasure of the old identity plus a new collection, not a rectification.
-RectifiableField = Literal[
-    "first_name",
-    "last_name",
-    "position",
-    "phone",
-    "location",
-    "country_code",
-    "company",
-    "company_address",
-    "skype_id",
-    "linkedin_url",
-]
-RECTIFIABLE_FIELDS: tuple[str, ...] = RectifiableField.__args__  # type: ignore[attr-defined]
+#: Person fields a rectification may change: the profile but the e-mail. The e-mail is the identity the subject key
+#: is made of: correcting it is an erasure of the old identity plus a new collection, not a rectification.
+RECTIFIABLE_FIELDS: tuple[str, ...] = tuple(name for name in PROFILE_FIELDS if name != "email")
+if TYPE_CHECKING:
+    RectifiableField = ProfileField  # mypy cannot take a name out of a Literal; pydantic below gets the exact one
+else:
+    RectifiableField = Literal[RECTIFIABLE_FIELDS]
 
 
 class RectificationBody(StrictModel):

@@ -23,10 +23,10 @@ from pipeline.models.common import Purpose
 from pipeline.models.rights import RightKind
 from pipeline.rights.commands import IdentityError, RightsDesk
 from pipeline.rights.dpo import DpoTools, Submitted, request_out
+from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.sweep import RetentionSweep
 from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
 from pipeline.runtime import Runtime
-from pipeline.sinks.crm.repository import CrmRepository
 
 dpo_app = typer.Typer(
     help="Data-subject rights (policy section 9): requests, deadlines, evidence.", no_args_is_help=True
@@ -68,7 +68,7 @@ def _sinks(view: RequestView) -> str:
 
 def _print_view(view: RequestView, now: datetime) -> None:
     flags = []
-    if view.overdue(now):
+    if view.is_overdue(now):
         flags.append("OVERDUE")
     if view.notice_due:
         flags.append("NOTICE-DUE")
@@ -229,11 +229,11 @@ def status(
     with _tools() as tools:
         views = tools.tracker.requests() if all_ else tools.open_requests()
     if overdue:
-        views = [v for v in views if v.overdue(now)]
+        views = [v for v in views if v.is_overdue(now)]
     if as_json:
         typer.echo(json.dumps([request_out(v, now).model_dump(mode="json") for v in views], indent=2))
         return
-    late = sum(1 for v in views if v.overdue(now))
+    late = sum(1 for v in views if v.is_overdue(now))
     typer.echo(f"{len(views)} request(s), {late} overdue")
     for view in views:
         _print_view(view, now)
@@ -302,14 +302,14 @@ def sweep(
     runtime = Runtime(settings)
     try:
         ensure_schema(runtime.engine)
-        repository = CrmRepository(runtime.engine)
+        crm = CrmRights(runtime.engine)
         if dry_run:
-            report = RetentionSweep(repository, None).run(moment, dry_run=True)
+            report = RetentionSweep(crm, None).run(moment, dry_run=True)
         else:
             publisher = ConfirmingPublisher(settings)
             try:
                 desk = RightsDesk(RequestTracker(runtime.engine), publisher)
-                report = RetentionSweep(repository, desk).run(moment)
+                report = RetentionSweep(crm, desk).run(moment)
             finally:
                 publisher.close()
     finally:

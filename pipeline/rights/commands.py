@@ -20,9 +20,7 @@ from pipeline.rights.bodies import RECTIFIABLE_FIELDS, ExportDelivery, Rectifica
 from pipeline.rights.deadlines import due_at
 from pipeline.rights.plan import PLAN
 from pipeline.rights.tracker import RequestTracker
-
-COMMANDS_TOPIC = "rights.commands"
-AUDIT_TOPIC = "audit"
+from pipeline.topics import AUDIT_TOPIC, RIGHTS_COMMANDS_TOPIC
 
 
 class IdentityError(ValueError):
@@ -125,7 +123,7 @@ class RightsDesk:
         for record in audits:
             self.tracker.audit(record)
         self.publisher.publish(
-            [Outgoing(COMMANDS_TOPIC, c.subject_key, c) for c in batch]
+            [Outgoing(RIGHTS_COMMANDS_TOPIC, c.subject_key, c) for c in batch]
             + [Outgoing(AUDIT_TOPIC, a.subject_key, a) for a in audits]
         )
         for command in batch:

@@ -10,65 +10,27 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID, uuid4
-
-from pydantic import BaseModel
 
 from pipeline.db import ensure_schema
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose
-from pipeline.models.rights import AuditRecord, RightKind, RightsCommand, SinkStatus
-from pipeline.rights.commands import AUDIT_TOPIC, RightsDesk, build_command, identify, new_password
+from pipeline.models.rights import AuditRecord, RightKind, RightsCommand
+from pipeline.rights.commands import RightsDesk, build_command, identify, new_password
 from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
 from pipeline.runtime import Runtime
+from pipeline.topics import AUDIT_TOPIC
 
 
-class SinkOut(BaseModel):
-    sink: str
-    status: SinkStatus
-    attempts: int
-    error: str | None
-    evidence: dict[str, Any]
+class RequestOut(RequestView):
+    """A request as the DPO is shown it, by the HTTP API and by ``leadpipe dpo status --json`` alike: the tracker's
+    view, and whether it was past its deadline when asked."""
 
-
-class RequestOut(BaseModel):
-    """A request as the DPO is shown it, by the HTTP API and by ``leadpipe dpo status --json`` alike."""
-
-    request_id: str
-    kind: RightKind
-    subject_key: str
-    issued_by: str
-    received_at: datetime
-    due_at: datetime
-    effective_due_at: datetime
-    extension_reason: str | None
-    state: str
     overdue: bool
-    notice_due: bool
-    completed_at: datetime | None
-    sinks: list[SinkOut]
 
 
 def request_out(view: RequestView, now: datetime | None = None) -> RequestOut:
-    return RequestOut(
-        request_id=view.request_id,
-        kind=view.kind,
-        subject_key=view.subject_key,
-        issued_by=view.issued_by,
-        received_at=view.received_at,
-        due_at=view.due_at,
-        effective_due_at=view.effective_due_at,
-        extension_reason=view.extension_reason,
-        state=view.state.value,
-        overdue=view.overdue(now or datetime.now(UTC)),
-        notice_due=view.notice_due,
-        completed_at=view.completed_at,
-        sinks=[
-            SinkOut(sink=s.sink, status=s.status, attempts=s.attempts, error=s.last_error, evidence=s.evidence)
-            for s in view.sinks
-        ],
-    )
+    return RequestOut(**dict(view), overdue=view.is_overdue(now or datetime.now(UTC)))
 
 
 @dataclass(frozen=True)

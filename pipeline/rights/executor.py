@@ -19,15 +19,15 @@ from pipeline.crypto.sealing import KeyDestroyedError, Sealer, record_scope
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.logging import get_logger, scrub_text
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand, RightsStatus, SinkStatus
-from pipeline.rights.commands import AUDIT_TOPIC, COMMANDS_TOPIC, audit_of
+from pipeline.rights.commands import audit_of
 from pipeline.rights.effects.base import Context, Effect, EffectError, EffectResult, Handover
 from pipeline.rights.plan import PLAN
 from pipeline.rights.tracker import RequestState, RequestTracker
 from pipeline.sinks.base import backoff_delay
+from pipeline.topics import AUDIT_TOPIC, RIGHTS_COMMANDS_TOPIC, RIGHTS_STATUS_TOPIC
 
 log = get_logger(__name__)
 
-STATUS_TOPIC = "rights.status"
 
 #: Requests that erase identities the remote sinks still need afterwards.
 _ERASING = frozenset({RightKind.ERASURE, RightKind.RETENTION_EXPIRY})
@@ -113,7 +113,7 @@ class RightsExecutor:
                 evidence=dict(result.evidence),
                 **({"error": error} if error else {}),
             )
-            self._audit([record], also=[Outgoing(STATUS_TOPIC, command.subject_key, status)])
+            self._audit([record], also=[Outgoing(RIGHTS_STATUS_TOPIC, command.subject_key, status)])
             statuses.append(status)
         self._finish(command)
         return statuses
@@ -191,7 +191,7 @@ class RightsExecutor:
                 continue
             command = self.tracker.command(view.request_id)
             if view.published_at is None and republish:
-                self.publisher.publish([Outgoing(COMMANDS_TOPIC, command.subject_key, command)])
+                self.publisher.publish([Outgoing(RIGHTS_COMMANDS_TOPIC, command.subject_key, command)])
                 self.tracker.mark_published(command.request_id)
             else:
                 self.execute(command)

@@ -126,8 +126,8 @@ def _scalar(value: Any) -> str:
 
 def to_pdf(export: SubjectExport, password: str, *, font: Path | None = None) -> bytes:
     """The access copy: AES-256 encrypted, opened only with ``password`` (the DPO sends it by another channel)."""
-    from fpdf import FPDF
-    from fpdf.enums import EncryptionMethod, XPos, YPos
+    from fpdf import FPDF  # noqa: PLC0415  # start-up: fpdf costs ~1 s, only access requests make a PDF
+    from fpdf.enums import EncryptionMethod, XPos, YPos  # noqa: PLC0415  # (the same)
 
     if len(password) < 8:
         raise ValueError("the export password must have at least 8 characters")

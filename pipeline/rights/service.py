@@ -10,14 +10,13 @@ from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.models.common import Purpose
 from pipeline.policy import load_policy
 from pipeline.rights.effects.base import Effect
-from pipeline.rights.effects.crm import CrmEffect
+from pipeline.rights.effects.crm import CrmEffect, CrmRights
 from pipeline.rights.effects.export import ContactReader, ExportEffect
 from pipeline.rights.effects.keys import KeyShredding
 from pipeline.rights.effects.suppression import SuppressionPublisher
 from pipeline.rights.executor import RightsExecutor
 from pipeline.rights.tracker import RequestTracker
 from pipeline.runtime import Runtime
-from pipeline.sinks.crm.repository import CrmRepository
 
 
 def build_executor(
@@ -33,7 +32,7 @@ def build_executor(
     """Every sink's effect over the runtime's database, key store and settings."""
     settings = runtime.settings
     tracker = RequestTracker(runtime.engine)
-    repository = CrmRepository(runtime.engine, clock=clock)
+    crm = CrmRights(runtime.engine, clock=clock)
     policy = load_policy(settings.policy_file)
     if consent_purposes is None:
         policy_purposes = policy.consent_purposes()
@@ -44,10 +43,8 @@ def build_executor(
     effects: list[Effect] = [
         SuppressionPublisher(tracker, publisher, consent_purposes),
         KeyShredding(runtime.keystore),
-        CrmEffect(repository),
-        ExportEffect(
-            repository, settings.resolved_exports_dir, hubspot_reader, settings.rights_export_font, policy.storage
-        ),
+        CrmEffect(crm),
+        ExportEffect(crm, settings.resolved_exports_dir, hubspot_reader, settings.rights_export_font, policy.storage),
     ]
     if hubspot is not None:
         effects.append(hubspot)

@@ -14,8 +14,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from pipeline.logging import get_logger
 from pipeline.models.rights import RightKind, RightsCommand
 from pipeline.rights.commands import RightsDesk, build_command
-from pipeline.rights.retention import ExpiryPlan, StoredInteraction, plan_expiry
-from pipeline.sinks.crm.repository import CrmRepository
+from pipeline.rights.effects.crm import CrmRights
+from pipeline.rights.retention import ExpiryPlan, plan_expiry
 
 log = get_logger(__name__)
 
@@ -36,17 +36,14 @@ class SweepReport:
 
 
 class RetentionSweep:
-    def __init__(self, repository: CrmRepository, desk: RightsDesk | None, limit: int = 10_000) -> None:
-        self.repository = repository
+    def __init__(self, crm: CrmRights, desk: RightsDesk | None, limit: int = 10_000) -> None:
+        self.crm = crm
         self.desk = desk
         self.limit = limit
 
     def plan(self, now: datetime) -> ExpiryPlan:
-        expired = [
-            StoredInteraction(e.subject_key, e.event_id, e.retention_expires_at)
-            for e in self.repository.expired_interactions(now, limit=self.limit)
-        ]
-        totals = self.repository.interaction_counts(sorted({e.subject_key for e in expired}))
+        expired = self.crm.expired_interactions(now, limit=self.limit)
+        totals = self.crm.read.interaction_counts(sorted({e.subject_key for e in expired}))
         return plan_expiry(expired, now, totals)
 
     def commands(self, plan: ExpiryPlan) -> list[RightsCommand]:

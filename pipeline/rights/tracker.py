@@ -9,20 +9,20 @@ sealed with the subject's key, and evidence is counts, ids and status codes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, Boolean, Engine, ForeignKey, Integer, String, Text, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from pipeline.crm.schema import UtcDateTime
 from pipeline.db import Base
 from pipeline.models.records import Sealed
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand, RightsStatus, SinkStatus, SuppressionRecord
 from pipeline.rights.deadlines import MAX_EXTENSION_MONTHS, extended_due_at
-from pipeline.sinks.crm.models import UtcDateTime
 
 
 class RequestState(StrEnum):
@@ -98,19 +98,23 @@ class RightsAuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-@dataclass(frozen=True)
-class SinkView:
+class SinkView(BaseModel):
+    """What one sink did for one request, as the DPO is shown it."""
+
+    model_config = ConfigDict(frozen=True)
+
     sink: str
     status: SinkStatus
     attempts: int
-    last_error: str | None
+    error: str | None = Field(description="The last attempt's error (no personal data)")
     evidence: dict[str, Any]
-    updated_at: datetime
+    updated_at: datetime = Field(exclude=True, description="When the sink last answered (the retry timer's clock)")
 
 
-@dataclass(frozen=True)
-class RequestView:
-    """A request as the DPO sees it in ``leadpipe dpo status``."""
+class RequestView(BaseModel):
+    """A request as the DPO sees it: ``leadpipe dpo status``, and (with ``overdue``) the API's ``RequestOut``."""
+
+    model_config = ConfigDict(frozen=True)
 
     request_id: str
     kind: RightKind
@@ -122,11 +126,11 @@ class RequestView:
     extension_reason: str | None
     state: RequestState
     completed_at: datetime | None
-    published_at: datetime | None
+    published_at: datetime | None = Field(exclude=True, description="None until the command is on rights.commands")
     notice_due: bool
     sinks: tuple[SinkView, ...]
 
-    def overdue(self, now: datetime) -> bool:
+    def is_overdue(self, now: datetime) -> bool:
         return self.state is not RequestState.COMPLETED and now > self.effective_due_at
 
 
@@ -258,10 +262,10 @@ class RequestTracker:
         return self.requests(states=[RequestState.OPEN, RequestState.ATTENTION])
 
     def overdue(self, now: datetime) -> list[RequestView]:
-        return [r for r in self.open_requests() if r.overdue(now)]
+        return [r for r in self.open_requests() if r.is_overdue(now)]
 
     def pending_counts(self, now: datetime) -> tuple[dict[str, int], int]:
-        """Requests not completed, by state, and how many of them are past their deadline (``RequestView.overdue``),
+        """Requests not completed, by state, and how many of them are past their deadline (``RequestView.is_overdue``),
         counted in the database: the worker's metrics ask on every scrape."""
         pending = RightsRequest.state != RequestState.COMPLETED.value
         late = or_(
@@ -435,7 +439,7 @@ def _view(row: RightsRequest, sinks: list[RightsRequestSink]) -> RequestView:
                 sink=s.sink,
                 status=SinkStatus(s.status),
                 attempts=s.attempts,
-                last_error=s.last_error,
+                error=s.last_error,
                 evidence=s.evidence or {},
                 updated_at=s.updated_at,
             )

@@ -23,7 +23,9 @@ from pipeline.models.rights import SinkStatus
 from pipeline.models.tagged import TaggedEvent
 
 
-class Outcome(StrEnum):
+class WriteOutcome(StrEnum):
+    """What a sink did with one event (``RecordResult.outcome``)."""
+
     WRITTEN = "written"
     FAILED = "failed"
     NOT_APPLICABLE = "not_applicable"
@@ -32,9 +34,9 @@ class Outcome(StrEnum):
     def sink_status(self) -> SinkStatus:
         """The status this outcome is reported with on ``sinks.results``."""
         return {
-            Outcome.WRITTEN: SinkStatus.DONE,
-            Outcome.FAILED: SinkStatus.FAILED,
-            Outcome.NOT_APPLICABLE: SinkStatus.NOT_APPLICABLE,
+            WriteOutcome.WRITTEN: SinkStatus.DONE,
+            WriteOutcome.FAILED: SinkStatus.FAILED,
+            WriteOutcome.NOT_APPLICABLE: SinkStatus.NOT_APPLICABLE,
         }[self]
 
 
@@ -43,7 +45,7 @@ class RecordResult:
     """What a sink did with one event. ``message`` never carries personal data (scrub what a remote system says)."""
 
     event_id: UUID
-    outcome: Outcome
+    outcome: WriteOutcome
     external_id: str | None = None
     reason: str | None = None
     message: str | None = None
@@ -51,15 +53,15 @@ class RecordResult:
 
     @classmethod
     def written(cls, event_id: UUID, external_id: str | None = None, message: str | None = None) -> RecordResult:
-        return cls(event_id, Outcome.WRITTEN, external_id=external_id, message=message)
+        return cls(event_id, WriteOutcome.WRITTEN, external_id=external_id, message=message)
 
     @classmethod
     def failed(cls, event_id: UUID, reason: str, message: str, *, retryable: bool = False) -> RecordResult:
-        return cls(event_id, Outcome.FAILED, reason=reason, message=message, retryable=retryable)
+        return cls(event_id, WriteOutcome.FAILED, reason=reason, message=message, retryable=retryable)
 
     @classmethod
     def not_applicable(cls, event_id: UUID, reason: str, message: str) -> RecordResult:
-        return cls(event_id, Outcome.NOT_APPLICABLE, reason=reason, message=message)
+        return cls(event_id, WriteOutcome.NOT_APPLICABLE, reason=reason, message=message)
 
 
 class SinkBackpressureError(Exception):

@@ -113,8 +113,10 @@ class SourceContext:
         """Deterministic: the same source sending the same bytes gets the same ids (retries are idempotent)."""
         return uuid.uuid5(EVENT_NAMESPACE, f"event\n{self.source_id}\n{self.payload_digest}\n{index}")
 
-    def dead_letter_id(self) -> uuid.UUID:
-        return uuid.uuid5(EVENT_NAMESPACE, f"dead-letter\n{self.source_id}\n{self.payload_digest}")
+    @property
+    def submission(self) -> str:
+        """Names this payload from this source (``<source id>:<sha256>``), e.g. for its dead letter's id."""
+        return f"{self.source_id}:{self.payload_digest}"
 
 
 def parse_content_type(header: str) -> tuple[str, dict[str, str]]:

@@ -1,29 +1,494 @@
-"""The internal CRM's part of each request, through the CRM repository's rights methods."""
+"""The internal CRM's part of each rights request: what each right means in the CRM's tables.
+
+``CrmRights`` carries out one right on the CRM in one transaction, idempotently, writes a ``crm_audit`` row naming
+the request, and answers with a small result; ``CrmEffect`` picks the right for a command and turns the result into
+the evidence on ``rights.status``. What the CRM holds is read through its read model (``pipeline.crm.read``).
+
+- erasure (policy 9.3): personal data deleted, the subject row kept as the minimal record (key, flags, request);
+- retention expiry (section 8): the expired interactions deleted, the whole subject erased when nothing is left;
+- objection (9.6): flagged, every direct-marketing purpose stopped; restriction (9.4): flagged (or lifted);
+- rectification (9.2): profile fields corrected, a corrected phone/Skype/LinkedIn replacing the old identity;
+- withdrawal of consent (9.8): recorded, every purpose that rests on it stopped;
+- access and portability (9.1, 9.7): ``export_subject`` for the export effect.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
+
+from pipeline.crm.read import CrmReadModel
+from pipeline.crm.schema import (
+    IDENTITY_FIELDS,
+    PERSONAL_SUBJECT_COLUMNS,
+    audit,
+    audit_row,
+    consents,
+    identities,
+    interactions,
+    subjects,
+)
+from pipeline.db import dialect_insert
+from pipeline.models.common import LegalBasis
+from pipeline.models.contact import PROFILE_FIELDS
 from pipeline.models.rights import RightKind
 from pipeline.rights.bodies import RectificationBody
 from pipeline.rights.effects.base import Context, Effect, EffectError, EffectResult, Handover
-from pipeline.sinks.crm.repository import CrmRepository, FlagChange
+from pipeline.rights.retention import StoredInteraction
 
 NOT_IN_CRM = "subject_not_in_crm"
+RIGHTS_ACTOR = "rights"
+#: Event ids per DELETE statement of a retention expiry (a command carries up to 1,000).
+_DELETE_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class CrmOutcome:
+    """Whom a right was carried out for, and whether the CRM knew the subject at all."""
+
+    subject_key: str
+    found: bool
+
+
+@dataclass(frozen=True)
+class ErasureResult(CrmOutcome):
+    already_erased: bool = False
+    interactions_deleted: int = 0
+    identities_deleted: int = 0
+    consents_deleted: int = 0
+    erased_at: datetime | None = None
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "found": self.found,
+            "already_erased": self.already_erased,
+            "interactions_deleted": self.interactions_deleted,
+            "identities_deleted": self.identities_deleted,
+            "consents_deleted": self.consents_deleted,
+            "erased_at": self.erased_at.isoformat() if self.erased_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class FlagChange(CrmOutcome):
+    """An objection or a restriction (or its lifting): whether the flag moved, and how many purposes stopped."""
+
+    changed: bool = False
+    purposes_stopped: int = 0
+
+
+@dataclass(frozen=True)
+class Rectification(CrmOutcome):
+    changed_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConsentWithdrawal(CrmOutcome):
+    purposes_withdrawn: tuple[str, ...] = ()
+    purposes_stopped: int = 0
+
+
+@dataclass(frozen=True)
+class InteractionDeletion:
+    subject_key: str
+    deleted: int
+    remaining: int
+
+
+class CrmRights:
+    """Each right carried out on the CRM tables. Thread-safe (one engine, a connection per call)."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] | None = None) -> None:
+        self.engine = engine
+        self.read = CrmReadModel(engine)
+        self._clock = clock or partial(datetime.now, UTC)
+
+    # ---- what the rights read --------------------------------------------------------------------------------
+
+    def expired_interactions(self, now: datetime, limit: int = 10_000) -> list[StoredInteraction]:
+        """Interactions whose retention expiry is at or before ``now``, oldest expiry first (the sweep's input)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(interactions.c.subject_key, interactions.c.event_id, interactions.c.retention_expires_at)
+                .where(interactions.c.retention_expires_at <= now)
+                .order_by(interactions.c.retention_expires_at, interactions.c.event_id)
+                .limit(limit)
+            ).all()
+        return [StoredInteraction(r.subject_key, r.event_id, r.retention_expires_at) for r in rows]
+
+    def export_subject(self, subject_key: str) -> dict[str, list[dict[str, Any]]] | None:
+        """Everything held about a subject, by category, JSON-ready (access and portability); None if unknown."""
+        view = self.read.show(subject_key)
+        if view is None:
+            return None
+        subject = view.model_dump(mode="json", exclude={"identities", "interactions_detail", "consents"})
+        with self.engine.connect() as conn:
+            audit_rows = conn.execute(
+                select(audit).where(audit.c.subject_key == subject_key).order_by(audit.c.at, audit.c.id)
+            ).mappings()
+            audit_docs = [
+                {
+                    "at": r["at"].isoformat(),
+                    "action": r["action"],
+                    "actor": r["actor"],
+                    "event_id": str(r["event_id"]) if r["event_id"] else None,
+                    "request_id": str(r["request_id"]) if r["request_id"] else None,
+                    "detail": r["detail"],
+                }
+                for r in audit_rows
+            ]
+        return {
+            "subject": [subject],
+            "identities": [i.model_dump(mode="json") for i in view.identities],
+            "interactions": [i.model_dump(mode="json") for i in view.interactions_detail],
+            "consents": [c.model_dump(mode="json") for c in view.consents],
+            "audit": audit_docs,
+        }
+
+    def audit_entries(self, subject_key: str) -> list[dict[str, Any]]:
+        """The audit rows of one subject, oldest first (evidence for the rights tracker and tests)."""
+        export = self.export_subject(subject_key)
+        return [] if export is None else export["audit"]
+
+    # ---- the rights ------------------------------------------------------------------------------------------
+
+    def erase_subject(
+        self, subject_key: str, request_id: UUID, *, at: datetime | None = None, actor: str = RIGHTS_ACTOR
+    ) -> ErasureResult:
+        """Delete the subject's personal data; keep the minimal record (key, timestamps, flags, request id).
+
+        Idempotent: erasing an erased subject with nothing left reports ``already_erased`` and changes nothing.
+        The subject row is locked first: a sink batch writing this subject waits, or is waited for and then sees
+        the erasure (``CrmWriter.write_events``).
+        """
+        at = at or self._clock()
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(subjects.c.erased_at).where(subjects.c.subject_key == subject_key).with_for_update()
+            ).first()
+            if row is None:
+                return ErasureResult(subject_key, found=False)
+            n_inter = _rowcount(conn.execute(delete(interactions).where(interactions.c.subject_key == subject_key)))
+            n_ident = _rowcount(conn.execute(delete(identities).where(identities.c.subject_key == subject_key)))
+            n_cons = _rowcount(conn.execute(delete(consents).where(consents.c.subject_key == subject_key)))
+            if row.erased_at is not None and not (n_inter or n_ident or n_cons):
+                return ErasureResult(subject_key, found=True, already_erased=True, erased_at=row.erased_at)
+            conn.execute(
+                update(subjects)
+                .where(subjects.c.subject_key == subject_key)
+                .values(
+                    **dict.fromkeys(PERSONAL_SUBJECT_COLUMNS),
+                    marketing_allowed=None,
+                    erased_at=at,
+                    erasure_request_id=request_id,
+                    updated_at=at,
+                )
+            )
+            result = ErasureResult(
+                subject_key,
+                found=True,
+                interactions_deleted=n_inter,
+                identities_deleted=n_ident,
+                consents_deleted=n_cons,
+                erased_at=at,
+            )
+            _audit(
+                conn, subject_key, "subject_erased", at=at, actor=actor, request_id=request_id, detail=result.evidence()
+            )
+        return result
+
+    def delete_interactions(
+        self, subject_key: str, event_ids: Sequence[UUID], request_id: UUID, *, actor: str = RIGHTS_ACTOR
+    ) -> InteractionDeletion:
+        """Delete given interactions of a subject (retention expiry); says how many the subject has left."""
+        at = self._clock()
+        ids = list(event_ids)
+        with self.engine.begin() as conn:
+            deleted = 0
+            for start in range(0, len(ids), _DELETE_CHUNK):
+                chunk = ids[start : start + _DELETE_CHUNK]
+                deleted += _rowcount(
+                    conn.execute(
+                        delete(interactions).where(
+                            interactions.c.subject_key == subject_key, interactions.c.event_id.in_(chunk)
+                        )
+                    )
+                )
+            remaining = int(
+                conn.execute(
+                    select(func.count()).select_from(interactions).where(interactions.c.subject_key == subject_key)
+                ).scalar_one()
+            )
+            if deleted:
+                detail = {"deleted": deleted, "remaining": remaining, "event_ids": [str(e) for e in event_ids]}
+                _audit(
+                    conn, subject_key, "interactions_deleted", at=at, actor=actor, request_id=request_id, detail=detail
+                )
+        return InteractionDeletion(subject_key, deleted=deleted, remaining=remaining)
+
+    def set_marketing_objection(
+        self, subject_key: str, request_id: UUID, *, objected: bool = True, actor: str = RIGHTS_ACTOR
+    ) -> FlagChange:
+        """Objection to direct marketing (policy 9.6): flag the subject and stop every direct-marketing purpose."""
+        return self._set_flag(
+            subject_key,
+            request_id,
+            "marketing_objected",
+            objected,
+            actions=("marketing_objected", "marketing_objection_lifted"),
+            actor=actor,
+            stops=lambda p: bool(p["direct_marketing"]),
+        )
+
+    def set_restriction(
+        self, subject_key: str, request_id: UUID, *, restricted: bool, actor: str = RIGHTS_ACTOR
+    ) -> FlagChange:
+        """Restriction of processing (policy 9.4) or its lifting: the data stays, the flag tells every reader."""
+        return self._set_flag(
+            subject_key, request_id, "restricted", restricted, actions=("restricted", "restriction_lifted"), actor=actor
+        )
+
+    def rectify(
+        self, subject_key: str, request_id: UUID, changes: Mapping[str, str | None], *, actor: str = RIGHTS_ACTOR
+    ) -> Rectification:
+        """Correct profile fields (policy 9.2); a corrected phone/Skype/LinkedIn is added as an identity too."""
+        unknown = sorted(set(changes) - set(PROFILE_FIELDS))
+        if unknown:
+            raise ValueError(f"not rectifiable CRM fields: {', '.join(unknown)}")
+        at = self._clock()
+        with self.engine.begin() as conn:
+            row = conn.execute(select(subjects).where(subjects.c.subject_key == subject_key)).mappings().first()
+            if row is None:
+                return Rectification(subject_key, found=False)
+            changed = tuple(sorted(name for name, value in changes.items() if row[name] != value))
+            if changed:
+                conn.execute(
+                    update(subjects)
+                    .where(subjects.c.subject_key == subject_key)
+                    .values(**{name: changes[name] for name in changed}, profile_at=at, updated_at=at)
+                )
+                for name, kind in IDENTITY_FIELDS:
+                    value = changes.get(name)
+                    if name in changed and value:
+                        conn.execute(
+                            dialect_insert(self.engine, identities).on_conflict_do_nothing(
+                                index_elements=["subject_key", "kind", "value"]
+                            ),
+                            [
+                                {
+                                    "subject_key": subject_key,
+                                    "kind": kind,
+                                    "value": value,
+                                    "first_event_id": None,
+                                    "created_at": at,
+                                }
+                            ],
+                        )
+                    if name in changed and row[name] and value != row[name]:
+                        conn.execute(
+                            delete(identities).where(
+                                identities.c.subject_key == subject_key,
+                                identities.c.kind == kind,
+                                identities.c.value == row[name],
+                            )
+                        )
+                _audit(
+                    conn,
+                    subject_key,
+                    "rectified",
+                    at=at,
+                    actor=actor,
+                    request_id=request_id,
+                    detail={"fields": list(changed)},
+                )
+        return Rectification(subject_key, found=True, changed_fields=changed)
+
+    def withdraw_consent(
+        self, subject_key: str, request_id: UUID, purposes: Sequence[str] = (), *, actor: str = RIGHTS_ACTOR
+    ) -> ConsentWithdrawal:
+        """Withdrawal of consent (policy 9.8): record it, and stop every stored purpose that rests on consent.
+
+        With no ``purposes``, every purpose the subject ever consented to or that rests on consent is withdrawn.
+        Purposes on another legal basis continue. A repeated request changes nothing.
+        """
+        at = self._clock()
+        with self.engine.begin() as conn:
+            if (
+                conn.execute(select(subjects.c.subject_key).where(subjects.c.subject_key == subject_key)).first()
+                is None
+            ):
+                return ConsentWithdrawal(subject_key, found=False)
+            wanted = set(purposes)
+            if not wanted:
+                wanted |= set(
+                    conn.execute(select(consents.c.purpose).where(consents.c.subject_key == subject_key)).scalars()
+                )
+                for stored in conn.execute(
+                    select(interactions.c.purposes).where(interactions.c.subject_key == subject_key)
+                ).scalars():
+                    wanted |= {p["purpose"] for p in stored if p["legal_basis"] == LegalBasis.CONSENT}
+            ordered = tuple(sorted(wanted))
+            inserted: list[str] = []
+            stopped = 0
+            if ordered:
+                inserted = list(
+                    conn.execute(
+                        dialect_insert(self.engine, consents)
+                        .on_conflict_do_nothing(index_elements=["cause_request_id", "purpose"])
+                        .returning(consents.c.purpose),
+                        [
+                            {
+                                "subject_key": subject_key,
+                                "purpose": purpose,
+                                "granted": False,
+                                "given_at": at,
+                                "method": "rights_request",
+                                "wording": None,
+                                "cause_event_id": None,
+                                "cause_request_id": request_id,
+                                "recorded_at": at,
+                            }
+                            for purpose in ordered
+                        ],
+                    ).scalars()
+                )
+                stopped = _stop_purposes(
+                    conn,
+                    subject_key,
+                    lambda p: p["legal_basis"] == LegalBasis.CONSENT and p["purpose"] in ordered,
+                    request_id=request_id,
+                    at=at,
+                )
+            if inserted or stopped:
+                detail = {"purposes": sorted(inserted), "purposes_stopped": stopped}
+                _audit(conn, subject_key, "consent_withdrawn", at=at, actor=actor, request_id=request_id, detail=detail)
+        return ConsentWithdrawal(
+            subject_key, found=True, purposes_withdrawn=tuple(sorted(inserted)), purposes_stopped=stopped
+        )
+
+    def _set_flag(
+        self,
+        subject_key: str,
+        request_id: UUID,
+        flag: str,
+        value: bool,
+        *,
+        actions: tuple[str, str],
+        actor: str,
+        stops: Callable[[Mapping[str, Any]], bool] | None = None,
+    ) -> FlagChange:
+        """Set or clear a subject's flag (``<flag>`` and ``<flag>_at``); once set, stop the purposes ``stops``
+        selects. Audited as ``actions[0]`` (set) or ``actions[1]`` (cleared) when anything changed."""
+        at = self._clock()
+        with self.engine.begin() as conn:
+            current = conn.execute(select(subjects.c[flag]).where(subjects.c.subject_key == subject_key)).first()
+            if current is None:
+                return FlagChange(subject_key, found=False)
+            changed = bool(current[0]) != value
+            if changed:
+                conn.execute(
+                    update(subjects)
+                    .where(subjects.c.subject_key == subject_key)
+                    .values({flag: value, f"{flag}_at": at if value else None, "updated_at": at})
+                )
+            stopped = 0
+            if value and stops is not None:
+                stopped = _stop_purposes(conn, subject_key, stops, request_id=request_id, at=at)
+            if changed or stopped:
+                detail = {} if stops is None else {"purposes_stopped": stopped}
+                _audit(
+                    conn,
+                    subject_key,
+                    actions[0] if value else actions[1],
+                    at=at,
+                    actor=actor,
+                    request_id=request_id,
+                    detail=detail,
+                )
+        return FlagChange(subject_key, found=True, changed=changed, purposes_stopped=stopped)
+
+
+def _stop_purposes(
+    conn: Connection,
+    subject_key: str,
+    which: Callable[[Mapping[str, Any]], bool],
+    *,
+    request_id: UUID,
+    at: datetime,
+) -> int:
+    """Mark the subject's stored purposes that ``which`` selects as stopped; returns how many were stopped now."""
+    stopped = 0
+    updates: list[dict[str, Any]] = []
+    for event_id, stored in conn.execute(
+        select(interactions.c.event_id, interactions.c.purposes).where(interactions.c.subject_key == subject_key)
+    ).all():
+        changed = False
+        entries = []
+        for entry in stored:
+            if entry.get("stopped_at") is None and which(entry):
+                entries.append({**entry, "stopped_at": at.isoformat(), "stopped_request_id": str(request_id)})
+                changed = True
+                stopped += 1
+            else:
+                entries.append(entry)
+        if changed:
+            updates.append({"b_event_id": event_id, "b_purposes": entries})
+    if updates:
+        conn.execute(
+            update(interactions)
+            .where(interactions.c.event_id == bindparam("b_event_id"))
+            .values(purposes=bindparam("b_purposes", type_=interactions.c.purposes.type)),
+            updates,
+        )
+    return stopped
+
+
+def _audit(
+    conn: Connection,
+    subject_key: str,
+    action: str,
+    *,
+    at: datetime,
+    actor: str,
+    request_id: UUID,
+    detail: dict[str, Any],
+) -> None:
+    conn.execute(
+        audit.insert().values(audit_row(at, subject_key, action, actor=actor, request_id=request_id, detail=detail))
+    )
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _answer(outcome: CrmOutcome, **evidence: Any) -> EffectResult:
+    """Done with ``evidence``; not applicable when the CRM never knew the subject."""
+    if not outcome.found:
+        return EffectResult.not_applicable(NOT_IN_CRM)
+    return EffectResult.done(**evidence)
 
 
 def _flag(change: FlagChange) -> EffectResult:
-    if not change.found:
-        return EffectResult.not_applicable(NOT_IN_CRM)
-    return EffectResult.done(changed=change.changed, purposes_stopped=change.purposes_stopped)
+    return _answer(change, changed=change.changed, purposes_stopped=change.purposes_stopped)
 
 
 class CrmEffect(Effect):
+    """The CRM's part of a command: which right to carry out, and the evidence it leaves."""
+
     sink = "crm"
 
-    def __init__(self, repository: CrmRepository) -> None:
-        self.repository = repository
+    def __init__(self, crm: CrmRights) -> None:
+        self.crm = crm
 
     def handover(self, subject_key: str) -> Handover:
-        view = self.repository.show(subject_key)
+        view = self.crm.read.show(subject_key)
         if view is None:
             return Handover()
         emails = {i.value for i in view.identities if i.kind == "email"}
@@ -32,44 +497,40 @@ class CrmEffect(Effect):
         return Handover(emails=tuple(sorted(emails)))
 
     def apply(self, ctx: Context) -> EffectResult:
-        command, repo = ctx.command, self.repository
+        command, crm = ctx.command, self.crm
         key, request_id = command.subject_key, command.request_id
         kind = command.kind
         if kind is RightKind.ERASURE:
-            erased = repo.erase_subject(key, request_id, at=ctx.now)
-            if not erased.found:
-                return EffectResult.not_applicable(NOT_IN_CRM)
-            return EffectResult.done(**erased.evidence())
+            erased = crm.erase_subject(key, request_id, at=ctx.now)
+            return _answer(erased, **erased.evidence())
         if kind is RightKind.RETENTION_EXPIRY:
-            deleted = repo.delete_interactions(key, command.event_ids, request_id)
+            deleted = crm.delete_interactions(key, command.event_ids, request_id)
             evidence: dict[str, object] = {
                 "interactions_deleted": deleted.deleted,
                 "remaining_interactions": deleted.remaining,
             }
             if deleted.remaining == 0:  # nothing left: the subject is erased entirely (policy section 8)
-                erased = repo.erase_subject(key, request_id, at=ctx.now)
+                erased = crm.erase_subject(key, request_id, at=ctx.now)
                 evidence["subject_erased"] = erased.found
                 evidence |= {f"erasure_{k}": v for k, v in erased.evidence().items() if k != "found"}
             return EffectResult.done(**evidence)
         if kind is RightKind.OBJECTION:
-            return _flag(repo.set_marketing_objection(key, request_id, objected=True))
+            return _flag(crm.set_marketing_objection(key, request_id, objected=True))
         if kind is RightKind.RESTRICTION:
-            return _flag(repo.set_restriction(key, request_id, restricted=True))
+            return _flag(crm.set_restriction(key, request_id, restricted=True))
         if kind is RightKind.UNRESTRICTION:
-            return _flag(repo.set_restriction(key, request_id, restricted=False))
+            return _flag(crm.set_restriction(key, request_id, restricted=False))
         if kind is RightKind.RECTIFICATION:
             if command.sealed is None:
                 raise EffectError("missing_values", "a rectification without sealed values", retryable=False)
             body = ctx.open(command.sealed, RectificationBody)
-            rectified = repo.rectify(key, request_id, {str(k): v for k, v in body.changes.items()})
-            if not rectified.found:
-                return EffectResult.not_applicable(NOT_IN_CRM)
-            return EffectResult.done(changed_fields=list(rectified.changed_fields))
+            rectified = crm.rectify(key, request_id, {str(k): v for k, v in body.changes.items()})
+            return _answer(rectified, changed_fields=list(rectified.changed_fields))
         if kind is RightKind.CONSENT_WITHDRAWAL:
-            withdrawn = repo.withdraw_consent(key, request_id, [p.value for p in command.purposes])
-            if not withdrawn.found:
-                return EffectResult.not_applicable(NOT_IN_CRM)
-            return EffectResult.done(
-                purposes_withdrawn=list(withdrawn.purposes_withdrawn), purposes_stopped=withdrawn.purposes_stopped
+            withdrawn = crm.withdraw_consent(key, request_id, [p.value for p in command.purposes])
+            return _answer(
+                withdrawn,
+                purposes_withdrawn=list(withdrawn.purposes_withdrawn),
+                purposes_stopped=withdrawn.purposes_stopped,
             )
         return EffectResult.not_applicable(f"no_crm_effect_for_{kind.value}")

@@ -17,8 +17,8 @@ from pipeline.models.rights import RightKind
 from pipeline.policy import StoragePolicy
 from pipeline.rights.bodies import ExportDelivery
 from pipeline.rights.effects.base import Context, Effect, EffectError, EffectResult
+from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.export import ExportSection, StorageEntry, SubjectExport, to_json, to_pdf, write_private
-from pipeline.sinks.crm.repository import CrmRepository
 
 
 class ContactReader(Protocol):
@@ -34,13 +34,13 @@ class ExportEffect(Effect):
 
     def __init__(
         self,
-        repository: CrmRepository,
+        crm: CrmRights,
         exports_dir: Path,
         hubspot: Callable[[], ContactReader | None] = lambda: None,
         font: Path | None = None,
         storage: StoragePolicy | None = None,
     ) -> None:
-        self.repository = repository
+        self.crm = crm
         self.exports_dir = exports_dir
         self.hubspot = hubspot
         self.font = font
@@ -50,7 +50,7 @@ class ExportEffect(Effect):
         )
 
     def _crm_section(self, subject_key: str) -> ExportSection:
-        records = self.repository.export_subject(subject_key)
+        records = self.crm.export_subject(subject_key)
         if records is None:
             return ExportSection(source="crm", status="not_found")
         return ExportSection(source="crm", status="ok", records=records)

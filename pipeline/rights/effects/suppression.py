@@ -14,8 +14,7 @@ from pipeline.models.rights import RightKind, SuppressionRecord
 from pipeline.rights.effects.base import Context, Effect, EffectResult
 from pipeline.rights.state import next_state
 from pipeline.rights.tracker import RequestTracker
-
-SUPPRESSION_TOPIC = "suppression"
+from pipeline.topics import SUPPRESSION_TOPIC
 
 
 class SuppressionPublisher(Effect):

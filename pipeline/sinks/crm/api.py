@@ -13,23 +13,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from pipeline.ingest.auth import require_token
-from pipeline.ingest.deps import get_runtime
+from pipeline.crm.read import CrmReadModel
+from pipeline.crm.views import SubjectSummary, SubjectView
+from pipeline.http.auth import Permission, Principal, require
+from pipeline.http.deps import get_runtime
 from pipeline.logging import get_logger
-from pipeline.sinks.crm.repository import CrmRepository
-from pipeline.sinks.crm.views import SubjectSummary, SubjectView
 
 log = get_logger(__name__)
 
 router = APIRouter(prefix="/v1/crm", tags=["crm"])
 
+Actor = Annotated[Principal, Depends(require(Permission.READ_CRM))]
 
-def _repository(request: Request) -> CrmRepository:
-    repository = getattr(request.app.state, "crm_repository", None)
-    if not isinstance(repository, CrmRepository):
-        repository = CrmRepository(get_runtime(request).engine)
-        request.app.state.crm_repository = repository
-    return repository
+
+def _read_model(request: Request) -> CrmReadModel:
+    read = getattr(request.app.state, "crm_read_model", None)
+    if not isinstance(read, CrmReadModel):
+        read = CrmReadModel(get_runtime(request).engine)
+        request.app.state.crm_read_model = read
+    return read
 
 
 @router.get("/subjects", response_model=list[SubjectSummary])
@@ -37,7 +39,7 @@ async def find_subjects(
     request: Request,
     response: Response,
     *,
-    actor: Annotated[str, Depends(require_token("sales"))],
+    actor: Actor,
     email: Annotated[str | None, Query(max_length=320)] = None,
     phone: Annotated[str | None, Query(max_length=40)] = None,
     name: Annotated[str | None, Query(min_length=2, max_length=200)] = None,
@@ -46,9 +48,9 @@ async def find_subjects(
     """Contacts matching every given criterion (e-mail and phone exactly, name as a substring)."""
     if not (email or phone or name):
         raise HTTPException(422, detail={"status": "invalid", "message": "give email, phone or name"})
-    repository = _repository(request)
-    hits = await asyncio.to_thread(repository.search, email=email, phone=phone, name=name, limit=limit)
-    log.info("crm_search", actor=actor, hits=len(hits))
+    read = _read_model(request)
+    hits = await asyncio.to_thread(read.search, email=email, phone=phone, name=name, limit=limit)
+    log.info("crm_search", actor=actor.name, hits=len(hits))
     response.headers["Cache-Control"] = "no-store"
     return [hit.for_sales() for hit in hits]
 
@@ -58,13 +60,13 @@ async def show_subject(
     subject_key: str,
     request: Request,
     response: Response,
-    actor: Annotated[str, Depends(require_token("sales"))],
+    actor: Actor,
 ) -> SubjectView:
     """One contact: profile, status, identities, interactions with purposes and legal bases, consents."""
-    repository = _repository(request)
-    view = await asyncio.to_thread(repository.show, subject_key)
+    read = _read_model(request)
+    view = await asyncio.to_thread(read.show, subject_key)
     if view is None:
         raise HTTPException(404, detail={"status": "not_found", "message": "no such subject"})
-    log.info("crm_show", actor=actor, subject_key=subject_key, withheld=view.status == "restricted")
+    log.info("crm_show", actor=actor.name, subject_key=subject_key, withheld=view.status == "restricted")
     response.headers["Cache-Control"] = "no-store"
     return view.for_sales()

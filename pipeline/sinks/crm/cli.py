@@ -1,4 +1,4 @@
-"""``leadpipe crm search|show`` for sales, and ``leadpipe db upgrade|current`` for operators.
+"""``leadpipe crm search|show`` for sales.
 
 These print personal data (that is their job): they read the CRM the sales team is entitled to, and nothing they
 print is logged. A restricted subject (policy 9.4) is shown as its key and status only: its data is kept, not
@@ -17,19 +17,17 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import get_settings
+from pipeline.crm.read import CrmReadModel
+from pipeline.crm.views import SubjectSummary
 from pipeline.db import ensure_schema, make_engine
-from pipeline.migrations import current_revision, head_revision
-from pipeline.sinks.crm.repository import CrmRepository
-from pipeline.sinks.crm.views import SubjectSummary
 
 crm_app = typer.Typer(help="Find contacts in the internal CRM (sales).", no_args_is_help=True)
-db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
 
 EXIT_NOT_FOUND = 2
 
 
 @contextmanager
-def _repository() -> Iterator[CrmRepository]:
+def _read_model() -> Iterator[CrmReadModel]:
     settings = get_settings()
     url = settings.resolved_database_url
     if url.startswith("sqlite:///"):
@@ -37,19 +35,19 @@ def _repository() -> Iterator[CrmRepository]:
     engine = make_engine(url)
     try:
         ensure_schema(engine)
-        yield CrmRepository(engine)
+        yield CrmReadModel(engine)
     finally:
         engine.dispose()
 
 
-def resolve_subject(repository: CrmRepository, ref: str) -> str | None:
+def resolve_subject(read: CrmReadModel, ref: str) -> str | None:
     """A subject key from a subject key (``sk_...``), an e-mail address or a phone number."""
     ref = ref.strip()
     if ref.startswith("sk_"):
         return ref
     if "@" in ref:
-        return repository.subject_key_for(email=ref)
-    return repository.subject_key_for(phone=ref)
+        return read.subject_key_for(email=ref)
+    return read.subject_key_for(phone=ref)
 
 
 def _summary_table(hits: list[SubjectSummary]) -> Table:
@@ -83,8 +81,8 @@ def search(
     """Contacts matching every given criterion."""
     if not (email or phone or name):
         raise typer.BadParameter("give --email, --phone or --name")
-    with _repository() as repository:
-        hits = [hit.for_sales() for hit in repository.search(email=email, phone=phone, name=name, limit=limit)]
+    with _read_model() as read:
+        hits = [hit.for_sales() for hit in read.search(email=email, phone=phone, name=name, limit=limit)]
     if as_json:
         for hit in hits:
             sys.stdout.write(hit.model_dump_json() + "\n")
@@ -100,62 +98,10 @@ def show(
     ref: Annotated[str, typer.Argument(help="Subject key (sk_...), e-mail address or phone number")],
 ) -> None:
     """Everything about one contact: profile, status, identities, interactions with legal basis, consents (JSON)."""
-    with _repository() as repository:
-        key = resolve_subject(repository, ref)
-        view = repository.show(key) if key else None
+    with _read_model() as read:
+        key = resolve_subject(read, ref)
+        view = read.show(key) if key else None
     if view is None:
         typer.echo("no contact found", err=True)
         raise typer.Exit(EXIT_NOT_FOUND)
     sys.stdout.write(view.for_sales().model_dump_json(indent=2) + "\n")
-
-
-@db_app.command("upgrade")
-def upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
-    """Migrate the database (``LEADPIPE_DATABASE_URL``; default the embedded SQLite) to a revision."""
-    from pipeline.migrations import upgrade as run_upgrade
-
-    settings = get_settings()
-    if settings.resolved_database_url.startswith("sqlite:///"):
-        settings.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        now = run_upgrade(engine, revision)
-    finally:
-        engine.dispose()
-    typer.echo(f"database at revision {now}")
-
-
-@db_app.command("revision")
-def revision(
-    message: Annotated[str, typer.Option("-m", "--message", help="What the migration does")],
-) -> None:
-    """Autogenerate a migration from the models (against a scratch SQLite at head): review it before committing."""
-    import tempfile
-
-    from alembic import command
-
-    from pipeline.migrations import alembic_config
-    from pipeline.migrations import upgrade as run_upgrade
-
-    with tempfile.TemporaryDirectory() as scratch:
-        engine = make_engine(f"sqlite:///{scratch}/scratch.sqlite3")
-        try:
-            run_upgrade(engine)
-            command.revision(alembic_config(engine), message=message, autogenerate=True)
-        finally:
-            engine.dispose()
-
-
-@db_app.command("current")
-def current() -> None:
-    """The database's revision and the code's head; exit 1 when the database is behind."""
-    settings = get_settings()
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        at = current_revision(engine)
-    finally:
-        engine.dispose()
-    head = head_revision()
-    typer.echo(f"current: {at or 'none (empty database)'}\nhead:    {head}")
-    if at != head:
-        raise typer.Exit(1)

@@ -1,4 +1,4 @@
-"""The CRM sink: one transaction per batch through ``CrmRepository.write_events``.
+"""The CRM sink: one transaction per batch through ``CrmWriter.write_events``.
 
 A lost connection, a lock timeout or a missing table pauses the sink (backpressure): the batch is offered again and
 nothing is lost. A record the database refuses (a value that violates a constraint) is found by splitting the
@@ -15,7 +15,7 @@ from pipeline.db import ensure_schema
 from pipeline.logging import get_logger, scrub_text
 from pipeline.models.tagged import TaggedEvent
 from pipeline.sinks.base import BatchingSink, RecordResult, SinkBackpressureError
-from pipeline.sinks.crm.repository import CrmRepository
+from pipeline.sinks.crm.writer import CrmWriter
 
 log = get_logger(__name__)
 
@@ -23,20 +23,20 @@ log = get_logger(__name__)
 class CrmSink(BatchingSink):
     name = "crm"
 
-    def __init__(self, repository: CrmRepository, *, retry_after_s: float = 2.0, migrate: bool = True) -> None:
-        self.repository = repository
+    def __init__(self, writer: CrmWriter, *, retry_after_s: float = 2.0, migrate: bool = True) -> None:
+        self.writer = writer
         self.retry_after_s = retry_after_s
         self._migrate = migrate
 
     def setup(self) -> None:
         if self._migrate:
-            ensure_schema(self.repository.engine)
+            ensure_schema(self.writer.engine)
 
     def write(self, batch: Sequence[TaggedEvent]) -> list[RecordResult]:
         if not batch:
             return []
         try:
-            report = self.repository.write_events(batch)
+            report = self.writer.write_events(batch)
         except (IntegrityError, DataError) as exc:
             if len(batch) == 1:
                 event = batch[0].event
@@ -45,7 +45,7 @@ class CrmSink(BatchingSink):
             # A concurrent writer (a zombie after a rebalance) makes the whole batch conflict once: try it whole
             # again before blaming one record; then split until the refused record is alone.
             try:
-                report = self.repository.write_events(batch)
+                report = self.writer.write_events(batch)
             except (IntegrityError, DataError):
                 half = len(batch) // 2
                 return self.write(batch[:half]) + self.write(batch[half:])
@@ -70,7 +70,7 @@ class CrmSink(BatchingSink):
         return _first_per_event(results)
 
     def close(self) -> None:
-        self.repository.engine.dispose()
+        self.writer.engine.dispose()
 
 
 def _describe(exc: DBAPIError) -> str:

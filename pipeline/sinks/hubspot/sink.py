@@ -25,7 +25,8 @@ from sqlalchemy.exc import DBAPIError
 from pipeline.config import Settings
 from pipeline.logging import get_logger
 from pipeline.models.tagged import TaggedEvent
-from pipeline.sinks.base import BatchingSink, Outcome, RecordResult, SinkBackpressureError, backoff_delay
+from pipeline.sinks.base import BatchingSink, RecordResult, SinkBackpressureError, WriteOutcome, backoff_delay
+from pipeline.sinks.hubspot.dryrun import DryRunGateway
 from pipeline.sinks.hubspot.gateway import HubSpotGateway, HubSpotRequestError, HubSpotUnavailable, UpsertResponse
 from pipeline.sinks.hubspot.guard import NO_RIGHTS, RightsGuard, SubjectRights
 from pipeline.sinks.hubspot.properties import (
@@ -61,8 +62,6 @@ class ContactsPort(Protocol):
 def make_gateway(settings: Settings) -> Any:
     """The real gateway with a token, the dry run without one (the embedded default)."""
     if settings.hubspot_dry_run:
-        from pipeline.sinks.hubspot.dryrun import DryRunGateway
-
         return DryRunGateway(settings.resolved_dry_run_file)
     return HubSpotGateway(settings)
 
@@ -165,7 +164,7 @@ class HubSpotSink(BatchingSink):
             results.extend(self._write_chunk(chunk))
         return [
             RecordResult.written(r.event_id, r.external_id, "person properties left out: older than a rectification")
-            if r.event_id in stale and r.outcome is Outcome.WRITTEN
+            if r.event_id in stale and r.outcome is WriteOutcome.WRITTEN
             else r
             for r in results
         ]

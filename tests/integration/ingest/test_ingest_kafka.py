@@ -15,10 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 from source_payloads import PAYLOADS, RECEIVED_AT, content_type_of
 
+from pipeline.api.app import create_api
 from pipeline.config import Settings
 from pipeline.crypto import KeyDestroyedError, subject_scope
 from pipeline.db import ensure_schema
-from pipeline.ingest.api import create_api, sign
+from pipeline.ingest.api import sign
 from pipeline.kafka.consumer import Record, read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.models.common import Channel

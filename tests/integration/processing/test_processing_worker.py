@@ -221,7 +221,7 @@ def test_suppression_published_while_the_worker_runs_is_applied(runtime: Runtime
 def test_review_release_and_confirm_with_block(runtime: Runtime, worker: WorkerProcess) -> None:
     from fastapi.testclient import TestClient
 
-    from pipeline.ingest.api import create_api
+    from pipeline.api.app import create_api
     from pipeline.kafka.producer import ConfirmingPublisher
 
     released, confirmed = contact(1, honeypot="bot"), contact(2, honeypot="bot")

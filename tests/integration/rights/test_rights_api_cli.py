@@ -13,16 +13,16 @@ from fakes.contacts import make_tagged
 from fastapi.testclient import TestClient
 from rights_helpers import invoke_cli
 
+from pipeline.api.app import create_api
 from pipeline.config import Settings
 from pipeline.db import ensure_schema
-from pipeline.ingest.api import create_api
 from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.models.rights import RightKind, RightsCommand
 from pipeline.normalize import subject_key
 from pipeline.rights.tracker import RequestState, RequestTracker
 from pipeline.runtime import Runtime
-from pipeline.sinks.crm.repository import CrmRepository
+from pipeline.sinks.crm.writer import CrmWriter
 
 pytestmark = pytest.mark.integration
 
@@ -180,7 +180,7 @@ def test_retention_sweep_cli_dry_run_lists_and_changes_nothing(
         pepper=runtime.pepper,
         expires_in=timedelta(days=30),
     )
-    CrmRepository(runtime.engine).write_events([old])
+    CrmWriter(runtime.engine).write_events([old])
     later = (datetime.now(UTC) + timedelta(days=31)).isoformat()
 
     result = invoke_cli(settings, monkeypatch, "retention", "sweep", "--dry-run", "--now", later)

@@ -34,7 +34,7 @@ from pipeline.rights.commands import RightsDesk, build_command
 from pipeline.rights.service import build_executor
 from pipeline.rights.tracker import RequestTracker
 from pipeline.runtime import Runtime
-from pipeline.sinks.crm.repository import CrmRepository
+from pipeline.sinks.crm.writer import CrmWriter
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +75,7 @@ def test_erasure_leaves_nothing_recoverable_on_any_topic(world: Runtime) -> None
     runtime, settings = world, world.settings
     publisher = ConfirmingPublisher(settings)
     ingest = IngestService(runtime, publisher)
-    crm = CrmRepository(runtime.engine)
+    crm = CrmWriter(runtime.engine)
 
     accepted: dict[str, list[TaggedEvent]] = {}
     for person in (ERASED, KEPT):

@@ -55,7 +55,7 @@ def test_request_is_recorded_once_with_its_deadline_and_settles_when_every_sink_
     assert view is not None and view.state is RequestState.COMPLETED
     assert view.completed_at == T0 + timedelta(minutes=1)
     hub = next(s for s in view.sinks if s.sink == "hubspot")
-    assert hub.attempts == 2 and hub.evidence == {"status_code": 204} and hub.last_error is None
+    assert hub.attempts == 2 and hub.evidence == {"status_code": 204} and hub.error is None
     assert tracker.open_requests() == []
 
 

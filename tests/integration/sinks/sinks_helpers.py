@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Engine
 from worker_thread import WorkerThread
 
-from pipeline.agents.app import create_app
+from pipeline.agents.worker import create_app
 from pipeline.config import Settings
 from pipeline.rights.history import RightsHistory
 from pipeline.runtime import Runtime

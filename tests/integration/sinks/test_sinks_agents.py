@@ -19,6 +19,7 @@ from fakes.hubspot import FakeHubSpot, Fault
 from sinks_helpers import WorkerThread, sink_worker_app
 
 from pipeline.config import Settings
+from pipeline.crm.read import CrmReadModel
 from pipeline.crypto.sealing import subject_scope
 from pipeline.db import ensure_schema
 from pipeline.kafka.consumer import Record, read_until
@@ -27,7 +28,6 @@ from pipeline.models.records import AcceptedRecord, DeadLetter
 from pipeline.models.rights import SinkResult, SinkStatus, SuppressionRecord
 from pipeline.rights.tracker import RequestTracker
 from pipeline.runtime import Runtime
-from pipeline.sinks.crm.repository import CrmRepository
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -130,24 +130,24 @@ def test_accepted_events_reach_both_sinks_once_through_faults_and_redelivery(
         replay = AcceptedRecord.model_validate_json(runtime.codec.sealer.open(dead.payload))
         assert replay.event_id == refused.event.event_id
 
-        repo = CrmRepository(runtime.engine)
-        assert repo.interaction_count() == total - 2
+        crm = CrmReadModel(runtime.engine)
+        assert crm.interaction_count() == total - 2
         assert len(fake.contacts) == len(written)
         # accepted before the objection, written after it: no direct marketing anywhere
-        view = repo.show(objected.event.subject_key)
+        view = crm.show(objected.event.subject_key)
         assert view is not None and view.marketing_allowed is False
         [stored] = view.interactions_detail
         assert {p.purpose for p in stored.purposes} == {"contract_request"} and stored.marketing_allowed is False
         contact = fake.contact("objected@example.com")
         assert contact is not None and contact["properties"]["leadpipe_marketing_allowed"] == "false"
         assert contact["properties"]["leadpipe_purposes"] == "contract_request"
-        assert repo.show(restricted.event.subject_key) is None and fake.contact("restricted@example.com") is None
+        assert crm.show(restricted.event.subject_key) is None and fake.contact("restricted@example.com") is None
         statuses = Counter(c.status for c in fake.calls("POST", UPSERT))
         assert statuses[429] == 4 and statuses[503] == 2
 
         # redelivery of everything: answers again, changes nothing
         publish_accepted(runtime, records)
         read_until(settings, ["sinks.results"], both_sinks_answered(2), timeout_s=120)
-        assert repo.interaction_count() == total - 2
+        assert crm.interaction_count() == total - 2
         assert len(fake.contacts) == len(written)
         assert fake.rate_limited == 0  # the fake's own budget was never exceeded

@@ -1,9 +1,8 @@
-"""The CRM against SQLite and PostgreSQL (``db_url``): migrations, idempotent batched writes, reads, rights effects."""
+"""The CRM sink's write path against SQLite and PostgreSQL (``db_url``): migrations, idempotent batched writes."""
 
 from __future__ import annotations
 
 import threading
-import uuid
 from datetime import datetime, timedelta
 
 import pytest
@@ -12,30 +11,20 @@ from alembic.runtime.migration import MigrationContext
 from fakes.contacts import BASE_TIME, make_tagged, many_tagged
 from sqlalchemy import Engine, func, select
 
-from pipeline.db import Base, ensure_schema, make_engine
-from pipeline.migrations import current_revision, head_revision, import_models
+from pipeline.crm.read import CrmReadModel
+from pipeline.crm.schema import CrmAudit, CrmIdentity, CrmInteraction, CrmSubject
+from pipeline.db import current_revision, ensure_schema, head_revision, make_engine
+from pipeline.migrations import target_metadata
 from pipeline.models import Channel
 from pipeline.models.contact import Utterance
 from pipeline.models.tagged import TaggedEvent
-from pipeline.sinks.base import Outcome
-from pipeline.sinks.crm.models import CrmAudit, CrmIdentity, CrmInteraction, CrmSubject
-from pipeline.sinks.crm.repository import CrmRepository
+from pipeline.rights.effects.crm import CrmRights
+from pipeline.sinks.base import WriteOutcome
+from pipeline.sinks.crm import rows
 from pipeline.sinks.crm.sink import CrmSink
+from pipeline.sinks.crm.writer import CrmWriter
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def engine(db_url: str) -> Engine:
-    engine = make_engine(db_url)
-    ensure_schema(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def repo(engine: Engine) -> CrmRepository:
-    return CrmRepository(engine)
 
 
 def count(engine: Engine, model: type) -> int:
@@ -43,14 +32,13 @@ def count(engine: Engine, model: type) -> int:
         return int(conn.execute(select(func.count()).select_from(model)).scalar_one())
 
 
-def test_migrations_reach_head_and_match_the_models(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision()
-    import_models()
-    with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+def test_migrations_reach_head_and_match_the_models(crm_engine: Engine) -> None:
+    assert current_revision(crm_engine) == head_revision()
+    with crm_engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), target_metadata)
     assert diff == []
-    ensure_schema(engine)  # idempotent
-    assert current_revision(engine) == head_revision()
+    ensure_schema(crm_engine)  # idempotent
+    assert current_revision(crm_engine) == head_revision()
 
 
 def test_concurrent_upgrades_of_an_empty_database(db_url: str) -> None:
@@ -74,24 +62,24 @@ def test_concurrent_upgrades_of_an_empty_database(db_url: str) -> None:
         e.dispose()
 
 
-def test_redelivery_changes_nothing(engine: Engine, repo: CrmRepository) -> None:
+def test_redelivery_changes_nothing(crm_engine: Engine, crm_writer: CrmWriter) -> None:
     batch = many_tagged(300, subjects=200)
-    first = repo.write_events(batch)
+    first = crm_writer.write_events(batch)
     assert len(first.new) == 300
     assert len(first.subjects_created) == len({t.event.subject_key for t in batch})
-    snapshot = {m: count(engine, m) for m in (CrmSubject, CrmIdentity, CrmInteraction, CrmAudit)}
-    again = repo.write_events(list(reversed(batch)))
+    snapshot = {m: count(crm_engine, m) for m in (CrmSubject, CrmIdentity, CrmInteraction, CrmAudit)}
+    again = crm_writer.write_events(list(reversed(batch)))
     assert again.new == frozenset()
     assert again.duplicates == frozenset(t.event.event_id for t in batch)
-    assert {m: count(engine, m) for m in snapshot} == snapshot
+    assert {m: count(crm_engine, m) for m in snapshot} == snapshot
     # half old, half new: only the new ones are written
     mixed = batch[:50] + many_tagged(60, seed=99)
-    report = repo.write_events(mixed)
+    report = crm_writer.write_events(mixed)
     assert len(report.new) == 60 and len(report.duplicates) == 50
-    assert count(engine, CrmInteraction) == 360
+    assert count(crm_engine, CrmInteraction) == 360
 
 
-def test_one_person_through_several_channels_is_one_subject(repo: CrmRepository) -> None:
+def test_one_person_through_several_channels_is_one_subject(crm_writer: CrmWriter, crm_read: CrmReadModel) -> None:
     form = make_tagged("jane.doe@example.com", channel=Channel.WEB_FORM, occurred_at=BASE_TIME, company="Old GmbH")
     chat = make_tagged(
         "Jane.Doe@example.com",
@@ -103,9 +91,9 @@ def test_one_person_through_several_channels_is_one_subject(repo: CrmRepository)
         first_name=None,
     )
     event = make_tagged("jane.doe@example.com", channel=Channel.EVENT, occurred_at=BASE_TIME + timedelta(days=1))
-    repo.write_events([form])
-    repo.write_events([chat, event])
-    view = repo.show(form.event.subject_key)
+    crm_writer.write_events([form])
+    crm_writer.write_events([chat, event])
+    view = crm_read.show(form.event.subject_key)
     assert view is not None
     assert view.interactions == 3
     assert [i.channel for i in view.interactions_detail] == ["web_form", "event", "chatbot"]
@@ -125,113 +113,20 @@ def test_one_person_through_several_channels_is_one_subject(repo: CrmRepository)
     }
     # an older event arriving late fills gaps only
     late = make_tagged("jane.doe@example.com", occurred_at=BASE_TIME - timedelta(days=30), company="Ancient AG")
-    repo.write_events([late])
-    assert repo.show(form.event.subject_key).company == "New GmbH"  # type: ignore[union-attr]
+    crm_writer.write_events([late])
+    assert crm_read.show(form.event.subject_key).company == "New GmbH"  # type: ignore[union-attr]
 
 
-def test_search_and_show(repo: CrmRepository) -> None:
-    jane = make_tagged("jane.doe@example.com", phone="+4930123456")
-    john = make_tagged("john.smith@example.org", first_name="John", last_name="Smith")
-    repo.write_events([jane, john])
-    assert [h.subject_key for h in repo.search(email="JANE.DOE@example.com")] == [jane.event.subject_key]
-    assert [h.subject_key for h in repo.search(phone="+49 30 123456")] == [jane.event.subject_key]
-    assert [h.subject_key for h in repo.search(name="smi")] == [john.event.subject_key]
-    assert repo.search(email="nobody@example.com") == []
-    assert repo.search(email="not an address") == []
-    assert repo.subject_key_for(email="Jane.Doe@Example.com") == jane.event.subject_key
-    with pytest.raises(ValueError):
-        repo.search()
-
-
-def test_audit_names_the_event_for_every_change(repo: CrmRepository) -> None:
+def test_audit_names_the_event_for_every_change(crm_engine: Engine, crm_writer: CrmWriter) -> None:
     tagged = make_tagged(consent=True, phone="+4930123456")
-    repo.write_events([tagged])
-    [entry] = repo.audit_entries(tagged.event.subject_key)
+    crm_writer.write_events([tagged])
+    [entry] = CrmRights(crm_engine).audit_entries(tagged.event.subject_key)
     assert entry["action"] == "interaction_recorded"
     assert entry["event_id"] == str(tagged.event.event_id)
     assert entry["detail"]["subject_created"] is True
     assert entry["detail"]["identities_added"] == ["email", "phone"]
     assert entry["detail"]["consents"] == {"further_contact": True}
     assert "jane" not in str(entry).lower()  # names of fields, never values
-
-
-def test_rights_effects(repo: CrmRepository) -> None:
-    a = make_tagged(consent=True, phone="+4930123456")
-    b = make_tagged(channel=Channel.CHATBOT, occurred_at=BASE_TIME + timedelta(days=1))
-    repo.write_events([a, b])
-    key = a.event.subject_key
-    req = uuid.uuid4
-
-    withdrawal = repo.withdraw_consent(key, req())
-    assert withdrawal.purposes_withdrawn == ("further_contact",)
-    assert withdrawal.purposes_stopped == 1
-    view = repo.show(key)
-    assert view is not None and view.consent_state == {"further_contact": False}
-
-    objection_id = req()
-    objection = repo.set_marketing_objection(key, objection_id)
-    assert objection.changed and objection.purposes_stopped == 2  # information_of_interest of both interactions
-    assert not repo.set_marketing_objection(key, objection_id).changed
-    stopped = [p for i in repo.show(key).interactions_detail for p in i.purposes if p.stopped_at]  # type: ignore[union-attr]
-    assert {p.purpose for p in stopped} == {"further_contact", "information_of_interest"}
-    assert all(p.legal_basis != "contract" for p in stopped)  # the contract purpose continues
-
-    assert repo.set_restriction(key, req(), restricted=True).changed
-    assert repo.show(key).status == "restricted"  # type: ignore[union-attr]
-    assert repo.set_restriction(key, req(), restricted=False).changed
-
-    rect = repo.rectify(key, req(), {"company": "Fixed Ltd", "phone": "+4930999999"})
-    assert rect.changed_fields == ("company", "phone")
-    view = repo.show(key)
-    assert view is not None and view.company == "Fixed Ltd"
-    assert ("phone", "+4930999999") in {(i.kind, i.value) for i in view.identities}
-    assert ("phone", "+4930123456") not in {(i.kind, i.value) for i in view.identities}
-    with pytest.raises(ValueError):
-        repo.rectify(key, req(), {"subject_key": "x"})
-
-    export = repo.export_subject(key)
-    assert export is not None
-    assert set(export) == {"subject", "identities", "interactions", "consents", "audit"}
-    assert len(export["interactions"]) == 2
-    assert {e["action"] for e in export["audit"]} >= {"interaction_recorded", "consent_withdrawn", "rectified"}
-
-    erasure_id = req()
-    erased = repo.erase_subject(key, erasure_id, at=BASE_TIME + timedelta(days=200))
-    assert erased.found and erased.interactions_deleted == 2 and erased.identities_deleted >= 2
-    view = repo.show(key)
-    assert view is not None and view.status == "erased"
-    assert view.erasure_request_id == erasure_id
-    assert (view.first_name, view.email, view.phone, view.company, view.interactions) == (None, None, None, None, 0)
-    assert view.marketing_objected  # flags are kept: an objection still holds if the person comes back
-    assert repo.search(email="jane.doe@example.com") == []
-    again = repo.erase_subject(key, req())
-    assert again.already_erased
-    assert not repo.erase_subject("sk_unknown", req()).found
-
-    # an event received before the erasure (accepted just before it, or replayed) never brings the data back
-    late = make_tagged(occurred_at=BASE_TIME + timedelta(days=100))
-    report = repo.write_events([late])
-    assert report.superseded == frozenset({late.event.event_id}) and not report.new
-    assert repo.show(key).status == "erased"  # type: ignore[union-attr]
-    assert repo.search(email="jane.doe@example.com") == []
-
-    # the person comes back (the chain let the new event through): a new collection on the same subject
-    back = make_tagged(occurred_at=BASE_TIME + timedelta(days=400))
-    report = repo.write_events([back])
-    assert report.subjects_recollected == frozenset({key})
-    assert repo.show(key).status == "active"  # type: ignore[union-attr]
-
-
-def test_retention_expiry_and_deletion(repo: CrmRepository) -> None:
-    old = make_tagged(occurred_at=BASE_TIME - timedelta(days=365 * 9))  # web form: 8 years, expired
-    new = make_tagged(occurred_at=BASE_TIME)
-    repo.write_events([old, new])
-    expired = repo.expired_interactions(BASE_TIME)
-    assert [e.event_id for e in expired] == [old.event.event_id]
-    assert repo.interaction_counts([old.event.subject_key]) == {old.event.subject_key: 2}
-    deletion = repo.delete_interactions(old.event.subject_key, [old.event.event_id], uuid.uuid4())
-    assert (deletion.deleted, deletion.remaining) == (1, 1)
-    assert repo.expired_interactions(BASE_TIME) == []
 
 
 def _delivery(email: str, delivered: datetime) -> TaggedEvent:
@@ -247,55 +142,56 @@ def _delivery(email: str, delivered: datetime) -> TaggedEvent:
     return tagged.model_copy(update={"tags": tags})
 
 
-def test_a_new_delivery_extends_what_is_stored_on_that_clock(repo: CrmRepository) -> None:
+def test_a_new_delivery_extends_what_is_stored_on_that_clock(
+    crm_engine: Engine, crm_writer: CrmWriter, crm_read: CrmReadModel
+) -> None:
     """Policy 6.4: a customer's data is kept six years from the LAST service delivery, not from each one."""
     first = _delivery("client@example.com", BASE_TIME - timedelta(days=365 * 5))
     form = make_tagged("client@example.com", occurred_at=BASE_TIME - timedelta(days=365 * 5))  # its own 8 years
     other = _delivery("other@example.com", BASE_TIME - timedelta(days=365 * 5))
-    repo.write_events([first, form, other])
+    crm_writer.write_events([first, form, other])
     later = _delivery("client@example.com", BASE_TIME)
-    repo.write_events([later])
-    stored = {i.event_id: i for i in (repo.show(first.event.subject_key) or pytest.fail()).interactions_detail}
+    crm_writer.write_events([later])
+    stored = {i.event_id: i for i in (crm_read.show(first.event.subject_key) or pytest.fail()).interactions_detail}
     assert stored[first.event.event_id].retention_expires_at == later.tags.retention_expires_at
     assert stored[first.event.event_id].retention_anchor_at == BASE_TIME
     assert stored[form.event.event_id].retention_expires_at == form.tags.retention_expires_at  # another clock
-    [untouched] = (repo.show(other.event.subject_key) or pytest.fail()).interactions_detail
+    [untouched] = (crm_read.show(other.event.subject_key) or pytest.fail()).interactions_detail
     assert untouched.retention_expires_at == other.tags.retention_expires_at  # another subject
     # the sweep a year after the first delivery's own six years: only the other customer's record is due
-    due = repo.expired_interactions(first.tags.retention_expires_at + timedelta(days=1))
+    due = CrmRights(crm_engine).expired_interactions(first.tags.retention_expires_at + timedelta(days=1))
     assert [e.event_id for e in due] == [other.event.event_id]
     # a late record with an older expiry never shortens what is stored
-    repo.write_events([_delivery("client@example.com", BASE_TIME - timedelta(days=365 * 7))])
-    again = {i.event_id: i for i in (repo.show(first.event.subject_key) or pytest.fail()).interactions_detail}
+    crm_writer.write_events([_delivery("client@example.com", BASE_TIME - timedelta(days=365 * 7))])
+    again = {i.event_id: i for i in (crm_read.show(first.event.subject_key) or pytest.fail()).interactions_detail}
     assert again[first.event.event_id].retention_expires_at == later.tags.retention_expires_at
 
 
-def test_sink_results_and_redelivery(repo: CrmRepository) -> None:
-    sink = CrmSink(repo)
+def test_sink_results_and_redelivery(crm_writer: CrmWriter, crm_read: CrmReadModel) -> None:
+    sink = CrmSink(crm_writer)
     sink.setup()
     batch = many_tagged(20)
     results = sink.write(batch)
-    assert {r.outcome for r in results} == {Outcome.WRITTEN}
+    assert {r.outcome for r in results} == {WriteOutcome.WRITTEN}
     assert all(r.message is None for r in results)
     again = sink.write(batch)
     assert {r.message for r in again} == {"already stored"}
-    assert repo.interaction_count() == 20
+    assert crm_read.interaction_count() == 20
 
 
 def test_a_record_the_database_refuses_is_isolated(pg_url: str) -> None:
     """PostgreSQL enforces column lengths; the refused record is dead-lettered, the rest of the batch written."""
     engine = make_engine(pg_url)
     ensure_schema(engine)
-    repo = CrmRepository(engine)
     batch = many_tagged(9)
     too_long = batch[4].tags.model_copy(update={"policy_version": "v" * 150})
     batch[4] = batch[4].model_copy(update={"tags": too_long})
-    results = {r.event_id: r for r in CrmSink(repo).write(batch)}
+    results = {r.event_id: r for r in CrmSink(CrmWriter(engine)).write(batch)}
     bad = results[batch[4].event.event_id]
-    assert bad.outcome is Outcome.FAILED and bad.reason == "crm_constraint"
+    assert bad.outcome is WriteOutcome.FAILED and bad.reason == "crm_constraint"
     assert "StringDataRightTruncation" in (bad.message or "")
-    assert sum(r.outcome is Outcome.WRITTEN for r in results.values()) == 8
-    assert repo.interaction_count() == 8
+    assert sum(r.outcome is WriteOutcome.WRITTEN for r in results.values()) == 8
+    assert CrmReadModel(engine).interaction_count() == 8
     engine.dispose()
 
 
@@ -304,7 +200,7 @@ def test_unreachable_database_is_backpressure(tmp_path: object) -> None:
 
     engine = make_engine("postgresql://leadpipe:wrong@127.0.0.1:1/none", connect_args={"connect_timeout": 1})
     with pytest.raises(SinkBackpressureError):
-        CrmSink(CrmRepository(engine), migrate=False).write([make_tagged()])
+        CrmSink(CrmWriter(engine), migrate=False).write([make_tagged()])
 
 
 def test_two_writers_of_the_same_batch_store_each_event_once(db_url: str) -> None:
@@ -314,10 +210,10 @@ def test_two_writers_of_the_same_batch_store_each_event_once(db_url: str) -> Non
     ensure_schema(engines[0])
     batch = many_tagged(300, subjects=200)
     start = threading.Barrier(2)
-    answers: list[list[Outcome]] = []
+    answers: list[list[WriteOutcome]] = []
 
     def write(engine: Engine) -> None:
-        sink = CrmSink(CrmRepository(engine), migrate=False)
+        sink = CrmSink(CrmWriter(engine), migrate=False)
         start.wait()
         answers.append([r.outcome for r in sink.write(batch)])
 
@@ -326,10 +222,10 @@ def test_two_writers_of_the_same_batch_store_each_event_once(db_url: str) -> Non
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert [set(a) for a in answers] == [{Outcome.WRITTEN}] * 2
+    assert [set(a) for a in answers] == [{WriteOutcome.WRITTEN}] * 2
     assert all(len(a) == len(batch) for a in answers)
     engine = engines[0]
-    assert CrmRepository(engine).interaction_count() == len(batch)
+    assert CrmReadModel(engine).interaction_count() == len(batch)
     with engine.connect() as conn:
         recorded = conn.execute(
             select(func.count()).select_from(CrmAudit).where(CrmAudit.action == "interaction_recorded")
@@ -343,13 +239,11 @@ def test_two_writers_of_the_same_batch_store_each_event_once(db_url: str) -> Non
         e.dispose()
 
 
-def test_every_column_is_stored_as_built(engine: Engine) -> None:
+def test_every_column_is_stored_as_built(crm_engine: Engine) -> None:
     """The PostgreSQL path (binary COPY with explicit column types) stores exactly the values the row builders made,
     like SQLite's executemany through SQLAlchemy: every optional interaction field, JSON, floats, times, handles."""
-    from pipeline.sinks.crm import repository as crm
-
     now = BASE_TIME + timedelta(days=3)
-    repo = CrmRepository(engine, clock=lambda: now)
+    writer = CrmWriter(crm_engine, clock=lambda: now)
     tagged = make_tagged(
         "Full.Columns@example.com",
         phone="+493012345678",
@@ -380,20 +274,20 @@ def test_every_column_is_stored_as_built(engine: Engine) -> None:
     tagged = tagged.model_copy(
         update={"event": event.model_copy(update={"interaction": interaction, "provenance": provenance})}
     )
-    assert repo.write_events([tagged]).new == {event.event_id}
+    assert writer.write_events([tagged]).new == {event.event_id}
 
-    with engine.connect() as conn:
+    with crm_engine.connect() as conn:
         stored = dict(conn.execute(select(CrmInteraction.__table__)).mappings().one())
         subject = dict(conn.execute(select(CrmSubject.__table__)).mappings().one())
         kinds = {r.kind: r.value for r in conn.execute(select(CrmIdentity.kind, CrmIdentity.value))}
         audit_detail = conn.execute(select(CrmAudit.detail)).scalar_one()
-    assert stored == crm._interaction_row(tagged, now)
-    expected_subject = crm._subject_row(crm._subject_batches([tagged])[event.subject_key], now)
+    assert stored == rows.interaction_row(tagged, now)
+    expected_subject = rows.subject_row(rows.subject_batches([tagged])[event.subject_key], now)
     assert {k: subject[k] for k in expected_subject} == expected_subject
-    assert kinds == {r["kind"]: r["value"] for r in crm._identity_rows(tagged, now)}
+    assert kinds == {r["kind"]: r["value"] for r in rows.identity_rows(tagged, now)}
     assert kinds["messenger:telegram"] == "@fullcolumns"
     assert audit_detail["identities_added"] == sorted(kinds)
-    consent = repo.show(event.subject_key)
+    consent = CrmReadModel(crm_engine).show(event.subject_key)
     assert consent is not None
     assert [(c.purpose, c.granted, c.wording) for c in consent.consents] == [
         (c.purpose.value, c.granted, c.wording) for c in event.consents

@@ -15,7 +15,7 @@ from fakes.hubspot import FakeHubSpot, Fault
 from sinks_helpers import sink_for
 
 from pipeline.config import Settings
-from pipeline.sinks.base import Outcome, SinkBackpressureError
+from pipeline.sinks.base import SinkBackpressureError, WriteOutcome
 from pipeline.sinks.hubspot.properties import CUSTOM_PROPERTIES
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ def test_an_accepted_event_becomes_one_upsert_with_the_properties(
     sink, _ = sink_for(hubspot_settings())
     tagged = make_tagged("Jane.Doe@Example.com", consent=True, position="CTO")
     [result] = sink.write([tagged])
-    assert result.outcome is Outcome.WRITTEN
+    assert result.outcome is WriteOutcome.WRITTEN
     [call] = fake.calls("POST", UPSERT)
     [sent] = call.body["inputs"]
     assert (sent["id"], sent["idProperty"], sent["objectWriteTraceId"]) == (
@@ -64,8 +64,8 @@ def test_batches_of_100_deduplicated_by_email_and_no_email_is_not_applicable(
     results = sink.write(batch)
     outcome = {r.event_id: r.outcome for r in results}
     assert len(outcome) == 232
-    assert list(outcome.values()).count(Outcome.WRITTEN) == 231
-    assert list(outcome.values()).count(Outcome.NOT_APPLICABLE) == 1
+    assert list(outcome.values()).count(WriteOutcome.WRITTEN) == 231
+    assert list(outcome.values()).count(WriteOutcome.NOT_APPLICABLE) == 1
     sizes = [len(c.body["inputs"]) for c in fake.calls("POST", UPSERT)]
     assert sizes == [100, 100, 30]
     assert len(fake.contacts) == 230
@@ -83,7 +83,7 @@ def test_a_429_storm_loses_nothing(
     fake.inject(Fault.rate_limited(times=6, retry_after=retry_after, method="POST", path_prefix=UPSERT))
     batch = many_tagged(150)
     results = sink.write(batch)
-    assert {r.outcome for r in results} == {Outcome.WRITTEN}
+    assert {r.outcome for r in results} == {WriteOutcome.WRITTEN}
     assert len(fake.contacts) == 150
     statuses = [c.status for c in fake.calls("POST", UPSERT)]
     assert statuses.count(429) == 6 and statuses.count(200) == 2
@@ -106,7 +106,7 @@ def test_a_5xx_burst_timeouts_and_dropped_connections_lose_nothing(
     )
     batch = many_tagged(40)
     results = sink.write(batch)
-    assert {r.outcome for r in results} == {Outcome.WRITTEN}
+    assert {r.outcome for r in results} == {WriteOutcome.WRITTEN}
     assert len(fake.contacts) == 40
 
 
@@ -122,7 +122,7 @@ def test_exhausted_retries_are_backpressure_not_a_drop(
     assert paused.value.retry_after > 0
     assert len(fake.contacts) == 0
     fake.faults.clear()
-    assert {r.outcome for r in sink.write(batch)} == {Outcome.WRITTEN}  # the same batch offered again
+    assert {r.outcome for r in sink.write(batch)} == {WriteOutcome.WRITTEN}  # the same batch offered again
     assert len(fake.contacts) == 5
 
 
@@ -141,11 +141,11 @@ def test_partial_failure_dead_letters_only_the_refused_with_a_scrubbed_message(
     fake.transient_emails[str(flaky.event.person.email)] = 2  # INTERNAL_ERROR twice, then fine
     results = {r.event_id: r for r in sink.write(batch)}
     bad = results[refused.event.event_id]
-    assert bad.outcome is Outcome.FAILED and bad.reason == "hubspot_validation"
+    assert bad.outcome is WriteOutcome.FAILED and bad.reason == "hubspot_validation"
     assert "Property values were not valid" in (bad.message or "")
     assert refused_email not in (bad.message or "") and "+4930123456" not in (bad.message or "")
-    assert results[flaky.event.event_id].outcome is Outcome.WRITTEN
-    assert sum(r.outcome is Outcome.WRITTEN for r in results.values()) == 29
+    assert results[flaky.event.event_id].outcome is WriteOutcome.WRITTEN
+    assert sum(r.outcome is WriteOutcome.WRITTEN for r in results.values()) == 29
     assert len(fake.contacts) == 29
     retried = [c for c in fake.calls("POST", UPSERT)][1:]
     assert [len(c.body["inputs"]) for c in retried] == [1, 1]  # only the transiently failed input, twice
@@ -162,8 +162,8 @@ def test_a_whole_batch_400_is_split_until_the_bad_input_is_alone(
         batch = many_tagged(16)
         strict.reject_emails[str(batch[9].event.person.email)] = "contact is blocked"
         results = {r.event_id: r for r in sink.write(batch)}
-        assert results[batch[9].event.event_id].outcome is Outcome.FAILED
-        assert sum(r.outcome is Outcome.WRITTEN for r in results.values()) == 15
+        assert results[batch[9].event.event_id].outcome is WriteOutcome.FAILED
+        assert sum(r.outcome is WriteOutcome.WRITTEN for r in results.values()) == 15
         assert len(strict.contacts) == 15
 
 
@@ -181,7 +181,7 @@ def test_the_sink_never_exceeds_the_configured_budget(make_settings: Callable[..
         sink, _ = sink_for(settings)
         batch = many_tagged(400)  # 40 upserts + property calls
         results = sink.write(batch)
-        assert {r.outcome for r in results} == {Outcome.WRITTEN}
+        assert {r.outcome for r in results} == {WriteOutcome.WRITTEN}
         assert fake.rate_limited == 0
         assert fake.max_in_window(1.0) <= 12
         assert len(fake.contacts) == 400

@@ -23,7 +23,7 @@ from pipeline.models.rights import RightKind, RightsCommand
 from pipeline.rights.history import RightsHistory
 from pipeline.rights.state import next_state
 from pipeline.rights.tracker import RequestTracker
-from pipeline.sinks.base import Outcome
+from pipeline.sinks.base import WriteOutcome
 from pipeline.sinks.hubspot.sink import SUBJECT_ERASED, HubSpotSink
 
 pytestmark = pytest.mark.integration
@@ -66,7 +66,7 @@ def test_replay_after_erasure_does_not_recreate_the_contact(
     sink, gateway = sink_for(hubspot_settings(), engine=engine)
     old = make_tagged(EMAIL, first_name="Jane")
     other = make_tagged("someone.else@example.com")
-    assert {r.outcome for r in sink.write([old, other])} == {Outcome.WRITTEN}
+    assert {r.outcome for r in sink.write([old, other])} == {WriteOutcome.WRITTEN}
     erased_at = datetime.now(UTC)
     erase(engine, old.event.subject_key, erased_at)
     assert gateway.purge_contact(EMAIL)  # the rights effect: GDPR delete
@@ -77,15 +77,15 @@ def test_replay_after_erasure_does_not_recreate_the_contact(
 
     assert fake.contact(EMAIL) is None
     replayed = results[old.event.event_id]
-    assert (replayed.outcome, replayed.reason) == (Outcome.NOT_APPLICABLE, SUBJECT_ERASED)
-    assert results[other.event.event_id].outcome is Outcome.WRITTEN  # other subjects are not held back
+    assert (replayed.outcome, replayed.reason) == (WriteOutcome.NOT_APPLICABLE, SUBJECT_ERASED)
+    assert results[other.event.event_id].outcome is WriteOutcome.WRITTEN  # other subjects are not held back
     [call] = fake.calls("POST", UPSERT)[upserts:]
     assert [i["id"] for i in call.body["inputs"]] == ["someone.else@example.com"]
 
     # the person comes back after the erasure: a new collection, written
     later = make_tagged(EMAIL, first_name="Jane", occurred_at=erased_at + timedelta(seconds=5))
     [result] = sink.write([later])
-    assert result.outcome is Outcome.WRITTEN
+    assert result.outcome is WriteOutcome.WRITTEN
     contact = fake.contact(EMAIL)
     assert contact is not None and contact["properties"]["leadpipe_source_event_id"] == str(later.event.event_id)
 
@@ -104,7 +104,7 @@ def test_an_erasure_during_a_backoff_wins_over_the_retry(
     sink = HubSpotSink(gateway, sleep=erased_while_waiting, guard=RightsHistory(engine))
     [result] = sink.write([tagged])
 
-    assert (result.outcome, result.reason) == (Outcome.NOT_APPLICABLE, SUBJECT_ERASED)
+    assert (result.outcome, result.reason) == (WriteOutcome.NOT_APPLICABLE, SUBJECT_ERASED)
     assert len(fake.calls("POST", UPSERT)) == 1  # no retry was sent
     assert fake.contact(EMAIL) is None
 
@@ -115,14 +115,14 @@ def test_replay_after_rectification_does_not_undo_it(
     sink, gateway = sink_for(hubspot_settings(), engine=engine)
     old = make_tagged(EMAIL, first_name="Jnae", last_name="Doe", position="CTO")
     [first] = sink.write([old])
-    assert first.outcome is Outcome.WRITTEN
+    assert first.outcome is WriteOutcome.WRITTEN
     rectified_at = datetime.now(UTC)
     RequestTracker(engine).record(command(RightKind.RECTIFICATION, old.event.subject_key, rectified_at), ["hubspot"])
     gateway.update_contact(EMAIL, {"firstname": "Jane"})  # the rights effect writes the corrected value
 
     [replayed] = sink.write([old])
 
-    assert replayed.outcome is Outcome.WRITTEN and replayed.message is not None
+    assert replayed.outcome is WriteOutcome.WRITTEN and replayed.message is not None
     props = (fake.contact(EMAIL) or {})["properties"]
     assert props["firstname"] == "Jane"  # the correction stands
     assert props["jobtitle"] == "CTO"
@@ -131,7 +131,7 @@ def test_replay_after_rectification_does_not_undo_it(
     # what the person says after the rectification is new data and is written
     later = make_tagged(EMAIL, first_name="Janine", occurred_at=rectified_at + timedelta(seconds=5))
     [result] = sink.write([later])
-    assert result.outcome is Outcome.WRITTEN and result.message is None
+    assert result.outcome is WriteOutcome.WRITTEN and result.message is None
     assert (fake.contact(EMAIL) or {})["properties"]["firstname"] == "Janine"
 
 
@@ -149,7 +149,7 @@ def test_the_worker_wires_the_guard_into_its_hubspot_sink(
         old = make_tagged(EMAIL)
         erase(runtime.engine, old.event.subject_key, datetime.now(UTC))
         [result] = sink.write([old])
-        assert (result.outcome, result.reason) == (Outcome.NOT_APPLICABLE, SUBJECT_ERASED)
+        assert (result.outcome, result.reason) == (WriteOutcome.NOT_APPLICABLE, SUBJECT_ERASED)
         assert fake.contact(EMAIL) is None and fake.calls("POST", UPSERT) == []
     finally:
         runtime.engine.dispose()

@@ -5,8 +5,9 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.agents.metrics import WorkerMetrics
-from pipeline.agents.processing import DROPS_TOPIC, drop_reasons
-from pipeline.agents.state import Out
+from pipeline.agents.processing import drop_reasons
+from pipeline.agents.sender import Out
+from pipeline.topics import DROPS_TOPIC
 
 
 def samples(metrics: WorkerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

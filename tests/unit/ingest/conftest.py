@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from ingest_helpers import BEARER, HMAC_SECRET, RecordingPublisher
 
+from pipeline.api.app import create_api
 from pipeline.config import Settings
 from pipeline.db import ensure_schema
-from pipeline.ingest.api import create_api
 from pipeline.runtime import Runtime
 
 

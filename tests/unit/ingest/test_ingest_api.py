@@ -9,15 +9,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
-from fastapi import APIRouter, Depends
 from fastapi.testclient import TestClient
 from ingest_helpers import BEARER, HMAC_SECRET, RecordingPublisher
 from source_payloads import payload
 from sqlalchemy.exc import OperationalError
 
-from pipeline.ingest import api
-from pipeline.ingest.api import create_api, sign
-from pipeline.ingest.auth import require_token
+from pipeline.api.app import create_api
+from pipeline.ingest.api import sign, signature_problem
 from pipeline.ingest.coalesce import CoalescingPublisher
 from pipeline.logging import configure_logging
 from pipeline.models.records import ContactRecord, DeadLetter, RawRecord
@@ -159,26 +157,6 @@ def test_openapi_documents_the_real_models(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
-probe_router = APIRouter()
-
-
-@probe_router.get("/v1/probe")
-async def probe(actor: str = Depends(require_token("dpo"))) -> dict[str, str]:
-    return {"actor": actor}
-
-
-def test_routers_are_included_and_require_token_guards_them(
-    runtime: Runtime, publisher: RecordingPublisher, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(api, "ROUTERS", [f"{__name__}:probe_router"])
-    client = TestClient(create_api(runtime, publisher))  # type: ignore[arg-type]
-    assert client.get("/v1/probe").status_code == 401
-    assert client.get("/v1/probe", headers={"authorization": "Bearer nope"}).status_code == 401
-    assert client.get("/v1/probe", headers={"authorization": "Bearer dpo-secret"}).json() == {"actor": "dpo"}
-    assert 'reason="dpo_token_wrong_token"' in client.get("/metrics").text
-    assert "HTTPBearer" in client.get("/openapi.json").json()["components"]["securitySchemes"]
-
-
 def test_logs_carry_ids_not_people(client: TestClient) -> None:
     stream = io.StringIO()
     configure_logging("INFO", "json", stream=stream)
@@ -198,11 +176,11 @@ def test_logs_carry_ids_not_people(client: TestClient) -> None:
 def test_signature_window_uses_the_clock() -> None:
     body = b"{}"
     headers = sign("k", body, timestamp=int(time.time()) - 10)
-    problem = api.signature_problem(
+    problem = signature_problem(
         "k", body, headers["X-Leadpipe-Timestamp"], headers["X-Leadpipe-Signature"], tolerance_s=300, now=time.time()
     )
     assert problem is None
-    assert api.signature_problem("k", body, "abc", "sha256=1", tolerance_s=300, now=time.time()) == "bad_timestamp"
+    assert signature_problem("k", body, "abc", "sha256=1", tolerance_s=300, now=time.time()) == "bad_timestamp"
 
 
 class SlowPublisher(RecordingPublisher):
@@ -310,7 +288,7 @@ def test_next_batch_is_sealed_while_the_previous_one_waits_for_the_broker(runtim
 
     publisher = TimelinePublisher()
     app = create_api(runtime, publisher)  # type: ignore[arg-type]
-    seal = app.state.service.seal
+    seal = app.state.ingest.service.seal
 
     def logged_seal(batch):  # type: ignore[no-untyped-def]
         start = time.perf_counter()
@@ -320,8 +298,10 @@ def test_next_batch_is_sealed_while_the_previous_one_waits_for_the_broker(runtim
             with lock:
                 seals.append((start, time.perf_counter()))
 
-    app.state.service.seal = logged_seal
-    app.state.coalescer = CoalescingPublisher(app.state.service, max_records=4)  # two requests per batch at most
+    app.state.ingest.service.seal = logged_seal
+    app.state.ingest.coalescer = CoalescingPublisher(
+        app.state.ingest.service, max_records=4
+    )  # two requests per batch at most
     responses = post_concurrently(app, 30)
     assert {r.status_code for r in responses} == {202} and len(publisher.records) == 60
     ordered = sorted(publishes)

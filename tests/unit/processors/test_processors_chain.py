@@ -11,14 +11,14 @@ from processor_events import NOW, build_event
 
 from pipeline.models.common import Channel
 from pipeline.policy import default_policy_path, load_policy
-from pipeline.processors import Accepted, ChainContext, Failed, Quarantined, compile_policy, run_chain
+from pipeline.processors import ChainContext, Failed, Passed, Quarantined, compile_policy, run_chain
 from pipeline.processors import chain as chain_module
 
 
 def test_an_ordinary_event_is_accepted_with_all_tags(make_ctx: Callable[..., ChainContext]) -> None:
     event = build_event()
     result = run_chain(event, make_ctx())
-    assert isinstance(result.outcome, Accepted)
+    assert isinstance(result.outcome, Passed)
     tagged = result.outcome.tagged
     assert tagged.event == event
     assert tagged.tags.policy_version == load_policy().version

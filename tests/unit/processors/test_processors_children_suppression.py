@@ -17,7 +17,7 @@ from pipeline.models.contact import Consent, ContactEvent, Utterance
 from pipeline.models.processing import DropReason
 from pipeline.models.rights import SuppressionRecord
 from pipeline.policy import load_policy
-from pipeline.processors import Accepted, ChainContext, Dropped, Failed, compile_policy, run_chain
+from pipeline.processors import ChainContext, Dropped, Failed, Passed, compile_policy, run_chain
 from pipeline.processors.suppression import suppress_accepted
 
 
@@ -38,12 +38,12 @@ def test_stated_age_under_16_is_dropped_16_and_over_kept(age: int) -> None:
     if age < 16:
         assert outcome == Dropped(DropReason.CHILD, "children", "stated_age")
     else:
-        assert isinstance(outcome, Accepted)
+        assert isinstance(outcome, Passed)
 
 
 def test_birth_date_is_counted_on_the_day_of_the_contact(make_ctx: Callable[..., ChainContext]) -> None:
     sixteenth = date(NOW.year - 16, NOW.month, NOW.day)
-    assert isinstance(_outcome(build_event(person={"birth_date": sixteenth}), make_ctx()), Accepted)
+    assert isinstance(_outcome(build_event(person={"birth_date": sixteenth}), make_ctx()), Passed)
     day_later = sixteenth + timedelta(days=1)
     outcome = _outcome(build_event(person={"birth_date": day_later}), make_ctx())
     assert outcome == Dropped(DropReason.CHILD, "children", "birth_date")
@@ -75,13 +75,13 @@ def test_first_person_age_statements_under_16_drop(text: str, make_ctx: Callable
     ],
 )
 def test_other_numbers_are_not_ages(text: str, make_ctx: Callable[..., ChainContext]) -> None:
-    assert isinstance(_outcome(build_event(interaction={"message": text}), make_ctx()), Accepted)
+    assert isinstance(_outcome(build_event(interaction={"message": text}), make_ctx()), Passed)
 
 
 def test_only_the_persons_own_turns_count(make_ctx: Callable[..., ChainContext]) -> None:
     bot = (Utterance(author="bot", text="Are you a student? Some are 14 years old"),)
     event = build_event(Channel.CHATBOT, interaction={"message": None, "transcript": bot})
-    assert isinstance(_outcome(event, make_ctx()), Accepted)
+    assert isinstance(_outcome(event, make_ctx()), Passed)
     own = (Utterance(author="person", text="yes, I am 14 years old"),)
     event = build_event(Channel.CHATBOT, interaction={"message": None, "transcript": own})
     assert isinstance(_outcome(event, make_ctx()), Dropped)
@@ -109,7 +109,7 @@ def test_a_submission_after_the_erasure_is_a_new_collection(make_ctx: Callable[.
     event = build_event(received_at=NOW + timedelta(minutes=5))
     state = _state(event, erased=True, erased_at=NOW)
     outcome = _outcome(event, make_ctx(suppression=state))
-    assert isinstance(outcome, Accepted)
+    assert isinstance(outcome, Passed)
     assert outcome.tagged.tags.marketing_allowed is True
 
 
@@ -117,7 +117,7 @@ def test_after_erasure_an_earlier_objection_still_holds(make_ctx: Callable[..., 
     event = build_event(received_at=NOW + timedelta(minutes=5))
     state = _state(event, erased=True, erased_at=NOW, marketing_objected=True)
     outcome = _outcome(event, make_ctx(suppression=state))
-    assert isinstance(outcome, Accepted)
+    assert isinstance(outcome, Passed)
     assert outcome.tagged.tags.marketing_allowed is False
 
 
@@ -135,7 +135,7 @@ def test_a_restricted_subject_is_dropped_from_processing(make_ctx: Callable[...,
 def test_objection_keeps_the_event_without_marketing(make_ctx: Callable[..., ChainContext]) -> None:
     event = build_event(Channel.EVENT, InteractionKind.REGISTRATION)
     outcome = _outcome(event, make_ctx(suppression=_state(event, marketing_objected=True)))
-    assert isinstance(outcome, Accepted)
+    assert isinstance(outcome, Passed)
     assert outcome.tagged.tags.marketing_allowed is False
     assert Purpose.INFORMATION_OF_INTEREST not in {t.purpose for t in outcome.tagged.tags.purposes}
 
@@ -174,7 +174,7 @@ def test_the_sinks_recheck_answers_as_the_chain_would_have(
     """An event accepted before a right was exercised, checked again at the sink, ends as if the chain had known."""
     event = build_event(received_at=NOW, **_EVENTS[kind])
     accepted = _outcome(event, _CTX)
-    assert isinstance(accepted, Accepted)
+    assert isinstance(accepted, Passed)
     state = _state(
         event,
         erased=erased,
@@ -188,7 +188,7 @@ def test_the_sinks_recheck_answers_as_the_chain_would_have(
     if isinstance(knowing, Dropped):
         assert again == knowing.reason
     else:
-        assert isinstance(knowing, Accepted) and not isinstance(again, DropReason)
+        assert isinstance(knowing, Passed) and not isinstance(again, DropReason)
         assert again.tags.purposes == knowing.tagged.tags.purposes
         assert again.tags.marketing_allowed == knowing.tagged.tags.marketing_allowed
         assert again.event == event
@@ -197,7 +197,7 @@ def test_the_sinks_recheck_answers_as_the_chain_would_have(
 def test_the_sinks_recheck_leaves_an_unaffected_event_as_it_is() -> None:
     event = build_event()
     accepted = _outcome(event, _CTX)
-    assert isinstance(accepted, Accepted)
+    assert isinstance(accepted, Passed)
     assert suppress_accepted(accepted.tagged, None, _CTX.policy.policy) is accepted.tagged
     lifted = _state(event, restricted=False)
     assert suppress_accepted(accepted.tagged, lifted, _CTX.policy.policy) is accepted.tagged

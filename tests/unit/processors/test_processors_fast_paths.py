@@ -26,7 +26,7 @@ from pipeline.models.tagged import SpamVerdict, Tags, tags_json
 from pipeline.policy import Duration
 from pipeline.processors import ChainContext, CompiledPolicy, run_chain
 from pipeline.processors import rates as rate_windows
-from pipeline.processors.chain import Accepted, Quarantined, _tags
+from pipeline.processors.chain import Passed, Quarantined, _tags
 from pipeline.processors.children import child_evidence
 from pipeline.processors.compiled import _age_union, _content_prefilter
 from pipeline.processors.retention import RetentionClock
@@ -219,7 +219,7 @@ def _tag_cases() -> list[Any]:
 @pytest.mark.parametrize("case", range(len(_tag_cases())))
 def test_trusted_tags_equal_validated_tags_and_their_json(case: int, compiled: CompiledPolicy) -> None:
     outcome = _chain(_tag_cases()[case], compiled).outcome
-    assert isinstance(outcome, Accepted | Quarantined)
+    assert isinstance(outcome, Passed | Quarantined)
     tags = outcome.tagged.tags
     validated = Tags(**{name: getattr(tags, name) for name in Tags.model_fields})
     assert tags == validated

@@ -14,7 +14,7 @@ from processor_events import NOW, build_event
 from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
 from pipeline.policy import load_policy
-from pipeline.processors import Accepted, ChainContext, run_chain
+from pipeline.processors import ChainContext, Passed, run_chain
 from pipeline.processors.retention import MissingAnchorError, anchor_key, retention_clock
 
 EXPECTED = {
@@ -40,7 +40,7 @@ def _years_after(start: datetime, years: int) -> datetime:
 def test_each_channel_gets_its_period_and_clock(channel: Channel, make_ctx: Callable[..., ChainContext]) -> None:
     years, clock = EXPECTED[channel]
     result = run_chain(build_event(channel), make_ctx())
-    assert isinstance(result.outcome, Accepted), result.outcome
+    assert isinstance(result.outcome, Passed), result.outcome
     tags = result.outcome.tagged.tags
     assert tags.retention_clock == clock
     assert tags.retention_anchor_at == NOW
@@ -51,7 +51,7 @@ def test_customer_clock_anchors_on_the_last_service_delivery(make_ctx: Callable[
     delivered = datetime(2024, 6, 1, tzinfo=UTC)
     event = build_event(Channel.CUSTOMER, interaction={"last_service_delivery_at": delivered})
     result = run_chain(event, make_ctx())
-    assert isinstance(result.outcome, Accepted)
+    assert isinstance(result.outcome, Passed)
     assert result.outcome.tagged.tags.retention_expires_at == datetime(2030, 6, 1, tzinfo=UTC)
     assert result.anchor_update == (anchor_key("last_service_delivery", event.subject_key), delivered)
 
@@ -62,7 +62,7 @@ def test_a_later_delivery_moves_the_expiry_forward(make_ctx: Callable[..., Chain
     event = build_event(Channel.CUSTOMER, interaction={"last_service_delivery_at": delivered})
     anchors = {anchor_key("last_service_delivery", event.subject_key): stored}
     result = run_chain(event, make_ctx(anchors=anchors))
-    assert isinstance(result.outcome, Accepted)
+    assert isinstance(result.outcome, Passed)
     assert result.outcome.tagged.tags.retention_anchor_at == delivered
     assert result.anchor_update is not None and result.anchor_update[1] == delivered
 
@@ -72,7 +72,7 @@ def test_an_older_delivery_arriving_late_never_moves_the_expiry_back(make_ctx: C
     event = build_event(Channel.CUSTOMER, interaction={"last_service_delivery_at": datetime(2021, 1, 1, tzinfo=UTC)})
     anchors = {anchor_key("last_service_delivery", event.subject_key): stored}
     result = run_chain(event, make_ctx(anchors=anchors))
-    assert isinstance(result.outcome, Accepted)
+    assert isinstance(result.outcome, Passed)
     assert result.outcome.tagged.tags.retention_anchor_at == stored
     assert result.outcome.tagged.tags.retention_expires_at == datetime(2030, 6, 1, tzinfo=UTC)
     assert result.anchor_update is None
@@ -82,7 +82,7 @@ def test_attendee_clock_anchors_on_the_event_registered_for(make_ctx: Callable[.
     event_date = datetime(2025, 9, 15, 18, 0, tzinfo=UTC)
     event = build_event(Channel.EVENT, interaction={"event_date": event_date, "event_name": "Meetup"})
     result = run_chain(event, make_ctx())
-    assert isinstance(result.outcome, Accepted)
+    assert isinstance(result.outcome, Passed)
     assert result.outcome.tagged.tags.retention_expires_at == datetime(2031, 9, 15, 18, 0, tzinfo=UTC)
     assert result.anchor_update == (anchor_key("last_event_registration", event.subject_key), event_date)
 
@@ -92,7 +92,7 @@ def test_customer_and_attendee_anchors_are_kept_apart(make_ctx: Callable[..., Ch
     event = build_event(Channel.EVENT, interaction={"event_date": datetime(2026, 1, 1, tzinfo=UTC)})
     anchors = {anchor_key("last_service_delivery", event.subject_key): datetime(2030, 1, 1, tzinfo=UTC)}
     result = run_chain(event, make_ctx(anchors=anchors))
-    assert isinstance(result.outcome, Accepted)
+    assert isinstance(result.outcome, Passed)
     assert result.outcome.tagged.tags.retention_anchor_at == datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -100,7 +100,7 @@ def test_interaction_clock_ignores_stored_anchors(make_ctx: Callable[..., ChainC
     event = build_event(Channel.WEB_FORM)
     anchors = {anchor_key("last_service_delivery", event.subject_key): datetime(2030, 1, 1, tzinfo=UTC)}
     result = run_chain(event, make_ctx(anchors=anchors))
-    assert isinstance(result.outcome, Accepted)
+    assert isinstance(result.outcome, Passed)
     assert result.outcome.tagged.tags.retention_anchor_at == NOW
     assert result.anchor_update is None
 
@@ -130,7 +130,7 @@ def test_a_changed_period_changes_the_expiry_without_code(tmp_path: Any) -> None
     path.write_text(yaml.safe_dump(data))
     ctx = ChainContext(policy=compile_policy(load_policy(path)), now=NOW, pepper=b"p")
     result = run_chain(build_event(Channel.WEB_FORM), ctx)
-    assert isinstance(result.outcome, Accepted)
+    assert isinstance(result.outcome, Passed)
     assert result.outcome.tagged.tags.retention_expires_at == _years_after(NOW, 2)
 
 
@@ -149,7 +149,7 @@ def test_the_anchor_after_any_sequence_of_deliveries_is_the_latest(day_offsets: 
     for offset in day_offsets:
         event = build_event(Channel.CUSTOMER, interaction={"last_service_delivery_at": base + timedelta(days=offset)})
         result = run_chain(event, ChainContext(policy=ctx_policy, now=NOW, pepper=b"p", anchors=anchors))
-        assert isinstance(result.outcome, Accepted)
+        assert isinstance(result.outcome, Passed)
         if result.anchor_update:
             anchors[result.anchor_update[0]] = result.anchor_update[1]
     assert event is not None

@@ -17,14 +17,14 @@ from processor_events import NOW, PEPPER, build_event
 from pipeline.models.contact import ContactEvent
 from pipeline.models.tagged import SpamReview
 from pipeline.policy import default_policy_path, load_policy
-from pipeline.processors import Accepted, ChainContext, Quarantined, compile_policy, run_chain
+from pipeline.processors import ChainContext, Passed, Quarantined, compile_policy, run_chain
 from pipeline.processors import rates as rate_windows
 from pipeline.processors.spam import hashed_key, rate_keys, sender_key
 
 
 def _verdict(event: ContactEvent, ctx: ChainContext) -> Any:
     outcome = run_chain(event, ctx).outcome
-    assert isinstance(outcome, Accepted | Quarantined), outcome
+    assert isinstance(outcome, Passed | Quarantined), outcome
     return outcome.tagged.tags.spam
 
 
@@ -115,7 +115,7 @@ def test_the_reviewer_blocklist_is_read_by_hashed_keys(target: str, make_ctx: Ca
     assert isinstance(outcome, Quarantined)
     reason = outcome.tagged.tags.spam.reasons[0]
     assert reason.code == "reviewer_blocklist" and target in reason.detail
-    assert isinstance(run_chain(event, make_ctx(blocklist=frozenset({"sender:other"}))).outcome, Accepted)
+    assert isinstance(run_chain(event, make_ctx(blocklist=frozenset({"sender:other"}))).outcome, Passed)
 
 
 @settings(max_examples=50, deadline=None)
@@ -130,7 +130,7 @@ def test_the_score_is_the_sum_of_the_listed_reasons(messages: list[str], honeypo
     ctx = ChainContext(policy=_COMPILED, now=NOW, pepper=PEPPER)
     event = build_event(interaction={"message": " ".join(messages) or None, "honeypot": "x" if honeypot else None})
     outcome = run_chain(event, ctx).outcome
-    assert isinstance(outcome, Accepted | Quarantined)
+    assert isinstance(outcome, Passed | Quarantined)
     verdict = outcome.tagged.tags.spam
     assert verdict.score == pytest.approx(sum(r.weight for r in verdict.reasons))
     assert isinstance(outcome, Quarantined) == (verdict.score >= verdict.threshold)
@@ -148,7 +148,7 @@ def test_the_ip_rate_limit_counts_within_the_window(make_ctx: Callable[..., Chai
         event = build_event(subject_key=f"sk_subject_{i:04d}_abcdef", received_at=NOW + timedelta(minutes=i))
         result = run_chain(event, make_ctx(rates=state))
         state.update(result.rate_updates)
-        assert isinstance(result.outcome, Accepted | Quarantined)
+        assert isinstance(result.outcome, Passed | Quarantined)
         codes.append([r.code for r in result.outcome.tagged.tags.spam.reasons])
     assert all("rate_ip" not in c for c in codes[:20])
     assert "rate_ip" in codes[20]
@@ -163,7 +163,7 @@ def test_the_subject_rate_limit(make_ctx: Callable[..., ChainContext]) -> None:
         event = build_event(provenance={"ip": f"198.51.100.{i}"}, received_at=NOW + timedelta(minutes=i))
         result = run_chain(event, make_ctx(rates=state))
         state.update(result.rate_updates)
-        assert isinstance(result.outcome, Accepted | Quarantined)
+        assert isinstance(result.outcome, Passed | Quarantined)
         last = [r.code for r in result.outcome.tagged.tags.spam.reasons]
     assert "rate_subject" in last
 
@@ -204,7 +204,7 @@ def test_a_released_event_keeps_its_verdict_with_the_review_and_is_accepted(
     review = SpamReview(decision_id=uuid.uuid4(), decision="released", reviewer="reviewer-1", decided_at=NOW)
     verdict = first.tagged.tags.spam.model_copy(update={"review": review})
     result = run_chain(event, make_ctx(review=verdict))
-    assert isinstance(result.outcome, Accepted)
+    assert isinstance(result.outcome, Passed)
     assert result.outcome.tagged.tags.spam.review == review
     assert result.outcome.tagged.tags.spam.score == first.tagged.tags.spam.score
     assert result.rate_updates == {}  # counted once, when it was first scored

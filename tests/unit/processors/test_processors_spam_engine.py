@@ -13,13 +13,13 @@ from pipeline.models.common import Channel
 from pipeline.models.spam import ClassifierVerdict, EngineSymbol, EngineUnavailable, EngineVerdict
 from pipeline.policy import PolicyError, default_policy_path, load_policy
 from pipeline.processors import ChainContext, CompiledPolicy, compile_policy, run_chain
-from pipeline.processors.chain import Accepted, Quarantined
+from pipeline.processors.chain import Passed, Quarantined
 from pipeline.processors.spam import engine_gate
 
 
 def _verdict(event: Any, ctx: ChainContext) -> Any:
     outcome = run_chain(event, ctx).outcome
-    assert isinstance(outcome, Accepted | Quarantined)
+    assert isinstance(outcome, Passed | Quarantined)
     return outcome, outcome.tagged.tags.spam
 
 
@@ -132,7 +132,7 @@ def test_per_channel_thresholds(tmp_path: Any) -> None:
     form = build_event(Channel.WEB_FORM, interaction=text)
     email_outcome, email_verdict = _verdict(email, ctx)
     form_outcome, form_verdict = _verdict(form, ctx)
-    assert email_verdict.threshold == 8.0 and isinstance(email_outcome, Accepted)
+    assert email_verdict.threshold == 8.0 and isinstance(email_outcome, Passed)
     assert form_verdict.threshold == compiled.policy.spam.threshold and isinstance(form_outcome, Quarantined)
     clean = build_event(Channel.EMAIL)
     _, clean_verdict = _verdict(clean, ctx)

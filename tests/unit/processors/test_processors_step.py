@@ -13,17 +13,9 @@ from typing import Any
 import pytest
 from processor_events import NOW, build_event
 
-from pipeline.agents.processing import (
-    ACCEPTED_TOPIC,
-    AUDIT_TOPIC,
-    CHILDREN_ACTOR,
-    DLQ_TOPIC,
-    DROPS_TOPIC,
-    QUARANTINE_TOPIC,
-    Consumed,
-    ProcessingStep,
-)
-from pipeline.agents.state import ANCHORS_TOPIC, RATES_TOPIC, Out, ProcessingState
+from pipeline.agents.processing import CHILDREN_ACTOR, Consumed, ProcessingStep
+from pipeline.agents.sender import Out
+from pipeline.agents.views import ProcessingState
 from pipeline.config import explicit_settings
 from pipeline.crypto.sealing import subject_scope
 from pipeline.db import ensure_schema
@@ -34,8 +26,17 @@ from pipeline.models.records import AcceptedRecord, ContactRecord, DeadLetter, Q
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand, SuppressionRecord
 from pipeline.policy import load_policy
 from pipeline.processors import compile_policy
-from pipeline.rights.commands import COMMANDS_TOPIC
 from pipeline.runtime import Runtime
+from pipeline.topics import (
+    ACCEPTED_TOPIC,
+    AUDIT_TOPIC,
+    DROPS_TOPIC,
+    PROCESSING_DLQ_TOPIC,
+    QUARANTINE_TOPIC,
+    RATE_WINDOWS_TOPIC,
+    RETENTION_CLOCK_TOPIC,
+    RIGHTS_COMMANDS_TOPIC,
+)
 
 PERSONAL = ("ann@example.com", "Ann", "203.0.113.7", "ACME")
 
@@ -121,7 +122,7 @@ def test_spam_is_quarantined_and_audited_with_reasons_only(step: ProcessingStep,
 def test_a_child_is_dropped_with_a_counter_and_nothing_personal(step: ProcessingStep, runtime: Runtime) -> None:
     event = build_event(person={"stated_age": 13})
     outs = _run(step, [_consumed(runtime, event)])
-    assert set(outs) == {DROPS_TOPIC, AUDIT_TOPIC, COMMANDS_TOPIC}
+    assert set(outs) == {DROPS_TOPIC, AUDIT_TOPIC, RIGHTS_COMMANDS_TOPIC}
     drop = DropRecord.model_validate_json(outs[DROPS_TOPIC][0].value or b"")
     assert (drop.event_id, drop.reason.value, drop.stage) == (event.event_id, "child", "children")
     audit = AuditRecord.model_validate_json(outs[AUDIT_TOPIC][0].value or b"")
@@ -141,7 +142,7 @@ def test_a_child_s_subject_is_erased_everywhere_by_a_request_issued_like_the_dpo
 ) -> None:
     """Section 12: what is already held on the subject goes too; a batch redone after a crash asks only once."""
     event = build_event(person={"stated_age": 13})
-    [first] = _run(step, [_consumed(runtime, event)])[COMMANDS_TOPIC]
+    [first] = _run(step, [_consumed(runtime, event)])[RIGHTS_COMMANDS_TOPIC]
     command = RightsCommand.model_validate_json(first.value or b"")
     assert first.key == event.subject_key.encode()
     assert (command.kind, command.subject_key, command.issued_by) == (
@@ -150,12 +151,12 @@ def test_a_child_s_subject_is_erased_everywhere_by_a_request_issued_like_the_dpo
         CHILDREN_ACTOR,
     )
     assert command.issued_at == NOW and command.due_at > NOW and command.sealed is None
-    [again] = _run(step, [_consumed(runtime, event, offset=1)])[COMMANDS_TOPIC]
+    [again] = _run(step, [_consumed(runtime, event, offset=1)])[RIGHTS_COMMANDS_TOPIC]
     assert RightsCommand.model_validate_json(again.value or b"").request_id == command.request_id
     _no_personal_data(first.value)
 
     other = build_event(person={"stated_age": 12}, subject_key="sk_another_child_0000000")
-    [theirs] = _run(step, [_consumed(runtime, other)])[COMMANDS_TOPIC]
+    [theirs] = _run(step, [_consumed(runtime, other)])[RIGHTS_COMMANDS_TOPIC]
     assert RightsCommand.model_validate_json(theirs.value or b"").request_id != command.request_id
 
 
@@ -171,13 +172,14 @@ def test_an_unreadable_record_is_dead_lettered_with_a_stable_id(step: Processing
     item = Consumed(2, 41, b"k", b'{"not": "a record", "email": "ann@example.com"}')
     first = _run(step, [item])
     second = _run(step, [item])
-    assert set(first) == {DLQ_TOPIC}
-    dead = DeadLetter.model_validate_json(first[DLQ_TOPIC][0].value or b"")
+    assert set(first) == {PROCESSING_DLQ_TOPIC}
+    dead = DeadLetter.model_validate_json(first[PROCESSING_DLQ_TOPIC][0].value or b"")
     assert dead.stage == "process:parse" and dead.reason == "invalid_record"
     assert (dead.source_partition, dead.source_offset) == (2, 41)
     assert dead.payload is not None and runtime.codec.sealer.open(dead.payload) == item.value
-    assert dead.dead_letter_id == DeadLetter.model_validate_json(second[DLQ_TOPIC][0].value or b"").dead_letter_id
-    _no_personal_data(first[DLQ_TOPIC][0].value)
+    again = DeadLetter.model_validate_json(second[PROCESSING_DLQ_TOPIC][0].value or b"")
+    assert dead.dead_letter_id == again.dead_letter_id
+    _no_personal_data(first[PROCESSING_DLQ_TOPIC][0].value)
 
 
 def test_a_destroyed_key_is_a_counted_drop(step: ProcessingStep, runtime: Runtime) -> None:
@@ -196,12 +198,12 @@ def test_a_tampered_body_is_dead_lettered(step: ProcessingStep, runtime: Runtime
     record = ContactRecord.model_validate_json(item.value or b"")
     forged = record.model_copy(update={"sealed": ContactRecord.model_validate_json(other.value or b"").sealed})
     outs = _run(step, [Consumed(0, 7, item.key, forged.model_dump_json().encode())])
-    dead = DeadLetter.model_validate_json(outs[DLQ_TOPIC][0].value or b"")
+    dead = DeadLetter.model_validate_json(outs[PROCESSING_DLQ_TOPIC][0].value or b"")
     assert dead.stage == "process:open" and dead.reason == "subject_mismatch"
     # a body that is not valid ciphertext under its own key fails to open
     garbled = record.model_copy(update={"sealed": record.sealed.model_copy(update={"ciphertext": "AAAA"})})
     outs = _run(step, [Consumed(0, 8, item.key, garbled.model_dump_json().encode())])
-    dead = DeadLetter.model_validate_json(outs[DLQ_TOPIC][0].value or b"")
+    dead = DeadLetter.model_validate_json(outs[PROCESSING_DLQ_TOPIC][0].value or b"")
     assert dead.stage == "process:open" and dead.reason == "open_failed"
 
 
@@ -232,9 +234,9 @@ def test_state_updates_reach_the_table_and_the_changelog(step: ProcessingStep, r
     outs = _run(step, [_consumed(runtime, first, 0), _consumed(runtime, second, 1)], state)
     anchor_key = f"last_service_delivery:{first.subject_key}".encode()
     assert state.anchors_data[anchor_key] == delivered.isoformat().encode()
-    assert [o.key for o in outs[ANCHORS_TOPIC]] == [anchor_key]  # the older delivery moved nothing
+    assert [o.key for o in outs[RETENTION_CLOCK_TOPIC]] == [anchor_key]  # the older delivery moved nothing
     # the second submission of the same subject and IP is the first rate window worth writing down
-    assert {o.key for o in outs[RATES_TOPIC]} == {
+    assert {o.key for o in outs[RATE_WINDOWS_TOPIC]} == {
         f"subject:{first.subject_key}".encode(),
         *[k for k in state.rates_data if k.startswith(b"ip:")],
     }
@@ -251,7 +253,7 @@ def test_an_internal_error_is_the_events_own_dead_letter(
     monkeypatch.setattr(step, "route", broken)
     good, bad = build_event(), build_event(subject_key="sk_second_subject_01")
     outs = _run(step, [_consumed(runtime, good, 0), _consumed(runtime, bad, 1)])
-    dead = [DeadLetter.model_validate_json(o.value or b"") for o in outs[DLQ_TOPIC]]
+    dead = [DeadLetter.model_validate_json(o.value or b"") for o in outs[PROCESSING_DLQ_TOPIC]]
     assert [d.event_id for d in dead] == [good.event_id, bad.event_id]
     assert all(d.stage == "process:internal" and "ann@example.com" not in d.error for d in dead)
 

@@ -15,7 +15,7 @@ from pipeline.models.contact import Consent
 from pipeline.models.processing import DropReason
 from pipeline.models.rights import SuppressionRecord
 from pipeline.policy import default_policy_path, load_policy
-from pipeline.processors import Accepted, ChainContext, Dropped, compile_policy, run_chain
+from pipeline.processors import ChainContext, Dropped, Passed, compile_policy, run_chain
 
 P = Purpose
 C, LI = LegalBasis.CONTRACT, LegalBasis.LEGITIMATE_INTEREST
@@ -96,7 +96,7 @@ ROWS: dict[tuple[Channel, InteractionKind], dict[Purpose, tuple[LegalBasis, str]
 
 def _tags(event: object, ctx: ChainContext) -> dict[Purpose, tuple[LegalBasis, str]]:
     result = run_chain(event, ctx)  # type: ignore[arg-type]
-    assert isinstance(result.outcome, Accepted), result.outcome
+    assert isinstance(result.outcome, Passed), result.outcome
     return {t.purpose: (t.legal_basis, t.policy_section) for t in result.outcome.tagged.tags.purposes}
 
 
@@ -170,7 +170,7 @@ def test_a_refusal_of_marketing_removes_it_and_marketing_is_not_allowed(
 ) -> None:
     no = Consent(purpose=P.INFORMATION_OF_INTEREST, granted=False, given_at=NOW, method="checkbox")
     result = run_chain(build_event(Channel.WEB_FORM, consents=(no,)), make_ctx())
-    assert isinstance(result.outcome, Accepted)
+    assert isinstance(result.outcome, Passed)
     tags = result.outcome.tagged.tags
     assert P.INFORMATION_OF_INTEREST not in {t.purpose for t in tags.purposes}
     assert P.CONTRACT_REQUEST in {t.purpose for t in tags.purposes}
@@ -181,9 +181,9 @@ def test_marketing_is_allowed_by_default_where_a_marketing_purpose_is_tagged(
     make_ctx: Callable[..., ChainContext],
 ) -> None:
     result = run_chain(build_event(Channel.WEB_FORM), make_ctx())
-    assert isinstance(result.outcome, Accepted) and result.outcome.tagged.tags.marketing_allowed
+    assert isinstance(result.outcome, Passed) and result.outcome.tagged.tags.marketing_allowed
     result = run_chain(build_event(Channel.WEBSITE), make_ctx())
-    assert isinstance(result.outcome, Accepted) and not result.outcome.tagged.tags.marketing_allowed
+    assert isinstance(result.outcome, Passed) and not result.outcome.tagged.tags.marketing_allowed
 
 
 def _state(event: object, **flags: object) -> SuppressionRecord:
@@ -196,7 +196,7 @@ def test_an_objection_removes_every_direct_marketing_purpose(make_ctx: Callable[
     consent = Consent(purpose=P.FURTHER_CONTACT, granted=True, given_at=NOW, method="checkbox")
     event = build_event(Channel.WEB_FORM, consents=(consent,))
     result = run_chain(event, make_ctx(suppression=_state(event, marketing_objected=True)))
-    assert isinstance(result.outcome, Accepted)
+    assert isinstance(result.outcome, Passed)
     tags = result.outcome.tagged.tags
     assert {t.purpose for t in tags.purposes} == {P.CONTRACT_REQUEST, P.COMMUNICATION_HISTORY}
     assert not any(t.direct_marketing for t in tags.purposes)
@@ -207,7 +207,7 @@ def test_a_withdrawal_removes_exactly_the_withdrawn_purposes(make_ctx: Callable[
     consent = Consent(purpose=P.FURTHER_CONTACT, granted=True, given_at=NOW, method="checkbox")
     event = build_event(Channel.WEB_FORM, consents=(consent,))
     result = run_chain(event, make_ctx(suppression=_state(event, consent_withdrawn=(P.FURTHER_CONTACT,))))
-    assert isinstance(result.outcome, Accepted)
+    assert isinstance(result.outcome, Passed)
     purposes = {t.purpose for t in result.outcome.tagged.tags.purposes}
     assert P.FURTHER_CONTACT not in purposes
     assert P.INFORMATION_OF_INTEREST in purposes
@@ -225,7 +225,7 @@ def test_nothing_left_to_keep_it_for_is_a_drop(tmp_path: Path) -> None:
     result = run_chain(event, ChainContext(**{**_fields(ctx), "suppression": _state(event, marketing_objected=True)}))
     assert isinstance(result.outcome, Dropped)
     assert result.outcome.reason is DropReason.NO_LAWFUL_PURPOSE
-    assert isinstance(run_chain(event, ctx).outcome, Accepted)
+    assert isinstance(run_chain(event, ctx).outcome, Passed)
 
 
 def _fields(ctx: ChainContext) -> dict[str, object]:

@@ -145,7 +145,7 @@ def test_exhausted_retries_are_recorded_failed_and_retried_later_not_forgotten(r
     view = ex.tracker.get(cmd.request_id)
     assert view is not None and view.state is RequestState.ATTENTION
     failed = next(s for s in view.sinks if s.sink == "hubspot")
-    assert failed.last_error is not None and "HubSpot down" in failed.last_error
+    assert failed.error is not None and "HubSpot down" in failed.error
 
     # HubSpot is back: the retry timer runs only what has not confirmed
     down.script = [ok(purged=1)]

@@ -15,10 +15,10 @@ from pipeline.models.rights import RightKind, SinkStatus
 from pipeline.policy import load_policy
 from pipeline.rights.commands import build_command
 from pipeline.rights.effects.base import Context, EffectError, Handover
+from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.effects.export import ExportEffect
 from pipeline.rights.effects.hubspot import ExportReader
 from pipeline.rights.export import ExportSection, StorageEntry, SubjectExport, to_json, to_pdf
-from pipeline.sinks.crm.repository import CrmRepository
 from pipeline.sinks.hubspot.gateway import HubSpotRequestError, HubSpotUnavailable
 
 PASSWORD = "a-long-enough-password"
@@ -104,7 +104,7 @@ def _export(tmp_path: Path, gateway: _Gateway) -> tuple[ExportEffect, Context]:
     engine = make_engine(f"sqlite:///{tmp_path / 'crm.sqlite3'}")
     ensure_schema(engine)
     reader = ExportReader(gateway)  # type: ignore[arg-type]  # only read_contact is used
-    effect = ExportEffect(CrmRepository(engine), tmp_path / "exports", lambda: reader, storage=load_policy().storage)
+    effect = ExportEffect(CrmRights(engine), tmp_path / "exports", lambda: reader, storage=load_policy().storage)
     command = build_command(RightKind.PORTABILITY, "sk_" + "2" * 40, issued_by="dpo:test")
     ctx = Context(
         command=command,

@@ -9,13 +9,13 @@ import pytest
 from fakes.contacts import make_tagged
 
 from pipeline.models.rights import SinkStatus
-from pipeline.sinks.base import Outcome, RecordResult, SinkBackpressureError, backoff_delay, check_complete
+from pipeline.sinks.base import RecordResult, SinkBackpressureError, WriteOutcome, backoff_delay, check_complete
 
 
 def test_outcomes_map_to_sink_statuses() -> None:
-    assert Outcome.WRITTEN.sink_status is SinkStatus.DONE
-    assert Outcome.FAILED.sink_status is SinkStatus.FAILED
-    assert Outcome.NOT_APPLICABLE.sink_status is SinkStatus.NOT_APPLICABLE
+    assert WriteOutcome.WRITTEN.sink_status is SinkStatus.DONE
+    assert WriteOutcome.FAILED.sink_status is SinkStatus.FAILED
+    assert WriteOutcome.NOT_APPLICABLE.sink_status is SinkStatus.NOT_APPLICABLE
 
 
 def test_backoff_grows_and_is_capped() -> None:

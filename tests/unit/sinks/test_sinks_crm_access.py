@@ -12,13 +12,15 @@ from fakes.contacts import BASE_TIME, make_tagged
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from pipeline.api.app import create_api
 from pipeline.cli import app as cli_app
 from pipeline.config import Settings, get_settings
+from pipeline.crm.read import CrmReadModel
 from pipeline.db import ensure_schema
-from pipeline.ingest.api import create_api
 from pipeline.models import Channel
+from pipeline.rights.effects.crm import CrmRights
 from pipeline.runtime import Runtime
-from pipeline.sinks.crm.repository import CrmRepository
+from pipeline.sinks.crm.writer import CrmWriter
 
 SALES = "sales-secret"
 
@@ -27,8 +29,7 @@ SALES = "sales-secret"
 def runtime(make_settings: Callable[..., Settings]) -> Runtime:
     built = Runtime(make_settings(sales_token=SALES, dpo_token="dpo-secret"))
     ensure_schema(built.engine)
-    repo = CrmRepository(built.engine)
-    repo.write_events(
+    CrmWriter(built.engine).write_events(
         [
             make_tagged("jane.doe@example.com", phone="+4930123456", consent=True),
             make_tagged("jane.doe@example.com", channel=Channel.CHATBOT, occurred_at=BASE_TIME + timedelta(hours=1)),
@@ -87,10 +88,10 @@ def cli_env(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 
 def _restrict(runtime: Runtime, email: str) -> str:
-    repo = CrmRepository(runtime.engine)
-    key = repo.subject_key_for(email=email)
+    crm = CrmRights(runtime.engine)
+    key = crm.read.subject_key_for(email=email)
     assert key is not None
-    assert repo.set_restriction(key, uuid.uuid4(), restricted=True).changed
+    assert crm.set_restriction(key, uuid.uuid4(), restricted=True).changed
     return key
 
 
@@ -110,8 +111,8 @@ def test_a_restricted_subject_is_withheld_from_sales_over_http(client: TestClien
         assert text not in found.text and text not in json.dumps(shown)
     other = client.get("/v1/crm/subjects", params={"email": "jane.doe@example.com"}, headers=auth()).json()
     assert other[0]["withheld"] is False and other[0]["email"] == "jane.doe@example.com"
-    # the data itself is kept: the DPO's access export reads the repository
-    stored = CrmRepository(runtime.engine).show(key)
+    # the data itself is kept: the DPO's access export reads it through the read model
+    stored = CrmReadModel(runtime.engine).show(key)
     assert stored is not None and stored.email == "john.smith@example.org" and stored.interactions_detail
 
 

@@ -6,13 +6,16 @@ import pytest
 from sqlalchemy import Column, MetaData, Table
 from sqlalchemy.dialects.postgresql import INTERVAL
 
-from pipeline.sinks.crm import repository as crm
+from pipeline.crm import schema
+from pipeline.sinks.crm.pgcopy import copy_types
 
 
-@pytest.mark.parametrize("table", [crm.subjects, crm.identities, crm.interactions, crm.consents, crm.audit])
+@pytest.mark.parametrize(
+    "table", [schema.subjects, schema.identities, schema.interactions, schema.consents, schema.audit]
+)
 def test_every_crm_column_has_a_binary_copy_type(table: Table) -> None:
     columns = tuple(c.name for c in table.columns)
-    types = crm.copy_types(table, columns)
+    types = copy_types(table, columns)
     assert len(types) == len(columns)
     assert (
         dict(zip(columns, types, strict=True)).items()
@@ -36,4 +39,4 @@ def test_every_crm_column_has_a_binary_copy_type(table: Table) -> None:
 def test_an_unmapped_column_type_is_named() -> None:
     table = Table("t", MetaData(), Column("wait", INTERVAL()))
     with pytest.raises(TypeError, match=r"t\.wait \(INTERVAL\)"):
-        crm.copy_types(table, ("wait",))
+        copy_types(table, ("wait",))

@@ -9,7 +9,7 @@ from pathlib import Path
 from fakes.contacts import make_tagged
 
 from pipeline.config import Settings
-from pipeline.sinks.base import Outcome
+from pipeline.sinks.base import WriteOutcome
 from pipeline.sinks.hubspot.dryrun import DryRunGateway
 from pipeline.sinks.hubspot.sink import HubSpotSink, make_gateway
 
@@ -23,8 +23,8 @@ def test_dry_run_records_each_request_in_a_private_file(settings: Settings) -> N
     sink = HubSpotSink.from_settings(settings)
     batch = [make_tagged(f"p{i}@example.com") for i in range(150)] + [make_tagged(None, phone="+4930123456")]
     results = sink.write(batch)
-    assert sum(r.outcome is Outcome.WRITTEN for r in results) == 150
-    assert sum(r.outcome is Outcome.NOT_APPLICABLE for r in results) == 1
+    assert sum(r.outcome is WriteOutcome.WRITTEN for r in results) == 150
+    assert sum(r.outcome is WriteOutcome.NOT_APPLICABLE for r in results) == 1
     path: Path = settings.resolved_dry_run_file
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     lines = [json.loads(line) for line in path.read_text().splitlines()]

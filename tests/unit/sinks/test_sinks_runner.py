@@ -15,7 +15,7 @@ from fakes.contacts import make_tagged
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.agents.metrics import WorkerMetrics
-from pipeline.agents.sinks import DLQ_TOPIC, RESULTS_TOPIC, Incoming, Message, SinkRunner, SuppressionScreen
+from pipeline.agents.sinks import Incoming, Message, SinkRunner, SuppressionScreen
 from pipeline.config import Settings
 from pipeline.crypto.sealing import KeyDestroyedError, subject_scope
 from pipeline.db import ensure_schema
@@ -28,6 +28,7 @@ from pipeline.rights.history import RightsHistory
 from pipeline.rights.tracker import RequestTracker
 from pipeline.runtime import Runtime
 from pipeline.sinks.base import BatchingSink, RecordResult, SinkBackpressureError
+from pipeline.topics import SINK_RESULTS_TOPIC, SINKS_DLQ_TOPIC
 
 
 class ScriptedSink(BatchingSink):
@@ -66,10 +67,10 @@ class Collector:
         self.messages.extend(messages)
 
     def results(self) -> list[SinkResult]:
-        return [m.value for m in self.messages if m.topic == RESULTS_TOPIC and isinstance(m.value, SinkResult)]
+        return [m.value for m in self.messages if m.topic == SINK_RESULTS_TOPIC and isinstance(m.value, SinkResult)]
 
     def dead(self) -> list[DeadLetter]:
-        return [m.value for m in self.messages if m.topic == DLQ_TOPIC and isinstance(m.value, DeadLetter)]
+        return [m.value for m in self.messages if m.topic == SINKS_DLQ_TOPIC and isinstance(m.value, DeadLetter)]
 
 
 async def no_sleep(_seconds: float) -> None:

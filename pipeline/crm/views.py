@@ -1,4 +1,4 @@
-"""Read models of the CRM for sales (``leadpipe crm search|show``, ``GET /v1/crm/...``) and the rights engineer.
+"""Views of the CRM for sales (``leadpipe crm search|show``, ``GET /v1/crm/...``) and for the rights effects.
 
 Plain pydantic models built from rows, so the CLI, the HTTP router and exports all show the same thing.
 """
@@ -10,6 +10,8 @@ from typing import Any, ClassVar, Literal, Self
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.models.contact import PROFILE_FIELDS
 
 
 class _View(BaseModel):
@@ -91,24 +93,21 @@ class SubjectSummary(_View):
         "but not processed further, which includes being read by sales.",
     )
 
-    #: What a restricted subject's view leaves out, and what it is replaced with.
-    _WITHHELD: ClassVar[dict[str, Any]] = dict.fromkeys(
-        ("first_name", "last_name", "email", "phone", "company", "position")
-    )
+    #: What a restricted subject's view shows instead of its detail lists (its profile fields are left out too).
+    _WITHHELD_DETAIL: ClassVar[dict[str, Any]] = {}
 
     def for_sales(self) -> Self:
         """The view as sales may see it: a restricted subject only as its key, counts and status (9.4)."""
         if self.status != "restricted":
             return self
-        return self.model_copy(update={**self._WITHHELD, "withheld": True})
+        profile: dict[str, Any] = dict.fromkeys(name for name in PROFILE_FIELDS if name in type(self).model_fields)
+        return self.model_copy(update={**profile, **self._WITHHELD_DETAIL, "withheld": True})
 
 
 class SubjectView(SubjectSummary):
     """Everything sales may see about one subject: profile, identities, interactions with basis, consents, status."""
 
-    _WITHHELD: ClassVar[dict[str, Any]] = {
-        **SubjectSummary._WITHHELD,
-        **dict.fromkeys(("location", "country_code", "company_address", "skype_id", "linkedin_url")),
+    _WITHHELD_DETAIL: ClassVar[dict[str, Any]] = {
         "identities": [],
         "interactions_detail": [],
         "consents": [],

@@ -1,4 +1,4 @@
-"""FastAPI dependencies every router of the app may use: the runtime, the settings, the publisher, the metrics."""
+"""FastAPI dependencies every router may use: the runtime, the settings, the publisher, the app's metrics."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import cast
 from fastapi import Request
 
 from pipeline.config import Settings
-from pipeline.ingest.metrics import IngestMetrics
+from pipeline.http.metrics import ApiMetrics
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.runtime import Runtime
 
@@ -24,5 +24,5 @@ def get_publisher(request: Request) -> ConfirmingPublisher:
     return cast(ConfirmingPublisher, request.app.state.publisher)
 
 
-def get_metrics(request: Request) -> IngestMetrics:
-    return cast(IngestMetrics, request.app.state.metrics)
+def get_metrics(request: Request) -> ApiMetrics:
+    return cast(ApiMetrics, request.app.state.metrics)

@@ -1,18 +1,20 @@
 """The CRM schema: subjects, their identities, interactions with purpose and legal basis, consents, and an audit log.
 
 The schema shows the policy: every interaction says which purposes it is kept for, on which legal basis each rests
-(``crm_interaction_purposes``), and until when it may be kept (``retention_expires_at``, from the event's tags), so
+(``CrmInteraction.purposes``), and until when it may be kept (``retention_expires_at``, from the event's tags), so
 an objection, a withdrawal or the retention sweep can stop or delete exactly what rests on it.
 
 Personal data columns are named as the policy names the fields (section 3.1 ... 7.1). After an erasure a subject
 row keeps only non-personal columns (see ``PERSONAL_SUBJECT_COLUMNS``): key, timestamps, flags, erasure request.
 Changes are recorded in ``crm_audit`` with the event id or the request id that caused them, never with personal data.
+
+One schema for the three parts that use it: the sink's write path, the read model and the rights effects.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import (
@@ -25,6 +27,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -35,6 +38,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pipeline.db import Base
+from pipeline.models.contact import PROFILE_FIELDS
 
 #: An auto-increment key on both backends (SQLite only auto-increments ``INTEGER PRIMARY KEY``).
 AutoId = BigInteger().with_variant(Integer(), "sqlite")
@@ -100,23 +104,18 @@ class CrmSubject(Base):
     erasure_request_id: Mapped[UUID | None] = mapped_column(Uuid(), nullable=True)
 
 
-#: The person fields of ``crm_subjects`` (named as ``Person`` names them): the profile newer events update.
-PROFILE_FIELDS: tuple[str, ...] = (
-    "first_name",
-    "last_name",
-    "position",
-    "email",
-    "phone",
-    "location",
-    "country_code",
-    "company",
-    "company_address",
-    "skype_id",
-    "linkedin_url",
-)
-
-#: Columns of ``crm_subjects`` that hold personal data: cleared by an erasure, the rest is the minimal record.
+#: Columns of ``crm_subjects`` that hold personal data: the profile (``PROFILE_FIELDS``, named as ``Person`` names
+#: them) and when it was seen. Cleared by an erasure; the rest is the minimal record.
 PERSONAL_SUBJECT_COLUMNS: tuple[str, ...] = (*PROFILE_FIELDS, "first_seen_at", "last_seen_at", "profile_at")
+
+
+#: Person fields that are also identities (search keys), with their identity kind.
+IDENTITY_FIELDS: tuple[tuple[str, str], ...] = (
+    ("email", "email"),
+    ("phone", "phone"),
+    ("skype_id", "skype"),
+    ("linkedin_url", "linkedin"),
+)
 
 
 class CrmIdentity(Base):
@@ -225,3 +224,32 @@ class CrmAudit(Base):
     event_id: Mapped[UUID | None] = mapped_column(Uuid(), nullable=True)
     request_id: Mapped[UUID | None] = mapped_column(Uuid(), nullable=True, index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+
+
+subjects = cast(Table, CrmSubject.__table__)
+identities = cast(Table, CrmIdentity.__table__)
+interactions = cast(Table, CrmInteraction.__table__)
+consents = cast(Table, CrmConsent.__table__)
+audit = cast(Table, CrmAudit.__table__)
+
+
+def audit_row(
+    at: datetime,
+    subject_key: str,
+    action: str,
+    *,
+    actor: str,
+    detail: dict[str, Any],
+    event_id: UUID | None = None,
+    request_id: UUID | None = None,
+) -> dict[str, Any]:
+    """One ``crm_audit`` row: a change and its cause, the event or the rights request (``detail``: no values)."""
+    return {
+        "at": at,
+        "subject_key": subject_key,
+        "action": action,
+        "actor": actor,
+        "event_id": event_id,
+        "request_id": request_id,
+        "detail": detail,
+    }

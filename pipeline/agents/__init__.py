@@ -1,0 +1,1 @@
+"""The faust worker: its app (``app``), its agents, and which of them run (``worker``)."""

@@ -1,0 +1,359 @@
+"""Every use of faust, mode and aiokafka beyond their public API, in one place, each name listed in ``PRIVATE_API``.
+
+What leadpipe changes inside faust, and why (details at each class):
+
+- the consumer hands whole fetched batches of a batch-agent topic to their handler (``pipeline.agents.batching``)
+  and commits only between batches (``BatchingConsumer``);
+- aiokafka's ``fetch_max_wait_ms`` is lowered (faust hard-codes 1500 ms): while a busy partition still has records
+  buffered, aiokafka fetches only the idle ones (table changelogs) and the broker holds that request for the full
+  wait, stalling the busy partition behind it (``BatchingConsumerThread``);
+- table recovery asks the broker for the end of each changelog instead of trusting a cached value that is unknown
+  before the first fetch (``BatchingConsumerThread._highwaters``);
+- a global table reads a compacted topic another process writes (``ExternalGlobalTable``);
+- the processing agent's outputs go into the transaction of the input partition they came from, in whole record
+  batches (``transaction_producer``, ``partition_for``; used by ``pipeline.agents.sender``).
+
+``tests/unit/agents/test_faust_adapter_contract.py`` checks every name in ``PRIVATE_API`` against the installed
+faust, mode and aiokafka (presence, kind, and the parameters this module passes or receives), and that this module
+uses no private name it does not list; an upgrade that changes one fails there, naming it. Nothing else in
+``pipeline/`` touches a private name of these libraries (checked by the same test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, MutableMapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import faust
+from faust.transport.consumer import TopicPartitionGroup, TransactionManager
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, Message
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
+
+from pipeline.agents.batching import BatchContext, BatchHandler, Fetched, unhandled
+from pipeline.logging import get_logger
+
+log = get_logger(__name__)
+
+#: How long the broker may hold a fetch with nothing to return (faust's own value is 1500 ms).
+FETCH_MAX_WAIT_MS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Reliance:
+    """One name of faust, mode or aiokafka this module relies on beyond their public API."""
+
+    owner: str
+    """``module:Class`` (or ``module`` for a module-level name)."""
+    name: str
+    kind: Literal["method", "coroutine", "async_generator", "property", "attribute", "instance_attribute"]
+    """``instance_attribute``: set by the owner's ``__init__`` (checked on an instance, not the class)."""
+    params: tuple[str, ...] = ()
+    """The leading parameters (after ``self``) as this module calls or overrides the method."""
+    why: str = ""
+
+
+_CONSUMER = "faust.transport.drivers.aiokafka:Consumer"
+_THREAD = "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread"
+_AIO_CONSUMER = "aiokafka.consumer.consumer:AIOKafkaConsumer"
+_FAUST_PRODUCER = "faust.transport.drivers.aiokafka:Producer"
+_AIO_PRODUCER = "aiokafka.producer.producer:AIOKafkaProducer"
+
+#: Every private (or internal) name this module relies on. Keep in step with the code below.
+PRIVATE_API: tuple[Reliance, ...] = (
+    # the batch consumer (BatchingConsumer, BatchingConsumerThread, BatchingTransport, BatchingAppMixin)
+    Reliance("faust.app.base:App", "_new_transport", "method", why="the app builds its transport here"),
+    Reliance("faust.transport.drivers.aiokafka:Transport", "Consumer", "attribute", why="the consumer class used"),
+    Reliance(_CONSUMER, "_new_consumer_thread", "method", why="the consumer builds its thread here"),
+    Reliance(_THREAD, "_create_worker_consumer", "method", ("transport",), why="builds the aiokafka consumer"),
+    Reliance(_THREAD, "_highwaters", "coroutine", ("partitions",), why="table recovery's changelog ends"),
+    Reliance(_THREAD, "_ensure_consumer", "method", why="the aiokafka consumer of the thread"),
+    Reliance(_AIO_CONSUMER, "_fetch_max_wait_ms", "instance_attribute", why="read when the fetcher starts"),
+    Reliance(_AIO_CONSUMER, "_subscription", "instance_attribute", why="the fetch position of a partition"),
+    Reliance("aiokafka.consumer.subscription_state:SubscriptionState", "subscription", "property"),
+    Reliance("aiokafka.consumer.subscription_state:Subscription", "assignment", "property"),
+    Reliance("aiokafka.consumer.subscription_state:Assignment", "state_value", "method", ("tp",)),
+    Reliance("aiokafka.consumer.subscription_state:TopicPartitionState", "has_valid_position", "property"),
+    Reliance("aiokafka.consumer.subscription_state:TopicPartitionState", "position", "property"),
+    Reliance(_CONSUMER, "_thread", "instance_attribute"),
+    Reliance(_CONSUMER, "_wait_next_records", "coroutine", ("timeout",), why="the fetch getmany is built on"),
+    Reliance(_CONSUMER, "getmany", "async_generator", ("timeout",), why="overridden: batches to their handlers"),
+    Reliance(_CONSUMER, "commit", "coroutine", ("topics", "start_new_transaction"), why="overridden: batch lock"),
+    Reliance(_CONSUMER, "_commit_offsets", "coroutine", ("offsets", "start_new_transaction"), why="overridden"),
+    Reliance(_CONSUMER, "on_partitions_revoked", "coroutine", ("revoked",), why="overridden: commit first"),
+    Reliance(_CONSUMER, "on_partitions_assigned", "coroutine", ("assigned", "generation_id"), why="overridden"),
+    Reliance(_CONSUMER, "perform_seek", "coroutine"),
+    Reliance(_CONSUMER, "_to_message", "method", ("tp", "record")),
+    Reliance(_CONSUMER, "_acked", "instance_attribute", why="ack bookkeeping faust's commit reads"),
+    Reliance(_CONSUMER, "_acked_index", "instance_attribute"),
+    Reliance(_CONSUMER, "_n_acked", "attribute"),
+    Reliance(_CONSUMER, "_committed_offset", "instance_attribute"),
+    Reliance(_CONSUMER, "_waiting_for_ack", "attribute"),
+    Reliance(_CONSUMER, "_read_offset", "instance_attribute"),
+    Reliance(_CONSUMER, "_paused_partitions", "instance_attribute"),
+    Reliance(_CONSUMER, "_buffered_partitions", "instance_attribute"),
+    Reliance("faust.types.tuples", "ack_lock", "attribute", why="the lock faust's ack takes"),
+    Reliance("mode.utils.futures", "notify", "attribute", why="wakes faust's wait for acks"),
+    # tables (ExternalGlobalTable, table_dict)
+    Reliance("faust.tables.globaltable:GlobalTable", "_changelog_topic_name", "method", why="overridden"),
+    Reliance("faust.stores.memory:Store", "data", "instance_attribute", why="the dict inside a memory store"),
+    # the transactional sender (transactional_id, transaction_producer, partition_for)
+    Reliance("faust.transport.consumer:TransactionManager", "transactional_id_format", "attribute"),
+    Reliance("faust.transport.consumer:TopicPartitionGroup", "__new__", "method", ("topic", "partition", "group")),
+    Reliance(_FAUST_PRODUCER, "_ensure_producer", "method"),
+    Reliance(_FAUST_PRODUCER, "_transaction_producers", "instance_attribute", why="one per input partition"),
+    Reliance(_FAUST_PRODUCER, "_trn_locks", "instance_attribute", why="the lock of each transaction"),
+    Reliance(_AIO_PRODUCER, "_partition", "method", ("topic", "partition", "key", "value", "serialized_key")),
+    Reliance("aiokafka.client:AIOKafkaClient", "_wait_on_metadata", "coroutine", ("topic",)),
+)
+
+
+# ---- the batch consumer ---------------------------------------------------------------------------------------
+
+
+class BatchingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the fetcher starts, after construction
+        return consumer
+
+    async def _highwaters(self, partitions: list[TP]) -> Any:
+        """Ask the broker for the end of each changelog partition (ListOffsets, the consumer's isolation level).
+
+        Under exactly_once faust answers from the last fetch response's last stable offset, which is unknown
+        until a partition has been fetched once: table recovery then sees -1, treats a full changelog as empty
+        and starts processing with empty tables (measured: suppression states ignored after a restart).
+        """
+        return await self._ensure_consumer().end_offsets(partitions)
+
+
+class BatchingConsumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer, plus batch agents and commits that never split a batch."""
+
+    _batch_lock: asyncio.Lock | None = None
+    _handled: dict[TP, int] | None = None
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return BatchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    @property
+    def batch_lock(self) -> asyncio.Lock:
+        if self._batch_lock is None:
+            self._batch_lock = asyncio.Lock()
+        return self._batch_lock
+
+    @property
+    def handled(self) -> dict[TP, int]:
+        """Per partition of a batch-agent topic, the offset after the last record handled since it was assigned.
+
+        Everything below it is in the open transaction or committed: a record delivered again below it (table
+        recovery seeks to the committed offsets while the fetcher runs, so a batch fetched before that seek comes
+        back after it; measured: whole batches handled twice and committed twice) is skipped, never handled again.
+        Only a revocation resets it: then the open transaction is the new owner's to abort or complete.
+        """
+        if self._handled is None:
+            self._handled = {}
+        return self._handled
+
+    def ack_offsets(self, tp: TP, offsets: Sequence[int]) -> None:
+        """faust's ``ack`` for a whole batch of offsets at once, without a faust ``Message`` per record.
+
+        The same bookkeeping (``_acked``, ``_acked_index``, ``_n_acked`` under ``ack_lock``) that faust's commit
+        reads; building, tracking and acknowledging a ``Message`` per record cost more than the record's processing
+        rules once those were made cheap.
+        """
+        if not offsets or not self.app.topics.acks_enabled_for(tp.topic):
+            return
+        with ack_lock:
+            committed = self._committed_offset[tp]
+            index = self._acked_index[tp]
+            fresh = [o for o in offsets if (committed is None or o >= committed) and o not in index]
+            index.update(fresh)
+            self._acked[tp].extend(fresh)
+            self._n_acked += len(fresh)
+            notify(self._waiting_for_ack)
+
+    async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        async with self.batch_lock:
+            done: bool = await super().commit(topics, start_new_transaction=start_new_transaction)
+            return done
+
+    async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        done: bool = await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+        log.debug(
+            "offsets_committed", done=done, offsets={f"{tp.topic}:{tp.partition}": o for tp, o in offsets.items()}
+        )
+        return done
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Commit what is done before a rebalance takes the partitions away.
+
+        faust forgets the acknowledged, not yet committed offsets of every revoked partition; with the eager
+        rebalance protocol that is every partition, including those this worker gets straight back, whose open
+        transactions still hold the outputs of that forgotten work. Committed later with offsets that no longer
+        include it, and the records read again from the committed offset, those outputs would appear twice
+        (measured: two workers, one killed at random: hundreds of duplicates). Committing first (after the batch
+        in flight, which the commit lock waits for) leaves nothing to forget.
+        """
+        self.stop_flow()  # no new batch starts; faust resumes the flow after the assignment
+        try:
+            await self.commit()
+        except Exception as exc:  # a fenced producer: the partition moved already; its new owner redoes the work
+            self.log.warning("commit before revocation failed: %r", exc)
+        await super().on_partitions_revoked(revoked)
+        for tp in revoked:
+            self.handled.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        for tp in assigned:
+            self.handled.pop(tp, None)  # a new assignment starts from the committed offset
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109 (faust API)
+        """faust's ``Consumer.getmany``, with batch-agent topics handed over whole instead of yielded."""
+        handlers: dict[str, BatchHandler] = cast(Any, self.app).batch_handlers  # a LeadpipeApp's (BatchingAppMixin)
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            try:
+                await self.perform_seek()
+            except Exception as ex:
+                self.log.warning(f"exception performing seek when flow not active {ex}")
+            return
+        others = {}
+        for tp, batch in records.items():
+            handler = handlers.get(tp.topic)
+            if handler is None:
+                others[tp] = batch
+                continue
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                break  # a rebalance began: faust seeks back to the committed offsets afterwards
+            if tp in self._paused_partitions or tp not in self.assignment():
+                # Fetched in the instant a partition was paused (table recovery) or revoked. faust's own path drops
+                # such records, relying on a later seek; here they are read again unless someone already rewound.
+                self._rewind(tp, batch[0].offset)
+                continue
+            fresh = unhandled(batch, self.handled.get(tp))
+            if len(fresh) < len(batch):
+                log.info(
+                    "redelivered_records_skipped",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    skipped=len(batch) - len(fresh),
+                )
+            if fresh:
+                await self._run_batch(handler, tp, fresh)
+        if not others:
+            return
+        to_message = self._to_message
+        for tp, record in self.scheduler.iterate(others):
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                break
+            if active_partitions is None or tp in active_partitions or tp in self._buffered_partitions:
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                yield tp, to_message(tp, record)
+
+    def _rewind(self, tp: TP, offset: int) -> None:
+        """Move the fetch position of ``tp`` back to ``offset``; never forward (a seek to committed wins)."""
+        consumer = self._thread._ensure_consumer()
+        assignment = consumer._subscription.subscription.assignment if consumer._subscription.subscription else None
+        state = assignment.state_value(tp) if assignment is not None else None
+        if state is None or not state.has_valid_position or state.position <= offset:
+            return
+        consumer.seek(tp, offset)
+        self._read_offset[tp] = offset
+        self.log.info("rewound %s to offset %s: fetched while paused", tp, offset)
+
+    async def _run_batch(self, handler: BatchHandler, tp: TP, records: Sequence[Fetched]) -> None:
+        """One batch under the commit lock; shielded, so a stop or rebalance waits for it instead of cutting it.
+
+        (faust's stop and commit take the same lock, so they wait for the batch: no per-record tracking needed.)
+        """
+
+        async def run() -> None:
+            async with self.batch_lock:
+                await handler(BatchContext(tp, self), records)
+
+        self.handled[tp] = records[-1].offset + 1  # before the handler runs: a cancelled wait must not reopen it
+        await asyncio.shield(run())
+        self._read_offset[tp] = records[-1].offset
+        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+
+
+class BatchingTransport(faust_aiokafka.Transport):
+    Consumer = BatchingConsumer
+
+
+class BatchingAppMixin:
+    """For a ``faust.App`` subclass (``pipeline.agents.app.LeadpipeApp``): its consumer is the ``BatchingConsumer``.
+
+    The app must have ``batch_handlers`` (topic name -> handler), which the consumer reads.
+    """
+
+    conf: Any
+
+    def _new_transport(self) -> Any:
+        return BatchingTransport(self.conf.broker_consumer, self)
+
+
+# ---- tables ---------------------------------------------------------------------------------------------------
+
+
+class ExternalGlobalTable(faust.GlobalTable):
+    """A global table over a compacted topic that another process writes (not ``<app>-<name>-changelog``).
+
+    faust's assignor names a global table's changelog by ``_changelog_topic_name()`` (the default name) rather than
+    by the topic the table was given; this override makes both agree.
+    """
+
+    def _changelog_topic_name(self) -> str:
+        name: str = self.changelog_topic.get_topic_name()
+        return name
+
+
+def table_dict(table: Any) -> MutableMapping[bytes, bytes]:
+    """The dict inside a memory store: its ``get`` answers misses without raising and catching a KeyError."""
+    store = table.data
+    inner = getattr(store, "data", None)
+    return inner if isinstance(inner, dict) else store
+
+
+# ---- the transactional producers --------------------------------------------------------------------------------
+
+
+def transactional_id(app: faust.App, source_topic: str, partition: int) -> str | None:
+    """The id of the transaction faust keeps for a partition of an input topic (None outside transactions)."""
+    if not app.in_transaction:
+        return None
+    group = TopicPartitionGroup(
+        topic=source_topic, partition=partition, group=app.assignor.group_for_topic(source_topic)
+    )
+    return TransactionManager.transactional_id_format.format(group_id=app.conf.id, tpg=group)
+
+
+def transaction_producer(app: faust.App, transactional_id: str | None) -> tuple[Any, AbstractAsyncContextManager[Any]]:
+    """The aiokafka producer of a transaction (faust's plain one for None) and the lock its sends take.
+
+    Raises ``LookupError`` when faust has no producer for that transaction (the partition is no longer assigned).
+    """
+    producer: Any = app.producer
+    if transactional_id is None:
+        return producer._ensure_producer(), contextlib.nullcontext()
+    txn_producer = producer._transaction_producers.get(transactional_id)
+    if txn_producer is None:
+        raise LookupError(f"no transactional producer for {transactional_id}")
+    return txn_producer, producer._trn_locks[transactional_id]
+
+
+async def partition_for(producer: Any, topic: str, key: bytes | None, value: bytes | None) -> int:
+    """The partition aiokafka's partitioner gives a record (after the topic's metadata is known)."""
+    await producer.client._wait_on_metadata(topic)
+    partition: int = producer._partition(topic, None, None, None, key, value)
+    return partition

@@ -1,0 +1,111 @@
+"""Sending the processing agent's outputs inside the transaction of the input partition they came from.
+
+``Out`` is one record a step produces; ``TransactionalSender`` hands a batch of them to the right transactional
+producer in whole record batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from pipeline.agents.faust_adapter import partition_for, transaction_producer, transactional_id
+from pipeline.config import Settings
+from pipeline.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """One record to produce: logical topic, key, value (already serialised)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+
+
+class SendFailedError(RuntimeError):
+    """A record could not be handed to (or delivered by) the producer; the worker must stop and redo the batch."""
+
+
+class TransactionalSender:
+    """Sends a batch's outputs in the transaction of the input partition they came from.
+
+    Under ``exactly_once`` faust keeps one transactional producer per assigned input partition and commits that
+    partition's offsets in it. faust's own ``topic.send`` picks the transaction by the *output* topic's group and
+    partition, which is right only when the output is co-partitioned with the input and subscribed by the app
+    (faust issue #440 and its ``group_for_topic`` KeyError). Naming the input partition's transaction directly is
+    right for any output topic. Each output keeps the input's partition number when the output topic has it, so
+    a record stays on the partition its subject key was hashed to by whoever produced the input.
+    """
+
+    def __init__(self, app: faust.App, settings: Settings, partitions: Mapping[str, int]) -> None:
+        self._app = app
+        self._settings = settings
+        self._partitions = dict(partitions)
+        self._names: dict[str, str] = {}
+
+    def _real(self, topic: str) -> str:
+        name = self._names.get(topic)
+        if name is None:
+            name = self._names[topic] = self._settings.topic(topic)
+        return name
+
+    def assigned(self, source_topic: str, partition: int) -> bool:
+        return any(tp.topic == source_topic and tp.partition == partition for tp in self._app.consumer.assignment())
+
+    def _producer(self, tid: str | None) -> tuple[Any, Any]:
+        """The aiokafka producer of the transaction (or faust's plain one outside transactions) and its lock."""
+        try:
+            return transaction_producer(self._app, tid)
+        except LookupError as exc:
+            raise SendFailedError(str(exc)) from None
+
+    async def send(self, source_topic: str, source_partition: int, records: Sequence[Out]) -> list[Awaitable[Any]]:
+        """Hand every record to the producer in whole record batches (no per-record wait); returns their futures.
+
+        Records are appended to one aiokafka ``BatchBuilder`` per output partition and handed over with
+        ``send_batch`` under the transaction's lock taken once, instead of one ``send`` per record, which creates a
+        future per record and takes faust's transaction lock each time. Order is kept per output partition, the
+        only order Kafka has.
+
+        Raises ``SendFailedError`` when the partition is still assigned but the producer refused a record.
+        Returns no futures when the partition was revoked meanwhile: its events will be processed again by the
+        partition's new owner, and this worker's uncommitted transaction for it is aborted.
+        """
+        if not records:
+            return []
+        tid = transactional_id(self._app, source_topic, source_partition)
+        futures: list[Awaitable[Any]] = []
+        try:
+            producer, lock = self._producer(tid)
+            by_partition: dict[tuple[str, int], list[Out]] = {}
+            for record in records:
+                topic = self._real(record.topic)
+                if source_partition < self._partitions.get(record.topic, 0):
+                    partition = source_partition
+                else:
+                    partition = await partition_for(producer, topic, record.key, record.value)
+                by_partition.setdefault((topic, partition), []).append(record)
+            async with lock:
+                for (topic, partition), group in by_partition.items():
+                    builder = producer.create_batch()
+                    for record in group:
+                        if builder.append(key=record.key, value=record.value, timestamp=None) is None:
+                            futures.append(await producer.send_batch(builder, topic, partition=partition))
+                            builder = producer.create_batch()
+                            if builder.append(key=record.key, value=record.value, timestamp=None) is None:
+                                raise SendFailedError(f"a record for {record.topic} is larger than a whole batch")
+                    futures.append(await producer.send_batch(builder, topic, partition=partition))
+        except Exception as exc:
+            if not self.assigned(source_topic, source_partition):
+                log.info("send_skipped_revoked", topic=source_topic, partition=source_partition)
+                return []
+            if isinstance(exc, SendFailedError):
+                raise
+            raise SendFailedError(f"producer refused a record for partition {source_partition}: {exc!r}") from exc
+        return futures

@@ -1,0 +1,1 @@
+"""leadpipe's HTTP API: which routers it is made of (``app``) and ``leadpipe serve`` (``cli``)."""

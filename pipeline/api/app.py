@@ -1,0 +1,28 @@
+"""The leadpipe HTTP API: every area's router on the shared app factory (``pipeline.http.app.create_app``).
+
+Add an area's router to ``ROUTERS``; guard its routes with ``pipeline.http.auth.require(permission)``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from pipeline.http.app import create_app
+from pipeline.ingest import api as ingest_api
+from pipeline.kafka.producer import ConfirmingPublisher
+from pipeline.review import api as review_api
+from pipeline.rights import api as rights_api
+from pipeline.runtime import Runtime
+from pipeline.sinks.crm import api as crm_api
+
+#: The routers of the API, in the order ``/openapi.json`` lists them.
+ROUTERS: list[APIRouter] = [ingest_api.router, rights_api.router, crm_api.router, review_api.router]
+
+SUMMARY = "Contact events in (webhooks from forms, chat bots, mail, messengers, events, customer imports)."
+
+
+def create_api(runtime: Runtime, publisher: ConfirmingPublisher) -> FastAPI:
+    """The leadpipe HTTP app: every router in ``ROUTERS``, with the ingest router's per-app state installed."""
+    app = create_app(runtime, publisher, ROUTERS, summary=SUMMARY)
+    ingest_api.install(app)
+    return app

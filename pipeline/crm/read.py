@@ -1,0 +1,155 @@
+"""The CRM's read model: what sales reads (``leadpipe crm search|show``, ``GET /v1/crm/...``) and what the rights
+effects read before they change anything (whom to hand over to HubSpot, what an export holds).
+
+Nothing here writes. Identities are looked up in their stored form (canonical e-mail, lowercased; E.164 phone),
+so a search finds a person however the e-mail or phone is spelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, Engine, RowMapping, func, select
+
+from pipeline.crm.schema import consents, identities, interactions, subjects
+from pipeline.crm.views import ConsentView, IdentityView, InteractionView, PurposeView, SubjectSummary, SubjectView
+from pipeline.normalize import NormalizationError, canonical_email, canonical_phone
+
+
+class CrmReadModel:
+    """Reads of the CRM tables. Thread-safe (one engine, a connection per call)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def subject_key_for(self, *, email: str | None = None, phone: str | None = None) -> str | None:
+        """The subject an e-mail or phone belongs to (canonicalised first); None when nobody has it."""
+        kind = "email" if email is not None else "phone"
+        value = _stored_identity(kind, email if email is not None else phone)
+        if value is None:
+            return None
+        with self.engine.connect() as conn:
+            key = conn.execute(
+                select(identities.c.subject_key)
+                .where(identities.c.kind == kind, identities.c.value == value)
+                .order_by(identities.c.id)
+                .limit(1)
+            ).scalar()
+        return key
+
+    def search(
+        self, *, email: str | None = None, phone: str | None = None, name: str | None = None, limit: int = 50
+    ) -> list[SubjectSummary]:
+        """Subjects matching every given criterion (e-mail and phone exactly, canonicalised; name by substring)."""
+        stmt = select(subjects)
+        criteria = 0
+        for kind, value in (("email", email), ("phone", phone)):
+            if value is None:
+                continue
+            criteria += 1
+            canonical = _stored_identity(kind, value)
+            if canonical is None:
+                return []
+            stmt = stmt.where(
+                subjects.c.subject_key.in_(
+                    select(identities.c.subject_key).where(identities.c.kind == kind, identities.c.value == canonical)
+                )
+            )
+        if name and name.strip():
+            criteria += 1
+            pattern = f"%{_escape_like(name.strip().lower())}%"
+            full = func.lower(func.coalesce(subjects.c.first_name, "") + " " + func.coalesce(subjects.c.last_name, ""))
+            stmt = stmt.where(full.like(pattern, escape="\\"))
+        if not criteria:
+            raise ValueError("search needs an e-mail, a phone or a name")
+        stmt = stmt.order_by(subjects.c.last_seen_at.desc(), subjects.c.subject_key).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+            counts = self._interaction_counts(conn, [r["subject_key"] for r in rows])
+        return [_summary(row, counts.get(row["subject_key"], 0)) for row in rows]
+
+    def show(self, subject_key: str) -> SubjectView | None:
+        """Everything about one subject: profile, status, identities, interactions with basis, consents.
+
+        Sales are shown ``for_sales()`` of it (a restricted subject withheld); the rights effects read all of it.
+        """
+        with self.engine.connect() as conn:
+            row = conn.execute(select(subjects).where(subjects.c.subject_key == subject_key)).mappings().first()
+            if row is None:
+                return None
+            idents = conn.execute(
+                select(identities).where(identities.c.subject_key == subject_key).order_by(identities.c.id)
+            ).mappings()
+            identity_views = [IdentityView.model_validate(dict(i)) for i in idents]
+            inters = conn.execute(
+                select(interactions)
+                .where(interactions.c.subject_key == subject_key)
+                .order_by(interactions.c.occurred_at, interactions.c.event_id)
+            ).mappings()
+            inter_views = [_interaction(i) for i in inters]
+            cons = conn.execute(
+                select(consents)
+                .where(consents.c.subject_key == subject_key)
+                .order_by(consents.c.given_at, consents.c.id)
+            ).mappings()
+            consent_views = [ConsentView.model_validate(dict(c)) for c in cons]
+        return SubjectView.model_validate(
+            {
+                **row,
+                **_summary(row, len(inter_views)).model_dump(),
+                "identities": identity_views,
+                "interactions_detail": inter_views,
+                "consents": consent_views,
+                # the newest choice of each purpose (consents are ordered oldest first)
+                "consent_state": {consent.purpose: consent.granted for consent in consent_views},
+            }
+        )
+
+    def interaction_count(self) -> int:
+        """How many interactions the CRM holds, of everyone."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(interactions)).scalar_one())
+
+    def interaction_counts(self, subject_keys: Sequence[str]) -> dict[str, int]:
+        """How many interactions each subject has (subjects with none are absent)."""
+        with self.engine.connect() as conn:
+            return self._interaction_counts(conn, subject_keys)
+
+    @staticmethod
+    def _interaction_counts(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
+        if not keys:
+            return {}
+        rows = conn.execute(
+            select(interactions.c.subject_key, func.count())
+            .where(interactions.c.subject_key.in_(list(keys)))
+            .group_by(interactions.c.subject_key)
+        ).all()
+        return {key: int(count) for key, count in rows}
+
+
+def _stored_identity(kind: str, value: str | None) -> str | None:
+    """The stored form of an e-mail (canonical, lowercased: mailboxes are matched case-insensitively) or a phone
+    (E.164); None when the input is not a valid address or number."""
+    if value is None:
+        return None
+    try:
+        return canonical_email(value).lower() if kind == "email" else canonical_phone(value)
+    except NormalizationError:
+        return None
+
+
+def _escape_like(text: str) -> str:
+    """``text`` matched literally inside a ``LIKE ... ESCAPE '\\'`` pattern (``%`` and ``_`` are no wildcards)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _summary(row: RowMapping, count: int) -> SubjectSummary:
+    status = "erased" if row["erased_at"] is not None else "restricted" if row["restricted"] else "active"
+    return SubjectSummary.model_validate(
+        {**row, "interactions": count, "status": status, "marketing_objected": bool(row["marketing_objected"])}
+    )
+
+
+def _interaction(row: RowMapping) -> InteractionView:
+    purposes = sorted(row["purposes"], key=lambda entry: str(entry["purpose"]))
+    return InteractionView.model_validate({**row, "purposes": [PurposeView.model_validate(p) for p in purposes]})

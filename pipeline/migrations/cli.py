@@ -1,0 +1,58 @@
+"""``leadpipe db upgrade|current|revision``: the operator's side of the database schema."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Annotated
+
+import typer
+from alembic import command
+
+from pipeline.config import get_settings
+from pipeline.db import alembic_config, current_revision, head_revision, make_engine
+from pipeline.db import upgrade as run_upgrade
+
+db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
+    """Migrate the database (``LEADPIPE_DATABASE_URL``; default the embedded SQLite) to a revision."""
+    settings = get_settings()
+    if settings.resolved_database_url.startswith("sqlite:///"):
+        settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        now = run_upgrade(engine, revision)
+    finally:
+        engine.dispose()
+    typer.echo(f"database at revision {now}")
+
+
+@db_app.command("revision")
+def revision(
+    message: Annotated[str, typer.Option("-m", "--message", help="What the migration does")],
+) -> None:
+    """Autogenerate a migration from the models (against a scratch SQLite at head): review it before committing."""
+    with tempfile.TemporaryDirectory() as scratch:
+        engine = make_engine(f"sqlite:///{scratch}/scratch.sqlite3")
+        try:
+            run_upgrade(engine)
+            command.revision(alembic_config(engine), message=message, autogenerate=True)
+        finally:
+            engine.dispose()
+
+
+@db_app.command("current")
+def current() -> None:
+    """The database's revision and the code's head; exit 1 when the database is behind."""
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        at = current_revision(engine)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    typer.echo(f"current: {at or 'none (empty database)'}\nhead:    {head}")
+    if at != head:
+        raise typer.Exit(1)

@@ -1,0 +1,37 @@
+"""The CRM's read model against SQLite and PostgreSQL (``db_url``): lookups by canonical identity, name search."""
+
+from __future__ import annotations
+
+import pytest
+from fakes.contacts import make_tagged
+
+from pipeline.crm.read import CrmReadModel
+from pipeline.sinks.crm.writer import CrmWriter
+
+pytestmark = pytest.mark.integration
+
+
+def test_search_and_show(crm_writer: CrmWriter, crm_read: CrmReadModel) -> None:
+    jane = make_tagged("jane.doe@example.com", phone="+4930123456")
+    john = make_tagged("john.smith@example.org", first_name="John", last_name="Smith")
+    crm_writer.write_events([jane, john])
+    assert [h.subject_key for h in crm_read.search(email="JANE.DOE@example.com")] == [jane.event.subject_key]
+    assert [h.subject_key for h in crm_read.search(phone="+49 30 123456")] == [jane.event.subject_key]
+    assert [h.subject_key for h in crm_read.search(name="smi")] == [john.event.subject_key]
+    assert crm_read.search(email="nobody@example.com") == []
+    assert crm_read.search(email="not an address") == []
+    assert crm_read.subject_key_for(email="Jane.Doe@Example.com") == jane.event.subject_key
+    with pytest.raises(ValueError):
+        crm_read.search()
+
+
+def test_a_name_is_matched_literally(crm_writer: CrmWriter, crm_read: CrmReadModel) -> None:
+    """LIKE wildcards and the escape character in a searched name match themselves on both backends."""
+    percent = make_tagged("p@example.com", first_name="100%", last_name="Sure")
+    under = make_tagged("u@example.com", first_name="a_b", last_name="Slash\\Name")
+    plain = make_tagged("x@example.com", first_name="aXb", last_name="Other")
+    crm_writer.write_events([percent, under, plain])
+    assert [h.subject_key for h in crm_read.search(name="0%")] == [percent.event.subject_key]
+    assert [h.subject_key for h in crm_read.search(name="a_b")] == [under.event.subject_key]
+    assert [h.subject_key for h in crm_read.search(name="h\\n")] == [under.event.subject_key]
+    assert [h.subject_key for h in crm_read.search(name="%")] == [percent.event.subject_key]

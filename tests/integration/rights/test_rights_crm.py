@@ -1,0 +1,101 @@
+"""Each right in the CRM (``CrmRights``) against SQLite and PostgreSQL (``db_url``): what it changes, what it keeps,
+what it audits, and that doing it again changes nothing."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from fakes.contacts import BASE_TIME, make_tagged
+from sqlalchemy import Engine
+
+from pipeline.models import Channel
+from pipeline.rights.effects.crm import CrmRights
+from pipeline.sinks.crm.writer import CrmWriter
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def crm(crm_engine: Engine) -> CrmRights:
+    return CrmRights(crm_engine)
+
+
+def test_every_right_in_the_crm(crm_writer: CrmWriter, crm: CrmRights) -> None:
+    a = make_tagged(consent=True, phone="+4930123456")
+    b = make_tagged(channel=Channel.CHATBOT, occurred_at=BASE_TIME + timedelta(days=1))
+    crm_writer.write_events([a, b])
+    key = a.event.subject_key
+    req = uuid.uuid4
+
+    withdrawal = crm.withdraw_consent(key, req())
+    assert withdrawal.purposes_withdrawn == ("further_contact",)
+    assert withdrawal.purposes_stopped == 1
+    view = crm.read.show(key)
+    assert view is not None and view.consent_state == {"further_contact": False}
+
+    objection_id = req()
+    objection = crm.set_marketing_objection(key, objection_id)
+    assert objection.changed and objection.purposes_stopped == 2  # information_of_interest of both interactions
+    assert not crm.set_marketing_objection(key, objection_id).changed
+    stopped = [p for i in crm.read.show(key).interactions_detail for p in i.purposes if p.stopped_at]  # type: ignore[union-attr]
+    assert {p.purpose for p in stopped} == {"further_contact", "information_of_interest"}
+    assert all(p.legal_basis != "contract" for p in stopped)  # the contract purpose continues
+
+    assert crm.set_restriction(key, req(), restricted=True).changed
+    assert crm.read.show(key).status == "restricted"  # type: ignore[union-attr]
+    assert crm.set_restriction(key, req(), restricted=False).changed
+
+    rect = crm.rectify(key, req(), {"company": "Fixed Ltd", "phone": "+4930999999"})
+    assert rect.changed_fields == ("company", "phone")
+    view = crm.read.show(key)
+    assert view is not None and view.company == "Fixed Ltd"
+    assert ("phone", "+4930999999") in {(i.kind, i.value) for i in view.identities}
+    assert ("phone", "+4930123456") not in {(i.kind, i.value) for i in view.identities}
+    with pytest.raises(ValueError):
+        crm.rectify(key, req(), {"subject_key": "x"})
+
+    export = crm.export_subject(key)
+    assert export is not None
+    assert set(export) == {"subject", "identities", "interactions", "consents", "audit"}
+    assert len(export["interactions"]) == 2
+    assert {e["action"] for e in export["audit"]} >= {"interaction_recorded", "consent_withdrawn", "rectified"}
+
+    erasure_id = req()
+    erased = crm.erase_subject(key, erasure_id, at=BASE_TIME + timedelta(days=200))
+    assert erased.found and erased.interactions_deleted == 2 and erased.identities_deleted >= 2
+    view = crm.read.show(key)
+    assert view is not None and view.status == "erased"
+    assert view.erasure_request_id == erasure_id
+    assert (view.first_name, view.email, view.phone, view.company, view.interactions) == (None, None, None, None, 0)
+    assert view.marketing_objected  # flags are kept: an objection still holds if the person comes back
+    assert crm.read.search(email="jane.doe@example.com") == []
+    again = crm.erase_subject(key, req())
+    assert again.already_erased
+    assert not crm.erase_subject("sk_unknown", req()).found
+
+    # an event received before the erasure (accepted just before it, or replayed) never brings the data back
+    late = make_tagged(occurred_at=BASE_TIME + timedelta(days=100))
+    report = crm_writer.write_events([late])
+    assert report.superseded == frozenset({late.event.event_id}) and not report.new
+    assert crm.read.show(key).status == "erased"  # type: ignore[union-attr]
+    assert crm.read.search(email="jane.doe@example.com") == []
+
+    # the person comes back (the chain let the new event through): a new collection on the same subject
+    back = make_tagged(occurred_at=BASE_TIME + timedelta(days=400))
+    report = crm_writer.write_events([back])
+    assert report.subjects_recollected == frozenset({key})
+    assert crm.read.show(key).status == "active"  # type: ignore[union-attr]
+
+
+def test_retention_expiry_and_deletion(crm_writer: CrmWriter, crm: CrmRights) -> None:
+    old = make_tagged(occurred_at=BASE_TIME - timedelta(days=365 * 9))  # web form: 8 years, expired
+    new = make_tagged(occurred_at=BASE_TIME)
+    crm_writer.write_events([old, new])
+    expired = crm.expired_interactions(BASE_TIME)
+    assert [e.event_id for e in expired] == [old.event.event_id]
+    assert crm.read.interaction_counts([old.event.subject_key]) == {old.event.subject_key: 2}
+    deletion = crm.delete_interactions(old.event.subject_key, [old.event.event_id], uuid.uuid4())
+    assert (deletion.deleted, deletion.remaining) == (1, 1)
+    assert crm.expired_interactions(BASE_TIME) == []

@@ -1,0 +1,45 @@
+"""What sales may see: a restricted subject (policy 9.4) only as its key, counts and status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pipeline.crm.views import IdentityView, SubjectSummary, SubjectView
+from pipeline.models.contact import PROFILE_FIELDS
+
+AT = datetime(2025, 3, 1, tzinfo=UTC)
+PROFILE = {name: f"value of {name}" for name in PROFILE_FIELDS}
+
+
+def _view(status: str) -> SubjectView:
+    return SubjectView.model_validate(
+        {
+            **PROFILE,
+            "subject_key": "sk_" + "v" * 40,
+            "status": status,
+            "interactions": 3,
+            "created_at": AT,
+            "updated_at": AT,
+            "restricted": status == "restricted",
+            "identities": [IdentityView(kind="email", value="a@example.com", created_at=AT)],
+            "consent_state": {"further_contact": True},
+        }
+    )
+
+
+def test_a_restricted_subject_is_shown_without_any_profile_field_or_detail() -> None:
+    shown = _view("restricted").for_sales()
+    assert shown.withheld
+    assert {name: getattr(shown, name) for name in PROFILE_FIELDS} == dict.fromkeys(PROFILE_FIELDS)
+    assert (shown.identities, shown.interactions_detail, shown.consents, shown.consent_state) == ([], [], [], {})
+    assert (shown.subject_key, shown.status, shown.interactions) == ("sk_" + "v" * 40, "restricted", 3)
+
+
+def test_a_restricted_search_hit_is_withheld_too() -> None:
+    hit = SubjectSummary.model_validate({**PROFILE, "subject_key": "sk_x", "status": "restricted"}).for_sales()
+    assert hit.withheld and hit.email is None and hit.first_name is None and hit.company is None
+
+
+def test_an_active_subject_is_shown_whole() -> None:
+    view = _view("active")
+    assert view.for_sales() is view and view.email == PROFILE["email"]

@@ -1,0 +1,63 @@
+"""One request view: the tracker's ``RequestView``, and the DPO's ``RequestOut`` (API, ``dpo status --json``) is it
+plus whether it is overdue; the tracker's own bookkeeping stays out of what the DPO is shown."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from pipeline.models.rights import RightKind, SinkStatus
+from pipeline.rights.dpo import RequestOut, request_out
+from pipeline.rights.tracker import RequestState, RequestView, SinkView
+
+AT = datetime(2025, 6, 1, 12, tzinfo=UTC)
+
+
+def _view(state: RequestState) -> RequestView:
+    return RequestView(
+        request_id="7d3c0c7e-0000-4000-8000-000000000001",
+        kind=RightKind.ERASURE,
+        subject_key="sk_" + "r" * 40,
+        issued_by="dpo:test",
+        received_at=AT,
+        due_at=AT + timedelta(days=30),
+        effective_due_at=AT + timedelta(days=30),
+        extension_reason=None,
+        state=state,
+        completed_at=None,
+        published_at=AT,
+        notice_due=False,
+        sinks=(
+            SinkView(sink="crm", status=SinkStatus.FAILED, attempts=2, error="db down", evidence={}, updated_at=AT),
+        ),
+    )
+
+
+def test_the_dpo_is_shown_the_view_and_whether_it_is_overdue() -> None:
+    out = request_out(_view(RequestState.ATTENTION), AT + timedelta(days=31))
+    doc = out.model_dump(mode="json")
+    assert set(doc) == {
+        "request_id",
+        "kind",
+        "subject_key",
+        "issued_by",
+        "received_at",
+        "due_at",
+        "effective_due_at",
+        "extension_reason",
+        "state",
+        "overdue",
+        "notice_due",
+        "completed_at",
+        "sinks",
+    }
+    assert (doc["state"], doc["overdue"]) == ("attention", True)
+    assert doc["sinks"] == [{"sink": "crm", "status": "failed", "attempts": 2, "error": "db down", "evidence": {}}]
+    schema = RequestOut.model_json_schema(mode="serialization")  # what the API's OpenAPI document shows
+    assert set(schema["properties"]) == set(doc)
+    assert set(schema["$defs"]["SinkView"]["properties"]) == set(doc["sinks"][0])
+
+
+def test_overdue_is_judged_at_the_time_asked_and_never_for_a_completed_request() -> None:
+    assert not request_out(_view(RequestState.OPEN), AT + timedelta(days=29)).overdue
+    assert request_out(_view(RequestState.OPEN), AT + timedelta(days=31)).overdue
+    assert not request_out(_view(RequestState.COMPLETED), AT + timedelta(days=31)).overdue
