@@ -16,9 +16,9 @@ from pipeline.kafka import cli as kafka_cli
 from pipeline.logging import configure_logging
 from pipeline.migrations import cli as migrations_cli
 from pipeline.policy import cli as policy_cli
-from pipeline.review import cli as review_cli
 from pipeline.rights import cli as rights_cli
 from pipeline.sinks.crm import cli as crm_cli
+from pipeline.spam import cli as spam_cli
 
 app = typer.Typer(help="leadpipe: contact events in, lawful records out.", no_args_is_help=True)
 
@@ -35,7 +35,7 @@ SUBCOMMANDS: list[tuple[str, typer.Typer | Callable[..., Any]]] = [
     ("db", migrations_cli.db_app),
     ("worker", agents_cli.worker),
     ("policy", policy_cli.policy_app),
-    ("spam", review_cli.spam_app),
+    ("spam", spam_cli.spam_app),
     ("dlq", dlq_cli.dlq_app),
     ("demo", demo.demo),
 ]

@@ -147,6 +147,9 @@ def make_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Ca
             "subject_key_pepper": "test-pepper",
             "key_encryption_key": base64.urlsafe_b64encode(b"k" * 32).decode(),
             "log_format": "console",
+            # The spam engine is asked only by the tests that start one (spam_engine fixture); elsewhere a worker
+            # would send every event with words to review as spam_engine_unavailable.
+            "spam_engine_enabled": False,
         }
         values.update(overrides)
         return explicit_settings(**values)

@@ -111,12 +111,17 @@ class SourceContext:
 
     def event_id(self, index: int) -> uuid.UUID:
         """Deterministic: the same source sending the same bytes gets the same ids (retries are idempotent)."""
-        return uuid.uuid5(EVENT_NAMESPACE, f"event\n{self.source_id}\n{self.payload_digest}\n{index}")
+        return event_id_of(self.source_id, self.payload_digest, index)
 
     @property
     def submission(self) -> str:
         """Names this payload from this source (``<source id>:<sha256>``), e.g. for its dead letter's id."""
         return f"{self.source_id}:{self.payload_digest}"
+
+
+def event_id_of(source_id: str, payload_digest: str, index: int) -> uuid.UUID:
+    """The id of the ``index``-th event of a payload (sha256 ``payload_digest``) from ``source_id``."""
+    return uuid.uuid5(EVENT_NAMESPACE, f"event\n{source_id}\n{payload_digest}\n{index}")
 
 
 def parse_content_type(header: str) -> tuple[str, dict[str, str]]:

@@ -11,14 +11,18 @@ E-mail arrives as a message already: ``render_message(event, raw=...)`` hands th
 
 from __future__ import annotations
 
+import hashlib
 import quopri
 from email.header import Header
 from email.utils import format_datetime, formataddr
 
 from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
+from pipeline.models.records import RawRecord
 from pipeline.models.spam import EngineMessage
 from pipeline.processors.text import person_text
+from pipeline.sources.base import event_id_of, parse_content_type
+from pipeline.sources.email import messages_of
 
 #: The recipient every rendered message goes to (rules compare To: with From:, and a missing To: scores).
 RECIPIENT = "leads@leadpipe.invalid"
@@ -108,4 +112,19 @@ def render_message(event: ContactEvent, raw: bytes | None = None) -> EngineMessa
     return EngineMessage(event_id=event.event_id, data=message, ip=ip, sender=envelope)
 
 
-__all__ = ["RECIPIENT", "render_message"]
+def email_of_payload(payload: bytes, record: RawRecord) -> bytes | None:
+    """The one message of an e-mail payload (as ingest received it) that ``record``'s event was made from.
+
+    An mbox payload holds many; the adapter numbered them, and the event id names the number
+    (``SourceContext.event_id``: source, payload digest, index), so the message is found without parsing any."""
+    messages = messages_of(payload, parse_content_type(record.content_type)[0])
+    if len(messages) == 1:
+        return messages[0]
+    digest = hashlib.sha256(payload).hexdigest()
+    for index, message in enumerate(messages):
+        if event_id_of(record.source_id, digest, index) == record.event_id:
+            return message
+    return None
+
+
+__all__ = ["RECIPIENT", "email_of_payload", "render_message"]

@@ -16,6 +16,7 @@ from uuid import UUID
 
 import redis
 
+from pipeline.config import Settings
 from pipeline.models.contact import ContactEvent
 from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineVerdict, LearnOutcome
 from pipeline.processors.text import person_text
@@ -34,6 +35,26 @@ class SpamSignals:
     pepper: bytes
     budget_s: float = 2.0
     model: NaiveBayes = field(default_factory=NaiveBayes)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, pepper: bytes) -> SpamSignals:
+        """The engine (``LEADPIPE_SPAM_ENGINE_*``) and the classifier's counts in the engine's Redis."""
+        client = SpamEngineClient(
+            settings.spam_engine_url,
+            settings.spam_engine_controller_url,
+            timeout_s=settings.spam_engine_timeout_s,
+            concurrency=settings.spam_engine_concurrency,
+        )
+        store = ClassifierStore.connect(settings.spam_engine_redis_host, settings.spam_engine_redis_port)
+        signals = cls(client, store, pepper, budget_s=settings.spam_engine_timeout_s)
+        signals.reload()
+        return signals
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.store is not None:
+            self.store.client.close()
 
     def reload(self) -> None:
         """Read the classifier's counts again (other workers learn too). A store that does not answer keeps the
@@ -78,14 +99,31 @@ class SpamSignals:
     ) -> tuple[LearnOutcome | None, LearnOutcome | None]:
         """Teach the engine and the classifier one decided event: (engine's outcome, classifier's outcome), None
         where that part is not configured. ``engine``: the engine's verdict when the event was scored (the
-        quarantined verdict carries it), so the classifier learns the symbols it will see next time."""
+        quarantined verdict carries it), so the classifier learns the symbols it will see next time.
+
+        Idempotent per event id, by the classifier's record of it: an event already learned with this label is a
+        ``duplicate`` for both parts (rspamd's own duplicate check is per message digest and, measured, can miss a
+        repeat sent right after the first learn). The classifier records the event only after the engine took it,
+        so a learn the engine could not take (``unavailable``) is done again, whole, by a retry or a rebuild."""
+        event_id = event.event_id
+        if self.store is not None:
+            try:
+                previous = self.store.label_of(event_id)
+            except redis.RedisError as exc:
+                down = LearnOutcome(event_id=event_id, label=label, status="unavailable", detail=type(exc).__name__)
+                return (down if self.client is not None else None), down
+            if previous == label:
+                same = LearnOutcome(event_id=event_id, label=label, status="duplicate")
+                return (same if self.client is not None else None), same
         engine_outcome = self.client.learn(render_message(event, raw), label) if self.client is not None else None
+        if engine_outcome is not None and engine_outcome.status == "unavailable":
+            return engine_outcome, None
         classifier_outcome = None
         if self.store is not None:
             symbols = engine if isinstance(engine, EngineVerdict) else None
-            classifier_outcome = self.store.learn(event.event_id, label, self.keys(event, symbols))
+            sign_keys = self.keys(event, symbols)
+            classifier_outcome = self.store.learn(event_id, label, sign_keys)
             if classifier_outcome.status in ("learned", "relearned"):
-                sign_keys = self.keys(event, symbols)
                 if classifier_outcome.status == "relearned":
                     self.model.add(sign_keys, "ham" if label == "spam" else "spam", sign=-1)
                 self.model.add(sign_keys, label)

@@ -84,6 +84,11 @@ class ClassifierStore:
             event_id=event_id, label=label, status=cast(Literal["learned", "relearned", "duplicate"], text)
         )
 
+    def label_of(self, event_id: UUID) -> str | None:
+        """The label an event was learned with, or None; raises ``redis.RedisError`` when Redis does not answer."""
+        value = self.client.get(self._keys(event_id)[0])
+        return value.decode() if isinstance(value, bytes) else None
+
     def load(self) -> NaiveBayes:
         """The whole model, read once (a worker reloads it after learning; a few 10,000 features is ~100 ms)."""
         p = self.prefix
