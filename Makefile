@@ -29,7 +29,7 @@ postgres:
 spam-engine:
 	@scripts/ensure-spam-engine.sh
 
-demo: bootstrap kafka-jars
+demo: bootstrap kafka-jars spam-engine
 	$(BIN)/leadpipe demo
 
 # pytest's exit code 5 means "no tests collected": a broken collection must never look like a green run.

@@ -499,9 +499,7 @@ def shared_processing(app: LeadpipeApp, runtime: Runtime) -> SharedProcessing:
         metrics = worker_metrics(app)
         spam = None
         if settings.spam_engine_enabled:
-            spam = AgentSpam.from_settings(
-                settings, runtime.pepper, runtime.codec, policy.policy.spam, metrics.registry
-            )
+            spam = AgentSpam.from_settings(settings, runtime.pepper, runtime.codec, policy.policy.spam, metrics)
         else:
             log.warning("spam_engine_off", detail="LEADPIPE_SPAM_ENGINE_ENABLED=false: the policy's rules alone")
         shared = SharedProcessing(

@@ -26,6 +26,7 @@ from uuid import UUID
 
 from prometheus_client import Counter
 
+from pipeline.agents.metrics import WorkerMetrics
 from pipeline.config import Settings
 from pipeline.crypto.codec import RecordCodec
 from pipeline.crypto.sealing import KeyDestroyedError
@@ -70,28 +71,14 @@ class AgentSpam:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, pepper: bytes, codec: RecordCodec, policy: SpamPolicy, registry: object
+        cls, settings: Settings, pepper: bytes, codec: RecordCodec, policy: SpamPolicy, metrics: WorkerMetrics
     ) -> AgentSpam:
-        results = Counter(
-            "leadpipe_spam_engine_results",
-            "Answers of the spam engine to the processing agent, by result: scored, or why there was no verdict "
-            "(timeout, unreachable, error); each unanswered event waited or went to review.",
-            ["result"],
-            registry=registry,  # type: ignore[arg-type]
-        )
-        learned = Counter(
-            "leadpipe_spam_learned",
-            "Reviewer decisions taught to the spam filter, by part (engine, classifier), label and status "
-            "(learned, relearned, duplicate, refused, unavailable: `leadpipe spam rebuild` teaches it again).",
-            ["part", "label", "status"],
-            registry=registry,  # type: ignore[arg-type]
-        )
         return cls(
             signals=SpamSignals.from_settings(settings, pepper),
             codec=codec,
             policy=policy,
-            results=results,
-            learned=learned,
+            results=metrics.spam_engine_results,
+            learned=metrics.spam_learned,
             reader=RawRecordReader(settings, raw_topic(Channel.EMAIL)),
             reload_s=settings.spam_classifier_reload_s,
         )

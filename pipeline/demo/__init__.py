@@ -39,6 +39,7 @@ from pipeline.models.rights import RightKind
 from pipeline.rights.dpo import DpoTools
 from pipeline.rights.tracker import RequestState
 from pipeline.runtime import Runtime
+from pipeline.spam.launcher import LocalSpamEngine
 from pipeline.topics import ACCEPTED_TOPIC, DROPS_TOPIC, PROCESSING_DLQ_TOPIC, QUARANTINE_TOPIC, SINK_RESULTS_TOPIC
 
 #: The person the demo erases: the sender of the packaged demo-request form.
@@ -118,6 +119,10 @@ def run_demo(settings: Settings, console: Console, timeout_s: float, keep_runnin
         console.print(f"Kafka: starting a local Apache Kafka {settings.kafka_version} (first run downloads its jars)")
         broker.up()
         console.print(f"Kafka: up at {broker.bootstrap_servers}, log {broker.log_file}")
+    spam_engine = LocalSpamEngine.from_settings(settings) if settings.spam_engine_enabled else None
+    if spam_engine is not None:
+        console.print("Spam engine: starting rspamd + Redis (first start compiles its rules, ~10-30 s)")
+        console.print(f"Spam engine: {spam_engine.up()}")
     report = apply_topics(settings)
     console.print(f"Topics: {len(report.created)} created, {len(report.altered)} altered")
     runtime = Runtime(settings)
@@ -138,6 +143,8 @@ def run_demo(settings: Settings, console: Console, timeout_s: float, keep_runnin
                 os.killpg(worker.pid, signal.SIGKILL)
             if broker.started_here:
                 broker.down()
+            if spam_engine is not None and spam_engine.started_here:
+                spam_engine.release()
 
 
 def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s: float) -> int:

@@ -36,7 +36,7 @@ from pipeline.processors.compiled import CompiledPolicy
 from pipeline.review.cli import review_app
 from pipeline.runtime import Runtime
 from pipeline.spam.engine import Label
-from pipeline.spam.launcher import LocalSpamEngine, SpamEngineLaunchError
+from pipeline.spam.launcher import CHART_ENGINE, LocalSpamEngine, SpamEngineLaunchError, rspamd_config
 from pipeline.spam.render import email_of_payload
 from pipeline.spam.signals import SpamSignals
 from pipeline.topics import REVIEW_DECISIONS_TOPIC, raw_topic
@@ -305,6 +305,29 @@ def engine_down() -> None:
     """Stop rspamd and Redis (the learned statistics stay on disk)."""
     stopped = LocalSpamEngine.from_settings(get_settings()).down()
     typer.echo("stopped" if stopped else "was not running")
+
+
+@engine_app.command("config")
+def engine_config(
+    out: Annotated[Path, typer.Argument(help="Directory to write local.d/ and override.d/ into.")],
+    chart: Annotated[
+        bool, typer.Option(help="The Helm chart's engine (all interfaces, Redis in the same pod) instead of ours.")
+    ] = False,
+) -> None:
+    """Write the engine's offline rspamd configuration (``--chart deploy/helm/leadpipe/files/rspamd``: the chart's)."""
+    settings = get_settings()
+    if chart:
+        files = rspamd_config(*CHART_ENGINE)
+    else:
+        engine = LocalSpamEngine.from_settings(settings)
+        files = rspamd_config(
+            "127.0.0.1", engine.port, engine.controller_port, f"127.0.0.1:{engine.redis_port}", sa_rules=engine.sa_rules
+        )
+    for name, text in files.items():
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    typer.echo(f"{len(files)} files written under {out}")
 
 
 @engine_app.command("status")

@@ -75,6 +75,43 @@ OFFLINE_MODULES = (
 )
 
 
+#: Where the Helm chart's engine listens (rspamd and its Redis in one pod): ``deploy/helm/leadpipe/files/rspamd``
+#: holds ``rspamd_config(*CHART_ENGINE)``, checked by the chart's tests, written by ``leadpipe spam engine config``.
+CHART_ENGINE = ("*", 11333, 11334, "127.0.0.1:6379")
+
+
+def rspamd_config(
+    bind: str, port: int, controller_port: int, redis: str, *, min_learns: int = 200, sa_rules: bool = False
+) -> dict[str, str]:
+    """The offline configuration (``local.d``/``override.d`` file -> text), for the launcher and the chart alike:
+    sockets, modules off, Bayes in ``redis`` without autolearn, SpamAssassin's stock rules when asked for."""
+    local, override = "local.d", "override.d"
+    files: dict[str, str] = {
+        f"{override}/worker-normal.inc": f'bind_socket = "{bind}:{port}";\ncount = 2;\n',
+        f"{override}/worker-controller.inc": f'bind_socket = "{bind}:{controller_port}";\n',
+        f"{override}/worker-proxy.inc": "enabled = false;\n",
+        f"{override}/options.inc": (
+            # Nothing answers DNS here: lookups fail fast instead of waiting for a resolver.
+            'dns { nameserver = ["127.0.0.1:53"]; timeout = 0.5s; retransmits = 1; }\ntask_timeout = 8s;\n'
+        ),
+        f"{override}/logging.inc": 'level = "warning";\n',
+        f"{local}/redis.conf": f'servers = "{redis}";\n',
+        f"{local}/classifier-bayes.conf": (
+            f'backend = "redis";\nservers = "{redis}";\nautolearn = false;\nmin_learns = {min_learns};\n'
+        ),
+        f"{local}/hfilter.conf": "helo_enabled = false;\nhostname_enabled = false;\nfrom_enabled = false;\n",
+        f"{local}/phishing.conf": "phishtank_enabled = false;\nopenphish_enabled = false;\n",
+        # The rendered Date: is when the person wrote; imports and replays are old on purpose, and the age of
+        # a message says nothing about its content (rspamd's DATE_IN_PAST adds 1 point to all of them).
+        f"{local}/headers_group.conf": 'symbols { "DATE_IN_PAST" { weight = 0.0; } }\n',
+    }
+    for module in OFFLINE_MODULES:
+        files[f"{local}/{module}.conf"] = "enabled = false;\n"
+    if sa_rules:
+        files[f"{local}/spamassassin.conf"] = f'ruleset = "{SA_RULES_DIR}/*.cf";\nmatch_limit = 100k;\n'
+    return files
+
+
 class SpamEngineLaunchError(RuntimeError):
     """The local engine could not be provided; the message says what is missing and what to do."""
 
@@ -293,32 +330,15 @@ class LocalSpamEngine:
         return any(not path.exists() or path.read_text() != text for path, text in files.items())
 
     def _config_files(self) -> dict[Path, str]:
-        local, override = self.rspamd_dir / "local.d", self.rspamd_dir / "override.d"
-        files: dict[Path, str] = {
-            override / "worker-normal.inc": f'bind_socket = "{HOST}:{self.port}";\ncount = 2;\n',
-            override / "worker-controller.inc": f'bind_socket = "{HOST}:{self.controller_port}";\n',
-            override / "worker-proxy.inc": "enabled = false;\n",
-            override / "options.inc": (
-                # Nothing answers DNS here: lookups fail fast instead of waiting for a resolver.
-                'dns { nameserver = ["127.0.0.1:53"]; timeout = 0.5s; retransmits = 1; }\ntask_timeout = 8s;\n'
-            ),
-            override / "logging.inc": 'level = "warning";\n',
-            local / "redis.conf": f'servers = "{HOST}:{self.redis_port}";\n',
-            local / "classifier-bayes.conf": (
-                f'backend = "redis";\nservers = "{HOST}:{self.redis_port}";\nautolearn = false;\n'
-                f"min_learns = {self.min_learns};\n"
-            ),
-            local / "hfilter.conf": "helo_enabled = false;\nhostname_enabled = false;\nfrom_enabled = false;\n",
-            local / "phishing.conf": "phishtank_enabled = false;\nopenphish_enabled = false;\n",
-            # The rendered Date: is when the person wrote; imports and replays are old on purpose, and the age of
-            # a message says nothing about its content (rspamd's DATE_IN_PAST adds 1 point to all of them).
-            local / "headers_group.conf": 'symbols { "DATE_IN_PAST" { weight = 0.0; } }\n',
-        }
-        for module in OFFLINE_MODULES:
-            files[local / f"{module}.conf"] = "enabled = false;\n"
-        if self.sa_rules:
-            files[local / "spamassassin.conf"] = f'ruleset = "{SA_RULES_DIR}/*.cf";\nmatch_limit = 100k;\n'
-        return files
+        config = rspamd_config(
+            HOST,
+            self.port,
+            self.controller_port,
+            f"{HOST}:{self.redis_port}",
+            min_learns=self.min_learns,
+            sa_rules=self.sa_rules,
+        )
+        return {self.rspamd_dir / name: text for name, text in config.items()}
 
     # -- internals --
 
@@ -484,4 +504,4 @@ def _service_root(preferred: Path) -> Path:
     return SYSTEM_ROOT / preferred.name
 
 
-__all__ = ["LocalSpamEngine", "SpamEngineLaunchError", "SpamEngineStatus"]
+__all__ = ["CHART_ENGINE", "LocalSpamEngine", "SpamEngineLaunchError", "SpamEngineStatus", "rspamd_config"]

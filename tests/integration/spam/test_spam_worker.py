@@ -225,6 +225,9 @@ def test_reviewers_decisions_teach_the_filter_once_and_a_rebuild_teaches_them_ag
     with _worker(settings, tmp_path) as worker:
         out = _outputs(settings, {b.event_id for b in bots})
         assert all(r.topic == "contacts.quarantine" for r in out.values()), worker.log_tail()
+        shown = reviews.show(bots[0].event_id)  # what the reviewer reads: every signal with its weight
+        assert isinstance(shown.engine, EngineVerdict) and shown.engine.symbols
+        assert {"honeypot", "spam_engine"} <= {r["code"] for r in shown.reasons}
         released = reviews.decide(bots[0].event_id, "release", "rita")
         confirmed = reviews.decide(bots[1].event_id, "confirm", "otto")
         audits = {
