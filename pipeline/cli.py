@@ -12,6 +12,7 @@ from pipeline.agents import cli as agents_cli
 from pipeline.api import cli as api_cli
 from pipeline.config import get_settings
 from pipeline.dlq import cli as dlq_cli
+from pipeline.identity import cli as identity_cli
 from pipeline.kafka import cli as kafka_cli
 from pipeline.logging import configure_logging
 from pipeline.migrations import cli as migrations_cli
@@ -37,6 +38,8 @@ SUBCOMMANDS: list[tuple[str, typer.Typer | Callable[..., Any]]] = [
     ("policy", policy_cli.policy_app),
     ("spam", spam_cli.spam_app),
     ("dlq", dlq_cli.dlq_app),
+    ("users", identity_cli.users_app),
+    ("keys", identity_cli.keys_app),
     ("demo", demo.demo),
 ]
 

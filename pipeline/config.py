@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.models.common import Channel
+from pipeline.models.identity import Role
 
 
 def _default_home() -> Path:
@@ -27,6 +29,16 @@ def _default_cache() -> Path:
     return Path.home() / ".cache" / "leadpipe"
 
 
+class SourceSecret(BaseModel):
+    """One HMAC secret of a source. Two may be active at once, so a source switches to a new one without downtime."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64, description="A label (not secret) logged when it matches")
+    secret: SecretStr
+    not_after: datetime | None = Field(default=None, description="Refused after this (ends the old one's overlap)")
+
+
 class SourceAuth(BaseModel):
     """How one configured source (a form, a bot, a mailbox, an importer) proves who it is to the ingest API."""
 
@@ -34,7 +46,19 @@ class SourceAuth(BaseModel):
 
     channel: Channel
     hmac_secret: SecretStr | None = None
+    hmac_secrets: tuple[SourceSecret, ...] = Field(
+        default=(), description="Rotation: the new and the old secret, each with an id (hmac_secret counts as one)"
+    )
     bearer_token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _at_most_two_secrets(self) -> SourceAuth:
+        ids = [s.id for s in self.hmac_secrets] + (["hmac_secret"] if self.hmac_secret is not None else [])
+        if len(ids) > 2:
+            raise ValueError("a source has at most two HMAC secrets at once: the current one and the one it replaces")
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"HMAC secret ids must differ: {ids}")
+        return self
 
 
 class Settings(BaseSettings):
@@ -140,6 +164,54 @@ class Settings(BaseSettings):
     reviewer_token: SecretStr | None = None
     sales_token: SecretStr | None = None
 
+    # Identity and access (pipeline/identity)
+    legacy_role_tokens: bool = Field(
+        default=False,
+        description="Accept the shared per-role tokens (LEADPIPE_DPO_TOKEN, _REVIEWER_TOKEN, _SALES_TOKEN) as well as "
+        "personal credentials; logged as a warning at start and on every use. For migration only.",
+    )
+    api_key_pepper: SecretStr | None = Field(
+        default=None, description="Server secret in every API key hash; required in production."
+    )
+    api_key_ttl_days: int = Field(default=90, ge=1, le=3650, description="Default lifetime of a new API key")
+    api_key_last_used_interval_s: float = Field(
+        default=300.0, gt=0, description="last_used_at is written at most this often per key and process"
+    )
+    auth_failure_limit: int = Field(
+        default=10, ge=1, description="Failed logins or key checks per client address within the window"
+    )
+    auth_failure_limit_principal: int = Field(
+        default=30, ge=1, description="Failed checks per principal (key id, user name) within the window"
+    )
+    auth_failure_window_s: float = Field(default=300.0, gt=0)
+    auth_lockout_s: float = Field(default=300.0, gt=0, description="How long a limited address or principal waits")
+    oidc_issuer: str | None = Field(
+        default=None, description="OpenID Connect issuer URL (single sign-on); discovery at /.well-known/..."
+    )
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = Field(default=None, description="None for a public client (PKCE only)")
+    oidc_audience: str | None = Field(
+        default=None,
+        description="Expected 'aud' of bearer access tokens; must differ from the client id so an ID token is not "
+        "accepted as an access token",
+    )
+    oidc_scopes: tuple[str, ...] = ("openid", "profile", "email")
+    oidc_groups_claim: str = Field(
+        default="groups", description="Claim holding the person's groups; dotted for nested claims (ext.groups)"
+    )
+    oidc_group_roles: dict[str, tuple[Role, ...]] = Field(
+        default_factory=dict, description='Provider group -> leadpipe roles, e.g. {"privacy-office": ["dpo"]}'
+    )
+    oidc_algorithms: tuple[str, ...] = Field(
+        default=("RS256", "ES256", "PS256", "EdDSA"), description="Accepted signature algorithms (never 'none' or HS*)"
+    )
+    oidc_leeway_s: float = Field(default=30.0, ge=0, le=300, description="Clock skew allowed on exp, iat, nbf")
+    oidc_jwks_max_age_s: float = Field(default=3600.0, gt=0, description="The provider's keys are fetched again after")
+    oidc_jwks_min_refetch_s: float = Field(
+        default=30.0, ge=0, description="An unknown key id refetches the keys at most this often (rotation)"
+    )
+    oidc_http_timeout_s: float = Field(default=5.0, gt=0)
+
     # HubSpot
     hubspot_access_token: SecretStr | None = None
     hubspot_base_url: str = "https://api.hubapi.com"
@@ -191,6 +263,21 @@ class Settings(BaseSettings):
             raise ValueError("kafka_ssl_certfile and kafka_ssl_keyfile go together (mutual TLS)")
         return self
 
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        """Single sign-on needs a client id and an audience distinct from it (an ID token is not an access token)."""
+        if self.oidc_issuer is None:
+            return self
+        if not self.oidc_client_id or not self.oidc_audience:
+            raise ValueError("oidc_issuer needs oidc_client_id and oidc_audience (LEADPIPE_OIDC_CLIENT_ID, _AUDIENCE)")
+        if self.oidc_audience == self.oidc_client_id:
+            raise ValueError("oidc_audience must differ from oidc_client_id: ID tokens carry the client id as audience")
+        if any(Role.PRODUCER in roles for roles in self.oidc_group_roles.values()):
+            raise ValueError("oidc_group_roles cannot grant producer: sources authenticate with their own keys")
+        if bad := [a for a in self.oidc_algorithms if a.lower() == "none" or a.upper().startswith("HS")]:
+            raise ValueError(f"oidc_algorithms may not include {bad}: only the provider's public keys are trusted")
+        return self
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _servers_not_empty(cls, value: str) -> str:
@@ -222,6 +309,9 @@ class Settings(BaseSettings):
 
     def pepper_bytes(self) -> bytes:
         return _secret_or_dev_default(self, self.subject_key_pepper, "subject-key-pepper")
+
+    def api_key_pepper_bytes(self) -> bytes:
+        return _secret_or_dev_default(self, self.api_key_pepper, "api-key-pepper")
 
     def kek_bytes(self) -> bytes:
         raw = _secret_or_dev_default(self, self.key_encryption_key, "key-encryption-key")

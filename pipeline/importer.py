@@ -12,10 +12,11 @@ de-duplicates).
 from __future__ import annotations
 
 import collections
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 from uuid import UUID
 
 import orjson
@@ -59,23 +60,44 @@ def guess_format(path: Path) -> str:
     return fmt
 
 
-def split_records(data: bytes, fmt: str) -> list[tuple[bytes, str]]:
-    """(raw record, content type) per person. A file that cannot be split is one record (and will be rejected)."""
+class ImportRecord(NamedTuple):
+    """One record of a file: its bytes, the media type it is submitted as, and where it is in the file."""
+
+    raw: bytes
+    content_type: str
+    where: str
+    """"line 12" (CSV: the line the row starts on, header and multi-line cells counted; JSON Lines), "message 3"
+    (mbox, from 1), "[4]" (index in a JSON array), or "file" (submitted whole)."""
+
+
+def split_records(data: bytes, fmt: str) -> list[ImportRecord]:
+    """One record per person. A file that cannot be split is one record (and will be rejected)."""
     content_type = FORMATS[fmt]
     try:
         if fmt == "csv":
-            return [(row, content_type) for row in tabular.split_csv(data)]
+            return [ImportRecord(row, content_type, f"line {line}") for line, row in tabular.split_csv(data)]
         if fmt == "jsonl":
-            return [(line.strip(), content_type) for line in data.split(b"\n") if line.strip()]
+            lines = enumerate(data.split(b"\n"), start=1)
+            return [ImportRecord(line.strip(), content_type, f"line {n}") for n, line in lines if line.strip()]
         if fmt == "mbox":
-            return [(message, "message/rfc822") for message in split_mbox(data)]
+            messages = enumerate(split_mbox(data), start=1)
+            return [ImportRecord(message, "message/rfc822", f"message {n}") for n, message in messages]
         if fmt == "json":
             parsed = orjson.loads(data)
             if isinstance(parsed, list) and parsed:
-                return [(orjson.dumps(item), content_type) for item in parsed]
+                return [ImportRecord(orjson.dumps(item), content_type, f"[{i}]") for i, item in enumerate(parsed)]
     except (SourceError, orjson.JSONDecodeError):
         pass  # submitted whole below: the adapter names the problem and the file is dead-lettered, not lost
-    return [(data, "message/rfc822" if fmt == "mbox" else content_type)]
+    return [ImportRecord(data, "message/rfc822" if fmt == "mbox" else content_type, "file")]
+
+
+_PIECE_ROW = re.compile(r"^row \d+\.")
+"""A CSV record is submitted as its own two-line document, whose adapter names the row "row 2": the file's line
+is the record's ``where`` instead."""
+
+
+def _field_in_file(field: str | None) -> str:
+    return _PIECE_ROW.sub("", field or "") or "payload"
 
 
 @dataclass
@@ -87,7 +109,8 @@ class ImportSummary:
     dead_letter_ids: list[UUID] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
 
-    def add(self, result: SubmitResult) -> None:
+    def add(self, result: SubmitResult, where: str) -> None:
+        """Count one record's result; ``where`` says where the record is in the file (``ImportRecord.where``)."""
         self.records += 1
         if result.accepted:
             self.published_events += len(result.event_ids)
@@ -97,14 +120,14 @@ class ImportSummary:
             if result.dead_letter_id is not None:
                 self.dead_letter_ids.append(result.dead_letter_id)
             if len(self.examples) < 20:
-                why = "; ".join(f"{p.field or 'payload'}: {p.message}" for p in result.problems[:3])
-                self.examples.append(f"record {self.records}: {why} (dead letter {result.dead_letter_id})")
+                why = "; ".join(f"{_field_in_file(p.field)}: {p.message}" for p in result.problems[:3])
+                self.examples.append(f"{where}: {why} (dead letter {result.dead_letter_id})")
 
 
 def run_import(
     service: IngestService,
     channel: Channel,
-    records: Sequence[tuple[bytes, str]],
+    records: Sequence[ImportRecord],
     source_id: str,
     *,
     batch_size: int = 500,
@@ -112,13 +135,13 @@ def run_import(
 ) -> ImportSummary:
     """Submit records in confirmed batches; ``on_batch(n)`` after each (progress)."""
     summary = ImportSummary()
-    for content_type in {ct for _raw, ct in records}:
+    for content_type in {record.content_type for record in records}:
         service.check_content_type(channel, content_type)
     for start in range(0, len(records), batch_size):
         batch = records[start : start + batch_size]
-        results = service.submit_many([Submission(source_id, channel, raw, ct) for raw, ct in batch])
-        for result in results:
-            summary.add(result)
+        results = service.submit_many([Submission(source_id, channel, r.raw, r.content_type) for r in batch])
+        for record, result in zip(batch, results, strict=True):
+            summary.add(result, record.where)
         if on_batch is not None:
             on_batch(len(batch))
     return summary

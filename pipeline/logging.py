@@ -68,6 +68,17 @@ PII_KEYS = frozenset(
         "secret",
         "signature",
         "person",
+        # credentials (pipeline/identity): API keys, OAuth2/OIDC tokens and client secrets, session cookies
+        "api_key",
+        "client_secret",
+        "access_token",
+        "id_token",
+        "refresh_token",
+        "code_verifier",
+        "credentials",
+        "cookie",
+        "set_cookie",
+        "key_hash",
     }
 )
 
@@ -84,6 +95,15 @@ _DIGIT = re.compile(r"\d\D?\d\D?\d")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
 #: pydantic's ValidationError quotes the offending input (a name, an address): keep the error, drop the input.
 _PYDANTIC_INPUT = re.compile(r"input_value=.*?(?=, input_type=|\]$)", re.MULTILINE)
+#: Credentials in free text. A JWT (access or ID token); a leadpipe API key (``pipeline/identity/keys.py``: the key id
+#: stays, it is not secret and says which key); an Authorization header's value; OAuth2 secrets in a query string
+#: (a sign-in callback's code and state, a client secret or verifier someone put in a URL).
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+_API_KEY = re.compile(r"\b(lpk_[a-z2-7]{12})_[A-Za-z0-9_-]{20,}")
+_AUTH_HEADER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
+_QUERY_SECRET = re.compile(
+    r"([?&](?:code|state|client_secret|code_verifier|access_token|id_token|refresh_token|password|api_key)=)[^&\s\"']+"
+)
 
 
 def _ip_or_loopback(match: re.Match[str]) -> str:
@@ -99,7 +119,15 @@ def _phone_or_not(match: re.Match[str]) -> str:
 
 
 def scrub_text(text: str) -> str:
-    """Replace e-mail addresses, phone numbers, IP addresses and quoted pydantic inputs in free text."""
+    """Replace e-mail addresses, phone numbers, IP addresses, quoted pydantic inputs and credentials in free text."""
+    if "eyJ" in text:
+        text = _JWT.sub("[jwt]", text)
+    if "lpk_" in text:
+        text = _API_KEY.sub(r"\1_[redacted]", text)
+    if "earer" in text or "asic" in text or "EARER" in text or "ASIC" in text:
+        text = _AUTH_HEADER.sub(r"\1 [redacted]", text)
+    if "=" in text and ("?" in text or "&" in text):
+        text = _QUERY_SECRET.sub(r"\1[redacted]", text)
     if "input_value=" in text:
         text = _PYDANTIC_INPUT.sub("input_value=[redacted]", text)
     if "%40" in text:
@@ -112,11 +140,15 @@ def scrub_text(text: str) -> str:
     return text
 
 
+_PII_SUFFIXES = (
+    *("_email", "_emails", "_phone", "_phones", "_phone_number", "_name", "_names", "_ip", "_address"),
+    *("_token", "_secret", "_password"),  # credentials: bearer_token, hmac_secret, oidc_client_secret
+)
+
+
 def _is_pii_key(key: str) -> bool:
     lowered = key.lower()
-    return lowered in PII_KEYS or lowered.endswith(
-        ("_email", "_emails", "_phone", "_phones", "_phone_number", "_name", "_names", "_ip", "_address")
-    )
+    return lowered in PII_KEYS or lowered.endswith(_PII_SUFFIXES)
 
 
 #: Values that cannot hold personal data and that renderers format better than a repr.

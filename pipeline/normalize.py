@@ -16,7 +16,7 @@ from urllib.parse import quote, unquote
 
 import phonenumbers
 import pycountry
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 
 class NormalizationError(ValueError):
@@ -28,20 +28,72 @@ class NormalizationError(ValueError):
         self.reason = reason
 
 
+#: Domains no one outside a private network receives mail at: IANA's special-use names as email-validator lists them
+#: (RFC 6761 .test/.localhost/.invalid, RFC 6762 .local, RFC 7686 .onion, .arpa incl. RFC 8375 home.arpa), plus RFC
+#: 9476 .alt and ICANN's private-use .internal (2024). The documentation names (.example, example.com/.net/.org) stay
+#: accepted, as RFC 6761 6.5 asks of applications: tests, demos and docs use them.
+RESERVED_EMAIL_DOMAINS = frozenset({*SPECIAL_USE_DOMAIN_NAMES, "alt", "internal"})
+
+
 def canonical_email(value: str) -> str:
-    """Syntax-checked (no DNS), local part kept, domain lowercased and IDNA-encoded (ASCII)."""
+    """Syntax-checked (no DNS), local part kept (quoted where RFC 5321 needs it), domain lowercased, IDNA (ASCII).
+
+    A domain reserved for private or special use is ``reserved_email_domain``, not ``invalid_email``: the address
+    is well-formed, only nobody can write to it from outside (a ``.local`` Active Directory name, a ``.test`` fixture).
+    """
+    text = value.strip()
     try:
-        result = validate_email(value.strip(), check_deliverability=False, allow_smtputf8=True)
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=True, allow_quoted_local=True)
     except EmailNotValidError as exc:
+        if _reserved_domain(text):
+            raise _reserved_error() from None
         # the validator's message quotes the offending characters; a rejection must not quote personal data
-        text = str(exc).replace(value.strip(), "the address")
-        explanation = re.sub(r"\s*[:(]?\s*'[^']*'[).]?|\s*\"[^\"]*\"", "", text).strip()
+        message = str(exc).replace(text, "the address")
+        explanation = re.sub(r"\s*[:(]?\s*'[^']*'[).]?|\s*\"[^\"]*\"", "", message).strip()
         raise NormalizationError("email", "invalid_email", explanation or "not a valid e-mail address") from None
-    return f"{result.local_part}@{result.ascii_domain.lower()}"
+    domain = result.ascii_domain.lower()
+    if _is_reserved(domain):  # the names email-validator does not know
+        raise _reserved_error()
+    return f"{result.local_part}@{domain}"
 
 
-def canonical_phone(value: str, default_region: str | None = None) -> str:
-    """E.164. A number without a country prefix needs ``default_region`` (taken from the person's location)."""
+def _reserved_error() -> NormalizationError:
+    return NormalizationError(
+        "email", "reserved_email_domain", "the domain is reserved for private or special use: no mail reaches it"
+    )
+
+
+def _is_reserved(domain: str) -> bool:
+    return any(domain == name or domain.endswith("." + name) for name in RESERVED_EMAIL_DOMAINS)
+
+
+def _reserved_domain(address: str) -> bool:
+    """Whether an address that failed validation is well-formed but for its reserved domain (runs on errors only).
+
+    email-validator refuses special-use names with a message, not a type, so the address is validated again with
+    the documentation TLD appended (``corp.local`` -> ``corp.local.example``): that checks every label's syntax.
+    """
+    local, at, domain = address.rpartition("@")
+    name = domain.strip().rstrip(".").lower()
+    if not at or not _is_reserved(name):
+        return False
+    try:
+        validate_email(
+            f"{local}@{name}.example", check_deliverability=False, allow_smtputf8=True, allow_quoted_local=True
+        )
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def canonical_phone(value: str, default_region: str | None = None, *, require_valid: bool = False) -> str:
+    """E.164. A number without a country prefix needs ``default_region`` (taken from the person's location).
+
+    ``require_valid`` (what sources use for what they take in) asks libphonenumber whether the number can exist
+    (``is_valid_number``: a real range of a real numbering plan), not merely whether its length is possible:
+    ``+4912`` or ``+1 555 0000`` are refused. Looking a subject up (rights, CRM search) keeps the lenient check,
+    so a number stored before this rule can still be found and erased.
+    """
     try:
         parsed = phonenumbers.parse(value, default_region.upper() if default_region else None)
     except phonenumbers.NumberParseException:
@@ -52,6 +104,8 @@ def canonical_phone(value: str, default_region: str | None = None) -> str:
         ) from None
     if not phonenumbers.is_possible_number(parsed):
         raise NormalizationError("phone", "invalid_phone", "not a possible phone number")
+    if require_valid and not phonenumbers.is_valid_number(parsed):
+        raise NormalizationError("phone", "invalid_phone", "not a phone number that can exist (libphonenumber)")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 

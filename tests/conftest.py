@@ -233,3 +233,11 @@ def spam_engine() -> Iterator[SpamEngineEndpoints]:
         yield SpamEngineEndpoints(engine.url, engine.controller_url, engine.redis_port, engine)
     finally:
         engine.release()  # stops it unless another session still uses it
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real OpenID Connect provider (Ory Hydra, in-memory) with static users and clients, for the whole session."""
+    from oidc_provider import running_hydra
+
+    yield from running_hydra(tmp_path_factory.mktemp("hydra"))

@@ -36,6 +36,7 @@ from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
 from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineUnavailable, LearnOutcome
 from pipeline.policy import SpamPolicy
+from pipeline.processors.spam import engine_gate
 from pipeline.spam.engine import Label
 from pipeline.spam.render import email_of_payload
 from pipeline.spam.signals import SpamSignals
@@ -129,13 +130,10 @@ class AgentSpam:
         """``judge`` off the event loop, and in the ``wait`` mode again for the unanswered until ``max_wait_s``."""
         started = time.monotonic()
         engine, classifier = await asyncio.to_thread(self.judge, partition, events)
-        policy = self.policy.engine
-        if not (policy.enabled and policy.on_unavailable == "wait"):
-            return engine, classifier
         pause = WAIT_FIRST_S
         while True:
-            waiting = [e for e in events if isinstance(engine.get(e.event_id), EngineUnavailable)]
-            left = policy.max_wait_s - (time.monotonic() - started)
+            waiting = [e for e in events if engine_gate(self.policy, engine.get(e.event_id)) == "wait"]
+            left = self.policy.engine.max_wait_s - (time.monotonic() - started)
             if not waiting or left <= 0:
                 break
             log.warning("spam_engine_waiting", partition=partition, events=len(waiting), seconds_left=round(left))

@@ -64,11 +64,17 @@ PROFILE_FIELDS: tuple[ProfileField, ...] = get_args(ProfileField)
 
 
 class Utterance(StrictModel):
-    """One turn of a chat, messenger thread or e-mail history."""
+    """One turn of a chat, messenger thread or e-mail history.
+
+    ``quoted`` is a message the person passed on (forwarded, attached, a digest's entry): its words are not the
+    person's, so the content rules do not read them as such; ``sender`` and ``subject`` say whose and about what.
+    """
 
     at: UtcDatetime | None = None
-    author: Literal["person", "agent", "bot"]
+    author: Literal["person", "agent", "bot", "quoted"]
     text: str = Field(max_length=20_000)
+    sender: str | None = Field(default=None, max_length=400, description="A quoted message's From, as shown.")
+    subject: str | None = Field(default=None, max_length=1000, description="A quoted message's subject.")
 
 
 class Interaction(StrictModel):
@@ -86,6 +92,20 @@ class Interaction(StrictModel):
     event_date: UtcDatetime | None = Field(default=None, description="Starts the attendee retention clock.")
     last_service_delivery_at: UtcDatetime | None = Field(default=None, description="Starts the customer clock.")
     honeypot: str | None = Field(default=None, max_length=2000, description="Hidden form field; humans leave it empty.")
+    reply_to: str | None = Field(
+        default=None,
+        max_length=320,
+        description="E-mail: the Reply-To address when it is not the sender's (where to answer; never the identity).",
+    )
+    list_headers: int = Field(
+        default=0, ge=0, description="E-mail: how many List-* header fields (RFC 2369, 2919) came with it."
+    )
+    list_footer_at: int | None = Field(
+        default=None,
+        ge=0,
+        description="E-mail through a list: where in `message` the footer the list appended starts (a character "
+        "offset); its links are the list's, not the writer's.",
+    )
 
 
 class Provenance(StrictModel):
@@ -98,6 +118,11 @@ class Provenance(StrictModel):
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=1000)
     device_id: str | None = Field(default=None, max_length=200)
+    notes: tuple[str, ...] = Field(
+        default=(),
+        description="Codes of what the adapter left out or repaired, e.g. 'phone_invalid' (a number that cannot "
+        "exist, dropped because the e-mail identifies the person). Never a value.",
+    )
 
 
 class ContactEvent(StrictModel):

@@ -69,8 +69,11 @@ def _ip_blocked(ip: str, compiled: CompiledPolicy) -> bool:
     return any(address in network for network in compiled.blocked_networks)
 
 
-def scan_content(text: str, compiled: CompiledPolicy) -> list[SpamReason]:
-    """Every content signal, by scanning the text with each pattern: exact for any text (the reference path)."""
+def scan_content(text: str, compiled: CompiledPolicy, footer_links: int = 0) -> list[SpamReason]:
+    """Every content signal, by scanning the text with each pattern: exact for any text (the reference path).
+
+    ``footer_links`` of the text's links are a mailing list's footer (``list_footer_links``): not counted.
+    """
     spam = compiled.policy.spam
     weights = spam.weights
     reasons: list[SpamReason] = []
@@ -84,13 +87,14 @@ def scan_content(text: str, compiled: CompiledPolicy) -> list[SpamReason]:
         hits = sorted({m.group(0).lower() for m in pattern.finditer(text)})[: spam.max_word_hits]
         for hit in hits:
             add(SpamReason(code=code, weight=weight, detail=f"matched {' '.join(hit.split())!r}"))
-    links = len(compiled.link.findall(text))
+    links = max(len(compiled.link.findall(text)) - footer_links, 0)
     if links > spam.links.max_links:
+        footer = f"; {footer_links} in a mailing list's footer not counted" if footer_links else ""
         add(
             SpamReason(
                 code="too_many_links",
                 weight=weights.too_many_links,
-                detail=f"{links} links (more than {spam.links.max_links})",
+                detail=f"{links} links (more than {spam.links.max_links}{footer})",
             )
         )
     if links:
@@ -110,6 +114,16 @@ def scan_content(text: str, compiled: CompiledPolicy) -> list[SpamReason]:
     return reasons
 
 
+def list_footer_links(event: ContactEvent, compiled: CompiledPolicy) -> int:
+    """Links in the footer a mailing list appended to the message (located by the e-mail source, issue 14): the
+    list's links, not the writer's, so the link rules do not count them."""
+    interaction = event.interaction
+    at, message = interaction.list_footer_at, interaction.message
+    if at is None or not message:
+        return 0
+    return len(compiled.link.findall(message, at))
+
+
 def _shouting(letters: int, upper: int, compiled: CompiledPolicy) -> list[SpamReason]:
     """The shouting signal of a text with ``letters`` letters (at least the policy's minimum), ``upper`` upper case."""
     ratio = upper / letters
@@ -126,23 +140,24 @@ _WORD_RUNS = bytes(c if c < 0x80 and (chr(c).isalnum() or c == 0x5F) else 0x20 f
 """Keeps the bytes ``\\w`` matches in ASCII and turns every other byte into a space: ``split()`` gives the runs."""
 
 
-def content_reasons(text: str, compiled: CompiledPolicy) -> list[SpamReason]:
+def content_reasons(text: str, compiled: CompiledPolicy, footer_links: int = 0) -> list[SpamReason]:
     """The content signals of the person's text: the same reasons as ``scan_content``, in the same order.
 
     Most texts are ASCII and carry no spam word, phrase or link: for them ``compiled.content_prefilter`` proves
     that no scan can match, on the lower-cased bytes in one pass, and only shouting is left to count (on the
-    bytes too). Any other text, or a policy without a prefilter, takes the scans.
+    bytes too). Any other text, or a policy without a prefilter, takes the scans. (A text without a link marker
+    counts no link, footer or not.)
     """
     prefilter = compiled.content_prefilter
     if prefilter is None or not text.isascii():
-        return scan_content(text, compiled)
+        return scan_content(text, compiled, footer_links)
     data = text.encode("ascii")
     lowered = data.lower()
     for marker in prefilter.link_markers:
         if marker in lowered:
-            return scan_content(text, compiled)
+            return scan_content(text, compiled, footer_links)
     if prefilter.may_match(lowered.translate(_WORD_RUNS).split()):
-        return scan_content(text, compiled)
+        return scan_content(text, compiled, footer_links)
     size = len(data)
     if size < compiled.policy.spam.shouting.min_letters:  # fewer characters than the letters it takes
         return []
@@ -165,7 +180,7 @@ def score_spam(
         add(SpamReason(code="honeypot", weight=weights.honeypot, detail="the hidden form field was filled in"))
 
     if text:
-        reasons.extend(content_reasons(text, compiled))
+        reasons.extend(content_reasons(text, compiled, list_footer_links(event, compiled)))
 
     person = event.person
     email = person.email.lower() if person.email else None

@@ -6,7 +6,9 @@ from pipeline.models.contact import ContactEvent
 
 
 def person_text(event: ContactEvent) -> str:
-    """Subject line, message and the person's own turns of a transcript; never the agent's or the bot's words."""
+    """Subject line, message and the person's own turns of a transcript; never the agent's, the bot's or a quoted
+    (forwarded) message's words. A turn that repeats the message (a chat's first words, a mail's body) counts once,
+    or the link rules would see every link twice."""
     interaction = event.interaction
     if not interaction.transcript:  # the common case, without building and filtering a list
         subject, message = interaction.subject, interaction.message
@@ -14,7 +16,8 @@ def person_text(event: ContactEvent) -> str:
             return f"{subject}\n{message}"
         return subject or message or ""
     parts = [interaction.subject or "", interaction.message or ""]
-    parts.extend(u.text for u in interaction.transcript if u.author == "person")
+    message = interaction.message
+    parts.extend(u.text for u in interaction.transcript if u.author == "person" and u.text != message)
     return "\n".join(p for p in parts if p)
 
 

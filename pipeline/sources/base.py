@@ -34,11 +34,16 @@ MALFORMED_REASONS = frozenset(
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a payload: a stable code, the field (dotted path) and an explanation without values."""
+    """One thing wrong with a payload: a stable code, the field (dotted path) and an explanation without values.
+
+    ``fatal=False`` is something the event survives: the field is left out and ``reason`` becomes one of the
+    event's notes (``Provenance.notes``); only fatal problems reject a payload.
+    """
 
     reason: str
     field: str | None
     message: str
+    fatal: bool = True
 
     def as_dict(self) -> dict[str, str | None]:
         return {"reason": self.reason, "field": self.field, "message": self.message}
@@ -253,6 +258,9 @@ def plausible_occurrence(at: datetime | None, ctx: SourceContext) -> datetime:
 
 # ---- building events --------------------------------------------------------------------------------------------
 
+#: The note of an event kept without its phone number: it had a valid e-mail and a number that cannot exist.
+PHONE_INVALID = "phone_invalid"
+
 #: Canonical person fields an adapter may fill (see ``build_person``).
 PERSON_FIELDS = (
     "first_name",
@@ -308,7 +316,7 @@ def build_person(
 
     checks: list[tuple[str, Any]] = [
         ("email", normalize.canonical_email),
-        ("phone", lambda v: normalize.canonical_phone(v, country)),
+        ("phone", lambda v: normalize.canonical_phone(v, country, require_valid=True)),
         ("skype_id", normalize.canonical_skype),
         ("linkedin_url", normalize.canonical_linkedin),
     ]
@@ -319,7 +327,11 @@ def build_person(
         try:
             person[name] = check(text)
         except normalize.NormalizationError as exc:
-            problems.append(Problem(exc.reason, prefix + name, str(exc).split(": ", 1)[-1]))
+            explanation = str(exc).split(": ", 1)[-1]
+            if name == "phone" and "email" in person:  # the e-mail identifies the person: keep them, drop the number
+                problems.append(Problem(PHONE_INVALID, prefix + name, explanation + "; left out", fatal=False))
+            else:
+                problems.append(Problem(exc.reason, prefix + name, explanation))
     if (age := values.get("stated_age")) not in (None, ""):
         try:
             person["stated_age"] = normalize.parse_stated_age(age)
@@ -335,7 +347,7 @@ def build_person(
     key: str | None = None
     if "email" in person or "phone" in person:
         key = normalize.subject_key(ctx.pepper, email=person.get("email"), phone=person.get("phone"))
-    elif not any(p.field in (prefix + "email", prefix + "phone") for p in problems):
+    elif not any(p.fatal and p.field in (prefix + "email", prefix + "phone") for p in problems):
         problems.append(
             Problem("no_identity", prefix + "email", "no e-mail address or phone number: a contact needs one of them")
         )
@@ -367,8 +379,10 @@ def make_event(
     problems: Sequence[Problem] = (),
     prefix: str = "",
 ) -> ContactEvent:
-    """The event, or a SourceError listing every problem (including model limits such as a 300-character name)."""
-    found = list(problems)
+    """The event, or a SourceError listing every fatal problem (including model limits such as a 300-character
+    name). Non-fatal problems become the event's notes."""
+    found = [p for p in problems if p.fatal]
+    notes = tuple(dict.fromkeys(p.reason for p in problems if not p.fatal))
     built: ContactEvent | None = None
     try:
         built = ContactEvent(
@@ -380,7 +394,7 @@ def make_event(
             person=Person(**person),
             interaction=Interaction(**interaction),
             consents=tuple(consents),
-            provenance=Provenance(source_id=ctx.source_id, **(provenance or {})),
+            provenance=Provenance(source_id=ctx.source_id, notes=notes, **(provenance or {})),
         )
     except ValidationError as exc:
         for error in exc.errors(include_input=False, include_url=False):

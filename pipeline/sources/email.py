@@ -1,36 +1,31 @@
 """E-mail (policy section 5): raw RFC 822 / MIME messages as a mailbox delivers them, one or an mbox of many.
 
-Real mail is messy: undeclared or unknown charsets, broken encoded words, HTML-only bodies, attachments, headers
-that trip the modern parser. The stdlib ``email`` package with ``policy.default`` reads it; every header and body
-access has a fallback, so a message yields an event or a typed rejection, never an exception.
+Real mail is messy: undeclared or unknown charsets, broken encoded words, HTML-only bodies, attachments, forwarded
+messages, broken MIME structure, headers that trip the modern parser, and headers built to make it slow.
+``pipeline.sources.mime`` reads it within fixed limits and renders it as a mail reader shows it; this module turns
+the result into the contact event:
+
+- the person is the ``From`` sender (the first valid address, its display name or ``(comment)`` as the name);
+  ``Reply-To`` is kept apart, in ``interaction.reply_to``: a mailing list's Reply-To names the list, not the writer;
+- ``message`` is the text the person wrote; the transcript holds it and every attached or forwarded message as a
+  quoted turn with its sender; every part that was not read is named in ``attachments_ignored``;
+- ``List-*`` headers are counted (``interaction.list_headers``) and a mailing list's footer located
+  (``interaction.list_footer_at``): facts the spam rules read, so a list's footer links are not the writer's.
+
+A message yields an event or a typed rejection, never an exception.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-from datetime import UTC, datetime
-from email import policy
-from email.header import decode_header
-from email.message import EmailMessage, Message
-from email.parser import BytesParser
-from email.utils import getaddresses, parsedate_to_datetime
-from typing import Any
+from email.message import Message
 
 from pipeline import normalize
 from pipeline.models.common import InteractionKind
 from pipeline.models.contact import ContactEvent
 from pipeline.normalize import clean_text
-from pipeline.sources.base import (
-    Problem,
-    SourceContext,
-    SourceError,
-    build_person,
-    decode_text,
-    make_event,
-    require_events,
-)
-from pipeline.sources.html import html_to_text
+from pipeline.sources import mime
+from pipeline.sources.base import Problem, SourceContext, SourceError, build_person, make_event, require_events
 
 CONTENT_TYPES = frozenset({"message/rfc822", "application/mbox", "text/plain", "application/octet-stream"})
 
@@ -71,35 +66,34 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
 
 
 def _parse_one(raw: bytes, ctx: SourceContext, index: int, prefix: str) -> ContactEvent:
-    try:
-        msg = BytesParser(policy=policy.default).parsebytes(raw)
-    except Exception as exc:
-        raise SourceError("malformed_mime", prefix or None, f"not a MIME message ({type(exc).__name__})") from None
-    legacy = BytesParser(policy=policy.compat32).parsebytes(raw, headersonly=True)
+    msg = mime.parse_message(raw, prefix)
     problems: list[Problem] = []
-    reply_to, from_ = _identity(msg, legacy, "reply-to"), _identity(msg, legacy, "from")
-    sender = reply_to or from_
-    if sender is None:
-        raise SourceError(
-            "no_identity" if _header(msg, legacy, "from") is None else "invalid_email",
-            prefix + "from",
-            "no usable sender address in From or Reply-To",
-        )
-    name, address = sender
-    name = name or (from_[0] if from_ else None)
-    mailbox = _identity(msg, legacy, "delivered-to")
+    name, address = _sender(msg, prefix)
     person, key = build_person({"full_name": name, "email": address}, ctx, problems, prefix=prefix)
-    subject = clean_text(_header(msg, legacy, "subject"), 1000)
-    occurred = _date(_header(msg, legacy, "date"))
-    body, attachments = _body(msg)
-    text = clean_text(body, 50_000)
-    transcript = ({"at": occurred, "author": "person", "text": clean_text(body, 20_000)},) if text is not None else ()
+    occurred = mime.header_date(msg)
+    shown = mime.render(msg, prefix)
+    text = clean_text(shown.text, 50_000)
+    transcript = [{"at": occurred, "author": "person", "text": clean_text(shown.text, 20_000)}] if text else []
+    for quoted in shown.quoted:
+        transcript.append(
+            {
+                "at": quoted.at,
+                "author": "quoted",
+                "sender": clean_text(quoted.sender, 400),
+                "subject": clean_text(quoted.subject, 1000),
+                "text": clean_text(quoted.text, 20_000) or "",
+            }
+        )
+    list_headers = mime.list_header_count(msg)
     interaction = {
         "kind": InteractionKind.EMAIL,
-        "subject": subject,
+        "subject": clean_text(mime.header_text(msg, "subject"), 1000),
         "message": text,
-        "transcript": transcript,
-        "attachments_ignored": tuple(attachments),
+        "transcript": tuple(transcript),
+        "attachments_ignored": tuple(a[:300] for a in shown.attachments),
+        "reply_to": _reply_to(msg, address),
+        "list_headers": list_headers,
+        "list_footer_at": list_footer_start(text) if list_headers and text else None,
     }
     return make_event(
         ctx,
@@ -107,124 +101,74 @@ def _parse_one(raw: bytes, ctx: SourceContext, index: int, prefix: str) -> Conta
         person=person,
         subject_key=key,
         interaction=interaction,
-        provenance={"mailbox_id": mailbox[1][:200] if mailbox else None},
+        provenance={"mailbox_id": _mailbox(msg)},
         occurred_at=occurred,
         problems=problems,
         prefix=prefix,
     )
 
 
-def _header(msg: EmailMessage, legacy: Message, name: str) -> str | None:
-    """A header's decoded text; on a header the modern parser cannot read, the legacy one with lenient decoding."""
-    try:
-        value = msg.get(name)
-    except Exception:  # email._header_value_parser raises on some malformed headers
-        value = None
-    if value is not None:
-        with contextlib.suppress(Exception):  # else fall through to the legacy parser below
-            return str(value)
-    raw = legacy.get(name)
-    if raw is None:
-        return None
-    return _decode_words(str(raw))
-
-
-def _decode_words(value: str) -> str:
-    """RFC 2047 encoded words with unknown or lying charsets decoded as best possible, never raising."""
-    try:
-        chunks = decode_header(value)
-    except Exception:
-        return value
-    out = []
-    for chunk, charset in chunks:
-        out.append(decode_text(chunk, charset) if isinstance(chunk, bytes) else chunk)
-    return "".join(out)
-
-
-def _identity(msg: EmailMessage, legacy: Message, name: str) -> tuple[str | None, str] | None:
-    """(display name, canonical address) of the first syntactically valid address in a header."""
-    value = _header(msg, legacy, name)
-    if not value:
-        return None
-    try:
-        candidates = getaddresses([value])
-    except Exception:
-        return None
-    for display, address in candidates:
+def _sender(msg: Message, prefix: str) -> tuple[str | None, str]:
+    """(name, canonical address) of the first valid address in From; a typed rejection when there is none."""
+    found = mime.addresses(msg, "from")
+    first_error: normalize.NormalizationError | None = None
+    for name, address in found:
         try:
-            return (display or None), normalize.canonical_email(address)
+            canonical = normalize.canonical_email(address)
+        except normalize.NormalizationError as exc:
+            first_error = first_error or exc
+            continue
+        return (None if name and "@" in name else name), canonical  # "ana@x <ana@x>" names nobody
+    if mime.raw_header(msg, "from") is None:
+        raise SourceError("no_identity", prefix + "from", "the message has no From header: no sender to keep")
+    if first_error is not None:
+        raise SourceError(first_error.reason, prefix + "from", str(first_error).split(": ", 1)[-1])
+    raise SourceError("invalid_email", prefix + "from", "no sender address in From")
+
+
+def _reply_to(msg: Message, sender: str) -> str | None:
+    """Where the person asks to be answered, when it is another valid address than the sender's."""
+    for _name, address in mime.addresses(msg, "reply-to"):
+        try:
+            canonical = normalize.canonical_email(address)
         except normalize.NormalizationError:
             continue
+        return None if canonical.lower() == sender.lower() else canonical
     return None
 
 
-def _date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None  # a garbled Date header is common; the receipt time stands in for it
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except (OverflowError, ValueError):
-        return None
-
-
-def _text_of_part(part: Message) -> str:
-    payload: Any = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        return ""
-    try:
-        charset = part.get_content_charset()
-    except Exception:
-        charset = None
-    try:
-        return decode_text(payload, charset)
-    except SourceError:
-        return payload.decode("latin-1")
-
-
-def _filename(part: Message) -> str | None:
-    try:
-        name = part.get_filename()
-    except Exception:
-        name = None
-    if name:
-        return clean_text(_decode_words(str(name)), 200)
-    if part.get_content_type() == "message/rfc822":
-        return "forwarded-message.eml"
+def _mailbox(msg: Message) -> str | None:
+    """The receiving mailbox (Delivered-To): the company's own, so a private name (``.local``) is kept as written."""
+    for _name, address in mime.addresses(msg, "delivered-to"):
+        try:
+            return normalize.canonical_email(address)[:200]
+        except normalize.NormalizationError:
+            return address.strip().lower()[:200] if "@" in address else None
     return None
 
 
-def _body(msg: EmailMessage) -> tuple[str | None, list[str]]:
-    """The text body (plain preferred, else HTML reduced to text) and the names of every ignored attachment."""
-    body_part: Message | None = None
-    try:
-        body_part = msg.get_body(preferencelist=("plain", "html"))
-    except Exception:
-        body_part = None
-    attachments: list[str] = []
-    try:
-        parts = list(msg.walk())
-    except Exception:
-        parts = [msg]
-    for part in parts:
-        if part is body_part or part.is_multipart():
-            continue
-        disposition = part.get_content_disposition()
-        name = _filename(part)
-        maintype = part.get_content_maintype()
-        if disposition == "attachment" or name or maintype not in ("text", "multipart"):
-            attachments.append(name or f"unnamed.{part.get_content_subtype() or 'bin'}")
-    if body_part is None:
-        if not msg.is_multipart() and msg.get_content_maintype() == "text":
-            body_part = msg
-        else:
-            return None, attachments
-    text = _text_of_part(body_part)
-    if body_part.get_content_subtype() == "html":
-        text = html_to_text(text)
-    return text, attachments
+_FOOTER_RULE = re.compile(r"^[ \t]*(?:_{8,}|-{8,}|={8,}|-- ?)[ \t]*$", re.MULTILINE)
+_FOOTER_WORDS = re.compile(
+    r"unsubscribe|listinfo|mailing list|you received this|subscription|opt[ -]?out|abmelden|d[ée]sinscri",
+    re.IGNORECASE,
+)
+#: A list's footer is short (Mailman's, Google Groups', a newsletter's legal block): only the message's end is
+#: searched, so a writer cannot declare most of a long text a footer.
+FOOTER_WINDOW = 3000
+
+
+def list_footer_start(text: str) -> int | None:
+    """Where the footer a mailing list appended starts in a message's text, or None.
+
+    The first separator line (``____``, ``----``, ``-- ``) in the last ``FOOTER_WINDOW`` characters followed by
+    list wording (unsubscribe, listinfo, subscription, ...); else the last paragraph, when it holds that wording
+    and is not the whole text. Called for messages that came through a list (``List-*`` headers) only.
+    """
+    window = max(0, len(text) - FOOTER_WINDOW)
+    for rule in _FOOTER_RULE.finditer(text, window):
+        if _FOOTER_WORDS.search(text, rule.end()):
+            return rule.start()
+    paragraph = text.rfind("\n\n", window)
+    if paragraph > 0 and _FOOTER_WORDS.search(text, paragraph):
+        return paragraph + 2
+    return None

@@ -23,7 +23,11 @@ def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
 
 
 def read_csv(raw: bytes, charset: str | None = None) -> list[tuple[int, dict[str, str]]]:
-    """(line number, row as header -> cell) for every non-empty row; header cells trimmed, duplicates kept first."""
+    """(line, row as header -> cell) for every non-empty row; header cells trimmed, duplicates kept first.
+
+    ``line`` is the line of the file the row starts on, counting the header and every line of a quoted cell that
+    spans several (what an editor shows), so a rejection names the line to fix.
+    """
     text = decode_text(raw, charset)
     if not text.strip():
         raise SourceError("empty_payload", None, "the CSV is empty")
@@ -38,7 +42,9 @@ def read_csv(raw: bytes, charset: str | None = None) -> list[tuple[int, dict[str
             raise SourceError("empty_payload", None, "the CSV has no header row")
         names = [cell.strip().lstrip("\ufeff") for cell in header]
         rows: list[tuple[int, dict[str, str]]] = []
+        consumed = reader.line_num
         for cells in reader:
+            start, consumed = consumed + 1, reader.line_num
             if not any(cell.strip() for cell in cells):
                 continue  # blank lines between blocks of a spreadsheet export carry nothing
             row: dict[str, str] = {}
@@ -46,7 +52,7 @@ def read_csv(raw: bytes, charset: str | None = None) -> list[tuple[int, dict[str
                 name = names[position] if position < len(names) else f"column_{position + 1}"
                 if name and name not in row:
                     row[name] = cell
-            rows.append((reader.line_num, row))
+            rows.append((start, row))
     except csv.Error as exc:
         raise SourceError("malformed_csv", f"line {reader.line_num}", f"not valid CSV: {exc}") from None
     if not rows:
@@ -54,15 +60,16 @@ def read_csv(raw: bytes, charset: str | None = None) -> list[tuple[int, dict[str
     return rows
 
 
-def split_csv(raw: bytes, charset: str | None = None) -> list[bytes]:
-    """One self-describing CSV document (header + one row) per record, for per-row import and dead-lettering."""
+def split_csv(raw: bytes, charset: str | None = None) -> list[tuple[int, bytes]]:
+    """(line the row starts on, one self-describing CSV document: header + that row) per record, for per-row import
+    and dead-lettering."""
     out = []
-    for _line, row in read_csv(raw, charset):
+    for line, row in read_csv(raw, charset):
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(list(row))
         writer.writerow(list(row.values()))
-        out.append(buffer.getvalue().encode())
+        out.append((line, buffer.getvalue().encode()))
     return out
 
 

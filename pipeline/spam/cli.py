@@ -80,8 +80,10 @@ def read_items(paths: Sequence[Path], fmt: str | None = None) -> Iterator[Item]:
             if kind == "eml" and data.startswith(b"From "):
                 kind = "mbox"
             records = split_records(data, kind)
-            for index, (raw, content_type) in enumerate(records):
-                yield Item(f"{file}#{index}" if len(records) > 1 else str(file), raw, content_type)
+            for record in records:
+                yield Item(
+                    f"{file} ({record.where})" if len(records) > 1 else str(file), record.raw, record.content_type
+                )
 
 
 def _batches(items: Iterator[Item], size: int = BATCH) -> Iterator[list[Item]]:

@@ -1,8 +1,9 @@
-"""No log line carries an e-mail address or a phone number in clear text.
+"""No log line carries an e-mail address, a phone number or a credential in clear text.
 
 Covers structlog loggers and stdlib loggers of the libraries we run under (faust, aiokafka, uvicorn), in messages,
 positional arguments, fields, nested containers, models, exception messages and tracebacks, and a library that
-installs its own handler and formatter (as mode/faust's worker does unless told not to).
+installs its own handler and formatter (as mode/faust's worker does unless told not to). Credentials (API keys,
+OIDC access and ID tokens, Authorization headers, client and source secrets, a sign-in callback's code) likewise.
 """
 
 from __future__ import annotations
@@ -202,3 +203,67 @@ def test_uvicorn_default_access_formatter_still_works_and_is_clean(output: io.St
 def test_address_split_across_arguments(output: io.StringIO) -> None:
     logging.getLogger("some.library").warning("mailbox %s@%s", LOCAL_PART, "example-corp.co.uk")
     assert_clean(output.getvalue())
+
+
+# ---- credentials ----------------------------------------------------------------------------------------------
+
+API_KEY = "lpk_abcdefghijk2_" + "Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXg"
+KEY_SECRET = API_KEY.rsplit("_", 1)[1]
+JWT = (
+    "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ1c2VyLTEiLCJhdWQiOiJsZWFkcGlwZS1hcGkifQ."
+    "c2lnbmF0dXJlLW9mLWEtcmVhbC10b2tlbi13b3VsZC1iZS1sb25nZXI"
+)
+CLIENT_SECRET = "Hx7-client-secret-9Qz"
+OPAQUE_TOKEN = "ory_at_Q2xpZW50T3BhcXVlVG9rZW4xMjM0NTY3ODkw"
+CODE = "ory_ac_c2lnbi1pbi1jb2RlLTEyMzQ1Ng"
+CREDENTIALS = [KEY_SECRET, JWT.split(".")[1], JWT.split(".")[2], CLIENT_SECRET, OPAQUE_TOKEN, CODE]
+
+
+def assert_no_credentials(text: str) -> None:
+    assert text.strip(), "nothing was logged: the test would prove nothing"
+    for secret in CREDENTIALS:
+        assert secret not in text, f"{secret!r} leaked into:\n{text}"
+
+
+def test_credentials_in_fields_and_messages(output: io.StringIO) -> None:
+    log = get_logger("pipeline.test")
+    log.info("fields", api_key=API_KEY, client_secret=CLIENT_SECRET, access_token=OPAQUE_TOKEN, id_token=JWT)
+    log.info(
+        "more", authorization=f"Bearer {OPAQUE_TOKEN}", hmac_secret=CLIENT_SECRET, oidc_client_secret=CLIENT_SECRET
+    )
+    log.info("nested", headers={"Authorization": f"Bearer {JWT}", "Cookie": f"session={OPAQUE_TOKEN}"})
+    log.info(f"refused key {API_KEY} and token {JWT}")
+    log.warning("token endpoint said %s", f"invalid_grant for /token?code={CODE}&client_secret={CLIENT_SECRET}")
+    text = output.getvalue()
+    assert "lpk_abcdefghijk2_[redacted]" in text  # the key id stays: it says which key, and is not secret
+    assert_no_credentials(text)
+
+
+@pytest.mark.parametrize("name", ["httpx", "uvicorn.error", "authlib", "some.library"])
+def test_credentials_in_library_logs(output: io.StringIO, name: str) -> None:
+    logger = logging.getLogger(name)
+    logger.info("HTTP Request: %s %s", "POST", f"https://id.example/oauth2/token?client_secret={CLIENT_SECRET}")
+    logger.info("Authorization: Basic %s", "bGVhZHBpcGUtY29uc29sZTpIeDctY2xpZW50LXNlY3JldA==")
+    logger.warning("sent Authorization: Bearer %s", JWT)
+    try:
+        raise ValueError(f"cannot verify {JWT} / {API_KEY}")
+    except ValueError:
+        logger.exception("verification failed")
+    text = output.getvalue()
+    assert "ValueError" in text and "bGVhZHBpcGUtY29uc29sZTpIeDctY2xpZW50LXNlY3JldA" not in text
+    assert_no_credentials(text)
+
+
+def test_sign_in_callback_in_the_access_log(output: io.StringIO) -> None:
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5123", "GET", f"/auth/callback?code={CODE}&state=abc123def456", "1.1", 302
+    )
+    text = output.getvalue()
+    assert "/auth/callback?code=[redacted]&state=[redacted]" in text
+    assert_no_credentials(text)
+
+
+def test_ids_next_to_credentials_are_kept() -> None:
+    text = "key lpk_abcdefghijk2 of principal 0b6f7c1e-3a62-4a8e-9d0e-5f1c2b3a4d5e, subject_key sk_9f86d081884c7d65"
+    assert scrub_text(text) == text
+    assert scrub_text("GET /v1/crm/search?q=acme&page=2") == "GET /v1/crm/search?q=acme&page=2"

@@ -8,7 +8,7 @@ import pytest
 from ingest_helpers import RecordingPublisher
 from source_payloads import PAYLOADS
 
-from pipeline.importer import guess_format, run_import, split_records
+from pipeline.importer import ImportRecord, guess_format, run_import, split_records
 from pipeline.ingest.service import IngestService, UnsupportedContentType
 from pipeline.models.common import Channel
 from pipeline.models.records import DeadLetter
@@ -18,16 +18,17 @@ from pipeline.runtime import Runtime
 def test_csv_is_split_per_row_with_its_header() -> None:
     records = split_records((PAYLOADS / "event" / "business_cards.csv").read_bytes(), "csv")
     assert len(records) == 3  # the blank row is not a record
-    for raw, content_type in records:
+    for raw, content_type, _where in records:
         header, _row = raw.decode().splitlines()
         assert header.startswith("Name,Job Title") and content_type == "text/csv"
+    assert [r.where for r in records] == ["line 2", "line 4", "line 5"]  # line 3 is blank
 
 
 def test_formats_split_and_guess() -> None:
     assert len(split_records((PAYLOADS / "email" / "inbox.mbox").read_bytes(), "mbox")) == 3
     assert len(split_records((PAYLOADS / "customer" / "customers.jsonl").read_bytes(), "jsonl")) == 3
     assert len(split_records((PAYLOADS / "messenger" / "phone_calls.json").read_bytes(), "json")) == 2
-    assert split_records(b"not json", "json") == [(b"not json", "application/json")]  # rejected whole, not lost
+    assert split_records(b"not json", "json") == [(b"not json", "application/json", "file")]  # rejected whole
     assert guess_format(Path("x.NDJSON")) == "jsonl"
     with pytest.raises(ValueError, match="--format"):
         guess_format(Path("x.xlsx"))
@@ -50,5 +51,36 @@ def test_import_counts_published_and_rejected_by_reason(runtime: Runtime, publis
 def test_import_refuses_a_format_the_channel_cannot_read(runtime: Runtime, publisher: RecordingPublisher) -> None:
     service = IngestService(runtime, publisher)  # type: ignore[arg-type]
     with pytest.raises(UnsupportedContentType):
-        run_import(service, Channel.CHATBOT, [(b"a,b\n1,2\n", "text/csv")], "import")
+        run_import(service, Channel.CHATBOT, [ImportRecord(b"a,b\n1,2\n", "text/csv", "file")], "import")
     assert publisher.records == []
+
+
+def _examples(runtime: Runtime, publisher: RecordingPublisher, channel: Channel, data: bytes, fmt: str) -> list[str]:
+    service = IngestService(runtime, publisher)  # type: ignore[arg-type]
+    return run_import(service, channel, split_records(data, fmt), "import").examples
+
+
+def test_csv_rejections_name_the_line_of_the_file(runtime: Runtime, publisher: RecordingPublisher) -> None:
+    data = (
+        b"Name,Email,Notes,Last Service Delivery\n"  # line 1
+        b'Ana,ana@example.com,"two\nlines",2024-01-01\n'  # lines 2-3
+        b"\n"  # line 4, blank
+        b'Bad,bad@@mail,"three\nmore\nlines",2024-01-01\n'  # lines 5-7
+        b"Late,late@example.com,,\n"  # line 8
+    )
+    examples = _examples(runtime, publisher, Channel.CUSTOMER, data, "csv")
+    assert [e.split(" (dead letter")[0] for e in examples] == [
+        "line 5: email: The part after the @-sign contains invalid characters",
+        "line 8: last_service_delivery: the date of the last service delivery starts the customer retention clock",
+    ]
+
+
+def test_jsonl_mbox_and_json_rejections_name_their_place(runtime: Runtime, publisher: RecordingPublisher) -> None:
+    jsonl = b'{"email": "a@example.com", "last_service_delivery": "2024-01-01"}\n\n\n{"email": "b@example.com"}\n'
+    assert _examples(runtime, publisher, Channel.CUSTOMER, jsonl, "jsonl")[0].startswith("line 4: last_service_")
+    mbox = (PAYLOADS / "email" / "inbox.mbox").read_bytes()
+    assert _examples(runtime, publisher, Channel.EMAIL, mbox, "mbox")[0].startswith("message 3: from: ")
+    ok = b'{"email": "b@example.com", "last_service_delivery": "2024-01-01"}'
+    array = b'[{"email": "a@example.com"}, ' + ok + b', {"email": "c@@example.com"}]'
+    [first, second] = _examples(runtime, publisher, Channel.CUSTOMER, array, "json")
+    assert first.startswith("[0]: last_service_delivery: ") and second.startswith("[2]: email: ")

@@ -143,6 +143,14 @@ def test_content_reasons_equal_the_scans_on_generated_text(parts: list[str], com
     assert content_reasons(text, compiled) == scan_content(text, compiled)
 
 
+@pytest.mark.parametrize("footer_links", [1, 2, 5])
+@pytest.mark.parametrize("text", TEXTS)
+def test_content_reasons_equal_the_scans_with_a_list_footer(
+    text: str, footer_links: int, compiled: CompiledPolicy
+) -> None:
+    assert content_reasons(text, compiled, footer_links) == scan_content(text, compiled, footer_links)
+
+
 def test_the_prefilter_proves_nothing_for_words_it_cannot_handle() -> None:
     assert _content_prefilter(("casino", "seo services")) is not None
     assert _content_prefilter(("grüße",)) is None  # not ASCII

@@ -208,3 +208,58 @@ def test_a_released_event_keeps_its_verdict_with_the_review_and_is_accepted(
     assert result.outcome.tagged.tags.spam.review == review
     assert result.outcome.tagged.tags.spam.score == first.tagged.tags.spam.score
     assert result.rate_updates == {}  # counted once, when it was first scored
+
+
+# ---- issue 14: the inputs of the link rules -----------------------------------------------------------------------
+
+_FOOTER = (
+    "_______________________________________________\nPython-list mailing list\n"
+    "https://mail.python.example/mailman/listinfo/python-list\nhttps://mail.python.example/archive\n"
+    "https://mail.python.example/help"
+)
+_LIST_MAIL = "Thanks, see https://docs.example/a.\n\n" + _FOOTER
+
+
+def test_links_in_a_mailing_lists_footer_are_not_counted(make_ctx: Callable[..., ChainContext]) -> None:
+    listed = build_event(
+        interaction={"message": _LIST_MAIL, "list_headers": 3, "list_footer_at": _LIST_MAIL.index("____")}
+    )
+    assert "too_many_links" not in _codes(listed, make_ctx())  # 1 link of the writer's, 3 of the list's
+    unlisted = build_event(interaction={"message": _LIST_MAIL})
+    assert "too_many_links" in _codes(unlisted, make_ctx())  # the same text without the fact: 4 links
+
+
+def test_a_footer_does_not_hide_the_writers_own_links(make_ctx: Callable[..., ChainContext]) -> None:
+    text = "Buy https://a.example https://b.example https://c.example https://d.example\n\n" + _FOOTER
+    event = build_event(interaction={"message": text, "list_headers": 3, "list_footer_at": text.index("____")})
+    [reason] = [r for r in _verdict(event, make_ctx()).reasons if r.code == "too_many_links"]
+    assert reason.detail == "4 links (more than 3; 3 in a mailing list's footer not counted)"
+
+
+def test_a_turn_that_repeats_the_message_counts_its_links_once(make_ctx: Callable[..., ChainContext]) -> None:
+    text = "see https://a.example and https://b.example"
+    turn = {"author": "person", "text": text}
+    event = build_event(interaction={"message": text, "transcript": (turn,)})
+    assert "too_many_links" not in _codes(event, make_ctx())  # 2 links, not 4
+    quoted = {"author": "quoted", "text": "https://c.example https://d.example https://e.example", "sender": "x"}
+    forwarded = build_event(interaction={"message": text, "transcript": (turn, quoted)})
+    assert "too_many_links" not in _codes(forwarded, make_ctx())  # a forwarded mail's links are not the writer's
+
+
+def test_through_the_email_source_hidden_hrefs_count_and_list_footers_do_not(
+    make_ctx: Callable[..., ChainContext],
+) -> None:
+    from source_payloads import ctx_for
+
+    from pipeline.sources import email as email_source
+
+    def scored(raw: bytes) -> list[str]:
+        [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+        return _codes(event, make_ctx())
+
+    anchors = "".join(f'<a href="https://shop{i}.example/x">offer {i}</a> ' for i in range(4))
+    html = f"From: a.sender@example.com\r\nContent-Type: text/html\r\n\r\n<p>Deals: {anchors}</p>".encode()
+    assert "too_many_links" in scored(html)  # the HTML's four hrefs are links although its text shows none
+    body = _LIST_MAIL.replace("\n", "\r\n")
+    listed = f"From: a.sender@example.com\r\nList-Id: <python-list.python.example>\r\n\r\n{body}".encode()
+    assert "too_many_links" not in scored(listed)

@@ -40,3 +40,15 @@ def test_customer_json_array() -> None:
     )
     events = customer.parse(raw, ctx_for("customer", raw, "application/json"))
     assert [e.person.email for e in events] == ["a@example.com", "b@example.com"]
+
+
+def test_csv_rows_are_named_by_the_line_they_start_on() -> None:
+    raw = (
+        b"Email,Notes,Last Service Delivery\n"
+        b'a@example.com,"a note\nover two lines",2024-01-01\n'
+        b"\n"
+        b'bad@@mail,"and\nthree\nlines",2024-01-01\n'
+    )
+    with pytest.raises(SourceError) as err:
+        customer.parse(raw, ctx_for("customer", raw, "text/csv"))
+    assert err.value.field == "row 5.email"  # not row 7, where the record ends, nor "row 3" of the data rows

@@ -51,9 +51,11 @@ def test_iso_8859_1_headers_and_body() -> None:
 
 def test_broken_charsets_reply_to_and_date_do_not_crash() -> None:
     [event] = parse("broken_charset.eml")
-    # Reply-To wins over From for identity; the unknown charset falls back instead of failing
-    assert event.person.email == "h.wurst+leads@example.at"
-    assert event.subject_key == normalize.subject_key(PEPPER, email="h.wurst+leads@example.at")
+    # the sender is From (issue 14: a list's Reply-To would make the whole list one sender); Reply-To is kept apart
+    assert event.person.email == "hans.wurst@example.at"
+    assert (event.person.first_name, event.person.last_name) == ("Hans", "Wurst")  # unknown charset: UTF-8 fallback
+    assert event.interaction.reply_to == "h.wurst+leads@example.at"
+    assert event.subject_key == normalize.subject_key(PEPPER, email="hans.wurst@example.at")
     assert event.interaction.message is not None and "Grüß Gott" in event.interaction.message
     assert "\x80" not in event.interaction.message
     assert event.occurred_at == event.received_at  # "not a date at all"

@@ -161,3 +161,35 @@ def test_clean_text_cuts_long_text_with_a_marker() -> None:
     text = normalize.clean_text("a" * 100, 50)
     assert text is not None and len(text) == 50 and text.endswith("[truncated]")
     assert normalize.clean_text("line1\r\nline2\x00\x85", 50) == "line1\nline2"
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ('"Books@Books"@example.com', '"Books@Books"@example.com'),  # RFC 5321 quoted local part, kept quoted
+        ('"john smith"@Example.COM', '"john smith"@example.com'),
+        ('"ana"@example.com', "ana@example.com"),  # quotes that quote nothing are dropped
+        ("ana@docs.example", "ana@docs.example"),  # documentation names stay accepted (RFC 6761 6.5)
+    ],
+)
+def test_quoted_local_parts_are_valid_addresses(raw: str, canonical: str) -> None:
+    assert normalize.canonical_email(raw) == canonical
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["jdoe@corp.local", "jdoe@printer.localhost", "jdoe@localhost", "jdoe@shop.test", "jdoe@nowhere.invalid",
+     "jdoe@abc.onion", "jdoe@router.home.arpa", "jdoe@intranet.internal", "jdoe@name.alt", "JDoe@Corp.LOCAL."],
+)  # fmt: skip
+def test_reserved_domains_have_their_own_reason(raw: str) -> None:
+    with pytest.raises(NormalizationError) as err:
+        normalize.canonical_email(raw)
+    assert err.value.reason == "reserved_email_domain"
+    assert "jdoe" not in str(err.value).lower()
+
+
+@pytest.mark.parametrize("raw", ["no-at-sign", "a@b", "a b@corp.local", "a@-x.local", "a@@corp.local"])
+def test_malformed_addresses_stay_invalid_email(raw: str) -> None:
+    with pytest.raises(NormalizationError) as err:
+        normalize.canonical_email(raw)
+    assert err.value.reason == "invalid_email"

@@ -58,7 +58,7 @@ def test_cf7_multipart_expert_request_with_upload() -> None:
 def test_hubspot_demo_request() -> None:
     [event] = parse("hubspot_demo_request.json")
     assert event.interaction.kind is InteractionKind.DEMO_REQUEST
-    assert event.person.phone == "+447700900123"  # UK mobile without prefix, country field United Kingdom
+    assert event.person.phone == "+447400123456"  # UK mobile without prefix, country field United Kingdom
     assert event.person.linkedin_url == "https://www.linkedin.com/in/priya-raman-42"
     assert event.provenance.ip == "203.0.113.45"
     assert event.occurred_at.isoformat() == "2024-06-05T15:06:40+00:00"

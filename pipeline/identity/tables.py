@@ -1,0 +1,71 @@
+"""The identity tables: principals (people and machine clients), their roles, API keys, and an audit outbox.
+
+No secret is stored in clear: an API key row holds the key id and a keyed hash (``pipeline/identity/keys.py``).
+A principal signed in through the identity provider is linked by (issuer, subject); its row lets an admin disable
+it locally and gives the audit a stable id. ``identity_audit`` keeps every change with the principal who made it,
+in the same transaction as the change, until it is published on the audit topic (``published_at``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pipeline.crm.schema import UtcDateTime
+from pipeline.db import Base
+
+
+class PrincipalRow(Base):
+    __tablename__ = "principals"
+    __table_args__ = (UniqueConstraint("issuer", "external_subject", name="uq_principals_issuer_subject"),)
+
+    principal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True, doc="Login handle, as the CLI names the principal")
+    display_name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    issuer: Mapped[str | None] = mapped_column(String(300), nullable=True, doc="OIDC issuer of a linked person")
+    external_subject: Mapped[str | None] = mapped_column(String(255), nullable=True, doc="Its 'sub' claim")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class PrincipalRoleRow(Base):
+    __tablename__ = "principal_roles"
+
+    principal_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("principals.principal_id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    granted_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    granted_by: Mapped[str] = mapped_column(String(200))
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("principals.principal_id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str] = mapped_column(String(200), default="")
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_by: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class IdentityAuditRow(Base):
+    __tablename__ = "identity_audit"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True, doc="Order of the changes")
+    audit_id: Mapped[str] = mapped_column(String(36), unique=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    record: Mapped[str] = mapped_column(Text, doc="AuditRecord JSON")
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)

@@ -1,0 +1,405 @@
+"""E-mail as a mail reader shows it (issue 17) and the inputs the spam rules need (issue 14), one test per case.
+
+Forwarded and attached messages, digests, the ``addr (Full Name)`` form, broken MIME, quoted local parts, reserved
+domains, the sender taken from From, HTML links, mailing-list headers and footers, and header abuse refused fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import time
+from collections.abc import Callable
+
+import pytest
+from source_payloads import ctx_for
+
+from pipeline.models.contact import ContactEvent
+from pipeline.sources import SourceError, mime
+from pipeline.sources import email as email_source
+
+
+def parse(raw: bytes) -> ContactEvent:
+    [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+    return event
+
+
+def refused(raw: bytes) -> SourceError:
+    with pytest.raises(SourceError) as err:
+        email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+    return err.value
+
+
+def mail(headers: str, body: str) -> bytes:
+    return (headers.strip("\n").replace("\n", "\r\n") + "\r\n\r\n" + body.replace("\n", "\r\n")).encode()
+
+
+HEAD = "From: Ana Garcia <ana.garcia@example.com>\nTo: sales@example.com\nSubject: fwd\nMIME-Version: 1.0\n"
+
+FORWARDED = """From: Bob Stone <bob@supplier.example>
+Date: Mon, 03 Jun 2024 09:00:00 +0000
+Subject: Quote 4711
+Content-Type: text/plain; charset=utf-8
+
+Our quote: 12,000 EUR for the pilot."""
+
+
+# ---- attached and forwarded messages ------------------------------------------------------------------------------
+
+
+def test_a_forwarded_message_is_kept_as_a_quoted_turn() -> None:
+    raw = mail(
+        HEAD + 'Content-Type: multipart/mixed; boundary="b1"',
+        f"""--b1
+Content-Type: text/plain
+
+See below.
+--b1
+Content-Type: message/rfc822
+Content-Disposition: attachment; filename="quote.eml"
+
+{FORWARDED}
+--b1--
+""",
+    )
+    event = parse(raw)
+    assert event.interaction.message == "See below."
+    person, quoted = event.interaction.transcript
+    assert (person.author, person.text) == ("person", "See below.")
+    assert quoted.author == "quoted" and quoted.sender == "Bob Stone <bob@supplier.example>"
+    assert (quoted.subject, quoted.text) == ("Quote 4711", "Our quote: 12,000 EUR for the pilot.")
+    assert quoted.at is not None and quoted.at.isoformat() == "2024-06-03T09:00:00+00:00"
+    assert event.interaction.attachments_ignored == ()  # read, so not "ignored"
+
+
+def test_a_digest_gives_one_quoted_turn_per_message_and_names_what_it_cannot_read() -> None:
+    raw = mail(
+        HEAD + 'Content-Type: multipart/digest; boundary="d"',
+        f"""--d
+
+{FORWARDED}
+--d
+
+From: Carla <carla@partner.example>
+Subject: second
+
+Second entry, with an attachment.
+--d
+Content-Type: message/rfc822; name="empty.eml"
+
+--d--
+""",
+    )
+    event = parse(raw)
+    assert event.interaction.message is None  # the person wrote nothing of their own
+    assert [(t.author, t.sender) for t in event.interaction.transcript] == [
+        ("quoted", "Bob Stone <bob@supplier.example>"),
+        ("quoted", "Carla <carla@partner.example>"),
+    ]
+    assert event.interaction.attachments_ignored == ("empty.eml (message/rfc822)",)
+
+
+def test_an_attached_message_sent_base64_encoded_is_decoded() -> None:
+    encoded = base64.encodebytes(FORWARDED.replace("\n", "\r\n").encode()).decode()
+    raw = mail(
+        HEAD + 'Content-Type: multipart/mixed; boundary="b1"',
+        f"--b1\nContent-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\n{encoded}\n--b1--\n",
+    )
+    [quoted] = parse(raw).interaction.transcript
+    assert quoted.sender == "Bob Stone <bob@supplier.example>" and quoted.text.startswith("Our quote")
+
+
+def test_inline_text_parts_after_an_attachment_are_read_too() -> None:
+    raw = mail(
+        HEAD + 'Content-Type: multipart/mixed; boundary="b1"',
+        "--b1\n\nFirst part.\n--b1\nContent-Type: application/pdf; name=a.pdf\n\nJVBE\n"
+        "--b1\nContent-Type: text/plain\nContent-Disposition: inline\n\nText after the PDF.\n--b1--\n",
+    )
+    event = parse(raw)
+    assert event.interaction.message == "First part.\n\nText after the PDF."
+    assert event.interaction.attachments_ignored == ("a.pdf",)
+
+
+# ---- names -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "first", "last"),
+    [
+        ("From: j.smith@example.com (John Smith)", "John", "Smith"),
+        ("From: j.smith@example.com (=?UTF-8?Q?J=C3=BCrgen_M=C3=BCller?=)", "Jürgen", "Müller"),
+        ("From: =?ISO-8859-1?Q?Fran=E7ois?= =?ISO-8859-1?Q?_Lef=E8vre?= <j.smith@example.com>", "François", "Lefèvre"),
+        ("From: =?UTF-8?B?U21pdGgsIEpvaG4=?= <j.smith@example.com>", "John", "Smith"),  # "Smith, John" encoded
+        ("From: =?UTF-8?B?8J+Ygg==?==?UTF-8?B?IEFuYQ==?= <j.smith@example.com>", "😂", "Ana"),
+        ("From: j.smith@example.com <j.smith@example.com>", None, None),
+    ],
+)
+def test_sender_names(header: str, first: str | None, last: str | None) -> None:
+    event = parse(mail(header + "\nSubject: hi", "Hello"))
+    assert event.person.email == "j.smith@example.com"
+    assert (event.person.first_name, event.person.last_name) == (first, last)
+
+
+def test_raw_utf8_headers_are_read_as_utf8() -> None:
+    event = parse("From: Jürgen Groß <jg@example.de>\r\nSubject: Grüße\r\n\r\nHallo".encode())
+    assert (event.person.first_name, event.person.last_name) == ("Jürgen", "Groß")
+    assert event.interaction.subject == "Grüße"
+
+
+# ---- broken MIME -------------------------------------------------------------------------------------------------
+
+PARTS = (
+    "--real\nContent-Type: text/plain\n\nThe text a reader shows.\n"
+    "--real\nContent-Type: text/html\n\n<p>x</p>\n--real--\n"
+)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/alternative",  # no boundary parameter
+        'multipart/alternative; boundary="declared"',  # a boundary the delimiters do not use
+        "multipart/alternative; boundary=",
+    ],
+)
+def test_text_is_recovered_from_a_multipart_without_a_usable_boundary(content_type: str) -> None:
+    event = parse(mail(HEAD + f"Content-Type: {content_type}", PARTS))
+    assert event.interaction.message == "The text a reader shows."
+
+
+def test_a_multipart_with_no_delimiter_at_all_is_shown_as_text() -> None:
+    event = parse(mail(HEAD + "Content-Type: multipart/mixed", "Just a plain body after all."))
+    assert event.interaction.message == "Just a plain body after all."
+
+
+def test_a_truncated_bounce_keeps_its_report_and_what_is_left_of_the_original() -> None:
+    raw = mail(
+        "From: MAILER-DAEMON@mx.example.com\nSubject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="r"',
+        """--r
+Content-Description: Notification
+Content-Type: text/plain; charset=us-ascii
+
+This is the mail system at host mx.example.com.
+I'm sorry to have to inform you that your message could not be delivered.
+--r
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.com
+
+Final-Recipient: rfc822; gone@example.org
+Action: failed
+Status: 5.1.1
+--r
+Content-Type: message/rfc822
+
+From: Ana Garcia <ana.garcia@example.com>
+Subject: Our offer
+Content-Type: multipart/alternative; boundary="inner"
+
+--inner
+Content-Type: text/plain
+
+Dear customer, our offer for the pil""",  # cut off mid-word: no closing delimiters
+    )
+    event = parse(raw)
+    assert event.interaction.message is not None
+    assert event.interaction.message.startswith("This is the mail system at host mx.example.com.")
+    [quoted] = [t for t in event.interaction.transcript if t.author == "quoted"]
+    assert quoted.sender == "Ana Garcia <ana.garcia@example.com>"
+    assert quoted.text == "Dear customer, our offer for the pil"
+    assert event.interaction.attachments_ignored == ("unnamed.delivery-status",)
+
+
+# ---- addresses ---------------------------------------------------------------------------------------------------
+
+
+def test_a_quoted_local_part_is_a_valid_sender() -> None:
+    assert parse(mail('From: "Books@Books"@example.com', "Hi")).person.email == '"Books@Books"@example.com'
+
+
+@pytest.mark.parametrize("address", ["it@corp.local", "it@printer.localhost", "it@shop.test", "it@x.invalid"])
+def test_a_reserved_sender_domain_has_its_own_reason(address: str) -> None:
+    err = refused(mail(f"From: IT <{address}>", "Hi"))
+    assert (err.reason, err.field) == ("reserved_email_domain", "from")
+
+
+def test_a_malformed_sender_stays_invalid_email() -> None:
+    assert refused(mail("From: not an address", "Hi")).reason == "invalid_email"
+
+
+def test_the_sender_is_from_and_a_lists_reply_to_is_kept_apart() -> None:
+    event = parse(mail("From: Ana <ana.garcia@example.com>\nReply-To: devs@lists.example.org", "Hi"))
+    assert event.person.email == "ana.garcia@example.com"
+    assert event.interaction.reply_to == "devs@lists.example.org"
+    same = parse(mail("From: Ana <ana.garcia@example.com>\nReply-To: ANA.GARCIA@example.com", "Hi"))
+    assert same.interaction.reply_to is None
+
+
+def test_a_private_delivered_to_mailbox_is_kept_as_provenance() -> None:
+    event = parse(mail("From: ana.garcia@example.com\nDelivered-To: Sales@Exchange.Corp.Local", "Hi"))
+    assert event.provenance.mailbox_id == "sales@exchange.corp.local"
+
+
+# ---- what the spam rules read ------------------------------------------------------------------------------------
+
+
+def test_html_links_keep_their_targets() -> None:
+    html = '<p>Great deal, <a href="https://spam.example/a">click here</a> or <a href="http://b.example">b</a>.</p>'
+    event = parse(mail(HEAD + "Content-Type: text/html", html))
+    assert event.interaction.message == "Great deal, click here <https://spam.example/a> or b <http://b.example>."
+
+
+LIST_MAIL = """From: Ana Garcia <ana.garcia@example.com>
+Reply-To: python-list@python.example
+List-Id: General discussion <python-list.python.example>
+List-Unsubscribe: <https://mail.python.example/mailman/options/python-list>, <mailto:leave@python.example>
+List-Post: <mailto:python-list@python.example>
+List-Archive: <https://mail.python.example/pipermail/python-list/>
+Subject: Re: packaging"""
+
+FOOTER = """
+--
+https://mail.python.example/mailman/listinfo/python-list"""
+
+
+@pytest.mark.parametrize(
+    ("body", "footer"),
+    [
+        ("I agree, see https://docs.example/packaging.\n" + FOOTER, FOOTER.lstrip("\n")),
+        (
+            "Thanks!\n\n_______________________________________________\nPython-list mailing list\n"
+            "https://mail.python.example/mailman/listinfo/python-list",
+            "_______________________________________________\nPython-list mailing list\n"
+            "https://mail.python.example/mailman/listinfo/python-list",
+        ),
+        ("Thanks!\n\nTo unsubscribe visit https://news.example/u/1 or https://news.example/prefs",
+         "To unsubscribe visit https://news.example/u/1 or https://news.example/prefs"),
+        ("No footer here, just https://docs.example/a", None),
+    ],
+)  # fmt: skip
+def test_list_headers_are_counted_and_the_lists_footer_located(body: str, footer: str | None) -> None:
+    event = parse(mail(LIST_MAIL, body))
+    interaction = event.interaction
+    assert interaction.list_headers == 4 and interaction.message is not None
+    at = interaction.list_footer_at
+    assert (interaction.message[at:] if at is not None else None) == footer
+
+
+def test_a_footer_is_only_looked_for_in_mail_that_came_through_a_list() -> None:
+    event = parse(mail("From: ana.garcia@example.com", "Hi\n\n-- \nunsubscribe https://x.example"))
+    assert (event.interaction.list_headers, event.interaction.list_footer_at) == (0, None)
+
+
+# ---- header abuse ------------------------------------------------------------------------------------------------
+
+NORMAL = mail(HEAD + 'Content-Type: multipart/alternative; boundary="b"', PARTS.replace("real", "b"))
+
+
+def _semicolons(n: int) -> bytes:
+    return mail("From: ana.garcia@example.com\nContent-Type: text/plain" + ";" * n, "Hi")
+
+
+HOSTILE: dict[str, tuple[bytes, str]] = {
+    "14 KB Content-Type of 7,000 ';'": (_semicolons(7000), "oversized_headers"),
+    "Content-Type with 65 parameters": (
+        mail("From: ana.garcia@example.com\nContent-Type: text/plain" + "; a=b" * 65, "Hi"),
+        "oversized_headers",
+    ),
+    "2 KiB From of nested comments": (mail("From: " + "(" * 2100 + "a@example.com", "Hi"), "oversized_headers"),
+    "600 header fields": (mail("From: ana.garcia@example.com\n" + "X-A: b\n" * 600, "Hi"), "oversized_headers"),
+    "a 17 KiB unread field": (mail("From: ana.garcia@example.com\nX-Long: " + "a " * 8800, "Hi"), "oversized_headers"),
+    "a 1 MiB header block": (b"From: a@example.com\r\n" + b"X-Filler: 0123456789abcdef\r\n" * 40_000,
+                             "oversized_headers"),
+    "a nested part's 14 KB Content-Type": (
+        mail(
+            HEAD + 'Content-Type: multipart/mixed; boundary="b"',
+            "--b\nContent-Type: text/plain" + ";" * 7000 + "\n\nHi\n--b--\n",
+        ),
+        "oversized_headers",
+    ),
+    "parts nested 200 deep": (
+        mail(
+            HEAD + 'Content-Type: multipart/mixed; boundary="b0"',
+            "".join(f'--b{i}\nContent-Type: multipart/mixed; boundary="b{i + 1}"\n\n' for i in range(200)) + "x\n",
+        ),
+        "mime_too_complex",
+    ),
+    "300 parts": (
+        mail(HEAD + 'Content-Type: multipart/mixed; boundary="b"', "--b\n\nx\n" * 300 + "--b--\n"),
+        "mime_too_complex",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_header_abuse_is_refused_with_a_typed_reason(name: str) -> None:
+    raw, reason = HOSTILE[name]
+    err = refused(raw)
+    assert err.reason == reason and err.field in ("headers", "mime")
+
+
+def _best_of(runs: int, work: Callable[[], object]) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        with contextlib.suppress(SourceError):
+            work()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def test_a_hostile_message_costs_about_what_a_normal_one_does() -> None:
+    """Relative, not wall-clock: each hostile message against a normal one parsed in the same test, best of 5
+    (before the limits, the 14 KB Content-Type alone cost several thousand times a normal message)."""
+    normal = _best_of(5, lambda: parse(NORMAL))
+    for name, (raw, _reason) in HOSTILE.items():
+        hostile = _best_of(5, lambda raw=raw: email_source.parse(raw, ctx_for("email", raw, "message/rfc822")))
+        assert hostile < 30 * normal + 0.005, f"{name}: {hostile * 1000:.1f} ms against {normal * 1000:.2f} ms"
+
+
+def test_the_limits_leave_real_headers_alone() -> None:
+    received = "".join(
+        f"Received: from mx{i}.example.net (mx{i}.example.net [192.0.2.{i}]) by x; date\n" for i in range(60)
+    )
+    references = "References: " + " ".join(f"<msg{i}@mail.example.com>" for i in range(150))
+    segments = [f"filename*{i}*={'utf-8' if i == 0 else ''}%E6%97%A5%E6%9C%AC" for i in range(30)]
+    filename = "Content-Disposition: attachment; " + "; ".join(segments).replace("utf-8%", "utf-8''%")
+    event = parse(
+        mail(
+            f'{received}{references}\n{HEAD}Content-Type: multipart/mixed; boundary="b"',
+            f"--b\n\nHello\n--b\nContent-Type: application/pdf\n{filename}\n\nJVBE\n--b--\n",
+        )
+    )
+    assert event.interaction.message == "Hello"
+    assert event.interaction.attachments_ignored == ("日本" * 30,)
+    assert len(mime.READ_FIELDS) == 8
+
+
+# ---- body abuse --------------------------------------------------------------------------------------------------
+
+_SIZE = 256 * 1024
+
+
+@pytest.mark.parametrize("shape", ["<!", "<a ", "</", "<?", "<![", '<a x="', "<"])
+def test_hostile_html_costs_what_ordinary_html_of_its_size_does(shape: str) -> None:
+    """The stdlib's html.parser took 2 s for 256 KB of ``<!`` and minutes for ``<a `` (CVE-2025-6069)."""
+    ordinary = mail(HEAD + "Content-Type: text/html", "<p>Hello <b>world</b></p>\n" * (_SIZE // 26))
+    hostile = mail(HEAD + "Content-Type: text/html", shape * (_SIZE // len(shape)))
+    normal = _best_of(3, lambda: parse(ordinary))
+    took = _best_of(3, lambda: email_source.parse(hostile, ctx_for("email", hostile, "message/rfc822")))
+    assert took < 5 * normal + 0.05, f"{shape!r}: {took * 1000:.0f} ms against {normal * 1000:.0f} ms"
+
+
+def test_a_long_message_without_a_header_separator_is_read_not_refused() -> None:
+    body = "A body line right after the headers, no blank line before it.\r\n" * 1200  # ~75 KB
+    event = parse(("From: ana.garcia@example.com\r\nSubject: hi\r\n" + body).encode())
+    assert event.interaction.message is not None and event.interaction.message.startswith("A body line")
+
+
+def test_html_nested_deeper_than_the_parser_follows_keeps_its_text_and_links() -> None:
+    deep = '<div><a href="https://deep.example/x">' * 300 + "the hidden offer"
+    event = parse(mail(HEAD + "Content-Type: text/html", deep))
+    assert event.interaction.message is not None
+    assert event.interaction.message.endswith("the hidden offer")
+    assert event.interaction.message.count("https://deep.example/x") == 300
