@@ -9,6 +9,7 @@ JSON Lines, JSON arrays: pass ``--channel``); a directory is read recursively (m
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -166,6 +167,20 @@ class SpamPath:
                 each.rejected = f"failed at {outcome.stage}: {outcome.reason}"
         return scored
 
+    def learn(self, batch: Sequence[Item], channel: Channel, label: Label, pool: ThreadPoolExecutor) -> dict[str, int]:
+        """Score (the engine's symbols are features the classifier learns), then teach both parts each message,
+        as a reviewer's decision would: counts by part and status, and ``rejected`` for what the adapter refused."""
+        counts: dict[str, int] = {}
+        scored = self.score(batch, channel)
+        counts["rejected"] = sum(1 for s in scored if s.event is None)
+        learnable = [s for s in scored if s.event is not None]
+        for outcomes in pool.map(lambda s: self.signals.learn(s.event, s.raw, label, s.engine), learnable):
+            for part, outcome in zip(("engine", "classifier"), outcomes, strict=True):
+                if outcome is not None:
+                    key = f"{part} {outcome.status}"
+                    counts[key] = counts.get(key, 0) + 1
+        return counts
+
 
 def score_line(scored: Scored) -> dict[str, Any]:
     """One JSON line: the verdict, score and threshold, every policy rule and engine symbol with its weight."""
@@ -222,21 +237,11 @@ def learn(
     label: Label = "spam" if spam_ else "ham"
     settings = get_settings()
     path = _path(settings)
-    counts: dict[str, int] = {}
+    counts: collections.Counter[str] = collections.Counter()
     try:
         with ThreadPoolExecutor(max(settings.spam_engine_concurrency // 2, 1)) as pool:
             for batch in _batches(read_items(paths, fmt)):
-                scored = path.score(batch, channel)  # the engine's symbols are features the classifier learns
-                for each in scored:
-                    if each.event is None:
-                        counts["rejected"] = counts.get("rejected", 0) + 1
-                learnable = [s for s in scored if s.event is not None]
-                outcomes = pool.map(lambda s: path.signals.learn(s.event, s.raw, label, s.engine), learnable)
-                for engine_outcome, classifier_outcome in outcomes:
-                    for part, outcome in (("engine", engine_outcome), ("classifier", classifier_outcome)):
-                        if outcome is not None:
-                            key = f"{part} {outcome.status}"
-                            counts[key] = counts.get(key, 0) + 1
+                counts.update(path.learn(batch, channel, label, pool))
     finally:
         path.close()
     typer.echo(f"learned as {label}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
