@@ -49,7 +49,10 @@ class ClassifierVerdict(StrictModel):
     """leadpipe's own classifier (multinomial naive Bayes over the text's tokens and the engine's symbols)."""
 
     probability: float = Field(ge=0, le=1, description="P(spam | features) under the model.")
-    log_odds: float = Field(description="log P(spam|x) - log P(ham|x): the evidence, before the policy's cap.")
+    log_odds: float = Field(
+        description="The evidence: the mean log-likelihood ratio of the known features times 20 (a 20-feature "
+        "message's log odds), before the policy's scale and cap."
+    )
     spam_learns: int = Field(ge=0)
     ham_learns: int = Field(ge=0)
     top_symbols: tuple[str, ...] = Field(

@@ -1,10 +1,12 @@
-"""leadpipe's own spam classifier: naive Bayes over the text's tokens and the engine's symbols (pure).
+"""leadpipe's own spam classifier: naive Bayes over the text's tokens, an e-mail's headers and the engine's symbols
+(pure).
 
 Why one of our own next to the engine: rspamd's and SpamAssassin's rules are written for other people's mail;
 a reviewer's decisions say what spam looks like *here* (an SEO offer through our contact form, a crypto pitch in
 our chat). A multinomial naive Bayes with binary features (each token counted once per message) learns from a few
-hundred decisions, learns incrementally (one decision = a few counter increments), and explains itself: its log
-odds is a sum of one term per feature, so the features that pushed hardest are the explanation.
+hundred decisions, learns incrementally (one decision = a few counter increments), and explains itself: its
+evidence is the mean of one log-likelihood ratio per feature, so the features that pushed hardest are the
+explanation.
 
 Why hand-written and not scikit-learn: the model is two counters per feature, kept in Redis so that every worker
 shares it and learning is idempotent per event (``pipeline.spam.store``); scikit-learn's ``MultinomialNB`` would
@@ -22,13 +24,19 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 
 from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineVerdict
+from pipeline.sources.mime import MAX_HEADER_BLOCK_BYTES
 
 _TOKEN = re.compile(r"[^\W_][\w'.$%-]{1,40}", re.UNICODE)
 _URL_HOST = re.compile(r"(?:https?://|www\.)([^/\s\"'<>?#:]+)", re.IGNORECASE)
 _TRAILING = ".'-"
 SYMBOL_PREFIX = "sym:"
+EVIDENCE_FEATURES = 20
+"""The classifier's evidence is the mean log-likelihood ratio times this: the sum a message of this many features
+with that mean would have (``NaiveBayes.verdict``)."""
 MAX_TOKENS = 1_500
 """Features kept per message (the first ones): a long message cannot outvote everything else by length."""
 
@@ -44,10 +52,60 @@ def tokens(text: str) -> list[str]:
     return out
 
 
-def features(text: str, engine: EngineResult | None = None) -> list[str]:
-    """The distinct features of one message: its tokens, then the symbols the engine found (by name)."""
+#: Headers whose values say how a message was made (the mailer, the encoding, its priority flags): spam tools leave
+#: their marks there, and a mailing list or a colleague's client leaves theirs. Measured on real mail (docs): the
+#: classifier with these beside the words caught 85 % instead of 66 % at its best cut after 500 decisions of each kind.
+HEADER_FEATURES = (
+    "x-mailer",
+    "user-agent",
+    "content-type",
+    "content-transfer-encoding",
+    "x-priority",
+    "x-msmail-priority",
+    "mime-version",
+)
+HEADER_PREFIX = "hdr:"
+_HEADER_WORD = re.compile(r"[a-z][a-z0-9.-]{1,30}")
+_DOMAIN = re.compile(r"@([a-z0-9.-]+)")
+_HEADERS_END = re.compile(rb"\r?\n\r?\n")
+_HEADER_PARSER = BytesHeaderParser(policy=compat32)
+
+
+def header_features(raw: bytes) -> list[str]:
+    """Features of an e-mail's headers as received: the mailer and encoding headers (present or not, their words),
+    the sender's domain and its ending, the Message-ID's domain ending, the subject's words and how many hops it
+    took (up to 6). Reads at most the adapter's header block limit (the adapter refused larger blocks already)."""
+    end = _HEADERS_END.search(raw, 0, MAX_HEADER_BLOCK_BYTES)
+    try:
+        headers = _HEADER_PARSER.parsebytes(raw[: end.end() if end else MAX_HEADER_BLOCK_BYTES])
+    except Exception:  # a header block the stdlib cannot read: no header features
+        return []
+    out: list[str] = []
+    for name in HEADER_FEATURES:
+        value = headers.get(name)
+        if value is None:
+            out.append(f"{HEADER_PREFIX}{name}:none")
+            continue
+        words = _HEADER_WORD.findall(str(value).lower())[:6]
+        out.extend(f"{HEADER_PREFIX}{name}:{word}" for word in words)
+    for name in ("from", "message-id"):
+        domains = _DOMAIN.findall(str(headers.get(name, "")).lower())
+        if domains:
+            out.append(f"{HEADER_PREFIX}{name}-tld:{domains[-1].rsplit('.', 1)[-1]}")
+            if name == "from":
+                out.append(f"{HEADER_PREFIX}from-domain:{domains[-1]}")
+    out.extend(f"{HEADER_PREFIX}subject:{word}" for word in tokens(str(headers.get("subject", "") or ""))[:30])
+    out.append(f"{HEADER_PREFIX}received:{min(len(headers.get_all('received') or []), 6)}")
+    return out
+
+
+def features(text: str, engine: EngineResult | None = None, raw: bytes | None = None) -> list[str]:
+    """The distinct features of one message: its tokens, its headers' (an e-mail as received), then the symbols
+    the engine found (by name)."""
     seen: dict[str, None] = dict.fromkeys(tokens(text)[: MAX_TOKENS * 2])
     found = list(seen)[:MAX_TOKENS]
+    if raw is not None:
+        found.extend(dict.fromkeys(header_features(raw)))
     if isinstance(engine, EngineVerdict):
         found.extend(f"{SYMBOL_PREFIX}{symbol.name}" for symbol in engine.symbols)
     return found
@@ -99,9 +157,15 @@ class NaiveBayes:
         return out
 
     def verdict(self, keys: Iterable[str], *, top: int = 5) -> ClassifierVerdict:
-        """P(spam) with equal priors (a queue of reviewed spam says nothing about how much spam arrives)."""
+        """The evidence, with equal priors (a queue of reviewed spam says nothing about how much spam arrives): the
+        mean log-likelihood ratio of the message's known features, times ``EVIDENCE_FEATURES``.
+
+        Why the mean and not naive Bayes' sum: the sum grows with the message's length, so a long newsletter and a
+        short pitch cannot share one threshold. Measured on real mail after 500 decisions of each kind (docs):
+        91 % caught at <= 0.5 % ham at the best cut with the mean, 85 % with the sum, 87 % with the 15 strongest
+        features (Graham's), 92 % with Robinson's chi-square combining, which is less simple to explain."""
         parts = self.contributions(keys)
-        log_odds = sum(parts.values())
+        log_odds = EVIDENCE_FEATURES * sum(parts.values()) / len(parts) if parts else 0.0
         probability = 1.0 / (1.0 + math.exp(-max(min(log_odds, 700.0), -700.0)))
         direction = 1.0 if log_odds >= 0 else -1.0
         strongest = sorted((k for k in parts if k.startswith(SYMBOL_PREFIX)), key=lambda k: -direction * parts[k])[:top]

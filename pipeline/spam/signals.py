@@ -65,9 +65,10 @@ class SpamSignals:
             except redis.RedisError:
                 return
 
-    def keys(self, event: ContactEvent, engine: EngineResult | None) -> list[str]:
-        """The classifier's feature keys of an event: its person's words and the symbols the engine found."""
-        return [feature_key(self.pepper, f) for f in features(person_text(event), engine)]
+    def keys(self, event: ContactEvent, engine: EngineResult | None, raw: bytes | None = None) -> list[str]:
+        """The classifier's feature keys of an event: its person's words, an e-mail's headers as received
+        (``raw``), and the symbols the engine found."""
+        return [feature_key(self.pepper, f) for f in features(person_text(event), engine, raw)]
 
     def for_batch(
         self, batch: Sequence[tuple[ContactEvent, bytes | None]]
@@ -81,7 +82,7 @@ class SpamSignals:
         if self.client is not None and judged:
             pending = self.client.submit([render_message(event, raw) for event, raw in judged])
         # The words' keys while the engine works (measured: the Python side is most of what the engine waits for).
-        word_keys = [self.keys(event, None) for event, _ in judged]
+        word_keys = [self.keys(event, None, raw) for event, raw in judged]
         engine: dict[UUID, EngineResult] = {}
         if self.client is not None and pending:
             results = self.client.collect(pending, self.budget_s - (time.monotonic() - started))
@@ -90,7 +91,7 @@ class SpamSignals:
         for (event, _), words in zip(judged, word_keys, strict=True):
             result = engine.get(event.event_id)
             symbols = result.symbols if isinstance(result, EngineVerdict) else ()
-            # the same keys as self.keys(event, result), without splitting the words again
+            # the same keys as self.keys(event, result, raw), without splitting the words again
             classifier[event.event_id] = self.model.verdict(words + [f"{SYMBOL_PREFIX}{s.name}" for s in symbols])
         return engine, classifier
 
@@ -121,7 +122,7 @@ class SpamSignals:
         classifier_outcome = None
         if self.store is not None:
             symbols = engine if isinstance(engine, EngineVerdict) else None
-            sign_keys = self.keys(event, symbols)
+            sign_keys = self.keys(event, symbols, raw)
             classifier_outcome = self.store.learn(event_id, label, sign_keys)
             if classifier_outcome.status in ("learned", "relearned"):
                 if classifier_outcome.status == "relearned":

@@ -12,9 +12,18 @@ from processor_events import build_event
 from pipeline.models.common import Channel
 from pipeline.models.contact import Utterance
 from pipeline.models.spam import EngineSymbol, EngineVerdict
-from pipeline.spam.classifier import NaiveBayes, explain_tokens, feature_key, features, tokens
+from pipeline.spam.classifier import (
+    EVIDENCE_FEATURES,
+    NaiveBayes,
+    explain_tokens,
+    feature_key,
+    features,
+    header_features,
+    tokens,
+)
 from pipeline.spam.engine import parse_verdict
 from pipeline.spam.render import RECIPIENT, render_message
+from pipeline.spam.signals import SpamSignals
 
 PEPPER = b"test-pepper"
 
@@ -98,15 +107,79 @@ def test_tokens_and_features() -> None:
     assert len(key) == 16 and key != feature_key(b"other-pepper", "free") and "free" not in key
 
 
+_RECEIVED = b"".join(b"Received: from relay%d.example.net by mx.example.org; Mon, 1 Jan 2024\r\n" % i for i in range(8))
+_RAW = (
+    _RECEIVED + b"From: Promo Team <deals@promo.example.biz>\r\n"
+    b"Message-ID: <abc123@mailer.example.ru>\r\n"
+    b"Subject: Cheap watches, best prices\r\n"
+    b"X-Mailer: Dynamic Mass Mailer 4.2\r\n"
+    b"Content-Type: text/html; charset=windows-1251\r\n"
+    b"\r\n"
+    b"<p>User-Agent: not-a-header in the body</p>\r\n"
+)
+
+
+def test_header_features_of_an_email_as_received() -> None:
+    found = header_features(_RAW)
+    assert {"hdr:x-mailer:dynamic", "hdr:x-mailer:mass", "hdr:x-mailer:mailer"} <= set(found)
+    assert {"hdr:content-type:text", "hdr:content-type:html", "hdr:content-type:windows-1251"} <= set(found)
+    assert {"hdr:user-agent:none", "hdr:x-priority:none", "hdr:mime-version:none"} <= set(found)  # absent ones
+    assert not any(f.startswith("hdr:user-agent:") and f != "hdr:user-agent:none" for f in found)  # body not read
+    assert {"hdr:from-tld:biz", "hdr:from-domain:promo.example.biz", "hdr:message-id-tld:ru"} <= set(found)
+    assert {"hdr:subject:cheap", "hdr:subject:watches", "hdr:subject:prices"} <= set(found)
+    assert "hdr:received:6" in found  # eight hops count as six
+    assert header_features(b"Subject: hi\n\nbody")[-1] == "hdr:received:0"
+    # features: the words, then the headers', then the engine's symbols, each once
+    verdict = EngineVerdict(score=1, action="no action", symbols=(EngineSymbol(name="MIME_GOOD", weight=-0.1),))
+    combined = features("cheap cheap", verdict, _RAW)
+    assert combined[0] == "cheap" and combined[-1] == "sym:MIME_GOOD" and "hdr:subject:cheap" in combined
+    assert len(combined) == len(set(combined))
+    assert features("cheap", None, None) == ["cheap"]  # a form has no headers
+
+
+def test_evidence_is_the_mean_so_length_does_not_decide() -> None:
+    """Two spam words or four of the same strength: the same evidence (naive Bayes' sum would double it), and a
+    known neutral word dilutes it."""
+    model = _trained("backlinks seo ranking guaranteed neutral", "pricing team invoice meeting neutral")
+    short = model.verdict(_keys("backlinks seo"))
+    long = model.verdict(_keys("backlinks seo ranking guaranteed"))
+    diluted = model.verdict(_keys("backlinks seo neutral neutral2"))  # neutral2: never seen, no evidence
+    parts = model.contributions(_keys("backlinks seo"))
+    assert short.log_odds == pytest.approx(EVIDENCE_FEATURES * sum(parts.values()) / len(parts), abs=1e-3)
+    assert short.log_odds > 0 and long.log_odds == pytest.approx(short.log_odds)
+    assert diluted.log_odds == pytest.approx(short.log_odds * 2 / 3, abs=1e-3)
+
+
+def test_an_emails_headers_reach_the_classifier_through_the_signals() -> None:
+    """The worker's path (``SpamSignals.for_batch``) reads the headers of an e-mail as received: a model that
+    learned only header features judges the same e-mail by them, and a form (no raw message) not at all."""
+    signals = SpamSignals(client=None, store=None, pepper=PEPPER)
+    event = build_event(Channel.EMAIL, interaction={"message": "hello"})
+    header_keys = [feature_key(PEPPER, f) for f in header_features(_RAW)]
+    for _ in range(10):
+        signals.model.add(header_keys, "spam")
+        signals.model.add([feature_key(PEPPER, "hdr:x-mailer:outlook")], "ham")
+    assert set(header_keys) <= set(signals.keys(event, None, _RAW))
+    _, classifier = signals.for_batch([(event, _RAW)])
+    assert classifier[event.event_id].log_odds > 0
+    _, without_headers = signals.for_batch([(event, None)])
+    assert without_headers[event.event_id].log_odds == 0
+
+
 def _keys(text: str) -> list[str]:
     return [feature_key(PEPPER, f) for f in features(text)]
 
 
-def test_naive_bayes_learns_and_unlearns_and_explains() -> None:
+def _trained(spam_text: str, ham_text: str, times: int = 20) -> NaiveBayes:
     model = NaiveBayes()
-    for _ in range(20):
-        model.add(_keys("cheap backlinks seo ranking guaranteed"), "spam")
-        model.add(_keys("please send the pricing for our team"), "ham")
+    for _ in range(times):
+        model.add(_keys(spam_text), "spam")
+        model.add(_keys(ham_text), "ham")
+    return model
+
+
+def test_naive_bayes_learns_and_unlearns_and_explains() -> None:
+    model = _trained("cheap backlinks seo ranking guaranteed", "please send the pricing for our team")
     spammy = model.verdict(_keys("guaranteed seo backlinks for you"))
     hammy = model.verdict(_keys("pricing for our team please"))
     assert spammy.probability > 0.99 > 0.01 > hammy.probability
