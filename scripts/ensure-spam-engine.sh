@@ -2,7 +2,7 @@
 # Make sure the spam engine's programs are on this machine: rspamd and redis-server from Debian's packages.
 # LEADPIPE_SPAM_SA_RULES=1 also installs SpamAssassin's stock rules (package spamassassin, without its recommends:
 # rspamd loads the rules itself, no spamd runs; off by default, see docs/processing.md for what they cost and give).
-# Idempotent; installing needs root. Starts nothing: the tests' fixture (and, in phase 2, the CLI) start the engine
+# Idempotent; installing needs root. Starts nothing: the tests' fixture, `leadpipe spam engine up` and `make demo` start the engine
 # (pipeline/spam/launcher.py) with an offline configuration under a directory of their own.
 set -euo pipefail
 
