@@ -36,7 +36,7 @@ from _spam_devset import DevItem, build_devset
 from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
 from pipeline.models.spam import EngineMessage
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.processors import ChainContext, compile_policy, run_chain
 from pipeline.processors.text import person_text
 from pipeline.sources import email as email_source

@@ -46,7 +46,7 @@ from pipeline.kafka.launcher import free_port
 from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
 from pipeline.models.spam import ClassifierVerdict, EngineVerdict
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.processors import ChainContext, compile_policy, run_chain
 from pipeline.processors.chain import Passed, Quarantined
 from pipeline.runtime import Runtime

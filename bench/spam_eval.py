@@ -33,7 +33,7 @@ from _spam_devset import DevItem, build_devset
 from pipeline.config import get_settings
 from pipeline.kafka.launcher import free_port
 from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineVerdict
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.processors import ChainContext, compile_policy, run_chain
 from pipeline.processors.chain import Passed, Quarantined
 from pipeline.spam.engine import SpamEngineClient

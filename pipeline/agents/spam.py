@@ -35,7 +35,7 @@ from pipeline.logging import get_logger
 from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
 from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineUnavailable, LearnOutcome
-from pipeline.policy import SpamPolicy
+from pipeline.policy.model import SpamPolicy
 from pipeline.processors.spam import engine_gate
 from pipeline.spam.engine import Label
 from pipeline.spam.render import email_of_payload

@@ -350,7 +350,11 @@ class IngestService:
 
 
 def log_outcome(submission: Submission, result: SubmitResult) -> None:
-    """One line per confirmed submission: ids, subject keys and field names, never values."""
+    """One line per confirmed submission: ids, subject keys and field names, never values.
+
+    A rejection is INFO, not a warning: it is an answer to the sender (a 422, the import's summary, the SDK's
+    exception), dead-lettered and counted, not something wrong with leadpipe that an operator must act on.
+    """
     if result.accepted:
         log.info(
             "ingest_accepted",
@@ -360,7 +364,7 @@ def log_outcome(submission: Submission, result: SubmitResult) -> None:
             subject_keys=list(result.subject_keys),
         )
     else:
-        log.warning(
+        log.info(
             "ingest_rejected",
             source_id=submission.source_id,
             channel=submission.channel.value,

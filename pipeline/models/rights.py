@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pydantic import Field
 
@@ -103,3 +105,27 @@ class AuditRecord(StrictModel):
     request_id: UUID | None = None
     event_id: UUID | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def new(
+        cls,
+        actor: str,
+        action: str,
+        *,
+        at: datetime | None = None,
+        subject_key: str | None = None,
+        request_id: UUID | None = None,
+        event_id: UUID | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> AuditRecord:
+        """A new entry with its own id, at ``at`` (a batch's one clock) or now."""
+        return cls(
+            audit_id=uuid4(),
+            at=at or datetime.now(UTC),
+            actor=actor,
+            action=action,
+            subject_key=subject_key,
+            request_id=request_id,
+            event_id=event_id,
+            detail=dict(detail or {}),
+        )

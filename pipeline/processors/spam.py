@@ -17,7 +17,7 @@ from typing import Literal
 from pipeline.models.contact import ContactEvent
 from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineUnavailable
 from pipeline.models.tagged import SpamReason, SpamVerdict
-from pipeline.policy import SpamPolicy
+from pipeline.policy.model import SpamPolicy
 from pipeline.processors import rates
 from pipeline.processors.compiled import CompiledPolicy
 from pipeline.processors.text import email_domain

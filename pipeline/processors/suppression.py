@@ -22,7 +22,7 @@ from pipeline.models.contact import ContactEvent
 from pipeline.models.processing import DropReason
 from pipeline.models.rights import SuppressionRecord
 from pipeline.models.tagged import PurposeTag, TaggedEvent
-from pipeline.policy import Policy
+from pipeline.policy.model import Policy
 
 
 @dataclass(frozen=True, slots=True)

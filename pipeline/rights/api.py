@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
@@ -57,11 +57,9 @@ async def dpo_actor(
         return await _check_dpo(request, credentials)
     except HTTPException as exc:
         detail: dict[str, Any] = exc.detail if isinstance(exc.detail, dict) else {}
-        record = AuditRecord(
-            audit_id=uuid4(),
-            at=datetime.now(UTC),
-            actor="unauthenticated",
-            action="rights.api_refused",
+        record = AuditRecord.new(
+            "unauthenticated",
+            "rights.api_refused",
             detail={"reason": detail.get("reason", "refused"), "method": request.method, "path": request.url.path},
         )
         await asyncio.to_thread(_audit_refusal, request, record)

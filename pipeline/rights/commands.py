@@ -96,11 +96,9 @@ def build_command(
 
 def audit_of(command: RightsCommand, action: str, actor: str | None = None, **detail: object) -> AuditRecord:
     """An audit record about a command: ids and kinds only, never the sealed contents."""
-    return AuditRecord(
-        audit_id=uuid4(),
-        at=datetime.now(UTC),
-        actor=actor or command.issued_by,
-        action=action,
+    return AuditRecord.new(
+        actor or command.issued_by,
+        action,
         subject_key=command.subject_key,
         request_id=command.request_id,
         detail={"kind": command.kind.value, **detail},

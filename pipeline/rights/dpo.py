@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pipeline.db import ensure_schema
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
@@ -123,11 +123,9 @@ class DpoTools:
             sleep(poll_s)
 
     def _audit(self, operator: str, action: str, view: RequestView, **detail: object) -> None:
-        record = AuditRecord(
-            audit_id=uuid4(),
-            at=datetime.now(UTC),
-            actor=operator,
-            action=action,
+        record = AuditRecord.new(
+            operator,
+            action,
             subject_key=view.subject_key,
             request_id=UUID(view.request_id),
             detail={"kind": view.kind.value, **detail},

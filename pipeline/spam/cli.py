@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from pipeline.agents.app import policy_for
+from pipeline.clikit import DATABASE, KAFKA, exits, needs
 from pipeline.config import Settings, get_settings
 from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.importer import FORMATS, guess_format, split_records
@@ -32,9 +32,9 @@ from pipeline.models.contact import ContactEvent
 from pipeline.models.review import ReviewDecision
 from pipeline.models.spam import ClassifierVerdict, EngineResult
 from pipeline.models.tagged import SpamVerdict
-from pipeline.processors import ChainContext, Dropped, Failed, Passed, Quarantined, run_chain
+from pipeline.policy.model import load_policy
+from pipeline.processors import ChainContext, Dropped, Failed, Passed, Quarantined, compile_policy, run_chain
 from pipeline.processors.compiled import CompiledPolicy
-from pipeline.review.cli import review_app
 from pipeline.runtime import Runtime
 from pipeline.spam.engine import Label
 from pipeline.spam.launcher import CHART_ENGINE, LocalSpamEngine, SpamEngineLaunchError, rspamd_config
@@ -205,7 +205,7 @@ def score_line(scored: Scored) -> dict[str, Any]:
 
 
 def _path(settings: Settings) -> SpamPath:
-    return SpamPath(settings, Runtime(settings), policy_for(settings))
+    return SpamPath(settings, Runtime(settings), compile_policy(load_policy(settings.policy_file)))
 
 
 def score(
@@ -213,7 +213,10 @@ def score(
     channel: ChannelOption = Channel.EMAIL,
     fmt: FormatOption = None,
 ) -> None:
-    """Score messages through the worker's path; one JSON line per message with the verdict and every signal."""
+    """Score messages through the worker's path; one JSON line per message with the verdict and every signal.
+
+    Example: leadpipe spam score suspicious.eml ~/Maildir/cur
+    """
     settings = get_settings()
     spam = _path(settings)
     try:
@@ -224,6 +227,7 @@ def score(
         spam.close()
 
 
+@exits({1: "the engine or the classifier's store did not answer: some messages were not learned (run it again)"})
 def learn(
     paths: Annotated[list[Path], typer.Argument(help="Files or directories (.eml, mbox, maildir, import formats).")],
     spam_: Annotated[bool, typer.Option("--spam", help="The messages are spam.")] = False,
@@ -231,7 +235,10 @@ def learn(
     channel: ChannelOption = Channel.EMAIL,
     fmt: FormatOption = None,
 ) -> None:
-    """Teach the engine and the classifier from a mailbox export (bootstrap); idempotent per message."""
+    """Teach the engine and the classifier from a mailbox export (bootstrap); idempotent per message.
+
+    Example: leadpipe spam learn --spam junk-2025.mbox
+    """
     if spam_ == ham:
         raise typer.BadParameter("pass exactly one of --spam and --ham")
     label: Label = "spam" if spam_ else "ham"
@@ -249,12 +256,17 @@ def learn(
         raise typer.Exit(1)
 
 
+@needs(KAFKA, DATABASE)
+@exits({1: "the engine or the classifier's store did not answer: some decisions were not learned (run it again)"})
 def rebuild(
     clear: Annotated[
         bool, typer.Option(help="Forget the classifier's counts first (a new pepper, a corrupt store).")
     ] = False,
 ) -> None:
-    """Teach every reviewer decision on contacts.review.decisions again (a lost Redis, a new engine)."""
+    """Teach every reviewer decision on contacts.review.decisions again (a lost Redis, a new engine).
+
+    Example: leadpipe spam rebuild --clear
+    """
     settings = get_settings()
     runtime = Runtime(settings)
     signals = SpamSignals.from_settings(settings, runtime.pepper)
@@ -297,8 +309,12 @@ def rebuild(
 
 
 @engine_app.command("up")
+@exits({1: "rspamd or Redis could not start (the message says why)"})
 def engine_up() -> None:
-    """Start rspamd and its Redis (or adopt the running ones) on the ports of LEADPIPE_SPAM_ENGINE_*."""
+    """Start rspamd and its Redis (or adopt the running ones) on the ports of LEADPIPE_SPAM_ENGINE_*.
+
+    Example: leadpipe spam engine up
+    """
     try:
         status = LocalSpamEngine.from_settings(get_settings()).up()
     except SpamEngineLaunchError as exc:
@@ -309,7 +325,10 @@ def engine_up() -> None:
 
 @engine_app.command("down")
 def engine_down() -> None:
-    """Stop rspamd and Redis (the learned statistics stay on disk)."""
+    """Stop rspamd and Redis (the learned statistics stay on disk).
+
+    Example: leadpipe spam engine down
+    """
     stopped = LocalSpamEngine.from_settings(get_settings()).down()
     typer.echo("stopped" if stopped else "was not running")
 
@@ -321,7 +340,10 @@ def engine_config(
         bool, typer.Option(help="The Helm chart's engine (all interfaces, Redis in the same pod) instead of ours.")
     ] = False,
 ) -> None:
-    """Write the engine's offline rspamd configuration (``--chart deploy/helm/leadpipe/files/rspamd``: the chart's)."""
+    """Write the engine's offline rspamd configuration (``--chart``: the Helm chart's).
+
+    Example: leadpipe spam engine config --chart deploy/helm/leadpipe/files/rspamd
+    """
     settings = get_settings()
     if chart:
         files = rspamd_config(*CHART_ENGINE)
@@ -338,8 +360,12 @@ def engine_config(
 
 
 @engine_app.command("status")
+@exits({1: "the engine is not running"})
 def engine_status() -> None:
-    """Whether the engine runs, where, and how many messages its Bayes learned."""
+    """Whether the engine runs, where, and how many messages its Bayes learned.
+
+    Example: leadpipe spam engine status
+    """
     settings = get_settings()
     status = LocalSpamEngine.from_settings(settings).status()
     typer.echo(str(status))
@@ -347,7 +373,6 @@ def engine_status() -> None:
         raise typer.Exit(1)
 
 
-spam_app.add_typer(review_app, name="review")
 spam_app.command("score")(score)
 spam_app.command("learn")(learn)
 spam_app.command("rebuild")(rebuild)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pipeline.models.rights import RightKind
-from pipeline.policy import StoragePolicy
+from pipeline.policy.model import StoragePolicy
 from pipeline.rights.bodies import ExportDelivery
 from pipeline.rights.effects.base import Context, Effect, EffectError, EffectResult
 from pipeline.rights.effects.crm import CrmRights

@@ -55,6 +55,20 @@ class HubSpotRightsPort(Protocol):
     def unsubscribe_all(self, emails: Sequence[str], channel: str = "EMAIL") -> dict[str, Any]: ...
 
 
+def _erased(found: dict[str, Any] | None, purged: bool) -> str:
+    """What the GDPR delete did, in words: ``{"contact_id": null, "gdpr_deleted": false}`` beside ``done`` reads as
+    if nothing was deleted, when there was nothing to delete."""
+    if purged:
+        return "GDPR-deleted"
+    if found is None:
+        return "no HubSpot contact existed: nothing to delete"
+    return "the contact was gone when the delete came: nothing left to delete"
+
+
+#: Evidence of an erasure without a HubSpot account (the dry run, ``pipeline/sinks/hubspot/dryrun.py``).
+DRY_RUN_ERASED = "no HubSpot account (dry run): the requests naming the person were removed from the dry-run file"
+
+
 class ExportReader:
     """The export's view of HubSpot: every property leadpipe writes, by e-mail. Failures are ``EffectError``s (an
     outage retryable, a refusal not), so an export never completes without the HubSpot part it could not read."""
@@ -124,8 +138,11 @@ class HubSpotEffect(Effect):
         for email in emails:
             found = _hubspot_call(self.gateway.read_contact, email)
             purged = _hubspot_call(self.gateway.purge_contact, email)
-            contacts.append({"contact_id": found["id"] if found else None, "gdpr_deleted": purged})
-        return EffectResult.done(operation="gdpr-delete", contacts=contacts)
+            contacts.append(
+                {"contact_id": found["id"] if found else None, "gdpr_deleted": purged, "result": _erased(found, purged)}
+            )
+        extra = {"dry_run": DRY_RUN_ERASED} if getattr(self.gateway, "dry_run", False) else {}
+        return EffectResult.done(operation="gdpr-delete", contacts=contacts, **extra)
 
     def _object(self, emails: Sequence[str]) -> EffectResult:
         answer = _hubspot_call(self.gateway.unsubscribe_all, list(emails), "EMAIL")

@@ -35,7 +35,7 @@ from pipeline.models.contact import ContactEvent, Interaction, Person, Provenanc
 from pipeline.models.records import AcceptedRecord, QuarantineRecord
 from pipeline.models.rights import AuditRecord
 from pipeline.models.spam import EngineVerdict
-from pipeline.policy import default_policy_path
+from pipeline.policy.model import default_policy_path
 from pipeline.review.service import ReviewService
 from pipeline.runtime import Runtime
 from pipeline.spam.launcher import LocalSpamEngine

@@ -11,7 +11,7 @@ from processor_events import NOW, PEPPER, build_event
 
 from pipeline.models.common import Channel
 from pipeline.models.spam import ClassifierVerdict, EngineSymbol, EngineUnavailable, EngineVerdict
-from pipeline.policy import PolicyError, default_policy_path, load_policy
+from pipeline.policy.model import PolicyError, default_policy_path, load_policy
 from pipeline.processors import ChainContext, CompiledPolicy, compile_policy, run_chain
 from pipeline.processors.chain import Passed, Quarantined
 from pipeline.processors.spam import engine_gate

@@ -12,7 +12,7 @@ from pypdf import PdfReader
 
 from pipeline.db import ensure_schema, make_engine
 from pipeline.models.rights import RightKind, SinkStatus
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.rights.commands import build_command
 from pipeline.rights.effects.base import Context, EffectError, Handover
 from pipeline.rights.effects.crm import CrmRights

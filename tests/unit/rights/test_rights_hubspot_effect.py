@@ -87,8 +87,23 @@ def test_erasure_is_the_gdpr_delete_with_the_contact_id_as_evidence() -> None:
     result = HubSpotEffect(port).apply(ctx(cmd(RightKind.ERASURE)))
     assert [c[0] for c in port.calls] == ["read", "purge"]
     assert result.status is SinkStatus.DONE
-    assert result.evidence == {"operation": "gdpr-delete", "contacts": [{"contact_id": "501", "gdpr_deleted": True}]}
+    assert result.evidence == {
+        "operation": "gdpr-delete",
+        "contacts": [{"contact_id": "501", "gdpr_deleted": True, "result": "GDPR-deleted"}],
+    }
     assert EMAIL not in str(result.evidence)
+
+
+def test_erasure_of_a_contact_hubspot_never_had_says_there_was_nothing_to_delete() -> None:
+    result = HubSpotEffect(Port(None)).apply(ctx(cmd(RightKind.ERASURE)))
+    assert result.status is SinkStatus.DONE
+    (contact,) = result.evidence["contacts"]
+    assert contact == {
+        "contact_id": None,
+        "gdpr_deleted": False,
+        "result": "no HubSpot contact existed: nothing to delete",
+    }
+    assert "dry_run" not in result.evidence
 
 
 def test_without_an_email_hubspot_has_nothing_to_do() -> None:
