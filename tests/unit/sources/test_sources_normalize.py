@@ -193,12 +193,3 @@ def test_malformed_addresses_stay_invalid_email(raw: str) -> None:
     with pytest.raises(NormalizationError) as err:
         normalize.canonical_email(raw)
     assert err.value.reason == "invalid_email"
-
-
-def test_remembered_addresses_answer_as_the_validator_and_refusals_raise_every_time() -> None:
-    first = normalize.canonical_email("  Ana@Example.COM ")
-    assert normalize.canonical_email("Ana@Example.COM") == first == "Ana@example.com"
-    for _ in range(2):  # a refusal is not remembered as an answer
-        with pytest.raises(NormalizationError) as err:
-            normalize.canonical_email("jdoe@corp.local")
-        assert err.value.reason == "reserved_email_domain"
