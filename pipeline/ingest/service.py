@@ -21,13 +21,14 @@ import itertools
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline import normalize
+from pipeline.crm.aliases import Redirect, SubjectAliases
 from pipeline.crypto import record_scope, subject_scope
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing, PublishError
 from pipeline.logging import get_logger
@@ -261,16 +262,47 @@ class IngestService:
         self.runtime = runtime
         self.publisher = publisher
         self._clock = clock
+        self.aliases = SubjectAliases(runtime.engine)
 
     def check_content_type(self, channel: Channel, content_type: str) -> str:
         """The media type when the channel reads it; ``UnsupportedContentType`` otherwise."""
         return check_content_type(channel, content_type)
 
-    # ---- step 1: parse (no key store, no broker) ----------------------------------------------------------------
+    # ---- step 1: parse (no key store, no broker; the alias keys, cached) -----------------------------------------
 
     def parse(self, submission: Submission) -> Parsed:
-        """Run the channel's adapter: the events, or the problems (and identities found) that dead-letter it."""
-        return parse_submission(submission, self.runtime.pepper, self._clock())
+        """Run the channel's adapter: the events, or the problems (and identities found) that dead-letter it. An
+        event from an address the DPO corrected and kept as an alias is the person's (``_follow_aliases``)."""
+        parsed = parse_submission(submission, self.runtime.pepper, self._clock())
+        if not parsed.accepted:  # the raw copy is sealed for the people the bytes name, as they are now
+            return replace(parsed, identities=self._hinted(parsed.identities))
+        events = self._follow_aliases(parsed.events)
+        return replace(parsed, events=events, identities=tuple(dict.fromkeys(e.subject_key for e in events)))
+
+    def _redirects(self, keys: Sequence[str]) -> dict[str, Redirect]:
+        try:
+            return self.aliases.resolve(keys)
+        except SQLAlchemyError as exc:
+            raise KeyStoreUnavailable(f"the subject aliases could not be read ({type(exc).__name__})") from exc
+
+    def _follow_aliases(self, events: tuple[ContactEvent, ...]) -> tuple[ContactEvent, ...]:
+        """An event from an address the DPO corrected and kept as an alias is the person's: their current key and
+        address (the old one was found inaccurate), before anything is sealed, so every copy dies with them."""
+        redirects = self._redirects([e.subject_key for e in events])
+        if not redirects:
+            return events
+        return tuple(
+            event
+            if (to := redirects.get(event.subject_key)) is None
+            else event.model_copy(
+                update={"subject_key": to.subject_key, "person": event.person.model_copy(update={"email": to.email})}
+            )
+            for event in events
+        )
+
+    def _hinted(self, keys: tuple[str, ...]) -> tuple[str, ...]:
+        redirects = self._redirects(keys)
+        return tuple(dict.fromkeys(r.subject_key if (r := redirects.get(k)) else k for k in keys))
 
     # ---- step 2: seal (one key-store commit per batch) and publish ----------------------------------------------
 

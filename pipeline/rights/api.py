@@ -26,6 +26,7 @@ from pipeline.kafka.producer import PublishError
 from pipeline.logging import get_logger
 from pipeline.models.common import Purpose
 from pipeline.models.rights import AuditRecord, RightKind, SinkStatus
+from pipeline.rights.bodies import OldAddress
 from pipeline.rights.commands import IdentityError
 from pipeline.rights.dpo import DpoTools, RequestOut, request_out
 from pipeline.rights.tracker import RequestTracker, RequestView
@@ -40,6 +41,7 @@ _check_dpo = require(Permission.MANAGE_RIGHTS)
 RequestKind = Literal[
     "erasure",
     "objection",
+    "objection_lifted",
     "restriction",
     "unrestriction",
     "rectification",
@@ -86,6 +88,10 @@ class RightsRequestIn(BaseModel):
     operator: str = Field(default="dpo-api", max_length=100, description="Who issues it, for the audit log")
     purposes: list[Purpose] = Field(default_factory=list, description="consent_withdrawal: default all on consent")
     changes: dict[str, str | None] = Field(default_factory=dict, description="rectification: field -> new value")
+    old_address: OldAddress | None = Field(
+        default=None,
+        description="rectification of the e-mail: forget the old address (default) or keep it as an alias",
+    )
     password: str | None = Field(
         default=None, min_length=12, max_length=200, description="access: the PDF password; generated when omitted"
     )
@@ -130,6 +136,7 @@ async def submit_request(body: RightsRequestIn, request: Request, actor: Actor) 
             region=body.region,
             purposes=tuple(body.purposes),
             rectify=body.changes or None,
+            old_address=body.old_address,
             password=body.password,
         )
         command = submitted.command

@@ -24,6 +24,7 @@ from pipeline.kafka.clients import check_kafka
 from pipeline.kafka.producer import ConfirmingPublisher, PublishError
 from pipeline.models.common import Purpose
 from pipeline.models.rights import RightKind
+from pipeline.rights.bodies import OldAddress
 from pipeline.rights.commands import IdentityError, RightsDesk
 from pipeline.rights.dpo import DpoTools, Submitted, request_out
 from pipeline.rights.effects.crm import CrmRights
@@ -214,6 +215,18 @@ def objection() -> Extra:
     return {}
 
 
+@_request_command(RightKind.OBJECTION_LIFTED, "lift-objection")
+def lift_objection() -> Extra:
+    """Record that the person withdrew their objection (9.6): only on their explicit word, never from a form.
+
+    What the objection stopped stays stopped; later contacts may be marketed to again. HubSpot subscriptions are
+    not restored: the person subscribes again there.
+
+    Example: leadpipe dpo lift-objection --email ana@example.com
+    """
+    return {}
+
+
 @_request_command(RightKind.RESTRICTION)
 def restrict() -> Extra:
     """Restrict processing (9.4): the data is kept but no longer processed or synced.
@@ -237,8 +250,16 @@ def rectify(
     *,
     set_: Annotated[list[str], typer.Option("--set", help="field=value, e.g. --set last_name=Kowalska")] = [],  # noqa: B006
     clear: Annotated[list[str], typer.Option("--clear", help="A field to empty")] = [],  # noqa: B006
+    old_address: Annotated[
+        OldAddress | None,
+        typer.Option(
+            "--old-address",
+            help="With --set email=...: forget the old address (default; a later contact from it is somebody new) "
+            "or keep it as an alias (a later contact from it joins this person)",
+        ),
+    ] = None,
 ) -> Extra:
-    """Correct or complete the person's data in the CRM and HubSpot (9.2).
+    """Correct or complete the person's data in the CRM and HubSpot (9.2), the e-mail address included.
 
     Example: leadpipe dpo rectify --email ana@example.com --set last_name=Kowalska --clear position
     """
@@ -249,7 +270,7 @@ def rectify(
             raise typer.BadParameter("use field=value", param_hint="--set")
         changes[field.strip()] = value
     changes.update(dict.fromkeys((c.strip() for c in clear), None))
-    return {"rectify": changes}
+    return {"rectify": changes, "old_address": old_address}
 
 
 @_request_command(RightKind.CONSENT_WITHDRAWAL)

@@ -143,27 +143,42 @@ class DryRunGateway:
             )
         return [d.name for d in definitions]
 
-    def read_contact(self, email: str, properties: Sequence[str] = ()) -> dict[str, Any] | None:
-        self._record("GET", f"/crm/v3/objects/contacts/{email.lower()}", query={"idProperty": "email"})
+    def read_contact(
+        self, identifier: str, properties: Sequence[str] = (), *, by_id: bool = False
+    ) -> dict[str, Any] | None:
+        path = f"/crm/v3/objects/contacts/{identifier if by_id else identifier.lower()}"
+        self._record("GET", path, query={} if by_id else {"idProperty": "email"})
         return None
 
-    def update_contact(self, email: str, properties: Mapping[str, str]) -> dict[str, Any] | None:
+    def search_contacts(
+        self, *, emails: Sequence[str] = (), phones: Sequence[str] = (), properties: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        self._record(
+            "POST",
+            "/crm/v3/objects/contacts/search",
+            {"emails": [e.lower() for e in emails], "phones": list(phones), "properties": list(properties)},
+        )
+        return []
+
+    def update_contact(
+        self, identifier: str, properties: Mapping[str, str], *, by_id: bool = False
+    ) -> dict[str, Any] | None:
         self._record(
             "PATCH",
-            f"/crm/v3/objects/contacts/{email.lower()}",
+            f"/crm/v3/objects/contacts/{identifier if by_id else identifier.lower()}",
             {"properties": dict(properties)},
-            {"idProperty": "email"},
+            {} if by_id else {"idProperty": "email"},
         )
         return None
 
-    def purge_contact(self, email: str) -> bool:
-        """Forget the person's requests, then record the GDPR delete without their e-mail. False: no HubSpot
-        contact existed (there is no HubSpot)."""
-        forgotten = self.forget(email)
+    def purge_contact(self, identifier: str, *, by_id: bool = False) -> bool:
+        """By e-mail: forget the person's requests, then record the GDPR delete without their e-mail. False: no
+        HubSpot contact existed (there is no HubSpot)."""
+        forgotten = 0 if by_id else self.forget(identifier)
         self._record(
             "POST",
             "/crm/v3/objects/contacts/gdpr-delete",
-            {"objectId": "[erased]", "idProperty": "email", "requestsForgotten": forgotten},
+            {"objectId": identifier if by_id else "[erased]", "idProperty": "email", "requestsForgotten": forgotten},
         )
         return False
 

@@ -1,7 +1,7 @@
 """``leadpipe demo`` (``make demo``) end to end against the real broker, as a new operator meets it (issue 18): an
 earlier run's topics and files are deleted first (nothing carries over), the report holds no log line (JSON or
-raw librdkafka), ``not applicable`` is explained, the erased sample is named, HubSpot's evidence says there was
-nothing to delete, and the dry-run file no longer names the erased person."""
+raw librdkafka), ``not applicable`` is explained, the erased sample is named, HubSpot's evidence says the person was
+not found in HubSpot, and the dry-run file no longer names the erased person."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_demo_starts_clean_and_its_report_reads_for_a_person(
         "(not applicable = the sink had nothing to do for the event, which is not a failure)"
     ) in said
     assert "erasing the person of sample web_form/demo_request (Priya Raman)" in said
-    assert "no HubSpot contact existed: nothing to delete" in said
+    assert "outcome: not found in HubSpot" in said
     assert "HubSpot dry-run file: 1 request(s) named Priya Raman before the erasure, 0 after" in said
     raw = capfd.readouterr()
     assert "%3|" not in raw.err + raw.out and "%4|" not in raw.err + raw.out

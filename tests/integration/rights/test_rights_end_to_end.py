@@ -251,7 +251,8 @@ def test_erasure_reaches_every_sink(world: World) -> None:
     assert set(statuses) == {"crm", "hubspot", "kafka", "suppression", "export"}
     assert statuses["export"].evidence["exports_deleted"] == [waiting.name]
     assert statuses["crm"].evidence["interactions_deleted"] == 2
-    assert statuses["hubspot"].evidence["contacts"][0]["gdpr_deleted"] is True
+    assert statuses["hubspot"].evidence["outcome"] == "deleted"
+    assert statuses["hubspot"].evidence["contacts"][0]["result"] == "deleted"
     assert statuses["kafka"].evidence["keys_destroyed"] >= 1
     trail = [a.action for a in world.tools.tracker.audit_trail(request_id=view.request_id)]
     assert "rights.request_received" in trail and "rights.request_completed" in trail
@@ -273,9 +274,7 @@ def test_erasure_leaves_the_hubspot_dry_run_file_without_the_person(dry_run_worl
     view = world.request(RightKind.ERASURE, gone)
     hubspot = next(s for s in view.sinks if s.sink == "hubspot")
     assert hubspot.status is SinkStatus.DONE
-    assert hubspot.evidence["contacts"] == [
-        {"contact_id": None, "gdpr_deleted": False, "result": "no HubSpot contact existed: nothing to delete"}
-    ]
+    assert hubspot.evidence["contacts"] == [] and hubspot.evidence["outcome"] == "not found in HubSpot"
     assert "dry-run file" in hubspot.evidence["dry_run"]
 
     lines = dry_run.read_bytes().splitlines()
