@@ -76,11 +76,24 @@ def _camel(name: str) -> str:
     return parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:])
 
 
+def _asyncapi_discriminators(node: Any) -> Any:
+    """pydantic writes OpenAPI's ``discriminator`` object; an AsyncAPI 3 schema names the property alone."""
+    if isinstance(node, dict):
+        found = node.get("discriminator")
+        fixed = {k: _asyncapi_discriminators(v) for k, v in node.items()}
+        if isinstance(found, dict) and "propertyName" in found:
+            fixed["discriminator"] = found["propertyName"]
+        return fixed
+    if isinstance(node, list):
+        return [_asyncapi_discriminators(v) for v in node]
+    return node
+
+
 def _hoist(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """The model's schema with its ``$defs`` moved into ``defs`` and references pointed at components/schemas."""
     schema = {k: v for k, v in schema.items() if k not in ("$schema", "$id")}
     text = json.dumps(schema).replace('"#/$defs/', '"#/components/schemas/')
-    schema = json.loads(text)
+    schema = _asyncapi_discriminators(json.loads(text))
     for name, definition in schema.pop("$defs", {}).items():
         if defs.setdefault(name, definition) != definition:
             raise ValueError(f"two models define {name} differently: rename one")

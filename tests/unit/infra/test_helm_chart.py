@@ -190,7 +190,7 @@ def assert_worker_web_served(deployment: dict[str, Any]) -> None:
 @needs_helm
 def test_one_combined_worker_when_asked() -> None:
     deployments = by_kind(render("--set", "worker.separateRightsWorker=false"), "Deployment")
-    assert sorted(deployments) == ["rel-leadpipe-api", "rel-leadpipe-worker"]
+    assert sorted(deployments) == ["rel-leadpipe-api", "rel-leadpipe-spam-engine", "rel-leadpipe-worker"]
     assert args_of(deployments["rel-leadpipe-worker"]) == ["leadpipe", "worker"]
     assert_worker_web_served(deployments["rel-leadpipe-worker"])
 
@@ -336,7 +336,10 @@ def test_network_policy_opens_exactly_the_ports_the_pods_serve() -> None:
         opened = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
         assert opened == served, (policy["metadata"]["name"], opened, served)
         egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
-        assert {53, 9093, 5432, 443} <= egress_ports
+        if selected == {"spam-engine"}:  # offline rules: it connects nowhere but DNS
+            assert egress_ports == {53}
+            continue
+        assert {53, 9093, 5432, 443, 11333, 6379} <= egress_ports
     assert covered >= set(components), "a pod runs without a NetworkPolicy"
     api, admin = policies["rel-leadpipe-api"]["spec"]["ingress"]
     assert api["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
@@ -418,9 +421,48 @@ def test_hubspot_budget_is_shared_by_every_pod_that_calls_hubspot(values: Any) -
         if name == "rel-leadpipe-api":
             assert "LEADPIPE_HUBSPOT_RATE_LIMIT_REQUESTS" not in env_of(deployment)  # the API never calls HubSpot
             continue
+        if name == "rel-leadpipe-spam-engine":  # rspamd and Redis: not leadpipe, no HubSpot
+            continue
         pods = scaled[name]["spec"]["maxReplicaCount"] if name in scaled else deployment["spec"]["replicas"]
         env = env_of(deployment)
         requests_total += pods * int(env["LEADPIPE_HUBSPOT_RATE_LIMIT_REQUESTS"] or 0)
         search_total += pods * float(env["LEADPIPE_HUBSPOT_SEARCH_RATE_PER_S"] or 0)
     assert 0 < requests_total <= budget and 0 < search_total <= search + 1e-9
     assert requests_total > budget * 0.7 or values.name == "production-values.yaml"  # not needlessly small
+
+
+def test_the_charts_rspamd_configuration_is_the_launchers() -> None:
+    """files/rspamd is what ``leadpipe spam engine config --chart`` writes: one source of truth for both engines."""
+    from pipeline.spam.launcher import CHART_ENGINE, rspamd_config
+
+    expected = rspamd_config(*CHART_ENGINE)
+    root = CHART / "files" / "rspamd"
+    present = {str(p.relative_to(root)): p.read_text() for p in root.rglob("*") if p.is_file()}
+    assert present == expected, "regenerate: leadpipe spam engine config --chart deploy/helm/leadpipe/files/rspamd"
+
+
+@needs_helm
+def test_spam_engine_service_and_the_workers_reach_it() -> None:
+    docs = render()
+    deployments = by_kind(docs, "Deployment")
+    engine = deployments["rel-leadpipe-spam-engine"]
+    names = [c["name"] for c in containers(engine)]
+    assert names == ["rspamd", "redis"]
+    configs = by_kind(docs, "ConfigMap")
+    assert "classifier-bayes.conf" in configs["rel-leadpipe-spam-engine-local"]["data"]
+    assert configs["rel-leadpipe-spam-engine-override"]["data"]["worker-normal.inc"].startswith(
+        'bind_socket = "*:11333"'
+    )
+    assert "rel-leadpipe-spam-engine-redis" in by_kind(docs, "PersistentVolumeClaim")
+    service_ports = {
+        p["name"]: p["port"] for p in by_kind(docs, "Service")["rel-leadpipe-spam-engine"]["spec"]["ports"]
+    }
+    assert service_ports == {"normal": 11333, "controller": 11334, "redis": 6379}
+    for name in ("rel-leadpipe-worker", "rel-leadpipe-api"):
+        env = env_of(deployments[name])
+        assert env["LEADPIPE_SPAM_ENGINE_URL"] == "http://rel-leadpipe-spam-engine:11333"
+        assert env["LEADPIPE_SPAM_ENGINE_REDIS_HOST"] == "rel-leadpipe-spam-engine"
+        assert env["LEADPIPE_SPAM_ENGINE_ENABLED"] == "true"
+    off = by_kind(render("--set", "spamEngine.enabled=false"), "Deployment")
+    assert "rel-leadpipe-spam-engine" not in off
+    assert env_of(off["rel-leadpipe-worker"])["LEADPIPE_SPAM_ENGINE_ENABLED"] == "false"

@@ -42,6 +42,8 @@ def chart_commands(values: Path) -> list[tuple[str, list[str]]]:
     """(where, argv) of every container of every workload the chart renders with ``values``."""
     out = []
     for doc in workloads(render(values=values)):
+        if doc["metadata"]["labels"].get("app.kubernetes.io/component") == "spam-engine":
+            continue  # rspamd's and Redis' own images, not leadpipe's commands
         for container in containers(doc):
             argv = [*container.get("command", []), *container["args"]]
             out.append((f"{doc['kind']}/{doc['metadata']['name']}/{container['name']}", argv))
