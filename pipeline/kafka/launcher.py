@@ -241,6 +241,20 @@ class SharedUse:
             finally:
                 fcntl.flock(users, fcntl.LOCK_UN)
 
+    def stop(self, stop: Callable[[], bool]) -> bool:
+        """Stop the daemon whoever started it (``down``): drop this claim, then ``stop`` under the launcher lock."""
+        self.drop()
+        with locked(self.root / ".launcher.lock"):
+            return stop()
+
+    def release(self, stop: Callable[[], bool], what: str, **where: str) -> bool:
+        """Let go of the daemon; ``stop`` it only when no other process still uses it. True when it was stopped."""
+        with self.alone() as alone:
+            if not alone:
+                log.info(f"{what} still in use by another process; leaving it running", **where)
+                return False
+            return stop()
+
 
 def terminate(pid: int, timeout_s: float, name: str, reap: Callable[[], object] = lambda: None) -> None:
     """SIGTERM, then SIGKILL after ``timeout_s``; returns once the process is gone (``reap`` collects our child)."""
@@ -406,17 +420,11 @@ class LocalKafka:
 
     def down(self, timeout_s: float = 60.0) -> bool:
         """Stop the broker launched from this directory, whoever started it. False when none was running."""
-        self._users.drop()
-        with locked(self.root / ".launcher.lock"):
-            return self._stop(timeout_s)
+        return self._users.stop(lambda: self._stop(timeout_s))
 
     def release(self) -> bool:
         """Let go of the broker; stop it only when no other process still uses it. True when it was stopped."""
-        with self._users.alone() as alone:
-            if not alone:
-                log.info("kafka still in use by another process; leaving it running", bootstrap=self.bootstrap_servers)
-                return False
-            return self._stop(60.0)
+        return self._users.release(lambda: self._stop(60.0), "kafka", bootstrap=self.bootstrap_servers)
 
     def status(self) -> KafkaStatus:
         pid = self._our_pid()

@@ -287,17 +287,11 @@ class LocalSpamEngine:
 
     def down(self, timeout_s: float = 30.0) -> bool:
         """Stop both daemons of this directory, whoever started them. False when neither was running."""
-        self._users.drop()
-        with locked(self.root / ".launcher.lock"):
-            return self._stop_all(timeout_s)
+        return self._users.stop(lambda: self._stop_all(timeout_s))
 
     def release(self) -> bool:
         """Let go of the engine; stop it only when no other process still uses it. True when it was stopped."""
-        with self._users.alone() as alone:
-            if not alone:
-                log.info("spam engine still in use by another process; leaving it running", url=self.url)
-                return False
-            return self._stop_all(30.0)
+        return self._users.release(lambda: self._stop_all(30.0), "spam engine", url=self.url)
 
     def stop_rspamd(self, timeout_s: float = 30.0) -> bool:
         """Stop rspamd alone (Redis keeps the statistics): what an engine restart or outage looks like."""
