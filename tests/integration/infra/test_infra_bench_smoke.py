@@ -34,6 +34,7 @@ SIZES: dict[str, dict[str, str]] = {
     "log_redaction.py": {"BENCH_N": "300"},
     "processing.py": {"BENCH_N": "300", "BENCH_LATENCY_N": "20", "BENCH_LATENCY_RATE": "100"},
     "processing_step.py": {"BENCH_STEP_N": "500", "BENCH_REPS": "1"},
+    "speed_to_lead.py": {"BENCH_RATES": "20", "BENCH_SECONDS": "1", "BENCH_PROBES": "1", "BENCH_WARMUP": "3"},
 }
 
 
