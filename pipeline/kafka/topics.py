@@ -12,6 +12,7 @@ place and a built wheel carries as a regular file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import time
 from collections.abc import Iterable
@@ -34,7 +35,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public name
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.config import Settings
-from pipeline.kafka.security import librdkafka_security
+from pipeline.kafka.clients import client_config
 from pipeline.logging import get_logger
 from pipeline.yamlfile import load_mapping
 
@@ -243,6 +244,24 @@ def _format_error(path: Path, data: Any, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+#: What a topic without ``max.message.bytes`` takes: the broker's ``message.max.bytes`` (Kafka's default).
+BROKER_MAX_MESSAGE_BYTES = 1_048_588
+
+
+def message_limits(settings: Settings) -> dict[str, int]:
+    """Logical topic name -> the largest record batch the topic accepts (``max.message.bytes`` in topics.yaml)."""
+    return dict(_message_limits(default_topics_path(settings)))
+
+
+@functools.lru_cache(maxsize=8)
+def _message_limits(path: Path) -> tuple[tuple[str, int], ...]:
+    spec = load_topics(path)
+    return tuple(
+        (t.name, int({**spec.defaults.config, **t.config}.get("max.message.bytes", BROKER_MAX_MESSAGE_BYTES)))
+        for t in spec.topics
+    )
+
+
 def load_topics(path: Path | None = None) -> TopicsSpec:
     """Read and validate a topics file (default: the packaged one)."""
     path = path or default_topics_path()
@@ -309,10 +328,9 @@ class ApplyReport:
 def make_admin(settings: Settings) -> AdminClient:
     return AdminClient(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings),
             "client.id": f"{settings.app_id}-topics",
             "socket.timeout.ms": 10_000,
-            **librdkafka_security(settings),
         }
     )
 

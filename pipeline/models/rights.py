@@ -17,6 +17,7 @@ from pipeline.models.records import Sealed
 class RightKind(StrEnum):
     ERASURE = "erasure"
     OBJECTION = "objection"
+    OBJECTION_LIFTED = "objection_lifted"
     RESTRICTION = "restriction"
     UNRESTRICTION = "unrestriction"
     RECTIFICATION = "rectification"
@@ -41,6 +42,16 @@ class RightsCommand(StrictModel):
     purposes: tuple[Purpose, ...] = Field(default=(), description="For consent withdrawal: which purposes stop")
     event_ids: tuple[UUID, ...] = Field(default=(), description="For retention expiry: which interactions expired")
     sealed: Sealed | None = Field(default=None, description="Rectified fields, or where to deliver an export")
+    identity: Sealed | None = Field(
+        default=None,
+        description="The e-mail or phone the DPO named the person by, sealed with the subject's key: remote sinks "
+        "(HubSpot) are searched for it too, so a contact only they hold is found",
+    )
+    new_subject_key: str | None = Field(
+        default=None,
+        description="A rectified e-mail address: the subject key it gives (HMAC, no personal data); the subject "
+        "moves to it, and the old key is forgotten or kept as an alias of it (the sealed details say which)",
+    )
 
 
 class SuppressionRecord(StrictModel):
