@@ -35,7 +35,6 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,9 +51,11 @@ sys.path.insert(0, str(BENCH))
 
 import httpx  # noqa: E402
 import orjson  # noqa: E402
-from erasure import broker, database, pct  # noqa: E402
+from _bench_db import database  # noqa: E402
+from erasure import broker, pct  # noqa: E402
 from fakes.hubspot import running_fake  # noqa: E402
 from ingest import SECRET, form  # noqa: E402
+from ingest_http import exchange, free_port, http_request  # noqa: E402
 from processing import OutputReader  # noqa: E402
 
 from pipeline.agents.app import PRODUCER_LINGER_S  # noqa: E402
@@ -95,13 +96,6 @@ class Lead:
     event_id: str | None = None
     crm: float | None = None
     api_read: float | None = None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class CrmPoller(threading.Thread):
@@ -150,71 +144,42 @@ def probe_through_api(url: str, leads: list[Lead], stop: threading.Event) -> Non
                 time.sleep(0.02)
 
 
-class Connection:
-    """A keep-alive HTTP/1.1 connection that posts pre-built requests: a client costing little CPU per request.
-
-    httpx queues every request above its pool size in a list it scans per connection event (quadratic under a
-    backlog; measured here: the client, not the API, set the pace), so each connection here takes the next lead
-    only when its previous answer arrived, and a lead that finds no free connection waits (reported as behind
-    schedule).
-    """
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, host: str, port: int) -> Connection:
-        reader, writer = await asyncio.open_connection(host, port)
-        return cls(reader, writer)
-
-    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        head = [f"POST {path} HTTP/1.1", "host: bench", f"content-length: {len(body)}"]
-        head.extend(f"{name}: {value}" for name, value in headers.items())
-        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-        status = int((await self.reader.readline()).split()[1])
-        length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        return status, await self.reader.readexactly(length)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 async def post_all(port: int, leads: list[Lead], rate: float, poller: CrmPoller) -> float:
-    """Post every lead at its due time (evenly spaced at ``rate``) on ``BENCH_CLIENTS`` connections; returns the
-    seconds the posting took."""
+    """Post every lead at its due time (evenly spaced at ``rate``) on ``BENCH_CLIENTS`` keep-alive connections;
+    returns the seconds the posting took.
+
+    Each connection takes the next lead when its previous answer came, so a lead that finds none free waits
+    (reported as behind schedule). Not httpx: its pool scans every queued request per connection event, which under
+    a backlog made the client, not the API, set the pace (measured).
+    """
     start = time.monotonic() + 0.1
     for i, lead in enumerate(leads):
         lead.due = start + i / rate
     queue = iter(leads)
 
     async def client() -> None:
-        connection = await Connection.open("127.0.0.1", port)
+        connection = await asyncio.open_connection("127.0.0.1", port)
         try:
             for lead in queue:
                 delay = lead.due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 headers = {"content-type": "application/json", **sign(SECRET, lead.body)}
+                request = http_request(port, f"/v1/sources/{SOURCE}", lead.body, headers)
                 lead.sent = time.monotonic()
                 try:
-                    status, body = await asyncio.wait_for(
-                        connection.post(f"/v1/sources/{SOURCE}", lead.body, headers), 30
-                    )
-                except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError):
+                    status, body = await asyncio.wait_for(exchange(*connection, request), 30)
+                except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
                     lead.status = -1
-                    connection.close()
-                    connection = await Connection.open("127.0.0.1", port)
+                    connection[1].close()
+                    connection = await asyncio.open_connection("127.0.0.1", port)
                     continue
                 lead.answered, lead.status = time.monotonic(), status
                 if status == 202:
                     lead.event_id = orjson.loads(body)["event_ids"][0]
                     poller.watch(lead)
         finally:
-            connection.close()
+            connection[1].close()
 
     await asyncio.gather(*(client() for _ in range(min(CLIENTS, len(leads)))))
     return time.monotonic() - start
