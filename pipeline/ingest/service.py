@@ -142,6 +142,14 @@ class Parsed:
         if len(self.identities) != 1:  # a shared payload key, or (no identity) a dead letter's key of its own
             yield record_scope(str(self.payload_id))
 
+    def visitor_links(self) -> Iterator[tuple[str, str]]:
+        """(visitor scope, person scope) of every event that names a person and carries a website visitor's id: the
+        visitor's key dies with the person (their browsing may be theirs), linked before anything is published."""
+        for event in self.events:
+            visitor = event.provenance.visitor_key
+            if visitor is not None and visitor != event.subject_key:
+                yield subject_scope(visitor), subject_scope(event.subject_key)
+
     @property
     def record_count(self) -> int:
         return 2 * len(self.events) if self.accepted else 1
@@ -326,7 +334,9 @@ class IngestService:
         """The records of each submission, sealed and encoded: every data key the batch needs is loaded or created
         first, with one commit. A submission with a record larger than its topic takes is marked ``too_large``."""
         try:
-            self.runtime.keystore.warm(scope for parsed in batch for scope in parsed.key_scopes())
+            keystore = self.runtime.keystore
+            keystore.warm(scope for parsed in batch for scope in parsed.key_scopes())
+            keystore.link_all(pair for parsed in batch for pair in parsed.visitor_links())
             ready = [self._ready(parsed) for parsed in batch]
         except SQLAlchemyError as exc:
             raise KeyStoreUnavailable(f"the data keys could not be loaded ({type(exc).__name__})") from exc

@@ -1,9 +1,9 @@
 """``leadpipe dpo ...`` (the DPO's requests, the tracker) and ``leadpipe retention sweep``.
 
-Every request is named by ``--email`` or ``--phone``; the tool prints the request id, the subject key and the
-deadline, never the e-mail or phone. ``--wait`` waits until every sink confirmed (exit 0), a sink failed
-(exit 3) or the time is up (exit 4). A request needs the worker to run (``leadpipe worker``): until it does, the
-request waits on Kafka and ``--wait`` times out.
+Every request is named by ``--email`` or ``--phone`` (an erasure also by ``--visitor-id``, a website visitor's
+cookie id); the tool prints the request id, the subject key and the deadline, never the e-mail, phone or cookie id.
+``--wait`` waits until every sink confirmed (exit 0), a sink failed (exit 3) or the time is up (exit 4). A request
+needs the worker to run (``leadpipe worker``): until it does, the request waits on Kafka and ``--wait`` times out.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _submit(kind: RightKind, wait: bool, timeout: float, **kwargs: object) -> No
         try:
             submitted: Submitted = tools.request(kind, **kwargs)  # type: ignore[arg-type]
         except IdentityError as exc:
-            raise typer.BadParameter(str(exc), param_hint=f"--{exc.field}") from None
+            raise typer.BadParameter(str(exc), param_hint=f"--{exc.field.replace('_', '-')}") from None
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         except PublishError as exc:
@@ -188,6 +188,10 @@ def _confirm_erasure(ctx: typer.Context, yes: bool) -> bool:
 @_request_command(RightKind.ERASURE)
 def erase(
     *,
+    visitor_id: Annotated[
+        str | None,
+        typer.Option("--visitor-id", help="Instead of --email/--phone: a website visitor's cookie id (anonymousId)"),
+    ] = None,
     yes: Annotated[
         bool,
         typer.Option(
@@ -198,13 +202,14 @@ def erase(
         ),
     ] = False,
 ) -> Extra:
-    """Erase the person everywhere (9.3): CRM, HubSpot (GDPR delete), Kafka (their keys are destroyed).
+    """Erase the person everywhere (9.3): CRM, HubSpot (GDPR delete), Kafka (their keys are destroyed), with the
+    anonymous website history of every device they identified on; or, by --visitor-id, one device's history.
 
     Asks for confirmation on a terminal; without one (a script, a pipe) it refuses at once unless --yes is given.
 
     Example: leadpipe dpo erase --email ana@example.com --yes --wait
     """
-    return {}
+    return {"visitor_id": visitor_id}
 
 
 @_request_command(RightKind.OBJECTION, "object")

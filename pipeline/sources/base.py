@@ -268,6 +268,30 @@ def plausible_occurrence(at: datetime | None, ctx: SourceContext) -> datetime:
 #: The note of an event kept without its phone number: it had a valid e-mail and a number that cannot exist.
 PHONE_INVALID = "phone_invalid"
 
+#: The note of an identified event whose visitor (cookie) id is not one: the event is kept, not linked to a history.
+VISITOR_ID_INVALID = "visitor_id_invalid"
+
+
+def visitor_key_of(value: Any, ctx: SourceContext, problems: list[Problem], field: str, *, fatal: bool) -> str | None:
+    """The visitor key (``normalize.visitor_key``) of a website visitor id an event carries; None when there is none.
+
+    An id that is not one is a problem: ``fatal`` where it is the event's only identity (an anonymous page view),
+    else the note ``visitor_id_invalid`` (a form is still the person's; only the link to a history is lost).
+    """
+    text = text_of(value)
+    if text is None:
+        return None
+    try:
+        return normalize.visitor_key(ctx.pepper, text)
+    except normalize.NormalizationError as exc:
+        explanation = str(exc).split(": ", 1)[-1]
+        if fatal:
+            problems.append(Problem(exc.reason, field, explanation))
+        else:
+            problems.append(Problem(VISITOR_ID_INVALID, field, explanation + "; not linked", fatal=False))
+        return None
+
+
 #: Canonical person fields an adapter may fill (see ``build_person``).
 PERSON_FIELDS = (
     "first_name",
