@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap kafka-jars postgres hydra demo test lint bench schemas
+.PHONY: help bootstrap kafka-jars postgres spam-engine hydra demo test lint bench schemas
 
 help:
 	@echo "make demo   run the whole pipeline end to end on embedded defaults (local Kafka, SQLite, dry-run HubSpot)"
@@ -25,15 +25,19 @@ kafka-jars: bootstrap
 postgres:
 	@scripts/ensure-postgres.sh
 
+# rspamd + Redis (+ SpamAssassin's stock rules) from Debian's packages; the tests start the engine themselves.
+spam-engine:
+	@scripts/ensure-spam-engine.sh
+
 # The OpenID Connect provider the sign-in tests start (Ory Hydra, built once with Go into ~/.cache/leadpipe/hydra).
 hydra:
 	@scripts/ensure-hydra.sh >/dev/null
 
-demo: bootstrap kafka-jars
+demo: bootstrap kafka-jars spam-engine
 	$(BIN)/leadpipe demo
 
 # pytest's exit code 5 means "no tests collected": a broken collection must never look like a green run.
-test: bootstrap kafka-jars hydra
+test: bootstrap kafka-jars spam-engine hydra
 	@url="$$(scripts/ensure-postgres.sh)"; \
 	export LEADPIPE_TEST_POSTGRES_URL="$${LEADPIPE_TEST_POSTGRES_URL:-$$url}"; \
 	export LEADPIPE_HYDRA_BIN="$${LEADPIPE_HYDRA_BIN:-$$(scripts/ensure-hydra.sh)}"; \
@@ -53,7 +57,7 @@ lint: bootstrap
 schemas: bootstrap
 	$(BIN)/leadpipe schemas generate
 
-bench: bootstrap kafka-jars
+bench: bootstrap kafka-jars spam-engine
 	@url="$$(scripts/ensure-postgres.sh)"; \
 	export LEADPIPE_TEST_POSTGRES_URL="$${LEADPIPE_TEST_POSTGRES_URL:-$$url}"; \
 	$(BIN)/python scripts/run-benches.py

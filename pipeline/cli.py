@@ -34,6 +34,7 @@ from pipeline.migrations import cli as migrations_cli
 from pipeline.policy import cli as policy_cli
 from pipeline.review import cli as review_cli
 from pipeline.rights import cli as rights_cli
+from pipeline.spam import cli as spam_cli
 
 log = get_logger(__name__)
 
@@ -88,6 +89,10 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # a local may hold a person's data
 )
 
+# `leadpipe spam` holds the engine's and the classifier's commands (pipeline.spam) and the review queue's
+# (pipeline.review): composed here, where both are known, so that neither package imports the other.
+spam_cli.spam_app.add_typer(review_cli.review_app, name="review")
+
 #: (command name, each area's typer app or command), in the order ``leadpipe --help`` lists them.
 SUBCOMMANDS: list[tuple[str, typer.Typer | Callable[..., Any]]] = [
     ("kafka", kafka_cli.kafka_app),
@@ -101,7 +106,7 @@ SUBCOMMANDS: list[tuple[str, typer.Typer | Callable[..., Any]]] = [
     ("db", migrations_cli.db_app),
     ("worker", agents_cli.worker),
     ("policy", policy_cli.policy_app),
-    ("spam", review_cli.spam_app),
+    ("spam", spam_cli.spam_app),
     ("dlq", dlq_cli.dlq_app),
     ("users", identity_cli.users_app),
     ("keys", identity_cli.keys_app),

@@ -74,6 +74,20 @@ class WorkerMetrics:
             ["sink"],
             registry=registry,
         )
+        self.spam_engine_results = Counter(
+            "leadpipe_spam_engine_results",
+            "Answers of the spam engine to the processing agent, by result: scored, or why there was no verdict "
+            "(timeout, unreachable, error); each unanswered event waited or went to review.",
+            ["result"],
+            registry=registry,
+        )
+        self.spam_learned = Counter(
+            "leadpipe_spam_learned",
+            "Reviewer decisions taught to the spam filter, by part (engine, classifier), label and status "
+            "(learned, relearned, duplicate, refused, unavailable: `leadpipe spam rebuild` teaches it again).",
+            ["part", "label", "status"],
+            registry=registry,
+        )
         self._refreshers: list[Callable[[], None]] = []
 
     def observe_batch(self, agent: str, counts: Mapping[str, int], drop_reasons: Iterable[str], seconds: float) -> None:

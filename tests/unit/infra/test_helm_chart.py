@@ -160,7 +160,7 @@ def assert_worker_web_served(deployment: dict[str, Any]) -> None:
 @needs_helm
 def test_one_combined_worker_when_asked() -> None:
     deployments = by_kind(render("--set", "worker.separateRightsWorker=false"), "Deployment")
-    assert sorted(deployments) == ["rel-leadpipe-api", "rel-leadpipe-worker"]
+    assert sorted(deployments) == ["rel-leadpipe-api", "rel-leadpipe-spam-engine", "rel-leadpipe-worker"]
     assert args_of(deployments["rel-leadpipe-worker"]) == ["leadpipe", "worker"]
     assert_worker_web_served(deployments["rel-leadpipe-worker"])
 
@@ -187,3 +187,40 @@ def test_alert_rules_only_when_asked_and_only_on_metrics_the_worker_serves() -> 
         used = set(re.findall(r"leadpipe_[a-z_]+", expr))
         assert used and used <= served, (name, used - served)  # a renamed metric would silence the alert
     assert "or vector(0)" in alerts["LeadpipeSpamReviewBacklog"]  # fires also when nobody ever reviewed
+
+
+def test_the_charts_rspamd_configuration_is_the_launchers() -> None:
+    """files/rspamd is what ``leadpipe spam engine config --chart`` writes: one source of truth for both engines."""
+    from pipeline.spam.launcher import CHART_ENGINE, rspamd_config
+
+    expected = rspamd_config(*CHART_ENGINE)
+    root = CHART / "files" / "rspamd"
+    present = {str(p.relative_to(root)): p.read_text() for p in root.rglob("*") if p.is_file()}
+    assert present == expected, "regenerate: leadpipe spam engine config --chart deploy/helm/leadpipe/files/rspamd"
+
+
+@needs_helm
+def test_spam_engine_service_and_the_workers_reach_it() -> None:
+    docs = render()
+    deployments = by_kind(docs, "Deployment")
+    engine = deployments["rel-leadpipe-spam-engine"]
+    names = [c["name"] for c in containers(engine)]
+    assert names == ["rspamd", "redis"]
+    configs = by_kind(docs, "ConfigMap")
+    assert "classifier-bayes.conf" in configs["rel-leadpipe-spam-engine-local"]["data"]
+    assert configs["rel-leadpipe-spam-engine-override"]["data"]["worker-normal.inc"].startswith(
+        'bind_socket = "*:11333"'
+    )
+    assert "rel-leadpipe-spam-engine-redis" in by_kind(docs, "PersistentVolumeClaim")
+    service_ports = {
+        p["name"]: p["port"] for p in by_kind(docs, "Service")["rel-leadpipe-spam-engine"]["spec"]["ports"]
+    }
+    assert service_ports == {"normal": 11333, "controller": 11334, "redis": 6379}
+    for name in ("rel-leadpipe-worker", "rel-leadpipe-api"):
+        env = env_of(deployments[name])
+        assert env["LEADPIPE_SPAM_ENGINE_URL"] == "http://rel-leadpipe-spam-engine:11333"
+        assert env["LEADPIPE_SPAM_ENGINE_REDIS_HOST"] == "rel-leadpipe-spam-engine"
+        assert env["LEADPIPE_SPAM_ENGINE_ENABLED"] == "true"
+    off = by_kind(render("--set", "spamEngine.enabled=false"), "Deployment")
+    assert "rel-leadpipe-spam-engine" not in off
+    assert env_of(off["rel-leadpipe-worker"])["LEADPIPE_SPAM_ENGINE_ENABLED"] == "false"

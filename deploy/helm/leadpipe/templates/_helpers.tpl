@@ -94,3 +94,27 @@ app.kubernetes.io/component: {{ .component }}
 {{ include "leadpipe.commonEnv" . | trim }}
 {{ include "leadpipe.secretEnv" . | trim }}
 {{- end -}}
+
+{{/* Where the workers, the API (review show) and the CLI reach the spam engine of the release. */}}
+{{- define "leadpipe.spamEnv" -}}
+{{- if .Values.spamEngine.enabled }}
+{{- $host := printf "%s-spam-engine" (include "leadpipe.fullname" .) }}
+- name: LEADPIPE_SPAM_ENGINE_ENABLED
+  value: "true"
+- name: LEADPIPE_SPAM_ENGINE_URL
+  value: {{ printf "http://%s:11333" $host | quote }}
+- name: LEADPIPE_SPAM_ENGINE_CONTROLLER_URL
+  value: {{ printf "http://%s:11334" $host | quote }}
+- name: LEADPIPE_SPAM_ENGINE_REDIS_HOST
+  value: {{ $host | quote }}
+- name: LEADPIPE_SPAM_ENGINE_REDIS_PORT
+  value: "6379"
+- name: LEADPIPE_SPAM_ENGINE_TIMEOUT_S
+  value: {{ .Values.spamEngine.timeoutSeconds | quote }}
+- name: LEADPIPE_SPAM_ENGINE_CONCURRENCY
+  value: {{ .Values.spamEngine.concurrency | quote }}
+{{- else }}
+- name: LEADPIPE_SPAM_ENGINE_ENABLED
+  value: "false"
+{{- end }}
+{{- end -}}
