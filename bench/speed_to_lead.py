@@ -225,6 +225,7 @@ def settings_for(servers: str, home: Path, database_url: str, hub_url: str, hub_
         sources={SOURCE: {"channel": "web_form", "hmac_secret": SECRET}},
         sales_token=SALES_TOKEN,
         log_level="WARNING",
+        spam_engine_enabled=False,  # the policy's rules alone: no rspamd here (with it down, leads would wait)
         **overrides,
     )
 
@@ -383,7 +384,8 @@ def main() -> None:
     print(
         f"settings: commit interval {settings.worker_commit_interval_s:g} s, sink batch {settings.batch_size} within "
         f"{settings.batch_timeout_s:g} s, worker producer linger {PRODUCER_LINGER_S * 1000:g} ms, "
-        f"HubSpot batch {settings.hubspot_batch_size}; database {settings.resolved_database_url.split('://')[0]}"
+        f"HubSpot batch {settings.hubspot_batch_size}; database {settings.resolved_database_url.split('://')[0]}; "
+        f"spam engine {'on' if settings.spam_engine_enabled else 'off (policy rules only)'}"
     )
     print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} (1 / 5 min) at the end")
     for rate, p99_crm, p99_hub in results:
