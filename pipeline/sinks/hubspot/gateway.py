@@ -20,6 +20,7 @@ phones: HubSpot-only contacts too), then act on them by id: ``purge_contact`` (G
 from __future__ import annotations
 
 import json
+import operator
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -156,6 +157,16 @@ def _scrubbed(message: Any) -> str:
     return scrub_text(str(message or ""))[:2000]
 
 
+def _client_api(path: str) -> cached_property[Any]:
+    """One of the client's APIs by its dotted path, built once per gateway (``client.crm.contacts.batch_api``...)."""
+    get = operator.attrgetter(path)
+
+    def build(self: Any) -> Any:
+        return get(self.client)
+
+    return cached_property(build)
+
+
 class HubSpotGateway:
     """HubSpot through the official client, one shared rate budget, retries with backoff."""
 
@@ -189,29 +200,12 @@ class HubSpotGateway:
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hubspot-v4")
 
     # Each property access on the client builds a new ApiClient and pool: build each once.
-    @cached_property
-    def _batch_api(self) -> Any:
-        return self.client.crm.contacts.batch_api
-
-    @cached_property
-    def _basic_api(self) -> Any:
-        return self.client.crm.contacts.basic_api
-
-    @cached_property
-    def _search_api(self) -> Any:
-        return self.client.crm.contacts.search_api
-
-    @cached_property
-    def _properties_api(self) -> Any:
-        return self.client.crm.properties.core_api
-
-    @cached_property
-    def _status_api(self) -> Any:
-        return self.client.communication_preferences.status_api
-
-    @cached_property
-    def _definition_api(self) -> Any:
-        return self.client.communication_preferences.definition_api
+    _batch_api = _client_api("crm.contacts.batch_api")
+    _basic_api = _client_api("crm.contacts.basic_api")
+    _search_api = _client_api("crm.contacts.search_api")
+    _properties_api = _client_api("crm.properties.core_api")
+    _status_api = _client_api("communication_preferences.status_api")
+    _definition_api = _client_api("communication_preferences.definition_api")
 
     # ---- the retry loop ----------------------------------------------------------------------------------------
 
@@ -374,16 +368,20 @@ class HubSpotGateway:
     ) -> dict[str, Any] | None:
         """A contact by e-mail (``idProperty=email``) or, ``by_id``, by its HubSpot id, with the given properties;
         None when HubSpot has none. Unlike search, a read by id or e-mail sees a contact the moment it exists."""
+        return self._one_contact(
+            "contact_get",
+            lambda: self._basic_api.get_by_id(
+                identifier if by_id else identifier.lower(),
+                id_property=None if by_id else "email",
+                properties=list(properties) or None,
+                _request_timeout=self._timeout,
+            ),
+        )
+
+    def _one_contact(self, operation: str, request: Callable[[], Any]) -> dict[str, Any] | None:
+        """The contact a read or update answers with, as id and properties; None on HubSpot's 404."""
         try:
-            contact = self._call(
-                "contact_get",
-                lambda: self._basic_api.get_by_id(
-                    identifier if by_id else identifier.lower(),
-                    id_property=None if by_id else "email",
-                    properties=list(properties) or None,
-                    _request_timeout=self._timeout,
-                ),
-            )
+            contact = self._call(operation, request)
         except HubSpotRequestError as exc:
             if exc.status == 404:
                 return None
@@ -438,21 +436,15 @@ class HubSpotGateway:
 
         By id, ``email`` itself may be among the properties: that is how a rectified address reaches HubSpot.
         """
-        try:
-            contact = self._call(
-                "contact_update",
-                lambda: self._basic_api.update(
-                    identifier if by_id else identifier.lower(),
-                    SimplePublicObjectInput(properties=dict(properties)),
-                    id_property=None if by_id else "email",
-                    _request_timeout=self._timeout,
-                ),
-            )
-        except HubSpotRequestError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return {"id": str(contact.id), "properties": dict(contact.properties or {})}
+        return self._one_contact(
+            "contact_update",
+            lambda: self._basic_api.update(
+                identifier if by_id else identifier.lower(),
+                SimplePublicObjectInput(properties=dict(properties)),
+                id_property=None if by_id else "email",
+                _request_timeout=self._timeout,
+            ),
+        )
 
     def purge_contact(self, identifier: str, *, by_id: bool = False) -> bool:
         """GDPR delete (``POST /crm/v3/objects/contacts/gdpr-delete``), not the restorable archive.
