@@ -152,7 +152,7 @@ class HubSpotSink(BatchingSink):
         for tagged in with_email:
             event = tagged.event
             subject = rights.get(event.subject_key, NO_RIGHTS)
-            if subject.erased_since(event.received_at):
+            if subject.superseded(event.event_id, event.received_at):
                 results.append(_superseded(event.event_id))
                 continue
             fresh.append(tagged)
@@ -189,7 +189,9 @@ class HubSpotSink(BatchingSink):
         for upsert in pending:
             received = upsert.received_at
             if received is not None and any(
-                rights.get(key, NO_RIGHTS).erased_since(received) for key in upsert.subject_keys
+                rights.get(key, NO_RIGHTS).superseded(event_id, received)
+                for key in upsert.subject_keys
+                for event_id in upsert.event_ids
             ):
                 skipped.extend(_superseded(e) for e in upsert.event_ids)
             else:
