@@ -69,6 +69,11 @@ class DryRunGateway:
         self._record("GET", f"/crm/v3/objects/contacts/{email.lower()}", query={"idProperty": "email"})
         return None
 
+    def read_contacts(self, emails: Sequence[str], properties: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The dry run keeps no contacts: nothing is known to have landed (an unsure upsert is written again)."""
+        self._record("POST", "/crm/v3/objects/contacts/batch/read", {"idProperty": "email", "inputs": len(emails)})
+        return {}
+
     def update_contact(self, email: str, properties: Mapping[str, str]) -> dict[str, Any] | None:
         self._record(
             "PATCH",
