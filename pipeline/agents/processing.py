@@ -13,20 +13,18 @@ a counted drop (its subject was erased). An exception while handling one record 
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from pipeline.agents.app import LeadpipeApp, policy_for, topic_partitions
-from pipeline.agents.batching import BatchContext, BatchHandler, Fetched
+from pipeline.agents.batching import BatchContext, BatchHandler, Fetched, RetryBatch
 from pipeline.agents.metrics import WorkerMetrics, worker_metrics
 from pipeline.agents.sender import Out, TransactionalSender
 from pipeline.agents.tables import ProcessingTables
@@ -53,6 +51,7 @@ from pipeline.processors import (
 from pipeline.processors import rates as rate_windows
 from pipeline.rights.commands import build_command
 from pipeline.runtime import Runtime
+from pipeline.sinks.base import backoff_delay
 from pipeline.topics import (
     ACCEPTED_TOPIC,
     AUDIT_TOPIC,
@@ -74,6 +73,8 @@ ACTOR = "processing"
 _CHILD_ERASURE_NAMESPACE = uuid.UUID("5b0f3a8e-2c47-4d8e-8f0e-6a1d3c9b7e22")
 #: ``issued_by`` of the erasures the children's rule issues (an operator id, like the DPO's login).
 CHILDREN_ACTOR = "children-rule"
+#: Longest pause between attempts at a batch while the key store's database is unreachable.
+STORE_RETRY_MAX_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,8 @@ class ProcessingStep:
                     continue
                 outs, outcome = self._one(item, record, state, now, unsuppressed)
                 result.add(item.partition, outs, outcome)
+            except DBAPIError:
+                raise  # the database, not the event: the whole batch is done again (``RetryBatch``)
             except Exception as exc:  # a bug in the step itself: still the event's own dead letter, never a loss
                 log.exception("processing_internal_error", partition=item.partition, offset=item.offset)
                 text = scrub_text(f"{type(exc).__name__}: {exc}")
@@ -178,6 +181,8 @@ class ProcessingStep:
             event = self.codec.open_contact(record)
         except KeyDestroyedError:
             return self.drop(record, DropReason.KEY_DESTROYED, "open", None, now), "dropped"
+        except DBAPIError:
+            raise  # the key store is unreachable: not this record's fault
         except Exception as exc:
             error = scrub_text(f"cannot open the sealed body: {type(exc).__name__}: {exc}")
             return [
@@ -482,20 +487,23 @@ def batch_handler(
     ``agent`` names the handler in the metrics (``processing`` or ``review``).
     """
 
+    failures: dict[int, int] = {}
+
     async def handle(ctx: BatchContext, messages: Sequence[Fetched]) -> None:
         batch = [Consumed(m.partition, m.offset, m.key, m.value) for m in messages]
         started = time.perf_counter()
-        result = process(batch, shared.tables.state())
+        try:
+            result = process(batch, shared.tables.state())
+        except DBAPIError as exc:  # the key store's database is unreachable: pause and redo, never crash or drop
+            attempt = failures[ctx.tp.partition] = failures.get(ctx.tp.partition, 0) + 1
+            delay = backoff_delay(attempt, 0.5, STORE_RETRY_MAX_S)
+            log.warning("processing_paused", agent=agent, reason=type(exc.orig).__name__, retry_in_s=round(delay, 2))
+            raise RetryBatch(delay, f"key store: {type(exc.orig).__name__}") from exc
+        failures.pop(ctx.tp.partition, None)
         records = result.outgoing.get(ctx.tp.partition, [])
         shared.metrics.observe_batch(agent, result.counts, drop_reasons(records), time.perf_counter() - started)
-        try:
-            futures = await shared.sender.send(source_name, ctx.tp.partition, records)
-            if futures:
-                await asyncio.gather(*futures)
-        except Exception as exc:
-            fatal("batch_send_failed", exc, topic=source_name, partition=ctx.tp.partition, records=len(records))
-        if records and not futures:
-            return  # revoked while sending: not acknowledged, the new owner redoes it
+        if not await shared.sender.deliver(source_name, ctx.tp.partition, records):
+            return  # revoked or fenced while sending: not acknowledged, done again from the committed offset
         ctx.ack(messages)
         log.debug(
             "batch_done",
@@ -512,11 +520,3 @@ def batch_handler(
 def drop_reasons(records: Sequence[Out]) -> list[str]:
     """The reason of each drop among a batch's outputs: a drop record is keyed by its reason (``drop``)."""
     return [r.key.decode() for r in records if r.topic == DROPS_TOPIC and r.key]
-
-
-def fatal(event: str, exc: BaseException, **fields: Any) -> NoReturn:
-    """Log and end the process without committing anything (see ``handle_batch``)."""
-    log.critical(event, error=scrub_text(f"{type(exc).__name__}: {exc}"), **fields)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    os._exit(75)  # EX_TEMPFAIL: the orchestrator restarts the worker
