@@ -368,6 +368,10 @@ class System:
 
         wait_for(ready, timeout_s, f"{worker.log_path.name} to be ready")
 
+    def log_count(self, text: str) -> int:
+        """How often ``text`` occurs in every worker's log (all its starts)."""
+        return sum(w.log_path.read_text(errors="replace").count(text) for w in self.workers)
+
     def log_tails(self, lines: int = 30) -> str:
         return "\n".join(f"--- {w.log_path}\n{w.log_tail(lines)}" for w in self.workers)
 

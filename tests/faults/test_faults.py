@@ -173,6 +173,7 @@ def test_two_workers_one_sigkilled(system_for: Callable[..., System]) -> None:
         time.sleep(20.0)
         system.workers[1].start()
         result = accounted_after_clearing("two workers, one SIGKILLed (fencing)", system, load)
+        result.notes.append(f"fenced producers dropped and rejoined: {system.log_count('producer_fenced_rejoining')}")
         survivor = (system.workers[0].alive(), system.workers[0].starts)
     result.assert_clean()
     assert survivor == (True, 1), f"the surviving worker exited: {survivor}\n{system.log_tails()}"
