@@ -381,16 +381,9 @@ class ProcessingStep:
         event_id: uuid.UUID | None,
         subject_key: str | None = None,
         detail: Mapping[str, Any],
+        actor: str = ACTOR,
     ) -> Out:
-        audit = AuditRecord(
-            audit_id=uuid.uuid4(),
-            at=now,
-            actor=ACTOR,
-            action=action,
-            subject_key=subject_key,
-            event_id=event_id,
-            detail=dict(detail),
-        )
+        audit = AuditRecord.new(actor, action, at=now, subject_key=subject_key, event_id=event_id, detail=detail)
         return Out(AUDIT_TOPIC, subject_key.encode() if subject_key else None, _json(audit))
 
 

@@ -226,11 +226,31 @@ class CrmAudit(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
 
 
+class CrmSubjectAlias(Base):
+    """A corrected e-mail address kept as an alias of the person (``dpo rectify --old-address=alias``, policy 9.2).
+
+    Only keys, no address: ``alias_key`` is the subject key the old address gives (an HMAC), ``subject_key`` the
+    person's current one. A later contact from the old address is taken in under the current key and address
+    (``pipeline.crm.aliases``), so it joins the person instead of starting a second one. Erasing the person deletes
+    their aliases; correcting their address again moves them along.
+    """
+
+    __tablename__ = "crm_subject_aliases"
+
+    alias_key: Mapped[str] = mapped_column(String(SUBJECT_KEY_LEN), primary_key=True)
+    subject_key: Mapped[str] = mapped_column(
+        String(SUBJECT_KEY_LEN), ForeignKey("crm_subjects.subject_key", ondelete="CASCADE"), index=True
+    )
+    request_id: Mapped[UUID] = mapped_column(Uuid(), doc="The rectification that made the alias")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 subjects = cast(Table, CrmSubject.__table__)
 identities = cast(Table, CrmIdentity.__table__)
 interactions = cast(Table, CrmInteraction.__table__)
 consents = cast(Table, CrmConsent.__table__)
 audit = cast(Table, CrmAudit.__table__)
+subject_aliases = cast(Table, CrmSubjectAlias.__table__)
 
 
 def audit_row(

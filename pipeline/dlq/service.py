@@ -196,11 +196,10 @@ def plan_replays(
 
 
 def _audit(letter: DeadLetter, topic: str, operator: str, now: datetime) -> AuditRecord:
-    return AuditRecord(
-        audit_id=uuid.uuid4(),
+    return AuditRecord.new(
+        f"dlq-replay:{operator}",
+        "dead_letter_replayed",
         at=now,
-        actor=f"dlq-replay:{operator}",
-        action="dead_letter_replayed",
         subject_key=letter.subject_key,
         event_id=letter.event_id,
         detail={

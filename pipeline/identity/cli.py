@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.clikit import DATABASE, exits, needs
 from pipeline.config import Settings, get_settings
 from pipeline.db import ensure_schema
 from pipeline.identity.bootstrap import write_secret_file
@@ -33,6 +34,11 @@ keys_app = typer.Typer(help="API keys of people and machine clients (admin).", n
 
 EXIT_REFUSED = 2
 API_KEY_ENV = "LEADPIPE_API_KEY"
+#: Every users/keys command: the identity tables, and who may change them.
+IDENTITY_EXITS = {
+    1: "the change was refused by the identity store (unknown name, a role that does not fit, ...)",
+    EXIT_REFUSED: f"refused: {API_KEY_ENV} missing (production), not valid, or without the permission",
+}
 
 
 def operator_principal(store: IdentityStore, settings: Settings, permission: Permission) -> Principal:
@@ -82,6 +88,8 @@ NameArg = Annotated[str, typer.Argument(help="The user's or client's name (or it
 
 
 @users_app.command("add")
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def add(
     name: NameArg,
     display_name: Annotated[str, typer.Option(help="Shown in the audit trail; default: the name")] = "",
@@ -101,6 +109,8 @@ def add(
 
 
 @users_app.command("list")
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def list_users() -> None:
     """Every person and client with kind, state and roles.
 
@@ -124,6 +134,8 @@ def list_users() -> None:
 
 
 @users_app.command("disable")
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def disable(name: NameArg) -> None:
     """Disable a person or client: every key and sign-in of it is refused from the next request on.
 
@@ -134,6 +146,8 @@ def disable(name: NameArg) -> None:
 
 
 @users_app.command("enable")
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def enable(name: NameArg) -> None:
     """Enable a disabled person or client again (its unexpired, unrevoked keys work again).
 
@@ -144,6 +158,8 @@ def enable(name: NameArg) -> None:
 
 
 @users_app.command("grant")
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def grant(name: NameArg, roles: RoleArg) -> None:
     """Grant roles (the producer role stands alone and belongs to clients only).
 
@@ -154,6 +170,8 @@ def grant(name: NameArg, roles: RoleArg) -> None:
 
 
 @users_app.command("revoke")
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def revoke(name: NameArg, roles: RoleArg) -> None:
     """Take roles away.
 
@@ -164,6 +182,8 @@ def revoke(name: NameArg, roles: RoleArg) -> None:
 
 
 @users_app.command("bootstrap")
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def bootstrap(
     key_file: Annotated[
         Path | None, typer.Option(help="Write the key to this file (mode 0600) instead of printing it")
@@ -193,6 +213,8 @@ def bootstrap(
 
 
 @keys_app.command("create")
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def create_key(
     name: NameArg,
     label: Annotated[str, typer.Option(help="What the key is for (shown in keys list)")] = "",
@@ -214,6 +236,8 @@ def create_key(
 
 
 @keys_app.command("list")
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def list_keys(name: Annotated[str | None, typer.Argument(help="Only this user's or client's keys")] = None) -> None:
     """API keys with owner, state, expiry and last use (never the secret).
 
@@ -237,6 +261,8 @@ def list_keys(name: Annotated[str | None, typer.Argument(help="Only this user's 
 
 
 @keys_app.command("revoke")
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def revoke_key(key_id: Annotated[str, typer.Argument(help="The key id (keys list shows it)")]) -> None:
     """Revoke an API key: refused from the next request on.
 

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from pipeline.clikit import DATABASE, KAFKA, exits, needs
 from pipeline.config import get_settings
 from pipeline.models.review import BlockTarget
 from pipeline.review.service import ReviewError, ReviewService
@@ -32,11 +33,15 @@ def _reviewer(value: str | None) -> str:
 
 
 @review_app.command("list")
+@needs(KAFKA, DATABASE)
 def list_queue(
     limit: Annotated[int, typer.Option(help="At most this many, oldest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
-    """Quarantined events waiting for a decision, with their spam reasons (no personal data)."""
+    """Quarantined events waiting for a decision, with their spam reasons (no personal data).
+
+    Example: leadpipe spam review list --limit 20
+    """
     items = _service().pending(limit)
     for item in items:
         if as_json:
@@ -52,8 +57,13 @@ def list_queue(
 
 
 @review_app.command("show")
+@needs(KAFKA, DATABASE)
+@exits({1: "the event is not in the queue (unknown, expired or already decided)"})
 def show(event_id: uuid.UUID) -> None:
-    """One quarantined event with what the person sent (personal data: shown here, never logged)."""
+    """One quarantined event with what the person sent (personal data: shown here, never logged).
+
+    Example: leadpipe spam review show 4f4186a9-16eb-593d-b2cb-662739edc699
+    """
     try:
         item = _service().show(event_id)
     except ReviewError as exc:
@@ -74,12 +84,19 @@ def _decide(
 
 
 @review_app.command("release")
+@needs(KAFKA, DATABASE)
+@exits({1: "the event is not in the queue (unknown, expired or already decided)"})
 def release(event_id: uuid.UUID, reviewer: Reviewer = None) -> None:
-    """Not spam: the event continues through the pipeline, with your decision recorded on it."""
+    """Not spam: the event continues through the pipeline, with your decision recorded on it.
+
+    Example: leadpipe spam review release 4f4186a9-16eb-593d-b2cb-662739edc699
+    """
     _decide(event_id, "release", reviewer, ())
 
 
 @review_app.command("confirm")
+@needs(KAFKA, DATABASE)
+@exits({1: "the event is not in the queue (unknown, expired or already decided)"})
 def confirm(
     event_id: uuid.UUID,
     block: Annotated[bool, typer.Option("--block", help="Block the sender (their subject key, hashed).")] = False,
@@ -87,7 +104,10 @@ def confirm(
     block_ip: Annotated[bool, typer.Option("--block-ip", help="Block the source IP.")] = False,
     reviewer: Reviewer = None,
 ) -> None:
-    """Spam: the event stays out; optionally block the sender, their domain or their IP (stored hashed)."""
+    """Spam: the event stays out; optionally block the sender, their domain or their IP (stored hashed).
+
+    Example: leadpipe spam review confirm 4f4186a9-16eb-593d-b2cb-662739edc699 --block-domain
+    """
     targets: list[BlockTarget] = []
     if block:
         targets.append("sender")

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
@@ -26,6 +26,7 @@ from pipeline.kafka.producer import PublishError
 from pipeline.logging import get_logger
 from pipeline.models.common import Purpose
 from pipeline.models.rights import AuditRecord, RightKind, SinkStatus
+from pipeline.rights.bodies import OldAddress
 from pipeline.rights.commands import IdentityError
 from pipeline.rights.dpo import DpoTools, RequestOut, request_out
 from pipeline.rights.tracker import RequestTracker, RequestView
@@ -40,6 +41,7 @@ _check_dpo = require(Permission.MANAGE_RIGHTS)
 RequestKind = Literal[
     "erasure",
     "objection",
+    "objection_lifted",
     "restriction",
     "unrestriction",
     "rectification",
@@ -57,11 +59,9 @@ async def dpo_actor(
         return await _check_dpo(request, credentials)
     except HTTPException as exc:
         detail: dict[str, Any] = exc.detail if isinstance(exc.detail, dict) else {}
-        record = AuditRecord(
-            audit_id=uuid4(),
-            at=datetime.now(UTC),
-            actor="unauthenticated",
-            action="rights.api_refused",
+        record = AuditRecord.new(
+            "unauthenticated",
+            "rights.api_refused",
             detail={"reason": detail.get("reason", "refused"), "method": request.method, "path": request.url.path},
         )
         await asyncio.to_thread(_audit_refusal, request, record)
@@ -88,6 +88,10 @@ class RightsRequestIn(BaseModel):
     operator: str = Field(default="dpo-api", max_length=100, description="Who issues it, for the audit log")
     purposes: list[Purpose] = Field(default_factory=list, description="consent_withdrawal: default all on consent")
     changes: dict[str, str | None] = Field(default_factory=dict, description="rectification: field -> new value")
+    old_address: OldAddress | None = Field(
+        default=None,
+        description="rectification of the e-mail: forget the old address (default) or keep it as an alias",
+    )
     password: str | None = Field(
         default=None, min_length=12, max_length=200, description="access: the PDF password; generated when omitted"
     )
@@ -132,6 +136,7 @@ async def submit_request(body: RightsRequestIn, request: Request, actor: Actor) 
             region=body.region,
             purposes=tuple(body.purposes),
             rectify=body.changes or None,
+            old_address=body.old_address,
             password=body.password,
         )
         command = submitted.command

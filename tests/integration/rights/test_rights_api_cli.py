@@ -131,8 +131,12 @@ def test_dpo_cli_issues_requests_and_lists_open_and_overdue(
         settings, monkeypatch, "dpo", "withdraw-consent", "--email", "c@example.com", "--purpose", "further_contact"
     )
     assert result.exit_code == 0, result.output
-    result = invoke_cli(settings, monkeypatch, "dpo", "rectify", "--email", "c@example.com", "--set", "email=x@y.z")
-    assert result.exit_code == 2 and "cannot rectify email" in result.output
+    result = invoke_cli(
+        settings, monkeypatch, "dpo", "withdraw-consent", "--email", "c@example.com", "--purpose", "contract_request"
+    )
+    assert result.exit_code == 2 and "this purpose does not rest on consent" in result.output
+    result = invoke_cli(settings, monkeypatch, "dpo", "rectify", "--email", "c@example.com", "--set", "email=x@y")
+    assert result.exit_code == 2 and "email" in result.output  # not a valid address: refused before anything
     result = invoke_cli(settings, monkeypatch, "dpo", "object", "--email", "not-an-address")
     assert result.exit_code == 2
 
@@ -153,7 +157,7 @@ def test_dpo_cli_issues_requests_and_lists_open_and_overdue(
             .values(due_at=datetime.now(UTC) - timedelta(days=10))
         )
     result = invoke_cli(settings, monkeypatch, "dpo", "status")
-    assert result.exit_code == 0 and "3 request(s), 1 overdue" in result.output and "OVERDUE" in result.output
+    assert result.exit_code == 0 and "3 open request(s), 1 overdue" in result.output and "OVERDUE" in result.output
     result = invoke_cli(settings, monkeypatch, "dpo", "status", "--overdue", "--json")
     listed = json.loads(result.output[result.output.index("[") :])
     assert [r["request_id"] for r in listed] == [erasure.request_id] and listed[0]["overdue"] is True

@@ -33,7 +33,7 @@ def submitted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[RightKind, bool, fl
             "rectify",
             ["--set", "last_name=Berg", "--clear", "position"],
             RightKind.RECTIFICATION,
-            {"rectify": {"last_name": "Berg", "position": None}},
+            {"rectify": {"last_name": "Berg", "position": None}, "old_address": None},
         ),
         (
             "withdraw-consent",

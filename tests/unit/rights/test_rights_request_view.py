@@ -44,6 +44,7 @@ def test_the_dpo_is_shown_the_view_and_whether_it_is_overdue() -> None:
         "due_at",
         "effective_due_at",
         "extension_reason",
+        "extensions",
         "state",
         "overdue",
         "notice_due",
