@@ -163,7 +163,12 @@ def worker_metrics(app: LeadpipeApp) -> WorkerMetrics:
         metrics = WorkerMetrics()
         app.shared["metrics"] = metrics
         current = metrics
-        metrics.track_partitions(app.batching_consumer.partition_progress)
+
+        def progress() -> Mapping[TP, PartitionProgress]:
+            """Read at scrape time: touching ``app.consumer`` now would bind the app to an event loop too early."""
+            return app.batching_consumer.partition_progress()
+
+        metrics.track_partitions(progress)
 
         @app.page(METRICS_PATH)
         async def metrics_page(self: Any, request: Any) -> Any:
