@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration" / "rights")]
 
-import psycopg  # noqa: E402
+from _bench_db import database  # noqa: E402
 from fakes.contacts import make_tagged  # noqa: E402
 from fakes.hubspot import running_fake  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
@@ -151,27 +151,10 @@ def broker() -> Iterator[str]:
         local.release()
 
 
-@contextmanager
-def database(home: Path) -> Iterator[str]:
-    """A fresh PostgreSQL database when ``LEADPIPE_TEST_POSTGRES_URL`` is set (``make bench``), else SQLite."""
-    admin_url = os.environ.get("LEADPIPE_TEST_POSTGRES_URL")
-    if not admin_url:
-        yield f"sqlite:///{home / 'crm.sqlite3'}"
-        return
-    name = f"bench_erasure_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main() -> None:
     configure_logging("WARNING", "console")
     home = Path(tempfile.mkdtemp(prefix="bench-erasure-"))
-    with broker() as servers, database(home) as database_url, running_fake() as hub:
+    with broker() as servers, database(home, "bench_erasure") as database_url, running_fake() as hub:
         prefix = f"bench{uuid.uuid4().hex[:8]}."
         settings = explicit_settings(
             environment="test",

@@ -40,7 +40,10 @@ class CrmReadModel:
     def search(
         self, *, email: str | None = None, phone: str | None = None, name: str | None = None, limit: int = 50
     ) -> list[SubjectSummary]:
-        """Subjects matching every given criterion (e-mail and phone exactly, canonicalised; name by substring)."""
+        """Subjects matching every given criterion (e-mail and phone exactly, canonicalised; name by substring).
+
+        Restricted subjects match a search by e-mail alone, never one that names a phone or a name.
+        """
         stmt = select(subjects)
         criteria = 0
         for kind, value in (("email", email), ("phone", phone)):
@@ -62,6 +65,10 @@ class CrmReadModel:
             stmt = stmt.where(full.like(pattern, escape="\\"))
         if not criteria:
             raise ValueError("search needs an e-mail, a phone or a name")
+        if name or phone:
+            # A restricted subject (9.4) is found by its subject key or its exact e-mail alone: a name (or a phone
+            # beside the e-mail) that only narrowed the hits would tell, letter by letter, what is withheld.
+            stmt = stmt.where(subjects.c.restricted.is_not(True))
         stmt = stmt.order_by(subjects.c.last_seen_at.desc(), subjects.c.subject_key).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()

@@ -28,6 +28,7 @@ from pipeline.rights.bodies import OldAddress
 from pipeline.rights.commands import IdentityError, RightsDesk
 from pipeline.rights.dpo import DpoTools, Submitted, request_out
 from pipeline.rights.effects.crm import CrmRights
+from pipeline.rights.effects.export import expire_exports
 from pipeline.rights.sweep import RetentionSweep
 from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
 from pipeline.runtime import Runtime
@@ -451,3 +452,6 @@ def sweep(
         typer.echo(f"  {subject.subject_key}  {len(subject.expired)} expired, {tail}")
     if not dry_run:
         typer.echo(f"{len(report.commands)} new request(s) published")
+        max_age = timedelta(hours=settings.rights_export_max_age_h)
+        expired = expire_exports(settings.resolved_exports_dir, moment, max_age)
+        typer.echo(f"{len(expired)} export(s) older than {settings.rights_export_max_age_h:g} h deleted")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -124,3 +125,25 @@ class ExportEffect(Effect):
         deleted = sorted(path.name for path in folder.iterdir() if path.is_file())
         shutil.rmtree(folder)
         return EffectResult.done(exports_deleted=deleted)
+
+
+def export_expired(path: Path, now: datetime, max_age: timedelta) -> bool:
+    """Whether an export file was written longer than ``max_age`` before ``now`` (its modification time)."""
+    return path.stat().st_mtime <= (now - max_age).timestamp()
+
+
+def expire_exports(exports_dir: Path, now: datetime, max_age: timedelta) -> list[str]:
+    """Delete every export written longer than ``max_age`` ago (and the subject folders left empty); their names."""
+    deleted: list[str] = []
+    if not exports_dir.is_dir():
+        return deleted
+    for folder in exports_dir.iterdir():
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.is_file() and export_expired(path, now, max_age):
+                path.unlink(missing_ok=True)
+                deleted.append(path.name)
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return deleted

@@ -48,7 +48,7 @@ def store(engine: Engine, clock: Clock) -> IdentityStore:
 
 
 def test_migration_creates_the_tables_at_head(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision()  # the identity tables exist at every later head too
+    assert current_revision(engine) == head_revision()
     tables = set(inspect(engine).get_table_names())
     assert {"principals", "principal_roles", "api_keys", "identity_audit"} <= tables
 

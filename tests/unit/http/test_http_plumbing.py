@@ -43,6 +43,11 @@ def client(make_settings: Callable[..., Settings]) -> TestClient:
     return TestClient(create_app(runtime, object(), [probe]))  # type: ignore[arg-type]  # nothing here publishes
 
 
+def admin(client: TestClient) -> TestClient:
+    """A client of the app's admin port (metrics, OpenAPI, docs)."""
+    return TestClient(client.app.state.admin)  # type: ignore[attr-defined]
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
@@ -72,7 +77,7 @@ def test_refusals_are_401_with_a_reason_a_challenge_and_a_count(
     assert answer.json() == {
         "detail": {"status": "refused", "reason": reason, "message": f"a valid {kind} token is required"}
     }
-    assert f'leadpipe_ingest_refusals_total{{reason="{reason}"}} 1.0' in client.get("/metrics").text
+    assert f'leadpipe_ingest_refusals_total{{reason="{reason}"}} 1.0' in admin(client).get("/metrics").text
 
 
 def test_every_permission_is_granted_by_one_operator_token() -> None:
@@ -84,15 +89,28 @@ def test_refuse_answers_the_refused_shape_at_top_level(client: TestClient) -> No
     answer = client.get("/v1/probe/teapot")
     assert answer.status_code == 418 and "www-authenticate" not in answer.headers
     assert answer.json() == {"status": "refused", "reason": "teapot", "message": "short and stout"}
-    assert 'leadpipe_ingest_refusals_total{reason="teapot"} 1.0' in client.get("/metrics").text
+    assert 'leadpipe_ingest_refusals_total{reason="teapot"} 1.0' in admin(client).get("/metrics").text
 
 
 def test_every_app_has_health_metrics_and_one_bearer_scheme(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/metrics").headers["content-type"].startswith("text/plain")
-    document = client.get("/openapi.json").json()
+    assert admin(client).get("/metrics").headers["content-type"].startswith("text/plain")
+    document = admin(client).get("/openapi.json").json()
     assert list(document["components"]["securitySchemes"]) == ["HTTPBearer"]
-    assert {"/healthz", "/metrics", "/v1/probe/rights"} <= set(document["paths"])
+    assert {"/healthz", "/readyz", "/v1/probe/rights"} <= set(document["paths"])
+    assert "/metrics" not in document["paths"]
+
+
+def test_metrics_and_the_api_reference_are_not_on_the_api_port_by_default(
+    client: TestClient, make_settings: Callable[..., Settings]
+) -> None:
+    """Issue 13: /metrics, /openapi.json and /docs were open to anyone on the API port."""
+    for path in ("/metrics", "/openapi.json", "/docs"):
+        assert client.get(path).status_code == 404, path
+        assert admin(client).get(path).status_code == 200, path
+    public = TestClient(create_app(Runtime(make_settings(api_public_docs=True)), object(), [probe]))  # type: ignore[arg-type]
+    assert public.get("/openapi.json").status_code == 200 and public.get("/docs").status_code == 200
+    assert public.get("/metrics").status_code == 404
 
 
 def test_apps_do_not_share_metrics(make_settings: Callable[..., Settings]) -> None:
@@ -100,4 +118,4 @@ def test_apps_do_not_share_metrics(make_settings: Callable[..., Settings]) -> No
     first = TestClient(create_app(runtime, object(), [probe]))  # type: ignore[arg-type]
     second = TestClient(create_app(runtime, object(), [probe]))  # type: ignore[arg-type]
     first.get("/v1/probe/teapot")
-    assert 'reason="teapot"' not in second.get("/metrics").text
+    assert 'reason="teapot"' not in admin(second).get("/metrics").text

@@ -193,3 +193,20 @@ def test_malformed_addresses_stay_invalid_email(raw: str) -> None:
     with pytest.raises(NormalizationError) as err:
         normalize.canonical_email(raw)
     assert err.value.reason == "invalid_email"
+
+
+def test_the_domain_check_is_memoised_and_still_refuses() -> None:
+    """canonical_email keeps email-validator's domain verdicts (pipeline/normalize.py): the name it wraps exists,
+    a good domain is checked once, and a bad one still raises every time (errors are not kept)."""
+    import importlib
+
+    checker = importlib.import_module("email_validator.validate_email").validate_email_domain_name
+    assert hasattr(checker, "cache_info")
+    before = checker.cache_info()
+    for _ in range(3):
+        assert normalize.canonical_email("Ana@Memo-Check.Example.org") == "Ana@memo-check.example.org"
+    after = checker.cache_info()
+    assert after.misses - before.misses == 1 and after.hits - before.hits == 2
+    for _ in range(2):
+        with pytest.raises(normalize.NormalizationError):
+            normalize.canonical_email("ana@bad_domain..example")

@@ -1,7 +1,7 @@
 """Sink deliveries: the events HubSpot already took, so a batch delivered again after a crash is not upserted twice.
 
-Revision ID: 0006_sink_deliveries
-Revises: 0005_rights_extensions_aliases
+Revision ID: 0007_sink_deliveries
+Revises: 0006_ingest_replays
 Create Date: 2026-12-06 03:00:00.000000
 
 """
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_sink_deliveries"
-down_revision: str | Sequence[str] | None = "0005_rights_extensions_aliases"
+revision: str = "0007_sink_deliveries"
+down_revision: str | Sequence[str] | None = "0006_ingest_replays"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
