@@ -329,6 +329,7 @@ class System:
             LEADPIPE_HUBSPOT_MAX_RETRIES=str(s.hubspot_max_retries),
             LEADPIPE_SINK_RETRY_MAX_S=str(s.sink_retry_max_s),
             LEADPIPE_RIGHTS_RETRY_INTERVAL_S=str(s.rights_retry_interval_s),
+            LEADPIPE_ADMIN_PORT=str(free_port()),  # /metrics and the docs: a port of this scenario's own
         )
 
     # -- lifecycle --
