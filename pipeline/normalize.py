@@ -133,6 +133,36 @@ def subject_key(pepper: bytes, *, email: str | None = None, phone: str | None = 
     return "sk_" + hmac.new(pepper, material, hashlib.sha256).hexdigest()[:40]
 
 
+#: Prefix of a visitor key: the pseudonymous subject key of an anonymous website visitor (``visitor_key``).
+VISITOR_KEY_PREFIX = "vk_"
+
+#: The longest visitor (cookie) id taken: Segment's anonymousId is a UUID, HubSpot's hutk 32 hex characters,
+#: Snowplow's domain_userid a UUID; 200 leaves room for any tracker without letting a payload pass as one.
+VISITOR_ID_MAX = 200
+
+_VISITOR_ID = re.compile(r"[\x21-\x7e]+")
+
+
+def visitor_key(pepper: bytes, visitor_id: str) -> str:
+    """The key of an anonymous visitor: an HMAC of their cookie id, never the id itself (``vk_`` + 40 hex).
+
+    A subject key of its own kind: an e-mail or phone can never give a ``vk_`` key, so a visitor's history and a
+    person's never share a data key, and the DPO can erase a visitor known only by the cookie id. The id is taken as
+    sent (trackers' ids are case-sensitive), surrounding whitespace removed; printable ASCII without spaces only.
+    """
+    text = visitor_id.strip()
+    if not text or len(text) > VISITOR_ID_MAX or not _VISITOR_ID.fullmatch(text):
+        raise NormalizationError(
+            "visitor_id", "invalid_visitor_id", f"not a visitor id (1-{VISITOR_ID_MAX} printable ASCII characters)"
+        )
+    return VISITOR_KEY_PREFIX + hmac.new(pepper, b"visitor:" + text.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def is_visitor_key(key: str) -> bool:
+    """Whether a subject key is an anonymous visitor's (``visitor_key``) rather than a person's."""
+    return key.startswith(VISITOR_KEY_PREFIX)
+
+
 # ---- names, free text -------------------------------------------------------------------------------------------
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")

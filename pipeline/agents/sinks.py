@@ -24,6 +24,7 @@ worker of its own (another ``LEADPIPE_APP_ID`` with ``LEADPIPE_SINK_AGENTS='["hu
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
+from pipeline import tracing
 from pipeline.agents.app import LeadpipeApp, policy_for, topic_partitions
 from pipeline.agents.faust_adapter import take_batches
 from pipeline.agents.metrics import WorkerMetrics, worker_metrics
@@ -79,6 +81,8 @@ class Incoming:
     value: bytes
     partition: int | None = None
     offset: int | None = None
+    trace: bytes | None = None
+    """The ``traceparent`` header it came with (``pipeline.tracing``): the sink's span joins that trace."""
 
 
 @dataclass(frozen=True)
@@ -166,8 +170,11 @@ class SinkRunner:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         metrics: WorkerMetrics | None = None,
         screen: SuppressionScreen | None = None,
+        trace_names: tuple[str, str] | None = None,
     ) -> None:
+        """``trace_names``: the topic as the broker names it and the consumer group, for the traces' spans."""
         self.sink = sink
+        self.trace_names = trace_names or (source_topic, "")
         self.screen = screen
         self.codec = codec
         self.publish = publish
@@ -207,6 +214,7 @@ class SinkRunner:
         The database being unreachable while records are opened (the key store) is a pause, never a crash: the
         same batch is opened again when it answers."""
         await self.start()
+        started_ns = time.time_ns()
         attempt = 0
         while True:
             try:
@@ -225,6 +233,8 @@ class SinkRunner:
         if any(r.outcome is WriteOutcome.FAILED for r in results):
             messages += await asyncio.to_thread(self._dead_letters, unique, results)
         messages += [self._result_message(unique[r.event_id], r) for r in results]
+        if tracing.enabled():
+            self._trace(unique, results, started_ns)
         if self.metrics is not None:
             self.metrics.observe_sink(
                 self.sink.name,
@@ -234,6 +244,23 @@ class SinkRunner:
         written = sum(r.outcome is WriteOutcome.WRITTEN for r in results)
         log.info("sink_batch", sink=self.sink.name, records=len(batch), written=written, messages=len(messages))
         return messages
+
+    def _trace(self, items: dict[uuid.UUID, _Opened], results: Sequence[RecordResult], started_ns: int) -> None:
+        """One ``process`` span per event, from the batch's start to its results' confirmation, in the event's trace."""
+        topic, group = self.trace_names
+        for result in results:
+            incoming = items[result.event_id].incoming
+            span = tracing.start_process(
+                topic,
+                incoming.trace,
+                partition=incoming.partition,
+                offset=incoming.offset,
+                group=group,
+                start_time=started_ns,
+                sink=self.sink.name,
+            )
+            failed = result.reason or "failed" if result.outcome is WriteOutcome.FAILED else None
+            tracing.end(span, failed=failed, outcome=result.outcome.value)
 
     # ---- steps -----------------------------------------------------------------------------------------------------
 
@@ -442,6 +469,7 @@ def register(app: LeadpipeApp, runtime: Runtime) -> None:
             max_pause_s=settings.sink_retry_max_s,
             metrics=metrics,
             screen=screen,
+            trace_names=(settings.topic(ACCEPTED_TOPIC), settings.topic(settings.app_id)),
         )
         for name in settings.sink_agents
     ]
@@ -453,7 +481,10 @@ def register(app: LeadpipeApp, runtime: Runtime) -> None:
         for runner in runners:
             await runner.start()
         async for events in take_batches(stream, settings.batch_size, settings.batch_timeout_s):
-            batch = [Incoming(e.value, e.message.partition, e.message.offset) for e in events]
+            batch = [
+                Incoming(e.value, e.message.partition, e.message.offset, tracing.header_value(e.message.headers))
+                for e in events
+            ]
             handled = await asyncio.gather(*(runner.handle(batch) for runner in runners))
             await committer.commit(stream, events, [m for messages in handled for m in messages])
 

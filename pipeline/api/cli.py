@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from pipeline import tracing
 from pipeline.clikit import DATABASE, KAFKA, needs
 from pipeline.config import get_settings
 from pipeline.db import ensure_schema
@@ -17,6 +18,7 @@ from pipeline.http.server import PortDispatch
 from pipeline.http.server import serve as serve_http
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.logging import configure_logging
+from pipeline.rights.restore import UnappliedErasuresError, require_reapplied
 from pipeline.runtime import Runtime
 
 
@@ -26,6 +28,7 @@ def app_factory() -> Any:
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    tracing.configure(settings, "leadpipe-api")
     runtime = Runtime(settings)
     publisher = ConfirmingPublisher(settings, delivery_timeout_s=settings.ingest_timeout_s)
     atexit.register(publisher.close)
@@ -51,7 +54,15 @@ def serve(
     Example: leadpipe serve --port 8080 --workers 2
     """
     settings = get_settings()
-    ensure_schema(Runtime(settings).engine)  # once, before the workers start
+    runtime = Runtime(settings)
+    ensure_schema(runtime.engine)  # once, before the workers start
+    try:
+        require_reapplied(runtime)  # no reads of a restored database that brought erased subjects back
+    except UnappliedErasuresError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    finally:
+        runtime.engine.dispose()
     admin = (settings.admin_host, settings.admin_port) if settings.admin_port is not None else None
     serve_http(
         "pipeline.api.cli:app_factory",

@@ -253,11 +253,44 @@ class RateLimits(_Frozen):
     per_ip: RateLimit
     per_subject: RateLimit
     buckets: int = Field(ge=1, le=120)
+    exempt_kinds: tuple[InteractionKind, ...] = Field(
+        default=(), description="Interaction kinds that are not submissions: neither counted nor limited."
+    )
+
+
+class SpamEnginePolicy(_Frozen):
+    """How the engine's verdict (rspamd, given to the chain as input) counts in the score."""
+
+    enabled: bool = True
+    weight: float = Field(default=1.0, ge=0, description="Points per point of the engine's score.")
+    min_contribution: float = Field(default=-3.0, le=0, description="Ham evidence cannot cancel more than this.")
+    max_contribution: float = Field(default=12.0, ge=0)
+    on_unavailable: Literal["review", "wait"] = Field(
+        default="review",
+        description="No verdict in time: 'review' quarantines with reason spam_engine_unavailable; 'wait' has the "
+        "agent retry for up to max_wait_s, then review.",
+    )
+    max_wait_s: int = Field(default=600, ge=0)
+
+
+class SpamClassifierPolicy(_Frozen):
+    """How leadpipe's own classifier (learned from reviewers' decisions) counts in the score."""
+
+    enabled: bool = True
+    weight: float = Field(default=1.0, ge=0, description="Points per `scale` of evidence (the classifier's log_odds).")
+    scale: float = Field(default=2.0, gt=0)
+    cap: float = Field(default=10.0, ge=0, description="Its contribution stays within +-cap points.")
+    min_learns: int = Field(default=50, ge=1, description="Silent until it learned this many of each class.")
 
 
 class SpamPolicy(_Frozen):
     section: str
     threshold: float = Field(gt=0)
+    thresholds: dict[Channel, float] = Field(
+        default_factory=dict, description="Per-channel thresholds; a channel not listed uses `threshold`."
+    )
+    engine: SpamEnginePolicy = SpamEnginePolicy()
+    classifier: SpamClassifierPolicy = SpamClassifierPolicy()
     weights: SpamWeights
     max_word_hits: int = Field(ge=1)
     spam_words: tuple[str, ...] = ()
@@ -269,13 +302,45 @@ class SpamPolicy(_Frozen):
     shouting: ShoutingRule
     rate_limits: RateLimits
 
+    @field_validator("thresholds")
+    @classmethod
+    def _positive_thresholds(cls, value: dict[Channel, float]) -> dict[Channel, float]:
+        bad = [channel.value for channel, threshold in value.items() if not threshold > 0]
+        if bad:
+            raise ValueError(f"thresholds must be greater than 0 (not for {', '.join(bad)})")
+        return value
+
+    def threshold_for(self, channel: Channel) -> float:
+        return self.thresholds.get(channel, self.threshold)
+
     @field_validator("spam_words", "misleading_phrases")
     @classmethod
     def _not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for index, word in enumerate(value):
-            if not word.strip():
-                raise ValueError(f"[{index}] is blank")
-        return tuple(w.strip().lower() for w in value)
+        return _lowercase_words(value)
+
+
+def _lowercase_words(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Words or names matched case-insensitively: trimmed and lower-cased; a blank one is refused by its index."""
+    for index, word in enumerate(value):
+        if not word.strip():
+            raise ValueError(f"[{index}] is blank")
+    return tuple(w.strip().lower() for w in value)
+
+
+class VisitorPolicy(_Frozen):
+    """Anonymous website visitors (section 2): which consent their events must carry to be kept."""
+
+    section: str = Field(min_length=1)
+    consent_categories: tuple[str, ...] = Field(
+        min_length=1,
+        description="Consent-manager categories that mean consent to analytics cookies; an anonymous visitor's event "
+        "is kept when it grants one of them and denies none.",
+    )
+
+    @field_validator("consent_categories")
+    @classmethod
+    def _categories(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _lowercase_words(value)
 
 
 class QuarantinePolicy(_Frozen):
@@ -326,6 +391,7 @@ class Policy(_Frozen):
     spam: SpamPolicy
     quarantine: QuarantinePolicy
     storage: StoragePolicy
+    visitors: VisitorPolicy
 
     @model_validator(mode="after")
     def _cross_references(self) -> Policy:

@@ -81,12 +81,17 @@ Actor = Annotated[Principal, Depends(dpo_actor)]
 
 
 class RightsRequestIn(BaseModel):
-    """One request about one person, named by exactly one of e-mail or phone."""
+    """One request about one person, named by exactly one of e-mail or phone (an erasure also by visitor id)."""
 
     kind: RequestKind
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=40)
     region: str | None = Field(default=None, min_length=2, max_length=2, description="Country of a national phone")
+    visitor_id: str | None = Field(
+        default=None,
+        max_length=200,
+        description="erasure only: a website visitor's cookie id (anonymousId), to erase the device's history",
+    )
     operator: str = Field(default="dpo-api", max_length=100, description="Who issues it, for the audit log")
     purposes: list[Purpose] = Field(default_factory=list, description="consent_withdrawal: default all on consent")
     changes: dict[str, str | None] = Field(default_factory=dict, description="rectification: field -> new value")
@@ -136,6 +141,7 @@ async def submit_request(body: RightsRequestIn, request: Request, actor: Actor) 
             email=body.email,
             phone=body.phone,
             region=body.region,
+            visitor_id=body.visitor_id,
             purposes=tuple(body.purposes),
             rectify=body.changes or None,
             old_address=body.old_address,

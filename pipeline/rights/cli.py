@@ -1,9 +1,9 @@
-"""``leadpipe dpo ...`` (the DPO's requests, the tracker) and ``leadpipe retention sweep``.
+"""``leadpipe dpo ...`` (the DPO's requests, the tracker), ``leadpipe retention sweep``, ``leadpipe restore verify``.
 
-Every request is named by ``--email`` or ``--phone``; the tool prints the request id, the subject key and the
-deadline, never the e-mail or phone. ``--wait`` waits until every sink confirmed (exit 0), a sink failed
-(exit 3) or the time is up (exit 4). A request needs the worker to run (``leadpipe worker``): until it does, the
-request waits on Kafka and ``--wait`` times out.
+Every request is named by ``--email`` or ``--phone`` (an erasure also by ``--visitor-id``, a website visitor's
+cookie id); the tool prints the request id, the subject key and the deadline, never the e-mail, phone or cookie id.
+``--wait`` waits until every sink confirmed (exit 0), a sink failed (exit 3) or the time is up (exit 4). A request
+needs the worker to run (``leadpipe worker``): until it does, the request waits on Kafka and ``--wait`` times out.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pipeline.clikit import DATABASE, KAFKA, confirm, exits, needs
 from pipeline.config import get_settings
 from pipeline.db import ensure_schema
 from pipeline.kafka.clients import check_kafka
+from pipeline.kafka.consumer import ReadError
 from pipeline.kafka.producer import ConfirmingPublisher, PublishError
 from pipeline.models.common import Purpose
 from pipeline.models.rights import RightKind
@@ -29,6 +30,7 @@ from pipeline.rights.commands import IdentityError, RightsDesk
 from pipeline.rights.dpo import DpoTools, Submitted, request_out
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.effects.export import expire_exports
+from pipeline.rights.restore import Restore
 from pipeline.rights.sweep import RetentionSweep
 from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
 from pipeline.runtime import Runtime
@@ -37,6 +39,10 @@ dpo_app = typer.Typer(
     help="Data-subject rights (policy section 9): requests, deadlines, evidence.", no_args_is_help=True
 )
 retention_app = typer.Typer(help="Retention expiry (policy section 8).", no_args_is_help=True)
+restore_app = typer.Typer(
+    help="After restoring the database from a backup: carry out again the erasures it no longer shows.",
+    no_args_is_help=True,
+)
 
 EXIT_FAILED = 3
 EXIT_TIMEOUT = 4
@@ -109,7 +115,7 @@ def _submit(kind: RightKind, wait: bool, timeout: float, **kwargs: object) -> No
         try:
             submitted: Submitted = tools.request(kind, **kwargs)  # type: ignore[arg-type]
         except IdentityError as exc:
-            raise typer.BadParameter(str(exc), param_hint=f"--{exc.field}") from None
+            raise typer.BadParameter(str(exc), param_hint=f"--{exc.field.replace('_', '-')}") from None
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         except PublishError as exc:
@@ -188,6 +194,10 @@ def _confirm_erasure(ctx: typer.Context, yes: bool) -> bool:
 @_request_command(RightKind.ERASURE)
 def erase(
     *,
+    visitor_id: Annotated[
+        str | None,
+        typer.Option("--visitor-id", help="Instead of --email/--phone: a website visitor's cookie id (anonymousId)"),
+    ] = None,
     yes: Annotated[
         bool,
         typer.Option(
@@ -198,13 +208,14 @@ def erase(
         ),
     ] = False,
 ) -> Extra:
-    """Erase the person everywhere (9.3): CRM, HubSpot (GDPR delete), Kafka (their keys are destroyed).
+    """Erase the person everywhere (9.3): CRM, HubSpot (GDPR delete), Kafka (their keys are destroyed), with the
+    anonymous website history of every device they identified on; or, by --visitor-id, one device's history.
 
     Asks for confirmation on a terminal; without one (a script, a pipe) it refuses at once unless --yes is given.
 
     Example: leadpipe dpo erase --email ana@example.com --yes --wait
     """
-    return {}
+    return {"visitor_id": visitor_id}
 
 
 @_request_command(RightKind.OBJECTION, "object")
@@ -455,3 +466,47 @@ def sweep(
         max_age = timedelta(hours=settings.rights_export_max_age_h)
         expired = expire_exports(settings.resolved_exports_dir, moment, max_age)
         typer.echo(f"{len(expired)} export(s) older than {settings.rights_export_max_age_h:g} h deleted")
+
+
+@restore_app.command("verify")
+@needs(KAFKA, DATABASE)
+@exits(
+    {
+        1: "something is left to re-apply (after --apply: still left)",
+        2: "the suppression topic, the tracker or the database could not be read, or a record not published",
+    }
+)
+def restore_verify(
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Re-apply what is found (the chart's restore hook Job runs this)")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The report as JSON, subject keys included")] = False,
+) -> None:
+    """Compare the database with the suppression topic and the tracker. Exit 0: nothing to re-apply (after --apply:
+    nothing left); 1: something is; 2: they could not be read.
+
+    Example: leadpipe restore verify
+
+    Example: leadpipe restore verify --apply
+    """
+    settings = get_settings()
+    runtime = Runtime(settings)
+    try:
+        ensure_schema(runtime.engine)
+        restore = Restore(runtime)
+        if apply:
+            publisher = ConfirmingPublisher(settings)
+            try:
+                report = restore.reapply(publisher)
+            finally:
+                publisher.close()
+        else:
+            report = restore.verify()
+    except (ReadError, PublishError, ValueError) as exc:
+        typer.echo(f"restore verify failed: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        runtime.engine.dispose()
+    typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.summary())
+    if not report.clean:
+        raise typer.Exit(1)

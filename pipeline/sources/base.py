@@ -126,14 +126,20 @@ class SourceContext:
         form filled in again later is a new submission with new ids, even with identical bytes: after an erasure,
         the ids of the erased submission stay tombstoned while the person's new one goes through.
         """
-        if self.delivery is None:
-            return uuid.uuid5(EVENT_NAMESPACE, f"event\n{self.source_id}\n{self.payload_digest}\n{index}")
-        return uuid.uuid5(EVENT_NAMESPACE, f"event\n{self.source_id}\n{self.delivery}\n{self.payload_digest}\n{index}")
+        return event_id_of(self.source_id, self.payload_digest, index, self.delivery)
 
     @property
     def submission(self) -> str:
         """Names this payload from this source (``<source id>:<sha256>``), e.g. for its dead letter's id."""
         return f"{self.source_id}:{self.payload_digest}"
+
+
+def event_id_of(source_id: str, payload_digest: str, index: int, delivery: str | None = None) -> uuid.UUID:
+    """The id of the ``index``-th event of a payload (sha256 ``payload_digest``) from ``source_id``, in ``delivery``
+    when the source names one (``SourceContext.event_id``)."""
+    if delivery is None:
+        return uuid.uuid5(EVENT_NAMESPACE, f"event\n{source_id}\n{payload_digest}\n{index}")
+    return uuid.uuid5(EVENT_NAMESPACE, f"event\n{source_id}\n{delivery}\n{payload_digest}\n{index}")
 
 
 def parse_content_type(header: str) -> tuple[str, dict[str, str]]:
@@ -267,6 +273,30 @@ def plausible_occurrence(at: datetime | None, ctx: SourceContext) -> datetime:
 
 #: The note of an event kept without its phone number: it had a valid e-mail and a number that cannot exist.
 PHONE_INVALID = "phone_invalid"
+
+#: The note of an identified event whose visitor (cookie) id is not one: the event is kept, not linked to a history.
+VISITOR_ID_INVALID = "visitor_id_invalid"
+
+
+def visitor_key_of(value: Any, ctx: SourceContext, problems: list[Problem], field: str, *, fatal: bool) -> str | None:
+    """The visitor key (``normalize.visitor_key``) of a website visitor id an event carries; None when there is none.
+
+    An id that is not one is a problem: ``fatal`` where it is the event's only identity (an anonymous page view),
+    else the note ``visitor_id_invalid`` (a form is still the person's; only the link to a history is lost).
+    """
+    text = text_of(value)
+    if text is None:
+        return None
+    try:
+        return normalize.visitor_key(ctx.pepper, text)
+    except normalize.NormalizationError as exc:
+        explanation = str(exc).split(": ", 1)[-1]
+        if fatal:
+            problems.append(Problem(exc.reason, field, explanation))
+        else:
+            problems.append(Problem(VISITOR_ID_INVALID, field, explanation + "; not linked", fatal=False))
+        return None
+
 
 #: Canonical person fields an adapter may fill (see ``build_person``).
 PERSON_FIELDS = (

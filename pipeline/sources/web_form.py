@@ -4,6 +4,10 @@ Accepts what form tools actually send: a browser-style POST (``application/x-www
 ``multipart/form-data``, as Contact Form 7 and Gravity Forms submit), a flat JSON object of fields (form-to-webhook
 plugins), a ``fields`` list of ``{name|label, value}`` (HubSpot forms API, Gravity webhooks) with HubSpot's
 ``context`` and ``legalConsentOptions``.
+
+A form may pass on the website visitor's cookie id (HubSpot's ``hutk`` / ``context.hutk``, a hidden
+``anonymous_id`` or ``ajs_anonymous_id`` field, ...): it becomes ``provenance.visitor_key`` (an HMAC of it), which
+links that visitor's anonymous browsing to the person who submitted the form.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pipeline.sources.base import (
     parse_timestamp,
     require_object,
     text_of,
+    visitor_key_of,
 )
 
 CONTENT_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded", "multipart/form-data"})
@@ -170,7 +175,11 @@ def _event(
     consents_wording: list[tuple[str, str | None]] = []
     known: list[tuple[str, Any]] = []
     extra_lines: list[str] = []
+    visitor_field: tuple[str, Any] | None = None
     for key, value in pairs:
+        if visitor_field is None and fields.canonical_field(key) == "visitor_id" and text_of(value) is not None:
+            visitor_field = (key, value)  # before the internal fields are left out: HubSpot posts its cookie as hutk
+            continue
         if fields.is_honeypot(key):
             honeypot = honeypot or text_of(value)
             continue
@@ -188,6 +197,11 @@ def _event(
     context = meta.get("context") or {}
     occurred = parse_timestamp(meta.get("submitted_at") or values.get("occurred_at"), "submitted_at", problems)
     person, subject = build_person(values, ctx, problems)
+    if visitor_field is None and text_of(context.get("hutk")) is not None:  # HubSpot forms API: context.hutk
+        visitor_field = ("context.hutk", context.get("hutk"))
+    visitor = None
+    if visitor_field is not None:
+        visitor = visitor_key_of(visitor_field[1], ctx, problems, visitor_field[0], fatal=False)
 
     message = text_of(values.get("message"))
     if extra_lines:
@@ -223,6 +237,7 @@ def _event(
         "form_id": clean_text(form_id, 200),
         "ip": clean_text(text_of(context.get("ipAddress")) or text_of(by_norm.get("ip_address")), 64),
         "user_agent": clean_text(text_of(context.get("userAgent")) or text_of(by_norm.get("user_agent")), 1000),
+        "visitor_key": visitor,
     }
     return make_event(
         ctx,

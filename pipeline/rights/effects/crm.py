@@ -17,17 +17,18 @@ the evidence on ``rights.status``. What the CRM holds is read through its read m
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, RowMapping, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Engine, RowMapping, bindparam, delete, func, or_, select, update
 
 from pipeline.crm.read import CrmReadModel
 from pipeline.crm.schema import (
     IDENTITY_FIELDS,
+    LINK_COLUMNS,
     PERSONAL_SUBJECT_COLUMNS,
     audit,
     audit_row,
@@ -36,19 +37,24 @@ from pipeline.crm.schema import (
     interactions,
     subject_aliases,
     subjects,
+    visitor_links,
 )
+from pipeline.crm.stitching import Link, earliest
 from pipeline.crm.views import PurposeView
 from pipeline.db import dialect_insert
 from pipeline.models.common import LegalBasis
 from pipeline.models.contact import PROFILE_FIELDS
 from pipeline.models.marketing import MarketingState, may_market
-from pipeline.models.rights import RightKind
+from pipeline.models.rights import RightKind, SuppressionRecord
+from pipeline.normalize import is_visitor_key
 from pipeline.rights.bodies import RectificationBody
 from pipeline.rights.effects.base import Context, Effect, EffectError, EffectResult, Handover
 from pipeline.rights.plan import rekeys
 from pipeline.rights.retention import StoredInteraction
 
 NOT_IN_CRM = "subject_not_in_crm"
+#: The ``crm_audit`` action of an erasure (``erase_subject``).
+SUBJECT_ERASED = "subject_erased"
 RIGHTS_ACTOR = "rights"
 #: Event ids per DELETE statement of a retention expiry (a command carries up to 1,000).
 _DELETE_CHUNK = 500
@@ -70,6 +76,10 @@ class ErasureResult(CrmOutcome):
     consents_deleted: int = 0
     aliases_deleted: int = 0
     erased_at: datetime | None = None
+    visitors_erased: int = 0
+    """Website visitors (devices) the person had identified on, whose anonymous history went with them."""
+    visitor_interactions_deleted: int = 0
+    visitor_links_deleted: int = 0
 
     def evidence(self) -> dict[str, Any]:
         return {
@@ -80,6 +90,9 @@ class ErasureResult(CrmOutcome):
             "consents_deleted": self.consents_deleted,
             "aliases_deleted": self.aliases_deleted,
             "erased_at": self.erased_at.isoformat() if self.erased_at else None,
+            "visitors_erased": self.visitors_erased,
+            "visitor_interactions_deleted": self.visitor_interactions_deleted,
+            "visitor_links_deleted": self.visitor_links_deleted,
         }
 
 
@@ -153,7 +166,9 @@ class CrmRights:
         view = self.read.show(subject_key)
         if view is None:
             return None
-        subject = view.model_dump(mode="json", exclude={"identities", "interactions_detail", "consents"})
+        subject = view.model_dump(
+            mode="json", exclude={"identities", "interactions_detail", "consents", "website_history"}
+        )
         with self.engine.connect() as conn:
             audit_rows = conn.execute(
                 select(audit).where(audit.c.subject_key == subject_key).order_by(audit.c.at, audit.c.id)
@@ -174,8 +189,98 @@ class CrmRights:
             "identities": [i.model_dump(mode="json") for i in view.identities],
             "interactions": [i.model_dump(mode="json") for i in view.interactions_detail],
             "consents": [c.model_dump(mode="json") for c in view.consents],
+            # the anonymous browsing attributed to the person (pipeline.crm.stitching), by device
+            "website_history": [h.model_dump(mode="json") for h in view.website_history],
             "audit": audit_docs,
         }
+
+    def held_before(self, erasures: Mapping[str, datetime]) -> set[str]:
+        """Of ``erasures`` (subject key -> when the erasure took effect), the subjects whose CRM rows still hold
+        personal data collected before it: an interaction received, an identity or a consent recorded by then, or
+        the profile of a subject row created by then that no CRM erasure at or after that moment cleared. What a
+        database restored from an older backup brings back (``pipeline.rights.restore``); what a person gave after
+        the erasure is not counted."""
+        held: set[str] = set()
+        keys = list(erasures)
+        personal = or_(*(subjects.c[name].is_not(None) for name in PERSONAL_SUBJECT_COLUMNS))
+        for start in range(0, len(keys), _DELETE_CHUNK):
+            chunk = keys[start : start + _DELETE_CHUNK]
+            earliest: dict[str, list[datetime]] = {}
+            with self.engine.connect() as conn:
+                for table, column in (
+                    (interactions, interactions.c.received_at),
+                    (identities, identities.c.created_at),
+                    (consents, consents.c.recorded_at),
+                ):
+                    for key, first in conn.execute(
+                        select(table.c.subject_key, func.min(column))
+                        .where(table.c.subject_key.in_(chunk))
+                        .group_by(table.c.subject_key)
+                    ):
+                        earliest.setdefault(key, []).append(first)
+                profiles = dict(
+                    conn.execute(
+                        select(subjects.c.subject_key, subjects.c.created_at).where(
+                            subjects.c.subject_key.in_(chunk), personal
+                        )
+                    )
+                    .tuples()
+                    .all()
+                )
+                cleared = dict(
+                    conn.execute(
+                        select(audit.c.subject_key, func.max(audit.c.at))
+                        .where(audit.c.subject_key.in_(chunk), audit.c.action == SUBJECT_ERASED)
+                        .group_by(audit.c.subject_key)
+                    )
+                    .tuples()
+                    .all()
+                )
+            for key in chunk:
+                at = erasures[key]
+                collected_before = any(first <= at for first in earliest.get(key, ()))
+                profile_before = key in profiles and profiles[key] <= at and (key not in cleared or cleared[key] < at)
+                if collected_before or profile_before:
+                    held.add(key)
+        return held
+
+    def flags_behind(self, states: Mapping[str, SuppressionRecord]) -> set[str]:
+        """Of ``states`` (subject key -> its latest suppression state), the subjects whose CRM row says otherwise:
+        restricted or not against the state, not objected though the state is, or a purpose the state withdrew whose
+        newest consent (as ``CrmReadModel`` orders them) is a grant given before the state. What a database restored
+        from an older backup brings back (``pipeline.rights.restore``)."""
+        behind: set[str] = set()
+        keys = list(states)
+        for start in range(0, len(keys), _DELETE_CHUNK):
+            chunk = keys[start : start + _DELETE_CHUNK]
+            withdrawing = [key for key in chunk if states[key].consent_withdrawn]
+            with self.engine.connect() as conn:
+                flags = {
+                    row.subject_key: (bool(row.marketing_objected), bool(row.restricted))
+                    for row in conn.execute(
+                        select(subjects.c.subject_key, subjects.c.marketing_objected, subjects.c.restricted).where(
+                            subjects.c.subject_key.in_(chunk)
+                        )
+                    )
+                }
+                newest: dict[tuple[str, str], tuple[bool, datetime]] = {}
+                for row in conn.execute(
+                    select(consents.c.subject_key, consents.c.purpose, consents.c.granted, consents.c.given_at)
+                    .where(consents.c.subject_key.in_(withdrawing))
+                    .order_by(consents.c.given_at, consents.c.id)
+                ):
+                    newest[(row.subject_key, row.purpose)] = (row.granted, row.given_at)
+            for key, (objected, restricted) in flags.items():
+                state = states[key]
+                granted_before = (
+                    (choice := newest.get((key, purpose.value))) is not None
+                    and choice[0]
+                    and choice[1] <= state.updated_at
+                    for purpose in state.consent_withdrawn
+                )
+                if restricted != state.restricted or (state.marketing_objected and not objected) or any(granted_before):
+                    behind.add(key)
+        return behind
 
     def audit_entries(self, subject_key: str) -> list[dict[str, Any]]:
         """The audit rows of one subject, oldest first (evidence for the rights tracker and tests)."""
@@ -189,25 +294,43 @@ class CrmRights:
     ) -> ErasureResult:
         """Delete the subject's personal data; keep the minimal record (key, timestamps, flags, request id).
 
+        A person's erasure takes the anonymous history of every website visitor (device) they identified on with
+        it, since any of it may be theirs (``pipeline.crm.stitching``), and drops their links; a visitor's own
+        erasure (the DPO knows only the cookie id, or its history expired) drops every link of that visitor. The
+        data keys follow the same lines (``IngestService`` links a visitor's key to the person's).
+
         Idempotent: erasing an erased subject with nothing left reports ``already_erased`` and changes nothing.
-        The subject row is locked first: a sink batch writing this subject waits, or is waited for and then sees
-        the erasure (``CrmWriter.write_events``).
+        The subject rows are locked first: a sink batch writing them waits, or is waited for and then sees the
+        erasure (``CrmWriter.write_events``).
         """
         at = at or self._clock()
+        visitor = is_visitor_key(subject_key)
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(subjects.c.erased_at).where(subjects.c.subject_key == subject_key).with_for_update()
-            ).first()
+            row = _lock_subject(conn, subject_key)
+            mine = visitor_links.c.visitor_key if visitor else visitor_links.c.subject_key
+            visitors = (
+                []
+                if visitor
+                else sorted(conn.execute(select(visitor_links.c.visitor_key).where(mine == subject_key)).scalars())
+            )
+            n_links = _rowcount(conn.execute(delete(visitor_links).where(mine == subject_key)))
             if row is None:
-                return ErasureResult(subject_key, found=False)
-            n_inter = _rowcount(conn.execute(delete(interactions).where(interactions.c.subject_key == subject_key)))
-            n_ident = _rowcount(conn.execute(delete(identities).where(identities.c.subject_key == subject_key)))
-            n_cons = _rowcount(conn.execute(delete(consents).where(consents.c.subject_key == subject_key)))
+                if not n_links:
+                    return ErasureResult(subject_key, found=False)
+                _insert_bare(self.engine, conn, subject_key, at)  # a visitor known only from a person's link
+            n_inter, n_ident, n_cons = _delete_personal(conn, subject_key)
             # an old address kept as an alias of the person is forgotten with them
             n_alias = _rowcount(
                 conn.execute(delete(subject_aliases).where(subject_aliases.c.subject_key == subject_key))
             )
-            if row.erased_at is not None and not (n_inter or n_ident or n_cons or n_alias):
+            n_visited = 0
+            for key in visitors:  # sorted, like the sink's locks: never a deadlock
+                n_visited += self._erase_visitor(conn, key, subject_key, request_id, at=at, actor=actor)
+            if (
+                row is not None
+                and row.erased_at is not None
+                and not (n_inter or n_ident or n_cons or n_alias or n_links)
+            ):
                 return ErasureResult(subject_key, found=True, already_erased=True, erased_at=row.erased_at)
             _empty(conn, subject_key, request_id, at)
             result = ErasureResult(
@@ -218,11 +341,31 @@ class CrmRights:
                 consents_deleted=n_cons,
                 aliases_deleted=n_alias,
                 erased_at=at,
+                visitors_erased=len(visitors),
+                visitor_interactions_deleted=n_visited,
+                visitor_links_deleted=n_links,
             )
             _audit(
-                conn, subject_key, "subject_erased", at=at, actor=actor, request_id=request_id, detail=result.evidence()
+                conn, subject_key, SUBJECT_ERASED, at=at, actor=actor, request_id=request_id, detail=result.evidence()
             )
         return result
+
+    def _erase_visitor(
+        self, conn: Connection, visitor_key: str, person_key: str, request_id: UUID, *, at: datetime, actor: str
+    ) -> int:
+        """Erase a visitor's anonymous history along with a person who identified on it; how many events went.
+
+        The visitor's row is marked erased (created so when none is stored yet), so an anonymous event received
+        before this moment and still on its way to the sink is never written (``CrmWriter.write_events``). The
+        links other people have to the visitor stay: they are those people's, and the history is gone for all.
+        """
+        if _lock_subject(conn, visitor_key) is None:
+            _insert_bare(self.engine, conn, visitor_key, at)
+        n_inter, _, _ = _delete_personal(conn, visitor_key)
+        _empty(conn, visitor_key, request_id, at)
+        detail = {"interactions_deleted": n_inter, "with_subject": person_key}
+        _audit(conn, visitor_key, "visitor_history_erased", at=at, actor=actor, request_id=request_id, detail=detail)
+        return n_inter
 
     def delete_interactions(
         self, subject_key: str, event_ids: Sequence[UUID], request_id: UUID, *, actor: str = RIGHTS_ACTOR
@@ -367,6 +510,7 @@ class CrmRights:
                         alias_key=subject_key, subject_key=new_key, request_id=request_id, created_at=at
                     )
                 )
+            _move_links(conn, subject_key, new_key, at)
             _empty(conn, subject_key, request_id, at, flags_too=True)  # the flags went with the person
             row = conn.execute(select(subjects).where(subjects.c.subject_key == new_key)).mappings().one()
             changed = _correct(conn, row, {**changes, "email": changes.get("email") or row["email"]}, at=at)
@@ -667,6 +811,57 @@ def _audit(
 ) -> None:
     conn.execute(
         audit.insert().values(audit_row(at, subject_key, action, actor=actor, request_id=request_id, detail=detail))
+    )
+
+
+def _move_links(conn: Connection, old_key: str, new_key: str, at: datetime) -> None:
+    """The website visitors (devices) a person identified on follow them to their new key; a device both keys were
+    linked to keeps the earlier link (``crm.stitching.earliest``), as the sink would have."""
+    moving = [Link(*row) for row in conn.execute(select(*LINK_COLUMNS).where(visitor_links.c.subject_key == old_key))]
+    if not moving:
+        return
+    devices = [link.visitor_key for link in moving]
+    theirs = {
+        link.visitor_key: link
+        for link in (
+            Link(*row)
+            for row in conn.execute(
+                select(*LINK_COLUMNS).where(
+                    visitor_links.c.subject_key == new_key, visitor_links.c.visitor_key.in_(devices)
+                )
+            )
+        )
+    }
+    conn.execute(
+        delete(visitor_links).where(
+            visitor_links.c.subject_key.in_([old_key, new_key]), visitor_links.c.visitor_key.in_(devices)
+        )
+    )
+    kept = [earliest(theirs.get(link.visitor_key), replace(link, subject_key=new_key)) for link in moving]
+    conn.execute(visitor_links.insert(), [{**asdict(link), "created_at": at} for link in kept])
+
+
+def _lock_subject(conn: Connection, subject_key: str) -> Any:
+    """The subject's row (its ``erased_at``), locked until the transaction ends; None when there is none."""
+    return conn.execute(
+        select(subjects.c.erased_at).where(subjects.c.subject_key == subject_key).with_for_update()
+    ).first()
+
+
+def _insert_bare(engine: Engine, conn: Connection, subject_key: str, at: datetime) -> None:
+    """A subject row with nothing but its key, for an erasure to mark (a sink batch may insert it meanwhile)."""
+    conn.execute(
+        dialect_insert(engine, subjects).on_conflict_do_nothing(index_elements=["subject_key"]),
+        [{"subject_key": subject_key, "created_at": at, "updated_at": at}],
+    )
+
+
+def _delete_personal(conn: Connection, subject_key: str) -> tuple[int, int, int]:
+    """Delete a subject's interactions, identities and consents; how many of each."""
+    return (
+        _rowcount(conn.execute(delete(interactions).where(interactions.c.subject_key == subject_key))),
+        _rowcount(conn.execute(delete(identities).where(identities.c.subject_key == subject_key))),
+        _rowcount(conn.execute(delete(consents).where(consents.c.subject_key == subject_key))),
     )
 
 

@@ -25,7 +25,7 @@ def submitted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[RightKind, bool, fl
 @pytest.mark.parametrize(
     ("command", "own", "kind", "extra"),
     [
-        ("erase", ["--yes"], RightKind.ERASURE, {}),
+        ("erase", ["--yes"], RightKind.ERASURE, {"visitor_id": None}),
         ("object", [], RightKind.OBJECTION, {}),
         ("restrict", [], RightKind.RESTRICTION, {}),
         ("unrestrict", [], RightKind.UNRESTRICTION, {}),
@@ -68,3 +68,10 @@ def test_defaults_and_the_erasure_confirmation(submitted: list[Any]) -> None:
 def test_a_malformed_rectification_is_refused_before_anything_is_submitted(submitted: list[Any]) -> None:
     result = CliRunner().invoke(cli.dpo_app, ["rectify", "--email", "a@example.com", "--set", "no-equals-sign"])
     assert result.exit_code == 2 and "field=value" in result.output and submitted == []
+
+
+def test_a_website_visitor_is_erased_by_its_cookie_id(submitted: list[Any]) -> None:
+    result = CliRunner().invoke(cli.dpo_app, ["erase", "--visitor-id", "ajs-123", "--yes"])
+    assert result.exit_code == 0, result.output
+    [(kind, _, _, options)] = submitted
+    assert kind is RightKind.ERASURE and options["visitor_id"] == "ajs-123" and options["email"] is None

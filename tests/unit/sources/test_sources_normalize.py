@@ -210,3 +210,21 @@ def test_the_domain_check_is_memoised_and_still_refuses() -> None:
     for _ in range(2):
         with pytest.raises(normalize.NormalizationError):
             normalize.canonical_email("ana@bad_domain..example")
+
+
+def test_a_visitor_key_is_a_keyed_hash_of_the_cookie_id_of_its_own_kind() -> None:
+    key = normalize.visitor_key(b"pepper", " 507f191e810c19729de860ea ")
+    assert key == normalize.visitor_key(b"pepper", "507f191e810c19729de860ea")  # surrounding blanks ignored
+    assert key.startswith("vk_") and len(key) == 43 and normalize.is_visitor_key(key)
+    assert "507f191e" not in key
+    assert key != normalize.visitor_key(b"other-pepper", "507f191e810c19729de860ea")
+    assert normalize.visitor_key(b"pepper", "Abc") != normalize.visitor_key(b"pepper", "abc")  # ids are case-sensitive
+    person = normalize.subject_key(b"pepper", email="a@example.com")
+    assert not normalize.is_visitor_key(person)
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "two words", "x" * 201, "zero\x00byte", "é"])
+def test_what_is_not_a_visitor_id_is_refused(raw: str) -> None:
+    with pytest.raises(normalize.NormalizationError) as err:
+        normalize.visitor_key(b"pepper", raw)
+    assert err.value.reason == "invalid_visitor_id" and err.value.field == "visitor_id"

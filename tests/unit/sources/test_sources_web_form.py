@@ -163,3 +163,24 @@ def test_the_field_limit_is_inclusive() -> None:
     raw = b"email=a%40example.com" + b"&a=b" * (web_form.MAX_FIELDS - 1)
     [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/x-www-form-urlencoded"))
     assert event.person.email == "a@example.com"
+
+
+def test_hubspot_s_visitor_cookie_links_the_form_to_the_visitor_s_history() -> None:
+    [event] = parse("hubspot_demo_request.json")
+    assert event.provenance.visitor_key == normalize.visitor_key(PEPPER, "f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6")
+    assert "f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6" not in event.model_dump_json()
+
+
+@pytest.mark.parametrize("name", ["anonymous_id", "ajs_anonymous_id", "hutk", "visitor_id"])
+def test_a_hidden_visitor_id_field_links_the_form_and_is_no_message_line(name: str) -> None:
+    raw = urlencode({"your-email": "ann@example.com", "your-message": "Call me", name: "cookie-123"}).encode()
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/x-www-form-urlencoded"))
+    assert event.provenance.visitor_key == normalize.visitor_key(PEPPER, "cookie-123")
+    assert event.subject_key == normalize.subject_key(PEPPER, email="ann@example.com")
+    assert "cookie-123" not in event.model_dump_json()
+
+
+def test_a_form_with_a_bad_visitor_id_is_kept_unlinked_with_a_note() -> None:
+    raw = urlencode({"your-email": "ann@example.com", "anonymous_id": "not one"}).encode()
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/x-www-form-urlencoded"))
+    assert event.provenance.visitor_key is None and event.provenance.notes == ("visitor_id_invalid",)
