@@ -15,9 +15,11 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from pipeline.agents.app import LeadpipeApp
+from pipeline.agents.faust_adapter import PartitionProgress
 from pipeline.config import Settings
 from pipeline.kafka.lag import PartitionLag, consumer_lag
 from pipeline.kafka.topics import make_admin
@@ -131,6 +133,28 @@ class WorkerMetrics:
 
         self.add_refresher(refresh)
 
+    def track_partitions(self, progress: Callable[[], Mapping[TP, PartitionProgress]]) -> None:
+        """Gauges of each assigned partition's records not committed yet (log end minus committed offset), read on
+        each scrape from ``progress``: the worker's own stall signal, in place of faust's stall warnings, which cannot
+        see the batch agents' commits (``BatchingConsumerThread.verify_event_path``). A partition whose gauge stays
+        above zero while the log end does not move is stuck; one that is paused on purpose (backpressure, a
+        database outage) shows the same, and the ``sink_pauses`` counter or the pause logs say why."""
+        uncommitted = Gauge(
+            "leadpipe_worker_uncommitted_records",
+            "Records of an assigned partition between the committed offset and the log end, by topic and partition "
+            "(absent until both are known).",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+
+        def refresh() -> None:
+            uncommitted.clear()  # partitions revoked since the last scrape go away
+            for tp, where in dict(progress()).items():
+                if where.end is not None and where.committed is not None:
+                    uncommitted.labels(tp.topic, str(tp.partition)).set(max(where.end - where.committed, 0))
+
+        self.add_refresher(refresh)
+
     def track_lag(self, read_lag: Callable[[], Iterable[PartitionLag]]) -> None:
         """Gauge of the consumer lag of the worker's group per topic and partition, read on each scrape from
         ``read_lag`` (the group's, not this replica's share: dashboards take the max over replicas)."""
@@ -174,6 +198,12 @@ def worker_metrics(app: LeadpipeApp) -> WorkerMetrics:
         metrics = WorkerMetrics()
         app.shared["metrics"] = metrics
         current = metrics
+
+        def progress() -> Mapping[TP, PartitionProgress]:
+            """Read at scrape time: touching ``app.consumer`` now would bind the app to an event loop too early."""
+            return app.batching_consumer.partition_progress()
+
+        metrics.track_partitions(progress)
 
         @app.page(METRICS_PATH)
         async def metrics_page(self: Any, request: Any) -> Any:

@@ -13,23 +13,21 @@ a counted drop (its subject was erased). An exception while handling one record 
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import logging
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 from opentelemetry.trace import Span
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from pipeline import tracing
 from pipeline.agents.app import LeadpipeApp, policy_for, topic_partitions
-from pipeline.agents.batching import BatchContext, BatchHandler, Fetched
+from pipeline.agents.batching import BatchContext, BatchHandler, Fetched, RetryBatch
 from pipeline.agents.metrics import WorkerMetrics, worker_metrics
 from pipeline.agents.sender import Out, TransactionalSender
 from pipeline.agents.spam import AgentSpam
@@ -58,6 +56,7 @@ from pipeline.processors import (
 from pipeline.processors import rates as rate_windows
 from pipeline.rights.commands import build_command
 from pipeline.runtime import Runtime
+from pipeline.sinks.base import backoff_delay
 from pipeline.topics import (
     ACCEPTED_TOPIC,
     AUDIT_TOPIC,
@@ -79,6 +78,8 @@ ACTOR = "processing"
 _CHILD_ERASURE_NAMESPACE = uuid.UUID("5b0f3a8e-2c47-4d8e-8f0e-6a1d3c9b7e22")
 #: ``issued_by`` of the erasures the children's rule issues (an operator id, like the DPO's login).
 CHILDREN_ACTOR = "children-rule"
+#: Longest pause between attempts at a batch while the key store's database is unreachable.
+STORE_RETRY_MAX_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,8 @@ class ProcessingStep:
                     continue
                 event, done = self._open(item, record, now)
                 opened.append(Opened(item, record, event, done))
+            except DBAPIError:
+                raise  # the database, not the event: the whole batch is done again (``RetryBatch``)
             except Exception as exc:  # a bug in the step itself: still the event's own dead letter, never a loss
                 opened.append(Opened(item, record, None, ([self._internal(item, record, exc, now)], "dead_letter")))
         return opened
@@ -204,6 +207,8 @@ class ProcessingStep:
                 outs = self.route(item, record, event, chain, now, raw=item.value)
                 outs.extend(self.apply_updates(chain, state))
                 result.add(item.partition, outs, chain.outcome.label, item.trace)
+            except DBAPIError:
+                raise  # the database, not the event: the whole batch is done again (``RetryBatch``)
             except Exception as exc:  # a bug in the step itself: still the event's own dead letter, never a loss
                 result.add(item.partition, [self._internal(item, record, exc, now)], "dead_letter", item.trace)
         return result
@@ -233,6 +238,8 @@ class ProcessingStep:
             return self.codec.open_contact(record), None
         except KeyDestroyedError:
             return None, (self.drop(record, DropReason.KEY_DESTROYED, "open", None, now), "dropped")
+        except DBAPIError:
+            raise  # the key store is unreachable: not this record's fault
         except Exception as exc:
             error = scrub_text(f"cannot open the sealed body: {type(exc).__name__}: {exc}")
             letter = self.dead_letter(item, record, stage="open", reason="open_failed", error=error, now=now)
@@ -550,9 +557,12 @@ def batch_handler(
     Delivery is awaited before the records are acknowledged (under at_least_once that is what makes the
     acknowledgement safe). A producer failure on a partition still assigned ends the process at once (``fatal``):
     a hard exit commits nothing, and the restarted worker redoes the batch from the last committed offset.
-    If the partition was revoked meanwhile, nothing is acknowledged: its new owner processes the batch.
+    If the partition was revoked meanwhile, or its producer fenced, nothing is acknowledged: the batch is done again
+    from the committed offset. The database unreachable in either phase (``open``, ``finish``) is a ``RetryBatch``.
     ``agent`` names the handler in the metrics (``processing`` or ``review``).
     """
+
+    failures: dict[int, int] = {}
 
     async def handle(ctx: BatchContext, messages: Sequence[Fetched]) -> None:
         spans = [process_span(source_name, m, shared.group, agent) for m in messages] if tracing.enabled() else []
@@ -564,20 +574,23 @@ def batch_handler(
         else:
             batch = [Consumed(m.partition, m.offset, m.key, m.value) for m in messages]
         started = time.perf_counter()
-        outcome = process(batch, shared.tables.state())
-        result = await outcome if inspect.isawaitable(outcome) else outcome
+        try:
+            outcome = process(batch, shared.tables.state())
+            result = await outcome if inspect.isawaitable(outcome) else outcome
+        except DBAPIError as exc:  # the key store's database is unreachable: pause and redo, never crash or drop
+            for span in spans:
+                tracing.end(span, failed="database_unavailable")
+            attempt = failures[ctx.tp.partition] = failures.get(ctx.tp.partition, 0) + 1
+            delay = backoff_delay(attempt, 0.5, STORE_RETRY_MAX_S)
+            log.warning("processing_paused", agent=agent, reason=type(exc.orig).__name__, retry_in_s=round(delay, 2))
+            raise RetryBatch(delay, f"key store: {type(exc.orig).__name__}") from exc
+        failures.pop(ctx.tp.partition, None)
         records = result.outgoing.get(ctx.tp.partition, [])
         shared.metrics.observe_batch(agent, result.counts, drop_reasons(records), time.perf_counter() - started)
-        try:
-            futures = await shared.sender.send(source_name, ctx.tp.partition, records)
-            if futures:
-                await asyncio.gather(*futures)
-        except Exception as exc:
-            fatal("batch_send_failed", exc, topic=source_name, partition=ctx.tp.partition, records=len(records))
-        if records and not futures:
+        if not await shared.sender.deliver(source_name, ctx.tp.partition, records):
             for span in spans:
-                tracing.end(span, failed="partition_revoked")
-            return  # revoked while sending: not acknowledged, the new owner redoes it
+                tracing.end(span, failed="not_acknowledged")
+            return  # revoked or fenced while sending: not acknowledged, done again from the committed offset
         for span in spans:
             tracing.end(span)
         ctx.ack(messages)
@@ -604,11 +617,3 @@ def process_span(topic: str, message: Fetched, group: str, agent: str) -> Span:
 def drop_reasons(records: Sequence[Out]) -> list[str]:
     """The reason of each drop among a batch's outputs: a drop record is keyed by its reason (``drop``)."""
     return [r.key.decode() for r in records if r.topic == DROPS_TOPIC and r.key]
-
-
-def fatal(event: str, exc: BaseException, **fields: Any) -> NoReturn:
-    """Log and end the process without committing anything (see ``handle_batch``)."""
-    log.critical(event, error=scrub_text(f"{type(exc).__name__}: {exc}"), **fields)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    os._exit(75)  # EX_TEMPFAIL: the orchestrator restarts the worker

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from pipeline.agents.app import LeadpipeApp
 from pipeline.agents.processing import (
@@ -112,6 +113,8 @@ class ReviewStep:
             try:
                 outs = self.decide(item, decision, state, now, learned.get(decision.decision_id))
                 result.add(item.partition, outs, decision.decision)
+            except DBAPIError:
+                raise  # the key store is unreachable: the batch is done again (``RetryBatch``), not dead-lettered
             except Exception as exc:
                 log.exception("review_internal_error", decision_id=str(decision.decision_id))
                 error = f"{type(exc).__name__} while carrying out the decision"

@@ -133,14 +133,23 @@ def register(app: LeadpipeApp, runtime: Runtime) -> RightsWorker:
             where = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
             await worker.handle(event.value, where)
 
+    # A timer that raises would crash the whole worker (faust runs timers as service tasks): a database outage is
+    # logged and the next tick tries again.
     @app.timer(interval=settings.rights_retry_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
     async def rights_retry() -> None:
-        count = await worker.retry()
+        try:
+            count = await worker.retry()
+        except Exception as exc:
+            log.warning("rights.retry_timer_failed", error=type(exc).__name__)
+            return
         if count:
             log.info("rights.retried", requests=count)
 
     @app.timer(interval=settings.retention_sweep_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
     async def retention_sweep() -> None:
-        await worker.sweep()
+        try:
+            await worker.sweep()
+        except Exception as exc:
+            log.warning("rights.sweep_timer_failed", error=type(exc).__name__)
 
     return worker

@@ -139,6 +139,8 @@ class SqlKeyStore:
             hit = self._by_id.get(key_id)
         if hit and (self._fresh(hit[0]) or self._in_batch("ids", key_id)):
             return hit[1]
+        if self._in_batch("gone", key_id):
+            return None  # this batch's preload found it destroyed or unknown: no second query mid-batch
         with Session(self._engine) as session:
             wrapped = session.scalar(select(SubjectKey.wrapped_key).where(SubjectKey.key_id == key_id))
         stamp = self._clock()
@@ -211,13 +213,16 @@ class SqlKeyStore:
 
         Batch readers (the stream processor opening a batch of records) call this first; ``key`` then hits the
         cache. Every id is read again, cached or not: an id destroyed meanwhile (by another process) leaves the
-        cache here, so ``key`` answers None for it from this batch on; unknown ids are not cached either.
+        cache here, so ``key`` answers None for it from this batch on, without asking the database again (a batch
+        then touches the database once, so an outage stops it before it started, never half-way); unknown ids are
+        not cached either.
 
         One prepared statement on a plain connection (no ORM session, no per-call coercion of 500 literals) and one
         lock for the batch's cache hits (a diagnosis, timed alone on batches of 500: 7.5 -> 3.3 us per record).
         """
         wanted = list(dict.fromkeys(key_ids))
         alive_ids: set[str] = set()
+        self._batch.ids = self._batch.gone = frozenset()  # a preload that fails confirms nothing
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             with self._engine.connect() as conn:
@@ -227,6 +232,7 @@ class SqlKeyStore:
             alive_ids |= found
             self._confirm(self._clock(), alive, [k for k in chunk if k not in found])
         self._batch.ids = frozenset(alive_ids)
+        self._batch.gone = frozenset(wanted) - self._batch.ids
 
     def active_key(self, scope: str) -> tuple[str, bytes]:
         with self._lock:

@@ -23,9 +23,10 @@ from pipeline.db import Base
 from pipeline.identity import tables as identity_tables
 from pipeline.ingest import replay
 from pipeline.rights import tracker
+from pipeline.sinks import ledger
 
 #: Every module that defines tables on ``pipeline.db.Base`` (imported here, so their tables are on its metadata).
-MODEL_MODULES: tuple[ModuleType, ...] = (keystore, crm_schema, tracker, identity_tables, replay)
+MODEL_MODULES: tuple[ModuleType, ...] = (keystore, crm_schema, tracker, identity_tables, replay, ledger)
 
 #: What migrations are compared against (autogenerate, and the test that the migrations match the models).
 target_metadata: MetaData = Base.metadata

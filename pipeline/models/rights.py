@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -70,6 +71,21 @@ class SuppressionRecord(StrictModel):
         description="When the latest erasure took effect: events received before it are dropped, later ones are a "
         "new collection. Stays put when a later request changes another flag (updated_at moves, this does not).",
     )
+    erased_events: tuple[str, ...] = Field(
+        default=(),
+        description="Tombstones: erased_event_tag() of every event erased with the subject. Such an event is dropped "
+        "whenever it comes again (a replayed request, a redelivery, a dead letter replayed), whatever its receipt "
+        "time says. Hashes of random event ids: no personal data.",
+    )
+
+    def event_erased(self, event_id: UUID) -> bool:
+        """Whether ``event_id`` was erased with this subject (its tombstone is here)."""
+        return bool(self.erased_events) and erased_event_tag(event_id) in self.erased_events
+
+
+def erased_event_tag(event_id: UUID) -> str:
+    """The tombstone of an erased event: a hash of its id (128 bits, hex), never the id itself."""
+    return hashlib.sha256(b"leadpipe:erased-event:" + event_id.bytes).hexdigest()[:32]
 
 
 class SinkStatus(StrEnum):

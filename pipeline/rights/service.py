@@ -41,7 +41,7 @@ def build_executor(
             return policy_purposes
 
     effects: list[Effect] = [
-        SuppressionPublisher(tracker, publisher, consent_purposes),
+        SuppressionPublisher(tracker, publisher, consent_purposes, crm.event_ids),
         KeyShredding(runtime.keystore),
         CrmEffect(crm),
         ExportEffect(crm, settings.resolved_exports_dir, hubspot_reader, settings.rights_export_font, policy.storage),

@@ -33,13 +33,15 @@ def next_state(
     *,
     consent_purposes: Iterable[Purpose] = (),
     erase: bool | None = None,
+    erased_events: Iterable[str] = (),
 ) -> SuppressionRecord | None:
     """The subject's state after ``command``, or None when the command does not change it (access, rectification).
 
     ``consent_purposes`` are the purposes that rest on consent under the policy: a withdrawal that names no
     purpose withdraws all of them. ``erase`` overrides whether a retention expiry erased the whole subject
     (decided when it runs: only when nothing is left). Earlier flags survive an erasure: an objection or a
-    withdrawal still holds if the person comes back later.
+    withdrawal still holds if the person comes back later. ``erased_events``: the tombstones an erasure adds
+    (``erased_event_tag`` of each event erased), kept with every later state.
     """
     kind = command.kind
     erasing = kind is RightKind.ERASURE if erase is None else erase
@@ -52,7 +54,7 @@ def next_state(
         return previous  # the same request redelivered: nothing changes, not even the timestamps
     changes: dict[str, object] = {"updated_at": at, "request_id": command.request_id}
     if erasing:
-        changes.update(erased=True, erased_at=at)
+        changes.update(erased=True, erased_at=at, erased_events=tuple(sorted({*base.erased_events, *erased_events})))
     if kind is RightKind.OBJECTION:
         changes["marketing_objected"] = True
     elif kind is RightKind.OBJECTION_LIFTED:
@@ -96,6 +98,11 @@ def moved_states(
         }
     )
     emptied = SuppressionRecord(
-        subject_key=command.subject_key, erased=True, erased_at=at, updated_at=at, request_id=command.request_id
+        subject_key=command.subject_key,
+        erased=True,
+        erased_at=at,
+        updated_at=at,
+        request_id=command.request_id,
+        erased_events=old.erased_events,  # an event erased under the old address stays erased
     )
     return moved, emptied

@@ -145,6 +145,11 @@ class CrmRights:
 
     # ---- what the rights read --------------------------------------------------------------------------------
 
+    def event_ids(self, subject_key: str) -> list[UUID]:
+        """The ids of the events stored for the subject (an erasure tombstones them before deleting the rows)."""
+        with self.engine.connect() as conn:
+            return list(conn.scalars(select(interactions.c.event_id).where(interactions.c.subject_key == subject_key)))
+
     def expired_interactions(self, now: datetime, limit: int = 10_000) -> list[StoredInteraction]:
         """Interactions whose retention expiry is at or before ``now``, oldest expiry first (the sweep's input)."""
         with self.engine.connect() as conn:

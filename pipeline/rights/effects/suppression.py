@@ -1,16 +1,20 @@
 """The compacted suppression topic: the subject's full latest state, read by the chain and the sinks.
 
+An erasure also tombstones the subject's events (``stored_events``: those the CRM holds, read before it erases
+them): their hashes ride in the state, so a replay of any of them is dropped by the chain and by every sink.
+
 The previous state is kept in the tracker (``rights_subject_state``) so each record is the full state, whatever
 the order in which consumers start; publishing is confirmed before the effect reports DONE.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from uuid import UUID
 
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose
-from pipeline.models.rights import RightKind, SuppressionRecord
+from pipeline.models.rights import RightKind, SuppressionRecord, erased_event_tag
 from pipeline.rights.effects.base import Context, Effect, EffectResult
 from pipeline.rights.plan import rekeys
 from pipeline.rights.state import moved_states, next_state
@@ -26,10 +30,12 @@ class SuppressionPublisher(Effect):
         tracker: RequestTracker,
         publisher: ConfirmingPublisher,
         consent_purposes: Callable[[], Sequence[Purpose]] = tuple,
+        stored_events: Callable[[str], Iterable[UUID]] = lambda _key: (),
     ) -> None:
         self._tracker = tracker
         self._publisher = publisher
         self._consent_purposes = consent_purposes
+        self._stored_events = stored_events
 
     def apply(self, ctx: Context) -> EffectResult:
         command = ctx.command
@@ -41,7 +47,11 @@ class SuppressionPublisher(Effect):
         consent_based |= {Purpose(p) for p in ctx.evidence.get("crm", {}).get("purposes_withdrawn", ())}
         if command.kind is RightKind.CONSENT_WITHDRAWAL and not command.purposes and not consent_based:
             return EffectResult.not_applicable("no_consent_purposes_known")
-        state = next_state(previous, command, ctx.now, consent_purposes=sorted(consent_based), erase=erase)
+        erasing = command.kind is RightKind.ERASURE if erase is None else erase
+        tombstones = [erased_event_tag(e) for e in self._stored_events(command.subject_key)] if erasing else []
+        state = next_state(
+            previous, command, ctx.now, consent_purposes=sorted(consent_based), erase=erase, erased_events=tombstones
+        )
         if state is None:
             return EffectResult.not_applicable("state_unchanged")
         self._publisher.publish([Outgoing(SUPPRESSION_TOPIC, state.subject_key, state)])

@@ -150,6 +150,11 @@ class DryRunGateway:
         self._record("GET", path, query={} if by_id else {"idProperty": "email"})
         return None
 
+    def read_contacts(self, emails: Sequence[str], properties: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The dry run keeps no contacts: nothing is known to have landed (an unsure upsert is written again)."""
+        self._record("POST", "/crm/v3/objects/contacts/batch/read", {"idProperty": "email", "inputs": len(emails)})
+        return {}
+
     def search_contacts(
         self, *, emails: Sequence[str] = (), phones: Sequence[str] = (), properties: Sequence[str] = ()
     ) -> list[dict[str, Any]]:

@@ -42,11 +42,13 @@ from hubspot.crm.contacts import Configuration as ContactsConfiguration
 from hubspot.crm.contacts import exceptions as contacts_exceptions
 from hubspot.crm.contacts.models import (
     BatchInputSimplePublicObjectBatchInputUpsert,
+    BatchReadInputSimplePublicObjectId,
     Filter,
     FilterGroup,
     PublicGdprDeleteInput,
     PublicObjectSearchRequest,
     SimplePublicObjectBatchInputUpsert,
+    SimplePublicObjectId,
     SimplePublicObjectInput,
 )
 from hubspot.crm.properties import exceptions as properties_exceptions
@@ -314,6 +316,37 @@ class HubSpotGateway:
             for trace in traces:
                 response.errors[trace] = record_error
         return response
+
+    def read_contacts(self, emails: Sequence[str], properties: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``POST /crm/v3/objects/contacts/batch/read`` by e-mail (<= 100): e-mail -> the contact's ``properties``;
+        e-mails HubSpot has no contact for are absent (its 207 lists them as not found)."""
+        if not emails:
+            return {}
+        config = self._model_configuration
+        body = BatchReadInputSimplePublicObjectId(
+            inputs=[SimplePublicObjectId(id=e.lower(), local_vars_configuration=config) for e in emails],
+            id_property="email",
+            properties=sorted({"email", *properties}),
+            properties_with_history=[],
+            local_vars_configuration=config,
+        )
+
+        def send() -> dict[str, Any]:
+            raw = self._batch_api.read_with_http_info(body, _request_timeout=self._timeout, _preload_content=False)
+            try:
+                data = orjson.loads(raw.data)
+            finally:
+                raw.release_conn()
+            if not isinstance(data, dict):
+                raise ValueError("batch read answered something that is not a JSON object")
+            return data
+
+        found: dict[str, dict[str, Any]] = {}
+        for result in self._call("batch_read", send).get("results") or []:
+            props = dict(result.get("properties") or {})
+            if props.get("email"):
+                found[str(props["email"]).lower()] = props
+        return found
 
     @cached_property
     def _model_configuration(self) -> Any:

@@ -4,7 +4,7 @@ from uuid import uuid4
 import pytest
 
 from pipeline.models.common import Purpose
-from pipeline.models.rights import RightKind, RightsCommand, SuppressionRecord
+from pipeline.models.rights import RightKind, RightsCommand, SuppressionRecord, erased_event_tag
 from pipeline.rights.state import next_state
 
 T0 = datetime(2025, 5, 1, tzinfo=UTC)
@@ -75,6 +75,41 @@ def test_previous_state_of_another_subject_is_refused() -> None:
     other = SuppressionRecord(subject_key="sk_other0000", updated_at=T0, request_id=uuid4())
     with pytest.raises(ValueError, match="another subject"):
         next_state(other, command(RightKind.OBJECTION), T0)
+
+
+def test_an_erasure_adds_its_tombstones_and_later_states_keep_them() -> None:
+    first, second = uuid4(), uuid4()
+    s1 = next_state(None, command(RightKind.ERASURE), T0, erased_events=[erased_event_tag(first)])
+    assert s1 is not None and s1.event_erased(first) and not s1.event_erased(second)
+    s2 = next_state(s1, command(RightKind.OBJECTION), T0 + timedelta(hours=1))
+    assert s2 is not None and s2.event_erased(first)
+    s3 = next_state(s2, command(RightKind.ERASURE), T0 + timedelta(hours=2), erased_events=[erased_event_tag(second)])
+    assert s3 is not None and s3.event_erased(first) and s3.event_erased(second)
+    assert str(first) not in s3.model_dump_json() and first.hex not in s3.model_dump_json()  # hashes, not the ids
+
+
+def test_a_corrected_address_keeps_the_old_keys_tombstones() -> None:
+    from pipeline.rights.state import moved_states
+
+    erased = uuid4()
+    old = next_state(None, command(RightKind.ERASURE), T0, erased_events=[erased_event_tag(erased)])
+    assert old is not None
+    move = RightsCommand(
+        request_id=uuid4(),
+        kind=RightKind.RECTIFICATION,
+        subject_key=SK,
+        issued_at=T0,
+        issued_by="dpo",
+        due_at=T0,
+        new_subject_key="sk_new",
+    )
+    _, emptied = moved_states(old, None, move, T0 + timedelta(days=1))
+    assert emptied.subject_key == SK and emptied.event_erased(erased)
+
+
+def test_only_an_erasure_adds_tombstones() -> None:
+    state = next_state(None, command(RightKind.OBJECTION), T0, erased_events=[erased_event_tag(uuid4())])
+    assert state is not None and state.erased_events == ()
 
 
 def test_a_corrected_address_moves_every_flag_to_the_new_key_and_leaves_the_old_key_erased() -> None:
