@@ -154,6 +154,19 @@ def locked(path: Path, shared: bool = False) -> Iterator[IO[str]]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+#: Where a test service keeps the ports it picked (free on first use), so a later session finds it again.
+PORTS_FILE = "ports.json"
+
+
+def remembered_ports(root: Path) -> dict[str, int]:
+    """The ports a service under ``root`` picked earlier; empty when there are none or the file is unreadable."""
+    with contextlib.suppress(ValueError, OSError):
+        found = json.loads((root / PORTS_FILE).read_text())
+        if isinstance(found, dict):
+            return {str(k): int(v) for k, v in found.items()}
+    return {}
+
+
 def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -335,11 +348,7 @@ class LocalKafka:
         root = cache / f"kafka-{settings.kafka_version}-test-broker"
         root.mkdir(parents=True, exist_ok=True)
         with locked(root / ".launcher.lock"):
-            ports_file = root / "ports.json"
-            ports: dict[str, int] = {}
-            if ports_file.exists():
-                with contextlib.suppress(ValueError, OSError):
-                    ports = json.loads(ports_file.read_text())
+            ports = remembered_ports(root)
             port, controller = ports.get("port"), ports.get("controller_port")
             if port and controller:
                 broker = cls._test_broker(root, cache, settings, port, controller)
@@ -349,7 +358,7 @@ class LocalKafka:
             port, controller = free_port(), free_port()
             while controller == port:
                 controller = free_port()
-            ports_file.write_text(json.dumps({"port": port, "controller_port": controller}))
+            (root / PORTS_FILE).write_text(json.dumps({"port": port, "controller_port": controller}))
             return cls._test_broker(root, cache, settings, port, controller)
 
     @classmethod

@@ -32,7 +32,16 @@ from pathlib import Path
 import httpx
 
 from pipeline.config import Settings, get_settings
-from pipeline.kafka.launcher import SharedUse, free_port, locked, port_free, process_alive, terminate
+from pipeline.kafka.launcher import (
+    PORTS_FILE,
+    SharedUse,
+    free_port,
+    locked,
+    port_free,
+    process_alive,
+    remembered_ports,
+    terminate,
+)
 from pipeline.logging import get_logger
 
 log = get_logger(__name__)
@@ -178,6 +187,9 @@ class LocalSpamEngine:
         self.port = port
         self.controller_port = controller_port
         self.redis_port = redis_port
+        self.url = f"http://{HOST}:{port}"  # rspamd's normal worker, and below its controller
+        self.controller_url = f"http://{HOST}:{controller_port}"
+        self.rspamd_dir, self.redis_dir = root / "rspamd", root / "redis"
         if sa_rules and not SA_RULES_DIR.is_dir():
             raise SpamEngineLaunchError(
                 f"SpamAssassin's rules are not in {SA_RULES_DIR}: run LEADPIPE_SPAM_SA_RULES=1 "
@@ -207,11 +219,7 @@ class LocalSpamEngine:
         root = _service_root((cache_dir or settings.cache_dir) / "spam-engine-test")
         root.mkdir(parents=True, exist_ok=True)
         with locked(root / ".launcher.lock"):
-            ports_file = root / "ports.json"
-            ports: dict[str, int] = {}
-            if ports_file.exists():
-                with contextlib.suppress(ValueError, OSError):
-                    ports = json.loads(ports_file.read_text())
+            ports = remembered_ports(root)
             wanted = (ports.get("port"), ports.get("controller_port"), ports.get("redis_port"))
             if all(wanted):
                 engine = cls(root, port=wanted[0], controller_port=wanted[1], redis_port=wanted[2])  # type: ignore[arg-type]
@@ -222,7 +230,7 @@ class LocalSpamEngine:
                 candidate = free_port()
                 if candidate not in chosen:
                     chosen.append(candidate)
-            ports_file.write_text(
+            (root / PORTS_FILE).write_text(
                 json.dumps({"port": chosen[0], "controller_port": chosen[1], "redis_port": chosen[2]})
             )
             return cls(root, port=chosen[0], controller_port=chosen[1], redis_port=chosen[2])
@@ -239,22 +247,6 @@ class LocalSpamEngine:
         return copied
 
     # -- paths --
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def controller_url(self) -> str:
-        return f"http://{HOST}:{self.controller_port}"
-
-    @property
-    def rspamd_dir(self) -> Path:
-        return self.root / "rspamd"
-
-    @property
-    def redis_dir(self) -> Path:
-        return self.root / "redis"
 
     def _pid_file(self, name: str) -> Path:
         return self.root / f"{name}.pid"
