@@ -1,9 +1,15 @@
-"""The ``leadpipe`` command line: one entry point for the whole product; each area contributes a sub-command."""
+"""The ``leadpipe`` command line: one entry point for the whole product; each area contributes a sub-command.
+
+Every command declares who may run it: an operator command carries ``@operator_command(Permission.X)``
+(``pipeline/identity/operator.py``), and the commands that act for nobody (they start a process, or work with the
+deployment's own credentials) are the groups in ``WITHOUT_OPERATOR``. ``--key-file`` names the operator's API key.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -13,6 +19,7 @@ from pipeline.api import cli as api_cli
 from pipeline.config import get_settings
 from pipeline.dlq import cli as dlq_cli
 from pipeline.identity import cli as identity_cli
+from pipeline.identity.operator import API_KEY_ENV
 from pipeline.kafka import cli as kafka_cli
 from pipeline.logging import configure_logging
 from pipeline.migrations import cli as migrations_cli
@@ -44,8 +51,31 @@ SUBCOMMANDS: list[tuple[str, typer.Typer | Callable[..., Any]]] = [
 ]
 
 
+#: Top-level commands that act for no operator, and why (every other command declares its permission).
+WITHOUT_OPERATOR: dict[str, str] = {
+    "kafka": "starts and stops the local broker",
+    "topics": "creates topics with the deployment's broker credentials",
+    "schemas": "writes and checks the JSON Schema files",
+    "serve": "starts the API; each request authenticates on its own",
+    "import": "publishes a file as a source, with the deployment's broker credentials",
+    "db": "migrates the database with the deployment's credentials",
+    "worker": "starts the stream processors",
+    "policy": "checks a policy file",
+    "demo": "the end-to-end demo on the embedded default",
+}
+
+
 @app.callback()
-def _main() -> None:
+def _main(
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help=f"A file holding your API key (default: the {API_KEY_ENV} variable); operator commands run as you",
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
 

@@ -177,6 +177,7 @@ class ReviewStep:
             audit_id=uuid.uuid4(),
             at=now,
             actor=f"{ACTOR}:{decision.reviewer}",
+            principal=decision.principal,
             action=action,
             subject_key=decision.subject_key,
             event_id=decision.event_id,

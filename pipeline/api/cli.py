@@ -1,4 +1,8 @@
-"""``leadpipe serve``: the HTTP API (``pipeline.api.app``) under uvicorn."""
+"""``leadpipe serve``: the HTTP API (``pipeline.api.app``) under uvicorn.
+
+On the embedded default's first start (not production), the first admin is created and its key written once to
+``<LEADPIPE_HOME>/secrets/bootstrap-admin-key`` (mode 0600); the log names the file, never the key.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ import uvicorn
 
 from pipeline.config import get_settings
 from pipeline.db import ensure_schema
+from pipeline.identity.bootstrap import ensure_bootstrap_admin
+from pipeline.identity.operator import embedded_default
+from pipeline.identity.store import IdentityStore
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.runtime import Runtime
 
@@ -23,6 +30,8 @@ def serve(
     settings = get_settings()
     runtime = Runtime(settings)
     ensure_schema(runtime.engine)
+    if embedded_default(settings):
+        ensure_bootstrap_admin(settings, IdentityStore(runtime.engine, settings.api_key_pepper_bytes()))
     publisher = ConfirmingPublisher(settings)
     app = create_api(runtime, publisher)
     try:

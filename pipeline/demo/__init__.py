@@ -4,7 +4,8 @@ Starts (or reuses) the local Kafka broker, applies topics.yaml, migrates the SQL
 realistic payload per channel (plus spam, a child and a malformed form) through the same ingest path the HTTP API
 uses, waits until each one is accounted for (accepted and written by both sinks, quarantined, dropped or
 dead-lettered), then carries out an erasure and shows its evidence. HubSpot runs in dry-run mode: what it would have
-sent is in a JSONL file.
+sent is in a JSONL file. The erasure is issued by a person, the demo's DPO account (``demo-dpo``), whom the tracker
+and the audit name.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from rich.table import Table
 
 from pipeline.config import Settings, get_settings
 from pipeline.db import ensure_schema
+from pipeline.identity.store import IdentityStore
 from pipeline.ingest.service import IngestService, Submission
 from pipeline.kafka.consumer import Record, read_until
 from pipeline.kafka.launcher import LocalKafka, kafka_answers
@@ -35,6 +37,7 @@ from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.kafka.topics import apply_topics
 from pipeline.logging import configure_logging
 from pipeline.models.common import Channel
+from pipeline.models.identity import Principal, PrincipalKind, Role, system_principal
 from pipeline.models.rights import RightKind
 from pipeline.rights.dpo import DpoTools
 from pipeline.rights.tracker import RequestState
@@ -43,6 +46,8 @@ from pipeline.topics import ACCEPTED_TOPIC, DROPS_TOPIC, PROCESSING_DLQ_TOPIC, Q
 
 #: The person the demo erases: the sender of the packaged demo-request form.
 ERASED_EMAIL = "priya.raman@bigcorp.example.co.uk"
+#: The DPO account the demo's erasure is issued by.
+DEMO_DPO = "demo-dpo"
 
 CONTENT_TYPES = {
     ".txt": "application/x-www-form-urlencoded",
@@ -202,21 +207,36 @@ def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s:
     return _erase_one(settings, runtime, console, timeout_s)
 
 
+def demo_dpo(settings: Settings, runtime: Runtime) -> Principal:
+    """The demo's DPO: a person with the dpo role, created on the first run (the audit names them)."""
+    store = IdentityStore(runtime.engine, settings.api_key_pepper_bytes())
+    info = store.get(DEMO_DPO)
+    if info is None:
+        info = store.add_principal(
+            DEMO_DPO, display_name="Demo DPO", kind=PrincipalKind.PERSON, roles=[Role.DPO], by=system_principal("demo")
+        )
+    return info.principal("local")
+
+
 def _erase_one(settings: Settings, runtime: Runtime, console: Console, timeout_s: float) -> int:
     """The DPO erases the demo-request sender; every sink confirms with evidence, and their data key is destroyed."""
     tools = DpoTools(runtime, ConfirmingPublisher(settings))
-    submitted = tools.request(RightKind.ERASURE, operator="demo-dpo", email=ERASED_EMAIL)
+    dpo = demo_dpo(settings, runtime)
+    submitted = tools.request(RightKind.ERASURE, by=dpo, email=ERASED_EMAIL)
     request_id = submitted.command.request_id
-    console.print(f"DPO: erasure {request_id} for subject {submitted.command.subject_key} submitted")
+    console.print(
+        f"DPO: erasure {request_id} for subject {submitted.command.subject_key} submitted by {dpo.display_name}"
+    )
     view = tools.wait(request_id, timeout_s)
     if view is None or view.state is not RequestState.COMPLETED:
         console.print(f"[red]DPO: erasure not confirmed by every sink within {timeout_s}s: {view}[/red]")
         return 1
     table = Table(title=f"Erasure {request_id}: evidence per sink")
-    for column in ("sink", "status", "evidence"):
+    for column in ("sink", "status", "completed by", "evidence"):
         table.add_column(column)
     for sink in view.sinks:
-        table.add_row(sink.sink, sink.status.value, json.dumps(sink.evidence, default=str)[:200])
+        by = sink.completed_by.display_name if sink.completed_by else "-"
+        table.add_row(sink.sink, sink.status.value, by, json.dumps(sink.evidence, default=str)[:200])
     console.print(table)
     assert view.completed_at is not None
     console.print(f"DPO: completed in {(view.completed_at - view.received_at).total_seconds():.2f}s")

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.models.common import StrictModel
+from pipeline.models.identity import Principal
 from pipeline.models.records import Sealed
 from pipeline.models.rights import RightKind, RightsCommand, SinkStatus
 
@@ -63,6 +64,8 @@ class Context:
     handover: Handover = field(default_factory=Handover)
     erase_subject: bool = False
     evidence: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    by: Principal | None = None
+    """Who carries the steps out (the rights agent): the access copy names them."""
 
     def open(self, sealed: Sealed, model: type[M]) -> M:
         """Open the command's sealed details; once the subject's key is destroyed they are gone for good."""

@@ -127,7 +127,7 @@ def test_erasure_leaves_nothing_recoverable_on_any_topic(world: Runtime) -> None
     assert any(s.key_id.startswith("record:") for s in holds_erased), "the shared import payload was not seen"
 
     desk = RightsDesk(RequestTracker(runtime.engine), publisher)
-    (command,) = desk.submit([build_command(RightKind.ERASURE, erased_key, issued_by="dpo:test")])
+    (command,) = desk.submit([build_command(RightKind.ERASURE, erased_key, issued_by=person("dpo:test"))])
     statuses = {s.sink: s for s in build_executor(runtime, publisher).execute(command)}
     assert statuses["kafka"].status is SinkStatus.DONE and statuses["kafka"].evidence["keys_destroyed"] >= 1
     assert statuses["suppression"].status is SinkStatus.DONE

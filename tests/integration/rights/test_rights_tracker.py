@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
+from identity_helpers import person
 
 from pipeline.db import ensure_schema, make_engine
 from pipeline.models.rights import AuditRecord, RightKind, RightsStatus, SinkStatus, SuppressionRecord
@@ -36,7 +37,7 @@ def status(cmd_id: object, sink: str, st: SinkStatus, **evidence: object) -> Rig
 def test_request_is_recorded_once_with_its_deadline_and_settles_when_every_sink_confirms(
     tracker: RequestTracker,
 ) -> None:
-    cmd = build_command(RightKind.ERASURE, "sk_t0000000", issued_by="dpo:anna", now=T0)
+    cmd = build_command(RightKind.ERASURE, "sk_t0000000", issued_by=person("dpo:anna"), now=T0)
     assert tracker.record(cmd, ["crm", "hubspot"]) is True
     assert tracker.record(cmd, ["crm", "hubspot"]) is False
     view = tracker.get(cmd.request_id)
@@ -60,7 +61,7 @@ def test_request_is_recorded_once_with_its_deadline_and_settles_when_every_sink_
 
 
 def test_overdue_and_extension_with_reason(tracker: RequestTracker) -> None:
-    cmd = build_command(RightKind.OBJECTION, "sk_t0000000", issued_by="dpo", now=T0)
+    cmd = build_command(RightKind.OBJECTION, "sk_t0000000", issued_by=person("dpo"), now=T0)
     tracker.record(cmd, ["crm"])
     assert tracker.overdue(T0 + timedelta(days=20)) == []
     assert [r.request_id for r in tracker.overdue(T0 + timedelta(days=32))] == [str(cmd.request_id)]
@@ -78,10 +79,10 @@ def test_overdue_and_extension_with_reason(tracker: RequestTracker) -> None:
 def test_pending_counts_agree_with_the_request_views(tracker: RequestTracker) -> None:
     """The metrics' counts come from SQL; they must say what ``open_requests``/``overdue`` say, extensions included."""
     assert tracker.pending_counts(T0) == ({}, 0)
-    late = build_command(RightKind.OBJECTION, "sk_t0000001", issued_by="dpo", now=T0)
-    extended = build_command(RightKind.RESTRICTION, "sk_t0000002", issued_by="dpo", now=T0)
-    failing = build_command(RightKind.ERASURE, "sk_t0000003", issued_by="dpo", now=T0 + timedelta(days=10))
-    done = build_command(RightKind.OBJECTION, "sk_t0000004", issued_by="dpo", now=T0)
+    late = build_command(RightKind.OBJECTION, "sk_t0000001", issued_by=person("dpo"), now=T0)
+    extended = build_command(RightKind.RESTRICTION, "sk_t0000002", issued_by=person("dpo"), now=T0)
+    failing = build_command(RightKind.ERASURE, "sk_t0000003", issued_by=person("dpo"), now=T0 + timedelta(days=10))
+    done = build_command(RightKind.OBJECTION, "sk_t0000004", issued_by=person("dpo"), now=T0)
     for cmd in (late, extended, failing, done):
         tracker.record(cmd, ["crm"])
     tracker.extend(extended.request_id, 1, "numerous requests from the same person", by="dpo")
@@ -95,7 +96,7 @@ def test_pending_counts_agree_with_the_request_views(tracker: RequestTracker) ->
 
 
 def test_unrestriction_records_that_a_notice_is_due(tracker: RequestTracker) -> None:
-    cmd = build_command(RightKind.UNRESTRICTION, "sk_t0000000", issued_by="dpo", now=T0)
+    cmd = build_command(RightKind.UNRESTRICTION, "sk_t0000000", issued_by=person("dpo"), now=T0)
     tracker.record(cmd)
     assert tracker.get(cmd.request_id).notice_due  # type: ignore[union-attr]
     tracker.mark_notice_sent(cmd.request_id)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fakes.contacts import make_tagged
 from fakes.hubspot import FakeHubSpot
+from identity_helpers import person
 from sinks_helpers import sink_for
 from sqlalchemy import Engine
 
@@ -45,7 +46,7 @@ def command(kind: RightKind, subject_key: str, at: datetime) -> RightsCommand:
         kind=kind,
         subject_key=subject_key,
         issued_at=at,
-        issued_by="dpo-test",
+        issued_by=person("dpo-test"),
         due_at=at + timedelta(days=30),
     )
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fakes.contacts import make_tagged
+from identity_helpers import person
 
 from pipeline.db import ensure_schema, make_engine
 from pipeline.models.records import Sealed
@@ -33,7 +34,7 @@ def crm(tmp_path: Path) -> Iterator[CrmRights]:
 
 
 def command(kind: RightKind, subject_key: str, **extra: Any) -> RightsCommand:
-    built = build_command(RightKind.OBJECTION, subject_key, issued_by="dpo:test", now=NOW)
+    built = build_command(RightKind.OBJECTION, subject_key, issued_by=person("dpo:test"), now=NOW)
     return built.model_copy(update={"kind": kind, **extra})
 
 

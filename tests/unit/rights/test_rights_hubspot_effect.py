@@ -10,6 +10,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from identity_helpers import person
 
 from pipeline.crypto.sealing import Sealer
 from pipeline.models.common import Purpose
@@ -79,7 +80,7 @@ def ctx(command: RightsCommand, emails: tuple[str, ...] = (EMAIL,)) -> Context:
 
 
 def cmd(kind: RightKind, **kw: Any) -> RightsCommand:
-    return build_command(kind, SK, issued_by="dpo", sealer=SEALER, **kw)
+    return build_command(kind, SK, issued_by=person("dpo"), sealer=SEALER, **kw)
 
 
 def test_erasure_is_the_gdpr_delete_with_the_contact_id_as_evidence() -> None:
