@@ -19,7 +19,7 @@ from pipeline.api import cli as api_cli
 from pipeline.config import get_settings
 from pipeline.dlq import cli as dlq_cli
 from pipeline.identity import cli as identity_cli
-from pipeline.identity.operator import API_KEY_ENV
+from pipeline.identity.operator import API_KEY_ENV, use_key_file
 from pipeline.kafka import cli as kafka_cli
 from pipeline.logging import configure_logging
 from pipeline.migrations import cli as migrations_cli
@@ -76,6 +76,7 @@ def _main(
         ),
     ] = None,
 ) -> None:
+    use_key_file(key_file)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-import click
 import typer
 
 from pipeline.config import Settings, get_settings
@@ -52,6 +51,12 @@ class NoOperator:
 Access = Permission | NoOperator
 
 _current: ContextVar[Principal | None] = ContextVar("leadpipe_operator", default=None)
+_key_file: ContextVar[Path | None] = ContextVar("leadpipe_key_file", default=None)
+
+
+def use_key_file(path: Path | None) -> None:
+    """The root ``--key-file`` option (``pipeline/cli.py`` sets it before any command runs)."""
+    _key_file.set(path)
 
 
 def operator_command(permission: Permission) -> Callable[[F], F]:
@@ -103,9 +108,8 @@ def refuse(message: str) -> NoReturn:
 
 def presented_key() -> str | None:
     """The operator's API key: ``--key-file`` (the root option) first, then ``LEADPIPE_API_KEY``."""
-    context = click.get_current_context(silent=True)
-    key_file = context.find_root().params.get("key_file") if context is not None else None
-    if isinstance(key_file, Path):
+    key_file = _key_file.get()
+    if key_file is not None:
         try:
             return key_file.read_text().strip()
         except OSError as exc:
