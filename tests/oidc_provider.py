@@ -263,10 +263,18 @@ class Hydra:
         self._warm_up(timeout_s)
 
     def _warm_up(self, timeout_s: float) -> None:
-        """Hydra makes its RSA signing keys on first use (seconds on a busy machine): make them now, so the first
-        test's discovery does not hit the verifier's short HTTP timeout."""
+        """Hydra makes its RSA signing keys on first use (seconds on a busy machine, and it may drop the request that
+        asked meanwhile): make them now, so the first test's discovery does not hit the verifier's short timeout."""
+        deadline = time.monotonic() + timeout_s
         for path in ("/.well-known/openid-configuration", "/.well-known/jwks.json"):
-            httpx.get(f"{self.issuer}{path}", timeout=timeout_s).raise_for_status()
+            while True:
+                try:
+                    httpx.get(f"{self.issuer}{path}", timeout=timeout_s).raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
