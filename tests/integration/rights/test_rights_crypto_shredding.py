@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from fakes.contacts import tags_for
+from identity_helpers import person as principal_named
 from rights_helpers import read_everything
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,6 +28,7 @@ from pipeline.db import ensure_schema
 from pipeline.ingest.service import IngestService
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Channel
+from pipeline.models.identity import Role
 from pipeline.models.records import ContactBody, Sealed
 from pipeline.models.rights import RightKind, SinkStatus
 from pipeline.models.tagged import TaggedEvent
@@ -40,6 +42,8 @@ pytestmark = pytest.mark.integration
 
 ERASED = {"email": "zoe.quartz@example.com", "first_name": "Zoefina", "last_name": "Quartzberg"}
 KEPT = {"email": "kai.ember@example.org", "first_name": "Kaiwen", "last_name": "Emberly"}
+
+DPO = principal_named("dana", "Dana Privacy", Role.DPO)
 
 
 def _form(person: dict[str, str], message: str) -> bytes:
@@ -127,7 +131,7 @@ def test_erasure_leaves_nothing_recoverable_on_any_topic(world: Runtime) -> None
     assert any(s.key_id.startswith("record:") for s in holds_erased), "the shared import payload was not seen"
 
     desk = RightsDesk(RequestTracker(runtime.engine), publisher)
-    (command,) = desk.submit([build_command(RightKind.ERASURE, erased_key, issued_by=person("dpo:test"))])
+    (command,) = desk.submit([build_command(RightKind.ERASURE, erased_key, issued_by=DPO)])
     statuses = {s.sink: s for s in build_executor(runtime, publisher).execute(command)}
     assert statuses["kafka"].status is SinkStatus.DONE and statuses["kafka"].evidence["keys_destroyed"] >= 1
     assert statuses["suppression"].status is SinkStatus.DONE

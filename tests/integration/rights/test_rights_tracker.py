@@ -7,6 +7,7 @@ import pytest
 from identity_helpers import person
 
 from pipeline.db import ensure_schema, make_engine
+from pipeline.models.identity import Role
 from pipeline.models.rights import AuditRecord, RightKind, RightsStatus, SinkStatus, SuppressionRecord
 from pipeline.rights.commands import build_command
 from pipeline.rights.tracker import RequestState, RequestTracker
@@ -14,6 +15,7 @@ from pipeline.rights.tracker import RequestState, RequestTracker
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2025, 1, 15, 10, tzinfo=UTC)
+DPO = person("dana", "Dana Privacy", Role.DPO)
 
 
 @pytest.fixture
@@ -66,11 +68,12 @@ def test_overdue_and_extension_with_reason(tracker: RequestTracker) -> None:
     assert tracker.overdue(T0 + timedelta(days=20)) == []
     assert [r.request_id for r in tracker.overdue(T0 + timedelta(days=32))] == [str(cmd.request_id)]
     with pytest.raises(ValueError, match="reason"):
-        tracker.extend(cmd.request_id, 2, "busy", by="dpo")
+        tracker.extend(cmd.request_id, 2, "busy", by=DPO)
     with pytest.raises(ValueError, match="1 to 2 months"):
-        tracker.extend(cmd.request_id, 3, "numerous requests from the same person", by="dpo")
-    view = tracker.extend(cmd.request_id, 2, "numerous requests from the same person", by="dpo")
+        tracker.extend(cmd.request_id, 3, "numerous requests from the same person", by=DPO)
+    view = tracker.extend(cmd.request_id, 2, "numerous requests from the same person", by=DPO)
     assert view.effective_due_at == datetime(2025, 4, 15, 10, tzinfo=UTC)
+    assert view.extended_by == DPO and tracker.get(cmd.request_id).extended_by == DPO  # type: ignore[union-attr]
     assert view.extension_reason == "numerous requests from the same person"
     assert tracker.overdue(T0 + timedelta(days=32)) == []
     assert len(tracker.overdue(T0 + timedelta(days=91))) == 1
@@ -85,7 +88,7 @@ def test_pending_counts_agree_with_the_request_views(tracker: RequestTracker) ->
     done = build_command(RightKind.OBJECTION, "sk_t0000004", issued_by=person("dpo"), now=T0)
     for cmd in (late, extended, failing, done):
         tracker.record(cmd, ["crm"])
-    tracker.extend(extended.request_id, 1, "numerous requests from the same person", by="dpo")
+    tracker.extend(extended.request_id, 1, "numerous requests from the same person", by=DPO)
     tracker.set_sink(status(failing.request_id, "crm", SinkStatus.FAILED), error="database down")
     tracker.set_sink(status(done.request_id, "crm", SinkStatus.DONE))
     for days, overdue in ((20, 0), (32, 1), (42, 2), (62, 3)):
@@ -99,8 +102,9 @@ def test_unrestriction_records_that_a_notice_is_due(tracker: RequestTracker) -> 
     cmd = build_command(RightKind.UNRESTRICTION, "sk_t0000000", issued_by=person("dpo"), now=T0)
     tracker.record(cmd)
     assert tracker.get(cmd.request_id).notice_due  # type: ignore[union-attr]
-    tracker.mark_notice_sent(cmd.request_id)
-    assert not tracker.get(cmd.request_id).notice_due  # type: ignore[union-attr]
+    tracker.mark_notice_sent(cmd.request_id, by=DPO)
+    view = tracker.get(cmd.request_id)
+    assert view is not None and not view.notice_due and view.notice_sent_by == DPO
 
 
 def test_subject_state_and_audit_round_trip(tracker: RequestTracker) -> None:
