@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   run the whole pipeline end to end on embedded defaults (local Kafka, SQLite, dry-run HubSpot)"
 	@echo "make test   the whole test suite against a real Kafka 4.x and PostgreSQL (both started for you)"
-	@echo "make lint   ruff check, ruff format --check, mypy --strict, schema drift"
+	@echo "make lint   ruff check, ruff format --check, mypy --strict, the layer contract, schema and CLI reference drift"
 	@echo "make bench  benchmarks (each prints ratios against a baseline measured in the same run)"
 
 bootstrap:
@@ -45,7 +45,10 @@ lint: bootstrap
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict pipeline
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/architecture.py check
 	$(BIN)/leadpipe schemas check
+	$(BIN)/leadpipe docs check
 
 schemas: bootstrap
 	$(BIN)/leadpipe schemas generate

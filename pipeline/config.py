@@ -74,7 +74,9 @@ class Settings(BaseSettings):
 
     # Logging
     log_format: Literal["auto", "json", "console"] = "auto"
-    log_level: str = "INFO"
+    log_level: str | None = Field(
+        default=None, description="DEBUG, INFO, WARNING, ...; default: WARNING on a terminal, INFO for machines (JSON)."
+    )
 
     # Kafka
     kafka_bootstrap_servers: str = "127.0.0.1:9092"

@@ -36,7 +36,7 @@ from pipeline.crypto.keystore import SqlKeyStore
 from pipeline.crypto.sealing import KeyDestroyedError, subject_scope
 from pipeline.logging import get_logger, scrub_text
 from pipeline.models.contact import ContactEvent
-from pipeline.models.identity import system_principal
+from pipeline.models.identity import Principal, system_principal
 from pipeline.models.processing import DropReason, DropRecord
 from pipeline.models.records import AcceptedRecord, ContactRecord, DeadLetter, QuarantineRecord, Sealed
 from pipeline.models.rights import AuditRecord, RightKind, SuppressionRecord
@@ -377,15 +377,11 @@ class ProcessingStep:
         event_id: uuid.UUID | None,
         subject_key: str | None = None,
         detail: Mapping[str, Any],
+        actor: str = ACTOR,
+        principal: Principal | None = None,
     ) -> Out:
-        audit = AuditRecord(
-            audit_id=uuid.uuid4(),
-            at=now,
-            actor=ACTOR,
-            action=action,
-            subject_key=subject_key,
-            event_id=event_id,
-            detail=dict(detail),
+        audit = AuditRecord.new(
+            actor, action, at=now, subject_key=subject_key, event_id=event_id, detail=detail, principal=principal
         )
         return Out(AUDIT_TOPIC, subject_key.encode() if subject_key else None, _json(audit))
 

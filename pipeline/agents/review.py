@@ -12,7 +12,6 @@ id and the decision id, never personal data. A decision that cannot be read is d
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -34,13 +33,12 @@ from pipeline.logging import get_logger
 from pipeline.models.processing import DropReason
 from pipeline.models.records import ContactRecord
 from pipeline.models.review import BlocklistEntry, BlockTarget, ReviewDecision
-from pipeline.models.rights import AuditRecord
 from pipeline.models.tagged import SpamReview
 from pipeline.processors import run_chain
 from pipeline.processors.spam import hashed_key, sender_key
 from pipeline.processors.text import email_domain
 from pipeline.runtime import Runtime
-from pipeline.topics import AUDIT_TOPIC, BLOCKLIST_TOPIC, REVIEW_DECISIONS_TOPIC
+from pipeline.topics import BLOCKLIST_TOPIC, REVIEW_DECISIONS_TOPIC
 
 log = get_logger(__name__)
 
@@ -173,17 +171,15 @@ class ReviewStep:
         return outs
 
     def _audit(self, action: str, decision: ReviewDecision, detail: dict[str, Any], now: datetime) -> Out:
-        audit = AuditRecord(
-            audit_id=uuid.uuid4(),
-            at=now,
+        return self.step.audit(
+            action,
+            now,
             actor=f"{ACTOR}:{decision.reviewer}",
             principal=decision.principal,
-            action=action,
             subject_key=decision.subject_key,
             event_id=decision.event_id,
             detail=detail,
         )
-        return Out(AUDIT_TOPIC, decision.subject_key.encode(), _json(audit))
 
 
 def register(app: LeadpipeApp, runtime: Runtime) -> None:

@@ -40,7 +40,7 @@ from pipeline.models.processing import DropReason
 from pipeline.models.records import AcceptedRecord, DeadLetter
 from pipeline.models.rights import SinkResult, SinkStatus, SuppressionRecord
 from pipeline.models.tagged import TaggedEvent
-from pipeline.policy import Policy
+from pipeline.policy.model import Policy
 from pipeline.processors.suppression import suppress_accepted
 from pipeline.rights.history import RightsHistory
 from pipeline.runtime import Runtime

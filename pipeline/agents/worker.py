@@ -71,7 +71,7 @@ def run_worker(runtime: Runtime, registrars: Sequence[Registrar] | None = None) 
     app = create_app(runtime, registrars)
     worker = faust.Worker(
         app,
-        loglevel=runtime.settings.log_level,
+        loglevel=runtime.settings.log_level or "INFO",
         quiet=True,
         redirect_stdouts=False,
         override_logging=False,  # keep leadpipe's redacting log set-up

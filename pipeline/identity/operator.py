@@ -27,11 +27,12 @@ from typing import Any, NoReturn, TypeVar
 import typer
 
 from pipeline.config import Settings, get_settings
-from pipeline.db import ensure_schema, make_engine
+from pipeline.db import ensure_schema
 from pipeline.identity.bootstrap import bootstrap_key_path, ensure_bootstrap_admin
 from pipeline.identity.permissions import Permission, allowed
 from pipeline.identity.store import AuthenticationFailed, IdentityStore
 from pipeline.models.identity import Principal
+from pipeline.runtime import Runtime
 
 EXIT_REFUSED = 2
 API_KEY_ENV = "LEADPIPE_API_KEY"
@@ -124,7 +125,7 @@ def embedded_default(settings: Settings) -> bool:
 
 @contextmanager
 def identity_store(settings: Settings) -> Iterator[IdentityStore]:
-    engine = make_engine(settings.resolved_database_url)
+    engine = Runtime(settings).engine  # the embedded default's directory is made on first use
     try:
         ensure_schema(engine)
         yield IdentityStore(engine, settings.api_key_pepper_bytes())

@@ -28,6 +28,7 @@ from typing import Literal
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline import normalize
+from pipeline.crm.aliases import Redirect, SubjectAliases
 from pipeline.crypto import record_scope, subject_scope
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing, PublishError
 from pipeline.logging import get_logger
@@ -209,6 +210,7 @@ class IngestService:
         self.runtime = runtime
         self.publisher = publisher
         self._clock = clock
+        self.aliases = SubjectAliases(runtime.engine)
 
     def check_content_type(self, channel: Channel, content_type: str) -> str:
         """The media type when the channel reads it; ``UnsupportedContentType`` otherwise."""
@@ -217,10 +219,11 @@ class IngestService:
             raise UnsupportedContentType(channel, media_type)
         return media_type
 
-    # ---- step 1: parse (no key store, no broker) ----------------------------------------------------------------
+    # ---- step 1: parse (no key store, no broker; the alias keys, cached) -----------------------------------------
 
     def parse(self, submission: Submission) -> Parsed:
-        """Run the channel's adapter: the events, or the problems (and identities found) that dead-letter it."""
+        """Run the channel's adapter: the events, or the problems (and identities found) that dead-letter it. An
+        event from an address the DPO corrected and kept as an alias is the person's (``_follow_aliases``)."""
         self.check_content_type(submission.channel, submission.content_type)
         ctx = SourceContext.for_payload(
             submission.raw,
@@ -240,7 +243,29 @@ class IngestService:
                 "adapter_error", None, f"internal error in the {ctx.channel.value} adapter ({type(exc).__name__})"
             )
             return self._rejected(submission, ctx, (problem,), internal=True)
+        events = self._follow_aliases(events)
         return Parsed(submission, ctx, events=events, identities=tuple(dict.fromkeys(e.subject_key for e in events)))
+
+    def _redirects(self, keys: Sequence[str]) -> dict[str, Redirect]:
+        try:
+            return self.aliases.resolve(keys)
+        except SQLAlchemyError as exc:
+            raise KeyStoreUnavailable(f"the subject aliases could not be read ({type(exc).__name__})") from exc
+
+    def _follow_aliases(self, events: tuple[ContactEvent, ...]) -> tuple[ContactEvent, ...]:
+        """An event from an address the DPO corrected and kept as an alias is the person's: their current key and
+        address (the old one was found inaccurate), before anything is sealed, so every copy dies with them."""
+        redirects = self._redirects([e.subject_key for e in events])
+        if not redirects:
+            return events
+        return tuple(
+            event
+            if (to := redirects.get(event.subject_key)) is None
+            else event.model_copy(
+                update={"subject_key": to.subject_key, "person": event.person.model_copy(update={"email": to.email})}
+            )
+            for event in events
+        )
 
     def _rejected(
         self,
@@ -255,10 +280,14 @@ class IngestService:
             submission,
             ctx,
             problems=tuple(problems),
-            identities=identity_hints(submission.raw, ctx.pepper),
+            identities=self._hinted(identity_hints(submission.raw, ctx.pepper)),
             malformed=malformed,
             internal_error=internal,
         )
+
+    def _hinted(self, keys: tuple[str, ...]) -> tuple[str, ...]:
+        redirects = self._redirects(keys)
+        return tuple(dict.fromkeys(r.subject_key if (r := redirects.get(k)) else k for k in keys))
 
     # ---- step 2: seal (one key-store commit per batch) and publish ----------------------------------------------
 
@@ -338,7 +367,11 @@ class IngestService:
 
 
 def log_outcome(submission: Submission, result: SubmitResult) -> None:
-    """One line per confirmed submission: ids, subject keys and field names, never values."""
+    """One line per confirmed submission: ids, subject keys and field names, never values.
+
+    A rejection is INFO, not a warning: it is an answer to the sender (a 422, the import's summary, the SDK's
+    exception), dead-lettered and counted, not something wrong with leadpipe that an operator must act on.
+    """
     if result.accepted:
         log.info(
             "ingest_accepted",
@@ -348,7 +381,7 @@ def log_outcome(submission: Submission, result: SubmitResult) -> None:
             subject_keys=list(result.subject_keys),
         )
     else:
-        log.warning(
+        log.info(
             "ingest_rejected",
             source_id=submission.source_id,
             channel=submission.channel.value,

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from pipeline.clikit import KAFKA, exits, needs
 from pipeline.config import get_settings
 from pipeline.kafka.launcher import ForeignKafkaError, KafkaLaunchError, LocalKafka, find_java, resolve_jars
 from pipeline.kafka.topics import TopicsFileError, apply_topics, default_topics_path, diff_topics, load_topics
@@ -20,10 +21,16 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 @kafka_app.command("up")
+@exits({1: "the broker could not be started (the message says what is missing)"})
 def kafka_up(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker to serve metadata.")] = 120.0,
 ) -> None:
-    """Start the broker (ports LEADPIPE_KAFKA_PORT / LEADPIPE_KAFKA_CONTROLLER_PORT), or report the running one."""
+    """Start the broker (ports LEADPIPE_KAFKA_PORT / LEADPIPE_KAFKA_CONTROLLER_PORT), or report the running one.
+
+    The first start resolves the broker's jars from Maven Central (Java 17+ and Maven needed) into the cache.
+
+    Example: leadpipe kafka up
+    """
     broker = LocalKafka.from_settings(get_settings())
     broker.start_timeout_s = timeout
     try:
@@ -40,14 +47,21 @@ def kafka_up(
 
 @kafka_app.command("down")
 def kafka_down() -> None:
-    """Stop the broker launched by ``leadpipe kafka up`` (never a broker it did not launch)."""
+    """Stop the broker launched by ``leadpipe kafka up`` (never a broker it did not launch).
+
+    Example: leadpipe kafka down
+    """
     broker = LocalKafka.from_settings(get_settings())
     typer.echo("kafka stopped" if broker.down() else f"no broker launched from {broker.root} is running")
 
 
 @kafka_app.command("status")
+@exits({3: "no broker is running"})
 def kafka_status() -> None:
-    """Exit 0 when the broker is running, 3 when it is not."""
+    """Exit 0 when the broker is running, 3 when it is not.
+
+    Example: leadpipe kafka status
+    """
     status = LocalKafka.from_settings(get_settings()).status()
     typer.echo(str(status))
     if not status.running:
@@ -56,7 +70,10 @@ def kafka_status() -> None:
 
 @kafka_app.command("fetch")
 def kafka_fetch() -> None:
-    """Check Java and resolve the broker jars into the cache without starting anything (CI warms the cache)."""
+    """Check Java and resolve the broker jars into the cache without starting anything (CI warms the cache).
+
+    Example: leadpipe kafka fetch
+    """
     settings = get_settings()
     try:
         java = find_java()
@@ -67,8 +84,13 @@ def kafka_fetch() -> None:
 
 
 @topics_app.command("apply")
+@needs(KAFKA)
+@exits({2: "a difference apply does not change (fewer partitions, another replication factor): a person decides"})
 def topics_apply() -> None:
-    """Create missing topics, fix differing configs, add partitions. Idempotent."""
+    """Create missing topics, fix differing configs, add partitions. Idempotent.
+
+    Example: leadpipe topics apply
+    """
     settings = get_settings()
     try:
         report = apply_topics(settings)
@@ -80,8 +102,13 @@ def topics_apply() -> None:
 
 
 @topics_app.command("diff")
+@needs(KAFKA)
+@exits({1: "the cluster differs from topics.yaml", 2: "the topics file or the cluster could not be read"})
 def topics_diff() -> None:
-    """Show drift between topics.yaml and the cluster; exit 1 when there is any."""
+    """Show drift between topics.yaml and the cluster; exit 1 when there is any.
+
+    Example: leadpipe topics diff
+    """
     settings = get_settings()
     try:
         drifts = diff_topics(settings)
@@ -96,7 +123,10 @@ def topics_diff() -> None:
 
 @topics_app.command("list")
 def topics_list() -> None:
-    """The topics of the file as they would be created with these settings (before the broker-count cap)."""
+    """The topics of the file as they would be created with these settings (before the broker-count cap).
+
+    Example: leadpipe topics list
+    """
     settings = get_settings()
     path = default_topics_path(settings)
     try:

@@ -15,7 +15,8 @@ from typing import Literal
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.config import Settings
-from pipeline.kafka.security import ConnectionRefusals, librdkafka_security
+from pipeline.kafka.clients import client_config
+from pipeline.kafka.security import ConnectionRefusals
 
 Isolation = Literal["read_committed", "read_uncommitted"]
 
@@ -35,16 +36,19 @@ class ReadError(RuntimeError):
     """A topic could not be read to the end in time, or the broker reported an error."""
 
 
+class TopicMissing(ReadError):
+    """A topic to read does not exist: ``leadpipe topics apply`` was not run against this cluster (and prefix)."""
+
+
 def _consumer(settings: Settings, isolation: Isolation) -> tuple[Consumer, ConnectionRefusals]:
     refusals = ConnectionRefusals()
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings),
             "group.id": f"{settings.app_id}-reader-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": isolation,
-            **librdkafka_security(settings),
             "error_cb": refusals,
         }
     )
@@ -111,7 +115,7 @@ def read_to_end(
         for logical in topics:
             name = settings.topic(logical)
             if name not in metadata.topics:
-                raise ReadError(f"topic {name} does not exist")
+                raise TopicMissing(f"topic {name} does not exist")
             for partition in metadata.topics[name].partitions:
                 low, high = watermarks(consumer, TopicPartition(name, partition), time.monotonic() + timeout_s)
                 if high > low:

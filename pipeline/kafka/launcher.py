@@ -273,32 +273,27 @@ class LocalKafka:
                 with contextlib.suppress(ValueError, OSError):
                     ports = json.loads(ports_file.read_text())
             port, controller = ports.get("port"), ports.get("controller_port")
-            broker = None
             if port and controller:
-                broker = cls(
-                    root,
-                    cache_dir=cache,
-                    kafka_version=settings.kafka_version,
-                    log4j_version=settings.kafka_log4j_version,
-                    port=port,
-                    controller_port=controller,
-                )
-                if not broker._our_pid() and not (_port_free(port) and _port_free(controller)):
-                    broker = None  # our broker is gone and something else took a port: pick new ones
-            if broker is None:
-                port, controller = free_port(), free_port()
-                while controller == port:
-                    controller = free_port()
-                ports_file.write_text(json.dumps({"port": port, "controller_port": controller}))
-                broker = cls(
-                    root,
-                    cache_dir=cache,
-                    kafka_version=settings.kafka_version,
-                    log4j_version=settings.kafka_log4j_version,
-                    port=port,
-                    controller_port=controller,
-                )
-            return broker
+                broker = cls._test_broker(root, cache, settings, port, controller)
+                if broker._our_pid() or (_port_free(port) and _port_free(controller)):
+                    return broker
+                # our broker is gone and something else took a port: pick new ones
+            port, controller = free_port(), free_port()
+            while controller == port:
+                controller = free_port()
+            ports_file.write_text(json.dumps({"port": port, "controller_port": controller}))
+            return cls._test_broker(root, cache, settings, port, controller)
+
+    @classmethod
+    def _test_broker(cls, root: Path, cache: Path, settings: Settings, port: int, controller: int) -> LocalKafka:
+        return cls(
+            root,
+            cache_dir=cache,
+            kafka_version=settings.kafka_version,
+            log4j_version=settings.kafka_log4j_version,
+            port=port,
+            controller_port=controller,
+        )
 
     # -- paths --
 

@@ -15,7 +15,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from pydantic import BaseModel
 
 from pipeline.config import Settings
-from pipeline.kafka.security import ConnectionRefusals, librdkafka_security
+from pipeline.kafka.clients import client_config
+from pipeline.kafka.security import ConnectionRefusals
 
 
 class PublishError(RuntimeError):
@@ -25,7 +26,7 @@ class PublishError(RuntimeError):
 def make_producer(settings: Settings, **overrides: Any) -> Producer:
     """An idempotent producer (acks=all, no duplicates on retry) tuned for small JSON records."""
     config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        **client_config(settings),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
@@ -35,7 +36,6 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
         # the Java client's and faust's partitioner: a subject key lands in the same partition whoever writes it,
         # so the processors' tables (suppression, retention clock) stay co-partitioned with their input
         "partitioner": "murmur2_random",
-        **librdkafka_security(settings),
     }
     config.update(overrides)
     return Producer(config)

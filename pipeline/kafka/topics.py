@@ -20,7 +20,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public names, re-exported without __all__
     AdminClient,
@@ -35,8 +34,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public name
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.config import Settings
-from pipeline.kafka.security import librdkafka_security
+from pipeline.kafka.clients import client_config
 from pipeline.logging import get_logger
+from pipeline.yamlfile import load_mapping
 
 log = get_logger(__name__)
 
@@ -246,14 +246,7 @@ def _format_error(path: Path, data: Any, error: ValidationError) -> str:
 def load_topics(path: Path | None = None) -> TopicsSpec:
     """Read and validate a topics file (default: the packaged one)."""
     path = path or default_topics_path()
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exc:
-        raise TopicsFileError(f"{path}: topics file not found") from exc
-    except yaml.YAMLError as exc:
-        raise TopicsFileError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise TopicsFileError(f"{path}: expected a mapping with 'defaults' and 'topics'")
+    data = load_mapping(path, TopicsFileError, "topics file")
     try:
         return TopicsSpec.model_validate(data)
     except ValidationError as exc:
@@ -316,10 +309,9 @@ class ApplyReport:
 def make_admin(settings: Settings) -> AdminClient:
     return AdminClient(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings),
             "client.id": f"{settings.app_id}-topics",
             "socket.timeout.ms": 10_000,
-            **librdkafka_security(settings),
         }
     )
 

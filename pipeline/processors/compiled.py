@@ -13,7 +13,7 @@ from disposable_email_domains import blocklist as _disposable_domains
 
 from pipeline.models.common import Channel, InteractionKind, LegalBasis, Purpose
 from pipeline.models.tagged import PurposeTag, SpamVerdict
-from pipeline.policy import Policy, RateLimit
+from pipeline.policy.model import Policy, RateLimit
 from pipeline.processors.text import domain_and_parents
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 from pipeline.models.common import Purpose
 from pipeline.models.contact import ContactEvent
+from pipeline.models.marketing import MarketingState, may_market
 from pipeline.models.processing import DropReason
 from pipeline.models.rights import SuppressionRecord
 from pipeline.models.tagged import PurposeTag, TaggedEvent
-from pipeline.policy import Policy
+from pipeline.policy.model import Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ def restate_purposes(
         for t in purposes
         if t.purpose not in effect.withdrawn and not (effect.marketing_objected and t.direct_marketing)
     )
-    return kept, not effect.marketing_objected and any(t.direct_marketing for t in kept)
+    return kept, may_market(kept, MarketingState(objected=effect.marketing_objected, withdrawn=effect.withdrawn))
 
 
 def suppress_accepted(tagged: TaggedEvent, state: SuppressionRecord | None, policy: Policy) -> DropReason | TaggedEvent:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
@@ -27,6 +27,7 @@ from pipeline.kafka.producer import PublishError
 from pipeline.logging import get_logger
 from pipeline.models.common import Purpose
 from pipeline.models.rights import AuditRecord, RightKind, SinkStatus
+from pipeline.rights.bodies import OldAddress
 from pipeline.rights.commands import IdentityError
 from pipeline.rights.dpo import DpoTools, RequestOut, request_out
 from pipeline.rights.tracker import RequestTracker, RequestView
@@ -39,6 +40,7 @@ router = APIRouter(prefix="/v1/dpo", tags=["dpo"])
 RequestKind = Literal[
     "erasure",
     "objection",
+    "objection_lifted",
     "restriction",
     "unrestriction",
     "rectification",
@@ -50,12 +52,10 @@ RequestKind = Literal[
 
 def _audit_refusal(request: Request, reason: str, principal: Principal | None) -> None:
     """Every refused call to this router goes to the rights audit log too (no credential, no personal data)."""
-    record = AuditRecord(
-        audit_id=uuid4(),
-        at=datetime.now(UTC),
-        actor="unauthenticated" if principal is None else principal.actor,
+    record = AuditRecord.new(
+        "unauthenticated" if principal is None else principal.actor,
+        "rights.api_refused",
         principal=principal,
-        action="rights.api_refused",
         detail={"reason": reason, "method": request.method, "path": request.url.path},
     )
     try:
@@ -78,6 +78,10 @@ class RightsRequestIn(BaseModel):
     region: str | None = Field(default=None, min_length=2, max_length=2, description="Country of a national phone")
     purposes: list[Purpose] = Field(default_factory=list, description="consent_withdrawal: default all on consent")
     changes: dict[str, str | None] = Field(default_factory=dict, description="rectification: field -> new value")
+    old_address: OldAddress | None = Field(
+        default=None,
+        description="rectification of the e-mail: forget the old address (default) or keep it as an alias",
+    )
     password: str | None = Field(
         default=None, min_length=12, max_length=200, description="access: the PDF password; generated when omitted"
     )
@@ -122,6 +126,7 @@ async def submit_request(body: RightsRequestIn, request: Request, actor: Issuer)
             region=body.region,
             purposes=tuple(body.purposes),
             rectify=body.changes or None,
+            old_address=body.old_address,
             password=body.password,
         )
         command = submitted.command

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.models.common import Purpose
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.rights.effects.base import Effect
 from pipeline.rights.effects.crm import CrmEffect, CrmRights
 from pipeline.rights.effects.export import ContactReader, ExportEffect

@@ -364,10 +364,9 @@ def checkbox_ticked(value: Any) -> bool:
 def make_event(
     ctx: SourceContext,
     index: int,
-    *,
-    person: Mapping[str, Any],
-    subject_key: str | None,
+    who: tuple[Mapping[str, Any], str | None],
     interaction: Mapping[str, Any],
+    *,
     provenance: Mapping[str, Any] | None = None,
     consents: Iterable[Consent] = (),
     occurred_at: datetime | None = None,
@@ -375,7 +374,9 @@ def make_event(
     prefix: str = "",
 ) -> ContactEvent:
     """The event, or a SourceError listing every fatal problem (including model limits such as a 300-character
-    name). Non-fatal problems become the event's notes."""
+    name). ``who`` is what ``build_person`` returned: the person's fields and the subject key. Non-fatal problems
+    become the event's notes."""
+    person, subject_key = who
     found = [p for p in problems if p.fatal]
     notes = tuple(dict.fromkeys(p.reason for p in problems if not p.fatal))
     built: ContactEvent | None = None

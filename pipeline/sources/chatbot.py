@@ -100,9 +100,8 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
         make_event(
             ctx,
             0,
-            person=person,
-            subject_key=key,
-            interaction=interaction,
+            (person, key),
+            interaction,
             provenance={"bot_id": clean_text(bot_id, 200)},
             consents=consents,
             occurred_at=occurred,

@@ -93,9 +93,8 @@ def _parse_one(raw: bytes, ctx: SourceContext, index: int, prefix: str) -> Conta
     return make_event(
         ctx,
         index,
-        person=person,
-        subject_key=key,
-        interaction=interaction,
+        (person, key),
+        interaction,
         provenance={"mailbox_id": _mailbox(msg)},
         occurred_at=occurred,
         problems=problems,

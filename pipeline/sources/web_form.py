@@ -204,9 +204,8 @@ def _event(
     return make_event(
         ctx,
         0,
-        person=person,
-        subject_key=subject,
-        interaction=interaction,
+        (person, subject),
+        interaction,
         provenance=provenance,
         consents=consents,
         occurred_at=occurred,

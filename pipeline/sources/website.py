@@ -82,9 +82,8 @@ def _builder(item: Any) -> Any:
         return make_event(
             ctx,
             index,
-            person=person,
-            subject_key=subject,
-            interaction=interaction,
+            (person, subject),
+            interaction,
             provenance=provenance,
             occurred_at=occurred,
             problems=problems,

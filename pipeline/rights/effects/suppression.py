@@ -12,7 +12,8 @@ from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose
 from pipeline.models.rights import RightKind, SuppressionRecord
 from pipeline.rights.effects.base import Context, Effect, EffectResult
-from pipeline.rights.state import next_state
+from pipeline.rights.plan import rekeys
+from pipeline.rights.state import moved_states, next_state
 from pipeline.rights.tracker import RequestTracker
 from pipeline.topics import SUPPRESSION_TOPIC
 
@@ -32,6 +33,8 @@ class SuppressionPublisher(Effect):
 
     def apply(self, ctx: Context) -> EffectResult:
         command = ctx.command
+        if rekeys(command):
+            return self._move(ctx)
         erase = ctx.erase_subject if command.kind is RightKind.RETENTION_EXPIRY else None
         previous = self._tracker.state(command.subject_key)
         consent_based = {*self._consent_purposes()}
@@ -44,6 +47,20 @@ class SuppressionPublisher(Effect):
         self._publisher.publish([Outgoing(SUPPRESSION_TOPIC, state.subject_key, state)])
         self._tracker.save_state(state)
         return EffectResult.done(**_flags(state))
+
+    def _move(self, ctx: Context) -> EffectResult:
+        """A corrected e-mail address: the state follows the person to the new key; the old key is left erased."""
+        command = ctx.command
+        assert command.new_subject_key is not None
+        moved, emptied = moved_states(
+            self._tracker.state(command.subject_key), self._tracker.state(command.new_subject_key), command, ctx.now
+        )
+        self._publisher.publish([Outgoing(SUPPRESSION_TOPIC, s.subject_key, s) for s in (moved, emptied)])
+        for state in (moved, emptied):
+            self._tracker.save_state(state)
+        return EffectResult.done(
+            **_flags(moved), moved_to=moved.subject_key, old_key_erased_at=emptied.updated_at.isoformat()
+        )
 
 
 def _flags(state: SuppressionRecord) -> dict[str, object]:

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from pipeline.crm.schema import IDENTITY_FIELDS, audit_row
 from pipeline.models.contact import PROFILE_FIELDS
+from pipeline.models.marketing import NO_RIGHTS_EXERCISED, MarketingState, may_market
 from pipeline.models.tagged import TaggedEvent
 
 
@@ -27,6 +28,8 @@ class SubjectBatch:
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     marketing_allowed: bool | None = None
+    rights: MarketingState = NO_RIGHTS_EXERCISED
+    """The subject's objection and restriction as the CRM holds them (flags of an existing subject row)."""
 
     def add(self, tagged: TaggedEvent) -> None:
         event = tagged.event
@@ -37,18 +40,28 @@ class SubjectBatch:
             if value is not None and (newest or name not in self.profile):
                 self.profile[name] = value
         if newest:
-            self.marketing_allowed = tagged.tags.marketing_allowed
+            self.marketing_allowed = marketing_allowed(tagged, self.rights)
             self.last_seen = at
         if self.first_seen is None or at < self.first_seen:
             self.first_seen = at
 
 
-def subject_batches(events: Iterable[TaggedEvent]) -> dict[str, SubjectBatch]:
+def marketing_allowed(tagged: TaggedEvent, rights: MarketingState) -> bool:
+    """The event's ``marketing_allowed`` as stored: the chain's tags, under the rights the CRM holds now (an objection
+    or restriction recorded while the event waited wins, whatever the tags say)."""
+    return may_market(tagged.tags.purposes, rights) if tagged.tags.marketing_allowed else False
+
+
+def subject_batches(
+    events: Iterable[TaggedEvent], rights: Mapping[str, MarketingState] | None = None
+) -> dict[str, SubjectBatch]:
     """The batch's events by subject, each subject's profile merged in the order the events occurred."""
     batches: dict[str, SubjectBatch] = {}
     for tagged in sorted(events, key=lambda t: t.event.occurred_at):
         key = tagged.event.subject_key
-        batches.setdefault(key, SubjectBatch(key)).add(tagged)
+        if key not in batches:
+            batches[key] = SubjectBatch(key, rights=(rights or {}).get(key, NO_RIGHTS_EXERCISED))
+        batches[key].add(tagged)
     return batches
 
 
@@ -77,8 +90,9 @@ def identity_key(row: Mapping[str, Any]) -> tuple[str, str, str]:
     return (row["subject_key"], row["kind"], row["value"])
 
 
-def interaction_row(tagged: TaggedEvent, now: datetime) -> dict[str, Any]:
-    """The event as stored, with its tags: one entry per purpose (``PURPOSE_KEYS``), retention clock and expiry."""
+def interaction_row(tagged: TaggedEvent, now: datetime, rights: MarketingState = NO_RIGHTS_EXERCISED) -> dict[str, Any]:
+    """The event as stored, with its tags: one entry per purpose (``PURPOSE_KEYS``), retention clock and expiry;
+    ``marketing_allowed`` under the subject's ``rights`` as the CRM holds them (``marketing_allowed``)."""
     event, tags = tagged.event, tagged.tags
     inter, prov = event.interaction, event.provenance
     return {
@@ -107,7 +121,7 @@ def interaction_row(tagged: TaggedEvent, now: datetime) -> dict[str, Any]:
         "retention_clock": tags.retention_clock,
         "retention_anchor_at": tags.retention_anchor_at,
         "retention_expires_at": tags.retention_expires_at,
-        "marketing_allowed": tags.marketing_allowed,
+        "marketing_allowed": marketing_allowed(tagged, rights),
         "spam_score": tags.spam.score,
         "purposes": [
             {

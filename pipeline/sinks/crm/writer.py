@@ -24,6 +24,7 @@ from sqlalchemy.sql import ColumnElement
 
 from pipeline.crm.schema import audit, consents, identities, interactions, subjects
 from pipeline.models.contact import PROFILE_FIELDS
+from pipeline.models.marketing import MarketingState
 from pipeline.models.tagged import TaggedEvent
 from pipeline.sinks.crm.pgcopy import copy_rows, copy_to_stage
 from pipeline.sinks.crm.rows import (
@@ -162,15 +163,19 @@ class CrmWriter:
                 return WriteReport(frozenset(), frozenset(unique), frozenset())
             # FOR NO KEY UPDATE (PostgreSQL): an erasure (SELECT ... FOR UPDATE) of one of these subjects waits for
             # this batch, or this batch waits for it and then sees its erased_at. Sorted: two writers never deadlock.
-            known: dict[str, datetime | None] = {
-                row.subject_key: row.erased_at
-                for row in conn.execute(
-                    select(subjects.c.subject_key, subjects.c.erased_at)
-                    .where(self._member_of(subjects.c.subject_key, {t.event.subject_key for t in batch}))
-                    .order_by(subjects.c.subject_key)
-                    .with_for_update(key_share=True)
+            known: dict[str, datetime | None] = {}
+            rights: dict[str, MarketingState] = {}  # an objection or restriction the CRM holds beats older tags
+            for row in conn.execute(
+                select(
+                    subjects.c.subject_key, subjects.c.erased_at, subjects.c.marketing_objected, subjects.c.restricted
                 )
-            }
+                .where(self._member_of(subjects.c.subject_key, {t.event.subject_key for t in batch}))
+                .order_by(subjects.c.subject_key)
+                .with_for_update(key_share=True)
+            ):
+                known[row.subject_key] = row.erased_at
+                if row.marketing_objected or row.restricted:
+                    rights[row.subject_key] = MarketingState(bool(row.marketing_objected), bool(row.restricted))
             erased_before = {key: at for key, at in known.items() if at is not None}
             # An event received before its subject's erasure (accepted just before it, or replayed) must never bring
             # the data back; only what arrives after the erasure is a new collection.
@@ -182,12 +187,14 @@ class CrmWriter:
             batch = [t for t in batch if t.event.event_id not in superseded]
             if not batch:
                 return WriteReport(frozenset(), frozenset(stored), frozenset(), superseded=superseded)
-            by_subject = subject_batches(batch)
+            by_subject = subject_batches(batch, rights)
             created = {key for key in by_subject if key not in known}
             self._insert_new(conn, subjects, (subject_row(by_subject[key], now) for key in sorted(created)))
             # in key order, like the subjects: two writers of overlapping batches wait for each other, never deadlock
             ordered = sorted(batch, key=lambda t: t.event.event_id)
-            self._insert_new(conn, interactions, (interaction_row(t, now) for t in ordered))
+            self._insert_new(
+                conn, interactions, (interaction_row(t, now, by_subject[t.event.subject_key].rights) for t in ordered)
+            )
             self._restart_clocks(conn, batch)
             self._upsert(
                 conn,

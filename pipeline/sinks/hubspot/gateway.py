@@ -11,9 +11,10 @@ scrubbed of e-mail addresses and phone numbers (HubSpot's validation messages qu
 Every attribute access like ``client.crm.contacts.batch_api`` builds a new ApiClient and connection pool, so each
 API object is built once and kept. The gateway is thread-safe (urllib3 pools are), the limiter is per process.
 
-The rights effects call ``purge_contact`` (GDPR delete, not the 90-day-restorable archive), ``unsubscribe`` (v3),
-``unsubscribe_all`` (v4, through ``client.api_request``), ``read_contact`` (export) and ``update_contact``
-(rectification).
+The rights effects find a person's contacts with ``read_contact`` (by e-mail) and ``search_contacts`` (e-mails and
+phones: HubSpot-only contacts too), then act on them by id: ``purge_contact`` (GDPR delete, not the
+90-day-restorable archive), ``update_contact`` (marks, rectification, a corrected e-mail), ``unsubscribe`` (v3) and
+``unsubscribe_all`` (v4, through ``client.api_request``).
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ API_EXCEPTIONS: tuple[type[Exception], ...] = (
     properties_exceptions.ApiException,
     prefs_exceptions.ApiException,
 )
+
+#: Filter groups a search request may hold (HubSpot's limit; groups are ORed) and results per page (<= 200).
+SEARCH_MAX_GROUPS = 5
+SEARCH_PAGE_SIZE = 100
 
 #: Per-record error categories in a 207 that are worth trying again.
 RETRYABLE_CATEGORIES = frozenset(
@@ -364,14 +369,17 @@ class HubSpotGateway:
 
     # ---- contacts: reads and the rights effects ------------------------------------------------------------------
 
-    def read_contact(self, email: str, properties: Sequence[str] = ()) -> dict[str, Any] | None:
-        """A contact by e-mail (``idProperty=email``) with the given properties; None when HubSpot has none."""
+    def read_contact(
+        self, identifier: str, properties: Sequence[str] = (), *, by_id: bool = False
+    ) -> dict[str, Any] | None:
+        """A contact by e-mail (``idProperty=email``) or, ``by_id``, by its HubSpot id, with the given properties;
+        None when HubSpot has none. Unlike search, a read by id or e-mail sees a contact the moment it exists."""
         try:
             contact = self._call(
                 "contact_get",
                 lambda: self._basic_api.get_by_id(
-                    email.lower(),
-                    id_property="email",
+                    identifier if by_id else identifier.lower(),
+                    id_property=None if by_id else "email",
                     properties=list(properties) or None,
                     _request_timeout=self._timeout,
                 ),
@@ -382,29 +390,61 @@ class HubSpotGateway:
             raise
         return {"id": str(contact.id), "properties": dict(contact.properties or {})}
 
-    def search_contacts(self, email: str, properties: Sequence[str] = ()) -> list[dict[str, Any]]:
-        """Search by e-mail (takes from the search API's lower budget too)."""
-        request = PublicObjectSearchRequest(
-            filter_groups=[FilterGroup(filters=[Filter(property_name="email", operator="EQ", value=email.lower())])],
-            properties=list(properties) or None,
-            limit=10,
-        )
-        found = self._call(
-            "contact_search",
-            lambda: self._search_api.do_search(request, _request_timeout=self._timeout),
-            search=True,
-        )
-        return [{"id": str(c.id), "properties": dict(c.properties or {})} for c in found.results or []]
+    def search_contacts(
+        self, *, emails: Sequence[str] = (), phones: Sequence[str] = (), properties: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Contacts holding any of ``emails`` (as their e-mail or an additional e-mail) or ``phones`` (as phone or
+        mobile phone, exactly as stored), through the search API: its own lower budget (``limiters.search``), at
+        most ``SEARCH_MAX_GROUPS`` filter groups a request (ORed), every page followed. Search is eventually
+        consistent: a contact created a moment ago may be missing (``read_contact`` by e-mail is not).
+        """
+        groups = [
+            FilterGroup(filters=[Filter(property_name=name, operator=operator, value=value)])
+            for email in dict.fromkeys(e.lower() for e in emails)
+            for name, operator, value in (("email", "EQ", email), ("hs_additional_emails", "CONTAINS_TOKEN", email))
+        ] + [
+            FilterGroup(filters=[Filter(property_name=name, operator="EQ", value=phone)])
+            for phone in dict.fromkeys(phones)
+            for name in ("phone", "mobilephone")
+        ]
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(groups), SEARCH_MAX_GROUPS):
+            after: str | None = None
+            while True:
+                request = PublicObjectSearchRequest(
+                    filter_groups=groups[start : start + SEARCH_MAX_GROUPS],
+                    properties=list(properties) or None,
+                    limit=SEARCH_PAGE_SIZE,
+                    after=after,
+                )
+                page = self._call(
+                    "contact_search",
+                    lambda request=request: self._search_api.do_search(  # type: ignore[misc]
+                        request, _request_timeout=self._timeout
+                    ),
+                    search=True,
+                )
+                for c in page.results or []:
+                    found.setdefault(str(c.id), {"id": str(c.id), "properties": dict(c.properties or {})})
+                after = page.paging.next.after if page.paging and page.paging.next else None
+                if not after:
+                    break
+        return list(found.values())
 
-    def update_contact(self, email: str, properties: Mapping[str, str]) -> dict[str, Any] | None:
-        """Rectification: set properties on the contact with this e-mail; None when HubSpot has no such contact."""
+    def update_contact(
+        self, identifier: str, properties: Mapping[str, str], *, by_id: bool = False
+    ) -> dict[str, Any] | None:
+        """Set properties on the contact with this e-mail (or, ``by_id``, this id); None when HubSpot has none.
+
+        By id, ``email`` itself may be among the properties: that is how a rectified address reaches HubSpot.
+        """
         try:
             contact = self._call(
                 "contact_update",
                 lambda: self._basic_api.update(
-                    email.lower(),
+                    identifier if by_id else identifier.lower(),
                     SimplePublicObjectInput(properties=dict(properties)),
-                    id_property="email",
+                    id_property=None if by_id else "email",
                     _request_timeout=self._timeout,
                 ),
             )
@@ -414,19 +454,18 @@ class HubSpotGateway:
             raise
         return {"id": str(contact.id), "properties": dict(contact.properties or {})}
 
-    def purge_contact(self, email: str) -> bool:
+    def purge_contact(self, identifier: str, *, by_id: bool = False) -> bool:
         """GDPR delete (``POST /crm/v3/objects/contacts/gdpr-delete``), not the restorable archive.
 
-        True when HubSpot deleted a contact, False when it had none with this e-mail (already gone).
+        By e-mail, or ``by_id`` by HubSpot id. True when HubSpot deleted a contact, False when it had none (gone).
         """
+        gdpr = (
+            PublicGdprDeleteInput(object_id=identifier)
+            if by_id
+            else PublicGdprDeleteInput(object_id=identifier.lower(), id_property="email")
+        )
         try:
-            self._call(
-                "contact_gdpr_delete",
-                lambda: self._basic_api.purge(
-                    PublicGdprDeleteInput(object_id=email.lower(), id_property="email"),
-                    _request_timeout=self._timeout,
-                ),
-            )
+            self._call("contact_gdpr_delete", lambda: self._basic_api.purge(gdpr, _request_timeout=self._timeout))
         except HubSpotRequestError as exc:
             if exc.status == 404:
                 return False

@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from oidc_provider import API_AUDIENCE, CONSOLE_CLIENT, CONSOLE_SECRET, GROUP_ROLES, Browser, Hydra
 
 from pipeline.api.app import create_api
+from pipeline.api.identity import LOGIN_COOKIE
 from pipeline.config import Settings
 from pipeline.db import ensure_schema
 from pipeline.http.auth import CSRF_HEADER, session_cookie_name
-from pipeline.identity.api import LOGIN_COOKIE
 from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.models.rights import AuditRecord, RightsCommand

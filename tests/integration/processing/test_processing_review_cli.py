@@ -19,7 +19,7 @@ from pipeline.kafka.consumer import read_to_end
 from pipeline.models.identity import Role
 from pipeline.models.records import QuarantineRecord
 from pipeline.models.review import ReviewDecision
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.processors import ChainContext, Quarantined, compile_policy, run_chain
 from pipeline.runtime import Runtime
 

@@ -5,7 +5,9 @@ Contact events and their tags come from ``fakes.contacts``; topics are read with
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
@@ -21,6 +23,19 @@ def read_everything(settings: Settings) -> list[Record]:
     names = make_admin(settings).list_topics(timeout=10).topics
     logical = sorted(n.removeprefix(settings.topic_prefix) for n in names if n.startswith(settings.topic_prefix))
     return read_to_end(settings, logical, isolation="read_uncommitted")
+
+
+SEALED_FIELD = re.compile(rb'"(?:ciphertext|nonce)":\s*"[^"]*"')
+
+
+def assert_no_clear_text(blobs: Iterable[tuple[str, bytes]], values: Iterable[str]) -> None:
+    """The clear-text scan after an erasure, for topic records and files alike: none of ``values`` (case-insensitive)
+    in any ``(where, bytes)`` outside the seals (lower-cased base64 ciphertext may spell a short name by chance)."""
+    wanted = [v.lower().encode() for v in values]
+    for where, blob in blobs:
+        plain = SEALED_FIELD.sub(b"", blob).lower()
+        for value in wanted:
+            assert value not in plain, f"{where} carries personal data in clear"
 
 
 def caught_up(settings: Settings, group: str, topics: list[str]) -> bool:

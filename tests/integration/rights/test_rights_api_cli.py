@@ -183,9 +183,21 @@ def test_dpo_cli_issues_requests_and_lists_open_and_overdue(
     )
     assert result.exit_code == 0, result.output
     result = invoke_cli(
-        settings, monkeypatch, "dpo", "rectify", "--email", "c@example.com", "--set", "email=x@y.z", key=dpo_key
+        settings,
+        monkeypatch,
+        "dpo",
+        "withdraw-consent",
+        "--email",
+        "c@example.com",
+        "--purpose",
+        "contract_request",
+        key=dpo_key,
     )
-    assert result.exit_code == 2 and "cannot rectify email" in result.output
+    assert result.exit_code == 2 and "this purpose does not rest on consent" in result.output
+    result = invoke_cli(
+        settings, monkeypatch, "dpo", "rectify", "--email", "c@example.com", "--set", "email=x@y", key=dpo_key
+    )
+    assert result.exit_code == 2 and "email" in result.output  # not a valid address: refused before anything
     result = invoke_cli(settings, monkeypatch, "dpo", "object", "--email", "not-an-address", key=dpo_key)
     assert result.exit_code == 2
 
@@ -206,7 +218,7 @@ def test_dpo_cli_issues_requests_and_lists_open_and_overdue(
             .values(due_at=datetime.now(UTC) - timedelta(days=10))
         )
     result = invoke_cli(settings, monkeypatch, "dpo", "status", key=dpo_key)
-    assert result.exit_code == 0 and "3 request(s), 1 overdue" in result.output and "OVERDUE" in result.output
+    assert result.exit_code == 0 and "3 open request(s), 1 overdue" in result.output and "OVERDUE" in result.output
     assert result.output.count("issued by Dana Privacy (person:") == 3  # who issued each request
     result = invoke_cli(settings, monkeypatch, "dpo", "status", "--overdue", "--json", key=dpo_key)
     listed = json.loads(result.output[result.output.index("[") :])

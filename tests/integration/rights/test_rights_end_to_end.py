@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from fakes.hubspot import FakeHubSpot, running_fake
 from identity_helpers import key_for, person
 from pydantic import BaseModel
 from pypdf import PdfReader
-from rights_helpers import caught_up, invoke_cli, read_everything, wait_until
+from rights_helpers import assert_no_clear_text, caught_up, invoke_cli, read_everything, wait_until
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from worker_thread import WorkerThread
@@ -61,7 +60,7 @@ class World:
     settings: Settings
     runtime: Runtime
     publisher: ConfirmingPublisher
-    hub: FakeHubSpot
+    hub: FakeHubSpot | None  # None: HubSpot's dry run (no token), writing settings.resolved_dry_run_file
     worker: WorkerThread
     tools: DpoTools
     ingest: IngestService
@@ -105,7 +104,12 @@ class World:
             lambda: (v := self.crm.show(key)) is not None and ids <= {i.event_id for i in v.interactions_detail},
             what="the CRM to hold the contacts",
         )
-        wait_until(lambda: self.hub.contact(email) is not None, what="HubSpot to hold the contact")
+        if self.hub is not None:
+            hub = self.hub
+            wait_until(lambda: hub.contact(email) is not None, what="HubSpot to hold the contact")
+        else:
+            dry_run = self.settings.resolved_dry_run_file
+            wait_until(lambda: dry_run.exists() and email in dry_run.read_text(), what="the dry run to name them")
         return key
 
     def dropped(self, event_id: Any) -> DropRecord | None:
@@ -158,54 +162,61 @@ class World:
 @pytest.fixture
 def world(kafka_settings: Settings, db_url: str, make_settings: Callable[..., Settings]) -> Iterator[World]:
     with running_fake(rate_limit=None, search_rate_limit=None) as hub:
-        settings = make_settings(
-            kafka_bootstrap_servers=kafka_settings.kafka_bootstrap_servers,
-            topic_prefix=kafka_settings.topic_prefix,
-            database_url=db_url,
-            hubspot_access_token=hub.token,
-            hubspot_base_url=hub.url,
-            hubspot_backoff_base_s=0.05,
-            rights_retry_base_s=0.05,
-            rights_hubspot_consent_subscriptions=("1001",),
-            batch_timeout_s=0.05,
-        )
-        runtime = Runtime(settings)
-        ensure_schema(runtime.engine)
-        publisher = ConfirmingPublisher(settings)
-        registrars = REGISTRARS
-        app = create_app(runtime, registrars)
-        worker = WorkerThread(app).start(
-            wait_for_topics=(settings.topic("rights.commands"), settings.topic("contacts.accepted"))
-        )
-        world = None
-        try:
-            world = World(
-                settings=settings,
-                runtime=runtime,
-                publisher=publisher,
-                hub=hub,
-                worker=worker,
-                tools=DpoTools(runtime, publisher),
-                ingest=IngestService(runtime, publisher),
-                crm=CrmReadModel(runtime.engine),
-                registrars=registrars,
-            )
-            yield world
-        finally:
-            (world.worker if world is not None else worker).stop()
-            publisher.close()
-            runtime.engine.dispose()
+        yield from _world(kafka_settings, db_url, make_settings, hub)
 
 
-SEALED_FIELD = re.compile(rb'"(?:ciphertext|nonce)":\s*"[^"]*"')
+@pytest.fixture
+def dry_run_world(kafka_settings: Settings, db_url: str, make_settings: Callable[..., Settings]) -> Iterator[World]:
+    """No HubSpot token: the embedded default, HubSpot's dry run."""
+    yield from _world(kafka_settings, db_url, make_settings, None)
+
+
+def _world(
+    kafka_settings: Settings, db_url: str, make_settings: Callable[..., Settings], hub: FakeHubSpot | None
+) -> Iterator[World]:
+    hubspot = {} if hub is None else {"hubspot_access_token": hub.token, "hubspot_base_url": hub.url}
+    settings = make_settings(
+        kafka_bootstrap_servers=kafka_settings.kafka_bootstrap_servers,
+        topic_prefix=kafka_settings.topic_prefix,
+        database_url=db_url,
+        **hubspot,
+        hubspot_backoff_base_s=0.05,
+        rights_retry_base_s=0.05,
+        rights_hubspot_consent_subscriptions=("1001",),
+        batch_timeout_s=0.05,
+    )
+    runtime = Runtime(settings)
+    ensure_schema(runtime.engine)
+    publisher = ConfirmingPublisher(settings)
+    registrars = REGISTRARS
+    app = create_app(runtime, registrars)
+    worker = WorkerThread(app).start(
+        wait_for_topics=(settings.topic("rights.commands"), settings.topic("contacts.accepted"))
+    )
+    world = None
+    try:
+        world = World(
+            settings=settings,
+            runtime=runtime,
+            publisher=publisher,
+            hub=hub,
+            worker=worker,
+            tools=DpoTools(runtime, publisher),
+            ingest=IngestService(runtime, publisher),
+            crm=CrmReadModel(runtime.engine),
+            registrars=registrars,
+        )
+        yield world
+    finally:
+        (world.worker if world is not None else worker).stop()
+        publisher.close()
+        runtime.engine.dispose()
 
 
 def _no_clear_text(world: World, *values: str) -> None:
-    """Nothing personal outside the seals (lower-cased base64 ciphertext may spell a short name by chance)."""
-    for message in read_everything(world.settings):
-        blob = SEALED_FIELD.sub(b"", (message.key or b"") + (message.value or b"")).lower()
-        for value in values:
-            assert value.lower().encode() not in blob, f"{message.topic} carries personal data in clear"
+    """Nothing personal outside the seals, on any topic."""
+    records = read_everything(world.settings)
+    assert_no_clear_text(((m.topic, (m.key or b"") + (m.value or b"")) for m in records), values)
 
 
 def test_erasure_reaches_every_sink(world: World) -> None:
@@ -245,7 +256,8 @@ def test_erasure_reaches_every_sink(world: World) -> None:
     assert set(statuses) == {"crm", "hubspot", "kafka", "suppression", "export"}
     assert statuses["export"].evidence["exports_deleted"] == [waiting.name]
     assert statuses["crm"].evidence["interactions_deleted"] == 2
-    assert statuses["hubspot"].evidence["contacts"][0]["gdpr_deleted"] is True
+    assert statuses["hubspot"].evidence["outcome"] == "deleted"
+    assert statuses["hubspot"].evidence["contacts"][0]["result"] == "deleted"
     assert statuses["kafka"].evidence["keys_destroyed"] >= 1
     trail = world.tools.tracker.audit_trail(request_id=view.request_id)
     assert {"rights.request_received", "rights.request_completed"} <= {a.action for a in trail}
@@ -264,6 +276,29 @@ def test_erasure_reaches_every_sink(world: World) -> None:
     _no_clear_text(world, gone, "Zoefina", "Quartzberg", kept, "Kaiwen")
     other = world.crm.show(kept_key)  # the other person is untouched
     assert other is not None and other.email == kept and world.hub.contact(kept) is not None
+
+
+def test_erasure_leaves_the_hubspot_dry_run_file_without_the_person(dry_run_world: World) -> None:
+    """The embedded default writes every request HubSpot would get to a file; an erasure reaches it too: the same
+    clear-text scan as for Kafka's logs finds nothing of the erased person there, and the other person is kept."""
+    world = dry_run_world
+    gone, kept = "zoe.quartz@example.com", "kai.ember@example.org"
+    world.feed(gone, "Zoefina", "Quartzberg", n=2)
+    world.feed(kept, "Kaiwen", "Emberly")
+    dry_run = world.settings.resolved_dry_run_file
+    assert "zoefina" in dry_run.read_text().lower()  # what the scan must find gone
+
+    view = world.request(RightKind.ERASURE, gone)
+    hubspot = next(s for s in view.sinks if s.sink == "hubspot")
+    assert hubspot.status is SinkStatus.DONE
+    assert hubspot.evidence["contacts"] == [] and hubspot.evidence["outcome"] == "not found in HubSpot"
+    assert "dry-run file" in hubspot.evidence["dry_run"]
+
+    lines = dry_run.read_bytes().splitlines()
+    assert_no_clear_text(((f"{dry_run.name} line {n}", line) for n, line in enumerate(lines, 1)), [gone, "Zoefina"])
+    assert_no_clear_text([(dry_run.name, dry_run.read_bytes())], ["Quartzberg"])
+    assert kept in dry_run.read_text() and "Kaiwen" in dry_run.read_text()
+    _no_clear_text(world, gone, "Zoefina", "Quartzberg")
 
 
 def test_a_child_s_earlier_contacts_are_erased_everywhere(world: World) -> None:

@@ -16,7 +16,7 @@ from pipeline.models.common import Channel, InteractionKind, Purpose
 from pipeline.models.contact import Consent, ContactEvent, Utterance
 from pipeline.models.processing import DropReason
 from pipeline.models.rights import SuppressionRecord
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.processors import ChainContext, Dropped, Failed, Passed, compile_policy, run_chain
 from pipeline.processors.suppression import suppress_accepted
 

@@ -23,7 +23,7 @@ from pipeline.crypto.sealing import _unb64
 from pipeline.models.common import Channel, InteractionKind, Purpose
 from pipeline.models.contact import Consent
 from pipeline.models.tagged import SpamVerdict, Tags, tags_json
-from pipeline.policy import Duration
+from pipeline.policy.model import Duration
 from pipeline.processors import ChainContext, CompiledPolicy, run_chain
 from pipeline.processors import rates as rate_windows
 from pipeline.processors.chain import Passed, Quarantined, _tags

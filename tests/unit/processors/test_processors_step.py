@@ -24,7 +24,7 @@ from pipeline.models.contact import ContactEvent
 from pipeline.models.processing import DropRecord
 from pipeline.models.records import AcceptedRecord, ContactRecord, DeadLetter, QuarantineRecord
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand, SuppressionRecord
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.processors import compile_policy
 from pipeline.runtime import Runtime
 from pipeline.topics import (

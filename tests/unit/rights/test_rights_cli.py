@@ -50,7 +50,7 @@ def submitted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[
             "rectify",
             ["--set", "last_name=Berg", "--clear", "position"],
             RightKind.RECTIFICATION,
-            {"rectify": {"last_name": "Berg", "position": None}},
+            {"rectify": {"last_name": "Berg", "position": None}, "old_address": None},
         ),
         (
             "withdraw-consent",

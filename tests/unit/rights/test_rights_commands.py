@@ -9,11 +9,12 @@ from pipeline.crypto.sealing import Sealer
 from pipeline.models.common import Purpose
 from pipeline.models.rights import RightKind
 from pipeline.normalize import subject_key
-from pipeline.rights.bodies import ExportDelivery, RectificationBody
+from pipeline.rights.bodies import ExportDelivery, RectificationBody, RequestIdentity
 from pipeline.rights.commands import (
     IdentityError,
     build_command,
     identify,
+    named,
 )
 
 PEPPER = b"pepper"
@@ -76,12 +77,59 @@ def test_rectified_values_travel_sealed_with_the_subject_key() -> None:
     assert body.changes == {"last_name": "Kowalska", "position": "CTO"}
 
 
-def test_rectifying_the_identity_or_unknown_fields_is_refused() -> None:
+def test_unknown_fields_or_nothing_to_rectify_are_refused() -> None:
     sealer = Sealer(DictKeys())
-    with pytest.raises(ValueError, match="cannot rectify email"):
-        build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={"email": "x"})
+    with pytest.raises(ValueError, match="cannot rectify shoe_size"):
+        build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={"shoe_size": "9"})
     with pytest.raises(ValueError, match="at least one"):
         build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={})
+
+
+def test_a_corrected_email_carries_the_new_key_in_clear_and_the_address_sealed() -> None:
+    sealer = Sealer(DictKeys())
+    new_key = subject_key(PEPPER, email="ada@new.example")
+    cmd = build_command(
+        RightKind.RECTIFICATION,
+        "sk_x0000000",
+        issued_by=D,
+        sealer=sealer,
+        rectify={"email": "ada@new.example"},
+        new_subject_key=new_key,
+        old_address="alias",
+    )
+    assert cmd.new_subject_key == new_key and "new.example" not in cmd.model_dump_json()
+    body = sealer.open_model(cmd.sealed, RectificationBody)  # type: ignore[arg-type]
+    assert body.new_email == "ada@new.example" and body.old_address == "alias"
+    forget = build_command(
+        RightKind.RECTIFICATION,
+        "sk_x0000000",
+        issued_by=D,
+        sealer=sealer,
+        rectify={"email": "a@b.co"},
+        new_subject_key=new_key,
+    )
+    assert sealer.open_model(forget.sealed, RectificationBody).old_address == "forget"  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="the subject key of the new address"):
+        build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={"email": "a@b.co"})
+    with pytest.raises(ValueError, match="--old-address applies only"):
+        build_command(
+            RightKind.RECTIFICATION,
+            "sk_x0000000",
+            issued_by=D,
+            sealer=sealer,
+            rectify={"company": "X"},
+            old_address="alias",
+        )
+
+
+def test_the_identity_the_dpo_gave_travels_sealed() -> None:
+    sealer = Sealer(DictKeys())
+    identity = named(email=" Ada@Example.COM ")
+    assert identity == RequestIdentity(email="ada@example.com")
+    cmd = build_command(RightKind.ERASURE, "sk_x0000000", issued_by=D, sealer=sealer, identity=identity)
+    assert cmd.identity is not None and "example.com" not in cmd.model_dump_json()
+    assert sealer.open_model(cmd.identity, RequestIdentity) == identity
+    assert named(phone="020 7946 0958", region="GB") == RequestIdentity(phone="+442079460958")
 
 
 def test_access_command_carries_a_sealed_password() -> None:

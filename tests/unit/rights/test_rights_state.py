@@ -75,3 +75,47 @@ def test_previous_state_of_another_subject_is_refused() -> None:
     other = SuppressionRecord(subject_key="sk_other0000", updated_at=T0, request_id=uuid4())
     with pytest.raises(ValueError, match="another subject"):
         next_state(other, command(RightKind.OBJECTION), T0)
+
+
+def test_a_corrected_address_moves_every_flag_to_the_new_key_and_leaves_the_old_key_erased() -> None:
+    from pipeline.rights.state import moved_states
+
+    old_key, new_key = "sk_old", "sk_new"
+    at = datetime(2025, 6, 1, tzinfo=UTC)
+    previous = SuppressionRecord(
+        subject_key=old_key, marketing_objected=True, updated_at=at, request_id=uuid4(), consent_withdrawn=()
+    )
+    target = SuppressionRecord(
+        subject_key=new_key, erased=True, erased_at=at, restricted=True, updated_at=at, request_id=uuid4()
+    )
+    command = RightsCommand(
+        request_id=uuid4(),
+        kind=RightKind.RECTIFICATION,
+        subject_key=old_key,
+        issued_at=at,
+        issued_by="dpo",
+        due_at=at,
+        new_subject_key=new_key,
+    )
+    later = datetime(2025, 6, 2, tzinfo=UTC)
+    moved, emptied = moved_states(previous, target, command, later)
+    assert (moved.subject_key, moved.marketing_objected, moved.restricted) == (new_key, True, True)
+    assert moved.erased and moved.erased_at == at  # what the new address saw erased before stays dropped
+    assert (emptied.subject_key, emptied.erased, emptied.erased_at, emptied.marketing_objected) == (
+        old_key,
+        True,
+        later,
+        False,
+    )
+    assert moved_states(emptied, moved, command, later) == (moved, emptied)  # redelivered: nothing changes
+    fresh, _ = moved_states(None, None, command, later)
+    assert fresh.subject_key == new_key and not fresh.marketing_objected and not fresh.erased
+
+
+def test_an_objection_stands_until_it_is_lifted() -> None:
+    objected = next_state(None, command(RightKind.OBJECTION), T0)
+    assert objected is not None and objected.marketing_objected
+    still = next_state(objected, command(RightKind.RESTRICTION), T0 + timedelta(days=1))
+    assert still is not None and still.marketing_objected and still.restricted
+    lifted = next_state(still, command(RightKind.OBJECTION_LIFTED), T0 + timedelta(days=2))
+    assert lifted is not None and not lifted.marketing_objected and lifted.restricted

@@ -1,9 +1,9 @@
 """Every action names its person: the principal who issued, extended and recorded a notice on each rights request,
-who completed each step, who did each audited action; the ingest sources a producer client is bound to; browser
-sessions after single sign-on.
+who completed each step (and who made each extension), who did each audited action; the ingest sources a producer
+client is bound to; browser sessions after single sign-on.
 
-Revision ID: 0005_actors
-Revises: 0004_identity
+Revision ID: 0006_actors
+Revises: 0005_rights_extensions_aliases
 Create Date: 2026-12-06 01:52:04.727393
 
 """
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_actors"
-down_revision: str | Sequence[str] | None = "0004_identity"
+revision: str = "0006_actors"
+down_revision: str | Sequence[str] | None = "0005_rights_extensions_aliases"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -65,8 +65,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("extended_by_principal", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("notice_sent_by", sa.JSON(), nullable=True))
 
+    with op.batch_alter_table("rights_request_extensions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("principal", sa.JSON(), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("rights_request_extensions", schema=None) as batch_op:
+        batch_op.drop_column("principal")
+
     with op.batch_alter_table("rights_requests", schema=None) as batch_op:
         batch_op.drop_column("notice_sent_by")
         batch_op.drop_column("extended_by_principal")
