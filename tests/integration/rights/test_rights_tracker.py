@@ -16,6 +16,8 @@ pytestmark = pytest.mark.integration
 
 T0 = datetime(2025, 1, 15, 10, tzinfo=UTC)
 DPO = person("dana", "Dana Privacy", Role.DPO)
+ANA = person("ana", "Ana Garcia", Role.DPO)
+BO = person("bo", "Bo Berg", Role.DPO)
 
 
 @pytest.fixture
@@ -74,6 +76,7 @@ def test_overdue_and_extension_with_reason(tracker: RequestTracker) -> None:
     view = tracker.extend(cmd.request_id, 2, "numerous requests from the same person", by=DPO)
     assert view.effective_due_at == datetime(2025, 4, 15, 10, tzinfo=UTC)
     assert view.extended_by == DPO and tracker.get(cmd.request_id).extended_by == DPO  # type: ignore[union-attr]
+    assert [(e.principal, e.extended_by) for e in view.extensions] == [(DPO, DPO.actor)]  # each extension: who
     assert view.extension_reason == "numerous requests from the same person"
     assert tracker.overdue(T0 + timedelta(days=32)) == []
     assert len(tracker.overdue(T0 + timedelta(days=91))) == 1
@@ -81,28 +84,29 @@ def test_overdue_and_extension_with_reason(tracker: RequestTracker) -> None:
 
 def test_extensions_add_up_to_two_months_never_shorten_and_keep_every_reason(tracker: RequestTracker) -> None:
     """Policy 9.1: "as much as two additional months" in all; the person is told every reason."""
-    cmd = build_command(RightKind.PORTABILITY, "sk_t0000009", issued_by="dpo", now=T0)
+    cmd = build_command(RightKind.PORTABILITY, "sk_t0000009", issued_by=DPO, now=T0)
     tracker.record(cmd, ["export"])
-    first = tracker.extend(cmd.request_id, 1, "a complex request across two systems", by="dpo:ana")
+    first = tracker.extend(cmd.request_id, 1, "a complex request across two systems", by=ANA)
     assert first.effective_due_at == datetime(2025, 3, 15, 10, tzinfo=UTC)
-    second = tracker.extend(cmd.request_id, 1, "numerous requests from the same person", by="dpo:bo")
+    second = tracker.extend(cmd.request_id, 1, "numerous requests from the same person", by=BO)
     assert second.effective_due_at == datetime(2025, 4, 15, 10, tzinfo=UTC)  # added, not replaced
-    assert [(e.months, e.reason, e.extended_by) for e in second.extensions] == [
-        (1, "a complex request across two systems", "dpo:ana"),
-        (1, "numerous requests from the same person", "dpo:bo"),
+    assert [(e.months, e.reason, e.extended_by, e.principal) for e in second.extensions] == [
+        (1, "a complex request across two systems", ANA.actor, ANA),
+        (1, "numerous requests from the same person", BO.actor, BO),
     ]
+    assert second.extended_by == BO  # the latest
     assert second.extension_reason == "a complex request across two systems; numerous requests from the same person"
     with pytest.raises(ValueError, match="already extended by 2 month"):
-        tracker.extend(cmd.request_id, 1, "yet another reason to wait", by="dpo")
+        tracker.extend(cmd.request_id, 1, "yet another reason to wait", by=DPO)
     after = tracker.get(cmd.request_id)
     assert after is not None and after.effective_due_at == second.effective_due_at
     assert len(after.extensions) == 2 and tracker.requests()[0].extensions == after.extensions
 
-    other = build_command(RightKind.PORTABILITY, "sk_t0000010", issued_by="dpo", now=T0)
+    other = build_command(RightKind.PORTABILITY, "sk_t0000010", issued_by=DPO, now=T0)
     tracker.record(other, ["export"])
-    tracker.extend(other.request_id, 2, "numerous requests from the same person", by="dpo")
+    tracker.extend(other.request_id, 2, "numerous requests from the same person", by=DPO)
     with pytest.raises(ValueError, match="cannot be extended again"):  # --months 1 after --months 2
-        tracker.extend(other.request_id, 1, "one more month please", by="dpo")
+        tracker.extend(other.request_id, 1, "one more month please", by=DPO)
     kept = tracker.get(other.request_id)
     assert kept is not None and kept.effective_due_at == datetime(2025, 4, 15, 10, tzinfo=UTC)
     assert kept.extension_reason == "numerous requests from the same person"
