@@ -137,8 +137,35 @@ class Settings(BaseSettings):
     # Ingest API
     ingest_host: str = "127.0.0.1"
     ingest_port: int = 8080
-    ingest_max_body_bytes: int = 1_048_576
+    ingest_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest body the API reads; a channel whose topics take less (topics.yaml max.message.bytes, "
+        "the sealed record being a third larger) gets that smaller limit",
+    )
     ingest_signature_tolerance_s: int = 300
+    ingest_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Longest an ingest request waits for the key store and the broker before 503 (and the API's "
+        "producer's message.timeout.ms, so a record refused is never delivered later)",
+    )
+    ingest_retry_after_s: int = Field(default=5, ge=1, description="Retry-After of a 503 (key store or broker down)")
+    api_workers: int = Field(default=1, ge=1, le=64, description="`leadpipe serve` processes sharing the ports")
+    admin_host: str = Field(default="127.0.0.1", description="Listen address of the admin port")
+    admin_port: int | None = Field(
+        default=8081,
+        description="Port of /metrics, /openapi.json and /docs (and /healthz, /readyz); None: not served. They are "
+        "not on the API port, which faces the internet",
+    )
+    api_public_docs: bool = Field(
+        default=False, description="Also serve /openapi.json and /docs on the API port (a public API reference)"
+    )
+    http_max_header_bytes: int = Field(
+        default=32_768, ge=1024, description="Request line and header block; larger is refused 431 before parsing"
+    )
+    http_max_header_fields: int = Field(default=100, ge=8, description="Header fields per request; more is 431")
     sources: dict[str, SourceAuth] = Field(default_factory=dict, description="source id -> channel and credentials")
     # The shared per-role tokens of old: accepted only with legacy_role_tokens=true (pipeline/identity/authenticator.py)
     dpo_token: SecretStr | None = None
@@ -235,6 +262,12 @@ class Settings(BaseSettings):
     # Data-subject rights (pipeline/rights)
     rights_exports_dir: Path | None = Field(
         default=None, description="Where exports are written; default: home/exports"
+    )
+    rights_export_max_age_h: float = Field(
+        default=168.0,
+        gt=0,
+        description="Exports are deleted this long after they were written (by the rights worker's sweep) and the "
+        "download refuses them from then on: an export holds everything about a person and is meant to be delivered",
     )
     rights_export_font: Path | None = Field(
         default=None, description="A TTF font for access PDFs; default: DejaVu Sans"

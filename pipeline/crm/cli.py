@@ -23,6 +23,7 @@ from pipeline.crm.views import SubjectSummary
 from pipeline.db import ensure_schema, make_engine
 from pipeline.identity.operator import operator, operator_command
 from pipeline.identity.permissions import Permission, allowed
+from pipeline.normalize import VISITOR_KEY_PREFIX
 
 crm_app = typer.Typer(help="Find contacts in the internal CRM (sales).", no_args_is_help=True)
 
@@ -44,9 +45,10 @@ def _read_model() -> Iterator[CrmReadModel]:
 
 
 def resolve_subject(read: CrmReadModel, ref: str) -> str | None:
-    """A subject key from a subject key (``sk_...``), an e-mail address or a phone number."""
+    """A subject key from a subject key (``sk_...``, or an anonymous website visitor's ``vk_...``), an e-mail address
+    or a phone number."""
     ref = ref.strip()
-    if ref.startswith("sk_"):
+    if ref.startswith(("sk_", VISITOR_KEY_PREFIX)):
         return ref
     if "@" in ref:
         return read.subject_key_for(email=ref)
@@ -111,7 +113,7 @@ def search(
 @needs(DATABASE)
 @exits({EXIT_NOT_FOUND: "no such contact (also a usage error)"})
 def show(
-    ref: Annotated[str, typer.Argument(help="Subject key (sk_...), e-mail address or phone number")],
+    ref: Annotated[str, typer.Argument(help="Subject key (sk_... or vk_...), e-mail address or phone number")],
 ) -> None:
     """Everything about one contact: profile, status, identities, interactions with legal basis, consents (JSON).
 

@@ -11,8 +11,17 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, Engine, RowMapping, func, select
 
-from pipeline.crm.schema import consents, identities, interactions, subjects
-from pipeline.crm.views import ConsentView, IdentityView, InteractionView, PurposeView, SubjectSummary, SubjectView
+from pipeline.crm.schema import LINK_COLUMNS, consents, identities, interactions, subjects, visitor_links
+from pipeline.crm.stitching import Link, attribute
+from pipeline.crm.views import (
+    ConsentView,
+    IdentityView,
+    InteractionView,
+    PurposeView,
+    SubjectSummary,
+    SubjectView,
+    VisitorLinkView,
+)
 from pipeline.normalize import NormalizationError, canonical_email, canonical_phone
 
 
@@ -40,7 +49,10 @@ class CrmReadModel:
     def search(
         self, *, email: str | None = None, phone: str | None = None, name: str | None = None, limit: int = 50
     ) -> list[SubjectSummary]:
-        """Subjects matching every given criterion (e-mail and phone exactly, canonicalised; name by substring)."""
+        """Subjects matching every given criterion (e-mail and phone exactly, canonicalised; name by substring).
+
+        Restricted subjects match a search by e-mail alone, never one that names a phone or a name.
+        """
         stmt = select(subjects)
         criteria = 0
         for kind, value in (("email", email), ("phone", phone)):
@@ -62,6 +74,10 @@ class CrmReadModel:
             stmt = stmt.where(full.like(pattern, escape="\\"))
         if not criteria:
             raise ValueError("search needs an e-mail, a phone or a name")
+        if name or phone:
+            # A restricted subject (9.4) is found by its subject key or its exact e-mail alone: a name (or a phone
+            # beside the e-mail) that only narrowed the hits would tell, letter by letter, what is withheld.
+            stmt = stmt.where(subjects.c.restricted.is_not(True))
         stmt = stmt.order_by(subjects.c.last_seen_at.desc(), subjects.c.subject_key).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
@@ -93,6 +109,7 @@ class CrmReadModel:
                 .order_by(consents.c.given_at, consents.c.id)
             ).mappings()
             consent_views = [ConsentView.model_validate(dict(c)) for c in cons]
+            history = self._website_history(conn, subject_key)
         return SubjectView.model_validate(
             {
                 **row,
@@ -102,8 +119,54 @@ class CrmReadModel:
                 "consents": consent_views,
                 # the newest choice of each purpose (consents are ordered oldest first)
                 "consent_state": {consent.purpose: consent.granted for consent in consent_views},
+                "website_history": history,
             }
         )
+
+    def visitor_keys(self, subject_key: str) -> list[str]:
+        """Every website visitor the person identified on (whoever the history is attributed to), sorted."""
+        with self.engine.connect() as conn:
+            return sorted(
+                conn.execute(
+                    select(visitor_links.c.visitor_key).where(visitor_links.c.subject_key == subject_key)
+                ).scalars()
+            )
+
+    def visitor_links(self, visitor_key: str) -> list[Link]:
+        """The links of one visitor: every person who identified on its device, with their earliest event."""
+        with self.engine.connect() as conn:
+            return _links(conn, [visitor_key]).get(visitor_key, [])
+
+    @staticmethod
+    def _website_history(conn: Connection, subject_key: str) -> list[VisitorLinkView]:
+        """The visitors the person identified on, each with the anonymous events attributed to the person."""
+        mine = conn.execute(
+            select(visitor_links.c.visitor_key).where(visitor_links.c.subject_key == subject_key)
+        ).scalars()
+        by_visitor = _links(conn, sorted(mine))
+        views: list[VisitorLinkView] = []
+        for visitor_key, links in by_visitor.items():
+            attribution = attribute(links)
+            own = next(link for link in links if link.subject_key == subject_key)
+            attributed = attribution is not None and attribution.owner.subject_key == subject_key
+            events: list[InteractionView] = []
+            if attribution is not None and attributed:
+                stmt = select(interactions).where(interactions.c.subject_key == visitor_key)
+                if attribution.until is not None:
+                    stmt = stmt.where(interactions.c.occurred_at < attribution.until)
+                rows = conn.execute(stmt.order_by(interactions.c.occurred_at, interactions.c.event_id)).mappings()
+                events = [_interaction(row) for row in rows]
+            views.append(
+                VisitorLinkView(
+                    visitor_key=visitor_key,
+                    linked_at=own.linked_at,
+                    linked_by_event_id=own.event_id,
+                    attributed=attributed,
+                    shared_at=attribution.until if attribution is not None else None,
+                    interactions=events,
+                )
+            )
+        return sorted(views, key=lambda view: (view.linked_at, view.visitor_key))
 
     def interaction_count(self) -> int:
         """How many interactions the CRM holds, of everyone."""
@@ -125,6 +188,16 @@ class CrmReadModel:
             .group_by(interactions.c.subject_key)
         ).all()
         return {key: int(count) for key, count in rows}
+
+
+def _links(conn: Connection, visitor_keys: Sequence[str]) -> dict[str, list[Link]]:
+    """Every link of these visitors, by visitor."""
+    if not visitor_keys:
+        return {}
+    found: dict[str, list[Link]] = {}
+    for row in conn.execute(select(*LINK_COLUMNS).where(visitor_links.c.visitor_key.in_(list(visitor_keys)))):
+        found.setdefault(row.visitor_key, []).append(Link(*row))
+    return found
 
 
 def _stored_identity(kind: str, value: str | None) -> str | None:

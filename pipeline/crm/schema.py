@@ -201,6 +201,31 @@ class CrmAudit(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
 
 
+class CrmVisitorLink(Base):
+    """A website visitor a person identified as: an event of theirs (a form, a chat, an identify) carried the
+    visitor's cookie id. The link record of stitching: visitor key -> subject key, when and by which event.
+
+    Only keys: ``visitor_key`` is the HMAC of the cookie id (``normalize.visitor_key``), ``subject_key`` the person's.
+    One row per (visitor, person), holding the EARLIEST event that identified that person on that device
+    (``linked_at`` = its ``occurred_at``), whatever order events arrive in; the history a person is shown follows
+    from all the rows of a visitor (``pipeline.crm.stitching``). The visitor's own events are stored under the
+    visitor key (a subject row without profile); erasing the person or the visitor deletes the links.
+    """
+
+    __tablename__ = "crm_visitor_links"
+
+    visitor_key: Mapped[str] = mapped_column(String(SUBJECT_KEY_LEN), primary_key=True)
+    subject_key: Mapped[str] = mapped_column(
+        String(SUBJECT_KEY_LEN),
+        ForeignKey("crm_subjects.subject_key", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    )
+    linked_at: Mapped[datetime] = mapped_column(UtcDateTime(), doc="occurred_at of the earliest identifying event")
+    event_id: Mapped[UUID] = mapped_column(Uuid(), doc="That event")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class CrmSubjectAlias(Base):
     """A corrected e-mail address kept as an alias of the person (``dpo rectify --old-address=alias``, policy 9.2).
 
@@ -226,6 +251,14 @@ interactions = cast(Table, CrmInteraction.__table__)
 consents = cast(Table, CrmConsent.__table__)
 audit = cast(Table, CrmAudit.__table__)
 subject_aliases = cast(Table, CrmSubjectAlias.__table__)
+visitor_links = cast(Table, CrmVisitorLink.__table__)
+#: A link's columns in the order of ``crm.stitching.Link``'s fields: ``Link(*row)`` of a ``select(*LINK_COLUMNS)``.
+LINK_COLUMNS = (
+    visitor_links.c.visitor_key,
+    visitor_links.c.subject_key,
+    visitor_links.c.linked_at,
+    visitor_links.c.event_id,
+)
 
 
 def audit_row(

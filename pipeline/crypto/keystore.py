@@ -60,6 +60,7 @@ class KeyStore(Protocol):
     def key(self, key_id: str) -> bytes | None: ...
     def destroy(self, scope: str, reason: str) -> int: ...
     def link(self, scope: str, subject_scopes: Iterable[str]) -> None: ...
+    def link_all(self, pairs: Iterable[tuple[str, str]]) -> None: ...
 
 
 class SqlKeyStore:
@@ -266,7 +267,15 @@ class SqlKeyStore:
 
     def link(self, scope: str, subject_scopes: Iterable[str]) -> None:
         """Tie a shared payload key to every subject it covers (see ``DataKeyLink``)."""
-        rows = [{"scope": scope, "subject_scope": s} for s in dict.fromkeys(subject_scopes)]
+        self.link_all((scope, s) for s in subject_scopes)
+
+    def link_all(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """``link`` for many (scope, subject scope) pairs in one transaction: erasing the subject destroys the scope.
+
+        Also what ties an anonymous website visitor's key to each person who identified on that visitor's device
+        (``subject:vk_...`` to ``subject:sk_...``): erasing the person shreds the visitor's history too.
+        """
+        rows = [{"scope": scope, "subject_scope": subject} for scope, subject in dict.fromkeys(pairs)]
         if rows:
             with self._engine.begin() as conn:
                 conn.execute(dialect_insert(self._engine, DataKeyLink.__table__).on_conflict_do_nothing(), rows)  # type: ignore[arg-type]

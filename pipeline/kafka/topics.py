@@ -12,6 +12,7 @@ place and a built wheel carries as a regular file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import time
 from collections.abc import Iterable
@@ -241,6 +242,24 @@ def _format_error(path: Path, data: Any, error: ValidationError) -> str:
         message = str(item["msg"]).removeprefix("Value error, ")
         lines.append(f"  {where}{'.' + field_path if field_path else ''}: {message}")
     return "\n".join(lines)
+
+
+#: What a topic without ``max.message.bytes`` takes: the broker's ``message.max.bytes`` (Kafka's default).
+BROKER_MAX_MESSAGE_BYTES = 1_048_588
+
+
+def message_limits(settings: Settings) -> dict[str, int]:
+    """Logical topic name -> the largest record batch the topic accepts (``max.message.bytes`` in topics.yaml)."""
+    return dict(_message_limits(default_topics_path(settings)))
+
+
+@functools.lru_cache(maxsize=8)
+def _message_limits(path: Path) -> tuple[tuple[str, int], ...]:
+    spec = load_topics(path)
+    return tuple(
+        (t.name, int({**spec.defaults.config, **t.config}.get("max.message.bytes", BROKER_MAX_MESSAGE_BYTES)))
+        for t in spec.topics
+    )
 
 
 def load_topics(path: Path | None = None) -> TopicsSpec:

@@ -18,10 +18,11 @@ from pipeline.crm import schema as crm_schema
 from pipeline.crypto import keystore
 from pipeline.db import Base
 from pipeline.identity import tables as identity_tables
+from pipeline.ingest import replay
 from pipeline.rights import tracker
 
 #: Every module that defines tables on ``pipeline.db.Base`` (imported here, so their tables are on its metadata).
-MODEL_MODULES: tuple[ModuleType, ...] = (keystore, crm_schema, tracker, identity_tables)
+MODEL_MODULES: tuple[ModuleType, ...] = (keystore, crm_schema, tracker, identity_tables, replay)
 
 #: What migrations are compared against (autogenerate, and the test that the migrations match the models).
 target_metadata: MetaData = Base.metadata

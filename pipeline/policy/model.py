@@ -253,6 +253,9 @@ class RateLimits(_Frozen):
     per_ip: RateLimit
     per_subject: RateLimit
     buckets: int = Field(ge=1, le=120)
+    exempt_kinds: tuple[InteractionKind, ...] = Field(
+        default=(), description="Interaction kinds that are not submissions: neither counted nor limited."
+    )
 
 
 class SpamPolicy(_Frozen):
@@ -272,10 +275,31 @@ class SpamPolicy(_Frozen):
     @field_validator("spam_words", "misleading_phrases")
     @classmethod
     def _not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for index, word in enumerate(value):
-            if not word.strip():
-                raise ValueError(f"[{index}] is blank")
-        return tuple(w.strip().lower() for w in value)
+        return _lowercase_words(value)
+
+
+def _lowercase_words(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Words or names matched case-insensitively: trimmed and lower-cased; a blank one is refused by its index."""
+    for index, word in enumerate(value):
+        if not word.strip():
+            raise ValueError(f"[{index}] is blank")
+    return tuple(w.strip().lower() for w in value)
+
+
+class VisitorPolicy(_Frozen):
+    """Anonymous website visitors (section 2): which consent their events must carry to be kept."""
+
+    section: str = Field(min_length=1)
+    consent_categories: tuple[str, ...] = Field(
+        min_length=1,
+        description="Consent-manager categories that mean consent to analytics cookies; an anonymous visitor's event "
+        "is kept when it grants one of them and denies none.",
+    )
+
+    @field_validator("consent_categories")
+    @classmethod
+    def _categories(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _lowercase_words(value)
 
 
 class QuarantinePolicy(_Frozen):
@@ -326,6 +350,7 @@ class Policy(_Frozen):
     spam: SpamPolicy
     quarantine: QuarantinePolicy
     storage: StoragePolicy
+    visitors: VisitorPolicy
 
     @model_validator(mode="after")
     def _cross_references(self) -> Policy:

@@ -1,4 +1,5 @@
-"""The processing chain: suppression -> children -> spam -> purposes -> retention, as one pure function.
+"""The processing chain: suppression -> visitor consent -> children -> spam -> purposes -> retention, as one pure
+function.
 
 ``run_chain(event, ctx)`` never raises and never performs I/O. It returns the outcome (accepted, quarantined,
 dropped, or failed with the stage and the error) and the state updates to store (rate windows, retention anchors)
@@ -25,6 +26,7 @@ from pipeline.processors.spam import SpamInputs, score_spam
 from pipeline.processors.suppression import apply_suppression
 from pipeline.processors.tagging import tag_purposes
 from pipeline.processors.text import person_text
+from pipeline.processors.visitors import lacks_consent
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,9 @@ def run_chain(event: ContactEvent, ctx: ChainContext) -> ChainResult:
         effect = apply_suppression(event, ctx.suppression, compiled.policy)
         if isinstance(effect, DropReason):
             return ChainResult(Dropped(effect, stage))
+        stage = "consent"
+        if lacks_consent(event, compiled):
+            return ChainResult(Dropped(DropReason.NO_CONSENT, stage))
         stage = "children"
         text = person_text(event)
         evidence = child_evidence(event, text, compiled)

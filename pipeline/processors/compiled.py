@@ -196,6 +196,16 @@ class CompiledPolicy:
         )
 
     @cached_property
+    def rate_exempt_kinds(self) -> frozenset[InteractionKind]:
+        """Interaction kinds the rate limits neither count nor limit (page views: browsing, not submissions)."""
+        return frozenset(self.policy.spam.rate_limits.exempt_kinds)
+
+    @cached_property
+    def visitor_consent_categories(self) -> frozenset[str]:
+        """The consent-manager categories that mean an anonymous visitor consented (lower case)."""
+        return frozenset(self.policy.visitors.consent_categories)
+
+    @cached_property
     def consent_skew(self) -> timedelta:
         return self.policy.consent.max_clock_skew.as_timedelta()
 

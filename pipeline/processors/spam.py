@@ -223,8 +223,9 @@ def score_spam(
     at = event.received_at.timestamp()
     updates: dict[str, rates.RateState] = {}
     ip_rule, subject_rule = compiled.rate_rules
+    counted = event.interaction.kind not in compiled.rate_exempt_kinds  # browsing is no submission (policy file)
     for key, rule in zip(keys, (ip_rule, subject_rule), strict=True):
-        if key is None:
+        if key is None or not counted:
             continue
         state, count = rates.bump(inputs.rates.get(key, rates.EMPTY), at, rule.window_s, rule.buckets)
         updates[key] = state

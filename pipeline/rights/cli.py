@@ -1,10 +1,11 @@
 """``leadpipe dpo ...`` (the DPO's requests, the tracker) and ``leadpipe retention sweep``.
 
-Every request is named by ``--email`` or ``--phone``; the tool prints the request id, the subject key and the
-deadline, never the e-mail or phone. ``--wait`` waits until every sink confirmed (exit 0), a sink failed
-(exit 3) or the time is up (exit 4). A request needs the worker to run (``leadpipe worker``): until it does, the
-request waits on Kafka and ``--wait`` times out. Each command runs as its operator (``pipeline/identity/operator.py``:
-an API key of a DPO, ``LEADPIPE_API_KEY`` or ``leadpipe --key-file``), who is recorded as the request's issuer.
+Every request is named by ``--email`` or ``--phone`` (an erasure also by ``--visitor-id``, a website visitor's
+cookie id); the tool prints the request id, the subject key and the deadline, never the e-mail, phone or cookie id.
+``--wait`` waits until every sink confirmed (exit 0), a sink failed (exit 3) or the time is up (exit 4). A request
+needs the worker to run (``leadpipe worker``): until it does, the request waits on Kafka and ``--wait`` times out.
+Each command runs as its operator (``pipeline/identity/operator.py``: an API key of a DPO, ``LEADPIPE_API_KEY`` or
+``leadpipe --key-file``), who is recorded as the request's issuer.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pipeline.rights.bodies import OldAddress
 from pipeline.rights.commands import IdentityError, RightsDesk
 from pipeline.rights.dpo import DpoTools, Submitted, request_out
 from pipeline.rights.effects.crm import CrmRights
+from pipeline.rights.effects.export import expire_exports
 from pipeline.rights.sweep import RetentionSweep
 from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
 from pipeline.runtime import Runtime
@@ -129,7 +131,7 @@ def _submit(kind: RightKind, wait: bool, timeout: float, **kwargs: object) -> No
         try:
             submitted: Submitted = tools.request(kind, by=operator(), **kwargs)  # type: ignore[arg-type]
         except IdentityError as exc:
-            raise typer.BadParameter(str(exc), param_hint=f"--{exc.field}") from None
+            raise typer.BadParameter(str(exc), param_hint=f"--{exc.field.replace('_', '-')}") from None
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         except PublishError as exc:
@@ -209,6 +211,10 @@ def _confirm_erasure(ctx: typer.Context, yes: bool) -> bool:
 @_request_command(RightKind.ERASURE)
 def erase(
     *,
+    visitor_id: Annotated[
+        str | None,
+        typer.Option("--visitor-id", help="Instead of --email/--phone: a website visitor's cookie id (anonymousId)"),
+    ] = None,
     yes: Annotated[
         bool,
         typer.Option(
@@ -219,13 +225,14 @@ def erase(
         ),
     ] = False,
 ) -> Extra:
-    """Erase the person everywhere (9.3): CRM, HubSpot (GDPR delete), Kafka (their keys are destroyed).
+    """Erase the person everywhere (9.3): CRM, HubSpot (GDPR delete), Kafka (their keys are destroyed), with the
+    anonymous website history of every device they identified on; or, by --visitor-id, one device's history.
 
     Asks for confirmation on a terminal; without one (a script, a pipe) it refuses at once unless --yes is given.
 
     Example: leadpipe dpo erase --email ana@example.com --yes --wait
     """
-    return {}
+    return {"visitor_id": visitor_id}
 
 
 @_request_command(RightKind.OBJECTION, "object")
@@ -477,3 +484,6 @@ def sweep(
         typer.echo(f"  {subject.subject_key}  {len(subject.expired)} expired, {tail}")
     if not dry_run:
         typer.echo(f"{len(report.commands)} new request(s) published")
+        max_age = timedelta(hours=settings.rights_export_max_age_h)
+        expired = expire_exports(settings.resolved_exports_dir, moment, max_age)
+        typer.echo(f"{len(expired)} export(s) older than {settings.rights_export_max_age_h:g} h deleted")

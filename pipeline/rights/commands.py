@@ -16,7 +16,7 @@ from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose, StrictModel
 from pipeline.models.identity import Principal
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand
-from pipeline.normalize import NormalizationError, canonical_email, canonical_phone, subject_key
+from pipeline.normalize import NormalizationError, canonical_email, canonical_phone, subject_key, visitor_key
 from pipeline.rights.bodies import RECTIFIABLE_FIELDS, ExportDelivery, OldAddress, RectificationBody, RequestIdentity
 from pipeline.rights.deadlines import due_at
 from pipeline.rights.plan import plan_for
@@ -53,6 +53,15 @@ def key_of(pepper: bytes, identity: RequestIdentity) -> str:
 def identify(pepper: bytes, *, email: str | None = None, phone: str | None = None, region: str | None = None) -> str:
     """The subject key of the person a request is about, from exactly one of e-mail or phone (as the chain does)."""
     return key_of(pepper, named(email=email, phone=phone, region=region))
+
+
+def visitor_subject(pepper: bytes, visitor_id: str) -> str:
+    """The key of an anonymous website visitor the DPO names by its cookie id (as the website adapter makes it,
+    ``normalize.visitor_key``); ``IdentityError`` when it is not a visitor id."""
+    try:
+        return visitor_key(pepper, visitor_id)
+    except NormalizationError as exc:
+        raise IdentityError(exc.field, str(exc).partition(": ")[2]) from None
 
 
 def new_email_key(pepper: bytes, new_email: str) -> tuple[str, str]:

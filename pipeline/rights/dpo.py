@@ -1,8 +1,9 @@
 """The DPO's operations, shared by the ``leadpipe dpo`` CLI and the HTTP router so both behave the same.
 
-A request is identified by e-mail or phone (turned into the subject key exactly as the chain does), recorded in
-the tracker, audited and published; nothing here prints or logs the e-mail or phone. Every operation takes the
-principal who asks for it (``by``): the tracker and the audit name that person.
+A request is identified by e-mail or phone (an erasure also by a website visitor's cookie id), turned into the
+subject key exactly as the chain does, recorded in the tracker, audited and published; nothing here prints or logs
+the e-mail, phone or cookie id. Every operation takes the principal who asks for it (``by``): the tracker and the
+audit name that person.
 """
 
 from __future__ import annotations
@@ -22,7 +23,16 @@ from pipeline.models.identity import Principal
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand
 from pipeline.policy.model import Policy, load_policy
 from pipeline.rights.bodies import OldAddress, RequestIdentity
-from pipeline.rights.commands import RightsDesk, build_command, key_of, named, new_email_key, new_password
+from pipeline.rights.commands import (
+    IdentityError,
+    RightsDesk,
+    build_command,
+    key_of,
+    named,
+    new_email_key,
+    new_password,
+    visitor_subject,
+)
 from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
 from pipeline.runtime import Runtime
 from pipeline.topics import AUDIT_TOPIC
@@ -85,17 +95,32 @@ class DpoTools:
         email: str | None = None,
         phone: str | None = None,
         region: str | None = None,
+        visitor_id: str | None = None,
         purposes: Sequence[Purpose] = (),
         rectify: Mapping[str, str | None] | None = None,
         old_address: OldAddress | None = None,
         password: str | None = None,
         now: datetime | None = None,
     ) -> Submitted:
-        """Record and publish one request; raises ``IdentityError``/``ValueError`` on bad input, before anything."""
+        """Record and publish one request; raises ``IdentityError``/``ValueError`` on bad input, before anything.
+
+        A website visitor known only by its cookie id (``visitor_id``) can be erased: everything kept under it goes.
+        The other rights answer a person, whom the DPO names by e-mail or phone.
+        """
         if kind is RightKind.CONSENT_WITHDRAWAL:
             self.check_withdrawal(purposes)
-        identity = named(email=email, phone=phone, region=region)
-        subject = self._subject_of(identity)
+        identity: RequestIdentity | None = None
+        if visitor_id:
+            if email or phone:
+                raise IdentityError("visitor_id", "name the subject by exactly one of --email, --phone or --visitor-id")
+            if kind is not RightKind.ERASURE:
+                raise IdentityError(
+                    "visitor_id", f"a website visitor id names whom to erase, not whom a {kind.value} is for"
+                )
+            subject = visitor_subject(self.runtime.pepper, visitor_id)
+        else:
+            identity = named(email=email, phone=phone, region=region)
+            subject = self._subject_of(identity)
         new_key = None
         if rectify and rectify.get("email"):  # a corrected address: canonical, and the key it gives
             address, new_key = new_email_key(self.runtime.pepper, str(rectify["email"]))

@@ -17,7 +17,7 @@ the evidence on ``rights.status``. What the CRM holds is read through its read m
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, RowMapping, bindparam, delete, func, 
 from pipeline.crm.read import CrmReadModel
 from pipeline.crm.schema import (
     IDENTITY_FIELDS,
+    LINK_COLUMNS,
     PERSONAL_SUBJECT_COLUMNS,
     audit,
     audit_row,
@@ -36,13 +37,16 @@ from pipeline.crm.schema import (
     interactions,
     subject_aliases,
     subjects,
+    visitor_links,
 )
+from pipeline.crm.stitching import Link, earliest
 from pipeline.crm.views import PurposeView
 from pipeline.db import dialect_insert
 from pipeline.models.common import LegalBasis
 from pipeline.models.contact import PROFILE_FIELDS
 from pipeline.models.marketing import MarketingState, may_market
 from pipeline.models.rights import RightKind
+from pipeline.normalize import is_visitor_key
 from pipeline.rights.bodies import RectificationBody
 from pipeline.rights.effects.base import Context, Effect, EffectError, EffectResult, Handover
 from pipeline.rights.plan import rekeys
@@ -70,6 +74,10 @@ class ErasureResult(CrmOutcome):
     consents_deleted: int = 0
     aliases_deleted: int = 0
     erased_at: datetime | None = None
+    visitors_erased: int = 0
+    """Website visitors (devices) the person had identified on, whose anonymous history went with them."""
+    visitor_interactions_deleted: int = 0
+    visitor_links_deleted: int = 0
 
     def evidence(self) -> dict[str, Any]:
         return {
@@ -80,6 +88,9 @@ class ErasureResult(CrmOutcome):
             "consents_deleted": self.consents_deleted,
             "aliases_deleted": self.aliases_deleted,
             "erased_at": self.erased_at.isoformat() if self.erased_at else None,
+            "visitors_erased": self.visitors_erased,
+            "visitor_interactions_deleted": self.visitor_interactions_deleted,
+            "visitor_links_deleted": self.visitor_links_deleted,
         }
 
 
@@ -148,7 +159,9 @@ class CrmRights:
         view = self.read.show(subject_key)
         if view is None:
             return None
-        subject = view.model_dump(mode="json", exclude={"identities", "interactions_detail", "consents"})
+        subject = view.model_dump(
+            mode="json", exclude={"identities", "interactions_detail", "consents", "website_history"}
+        )
         with self.engine.connect() as conn:
             audit_rows = conn.execute(
                 select(audit).where(audit.c.subject_key == subject_key).order_by(audit.c.at, audit.c.id)
@@ -169,6 +182,8 @@ class CrmRights:
             "identities": [i.model_dump(mode="json") for i in view.identities],
             "interactions": [i.model_dump(mode="json") for i in view.interactions_detail],
             "consents": [c.model_dump(mode="json") for c in view.consents],
+            # the anonymous browsing attributed to the person (pipeline.crm.stitching), by device
+            "website_history": [h.model_dump(mode="json") for h in view.website_history],
             "audit": audit_docs,
         }
 
@@ -184,25 +199,43 @@ class CrmRights:
     ) -> ErasureResult:
         """Delete the subject's personal data; keep the minimal record (key, timestamps, flags, request id).
 
+        A person's erasure takes the anonymous history of every website visitor (device) they identified on with
+        it, since any of it may be theirs (``pipeline.crm.stitching``), and drops their links; a visitor's own
+        erasure (the DPO knows only the cookie id, or its history expired) drops every link of that visitor. The
+        data keys follow the same lines (``IngestService`` links a visitor's key to the person's).
+
         Idempotent: erasing an erased subject with nothing left reports ``already_erased`` and changes nothing.
-        The subject row is locked first: a sink batch writing this subject waits, or is waited for and then sees
-        the erasure (``CrmWriter.write_events``).
+        The subject rows are locked first: a sink batch writing them waits, or is waited for and then sees the
+        erasure (``CrmWriter.write_events``).
         """
         at = at or self._clock()
+        visitor = is_visitor_key(subject_key)
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(subjects.c.erased_at).where(subjects.c.subject_key == subject_key).with_for_update()
-            ).first()
+            row = _lock_subject(conn, subject_key)
+            mine = visitor_links.c.visitor_key if visitor else visitor_links.c.subject_key
+            visitors = (
+                []
+                if visitor
+                else sorted(conn.execute(select(visitor_links.c.visitor_key).where(mine == subject_key)).scalars())
+            )
+            n_links = _rowcount(conn.execute(delete(visitor_links).where(mine == subject_key)))
             if row is None:
-                return ErasureResult(subject_key, found=False)
-            n_inter = _rowcount(conn.execute(delete(interactions).where(interactions.c.subject_key == subject_key)))
-            n_ident = _rowcount(conn.execute(delete(identities).where(identities.c.subject_key == subject_key)))
-            n_cons = _rowcount(conn.execute(delete(consents).where(consents.c.subject_key == subject_key)))
+                if not n_links:
+                    return ErasureResult(subject_key, found=False)
+                _insert_bare(self.engine, conn, subject_key, at)  # a visitor known only from a person's link
+            n_inter, n_ident, n_cons = _delete_personal(conn, subject_key)
             # an old address kept as an alias of the person is forgotten with them
             n_alias = _rowcount(
                 conn.execute(delete(subject_aliases).where(subject_aliases.c.subject_key == subject_key))
             )
-            if row.erased_at is not None and not (n_inter or n_ident or n_cons or n_alias):
+            n_visited = 0
+            for key in visitors:  # sorted, like the sink's locks: never a deadlock
+                n_visited += self._erase_visitor(conn, key, subject_key, request_id, at=at, actor=actor)
+            if (
+                row is not None
+                and row.erased_at is not None
+                and not (n_inter or n_ident or n_cons or n_alias or n_links)
+            ):
                 return ErasureResult(subject_key, found=True, already_erased=True, erased_at=row.erased_at)
             _empty(conn, subject_key, request_id, at)
             result = ErasureResult(
@@ -213,11 +246,31 @@ class CrmRights:
                 consents_deleted=n_cons,
                 aliases_deleted=n_alias,
                 erased_at=at,
+                visitors_erased=len(visitors),
+                visitor_interactions_deleted=n_visited,
+                visitor_links_deleted=n_links,
             )
             _audit(
                 conn, subject_key, "subject_erased", at=at, actor=actor, request_id=request_id, detail=result.evidence()
             )
         return result
+
+    def _erase_visitor(
+        self, conn: Connection, visitor_key: str, person_key: str, request_id: UUID, *, at: datetime, actor: str
+    ) -> int:
+        """Erase a visitor's anonymous history along with a person who identified on it; how many events went.
+
+        The visitor's row is marked erased (created so when none is stored yet), so an anonymous event received
+        before this moment and still on its way to the sink is never written (``CrmWriter.write_events``). The
+        links other people have to the visitor stay: they are those people's, and the history is gone for all.
+        """
+        if _lock_subject(conn, visitor_key) is None:
+            _insert_bare(self.engine, conn, visitor_key, at)
+        n_inter, _, _ = _delete_personal(conn, visitor_key)
+        _empty(conn, visitor_key, request_id, at)
+        detail = {"interactions_deleted": n_inter, "with_subject": person_key}
+        _audit(conn, visitor_key, "visitor_history_erased", at=at, actor=actor, request_id=request_id, detail=detail)
+        return n_inter
 
     def delete_interactions(
         self, subject_key: str, event_ids: Sequence[UUID], request_id: UUID, *, actor: str = RIGHTS_ACTOR
@@ -362,6 +415,7 @@ class CrmRights:
                         alias_key=subject_key, subject_key=new_key, request_id=request_id, created_at=at
                     )
                 )
+            _move_links(conn, subject_key, new_key, at)
             _empty(conn, subject_key, request_id, at, flags_too=True)  # the flags went with the person
             row = conn.execute(select(subjects).where(subjects.c.subject_key == new_key)).mappings().one()
             changed = _correct(conn, row, {**changes, "email": changes.get("email") or row["email"]}, at=at)
@@ -662,6 +716,57 @@ def _audit(
 ) -> None:
     conn.execute(
         audit.insert().values(audit_row(at, subject_key, action, actor=actor, request_id=request_id, detail=detail))
+    )
+
+
+def _move_links(conn: Connection, old_key: str, new_key: str, at: datetime) -> None:
+    """The website visitors (devices) a person identified on follow them to their new key; a device both keys were
+    linked to keeps the earlier link (``crm.stitching.earliest``), as the sink would have."""
+    moving = [Link(*row) for row in conn.execute(select(*LINK_COLUMNS).where(visitor_links.c.subject_key == old_key))]
+    if not moving:
+        return
+    devices = [link.visitor_key for link in moving]
+    theirs = {
+        link.visitor_key: link
+        for link in (
+            Link(*row)
+            for row in conn.execute(
+                select(*LINK_COLUMNS).where(
+                    visitor_links.c.subject_key == new_key, visitor_links.c.visitor_key.in_(devices)
+                )
+            )
+        )
+    }
+    conn.execute(
+        delete(visitor_links).where(
+            visitor_links.c.subject_key.in_([old_key, new_key]), visitor_links.c.visitor_key.in_(devices)
+        )
+    )
+    kept = [earliest(theirs.get(link.visitor_key), replace(link, subject_key=new_key)) for link in moving]
+    conn.execute(visitor_links.insert(), [{**asdict(link), "created_at": at} for link in kept])
+
+
+def _lock_subject(conn: Connection, subject_key: str) -> Any:
+    """The subject's row (its ``erased_at``), locked until the transaction ends; None when there is none."""
+    return conn.execute(
+        select(subjects.c.erased_at).where(subjects.c.subject_key == subject_key).with_for_update()
+    ).first()
+
+
+def _insert_bare(engine: Engine, conn: Connection, subject_key: str, at: datetime) -> None:
+    """A subject row with nothing but its key, for an erasure to mark (a sink batch may insert it meanwhile)."""
+    conn.execute(
+        dialect_insert(engine, subjects).on_conflict_do_nothing(index_elements=["subject_key"]),
+        [{"subject_key": subject_key, "created_at": at, "updated_at": at}],
+    )
+
+
+def _delete_personal(conn: Connection, subject_key: str) -> tuple[int, int, int]:
+    """Delete a subject's interactions, identities and consents; how many of each."""
+    return (
+        _rowcount(conn.execute(delete(interactions).where(interactions.c.subject_key == subject_key))),
+        _rowcount(conn.execute(delete(identities).where(identities.c.subject_key == subject_key))),
+        _rowcount(conn.execute(delete(consents).where(consents.c.subject_key == subject_key))),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -145,3 +146,25 @@ def _handling(ctx: Context) -> RequestHandling | None:
     steps = [HandlingStep(step=sink, completed_by=doer, at=ctx.now) for sink in ctx.evidence]
     steps.append(HandlingStep(step="export (this copy)", completed_by=doer, at=ctx.now))
     return RequestHandling(issued_by=command.issuer.display_name, issued_at=command.issued_at, steps=tuple(steps))
+
+
+def export_expired(path: Path, now: datetime, max_age: timedelta) -> bool:
+    """Whether an export file was written longer than ``max_age`` before ``now`` (its modification time)."""
+    return path.stat().st_mtime <= (now - max_age).timestamp()
+
+
+def expire_exports(exports_dir: Path, now: datetime, max_age: timedelta) -> list[str]:
+    """Delete every export written longer than ``max_age`` ago (and the subject folders left empty); their names."""
+    deleted: list[str] = []
+    if not exports_dir.is_dir():
+        return deleted
+    for folder in exports_dir.iterdir():
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.is_file() and export_expired(path, now, max_age):
+                path.unlink(missing_ok=True)
+                deleted.append(path.name)
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return deleted

@@ -2,7 +2,8 @@
 
 One subject row per subject (its profile merged from the batch's events, newest non-empty value first), one
 interaction row per event (with the tags: purposes and legal bases, retention clock and expiry), one identity row
-per address, one consent row per consent choice, one audit row per change. The writer decides which of them are new.
+per address, one consent row per consent choice, one visitor link per website visitor a person identified on, one
+audit row per change. The writer decides which of them are new.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from pipeline.crm.schema import IDENTITY_FIELDS, audit_row
+from pipeline.crm.stitching import Link, earliest
 from pipeline.models.contact import PROFILE_FIELDS
 from pipeline.models.marketing import NO_RIGHTS_EXERCISED, MarketingState, may_market
 from pipeline.models.tagged import TaggedEvent
@@ -209,3 +211,27 @@ def recorded_audit_rows(
             "profile_fields": [n for n in PROFILE_FIELDS if getattr(event.person, n) is not None],
         }
         yield audit_row(now, key, "interaction_recorded", actor=actor, event_id=event.event_id, detail=detail)
+
+
+def visitor_links_of(events: Iterable[TaggedEvent]) -> dict[tuple[str, str], Link]:
+    """(visitor key, subject key) -> the earliest link these events make: each event naming a person that carried a
+    website visitor's id (``provenance.visitor_key``) identified that person on the visitor's device."""
+    found: dict[tuple[str, str], Link] = {}
+    for t in events:
+        event = t.event
+        visitor = event.provenance.visitor_key
+        if visitor is None or visitor == event.subject_key:  # the visitor's own anonymous event
+            continue
+        pair = (visitor, event.subject_key)
+        found[pair] = earliest(found.get(pair), Link(visitor, event.subject_key, event.occurred_at, event.event_id))
+    return found
+
+
+def visitor_link_row(link: Link, now: datetime) -> dict[str, Any]:
+    return {
+        "visitor_key": link.visitor_key,
+        "subject_key": link.subject_key,
+        "linked_at": link.linked_at,
+        "event_id": link.event_id,
+        "created_at": now,
+    }

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 from fakes.contacts import make_tagged
+from sqlalchemy import update
 
 from pipeline.crm.read import CrmReadModel
+from pipeline.crm.schema import subjects
 from pipeline.sinks.crm.writer import CrmWriter
 
 pytestmark = pytest.mark.integration
@@ -35,3 +37,22 @@ def test_a_name_is_matched_literally(crm_writer: CrmWriter, crm_read: CrmReadMod
     assert [h.subject_key for h in crm_read.search(name="a_b")] == [under.event.subject_key]
     assert [h.subject_key for h in crm_read.search(name="h\\n")] == [under.event.subject_key]
     assert [h.subject_key for h in crm_read.search(name="%")] == [percent.event.subject_key]
+
+
+def test_a_restricted_subject_is_found_only_by_its_exact_email(crm_writer: CrmWriter, crm_read: CrmReadModel) -> None:
+    """Probe of issue 13: ``?name=Rita%20R`` matched a restricted subject and ``Rita%20X`` did not, so a name
+    withheld from the answer could be rebuilt one letter at a time."""
+    rita = make_tagged("rita.r@example.com", first_name="Rita", last_name="Restricted", phone="+4930123457")
+    crm_writer.write_events([rita])
+    key = rita.event.subject_key
+    assert [h.subject_key for h in crm_read.search(name="Rita R")] == [key]  # before the restriction
+    with crm_read.engine.begin() as conn:
+        conn.execute(update(subjects).where(subjects.c.subject_key == key).values(restricted=True))
+    assert crm_read.search(name="Rita R") == [] and crm_read.search(name="rita") == []
+    assert crm_read.search(phone="+49 30 123457") == []
+    assert crm_read.search(email="rita.r@example.com", name="Rita R") == []
+    assert crm_read.search(email="rita.r@example.com", phone="+49 30 123457") == []
+    [hit] = crm_read.search(email="Rita.R@example.com")
+    assert hit.subject_key == key and hit.for_sales().status == "restricted"
+    shown = crm_read.show(key)
+    assert shown is not None and shown.for_sales().status == "restricted"

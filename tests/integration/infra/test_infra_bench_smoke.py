@@ -30,6 +30,12 @@ SIZES: dict[str, dict[str, str]] = {
     },
     "hubspot_sink.py": {"BENCH_REQUESTS": "4", "BENCH_WINDOW_S": "1", "BENCH_WINDOWS": "1"},
     "ingest.py": {"BENCH_N": "60"},
+    "ingest_http.py": {
+        "BENCH_HTTP_N": "128",
+        "BENCH_HTTP_ROUNDS": "1",
+        "BENCH_HTTP_RATE": "100",
+        "BENCH_HTTP_OPEN_S": "1",
+    },
     "kafka_publish.py": {"BENCH_N": "300"},
     "log_redaction.py": {"BENCH_N": "300"},
     "processing.py": {"BENCH_N": "300", "BENCH_LATENCY_N": "20", "BENCH_LATENCY_RATE": "100"},

@@ -17,6 +17,7 @@ from pipeline.importer import guess_format, split_records
 from pipeline.kafka.consumer import read_to_end
 from pipeline.models.common import Channel
 from pipeline.models.records import ContactRecord
+from pipeline.normalize import visitor_key
 from pipeline.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -32,7 +33,12 @@ EXPECTED: dict[Channel, set[str]] = {
     Channel.MESSENGER: {"+12125550142", "priya.k@example.in"},
     Channel.EVENT: {"jonas.berg@example.se", "chloe.dubois@example.fr"},
     Channel.CUSTOMER: {"emma.johansson@example.se", "john.smith@example.com"},
-    Channel.WEBSITE: {"peter.lindqvist@example.fi", "maria.rossi@example.it"},
+    # the first page view is the anonymous visitor's: keyed by its cookie id, named here by its visitor key
+    Channel.WEBSITE: {
+        "peter.lindqvist@example.fi",
+        "maria.rossi@example.it",
+        visitor_key(b"test-pepper", "6f1c2d3e-0001"),
+    },
 }
 
 
@@ -83,7 +89,7 @@ def test_leadpipe_import_accepts_the_sample_of_each_channel(channel: Channel, ka
         for record in read_to_end(kafka_settings, ["contacts.normalized"]):
             event = runtime.codec.open_contact(ContactRecord.model_validate_json(record.value or b""))
             if event.channel is channel and event.provenance.source_id == source_id:
-                found.add(event.person.email or event.person.phone)
+                found.add(event.person.email or event.person.phone or event.provenance.visitor_key)
     finally:
         runtime.engine.dispose()
     assert found == EXPECTED[channel]

@@ -58,7 +58,7 @@ def test_every_right_in_the_crm(crm_writer: CrmWriter, crm: CrmRights) -> None:
 
     export = crm.export_subject(key)
     assert export is not None
-    assert set(export) == {"subject", "identities", "interactions", "consents", "audit"}
+    assert set(export) == {"subject", "identities", "interactions", "consents", "website_history", "audit"}
     assert len(export["interactions"]) == 2
     assert {e["action"] for e in export["audit"]} >= {"interaction_recorded", "consent_withdrawn", "rectified"}
 

@@ -39,7 +39,7 @@ from pipeline.models.identity import Role
 from pipeline.models.processing import DropReason, DropRecord
 from pipeline.models.records import DeadLetter
 from pipeline.models.rights import AuditRecord, RightKind, RightsStatus, SinkResult, SinkStatus, SuppressionRecord
-from pipeline.rights.commands import RightsDesk
+from pipeline.rights.commands import IdentityError, RightsDesk
 from pipeline.rights.dpo import DpoTools
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.sweep import RetentionSweep
@@ -568,3 +568,85 @@ def test_retention_sweep_deletes_expired_interactions_and_erases_empty_subjects(
         **dict.fromkeys(("crm", "suppression", "kafka", "hubspot"), SinkStatus.DONE),
         "export": SinkStatus.NOT_APPLICABLE,  # erased entirely, but no export was waiting
     }
+
+
+def test_anonymous_visitors_are_stitched_to_the_person_and_erased_with_them_or_by_cookie_id(world: World) -> None:
+    """Issue 17 item 4 end to end: page views of an anonymous visitor (kept with analytics consent, dropped without),
+    a form that carries the visitor's cookie id, the history on the contact, the website clock, then the person's
+    erasure taking the device's history along, and a second device erased by its cookie id alone."""
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def page(visitor_id: str, minutes_ago: int, *, consent: bool | None = True) -> Any:
+        document: dict[str, Any] = {
+            "type": "page",
+            "anonymousId": visitor_id,
+            "properties": {"url": f"https://www.example.com/p{uuid.uuid4().hex[:6]}"},
+            "timestamp": (now - timedelta(minutes=minutes_ago)).isoformat(),
+        }
+        if consent is not None:
+            document["context"] = {"consent": {"categoryPreferences": {"Analytics": consent}}}
+        result = world.ingest.submit(
+            "site-analytics", Channel.WEBSITE, json.dumps(document).encode(), "application/json"
+        )
+        assert result.accepted, result
+        (event,) = result.events
+        return event
+
+    shared_id, other_id = "ajs-7f3c0e4a-visitor", "ajs-b91d2aa0-other"
+    before = page(shared_id, 120)
+    refused = page(shared_id, 110, consent=False)
+    elsewhere = page(other_id, 100)
+    form = {
+        "email": "vera.visitor@example.com",
+        "first_name": "Vera",
+        "last_name": "Visitorova",
+        "message": f"Please send the price list ({uuid.uuid4().hex[:8]})",
+        "anonymous_id": shared_id,
+        "submittedAt": (now - timedelta(minutes=60)).isoformat(),
+    }
+    submitted = world.ingest.submit("site-form", Channel.WEB_FORM, json.dumps(form).encode(), "application/json")
+    assert submitted.accepted, submitted
+    after = page(shared_id, 30)
+    person, device, other = submitted.subject_keys[0], before.subject_key, elsewhere.subject_key
+    assert device.startswith("vk_") and device != person
+
+    def stitched() -> Any:
+        view = world.crm.show(person)
+        ids = [[i.event_id for i in h.interactions] for h in view.website_history] if view else []
+        return view if ids == [[before.event_id, after.event_id]] else None
+
+    view = wait_until(stitched, timeout_s=60, what="the CRM to show the visitor's history on the contact")
+    [history] = view.website_history
+    assert history.visitor_key == device and history.attributed and history.linked_by_event_id == submitted.event_ids[0]
+    drop = wait_until(lambda: world.dropped(refused.event_id), what="the page view without consent to be dropped")
+    assert (drop.reason, drop.stage) == (DropReason.NO_CONSENT, "consent")
+    # the website clock of the policy file: seven years from each page view
+    assert [i.retention_expires_at for i in history.interactions] == [
+        e.occurred_at.replace(year=e.occurred_at.year + 7) for e in (before, after)
+    ]
+    wait_until(lambda: world.crm.show(other) is not None, what="the other device's page view")
+    assert world.hub.contact("vera.visitor@example.com") is not None
+
+    erased = world.request(RightKind.ERASURE, "vera.visitor@example.com")
+    crm_evidence = {s.sink: s for s in erased.sinks}["crm"].evidence
+    assert (crm_evidence["visitors_erased"], crm_evidence["visitor_interactions_deleted"]) == (1, 2)
+    gone = world.crm.show(device)
+    assert gone is not None and gone.status == "erased" and gone.interactions_detail == []
+    assert world.crm.visitor_links(device) == []
+    with Session(world.runtime.engine) as session:
+        keys = {k.scope: k.wrapped_key for k in session.scalars(select(SubjectKey))}
+    assert keys[f"subject:{device}"] is None  # crypto-shredded with the person: linked at ingest
+    assert keys[f"subject:{other}"] is not None  # nobody identified on the other device
+
+    with pytest.raises(IdentityError):  # a cookie id names whom to erase, not whom to hand data to
+        world.tools.request(RightKind.ACCESS, by=DPO, visitor_id=other_id)
+    by_cookie = world.tools.request(RightKind.ERASURE, by=DPO, visitor_id=other_id)
+    assert by_cookie.command.subject_key == other
+    done = world.tools.wait(by_cookie.command.request_id, timeout_s=60)
+    assert done is not None and done.state is RequestState.COMPLETED, done
+    statuses = {s.sink: s.status for s in done.sinks}
+    assert statuses["crm"] is SinkStatus.DONE and statuses["kafka"] is SinkStatus.DONE
+    assert statuses["hubspot"] is SinkStatus.NOT_APPLICABLE  # HubSpot never held an anonymous visitor
+    other_view = world.crm.show(other)
+    assert other_view is not None and other_view.status == "erased" and other_view.interactions_detail == []
+    _no_clear_text(world, shared_id, other_id, "vera.visitor@example.com", "Visitorova")

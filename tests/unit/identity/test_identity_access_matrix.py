@@ -18,6 +18,7 @@ import typer
 import typer.main
 from fastapi.testclient import TestClient
 from identity_helpers import key_for
+from ingest_helpers import RecordingPublisher
 
 from pipeline import cli as leadpipe_cli
 from pipeline.api.app import create_api
@@ -34,14 +35,14 @@ from pipeline.runtime import Runtime
 P = Permission
 PUBLIC = Public("")  # the reason is free text; only its presence is checked
 
-#: Every route of the API and the one access it declares. A new route fails the test until it is added here.
+#: Every route of the API port (with ``api_public_docs``, so its documentation routes too) and the one access it
+#: declares. A new route fails the test until it is added here.
 ROUTES: dict[tuple[str, str], Access] = {
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
-    ("GET", "/redoc"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
-    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
     ("GET", "/login"): PUBLIC,
     ("GET", "/auth/callback"): PUBLIC,
     ("POST", "/v1/sources/{source_id}"): PUBLIC,
@@ -72,6 +73,16 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("POST", "/v1/admin/users/{name}/keys"): P.PRINCIPALS_MANAGE,
     ("DELETE", "/v1/admin/keys/{key_id}"): P.PRINCIPALS_MANAGE,
     ("GET", "/v1/admin/sources"): P.SOURCES_MANAGE,
+}
+
+#: Every route of the admin port (``pipeline.http.server``: bound to ``admin_host``, not the internet's side) and
+#: its access: all public there, none hands out personal data.
+ADMIN_ROUTES: dict[tuple[str, str], Access] = {
+    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
 }
 
 #: Which operator routes each role reaches (by path prefix), in the issue's words.
@@ -111,19 +122,19 @@ def api(make_settings: Callable[..., Settings]) -> Iterator[tuple[TestClient, Se
         oidc_audience="leadpipe-api",
         session_cookie_secure=False,
         public_url="http://leadpipe.test",
+        api_public_docs=True,
     )
     runtime = Runtime(settings)
     ensure_schema(runtime.engine)
-    app = create_api(runtime, object())  # type: ignore[arg-type]  # no request below gets as far as publishing
+    app = create_api(runtime, RecordingPublisher())  # type: ignore[arg-type]  # no request below gets as far as publishing
     with TestClient(app, base_url="http://leadpipe.test") as client:
         yield client, settings
     runtime.engine.dispose()
 
 
-def test_every_route_declares_exactly_the_reviewed_access(api: tuple[TestClient, Settings]) -> None:
-    client, _ = api
+def _served(app: Any) -> dict[tuple[str, str], Access]:
     served: dict[tuple[str, str], Access] = {}
-    for route in route_accesses(client.app):  # type: ignore[arg-type]
+    for route in route_accesses(app):
         assert len(route.declared) == 1, f"{route.path} declares {route.declared or 'nothing'}"
         (declared,) = route.declared
         if isinstance(declared, Public):
@@ -131,7 +142,13 @@ def test_every_route_declares_exactly_the_reviewed_access(api: tuple[TestClient,
             declared = PUBLIC
         for method in route.methods - {"HEAD"}:
             served[(method, route.path)] = declared
-    assert served == ROUTES
+    return served
+
+
+def test_every_route_declares_exactly_the_reviewed_access(api: tuple[TestClient, Settings]) -> None:
+    client, _ = api
+    assert _served(client.app) == ROUTES
+    assert _served(client.app.state.admin) == ADMIN_ROUTES  # type: ignore[attr-defined]
 
 
 #: Path parameters that make an admitted request stop short of doing anything (404, or 422 for a typed one).

@@ -85,7 +85,8 @@ def test_rendered_workloads() -> None:
     assert env_of(rights)["LEADPIPE_APP_ID"] == "leadpipe-rights"  # its own consumer group and leader topic
     assert "LEADPIPE_APP_ID" not in env_of(worker)
     assert worker["spec"]["selector"]["matchLabels"] != rights["spec"]["selector"]["matchLabels"]
-    assert api["spec"]["template"]["spec"]["containers"][0]["args"] == ["leadpipe", "serve"]
+    assert api["spec"]["template"]["spec"]["containers"][0]["args"] == ["leadpipe", "serve", "--workers", "1"]
+    assert_api_probes_and_admin_port(api)
 
     service = by_kind(docs, "Service")["rel-leadpipe-api"]
     assert service["spec"]["selector"] == api["spec"]["selector"]["matchLabels"]
@@ -124,6 +125,19 @@ def test_rendered_workloads() -> None:
     assert api_env["LEADPIPE_INGEST_HOST"] == "0.0.0.0"  # the default 127.0.0.1 would be unreachable in a pod
     for doc in (worker, rights):
         assert_worker_web_served(doc)
+
+
+def assert_api_probes_and_admin_port(api: dict[str, Any]) -> None:
+    """Readiness asks /readyz (brokers and database), liveness /healthz; Prometheus scrapes the admin port, which
+    the Service does not expose (issue 13: /metrics and the docs were open on the API port)."""
+    container = api["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = env_of(api)
+    assert env["LEADPIPE_ADMIN_PORT"] == str(ports["admin"]) and env["LEADPIPE_ADMIN_HOST"] == "0.0.0.0"
+    annotations = api["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(ports["admin"]) and annotations["prometheus.io/path"] == "/metrics"
 
 
 def assert_worker_web_served(deployment: dict[str, Any]) -> None:

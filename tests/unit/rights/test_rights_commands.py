@@ -8,13 +8,14 @@ from identity_helpers import person
 from pipeline.crypto.sealing import Sealer
 from pipeline.models.common import Purpose
 from pipeline.models.rights import RightKind
-from pipeline.normalize import subject_key
+from pipeline.normalize import subject_key, visitor_key
 from pipeline.rights.bodies import ExportDelivery, RectificationBody, RequestIdentity
 from pipeline.rights.commands import (
     IdentityError,
     build_command,
     identify,
     named,
+    visitor_subject,
 )
 
 PEPPER = b"pepper"
@@ -53,6 +54,13 @@ def test_identify_needs_exactly_one_valid_identity() -> None:
     with pytest.raises(IdentityError) as info:
         identify(PEPPER, phone="12")
     assert info.value.field == "phone"
+
+
+def test_a_website_visitor_is_identified_by_the_key_of_its_cookie_id() -> None:
+    assert visitor_subject(PEPPER, " ajs-123 ") == visitor_key(PEPPER, "ajs-123")
+    with pytest.raises(IdentityError) as info:
+        visitor_subject(PEPPER, "not one")
+    assert info.value.field == "visitor_id" and "not one" not in str(info.value)
 
 
 def test_deadline_is_one_month_after_receipt() -> None:

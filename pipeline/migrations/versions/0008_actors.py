@@ -2,8 +2,8 @@
 who completed each step (and who made each extension), who did each audited action; the ingest sources a producer
 client is bound to; browser sessions after single sign-on.
 
-Revision ID: 0006_actors
-Revises: 0005_rights_extensions_aliases
+Revision ID: 0008_actors
+Revises: 0007_visitor_links
 Create Date: 2026-12-06 01:52:04.727393
 
 """
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_actors"
-down_revision: str | Sequence[str] | None = "0005_rights_extensions_aliases"
+revision: str = "0008_actors"
+down_revision: str | Sequence[str] | None = "0007_visitor_links"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
