@@ -139,13 +139,13 @@ def http_request(port: int, path: str, body: bytes, headers: dict[str, str]) -> 
     return head.encode() + b"\r\n" + body
 
 
-async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
-    """One request on a keep-alive connection; the answer's status."""
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
+    """One request on a keep-alive connection; the answer's status and body."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     match = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
-    await reader.readexactly(int(match.group(1)) if match else 0)
-    return int(head[9:12])
+    body = await reader.readexactly(int(match.group(1)) if match else 0)
+    return int(head[9:12]), body
 
 
 async def closed_loop(label: str, port: int, requests: Sequence[bytes], concurrency: int) -> Run:
@@ -159,7 +159,7 @@ async def closed_loop(label: str, port: int, requests: Sequence[bytes], concurre
             while queue:
                 request = queue.pop()
                 sent = time.perf_counter()
-                status = await exchange(reader, writer, request)
+                status, _ = await exchange(reader, writer, request)
                 run.latencies.append(time.perf_counter() - sent)
                 run.statuses[status] = run.statuses.get(status, 0) + 1
         finally:
@@ -189,7 +189,7 @@ async def open_loop(label: str, port: int, requests: Sequence[bytes], rate: floa
                 connection = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
                 if connection[1] not in opened:
                     opened.append(connection[1])
-                status = await exchange(*connection, request)
+                status, _ = await exchange(*connection, request)
             except (OSError, asyncio.IncompleteReadError):
                 status = 0
             else:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from typer.core import TyperGroup
 
-from pipeline import clidocs, clikit, demo, importer, schemas
+from pipeline import asyncapi, clidocs, clikit, demo, importer, schemas
 from pipeline.agents import cli as agents_cli
 from pipeline.api import cli as api_cli
 from pipeline.config import get_settings
@@ -40,6 +40,7 @@ from pipeline.migrations import cli as migrations_cli
 from pipeline.policy import cli as policy_cli
 from pipeline.review import cli as review_cli
 from pipeline.rights import cli as rights_cli
+from pipeline.spam import cli as spam_cli
 
 log = get_logger(__name__)
 
@@ -94,20 +95,27 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # a local may hold a person's data
 )
 
+# `leadpipe spam` holds the engine's and the classifier's commands (pipeline.spam) and the review queue's
+# (pipeline.review): composed here, where both are known, so that neither package imports the other.
+spam_cli.spam_app.add_typer(review_cli.review_app, name="review")
+
 #: (command name, each area's typer app or command), in the order ``leadpipe --help`` lists them.
 SUBCOMMANDS: list[tuple[str, typer.Typer | Callable[..., Any]]] = [
     ("kafka", kafka_cli.kafka_app),
     ("topics", kafka_cli.topics_app),
+    ("lag", kafka_cli.lag),
     ("schemas", schemas.app),
+    ("asyncapi", asyncapi.app),
     ("serve", api_cli.serve),
     ("import", importer.import_file),
     ("dpo", rights_cli.dpo_app),
     ("retention", rights_cli.retention_app),
+    ("restore", rights_cli.restore_app),
     ("crm", crm_cli.crm_app),
     ("db", migrations_cli.db_app),
     ("worker", agents_cli.worker),
     ("policy", policy_cli.policy_app),
-    ("spam", review_cli.spam_app),
+    ("spam", spam_cli.spam_app),
     ("dlq", dlq_cli.dlq_app),
     ("users", identity_cli.users_app),
     ("keys", identity_cli.keys_app),
@@ -122,6 +130,9 @@ LogFormat = Literal["auto", "json", "console"]
 WITHOUT_OPERATOR: dict[str, str] = {
     "kafka": "starts and stops the local broker",
     "topics": "creates topics with the deployment's broker credentials",
+    "lag": "reads consumer-group offsets with the deployment's broker credentials (no records, no personal data)",
+    "asyncapi": "writes and checks the AsyncAPI document of the topics",
+    "restore": "re-applies recorded erasures after a restore with the deployment's credentials (the restore hook Job)",
     "schemas": "writes and checks the JSON Schema files",
     "serve": "starts the API; each request authenticates on its own",
     "import": "publishes a file as a source, with the deployment's broker credentials",

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     log_level: str | None = Field(
         default=None, description="DEBUG, INFO, WARNING, ...; default: WARNING on a terminal, INFO for machines (JSON)."
     )
+    otlp_traces_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint (e.g. http://otel-collector:4318/v1/traces); unset: no tracing.",
+    )
 
     # Kafka
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -120,6 +124,28 @@ class Settings(BaseSettings):
     worker_session_timeout_s: float = Field(default=10.0, ge=6.0, description="Brokers refuse less than 6 s.")
     worker_commit_interval_s: float = Field(
         default=0.5, gt=0, description="Transaction length under exactly_once: the floor of end-to-end latency."
+    )
+
+    # Spam engine (rspamd + Redis, pipeline/spam): the normal worker scores, the controller learns
+    spam_engine_enabled: bool = Field(
+        default=True,
+        description="Ask the spam engine and leadpipe's classifier (its counts are in the engine's Redis). Off: the "
+        "policy's rules alone. On with the engine down: events wait or go to review (policy spam.engine).",
+    )
+    spam_engine_url: str = Field(default="http://127.0.0.1:11433", description="rspamd's normal worker (/checkv2).")
+    spam_engine_controller_url: str = Field(
+        default="http://127.0.0.1:11434", description="rspamd's controller worker (/learnspam, /learnham, /stat)."
+    )
+    spam_engine_redis_host: str = Field(default="127.0.0.1", description="The engine's Redis (classifier counts).")
+    spam_engine_redis_port: int = Field(default=16379, description="The Redis of `leadpipe spam-engine up`.")
+    spam_classifier_reload_s: float = Field(
+        default=30.0, gt=0, description="How often a worker reads the classifier's counts again (others learn too)."
+    )
+    spam_engine_timeout_s: float = Field(default=2.0, gt=0, description="Time budget of one scoring batch.")
+    spam_engine_concurrency: int = Field(default=8, ge=1, description="Requests in flight to the engine at once.")
+    spam_engine_sa_rules: bool = Field(
+        default=False,
+        description="Load SpamAssassin's stock rules into rspamd (docs/processing.md: a few more hits, ~6x slower).",
     )
 
     # Policy

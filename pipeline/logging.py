@@ -344,6 +344,9 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # httpx logs every request at INFO: the spam engine's client makes hundreds a second. Its failures come back
+    # to leadpipe's code as typed results, which logs what matters.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     _install_record_factory()
 
 

@@ -8,6 +8,7 @@ import typer
 
 from pipeline.clikit import DATABASE, KAFKA, needs
 from pipeline.config import get_settings
+from pipeline.rights.restore import UnappliedErasuresError
 from pipeline.runtime import Runtime
 
 
@@ -31,4 +32,8 @@ def worker(
     settings = get_settings()
     servers = settings.kafka_bootstrap_servers
     typer.echo(f"leadpipe worker {settings.app_id} starting (Kafka at {servers}); Ctrl-C stops it")
-    run_worker(Runtime(settings), registrars=[registrar(r) for r in only] if only else None)
+    try:
+        run_worker(Runtime(settings), registrars=[registrar(r) for r in only] if only else None)
+    except UnappliedErasuresError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None

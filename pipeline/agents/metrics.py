@@ -18,6 +18,9 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from pipeline.agents.app import LeadpipeApp
+from pipeline.config import Settings
+from pipeline.kafka.lag import PartitionLag, consumer_lag
+from pipeline.kafka.topics import make_admin
 from pipeline.logging import get_logger
 
 log = get_logger(__name__)
@@ -74,6 +77,20 @@ class WorkerMetrics:
             ["sink"],
             registry=registry,
         )
+        self.spam_engine_results = Counter(
+            "leadpipe_spam_engine_results",
+            "Answers of the spam engine to the processing agent, by result: scored, or why there was no verdict "
+            "(timeout, unreachable, error); each unanswered event waited or went to review.",
+            ["result"],
+            registry=registry,
+        )
+        self.spam_learned = Counter(
+            "leadpipe_spam_learned",
+            "Reviewer decisions taught to the spam filter, by part (engine, classifier), label and status "
+            "(learned, relearned, duplicate, refused, unavailable: `leadpipe spam rebuild` teaches it again).",
+            ["part", "label", "status"],
+            registry=registry,
+        )
         self._refreshers: list[Callable[[], None]] = []
 
     def observe_batch(self, agent: str, counts: Mapping[str, int], drop_reasons: Iterable[str], seconds: float) -> None:
@@ -114,6 +131,24 @@ class WorkerMetrics:
 
         self.add_refresher(refresh)
 
+    def track_lag(self, read_lag: Callable[[], Iterable[PartitionLag]]) -> None:
+        """Gauge of the consumer lag of the worker's group per topic and partition, read on each scrape from
+        ``read_lag`` (the group's, not this replica's share: dashboards take the max over replicas)."""
+        gauge = Gauge(
+            "leadpipe_consumer_lag",
+            "Records behind the end of each partition (last stable offset), by consumer group, topic and partition.",
+            ["group", "topic", "partition"],
+            registry=self.registry,
+        )
+
+        def refresh() -> None:
+            rows = list(read_lag())
+            gauge.clear()  # partitions no longer in the group's offsets disappear instead of showing a stale lag
+            for row in rows:
+                gauge.labels(row.group, row.topic, str(row.partition)).set(row.lag)
+
+        self.add_refresher(refresh)
+
     def add_refresher(self, refresh: Callable[[], None]) -> None:
         """``refresh`` runs (in a thread: it may query the database) before each scrape, to set gauges."""
         self._refreshers.append(refresh)
@@ -147,3 +182,17 @@ def worker_metrics(app: LeadpipeApp) -> WorkerMetrics:
             return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return metrics
+
+
+def track_consumer_lag(app: LeadpipeApp, settings: Settings) -> None:
+    """Serve the lag of the app's own consumer group (its faust app id) as ``leadpipe_consumer_lag``."""
+    admin = make_admin(settings)
+    group: str = app.conf.id
+
+    def read() -> list[PartitionLag]:
+        try:
+            return consumer_lag(settings, [group], admin=admin)
+        except LookupError:  # the group exists once the first worker has joined it
+            return []
+
+    worker_metrics(app).track_lag(read)

@@ -15,6 +15,7 @@ import faust
 from pipeline.agents.faust_adapter import partition_for, transaction_producer, transactional_id
 from pipeline.config import Settings
 from pipeline.logging import get_logger
+from pipeline.tracing import record_headers
 
 log = get_logger(__name__)
 
@@ -26,6 +27,8 @@ class Out:
     topic: str
     key: bytes | None
     value: bytes | None
+    trace: bytes | None = None
+    """The W3C ``traceparent`` of the span that produced it (``pipeline.tracing``), sent as the record's header."""
 
 
 class SendFailedError(RuntimeError):
@@ -95,10 +98,12 @@ class TransactionalSender:
                 for (topic, partition), group in by_partition.items():
                     builder = producer.create_batch()
                     for record in group:
-                        if builder.append(key=record.key, value=record.value, timestamp=None) is None:
+                        fields = {"key": record.key, "value": record.value, "timestamp": None}
+                        headers = record_headers(record.trace)
+                        if builder.append(**fields, headers=headers) is None:
                             futures.append(await producer.send_batch(builder, topic, partition=partition))
                             builder = producer.create_batch()
-                            if builder.append(key=record.key, value=record.value, timestamp=None) is None:
+                            if builder.append(**fields, headers=headers) is None:
                                 raise SendFailedError(f"a record for {record.topic} is larger than a whole batch")
                     futures.append(await producer.send_batch(builder, topic, partition=partition))
         except Exception as exc:

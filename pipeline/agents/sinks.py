@@ -21,6 +21,7 @@ Per batch (``stream.take_events``: ``take`` plus each record's partition and off
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
+from pipeline import tracing
 from pipeline.agents.app import LeadpipeApp, policy_for
 from pipeline.agents.metrics import WorkerMetrics, worker_metrics
 from pipeline.crypto.codec import RecordCodec
@@ -73,6 +75,8 @@ class Incoming:
     value: bytes
     partition: int | None = None
     offset: int | None = None
+    trace: bytes | None = None
+    """The ``traceparent`` header it came with (``pipeline.tracing``): the sink's span joins that trace."""
 
 
 @dataclass(frozen=True)
@@ -159,8 +163,11 @@ class SinkRunner:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         metrics: WorkerMetrics | None = None,
         screen: SuppressionScreen | None = None,
+        trace_names: tuple[str, str] | None = None,
     ) -> None:
+        """``trace_names``: the topic as the broker names it and the consumer group, for the traces' spans."""
         self.sink = sink
+        self.trace_names = trace_names or (source_topic, "")
         self.screen = screen
         self.codec = codec
         self.publish = publish
@@ -190,6 +197,7 @@ class SinkRunner:
     async def process(self, batch: Sequence[Incoming]) -> list[Message]:
         """Write one batch; returns (and has published) the results and dead letters."""
         await self.start()
+        started_ns = time.time_ns()
         opened, messages = await asyncio.to_thread(self._open_all, batch)
         unique: dict[uuid.UUID, _Opened] = {}
         for item in opened:
@@ -200,6 +208,8 @@ class SinkRunner:
         messages += [self._result_message(unique[r.event_id].record, r) for r in results]
         if messages:
             await self.publish(messages)
+        if tracing.enabled():
+            self._trace(unique, results, started_ns)
         if self.metrics is not None:
             self.metrics.observe_sink(
                 self.sink.name,
@@ -209,6 +219,23 @@ class SinkRunner:
         written = sum(r.outcome is WriteOutcome.WRITTEN for r in results)
         log.info("sink_batch", sink=self.sink.name, records=len(batch), written=written, messages=len(messages))
         return messages
+
+    def _trace(self, items: dict[uuid.UUID, _Opened], results: Sequence[RecordResult], started_ns: int) -> None:
+        """One ``process`` span per event, from the batch's start to its results' confirmation, in the event's trace."""
+        topic, group = self.trace_names
+        for result in results:
+            incoming = items[result.event_id].incoming
+            span = tracing.start_process(
+                topic,
+                incoming.trace,
+                partition=incoming.partition,
+                offset=incoming.offset,
+                group=group,
+                start_time=started_ns,
+                sink=self.sink.name,
+            )
+            failed = result.reason or "failed" if result.outcome is WriteOutcome.FAILED else None
+            tracing.end(span, failed=failed, outcome=result.outcome.value)
 
     # ---- steps -----------------------------------------------------------------------------------------------------
 
@@ -396,13 +423,17 @@ def register(app: LeadpipeApp, runtime: Runtime) -> None:
             max_pause_s=settings.sink_retry_max_s,
             metrics=metrics,
             screen=screen,
+            trace_names=(settings.topic(ACCEPTED_TOPIC), settings.topic(settings.app_id)),
         )
         topic = app.topic(settings.topic(ACCEPTED_TOPIC), key_serializer="raw", value_serializer="raw")
 
         async def consume(stream: Any, runner: SinkRunner = runner) -> None:
             await runner.start()
             async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
-                batch = [Incoming(e.value, e.message.partition, e.message.offset) for e in events]
+                batch = [
+                    Incoming(e.value, e.message.partition, e.message.offset, tracing.header_value(e.message.headers))
+                    for e in events
+                ]
                 await runner.process(batch)
 
         app.agent(topic, name=f"{settings.app_id}.sink.{name}")(consume)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from pipeline import tracing
 from pipeline.clikit import DATABASE, KAFKA, needs
 from pipeline.config import get_settings
 from pipeline.db import ensure_schema
@@ -22,6 +23,7 @@ from pipeline.identity.operator import embedded_default
 from pipeline.identity.store import IdentityStore
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.logging import configure_logging
+from pipeline.rights.restore import UnappliedErasuresError, require_reapplied
 from pipeline.runtime import Runtime
 
 
@@ -31,6 +33,7 @@ def app_factory() -> Any:
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    tracing.configure(settings, "leadpipe-api")
     runtime = Runtime(settings)
     publisher = ConfirmingPublisher(settings, delivery_timeout_s=settings.ingest_timeout_s)
     atexit.register(publisher.close)
@@ -56,12 +59,17 @@ def serve(
     Example: leadpipe serve --port 8080 --workers 2
     """
     settings = get_settings()
-    settings = get_settings()
     runtime = Runtime(settings)
     ensure_schema(runtime.engine)  # once, before the workers start
-    if embedded_default(settings):
-        ensure_bootstrap_admin(settings, IdentityStore(runtime.engine, settings.api_key_pepper_bytes()))
-    runtime.engine.dispose()  # the workers open their own pools
+    try:
+        require_reapplied(runtime)  # no reads of a restored database that brought erased subjects back
+        if embedded_default(settings):
+            ensure_bootstrap_admin(settings, IdentityStore(runtime.engine, settings.api_key_pepper_bytes()))
+    except UnappliedErasuresError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    finally:
+        runtime.engine.dispose()  # the workers open their own pools
     admin = (settings.admin_host, settings.admin_port) if settings.admin_port is not None else None
     serve_http(
         "pipeline.api.cli:app_factory",

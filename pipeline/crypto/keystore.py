@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
 from sqlalchemy import DateTime, Engine, Integer, LargeBinary, String, UniqueConstraint, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql import ColumnElement
 
 from pipeline.db import Base, dialect_insert
 
@@ -280,13 +281,21 @@ class SqlKeyStore:
             with self._engine.begin() as conn:
                 conn.execute(dialect_insert(self._engine, DataKeyLink.__table__).on_conflict_do_nothing(), rows)  # type: ignore[arg-type]
 
-    def destroy(self, scope: str, reason: str) -> int:
-        """Destroy every generation of a scope and of the shared payload keys linked to it; returns how many."""
+    def destroy(self, scope: str, reason: str, *, created_by: datetime | None = None) -> int:
+        """Destroy every generation of a scope and of the shared payload keys linked to it; returns how many.
+
+        ``created_by``: only the keys created up to then. Re-applying an erasure after a restore
+        (``pipeline.rights.restore``) destroys what existed when the erasure took effect, never a generation created
+        later for a person who came back (a new, lawful collection).
+        """
+        live: list[ColumnElement[bool]] = [SubjectKey.wrapped_key.is_not(None)]
+        if created_by is not None:
+            live.append(SubjectKey.created_at <= created_by.astimezone(UTC))
         with Session(self._engine) as session:
             linked = list(session.scalars(select(DataKeyLink.scope).where(DataKeyLink.subject_scope == scope)))
             result = session.execute(
                 update(SubjectKey)
-                .where(SubjectKey.scope.in_([scope, *linked]), SubjectKey.wrapped_key.is_not(None))
+                .where(SubjectKey.scope.in_([scope, *linked]), *live)
                 .values(wrapped_key=None, destroyed_at=datetime.now(UTC), destroyed_reason=reason)
             )
             session.commit()
@@ -294,6 +303,44 @@ class SqlKeyStore:
         for each in (scope, *linked):
             self.forget_cached(each)
         return destroyed
+
+    def live_keys(self, cutoffs: Mapping[str, datetime]) -> dict[str, list[str]]:
+        """Of ``cutoffs`` (scope -> a moment), the scopes that still have live keys created up to their moment, in
+        the scope itself or in a shared payload key linked to it, with those key ids: what ``destroy(scope, ...,
+        created_by=moment)`` would destroy. Read in chunks of 500 scopes, three queries each."""
+        found: dict[str, list[str]] = {}
+        scopes = list(cutoffs)
+        for start in range(0, len(scopes), 500):
+            chunk = scopes[start : start + 500]
+            with self._engine.connect() as conn:
+                links = conn.execute(
+                    select(DataKeyLink.scope, DataKeyLink.subject_scope).where(DataKeyLink.subject_scope.in_(chunk))
+                ).all()
+                owners: dict[str, list[str]] = {scope: [scope] for scope in chunk}
+                for link in links:
+                    owners.setdefault(link.scope, []).append(link.subject_scope)
+                rows = conn.execute(
+                    select(SubjectKey.key_id, SubjectKey.scope, SubjectKey.created_at).where(
+                        SubjectKey.scope.in_(list(owners)), SubjectKey.wrapped_key.is_not(None)
+                    )
+                ).all()
+            for row in rows:
+                created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)  # SQLite
+                for owner in owners[row.scope]:
+                    if owner in cutoffs and created <= cutoffs[owner]:
+                        found.setdefault(owner, []).append(row.key_id)
+        return {scope: sorted(ids) for scope, ids in found.items()}
+
+    def live_scopes(self, prefix: str) -> set[str]:
+        """The scopes starting with ``prefix`` that still have a live key."""
+        with self._engine.connect() as conn:
+            return set(
+                conn.execute(
+                    select(SubjectKey.scope)
+                    .where(SubjectKey.scope.startswith(prefix, autoescape=True), SubjectKey.wrapped_key.is_not(None))
+                    .distinct()
+                ).scalars()
+            )
 
     def forget_cached(self, scope: str) -> None:
         """Drop a scope from this process's cache (its keys were just destroyed)."""

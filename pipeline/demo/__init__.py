@@ -50,6 +50,7 @@ from pipeline.models.rights import RightKind
 from pipeline.rights.dpo import DpoTools
 from pipeline.rights.tracker import RequestState
 from pipeline.runtime import Runtime
+from pipeline.spam.launcher import LocalSpamEngine
 from pipeline.topics import ACCEPTED_TOPIC, DROPS_TOPIC, PROCESSING_DLQ_TOPIC, QUARANTINE_TOPIC, SINK_RESULTS_TOPIC
 
 #: The sample whose sender the demo erases (channel, payload name): the packaged HubSpot demo-request form.
@@ -233,6 +234,10 @@ def _run(
         console.print(f"Kafka: starting a local Apache Kafka {settings.kafka_version} (first run downloads its jars)")
         broker.up()
         console.print(f"Kafka: up at {broker.bootstrap_servers}, log {broker.log_file}")
+    spam_engine = LocalSpamEngine.from_settings(settings) if settings.spam_engine_enabled else None
+    if spam_engine is not None:
+        console.print("Spam engine: starting rspamd + Redis (first start compiles its rules, ~10-30 s)")
+        console.print(f"Spam engine: {spam_engine.up()}")
     earlier = forget_earlier_runs(settings, run)
     console.print(
         f"This run: topics {run.settings.topic_prefix}*, files in {run.directory}; "
@@ -264,6 +269,8 @@ def _run(
                 os.killpg(worker.pid, signal.SIGKILL)
             if broker.started_here:
                 broker.down()
+            if spam_engine is not None and spam_engine.started_here:
+                spam_engine.release()
 
 
 def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s: float) -> int:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pipeline import tracing
 from pipeline.config import Settings, SourceAuth
 from pipeline.http.auth import authentication_refusal, client_address, get_authenticator, public
 from pipeline.http.deps import get_metrics, get_settings
@@ -60,6 +61,7 @@ log = get_logger(__name__)
 
 TIMESTAMP_HEADER = "X-Leadpipe-Timestamp"
 SIGNATURE_HEADER = "X-Leadpipe-Signature"
+ROUTE = "/v1/sources/{source_id}"
 #: Optional: the sender's id of this delivery, the same on each retry even when the retry is signed anew.
 DELIVERY_HEADER = "X-Leadpipe-Delivery"
 
@@ -270,7 +272,7 @@ _REQUEST_BODY = {
 
 
 @router.post(
-    "/v1/sources/{source_id}",
+    ROUTE,
     status_code=202,
     response_model=Accepted,
     summary="Submit a payload from a configured source",
@@ -287,6 +289,16 @@ _REQUEST_BODY = {
     openapi_extra=_REQUEST_BODY,
 )
 async def submit(source_id: str, request: Request) -> Response:
+    if not tracing.enabled():  # off: no span, and a caller's traceparent is not carried on either
+        return await _submit(source_id, request, None)
+    span = tracing.start_request("POST", ROUTE, request.headers.get(tracing.TRACEPARENT), source_id=source_id)
+    response = await _submit(source_id, request, tracing.traceparent(span))
+    span.set_attribute("http.response.status_code", response.status_code)
+    tracing.end(span, failed=str(response.status_code) if response.status_code >= 500 else None)
+    return response
+
+
+async def _submit(source_id: str, request: Request, trace: bytes | None) -> Response:
     settings = get_settings(request)
     refusals = get_metrics(request)
     state = _state(request)
@@ -364,7 +376,7 @@ async def submit(source_id: str, request: Request) -> Response:
         guard.begin(replay)
     accepted_ids: tuple[uuid.UUID, ...] | None = None
     try:
-        submission = Submission(source_id, channel, body, content_type, delivery)
+        submission = Submission(source_id, channel, body, content_type, delivery, trace)
         parsed: Parsed = (
             service.parse(submission)
             if len(body) <= INLINE_PARSE_BYTES

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -78,6 +78,8 @@ class Submission:
     content_type: str
     delivery: str | None = None
     """What makes this delivery one submission (``SourceContext.delivery``): in its event ids when given."""
+    trace: bytes | None = None
+    """The request's W3C ``traceparent`` (``pipeline.tracing``), carried on by the records it becomes."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,59 @@ def identity_hints(raw: bytes, pepper: bytes, limit: int = MAX_IDENTITY_HINTS) -
     return tuple(found)
 
 
+def check_content_type(channel: Channel, content_type: str) -> str:
+    """The media type when the channel reads it; ``UnsupportedContentType`` otherwise."""
+    media_type = _media_type(content_type)
+    if media_type not in CONTENT_TYPES[channel]:
+        raise UnsupportedContentType(channel, media_type)
+    return media_type
+
+
+def parse_submission(submission: Submission, pepper: bytes, received_at: datetime) -> Parsed:
+    """Run the channel's adapter: the events, or the problems (and identities found) that dead-letter it.
+
+    No key store, no broker: ``leadpipe spam score|learn`` read files through exactly this."""
+    check_content_type(submission.channel, submission.content_type)
+    ctx = SourceContext.for_payload(
+        submission.raw,
+        source_id=submission.source_id,
+        channel=submission.channel,
+        content_type=submission.content_type,
+        received_at=received_at,
+        pepper=pepper,
+        delivery=submission.delivery,
+    )
+    try:
+        events = tuple(parse(submission.channel, submission.raw, ctx))
+    except SourceError as exc:
+        return _rejected(submission, ctx, exc.problems, malformed=exc.malformed)
+    except Exception as exc:  # an adapter bug must not lose the payload: dead-letter it and say so
+        log.exception("adapter_failed", source_id=submission.source_id, channel=submission.channel.value)
+        problem = Problem(
+            "adapter_error", None, f"internal error in the {ctx.channel.value} adapter ({type(exc).__name__})"
+        )
+        return _rejected(submission, ctx, (problem,), internal=True)
+    return Parsed(submission, ctx, events=events, identities=tuple(dict.fromkeys(e.subject_key for e in events)))
+
+
+def _rejected(
+    submission: Submission,
+    ctx: SourceContext,
+    problems: Sequence[Problem],
+    *,
+    malformed: bool = False,
+    internal: bool = False,
+) -> Parsed:
+    return Parsed(
+        submission,
+        ctx,
+        problems=tuple(problems),
+        identities=identity_hints(submission.raw, ctx.pepper),
+        malformed=malformed,
+        internal_error=internal,
+    )
+
+
 class IngestService:
     """Turns submissions into confirmed records. Thread-safe: the key store and the publisher guard themselves."""
 
@@ -252,38 +307,18 @@ class IngestService:
 
     def check_content_type(self, channel: Channel, content_type: str) -> str:
         """The media type when the channel reads it; ``UnsupportedContentType`` otherwise."""
-        media_type = _media_type(content_type)
-        if media_type not in CONTENT_TYPES[channel]:
-            raise UnsupportedContentType(channel, media_type)
-        return media_type
+        return check_content_type(channel, content_type)
 
     # ---- step 1: parse (no key store, no broker; the alias keys, cached) -----------------------------------------
 
     def parse(self, submission: Submission) -> Parsed:
         """Run the channel's adapter: the events, or the problems (and identities found) that dead-letter it. An
         event from an address the DPO corrected and kept as an alias is the person's (``_follow_aliases``)."""
-        self.check_content_type(submission.channel, submission.content_type)
-        ctx = SourceContext.for_payload(
-            submission.raw,
-            source_id=submission.source_id,
-            channel=submission.channel,
-            content_type=submission.content_type,
-            received_at=self._clock(),
-            pepper=self.runtime.pepper,
-            delivery=submission.delivery,
-        )
-        try:
-            events = tuple(parse(submission.channel, submission.raw, ctx))
-        except SourceError as exc:
-            return self._rejected(submission, ctx, exc.problems, malformed=exc.malformed)
-        except Exception as exc:  # an adapter bug must not lose the payload: dead-letter it and say so
-            log.exception("adapter_failed", source_id=submission.source_id, channel=submission.channel.value)
-            problem = Problem(
-                "adapter_error", None, f"internal error in the {ctx.channel.value} adapter ({type(exc).__name__})"
-            )
-            return self._rejected(submission, ctx, (problem,), internal=True)
-        events = self._follow_aliases(events)
-        return Parsed(submission, ctx, events=events, identities=tuple(dict.fromkeys(e.subject_key for e in events)))
+        parsed = parse_submission(submission, self.runtime.pepper, self._clock())
+        if not parsed.accepted:  # the raw copy is sealed for the people the bytes name, as they are now
+            return replace(parsed, identities=self._hinted(parsed.identities))
+        events = self._follow_aliases(parsed.events)
+        return replace(parsed, events=events, identities=tuple(dict.fromkeys(e.subject_key for e in events)))
 
     def _redirects(self, keys: Sequence[str]) -> dict[str, Redirect]:
         try:
@@ -304,24 +339,6 @@ class IngestService:
                 update={"subject_key": to.subject_key, "person": event.person.model_copy(update={"email": to.email})}
             )
             for event in events
-        )
-
-    def _rejected(
-        self,
-        submission: Submission,
-        ctx: SourceContext,
-        problems: Sequence[Problem],
-        *,
-        malformed: bool = False,
-        internal: bool = False,
-    ) -> Parsed:
-        return Parsed(
-            submission,
-            ctx,
-            problems=tuple(problems),
-            identities=self._hinted(identity_hints(submission.raw, ctx.pepper)),
-            malformed=malformed,
-            internal_error=internal,
         )
 
     def _hinted(self, keys: tuple[str, ...]) -> tuple[str, ...]:
@@ -374,7 +391,7 @@ class IngestService:
                 submission=ctx.submission,
                 content_type=submission.content_type[:200] or "application/octet-stream",
             )
-            return [Outgoing(INGEST_DLQ_TOPIC, subject or str(letter.dead_letter_id), letter)]
+            return [Outgoing(INGEST_DLQ_TOPIC, subject or str(letter.dead_letter_id), letter, submission.trace)]
         codec = self.runtime.codec
         outgoing: list[Outgoing] = []
         for event in parsed.events:
@@ -387,8 +404,8 @@ class IngestService:
                 content_type=submission.content_type[:200],
                 sealed=sealed,
             )
-            outgoing.append(Outgoing(raw_topic(event.channel), event.subject_key, raw_record))
-            outgoing.append(Outgoing(NORMALIZED_TOPIC, event.subject_key, codec.seal_contact(event)))
+            outgoing.append(Outgoing(raw_topic(event.channel), event.subject_key, raw_record, submission.trace))
+            outgoing.append(Outgoing(NORMALIZED_TOPIC, event.subject_key, codec.seal_contact(event), submission.trace))
         return outgoing
 
     def publish_sealed(self, ready: Sequence[Ready]) -> list[SubmitResult]:

@@ -1,13 +1,18 @@
-"""``leadpipe kafka up|down|status|fetch`` (the local broker) and ``leadpipe topics apply|diff|list``."""
+"""``leadpipe kafka up|down|status|fetch`` (the local broker), ``leadpipe topics apply|diff|list``, ``leadpipe lag``."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import asdict
+from typing import Annotated, Any
 
+import orjson
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from pipeline.clikit import KAFKA, exits, needs
 from pipeline.config import get_settings
+from pipeline.kafka.lag import consumer_lag
 from pipeline.kafka.launcher import ForeignKafkaError, KafkaLaunchError, LocalKafka, find_java, resolve_jars
 from pipeline.kafka.topics import TopicsFileError, apply_topics, default_topics_path, diff_topics, load_topics
 
@@ -138,3 +143,41 @@ def topics_list() -> None:
         config = ", ".join(f"{k}={v}" for k, v in sorted(topic.config.items()))
         typer.echo(f"{topic.name}\tpartitions={topic.partitions}\trf={topic.replication_factor}\t{config}")
         typer.echo(f"    {topic.purpose}")
+
+
+@needs(KAFKA)
+@exits({1: "a group could not be described or its offsets read (the message says which)"})
+def lag(
+    group: Annotated[
+        list[str] | None,
+        typer.Option("--group", "-g", help="Consumer group (repeatable); default: the workers' groups."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per partition, one per line.")] = False,
+) -> None:
+    """Each consumer group's lag per topic and partition: committed offset, end offset, records behind.
+
+    Example: leadpipe lag
+
+    Example: leadpipe lag --group leadpipe --json
+    """
+    try:
+        rows = consumer_lag(get_settings(), group or None)
+    except (LookupError, ConnectionError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        for row in rows:
+            typer.echo(orjson.dumps(asdict(row)).decode())
+        return
+    if not rows:
+        typer.echo("no committed offsets or assignments in the selected groups")
+        return
+    table = Table("group", "topic", "partition", "committed", "end", "lag")
+    for row in rows:
+        committed: Any = "-" if row.committed is None else row.committed
+        table.add_row(row.group, row.topic, str(row.partition), str(committed), str(row.end), str(row.lag))
+    Console().print(table)
+    totals: dict[tuple[str, str], int] = {}
+    for row in rows:
+        totals[(row.group, row.topic)] = totals.get((row.group, row.topic), 0) + row.lag
+    for (group_id, topic), total in sorted(totals.items()):
+        typer.echo(f"{group_id} {topic}: {total} behind")

@@ -30,6 +30,8 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    """The record's headers (leadpipe sets only ``traceparent``, when tracing is on)."""
 
 
 class ReadError(RuntimeError):
@@ -70,7 +72,15 @@ def _record(settings: Settings, message: Message) -> Record:
         offset=offset,
         key=message.key(),
         value=message.value(),
+        headers=_headers(message),
     )
+
+
+def _headers(message: Message) -> tuple[tuple[str, bytes], ...]:
+    """A consumed record's headers (a list of pairs as librdkafka hands them over), without empty values."""
+    raw = message.headers()
+    items = raw.items() if isinstance(raw, dict) else raw or []
+    return tuple((k, v.encode() if isinstance(v, str) else v) for k, v in items if v is not None)
 
 
 def watermarks(consumer: Consumer, partition: TopicPartition, deadline: float) -> tuple[int, int]:

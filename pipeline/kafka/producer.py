@@ -26,6 +26,7 @@ from pipeline.kafka.clients import client_config
 from pipeline.kafka.security import ConnectionRefusals
 from pipeline.kafka.topics import message_limits
 from pipeline.logging import get_logger
+from pipeline.tracing import TRACEPARENT
 
 log = get_logger(__name__)
 
@@ -79,6 +80,8 @@ class Outgoing:
     key: str | None
     value: BaseModel | bytes
     """A model (serialised as JSON), or bytes sent as they are (a dead letter's original record, replayed)."""
+    trace: bytes | None = None
+    """A W3C ``traceparent`` to send as the record's header (``pipeline.tracing``); None: no header."""
 
     @functools.cached_property
     def payload(self) -> bytes:
@@ -249,7 +252,13 @@ class ConfirmingPublisher:
         for index, record in enumerate(records):
             while True:
                 try:
-                    produce(topic_of(record.topic), record.payload, record.key, on_delivery=on_delivery)
+                    produce(
+                        topic_of(record.topic),
+                        record.payload,
+                        record.key,
+                        on_delivery=on_delivery,
+                        headers={TRACEPARENT: record.trace} if record.trace else None,
+                    )
                     break
                 except BufferError:  # local queue full: the poller drains deliveries meanwhile
                     time.sleep(0.005)

@@ -139,14 +139,35 @@ class TopicDefaults(_Strict):
         return _validate_config(value)
 
 
+PersonalData = Literal["sealed", "pseudonymous", "none"]
+
+
+class Application(_Strict):
+    """A reader or writer of topics (an agent, a command, the API): who publishes and who subscribes, in the one
+    place that names the topics; ``docs/asyncapi.yaml`` is generated from it (``pipeline/asyncapi.py``)."""
+
+    title: str = Field(min_length=1)
+    runs: str = Field(min_length=1, description="The command or agent, for an operator.")
+    modules: list[str] = Field(default_factory=list, description="Modules whose sends are this application's.")
+    group: str | None = Field(default=None, description="Consumer group (the faust app id, before the prefix).")
+
+
 class TopicEntry(_Strict):
-    """One logical topic as written in the file."""
+    """One logical topic as written in the file, with its wire contract (key, value schema, personal data, who
+    publishes and who subscribes)."""
 
     name: str
     purpose: str = Field(min_length=1, description="Why the topic exists; required so nobody adds a mystery topic.")
     partitions: int | None = Field(default=None, ge=1)
     replication_factor: int | None = Field(default=None, ge=1)
     config: dict[str, str] = Field(default_factory=dict)
+    key: str | None = Field(default=None, description="What the record key is.")
+    value: str | None = Field(default=None, description="The value's schema: a name in schemas/ (or a raw form).")
+    personal_data: PersonalData | None = Field(
+        default=None, description="sealed: personal data under the subject's key; pseudonymous: subject keys only."
+    )
+    producers: list[str] = Field(default_factory=list)
+    consumers: list[str] = Field(default_factory=list)
 
     @field_validator("config", mode="before")
     @classmethod
@@ -177,6 +198,7 @@ class TopicsSpec(_Strict):
     """The whole file: defaults and topics."""
 
     defaults: TopicDefaults = Field(default_factory=TopicDefaults)
+    applications: dict[str, Application] = Field(default_factory=dict)
     topics: list[TopicEntry] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -186,6 +208,9 @@ class TopicsSpec(_Strict):
             if topic.name in seen:
                 raise ValueError(f"topics[{index}] ({topic.name}): name already used by topics[{seen[topic.name]}]")
             seen[topic.name] = index
+            unknown = sorted(set(topic.producers + topic.consumers) - set(self.applications))
+            if unknown:
+                raise ValueError(f"topics[{index}] ({topic.name}): no such application: {', '.join(unknown)}")
         return self
 
     def names(self) -> list[str]:
@@ -545,8 +570,10 @@ def delete_prefixed_topics(settings: Settings, timeout_s: float = _TIMEOUT_S) ->
 
 
 __all__ = [
+    "Application",
     "ApplyReport",
     "Drift",
+    "PersonalData",
     "TopicEntry",
     "TopicSpec",
     "TopicsFileError",

@@ -3,6 +3,9 @@
 Adding a table: put the model on ``pipeline.db.Base``, add its module to ``MODEL_MODULES`` (so autogenerate sees it),
 then ``leadpipe db revision -m "..."`` (autogenerates against a scratch SQLite database at head; review the file) or
 write the revision by hand. A revision must work on PostgreSQL and SQLite (``op.batch_alter_table`` for ALTERs).
+A revision file is compact: a docstring that says why, then ``revision, down_revision = "00NN_name", "<previous>"``
+(no Revision ID lines, no branch labels); columns, keys and indexes come from ``shapes`` (``at``, ``text``,
+``subject_key``, ``cascade``, ``create_indexes`` ...) rather than written out again.
 
 Nothing in the product imports this package but Alembic's ``env.py`` and ``leadpipe db`` (``cli``): it sits above
 every module that defines tables.

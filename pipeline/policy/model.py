@@ -258,9 +258,39 @@ class RateLimits(_Frozen):
     )
 
 
+class SpamEnginePolicy(_Frozen):
+    """How the engine's verdict (rspamd, given to the chain as input) counts in the score."""
+
+    enabled: bool = True
+    weight: float = Field(default=1.0, ge=0, description="Points per point of the engine's score.")
+    min_contribution: float = Field(default=-3.0, le=0, description="Ham evidence cannot cancel more than this.")
+    max_contribution: float = Field(default=12.0, ge=0)
+    on_unavailable: Literal["review", "wait"] = Field(
+        default="review",
+        description="No verdict in time: 'review' quarantines with reason spam_engine_unavailable; 'wait' has the "
+        "agent retry for up to max_wait_s, then review.",
+    )
+    max_wait_s: int = Field(default=600, ge=0)
+
+
+class SpamClassifierPolicy(_Frozen):
+    """How leadpipe's own classifier (learned from reviewers' decisions) counts in the score."""
+
+    enabled: bool = True
+    weight: float = Field(default=1.0, ge=0, description="Points per `scale` of evidence (the classifier's log_odds).")
+    scale: float = Field(default=2.0, gt=0)
+    cap: float = Field(default=10.0, ge=0, description="Its contribution stays within +-cap points.")
+    min_learns: int = Field(default=50, ge=1, description="Silent until it learned this many of each class.")
+
+
 class SpamPolicy(_Frozen):
     section: str
     threshold: float = Field(gt=0)
+    thresholds: dict[Channel, float] = Field(
+        default_factory=dict, description="Per-channel thresholds; a channel not listed uses `threshold`."
+    )
+    engine: SpamEnginePolicy = SpamEnginePolicy()
+    classifier: SpamClassifierPolicy = SpamClassifierPolicy()
     weights: SpamWeights
     max_word_hits: int = Field(ge=1)
     spam_words: tuple[str, ...] = ()
@@ -271,6 +301,17 @@ class SpamPolicy(_Frozen):
     links: LinkRules
     shouting: ShoutingRule
     rate_limits: RateLimits
+
+    @field_validator("thresholds")
+    @classmethod
+    def _positive_thresholds(cls, value: dict[Channel, float]) -> dict[Channel, float]:
+        bad = [channel.value for channel, threshold in value.items() if not threshold > 0]
+        if bad:
+            raise ValueError(f"thresholds must be greater than 0 (not for {', '.join(bad)})")
+        return value
+
+    def threshold_for(self, channel: Channel) -> float:
+        return self.thresholds.get(channel, self.threshold)
 
     @field_validator("spam_words", "misleading_phrases")
     @classmethod

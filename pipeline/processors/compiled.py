@@ -179,6 +179,17 @@ class CompiledPolicy:
         return SpamVerdict(score=0.0, threshold=self.policy.spam.threshold, reasons=())
 
     @cached_property
+    def clean_verdicts(self) -> dict[Channel, SpamVerdict]:
+        """``clean_verdict`` per channel: the same instance where the channel has no threshold of its own."""
+        spam = self.policy.spam
+        return {
+            channel: SpamVerdict(score=0.0, threshold=spam.thresholds[channel], reasons=())
+            if channel in spam.thresholds
+            else self.clean_verdict
+            for channel in Channel
+        }
+
+    @cached_property
     def rate_rules(self) -> tuple[RateRule, RateRule]:
         """The per-IP and the per-subject rate rule, looked up once instead of field by field per event."""
         limits, weights = self.policy.spam.rate_limits, self.policy.spam.weights

@@ -19,9 +19,7 @@ from pipeline.models.review import BlockTarget
 from pipeline.review.service import ReviewError, ReviewService
 from pipeline.runtime import Runtime
 
-spam_app = typer.Typer(help="Spam filtering (policy section 8).", no_args_is_help=True)
 review_app = typer.Typer(help="Review quarantined events: release them or confirm them as spam.", no_args_is_help=True)
-spam_app.add_typer(review_app, name="review")
 
 
 def _service() -> ReviewService:

@@ -1,4 +1,4 @@
-"""``leadpipe dpo ...`` (the DPO's requests, the tracker) and ``leadpipe retention sweep``.
+"""``leadpipe dpo ...`` (the DPO's requests, the tracker), ``leadpipe retention sweep``, ``leadpipe restore verify``.
 
 Every request is named by ``--email`` or ``--phone`` (an erasure also by ``--visitor-id``, a website visitor's
 cookie id); the tool prints the request id, the subject key and the deadline, never the e-mail, phone or cookie id.
@@ -25,6 +25,7 @@ from pipeline.db import ensure_schema
 from pipeline.identity.operator import operator, operator_command
 from pipeline.identity.permissions import Permission
 from pipeline.kafka.clients import check_kafka
+from pipeline.kafka.consumer import ReadError
 from pipeline.kafka.producer import ConfirmingPublisher, PublishError
 from pipeline.models.common import Purpose
 from pipeline.models.identity import Principal
@@ -34,6 +35,7 @@ from pipeline.rights.commands import IdentityError, RightsDesk
 from pipeline.rights.dpo import DpoTools, Submitted, request_out
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.effects.export import expire_exports
+from pipeline.rights.restore import Restore
 from pipeline.rights.sweep import RetentionSweep
 from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
 from pipeline.runtime import Runtime
@@ -42,6 +44,10 @@ dpo_app = typer.Typer(
     help="Data-subject rights (policy section 9): requests, deadlines, evidence.", no_args_is_help=True
 )
 retention_app = typer.Typer(help="Retention expiry (policy section 8).", no_args_is_help=True)
+restore_app = typer.Typer(
+    help="After restoring the database from a backup: carry out again the erasures it no longer shows.",
+    no_args_is_help=True,
+)
 
 EXIT_FAILED = 3
 EXIT_TIMEOUT = 4
@@ -487,3 +493,47 @@ def sweep(
         max_age = timedelta(hours=settings.rights_export_max_age_h)
         expired = expire_exports(settings.resolved_exports_dir, moment, max_age)
         typer.echo(f"{len(expired)} export(s) older than {settings.rights_export_max_age_h:g} h deleted")
+
+
+@restore_app.command("verify")
+@needs(KAFKA, DATABASE)
+@exits(
+    {
+        1: "something is left to re-apply (after --apply: still left)",
+        2: "the suppression topic, the tracker or the database could not be read, or a record not published",
+    }
+)
+def restore_verify(
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Re-apply what is found (the chart's restore hook Job runs this)")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The report as JSON, subject keys included")] = False,
+) -> None:
+    """Compare the database with the suppression topic and the tracker. Exit 0: nothing to re-apply (after --apply:
+    nothing left); 1: something is; 2: they could not be read.
+
+    Example: leadpipe restore verify
+
+    Example: leadpipe restore verify --apply
+    """
+    settings = get_settings()
+    runtime = Runtime(settings)
+    try:
+        ensure_schema(runtime.engine)
+        restore = Restore(runtime)
+        if apply:
+            publisher = ConfirmingPublisher(settings)
+            try:
+                report = restore.reapply(publisher)
+            finally:
+                publisher.close()
+        else:
+            report = restore.verify()
+    except (ReadError, PublishError, ValueError) as exc:
+        typer.echo(f"restore verify failed: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        runtime.engine.dispose()
+    typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.summary())
+    if not report.clean:
+        raise typer.Exit(1)

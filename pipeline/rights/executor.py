@@ -46,8 +46,13 @@ _TERMINAL = frozenset({SinkStatus.DONE, SinkStatus.NOT_APPLICABLE})
 ACTOR = system_principal("rights-agent")
 
 
-def _handover_scope(command: RightsCommand) -> str:
-    return record_scope(f"rights-handover:{command.request_id}")
+#: Where the handover keys live: ``handover_scope(request_id)`` for each request.
+HANDOVER_SCOPE_PREFIX = record_scope("rights-handover:")
+
+
+def handover_scope(request_id: object) -> str:
+    """The key scope of a request's handover (erasing or re-keying; destroyed when every sink has confirmed it)."""
+    return f"{HANDOVER_SCOPE_PREFIX}{request_id}"
 
 
 class RightsExecutor:
@@ -170,7 +175,9 @@ class RightsExecutor:
             except KeyDestroyedError:
                 return Handover()  # the request completed earlier and its handover key is gone
         handover = self._identities(command)
-        self.tracker.save_handover(command.request_id, self.sealer.seal_model(_handover_scope(command), handover))
+        self.tracker.save_handover(
+            command.request_id, self.sealer.seal_model(handover_scope(command.request_id), handover)
+        )
         return handover
 
     def _identities(self, command: RightsCommand) -> Handover:
@@ -191,7 +198,7 @@ class RightsExecutor:
         if view is None or view.state is not RequestState.COMPLETED:
             return
         if _keeps_handover(command):
-            self.keystore.destroy(_handover_scope(command), f"handover_done:{command.request_id}")
+            self.keystore.destroy(handover_scope(command.request_id), f"handover_done:{command.request_id}")
         self._audit([audit_of(command, "rights.request_completed", actor=ACTOR, issued_by=command.issued_by)])
         log.info("rights.request_completed", request_id=str(command.request_id), kind=command.kind.value)
 

@@ -126,14 +126,20 @@ class SourceContext:
         form filled in again later is a new submission with new ids, even with identical bytes: after an erasure,
         the ids of the erased submission stay tombstoned while the person's new one goes through.
         """
-        if self.delivery is None:
-            return uuid.uuid5(EVENT_NAMESPACE, f"event\n{self.source_id}\n{self.payload_digest}\n{index}")
-        return uuid.uuid5(EVENT_NAMESPACE, f"event\n{self.source_id}\n{self.delivery}\n{self.payload_digest}\n{index}")
+        return event_id_of(self.source_id, self.payload_digest, index, self.delivery)
 
     @property
     def submission(self) -> str:
         """Names this payload from this source (``<source id>:<sha256>``), e.g. for its dead letter's id."""
         return f"{self.source_id}:{self.payload_digest}"
+
+
+def event_id_of(source_id: str, payload_digest: str, index: int, delivery: str | None = None) -> uuid.UUID:
+    """The id of the ``index``-th event of a payload (sha256 ``payload_digest``) from ``source_id``, in ``delivery``
+    when the source names one (``SourceContext.event_id``)."""
+    if delivery is None:
+        return uuid.uuid5(EVENT_NAMESPACE, f"event\n{source_id}\n{payload_digest}\n{index}")
+    return uuid.uuid5(EVENT_NAMESPACE, f"event\n{source_id}\n{delivery}\n{payload_digest}\n{index}")
 
 
 def parse_content_type(header: str) -> tuple[str, dict[str, str]]:

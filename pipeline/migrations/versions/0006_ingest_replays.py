@@ -1,36 +1,24 @@
-"""Ingest replay guard: accepted signed requests, until their signature's timestamp leaves the tolerance window.
+"""Ingest replay guard: accepted signed requests, until their signature's timestamp leaves the tolerance window."""
 
-Revision ID: 0006_ingest_replays
-Revises: 0005_rights_extensions_aliases
-Create Date: 2026-12-06 02:00:00.000000
-
-"""
-
-from collections.abc import Sequence
-
-import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_ingest_replays"
-down_revision: str | Sequence[str] | None = "0005_rights_extensions_aliases"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+from pipeline.migrations.shapes import at, create_indexes, drop_indexes, primary_key, text
+
+revision, down_revision = "0006_ingest_replays", "0005_rights_extensions_aliases"
 
 
 def upgrade() -> None:
     op.create_table(
         "ingest_replays",
-        sa.Column("source_id", sa.String(length=200), nullable=False),
-        sa.Column("signature_hash", sa.String(length=64), nullable=False),
-        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("event_ids", sa.Text(), nullable=False),
-        sa.PrimaryKeyConstraint("source_id", "signature_hash", name=op.f("pk_ingest_replays")),
+        text("source_id", 200),
+        text("signature_hash", 64),
+        at("expires_at"),
+        text("event_ids"),
+        primary_key("ingest_replays", "source_id", "signature_hash"),
     )
-    with op.batch_alter_table("ingest_replays", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_ingest_replays_expires_at"), ["expires_at"], unique=False)
+    create_indexes("ingest_replays", "expires_at")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("ingest_replays", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_ingest_replays_expires_at"))
+    drop_indexes("ingest_replays", "expires_at")
     op.drop_table("ingest_replays")

@@ -23,7 +23,7 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, RowMapping, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Engine, RowMapping, bindparam, delete, func, or_, select, update
 
 from pipeline.crm.read import CrmReadModel
 from pipeline.crm.schema import (
@@ -45,7 +45,7 @@ from pipeline.db import dialect_insert
 from pipeline.models.common import LegalBasis
 from pipeline.models.contact import PROFILE_FIELDS
 from pipeline.models.marketing import MarketingState, may_market
-from pipeline.models.rights import RightKind
+from pipeline.models.rights import RightKind, SuppressionRecord
 from pipeline.normalize import is_visitor_key
 from pipeline.rights.bodies import RectificationBody
 from pipeline.rights.effects.base import Context, Effect, EffectError, EffectResult, Handover
@@ -53,6 +53,8 @@ from pipeline.rights.plan import rekeys
 from pipeline.rights.retention import StoredInteraction
 
 NOT_IN_CRM = "subject_not_in_crm"
+#: The ``crm_audit`` action of an erasure (``erase_subject``).
+SUBJECT_ERASED = "subject_erased"
 RIGHTS_ACTOR = "rights"
 #: Event ids per DELETE statement of a retention expiry (a command carries up to 1,000).
 _DELETE_CHUNK = 500
@@ -187,6 +189,94 @@ class CrmRights:
             "audit": audit_docs,
         }
 
+    def held_before(self, erasures: Mapping[str, datetime]) -> set[str]:
+        """Of ``erasures`` (subject key -> when the erasure took effect), the subjects whose CRM rows still hold
+        personal data collected before it: an interaction received, an identity or a consent recorded by then, or
+        the profile of a subject row created by then that no CRM erasure at or after that moment cleared. What a
+        database restored from an older backup brings back (``pipeline.rights.restore``); what a person gave after
+        the erasure is not counted."""
+        held: set[str] = set()
+        keys = list(erasures)
+        personal = or_(*(subjects.c[name].is_not(None) for name in PERSONAL_SUBJECT_COLUMNS))
+        for start in range(0, len(keys), _DELETE_CHUNK):
+            chunk = keys[start : start + _DELETE_CHUNK]
+            earliest: dict[str, list[datetime]] = {}
+            with self.engine.connect() as conn:
+                for table, column in (
+                    (interactions, interactions.c.received_at),
+                    (identities, identities.c.created_at),
+                    (consents, consents.c.recorded_at),
+                ):
+                    for key, first in conn.execute(
+                        select(table.c.subject_key, func.min(column))
+                        .where(table.c.subject_key.in_(chunk))
+                        .group_by(table.c.subject_key)
+                    ):
+                        earliest.setdefault(key, []).append(first)
+                profiles = dict(
+                    conn.execute(
+                        select(subjects.c.subject_key, subjects.c.created_at).where(
+                            subjects.c.subject_key.in_(chunk), personal
+                        )
+                    )
+                    .tuples()
+                    .all()
+                )
+                cleared = dict(
+                    conn.execute(
+                        select(audit.c.subject_key, func.max(audit.c.at))
+                        .where(audit.c.subject_key.in_(chunk), audit.c.action == SUBJECT_ERASED)
+                        .group_by(audit.c.subject_key)
+                    )
+                    .tuples()
+                    .all()
+                )
+            for key in chunk:
+                at = erasures[key]
+                collected_before = any(first <= at for first in earliest.get(key, ()))
+                profile_before = key in profiles and profiles[key] <= at and (key not in cleared or cleared[key] < at)
+                if collected_before or profile_before:
+                    held.add(key)
+        return held
+
+    def flags_behind(self, states: Mapping[str, SuppressionRecord]) -> set[str]:
+        """Of ``states`` (subject key -> its latest suppression state), the subjects whose CRM row says otherwise:
+        restricted or not against the state, not objected though the state is, or a purpose the state withdrew whose
+        newest consent (as ``CrmReadModel`` orders them) is a grant given before the state. What a database restored
+        from an older backup brings back (``pipeline.rights.restore``)."""
+        behind: set[str] = set()
+        keys = list(states)
+        for start in range(0, len(keys), _DELETE_CHUNK):
+            chunk = keys[start : start + _DELETE_CHUNK]
+            withdrawing = [key for key in chunk if states[key].consent_withdrawn]
+            with self.engine.connect() as conn:
+                flags = {
+                    row.subject_key: (bool(row.marketing_objected), bool(row.restricted))
+                    for row in conn.execute(
+                        select(subjects.c.subject_key, subjects.c.marketing_objected, subjects.c.restricted).where(
+                            subjects.c.subject_key.in_(chunk)
+                        )
+                    )
+                }
+                newest: dict[tuple[str, str], tuple[bool, datetime]] = {}
+                for row in conn.execute(
+                    select(consents.c.subject_key, consents.c.purpose, consents.c.granted, consents.c.given_at)
+                    .where(consents.c.subject_key.in_(withdrawing))
+                    .order_by(consents.c.given_at, consents.c.id)
+                ):
+                    newest[(row.subject_key, row.purpose)] = (row.granted, row.given_at)
+            for key, (objected, restricted) in flags.items():
+                state = states[key]
+                granted_before = (
+                    (choice := newest.get((key, purpose.value))) is not None
+                    and choice[0]
+                    and choice[1] <= state.updated_at
+                    for purpose in state.consent_withdrawn
+                )
+                if restricted != state.restricted or (state.marketing_objected and not objected) or any(granted_before):
+                    behind.add(key)
+        return behind
+
     def audit_entries(self, subject_key: str) -> list[dict[str, Any]]:
         """The audit rows of one subject, oldest first (evidence for the rights tracker and tests)."""
         export = self.export_subject(subject_key)
@@ -251,7 +341,7 @@ class CrmRights:
                 visitor_links_deleted=n_links,
             )
             _audit(
-                conn, subject_key, "subject_erased", at=at, actor=actor, request_id=request_id, detail=result.evidence()
+                conn, subject_key, SUBJECT_ERASED, at=at, actor=actor, request_id=request_id, detail=result.evidence()
             )
         return result
 

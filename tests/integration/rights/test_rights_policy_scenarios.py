@@ -204,6 +204,7 @@ def pipeline(kafka_bootstrap: str, pg_admin_url: str, tmp_path_factory: pytest.T
             subject_key_pepper="scenario-pepper",
             key_encryption_key=base64.urlsafe_b64encode(b"s" * 32).decode(),
             log_format="console",
+            spam_engine_enabled=False,  # no spam engine here (tests/conftest.py): words would wait for review
             hubspot_access_token=hub.token,
             hubspot_base_url=hub.url,
             hubspot_backoff_base_s=0.05,

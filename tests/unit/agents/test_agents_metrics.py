@@ -86,3 +86,25 @@ def test_rights_gauges_are_read_on_each_scrape_and_a_failing_read_keeps_the_last
     got = samples(metrics)  # the database is down: the scrape still answers, with the last values
     assert got[("leadpipe_rights_requests", (("state", "open"),))] == 1
     assert answers == []
+
+
+def test_consumer_lag_gauge_follows_each_read() -> None:
+    from pipeline.kafka.lag import PartitionLag
+
+    reads = [
+        [
+            PartitionLag("lp", "contacts.normalized", 0, 5, 12, 7),
+            PartitionLag("lp", "contacts.accepted", 1, None, 3, 3),
+        ],
+        [PartitionLag("lp", "contacts.normalized", 0, 12, 12, 0)],
+    ]
+    metrics = WorkerMetrics()
+    metrics.track_lag(lambda: reads.pop(0))
+    first = samples(metrics)
+    normalized = (("group", "lp"), ("partition", "0"), ("topic", "contacts.normalized"))
+    accepted = (("group", "lp"), ("partition", "1"), ("topic", "contacts.accepted"))
+    assert first[("leadpipe_consumer_lag", normalized)] == 7
+    assert first[("leadpipe_consumer_lag", accepted)] == 3
+    second = samples(metrics)
+    assert second[("leadpipe_consumer_lag", normalized)] == 0
+    assert ("leadpipe_consumer_lag", accepted) not in second  # gone from the group: no stale value left behind

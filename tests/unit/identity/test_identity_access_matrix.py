@@ -3,8 +3,9 @@ access, the declarations are the ones reviewed here, and every (route x role) pa
 key and with a browser session, and every (command x role) pair through the command's own wrapper.
 
 What each role reaches is written here a second time, from the issue's words rather than from
-``ROLE_PERMISSIONS``: sales reads the CRM, reviewers the spam queue, the DPO rights, exports and the CRM, admin
-principals and sources; a producer credential reaches no operator route (only ingest, which checks it itself).
+``ROLE_PERMISSIONS``: sales reads the CRM, reviewers the spam queue (and score, teach and rebuild the spam filter),
+the DPO rights, exports and the CRM, admin principals and sources; a producer credential reaches no operator route
+(only ingest, which checks it itself).
 """
 
 from __future__ import annotations
@@ -238,6 +239,9 @@ COMMANDS: dict[str, Permission] = {
     "spam review show": P.REVIEW_READ,
     "spam review release": P.REVIEW_DECIDE,
     "spam review confirm": P.REVIEW_DECIDE,
+    "spam score": P.REVIEW_READ,
+    "spam learn": P.REVIEW_DECIDE,
+    "spam rebuild": P.REVIEW_DECIDE,
     "dlq list": P.DLQ_READ,
     "dlq show": P.DLQ_READ,
     "dlq replay": P.DLQ_REPLAY,
@@ -255,7 +259,13 @@ COMMANDS: dict[str, Permission] = {
 }
 
 #: Commands that act for nobody, declared on the command itself rather than by their group.
-COMMANDS_WITHOUT_OPERATOR = {"users bootstrap"}
+COMMANDS_WITHOUT_OPERATOR = {
+    "users bootstrap",
+    "spam engine up",
+    "spam engine down",
+    "spam engine config",
+    "spam engine status",
+}
 
 
 def _leaves(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -326,7 +336,7 @@ def test_every_command_with_a_key_of_each_role(
 #: Which commands each role may run, in the issue's words (admin also runs the dead-letter tools).
 REACHES_CLI: dict[Role, tuple[str, ...]] = {
     Role.SALES: ("crm ",),
-    Role.REVIEWER: ("spam review ",),
+    Role.REVIEWER: ("spam review ", "spam score", "spam learn", "spam rebuild"),
     Role.DPO: ("dpo ", "crm ", "retention "),
     Role.ADMIN: ("users ", "keys ", "dlq "),
     Role.PRODUCER: (),

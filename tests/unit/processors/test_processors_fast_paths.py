@@ -282,7 +282,7 @@ def test_trusted_fills_defaults_and_refuses_what_validation_would_not_fill() -> 
     verdict = SpamVerdict.trusted(score=1.0, threshold=5.0)
     assert verdict == SpamVerdict(score=1.0, threshold=5.0)
     assert verdict.model_fields_set == {"score", "threshold"} and verdict.model_dump_json() == (
-        '{"score":1.0,"threshold":5.0,"reasons":[],"review":null}'
+        '{"score":1.0,"threshold":5.0,"reasons":[],"review":null,"engine":null,"classifier":null}'
     )
     with pytest.raises(TypeError, match="threshold must be given"):
         SpamVerdict.trusted(score=1.0)
