@@ -39,6 +39,7 @@ def env(private_engine: LocalSpamEngine, tmp_path: Path, monkeypatch: pytest.Mon
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     # score reads and learn teaches as a reviewer would (the embedded default's bootstrapped admin is no reviewer)
+    (tmp_path / "home").mkdir()
     monkeypatch.setenv("LEADPIPE_API_KEY", key_for(get_settings(), Role.REVIEWER, "rita"))
     yield
     get_settings.cache_clear()
