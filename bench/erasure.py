@@ -53,6 +53,7 @@ from pipeline.kafka.launcher import LocalKafka  # noqa: E402
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing  # noqa: E402
 from pipeline.kafka.topics import apply_topics, delete_prefixed_topics  # noqa: E402
 from pipeline.logging import configure_logging  # noqa: E402
+from pipeline.models.identity import system_principal  # noqa: E402
 from pipeline.models.rights import RightKind  # noqa: E402
 from pipeline.rights.dpo import DpoTools  # noqa: E402
 from pipeline.rights.tracker import RequestState  # noqa: E402
@@ -119,7 +120,7 @@ def run_sinks(values: dict[str, Any], registrars: list[Registrar], ready: Any, d
 
 def erase_and_time(tools: DpoTools, email: str) -> float:
     start = time.perf_counter()
-    submitted = tools.request(RightKind.ERASURE, operator="bench", email=email)
+    submitted = tools.request(RightKind.ERASURE, by=system_principal("bench"), email=email)
     while True:
         view = tools.get(submitted.command.request_id)
         if view is not None and view.state is RequestState.COMPLETED:

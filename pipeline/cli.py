@@ -3,12 +3,17 @@
 What every command gets from here, declared in the area's own ``cli.py`` with ``pipeline.clikit``: its dependencies
 checked before it runs (``@needs``), its exit codes in ``--help`` (``@exits``), and one place that turns an
 unreachable broker or database into one line and exit code 69 instead of a traceback (``--debug`` shows it).
+
+Every command declares who may run it: an operator command carries ``@operator_command(Permission.X)``
+(``pipeline/identity/operator.py``), and the commands that act for nobody (they start a process, or work with the
+deployment's own credentials) are the groups in ``WITHOUT_OPERATOR``. ``--key-file`` names the operator's API key.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
@@ -25,6 +30,7 @@ from pipeline.crm import cli as crm_cli
 from pipeline.db import DATABASE_HINT, DatabaseUnavailable, check_database, safe_url
 from pipeline.dlq import cli as dlq_cli
 from pipeline.identity import cli as identity_cli
+from pipeline.identity.operator import API_KEY_ENV, use_key_file
 from pipeline.kafka import cli as kafka_cli
 from pipeline.kafka.clients import KAFKA_HINT, KafkaUnavailable, check_kafka
 from pipeline.kafka.consumer import ReadError, TopicMissing
@@ -120,6 +126,24 @@ SUBCOMMANDS: list[tuple[str, typer.Typer | Callable[..., Any]]] = [
 LogFormat = Literal["auto", "json", "console"]
 
 
+#: Top-level commands that act for no operator, and why (every other command declares its permission).
+WITHOUT_OPERATOR: dict[str, str] = {
+    "kafka": "starts and stops the local broker",
+    "topics": "creates topics with the deployment's broker credentials",
+    "lag": "reads consumer-group offsets with the deployment's broker credentials (no records, no personal data)",
+    "asyncapi": "writes and checks the AsyncAPI document of the topics",
+    "restore": "re-applies recorded erasures after a restore with the deployment's credentials (the restore hook Job)",
+    "schemas": "writes and checks the JSON Schema files",
+    "serve": "starts the API; each request authenticates on its own",
+    "import": "publishes a file as a source, with the deployment's broker credentials",
+    "db": "migrates the database with the deployment's credentials",
+    "worker": "starts the stream processors",
+    "policy": "checks a policy file",
+    "demo": "the end-to-end demo on the embedded default",
+    "docs": "writes and checks the generated CLI reference",
+}
+
+
 @app.callback()
 def _main(
     log_format: Annotated[
@@ -133,7 +157,16 @@ def _main(
     debug: Annotated[
         bool, typer.Option("--debug", help="Log at debug level and show the traceback behind a one-line error.")
     ] = False,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help=f"A file holding your API key (default: the {API_KEY_ENV} variable); operator commands run as you",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
+    use_key_file(key_file)
     try:
         settings = get_settings()
     except ValidationError as exc:

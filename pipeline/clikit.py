@@ -35,7 +35,8 @@ EXIT_CONFIG = 78
 COMMON_EXITS: dict[int, str] = {
     EXIT_OK: "success",
     EXIT_FAILED: "failed: the message on stderr says why",
-    EXIT_USAGE: "usage error (unknown option, bad value, a confirmation refused without a terminal)",
+    EXIT_USAGE: "usage error (unknown option, bad value, a confirmation refused without a terminal), or refused: "
+    "no API key where one is needed, or one without the command's permission",
     EXIT_CONFIG: "invalid settings (a LEADPIPE_* variable)",
 }
 UNAVAILABLE_EXIT = {EXIT_UNAVAILABLE: "Kafka or the database could not be reached (one line says which and what to do)"}

@@ -193,6 +193,7 @@ class Settings(BaseSettings):
     )
     http_max_header_fields: int = Field(default=100, ge=8, description="Header fields per request; more is 431")
     sources: dict[str, SourceAuth] = Field(default_factory=dict, description="source id -> channel and credentials")
+    # The shared per-role tokens of old: accepted only with legacy_role_tokens=true (pipeline/identity/authenticator.py)
     dpo_token: SecretStr | None = None
     reviewer_token: SecretStr | None = None
     sales_token: SecretStr | None = None
@@ -244,6 +245,23 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="An unknown key id refetches the keys at most this often (rotation)"
     )
     oidc_http_timeout_s: float = Field(default=5.0, gt=0)
+    public_url: str | None = Field(
+        default=None,
+        description="The API's address as browsers reach it (https://leadpipe.example.com): the sign-in callback is "
+        "<public_url>/auth/callback, and the only origin a signed-in browser may send changes from; default: the "
+        "address the request was made to",
+    )
+    session_secret: SecretStr | None = Field(
+        default=None, description="Server secret that encrypts session cookies and derives CSRF tokens"
+    )
+    session_ttl_s: float = Field(default=8 * 3600.0, gt=0, le=7 * 86400, description="A browser session's lifetime")
+    session_cookie_secure: bool = Field(
+        default=True,
+        description="Session cookies only over HTTPS (and named __Host-...); false only for http://localhost work",
+    )
+    identity_audit_interval_s: float = Field(
+        default=5.0, gt=0, description="How often the rights worker publishes identity changes on the audit topic"
+    )
 
     # HubSpot
     hubspot_access_token: SecretStr | None = None
@@ -351,6 +369,9 @@ class Settings(BaseSettings):
 
     def api_key_pepper_bytes(self) -> bytes:
         return _secret_or_dev_default(self, self.api_key_pepper, "api-key-pepper")
+
+    def session_secret_bytes(self) -> bytes:
+        return _secret_or_dev_default(self, self.session_secret, "session-secret")
 
     def kek_bytes(self) -> bytes:
         raw = _secret_or_dev_default(self, self.key_encryption_key, "key-encryption-key")

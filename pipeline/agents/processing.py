@@ -38,6 +38,7 @@ from pipeline.crypto.keystore import SqlKeyStore
 from pipeline.crypto.sealing import KeyDestroyedError, subject_scope
 from pipeline.logging import get_logger, scrub_text
 from pipeline.models.contact import ContactEvent
+from pipeline.models.identity import Principal, system_principal
 from pipeline.models.processing import DropReason, DropRecord
 from pipeline.models.records import AcceptedRecord, ContactRecord, DeadLetter, QuarantineRecord, Sealed
 from pipeline.models.rights import AuditRecord, RightKind, SuppressionRecord
@@ -76,8 +77,8 @@ ACTOR = "processing"
 
 #: Erasure request ids of children's subjects are derived from the event that revealed the age.
 _CHILD_ERASURE_NAMESPACE = uuid.UUID("5b0f3a8e-2c47-4d8e-8f0e-6a1d3c9b7e22")
-#: ``issued_by`` of the erasures the children's rule issues (an operator id, like the DPO's login).
-CHILDREN_ACTOR = "children-rule"
+#: Who issues the erasures the children's rule asks for: the product itself, named like a person would be.
+CHILDREN_ACTOR = system_principal("children-rule")
 #: Longest pause between attempts at a batch while the key store's database is unreachable.
 STORE_RETRY_MAX_S = 10.0
 
@@ -436,8 +437,11 @@ class ProcessingStep:
         subject_key: str | None = None,
         detail: Mapping[str, Any],
         actor: str = ACTOR,
+        principal: Principal | None = None,
     ) -> Out:
-        audit = AuditRecord.new(actor, action, at=now, subject_key=subject_key, event_id=event_id, detail=detail)
+        audit = AuditRecord.new(
+            actor, action, at=now, subject_key=subject_key, event_id=event_id, detail=detail, principal=principal
+        )
         return Out(AUDIT_TOPIC, subject_key.encode() if subject_key else None, _json(audit))
 
 

@@ -225,6 +225,7 @@ class ReviewStep:
             action,
             now,
             actor=f"{ACTOR}:{decision.reviewer}",
+            principal=decision.principal,
             subject_key=decision.subject_key,
             event_id=decision.event_id,
             detail=detail,

@@ -1,4 +1,6 @@
-"""The rights agent: carries out every command on ``rights.commands`` in every sink, plus two timers.
+"""The rights agent: carries out every command on ``rights.commands`` in every sink, plus three timers (retrying
+unfinished requests, the retention sweep, and publishing the identity changes people made, users and keys, from
+their outbox table onto the audit topic: the one process that always runs beside the database, once per cluster).
 
 Thin on purpose: parsing, retries and evidence live in ``pipeline.rights.executor``. The executor's work is
 blocking (SQL, HTTP, confirmed produce), so it runs in a thread, one command at a time per partition: commands are
@@ -14,6 +16,7 @@ A command that cannot even be parsed is dead-lettered, never dropped.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,11 +24,12 @@ from pydantic import ValidationError
 
 from pipeline.agents.app import LeadpipeApp
 from pipeline.agents.metrics import worker_metrics
+from pipeline.identity.store import IdentityStore
 from pipeline.ingest.service import identity_hints
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.logging import get_logger
 from pipeline.models.records import DeadLetter
-from pipeline.models.rights import RightsCommand
+from pipeline.models.rights import AuditRecord, RightsCommand
 from pipeline.rights.commands import RightsDesk
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.effects.export import expire_exports
@@ -36,7 +40,7 @@ from pipeline.rights.sweep import RetentionSweep
 from pipeline.rights.tracker import RequestTracker
 from pipeline.runtime import Runtime
 from pipeline.sinks.base import backoff_delay
-from pipeline.topics import PROCESSING_DLQ_TOPIC, RIGHTS_COMMANDS_TOPIC
+from pipeline.topics import AUDIT_TOPIC, PROCESSING_DLQ_TOPIC, RIGHTS_COMMANDS_TOPIC
 
 log = get_logger(__name__)
 
@@ -52,6 +56,7 @@ class RightsWorker:
         self.publisher = publisher
         self.executor = executor
         self.sweeper = RetentionSweep(CrmRights(runtime.engine), RightsDesk(RequestTracker(runtime.engine), publisher))
+        self.identity = IdentityStore(runtime.engine, runtime.settings.api_key_pepper_bytes())
 
     @classmethod
     def build(cls, runtime: Runtime) -> RightsWorker:
@@ -117,6 +122,14 @@ class RightsWorker:
             log.info("rights.exports_expired", files=expired)
         return len(report.commands)
 
+    def forward_identity_audit(self) -> int:
+        """Publish the identity outbox (who added, disabled, granted, keyed whom) on the audit topic; how many."""
+
+        def publish(records: Sequence[AuditRecord]) -> None:
+            self.publisher.publish([Outgoing(AUDIT_TOPIC, None, record) for record in records])
+
+        return self.identity.forward_audit(publish)
+
 
 def register(app: LeadpipeApp, runtime: Runtime) -> RightsWorker:
     """Attach the rights agent and its timers to the faust app (``REGISTRARS`` entry)."""
@@ -151,5 +164,13 @@ def register(app: LeadpipeApp, runtime: Runtime) -> RightsWorker:
             await worker.sweep()
         except Exception as exc:
             log.warning("rights.sweep_timer_failed", error=type(exc).__name__)
+
+    @app.timer(interval=settings.identity_audit_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
+    async def identity_audit() -> None:
+        try:
+            if count := await asyncio.to_thread(worker.forward_identity_audit):
+                log.info("identity.audit_forwarded", records=count)
+        except Exception:  # the broker or the database is down: the outbox keeps the records for the next tick
+            log.exception("identity.audit_forward_failed")
 
     return worker

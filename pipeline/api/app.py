@@ -1,12 +1,15 @@
 """The leadpipe HTTP API: every area's router on the shared app factory (``pipeline.http.app.create_app``).
 
-Add an area's router to ``ROUTERS``; guard its routes with ``pipeline.http.auth.require(permission)``.
+Add an area's router to ``ROUTERS``; every route declares its access (``pipeline.http.auth``: ``require(permission)``,
+``require_signed_in()``, ``require_session()`` or ``public("why")``); the permission matrix test refuses a route that
+declares none.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from pipeline.api import identity as identity_api
 from pipeline.crm import api as crm_api
 from pipeline.http.app import create_app
 from pipeline.ingest import api as ingest_api
@@ -16,7 +19,14 @@ from pipeline.rights import api as rights_api
 from pipeline.runtime import Runtime
 
 #: The routers of the API, in the order ``/openapi.json`` lists them.
-ROUTERS: list[APIRouter] = [ingest_api.router, rights_api.router, crm_api.router, review_api.router]
+ROUTERS: list[APIRouter] = [
+    ingest_api.router,
+    rights_api.router,
+    crm_api.router,
+    review_api.router,
+    identity_api.sign_in_router,
+    identity_api.admin_router,
+]
 
 SUMMARY = "Contact events in (webhooks from forms, chat bots, mail, messengers, events, customer imports)."
 

@@ -1,6 +1,8 @@
 """``leadpipe serve``: the HTTP API (``pipeline.api.app``) on uvicorn, with its admin port (``pipeline.http.server``).
 
-Each worker process builds its own app (``app_factory``): its own producer, database pool and group commit.
+Each worker process builds its own app (``app_factory``): its own producer, database pool and group commit. On the
+embedded default's first start (not production), the first admin is created, before the workers start, and its key
+written once to ``<LEADPIPE_HOME>/secrets/bootstrap-admin-key`` (mode 0600); the log names the file, never the key.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from pipeline.config import get_settings
 from pipeline.db import ensure_schema
 from pipeline.http.server import PortDispatch
 from pipeline.http.server import serve as serve_http
+from pipeline.identity.bootstrap import ensure_bootstrap_admin
+from pipeline.identity.operator import embedded_default
+from pipeline.identity.store import IdentityStore
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.logging import configure_logging
 from pipeline.rights.restore import UnappliedErasuresError, require_reapplied
@@ -58,11 +63,13 @@ def serve(
     ensure_schema(runtime.engine)  # once, before the workers start
     try:
         require_reapplied(runtime)  # no reads of a restored database that brought erased subjects back
+        if embedded_default(settings):
+            ensure_bootstrap_admin(settings, IdentityStore(runtime.engine, settings.api_key_pepper_bytes()))
     except UnappliedErasuresError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
     finally:
-        runtime.engine.dispose()
+        runtime.engine.dispose()  # the workers open their own pools
     admin = (settings.admin_host, settings.admin_port) if settings.admin_port is not None else None
     serve_http(
         "pipeline.api.cli:app_factory",

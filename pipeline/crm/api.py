@@ -1,9 +1,9 @@
-"""Read-only CRM endpoints for sales, behind the sales bearer token (``LEADPIPE_SALES_TOKEN``).
+"""Read-only CRM endpoints for sales (``crm:read``).
 
 ``GET /v1/crm/subjects?email=...|phone=...|name=...`` finds contacts, ``GET /v1/crm/subjects/{subject_key}`` shows
 one with interactions, legal bases and status. Nothing here writes; no answer may be cached (``NoStoreRoute``).
 A restricted subject (policy 9.4) is answered with its key and status only (``withheld``): its data is kept, not
-processed further, and being read by sales is processing.
+processed further, and being read by sales is processing; only ``crm:read_restricted`` (the DPO) sees it whole.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from pipeline.crm.views import SubjectSummary, SubjectView
 from pipeline.http.auth import Permission, Principal, require
 from pipeline.http.caching import NoStoreRoute
 from pipeline.http.deps import get_runtime
+from pipeline.identity.permissions import allowed
 from pipeline.logging import get_logger
 
 log = get_logger(__name__)
 
 router = APIRouter(prefix="/v1/crm", tags=["crm"], route_class=NoStoreRoute)
 
-Actor = Annotated[Principal, Depends(require(Permission.READ_CRM))]
+Actor = Annotated[Principal, Depends(require(Permission.CRM_READ))]
 
 
 def _read_model(request: Request) -> CrmReadModel:
@@ -50,8 +51,8 @@ async def find_subjects(
         raise HTTPException(422, detail={"status": "invalid", "message": "give email, phone or name"})
     read = _read_model(request)
     hits = await asyncio.to_thread(read.search, email=email, phone=phone, name=name, limit=limit)
-    log.info("crm_search", actor=actor.name, hits=len(hits))
-    return [hit.for_sales() for hit in hits]
+    log.info("crm_search", principal_id=actor.principal_id, hits=len(hits))
+    return hits if allowed(actor, Permission.CRM_READ_RESTRICTED) else [hit.for_sales() for hit in hits]
 
 
 @router.get("/subjects/{subject_key}", response_model=SubjectView)
@@ -65,5 +66,11 @@ async def show_subject(
     view = await asyncio.to_thread(read.show, subject_key)
     if view is None:
         raise HTTPException(404, detail={"status": "not_found", "message": "no such subject"})
-    log.info("crm_show", actor=actor.name, subject_key=subject_key, withheld=view.status == "restricted")
-    return view.for_sales()
+    full = allowed(actor, Permission.CRM_READ_RESTRICTED)
+    log.info(
+        "crm_show",
+        principal_id=actor.principal_id,
+        subject_key=subject_key,
+        withheld=view.status == "restricted" and not full,
+    )
+    return view if full else view.for_sales()

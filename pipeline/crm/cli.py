@@ -1,8 +1,8 @@
-"""``leadpipe crm search|show`` for sales.
+"""``leadpipe crm search|show`` for sales (``crm:read``).
 
 These print personal data (that is their job): they read the CRM the sales team is entitled to, and nothing they
 print is logged. A restricted subject (policy 9.4) is shown as its key and status only: its data is kept, not
-processed further (the DPO reads it through an access export).
+processed further; only an operator with ``crm:read_restricted`` (the DPO) sees it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from pipeline.config import get_settings
 from pipeline.crm.read import CrmReadModel
 from pipeline.crm.views import SubjectSummary
 from pipeline.db import ensure_schema, make_engine
+from pipeline.identity.operator import operator, operator_command
+from pipeline.identity.permissions import Permission, allowed
 from pipeline.normalize import VISITOR_KEY_PREFIX
 
 crm_app = typer.Typer(help="Find contacts in the internal CRM (sales).", no_args_is_help=True)
@@ -74,6 +76,7 @@ def _summary_table(hits: list[SubjectSummary]) -> Table:
 
 
 @crm_app.command("search")
+@operator_command(Permission.CRM_READ)
 @needs(DATABASE)
 @exits({EXIT_NOT_FOUND: "no contact matches (also a usage error)"})
 def search(
@@ -91,8 +94,10 @@ def search(
     """
     if not (email or phone or name):
         raise typer.BadParameter("give --email, --phone or --name")
+    full = allowed(operator(), Permission.CRM_READ_RESTRICTED)
     with _read_model() as read:
-        hits = [hit.for_sales() for hit in read.search(email=email, phone=phone, name=name, limit=limit)]
+        found = read.search(email=email, phone=phone, name=name, limit=limit)
+        hits = found if full else [hit.for_sales() for hit in found]
     if as_json:
         for hit in hits:
             sys.stdout.write(hit.model_dump_json() + "\n")
@@ -104,6 +109,7 @@ def search(
 
 
 @crm_app.command("show")
+@operator_command(Permission.CRM_READ)
 @needs(DATABASE)
 @exits({EXIT_NOT_FOUND: "no such contact (also a usage error)"})
 def show(
@@ -119,4 +125,5 @@ def show(
     if view is None:
         typer.echo("no contact found", err=True)
         raise typer.Exit(EXIT_NOT_FOUND)
-    sys.stdout.write(view.for_sales().model_dump_json(indent=2) + "\n")
+    shown = view if allowed(operator(), Permission.CRM_READ_RESTRICTED) else view.for_sales()
+    sys.stdout.write(shown.model_dump_json(indent=2) + "\n")

@@ -4,7 +4,8 @@ Starts (or reuses) the local Kafka broker, applies topics.yaml, migrates the SQL
 realistic payload per channel (plus spam, a child and a malformed form) through the same ingest path the HTTP API
 uses, waits until each one is accounted for (accepted and written by both sinks, quarantined, dropped or
 dead-lettered), then carries out an erasure and shows its evidence. HubSpot runs in dry-run mode: what it would have
-sent is in a JSONL file.
+sent is in a JSONL file. The erasure is issued by a person, the demo's DPO account (``demo-dpo``), whom the tracker
+and the audit name.
 
 Every run starts clean: its topics carry a prefix of their own (``demo-<run>.``), and its CRM, HubSpot dry-run file
 and logs live under ``<home>/demo/<run>/``; an earlier run's topics and files are deleted when the next one starts,
@@ -36,6 +37,7 @@ from rich.table import Table
 
 from pipeline.config import Settings, get_settings
 from pipeline.db import ensure_schema
+from pipeline.identity.store import IdentityStore
 from pipeline.ingest.service import IngestService, Submission
 from pipeline.kafka.consumer import Record, read_until
 from pipeline.kafka.launcher import LocalKafka, kafka_answers
@@ -43,6 +45,7 @@ from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.kafka.topics import apply_topics, delete_prefixed_topics, make_admin
 from pipeline.logging import configure_logging
 from pipeline.models.common import Channel
+from pipeline.models.identity import Principal, PrincipalKind, Role, system_principal
 from pipeline.models.rights import RightKind
 from pipeline.rights.dpo import DpoTools
 from pipeline.rights.tracker import RequestState
@@ -61,6 +64,8 @@ NOT_APPLICABLE_HELP = "not applicable = the sink had nothing to do for the event
 #: What the demo does after the erasure, while the worker and the broker still run (issue 16's console plugs in
 #: here): gets the run's settings and the console, returns the exit code.
 Then = Callable[[Settings, Console], int]
+#: The DPO account the demo's erasure is issued by.
+DEMO_DPO = "demo-dpo"
 
 CONTENT_TYPES = {
     ".txt": "application/x-www-form-urlencoded",
@@ -335,6 +340,17 @@ def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s:
     return _erase_one(settings, runtime, console, timeout_s, erased)
 
 
+def demo_dpo(settings: Settings, runtime: Runtime) -> Principal:
+    """The demo's DPO: a person with the dpo role, created on the first run (the audit names them)."""
+    store = IdentityStore(runtime.engine, settings.api_key_pepper_bytes())
+    info = store.get(DEMO_DPO)
+    if info is None:
+        info = store.add_principal(
+            DEMO_DPO, display_name="Demo DPO", kind=PrincipalKind.PERSON, roles=[Role.DPO], by=system_principal("demo")
+        )
+    return info.principal("local")
+
+
 def _evidence(evidence: dict[str, Any]) -> str:
     """A sink's evidence as a line a person reads: HubSpot's contacts by what happened to them."""
     parts = []
@@ -357,10 +373,11 @@ def _erase_one(settings: Settings, runtime: Runtime, console: Console, timeout_s
     dry_run = settings.resolved_dry_run_file
     before = _naming(dry_run, email)
     tools = DpoTools(runtime, ConfirmingPublisher(settings))
-    submitted = tools.request(RightKind.ERASURE, operator="demo-dpo", email=email)
+    dpo = demo_dpo(settings, runtime)
+    submitted = tools.request(RightKind.ERASURE, by=dpo, email=email)
     request_id = submitted.command.request_id
     console.print(
-        f"DPO: erasing the person of sample {sample.label} ({name}): request {request_id}, "
+        f"{dpo.display_name}: erasing the person of sample {sample.label} ({name}): request {request_id}, "
         f"subject {submitted.command.subject_key}"
     )
     view = tools.wait(request_id, timeout_s)
@@ -368,10 +385,11 @@ def _erase_one(settings: Settings, runtime: Runtime, console: Console, timeout_s
         console.print(f"[red]DPO: erasure not confirmed by every sink within {timeout_s}s: {view}[/red]")
         return 1
     table = Table(title=f"Erasure of {name} ({sample.label}): evidence per sink")
-    for column in ("sink", "status", "evidence"):
+    for column in ("sink", "status", "completed by", "evidence"):
         table.add_column(column)
     for sink in view.sinks:
-        table.add_row(sink.sink, sink.status.value.replace("_", " "), _evidence(sink.evidence))
+        by = sink.completed_by.display_name if sink.completed_by else "-"
+        table.add_row(sink.sink, sink.status.value.replace("_", " "), by, _evidence(sink.evidence))
     console.print(table)
     after = _naming(dry_run, email)
     console.print(

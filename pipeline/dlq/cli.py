@@ -1,8 +1,8 @@
-"""``leadpipe dlq list|show|replay``: the operator's side of the dead-letter topics."""
+"""``leadpipe dlq list|show|replay``: the operator's side of the dead-letter topics (``dlq:read``, ``dlq:replay``:
+admins; each replay is audited with the operator's principal, ``pipeline/identity/operator.py``)."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 import uuid
@@ -14,6 +14,8 @@ from pipeline.clikit import DATABASE, KAFKA, exits, needs
 from pipeline.config import get_settings
 from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.dlq.service import DeadLetterService
+from pipeline.identity.operator import operator, operator_command
+from pipeline.identity.permissions import Permission
 from pipeline.runtime import Runtime
 from pipeline.topics import DLQ_TOPICS
 
@@ -39,6 +41,7 @@ def _topics(topics: list[str] | None) -> tuple[str, ...]:
 
 
 @dlq_app.command("list")
+@operator_command(Permission.DLQ_READ)
 @needs(KAFKA, DATABASE)
 def list_letters(
     *,
@@ -83,6 +86,7 @@ def list_letters(
 
 
 @dlq_app.command("show")
+@operator_command(Permission.DLQ_READ)
 @needs(KAFKA, DATABASE)
 @exits({1: "no such dead letter, or its payload cannot be shown (erased since, or none)"})
 def show(
@@ -126,6 +130,7 @@ def show(
 
 
 @dlq_app.command("replay")
+@operator_command(Permission.DLQ_REPLAY)
 @needs(KAFKA, DATABASE)
 @exits({1: "a dead letter could not be replayed (erased since, refused at ingest, or not found)"})
 def replay(
@@ -138,7 +143,6 @@ def replay(
         bool, typer.Option("--all", help="Replay every dead letter the filters match (no ids needed).")
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be replayed; publish nothing.")] = False,
-    operator: Annotated[str | None, typer.Option(help="Your operator id for the audit; default: your login.")] = None,
 ) -> None:
     """Publish dead letters back onto the topic they were consumed from, once their cause is fixed; audited.
 
@@ -160,7 +164,7 @@ def replay(
     missing = set(dead_letter_ids or ()) - {f.letter.dead_letter_id for f in listing.letters}
     for dead_letter_id in sorted(missing, key=str):
         typer.echo(f"{dead_letter_id}  not found (unknown, past retention, or not matching the filters)", err=True)
-    results = service.replay(listing.letters, operator=operator or getpass.getuser(), dry_run=dry_run)
+    results = service.replay(listing.letters, by=operator(), dry_run=dry_run)
     for result in results:
         typer.echo(f"{result.dead_letter_id}  {result.outcome:<14}  -> {result.to_topic or '-'}  {result.detail}")
     done = sum(r.outcome in ("replayed", "would_replay") for r in results)

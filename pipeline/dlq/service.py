@@ -5,8 +5,9 @@ payload sealed) instead of dropping it: ``contacts.dlq.ingest`` (a payload the s
 ``contacts.dlq`` (a record the processing chain could not read or a rule raised on) and ``sinks.dlq`` (a record a
 sink refused). Replaying publishes the sealed payload, opened, back onto the topic it was consumed from
 (``source_topic``), where the stage reads it again like any record: the processing chain and the sinks are
-idempotent per event id. Each replay is audited. An ingest dead letter has no topic to go back to: its source has
-to send it again (or it is exported with ``show --payload`` and loaded with ``leadpipe import``).
+idempotent per event id. Each replay is audited with the principal who asked for it. An ingest dead letter has no
+topic to go back to: its source has to send it again (or it is exported with ``show --payload`` and loaded with
+``leadpipe import``).
 
 A dead letter whose subject was erased since has no key left: nothing to show or replay, by design.
 """
@@ -26,6 +27,7 @@ from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.kafka.consumer import Record, read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.logging import get_logger
+from pipeline.models.identity import Principal
 from pipeline.models.records import DeadLetter
 from pipeline.models.rights import AuditRecord
 from pipeline.runtime import Runtime
@@ -104,18 +106,16 @@ class DeadLetterService:
             return None
         return self.runtime.codec.sealer.open(letter.payload)
 
-    def replay(self, letters: Sequence[Found], *, operator: str, dry_run: bool = False) -> list[Replay]:
+    def replay(self, letters: Sequence[Found], *, by: Principal, dry_run: bool = False) -> list[Replay]:
         """Publish each dead letter's payload back onto its source topic, with one audit record per replay.
 
         All replays of one call are published together and confirmed by the broker before this returns."""
-        results, outgoing = plan_replays(
-            letters, self.payload, operator=operator, now=datetime.now(UTC), dry_run=dry_run
-        )
+        results, outgoing = plan_replays(letters, self.payload, by=by, now=datetime.now(UTC), dry_run=dry_run)
         if outgoing:
             if self.publisher is None:
                 self.publisher = ConfirmingPublisher(self.settings)
             self.publisher.publish(outgoing)
-            log.info("dlq_replayed", records=len(outgoing) // 2, operator=operator)
+            log.info("dlq_replayed", records=len(outgoing) // 2, principal_id=by.principal_id)
         return results
 
 
@@ -155,7 +155,7 @@ def plan_replays(
     letters: Sequence[Found],
     open_payload: Callable[[DeadLetter], bytes | None],
     *,
-    operator: str,
+    by: Principal,
     now: datetime,
     dry_run: bool = False,
 ) -> tuple[list[Replay], list[Outgoing]]:
@@ -190,16 +190,17 @@ def plan_replays(
             results.append(Replay(letter.dead_letter_id, "would_replay", target, f"{len(payload)} bytes"))
             continue
         outgoing.append(Outgoing(target, letter.subject_key, payload))
-        outgoing.append(Outgoing(AUDIT_TOPIC, letter.subject_key, _audit(letter, found.topic, operator, now)))
+        outgoing.append(Outgoing(AUDIT_TOPIC, letter.subject_key, _audit(letter, found.topic, by, now)))
         results.append(Replay(letter.dead_letter_id, "replayed", target, f"{len(payload)} bytes"))
     return results, outgoing
 
 
-def _audit(letter: DeadLetter, topic: str, operator: str, now: datetime) -> AuditRecord:
+def _audit(letter: DeadLetter, topic: str, by: Principal, now: datetime) -> AuditRecord:
     return AuditRecord.new(
-        f"dlq-replay:{operator}",
+        by.actor,
         "dead_letter_replayed",
         at=now,
+        principal=by,
         subject_key=letter.subject_key,
         event_id=letter.event_id,
         detail={

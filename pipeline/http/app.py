@@ -1,10 +1,12 @@
 """The app factory: one FastAPI app with the shared state every router's dependencies read, plus the probes.
 
-``create_app(runtime, publisher, routers)`` puts the runtime, the publisher and the app's metrics on ``app.state``
-(read through ``pipeline.http.deps``), includes the routers in the order given, then ``/healthz`` and ``/readyz``.
-``/metrics``, ``/openapi.json`` and ``/docs`` are the admin app's (``app.state.admin``, served on the admin port:
-``pipeline.http.server``), on the API port only with ``api_public_docs``. Which routers make up leadpipe's API is
-decided where the API is composed (``pipeline.api.app``), not here.
+``create_app(runtime, publisher, routers)`` puts the runtime, the publisher, the app's metrics and its one
+``Authenticator`` (with the browser's sign-in where single sign-on is configured) on ``app.state`` (read through
+``pipeline.http.deps`` and ``pipeline.http.auth``), includes the routers in the order given, then ``/healthz`` and
+``/readyz``, and sets the security headers on every response. ``/metrics``, ``/openapi.json`` and ``/docs`` are the
+admin app's (``app.state.admin``, served on the admin port: ``pipeline.http.server``), on the API port only with
+``api_public_docs``. Which routers make up leadpipe's API is decided where the API is composed
+(``pipeline.api.app``), not here.
 """
 
 from __future__ import annotations
@@ -12,11 +14,67 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.http import health
 from pipeline.http.metrics import ApiMetrics
+from pipeline.identity.authenticator import Authenticator
+from pipeline.identity.signin import SignIn
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.runtime import Runtime
+
+#: The routes FastAPI adds itself, declared public here (the permission matrix test reads this).
+DOCUMENTATION_ROUTES = {
+    "/openapi.json": "the API's description",
+    "/docs": "the API's documentation page",
+    "/docs/oauth2-redirect": "the documentation page's sign-in helper",
+}
+
+#: Nothing from elsewhere: no inline script, no framing by another site, no plugins, forms post here only.
+CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+#: The documentation page loads Swagger UI from its CDN and starts it with an inline script.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "img-src 'self' data: https://fastapi.tiangolo.com; "
+    "font-src 'self' https://fonts.gstatic.com; "
+    "worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+)
+
+
+class SecurityHeaders:
+    """Every response gets CSP, no framing, no MIME sniffing, no referrer, and no caching unless a route says so
+    (answers carry personal data and credentials); HSTS when the public address is https."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+        self.app = app
+        self.hsts = hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = scope.get("path") == "/docs"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                wanted = [
+                    (b"content-security-policy", (DOCS_CSP if docs else CSP).encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"cross-origin-opener-policy", b"same-origin"),
+                    (b"cache-control", b"no-store"),
+                ]
+                if self.hsts:
+                    wanted.append((b"strict-transport-security", b"max-age=31536000"))
+                headers.extend((name, value) for name, value in wanted if name not in present)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(
@@ -30,7 +88,8 @@ def create_app(
 ) -> FastAPI:
     """A FastAPI app serving ``routers`` (and the probes) over ``runtime`` and ``publisher``; its admin app (metrics,
     OpenAPI, docs) is ``app.state.admin``."""
-    public = runtime.settings.api_public_docs
+    settings = runtime.settings
+    public = settings.api_public_docs
     app = FastAPI(
         title=title,
         version=version,
@@ -42,8 +101,14 @@ def create_app(
     app.state.runtime = runtime
     app.state.publisher = publisher
     app.state.metrics = ApiMetrics()
+    app.state.authenticator = authenticator = Authenticator.for_engine(settings, runtime.engine)
+    app.state.sign_in = SignIn(authenticator, settings.session_secret_bytes()) if authenticator.sessions else None
+    app.state.public_routes = dict(DOCUMENTATION_ROUTES)
     for router in routers:
         app.include_router(router)
     app.include_router(health.router)
-    app.state.admin = health.admin_app(app)
+    hsts = (settings.public_url or "").startswith("https://")
+    app.state.admin = admin = health.admin_app(app)
+    admin.add_middleware(SecurityHeaders, hsts=hsts)
+    app.add_middleware(SecurityHeaders, hsts=hsts)
     return app

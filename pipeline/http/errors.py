@@ -8,6 +8,7 @@ its value. A refusal is counted by reason (``leadpipe_ingest_refusals``) and log
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from fastapi import HTTPException
@@ -47,21 +48,38 @@ def _refused(metrics: ApiMetrics, status: int, reason: str, message: str, log_ev
     return Refused(reason=reason, message=message)
 
 
-def _challenge(status: int) -> dict[str, str] | None:
-    return {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def _headers(status: int, extra: Mapping[str, str] | None) -> dict[str, str] | None:
+    """401 carries the challenge (RFC 6750); ``extra`` adds e.g. ``Retry-After`` to a 429 or a 503."""
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    headers.update(extra or {})
+    return headers or None
 
 
 def refuse(
-    metrics: ApiMetrics, status: int, reason: str, message: str, *, log_event: str, **log_fields: Any
+    metrics: ApiMetrics,
+    status: int,
+    reason: str,
+    message: str,
+    *,
+    log_event: str,
+    headers: Mapping[str, str] | None = None,
+    **log_fields: Any,
 ) -> JSONResponse:
     """A ``Refused`` answer, counted by reason and logged (``log_fields``: ids only, never personal data)."""
     body = _refused(metrics, status, reason, message, log_event, **log_fields)
-    return JSONResponse(body.model_dump(), status_code=status, headers=_challenge(status))
+    return JSONResponse(body.model_dump(), status_code=status, headers=_headers(status, headers))
 
 
 def refusal(
-    metrics: ApiMetrics, status: int, reason: str, message: str, *, log_event: str, **log_fields: Any
+    metrics: ApiMetrics,
+    status: int,
+    reason: str,
+    message: str,
+    *,
+    log_event: str,
+    headers: Mapping[str, str] | None = None,
+    **log_fields: Any,
 ) -> HTTPException:
     """``refuse`` for a dependency, which can only raise: the same ``Refused`` body, under FastAPI's ``detail``."""
     body = _refused(metrics, status, reason, message, log_event, **log_fields)
-    return HTTPException(status_code=status, detail=body.model_dump(), headers=_challenge(status))
+    return HTTPException(status_code=status, detail=body.model_dump(), headers=_headers(status, headers))

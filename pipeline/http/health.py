@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -27,6 +27,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from pipeline.http.auth import public
 from pipeline.http.deps import get_metrics, get_publisher, get_runtime
 
 #: How long one readiness check may take, and how long its verdict is reused.
@@ -45,7 +46,9 @@ class Readiness(BaseModel):
     checks: dict[str, str]
 
 
-@router.get("/healthz", response_model=Health, summary="Liveness")
+@router.get(
+    "/healthz", response_model=Health, summary="Liveness", dependencies=[Depends(public("liveness probe: says ok"))]
+)
 async def healthz() -> Health:
     return Health()
 
@@ -95,6 +98,7 @@ async def readiness(request: Request) -> Readiness:
     "/readyz",
     response_model=Readiness,
     summary="Readiness: the brokers and the database answer",
+    dependencies=[Depends(public("readiness probe: which dependency is unavailable, by name only"))],
     responses={503: {"model": Readiness, "description": "Not ready: a dependency is unavailable"}},
 )
 async def readyz(request: Request) -> JSONResponse:
@@ -116,15 +120,24 @@ def admin_app(api: FastAPI) -> FastAPI:
     admin = FastAPI(title=f"{api.title} admin", openapi_url=None, docs_url=None, redoc_url=None)
     admin.state.__dict__.update(api.state.__dict__)  # the same runtime, publisher and metrics
 
-    @admin.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @admin.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        dependencies=[Depends(public("Prometheus scrape on the admin port: counts by outcome and reason, no ids"))],
+    )
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics_text(request), media_type=CONTENT_TYPE_LATEST)
 
-    @admin.get("/openapi.json", include_in_schema=False)
+    @admin.get(
+        "/openapi.json", include_in_schema=False, dependencies=[Depends(public("the API's description, admin port"))]
+    )
     async def openapi() -> JSONResponse:
         return JSONResponse(api.openapi())
 
-    @admin.get("/docs", include_in_schema=False)
+    @admin.get(
+        "/docs", include_in_schema=False, dependencies=[Depends(public("the API's documentation page, admin port"))]
+    )
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{api.title} API")
 

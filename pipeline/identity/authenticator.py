@@ -8,6 +8,9 @@
 3. an access token from the identity provider (``Bearer eyJ...``), verified against its keys; the person or
    client is linked to a local principal on first sight (so an admin can disable them), roles from their groups.
 
+``authenticate_session(cookie, client_address)`` does the same for a browser's session cookie (``sessions``), and
+``sign_in_failed`` counts a failed single sign-on callback.
+
 Failures are counted per client address and per principal; past the limit the answer is ``rate_limited`` with a
 ``retry_after``, even for a correct credential. The caller maps reasons to statuses: ``rate_limited`` -> 429,
 ``provider_unavailable`` -> 503, everything else -> 401; then checks ``allowed(principal, permission)`` -> 403.
@@ -19,13 +22,22 @@ import hmac
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy import Engine
 
 from pipeline.config import Settings
 from pipeline.identity.keys import LastUsedThrottle, parse_key
-from pipeline.identity.oidc import OidcConfig, TokenError, TokenVerifier, display_name_of, roles_from_claims
+from pipeline.identity.oidc import (
+    OidcConfig,
+    ProviderMetadata,
+    TokenError,
+    TokenVerifier,
+    display_name_of,
+    roles_from_claims,
+)
 from pipeline.identity.ratelimit import FailureLimiter, Limit, address_name, principal_name
+from pipeline.identity.sessions import SessionPrincipal, SessionStore
 from pipeline.identity.store import AuthenticationFailed, IdentityStore
 from pipeline.logging import get_logger
 from pipeline.models.identity import Principal, PrincipalKind, Role
@@ -33,6 +45,9 @@ from pipeline.models.identity import Principal, PrincipalKind, Role
 log = get_logger(__name__)
 
 _LEGACY = ((Role.DPO, "dpo_token"), (Role.REVIEWER, "reviewer_token"), (Role.SALES, "sales_token"))
+
+T = TypeVar("T")
+Provider = tuple[TokenVerifier, ProviderMetadata]
 
 
 class Authenticator:
@@ -43,15 +58,17 @@ class Authenticator:
         settings: Settings,
         store: IdentityStore,
         *,
-        verifier_factory: Callable[[OidcConfig], TokenVerifier] | None = None,
+        sessions: SessionStore | None = None,
+        provider_factory: Callable[[OidcConfig], Provider] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.sessions = sessions
         self.oidc = OidcConfig.from_settings(settings)
-        self._verifier_factory = verifier_factory or (lambda config: TokenVerifier.discover(config)[0])
-        self._verifier: TokenVerifier | None = None
-        self._verifier_tried_at: float | None = None
+        self._provider_factory = provider_factory or TokenVerifier.discover
+        self._provider: Provider | None = None
+        self._provider_tried_at: float | None = None
         self._lock = threading.Lock()
         self._clock = clock
         self.limiter = FailureLimiter(
@@ -67,12 +84,16 @@ class Authenticator:
 
     @classmethod
     def for_engine(cls, settings: Settings, engine: Engine) -> Authenticator:
+        """The product's authenticator; browser sessions only where single sign-on is configured."""
         last_used = LastUsedThrottle(settings.api_key_last_used_interval_s)
-        return cls(settings, IdentityStore(engine, settings.api_key_pepper_bytes(), last_used=last_used))
+        store = IdentityStore(engine, settings.api_key_pepper_bytes(), last_used=last_used)
+        sessions = None
+        if settings.oidc_issuer is not None:
+            sessions = SessionStore(engine, store, settings.session_secret_bytes(), ttl_s=settings.session_ttl_s)
+        return cls(settings, store, sessions=sessions)
 
     def authenticate(self, authorization: str | None, address: str | None) -> Principal:
         """The principal behind an ``Authorization`` header, or ``AuthenticationFailed`` (reason, retry_after)."""
-        now = self._clock()
         names = [address_name(address)]
         scheme, _, credential = (authorization or "").strip().partition(" ")
         credential = credential.strip()
@@ -81,10 +102,30 @@ class Authenticator:
         parsed = parse_key(credential) if credential.startswith("lpk_") else None
         if parsed is not None:
             names.append(principal_name(parsed.key_id))
+        return self._limited(names, lambda: self._authenticate(credential))
+
+    def authenticate_session(self, cookie: str, address: str | None) -> SessionPrincipal:
+        """The principal of a browser's session cookie, limited like a key check (a forged cookie is a guess)."""
+        sessions = self.sessions
+        if sessions is None:
+            raise AuthenticationFailed("sign_in_not_configured")
+        return self._limited([address_name(address)], lambda: sessions.resolve(cookie))
+
+    def sign_in_allowed(self, address: str | None) -> None:
+        """``AuthenticationFailed("rate_limited")`` while this address is locked out (checked before a sign-in)."""
+        if (wait := self.limiter.retry_after([address_name(address)], self._clock())) is not None:
+            raise AuthenticationFailed("rate_limited", retry_after=wait)
+
+    def sign_in_failed(self, address: str | None, reason: str) -> AuthenticationFailed:
+        """Count a failed sign-in callback (wrong state, refused code, bad ID token) against the address."""
+        return self._failed([address_name(address)], self._clock(), reason)
+
+    def _limited(self, names: list[str], check: Callable[[], T]) -> T:
+        now = self._clock()
         if (wait := self.limiter.retry_after(names, now)) is not None:
             raise AuthenticationFailed("rate_limited", retry_after=wait)
         try:
-            principal = self._authenticate(credential)
+            found = check()
         except TokenError as exc:
             if exc.reason == "provider_unavailable":  # not the caller's fault: not counted
                 raise AuthenticationFailed("provider_unavailable") from exc
@@ -92,7 +133,7 @@ class Authenticator:
         except AuthenticationFailed as exc:
             raise self._failed(names, now, exc.reason) from exc
         self.limiter.succeeded(names)
-        return principal
+        return found
 
     def _failed(self, names: list[str], now: float, reason: str) -> AuthenticationFailed:
         locked = self.limiter.failed(names, now)
@@ -128,7 +169,7 @@ class Authenticator:
 
     def _from_access_token(self, token: str) -> Principal:
         assert self.oidc is not None
-        claims = self.verifier().verify_access_token(token)
+        claims = self.provider()[0].verify_access_token(token)
         # client credentials: the token's subject is the client itself (no person signed in)
         is_client = claims.get("client_id") == claims["sub"] and "groups" not in claims
         return self.store.linked_principal(
@@ -142,15 +183,17 @@ class Authenticator:
             kind=PrincipalKind.CLIENT if is_client else PrincipalKind.PERSON,
         )
 
-    def verifier(self) -> TokenVerifier:
-        """The provider's verifier, discovered on first use; a failed discovery is retried at most every 30 s."""
-        assert self.oidc is not None
+    def provider(self) -> Provider:
+        """The provider's verifier and metadata, discovered on first use; a failed discovery is tried again at most
+        every ``oidc_jwks_min_refetch_s``."""
+        if self.oidc is None:
+            raise TokenError("sign_in_not_configured", "LEADPIPE_OIDC_ISSUER is not set")
         with self._lock:
-            if self._verifier is not None:
-                return self._verifier
+            if self._provider is not None:
+                return self._provider
             now = self._clock()
-            if self._verifier_tried_at is not None and now - self._verifier_tried_at < self.oidc.jwks_min_refetch_s:
+            if self._provider_tried_at is not None and now - self._provider_tried_at < self.oidc.jwks_min_refetch_s:
                 raise TokenError("provider_unavailable", "discovery failed recently")
-            self._verifier_tried_at = now
-            self._verifier = self._verifier_factory(self.oidc)
-            return self._verifier
+            self._provider_tried_at = now
+            self._provider = self._provider_factory(self.oidc)
+            return self._provider

@@ -1,15 +1,13 @@
-"""``leadpipe users add|list|disable|enable|grant|revoke|bootstrap`` and ``leadpipe keys create|list|revoke``.
+"""``leadpipe users add|list|disable|enable|grant|revoke|bind|unbind|bootstrap``, ``leadpipe keys create|list|revoke``.
 
-Who runs these: the principal of ``LEADPIPE_API_KEY`` (a key of yours; it must hold ``principals:manage``), or,
-outside production, the local login (whoever runs the CLI holds the database credentials anyway; the audit names
-the login). In production a key is required, except for ``users bootstrap``, which only ever creates the first
+Who runs these: the operator (``pipeline/identity/operator.py``: an API key of an admin, or on the embedded default
+the bootstrapped admin); the audit names them. ``users bootstrap`` needs no key: it only ever creates the first
 admin and does nothing once an enabled admin exists. A key's secret is printed once and never stored.
 """
 
 from __future__ import annotations
 
 import getpass
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -22,72 +20,57 @@ from rich.table import Table
 
 from pipeline.clikit import DATABASE, exits, needs
 from pipeline.config import Settings, get_settings
-from pipeline.db import ensure_schema
 from pipeline.identity.bootstrap import write_secret_file
-from pipeline.identity.permissions import Permission, allowed
-from pipeline.identity.store import AuthenticationFailed, IdentityError, IdentityStore, PrincipalInfo
+from pipeline.identity.operator import (
+    API_KEY_ENV,
+    EXIT_REFUSED,
+    identity_store,
+    operator,
+    operator_command,
+    without_operator,
+)
+from pipeline.identity.permissions import Permission
+from pipeline.identity.store import IdentityError, IdentityStore, PrincipalInfo
 from pipeline.models.identity import Principal, PrincipalKind, Role
-from pipeline.runtime import Runtime
 
 users_app = typer.Typer(help="People and machine clients, and their roles (admin).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of people and machine clients (admin).", no_args_is_help=True)
 
-EXIT_REFUSED = 2
-API_KEY_ENV = "LEADPIPE_API_KEY"
 #: Every users/keys command: the identity tables, and who may change them.
 IDENTITY_EXITS = {
     1: "the change was refused by the identity store (unknown name, a role that does not fit, ...)",
-    EXIT_REFUSED: f"refused: {API_KEY_ENV} missing (production), not valid, or without the permission",
+    EXIT_REFUSED: f"refused: no API key ({API_KEY_ENV} or --key-file) off the embedded default, not valid, or "
+    "without the permission",
 }
-
-
-def operator_principal(store: IdentityStore, settings: Settings, permission: Permission) -> Principal:
-    """Who runs this command, checked against ``permission``; exits 2 with the reason when refused."""
-    presented = os.environ.get(API_KEY_ENV)
-    if presented:
-        try:
-            principal = store.authenticate_key(presented)
-        except AuthenticationFailed as exc:
-            _refuse(f"{API_KEY_ENV} does not authenticate ({exc.reason})")
-        if not allowed(principal, permission):
-            _refuse(f"{principal.display_name} lacks the permission {permission.value}")
-        return principal
-    if settings.environment == "production":
-        _refuse(f"set {API_KEY_ENV} to an API key of yours (production requires one)")
-    login = getpass.getuser()
-    return Principal(principal_id=f"local:{login}", display_name=login, kind=PrincipalKind.PERSON, auth="local")
-
-
-def _refuse(message: str) -> None:
-    typer.echo(f"refused: {message}", err=True)
-    raise typer.Exit(EXIT_REFUSED)
 
 
 @contextmanager
 def _store() -> Iterator[tuple[IdentityStore, Settings]]:
     settings = get_settings()
-    runtime = Runtime(settings)
     try:
-        ensure_schema(runtime.engine)
-        yield IdentityStore(runtime.engine, settings.api_key_pepper_bytes()), settings
+        with identity_store(settings) as store:
+            yield store, settings
     except IdentityError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    finally:
-        runtime.engine.dispose()
 
 
 def _show(info: PrincipalInfo) -> None:
     state = "disabled" if info.disabled else "enabled"
     roles = ", ".join(sorted(r.value for r in info.roles)) or "no roles"
-    typer.echo(f"{info.name} ({info.kind.value}, {state}): {roles}  id {info.principal_id}")
+    sources = f"  sources {', '.join(sorted(info.sources))}" if info.sources else ""
+    typer.echo(f"{info.name} ({info.kind.value}, {state}): {roles}  id {info.principal_id}{sources}")
 
 
 RoleArg = Annotated[list[Role], typer.Argument(help="One or more of: sales, reviewer, dpo, admin, producer")]
 NameArg = Annotated[str, typer.Argument(help="The user's or client's name (or its id)")]
 
 
+SourceArg = Annotated[str, typer.Argument(help="An ingest source id (LEADPIPE_SOURCES)")]
+
+
 @users_app.command("add")
+@operator_command(Permission.PRINCIPALS_MANAGE)
 @needs(DATABASE)
 @exits(IDENTITY_EXITS)
 def add(
@@ -95,30 +78,35 @@ def add(
     display_name: Annotated[str, typer.Option(help="Shown in the audit trail; default: the name")] = "",
     client: Annotated[bool, typer.Option("--client", help="A machine client (a source, an integration)")] = False,
     role: Annotated[list[Role] | None, typer.Option("--role", "-r", help="A role to grant; repeatable")] = None,
+    source: Annotated[
+        list[str] | None, typer.Option("--source", help="A producer client: an ingest source id it submits as")
+    ] = None,
 ) -> None:
     """Add a person or a machine client.
 
     Example: leadpipe users add ana --display-name "Ana Garcia" --role dpo
 
-    Example: leadpipe users add web-form --client --role producer
+    Example: leadpipe users add web-form --client --role producer --source wp-contact
     """
-    with _store() as (store, settings):
-        by = operator_principal(store, settings, Permission.PRINCIPALS_MANAGE)
+    with _store() as (store, _settings):
         kind = PrincipalKind.CLIENT if client else PrincipalKind.PERSON
-        _show(store.add_principal(name, display_name=display_name or name, kind=kind, roles=role or [], by=by))
+        added = store.add_principal(
+            name, display_name=display_name or name, kind=kind, roles=role or [], by=operator(), sources=source or ()
+        )
+        _show(added)
 
 
 @users_app.command("list")
+@operator_command(Permission.PRINCIPALS_READ)
 @needs(DATABASE)
 @exits(IDENTITY_EXITS)
 def list_users() -> None:
-    """Every person and client with kind, state and roles.
+    """Every person and client with kind, state, roles and bound sources.
 
     Example: leadpipe users list
     """
-    with _store() as (store, settings):
-        operator_principal(store, settings, Permission.PRINCIPALS_READ)
-        table = Table("name", "display name", "kind", "state", "roles", "sign-in", "created", "id")
+    with _store() as (store, _settings):
+        table = Table("name", "display name", "kind", "state", "roles", "sign-in", "sources", "created", "id")
         for info in store.list_principals():
             table.add_row(
                 info.name,
@@ -127,6 +115,7 @@ def list_users() -> None:
                 "disabled" if info.disabled else "enabled",
                 ", ".join(sorted(r.value for r in info.roles)) or "-",
                 "single sign-on" if info.issuer else "API key",
+                ", ".join(sorted(info.sources)) or "-",
                 info.created_at.strftime("%Y-%m-%d"),
                 info.principal_id,
             )
@@ -134,6 +123,7 @@ def list_users() -> None:
 
 
 @users_app.command("disable")
+@operator_command(Permission.PRINCIPALS_MANAGE)
 @needs(DATABASE)
 @exits(IDENTITY_EXITS)
 def disable(name: NameArg) -> None:
@@ -141,11 +131,12 @@ def disable(name: NameArg) -> None:
 
     Example: leadpipe users disable ana
     """
-    with _store() as (store, settings):
-        _show(store.set_disabled(name, True, by=operator_principal(store, settings, Permission.PRINCIPALS_MANAGE)))
+    with _store() as (store, _settings):
+        _show(store.set_disabled(name, True, by=operator()))
 
 
 @users_app.command("enable")
+@operator_command(Permission.PRINCIPALS_MANAGE)
 @needs(DATABASE)
 @exits(IDENTITY_EXITS)
 def enable(name: NameArg) -> None:
@@ -153,11 +144,12 @@ def enable(name: NameArg) -> None:
 
     Example: leadpipe users enable ana
     """
-    with _store() as (store, settings):
-        _show(store.set_disabled(name, False, by=operator_principal(store, settings, Permission.PRINCIPALS_MANAGE)))
+    with _store() as (store, _settings):
+        _show(store.set_disabled(name, False, by=operator()))
 
 
 @users_app.command("grant")
+@operator_command(Permission.PRINCIPALS_MANAGE)
 @needs(DATABASE)
 @exits(IDENTITY_EXITS)
 def grant(name: NameArg, roles: RoleArg) -> None:
@@ -165,11 +157,12 @@ def grant(name: NameArg, roles: RoleArg) -> None:
 
     Example: leadpipe users grant sam sales
     """
-    with _store() as (store, settings):
-        _show(store.grant(name, roles, by=operator_principal(store, settings, Permission.PRINCIPALS_MANAGE)))
+    with _store() as (store, _settings):
+        _show(store.grant(name, roles, by=operator()))
 
 
 @users_app.command("revoke")
+@operator_command(Permission.PRINCIPALS_MANAGE)
 @needs(DATABASE)
 @exits(IDENTITY_EXITS)
 def revoke(name: NameArg, roles: RoleArg) -> None:
@@ -177,11 +170,38 @@ def revoke(name: NameArg, roles: RoleArg) -> None:
 
     Example: leadpipe users revoke sam sales
     """
-    with _store() as (store, settings):
-        _show(store.revoke(name, roles, by=operator_principal(store, settings, Permission.PRINCIPALS_MANAGE)))
+    with _store() as (store, _settings):
+        _show(store.revoke(name, roles, by=operator()))
+
+
+@users_app.command("bind")
+@operator_command(Permission.SOURCES_MANAGE)
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
+def bind(name: NameArg, source_id: SourceArg) -> None:
+    """Let a producer client's API keys submit to the ingest API as this source (POST /v1/sources/SOURCE_ID).
+
+    Example: leadpipe users bind web-form wp-contact
+    """
+    with _store() as (store, _settings):
+        _show(store.bind_source(name, source_id, by=operator()))
+
+
+@users_app.command("unbind")
+@operator_command(Permission.SOURCES_MANAGE)
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
+def unbind(name: NameArg, source_id: SourceArg) -> None:
+    """Stop a producer client's keys from submitting as this source.
+
+    Example: leadpipe users unbind web-form wp-contact
+    """
+    with _store() as (store, _settings):
+        _show(store.unbind_source(name, source_id, by=operator()))
 
 
 @users_app.command("bootstrap")
+@without_operator("creates the first admin only while no enabled admin exists")
 @needs(DATABASE)
 @exits(IDENTITY_EXITS)
 def bootstrap(
@@ -213,6 +233,7 @@ def bootstrap(
 
 
 @keys_app.command("create")
+@operator_command(Permission.PRINCIPALS_MANAGE)
 @needs(DATABASE)
 @exits(IDENTITY_EXITS)
 def create_key(
@@ -228,14 +249,15 @@ def create_key(
     Example: leadpipe keys create web-form --label "contact form on www" --expires-in-days 365
     """
     with _store() as (store, settings):
-        by = operator_principal(store, settings, Permission.PRINCIPALS_MANAGE)
         days = expires_in_days or settings.api_key_ttl_days
-        created = store.create_key(name, by=by, label=label, expires_in=None if no_expiry else timedelta(days=days))
+        expires_in = None if no_expiry else timedelta(days=days)
+        created = store.create_key(name, by=operator(), label=label, expires_in=expires_in)
         typer.echo(f"key {created.key_id} for {name}, expires {_day(created.expires_at)}; shown once:")
         typer.echo(created.secret)
 
 
 @keys_app.command("list")
+@operator_command(Permission.PRINCIPALS_READ)
 @needs(DATABASE)
 @exits(IDENTITY_EXITS)
 def list_keys(name: Annotated[str | None, typer.Argument(help="Only this user's or client's keys")] = None) -> None:
@@ -243,8 +265,7 @@ def list_keys(name: Annotated[str | None, typer.Argument(help="Only this user's 
 
     Example: leadpipe keys list ana
     """
-    with _store() as (store, settings):
-        operator_principal(store, settings, Permission.PRINCIPALS_READ)
+    with _store() as (store, _settings):
         now = datetime.now(UTC)
         table = Table("key id", "owner", "label", "state", "created", "expires", "last used")
         for key in store.list_keys(name):
@@ -261,6 +282,7 @@ def list_keys(name: Annotated[str | None, typer.Argument(help="Only this user's 
 
 
 @keys_app.command("revoke")
+@operator_command(Permission.PRINCIPALS_MANAGE)
 @needs(DATABASE)
 @exits(IDENTITY_EXITS)
 def revoke_key(key_id: Annotated[str, typer.Argument(help="The key id (keys list shows it)")]) -> None:
@@ -268,8 +290,8 @@ def revoke_key(key_id: Annotated[str, typer.Argument(help="The key id (keys list
 
     Example: leadpipe keys revoke 7x2kq4mzp3ab
     """
-    with _store() as (store, settings):
-        store.revoke_key(key_id, by=operator_principal(store, settings, Permission.PRINCIPALS_MANAGE))
+    with _store() as (store, _settings):
+        store.revoke_key(key_id, by=operator())
         typer.echo(f"key {key_id} revoked")
 
 

@@ -1,10 +1,10 @@
 """The identity store: principals, roles and API keys in the product's database, every change audited.
 
-Each change (add, disable, grant, revoke, key created or revoked) writes its audit record in the same transaction
-(``identity_audit``), naming the principal who made it; the records wait there until they are published on the
-audit topic. Authentication (``authenticate_key``) reads the key, its principal and its roles in one query and
-writes ``last_used_at`` at most once per throttle interval, so a revoked key or a disabled principal is refused on
-the very next request.
+Each change (add, disable, grant, revoke, key created or revoked, source bound or unbound) writes its audit record in
+the same transaction (``identity_audit``), naming the principal who made it; the records wait there until
+``forward_audit`` publishes them on the audit topic (the rights worker's timer). Authentication
+(``authenticate_key``) reads the key, its principal and its roles in one query and writes ``last_used_at`` at most
+once per throttle interval, so a revoked key or a disabled principal is refused on the very next request.
 """
 
 from __future__ import annotations
@@ -24,18 +24,24 @@ from sqlalchemy.orm import Session
 
 from pipeline.identity.keys import LastUsedThrottle, key_hash, key_matches, new_key, parse_key
 from pipeline.identity.permissions import check_roles
-from pipeline.identity.tables import ApiKeyRow, IdentityAuditRow, PrincipalRoleRow, PrincipalRow
+from pipeline.identity.tables import ApiKeyRow, IdentityAuditRow, PrincipalRoleRow, PrincipalRow, PrincipalSourceRow
 from pipeline.models.identity import AuthMethod, Principal, PrincipalKind, Role, system_principal
 from pipeline.models.rights import AuditRecord
 
 #: A login handle: lower-case letters, digits and ``.-_@``, starting with a letter or digit.
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,99}$")
+#: An ingest source id, as ``LEADPIPE_SOURCES`` names it and ``POST /v1/sources/{source_id}`` takes it.
+SOURCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 Clock = Callable[[], datetime]
 
 
 class IdentityError(Exception):
     """A refused identity change, with a message for the operator (never a secret)."""
+
+
+class IdentityNotFound(IdentityError):
+    """No principal or key by that name or id."""
 
 
 class AuthenticationFailed(Exception):
@@ -60,6 +66,7 @@ class PrincipalInfo:
     created_at: datetime
     created_by: str
     issuer: str | None
+    sources: frozenset[str] = frozenset()
 
     def principal(self, auth: AuthMethod) -> Principal:
         return Principal(
@@ -68,6 +75,7 @@ class PrincipalInfo:
             kind=self.kind,
             roles=self.roles,
             auth=auth,
+            sources=self.sources,
         )
 
 
@@ -129,6 +137,7 @@ class IdentityStore:
         by: Principal,
         issuer: str | None = None,
         external_subject: str | None = None,
+        sources: Iterable[str] = (),
     ) -> PrincipalInfo:
         if not NAME_PATTERN.match(name) or _looks_like_id(name):
             raise IdentityError(
@@ -136,6 +145,7 @@ class IdentityStore:
                 "(commands take a name or an id)"
             )
         held = _checked(kind, roles)
+        bound = _checked_sources(kind, sources)
         now = self._clock()
         principal_id = str(uuid.uuid4())
         with Session(self._engine) as session:
@@ -158,7 +168,19 @@ class IdentityStore:
                     PrincipalRoleRow(principal_id=principal_id, role=r.value, granted_at=now, granted_by=by.actor)
                     for r in sorted(held)
                 )
-                self._audit(session, by, "identity.principal_added", principal_id, kind=kind.value, roles=_names(held))
+                session.add_all(
+                    PrincipalSourceRow(principal_id=principal_id, source_id=s, bound_at=now, bound_by=by.actor)
+                    for s in sorted(bound)
+                )
+                self._audit(
+                    session,
+                    by,
+                    "identity.principal_added",
+                    principal_id,
+                    kind=kind.value,
+                    roles=_names(held),
+                    **({"sources": sorted(bound)} if bound else {}),
+                )
                 session.commit()
             except IntegrityError as exc:
                 raise IdentityError(f"a principal named {name!r} (or linked to that identity) exists already") from exc
@@ -173,16 +195,14 @@ class IdentityStore:
                     (PrincipalRow.name == name_or_id) | (PrincipalRow.principal_id == name_or_id)
                 )
             )
-            return None if row is None else _info(row, self._roles(session, [row.principal_id])[row.principal_id])
+            return None if row is None else self._infos(session, [row])[0]
 
     def list_principals(self, *, include_disabled: bool = True) -> list[PrincipalInfo]:
         with Session(self._engine) as session:
             query = select(PrincipalRow).order_by(PrincipalRow.name)
             if not include_disabled:
                 query = query.where(PrincipalRow.disabled.is_(False))
-            rows = list(session.scalars(query))
-            roles = self._roles(session, [r.principal_id for r in rows])
-            return [_info(row, roles[row.principal_id]) for row in rows]
+            return self._infos(session, list(session.scalars(query)))
 
     def set_disabled(self, name: str, disabled: bool, *, by: Principal) -> PrincipalInfo:
         """Disable (or enable again) a principal: every key and login of it is refused from the next request."""
@@ -231,6 +251,32 @@ class IdentityStore:
             if removed:
                 self._audit(session, by, "identity.roles_revoked", row.principal_id, roles=_names(removed))
             session.commit()
+        return self._must_get(name)
+
+    def bind_source(self, name: str, source_id: str, *, by: Principal) -> PrincipalInfo:
+        """Let a producer client's keys submit to the ingest API as ``source_id`` (a source keeps its own
+        credentials too: either may be used)."""
+        with Session(self._engine) as session:
+            row = self._row(session, name)
+            (source,) = _checked_sources(PrincipalKind(row.kind), [source_id])
+            if session.get(PrincipalSourceRow, (row.principal_id, source)) is None:
+                session.add(
+                    PrincipalSourceRow(
+                        principal_id=row.principal_id, source_id=source, bound_at=self._clock(), bound_by=by.actor
+                    )
+                )
+                self._audit(session, by, "identity.source_bound", row.principal_id, source_id=source)
+                session.commit()
+        return self._must_get(name)
+
+    def unbind_source(self, name: str, source_id: str, *, by: Principal) -> PrincipalInfo:
+        with Session(self._engine) as session:
+            row = self._row(session, name)
+            binding = session.get(PrincipalSourceRow, (row.principal_id, source_id))
+            if binding is not None:
+                session.delete(binding)
+                self._audit(session, by, "identity.source_unbound", row.principal_id, source_id=source_id)
+                session.commit()
         return self._must_get(name)
 
     def linked_principal(
@@ -341,7 +387,7 @@ class IdentityStore:
         with Session(self._engine) as session:
             key = session.get(ApiKeyRow, key_id)
             if key is None:
-                raise IdentityError(f"no API key {key_id!r}")
+                raise IdentityNotFound(f"no API key {key_id!r}")
             if key.revoked_at is None:
                 key.revoked_at = self._clock()
                 key.revoked_by = by.actor
@@ -370,11 +416,11 @@ class IdentityStore:
                 raise AuthenticationFailed("expired_key")
             if owner.disabled:
                 raise AuthenticationFailed("disabled")
-            roles = self._roles(session, [owner.principal_id])[owner.principal_id]
+            info = self._infos(session, [owner])[0]
             if self._last_used.due(parsed.key_id, time.monotonic()):
                 session.execute(update(ApiKeyRow).where(ApiKeyRow.key_id == key.key_id).values(last_used_at=now))
                 session.commit()
-            return _info(owner, roles).principal("api_key")
+            return info.principal("api_key")
 
     # ---- bootstrap ------------------------------------------------------------------------------------------
 
@@ -402,14 +448,29 @@ class IdentityStore:
             )
             return [AuditRecord.model_validate_json(row.record) for row in rows]
 
-    def mark_published(self, audit_ids: Sequence[uuid.UUID]) -> None:
+    def forward_audit(self, publish: Callable[[Sequence[AuditRecord]], None], limit: int = 500) -> int:
+        """Publish the oldest unpublished records with ``publish`` (which returns once the broker confirmed them),
+        then mark them published; returns how many. The rows stay locked until then (PostgreSQL: ``FOR UPDATE SKIP
+        LOCKED``), so two forwarders never publish the same record twice; if ``publish`` raises, nothing is marked
+        and the next call tries again (a record may then be published twice: its ``audit_id`` says so)."""
         with Session(self._engine) as session:
-            session.execute(
-                update(IdentityAuditRow)
-                .where(IdentityAuditRow.audit_id.in_([str(a) for a in audit_ids]))
-                .values(published_at=self._clock())
+            rows = list(
+                session.scalars(
+                    select(IdentityAuditRow)
+                    .where(IdentityAuditRow.published_at.is_(None))
+                    .order_by(IdentityAuditRow.seq)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
             )
+            if not rows:
+                return 0
+            publish([AuditRecord.model_validate_json(row.record) for row in rows])
+            now = self._clock()
+            for row in rows:
+                row.published_at = now
             session.commit()
+            return len(rows)
 
     # ---- helpers --------------------------------------------------------------------------------------------
 
@@ -418,8 +479,9 @@ class IdentityStore:
             audit_id=uuid.uuid4(),
             at=self._clock(),
             actor=by.actor,
+            principal=by,
             action=action,
-            detail={"principal": by.audit_ref(), "target_principal_id": target, **detail},
+            detail={"target_principal_id": target, **detail},
         )
         session.add(IdentityAuditRow(audit_id=str(record.audit_id), at=record.at, record=record.model_dump_json()))
 
@@ -428,14 +490,27 @@ class IdentityStore:
             select(PrincipalRow).where((PrincipalRow.name == name) | (PrincipalRow.principal_id == name))
         )
         if row is None:
-            raise IdentityError(f"no user or client named {name!r}")
+            raise IdentityNotFound(f"no user or client named {name!r}")
         return row
 
     def _must_get(self, name: str) -> PrincipalInfo:
         found = self.get(name)
         if found is None:
-            raise IdentityError(f"no user or client named {name!r}")
+            raise IdentityNotFound(f"no user or client named {name!r}")
         return found
+
+    def _infos(self, session: Session, rows: Sequence[PrincipalRow]) -> list[PrincipalInfo]:
+        ids = [r.principal_id for r in rows]
+        roles = self._roles(session, ids)
+        sources: dict[str, set[str]] = {pid: set() for pid in ids}
+        if ids:
+            for pid, source in session.execute(
+                select(PrincipalSourceRow.principal_id, PrincipalSourceRow.source_id).where(
+                    PrincipalSourceRow.principal_id.in_(ids)
+                )
+            ):
+                sources[pid].add(source)
+        return [_info(row, roles[row.principal_id], frozenset(sources[row.principal_id])) for row in rows]
 
     @staticmethod
     def _roles(session: Session, principal_ids: Sequence[str]) -> dict[str, frozenset[Role]]:
@@ -480,11 +555,20 @@ def _checked(kind: PrincipalKind, roles: Iterable[Role]) -> frozenset[Role]:
         raise IdentityError(str(exc)) from exc
 
 
+def _checked_sources(kind: PrincipalKind, sources: Iterable[str]) -> list[str]:
+    wanted = sorted(set(sources))
+    if wanted and kind is not PrincipalKind.CLIENT:
+        raise IdentityError("only a machine client can be bound to an ingest source")
+    if bad := [s for s in wanted if not SOURCE_PATTERN.match(s)]:
+        raise IdentityError(f"not a source id: {bad[0]!r} (letters, digits and . _ -, up to 100)")
+    return wanted
+
+
 def _names(roles: Iterable[Role]) -> list[str]:
     return sorted(r.value for r in roles)
 
 
-def _info(row: PrincipalRow, roles: frozenset[Role]) -> PrincipalInfo:
+def _info(row: PrincipalRow, roles: frozenset[Role], sources: frozenset[str] = frozenset()) -> PrincipalInfo:
     return PrincipalInfo(
         principal_id=row.principal_id,
         name=row.name,
@@ -495,4 +579,5 @@ def _info(row: PrincipalRow, roles: frozenset[Role]) -> PrincipalInfo:
         created_at=row.created_at,
         created_by=row.created_by,
         issuer=row.issuer,
+        sources=sources,
     )

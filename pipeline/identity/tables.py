@@ -1,9 +1,11 @@
-"""The identity tables: principals (people and machine clients), their roles, API keys, and an audit outbox.
+"""The identity tables: principals (people and machine clients), their roles, API keys, the ingest sources a
+producer client is bound to, browser sessions, and an audit outbox.
 
-No secret is stored in clear: an API key row holds the key id and a keyed hash (``pipeline/identity/keys.py``).
-A principal signed in through the identity provider is linked by (issuer, subject); its row lets an admin disable
-it locally and gives the audit a stable id. ``identity_audit`` keeps every change with the principal who made it,
-in the same transaction as the change, until it is published on the audit topic (``published_at``).
+No secret is stored in clear: an API key row holds the key id and a keyed hash (``pipeline/identity/keys.py``), a
+session row the SHA-256 of the session token the (encrypted) cookie carries. A principal signed in through the
+identity provider is linked by (issuer, subject); its row lets an admin disable it locally and gives the audit a
+stable id. ``identity_audit`` keeps every change with the principal who made it, in the same transaction as the
+change, until it is published on the audit topic (``published_at``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pipeline.crm.schema import UtcDateTime
-from pipeline.db import Base
+from pipeline.db import Base, UtcDateTime
 
 
 class PrincipalRow(Base):
@@ -69,3 +70,31 @@ class IdentityAuditRow(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     record: Mapped[str] = mapped_column(Text, doc="AuditRecord JSON")
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
+
+
+class PrincipalSourceRow(Base):
+    """A producer client's key may submit to the ingest API as this source (``POST /v1/sources/{source_id}``)."""
+
+    __tablename__ = "principal_sources"
+
+    principal_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("principals.principal_id", ondelete="CASCADE"), primary_key=True
+    )
+    source_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    bound_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    bound_by: Mapped[str] = mapped_column(String(200))
+
+
+class SessionRow(Base):
+    """A browser session after single sign-on; revoked at logout, refused once expired or its principal disabled."""
+
+    __tablename__ = "browser_sessions"
+
+    session_hash: Mapped[str] = mapped_column(String(64), primary_key=True, doc="SHA-256 of the session token")
+    principal_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("principals.principal_id", ondelete="CASCADE"), index=True
+    )
+    provider_roles: Mapped[str] = mapped_column(String(200), doc="Roles from the provider's groups at sign-in")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

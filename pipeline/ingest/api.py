@@ -1,9 +1,13 @@
 """The HTTP ingest API: ``POST /v1/sources/{source_id}`` for webhooks.
 
 Each configured source (``settings.sources``) names its channel and how it authenticates: an HMAC-SHA256 signature
-over ``timestamp + "." + body`` (headers ``X-Leadpipe-Timestamp``, ``X-Leadpipe-Signature: sha256=<hex>``) or a
-bearer token. Checks run cheapest first: unknown source (404), content type (415), bearer token (401), body size
-while reading (413), signature (401). Every refusal is counted and logged without personal data.
+over ``timestamp + "." + body`` (headers ``X-Leadpipe-Timestamp``, ``X-Leadpipe-Signature: sha256=<hex>``; up to
+two secrets at once while one replaces the other, ``hmac_secrets``) or a bearer token. Instead of the source's own
+credentials, a producer client's API key (``Authorization: Bearer lpk_...``) works for the sources the client is
+bound to (``leadpipe users bind``). Checks run cheapest first: unknown source (404), content type (415), the
+producer key (401, 403 when not bound or not a producer, 429 after repeated failures) or the bearer token (401),
+body size while reading (413), signature (401). Every refusal is counted and logged without personal data; the id
+of the HMAC secret a signature matched is logged while two are active, never the secret.
 
 The router hangs on the shared app (``pipeline.http``); ``install`` adds what it keeps per app: the ingest service,
 the group-commit publisher and the ingest counters.
@@ -11,14 +15,16 @@ the group-commit publisher and the ingest counters.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -26,10 +32,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline import tracing
 from pipeline.config import Settings, SourceAuth
-from pipeline.http.auth import tokens_match
+from pipeline.http.auth import authentication_refusal, client_address, get_authenticator, public
 from pipeline.http.deps import get_metrics, get_settings
 from pipeline.http.errors import FieldError, Refused, Rejected, refuse
 from pipeline.http.metrics import ApiMetrics
+from pipeline.identity.keys import KEY_PREFIX
+from pipeline.identity.permissions import Permission, allowed
+from pipeline.identity.source_secrets import active_secrets, check_any
+from pipeline.identity.store import AuthenticationFailed
 from pipeline.ingest.coalesce import BrokerUnavailable, GroupCommit, IngestTimeout
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.ingest.replay import ReplayGuard, ReplayKey, ReplayStore
@@ -174,14 +184,77 @@ def bearer_problem(auth: SourceAuth, header: str | None) -> str | None:
     scheme, _, token = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return "missing_token"
-    if not tokens_match(auth.bearer_token.get_secret_value(), token.strip()):
+    if not hmac.compare_digest(auth.bearer_token.get_secret_value().encode(), token.strip().encode()):
         return "bad_token"
     return None
 
 
+def has_credentials(auth: SourceAuth) -> bool:
+    return auth.hmac_secret is not None or bool(auth.hmac_secrets) or auth.bearer_token is not None
+
+
+def producer_key(header: str | None) -> str | None:
+    """The ``Authorization`` header when it carries a leadpipe API key (a producer client's), else None."""
+    scheme, _, credential = (header or "").strip().partition(" ")
+    return header if scheme.lower() == "bearer" and credential.strip().startswith(KEY_PREFIX) else None
+
+
+async def _producer_refusal(request: Request, source_id: str, header: str) -> JSONResponse | None:
+    """None when the key is a producer client's bound to ``source_id``; else the refusal to send."""
+    refusals = get_metrics(request)
+    try:
+        principal = await asyncio.to_thread(get_authenticator(request).authenticate, header, client_address(request))
+    except AuthenticationFailed as exc:
+        status, reason, message, headers = authentication_refusal(exc)
+        return _refuse(refusals, status, reason, message, headers=headers, source_id=source_id, detail=exc.reason)
+    if not allowed(principal, Permission.INGEST_SUBMIT):
+        return _refuse(
+            refusals,
+            403,
+            "forbidden",
+            "this key is not a producer's",
+            source_id=source_id,
+            principal_id=principal.actor,
+        )
+    if source_id not in principal.sources:
+        return _refuse(
+            refusals,
+            403,
+            "source_not_bound",
+            "this producer is not bound to this source",
+            source_id=source_id,
+            principal_id=principal.actor,
+        )
+    return None
+
+
+def _signature_problem(auth: SourceAuth, body: bytes, request: Request, source_id: str) -> str | None:
+    """None when the body is signed with one of the source's active HMAC secrets (logging which one while two are
+    active, so an operator sees when the old one is no longer used); else the refusal reason."""
+    settings = get_settings(request)
+    now = time.time()
+    secrets = active_secrets(auth, datetime.fromtimestamp(now, UTC))
+    checked = check_any(
+        secrets,
+        lambda secret: signature_problem(
+            secret,
+            body,
+            request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER),
+            tolerance_s=settings.ingest_signature_tolerance_s,
+            now=now,
+        ),
+    )
+    if checked.matched is not None and len(secrets) > 1:
+        log.info("source_secret_matched", source_id=source_id, secret_id=checked.matched)
+    return checked.problem
+
+
 # ---- the ingest router ------------------------------------------------------------------------------------------
 
-router = APIRouter()
+router = APIRouter(
+    dependencies=[Depends(public("each source's own credentials or a producer key bound to it, checked by the route"))]
+)
 
 _ALL_TYPES = sorted(set().union(*CONTENT_TYPES.values()))
 _REQUEST_BODY = {
@@ -240,9 +313,21 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
     except UnsupportedContentType as exc:
         metrics.requests.labels(channel=channel.value, outcome="refused").inc()
         return _refuse(refusals, 415, "unsupported_content_type", str(exc), source_id=source_id)
-    if auth.hmac_secret is None and auth.bearer_token is None:
-        return _refuse(refusals, 401, "source_without_credentials", "the source has no credentials configured")
-    if problem := bearer_problem(auth, request.headers.get("authorization")):
+    authorization = request.headers.get("authorization")
+    by_key = producer_key(authorization)
+    if by_key is not None:
+        if (refused := await _producer_refusal(request, source_id, by_key)) is not None:
+            metrics.requests.labels(channel=channel.value, outcome="refused").inc()
+            return refused
+    elif not has_credentials(auth):
+        return _refuse(
+            refusals,
+            401,
+            "source_without_credentials",
+            "the source has no credentials configured; send a producer key bound to it",
+            source_id=source_id,
+        )
+    elif problem := bearer_problem(auth, authorization):
         metrics.requests.labels(channel=channel.value, outcome="refused").inc()
         return _refuse(refusals, 401, problem, "a valid bearer token is required", source_id=source_id)
 
@@ -261,12 +346,8 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
 
     replay: ReplayKey | None = None
     delivery = request.headers.get(DELIVERY_HEADER)
-    if auth.hmac_secret is not None:
-        stamp, signature = request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER)
-        tolerance = settings.ingest_signature_tolerance_s
-        if problem := signature_problem(
-            auth.hmac_secret.get_secret_value(), body, stamp, signature, tolerance_s=tolerance, now=time.time()
-        ):
+    if by_key is None and (auth.hmac_secret is not None or auth.hmac_secrets):
+        if problem := _signature_problem(auth, body, request, source_id):
             metrics.requests.labels(channel=channel.value, outcome="refused").inc()
             return _refuse(
                 refusals,
@@ -275,8 +356,9 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
                 f"a valid {SIGNATURE_HEADER} over '<timestamp>.<body>' is required",
                 source_id=source_id,
             )
+        stamp, signature = request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER)
         assert stamp is not None and signature is not None
-        replay = ReplayKey.of(source_id, signature, int(stamp), tolerance)
+        replay = ReplayKey.of(source_id, signature, int(stamp), settings.ingest_signature_tolerance_s)
         delivery = f"id:{delivery[:200]}" if delivery else f"ts:{stamp}"
     elif delivery:
         delivery = f"id:{delivery[:200]}"

@@ -41,11 +41,18 @@ class Principal(StrictModel):
     kind: PrincipalKind
     roles: frozenset[Role] = frozenset()
     auth: AuthMethod = Field(description="How this principal proved who it is, for the audit")
+    sources: frozenset[str] = Field(
+        default=frozenset(), description="A producer client: the ingest source ids its key may submit as"
+    )
 
     @field_serializer("roles")
     def _sorted_roles(self, roles: frozenset[Role]) -> list[str]:
         """Sorted, so the same principal always serialises to the same JSON (audit records, tests)."""
         return sorted(role.value for role in roles)
+
+    @field_serializer("sources")
+    def _sorted_sources(self, sources: frozenset[str]) -> list[str]:
+        return sorted(sources)
 
     @property
     def actor(self) -> str:

@@ -13,6 +13,7 @@ from uuid import UUID
 from pydantic import Field
 
 from pipeline.models.common import StrictModel, UtcDatetime
+from pipeline.models.identity import Principal
 from pipeline.models.records import QuarantineRecord
 
 BlockTarget = Literal["sender", "domain", "ip"]
@@ -29,7 +30,10 @@ class ReviewDecision(StrictModel):
     block: tuple[BlockTarget, ...] = Field(
         default=(), description="On confirm: what to add to the reviewer blocklist (stored hashed, never in clear)"
     )
-    reviewer: str = Field(min_length=1, max_length=200, description="Operator id, not personal data of the subject")
+    reviewer: str = Field(
+        min_length=1, max_length=200, description="The reviewer's actor string (``person:<principal id>``)"
+    )
+    principal: Principal | None = Field(default=None, description="The reviewer: id, display name at the time, roles")
     decided_at: UtcDatetime
     record: QuarantineRecord
 

@@ -12,6 +12,7 @@ from uuid import UUID, uuid4
 from pydantic import Field
 
 from pipeline.models.common import Purpose, StrictModel, UtcDatetime
+from pipeline.models.identity import Principal
 from pipeline.models.records import Sealed
 
 
@@ -37,7 +38,11 @@ class RightsCommand(StrictModel):
     subject_key: str
     issued_at: UtcDatetime
     issued_by: str = Field(
-        description="Operator id of the DPO, 'retention-sweep' or 'children-rule'; not personal data of the subject"
+        description="The issuer's actor string (``person:<principal id>``, or ``client:retention-sweep`` and "
+        "``client:children-rule`` for the product's own requests); not personal data of the subject"
+    )
+    issuer: Principal | None = Field(
+        default=None, description="Who issued it: principal id, display name at the time, roles, how they signed in"
     )
     due_at: UtcDatetime
     purposes: tuple[Purpose, ...] = Field(default=(), description="For consent withdrawal: which purposes stop")
@@ -126,7 +131,12 @@ class AuditRecord(StrictModel):
     schema_version: Literal[1] = 1
     audit_id: UUID
     at: UtcDatetime
-    actor: str
+    actor: str = Field(description="Who acted, short and stable: ``person:<principal id>``, ``client:<id or name>``")
+    principal: Principal | None = Field(
+        default=None,
+        description="The person or client who acted (id, display name at the time, roles, how they signed in); the "
+        "product's own actions name a system principal (auth 'system')",
+    )
     action: str
     subject_key: str | None = None
     request_id: UUID | None = None
@@ -144,12 +154,14 @@ class AuditRecord(StrictModel):
         request_id: UUID | None = None,
         event_id: UUID | None = None,
         detail: Mapping[str, Any] | None = None,
+        principal: Principal | None = None,
     ) -> AuditRecord:
         """A new entry with its own id, at ``at`` (a batch's one clock) or now."""
         return cls(
             audit_id=uuid4(),
             at=at or datetime.now(UTC),
             actor=actor,
+            principal=principal,
             action=action,
             subject_key=subject_key,
             request_id=request_id,

@@ -1,4 +1,5 @@
-"""The review HTTP API (``/v1/review``), behind the reviewer bearer token (``LEADPIPE_REVIEWER_TOKEN``)."""
+"""The review HTTP API (``/v1/review``): the queue needs ``review:read``, a decision ``review:decide``; every decision
+names the reviewer who made it (their principal travels with it to the audit topic)."""
 
 from __future__ import annotations
 
@@ -17,13 +18,11 @@ from pipeline.review.service import QueueItem, QueueItemContent, ReviewError, Re
 
 router = APIRouter(prefix="/v1/review", tags=["review"], route_class=NoStoreRoute)
 
-Actor = Annotated[Principal, Depends(require(Permission.REVIEW_SPAM))]
+Reader = Annotated[Principal, Depends(require(Permission.REVIEW_READ))]
+Decider = Annotated[Principal, Depends(require(Permission.REVIEW_DECIDE))]
 
 
 class DecisionBody(BaseModel):
-    reviewer: str | None = Field(
-        default=None, max_length=200, description="Operator id recorded with the decision; default: 'reviewer'."
-    )
     block: list[BlockTarget] = Field(default_factory=list, description="On confirm: sender, domain and/or ip.")
 
 
@@ -43,13 +42,13 @@ def _http(exc: ReviewError) -> HTTPException:
 
 
 @router.get("/quarantine", response_model=list[QueueItem])
-async def list_queue(request: Request, actor: Actor, limit: int = 100) -> list[QueueItem]:
+async def list_queue(request: Request, actor: Reader, limit: int = 100) -> list[QueueItem]:
     """Quarantined events waiting for a decision, oldest first, with their spam reasons."""
     return await asyncio.to_thread(_service(request).pending, limit)
 
 
 @router.get("/quarantine/{event_id}", response_model=QueueItemContent)
-async def show(event_id: uuid.UUID, request: Request, actor: Actor) -> QueueItemContent:
+async def show(event_id: uuid.UUID, request: Request, actor: Reader) -> QueueItemContent:
     """One quarantined event with what the person sent."""
     try:
         return await asyncio.to_thread(_service(request).show, event_id)
@@ -61,9 +60,7 @@ async def _decide(
     request: Request, event_id: uuid.UUID, decision: Literal["release", "confirm"], actor: Principal, body: DecisionBody
 ) -> DecisionMade:
     try:
-        made = await asyncio.to_thread(
-            _service(request).decide, event_id, decision, body.reviewer or actor.name, tuple(body.block)
-        )
+        made = await asyncio.to_thread(_service(request).decide, event_id, decision, actor, tuple(body.block))
     except ReviewError as exc:
         raise _http(exc) from None
     except ValueError as exc:
@@ -73,7 +70,7 @@ async def _decide(
 
 @router.post("/quarantine/{event_id}/release", response_model=DecisionMade, status_code=202)
 async def release(
-    event_id: uuid.UUID, request: Request, actor: Actor, body: DecisionBody | None = None
+    event_id: uuid.UUID, request: Request, actor: Decider, body: DecisionBody | None = None
 ) -> DecisionMade:
     """Not spam: the event continues to contacts.accepted with the reviewer's decision recorded on it."""
     return await _decide(request, event_id, "release", actor, body or DecisionBody())
@@ -81,7 +78,7 @@ async def release(
 
 @router.post("/quarantine/{event_id}/confirm", response_model=DecisionMade, status_code=202)
 async def confirm(
-    event_id: uuid.UUID, request: Request, actor: Actor, body: DecisionBody | None = None
+    event_id: uuid.UUID, request: Request, actor: Decider, body: DecisionBody | None = None
 ) -> DecisionMade:
     """Spam: the event stays out; ``block`` adds the sender, domain or IP (hashed) to the reviewer blocklist."""
     return await _decide(request, event_id, "confirm", actor, body or DecisionBody())

@@ -1,8 +1,10 @@
-"""``leadpipe spam review list|show|release|confirm``: the manual half of the spam filter (policy section 8)."""
+"""``leadpipe spam review list|show|release|confirm``: the manual half of the spam filter (policy section 8).
+
+Reading the queue needs ``review:read``, a decision ``review:decide``; the operator (an API key of a reviewer, see
+``pipeline/identity/operator.py``) is recorded with each decision."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import uuid
 from typing import Annotated, Literal
@@ -11,26 +13,21 @@ import typer
 
 from pipeline.clikit import DATABASE, KAFKA, exits, needs
 from pipeline.config import get_settings
+from pipeline.identity.operator import operator, operator_command
+from pipeline.identity.permissions import Permission
 from pipeline.models.review import BlockTarget
 from pipeline.review.service import ReviewError, ReviewService
 from pipeline.runtime import Runtime
 
 review_app = typer.Typer(help="Review quarantined events: release them or confirm them as spam.", no_args_is_help=True)
 
-Reviewer = Annotated[
-    str | None, typer.Option(help="Your operator id, recorded with the decision; default: your login name.")
-]
-
 
 def _service() -> ReviewService:
     return ReviewService(Runtime(get_settings()))
 
 
-def _reviewer(value: str | None) -> str:
-    return value or getpass.getuser()
-
-
 @review_app.command("list")
+@operator_command(Permission.REVIEW_READ)
 @needs(KAFKA, DATABASE)
 def list_queue(
     limit: Annotated[int, typer.Option(help="At most this many, oldest first.")] = 50,
@@ -55,6 +52,7 @@ def list_queue(
 
 
 @review_app.command("show")
+@operator_command(Permission.REVIEW_READ)
 @needs(KAFKA, DATABASE)
 @exits({1: "the event is not in the queue (unknown, expired or already decided)"})
 def show(event_id: uuid.UUID) -> None:
@@ -70,11 +68,9 @@ def show(event_id: uuid.UUID) -> None:
     typer.echo(json.dumps(item.model_dump(mode="json"), indent=2, ensure_ascii=False))
 
 
-def _decide(
-    event_id: uuid.UUID, decision: Literal["release", "confirm"], reviewer: str | None, block: tuple[BlockTarget, ...]
-) -> None:
+def _decide(event_id: uuid.UUID, decision: Literal["release", "confirm"], block: tuple[BlockTarget, ...]) -> None:
     try:
-        made = _service().decide(event_id, decision, _reviewer(reviewer), block)
+        made = _service().decide(event_id, decision, operator(), block)
     except ReviewError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
@@ -82,17 +78,19 @@ def _decide(
 
 
 @review_app.command("release")
+@operator_command(Permission.REVIEW_DECIDE)
 @needs(KAFKA, DATABASE)
 @exits({1: "the event is not in the queue (unknown, expired or already decided)"})
-def release(event_id: uuid.UUID, reviewer: Reviewer = None) -> None:
+def release(event_id: uuid.UUID) -> None:
     """Not spam: the event continues through the pipeline, with your decision recorded on it.
 
     Example: leadpipe spam review release 4f4186a9-16eb-593d-b2cb-662739edc699
     """
-    _decide(event_id, "release", reviewer, ())
+    _decide(event_id, "release", ())
 
 
 @review_app.command("confirm")
+@operator_command(Permission.REVIEW_DECIDE)
 @needs(KAFKA, DATABASE)
 @exits({1: "the event is not in the queue (unknown, expired or already decided)"})
 def confirm(
@@ -100,7 +98,6 @@ def confirm(
     block: Annotated[bool, typer.Option("--block", help="Block the sender (their subject key, hashed).")] = False,
     block_domain: Annotated[bool, typer.Option("--block-domain", help="Block the sender's e-mail domain.")] = False,
     block_ip: Annotated[bool, typer.Option("--block-ip", help="Block the source IP.")] = False,
-    reviewer: Reviewer = None,
 ) -> None:
     """Spam: the event stays out; optionally block the sender, their domain or their IP (stored hashed).
 
@@ -113,4 +110,4 @@ def confirm(
         targets.append("domain")
     if block_ip:
         targets.append("ip")
-    _decide(event_id, "confirm", reviewer, tuple(targets))
+    _decide(event_id, "confirm", tuple(targets))

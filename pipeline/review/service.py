@@ -20,6 +20,7 @@ from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.logging import get_logger
 from pipeline.models.contact import ContactEvent
+from pipeline.models.identity import Principal
 from pipeline.models.records import QuarantineRecord
 from pipeline.models.review import BlockTarget, ReviewDecision
 from pipeline.models.spam import ClassifierVerdict, EngineResult
@@ -172,10 +173,10 @@ class ReviewService:
         self,
         event_id: uuid.UUID,
         decision: Literal["release", "confirm"],
-        reviewer: str,
+        by: Principal,
         block: Iterable[BlockTarget] = (),
     ) -> ReviewDecision:
-        """Publish a decision (confirmed by the broker); the worker's review agent carries it out."""
+        """Publish ``by``'s decision (confirmed by the broker); the worker's review agent carries it out."""
         targets = tuple(dict.fromkeys(block))
         if targets and decision != "confirm":
             raise ValueError("only a confirmation can block the sender")
@@ -186,7 +187,8 @@ class ReviewService:
             subject_key=record.subject_key,
             decision=decision,
             block=targets,
-            reviewer=reviewer,
+            reviewer=by.actor,
+            principal=by,
             decided_at=datetime.now(UTC),
             record=record,
         )
@@ -197,7 +199,7 @@ class ReviewService:
             event_id=str(made.event_id),
             decision=decision,
             blocked=list(targets),
-            reviewer=reviewer,
+            reviewer=by.actor,
             reasons=[r.code for r in record.tags.spam.reasons],
         )
         return made

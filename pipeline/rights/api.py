@@ -1,8 +1,10 @@
-"""The DPO's HTTP API (``/v1/dpo``): the same requests as ``leadpipe dpo``, behind the DPO bearer token.
+"""The DPO's HTTP API (``/v1/dpo``): the same requests as ``leadpipe dpo``, for the DPO's principal.
 
-Requests without a valid token are refused (401) by ``require(Permission.MANAGE_RIGHTS)``, which logs and counts
-them; this router also writes each refusal to the rights audit log, so the log shows every attempt, admitted or not.
-E-mails and phones arrive in the body (never in the URL, which proxies log) and are never echoed back.
+Reading requests needs ``rights:read``; issuing one, extending it or recording a notice ``rights:issue``; downloading
+an export ``rights:export`` (``pipeline/http/auth.py`` enforces, logs and counts). Every refusal is also written to
+the rights audit log (with the principal when one authenticated), so the log shows every attempt, admitted or not.
+Every request, extension and notice names the principal who made it. E-mails and phones arrive in the body (never
+in the URL, which proxies log) and are never echoed back.
 """
 
 from __future__ import annotations
@@ -11,16 +13,15 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
-from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
 from pipeline.db import ensure_schema
-from pipeline.http.auth import Permission, Principal, bearer, require
+from pipeline.http.auth import Permission, Principal, require
 from pipeline.http.caching import NoStoreRoute
 from pipeline.http.deps import get_publisher, get_runtime
 from pipeline.kafka.producer import PublishError
@@ -37,8 +38,6 @@ log = get_logger(__name__)
 
 router = APIRouter(prefix="/v1/dpo", tags=["dpo"], route_class=NoStoreRoute)
 
-_check_dpo = require(Permission.MANAGE_RIGHTS)
-
 #: What the API accepts; retention expiry is issued by the sweep only.
 RequestKind = Literal[
     "erasure",
@@ -53,31 +52,23 @@ RequestKind = Literal[
 ]
 
 
-async def dpo_actor(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Principal:
-    """The DPO token check, with every refusal also written to the rights audit log (no token, no personal data)."""
-    try:
-        return await _check_dpo(request, credentials)
-    except HTTPException as exc:
-        detail: dict[str, Any] = exc.detail if isinstance(exc.detail, dict) else {}
-        record = AuditRecord.new(
-            "unauthenticated",
-            "rights.api_refused",
-            detail={"reason": detail.get("reason", "refused"), "method": request.method, "path": request.url.path},
-        )
-        await asyncio.to_thread(_audit_refusal, request, record)
-        raise
-
-
-def _audit_refusal(request: Request, record: AuditRecord) -> None:
+def _audit_refusal(request: Request, reason: str, principal: Principal | None) -> None:
+    """Every refused call to this router goes to the rights audit log too (no credential, no personal data)."""
+    record = AuditRecord.new(
+        "unauthenticated" if principal is None else principal.actor,
+        "rights.api_refused",
+        principal=principal,
+        detail={"reason": reason, "method": request.method, "path": request.url.path},
+    )
     try:
         RequestTracker(get_runtime(request).engine).audit(record)
-    except Exception:  # the refusal stands even if the audit table is unreachable; the log line above has it
+    except Exception:  # the refusal stands even if the audit table is unreachable; the log line has it
         log.exception("rights.audit_refusal_failed")
 
 
-Actor = Annotated[Principal, Depends(dpo_actor)]
+Reader = Annotated[Principal, Depends(require(Permission.RIGHTS_READ, on_refused=_audit_refusal))]
+Issuer = Annotated[Principal, Depends(require(Permission.RIGHTS_ISSUE, on_refused=_audit_refusal))]
+Exporter = Annotated[Principal, Depends(require(Permission.RIGHTS_EXPORT, on_refused=_audit_refusal))]
 
 
 class RightsRequestIn(BaseModel):
@@ -92,7 +83,6 @@ class RightsRequestIn(BaseModel):
         max_length=200,
         description="erasure only: a website visitor's cookie id (anonymousId), to erase the device's history",
     )
-    operator: str = Field(default="dpo-api", max_length=100, description="Who issues it, for the audit log")
     purposes: list[Purpose] = Field(default_factory=list, description="consent_withdrawal: default all on consent")
     changes: dict[str, str | None] = Field(default_factory=dict, description="rectification: field -> new value")
     old_address: OldAddress | None = Field(
@@ -115,7 +105,6 @@ class SubmittedOut(BaseModel):
 class ExtendIn(BaseModel):
     months: int = Field(ge=1, le=2)
     reason: str = Field(min_length=10, max_length=2000)
-    operator: str = Field(default="dpo-api", max_length=100)
 
 
 _schema_ready: set[int] = set()
@@ -130,14 +119,15 @@ def _tools(request: Request) -> DpoTools:
 
 
 @router.post("/requests", status_code=202, response_model=SubmittedOut)
-async def submit_request(body: RightsRequestIn, request: Request, actor: Actor) -> SubmittedOut:
-    """Record, audit and publish a request; 202 once the broker confirmed it (the sinks follow)."""
+async def submit_request(body: RightsRequestIn, request: Request, actor: Issuer) -> SubmittedOut:
+    """Record, audit and publish a request in the caller's name; 202 once the broker confirmed it (the sinks
+    follow)."""
     kind = RightKind(body.kind)
 
     def run() -> SubmittedOut:
         submitted = _tools(request).request(
             kind,
-            operator=f"{actor.name}:{body.operator}",
+            by=actor,
             email=body.email,
             phone=body.phone,
             region=body.region,
@@ -171,7 +161,7 @@ async def submit_request(body: RightsRequestIn, request: Request, actor: Actor) 
 @router.get("/requests", response_model=list[RequestOut])
 async def list_requests(
     request: Request,
-    _actor: Actor,
+    _actor: Reader,
     state: Annotated[Literal["open", "overdue", "all"], "which requests"] = "open",
 ) -> list[RequestOut]:
     """Open requests (default), only overdue ones, or all, oldest first."""
@@ -193,7 +183,7 @@ def _view_or_404(tools: DpoTools, request_id: UUID) -> RequestView:
 
 
 @router.get("/requests/{request_id}", response_model=RequestOut)
-async def get_request(request_id: UUID, request: Request, _actor: Actor) -> RequestOut:
+async def get_request(request_id: UUID, request: Request, _actor: Reader) -> RequestOut:
     return await asyncio.to_thread(lambda: request_out(_view_or_404(_tools(request), request_id)))
 
 
@@ -214,25 +204,24 @@ async def _change(
 
 
 @router.post("/requests/{request_id}/extend", response_model=RequestOut)
-async def extend_request(request_id: UUID, body: ExtendIn, request: Request, actor: Actor) -> RequestOut:
-    operator = f"{actor.name}:{body.operator}"
+async def extend_request(request_id: UUID, body: ExtendIn, request: Request, actor: Issuer) -> RequestOut:
     return await _change(
         request,
         request_id,
-        lambda tools: tools.extend(request_id, body.months, body.reason, operator=operator),
+        lambda tools: tools.extend(request_id, body.months, body.reason, by=actor),
         "invalid_extension",
     )
 
 
 @router.post("/requests/{request_id}/notice-sent", response_model=RequestOut)
-async def record_notice(request_id: UUID, request: Request, actor: Actor) -> RequestOut:
+async def record_notice(request_id: UUID, request: Request, actor: Issuer) -> RequestOut:
     return await _change(
-        request, request_id, lambda tools: tools.notice_sent(request_id, operator=actor.name), "no_notice_for_kind"
+        request, request_id, lambda tools: tools.notice_sent(request_id, by=actor), "no_notice_for_kind"
     )
 
 
 @router.get("/requests/{request_id}/export", response_class=FileResponse)
-async def download_export(request_id: UUID, request: Request, _actor: Actor) -> FileResponse:
+async def download_export(request_id: UUID, request: Request, _actor: Exporter) -> FileResponse:
     """The export file of a completed access (PDF) or portability (JSON) request.
 
     Refused (410) once the export is older than ``rights_export_max_age_h`` or its person was erased after the

@@ -4,6 +4,8 @@ Every request is named by ``--email`` or ``--phone`` (an erasure also by ``--vis
 cookie id); the tool prints the request id, the subject key and the deadline, never the e-mail, phone or cookie id.
 ``--wait`` waits until every sink confirmed (exit 0), a sink failed (exit 3) or the time is up (exit 4). A request
 needs the worker to run (``leadpipe worker``): until it does, the request waits on Kafka and ``--wait`` times out.
+Each command runs as its operator (``pipeline/identity/operator.py``: an API key of a DPO, ``LEADPIPE_API_KEY`` or
+``leadpipe --key-file``), who is recorded as the request's issuer.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ import typer
 from pipeline.clikit import DATABASE, KAFKA, confirm, exits, needs
 from pipeline.config import get_settings
 from pipeline.db import ensure_schema
+from pipeline.identity.operator import operator, operator_command
+from pipeline.identity.permissions import Permission
 from pipeline.kafka.clients import check_kafka
 from pipeline.kafka.consumer import ReadError
 from pipeline.kafka.producer import ConfirmingPublisher, PublishError
 from pipeline.models.common import Purpose
+from pipeline.models.identity import Principal
 from pipeline.models.rights import RightKind
 from pipeline.rights.bodies import OldAddress
 from pipeline.rights.commands import IdentityError, RightsDesk
@@ -57,7 +62,6 @@ RECENT_DAYS = 7
 Email = Annotated[str | None, typer.Option("--email", help="The person's e-mail address")]
 Phone = Annotated[str | None, typer.Option("--phone", help="The person's phone number (E.164, or with --region)")]
 Region = Annotated[str | None, typer.Option("--region", help="Country for a phone without +prefix, e.g. DE")]
-Operator = Annotated[str, typer.Option("--operator", help="Who issues the request (recorded in the audit log)")]
 Wait = Annotated[bool, typer.Option("--wait", help="Wait until every sink has confirmed")]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait")]
 #: What a request command adds to the request besides who it is about (e.g. ``rectify`` -> the changes).
@@ -95,6 +99,23 @@ def _sinks(view: RequestView) -> str:
     return " ".join(f"{s.sink}:{s.status.value}" for s in view.sinks) or "-"
 
 
+def _who(principal: Principal | None, fallback: str = "-") -> str:
+    return fallback if principal is None else f"{principal.display_name} ({principal.actor})"
+
+
+def _people(view: RequestView) -> str:
+    """Who issued the request, who extended it or recorded its notice, and who completed each step."""
+    parts = [f"issued by {_who(view.issuer, view.issued_by)}"]
+    if view.extended_by is not None:
+        parts.append(f"extended by {_who(view.extended_by)}")
+    if view.notice_sent_by is not None:
+        parts.append(f"notice recorded by {_who(view.notice_sent_by)}")
+    done = [f"{s.sink} by {s.completed_by.display_name}" for s in view.sinks if s.completed_by is not None]
+    if done:
+        parts.append("completed: " + ", ".join(done))
+    return "; ".join(parts)
+
+
 def _print_view(view: RequestView, now: datetime) -> None:
     flags = []
     if view.is_overdue(now):
@@ -108,12 +129,13 @@ def _print_view(view: RequestView, now: datetime) -> None:
         f"due {_fmt(view.effective_due_at)}  {view.state.value:<9} {_sinks(view)}"
         + (f"  [{' '.join(flags)}]" if flags else "")
     )
+    typer.echo(f"    {_people(view)}")
 
 
 def _submit(kind: RightKind, wait: bool, timeout: float, **kwargs: object) -> None:
     with _tools() as tools:
         try:
-            submitted: Submitted = tools.request(kind, **kwargs)  # type: ignore[arg-type]
+            submitted: Submitted = tools.request(kind, by=operator(), **kwargs)  # type: ignore[arg-type]
         except IdentityError as exc:
             raise typer.BadParameter(str(exc), param_hint=f"--{exc.field.replace('_', '-')}") from None
         except ValueError as exc:
@@ -136,7 +158,8 @@ def _submit(kind: RightKind, wait: bool, timeout: float, **kwargs: object) -> No
         if view is None:
             raise typer.Exit(EXIT_TIMEOUT)
         for sink in view.sinks:
-            typer.echo(f"  {sink.sink:<12} {sink.status.value:<15} {json.dumps(sink.evidence, default=str)}")
+            by = f"  by {sink.completed_by.display_name}" if sink.completed_by else ""
+            typer.echo(f"  {sink.sink:<12} {sink.status.value:<15} {json.dumps(sink.evidence, default=str)}{by}")
         if view.state is RequestState.COMPLETED:
             typer.echo(f"completed {_fmt(view.completed_at)}")
             return
@@ -144,14 +167,13 @@ def _submit(kind: RightKind, wait: bool, timeout: float, **kwargs: object) -> No
         raise typer.Exit(EXIT_FAILED if view.state is RequestState.ATTENTION else EXIT_TIMEOUT)
 
 
-#: The options every request command takes, after its own: who the person is, who asks, and whether to wait.
+#: The options every request command takes, after its own: who the person is, and whether to wait.
 _COMMON_OPTIONS = [
     inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
     for name, annotation, default in (
         ("email", Email, None),
         ("phone", Phone, None),
         ("region", Region, None),
-        ("operator", Operator, "dpo"),
         ("wait", Wait, False),
         ("timeout", Timeout, 60.0),
     )
@@ -161,8 +183,9 @@ _COMMON_OPTIONS = [
 def _request_command(
     kind: RightKind, name: str | None = None
 ) -> Callable[[Callable[..., Extra]], Callable[..., Extra]]:
-    """Register ``leadpipe dpo <name>`` for ``kind``: the decorated function declares only the command's own options
-    and returns the request's extra fields; the identity, operator and ``--wait`` options are added here, once."""
+    """Register ``leadpipe dpo <name>`` for ``kind`` (``rights:issue``): the decorated function declares only the
+    command's own options and returns the request's extra fields; the identity and ``--wait`` options are added here,
+    once."""
 
     def register(extras: Callable[..., Extra]) -> Callable[..., Extra]:
         own = list(inspect.signature(extras, eval_str=True).parameters.values())
@@ -177,7 +200,7 @@ def _request_command(
         command.__doc__ = extras.__doc__
         needs(KAFKA, DATABASE)(command)
         exits(REQUEST_EXITS)(command)
-        dpo_app.command(name or extras.__name__.replace("_", "-"))(command)
+        dpo_app.command(name or extras.__name__.replace("_", "-"))(operator_command(Permission.RIGHTS_ISSUE)(command))
         return extras
 
     return register
@@ -318,14 +341,15 @@ def access() -> Extra:
 
 
 @dpo_app.command()
+@operator_command(Permission.RIGHTS_READ)
 @needs(DATABASE)
 def status(
     overdue: Annotated[bool, typer.Option("--overdue", help="Only open requests past their deadline")] = False,
     all_: Annotated[bool, typer.Option("--all", help="Every request, however long ago it completed")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """Open requests and those completed in the last 7 days, with deadlines and per-sink status; overdue ones are
-    flagged.
+    """Open requests and those completed in the last 7 days, with deadlines and per-sink status, who issued them
+    and who completed each step; overdue ones are flagged.
 
     Example: leadpipe dpo status
 
@@ -361,9 +385,10 @@ def _completed_since(view: RequestView, since: datetime) -> bool:
 
 
 @dpo_app.command()
+@operator_command(Permission.RIGHTS_READ)
 @needs(DATABASE)
 def show(request_id: str) -> None:
-    """One request with each sink's evidence and the audit trail.
+    """One request with each sink's evidence and the audit trail, naming who did each thing.
 
     Example: leadpipe dpo show 5960a942-3953-434c-85df-b97c97e12d4c
     """
@@ -374,16 +399,16 @@ def show(request_id: str) -> None:
         trail = tracker.audit_trail(request_id=request_id)
     typer.echo(request_out(view).model_dump_json(indent=2))
     for record in trail:
-        typer.echo(f"{_fmt(record.at)}  {record.actor:<16} {record.action}")
+        typer.echo(f"{_fmt(record.at)}  {_who(record.principal, record.actor):<40} {record.action}")
 
 
 @dpo_app.command()
+@operator_command(Permission.RIGHTS_ISSUE)
 @needs(KAFKA, DATABASE)
 def extend(
     request_id: str,
     reason: Annotated[str, typer.Option("--reason", help="Why (told to the person, policy 9.1)")],
     months: Annotated[int, typer.Option("--months", min=1, max=2)] = 2,
-    operator: Operator = "dpo",
 ) -> None:
     """Extend a request's deadline by one or two months, with the reason the person will be told.
 
@@ -391,22 +416,23 @@ def extend(
     """
     with _tools() as tools:
         try:
-            view = tools.extend(request_id, months, reason, operator=operator)
+            view = tools.extend(request_id, months, reason, by=operator())
         except (KeyError, ValueError) as exc:
             raise typer.BadParameter(str(exc)) from None
     typer.echo(f"request {view.request_id} now due {_fmt(view.effective_due_at)}")
 
 
 @dpo_app.command("notice-sent")
+@operator_command(Permission.RIGHTS_ISSUE)
 @needs(KAFKA, DATABASE)
-def notice_sent(request_id: str, operator: Operator = "dpo") -> None:
+def notice_sent(request_id: str) -> None:
     """Record that the person was told their restriction was lifted.
 
     Example: leadpipe dpo notice-sent 5960a942-3953-434c-85df-b97c97e12d4c
     """
     with _tools() as tools:
         try:
-            tools.notice_sent(request_id, operator=operator)
+            tools.notice_sent(request_id, by=operator())
         except (KeyError, ValueError) as exc:
             raise typer.BadParameter(str(exc)) from None
     typer.echo(f"notice recorded for {request_id}")
@@ -425,6 +451,7 @@ def parse_now(value: str | None) -> datetime:
 
 
 @retention_app.command()
+@operator_command(Permission.RETENTION_RUN)
 @needs(DATABASE)
 def sweep(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted; change nothing")] = False,

@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 from pipeline.crypto.sealing import Sealer, subject_scope
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose, StrictModel
+from pipeline.models.identity import Principal
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand
 from pipeline.normalize import NormalizationError, canonical_email, canonical_phone, subject_key, visitor_key
 from pipeline.rights.bodies import RECTIFIABLE_FIELDS, ExportDelivery, OldAddress, RectificationBody, RequestIdentity
@@ -81,7 +82,7 @@ def build_command(
     kind: RightKind,
     subject: str,
     *,
-    issued_by: str,
+    issued_by: Principal,
     now: datetime | None = None,
     purposes: Sequence[Purpose] = (),
     event_ids: Sequence[UUID] = (),
@@ -126,7 +127,8 @@ def build_command(
         kind=kind,
         subject_key=subject,
         issued_at=issued_at,
-        issued_by=issued_by,
+        issued_by=issued_by.actor,
+        issuer=issued_by,
         due_at=due_at(issued_at),
         purposes=tuple(purposes),
         event_ids=tuple(event_ids),
@@ -136,11 +138,14 @@ def build_command(
     )
 
 
-def audit_of(command: RightsCommand, action: str, actor: str | None = None, **detail: object) -> AuditRecord:
-    """An audit record about a command: ids and kinds only, never the sealed contents."""
+def audit_of(command: RightsCommand, action: str, actor: Principal | None = None, **detail: object) -> AuditRecord:
+    """An audit record about a command, by ``actor`` (default: who issued it): ids and kinds only, never the sealed
+    contents."""
+    by = actor or command.issuer
     return AuditRecord.new(
-        actor or command.issued_by,
+        command.issued_by if by is None else by.actor,
         action,
+        principal=by,
         subject_key=command.subject_key,
         request_id=command.request_id,
         detail={"kind": command.kind.value, **detail},

@@ -2,7 +2,8 @@
 
 A request is identified by e-mail or phone (an erasure also by a website visitor's cookie id), turned into the
 subject key exactly as the chain does, recorded in the tracker, audited and published; nothing here prints or logs
-the e-mail, phone or cookie id.
+the e-mail, phone or cookie id. Every operation takes the principal who asks for it (``by``): the tracker and the
+audit name that person.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pipeline.crm.aliases import SubjectAliases
 from pipeline.db import ensure_schema
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose
+from pipeline.models.identity import Principal
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand
 from pipeline.policy.model import Policy, load_policy
 from pipeline.rights.bodies import OldAddress, RequestIdentity
@@ -89,7 +91,7 @@ class DpoTools:
         self,
         kind: RightKind,
         *,
-        operator: str,
+        by: Principal,
         email: str | None = None,
         phone: str | None = None,
         region: str | None = None,
@@ -128,7 +130,7 @@ class DpoTools:
         command = build_command(
             kind,
             subject,
-            issued_by=operator,
+            issued_by=by,
             now=now,
             purposes=purposes,
             sealer=self.runtime.codec.sealer,
@@ -147,20 +149,20 @@ class DpoTools:
     def get(self, request_id: UUID | str) -> RequestView | None:
         return self.tracker.get(request_id)
 
-    def extend(self, request_id: UUID | str, months: int, reason: str, *, operator: str) -> RequestView:
-        view = self.tracker.extend(request_id, months, reason, by=operator)
-        self._audit(operator, "rights.request_extended", view, months=months, due_at=view.effective_due_at.isoformat())
+    def extend(self, request_id: UUID | str, months: int, reason: str, *, by: Principal) -> RequestView:
+        view = self.tracker.extend(request_id, months, reason, by=by)
+        self._audit(by, "rights.request_extended", view, months=months, due_at=view.effective_due_at.isoformat())
         return view
 
-    def notice_sent(self, request_id: UUID | str, *, operator: str) -> RequestView:
+    def notice_sent(self, request_id: UUID | str, *, by: Principal) -> RequestView:
         """Record that the person was told a restriction was lifted (policy 9.5)."""
         view = self.tracker.get(request_id)
         if view is None:
             raise KeyError(f"no rights request {request_id}")
         if view.kind is not RightKind.UNRESTRICTION:
             raise ValueError("a notice is recorded for lifted restrictions only")
-        self.tracker.mark_notice_sent(request_id)
-        self._audit(operator, "rights.notice_sent", view)
+        self.tracker.mark_notice_sent(request_id, by=by)
+        self._audit(by, "rights.notice_sent", view)
         refreshed = self.tracker.get(request_id)
         assert refreshed is not None
         return refreshed
@@ -182,10 +184,11 @@ class DpoTools:
                 return view
             sleep(poll_s)
 
-    def _audit(self, operator: str, action: str, view: RequestView, **detail: object) -> None:
+    def _audit(self, by: Principal, action: str, view: RequestView, **detail: object) -> None:
         record = AuditRecord.new(
-            operator,
+            by.actor,
             action,
+            principal=by,
             subject_key=view.subject_key,
             request_id=UUID(view.request_id),
             detail={"kind": view.kind.value, **detail},

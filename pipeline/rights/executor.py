@@ -18,6 +18,7 @@ from pipeline.crypto.keystore import KeyStore
 from pipeline.crypto.sealing import KeyDestroyedError, Sealer, record_scope
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.logging import get_logger, scrub_text
+from pipeline.models.identity import system_principal
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand, RightsStatus, SinkStatus
 from pipeline.rights.bodies import RequestIdentity
 from pipeline.rights.commands import audit_of
@@ -41,7 +42,8 @@ def _keeps_handover(command: RightsCommand) -> bool:
 
 _TERMINAL = frozenset({SinkStatus.DONE, SinkStatus.NOT_APPLICABLE})
 
-ACTOR = "rights-agent"
+#: Who carries out every step: the product itself (the request's issuer is on the command and in the tracker).
+ACTOR = system_principal("rights-agent")
 
 
 #: Where the handover keys live: ``handover_scope(request_id)`` for each request.
@@ -88,7 +90,7 @@ class RightsExecutor:
         """Carry out ``command`` in every sink that has not confirmed it yet; returns this run's statuses."""
         sinks = self.sinks_for(command)
         if self.tracker.record(command, sinks):
-            self._audit([audit_of(command, "rights.request_received", actor=ACTOR)])
+            self._audit([audit_of(command, "rights.request_received")])  # by its issuer (e.g. the children rule)
         else:
             self.tracker.expect_sinks(command.request_id, sinks)
         view = self.tracker.get(command.request_id)
@@ -98,7 +100,11 @@ class RightsExecutor:
         if view is not None and view.published_at is None:  # it reached us, so it was published (or runs here)
             self.tracker.mark_published(command.request_id, self.clock())
         ctx = Context(
-            command=command, now=self.clock(), open_sealed=self.sealer.open_model, handover=self._handover(command)
+            command=command,
+            now=self.clock(),
+            open_sealed=self.sealer.open_model,
+            handover=self._handover(command),
+            by=ACTOR,
         )
         statuses: list[RightsStatus] = []
         for sink in sinks:
@@ -116,7 +122,8 @@ class RightsExecutor:
                 at=self.clock(),
                 evidence=dict(result.evidence) | ({"error": error} if error else {}),
             )
-            self.tracker.set_sink(status, error=error, attempts=(previous.attempts if previous else 0) + attempts)
+            attempted = (previous.attempts if previous else 0) + attempts
+            self.tracker.set_sink(status, error=error, attempts=attempted, by=ACTOR)
             record = audit_of(
                 command,
                 f"rights.{sink}.{result.status.value}",
@@ -192,7 +199,7 @@ class RightsExecutor:
             return
         if _keeps_handover(command):
             self.keystore.destroy(handover_scope(command.request_id), f"handover_done:{command.request_id}")
-        self._audit([audit_of(command, "rights.request_completed", actor=ACTOR)])
+        self._audit([audit_of(command, "rights.request_completed", actor=ACTOR, issued_by=command.issued_by)])
         log.info("rights.request_completed", request_id=str(command.request_id), kind=command.kind.value)
 
     def _audit(self, records: list[AuditRecord], also: Sequence[Outgoing] = ()) -> None:

@@ -50,6 +50,22 @@ class StorageEntry(StrictModel):
     safeguards: str = ""
 
 
+class HandlingStep(StrictModel):
+    """One step of carrying the request out, and who completed it."""
+
+    step: str
+    completed_by: str = Field(description="The display name of the person or part of the product that did it")
+    at: UtcDatetime
+
+
+class RequestHandling(StrictModel):
+    """Who issued the request this copy answers, and who completed each step (accountability, Art. 5(2) GDPR)."""
+
+    issued_by: str = Field(description="The display name of the person who issued the request")
+    issued_at: UtcDatetime
+    steps: tuple[HandlingStep, ...] = ()
+
+
 class SubjectExport(StrictModel):
     """A copy of the personal data held about one subject, across every system that holds it."""
 
@@ -62,6 +78,7 @@ class SubjectExport(StrictModel):
     controller: str = CONTROLLER
     sections: tuple[ExportSection, ...]
     storage: tuple[StorageEntry, ...] = Field(default=(), description="Where each system keeps the data")
+    handling: RequestHandling | None = Field(default=None, description="Who issued the request and carried it out")
 
     @property
     def record_count(self) -> int:
@@ -181,6 +198,13 @@ def to_pdf(export: SubjectExport, password: str, *, font: Path | None = None) ->
         for entry in export.storage:
             where = ", ".join(entry.countries)
             write(f"{entry.description} ({entry.system}): {where}. {entry.safeguards}".strip(), gap=5)
+    if export.handling is not None:
+        handling = export.handling
+        pdf.ln(3)
+        write("Who handled your request", size=13, gap=7)
+        write(f"Issued by {handling.issued_by} on {handling.issued_at.isoformat()}")
+        for step in handling.steps:
+            write(f"{step.step}: completed by {step.completed_by} on {step.at.isoformat()}")
     return bytes(pdf.output())
 
 

@@ -37,6 +37,7 @@ from pipeline.crypto.sealing import subject_scope
 from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.logging import get_logger
+from pipeline.models.identity import system_principal
 from pipeline.models.rights import AuditRecord, SinkStatus, SuppressionRecord
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.executor import HANDOVER_SCOPE_PREFIX, handover_scope
@@ -46,7 +47,8 @@ from pipeline.topics import AUDIT_TOPIC, SUPPRESSION_TOPIC
 
 log = get_logger(__name__)
 
-ACTOR = "restore"
+#: Who re-applies: the product itself (the restore hook Job), named on every CRM change and audit record.
+ACTOR = system_principal("restore")
 _FINISHED = (SinkStatus.DONE, SinkStatus.NOT_APPLICABLE)
 #: How long reading the whole suppression topic may take (one record per subject that ever had a rights request).
 READ_TIMEOUT_S = 300.0
@@ -277,7 +279,7 @@ class Restore:
                 touched.setdefault(key, {})["keys_destroyed"] = destroyed
         for key in sorted(self.crm.held_before({k: _erased_at(state) for k, state in erasures.items()})):
             state = erasures[key]
-            erased = self.crm.erase_subject(key, state.request_id, at=_erased_at(state), actor=ACTOR)
+            erased = self.crm.erase_subject(key, state.request_id, at=_erased_at(state), actor=ACTOR.actor)
             touched.setdefault(key, {})["crm"] = erased.evidence()
         for key in sorted(self.crm.flags_behind(reconciled.newest)):
             touched.setdefault(key, {})["crm_flags"] = self._restore_flags(reconciled.newest[key])
@@ -293,13 +295,15 @@ class Restore:
         """The CRM's restriction, objection and consent withdrawals as ``state`` says (each idempotent)."""
         key, request_id = state.subject_key, state.request_id
         done: dict[str, Any] = {
-            "restricted": self.crm.set_restriction(key, request_id, restricted=state.restricted, actor=ACTOR).changed
+            "restricted": self.crm.set_restriction(
+                key, request_id, restricted=state.restricted, actor=ACTOR.actor
+            ).changed
         }
         if state.marketing_objected:
-            done["marketing_objected"] = self.crm.set_marketing_objection(key, request_id, actor=ACTOR).changed
+            done["marketing_objected"] = self.crm.set_marketing_objection(key, request_id, actor=ACTOR.actor).changed
         if state.consent_withdrawn:
             purposes = [p.value for p in state.consent_withdrawn]
-            withdrawn = self.crm.withdraw_consent(key, request_id, purposes, actor=ACTOR)
+            withdrawn = self.crm.withdraw_consent(key, request_id, purposes, actor=ACTOR.actor)
             done["consent_withdrawn"] = list(withdrawn.purposes_withdrawn)
         return done
 
@@ -315,7 +319,8 @@ class Restore:
             AuditRecord(
                 audit_id=uuid4(),
                 at=now,
-                actor=ACTOR,
+                actor=ACTOR.actor,
+                principal=ACTOR,
                 action="rights.restore_reapplied",
                 subject_key=key,
                 request_id=_request_of(states, key),

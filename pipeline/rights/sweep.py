@@ -12,6 +12,7 @@ from datetime import datetime
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pipeline.logging import get_logger
+from pipeline.models.identity import system_principal
 from pipeline.models.rights import RightKind, RightsCommand
 from pipeline.rights.commands import RightsDesk, build_command
 from pipeline.rights.effects.crm import CrmRights
@@ -19,7 +20,7 @@ from pipeline.rights.retention import ExpiryPlan, plan_expiry
 
 log = get_logger(__name__)
 
-SWEEP_ACTOR = "retention-sweep"
+SWEEP_ACTOR = system_principal("retention-sweep")
 _NAMESPACE = uuid5(NAMESPACE_URL, "urn:leadpipe:retention-expiry")
 
 

@@ -2,8 +2,10 @@
 
 It lives in the CRM database beside the key store. After an erasure the request row and its sink rows are the
 minimal, non-personal record that the erasure happened (subject key, request id, timestamps, which sinks
-confirmed). Nothing here holds personal data in clear: subject keys are HMACs, a command's personal parts are
-sealed with the subject's key, and evidence is counts, ids and status codes.
+confirmed). Each names its people (``pipeline.models.identity.Principal``: id, display name at the time, roles):
+who issued the request, who extended it, who recorded the notice, who (or which part of the product) completed
+each sink's step, and who did each audited action. Nothing here holds personal data in clear: subject keys are
+HMACs, a command's personal parts are sealed with the subject's key, and evidence is counts, ids and status codes.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from sqlalchemy import JSON, Boolean, Engine, ForeignKey, Integer, String, Text,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pipeline.crm.schema import UtcDateTime
-from pipeline.db import Base
+from pipeline.db import Base, UtcDateTime
+from pipeline.models.identity import Principal
 from pipeline.models.records import Sealed
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand, RightsStatus, SinkStatus, SuppressionRecord
 from pipeline.rights.deadlines import MAX_EXTENSION_MONTHS, extended_due_at
@@ -56,6 +58,9 @@ class RightsRequest(Base):
     handover: Mapped[str | None] = mapped_column(
         Text, nullable=True, doc="Sealed identities remote sinks need after an erasure (key destroyed when done)"
     )
+    issued_by_principal: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, doc="Principal JSON")
+    extended_by_principal: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, doc="Principal JSON")
+    notice_sent_by: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, doc="Principal JSON")
 
 
 class RightsRequestExtension(Base):
@@ -73,6 +78,7 @@ class RightsRequestExtension(Base):
     months: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
     extended_by: Mapped[str] = mapped_column(String(200))
+    principal: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, doc="Principal JSON")
     extended_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
@@ -90,6 +96,9 @@ class RightsRequestSink(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    completed_by: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, nullable=True, doc="Principal JSON of whoever completed the step (the rights agent, or a person)"
+    )
 
 
 class RightsSubjectState(Base):
@@ -114,6 +123,7 @@ class RightsAuditEntry(Base):
     subject_key: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     request_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    principal: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, doc="Principal JSON of the actor")
 
 
 class SinkView(BaseModel):
@@ -127,6 +137,7 @@ class SinkView(BaseModel):
     error: str | None = Field(description="The last attempt's error (no personal data)")
     evidence: dict[str, Any]
     updated_at: datetime = Field(exclude=True, description="When the sink last answered (the retry timer's clock)")
+    completed_by: Principal | None = Field(default=None, description="Who completed this step (done or n/a)")
 
 
 class ExtensionView(BaseModel):
@@ -136,7 +147,8 @@ class ExtensionView(BaseModel):
 
     months: int
     reason: str
-    extended_by: str
+    extended_by: str = Field(description="The actor string of who extended it")
+    principal: Principal | None = Field(default=None, description="Who extended it (None: before people were named)")
     extended_at: datetime
 
 
@@ -149,15 +161,18 @@ class RequestView(BaseModel):
     kind: RightKind
     subject_key: str
     issued_by: str
+    issuer: Principal | None = Field(description="Who issued the request (None: recorded before people were named)")
     received_at: datetime
     due_at: datetime
     effective_due_at: datetime
     extension_reason: str | None = Field(description="Every extension's reason, oldest first, joined by '; '")
     extensions: tuple[ExtensionView, ...] = ()
+    extended_by: Principal | None = Field(default=None, description="Who extended it last")
     state: RequestState
     completed_at: datetime | None
     published_at: datetime | None = Field(exclude=True, description="None until the command is on rights.commands")
     notice_due: bool
+    notice_sent_by: Principal | None = None
     sinks: tuple[SinkView, ...]
 
     def is_overdue(self, now: datetime) -> bool:
@@ -193,6 +208,7 @@ class RequestTracker:
                     state=RequestState.OPEN,
                     notice_due=command.kind is RightKind.UNRESTRICTION,
                     command=command.model_dump_json(),
+                    issued_by_principal=_json(command.issuer),
                 )
             )
             try:
@@ -324,9 +340,11 @@ class RequestTracker:
             overdue = session.scalar(select(func.count()).select_from(RightsRequest).where(pending, late)) or 0
         return by_state, int(overdue)
 
-    def extend(self, request_id: object, months: int, reason: str, by: str, at: datetime | None = None) -> RequestView:
+    def extend(
+        self, request_id: object, months: int, reason: str, by: Principal, at: datetime | None = None
+    ) -> RequestView:
         """Extend a request by 1 or 2 more months (policy 9.1); extensions add up to two months at most, the
-        deadline only ever moves later, and every reason is kept to tell the person."""
+        deadline only ever moves later, and every reason is kept to tell the person, with who extended it."""
         reason = reason.strip()
         if len(reason) < 10:
             raise ValueError("an extension needs a reason the person can be told (at least 10 characters)")
@@ -358,33 +376,42 @@ class RequestTracker:
                     seq=int(count or 0) + 1,
                     months=months,
                     reason=reason,
-                    extended_by=by,
+                    extended_by=by.actor,
+                    principal=_json(by),
                     extended_at=moment,
                 )
             )
             row.extended_due_at = extended_due_at(row.received_at, already + months)
             row.extension_months = already + months
             row.extension_reason = reason
-            row.extended_by = by
+            row.extended_by = by.actor
+            row.extended_by_principal = _json(by)
             row.extended_at = moment
             session.commit()
         view = self.get(request_id)
         assert view is not None
         return view
 
-    def mark_notice_sent(self, request_id: object, at: datetime | None = None) -> None:
+    def mark_notice_sent(self, request_id: object, *, by: Principal, at: datetime | None = None) -> None:
         with Session(self._engine) as session:
             session.execute(
                 update(RightsRequest)
                 .where(RightsRequest.request_id == str(request_id))
-                .values(notice_due=False, notice_sent_at=at or _now())
+                .values(notice_due=False, notice_sent_at=at or _now(), notice_sent_by=_json(by))
             )
             session.commit()
 
     # ---- per-sink status ----------------------------------------------------------------------------------
 
-    def set_sink(self, status: RightsStatus, *, error: str | None = None, attempts: int | None = None) -> None:
-        """Record what a sink answered, then settle the request's state from all its sinks."""
+    def set_sink(
+        self,
+        status: RightsStatus,
+        *,
+        error: str | None = None,
+        attempts: int | None = None,
+        by: Principal | None = None,
+    ) -> None:
+        """Record what a sink answered (``by``: who carried the step out), then settle the request's state."""
         request_id = str(status.request_id)
         with Session(self._engine) as session:
             row = session.get(RightsRequestSink, (request_id, status.sink))
@@ -396,6 +423,7 @@ class RequestTracker:
             row.updated_at = status.at
             row.last_error = error
             row.attempts = attempts if attempts is not None else (row.attempts or 0) + 1
+            row.completed_by = _json(by) if status.status in _TERMINAL else None
             session.commit()
         self._settle(request_id, status.at)
 
@@ -470,6 +498,7 @@ class RequestTracker:
                     subject_key=record.subject_key,
                     request_id=None if record.request_id is None else str(record.request_id),
                     detail=dict(record.detail),
+                    principal=_json(record.principal),
                 )
             )
             try:
@@ -487,18 +516,35 @@ class RequestTracker:
             return [AuditRecord.model_validate(row, from_attributes=True) for row in session.scalars(query)]
 
 
+def _json(principal: Principal | None) -> dict[str, Any] | None:
+    return None if principal is None else principal.model_dump(mode="json")
+
+
+def _principal(stored: dict[str, Any] | None) -> Principal | None:
+    return None if stored is None else Principal.model_validate(stored)
+
+
 def _view(row: RightsRequest, sinks: list[RightsRequestSink], extensions: list[RightsRequestExtension]) -> RequestView:
     return RequestView(
         request_id=row.request_id,
         kind=RightKind(row.kind),
         subject_key=row.subject_key,
         issued_by=row.issued_by,
+        issuer=_principal(row.issued_by_principal),
+        extended_by=_principal(row.extended_by_principal),
+        notice_sent_by=_principal(row.notice_sent_by),
         received_at=row.received_at,
         due_at=row.due_at,
         effective_due_at=row.extended_due_at or row.due_at,
         extension_reason="; ".join(e.reason for e in extensions) or row.extension_reason,
         extensions=tuple(
-            ExtensionView(months=e.months, reason=e.reason, extended_by=e.extended_by, extended_at=e.extended_at)
+            ExtensionView(
+                months=e.months,
+                reason=e.reason,
+                extended_by=e.extended_by,
+                principal=_principal(e.principal),
+                extended_at=e.extended_at,
+            )
             for e in extensions
         ),
         state=RequestState(row.state),
@@ -513,6 +559,7 @@ def _view(row: RightsRequest, sinks: list[RightsRequestSink], extensions: list[R
                 error=s.last_error,
                 evidence=s.evidence or {},
                 updated_at=s.updated_at,
+                completed_by=_principal(s.completed_by),
             )
             for s in sorted(sinks, key=lambda s: s.sink)
         ),

@@ -27,8 +27,7 @@ from typing import cast
 from sqlalchemy import Engine, String, Table, Uuid, bindparam, delete, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pipeline.crm.schema import UtcDateTime
-from pipeline.db import Base, dialect_insert
+from pipeline.db import Base, UtcDateTime, dialect_insert
 
 SENDING = "sending"
 DELIVERED = "delivered"

@@ -23,6 +23,8 @@ import typer
 from pipeline.clikit import DATABASE, KAFKA, exits, needs
 from pipeline.config import Settings, get_settings
 from pipeline.crypto.sealing import KeyDestroyedError
+from pipeline.identity.operator import operator_command, without_operator
+from pipeline.identity.permissions import Permission
 from pipeline.importer import FORMATS, guess_format, split_records
 from pipeline.ingest.service import Submission, UnsupportedContentType, parse_submission
 from pipeline.kafka.consumer import read_to_end
@@ -44,6 +46,9 @@ from pipeline.topics import REVIEW_DECISIONS_TOPIC, raw_topic
 
 engine_app = typer.Typer(help="The local spam engine (rspamd + Redis from Debian's packages).", no_args_is_help=True)
 spam_app = typer.Typer(help="Spam filtering (policy section 8).", no_args_is_help=True)
+
+#: Why the ``spam engine`` commands act for nobody (like ``leadpipe kafka up``).
+LOCAL_ENGINE = "the local spam engine's processes and configuration files (like the local broker's)"
 
 #: Source id of files read by ``spam score|learn``: the same file gives the same event ids (learning is idempotent).
 SOURCE_ID = "spam-cli"
@@ -208,6 +213,7 @@ def _path(settings: Settings) -> SpamPath:
     return SpamPath(settings, Runtime(settings), compile_policy(load_policy(settings.policy_file)))
 
 
+@operator_command(Permission.REVIEW_READ)
 def score(
     paths: Annotated[list[Path], typer.Argument(help="Files or directories (.eml, mbox, maildir, import formats).")],
     channel: ChannelOption = Channel.EMAIL,
@@ -227,6 +233,7 @@ def score(
         spam.close()
 
 
+@operator_command(Permission.REVIEW_DECIDE)
 @exits({1: "the engine or the classifier's store did not answer: some messages were not learned (run it again)"})
 def learn(
     paths: Annotated[list[Path], typer.Argument(help="Files or directories (.eml, mbox, maildir, import formats).")],
@@ -256,6 +263,7 @@ def learn(
         raise typer.Exit(1)
 
 
+@operator_command(Permission.REVIEW_DECIDE)
 @needs(KAFKA, DATABASE)
 @exits({1: "the engine or the classifier's store did not answer: some decisions were not learned (run it again)"})
 def rebuild(
@@ -309,6 +317,7 @@ def rebuild(
 
 
 @engine_app.command("up")
+@without_operator(LOCAL_ENGINE)
 @exits({1: "rspamd or Redis could not start (the message says why)"})
 def engine_up() -> None:
     """Start rspamd and its Redis (or adopt the running ones) on the ports of LEADPIPE_SPAM_ENGINE_*.
@@ -324,6 +333,7 @@ def engine_up() -> None:
 
 
 @engine_app.command("down")
+@without_operator(LOCAL_ENGINE)
 def engine_down() -> None:
     """Stop rspamd and Redis (the learned statistics stay on disk).
 
@@ -334,6 +344,7 @@ def engine_down() -> None:
 
 
 @engine_app.command("config")
+@without_operator(LOCAL_ENGINE)
 def engine_config(
     out: Annotated[Path, typer.Argument(help="Directory to write local.d/ and override.d/ into.")],
     chart: Annotated[
@@ -360,6 +371,7 @@ def engine_config(
 
 
 @engine_app.command("status")
+@without_operator(LOCAL_ENGINE)
 @exits({1: "the engine is not running"})
 def engine_status() -> None:
     """Whether the engine runs, where, and how many messages its Bayes learned.

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.models.common import StrictModel
+from pipeline.models.identity import Principal
 from pipeline.models.records import Sealed
 from pipeline.models.rights import RightKind, RightsCommand, SinkStatus
 
@@ -71,6 +72,8 @@ class Context:
     handover: Handover = field(default_factory=Handover)
     erase_subject: bool = False
     evidence: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    by: Principal | None = None
+    """Who carries the steps out (the rights agent): the access copy names them."""
     statuses: Mapping[str, SinkStatus] = field(default_factory=dict)
     """What each sink before this one answered (in this run, or confirmed in an earlier one)."""
 

@@ -19,7 +19,16 @@ from pipeline.policy.model import StoragePolicy
 from pipeline.rights.bodies import ExportDelivery
 from pipeline.rights.effects.base import Context, Effect, EffectError, EffectResult, Handover
 from pipeline.rights.effects.crm import CrmRights
-from pipeline.rights.export import ExportSection, StorageEntry, SubjectExport, to_json, to_pdf, write_private
+from pipeline.rights.export import (
+    ExportSection,
+    HandlingStep,
+    RequestHandling,
+    StorageEntry,
+    SubjectExport,
+    to_json,
+    to_pdf,
+    write_private,
+)
 from pipeline.rights.plan import rekeys
 
 
@@ -97,6 +106,7 @@ class ExportEffect(Effect):
                 self._hubspot_section(command.subject_key, ctx.handover),
             ),
             storage=self.storage,
+            handling=_handling(ctx),
         )
         if command.kind is RightKind.ACCESS:
             if command.sealed is None:
@@ -125,6 +135,17 @@ class ExportEffect(Effect):
         deleted = sorted(path.name for path in folder.iterdir() if path.is_file())
         shutil.rmtree(folder)
         return EffectResult.done(exports_deleted=deleted)
+
+
+def _handling(ctx: Context) -> RequestHandling | None:
+    """Who issued the request and who completed each step so far, this export included (it is being completed)."""
+    command = ctx.command
+    if command.issuer is None:
+        return None
+    doer = ctx.by.display_name if ctx.by is not None else "leadpipe"
+    steps = [HandlingStep(step=sink, completed_by=doer, at=ctx.now) for sink in ctx.evidence]
+    steps.append(HandlingStep(step="export (this copy)", completed_by=doer, at=ctx.now))
+    return RequestHandling(issued_by=command.issuer.display_name, issued_at=command.issued_at, steps=tuple(steps))
 
 
 def export_expired(path: Path, now: datetime, max_age: timedelta) -> bool:

@@ -81,8 +81,11 @@ def wait_until(predicate: Any, timeout_s: float = 30.0, every_s: float = 0.1, wh
         time.sleep(every_s)
 
 
-def invoke_cli(settings: Settings, monkeypatch: Any, *args: str, stdin: str | None = None) -> Any:
-    """Run ``leadpipe ...`` in-process with LEADPIPE_* variables for these settings (the CLI reads the environment)."""
+def invoke_cli(
+    settings: Settings, monkeypatch: Any, *args: str, stdin: str | None = None, key: str | None = None
+) -> Any:
+    """Run ``leadpipe ...`` in-process with LEADPIPE_* variables for these settings (the CLI reads the environment),
+    as the operator whose API key is ``key``."""
     from typer.testing import CliRunner
 
     from pipeline.cli import app
@@ -98,6 +101,10 @@ def invoke_cli(settings: Settings, monkeypatch: Any, *args: str, stdin: str | No
         "LEADPIPE_KEY_ENCRYPTION_KEY": settings.key_encryption_key.get_secret_value(),  # type: ignore[union-attr]
         "LEADPIPE_LOG_FORMAT": "console",
     }
+    if key is not None:
+        env["LEADPIPE_API_KEY"] = key
+    else:
+        monkeypatch.delenv("LEADPIPE_API_KEY", raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Iterator
 
 import pytest
+from identity_helpers import person as principal_named
 from rights_helpers import form_payload, read_everything, runtime_on, sealed_holding, sealed_values, spread_people
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.ingest.service import IngestService
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.models.common import Channel
+from pipeline.models.identity import Role
 from pipeline.models.records import ContactBody
 from pipeline.models.rights import RightKind, SinkStatus
 from pipeline.rights.commands import RightsDesk, build_command
@@ -34,6 +36,8 @@ pytestmark = pytest.mark.integration
 
 ERASED = {"email": "zoe.quartz@example.com", "first_name": "Zoefina", "last_name": "Quartzberg"}
 KEPT = {"email": "kai.ember@example.org", "first_name": "Kaiwen", "last_name": "Emberly"}
+
+DPO = principal_named("dana", "Dana Privacy", Role.DPO)
 
 
 @pytest.fixture
@@ -56,7 +60,7 @@ def test_erasure_leaves_nothing_recoverable_on_any_topic(world: Runtime) -> None
     assert any(s.key_id.startswith("record:") for s in holds_erased), "the shared import payload was not seen"
 
     desk = RightsDesk(RequestTracker(runtime.engine), publisher)
-    (command,) = desk.submit([build_command(RightKind.ERASURE, erased_key, issued_by="dpo:test")])
+    (command,) = desk.submit([build_command(RightKind.ERASURE, erased_key, issued_by=DPO)])
     statuses = {s.sink: s for s in build_executor(runtime, publisher).execute(command)}
     assert statuses["kafka"].status is SinkStatus.DONE and statuses["kafka"].evidence["keys_destroyed"] >= 1
     assert statuses["suppression"].status is SinkStatus.DONE

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from fakes.hubspot import FakeHubSpot, running_fake
+from identity_helpers import key_for, person
 from pydantic import BaseModel
 from pypdf import PdfReader
 from rights_helpers import assert_no_clear_text, caught_up, invoke_cli, read_everything, wait_until
@@ -34,9 +35,10 @@ from pipeline.ingest.service import IngestService
 from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Channel, LegalBasis, Purpose
+from pipeline.models.identity import Role
 from pipeline.models.processing import DropReason, DropRecord
 from pipeline.models.records import DeadLetter
-from pipeline.models.rights import RightKind, RightsStatus, SinkResult, SinkStatus, SuppressionRecord
+from pipeline.models.rights import AuditRecord, RightKind, RightsStatus, SinkResult, SinkStatus, SuppressionRecord
 from pipeline.rights.commands import IdentityError, RightsDesk
 from pipeline.rights.dpo import DpoTools
 from pipeline.rights.effects.crm import CrmRights
@@ -48,6 +50,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 #: The processing chain, both sink agents and the rights agent: everything between ingest and the sinks.
 REGISTRARS: list[Registrar] = [processing.register, sinks.register, rights.register]
+
+#: The DPO who issues the requests in these tests.
+DPO = person("dana", "Dana Privacy", Role.DPO)
 
 
 @dataclass
@@ -131,7 +136,7 @@ class World:
         wait_until(lambda: caught_up(self.settings, mine, accepted), timeout_s=60, what="the sinks to catch up")
 
     def request(self, kind: RightKind, email: str, **kwargs: Any) -> RequestView:
-        submitted = self.tools.request(kind, operator="dpo:test", email=email, **kwargs)
+        submitted = self.tools.request(kind, by=DPO, email=email, **kwargs)
         view = self.tools.wait(submitted.command.request_id, timeout_s=60)
         assert view is not None and view.state is RequestState.COMPLETED, view
         return view
@@ -254,8 +259,20 @@ def test_erasure_reaches_every_sink(world: World) -> None:
     assert statuses["hubspot"].evidence["outcome"] == "deleted"
     assert statuses["hubspot"].evidence["contacts"][0]["result"] == "deleted"
     assert statuses["kafka"].evidence["keys_destroyed"] >= 1
-    trail = [a.action for a in world.tools.tracker.audit_trail(request_id=view.request_id)]
-    assert "rights.request_received" in trail and "rights.request_completed" in trail
+    trail = world.tools.tracker.audit_trail(request_id=view.request_id)
+    assert {"rights.request_received", "rights.request_completed"} <= {a.action for a in trail}
+    # the audit names the person who issued the erasure, on the audit topic too
+    assert view.issuer == DPO and view.issued_by == DPO.actor
+    [received] = [a for a in trail if a.action == "rights.request_received"]
+    assert received.principal == DPO and received.actor == DPO.actor
+    published = [AuditRecord.model_validate_json(m.value) for m in read_to_end(world.settings, ["audit"])]
+    assert any(
+        a.action == "rights.request_received"
+        and str(a.request_id) == view.request_id
+        and a.principal is not None
+        and a.principal.display_name == "Dana Privacy"
+        for a in published
+    )
     _no_clear_text(world, gone, "Zoefina", "Quartzberg", kept, "Kaiwen")
     other = world.crm.show(kept_key)  # the other person is untouched
     assert other is not None and other.email == kept and world.hub.contact(kept) is not None
@@ -296,7 +313,7 @@ def test_a_child_s_earlier_contacts_are_erased_everywhere(world: World) -> None:
 
     wait_until(completed, timeout_s=60, what="the children's rule's erasure to complete")
     [view] = completed()
-    assert view.issued_by == "children-rule"
+    assert view.issued_by == "client:children-rule" and view.issuer is not None and view.issuer.auth == "system"
     assert {s.sink: s.status for s in view.sinks} == {
         **dict.fromkeys(("crm", "hubspot", "kafka", "suppression"), SinkStatus.DONE),
         "export": SinkStatus.NOT_APPLICABLE,  # no export was waiting
@@ -354,7 +371,10 @@ def test_objection_restriction_rectification_and_withdrawal_in_every_sink(
 
     # objection, from the DPO's command line: immediate, everywhere
     started = time.monotonic()
-    result = invoke_cli(world.settings, monkeypatch, "dpo", "object", "--email", email, "--wait", "--timeout", "30")
+    dpo_key = key_for(world.settings, Role.DPO, display_name="Dana Privacy")
+    result = invoke_cli(
+        world.settings, monkeypatch, "dpo", "object", "--email", email, "--wait", "--timeout", "30", key=dpo_key
+    )
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started < 45  # a sanity bound on a loaded machine, not a speed test
     assert "completed" in result.output and email not in result.output
@@ -379,7 +399,7 @@ def test_objection_restriction_rectification_and_withdrawal_in_every_sink(
     assert not world.crm.show(key).restricted  # type: ignore[union-attr]
     assert world.hub.contact(email)["properties"]["leadpipe_processing_restricted"] == "false"  # type: ignore[index]
     assert lifted.notice_due
-    assert not world.tools.notice_sent(lifted.request_id, operator="dpo:test").notice_due
+    assert not world.tools.notice_sent(lifted.request_id, by=DPO).notice_due
 
     # rectification reaches both
     world.request(RightKind.RECTIFICATION, email, rectify={"last_name": "Olsen-Berg", "position": "CTO"})
@@ -453,7 +473,7 @@ def test_access_pdf_and_portability_json_hold_crm_and_hubspot(world: World) -> N
     email = "ines.duarte@example.com"
     key = world.feed(email, "Inês", "Duarte", n=2)
 
-    submitted = world.tools.request(RightKind.ACCESS, operator="dpo:test", email=email)
+    submitted = world.tools.request(RightKind.ACCESS, by=DPO, email=email)
     view = world.tools.wait(submitted.command.request_id, timeout_s=60)
     assert view is not None and view.state is RequestState.COMPLETED
     export = next(s for s in view.sinks if s.sink == "export")
@@ -619,8 +639,8 @@ def test_anonymous_visitors_are_stitched_to_the_person_and_erased_with_them_or_b
     assert keys[f"subject:{other}"] is not None  # nobody identified on the other device
 
     with pytest.raises(IdentityError):  # a cookie id names whom to erase, not whom to hand data to
-        world.tools.request(RightKind.ACCESS, operator="dpo:test", visitor_id=other_id)
-    by_cookie = world.tools.request(RightKind.ERASURE, operator="dpo:test", visitor_id=other_id)
+        world.tools.request(RightKind.ACCESS, by=DPO, visitor_id=other_id)
+    by_cookie = world.tools.request(RightKind.ERASURE, by=DPO, visitor_id=other_id)
     assert by_cookie.command.subject_key == other
     done = world.tools.wait(by_cookie.command.request_id, timeout_s=60)
     assert done is not None and done.state is RequestState.COMPLETED, done

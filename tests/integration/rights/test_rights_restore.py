@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from identity_helpers import person
 from rights_helpers import (
     invoke_cli,
     read_everything,
@@ -40,6 +41,7 @@ from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.kafka.consumer import read_until
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.kafka.topics import apply_topics, make_admin
+from pipeline.models.identity import Role
 from pipeline.models.rights import RightKind, SinkResult, SinkStatus
 from pipeline.rights.commands import RightsDesk, build_command
 from pipeline.rights.effects.crm import CrmRights
@@ -50,6 +52,8 @@ from pipeline.runtime import Runtime
 from pipeline.topics import SUPPRESSION_TOPIC
 
 pytestmark = pytest.mark.integration
+
+DPO = person("dana", "Dana Privacy", Role.DPO)
 
 ERASED = {"email": "rhea.vantablack@example.com", "first_name": "Rheanna", "last_name": "Vantablack"}
 KEPT = {"email": "otto.celadon@example.org", "first_name": "Ottokar", "last_name": "Celadon"}
@@ -65,7 +69,7 @@ def world(kafka_settings: Settings, pg_url: str, make_settings: Callable[..., Se
 def _carry_out(runtime: Runtime, publisher: ConfirmingPublisher, kind: RightKind, subject_key: str) -> str:
     """A request through the rights machinery; no HubSpot here, so it waits in ATTENTION for that step."""
     desk = RightsDesk(RequestTracker(runtime.engine), publisher)
-    (command,) = desk.submit([build_command(kind, subject_key, issued_by="dpo:test")])
+    (command,) = desk.submit([build_command(kind, subject_key, issued_by=DPO)])
     statuses = {s.sink: s.status for s in build_executor(runtime, publisher).execute(command)}
     assert statuses["crm"] is SinkStatus.DONE and statuses.get("kafka", SinkStatus.DONE) is SinkStatus.DONE, statuses
     assert statuses["hubspot"] is SinkStatus.FAILED
@@ -204,7 +208,7 @@ def test_restored_backup_cannot_bring_an_erased_person_back(
 def _no_export_recovers(runtime: Runtime, publisher: ConfirmingPublisher, erased_key: str, kept_key: str) -> None:
     """A portability export of each person, as the DPO would request it: the erased one's holds nothing of them."""
     desk = RightsDesk(RequestTracker(runtime.engine), publisher)
-    requested = [build_command(RightKind.PORTABILITY, key, issued_by="dpo:test") for key in (erased_key, kept_key)]
+    requested = [build_command(RightKind.PORTABILITY, key, issued_by=DPO) for key in (erased_key, kept_key)]
     executor = build_executor(runtime, publisher)
     documents: dict[str, bytes] = {}
     for command in desk.submit(requested):

@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from identity_helpers import key_for
 from typer.testing import CliRunner
 
 from pipeline.cli import app as cli
 from pipeline.config import get_settings
+from pipeline.models.identity import Role
 from pipeline.spam.launcher import LocalSpamEngine
 
 pytestmark = [pytest.mark.integration]
@@ -36,6 +38,9 @@ def env(private_engine: LocalSpamEngine, tmp_path: Path, monkeypatch: pytest.Mon
     }.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
+    # score reads and learn teaches as a reviewer would (the embedded default's bootstrapped admin is no reviewer)
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("LEADPIPE_API_KEY", key_for(get_settings(), Role.REVIEWER, "rita"))
     yield
     get_settings.cache_clear()
 

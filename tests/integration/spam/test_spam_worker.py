@@ -20,6 +20,7 @@ import httpx
 import orjson
 import pytest
 import yaml
+from identity_helpers import key_for, person
 from typer.testing import CliRunner
 
 from pipeline.agents.launch import WorkerProcess, worker_env
@@ -32,6 +33,7 @@ from pipeline.kafka.launcher import free_port
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Channel, InteractionKind
 from pipeline.models.contact import ContactEvent, Interaction, Person, Provenance
+from pipeline.models.identity import Role
 from pipeline.models.records import AcceptedRecord, QuarantineRecord
 from pipeline.models.rights import AuditRecord
 from pipeline.models.spam import EngineVerdict
@@ -228,14 +230,15 @@ def test_reviewers_decisions_teach_the_filter_once_and_a_rebuild_teaches_them_ag
         shown = reviews.show(bots[0].event_id)  # what the reviewer reads: every signal with its weight
         assert isinstance(shown.engine, EngineVerdict) and shown.engine.symbols
         assert {"honeypot", "spam_engine"} <= {r["code"] for r in shown.reasons}
-        released = reviews.decide(bots[0].event_id, "release", "rita")
-        confirmed = reviews.decide(bots[1].event_id, "confirm", "otto")
+        rita, otto = person("rita", None, Role.REVIEWER), person("otto", None, Role.REVIEWER)
+        released = reviews.decide(bots[0].event_id, "release", rita)
+        confirmed = reviews.decide(bots[1].event_id, "confirm", otto)
         audits = {
             a.detail["decision_id"]: a
             for a in [*_audits(settings, "review_released", 1), *_audits(settings, "review_confirmed", 1)]
         }
-    assert audits[str(released.decision_id)].actor == "spam-review:rita"
-    assert audits[str(confirmed.decision_id)].actor == "spam-review:otto"
+    assert audits[str(released.decision_id)].actor == f"spam-review:{rita.actor}"
+    assert audits[str(confirmed.decision_id)].actor == f"spam-review:{otto.actor}"
     for decision in (released, confirmed):
         learned = audits[str(decision.decision_id)].detail["learned"]
         assert learned == {"engine": "learned", "classifier": "learned"}, learned
@@ -248,6 +251,7 @@ def test_reviewers_decisions_teach_the_filter_once_and_a_rebuild_teaches_them_ag
     assert store.label_of(bots[0].event_id) is None
     for name, value in worker_env(settings, base={}).items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LEADPIPE_API_KEY", key_for(settings, Role.REVIEWER, "rolf"))  # rebuild is a reviewer's
     from pipeline.config import get_settings
 
     get_settings.cache_clear()

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from identity_helpers import key_for, person
 from ingest_helpers import RecordingPublisher
 from typer.testing import CliRunner
 
@@ -19,12 +20,14 @@ from pipeline.db import ensure_schema
 from pipeline.dlq.service import DeadLetterService, Found, plan_replays, select_letters
 from pipeline.kafka.consumer import Record
 from pipeline.models.common import Channel
+from pipeline.models.identity import Role
 from pipeline.models.records import DeadLetter, Sealed
 from pipeline.models.rights import AuditRecord
 from pipeline.runtime import Runtime
 from pipeline.topics import AUDIT_TOPIC, INGEST_DLQ_TOPIC, NORMALIZED_TOPIC, PROCESSING_DLQ_TOPIC, SINKS_DLQ_TOPIC
 
 T0 = datetime(2025, 5, 1, 9, 0, tzinfo=UTC)
+OPS = person("anna", "Anna Ops", Role.ADMIN)
 PAYLOAD = b'{"person": {"email": "ann@example.com"}}'
 
 
@@ -117,14 +120,15 @@ def test_only_dead_letter_topics_are_read(runtime: Runtime) -> None:
 def test_a_replay_publishes_the_opened_payload_onto_its_source_topic_then_its_audit(runtime: Runtime) -> None:
     dead = letter(runtime)
     service = DeadLetterService(runtime)
-    results, outgoing = plan_replays([Found(PROCESSING_DLQ_TOPIC, dead)], service.payload, operator="ops", now=T0)
+    results, outgoing = plan_replays([Found(PROCESSING_DLQ_TOPIC, dead)], service.payload, by=OPS, now=T0)
 
     [result] = results
     assert (result.outcome, result.to_topic, result.detail) == ("replayed", NORMALIZED_TOPIC, f"{len(PAYLOAD)} bytes")
     replayed, audit = outgoing
     assert (replayed.topic, replayed.key, replayed.value) == (NORMALIZED_TOPIC, "sk_ann", PAYLOAD)
     assert audit.topic == AUDIT_TOPIC and isinstance(audit.value, AuditRecord)
-    assert audit.value.actor == "dlq-replay:ops" and audit.value.action == "dead_letter_replayed"
+    assert audit.value.actor == OPS.actor and audit.value.action == "dead_letter_replayed"
+    assert audit.value.principal == OPS  # the person who replayed it, by id and name
     assert audit.value.detail == {
         "dead_letter_id": str(dead.dead_letter_id),
         "dead_letter_topic": PROCESSING_DLQ_TOPIC,
@@ -143,7 +147,7 @@ def test_what_cannot_be_replayed_says_why_and_publishes_nothing(runtime: Runtime
     service = DeadLetterService(runtime)
     found = [Found(INGEST_DLQ_TOPIC, ingest), *(Found(PROCESSING_DLQ_TOPIC, d) for d in (no_payload, erased))]
 
-    results, outgoing = plan_replays(found, service.payload, operator="ops", now=T0)
+    results, outgoing = plan_replays(found, service.payload, by=OPS, now=T0)
 
     assert [(r.outcome, r.to_topic) for r in results] == [
         ("not_replayable", None),
@@ -159,7 +163,7 @@ def test_what_cannot_be_replayed_says_why_and_publishes_nothing(runtime: Runtime
 def test_a_dry_run_says_what_would_be_replayed_and_publishes_nothing(runtime: Runtime) -> None:
     publisher = RecordingPublisher()
     service = DeadLetterService(runtime, publisher)  # type: ignore[arg-type]
-    results = service.replay([Found(PROCESSING_DLQ_TOPIC, letter(runtime))], operator="ops", dry_run=True)
+    results = service.replay([Found(PROCESSING_DLQ_TOPIC, letter(runtime))], by=OPS, dry_run=True)
     assert [r.outcome for r in results] == ["would_replay"]
     assert publisher.records == []
 
@@ -168,7 +172,7 @@ def test_a_replay_publishes_every_record_of_the_call_in_one_confirmed_send(runti
     publisher = RecordingPublisher()
     service = DeadLetterService(runtime, publisher)  # type: ignore[arg-type]
     letters = [Found(PROCESSING_DLQ_TOPIC, letter(runtime, offset=o)) for o in (1, 2)]
-    results = service.replay(letters, operator="ops")
+    results = service.replay(letters, by=OPS)
     assert [r.outcome for r in results] == ["replayed", "replayed"]
     assert publisher.topics() == [NORMALIZED_TOPIC, AUDIT_TOPIC, NORMALIZED_TOPIC, AUDIT_TOPIC]
 
@@ -183,6 +187,7 @@ def cli_env(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     # the commands check the broker before they run (tests/unit/infra/test_cli_contract.py): the refusals here come
     # after that check, from the arguments alone
     monkeypatch.setattr(leadpipe_cli, "check_kafka", lambda _settings: None)
+    monkeypatch.setenv("LEADPIPE_API_KEY", key_for(runtime.settings, Role.ADMIN))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

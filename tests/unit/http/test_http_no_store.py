@@ -7,21 +7,27 @@ from collections.abc import Callable
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from identity_helpers import key_for
 from ingest_helpers import RecordingPublisher
 
 from pipeline.api.app import ROUTERS, create_api
 from pipeline.config import Settings
 from pipeline.db import ensure_schema
 from pipeline.http.caching import NoStoreRoute
+from pipeline.models.identity import Role
 from pipeline.runtime import Runtime
 
-TOKENS = {"dpo_token": "dpo-secret", "sales_token": "sales-secret", "reviewer_token": "reviewer-secret"}
 PRIVATE = ("/v1/dpo", "/v1/crm", "/v1/review")
 
 
 @pytest.fixture
-def client(make_settings: Callable[..., Settings]) -> TestClient:
-    runtime = Runtime(make_settings(**TOKENS))
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def client(settings: Settings) -> TestClient:
+    runtime = Runtime(settings)
     ensure_schema(runtime.engine)
     return TestClient(create_api(runtime, RecordingPublisher()))  # type: ignore[arg-type]
 
@@ -34,28 +40,28 @@ def test_every_route_under_the_private_prefixes_is_no_store() -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "token", "body", "status"),
+    ("method", "path", "role", "body", "status"),
     [
-        ("GET", "/v1/dpo/requests", "dpo-secret", None, 200),
+        ("GET", "/v1/dpo/requests", Role.DPO, None, 200),
         ("GET", "/v1/dpo/requests", None, None, 401),
-        ("GET", "/v1/dpo/requests/00000000-0000-0000-0000-000000000000", "dpo-secret", None, 404),
-        ("GET", "/v1/dpo/requests/00000000-0000-0000-0000-000000000000/export", "dpo-secret", None, 404),
-        ("POST", "/v1/dpo/requests", "dpo-secret", {"kind": "erasure", "email": 7}, 422),
-        ("GET", "/v1/crm/subjects?email=ana%40example.com", "sales-secret", None, 200),
-        ("GET", "/v1/crm/subjects/sk_nobody", "sales-secret", None, 404),
-        ("GET", "/v1/crm/subjects?limit=0&email=a%40b.example", "sales-secret", None, 422),
-        ("GET", "/v1/crm/subjects?email=a%40b.example", "wrong", None, 401),
-        ("GET", "/v1/review/quarantine", "wrong", None, 401),
+        ("GET", "/v1/dpo/requests/00000000-0000-0000-0000-000000000000", Role.DPO, None, 404),
+        ("GET", "/v1/dpo/requests/00000000-0000-0000-0000-000000000000/export", Role.DPO, None, 404),
+        ("POST", "/v1/dpo/requests", Role.DPO, {"kind": "erasure", "email": 7}, 422),
+        ("GET", "/v1/crm/subjects?email=ana%40example.com", Role.SALES, None, 200),
+        ("GET", "/v1/crm/subjects/sk_nobody", Role.SALES, None, 404),
+        ("GET", "/v1/crm/subjects?limit=0&email=a%40b.example", Role.SALES, None, 422),
+        ("GET", "/v1/crm/subjects?email=a%40b.example", None, None, 401),
+        ("GET", "/v1/review/quarantine", None, None, 401),
     ],
 )
 def test_answers_are_no_store(
-    client: TestClient, method: str, path: str, token: str | None, body: object, status: int
+    client: TestClient, settings: Settings, method: str, path: str, role: Role | None, body: object, status: int
 ) -> None:
-    headers = {"authorization": f"Bearer {token}"} if token else {}
+    headers = {"authorization": f"Bearer {key_for(settings, role)}"} if role else {}
     answer = client.request(method, path, headers=headers, json=body)
     assert answer.status_code == status, answer.text
     assert answer.headers.get("cache-control") == "no-store"
 
 
-def test_ingest_and_health_are_not_touched(client: TestClient) -> None:
-    assert "cache-control" not in client.get("/healthz").headers
+def test_the_other_routes_are_no_store_by_the_app_s_security_headers(client: TestClient) -> None:
+    assert client.get("/healthz").headers["cache-control"] == "no-store"  # pipeline.http.app.SecurityHeaders

@@ -88,5 +88,6 @@ def test_principal_serialises_for_the_audit() -> None:
         "kind": "person",
         "roles": ["dpo", "sales"],
         "auth": "api_key",
+        "sources": [],
     }
     assert Principal.model_validate(p.audit_ref()) == p

@@ -28,11 +28,15 @@ from pipeline import clidocs, clikit
 from pipeline.cli import app
 from pipeline.config import get_settings
 from pipeline.dlq import cli as dlq_cli
+from pipeline.identity import operator as operator_module
+from pipeline.models.identity import Role, system_principal
 from pipeline.rights import cli as rights_cli
 
 ROOT = typer.main.get_command(app)
 COMMANDS = clidocs.leaf_commands(ROOT)
 NAMES = [name for name, _ in COMMANDS]
+
+ADMIN = system_principal("test-admin").model_copy(update={"roles": frozenset({Role.ADMIN})})
 
 
 def _command(name: str) -> Any:
@@ -254,6 +258,8 @@ def test_a_failure_after_the_check_is_one_line_too_and_debug_shows_the_traceback
 ) -> None:
     monkeypatch.setattr(leadpipe_cli, "check_kafka", lambda _settings: None)
     monkeypatch.setattr(dlq_cli, "_service", _Gone)
+    # the operator is resolved before the body runs (its first run on a fresh home bootstraps an admin, which logs)
+    monkeypatch.setattr(operator_module, "resolve_operator", lambda _settings, _permission: ADMIN)
     started = time.monotonic()
     line = _one_line_failure(CliRunner().invoke(app, ["dlq", "list"]), started)
     assert line.startswith("leadpipe: Kafka at 127.0.0.1:") and "Broker transport failure" in line

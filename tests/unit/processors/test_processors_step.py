@@ -146,11 +146,13 @@ def test_a_child_s_subject_is_erased_everywhere_by_a_request_issued_like_the_dpo
     [first] = _run(step, [_consumed(runtime, event)])[RIGHTS_COMMANDS_TOPIC]
     command = RightsCommand.model_validate_json(first.value or b"")
     assert first.key == event.subject_key.encode()
-    assert (command.kind, command.subject_key, command.issued_by) == (
+    assert (command.kind, command.subject_key, command.issued_by, command.issuer) == (
         RightKind.ERASURE,
         event.subject_key,
+        "client:children-rule",
         CHILDREN_ACTOR,
     )
+    assert CHILDREN_ACTOR.auth == "system"
     assert command.issued_at == NOW and command.due_at > NOW and command.sealed is None
     [again] = _run(step, [_consumed(runtime, event, offset=1)])[RIGHTS_COMMANDS_TOPIC]
     assert RightsCommand.model_validate_json(again.value or b"").request_id == command.request_id

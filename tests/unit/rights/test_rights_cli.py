@@ -1,25 +1,42 @@
-"""``leadpipe dpo <request>``: every request command takes the same identity, operator and waiting options and
-hands the right kind and its own fields to the one submit path (no broker, no database: ``_submit`` is recorded)."""
+"""``leadpipe dpo <request>``: every request command takes the same identity and waiting options and hands the right
+kind and its own fields to the one submit path (no broker: ``_submit`` is recorded), run by its operator: here, on
+the embedded default without a key, the bootstrapped admin (recorded with ``auth: local``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from pipeline.config import get_settings
+from pipeline.identity.operator import operator
 from pipeline.models.common import Purpose
 from pipeline.models.rights import RightKind
 from pipeline.rights import cli
 
-COMMON = ["--phone", "+4721929300", "--region", "NO", "--operator", "dpo:ann", "--wait", "--timeout", "5"]
+COMMON = ["--phone", "+4721929300", "--region", "NO", "--wait", "--timeout", "5"]
 
 
 @pytest.fixture
-def submitted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[RightKind, bool, float, dict[str, Any]]]:
-    calls: list[tuple[RightKind, bool, float, dict[str, Any]]] = []
-    monkeypatch.setattr(cli, "_submit", lambda kind, wait, timeout, **kw: calls.append((kind, wait, timeout, kw)))
-    return calls
+def submitted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[tuple[Any, ...]]]:
+    monkeypatch.setenv("LEADPIPE_HOME", str(tmp_path))
+    monkeypatch.setenv("LEADPIPE_ENVIRONMENT", "development")
+    monkeypatch.delenv("LEADPIPE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("LEADPIPE_API_KEY", raising=False)
+    get_settings.cache_clear()
+    calls: list[tuple[Any, ...]] = []
+
+    def record(kind: RightKind, wait: bool, timeout: float, **kw: Any) -> None:
+        by = operator()
+        calls.append((kind, wait, timeout, kw))
+        assert (by.display_name, by.auth) == ("Administrator", "local")
+
+    monkeypatch.setattr(cli, "_submit", record)
+    yield calls
+    get_settings.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -50,9 +67,7 @@ def test_each_request_command_submits_its_kind_with_the_common_options(
 ) -> None:
     result = CliRunner().invoke(cli.dpo_app, [command, *own, *COMMON])
     assert result.exit_code == 0, result.output
-    assert submitted == [
-        (kind, True, 5.0, {"email": None, "phone": "+4721929300", "region": "NO", "operator": "dpo:ann", **extra})
-    ]
+    assert submitted == [(kind, True, 5.0, {"email": None, "phone": "+4721929300", "region": "NO", **extra})]
 
 
 def test_defaults_and_the_erasure_confirmation(submitted: list[Any]) -> None:
@@ -60,14 +75,18 @@ def test_defaults_and_the_erasure_confirmation(submitted: list[Any]) -> None:
     assert refused.exit_code != 0 and submitted == []
     result = CliRunner().invoke(cli.dpo_app, ["object", "--email", "a@example.com"])
     assert result.exit_code == 0, result.output
-    assert submitted == [
-        (RightKind.OBJECTION, False, 60.0, {"email": "a@example.com", "phone": None, "region": None, "operator": "dpo"})
-    ]
+    assert submitted == [(RightKind.OBJECTION, False, 60.0, {"email": "a@example.com", "phone": None, "region": None})]
 
 
 def test_a_malformed_rectification_is_refused_before_anything_is_submitted(submitted: list[Any]) -> None:
     result = CliRunner().invoke(cli.dpo_app, ["rectify", "--email", "a@example.com", "--set", "no-equals-sign"])
     assert result.exit_code == 2 and "field=value" in result.output and submitted == []
+
+
+def test_the_bootstrapped_admin_s_key_is_written_once_to_a_private_file(submitted: list[Any], tmp_path: Path) -> None:
+    assert CliRunner().invoke(cli.dpo_app, ["object", "--email", "a@example.com"]).exit_code == 0
+    key_file = tmp_path / "secrets" / "bootstrap-admin-key"
+    assert key_file.read_text().startswith("lpk_") and key_file.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_website_visitor_is_erased_by_its_cookie_id(submitted: list[Any]) -> None:

@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
+from identity_helpers import person
 
 from pipeline.crypto.sealing import Sealer
 from pipeline.models.common import Purpose
@@ -19,6 +20,7 @@ from pipeline.rights.commands import (
 
 PEPPER = b"pepper"
 NOW = datetime(2025, 1, 31, 9, tzinfo=UTC)
+D = person("dpo")
 
 
 class DictKeys:
@@ -62,7 +64,7 @@ def test_a_website_visitor_is_identified_by_the_key_of_its_cookie_id() -> None:
 
 
 def test_deadline_is_one_month_after_receipt() -> None:
-    cmd = build_command(RightKind.ERASURE, "sk_x0000000", issued_by="dpo:anna", now=NOW)
+    cmd = build_command(RightKind.ERASURE, "sk_x0000000", issued_by=person("dpo:anna"), now=NOW)
     assert cmd.due_at == datetime(2025, 2, 28, 9, tzinfo=UTC)
     assert cmd.sealed is None
 
@@ -73,7 +75,7 @@ def test_rectified_values_travel_sealed_with_the_subject_key() -> None:
     cmd = build_command(
         RightKind.RECTIFICATION,
         "sk_x0000000",
-        issued_by="dpo",
+        issued_by=person("dpo"),
         sealer=sealer,
         rectify={"last_name": "Kowalska", "position": " CTO "},
     )
@@ -86,9 +88,9 @@ def test_rectified_values_travel_sealed_with_the_subject_key() -> None:
 def test_unknown_fields_or_nothing_to_rectify_are_refused() -> None:
     sealer = Sealer(DictKeys())
     with pytest.raises(ValueError, match="cannot rectify shoe_size"):
-        build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by="d", sealer=sealer, rectify={"shoe_size": "9"})
+        build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={"shoe_size": "9"})
     with pytest.raises(ValueError, match="at least one"):
-        build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by="d", sealer=sealer, rectify={})
+        build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={})
 
 
 def test_a_corrected_email_carries_the_new_key_in_clear_and_the_address_sealed() -> None:
@@ -97,7 +99,7 @@ def test_a_corrected_email_carries_the_new_key_in_clear_and_the_address_sealed()
     cmd = build_command(
         RightKind.RECTIFICATION,
         "sk_x0000000",
-        issued_by="d",
+        issued_by=D,
         sealer=sealer,
         rectify={"email": "ada@new.example"},
         new_subject_key=new_key,
@@ -109,19 +111,19 @@ def test_a_corrected_email_carries_the_new_key_in_clear_and_the_address_sealed()
     forget = build_command(
         RightKind.RECTIFICATION,
         "sk_x0000000",
-        issued_by="d",
+        issued_by=D,
         sealer=sealer,
         rectify={"email": "a@b.co"},
         new_subject_key=new_key,
     )
     assert sealer.open_model(forget.sealed, RectificationBody).old_address == "forget"  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="the subject key of the new address"):
-        build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by="d", sealer=sealer, rectify={"email": "a@b.co"})
+        build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={"email": "a@b.co"})
     with pytest.raises(ValueError, match="--old-address applies only"):
         build_command(
             RightKind.RECTIFICATION,
             "sk_x0000000",
-            issued_by="d",
+            issued_by=D,
             sealer=sealer,
             rectify={"company": "X"},
             old_address="alias",
@@ -132,7 +134,7 @@ def test_the_identity_the_dpo_gave_travels_sealed() -> None:
     sealer = Sealer(DictKeys())
     identity = named(email=" Ada@Example.COM ")
     assert identity == RequestIdentity(email="ada@example.com")
-    cmd = build_command(RightKind.ERASURE, "sk_x0000000", issued_by="d", sealer=sealer, identity=identity)
+    cmd = build_command(RightKind.ERASURE, "sk_x0000000", issued_by=D, sealer=sealer, identity=identity)
     assert cmd.identity is not None and "example.com" not in cmd.model_dump_json()
     assert sealer.open_model(cmd.identity, RequestIdentity) == identity
     assert named(phone="020 7946 0958", region="GB") == RequestIdentity(phone="+442079460958")
@@ -140,22 +142,22 @@ def test_the_identity_the_dpo_gave_travels_sealed() -> None:
 
 def test_access_command_carries_a_sealed_password() -> None:
     sealer = Sealer(DictKeys())
-    cmd = build_command(RightKind.ACCESS, "sk_x0000000", issued_by="d", sealer=sealer, password="p" * 20)
+    cmd = build_command(RightKind.ACCESS, "sk_x0000000", issued_by=D, sealer=sealer, password="p" * 20)
     assert cmd.sealed is not None and "ppppp" not in cmd.model_dump_json()
     assert sealer.open_model(cmd.sealed, ExportDelivery).password == "p" * 20
-    generated = build_command(RightKind.ACCESS, "sk_x0000000", issued_by="d", sealer=sealer)
+    generated = build_command(RightKind.ACCESS, "sk_x0000000", issued_by=D, sealer=sealer)
     assert generated.sealed is not None
     assert len(sealer.open_model(generated.sealed, ExportDelivery).password or "") >= 16
 
 
 def test_commands_that_need_details_say_which() -> None:
-    every = build_command(RightKind.CONSENT_WITHDRAWAL, "sk_x0000000", issued_by="d")
+    every = build_command(RightKind.CONSENT_WITHDRAWAL, "sk_x0000000", issued_by=D)
     assert every.purposes == ()  # no purpose named: every purpose resting on consent stops
     with pytest.raises(ValueError, match="expired interactions"):
-        build_command(RightKind.RETENTION_EXPIRY, "sk_x0000000", issued_by="d")
+        build_command(RightKind.RETENTION_EXPIRY, "sk_x0000000", issued_by=D)
     with pytest.raises(ValueError, match="sealer"):
-        build_command(RightKind.ACCESS, "sk_x0000000", issued_by="d")
-    ok = build_command(RightKind.CONSENT_WITHDRAWAL, "sk_x0000000", issued_by="d", purposes=[Purpose.FURTHER_CONTACT])
+        build_command(RightKind.ACCESS, "sk_x0000000", issued_by=D)
+    ok = build_command(RightKind.CONSENT_WITHDRAWAL, "sk_x0000000", issued_by=D, purposes=[Purpose.FURTHER_CONTACT])
     assert ok.purposes == (Purpose.FURTHER_CONTACT,)
     ids = (uuid4(),)
-    assert build_command(RightKind.RETENTION_EXPIRY, "sk_x0000000", issued_by="d", event_ids=ids).event_ids == ids
+    assert build_command(RightKind.RETENTION_EXPIRY, "sk_x0000000", issued_by=D, event_ids=ids).event_ids == ids

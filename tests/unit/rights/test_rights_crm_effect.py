@@ -11,6 +11,7 @@ from uuid import uuid4
 
 import pytest
 from fakes.contacts import PEPPER, make_tagged
+from identity_helpers import person
 
 from pipeline.db import ensure_schema, make_engine
 from pipeline.models.records import Sealed
@@ -34,7 +35,7 @@ def crm(tmp_path: Path) -> Iterator[CrmRights]:
 
 
 def command(kind: RightKind, subject_key: str, **extra: Any) -> RightsCommand:
-    built = build_command(RightKind.OBJECTION, subject_key, issued_by="dpo:test", now=NOW)
+    built = build_command(RightKind.OBJECTION, subject_key, issued_by=person("dpo:test"), now=NOW)
     return built.model_copy(update={"kind": kind, **extra})
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from identity_helpers import person
 
 from pipeline.models.common import Purpose
+from pipeline.models.identity import Role
 from pipeline.models.rights import RightKind
 from pipeline.rights.dpo import DpoTools
 from pipeline.runtime import Runtime
+
+DPO = person("dana", "Dana Privacy", Role.DPO)
 
 
 class Publisher:
@@ -32,7 +36,7 @@ def test_withdrawing_consent_from_a_purpose_that_does_not_rest_on_it_is_refused(
 ) -> None:
     """Policy 9.8 applies to processing "based on your consent"; which purposes those are is the policy file's."""
     with pytest.raises(ValueError, match="this purpose does not rest on consent") as refused:
-        tools.request(RightKind.CONSENT_WITHDRAWAL, operator="dpo", email="a@example.com", purposes=[purpose])
+        tools.request(RightKind.CONSENT_WITHDRAWAL, by=DPO, email="a@example.com", purposes=[purpose])
     assert purpose.value in str(refused.value)
     basis = tools.policy.purposes[purpose].legal_basis.value
     assert f"legal basis {basis}" in str(refused.value)
@@ -41,7 +45,7 @@ def test_withdrawing_consent_from_a_purpose_that_does_not_rest_on_it_is_refused(
 
 def test_withdrawing_a_consent_purpose_is_accepted(tools: DpoTools) -> None:
     submitted = tools.request(
-        RightKind.CONSENT_WITHDRAWAL, operator="dpo", email="a@example.com", purposes=[Purpose.FURTHER_CONTACT]
+        RightKind.CONSENT_WITHDRAWAL, by=DPO, email="a@example.com", purposes=[Purpose.FURTHER_CONTACT]
     )
     assert submitted.command.purposes == (Purpose.FURTHER_CONTACT,)
     assert [r.request_id for r in tools.tracker.requests()] == [str(submitted.command.request_id)]
@@ -52,9 +56,9 @@ def test_a_corrected_address_is_checked_and_canonicalised_before_anything_is_rec
     from pipeline.rights.plan import REKEY_PLAN
 
     with pytest.raises(IdentityError, match="email"):
-        tools.request(RightKind.RECTIFICATION, operator="dpo", email="a@example.com", rectify={"email": "nope"})
+        tools.request(RightKind.RECTIFICATION, by=DPO, email="a@example.com", rectify={"email": "nope"})
     submitted = tools.request(
-        RightKind.RECTIFICATION, operator="dpo", email="a@example.com", rectify={"email": " B@Example.com "}
+        RightKind.RECTIFICATION, by=DPO, email="a@example.com", rectify={"email": " B@Example.com "}
     )
     assert submitted.command.new_subject_key == tools.subject(email="b@example.com")
     [view] = tools.tracker.requests()

@@ -8,6 +8,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from identity_helpers import person
 
 from pipeline.kafka.producer import Outgoing
 from pipeline.models.rights import RightKind, RightsStatus, SinkStatus
@@ -89,7 +90,7 @@ def test_sinks_run_in_plan_order_and_the_request_completes(runtime: Runtime) -> 
             return super().apply(ctx)
 
     ex = executor(runtime, [Ordered(s, ok()) for s in ("export", "hubspot", "crm", "kafka", "suppression")])
-    cmd = build_command(RightKind.ERASURE, SK, issued_by="dpo", now=NOW)
+    cmd = build_command(RightKind.ERASURE, SK, issued_by=person("dpo"), now=NOW)
     statuses = ex.execute(cmd)
     assert order == ["suppression", "kafka", "crm", "hubspot", "export"]  # suppression first: the chain stops at once
     assert [s.status for s in statuses] == [SinkStatus.DONE] * 5
@@ -107,7 +108,7 @@ def test_transient_failures_are_retried_with_growing_backoff(runtime: Runtime) -
     flaky = Scripted("hubspot", EffectError("hubspot_unavailable", "503"), RuntimeError("reset"), ok(purged=1))
     effects: list[Effect] = [Scripted(s, ok()) for s in ("suppression", "crm")] + [flaky]
     ex = executor(runtime, effects, sleeps)
-    cmd = build_command(RightKind.OBJECTION, SK, issued_by="dpo", now=NOW)
+    cmd = build_command(RightKind.OBJECTION, SK, issued_by=person("dpo"), now=NOW)
     statuses = {s.sink: s for s in ex.execute(cmd)}
     assert statuses["hubspot"].status is SinkStatus.DONE and statuses["hubspot"].evidence == {"purged": 1}
     assert len(flaky.calls) == 3
@@ -120,7 +121,7 @@ def test_exhausted_retries_are_recorded_failed_and_retried_later_not_forgotten(r
     down = Scripted("hubspot", EffectError("hubspot_unavailable", "HubSpot down"))
     effects: list[Effect] = [Scripted(s, ok()) for s in ("suppression", "crm")] + [down]
     ex = executor(runtime, effects)
-    cmd = build_command(RightKind.OBJECTION, SK, issued_by="dpo", now=NOW)
+    cmd = build_command(RightKind.OBJECTION, SK, issued_by=person("dpo"), now=NOW)
     statuses = {s.sink: s for s in ex.execute(cmd)}
     assert statuses["hubspot"].status is SinkStatus.FAILED and "HubSpot down" in statuses["hubspot"].evidence["error"]
     assert len(down.calls) == 4
@@ -143,7 +144,7 @@ def test_exhausted_retries_are_recorded_failed_and_retried_later_not_forgotten(r
 def test_non_retryable_failure_is_not_hammered(runtime: Runtime) -> None:
     refused = Scripted("hubspot", EffectError("hubspot_400", "VALIDATION_ERROR", retryable=False, status=400))
     ex = executor(runtime, [Scripted(s, ok()) for s in ("suppression", "crm")] + [refused])
-    statuses = {s.sink: s for s in ex.execute(build_command(RightKind.OBJECTION, SK, issued_by="d", now=NOW))}
+    statuses = {s.sink: s for s in ex.execute(build_command(RightKind.OBJECTION, SK, issued_by=person("d"), now=NOW))}
     assert len(refused.calls) == 1
     assert statuses["hubspot"].status is SinkStatus.FAILED and statuses["hubspot"].evidence["status"] == 400
 
@@ -151,7 +152,7 @@ def test_non_retryable_failure_is_not_hammered(runtime: Runtime) -> None:
 def test_replayed_command_does_not_run_confirmed_sinks_again(runtime: Runtime) -> None:
     effects = all_ok(RightKind.ERASURE)
     ex = executor(runtime, effects)
-    cmd = build_command(RightKind.ERASURE, SK, issued_by="dpo", now=NOW)
+    cmd = build_command(RightKind.ERASURE, SK, issued_by=person("dpo"), now=NOW)
     ex.execute(cmd)
     assert ex.execute(cmd) == []  # e.g. the rights topic replayed after the person came back: nothing re-erased
     assert all(len(e.calls) == 1 for e in effects)  # type: ignore[attr-defined]
@@ -168,7 +169,7 @@ def test_retention_expiry_erases_the_subject_only_when_nothing_is_left(runtime: 
                 return super().apply(ctx)
 
         effects: list[Effect] = [crm] + [Probe(s, ok()) for s in ("suppression", "kafka", "hubspot")]
-        cmd = build_command(RightKind.RETENTION_EXPIRY, SK, issued_by="retention-sweep", event_ids=[uuid4()])
+        cmd = build_command(RightKind.RETENTION_EXPIRY, SK, issued_by=person("retention-sweep"), event_ids=[uuid4()])
         statuses = {s.sink: s for s in executor(runtime, effects).execute(cmd)}
         assert seen == dict.fromkeys(("suppression", "kafka", "hubspot"), remaining == 0)
         return statuses
@@ -182,7 +183,7 @@ def test_handover_is_sealed_per_request_and_its_key_destroyed_when_done(runtime:
     hub = Scripted("hubspot", EffectError("hubspot_unavailable", "down"))
     effects: list[Effect] = [crm, hub, Scripted("suppression", ok()), Scripted("kafka", ok()), Scripted("export", ok())]
     ex = executor(runtime, effects)
-    cmd = build_command(RightKind.ERASURE, SK, issued_by="dpo", now=NOW)
+    cmd = build_command(RightKind.ERASURE, SK, issued_by=person("dpo"), now=NOW)
     ex.execute(cmd)
     sealed = ex.tracker.handover(cmd.request_id)
     assert sealed is not None and "zoe@example.com" not in sealed.model_dump_json()
@@ -205,7 +206,7 @@ def test_unknown_sink_effect_is_recorded_as_failed(runtime: Runtime) -> None:
             build_command(
                 RightKind.RECTIFICATION,
                 SK,
-                issued_by="d",
+                issued_by=person("d"),
                 now=NOW,
                 sealer=runtime.codec.sealer,
                 rectify={"position": "x"},
@@ -237,7 +238,7 @@ def test_a_corrected_address_destroys_the_old_key_only_after_every_other_sink_co
     cmd = build_command(
         RightKind.RECTIFICATION,
         SK,
-        issued_by="dpo",
+        issued_by=person("dpo"),
         now=NOW,
         sealer=runtime.codec.sealer,
         rectify={"email": "new@example.com"},

@@ -8,6 +8,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from identity_helpers import person
 from pypdf import PdfReader
 
 from pipeline.db import ensure_schema, make_engine
@@ -108,7 +109,7 @@ def _export(tmp_path: Path, gateway: _Gateway) -> tuple[ExportEffect, Context]:
     ensure_schema(engine)
     reader = ExportReader(gateway)  # type: ignore[arg-type]  # only the reads are used
     effect = ExportEffect(CrmRights(engine), tmp_path / "exports", lambda: reader, storage=load_policy().storage)
-    command = build_command(RightKind.PORTABILITY, "sk_" + "2" * 40, issued_by="dpo:test")
+    command = build_command(RightKind.PORTABILITY, "sk_" + "2" * 40, issued_by=person("dpo:test"))
     ctx = Context(
         command=command,
         now=datetime.now(UTC),
@@ -149,9 +150,9 @@ def test_an_erasure_deletes_the_subject_s_exports_waiting_for_delivery(tmp_path:
     effect, ctx = _export(tmp_path, _Gateway([]))
     written = Path(str(effect.apply(ctx).evidence["path"]))
     assert written.parent == effect.subject_dir(ctx.command.subject_key) and written.exists()
-    other = build_command(RightKind.PORTABILITY, "sk_" + "3" * 40, issued_by="dpo:test")
+    other = build_command(RightKind.PORTABILITY, "sk_" + "3" * 40, issued_by=person("dpo:test"))
     kept = Path(str(effect.apply(replace(ctx, command=other)).evidence["path"]))
-    erasure = build_command(RightKind.ERASURE, ctx.command.subject_key, issued_by="dpo:test")
+    erasure = build_command(RightKind.ERASURE, ctx.command.subject_key, issued_by=person("dpo:test"))
     result = effect.apply(replace(ctx, command=erasure))
     assert result.evidence["exports_deleted"] == [written.name]
     assert not written.exists() and not written.parent.exists() and kept.exists()

@@ -11,6 +11,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from identity_helpers import person
 
 from pipeline.crypto.sealing import Sealer
 from pipeline.models.common import Purpose
@@ -114,7 +115,7 @@ def ctx(
 
 
 def cmd(kind: RightKind, **kw: Any) -> RightsCommand:
-    return build_command(kind, SK, issued_by="dpo", sealer=SEALER, **kw)
+    return build_command(kind, SK, issued_by=person("dpo"), sealer=SEALER, **kw)
 
 
 def effect(port: Port, **kw: Any) -> HubSpotEffect:

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from identity_helpers import person
+
+from pipeline.models.identity import system_principal
 from pipeline.models.rights import RightKind, SinkStatus
 from pipeline.rights.dpo import RequestOut, request_out
 from pipeline.rights.tracker import RequestState, RequestView, SinkView
 
 AT = datetime(2025, 6, 1, 12, tzinfo=UTC)
+DPO = person("dpo:test", "Dana Protector")
+AGENT = system_principal("rights-agent")
 
 
 def _view(state: RequestState) -> RequestView:
@@ -17,7 +22,8 @@ def _view(state: RequestState) -> RequestView:
         request_id="7d3c0c7e-0000-4000-8000-000000000001",
         kind=RightKind.ERASURE,
         subject_key="sk_" + "r" * 40,
-        issued_by="dpo:test",
+        issued_by=DPO.actor,
+        issuer=DPO,
         received_at=AT,
         due_at=AT + timedelta(days=30),
         effective_due_at=AT + timedelta(days=30),
@@ -28,6 +34,15 @@ def _view(state: RequestState) -> RequestView:
         notice_due=False,
         sinks=(
             SinkView(sink="crm", status=SinkStatus.FAILED, attempts=2, error="db down", evidence={}, updated_at=AT),
+            SinkView(
+                sink="suppression",
+                status=SinkStatus.DONE,
+                attempts=1,
+                error=None,
+                evidence={},
+                updated_at=AT,
+                completed_by=AGENT,
+            ),
         ),
     )
 
@@ -40,19 +55,32 @@ def test_the_dpo_is_shown_the_view_and_whether_it_is_overdue() -> None:
         "kind",
         "subject_key",
         "issued_by",
+        "issuer",
         "received_at",
         "due_at",
         "effective_due_at",
         "extension_reason",
+        "extended_by",
         "extensions",
         "state",
         "overdue",
         "notice_due",
+        "notice_sent_by",
         "completed_at",
         "sinks",
     }
     assert (doc["state"], doc["overdue"]) == ("attention", True)
-    assert doc["sinks"] == [{"sink": "crm", "status": "failed", "attempts": 2, "error": "db down", "evidence": {}}]
+    assert doc["sinks"][0] == {
+        "sink": "crm",
+        "status": "failed",
+        "attempts": 2,
+        "error": "db down",
+        "evidence": {},
+        "completed_by": None,
+    }
+    # who issued it and who completed each step, by id and by name
+    assert doc["issuer"]["display_name"] == "Dana Protector" and doc["issued_by"] == DPO.actor
+    assert doc["sinks"][1]["completed_by"]["display_name"] == "rights-agent"
     schema = RequestOut.model_json_schema(mode="serialization")  # what the API's OpenAPI document shows
     assert set(schema["properties"]) == set(doc)
     assert set(schema["$defs"]["SinkView"]["properties"]) == set(doc["sinks"][0])

@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from identity_helpers import key_for, person
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import get_settings
 from pipeline.db import ensure_schema, make_engine
+from pipeline.models.identity import Role
 from pipeline.models.rights import RightKind, RightsStatus, SinkStatus
 from pipeline.rights.commands import build_command
 from pipeline.rights.tracker import RequestTracker
@@ -29,13 +31,14 @@ def tracker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Request
     get_settings.cache_clear()
     engine = make_engine(url)
     ensure_schema(engine)
+    monkeypatch.setenv("LEADPIPE_API_KEY", key_for(get_settings(), Role.DPO))  # a database URL: a key is needed
     yield RequestTracker(engine)
     engine.dispose()
     get_settings.cache_clear()
 
 
 def _request(tracker: RequestTracker, subject: str, received: datetime, completed: datetime | None) -> str:
-    command = build_command(RightKind.ERASURE, subject, issued_by="dpo:test", now=received)
+    command = build_command(RightKind.ERASURE, subject, issued_by=person("dpo"), now=received)
     tracker.record(command, ["crm"])
     if completed is not None:
         tracker.set_sink(

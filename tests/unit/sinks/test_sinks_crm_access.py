@@ -1,4 +1,5 @@
-"""Sales' read access to the CRM: ``leadpipe crm search|show`` and ``GET /v1/crm/...`` behind the sales token."""
+"""Sales' read access to the CRM: ``leadpipe crm search|show`` and ``GET /v1/crm/...`` with ``crm:read``; a
+restricted subject's data only with ``crm:read_restricted`` (the DPO)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import timedelta
 import pytest
 from fakes.contacts import BASE_TIME, make_tagged
 from fastapi.testclient import TestClient
+from identity_helpers import key_for
 from ingest_helpers import RecordingPublisher
 from typer.testing import CliRunner
 
@@ -18,17 +20,17 @@ from pipeline.cli import app as cli_app
 from pipeline.config import Settings, get_settings
 from pipeline.crm.read import CrmReadModel
 from pipeline.db import ensure_schema
+from pipeline.http.auth import route_accesses
 from pipeline.models import Channel
+from pipeline.models.identity import Role
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.runtime import Runtime
 from pipeline.sinks.crm.writer import CrmWriter
 
-SALES = "sales-secret"
-
 
 @pytest.fixture
 def runtime(make_settings: Callable[..., Settings]) -> Runtime:
-    built = Runtime(make_settings(sales_token=SALES, dpo_token="dpo-secret"))
+    built = Runtime(make_settings())
     ensure_schema(built.engine)
     CrmWriter(built.engine).write_events(
         [
@@ -41,41 +43,55 @@ def runtime(make_settings: Callable[..., Settings]) -> Runtime:
 
 
 @pytest.fixture
-def client(runtime: Runtime) -> TestClient:
-    return TestClient(create_api(runtime, RecordingPublisher()))  # type: ignore[arg-type]  # nothing here publishes
+def keys(runtime: Runtime) -> dict[Role, str]:
+    return {role: key_for(runtime.settings, role) for role in (Role.SALES, Role.DPO, Role.REVIEWER)}
 
 
-def auth(token: str = SALES) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+@pytest.fixture
+def client(runtime: Runtime, keys: dict[Role, str]) -> TestClient:
+    made = TestClient(create_api(runtime, RecordingPublisher()))  # type: ignore[arg-type]  # nothing here publishes
+    made.headers["Authorization"] = f"Bearer {keys[Role.SALES]}"
+    return made
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def test_search_and_show_over_http(client: TestClient) -> None:
-    found = client.get("/v1/crm/subjects", params={"email": "Jane.Doe@example.com"}, headers=auth())
+    found = client.get("/v1/crm/subjects", params={"email": "Jane.Doe@example.com"})
     assert found.status_code == 200
     [hit] = found.json()
     assert hit["interactions"] == 2 and hit["status"] == "active"
     assert found.headers["cache-control"] == "no-store"
-    shown = client.get(f"/v1/crm/subjects/{hit['subject_key']}", headers=auth())
+    shown = client.get(f"/v1/crm/subjects/{hit['subject_key']}")
     assert shown.status_code == 200
     body = shown.json()
     assert [i["channel"] for i in body["interactions_detail"]] == ["web_form", "chatbot"]
     purposes = {p["purpose"]: p["legal_basis"] for p in body["interactions_detail"][0]["purposes"]}
     assert purposes["further_contact"] == "consent"
     assert body["interactions_detail"][0]["retention_expires_at"].startswith("2033-03-01")
-    assert client.get("/v1/crm/subjects", params={"name": "smith"}, headers=auth()).json()[0]["last_name"] == "Smith"
-    assert client.get("/v1/crm/subjects/sk_nobody", headers=auth()).status_code == 404
-    assert client.get("/v1/crm/subjects", headers=auth()).status_code == 422
+    assert client.get("/v1/crm/subjects", params={"name": "smith"}).json()[0]["last_name"] == "Smith"
+    assert client.get("/v1/crm/subjects/sk_nobody").status_code == 404
+    assert client.get("/v1/crm/subjects").status_code == 422
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer dpo-secret"}])
-def test_only_the_sales_token_reads(client: TestClient, headers: dict[str, str]) -> None:
-    assert client.get("/v1/crm/subjects", params={"name": "jane"}, headers=headers).status_code == 401
-    assert client.get("/v1/crm/subjects/sk_x", headers=headers).status_code == 401
+@pytest.mark.parametrize(
+    ("headers", "status"), [({"Authorization": ""}, 401), ({"Authorization": "Bearer wrong"}, 401)]
+)
+def test_only_a_crm_reader_reads(client: TestClient, headers: dict[str, str], status: int) -> None:
+    assert client.get("/v1/crm/subjects", params={"name": "jane"}, headers=headers).status_code == status
+    assert client.get("/v1/crm/subjects/sk_x", headers=headers).status_code == status
+
+
+def test_a_reviewer_may_not_read_the_crm(client: TestClient, keys: dict[Role, str]) -> None:
+    refused = client.get("/v1/crm/subjects", params={"name": "jane"}, headers=auth(keys[Role.REVIEWER]))
+    assert refused.status_code == 403 and refused.json()["detail"]["reason"] == "forbidden"
 
 
 def test_the_router_writes_nothing(client: TestClient) -> None:
-    methods = {m for r in client.app.routes if getattr(r, "path", "").startswith("/v1/crm") for m in r.methods}  # type: ignore[attr-defined]
-    assert methods <= {"GET", "HEAD"}
+    crm = [r for r in route_accesses(client.app) if r.path.startswith("/v1/crm")]  # type: ignore[arg-type]
+    assert len(crm) == 2 and set().union(*(r.methods for r in crm)) <= {"GET", "HEAD"}
 
 
 @pytest.fixture
@@ -83,6 +99,7 @@ def cli_env(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     monkeypatch.setenv("LEADPIPE_HOME", str(runtime.settings.home))
     monkeypatch.setenv("LEADPIPE_DATABASE_URL", runtime.settings.resolved_database_url)
     monkeypatch.setenv("LEADPIPE_LOG_FORMAT", "console")
+    monkeypatch.setenv("LEADPIPE_API_KEY", key_for(runtime.settings, Role.SALES))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -102,21 +119,31 @@ RESTRICTED_DATA = ("john.smith", "Smith", "John", "+49", "Please call")
 def test_a_restricted_subject_is_withheld_from_sales_over_http(client: TestClient, runtime: Runtime) -> None:
     """Policy 9.4: kept, identifiable as blocked, not processed further (sales reading it would be)."""
     key = _restrict(runtime, "john.smith@example.org")
-    by_name = client.get("/v1/crm/subjects", params={"name": "smith"}, headers=auth())
+    by_name = client.get("/v1/crm/subjects", params={"name": "smith"})
     assert by_name.json() == []  # a name would rebuild what is withheld: only the key or the exact e-mail finds it
-    found = client.get("/v1/crm/subjects", params={"email": "john.smith@example.org"}, headers=auth())
+    found = client.get("/v1/crm/subjects", params={"email": "john.smith@example.org"})
     [hit] = found.json()
     assert (hit["subject_key"], hit["status"], hit["withheld"], hit["interactions"]) == (key, "restricted", True, 1)
-    shown = client.get(f"/v1/crm/subjects/{key}", headers=auth()).json()
+    shown = client.get(f"/v1/crm/subjects/{key}").json()
     assert shown["withheld"] is True and shown["restricted_at"] is not None
     assert shown["interactions_detail"] == [] and shown["identities"] == [] and shown["email"] is None
     for text in RESTRICTED_DATA:
         assert text not in found.text and text not in json.dumps(shown)
-    other = client.get("/v1/crm/subjects", params={"email": "jane.doe@example.com"}, headers=auth()).json()
+    other = client.get("/v1/crm/subjects", params={"email": "jane.doe@example.com"}).json()
     assert other[0]["withheld"] is False and other[0]["email"] == "jane.doe@example.com"
     # the data itself is kept: the DPO's access export reads it through the read model
     stored = CrmReadModel(runtime.engine).show(key)
     assert stored is not None and stored.email == "john.smith@example.org" and stored.interactions_detail
+
+
+def test_the_dpo_reads_a_restricted_subject_whole(client: TestClient, runtime: Runtime, keys: dict[Role, str]) -> None:
+    key = _restrict(runtime, "john.smith@example.org")
+    shown = client.get(f"/v1/crm/subjects/{key}", headers=auth(keys[Role.DPO])).json()
+    assert shown["withheld"] is False and shown["email"] == "john.smith@example.org" and shown["interactions_detail"]
+    # found like sales find it (by key or exact e-mail, never by name), but whole
+    found = client.get("/v1/crm/subjects", params={"email": "john.smith@example.org"}, headers=auth(keys[Role.DPO]))
+    [hit] = found.json()
+    assert hit["last_name"] == "Smith" and hit["withheld"] is False
 
 
 def test_a_restricted_subject_is_withheld_from_sales_in_the_cli(cli_env: None, runtime: Runtime) -> None:
