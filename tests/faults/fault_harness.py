@@ -39,12 +39,14 @@ from typing import Any
 import httpx
 import psycopg
 from fakes.hubspot import FakeHubSpot
+from identity_helpers import key_for
 
 from pipeline.agents.launch import WorkerProcess, worker_env
 from pipeline.config import Settings
 from pipeline.ingest.api import sign
 from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.launcher import free_port
+from pipeline.models.identity import Role
 from pipeline.models.records import DeadLetter
 from pipeline.models.rights import SinkResult
 from pipeline.normalize import subject_key
@@ -336,6 +338,8 @@ class System:
 
     def start(self) -> System:
         self.api.start()
+        # the DPO's command line acts as a named person with the DPO role (issue 15): one of this scenario's own
+        self.env["LEADPIPE_API_KEY"] = key_for(self.settings, Role.DPO, display_name="Fault Suite DPO")
         for worker in self.workers:
             worker.start()
         for worker in self.workers:
