@@ -37,6 +37,7 @@ from fakes.hubspot import FakeHubSpot, Fault
 from fastapi.testclient import TestClient
 from hubspot import HubSpot
 from hubspot.crm.contacts.models import SimplePublicObjectInputForCreate
+from identity_helpers import key_for
 from pypdf import PdfReader
 from rights_helpers import wait_until
 from typer.testing import CliRunner
@@ -53,12 +54,12 @@ from pipeline.db import ensure_schema
 from pipeline.ingest.api import sign
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.kafka.topics import apply_topics, delete_prefixed_topics
+from pipeline.models.identity import Role
 from pipeline.runtime import Runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SECRET = "scenario-form-secret"
-DPO_TOKEN = "scenario-dpo-token-0123456789"
 SOURCE = "site-form"
 REQUEST = re.compile(r"request ([0-9a-f-]{36}) \((\w+)\) for subject (sk_\w+)")
 
@@ -72,6 +73,9 @@ class Pipeline:
     hub: FakeHubSpot
     http: TestClient
     crm: CrmReadModel
+    dpo_key: str
+    """The scenario DPO's API key (identity, issue 15): the CLI and the API act as this named person."""
+    sales_key: str
 
     # ---- in: a website's signed form, an import ----------------------------------------------------------------
 
@@ -125,9 +129,13 @@ class Pipeline:
 
     # ---- the operator's commands --------------------------------------------------------------------------------
 
+    def _as(self, key: str) -> dict[str, str]:
+        """The CLI's environment: settings as LEADPIPE_* variables, and whose API key it acts with."""
+        return worker_env(self.settings, base={}, LEADPIPE_API_KEY=key)
+
     def leadpipe(self, *args: str, expect: int = 0) -> str:
-        """``leadpipe ...`` as the DPO or sales run it (the CLI reads its settings from LEADPIPE_* variables)."""
-        with mock.patch.dict(os.environ, worker_env(self.settings, base={}), clear=False):
+        """``leadpipe ...`` as the DPO runs it (the CLI reads its settings from LEADPIPE_* variables)."""
+        with mock.patch.dict(os.environ, self._as(self.dpo_key), clear=False):
             get_settings.cache_clear()
             try:
                 result = CliRunner().invoke(cli, list(args))
@@ -145,7 +153,7 @@ class Pipeline:
 
     def crm_show(self, ref: str) -> dict[str, Any] | None:
         """``leadpipe crm show``: what sales sees (None: no contact found)."""
-        with mock.patch.dict(os.environ, worker_env(self.settings, base={}), clear=False):
+        with mock.patch.dict(os.environ, self._as(self.sales_key), clear=False):
             get_settings.cache_clear()
             try:
                 result = CliRunner().invoke(cli, ["crm", "show", ref])
@@ -159,7 +167,7 @@ class Pipeline:
 
     def api(self, kind: str, **body: Any) -> dict[str, Any]:
         """A request through the DPO API, waited for until it completed; the request as the API shows it."""
-        auth = {"Authorization": f"Bearer {DPO_TOKEN}"}
+        auth = {"Authorization": f"Bearer {self.dpo_key}"}
         answer = self.http.post("/v1/dpo/requests", json={"kind": kind, **body}, headers=auth)
         assert answer.status_code == 202, answer.text
         request_id = answer.json()["request_id"]
@@ -214,19 +222,20 @@ def pipeline(kafka_bootstrap: str, pg_admin_url: str, tmp_path_factory: pytest.T
             rights_max_attempts=2,
             rights_hubspot_consent_subscriptions=("1001",),
             batch_timeout_s=0.05,
-            dpo_token=DPO_TOKEN,
             sources={SOURCE: {"channel": "web_form", "hmac_secret": SECRET}},
         )
         apply_topics(settings)
         runtime = Runtime(settings)
         ensure_schema(runtime.engine)
+        dpo_key = key_for(settings, Role.DPO, "scenario-dpo", display_name="Dana Scenario")
+        sales_key = key_for(settings, Role.SALES, "scenario-sales", display_name="Sam Sales")
         publisher = ConfirmingPublisher(settings)
         worker = WorkerThread(create_app(runtime, [processing.register, sinks.register, rights.register])).start(
             wait_for_topics=(settings.topic("rights.commands"), settings.topic("contacts.accepted"))
         )
         try:
             with TestClient(create_api(runtime, publisher)) as http:
-                yield Pipeline(settings, runtime, hub, http, CrmReadModel(runtime.engine))
+                yield Pipeline(settings, runtime, hub, http, CrmReadModel(runtime.engine), dpo_key, sales_key)
         finally:
             worker.stop()
             publisher.close()
