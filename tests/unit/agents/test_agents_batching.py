@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import pytest
@@ -10,7 +11,7 @@ from faust.types import TP
 
 from pipeline.agents.app import LeadpipeApp
 from pipeline.agents.batching import unhandled
-from pipeline.agents.faust_adapter import BatchingConsumer, committable_end
+from pipeline.agents.faust_adapter import BatchingConsumer, committable_end, current_batch
 
 
 @dataclass(frozen=True)
@@ -101,3 +102,75 @@ async def test_a_gap_above_the_acknowledged_records_waits_for_its_record(consume
     await consumer._add_gap(tp, 6, 7)  # record 7 read after 5 (a marker at 6), not acknowledged yet
     assert consumer._new_offset(tp) == 5
     assert list(consumer._gap[tp])  # kept for when record 7 is acknowledged
+
+
+# ---- a revocation and the stream batches in flight -------------------------------------------------------------
+
+
+async def test_a_revocation_waits_for_the_stream_batch_in_flight_which_may_still_acknowledge(
+    consumer: BatchingConsumer,
+) -> None:
+    generation = consumer.app.consumer_generation_id
+    consumer.stop_flow()  # as on_partitions_revoked does first
+    assert not consumer.current(generation) and not consumer.fresh(generation)
+    consumer.batch_started()
+    seen: list[tuple[bool, bool]] = []
+
+    async def finish() -> None:
+        await asyncio.sleep(0.05)
+        seen.append((consumer.current(generation), consumer.fresh(generation)))
+        consumer.batch_finished()
+
+    task = asyncio.create_task(finish())
+    await consumer.finish_batches_in_flight()
+    await task
+    assert seen == [(True, False)]  # its results and acks go into the commit before revocation; nothing new starts
+    assert not consumer.current(generation)  # after the wait, late work is left to the partition's next owner
+
+
+async def test_a_revocation_waits_for_a_batch_in_flight_only_so_long(
+    consumer: BatchingConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer, "DRAIN_SHARE", 0.1 / float(consumer.app.conf.broker_rebalance_timeout))
+    consumer.stop_flow()
+    consumer.batch_started()
+    started = asyncio.get_running_loop().time()
+    await consumer.finish_batches_in_flight()
+    assert 0.09 < asyncio.get_running_loop().time() - started < 2.0
+    assert not consumer.current(consumer.app.consumer_generation_id)
+
+
+async def test_no_batch_in_flight_no_wait(consumer: BatchingConsumer) -> None:
+    consumer.batch_started()
+    consumer.batch_finished()
+    await asyncio.wait_for(consumer.finish_batches_in_flight(), 0.05)
+
+
+@dataclass(frozen=True)
+class _Message:
+    tp: TP
+    offset: int
+    generation_id: int
+
+
+@dataclass(frozen=True)
+class _Event:
+    message: _Message
+
+
+def test_a_stream_batch_hands_out_each_record_once_per_assignment_and_nothing_from_before_a_rebalance(
+    consumer: BatchingConsumer,
+) -> None:
+    tp, other = TP("t.contacts.accepted", 2), TP("t.contacts.accepted", 3)
+    now = consumer.app.consumer_generation_id
+
+    def events(tp: TP, offsets: range, generation: int = now) -> list[_Event]:
+        return [_Event(_Message(tp, o, generation)) for o in offsets]
+
+    first = current_batch(consumer, events(tp, range(40, 45)) + events(other, range(7, 9)))
+    assert [e.message.offset for e in first] == [40, 41, 42, 43, 44, 7, 8]
+    # the same records again (a seek back to the committed offset), then new ones; and one from before a rebalance
+    again = current_batch(consumer, events(tp, range(42, 47)) + events(other, range(9, 10), generation=now - 1))
+    assert [e.message.offset for e in again] == [45, 46]
+    consumer.handled.pop(tp)  # a new assignment of the partition: everything from the committed offset again
+    assert len(current_batch(consumer, events(tp, range(40, 42)))) == 2
