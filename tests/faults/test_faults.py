@@ -25,7 +25,9 @@ from fault_harness import (
     System,
     account,
     events_per_scenario,
+    pause,
     rate_per_s,
+    resume,
     running,
     stop_signal,
     wait_for,
@@ -162,33 +164,33 @@ def test_database_stopped_20s(system_for: Callable[..., System], postgres: Priva
     assert all(alive) and starts == [1], f"the worker did not survive by itself: alive={alive} starts={starts}"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known, open (issue 13): after a SIGKILL a few sink result records (evidence on sinks.results, not effects:"
-    " the HubSpot ledger keeps upserts exactly once) are written twice, intermittently; seen 2026-12-06",
-)
 def test_two_workers_one_sigkilled(system_for: Callable[..., System]) -> None:
-    """Two workers share six partitions; one is SIGKILLed and comes back 20 s later. The survivor takes over (its
-    transactional producers may be fenced during the rebalances): it must rejoin, never exit."""
+    """Two workers share six partitions; one is SIGKILLed and comes back 20 s later, while the survivor stalls
+    (SIGSTOP: a long pause, a starved CPU) until the returning worker has taken every partition and, with them, the
+    survivor's transactional ids: the survivor's producers are fenced. Resumed, it must drop them and rejoin,
+    never exit; every event still comes out once."""
     system = system_for(workers=2, partitions=6)
+    survivor, victim = system.workers
     with running(system):
         load = Load(system.api.url, "fence", EVENTS, RATE / 3).start()
         _at(load, 4.0)
-        system.workers[1].kill()
+        victim.kill()
         time.sleep(20.0)
-        system.workers[1].start()
-        result = accounted_after_clearing("two workers, one SIGKILLed (fencing)", system, load)
-        result.notes.append(f"fenced producers dropped and rejoined: {system.log_count('producer_fenced_rejoining')}")
-        survivor = (system.workers[0].alive(), system.workers[0].starts)
+        pause(survivor)
+        victim.start()
+        try:
+            system.wait_ready(victim)  # after the survivor's session expired: the victim has every partition
+        finally:
+            resume(survivor)
+        result = accounted_after_clearing("two workers, one SIGKILLed, the survivor paused (fencing)", system, load)
+        fenced = survivor.log_path.read_text(errors="replace").count("producer_fenced_rejoining")
+        result.notes.append(f"fenced producers the survivor dropped before rejoining: {fenced}")
+        state = (survivor.alive(), survivor.starts)
     result.assert_clean()
-    assert survivor == (True, 1), f"the surviving worker exited: {survivor}\n{system.log_tails()}"
+    assert state == (True, 1), f"the surviving worker exited: {state}\n{system.log_tails()}"
+    assert fenced > 0, f"the survivor was never fenced: the scenario did not test its case\n{system.log_tails()}"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known, open (issue 13): after a SIGKILL a few sink result records (evidence on sinks.results, not effects:"
-    " the HubSpot ledger keeps upserts exactly once) are written twice, intermittently; seen 2026-12-06",
-)
 def test_sigkill_twice_during_load(system_for: Callable[..., System]) -> None:
     """The worker is SIGKILLed twice while events flow and restarted at once each time."""
     system = system_for()
