@@ -8,11 +8,21 @@ so a search finds a person however the e-mail or phone is spelled.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
-from sqlalchemy import Connection, Engine, RowMapping, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, RowMapping, func, select
 
 from pipeline.crm.schema import consents, identities, interactions, subjects
-from pipeline.crm.views import ConsentView, IdentityView, InteractionView, PurposeView, SubjectSummary, SubjectView
+from pipeline.crm.views import (
+    ConsentView,
+    IdentityView,
+    InteractionView,
+    LeadQuery,
+    LeadView,
+    PurposeView,
+    SubjectSummary,
+    SubjectView,
+)
 from pipeline.normalize import NormalizationError, canonical_email, canonical_phone
 
 
@@ -41,32 +51,42 @@ class CrmReadModel:
         self, *, email: str | None = None, phone: str | None = None, name: str | None = None, limit: int = 50
     ) -> list[SubjectSummary]:
         """Subjects matching every given criterion (e-mail and phone exactly, canonicalised; name by substring)."""
-        stmt = select(subjects)
-        criteria = 0
-        for kind, value in (("email", email), ("phone", phone)):
-            if value is None:
-                continue
-            criteria += 1
-            canonical = _stored_identity(kind, value)
-            if canonical is None:
-                return []
-            stmt = stmt.where(
-                subjects.c.subject_key.in_(
-                    select(identities.c.subject_key).where(identities.c.kind == kind, identities.c.value == canonical)
-                )
-            )
-        if name and name.strip():
-            criteria += 1
-            pattern = f"%{_escape_like(name.strip().lower())}%"
-            full = func.lower(func.coalesce(subjects.c.first_name, "") + " " + func.coalesce(subjects.c.last_name, ""))
-            stmt = stmt.where(full.like(pattern, escape="\\"))
+        criteria = _subject_criteria(email=email, phone=phone, name=name)
+        if criteria is None:
+            return []
         if not criteria:
             raise ValueError("search needs an e-mail, a phone or a name")
+        stmt = select(subjects).where(*criteria)
         stmt = stmt.order_by(subjects.c.last_seen_at.desc(), subjects.c.subject_key).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
             counts = self._interaction_counts(conn, [r["subject_key"] for r in rows])
         return [_summary(row, counts.get(row["subject_key"], 0)) for row in rows]
+
+    def leads(self, query: LeadQuery | None = None) -> list[LeadView]:
+        """The lead inbox: interactions newest first (by arrival), each with its subject, filtered by ``query``.
+
+        Sales are shown ``for_sales()`` of each (a restricted subject's lead withheld), as with ``show``.
+        """
+        q = query or LeadQuery()
+        criteria = _subject_criteria(email=q.email, phone=q.phone, name=q.name, company=q.company)
+        if criteria is None:
+            return []
+        stmt = (
+            select(interactions, *(subjects.c[c] for c in _SUBJECT_COLUMNS))
+            .join(subjects, subjects.c.subject_key == interactions.c.subject_key)
+            .where(*criteria)
+        )
+        if q.channel:
+            stmt = stmt.where(interactions.c.channel == q.channel)
+        if q.received_from is not None:
+            stmt = stmt.where(interactions.c.received_at >= q.received_from)
+        if q.received_before is not None:
+            stmt = stmt.where(interactions.c.received_at < q.received_before)
+        stmt = stmt.order_by(interactions.c.received_at.desc(), interactions.c.event_id).limit(q.limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [_lead(row) for row in rows]
 
     def show(self, subject_key: str) -> SubjectView | None:
         """Everything about one subject: profile, status, identities, interactions with basis, consents.
@@ -127,6 +147,47 @@ class CrmReadModel:
         return {key: int(count) for key, count in rows}
 
 
+#: The subject's columns a lead row carries (the interaction's own columns come whole).
+_SUBJECT_COLUMNS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "company",
+    "position",
+    "restricted",
+    "erased_at",
+    "marketing_objected",
+)
+
+
+def _subject_criteria(
+    *, email: str | None = None, phone: str | None = None, name: str | None = None, company: str | None = None
+) -> list[ColumnElement[bool]] | None:
+    """WHERE clauses on ``crm_subjects`` for every given criterion; None when one can match nobody (an e-mail or a
+    phone that is no valid address or number)."""
+    criteria: list[ColumnElement[bool]] = []
+    for kind, value in (("email", email), ("phone", phone)):
+        if value is None:
+            continue
+        canonical = _stored_identity(kind, value)
+        if canonical is None:
+            return None
+        criteria.append(
+            subjects.c.subject_key.in_(
+                select(identities.c.subject_key).where(identities.c.kind == kind, identities.c.value == canonical)
+            )
+        )
+    if name and name.strip():
+        pattern = f"%{_escape_like(name.strip().lower())}%"
+        full = func.lower(func.coalesce(subjects.c.first_name, "") + " " + func.coalesce(subjects.c.last_name, ""))
+        criteria.append(full.like(pattern, escape="\\"))
+    if company and company.strip():
+        pattern = f"%{_escape_like(company.strip().lower())}%"
+        criteria.append(func.lower(func.coalesce(subjects.c.company, "")).like(pattern, escape="\\"))
+    return criteria
+
+
 def _stored_identity(kind: str, value: str | None) -> str | None:
     """The stored form of an e-mail (canonical, lowercased: mailboxes are matched case-insensitively) or a phone
     (E.164); None when the input is not a valid address or number."""
@@ -144,9 +205,24 @@ def _escape_like(text: str) -> str:
 
 
 def _summary(row: RowMapping, count: int) -> SubjectSummary:
-    status = "erased" if row["erased_at"] is not None else "restricted" if row["restricted"] else "active"
     return SubjectSummary.model_validate(
-        {**row, "interactions": count, "status": status, "marketing_objected": bool(row["marketing_objected"])}
+        {**row, "interactions": count, "status": _status(row), "marketing_objected": bool(row["marketing_objected"])}
+    )
+
+
+def _status(row: RowMapping) -> Literal["active", "restricted", "erased"]:
+    return "erased" if row["erased_at"] is not None else "restricted" if row["restricted"] else "active"
+
+
+def _lead(row: RowMapping) -> LeadView:
+    purposes = sorted(row["purposes"], key=lambda entry: str(entry["purpose"]))
+    return LeadView.model_validate(
+        {
+            **row,
+            "status": _status(row),
+            "marketing_objected": bool(row["marketing_objected"]),
+            "purposes": [PurposeView.model_validate(p) for p in purposes],
+        }
     )
 
 

@@ -134,3 +134,47 @@ class SubjectView(SubjectSummary):
     consent_state: dict[str, bool] = Field(
         default_factory=dict, description="purpose -> granted, from the newest consent choice of each purpose"
     )
+
+
+class LeadQuery(_View):
+    """The lead inbox's filters (every one optional; all given must match): who by name, e-mail, phone or company,
+    which channel, and when the lead arrived (``received_from`` inclusive, ``received_before`` exclusive)."""
+
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    company: str | None = None
+    channel: str | None = None
+    received_from: datetime | None = None
+    received_before: datetime | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class LeadView(_View):
+    """One row of the lead inbox: an interaction with who it came from and what it may be used for."""
+
+    event_id: UUID
+    subject_key: str
+    channel: str
+    kind: str
+    received_at: datetime
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    company: str | None = None
+    position: str | None = None
+    purposes: list[PurposeView] = Field(default_factory=list)
+    marketing_allowed: bool
+    retention_expires_at: datetime
+    status: Literal["active", "restricted", "erased"]
+    marketing_objected: bool = False
+    withheld: bool = False
+
+    def for_sales(self) -> Self:
+        """As sales may see it: a restricted subject's lead as its key, arrival and status only (policy 9.4), the
+        same as ``SubjectSummary.for_sales``."""
+        if self.status != "restricted":
+            return self
+        profile: dict[str, Any] = dict.fromkeys(name for name in PROFILE_FIELDS if name in type(self).model_fields)
+        return self.model_copy(update={**profile, "purposes": [], "channel": "", "kind": "", "withheld": True})

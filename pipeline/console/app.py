@@ -1,0 +1,396 @@
+"""The console's pages (``router``) and what they need on the app (``install``).
+
+Every page declares the permission it needs with ``require_session`` (``pipeline/http/auth.py``), so the permission
+matrix test reads it like any API route, and only a browser session opens a page: the console adds no sign-in of its
+own. A refusal is answered as a page: no session sends the browser to ``/login`` (and back), a role that may not see
+the page gets a 403 page that says which permission it needs. Changes are forms carrying the session's CSRF token.
+
+The pages read and act through the services the API and the CLI use, never their own queries: the CRM's read model
+(sales see a restricted subject withheld, exactly as ``GET /v1/crm/...``), the review service (decisions carry the
+reviewer's principal), and the DPO's tools (requests carry the DPO's principal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from pipeline.crm.read import CrmReadModel
+from pipeline.crm.views import LeadQuery
+from pipeline.http.auth import CSRF_FORM_FIELD, require_session
+from pipeline.http.deps import get_publisher, get_runtime
+from pipeline.identity.permissions import Permission, allowed, permissions_of
+from pipeline.identity.sessions import SessionPrincipal
+from pipeline.kafka.producer import PublishError
+from pipeline.models.common import Channel
+from pipeline.models.rights import RightKind
+from pipeline.review.service import ReviewError, ReviewService
+from pipeline.rights.dpo import DpoTools, RequestOut, request_out
+
+HERE = Path(__file__).resolve().parent
+STATIC_PATH = "/static"
+
+#: The rights the console's form issues; rectification (field changes) and retention expiry (the sweep's) are not.
+FORM_RIGHTS = (
+    RightKind.ERASURE,
+    RightKind.OBJECTION,
+    RightKind.RESTRICTION,
+    RightKind.UNRESTRICTION,
+    RightKind.CONSENT_WITHDRAWAL,
+    RightKind.ACCESS,
+    RightKind.PORTABILITY,
+)
+#: What the DPO must confirm before a right is issued, as ``leadpipe dpo`` asks it.
+CONFIRMATIONS = {RightKind.ERASURE: "Erasure cannot be undone. Erase this person everywhere?"}
+
+#: The pages of the navigation, each shown to whoever holds its permission.
+NAVIGATION = (
+    ("/leads", "Leads", Permission.CRM_READ),
+    ("/review", "Spam review", Permission.REVIEW_READ),
+    ("/dpo", "Privacy requests", Permission.RIGHTS_READ),
+)
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = when
+    env.filters["countdown"] = countdown
+    return env
+
+
+def when(value: datetime | None) -> str:
+    """A time as people read it, in UTC."""
+    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def countdown(due: datetime, now: datetime | None = None) -> str:
+    """How long until a deadline, or how long past it ("due in 12 days", "overdue by 3 h")."""
+    left = due - (now or datetime.now(UTC))
+    span = abs(left)
+    amount = f"{span.days} days" if span >= timedelta(days=2) else f"{max(1, int(span.total_seconds() // 3600))} h"
+    return f"due in {amount}" if left >= timedelta(0) else f"overdue by {amount}"
+
+
+templates = Jinja2Templates(env=_environment())
+
+
+class ConsoleRoute(APIRoute):
+    """A console page: a refusal is a page (or a redirect to sign in), not the API's JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def page_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HTTPException as exc:
+                return _refusal_page(request, exc)
+
+        return page_handler
+
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False, tags=["console"])
+
+Session = SessionPrincipal
+Anyone = Annotated[Session, Depends(require_session())]
+SalesReader = Annotated[Session, Depends(require_session(Permission.CRM_READ))]
+QueueReader = Annotated[Session, Depends(require_session(Permission.REVIEW_READ))]
+Decider = Annotated[Session, Depends(require_session(Permission.REVIEW_DECIDE))]
+RightsReader = Annotated[Session, Depends(require_session(Permission.RIGHTS_READ))]
+RightsIssuer = Annotated[Session, Depends(require_session(Permission.RIGHTS_ISSUE))]
+
+
+def install(app: FastAPI) -> None:
+    """The console's static files (its stylesheet, its script and the vendored htmx) on ``app``."""
+    app.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="console-static")
+    app.state.public_routes[STATIC_PATH] = "the console's stylesheet and scripts: no data"
+
+
+def _refusal_page(request: Request, exc: HTTPException) -> Response:
+    detail: dict[str, Any] = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail)}
+    if exc.status_code == 401 and request.app.state.sign_in is not None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+    return templates.TemplateResponse(
+        request,
+        "refused.html",
+        {
+            "title": "Not signed in" if exc.status_code == 401 else "Refused",
+            "status": exc.status_code,
+            "reason": str(detail.get("reason", "refused")),
+            "message": str(detail.get("message", "")),
+            "sign_in": request.app.state.sign_in is not None,
+            "nav": [],
+            "session": None,
+        },
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+def _page(request: Request, session: Session, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    held = permissions_of(session.principal.roles)
+    context.update(
+        session=session,
+        principal=session.principal,
+        csrf_field=CSRF_FORM_FIELD,
+        nav=[(path, label) for path, label, needed in NAVIGATION if needed in held],
+        can={p.name.lower() for p in held},
+        path=request.url.path,
+    )
+    return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def _not_found(request: Request, session: Session, what: str) -> HTMLResponse:
+    return _page(request, session, "not_found.html", status_code=404, title="Not found", what=what)
+
+
+# ---- home ------------------------------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, session: Anyone) -> Response:
+    """The first page this person's roles open, or a page saying the console has nothing for them."""
+    held = permissions_of(session.principal.roles)
+    for path, _label, needed in NAVIGATION:
+        if needed in held:
+            return RedirectResponse(path, status_code=303)
+    return _page(request, session, "home.html", title="leadpipe")
+
+
+# ---- sales -----------------------------------------------------------------------------------------------------
+
+
+def _read_model(request: Request) -> CrmReadModel:
+    read = getattr(request.app.state, "crm_read_model", None)
+    if not isinstance(read, CrmReadModel):
+        read = CrmReadModel(get_runtime(request).engine)
+        request.app.state.crm_read_model = read
+    return read
+
+
+def _day(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _blank(value: str | None) -> str | None:
+    return value.strip() if value and value.strip() else None
+
+
+@router.get("/leads", response_class=HTMLResponse)
+async def leads(
+    request: Request,
+    *,
+    session: SalesReader,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    phone: Annotated[str | None, Query(max_length=40)] = None,
+    company: Annotated[str | None, Query(max_length=200)] = None,
+    channel: Annotated[str | None, Query(max_length=20)] = None,
+    since: Annotated[str | None, Query(alias="from", max_length=10)] = None,
+    until: Annotated[str | None, Query(alias="to", max_length=10)] = None,
+) -> HTMLResponse:
+    """The lead inbox, newest first, filtered by name, e-mail, phone, company, channel and arrival day."""
+    first, last = _day(since), _day(until)
+    query = LeadQuery(
+        name=_blank(q),
+        email=_blank(email),
+        phone=_blank(phone),
+        company=_blank(company),
+        channel=_blank(channel),
+        received_from=None if first is None else datetime.combine(first, time(), UTC),
+        received_before=None if last is None else datetime.combine(last + timedelta(days=1), time(), UTC),
+    )
+    rows = await asyncio.to_thread(_read_model(request).leads, query)
+    if not allowed(session.principal, Permission.CRM_READ_RESTRICTED):
+        rows = [row.for_sales() for row in rows]
+    form = {"q": q or "", "email": email or "", "phone": phone or "", "company": company or ""}
+    form.update(channel=channel or "", since=since or "", until=until or "")
+    template = "leads_rows.html" if request.headers.get("hx-request") == "true" else "leads.html"
+    return _page(request, session, template, title="Leads", rows=rows, form=form, channels=[c.value for c in Channel])
+
+
+@router.get("/contacts/{subject_key}", response_class=HTMLResponse)
+async def contact(request: Request, subject_key: str, session: SalesReader) -> HTMLResponse:
+    """One contact: status, profile, identities, consents with their evidence, and the timeline of interactions."""
+    view = await asyncio.to_thread(_read_model(request).show, subject_key)
+    if view is None:
+        return _not_found(request, session, "no contact with this key")
+    if not allowed(session.principal, Permission.CRM_READ_RESTRICTED):
+        view = view.for_sales()
+    timeline = sorted(view.interactions_detail, key=lambda i: i.occurred_at, reverse=True)
+    name = " ".join(p for p in (view.first_name, view.last_name) if p) or view.email or "Contact"
+    return _page(request, session, "contact.html", title=name, view=view, timeline=timeline)
+
+
+# ---- spam review -----------------------------------------------------------------------------------------------
+
+
+def _review(request: Request) -> ReviewService:
+    return ReviewService(get_runtime(request), get_publisher(request))
+
+
+@router.get("/review", response_class=HTMLResponse)
+async def review_queue(
+    request: Request,
+    session: QueueReader,
+    released: int = 0,
+    confirmed: int = 0,
+    failed: int = 0,
+) -> HTMLResponse:
+    """The spam queue, oldest first, with each item's score and the signals that made it."""
+    items = await asyncio.to_thread(_review(request).pending, 200)
+    done = {"released": released, "confirmed": confirmed, "failed": failed}
+    return _page(request, session, "review.html", title="Spam review", items=items, done=done)
+
+
+@router.get("/review/{event_id}", response_class=HTMLResponse)
+async def review_item(request: Request, event_id: uuid.UUID, session: QueueReader) -> HTMLResponse:
+    """One queued item with what the person sent, to judge it."""
+    try:
+        item = await asyncio.to_thread(_review(request).show, event_id)
+    except ReviewError as exc:
+        return _not_found(request, session, str(exc))
+    return _page(request, session, "review_item.html", title="Spam review item", item=item)
+
+
+@router.post("/review/decide", response_class=RedirectResponse, status_code=303)
+async def review_decide(
+    request: Request,
+    session: Decider,
+    decision: Annotated[Literal["release", "confirm"], Form()],
+    event_id: Annotated[list[uuid.UUID], Form(min_length=1, max_length=200)],
+) -> RedirectResponse:
+    """Release or confirm one or many items, each decision in the reviewer's name."""
+    service = _review(request)
+
+    def decide_all() -> tuple[int, int]:
+        made = failed = 0
+        for one in dict.fromkeys(event_id):
+            try:
+                service.decide(one, decision, session.principal)
+                made += 1
+            except ReviewError:
+                failed += 1
+        return made, failed
+
+    made, failed = await asyncio.to_thread(decide_all)
+    counted = "released" if decision == "release" else "confirmed"
+    return RedirectResponse(f"/review?{counted}={made}&failed={failed}", status_code=303)
+
+
+# ---- the DPO ---------------------------------------------------------------------------------------------------
+
+
+def _tools(request: Request) -> DpoTools:
+    return DpoTools(get_runtime(request), get_publisher(request), migrate=False)
+
+
+def _by_urgency(requests: list[RequestOut]) -> list[RequestOut]:
+    """Overdue first, then the nearest deadline first; completed ones last."""
+    return sorted(requests, key=lambda r: (r.state == "completed", not r.overdue, r.effective_due_at))
+
+
+@router.get("/dpo", response_class=HTMLResponse)
+async def dpo_requests(request: Request, session: RightsReader, state: Literal["open", "all"] = "open") -> HTMLResponse:
+    """Requests with their deadline countdown, overdue first."""
+
+    def load() -> list[RequestOut]:
+        tools = _tools(request)
+        views = tools.tracker.requests() if state == "all" else tools.open_requests()
+        return _by_urgency([request_out(v) for v in views])
+
+    found = await asyncio.to_thread(load)
+    return _page(request, session, "dpo.html", title="Privacy requests", requests=found, state=state)
+
+
+@router.get("/dpo/requests/{request_id}", response_class=HTMLResponse)
+async def dpo_request(request: Request, request_id: uuid.UUID, session: RightsReader) -> HTMLResponse:
+    """One request: deadline, who issued it, and each sink's status and evidence (refreshed while it is open)."""
+    view = await asyncio.to_thread(_tools(request).get, request_id)
+    if view is None:
+        return _not_found(request, session, "no such request")
+    template = "dpo_sinks.html" if request.headers.get("hx-request") == "true" else "dpo_request.html"
+    return _page(request, session, template, title=f"Request {view.kind.value}", req=request_out(view))
+
+
+@router.get("/dpo/new", response_class=HTMLResponse)
+async def dpo_form(request: Request, session: RightsIssuer) -> HTMLResponse:
+    """The form that issues a right for one person, named by e-mail or phone."""
+    return _page(request, session, "dpo_new.html", title="Issue a request", kinds=FORM_RIGHTS, form={}, error=None)
+
+
+@router.post("/dpo/new", response_class=HTMLResponse)
+async def dpo_issue(
+    request: Request,
+    *,
+    session: RightsIssuer,
+    kind: Annotated[RightKind, Form()],
+    email: Annotated[str, Form(max_length=320)] = "",
+    phone: Annotated[str, Form(max_length=40)] = "",
+    region: Annotated[str, Form(max_length=2)] = "",
+    confirmed: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """Issue the right in the DPO's name, after the confirmation the CLI asks for; the access PDF's password is shown
+    here, once."""
+    form = {"kind": kind.value, "email": email, "phone": phone, "region": region}
+
+    def again(error: str | None, status_code: int, confirm: str | None = None) -> HTMLResponse:
+        return _page(
+            request,
+            session,
+            "dpo_new.html",
+            status_code=status_code,
+            title="Issue a request",
+            kinds=FORM_RIGHTS,
+            form=form,
+            error=error,
+            confirm=confirm,
+        )
+
+    if kind not in FORM_RIGHTS:
+        return again("this right is issued with leadpipe dpo or the API, not from this form", 422)
+    if bool(_blank(email)) == bool(_blank(phone)):
+        return again("name the person by exactly one of e-mail or phone", 422)
+    question = CONFIRMATIONS.get(kind)
+    if question is not None and confirmed != "yes":
+        return again(None, 200, confirm=question)
+    tools = _tools(request)
+
+    def issue() -> tuple[uuid.UUID, str | None]:
+        submitted = tools.request(
+            kind, by=session.principal, email=_blank(email), phone=_blank(phone), region=_blank(region)
+        )
+        return submitted.command.request_id, submitted.password
+
+    try:
+        request_id, password = await asyncio.to_thread(issue)
+    except ValueError as exc:  # IdentityError (an address that is no address) included
+        return again(str(exc), 422)
+    except PublishError:
+        return again("recorded, but the broker did not confirm it; it will be published again", 503)
+    if password is None:
+        return RedirectResponse(f"/dpo/requests/{request_id}", status_code=303)
+    view = await asyncio.to_thread(tools.get, request_id)
+    assert view is not None
+    return _page(request, session, "dpo_request.html", title="Access request", req=request_out(view), password=password)

@@ -1,0 +1,196 @@
+"""The console's pages over the real app (``create_api``) with real browser sessions, on SQLite: who sees which
+page, the lead inbox and its search, a contact's timeline, and a restricted subject withheld from sales exactly as
+``GET /v1/crm/...`` withholds it. The flows that need the broker and a worker run in a real browser
+(``tests/integration/console/test_console_browser.py``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fakes.contacts import BASE_TIME, make_tagged
+from fastapi.testclient import TestClient
+
+from pipeline.api.app import create_api
+from pipeline.config import Settings
+from pipeline.console.app import countdown
+from pipeline.crm.views import LeadQuery
+from pipeline.db import ensure_schema
+from pipeline.http.auth import Public, SignedIn, route_accesses, session_cookie_name
+from pipeline.identity.permissions import Permission
+from pipeline.models import Channel
+from pipeline.models.identity import PrincipalKind, Role, system_principal
+from pipeline.rights.effects.crm import CrmRights
+from pipeline.runtime import Runtime
+from pipeline.sinks.crm.writer import CrmWriter
+
+SSO = {"oidc_issuer": "https://id.example.test", "oidc_client_id": "console", "oidc_audience": "leadpipe-api"}
+ROLES = {"sam": Role.SALES, "dee": Role.DPO, "rita": Role.REVIEWER, "adam": Role.ADMIN}
+
+
+@pytest.fixture
+def runtime(make_settings: Callable[..., Settings]) -> Runtime:
+    built = Runtime(make_settings(session_cookie_secure=False, api_key_pepper="p", **SSO))
+    ensure_schema(built.engine)
+    CrmWriter(built.engine).write_events(
+        [
+            make_tagged("jane.doe@example.com", phone="+4930123456", consent=True, company="Initech"),
+            make_tagged(
+                "jane.doe@example.com",
+                channel=Channel.CHATBOT,
+                occurred_at=BASE_TIME + timedelta(hours=1),
+                company="Initech",
+            ),
+            make_tagged(
+                "john.smith@example.org",
+                first_name="John",
+                last_name="Smith",
+                company="Globex",
+                occurred_at=BASE_TIME + timedelta(days=3),
+            ),
+        ]
+    )
+    return built
+
+
+@pytest.fixture
+def app(runtime: Runtime) -> Any:
+    made = create_api(runtime, object())  # type: ignore[arg-type]  # nothing here publishes
+    store = made.state.authenticator.store
+    for name, role in ROLES.items():
+        store.add_principal(
+            name, display_name=name.title(), kind=PrincipalKind.PERSON, roles=[role], by=system_principal("t")
+        )
+    return made
+
+
+def browser(app: Any, name: str | None) -> TestClient:
+    """A client carrying ``name``'s session cookie (None: not signed in), not following redirects."""
+    client = TestClient(app, base_url="http://console.test", follow_redirects=False)
+    if name is not None:
+        principal = app.state.authenticator.store.get(name).principal("oidc")
+        issued = app.state.authenticator.sessions.create(principal, frozenset())
+        client.cookies.set(session_cookie_name(app.state.runtime.settings), issued.cookie)
+    return client
+
+
+def test_every_console_page_declares_a_session_permission(app: Any) -> None:
+    pages = {
+        (r.path, m): r.declared
+        for r in route_accesses(app)
+        for m in r.methods
+        if not r.path.startswith(("/v1", "/openapi", "/docs", "/redoc", "/healthz", "/metrics", "/login", "/logout"))
+        and r.path != "/auth/callback"
+    }
+    assert pages[("/leads", "GET")] == (Permission.CRM_READ,)
+    assert pages[("/review/decide", "POST")] == (Permission.REVIEW_DECIDE,)
+    assert pages[("/dpo/new", "POST")] == (Permission.RIGHTS_ISSUE,)
+    assert pages[("/", "GET")] == (SignedIn(session_only=True),)
+    static = [r for r in route_accesses(app) if r.path == "/static"]
+    assert static and isinstance(static[0].declared[0], Public)
+    assert all(declared for declared in pages.values()), pages
+
+
+def test_no_session_goes_to_sign_in_and_comes_back(app: Any) -> None:
+    answer = browser(app, None).get("/leads", params={"q": "jane"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/login?next=%2Fleads%3Fq%3Djane"
+
+
+def test_an_api_key_opens_no_page(app: Any) -> None:
+    store = app.state.authenticator.store
+    key = store.create_key("sam", by=system_principal("t")).secret
+    answer = browser(app, None).get("/leads", headers={"Authorization": f"Bearer {key}"})
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/login?")
+
+
+@pytest.mark.parametrize(
+    ("name", "page", "status"),
+    [
+        ("sam", "/leads", 200),
+        ("sam", "/review", 403),
+        ("sam", "/dpo", 403),
+        ("sam", "/dpo/new", 403),
+        ("rita", "/leads", 403),
+        ("rita", "/dpo", 403),
+        ("dee", "/leads", 200),
+        ("dee", "/dpo/new", 200),
+        ("dee", "/review", 403),
+        ("adam", "/leads", 403),
+        ("adam", "/dpo", 403),
+    ],
+)
+def test_each_role_sees_its_pages_and_is_refused_the_others(app: Any, name: str, page: str, status: int) -> None:
+    answer = browser(app, name).get(page)
+    assert answer.status_code == status
+    assert answer.headers["content-type"].startswith("text/html")
+    if status == 403:
+        assert "Your role may not see this page" in answer.text and "this needs" in answer.text
+
+
+def test_home_opens_the_first_page_of_the_role(app: Any) -> None:
+    assert browser(app, "sam").get("/").headers["location"] == "/leads"
+    assert browser(app, "rita").get("/").headers["location"] == "/review"
+    admin = browser(app, "adam").get("/")
+    assert admin.status_code == 200 and "open no page" in admin.text
+
+
+def test_the_inbox_lists_newest_first_and_searches(app: Any) -> None:
+    sam = browser(app, "sam")
+    page = sam.get("/leads").text
+    assert page.index("John Smith") < page.index("Jane") and page.count("<tr>") >= 4
+    assert "Globex" in page and "further_contact (consent)" in page
+    found = sam.get("/leads", params={"company": "initech", "channel": "chatbot"}).text
+    assert "Initech" in found and "Globex" not in found and found.count("/contacts/") == 1
+    assert "Jane" in sam.get("/leads", params={"email": "JANE.DOE@example.com"}).text
+    assert "Jane" in sam.get("/leads", params={"phone": "+49 30 123456"}).text
+    assert "No leads match" in sam.get("/leads", params={"email": "not an address"}).text
+    day = (BASE_TIME + timedelta(days=3)).date().isoformat()
+    dated = sam.get("/leads", params={"from": day, "to": day}).text
+    assert "Globex" in dated and "Initech" not in dated
+    partial = sam.get("/leads", params={"q": "smith"}, headers={"HX-Request": "true"})
+    assert partial.text.lstrip().startswith("<tr>") and "<html" not in partial.text and "Smith" in partial.text
+
+
+def test_the_contact_page_has_the_timeline_consents_and_status(app: Any, runtime: Runtime) -> None:
+    key = CrmRights(runtime.engine).read.subject_key_for(email="jane.doe@example.com")
+    page = browser(app, "sam").get(f"/contacts/{key}").text
+    assert page.index("chatbot") < page.index("web_form")  # newest first
+    assert "jane.doe@example.com" in page and "active" in page and "Consents" in page
+    assert browser(app, "sam").get("/contacts/sk_nobody").status_code == 404
+
+
+RESTRICTED = ("john.smith", "Smith", "Globex")
+
+
+def test_a_restricted_subject_is_withheld_from_sales_and_shown_to_the_dpo(app: Any, runtime: Runtime) -> None:
+    crm = CrmRights(runtime.engine)
+    key = crm.read.subject_key_for(email="john.smith@example.org")
+    assert key is not None and crm.set_restriction(key, uuid.uuid4(), restricted=True).changed
+    sam = browser(app, "sam")
+    inbox, contact = sam.get("/leads").text, sam.get(f"/contacts/{key}").text
+    for text in RESTRICTED:
+        assert text not in inbox and text not in contact
+    assert "withheld (restricted)" in inbox and "restricted" in contact and "kept but not" in contact
+    assert "Smith" not in sam.get("/leads", params={"q": "smith"}).text
+    dee = browser(app, "dee")
+    assert "John Smith" in dee.get("/leads").text and "john.smith@example.org" in dee.get(f"/contacts/{key}").text
+
+
+def test_a_form_without_the_csrf_token_is_refused(app: Any) -> None:
+    answer = browser(app, "dee").post("/dpo/new", data={"kind": "erasure", "email": "jane.doe@example.com"})
+    assert answer.status_code == 403 and "csrf" in answer.text.lower()
+
+
+def test_the_read_model_filters_leads_like_search(runtime: Runtime) -> None:
+    read = CrmRights(runtime.engine).read
+    assert [r.company for r in read.leads(LeadQuery(name="smi"))] == ["Globex"]
+    assert read.leads(LeadQuery(phone="not a phone")) == []
+    assert len(read.leads(LeadQuery(limit=2))) == 2
+
+
+def test_countdown_says_due_or_overdue() -> None:
+    assert countdown(BASE_TIME + timedelta(days=12, hours=1), BASE_TIME) == "due in 12 days"
+    assert countdown(BASE_TIME - timedelta(hours=5), BASE_TIME) == "overdue by 5 h"
