@@ -91,6 +91,11 @@ def countdown(due: datetime, now: datetime | None = None) -> str:
 templates = Jinja2Templates(env=_environment())
 
 
+#: The console's pages send their address to this site only. Not ``no-referrer`` (the API's): under it a browser
+#: sends ``Origin: null`` with a form's POST, and the CSRF check refuses a null origin as another site's.
+CONSOLE_REFERRER_POLICY = "same-origin"
+
+
 class ConsoleRoute(APIRoute):
     """A console page: a refusal is a page (or a redirect to sign in), not the API's JSON."""
 
@@ -99,9 +104,11 @@ class ConsoleRoute(APIRoute):
 
         async def page_handler(request: Request) -> Response:
             try:
-                return await handler(request)
+                response = await handler(request)
             except HTTPException as exc:
-                return _refusal_page(request, exc)
+                response = _refusal_page(request, exc)
+            response.headers["Referrer-Policy"] = CONSOLE_REFERRER_POLICY
+            return response
 
         return page_handler
 
