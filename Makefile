@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap kafka-jars postgres hydra demo test lint bench schemas
+.PHONY: help bootstrap kafka-jars postgres hydra browser demo test lint bench schemas
 
 help:
 	@echo "make demo   run the whole pipeline end to end on embedded defaults (local Kafka, SQLite, dry-run HubSpot)"
@@ -29,11 +29,16 @@ postgres:
 hydra:
 	@scripts/ensure-hydra.sh >/dev/null
 
+# The console's browser tests: Debian's chromium (apt, needs root once) and axe-core from the npm registry (cached).
+browser:
+	@scripts/ensure-chromium.sh >/dev/null
+	@scripts/vendor-console-assets.sh >/dev/null
+
 demo: bootstrap kafka-jars
 	$(BIN)/leadpipe demo
 
 # pytest's exit code 5 means "no tests collected": a broken collection must never look like a green run.
-test: bootstrap kafka-jars hydra
+test: bootstrap kafka-jars hydra browser
 	@url="$$(scripts/ensure-postgres.sh)"; \
 	export LEADPIPE_TEST_POSTGRES_URL="$${LEADPIPE_TEST_POSTGRES_URL:-$$url}"; \
 	export LEADPIPE_HYDRA_BIN="$${LEADPIPE_HYDRA_BIN:-$$(scripts/ensure-hydra.sh)}"; \
