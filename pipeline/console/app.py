@@ -13,6 +13,8 @@ reviewer's principal), and the DPO's tools (requests carry the DPO's principal).
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, time, timedelta
@@ -21,23 +23,26 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from pipeline.crm.read import CrmReadModel
-from pipeline.crm.views import LeadQuery
+from pipeline.crm.views import LeadQuery, LeadView
 from pipeline.http.auth import CSRF_FORM_FIELD, require_session
 from pipeline.http.deps import get_publisher, get_runtime
 from pipeline.identity.permissions import Permission, allowed, permissions_of
 from pipeline.identity.sessions import SessionPrincipal
 from pipeline.kafka.producer import PublishError
+from pipeline.logging import get_logger
 from pipeline.models.common import Channel
 from pipeline.models.rights import RightKind
 from pipeline.review.service import ReviewError, ReviewService
 from pipeline.rights.dpo import DpoTools, RequestOut, request_out
+
+log = get_logger(__name__)
 
 HERE = Path(__file__).resolve().parent
 STATIC_PATH = "/static"
@@ -118,6 +123,7 @@ router = APIRouter(route_class=ConsoleRoute, include_in_schema=False, tags=["con
 Session = SessionPrincipal
 Anyone = Annotated[Session, Depends(require_session())]
 SalesReader = Annotated[Session, Depends(require_session(Permission.CRM_READ))]
+LeadExporter = Annotated[Session, Depends(require_session(Permission.CRM_EXPORT_LEADS))]
 QueueReader = Annotated[Session, Depends(require_session(Permission.REVIEW_READ))]
 Decider = Annotated[Session, Depends(require_session(Permission.REVIEW_DECIDE))]
 RightsReader = Annotated[Session, Depends(require_session(Permission.RIGHTS_READ))]
@@ -235,6 +241,41 @@ async def leads(
     form.update(channel=channel or "", since=since or "", until=until or "")
     template = "leads_rows.html" if request.headers.get("hx-request") == "true" else "leads.html"
     return _page(request, session, template, title="Leads", rows=rows, form=form, channels=[c.value for c in Channel])
+
+
+#: The export's columns: who, how to reach them, and on what the contact rests.
+CSV_COLUMNS = ("first_name", "last_name", "email", "phone", "company", "position", "channel", "received_at", "purposes")
+
+
+def _cell(value: str) -> str:
+    """A cell a spreadsheet shows as text: a leading = + - @ (or tab, CR) would make it a formula (CSV injection)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def leads_csv(rows: list[LeadView]) -> str:
+    """One line per person (their newest lead), with a header."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in {row.subject_key: row for row in reversed(rows)}.values():
+        purposes = " ".join(f"{p.purpose}:{p.legal_basis}" for p in row.purposes)
+        values = [getattr(row, c) or "" for c in CSV_COLUMNS[:7]] + [row.received_at.isoformat(), purposes]
+        writer.writerow([_cell(str(v)) for v in values])
+    return out.getvalue()
+
+
+@router.get("/leads.csv", response_class=PlainTextResponse)
+async def leads_export(request: Request, session: LeadExporter) -> Response:
+    """The leads that may be contacted for marketing now, as CSV (sales' mailing tools read it)."""
+    query = LeadQuery(marketing_at=datetime.now(UTC), limit=10_000)
+    rows = await asyncio.to_thread(_read_model(request).leads, query)
+    log.info("crm_leads_exported", principal_id=session.principal.principal_id, leads=len(rows))
+    name = f"leads-marketing-{datetime.now(UTC):%Y%m%d}.csv"
+    return Response(
+        leads_csv(rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @router.get("/contacts/{subject_key}", response_class=HTMLResponse)

@@ -83,10 +83,19 @@ class CrmReadModel:
             stmt = stmt.where(interactions.c.received_at >= q.received_from)
         if q.received_before is not None:
             stmt = stmt.where(interactions.c.received_at < q.received_before)
+        if q.marketing_at is not None:
+            stmt = stmt.where(
+                interactions.c.marketing_allowed.is_(True),
+                interactions.c.retention_expires_at > q.marketing_at,
+                subjects.c.restricted.is_(False),
+                subjects.c.erased_at.is_(None),
+                subjects.c.marketing_objected.is_(False),
+            )
         stmt = stmt.order_by(interactions.c.received_at.desc(), interactions.c.event_id).limit(q.limit)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
-        return [_lead(row) for row in rows]
+        leads = [_lead(row) for row in rows]
+        return leads if q.marketing_at is None else [lead for lead in leads if not lead.marketing_stopped()]
 
     def show(self, subject_key: str) -> SubjectView | None:
         """Everything about one subject: profile, status, identities, interactions with basis, consents.

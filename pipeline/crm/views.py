@@ -147,7 +147,12 @@ class LeadQuery(_View):
     channel: str | None = None
     received_from: datetime | None = None
     received_before: datetime | None = None
-    limit: int = Field(default=100, ge=1, le=1000)
+    marketing_at: datetime | None = Field(
+        default=None,
+        description="Only leads that may be contacted for marketing at this time: marketing allowed on the lead, "
+        "its retention not expired, the person neither restricted, erased nor objecting to marketing",
+    )
+    limit: int = Field(default=100, ge=1, le=10_000)
 
 
 class LeadView(_View):
@@ -170,6 +175,10 @@ class LeadView(_View):
     status: Literal["active", "restricted", "erased"]
     marketing_objected: bool = False
     withheld: bool = False
+
+    def marketing_stopped(self) -> bool:
+        """A direct-marketing purpose of this lead was stopped (consent withdrawn)."""
+        return any(p.direct_marketing and p.stopped_at is not None for p in self.purposes)
 
     def for_sales(self) -> Self:
         """As sales may see it: a restricted subject's lead as its key, arrival and status only (policy 9.4), the

@@ -194,3 +194,39 @@ def test_the_read_model_filters_leads_like_search(runtime: Runtime) -> None:
 def test_countdown_says_due_or_overdue() -> None:
     assert countdown(BASE_TIME + timedelta(days=12, hours=1), BASE_TIME) == "due in 12 days"
     assert countdown(BASE_TIME - timedelta(hours=5), BASE_TIME) == "overdue by 5 h"
+
+
+def test_the_csv_holds_whom_marketing_may_contact_now(app: Any, runtime: Runtime) -> None:
+    crm = CrmRights(runtime.engine)
+    john = crm.read.subject_key_for(email="john.smith@example.org")
+    assert john is not None and crm.set_restriction(john, uuid.uuid4(), restricted=True).changed
+    answer = browser(app, "sam").get("/leads.csv")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    assert "attachment" in answer.headers["content-disposition"]
+    lines = answer.text.splitlines()
+    assert lines[0].startswith("first_name,last_name,email,phone")
+    assert len(lines) == 2 and "jane.doe@example.com" in lines[1]  # one line per person; the restricted one left out
+    assert ",'+4930123456," in lines[1]  # a leading + is no formula in a spreadsheet
+    assert "Smith" not in answer.text
+    assert browser(app, "rita").get("/leads.csv").status_code == 403
+    assert browser(app, "dee").get("/leads.csv").status_code == 403  # the DPO reads the CRM but exports no leads
+
+
+def test_the_csv_leaves_out_objections_and_expired_leads(runtime: Runtime) -> None:
+    from datetime import UTC, datetime
+
+    from pipeline.console.app import leads_csv
+
+    crm = CrmRights(runtime.engine)
+    jane = crm.read.subject_key_for(email="jane.doe@example.com")
+    assert jane is not None
+    now = datetime.now(UTC)
+    assert {r.email for r in crm.read.leads(LeadQuery(marketing_at=now))} == {
+        "jane.doe@example.com",
+        "john.smith@example.org",
+    }
+    assert crm.read.leads(LeadQuery(marketing_at=now + timedelta(days=365 * 30))) == []  # every lead expired by then
+    assert crm.set_marketing_objection(jane, uuid.uuid4()).changed
+    assert {r.email for r in crm.read.leads(LeadQuery(marketing_at=now))} == {"john.smith@example.org"}
+    hostile = leads_csv([r.model_copy(update={"company": "=cmd()"}) for r in crm.read.leads(LeadQuery())])
+    assert ",'=cmd()," in hostile and ",=cmd()," not in hostile
