@@ -382,6 +382,34 @@ async def dpo_request(request: Request, request_id: uuid.UUID, session: RightsRe
     return _page(request, session, template, title=f"Request {view.kind.value}", req=request_out(view))
 
 
+@router.post("/dpo/requests/{request_id}/extend", response_class=HTMLResponse)
+async def dpo_extend(
+    request: Request,
+    request_id: uuid.UUID,
+    session: RightsIssuer,
+    months: Annotated[int, Form(ge=1, le=2)],
+    reason: Annotated[str, Form(max_length=2000)],
+) -> Response:
+    """Extend a request's deadline by one or two months with the reason the person will be told (policy 9.1)."""
+    tools = _tools(request)
+    try:
+        await asyncio.to_thread(tools.extend, request_id, months, reason.strip(), by=session.principal)
+    except (KeyError, ValueError) as exc:
+        view = await asyncio.to_thread(tools.get, request_id)
+        if view is None:
+            return _not_found(request, session, "no such request")
+        return _page(
+            request,
+            session,
+            "dpo_request.html",
+            status_code=422,
+            title=f"Request {view.kind.value}",
+            req=request_out(view),
+            error=str(exc).strip("'\""),
+        )
+    return RedirectResponse(f"/dpo/requests/{request_id}", status_code=303)
+
+
 @router.get("/dpo/new", response_class=HTMLResponse)
 async def dpo_form(request: Request, session: RightsIssuer) -> HTMLResponse:
     """The form that issues a right for one person, named by e-mail or phone."""

@@ -5,6 +5,7 @@ page, the lead inbox and its search, a contact's timeline, and a restricted subj
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from fakes.contacts import BASE_TIME, make_tagged
 from fastapi.testclient import TestClient
+from ingest_helpers import RecordingPublisher
 
 from pipeline.api.app import create_api
 from pipeline.config import Settings
@@ -23,7 +25,10 @@ from pipeline.http.auth import Public, SignedIn, route_accesses, session_cookie_
 from pipeline.identity.permissions import Permission
 from pipeline.models import Channel
 from pipeline.models.identity import PrincipalKind, Role, system_principal
+from pipeline.models.rights import RightKind
+from pipeline.rights.dpo import DpoTools
 from pipeline.rights.effects.crm import CrmRights
+from pipeline.rights.tracker import RequestTracker
 from pipeline.runtime import Runtime
 from pipeline.sinks.crm.writer import CrmWriter
 
@@ -58,7 +63,7 @@ def runtime(make_settings: Callable[..., Settings]) -> Runtime:
 
 @pytest.fixture
 def app(runtime: Runtime) -> Any:
-    made = create_api(runtime, object())  # type: ignore[arg-type]  # nothing here publishes
+    made = create_api(runtime, RecordingPublisher())  # type: ignore[arg-type]  # records what it would publish
     store = made.state.authenticator.store
     for name, role in ROLES.items():
         store.add_principal(
@@ -74,6 +79,7 @@ def browser(app: Any, name: str | None) -> TestClient:
         principal = app.state.authenticator.store.get(name).principal("oidc")
         issued = app.state.authenticator.sessions.create(principal, frozenset())
         client.cookies.set(session_cookie_name(app.state.runtime.settings), issued.cookie)
+        client.csrf_token = issued.csrf_token  # type: ignore[attr-defined]
     return client
 
 
@@ -230,3 +236,62 @@ def test_the_csv_leaves_out_objections_and_expired_leads(runtime: Runtime) -> No
     assert {r.email for r in crm.read.leads(LeadQuery(marketing_at=now))} == {"john.smith@example.org"}
     hostile = leads_csv([r.model_copy(update={"company": "=cmd()"}) for r in crm.read.leads(LeadQuery())])
     assert ",'=cmd()," in hostile and ",=cmd()," not in hostile
+
+
+def test_the_dpo_issues_an_erasure_after_confirming_it(app: Any, runtime: Runtime) -> None:
+    dee = browser(app, "dee")
+    form = {"kind": "erasure", "email": "jane.doe@example.com", "csrf_token": dee.csrf_token}  # type: ignore[attr-defined]
+    asked = dee.post("/dpo/new", data=form)
+    assert asked.status_code == 200 and "Erasure cannot be undone. Erase this person everywhere?" in asked.text
+    tracker = RequestTracker(runtime.engine)
+    assert tracker.requests() == []  # nothing issued before the confirmation
+    assert dee.post("/dpo/new", data={**form, "email": "", "confirmed": "yes"}).status_code == 422
+    done = dee.post("/dpo/new", data={**form, "confirmed": "yes"})
+    assert done.status_code == 303 and done.headers["location"].startswith("/dpo/requests/")
+    [view] = tracker.requests()
+    assert view.kind.value == "erasure" and view.issuer is not None and view.issuer.display_name == "Dee"
+    assert "rights.commands" in app.state.publisher.topics()
+    page = dee.get(done.headers["location"]).text
+    assert "Issued by</dt><dd>Dee</dd>" in page and re.search(r"due in (28|29|30|31) days", page)
+
+
+def test_access_shows_its_password_once_and_the_list_puts_overdue_first(app: Any, runtime: Runtime) -> None:
+    from datetime import UTC, datetime
+
+    dee = browser(app, "dee")
+    token = dee.csrf_token  # type: ignore[attr-defined]
+    shown = dee.post("/dpo/new", data={"kind": "access", "email": "john.smith@example.org", "csrf_token": token})
+    assert shown.status_code == 200 and 'id="pdf-password"' in shown.text
+    tools = DpoTools(runtime, app.state.publisher, migrate=False)
+    old = tools.request(
+        RightKind.OBJECTION,
+        by=system_principal("t"),
+        email="jane.doe@example.com",
+        now=datetime.now(UTC) - timedelta(days=40),
+    )
+    listing = dee.get("/dpo").text
+    assert "overdue by" in listing and listing.index("objection") < listing.index(">access")
+    assert 'id="pdf-password"' not in dee.get(f"/dpo/requests/{old.command.request_id}").text
+
+
+def test_the_dpo_extends_a_deadline_with_a_reason(app: Any, runtime: Runtime) -> None:
+    dee = browser(app, "dee")
+    token = dee.csrf_token  # type: ignore[attr-defined]
+    tools = DpoTools(runtime, app.state.publisher, migrate=False)
+    request_id = tools.request(
+        RightKind.RESTRICTION, by=system_principal("t"), email="jane.doe@example.com"
+    ).command.request_id
+    short = dee.post(f"/dpo/requests/{request_id}/extend", data={"months": "1", "reason": "busy", "csrf_token": token})
+    assert short.status_code == 422 and "at least 10 characters" in short.text
+    reason = "The person sent three related requests at once."
+    done = dee.post(f"/dpo/requests/{request_id}/extend", data={"months": "2", "reason": reason, "csrf_token": token})
+    assert done.status_code == 303
+    view = tools.get(request_id)
+    assert view is not None and view.extension_reason == reason and view.extended_by is not None
+    assert view.extended_by.display_name == "Dee" and reason in dee.get(f"/dpo/requests/{request_id}").text
+    assert (
+        browser(app, "sam")
+        .post(f"/dpo/requests/{request_id}/extend", data={"months": "1", "reason": reason})
+        .status_code
+        == 403
+    )
