@@ -16,14 +16,14 @@ import asyncio
 import csv
 import io
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, Response
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -240,7 +240,64 @@ async def leads(
     form = {"q": q or "", "email": email or "", "phone": phone or "", "company": company or ""}
     form.update(channel=channel or "", since=since or "", until=until or "")
     template = "leads_rows.html" if request.headers.get("hx-request") == "true" else "leads.html"
-    return _page(request, session, template, title="Leads", rows=rows, form=form, channels=[c.value for c in Channel])
+    filtered = any(form.values())
+    newest = max((row.received_at for row in rows), default=datetime.now(UTC))
+    return _page(
+        request,
+        session,
+        template,
+        title="Leads",
+        rows=rows,
+        form=form,
+        channels=[c.value for c in Channel],
+        live_since=None if filtered else newest.isoformat(),
+    )
+
+
+#: How often the live inbox asks the CRM for new leads, and how long one stream lasts before the browser reconnects.
+STREAM_POLL_S = 2.0
+STREAM_MAX_S = 600.0
+
+
+def _sse(event: str, html: str) -> str:
+    """One server-sent event whose data is HTML (every line of it a ``data:`` line)."""
+    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in html.splitlines()) + "\n"
+
+
+@router.get("/leads/stream", response_class=StreamingResponse)
+async def leads_stream(
+    request: Request,
+    session: SalesReader,
+    since: Annotated[datetime | None, Query(description="The newest lead the page shows")] = None,
+) -> StreamingResponse:
+    """New leads as they arrive (server-sent events, each the rows to put on top of the inbox), withheld as on the
+    page; the browser's EventSource reconnects after ``STREAM_MAX_S``, or when the connection drops."""
+    read = _read_model(request)
+    full = allowed(session.principal, Permission.CRM_READ_RESTRICTED)
+    env = templates.env
+    rows_template = env.get_template("leads_rows.html")
+
+    async def events() -> AsyncIterator[str]:
+        shown = newest = since or datetime.now(UTC)  # the page shows leads up to ``since``: only later ones are new
+        sent: set[uuid.UUID] = set()
+        started = asyncio.get_running_loop().time()
+        yield "retry: 3000\n\n"
+        while asyncio.get_running_loop().time() - started < STREAM_MAX_S:
+            if await request.is_disconnected():
+                return
+            found = await asyncio.to_thread(read.leads, LeadQuery(received_from=newest, limit=200))
+            fresh = [
+                row if full else row.for_sales()
+                for row in found
+                if row.event_id not in sent and row.received_at > shown
+            ]
+            if fresh:
+                sent.update(row.event_id for row in fresh)
+                newest = max(newest, *(row.received_at for row in fresh))
+                yield _sse("leads", rows_template.render(rows=fresh))
+            await asyncio.sleep(STREAM_POLL_S)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"})
 
 
 #: The export's columns: who, how to reach them, and on what the contact rests.

@@ -31,3 +31,18 @@
     event.preventDefault();
   });
 }());
+
+// The live inbox: new leads arrive as server-sent events (HTML rows) and go on top of the unfiltered inbox.
+(function () {
+  "use strict";
+  var body = document.getElementById("lead-rows");
+  if (!body || !body.dataset.live || !window.EventSource) { return; }
+  var source = new EventSource(body.dataset.live);
+  source.addEventListener("leads", function (event) {
+    var empty = body.querySelector("td[colspan]");
+    if (empty) { empty.parentNode.remove(); }
+    body.insertAdjacentHTML("afterbegin", event.data);
+  });
+  // a search replaces the rows: stop adding unfiltered ones to them
+  document.addEventListener("htmx:beforeRequest", function () { source.close(); });
+}());
