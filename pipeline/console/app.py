@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
@@ -111,7 +112,7 @@ class ConsoleRoute(APIRoute):
             try:
                 response = await handler(request)
             except HTTPException as exc:
-                response = _refusal_page(request, exc)
+                response = await _refusal_page(request, exc)
             response.headers["Referrer-Policy"] = CONSOLE_REFERRER_POLICY
             return response
 
@@ -136,7 +137,10 @@ def install(app: FastAPI) -> None:
     app.state.public_routes[STATIC_PATH] = "the console's stylesheet and scripts: no data"
 
 
-def _refusal_page(request: Request, exc: HTTPException) -> Response:
+async def _refusal_page(request: Request, exc: HTTPException) -> Response:
+    """A browser (``Accept: text/html``) gets a page or the way to sign in; any other client the API's JSON refusal."""
+    if "text/html" not in request.headers.get("accept", ""):
+        return await http_exception_handler(request, exc)
     detail: dict[str, Any] = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail)}
     if exc.status_code == 401 and request.app.state.sign_in is not None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -268,7 +272,7 @@ def _sse(event: str, html: str) -> str:
 async def leads_stream(
     request: Request,
     session: SalesReader,
-    since: Annotated[datetime | None, Query(description="The newest lead the page shows")] = None,
+    since: Annotated[datetime, Query(description="The newest lead the page shows")],
 ) -> StreamingResponse:
     """New leads as they arrive (server-sent events, each the rows to put on top of the inbox), withheld as on the
     page; the browser's EventSource reconnects after ``STREAM_MAX_S``, or when the connection drops."""
@@ -278,7 +282,7 @@ async def leads_stream(
     rows_template = env.get_template("leads_rows.html")
 
     async def events() -> AsyncIterator[str]:
-        shown = newest = since or datetime.now(UTC)  # the page shows leads up to ``since``: only later ones are new
+        shown = newest = since  # the page shows leads up to ``since``: only later ones are new
         sent: set[uuid.UUID] = set()
         started = asyncio.get_running_loop().time()
         yield "retry: 3000\n\n"
@@ -358,13 +362,15 @@ def _review(request: Request) -> ReviewService:
 @router.get("/review", response_class=HTMLResponse)
 async def review_queue(
     request: Request,
+    *,
     session: QueueReader,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     released: int = 0,
     confirmed: int = 0,
     failed: int = 0,
 ) -> HTMLResponse:
     """The spam queue, oldest first, with each item's score and the signals that made it."""
-    items = await asyncio.to_thread(_review(request).pending, 200)
+    items = await asyncio.to_thread(_review(request).pending, limit)
     done = {"released": released, "confirmed": confirmed, "failed": failed}
     return _page(request, session, "review.html", title="Spam review", items=items, done=done)
 

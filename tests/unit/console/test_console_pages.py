@@ -74,7 +74,7 @@ def app(runtime: Runtime) -> Any:
 
 def browser(app: Any, name: str | None) -> TestClient:
     """A client carrying ``name``'s session cookie (None: not signed in), not following redirects."""
-    client = TestClient(app, base_url="http://console.test", follow_redirects=False)
+    client = TestClient(app, base_url="http://console.test", follow_redirects=False, headers={"Accept": "text/html"})
     if name is not None:
         principal = app.state.authenticator.store.get(name).principal("oidc")
         issued = app.state.authenticator.sessions.create(principal, frozenset())
@@ -295,3 +295,12 @@ def test_the_dpo_extends_a_deadline_with_a_reason(app: Any, runtime: Runtime) ->
         .status_code
         == 403
     )
+
+
+def test_a_client_that_is_no_browser_gets_the_api_s_refusals(app: Any) -> None:
+    client = TestClient(app, base_url="http://console.test", follow_redirects=False)
+    answer = client.get("/leads")
+    assert answer.status_code == 401 and answer.json()["detail"]["reason"] == "missing_credentials"
+    sam = browser(app, "sam")
+    refused = sam.get("/dpo", headers={"Accept": "application/json"})
+    assert refused.status_code == 403 and refused.json()["detail"]["reason"] == "forbidden"
