@@ -281,11 +281,12 @@ def test_sales_reviewer_and_dpo_do_their_work_in_the_browser(
     )
     expect(page.locator("#lead-rows tr a")).to_have_count(3, timeout=60_000)
     assert "Lena Live" in page.locator("#lead-rows tr").first.inner_text()
+    person.check("sales-lead-inbox")
     page.fill("input[name=q]", "Müller")
     page.wait_for_url(lambda url: "q=M" in url)  # the search is in the address, so it can be shared and reloaded
     expect(page.locator("#lead-rows tr a")).to_have_count(1)
     assert "Müller Maschinenbau GmbH" in page.inner_text("#lead-rows") and "Other AG" not in page.inner_text("main")
-    person.check("sales-lead-inbox")
+    person.check("sales-lead-search")
     page.click("#lead-rows a")
     page.wait_for_url(f"{world.base}/contacts/{key}")
     assert "ERP project" in page.inner_text("main") and "web_form" in page.inner_text("main")
