@@ -39,9 +39,12 @@ from pipeline.identity.sessions import SessionPrincipal
 from pipeline.kafka.producer import PublishError
 from pipeline.logging import get_logger
 from pipeline.models.common import Channel
-from pipeline.models.rights import RightKind
+from pipeline.models.rights import AuditRecord, RightKind
 from pipeline.review.service import ReviewError, ReviewService
 from pipeline.rights.dpo import DpoTools, RequestOut, request_out
+from pipeline.rights.effects.crm import CrmRights
+from pipeline.rights.sweep import RetentionSweep
+from pipeline.rights.tracker import RequestTracker
 
 log = get_logger(__name__)
 
@@ -66,6 +69,7 @@ NAVIGATION = (
     ("/leads", "Leads", Permission.CRM_READ),
     ("/review", "Spam review", Permission.REVIEW_READ),
     ("/dpo", "Privacy requests", Permission.RIGHTS_READ),
+    ("/dpo/retention", "Retention", Permission.RETENTION_RUN),
 )
 
 
@@ -129,6 +133,7 @@ QueueReader = Annotated[Session, Depends(require_session(Permission.REVIEW_READ)
 Decider = Annotated[Session, Depends(require_session(Permission.REVIEW_DECIDE))]
 RightsReader = Annotated[Session, Depends(require_session(Permission.RIGHTS_READ))]
 RightsIssuer = Annotated[Session, Depends(require_session(Permission.RIGHTS_ISSUE))]
+SweepPreviewer = Annotated[Session, Depends(require_session(Permission.RETENTION_RUN))]
 
 
 def install(app: FastAPI) -> None:
@@ -169,6 +174,7 @@ def _page(request: Request, session: Session, template: str, status_code: int = 
         principal=session.principal,
         csrf_field=CSRF_FORM_FIELD,
         nav=[(path, label) for path, label, needed in NAVIGATION if needed in held],
+        current=max((p for p, _l, _n in NAVIGATION if request.url.path.startswith(p)), key=len, default=None),
         can={p.name.lower() for p in held},
         path=request.url.path,
     )
@@ -349,7 +355,11 @@ async def contact(request: Request, subject_key: str, session: SalesReader) -> H
         view = view.for_sales()
     timeline = sorted(view.interactions_detail, key=lambda i: i.occurred_at, reverse=True)
     name = " ".join(p for p in (view.first_name, view.last_name) if p) or view.email or "Contact"
-    return _page(request, session, "contact.html", title=name, view=view, timeline=timeline)
+    trail: list[AuditRecord] = []
+    if allowed(session.principal, Permission.AUDIT_READ):
+        tracker = RequestTracker(get_runtime(request).engine)
+        trail = await asyncio.to_thread(tracker.audit_trail, subject_key=subject_key)
+    return _page(request, session, "contact.html", title=name, view=view, timeline=timeline, trail=trail)
 
 
 # ---- spam review -----------------------------------------------------------------------------------------------
@@ -471,6 +481,19 @@ async def dpo_extend(
             error=str(exc).strip("'\""),
         )
     return RedirectResponse(f"/dpo/requests/{request_id}", status_code=303)
+
+
+@router.get("/dpo/retention", response_class=HTMLResponse)
+async def retention_preview(
+    request: Request, session: SweepPreviewer, at: Annotated[str | None, Query(max_length=10)] = None
+) -> HTMLResponse:
+    """What the retention sweep would delete if it ran at the end of a given day (today by default): the sweep's own
+    dry run, which changes nothing."""
+    day = _day(at) or datetime.now(UTC).date()
+    moment = datetime.combine(day, time(23, 59, 59), UTC)
+    sweep = RetentionSweep(CrmRights(get_runtime(request).engine), None)
+    report = await asyncio.to_thread(sweep.run, moment, dry_run=True)
+    return _page(request, session, "retention.html", title="Retention sweep preview", plan=report.plan, day=day)
 
 
 @router.get("/dpo/new", response_class=HTMLResponse)

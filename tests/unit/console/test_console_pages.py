@@ -304,3 +304,21 @@ def test_a_client_that_is_no_browser_gets_the_api_s_refusals(app: Any) -> None:
     sam = browser(app, "sam")
     refused = sam.get("/dpo", headers={"Accept": "application/json"})
     assert refused.status_code == 403 and refused.json()["detail"]["reason"] == "forbidden"
+
+
+def test_the_dpo_previews_the_retention_sweep_and_reads_a_subject_s_audit_trail(app: Any, runtime: Runtime) -> None:
+    dee = browser(app, "dee")
+    today = dee.get("/dpo/retention")
+    assert today.status_code == 200 and "Nothing would expire by then" in today.text
+    later = dee.get("/dpo/retention", params={"at": "2040-01-01"}).text
+    assert "would delete <strong>3</strong> interaction(s) of 2 person(s)" in later
+    assert "the person is erased entirely" in later
+    assert browser(app, "sam").get("/dpo/retention").status_code == 403
+    key = CrmRights(runtime.engine).read.subject_key_for(email="jane.doe@example.com")
+    assert "Audit trail" not in dee.get(f"/contacts/{key}").text  # nothing audited about her yet
+    token = dee.csrf_token  # type: ignore[attr-defined]
+    form = {"kind": "objection", "email": "jane.doe@example.com", "csrf_token": token}
+    assert dee.post("/dpo/new", data=form).status_code == 303
+    page = dee.get(f"/contacts/{key}").text
+    assert "Audit trail" in page and "rights.request_received" in page and "<td>Dee</td>" in page
+    assert "Audit trail" not in browser(app, "sam").get(f"/contacts/{key}").text  # sales hold no audit:read
