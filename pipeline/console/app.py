@@ -17,6 +17,7 @@ import csv
 import io
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -70,6 +71,8 @@ NAVIGATION = (
     ("/review", "Spam review", Permission.REVIEW_READ),
     ("/dpo", "Privacy requests", Permission.RIGHTS_READ),
     ("/dpo/retention", "Retention", Permission.RETENTION_RUN),
+    ("/charts", "Charts", Permission.CRM_READ),
+    ("/charts", "Charts", Permission.RIGHTS_READ),
 )
 
 
@@ -173,7 +176,7 @@ def _page(request: Request, session: Session, template: str, status_code: int = 
         session=session,
         principal=session.principal,
         csrf_field=CSRF_FORM_FIELD,
-        nav=[(path, label) for path, label, needed in NAVIGATION if needed in held],
+        nav=list(dict.fromkeys((path, label) for path, label, needed in NAVIGATION if needed in held)),
         current=max((p for p, _l, _n in NAVIGATION if request.url.path.startswith(p)), key=len, default=None),
         can={p.name.lower() for p in held},
         path=request.url.path,
@@ -196,6 +199,85 @@ async def home(request: Request, session: Anyone) -> Response:
         if needed in held:
             return RedirectResponse(path, status_code=303)
     return _page(request, session, "home.html", title="leadpipe")
+
+
+# ---- charts ----------------------------------------------------------------------------------------------------
+
+#: Days the leads chart covers, and its drawing size (SVG user units).
+CHART_DAYS = 14
+CHART_W, CHART_H = 720, 220
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One segment of a stacked bar, placed."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    label: str
+    colour: str
+
+
+#: Colours told apart by people with the common colour-vision deficiencies (Okabe-Ito).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+
+
+def stacked_bars(
+    columns: list[str], series: list[str], counts: dict[tuple[str, str], int]
+) -> tuple[list[Bar], int, dict[str, str]]:
+    """Bars for ``counts[(column, series)]``, one stacked bar per column: (the bars, the tallest total, colours)."""
+    colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(series)}
+    top = max([sum(counts.get((c, n), 0) for n in series) for c in columns] + [1])
+    step = CHART_W / max(1, len(columns))
+    bars = []
+    for i, column in enumerate(columns):
+        base = float(CHART_H)
+        for name in series:
+            count = counts.get((column, name), 0)
+            if not count:
+                continue
+            height = CHART_H * count / top
+            base -= height
+            bars.append(Bar(i * step + 2, base, step - 4, height, f"{column} {name}: {count}", colours[name]))
+    return bars, top, colours
+
+
+@router.get("/charts", response_class=HTMLResponse)
+async def charts(request: Request, session: Anyone) -> HTMLResponse:
+    """Leads per channel per day (sales, DPO) and rights requests answered on time or late (DPO), drawn on the server
+    as SVG from the CRM's read model and the request tracker, each with its numbers as a table."""
+    held = permissions_of(session.principal.roles)
+    context: dict[str, Any] = {}
+    now = datetime.now(UTC)
+    if Permission.CRM_READ in held:
+        first = (now - timedelta(days=CHART_DAYS - 1)).date()
+        since = datetime.combine(first, time(), UTC)
+        rows = await asyncio.to_thread(_read_model(request).leads_per_day, since)
+        days = [(first + timedelta(days=i)).isoformat() for i in range(CHART_DAYS)]
+        channels = sorted({channel for _, channel, _ in rows})
+        counts = {(day.isoformat(), channel): count for day, channel, count in rows}
+        bars, top, colours = stacked_bars(days, channels, counts)
+        context["leads"] = {"bars": bars, "top": top, "colours": colours, "days": days, "counts": counts}
+    if Permission.RIGHTS_READ in held:
+        views = await asyncio.to_thread(_tools(request).tracker.requests)
+        outcome: dict[tuple[str, str], int] = {}
+        for view in views:
+            if view.completed_at is not None:
+                state = "answered on time" if view.completed_at <= view.effective_due_at else "answered late"
+            else:
+                state = "open, overdue" if view.is_overdue(now) else "open, in time"
+            outcome[(view.kind.value, state)] = outcome.get((view.kind.value, state), 0) + 1
+        kinds = sorted({kind for kind, _ in outcome})
+        bars, top, colours = stacked_bars(kinds, list(RIGHT_STATES), outcome)
+        context["rights"] = {"bars": bars, "top": top, "colours": colours, "kinds": kinds, "counts": outcome}
+    return _page(
+        request, session, "charts.html", title="Charts", width=CHART_W, height=CHART_H, states=RIGHT_STATES, **context
+    )
+
+
+RIGHT_STATES = ("answered on time", "answered late", "open, in time", "open, overdue")
 
 
 # ---- sales -----------------------------------------------------------------------------------------------------

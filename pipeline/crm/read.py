@@ -8,6 +8,7 @@ so a search finds a person however the e-mail or phone is spelled.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date, datetime
 from typing import Literal
 
 from sqlalchemy import ColumnElement, Connection, Engine, RowMapping, func, select
@@ -134,6 +135,19 @@ class CrmReadModel:
             }
         )
 
+    def leads_per_day(self, since: datetime) -> list[tuple[date, str, int]]:
+        """How many leads arrived per day (UTC) and channel since ``since``: (day, channel, count), oldest first."""
+        day = func.date(interactions.c.received_at)
+        stmt = (
+            select(day, interactions.c.channel, func.count())
+            .where(interactions.c.received_at >= since)
+            .group_by(day, interactions.c.channel)
+            .order_by(day, interactions.c.channel)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [(_as_date(d), str(channel), int(count)) for d, channel, count in rows]
+
     def interaction_count(self) -> int:
         """How many interactions the CRM holds, of everyone."""
         with self.engine.connect() as conn:
@@ -195,6 +209,11 @@ def _subject_criteria(
         pattern = f"%{_escape_like(company.strip().lower())}%"
         criteria.append(func.lower(func.coalesce(subjects.c.company, "")).like(pattern, escape="\\"))
     return criteria
+
+
+def _as_date(value: object) -> date:
+    """SQL's date(): a date on PostgreSQL, an ISO string on SQLite."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
 def _stored_identity(kind: str, value: str | None) -> str | None:

@@ -291,6 +291,9 @@ def test_sales_reviewer_and_dpo_do_their_work_in_the_browser(
     page.wait_for_url(f"{world.base}/contacts/{key}")
     assert "ERP project" in page.inner_text("main") and "web_form" in page.inner_text("main")
     person.check("sales-contact")
+    page.goto(f"{world.base}/charts")
+    assert "Leads per channel per day" in page.inner_text("main")
+    person.check("sales-charts")
 
     # ---- a salesperson may not open the DPO's pages ------------------------------------------------------------
     refused = page.goto(f"{world.base}/dpo")
@@ -353,6 +356,8 @@ def test_sales_reviewer_and_dpo_do_their_work_in_the_browser(
     assert sinks_seen == expected, sinks_seen
     assert "interactions_deleted" in page.inner_text("#sinks") and "Ana Garcia" in page.inner_text("main")
     person.check("dpo-erasure-evidence")
+    page.goto(f"{world.base}/charts")
+    person.check("dpo-charts")
     view = RequestTracker(world.runtime.engine).get(request_id)
     assert view is not None and view.issuer is not None and view.issuer.display_name == "Ana Garcia"
     erased = world.crm.show(key)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from fakes.contacts import make_tagged
 
 from pipeline.crm.read import CrmReadModel
+from pipeline.crm.views import LeadQuery
 from pipeline.sinks.crm.writer import CrmWriter
 
 pytestmark = pytest.mark.integration
@@ -35,3 +38,16 @@ def test_a_name_is_matched_literally(crm_writer: CrmWriter, crm_read: CrmReadMod
     assert [h.subject_key for h in crm_read.search(name="a_b")] == [under.event.subject_key]
     assert [h.subject_key for h in crm_read.search(name="h\\n")] == [under.event.subject_key]
     assert [h.subject_key for h in crm_read.search(name="%")] == [percent.event.subject_key]
+
+
+def test_the_lead_inbox_and_leads_per_day(crm_writer: CrmWriter, crm_read: CrmReadModel) -> None:
+    """The console's queries on both backends: filters shared with search, date arithmetic in SQL."""
+    jane = make_tagged("jane.doe@example.com", phone="+4930123456", company="Initech")
+    john = make_tagged("john.smith@example.org", first_name="John", last_name="Smith", company="Globex")
+    crm_writer.write_events([jane, john])
+    assert [lead.company for lead in crm_read.leads(LeadQuery(company="glob"))] == ["Globex"]
+    assert [lead.email for lead in crm_read.leads(LeadQuery(phone="+49 30 123456"))] == ["jane.doe@example.com"]
+    assert len(crm_read.leads(LeadQuery(marketing_at=jane.event.received_at))) == 2
+    day = jane.event.received_at.date()
+    per_day = crm_read.leads_per_day(jane.event.received_at - timedelta(days=1))
+    assert per_day == [(day, jane.event.channel.value, 2)]

@@ -322,3 +322,26 @@ def test_the_dpo_previews_the_retention_sweep_and_reads_a_subject_s_audit_trail(
     page = dee.get(f"/contacts/{key}").text
     assert "Audit trail" in page and "rights.request_received" in page and "<td>Dee</td>" in page
     assert "Audit trail" not in browser(app, "sam").get(f"/contacts/{key}").text  # sales hold no audit:read
+
+
+def test_charts_draw_leads_per_channel_per_day_and_rights_on_time(app: Any, runtime: Runtime) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    CrmWriter(runtime.engine).write_events(
+        [
+            make_tagged("fresh@example.com", channel=Channel.CHATBOT, occurred_at=now - timedelta(minutes=5)),
+            make_tagged("fresh2@example.com", channel=Channel.CHATBOT, occurred_at=now - timedelta(minutes=4)),
+            make_tagged("fresh3@example.com", occurred_at=now - timedelta(minutes=3)),
+        ]
+    )
+    page = browser(app, "sam").get("/charts").text
+    assert "Leads per channel per day" in page and "Rights requests" not in page
+    today = (now + timedelta(seconds=1)).date().isoformat()
+    assert f"<title>{today} chatbot: 2</title>" in page and f"<title>{today} web_form: 1</title>" in page
+    assert f'<th scope="row">{today}</th><td>2</td><td>1</td>' in page  # chatbot, web_form
+    tools = DpoTools(runtime, app.state.publisher, migrate=False)
+    tools.request(RightKind.ERASURE, by=system_principal("t"), email="fresh@example.com", now=now - timedelta(days=40))
+    rights_page = browser(app, "dee").get("/charts").text
+    assert "Rights requests answered on time or late" in rights_page and "erasure open, overdue: 1" in rights_page
+    assert "Your roles see no chart" in browser(app, "rita").get("/charts").text
