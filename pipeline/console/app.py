@@ -240,7 +240,9 @@ def stacked_bars(
                 continue
             height = CHART_H * count / top
             base -= height
-            bars.append(Bar(i * step + 2, base, step - 4, height, f"{column} {name}: {count}", colours[name]))
+            width = min(step - 4, 80.0)
+            x = i * step + (step - width) / 2
+            bars.append(Bar(x, base, width, height, f"{column} {name}: {count}", colours[name]))
     return bars, top, colours
 
 
