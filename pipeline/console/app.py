@@ -415,7 +415,7 @@ def leads_csv(rows: list[LeadView]) -> str:
     return out.getvalue()
 
 
-@router.get("/leads.csv", response_class=PlainTextResponse)
+@router.get("/export/leads.csv", response_class=PlainTextResponse)
 async def leads_export(request: Request, session: LeadExporter) -> Response:
     """The leads that may be contacted for marketing now, as CSV (sales' mailing tools read it)."""
     query = LeadQuery(marketing_at=datetime.now(UTC), limit=10_000)

@@ -206,7 +206,7 @@ def test_the_csv_holds_whom_marketing_may_contact_now(app: Any, runtime: Runtime
     crm = CrmRights(runtime.engine)
     john = crm.read.subject_key_for(email="john.smith@example.org")
     assert john is not None and crm.set_restriction(john, uuid.uuid4(), restricted=True).changed
-    answer = browser(app, "sam").get("/leads.csv")
+    answer = browser(app, "sam").get("/export/leads.csv")
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
     assert "attachment" in answer.headers["content-disposition"]
     lines = answer.text.splitlines()
@@ -214,8 +214,8 @@ def test_the_csv_holds_whom_marketing_may_contact_now(app: Any, runtime: Runtime
     assert len(lines) == 2 and "jane.doe@example.com" in lines[1]  # one line per person; the restricted one left out
     assert ",'+4930123456," in lines[1]  # a leading + is no formula in a spreadsheet
     assert "Smith" not in answer.text
-    assert browser(app, "rita").get("/leads.csv").status_code == 403
-    assert browser(app, "dee").get("/leads.csv").status_code == 403  # the DPO reads the CRM but exports no leads
+    assert browser(app, "rita").get("/export/leads.csv").status_code == 403
+    assert browser(app, "dee").get("/export/leads.csv").status_code == 403  # the DPO reads the CRM but exports no leads
 
 
 def test_the_csv_leaves_out_objections_and_expired_leads(runtime: Runtime) -> None:
