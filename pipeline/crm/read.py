@@ -51,7 +51,10 @@ class CrmReadModel:
     def search(
         self, *, email: str | None = None, phone: str | None = None, name: str | None = None, limit: int = 50
     ) -> list[SubjectSummary]:
-        """Subjects matching every given criterion (e-mail and phone exactly, canonicalised; name by substring)."""
+        """Subjects matching every given criterion (e-mail and phone exactly, canonicalised; name by substring).
+
+        Restricted subjects match a search by e-mail alone, never one that names a phone or a name.
+        """
         criteria = _subject_criteria(email=email, phone=phone, name=name)
         if criteria is None:
             return []
@@ -208,6 +211,10 @@ def _subject_criteria(
     if company and company.strip():
         pattern = f"%{_escape_like(company.strip().lower())}%"
         criteria.append(func.lower(func.coalesce(subjects.c.company, "")).like(pattern, escape="\\"))
+    if name or phone or company:
+        # A restricted subject (9.4) is found by its subject key or its exact e-mail alone: a name, phone or company
+        # that only narrowed the hits would tell, letter by letter, what is withheld.
+        criteria.append(subjects.c.restricted.is_not(True))
     return criteria
 
 
