@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration" / "rights")]
 
-import psycopg  # noqa: E402
+from _bench_db import database  # noqa: E402
 from fakes.contacts import make_tagged  # noqa: E402
 from fakes.hubspot import running_fake  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
@@ -53,6 +53,7 @@ from pipeline.kafka.launcher import LocalKafka  # noqa: E402
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing  # noqa: E402
 from pipeline.kafka.topics import apply_topics, delete_prefixed_topics  # noqa: E402
 from pipeline.logging import configure_logging  # noqa: E402
+from pipeline.models.identity import system_principal  # noqa: E402
 from pipeline.models.rights import RightKind  # noqa: E402
 from pipeline.rights.dpo import DpoTools  # noqa: E402
 from pipeline.rights.tracker import RequestState  # noqa: E402
@@ -119,7 +120,7 @@ def run_sinks(values: dict[str, Any], registrars: list[Registrar], ready: Any, d
 
 def erase_and_time(tools: DpoTools, email: str) -> float:
     start = time.perf_counter()
-    submitted = tools.request(RightKind.ERASURE, operator="bench", email=email)
+    submitted = tools.request(RightKind.ERASURE, by=system_principal("bench"), email=email)
     while True:
         view = tools.get(submitted.command.request_id)
         if view is not None and view.state is RequestState.COMPLETED:
@@ -151,27 +152,10 @@ def broker() -> Iterator[str]:
         local.release()
 
 
-@contextmanager
-def database(home: Path) -> Iterator[str]:
-    """A fresh PostgreSQL database when ``LEADPIPE_TEST_POSTGRES_URL`` is set (``make bench``), else SQLite."""
-    admin_url = os.environ.get("LEADPIPE_TEST_POSTGRES_URL")
-    if not admin_url:
-        yield f"sqlite:///{home / 'crm.sqlite3'}"
-        return
-    name = f"bench_erasure_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main() -> None:
     configure_logging("WARNING", "console")
     home = Path(tempfile.mkdtemp(prefix="bench-erasure-"))
-    with broker() as servers, database(home) as database_url, running_fake() as hub:
+    with broker() as servers, database(home, "bench_erasure") as database_url, running_fake() as hub:
         prefix = f"bench{uuid.uuid4().hex[:8]}."
         settings = explicit_settings(
             environment="test",

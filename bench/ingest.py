@@ -160,7 +160,7 @@ def main() -> None:
             service = IngestService(runtime, publisher)
             # one event = its raw record + its normalised record; measure the baseline with the same bytes
             sample = service.parse(Submission("size", Channel.WEB_FORM, form(-1), "application/json"))
-            event_bytes = sum(len(o.value.model_dump_json()) for o in service.seal([sample]))
+            event_bytes = sum(len(o.payload) for ready in service.seal([sample]) for o in ready.records)
             raw_records, raw_s = bench_raw(settings, 20 * N, event_bytes // 2)  # more: it is fast
             runs = {
                 "new people": (

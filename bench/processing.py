@@ -13,12 +13,17 @@
 4. Latency: with the worker warm, M more events are produced at a fixed rate; end-to-end latency per event is the
    time from its produce call to its output being visible to a read_committed consumer (this includes the
    transaction commit interval, ``worker_commit_interval_s``).
+5. Scale-out (``BENCH_SCALE=1``, the default): the same N events on ``BENCH_SCALE_PARTITIONS`` (6) partitions,
+   drained by one worker, then by two worker processes in one consumer group (the ratio of the two), then by two
+   again with one of them killed (SIGKILL) half-way and restarted: every event must come out exactly once
+   (read_committed: the outputs counted, not only the distinct events), nothing lost, nothing twice.
 
 The events are a mix: web forms, chat, e-mail, customers (restarting clock), ~5% honeypot spam (quarantined),
 ~2% children (dropped). Synthetic, sealed with per-subject keys in a SQLite key store, ~1.4 KB each.
 
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/python bench/processing.py
     # BENCH_N=20000 BENCH_LATENCY_N=2000 BENCH_LATENCY_RATE=500 BENCH_PARTITIONS=1 BENCH_WARMUP=10000
+    # BENCH_SCALE=1 BENCH_SCALE_PARTITIONS=6
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, ConsumerGroupState, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.agents.launch import WorkerProcess, worker_env
@@ -52,6 +57,8 @@ LATENCY_N = int(os.environ.get("BENCH_LATENCY_N", "2000"))
 LATENCY_RATE = float(os.environ.get("BENCH_LATENCY_RATE", "500"))
 PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "1"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", str(min(N, 10_000))))
+SCALE = os.environ.get("BENCH_SCALE", "1") not in ("", "0")
+SCALE_PARTITIONS = int(os.environ.get("BENCH_SCALE_PARTITIONS", "6"))
 OUTPUTS = ("contacts.accepted", "contacts.quarantine", "contacts.drops", "contacts.dlq")
 
 MESSAGES = [
@@ -114,6 +121,8 @@ class OutputReader(threading.Thread):
         )
         self.consumer.subscribe(topics)
         self.seen: dict[str, float] = {}
+        self.outputs = 0
+        """Records with an event id seen (one per event on these topics when each event came out once)."""
         self.first: float | None = None
         self.last: float | None = None
         self.stop = threading.Event()
@@ -127,6 +136,7 @@ class OutputReader(threading.Thread):
                 event_id = orjson.loads(message.value()).get("event_id")
                 if event_id is not None:
                     self.seen.setdefault(event_id, now)
+                    self.outputs += 1
                 self.first = self.first or now
                 self.last = now
         self.consumer.close()
@@ -197,14 +207,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_settings(servers: str, home: Path) -> Settings:
+def bench_settings(servers: str, home: Path, partitions: int = PARTITIONS) -> Settings:
     """Settings of one measured worker: its own topic prefix, so each run reads only its own records."""
     return explicit_settings(
         environment="test",
         home=home,
         kafka_bootstrap_servers=servers,
         topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
-        topic_partitions=PARTITIONS,
+        topic_partitions=partitions,
         subject_key_pepper="bench-pepper",
         key_encryption_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
         log_level="WARNING",
@@ -234,6 +244,73 @@ def harness_only(servers: str, home: Path, payloads: list[tuple[str, bytes]]) ->
     finally:
         reader.stop.set()
         worker.stop()
+        reader.join(10)
+        delete_prefixed_topics(settings)
+
+
+def wait_for_group(settings: Settings, members: int, timeout_s: float = 180.0) -> None:
+    """Until the workers' consumer group is stable with ``members`` members, each with partitions assigned."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    group = settings.topic(settings.app_id)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        description = admin.describe_consumer_groups([group])[group].result()
+        assigned = [m for m in description.members if m.assignment and m.assignment.topic_partitions]
+        if description.state is ConsumerGroupState.STABLE and len(assigned) == members:
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"the consumer group {group} did not settle with {members} members in {timeout_s:.0f} s")
+
+
+def scale_out(base: Settings, payloads: list[tuple[str, bytes]], workers: int, *, kill: bool) -> tuple[float, int]:
+    """The records on ``SCALE_PARTITIONS`` partitions drained by ``workers`` processes in one group.
+
+    Returns (events/s, outputs seen).
+
+    ``kill``: the last worker is killed (SIGKILL: no commit, no leaving the group) once half the events came out and
+    started again a second later, as its orchestrator would (static membership: the same instance id takes its
+    partitions back without a rebalance), and redoes the work of its transactions that were open.
+    """
+    run = uuid.uuid4().hex[:8]
+    settings = base.model_copy(
+        update={
+            "topic_prefix": f"{base.topic_prefix}scale{run}.",
+            "topic_partitions": SCALE_PARTITIONS,
+            "worker_instance_id": f"scale-{run}",
+        }
+    )
+    servers, home = settings.kafka_bootstrap_servers, settings.home
+    apply_topics(settings)
+    reader = OutputReader(servers, [settings.topic(t) for t in OUTPUTS])
+    reader.start()
+    processes = [
+        WorkerProcess(
+            settings,
+            home / f"scale-{workers}{'-kill' if kill else ''}-{n}.log",
+            registrars=["pipeline.agents.processing:register"],
+            env=worker_env(settings, LEADPIPE_WORKER_INSTANCE_ID=f"{settings.worker_instance_id}-{n}"),
+        ).start()
+        for n in range(workers)
+    ]
+    try:
+        wait_for_group(settings, workers)  # the records come once every worker has its partitions: no rebalance timed
+        produce_all(servers, settings.topic("contacts.normalized"), payloads)
+        timeout_s = max(180.0, len(payloads) / 50)
+        if kill:
+            if not reader.wait_for(len(payloads) // 2, timeout_s):
+                raise SystemExit(f"scale-out: half the events did not come out; logs in {home}")
+            processes[-1].kill()
+            time.sleep(1.0)
+            processes[-1].start()  # as its orchestrator would: the same instance id takes its place again
+        if not reader.wait_for(len(payloads), timeout_s):
+            raise SystemExit(f"scale-out: only {len(reader.seen)} of {len(payloads)} came out; logs in {home}")
+        time.sleep(2 if kill else 0)  # a duplicate committed late would show now
+        assert reader.first is not None and reader.last is not None
+        return len(payloads) / (reader.last - reader.first), reader.outputs
+    finally:
+        reader.stop.set()
+        for process in processes:
+            process.stop()
         reader.join(10)
         delete_prefixed_topics(settings)
 
@@ -315,6 +392,23 @@ def main() -> None:
         reader.join(10)
         delete_prefixed_topics(settings)
         runtime.engine.dispose()
+    if SCALE:
+        one, _ = scale_out(settings, payloads[:N], 1, kill=False)
+        two, _ = scale_out(settings, payloads[:N], 2, kill=False)
+        killed, outputs = scale_out(settings, payloads[:N], 2, kill=True)
+        print(
+            f"scale-out on {SCALE_PARTITIONS} partitions: one worker {one:,.0f} events/s, "
+            f"two in one group {two:,.0f} events/s"
+        )
+        print(f"ratio two/one: {two / one:.2f} (both processes, the broker and the client share this machine's cores)")
+        print(
+            f"two workers, one killed half-way and restarted: {killed:,.0f} events/s; {outputs} outputs for {N} events "
+            f"({'exactly once' if outputs == N else f'{outputs - N:+d}: NOT exactly once'})"
+        )
+        if outputs != N:
+            raise SystemExit("exactly-once broken across the kill")
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} (1 / 5 min) at the end")
     print(f"target: >= 10,000 events/s per worker process (0.15 of raw or better); worker log: {home / 'worker.log'}")
 
 

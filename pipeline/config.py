@@ -74,7 +74,13 @@ class Settings(BaseSettings):
 
     # Logging
     log_format: Literal["auto", "json", "console"] = "auto"
-    log_level: str = "INFO"
+    log_level: str | None = Field(
+        default=None, description="DEBUG, INFO, WARNING, ...; default: WARNING on a terminal, INFO for machines (JSON)."
+    )
+    otlp_traces_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint (e.g. http://otel-collector:4318/v1/traces); unset: no tracing.",
+    )
 
     # Kafka
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -120,6 +126,28 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="Transaction length under exactly_once: the floor of end-to-end latency."
     )
 
+    # Spam engine (rspamd + Redis, pipeline/spam): the normal worker scores, the controller learns
+    spam_engine_enabled: bool = Field(
+        default=True,
+        description="Ask the spam engine and leadpipe's classifier (its counts are in the engine's Redis). Off: the "
+        "policy's rules alone. On with the engine down: events wait or go to review (policy spam.engine).",
+    )
+    spam_engine_url: str = Field(default="http://127.0.0.1:11433", description="rspamd's normal worker (/checkv2).")
+    spam_engine_controller_url: str = Field(
+        default="http://127.0.0.1:11434", description="rspamd's controller worker (/learnspam, /learnham, /stat)."
+    )
+    spam_engine_redis_host: str = Field(default="127.0.0.1", description="The engine's Redis (classifier counts).")
+    spam_engine_redis_port: int = Field(default=16379, description="The Redis of `leadpipe spam-engine up`.")
+    spam_classifier_reload_s: float = Field(
+        default=30.0, gt=0, description="How often a worker reads the classifier's counts again (others learn too)."
+    )
+    spam_engine_timeout_s: float = Field(default=2.0, gt=0, description="Time budget of one scoring batch.")
+    spam_engine_concurrency: int = Field(default=8, ge=1, description="Requests in flight to the engine at once.")
+    spam_engine_sa_rules: bool = Field(
+        default=False,
+        description="Load SpamAssassin's stock rules into rspamd (docs/processing.md: a few more hits, ~6x slower).",
+    )
+
     # Policy
     policy_file: Path | None = Field(default=None, description="The policy data file; default: the packaged one.")
 
@@ -135,8 +163,35 @@ class Settings(BaseSettings):
     # Ingest API
     ingest_host: str = "127.0.0.1"
     ingest_port: int = 8080
-    ingest_max_body_bytes: int = 1_048_576
+    ingest_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest body the API reads; a channel whose topics take less (topics.yaml max.message.bytes, "
+        "the sealed record being a third larger) gets that smaller limit",
+    )
     ingest_signature_tolerance_s: int = 300
+    ingest_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Longest an ingest request waits for the key store and the broker before 503 (and the API's "
+        "producer's message.timeout.ms, so a record refused is never delivered later)",
+    )
+    ingest_retry_after_s: int = Field(default=5, ge=1, description="Retry-After of a 503 (key store or broker down)")
+    api_workers: int = Field(default=1, ge=1, le=64, description="`leadpipe serve` processes sharing the ports")
+    admin_host: str = Field(default="127.0.0.1", description="Listen address of the admin port")
+    admin_port: int | None = Field(
+        default=8081,
+        description="Port of /metrics, /openapi.json and /docs (and /healthz, /readyz); None: not served. They are "
+        "not on the API port, which faces the internet",
+    )
+    api_public_docs: bool = Field(
+        default=False, description="Also serve /openapi.json and /docs on the API port (a public API reference)"
+    )
+    http_max_header_bytes: int = Field(
+        default=32_768, ge=1024, description="Request line and header block; larger is refused 431 before parsing"
+    )
+    http_max_header_fields: int = Field(default=100, ge=8, description="Header fields per request; more is 431")
     sources: dict[str, SourceAuth] = Field(default_factory=dict, description="source id -> channel and credentials")
     # The shared per-role tokens of old: accepted only with legacy_role_tokens=true (pipeline/identity/authenticator.py)
     dpo_token: SecretStr | None = None
@@ -233,6 +288,12 @@ class Settings(BaseSettings):
     # Data-subject rights (pipeline/rights)
     rights_exports_dir: Path | None = Field(
         default=None, description="Where exports are written; default: home/exports"
+    )
+    rights_export_max_age_h: float = Field(
+        default=168.0,
+        gt=0,
+        description="Exports are deleted this long after they were written (by the rights worker's sweep) and the "
+        "download refuses them from then on: an export holds everything about a person and is meant to be delivered",
     )
     rights_export_font: Path | None = Field(
         default=None, description="A TTF font for access PDFs; default: DejaVu Sans"

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, MetaData, Table, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, Table, TypeDecorator, create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.pool import NullPool
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -34,6 +38,28 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both backends (SQLite stores no zone and hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value  # str: SQLite with raw SQL
+        if not isinstance(moment, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(moment).__name__}")
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -71,6 +97,46 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+#: What to do when the database cannot be reached; the CLI prints it after the reason.
+DATABASE_HINT = (
+    "check LEADPIPE_DATABASE_URL and that the database server runs (unset, leadpipe uses SQLite under LEADPIPE_HOME)"
+)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached; the message names it (without its password) and the server's reason."""
+
+    hint = DATABASE_HINT
+
+
+def safe_url(url: str) -> str:
+    """The URL as it may be printed: the password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(an URL SQLAlchemy cannot parse)"
+
+
+def check_database(url: str, timeout_s: int = 5) -> None:
+    """Raise ``DatabaseUnavailable`` unless one connection opens and answers ``SELECT 1`` within ``timeout_s``."""
+    try:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            engine = make_engine(url, poolclass=NullPool, connect_args={"timeout": timeout_s})
+        else:
+            engine = make_engine(url, poolclass=NullPool, connect_args={"connect_timeout": max(2, timeout_s)})
+    except (ArgumentError, ValueError, OSError) as exc:  # a malformed URL, a driver that is not installed
+        raise DatabaseUnavailable(f"cannot use the database at {safe_url(url)} ({exc})") from exc
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        raise DatabaseUnavailable(f"cannot reach the database at {safe_url(url)} ({reason})") from exc
+    finally:
+        engine.dispose()
 
 
 def dialect_insert(engine: Engine, table: Table) -> postgresql.Insert | sqlite.Insert:

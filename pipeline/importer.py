@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pipeline.clikit import DATABASE, KAFKA, exits, needs
 from pipeline.config import get_settings
 from pipeline.db import ensure_schema
 from pipeline.ingest.service import IngestService, Submission, SubmitResult, UnsupportedContentType
@@ -147,6 +148,13 @@ def run_import(
     return summary
 
 
+@needs(KAFKA, DATABASE)
+@exits(
+    {
+        1: "a record was rejected (and dead-lettered); the others were published",
+        2: "usage: unknown format, or a format the channel does not read",
+    }
+)
 def import_file(
     channel: Annotated[Channel, typer.Argument(help="The policy channel the records belong to.")],
     file: Annotated[
@@ -156,7 +164,14 @@ def import_file(
     fmt: Annotated[str | None, typer.Option("--format", help="csv|jsonl|json|mbox|eml; default: by extension.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Records per confirmed publish.")] = 500,
 ) -> None:
-    """Load a file of contacts; exit code 1 when any record was rejected (and dead-lettered)."""
+    """Load a file of contacts; exit code 1 when any record was rejected (and dead-lettered).
+
+    Columns and fields per channel, with a sample file for each: docs/ingest.md.
+
+    Example: leadpipe import customer docs/samples/customer.csv --source-id crm-export
+
+    Example: leadpipe import email inbox.mbox
+    """
     console = Console(stderr=True)
     try:
         chosen = fmt or guess_format(file)

@@ -274,12 +274,39 @@ def _ensure_redaction() -> None:
         )
 
 
-def configure_logging(
-    level: str = "INFO", fmt: Literal["auto", "json", "console"] = "auto", stream: Any = None
-) -> None:
-    """Configure structlog and the stdlib root logger once per process."""
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the moment of the write, not the one at set-up: while rich shows a
+    progress bar it swaps ``sys.stderr`` for a proxy that prints above the bar, so a log line never lands inside it."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def for_a_person(fmt: Literal["auto", "json", "console"] = "auto", stream: Any = None) -> bool:
+    """Whether log lines are rendered for a person (readable) rather than a machine (JSON): ``console``, or ``auto``
+    on a terminal."""
     stream = stream or sys.stderr
-    use_json = fmt == "json" or (fmt == "auto" and not getattr(stream, "isatty", lambda: False)())
+    return fmt == "console" or (fmt == "auto" and bool(getattr(stream, "isatty", lambda: False)()))
+
+
+def configure_logging(
+    level: str | None = "INFO", fmt: Literal["auto", "json", "console"] = "auto", stream: Any = None
+) -> None:
+    """Configure structlog and the stdlib root logger once per process.
+
+    ``level=None`` means the default for the audience: WARNING when lines are rendered for a person (a terminal shows
+    the command's own output, not its logs), INFO for machines (JSON).
+    """
+    readable = for_a_person(fmt, stream)
+    level = level or ("WARNING" if readable else "INFO")
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
@@ -288,8 +315,11 @@ def configure_logging(
         redact_pii,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    colors = readable and stream is None and sys.stderr.isatty()
     renderer: Processor = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=structlog.dev.plain_traceback)
+        if readable
+        else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         # the level filter first: a debug line that will not be written costs no redaction
@@ -307,13 +337,16 @@ def configure_logging(
             renderer,
         ],
     )
-    handler = logging.StreamHandler(stream)
+    handler: logging.Handler = _CurrentStderr() if stream is None else logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # httpx logs every request at INFO: the spam engine's client makes hundreds a second. Its failures come back
+    # to leadpipe's code as typed results, which logs what matters.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     _install_record_factory()
 
 

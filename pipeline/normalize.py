@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib
 import re
 import unicodedata
 from datetime import date
@@ -33,6 +34,15 @@ class NormalizationError(ValueError):
 #: 9476 .alt and ICANN's private-use .internal (2024). The documentation names (.example, example.com/.net/.org) stay
 #: accepted, as RFC 6761 6.5 asks of applications: tests, demos and docs use them.
 RESERVED_EMAIL_DOMAINS = frozenset({*SPECIAL_USE_DOMAIN_NAMES, "alt", "internal"})
+
+
+#: email-validator checks every address's domain against the UTS-46 tables character by character (about 0.2 ms,
+#: most of an address's cost) while domains repeat (a few providers, each company's own). That check is a pure
+#: function of the domain and two flags, so its results are kept (a failing domain raises and is not kept).
+#: tests/unit/sources/test_sources_normalize.py pins the name this relies on.
+_EMAIL_VALIDATOR = importlib.import_module("email_validator.validate_email")  # (the package's attribute is a function)
+_DOMAIN_CHECK = "validate_email_domain_name"
+setattr(_EMAIL_VALIDATOR, _DOMAIN_CHECK, lru_cache(maxsize=4096)(getattr(_EMAIL_VALIDATOR, _DOMAIN_CHECK)))
 
 
 def canonical_email(value: str) -> str:
@@ -121,6 +131,36 @@ def subject_key(pepper: bytes, *, email: str | None = None, phone: str | None = 
     else:
         raise NormalizationError("email", "no_identity", "an event needs an e-mail address or a phone number")
     return "sk_" + hmac.new(pepper, material, hashlib.sha256).hexdigest()[:40]
+
+
+#: Prefix of a visitor key: the pseudonymous subject key of an anonymous website visitor (``visitor_key``).
+VISITOR_KEY_PREFIX = "vk_"
+
+#: The longest visitor (cookie) id taken: Segment's anonymousId is a UUID, HubSpot's hutk 32 hex characters,
+#: Snowplow's domain_userid a UUID; 200 leaves room for any tracker without letting a payload pass as one.
+VISITOR_ID_MAX = 200
+
+_VISITOR_ID = re.compile(r"[\x21-\x7e]+")
+
+
+def visitor_key(pepper: bytes, visitor_id: str) -> str:
+    """The key of an anonymous visitor: an HMAC of their cookie id, never the id itself (``vk_`` + 40 hex).
+
+    A subject key of its own kind: an e-mail or phone can never give a ``vk_`` key, so a visitor's history and a
+    person's never share a data key, and the DPO can erase a visitor known only by the cookie id. The id is taken as
+    sent (trackers' ids are case-sensitive), surrounding whitespace removed; printable ASCII without spaces only.
+    """
+    text = visitor_id.strip()
+    if not text or len(text) > VISITOR_ID_MAX or not _VISITOR_ID.fullmatch(text):
+        raise NormalizationError(
+            "visitor_id", "invalid_visitor_id", f"not a visitor id (1-{VISITOR_ID_MAX} printable ASCII characters)"
+        )
+    return VISITOR_KEY_PREFIX + hmac.new(pepper, b"visitor:" + text.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def is_visitor_key(key: str) -> bool:
+    """Whether a subject key is an anonymous visitor's (``visitor_key``) rather than a person's."""
+    return key.startswith(VISITOR_KEY_PREFIX)
 
 
 # ---- names, free text -------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel
 
+from pipeline.clikit import exits
 from pipeline.models.processing import DropRecord
 from pipeline.models.records import AcceptedRecord, ContactBody, ContactRecord, DeadLetter, QuarantineRecord, RawRecord
 from pipeline.models.review import BlocklistEntry, ReviewDecision
@@ -101,7 +102,10 @@ _DirOption = Annotated[Path, typer.Option("--dir", help="Where the schemas live.
 
 @app.command("generate")
 def generate_command(directory: _DirOption = DEFAULT_DIR) -> None:
-    """Regenerate schemas/ from the models."""
+    """Regenerate schemas/ from the models.
+
+    Example: leadpipe schemas generate
+    """
     changed = generate(directory)
     for path in changed:
         typer.echo(f"wrote {path}" if path.exists() else f"removed {path}")
@@ -109,8 +113,12 @@ def generate_command(directory: _DirOption = DEFAULT_DIR) -> None:
 
 
 @app.command("check")
+@exits({1: "a committed schema differs from its model (run `leadpipe schemas generate`)"})
 def check_command(directory: _DirOption = DEFAULT_DIR) -> None:
-    """Exit 1 when a committed schema differs from its model (run `leadpipe schemas generate`)."""
+    """Exit 1 when a committed schema differs from its model (run `leadpipe schemas generate`).
+
+    Example: leadpipe schemas check
+    """
     problems = check(directory)
     for problem in problems:
         typer.echo(problem, err=True)

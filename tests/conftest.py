@@ -8,6 +8,7 @@ Integration tests never use a mock broker or faust's in-memory transport.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import uuid
 import warnings
@@ -146,6 +147,9 @@ def make_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Ca
             "subject_key_pepper": "test-pepper",
             "key_encryption_key": base64.urlsafe_b64encode(b"k" * 32).decode(),
             "log_format": "console",
+            # The spam engine is asked only by the tests that start one (spam_engine fixture); elsewhere a worker
+            # would send every event with words to review as spam_engine_unavailable.
+            "spam_engine_enabled": False,
         }
         values.update(overrides)
         return explicit_settings(**values)
@@ -193,6 +197,42 @@ def cli_runtime(kafka_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> It
     yield runtime
     get_settings.cache_clear()
     runtime.engine.dispose()
+
+
+@dataclasses.dataclass(frozen=True)
+class SpamEngineEndpoints:
+    """Where the session's spam engine answers; ``launcher`` is None when it came from the environment."""
+
+    url: str
+    controller_url: str
+    redis_port: int
+    launcher: Any = None
+
+
+@pytest.fixture(scope="session")
+def spam_engine() -> Iterator[SpamEngineEndpoints]:
+    """A real rspamd (+ its Redis) for the whole session, offline, shared with concurrent sessions.
+
+    ``LEADPIPE_TEST_SPAM_ENGINE_URL`` (with ``..._CONTROLLER_URL`` and ``..._REDIS_PORT``) names a running one;
+    else the project's launcher starts one (``scripts/ensure-spam-engine.sh`` installs the programs).
+    """
+    url = os.environ.get("LEADPIPE_TEST_SPAM_ENGINE_URL")
+    if url:
+        yield SpamEngineEndpoints(
+            url,
+            os.environ["LEADPIPE_TEST_SPAM_ENGINE_CONTROLLER_URL"],
+            int(os.environ["LEADPIPE_TEST_SPAM_ENGINE_REDIS_PORT"]),
+        )
+        return
+    from pipeline.spam.launcher import LocalSpamEngine
+
+    cache = os.environ.get("LEADPIPE_TEST_CACHE")
+    engine = LocalSpamEngine.for_tests(cache_dir=Path(cache) if cache else None)
+    engine.up()
+    try:
+        yield SpamEngineEndpoints(engine.url, engine.controller_url, engine.redis_port, engine)
+    finally:
+        engine.release()  # stops it unless another session still uses it
 
 
 @pytest.fixture(scope="session")

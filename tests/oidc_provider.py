@@ -260,6 +260,21 @@ class Hydra:
                 raise RuntimeError(f"Hydra did not become ready:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.2)
         self._create_clients()
+        self._warm_up(timeout_s)
+
+    def _warm_up(self, timeout_s: float) -> None:
+        """Hydra makes its RSA signing keys on first use (seconds on a busy machine, and it may drop the request that
+        asked meanwhile): make them now, so the first test's discovery does not hit the verifier's short timeout."""
+        deadline = time.monotonic() + timeout_s
+        for path in ("/.well-known/openid-configuration", "/.well-known/jwks.json"):
+            while True:
+                try:
+                    httpx.get(f"{self.issuer}{path}", timeout=timeout_s).raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

@@ -26,7 +26,7 @@ from pipeline.agents.faust_adapter import BatchingAppMixin, BatchingConsumer
 from pipeline.config import Settings
 from pipeline.kafka.security import ssl_context
 from pipeline.kafka.topics import default_topics_path, load_topics, make_admin
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.processors import CompiledPolicy, compile_policy
 from pipeline.runtime import Runtime
 from pipeline.topics import NORMALIZED_TOPIC

@@ -38,6 +38,8 @@ class Fetched(Protocol):
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 class Acknowledger(Protocol):
@@ -63,6 +65,16 @@ class BatchContext:
 
 
 BatchHandler = Callable[[BatchContext, Sequence[Fetched]], Awaitable[None]]
+
+
+class RetryBatch(Exception):
+    """Raised by a handler that cannot handle its batch now (the database is down): nothing of it was sent or
+    acknowledged; the consumer delivers the same records again after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float, reason: str) -> None:
+        super().__init__(f"batch retried in {retry_after:.2f}s: {reason}")
+        self.retry_after = retry_after
+        self.reason = reason
 
 
 def unhandled(records: Sequence[Any], handled_upto: int | None) -> Sequence[Any]:

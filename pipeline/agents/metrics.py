@@ -15,9 +15,14 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from pipeline.agents.app import LeadpipeApp
+from pipeline.agents.faust_adapter import PartitionProgress
+from pipeline.config import Settings
+from pipeline.kafka.lag import PartitionLag, consumer_lag
+from pipeline.kafka.topics import make_admin
 from pipeline.logging import get_logger
 
 log = get_logger(__name__)
@@ -74,6 +79,20 @@ class WorkerMetrics:
             ["sink"],
             registry=registry,
         )
+        self.spam_engine_results = Counter(
+            "leadpipe_spam_engine_results",
+            "Answers of the spam engine to the processing agent, by result: scored, or why there was no verdict "
+            "(timeout, unreachable, error); each unanswered event waited or went to review.",
+            ["result"],
+            registry=registry,
+        )
+        self.spam_learned = Counter(
+            "leadpipe_spam_learned",
+            "Reviewer decisions taught to the spam filter, by part (engine, classifier), label and status "
+            "(learned, relearned, duplicate, refused, unavailable: `leadpipe spam rebuild` teaches it again).",
+            ["part", "label", "status"],
+            registry=registry,
+        )
         self._refreshers: list[Callable[[], None]] = []
 
     def observe_batch(self, agent: str, counts: Mapping[str, int], drop_reasons: Iterable[str], seconds: float) -> None:
@@ -114,6 +133,46 @@ class WorkerMetrics:
 
         self.add_refresher(refresh)
 
+    def track_partitions(self, progress: Callable[[], Mapping[TP, PartitionProgress]]) -> None:
+        """Gauges of each assigned partition's records not committed yet (log end minus committed offset), read on
+        each scrape from ``progress``: the worker's own stall signal, in place of faust's stall warnings, which cannot
+        see the batch agents' commits (``BatchingConsumerThread.verify_event_path``). A partition whose gauge stays
+        above zero while the log end does not move is stuck; one that is paused on purpose (backpressure, a
+        database outage) shows the same, and the ``sink_pauses`` counter or the pause logs say why."""
+        uncommitted = Gauge(
+            "leadpipe_worker_uncommitted_records",
+            "Records of an assigned partition between the committed offset and the log end, by topic and partition "
+            "(absent until both are known).",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+
+        def refresh() -> None:
+            uncommitted.clear()  # partitions revoked since the last scrape go away
+            for tp, where in dict(progress()).items():
+                if where.end is not None and where.committed is not None:
+                    uncommitted.labels(tp.topic, str(tp.partition)).set(max(where.end - where.committed, 0))
+
+        self.add_refresher(refresh)
+
+    def track_lag(self, read_lag: Callable[[], Iterable[PartitionLag]]) -> None:
+        """Gauge of the consumer lag of the worker's group per topic and partition, read on each scrape from
+        ``read_lag`` (the group's, not this replica's share: dashboards take the max over replicas)."""
+        gauge = Gauge(
+            "leadpipe_consumer_lag",
+            "Records behind the end of each partition (last stable offset), by consumer group, topic and partition.",
+            ["group", "topic", "partition"],
+            registry=self.registry,
+        )
+
+        def refresh() -> None:
+            rows = list(read_lag())
+            gauge.clear()  # partitions no longer in the group's offsets disappear instead of showing a stale lag
+            for row in rows:
+                gauge.labels(row.group, row.topic, str(row.partition)).set(row.lag)
+
+        self.add_refresher(refresh)
+
     def add_refresher(self, refresh: Callable[[], None]) -> None:
         """``refresh`` runs (in a thread: it may query the database) before each scrape, to set gauges."""
         self._refreshers.append(refresh)
@@ -140,6 +199,12 @@ def worker_metrics(app: LeadpipeApp) -> WorkerMetrics:
         app.shared["metrics"] = metrics
         current = metrics
 
+        def progress() -> Mapping[TP, PartitionProgress]:
+            """Read at scrape time: touching ``app.consumer`` now would bind the app to an event loop too early."""
+            return app.batching_consumer.partition_progress()
+
+        metrics.track_partitions(progress)
+
         @app.page(METRICS_PATH)
         async def metrics_page(self: Any, request: Any) -> Any:
             body = await asyncio.to_thread(current.render)
@@ -147,3 +212,17 @@ def worker_metrics(app: LeadpipeApp) -> WorkerMetrics:
             return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return metrics
+
+
+def track_consumer_lag(app: LeadpipeApp, settings: Settings) -> None:
+    """Serve the lag of the app's own consumer group (its faust app id) as ``leadpipe_consumer_lag``."""
+    admin = make_admin(settings)
+    group: str = app.conf.id
+
+    def read() -> list[PartitionLag]:
+        try:
+            return consumer_lag(settings, [group], admin=admin)
+        except LookupError:  # the group exists once the first worker has joined it
+            return []
+
+    worker_metrics(app).track_lag(read)

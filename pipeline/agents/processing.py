@@ -13,22 +13,24 @@ a counted drop (its subject was erased). An exception while handling one record 
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
+import inspect
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
+from opentelemetry.trace import Span
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
+from pipeline import tracing
 from pipeline.agents.app import LeadpipeApp, policy_for, topic_partitions
-from pipeline.agents.batching import BatchContext, BatchHandler, Fetched
+from pipeline.agents.batching import BatchContext, BatchHandler, Fetched, RetryBatch
 from pipeline.agents.metrics import WorkerMetrics, worker_metrics
 from pipeline.agents.sender import Out, TransactionalSender
+from pipeline.agents.spam import AgentSpam
 from pipeline.agents.tables import ProcessingTables
 from pipeline.agents.views import ProcessingState
 from pipeline.crypto.codec import RecordCodec
@@ -36,10 +38,11 @@ from pipeline.crypto.keystore import SqlKeyStore
 from pipeline.crypto.sealing import KeyDestroyedError, subject_scope
 from pipeline.logging import get_logger, scrub_text
 from pipeline.models.contact import ContactEvent
-from pipeline.models.identity import system_principal
+from pipeline.models.identity import Principal, system_principal
 from pipeline.models.processing import DropReason, DropRecord
 from pipeline.models.records import AcceptedRecord, ContactRecord, DeadLetter, QuarantineRecord, Sealed
 from pipeline.models.rights import AuditRecord, RightKind, SuppressionRecord
+from pipeline.models.spam import ClassifierVerdict, EngineResult
 from pipeline.models.tagged import SpamVerdict, tags_json
 from pipeline.processors import (
     ChainContext,
@@ -54,6 +57,7 @@ from pipeline.processors import (
 from pipeline.processors import rates as rate_windows
 from pipeline.rights.commands import build_command
 from pipeline.runtime import Runtime
+from pipeline.sinks.base import backoff_delay
 from pipeline.topics import (
     ACCEPTED_TOPIC,
     AUDIT_TOPIC,
@@ -75,6 +79,8 @@ ACTOR = "processing"
 _CHILD_ERASURE_NAMESPACE = uuid.UUID("5b0f3a8e-2c47-4d8e-8f0e-6a1d3c9b7e22")
 #: Who issues the erasures the children's rule asks for: the product itself, named like a person would be.
 CHILDREN_ACTOR = system_principal("children-rule")
+#: Longest pause between attempts at a batch while the key store's database is unreachable.
+STORE_RETRY_MAX_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +91,18 @@ class Consumed:
     offset: int
     key: bytes | None
     value: bytes | None
+    trace: bytes | None = None
+    """The ``traceparent`` of this record's processing span; every record it leads to carries it on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """One consumed record after parsing and opening: an event for the chain, or (``done``) its outputs already."""
+
+    item: Consumed
+    record: ContactRecord | None
+    event: ContactEvent | None
+    done: tuple[list[Out], str] | None = None
 
 
 @dataclass
@@ -94,7 +112,10 @@ class BatchResult:
     outgoing: dict[int, list[Out]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
-    def add(self, partition: int, records: list[Out], outcome: str) -> None:
+    def add(self, partition: int, records: list[Out], outcome: str, trace: bytes | None = None) -> None:
+        """``records`` came of one input record; ``trace`` (its span's ``traceparent``) goes on with each."""
+        if trace is not None:
+            records = [replace(record, trace=trace) for record in records]
         self.outgoing.setdefault(partition, []).extend(records)
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
 
@@ -129,34 +150,74 @@ class ProcessingStep:
     # ---- the batch ------------------------------------------------------------------------------------------------
 
     def process(self, batch: Sequence[Consumed], state: ProcessingState, now: datetime | None = None) -> BatchResult:
-        """Handle every record of the batch; applies table updates to ``state`` as it goes (later records see them)."""
+        """Handle every record of the batch; applies table updates to ``state`` as it goes (later records see them).
+
+        No spam engine here: ``open`` then ``finish`` with the engine's verdicts is what the agent does."""
         now = now or datetime.now(UTC)
-        result = BatchResult()
+        return self.finish(self.open(batch, now), state, now)
+
+    def open(self, batch: Sequence[Consumed], now: datetime) -> list[Opened]:
+        """Parse and open every record: each is an event for the chain, or already its outputs (a dead letter, a
+        drop for a destroyed key)."""
         parsed: list[tuple[Consumed, ContactRecord | None, str | None]] = []
         for item in batch:
             record, error = self._parse(item)
             parsed.append((item, record, error))
         if self.keystore is not None:
             self.keystore.preload(r.sealed.key_id for _, r, _ in parsed if r is not None)
-        unsuppressed = self._context(state, now, None)  # what every subject without a suppression record reads
+        opened: list[Opened] = []
         for item, record, error in parsed:
             try:
                 if record is None:
-                    outs = [
-                        self.dead_letter(
-                            item, None, stage="parse", reason="invalid_record", error=error or "unreadable", now=now
-                        )
-                    ]
-                    result.add(item.partition, outs, "dead_letter")
+                    letter = self.dead_letter(
+                        item, None, stage="parse", reason="invalid_record", error=error or "unreadable", now=now
+                    )
+                    opened.append(Opened(item, None, None, ([letter], "dead_letter")))
                     continue
-                outs, outcome = self._one(item, record, state, now, unsuppressed)
-                result.add(item.partition, outs, outcome)
+                event, done = self._open(item, record, now)
+                opened.append(Opened(item, record, event, done))
+            except DBAPIError:
+                raise  # the database, not the event: the whole batch is done again (``RetryBatch``)
             except Exception as exc:  # a bug in the step itself: still the event's own dead letter, never a loss
-                log.exception("processing_internal_error", partition=item.partition, offset=item.offset)
-                text = scrub_text(f"{type(exc).__name__}: {exc}")
-                outs = [self.dead_letter(item, record, stage="internal", reason="internal_error", error=text, now=now)]
-                result.add(item.partition, outs, "dead_letter")
+                opened.append(Opened(item, record, None, ([self._internal(item, record, exc, now)], "dead_letter")))
+        return opened
+
+    def finish(
+        self,
+        opened: Sequence[Opened],
+        state: ProcessingState,
+        now: datetime,
+        engine: Mapping[uuid.UUID, EngineResult] | None = None,
+        classifier: Mapping[uuid.UUID, ClassifierVerdict] | None = None,
+    ) -> BatchResult:
+        """The chain for every opened event, with the spam engine's and the classifier's verdicts (event id ->)."""
+        result = BatchResult()
+        signals = (engine or {}, classifier or {})
+        unsuppressed = self._context(state, now, None, None, signals)  # what every unsuppressed subject reads
+        for each in opened:
+            item, record, event = each.item, each.record, each.event
+            try:
+                if each.done is not None:
+                    result.add(item.partition, *each.done, item.trace)
+                    continue
+                if record is None or event is None:
+                    raise ValueError("an opened record with neither an event nor outputs")
+                suppression = state.suppression.get(event.subject_key)
+                ctx = unsuppressed if suppression is None else self._context(state, now, suppression, None, signals)
+                chain = run_chain(event, ctx)
+                outs = self.route(item, record, event, chain, now, raw=item.value)
+                outs.extend(self.apply_updates(chain, state))
+                result.add(item.partition, outs, chain.outcome.label, item.trace)
+            except DBAPIError:
+                raise  # the database, not the event: the whole batch is done again (``RetryBatch``)
+            except Exception as exc:  # a bug in the step itself: still the event's own dead letter, never a loss
+                result.add(item.partition, [self._internal(item, record, exc, now)], "dead_letter", item.trace)
         return result
+
+    def _internal(self, item: Consumed, record: ContactRecord | None, exc: Exception, now: datetime) -> Out:
+        log.exception("processing_internal_error", partition=item.partition, offset=item.offset)
+        text = scrub_text(f"{type(exc).__name__}: {exc}")
+        return self.dead_letter(item, record, stage="internal", reason="internal_error", error=text, now=now)
 
     def _parse(self, item: Consumed) -> tuple[ContactRecord | None, str | None]:
         if item.value is None:
@@ -167,29 +228,23 @@ class ProcessingStep:
             fields = "; ".join(".".join(str(p) for p in e["loc"]) or "record" for e in exc.errors()[:10])
             return None, f"not a ContactRecord: {exc.error_count()} error(s) at {fields}"
 
-    def _one(
-        self, item: Consumed, record: ContactRecord, state: ProcessingState, now: datetime, unsuppressed: ChainContext
-    ) -> tuple[list[Out], str]:
+    def _open(
+        self, item: Consumed, record: ContactRecord, now: datetime
+    ) -> tuple[ContactEvent | None, tuple[list[Out], str] | None]:
         if record.sealed.key_id.rpartition("#")[0] != subject_scope(record.subject_key):
             error = "the sealed body belongs to another key than the record's subject key"
-            return [self.dead_letter(item, record, stage="open", reason="subject_mismatch", error=error, now=now)], (
-                "dead_letter"
-            )
+            letter = self.dead_letter(item, record, stage="open", reason="subject_mismatch", error=error, now=now)
+            return None, ([letter], "dead_letter")
         try:
-            event = self.codec.open_contact(record)
+            return self.codec.open_contact(record), None
         except KeyDestroyedError:
-            return self.drop(record, DropReason.KEY_DESTROYED, "open", None, now), "dropped"
+            return None, (self.drop(record, DropReason.KEY_DESTROYED, "open", None, now), "dropped")
+        except DBAPIError:
+            raise  # the key store is unreachable: not this record's fault
         except Exception as exc:
             error = scrub_text(f"cannot open the sealed body: {type(exc).__name__}: {exc}")
-            return [
-                self.dead_letter(item, record, stage="open", reason="open_failed", error=error, now=now)
-            ], "dead_letter"
-        suppression = state.suppression.get(event.subject_key)
-        ctx = unsuppressed if suppression is None else self._context(state, now, suppression)
-        chain = run_chain(event, ctx)
-        outs = self.route(item, record, event, chain, now, raw=item.value)
-        outs.extend(self.apply_updates(chain, state))
-        return outs, chain.outcome.label
+            letter = self.dead_letter(item, record, stage="open", reason="open_failed", error=error, now=now)
+            return None, ([letter], "dead_letter")
 
     def context(
         self, event: ContactEvent, state: ProcessingState, now: datetime, review: SpamVerdict | None = None
@@ -203,11 +258,15 @@ class ProcessingStep:
         now: datetime,
         suppression: SuppressionRecord | None,
         review: SpamVerdict | None = None,
+        signals: tuple[Mapping[uuid.UUID, EngineResult], Mapping[uuid.UUID, ClassifierVerdict]] = ({}, {}),
     ) -> ChainContext:
         """``context`` with the subject's suppression record given. Only that record differs between the events of
         a batch, so ``process`` builds the context of the unsuppressed once per batch (a frozen dataclass of eight
-        fields costs ~2 us to build, measured, ~1% of the step)."""
+        fields costs ~2 us to build, measured, ~1% of the step). ``signals``: the batch's engine and classifier
+        verdicts."""
         return ChainContext(
+            engine=signals[0],
+            classifier=signals[1],
             policy=self.policy,
             now=now,
             pepper=self.pepper,
@@ -377,15 +436,11 @@ class ProcessingStep:
         event_id: uuid.UUID | None,
         subject_key: str | None = None,
         detail: Mapping[str, Any],
+        actor: str = ACTOR,
+        principal: Principal | None = None,
     ) -> Out:
-        audit = AuditRecord(
-            audit_id=uuid.uuid4(),
-            at=now,
-            actor=ACTOR,
-            action=action,
-            subject_key=subject_key,
-            event_id=event_id,
-            detail=dict(detail),
+        audit = AuditRecord.new(
+            actor, action, at=now, subject_key=subject_key, event_id=event_id, detail=detail, principal=principal
         )
         return Out(AUDIT_TOPIC, subject_key.encode() if subject_key else None, _json(audit))
 
@@ -424,13 +479,27 @@ def _spam_detail(verdict: SpamVerdict, policy_version: str) -> dict[str, Any]:
 
 @dataclass
 class SharedProcessing:
-    """What the processing and review agents of one app share: the step, the tables and the sender."""
+    """What the processing and review agents of one app share: the step, the tables, the sender and the spam
+    engine's side (None: ``LEADPIPE_SPAM_ENGINE_ENABLED=false``, the policy's rules alone)."""
 
     step: ProcessingStep
     tables: ProcessingTables
     sender: TransactionalSender
     partitions: dict[str, int]
     metrics: WorkerMetrics
+    group: str = ""
+    """The app's consumer group, for the traces' spans."""
+    spam: AgentSpam | None = None
+
+    async def process(self, batch: Sequence[Consumed], state: ProcessingState) -> BatchResult:
+        """The step with the spam engine's and the classifier's verdicts of the batch (asked off the event loop)."""
+        step = self.step
+        opened = step.open(batch, datetime.now(UTC))
+        events = [o.event for o in opened if o.event is not None]
+        if self.spam is None or not events:
+            return step.finish(opened, state, datetime.now(UTC))
+        engine, classifier = await self.spam.verdicts(batch[0].partition, events)
+        return step.finish(opened, state, datetime.now(UTC), engine, classifier)
 
 
 def shared_processing(app: LeadpipeApp, runtime: Runtime) -> SharedProcessing:
@@ -439,12 +508,21 @@ def shared_processing(app: LeadpipeApp, runtime: Runtime) -> SharedProcessing:
     if shared is None:
         settings = runtime.settings
         partitions = topic_partitions(settings)
+        policy = policy_for(settings)
+        metrics = worker_metrics(app)
+        spam = None
+        if settings.spam_engine_enabled:
+            spam = AgentSpam.from_settings(settings, runtime.pepper, runtime.codec, policy.policy.spam, metrics)
+        else:
+            log.warning("spam_engine_off", detail="LEADPIPE_SPAM_ENGINE_ENABLED=false: the policy's rules alone")
         shared = SharedProcessing(
-            step=ProcessingStep.from_runtime(runtime, policy_for(settings)),
+            step=ProcessingStep.from_runtime(runtime, policy),
             tables=ProcessingTables.declare(app, settings, partitions),
             sender=TransactionalSender(app, settings, partitions),
             partitions=partitions,
-            metrics=worker_metrics(app),
+            metrics=metrics,
+            spam=spam,
+            group=settings.topic(settings.app_id),
         )
         app.shared["processing"] = shared
     return shared
@@ -453,7 +531,7 @@ def shared_processing(app: LeadpipeApp, runtime: Runtime) -> SharedProcessing:
 def register(
     app: LeadpipeApp,
     runtime: Runtime,
-    process: Callable[[Sequence[Consumed], ProcessingState], BatchResult] | None = None,
+    process: BatchProcess | None = None,
 ) -> None:
     """Add the processing batch agent and its tables to the faust app (``REGISTRARS`` entry).
 
@@ -465,11 +543,15 @@ def register(
     source = app.topic(
         source_name, key_serializer="raw", value_serializer="raw", partitions=shared.partitions[NORMALIZED_TOPIC]
     )
-    app.batch_agent(source, batch_handler(process or shared.step.process, shared, source_name))
+    app.batch_agent(source, batch_handler(process or shared.process, shared, source_name))
+
+
+#: A batch step: plain (the review agent, benches) or a coroutine (the processing agent asks the spam engine).
+BatchProcess = Callable[[Sequence[Consumed], ProcessingState], BatchResult | Awaitable[BatchResult]]
 
 
 def batch_handler(
-    process: Callable[[Sequence[Consumed], ProcessingState], BatchResult],
+    process: BatchProcess,
     shared: SharedProcessing,
     source_name: str,
     agent: str = "processing",
@@ -479,24 +561,42 @@ def batch_handler(
     Delivery is awaited before the records are acknowledged (under at_least_once that is what makes the
     acknowledgement safe). A producer failure on a partition still assigned ends the process at once (``fatal``):
     a hard exit commits nothing, and the restarted worker redoes the batch from the last committed offset.
-    If the partition was revoked meanwhile, nothing is acknowledged: its new owner processes the batch.
+    If the partition was revoked meanwhile, or its producer fenced, nothing is acknowledged: the batch is done again
+    from the committed offset. The database unreachable in either phase (``open``, ``finish``) is a ``RetryBatch``.
     ``agent`` names the handler in the metrics (``processing`` or ``review``).
     """
 
+    failures: dict[int, int] = {}
+
     async def handle(ctx: BatchContext, messages: Sequence[Fetched]) -> None:
-        batch = [Consumed(m.partition, m.offset, m.key, m.value) for m in messages]
+        spans = [process_span(source_name, m, shared.group, agent) for m in messages] if tracing.enabled() else []
+        if spans:
+            batch = [
+                Consumed(m.partition, m.offset, m.key, m.value, tracing.traceparent(s))
+                for m, s in zip(messages, spans, strict=True)
+            ]
+        else:
+            batch = [Consumed(m.partition, m.offset, m.key, m.value) for m in messages]
         started = time.perf_counter()
-        result = process(batch, shared.tables.state())
+        try:
+            outcome = process(batch, shared.tables.state())
+            result = await outcome if inspect.isawaitable(outcome) else outcome
+        except DBAPIError as exc:  # the key store's database is unreachable: pause and redo, never crash or drop
+            for span in spans:
+                tracing.end(span, failed="database_unavailable")
+            attempt = failures[ctx.tp.partition] = failures.get(ctx.tp.partition, 0) + 1
+            delay = backoff_delay(attempt, 0.5, STORE_RETRY_MAX_S)
+            log.warning("processing_paused", agent=agent, reason=type(exc.orig).__name__, retry_in_s=round(delay, 2))
+            raise RetryBatch(delay, f"key store: {type(exc.orig).__name__}") from exc
+        failures.pop(ctx.tp.partition, None)
         records = result.outgoing.get(ctx.tp.partition, [])
         shared.metrics.observe_batch(agent, result.counts, drop_reasons(records), time.perf_counter() - started)
-        try:
-            futures = await shared.sender.send(source_name, ctx.tp.partition, records)
-            if futures:
-                await asyncio.gather(*futures)
-        except Exception as exc:
-            fatal("batch_send_failed", exc, topic=source_name, partition=ctx.tp.partition, records=len(records))
-        if records and not futures:
-            return  # revoked while sending: not acknowledged, the new owner redoes it
+        if not await shared.sender.deliver(source_name, ctx.tp.partition, records):
+            for span in spans:
+                tracing.end(span, failed="not_acknowledged")
+            return  # revoked or fenced while sending: not acknowledged, done again from the committed offset
+        for span in spans:
+            tracing.end(span)
         ctx.ack(messages)
         log.debug(
             "batch_done",
@@ -510,14 +610,14 @@ def batch_handler(
     return handle
 
 
+def process_span(topic: str, message: Fetched, group: str, agent: str) -> Span:
+    """One record's ``process`` span, child of the trace its ``traceparent`` header carries (``pipeline.tracing``)."""
+    parent = tracing.header_value(message.headers)
+    return tracing.start_process(
+        topic, parent, partition=message.partition, offset=message.offset, group=group, stage=agent
+    )
+
+
 def drop_reasons(records: Sequence[Out]) -> list[str]:
     """The reason of each drop among a batch's outputs: a drop record is keyed by its reason (``drop``)."""
     return [r.key.decode() for r in records if r.topic == DROPS_TOPIC and r.key]
-
-
-def fatal(event: str, exc: BaseException, **fields: Any) -> NoReturn:
-    """Log and end the process without committing anything (see ``handle_batch``)."""
-    log.critical(event, error=scrub_text(f"{type(exc).__name__}: {exc}"), **fields)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    os._exit(75)  # EX_TEMPFAIL: the orchestrator restarts the worker

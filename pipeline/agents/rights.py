@@ -32,6 +32,7 @@ from pipeline.models.records import DeadLetter
 from pipeline.models.rights import AuditRecord, RightsCommand
 from pipeline.rights.commands import RightsDesk
 from pipeline.rights.effects.crm import CrmRights
+from pipeline.rights.effects.export import expire_exports
 from pipeline.rights.executor import RightsExecutor
 from pipeline.rights.hubspot_wiring import hubspot_parts
 from pipeline.rights.service import build_executor
@@ -112,7 +113,13 @@ class RightsWorker:
         return await asyncio.to_thread(self.executor.retry_unfinished, RETRY_AFTER)
 
     async def sweep(self) -> int:
-        report = await asyncio.to_thread(self.sweeper.run, datetime.now(UTC))
+        now = datetime.now(UTC)
+        report = await asyncio.to_thread(self.sweeper.run, now)
+        settings = self.runtime.settings
+        max_age = timedelta(hours=settings.rights_export_max_age_h)
+        expired = await asyncio.to_thread(expire_exports, settings.resolved_exports_dir, now, max_age)
+        if expired:
+            log.info("rights.exports_expired", files=expired)
         return len(report.commands)
 
     def forward_identity_audit(self) -> int:
@@ -139,15 +146,24 @@ def register(app: LeadpipeApp, runtime: Runtime) -> RightsWorker:
             where = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
             await worker.handle(event.value, where)
 
+    # A timer that raises would crash the whole worker (faust runs timers as service tasks): a database outage is
+    # logged and the next tick tries again.
     @app.timer(interval=settings.rights_retry_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
     async def rights_retry() -> None:
-        count = await worker.retry()
+        try:
+            count = await worker.retry()
+        except Exception as exc:
+            log.warning("rights.retry_timer_failed", error=type(exc).__name__)
+            return
         if count:
             log.info("rights.retried", requests=count)
 
     @app.timer(interval=settings.retention_sweep_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
     async def retention_sweep() -> None:
-        await worker.sweep()
+        try:
+            await worker.sweep()
+        except Exception as exc:
+            log.warning("rights.sweep_timer_failed", error=type(exc).__name__)
 
     @app.timer(interval=settings.identity_audit_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
     async def identity_audit() -> None:

@@ -1,20 +1,30 @@
 """Sending the processing agent's outputs inside the transaction of the input partition they came from.
 
 ``Out`` is one record a step produces; ``TransactionalSender`` hands a batch of them to the right transactional
-producer in whole record batches.
+producer in whole record batches; ``deliver`` also waits for them and says whether the batch may be acknowledged.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 
-from pipeline.agents.faust_adapter import partition_for, transaction_producer, transactional_id
+from pipeline.agents.faust_adapter import (
+    is_fenced,
+    partition_for,
+    producer_fenced,
+    transaction_producer,
+    transactional_id,
+)
 from pipeline.config import Settings
-from pipeline.logging import get_logger
+from pipeline.logging import get_logger, scrub_text
+from pipeline.tracing import record_headers
 
 log = get_logger(__name__)
 
@@ -26,6 +36,8 @@ class Out:
     topic: str
     key: bytes | None
     value: bytes | None
+    trace: bytes | None = None
+    """The W3C ``traceparent`` of the span that produced it (``pipeline.tracing``), sent as the record's header."""
 
 
 class SendFailedError(RuntimeError):
@@ -95,10 +107,12 @@ class TransactionalSender:
                 for (topic, partition), group in by_partition.items():
                     builder = producer.create_batch()
                     for record in group:
-                        if builder.append(key=record.key, value=record.value, timestamp=None) is None:
+                        fields = {"key": record.key, "value": record.value, "timestamp": None}
+                        headers = record_headers(record.trace)
+                        if builder.append(**fields, headers=headers) is None:
                             futures.append(await producer.send_batch(builder, topic, partition=partition))
                             builder = producer.create_batch()
-                            if builder.append(key=record.key, value=record.value, timestamp=None) is None:
+                            if builder.append(**fields, headers=headers) is None:
                                 raise SendFailedError(f"a record for {record.topic} is larger than a whole batch")
                     futures.append(await producer.send_batch(builder, topic, partition=partition))
         except Exception as exc:
@@ -109,3 +123,34 @@ class TransactionalSender:
                 raise
             raise SendFailedError(f"producer refused a record for partition {source_partition}: {exc!r}") from exc
         return futures
+
+    async def deliver(self, source_topic: str, source_partition: int, records: Sequence[Out]) -> bool:
+        """``send`` and wait until the broker has every record; True when the batch may be acknowledged.
+
+        False when the batch is no longer this worker's: the partition was revoked meanwhile (its new owner redoes
+        the batch), or the partition's producer was fenced (another producer took its transactional id; the worker
+        drops the producer and rejoins its group, and the batch is done again from the committed offset). Any other
+        producer failure ends the process (``fatal``): nothing of the batch is committed, and the restarted worker
+        redoes it.
+        """
+        try:
+            futures = await self.send(source_topic, source_partition, records)
+            for outcome in await asyncio.gather(*futures, return_exceptions=True):  # every future's fate retrieved
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        except Exception as exc:
+            if is_fenced(exc):
+                await producer_fenced(self._app, transactional_id(self._app, source_topic, source_partition))
+                return False
+            if not self.assigned(source_topic, source_partition):
+                return False
+            fatal("batch_send_failed", exc, topic=source_topic, partition=source_partition, records=len(records))
+        return not (records and not futures)
+
+
+def fatal(event: str, exc: BaseException, **fields: Any) -> NoReturn:
+    """Log and end the process without committing anything (the orchestrator restarts it; exit 75, EX_TEMPFAIL)."""
+    log.critical(event, error=scrub_text(f"{type(exc).__name__}: {exc}"), **fields)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(75)

@@ -13,10 +13,13 @@ from typing import Any
 
 import faust
 
+from pipeline import tracing
 from pipeline.agents import processing, review, rights, sinks
 from pipeline.agents.app import LeadpipeApp, build_app, policy_for
+from pipeline.agents.metrics import track_consumer_lag
 from pipeline.db import ensure_schema
 from pipeline.logging import get_logger
+from pipeline.rights.restore import require_reapplied
 from pipeline.runtime import Runtime
 
 log = get_logger(__name__)
@@ -50,11 +53,14 @@ def registrar(reference: str) -> Registrar:
 
 
 def create_app(runtime: Runtime, registrars: Sequence[Registrar] | None = None) -> LeadpipeApp:
-    """The worker's faust app with every registrar's agents added (default: ``REGISTRARS``)."""
+    """The worker's faust app with every registrar's agents added (default: ``REGISTRARS``), and its consumer group's
+    lag on ``/metrics`` when faust's web server is on."""
     chosen = list(REGISTRARS if registrars is None else registrars)
     app = build_app(runtime)
     for register in chosen:
         register(app, runtime)
+    if runtime.settings.worker_web_enabled:
+        track_consumer_lag(app, runtime.settings)
     log.info(
         "worker_app_created",
         app_id=app.conf.id,
@@ -68,10 +74,12 @@ def run_worker(runtime: Runtime, registrars: Sequence[Registrar] | None = None) 
     """Run the worker in this process until it is stopped (SIGTERM/SIGINT); ends in ``SystemExit``."""
     policy_for(runtime.settings)  # refuse to start on an invalid policy, before joining the group
     ensure_schema(runtime.engine)
+    require_reapplied(runtime)  # nor on a restored database that brought erased subjects back
+    tracing.configure(runtime.settings, f"leadpipe-{runtime.settings.app_id}")
     app = create_app(runtime, registrars)
     worker = faust.Worker(
         app,
-        loglevel=runtime.settings.log_level,
+        loglevel=runtime.settings.log_level or "INFO",
         quiet=True,
         redirect_stdouts=False,
         override_logging=False,  # keep leadpipe's redacting log set-up

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from pipeline.api import identity as identity_api
 from pipeline.console import app as console
+from pipeline.crm import api as crm_api
 from pipeline.http.app import create_app
-from pipeline.identity import api as identity_api
 from pipeline.ingest import api as ingest_api
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.review import api as review_api
 from pipeline.rights import api as rights_api
 from pipeline.runtime import Runtime
-from pipeline.sinks.crm import api as crm_api
 
 #: The routers of the API, in the order ``/openapi.json`` lists them.
 ROUTERS: list[APIRouter] = [

@@ -13,7 +13,8 @@ from typing import Literal
 
 from sqlalchemy import ColumnElement, Connection, Engine, RowMapping, func, select
 
-from pipeline.crm.schema import consents, identities, interactions, subjects
+from pipeline.crm.schema import LINK_COLUMNS, consents, identities, interactions, subjects, visitor_links
+from pipeline.crm.stitching import Link, attribute
 from pipeline.crm.views import (
     ConsentView,
     IdentityView,
@@ -23,6 +24,7 @@ from pipeline.crm.views import (
     PurposeView,
     SubjectSummary,
     SubjectView,
+    VisitorLinkView,
 )
 from pipeline.normalize import NormalizationError, canonical_email, canonical_phone
 
@@ -126,6 +128,7 @@ class CrmReadModel:
                 .order_by(consents.c.given_at, consents.c.id)
             ).mappings()
             consent_views = [ConsentView.model_validate(dict(c)) for c in cons]
+            history = self._website_history(conn, subject_key)
         return SubjectView.model_validate(
             {
                 **row,
@@ -135,6 +138,7 @@ class CrmReadModel:
                 "consents": consent_views,
                 # the newest choice of each purpose (consents are ordered oldest first)
                 "consent_state": {consent.purpose: consent.granted for consent in consent_views},
+                "website_history": history,
             }
         )
 
@@ -150,6 +154,51 @@ class CrmReadModel:
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         return [(_as_date(d), str(channel), int(count)) for d, channel, count in rows]
+
+    def visitor_keys(self, subject_key: str) -> list[str]:
+        """Every website visitor the person identified on (whoever the history is attributed to), sorted."""
+        with self.engine.connect() as conn:
+            return sorted(
+                conn.execute(
+                    select(visitor_links.c.visitor_key).where(visitor_links.c.subject_key == subject_key)
+                ).scalars()
+            )
+
+    def visitor_links(self, visitor_key: str) -> list[Link]:
+        """The links of one visitor: every person who identified on its device, with their earliest event."""
+        with self.engine.connect() as conn:
+            return _links(conn, [visitor_key]).get(visitor_key, [])
+
+    @staticmethod
+    def _website_history(conn: Connection, subject_key: str) -> list[VisitorLinkView]:
+        """The visitors the person identified on, each with the anonymous events attributed to the person."""
+        mine = conn.execute(
+            select(visitor_links.c.visitor_key).where(visitor_links.c.subject_key == subject_key)
+        ).scalars()
+        by_visitor = _links(conn, sorted(mine))
+        views: list[VisitorLinkView] = []
+        for visitor_key, links in by_visitor.items():
+            attribution = attribute(links)
+            own = next(link for link in links if link.subject_key == subject_key)
+            attributed = attribution is not None and attribution.owner.subject_key == subject_key
+            events: list[InteractionView] = []
+            if attribution is not None and attributed:
+                stmt = select(interactions).where(interactions.c.subject_key == visitor_key)
+                if attribution.until is not None:
+                    stmt = stmt.where(interactions.c.occurred_at < attribution.until)
+                rows = conn.execute(stmt.order_by(interactions.c.occurred_at, interactions.c.event_id)).mappings()
+                events = [_interaction(row) for row in rows]
+            views.append(
+                VisitorLinkView(
+                    visitor_key=visitor_key,
+                    linked_at=own.linked_at,
+                    linked_by_event_id=own.event_id,
+                    attributed=attributed,
+                    shared_at=attribution.until if attribution is not None else None,
+                    interactions=events,
+                )
+            )
+        return sorted(views, key=lambda view: (view.linked_at, view.visitor_key))
 
     def interaction_count(self) -> int:
         """How many interactions the CRM holds, of everyone."""
@@ -221,6 +270,16 @@ def _subject_criteria(
 def _as_date(value: object) -> date:
     """SQL's date(): a date on PostgreSQL, an ISO string on SQLite."""
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def _links(conn: Connection, visitor_keys: Sequence[str]) -> dict[str, list[Link]]:
+    """Every link of these visitors, by visitor."""
+    if not visitor_keys:
+        return {}
+    found: dict[str, list[Link]] = {}
+    for row in conn.execute(select(*LINK_COLUMNS).where(visitor_links.c.visitor_key.in_(list(visitor_keys)))):
+        found.setdefault(row.visitor_key, []).append(Link(*row))
+    return found
 
 
 def _stored_identity(kind: str, value: str | None) -> str | None:

@@ -13,7 +13,7 @@ One schema for the three parts that use it: the sink's write path, the read mode
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
@@ -21,7 +21,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -29,15 +28,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     Uuid,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pipeline.db import Base
+from pipeline.db import Base, UtcDateTime
 from pipeline.models.contact import PROFILE_FIELDS
 
 #: An auto-increment key on both backends (SQLite only auto-increments ``INTEGER PRIMARY KEY``).
@@ -45,28 +42,6 @@ AutoId = BigInteger().with_variant(Integer(), "sqlite")
 JsonDoc = JSON().with_variant(JSONB(), "postgresql")
 
 SUBJECT_KEY_LEN = 128
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes on both backends (SQLite stores no zone and hands back naive values)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        moment = datetime.fromisoformat(value) if isinstance(value, str) else value  # str: SQLite with raw SQL
-        if not isinstance(moment, datetime):
-            raise TypeError(f"expected a datetime from the database, got {type(moment).__name__}")
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class CrmSubject(Base):
@@ -226,11 +201,64 @@ class CrmAudit(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
 
 
+class CrmVisitorLink(Base):
+    """A website visitor a person identified as: an event of theirs (a form, a chat, an identify) carried the
+    visitor's cookie id. The link record of stitching: visitor key -> subject key, when and by which event.
+
+    Only keys: ``visitor_key`` is the HMAC of the cookie id (``normalize.visitor_key``), ``subject_key`` the person's.
+    One row per (visitor, person), holding the EARLIEST event that identified that person on that device
+    (``linked_at`` = its ``occurred_at``), whatever order events arrive in; the history a person is shown follows
+    from all the rows of a visitor (``pipeline.crm.stitching``). The visitor's own events are stored under the
+    visitor key (a subject row without profile); erasing the person or the visitor deletes the links.
+    """
+
+    __tablename__ = "crm_visitor_links"
+
+    visitor_key: Mapped[str] = mapped_column(String(SUBJECT_KEY_LEN), primary_key=True)
+    subject_key: Mapped[str] = mapped_column(
+        String(SUBJECT_KEY_LEN),
+        ForeignKey("crm_subjects.subject_key", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    )
+    linked_at: Mapped[datetime] = mapped_column(UtcDateTime(), doc="occurred_at of the earliest identifying event")
+    event_id: Mapped[UUID] = mapped_column(Uuid(), doc="That event")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class CrmSubjectAlias(Base):
+    """A corrected e-mail address kept as an alias of the person (``dpo rectify --old-address=alias``, policy 9.2).
+
+    Only keys, no address: ``alias_key`` is the subject key the old address gives (an HMAC), ``subject_key`` the
+    person's current one. A later contact from the old address is taken in under the current key and address
+    (``pipeline.crm.aliases``), so it joins the person instead of starting a second one. Erasing the person deletes
+    their aliases; correcting their address again moves them along.
+    """
+
+    __tablename__ = "crm_subject_aliases"
+
+    alias_key: Mapped[str] = mapped_column(String(SUBJECT_KEY_LEN), primary_key=True)
+    subject_key: Mapped[str] = mapped_column(
+        String(SUBJECT_KEY_LEN), ForeignKey("crm_subjects.subject_key", ondelete="CASCADE"), index=True
+    )
+    request_id: Mapped[UUID] = mapped_column(Uuid(), doc="The rectification that made the alias")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 subjects = cast(Table, CrmSubject.__table__)
 identities = cast(Table, CrmIdentity.__table__)
 interactions = cast(Table, CrmInteraction.__table__)
 consents = cast(Table, CrmConsent.__table__)
 audit = cast(Table, CrmAudit.__table__)
+subject_aliases = cast(Table, CrmSubjectAlias.__table__)
+visitor_links = cast(Table, CrmVisitorLink.__table__)
+#: A link's columns in the order of ``crm.stitching.Link``'s fields: ``Link(*row)`` of a ``select(*LINK_COLUMNS)``.
+LINK_COLUMNS = (
+    visitor_links.c.visitor_key,
+    visitor_links.c.subject_key,
+    visitor_links.c.linked_at,
+    visitor_links.c.event_id,
+)
 
 
 def audit_row(

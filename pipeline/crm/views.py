@@ -73,6 +73,22 @@ class ConsentView(_View):
     cause_request_id: UUID | None = None
 
 
+class VisitorLinkView(_View):
+    """A website visitor (its key: an HMAC of the cookie id) the person identified on, with the anonymous browsing
+    attributed to them (``pipeline.crm.stitching``: the first person to identify on a device, until another did)."""
+
+    visitor_key: str
+    linked_at: datetime = Field(description="When the person first identified on the visitor's device")
+    linked_by_event_id: UUID = Field(description="The event that did (a form, a chat, an identify)")
+    attributed: bool = Field(description="The visitor's history is this person's (the first to identify on it)")
+    shared_at: datetime | None = Field(
+        default=None, description="When another person first identified on the device: what followed is nobody's"
+    )
+    interactions: list[InteractionView] = Field(
+        default_factory=list, description="The visitor's anonymous events attributed to the person, oldest first"
+    )
+
+
 class SubjectSummary(_View):
     """One search hit: enough for sales to tell people apart."""
 
@@ -112,6 +128,7 @@ class SubjectView(SubjectSummary):
         "interactions_detail": [],
         "consents": [],
         "consent_state": {},
+        "website_history": [],
     }
 
     created_at: datetime
@@ -133,6 +150,10 @@ class SubjectView(SubjectSummary):
     consents: list[ConsentView] = Field(default_factory=list)
     consent_state: dict[str, bool] = Field(
         default_factory=dict, description="purpose -> granted, from the newest consent choice of each purpose"
+    )
+    website_history: list[VisitorLinkView] = Field(
+        default_factory=list,
+        description="Website visitors (cookie ids) the person identified on, with the browsing attributed to them",
     )
 
 

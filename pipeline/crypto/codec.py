@@ -7,14 +7,12 @@ from datetime import datetime
 from uuid import UUID
 
 from pipeline.crypto.sealing import Sealer, record_scope, subject_scope
-from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
 from pipeline.models.records import (
     AcceptedRecord,
     ContactBody,
     ContactRecord,
     QuarantineRecord,
-    RawRecord,
     Sealed,
 )
 from pipeline.models.tagged import TaggedEvent
@@ -113,25 +111,3 @@ class RecordCodec:
         if covered:
             self.sealer.keys.link(scope, [subject_scope(k) for k in covered])
         return self.sealer.seal(scope, payload)
-
-    def seal_raw(
-        self,
-        payload: bytes,
-        *,
-        event_id: UUID,
-        channel: Channel,
-        source_id: str,
-        received_at: datetime,
-        subject_key: str | None,
-        content_type: str,
-        shared_with: Sequence[str] = (),
-    ) -> RawRecord:
-        return RawRecord(
-            event_id=event_id,
-            channel=channel,
-            source_id=source_id,
-            received_at=received_at,
-            subject_key=subject_key,
-            content_type=content_type,
-            sealed=self.seal_payload(payload, subject_key=subject_key, record_id=event_id, shared_with=shared_with),
-        )

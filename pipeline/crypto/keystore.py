@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
 from sqlalchemy import DateTime, Engine, Integer, LargeBinary, String, UniqueConstraint, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql import ColumnElement
 
 from pipeline.db import Base, dialect_insert
 
@@ -60,6 +61,7 @@ class KeyStore(Protocol):
     def key(self, key_id: str) -> bytes | None: ...
     def destroy(self, scope: str, reason: str) -> int: ...
     def link(self, scope: str, subject_scopes: Iterable[str]) -> None: ...
+    def link_all(self, pairs: Iterable[tuple[str, str]]) -> None: ...
 
 
 class SqlKeyStore:
@@ -137,6 +139,8 @@ class SqlKeyStore:
             hit = self._by_id.get(key_id)
         if hit and (self._fresh(hit[0]) or self._in_batch("ids", key_id)):
             return hit[1]
+        if self._in_batch("gone", key_id):
+            return None  # this batch's preload found it destroyed or unknown: no second query mid-batch
         with Session(self._engine) as session:
             wrapped = session.scalar(select(SubjectKey.wrapped_key).where(SubjectKey.key_id == key_id))
         stamp = self._clock()
@@ -209,13 +213,16 @@ class SqlKeyStore:
 
         Batch readers (the stream processor opening a batch of records) call this first; ``key`` then hits the
         cache. Every id is read again, cached or not: an id destroyed meanwhile (by another process) leaves the
-        cache here, so ``key`` answers None for it from this batch on; unknown ids are not cached either.
+        cache here, so ``key`` answers None for it from this batch on, without asking the database again (a batch
+        then touches the database once, so an outage stops it before it started, never half-way); unknown ids are
+        not cached either.
 
         One prepared statement on a plain connection (no ORM session, no per-call coercion of 500 literals) and one
         lock for the batch's cache hits (a diagnosis, timed alone on batches of 500: 7.5 -> 3.3 us per record).
         """
         wanted = list(dict.fromkeys(key_ids))
         alive_ids: set[str] = set()
+        self._batch.ids = self._batch.gone = frozenset()  # a preload that fails confirms nothing
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             with self._engine.connect() as conn:
@@ -225,6 +232,7 @@ class SqlKeyStore:
             alive_ids |= found
             self._confirm(self._clock(), alive, [k for k in chunk if k not in found])
         self._batch.ids = frozenset(alive_ids)
+        self._batch.gone = frozenset(wanted) - self._batch.ids
 
     def active_key(self, scope: str) -> tuple[str, bytes]:
         with self._lock:
@@ -266,18 +274,34 @@ class SqlKeyStore:
 
     def link(self, scope: str, subject_scopes: Iterable[str]) -> None:
         """Tie a shared payload key to every subject it covers (see ``DataKeyLink``)."""
-        rows = [{"scope": scope, "subject_scope": s} for s in dict.fromkeys(subject_scopes)]
+        self.link_all((scope, s) for s in subject_scopes)
+
+    def link_all(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """``link`` for many (scope, subject scope) pairs in one transaction: erasing the subject destroys the scope.
+
+        Also what ties an anonymous website visitor's key to each person who identified on that visitor's device
+        (``subject:vk_...`` to ``subject:sk_...``): erasing the person shreds the visitor's history too.
+        """
+        rows = [{"scope": scope, "subject_scope": subject} for scope, subject in dict.fromkeys(pairs)]
         if rows:
             with self._engine.begin() as conn:
                 conn.execute(dialect_insert(self._engine, DataKeyLink.__table__).on_conflict_do_nothing(), rows)  # type: ignore[arg-type]
 
-    def destroy(self, scope: str, reason: str) -> int:
-        """Destroy every generation of a scope and of the shared payload keys linked to it; returns how many."""
+    def destroy(self, scope: str, reason: str, *, created_by: datetime | None = None) -> int:
+        """Destroy every generation of a scope and of the shared payload keys linked to it; returns how many.
+
+        ``created_by``: only the keys created up to then. Re-applying an erasure after a restore
+        (``pipeline.rights.restore``) destroys what existed when the erasure took effect, never a generation created
+        later for a person who came back (a new, lawful collection).
+        """
+        live: list[ColumnElement[bool]] = [SubjectKey.wrapped_key.is_not(None)]
+        if created_by is not None:
+            live.append(SubjectKey.created_at <= created_by.astimezone(UTC))
         with Session(self._engine) as session:
             linked = list(session.scalars(select(DataKeyLink.scope).where(DataKeyLink.subject_scope == scope)))
             result = session.execute(
                 update(SubjectKey)
-                .where(SubjectKey.scope.in_([scope, *linked]), SubjectKey.wrapped_key.is_not(None))
+                .where(SubjectKey.scope.in_([scope, *linked]), *live)
                 .values(wrapped_key=None, destroyed_at=datetime.now(UTC), destroyed_reason=reason)
             )
             session.commit()
@@ -285,6 +309,44 @@ class SqlKeyStore:
         for each in (scope, *linked):
             self.forget_cached(each)
         return destroyed
+
+    def live_keys(self, cutoffs: Mapping[str, datetime]) -> dict[str, list[str]]:
+        """Of ``cutoffs`` (scope -> a moment), the scopes that still have live keys created up to their moment, in
+        the scope itself or in a shared payload key linked to it, with those key ids: what ``destroy(scope, ...,
+        created_by=moment)`` would destroy. Read in chunks of 500 scopes, three queries each."""
+        found: dict[str, list[str]] = {}
+        scopes = list(cutoffs)
+        for start in range(0, len(scopes), 500):
+            chunk = scopes[start : start + 500]
+            with self._engine.connect() as conn:
+                links = conn.execute(
+                    select(DataKeyLink.scope, DataKeyLink.subject_scope).where(DataKeyLink.subject_scope.in_(chunk))
+                ).all()
+                owners: dict[str, list[str]] = {scope: [scope] for scope in chunk}
+                for link in links:
+                    owners.setdefault(link.scope, []).append(link.subject_scope)
+                rows = conn.execute(
+                    select(SubjectKey.key_id, SubjectKey.scope, SubjectKey.created_at).where(
+                        SubjectKey.scope.in_(list(owners)), SubjectKey.wrapped_key.is_not(None)
+                    )
+                ).all()
+            for row in rows:
+                created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)  # SQLite
+                for owner in owners[row.scope]:
+                    if owner in cutoffs and created <= cutoffs[owner]:
+                        found.setdefault(owner, []).append(row.key_id)
+        return {scope: sorted(ids) for scope, ids in found.items()}
+
+    def live_scopes(self, prefix: str) -> set[str]:
+        """The scopes starting with ``prefix`` that still have a live key."""
+        with self._engine.connect() as conn:
+            return set(
+                conn.execute(
+                    select(SubjectKey.scope)
+                    .where(SubjectKey.scope.startswith(prefix, autoescape=True), SubjectKey.wrapped_key.is_not(None))
+                    .distinct()
+                ).scalars()
+            )
 
     def forget_cached(self, scope: str) -> None:
         """Drop a scope from this process's cache (its keys were just destroyed)."""

@@ -6,21 +6,29 @@ uses, waits until each one is accounted for (accepted and written by both sinks,
 dead-lettered), then carries out an erasure and shows its evidence. HubSpot runs in dry-run mode: what it would have
 sent is in a JSONL file. The erasure is issued by a person, the demo's DPO account (``demo-dpo``), whom the tracker
 and the audit name.
+
+Every run starts clean: its topics carry a prefix of their own (``demo-<run>.``), and its CRM, HubSpot dry-run file
+and logs live under ``<home>/demo/<run>/``; an earlier run's topics and files are deleted when the next one starts,
+so its spam item and dead letter are not queued again. The last run stays for inspection until then. The report is
+the command's output; the log lines (this process's and the worker's) go to files in the run's directory.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import typer
@@ -34,7 +42,7 @@ from pipeline.ingest.service import IngestService, Submission
 from pipeline.kafka.consumer import Record, read_until
 from pipeline.kafka.launcher import LocalKafka, kafka_answers
 from pipeline.kafka.producer import ConfirmingPublisher
-from pipeline.kafka.topics import apply_topics
+from pipeline.kafka.topics import apply_topics, delete_prefixed_topics, make_admin
 from pipeline.logging import configure_logging
 from pipeline.models.common import Channel
 from pipeline.models.identity import Principal, PrincipalKind, Role, system_principal
@@ -42,10 +50,20 @@ from pipeline.models.rights import RightKind
 from pipeline.rights.dpo import DpoTools
 from pipeline.rights.tracker import RequestState
 from pipeline.runtime import Runtime
+from pipeline.spam.launcher import LocalSpamEngine
 from pipeline.topics import ACCEPTED_TOPIC, DROPS_TOPIC, PROCESSING_DLQ_TOPIC, QUARANTINE_TOPIC, SINK_RESULTS_TOPIC
 
-#: The person the demo erases: the sender of the packaged demo-request form.
-ERASED_EMAIL = "priya.raman@bigcorp.example.co.uk"
+#: The sample whose sender the demo erases (channel, payload name): the packaged HubSpot demo-request form.
+ERASED_SAMPLE = (Channel.WEB_FORM, "demo_request")
+#: Runs' topic prefixes are ``<LEADPIPE_TOPIC_PREFIX>demo-<run>.``; their files are under ``<home>/demo/<run>/``.
+RUN_PREFIX = "demo-"
+
+#: What a sink's ``not_applicable`` means for the reasons a demo event can have, for the legend under the table.
+NOT_APPLICABLE_HELP = "not applicable = the sink had nothing to do for the event, which is not a failure"
+
+#: What the demo does after the erasure, while the worker and the broker still run (issue 16's console plugs in
+#: here): gets the run's settings and the console, returns the exit code.
+Then = Callable[[Settings, Console], int]
 #: The DPO account the demo's erasure is issued by.
 DEMO_DPO = "demo-dpo"
 
@@ -73,7 +91,32 @@ class Sample:
     content_type: str
     event_ids: list[UUID] = field(default_factory=list)
     outcome: str = "pending"
-    sinks: set[str] = field(default_factory=set)
+    #: sink -> event id -> (status, detail) from sinks.results
+    sinks: dict[str, dict[str, tuple[str, str | None]]] = field(default_factory=dict)
+    #: who the sample is about (its first event's person): shown by the demo, the sample being its own fixture
+    person: tuple[str | None, str] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.channel.value}/{self.name}"
+
+    def written_to(self, notes: dict[str, str]) -> str:
+        """Per sink: written, or how many events were not, why in a numbered note (``notes``: reason -> mark)."""
+        parts = []
+        for sink, results in sorted(self.sinks.items()):
+            done = sum(status == "done" for status, _ in results.values())
+            others = Counter((status, detail) for status, detail in results.values() if status != "done")
+            if not others:
+                parts.append(sink)
+                continue
+            text = f"{sink}: {done} written" if done else sink
+            for (status, detail), count in sorted(others.items(), key=str):
+                code, _, why = (detail or "").partition(": ")
+                said = status.replace("_", " ")
+                mark = notes.setdefault(f"{said}, {code}: {why or code}", f"[{len(notes) + 1}]")
+                text += f", {count} {said} {mark}" if done else f" {said} {mark}"
+            parts.append(text)
+        return "; ".join(parts) or "-"
 
 
 def load_samples() -> list[Sample]:
@@ -86,10 +129,59 @@ def load_samples() -> list[Sample]:
     return samples
 
 
+@dataclass(frozen=True)
+class DemoRun:
+    """One run's own state: its topic prefix, and a directory with its CRM, HubSpot dry-run file and logs."""
+
+    run_id: str
+    settings: Settings
+    directory: Path
+
+    @classmethod
+    def new(cls, base: Settings) -> DemoRun:
+        run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
+        directory = base.home / "demo" / run_id
+        settings = base.model_copy(
+            update={
+                "topic_prefix": f"{base.topic_prefix}{RUN_PREFIX}{run_id}.",
+                "database_url": f"sqlite:///{directory / 'crm.sqlite3'}",
+                "hubspot_dry_run_file": directory / "hubspot-dry-run.jsonl",
+                "rights_exports_dir": directory / "exports",
+            }
+        )
+        return cls(run_id, settings, directory)
+
+
+def forget_earlier_runs(base: Settings, run: DemoRun) -> int:
+    """Delete every earlier run's topics and directory; how many runs that was."""
+    earlier_prefix = f"{base.topic_prefix}{RUN_PREFIX}"
+    names = make_admin(base).list_topics(timeout=10).topics
+    prefixes = {
+        name[: name.index(".", len(earlier_prefix)) + 1]
+        for name in names
+        if name.startswith(earlier_prefix) and "." in name[len(earlier_prefix) :]
+    }
+    prefixes.discard(run.settings.topic_prefix)
+    for prefix in sorted(prefixes):
+        delete_prefixed_topics(base.model_copy(update={"topic_prefix": prefix}))
+    runs = {prefix.removeprefix(earlier_prefix).rstrip(".") for prefix in prefixes}
+    demo_home = base.home / "demo"
+    for directory in demo_home.iterdir() if demo_home.is_dir() else ():
+        if directory.is_dir() and directory != run.directory:
+            runs.add(directory.name)
+            shutil.rmtree(directory, ignore_errors=True)
+    return len(runs)
+
+
 def _worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    """The faust worker as a child process, logging to a file (its settings come from the same environment)."""
+    """The faust worker as a child process on the run's settings, logging JSON to a file."""
     env = dict(os.environ)
     env["LEADPIPE_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    env["LEADPIPE_TOPIC_PREFIX"] = settings.topic_prefix
+    env["LEADPIPE_DATABASE_URL"] = settings.resolved_database_url
+    env["LEADPIPE_HUBSPOT_DRY_RUN_FILE"] = str(settings.resolved_dry_run_file)
+    env["LEADPIPE_RIGHTS_EXPORTS_DIR"] = str(settings.resolved_exports_dir)
+    env["LEADPIPE_LOG_FORMAT"] = "json"
     if settings.topic_partitions:
         env["LEADPIPE_TOPIC_PARTITIONS"] = str(settings.topic_partitions)
     log = log_path.open("ab")
@@ -113,9 +205,28 @@ def _event_id(record: Record) -> str | None:
     return str(found) if found else None
 
 
-def run_demo(settings: Settings, console: Console, timeout_s: float, keep_running: bool) -> int:
-    """Returns the exit code: 0 when every sample ended where it should and the erasure was confirmed."""
+def run_demo(
+    settings: Settings, console: Console, timeout_s: float, keep_running: bool, then: Then | None = None
+) -> int:
+    """Returns the exit code: 0 when every sample ended where it should and the erasure was confirmed.
+
+    ``then`` runs after the erasure on the run's settings, with the worker and the broker still up.
+    """
     console.rule("leadpipe demo")
+    run = DemoRun.new(settings)
+    run.directory.mkdir(parents=True, exist_ok=True)
+    with (run.directory / "demo.log").open("a") as log_file:
+        # the report is the output: log lines (librdkafka's too) go to the run's file, never between its lines
+        configure_logging("INFO", "json", stream=log_file)
+        try:
+            return _run(run, settings, console, timeout_s, keep_running=keep_running, then=then)
+        finally:
+            configure_logging(settings.log_level, settings.log_format)
+
+
+def _run(
+    run: DemoRun, settings: Settings, console: Console, timeout_s: float, *, keep_running: bool, then: Then | None
+) -> int:
     broker = LocalKafka.from_settings(settings)
     if kafka_answers(settings.kafka_bootstrap_servers):
         console.print(f"Kafka: using the broker at {settings.kafka_bootstrap_servers}")
@@ -123,18 +234,33 @@ def run_demo(settings: Settings, console: Console, timeout_s: float, keep_runnin
         console.print(f"Kafka: starting a local Apache Kafka {settings.kafka_version} (first run downloads its jars)")
         broker.up()
         console.print(f"Kafka: up at {broker.bootstrap_servers}, log {broker.log_file}")
-    report = apply_topics(settings)
+    spam_engine = LocalSpamEngine.from_settings(settings) if settings.spam_engine_enabled else None
+    if spam_engine is not None:
+        console.print("Spam engine: starting rspamd + Redis (first start compiles its rules, ~10-30 s)")
+        console.print(f"Spam engine: {spam_engine.up()}")
+    earlier = forget_earlier_runs(settings, run)
+    console.print(
+        f"This run: topics {run.settings.topic_prefix}*, files in {run.directory}; "
+        + (f"{earlier} earlier run(s) deleted, nothing carries over" if earlier else "nothing from earlier runs")
+    )
+    report = apply_topics(run.settings)
     console.print(f"Topics: {len(report.created)} created, {len(report.altered)} altered")
-    runtime = Runtime(settings)
+    runtime = Runtime(run.settings)
     ensure_schema(runtime.engine)
-    console.print(f"CRM: {settings.resolved_database_url}")
-    settings.home.mkdir(parents=True, exist_ok=True)
-    worker_log = settings.home / "demo-worker.log"
-    worker = _worker(settings, worker_log)
+    console.print(f"CRM: {run.settings.resolved_database_url}")
+    worker_log = run.directory / "worker.log"
+    worker = _worker(run.settings, worker_log)
     console.print(f"Worker: pid {worker.pid}, log {worker_log}")
     try:
-        return _exercise(settings, runtime, console, timeout_s)
+        code = _exercise(run.settings, runtime, console, timeout_s)
+        if code == 0 and then is not None:
+            code = then(run.settings, console)
+        return code
     finally:
+        console.print(f"Logs: {run.directory / 'demo.log'} (this command), {worker_log} (the worker)")
+        look = f"LEADPIPE_TOPIC_PREFIX={run.settings.topic_prefix} LEADPIPE_DATABASE_URL={run.settings.database_url}"
+        up = "" if keep_running or not broker.started_here else "`leadpipe kafka up`, then "
+        console.print(f"To look around this run: {up}{look} leadpipe spam review list (or dlq list, crm search ...)")
         if not keep_running:
             os.killpg(worker.pid, signal.SIGTERM)
             try:
@@ -143,19 +269,22 @@ def run_demo(settings: Settings, console: Console, timeout_s: float, keep_runnin
                 os.killpg(worker.pid, signal.SIGKILL)
             if broker.started_here:
                 broker.down()
+            if spam_engine is not None and spam_engine.started_here:
+                spam_engine.release()
 
 
 def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s: float) -> int:
     samples = load_samples()
-    # Event ids derive from the source and the payload: a source id of this run keeps an earlier run's records (on a
-    # broker that outlived it) from being taken for this run's outcomes.
-    source_id = f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    source_id = "demo"  # the run's own topics: event ids may repeat across runs without meeting
     service = IngestService(runtime, ConfirmingPublisher(settings))
     rejected = 0
     for sample in samples:
         result = service.submit_many([Submission(source_id, sample.channel, sample.raw, sample.content_type)])[0]
         if result.accepted:
             sample.event_ids = list(result.event_ids)
+            person = result.events[0].person
+            name = " ".join(p for p in (person.first_name, person.last_name) if p) or "(no name)"
+            sample.person = (person.email, name)
         else:
             sample.outcome = f"rejected at ingest ({result.reason}), dead-lettered"
             rejected += 1
@@ -163,7 +292,7 @@ def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s:
     console.print(f"Ingest: {len(by_event)} events from {len(samples)} payloads, {rejected} payload(s) rejected")
 
     outcomes: dict[str, str] = {}
-    written: dict[str, dict[str, str]] = {}  # event id -> sink -> status on sinks.results
+    written: dict[str, dict[str, tuple[str, str | None]]] = {}  # event id -> sink -> (status, detail)
 
     def settled(records: list[Record]) -> bool:
         for record in records[len(outcomes_seen) :]:
@@ -175,7 +304,7 @@ def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s:
                 outcomes[event_id] = OUTCOME_TOPICS[record.topic]
             elif record.topic == SINK_RESULTS_TOPIC and record.value:
                 result = json.loads(record.value)
-                written.setdefault(event_id, {})[result["sink"]] = result["status"]
+                written.setdefault(event_id, {})[result["sink"]] = (result["status"], result.get("detail"))
         accepted = [e for e, o in outcomes.items() if o == "accepted"]
         return len(outcomes) == len(by_event) and all(len(written.get(e, ())) >= 2 for e in accepted)
 
@@ -186,9 +315,9 @@ def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s:
 
     for event_id, sample in by_event.items():
         sample.outcome = outcomes[event_id]
-        sample.sinks |= {
-            s if status == "done" else f"{s} ({status})" for s, status in written.get(event_id, {}).items()
-        }
+        for sink, status in written.get(event_id, {}).items():
+            sample.sinks.setdefault(sink, {})[event_id] = status
+    notes: dict[str, str] = {}
     table = Table(title="What happened to each payload")
     for column in ("channel", "payload", "events", "outcome", "written to"):
         table.add_column(column)
@@ -198,13 +327,17 @@ def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s:
             sample.name,
             str(len(sample.event_ids)),
             sample.outcome,
-            ", ".join(sorted(sample.sinks)) or "-",
+            sample.written_to(notes),
         )
     console.print(table)
+    for text, mark in notes.items():
+        help_ = f" ({NOT_APPLICABLE_HELP})" if text.startswith("not applicable") else ""
+        console.print(f"{mark} {text}{help_}")
     counts = Counter(outcomes.values())
     console.print("Outcomes: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())))
     console.print(f"HubSpot (dry run): requests it would have sent are in {settings.resolved_dry_run_file}")
-    return _erase_one(settings, runtime, console, timeout_s)
+    erased = next(s for s in samples if (s.channel, s.name) == ERASED_SAMPLE)
+    return _erase_one(settings, runtime, console, timeout_s, erased)
 
 
 def demo_dpo(settings: Settings, runtime: Runtime) -> Principal:
@@ -218,36 +351,72 @@ def demo_dpo(settings: Settings, runtime: Runtime) -> Principal:
     return info.principal("local")
 
 
-def _erase_one(settings: Settings, runtime: Runtime, console: Console, timeout_s: float) -> int:
-    """The DPO erases the demo-request sender; every sink confirms with evidence, and their data key is destroyed."""
+def _evidence(evidence: dict[str, Any]) -> str:
+    """A sink's evidence as a line a person reads: HubSpot's contacts by what happened to them."""
+    parts = []
+    for key, value in evidence.items():
+        if key == "contacts" and isinstance(value, list):
+            parts += [str(c.get("result") or json.dumps(c)) if isinstance(c, dict) else str(c) for c in value]
+        elif isinstance(value, dict | list):
+            parts.append(f"{key}: {json.dumps(value, default=str)}")
+        else:
+            parts.append(f"{key}: {value}")
+    return "; ".join(parts)
+
+
+def _erase_one(settings: Settings, runtime: Runtime, console: Console, timeout_s: float, sample: Sample) -> int:
+    """The DPO erases the person the sample is about; every sink confirms with evidence, their data key is destroyed,
+    and the HubSpot dry-run file no longer names them."""
+    email, name = sample.person or (None, "")
+    if email is None:
+        raise ValueError(f"the erased sample {sample.label} names no e-mail address")
+    dry_run = settings.resolved_dry_run_file
+    before = _naming(dry_run, email)
     tools = DpoTools(runtime, ConfirmingPublisher(settings))
     dpo = demo_dpo(settings, runtime)
-    submitted = tools.request(RightKind.ERASURE, by=dpo, email=ERASED_EMAIL)
+    submitted = tools.request(RightKind.ERASURE, by=dpo, email=email)
     request_id = submitted.command.request_id
     console.print(
-        f"DPO: erasure {request_id} for subject {submitted.command.subject_key} submitted by {dpo.display_name}"
+        f"{dpo.display_name}: erasing the person of sample {sample.label} ({name}): request {request_id}, "
+        f"subject {submitted.command.subject_key}"
     )
     view = tools.wait(request_id, timeout_s)
     if view is None or view.state is not RequestState.COMPLETED:
         console.print(f"[red]DPO: erasure not confirmed by every sink within {timeout_s}s: {view}[/red]")
         return 1
-    table = Table(title=f"Erasure {request_id}: evidence per sink")
+    table = Table(title=f"Erasure of {name} ({sample.label}): evidence per sink")
     for column in ("sink", "status", "completed by", "evidence"):
         table.add_column(column)
     for sink in view.sinks:
         by = sink.completed_by.display_name if sink.completed_by else "-"
-        table.add_row(sink.sink, sink.status.value, by, json.dumps(sink.evidence, default=str)[:200])
+        table.add_row(sink.sink, sink.status.value.replace("_", " "), by, _evidence(sink.evidence))
     console.print(table)
+    after = _naming(dry_run, email)
+    console.print(
+        f"HubSpot dry-run file: {before} request(s) named {name} before the erasure, {after} after"
+        + ("" if after else " (rewritten without them)")
+    )
     assert view.completed_at is not None
     console.print(f"DPO: completed in {(view.completed_at - view.received_at).total_seconds():.2f}s")
-    return 0
+    return 0 if after == 0 else 1
+
+
+def _naming(path: Path, email: str) -> int:
+    """Lines of a file that name ``email`` (case-insensitive)."""
+    if not path.exists():
+        return 0
+    needle = email.lower().encode()
+    return sum(needle in line.lower() for line in path.read_bytes().splitlines())
 
 
 def demo(
     timeout: float = typer.Option(180.0, help="Seconds to wait for every event to be accounted for."),
     keep_running: bool = typer.Option(False, help="Leave the worker and the broker running afterwards."),
 ) -> None:
-    """Run the whole pipeline end to end on embedded defaults (local Kafka, SQLite CRM, dry-run HubSpot)."""
-    settings = get_settings()
-    configure_logging("WARNING", settings.log_format)  # the demo's own output is the report; logs stay quiet
-    raise typer.Exit(run_demo(settings, Console(), timeout, keep_running))
+    """Run the whole pipeline end to end on embedded defaults (local Kafka, SQLite CRM, dry-run HubSpot).
+
+    Each run starts clean (its own topics and files); the previous run's are deleted when the next one starts.
+
+    Example: leadpipe demo
+    """
+    raise typer.Exit(run_demo(get_settings(), Console(), timeout, keep_running))

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from pipeline.clikit import DATABASE, KAFKA, exits, needs
 from pipeline.config import get_settings
 from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.dlq.service import DeadLetterService
@@ -41,6 +42,7 @@ def _topics(topics: list[str] | None) -> tuple[str, ...]:
 
 @dlq_app.command("list")
 @operator_command(Permission.DLQ_READ)
+@needs(KAFKA, DATABASE)
 def list_letters(
     *,
     topic: Topics = None,
@@ -49,7 +51,12 @@ def list_letters(
     limit: Annotated[int, typer.Option(help="At most this many, newest last.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line (without the payload).")] = False,
 ) -> None:
-    """Dead letters, oldest first, with stage, reason and where they came from (no personal data), then a summary."""
+    """Dead letters, oldest first, with stage, reason and where they came from (no personal data), then a summary.
+
+    Example: leadpipe dlq list
+
+    Example: leadpipe dlq list --topic contacts.dlq.ingest --reason invalid_email --json
+    """
     try:
         listing = _service().find(_topics(topic), stage=stage, reason=reason)
     except ValueError as exc:
@@ -80,6 +87,8 @@ def list_letters(
 
 @dlq_app.command("show")
 @operator_command(Permission.DLQ_READ)
+@needs(KAFKA, DATABASE)
+@exits({1: "no such dead letter, or its payload cannot be shown (erased since, or none)"})
 def show(
     dead_letter_id: uuid.UUID,
     payload: Annotated[
@@ -91,7 +100,12 @@ def show(
         ),
     ] = False,
 ) -> None:
-    """One dead letter: stage, reason, the error, where it came from."""
+    """One dead letter: stage, reason, the error, where it came from.
+
+    Example: leadpipe dlq show 1c905c46-563d-5f49-ab92-659cd54d5414
+
+    Example: leadpipe dlq show 1c905c46-563d-5f49-ab92-659cd54d5414 --payload > fix-me.json
+    """
     service = _service()
     try:
         found = service.get(dead_letter_id)
@@ -117,6 +131,8 @@ def show(
 
 @dlq_app.command("replay")
 @operator_command(Permission.DLQ_REPLAY)
+@needs(KAFKA, DATABASE)
+@exits({1: "a dead letter could not be replayed (erased since, refused at ingest, or not found)"})
 def replay(
     dead_letter_ids: Annotated[list[uuid.UUID] | None, typer.Argument(help="Dead letters to replay.")] = None,
     *,
@@ -130,7 +146,12 @@ def replay(
 ) -> None:
     """Publish dead letters back onto the topic they were consumed from, once their cause is fixed; audited.
 
-    Exit code 1 when any of them could not be replayed (erased since, or refused at ingest)."""
+    Exit code 1 when any of them could not be replayed (erased since, or refused at ingest).
+
+    Example: leadpipe dlq replay --all --stage sink:hubspot --dry-run
+
+    Example: leadpipe dlq replay 1c905c46-563d-5f49-ab92-659cd54d5414
+    """
     if not dead_letter_ids and not (all_matching and (stage or reason or topic)):
         typer.echo("name dead letters by id, or pass --all with --stage, --reason or --topic", err=True)
         raise typer.Exit(2)

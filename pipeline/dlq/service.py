@@ -196,12 +196,11 @@ def plan_replays(
 
 
 def _audit(letter: DeadLetter, topic: str, by: Principal, now: datetime) -> AuditRecord:
-    return AuditRecord(
-        audit_id=uuid.uuid4(),
+    return AuditRecord.new(
+        by.actor,
+        "dead_letter_replayed",
         at=now,
-        actor=by.actor,
         principal=by,
-        action="dead_letter_replayed",
         subject_key=letter.subject_key,
         event_id=letter.event_id,
         detail={

@@ -1,10 +1,12 @@
-"""The app factory: one FastAPI app with the shared state every router's dependencies read, plus health and metrics.
+"""The app factory: one FastAPI app with the shared state every router's dependencies read, plus the probes.
 
 ``create_app(runtime, publisher, routers)`` puts the runtime, the publisher, the app's metrics and its one
 ``Authenticator`` (with the browser's sign-in where single sign-on is configured) on ``app.state`` (read through
 ``pipeline.http.deps`` and ``pipeline.http.auth``), includes the routers in the order given, then ``/healthz`` and
-``/metrics``, and sets the security headers on every response. Which routers make up leadpipe's API is decided where
-the API is composed (``pipeline.api.app``), not here.
+``/readyz``, and sets the security headers on every response. ``/metrics``, ``/openapi.json`` and ``/docs`` are the
+admin app's (``app.state.admin``, served on the admin port: ``pipeline.http.server``), on the API port only with
+``api_public_docs``. Which routers make up leadpipe's API is decided where the API is composed
+(``pipeline.api.app``), not here.
 """
 
 from __future__ import annotations
@@ -26,16 +28,15 @@ DOCUMENTATION_ROUTES = {
     "/openapi.json": "the API's description",
     "/docs": "the API's documentation page",
     "/docs/oauth2-redirect": "the documentation page's sign-in helper",
-    "/redoc": "the API's documentation page",
 }
 
 #: Nothing from elsewhere: no inline script, no framing by another site, no plugins, forms post here only.
 CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
-#: The documentation pages load Swagger UI / ReDoc from their CDN and start them with an inline script.
+#: The documentation page loads Swagger UI from its CDN and starts it with an inline script.
 DOCS_CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
     "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+    "img-src 'self' data: https://fastapi.tiangolo.com; "
     "font-src 'self' https://fonts.gstatic.com; "
     "worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
 )
@@ -53,7 +54,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        docs = scope.get("path") in ("/docs", "/redoc")
+        docs = scope.get("path") == "/docs"
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -85,9 +86,18 @@ def create_app(
     version: str = "1",
     summary: str | None = None,
 ) -> FastAPI:
-    """A FastAPI app serving ``routers`` (and health and metrics) over ``runtime`` and ``publisher``."""
+    """A FastAPI app serving ``routers`` (and the probes) over ``runtime`` and ``publisher``; its admin app (metrics,
+    OpenAPI, docs) is ``app.state.admin``."""
     settings = runtime.settings
-    app = FastAPI(title=title, version=version, summary=summary)
+    public = settings.api_public_docs
+    app = FastAPI(
+        title=title,
+        version=version,
+        summary=summary,
+        openapi_url="/openapi.json" if public else None,
+        docs_url="/docs" if public else None,
+        redoc_url=None,
+    )
     app.state.runtime = runtime
     app.state.publisher = publisher
     app.state.metrics = ApiMetrics()
@@ -97,5 +107,8 @@ def create_app(
     for router in routers:
         app.include_router(router)
     app.include_router(health.router)
-    app.add_middleware(SecurityHeaders, hsts=(settings.public_url or "").startswith("https://"))
+    hsts = (settings.public_url or "").startswith("https://")
+    app.state.admin = admin = health.admin_app(app)
+    admin.add_middleware(SecurityHeaders, hsts=hsts)
+    app.add_middleware(SecurityHeaders, hsts=hsts)
     return app

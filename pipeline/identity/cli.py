@@ -18,15 +18,30 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.clikit import DATABASE, exits, needs
 from pipeline.config import Settings, get_settings
 from pipeline.identity.bootstrap import write_secret_file
-from pipeline.identity.operator import identity_store, operator, operator_command, without_operator
+from pipeline.identity.operator import (
+    API_KEY_ENV,
+    EXIT_REFUSED,
+    identity_store,
+    operator,
+    operator_command,
+    without_operator,
+)
 from pipeline.identity.permissions import Permission
 from pipeline.identity.store import IdentityError, IdentityStore, PrincipalInfo
 from pipeline.models.identity import Principal, PrincipalKind, Role
 
 users_app = typer.Typer(help="People and machine clients, and their roles (admin).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of people and machine clients (admin).", no_args_is_help=True)
+
+#: Every users/keys command: the identity tables, and who may change them.
+IDENTITY_EXITS = {
+    1: "the change was refused by the identity store (unknown name, a role that does not fit, ...)",
+    EXIT_REFUSED: f"refused: no API key ({API_KEY_ENV} or --key-file) off the embedded default, not valid, or "
+    "without the permission",
+}
 
 
 @contextmanager
@@ -56,6 +71,8 @@ SourceArg = Annotated[str, typer.Argument(help="An ingest source id (LEADPIPE_SO
 
 @users_app.command("add")
 @operator_command(Permission.PRINCIPALS_MANAGE)
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def add(
     name: NameArg,
     display_name: Annotated[str, typer.Option(help="Shown in the audit trail; default: the name")] = "",
@@ -81,6 +98,8 @@ def add(
 
 @users_app.command("list")
 @operator_command(Permission.PRINCIPALS_READ)
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def list_users() -> None:
     """Every person and client with kind, state, roles and bound sources.
 
@@ -105,6 +124,8 @@ def list_users() -> None:
 
 @users_app.command("disable")
 @operator_command(Permission.PRINCIPALS_MANAGE)
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def disable(name: NameArg) -> None:
     """Disable a person or client: every key and sign-in of it is refused from the next request on.
 
@@ -116,6 +137,8 @@ def disable(name: NameArg) -> None:
 
 @users_app.command("enable")
 @operator_command(Permission.PRINCIPALS_MANAGE)
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def enable(name: NameArg) -> None:
     """Enable a disabled person or client again (its unexpired, unrevoked keys work again).
 
@@ -127,6 +150,8 @@ def enable(name: NameArg) -> None:
 
 @users_app.command("grant")
 @operator_command(Permission.PRINCIPALS_MANAGE)
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def grant(name: NameArg, roles: RoleArg) -> None:
     """Grant roles (the producer role stands alone and belongs to clients only).
 
@@ -138,6 +163,8 @@ def grant(name: NameArg, roles: RoleArg) -> None:
 
 @users_app.command("revoke")
 @operator_command(Permission.PRINCIPALS_MANAGE)
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def revoke(name: NameArg, roles: RoleArg) -> None:
     """Take roles away.
 
@@ -149,6 +176,8 @@ def revoke(name: NameArg, roles: RoleArg) -> None:
 
 @users_app.command("bind")
 @operator_command(Permission.SOURCES_MANAGE)
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def bind(name: NameArg, source_id: SourceArg) -> None:
     """Let a producer client's API keys submit to the ingest API as this source (POST /v1/sources/SOURCE_ID).
 
@@ -160,6 +189,8 @@ def bind(name: NameArg, source_id: SourceArg) -> None:
 
 @users_app.command("unbind")
 @operator_command(Permission.SOURCES_MANAGE)
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def unbind(name: NameArg, source_id: SourceArg) -> None:
     """Stop a producer client's keys from submitting as this source.
 
@@ -171,6 +202,8 @@ def unbind(name: NameArg, source_id: SourceArg) -> None:
 
 @users_app.command("bootstrap")
 @without_operator("creates the first admin only while no enabled admin exists")
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def bootstrap(
     key_file: Annotated[
         Path | None, typer.Option(help="Write the key to this file (mode 0600) instead of printing it")
@@ -201,6 +234,8 @@ def bootstrap(
 
 @keys_app.command("create")
 @operator_command(Permission.PRINCIPALS_MANAGE)
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def create_key(
     name: NameArg,
     label: Annotated[str, typer.Option(help="What the key is for (shown in keys list)")] = "",
@@ -223,6 +258,8 @@ def create_key(
 
 @keys_app.command("list")
 @operator_command(Permission.PRINCIPALS_READ)
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def list_keys(name: Annotated[str | None, typer.Argument(help="Only this user's or client's keys")] = None) -> None:
     """API keys with owner, state, expiry and last use (never the secret).
 
@@ -246,6 +283,8 @@ def list_keys(name: Annotated[str | None, typer.Argument(help="Only this user's 
 
 @keys_app.command("revoke")
 @operator_command(Permission.PRINCIPALS_MANAGE)
+@needs(DATABASE)
+@exits(IDENTITY_EXITS)
 def revoke_key(key_id: Annotated[str, typer.Argument(help="The key id (keys list shows it)")]) -> None:
     """Revoke an API key: refused from the next request on.
 

@@ -24,15 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-import click
 import typer
 
 from pipeline.config import Settings, get_settings
-from pipeline.db import ensure_schema, make_engine
+from pipeline.db import ensure_schema
 from pipeline.identity.bootstrap import bootstrap_key_path, ensure_bootstrap_admin
 from pipeline.identity.permissions import Permission, allowed
 from pipeline.identity.store import AuthenticationFailed, IdentityStore
 from pipeline.models.identity import Principal
+from pipeline.runtime import Runtime
 
 EXIT_REFUSED = 2
 API_KEY_ENV = "LEADPIPE_API_KEY"
@@ -52,6 +52,12 @@ class NoOperator:
 Access = Permission | NoOperator
 
 _current: ContextVar[Principal | None] = ContextVar("leadpipe_operator", default=None)
+_key_file: ContextVar[Path | None] = ContextVar("leadpipe_key_file", default=None)
+
+
+def use_key_file(path: Path | None) -> None:
+    """The root ``--key-file`` option (``pipeline/cli.py`` sets it before any command runs)."""
+    _key_file.set(path)
 
 
 def operator_command(permission: Permission) -> Callable[[F], F]:
@@ -103,9 +109,8 @@ def refuse(message: str) -> NoReturn:
 
 def presented_key() -> str | None:
     """The operator's API key: ``--key-file`` (the root option) first, then ``LEADPIPE_API_KEY``."""
-    context = click.get_current_context(silent=True)
-    key_file = context.find_root().params.get("key_file") if context is not None else None
-    if isinstance(key_file, Path):
+    key_file = _key_file.get()
+    if key_file is not None:
         try:
             return key_file.read_text().strip()
         except OSError as exc:
@@ -120,7 +125,7 @@ def embedded_default(settings: Settings) -> bool:
 
 @contextmanager
 def identity_store(settings: Settings) -> Iterator[IdentityStore]:
-    engine = make_engine(settings.resolved_database_url)
+    engine = Runtime(settings).engine  # the embedded default's directory is made on first use
     try:
         ensure_schema(engine)
         yield IdentityStore(engine, settings.api_key_pepper_bytes())

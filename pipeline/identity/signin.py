@@ -1,4 +1,4 @@
-"""The browser's single sign-on, from ``/login`` to a session: what the HTTP routes in ``pipeline.identity.api`` call.
+"""The browser's single sign-on, from ``/login`` to a session: what the HTTP routes in ``pipeline.api.identity`` call.
 
 ``start`` makes the provider URL (authorization code + PKCE, with state and nonce) and a short-lived login cookie
 that keeps the state, nonce and code verifier encrypted in the browser until the provider sends it back, so no

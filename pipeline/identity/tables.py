@@ -15,8 +15,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pipeline.crm.schema import UtcDateTime
-from pipeline.db import Base
+from pipeline.db import Base, UtcDateTime
 
 
 class PrincipalRow(Base):

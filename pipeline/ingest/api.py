@@ -28,8 +28,10 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pipeline.config import SourceAuth
+from pipeline import tracing
+from pipeline.config import Settings, SourceAuth
 from pipeline.http.auth import authentication_refusal, client_address, get_authenticator, public
 from pipeline.http.deps import get_metrics, get_settings
 from pipeline.http.errors import FieldError, Refused, Rejected, refuse
@@ -38,23 +40,59 @@ from pipeline.identity.keys import KEY_PREFIX
 from pipeline.identity.permissions import Permission, allowed
 from pipeline.identity.source_secrets import active_secrets, check_any
 from pipeline.identity.store import AuthenticationFailed
-from pipeline.ingest.coalesce import CoalescingPublisher
+from pipeline.ingest.coalesce import BrokerUnavailable, GroupCommit, IngestTimeout
 from pipeline.ingest.metrics import IngestMetrics
-from pipeline.ingest.service import IngestService, KeyStoreUnavailable, Submission, UnsupportedContentType
-from pipeline.kafka.producer import PublishError
+from pipeline.ingest.replay import ReplayGuard, ReplayKey, ReplayStore
+from pipeline.ingest.service import (
+    IngestService,
+    KeyStoreUnavailable,
+    Parsed,
+    Submission,
+    SubmitResult,
+    UnsupportedContentType,
+)
+from pipeline.kafka.producer import ConfirmingPublisher, PublishError
 from pipeline.logging import get_logger
+from pipeline.models.common import Channel
 from pipeline.sources import CONTENT_TYPES
+from pipeline.topics import INGEST_DLQ_TOPIC, raw_topic
 
 log = get_logger(__name__)
 
 TIMESTAMP_HEADER = "X-Leadpipe-Timestamp"
 SIGNATURE_HEADER = "X-Leadpipe-Signature"
+ROUTE = "/v1/sources/{source_id}"
+#: Optional: the sender's id of this delivery, the same on each retry even when the retry is signed anew.
+DELIVERY_HEADER = "X-Leadpipe-Delivery"
+
+#: Bodies up to this size are parsed on the event loop (a thread hop costs more than their parse); larger ones in
+#: a worker thread, so that one large payload does not hold up the requests beside it.
+INLINE_PARSE_BYTES = 65_536
+
+#: What a raw or dead-letter record adds to the sealed payload besides its ciphertext: ids, times, content type,
+#: the error text, rounded up. The sealed payload is base64 (4 bytes per 3) of the body plus nonce and tag.
+RECORD_FIELDS_BYTES = 8192
 
 
 # The 202 answer: every contact of the payload was published and confirmed (no docstring: it would enter the OpenAPI).
 class Accepted(BaseModel):
     status: Literal["accepted"] = "accepted"
-    event_ids: list[uuid.UUID] = Field(description="One per contact in the payload; the same bytes give the same ids")
+    event_ids: list[uuid.UUID] = Field(
+        description="One per contact in the payload; the same delivery (signed timestamp, or X-Leadpipe-Delivery) "
+        "gets the same ids, a new submission of the same form new ids"
+    )
+    replayed: bool = Field(
+        default=False,
+        description="This signed request was accepted before: the original's event ids, nothing published again",
+    )
+
+
+def body_limit(settings: Settings, publisher: ConfirmingPublisher, channel: Channel) -> int:
+    """The largest body a channel takes: the API's limit, or less when its raw topic or the ingest dead-letter
+    topic cannot hold the sealed record (base64 of body + nonce + tag, plus the record's fields)."""
+    topic_limit = min(publisher.limit(raw_topic(channel)), publisher.limit(INGEST_DLQ_TOPIC))
+    sealed_room = topic_limit - RECORD_FIELDS_BYTES
+    return max(0, min(settings.ingest_max_body_bytes, sealed_room // 4 * 3 - 28))
 
 
 @dataclass
@@ -62,14 +100,46 @@ class IngestState:
     """What the ingest router keeps per app (``app.state.ingest``)."""
 
     service: IngestService
-    coalescer: CoalescingPublisher
+    group: GroupCommit
     metrics: IngestMetrics
+    limits: dict[Channel, int]
 
 
 def install(app: FastAPI) -> None:
-    """Give an app built by ``pipeline.http.app.create_app`` the ingest router's state (before its first request)."""
-    service = IngestService(app.state.runtime, app.state.publisher)
-    app.state.ingest = IngestState(service, CoalescingPublisher(service), IngestMetrics(app.state.metrics.registry))
+    """Give an app built by ``pipeline.http.app.create_app`` the ingest router's state and its fast path (before
+    its first request)."""
+    runtime, publisher = app.state.runtime, app.state.publisher
+    service = IngestService(runtime, publisher)
+    settings = runtime.settings
+    group = GroupCommit(service, ReplayGuard(ReplayStore(runtime.engine)), timeout_s=settings.ingest_timeout_s)
+    limits = {channel: body_limit(settings, publisher, channel) for channel in Channel}
+    app.state.ingest = IngestState(service, group, IngestMetrics(app.state.metrics.registry), limits)
+    app.add_middleware(IngestFastPath)
+
+
+SOURCES_PATH = "/v1/sources/"
+
+
+class IngestFastPath:
+    """``POST /v1/sources/{source_id}`` answered by ``submit`` straight from the app's middleware stack.
+
+    The route below documents the endpoint (``/openapi.json``) and behaves the same, but FastAPI's router, dependency
+    solving and per-route wrappers cost about a third of a webhook's CPU (issue 20's profile); the webhook path
+    needs none of them (it takes the raw body and its own credentials), so it skips them. Errors still reach the
+    app's error middleware (a 500 is the app's 500).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(SOURCES_PATH):
+            source_id = scope["path"][len(SOURCES_PATH) :]
+            if source_id and "/" not in source_id:
+                response = await submit(source_id, Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _state(request: Request) -> IngestState:
@@ -202,7 +272,7 @@ _REQUEST_BODY = {
 
 
 @router.post(
-    "/v1/sources/{source_id}",
+    ROUTE,
     status_code=202,
     response_model=Accepted,
     summary="Submit a payload from a configured source",
@@ -210,15 +280,25 @@ _REQUEST_BODY = {
         400: {"model": Rejected, "description": "Not well-formed (bad JSON, CSV, encoding); dead-lettered"},
         401: {"model": Refused, "description": "Bad or missing signature or token"},
         404: {"model": Refused, "description": "Unknown source id"},
-        413: {"model": Refused, "description": "Body larger than ingest_max_body_bytes"},
+        413: {"model": Refused, "description": "Body over the channel's limit, or a record too large for its topic"},
         415: {"model": Refused, "description": "The source's channel does not read this content type"},
         422: {"model": Rejected, "description": "Well-formed but not normalisable; dead-lettered"},
         500: {"model": Rejected, "description": "Adapter failure; the payload was dead-lettered"},
-        503: {"model": Refused, "description": "Broker or key store unavailable; nothing was accepted, retry"},
+        503: {"model": Refused, "description": "Broker or key store unavailable or too slow; retry (Retry-After)"},
     },
     openapi_extra=_REQUEST_BODY,
 )
 async def submit(source_id: str, request: Request) -> Response:
+    if not tracing.enabled():  # off: no span, and a caller's traceparent is not carried on either
+        return await _submit(source_id, request, None)
+    span = tracing.start_request("POST", ROUTE, request.headers.get(tracing.TRACEPARENT), source_id=source_id)
+    response = await _submit(source_id, request, tracing.traceparent(span))
+    span.set_attribute("http.response.status_code", response.status_code)
+    tracing.end(span, failed=str(response.status_code) if response.status_code >= 500 else None)
+    return response
+
+
+async def _submit(source_id: str, request: Request, trace: bytes | None) -> Response:
     settings = get_settings(request)
     refusals = get_metrics(request)
     state = _state(request)
@@ -251,7 +331,7 @@ async def submit(source_id: str, request: Request) -> Response:
         metrics.requests.labels(channel=channel.value, outcome="refused").inc()
         return _refuse(refusals, 401, problem, "a valid bearer token is required", source_id=source_id)
 
-    limit = settings.ingest_max_body_bytes
+    limit = state.limits[channel]
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return _refuse(refusals, 413, "too_large", f"the body exceeds {limit} bytes", source_id=source_id)
@@ -264,42 +344,78 @@ async def submit(source_id: str, request: Request) -> Response:
         chunks.append(chunk)
     body = b"".join(chunks)
 
-    if (
-        by_key is None
-        and (auth.hmac_secret is not None or auth.hmac_secrets)
-        and (problem := _signature_problem(auth, body, request, source_id))
-    ):
-        metrics.requests.labels(channel=channel.value, outcome="refused").inc()
-        return _refuse(
-            refusals,
-            401,
-            problem,
-            f"a valid {SIGNATURE_HEADER} over '<timestamp>.<body>' is required",
-            source_id=source_id,
-        )
+    replay: ReplayKey | None = None
+    delivery = request.headers.get(DELIVERY_HEADER)
+    if by_key is None and (auth.hmac_secret is not None or auth.hmac_secrets):
+        if problem := _signature_problem(auth, body, request, source_id):
+            metrics.requests.labels(channel=channel.value, outcome="refused").inc()
+            return _refuse(
+                refusals,
+                401,
+                problem,
+                f"a valid {SIGNATURE_HEADER} over '<timestamp>.<body>' is required",
+                source_id=source_id,
+            )
+        stamp, signature = request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER)
+        assert stamp is not None and signature is not None
+        replay = ReplayKey.of(source_id, signature, int(stamp), settings.ingest_signature_tolerance_s)
+        delivery = f"id:{delivery[:200]}" if delivery else f"ts:{stamp}"
+    elif delivery:
+        delivery = f"id:{delivery[:200]}"
 
     started = time.perf_counter()
-    coalescer = state.coalescer
+    group = state.group
+    guard = group.replays
+    if replay is not None:
+        earlier = guard.accepted(replay)
+        if earlier is None and (waiting := guard.in_flight(replay)) is not None:
+            earlier = await waiting  # an identical request is being processed: answer as it is answered
+        if earlier is not None:
+            metrics.requests.labels(channel=channel.value, outcome="replayed").inc()
+            return _accepted(earlier, replayed=True)
+        guard.begin(replay)
+    accepted_ids: tuple[uuid.UUID, ...] | None = None
     try:
-        parsed = await run_in_threadpool(service.parse, Submission(source_id, channel, body, content_type))
-        result = await coalescer.publish(parsed)  # sealed and published with the requests waiting beside it
+        submission = Submission(source_id, channel, body, content_type, delivery, trace)
+        parsed: Parsed = (
+            service.parse(submission)
+            if len(body) <= INLINE_PARSE_BYTES
+            else await run_in_threadpool(service.parse, submission)
+        )
+        result = await group.submit(parsed, replay)  # sealed and published with the requests waiting beside it
+        if result.accepted:
+            accepted_ids = result.event_ids
     except PublishError as exc:
         metrics.requests.labels(channel=channel.value, outcome="error").inc()
-        log.error("ingest_publish_failed", source_id=source_id, error=str(exc))
-        if isinstance(exc, KeyStoreUnavailable):
-            reason, message = "key_store_unavailable", "the data-key store is unavailable; nothing was accepted, retry"
-        else:
-            reason, message = "broker_unavailable", "the broker did not confirm; nothing was accepted, retry"
-        return JSONResponse(
-            Refused(reason=reason, message=message).model_dump(),
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
+        return _unavailable(settings, refusals, source_id, exc)
+    finally:
+        if replay is not None:
+            guard.finish(replay, accepted_ids)
+            if accepted_ids is not None:
+                group.flush_soon()
     metrics.latency.labels(channel=channel.value).observe(time.perf_counter() - started)
+    return _answer(metrics, refusals, channel, source_id, result)
+
+
+def _accepted(event_ids: tuple[uuid.UUID, ...], *, replayed: bool = False) -> JSONResponse:
+    return JSONResponse(
+        {"status": "accepted", "event_ids": [str(i) for i in event_ids], "replayed": replayed}, status_code=202
+    )
+
+
+def _answer(
+    metrics: IngestMetrics, refusals: ApiMetrics, channel: Channel, source_id: str, result: SubmitResult
+) -> JSONResponse:
     if result.accepted:
-        metrics.requests.labels(channel=channel.value, outcome="accepted").inc()
-        metrics.events.labels(channel=channel.value).inc(len(result.event_ids))
-        return JSONResponse(Accepted(event_ids=list(result.event_ids)).model_dump(mode="json"), status_code=202)
+        outcome = "replayed" if result.replayed else "accepted"
+        metrics.requests.labels(channel=channel.value, outcome=outcome).inc()
+        if not result.replayed:
+            metrics.events.labels(channel=channel.value).inc(len(result.event_ids))
+        return _accepted(result.event_ids, replayed=result.replayed)
+    if result.too_large:
+        metrics.requests.labels(channel=channel.value, outcome="refused").inc()
+        message = result.problems[0].message if result.problems else "a record is too large for its topic"
+        return _refuse(refusals, 413, "too_large", message, source_id=source_id)
     metrics.requests.labels(channel=channel.value, outcome="rejected").inc()
     metrics.dead_letters.labels(channel=channel.value, reason=result.reason or "unknown").inc()
     assert result.dead_letter_id is not None
@@ -311,3 +427,28 @@ async def submit(source_id: str, request: Request) -> Response:
     )
     code = 500 if result.internal_error else 400 if result.malformed else 422
     return JSONResponse(rejected.model_dump(mode="json"), status_code=code)
+
+
+def _unavailable(settings: Settings, refusals: ApiMetrics, source_id: str, exc: PublishError) -> JSONResponse:
+    """503 with Retry-After: what was not confirmed, and whether anything of it was (a retry is safe either way)."""
+    if isinstance(exc, KeyStoreUnavailable):
+        reason, message = "key_store_unavailable", "the data-key store is unavailable; nothing was accepted, retry"
+    elif isinstance(exc, IngestTimeout):
+        reason, message = "ingest_timeout", f"not processed within {settings.ingest_timeout_s:g}s; nothing was accepted"
+    elif isinstance(exc, BrokerUnavailable):
+        reason, message = "broker_unavailable", "the brokers are unreachable; nothing was accepted, retry"
+    elif exc.delivered:
+        reason = "partially_published"
+        message = (
+            f"{exc.delivered} of {exc.total} records were confirmed, the rest not: not accepted; retry (the retry "
+            "carries the same event ids, which are deduplicated downstream)"
+        )
+    else:
+        reason, message = "broker_unavailable", "the broker did not confirm; nothing was accepted, retry"
+    refusals.refusals.labels(reason=reason).inc()
+    log.error("ingest_unavailable", source_id=source_id, reason=reason, error=str(exc))
+    return JSONResponse(
+        Refused(reason=reason, message=message).model_dump(),
+        status_code=503,
+        headers={"Retry-After": str(settings.ingest_retry_after_s)},
+    )

@@ -1,83 +1,209 @@
-"""Group commit for the HTTP API: concurrent requests share one key-store commit and one confirmed publish.
+"""Group commit for the HTTP API: concurrent requests share one key-store trip; nothing waits longer than it must.
 
-A new person's data key costs a database commit and each confirmed publish a broker round trip (acks=all),
-whatever the batch size. So requests hand over their parsed, still unsealed submissions; the requests waiting
-together form a batch whose keys are warmed at once, then sealed and published together, in the thread pool. Two
-batches are in flight at most: while one waits for the broker, the next is being sealed (the publisher sends one
-batch at a time). Each request is answered only when the batch holding its records was confirmed, or told it
-failed (then none of its records count as accepted, and a retry is safe: event ids are deterministic).
+A new person's data key costs a database commit, and the key store confirms every key it hands out with a query
+(``SqlKeyStore.warm``): one trip per batch, whatever its size. So a request hands over its parsed, still unsealed
+submission; whatever waits when the sealer is free forms the next batch, which is sealed and encoded in ONE thread
+hop (the database must not block the event loop), then each request's records are produced from the event loop
+and its answer waits for its own delivery reports only. The sealer does not wait for the broker: while one batch
+waits for its acknowledgements the next is sealed, so the database trip, not the broker's round trip, sets the
+pace, and at low load a request is sealed the moment it arrives (no linger).
+
+The same database trip checks the batch's signed requests against the replay store (``pipeline.ingest.replay``)
+and stores the signatures accepted since the previous trip, so replay protection across processes costs no hop.
+
+Bounded in time: a request that has not reached the producer within ``timeout_s`` (key store slow or hung) is
+answered ``IngestTimeout`` and its records are never produced; once produced, its answer is librdkafka's report,
+which comes within the publisher's ``delivery_timeout_s``. While the key store or the brokers are known to be
+unavailable, requests are refused at once (``Availability``), one per second going through as a probe.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.ingest.service import IngestService, Parsed, SubmitResult
-from pipeline.kafka.producer import Outgoing
+from pipeline.ingest.replay import FLUSH_INTERVAL_S, ReplayGuard, ReplayKey
+from pipeline.ingest.service import IngestService, KeyStoreUnavailable, Parsed, Ready, SubmitResult, log_outcome
+from pipeline.kafka.producer import Availability, PublishError
+
+Found = dict[tuple[str, str], tuple[uuid.UUID, ...]]
 
 
-class CoalescingPublisher:
-    """``await publish(parsed)`` seals and publishes with whatever else is waiting; returns once confirmed."""
+class BrokerUnavailable(PublishError):
+    """The brokers are known to be unreachable (fast failure): nothing was produced."""
 
-    def __init__(self, service: IngestService, max_records: int = 5000) -> None:
+
+class IngestTimeout(PublishError):
+    """The request did not reach the producer within the ingest timeout: nothing was produced."""
+
+
+@dataclass(eq=False)
+class _Entry:
+    parsed: Parsed
+    future: asyncio.Future[SubmitResult]
+    replay: ReplayKey | None = None
+    timer: asyncio.TimerHandle | None = None
+    committed: bool = field(default=False)
+    """Its records were handed to the producer: from then on its answer is the broker's."""
+
+
+class GroupCommit:
+    """``await submit(parsed)``: sealed with whatever else waits, published, answered once confirmed."""
+
+    def __init__(
+        self,
+        service: IngestService,
+        replays: ReplayGuard | None = None,
+        *,
+        timeout_s: float = 5.0,
+        max_records: int = 5000,
+    ) -> None:
         self._service = service
+        self.replays = replays or ReplayGuard(None)
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._timeout_s = timeout_s
         self._max_records = max_records
-        self._pending: collections.deque[tuple[Parsed, asyncio.Future[SubmitResult]]] = collections.deque()
-        self._flusher: asyncio.Task[None] | None = None
+        self._pending: collections.deque[_Entry] = collections.deque()
+        self._sealer: asyncio.Task[None] | None = None
+        # one thread: batches are sealed one after another (the next batch gathers meanwhile)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-seal")
+        self.keystore = Availability("key_store")
 
-    async def publish(self, parsed: Parsed) -> SubmitResult:
-        """The submission's result once the broker confirmed its records; raises ``PublishError`` otherwise."""
-        future: asyncio.Future[SubmitResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((parsed, future))
-        if self._flusher is None or self._flusher.done():  # done: its event loop ended before it could reset
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
-        return await future
+    @property
+    def broker(self) -> Availability:
+        return self._service.publisher.health
 
-    def _take_batch(self) -> list[tuple[Parsed, asyncio.Future[SubmitResult]]]:
-        batch: list[tuple[Parsed, asyncio.Future[SubmitResult]]] = []
+    async def submit(self, parsed: Parsed, replay: ReplayKey | None = None) -> SubmitResult:
+        """The submission's result once the broker confirmed its records; ``PublishError`` (one of its subclasses
+        ``KeyStoreUnavailable``, ``BrokerUnavailable``, ``IngestTimeout``) when they were not."""
+        if not self.keystore.admit():
+            raise KeyStoreUnavailable(f"the data-key store is unavailable ({self.keystore.reason})")
+        if not self.broker.admit():
+            raise BrokerUnavailable(f"the brokers are unreachable ({self.broker.reason})")
+        loop = asyncio.get_running_loop()
+        entry = _Entry(parsed, loop.create_future(), replay)
+        entry.timer = loop.call_later(self._timeout_s, self._expire, entry)
+        self._pending.append(entry)
+        self._start()
+        return await entry.future
+
+    def _start(self) -> None:
+        if self._sealer is None or self._sealer.done():  # done: its event loop ended before it could reset
+            self._sealer = asyncio.get_running_loop().create_task(self._seal_forever())
+
+    def flush_soon(self) -> None:
+        """Accepted signatures wait for the next database trip; make one within ``FLUSH_INTERVAL_S`` if none comes."""
+        if self._flush_timer is None and self.replays.store is not None:
+            self._flush_timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self._flush_due)
+
+    def _flush_due(self) -> None:
+        self._flush_timer = None
+        if self.replays.has_unstored:
+            self._start()
+
+    def _expire(self, entry: _Entry) -> None:
+        if not entry.committed and not entry.future.done():
+            entry.future.set_exception(
+                IngestTimeout(f"the key store did not answer within {self._timeout_s:g}s; nothing was published")
+            )
+
+    def _take_batch(self) -> list[_Entry]:
+        batch: list[_Entry] = []
         size = 0
-        while self._pending and (not batch or size + self._pending[0][0].record_count <= self._max_records):
-            parsed, future = self._pending.popleft()
-            batch.append((parsed, future))
-            size += parsed.record_count
+        while self._pending and (not batch or size + self._pending[0].parsed.record_count <= self._max_records):
+            entry = self._pending.popleft()
+            if entry.future.done():  # expired while it waited
+                continue
+            batch.append(entry)
+            size += entry.parsed.record_count
         return batch
 
     @staticmethod
-    def _fail(batch: list[tuple[Parsed, asyncio.Future[SubmitResult]]], exc: BaseException) -> None:
-        for _parsed, future in batch:
-            if not future.done():
-                future.set_exception(exc)
-
-    async def _publish(self, batch: list[tuple[Parsed, asyncio.Future[SubmitResult]]], records: list[Outgoing]) -> None:
-        try:
-            results = await run_in_threadpool(self._service.publish_sealed, [p for p, _f in batch], records)
-        except Exception as exc:  # every request of the batch learns it was not confirmed
-            self._fail(batch, exc)
+    def _settle(entry: _Entry, result: SubmitResult | None = None, error: BaseException | None = None) -> None:
+        if entry.timer is not None:
+            entry.timer.cancel()
+        if entry.future.done():
+            return
+        if error is not None:
+            entry.future.set_exception(error)
         else:
-            for (_parsed, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+            assert result is not None
+            entry.future.set_result(result)
+            log_outcome(entry.parsed.submission, result)
 
-    async def _flush(self) -> None:
-        in_flight: asyncio.Task[None] | None = None
+    def _trip(self, batch: list[_Entry]) -> tuple[list[Ready], Found]:
+        """The batch's one database trip (in the sealer's thread): store the signatures accepted since the last
+        trip, find the batch's replays, then warm the keys of the rest and seal it."""
+        found: Found = {}
+        store = self.replays.store
+        if store is not None:
+            unstored = self.replays.take_unstored()
+            now = time.time()
+            try:
+                if unstored:
+                    store.record(unstored, now)
+                found = store.find([e.replay for e in batch if e.replay is not None], now)
+            except SQLAlchemyError as exc:
+                self.replays.give_back(unstored)
+                raise KeyStoreUnavailable(f"the replay store could not be read ({type(exc).__name__})") from exc
+        fresh = [e.parsed for e in batch if e.replay is None or e.replay.ident not in found]
+        return (self._service.seal(fresh) if fresh else []), found
+
+    async def _seal_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            while self._pending or in_flight is not None:
-                if not self._pending:
-                    assert in_flight is not None
-                    await in_flight
-                    in_flight = None
-                    continue
+            while self._pending or self.replays.has_unstored:
                 batch = self._take_batch()
                 try:
-                    records = await run_in_threadpool(self._service.seal, [p for p, _f in batch])
-                except Exception as exc:
-                    self._fail(batch, exc)
+                    ready, found = await loop.run_in_executor(self._executor, self._trip, batch)
+                except Exception as exc:  # every request of the batch learns nothing was published
+                    if isinstance(exc, KeyStoreUnavailable):
+                        self.keystore.down(str(exc))
+                    for entry in batch:
+                        self._settle(entry, error=exc)
+                    if not self._pending:
+                        break  # the unstored signatures wait for the next request or flush
                     continue
-                if in_flight is not None:
-                    await in_flight
-                in_flight = asyncio.get_running_loop().create_task(self._publish(batch, records))
+                self.keystore.up()
+                sealed = iter(ready)
+                for entry in batch:
+                    if entry.replay is not None and entry.replay.ident in found:
+                        event_ids = found[entry.replay.ident]
+                        self._settle(entry, SubmitResult(status="accepted", event_ids=event_ids, replayed=True))
+                    else:
+                        self._produce(entry, next(sealed))
         finally:
-            self._flusher = None
+            self._sealer = None
+
+    def _produce(self, entry: _Entry, item: Ready) -> None:
+        if entry.future.done():  # expired while its batch was sealed: its records are not produced
+            return
+        if not item.records:  # too large for its topic
+            self._settle(entry, item.result())
+            return
+        entry.committed = True
+        try:
+            sent = self._service.publisher.send(item.records)
+        except PublishError as exc:
+            self._settle(entry, error=exc)
+            return
+        sent.add_done_callback(functools.partial(self._delivered, entry, item))
+
+    def _delivered(self, entry: _Entry, item: Ready, sent: asyncio.Future[int]) -> None:
+        error = sent.exception()
+        if error is not None:
+            self._settle(entry, error=error)
+        else:
+            self._settle(entry, item.result())
+
+    def close(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)

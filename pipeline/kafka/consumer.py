@@ -15,7 +15,8 @@ from typing import Literal
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.config import Settings
-from pipeline.kafka.security import ConnectionRefusals, librdkafka_security
+from pipeline.kafka.clients import client_config
+from pipeline.kafka.security import ConnectionRefusals
 
 Isolation = Literal["read_committed", "read_uncommitted"]
 
@@ -29,22 +30,27 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    """The record's headers (leadpipe sets only ``traceparent``, when tracing is on)."""
 
 
 class ReadError(RuntimeError):
     """A topic could not be read to the end in time, or the broker reported an error."""
 
 
+class TopicMissing(ReadError):
+    """A topic to read does not exist: ``leadpipe topics apply`` was not run against this cluster (and prefix)."""
+
+
 def _consumer(settings: Settings, isolation: Isolation) -> tuple[Consumer, ConnectionRefusals]:
     refusals = ConnectionRefusals()
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings),
             "group.id": f"{settings.app_id}-reader-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": isolation,
-            **librdkafka_security(settings),
             "error_cb": refusals,
         }
     )
@@ -66,7 +72,15 @@ def _record(settings: Settings, message: Message) -> Record:
         offset=offset,
         key=message.key(),
         value=message.value(),
+        headers=_headers(message),
     )
+
+
+def _headers(message: Message) -> tuple[tuple[str, bytes], ...]:
+    """A consumed record's headers (a list of pairs as librdkafka hands them over), without empty values."""
+    raw = message.headers()
+    items = raw.items() if isinstance(raw, dict) else raw or []
+    return tuple((k, v.encode() if isinstance(v, str) else v) for k, v in items if v is not None)
 
 
 def watermarks(consumer: Consumer, partition: TopicPartition, deadline: float) -> tuple[int, int]:
@@ -111,7 +125,7 @@ def read_to_end(
         for logical in topics:
             name = settings.topic(logical)
             if name not in metadata.topics:
-                raise ReadError(f"topic {name} does not exist")
+                raise TopicMissing(f"topic {name} does not exist")
             for partition in metadata.topics[name].partitions:
                 low, high = watermarks(consumer, TopicPartition(name, partition), time.monotonic() + timeout_s)
                 if high > low:

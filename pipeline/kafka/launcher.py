@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -110,7 +110,7 @@ def resolve_jars(cache_dir: Path, kafka_version: str, log4j_version: str) -> Pat
             "(Debian/Ubuntu: apt-get install -y maven)"
         )
     home.mkdir(parents=True, exist_ok=True)
-    with _locked(home / ".resolve.lock"):
+    with locked(home / ".resolve.lock"):
         if libs.is_dir() and any(libs.glob("kafka_2.13-*.jar")):  # another process was faster
             return libs
         template = resources.files("pipeline.kafka").joinpath("kafka-pom.xml").read_text()
@@ -144,7 +144,7 @@ def resolve_jars(cache_dir: Path, kafka_version: str, log4j_version: str) -> Pat
 
 
 @contextlib.contextmanager
-def _locked(path: Path, shared: bool = False) -> Iterator[IO[str]]:
+def locked(path: Path, shared: bool = False) -> Iterator[IO[str]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
@@ -154,7 +154,20 @@ def _locked(path: Path, shared: bool = False) -> Iterator[IO[str]]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _port_free(port: int) -> bool:
+#: Where a test service keeps the ports it picked (free on first use), so a later session finds it again.
+PORTS_FILE = "ports.json"
+
+
+def remembered_ports(root: Path) -> dict[str, int]:
+    """The ports a service under ``root`` picked earlier; empty when there are none or the file is unreadable."""
+    with contextlib.suppress(ValueError, OSError):
+        found = json.loads((root / PORTS_FILE).read_text())
+        if isinstance(found, dict):
+            return {str(k): int(v) for k, v in found.items()}
+    return {}
+
+
+def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -190,7 +203,7 @@ def _cluster_id() -> str:
             return value
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Alive and not a zombie (a broker stopped by another process stays a zombie until its parent reaps it)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -203,6 +216,74 @@ def _process_alive(pid: int) -> bool:
             return True
         return True
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+class SharedUse:
+    """Which processes use a daemon of one directory: each holds a shared lock on ``users.lock`` while it does, so
+    the last one to let go can tell that it is the last (the spam engine's launcher shares this)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._handle: IO[str] | None = None
+
+    def hold(self) -> None:
+        if self._handle is None:
+            handle = (self.root / "users.lock").open("a")
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            self._handle = handle
+
+    def drop(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[bool]:
+        """Under the directory's launcher lock: True while no other process holds a claim (then none can take one)."""
+        self.drop()
+        self.root.mkdir(parents=True, exist_ok=True)
+        with locked(self.root / ".launcher.lock"), (self.root / "users.lock").open("a") as users:
+            try:
+                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(users, fcntl.LOCK_UN)
+
+    def stop(self, stop: Callable[[], bool]) -> bool:
+        """Stop the daemon whoever started it (``down``): drop this claim, then ``stop`` under the launcher lock."""
+        self.drop()
+        with locked(self.root / ".launcher.lock"):
+            return stop()
+
+    def release(self, stop: Callable[[], bool], what: str, **where: str) -> bool:
+        """Let go of the daemon; ``stop`` it only when no other process still uses it. True when it was stopped."""
+        with self.alone() as alone:
+            if not alone:
+                log.info(f"{what} still in use by another process; leaving it running", **where)
+                return False
+            return stop()
+
+
+def terminate(pid: int, timeout_s: float, name: str, reap: Callable[[], object] = lambda: None) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s``; returns once the process is gone (``reap`` collects our child)."""
+    log.info("stopping", process=name, pid=pid)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process_alive(pid):
+        reap()
+        time.sleep(0.05)
+    if process_alive(pid):
+        log.warning("did not stop in time; killing it", process=name, pid=pid)
+        os.kill(pid, signal.SIGKILL)
+        while process_alive(pid):
+            reap()
+            time.sleep(0.05)
+    reap()
 
 
 # ---- the broker -------------------------------------------------------------------------------------------------
@@ -239,7 +320,7 @@ class LocalKafka:
         self.sasl_users = dict(sasl_users or {})
         self.started_here = False
         self._process: subprocess.Popen[bytes] | None = None
-        self._claim: IO[str] | None = None
+        self._users = SharedUse(root)
 
     # -- construction --
 
@@ -266,39 +347,30 @@ class LocalKafka:
         cache = cache_dir or settings.cache_dir
         root = cache / f"kafka-{settings.kafka_version}-test-broker"
         root.mkdir(parents=True, exist_ok=True)
-        with _locked(root / ".launcher.lock"):
-            ports_file = root / "ports.json"
-            ports: dict[str, int] = {}
-            if ports_file.exists():
-                with contextlib.suppress(ValueError, OSError):
-                    ports = json.loads(ports_file.read_text())
+        with locked(root / ".launcher.lock"):
+            ports = remembered_ports(root)
             port, controller = ports.get("port"), ports.get("controller_port")
-            broker = None
             if port and controller:
-                broker = cls(
-                    root,
-                    cache_dir=cache,
-                    kafka_version=settings.kafka_version,
-                    log4j_version=settings.kafka_log4j_version,
-                    port=port,
-                    controller_port=controller,
-                )
-                if not broker._our_pid() and not (_port_free(port) and _port_free(controller)):
-                    broker = None  # our broker is gone and something else took a port: pick new ones
-            if broker is None:
-                port, controller = free_port(), free_port()
-                while controller == port:
-                    controller = free_port()
-                ports_file.write_text(json.dumps({"port": port, "controller_port": controller}))
-                broker = cls(
-                    root,
-                    cache_dir=cache,
-                    kafka_version=settings.kafka_version,
-                    log4j_version=settings.kafka_log4j_version,
-                    port=port,
-                    controller_port=controller,
-                )
-            return broker
+                broker = cls._test_broker(root, cache, settings, port, controller)
+                if broker._our_pid() or (port_free(port) and port_free(controller)):
+                    return broker
+                # our broker is gone and something else took a port: pick new ones
+            port, controller = free_port(), free_port()
+            while controller == port:
+                controller = free_port()
+            (root / PORTS_FILE).write_text(json.dumps({"port": port, "controller_port": controller}))
+            return cls._test_broker(root, cache, settings, port, controller)
+
+    @classmethod
+    def _test_broker(cls, root: Path, cache: Path, settings: Settings, port: int, controller: int) -> LocalKafka:
+        return cls(
+            root,
+            cache_dir=cache,
+            kafka_version=settings.kafka_version,
+            log4j_version=settings.kafka_log4j_version,
+            port=port,
+            controller_port=controller,
+        )
 
     # -- paths --
 
@@ -338,7 +410,7 @@ class LocalKafka:
     def up(self) -> KafkaStatus:
         """Start the broker, or adopt the one already running from this directory; wait until it serves metadata."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with _locked(self.root / ".launcher.lock"):
+        with locked(self.root / ".launcher.lock"):
             pid = self._our_pid()
             if pid is not None:
                 self._wait_ready(pid, log_offset=None)
@@ -352,50 +424,25 @@ class LocalKafka:
                 self._format(java, libs)
                 pid = self._start(java, libs)
                 self.started_here = True
-            self._hold_claim()
+            self._users.hold()
         return self.status()
 
     def down(self, timeout_s: float = 60.0) -> bool:
         """Stop the broker launched from this directory, whoever started it. False when none was running."""
-        self._drop_claim()
-        with _locked(self.root / ".launcher.lock"):
-            return self._stop(timeout_s)
+        return self._users.stop(lambda: self._stop(timeout_s))
 
     def release(self) -> bool:
         """Let go of the broker; stop it only when no other process still uses it. True when it was stopped."""
-        self._drop_claim()
-        self.root.mkdir(parents=True, exist_ok=True)
-        with _locked(self.root / ".launcher.lock"), (self.root / "users.lock").open("a") as users:
-            try:
-                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("kafka still in use by another process; leaving it running", bootstrap=self.bootstrap_servers)
-                return False
-            try:
-                return self._stop(60.0)
-            finally:
-                fcntl.flock(users, fcntl.LOCK_UN)
+        return self._users.release(lambda: self._stop(60.0), "kafka", bootstrap=self.bootstrap_servers)
 
     def status(self) -> KafkaStatus:
         pid = self._our_pid()
         if pid is not None:
             return KafkaStatus(True, self.bootstrap_servers, pid, True, self.root, self.log_file)
-        foreign = not _port_free(self.port) and kafka_answers(self.bootstrap_servers)
+        foreign = not port_free(self.port) and kafka_answers(self.bootstrap_servers)
         return KafkaStatus(foreign, self.bootstrap_servers, None, False, self.root, self.log_file)
 
     # -- internals --
-
-    def _hold_claim(self) -> None:
-        if self._claim is None:
-            handle = (self.root / "users.lock").open("a")
-            fcntl.flock(handle, fcntl.LOCK_SH)
-            self._claim = handle
-
-    def _drop_claim(self) -> None:
-        if self._claim is not None:
-            fcntl.flock(self._claim, fcntl.LOCK_UN)
-            self._claim.close()
-            self._claim = None
 
     def _our_pid(self) -> int | None:
         """The pid in the pid file if that process is alive and is the broker of this directory."""
@@ -403,7 +450,7 @@ class LocalKafka:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        if not _process_alive(pid):
+        if not process_alive(pid):
             return None
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -417,7 +464,7 @@ class LocalKafka:
         ports = [(self.port, "broker"), (self.controller_port, "controller")]
         ports += [(self.sasl_port, "SASL listener")] if self.sasl_port is not None else []
         for port, role in ports:
-            if _port_free(port):
+            if port_free(port):
                 continue
             if kafka_answers(f"{HOST}:{port}"):
                 raise ForeignKafkaError(
@@ -552,7 +599,7 @@ class LocalKafka:
         deadline = time.monotonic() + self.start_timeout_s
         saw_line = log_offset is None
         while time.monotonic() < deadline:
-            if not _process_alive(pid):
+            if not process_alive(pid):
                 raise KafkaLaunchError(f"the Kafka process exited during start-up.\n{self._tail()}")
             if not saw_line and self.log_file.exists():
                 with self.log_file.open("rb") as handle:
@@ -577,19 +624,7 @@ class LocalKafka:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        log.info("kafka stopping", pid=pid, bootstrap=self.bootstrap_servers)
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _process_alive(pid):
-            self._reap()
-            time.sleep(0.1)
-        if _process_alive(pid):
-            log.warning("kafka did not stop in time; killing it", pid=pid)
-            os.kill(pid, signal.SIGKILL)
-            while _process_alive(pid):
-                self._reap()
-                time.sleep(0.05)
-        self._reap()
+        terminate(pid, timeout_s, "kafka", self._reap)
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -603,7 +638,12 @@ __all__ = [
     "KafkaLaunchError",
     "KafkaStatus",
     "LocalKafka",
+    "SharedUse",
     "find_java",
     "kafka_answers",
+    "locked",
+    "port_free",
+    "process_alive",
     "resolve_jars",
+    "terminate",
 ]

@@ -62,12 +62,13 @@ class ConnectionRefusals:
 
     CODES = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
 
-    def __init__(self) -> None:
+    def __init__(self, *, log_refusal: bool = True) -> None:
         self.refused: str | None = None
+        self.log_refusal = log_refusal
 
     def __call__(self, error: KafkaError) -> None:
         if error.code() not in self.CODES:
             return
-        if self.refused is None:
+        if self.refused is None and self.log_refusal:
             log.error("kafka_connection_refused", code=error.name(), reason=error.str())
         self.refused = error.str()

@@ -12,6 +12,7 @@ place and a built wheel carries as a regular file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import time
 from collections.abc import Iterable
@@ -20,7 +21,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public names, re-exported without __all__
     AdminClient,
@@ -35,8 +35,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public name
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.config import Settings
-from pipeline.kafka.security import librdkafka_security
+from pipeline.kafka.clients import client_config
 from pipeline.logging import get_logger
+from pipeline.yamlfile import load_mapping
 
 log = get_logger(__name__)
 
@@ -138,14 +139,35 @@ class TopicDefaults(_Strict):
         return _validate_config(value)
 
 
+PersonalData = Literal["sealed", "pseudonymous", "none"]
+
+
+class Application(_Strict):
+    """A reader or writer of topics (an agent, a command, the API): who publishes and who subscribes, in the one
+    place that names the topics; ``docs/asyncapi.yaml`` is generated from it (``pipeline/asyncapi.py``)."""
+
+    title: str = Field(min_length=1)
+    runs: str = Field(min_length=1, description="The command or agent, for an operator.")
+    modules: list[str] = Field(default_factory=list, description="Modules whose sends are this application's.")
+    group: str | None = Field(default=None, description="Consumer group (the faust app id, before the prefix).")
+
+
 class TopicEntry(_Strict):
-    """One logical topic as written in the file."""
+    """One logical topic as written in the file, with its wire contract (key, value schema, personal data, who
+    publishes and who subscribes)."""
 
     name: str
     purpose: str = Field(min_length=1, description="Why the topic exists; required so nobody adds a mystery topic.")
     partitions: int | None = Field(default=None, ge=1)
     replication_factor: int | None = Field(default=None, ge=1)
     config: dict[str, str] = Field(default_factory=dict)
+    key: str | None = Field(default=None, description="What the record key is.")
+    value: str | None = Field(default=None, description="The value's schema: a name in schemas/ (or a raw form).")
+    personal_data: PersonalData | None = Field(
+        default=None, description="sealed: personal data under the subject's key; pseudonymous: subject keys only."
+    )
+    producers: list[str] = Field(default_factory=list)
+    consumers: list[str] = Field(default_factory=list)
 
     @field_validator("config", mode="before")
     @classmethod
@@ -176,6 +198,7 @@ class TopicsSpec(_Strict):
     """The whole file: defaults and topics."""
 
     defaults: TopicDefaults = Field(default_factory=TopicDefaults)
+    applications: dict[str, Application] = Field(default_factory=dict)
     topics: list[TopicEntry] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -185,6 +208,9 @@ class TopicsSpec(_Strict):
             if topic.name in seen:
                 raise ValueError(f"topics[{index}] ({topic.name}): name already used by topics[{seen[topic.name]}]")
             seen[topic.name] = index
+            unknown = sorted(set(topic.producers + topic.consumers) - set(self.applications))
+            if unknown:
+                raise ValueError(f"topics[{index}] ({topic.name}): no such application: {', '.join(unknown)}")
         return self
 
     def names(self) -> list[str]:
@@ -243,17 +269,28 @@ def _format_error(path: Path, data: Any, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+#: What a topic without ``max.message.bytes`` takes: the broker's ``message.max.bytes`` (Kafka's default).
+BROKER_MAX_MESSAGE_BYTES = 1_048_588
+
+
+def message_limits(settings: Settings) -> dict[str, int]:
+    """Logical topic name -> the largest record batch the topic accepts (``max.message.bytes`` in topics.yaml)."""
+    return dict(_message_limits(default_topics_path(settings)))
+
+
+@functools.lru_cache(maxsize=8)
+def _message_limits(path: Path) -> tuple[tuple[str, int], ...]:
+    spec = load_topics(path)
+    return tuple(
+        (t.name, int({**spec.defaults.config, **t.config}.get("max.message.bytes", BROKER_MAX_MESSAGE_BYTES)))
+        for t in spec.topics
+    )
+
+
 def load_topics(path: Path | None = None) -> TopicsSpec:
     """Read and validate a topics file (default: the packaged one)."""
     path = path or default_topics_path()
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exc:
-        raise TopicsFileError(f"{path}: topics file not found") from exc
-    except yaml.YAMLError as exc:
-        raise TopicsFileError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise TopicsFileError(f"{path}: expected a mapping with 'defaults' and 'topics'")
+    data = load_mapping(path, TopicsFileError, "topics file")
     try:
         return TopicsSpec.model_validate(data)
     except ValidationError as exc:
@@ -316,10 +353,9 @@ class ApplyReport:
 def make_admin(settings: Settings) -> AdminClient:
     return AdminClient(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **client_config(settings),
             "client.id": f"{settings.app_id}-topics",
             "socket.timeout.ms": 10_000,
-            **librdkafka_security(settings),
         }
     )
 
@@ -534,8 +570,10 @@ def delete_prefixed_topics(settings: Settings, timeout_s: float = _TIMEOUT_S) ->
 
 
 __all__ = [
+    "Application",
     "ApplyReport",
     "Drift",
+    "PersonalData",
     "TopicEntry",
     "TopicSpec",
     "TopicsFileError",

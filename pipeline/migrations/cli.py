@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from alembic import command
 
+from pipeline.clikit import DATABASE, exits, needs
 from pipeline.config import get_settings
 from pipeline.db import alembic_config, current_revision, head_revision, make_engine
 from pipeline.db import upgrade as run_upgrade
@@ -16,8 +17,12 @@ db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_i
 
 
 @db_app.command("upgrade")
+@needs(DATABASE)
 def upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
-    """Migrate the database (``LEADPIPE_DATABASE_URL``; default the embedded SQLite) to a revision."""
+    """Migrate the database (``LEADPIPE_DATABASE_URL``; default the embedded SQLite) to a revision.
+
+    Example: leadpipe db upgrade
+    """
     settings = get_settings()
     if settings.resolved_database_url.startswith("sqlite:///"):
         settings.home.mkdir(parents=True, exist_ok=True)
@@ -33,7 +38,10 @@ def upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "
 def revision(
     message: Annotated[str, typer.Option("-m", "--message", help="What the migration does")],
 ) -> None:
-    """Autogenerate a migration from the models (against a scratch SQLite at head): review it before committing."""
+    """Autogenerate a migration from the models (against a scratch SQLite at head): review it before committing.
+
+    Example: leadpipe db revision -m "add a column for the lead score"
+    """
     with tempfile.TemporaryDirectory() as scratch:
         engine = make_engine(f"sqlite:///{scratch}/scratch.sqlite3")
         try:
@@ -44,8 +52,13 @@ def revision(
 
 
 @db_app.command("current")
+@needs(DATABASE)
+@exits({1: "the database is behind the code (run `leadpipe db upgrade`)"})
 def current() -> None:
-    """The database's revision and the code's head; exit 1 when the database is behind."""
+    """The database's revision and the code's head; exit 1 when the database is behind.
+
+    Example: leadpipe db current
+    """
     settings = get_settings()
     engine = make_engine(settings.resolved_database_url)
     try:

@@ -118,6 +118,21 @@ class Provenance(StrictModel):
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=1000)
     device_id: str | None = Field(default=None, max_length=200)
+    visitor_key: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=128,
+        description="The website visitor (cookie) id the event came with, as its keyed hash ('vk_...', never the id): "
+        "on an anonymous website event its subject key; on an identified one (a form or chat carrying the cookie "
+        "id) it links that visitor's anonymous history to the person.",
+    )
+    cookie_consent: dict[str, bool] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="The site's consent-manager choices sent with a website event: category (lower case) -> granted "
+        "(Segment context.consent.categoryPreferences, RudderStack context.consentManagement). Category names only; "
+        "which category an anonymous visitor must have granted is the policy file's (visitors.consent_categories).",
+    )
     notes: tuple[str, ...] = Field(
         default=(),
         description="Codes of what the adapter left out or repaired, e.g. 'phone_invalid' (a number that cannot "
@@ -126,7 +141,8 @@ class Provenance(StrictModel):
 
 
 class ContactEvent(StrictModel):
-    """One normalised contact, versioned. ``subject_key`` is the keyed hash of the canonical e-mail or phone."""
+    """One normalised contact, versioned. ``subject_key`` is the keyed hash of the canonical e-mail or phone (or, for
+    an anonymous website visitor's event, of the cookie id: ``vk_...``)."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
     event_id: UUID

@@ -28,6 +28,9 @@ class DropReason(StrEnum):
     """States or implies an age under the policy's minimum (section 12)."""
     NO_LAWFUL_PURPOSE = "no_lawful_purpose"
     """Objections, refusals and withdrawals left no purpose to keep the event for."""
+    NO_CONSENT = "no_consent"
+    """An anonymous website visitor's event without the visitor's consent to the cookie it was collected by (the
+    categories the policy file's ``visitors.consent_categories`` names)."""
 
 
 class DropRecord(StrictModel):
@@ -36,7 +39,7 @@ class DropRecord(StrictModel):
     schema_version: Literal[1] = 1
     event_id: UUID
     reason: DropReason
-    stage: str = Field(description="The chain stage that dropped it: suppression, children, tagging, open")
+    stage: str = Field(description="The chain stage that dropped it: suppression, consent, children, tagging, open")
     channel: Channel | None = None
     policy_version: str | None = None
     dropped_at: UtcDatetime

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pydantic import Field
 
@@ -16,6 +19,7 @@ from pipeline.models.records import Sealed
 class RightKind(StrEnum):
     ERASURE = "erasure"
     OBJECTION = "objection"
+    OBJECTION_LIFTED = "objection_lifted"
     RESTRICTION = "restriction"
     UNRESTRICTION = "unrestriction"
     RECTIFICATION = "rectification"
@@ -44,6 +48,16 @@ class RightsCommand(StrictModel):
     purposes: tuple[Purpose, ...] = Field(default=(), description="For consent withdrawal: which purposes stop")
     event_ids: tuple[UUID, ...] = Field(default=(), description="For retention expiry: which interactions expired")
     sealed: Sealed | None = Field(default=None, description="Rectified fields, or where to deliver an export")
+    identity: Sealed | None = Field(
+        default=None,
+        description="The e-mail or phone the DPO named the person by, sealed with the subject's key: remote sinks "
+        "(HubSpot) are searched for it too, so a contact only they hold is found",
+    )
+    new_subject_key: str | None = Field(
+        default=None,
+        description="A rectified e-mail address: the subject key it gives (HMAC, no personal data); the subject "
+        "moves to it, and the old key is forgotten or kept as an alias of it (the sealed details say which)",
+    )
 
 
 class SuppressionRecord(StrictModel):
@@ -62,6 +76,21 @@ class SuppressionRecord(StrictModel):
         description="When the latest erasure took effect: events received before it are dropped, later ones are a "
         "new collection. Stays put when a later request changes another flag (updated_at moves, this does not).",
     )
+    erased_events: tuple[str, ...] = Field(
+        default=(),
+        description="Tombstones: erased_event_tag() of every event erased with the subject. Such an event is dropped "
+        "whenever it comes again (a replayed request, a redelivery, a dead letter replayed), whatever its receipt "
+        "time says. Hashes of random event ids: no personal data.",
+    )
+
+    def event_erased(self, event_id: UUID) -> bool:
+        """Whether ``event_id`` was erased with this subject (its tombstone is here)."""
+        return bool(self.erased_events) and erased_event_tag(event_id) in self.erased_events
+
+
+def erased_event_tag(event_id: UUID) -> str:
+    """The tombstone of an erased event: a hash of its id (128 bits, hex), never the id itself."""
+    return hashlib.sha256(b"leadpipe:erased-event:" + event_id.bytes).hexdigest()[:32]
 
 
 class SinkStatus(StrEnum):
@@ -113,3 +142,29 @@ class AuditRecord(StrictModel):
     request_id: UUID | None = None
     event_id: UUID | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def new(
+        cls,
+        actor: str,
+        action: str,
+        *,
+        at: datetime | None = None,
+        subject_key: str | None = None,
+        request_id: UUID | None = None,
+        event_id: UUID | None = None,
+        detail: Mapping[str, Any] | None = None,
+        principal: Principal | None = None,
+    ) -> AuditRecord:
+        """A new entry with its own id, at ``at`` (a batch's one clock) or now."""
+        return cls(
+            audit_id=uuid4(),
+            at=at or datetime.now(UTC),
+            actor=actor,
+            principal=principal,
+            action=action,
+            subject_key=subject_key,
+            request_id=request_id,
+            event_id=event_id,
+            detail=dict(detail or {}),
+        )

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from pipeline.models.common import LegalBasis, Purpose, StrictModel, UtcDatetime
 from pipeline.models.contact import ContactEvent
+from pipeline.models.spam import ClassifierVerdict, EngineResult
 
 
 class PurposeTag(StrictModel):
@@ -40,12 +41,19 @@ class SpamReview(StrictModel):
 
 
 class SpamVerdict(StrictModel):
+    """The score (the sum of the reasons' weights) against the channel's threshold, and what went into it: the
+    policy's own signals, the engine's verdict with every symbol it found, and leadpipe's classifier."""
+
     score: float
     threshold: float
     reasons: tuple[SpamReason, ...] = ()
     review: SpamReview | None = Field(
         default=None, description="Set when a reviewer decided: the person's decision overrides the score."
     )
+    engine: EngineResult | None = Field(
+        default=None, description="The spam engine's verdict (or why there was none); None: not asked."
+    )
+    classifier: ClassifierVerdict | None = Field(default=None, description="leadpipe's classifier; None: not used.")
 
     @property
     def is_spam(self) -> bool:
@@ -95,7 +103,14 @@ def tags_json(tags: Tags) -> bytes:
     anchor_at, expires_at = tags.retention_anchor_at, tags.retention_expires_at
     purposes, spam = tags.purposes, tags.spam
     data: bytes
-    if spam.reasons or spam.review or anchor_at.tzinfo is not UTC or expires_at.tzinfo is not UTC:  # not shared
+    if (
+        spam.reasons
+        or spam.review
+        or spam.engine
+        or spam.classifier
+        or anchor_at.tzinfo is not UTC
+        or expires_at.tzinfo is not UTC
+    ):  # a verdict of its own: nothing to share
         data = tags.__pydantic_serializer__.to_json(tags)
         return data
     key = (id(purposes), id(spam), tags.retention_clock, tags.marketing_allowed, tags.policy_version)

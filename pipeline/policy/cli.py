@@ -7,19 +7,26 @@ from typing import Annotated
 
 import typer
 
+from pipeline.clikit import exits
 from pipeline.config import get_settings
-from pipeline.policy import PolicyError, load_policy
+from pipeline.policy.model import PolicyError, load_policy
 
 policy_app = typer.Typer(help="The processing policy (periods, purposes, bases, spam signals).", no_args_is_help=True)
 
 
 @policy_app.command("check")
+@exits({1: "the policy file is invalid (each bad entry is printed by its path)"})
 def check(
     file: Annotated[
         Path | None, typer.Argument(help="Policy file; default LEADPIPE_POLICY_FILE or the packaged one.")
     ] = None,
 ) -> None:
-    """Validate a policy file; prints each bad entry by its path and exits 1 when it is invalid."""
+    """Validate a policy file; prints each bad entry by its path and exits 1 when it is invalid.
+
+    Example: leadpipe policy check
+
+    Example: leadpipe policy check my-policy.yaml
+    """
     path = file or get_settings().policy_file
     try:
         policy = load_policy(path)

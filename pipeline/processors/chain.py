@@ -1,4 +1,5 @@
-"""The processing chain: suppression -> children -> spam -> purposes -> retention, as one pure function.
+"""The processing chain: suppression -> visitor consent -> children -> spam -> purposes -> retention, as one pure
+function.
 
 ``run_chain(event, ctx)`` never raises and never performs I/O. It returns the outcome (accepted, quarantined,
 dropped, or failed with the stage and the error) and the state updates to store (rate windows, retention anchors)
@@ -11,11 +12,13 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar
+from uuid import UUID
 
 from pipeline.logging import scrub_text
 from pipeline.models.contact import ContactEvent
 from pipeline.models.processing import DropReason
 from pipeline.models.rights import SuppressionRecord
+from pipeline.models.spam import ClassifierVerdict, EngineResult
 from pipeline.models.tagged import PurposeTag, SpamVerdict, TaggedEvent, Tags
 from pipeline.processors import rates
 from pipeline.processors.children import child_evidence
@@ -25,6 +28,7 @@ from pipeline.processors.spam import SpamInputs, score_spam
 from pipeline.processors.suppression import apply_suppression
 from pipeline.processors.tagging import tag_purposes
 from pipeline.processors.text import person_text
+from pipeline.processors.visitors import lacks_consent
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,11 @@ class ChainContext:
     blocklist: Container[str] = frozenset()
     review: SpamVerdict | None = None
     """Set when a reviewer released the event: this verdict (with the review) replaces the spam score."""
+    engine: Mapping[UUID, EngineResult] = field(default_factory=dict)
+    """Event id -> the spam engine's verdict (or why there is none), asked by the agent for the whole batch; an
+    event not in it is scored by the policy's rules alone."""
+    classifier: Mapping[UUID, ClassifierVerdict] = field(default_factory=dict)
+    """Event id -> leadpipe's own classifier's verdict, computed by the agent from the shared model."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +136,9 @@ def run_chain(event: ContactEvent, ctx: ChainContext) -> ChainResult:
         effect = apply_suppression(event, ctx.suppression, compiled.policy)
         if isinstance(effect, DropReason):
             return ChainResult(Dropped(effect, stage))
+        stage = "consent"
+        if lacks_consent(event, compiled):
+            return ChainResult(Dropped(DropReason.NO_CONSENT, stage))
         stage = "children"
         text = person_text(event)
         evidence = child_evidence(event, text, compiled)
@@ -137,7 +149,10 @@ def run_chain(event: ContactEvent, ctx: ChainContext) -> ChainResult:
         if ctx.review is not None:
             verdict = ctx.review  # counted when it was first scored; a release does not count it again
         else:
-            verdict, rate_updates = score_spam(event, text, compiled, SpamInputs(ctx.pepper, ctx.blocklist, ctx.rates))
+            event_id = event.event_id
+            engine, classifier = ctx.engine.get(event_id), ctx.classifier.get(event_id)
+            inputs = SpamInputs(ctx.pepper, ctx.blocklist, ctx.rates, engine, classifier)
+            verdict, rate_updates = score_spam(event, text, compiled, inputs)
         stage = "tagging"
         purposes, marketing_allowed = tag_purposes(event, compiled, effect)
         if not purposes:

@@ -13,7 +13,7 @@ from disposable_email_domains import blocklist as _disposable_domains
 
 from pipeline.models.common import Channel, InteractionKind, LegalBasis, Purpose
 from pipeline.models.tagged import PurposeTag, SpamVerdict
-from pipeline.policy import Policy, RateLimit
+from pipeline.policy.model import Policy, RateLimit
 from pipeline.processors.text import domain_and_parents
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -179,6 +179,17 @@ class CompiledPolicy:
         return SpamVerdict(score=0.0, threshold=self.policy.spam.threshold, reasons=())
 
     @cached_property
+    def clean_verdicts(self) -> dict[Channel, SpamVerdict]:
+        """``clean_verdict`` per channel: the same instance where the channel has no threshold of its own."""
+        spam = self.policy.spam
+        return {
+            channel: SpamVerdict(score=0.0, threshold=spam.thresholds[channel], reasons=())
+            if channel in spam.thresholds
+            else self.clean_verdict
+            for channel in Channel
+        }
+
+    @cached_property
     def rate_rules(self) -> tuple[RateRule, RateRule]:
         """The per-IP and the per-subject rate rule, looked up once instead of field by field per event."""
         limits, weights = self.policy.spam.rate_limits, self.policy.spam.weights
@@ -194,6 +205,16 @@ class CompiledPolicy:
                 "from this subject",
             ),
         )
+
+    @cached_property
+    def rate_exempt_kinds(self) -> frozenset[InteractionKind]:
+        """Interaction kinds the rate limits neither count nor limit (page views: browsing, not submissions)."""
+        return frozenset(self.policy.spam.rate_limits.exempt_kinds)
+
+    @cached_property
+    def visitor_consent_categories(self) -> frozenset[str]:
+        """The consent-manager categories that mean an anonymous visitor consented (lower case)."""
+        return frozenset(self.policy.visitors.consent_categories)
 
     @cached_property
     def consent_skew(self) -> timedelta:

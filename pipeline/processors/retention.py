@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pipeline.models.contact import ContactEvent
-from pipeline.policy import ClockKind, Policy
+from pipeline.policy.model import ClockKind, Policy
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,12 @@ import ipaddress
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 from pipeline.models.contact import ContactEvent
+from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineUnavailable
 from pipeline.models.tagged import SpamReason, SpamVerdict
+from pipeline.policy.model import SpamPolicy
 from pipeline.processors import rates
 from pipeline.processors.compiled import CompiledPolicy
 from pipeline.processors.text import email_domain
@@ -48,6 +51,10 @@ class SpamInputs:
     pepper: bytes
     blocklist: Container[str]
     rates: Mapping[str, rates.RateState]
+    engine: EngineResult | None = None
+    """The spam engine's verdict, read by the agent; None when the engine was not asked (policy rules alone)."""
+    classifier: ClassifierVerdict | None = None
+    """leadpipe's own classifier's verdict, computed by the agent from the shared model; None when not used."""
 
 
 def _ip_blocked(ip: str, compiled: CompiledPolicy) -> bool:
@@ -223,8 +230,9 @@ def score_spam(
     at = event.received_at.timestamp()
     updates: dict[str, rates.RateState] = {}
     ip_rule, subject_rule = compiled.rate_rules
+    counted = event.interaction.kind not in compiled.rate_exempt_kinds  # browsing is no submission (policy file)
     for key, rule in zip(keys, (ip_rule, subject_rule), strict=True):
-        if key is None:
+        if key is None or not counted:
             continue
         state, count = rates.bump(inputs.rates.get(key, rates.EMPTY), at, rule.window_s, rule.buckets)
         updates[key] = state
@@ -238,7 +246,78 @@ def score_spam(
                 )
             )
 
-    if not reasons:
-        return compiled.clean_verdict, updates
+    engine, classifier = inputs.engine, inputs.classifier
+    if engine is None and classifier is None:  # the policy's rules alone, as before the engine
+        if not reasons:
+            return compiled.clean_verdicts[event.channel], updates
+        score = round(sum(r.weight for r in reasons), 6)
+        threshold = compiled.clean_verdicts[event.channel].threshold
+        return SpamVerdict(score=score, threshold=threshold, reasons=tuple(reasons)), updates
+    return combined_verdict(spam, event, reasons, engine, classifier), updates
+
+
+def engine_gate(spam: SpamPolicy, engine: EngineResult | None) -> Literal["score", "wait"]:
+    """What the agent does with an event whose engine verdict it has: score it now, or (policy ``wait``, engine
+    unavailable) retry later, for up to ``engine.max_wait_s``, after which it scores it (and it goes to review)."""
+    if isinstance(engine, EngineUnavailable) and spam.engine.enabled and spam.engine.on_unavailable == "wait":
+        return "wait"
+    return "score"
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return round(min(max(value, low), high), 4)
+
+
+def combined_verdict(
+    spam: SpamPolicy,
+    event: ContactEvent,
+    reasons: list[SpamReason],
+    engine: EngineResult | None,
+    classifier: ClassifierVerdict | None,
+) -> SpamVerdict:
+    """The policy's reasons plus the classifier's and the engine's contributions, each one weighted reason.
+
+    An engine that gave no verdict is a reason too (``spam_engine_unavailable``): its weight lifts the score to
+    the threshold at least, so the event waits for a person instead of passing unseen.
+    """
+    threshold = spam.threshold_for(event.channel)
+    learned = spam.classifier
+    if (
+        classifier is not None
+        and learned.enabled
+        and min(classifier.spam_learns, classifier.ham_learns) >= learned.min_learns
+    ):
+        weight = _clamp(learned.weight * classifier.log_odds / learned.scale, -learned.cap, learned.cap)
+        top = f"; strongest engine symbols {', '.join(classifier.top_symbols)}" if classifier.top_symbols else ""
+        reasons.append(
+            SpamReason(
+                code="classifier",
+                weight=weight,
+                detail=f"naive Bayes p(spam)={classifier.probability:.3f}, log odds {classifier.log_odds:.1f}, "
+                f"learned {classifier.spam_learns} spam / {classifier.ham_learns} ham{top}"[:500],
+            )
+        )
+    policy = spam.engine
+    if not policy.enabled:
+        engine = None
+    if isinstance(engine, EngineUnavailable):
+        partial = sum(r.weight for r in reasons)
+        reasons.append(
+            SpamReason(
+                code="spam_engine_unavailable",
+                weight=round(max(threshold, threshold - partial), 4),
+                detail=f"{engine.engine} gave no verdict ({engine.reason}: {engine.detail})"[:500],
+            )
+        )
+    elif engine is not None:
+        weight = _clamp(policy.weight * engine.score, policy.min_contribution, policy.max_contribution)
+        reasons.append(
+            SpamReason(
+                code="spam_engine",
+                weight=weight,
+                detail=f"{engine.engine} score {engine.score:g} ({engine.action}), {len(engine.symbols)} symbols, "
+                f"{policy.weight:g} point(s) per point",
+            )
+        )
     score = round(sum(r.weight for r in reasons), 6)
-    return SpamVerdict(score=score, threshold=spam.threshold, reasons=tuple(reasons)), updates
+    return SpamVerdict(score=score, threshold=threshold, reasons=tuple(reasons), engine=engine, classifier=classifier)

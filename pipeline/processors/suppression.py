@@ -1,9 +1,12 @@
 """The subject's suppression state (rights, policy section 9) applied to one event.
 
-- erased: events RECEIVED BEFORE the erasure took effect are dropped. A submission received after it is a new
-  collection (the person came back; the key store gave them a fresh data key): it is accepted, and the subject's
-  other flags (objection, withdrawal, restriction) still apply to it. ``policy.suppression.accept_after_erasure``
-  turns this off (then every later event of an erased subject is dropped too).
+- erased: events RECEIVED BEFORE the erasure took effect are dropped, and so is every event erased with the subject
+  (its tombstone, ``SuppressionRecord.erased_events``) whenever it comes again: the same signed request replayed
+  gets the same event id and a new receipt time, and must not bring the person back. A new submission received
+  after the erasure is a new collection (the person came back; the key store gave them a fresh data key): it is
+  accepted, and the subject's other flags (objection, withdrawal, restriction) still apply to it.
+  ``policy.suppression.accept_after_erasure`` turns this off (then every later event of an erased subject is
+  dropped too).
 - restricted (9.4): dropped from further processing; the data stays where it is stored; counted.
 - marketing_objected (9.6): kept, but ``marketing_allowed=False`` and no direct-marketing purpose.
 - consent_withdrawn (9.8): those purposes are removed.
@@ -19,10 +22,11 @@ from dataclasses import dataclass
 
 from pipeline.models.common import Purpose
 from pipeline.models.contact import ContactEvent
+from pipeline.models.marketing import MarketingState, may_market
 from pipeline.models.processing import DropReason
 from pipeline.models.rights import SuppressionRecord
 from pipeline.models.tagged import PurposeTag, TaggedEvent
-from pipeline.policy import Policy
+from pipeline.policy.model import Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,8 @@ def apply_suppression(
         return NO_EFFECT
     if state.subject_key != event.subject_key:
         raise ValueError("suppression state of another subject")
+    if state.event_erased(event.event_id):
+        return DropReason.SUBJECT_ERASED
     if state.erased:
         erased_at = state.erased_at or state.updated_at
         if not policy.suppression.accept_after_erasure or event.received_at <= erased_at:
@@ -64,7 +70,7 @@ def restate_purposes(
         for t in purposes
         if t.purpose not in effect.withdrawn and not (effect.marketing_objected and t.direct_marketing)
     )
-    return kept, not effect.marketing_objected and any(t.direct_marketing for t in kept)
+    return kept, may_market(kept, MarketingState(objected=effect.marketing_objected, withdrawn=effect.withdrawn))
 
 
 def suppress_accepted(tagged: TaggedEvent, state: SuppressionRecord | None, policy: Policy) -> DropReason | TaggedEvent:

@@ -6,13 +6,15 @@
    An explicit refusal of a direct-marketing purpose removes it (``consent.refusal_removes_direct_marketing``).
 3. The subject's suppression state removes withdrawn consent purposes and, after an objection, every
    direct-marketing purpose.
-``marketing_allowed`` is true only when no objection stands and a direct-marketing purpose remains.
+``marketing_allowed`` is the one rule of ``pipeline.models.marketing.may_market``: no objection stands and a
+direct-marketing purpose remains (a restricted subject's events never reach tagging).
 """
 
 from __future__ import annotations
 
 from pipeline.models.common import Purpose
 from pipeline.models.contact import Consent, ContactEvent
+from pipeline.models.marketing import may_market
 from pipeline.models.tagged import PurposeTag
 from pipeline.processors.compiled import CompiledPolicy
 from pipeline.processors.suppression import SuppressionEffect, restate_purposes
@@ -47,7 +49,7 @@ def tag_purposes(
     policy = compiled.policy
     defaults = compiled.tags_for(event.channel, event.interaction.kind)
     if not event.consents and not effect.withdrawn and not effect.marketing_objected:  # the policy's row as it is
-        return defaults, any(t.direct_marketing for t in defaults)
+        return defaults, may_market(defaults)
     tags: dict[Purpose, PurposeTag] = {t.purpose: t for t in defaults}
     if event.consents:
         for purpose, choice in _latest_choices(event.consents).items():

@@ -11,11 +11,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from pipeline.http.auth import Permission, Principal, require
+from pipeline.http.caching import NoStoreRoute
 from pipeline.http.deps import get_publisher, get_runtime
 from pipeline.models.review import BlockTarget
 from pipeline.review.service import QueueItem, QueueItemContent, ReviewError, ReviewService
 
-router = APIRouter(prefix="/v1/review", tags=["review"])
+router = APIRouter(prefix="/v1/review", tags=["review"], route_class=NoStoreRoute)
 
 Reader = Annotated[Principal, Depends(require(Permission.REVIEW_READ))]
 Decider = Annotated[Principal, Depends(require(Permission.REVIEW_DECIDE))]

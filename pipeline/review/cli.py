@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from pipeline.clikit import DATABASE, KAFKA, exits, needs
 from pipeline.config import get_settings
 from pipeline.identity.operator import operator, operator_command
 from pipeline.identity.permissions import Permission
@@ -18,9 +19,7 @@ from pipeline.models.review import BlockTarget
 from pipeline.review.service import ReviewError, ReviewService
 from pipeline.runtime import Runtime
 
-spam_app = typer.Typer(help="Spam filtering (policy section 8).", no_args_is_help=True)
 review_app = typer.Typer(help="Review quarantined events: release them or confirm them as spam.", no_args_is_help=True)
-spam_app.add_typer(review_app, name="review")
 
 
 def _service() -> ReviewService:
@@ -29,11 +28,15 @@ def _service() -> ReviewService:
 
 @review_app.command("list")
 @operator_command(Permission.REVIEW_READ)
+@needs(KAFKA, DATABASE)
 def list_queue(
     limit: Annotated[int, typer.Option(help="At most this many, oldest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
-    """Quarantined events waiting for a decision, with their spam reasons (no personal data)."""
+    """Quarantined events waiting for a decision, with their spam reasons (no personal data).
+
+    Example: leadpipe spam review list --limit 20
+    """
     items = _service().pending(limit)
     for item in items:
         if as_json:
@@ -50,8 +53,13 @@ def list_queue(
 
 @review_app.command("show")
 @operator_command(Permission.REVIEW_READ)
+@needs(KAFKA, DATABASE)
+@exits({1: "the event is not in the queue (unknown, expired or already decided)"})
 def show(event_id: uuid.UUID) -> None:
-    """One quarantined event with what the person sent (personal data: shown here, never logged)."""
+    """One quarantined event with what the person sent (personal data: shown here, never logged).
+
+    Example: leadpipe spam review show 4f4186a9-16eb-593d-b2cb-662739edc699
+    """
     try:
         item = _service().show(event_id)
     except ReviewError as exc:
@@ -71,20 +79,30 @@ def _decide(event_id: uuid.UUID, decision: Literal["release", "confirm"], block:
 
 @review_app.command("release")
 @operator_command(Permission.REVIEW_DECIDE)
+@needs(KAFKA, DATABASE)
+@exits({1: "the event is not in the queue (unknown, expired or already decided)"})
 def release(event_id: uuid.UUID) -> None:
-    """Not spam: the event continues through the pipeline, with your decision recorded on it."""
+    """Not spam: the event continues through the pipeline, with your decision recorded on it.
+
+    Example: leadpipe spam review release 4f4186a9-16eb-593d-b2cb-662739edc699
+    """
     _decide(event_id, "release", ())
 
 
 @review_app.command("confirm")
 @operator_command(Permission.REVIEW_DECIDE)
+@needs(KAFKA, DATABASE)
+@exits({1: "the event is not in the queue (unknown, expired or already decided)"})
 def confirm(
     event_id: uuid.UUID,
     block: Annotated[bool, typer.Option("--block", help="Block the sender (their subject key, hashed).")] = False,
     block_domain: Annotated[bool, typer.Option("--block-domain", help="Block the sender's e-mail domain.")] = False,
     block_ip: Annotated[bool, typer.Option("--block-ip", help="Block the source IP.")] = False,
 ) -> None:
-    """Spam: the event stays out; optionally block the sender, their domain or their IP (stored hashed)."""
+    """Spam: the event stays out; optionally block the sender, their domain or their IP (stored hashed).
+
+    Example: leadpipe spam review confirm 4f4186a9-16eb-593d-b2cb-662739edc699 --block-domain
+    """
     targets: list[BlockTarget] = []
     if block:
         targets.append("sender")

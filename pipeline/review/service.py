@@ -12,16 +12,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import redis
 from pydantic import BaseModel, ValidationError
 
 from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.logging import get_logger
+from pipeline.models.contact import ContactEvent
 from pipeline.models.identity import Principal
 from pipeline.models.records import QuarantineRecord
 from pipeline.models.review import BlockTarget, ReviewDecision
+from pipeline.models.spam import ClassifierVerdict, EngineResult
+from pipeline.processors.text import person_text
 from pipeline.runtime import Runtime
+from pipeline.spam.classifier import explain_tokens
+from pipeline.spam.store import ClassifierStore
 from pipeline.topics import QUARANTINE_TOPIC, REVIEW_DECISIONS_TOPIC
 
 log = get_logger(__name__)
@@ -47,6 +53,9 @@ class QueueItem(BaseModel):
     threshold: float
     reasons: list[dict[str, Any]]
     policy_version: str
+    engine: EngineResult | None = None
+    """The spam engine's verdict at scoring, every symbol with the engine's weight (or why there was none)."""
+    classifier: ClassifierVerdict | None = None
 
 
 class QueueItemContent(QueueItem):
@@ -56,6 +65,9 @@ class QueueItemContent(QueueItem):
     interaction: dict[str, Any] | None
     source: dict[str, Any] | None
     readable: bool
+    words: list[dict[str, Any]] = []
+    """The message's words that weighed most in the classifier's verdict, with their log-likelihood ratios (from
+    the message itself: shown to the reviewer, never logged or stored)."""
 
 
 @dataclass
@@ -76,6 +88,8 @@ def _item(record: QuarantineRecord) -> QueueItem:
         threshold=spam.threshold,
         reasons=[{"code": r.code, "weight": r.weight, "detail": r.detail} for r in spam.reasons],
         policy_version=record.tags.policy_version,
+        engine=spam.engine,
+        classifier=spam.classifier,
     )
 
 
@@ -138,7 +152,22 @@ class ReviewService:
             interaction=event.interaction.model_dump(exclude_none=True, exclude_defaults=True, mode="json"),
             source=event.provenance.model_dump(exclude_none=True, mode="json"),
             readable=True,
+            words=self._words(event),
         )
+
+    def _words(self, event: ContactEvent) -> list[dict[str, Any]]:
+        """``explain_tokens`` for the message shown, from the classifier's counts (none when Redis is not there)."""
+        if not self.settings.spam_engine_enabled:
+            return []
+        store = ClassifierStore.connect(self.settings.spam_engine_redis_host, self.settings.spam_engine_redis_port)
+        try:
+            model = store.load()
+        except redis.RedisError:
+            return []
+        finally:
+            store.client.close()
+        words = explain_tokens(model, self.runtime.pepper, person_text(event))
+        return [{"word": word, "log_likelihood_ratio": ratio} for word, ratio in words]
 
     def decide(
         self,

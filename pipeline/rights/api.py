@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
@@ -22,23 +22,27 @@ from pydantic import BaseModel, Field
 
 from pipeline.db import ensure_schema
 from pipeline.http.auth import Permission, Principal, require
+from pipeline.http.caching import NoStoreRoute
 from pipeline.http.deps import get_publisher, get_runtime
 from pipeline.kafka.producer import PublishError
 from pipeline.logging import get_logger
 from pipeline.models.common import Purpose
 from pipeline.models.rights import AuditRecord, RightKind, SinkStatus
+from pipeline.rights.bodies import OldAddress
 from pipeline.rights.commands import IdentityError
 from pipeline.rights.dpo import DpoTools, RequestOut, request_out
+from pipeline.rights.effects.export import export_expired
 from pipeline.rights.tracker import RequestTracker, RequestView
 
 log = get_logger(__name__)
 
-router = APIRouter(prefix="/v1/dpo", tags=["dpo"])
+router = APIRouter(prefix="/v1/dpo", tags=["dpo"], route_class=NoStoreRoute)
 
 #: What the API accepts; retention expiry is issued by the sweep only.
 RequestKind = Literal[
     "erasure",
     "objection",
+    "objection_lifted",
     "restriction",
     "unrestriction",
     "rectification",
@@ -50,12 +54,10 @@ RequestKind = Literal[
 
 def _audit_refusal(request: Request, reason: str, principal: Principal | None) -> None:
     """Every refused call to this router goes to the rights audit log too (no credential, no personal data)."""
-    record = AuditRecord(
-        audit_id=uuid4(),
-        at=datetime.now(UTC),
-        actor="unauthenticated" if principal is None else principal.actor,
+    record = AuditRecord.new(
+        "unauthenticated" if principal is None else principal.actor,
+        "rights.api_refused",
         principal=principal,
-        action="rights.api_refused",
         detail={"reason": reason, "method": request.method, "path": request.url.path},
     )
     try:
@@ -70,14 +72,23 @@ Exporter = Annotated[Principal, Depends(require(Permission.RIGHTS_EXPORT, on_ref
 
 
 class RightsRequestIn(BaseModel):
-    """One request about one person, named by exactly one of e-mail or phone."""
+    """One request about one person, named by exactly one of e-mail or phone (an erasure also by visitor id)."""
 
     kind: RequestKind
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=40)
     region: str | None = Field(default=None, min_length=2, max_length=2, description="Country of a national phone")
+    visitor_id: str | None = Field(
+        default=None,
+        max_length=200,
+        description="erasure only: a website visitor's cookie id (anonymousId), to erase the device's history",
+    )
     purposes: list[Purpose] = Field(default_factory=list, description="consent_withdrawal: default all on consent")
     changes: dict[str, str | None] = Field(default_factory=dict, description="rectification: field -> new value")
+    old_address: OldAddress | None = Field(
+        default=None,
+        description="rectification of the e-mail: forget the old address (default) or keep it as an alias",
+    )
     password: str | None = Field(
         default=None, min_length=12, max_length=200, description="access: the PDF password; generated when omitted"
     )
@@ -120,8 +131,10 @@ async def submit_request(body: RightsRequestIn, request: Request, actor: Issuer)
             email=body.email,
             phone=body.phone,
             region=body.region,
+            visitor_id=body.visitor_id,
             purposes=tuple(body.purposes),
             rectify=body.changes or None,
+            old_address=body.old_address,
             password=body.password,
         )
         command = submitted.command
@@ -209,13 +222,51 @@ async def record_notice(request_id: UUID, request: Request, actor: Issuer) -> Re
 
 @router.get("/requests/{request_id}/export", response_class=FileResponse)
 async def download_export(request_id: UUID, request: Request, _actor: Exporter) -> FileResponse:
-    """The export file of a completed access (PDF) or portability (JSON) request."""
-    view = await asyncio.to_thread(lambda: _view_or_404(_tools(request), request_id))
-    export = next((s for s in view.sinks if s.sink == "export" and s.status is SinkStatus.DONE), None)
-    if export is None or "path" not in export.evidence:
+    """The export file of a completed access (PDF) or portability (JSON) request.
+
+    Refused (410) once the export is older than ``rights_export_max_age_h`` or its person was erased after the
+    request (the file is deleted then, if an erasure or the sweep has not already done so).
+    """
+    settings = get_runtime(request).settings
+    max_age = timedelta(hours=settings.rights_export_max_age_h)
+
+    def find() -> tuple[RequestView, Path | None, str | None]:
+        tools = _tools(request)
+        view = _view_or_404(tools, request_id)
+        export = next((s for s in view.sinks if s.sink == "export" and s.status is SinkStatus.DONE), None)
+        if export is None or "path" not in export.evidence:
+            return view, None, None
+        path = Path(str(export.evidence["path"]))
+        if not path.is_file():
+            return view, path, "export_gone"
+        if _erased_since(tools.tracker, view):
+            path.unlink(missing_ok=True)
+            return view, path, "subject_erased"
+        if export_expired(path, datetime.now(UTC), max_age):
+            path.unlink(missing_ok=True)
+            return view, path, "export_expired"
+        return view, path, None
+
+    _view, path, gone = await asyncio.to_thread(find)
+    if path is None:
         raise HTTPException(409, {"reason": "export_not_ready", "message": "the export has not been produced yet"})
-    path = Path(str(export.evidence["path"]))
-    if not await asyncio.to_thread(path.is_file):
-        raise HTTPException(410, {"reason": "export_gone", "message": "the export file was removed after delivery"})
+    if gone is not None:
+        raise HTTPException(410, {"reason": gone, "message": _GONE[gone]})
     media = "application/pdf" if path.suffix == ".pdf" else "application/json"
     return FileResponse(path, media_type=media, filename=f"personal-data-{request_id}{path.suffix}")
+
+
+_GONE = {
+    "export_gone": "the export file was removed (delivered, expired or erased)",
+    "subject_erased": "the person was erased after this request; the export was deleted",
+    "export_expired": "the export is older than the configured maximum age and was deleted; issue a new request",
+}
+
+
+def _erased_since(tracker: RequestTracker, view: RequestView) -> bool:
+    """Whether the request's person was erased (or an erasure of them was requested) after the request came in."""
+    state = tracker.state(view.subject_key)
+    if state is not None and state.erased and state.erased_at is not None and state.erased_at >= view.received_at:
+        return True
+    erasures = tracker.requests(subject_key=view.subject_key, kinds=[RightKind.ERASURE])
+    return any(e.received_at >= view.received_at for e in erasures)

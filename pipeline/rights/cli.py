@@ -1,9 +1,11 @@
-"""``leadpipe dpo ...`` (the DPO's requests, the tracker) and ``leadpipe retention sweep``.
+"""``leadpipe dpo ...`` (the DPO's requests, the tracker), ``leadpipe retention sweep``, ``leadpipe restore verify``.
 
-Every request is named by ``--email`` or ``--phone``; the tool prints the request id, the subject key and the
-deadline, never the e-mail or phone. ``--wait`` waits until every sink confirmed (exit 0), a sink failed
-(exit 3) or the time is up (exit 4). Each command runs as its operator (``pipeline/identity/operator.py``: an API key
-of a DPO, ``LEADPIPE_API_KEY`` or ``leadpipe --key-file``), who is recorded as the request's issuer.
+Every request is named by ``--email`` or ``--phone`` (an erasure also by ``--visitor-id``, a website visitor's
+cookie id); the tool prints the request id, the subject key and the deadline, never the e-mail, phone or cookie id.
+``--wait`` waits until every sink confirmed (exit 0), a sink failed (exit 3) or the time is up (exit 4). A request
+needs the worker to run (``leadpipe worker``): until it does, the request waits on Kafka and ``--wait`` times out.
+Each command runs as its operator (``pipeline/identity/operator.py``: an API key of a DPO, ``LEADPIPE_API_KEY`` or
+``leadpipe --key-file``), who is recorded as the request's issuer.
 """
 
 from __future__ import annotations
@@ -12,22 +14,28 @@ import inspect
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
 
+from pipeline.clikit import DATABASE, KAFKA, confirm, exits, needs
 from pipeline.config import get_settings
 from pipeline.db import ensure_schema
 from pipeline.identity.operator import operator, operator_command
 from pipeline.identity.permissions import Permission
+from pipeline.kafka.clients import check_kafka
+from pipeline.kafka.consumer import ReadError
 from pipeline.kafka.producer import ConfirmingPublisher, PublishError
 from pipeline.models.common import Purpose
 from pipeline.models.identity import Principal
 from pipeline.models.rights import RightKind
+from pipeline.rights.bodies import OldAddress
 from pipeline.rights.commands import IdentityError, RightsDesk
 from pipeline.rights.dpo import DpoTools, Submitted, request_out
 from pipeline.rights.effects.crm import CrmRights
+from pipeline.rights.effects.export import expire_exports
+from pipeline.rights.restore import Restore
 from pipeline.rights.sweep import RetentionSweep
 from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
 from pipeline.runtime import Runtime
@@ -36,9 +44,20 @@ dpo_app = typer.Typer(
     help="Data-subject rights (policy section 9): requests, deadlines, evidence.", no_args_is_help=True
 )
 retention_app = typer.Typer(help="Retention expiry (policy section 8).", no_args_is_help=True)
+restore_app = typer.Typer(
+    help="After restoring the database from a backup: carry out again the erasures it no longer shows.",
+    no_args_is_help=True,
+)
 
 EXIT_FAILED = 3
 EXIT_TIMEOUT = 4
+REQUEST_EXITS = {
+    1: "recorded but not published (the worker's retry timer publishes it)",
+    EXIT_FAILED: "with --wait: a sink failed (the worker keeps retrying; `leadpipe dpo show` has the error)",
+    EXIT_TIMEOUT: "with --wait: not confirmed in time (is `leadpipe worker` running?)",
+}
+#: ``dpo status`` lists open requests and those completed within this many days (``--all``: every request).
+RECENT_DAYS = 7
 
 Email = Annotated[str | None, typer.Option("--email", help="The person's e-mail address")]
 Phone = Annotated[str | None, typer.Option("--phone", help="The person's phone number (E.164, or with --region)")]
@@ -58,6 +77,17 @@ def _tools() -> Iterator[DpoTools]:
         yield DpoTools(runtime, publisher)
     finally:
         publisher.close()
+        runtime.engine.dispose()
+
+
+@contextmanager
+def _tracker() -> Iterator[RequestTracker]:
+    """The tracker alone, for the commands that only read it (no producer: they work while Kafka is down)."""
+    runtime = Runtime(get_settings())
+    try:
+        ensure_schema(runtime.engine)
+        yield RequestTracker(runtime.engine)
+    finally:
         runtime.engine.dispose()
 
 
@@ -107,7 +137,7 @@ def _submit(kind: RightKind, wait: bool, timeout: float, **kwargs: object) -> No
         try:
             submitted: Submitted = tools.request(kind, by=operator(), **kwargs)  # type: ignore[arg-type]
         except IdentityError as exc:
-            raise typer.BadParameter(str(exc), param_hint=f"--{exc.field}") from None
+            raise typer.BadParameter(str(exc), param_hint=f"--{exc.field.replace('_', '-')}") from None
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         except PublishError as exc:
@@ -168,35 +198,85 @@ def _request_command(
 
         command.__signature__ = inspect.Signature([*own, *_COMMON_OPTIONS])  # type: ignore[attr-defined]
         command.__doc__ = extras.__doc__
+        needs(KAFKA, DATABASE)(command)
+        exits(REQUEST_EXITS)(command)
         dpo_app.command(name or extras.__name__.replace("_", "-"))(operator_command(Permission.RIGHTS_ISSUE)(command))
         return extras
 
     return register
 
 
+def _confirm_erasure(ctx: typer.Context, yes: bool) -> bool:
+    """Asked while the options are read, before the broker and the database are checked: a script without --yes is
+    refused at once, whatever the state of the cluster."""
+    if not yes and not ctx.resilient_parsing:  # resilient: shell completion, which must never prompt
+        confirm("Erasure cannot be undone. Erase this person everywhere?")
+    return yes
+
+
 @_request_command(RightKind.ERASURE)
-def erase(*, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False) -> Extra:
-    """Erase the person everywhere (9.3): CRM, HubSpot (GDPR delete), Kafka (their keys are destroyed)."""
-    if not yes:
-        typer.confirm("Erasure cannot be undone. Erase this person everywhere?", abort=True)
-    return {}
+def erase(
+    *,
+    visitor_id: Annotated[
+        str | None,
+        typer.Option("--visitor-id", help="Instead of --email/--phone: a website visitor's cookie id (anonymousId)"),
+    ] = None,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            callback=_confirm_erasure,
+            help="Confirm without being asked (scripts; required without a terminal)",
+        ),
+    ] = False,
+) -> Extra:
+    """Erase the person everywhere (9.3): CRM, HubSpot (GDPR delete), Kafka (their keys are destroyed), with the
+    anonymous website history of every device they identified on; or, by --visitor-id, one device's history.
+
+    Asks for confirmation on a terminal; without one (a script, a pipe) it refuses at once unless --yes is given.
+
+    Example: leadpipe dpo erase --email ana@example.com --yes --wait
+    """
+    return {"visitor_id": visitor_id}
 
 
 @_request_command(RightKind.OBJECTION, "object")
 def objection() -> Extra:
-    """Objection to direct marketing (9.6): stops at once, everywhere."""
+    """Objection to direct marketing (9.6): stops at once, everywhere.
+
+    Example: leadpipe dpo object --email ana@example.com --wait
+    """
+    return {}
+
+
+@_request_command(RightKind.OBJECTION_LIFTED, "lift-objection")
+def lift_objection() -> Extra:
+    """Record that the person withdrew their objection (9.6): only on their explicit word, never from a form.
+
+    What the objection stopped stays stopped; later contacts may be marketed to again. HubSpot subscriptions are
+    not restored: the person subscribes again there.
+
+    Example: leadpipe dpo lift-objection --email ana@example.com
+    """
     return {}
 
 
 @_request_command(RightKind.RESTRICTION)
 def restrict() -> Extra:
-    """Restrict processing (9.4): the data is kept but no longer processed or synced."""
+    """Restrict processing (9.4): the data is kept but no longer processed or synced.
+
+    Example: leadpipe dpo restrict --phone "+49 30 1234567" --wait
+    """
     return {}
 
 
 @_request_command(RightKind.UNRESTRICTION)
 def unrestrict() -> Extra:
-    """Lift a restriction; the person must be told (9.5): ``dpo notice-sent`` records that they were."""
+    """Lift a restriction; the person must be told (9.5): ``dpo notice-sent`` records that they were.
+
+    Example: leadpipe dpo unrestrict --email ana@example.com
+    """
     return {}
 
 
@@ -205,8 +285,19 @@ def rectify(
     *,
     set_: Annotated[list[str], typer.Option("--set", help="field=value, e.g. --set last_name=Kowalska")] = [],  # noqa: B006
     clear: Annotated[list[str], typer.Option("--clear", help="A field to empty")] = [],  # noqa: B006
+    old_address: Annotated[
+        OldAddress | None,
+        typer.Option(
+            "--old-address",
+            help="With --set email=...: forget the old address (default; a later contact from it is somebody new) "
+            "or keep it as an alias (a later contact from it joins this person)",
+        ),
+    ] = None,
 ) -> Extra:
-    """Correct or complete the person's data in the CRM and HubSpot (9.2)."""
+    """Correct or complete the person's data in the CRM and HubSpot (9.2), the e-mail address included.
+
+    Example: leadpipe dpo rectify --email ana@example.com --set last_name=Kowalska --clear position
+    """
     changes: dict[str, str | None] = {}
     for item in set_:
         field, sep, value = item.partition("=")
@@ -214,7 +305,7 @@ def rectify(
             raise typer.BadParameter("use field=value", param_hint="--set")
         changes[field.strip()] = value
     changes.update(dict.fromkeys((c.strip() for c in clear), None))
-    return {"rectify": changes}
+    return {"rectify": changes, "old_address": old_address}
 
 
 @_request_command(RightKind.CONSENT_WITHDRAWAL)
@@ -224,54 +315,88 @@ def withdraw_consent(
         list[Purpose], typer.Option("--purpose", help="A purpose that rests on consent; default: all of them")
     ] = [],  # noqa: B006
 ) -> Extra:
-    """Withdrawal of consent (9.8): every purpose resting on consent stops; other purposes continue."""
+    """Withdrawal of consent (9.8): every purpose resting on consent stops; other purposes continue.
+
+    Example: leadpipe dpo withdraw-consent --email ana@example.com --purpose further_contact
+    """
     return {"purposes": tuple(purpose)}
 
 
 @_request_command(RightKind.PORTABILITY)
 def export() -> Extra:
-    """Portability (9.7): everything held, as JSON in the documented structure (schemas/subject-export)."""
+    """Portability (9.7): everything held, as JSON in the documented structure (schemas/subject-export).
+
+    Example: leadpipe dpo export --email ana@example.com --wait
+    """
     return {}
 
 
 @_request_command(RightKind.ACCESS)
 def access() -> Extra:
-    """Access (9.1): everything held, as a password-protected PDF; the password is printed once."""
+    """Access (9.1): everything held, as a password-protected PDF; the password is printed once.
+
+    Example: leadpipe dpo access --email ana@example.com --wait
+    """
     return {}
 
 
 @dpo_app.command()
 @operator_command(Permission.RIGHTS_READ)
+@needs(DATABASE)
 def status(
-    overdue: Annotated[bool, typer.Option("--overdue", help="Only requests past their deadline")] = False,
-    all_: Annotated[bool, typer.Option("--all", help="Completed requests too")] = False,
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only open requests past their deadline")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Every request, however long ago it completed")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """Open requests with their deadlines and per-sink status, who issued them and who completed each step; overdue
-    ones are flagged."""
+    """Open requests and those completed in the last 7 days, with deadlines and per-sink status, who issued them
+    and who completed each step; overdue ones are flagged.
+
+    Example: leadpipe dpo status
+
+    Example: leadpipe dpo status --overdue --json
+    """
     now = datetime.now(UTC)
-    with _tools() as tools:
-        views = tools.tracker.requests() if all_ else tools.open_requests()
+    since = now - timedelta(days=RECENT_DAYS)
+    with _tracker() as tracker:
+        every = tracker.requests()
+    open_ = [v for v in every if v.state is not RequestState.COMPLETED]
     if overdue:
-        views = [v for v in views if v.is_overdue(now)]
+        views = [v for v in open_ if v.is_overdue(now)]
+    elif all_:
+        views = every
+    else:
+        views = [v for v in every if v.state is not RequestState.COMPLETED or _completed_since(v, since)]
     if as_json:
         typer.echo(json.dumps([request_out(v, now).model_dump(mode="json") for v in views], indent=2))
         return
-    late = sum(1 for v in views if v.is_overdue(now))
-    typer.echo(f"{len(views)} request(s), {late} overdue")
+    late = sum(1 for v in open_ if v.is_overdue(now))
+    done = len(views) - sum(1 for v in views if v.state is not RequestState.COMPLETED)
+    shown = "" if overdue else f"; {done} completed" + ("" if all_ else f" in the last {RECENT_DAYS} days")
+    typer.echo(f"{len(open_)} open request(s), {late} overdue{shown}")
     for view in views:
         _print_view(view, now)
+    older = len(every) - len(views)
+    if older and not all_ and not overdue:
+        typer.echo(f"{older} older completed request(s) not shown: `leadpipe dpo status --all` lists every request")
+
+
+def _completed_since(view: RequestView, since: datetime) -> bool:
+    return view.completed_at is not None and view.completed_at >= since
 
 
 @dpo_app.command()
 @operator_command(Permission.RIGHTS_READ)
+@needs(DATABASE)
 def show(request_id: str) -> None:
-    """One request with each sink's evidence and the audit trail, naming who did each thing."""
-    with _tools() as tools:
-        view = tools.get(request_id)
+    """One request with each sink's evidence and the audit trail, naming who did each thing.
+
+    Example: leadpipe dpo show 5960a942-3953-434c-85df-b97c97e12d4c
+    """
+    with _tracker() as tracker:
+        view = tracker.get(request_id)
         if view is None:
             raise typer.BadParameter(f"no request {request_id}")
-        trail = tools.tracker.audit_trail(request_id=request_id)
+        trail = tracker.audit_trail(request_id=request_id)
     typer.echo(request_out(view).model_dump_json(indent=2))
     for record in trail:
         typer.echo(f"{_fmt(record.at)}  {_who(record.principal, record.actor):<40} {record.action}")
@@ -279,12 +404,16 @@ def show(request_id: str) -> None:
 
 @dpo_app.command()
 @operator_command(Permission.RIGHTS_ISSUE)
+@needs(KAFKA, DATABASE)
 def extend(
     request_id: str,
     reason: Annotated[str, typer.Option("--reason", help="Why (told to the person, policy 9.1)")],
     months: Annotated[int, typer.Option("--months", min=1, max=2)] = 2,
 ) -> None:
-    """Extend a request's deadline by one or two months, with the reason the person will be told."""
+    """Extend a request's deadline by one or two months, with the reason the person will be told.
+
+    Example: leadpipe dpo extend 5960a942-3953-434c-85df-b97c97e12d4c --months 1 --reason "records in three systems"
+    """
     with _tools() as tools:
         try:
             view = tools.extend(request_id, months, reason, by=operator())
@@ -295,8 +424,12 @@ def extend(
 
 @dpo_app.command("notice-sent")
 @operator_command(Permission.RIGHTS_ISSUE)
+@needs(KAFKA, DATABASE)
 def notice_sent(request_id: str) -> None:
-    """Record that the person was told their restriction was lifted."""
+    """Record that the person was told their restriction was lifted.
+
+    Example: leadpipe dpo notice-sent 5960a942-3953-434c-85df-b97c97e12d4c
+    """
     with _tools() as tools:
         try:
             tools.notice_sent(request_id, by=operator())
@@ -319,13 +452,21 @@ def parse_now(value: str | None) -> datetime:
 
 @retention_app.command()
 @operator_command(Permission.RETENTION_RUN)
+@needs(DATABASE)
 def sweep(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted; change nothing")] = False,
     now: Annotated[str | None, typer.Option("--now", help="Pretend it is this time (ISO 8601)")] = None,
 ) -> None:
-    """Delete interactions past their retention expiry in every sink; a subject with nothing left is erased."""
+    """Delete interactions past their retention expiry in every sink; a subject with nothing left is erased.
+
+    Example: leadpipe retention sweep --dry-run
+
+    Example: leadpipe retention sweep
+    """
     moment = parse_now(now)
     settings = get_settings()
+    if not dry_run:
+        check_kafka(settings)  # the erasures it issues go through the rights topics
     runtime = Runtime(settings)
     try:
         ensure_schema(runtime.engine)
@@ -349,3 +490,50 @@ def sweep(
         typer.echo(f"  {subject.subject_key}  {len(subject.expired)} expired, {tail}")
     if not dry_run:
         typer.echo(f"{len(report.commands)} new request(s) published")
+        max_age = timedelta(hours=settings.rights_export_max_age_h)
+        expired = expire_exports(settings.resolved_exports_dir, moment, max_age)
+        typer.echo(f"{len(expired)} export(s) older than {settings.rights_export_max_age_h:g} h deleted")
+
+
+@restore_app.command("verify")
+@needs(KAFKA, DATABASE)
+@exits(
+    {
+        1: "something is left to re-apply (after --apply: still left)",
+        2: "the suppression topic, the tracker or the database could not be read, or a record not published",
+    }
+)
+def restore_verify(
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Re-apply what is found (the chart's restore hook Job runs this)")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The report as JSON, subject keys included")] = False,
+) -> None:
+    """Compare the database with the suppression topic and the tracker. Exit 0: nothing to re-apply (after --apply:
+    nothing left); 1: something is; 2: they could not be read.
+
+    Example: leadpipe restore verify
+
+    Example: leadpipe restore verify --apply
+    """
+    settings = get_settings()
+    runtime = Runtime(settings)
+    try:
+        ensure_schema(runtime.engine)
+        restore = Restore(runtime)
+        if apply:
+            publisher = ConfirmingPublisher(settings)
+            try:
+                report = restore.reapply(publisher)
+            finally:
+                publisher.close()
+        else:
+            report = restore.verify()
+    except (ReadError, PublishError, ValueError) as exc:
+        typer.echo(f"restore verify failed: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        runtime.engine.dispose()
+    typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.summary())
+    if not report.clean:
+        raise typer.Exit(1)

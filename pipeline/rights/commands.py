@@ -16,10 +16,10 @@ from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose, StrictModel
 from pipeline.models.identity import Principal
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand
-from pipeline.normalize import NormalizationError, canonical_email, canonical_phone, subject_key
-from pipeline.rights.bodies import RECTIFIABLE_FIELDS, ExportDelivery, RectificationBody
+from pipeline.normalize import NormalizationError, canonical_email, canonical_phone, subject_key, visitor_key
+from pipeline.rights.bodies import RECTIFIABLE_FIELDS, ExportDelivery, OldAddress, RectificationBody, RequestIdentity
 from pipeline.rights.deadlines import due_at
-from pipeline.rights.plan import PLAN
+from pipeline.rights.plan import plan_for
 from pipeline.rights.tracker import RequestTracker
 from pipeline.topics import AUDIT_TOPIC, RIGHTS_COMMANDS_TOPIC
 
@@ -32,17 +32,45 @@ class IdentityError(ValueError):
         self.field = field
 
 
-def identify(pepper: bytes, *, email: str | None = None, phone: str | None = None, region: str | None = None) -> str:
-    """The subject key of the person a request is about, from exactly one of e-mail or phone (as the chain does)."""
+def named(*, email: str | None = None, phone: str | None = None, region: str | None = None) -> RequestIdentity:
+    """Exactly one of e-mail or phone, canonical (as the chain stores them); ``IdentityError`` names the bad option."""
     if bool(email) == bool(phone):
         raise IdentityError("email", "name the person by exactly one of --email or --phone")
     try:
         if email:
-            return subject_key(pepper, email=canonical_email(email))
+            return RequestIdentity(email=canonical_email(email).lower())
         assert phone is not None
-        return subject_key(pepper, phone=canonical_phone(phone, region))
+        return RequestIdentity(phone=canonical_phone(phone, region))
     except NormalizationError as exc:
         raise IdentityError(exc.field, str(exc).partition(": ")[2]) from None
+
+
+def key_of(pepper: bytes, identity: RequestIdentity) -> str:
+    """The subject key of a named person (as the chain computes it)."""
+    return subject_key(pepper, email=identity.email, phone=identity.phone)
+
+
+def identify(pepper: bytes, *, email: str | None = None, phone: str | None = None, region: str | None = None) -> str:
+    """The subject key of the person a request is about, from exactly one of e-mail or phone (as the chain does)."""
+    return key_of(pepper, named(email=email, phone=phone, region=region))
+
+
+def visitor_subject(pepper: bytes, visitor_id: str) -> str:
+    """The key of an anonymous website visitor the DPO names by its cookie id (as the website adapter makes it,
+    ``normalize.visitor_key``); ``IdentityError`` when it is not a visitor id."""
+    try:
+        return visitor_key(pepper, visitor_id)
+    except NormalizationError as exc:
+        raise IdentityError(exc.field, str(exc).partition(": ")[2]) from None
+
+
+def new_email_key(pepper: bytes, new_email: str) -> tuple[str, str]:
+    """A corrected e-mail address, canonical, and the subject key it gives; ``IdentityError`` when it is invalid."""
+    try:
+        canonical = canonical_email(new_email).lower()
+    except NormalizationError as exc:
+        raise IdentityError("set", f"email: {str(exc).partition(': ')[2]}") from None
+    return canonical, subject_key(pepper, email=canonical)
 
 
 def new_password() -> str:
@@ -60,12 +88,15 @@ def build_command(
     event_ids: Sequence[UUID] = (),
     sealer: Sealer | None = None,
     rectify: Mapping[str, str | None] | None = None,
+    old_address: OldAddress | None = None,
+    new_subject_key: str | None = None,
     password: str | None = None,
     request_id: UUID | None = None,
+    identity: RequestIdentity | None = None,
 ) -> RightsCommand:
-    """A command with its deadline; rectified values and an export password are sealed with the subject's key."""
+    """A command with its deadline; rectified values, an export password and the identity the DPO named the person by
+    are sealed with the subject's key. A corrected e-mail needs ``new_subject_key`` (the key its address gives)."""
     issued_at = now or datetime.now(UTC)
-    sealed = None
     body: StrictModel | None = None
     if kind is RightKind.RECTIFICATION:
         if not rectify:
@@ -73,13 +104,22 @@ def build_command(
         unknown = sorted(set(rectify) - set(RECTIFIABLE_FIELDS))
         if unknown:
             raise ValueError(f"cannot rectify {', '.join(unknown)}; rectifiable: {', '.join(RECTIFIABLE_FIELDS)}")
-        body = RectificationBody.model_validate({"changes": dict(rectify)})
+        corrected = RectificationBody.model_validate({"changes": dict(rectify)})
+        if corrected.new_email is not None:
+            if new_subject_key is None:
+                raise ValueError("a corrected e-mail needs the subject key of the new address")
+            body = corrected.model_copy(update={"old_address": old_address or "forget"})
+        elif old_address is not None or new_subject_key is not None:
+            raise ValueError("--old-address applies only when the e-mail address is corrected (--set email=...)")
+        else:
+            body = corrected
     elif kind is RightKind.ACCESS:
         body = ExportDelivery(password=password or new_password())
-    if body is not None:
-        if sealer is None:
-            raise ValueError(f"a {kind.value} command carries sealed details: pass the sealer")
-        sealed = sealer.seal_model(subject_scope(subject), body)
+    if (body is not None or identity is not None) and sealer is None:
+        raise ValueError(f"a {kind.value} command carries sealed details: pass the sealer")
+    scope = subject_scope(subject)
+    sealed = None if body is None or sealer is None else sealer.seal_model(scope, body)
+    named_by = None if identity is None or sealer is None else sealer.seal_model(scope, identity)
     if kind is RightKind.RETENTION_EXPIRY and not event_ids:
         raise ValueError("a retention expiry must name the expired interactions")
     return RightsCommand(
@@ -93,6 +133,8 @@ def build_command(
         purposes=tuple(purposes),
         event_ids=tuple(event_ids),
         sealed=sealed,
+        identity=named_by,
+        new_subject_key=new_subject_key if isinstance(body, RectificationBody) and body.new_email else None,
     )
 
 
@@ -100,12 +142,10 @@ def audit_of(command: RightsCommand, action: str, actor: Principal | None = None
     """An audit record about a command, by ``actor`` (default: who issued it): ids and kinds only, never the sealed
     contents."""
     by = actor or command.issuer
-    return AuditRecord(
-        audit_id=uuid4(),
-        at=datetime.now(UTC),
-        actor=command.issued_by if by is None else by.actor,
+    return AuditRecord.new(
+        command.issued_by if by is None else by.actor,
+        action,
         principal=by,
-        action=action,
         subject_key=command.subject_key,
         request_id=command.request_id,
         detail={"kind": command.kind.value, **detail},
@@ -123,7 +163,7 @@ class RightsDesk:
         batch = list(commands)
         audits: list[AuditRecord] = []
         for command in batch:
-            if self.tracker.record(command, PLAN[command.kind]):
+            if self.tracker.record(command, plan_for(command)):
                 audits.append(audit_of(command, "rights.request_received", due_at=command.due_at.isoformat()))
         for record in audits:
             self.tracker.audit(record)

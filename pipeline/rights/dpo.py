@@ -1,8 +1,9 @@
 """The DPO's operations, shared by the ``leadpipe dpo`` CLI and the HTTP router so both behave the same.
 
-A request is identified by e-mail or phone (turned into the subject key exactly as the chain does), recorded in
-the tracker, audited and published; nothing here prints or logs the e-mail or phone. Every operation takes the
-principal who asks for it (``by``): the tracker and the audit name that person.
+A request is identified by e-mail or phone (an erasure also by a website visitor's cookie id), turned into the
+subject key exactly as the chain does, recorded in the tracker, audited and published; nothing here prints or logs
+the e-mail, phone or cookie id. Every operation takes the principal who asks for it (``by``): the tracker and the
+audit name that person.
 """
 
 from __future__ import annotations
@@ -11,14 +12,27 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from uuid import UUID, uuid4
+from functools import cached_property
+from uuid import UUID
 
+from pipeline.crm.aliases import SubjectAliases
 from pipeline.db import ensure_schema
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose
 from pipeline.models.identity import Principal
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand
-from pipeline.rights.commands import RightsDesk, build_command, identify, new_password
+from pipeline.policy.model import Policy, load_policy
+from pipeline.rights.bodies import OldAddress, RequestIdentity
+from pipeline.rights.commands import (
+    IdentityError,
+    RightsDesk,
+    build_command,
+    key_of,
+    named,
+    new_email_key,
+    new_password,
+    visitor_subject,
+)
 from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
 from pipeline.runtime import Runtime
 from pipeline.topics import AUDIT_TOPIC
@@ -50,8 +64,28 @@ class DpoTools:
         self.tracker = RequestTracker(runtime.engine)
         self.desk = RightsDesk(self.tracker, publisher)
 
+    @cached_property
+    def policy(self) -> Policy:
+        return load_policy(self.runtime.settings.policy_file)
+
+    def check_withdrawal(self, purposes: Sequence[Purpose]) -> None:
+        """A withdrawal of consent (9.8) may only name purposes that rest on consent under the policy file."""
+        for purpose in purposes:
+            rule = self.policy.purposes[purpose]
+            if purpose not in self.policy.consent_purposes():
+                raise ValueError(
+                    f"{purpose.value}: this purpose does not rest on consent (the policy file gives it the legal "
+                    f"basis {rule.legal_basis.value}), so there is no consent to withdraw; an objection (9.6) or an "
+                    "erasure (9.3) stops it"
+                )
+
     def subject(self, *, email: str | None = None, phone: str | None = None, region: str | None = None) -> str:
-        return identify(self.runtime.pepper, email=email, phone=phone, region=region)
+        """The person's subject key: the one their address gives, or (an address the DPO corrected and kept as an
+        alias) the key of the person it leads to."""
+        return self._subject_of(named(email=email, phone=phone, region=region))
+
+    def _subject_of(self, identity: RequestIdentity) -> str:
+        return SubjectAliases(self.runtime.engine).current(key_of(self.runtime.pepper, identity))
 
     def request(
         self,
@@ -61,13 +95,36 @@ class DpoTools:
         email: str | None = None,
         phone: str | None = None,
         region: str | None = None,
+        visitor_id: str | None = None,
         purposes: Sequence[Purpose] = (),
         rectify: Mapping[str, str | None] | None = None,
+        old_address: OldAddress | None = None,
         password: str | None = None,
         now: datetime | None = None,
     ) -> Submitted:
-        """Record and publish one request; raises ``IdentityError``/``ValueError`` on bad input, before anything."""
-        subject = self.subject(email=email, phone=phone, region=region)
+        """Record and publish one request; raises ``IdentityError``/``ValueError`` on bad input, before anything.
+
+        A website visitor known only by its cookie id (``visitor_id``) can be erased: everything kept under it goes.
+        The other rights answer a person, whom the DPO names by e-mail or phone.
+        """
+        if kind is RightKind.CONSENT_WITHDRAWAL:
+            self.check_withdrawal(purposes)
+        identity: RequestIdentity | None = None
+        if visitor_id:
+            if email or phone:
+                raise IdentityError("visitor_id", "name the subject by exactly one of --email, --phone or --visitor-id")
+            if kind is not RightKind.ERASURE:
+                raise IdentityError(
+                    "visitor_id", f"a website visitor id names whom to erase, not whom a {kind.value} is for"
+                )
+            subject = visitor_subject(self.runtime.pepper, visitor_id)
+        else:
+            identity = named(email=email, phone=phone, region=region)
+            subject = self._subject_of(identity)
+        new_key = None
+        if rectify and rectify.get("email"):  # a corrected address: canonical, and the key it gives
+            address, new_key = new_email_key(self.runtime.pepper, str(rectify["email"]))
+            rectify = {**rectify, "email": address}
         if kind is RightKind.ACCESS:
             password = password or new_password()
         command = build_command(
@@ -78,7 +135,10 @@ class DpoTools:
             purposes=purposes,
             sealer=self.runtime.codec.sealer,
             rectify=rectify,
+            old_address=old_address,
+            new_subject_key=new_key,
             password=password,
+            identity=identity,
         )
         self.desk.submit([command])
         return Submitted(command, password if kind is RightKind.ACCESS else None)
@@ -125,12 +185,10 @@ class DpoTools:
             sleep(poll_s)
 
     def _audit(self, by: Principal, action: str, view: RequestView, **detail: object) -> None:
-        record = AuditRecord(
-            audit_id=uuid4(),
-            at=datetime.now(UTC),
-            actor=by.actor,
+        record = AuditRecord.new(
+            by.actor,
+            action,
             principal=by,
-            action=action,
             subject_key=view.subject_key,
             request_id=UUID(view.request_id),
             detail={"kind": view.kind.value, **detail},

@@ -20,9 +20,10 @@ from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.logging import get_logger, scrub_text
 from pipeline.models.identity import system_principal
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand, RightsStatus, SinkStatus
+from pipeline.rights.bodies import RequestIdentity
 from pipeline.rights.commands import audit_of
 from pipeline.rights.effects.base import Context, Effect, EffectError, EffectResult, Handover
-from pipeline.rights.plan import PLAN
+from pipeline.rights.plan import plan_for, rekeys
 from pipeline.rights.tracker import RequestState, RequestTracker
 from pipeline.sinks.base import backoff_delay
 from pipeline.topics import AUDIT_TOPIC, RIGHTS_COMMANDS_TOPIC, RIGHTS_STATUS_TOPIC
@@ -30,20 +31,32 @@ from pipeline.topics import AUDIT_TOPIC, RIGHTS_COMMANDS_TOPIC, RIGHTS_STATUS_TO
 log = get_logger(__name__)
 
 
-#: Requests that erase identities the remote sinks still need afterwards.
+#: Requests that erase identities the remote sinks still need afterwards (and a corrected e-mail address: ``rekeys``).
 _ERASING = frozenset({RightKind.ERASURE, RightKind.RETENTION_EXPIRY})
+
+
+def _keeps_handover(command: RightsCommand) -> bool:
+    """Whether the identities must be captured once, before the CRM forgets them, and kept sealed until done."""
+    return command.kind in _ERASING or rekeys(command)
+
+
 _TERMINAL = frozenset({SinkStatus.DONE, SinkStatus.NOT_APPLICABLE})
 
 #: Who carries out every step: the product itself (the request's issuer is on the command and in the tracker).
 ACTOR = system_principal("rights-agent")
 
 
-def _handover_scope(command: RightsCommand) -> str:
-    return record_scope(f"rights-handover:{command.request_id}")
+#: Where the handover keys live: ``handover_scope(request_id)`` for each request.
+HANDOVER_SCOPE_PREFIX = record_scope("rights-handover:")
+
+
+def handover_scope(request_id: object) -> str:
+    """The key scope of a request's handover (erasing or re-keying; destroyed when every sink has confirmed it)."""
+    return f"{HANDOVER_SCOPE_PREFIX}{request_id}"
 
 
 class RightsExecutor:
-    """Runs commands against the configured effects (one per sink named in ``PLAN``)."""
+    """Runs commands against the configured effects (one per sink the command's plan names, ``plan_for``)."""
 
     def __init__(
         self,
@@ -71,7 +84,7 @@ class RightsExecutor:
         self.sleep = sleep
 
     def sinks_for(self, command: RightsCommand) -> tuple[str, ...]:
-        return PLAN[command.kind]
+        return plan_for(command)
 
     def execute(self, command: RightsCommand) -> list[RightsStatus]:
         """Carry out ``command`` in every sink that has not confirmed it yet; returns this run's statuses."""
@@ -151,27 +164,41 @@ class RightsExecutor:
         return EffectResult(SinkStatus.FAILED, evidence), error, self.max_attempts
 
     def _handover(self, command: RightsCommand) -> Handover:
-        """The identities remote sinks will need, captured before the CRM erases them, sealed per request."""
-        if command.kind not in _ERASING:
-            crm = self.effects.get("crm")
-            return crm.handover(command.subject_key) if crm else Handover()
+        """The identities remote sinks look the person up by: the CRM's, and the e-mail or phone the DPO gave. For a
+        request that removes identities, captured before the CRM erases them and sealed per request."""
+        if not _keeps_handover(command):
+            return self._identities(command)
         stored = self.tracker.handover(command.request_id)
         if stored is not None:
             try:
                 return self.sealer.open_model(stored, Handover)
             except KeyDestroyedError:
                 return Handover()  # the request completed earlier and its handover key is gone
-        crm = self.effects.get("crm")
-        handover = crm.handover(command.subject_key) if crm else Handover()
-        self.tracker.save_handover(command.request_id, self.sealer.seal_model(_handover_scope(command), handover))
+        handover = self._identities(command)
+        self.tracker.save_handover(
+            command.request_id, self.sealer.seal_model(handover_scope(command.request_id), handover)
+        )
         return handover
+
+    def _identities(self, command: RightsCommand) -> Handover:
+        crm = self.effects.get("crm")
+        held = crm.handover(command.subject_key) if crm else Handover()
+        if command.identity is None:
+            return held
+        try:
+            given = self.sealer.open_model(command.identity, RequestIdentity)
+        except KeyDestroyedError:  # the subject was erased since: the DPO's words went with them
+            return held
+        return held | Handover(
+            emails=(given.email,) if given.email else (), phones=(given.phone,) if given.phone else ()
+        )
 
     def _finish(self, command: RightsCommand) -> None:
         view = self.tracker.get(command.request_id)
         if view is None or view.state is not RequestState.COMPLETED:
             return
-        if command.kind in _ERASING:
-            self.keystore.destroy(_handover_scope(command), f"handover_done:{command.request_id}")
+        if _keeps_handover(command):
+            self.keystore.destroy(handover_scope(command.request_id), f"handover_done:{command.request_id}")
         self._audit([audit_of(command, "rights.request_completed", actor=ACTOR, issued_by=command.issued_by)])
         log.info("rights.request_completed", request_id=str(command.request_id), kind=command.kind.value)
 

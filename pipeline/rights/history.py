@@ -50,7 +50,9 @@ class RightsHistory:
     def of(self, subject_keys: Collection[str]) -> dict[str, SubjectRights]:
         """The subjects that had an erasure or a rectification; the others are absent."""
         keys = sorted(set(subject_keys))
-        erased = {key: state.erased_at for key, state in self.states(keys).items() if state.erased_at is not None}
+        states = self.states(keys)
+        erased = {key: state.erased_at for key, state in states.items() if state.erased_at is not None}
+        tombstones = {key: frozenset(state.erased_events) for key, state in states.items() if state.erased_events}
         rectified: dict[str, datetime] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(keys), _CHUNK):
@@ -64,6 +66,10 @@ class RightsHistory:
                 ):
                     rectified[key] = at
         return {
-            key: SubjectRights(erased_at=erased.get(key), rectified_at=rectified.get(key))
-            for key in erased.keys() | rectified.keys()
+            key: SubjectRights(
+                erased_at=erased.get(key),
+                rectified_at=rectified.get(key),
+                erased_events=tombstones.get(key, frozenset()),
+            )
+            for key in erased.keys() | rectified.keys() | tombstones.keys()
         }

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.policy.model import load_policy
 from pipeline.rights.effects.base import Context, Effect, EffectResult
 from pipeline.rights.effects.export import ContactReader
 from pipeline.rights.effects.hubspot import ExportReader, HubSpotEffect
@@ -22,9 +23,12 @@ class LazyHubSpot(Effect):
 
     sink = "hubspot"
 
-    def __init__(self, factory: Callable[[], Any], consent_subscriptions: tuple[str, ...]) -> None:
+    def __init__(
+        self, factory: Callable[[], Any], consent_subscriptions: tuple[str, ...], direct_marketing: frozenset[str]
+    ) -> None:
         self._factory = factory
         self._consent = consent_subscriptions
+        self._direct_marketing = direct_marketing
         self._lock = threading.Lock()
         self._gateway: Any = None
         self._effect: HubSpotEffect | None = None
@@ -34,7 +38,7 @@ class LazyHubSpot(Effect):
         with self._lock:
             if self._gateway is None:
                 self._gateway = self._factory()
-                self._effect = HubSpotEffect(self._gateway, self._consent)
+                self._effect = HubSpotEffect(self._gateway, self._consent, self._direct_marketing)
             return self._gateway
 
     def apply(self, ctx: Context) -> EffectResult:
@@ -56,5 +60,9 @@ class LazyHubSpot(Effect):
 def hubspot_parts(runtime: Runtime) -> tuple[LazyHubSpot, Callable[[], ContactReader | None]]:
     """(effect, export reader factory) over the gateway the settings select (real or dry run)."""
     settings = runtime.settings
-    effect = LazyHubSpot(lambda: make_gateway(settings), settings.rights_hubspot_consent_subscriptions)
+    policy = load_policy(settings.policy_file)
+    direct_marketing = frozenset(p.value for p, rule in policy.purposes.items() if rule.direct_marketing)
+    effect = LazyHubSpot(
+        lambda: make_gateway(settings), settings.rights_hubspot_consent_subscriptions, direct_marketing
+    )
     return effect, effect.reader

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.models.common import Purpose
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.rights.effects.base import Effect
 from pipeline.rights.effects.crm import CrmEffect, CrmRights
 from pipeline.rights.effects.export import ContactReader, ExportEffect
@@ -41,7 +41,7 @@ def build_executor(
             return policy_purposes
 
     effects: list[Effect] = [
-        SuppressionPublisher(tracker, publisher, consent_purposes),
+        SuppressionPublisher(tracker, publisher, consent_purposes, crm.event_ids),
         KeyShredding(runtime.keystore),
         CrmEffect(crm),
         ExportEffect(crm, settings.resolved_exports_dir, hubspot_reader, settings.rights_export_font, policy.storage),

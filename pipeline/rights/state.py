@@ -18,6 +18,7 @@ STATE_CHANGING = frozenset(
     {
         RightKind.ERASURE,
         RightKind.OBJECTION,
+        RightKind.OBJECTION_LIFTED,
         RightKind.RESTRICTION,
         RightKind.UNRESTRICTION,
         RightKind.CONSENT_WITHDRAWAL,
@@ -32,13 +33,15 @@ def next_state(
     *,
     consent_purposes: Iterable[Purpose] = (),
     erase: bool | None = None,
+    erased_events: Iterable[str] = (),
 ) -> SuppressionRecord | None:
     """The subject's state after ``command``, or None when the command does not change it (access, rectification).
 
     ``consent_purposes`` are the purposes that rest on consent under the policy: a withdrawal that names no
     purpose withdraws all of them. ``erase`` overrides whether a retention expiry erased the whole subject
     (decided when it runs: only when nothing is left). Earlier flags survive an erasure: an objection or a
-    withdrawal still holds if the person comes back later.
+    withdrawal still holds if the person comes back later. ``erased_events``: the tombstones an erasure adds
+    (``erased_event_tag`` of each event erased), kept with every later state.
     """
     kind = command.kind
     erasing = kind is RightKind.ERASURE if erase is None else erase
@@ -51,9 +54,11 @@ def next_state(
         return previous  # the same request redelivered: nothing changes, not even the timestamps
     changes: dict[str, object] = {"updated_at": at, "request_id": command.request_id}
     if erasing:
-        changes.update(erased=True, erased_at=at)
+        changes.update(erased=True, erased_at=at, erased_events=tuple(sorted({*base.erased_events, *erased_events})))
     if kind is RightKind.OBJECTION:
         changes["marketing_objected"] = True
+    elif kind is RightKind.OBJECTION_LIFTED:
+        changes["marketing_objected"] = False
     elif kind is RightKind.RESTRICTION:
         changes["restricted"] = True
     elif kind is RightKind.UNRESTRICTION:
@@ -64,3 +69,40 @@ def next_state(
             raise ValueError("a consent withdrawal must name purposes, or the policy must list consent purposes")
         changes["consent_withdrawn"] = tuple(sorted(set(base.consent_withdrawn) | withdrawn))
     return base.model_copy(update=changes)
+
+
+def moved_states(
+    previous: SuppressionRecord | None, target: SuppressionRecord | None, command: RightsCommand, at: datetime
+) -> tuple[SuppressionRecord, SuppressionRecord]:
+    """A corrected e-mail address: the states of the new key and of the old one afterwards.
+
+    The new key carries every flag either key had (an objection, a restriction or a withdrawal follows the person;
+    an erasure the new address saw before stays, so its old events are never written). The old key is left as if
+    erased at ``at``: an event of the old address received before the correction is never written; one received
+    later is somebody new (or, for an alias, never carries the old key: ingest moves it to the new one).
+    """
+    new_key = command.new_subject_key
+    if new_key is None:
+        raise ValueError("only a corrected e-mail address moves a subject")
+    if previous is not None and previous.request_id == command.request_id and target is not None:
+        return target, previous  # the same request redelivered: nothing changes
+    old = previous or SuppressionRecord(subject_key=command.subject_key, updated_at=at, request_id=command.request_id)
+    base = target or SuppressionRecord(subject_key=new_key, updated_at=at, request_id=command.request_id)
+    moved = base.model_copy(
+        update={
+            "marketing_objected": base.marketing_objected or old.marketing_objected,
+            "restricted": base.restricted or old.restricted,
+            "consent_withdrawn": tuple(sorted({*base.consent_withdrawn, *old.consent_withdrawn})),
+            "updated_at": at,
+            "request_id": command.request_id,
+        }
+    )
+    emptied = SuppressionRecord(
+        subject_key=command.subject_key,
+        erased=True,
+        erased_at=at,
+        updated_at=at,
+        request_id=command.request_id,
+        erased_events=old.erased_events,  # an event erased under the old address stays erased
+    )
+    return moved, emptied

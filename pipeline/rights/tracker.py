@@ -20,8 +20,7 @@ from sqlalchemy import JSON, Boolean, Engine, ForeignKey, Integer, String, Text,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from pipeline.crm.schema import UtcDateTime
-from pipeline.db import Base
+from pipeline.db import Base, UtcDateTime
 from pipeline.models.identity import Principal
 from pipeline.models.records import Sealed
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand, RightsStatus, SinkStatus, SuppressionRecord
@@ -62,6 +61,25 @@ class RightsRequest(Base):
     issued_by_principal: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, doc="Principal JSON")
     extended_by_principal: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, doc="Principal JSON")
     notice_sent_by: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, doc="Principal JSON")
+
+
+class RightsRequestExtension(Base):
+    """One extension of a request's deadline (policy 9.1): how many months and the reason the person is told.
+
+    Extensions add up (never beyond ``MAX_EXTENSION_MONTHS`` in all) and every reason is kept, in order.
+    """
+
+    __tablename__ = "rights_request_extensions"
+
+    request_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("rights_requests.request_id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    months: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    extended_by: Mapped[str] = mapped_column(String(200))
+    principal: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, doc="Principal JSON")
+    extended_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class RightsRequestSink(Base):
@@ -122,6 +140,18 @@ class SinkView(BaseModel):
     completed_by: Principal | None = Field(default=None, description="Who completed this step (done or n/a)")
 
 
+class ExtensionView(BaseModel):
+    """One extension as the DPO is shown it (and tells the person: its reason)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    months: int
+    reason: str
+    extended_by: str = Field(description="The actor string of who extended it")
+    principal: Principal | None = Field(default=None, description="Who extended it (None: before people were named)")
+    extended_at: datetime
+
+
 class RequestView(BaseModel):
     """A request as the DPO sees it: ``leadpipe dpo status``, and (with ``overdue``) the API's ``RequestOut``."""
 
@@ -135,8 +165,9 @@ class RequestView(BaseModel):
     received_at: datetime
     due_at: datetime
     effective_due_at: datetime
-    extension_reason: str | None
-    extended_by: Principal | None = None
+    extension_reason: str | None = Field(description="Every extension's reason, oldest first, joined by '; '")
+    extensions: tuple[ExtensionView, ...] = ()
+    extended_by: Principal | None = Field(default=None, description="Who extended it last")
     state: RequestState
     completed_at: datetime | None
     published_at: datetime | None = Field(exclude=True, description="None until the command is on rights.commands")
@@ -247,7 +278,12 @@ class RequestTracker:
             if row is None:
                 return None
             sinks = session.scalars(select(RightsRequestSink).where(RightsRequestSink.request_id == str(request_id)))
-            return _view(row, list(sinks))
+            extensions = session.scalars(
+                select(RightsRequestExtension)
+                .where(RightsRequestExtension.request_id == str(request_id))
+                .order_by(RightsRequestExtension.seq)
+            )
+            return _view(row, list(sinks), list(extensions))
 
     def requests(
         self,
@@ -268,10 +304,17 @@ class RequestTracker:
             rows = list(session.scalars(query))
             ids = [r.request_id for r in rows]
             by_request: dict[str, list[RightsRequestSink]] = {}
+            extended: dict[str, list[RightsRequestExtension]] = {}
             for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
                 for sink in session.scalars(select(RightsRequestSink).where(RightsRequestSink.request_id.in_(chunk))):
                     by_request.setdefault(sink.request_id, []).append(sink)
-            return [_view(r, by_request.get(r.request_id, [])) for r in rows]
+                for extension in session.scalars(
+                    select(RightsRequestExtension)
+                    .where(RightsRequestExtension.request_id.in_(chunk))
+                    .order_by(RightsRequestExtension.seq)
+                ):
+                    extended.setdefault(extension.request_id, []).append(extension)
+            return [_view(r, by_request.get(r.request_id, []), extended.get(r.request_id, [])) for r in rows]
 
     def open_requests(self) -> list[RequestView]:
         return self.requests(states=[RequestState.OPEN, RequestState.ATTENTION])
@@ -300,24 +343,50 @@ class RequestTracker:
     def extend(
         self, request_id: object, months: int, reason: str, by: Principal, at: datetime | None = None
     ) -> RequestView:
-        """Extend a request by 1 or 2 months beyond the first (policy 9.1); the reason is kept to tell the person."""
+        """Extend a request by 1 or 2 more months (policy 9.1); extensions add up to two months at most, the
+        deadline only ever moves later, and every reason is kept to tell the person, with who extended it."""
         reason = reason.strip()
         if len(reason) < 10:
             raise ValueError("an extension needs a reason the person can be told (at least 10 characters)")
         if not 1 <= months <= MAX_EXTENSION_MONTHS:
             raise ValueError(f"an extension is 1 to {MAX_EXTENSION_MONTHS} months (policy 9.1), not {months}")
+        moment = at or _now()
         with Session(self._engine) as session:
-            row = session.get(RightsRequest, str(request_id))
+            row = session.get(RightsRequest, str(request_id), with_for_update=True)
             if row is None:
                 raise KeyError(f"no rights request {request_id}")
             if row.state == RequestState.COMPLETED:
                 raise ValueError(f"request {request_id} is already completed")
-            row.extended_due_at = extended_due_at(row.received_at, months)
-            row.extension_months = months
+            already = row.extension_months or 0
+            if already + months > MAX_EXTENSION_MONTHS:
+                left = MAX_EXTENSION_MONTHS - already
+                raise ValueError(
+                    f"request {request_id} is already extended by {already} month(s); the policy allows "
+                    f"{MAX_EXTENSION_MONTHS} in all (9.1), so "
+                    + (f"at most {left} more" if left else "it cannot be extended again")
+                )
+            count = session.scalar(
+                select(func.count())
+                .select_from(RightsRequestExtension)
+                .where(RightsRequestExtension.request_id == str(request_id))
+            )
+            session.add(
+                RightsRequestExtension(
+                    request_id=str(request_id),
+                    seq=int(count or 0) + 1,
+                    months=months,
+                    reason=reason,
+                    extended_by=by.actor,
+                    principal=_json(by),
+                    extended_at=moment,
+                )
+            )
+            row.extended_due_at = extended_due_at(row.received_at, already + months)
+            row.extension_months = already + months
             row.extension_reason = reason
             row.extended_by = by.actor
             row.extended_by_principal = _json(by)
-            row.extended_at = at or _now()
+            row.extended_at = moment
             session.commit()
         view = self.get(request_id)
         assert view is not None
@@ -455,7 +524,7 @@ def _principal(stored: dict[str, Any] | None) -> Principal | None:
     return None if stored is None else Principal.model_validate(stored)
 
 
-def _view(row: RightsRequest, sinks: list[RightsRequestSink]) -> RequestView:
+def _view(row: RightsRequest, sinks: list[RightsRequestSink], extensions: list[RightsRequestExtension]) -> RequestView:
     return RequestView(
         request_id=row.request_id,
         kind=RightKind(row.kind),
@@ -467,7 +536,17 @@ def _view(row: RightsRequest, sinks: list[RightsRequestSink]) -> RequestView:
         received_at=row.received_at,
         due_at=row.due_at,
         effective_due_at=row.extended_due_at or row.due_at,
-        extension_reason=row.extension_reason,
+        extension_reason="; ".join(e.reason for e in extensions) or row.extension_reason,
+        extensions=tuple(
+            ExtensionView(
+                months=e.months,
+                reason=e.reason,
+                extended_by=e.extended_by,
+                principal=_principal(e.principal),
+                extended_at=e.extended_at,
+            )
+            for e in extensions
+        ),
         state=RequestState(row.state),
         completed_at=row.completed_at,
         published_at=row.published_at,

@@ -83,6 +83,8 @@ class SourceContext:
     pepper: bytes = field(repr=False)
     payload_digest: str
     params: Mapping[str, str] = field(default_factory=dict)
+    delivery: str | None = None
+    """What makes this delivery one submission (a signed webhook's timestamp or delivery id); None: the bytes alone."""
 
     @classmethod
     def for_payload(
@@ -94,6 +96,7 @@ class SourceContext:
         content_type: str,
         received_at: datetime,
         pepper: bytes,
+        delivery: str | None = None,
     ) -> SourceContext:
         media_type, params = parse_content_type(content_type)
         return cls(
@@ -104,6 +107,7 @@ class SourceContext:
             pepper=pepper,
             payload_digest=hashlib.sha256(raw).hexdigest(),
             params=params,
+            delivery=delivery,
         )
 
     @property
@@ -115,13 +119,27 @@ class SourceContext:
         return self.received_at.astimezone(UTC).date()
 
     def event_id(self, index: int) -> uuid.UUID:
-        """Deterministic: the same source sending the same bytes gets the same ids (retries are idempotent)."""
-        return uuid.uuid5(EVENT_NAMESPACE, f"event\n{self.source_id}\n{self.payload_digest}\n{index}")
+        """Deterministic: the same delivery gets the same ids (retries are idempotent), a new one new ids.
+
+        Without ``delivery`` (import, SDK, bearer sources) the bytes alone name the submission, so re-importing a
+        file gives the same ids. With it (a signed webhook: its timestamp, or the sender's delivery id) the same
+        form filled in again later is a new submission with new ids, even with identical bytes: after an erasure,
+        the ids of the erased submission stay tombstoned while the person's new one goes through.
+        """
+        return event_id_of(self.source_id, self.payload_digest, index, self.delivery)
 
     @property
     def submission(self) -> str:
         """Names this payload from this source (``<source id>:<sha256>``), e.g. for its dead letter's id."""
         return f"{self.source_id}:{self.payload_digest}"
+
+
+def event_id_of(source_id: str, payload_digest: str, index: int, delivery: str | None = None) -> uuid.UUID:
+    """The id of the ``index``-th event of a payload (sha256 ``payload_digest``) from ``source_id``, in ``delivery``
+    when the source names one (``SourceContext.event_id``)."""
+    if delivery is None:
+        return uuid.uuid5(EVENT_NAMESPACE, f"event\n{source_id}\n{payload_digest}\n{index}")
+    return uuid.uuid5(EVENT_NAMESPACE, f"event\n{source_id}\n{delivery}\n{payload_digest}\n{index}")
 
 
 def parse_content_type(header: str) -> tuple[str, dict[str, str]]:
@@ -256,6 +274,30 @@ def plausible_occurrence(at: datetime | None, ctx: SourceContext) -> datetime:
 #: The note of an event kept without its phone number: it had a valid e-mail and a number that cannot exist.
 PHONE_INVALID = "phone_invalid"
 
+#: The note of an identified event whose visitor (cookie) id is not one: the event is kept, not linked to a history.
+VISITOR_ID_INVALID = "visitor_id_invalid"
+
+
+def visitor_key_of(value: Any, ctx: SourceContext, problems: list[Problem], field: str, *, fatal: bool) -> str | None:
+    """The visitor key (``normalize.visitor_key``) of a website visitor id an event carries; None when there is none.
+
+    An id that is not one is a problem: ``fatal`` where it is the event's only identity (an anonymous page view),
+    else the note ``visitor_id_invalid`` (a form is still the person's; only the link to a history is lost).
+    """
+    text = text_of(value)
+    if text is None:
+        return None
+    try:
+        return normalize.visitor_key(ctx.pepper, text)
+    except normalize.NormalizationError as exc:
+        explanation = str(exc).split(": ", 1)[-1]
+        if fatal:
+            problems.append(Problem(exc.reason, field, explanation))
+        else:
+            problems.append(Problem(VISITOR_ID_INVALID, field, explanation + "; not linked", fatal=False))
+        return None
+
+
 #: Canonical person fields an adapter may fill (see ``build_person``).
 PERSON_FIELDS = (
     "first_name",
@@ -364,10 +406,9 @@ def checkbox_ticked(value: Any) -> bool:
 def make_event(
     ctx: SourceContext,
     index: int,
-    *,
-    person: Mapping[str, Any],
-    subject_key: str | None,
+    who: tuple[Mapping[str, Any], str | None],
     interaction: Mapping[str, Any],
+    *,
     provenance: Mapping[str, Any] | None = None,
     consents: Iterable[Consent] = (),
     occurred_at: datetime | None = None,
@@ -375,7 +416,9 @@ def make_event(
     prefix: str = "",
 ) -> ContactEvent:
     """The event, or a SourceError listing every fatal problem (including model limits such as a 300-character
-    name). Non-fatal problems become the event's notes."""
+    name). ``who`` is what ``build_person`` returned: the person's fields and the subject key. Non-fatal problems
+    become the event's notes."""
+    person, subject_key = who
     found = [p for p in problems if p.fatal]
     notes = tuple(dict.fromkeys(p.reason for p in problems if not p.fatal))
     built: ContactEvent | None = None

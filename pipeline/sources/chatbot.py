@@ -3,7 +3,8 @@
 Drift posts ``{"type": ..., "orgId": ..., "data": {...}}``; the conversation's captured contact attributes
 (e-mail, phone, Skype ID, company, ...) sit under ``data.contact.attributes`` (or ``data.attributes`` for
 ``contact_identified``), the transcript under ``data.messages`` with authors of type contact / user / bot.
-Message bodies are HTML; they are reduced to text.
+Message bodies are HTML; they are reduced to text. The website visitor's cookie id, when the chat passes it on (a
+``visitor_id``/``anonymous_id`` attribute, or ``data.anonymousId``), links the visitor's browsing to the person.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pipeline.sources.base import (
     parse_timestamp,
     require_object,
     text_of,
+    visitor_key_of,
 )
 from pipeline.sources.html import html_to_text
 
@@ -95,15 +97,16 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
         "transcript": tuple(transcript),
         "page_url": clean_text(text_of(dig(data, "conversation", "url")) or text_of(data.get("url")), 2000),
     }
+    visitor_id = values.get("visitor_id") or data.get("anonymousId") or data.get("visitorId")
+    visitor = visitor_key_of(visitor_id, ctx, problems, "data.contact.attributes.visitor_id", fatal=False)
     bot_id = text_of(data.get("playbookId")) or text_of(data.get("inboxId")) or text_of(payload.get("orgId"))
     return [
         make_event(
             ctx,
             0,
-            person=person,
-            subject_key=key,
-            interaction=interaction,
-            provenance={"bot_id": clean_text(bot_id, 200)},
+            (person, key),
+            interaction,
+            provenance={"bot_id": clean_text(bot_id, 200), "visitor_key": visitor},
             consents=consents,
             occurred_at=occurred,
             problems=problems,

@@ -62,9 +62,8 @@ def _builder(record: Mapping[str, Any]) -> Callable[[SourceContext, int, str], C
         return make_event(
             ctx,
             index,
-            person=person,
-            subject_key=key,
-            interaction=interaction,
+            (person, key),
+            interaction,
             occurred_at=parse_timestamp(values.get("occurred_at"), prefix + "updated_at", problems),
             problems=problems,
             prefix=prefix,

@@ -48,11 +48,16 @@ def split_mbox(raw: bytes) -> list[bytes]:
     return out
 
 
+def messages_of(raw: bytes, media_type: str) -> list[bytes]:
+    """The messages of one payload: an mbox's, or the payload itself (the spam engine reads each as received)."""
+    is_mbox = media_type == "application/mbox" or raw.startswith(b"From ")
+    return split_mbox(raw) if is_mbox else [raw]
+
+
 def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     if not raw.strip():
         raise SourceError("empty_payload", None, "the message is empty")
-    is_mbox = ctx.content_type == "application/mbox" or raw.startswith(b"From ")
-    messages = split_mbox(raw) if is_mbox else [raw]
+    messages = messages_of(raw, ctx.content_type)
     events = []
     for index, message in enumerate(messages):
         prefix = f"messages[{index}]." if len(messages) > 1 else ""
@@ -93,9 +98,8 @@ def _parse_one(raw: bytes, ctx: SourceContext, index: int, prefix: str) -> Conta
     return make_event(
         ctx,
         index,
-        person=person,
-        subject_key=key,
-        interaction=interaction,
+        (person, key),
+        interaction,
         provenance={"mailbox_id": _mailbox(msg)},
         occurred_at=occurred,
         problems=problems,

@@ -117,14 +117,7 @@ def _attendee_builder(attendee: Any, order: Mapping[str, Any]) -> Callable[[Sour
             "event_date": event_date,
         }
         return make_event(
-            ctx,
-            index,
-            person=person,
-            subject_key=key,
-            interaction=interaction,
-            occurred_at=occurred,
-            problems=problems,
-            prefix=prefix,
+            ctx, index, (person, key), interaction, occurred_at=occurred, problems=problems, prefix=prefix
         )
 
     return build
@@ -147,14 +140,7 @@ def _card_builder(row: Mapping[str, str]) -> Callable[[SourceContext, int, str],
             "message": clean_text(text_of(values.get("message")), 50_000),
         }
         return make_event(
-            ctx,
-            index,
-            person=person,
-            subject_key=key,
-            interaction=interaction,
-            occurred_at=event_date,
-            problems=problems,
-            prefix=prefix,
+            ctx, index, (person, key), interaction, occurred_at=event_date, problems=problems, prefix=prefix
         )
 
     return build

@@ -99,6 +99,19 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     ),
     "customer_id": ("customer_id", "client_id", "account_id", "crm_id", "customer_number"),
     "page_url": ("page_url", "page_uri", "pageuri", "url", "page", "source_url", "referrer_page"),
+    # the website visitor's (cookie) id a form or chat passes on: Segment's ajs_anonymous_id, RudderStack's
+    # rl_anonymous_id, HubSpot's hubspotutk (posted as hutk), Snowplow's domain_userid, or a plain hidden field
+    "visitor_id": (
+        "visitor_id",
+        "visitorid",
+        "anonymous_id",
+        "anonymousid",
+        "ajs_anonymous_id",
+        "rl_anonymous_id",
+        "hutk",
+        "hubspotutk",
+        "domain_userid",
+    ),
     "occurred_at": ("submitted_at", "submittedat", "created_at", "timestamp", "date", "created", "updated_at"),
 }
 

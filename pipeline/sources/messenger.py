@@ -142,9 +142,8 @@ def _log(item: Any, ctx: SourceContext, index: int, prefix: str) -> ContactEvent
     return make_event(
         ctx,
         index,
-        person=person,
-        subject_key=subject,
-        interaction=interaction,
+        (person, subject),
+        interaction,
         provenance={"device_id": clean_text(text_of(item.get("line_id")), 200)},
         occurred_at=occurred,
         problems=problems,
@@ -166,9 +165,8 @@ def _conversation(
     return make_event(
         ctx,
         index,
-        person=person,
-        subject_key=key,
-        interaction={
+        (person, key),
+        {
             "kind": InteractionKind.MESSAGE,
             "subject": f"{app} message",
             "message": turns[0]["text"] if turns else None,

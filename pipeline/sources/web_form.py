@@ -4,6 +4,10 @@ Accepts what form tools actually send: a browser-style POST (``application/x-www
 ``multipart/form-data``, as Contact Form 7 and Gravity Forms submit), a flat JSON object of fields (form-to-webhook
 plugins), a ``fields`` list of ``{name|label, value}`` (HubSpot forms API, Gravity webhooks) with HubSpot's
 ``context`` and ``legalConsentOptions``.
+
+A form may pass on the website visitor's cookie id (HubSpot's ``hutk`` / ``context.hutk``, a hidden
+``anonymous_id`` or ``ajs_anonymous_id`` field, ...): it becomes ``provenance.visitor_key`` (an HMAC of it), which
+links that visitor's anonymous browsing to the person who submitted the form.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pipeline.sources.base import (
     parse_timestamp,
     require_object,
     text_of,
+    visitor_key_of,
 )
 
 CONTENT_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded", "multipart/form-data"})
@@ -40,6 +45,13 @@ CONTENT_TYPES = frozenset({"application/json", "application/x-www-form-urlencode
 _INTERNAL = re.compile(r"^_|recaptcha|captcha|^hutk$|nonce|token|^submit$|^action$|^referer$|^page_?id$", re.I)
 _FORM_ID_KEYS = ("wpcf7", "formguid", "form_guid", "form_id", "formid", "gform_id", "gform_submit")
 _FORM_NAME_KEYS = ("form_name", "form_title", "formname", "page_name", "pagename")
+
+#: Fields one submission may carry (a form has tens; 100,000 repeated ``&a=b`` is an attack on the adapter's time).
+MAX_FIELDS = 1000
+
+
+def _too_many(count: int) -> SourceError:
+    return SourceError("too_many_fields", None, f"the form has {count} fields; at most {MAX_FIELDS} are read")
 
 
 def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
@@ -55,6 +67,13 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
 
 
 def _json_pairs(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, Any]]:
+    pairs = _json_fields(data, meta)
+    if len(pairs) > MAX_FIELDS:
+        raise _too_many(len(pairs))
+    return pairs
+
+
+def _json_fields(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, Any]]:
     meta["context"] = obj(data.get("context"))
     meta["legal"] = obj(data.get("legalConsentOptions"))
     form = obj(data.get("form"))
@@ -63,6 +82,8 @@ def _json_pairs(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, A
     meta["submitted_at"] = data.get("submittedAt", data.get("submitted_at"))
     listed = data.get("fields")
     if isinstance(listed, list):
+        if len(listed) > MAX_FIELDS:
+            raise _too_many(len(listed))
         pairs: list[tuple[str, Any]] = []
         for position, item in enumerate(listed):
             if not isinstance(item, dict):
@@ -86,6 +107,8 @@ def _urlencoded_pairs(raw: bytes, ctx: SourceContext) -> list[tuple[str, Any]]:
     text = decode_text(raw, ctx.charset)
     if not text.strip():
         raise SourceError("empty_payload", None, "the form post is empty")
+    if (count := text.count("&") + 1) > MAX_FIELDS:  # before parsing: the count bounds all later work
+        raise _too_many(count)
     try:
         return list(parse_qsl(text.strip(), keep_blank_values=True, encoding=ctx.charset or "utf-8", errors="strict"))
     except (UnicodeDecodeError, LookupError):
@@ -98,6 +121,8 @@ def _multipart_pairs(raw: bytes, ctx: SourceContext, attachments: list[str]) -> 
     boundary = ctx.params.get("boundary")
     if not boundary:
         raise SourceError("malformed_form", None, "multipart/form-data without a boundary parameter")
+    if (count := raw.count(b"--" + boundary.encode("utf-8", "replace")) - 1) > MAX_FIELDS:
+        raise _too_many(count)
     header = f'Content-Type: multipart/form-data; boundary="{boundary}"\r\nMIME-Version: 1.0\r\n\r\n'.encode()
     try:
         message = BytesParser(policy=HTTP).parsebytes(header + raw)
@@ -125,16 +150,19 @@ def _multipart_pairs(raw: bytes, ctx: SourceContext, attachments: list[str]) -> 
 
 
 def _merge(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    """Repeated keys (checkbox groups, ``name[]``) become one list-valued field."""
-    merged: dict[str, Any] = {}
+    """Repeated keys (checkbox groups, ``name[]``) become one list-valued field (a first value that is a list, from
+    JSON, is extended). Linear: each value is appended once (copying the list per repeat made 100,000 take 6 s)."""
+    merged: dict[str, list[Any]] = {}
     for key, value in pairs:
-        name = key.removesuffix("[]")
-        if name in merged:
-            previous = merged[name]
-            merged[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
-        else:
-            merged[name] = value
-    return list(merged.items())
+        merged.setdefault(key.removesuffix("[]"), []).append(value)
+    return [(name, _group(values)) for name, values in merged.items()]
+
+
+def _group(values: list[Any]) -> Any:
+    first, *rest = values
+    if not rest:
+        return first
+    return [*first, *rest] if isinstance(first, list) else values
 
 
 def _event(
@@ -147,7 +175,11 @@ def _event(
     consents_wording: list[tuple[str, str | None]] = []
     known: list[tuple[str, Any]] = []
     extra_lines: list[str] = []
+    visitor_field: tuple[str, Any] | None = None
     for key, value in pairs:
+        if visitor_field is None and fields.canonical_field(key) == "visitor_id" and text_of(value) is not None:
+            visitor_field = (key, value)  # before the internal fields are left out: HubSpot posts its cookie as hutk
+            continue
         if fields.is_honeypot(key):
             honeypot = honeypot or text_of(value)
             continue
@@ -165,6 +197,11 @@ def _event(
     context = meta.get("context") or {}
     occurred = parse_timestamp(meta.get("submitted_at") or values.get("occurred_at"), "submitted_at", problems)
     person, subject = build_person(values, ctx, problems)
+    if visitor_field is None and text_of(context.get("hutk")) is not None:  # HubSpot forms API: context.hutk
+        visitor_field = ("context.hutk", context.get("hutk"))
+    visitor = None
+    if visitor_field is not None:
+        visitor = visitor_key_of(visitor_field[1], ctx, problems, visitor_field[0], fatal=False)
 
     message = text_of(values.get("message"))
     if extra_lines:
@@ -200,13 +237,13 @@ def _event(
         "form_id": clean_text(form_id, 200),
         "ip": clean_text(text_of(context.get("ipAddress")) or text_of(by_norm.get("ip_address")), 64),
         "user_agent": clean_text(text_of(context.get("userAgent")) or text_of(by_norm.get("user_agent")), 1000),
+        "visitor_key": visitor,
     }
     return make_event(
         ctx,
         0,
-        person=person,
-        subject_key=subject,
-        interaction=interaction,
+        (person, subject),
+        interaction,
         provenance=provenance,
         consents=consents,
         occurred_at=occurred,

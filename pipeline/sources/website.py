@@ -1,11 +1,17 @@
-"""Website usage (policy section 2): analytics events of identified visitors, Segment-style.
+"""Website usage (policy section 2): Segment-style analytics events, of identified and of anonymous visitors.
 
 ``{"type": "page"|"track"|"identify", "event", "anonymousId", "userId", "timestamp", "properties": {...},
-"context": {"ip", "userAgent", "page": {"url"}, "traits": {...}}, "traits": {...}}``, or ``{"batch": [...]}``.
+"context": {"ip", "userAgent", "page": {"url"}, "traits": {...}, "consent": {...}}, "traits": {...}}``, or
+``{"batch": [...]}``.
 
-Only events that carry an identity (an e-mail or phone in traits, or an e-mail as userId) become contact events:
-the pipeline keeps people, keyed by their e-mail or phone. Anonymous page views are refused with that reason
-(``no_identity``), so an analytics feed sending them learns it from the answer instead of losing them silently.
+An event that names a person (an e-mail or phone in traits, or an e-mail as userId) is that person's, keyed by
+their subject key; its ``anonymousId`` (the visitor's cookie id) goes with it as the visitor key, which links the
+visitor's anonymous history to the person. An event with only an ``anonymousId`` is the anonymous visitor's, keyed
+by the visitor key (an HMAC of the cookie id: the id itself is kept nowhere but in the sealed raw payload). Whether
+it may be kept is the chain's decision (the visitor's consent, from the policy file), not the adapter's: the
+adapter records the consent-manager choices the event carries (``cookie_consent``), Segment's
+``context.consent.categoryPreferences`` and RudderStack's ``context.consentManagement``. An event with neither is
+refused ``no_identity``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pipeline.sources.base import (
     require_events,
     require_object,
     text_of,
+    visitor_key_of,
 )
 from pipeline.sources.event import collect_all
 
@@ -63,6 +70,21 @@ def _builder(item: Any) -> Any:
             if key not in values and text_of(item.get(key)):
                 values[key] = item.get(key)
         person, subject = build_person(values, ctx, problems, prefix=prefix + "traits.")
+        named = "email" in values or "phone" in values  # names a person, even with an address that is not valid
+        visitor_id = next((item[k] for k in _VISITOR_ID_KEYS if text_of(item.get(k)) is not None), None)
+        visitor = visitor_key_of(visitor_id, ctx, problems, prefix + "anonymousId", fatal=not named)
+        if not named:  # the anonymous visitor's own event, or nobody's
+            problems[:] = [p for p in problems if p.reason != "no_identity"]
+            if visitor is not None:
+                subject = visitor
+            elif visitor_id is None:
+                problems.append(
+                    Problem(
+                        "no_identity",
+                        prefix + "anonymousId",
+                        "neither an e-mail address or phone number in traits nor an anonymousId (the visitor's id)",
+                    )
+                )
         page_url = text_of(dig(item, "properties", "url")) or text_of(dig(item, "context", "page", "url"))
         kind_name = text_of(item.get("type")) or "page"
         event_name = (
@@ -76,15 +98,15 @@ def _builder(item: Any) -> Any:
         provenance = {
             "ip": clean_text(text_of(dig(item, "context", "ip")), 64),
             "user_agent": clean_text(text_of(dig(item, "context", "userAgent")), 1000),
-            "device_id": clean_text(text_of(item.get("anonymousId")), 200),
+            "visitor_key": visitor,
+            "cookie_consent": cookie_consent(item),
         }
         occurred = parse_timestamp(item.get("timestamp") or item.get("sentAt"), prefix + "timestamp", problems)
         return make_event(
             ctx,
             index,
-            person=person,
-            subject_key=subject,
-            interaction=interaction,
+            (person, subject),
+            interaction,
             provenance=provenance,
             occurred_at=occurred,
             problems=problems,
@@ -92,3 +114,53 @@ def _builder(item: Any) -> Any:
         )
 
     return build
+
+
+#: Where trackers put the visitor's cookie id: Segment and RudderStack ``anonymousId``, Snowplow ``domain_userid``.
+_VISITOR_ID_KEYS = ("anonymousId", "anonymous_id", "domain_userid")
+
+_GRANTED = {
+    "true": True,
+    "granted": True,
+    "yes": True,
+    "1": True,
+    "false": False,
+    "denied": False,
+    "no": False,
+    "0": False,
+}
+
+#: At most this many consent categories are read from one event (consent managers define a handful).
+MAX_CONSENT_CATEGORIES = 50
+
+
+def cookie_consent(item: dict[str, Any]) -> dict[str, bool]:
+    """The consent-manager choices an analytics event carries, category (lower case) -> granted.
+
+    Segment: ``context.consent.categoryPreferences`` ``{"Analytics": true, ...}``; a flat ``context.consent``
+    (``{"analytics_storage": "granted"}``, Google Consent Mode's words); RudderStack:
+    ``context.consentManagement.allowedConsentIds`` / ``deniedConsentIds`` (OneTrust's ``C0002``, ...). A denial
+    wins over a grant of the same category. Anything else is not a choice and is left out.
+    """
+    found: dict[str, bool] = {}
+
+    def put(category: Any, granted: Any) -> None:
+        name = text_of(category) if isinstance(category, str | int) else None
+        value = granted if isinstance(granted, bool) else _GRANTED.get((text_of(granted) or "").lower())
+        if name is None or value is None or len(name) > 100 or len(found) >= MAX_CONSENT_CATEGORIES:
+            return
+        key = name.lower()
+        found[key] = found.get(key, True) and value
+
+    consent = dig(item, "context", "consent")
+    if isinstance(consent, dict):
+        preferences = consent.get("categoryPreferences")
+        for category, granted in (preferences if isinstance(preferences, dict) else consent).items():
+            put(category, granted)
+    managed = dig(item, "context", "consentManagement")
+    if isinstance(managed, dict):
+        for key, granted in (("allowedConsentIds", True), ("deniedConsentIds", False)):
+            ids = managed.get(key)
+            for category in ids if isinstance(ids, list) else ():
+                put(category, granted)
+    return found

@@ -23,7 +23,7 @@ from pipeline.models import (
     TaggedEvent,
     Tags,
 )
-from pipeline.normalize import subject_key
+from pipeline.normalize import subject_key, visitor_key
 
 PEPPER = b"test-pepper"
 BASE_TIME = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -61,9 +61,11 @@ def make_event(
     message: str | None = "We would like a demo of your data platform.",
     consent: bool | None = None,
     pepper: bytes = PEPPER,
+    visitor: str | None = None,
     **person: Any,
 ) -> ContactEvent:
-    """One clear contact event as a source adapter would produce it (``consent``: the further-contact checkbox)."""
+    """One clear contact event as a source adapter would produce it (``consent``: the further-contact checkbox;
+    ``visitor``: the key of the website visitor whose cookie id came with it)."""
     occurred = occurred_at or BASE_TIME
     consents = ()
     if consent is not None:
@@ -89,8 +91,33 @@ def make_event(
             source_id=f"{channel.value}-source",
             form_id="demo" if channel is Channel.WEB_FORM else None,
             ip="203.0.113.7",
+            visitor_key=visitor,
         ),
     )
+
+
+def make_visit(
+    visitor_id: str, *, occurred_at: datetime | None = None, event_id: uuid.UUID | None = None, pepper: bytes = PEPPER
+) -> TaggedEvent:
+    """An anonymous visitor's page view as the chain accepts it: keyed by the visitor key, no person, analytics
+    consent granted, on the website clock."""
+    occurred = occurred_at or BASE_TIME
+    event = ContactEvent(
+        event_id=event_id or uuid.uuid4(),
+        channel=Channel.WEBSITE,
+        occurred_at=occurred,
+        received_at=occurred + timedelta(seconds=1),
+        subject_key=visitor_key(pepper, visitor_id),
+        person=Person(),
+        interaction=Interaction(kind=InteractionKind.PAGE_VIEW, subject="page: Pricing", page_url=PAGE_URL),
+        provenance=Provenance(
+            source_id="website-source", visitor_key=visitor_key(pepper, visitor_id), cookie_consent={"analytics": True}
+        ),
+    )
+    return TaggedEvent(event=event, tags=tags_for(event))
+
+
+PAGE_URL = "https://www.example.com/pricing"
 
 
 def tags_for(event: ContactEvent, *, expires_in: timedelta | None = None, marketing_allowed: bool = True) -> Tags:

@@ -5,9 +5,15 @@ Built from the request/response models of ``hubspot-api-client`` (Apache-2.0) an
 ``HubSpot(access_token=fake.token, host=fake.url, base_url=fake.url)``.
 
 What it does:
-- contacts by id and by e-mail: batch upsert/read/update, search by e-mail, get/update by id or ``idProperty=email``,
-  archive, GDPR delete; properties get/create; communication preferences v3 definitions/status/unsubscribe/subscribe
-  and v4 batch unsubscribe-all;
+- contacts by id and by e-mail: create (with or without an e-mail), batch upsert/read/update, get/update by id or
+  ``idProperty=email`` (an ``email`` changed by id moves the contact to the new address; one another contact holds
+  is a 409), archive, GDPR delete by id or e-mail;
+- search (``POST .../contacts/search``) with HubSpot's shapes and limits: filter groups ORed, filters ANDed, EQ/NEQ/
+  IN/NOT_IN/HAS_PROPERTY/NOT_HAS_PROPERTY/CONTAINS_TOKEN (string matches ignore case), at most 5 groups, 10
+  filters a group and 25 in all, ``limit`` 1..200, ``after`` paging, 10,000 results at most, and optionally an index
+  that lags behind writes (``search_lag_s``);
+- properties get/create; communication preferences v3 definitions/status/unsubscribe/subscribe and v4 batch
+  unsubscribe-all;
 - HubSpot's limits and refusals: at most 100 inputs per batch, duplicate ids -> 400 for the whole batch, unknown
   properties -> 400, invalid or ``reject_emails`` inputs -> 207 with per-input errors (``objectWriteTraceId`` in the
   error's context), ``transient_emails`` -> 207 ``INTERNAL_ERROR`` a given number of times;
@@ -22,6 +28,7 @@ What it does:
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import re
 import threading
@@ -43,6 +50,8 @@ DEFAULT_PROPERTIES = {
     "firstname": ("First Name", "string", "text"),
     "lastname": ("Last Name", "string", "text"),
     "phone": ("Phone Number", "string", "phonenumber"),
+    "mobilephone": ("Mobile Phone Number", "string", "phonenumber"),
+    "hs_additional_emails": ("Additional email addresses", "enumeration", "checkbox"),
     "jobtitle": ("Job Title", "string", "text"),
     "company": ("Company Name", "string", "text"),
     "country": ("Country/Region", "string", "text"),
@@ -53,6 +62,38 @@ DEFAULT_PROPERTIES = {
     "createdate": ("Create Date", "datetime", "date"),
     "lastmodifieddate": ("Last Modified Date", "datetime", "date"),
 }
+
+
+#: The search API's limits: filter groups, filters per group, filters in all (HubSpot's since August 2024).
+SEARCH_LIMITS = (5, 10, 25)
+SEARCH_OPERATORS = frozenset(
+    {"EQ", "NEQ", "IN", "NOT_IN", "HAS_PROPERTY", "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"}
+)
+#: What a search returns when it names no properties.
+SEARCH_DEFAULT_PROPERTIES = ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname")
+
+
+def _tokens(value: str) -> list[str]:
+    return [t for t in re.split(r"[;,\s]+", value.lower()) if t]
+
+
+def _matches(contact: dict[str, Any], flt: dict[str, Any]) -> bool:
+    """One search filter against a contact (strings compare without case, as HubSpot's search does)."""
+    stored = contact["properties"].get(flt.get("propertyName"))
+    value = str(flt.get("value", "")).lower()
+    text = "" if stored is None else str(stored).lower()
+    operator = flt.get("operator")
+    if operator == "HAS_PROPERTY":
+        return bool(text)
+    if operator == "NOT_HAS_PROPERTY":
+        return not text
+    if operator in ("IN", "NOT_IN"):
+        found = text in {str(v).lower() for v in flt.get("values") or []}
+        return found if operator == "IN" else not found
+    if operator in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
+        found = any(fnmatch.fnmatchcase(token, value) for token in _tokens(text))
+        return found if operator == "CONTAINS_TOKEN" else not found
+    return (text == value) if operator == "EQ" else (text != value)
 
 
 def _now_iso() -> str:
@@ -132,12 +173,15 @@ class FakeHubSpot:
         search_rate_limit: tuple[int, float] | None = (4, 1.0),
         rate_limit_retry_after: float | None = None,
         batch_validation: str = "207",
+        search_lag_s: float = 0.0,
     ) -> None:
         self.token = token
         self.rate_limit = rate_limit
         self.search_rate_limit = search_rate_limit
         self.rate_limit_retry_after = rate_limit_retry_after
         self.batch_validation = batch_validation  # "207": per-input errors; "400": one bad input fails the batch
+        self.search_lag_s = search_lag_s  # how long a new contact stays invisible to search (HubSpot's index lags)
+        self._indexed_at: dict[str, float] = {}
         self.lock = threading.RLock()
         self.contacts: dict[str, dict[str, Any]] = {}
         self.by_email: dict[str, str] = {}
@@ -305,29 +349,49 @@ class FakeHubSpot:
         return None
 
     def _write(self, email: str, properties: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        now = _now_iso()
+        """Upsert by e-mail (the batch upsert's way)."""
         contact_id = self.by_email.get(email)
-        created = contact_id is None
         if contact_id is None:
-            self._next_id += 1
-            contact_id = str(self._next_id)
-            self.contacts[contact_id] = {
-                "id": contact_id,
-                "properties": {"email": email, "hs_object_id": contact_id, "createdate": now},
-                "createdAt": now,
-                "updatedAt": now,
-            }
-            self.by_email[email] = contact_id
-        contact = self.contacts[contact_id]
+            return self._create({**properties, "email": properties.get("email") or email}), True
+        return self._update(self.contacts[contact_id], properties), False
+
+    def _create(self, properties: dict[str, Any]) -> dict[str, Any]:
+        """A new contact, with or without an e-mail (a sales rep may create one from a phone number alone)."""
+        now = _now_iso()
+        self._next_id += 1
+        contact_id = str(self._next_id)
+        self.contacts[contact_id] = {
+            "id": contact_id,
+            "properties": {"hs_object_id": contact_id, "createdate": now},
+            "createdAt": now,
+            "updatedAt": now,
+        }
+        self._indexed_at[contact_id] = time.monotonic()
+        return self._update(self.contacts[contact_id], properties)
+
+    def _update(self, contact: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
+        """Set properties on a contact; a changed ``email`` moves it to the new address (HubSpot: one contact per
+        address, so an address another contact holds is a 409 CONFLICT)."""
+        now = _now_iso()
+        before = str(contact["properties"].get("email") or "").lower()
+        after = str(properties.get("email") or before).lower()
+        if after != before:
+            if not _EMAIL.match(after):
+                raise _error(400, "VALIDATION_ERROR", f"Email address {after} is invalid")
+            holder = self.by_email.get(after)
+            if holder is not None and holder != contact["id"]:
+                raise _error(
+                    409, "CONFLICT", f"A contact with the email '{after}' already exists. Existing ID: {holder}"
+                )
         for name, value in properties.items():
-            contact["properties"][name] = value
+            contact["properties"][name] = value.lower() if name == "email" and value else value
         contact["properties"]["lastmodifieddate"] = now
         contact["updatedAt"] = now
-        new_email = str(contact["properties"].get("email") or email).lower()
-        if new_email != email:
-            self.by_email.pop(email, None)
-            self.by_email[new_email] = contact_id
-        return contact, created
+        if after != before:
+            self.by_email.pop(before, None)
+        if after:
+            self.by_email[after] = contact["id"]
+        return contact
 
     def _remove(self, contact: dict[str, Any]) -> None:
         del self.contacts[contact["id"]]
@@ -366,6 +430,13 @@ class FakeHubSpot:
             return self._batch_read(body, q)
         if method == "POST" and path == f"{contacts}/batch/update":
             return self._batch_update(body)
+        if method == "POST" and path == contacts:  # create one (a HubSpot form, an import, a sales rep)
+            properties = (body or {}).get("properties") or {}
+            self._check_properties(properties)
+            email = str(properties.get("email") or "").lower()
+            if email and email in self.by_email:
+                raise _error(409, "CONFLICT", f"Contact already exists. Existing ID: {self.by_email[email]}")
+            return 201, self._public(self._create(properties)), {}
         if method == "POST" and path == f"{contacts}/search":
             return self._search(body)
         if method == "POST" and path == f"{contacts}/gdpr-delete":
@@ -500,21 +571,55 @@ class FakeHubSpot:
             contact = self._find(str(item.get("id")), item.get("idProperty"))
             if contact is None:
                 raise _error(404, "OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.")
-            email = str(contact["properties"]["email"]).lower()
-            updated, _created = self._write(email, item.get("properties") or {})
-            results.append(self._public(updated))
+            results.append(self._public(self._update(contact, item.get("properties") or {})))
         return 200, {"status": "COMPLETE", "results": results, "startedAt": _now_iso(), "completedAt": _now_iso()}, {}
 
     def _search(self, body: Any) -> tuple[int, Any, dict[str, str]]:
-        found = []
-        for group in (body or {}).get("filterGroups") or []:
-            for flt in group.get("filters") or []:
-                if flt.get("propertyName") == "email" and flt.get("operator") == "EQ":
-                    contact = self._find(str(flt.get("value", "")), "email")
-                    if contact is not None and contact not in found:
-                        found.append(contact)
-        wanted = (body or {}).get("properties") or None
-        return 200, {"total": len(found), "results": [self._public(c, wanted) for c in found]}, {}
+        """``POST /crm/v3/objects/contacts/search`` with HubSpot's shapes and limits: filter groups are ORed, the
+        filters of a group ANDed; at most ``SEARCH_LIMITS`` groups, filters per group and filters in all; ``limit``
+        1..200 (default 10); ``after`` pages; no page beyond the first 10,000 results; string EQ/NEQ/IN ignore
+        case; a contact created less than ``search_lag_s`` ago is not found yet (the index lags behind writes)."""
+        body = body if isinstance(body, dict) else {}
+        groups = body.get("filterGroups") or []
+        max_groups, max_per_group, max_filters = SEARCH_LIMITS
+        if len(groups) > max_groups:
+            raise _error(400, "VALIDATION_ERROR", f"Too many filter groups ({len(groups)}); the limit is {max_groups}")
+        total_filters = 0
+        for group in groups:
+            filters = group.get("filters") or []
+            total_filters += len(filters)
+            if len(filters) > max_per_group:
+                raise _error(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"Too many filters in a group ({len(filters)}); the limit is {max_per_group}",
+                )
+            for flt in filters:
+                if flt.get("operator") not in SEARCH_OPERATORS:
+                    raise _error(400, "VALIDATION_ERROR", f"Unknown operator {flt.get('operator')!r}")
+                if flt.get("propertyName") not in self.properties:
+                    raise _error(400, "VALIDATION_ERROR", f"Property {flt.get('propertyName')!r} does not exist")
+        if total_filters > max_filters:
+            raise _error(400, "VALIDATION_ERROR", f"Too many filters ({total_filters}); the limit is {max_filters}")
+        limit = body.get("limit", 10)
+        if not isinstance(limit, int) or not 1 <= limit <= 200:
+            raise _error(400, "VALIDATION_ERROR", "limit must be between 1 and 200")
+        after = int(body.get("after") or 0)
+        if after + limit > 10_000:
+            raise _error(400, "VALIDATION_ERROR", "Search results are limited to 10,000: narrow the filters")
+        visible_before = time.monotonic() - self.search_lag_s
+        matches = [
+            c
+            for c in sorted(self.contacts.values(), key=lambda c: int(c["id"]))
+            if self._indexed_at.get(c["id"], 0.0) <= visible_before
+            and (not groups or any(all(_matches(c, f) for f in g.get("filters") or []) for g in groups))
+        ]
+        page = matches[after : after + limit]
+        wanted = body.get("properties") or list(SEARCH_DEFAULT_PROPERTIES)
+        answer: dict[str, Any] = {"total": len(matches), "results": [self._public(c, wanted) for c in page]}
+        if after + limit < len(matches):
+            answer["paging"] = {"next": {"after": str(after + limit), "link": "?after=" + str(after + limit)}}
+        return 200, answer, {}
 
     def _one_contact(
         self, method: str, contact_id: str, query: dict[str, str], body: Any
@@ -528,8 +633,7 @@ class FakeHubSpot:
         if method == "PATCH":
             properties = (body or {}).get("properties") or {}
             self._check_properties(properties)
-            updated, _created = self._write(str(contact["properties"]["email"]).lower(), properties)
-            return 200, self._public(updated), {}
+            return 200, self._public(self._update(contact, properties)), {}
         if method == "DELETE":  # archive: restorable in HubSpot for 90 days; gone from the API here
             self._remove(contact)
             return 204, None, {}

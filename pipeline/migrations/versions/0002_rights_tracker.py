@@ -1,105 +1,74 @@
-"""Rights tracker: requests with deadlines, per-sink status and evidence, subject suppression state, audit.
-
-Revision ID: 0002_rights
-Revises: 0001
-Create Date: 2026-11-30 00:44:12.129001
-
-"""
-
-from collections.abc import Sequence
+"""Rights tracker: requests with deadlines, per-sink status and evidence, subject suppression state, audit."""
 
 import sqlalchemy as sa
 from alembic import op
 
-# revision identifiers, used by Alembic.
-revision: str = "0002_rights"
-down_revision: str | Sequence[str] | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+from pipeline.migrations.shapes import at, cascade, create_indexes, drop_indexes, primary_key, subject_key, text
+
+revision, down_revision = "0002_rights", "0001"
 
 
 def upgrade() -> None:
-    """Upgrade schema."""
     op.create_table(
         "rights_audit",
-        sa.Column("audit_id", sa.String(length=36), nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("actor", sa.String(length=200), nullable=False),
-        sa.Column("action", sa.String(length=100), nullable=False),
-        sa.Column("subject_key", sa.String(length=128), nullable=True),
-        sa.Column("request_id", sa.String(length=36), nullable=True),
+        text("audit_id", 36),
+        at("at"),
+        text("actor", 200),
+        text("action", 100),
+        subject_key(nullable=True),
+        text("request_id", 36, nullable=True),
         sa.Column("detail", sa.JSON(), nullable=False),
-        sa.PrimaryKeyConstraint("audit_id", name=op.f("pk_rights_audit")),
+        primary_key("rights_audit", "audit_id"),
     )
-    with op.batch_alter_table("rights_audit", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_rights_audit_at"), ["at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_rights_audit_request_id"), ["request_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_rights_audit_subject_key"), ["subject_key"], unique=False)
-
+    create_indexes("rights_audit", "at", "request_id", "subject_key")
     op.create_table(
         "rights_requests",
-        sa.Column("request_id", sa.String(length=36), nullable=False),
-        sa.Column("kind", sa.String(length=32), nullable=False),
-        sa.Column("subject_key", sa.String(length=128), nullable=False),
-        sa.Column("issued_by", sa.String(length=200), nullable=False),
-        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("extended_due_at", sa.DateTime(timezone=True), nullable=True),
+        text("request_id", 36),
+        text("kind", 32),
+        subject_key(),
+        text("issued_by", 200),
+        at("received_at"),
+        at("due_at"),
+        at("extended_due_at", nullable=True),
         sa.Column("extension_months", sa.Integer(), nullable=True),
-        sa.Column("extension_reason", sa.Text(), nullable=True),
-        sa.Column("extended_by", sa.String(length=200), nullable=True),
-        sa.Column("extended_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("state", sa.String(length=16), nullable=False),
-        sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        text("extension_reason", nullable=True),
+        text("extended_by", 200, nullable=True),
+        at("extended_at", nullable=True),
+        text("state", 16),
+        at("completed_at", nullable=True),
+        at("published_at", nullable=True),
         sa.Column("notice_due", sa.Boolean(), nullable=False),
-        sa.Column("notice_sent_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("command", sa.Text(), nullable=False),
-        sa.Column("handover", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("request_id", name=op.f("pk_rights_requests")),
+        at("notice_sent_at", nullable=True),
+        text("command"),
+        text("handover", nullable=True),
+        primary_key("rights_requests", "request_id"),
     )
-    with op.batch_alter_table("rights_requests", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_rights_requests_state"), ["state"], unique=False)
-        batch_op.create_index(batch_op.f("ix_rights_requests_subject_key"), ["subject_key"], unique=False)
-
+    create_indexes("rights_requests", "state", "subject_key")
     op.create_table(
         "rights_subject_state",
-        sa.Column("subject_key", sa.String(length=128), nullable=False),
-        sa.Column("state", sa.Text(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("subject_key", name=op.f("pk_rights_subject_state")),
+        subject_key(),
+        text("state"),
+        at("updated_at"),
+        primary_key("rights_subject_state", "subject_key"),
     )
     op.create_table(
         "rights_request_sinks",
-        sa.Column("request_id", sa.String(length=36), nullable=False),
-        sa.Column("sink", sa.String(length=32), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
+        text("request_id", 36),
+        text("sink", 32),
+        text("status", 16),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("last_error", sa.Text(), nullable=True),
+        text("last_error", nullable=True),
         sa.Column("evidence", sa.JSON(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["request_id"],
-            ["rights_requests.request_id"],
-            name=op.f("fk_rights_request_sinks_request_id_rights_requests"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("request_id", "sink", name=op.f("pk_rights_request_sinks")),
+        at("updated_at"),
+        cascade("rights_request_sinks", "request_id", "rights_requests.request_id"),
+        primary_key("rights_request_sinks", "request_id", "sink"),
     )
 
 
 def downgrade() -> None:
-    """Downgrade schema."""
     op.drop_table("rights_request_sinks")
     op.drop_table("rights_subject_state")
-    with op.batch_alter_table("rights_requests", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_rights_requests_subject_key"))
-        batch_op.drop_index(batch_op.f("ix_rights_requests_state"))
-
+    drop_indexes("rights_requests", "state", "subject_key")
     op.drop_table("rights_requests")
-    with op.batch_alter_table("rights_audit", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_rights_audit_subject_key"))
-        batch_op.drop_index(batch_op.f("ix_rights_audit_request_id"))
-        batch_op.drop_index(batch_op.f("ix_rights_audit_at"))
-
+    drop_indexes("rights_audit", "at", "request_id", "subject_key")
     op.drop_table("rights_audit")

@@ -20,13 +20,21 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Handover(StrictModel):
-    """Identities remote sinks need after the CRM has forgotten them (HubSpot is keyed by e-mail).
+    """Identities remote sinks look the person up by: what the CRM held and what the DPO gave (HubSpot may hold a
+    contact the CRM never saw).
 
-    Captured before an erasure starts and kept sealed under a key of the request itself, which is destroyed as
-    soon as every sink has confirmed: a HubSpot outage cannot make the erasure forget where to erase.
+    Captured before a request that removes identities starts (an erasure, a corrected e-mail) and kept sealed under
+    a key of the request itself, which is destroyed as soon as every sink has confirmed: a HubSpot outage cannot
+    make the erasure forget where to erase.
     """
 
     emails: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()
+
+    def __or__(self, other: Handover) -> Handover:
+        return Handover(
+            emails=tuple(sorted({*self.emails, *other.emails})), phones=tuple(sorted({*self.phones, *other.phones}))
+        )
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,8 @@ class Context:
     evidence: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     by: Principal | None = None
     """Who carries the steps out (the rights agent): the access copy names them."""
+    statuses: Mapping[str, SinkStatus] = field(default_factory=dict)
+    """What each sink before this one answered (in this run, or confirmed in an earlier one)."""
 
     def open(self, sealed: Sealed, model: type[M]) -> M:
         """Open the command's sealed details; once the subject's key is destroyed they are gone for good."""
@@ -82,7 +92,16 @@ class Context:
         erase = self.erase_subject
         if sink == "crm" and self.command.kind is RightKind.RETENTION_EXPIRY:
             erase = result.evidence.get("remaining_interactions") == 0
-        return replace(self, erase_subject=erase, evidence={**self.evidence, sink: dict(result.evidence)})
+        return replace(
+            self,
+            erase_subject=erase,
+            evidence={**self.evidence, sink: dict(result.evidence)},
+            statuses={**self.statuses, sink: result.status},
+        )
+
+    def unfinished(self) -> list[str]:
+        """The sinks before this one that have not confirmed (failed, or still pending)."""
+        return sorted(s for s, st in self.statuses.items() if st not in (SinkStatus.DONE, SinkStatus.NOT_APPLICABLE))
 
 
 class Effect(ABC):

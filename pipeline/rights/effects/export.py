@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from pipeline.models.rights import RightKind
-from pipeline.policy import StoragePolicy
+from pipeline.policy.model import StoragePolicy
 from pipeline.rights.bodies import ExportDelivery
-from pipeline.rights.effects.base import Context, Effect, EffectError, EffectResult
+from pipeline.rights.effects.base import Context, Effect, EffectError, EffectResult, Handover
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.export import (
     ExportSection,
@@ -28,14 +29,16 @@ from pipeline.rights.export import (
     to_pdf,
     write_private,
 )
+from pipeline.rights.plan import rekeys
 
 
 class ContactReader(Protocol):
-    """What the export needs from HubSpot: the stored properties of a contact, by e-mail (None: no such contact).
+    """What the export needs from HubSpot: the stored properties of every contact of the person, found by every
+    identity known for them (``HubSpotLookup``: HubSpot-only contacts too).
 
-    A contact that cannot be read raises ``EffectError`` (``retryable`` for an outage)."""
+    Contacts that cannot be read raise ``EffectError`` (``retryable`` for an outage)."""
 
-    def read_contact(self, email: str) -> dict[str, Any] | None: ...
+    def contacts(self, subject_key: str, handover: Handover) -> list[dict[str, Any]]: ...
 
 
 class ExportEffect(Effect):
@@ -64,17 +67,17 @@ class ExportEffect(Effect):
             return ExportSection(source="crm", status="not_found")
         return ExportSection(source="crm", status="ok", records=records)
 
-    def _hubspot_section(self, emails: tuple[str, ...]) -> ExportSection:
+    def _hubspot_section(self, subject_key: str, handover: Handover) -> ExportSection:
         reader = self.hubspot()
         if reader is None:
             return ExportSection(source="hubspot", status="not_configured", note="HubSpot is not connected")
-        if not emails:
+        if not handover.emails and not handover.phones:
             return ExportSection(
-                source="hubspot", status="not_found", note="HubSpot holds contacts by e-mail; none is known"
+                source="hubspot", status="not_found", note="HubSpot is searched by e-mail and phone; none is known"
             )
         # HubSpot down: the reader raises an EffectError and the export is retried (the request shows ATTENTION
         # meanwhile); an export that left out what HubSpot holds would answer the request incompletely.
-        contacts = [found for email in emails if (found := reader.read_contact(email)) is not None]
+        contacts = reader.contacts(subject_key, handover)
         if not contacts:
             return ExportSection(source="hubspot", status="not_found")
         return ExportSection(source="hubspot", status="ok", records={"contacts": contacts})
@@ -85,7 +88,11 @@ class ExportEffect(Effect):
 
     def apply(self, ctx: Context) -> EffectResult:
         command = ctx.command
-        if command.kind is RightKind.ERASURE or (command.kind is RightKind.RETENTION_EXPIRY and ctx.erase_subject):
+        if (
+            command.kind is RightKind.ERASURE
+            or (command.kind is RightKind.RETENTION_EXPIRY and ctx.erase_subject)
+            or rekeys(command)  # exports made under the old key hold the corrected (old) address
+        ):
             return self._delete_exports(command.subject_key)
         if command.kind not in (RightKind.ACCESS, RightKind.PORTABILITY):
             return EffectResult.not_applicable(f"no_export_for_{command.kind.value}")
@@ -94,7 +101,10 @@ class ExportEffect(Effect):
             kind="access" if command.kind is RightKind.ACCESS else "portability",
             subject_key=command.subject_key,
             generated_at=ctx.now,
-            sections=(self._crm_section(command.subject_key), self._hubspot_section(ctx.handover.emails)),
+            sections=(
+                self._crm_section(command.subject_key),
+                self._hubspot_section(command.subject_key, ctx.handover),
+            ),
             storage=self.storage,
             handling=_handling(ctx),
         )
@@ -136,3 +146,25 @@ def _handling(ctx: Context) -> RequestHandling | None:
     steps = [HandlingStep(step=sink, completed_by=doer, at=ctx.now) for sink in ctx.evidence]
     steps.append(HandlingStep(step="export (this copy)", completed_by=doer, at=ctx.now))
     return RequestHandling(issued_by=command.issuer.display_name, issued_at=command.issued_at, steps=tuple(steps))
+
+
+def export_expired(path: Path, now: datetime, max_age: timedelta) -> bool:
+    """Whether an export file was written longer than ``max_age`` before ``now`` (its modification time)."""
+    return path.stat().st_mtime <= (now - max_age).timestamp()
+
+
+def expire_exports(exports_dir: Path, now: datetime, max_age: timedelta) -> list[str]:
+    """Delete every export written longer than ``max_age`` ago (and the subject folders left empty); their names."""
+    deleted: list[str] = []
+    if not exports_dir.is_dir():
+        return deleted
+    for folder in exports_dir.iterdir():
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.is_file() and export_expired(path, now, max_age):
+                path.unlink(missing_ok=True)
+                deleted.append(path.name)
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return deleted

@@ -1,2 +1,2 @@
-"""The internal CRM as a sink: its write path (``writer``, ``rows``, ``pgcopy``), the sink, and sales' CLI and
-read-only HTTP router over the read model (``pipeline.crm``)."""
+"""The internal CRM as a sink: its write path (``writer``, ``rows``, ``pgcopy``) and the sink (``sink``). Sales read
+it through ``pipeline.crm`` (the read model, its CLI and HTTP router)."""

@@ -2,7 +2,8 @@
 
 One subject row per subject (its profile merged from the batch's events, newest non-empty value first), one
 interaction row per event (with the tags: purposes and legal bases, retention clock and expiry), one identity row
-per address, one consent row per consent choice, one audit row per change. The writer decides which of them are new.
+per address, one consent row per consent choice, one visitor link per website visitor a person identified on, one
+audit row per change. The writer decides which of them are new.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 from uuid import UUID
 
 from pipeline.crm.schema import IDENTITY_FIELDS, audit_row
+from pipeline.crm.stitching import Link, earliest
 from pipeline.models.contact import PROFILE_FIELDS
+from pipeline.models.marketing import NO_RIGHTS_EXERCISED, MarketingState, may_market
 from pipeline.models.tagged import TaggedEvent
 
 
@@ -27,6 +30,8 @@ class SubjectBatch:
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     marketing_allowed: bool | None = None
+    rights: MarketingState = NO_RIGHTS_EXERCISED
+    """The subject's objection and restriction as the CRM holds them (flags of an existing subject row)."""
 
     def add(self, tagged: TaggedEvent) -> None:
         event = tagged.event
@@ -37,18 +42,28 @@ class SubjectBatch:
             if value is not None and (newest or name not in self.profile):
                 self.profile[name] = value
         if newest:
-            self.marketing_allowed = tagged.tags.marketing_allowed
+            self.marketing_allowed = marketing_allowed(tagged, self.rights)
             self.last_seen = at
         if self.first_seen is None or at < self.first_seen:
             self.first_seen = at
 
 
-def subject_batches(events: Iterable[TaggedEvent]) -> dict[str, SubjectBatch]:
+def marketing_allowed(tagged: TaggedEvent, rights: MarketingState) -> bool:
+    """The event's ``marketing_allowed`` as stored: the chain's tags, under the rights the CRM holds now (an objection
+    or restriction recorded while the event waited wins, whatever the tags say)."""
+    return may_market(tagged.tags.purposes, rights) if tagged.tags.marketing_allowed else False
+
+
+def subject_batches(
+    events: Iterable[TaggedEvent], rights: Mapping[str, MarketingState] | None = None
+) -> dict[str, SubjectBatch]:
     """The batch's events by subject, each subject's profile merged in the order the events occurred."""
     batches: dict[str, SubjectBatch] = {}
     for tagged in sorted(events, key=lambda t: t.event.occurred_at):
         key = tagged.event.subject_key
-        batches.setdefault(key, SubjectBatch(key)).add(tagged)
+        if key not in batches:
+            batches[key] = SubjectBatch(key, rights=(rights or {}).get(key, NO_RIGHTS_EXERCISED))
+        batches[key].add(tagged)
     return batches
 
 
@@ -77,8 +92,9 @@ def identity_key(row: Mapping[str, Any]) -> tuple[str, str, str]:
     return (row["subject_key"], row["kind"], row["value"])
 
 
-def interaction_row(tagged: TaggedEvent, now: datetime) -> dict[str, Any]:
-    """The event as stored, with its tags: one entry per purpose (``PURPOSE_KEYS``), retention clock and expiry."""
+def interaction_row(tagged: TaggedEvent, now: datetime, rights: MarketingState = NO_RIGHTS_EXERCISED) -> dict[str, Any]:
+    """The event as stored, with its tags: one entry per purpose (``PURPOSE_KEYS``), retention clock and expiry;
+    ``marketing_allowed`` under the subject's ``rights`` as the CRM holds them (``marketing_allowed``)."""
     event, tags = tagged.event, tagged.tags
     inter, prov = event.interaction, event.provenance
     return {
@@ -107,7 +123,7 @@ def interaction_row(tagged: TaggedEvent, now: datetime) -> dict[str, Any]:
         "retention_clock": tags.retention_clock,
         "retention_anchor_at": tags.retention_anchor_at,
         "retention_expires_at": tags.retention_expires_at,
-        "marketing_allowed": tags.marketing_allowed,
+        "marketing_allowed": marketing_allowed(tagged, rights),
         "spam_score": tags.spam.score,
         "purposes": [
             {
@@ -195,3 +211,27 @@ def recorded_audit_rows(
             "profile_fields": [n for n in PROFILE_FIELDS if getattr(event.person, n) is not None],
         }
         yield audit_row(now, key, "interaction_recorded", actor=actor, event_id=event.event_id, detail=detail)
+
+
+def visitor_links_of(events: Iterable[TaggedEvent]) -> dict[tuple[str, str], Link]:
+    """(visitor key, subject key) -> the earliest link these events make: each event naming a person that carried a
+    website visitor's id (``provenance.visitor_key``) identified that person on the visitor's device."""
+    found: dict[tuple[str, str], Link] = {}
+    for t in events:
+        event = t.event
+        visitor = event.provenance.visitor_key
+        if visitor is None or visitor == event.subject_key:  # the visitor's own anonymous event
+            continue
+        pair = (visitor, event.subject_key)
+        found[pair] = earliest(found.get(pair), Link(visitor, event.subject_key, event.occurred_at, event.event_id))
+    return found
+
+
+def visitor_link_row(link: Link, now: datetime) -> dict[str, Any]:
+    return {
+        "visitor_key": link.visitor_key,
+        "subject_key": link.subject_key,
+        "linked_at": link.linked_at,
+        "event_id": link.event_id,
+        "created_at": now,
+    }

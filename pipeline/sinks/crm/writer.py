@@ -22,8 +22,19 @@ from sqlalchemy import Column, Connection, Engine, Table, any_, bindparam, case,
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ColumnElement
 
-from pipeline.crm.schema import audit, consents, identities, interactions, subjects
+from pipeline.crm.schema import (
+    LINK_COLUMNS,
+    audit,
+    audit_row,
+    consents,
+    identities,
+    interactions,
+    subjects,
+    visitor_links,
+)
+from pipeline.crm.stitching import Link, earliest
 from pipeline.models.contact import PROFILE_FIELDS
+from pipeline.models.marketing import MarketingState
 from pipeline.models.tagged import TaggedEvent
 from pipeline.sinks.crm.pgcopy import copy_rows, copy_to_stage
 from pipeline.sinks.crm.rows import (
@@ -34,6 +45,8 @@ from pipeline.sinks.crm.rows import (
     recorded_audit_rows,
     subject_batches,
     subject_row,
+    visitor_link_row,
+    visitor_links_of,
 )
 
 SINK_ACTOR = "sink:crm"
@@ -162,15 +175,19 @@ class CrmWriter:
                 return WriteReport(frozenset(), frozenset(unique), frozenset())
             # FOR NO KEY UPDATE (PostgreSQL): an erasure (SELECT ... FOR UPDATE) of one of these subjects waits for
             # this batch, or this batch waits for it and then sees its erased_at. Sorted: two writers never deadlock.
-            known: dict[str, datetime | None] = {
-                row.subject_key: row.erased_at
-                for row in conn.execute(
-                    select(subjects.c.subject_key, subjects.c.erased_at)
-                    .where(self._member_of(subjects.c.subject_key, {t.event.subject_key for t in batch}))
-                    .order_by(subjects.c.subject_key)
-                    .with_for_update(key_share=True)
+            known: dict[str, datetime | None] = {}
+            rights: dict[str, MarketingState] = {}  # an objection or restriction the CRM holds beats older tags
+            for row in conn.execute(
+                select(
+                    subjects.c.subject_key, subjects.c.erased_at, subjects.c.marketing_objected, subjects.c.restricted
                 )
-            }
+                .where(self._member_of(subjects.c.subject_key, {t.event.subject_key for t in batch}))
+                .order_by(subjects.c.subject_key)
+                .with_for_update(key_share=True)
+            ):
+                known[row.subject_key] = row.erased_at
+                if row.marketing_objected or row.restricted:
+                    rights[row.subject_key] = MarketingState(bool(row.marketing_objected), bool(row.restricted))
             erased_before = {key: at for key, at in known.items() if at is not None}
             # An event received before its subject's erasure (accepted just before it, or replayed) must never bring
             # the data back; only what arrives after the erasure is a new collection.
@@ -182,12 +199,14 @@ class CrmWriter:
             batch = [t for t in batch if t.event.event_id not in superseded]
             if not batch:
                 return WriteReport(frozenset(), frozenset(stored), frozenset(), superseded=superseded)
-            by_subject = subject_batches(batch)
+            by_subject = subject_batches(batch, rights)
             created = {key for key in by_subject if key not in known}
             self._insert_new(conn, subjects, (subject_row(by_subject[key], now) for key in sorted(created)))
             # in key order, like the subjects: two writers of overlapping batches wait for each other, never deadlock
             ordered = sorted(batch, key=lambda t: t.event.event_id)
-            self._insert_new(conn, interactions, (interaction_row(t, now) for t in ordered))
+            self._insert_new(
+                conn, interactions, (interaction_row(t, now, by_subject[t.event.subject_key].rights) for t in ordered)
+            )
             self._restart_clocks(conn, batch)
             self._upsert(
                 conn,
@@ -200,12 +219,61 @@ class CrmWriter:
             self._insert_children(
                 conn, new_events=batch, created=created, recollected=recollected, now=now, actor=actor
             )
+            self._link_visitors(conn, batch, now=now, actor=actor)
         return WriteReport(
             new=frozenset(t.event.event_id for t in batch),
             duplicates=frozenset(stored),
             subjects_created=frozenset(created),
             subjects_recollected=frozenset(recollected),
             superseded=superseded,
+        )
+
+    def _link_visitors(self, conn: Connection, new_events: Sequence[TaggedEvent], *, now: datetime, actor: str) -> None:
+        """Link each website visitor a new event identified a person on (``crm_visitor_links``), keeping per
+        (visitor, person) the earliest identifying event: a link is stored once, and moved only to an earlier event
+        that arrived late, so redelivery and arrival order change nothing (``pipeline.crm.stitching``)."""
+        links = visitor_links_of(new_events)
+        if not links:
+            return
+        visitors = {visitor for visitor, _ in links}
+        rows = conn.execute(select(*LINK_COLUMNS).where(self._member_of(visitor_links.c.visitor_key, visitors)))
+        stored = {(row.visitor_key, row.subject_key): Link(*row) for row in rows}
+        added: list[Link] = []
+        moved: list[Link] = []
+        for pair, link in sorted(links.items()):
+            before = stored.get(pair)
+            if before is None:
+                added.append(link)
+            elif earliest(before, link) is link:
+                moved.append(link)
+        self._insert_new(conn, visitor_links, (visitor_link_row(link, now) for link in added))
+        if moved:
+            conn.execute(
+                update(visitor_links)
+                .where(
+                    visitor_links.c.visitor_key == bindparam("b_visitor"),
+                    visitor_links.c.subject_key == bindparam("b_subject"),
+                )
+                .values(linked_at=bindparam("b_at"), event_id=bindparam("b_event")),
+                [
+                    {"b_visitor": m.visitor_key, "b_subject": m.subject_key, "b_at": m.linked_at, "b_event": m.event_id}
+                    for m in moved
+                ],
+            )
+        self._insert_new(
+            conn,
+            audit,
+            (
+                audit_row(
+                    now,
+                    link.subject_key,
+                    "visitor_linked",
+                    actor=actor,
+                    event_id=link.event_id,
+                    detail={"visitor_key": link.visitor_key, "earlier_event": link in moved},
+                )
+                for link in (*added, *moved)
+            ),
         )
 
     def _restart_clocks(self, conn: Connection, batch: Sequence[TaggedEvent]) -> None:

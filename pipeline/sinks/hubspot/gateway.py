@@ -11,14 +11,16 @@ scrubbed of e-mail addresses and phone numbers (HubSpot's validation messages qu
 Every attribute access like ``client.crm.contacts.batch_api`` builds a new ApiClient and connection pool, so each
 API object is built once and kept. The gateway is thread-safe (urllib3 pools are), the limiter is per process.
 
-The rights effects call ``purge_contact`` (GDPR delete, not the 90-day-restorable archive), ``unsubscribe`` (v3),
-``unsubscribe_all`` (v4, through ``client.api_request``), ``read_contact`` (export) and ``update_contact``
-(rectification).
+The rights effects find a person's contacts with ``read_contact`` (by e-mail) and ``search_contacts`` (e-mails and
+phones: HubSpot-only contacts too), then act on them by id: ``purge_contact`` (GDPR delete, not the
+90-day-restorable archive), ``update_contact`` (marks, rectification, a corrected e-mail), ``unsubscribe`` (v3) and
+``unsubscribe_all`` (v4, through ``client.api_request``).
 """
 
 from __future__ import annotations
 
 import json
+import operator
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,11 +42,13 @@ from hubspot.crm.contacts import Configuration as ContactsConfiguration
 from hubspot.crm.contacts import exceptions as contacts_exceptions
 from hubspot.crm.contacts.models import (
     BatchInputSimplePublicObjectBatchInputUpsert,
+    BatchReadInputSimplePublicObjectId,
     Filter,
     FilterGroup,
     PublicGdprDeleteInput,
     PublicObjectSearchRequest,
     SimplePublicObjectBatchInputUpsert,
+    SimplePublicObjectId,
     SimplePublicObjectInput,
 )
 from hubspot.crm.properties import exceptions as properties_exceptions
@@ -67,6 +71,10 @@ API_EXCEPTIONS: tuple[type[Exception], ...] = (
     properties_exceptions.ApiException,
     prefs_exceptions.ApiException,
 )
+
+#: Filter groups a search request may hold (HubSpot's limit; groups are ORed) and results per page (<= 200).
+SEARCH_MAX_GROUPS = 5
+SEARCH_PAGE_SIZE = 100
 
 #: Per-record error categories in a 207 that are worth trying again.
 RETRYABLE_CATEGORIES = frozenset(
@@ -151,6 +159,16 @@ def _scrubbed(message: Any) -> str:
     return scrub_text(str(message or ""))[:2000]
 
 
+def _client_api(path: str) -> cached_property[Any]:
+    """One of the client's APIs by its dotted path, built once per gateway (``client.crm.contacts.batch_api``...)."""
+    get = operator.attrgetter(path)
+
+    def build(self: Any) -> Any:
+        return get(self.client)
+
+    return cached_property(build)
+
+
 class HubSpotGateway:
     """HubSpot through the official client, one shared rate budget, retries with backoff."""
 
@@ -184,29 +202,12 @@ class HubSpotGateway:
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hubspot-v4")
 
     # Each property access on the client builds a new ApiClient and pool: build each once.
-    @cached_property
-    def _batch_api(self) -> Any:
-        return self.client.crm.contacts.batch_api
-
-    @cached_property
-    def _basic_api(self) -> Any:
-        return self.client.crm.contacts.basic_api
-
-    @cached_property
-    def _search_api(self) -> Any:
-        return self.client.crm.contacts.search_api
-
-    @cached_property
-    def _properties_api(self) -> Any:
-        return self.client.crm.properties.core_api
-
-    @cached_property
-    def _status_api(self) -> Any:
-        return self.client.communication_preferences.status_api
-
-    @cached_property
-    def _definition_api(self) -> Any:
-        return self.client.communication_preferences.definition_api
+    _batch_api = _client_api("crm.contacts.batch_api")
+    _basic_api = _client_api("crm.contacts.basic_api")
+    _search_api = _client_api("crm.contacts.search_api")
+    _properties_api = _client_api("crm.properties.core_api")
+    _status_api = _client_api("communication_preferences.status_api")
+    _definition_api = _client_api("communication_preferences.definition_api")
 
     # ---- the retry loop ----------------------------------------------------------------------------------------
 
@@ -316,6 +317,37 @@ class HubSpotGateway:
                 response.errors[trace] = record_error
         return response
 
+    def read_contacts(self, emails: Sequence[str], properties: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``POST /crm/v3/objects/contacts/batch/read`` by e-mail (<= 100): e-mail -> the contact's ``properties``;
+        e-mails HubSpot has no contact for are absent (its 207 lists them as not found)."""
+        if not emails:
+            return {}
+        config = self._model_configuration
+        body = BatchReadInputSimplePublicObjectId(
+            inputs=[SimplePublicObjectId(id=e.lower(), local_vars_configuration=config) for e in emails],
+            id_property="email",
+            properties=sorted({"email", *properties}),
+            properties_with_history=[],
+            local_vars_configuration=config,
+        )
+
+        def send() -> dict[str, Any]:
+            raw = self._batch_api.read_with_http_info(body, _request_timeout=self._timeout, _preload_content=False)
+            try:
+                data = orjson.loads(raw.data)
+            finally:
+                raw.release_conn()
+            if not isinstance(data, dict):
+                raise ValueError("batch read answered something that is not a JSON object")
+            return data
+
+        found: dict[str, dict[str, Any]] = {}
+        for result in self._call("batch_read", send).get("results") or []:
+            props = dict(result.get("properties") or {})
+            if props.get("email"):
+                found[str(props["email"]).lower()] = props
+        return found
+
     @cached_property
     def _model_configuration(self) -> Any:
         """One ``Configuration`` for every request model (each model would otherwise build its own)."""
@@ -364,69 +396,101 @@ class HubSpotGateway:
 
     # ---- contacts: reads and the rights effects ------------------------------------------------------------------
 
-    def read_contact(self, email: str, properties: Sequence[str] = ()) -> dict[str, Any] | None:
-        """A contact by e-mail (``idProperty=email``) with the given properties; None when HubSpot has none."""
+    def read_contact(
+        self, identifier: str, properties: Sequence[str] = (), *, by_id: bool = False
+    ) -> dict[str, Any] | None:
+        """A contact by e-mail (``idProperty=email``) or, ``by_id``, by its HubSpot id, with the given properties;
+        None when HubSpot has none. Unlike search, a read by id or e-mail sees a contact the moment it exists."""
+        return self._one_contact(
+            "contact_get",
+            lambda: self._basic_api.get_by_id(
+                identifier if by_id else identifier.lower(),
+                id_property=None if by_id else "email",
+                properties=list(properties) or None,
+                _request_timeout=self._timeout,
+            ),
+        )
+
+    def _one_contact(self, operation: str, request: Callable[[], Any]) -> dict[str, Any] | None:
+        """The contact a read or update answers with, as id and properties; None on HubSpot's 404."""
         try:
-            contact = self._call(
-                "contact_get",
-                lambda: self._basic_api.get_by_id(
-                    email.lower(),
-                    id_property="email",
+            contact = self._call(operation, request)
+        except HubSpotRequestError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {"id": str(contact.id), "properties": dict(contact.properties or {})}
+
+    def search_contacts(
+        self, *, emails: Sequence[str] = (), phones: Sequence[str] = (), properties: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Contacts holding any of ``emails`` (as their e-mail or an additional e-mail) or ``phones`` (as phone or
+        mobile phone, exactly as stored), through the search API: its own lower budget (``limiters.search``), at
+        most ``SEARCH_MAX_GROUPS`` filter groups a request (ORed), every page followed. Search is eventually
+        consistent: a contact created a moment ago may be missing (``read_contact`` by e-mail is not).
+        """
+        groups = [
+            FilterGroup(filters=[Filter(property_name=name, operator=operator, value=value)])
+            for email in dict.fromkeys(e.lower() for e in emails)
+            for name, operator, value in (("email", "EQ", email), ("hs_additional_emails", "CONTAINS_TOKEN", email))
+        ] + [
+            FilterGroup(filters=[Filter(property_name=name, operator="EQ", value=phone)])
+            for phone in dict.fromkeys(phones)
+            for name in ("phone", "mobilephone")
+        ]
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(groups), SEARCH_MAX_GROUPS):
+            after: str | None = None
+            while True:
+                request = PublicObjectSearchRequest(
+                    filter_groups=groups[start : start + SEARCH_MAX_GROUPS],
                     properties=list(properties) or None,
-                    _request_timeout=self._timeout,
-                ),
-            )
-        except HubSpotRequestError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return {"id": str(contact.id), "properties": dict(contact.properties or {})}
+                    limit=SEARCH_PAGE_SIZE,
+                    after=after,
+                )
+                page = self._call(
+                    "contact_search",
+                    lambda request=request: self._search_api.do_search(  # type: ignore[misc]
+                        request, _request_timeout=self._timeout
+                    ),
+                    search=True,
+                )
+                for c in page.results or []:
+                    found.setdefault(str(c.id), {"id": str(c.id), "properties": dict(c.properties or {})})
+                after = page.paging.next.after if page.paging and page.paging.next else None
+                if not after:
+                    break
+        return list(found.values())
 
-    def search_contacts(self, email: str, properties: Sequence[str] = ()) -> list[dict[str, Any]]:
-        """Search by e-mail (takes from the search API's lower budget too)."""
-        request = PublicObjectSearchRequest(
-            filter_groups=[FilterGroup(filters=[Filter(property_name="email", operator="EQ", value=email.lower())])],
-            properties=list(properties) or None,
-            limit=10,
+    def update_contact(
+        self, identifier: str, properties: Mapping[str, str], *, by_id: bool = False
+    ) -> dict[str, Any] | None:
+        """Set properties on the contact with this e-mail (or, ``by_id``, this id); None when HubSpot has none.
+
+        By id, ``email`` itself may be among the properties: that is how a rectified address reaches HubSpot.
+        """
+        return self._one_contact(
+            "contact_update",
+            lambda: self._basic_api.update(
+                identifier if by_id else identifier.lower(),
+                SimplePublicObjectInput(properties=dict(properties)),
+                id_property=None if by_id else "email",
+                _request_timeout=self._timeout,
+            ),
         )
-        found = self._call(
-            "contact_search",
-            lambda: self._search_api.do_search(request, _request_timeout=self._timeout),
-            search=True,
-        )
-        return [{"id": str(c.id), "properties": dict(c.properties or {})} for c in found.results or []]
 
-    def update_contact(self, email: str, properties: Mapping[str, str]) -> dict[str, Any] | None:
-        """Rectification: set properties on the contact with this e-mail; None when HubSpot has no such contact."""
-        try:
-            contact = self._call(
-                "contact_update",
-                lambda: self._basic_api.update(
-                    email.lower(),
-                    SimplePublicObjectInput(properties=dict(properties)),
-                    id_property="email",
-                    _request_timeout=self._timeout,
-                ),
-            )
-        except HubSpotRequestError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return {"id": str(contact.id), "properties": dict(contact.properties or {})}
-
-    def purge_contact(self, email: str) -> bool:
+    def purge_contact(self, identifier: str, *, by_id: bool = False) -> bool:
         """GDPR delete (``POST /crm/v3/objects/contacts/gdpr-delete``), not the restorable archive.
 
-        True when HubSpot deleted a contact, False when it had none with this e-mail (already gone).
+        By e-mail, or ``by_id`` by HubSpot id. True when HubSpot deleted a contact, False when it had none (gone).
         """
+        gdpr = (
+            PublicGdprDeleteInput(object_id=identifier)
+            if by_id
+            else PublicGdprDeleteInput(object_id=identifier.lower(), id_property="email")
+        )
         try:
-            self._call(
-                "contact_gdpr_delete",
-                lambda: self._basic_api.purge(
-                    PublicGdprDeleteInput(object_id=email.lower(), id_property="email"),
-                    _request_timeout=self._timeout,
-                ),
-            )
+            self._call("contact_gdpr_delete", lambda: self._basic_api.purge(gdpr, _request_timeout=self._timeout))
         except HubSpotRequestError as exc:
             if exc.status == 404:
                 return False

@@ -4,7 +4,8 @@ HubSpot keeps no event ids, so replaying ``contacts.accepted`` (or an event that
 would upsert old properties again: an erased person would come back, a rectified name would be undone. The sink
 asks this guard, right before each call, when each subject was last erased and rectified, and:
 
-- skips an event received at or before its subject's erasure (a later one is a new collection), like the CRM;
+- skips an event received at or before its subject's erasure (a later one is a new collection), like the CRM,
+  and any event erased with the subject (its tombstone), whenever it was received again;
 - leaves the person properties out of an event received at or before a rectification of its subject.
 
 The answers come from the rights request tracker, the one record of what rights requests did
@@ -18,6 +19,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
+from uuid import UUID
+
+from pipeline.models.rights import erased_event_tag
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,14 @@ class SubjectRights:
 
     erased_at: datetime | None = None
     rectified_at: datetime | None = None
+    erased_events: frozenset[str] = frozenset()
+    """Tombstones of the events erased with the subject (``SuppressionRecord.erased_events``)."""
+
+    def superseded(self, event_id: UUID, received_at: datetime) -> bool:
+        """An event erased with the subject, or received at or before the erasure, must not bring it back."""
+        return self.erased_since(received_at) or (
+            bool(self.erased_events) and erased_event_tag(event_id) in self.erased_events
+        )
 
     def erased_since(self, received_at: datetime) -> bool:
         """An event received at or before the erasure must not bring the subject back."""

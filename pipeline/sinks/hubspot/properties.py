@@ -33,6 +33,12 @@ class PropertyDef:
 
 _BOOL = (("true", "Yes"), ("false", "No"))
 
+
+def _flag(name: str, label: str, description: str) -> PropertyDef:
+    """A yes/no property (HubSpot's bool with a checkbox)."""
+    return PropertyDef(name, label, type="bool", field_type="booleancheckbox", description=description, options=_BOOL)
+
+
 #: Properties leadpipe creates on the contact object. Names carry the ``leadpipe_`` prefix so they never clash.
 CUSTOM_PROPERTIES: tuple[PropertyDef, ...] = (
     PropertyDef("leadpipe_subject_key", "Subject key", description="Pseudonymous key of the person (rights requests)"),
@@ -53,22 +59,14 @@ CUSTOM_PROPERTIES: tuple[PropertyDef, ...] = (
         field_type="date",
         description="When the latest contact's data must be deleted (policy retention); the CRM keeps one per contact",
     ),
-    PropertyDef(
-        "leadpipe_marketing_allowed",
-        "Marketing allowed",
-        type="bool",
-        field_type="booleancheckbox",
-        description="Whether the latest contact may be used for direct marketing",
-        options=_BOOL,
+    _flag(
+        "leadpipe_marketing_allowed", "Marketing allowed", "Whether the latest contact may be used for direct marketing"
     ),
     PropertyDef("leadpipe_policy_version", "Privacy policy version", description="Policy version the tags came from"),
-    PropertyDef(
+    _flag(
         "leadpipe_processing_restricted",
         "Processing restricted",
-        type="bool",
-        field_type="booleancheckbox",
-        description="Restriction of processing (GDPR Art. 18, policy 9.4): keep, but do not use, until lifted",
-        options=_BOOL,
+        "Restriction of processing (GDPR Art. 18, policy 9.4): keep, but do not use, until lifted",
     ),
     PropertyDef(
         "leadpipe_last_contact_at", "Last contact at", type="datetime", field_type="date", description="occurred_at"

@@ -10,6 +10,9 @@
 - Replays (``guard.py``): an event received before its subject's erasure is ``not_applicable`` (checked again
   before every call, so an erasure during a long pause still wins); an event received before a rectification of
   its subject is written without its person properties. Without a guard neither is checked.
+- Deliveries (``pipeline.sinks.ledger``): an event HubSpot already took (a batch delivered again after a crash)
+  is answered from the ledger, not sent again; one whose call was in flight when a process died is read back
+  from HubSpot first. Without a ledger every redelivery is upserted again (same properties: harmless but counted).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from sqlalchemy.exc import DBAPIError
@@ -37,13 +40,19 @@ from pipeline.sinks.hubspot.properties import (
     contact_email,
     merge_by_email,
 )
+from pipeline.sinks.ledger import DELIVERED, SENDING, DeliveryLedger
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 #: Result reason of an event received before its subject's erasure (the CRM sink reports the same).
 SUBJECT_ERASED = "subject_erased"
 #: How long to pause when the rights history cannot be read (writing unchecked could resurrect an erased person).
 GUARD_RETRY_AFTER_S = 2.0
+
+#: The custom property naming the last event upserted into a contact (``properties.CUSTOM_PROPERTIES``).
+SOURCE_EVENT_PROPERTY = "leadpipe_source_event_id"
 
 #: Whole-request statuses that say something about the inputs (split and dead-letter), not about the setup.
 RECORD_STATUSES = frozenset({400, 409, 413, 422})
@@ -53,6 +62,8 @@ class ContactsPort(Protocol):
     """What the sink needs from HubSpot: the real gateway or the dry run."""
 
     def upsert_contacts(self, inputs: Sequence[ContactUpsert]) -> UpsertResponse: ...
+
+    def read_contacts(self, emails: Sequence[str], properties: Sequence[str]) -> dict[str, dict[str, Any]]: ...
 
     def ensure_properties(self, definitions: Sequence[PropertyDef] = CUSTOM_PROPERTIES) -> list[str]: ...
 
@@ -81,6 +92,7 @@ class HubSpotSink(BatchingSink):
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         guard: RightsGuard | None = None,
+        ledger: DeliveryLedger | None = None,
     ) -> None:
         if not 1 <= batch_size <= 100:
             raise ValueError("HubSpot takes 1 to 100 inputs per batch call")
@@ -93,13 +105,20 @@ class HubSpotSink(BatchingSink):
         self._sleep = sleep
         self._rng = rng or random.Random()
         self.guard = guard
+        self.ledger = ledger
         self._ready = False
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, gateway: ContactsPort | None = None, *, guard: RightsGuard | None = None
+        cls,
+        settings: Settings,
+        gateway: ContactsPort | None = None,
+        *,
+        guard: RightsGuard | None = None,
+        ledger: DeliveryLedger | None = None,
     ) -> HubSpotSink:
-        """``guard``: the rights history (``pipeline.rights.history``); without it replays are not guarded."""
+        """``guard``: the rights history (``pipeline.rights.history``); without it replays are not guarded.
+        ``ledger``: the deliveries already made; without it a redelivered batch is upserted again."""
         return cls(
             gateway or make_gateway(settings),
             batch_size=settings.hubspot_batch_size,
@@ -108,6 +127,7 @@ class HubSpotSink(BatchingSink):
             backoff_max_s=settings.hubspot_backoff_max_s,
             config_retry_after_s=settings.sink_retry_max_s,
             guard=guard,
+            ledger=ledger,
         )
 
     def setup(self) -> None:
@@ -152,7 +172,7 @@ class HubSpotSink(BatchingSink):
         for tagged in with_email:
             event = tagged.event
             subject = rights.get(event.subject_key, NO_RIGHTS)
-            if subject.erased_since(event.received_at):
+            if subject.superseded(event.event_id, event.received_at):
                 results.append(_superseded(event.event_id))
                 continue
             fresh.append(tagged)
@@ -189,7 +209,9 @@ class HubSpotSink(BatchingSink):
         for upsert in pending:
             received = upsert.received_at
             if received is not None and any(
-                rights.get(key, NO_RIGHTS).erased_since(received) for key in upsert.subject_keys
+                rights.get(key, NO_RIGHTS).superseded(event_id, received)
+                for key in upsert.subject_keys
+                for event_id in upsert.event_ids
             ):
                 skipped.extend(_superseded(e) for e in upsert.event_ids)
             else:
@@ -205,8 +227,12 @@ class HubSpotSink(BatchingSink):
         while pending:
             pending, skipped = self._screen(pending)
             out.extend(skipped)
+            pending, known = self._undelivered(pending)
+            out.extend(known)
             if not pending:
                 break
+            if self.ledger is not None:
+                self._in_ledger(self.ledger.sending, [e for u in pending for e in u.event_ids])
             try:
                 response = self.gateway.upsert_contacts(pending)
             except HubSpotUnavailable as exc:
@@ -220,6 +246,10 @@ class HubSpotSink(BatchingSink):
                 half = len(pending) // 2
                 return out + self._write_chunk(pending[:half]) + self._write_chunk(pending[half:])
             retry: list[ContactUpsert] = []
+            if self.ledger is not None:
+                written = response.written
+                landed = {e: written[u.trace_id] for u in pending if u.trace_id in written for e in u.event_ids}
+                self._in_ledger(self.ledger.delivered, landed)
             for upsert in pending:
                 trace = upsert.trace_id
                 if trace in response.written:
@@ -239,6 +269,61 @@ class HubSpotSink(BatchingSink):
                 log.info("hubspot_partial_retry", inputs=len(pending), attempt=attempt, delay_s=round(delay, 3))
                 self._sleep(delay)
         return out
+
+    def _in_ledger(self, method: Callable[[Any], T], argument: Any) -> T:
+        """A ledger call; its database being unreachable is backpressure (never an unrecorded call)."""
+        try:
+            return method(argument)
+        except DBAPIError as exc:
+            log.warning("hubspot_ledger_unavailable", error=type(exc.orig).__name__)
+            raise SinkBackpressureError(GUARD_RETRY_AFTER_S, f"delivery ledger: {type(exc.orig).__name__}") from exc
+
+    def _undelivered(self, pending: list[ContactUpsert]) -> tuple[list[ContactUpsert], list[RecordResult]]:
+        """The inputs HubSpot has not taken yet, and ``written`` results for those it has (see ``ledger``).
+
+        An input whose events the ledger marks ``sending`` (a call in flight when a process died) is read back:
+        HubSpot's ``leadpipe_source_event_id`` on the contact names the last event upserted into it."""
+        if self.ledger is None:
+            return pending, []
+        known = self._in_ledger(self.ledger.lookup, [e for u in pending for e in u.event_ids])
+        if not known:
+            return pending, []
+        results: list[RecordResult] = []
+        unsure: list[ContactUpsert] = []
+        send: list[ContactUpsert] = []
+        for upsert in pending:
+            states = [known.get(e) for e in upsert.event_ids]
+            if all(s is not None and s.state == DELIVERED for s in states):
+                results.extend(
+                    RecordResult.written(e, external_id=s.external_id)
+                    for e, s in zip(upsert.event_ids, states, strict=True)
+                    if s
+                )
+            elif any(s is not None and s.state == SENDING for s in states):
+                unsure.append(upsert)
+            else:
+                send.append(upsert)
+        if unsure:
+            try:
+                there = self.gateway.read_contacts([u.email for u in unsure], [SOURCE_EVENT_PROPERTY])
+            except HubSpotUnavailable as exc:
+                raise SinkBackpressureError(exc.retry_after, exc.reason) from exc
+            landed: dict[UUID, str | None] = {}
+            for upsert in unsure:
+                contact = there.get(upsert.email)
+                if contact is not None and contact.get(SOURCE_EVENT_PROPERTY) == upsert.properties.get(
+                    SOURCE_EVENT_PROPERTY
+                ):
+                    contact_id = str(contact.get("hs_object_id") or "") or None
+                    landed.update((e, contact_id) for e in upsert.event_ids)
+                    results.extend(RecordResult.written(e, external_id=contact_id) for e in upsert.event_ids)
+                else:
+                    send.append(upsert)
+            self._in_ledger(self.ledger.delivered, landed)
+            log.info("hubspot_unsure_deliveries_read_back", inputs=len(unsure), landed=len(unsure) - len(send))
+        if results:
+            log.info("hubspot_already_delivered", events=len(results))
+        return send, results
 
     def close(self) -> None:
         self.gateway.close()

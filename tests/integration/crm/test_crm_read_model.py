@@ -6,8 +6,10 @@ from datetime import timedelta
 
 import pytest
 from fakes.contacts import make_tagged
+from sqlalchemy import update
 
 from pipeline.crm.read import CrmReadModel
+from pipeline.crm.schema import subjects
 from pipeline.crm.views import LeadQuery
 from pipeline.sinks.crm.writer import CrmWriter
 
@@ -51,3 +53,22 @@ def test_the_lead_inbox_and_leads_per_day(crm_writer: CrmWriter, crm_read: CrmRe
     day = jane.event.received_at.date()
     per_day = crm_read.leads_per_day(jane.event.received_at - timedelta(days=1))
     assert per_day == [(day, jane.event.channel.value, 2)]
+
+
+def test_a_restricted_subject_is_found_only_by_its_exact_email(crm_writer: CrmWriter, crm_read: CrmReadModel) -> None:
+    """Probe of issue 13: ``?name=Rita%20R`` matched a restricted subject and ``Rita%20X`` did not, so a name
+    withheld from the answer could be rebuilt one letter at a time."""
+    rita = make_tagged("rita.r@example.com", first_name="Rita", last_name="Restricted", phone="+4930123457")
+    crm_writer.write_events([rita])
+    key = rita.event.subject_key
+    assert [h.subject_key for h in crm_read.search(name="Rita R")] == [key]  # before the restriction
+    with crm_read.engine.begin() as conn:
+        conn.execute(update(subjects).where(subjects.c.subject_key == key).values(restricted=True))
+    assert crm_read.search(name="Rita R") == [] and crm_read.search(name="rita") == []
+    assert crm_read.search(phone="+49 30 123457") == []
+    assert crm_read.search(email="rita.r@example.com", name="Rita R") == []
+    assert crm_read.search(email="rita.r@example.com", phone="+49 30 123457") == []
+    [hit] = crm_read.search(email="Rita.R@example.com")
+    assert hit.subject_key == key and hit.for_sales().status == "restricted"
+    shown = crm_read.show(key)
+    assert shown is not None and shown.for_sales().status == "restricted"

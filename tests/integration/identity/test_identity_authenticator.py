@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from pipeline.config import Settings, explicit_settings
 from pipeline.db import ensure_schema, make_engine
 from pipeline.identity import AuthenticationFailed, Authenticator, TokenError
-from pipeline.identity.oidc import OidcConfig, TokenVerifier
+from pipeline.identity.oidc import OidcConfig, ProviderMetadata, TokenVerifier
 from pipeline.models.identity import Principal, PrincipalKind, Role
 
 pytestmark = pytest.mark.integration
@@ -116,7 +116,7 @@ def test_failures_against_one_key_lock_that_key_from_anywhere(engine: Engine, tm
 
 
 def test_an_unreachable_provider_is_not_the_callers_fault(engine: Engine, tmp_path: Path) -> None:
-    def unreachable(config: OidcConfig) -> TokenVerifier:
+    def unreachable(config: OidcConfig) -> tuple[TokenVerifier, ProviderMetadata]:
         raise TokenError("provider_unavailable", "connection refused")
 
     clock = Clock()
@@ -128,7 +128,7 @@ def test_an_unreachable_provider_is_not_the_callers_fault(engine: Engine, tmp_pa
         oidc_client_id="console",
         oidc_audience="leadpipe-api",
     )
-    auth._verifier_factory = unreachable
+    auth._provider_factory = unreachable
     token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
     for _ in range(5):  # not counted as failures: no lockout
         assert refusal(auth, f"Bearer {token}").reason == "provider_unavailable"

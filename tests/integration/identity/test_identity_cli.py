@@ -42,7 +42,7 @@ def run(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     get_settings.cache_clear()
 
 
-def test_bootstrap_then_manage_people_and_keys_with_the_admin_key(run: Run, db_url: str) -> None:
+def test_bootstrap_then_manage_people_and_keys_with_the_admin_key(run: Run, db_url: str, tmp_path: Path) -> None:
     boot = run("users", "bootstrap")
     assert boot.exit_code == 0, boot.output
     admin_key = KEY.search(boot.output)
@@ -55,6 +55,8 @@ def test_bootstrap_then_manage_people_and_keys_with_the_admin_key(run: Run, db_u
     assert client.exit_code == 0 and "web-form (client, enabled): producer" in client.output
     assert "ana (person, enabled): dpo, sales" in run("users", "grant", "ana", "sales", key=admin_key.group()).output
     assert "dpo, sales" in run("users", "list", key=admin_key.group()).output
+    bound = run("users", "bind", "web-form", "wp-contact", key=admin_key.group())
+    assert bound.exit_code == 0 and "sources wp-contact" in bound.output
 
     created = run("keys", "create", "ana", "--label", "laptop", "--expires-in-days", "30", key=admin_key.group())
     assert created.exit_code == 0, created.output
@@ -72,13 +74,20 @@ def test_bootstrap_then_manage_people_and_keys_with_the_admin_key(run: Run, db_u
     assert run("keys", "revoke", key_id, key=admin_key.group()).exit_code == 0
     revoked = run("users", "list", key=ana_key.group())
     assert revoked.exit_code == 2 and "revoked_key" in revoked.output
+    # --key-file names the key instead of the variable
+    key_file = tmp_path / "admin-key"
+    key_file.write_text(admin_key.group() + "\n")
+    listed = run("--key-file", str(key_file), "users", "list")
+    assert listed.exit_code == 0, listed.output
+    missing = run("--key-file", str(tmp_path / "nowhere"), "users", "list")
+    assert missing.exit_code == 2
     assert run("users", "disable", "ana", key=admin_key.group()).exit_code == 0
     assert "ana (person, disabled)" in run("users", "revoke", "ana", "sales", key=admin_key.group()).output
 
     engine = make_engine(db_url)
     try:
         store = IdentityStore(engine, b"cli-test-pepper")
-        actions = [(r.action, r.detail["principal"]["display_name"]) for r in store.unpublished_audit()]
+        actions = [(r.action, r.principal.display_name) for r in store.unpublished_audit() if r.principal]
     finally:
         engine.dispose()
     assert ("identity.principal_added", "Administrator") in actions  # the admin's key named who added ana
@@ -86,14 +95,19 @@ def test_bootstrap_then_manage_people_and_keys_with_the_admin_key(run: Run, db_u
 
 
 def test_refusals_are_clear(run: Run) -> None:
-    bad_role = run("users", "add", "ana", "--role", "superuser")
+    admin = KEY.search(run("users", "bootstrap").output)
+    assert admin is not None
+    bad_role = run("users", "add", "ana", "--role", "superuser", key=admin.group())
     assert bad_role.exit_code == 2 and "superuser" in bad_role.output
-    mixed = run("users", "add", "bot", "--client", "-r", "producer", "-r", "sales")
+    mixed = run("users", "add", "bot", "--client", "-r", "producer", "-r", "sales", key=admin.group())
     assert mixed.exit_code == 1 and "cannot be combined" in mixed.output
-    missing = run("keys", "create", "nobody")
+    missing = run("keys", "create", "nobody", key=admin.group())
     assert missing.exit_code == 1 and "no user or client named 'nobody'" in missing.output
     wrong_key = run("users", "list", key="lpk_aaaaaaaaaaaa_" + "A" * 43)
     assert wrong_key.exit_code == 2 and "unknown_key" in wrong_key.output
+    # not on the embedded default (a database URL is set): no key, no command; no name can be typed instead
+    keyless = run("users", "list")
+    assert keyless.exit_code == 2 and "LEADPIPE_API_KEY" in keyless.output
 
 
 def test_production_requires_a_key_except_for_bootstrap(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,7 +120,7 @@ def test_production_requires_a_key_except_for_bootstrap(run: Run, monkeypatch: p
 
 def test_every_command_has_help_with_an_example(run: Run) -> None:
     for group, commands in {
-        "users": ["add", "list", "disable", "enable", "grant", "revoke", "bootstrap"],
+        "users": ["add", "list", "disable", "enable", "grant", "revoke", "bind", "unbind", "bootstrap"],
         "keys": ["create", "list", "revoke"],
     }.items():
         for command in commands:

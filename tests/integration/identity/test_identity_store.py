@@ -48,9 +48,11 @@ def store(engine: Engine, clock: Clock) -> IdentityStore:
 
 
 def test_migration_creates_the_tables_at_head(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision() == "0004_identity"
+    assert current_revision(engine) == head_revision()  # not pinned: later migrations add to the chain
     tables = set(inspect(engine).get_table_names())
-    assert {"principals", "principal_roles", "api_keys", "identity_audit"} <= tables
+    assert {"principals", "principal_roles", "api_keys", "identity_audit", "principal_sources", "browser_sessions"} <= (
+        tables
+    )
 
 
 def test_people_and_clients_with_roles(store: IdentityStore) -> None:
@@ -219,6 +221,9 @@ def test_every_change_is_audited_with_the_principal(store: IdentityStore) -> Non
     store.revoke("ana", [Role.SALES], by=ADMIN)
     store.revoke_key(key.key_id, by=ADMIN)
     store.set_disabled("ana", True, by=ADMIN)
+    store.add_principal("form", display_name="Form", kind=PrincipalKind.CLIENT, roles=[Role.PRODUCER], by=ADMIN)
+    store.bind_source("form", "wp-contact", by=ADMIN)
+    store.unbind_source("form", "wp-contact", by=ADMIN)
     records = store.unpublished_audit()
     assert [r.action for r in records] == [
         "identity.principal_added",
@@ -227,13 +232,43 @@ def test_every_change_is_audited_with_the_principal(store: IdentityStore) -> Non
         "identity.roles_revoked",
         "identity.key_revoked",
         "identity.principal_disabled",
+        "identity.principal_added",
+        "identity.source_bound",
+        "identity.source_unbound",
     ]
     ana = store.get("ana")
     assert ana is not None
     for record in records:
         assert record.actor == "person:op-1"
-        assert record.detail["principal"] == ADMIN.audit_ref()
-        assert record.detail["target_principal_id"] == ana.principal_id
+        assert record.principal == ADMIN
         assert key.secret not in record.model_dump_json()
-    store.mark_published([r.audit_id for r in records[:4]])
-    assert [r.action for r in store.unpublished_audit()] == ["identity.key_revoked", "identity.principal_disabled"]
+    assert {r.detail["target_principal_id"] for r in records[:6]} == {ana.principal_id}
+
+    published: list[list[str]] = []
+    assert store.forward_audit(lambda batch: published.append([r.action for r in batch]), limit=4) == 4
+    assert published == [[r.action for r in records[:4]]]
+    assert [r.action for r in store.unpublished_audit()] == [r.action for r in records[4:]]
+
+    def broker_down(batch: object) -> None:
+        raise RuntimeError("not confirmed")
+
+    with pytest.raises(RuntimeError):
+        store.forward_audit(broker_down)
+    assert len(store.unpublished_audit()) == 5  # nothing marked: the next tick publishes them
+    assert store.forward_audit(lambda batch: None) == 5 and store.forward_audit(lambda batch: None) == 0
+
+
+def test_producer_clients_are_bound_to_sources(store: IdentityStore) -> None:
+    store.add_principal(
+        "form", display_name="Form", kind=PrincipalKind.CLIENT, roles=[Role.PRODUCER], by=ADMIN, sources=["wp"]
+    )
+    key = store.create_key("form", by=ADMIN)
+    assert store.authenticate_key(key.secret).sources == {"wp"}
+    assert store.bind_source("form", "crm-export", by=ADMIN).sources == {"wp", "crm-export"}
+    assert store.unbind_source("form", "wp", by=ADMIN).sources == {"crm-export"}
+    assert store.authenticate_key(key.secret).sources == {"crm-export"}
+    store.add_principal("ana", display_name="Ana", kind=PrincipalKind.PERSON, roles=[Role.DPO], by=ADMIN)
+    with pytest.raises(IdentityError, match="only a machine client"):
+        store.bind_source("ana", "wp", by=ADMIN)
+    with pytest.raises(IdentityError, match="not a source id"):
+        store.bind_source("form", "../etc", by=ADMIN)

@@ -30,10 +30,20 @@ SIZES: dict[str, dict[str, str]] = {
     },
     "hubspot_sink.py": {"BENCH_REQUESTS": "4", "BENCH_WINDOW_S": "1", "BENCH_WINDOWS": "1"},
     "ingest.py": {"BENCH_N": "60"},
+    "ingest_http.py": {
+        "BENCH_HTTP_N": "128",
+        "BENCH_HTTP_ROUNDS": "1",
+        "BENCH_HTTP_RATE": "100",
+        "BENCH_HTTP_OPEN_S": "1",
+    },
     "kafka_publish.py": {"BENCH_N": "300"},
     "log_redaction.py": {"BENCH_N": "300"},
     "processing.py": {"BENCH_N": "300", "BENCH_LATENCY_N": "20", "BENCH_LATENCY_RATE": "100"},
     "processing_step.py": {"BENCH_STEP_N": "500", "BENCH_REPS": "1"},
+    "spam.py": {"BENCH_SPAM_N": "40", "BENCH_SPAM_CONCURRENCY": "2"},
+    "spam_corpus.py": {"BENCH_SPAM_PER_GROUP": "12"},
+    "spam_eval.py": {"BENCH_SPAM_PER_GROUP": "12", "BENCH_SPAM_LEARN": "20"},
+    "speed_to_lead.py": {"BENCH_RATES": "20", "BENCH_SECONDS": "1", "BENCH_PROBES": "1", "BENCH_WARMUP": "3"},
 }
 
 

@@ -24,6 +24,7 @@ from pipeline.kafka.consumer import Record, read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.models.common import Channel
 from pipeline.models.records import ContactRecord, DeadLetter, RawRecord
+from pipeline.normalize import is_visitor_key
 from pipeline.runtime import Runtime
 from pipeline.sdk import LeadpipeProducer, PayloadRejected
 from pipeline.sources import ADAPTERS, SourceContext
@@ -95,7 +96,10 @@ def test_api_publishes_exactly_what_it_accepted(kafka_settings: Settings) -> Non
     assert {str(i) for i in raw} == set(accepted)
     for event_id, event in normalized.items():
         assert raw[event_id] == accepted[str(event_id)]
-        assert (event.person.email or event.person.phone) is not None
+        if is_visitor_key(event.subject_key):  # an anonymous website visitor's page view, keyed by its cookie id
+            assert event.provenance.visitor_key == event.subject_key and event.person.email is None
+        else:
+            assert (event.person.email or event.person.phone) is not None
     assert {str(d.dead_letter_id) for d in dead} == set(rejected)
     for letter in dead:
         assert letter.payload is not None

@@ -1,5 +1,6 @@
 """``leadpipe dlq``: list, show and replay dead letters against the real broker (no worker needed: replaying is
-publishing the original record back onto its source topic, which the worker then reads like any other)."""
+publishing the original record back onto its source topic, which the worker then reads like any other); an admin's
+API key runs the commands and the replay's audit names that admin."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from identity_helpers import key_for
 from processing_harness import contact
 from typer.testing import CliRunner
 
@@ -19,6 +21,7 @@ from pipeline.crypto.sealing import subject_scope
 from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Channel
+from pipeline.models.identity import Role
 from pipeline.models.records import DeadLetter
 from pipeline.models.rights import AuditRecord
 from pipeline.runtime import Runtime
@@ -42,8 +45,9 @@ def _processing_dead_letter(runtime: Runtime, step: ProcessingStep, i: int, offs
     return DeadLetter.model_validate_json(out.value), value
 
 
-def test_list_show_and_replay(cli_runtime: Runtime) -> None:
+def test_list_show_and_replay(cli_runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     runtime = cli_runtime
+    monkeypatch.setenv("LEADPIPE_API_KEY", key_for(runtime.settings, Role.ADMIN, "anna", display_name="Anna Ops"))
     step = ProcessingStep.from_runtime(runtime, policy_for(runtime.settings))
     fixed, fixed_value = _processing_dead_letter(runtime, step, 1, 10)
     erased, _ = _processing_dead_letter(runtime, step, 2, 11)
@@ -93,7 +97,7 @@ def test_list_show_and_replay(cli_runtime: Runtime) -> None:
     assert _run("replay").exit_code == 2  # neither ids nor --all with a filter: refuses to replay everything
 
     ids = [str(d.dead_letter_id) for d in (fixed, erased, refused)]
-    replayed = _run("replay", *ids, "--operator", "ops-anna")
+    replayed = _run("replay", *ids)
     assert replayed.exit_code == 1, replayed.output  # two of three could not be replayed
     outcomes = {words[0]: words[1] for words in map(str.split, replayed.output.splitlines()) if words[0] in ids}
     assert outcomes == {ids[0]: "replayed", ids[1]: "erased", ids[2]: "not_replayable"}
@@ -102,5 +106,8 @@ def test_list_show_and_replay(cli_runtime: Runtime) -> None:
     assert [(r.key, r.value) for r in normalized[before:]] == [(fixed.subject_key.encode(), fixed_value)]
     audit = [AuditRecord.model_validate_json(r.value or b"") for r in read_to_end(runtime.settings, ["audit"])]
     [line] = [a for a in audit if a.action == "dead_letter_replayed"]
-    assert line.actor == "dlq-replay:ops-anna" and line.event_id == fixed.event_id
+    assert (
+        line.principal is not None and line.principal.display_name == "Anna Ops" and Role.ADMIN in line.principal.roles
+    )
+    assert line.actor == line.principal.actor and line.event_id == fixed.event_id
     assert line.detail["dead_letter_id"] == ids[0] and line.detail["to_topic"] == "contacts.normalized"

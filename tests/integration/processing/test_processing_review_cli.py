@@ -1,5 +1,6 @@
 """``leadpipe spam review``: list, show, release and confirm against the real broker (no worker needed: the
-queue is read from the topics, and a decision is an event the worker carries out later)."""
+queue is read from the topics, and a decision is an event the worker carries out later), each decision naming the
+reviewer whose API key ran the command."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from identity_helpers import key_for
 from processing_harness import contact, publish
 from typer.testing import CliRunner
 
 from pipeline.cli import app as cli
 from pipeline.kafka.consumer import read_to_end
+from pipeline.models.identity import Role
 from pipeline.models.records import QuarantineRecord
 from pipeline.models.review import ReviewDecision
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.processors import ChainContext, Quarantined, compile_policy, run_chain
 from pipeline.runtime import Runtime
 
@@ -36,12 +39,14 @@ def _quarantined(runtime: Runtime, i: int) -> QuarantineRecord:
     return runtime.codec.seal_quarantine(outcome.tagged, datetime.now(UTC))
 
 
-def _run(*args: str) -> Any:
-    result = CliRunner().invoke(cli, ["spam", "review", *args])
-    return result
+def _run(*args: str, key: str | None = None) -> Any:
+    return CliRunner().invoke(cli, ["spam", "review", *args], env={"LEADPIPE_API_KEY": key} if key else None)
 
 
-def test_list_show_and_decide(runtime: Runtime) -> None:
+def test_list_show_and_decide(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    alice = key_for(runtime.settings, Role.REVIEWER, "alice", display_name="Alice Review")
+    bob = key_for(runtime.settings, Role.REVIEWER, "bob", display_name="Bob Review")
+    monkeypatch.setenv("LEADPIPE_API_KEY", alice)
     first, second = _quarantined(runtime, 1), _quarantined(runtime, 2)
     publish(runtime, "contacts.quarantine", [(r.subject_key, r) for r in (first, second)])
 
@@ -54,9 +59,12 @@ def test_list_show_and_decide(runtime: Runtime) -> None:
     shown = _run("show", str(first.event_id))
     assert shown.exit_code == 0 and "Guaranteed returns" in shown.output and "honeypot" in shown.output
 
-    released = _run("release", str(first.event_id), "--reviewer", "alice")
+    sales = key_for(runtime.settings, Role.SALES, "sam", display_name="Sam Sales")
+    refused = _run("release", str(first.event_id), key=sales)
+    assert refused.exit_code == 2 and "lacks the permission review:decide" in refused.output
+    released = _run("release", str(first.event_id))
     assert released.exit_code == 0, released.output
-    confirmed = _run("confirm", str(second.event_id), "--block", "--block-ip", "--reviewer", "bob")
+    confirmed = _run("confirm", str(second.event_id), "--block", "--block-ip", key=bob)
     assert confirmed.exit_code == 0, confirmed.output
     again = _run("confirm", str(second.event_id))
     assert again.exit_code == 1 and "already decided" in again.output
@@ -67,8 +75,11 @@ def test_list_show_and_decide(runtime: Runtime) -> None:
         ReviewDecision.model_validate_json(r.value or b"")
         for r in read_to_end(runtime.settings, ["contacts.review.decisions"])
     ]
-    assert [(d.event_id, d.decision, d.reviewer, d.block) for d in decisions] == [
-        (first.event_id, "release", "alice", ()),
-        (second.event_id, "confirm", "bob", ("sender", "ip")),
+    assert [
+        (d.event_id, d.decision, d.principal.display_name if d.principal else None, d.block) for d in decisions
+    ] == [
+        (first.event_id, "release", "Alice Review", ()),
+        (second.event_id, "confirm", "Bob Review", ("sender", "ip")),
     ]
+    assert all(d.principal is not None and d.reviewer == d.principal.actor for d in decisions)
     assert _run("list").output.strip().endswith("0 event(s) waiting")

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from identity_helpers import key_for, person
 from processing_harness import (
     WorkerProcess,
     contact,
@@ -32,11 +33,13 @@ from pipeline.db import ensure_schema
 from pipeline.kafka.consumer import Record, read_to_end, read_until
 from pipeline.kafka.launcher import free_port
 from pipeline.models.common import Channel, InteractionKind
+from pipeline.models.identity import Role
 from pipeline.models.processing import DropRecord
 from pipeline.models.records import AcceptedRecord, DeadLetter, QuarantineRecord
 from pipeline.models.review import BlocklistEntry, ReviewDecision
 from pipeline.models.rights import AuditRecord, SuppressionRecord
 from pipeline.review.service import ReviewService
+from pipeline.rights.tracker import RequestTracker
 from pipeline.runtime import Runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -45,7 +48,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 @pytest.fixture
 def runtime(kafka_settings: Settings) -> Iterator[Runtime]:
     values: dict[str, Any] = kafka_settings.model_dump()
-    values.update(batch_timeout_s=0.1, worker_commit_interval_s=0.2, reviewer_token="reviewer-secret")
+    values.update(batch_timeout_s=0.1, worker_commit_interval_s=0.2)
     runtime = Runtime(type(kafka_settings)(**values))
     ensure_schema(runtime.engine)
     yield runtime
@@ -103,15 +106,15 @@ def test_every_event_comes_out_once_on_the_topic_its_outcome_names(runtime: Runt
     erased_before = contact(51, received_at=now - timedelta(hours=2))
     erased_after = contact(52, subject_key=erased_before.subject_key, received_at=now)
     objected = contact(53)
-    publish(
-        runtime,
-        "suppression",
-        [
-            _suppression(restricted.subject_key, restricted=True),
-            _suppression(erased_before.subject_key, erased=True, erased_at=now - timedelta(hours=1)),
-            _suppression(objected.subject_key, marketing_objected=True),
-        ],
-    )
+    states = [
+        _suppression(restricted.subject_key, restricted=True),
+        _suppression(erased_before.subject_key, erased=True, erased_at=now - timedelta(hours=1)),
+        _suppression(objected.subject_key, marketing_objected=True),
+    ]
+    publish(runtime, "suppression", states)
+    tracker = RequestTracker(runtime.engine)  # as the rights worker keeps them; a worker refuses to start on states
+    for _, state in states:  # the tracker lacks (a restored database: pipeline/rights/restore.py)
+        tracker.save_state(state)
     events = [*ordinary, customer, *spam, *children, restricted, erased_before, erased_after, objected]
     publish_events(runtime, events)
     publish_raw(runtime, [b"not json at all", b'{"event_id": "x"}'])
@@ -231,7 +234,8 @@ def test_review_release_and_confirm_with_block(runtime: Runtime, worker: WorkerP
 
     publisher = ConfirmingPublisher(runtime.settings)
     client = TestClient(create_api(runtime, publisher))
-    headers = {"Authorization": "Bearer reviewer-secret"}
+    rita = key_for(runtime.settings, Role.REVIEWER, "rita", display_name="Rita Review")
+    headers = {"Authorization": f"Bearer {rita}"}
     assert client.get("/v1/review/quarantine").status_code == 401
     queue = client.get("/v1/review/quarantine", headers=headers).json()
     assert {item["event_id"] for item in queue} == {str(released.event_id), str(confirmed.event_id)}
@@ -240,11 +244,13 @@ def test_review_release_and_confirm_with_block(runtime: Runtime, worker: WorkerP
     shown = client.get(f"/v1/review/quarantine/{released.event_id}", headers=headers).json()
     assert shown["interaction"]["message"] == released.interaction.message
 
-    answer = client.post(f"/v1/review/quarantine/{released.event_id}/release", headers=headers, json={"reviewer": "r1"})
+    answer = client.post(f"/v1/review/quarantine/{released.event_id}/release", headers=headers)
     assert answer.status_code == 202, answer.text
     again = client.post(f"/v1/review/quarantine/{released.event_id}/release", headers=headers)
     assert again.status_code == 409
-    ReviewService(runtime, publisher).decide(confirmed.event_id, "confirm", "r2", ["sender", "domain"])
+    ReviewService(runtime, publisher).decide(
+        confirmed.event_id, "confirm", person("rolf", None, Role.REVIEWER), ["sender", "domain"]
+    )
 
     out = read_until(
         runtime.settings,
@@ -254,7 +260,11 @@ def test_review_release_and_confirm_with_block(runtime: Runtime, worker: WorkerP
     accepted = [AcceptedRecord.model_validate_json(r.value or b"") for r in out if r.topic == "contacts.accepted"]
     assert [a.event_id for a in accepted] == [released.event_id]
     review = accepted[0].tags.spam.review
-    assert review is not None and (review.decision, review.reviewer) == ("released", "r1")
+    rita_principal = client.get("/v1/me", headers=headers).json()["principal"]
+    assert review is not None and (review.decision, review.reviewer) == (
+        "released",
+        f"person:{rita_principal['principal_id']}",
+    )
     assert accepted[0].tags.spam.reasons[0].code == "honeypot" and not accepted[0].tags.spam.is_spam
     entries = [BlocklistEntry.model_validate_json(r.value or b"") for r in out if r.topic == "spam.blocklist"]
     assert {e.target for e in entries} == {"sender", "domain"}

@@ -11,6 +11,8 @@ from fakes.contacts import BASE_TIME, make_tagged
 from sqlalchemy import Engine
 
 from pipeline.models import Channel
+from pipeline.models.common import Purpose
+from pipeline.models.rights import SuppressionRecord
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.sinks.crm.writer import CrmWriter
 
@@ -58,7 +60,7 @@ def test_every_right_in_the_crm(crm_writer: CrmWriter, crm: CrmRights) -> None:
 
     export = crm.export_subject(key)
     assert export is not None
-    assert set(export) == {"subject", "identities", "interactions", "consents", "audit"}
+    assert set(export) == {"subject", "identities", "interactions", "consents", "website_history", "audit"}
     assert len(export["interactions"]) == 2
     assert {e["action"] for e in export["audit"]} >= {"interaction_recorded", "consent_withdrawn", "rectified"}
 
@@ -99,3 +101,57 @@ def test_retention_expiry_and_deletion(crm_writer: CrmWriter, crm: CrmRights) ->
     deletion = crm.delete_interactions(old.event.subject_key, [old.event.event_id], uuid.uuid4())
     assert (deletion.deleted, deletion.remaining) == (1, 1)
     assert crm.expired_interactions(BASE_TIME) == []
+
+
+def test_held_before_finds_what_a_restore_brought_back_not_what_came_after(crm_engine: Engine, crm: CrmRights) -> None:
+    """``held_before`` (the restore check): data collected up to an erasure the CRM does not show; never what a person
+    gave after it, nor a subject the CRM first met afterwards."""
+    clock = {"now": BASE_TIME + timedelta(hours=1)}
+    writer = CrmWriter(crm_engine, clock=lambda: clock["now"])
+    first = make_tagged(consent=True, phone="+4930123456")  # received BASE_TIME + 1 s, written an hour later
+    key = first.event.subject_key
+    writer.write_events([first])
+    erased_at = BASE_TIME + timedelta(hours=2)
+    assert crm.held_before({key: erased_at, "sk_never_seen": erased_at}) == {key}
+    assert crm.held_before({key: BASE_TIME}) == set()  # everything was collected after that moment
+
+    crm.erase_subject(key, uuid.uuid4(), at=erased_at)
+    assert crm.held_before({key: erased_at}) == set()
+
+    clock["now"] = BASE_TIME + timedelta(hours=3)  # the person comes back: a new, lawful collection
+    again = make_tagged(consent=True, occurred_at=BASE_TIME + timedelta(hours=3))
+    assert writer.write_events([again]).subjects_recollected == {key}
+    view = crm.read.show(key)
+    assert view is not None and view.email == "jane.doe@example.com"
+    assert crm.held_before({key: erased_at}) == set()
+    # a later erasure the CRM does not show (a copy restored from before it) finds the new data
+    assert crm.held_before({key: BASE_TIME + timedelta(hours=4)}) == {key}
+
+
+def test_flags_behind_finds_a_crm_row_that_contradicts_the_subject_state(crm_writer: CrmWriter, crm: CrmRights) -> None:
+    """``flags_behind`` (the restore check): a restriction, an objection or a consent withdrawal the CRM row does
+    not show; not a consent given again after the withdrawal."""
+    tagged = make_tagged(consent=True)
+    crm_writer.write_events([tagged])
+    key = tagged.event.subject_key
+    at = BASE_TIME + timedelta(days=1)
+
+    def state(**flags: object) -> dict[str, SuppressionRecord]:
+        return {key: SuppressionRecord(subject_key=key, updated_at=at, request_id=uuid.uuid4(), **flags)}  # type: ignore[arg-type]
+
+    assert crm.flags_behind(state()) == set()
+    assert crm.flags_behind({**state(restricted=True), "sk_never_seen": state()[key]}) == {key}
+    assert crm.flags_behind(state(marketing_objected=True)) == {key}
+    withdrawn = state(consent_withdrawn=(Purpose.FURTHER_CONTACT,))
+    assert crm.flags_behind(withdrawn) == {key}  # the checkbox's grant is the newest choice
+
+    crm.set_restriction(key, uuid.uuid4(), restricted=True)
+    crm.set_marketing_objection(key, uuid.uuid4())
+    crm.withdraw_consent(key, withdrawn[key].request_id, ["further_contact"])
+    everything = state(restricted=True, marketing_objected=True, consent_withdrawn=(Purpose.FURTHER_CONTACT,))
+    assert crm.flags_behind(everything) == set()
+    assert crm.flags_behind(state(marketing_objected=True)) == {key}  # restricted in the CRM, not in this state
+
+    later = make_tagged(consent=True, occurred_at=at + timedelta(days=1))  # consent given again afterwards
+    crm_writer.write_events([later])
+    assert crm.flags_behind(everything) == set()

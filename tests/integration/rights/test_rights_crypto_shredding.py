@@ -11,123 +11,56 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from fakes.contacts import tags_for
-from rights_helpers import read_everything
+from identity_helpers import person as principal_named
+from rights_helpers import form_payload, read_everything, runtime_on, sealed_holding, sealed_values, spread_people
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.config import Settings
 from pipeline.crypto.keystore import SubjectKey
 from pipeline.crypto.sealing import KeyDestroyedError
-from pipeline.db import ensure_schema
 from pipeline.ingest.service import IngestService
-from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
+from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.models.common import Channel
-from pipeline.models.records import ContactBody, Sealed
+from pipeline.models.identity import Role
+from pipeline.models.records import ContactBody
 from pipeline.models.rights import RightKind, SinkStatus
-from pipeline.models.tagged import TaggedEvent
 from pipeline.rights.commands import RightsDesk, build_command
 from pipeline.rights.service import build_executor
 from pipeline.rights.tracker import RequestTracker
 from pipeline.runtime import Runtime
-from pipeline.sinks.crm.writer import CrmWriter
 
 pytestmark = pytest.mark.integration
 
 ERASED = {"email": "zoe.quartz@example.com", "first_name": "Zoefina", "last_name": "Quartzberg"}
 KEPT = {"email": "kai.ember@example.org", "first_name": "Kaiwen", "last_name": "Emberly"}
 
-
-def _form(person: dict[str, str], message: str) -> bytes:
-    return json.dumps({**person, "company": "Quartzworks", "message": message, "form_id": "contact"}).encode()
-
-
-def _sealed_values(doc: Any) -> Iterator[Sealed]:
-    if isinstance(doc, dict):
-        if {"key_id", "nonce", "ciphertext"} <= doc.keys():
-            yield Sealed.model_validate(doc)
-        for value in doc.values():
-            yield from _sealed_values(value)
-    elif isinstance(doc, list):
-        for value in doc:
-            yield from _sealed_values(value)
+DPO = principal_named("dana", "Dana Privacy", Role.DPO)
 
 
 @pytest.fixture
 def world(kafka_settings: Settings, db_url: str, make_settings: Callable[..., Settings]) -> Iterator[Runtime]:
-    settings = make_settings(
-        kafka_bootstrap_servers=kafka_settings.kafka_bootstrap_servers,
-        topic_prefix=kafka_settings.topic_prefix,
-        database_url=db_url,
-        rights_max_attempts=1,
-    )
-    runtime = Runtime(settings)
-    ensure_schema(runtime.engine)
-    yield runtime
-    runtime.engine.dispose()
+    with runtime_on(kafka_settings, make_settings, db_url) as runtime:
+        yield runtime
 
 
 def test_erasure_leaves_nothing_recoverable_on_any_topic(world: Runtime) -> None:
     runtime, settings = world, world.settings
     publisher = ConfirmingPublisher(settings)
     ingest = IngestService(runtime, publisher)
-    crm = CrmWriter(runtime.engine)
-
-    accepted: dict[str, list[TaggedEvent]] = {}
-    for person in (ERASED, KEPT):
-        results = [
-            ingest.submit(
-                "site-form",
-                Channel.WEB_FORM,
-                _form(person, f"Quote please, {person['first_name']}"),
-                "application/json",
-            ),
-            ingest.submit("site-form", Channel.WEB_FORM, _form(person, "A second question"), "application/json"),
-        ]
-        assert all(r.accepted for r in results)
-        # a payload that cannot be parsed but names the person: dead-lettered under their key
-        rejected = ingest.submit("site-form", Channel.WEB_FORM, json.dumps([person]).encode(), "application/json")
-        assert not rejected.accepted and rejected.dead_letter_id is not None
-        events = [e for r in results for e in r.events]
-        tagged = [TaggedEvent(event=e, tags=tags_for(e)) for e in events]
-        accepted[person["email"]] = tagged
-        now = datetime.now(UTC)
-        publisher.publish(
-            [Outgoing("contacts.accepted", t.event.subject_key, runtime.codec.seal_accepted(t)) for t in tagged]
-            + [
-                Outgoing(
-                    "contacts.quarantine", tagged[0].event.subject_key, runtime.codec.seal_quarantine(tagged[0], now)
-                )
-            ]
-        )
-        crm.write_events(tagged)
-
-    # one customer import names both people: its raw payload is sealed once, under a key linked to each of them
-    csv = "email,first_name,last_name,company,last_service_delivery\n" + "".join(
-        f"{p['email']},{p['first_name']},{p['last_name']},Quartzworks,2025-01-15\n" for p in (ERASED, KEPT)
-    )
-    imported = ingest.submit("crm-import", Channel.CUSTOMER, csv.encode(), "text/csv")
-    assert imported.accepted and len(imported.events) == 2, imported
-
+    accepted = spread_people(runtime, publisher, [ERASED, KEPT])
     erased_key = accepted[ERASED["email"]][0].event.subject_key
     kept_key = accepted[KEPT["email"]][0].event.subject_key
 
     # before the erasure: which sealed values on any topic hold the erased person's data, and which do not
     clear = [v.encode() for v in ERASED.values()]
-    holds_erased: list[Sealed] = []
-    holds_only_others: list[Sealed] = []
-    for message in read_everything(settings):
-        for sealed in _sealed_values(json.loads(message.value or b"null")):
-            plain = runtime.codec.sealer.open(sealed).lower()
-            (holds_erased if any(v.lower() in plain for v in clear) else holds_only_others).append(sealed)
+    holds_erased, holds_only_others = sealed_holding(runtime, list(ERASED.values()))
     assert any(s.key_id.startswith("record:") for s in holds_erased), "the shared import payload was not seen"
 
     desk = RightsDesk(RequestTracker(runtime.engine), publisher)
-    (command,) = desk.submit([build_command(RightKind.ERASURE, erased_key, issued_by=person("dpo:test"))])
+    (command,) = desk.submit([build_command(RightKind.ERASURE, erased_key, issued_by=DPO)])
     statuses = {s.sink: s for s in build_executor(runtime, publisher).execute(command)}
     assert statuses["kafka"].status is SinkStatus.DONE and statuses["kafka"].evidence["keys_destroyed"] >= 1
     assert statuses["suppression"].status is SinkStatus.DONE
@@ -157,7 +90,7 @@ def test_erasure_leaves_nothing_recoverable_on_any_topic(world: Runtime) -> None
 
         erased_sealed = kept_sealed = 0
         for message in messages:
-            for sealed in _sealed_values(json.loads(message.value or b"null")):
+            for sealed in sealed_values(json.loads(message.value or b"null")):
                 if sealed.key_id.startswith(f"subject:{erased_key}#"):
                     erased_sealed += 1
                     with pytest.raises(KeyDestroyedError):
@@ -183,7 +116,7 @@ def test_erasure_leaves_nothing_recoverable_on_any_topic(world: Runtime) -> None
         assert rows and all(r.wrapped_key is None and r.destroyed_at is not None for r in rows)
 
         # the person comes back: a new, lawful collection under a new key generation that opens fine
-        again = ingest.submit("site-form", Channel.WEB_FORM, _form(ERASED, "Back again"), "application/json")
+        again = ingest.submit("site-form", Channel.WEB_FORM, form_payload(ERASED, "Back again"), "application/json")
         record = runtime.codec.seal_contact(again.events[0])
         assert record.sealed.key_id == f"subject:{erased_key}#2"
         assert reader.codec.sealer.open_model(record.sealed, ContactBody).person.email == ERASED["email"]

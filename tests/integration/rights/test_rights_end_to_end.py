@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,9 +17,10 @@ from typing import Any
 
 import pytest
 from fakes.hubspot import FakeHubSpot, running_fake
+from identity_helpers import key_for, person
 from pydantic import BaseModel
 from pypdf import PdfReader
-from rights_helpers import caught_up, invoke_cli, read_everything, wait_until
+from rights_helpers import assert_no_clear_text, caught_up, invoke_cli, read_everything, wait_until
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from worker_thread import WorkerThread
@@ -35,10 +35,11 @@ from pipeline.ingest.service import IngestService
 from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Channel, LegalBasis, Purpose
+from pipeline.models.identity import Role
 from pipeline.models.processing import DropReason, DropRecord
 from pipeline.models.records import DeadLetter
-from pipeline.models.rights import RightKind, RightsStatus, SinkResult, SinkStatus, SuppressionRecord
-from pipeline.rights.commands import RightsDesk
+from pipeline.models.rights import AuditRecord, RightKind, RightsStatus, SinkResult, SinkStatus, SuppressionRecord
+from pipeline.rights.commands import IdentityError, RightsDesk
 from pipeline.rights.dpo import DpoTools
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.sweep import RetentionSweep
@@ -50,13 +51,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 #: The processing chain, both sink agents and the rights agent: everything between ingest and the sinks.
 REGISTRARS: list[Registrar] = [processing.register, sinks.register, rights.register]
 
+#: The DPO who issues the requests in these tests.
+DPO = person("dana", "Dana Privacy", Role.DPO)
+
 
 @dataclass
 class World:
     settings: Settings
     runtime: Runtime
     publisher: ConfirmingPublisher
-    hub: FakeHubSpot
+    hub: FakeHubSpot | None  # None: HubSpot's dry run (no token), writing settings.resolved_dry_run_file
     worker: WorkerThread
     tools: DpoTools
     ingest: IngestService
@@ -100,7 +104,12 @@ class World:
             lambda: (v := self.crm.show(key)) is not None and ids <= {i.event_id for i in v.interactions_detail},
             what="the CRM to hold the contacts",
         )
-        wait_until(lambda: self.hub.contact(email) is not None, what="HubSpot to hold the contact")
+        if self.hub is not None:
+            hub = self.hub
+            wait_until(lambda: hub.contact(email) is not None, what="HubSpot to hold the contact")
+        else:
+            dry_run = self.settings.resolved_dry_run_file
+            wait_until(lambda: dry_run.exists() and email in dry_run.read_text(), what="the dry run to name them")
         return key
 
     def dropped(self, event_id: Any) -> DropRecord | None:
@@ -127,7 +136,7 @@ class World:
         wait_until(lambda: caught_up(self.settings, mine, accepted), timeout_s=60, what="the sinks to catch up")
 
     def request(self, kind: RightKind, email: str, **kwargs: Any) -> RequestView:
-        submitted = self.tools.request(kind, operator="dpo:test", email=email, **kwargs)
+        submitted = self.tools.request(kind, by=DPO, email=email, **kwargs)
         view = self.tools.wait(submitted.command.request_id, timeout_s=60)
         assert view is not None and view.state is RequestState.COMPLETED, view
         return view
@@ -153,54 +162,61 @@ class World:
 @pytest.fixture
 def world(kafka_settings: Settings, db_url: str, make_settings: Callable[..., Settings]) -> Iterator[World]:
     with running_fake(rate_limit=None, search_rate_limit=None) as hub:
-        settings = make_settings(
-            kafka_bootstrap_servers=kafka_settings.kafka_bootstrap_servers,
-            topic_prefix=kafka_settings.topic_prefix,
-            database_url=db_url,
-            hubspot_access_token=hub.token,
-            hubspot_base_url=hub.url,
-            hubspot_backoff_base_s=0.05,
-            rights_retry_base_s=0.05,
-            rights_hubspot_consent_subscriptions=("1001",),
-            batch_timeout_s=0.05,
-        )
-        runtime = Runtime(settings)
-        ensure_schema(runtime.engine)
-        publisher = ConfirmingPublisher(settings)
-        registrars = REGISTRARS
-        app = create_app(runtime, registrars)
-        worker = WorkerThread(app).start(
-            wait_for_topics=(settings.topic("rights.commands"), settings.topic("contacts.accepted"))
-        )
-        world = None
-        try:
-            world = World(
-                settings=settings,
-                runtime=runtime,
-                publisher=publisher,
-                hub=hub,
-                worker=worker,
-                tools=DpoTools(runtime, publisher),
-                ingest=IngestService(runtime, publisher),
-                crm=CrmReadModel(runtime.engine),
-                registrars=registrars,
-            )
-            yield world
-        finally:
-            (world.worker if world is not None else worker).stop()
-            publisher.close()
-            runtime.engine.dispose()
+        yield from _world(kafka_settings, db_url, make_settings, hub)
 
 
-SEALED_FIELD = re.compile(rb'"(?:ciphertext|nonce)":\s*"[^"]*"')
+@pytest.fixture
+def dry_run_world(kafka_settings: Settings, db_url: str, make_settings: Callable[..., Settings]) -> Iterator[World]:
+    """No HubSpot token: the embedded default, HubSpot's dry run."""
+    yield from _world(kafka_settings, db_url, make_settings, None)
+
+
+def _world(
+    kafka_settings: Settings, db_url: str, make_settings: Callable[..., Settings], hub: FakeHubSpot | None
+) -> Iterator[World]:
+    hubspot = {} if hub is None else {"hubspot_access_token": hub.token, "hubspot_base_url": hub.url}
+    settings = make_settings(
+        kafka_bootstrap_servers=kafka_settings.kafka_bootstrap_servers,
+        topic_prefix=kafka_settings.topic_prefix,
+        database_url=db_url,
+        **hubspot,
+        hubspot_backoff_base_s=0.05,
+        rights_retry_base_s=0.05,
+        rights_hubspot_consent_subscriptions=("1001",),
+        batch_timeout_s=0.05,
+    )
+    runtime = Runtime(settings)
+    ensure_schema(runtime.engine)
+    publisher = ConfirmingPublisher(settings)
+    registrars = REGISTRARS
+    app = create_app(runtime, registrars)
+    worker = WorkerThread(app).start(
+        wait_for_topics=(settings.topic("rights.commands"), settings.topic("contacts.accepted"))
+    )
+    world = None
+    try:
+        world = World(
+            settings=settings,
+            runtime=runtime,
+            publisher=publisher,
+            hub=hub,
+            worker=worker,
+            tools=DpoTools(runtime, publisher),
+            ingest=IngestService(runtime, publisher),
+            crm=CrmReadModel(runtime.engine),
+            registrars=registrars,
+        )
+        yield world
+    finally:
+        (world.worker if world is not None else worker).stop()
+        publisher.close()
+        runtime.engine.dispose()
 
 
 def _no_clear_text(world: World, *values: str) -> None:
-    """Nothing personal outside the seals (lower-cased base64 ciphertext may spell a short name by chance)."""
-    for message in read_everything(world.settings):
-        blob = SEALED_FIELD.sub(b"", (message.key or b"") + (message.value or b"")).lower()
-        for value in values:
-            assert value.lower().encode() not in blob, f"{message.topic} carries personal data in clear"
+    """Nothing personal outside the seals, on any topic."""
+    records = read_everything(world.settings)
+    assert_no_clear_text(((m.topic, (m.key or b"") + (m.value or b"")) for m in records), values)
 
 
 def test_erasure_reaches_every_sink(world: World) -> None:
@@ -240,13 +256,49 @@ def test_erasure_reaches_every_sink(world: World) -> None:
     assert set(statuses) == {"crm", "hubspot", "kafka", "suppression", "export"}
     assert statuses["export"].evidence["exports_deleted"] == [waiting.name]
     assert statuses["crm"].evidence["interactions_deleted"] == 2
-    assert statuses["hubspot"].evidence["contacts"][0]["gdpr_deleted"] is True
+    assert statuses["hubspot"].evidence["outcome"] == "deleted"
+    assert statuses["hubspot"].evidence["contacts"][0]["result"] == "deleted"
     assert statuses["kafka"].evidence["keys_destroyed"] >= 1
-    trail = [a.action for a in world.tools.tracker.audit_trail(request_id=view.request_id)]
-    assert "rights.request_received" in trail and "rights.request_completed" in trail
+    trail = world.tools.tracker.audit_trail(request_id=view.request_id)
+    assert {"rights.request_received", "rights.request_completed"} <= {a.action for a in trail}
+    # the audit names the person who issued the erasure, on the audit topic too
+    assert view.issuer == DPO and view.issued_by == DPO.actor
+    [received] = [a for a in trail if a.action == "rights.request_received"]
+    assert received.principal == DPO and received.actor == DPO.actor
+    published = [AuditRecord.model_validate_json(m.value) for m in read_to_end(world.settings, ["audit"])]
+    assert any(
+        a.action == "rights.request_received"
+        and str(a.request_id) == view.request_id
+        and a.principal is not None
+        and a.principal.display_name == "Dana Privacy"
+        for a in published
+    )
     _no_clear_text(world, gone, "Zoefina", "Quartzberg", kept, "Kaiwen")
     other = world.crm.show(kept_key)  # the other person is untouched
     assert other is not None and other.email == kept and world.hub.contact(kept) is not None
+
+
+def test_erasure_leaves_the_hubspot_dry_run_file_without_the_person(dry_run_world: World) -> None:
+    """The embedded default writes every request HubSpot would get to a file; an erasure reaches it too: the same
+    clear-text scan as for Kafka's logs finds nothing of the erased person there, and the other person is kept."""
+    world = dry_run_world
+    gone, kept = "zoe.quartz@example.com", "kai.ember@example.org"
+    world.feed(gone, "Zoefina", "Quartzberg", n=2)
+    world.feed(kept, "Kaiwen", "Emberly")
+    dry_run = world.settings.resolved_dry_run_file
+    assert "zoefina" in dry_run.read_text().lower()  # what the scan must find gone
+
+    view = world.request(RightKind.ERASURE, gone)
+    hubspot = next(s for s in view.sinks if s.sink == "hubspot")
+    assert hubspot.status is SinkStatus.DONE
+    assert hubspot.evidence["contacts"] == [] and hubspot.evidence["outcome"] == "not found in HubSpot"
+    assert "dry-run file" in hubspot.evidence["dry_run"]
+
+    lines = dry_run.read_bytes().splitlines()
+    assert_no_clear_text(((f"{dry_run.name} line {n}", line) for n, line in enumerate(lines, 1)), [gone, "Zoefina"])
+    assert_no_clear_text([(dry_run.name, dry_run.read_bytes())], ["Quartzberg"])
+    assert kept in dry_run.read_text() and "Kaiwen" in dry_run.read_text()
+    _no_clear_text(world, gone, "Zoefina", "Quartzberg")
 
 
 def test_a_child_s_earlier_contacts_are_erased_everywhere(world: World) -> None:
@@ -261,7 +313,7 @@ def test_a_child_s_earlier_contacts_are_erased_everywhere(world: World) -> None:
 
     wait_until(completed, timeout_s=60, what="the children's rule's erasure to complete")
     [view] = completed()
-    assert view.issued_by == "children-rule"
+    assert view.issued_by == "client:children-rule" and view.issuer is not None and view.issuer.auth == "system"
     assert {s.sink: s.status for s in view.sinks} == {
         **dict.fromkeys(("crm", "hubspot", "kafka", "suppression"), SinkStatus.DONE),
         "export": SinkStatus.NOT_APPLICABLE,  # no export was waiting
@@ -319,7 +371,10 @@ def test_objection_restriction_rectification_and_withdrawal_in_every_sink(
 
     # objection, from the DPO's command line: immediate, everywhere
     started = time.monotonic()
-    result = invoke_cli(world.settings, monkeypatch, "dpo", "object", "--email", email, "--wait", "--timeout", "30")
+    dpo_key = key_for(world.settings, Role.DPO, display_name="Dana Privacy")
+    result = invoke_cli(
+        world.settings, monkeypatch, "dpo", "object", "--email", email, "--wait", "--timeout", "30", key=dpo_key
+    )
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started < 45  # a sanity bound on a loaded machine, not a speed test
     assert "completed" in result.output and email not in result.output
@@ -344,7 +399,7 @@ def test_objection_restriction_rectification_and_withdrawal_in_every_sink(
     assert not world.crm.show(key).restricted  # type: ignore[union-attr]
     assert world.hub.contact(email)["properties"]["leadpipe_processing_restricted"] == "false"  # type: ignore[index]
     assert lifted.notice_due
-    assert not world.tools.notice_sent(lifted.request_id, operator="dpo:test").notice_due
+    assert not world.tools.notice_sent(lifted.request_id, by=DPO).notice_due
 
     # rectification reaches both
     world.request(RightKind.RECTIFICATION, email, rectify={"last_name": "Olsen-Berg", "position": "CTO"})
@@ -418,7 +473,7 @@ def test_access_pdf_and_portability_json_hold_crm_and_hubspot(world: World) -> N
     email = "ines.duarte@example.com"
     key = world.feed(email, "Inês", "Duarte", n=2)
 
-    submitted = world.tools.request(RightKind.ACCESS, operator="dpo:test", email=email)
+    submitted = world.tools.request(RightKind.ACCESS, by=DPO, email=email)
     view = world.tools.wait(submitted.command.request_id, timeout_s=60)
     assert view is not None and view.state is RequestState.COMPLETED
     export = next(s for s in view.sinks if s.sink == "export")
@@ -513,3 +568,85 @@ def test_retention_sweep_deletes_expired_interactions_and_erases_empty_subjects(
         **dict.fromkeys(("crm", "suppression", "kafka", "hubspot"), SinkStatus.DONE),
         "export": SinkStatus.NOT_APPLICABLE,  # erased entirely, but no export was waiting
     }
+
+
+def test_anonymous_visitors_are_stitched_to_the_person_and_erased_with_them_or_by_cookie_id(world: World) -> None:
+    """Issue 17 item 4 end to end: page views of an anonymous visitor (kept with analytics consent, dropped without),
+    a form that carries the visitor's cookie id, the history on the contact, the website clock, then the person's
+    erasure taking the device's history along, and a second device erased by its cookie id alone."""
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def page(visitor_id: str, minutes_ago: int, *, consent: bool | None = True) -> Any:
+        document: dict[str, Any] = {
+            "type": "page",
+            "anonymousId": visitor_id,
+            "properties": {"url": f"https://www.example.com/p{uuid.uuid4().hex[:6]}"},
+            "timestamp": (now - timedelta(minutes=minutes_ago)).isoformat(),
+        }
+        if consent is not None:
+            document["context"] = {"consent": {"categoryPreferences": {"Analytics": consent}}}
+        result = world.ingest.submit(
+            "site-analytics", Channel.WEBSITE, json.dumps(document).encode(), "application/json"
+        )
+        assert result.accepted, result
+        (event,) = result.events
+        return event
+
+    shared_id, other_id = "ajs-7f3c0e4a-visitor", "ajs-b91d2aa0-other"
+    before = page(shared_id, 120)
+    refused = page(shared_id, 110, consent=False)
+    elsewhere = page(other_id, 100)
+    form = {
+        "email": "vera.visitor@example.com",
+        "first_name": "Vera",
+        "last_name": "Visitorova",
+        "message": f"Please send the price list ({uuid.uuid4().hex[:8]})",
+        "anonymous_id": shared_id,
+        "submittedAt": (now - timedelta(minutes=60)).isoformat(),
+    }
+    submitted = world.ingest.submit("site-form", Channel.WEB_FORM, json.dumps(form).encode(), "application/json")
+    assert submitted.accepted, submitted
+    after = page(shared_id, 30)
+    person, device, other = submitted.subject_keys[0], before.subject_key, elsewhere.subject_key
+    assert device.startswith("vk_") and device != person
+
+    def stitched() -> Any:
+        view = world.crm.show(person)
+        ids = [[i.event_id for i in h.interactions] for h in view.website_history] if view else []
+        return view if ids == [[before.event_id, after.event_id]] else None
+
+    view = wait_until(stitched, timeout_s=60, what="the CRM to show the visitor's history on the contact")
+    [history] = view.website_history
+    assert history.visitor_key == device and history.attributed and history.linked_by_event_id == submitted.event_ids[0]
+    drop = wait_until(lambda: world.dropped(refused.event_id), what="the page view without consent to be dropped")
+    assert (drop.reason, drop.stage) == (DropReason.NO_CONSENT, "consent")
+    # the website clock of the policy file: seven years from each page view
+    assert [i.retention_expires_at for i in history.interactions] == [
+        e.occurred_at.replace(year=e.occurred_at.year + 7) for e in (before, after)
+    ]
+    wait_until(lambda: world.crm.show(other) is not None, what="the other device's page view")
+    assert world.hub.contact("vera.visitor@example.com") is not None
+
+    erased = world.request(RightKind.ERASURE, "vera.visitor@example.com")
+    crm_evidence = {s.sink: s for s in erased.sinks}["crm"].evidence
+    assert (crm_evidence["visitors_erased"], crm_evidence["visitor_interactions_deleted"]) == (1, 2)
+    gone = world.crm.show(device)
+    assert gone is not None and gone.status == "erased" and gone.interactions_detail == []
+    assert world.crm.visitor_links(device) == []
+    with Session(world.runtime.engine) as session:
+        keys = {k.scope: k.wrapped_key for k in session.scalars(select(SubjectKey))}
+    assert keys[f"subject:{device}"] is None  # crypto-shredded with the person: linked at ingest
+    assert keys[f"subject:{other}"] is not None  # nobody identified on the other device
+
+    with pytest.raises(IdentityError):  # a cookie id names whom to erase, not whom to hand data to
+        world.tools.request(RightKind.ACCESS, by=DPO, visitor_id=other_id)
+    by_cookie = world.tools.request(RightKind.ERASURE, by=DPO, visitor_id=other_id)
+    assert by_cookie.command.subject_key == other
+    done = world.tools.wait(by_cookie.command.request_id, timeout_s=60)
+    assert done is not None and done.state is RequestState.COMPLETED, done
+    statuses = {s.sink: s.status for s in done.sinks}
+    assert statuses["crm"] is SinkStatus.DONE and statuses["kafka"] is SinkStatus.DONE
+    assert statuses["hubspot"] is SinkStatus.NOT_APPLICABLE  # HubSpot never held an anonymous visitor
+    other_view = world.crm.show(other)
+    assert other_view is not None and other_view.status == "erased" and other_view.interactions_detail == []
+    _no_clear_text(world, shared_id, other_id, "vera.visitor@example.com", "Visitorova")

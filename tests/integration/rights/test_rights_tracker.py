@@ -7,6 +7,7 @@ import pytest
 from identity_helpers import person
 
 from pipeline.db import ensure_schema, make_engine
+from pipeline.models.identity import Role
 from pipeline.models.rights import AuditRecord, RightKind, RightsStatus, SinkStatus, SuppressionRecord
 from pipeline.rights.commands import build_command
 from pipeline.rights.tracker import RequestState, RequestTracker
@@ -14,6 +15,9 @@ from pipeline.rights.tracker import RequestState, RequestTracker
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2025, 1, 15, 10, tzinfo=UTC)
+DPO = person("dana", "Dana Privacy", Role.DPO)
+ANA = person("ana", "Ana Garcia", Role.DPO)
+BO = person("bo", "Bo Berg", Role.DPO)
 
 
 @pytest.fixture
@@ -66,14 +70,46 @@ def test_overdue_and_extension_with_reason(tracker: RequestTracker) -> None:
     assert tracker.overdue(T0 + timedelta(days=20)) == []
     assert [r.request_id for r in tracker.overdue(T0 + timedelta(days=32))] == [str(cmd.request_id)]
     with pytest.raises(ValueError, match="reason"):
-        tracker.extend(cmd.request_id, 2, "busy", by="dpo")
+        tracker.extend(cmd.request_id, 2, "busy", by=DPO)
     with pytest.raises(ValueError, match="1 to 2 months"):
-        tracker.extend(cmd.request_id, 3, "numerous requests from the same person", by="dpo")
-    view = tracker.extend(cmd.request_id, 2, "numerous requests from the same person", by="dpo")
+        tracker.extend(cmd.request_id, 3, "numerous requests from the same person", by=DPO)
+    view = tracker.extend(cmd.request_id, 2, "numerous requests from the same person", by=DPO)
     assert view.effective_due_at == datetime(2025, 4, 15, 10, tzinfo=UTC)
+    assert view.extended_by == DPO and tracker.get(cmd.request_id).extended_by == DPO  # type: ignore[union-attr]
+    assert [(e.principal, e.extended_by) for e in view.extensions] == [(DPO, DPO.actor)]  # each extension: who
     assert view.extension_reason == "numerous requests from the same person"
     assert tracker.overdue(T0 + timedelta(days=32)) == []
     assert len(tracker.overdue(T0 + timedelta(days=91))) == 1
+
+
+def test_extensions_add_up_to_two_months_never_shorten_and_keep_every_reason(tracker: RequestTracker) -> None:
+    """Policy 9.1: "as much as two additional months" in all; the person is told every reason."""
+    cmd = build_command(RightKind.PORTABILITY, "sk_t0000009", issued_by=DPO, now=T0)
+    tracker.record(cmd, ["export"])
+    first = tracker.extend(cmd.request_id, 1, "a complex request across two systems", by=ANA)
+    assert first.effective_due_at == datetime(2025, 3, 15, 10, tzinfo=UTC)
+    second = tracker.extend(cmd.request_id, 1, "numerous requests from the same person", by=BO)
+    assert second.effective_due_at == datetime(2025, 4, 15, 10, tzinfo=UTC)  # added, not replaced
+    assert [(e.months, e.reason, e.extended_by, e.principal) for e in second.extensions] == [
+        (1, "a complex request across two systems", ANA.actor, ANA),
+        (1, "numerous requests from the same person", BO.actor, BO),
+    ]
+    assert second.extended_by == BO  # the latest
+    assert second.extension_reason == "a complex request across two systems; numerous requests from the same person"
+    with pytest.raises(ValueError, match="already extended by 2 month"):
+        tracker.extend(cmd.request_id, 1, "yet another reason to wait", by=DPO)
+    after = tracker.get(cmd.request_id)
+    assert after is not None and after.effective_due_at == second.effective_due_at
+    assert len(after.extensions) == 2 and tracker.requests()[0].extensions == after.extensions
+
+    other = build_command(RightKind.PORTABILITY, "sk_t0000010", issued_by=DPO, now=T0)
+    tracker.record(other, ["export"])
+    tracker.extend(other.request_id, 2, "numerous requests from the same person", by=DPO)
+    with pytest.raises(ValueError, match="cannot be extended again"):  # --months 1 after --months 2
+        tracker.extend(other.request_id, 1, "one more month please", by=DPO)
+    kept = tracker.get(other.request_id)
+    assert kept is not None and kept.effective_due_at == datetime(2025, 4, 15, 10, tzinfo=UTC)
+    assert kept.extension_reason == "numerous requests from the same person"
 
 
 def test_pending_counts_agree_with_the_request_views(tracker: RequestTracker) -> None:
@@ -85,7 +121,7 @@ def test_pending_counts_agree_with_the_request_views(tracker: RequestTracker) ->
     done = build_command(RightKind.OBJECTION, "sk_t0000004", issued_by=person("dpo"), now=T0)
     for cmd in (late, extended, failing, done):
         tracker.record(cmd, ["crm"])
-    tracker.extend(extended.request_id, 1, "numerous requests from the same person", by="dpo")
+    tracker.extend(extended.request_id, 1, "numerous requests from the same person", by=DPO)
     tracker.set_sink(status(failing.request_id, "crm", SinkStatus.FAILED), error="database down")
     tracker.set_sink(status(done.request_id, "crm", SinkStatus.DONE))
     for days, overdue in ((20, 0), (32, 1), (42, 2), (62, 3)):
@@ -99,8 +135,9 @@ def test_unrestriction_records_that_a_notice_is_due(tracker: RequestTracker) -> 
     cmd = build_command(RightKind.UNRESTRICTION, "sk_t0000000", issued_by=person("dpo"), now=T0)
     tracker.record(cmd)
     assert tracker.get(cmd.request_id).notice_due  # type: ignore[union-attr]
-    tracker.mark_notice_sent(cmd.request_id)
-    assert not tracker.get(cmd.request_id).notice_due  # type: ignore[union-attr]
+    tracker.mark_notice_sent(cmd.request_id, by=DPO)
+    view = tracker.get(cmd.request_id)
+    assert view is not None and not view.notice_due and view.notice_sent_by == DPO
 
 
 def test_subject_state_and_audit_round_trip(tracker: RequestTracker) -> None:

@@ -7,6 +7,7 @@ connections, per-input refusals) and the budget is measured where HubSpot would 
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 
 import pytest
@@ -198,7 +199,7 @@ def test_gateway_rights_calls(fake: FakeHubSpot, hubspot_settings: Callable[...,
             "hs_object_id": fake.contact("rights@example.com")["id"],
         },  # type: ignore[index]
     }
-    assert [c["properties"]["email"] for c in gateway.search_contacts("rights@example.com", ["email"])] == [
+    assert [c["properties"]["email"] for c in gateway.search_contacts(emails=["rights@example.com"])] == [
         "rights@example.com"
     ]
     assert (
@@ -225,3 +226,88 @@ def test_rights_calls_retry_429_too(fake: FakeHubSpot, hubspot_settings: Callabl
     )
     assert gateway.unsubscribe_all(["x@example.com"])["status"] == "COMPLETE"
     assert gateway.purge_contact("x@example.com") is False  # 502 retried, then 404: nothing to delete
+
+
+SEARCH = "/crm/v3/objects/contacts/search"
+
+
+def test_the_rights_search_finds_hubspot_only_contacts_by_email_additional_email_and_phone(
+    fake: FakeHubSpot, hubspot_settings: Callable[..., Settings]
+) -> None:
+    """Through the real client: contacts leadpipe never wrote (a sales rep's, an import's) are found, by every
+    e-mail (primary or additional) and phone, in requests of at most five filter groups, every page followed."""
+    from hubspot.crm.contacts.models import SimplePublicObjectInputForCreate
+
+    _, gateway = sink_for(hubspot_settings())
+    basic = gateway.client.crm.contacts.basic_api
+
+    def create(**properties: str) -> str:
+        return str(basic.create(SimplePublicObjectInputForCreate(properties=properties)).id)
+
+    by_email = create(email="ana@example.com", firstname="Ana")
+    by_extra = create(email="ana.work@example.org", hs_additional_emails="ana@example.net;x@example.com")
+    by_phone = create(phone="+442079460958", firstname="Rep-made")  # no e-mail at all
+    by_mobile = create(mobilephone="+442079460958", email="someone@example.com")
+    create(email="other@example.com", phone="+4930123456")
+    for n in range(130):  # a switchboard number many contacts share: more than one page
+        create(email=f"staff{n}@example.com", phone="+4930999999")
+    found = gateway.search_contacts(
+        emails=["ANA@example.com", "ana@example.net", "nobody@example.com"], phones=["+442079460958"]
+    )
+    assert {c["id"] for c in found} == {by_email, by_extra, by_phone, by_mobile}
+    searches = fake.calls("POST", SEARCH)
+    assert [len(c.body["filterGroups"]) for c in searches] == [5, 3]  # 8 groups: 2 per e-mail, 2 per phone
+    shared = gateway.search_contacts(phones=["+4930999999"])
+    assert len(shared) == 130 and [c.body.get("after") for c in fake.calls("POST", SEARCH)[2:]] == [None, "100"]
+    assert gateway.search_contacts(emails=["gone@example.com"]) == []
+
+
+def test_the_rights_search_keeps_to_hubspot_s_search_budget(
+    fake: FakeHubSpot, hubspot_settings: Callable[..., Settings]
+) -> None:
+    """HubSpot allows about 4 search requests a second: the gateway's search budget keeps under it, unasked."""
+    _, gateway = sink_for(hubspot_settings())
+    for n in range(12):
+        gateway.search_contacts(emails=[f"p{n}@example.com"])
+    assert fake.rate_limited == 0
+    assert fake.max_in_window(1.0, SEARCH) <= 4
+
+
+def test_the_fake_refuses_searches_beyond_hubspot_s_limits(fake: FakeHubSpot) -> None:
+    from hubspot import HubSpot
+    from hubspot.crm.contacts.exceptions import ApiException
+    from hubspot.crm.contacts.models import Filter, FilterGroup, PublicObjectSearchRequest
+
+    search = HubSpot(access_token=fake.token, host=fake.url, base_url=fake.url).crm.contacts.search_api
+    group = FilterGroup(filters=[Filter(property_name="email", operator="EQ", value="a@example.com")])
+    for request in (
+        PublicObjectSearchRequest(filter_groups=[group] * 6),
+        PublicObjectSearchRequest(filter_groups=[FilterGroup(filters=group.filters * 11)]),
+        PublicObjectSearchRequest(filter_groups=[FilterGroup(filters=group.filters * 6)] * 5),  # 30 in all
+        PublicObjectSearchRequest(filter_groups=[group], limit=201),
+        PublicObjectSearchRequest(filter_groups=[group], after="9950", limit=100),
+    ):
+        time.sleep(0.3)  # within the fake's own search budget (4 a second): each refusal is about the request
+        with pytest.raises(ApiException) as refused:
+            search.do_search(request)
+        assert refused.value.status == 400
+    time.sleep(0.3)
+    assert search.do_search(PublicObjectSearchRequest(filter_groups=[group])).total == 0
+
+
+def test_a_contact_s_email_is_changed_by_id_unless_another_contact_holds_the_address(
+    fake: FakeHubSpot, hubspot_settings: Callable[..., Settings]
+) -> None:
+    from pipeline.sinks.hubspot.gateway import HubSpotRequestError
+
+    sink, gateway = sink_for(hubspot_settings())
+    sink.write([make_tagged("old@example.com"), make_tagged("taken@example.com")])
+    contact_id = fake.contact("old@example.com")["id"]  # type: ignore[index]
+    changed = gateway.update_contact(contact_id, {"email": "new@example.com"}, by_id=True)
+    assert changed is not None and changed["id"] == contact_id
+    assert fake.contact("old@example.com") is None and fake.contact("new@example.com")["id"] == contact_id  # type: ignore[index]
+    with pytest.raises(HubSpotRequestError) as conflict:
+        gateway.update_contact(contact_id, {"email": "taken@example.com"}, by_id=True)
+    assert conflict.value.status == 409 and "taken@" not in conflict.value.message  # scrubbed
+    assert gateway.read_contact(contact_id, ["email"], by_id=True)["properties"]["email"] == "new@example.com"  # type: ignore[index]
+    assert gateway.purge_contact(contact_id, by_id=True) is True and fake.contact("new@example.com") is None

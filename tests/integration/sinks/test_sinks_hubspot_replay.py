@@ -40,13 +40,17 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+DPO = person("dpo-test")
+
+
 def command(kind: RightKind, subject_key: str, at: datetime) -> RightsCommand:
     return RightsCommand(
         request_id=uuid.uuid4(),
         kind=kind,
         subject_key=subject_key,
         issued_at=at,
-        issued_by=person("dpo-test"),
+        issued_by=DPO.actor,
+        issuer=DPO,
         due_at=at + timedelta(days=30),
     )
 

@@ -234,3 +234,25 @@ def test_an_unreadable_rights_command_is_dead_lettered_once_whatever_the_redeliv
     assert first.source_topic == RIGHTS_COMMANDS_TOPIC  # logical, as replay publishes it, not "t1.rights.commands"
     assert b"ann@example.com" not in first.model_dump_json().encode()
     assert first.payload is not None and runtime.codec.sealer.open(first.payload) == value
+
+
+def test_a_fence_is_recognised_however_deep_it_is_wrapped() -> None:
+    """A send that failed because another producer took the transactional id is a rejoin, not a crash."""
+    from aiokafka.errors import KafkaTimeoutError, ProducerFenced
+
+    from pipeline.agents.faust_adapter import is_fenced
+    from pipeline.agents.sender import SendFailedError
+
+    def wrapped(inner: BaseException) -> BaseException:
+        try:
+            try:
+                raise inner
+            except BaseException as exc:
+                raise SendFailedError("producer refused a record") from exc
+        except SendFailedError as outer:
+            return outer
+
+    assert is_fenced(ProducerFenced())
+    assert is_fenced(wrapped(ProducerFenced()))
+    assert not is_fenced(wrapped(KafkaTimeoutError()))
+    assert not is_fenced(RuntimeError("no cause"))

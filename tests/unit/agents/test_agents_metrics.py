@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from faust.types import TP
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.agents.faust_adapter import PartitionProgress
 from pipeline.agents.metrics import WorkerMetrics
 from pipeline.agents.processing import drop_reasons
 from pipeline.agents.sender import Out
@@ -86,3 +88,44 @@ def test_rights_gauges_are_read_on_each_scrape_and_a_failing_read_keeps_the_last
     got = samples(metrics)  # the database is down: the scrape still answers, with the last values
     assert got[("leadpipe_rights_requests", (("state", "open"),))] == 1
     assert answers == []
+
+
+def test_uncommitted_records_per_partition_replace_fausts_stall_warnings() -> None:
+    metrics = WorkerMetrics()
+    progress = {
+        TP("contacts.accepted", 0): PartitionProgress(committed=90, consumed=100, end=100),
+        TP("contacts.accepted", 1): PartitionProgress(committed=None, consumed=None, end=12),  # nothing committed yet
+    }
+    metrics.track_partitions(lambda: progress)
+    label = (("partition", "0"), ("topic", "contacts.accepted"))
+    got = samples(metrics)
+    assert got[("leadpipe_worker_uncommitted_records", label)] == 10
+    assert not any(
+        name == "leadpipe_worker_uncommitted_records" and ("partition", "1") in labels for name, labels in got
+    )
+    progress[TP("contacts.accepted", 0)] = PartitionProgress(committed=100, consumed=100, end=100)
+    assert samples(metrics)[("leadpipe_worker_uncommitted_records", label)] == 0
+    progress.clear()  # revoked
+    assert not any(name == "leadpipe_worker_uncommitted_records" for name, _ in samples(metrics))
+
+
+def test_consumer_lag_gauge_follows_each_read() -> None:
+    from pipeline.kafka.lag import PartitionLag
+
+    reads = [
+        [
+            PartitionLag("lp", "contacts.normalized", 0, 5, 12, 7),
+            PartitionLag("lp", "contacts.accepted", 1, None, 3, 3),
+        ],
+        [PartitionLag("lp", "contacts.normalized", 0, 12, 12, 0)],
+    ]
+    metrics = WorkerMetrics()
+    metrics.track_lag(lambda: reads.pop(0))
+    first = samples(metrics)
+    normalized = (("group", "lp"), ("partition", "0"), ("topic", "contacts.normalized"))
+    accepted = (("group", "lp"), ("partition", "1"), ("topic", "contacts.accepted"))
+    assert first[("leadpipe_consumer_lag", normalized)] == 7
+    assert first[("leadpipe_consumer_lag", accepted)] == 3
+    second = samples(metrics)
+    assert second[("leadpipe_consumer_lag", normalized)] == 0
+    assert ("leadpipe_consumer_lag", accepted) not in second  # gone from the group: no stale value left behind

@@ -62,6 +62,7 @@ async def instances() -> AsyncIterator[dict[str, Any]]:
         "faust.transport.drivers.aiokafka:Producer": app.producer,
         "aiokafka.consumer.consumer:AIOKafkaConsumer": consumer,
         "faust.stores.memory:Store": table.data,
+        "faust.streams:Stream": app.stream(app.topic("contract-probe")),
     }
     yield built
     await consumer.stop()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from pipeline.crypto import KeyDestroyedError, Sealer, SqlKeyStore, SubjectKey, subject_scope
@@ -216,3 +217,44 @@ def test_a_preloaded_batch_is_opened_from_the_cache_however_long_it_takes(keysto
     other.preload([records[0].key_id])  # the next batch pins only its own keys
     assert Sealer(other).open(records[1]) == b"x"  # not in this batch and stale: confirmed again
     assert len(queries) == 3
+
+
+def test_destroy_up_to_a_moment_spares_what_came_after(keystore: SqlKeyStore) -> None:
+    """Re-applying an erasure after a restore (``pipeline.rights.restore``): the keys that existed when it took
+    effect go again, own and linked; a generation or a shared payload key made after it (the person came back) stays."""
+    sealer = Sealer(keystore)
+    scope, payload = subject_scope("sk_restored"), "record:import-1"
+    before = sealer.seal(scope, b"before")
+    shared = sealer.seal(payload, b"a list naming them")
+    keystore.link(payload, [scope])
+    with Session(keystore._engine) as session:  # the backup: the rows as they were before the erasure
+        snapshot = [(r.key_id, r.wrapped_key) for r in session.scalars(select(SubjectKey))]
+    erased_at = datetime.now(UTC)
+    assert keystore.destroy(scope, "erasure") == 2
+    after = sealer.seal(scope, b"came back")
+    later_payload = "record:import-2"
+    later_shared = sealer.seal(later_payload, b"a later list naming them")
+    keystore.link(later_payload, [scope])
+    assert keystore.live_keys({scope: erased_at}) == {}
+
+    with Session(keystore._engine) as session:  # the restore brings the destroyed keys back
+        for key_id, wrapped in snapshot:
+            session.execute(
+                update(SubjectKey).where(SubjectKey.key_id == key_id).values(wrapped_key=wrapped, destroyed_at=None)
+            )
+        session.commit()
+    fresh = Sealer(SqlKeyStore(keystore._engine, KEK))
+    assert fresh.open(before) == b"before" and fresh.open(shared) == b"a list naming them"
+    assert keystore.live_keys({scope: erased_at, subject_scope("sk_other"): erased_at}) == {
+        scope: sorted([before.key_id, shared.key_id])
+    }
+    assert keystore.live_scopes("record:import-") == {payload, later_payload}
+
+    assert keystore.destroy(scope, "restore", created_by=erased_at) == 2
+    fresh = Sealer(SqlKeyStore(keystore._engine, KEK))
+    for gone in (before, shared):
+        with pytest.raises(KeyDestroyedError):
+            fresh.open(gone)
+    assert fresh.open(after) == b"came back" and fresh.open(later_shared) == b"a later list naming them"
+    assert keystore.live_keys({scope: erased_at}) == {}
+    assert keystore.live_scopes("record:import-") == {later_payload}

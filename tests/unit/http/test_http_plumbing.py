@@ -99,6 +99,11 @@ def keys(app_and_keys: tuple[Any, dict[str, str]]) -> dict[str, str]:
     return app_and_keys[1]
 
 
+def admin(client: TestClient) -> TestClient:
+    """A client of the app's admin port (metrics, OpenAPI, docs)."""
+    return TestClient(client.app.state.admin)  # type: ignore[attr-defined]
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
@@ -125,7 +130,7 @@ def test_refusals_have_a_reason_a_challenge_and_a_count(
     assert answer.status_code == status
     assert answer.headers["www-authenticate"] == "Bearer"
     assert answer.json()["detail"]["reason"] == reason and answer.json()["detail"]["status"] == "refused"
-    assert f'leadpipe_ingest_refusals_total{{reason="{reason}"}} 1.0' in client.get("/metrics").text
+    assert f'leadpipe_ingest_refusals_total{{reason="{reason}"}} 1.0' in admin(client).get("/metrics").text
 
 
 def test_authenticated_but_not_allowed_is_403(client: TestClient, keys: dict[str, str]) -> None:
@@ -200,7 +205,9 @@ def test_every_response_carries_the_security_headers(client: TestClient, keys: d
         assert headers["referrer-policy"] == "no-referrer"
         assert headers["x-frame-options"] == "DENY"
         assert headers["cache-control"] == "no-store"
-    assert "cdn.jsdelivr.net" in client.get("/docs").headers["content-security-policy"]
+    for answer in (admin(client).get("/metrics"), admin(client).get("/readyz")):
+        assert answer.headers["x-frame-options"] == "DENY" and answer.headers["cache-control"] == "no-store"
+    assert "cdn.jsdelivr.net" in admin(client).get("/docs").headers["content-security-policy"]
     assert "strict-transport-security" not in client.get("/healthz").headers
 
 
@@ -218,22 +225,37 @@ def test_routes_declare_their_access(app_and_keys: tuple[Any, dict[str, str]]) -
     assert declared[("/v1/probe/console", "POST")] == (SignedIn(session_only=True),)
     assert declared[("/healthz", "GET")] == (Public("liveness probe: says ok"),)
     assert declared[("/v1/probe/teapot", "GET")] == ()  # declares nothing: the matrix test would fail on it
-    assert declared[("/openapi.json", "GET")] == (Public("the API's description"),)
+    assert ("/openapi.json", "GET") not in declared  # on the admin port only (unless api_public_docs)
+    on_admin = {(r.path, m): r.declared for r in route_accesses(app_and_keys[0].state.admin) for m in r.methods}
+    assert on_admin[("/openapi.json", "GET")] == (Public("the API's description, admin port"),)
 
 
 def test_refuse_answers_the_refused_shape_at_top_level(client: TestClient) -> None:
     answer = client.get("/v1/probe/teapot")
     assert answer.status_code == 418 and "www-authenticate" not in answer.headers
     assert answer.json() == {"status": "refused", "reason": "teapot", "message": "short and stout"}
-    assert 'leadpipe_ingest_refusals_total{reason="teapot"} 1.0' in client.get("/metrics").text
+    assert 'leadpipe_ingest_refusals_total{reason="teapot"} 1.0' in admin(client).get("/metrics").text
 
 
 def test_every_app_has_health_metrics_and_one_bearer_scheme(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/metrics").headers["content-type"].startswith("text/plain")
-    document = client.get("/openapi.json").json()
+    assert admin(client).get("/metrics").headers["content-type"].startswith("text/plain")
+    document = admin(client).get("/openapi.json").json()
     assert list(document["components"]["securitySchemes"]) == ["HTTPBearer"]
-    assert {"/healthz", "/metrics", "/v1/probe/rights"} <= set(document["paths"])
+    assert {"/healthz", "/readyz", "/v1/probe/rights"} <= set(document["paths"])
+    assert "/metrics" not in document["paths"]
+
+
+def test_metrics_and_the_api_reference_are_not_on_the_api_port_by_default(
+    client: TestClient, make_settings: Callable[..., Settings]
+) -> None:
+    """Issue 13: /metrics, /openapi.json and /docs were open to anyone on the API port."""
+    for path in ("/metrics", "/openapi.json", "/docs"):
+        assert client.get(path).status_code == 404, path
+        assert admin(client).get(path).status_code == 200, path
+    public = TestClient(create_app(Runtime(make_settings(api_public_docs=True)), object(), [probe]))  # type: ignore[arg-type]
+    assert public.get("/openapi.json").status_code == 200 and public.get("/docs").status_code == 200
+    assert public.get("/metrics").status_code == 404
 
 
 def test_apps_do_not_share_metrics(make_settings: Callable[..., Settings]) -> None:
@@ -241,4 +263,4 @@ def test_apps_do_not_share_metrics(make_settings: Callable[..., Settings]) -> No
     first = TestClient(create_app(runtime, object(), [probe]))  # type: ignore[arg-type]
     second = TestClient(create_app(runtime, object(), [probe]))  # type: ignore[arg-type]
     first.get("/v1/probe/teapot")
-    assert 'reason="teapot"' not in second.get("/metrics").text
+    assert 'reason="teapot"' not in admin(second).get("/metrics").text

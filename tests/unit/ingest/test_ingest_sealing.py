@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from fakes.contacts import tags_for
 from ingest_helpers import RecordingPublisher
 from source_payloads import payload
 from sqlalchemy import event
@@ -21,7 +22,9 @@ from pipeline.crypto.codec import RecordCodec
 from pipeline.ingest.service import MAX_IDENTITY_HINTS, IngestService, Submission, identity_hints
 from pipeline.models.common import Channel
 from pipeline.models.records import ContactRecord, DeadLetter, RawRecord
+from pipeline.models.tagged import TaggedEvent
 from pipeline.runtime import Runtime
+from pipeline.sinks.crm.writer import CrmWriter
 
 
 def fresh_codec(runtime: Runtime) -> RecordCodec:
@@ -161,3 +164,29 @@ def test_a_payload_that_does_not_decode_is_still_dead_lettered(runtime: Runtime,
     _, _, [letter] = published(publisher)
     assert letter.subject_key == normalize.subject_key(runtime.pepper, email="ana@example.com")
     assert letter.payload is not None and fresh_codec(runtime).sealer.open(letter.payload) == body
+
+
+def test_an_address_kept_as_an_alias_is_taken_in_as_the_person_under_their_corrected_address(
+    runtime: Runtime, publisher: RecordingPublisher
+) -> None:
+    """Policy 9.2 with ``--old-address=alias``: a later contact from the corrected address joins the person (their
+    key, their current address), and every copy of it is sealed under the person's key, so it dies with them."""
+    import uuid
+
+    from pipeline.rights.effects.crm import CrmRights
+
+    service = IngestService(runtime, publisher)  # type: ignore[arg-type]
+    form = {"email": "ana@exmaple.com", "first_name": "Ana", "message": "first"}
+    first = service.submit("site", Channel.WEB_FORM, json.dumps(form).encode(), "application/json")
+    CrmWriter(runtime.engine).write_events([TaggedEvent(event=first.events[0], tags=tags_for(first.events[0]))])
+    old_key = first.subject_keys[0]
+    new_key = normalize.subject_key(runtime.pepper, email="ana@example.com")
+    CrmRights(runtime.engine).move_subject(old_key, new_key, uuid.uuid4(), {"email": "ana@example.com"}, alias=True)
+    publisher.records.clear()
+    later = IngestService(runtime, publisher).submit(  # type: ignore[arg-type]
+        "site", Channel.WEB_FORM, json.dumps({**form, "message": "again"}).encode(), "application/json"
+    )
+    assert later.subject_keys == (new_key,) and later.events[0].person.email == "ana@example.com"
+    [raw], normalized, _ = published(publisher)
+    assert raw.subject_key == new_key and raw.sealed.key_id.startswith(f"subject:{new_key}#")
+    assert set(normalized) == {new_key}

@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app as cli
-from pipeline.policy import default_policy_path
+from pipeline.policy.model import default_policy_path
 
 
 def test_check_accepts_the_packaged_policy_and_names_bad_entries(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.models.common import Channel, LegalBasis, Purpose
-from pipeline.policy import Duration, PolicyError, default_policy_path, load_policy
+from pipeline.policy.model import Duration, PolicyError, default_policy_path, load_policy
 
 #: POLICY-MAP.md, channel table: (period in years, clock, section).
 CHANNEL_ROWS = {
@@ -141,7 +141,7 @@ def test_invalid_entries_are_named(tmp_path: Path, mutate: Any, expected: str) -
 
 
 def test_unreadable_and_non_yaml_files_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(PolicyError, match="cannot read"):
+    with pytest.raises(PolicyError, match="policy file not found"):
         load_policy(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("channels: [unclosed")

@@ -9,7 +9,7 @@ import pytest
 from processor_events import NOW, PEPPER, build_event
 
 from pipeline.models.contact import ContactEvent
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.processors import ChainContext, CompiledPolicy, compile_policy
 
 

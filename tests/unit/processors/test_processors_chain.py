@@ -10,7 +10,7 @@ import yaml
 from processor_events import NOW, build_event
 
 from pipeline.models.common import Channel
-from pipeline.policy import default_policy_path, load_policy
+from pipeline.policy.model import default_policy_path, load_policy
 from pipeline.processors import ChainContext, Failed, Passed, Quarantined, compile_policy, run_chain
 from pipeline.processors import chain as chain_module
 

@@ -15,8 +15,8 @@ from processor_events import NOW, build_event
 from pipeline.models.common import Channel, InteractionKind, Purpose
 from pipeline.models.contact import Consent, ContactEvent, Utterance
 from pipeline.models.processing import DropReason
-from pipeline.models.rights import SuppressionRecord
-from pipeline.policy import load_policy
+from pipeline.models.rights import SuppressionRecord, erased_event_tag
+from pipeline.policy.model import load_policy
 from pipeline.processors import ChainContext, Dropped, Failed, Passed, compile_policy, run_chain
 from pipeline.processors.suppression import suppress_accepted
 
@@ -111,6 +111,16 @@ def test_a_submission_after_the_erasure_is_a_new_collection(make_ctx: Callable[.
     outcome = _outcome(event, make_ctx(suppression=state))
     assert isinstance(outcome, Passed)
     assert outcome.tagged.tags.marketing_allowed is True
+
+
+def test_an_erased_event_replayed_after_the_erasure_is_still_dropped(make_ctx: Callable[..., ChainContext]) -> None:
+    """A replay carries the erased event's id with a new receipt time: its tombstone drops it, a new event passes."""
+    replayed = build_event(received_at=NOW + timedelta(minutes=5))
+    state = _state(replayed, erased=True, erased_at=NOW, erased_events=(erased_event_tag(replayed.event_id),))
+    assert _outcome(replayed, make_ctx(suppression=state)) == Dropped(DropReason.SUBJECT_ERASED, "suppression")
+    fresh = build_event(received_at=NOW + timedelta(minutes=5))
+    assert fresh.event_id != replayed.event_id
+    assert isinstance(_outcome(fresh, make_ctx(suppression=state)), Passed)
 
 
 def test_after_erasure_an_earlier_objection_still_holds(make_ctx: Callable[..., ChainContext]) -> None:

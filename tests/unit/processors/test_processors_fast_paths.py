@@ -23,7 +23,7 @@ from pipeline.crypto.sealing import _unb64
 from pipeline.models.common import Channel, InteractionKind, Purpose
 from pipeline.models.contact import Consent
 from pipeline.models.tagged import SpamVerdict, Tags, tags_json
-from pipeline.policy import Duration
+from pipeline.policy.model import Duration
 from pipeline.processors import ChainContext, CompiledPolicy, run_chain
 from pipeline.processors import rates as rate_windows
 from pipeline.processors.chain import Passed, Quarantined, _tags
@@ -282,7 +282,7 @@ def test_trusted_fills_defaults_and_refuses_what_validation_would_not_fill() -> 
     verdict = SpamVerdict.trusted(score=1.0, threshold=5.0)
     assert verdict == SpamVerdict(score=1.0, threshold=5.0)
     assert verdict.model_fields_set == {"score", "threshold"} and verdict.model_dump_json() == (
-        '{"score":1.0,"threshold":5.0,"reasons":[],"review":null}'
+        '{"score":1.0,"threshold":5.0,"reasons":[],"review":null,"engine":null,"classifier":null}'
     )
     with pytest.raises(TypeError, match="threshold must be given"):
         SpamVerdict.trusted(score=1.0)

@@ -13,7 +13,7 @@ from processor_events import NOW, build_event
 
 from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.processors import ChainContext, Passed, run_chain
 from pipeline.processors.retention import MissingAnchorError, anchor_key, retention_clock
 
@@ -108,7 +108,7 @@ def test_interaction_clock_ignores_stored_anchors(make_ctx: Callable[..., ChainC
 def test_without_fallback_a_missing_anchor_date_is_an_error_naming_the_field(tmp_path: Any) -> None:
     import yaml
 
-    from pipeline.policy import default_policy_path
+    from pipeline.policy.model import default_policy_path
 
     data = yaml.safe_load(default_policy_path().read_text())
     del data["channels"]["customer"]["anchor_fallback"]
@@ -121,7 +121,7 @@ def test_without_fallback_a_missing_anchor_date_is_an_error_naming_the_field(tmp
 def test_a_changed_period_changes_the_expiry_without_code(tmp_path: Any) -> None:
     import yaml
 
-    from pipeline.policy import default_policy_path
+    from pipeline.policy.model import default_policy_path
     from pipeline.processors import compile_policy
 
     data = yaml.safe_load(default_policy_path().read_text())

@@ -16,7 +16,7 @@ from processor_events import NOW, PEPPER, build_event
 
 from pipeline.models.contact import ContactEvent
 from pipeline.models.tagged import SpamReview
-from pipeline.policy import default_policy_path, load_policy
+from pipeline.policy.model import default_policy_path, load_policy
 from pipeline.processors import ChainContext, Passed, Quarantined, compile_policy, run_chain
 from pipeline.processors import rates as rate_windows
 from pipeline.processors.spam import hashed_key, rate_keys, sender_key

@@ -6,6 +6,7 @@ import base64
 import re
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from pipeline.models.contact import ContactEvent
 from pipeline.models.processing import DropRecord
 from pipeline.models.records import AcceptedRecord, ContactRecord, DeadLetter, QuarantineRecord
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand, SuppressionRecord
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.processors import compile_policy
 from pipeline.runtime import Runtime
 from pipeline.topics import (
@@ -291,3 +292,24 @@ def test_the_chain_reads_the_same_context_as_step_context_for_every_event(
     for event, ctx in seen:
         assert ctx == step.context(event, state, NOW)
     assert seen[1][1].suppression == objection and seen[0][1].suppression is None is seen[2][1].suppression
+
+
+def test_each_record_s_trace_goes_on_with_every_record_it_leads_to_and_no_other(
+    step: ProcessingStep, runtime: Runtime
+) -> None:
+    """The processing span's ``traceparent`` (``Consumed.trace``) is copied onto that input's outputs only."""
+    child, adult = build_event(person={"stated_age": 13}), build_event(subject_key="sk_fedcba9876543210fedc")
+    traced = [
+        replace(_consumed(runtime, child, offset=0), trace=b"00-" + b"1" * 32 + b"-" + b"a" * 16 + b"-01"),
+        replace(_consumed(runtime, adult, offset=1), trace=b"00-" + b"2" * 32 + b"-" + b"b" * 16 + b"-01"),
+        Consumed(0, 2, b"k", b"not a record"),
+    ]
+    outs = [o for group in step.process(traced, ProcessingState.in_memory(), now=NOW).outgoing.values() for o in group]
+    by_trace: dict[bytes | None, set[str]] = {}
+    for out in outs:
+        by_trace.setdefault(out.trace, set()).add(out.topic)
+    assert by_trace == {
+        traced[0].trace: {DROPS_TOPIC, AUDIT_TOPIC, RIGHTS_COMMANDS_TOPIC},
+        traced[1].trace: {ACCEPTED_TOPIC},
+        None: {PROCESSING_DLQ_TOPIC},
+    }

@@ -14,7 +14,7 @@ from pipeline.models.common import Channel, InteractionKind, LegalBasis, Purpose
 from pipeline.models.contact import Consent
 from pipeline.models.processing import DropReason
 from pipeline.models.rights import SuppressionRecord
-from pipeline.policy import default_policy_path, load_policy
+from pipeline.policy.model import default_policy_path, load_policy
 from pipeline.processors import ChainContext, Dropped, Passed, compile_policy, run_chain
 
 P = Purpose

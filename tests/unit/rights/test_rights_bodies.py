@@ -15,11 +15,14 @@ def test_the_profile_is_every_single_valued_text_field_of_a_person() -> None:
     assert text_fields == PROFILE_FIELDS
 
 
-def test_the_body_takes_every_profile_field_but_the_email() -> None:
-    others = [name for name in PROFILE_FIELDS if name != "email"]
-    changes = dict.fromkeys(others, " x ")
-    assert RectificationBody(changes=changes).changes == dict.fromkeys(others, "x")  # type: ignore[arg-type]
-    with pytest.raises(ValidationError, match=r"changes\.email"):
-        RectificationBody.model_validate({"changes": {"email": "new@example.com"}})
+def test_the_body_takes_every_profile_field_the_email_included_but_never_clears_the_email() -> None:
+    changes = dict.fromkeys(PROFILE_FIELDS, " x ")
+    assert RectificationBody(changes=changes).changes == dict.fromkeys(PROFILE_FIELDS, "x")  # type: ignore[arg-type]
+    corrected = RectificationBody.model_validate({"changes": {"email": "new@example.com"}, "old_address": "alias"})
+    assert corrected.new_email == "new@example.com" and corrected.old_address == "alias"
+    with pytest.raises(ValidationError, match="corrected, not cleared"):
+        RectificationBody.model_validate({"changes": {"email": None}})
+    with pytest.raises(ValidationError, match="old_address"):
+        RectificationBody.model_validate({"changes": {"email": "n@example.com"}, "old_address": "keep"})
     schema = RectificationBody.model_json_schema()["properties"]["changes"]["propertyNames"]
-    assert tuple(schema["enum"]) == RECTIFIABLE_FIELDS
+    assert tuple(schema["enum"]) == RECTIFIABLE_FIELDS == PROFILE_FIELDS

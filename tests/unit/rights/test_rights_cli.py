@@ -42,7 +42,7 @@ def submitted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[
 @pytest.mark.parametrize(
     ("command", "own", "kind", "extra"),
     [
-        ("erase", ["--yes"], RightKind.ERASURE, {}),
+        ("erase", ["--yes"], RightKind.ERASURE, {"visitor_id": None}),
         ("object", [], RightKind.OBJECTION, {}),
         ("restrict", [], RightKind.RESTRICTION, {}),
         ("unrestrict", [], RightKind.UNRESTRICTION, {}),
@@ -50,7 +50,7 @@ def submitted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[
             "rectify",
             ["--set", "last_name=Berg", "--clear", "position"],
             RightKind.RECTIFICATION,
-            {"rectify": {"last_name": "Berg", "position": None}},
+            {"rectify": {"last_name": "Berg", "position": None}, "old_address": None},
         ),
         (
             "withdraw-consent",
@@ -87,3 +87,10 @@ def test_the_bootstrapped_admin_s_key_is_written_once_to_a_private_file(submitte
     assert CliRunner().invoke(cli.dpo_app, ["object", "--email", "a@example.com"]).exit_code == 0
     key_file = tmp_path / "secrets" / "bootstrap-admin-key"
     assert key_file.read_text().startswith("lpk_") and key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_website_visitor_is_erased_by_its_cookie_id(submitted: list[Any]) -> None:
+    result = CliRunner().invoke(cli.dpo_app, ["erase", "--visitor-id", "ajs-123", "--yes"])
+    assert result.exit_code == 0, result.output
+    [(kind, _, _, options)] = submitted
+    assert kind is RightKind.ERASURE and options["visitor_id"] == "ajs-123" and options["email"] is None

@@ -8,12 +8,14 @@ from identity_helpers import person
 from pipeline.crypto.sealing import Sealer
 from pipeline.models.common import Purpose
 from pipeline.models.rights import RightKind
-from pipeline.normalize import subject_key
-from pipeline.rights.bodies import ExportDelivery, RectificationBody
+from pipeline.normalize import subject_key, visitor_key
+from pipeline.rights.bodies import ExportDelivery, RectificationBody, RequestIdentity
 from pipeline.rights.commands import (
     IdentityError,
     build_command,
     identify,
+    named,
+    visitor_subject,
 )
 
 PEPPER = b"pepper"
@@ -54,6 +56,13 @@ def test_identify_needs_exactly_one_valid_identity() -> None:
     assert info.value.field == "phone"
 
 
+def test_a_website_visitor_is_identified_by_the_key_of_its_cookie_id() -> None:
+    assert visitor_subject(PEPPER, " ajs-123 ") == visitor_key(PEPPER, "ajs-123")
+    with pytest.raises(IdentityError) as info:
+        visitor_subject(PEPPER, "not one")
+    assert info.value.field == "visitor_id" and "not one" not in str(info.value)
+
+
 def test_deadline_is_one_month_after_receipt() -> None:
     cmd = build_command(RightKind.ERASURE, "sk_x0000000", issued_by=person("dpo:anna"), now=NOW)
     assert cmd.due_at == datetime(2025, 2, 28, 9, tzinfo=UTC)
@@ -76,12 +85,59 @@ def test_rectified_values_travel_sealed_with_the_subject_key() -> None:
     assert body.changes == {"last_name": "Kowalska", "position": "CTO"}
 
 
-def test_rectifying_the_identity_or_unknown_fields_is_refused() -> None:
+def test_unknown_fields_or_nothing_to_rectify_are_refused() -> None:
     sealer = Sealer(DictKeys())
-    with pytest.raises(ValueError, match="cannot rectify email"):
-        build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={"email": "x"})
+    with pytest.raises(ValueError, match="cannot rectify shoe_size"):
+        build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={"shoe_size": "9"})
     with pytest.raises(ValueError, match="at least one"):
         build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={})
+
+
+def test_a_corrected_email_carries_the_new_key_in_clear_and_the_address_sealed() -> None:
+    sealer = Sealer(DictKeys())
+    new_key = subject_key(PEPPER, email="ada@new.example")
+    cmd = build_command(
+        RightKind.RECTIFICATION,
+        "sk_x0000000",
+        issued_by=D,
+        sealer=sealer,
+        rectify={"email": "ada@new.example"},
+        new_subject_key=new_key,
+        old_address="alias",
+    )
+    assert cmd.new_subject_key == new_key and "new.example" not in cmd.model_dump_json()
+    body = sealer.open_model(cmd.sealed, RectificationBody)  # type: ignore[arg-type]
+    assert body.new_email == "ada@new.example" and body.old_address == "alias"
+    forget = build_command(
+        RightKind.RECTIFICATION,
+        "sk_x0000000",
+        issued_by=D,
+        sealer=sealer,
+        rectify={"email": "a@b.co"},
+        new_subject_key=new_key,
+    )
+    assert sealer.open_model(forget.sealed, RectificationBody).old_address == "forget"  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="the subject key of the new address"):
+        build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={"email": "a@b.co"})
+    with pytest.raises(ValueError, match="--old-address applies only"):
+        build_command(
+            RightKind.RECTIFICATION,
+            "sk_x0000000",
+            issued_by=D,
+            sealer=sealer,
+            rectify={"company": "X"},
+            old_address="alias",
+        )
+
+
+def test_the_identity_the_dpo_gave_travels_sealed() -> None:
+    sealer = Sealer(DictKeys())
+    identity = named(email=" Ada@Example.COM ")
+    assert identity == RequestIdentity(email="ada@example.com")
+    cmd = build_command(RightKind.ERASURE, "sk_x0000000", issued_by=D, sealer=sealer, identity=identity)
+    assert cmd.identity is not None and "example.com" not in cmd.model_dump_json()
+    assert sealer.open_model(cmd.identity, RequestIdentity) == identity
+    assert named(phone="020 7946 0958", region="GB") == RequestIdentity(phone="+442079460958")
 
 
 def test_access_command_carries_a_sealed_password() -> None:

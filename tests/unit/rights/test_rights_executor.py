@@ -3,17 +3,13 @@ sinks that confirmed are not run again (a replayed erasure cannot erase a later 
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import pytest
 from identity_helpers import person
 
-from pipeline.config import explicit_settings
-from pipeline.db import ensure_schema
 from pipeline.kafka.producer import Outgoing
 from pipeline.models.rights import RightKind, RightsStatus, SinkStatus
 from pipeline.rights.commands import build_command
@@ -60,20 +56,6 @@ class Scripted(Effect):
 
     def handover(self, subject_key: str) -> Handover:
         return self._handover
-
-
-@pytest.fixture
-def runtime(tmp_path: Path) -> Runtime:
-    settings = explicit_settings(
-        environment="test",
-        home=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        subject_key_pepper="p",
-        key_encryption_key=base64.urlsafe_b64encode(b"k" * 32).decode(),
-    )
-    rt = Runtime(settings)
-    ensure_schema(rt.engine)
-    return rt
 
 
 def executor(runtime: Runtime, effects: list[Effect], sleeps: list[float] | None = None) -> RightsExecutor:
@@ -235,3 +217,40 @@ def test_unknown_sink_effect_is_recorded_as_failed(runtime: Runtime) -> None:
         "reason": "not_configured",
         "error": "no effect for sink hubspot",
     }
+
+
+def test_a_corrected_address_destroys_the_old_key_only_after_every_other_sink_confirmed(runtime: Runtime) -> None:
+    """The old key's data keys go last: until HubSpot confirmed, the request's sealed details are still needed."""
+    from pipeline.crypto.keystore import SqlKeyStore
+    from pipeline.crypto.sealing import subject_scope
+    from pipeline.rights.effects.keys import KeyShredding
+    from pipeline.rights.plan import REKEY_PLAN
+
+    down = Scripted("hubspot", EffectError("hubspot_unavailable", "HubSpot down"))
+    effects: list[Effect] = [Scripted(s, ok()) for s in ("suppression", "crm", "export")]
+    effects += [down, KeyShredding(runtime.keystore)]
+    ex = executor(runtime, effects)
+    key_id, _ = runtime.keystore.active_key(subject_scope(SK))  # the old address's records were sealed under it
+
+    def alive() -> bool:  # asked of the database, as another process would
+        return SqlKeyStore(runtime.engine, runtime.settings.kek_bytes()).key(key_id) is not None
+
+    cmd = build_command(
+        RightKind.RECTIFICATION,
+        SK,
+        issued_by=person("dpo"),
+        now=NOW,
+        sealer=runtime.codec.sealer,
+        rectify={"email": "new@example.com"},
+        new_subject_key="sk_" + "f" * 40,
+    )
+    assert ex.sinks_for(cmd) == REKEY_PLAN
+    statuses = {s.sink: s for s in ex.execute(cmd)}  # HubSpot down for all 4 attempts
+    assert statuses["hubspot"].status is SinkStatus.FAILED
+    assert statuses["kafka"].status is SinkStatus.PENDING and statuses["kafka"].evidence == {"waiting_for": ["hubspot"]}
+    assert alive()
+    down.script = [ok(outcome="email corrected")]
+    statuses = {s.sink: s for s in ex.execute(cmd)}  # the retry timer runs it again
+    assert set(statuses) == {"hubspot", "kafka"} and statuses["kafka"].evidence["keys_destroyed"] == 1
+    assert ex.tracker.get(cmd.request_id).state is RequestState.COMPLETED  # type: ignore[union-attr]
+    assert not alive()

@@ -13,7 +13,7 @@ from pypdf import PdfReader
 
 from pipeline.db import ensure_schema, make_engine
 from pipeline.models.rights import RightKind, SinkStatus
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.rights.commands import build_command
 from pipeline.rights.effects.base import Context, EffectError, Handover
 from pipeline.rights.effects.crm import CrmRights
@@ -90,28 +90,31 @@ def test_short_password_is_refused() -> None:
 
 
 class _Gateway:
-    """Stands in for the HubSpot gateway's ``read_contact``: down first, then answering."""
+    """Stands in for the HubSpot gateway's reads (by e-mail, and the search): down first, then answering."""
 
     def __init__(self, failures: list[Exception]) -> None:
         self.failures = failures
 
-    def read_contact(self, email: str, properties: Sequence[str] = ()) -> dict[str, Any] | None:
+    def read_contact(self, email: str, properties: Sequence[str] = (), *, by_id: bool = False) -> dict[str, Any] | None:
         if self.failures:
             raise self.failures.pop(0)
         return {"id": "901", "properties": {"email": email, "firstname": "Zoë"}}
+
+    def search_contacts(self, **_: Any) -> list[dict[str, Any]]:
+        return [{"id": "902", "properties": {"phone": "+4930123456", "firstname": "Zoë", "email": None}}]
 
 
 def _export(tmp_path: Path, gateway: _Gateway) -> tuple[ExportEffect, Context]:
     engine = make_engine(f"sqlite:///{tmp_path / 'crm.sqlite3'}")
     ensure_schema(engine)
-    reader = ExportReader(gateway)  # type: ignore[arg-type]  # only read_contact is used
+    reader = ExportReader(gateway)  # type: ignore[arg-type]  # only the reads are used
     effect = ExportEffect(CrmRights(engine), tmp_path / "exports", lambda: reader, storage=load_policy().storage)
     command = build_command(RightKind.PORTABILITY, "sk_" + "2" * 40, issued_by=person("dpo:test"))
     ctx = Context(
         command=command,
         now=datetime.now(UTC),
         open_sealed=lambda *_: None,
-        handover=Handover(emails=("zoe.quartz@example.com",)),
+        handover=Handover(emails=("zoe.quartz@example.com",), phones=("+4930123456",)),
     )
     return effect, ctx
 
@@ -128,6 +131,8 @@ def test_an_export_waits_for_hubspot_instead_of_leaving_it_out(tmp_path: Path) -
     written = json.loads(Path(str(result.evidence["path"])).read_text())
     [hubspot] = [s for s in written["sections"] if s["source"] == "hubspot"]
     assert hubspot["records"]["contacts"][0]["properties"]["firstname"] == "Zoë"
+    # the contact found by the e-mail, and the one HubSpot holds by the phone alone (a HubSpot-only contact)
+    assert [c["id"] for c in hubspot["records"]["contacts"]] == ["901", "902"]
     where = {entry["system"]: entry["countries"] for entry in written["storage"]}  # Art. 15(2): where it is kept
     assert where == {"kafka": ["IE"], "crm": ["IE"], "hubspot": ["US"]}
 

@@ -1,5 +1,6 @@
 """HubSpot's part of each request, against a recording stand-in for the gateway (the HTTP path is covered by the
-end-to-end tests against the fake HubSpot): which calls, with which properties, and what evidence."""
+integration tests against the fake HubSpot): how the person's contacts are found (HubSpot-only ones too), which
+calls are made on them by id, and what evidence is left."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ from pipeline.crypto.sealing import Sealer
 from pipeline.models.common import Purpose
 from pipeline.models.rights import RightKind, RightsCommand, SinkStatus
 from pipeline.rights.commands import build_command
-from pipeline.rights.effects.base import Context, EffectError, Handover
-from pipeline.rights.effects.hubspot import HubSpotEffect
+from pipeline.rights.effects.base import Context, EffectError, EffectResult, Handover
+from pipeline.rights.effects.hubspot import NOT_FOUND, HubSpotEffect
 from pipeline.sinks.hubspot.gateway import HubSpotRequestError, HubSpotUnavailable
 
 SK = "sk_" + "h" * 40
+NEW_SK = "sk_" + "n" * 40
 EMAIL = "ada@example.com"
+PHONE = "+442079460958"
+DIRECT_MARKETING = {"information_of_interest", "further_contact"}
 
 
 class Keys:
@@ -36,8 +40,10 @@ class Keys:
 
 
 class Port:
-    def __init__(self, contact: dict[str, Any] | None = None, fail: Exception | None = None) -> None:
-        self.contact = contact
+    """Contacts by id, found by e-mail or by search as HubSpot would; every call recorded."""
+
+    def __init__(self, *contacts: dict[str, Any], fail: Exception | None = None) -> None:
+        self.contacts = {c["id"]: {"id": c["id"], "properties": dict(c["properties"])} for c in contacts}
         self.fail = fail
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
 
@@ -46,17 +52,35 @@ class Port:
         if self.fail is not None:
             raise self.fail
 
-    def read_contact(self, email: str, properties: Sequence[str] = ()) -> dict[str, Any] | None:
-        self._called("read", email, tuple(properties))
-        return self.contact
+    def _by_email(self, email: str) -> dict[str, Any] | None:
+        return next((c for c in self.contacts.values() if c["properties"].get("email") == email.lower()), None)
 
-    def update_contact(self, email: str, properties: Mapping[str, str]) -> dict[str, Any] | None:
-        self._called("update", email, dict(properties))
-        return None if self.contact is None else {"id": self.contact["id"], "properties": dict(properties)}
+    def read_contact(self, identifier: str, properties: Sequence[str] = (), *, by_id: bool = False) -> Any:
+        self._called("read", identifier)
+        return self.contacts.get(identifier) if by_id else self._by_email(identifier)
 
-    def purge_contact(self, email: str) -> bool:
-        self._called("purge", email)
-        return self.contact is not None
+    def search_contacts(
+        self, *, emails: Sequence[str] = (), phones: Sequence[str] = (), properties: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        self._called("search", tuple(emails), tuple(phones))
+        return [
+            c
+            for c in self.contacts.values()
+            if c["properties"].get("email") in emails
+            or any(e in str(c["properties"].get("hs_additional_emails") or "").split(";") for e in emails)
+            or c["properties"].get("phone") in phones
+        ]
+
+    def update_contact(self, identifier: str, properties: Mapping[str, str], *, by_id: bool = False) -> Any:
+        self._called("update", identifier, dict(properties))
+        found = self.contacts.get(identifier) if by_id else self._by_email(identifier)
+        if found is not None:
+            found["properties"].update(properties)
+        return found
+
+    def purge_contact(self, identifier: str, *, by_id: bool = False) -> bool:
+        self._called("purge", identifier)
+        return self.contacts.pop(identifier, None) is not None
 
     def unsubscribe(self, email: str, subscription_id: str, **kw: Any) -> dict[str, Any]:
         self._called("unsubscribe", email, subscription_id, kw.get("legal_basis"))
@@ -66,16 +90,27 @@ class Port:
         self._called("unsubscribe_all", tuple(emails), channel)
         return {"status": "COMPLETE", "results": [{"statuses": [{"status": "NOT_SUBSCRIBED"}]} for _ in emails]}
 
+    def acted(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """The calls that changed something (not the look-ups)."""
+        return [c for c in self.calls if c[0] not in ("read", "search")]
+
 
 SEALER = Sealer(Keys())
+ADA = {"id": "501", "properties": {"email": EMAIL, "leadpipe_purposes": "contract_request;information_of_interest"}}
 
 
-def ctx(command: RightsCommand, emails: tuple[str, ...] = (EMAIL,)) -> Context:
+def ctx(
+    command: RightsCommand,
+    emails: tuple[str, ...] = (EMAIL,),
+    phones: tuple[str, ...] = (),
+    evidence: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Context:
     return Context(
         command=command,
         now=datetime.now(UTC),
         open_sealed=SEALER.open_model,
-        handover=Handover(emails=emails),
+        handover=Handover(emails=emails, phones=phones),
+        evidence=evidence or {},
     )
 
 
@@ -83,44 +118,117 @@ def cmd(kind: RightKind, **kw: Any) -> RightsCommand:
     return build_command(kind, SK, issued_by=person("dpo"), sealer=SEALER, **kw)
 
 
-def test_erasure_is_the_gdpr_delete_with_the_contact_id_as_evidence() -> None:
-    port = Port({"id": "501", "properties": {}})
-    result = HubSpotEffect(port).apply(ctx(cmd(RightKind.ERASURE)))
-    assert [c[0] for c in port.calls] == ["read", "purge"]
+def effect(port: Port, **kw: Any) -> HubSpotEffect:
+    return HubSpotEffect(port, direct_marketing=DIRECT_MARKETING, **kw)
+
+
+def test_erasure_is_the_gdpr_delete_by_id_and_says_deleted() -> None:
+    port = Port(ADA)
+    result = effect(port).apply(ctx(cmd(RightKind.ERASURE)))
+    assert port.acted() == [("purge", ("501",))]
     assert result.status is SinkStatus.DONE
-    assert result.evidence == {"operation": "gdpr-delete", "contacts": [{"contact_id": "501", "gdpr_deleted": True}]}
+    assert result.evidence["outcome"] == "deleted"
+    assert result.evidence["contacts"] == [{"contact_id": "501", "found_by": ["email"], "result": "deleted"}]
     assert EMAIL not in str(result.evidence)
 
 
-def test_without_an_email_hubspot_has_nothing_to_do() -> None:
+def test_erasure_of_someone_hubspot_does_not_hold_says_not_found_after_asking() -> None:
     port = Port()
-    result = HubSpotEffect(port).apply(ctx(cmd(RightKind.ERASURE), emails=()))
+    result = effect(port).apply(ctx(cmd(RightKind.ERASURE)))
+    assert [c[0] for c in port.calls] == ["read", "search"] and port.acted() == []
+    assert result.status is SinkStatus.DONE and result.evidence["outcome"] == NOT_FOUND
+
+
+def test_a_contact_only_hubspot_holds_is_found_by_phone_and_erased() -> None:
+    """Issue 19: the DPO names the person by phone; HubSpot holds them (created by a sales rep) without an e-mail."""
+    rep_made = {"id": "777", "properties": {"phone": PHONE, "email": None}}
+    port = Port(rep_made)
+    result = effect(port).apply(ctx(cmd(RightKind.ERASURE), emails=(), phones=(PHONE,)))
+    assert port.acted() == [("purge", ("777",))] and result.evidence["outcome"] == "deleted"
+    assert result.evidence["contacts"][0]["found_by"] == ["phone"]
+
+
+def test_a_phone_match_holding_somebody_else_s_address_is_left_alone_and_reported() -> None:
+    """A shared switchboard number must not erase a colleague: phone-only matches with another e-mail are skipped."""
+    colleague = {"id": "42", "properties": {"phone": PHONE, "email": "colleague@example.com"}}
+    port = Port(ADA, colleague)
+    result = effect(port).apply(ctx(cmd(RightKind.ERASURE), phones=(PHONE,)))
+    assert port.acted() == [("purge", ("501",))]
+    assert [s["contact_id"] for s in result.evidence["skipped"]] == ["42"]
+    assert "42" in port.contacts
+
+
+def test_without_any_identity_hubspot_has_nothing_to_look_up() -> None:
+    port = Port()
+    result = effect(port).apply(ctx(cmd(RightKind.ERASURE), emails=()))
     assert result.status is SinkStatus.NOT_APPLICABLE and port.calls == []
 
 
-def test_objection_unsubscribes_everything_and_marks_the_contact() -> None:
-    port = Port({"id": "7", "properties": {}})
-    result = HubSpotEffect(port).apply(ctx(cmd(RightKind.OBJECTION)))
-    assert port.calls[0] == ("unsubscribe_all", ((EMAIL,), "EMAIL"))
-    assert port.calls[1] == ("update", (EMAIL, {"leadpipe_marketing_allowed": "false"}))
-    assert result.evidence["unsubscribed"] == 1
-
-
-def test_restriction_and_its_lifting_set_the_restriction_property() -> None:
-    port = Port({"id": "7", "properties": {}})
-    HubSpotEffect(port).apply(ctx(cmd(RightKind.RESTRICTION)))
-    HubSpotEffect(port).apply(ctx(cmd(RightKind.UNRESTRICTION)))
-    assert [c[1][1] for c in port.calls] == [
-        {"leadpipe_processing_restricted": "true"},
-        {"leadpipe_processing_restricted": "false"},
+def test_objection_unsubscribes_everything_and_clears_the_marketing_flag() -> None:
+    port = Port(ADA)
+    result = effect(port).apply(ctx(cmd(RightKind.OBJECTION)))
+    assert port.acted() == [
+        ("unsubscribe_all", ((EMAIL,), "EMAIL")),
+        ("update", ("501", {"leadpipe_marketing_allowed": "false"})),
     ]
+    assert result.evidence["unsubscribed"] == 1 and result.evidence["outcome"] == "updated"
+
+
+def test_restriction_clears_marketing_and_its_lifting_restores_it_by_the_one_rule() -> None:
+    port = Port(ADA)
+    effect(port).apply(ctx(cmd(RightKind.RESTRICTION)))
+    assert port.contacts["501"]["properties"]["leadpipe_processing_restricted"] == "true"
+    assert port.contacts["501"]["properties"]["leadpipe_marketing_allowed"] == "false"
+    effect(port).apply(ctx(cmd(RightKind.UNRESTRICTION)))
+    assert port.contacts["501"]["properties"]["leadpipe_processing_restricted"] == "false"
+    assert port.contacts["501"]["properties"]["leadpipe_marketing_allowed"] == "true"  # information_of_interest
+    objected = {"suppression": {"marketing_objected": True, "restricted": False, "consent_withdrawn": []}}
+    effect(port).apply(ctx(cmd(RightKind.UNRESTRICTION), evidence=objected))
+    assert port.contacts["501"]["properties"]["leadpipe_marketing_allowed"] == "false"  # the objection stands
+
+
+def test_the_crm_s_answer_wins_when_the_crm_knows_the_person() -> None:
+    """One meaning everywhere: HubSpot's flag is the CRM's when the CRM restated it."""
+    port = Port(ADA)
+    effect(port).apply(ctx(cmd(RightKind.UNRESTRICTION), evidence={"crm": {"marketing_allowed": False}}))
+    assert port.contacts["501"]["properties"]["leadpipe_marketing_allowed"] == "false"
 
 
 def test_rectification_maps_fields_to_hubspot_properties_and_clears_with_empty() -> None:
-    port = Port({"id": "7", "properties": {}})
+    port = Port(ADA)
     command = cmd(RightKind.RECTIFICATION, rectify={"last_name": "Byron", "position": None, "location": "Oslo"})
-    HubSpotEffect(port).apply(ctx(command))
-    assert port.calls == [("update", (EMAIL, {"lastname": "Byron", "jobtitle": "", "leadpipe_location": "Oslo"}))]
+    effect(port).apply(ctx(command))
+    assert port.acted() == [("update", ("501", {"lastname": "Byron", "jobtitle": "", "leadpipe_location": "Oslo"}))]
+
+
+def rekey(old_address: str = "forget") -> RightsCommand:
+    return cmd(
+        RightKind.RECTIFICATION,
+        rectify={"email": "ada@new.example", "last_name": "King"},
+        new_subject_key=NEW_SK,
+        old_address=old_address,  # type: ignore[arg-type]
+    )
+
+
+def test_a_corrected_address_changes_the_contact_s_email_by_id() -> None:
+    port = Port({"id": "501", "properties": {"email": EMAIL, "hs_additional_emails": EMAIL}})
+    result = effect(port).apply(ctx(rekey()))
+    [(name, (contact_id, properties))] = port.acted()
+    assert (name, contact_id) == ("update", "501")
+    assert properties == {"email": "ada@new.example", "lastname": "King", "leadpipe_subject_key": NEW_SK}
+    assert result.evidence["outcome"] == "email corrected" and result.evidence["new_subject_key"] == NEW_SK
+    assert result.evidence["old_address_in_additional_emails"] is True  # for a person in HubSpot to remove
+    assert "ada@" not in str(result.evidence)
+    again = effect(port).apply(ctx(rekey()))  # a retry after the change: the contact is under the new address
+    assert again.evidence["outcome"] == "already under the corrected address"
+
+
+def test_two_contacts_for_one_person_are_left_for_a_person_to_merge() -> None:
+    port = Port(ADA, {"id": "600", "properties": {"email": "ada@new.example"}})
+    with pytest.raises(EffectError) as refused:
+        effect(port).apply(ctx(rekey()))
+    assert refused.value.code == "hubspot_two_contacts" and not refused.value.retryable
+    assert refused.value.evidence["contact_ids"] == ["501", "600"] and port.acted() == []
 
 
 def test_withdrawal_unsubscribes_consent_subscriptions_and_strips_consent_purposes() -> None:
@@ -128,50 +236,55 @@ def test_withdrawal_unsubscribes_consent_subscriptions_and_strips_consent_purpos
         {
             "id": "9",
             "properties": {
+                "email": EMAIL,
                 "leadpipe_purposes": "contract_request;further_contact",
                 "leadpipe_legal_basis": "contract_request=contract;further_contact=consent",
             },
         }
     )
-    result = HubSpotEffect(port, consent_subscriptions=("1001",)).apply(ctx(cmd(RightKind.CONSENT_WITHDRAWAL)))
-    assert port.calls[0] == ("unsubscribe", (EMAIL, "1001", "CONSENT_WITH_NOTICE"))
-    assert port.calls[-1] == (
-        "update",
-        (EMAIL, {"leadpipe_purposes": "contract_request", "leadpipe_legal_basis": "contract_request=contract"}),
-    )
+    result = effect(port, consent_subscriptions=("1001",)).apply(ctx(cmd(RightKind.CONSENT_WITHDRAWAL)))
+    assert port.acted() == [
+        ("unsubscribe", (EMAIL, "1001", "CONSENT_WITH_NOTICE")),
+        (
+            "update",
+            (
+                "9",
+                {
+                    "leadpipe_purposes": "contract_request",
+                    "leadpipe_legal_basis": "contract_request=contract",
+                    "leadpipe_marketing_allowed": "false",  # marketing rested on the withdrawn consent only
+                },
+            ),
+        ),
+    ]
     assert result.evidence["contacts"][0]["purposes_stopped"] == [Purpose.FURTHER_CONTACT.value]
 
 
 def test_retention_expiry_touches_hubspot_only_when_the_subject_is_erased() -> None:
-    port = Port({"id": "1", "properties": {}})
+    port = Port(ADA)
     command = cmd(RightKind.RETENTION_EXPIRY, event_ids=[uuid4()])
-    assert HubSpotEffect(port).apply(ctx(command)).status is SinkStatus.NOT_APPLICABLE
-    erase = Context(
-        command=command,
-        now=datetime.now(UTC),
-        open_sealed=SEALER.open_model,
-        handover=Handover(emails=(EMAIL,)),
-        erase_subject=True,
-    )
-    assert HubSpotEffect(port).apply(erase).status is SinkStatus.DONE
-    assert [c[0] for c in port.calls] == ["read", "purge"]
+    assert effect(port).apply(ctx(command)).status is SinkStatus.NOT_APPLICABLE
+    erase = ctx(command).after("crm", EffectResult.done(remaining_interactions=0))  # nothing left in the CRM
+    assert erase.erase_subject
+    assert effect(port).apply(erase).status is SinkStatus.DONE
+    assert port.acted() == [("purge", ("501",))]
 
 
 def test_hubspot_failures_become_effect_errors_with_status_and_correlation() -> None:
     refused = Port(fail=HubSpotRequestError(400, "VALIDATION_ERROR", "bad", "corr-1"))
     with pytest.raises(EffectError) as info:
-        HubSpotEffect(refused).apply(ctx(cmd(RightKind.OBJECTION)))
+        effect(refused).apply(ctx(cmd(RightKind.OBJECTION)))
     assert not info.value.retryable and info.value.evidence == {"status": 400, "correlation_id": "corr-1"}
     down = Port(fail=HubSpotUnavailable(3.0, "429 TEN_SECONDLY_ROLLING"))
     with pytest.raises(EffectError) as info:
-        HubSpotEffect(down).apply(ctx(cmd(RightKind.ERASURE)))
+        effect(down).apply(ctx(cmd(RightKind.ERASURE)))
     assert info.value.retryable
 
 
 def test_withdrawal_without_configured_consent_subscriptions_stops_every_e_mail_subscription() -> None:
     """Not knowing which subscriptions rest on consent, keeping any could go on mailing the person (9.8)."""
-    port = Port({"id": "9", "properties": {"leadpipe_legal_basis": "further_contact=consent"}})
-    result = HubSpotEffect(port).apply(ctx(cmd(RightKind.CONSENT_WITHDRAWAL)))
-    assert port.calls[0] == ("unsubscribe_all", ((EMAIL,), "EMAIL"))
+    port = Port({"id": "9", "properties": {"email": EMAIL, "leadpipe_legal_basis": "further_contact=consent"}})
+    result = effect(port).apply(ctx(cmd(RightKind.CONSENT_WITHDRAWAL)))
+    assert port.acted()[0] == ("unsubscribe_all", ((EMAIL,), "EMAIL"))
     assert result.status is SinkStatus.DONE
     assert "LEADPIPE_RIGHTS_HUBSPOT_CONSENT_SUBSCRIPTIONS" in result.evidence["subscriptions_unsubscribed"][0]["reason"]

@@ -61,6 +61,7 @@ def test_the_dpo_is_shown_the_view_and_whether_it_is_overdue() -> None:
         "effective_due_at",
         "extension_reason",
         "extended_by",
+        "extensions",
         "state",
         "overdue",
         "notice_due",

@@ -4,7 +4,7 @@ from uuid import uuid4
 import pytest
 
 from pipeline.models.common import Purpose
-from pipeline.models.rights import RightKind, RightsCommand, SuppressionRecord
+from pipeline.models.rights import RightKind, RightsCommand, SuppressionRecord, erased_event_tag
 from pipeline.rights.state import next_state
 
 T0 = datetime(2025, 5, 1, tzinfo=UTC)
@@ -75,3 +75,82 @@ def test_previous_state_of_another_subject_is_refused() -> None:
     other = SuppressionRecord(subject_key="sk_other0000", updated_at=T0, request_id=uuid4())
     with pytest.raises(ValueError, match="another subject"):
         next_state(other, command(RightKind.OBJECTION), T0)
+
+
+def test_an_erasure_adds_its_tombstones_and_later_states_keep_them() -> None:
+    first, second = uuid4(), uuid4()
+    s1 = next_state(None, command(RightKind.ERASURE), T0, erased_events=[erased_event_tag(first)])
+    assert s1 is not None and s1.event_erased(first) and not s1.event_erased(second)
+    s2 = next_state(s1, command(RightKind.OBJECTION), T0 + timedelta(hours=1))
+    assert s2 is not None and s2.event_erased(first)
+    s3 = next_state(s2, command(RightKind.ERASURE), T0 + timedelta(hours=2), erased_events=[erased_event_tag(second)])
+    assert s3 is not None and s3.event_erased(first) and s3.event_erased(second)
+    assert str(first) not in s3.model_dump_json() and first.hex not in s3.model_dump_json()  # hashes, not the ids
+
+
+def test_a_corrected_address_keeps_the_old_keys_tombstones() -> None:
+    from pipeline.rights.state import moved_states
+
+    erased = uuid4()
+    old = next_state(None, command(RightKind.ERASURE), T0, erased_events=[erased_event_tag(erased)])
+    assert old is not None
+    move = RightsCommand(
+        request_id=uuid4(),
+        kind=RightKind.RECTIFICATION,
+        subject_key=SK,
+        issued_at=T0,
+        issued_by="dpo",
+        due_at=T0,
+        new_subject_key="sk_new",
+    )
+    _, emptied = moved_states(old, None, move, T0 + timedelta(days=1))
+    assert emptied.subject_key == SK and emptied.event_erased(erased)
+
+
+def test_only_an_erasure_adds_tombstones() -> None:
+    state = next_state(None, command(RightKind.OBJECTION), T0, erased_events=[erased_event_tag(uuid4())])
+    assert state is not None and state.erased_events == ()
+
+
+def test_a_corrected_address_moves_every_flag_to_the_new_key_and_leaves_the_old_key_erased() -> None:
+    from pipeline.rights.state import moved_states
+
+    old_key, new_key = "sk_old", "sk_new"
+    at = datetime(2025, 6, 1, tzinfo=UTC)
+    previous = SuppressionRecord(
+        subject_key=old_key, marketing_objected=True, updated_at=at, request_id=uuid4(), consent_withdrawn=()
+    )
+    target = SuppressionRecord(
+        subject_key=new_key, erased=True, erased_at=at, restricted=True, updated_at=at, request_id=uuid4()
+    )
+    command = RightsCommand(
+        request_id=uuid4(),
+        kind=RightKind.RECTIFICATION,
+        subject_key=old_key,
+        issued_at=at,
+        issued_by="dpo",
+        due_at=at,
+        new_subject_key=new_key,
+    )
+    later = datetime(2025, 6, 2, tzinfo=UTC)
+    moved, emptied = moved_states(previous, target, command, later)
+    assert (moved.subject_key, moved.marketing_objected, moved.restricted) == (new_key, True, True)
+    assert moved.erased and moved.erased_at == at  # what the new address saw erased before stays dropped
+    assert (emptied.subject_key, emptied.erased, emptied.erased_at, emptied.marketing_objected) == (
+        old_key,
+        True,
+        later,
+        False,
+    )
+    assert moved_states(emptied, moved, command, later) == (moved, emptied)  # redelivered: nothing changes
+    fresh, _ = moved_states(None, None, command, later)
+    assert fresh.subject_key == new_key and not fresh.marketing_objected and not fresh.erased
+
+
+def test_an_objection_stands_until_it_is_lifted() -> None:
+    objected = next_state(None, command(RightKind.OBJECTION), T0)
+    assert objected is not None and objected.marketing_objected
+    still = next_state(objected, command(RightKind.RESTRICTION), T0 + timedelta(days=1))
+    assert still is not None and still.marketing_objected and still.restricted
+    lifted = next_state(still, command(RightKind.OBJECTION_LIFTED), T0 + timedelta(days=2))
+    assert lifted is not None and not lifted.marketing_objected and lifted.restricted

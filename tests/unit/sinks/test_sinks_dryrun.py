@@ -10,7 +10,7 @@ from fakes.contacts import make_tagged
 
 from pipeline.config import Settings
 from pipeline.sinks.base import WriteOutcome
-from pipeline.sinks.hubspot.dryrun import DryRunGateway
+from pipeline.sinks.hubspot.dryrun import DryRunGateway, forget_request
 from pipeline.sinks.hubspot.sink import HubSpotSink, make_gateway
 
 
@@ -32,3 +32,49 @@ def test_dry_run_records_each_request_in_a_private_file(settings: Settings) -> N
     upserts = [line for line in lines if line["path"] == "/crm/v3/objects/contacts/batch/upsert"]
     assert [len(u["body"]["inputs"]) for u in upserts] == [100, 50]
     assert upserts[0]["body"]["inputs"][0]["idProperty"] == "email"
+
+
+def test_erasure_rewrites_the_file_without_the_person(settings: Settings) -> None:
+    """purge_contact forgets every request naming the e-mail: whole requests about the person, the person's input
+    alone in a batch that names others; the GDPR delete it then records names nobody. Others are untouched."""
+    gone, kept = "Zoe.Quartz@example.com", "kai.ember@example.org"
+    sink = HubSpotSink.from_settings(settings)
+    people = [
+        make_tagged(gone, first_name="Zoefina", last_name="Quartzberg"),
+        make_tagged(kept, first_name="Kaiwen"),
+        make_tagged("joe.quartz@example.com"),  # ends with the same letters: not the person
+    ]
+    sink.write(people)
+    gateway = sink.gateway
+    assert isinstance(gateway, DryRunGateway)
+    gateway.read_contact(gone)
+    gateway.update_contact(gone, {"leadpipe_marketing_allowed": "false"})
+    gateway.unsubscribe_all([gone, kept])
+    path: Path = settings.resolved_dry_run_file
+    assert "zoefina" in path.read_text().lower()
+
+    assert gateway.purge_contact(gone) is False  # no HubSpot contact existed: there is no HubSpot
+    text = path.read_text().lower()
+    for value in (gone.lower(), "zoefina", "quartzberg"):
+        assert value not in text
+    assert kept in text and "joe.quartz@example.com" in text and "kaiwen" in text
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    upsert = next(line for line in lines if line["path"].endswith("batch/upsert"))
+    assert [i["id"] for i in upsert["body"]["inputs"]] == [kept, "joe.quartz@example.com"]
+    batch = next(line for line in lines if "unsubscribe-all" in line["path"])
+    assert batch["body"]["inputs"] == [kept]
+    delete = lines[-1]
+    assert delete["path"].endswith("gdpr-delete") and delete["body"]["objectId"] == "[erased]"
+    assert delete["body"]["requestsForgotten"] == 4  # the upsert, the read, the update, the batch unsubscribe
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert gateway.forget(gone) == 0  # idempotent: a retried erasure finds nothing left
+
+
+def test_forget_request_drops_what_names_the_person_only() -> None:
+    request = {"method": "GET", "path": "/crm/v3/objects/contacts/ana@example.com", "query": {}, "body": None}
+    assert forget_request(request, "ana@example.com") is None
+    batch = {"path": "/x", "body": {"inputs": [{"id": "ana@example.com"}, {"id": "joana@example.com"}]}}
+    assert forget_request(batch, "ana@example.com") == {"path": "/x", "body": {"inputs": [{"id": "joana@example.com"}]}}
+    assert forget_request({"path": "/x", "body": {"inputs": [{"id": "ana@example.com"}]}}, "ana@example.com") is None
+    quoted = '"books@books"@example.com'
+    assert forget_request({"path": "/y", "body": {"emailAddress": quoted}}, quoted) is None

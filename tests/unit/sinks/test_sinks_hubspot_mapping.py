@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
 from fakes.contacts import BASE_TIME, make_tagged
 
 from pipeline.models import Channel
+from pipeline.models.rights import erased_event_tag
 from pipeline.sinks.hubspot.gateway import retry_after_seconds
 from pipeline.sinks.hubspot.guard import SubjectRights
 from pipeline.sinks.hubspot.properties import (
@@ -117,3 +119,13 @@ def test_subject_rights_compare_receipt_with_erasure_and_rectification() -> None
     assert not rights.erased_since(at + timedelta(microseconds=1))  # received after: a new collection
     assert rights.rectified_since(at) and not rights.rectified_since(at + timedelta(seconds=1))
     assert not SubjectRights().erased_since(at) and not SubjectRights().rectified_since(at)
+
+
+def test_an_erased_event_is_superseded_whenever_it_was_received_again() -> None:
+    erased_at = BASE_TIME + timedelta(days=1)
+    replayed, fresh = uuid.uuid4(), uuid.uuid4()
+    rights = SubjectRights(erased_at=erased_at, erased_events=frozenset({erased_event_tag(replayed)}))
+    later = erased_at + timedelta(hours=1)
+    assert rights.superseded(replayed, later)  # its tombstone wins over the new receipt time
+    assert not rights.superseded(fresh, later)  # a new collection
+    assert rights.superseded(fresh, erased_at)

@@ -23,7 +23,7 @@ from pipeline.models.common import Purpose
 from pipeline.models.records import AcceptedRecord, DeadLetter
 from pipeline.models.rights import SinkResult, SinkStatus, SuppressionRecord
 from pipeline.models.tagged import TaggedEvent
-from pipeline.policy import load_policy
+from pipeline.policy.model import load_policy
 from pipeline.rights.history import RightsHistory
 from pipeline.rights.tracker import RequestTracker
 from pipeline.runtime import Runtime

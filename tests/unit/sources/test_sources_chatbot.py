@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-from source_payloads import ctx_for, payload
+import json
+from typing import Any
 
+import pytest
+from source_payloads import PEPPER, ctx_for, payload
+
+from pipeline import normalize
 from pipeline.models.common import InteractionKind, Purpose
 from pipeline.sources import SourceError, chatbot
 
@@ -44,3 +48,19 @@ def test_conversation_without_identity_is_refused_with_the_field() -> None:
         parse("drift_no_identity.json")
     assert err.value.reason == "no_identity"
     assert err.value.field == "data.contact.attributes.email"
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        lambda data: data["attributes"].update(visitor_id="drift-visitor-9"),
+        lambda data: data.update(anonymousId="drift-visitor-9"),
+    ],
+)
+def test_the_visitor_s_cookie_id_links_the_chat_to_the_visitor_s_history(where: Any) -> None:
+    document = json.loads(payload("chatbot", "drift_contact_identified.json")[0])
+    where(document["data"])
+    raw = json.dumps(document).encode()
+    [event] = chatbot.parse(raw, ctx_for("chatbot", raw, "application/json"))
+    assert event.provenance.visitor_key == normalize.visitor_key(PEPPER, "drift-visitor-9")
+    assert event.subject_key == normalize.subject_key(PEPPER, email="lisa.schmidt@firma.example")

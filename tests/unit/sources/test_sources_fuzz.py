@@ -16,6 +16,7 @@ from source_payloads import all_payloads, content_type_of, ctx_for
 
 from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
+from pipeline.normalize import is_visitor_key
 from pipeline.sources import ADAPTERS, CONTENT_TYPES, SourceError
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -98,7 +99,11 @@ def check(channel: Channel, raw: bytes, content_type: str) -> None:
     for event in events:
         assert isinstance(event, ContactEvent)
         assert event.channel is channel
-        assert event.person.email or event.person.phone
+        if is_visitor_key(event.subject_key):  # an anonymous website visitor's event: its key is the cookie id's
+            assert channel is Channel.WEBSITE and event.provenance.visitor_key == event.subject_key
+            assert not (event.person.email or event.person.phone)
+        else:
+            assert event.person.email or event.person.phone
         assert ContactEvent.model_validate_json(event.model_dump_json()) == event
 
 

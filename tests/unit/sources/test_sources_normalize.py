@@ -193,3 +193,38 @@ def test_malformed_addresses_stay_invalid_email(raw: str) -> None:
     with pytest.raises(NormalizationError) as err:
         normalize.canonical_email(raw)
     assert err.value.reason == "invalid_email"
+
+
+def test_the_domain_check_is_memoised_and_still_refuses() -> None:
+    """canonical_email keeps email-validator's domain verdicts (pipeline/normalize.py): the name it wraps exists,
+    a good domain is checked once, and a bad one still raises every time (errors are not kept)."""
+    import importlib
+
+    checker = importlib.import_module("email_validator.validate_email").validate_email_domain_name
+    assert hasattr(checker, "cache_info")
+    before = checker.cache_info()
+    for _ in range(3):
+        assert normalize.canonical_email("Ana@Memo-Check.Example.org") == "Ana@memo-check.example.org"
+    after = checker.cache_info()
+    assert after.misses - before.misses == 1 and after.hits - before.hits == 2
+    for _ in range(2):
+        with pytest.raises(normalize.NormalizationError):
+            normalize.canonical_email("ana@bad_domain..example")
+
+
+def test_a_visitor_key_is_a_keyed_hash_of_the_cookie_id_of_its_own_kind() -> None:
+    key = normalize.visitor_key(b"pepper", " 507f191e810c19729de860ea ")
+    assert key == normalize.visitor_key(b"pepper", "507f191e810c19729de860ea")  # surrounding blanks ignored
+    assert key.startswith("vk_") and len(key) == 43 and normalize.is_visitor_key(key)
+    assert "507f191e" not in key
+    assert key != normalize.visitor_key(b"other-pepper", "507f191e810c19729de860ea")
+    assert normalize.visitor_key(b"pepper", "Abc") != normalize.visitor_key(b"pepper", "abc")  # ids are case-sensitive
+    person = normalize.subject_key(b"pepper", email="a@example.com")
+    assert not normalize.is_visitor_key(person)
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "two words", "x" * 201, "zero\x00byte", "é"])
+def test_what_is_not_a_visitor_id_is_refused(raw: str) -> None:
+    with pytest.raises(normalize.NormalizationError) as err:
+        normalize.visitor_key(b"pepper", raw)
+    assert err.value.reason == "invalid_visitor_id" and err.value.field == "visitor_id"

@@ -118,3 +118,69 @@ def test_malformed_json_is_a_malformed_rejection() -> None:
         web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
     assert err.value.reason == "malformed_json" and err.value.malformed
     assert "line 1" in err.value.message
+
+
+def test_repeated_fields_merge_into_one_list_in_order() -> None:
+    raw = b"email=a%40example.com&interest[]=x&interest[]=y&interest=z&topic=t"
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/x-www-form-urlencoded"))
+    pairs = web_form._merge([("i[]", "x"), ("i", ["a", "b"]), ("i[]", "y"), ("j", "1")])
+    assert pairs == [("i", ["x", ["a", "b"], "y"]), ("j", "1")]
+    assert web_form._merge([("i", ["a", "b"]), ("i", "c")]) == [("i", ["a", "b", "c"])]
+    assert event.person.email == "a@example.com"
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type"),
+    [
+        (b"email=a%40example.com" + b"&a=b" * web_form.MAX_FIELDS, "application/x-www-form-urlencoded"),
+        (
+            b'{"email": "a@example.com", "fields": ['
+            + b",".join([b'{"name": "a", "value": "b"}'] * (web_form.MAX_FIELDS + 1))
+            + b"]}",
+            "application/json",
+        ),
+        (
+            b'{"email": "a@example.com", ' + b", ".join(b'"f%d": 1' % i for i in range(web_form.MAX_FIELDS)) + b"}",
+            "application/json",
+        ),
+        (
+            b"".join(
+                b'--XX\r\nContent-Disposition: form-data; name="a"\r\n\r\nb\r\n' for _ in range(web_form.MAX_FIELDS + 1)
+            )
+            + b"--XX--\r\n",
+            "multipart/form-data; boundary=XX",
+        ),
+    ],
+    ids=["urlencoded", "json-fields", "json-flat", "multipart"],
+)
+def test_too_many_fields_is_a_typed_rejection(raw: bytes, content_type: str) -> None:
+    with pytest.raises(SourceError) as err:
+        web_form.parse(raw, ctx_for("web_form", raw, content_type))
+    assert err.value.reason == "too_many_fields" and not err.value.malformed
+
+
+def test_the_field_limit_is_inclusive() -> None:
+    raw = b"email=a%40example.com" + b"&a=b" * (web_form.MAX_FIELDS - 1)
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/x-www-form-urlencoded"))
+    assert event.person.email == "a@example.com"
+
+
+def test_hubspot_s_visitor_cookie_links_the_form_to_the_visitor_s_history() -> None:
+    [event] = parse("hubspot_demo_request.json")
+    assert event.provenance.visitor_key == normalize.visitor_key(PEPPER, "f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6")
+    assert "f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6" not in event.model_dump_json()
+
+
+@pytest.mark.parametrize("name", ["anonymous_id", "ajs_anonymous_id", "hutk", "visitor_id"])
+def test_a_hidden_visitor_id_field_links_the_form_and_is_no_message_line(name: str) -> None:
+    raw = urlencode({"your-email": "ann@example.com", "your-message": "Call me", name: "cookie-123"}).encode()
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/x-www-form-urlencoded"))
+    assert event.provenance.visitor_key == normalize.visitor_key(PEPPER, "cookie-123")
+    assert event.subject_key == normalize.subject_key(PEPPER, email="ann@example.com")
+    assert "cookie-123" not in event.model_dump_json()
+
+
+def test_a_form_with_a_bad_visitor_id_is_kept_unlinked_with_a_note() -> None:
+    raw = urlencode({"your-email": "ann@example.com", "anonymous_id": "not one"}).encode()
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/x-www-form-urlencoded"))
+    assert event.provenance.visitor_key is None and event.provenance.notes == ("visitor_id_invalid",)

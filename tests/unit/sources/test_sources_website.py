@@ -1,10 +1,14 @@
-"""Website usage: Segment-style analytics events of identified visitors."""
+"""Website usage: Segment-style analytics events of identified and of anonymous visitors."""
 
 from __future__ import annotations
 
-import pytest
-from source_payloads import ctx_for, payload
+import json
+from typing import Any
 
+import pytest
+from source_payloads import PEPPER, ctx_for, payload
+
+from pipeline import normalize
 from pipeline.models.common import InteractionKind
 from pipeline.sources import SourceError, website
 
@@ -20,7 +24,11 @@ def test_identified_page_view() -> None:
     assert event.interaction.page_url == "https://www.example.com/pricing"
     assert event.person.email == "peter.lindqvist@example.fi"
     assert event.provenance.ip == "198.51.100.23"
-    assert event.provenance.device_id == "507f191e810c19729de860ea"
+    # the person's event, carrying the visitor key that links the device's anonymous history to them; the cookie
+    # id itself is kept nowhere (only inside the sealed raw payload)
+    assert event.subject_key == normalize.subject_key(PEPPER, email="peter.lindqvist@example.fi")
+    assert event.provenance.visitor_key == normalize.visitor_key(PEPPER, "507f191e810c19729de860ea")
+    assert event.provenance.device_id is None and "507f191e810c19729de860ea" not in event.model_dump_json()
     assert event.interaction.subject == "page: Pricing"
 
 
@@ -30,7 +38,57 @@ def test_batch_with_email_user_id_and_traits() -> None:
     assert identify.person.phone == "+12025550175"
 
 
-def test_anonymous_page_view_is_refused_with_a_reason() -> None:
+def parse_json(document: dict[str, Any]):  # type: ignore[no-untyped-def]
+    raw = json.dumps(document).encode()
+    return website.parse(raw, ctx_for("website", raw, "application/json"))
+
+
+def test_an_anonymous_page_view_is_the_visitor_s_keyed_by_the_hmac_of_the_cookie_id() -> None:
+    [event] = parse("anonymous_page.json")
+    key = normalize.visitor_key(PEPPER, "anon-42")
+    assert event.subject_key == key and normalize.is_visitor_key(key)
+    assert event.provenance.visitor_key == key
+    assert event.person.email is None and event.person.phone is None
+    assert event.provenance.cookie_consent == {}  # no consent sent: the chain drops it (no_consent)
+    assert "anon-42" not in event.model_dump_json()
+
+
+def test_consent_manager_choices_are_read_from_segment_and_rudderstack_shapes() -> None:
+    segment = {"categoryPreferences": {"Analytics": True, "Advertising": False}}
+    [event] = parse_json({"type": "page", "anonymousId": "a-1", "context": {"consent": segment}})
+    assert event.provenance.cookie_consent == {"analytics": True, "advertising": False}
+    consent_mode = {"analytics_storage": "granted", "ad_storage": "denied", "junk": {"x": 1}}
+    [event] = parse_json({"type": "page", "anonymousId": "a-1", "context": {"consent": consent_mode}})
+    assert event.provenance.cookie_consent == {"analytics_storage": True, "ad_storage": False}
+    rudder = {"allowedConsentIds": ["C0001", "C0002"], "deniedConsentIds": ["C0002", "C0004"]}
+    [event] = parse_json({"type": "track", "anonymousId": "a-1", "context": {"consentManagement": rudder}})
+    assert event.provenance.cookie_consent == {"c0001": True, "c0002": False, "c0004": False}  # a denial wins
+
+
+def test_no_e_mail_phone_or_visitor_id_is_refused_no_identity() -> None:
     with pytest.raises(SourceError) as err:
-        parse("anonymous_page.json")
+        parse_json({"type": "page", "properties": {"url": "https://www.example.com/"}})
     assert err.value.reason == "no_identity"
+
+
+@pytest.mark.parametrize("bad", ["has space", "x" * 201, "tab\there", "ünïcode"])
+def test_an_anonymous_event_whose_visitor_id_is_not_one_is_refused(bad: str) -> None:
+    with pytest.raises(SourceError) as err:
+        parse_json({"type": "page", "anonymousId": bad})
+    assert err.value.reason == "invalid_visitor_id"
+    assert [p.field for p in err.value.problems] == ["anonymousId"]
+
+
+def test_an_identified_event_with_a_bad_visitor_id_is_kept_unlinked_with_a_note() -> None:
+    [event] = parse_json({"type": "identify", "anonymousId": "has space", "traits": {"email": "ann@example.com"}})
+    assert event.subject_key == normalize.subject_key(PEPPER, email="ann@example.com")
+    assert event.provenance.visitor_key is None and event.provenance.notes == ("visitor_id_invalid",)
+
+
+def test_a_batch_mixes_anonymous_and_identified_events_of_one_device() -> None:
+    page = {"type": "page", "anonymousId": "dev-7", "properties": {"url": "https://www.example.com/a"}}
+    identify = {"type": "identify", "anonymousId": "dev-7", "traits": {"email": "bo@example.com"}}
+    anonymous, person = parse_json({"batch": [page, identify]})
+    key = normalize.visitor_key(PEPPER, "dev-7")
+    assert anonymous.subject_key == key and anonymous.interaction.page_url == "https://www.example.com/a"
+    assert person.subject_key != key and person.provenance.visitor_key == key

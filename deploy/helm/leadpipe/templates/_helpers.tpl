@@ -43,12 +43,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
-{{/* The non-secret settings, validated: only LEADPIPE_* names, nulls left out. */}}
+{{/* The non-secret settings, nulls left out (values.schema.json admits only LEADPIPE_* names). */}}
 {{- define "leadpipe.configData" -}}
 {{- range $name, $value := .Values.config }}
-{{- if not (hasPrefix "LEADPIPE_" $name) }}
-{{- fail (printf "config.%s: every key must be a LEADPIPE_* setting" $name) }}
-{{- end }}
 {{- if not (kindIs "invalid" $value) }}
 {{ $name }}: {{ $value | toString | quote }}
 {{- end }}
@@ -84,7 +81,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* The hook Job's whole environment: ConfigMap values inlined, plus the common and secret entries. */}}
-{{- define "leadpipe.migrateEnv" -}}
+{{- define "leadpipe.hookEnv" -}}
 {{- range $name, $value := .Values.config }}
 {{- if not (kindIs "invalid" $value) }}
 - name: {{ $name }}
@@ -93,4 +90,51 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{ include "leadpipe.commonEnv" . | trim }}
 {{ include "leadpipe.secretEnv" . | trim }}
+{{- end -}}
+
+{{/*
+Each HubSpot-calling pod's share of the token's budget: every worker process limits itself (pipeline/sinks/hubspot/
+ratelimit.py), HubSpot counts all of them together. Pods: the workers (KEDA's maximum when it scales them) and the
+separate rights workers. Rendered as env entries that override the ConfigMap's whole-budget values.
+*/}}
+{{- define "leadpipe.hubspotShareEnv" -}}
+{{- $workers := int .Values.worker.replicaCount }}
+{{- if .Values.autoscaling.keda.enabled }}
+{{- $workers = int (min .Values.autoscaling.keda.maxReplicaCount (default .Values.autoscaling.keda.partitions .Values.config.LEADPIPE_TOPIC_PARTITIONS)) }}
+{{- end }}
+{{- $pods := $workers }}
+{{- if .Values.worker.separateRightsWorker }}
+{{- $pods = add $pods (int .Values.worker.rightsReplicaCount) }}
+{{- end }}
+{{- $pods = max 1 $pods }}
+{{- $requests := int (default "190" .Values.config.LEADPIPE_HUBSPOT_RATE_LIMIT_REQUESTS) }}
+{{- $search := float64 (default "4.0" .Values.config.LEADPIPE_HUBSPOT_SEARCH_RATE_PER_S) }}
+- name: LEADPIPE_HUBSPOT_RATE_LIMIT_REQUESTS
+  value: {{ max 1 (div $requests $pods) | quote }}
+- name: LEADPIPE_HUBSPOT_SEARCH_RATE_PER_S
+  value: {{ printf "%.3f" (divf (floor (divf (mulf $search 1000) $pods)) 1000) | quote }}
+{{- end -}}
+
+{{/* Where the workers, the API (review show) and the CLI reach the spam engine of the release. */}}
+{{- define "leadpipe.spamEnv" -}}
+{{- if .Values.spamEngine.enabled }}
+{{- $host := printf "%s-spam-engine" (include "leadpipe.fullname" .) }}
+- name: LEADPIPE_SPAM_ENGINE_ENABLED
+  value: "true"
+- name: LEADPIPE_SPAM_ENGINE_URL
+  value: {{ printf "http://%s:11333" $host | quote }}
+- name: LEADPIPE_SPAM_ENGINE_CONTROLLER_URL
+  value: {{ printf "http://%s:11334" $host | quote }}
+- name: LEADPIPE_SPAM_ENGINE_REDIS_HOST
+  value: {{ $host | quote }}
+- name: LEADPIPE_SPAM_ENGINE_REDIS_PORT
+  value: "6379"
+- name: LEADPIPE_SPAM_ENGINE_TIMEOUT_S
+  value: {{ .Values.spamEngine.timeoutSeconds | quote }}
+- name: LEADPIPE_SPAM_ENGINE_CONCURRENCY
+  value: {{ .Values.spamEngine.concurrency | quote }}
+{{- else }}
+- name: LEADPIPE_SPAM_ENGINE_ENABLED
+  value: "false"
+{{- end }}
 {{- end -}}

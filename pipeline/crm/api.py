@@ -1,7 +1,7 @@
 """Read-only CRM endpoints for sales (``crm:read``).
 
 ``GET /v1/crm/subjects?email=...|phone=...|name=...`` finds contacts, ``GET /v1/crm/subjects/{subject_key}`` shows
-one with interactions, legal bases and status. Nothing here writes; answers are never cached by intermediaries.
+one with interactions, legal bases and status. Nothing here writes; no answer may be cached (``NoStoreRoute``).
 A restricted subject (policy 9.4) is answered with its key and status only (``withheld``): its data is kept, not
 processed further, and being read by sales is processing; only ``crm:read_restricted`` (the DPO) sees it whole.
 """
@@ -11,18 +11,19 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from pipeline.crm.read import CrmReadModel
 from pipeline.crm.views import SubjectSummary, SubjectView
 from pipeline.http.auth import Permission, Principal, require
+from pipeline.http.caching import NoStoreRoute
 from pipeline.http.deps import get_runtime
 from pipeline.identity.permissions import allowed
 from pipeline.logging import get_logger
 
 log = get_logger(__name__)
 
-router = APIRouter(prefix="/v1/crm", tags=["crm"])
+router = APIRouter(prefix="/v1/crm", tags=["crm"], route_class=NoStoreRoute)
 
 Actor = Annotated[Principal, Depends(require(Permission.CRM_READ))]
 
@@ -38,7 +39,6 @@ def _read_model(request: Request) -> CrmReadModel:
 @router.get("/subjects", response_model=list[SubjectSummary])
 async def find_subjects(
     request: Request,
-    response: Response,
     *,
     actor: Actor,
     email: Annotated[str | None, Query(max_length=320)] = None,
@@ -52,7 +52,6 @@ async def find_subjects(
     read = _read_model(request)
     hits = await asyncio.to_thread(read.search, email=email, phone=phone, name=name, limit=limit)
     log.info("crm_search", principal_id=actor.principal_id, hits=len(hits))
-    response.headers["Cache-Control"] = "no-store"
     return hits if allowed(actor, Permission.CRM_READ_RESTRICTED) else [hit.for_sales() for hit in hits]
 
 
@@ -60,7 +59,6 @@ async def find_subjects(
 async def show_subject(
     subject_key: str,
     request: Request,
-    response: Response,
     actor: Actor,
 ) -> SubjectView:
     """One contact: profile, status, identities, interactions with purposes and legal bases, consents."""
@@ -75,5 +73,4 @@ async def show_subject(
         subject_key=subject_key,
         withheld=view.status == "restricted" and not full,
     )
-    response.headers["Cache-Control"] = "no-store"
     return view if full else view.for_sales()

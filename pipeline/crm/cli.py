@@ -16,12 +16,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.clikit import DATABASE, exits, needs
 from pipeline.config import get_settings
 from pipeline.crm.read import CrmReadModel
 from pipeline.crm.views import SubjectSummary
 from pipeline.db import ensure_schema, make_engine
 from pipeline.identity.operator import operator, operator_command
 from pipeline.identity.permissions import Permission, allowed
+from pipeline.normalize import VISITOR_KEY_PREFIX
 
 crm_app = typer.Typer(help="Find contacts in the internal CRM (sales).", no_args_is_help=True)
 
@@ -43,9 +45,10 @@ def _read_model() -> Iterator[CrmReadModel]:
 
 
 def resolve_subject(read: CrmReadModel, ref: str) -> str | None:
-    """A subject key from a subject key (``sk_...``), an e-mail address or a phone number."""
+    """A subject key from a subject key (``sk_...``, or an anonymous website visitor's ``vk_...``), an e-mail address
+    or a phone number."""
     ref = ref.strip()
-    if ref.startswith("sk_"):
+    if ref.startswith(("sk_", VISITOR_KEY_PREFIX)):
         return ref
     if "@" in ref:
         return read.subject_key_for(email=ref)
@@ -74,6 +77,8 @@ def _summary_table(hits: list[SubjectSummary]) -> Table:
 
 @crm_app.command("search")
 @operator_command(Permission.CRM_READ)
+@needs(DATABASE)
+@exits({EXIT_NOT_FOUND: "no contact matches (also a usage error)"})
 def search(
     email: Annotated[str | None, typer.Option("--email", help="Exact e-mail (case-insensitive)")] = None,
     phone: Annotated[str | None, typer.Option("--phone", help="Exact phone number, E.164")] = None,
@@ -81,7 +86,12 @@ def search(
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document per line")] = False,
 ) -> None:
-    """Contacts matching every given criterion."""
+    """Contacts matching every given criterion.
+
+    Example: leadpipe crm search --name garcia
+
+    Example: leadpipe crm search --email ana@example.com --json
+    """
     if not (email or phone or name):
         raise typer.BadParameter("give --email, --phone or --name")
     full = allowed(operator(), Permission.CRM_READ_RESTRICTED)
@@ -100,10 +110,15 @@ def search(
 
 @crm_app.command("show")
 @operator_command(Permission.CRM_READ)
+@needs(DATABASE)
+@exits({EXIT_NOT_FOUND: "no such contact (also a usage error)"})
 def show(
-    ref: Annotated[str, typer.Argument(help="Subject key (sk_...), e-mail address or phone number")],
+    ref: Annotated[str, typer.Argument(help="Subject key (sk_... or vk_...), e-mail address or phone number")],
 ) -> None:
-    """Everything about one contact: profile, status, identities, interactions with legal basis, consents (JSON)."""
+    """Everything about one contact: profile, status, identities, interactions with legal basis, consents (JSON).
+
+    Example: leadpipe crm show ana@example.com
+    """
     with _read_model() as read:
         key = resolve_subject(read, ref)
         view = read.show(key) if key else None

@@ -1,0 +1,39 @@
+"""``NoStoreRoute``: every answer of a router that hands out personal data or secrets carries ``Cache-Control:
+no-store``, errors included (a 422 echoes the input, a 404 confirms an id), so no browser, proxy or CDN keeps a copy.
+
+A router opts in with ``APIRouter(..., route_class=NoStoreRoute)``: the DPO's (exports, access passwords), sales'
+CRM reads and the review queue's. It is a route class and not a header set in each handler so that a new route, a
+``FileResponse`` or a refusal raised by a dependency cannot forget it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import HTTPException, Request, Response
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class NoStoreRoute(APIRoute):
+    """A route whose every answer, success or error, says ``Cache-Control: no-store``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def no_store(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except HTTPException as exc:  # refusals and not-founds, from the handler or a dependency
+                exc.headers = {**(exc.headers or {}), **NO_STORE}
+                raise
+            except RequestValidationError as exc:  # FastAPI's 422 quotes what was sent
+                response = await request_validation_exception_handler(request, exc)
+            response.headers.update(NO_STORE)
+            return response
+
+        return no_store

@@ -1,0 +1,179 @@
+"""How leadpipe's HTTP apps are served: uvicorn on uvloop and httptools, header limits before parsing, the API and
+the admin port in one process, and ``workers`` processes sharing both ports.
+
+- ``BoundedHttpToolsProtocol``: uvicorn's httptools protocol with the request line and header block bounded in
+  bytes (``http_max_header_bytes``) and fields (``http_max_header_fields``). llhttp itself has no limit (a 1 MB
+  header was read whole, then the connection was reset): past either limit the request is answered
+  ``431 Request Header Fields Too Large`` at once, the connection half-closed and what the client still sends
+  discarded for a moment, so the client reads the answer instead of a reset.
+- ``PortDispatch``: one ASGI app per listening socket: the API on the API port, ``/metrics``, ``/openapi.json`` and
+  ``/docs`` only on the admin port (``pipeline.http.app.admin_app``).
+- ``serve``: binds both sockets in the parent, then runs one server, or ``workers`` processes (uvicorn's
+  supervisor, which restarts a dead one); with several, Prometheus counters are kept per process in a shared
+  directory and summed by ``/metrics`` (prometheus_client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
+
+#: Set by ``serve`` for its worker processes (uvicorn builds the protocol; it cannot be given arguments).
+HEADER_BYTES_ENV = "LEADPIPE_HTTP_MAX_HEADER_BYTES"
+HEADER_FIELDS_ENV = "LEADPIPE_HTTP_MAX_HEADER_FIELDS"
+#: prometheus_client's multiprocess mode: where each process keeps its counters (read at import time).
+PROMETHEUS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_STATUS_431 = b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+#: How long a refused connection's further input is read and dropped before it is closed.
+_DRAIN_S = 2.0
+
+
+class _TooManyFields(Exception):
+    pass
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """httptools with the header block bounded before it is parsed (431 past the limit, never a reset)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._max_head = int(os.environ.get(HEADER_BYTES_ENV, "32768"))
+        self._max_fields = int(os.environ.get(HEADER_FIELDS_ENV, "100"))
+        self._head_open = True  # reading a request line and headers (not a body)
+        self._head_bytes = 0
+        self._fields = 0
+        self._refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # drained: the answer is on its way, the connection closes shortly
+        if self._head_open:
+            room = self._max_head - self._head_bytes
+            if len(data) > room:  # feed only what the limit allows: the rest may be a body, or more header
+                super().data_received(data[:room])
+                if self._head_open and not self._refused:
+                    self._refuse(f"the request line and headers exceed {self._max_head} bytes")
+                    return
+                data = data[room:]
+                if self._refused or not data:
+                    return
+            else:
+                self._head_bytes += len(data)
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._fields = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields += 1
+        if self._fields > self._max_fields:
+            raise _TooManyFields
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._head_open = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_open, self._head_bytes = True, 0  # keep-alive: the next request's head
+
+    def send_400_response(self, msg: str) -> None:
+        """httptools turns an exception in a callback into a parser error; ours means too many header fields."""
+        if self._fields > self._max_fields:
+            self._refuse(f"the request has more than {self._max_fields} header fields")
+            return
+        super().send_400_response(msg)
+
+    def _refuse(self, message: str) -> None:
+        self._refused = True
+        body = message.encode()
+        self.transport.write(
+            _STATUS_431
+            + b"content-type: text/plain; charset=utf-8\r\ncontent-length: "
+            + str(len(body)).encode()
+            + b"\r\nconnection: close\r\n\r\n"
+            + body
+        )
+        if self.transport.can_write_eof():
+            self.transport.write_eof()  # the answer, then FIN: the client reads it before any reset could come
+        self.loop.call_later(_DRAIN_S, self.transport.close)
+
+
+class PortDispatch:
+    """One ASGI app per local port: ``admin`` on ``admin_port``, ``api`` everywhere else (and its lifespan)."""
+
+    def __init__(self, api: Any, admin: Any, admin_port: int | None) -> None:
+        self.api = api
+        self.admin = admin
+        self.admin_port = admin_port
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        server = scope.get("server")
+        if self.admin_port is not None and server is not None and server[1] == self.admin_port:
+            await self.admin(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    factory: str,
+    *,
+    host: str,
+    port: int,
+    admin: tuple[str, int] | None,
+    workers: int,
+    max_header_bytes: int,
+    max_header_fields: int,
+) -> None:
+    """Serve the app ``factory`` builds (``module:function``, called in each worker) on the API and admin ports."""
+    os.environ[HEADER_BYTES_ENV] = str(max_header_bytes)
+    os.environ[HEADER_FIELDS_ENV] = str(max_header_fields)
+    metrics_dir = None
+    if workers > 1 and PROMETHEUS_DIR_ENV not in os.environ:
+        metrics_dir = tempfile.mkdtemp(prefix="leadpipe-metrics-")
+        os.environ[PROMETHEUS_DIR_ENV] = metrics_dir
+    config = uvicorn.Config(
+        factory,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http=BoundedHttpToolsProtocol,
+        log_config=None,  # uvicorn's loggers go through leadpipe's redacting handler
+        access_log=False,  # a line per request cost more than it told: the metrics count every request
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    sockets = [_bind(host, port)]
+    if admin is not None:
+        sockets.append(_bind(*admin))
+    try:
+        if workers > 1:
+            Multiprocess(config, sockets=sockets).run()
+        else:
+            uvicorn.Server(config).run(sockets=sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,0 +1,393 @@
+"""``leadpipe spam score|learn|rebuild`` and ``leadpipe spam engine up|down|status``.
+
+``score`` and ``learn`` read files through the worker's own path: the channel's adapter (``parse_submission``,
+as ingest runs it), the engine and the classifier (``SpamSignals.for_batch``, as the processing agent calls it) and
+the chain (``run_chain``). An operator can test one message; an evaluation can run from outside on a whole corpus.
+Files: .eml (or any file without a known extension, e.g. maildir entries), mbox, and the import formats (CSV,
+JSON Lines, JSON arrays: pass ``--channel``); a directory is read recursively (maildir's cur/ and new/ included).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from pipeline.clikit import DATABASE, KAFKA, exits, needs
+from pipeline.config import Settings, get_settings
+from pipeline.crypto.sealing import KeyDestroyedError
+from pipeline.identity.operator import operator_command, without_operator
+from pipeline.identity.permissions import Permission
+from pipeline.importer import FORMATS, guess_format, split_records
+from pipeline.ingest.service import Submission, UnsupportedContentType, parse_submission
+from pipeline.kafka.consumer import read_to_end
+from pipeline.kafka.raw import RawRecordReader
+from pipeline.models.common import Channel
+from pipeline.models.contact import ContactEvent
+from pipeline.models.review import ReviewDecision
+from pipeline.models.spam import ClassifierVerdict, EngineResult
+from pipeline.models.tagged import SpamVerdict
+from pipeline.policy.model import load_policy
+from pipeline.processors import ChainContext, Dropped, Failed, Passed, Quarantined, compile_policy, run_chain
+from pipeline.processors.compiled import CompiledPolicy
+from pipeline.runtime import Runtime
+from pipeline.spam.engine import Label
+from pipeline.spam.launcher import CHART_ENGINE, LocalSpamEngine, SpamEngineLaunchError, rspamd_config
+from pipeline.spam.render import email_of_payload
+from pipeline.spam.signals import SpamSignals
+from pipeline.topics import REVIEW_DECISIONS_TOPIC, raw_topic
+
+engine_app = typer.Typer(help="The local spam engine (rspamd + Redis from Debian's packages).", no_args_is_help=True)
+spam_app = typer.Typer(help="Spam filtering (policy section 8).", no_args_is_help=True)
+
+#: Why the ``spam engine`` commands act for nobody (like ``leadpipe kafka up``).
+LOCAL_ENGINE = "the local spam engine's processes and configuration files (like the local broker's)"
+
+#: Source id of files read by ``spam score|learn``: the same file gives the same event ids (learning is idempotent).
+SOURCE_ID = "spam-cli"
+BATCH = 100
+
+ChannelOption = Annotated[Channel, typer.Option(help="The channel the files come from (e-mail: .eml, mbox, maildir).")]
+FormatOption = Annotated[
+    str | None, typer.Option("--format", help=f"Override the format ({'|'.join(FORMATS)}); default: by extension.")
+]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One message of a file: where it came from, its bytes as received and their content type."""
+
+    name: str
+    raw: bytes
+    content_type: str
+
+
+def read_items(paths: Sequence[Path], fmt: str | None = None) -> Iterator[Item]:
+    """Every message of the files and directories, in path order (a file of unknown extension is one e-mail)."""
+    for path in paths:
+        if not path.exists():
+            raise typer.BadParameter(f"{path} does not exist")
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            if file.name.startswith("."):
+                continue
+            data = file.read_bytes()
+            try:
+                kind = fmt or guess_format(file)
+            except ValueError:
+                kind = "eml"
+            if kind == "eml" and data.startswith(b"From "):
+                kind = "mbox"
+            records = split_records(data, kind)
+            for record in records:
+                yield Item(
+                    f"{file} ({record.where})" if len(records) > 1 else str(file), record.raw, record.content_type
+                )
+
+
+def _batches(items: Iterator[Item], size: int = BATCH) -> Iterator[list[Item]]:
+    batch: list[Item] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@dataclass
+class Scored:
+    """One message through the worker's path: its event and raw form, or why the adapter rejected it."""
+
+    item: Item
+    event: ContactEvent | None
+    raw: bytes | None
+    rejected: str | None = None
+    verdict: SpamVerdict | None = None
+    outcome: str = "rejected"
+    engine: EngineResult | None = None
+    classifier: ClassifierVerdict | None = None
+
+
+class SpamPath:
+    """Adapter, engine, classifier and chain, as the worker runs them, for files."""
+
+    def __init__(self, settings: Settings, runtime: Runtime, policy: CompiledPolicy) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.policy = policy
+        self.signals = SpamSignals.from_settings(settings, runtime.pepper)
+
+    def close(self) -> None:
+        self.signals.close()
+
+    def parse(self, batch: Sequence[Item], channel: Channel) -> list[Scored]:
+        out: list[Scored] = []
+        now = datetime.now(UTC)
+        for item in batch:
+            try:
+                parsed = parse_submission(
+                    Submission(SOURCE_ID, channel, item.raw, item.content_type), self.runtime.pepper, now
+                )
+            except UnsupportedContentType as exc:
+                out.append(Scored(item, None, None, rejected=f"unsupported_content_type: {exc}"))
+                continue
+            if not parsed.accepted:
+                problem = parsed.problems[0]
+                out.append(Scored(item, None, None, rejected=f"{problem.reason}: {problem.message}"))
+                continue
+            raws: list[bytes | None] = [None] * len(parsed.events)
+            if channel is Channel.EMAIL:
+                raws = [item.raw] * len(parsed.events)  # split_records gave one message per item
+            out.extend(Scored(item, e, r) for e, r in zip(parsed.events, raws, strict=True))
+        return out
+
+    def score(self, batch: Sequence[Item], channel: Channel) -> list[Scored]:
+        scored = self.parse(batch, channel)
+        judged = [s for s in scored if s.event is not None]
+        engine, classifier = self.signals.for_batch([(s.event, s.raw) for s in judged if s.event is not None])
+        ctx = ChainContext(
+            policy=self.policy, now=datetime.now(UTC), pepper=self.runtime.pepper, engine=engine, classifier=classifier
+        )
+        for each in judged:
+            if each.event is None:
+                continue
+            each.engine = engine.get(each.event.event_id)
+            each.classifier = classifier.get(each.event.event_id)
+            outcome = run_chain(each.event, ctx).outcome
+            each.outcome = outcome.label
+            if isinstance(outcome, Passed | Quarantined):
+                each.verdict = outcome.tagged.tags.spam
+            elif isinstance(outcome, Dropped):
+                each.rejected = f"dropped: {outcome.reason.value}"
+            elif isinstance(outcome, Failed):
+                each.rejected = f"failed at {outcome.stage}: {outcome.reason}"
+        return scored
+
+    def learn(self, batch: Sequence[Item], channel: Channel, label: Label, pool: ThreadPoolExecutor) -> dict[str, int]:
+        """Score (the engine's symbols are features the classifier learns), then teach both parts each message,
+        as a reviewer's decision would: counts by part and status, and ``rejected`` for what the adapter refused."""
+        counts: dict[str, int] = {}
+        scored = self.score(batch, channel)
+        counts["rejected"] = sum(1 for s in scored if s.event is None)
+        learnable = [s for s in scored if s.event is not None]
+        for outcomes in pool.map(lambda s: self.signals.learn(s.event, s.raw, label, s.engine), learnable):
+            for part, outcome in zip(("engine", "classifier"), outcomes, strict=True):
+                if outcome is not None:
+                    key = f"{part} {outcome.status}"
+                    counts[key] = counts.get(key, 0) + 1
+        return counts
+
+
+def score_line(scored: Scored) -> dict[str, Any]:
+    """One JSON line: the verdict, score and threshold, every policy rule and engine symbol with its weight."""
+    line: dict[str, Any] = {"file": scored.item.name}
+    event = scored.event
+    if event is not None:
+        line.update(event_id=str(event.event_id), channel=event.channel.value)
+    verdict = scored.verdict
+    if verdict is None:
+        line.update(verdict="rejected" if event is None else scored.outcome, detail=scored.rejected)
+        return line
+    line.update(
+        verdict="spam" if verdict.is_spam else "ham",
+        outcome=scored.outcome,
+        score=verdict.score,
+        threshold=verdict.threshold,
+        reasons=[{"code": r.code, "weight": r.weight, "detail": r.detail} for r in verdict.reasons],
+        engine=verdict.engine.model_dump(mode="json") if verdict.engine is not None else None,
+        classifier=verdict.classifier.model_dump(mode="json") if verdict.classifier is not None else None,
+    )
+    return line
+
+
+def _path(settings: Settings) -> SpamPath:
+    return SpamPath(settings, Runtime(settings), compile_policy(load_policy(settings.policy_file)))
+
+
+@operator_command(Permission.REVIEW_READ)
+def score(
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories (.eml, mbox, maildir, import formats).")],
+    channel: ChannelOption = Channel.EMAIL,
+    fmt: FormatOption = None,
+) -> None:
+    """Score messages through the worker's path; one JSON line per message with the verdict and every signal.
+
+    Example: leadpipe spam score suspicious.eml ~/Maildir/cur
+    """
+    settings = get_settings()
+    spam = _path(settings)
+    try:
+        for batch in _batches(read_items(paths, fmt)):
+            for scored in spam.score(batch, channel):
+                typer.echo(orjson.dumps(score_line(scored)).decode())
+    finally:
+        spam.close()
+
+
+@operator_command(Permission.REVIEW_DECIDE)
+@exits({1: "the engine or the classifier's store did not answer: some messages were not learned (run it again)"})
+def learn(
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories (.eml, mbox, maildir, import formats).")],
+    spam_: Annotated[bool, typer.Option("--spam", help="The messages are spam.")] = False,
+    ham: Annotated[bool, typer.Option("--ham", help="The messages are not spam.")] = False,
+    channel: ChannelOption = Channel.EMAIL,
+    fmt: FormatOption = None,
+) -> None:
+    """Teach the engine and the classifier from a mailbox export (bootstrap); idempotent per message.
+
+    Example: leadpipe spam learn --spam junk-2025.mbox
+    """
+    if spam_ == ham:
+        raise typer.BadParameter("pass exactly one of --spam and --ham")
+    label: Label = "spam" if spam_ else "ham"
+    settings = get_settings()
+    path = _path(settings)
+    counts: collections.Counter[str] = collections.Counter()
+    try:
+        with ThreadPoolExecutor(max(settings.spam_engine_concurrency // 2, 1)) as pool:
+            for batch in _batches(read_items(paths, fmt)):
+                counts.update(path.learn(batch, channel, label, pool))
+    finally:
+        path.close()
+    typer.echo(f"learned as {label}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if any(k.endswith("unavailable") for k in counts):
+        raise typer.Exit(1)
+
+
+@operator_command(Permission.REVIEW_DECIDE)
+@needs(KAFKA, DATABASE)
+@exits({1: "the engine or the classifier's store did not answer: some decisions were not learned (run it again)"})
+def rebuild(
+    clear: Annotated[
+        bool, typer.Option(help="Forget the classifier's counts first (a new pepper, a corrupt store).")
+    ] = False,
+) -> None:
+    """Teach every reviewer decision on contacts.review.decisions again (a lost Redis, a new engine).
+
+    Example: leadpipe spam rebuild --clear
+    """
+    settings = get_settings()
+    runtime = Runtime(settings)
+    signals = SpamSignals.from_settings(settings, runtime.pepper)
+    reader = RawRecordReader(settings, raw_topic(Channel.EMAIL))
+    counts: dict[str, int] = {}
+    try:
+        if clear and signals.store is not None:
+            signals.store.clear()
+            signals.reload()
+        for record in read_to_end(settings, [REVIEW_DECISIONS_TOPIC]):
+            try:
+                decision = ReviewDecision.model_validate_json(record.value or b"")
+                event = runtime.codec.open_contact(decision.record)
+            except KeyDestroyedError:
+                counts["erased"] = counts.get("erased", 0) + 1
+                continue
+            except ValueError:
+                counts["unreadable"] = counts.get("unreadable", 0) + 1
+                continue
+            raw = None
+            if event.channel is Channel.EMAIL:
+                found = reader.find(record.partition, {event.event_id: event.received_at})
+                if event.event_id in found:
+                    raw_record = found[event.event_id]
+                    raw = email_of_payload(runtime.codec.sealer.open(raw_record.sealed), raw_record)
+            label: Label = "ham" if decision.decision == "release" else "spam"
+            outcomes = signals.learn(event, raw, label, decision.record.tags.spam.engine)
+            for part, outcome in zip(("engine", "classifier"), outcomes, strict=True):
+                if outcome is not None:
+                    key = f"{part} {outcome.status}"
+                    counts[key] = counts.get(key, 0) + 1
+    finally:
+        reader.close()
+        signals.close()
+    typer.echo(
+        "rebuilt from the review decisions: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+    )
+    if any(k.endswith("unavailable") for k in counts):
+        raise typer.Exit(1)
+
+
+@engine_app.command("up")
+@without_operator(LOCAL_ENGINE)
+@exits({1: "rspamd or Redis could not start (the message says why)"})
+def engine_up() -> None:
+    """Start rspamd and its Redis (or adopt the running ones) on the ports of LEADPIPE_SPAM_ENGINE_*.
+
+    Example: leadpipe spam engine up
+    """
+    try:
+        status = LocalSpamEngine.from_settings(get_settings()).up()
+    except SpamEngineLaunchError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(str(status))
+
+
+@engine_app.command("down")
+@without_operator(LOCAL_ENGINE)
+def engine_down() -> None:
+    """Stop rspamd and Redis (the learned statistics stay on disk).
+
+    Example: leadpipe spam engine down
+    """
+    stopped = LocalSpamEngine.from_settings(get_settings()).down()
+    typer.echo("stopped" if stopped else "was not running")
+
+
+@engine_app.command("config")
+@without_operator(LOCAL_ENGINE)
+def engine_config(
+    out: Annotated[Path, typer.Argument(help="Directory to write local.d/ and override.d/ into.")],
+    chart: Annotated[
+        bool, typer.Option(help="The Helm chart's engine (all interfaces, Redis in the same pod) instead of ours.")
+    ] = False,
+) -> None:
+    """Write the engine's offline rspamd configuration (``--chart``: the Helm chart's).
+
+    Example: leadpipe spam engine config --chart deploy/helm/leadpipe/files/rspamd
+    """
+    settings = get_settings()
+    if chart:
+        files = rspamd_config(*CHART_ENGINE)
+    else:
+        engine = LocalSpamEngine.from_settings(settings)
+        files = rspamd_config(
+            "127.0.0.1", engine.port, engine.controller_port, f"127.0.0.1:{engine.redis_port}", sa_rules=engine.sa_rules
+        )
+    for name, text in files.items():
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    typer.echo(f"{len(files)} files written under {out}")
+
+
+@engine_app.command("status")
+@without_operator(LOCAL_ENGINE)
+@exits({1: "the engine is not running"})
+def engine_status() -> None:
+    """Whether the engine runs, where, and how many messages its Bayes learned.
+
+    Example: leadpipe spam engine status
+    """
+    settings = get_settings()
+    status = LocalSpamEngine.from_settings(settings).status()
+    typer.echo(str(status))
+    if not status.running:
+        raise typer.Exit(1)
+
+
+spam_app.command("score")(score)
+spam_app.command("learn")(learn)
+spam_app.command("rebuild")(rebuild)
+spam_app.add_typer(engine_app, name="engine")
+
+__all__ = ["SpamPath", "engine_app", "learn", "read_items", "rebuild", "score", "score_line", "spam_app"]

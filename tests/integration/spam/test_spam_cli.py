@@ -1,0 +1,93 @@
+"""``leadpipe spam score|learn`` against a private rspamd + Redis: files in, JSON lines and learned counts out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from identity_helpers import key_for
+from typer.testing import CliRunner
+
+from pipeline.cli import app as cli
+from pipeline.config import get_settings
+from pipeline.models.identity import Role
+from pipeline.spam.launcher import LocalSpamEngine
+
+pytestmark = [pytest.mark.integration]
+
+MAIL = (
+    "From: {name} <{addr}>\nTo: sales@example.com\nSubject: {subject}\nDate: Fri, 05 Dec 2025 10:00:00 +0000\n"
+    "Message-ID: <{mid}@example.org>\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n{body}\n"
+)
+
+
+def _mail(i: int, subject: str, body: str) -> str:
+    return MAIL.format(name=f"Sender {i}", addr=f"sender{i}@example.org", subject=subject, mid=f"m{i}", body=body)
+
+
+@pytest.fixture
+def env(private_engine: LocalSpamEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "LEADPIPE_HOME": str(tmp_path / "home"),
+        "LEADPIPE_SUBJECT_KEY_PEPPER": "cli-test-pepper",
+        "LEADPIPE_SPAM_ENGINE_URL": private_engine.url,
+        "LEADPIPE_SPAM_ENGINE_CONTROLLER_URL": private_engine.controller_url,
+        "LEADPIPE_SPAM_ENGINE_REDIS_PORT": str(private_engine.redis_port),
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    # score reads and learn teaches as a reviewer would (the embedded default's bootstrapped admin is no reviewer)
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("LEADPIPE_API_KEY", key_for(get_settings(), Role.REVIEWER, "rita"))
+    yield
+    get_settings.cache_clear()
+
+
+def test_score_prints_one_line_per_message_with_every_signal(env: None, tmp_path: Path) -> None:
+    mbox = tmp_path / "inbox.mbox"
+    mbox.write_text(
+        "From a@b Fri Dec  5 10:00:00 2025\n"
+        + _mail(1, "Demo next week", "Could we see a demo of the data platform next Tuesday?")
+        + "\nFrom c@d Fri Dec  5 10:00:00 2025\n"
+        + _mail(2, "You have won", "You have won! Claim your prize: cheap viagra and casino bonus, click here.")
+    )
+    maildir = tmp_path / "Maildir" / "cur"
+    maildir.mkdir(parents=True)
+    (maildir / "1733392800.M1P1.host:2,S").write_text(_mail(3, "Invoice 42", "Please find the invoice attached."))
+    (tmp_path / "broken.eml").write_text("this is not a message with a sender\n")
+
+    result = CliRunner().invoke(
+        cli, ["spam", "score", str(mbox), str(tmp_path / "Maildir"), str(tmp_path / "broken.eml")]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert len(lines) == 4
+    ham, spam, invoice, broken = lines
+    assert ham["verdict"] == "ham" and invoice["verdict"] == "ham"
+    assert spam["verdict"] == "spam" and spam["score"] >= spam["threshold"]
+    codes = {r["code"]: r["weight"] for r in spam["reasons"]}
+    assert codes["misleading_phrase"] == 3.0 and "spam_engine" in codes
+    assert spam["engine"]["kind"] == "scored" and all("weight" in s for s in spam["engine"]["symbols"])
+    assert spam["classifier"]["spam_learns"] == 0  # nothing learned yet: the classifier stays silent
+    assert spam["file"].endswith("(message 2)")
+    assert broken["verdict"] == "rejected" and broken["detail"]
+
+
+def test_learn_teaches_both_parts_once(env: None, tmp_path: Path) -> None:
+    spam_dir = tmp_path / "spam"
+    spam_dir.mkdir()
+    for i in range(3):
+        body = f"Cheap backlinks for your site, {i + 5} guest posts a week, reply now to order."
+        (spam_dir / f"{i}.eml").write_text(_mail(10 + i, f"SEO offer {i}", body))
+
+    first = CliRunner().invoke(cli, ["spam", "learn", "--spam", str(spam_dir)])
+    assert first.exit_code == 0, first.output
+    assert "classifier learned 3" in first.output and "engine learned 3" in first.output, first.output
+    again = CliRunner().invoke(cli, ["spam", "learn", "--spam", str(spam_dir)])
+    assert "classifier duplicate 3" in again.output and "engine duplicate 3" in again.output, again.output
+    flipped = CliRunner().invoke(cli, ["spam", "learn", "--ham", str(spam_dir / "0.eml")])
+    assert "classifier relearned 1" in flipped.output, flipped.output
+    neither = CliRunner().invoke(cli, ["spam", "learn", str(spam_dir)])
+    assert neither.exit_code != 0

@@ -1,0 +1,61 @@
+"""The spam engine launcher's offline configuration and where it puts things (no daemon started here)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Settings
+from pipeline.spam.launcher import OFFLINE_MODULES, SYSTEM_ROOT, LocalSpamEngine, SpamEngineLaunchError
+
+
+def test_from_settings_takes_ports_from_the_urls(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    settings = make_settings(
+        spam_engine_url="http://127.0.0.1:21433",
+        spam_engine_controller_url="http://127.0.0.1:21434",
+        spam_engine_redis_port=26379,
+    )
+    engine = LocalSpamEngine.from_settings(settings)
+    assert (engine.port, engine.controller_port, engine.redis_port) == (21433, 21434, 26379)
+    assert engine.url == "http://127.0.0.1:21433" and not engine.sa_rules
+    expected = settings.home / "spam-engine"
+    if os.geteuid() == 0 and not (tmp_path.stat().st_mode & 0o001):  # pytest's tmp is 0700: _rspamd cannot enter
+        expected = SYSTEM_ROOT / "spam-engine"
+    assert engine.root == expected
+
+
+def test_the_configuration_is_offline_and_names_its_own_sockets(tmp_path: Path) -> None:
+    engine = LocalSpamEngine(tmp_path / "engine", port=21433, controller_port=21434, redis_port=26379)
+    engine.write_config()
+    local, override = engine.rspamd_dir / "local.d", engine.rspamd_dir / "override.d"
+    for module in (*OFFLINE_MODULES, "rbl", "dkim", "fuzzy_check", "neural", "greylist", "replies"):
+        assert (local / f"{module}.conf").read_text() == "enabled = false;\n", module
+    assert 'bind_socket = "127.0.0.1:21433";' in (override / "worker-normal.inc").read_text()
+    assert 'bind_socket = "127.0.0.1:21434";' in (override / "worker-controller.inc").read_text()
+    assert (override / "worker-proxy.inc").read_text() == "enabled = false;\n"
+    bayes = (local / "classifier-bayes.conf").read_text()
+    assert 'servers = "127.0.0.1:26379";' in bayes and "autolearn = false;" in bayes
+    assert "DATE_IN_PAST" in (local / "headers_group.conf").read_text()
+    assert not (local / "spamassassin.conf").exists()
+    assert not engine._config_changed()
+    (local / "stray.conf").write_text("enabled = true;\n")
+    assert engine._config_changed()  # anything it would not write is a change too
+
+
+def test_spamassassin_rules_are_asked_for_explicitly(tmp_path: Path) -> None:
+    rules = Path("/usr/share/spamassassin")
+    if not rules.is_dir():
+        with pytest.raises(SpamEngineLaunchError, match="LEADPIPE_SPAM_SA_RULES=1"):
+            LocalSpamEngine(tmp_path, port=1, controller_port=2, redis_port=3, sa_rules=True)
+        return
+    engine = LocalSpamEngine(tmp_path, port=1, controller_port=2, redis_port=3, sa_rules=True)
+    engine.write_config()
+    assert f'ruleset = "{rules}/*.cf";' in (engine.rspamd_dir / "local.d" / "spamassassin.conf").read_text()
+
+
+def test_ports_must_differ(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must differ"):
+        LocalSpamEngine(tmp_path, port=1, controller_port=1, redis_port=3)
