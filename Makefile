@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .PHONY: help bootstrap kafka-jars postgres node-tools spam-engine hydra browser demo test lint bench schemas image
 
 help:
-	@echo "make demo   run the whole pipeline end to end on embedded defaults (local Kafka, SQLite, dry-run HubSpot)"
+	@echo "make demo   run the whole pipeline end to end on embedded defaults (local Kafka, SQLite, dry-run HubSpot), then serve the console until Ctrl-C"
 	@echo "make test   the whole test suite against a real Kafka 4.x and PostgreSQL (both started for you)"
 	@echo "make lint   ruff check, ruff format --check, mypy --strict, the layer contract, schema, AsyncAPI and CLI reference drift"
 	@echo "make bench  benchmarks (each prints ratios against a baseline measured in the same run)"

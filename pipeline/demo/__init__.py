@@ -37,6 +37,7 @@ from rich.table import Table
 
 from pipeline.config import Settings, get_settings
 from pipeline.db import ensure_schema
+from pipeline.demo.console import serve_console
 from pipeline.identity.store import IdentityStore
 from pipeline.ingest.service import IngestService, Submission
 from pipeline.kafka.consumer import Record, read_until
@@ -61,8 +62,8 @@ RUN_PREFIX = "demo-"
 #: What a sink's ``not_applicable`` means for the reasons a demo event can have, for the legend under the table.
 NOT_APPLICABLE_HELP = "not applicable = the sink had nothing to do for the event, which is not a failure"
 
-#: What the demo does after the erasure, while the worker and the broker still run (issue 16's console plugs in
-#: here): gets the run's settings and the console, returns the exit code.
+#: What the demo does after the erasure, while the worker and the broker still run (the console,
+#: ``pipeline.demo.console``): gets the run's settings and the console, returns the exit code.
 Then = Callable[[Settings, Console], int]
 #: The DPO account the demo's erasure is issued by.
 DEMO_DPO = "demo-dpo"
@@ -412,11 +413,27 @@ def _naming(path: Path, email: str) -> int:
 def demo(
     timeout: float = typer.Option(180.0, help="Seconds to wait for every event to be accounted for."),
     keep_running: bool = typer.Option(False, help="Leave the worker and the broker running afterwards."),
+    serve: bool = typer.Option(
+        True,
+        "--serve/--no-serve",
+        envvar="LEADPIPE_DEMO_SERVE",
+        help="Then serve the console on the demo's data, with a sign-in link per role, until Ctrl-C "
+        "(--no-serve or LEADPIPE_DEMO_SERVE=false: exit once the erasure is confirmed, as CI does).",
+    ),
+    host: str = typer.Option("127.0.0.1", help="Where the console listens (with --serve)."),
+    port: int = typer.Option(8000, envvar="LEADPIPE_DEMO_PORT", help="The console's port (with --serve)."),
 ) -> None:
-    """Run the whole pipeline end to end on embedded defaults (local Kafka, SQLite CRM, dry-run HubSpot).
+    """Run the whole pipeline end to end on embedded defaults (local Kafka, SQLite CRM, dry-run HubSpot), then
+    serve the console on its data until Ctrl-C.
 
     Each run starts clean (its own topics and files); the previous run's are deleted when the next one starts.
 
-    Example: leadpipe demo
+    Example: leadpipe demo --no-serve
     """
-    raise typer.Exit(run_demo(get_settings(), Console(), timeout, keep_running))
+    then: Then | None = None
+    if serve:
+
+        def then(settings: Settings, console: Console) -> int:
+            return serve_console(settings, console, host, port)
+
+    raise typer.Exit(run_demo(get_settings(), Console(), timeout, keep_running, then=then))
