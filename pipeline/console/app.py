@@ -31,10 +31,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from pipeline.console import metrics as console_metrics
 from pipeline.crm.read import CrmReadModel
 from pipeline.crm.views import LeadQuery, LeadView
 from pipeline.http.auth import CSRF_FORM_FIELD, require_session
 from pipeline.http.deps import get_publisher, get_runtime
+from pipeline.http.health import metrics_text
 from pipeline.identity.permissions import Permission, allowed, permissions_of
 from pipeline.identity.sessions import SessionPrincipal
 from pipeline.kafka.producer import PublishError
@@ -73,6 +75,8 @@ NAVIGATION = (
     ("/dpo/retention", "Retention", Permission.RETENTION_RUN),
     ("/charts", "Charts", Permission.CRM_READ),
     ("/charts", "Charts", Permission.RIGHTS_READ),
+    ("/charts", "Charts", Permission.REVIEW_READ),
+    ("/charts", "Charts", Permission.DLQ_READ),
 )
 
 
@@ -248,8 +252,9 @@ def stacked_bars(
 
 @router.get("/charts", response_class=HTMLResponse)
 async def charts(request: Request, session: Anyone) -> HTMLResponse:
-    """Leads per channel per day (sales, DPO) and rights requests answered on time or late (DPO), drawn on the server
-    as SVG from the CRM's read model and the request tracker, each with its numbers as a table."""
+    """Leads per channel per day (sales, DPO), rights requests answered on time or late (DPO), spam share per channel
+    (reviewers, sales) and sink health (DPO, admins), drawn on the server as SVG, each with its numbers as a table:
+    the first two from the CRM's read model and the request tracker, the last two from the served metrics."""
     held = permissions_of(session.principal.roles)
     context: dict[str, Any] = {}
     now = datetime.now(UTC)
@@ -274,6 +279,30 @@ async def charts(request: Request, session: Anyone) -> HTMLResponse:
         kinds = sorted({kind for kind, _ in outcome})
         bars, top, colours = stacked_bars(kinds, list(RIGHT_STATES), outcome)
         context["rights"] = {"bars": bars, "top": top, "colours": colours, "kinds": kinds, "counts": outcome}
+    spam_readers = {Permission.REVIEW_READ, Permission.CRM_READ}
+    sink_readers = {Permission.DLQ_READ, Permission.RIGHTS_READ}
+    if held & (spam_readers | sink_readers):
+        urls = get_runtime(request).settings.console_metrics_urls
+        found = await console_metrics.scrape(urls, await asyncio.to_thread(metrics_text, request))
+        context["metrics_unreachable"] = found.unreachable
+        context["metrics_configured"] = bool(urls)
+        if held & spam_readers:
+            counts = console_metrics.spam_share(found)
+            channels = sorted({channel for channel, _ in counts})
+            bars, top, colours = stacked_bars(channels, list(console_metrics.CHANNEL_OUTCOMES), counts)
+            context["spam"] = {
+                "bars": bars,
+                "top": top,
+                "colours": colours,
+                "channels": channels,
+                "counts": counts,
+                "shares": console_metrics.shares(counts),
+            }
+        if held & sink_readers:
+            health = console_metrics.sink_health(found)
+            names = sorted({sink for sink, _ in health})
+            bars, top, colours = stacked_bars(names, list(console_metrics.SINK_SERIES), health)
+            context["sinks"] = {"bars": bars, "top": top, "colours": colours, "names": names, "counts": health}
     return _page(
         request, session, "charts.html", title="Charts", width=CHART_W, height=CHART_H, states=RIGHT_STATES, **context
     )

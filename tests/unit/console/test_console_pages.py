@@ -6,9 +6,11 @@ page, the lead inbox and its search, a contact's timeline, and a restricted subj
 from __future__ import annotations
 
 import re
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from fakes.contacts import BASE_TIME, make_tagged
 from fastapi.testclient import TestClient
 from ingest_helpers import RecordingPublisher
 
+from pipeline.agents.metrics import WorkerMetrics
 from pipeline.api.app import create_api
 from pipeline.config import Settings
 from pipeline.console.app import countdown
@@ -139,8 +142,11 @@ def test_each_role_sees_its_pages_and_is_refused_the_others(app: Any, name: str,
 def test_home_opens_the_first_page_of_the_role(app: Any) -> None:
     assert browser(app, "sam").get("/").headers["location"] == "/leads"
     assert browser(app, "rita").get("/").headers["location"] == "/review"
-    admin = browser(app, "adam").get("/")
-    assert admin.status_code == 200 and "open no page" in admin.text
+    assert browser(app, "adam").get("/").headers["location"] == "/charts"  # sink health (dlq:read)
+    store = app.state.authenticator.store
+    store.add_principal("nora", display_name="Nora", kind=PrincipalKind.PERSON, roles=[], by=system_principal("t"))
+    nobody = browser(app, "nora").get("/")
+    assert nobody.status_code == 200 and "open no page" in nobody.text
 
 
 def test_the_inbox_lists_newest_first_and_searches(app: Any) -> None:
@@ -346,4 +352,63 @@ def test_charts_draw_leads_per_channel_per_day_and_rights_on_time(app: Any, runt
     tools.request(RightKind.ERASURE, by=system_principal("t"), email="fresh@example.com", now=now - timedelta(days=40))
     rights_page = browser(app, "dee").get("/charts").text
     assert "Rights requests answered on time or late" in rights_page and "erasure open, overdue: 1" in rights_page
-    assert "Your roles see no chart" in browser(app, "rita").get("/charts").text
+    reviewer_page = browser(app, "rita").get("/charts").text
+    assert "Spam share per channel" in reviewer_page and "Leads per channel per day" not in reviewer_page
+    assert 'id="metrics-note"' in reviewer_page  # no worker address configured: said so, not left blank
+
+
+@pytest.fixture
+def worker_metrics_url() -> Iterator[str]:
+    """A worker's ``/metrics`` as the worker renders it (``WorkerMetrics``), served over HTTP."""
+    metrics = WorkerMetrics()
+    by_channel = {("web_form", "accepted"): 2, ("web_form", "quarantined"): 1, ("chatbot", "accepted"): 4}
+    metrics.observe_batch("processing", {"accepted": 6, "quarantined": 1}, [], 0.01, by_channel)
+    metrics.observe_sink("hubspot", ["failed"], ["hubspot_rejected"])
+    metrics.sink_pauses.labels("hubspot").inc(2)
+    metrics.observe_sink("crm", ["done"], [])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = metrics.render()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    server.shutdown()
+    server.server_close()
+
+
+def test_charts_of_spam_share_and_sink_health_come_from_the_served_metrics(
+    make_settings: Callable[..., Settings], worker_metrics_url: str
+) -> None:
+    silent = "http://127.0.0.1:9/metrics"  # a replica that does not answer: named, the others still drawn
+    settings = make_settings(session_cookie_secure=False, console_metrics_urls=[worker_metrics_url, silent], **SSO)
+    runtime = Runtime(settings)
+    ensure_schema(runtime.engine)
+    made = create_api(runtime, RecordingPublisher())  # type: ignore[arg-type]
+    for name, role in ROLES.items():
+        made.state.authenticator.store.add_principal(
+            name, display_name=name.title(), kind=PrincipalKind.PERSON, roles=[role], by=system_principal("t")
+        )
+    made.state.metrics.refusals.labels("bad_token").inc()  # the API's own counters are read too
+    made.state.ingest.metrics.dead_letters.labels("web_form", "invalid_payload").inc(3)
+    reviewer = browser(made, "rita").get("/charts").text
+    assert "Spam share per channel" in reviewer and "Sink health" not in reviewer
+    assert "<li>web_form: 33% held as spam</li>" in reviewer and "<li>chatbot: 0% held as spam</li>" in reviewer
+    assert '<th scope="row">web_form</th><td>2</td><td>1</td><td>0</td>' in reviewer  # accepted, quarantined, dropped
+    assert silent in reviewer and 'id="metrics-note"' not in reviewer
+    dpo = browser(made, "dee").get("/charts").text
+    assert "Sink health" in dpo and "Spam share per channel" in dpo  # the DPO reads the CRM too
+    assert '<th scope="row">hubspot</th><td>1</td><td>2</td>' in dpo  # dead letters, pauses
+    assert '<th scope="row">ingest</th><td>3</td><td>0</td>' in dpo
+    assert '<th scope="row">crm</th>' not in dpo  # a sink with neither is not drawn
+    assert "Sink health" in browser(made, "adam").get("/charts").text  # admins (dlq:read) too
