@@ -81,6 +81,8 @@ def shares(counts: Mapping[tuple[str, str], int]) -> dict[str, float]:
 def sink_health(found: Scrape) -> dict[tuple[str, str], int]:
     """(sink, "dead letters" | "pauses") -> count, per sink; the ingest edge's dead letters as ``INGEST``."""
     out: dict[tuple[str, str], int] = {}
+    for (sink,) in found.counts("leadpipe_sink_results_total", ("sink",)):  # a healthy sink shows as 0 and 0
+        out[(sink, "dead letters")] = out[(sink, "pauses")] = 0
     for (sink,), n in found.counts("leadpipe_sink_dead_letters_total", ("sink",)).items():
         out[(sink, "dead letters")] = out.get((sink, "dead letters"), 0) + n
     for (sink,), n in found.counts("leadpipe_sink_pauses_total", ("sink",)).items():

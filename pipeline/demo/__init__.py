@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -142,15 +143,26 @@ class DemoRun:
     def new(cls, base: Settings) -> DemoRun:
         run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
         directory = base.home / "demo" / run_id
+        metrics_port = _free_port()  # the worker's /metrics, which the console's charts read
         settings = base.model_copy(
             update={
                 "topic_prefix": f"{base.topic_prefix}{RUN_PREFIX}{run_id}.",
                 "database_url": f"sqlite:///{directory / 'crm.sqlite3'}",
                 "hubspot_dry_run_file": directory / "hubspot-dry-run.jsonl",
                 "rights_exports_dir": directory / "exports",
+                "worker_web_enabled": True,
+                "worker_web_port": metrics_port,
+                "console_metrics_urls": [f"http://127.0.0.1:{metrics_port}/metrics"],
             }
         )
         return cls(run_id, settings, directory)
+
+
+def _free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def forget_earlier_runs(base: Settings, run: DemoRun) -> int:
@@ -183,6 +195,8 @@ def _worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     env["LEADPIPE_HUBSPOT_DRY_RUN_FILE"] = str(settings.resolved_dry_run_file)
     env["LEADPIPE_RIGHTS_EXPORTS_DIR"] = str(settings.resolved_exports_dir)
     env["LEADPIPE_LOG_FORMAT"] = "json"
+    env["LEADPIPE_WORKER_WEB_ENABLED"] = str(settings.worker_web_enabled).lower()
+    env["LEADPIPE_WORKER_WEB_PORT"] = str(settings.worker_web_port)
     if settings.topic_partitions:
         env["LEADPIPE_TOPIC_PARTITIONS"] = str(settings.topic_partitions)
     log = log_path.open("ab")

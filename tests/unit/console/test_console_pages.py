@@ -410,5 +410,5 @@ def test_charts_of_spam_share_and_sink_health_come_from_the_served_metrics(
     assert "Sink health" in dpo and "Spam share per channel" in dpo  # the DPO reads the CRM too
     assert '<th scope="row">hubspot</th><td>1</td><td>2</td>' in dpo  # dead letters, pauses
     assert '<th scope="row">ingest</th><td>3</td><td>0</td>' in dpo
-    assert '<th scope="row">crm</th>' not in dpo  # a sink with neither is not drawn
+    assert '<th scope="row">crm</th><td>0</td><td>0</td>' in dpo  # a sink that wrote, with neither
     assert "Sink health" in browser(made, "adam").get("/charts").text  # admins (dlq:read) too
