@@ -16,11 +16,11 @@ import asyncio
 import csv
 import io
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, Response
@@ -44,6 +44,7 @@ from pipeline.logging import get_logger
 from pipeline.models.common import Channel
 from pipeline.models.rights import AuditRecord, RightKind
 from pipeline.review.service import ReviewError, ReviewService
+from pipeline.rights.bodies import RECTIFIABLE_FIELDS, OldAddress
 from pipeline.rights.dpo import DpoTools, RequestOut, request_out
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.sweep import RetentionSweep
@@ -54,7 +55,8 @@ log = get_logger(__name__)
 HERE = Path(__file__).resolve().parent
 STATIC_PATH = "/static"
 
-#: The rights the console's form issues; rectification (field changes) and retention expiry (the sweep's) are not.
+#: The rights the console's form issues; rectification has its own form (``/dpo/rectify``), retention expiry is the
+#: sweep's.
 FORM_RIGHTS = (
     RightKind.ERASURE,
     RightKind.OBJECTION,
@@ -669,3 +671,97 @@ async def dpo_issue(
     view = await asyncio.to_thread(tools.get, request_id)
     assert view is not None
     return _page(request, session, "dpo_request.html", title="Access request", req=request_out(view), password=password)
+
+
+#: A corrected value's longest accepted length (a company's address is the longest field people type).
+RECTIFY_MAX_CHARS = 500
+#: How the form names the person (``who_*``) apart from the corrected fields (``set_*``, ``clear_*``).
+RECTIFY_LABELS = {
+    "first_name": "First name",
+    "last_name": "Last name",
+    "position": "Position",
+    "email": "E-mail",
+    "phone": "Phone",
+    "location": "Location",
+    "country_code": "Country (2 letters)",
+    "company": "Company",
+    "company_address": "Company address",
+    "skype_id": "Skype id",
+    "linkedin_url": "LinkedIn URL",
+}
+
+
+def rectify_changes(form: Mapping[str, str]) -> dict[str, str | None]:
+    """The corrections a rectification form asks for: ``set_<field>`` with a value sets it, ``clear_<field>`` empties
+    it; a field left blank stays as it is. Raises ``ValueError`` for a value too long or a field both set and cleared.
+    """
+    changes: dict[str, str | None] = {}
+    for field in RECTIFIABLE_FIELDS:
+        value = (form.get(f"set_{field}") or "").strip()
+        cleared = form.get(f"clear_{field}") == "yes"
+        if len(value) > RECTIFY_MAX_CHARS:
+            raise ValueError(f"{RECTIFY_LABELS.get(field, field)}: at most {RECTIFY_MAX_CHARS} characters")
+        if value and cleared:
+            raise ValueError(f"{RECTIFY_LABELS.get(field, field)}: either a corrected value or empty, not both")
+        if value:
+            changes[field] = value
+        elif cleared:
+            changes[field] = None
+    return changes
+
+
+@router.get("/dpo/rectify", response_class=HTMLResponse)
+async def dpo_rectify_form(request: Request, session: RightsIssuer) -> HTMLResponse:
+    """The form that corrects or completes a person's data everywhere (rectification, policy 9.2)."""
+    return _rectify_page(request, session, {}, None, 200)
+
+
+def _rectify_page(
+    request: Request, session: Session, form: Mapping[str, str], error: str | None, status_code: int
+) -> HTMLResponse:
+    return _page(
+        request,
+        session,
+        "dpo_rectify.html",
+        status_code=status_code,
+        title="Correct a person's data",
+        fields=[(f, RECTIFY_LABELS.get(f, f)) for f in RECTIFIABLE_FIELDS],
+        form=form,
+        error=error,
+    )
+
+
+@router.post("/dpo/rectify", response_class=HTMLResponse)
+async def dpo_rectify(request: Request, session: RightsIssuer) -> Response:
+    """Issue the rectification in the DPO's name, as ``leadpipe dpo rectify`` does: the person named by e-mail or
+    phone, each field corrected or emptied, and with a corrected e-mail what becomes of the old address."""
+    raw = await request.form()
+    form = {k: v for k, v in raw.items() if isinstance(v, str) and len(k) < 40}
+    who_email, who_phone = _blank(form.get("who_email")), _blank(form.get("who_phone"))
+    if bool(who_email) == bool(who_phone):
+        return _rectify_page(request, session, form, "name the person by exactly one of e-mail or phone", 422)
+    old_address = form.get("old_address") or None
+    if old_address not in (None, "forget", "alias"):
+        return _rectify_page(request, session, form, "the old address is forgotten or kept as an alias", 422)
+    try:
+        changes = rectify_changes(form)
+        if not changes:
+            raise ValueError("correct or empty at least one field")
+        if "email" not in changes:
+            old_address = None  # the choice applies only to a corrected e-mail address
+        tools = _tools(request)
+        submitted = await asyncio.to_thread(
+            tools.request,
+            RightKind.RECTIFICATION,
+            by=session.principal,
+            email=who_email,
+            phone=who_phone,
+            region=_blank(form.get("who_region")),
+            rectify=changes,
+            old_address=cast(OldAddress | None, old_address),
+        )
+    except ValueError as exc:  # IdentityError and a refused field included
+        return _rectify_page(request, session, form, str(exc), 422)
+    except PublishError:
+        return _rectify_page(request, session, form, "recorded, but the broker did not confirm it", 503)
+    return RedirectResponse(f"/dpo/requests/{submitted.command.request_id}", status_code=303)

@@ -29,6 +29,7 @@ from pipeline.identity.permissions import Permission
 from pipeline.models import Channel
 from pipeline.models.identity import PrincipalKind, Role, system_principal
 from pipeline.models.rights import RightKind
+from pipeline.rights.bodies import RectificationBody
 from pipeline.rights.dpo import DpoTools
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.tracker import RequestTracker
@@ -412,3 +413,32 @@ def test_charts_of_spam_share_and_sink_health_come_from_the_served_metrics(
     assert '<th scope="row">ingest</th><td>3</td><td>0</td>' in dpo
     assert '<th scope="row">crm</th><td>0</td><td>0</td>' in dpo  # a sink that wrote, with neither
     assert "Sink health" in browser(made, "adam").get("/charts").text  # admins (dlq:read) too
+
+
+def test_the_dpo_corrects_a_person_s_data_from_the_form(app: Any, runtime: Runtime) -> None:
+    dee = browser(app, "dee")
+    token = dee.csrf_token  # type: ignore[attr-defined]
+    assert "Correct a person" in dee.get("/dpo").text and dee.get("/dpo/rectify").status_code == 200
+    assert browser(app, "sam").get("/dpo/rectify").status_code == 403
+    form = {"csrf_token": token, "who_email": "jane.doe@example.com", "set_last_name": "Kowalska"}
+    tracker = RequestTracker(runtime.engine)
+    for wrong, says in (
+        ({**form, "who_phone": "+4930123456"}, "exactly one of e-mail or phone"),
+        ({**form, "set_last_name": ""}, "at least one field"),
+        ({**form, "clear_last_name": "yes"}, "not both"),
+        ({**form, "set_company": "x" * 501}, "at most 500"),
+        ({**form, "set_nickname": "Jay", "set_last_name": ""}, "at least one field"),  # no such field: not read
+    ):
+        refused = dee.post("/dpo/rectify", data=wrong)
+        assert refused.status_code == 422 and says in refused.text, (wrong, refused.text[-600:])
+        assert 'value="jane.doe@example.com"' in refused.text  # what was typed is kept
+    assert tracker.requests() == []
+    done = dee.post("/dpo/rectify", data={**form, "clear_position": "yes", "old_address": "alias"})
+    assert done.status_code == 303 and done.headers["location"].startswith("/dpo/requests/")
+    [view] = tracker.requests()
+    assert view.kind is RightKind.RECTIFICATION and view.issuer is not None and view.issuer.display_name == "Dee"
+    [command] = [r.value for r in app.state.publisher.records if r.topic == "rights.commands"]
+    assert command.sealed is not None
+    body = runtime.codec.sealer.open_model(command.sealed, RectificationBody)
+    assert body.changes == {"last_name": "Kowalska", "position": None}
+    assert body.old_address is None  # the old-address choice applies to a corrected e-mail only

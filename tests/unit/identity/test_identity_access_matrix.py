@@ -90,6 +90,8 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("GET", "/dpo/retention"): P.RETENTION_RUN,
     ("GET", "/dpo/new"): P.RIGHTS_ISSUE,
     ("POST", "/dpo/new"): P.RIGHTS_ISSUE,
+    ("GET", "/dpo/rectify"): P.RIGHTS_ISSUE,
+    ("POST", "/dpo/rectify"): P.RIGHTS_ISSUE,
 }
 
 #: The console's pages (``pipeline/console/``): only a browser session opens them.
