@@ -143,8 +143,12 @@ class CrmReadModel:
         )
 
     def leads_per_day(self, since: datetime) -> list[tuple[date, str, int]]:
-        """How many leads arrived per day (UTC) and channel since ``since``: (day, channel, count), oldest first."""
-        day = func.date(interactions.c.received_at)
+        """How many leads arrived per UTC day and channel since ``since``: (day, channel, count), oldest first.
+
+        UTC whatever the database server's own zone: PostgreSQL's ``date()`` of a timestamptz takes the session's
+        ``TimeZone``, which would move a lead at 23:30 UTC to the next day on a server set to Berlin."""
+        received = interactions.c.received_at
+        day = func.date(func.timezone("UTC", received) if self.engine.dialect.name == "postgresql" else received)
         stmt = (
             select(day, interactions.c.channel, func.count())
             .where(interactions.c.received_at >= since)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from fakes.contacts import make_tagged
-from sqlalchemy import update
+from sqlalchemy import create_engine, text, update
 
 from pipeline.crm.read import CrmReadModel
 from pipeline.crm.schema import subjects
@@ -72,3 +72,21 @@ def test_a_restricted_subject_is_found_only_by_its_exact_email(crm_writer: CrmWr
     assert hit.subject_key == key and hit.for_sales().status == "restricted"
     shown = crm_read.show(key)
     assert shown is not None and shown.for_sales().status == "restricted"
+
+
+def test_leads_per_day_are_utc_days_whatever_the_database_server_s_zone(
+    crm_writer: CrmWriter, crm_read: CrmReadModel
+) -> None:
+    """A lead at 23:30 UTC counts on its UTC day, also on a PostgreSQL session 14 hours ahead (next day there)."""
+    late = make_tagged("late@example.com", occurred_at=datetime(2025, 3, 1, 23, 30, tzinfo=UTC))
+    crm_writer.write_events([late])
+    read = crm_read
+    if crm_read.engine.dialect.name == "postgresql":
+        far_east = {"options": "-c TimeZone=Pacific/Kiritimati"}
+        read = CrmReadModel(create_engine(crm_read.engine.url, connect_args=far_east))
+        with read.engine.connect() as conn:
+            assert conn.execute(text("SHOW TimeZone")).scalar() == "Pacific/Kiritimati"
+    try:
+        assert read.leads_per_day(datetime(2025, 3, 1, tzinfo=UTC)) == [(date(2025, 3, 1), "web_form", 1)]
+    finally:
+        read.engine.dispose()
