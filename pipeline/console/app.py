@@ -16,12 +16,13 @@ import asyncio
 import csv
 import io
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, Response
 from fastapi.exception_handlers import http_exception_handler
@@ -492,11 +493,14 @@ async def review_queue(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     released: int = 0,
     confirmed: int = 0,
-    failed: int = 0,
+    taken: int = 0,
+    gone: int = 0,
+    changed: int = 0,
 ) -> HTMLResponse:
-    """The spam queue, oldest first, with each item's score and the signals that made it."""
+    """The spam queue, oldest first, with each item's score and the signals that made it (and what became of the
+    last decision's items)."""
     items = await asyncio.to_thread(_review(request).pending, limit)
-    done = {"released": released, "confirmed": confirmed, "failed": failed}
+    done = {"released": released, "confirmed": confirmed, "taken": taken, "gone": gone, "changed": changed}
     return _page(request, session, "review.html", title="Spam review", items=items, done=done)
 
 
@@ -510,29 +514,39 @@ async def review_item(request: Request, event_id: uuid.UUID, session: QueueReade
     return _page(request, session, "review_item.html", title="Spam review item", item=item)
 
 
+#: A queue row's checkbox carries the item's event id and the ``quarantined_at`` the reviewer was shown.
+SEEN_SEPARATOR = "@"
+
+
+def parse_seen(values: list[str]) -> dict[uuid.UUID, datetime | None]:
+    """``event_id`` or ``event_id@quarantined_at`` form values, in order, once each; ``ValueError`` when malformed."""
+    seen: dict[uuid.UUID, datetime | None] = {}
+    for value in values:
+        event_id, _, shown = value.partition(SEEN_SEPARATOR)
+        seen.setdefault(uuid.UUID(event_id), datetime.fromisoformat(shown) if shown else None)
+    return seen
+
+
 @router.post("/review/decide", response_class=RedirectResponse, status_code=303)
 async def review_decide(
     request: Request,
     session: Decider,
     decision: Annotated[Literal["release", "confirm"], Form()],
-    event_id: Annotated[list[uuid.UUID], Form(min_length=1, max_length=200)],
-) -> RedirectResponse:
-    """Release or confirm one or many items, each decision in the reviewer's name."""
-    service = _review(request)
-
-    def decide_all() -> tuple[int, int]:
-        made = failed = 0
-        for one in dict.fromkeys(event_id):
-            try:
-                service.decide(one, decision, session.principal)
-                made += 1
-            except ReviewError:
-                failed += 1
-        return made, failed
-
-    made, failed = await asyncio.to_thread(decide_all)
-    counted = "released" if decision == "release" else "confirmed"
-    return RedirectResponse(f"/review?{counted}={made}&failed={failed}", status_code=303)
+    event_id: Annotated[list[str], Form(min_length=1, max_length=200)],
+) -> Response:
+    """Release or confirm one or many items in the reviewer's name, each re-read from the queue first: one decided
+    meanwhile, gone, or changed since the page showed it is left alone and reported (``ReviewService.decide_seen``)."""
+    try:
+        seen = parse_seen([v[:100] for v in event_id])
+    except ValueError:
+        refused = {"status": "refused", "reason": "invalid_item", "message": "not a queue item"}
+        raise HTTPException(422, refused) from None
+    outcomes = await asyncio.to_thread(_review(request).decide_seen, seen, decision, session.principal)
+    counted = Counter(outcomes.values())
+    done = "released" if decision == "release" else "confirmed"
+    query = {done: counted["decided"], "taken": counted["already_decided"], "gone": counted["not_found"]}
+    query["changed"] = counted["changed"]
+    return RedirectResponse("/review?" + urlencode({k: v for k, v in query.items() if v}), status_code=303)
 
 
 # ---- the DPO ---------------------------------------------------------------------------------------------------
