@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlparse
@@ -25,11 +26,13 @@ import httpx
 import pytest
 import uvicorn
 from fakes.hubspot import FakeHubSpot, running_fake
+from identity_helpers import person as person_named
 from oidc_provider import API_AUDIENCE, CONSOLE_CLIENT, CONSOLE_SECRET, GROUP_ROLES, USERS, Hydra
 from playwright.sync_api import expect
 from worker_thread import WorkerThread
 
 from pipeline.agents import processing, rights, sinks
+from pipeline.agents.metrics import WorkerMetrics, worker_metrics
 from pipeline.agents.worker import create_app as create_worker
 from pipeline.api.app import create_api
 from pipeline.config import Settings
@@ -37,7 +40,9 @@ from pipeline.crm.read import CrmReadModel
 from pipeline.db import ensure_schema
 from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher
+from pipeline.models.identity import Role
 from pipeline.models.review import ReviewDecision
+from pipeline.review.service import ReviewService
 from pipeline.rights.tracker import RequestTracker
 from pipeline.runtime import Runtime
 
@@ -91,6 +96,28 @@ def screenshots() -> Path:
     return folder
 
 
+def served_metrics() -> tuple[str, list[WorkerMetrics]]:
+    """The in-thread worker's own metrics at an HTTP address, as its faust web server serves them in production (the
+    thread runs no web server): the address, and the list to put the worker's ``WorkerMetrics`` in."""
+    served: list[WorkerMetrics] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = served[0].render() if served else b""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="worker-metrics").start()
+    return f"http://127.0.0.1:{server.server_address[1]}/metrics", served
+
+
 class Server:
     """The API app under uvicorn on a thread, at the address the provider sends the browser back to."""
 
@@ -115,6 +142,8 @@ class World:
     hub: FakeHubSpot
     base: str
     crm: CrmReadModel
+
+    publisher: ConfirmingPublisher
 
     def ingest(self, body: str) -> str:
         """A web-form submission through the ingest API, as a WordPress form sends it; the event id."""
@@ -144,8 +173,10 @@ def world(kafka_settings: Settings, make_settings: Callable[..., Settings], oidc
     port = urlparse(oidc_provider.redirect_uri).port
     assert port is not None
     base = f"http://127.0.0.1:{port}"
+    metrics_url, served = served_metrics()
     with running_fake(rate_limit=None, search_rate_limit=None) as hub:
         settings = make_settings(
+            console_metrics_urls=[metrics_url],
             kafka_bootstrap_servers=kafka_settings.kafka_bootstrap_servers,
             topic_prefix=kafka_settings.topic_prefix,
             hubspot_access_token=hub.token,
@@ -167,11 +198,13 @@ def world(kafka_settings: Settings, make_settings: Callable[..., Settings], oidc
         runtime = Runtime(settings)
         ensure_schema(runtime.engine)
         publisher = ConfirmingPublisher(settings)
-        worker = WorkerThread(create_worker(runtime, [processing.register, sinks.register, rights.register]))
+        worker_app = create_worker(runtime, [processing.register, sinks.register, rights.register])
+        served.append(worker_metrics(worker_app))
+        worker = WorkerThread(worker_app)
         worker.start(wait_for_topics=(settings.topic("rights.commands"), settings.topic("contacts.accepted")))
         try:
             with Server(create_api(runtime, publisher), port):
-                yield World(settings, runtime, hub, base, CrmReadModel(runtime.engine))
+                yield World(settings, runtime, hub, base, CrmReadModel(runtime.engine), publisher)
         finally:
             worker.stop()
             publisher.close()
@@ -264,6 +297,8 @@ def test_sales_reviewer_and_dpo_do_their_work_in_the_browser(
     other = {**LEAD, "your-name": "Olivia Other", "your-email": f"olivia.{run}@example.org", "your-company": "Other AG"}
     world.ingest(urlencode({k: v for k, v in other.items() if k != "tel-123"}))
     spam_id = world.ingest(urlencode({**SPAM, "your-message": f"{SPAM['your-message']} {run}"}))
+    other_spam = {**SPAM, "your-email": f"seo.{run}@example.com", "your-message": f"Cheap links {run}!!!"}
+    taken_id = world.ingest(urlencode(other_spam))  # another reviewer decides it while Rita's page shows it
 
     # ---- sales: the lead that just came in, found by name as they type, and its contact page ----------------
     key = wait_until(
@@ -301,11 +336,11 @@ def test_sales_reviewer_and_dpo_do_their_work_in_the_browser(
     assert "Your role may not see this page" in page.inner_text("main")
     person.check("sales-refused-dpo-page")
 
-    # ---- the reviewer confirms the spam item with the keyboard, in her name ------------------------------------
+    # ---- the reviewer confirms the spam items with the keyboard, in her name; each is re-read first ------------
     person.sign_in("rita", "/review")
     deadline = time.monotonic() + 60
-    while f"/review/{spam_id}" not in page.content():
-        assert time.monotonic() < deadline, "the spam item never reached the review queue"
+    while f"/review/{spam_id}" not in page.content() or f"/review/{taken_id}" not in page.content():
+        assert time.monotonic() < deadline, "the spam items never reached the review queue"
         time.sleep(1)
         page.reload()
     assert "honeypot" in page.inner_text("#queue")
@@ -315,14 +350,24 @@ def test_sales_reviewer_and_dpo_do_their_work_in_the_browser(
     person.check("reviewer-item")
     page.go_back()
     rows = page.locator("#queue tr.queue-item")
-    position = next(i for i in range(rows.count()) if spam_id in rows.nth(i).inner_html())
+    positions = sorted(
+        next(i for i in range(rows.count()) if event_id in rows.nth(i).inner_html()) for event_id in (spam_id, taken_id)
+    )
+    # while her page shows both, another reviewer releases one of them
+    ReviewService(world.runtime, world.publisher).decide(
+        uuid.UUID(taken_id), "release", person_named("bob", "Bob Review", Role.REVIEWER)
+    )
     page.locator("body").click()
-    for _ in range(position + 1):
-        page.keyboard.press("j")
-    page.keyboard.press("x")
+    at = -1
+    for position in positions:
+        for _ in range(position - at):
+            page.keyboard.press("j")
+        page.keyboard.press("x")
+        at = position
     page.keyboard.press("c")
     page.wait_for_url(lambda url: "confirmed=1" in url)
     assert "Confirmed 1 as spam" in page.inner_text("main")
+    assert "1 left alone: decided by someone else meanwhile" in page.inner_text("#decided")
     person.check("reviewer-decided")
     decisions = [
         ReviewDecision.model_validate_json(r.value or b"")
@@ -331,6 +376,12 @@ def test_sales_reviewer_and_dpo_do_their_work_in_the_browser(
     [decision] = [d for d in decisions if str(d.event_id) == spam_id]
     assert decision.decision == "confirm" and decision.principal is not None
     assert decision.principal.display_name == "Rita Review"
+    [taken] = [d for d in decisions if str(d.event_id) == taken_id]  # not decided a second time
+    assert taken.decision == "release" and taken.principal is not None and taken.principal.display_name == "Bob Review"
+    page.goto(f"{world.base}/charts")
+    assert "Spam share per channel" in page.inner_text("main") and "Sink health" not in page.inner_text("main")
+    assert "web_form: 40% held as spam" in page.inner_text("#spam-shares")  # 3 leads accepted, 2 held as spam
+    person.check("reviewer-charts")
 
     # ---- the DPO erases the lead's person from the form, and watches every sink's evidence arrive --------------
     wait_until(lambda: world.hub.contact(LEAD["your-email"]) is not None, timeout_s=60, what="HubSpot to hold it")
@@ -357,7 +408,32 @@ def test_sales_reviewer_and_dpo_do_their_work_in_the_browser(
     assert "interactions_deleted" in page.inner_text("#sinks") and "Ana Garcia" in page.inner_text("main")
     person.check("dpo-erasure-evidence")
     page.goto(f"{world.base}/charts")
+    assert "Sink health" in page.inner_text("main")
+    assert '<th scope="row">hubspot</th><td>0</td><td>0</td>' in page.content()  # it wrote, never dead-lettered
     person.check("dpo-charts")
+    page.goto(f"{world.base}/dpo/retention")
+    person.check("dpo-retention-preview")
+    other_key = world.crm.subject_key_for(email=other["your-email"])
+    page.goto(f"{world.base}/contacts/{other_key}")
+    person.check("dpo-contact")
+    # the DPO corrects another person's company from the rectification form
+    page.goto(f"{world.base}/dpo/rectify")
+    page.fill("input[name=who_email]", other["your-email"])
+    person.check("dpo-rectify-form")
+    page.fill("input[name=set_company]", "Other Maschinen AG")
+    page.check("input[name=clear_company]")
+    page.click("button:has-text('Correct everywhere')")
+    assert "either a corrected value or empty" in page.inner_text("#rectify-error")
+    person.check("dpo-rectify-refused")
+    page.uncheck("input[name=clear_company]")
+    page.click("button:has-text('Correct everywhere')")
+    page.wait_for_url(lambda url: "/dpo/requests/" in url)
+    expect(page.locator("#request-state")).to_have_text("completed", timeout=90_000)
+    person.check("dpo-rectification-evidence")
+    corrected = world.crm.show(other_key)
+    assert corrected is not None and corrected.company == "Other Maschinen AG"
+    page.goto(f"{world.base}/contacts/not-a-subject")
+    person.check("dpo-not-found")
     view = RequestTracker(world.runtime.engine).get(request_id)
     assert view is not None and view.issuer is not None and view.issuer.display_name == "Ana Garcia"
     erased = world.crm.show(key)
