@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlparse
@@ -27,6 +26,7 @@ import pytest
 import uvicorn
 from fakes.hubspot import FakeHubSpot, running_fake
 from identity_helpers import person as person_named
+from metrics_helpers import serving_metrics
 from oidc_provider import API_AUDIENCE, CONSOLE_CLIENT, CONSOLE_SECRET, GROUP_ROLES, USERS, Hydra
 from playwright.sync_api import expect
 from worker_thread import WorkerThread
@@ -96,28 +96,6 @@ def screenshots() -> Path:
     return folder
 
 
-def served_metrics() -> tuple[str, list[WorkerMetrics]]:
-    """The in-thread worker's own metrics at an HTTP address, as its faust web server serves them in production (the
-    thread runs no web server): the address, and the list to put the worker's ``WorkerMetrics`` in."""
-    served: list[WorkerMetrics] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = served[0].render() if served else b""
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name="worker-metrics").start()
-    return f"http://127.0.0.1:{server.server_address[1]}/metrics", served
-
-
 class Server:
     """The API app under uvicorn on a thread, at the address the provider sends the browser back to."""
 
@@ -173,8 +151,11 @@ def world(kafka_settings: Settings, make_settings: Callable[..., Settings], oidc
     port = urlparse(oidc_provider.redirect_uri).port
     assert port is not None
     base = f"http://127.0.0.1:{port}"
-    metrics_url, served = served_metrics()
-    with running_fake(rate_limit=None, search_rate_limit=None) as hub:
+    served: list[WorkerMetrics] = []  # the in-thread worker's metrics: the thread runs no faust web server
+    with (
+        serving_metrics(lambda: served[0].render() if served else b"") as metrics_url,
+        running_fake(rate_limit=None, search_rate_limit=None) as hub,
+    ):
         settings = make_settings(
             console_metrics_urls=[metrics_url],
             kafka_bootstrap_servers=kafka_settings.kafka_bootstrap_servers,

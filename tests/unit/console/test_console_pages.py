@@ -6,17 +6,16 @@ page, the lead inbox and its search, a contact's timeline, and a restricted subj
 from __future__ import annotations
 
 import re
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from fakes.contacts import BASE_TIME, make_tagged
 from fastapi.testclient import TestClient
 from ingest_helpers import RecordingPublisher
+from metrics_helpers import serving_metrics
 
 from pipeline.agents.metrics import WorkerMetrics
 from pipeline.api.app import create_api
@@ -367,25 +366,8 @@ def worker_metrics_url() -> Iterator[str]:
     metrics.observe_sink("hubspot", ["failed"], ["hubspot_rejected"])
     metrics.sink_pauses.labels("hubspot").inc(2)
     metrics.observe_sink("crm", ["done"], [])
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = metrics.render()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/metrics"
-    server.shutdown()
-    server.server_close()
+    with serving_metrics(metrics.render) as url:
+        yield url
 
 
 def test_charts_of_spam_share_and_sink_health_come_from_the_served_metrics(
