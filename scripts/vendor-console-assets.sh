@@ -19,10 +19,7 @@ cache="${LEADPIPE_CACHE_DIR:-${HOME}/.cache/leadpipe}/npm"
 
 unpack() {  # unpack NAME VERSION DIR: the package's tarball from the registry, unpacked into DIR/package
   local name="$1" version="$2" dir="$3"
-  if ! command -v npm >/dev/null 2>&1; then
-    say "needs npm (Debian's npm, or Node.js on PATH) to fetch ${name}@${version} from the npm registry"
-    exit 1
-  fi
+  scripts/ensure-npm.sh || { say "needs npm to fetch ${name}@${version} from the npm registry"; exit 1; }
   mkdir -p "$dir"
   (cd "$dir" && npm pack --silent "${name}@${version}" >/dev/null && tar -xzf ./*.tgz)
 }
