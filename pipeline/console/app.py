@@ -42,7 +42,7 @@ from pipeline.identity.permissions import Permission, allowed, permissions_of
 from pipeline.identity.sessions import SessionPrincipal
 from pipeline.kafka.producer import PublishError
 from pipeline.logging import get_logger
-from pipeline.models.common import Channel
+from pipeline.models.common import Channel, Purpose
 from pipeline.models.rights import AuditRecord, RightKind
 from pipeline.review.service import ReviewError, ReviewService
 from pipeline.rights.bodies import RECTIFIABLE_FIELDS, OldAddress
@@ -61,6 +61,7 @@ STATIC_PATH = "/static"
 FORM_RIGHTS = (
     RightKind.ERASURE,
     RightKind.OBJECTION,
+    RightKind.OBJECTION_LIFTED,
     RightKind.RESTRICTION,
     RightKind.UNRESTRICTION,
     RightKind.CONSENT_WITHDRAWAL,
@@ -628,7 +629,10 @@ async def retention_preview(
 @router.get("/dpo/new", response_class=HTMLResponse)
 async def dpo_form(request: Request, session: RightsIssuer) -> HTMLResponse:
     """The form that issues a right for one person, named by e-mail or phone."""
-    return _page(request, session, "dpo_new.html", title="Issue a request", kinds=FORM_RIGHTS, form={}, error=None)
+    purposes = _tools(request).policy.consent_purposes()
+    return _page(
+        request, session, "dpo_new.html", title="Issue a request", kinds=FORM_RIGHTS, purposes=purposes, form={}
+    )
 
 
 @router.post("/dpo/new", response_class=HTMLResponse)
@@ -641,10 +645,13 @@ async def dpo_issue(
     phone: Annotated[str, Form(max_length=40)] = "",
     region: Annotated[str, Form(max_length=2)] = "",
     confirmed: Annotated[str, Form(max_length=10)] = "",
+    purpose: Annotated[list[Purpose] | None, Form()] = None,
 ) -> Response:
     """Issue the right in the DPO's name, after the confirmation the CLI asks for; the access PDF's password is shown
     here, once."""
-    form = {"kind": kind.value, "email": email, "phone": phone, "region": region}
+    chosen = tuple(dict.fromkeys(purpose or ()))
+    form: dict[str, Any] = {"kind": kind.value, "email": email, "phone": phone, "region": region, "purposes": chosen}
+    tools = _tools(request)
 
     def again(error: str | None, status_code: int, confirm: str | None = None) -> HTMLResponse:
         return _page(
@@ -654,6 +661,7 @@ async def dpo_issue(
             status_code=status_code,
             title="Issue a request",
             kinds=FORM_RIGHTS,
+            purposes=tools.policy.consent_purposes(),
             form=form,
             error=error,
             confirm=confirm,
@@ -663,14 +671,20 @@ async def dpo_issue(
         return again("this right is issued with leadpipe dpo or the API, not from this form", 422)
     if bool(_blank(email)) == bool(_blank(phone)):
         return again("name the person by exactly one of e-mail or phone", 422)
+    if chosen and kind is not RightKind.CONSENT_WITHDRAWAL:
+        return again("purposes are chosen for a withdrawal of consent only", 422)
     question = CONFIRMATIONS.get(kind)
     if question is not None and confirmed != "yes":
         return again(None, 200, confirm=question)
-    tools = _tools(request)
 
     def issue() -> tuple[uuid.UUID, str | None]:
         submitted = tools.request(
-            kind, by=session.principal, email=_blank(email), phone=_blank(phone), region=_blank(region)
+            kind,
+            by=session.principal,
+            email=_blank(email),
+            phone=_blank(phone),
+            region=_blank(region),
+            purposes=chosen,
         )
         return submitted.command.request_id, submitted.password
 

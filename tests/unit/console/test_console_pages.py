@@ -424,3 +424,30 @@ def test_the_dpo_corrects_a_person_s_data_from_the_form(app: Any, runtime: Runti
     body = runtime.codec.sealer.open_model(command.sealed, RectificationBody)
     assert body.changes == {"last_name": "Kowalska", "position": None}
     assert body.old_address is None  # the old-address choice applies to a corrected e-mail only
+
+
+def test_the_dpo_withdraws_consent_for_chosen_purposes_and_lifts_an_objection(app: Any, runtime: Runtime) -> None:
+    dee = browser(app, "dee")
+    page = dee.get("/dpo/new").text
+    assert 'value="objection_lifted"' in page and 'name="purpose" value="further_contact"' in page
+    assert 'name="purpose" value="contract_request"' not in page  # rests on a contract: no consent to withdraw
+    form = {"csrf_token": dee.csrf_token, "email": "jane.doe@example.com"}  # type: ignore[attr-defined]
+    for wrong, says in (
+        ({**form, "kind": "erasure", "purpose": "further_contact"}, "withdrawal of consent only"),
+        ({**form, "kind": "consent_withdrawal", "purpose": "contract_request"}, "does not rest on consent"),
+    ):
+        refused = dee.post("/dpo/new", data=wrong)
+        assert refused.status_code == 422 and says in refused.text, refused.text[-800:]
+    tracker = RequestTracker(runtime.engine)
+    assert tracker.requests() == []
+    done = dee.post("/dpo/new", data={**form, "kind": "consent_withdrawal", "purpose": "further_contact"})
+    assert done.status_code == 303, done.text[-800:]
+    lifted = dee.post("/dpo/new", data={**form, "kind": "objection_lifted"})
+    assert lifted.status_code == 303, lifted.text[-800:]
+    assert sorted(v.kind.value for v in tracker.requests()) == ["consent_withdrawal", "objection_lifted"]
+    [withdrawal] = [
+        r.value
+        for r in app.state.publisher.records
+        if r.topic == "rights.commands" and r.value.kind.value == "consent_withdrawal"
+    ]
+    assert [p.value for p in withdrawal.purposes] == ["further_contact"]
