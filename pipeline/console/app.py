@@ -644,13 +644,15 @@ async def dpo_issue(
     email: Annotated[str, Form(max_length=320)] = "",
     phone: Annotated[str, Form(max_length=40)] = "",
     region: Annotated[str, Form(max_length=2)] = "",
+    visitor_id: Annotated[str, Form(max_length=200)] = "",
     confirmed: Annotated[str, Form(max_length=10)] = "",
     purpose: Annotated[list[Purpose] | None, Form()] = None,
 ) -> Response:
     """Issue the right in the DPO's name, after the confirmation the CLI asks for; the access PDF's password is shown
     here, once."""
     chosen = tuple(dict.fromkeys(purpose or ()))
-    form: dict[str, Any] = {"kind": kind.value, "email": email, "phone": phone, "region": region, "purposes": chosen}
+    form: dict[str, Any] = {"kind": kind.value, "email": email, "phone": phone, "region": region}
+    form.update(visitor_id=visitor_id, purposes=chosen)
     tools = _tools(request)
 
     def again(error: str | None, status_code: int, confirm: str | None = None) -> HTMLResponse:
@@ -669,8 +671,8 @@ async def dpo_issue(
 
     if kind not in FORM_RIGHTS:
         return again("this right is issued with leadpipe dpo or the API, not from this form", 422)
-    if bool(_blank(email)) == bool(_blank(phone)):
-        return again("name the person by exactly one of e-mail or phone", 422)
+    if [bool(_blank(email)), bool(_blank(phone)), bool(_blank(visitor_id))].count(True) != 1:
+        return again("name the person by exactly one of e-mail, phone or (an erasure) website visitor id", 422)
     if chosen and kind is not RightKind.CONSENT_WITHDRAWAL:
         return again("purposes are chosen for a withdrawal of consent only", 422)
     question = CONFIRMATIONS.get(kind)
@@ -684,6 +686,7 @@ async def dpo_issue(
             email=_blank(email),
             phone=_blank(phone),
             region=_blank(region),
+            visitor_id=_blank(visitor_id),
             purposes=chosen,
         )
         return submitted.command.request_id, submitted.password

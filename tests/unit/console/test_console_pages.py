@@ -29,6 +29,7 @@ from pipeline.models import Channel
 from pipeline.models.identity import PrincipalKind, Role, system_principal
 from pipeline.models.rights import RightKind
 from pipeline.rights.bodies import RectificationBody
+from pipeline.rights.commands import visitor_subject
 from pipeline.rights.dpo import DpoTools
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.tracker import RequestTracker
@@ -451,3 +452,19 @@ def test_the_dpo_withdraws_consent_for_chosen_purposes_and_lifts_an_objection(ap
         if r.topic == "rights.commands" and r.value.kind.value == "consent_withdrawal"
     ]
     assert [p.value for p in withdrawal.purposes] == ["further_contact"]
+
+
+def test_the_dpo_erases_a_website_visitor_by_its_cookie_id(app: Any, runtime: Runtime) -> None:
+    dee = browser(app, "dee")
+    form = {"csrf_token": dee.csrf_token, "visitor_id": "anon-4711"}  # type: ignore[attr-defined]
+    refused = dee.post("/dpo/new", data={**form, "kind": "objection"})
+    assert refused.status_code == 422 and "names whom to erase" in refused.text
+    both = dee.post("/dpo/new", data={**form, "kind": "erasure", "email": "jane.doe@example.com"})
+    assert both.status_code == 422 and "exactly one of" in both.text
+    asked = dee.post("/dpo/new", data={**form, "kind": "erasure"})
+    assert asked.status_code == 200 and "the website visitor anon-4711" in asked.text
+    assert 'name="visitor_id" value="anon-4711"' in asked.text  # carried through the confirmation
+    done = dee.post("/dpo/new", data={**form, "kind": "erasure", "confirmed": "yes"})
+    assert done.status_code == 303, done.text[-800:]
+    [view] = RequestTracker(runtime.engine).requests()
+    assert view.kind is RightKind.ERASURE and view.subject_key == visitor_subject(runtime.pepper, "anon-4711")
