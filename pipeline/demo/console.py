@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import socket
 from dataclasses import dataclass
 
 import uvicorn
@@ -96,6 +97,14 @@ def demo_console_app(settings: Settings, publisher: ConfirmingPublisher | None =
 
 def serve_console(settings: Settings, console: Console, host: str, port: int) -> int:
     """Serve the console on the demo's data until Ctrl-C; 0 once stopped."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        console.print(
+            f"[red]Console: cannot listen on {host}:{port} ({exc.strerror}); choose --port or LEADPIPE_DEMO_PORT[/red]"
+        )
+        return 1
     demo = demo_console_app(settings)
     base = f"http://{host}:{port}"
     console.rule("the console")

@@ -3,14 +3,16 @@ made-up link signs nobody in, and ``leadpipe serve``'s app has no such route at 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 from ingest_helpers import RecordingPublisher
+from rich.console import Console
 
 from pipeline.api.app import create_api
 from pipeline.config import Settings
-from pipeline.demo.console import SIGN_IN_PATH, demo_console_app
+from pipeline.demo.console import SIGN_IN_PATH, demo_console_app, serve_console
 from pipeline.runtime import Runtime
 
 
@@ -36,3 +38,12 @@ def test_each_link_signs_in_its_demo_person_with_their_role(make_settings: Calla
 def test_the_product_app_has_no_demo_sign_in(make_settings: Callable[..., Settings]) -> None:
     app = create_api(Runtime(make_settings()), RecordingPublisher())  # type: ignore[arg-type]
     assert not [r for r in app.routes if getattr(r, "path", "").startswith(SIGN_IN_PATH)]
+
+
+def test_a_taken_port_is_said_not_served(make_settings: Callable[..., Settings]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        out = Console(record=True, width=200)
+        assert serve_console(make_settings(), out, "127.0.0.1", port) == 1
+    said = out.export_text()
+    assert f"cannot listen on 127.0.0.1:{port}" in said and "LEADPIPE_DEMO_PORT" in said
