@@ -181,6 +181,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
 
     _batch_lock: asyncio.Lock | None = None
     _handled: dict[TP, int] | None = None
+    _handed_out: dict[TP, set[int]] | None = None
     _in_flight: int = 0
     _idle: asyncio.Event | None = None
     _draining: bool = False
@@ -198,8 +199,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
 
     @property
     def handled(self) -> dict[TP, int]:
-        """Per partition of a batch-agent topic (or of a stream agent's, ``take_batches``), the offset after the last
-        record handled since it was assigned.
+        """Per partition of a batch-agent topic, the offset after the last record handled since it was assigned.
 
         Everything below it is in the open transaction or committed: a record delivered again below it (table
         recovery seeks to the committed offsets while the fetcher runs, so a batch fetched before that seek comes
@@ -209,6 +209,15 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         if self._handled is None:
             self._handled = {}
         return self._handled
+
+    @property
+    def handed_out(self) -> dict[TP, set[int]]:
+        """Per partition of a stream agent's topic, the offsets ``take_batches`` handed out since it was assigned
+        and not committed yet (``current_batch``). A set, not a mark: after a rebalance a record fetched before the
+        seek can arrive before the records the seek delivers again below it, which must still be handed out."""
+        if self._handed_out is None:
+            self._handed_out = {}
+        return self._handed_out
 
     def ack_offsets(self, tp: TP, offsets: Sequence[int]) -> None:
         """faust's ``ack`` for a whole batch of offsets at once, without a faust ``Message`` per record.
@@ -307,10 +316,12 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         await super().on_partitions_revoked(revoked)
         for tp in revoked:
             self.handled.pop(tp, None)
+            self.handed_out.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         for tp in assigned:
             self.handled.pop(tp, None)  # a new assignment starts from the committed offset
+            self.handed_out.pop(tp, None)
         await super().on_partitions_assigned(assigned, generation_id)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109 (faust API)
@@ -609,8 +620,6 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
             if not buffer:
                 continue
             batch = current_batch(consumer, buffer)
-            if len(batch) < len(buffer):
-                log.info("stale_events_dropped", stream=stream.shortlabel, events=len(buffer) - len(batch))
             buffer.clear()
             if not batch:
                 full.clear()
@@ -633,17 +642,27 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
 
 def current_batch(consumer: BatchingConsumer, events: Sequence[Any]) -> list[Any]:
     """The events of a stream batch to hand out: fetched since the last rebalance, and not handed out before within
-    this assignment (``BatchingConsumer.handled``: table recovery's seek to the committed offsets and the fetch
+    this assignment (``BatchingConsumer.handed_out``: table recovery's seek to the committed offsets and the fetch
     loop's own seek while the flow is stopped each deliver the same records again; measured: five events with
     two sink results each, from two batches of one worker after one rebalance)."""
     batch = []
-    handled = consumer.handled
+    stale = again = 0
     for event in events:
         message = event.message
-        if not consumer.fresh(message.generation_id) or message.offset < handled.get(message.tp, -1):
+        if not consumer.fresh(message.generation_id):
+            stale += 1
             continue
-        handled[message.tp] = message.offset + 1
+        handed = consumer.handed_out.setdefault(message.tp, set())
+        if message.offset in handed:
+            again += 1
+            continue
+        committed = consumer._committed_offset.get(message.tp)
+        if committed is not None and len(handed) > 1000:
+            handed.difference_update([offset for offset in handed if offset < committed])
+        handed.add(message.offset)
         batch.append(event)
+    if stale or again:
+        log.info("stream_events_not_handed_out", fetched_before_rebalance=stale, delivered_again=again)
     return batch
 
 
