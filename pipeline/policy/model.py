@@ -226,6 +226,11 @@ class LinkRules(_Frozen):
     max_links: int = Field(ge=0)
     max_links_per_100_words: float = Field(gt=0)
     min_words_for_density: int = Field(ge=1)
+    count_list_mail: bool = Field(
+        default=False,
+        description="Judge mail that came through a mailing list (List-Id, List-Unsubscribe ... headers) by the link "
+        "rules too; a list's footer is never counted either way.",
+    )
 
 
 class ShoutingRule(_Frozen):
