@@ -54,17 +54,9 @@ from pipeline.processors.chain import Passed, Quarantined
 from pipeline.runtime import Runtime
 from pipeline.spam.cli import Item, SpamPath
 from pipeline.spam.launcher import LocalSpamEngine, _service_root
+from pipeline.spam.prior import read_trec_index
 
 PEPPER = "bench-corpus-pepper"
-
-
-def read_index(index: Path) -> list[tuple[str, Path]]:
-    out = []
-    for line in index.read_text().splitlines():
-        label, _, rel = line.strip().partition(" ")
-        if label in ("spam", "ham") and rel:
-            out.append((label, (index.parent / rel).resolve()))
-    return out
 
 
 def evenly(items: list[tuple[str, Path]], count: int) -> list[tuple[str, Path]]:
@@ -241,7 +233,7 @@ def main() -> None:
     if index is None:  # no real corpus given: the dev set's e-mails, in the same format (the figures mean little)
         index = devset_corpus(Path(tempfile.mkdtemp(prefix="spam-corpus-")))
         print(f"no --index: the synthetic dev set's e-mails as a stand-in corpus ({index})")
-    corpus = read_index(index)
+    corpus = read_trec_index(index)
     position = {c: i for i, c in enumerate(corpus)}
     cut = int(len(corpus) * args.older_fraction)
     older, newer = corpus[:cut], corpus[cut:]

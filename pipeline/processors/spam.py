@@ -302,16 +302,18 @@ def combined_verdict(
     if (
         classifier is not None
         and learned.enabled
-        and min(classifier.spam_learns, classifier.ham_learns) >= learned.min_learns
+        and (classifier.prior or min(classifier.spam_learns, classifier.ham_learns) >= learned.min_learns)
     ):
-        weight = _clamp(learned.weight * classifier.log_odds / learned.scale, -learned.cap, learned.cap)
+        evidence = classifier.log_odds - (learned.prior.offset if classifier.prior else 0.0)
+        weight = _clamp(learned.weight * evidence / learned.scale, -learned.cap, learned.cap)
         top = f"; strongest engine symbols {', '.join(classifier.top_symbols)}" if classifier.top_symbols else ""
         reasons.append(
             SpamReason(
                 code="classifier",
                 weight=weight,
                 detail=f"naive Bayes p(spam)={classifier.probability:.3f}, log odds {classifier.log_odds:.1f}, "
-                f"learned {classifier.spam_learns} spam / {classifier.ham_learns} ham{top}"[:500],
+                f"learned {classifier.spam_learns} spam / {classifier.ham_learns} ham"
+                f"{' and the shipped prior' if classifier.prior else ''}{top}"[:500],
             )
         )
     policy = spam.engine
