@@ -8,8 +8,10 @@ the index). Time split: the first ``--older-fraction`` of the messages is the pa
 evenly spaced sample of the future (``--newer-ham``, ``--newer-spam``), through the adapter, the engine, the
 classifier and the chain exactly as ``leadpipe spam score`` runs them (``SpamPath``):
 
-- cold start: an empty engine Bayes and an empty classifier (``--prior N``: the classifier first learns N older
-  messages of each kind from before the learning window, as a shipped prior would);
+- cold start: an empty engine Bayes and an empty classifier's store; the classifier starts from the shipped prior
+  when the policy enables it (``spam.classifier.prior``; it was learned from the older 60 % of TREC 2007, so score
+  the newer part of that corpus only); ``--prior N``: the store first learns N older messages of each kind from
+  before the learning window;
 - after learning the most recent ``--learn`` older messages of each kind as reviewer decisions would
   (``SpamPath.learn``, what ``leadpipe spam learn`` does): both parts.
 
