@@ -38,7 +38,7 @@ def write_prior(path: Path, spam_docs: int, ham_docs: int, counts: Mapping[str, 
     bytes."""
     lines = [f"{_HEADER}: {source}", f"docs\t{spam_docs}\t{ham_docs}"]
     lines.extend(f"{feature}\t{spam}\t{ham}" for feature, (spam, ham) in sorted(counts.items()))
-    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as out:
+    with path.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=9, mtime=0) as out:
         out.write(("\n".join(lines) + "\n").encode())
 
 
