@@ -8,11 +8,11 @@ admin and does nothing once an enabled admin exists. A key's secret is printed o
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -36,6 +36,8 @@ from pipeline.models.identity import Principal, PrincipalKind, Role
 users_app = typer.Typer(help="People and machine clients, and their roles (admin).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of people and machine clients (admin).", no_args_is_help=True)
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 #: Every users/keys command: the identity tables, and who may change them.
 IDENTITY_EXITS = {
     1: "the change was refused by the identity store (unknown name, a role that does not fit, ...)",
@@ -55,6 +57,23 @@ def _store() -> Iterator[tuple[IdentityStore, Settings]]:
         raise typer.Exit(1) from exc
 
 
+def _command(app: typer.Typer, name: str, permission: Permission) -> Callable[[F], F]:
+    """A users/keys command: run by an operator with ``permission``, on the database, exiting ``IDENTITY_EXITS``."""
+
+    def decorate(command: F) -> F:
+        declared = operator_command(permission)(needs(DATABASE)(exits(IDENTITY_EXITS)(command)))
+        app.command(name)(declared)
+        return declared
+
+    return decorate
+
+
+def _change(edit: Callable[[IdentityStore, Principal], PrincipalInfo]) -> None:
+    """Change one principal as the operator (``edit(store, by)``) and show it as it is now."""
+    with _store() as (store, _settings):
+        _show(edit(store, operator()))
+
+
 def _show(info: PrincipalInfo) -> None:
     state = "disabled" if info.disabled else "enabled"
     roles = ", ".join(sorted(r.value for r in info.roles)) or "no roles"
@@ -69,10 +88,7 @@ NameArg = Annotated[str, typer.Argument(help="The user's or client's name (or it
 SourceArg = Annotated[str, typer.Argument(help="An ingest source id (LEADPIPE_SOURCES)")]
 
 
-@users_app.command("add")
-@operator_command(Permission.PRINCIPALS_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@_command(users_app, "add", Permission.PRINCIPALS_MANAGE)
 def add(
     name: NameArg,
     display_name: Annotated[str, typer.Option(help="Shown in the audit trail; default: the name")] = "",
@@ -96,10 +112,7 @@ def add(
         _show(added)
 
 
-@users_app.command("list")
-@operator_command(Permission.PRINCIPALS_READ)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@_command(users_app, "list", Permission.PRINCIPALS_READ)
 def list_users() -> None:
     """Every person and client with kind, state, roles and bound sources.
 
@@ -122,82 +135,58 @@ def list_users() -> None:
         Console(width=200).print(table)
 
 
-@users_app.command("disable")
-@operator_command(Permission.PRINCIPALS_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@_command(users_app, "disable", Permission.PRINCIPALS_MANAGE)
 def disable(name: NameArg) -> None:
     """Disable a person or client: every key and sign-in of it is refused from the next request on.
 
     Example: leadpipe users disable ana
     """
-    with _store() as (store, _settings):
-        _show(store.set_disabled(name, True, by=operator()))
+    _change(lambda store, by: store.set_disabled(name, True, by=by))
 
 
-@users_app.command("enable")
-@operator_command(Permission.PRINCIPALS_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@_command(users_app, "enable", Permission.PRINCIPALS_MANAGE)
 def enable(name: NameArg) -> None:
     """Enable a disabled person or client again (its unexpired, unrevoked keys work again).
 
     Example: leadpipe users enable ana
     """
-    with _store() as (store, _settings):
-        _show(store.set_disabled(name, False, by=operator()))
+    _change(lambda store, by: store.set_disabled(name, False, by=by))
 
 
-@users_app.command("grant")
-@operator_command(Permission.PRINCIPALS_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@_command(users_app, "grant", Permission.PRINCIPALS_MANAGE)
 def grant(name: NameArg, roles: RoleArg) -> None:
     """Grant roles (the producer role stands alone and belongs to clients only).
 
     Example: leadpipe users grant sam sales
     """
-    with _store() as (store, _settings):
-        _show(store.grant(name, roles, by=operator()))
+    _change(lambda store, by: store.grant(name, roles, by=by))
 
 
-@users_app.command("revoke")
-@operator_command(Permission.PRINCIPALS_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@_command(users_app, "revoke", Permission.PRINCIPALS_MANAGE)
 def revoke(name: NameArg, roles: RoleArg) -> None:
     """Take roles away.
 
     Example: leadpipe users revoke sam sales
     """
-    with _store() as (store, _settings):
-        _show(store.revoke(name, roles, by=operator()))
+    _change(lambda store, by: store.revoke(name, roles, by=by))
 
 
-@users_app.command("bind")
-@operator_command(Permission.SOURCES_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@_command(users_app, "bind", Permission.SOURCES_MANAGE)
 def bind(name: NameArg, source_id: SourceArg) -> None:
     """Let a producer client's API keys submit to the ingest API as this source (POST /v1/sources/SOURCE_ID).
 
     Example: leadpipe users bind web-form wp-contact
     """
-    with _store() as (store, _settings):
-        _show(store.bind_source(name, source_id, by=operator()))
+    _change(lambda store, by: store.bind_source(name, source_id, by=by))
 
 
-@users_app.command("unbind")
-@operator_command(Permission.SOURCES_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@_command(users_app, "unbind", Permission.SOURCES_MANAGE)
 def unbind(name: NameArg, source_id: SourceArg) -> None:
     """Stop a producer client's keys from submitting as this source.
 
     Example: leadpipe users unbind web-form wp-contact
     """
-    with _store() as (store, _settings):
-        _show(store.unbind_source(name, source_id, by=operator()))
+    _change(lambda store, by: store.unbind_source(name, source_id, by=by))
 
 
 @users_app.command("bootstrap")
@@ -232,10 +221,7 @@ def bootstrap(
             typer.echo(created.secret)
 
 
-@keys_app.command("create")
-@operator_command(Permission.PRINCIPALS_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@_command(keys_app, "create", Permission.PRINCIPALS_MANAGE)
 def create_key(
     name: NameArg,
     label: Annotated[str, typer.Option(help="What the key is for (shown in keys list)")] = "",
@@ -256,10 +242,7 @@ def create_key(
         typer.echo(created.secret)
 
 
-@keys_app.command("list")
-@operator_command(Permission.PRINCIPALS_READ)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@_command(keys_app, "list", Permission.PRINCIPALS_READ)
 def list_keys(name: Annotated[str | None, typer.Argument(help="Only this user's or client's keys")] = None) -> None:
     """API keys with owner, state, expiry and last use (never the secret).
 
@@ -281,10 +264,7 @@ def list_keys(name: Annotated[str | None, typer.Argument(help="Only this user's 
         Console(width=200).print(table)
 
 
-@keys_app.command("revoke")
-@operator_command(Permission.PRINCIPALS_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@_command(keys_app, "revoke", Permission.PRINCIPALS_MANAGE)
 def revoke_key(key_id: Annotated[str, typer.Argument(help="The key id (keys list shows it)")]) -> None:
     """Revoke an API key: refused from the next request on.
 
