@@ -5,6 +5,7 @@
 - ``@exits({3: "..."})``: the command's own exit codes, shown in its ``--help`` and in ``docs/cli.md`` beside the
   ones every command shares (``COMMON_EXITS``).
 - ``Example: leadpipe ...`` lines in the docstring: every command's ``--help`` shows at least one (a test checks).
+- ``fails_on(SomeError)``: a refusal the operator can act on is its message on stderr and exit 1, no traceback.
 - ``confirm``: asks on a terminal; without one, refuses at once naming the flag that confirms (a script must say
   ``--yes`` rather than hang or read "no" from an empty stdin).
 """
@@ -12,12 +13,15 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Literal, TypeVar
 
 import typer
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: ``needs(...)`` or ``exits(...)`` as a value, e.g. shared by a group of commands.
+Declaration = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 Dependency = Literal["kafka", "database"]
 KAFKA: Dependency = "kafka"
@@ -89,6 +93,16 @@ def examples_in(help_text: str | None) -> list[str]:
     return out
 
 
+@contextmanager
+def fails_on(*errors: type[Exception], prefix: str = "") -> Iterator[None]:
+    """One of ``errors`` (a refusal with a message for the operator) ends the command: the message, exit 1."""
+    try:
+        yield
+    except errors as exc:
+        typer.echo(f"{prefix}{exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+
+
 def interactive() -> bool:
     """Whether a person can answer a question: standard input is a terminal."""
     return sys.stdin.isatty()
@@ -111,10 +125,12 @@ __all__ = [
     "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
     "KAFKA",
+    "Declaration",
     "confirm",
     "examples_in",
     "exit_codes_of",
     "exits",
+    "fails_on",
     "interactive",
     "needs",
     "needs_of",

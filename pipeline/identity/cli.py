@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.clikit import DATABASE, exits, needs
+from pipeline.clikit import DATABASE, Declaration, exits, fails_on, needs
 from pipeline.config import Settings, get_settings
 from pipeline.identity.bootstrap import write_secret_file
 from pipeline.identity.operator import (
@@ -36,7 +36,6 @@ from pipeline.models.identity import Principal, PrincipalKind, Role
 users_app = typer.Typer(help="People and machine clients, and their roles (admin).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of people and machine clients (admin).", no_args_is_help=True)
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: Every users/keys command: the identity tables, and who may change them.
 IDENTITY_EXITS = {
@@ -44,28 +43,15 @@ IDENTITY_EXITS = {
     EXIT_REFUSED: f"refused: no API key ({API_KEY_ENV} or --key-file) off the embedded default, not valid, or "
     "without the permission",
 }
+#: Every users/keys command works on the database and exits ``IDENTITY_EXITS``.
+ON_IDENTITY: tuple[Declaration, ...] = (needs(DATABASE), exits(IDENTITY_EXITS))
 
 
 @contextmanager
 def _store() -> Iterator[tuple[IdentityStore, Settings]]:
     settings = get_settings()
-    try:
-        with identity_store(settings) as store:
-            yield store, settings
-    except IdentityError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
-
-
-def _command(app: typer.Typer, name: str, permission: Permission) -> Callable[[F], F]:
-    """A users/keys command: run by an operator with ``permission``, on the database, exiting ``IDENTITY_EXITS``."""
-
-    def decorate(command: F) -> F:
-        declared = operator_command(permission)(needs(DATABASE)(exits(IDENTITY_EXITS)(command)))
-        app.command(name)(declared)
-        return declared
-
-    return decorate
+    with fails_on(IdentityError, prefix="error: "), identity_store(settings) as store:
+        yield store, settings
 
 
 def _change(edit: Callable[[IdentityStore, Principal], PrincipalInfo]) -> None:
@@ -88,7 +74,8 @@ NameArg = Annotated[str, typer.Argument(help="The user's or client's name (or it
 SourceArg = Annotated[str, typer.Argument(help="An ingest source id (LEADPIPE_SOURCES)")]
 
 
-@_command(users_app, "add", Permission.PRINCIPALS_MANAGE)
+@users_app.command("add")
+@operator_command(Permission.PRINCIPALS_MANAGE, *ON_IDENTITY)
 def add(
     name: NameArg,
     display_name: Annotated[str, typer.Option(help="Shown in the audit trail; default: the name")] = "",
@@ -112,7 +99,8 @@ def add(
         _show(added)
 
 
-@_command(users_app, "list", Permission.PRINCIPALS_READ)
+@users_app.command("list")
+@operator_command(Permission.PRINCIPALS_READ, *ON_IDENTITY)
 def list_users() -> None:
     """Every person and client with kind, state, roles and bound sources.
 
@@ -135,7 +123,8 @@ def list_users() -> None:
         Console(width=200).print(table)
 
 
-@_command(users_app, "disable", Permission.PRINCIPALS_MANAGE)
+@users_app.command("disable")
+@operator_command(Permission.PRINCIPALS_MANAGE, *ON_IDENTITY)
 def disable(name: NameArg) -> None:
     """Disable a person or client: every key and sign-in of it is refused from the next request on.
 
@@ -144,7 +133,8 @@ def disable(name: NameArg) -> None:
     _change(lambda store, by: store.set_disabled(name, True, by=by))
 
 
-@_command(users_app, "enable", Permission.PRINCIPALS_MANAGE)
+@users_app.command("enable")
+@operator_command(Permission.PRINCIPALS_MANAGE, *ON_IDENTITY)
 def enable(name: NameArg) -> None:
     """Enable a disabled person or client again (its unexpired, unrevoked keys work again).
 
@@ -153,7 +143,8 @@ def enable(name: NameArg) -> None:
     _change(lambda store, by: store.set_disabled(name, False, by=by))
 
 
-@_command(users_app, "grant", Permission.PRINCIPALS_MANAGE)
+@users_app.command("grant")
+@operator_command(Permission.PRINCIPALS_MANAGE, *ON_IDENTITY)
 def grant(name: NameArg, roles: RoleArg) -> None:
     """Grant roles (the producer role stands alone and belongs to clients only).
 
@@ -162,7 +153,8 @@ def grant(name: NameArg, roles: RoleArg) -> None:
     _change(lambda store, by: store.grant(name, roles, by=by))
 
 
-@_command(users_app, "revoke", Permission.PRINCIPALS_MANAGE)
+@users_app.command("revoke")
+@operator_command(Permission.PRINCIPALS_MANAGE, *ON_IDENTITY)
 def revoke(name: NameArg, roles: RoleArg) -> None:
     """Take roles away.
 
@@ -171,7 +163,8 @@ def revoke(name: NameArg, roles: RoleArg) -> None:
     _change(lambda store, by: store.revoke(name, roles, by=by))
 
 
-@_command(users_app, "bind", Permission.SOURCES_MANAGE)
+@users_app.command("bind")
+@operator_command(Permission.SOURCES_MANAGE, *ON_IDENTITY)
 def bind(name: NameArg, source_id: SourceArg) -> None:
     """Let a producer client's API keys submit to the ingest API as this source (POST /v1/sources/SOURCE_ID).
 
@@ -180,7 +173,8 @@ def bind(name: NameArg, source_id: SourceArg) -> None:
     _change(lambda store, by: store.bind_source(name, source_id, by=by))
 
 
-@_command(users_app, "unbind", Permission.SOURCES_MANAGE)
+@users_app.command("unbind")
+@operator_command(Permission.SOURCES_MANAGE, *ON_IDENTITY)
 def unbind(name: NameArg, source_id: SourceArg) -> None:
     """Stop a producer client's keys from submitting as this source.
 
@@ -221,7 +215,8 @@ def bootstrap(
             typer.echo(created.secret)
 
 
-@_command(keys_app, "create", Permission.PRINCIPALS_MANAGE)
+@keys_app.command("create")
+@operator_command(Permission.PRINCIPALS_MANAGE, *ON_IDENTITY)
 def create_key(
     name: NameArg,
     label: Annotated[str, typer.Option(help="What the key is for (shown in keys list)")] = "",
@@ -242,7 +237,8 @@ def create_key(
         typer.echo(created.secret)
 
 
-@_command(keys_app, "list", Permission.PRINCIPALS_READ)
+@keys_app.command("list")
+@operator_command(Permission.PRINCIPALS_READ, *ON_IDENTITY)
 def list_keys(name: Annotated[str | None, typer.Argument(help="Only this user's or client's keys")] = None) -> None:
     """API keys with owner, state, expiry and last use (never the secret).
 
@@ -264,7 +260,8 @@ def list_keys(name: Annotated[str | None, typer.Argument(help="Only this user's 
         Console(width=200).print(table)
 
 
-@_command(keys_app, "revoke", Permission.PRINCIPALS_MANAGE)
+@keys_app.command("revoke")
+@operator_command(Permission.PRINCIPALS_MANAGE, *ON_IDENTITY)
 def revoke_key(key_id: Annotated[str, typer.Argument(help="The key id (keys list shows it)")]) -> None:
     """Revoke an API key: refused from the next request on.
 
