@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -67,6 +67,11 @@ class PrincipalInfo:
     created_by: str
     issuer: str | None
     sources: frozenset[str] = frozenset()
+
+    @property
+    def sign_in(self) -> Literal["single_sign_on", "api_key"]:
+        """Through the identity provider (a person linked by issuer and subject), else with API keys."""
+        return "single_sign_on" if self.issuer else "api_key"
 
     def principal(self, auth: AuthMethod) -> Principal:
         return Principal(
