@@ -8,8 +8,10 @@ the index). Time split: the first ``--older-fraction`` of the messages is the pa
 evenly spaced sample of the future (``--newer-ham``, ``--newer-spam``), through the adapter, the engine, the
 classifier and the chain exactly as ``leadpipe spam score`` runs them (``SpamPath``):
 
-- cold start: an empty engine Bayes and an empty classifier (``--prior N``: the classifier first learns N older
-  messages of each kind from before the learning window, as a shipped prior would);
+- cold start: an empty engine Bayes and an empty classifier's store; the classifier starts from the shipped prior
+  when the policy enables it (``spam.classifier.prior``; it was learned from the older 60 % of TREC 2007, so score
+  the newer part of that corpus only); ``--prior N``: the store first learns N older messages of each kind from
+  before the learning window;
 - after learning the most recent ``--learn`` older messages of each kind as reviewer decisions would
   (``SpamPath.learn``, what ``leadpipe spam learn`` does): both parts.
 
@@ -54,17 +56,9 @@ from pipeline.processors.chain import Passed, Quarantined
 from pipeline.runtime import Runtime
 from pipeline.spam.cli import Item, SpamPath
 from pipeline.spam.launcher import LocalSpamEngine, _service_root
+from pipeline.spam.prior import read_trec_index
 
 PEPPER = "bench-corpus-pepper"
-
-
-def read_index(index: Path) -> list[tuple[str, Path]]:
-    out = []
-    for line in index.read_text().splitlines():
-        label, _, rel = line.strip().partition(" ")
-        if label in ("spam", "ham") and rel:
-            out.append((label, (index.parent / rel).resolve()))
-    return out
 
 
 def evenly(items: list[tuple[str, Path]], count: int) -> list[tuple[str, Path]]:
@@ -241,7 +235,7 @@ def main() -> None:
     if index is None:  # no real corpus given: the dev set's e-mails, in the same format (the figures mean little)
         index = devset_corpus(Path(tempfile.mkdtemp(prefix="spam-corpus-")))
         print(f"no --index: the synthetic dev set's e-mails as a stand-in corpus ({index})")
-    corpus = read_index(index)
+    corpus = read_trec_index(index)
     position = {c: i for i, c in enumerate(corpus)}
     cut = int(len(corpus) * args.older_fraction)
     older, newer = corpus[:cut], corpus[cut:]
