@@ -181,8 +181,9 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     _handled: dict[TP, int] | None = None
     _retrying: dict[TP, tuple[str, float]] | None = None
     fenced_at: float | None = None
-    """When (``time.monotonic``) a transactional producer was fenced and the worker asked to rejoin; None once a new
-    assignment came (``on_partitions_assigned``). Read by the worker's readiness (``pipeline.agents.health``)."""
+    """When (``time.monotonic``) a transactional producer was last fenced and the worker asked to rejoin."""
+    assigned_at: float | None = None
+    """When partitions were last assigned. Both are read by the worker's readiness (``pipeline.agents.health``)."""
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return BatchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -216,8 +217,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
 
     def fenced(self) -> None:
         """A producer of this worker was fenced; it asked to rejoin (``producer_fenced``)."""
-        if self.fenced_at is None:
-            self.fenced_at = time.monotonic()
+        self.fenced_at = time.monotonic()
 
     def ack_offsets(self, tp: TP, offsets: Sequence[int]) -> None:
         """faust's ``ack`` for a whole batch of offsets at once, without a faust ``Message`` per record.
@@ -292,7 +292,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         for tp in assigned:
             self.handled.pop(tp, None)  # a new assignment starts from the committed offset
-        self.fenced_at = None  # rejoined: whatever was fenced has new producers now
+        self.assigned_at = time.monotonic()  # rejoined: whatever was fenced gets new producers now
         await super().on_partitions_assigned(assigned, generation_id)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109 (faust API)

@@ -7,7 +7,8 @@ Not ready (503, the reasons by name; no offsets of a person, no values) when the
   while records wait beyond it (handed to an agent, or arrived since it last moved). This is the truth faust's stall
   warnings could not see (they are off: ``BatchingConsumerThread.verify_event_path``). A log end one past the
   committed offset that never grows (the commit marker of a transaction) is not waiting work;
-- ``fenced``: a transactional producer was fenced and the worker has not been given its partitions again yet;
+- ``fenced``: a transactional producer was fenced and the worker has not been given its partitions again and
+  recovered its tables yet;
 - ``database``: the database (key store, tracker, CRM) does not answer a ``SELECT 1``, or a batch is being retried
   because it did not (``RetryBatch``, a sink's key-store pause);
 - ``sink_paused``: a sink has been pausing (backpressure, HubSpot's rate limit or outage, retryable records) for
@@ -60,6 +61,7 @@ class _Watch:
     committed: int | None
     since: float
     end_then: int | None
+    consumed_then: int | None
 
 
 @dataclass
@@ -104,7 +106,7 @@ class WorkerHealth:
         for tp, where in progress.items():
             watch = self._watches.get(tp)
             if watch is None or watch.committed != where.committed:
-                self._watches[tp] = _Watch(where.committed, now, where.end)
+                self._watches[tp] = _Watch(where.committed, now, where.end, where.consumed)
 
     def stale(self, progress: Mapping[TP, PartitionProgress]) -> dict[TP, float]:
         """Partitions whose committed offset has stood still while records wait beyond it: seconds it has stood."""
@@ -115,7 +117,10 @@ class WorkerHealth:
             if watch is None or watch.committed != where.committed:
                 continue
             committed = where.committed if where.committed is not None else 0
-            handed_over = where.consumed is not None and where.consumed > committed
+            # faust's read offset is the committed one right after a seek (so ``consumed`` is one too far then):
+            # one record beyond the commit counts only once the agent was handed something since the watch began
+            held = 0 if where.consumed is None else where.consumed - committed
+            handed_over = held > 1 or (held == 1 and where.consumed != watch.consumed_then)
             arrived = where.end is not None and watch.end_then is not None and where.end > watch.end_then
             if handed_over or arrived:
                 out[tp] = now - watch.since
@@ -140,7 +145,7 @@ class WorkerHealth:
                 f"(longest {worst.topic}[{worst.partition}]: {stale[worst]:.0f}s)"
             )
         if fenced_at is not None:
-            reasons["fenced"] = f"a producer was fenced {now - fenced_at:.0f}s ago; waiting for a new assignment"
+            reasons["fenced"] = f"a producer was fenced {now - fenced_at:.0f}s ago; rejoining (assignment, recovery)"
         database = []
         if not self.database_ok:
             database.append("no answer to SELECT 1")
@@ -205,10 +210,22 @@ class AppHealth(WorkerHealth):
         self.app = app
         self.engine = engine
 
+    def fenced_since(self) -> float | None:
+        """When a producer was fenced, until the worker has been assigned partitions since and has recovered its
+        tables (recovery after the new assignment can take seconds: aborted transactions up to the log end)."""
+        consumer = self.app.batching_consumer
+        fenced_at, assigned_at = consumer.fenced_at, consumer.assigned_at
+        if fenced_at is None:
+            return None
+        rejoined = assigned_at is not None and assigned_at >= fenced_at
+        if rejoined and not (self.app.rebalancing or getattr(self.app, "in_recovery", False)):
+            return None
+        return fenced_at
+
     def ready_reasons(self) -> dict[str, str]:
         """Why the worker is not ready now (empty: ready), from the last database check."""
         consumer = self.app.batching_consumer
-        return self.not_ready(consumer.partition_progress(), dict(consumer.retrying), consumer.fenced_at)
+        return self.not_ready(consumer.partition_progress(), dict(consumer.retrying), self.fenced_since())
 
     def live_reasons(self) -> dict[str, str]:
         return self.not_live([self.app, self.app.batching_consumer], self.app.agents.values())

@@ -74,6 +74,17 @@ def test_records_handed_to_an_agent_and_not_committed_past_the_bound_are_not_rea
     assert ready(health, at(25, 25, 25)) == {}
 
 
+def test_right_after_a_seek_the_read_offset_one_past_the_commit_is_no_waiting_work(
+    health: WorkerHealth, clock: Clock
+) -> None:
+    health.observe(at(41, 42, 41))  # faust sets the read offset to the committed offset when it seeks
+    clock.now += 3600
+    assert ready(health, at(41, 42, 41)) == {}
+    health.observe(at(41, 43, 43))  # then one record is handed over and never committed
+    clock.now += 60
+    assert set(ready(health, at(41, 43, 43))) == {"uncommitted"}
+
+
 def test_records_arriving_while_the_commit_stands_still_are_not_ready(health: WorkerHealth, clock: Clock) -> None:
     health.observe(at(10, 10, 10))  # nothing fetched since (a stuck fetcher): only the log end moves
     clock.now += 61
