@@ -250,9 +250,13 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         return done
 
     def partition_progress(self) -> dict[TP, PartitionProgress]:
-        """Per assigned partition: committed offset, offset after the last record handed to an agent, log end."""
+        """Per assigned partition an agent consumes (not a table's changelog, which the worker writes and never
+        commits): committed offset, offset after the last record handed to an agent, log end."""
         out = {}
+        changelogs = self.app.tables.changelog_topics
         for tp in self.assignment():
+            if tp.topic in changelogs or not self.app.topics.acks_enabled_for(tp.topic):
+                continue
             committed = self._committed_offset.get(tp)
             read = self._read_offset.get(tp)
             try:

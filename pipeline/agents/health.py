@@ -90,6 +90,9 @@ class WorkerHealth:
         self.clock = clock
         self.pauses = Pauses(clock)
         self.last_tick = clock()
+        self.ticking = False
+        """The heartbeat ticks once the app has started (faust starts timers and its web server after the first
+        table recovery): before that, the loop's lateness is not judged."""
         self.database_ok = True
         self._watches: dict[TP, _Watch] = {}
 
@@ -97,6 +100,7 @@ class WorkerHealth:
 
     def tick(self) -> None:
         self.last_tick = self.clock()
+        self.ticking = True
 
     def observe(self, progress: Mapping[TP, PartitionProgress]) -> None:
         """Note where each assigned partition's committed offset stands (revoked ones are forgotten)."""
@@ -169,7 +173,7 @@ class WorkerHealth:
         """Reason -> detail of what a restart fixes: a stalled event loop, a crashed service or agent."""
         reasons: dict[str, str] = {}
         late = self.clock() - self.last_tick
-        if late >= self.loop_stall_s:
+        if self.ticking and late >= self.loop_stall_s:
             reasons["event_loop"] = f"heartbeat {late:.0f}s late"
         crashed = [type(s).__name__ for s in services if getattr(s, "crashed", False)]
         for agent in agents:

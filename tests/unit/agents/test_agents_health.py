@@ -130,6 +130,8 @@ def test_liveness_fails_for_a_stalled_loop_or_a_crash_never_for_a_dependency(
     agent = SimpleNamespace(name="sinks", supervisor=SimpleNamespace(crashed=False), started=True, _actors=[running])
     health.database_ok = False
     health.pauses.paused("sink:crm", "database")
+    clock.now += 300  # the app starting (table recovery): no heartbeat yet, and the loop is not judged
+    assert health.not_live([running], [agent]) == {}
     health.tick()
     assert health.not_live([running], [agent]) == {}
     clock.now += 10
