@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
+from pipeline import tracing
 from pipeline.agents.app import LeadpipeApp
 from pipeline.agents.health import Pauses, worker_health
 from pipeline.agents.metrics import worker_metrics
@@ -153,12 +154,27 @@ def register(app: LeadpipeApp, runtime: Runtime) -> RightsWorker:
     tracker = RequestTracker(runtime.engine)
     worker_metrics(app).track_rights(lambda: tracker.pending_counts(datetime.now(UTC)))
 
+    group = settings.topic(settings.app_id)
+
     @app.agent(topic, name=f"{settings.app_id}.rights", concurrency=1)
     async def rights_commands(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
             where = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
-            await worker.handle(event.value, where)
+            if not tracing.enabled():
+                await worker.handle(event.value, where)
+                continue
+            span = tracing.start_process(
+                message.topic,
+                tracing.header_value(message.headers),
+                partition=message.partition,
+                offset=message.offset,
+                group=group,
+                stage="rights",
+            )
+            with tracing.current(span):  # each sink's effect is a child span (``RightsExecutor.execute``)
+                await worker.handle(event.value, where)
+            tracing.end(span)
 
     # A timer that raises would crash the whole worker (faust runs timers as service tasks): a database outage is
     # logged and the next tick tries again.
