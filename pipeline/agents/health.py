@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faust.types import TP
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy import Engine, text
 
 from pipeline.agents.app import LeadpipeApp
@@ -188,6 +188,34 @@ class WorkerHealth:
         return reasons
 
 
+def health_gauges(registry: CollectorRegistry) -> tuple[Gauge, Gauge, Gauge]:
+    """The gauges of the worker's health in ``registry``: not ready by reason, not live by reason, and how long each
+    partition's commit has stood still with records waiting."""
+    not_ready = Gauge(
+        "leadpipe_worker_not_ready",
+        "1 while the worker is not ready for this reason (uncommitted: a partition's commits stand still with "
+        "records waiting; fenced: a producer was fenced, no new assignment yet; database: no answer or batches "
+        "retried; sink_paused: a sink paused longer than the bound), else 0.",
+        ["reason"],
+        registry=registry,
+    )
+    not_live = Gauge(
+        "leadpipe_worker_not_live",
+        "1 while the worker is not live for this reason (event_loop: heartbeat late; agent_crashed), else 0: "
+        "a restart fixes these.",
+        ["reason"],
+        registry=registry,
+    )
+    standing = Gauge(
+        "leadpipe_worker_uncommitted_seconds",
+        "Seconds an assigned partition's committed offset has stood still while records wait beyond it, by "
+        "topic and partition (absent while it moves or nothing waits).",
+        ["topic", "partition"],
+        registry=registry,
+    )
+    return not_ready, not_live, standing
+
+
 def _database_answers(engine: Engine) -> bool:
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
@@ -250,29 +278,7 @@ class AppHealth(WorkerHealth):
 
     def install(self) -> None:
         app = self.app
-        registry = worker_metrics(app).registry
-        not_ready_gauge = Gauge(
-            "leadpipe_worker_not_ready",
-            "1 while the worker is not ready for this reason (uncommitted: a partition's commits stand still with "
-            "records waiting; fenced: a producer was fenced, no new assignment yet; database: no answer or batches "
-            "retried; sink_paused: a sink paused longer than the bound), else 0.",
-            ["reason"],
-            registry=registry,
-        )
-        not_live_gauge = Gauge(
-            "leadpipe_worker_not_live",
-            "1 while the worker is not live for this reason (event_loop: heartbeat late; agent_crashed), else 0: "
-            "a restart fixes these.",
-            ["reason"],
-            registry=registry,
-        )
-        standing = Gauge(
-            "leadpipe_worker_uncommitted_seconds",
-            "Seconds an assigned partition's committed offset has stood still while records wait beyond it, by "
-            "topic and partition (absent while it moves or nothing waits).",
-            ["topic", "partition"],
-            registry=registry,
-        )
+        not_ready_gauge, not_live_gauge, standing = health_gauges(worker_metrics(app).registry)
 
         def refresh() -> None:
             """Before each scrape (in a thread: reads plain state only)."""

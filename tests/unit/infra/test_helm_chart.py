@@ -38,7 +38,7 @@ from ingest_helpers import RecordingPublisher
 from jsonschema import Draft7Validator
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.agents.health import LIVE_PATH, READY_PATH
+from pipeline.agents.health import LIVE_PATH, READY_PATH, health_gauges
 from pipeline.agents.metrics import WorkerMetrics
 from pipeline.agents.worker import create_app, registrar
 from pipeline.api.app import create_api
@@ -70,6 +70,9 @@ def served_metrics(make_settings: Callable[..., Settings]) -> set[str]:
     worker = WorkerMetrics()
     worker.track_rights(lambda: ({}, 0))
     worker.track_lag(list)
+    not_ready, not_live, _standing = health_gauges(worker.registry)
+    not_ready.labels("uncommitted").set(0)
+    not_live.labels("event_loop").set(0)
     text = worker.render().decode()
     api = create_api(Runtime(make_settings()), cast(ConfirmingPublisher, RecordingPublisher()))
     text += TestClient(api.state.admin).get("/metrics").text  # the admin port's /metrics, as the chart scrapes it
@@ -259,6 +262,7 @@ def test_alert_rules_only_when_asked_and_only_on_metrics_the_worker_serves(serve
     rules = by_kind(render("--set", "prometheusRule.enabled=true"), "PrometheusRule")["rel-leadpipe"]
     alerts = {r["alert"]: r["expr"] for g in rules["spec"]["groups"] for r in g["rules"]}
     assert {"LeadpipeRightsRequestOverdue", "LeadpipeProcessingDeadLetters", "LeadpipeSinkFailures"} <= set(alerts)
+    assert "leadpipe_worker_not_ready" in alerts["LeadpipeWorkerNotReady"]  # the worker's own stall signal
     served = served_metrics
     for name, expr in alerts.items():
         used = set(re.findall(r"leadpipe_[a-z_]+", expr))
