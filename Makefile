@@ -7,10 +7,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap kafka-jars postgres node-tools spam-engine hydra demo test lint bench schemas image
+.PHONY: help bootstrap kafka-jars postgres node-tools spam-engine hydra browser demo test lint bench schemas image
 
 help:
-	@echo "make demo   run the whole pipeline end to end on embedded defaults (local Kafka, SQLite, dry-run HubSpot)"
+	@echo "make demo   run the whole pipeline end to end on embedded defaults (local Kafka, SQLite, dry-run HubSpot), then serve the console until Ctrl-C"
 	@echo "make test   the whole test suite against a real Kafka 4.x and PostgreSQL (both started for you)"
 	@echo "make lint   ruff check, ruff format --check, mypy --strict, the layer contract, schema, AsyncAPI and CLI reference drift"
 	@echo "make bench  benchmarks (each prints ratios against a baseline measured in the same run)"
@@ -38,11 +38,16 @@ spam-engine:
 hydra:
 	@scripts/ensure-hydra.sh >/dev/null
 
+# The console's browser tests: Debian's chromium (apt, needs root once) and axe-core from the npm registry (cached).
+browser:
+	@scripts/ensure-chromium.sh >/dev/null
+	@scripts/vendor-console-assets.sh >/dev/null
+
 demo: bootstrap kafka-jars spam-engine
 	$(BIN)/leadpipe demo
 
 # pytest's exit code 5 means "no tests collected": a broken collection must never look like a green run.
-test: bootstrap kafka-jars node-tools spam-engine hydra
+test: bootstrap kafka-jars node-tools spam-engine hydra browser
 	@url="$$(scripts/ensure-postgres.sh)"; \
 	export LEADPIPE_TEST_POSTGRES_URL="$${LEADPIPE_TEST_POSTGRES_URL:-$$url}"; \
 	export LEADPIPE_HYDRA_BIN="$${LEADPIPE_HYDRA_BIN:-$$(scripts/ensure-hydra.sh)}"; \

@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     batch_timeout_s: float = 0.2
     # Stream processing (pipeline/agents/app.py)
     worker_web_enabled: bool = Field(default=False, description="Serve faust's web views on worker_web_port.")
+    console_metrics_urls: list[str] = Field(
+        default_factory=list,
+        description="The workers' /metrics addresses (each replica's, worker_web_enabled) the console's charts of spam "
+        'share per channel and sink health read, as JSON: ["http://worker-0:6066/metrics"]',
+    )
     worker_instance_id: str | None = Field(
         default=None, description="Static group membership: a restarted worker takes its place without a rebalance."
     )

@@ -15,14 +15,7 @@ if [ -f "${dest}/.installed" ] && [ "$(cat "${dest}/.installed")" = "$want" ] &&
   echo "${dest}/node_modules"
   exit 0
 fi
-if ! command -v npm >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
-  else
-    echo "ensure-node-tools: npm is not installed (Debian: apt-get install nodejs npm)" >&2
-    exit 1
-  fi
-fi
+scripts/ensure-npm.sh
 mkdir -p "$dest"
 cp scripts/node-tools/package.json "$lock" "$dest/"
 (cd "$dest" && npm ci --silent --no-audit --no-fund --ignore-scripts >&2)

@@ -54,6 +54,13 @@ class WorkerMetrics:
             ["reason"],
             registry=registry,
         )
+        self.channel_outcomes = Counter(
+            "leadpipe_processing_channel_outcomes",
+            "Events the processing chain decided, by channel and outcome (accepted, quarantined: held as spam for "
+            "review, dropped): the console's spam share per channel.",
+            ["channel", "outcome"],
+            registry=registry,
+        )
         self.batch_seconds = Histogram(
             "leadpipe_processing_batch_seconds",
             "Time the processing or review step took per batch: rules and outputs, not Kafka.",
@@ -95,10 +102,20 @@ class WorkerMetrics:
         )
         self._refreshers: list[Callable[[], None]] = []
 
-    def observe_batch(self, agent: str, counts: Mapping[str, int], drop_reasons: Iterable[str], seconds: float) -> None:
-        """One batch of the processing or review agent: outcome counts, the reason of each drop, the step's time."""
+    def observe_batch(
+        self,
+        agent: str,
+        counts: Mapping[str, int],
+        drop_reasons: Iterable[str],
+        seconds: float,
+        by_channel: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
+        """One batch of the processing or review agent: outcome counts (overall and, for the events the chain ran on,
+        per channel), the reason of each drop, the step's time."""
         for outcome, count in counts.items():
             self.records.labels(agent, outcome).inc(count)
+        for (channel, outcome), count in (by_channel or {}).items():
+            self.channel_outcomes.labels(channel, outcome).inc(count)
         for reason in drop_reasons:
             self.drops.labels(reason).inc()
         self.batch_seconds.labels(agent).observe(seconds)

@@ -111,13 +111,19 @@ class BatchResult:
 
     outgoing: dict[int, list[Out]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    #: (channel, outcome) -> events, of the events the chain ran on (the console's spam share per channel)
+    by_channel: dict[tuple[str, str], int] = field(default_factory=dict)
 
-    def add(self, partition: int, records: list[Out], outcome: str, trace: bytes | None = None) -> None:
+    def add(
+        self, partition: int, records: list[Out], outcome: str, trace: bytes | None = None, channel: str | None = None
+    ) -> None:
         """``records`` came of one input record; ``trace`` (its span's ``traceparent``) goes on with each."""
         if trace is not None:
             records = [replace(record, trace=trace) for record in records]
         self.outgoing.setdefault(partition, []).extend(records)
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        if channel is not None:
+            self.by_channel[(channel, outcome)] = self.by_channel.get((channel, outcome), 0) + 1
 
 
 def _json(model: Any) -> bytes:
@@ -207,7 +213,7 @@ class ProcessingStep:
                 chain = run_chain(event, ctx)
                 outs = self.route(item, record, event, chain, now, raw=item.value)
                 outs.extend(self.apply_updates(chain, state))
-                result.add(item.partition, outs, chain.outcome.label, item.trace)
+                result.add(item.partition, outs, chain.outcome.label, item.trace, record.channel.value)
             except DBAPIError:
                 raise  # the database, not the event: the whole batch is done again (``RetryBatch``)
             except Exception as exc:  # a bug in the step itself: still the event's own dead letter, never a loss
@@ -590,7 +596,9 @@ def batch_handler(
             raise RetryBatch(delay, f"key store: {type(exc.orig).__name__}") from exc
         failures.pop(ctx.tp.partition, None)
         records = result.outgoing.get(ctx.tp.partition, [])
-        shared.metrics.observe_batch(agent, result.counts, drop_reasons(records), time.perf_counter() - started)
+        shared.metrics.observe_batch(
+            agent, result.counts, drop_reasons(records), time.perf_counter() - started, result.by_channel
+        )
         if not await shared.sender.deliver(source_name, ctx.tp.partition, records):
             for span in spans:
                 tracing.end(span, failed="not_acknowledged")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from pipeline.api import identity as identity_api
+from pipeline.console import app as console
 from pipeline.crm import api as crm_api
 from pipeline.http.app import create_app
 from pipeline.ingest import api as ingest_api
@@ -26,13 +27,16 @@ ROUTERS: list[APIRouter] = [
     review_api.router,
     identity_api.sign_in_router,
     identity_api.admin_router,
+    console.router,
 ]
 
 SUMMARY = "Contact events in (webhooks from forms, chat bots, mail, messengers, events, customer imports)."
 
 
 def create_api(runtime: Runtime, publisher: ConfirmingPublisher) -> FastAPI:
-    """The leadpipe HTTP app: every router in ``ROUTERS``, with the ingest router's per-app state installed."""
+    """The leadpipe HTTP app: every router in ``ROUTERS``, with the ingest router's per-app state and the console's
+    static files installed."""
     app = create_app(runtime, publisher, ROUTERS, summary=SUMMARY)
     ingest_api.install(app)
+    console.install(app)
     return app

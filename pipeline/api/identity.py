@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
+from pipeline.config import Settings
 from pipeline.http.auth import (
     Caller,
     authentication_refusal,
@@ -145,17 +146,22 @@ async def auth_callback(
         raise _sign_in_refusal(request, exc) from None
     settings = get_settings(request)
     response = RedirectResponse(next_path, status_code=303)
+    set_session_cookie(response, settings, session.cookie)
+    response.delete_cookie(LOGIN_COOKIE, path=CALLBACK_PATH, secure=settings.session_cookie_secure, httponly=True)
+    return response
+
+
+def set_session_cookie(response: Response, settings: Settings, cookie: str) -> None:
+    """The browser's session cookie: HttpOnly, SameSite=Lax, Secure unless ``session_cookie_secure`` is off."""
     response.set_cookie(
         session_cookie_name(settings),
-        session.cookie,
+        cookie,
         max_age=int(settings.session_ttl_s),
         path="/",
         secure=settings.session_cookie_secure,
         httponly=True,
         samesite="lax",
     )
-    response.delete_cookie(LOGIN_COOKIE, path=CALLBACK_PATH, secure=settings.session_cookie_secure, httponly=True)
-    return response
 
 
 @sign_in_router.post("/logout", status_code=303, response_class=RedirectResponse)

@@ -8,8 +8,10 @@ so a search finds a person however the e-mail or phone is spelled.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Literal
 
-from sqlalchemy import Connection, Engine, RowMapping, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, RowMapping, func, select
 
 from pipeline.crm.schema import LINK_COLUMNS, consents, identities, interactions, subjects, visitor_links
 from pipeline.crm.stitching import Link, attribute
@@ -17,6 +19,8 @@ from pipeline.crm.views import (
     ConsentView,
     IdentityView,
     InteractionView,
+    LeadQuery,
+    LeadView,
     PurposeView,
     SubjectSummary,
     SubjectView,
@@ -53,36 +57,51 @@ class CrmReadModel:
 
         Restricted subjects match a search by e-mail alone, never one that names a phone or a name.
         """
-        stmt = select(subjects)
-        criteria = 0
-        for kind, value in (("email", email), ("phone", phone)):
-            if value is None:
-                continue
-            criteria += 1
-            canonical = _stored_identity(kind, value)
-            if canonical is None:
-                return []
-            stmt = stmt.where(
-                subjects.c.subject_key.in_(
-                    select(identities.c.subject_key).where(identities.c.kind == kind, identities.c.value == canonical)
-                )
-            )
-        if name and name.strip():
-            criteria += 1
-            pattern = f"%{_escape_like(name.strip().lower())}%"
-            full = func.lower(func.coalesce(subjects.c.first_name, "") + " " + func.coalesce(subjects.c.last_name, ""))
-            stmt = stmt.where(full.like(pattern, escape="\\"))
+        criteria = _subject_criteria(email=email, phone=phone, name=name)
+        if criteria is None:
+            return []
         if not criteria:
             raise ValueError("search needs an e-mail, a phone or a name")
-        if name or phone:
-            # A restricted subject (9.4) is found by its subject key or its exact e-mail alone: a name (or a phone
-            # beside the e-mail) that only narrowed the hits would tell, letter by letter, what is withheld.
-            stmt = stmt.where(subjects.c.restricted.is_not(True))
+        stmt = select(subjects).where(*criteria)
         stmt = stmt.order_by(subjects.c.last_seen_at.desc(), subjects.c.subject_key).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
             counts = self._interaction_counts(conn, [r["subject_key"] for r in rows])
         return [_summary(row, counts.get(row["subject_key"], 0)) for row in rows]
+
+    def leads(self, query: LeadQuery | None = None) -> list[LeadView]:
+        """The lead inbox: interactions newest first (by arrival), each with its subject, filtered by ``query``.
+
+        Sales are shown ``for_sales()`` of each (a restricted subject's lead withheld), as with ``show``.
+        """
+        q = query or LeadQuery()
+        criteria = _subject_criteria(email=q.email, phone=q.phone, name=q.name, company=q.company)
+        if criteria is None:
+            return []
+        stmt = (
+            select(interactions, *(subjects.c[c] for c in _SUBJECT_COLUMNS))
+            .join(subjects, subjects.c.subject_key == interactions.c.subject_key)
+            .where(*criteria)
+        )
+        if q.channel:
+            stmt = stmt.where(interactions.c.channel == q.channel)
+        if q.received_from is not None:
+            stmt = stmt.where(interactions.c.received_at >= q.received_from)
+        if q.received_before is not None:
+            stmt = stmt.where(interactions.c.received_at < q.received_before)
+        if q.marketing_at is not None:
+            stmt = stmt.where(
+                interactions.c.marketing_allowed.is_(True),
+                interactions.c.retention_expires_at > q.marketing_at,
+                subjects.c.restricted.is_(False),
+                subjects.c.erased_at.is_(None),
+                subjects.c.marketing_objected.is_(False),
+            )
+        stmt = stmt.order_by(interactions.c.received_at.desc(), interactions.c.event_id).limit(q.limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        leads = [_lead(row) for row in rows]
+        return leads if q.marketing_at is None else [lead for lead in leads if not lead.marketing_stopped()]
 
     def show(self, subject_key: str) -> SubjectView | None:
         """Everything about one subject: profile, status, identities, interactions with basis, consents.
@@ -122,6 +141,23 @@ class CrmReadModel:
                 "website_history": history,
             }
         )
+
+    def leads_per_day(self, since: datetime) -> list[tuple[date, str, int]]:
+        """How many leads arrived per UTC day and channel since ``since``: (day, channel, count), oldest first.
+
+        UTC whatever the database server's own zone: PostgreSQL's ``date()`` of a timestamptz takes the session's
+        ``TimeZone``, which would move a lead at 23:30 UTC to the next day on a server set to Berlin."""
+        received = interactions.c.received_at
+        day = func.date(func.timezone("UTC", received) if self.engine.dialect.name == "postgresql" else received)
+        stmt = (
+            select(day, interactions.c.channel, func.count())
+            .where(interactions.c.received_at >= since)
+            .group_by(day, interactions.c.channel)
+            .order_by(day, interactions.c.channel)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [(_as_date(d), str(channel), int(count)) for d, channel, count in rows]
 
     def visitor_keys(self, subject_key: str) -> list[str]:
         """Every website visitor the person identified on (whoever the history is attributed to), sorted."""
@@ -190,6 +226,56 @@ class CrmReadModel:
         return {key: int(count) for key, count in rows}
 
 
+#: The subject's columns a lead row carries (the interaction's own columns come whole).
+_SUBJECT_COLUMNS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "company",
+    "position",
+    "restricted",
+    "erased_at",
+    "marketing_objected",
+)
+
+
+def _subject_criteria(
+    *, email: str | None = None, phone: str | None = None, name: str | None = None, company: str | None = None
+) -> list[ColumnElement[bool]] | None:
+    """WHERE clauses on ``crm_subjects`` for every given criterion; None when one can match nobody (an e-mail or a
+    phone that is no valid address or number)."""
+    criteria: list[ColumnElement[bool]] = []
+    for kind, value in (("email", email), ("phone", phone)):
+        if value is None:
+            continue
+        canonical = _stored_identity(kind, value)
+        if canonical is None:
+            return None
+        criteria.append(
+            subjects.c.subject_key.in_(
+                select(identities.c.subject_key).where(identities.c.kind == kind, identities.c.value == canonical)
+            )
+        )
+    if name and name.strip():
+        pattern = f"%{_escape_like(name.strip().lower())}%"
+        full = func.lower(func.coalesce(subjects.c.first_name, "") + " " + func.coalesce(subjects.c.last_name, ""))
+        criteria.append(full.like(pattern, escape="\\"))
+    if company and company.strip():
+        pattern = f"%{_escape_like(company.strip().lower())}%"
+        criteria.append(func.lower(func.coalesce(subjects.c.company, "")).like(pattern, escape="\\"))
+    if name or phone or company:
+        # A restricted subject (9.4) is found by its subject key or its exact e-mail alone: a name, phone or company
+        # that only narrowed the hits would tell, letter by letter, what is withheld.
+        criteria.append(subjects.c.restricted.is_not(True))
+    return criteria
+
+
+def _as_date(value: object) -> date:
+    """SQL's date(): a date on PostgreSQL, an ISO string on SQLite."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
 def _links(conn: Connection, visitor_keys: Sequence[str]) -> dict[str, list[Link]]:
     """Every link of these visitors, by visitor."""
     if not visitor_keys:
@@ -217,9 +303,24 @@ def _escape_like(text: str) -> str:
 
 
 def _summary(row: RowMapping, count: int) -> SubjectSummary:
-    status = "erased" if row["erased_at"] is not None else "restricted" if row["restricted"] else "active"
     return SubjectSummary.model_validate(
-        {**row, "interactions": count, "status": status, "marketing_objected": bool(row["marketing_objected"])}
+        {**row, "interactions": count, "status": _status(row), "marketing_objected": bool(row["marketing_objected"])}
+    )
+
+
+def _status(row: RowMapping) -> Literal["active", "restricted", "erased"]:
+    return "erased" if row["erased_at"] is not None else "restricted" if row["restricted"] else "active"
+
+
+def _lead(row: RowMapping) -> LeadView:
+    purposes = sorted(row["purposes"], key=lambda entry: str(entry["purpose"]))
+    return LeadView.model_validate(
+        {
+            **row,
+            "status": _status(row),
+            "marketing_objected": bool(row["marketing_objected"]),
+            "purposes": [PurposeView.model_validate(p) for p in purposes],
+        }
     )
 
 

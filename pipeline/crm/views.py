@@ -155,3 +155,56 @@ class SubjectView(SubjectSummary):
         default_factory=list,
         description="Website visitors (cookie ids) the person identified on, with the browsing attributed to them",
     )
+
+
+class LeadQuery(_View):
+    """The lead inbox's filters (every one optional; all given must match): who by name, e-mail, phone or company,
+    which channel, and when the lead arrived (``received_from`` inclusive, ``received_before`` exclusive)."""
+
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    company: str | None = None
+    channel: str | None = None
+    received_from: datetime | None = None
+    received_before: datetime | None = None
+    marketing_at: datetime | None = Field(
+        default=None,
+        description="Only leads that may be contacted for marketing at this time: marketing allowed on the lead, "
+        "its retention not expired, the person neither restricted, erased nor objecting to marketing",
+    )
+    limit: int = Field(default=100, ge=1, le=10_000)
+
+
+class LeadView(_View):
+    """One row of the lead inbox: an interaction with who it came from and what it may be used for."""
+
+    event_id: UUID
+    subject_key: str
+    channel: str
+    kind: str
+    received_at: datetime
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    company: str | None = None
+    position: str | None = None
+    purposes: list[PurposeView] = Field(default_factory=list)
+    marketing_allowed: bool
+    retention_expires_at: datetime
+    status: Literal["active", "restricted", "erased"]
+    marketing_objected: bool = False
+    withheld: bool = False
+
+    def marketing_stopped(self) -> bool:
+        """A direct-marketing purpose of this lead was stopped (consent withdrawn)."""
+        return any(p.direct_marketing and p.stopped_at is not None for p in self.purposes)
+
+    def for_sales(self) -> Self:
+        """As sales may see it: a restricted subject's lead as its key, arrival and status only (policy 9.4), the
+        same as ``SubjectSummary.for_sales``."""
+        if self.status != "restricted":
+            return self
+        profile: dict[str, Any] = dict.fromkeys(name for name in PROFILE_FIELDS if name in type(self).model_fields)
+        return self.model_copy(update={**profile, "purposes": [], "channel": "", "kind": "", "withheld": True})

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +38,7 @@ from rich.table import Table
 
 from pipeline.config import Settings, get_settings
 from pipeline.db import ensure_schema
+from pipeline.demo.console import serve_console
 from pipeline.identity.store import IdentityStore
 from pipeline.ingest.service import IngestService, Submission
 from pipeline.kafka.consumer import Record, read_until
@@ -61,8 +63,8 @@ RUN_PREFIX = "demo-"
 #: What a sink's ``not_applicable`` means for the reasons a demo event can have, for the legend under the table.
 NOT_APPLICABLE_HELP = "not applicable = the sink had nothing to do for the event, which is not a failure"
 
-#: What the demo does after the erasure, while the worker and the broker still run (issue 16's console plugs in
-#: here): gets the run's settings and the console, returns the exit code.
+#: What the demo does after the erasure, while the worker and the broker still run (the console,
+#: ``pipeline.demo.console``): gets the run's settings and the console, returns the exit code.
 Then = Callable[[Settings, Console], int]
 #: The DPO account the demo's erasure is issued by.
 DEMO_DPO = "demo-dpo"
@@ -141,15 +143,26 @@ class DemoRun:
     def new(cls, base: Settings) -> DemoRun:
         run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
         directory = base.home / "demo" / run_id
+        metrics_port = _free_port()  # the worker's /metrics, which the console's charts read
         settings = base.model_copy(
             update={
                 "topic_prefix": f"{base.topic_prefix}{RUN_PREFIX}{run_id}.",
                 "database_url": f"sqlite:///{directory / 'crm.sqlite3'}",
                 "hubspot_dry_run_file": directory / "hubspot-dry-run.jsonl",
                 "rights_exports_dir": directory / "exports",
+                "worker_web_enabled": True,
+                "worker_web_port": metrics_port,
+                "console_metrics_urls": [f"http://127.0.0.1:{metrics_port}/metrics"],
             }
         )
         return cls(run_id, settings, directory)
+
+
+def _free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def forget_earlier_runs(base: Settings, run: DemoRun) -> int:
@@ -182,6 +195,8 @@ def _worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     env["LEADPIPE_HUBSPOT_DRY_RUN_FILE"] = str(settings.resolved_dry_run_file)
     env["LEADPIPE_RIGHTS_EXPORTS_DIR"] = str(settings.resolved_exports_dir)
     env["LEADPIPE_LOG_FORMAT"] = "json"
+    env["LEADPIPE_WORKER_WEB_ENABLED"] = str(settings.worker_web_enabled).lower()
+    env["LEADPIPE_WORKER_WEB_PORT"] = str(settings.worker_web_port)
     if settings.topic_partitions:
         env["LEADPIPE_TOPIC_PARTITIONS"] = str(settings.topic_partitions)
     log = log_path.open("ab")
@@ -412,11 +427,27 @@ def _naming(path: Path, email: str) -> int:
 def demo(
     timeout: float = typer.Option(180.0, help="Seconds to wait for every event to be accounted for."),
     keep_running: bool = typer.Option(False, help="Leave the worker and the broker running afterwards."),
+    serve: bool = typer.Option(
+        True,
+        "--serve/--no-serve",
+        envvar="LEADPIPE_DEMO_SERVE",
+        help="Then serve the console on the demo's data, with a sign-in link per role, until Ctrl-C "
+        "(--no-serve or LEADPIPE_DEMO_SERVE=false: exit once the erasure is confirmed, as CI does).",
+    ),
+    host: str = typer.Option("127.0.0.1", help="Where the console listens (with --serve)."),
+    port: int = typer.Option(8000, envvar="LEADPIPE_DEMO_PORT", help="The console's port (with --serve)."),
 ) -> None:
-    """Run the whole pipeline end to end on embedded defaults (local Kafka, SQLite CRM, dry-run HubSpot).
+    """Run the whole pipeline end to end on embedded defaults (local Kafka, SQLite CRM, dry-run HubSpot), then
+    serve the console on its data until Ctrl-C.
 
     Each run starts clean (its own topics and files); the previous run's are deleted when the next one starts.
 
-    Example: leadpipe demo
+    Example: leadpipe demo --no-serve
     """
-    raise typer.Exit(run_demo(get_settings(), Console(), timeout, keep_running))
+    then: Then | None = None
+    if serve:
+
+        def then(settings: Settings, console: Console) -> int:
+            return serve_console(settings, console, host, port)
+
+    raise typer.Exit(run_demo(get_settings(), Console(), timeout, keep_running, then=then))

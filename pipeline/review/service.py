@@ -7,7 +7,7 @@ read to the end (read_committed) at each call: quarantine is short-lived and sma
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -180,26 +180,65 @@ class ReviewService:
         targets = tuple(dict.fromkeys(block))
         if targets and decision != "confirm":
             raise ValueError("only a confirmation can block the sender")
-        record = self._find(event_id)
-        made = ReviewDecision(
-            decision_id=uuid.uuid4(),
-            event_id=record.event_id,
-            subject_key=record.subject_key,
-            decision=decision,
-            block=targets,
-            reviewer=by.actor,
-            principal=by,
-            decided_at=datetime.now(UTC),
-            record=record,
-        )
-        self.publisher.publish([Outgoing(REVIEW_DECISIONS_TOPIC, record.subject_key, made)])
-        log.info(
-            "review_decision_published",
-            decision_id=str(made.decision_id),
-            event_id=str(made.event_id),
-            decision=decision,
-            blocked=list(targets),
-            reviewer=by.actor,
-            reasons=[r.code for r in record.tags.spam.reasons],
-        )
+        made = _decision(self._find(event_id), decision, by, targets)
+        self._publish([made])
         return made
+
+    def decide_seen(
+        self, seen: Mapping[uuid.UUID, datetime | None], decision: Literal["release", "confirm"], by: Principal
+    ) -> dict[uuid.UUID, SeenOutcome]:
+        """Decide the items a reviewer saw (event id -> the ``quarantined_at`` shown, None: not known), each re-read
+        from the queue at this moment first. An item decided meanwhile (by someone else), gone from the quarantine or
+        changed since it was shown (quarantined again, e.g. re-scored after a replay) is not decided: the reviewer
+        judged another version of it, or nothing. What became of each item; the decisions go out in one batch."""
+        queue = self._queue()
+        outcomes: dict[uuid.UUID, SeenOutcome] = {}
+        made: list[ReviewDecision] = []
+        for event_id, shown in seen.items():
+            record = queue.pending.get(event_id)
+            if event_id in queue.decided:
+                outcomes[event_id] = "already_decided"
+            elif record is None:
+                outcomes[event_id] = "not_found"
+            elif shown is not None and record.quarantined_at != shown:
+                outcomes[event_id] = "changed"
+            else:
+                made.append(_decision(record, decision, by, ()))
+                outcomes[event_id] = "decided"
+        if made:
+            self._publish(made)
+        return outcomes
+
+    def _publish(self, made: Sequence[ReviewDecision]) -> None:
+        """Publish decisions (confirmed by the broker), each logged with codes only."""
+        self.publisher.publish([Outgoing(REVIEW_DECISIONS_TOPIC, m.subject_key, m) for m in made])
+        for m in made:
+            log.info(
+                "review_decision_published",
+                decision_id=str(m.decision_id),
+                event_id=str(m.event_id),
+                decision=m.decision,
+                blocked=list(m.block),
+                reviewer=m.reviewer,
+                reasons=[r.code for r in m.record.tags.spam.reasons],
+            )
+
+
+#: What became of one item of ``decide_seen``.
+SeenOutcome = Literal["decided", "already_decided", "not_found", "changed"]
+
+
+def _decision(
+    record: QuarantineRecord, decision: Literal["release", "confirm"], by: Principal, block: tuple[BlockTarget, ...]
+) -> ReviewDecision:
+    return ReviewDecision(
+        decision_id=uuid.uuid4(),
+        event_id=record.event_id,
+        subject_key=record.subject_key,
+        decision=decision,
+        block=block,
+        reviewer=by.actor,
+        principal=by,
+        decided_at=datetime.now(UTC),
+        record=record,
+    )

@@ -52,7 +52,7 @@ def test_demo_starts_clean_and_its_report_reads_for_a_person(
     (home / "demo" / "20250101T000000000" / "crm.sqlite3").write_bytes(b"an earlier run's CRM")
 
     try:
-        result = CliRunner().invoke(app, ["demo", "--timeout", "150"])
+        result = CliRunner().invoke(app, ["demo", "--timeout", "150", "--no-serve"])
     finally:
         get_settings.cache_clear()
     report = result.output

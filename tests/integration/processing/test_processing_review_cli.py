@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from identity_helpers import key_for
+from identity_helpers import key_for, person
 from processing_harness import contact, publish
 from typer.testing import CliRunner
 
@@ -21,6 +21,7 @@ from pipeline.models.records import QuarantineRecord
 from pipeline.models.review import ReviewDecision
 from pipeline.policy.model import load_policy
 from pipeline.processors import ChainContext, Quarantined, compile_policy, run_chain
+from pipeline.review.service import ReviewService
 from pipeline.runtime import Runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -83,3 +84,37 @@ def test_list_show_and_decide(runtime: Runtime, monkeypatch: pytest.MonkeyPatch)
     ]
     assert all(d.principal is not None and d.reviewer == d.principal.actor for d in decisions)
     assert _run("list").output.strip().endswith("0 event(s) waiting")
+
+
+def test_deciding_what_was_seen_re_reads_each_item_first(runtime: Runtime) -> None:
+    """The console's bulk decision: an item decided meanwhile by someone else, one gone from the quarantine, and one
+    quarantined again since the page showed it are left alone; only the ones still as seen are decided, at once."""
+    kept, taken, requeued = (_quarantined(runtime, i) for i in (11, 12, 13))
+    publish(runtime, "contacts.quarantine", [(r.subject_key, r) for r in (kept, taken, requeued)])
+    shown_requeued = requeued.quarantined_at
+    again = requeued.model_copy(update={"quarantined_at": datetime.now(UTC)})  # a replay quarantined it again
+    publish(runtime, "contacts.quarantine", [(again.subject_key, again)])
+    service = ReviewService(runtime)
+    service.decide(taken.event_id, "release", person("bob", "Bob Review", Role.REVIEWER))
+    rita = person("rita", "Rita Review", Role.REVIEWER)
+    seen = {
+        kept.event_id: kept.quarantined_at,
+        taken.event_id: taken.quarantined_at,
+        requeued.event_id: shown_requeued,
+        uuid.uuid4(): None,
+    }
+    outcomes = service.decide_seen(seen, "confirm", rita)
+    assert list(outcomes.values()) == ["decided", "already_decided", "changed", "not_found"]
+    decisions = [
+        ReviewDecision.model_validate_json(r.value or b"")
+        for r in read_to_end(runtime.settings, ["contacts.review.decisions"])
+    ]
+    assert [(d.event_id, d.decision, d.principal.display_name if d.principal else None) for d in decisions] == [
+        (taken.event_id, "release", "Bob Review"),
+        (kept.event_id, "confirm", "Rita Review"),
+    ]
+    assert [i.event_id for i in service.pending()] == [requeued.event_id]  # still waiting, for a second look
+    assert service.decide_seen({requeued.event_id: again.quarantined_at}, "confirm", rita) == {
+        requeued.event_id: "decided"
+    }
+    service.publisher.close()

@@ -189,8 +189,11 @@ def test_a_batch_result_groups_outputs_by_input_partition_and_counts_outcomes() 
     result.add(0, [Out("a", None, b"1")], "accepted")
     result.add(1, [Out("b", None, b"2"), Out("c", None, b"3")], "dropped")
     result.add(0, [], "accepted")
+    result.add(1, [], "quarantined", channel="web_form")
+    result.add(1, [], "quarantined", channel="web_form")
     assert {p: [o.topic for o in outs] for p, outs in result.outgoing.items()} == {0: ["a"], 1: ["b", "c"]}
-    assert result.counts == {"accepted": 2, "dropped": 1}
+    assert result.counts == {"accepted": 2, "dropped": 1, "quarantined": 2}
+    assert result.by_channel == {("web_form", "quarantined"): 2}  # only events whose channel is known
 
 
 # ---- the dead letters of review and rights --------------------------------------------------------------------------

@@ -129,3 +129,20 @@ def test_consumer_lag_gauge_follows_each_read() -> None:
     second = samples(metrics)
     assert second[("leadpipe_consumer_lag", normalized)] == 0
     assert ("leadpipe_consumer_lag", accepted) not in second  # gone from the group: no stale value left behind
+
+
+def test_processing_outcomes_by_channel_for_the_spam_share() -> None:
+    metrics = WorkerMetrics()
+    metrics.observe_batch(
+        "processing",
+        {"accepted": 3, "quarantined": 1, "dead_letter": 1},
+        [],
+        0.01,
+        {("web_form", "accepted"): 2, ("web_form", "quarantined"): 1, ("email", "accepted"): 1},
+    )
+    got = samples(metrics)
+    web, outcome = ("channel", "web_form"), "outcome"
+    assert got[("leadpipe_processing_channel_outcomes_total", (web, (outcome, "quarantined")))] == 1
+    assert got[("leadpipe_processing_channel_outcomes_total", (web, (outcome, "accepted")))] == 2
+    assert got[("leadpipe_processing_channel_outcomes_total", (("channel", "email"), (outcome, "accepted")))] == 1
+    assert not [k for k in got if k[0].startswith("leadpipe_processing_channel") and (outcome, "dead_letter") in k[1]]

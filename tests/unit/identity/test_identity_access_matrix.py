@@ -74,7 +74,30 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("POST", "/v1/admin/users/{name}/keys"): P.PRINCIPALS_MANAGE,
     ("DELETE", "/v1/admin/keys/{key_id}"): P.PRINCIPALS_MANAGE,
     ("GET", "/v1/admin/sources"): P.SOURCES_MANAGE,
+    # the console's pages: a browser session only (an API key is refused as no session), each with its permission
+    ("GET", "/"): SignedIn(session_only=True),
+    ("GET", "/charts"): SignedIn(session_only=True),
+    ("GET", "/leads"): P.CRM_READ,
+    ("GET", "/leads/stream"): P.CRM_READ,
+    ("GET", "/contacts/{subject_key}"): P.CRM_READ,
+    ("GET", "/export/leads.csv"): P.CRM_EXPORT_LEADS,
+    ("GET", "/review"): P.REVIEW_READ,
+    ("GET", "/review/{event_id}"): P.REVIEW_READ,
+    ("POST", "/review/decide"): P.REVIEW_DECIDE,
+    ("GET", "/dpo"): P.RIGHTS_READ,
+    ("GET", "/dpo/requests/{request_id}"): P.RIGHTS_READ,
+    ("POST", "/dpo/requests/{request_id}/extend"): P.RIGHTS_ISSUE,
+    ("GET", "/dpo/retention"): P.RETENTION_RUN,
+    ("GET", "/dpo/new"): P.RIGHTS_ISSUE,
+    ("POST", "/dpo/new"): P.RIGHTS_ISSUE,
+    ("GET", "/dpo/rectify"): P.RIGHTS_ISSUE,
+    ("POST", "/dpo/rectify"): P.RIGHTS_ISSUE,
 }
+
+#: The console's pages (``pipeline/console/``): only a browser session opens them.
+CONSOLE_PAGES = frozenset(
+    path for (_, path), access in ROUTES.items() if not path.startswith("/v1/") and not isinstance(access, Public)
+) - {"/logout"}
 
 #: Every route of the admin port (``pipeline.http.server``: bound to ``admin_host``, not the internet's side) and
 #: its access: all public there, none hands out personal data.
@@ -88,9 +111,9 @@ ADMIN_ROUTES: dict[tuple[str, str], Access] = {
 
 #: Which operator routes each role reaches (by path prefix), in the issue's words.
 REACHES: dict[Role, tuple[str, ...]] = {
-    Role.SALES: ("/v1/crm/",),
-    Role.REVIEWER: ("/v1/review/",),
-    Role.DPO: ("/v1/dpo/", "/v1/crm/"),
+    Role.SALES: ("/v1/crm/", "/leads", "/contacts/", "/export/"),
+    Role.REVIEWER: ("/v1/review/", "/review"),
+    Role.DPO: ("/v1/dpo/", "/v1/crm/", "/leads", "/contacts/", "/dpo"),
     Role.ADMIN: ("/v1/admin/",),
     Role.PRODUCER: (),
 }
@@ -166,7 +189,8 @@ def _operator_routes() -> list[tuple[str, str, Access]]:
 
 def _ask(client: TestClient, method: str, path: str, headers: dict[str, str]) -> Any:
     # limit=x: a route with a limit refuses it (422) after the access check instead of reading the queue
-    return client.request(method, _url(path), params={"limit": "x"}, headers=headers)
+    # not following redirects: /logout's answer is its 303, not the page it sends the (now signed-out) browser to
+    return client.request(method, _url(path), params={"limit": "x"}, headers=headers, follow_redirects=False)
 
 
 def test_without_credentials_every_operator_route_is_401(api: tuple[TestClient, Settings]) -> None:
@@ -185,6 +209,8 @@ def test_every_route_with_an_api_key_of_each_role(api: tuple[TestClient, Setting
         answer = _ask(client, method, path, headers)
         if isinstance(access, SignedIn) and access.session_only:
             assert answer.status_code == 401, (role, method, path, answer.text)  # a key is not a browser session
+        elif path in CONSOLE_PAGES and reaches(role, path, access):
+            assert answer.status_code == 401, (role, method, path, answer.text)  # nor for a page the role may see
         elif reaches(role, path, access):
             assert answer.status_code not in (401, 403, 429), (role, method, path, answer.text)
         else:
