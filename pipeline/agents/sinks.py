@@ -43,6 +43,7 @@ from pipeline.agents.sender import Out, TransactionalSender
 from pipeline.crypto.codec import RecordCodec
 from pipeline.crypto.keystore import SqlKeyStore
 from pipeline.crypto.sealing import KeyDestroyedError
+from pipeline.kafka.producer import Outgoing
 from pipeline.logging import get_logger
 from pipeline.models.processing import DropReason
 from pipeline.models.records import AcceptedRecord, DeadLetter
@@ -86,17 +87,7 @@ class Incoming:
     """The ``traceparent`` header it came with (``pipeline.tracing``): the sink's span joins that trace."""
 
 
-@dataclass(frozen=True)
-class Message:
-    """One record to publish: logical topic, key, pydantic value, and the input partition it answers for."""
-
-    topic: str
-    key: str | None
-    value: SinkResult | DeadLetter
-    partition: int | None = None
-
-
-Publish = Callable[[Sequence[Message]], Awaitable[None]]
+Publish = Callable[[Sequence[Outgoing]], Awaitable[None]]
 
 
 class SuppressionStates(Protocol):
@@ -205,14 +196,14 @@ class SinkRunner:
                 log.exception("sink_setup_failed", sink=self.sink.name, error=type(exc).__name__, retry_in_s=delay)
                 await self._sleep(delay)
 
-    async def process(self, batch: Sequence[Incoming]) -> list[Message]:
+    async def process(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         """Write one batch; returns (and has published) the results and dead letters."""
         messages = await self.handle(batch)
         if messages and self.publish is not None:
             await self.publish(messages)
         return messages
 
-    async def handle(self, batch: Sequence[Incoming]) -> list[Message]:
+    async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         """Write one batch; returns the results and dead letters to publish (the agent commits them with the batch).
 
         The database being unreachable while records are opened (the key store) is a pause, never a crash: the
@@ -271,11 +262,11 @@ class SinkRunner:
 
     # ---- steps -----------------------------------------------------------------------------------------------------
 
-    def _open_all(self, batch: Sequence[Incoming]) -> tuple[list[_Opened], list[Message]]:
+    def _open_all(self, batch: Sequence[Incoming]) -> tuple[list[_Opened], list[Outgoing]]:
         """Parse the batch, confirm its keys with one query (``preload``: a key destroyed by an erasure in another
         process opens nothing from this batch on), then open each record."""
         opened: list[_Opened] = []
-        messages: list[Message] = []
+        messages: list[Outgoing] = []
         now = datetime.now(UTC)
         parsed: list[tuple[Incoming, AcceptedRecord]] = []
         for incoming in batch:
@@ -298,7 +289,7 @@ class SinkRunner:
                     at=now,
                     detail="subject_erased: the subject's data key was destroyed after this event was accepted",
                 )
-                messages.append(Message(SINK_RESULTS_TOPIC, record.subject_key, result, incoming.partition))
+                messages.append(Outgoing(SINK_RESULTS_TOPIC, record.subject_key, result, partition=incoming.partition))
                 continue
             except Exception as exc:  # tampered or corrupt ciphertext, a body that no longer validates
                 messages.append(
@@ -366,7 +357,7 @@ class SinkRunner:
         log.warning("sink_paused", sink=self.sink.name, pause_s=round(delay, 3), reason=reason)
         await self._sleep(delay)
 
-    def _result_message(self, item: _Opened, result: RecordResult) -> Message:
+    def _result_message(self, item: _Opened, result: RecordResult) -> Outgoing:
         record = item.record
         detail = None
         if result.outcome is not WriteOutcome.WRITTEN or result.message:
@@ -380,9 +371,9 @@ class SinkRunner:
             external_id=result.external_id,
             detail=detail,
         )
-        return Message(SINK_RESULTS_TOPIC, record.subject_key, value, item.incoming.partition)
+        return Outgoing(SINK_RESULTS_TOPIC, record.subject_key, value, partition=item.incoming.partition)
 
-    def _dead_letters(self, items: dict[uuid.UUID, _Opened], results: Sequence[RecordResult]) -> list[Message]:
+    def _dead_letters(self, items: dict[uuid.UUID, _Opened], results: Sequence[RecordResult]) -> list[Outgoing]:
         out = []
         for result in results:
             if result.outcome is not WriteOutcome.FAILED:
@@ -395,11 +386,11 @@ class SinkRunner:
             )
         return out
 
-    def _unreadable(self, incoming: Incoming, record: AcceptedRecord | None, error: str) -> Message:
+    def _unreadable(self, incoming: Incoming, record: AcceptedRecord | None, error: str) -> Outgoing:
         log.warning("sink_unreadable_record", sink=self.sink.name, partition=incoming.partition, offset=incoming.offset)
         return self._dead_letter(incoming, record, "unreadable_record", error)
 
-    def _dead_letter(self, incoming: Incoming, record: AcceptedRecord | None, reason: str, error: str) -> Message:
+    def _dead_letter(self, incoming: Incoming, record: AcceptedRecord | None, reason: str, error: str) -> Outgoing:
         subject_key = record.subject_key if record else None
         dead = DeadLetter.build(
             stage=self.sink.stage,
@@ -417,7 +408,7 @@ class SinkRunner:
             source_offset=incoming.offset,
             content_type=RECORD_CONTENT_TYPE,
         )
-        return Message(SINKS_DLQ_TOPIC, subject_key, dead, incoming.partition)
+        return Outgoing(SINKS_DLQ_TOPIC, subject_key, dead, partition=incoming.partition)
 
 
 def _kind(exc: SinkBackpressureError) -> str:
@@ -447,14 +438,12 @@ class SinkCommitter:
         self.source_name = source_name
         self.sender = TransactionalSender(app, runtime.settings, topic_partitions(runtime.settings))
 
-    async def commit(self, stream: Any, events: Sequence[Any], messages: Sequence[Message]) -> int:
+    async def commit(self, stream: Any, events: Sequence[Any], messages: Sequence[Outgoing]) -> int:
         """Returns how many events were acknowledged (the others are delivered again, to this worker or another)."""
         outs: dict[int | None, list[Out]] = {}
         for message in messages:
             key = message.key.encode() if message.key else None
-            outs.setdefault(message.partition, []).append(
-                Out(message.topic, key, message.value.model_dump_json().encode())
-            )
+            outs.setdefault(message.partition, []).append(Out(message.topic, key, message.payload))
         by_partition: dict[int, list[Any]] = {}
         for event in events:
             by_partition.setdefault(event.message.partition, []).append(event)
