@@ -37,6 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from pipeline import tracing
 from pipeline.agents.app import LeadpipeApp, policy_for, topic_partitions
 from pipeline.agents.faust_adapter import take_batches
+from pipeline.agents.health import Pauses, worker_health
 from pipeline.agents.metrics import WorkerMetrics, worker_metrics
 from pipeline.agents.sender import Out, TransactionalSender
 from pipeline.crypto.codec import RecordCodec
@@ -162,9 +163,12 @@ class SinkRunner:
         metrics: WorkerMetrics | None = None,
         screen: SuppressionScreen | None = None,
         trace_names: tuple[str, str] | None = None,
+        pauses: Pauses | None = None,
     ) -> None:
-        """``trace_names``: the topic as the broker names it and the consumer group, for the traces' spans."""
+        """``trace_names``: the topic as the broker names it and the consumer group, for the traces' spans;
+        ``pauses``: where a pause episode is recorded until the batch goes through (the worker's readiness)."""
         self.sink = sink
+        self.pauses = pauses
         self.trace_names = trace_names or (source_topic, "")
         self.screen = screen
         self.codec = codec
@@ -185,7 +189,7 @@ class SinkRunner:
                 await asyncio.to_thread(self.sink.setup)
                 self._ready = True
             except SinkBackpressureError as exc:
-                await self._pause(exc.retry_after, exc.reason)
+                await self._pause(exc.retry_after, exc.reason, _kind(exc))
             except Exception as exc:
                 delay = backoff_delay(attempt, self.backoff_base_s, self.max_pause_s)
                 attempt += 1
@@ -215,6 +219,7 @@ class SinkRunner:
                 await self._pause(
                     backoff_delay(attempt, self.backoff_base_s, self.max_pause_s),
                     f"key store: {type(exc.orig).__name__}",
+                    "database",
                 )
                 attempt += 1
         unique: dict[uuid.UUID, _Opened] = {}
@@ -232,6 +237,8 @@ class SinkRunner:
                 (m.value.status.value for m in messages if isinstance(m.value, SinkResult)),
                 (m.value.reason for m in messages if isinstance(m.value, DeadLetter)),
             )
+        if self.pauses is not None:
+            self.pauses.resumed(self._part)
         written = sum(r.outcome is WriteOutcome.WRITTEN for r in results)
         log.info("sink_batch", sink=self.sink.name, records=len(batch), written=written, messages=len(messages))
         return messages
@@ -303,7 +310,7 @@ class SinkRunner:
                 results = await asyncio.to_thread(self._screened_write, pending)
                 check_complete(pending, results)
             except SinkBackpressureError as exc:
-                await self._pause(exc.retry_after, exc.reason)
+                await self._pause(exc.retry_after, exc.reason, _kind(exc))
                 continue
             except Exception as exc:
                 unexpected += 1
@@ -336,8 +343,15 @@ class SinkRunner:
         keep, skipped = self.screen(pending)
         return skipped + (self.sink.write(keep) if keep else [])
 
-    async def _pause(self, seconds: float, reason: str) -> None:
+    @property
+    def _part(self) -> str:
+        return f"sink:{self.sink.name}"
+
+    async def _pause(self, seconds: float, reason: str, kind: str = "sink") -> None:
+        """Wait ``seconds`` (capped); ``kind``: ``database`` (the database did not answer) or ``sink``."""
         delay = min(max(seconds, 0.05), self.max_pause_s)
+        if self.pauses is not None:
+            self.pauses.paused(self._part, kind)
         if self.metrics is not None:
             self.metrics.sink_pauses.labels(self.sink.name).inc()
         log.warning("sink_paused", sink=self.sink.name, pause_s=round(delay, 3), reason=reason)
@@ -397,6 +411,11 @@ class SinkRunner:
         return Outgoing(SINKS_DLQ_TOPIC, subject_key, dead, partition=incoming.partition)
 
 
+def _kind(exc: SinkBackpressureError) -> str:
+    """``database`` when the pause comes from the database not answering (key store, CRM, rights history)."""
+    return "database" if isinstance(exc.__cause__, DBAPIError) else "sink"
+
+
 def build_sink(name: str, runtime: Runtime) -> BatchingSink:
     """The sink called ``name`` wired from the runtime (CRM on the runtime's engine; HubSpot or its dry run)."""
     if name == "crm":
@@ -448,6 +467,7 @@ def register(app: LeadpipeApp, runtime: Runtime) -> None:
     """Add the sink agent for every configured sink (``REGISTRARS`` entry ``pipeline.agents.sinks:register``)."""
     settings = runtime.settings
     metrics = worker_metrics(app)
+    pauses = worker_health(app, settings, runtime.engine).pauses
     screen = SuppressionScreen(RightsHistory(runtime.engine), policy_for(settings).policy)
     runners = [
         SinkRunner(
@@ -459,6 +479,7 @@ def register(app: LeadpipeApp, runtime: Runtime) -> None:
             metrics=metrics,
             screen=screen,
             trace_names=(settings.topic(ACCEPTED_TOPIC), settings.topic(settings.app_id)),
+            pauses=pauses,
         )
         for name in settings.sink_agents
     ]
