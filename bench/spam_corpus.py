@@ -18,7 +18,8 @@ classifier and the chain exactly as ``leadpipe spam score`` runs them (``SpamPat
 For each: spam caught at the best cut that flags <= 0.5 % of ham (chosen on the sample itself: an upper bound), and
 what the packaged verdict does (score >= the channel's threshold): spam caught and ham flagged. ``--dump`` writes
 one JSON line per scored message (label, phase, engine and classifier verdicts, reasons) for calibrating other
-weights without scoring again (``--rescore DUMP --policy FILE``). Prints load averages. Never point it at
+weights without scoring again (``--rescore DUMP --policy FILE``: each phase whole and its older and newer half, to
+choose on one and check on the other). Prints load averages. Never point it at
 SpamAssassin's public corpus: that one is reserved for acceptance.
 """
 
@@ -222,11 +223,12 @@ def main() -> None:
     if args.rescore:
         rows = [orjson.loads(line) for line in args.rescore.read_bytes().splitlines()]
         for phase in dict.fromkeys(r["phase"] for r in rows):
-            report(
-                f"{phase} ({args.policy or 'packaged policy'})",
-                rescore([r for r in rows if r["phase"] == phase], args.policy),
-                table,
-            )
+            scored = rescore([r for r in rows if r["phase"] == phase], args.policy)
+            name = f"{phase} ({args.policy or 'packaged policy'})"
+            report(name, scored, table)
+            half = len(scored) // 2  # the sample is in delivery order: choose on the older half, check on the newer
+            report(f"{name}, older half", scored[:half], table)
+            report(f"{name}, newer half", scored[half:], table)
         print("\n".join(table))
         return
 

@@ -278,6 +278,19 @@ class SpamEnginePolicy(_Frozen):
     max_wait_s: int = Field(default=600, ge=0)
 
 
+class ClassifierLearnedPolicy(_Frozen):
+    """How a verdict with the prior weighs once this deployment has learned decisions of its own.
+
+    Its evidence is more trustworthy after hundreds of local decisions than with the prior alone, so its zero
+    (``offset``) and its points per unit of evidence (``1 / scale``) move from the prior's cold values to these,
+    linearly in the decisions learned of the rarer kind, reaching them at ``decisions``.
+    """
+
+    decisions: int = Field(default=500, ge=1, description="Decisions of each kind at which these values apply fully.")
+    offset: float = Field(description="The evidence at which the verdict contributes 0 points, once learned.")
+    scale: float = Field(gt=0, description="Evidence per point, once learned (the classifier's `scale` when cold).")
+
+
 class ClassifierPriorPolicy(_Frozen):
     """The classifier's shipped prior (counts learned from a public corpus of real mail): its cold start."""
 
@@ -291,6 +304,9 @@ class ClassifierPriorPolicy(_Frozen):
     offset: float = Field(
         default=0.0,
         description="The evidence (log_odds) at which a verdict with the prior contributes 0 points (calibrated).",
+    )
+    learned: ClassifierLearnedPolicy | None = Field(
+        default=None, description="Its calibration as decisions are learned here; None keeps the cold one."
     )
 
 

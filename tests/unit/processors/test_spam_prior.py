@@ -12,8 +12,14 @@ from processor_events import build_event
 
 from pipeline.models.common import Channel
 from pipeline.models.spam import ClassifierVerdict
-from pipeline.policy.model import ClassifierPriorPolicy, load_policy
+from pipeline.policy.model import (
+    ClassifierLearnedPolicy,
+    ClassifierPriorPolicy,
+    SpamClassifierPolicy,
+    load_policy,
+)
 from pipeline.processors import ChainContext, Passed, Quarantined, run_chain
+from pipeline.processors.spam import classifier_points
 from pipeline.spam import prior as prior_module
 from pipeline.spam.classifier import NaiveBayes, PriorCounts, feature_key, features
 from pipeline.spam.prior import PRIOR_PATH, Prior, keyed_prior, packaged_prior, read_prior, write_prior
@@ -116,3 +122,51 @@ def test_a_verdict_with_the_prior_counts_before_min_learns_from_its_offset(
     assert _classifier_weight(ClassifierVerdict(log_odds=3.0, **learned_nothing), make_ctx) is None  # silent
     weight = _classifier_weight(ClassifierVerdict(log_odds=offset + 4.0, prior=True, **learned_nothing), make_ctx)
     assert weight == pytest.approx(4.0 / scale)
+
+
+def _verdict(log_odds: float, spam_learns: int, ham_learns: int, *, prior: bool = True) -> ClassifierVerdict:
+    return ClassifierVerdict(
+        probability=0.5, log_odds=log_odds, spam_learns=spam_learns, ham_learns=ham_learns, prior=prior
+    )
+
+
+CALIBRATED = SpamClassifierPolicy(
+    scale=2.0,
+    cap=10.0,
+    prior=ClassifierPriorPolicy(offset=-10.0, learned=ClassifierLearnedPolicy(decisions=500, offset=-14.0, scale=0.5)),
+)
+
+
+def test_a_prior_verdict_moves_from_the_cold_to_the_learned_calibration_with_the_rarer_kinds_decisions() -> None:
+    assert classifier_points(CALIBRATED, _verdict(-6.0, 0, 0)) == pytest.approx((-6.0 + 10.0) / 2.0)  # cold
+    assert classifier_points(CALIBRATED, _verdict(-12.0, 500, 800)) == pytest.approx((-12.0 + 14.0) / 0.5)
+    assert classifier_points(CALIBRATED, _verdict(-12.0, 5000, 900)) == pytest.approx(4.0)  # no further past 500
+    # halfway: zero at -12, points per unit of evidence halfway between 1/2 and 1/0.5
+    assert classifier_points(CALIBRATED, _verdict(-11.0, 250, 900)) == pytest.approx((-11.0 + 12.0) * 1.25)
+    # the rarer kind counts: 500 spam but no ham learned here is still the cold calibration
+    assert classifier_points(CALIBRATED, _verdict(-6.0, 500, 0)) == pytest.approx(2.0)
+    assert classifier_points(CALIBRATED, _verdict(30.0, 500, 500)) == 10.0  # within the cap
+    assert classifier_points(CALIBRATED, _verdict(-60.0, 500, 500)) == -10.0
+
+
+def test_the_learned_calibration_leaves_verdicts_without_the_prior_and_can_be_turned_off() -> None:
+    assert classifier_points(CALIBRATED, _verdict(3.0, 500, 500, prior=False)) == pytest.approx(1.5)  # log odds / 2
+    cold_only = CALIBRATED.model_copy(update={"prior": ClassifierPriorPolicy(offset=-10.0)})
+    assert classifier_points(cold_only, _verdict(-12.0, 500, 500)) == pytest.approx(-1.0)
+
+
+def test_the_packaged_policy_weighs_learned_evidence_more_and_a_learned_calibration_is_validated(
+    make_ctx: Callable[..., ChainContext],
+) -> None:
+    policy = load_policy().spam.classifier
+    learned = policy.prior.learned
+    assert learned is not None
+    # evidence between the two zeros: ham-leaning cold, spam-leaning once the deployment has learned its decisions
+    between = (policy.prior.offset + learned.offset) / 2
+    cold = _classifier_weight(_verdict(between, 0, 0), make_ctx)
+    warm = _classifier_weight(_verdict(between, learned.decisions, learned.decisions), make_ctx)
+    assert cold < 0 < warm
+    with pytest.raises(ValueError, match="scale"):
+        ClassifierLearnedPolicy(decisions=500, offset=-14.0, scale=0.0)
+    with pytest.raises(ValueError, match="decisions"):
+        ClassifierLearnedPolicy(decisions=0, offset=-14.0, scale=1.0)
