@@ -165,6 +165,14 @@ def evaluate(
         ]
         report("engine alone, cold (its 'add header' score 6 as threshold)", engine_only, rows)
         report("chain: policy + engine, cold", chain_scores(newer, cold, None, policy), rows)
+        prior = load_policy(policy).spam.classifier.prior
+        signals = SpamSignals(client, None, PEPPER, prior=prior)  # the classifier in memory: its store is tested
+        shipped = {i.event.event_id: signals.verdict(i.event, cold[i.event.event_id], i.raw) for i in newer}
+        report(
+            f"chain: policy + engine + classifier with the shipped prior only (prior on: {prior.enabled}), cold",
+            chain_scores(newer, cold, shipped, policy),
+            rows,
+        )
 
         spam_older = [i for i in older if i.label == "spam"][-learn:]
         ham_older = [i for i in older if i.label == "ham"][-learn:]
@@ -179,20 +187,17 @@ def evaluate(
             f"learned {learned}/{len(train)} in the engine in {time.perf_counter() - started:.1f} s "
             f"({len(spam_older)} spam, {len(ham_older)} ham)"
         )
-        signals = SpamSignals(client, None, PEPPER)  # the classifier in memory: its store is tested elsewhere
         for item in train:
-            signals.model.add(signals.keys(item.event, older_verdicts[item.event.event_id]), item.label)
+            signals.model.add(signals.keys(item.event, older_verdicts[item.event.event_id], item.raw), item.label)
         warm = score_all(client, newer)
         engine_warm = [
             (r.score if isinstance(r, EngineVerdict) else 0.0, i.label == "spam", 6.0)
             for i, r in ((i, warm[i.event.event_id]) for i in newer)
         ]
         report(f"engine alone with Bayes ({learned} learned)", engine_warm, rows)
-        classifier = {
-            i.event.event_id: signals.model.verdict(signals.keys(i.event, warm[i.event.event_id])) for i in newer
-        }
+        classifier = {i.event.event_id: signals.verdict(i.event, warm[i.event.event_id], i.raw) for i in newer}
         nb_only = [(v.log_odds, i.label == "spam", 0.0) for i, v in ((i, classifier[i.event.event_id]) for i in newer)]
-        report("own naive Bayes alone (log odds, cut 0)", nb_only, rows)
+        report("own naive Bayes alone (log odds, cut 0; e-mail with the prior)", nb_only, rows)
         report("chain: policy + engine + own classifier", chain_scores(newer, warm, classifier, policy), rows)
         report("chain: policy + engine (Bayes) only", chain_scores(newer, warm, None, policy), rows)
 

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from pipeline.clikit import exits
+from pipeline.clikit import exits, require_current, write_generated
 from pipeline.config import explicit_settings
 from pipeline.kafka.topics import TopicEntry, TopicSpec, TopicsSpec, load_topics
 from pipeline.schemas import SCHEMAS, build_schema
@@ -247,11 +247,7 @@ def generate_command(path: _PathOption = DEFAULT_PATH) -> None:
 
     Example: leadpipe asyncapi generate
     """
-    text = render()
-    changed = not path.exists() or path.read_text() != text
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    typer.echo(f"{'wrote' if changed else 'unchanged'} {path}")
+    write_generated(path, render())
 
 
 @app.command("check")
@@ -262,7 +258,8 @@ def check_command(path: _PathOption = DEFAULT_PATH) -> None:
     Example: leadpipe asyncapi check
     """
     problem = check(path)
-    if problem:
-        typer.echo(f"{problem}: run `leadpipe asyncapi generate`", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"{path} matches topics.yaml and the models")
+    require_current(
+        [problem] if problem else [],
+        generate="leadpipe asyncapi generate",
+        current=f"{path} matches topics.yaml and the models",
+    )

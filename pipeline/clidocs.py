@@ -139,10 +139,7 @@ def generate(ctx: typer.Context, path: _PathOption = REFERENCE) -> None:
 
     Example: leadpipe docs generate
     """
-    text = render_reference(ctx.find_root().command)
-    changed = not path.exists() or path.read_text() != text
-    path.write_text(text)
-    typer.echo(f"{'wrote' if changed else 'unchanged'} {path}")
+    clikit.write_generated(path, render_reference(ctx.find_root().command))
 
 
 @docs_app.command("check")
@@ -152,7 +149,9 @@ def check(ctx: typer.Context, path: _PathOption = REFERENCE) -> None:
 
     Example: leadpipe docs check
     """
-    if not check_reference(ctx.find_root().command, path):
-        typer.echo(f"{path} is out of date: run `leadpipe docs generate`", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"{path} matches the commands")
+    current = check_reference(ctx.find_root().command, path)
+    clikit.require_current(
+        [] if current else [f"{path} is out of date"],
+        generate="leadpipe docs generate",
+        current=f"{path} matches the commands",
+    )

@@ -5,6 +5,9 @@
 - ``@exits({3: "..."})``: the command's own exit codes, shown in its ``--help`` and in ``docs/cli.md`` beside the
   ones every command shares (``COMMON_EXITS``).
 - ``Example: leadpipe ...`` lines in the docstring: every command's ``--help`` shows at least one (a test checks).
+- ``fails_on(SomeError)``: a refusal the operator can act on is its message on stderr and exit 1, no traceback.
+- ``write_generated`` and ``require_current``: the ``generate``/``check`` pair of a file made from the code (the CLI
+  reference, the AsyncAPI document, the JSON Schemas), so each says the same and ``make lint`` reads one shape.
 - ``confirm``: asks on a terminal; without one, refuses at once naming the flag that confirms (a script must say
   ``--yes`` rather than hang or read "no" from an empty stdin).
 """
@@ -12,12 +15,16 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import typer
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: ``needs(...)`` or ``exits(...)`` as a value, e.g. shared by a group of commands.
+Declaration = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 Dependency = Literal["kafka", "database"]
 KAFKA: Dependency = "kafka"
@@ -89,6 +96,34 @@ def examples_in(help_text: str | None) -> list[str]:
     return out
 
 
+@contextmanager
+def fails_on(*errors: type[Exception], prefix: str = "") -> Iterator[None]:
+    """One of ``errors`` (a refusal with a message for the operator) ends the command: the message, exit 1."""
+    try:
+        yield
+    except errors as exc:
+        typer.echo(f"{prefix}{exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+def write_generated(path: Path, text: str) -> None:
+    """Write a generated file and say whether that changed it."""
+    changed = not path.exists() or path.read_text() != text
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    typer.echo(f"{'wrote' if changed else 'unchanged'} {path}")
+
+
+def require_current(problems: Iterable[str], *, generate: str, current: str) -> None:
+    """End a ``check``: each problem with the command that fixes it on stderr and exit 1, else say ``current``."""
+    stale = [f"{problem}: run `{generate}`" for problem in problems]
+    for line in stale:
+        typer.echo(line, err=True)
+    if stale:
+        raise typer.Exit(EXIT_FAILED)
+    typer.echo(current)
+
+
 def interactive() -> bool:
     """Whether a person can answer a question: standard input is a terminal."""
     return sys.stdin.isatty()
@@ -111,11 +146,15 @@ __all__ = [
     "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
     "KAFKA",
+    "Declaration",
     "confirm",
     "examples_in",
     "exit_codes_of",
     "exits",
+    "fails_on",
     "interactive",
     "needs",
     "needs_of",
+    "require_current",
+    "write_generated",
 ]

@@ -130,6 +130,25 @@ class Settings(BaseSettings):
     worker_commit_interval_s: float = Field(
         default=0.5, gt=0, description="Transaction length under exactly_once: the floor of end-to-end latency."
     )
+    # Worker health (pipeline/agents/health.py: /readyz, /livez and the leadpipe_worker_not_ready/_not_live gauges)
+    worker_ready_uncommitted_max_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Not ready when an assigned partition's committed offset has not moved for this long while "
+        "records wait beyond it (handed to an agent, or arrived since it last moved).",
+    )
+    worker_ready_sink_pause_max_s: float = Field(
+        default=180.0,
+        gt=0,
+        description="Not ready when a sink has paused (backpressure, rate limit, retryable records) for this long "
+        "without finishing its batch. A paused key store (database) is not ready at once.",
+    )
+    worker_live_loop_stall_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Not live when the event loop's 1-second heartbeat is this late (a blocked loop: a restart "
+        "fixes it). Dependency outages never fail liveness.",
+    )
 
     # Spam engine (rspamd + Redis, pipeline/spam): the normal worker scores, the controller learns
     spam_engine_enabled: bool = Field(

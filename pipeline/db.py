@@ -119,6 +119,16 @@ def safe_url(url: str) -> str:
         return "(an URL SQLAlchemy cannot parse)"
 
 
+@contextlib.contextmanager
+def disposing_engine(url: str, **kwargs: Any) -> Iterator[Engine]:
+    """``make_engine`` for one command or one check: its connections are closed when the block ends."""
+    engine = make_engine(url, **kwargs)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def check_database(url: str, timeout_s: int = 5) -> None:
     """Raise ``DatabaseUnavailable`` unless one connection opens and answers ``SELECT 1`` within ``timeout_s``."""
     try:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel
 
-from pipeline.clikit import exits
+from pipeline.clikit import exits, require_current
 from pipeline.models.processing import DropRecord
 from pipeline.models.records import AcceptedRecord, ContactBody, ContactRecord, DeadLetter, QuarantineRecord, RawRecord
 from pipeline.models.review import BlocklistEntry, ReviewDecision
@@ -119,10 +119,6 @@ def check_command(directory: _DirOption = DEFAULT_DIR) -> None:
 
     Example: leadpipe schemas check
     """
-    problems = check(directory)
-    for problem in problems:
-        typer.echo(problem, err=True)
-    if problems:
-        typer.echo("schemas are out of date: run `leadpipe schemas generate`", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"{len(SCHEMAS)} schemas match their models")
+    require_current(
+        check(directory), generate="leadpipe schemas generate", current=f"{len(SCHEMAS)} schemas match their models"
+    )

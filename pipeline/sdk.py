@@ -12,7 +12,7 @@ database holding the data keys, the key-encryption key and the subject-key peppe
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Any, Literal
 from uuid import UUID
@@ -46,13 +46,8 @@ class PublishResult:
 
     @classmethod
     def of(cls, result: SubmitResult) -> PublishResult:
-        return cls(
-            status=result.status,
-            event_ids=result.event_ids,
-            reason=result.reason,
-            problems=result.problems,
-            dead_letter_id=result.dead_letter_id,
-        )
+        """The ingest result's fields of the same names; the HTTP API's own flags (too large, replayed) stay out."""
+        return cls(**{f.name: getattr(result, f.name) for f in fields(cls)})
 
 
 class PayloadRejected(Exception):

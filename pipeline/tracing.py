@@ -1,4 +1,5 @@
-"""OpenTelemetry traces across the stages: ingest request -> processing -> each sink. Off unless configured.
+"""OpenTelemetry traces across the stages: ingest request -> processing -> each sink, and the DPO's request -> the
+rights worker -> each sink's effect and its evidence. Off unless configured.
 
 Off by default: without ``LEADPIPE_OTLP_TRACES_ENDPOINT`` no tracer provider is installed, every span is
 OpenTelemetry's no-op and no record gets a header. When configured, spans go to that OTLP/HTTP endpoint in batches.
@@ -11,7 +12,8 @@ group, channel, sink and outcome only (no keys: a subject key identifies a perso
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
@@ -126,6 +128,22 @@ def start_request(method: str, route: str, parent: str | None = None, **attribut
     return (_tracer or _NOOP).start_span(f"{method} {route}", context=context, kind=SpanKind.SERVER, attributes=attrs)
 
 
+def start_step(name: str, **attributes: str | int) -> Span:
+    """An INTERNAL span for one step of a stage (one sink's effect of a rights request), child of the current span
+    (``current``); ``attributes`` are codes and counts, never a value from a record."""
+    attrs: dict[str, Any] = {f"leadpipe.{key}": value for key, value in attributes.items()}
+    return (_tracer or _NOOP).start_span(name, kind=SpanKind.INTERNAL, attributes=attrs)
+
+
+@contextmanager
+def current(span: Span) -> Iterator[Span]:
+    """Make ``span`` the current span inside the block: ``traceparent()`` and ``start_step`` read it, also in work
+    handed to ``asyncio.to_thread`` (which copies the context). Neither ends it nor records an exception (its
+    message might quote a value): end it with ``end``."""
+    with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+        yield span
+
+
 def end(span: Span, *, failed: str | None = None, **attributes: str) -> None:
     """End ``span``; ``failed`` is the error's reason code (never a message that might quote a value)."""
     for name, value in attributes.items():
@@ -139,6 +157,7 @@ def end(span: Span, *, failed: str | None = None, **attributes: str) -> None:
 __all__ = [
     "TRACEPARENT",
     "configure",
+    "current",
     "enabled",
     "end",
     "header_value",
@@ -146,5 +165,6 @@ __all__ = [
     "record_headers",
     "start_process",
     "start_request",
+    "start_step",
     "traceparent",
 ]

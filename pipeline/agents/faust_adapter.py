@@ -187,6 +187,11 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     _draining: bool = False
     #: The share of the rebalance timeout a revocation waits for the stream batches in flight.
     DRAIN_SHARE = 0.5
+    _retrying: dict[TP, tuple[str, float]] | None = None
+    fenced_at: float | None = None
+    """When (``time.monotonic``) a transactional producer was last fenced and the worker asked to rejoin."""
+    assigned_at: float | None = None
+    """When partitions were last assigned. Both are read by the worker's readiness (``pipeline.agents.health``)."""
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return BatchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -218,6 +223,18 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         if self._handed_out is None:
             self._handed_out = {}
         return self._handed_out
+
+    @property
+    def retrying(self) -> dict[TP, tuple[str, float]]:
+        """Per partition whose last batch raised ``RetryBatch`` (the database is down): the reason and since when
+        (``time.monotonic``) it has been retried; gone once a batch of it goes through or it is revoked."""
+        if self._retrying is None:
+            self._retrying = {}
+        return self._retrying
+
+    def fenced(self) -> None:
+        """A producer of this worker was fenced; it asked to rejoin (``producer_fenced``)."""
+        self.fenced_at = time.monotonic()
 
     def ack_offsets(self, tp: TP, offsets: Sequence[int]) -> None:
         """faust's ``ack`` for a whole batch of offsets at once, without a faust ``Message`` per record.
@@ -278,9 +295,13 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         return done
 
     def partition_progress(self) -> dict[TP, PartitionProgress]:
-        """Per assigned partition: committed offset, offset after the last record handed to an agent, log end."""
+        """Per assigned partition an agent consumes (not a table's changelog, which the worker writes and never
+        commits): committed offset, offset after the last record handed to an agent, log end."""
         out = {}
+        changelogs = self.app.tables.changelog_topics
         for tp in self.assignment():
+            if tp.topic in changelogs or not self.app.topics.acks_enabled_for(tp.topic):
+                continue
             committed = self._committed_offset.get(tp)
             read = self._read_offset.get(tp)
             try:
@@ -317,11 +338,13 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         for tp in revoked:
             self.handled.pop(tp, None)
             self.handed_out.pop(tp, None)
+            self.retrying.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         for tp in assigned:
             self.handled.pop(tp, None)  # a new assignment starts from the committed offset
             self.handed_out.pop(tp, None)
+        self.assigned_at = time.monotonic()  # rejoined: whatever was fenced gets new producers now
         await super().on_partitions_assigned(assigned, generation_id)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109 (faust API)
@@ -464,8 +487,10 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             # dropped by the seek), once the pause is over. The pause holds this fetch loop, not the commit lock.
             self.handled[tp] = records[0].offset
             self._rewind(tp, records[0].offset)
+            self.retrying.setdefault(tp, (retry.reason, time.monotonic()))
             await asyncio.sleep(retry.retry_after)
             return
+        self.retrying.pop(tp, None)
         self._read_offset[tp] = records[-1].offset
         self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
 
@@ -546,7 +571,9 @@ async def producer_fenced(app: faust.App, tid: str | None) -> None:
     if fenced is not None:
         with contextlib.suppress(Exception):
             await fenced.stop()
-    cast(BatchingConsumer, app.consumer).request_rejoin()
+    consumer = cast(BatchingConsumer, app.consumer)
+    consumer.fenced()
+    consumer.request_rejoin()
 
 
 class BatchingTransport(faust_aiokafka.Transport):

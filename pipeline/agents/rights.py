@@ -21,8 +21,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
+from pipeline import tracing
 from pipeline.agents.app import LeadpipeApp
+from pipeline.agents.health import Pauses, worker_health
 from pipeline.agents.metrics import worker_metrics
 from pipeline.identity.store import IdentityStore
 from pipeline.ingest.service import identity_hints
@@ -51,18 +54,26 @@ RETRY_AFTER = timedelta(minutes=2)
 class RightsWorker:
     """What the agent and the timers share: one publisher, one executor, one sweep."""
 
-    def __init__(self, runtime: Runtime, publisher: ConfirmingPublisher, executor: RightsExecutor) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        publisher: ConfirmingPublisher,
+        executor: RightsExecutor,
+        pauses: Pauses | None = None,
+    ) -> None:
         self.runtime = runtime
+        self.pauses = pauses
         self.publisher = publisher
         self.executor = executor
         self.sweeper = RetentionSweep(CrmRights(runtime.engine), RightsDesk(RequestTracker(runtime.engine), publisher))
         self.identity = IdentityStore(runtime.engine, runtime.settings.api_key_pepper_bytes())
 
     @classmethod
-    def build(cls, runtime: Runtime) -> RightsWorker:
+    def build(cls, runtime: Runtime, pauses: Pauses | None = None) -> RightsWorker:
         publisher = ConfirmingPublisher(runtime.settings)
         effect, reader = hubspot_parts(runtime)
-        return cls(runtime, publisher, build_executor(runtime, publisher, hubspot=effect, hubspot_reader=reader))
+        executor = build_executor(runtime, publisher, hubspot=effect, hubspot_reader=reader)
+        return cls(runtime, publisher, executor, pauses)
 
     def parse(self, value: bytes, where: dict[str, Any]) -> RightsCommand | None:
         try:
@@ -103,8 +114,12 @@ class RightsWorker:
                     sinks_run=len(statuses),
                     **where,
                 )
+                if self.pauses is not None:
+                    self.pauses.resumed("rights")
                 return
-            except Exception:  # the tracker or the broker is unreachable: wait and try the same command again
+            except Exception as exc:  # the tracker or the broker is unreachable: wait and try the same command again
+                if self.pauses is not None and isinstance(exc, DBAPIError):
+                    self.pauses.paused("rights", "database")
                 log.exception("rights.execute_failed", request_id=str(command.request_id), attempt=attempt + 1)
                 await asyncio.sleep(backoff_delay(attempt, 1.0, 60.0))
                 attempt += 1
@@ -134,17 +149,32 @@ class RightsWorker:
 def register(app: LeadpipeApp, runtime: Runtime) -> RightsWorker:
     """Attach the rights agent and its timers to the faust app (``REGISTRARS`` entry)."""
     settings = runtime.settings
-    worker = RightsWorker.build(runtime)
+    worker = RightsWorker.build(runtime, worker_health(app, settings, runtime.engine).pauses)
     topic = app.topic(settings.topic(RIGHTS_COMMANDS_TOPIC), key_serializer="raw", value_serializer="raw")
     tracker = RequestTracker(runtime.engine)
     worker_metrics(app).track_rights(lambda: tracker.pending_counts(datetime.now(UTC)))
+
+    group = settings.topic(settings.app_id)
 
     @app.agent(topic, name=f"{settings.app_id}.rights", concurrency=1)
     async def rights_commands(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
             where = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
-            await worker.handle(event.value, where)
+            if not tracing.enabled():
+                await worker.handle(event.value, where)
+                continue
+            span = tracing.start_process(
+                message.topic,
+                tracing.header_value(message.headers),
+                partition=message.partition,
+                offset=message.offset,
+                group=group,
+                stage="rights",
+            )
+            with tracing.current(span):  # each sink's effect is a child span (``RightsExecutor.execute``)
+                await worker.handle(event.value, where)
+            tracing.end(span)
 
     # A timer that raises would crash the whole worker (faust runs timers as service tasks): a database outage is
     # logged and the next tick tries again.

@@ -37,11 +37,13 @@ from sqlalchemy.exc import DBAPIError
 from pipeline import tracing
 from pipeline.agents.app import LeadpipeApp, policy_for, topic_partitions
 from pipeline.agents.faust_adapter import take_batches
+from pipeline.agents.health import Pauses, worker_health
 from pipeline.agents.metrics import WorkerMetrics, worker_metrics
 from pipeline.agents.sender import Out, TransactionalSender
 from pipeline.crypto.codec import RecordCodec
 from pipeline.crypto.keystore import SqlKeyStore
 from pipeline.crypto.sealing import KeyDestroyedError
+from pipeline.kafka.producer import Outgoing
 from pipeline.logging import get_logger
 from pipeline.models.processing import DropReason
 from pipeline.models.records import AcceptedRecord, DeadLetter
@@ -85,17 +87,7 @@ class Incoming:
     """The ``traceparent`` header it came with (``pipeline.tracing``): the sink's span joins that trace."""
 
 
-@dataclass(frozen=True)
-class Message:
-    """One record to publish: logical topic, key, pydantic value, and the input partition it answers for."""
-
-    topic: str
-    key: str | None
-    value: SinkResult | DeadLetter
-    partition: int | None = None
-
-
-Publish = Callable[[Sequence[Message]], Awaitable[None]]
+Publish = Callable[[Sequence[Outgoing]], Awaitable[None]]
 
 
 class SuppressionStates(Protocol):
@@ -171,9 +163,12 @@ class SinkRunner:
         metrics: WorkerMetrics | None = None,
         screen: SuppressionScreen | None = None,
         trace_names: tuple[str, str] | None = None,
+        pauses: Pauses | None = None,
     ) -> None:
-        """``trace_names``: the topic as the broker names it and the consumer group, for the traces' spans."""
+        """``trace_names``: the topic as the broker names it and the consumer group, for the traces' spans;
+        ``pauses``: where a pause episode is recorded until the batch goes through (the worker's readiness)."""
         self.sink = sink
+        self.pauses = pauses
         self.trace_names = trace_names or (source_topic, "")
         self.screen = screen
         self.codec = codec
@@ -194,21 +189,21 @@ class SinkRunner:
                 await asyncio.to_thread(self.sink.setup)
                 self._ready = True
             except SinkBackpressureError as exc:
-                await self._pause(exc.retry_after, exc.reason)
+                await self._pause(exc.retry_after, exc.reason, _kind(exc))
             except Exception as exc:
                 delay = backoff_delay(attempt, self.backoff_base_s, self.max_pause_s)
                 attempt += 1
                 log.exception("sink_setup_failed", sink=self.sink.name, error=type(exc).__name__, retry_in_s=delay)
                 await self._sleep(delay)
 
-    async def process(self, batch: Sequence[Incoming]) -> list[Message]:
+    async def process(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         """Write one batch; returns (and has published) the results and dead letters."""
         messages = await self.handle(batch)
         if messages and self.publish is not None:
             await self.publish(messages)
         return messages
 
-    async def handle(self, batch: Sequence[Incoming]) -> list[Message]:
+    async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         """Write one batch; returns the results and dead letters to publish (the agent commits them with the batch).
 
         The database being unreachable while records are opened (the key store) is a pause, never a crash: the
@@ -224,6 +219,7 @@ class SinkRunner:
                 await self._pause(
                     backoff_delay(attempt, self.backoff_base_s, self.max_pause_s),
                     f"key store: {type(exc.orig).__name__}",
+                    "database",
                 )
                 attempt += 1
         unique: dict[uuid.UUID, _Opened] = {}
@@ -241,6 +237,8 @@ class SinkRunner:
                 (m.value.status.value for m in messages if isinstance(m.value, SinkResult)),
                 (m.value.reason for m in messages if isinstance(m.value, DeadLetter)),
             )
+        if self.pauses is not None:
+            self.pauses.resumed(self._part)
         written = sum(r.outcome is WriteOutcome.WRITTEN for r in results)
         log.info("sink_batch", sink=self.sink.name, records=len(batch), written=written, messages=len(messages))
         return messages
@@ -264,11 +262,11 @@ class SinkRunner:
 
     # ---- steps -----------------------------------------------------------------------------------------------------
 
-    def _open_all(self, batch: Sequence[Incoming]) -> tuple[list[_Opened], list[Message]]:
+    def _open_all(self, batch: Sequence[Incoming]) -> tuple[list[_Opened], list[Outgoing]]:
         """Parse the batch, confirm its keys with one query (``preload``: a key destroyed by an erasure in another
         process opens nothing from this batch on), then open each record."""
         opened: list[_Opened] = []
-        messages: list[Message] = []
+        messages: list[Outgoing] = []
         now = datetime.now(UTC)
         parsed: list[tuple[Incoming, AcceptedRecord]] = []
         for incoming in batch:
@@ -291,7 +289,7 @@ class SinkRunner:
                     at=now,
                     detail="subject_erased: the subject's data key was destroyed after this event was accepted",
                 )
-                messages.append(Message(SINK_RESULTS_TOPIC, record.subject_key, result, incoming.partition))
+                messages.append(Outgoing(SINK_RESULTS_TOPIC, record.subject_key, result, partition=incoming.partition))
                 continue
             except Exception as exc:  # tampered or corrupt ciphertext, a body that no longer validates
                 messages.append(
@@ -312,7 +310,7 @@ class SinkRunner:
                 results = await asyncio.to_thread(self._screened_write, pending)
                 check_complete(pending, results)
             except SinkBackpressureError as exc:
-                await self._pause(exc.retry_after, exc.reason)
+                await self._pause(exc.retry_after, exc.reason, _kind(exc))
                 continue
             except Exception as exc:
                 unexpected += 1
@@ -345,14 +343,21 @@ class SinkRunner:
         keep, skipped = self.screen(pending)
         return skipped + (self.sink.write(keep) if keep else [])
 
-    async def _pause(self, seconds: float, reason: str) -> None:
+    @property
+    def _part(self) -> str:
+        return f"sink:{self.sink.name}"
+
+    async def _pause(self, seconds: float, reason: str, kind: str = "sink") -> None:
+        """Wait ``seconds`` (capped); ``kind``: ``database`` (the database did not answer) or ``sink``."""
         delay = min(max(seconds, 0.05), self.max_pause_s)
+        if self.pauses is not None:
+            self.pauses.paused(self._part, kind)
         if self.metrics is not None:
             self.metrics.sink_pauses.labels(self.sink.name).inc()
         log.warning("sink_paused", sink=self.sink.name, pause_s=round(delay, 3), reason=reason)
         await self._sleep(delay)
 
-    def _result_message(self, item: _Opened, result: RecordResult) -> Message:
+    def _result_message(self, item: _Opened, result: RecordResult) -> Outgoing:
         record = item.record
         detail = None
         if result.outcome is not WriteOutcome.WRITTEN or result.message:
@@ -366,9 +371,9 @@ class SinkRunner:
             external_id=result.external_id,
             detail=detail,
         )
-        return Message(SINK_RESULTS_TOPIC, record.subject_key, value, item.incoming.partition)
+        return Outgoing(SINK_RESULTS_TOPIC, record.subject_key, value, partition=item.incoming.partition)
 
-    def _dead_letters(self, items: dict[uuid.UUID, _Opened], results: Sequence[RecordResult]) -> list[Message]:
+    def _dead_letters(self, items: dict[uuid.UUID, _Opened], results: Sequence[RecordResult]) -> list[Outgoing]:
         out = []
         for result in results:
             if result.outcome is not WriteOutcome.FAILED:
@@ -381,11 +386,11 @@ class SinkRunner:
             )
         return out
 
-    def _unreadable(self, incoming: Incoming, record: AcceptedRecord | None, error: str) -> Message:
+    def _unreadable(self, incoming: Incoming, record: AcceptedRecord | None, error: str) -> Outgoing:
         log.warning("sink_unreadable_record", sink=self.sink.name, partition=incoming.partition, offset=incoming.offset)
         return self._dead_letter(incoming, record, "unreadable_record", error)
 
-    def _dead_letter(self, incoming: Incoming, record: AcceptedRecord | None, reason: str, error: str) -> Message:
+    def _dead_letter(self, incoming: Incoming, record: AcceptedRecord | None, reason: str, error: str) -> Outgoing:
         subject_key = record.subject_key if record else None
         dead = DeadLetter.build(
             stage=self.sink.stage,
@@ -403,7 +408,12 @@ class SinkRunner:
             source_offset=incoming.offset,
             content_type=RECORD_CONTENT_TYPE,
         )
-        return Message(SINKS_DLQ_TOPIC, subject_key, dead, incoming.partition)
+        return Outgoing(SINKS_DLQ_TOPIC, subject_key, dead, partition=incoming.partition)
+
+
+def _kind(exc: SinkBackpressureError) -> str:
+    """``database`` when the pause comes from the database not answering (key store, CRM, rights history)."""
+    return "database" if isinstance(exc.__cause__, DBAPIError) else "sink"
 
 
 def build_sink(name: str, runtime: Runtime) -> BatchingSink:
@@ -428,14 +438,12 @@ class SinkCommitter:
         self.source_name = source_name
         self.sender = TransactionalSender(app, runtime.settings, topic_partitions(runtime.settings))
 
-    async def commit(self, stream: Any, events: Sequence[Any], messages: Sequence[Message]) -> int:
+    async def commit(self, stream: Any, events: Sequence[Any], messages: Sequence[Outgoing]) -> int:
         """Returns how many events were acknowledged (the others are delivered again, to this worker or another)."""
         outs: dict[int | None, list[Out]] = {}
         for message in messages:
             key = message.key.encode() if message.key else None
-            outs.setdefault(message.partition, []).append(
-                Out(message.topic, key, message.value.model_dump_json().encode())
-            )
+            outs.setdefault(message.partition, []).append(Out(message.topic, key, message.payload))
         by_partition: dict[int, list[Any]] = {}
         for event in events:
             by_partition.setdefault(event.message.partition, []).append(event)
@@ -459,6 +467,7 @@ def register(app: LeadpipeApp, runtime: Runtime) -> None:
     """Add the sink agent for every configured sink (``REGISTRARS`` entry ``pipeline.agents.sinks:register``)."""
     settings = runtime.settings
     metrics = worker_metrics(app)
+    pauses = worker_health(app, settings, runtime.engine).pauses
     screen = SuppressionScreen(RightsHistory(runtime.engine), policy_for(settings).policy)
     runners = [
         SinkRunner(
@@ -470,6 +479,7 @@ def register(app: LeadpipeApp, runtime: Runtime) -> None:
             metrics=metrics,
             screen=screen,
             trace_names=(settings.topic(ACCEPTED_TOPIC), settings.topic(settings.app_id)),
+            pauses=pauses,
         )
         for name in settings.sink_agents
     ]

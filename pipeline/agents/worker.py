@@ -16,6 +16,7 @@ import faust
 from pipeline import tracing
 from pipeline.agents import processing, review, rights, sinks
 from pipeline.agents.app import LeadpipeApp, build_app, policy_for
+from pipeline.agents.health import worker_health
 from pipeline.agents.metrics import track_consumer_lag
 from pipeline.db import ensure_schema
 from pipeline.logging import get_logger
@@ -57,6 +58,7 @@ def create_app(runtime: Runtime, registrars: Sequence[Registrar] | None = None) 
     lag on ``/metrics`` when faust's web server is on."""
     chosen = list(REGISTRARS if registrars is None else registrars)
     app = build_app(runtime)
+    worker_health(app, runtime.settings, runtime.engine)  # /readyz, /livez and their gauges, whatever runs
     for register in chosen:
         register(app, runtime)
     if runtime.settings.worker_web_enabled:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Literal, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.config import Settings
 from pipeline.http.auth import (
@@ -211,6 +211,10 @@ SourceManager = Annotated[Principal, Depends(require(Permission.SOURCES_MANAGE))
 
 
 class PrincipalOut(BaseModel):
+    # A PrincipalInfo as the API shows it: read from its attributes, roles and sources sorted (no docstring: it
+    # would become the schema's description in /openapi.json).
+    model_config = ConfigDict(from_attributes=True)
+
     principal_id: str
     name: str
     display_name: str
@@ -222,20 +226,14 @@ class PrincipalOut(BaseModel):
     created_at: datetime
     created_by: str
 
+    @field_validator("roles", "sources")
+    @classmethod
+    def _sorted(cls, values: list[Any]) -> list[Any]:
+        return sorted(values)
+
     @classmethod
     def of(cls, info: PrincipalInfo) -> PrincipalOut:
-        return cls(
-            principal_id=info.principal_id,
-            name=info.name,
-            display_name=info.display_name,
-            kind=info.kind,
-            roles=sorted(info.roles),
-            disabled=info.disabled,
-            sign_in="single_sign_on" if info.issuer else "api_key",
-            sources=sorted(info.sources),
-            created_at=info.created_at,
-            created_by=info.created_by,
-        )
+        return cls.model_validate(info)
 
 
 class PrincipalIn(BaseModel):

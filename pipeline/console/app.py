@@ -33,7 +33,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from pipeline.console import metrics as console_metrics
-from pipeline.crm.read import CrmReadModel
+from pipeline.crm.api import read_model
 from pipeline.crm.views import LeadQuery, LeadView
 from pipeline.http.auth import CSRF_FORM_FIELD, require_session
 from pipeline.http.deps import get_publisher, get_runtime
@@ -58,16 +58,7 @@ STATIC_PATH = "/static"
 
 #: The rights the console's form issues; rectification has its own form (``/dpo/rectify``), retention expiry is the
 #: sweep's.
-FORM_RIGHTS = (
-    RightKind.ERASURE,
-    RightKind.OBJECTION,
-    RightKind.OBJECTION_LIFTED,
-    RightKind.RESTRICTION,
-    RightKind.UNRESTRICTION,
-    RightKind.CONSENT_WITHDRAWAL,
-    RightKind.ACCESS,
-    RightKind.PORTABILITY,
-)
+FORM_RIGHTS = tuple(k for k in RightKind if k not in (RightKind.RECTIFICATION, RightKind.RETENTION_EXPIRY))
 #: What the DPO must confirm before a right is issued, as ``leadpipe dpo`` asks it.
 CONFIRMATIONS = {RightKind.ERASURE: "Erasure cannot be undone. Erase this person everywhere?"}
 
@@ -265,7 +256,7 @@ async def charts(request: Request, session: Anyone) -> HTMLResponse:
     if Permission.CRM_READ in held:
         first = (now - timedelta(days=CHART_DAYS - 1)).date()
         since = datetime.combine(first, time(), UTC)
-        rows = await asyncio.to_thread(_read_model(request).leads_per_day, since)
+        rows = await asyncio.to_thread(read_model(request).leads_per_day, since)
         days = [(first + timedelta(days=i)).isoformat() for i in range(CHART_DAYS)]
         channels = sorted({channel for _, channel, _ in rows})
         counts = {(day.isoformat(), channel): count for day, channel, count in rows}
@@ -318,14 +309,6 @@ RIGHT_STATES = ("answered on time", "answered late", "open, in time", "open, ove
 # ---- sales -----------------------------------------------------------------------------------------------------
 
 
-def _read_model(request: Request) -> CrmReadModel:
-    read = getattr(request.app.state, "crm_read_model", None)
-    if not isinstance(read, CrmReadModel):
-        read = CrmReadModel(get_runtime(request).engine)
-        request.app.state.crm_read_model = read
-    return read
-
-
 def _day(value: str | None) -> date | None:
     try:
         return date.fromisoformat(value) if value else None
@@ -361,7 +344,7 @@ async def leads(
         received_from=None if first is None else datetime.combine(first, time(), UTC),
         received_before=None if last is None else datetime.combine(last + timedelta(days=1), time(), UTC),
     )
-    rows = await asyncio.to_thread(_read_model(request).leads, query)
+    rows = await asyncio.to_thread(read_model(request).leads, query)
     if not allowed(session.principal, Permission.CRM_READ_RESTRICTED):
         rows = [row.for_sales() for row in rows]
     form = {"q": q or "", "email": email or "", "phone": phone or "", "company": company or ""}
@@ -399,7 +382,7 @@ async def leads_stream(
 ) -> StreamingResponse:
     """New leads as they arrive (server-sent events, each the rows to put on top of the inbox), withheld as on the
     page; the browser's EventSource reconnects after ``STREAM_MAX_S``, or when the connection drops."""
-    read = _read_model(request)
+    read = read_model(request)
     full = allowed(session.principal, Permission.CRM_READ_RESTRICTED)
     env = templates.env
     rows_template = env.get_template("leads_rows.html")
@@ -452,7 +435,7 @@ def leads_csv(rows: list[LeadView]) -> str:
 async def leads_export(request: Request, session: LeadExporter) -> Response:
     """The leads that may be contacted for marketing now, as CSV (sales' mailing tools read it)."""
     query = LeadQuery(marketing_at=datetime.now(UTC), limit=10_000)
-    rows = await asyncio.to_thread(_read_model(request).leads, query)
+    rows = await asyncio.to_thread(read_model(request).leads, query)
     log.info("crm_leads_exported", principal_id=session.principal.principal_id, leads=len(rows))
     name = f"leads-marketing-{datetime.now(UTC):%Y%m%d}.csv"
     return Response(
@@ -465,7 +448,7 @@ async def leads_export(request: Request, session: LeadExporter) -> Response:
 @router.get("/contacts/{subject_key}", response_class=HTMLResponse)
 async def contact(request: Request, subject_key: str, session: SalesReader) -> HTMLResponse:
     """One contact: status, profile, identities, consents with their evidence, and the timeline of interactions."""
-    view = await asyncio.to_thread(_read_model(request).show, subject_key)
+    view = await asyncio.to_thread(read_model(request).show, subject_key)
     if view is None:
         return _not_found(request, session, "no contact with this key")
     if not allowed(session.principal, Permission.CRM_READ_RESTRICTED):

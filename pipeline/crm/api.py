@@ -28,7 +28,8 @@ router = APIRouter(prefix="/v1/crm", tags=["crm"], route_class=NoStoreRoute)
 Actor = Annotated[Principal, Depends(require(Permission.CRM_READ))]
 
 
-def _read_model(request: Request) -> CrmReadModel:
+def read_model(request: Request) -> CrmReadModel:
+    """The app's one CRM read model, made on first use (the console's pages read it too)."""
     read = getattr(request.app.state, "crm_read_model", None)
     if not isinstance(read, CrmReadModel):
         read = CrmReadModel(get_runtime(request).engine)
@@ -49,7 +50,7 @@ async def find_subjects(
     """Contacts matching every given criterion (e-mail and phone exactly, name as a substring)."""
     if not (email or phone or name):
         raise HTTPException(422, detail={"status": "invalid", "message": "give email, phone or name"})
-    read = _read_model(request)
+    read = read_model(request)
     hits = await asyncio.to_thread(read.search, email=email, phone=phone, name=name, limit=limit)
     log.info("crm_search", principal_id=actor.principal_id, hits=len(hits))
     return hits if allowed(actor, Permission.CRM_READ_RESTRICTED) else [hit.for_sales() for hit in hits]
@@ -62,7 +63,7 @@ async def show_subject(
     actor: Actor,
 ) -> SubjectView:
     """One contact: profile, status, identities, interactions with purposes and legal bases, consents."""
-    read = _read_model(request)
+    read = read_model(request)
     view = await asyncio.to_thread(read.show, subject_key)
     if view is None:
         raise HTTPException(404, detail={"status": "not_found", "message": "no such subject"})

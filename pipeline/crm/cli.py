@@ -20,7 +20,7 @@ from pipeline.clikit import DATABASE, exits, needs
 from pipeline.config import get_settings
 from pipeline.crm.read import CrmReadModel
 from pipeline.crm.views import SubjectSummary
-from pipeline.db import ensure_schema, make_engine
+from pipeline.db import disposing_engine, ensure_schema
 from pipeline.identity.operator import operator, operator_command
 from pipeline.identity.permissions import Permission, allowed
 from pipeline.normalize import VISITOR_KEY_PREFIX
@@ -36,12 +36,9 @@ def _read_model() -> Iterator[CrmReadModel]:
     url = settings.resolved_database_url
     if url.startswith("sqlite:///"):
         settings.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(url)
-    try:
+    with disposing_engine(url) as engine:
         ensure_schema(engine)
         yield CrmReadModel(engine)
-    finally:
-        engine.dispose()
 
 
 def resolve_subject(read: CrmReadModel, ref: str) -> str | None:

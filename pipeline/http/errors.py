@@ -55,21 +55,6 @@ def _headers(status: int, extra: Mapping[str, str] | None) -> dict[str, str] | N
     return headers or None
 
 
-def refuse(
-    metrics: ApiMetrics,
-    status: int,
-    reason: str,
-    message: str,
-    *,
-    log_event: str,
-    headers: Mapping[str, str] | None = None,
-    **log_fields: Any,
-) -> JSONResponse:
-    """A ``Refused`` answer, counted by reason and logged (``log_fields``: ids only, never personal data)."""
-    body = _refused(metrics, status, reason, message, log_event, **log_fields)
-    return JSONResponse(body.model_dump(), status_code=status, headers=_headers(status, headers))
-
-
 def refusal(
     metrics: ApiMetrics,
     status: int,
@@ -80,6 +65,14 @@ def refusal(
     headers: Mapping[str, str] | None = None,
     **log_fields: Any,
 ) -> HTTPException:
-    """``refuse`` for a dependency, which can only raise: the same ``Refused`` body, under FastAPI's ``detail``."""
+    """A ``Refused`` answer, counted by reason and logged (``log_fields``: ids only, never personal data).
+
+    Raised (a dependency can only raise), FastAPI sends the body under ``detail``; a route that answers itself
+    returns ``answer(refusal(...))`` instead, with the body at the top level."""
     body = _refused(metrics, status, reason, message, log_event, **log_fields)
     return HTTPException(status_code=status, detail=body.model_dump(), headers=_headers(status, headers))
+
+
+def answer(refused: HTTPException) -> JSONResponse:
+    """A ``refusal`` returned rather than raised: the same status and headers, the ``Refused`` body at the top."""
+    return JSONResponse(refused.detail, status_code=refused.status_code, headers=refused.headers)

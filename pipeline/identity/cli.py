@@ -8,7 +8,7 @@ admin and does nothing once an enabled admin exists. A key's secret is printed o
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.clikit import DATABASE, exits, needs
+from pipeline.clikit import DATABASE, Declaration, exits, fails_on, needs
 from pipeline.config import Settings, get_settings
 from pipeline.identity.bootstrap import write_secret_file
 from pipeline.identity.operator import (
@@ -36,23 +36,28 @@ from pipeline.models.identity import Principal, PrincipalKind, Role
 users_app = typer.Typer(help="People and machine clients, and their roles (admin).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of people and machine clients (admin).", no_args_is_help=True)
 
+
 #: Every users/keys command: the identity tables, and who may change them.
 IDENTITY_EXITS = {
     1: "the change was refused by the identity store (unknown name, a role that does not fit, ...)",
     EXIT_REFUSED: f"refused: no API key ({API_KEY_ENV} or --key-file) off the embedded default, not valid, or "
     "without the permission",
 }
+#: Every users/keys command works on the database and exits ``IDENTITY_EXITS``.
+ON_IDENTITY: tuple[Declaration, ...] = (needs(DATABASE), exits(IDENTITY_EXITS))
 
 
 @contextmanager
 def _store() -> Iterator[tuple[IdentityStore, Settings]]:
     settings = get_settings()
-    try:
-        with identity_store(settings) as store:
-            yield store, settings
-    except IdentityError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    with fails_on(IdentityError, prefix="error: "), identity_store(settings) as store:
+        yield store, settings
+
+
+def _change(edit: Callable[[IdentityStore, Principal], PrincipalInfo]) -> None:
+    """Change one principal as the operator (``edit(store, by)``) and show it as it is now."""
+    with _store() as (store, _settings):
+        _show(edit(store, operator()))
 
 
 def _show(info: PrincipalInfo) -> None:
@@ -70,9 +75,7 @@ SourceArg = Annotated[str, typer.Argument(help="An ingest source id (LEADPIPE_SO
 
 
 @users_app.command("add")
-@operator_command(Permission.PRINCIPALS_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@operator_command(Permission.PRINCIPALS_MANAGE, *ON_IDENTITY)
 def add(
     name: NameArg,
     display_name: Annotated[str, typer.Option(help="Shown in the audit trail; default: the name")] = "",
@@ -97,9 +100,7 @@ def add(
 
 
 @users_app.command("list")
-@operator_command(Permission.PRINCIPALS_READ)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@operator_command(Permission.PRINCIPALS_READ, *ON_IDENTITY)
 def list_users() -> None:
     """Every person and client with kind, state, roles and bound sources.
 
@@ -123,81 +124,63 @@ def list_users() -> None:
 
 
 @users_app.command("disable")
-@operator_command(Permission.PRINCIPALS_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@operator_command(Permission.PRINCIPALS_MANAGE, *ON_IDENTITY)
 def disable(name: NameArg) -> None:
     """Disable a person or client: every key and sign-in of it is refused from the next request on.
 
     Example: leadpipe users disable ana
     """
-    with _store() as (store, _settings):
-        _show(store.set_disabled(name, True, by=operator()))
+    _change(lambda store, by: store.set_disabled(name, True, by=by))
 
 
 @users_app.command("enable")
-@operator_command(Permission.PRINCIPALS_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@operator_command(Permission.PRINCIPALS_MANAGE, *ON_IDENTITY)
 def enable(name: NameArg) -> None:
     """Enable a disabled person or client again (its unexpired, unrevoked keys work again).
 
     Example: leadpipe users enable ana
     """
-    with _store() as (store, _settings):
-        _show(store.set_disabled(name, False, by=operator()))
+    _change(lambda store, by: store.set_disabled(name, False, by=by))
 
 
 @users_app.command("grant")
-@operator_command(Permission.PRINCIPALS_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@operator_command(Permission.PRINCIPALS_MANAGE, *ON_IDENTITY)
 def grant(name: NameArg, roles: RoleArg) -> None:
     """Grant roles (the producer role stands alone and belongs to clients only).
 
     Example: leadpipe users grant sam sales
     """
-    with _store() as (store, _settings):
-        _show(store.grant(name, roles, by=operator()))
+    _change(lambda store, by: store.grant(name, roles, by=by))
 
 
 @users_app.command("revoke")
-@operator_command(Permission.PRINCIPALS_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@operator_command(Permission.PRINCIPALS_MANAGE, *ON_IDENTITY)
 def revoke(name: NameArg, roles: RoleArg) -> None:
     """Take roles away.
 
     Example: leadpipe users revoke sam sales
     """
-    with _store() as (store, _settings):
-        _show(store.revoke(name, roles, by=operator()))
+    _change(lambda store, by: store.revoke(name, roles, by=by))
 
 
 @users_app.command("bind")
-@operator_command(Permission.SOURCES_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@operator_command(Permission.SOURCES_MANAGE, *ON_IDENTITY)
 def bind(name: NameArg, source_id: SourceArg) -> None:
     """Let a producer client's API keys submit to the ingest API as this source (POST /v1/sources/SOURCE_ID).
 
     Example: leadpipe users bind web-form wp-contact
     """
-    with _store() as (store, _settings):
-        _show(store.bind_source(name, source_id, by=operator()))
+    _change(lambda store, by: store.bind_source(name, source_id, by=by))
 
 
 @users_app.command("unbind")
-@operator_command(Permission.SOURCES_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@operator_command(Permission.SOURCES_MANAGE, *ON_IDENTITY)
 def unbind(name: NameArg, source_id: SourceArg) -> None:
     """Stop a producer client's keys from submitting as this source.
 
     Example: leadpipe users unbind web-form wp-contact
     """
-    with _store() as (store, _settings):
-        _show(store.unbind_source(name, source_id, by=operator()))
+    _change(lambda store, by: store.unbind_source(name, source_id, by=by))
 
 
 @users_app.command("bootstrap")
@@ -233,9 +216,7 @@ def bootstrap(
 
 
 @keys_app.command("create")
-@operator_command(Permission.PRINCIPALS_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@operator_command(Permission.PRINCIPALS_MANAGE, *ON_IDENTITY)
 def create_key(
     name: NameArg,
     label: Annotated[str, typer.Option(help="What the key is for (shown in keys list)")] = "",
@@ -257,9 +238,7 @@ def create_key(
 
 
 @keys_app.command("list")
-@operator_command(Permission.PRINCIPALS_READ)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@operator_command(Permission.PRINCIPALS_READ, *ON_IDENTITY)
 def list_keys(name: Annotated[str | None, typer.Argument(help="Only this user's or client's keys")] = None) -> None:
     """API keys with owner, state, expiry and last use (never the secret).
 
@@ -282,9 +261,7 @@ def list_keys(name: Annotated[str | None, typer.Argument(help="Only this user's 
 
 
 @keys_app.command("revoke")
-@operator_command(Permission.PRINCIPALS_MANAGE)
-@needs(DATABASE)
-@exits(IDENTITY_EXITS)
+@operator_command(Permission.PRINCIPALS_MANAGE, *ON_IDENTITY)
 def revoke_key(key_id: Annotated[str, typer.Argument(help="The key id (keys list shows it)")]) -> None:
     """Revoke an API key: refused from the next request on.
 

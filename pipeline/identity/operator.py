@@ -26,6 +26,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 
+from pipeline.clikit import Declaration
 from pipeline.config import Settings, get_settings
 from pipeline.db import ensure_schema
 from pipeline.identity.bootstrap import bootstrap_key_path, ensure_bootstrap_admin
@@ -60,16 +61,23 @@ def use_key_file(path: Path | None) -> None:
     _key_file.set(path)
 
 
-def operator_command(permission: Permission) -> Callable[[F], F]:
-    """Declare and enforce the permission a command needs; the body reads the operator with ``operator()``."""
+def operator_command(permission: Permission, *declarations: Declaration) -> Callable[[F], F]:
+    """Declare and enforce the permission a command needs; the body reads the operator with ``operator()``.
+
+    ``declarations``: what a group of commands shares besides (``pipeline/clikit.py``'s ``needs``, ``exits``),
+    applied to the command underneath, where its ``--help`` and ``pipeline/cli.py`` read them."""
 
     def decorate(command: F) -> F:
-        @functools.wraps(command)
+        declared: Callable[..., Any] = command
+        for declare in declarations:
+            declared = declare(declared)
+
+        @functools.wraps(declared)
         def run(*args: Any, **kwargs: Any) -> Any:
             principal = resolve_operator(get_settings(), permission)
             token = _current.set(principal)
             try:
-                return command(*args, **kwargs)
+                return declared(*args, **kwargs)
             finally:
                 _current.reset(token)
 

@@ -13,10 +13,10 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -67,6 +67,11 @@ class PrincipalInfo:
     created_by: str
     issuer: str | None
     sources: frozenset[str] = frozenset()
+
+    @property
+    def sign_in(self) -> Literal["single_sign_on", "api_key"]:
+        """Through the identity provider (a person linked by issuer and subject), else with API keys."""
+        return "single_sign_on" if self.issuer else "api_key"
 
     def principal(self, auth: AuthMethod) -> Principal:
         return Principal(
@@ -206,22 +211,19 @@ class IdentityStore:
 
     def set_disabled(self, name: str, disabled: bool, *, by: Principal) -> PrincipalInfo:
         """Disable (or enable again) a principal: every key and login of it is refused from the next request."""
-        with Session(self._engine) as session:
-            row = self._row(session, name)
+        with self._changing(name) as (session, row):
             if row.principal_id == by.principal_id and disabled:
                 raise IdentityError("you cannot disable yourself")
             row.disabled = disabled
             row.disabled_at = self._clock() if disabled else None
             action = "identity.principal_disabled" if disabled else "identity.principal_enabled"
             self._audit(session, by, action, row.principal_id)
-            session.commit()
         return self._must_get(name)
 
     def grant(self, name: str, roles: Iterable[Role], *, by: Principal) -> PrincipalInfo:
         wanted = frozenset(roles)
-        with Session(self._engine) as session:
-            row = self._row(session, name)
-            held = self._roles(session, [row.principal_id])[row.principal_id]
+        with self._changing(name) as (session, row):
+            held = self._held(session, row)
             _checked(PrincipalKind(row.kind), held | wanted)
             now = self._clock()
             new = sorted(wanted - held)
@@ -231,14 +233,12 @@ class IdentityStore:
             )
             if new:
                 self._audit(session, by, "identity.roles_granted", row.principal_id, roles=_names(new))
-            session.commit()
         return self._must_get(name)
 
     def revoke(self, name: str, roles: Iterable[Role], *, by: Principal) -> PrincipalInfo:
         gone = frozenset(roles)
-        with Session(self._engine) as session:
-            row = self._row(session, name)
-            held = self._roles(session, [row.principal_id])[row.principal_id]
+        with self._changing(name) as (session, row):
+            held = self._held(session, row)
             if row.principal_id == by.principal_id and Role.ADMIN in gone:
                 raise IdentityError("you cannot revoke your own admin role")
             removed = sorted(held & gone)
@@ -250,14 +250,12 @@ class IdentityStore:
             )
             if removed:
                 self._audit(session, by, "identity.roles_revoked", row.principal_id, roles=_names(removed))
-            session.commit()
         return self._must_get(name)
 
     def bind_source(self, name: str, source_id: str, *, by: Principal) -> PrincipalInfo:
         """Let a producer client's keys submit to the ingest API as ``source_id`` (a source keeps its own
         credentials too: either may be used)."""
-        with Session(self._engine) as session:
-            row = self._row(session, name)
+        with self._changing(name) as (session, row):
             (source,) = _checked_sources(PrincipalKind(row.kind), [source_id])
             if session.get(PrincipalSourceRow, (row.principal_id, source)) is None:
                 session.add(
@@ -266,17 +264,14 @@ class IdentityStore:
                     )
                 )
                 self._audit(session, by, "identity.source_bound", row.principal_id, source_id=source)
-                session.commit()
         return self._must_get(name)
 
     def unbind_source(self, name: str, source_id: str, *, by: Principal) -> PrincipalInfo:
-        with Session(self._engine) as session:
-            row = self._row(session, name)
+        with self._changing(name) as (session, row):
             binding = session.get(PrincipalSourceRow, (row.principal_id, source_id))
             if binding is not None:
                 session.delete(binding)
                 self._audit(session, by, "identity.source_unbound", row.principal_id, source_id=source_id)
-                session.commit()
         return self._must_get(name)
 
     def linked_principal(
@@ -484,6 +479,16 @@ class IdentityStore:
             detail={"target_principal_id": target, **detail},
         )
         session.add(IdentityAuditRow(audit_id=str(record.audit_id), at=record.at, record=record.model_dump_json()))
+
+    @contextlib.contextmanager
+    def _changing(self, name: str) -> Iterator[tuple[Session, PrincipalRow]]:
+        """A change to one principal and its audit row, in one transaction committed as the block ends."""
+        with Session(self._engine) as session:
+            yield session, self._row(session, name)
+            session.commit()
+
+    def _held(self, session: Session, row: PrincipalRow) -> frozenset[Role]:
+        return self._roles(session, [row.principal_id])[row.principal_id]
 
     def _row(self, session: Session, name: str) -> PrincipalRow:
         row = session.scalar(

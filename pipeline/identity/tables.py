@@ -34,12 +34,20 @@ class PrincipalRow(Base):
     created_by: Mapped[str] = mapped_column(String(200))
 
 
+def _of_principal(*, primary_key: bool = False, index: bool | None = None) -> Mapped[str]:
+    """The principal a row belongs to; deleting the principal deletes the row (roles, keys, sources, sessions)."""
+    return mapped_column(
+        String(36),
+        ForeignKey("principals.principal_id", ondelete="CASCADE"),
+        primary_key=primary_key,
+        index=index,
+    )
+
+
 class PrincipalRoleRow(Base):
     __tablename__ = "principal_roles"
 
-    principal_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("principals.principal_id", ondelete="CASCADE"), primary_key=True
-    )
+    principal_id: Mapped[str] = _of_principal(primary_key=True)
     role: Mapped[str] = mapped_column(String(16), primary_key=True)
     granted_at: Mapped[datetime] = mapped_column(UtcDateTime())
     granted_by: Mapped[str] = mapped_column(String(200))
@@ -49,9 +57,7 @@ class ApiKeyRow(Base):
     __tablename__ = "api_keys"
 
     key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
-    principal_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("principals.principal_id", ondelete="CASCADE"), index=True
-    )
+    principal_id: Mapped[str] = _of_principal(index=True)
     label: Mapped[str] = mapped_column(String(200), default="")
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -77,9 +83,7 @@ class PrincipalSourceRow(Base):
 
     __tablename__ = "principal_sources"
 
-    principal_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("principals.principal_id", ondelete="CASCADE"), primary_key=True
-    )
+    principal_id: Mapped[str] = _of_principal(primary_key=True)
     source_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     bound_at: Mapped[datetime] = mapped_column(UtcDateTime())
     bound_by: Mapped[str] = mapped_column(String(200))
@@ -91,9 +95,7 @@ class SessionRow(Base):
     __tablename__ = "browser_sessions"
 
     session_hash: Mapped[str] = mapped_column(String(64), primary_key=True, doc="SHA-256 of the session token")
-    principal_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("principals.principal_id", ondelete="CASCADE"), index=True
-    )
+    principal_id: Mapped[str] = _of_principal(index=True)
     provider_roles: Mapped[str] = mapped_column(String(200), doc="Roles from the provider's groups at sign-in")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)

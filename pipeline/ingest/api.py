@@ -34,7 +34,7 @@ from pipeline import tracing
 from pipeline.config import Settings, SourceAuth
 from pipeline.http.auth import authentication_refusal, client_address, get_authenticator, public
 from pipeline.http.deps import get_metrics, get_settings
-from pipeline.http.errors import FieldError, Refused, Rejected, refuse
+from pipeline.http.errors import FieldError, Refused, Rejected, answer, refusal
 from pipeline.http.metrics import ApiMetrics
 from pipeline.identity.keys import KEY_PREFIX
 from pipeline.identity.permissions import Permission, allowed
@@ -147,7 +147,7 @@ def _state(request: Request) -> IngestState:
 
 
 def _refuse(metrics: ApiMetrics, code: int, reason: str, message: str, **log_fields: Any) -> JSONResponse:
-    return refuse(metrics, code, reason, message, log_event="ingest_refused", **log_fields)
+    return answer(refusal(metrics, code, reason, message, log_event="ingest_refused", **log_fields))
 
 
 # ---- authentication ---------------------------------------------------------------------------------------------

@@ -74,7 +74,10 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One record to publish: logical topic name (prefix added here), key, and the value."""
+    """One record to publish: logical topic name (the publisher adds the prefix), key, and the value.
+
+    Whoever publishes it: ``ConfirmingPublisher`` here, or a stream processor inside the transaction of the input
+    partition the record answers for (``partition``, ``pipeline/agents/sinks.py``)."""
 
     topic: str
     key: str | None
@@ -82,6 +85,8 @@ class Outgoing:
     """A model (serialised as JSON), or bytes sent as they are (a dead letter's original record, replayed)."""
     trace: bytes | None = None
     """A W3C ``traceparent`` to send as the record's header (``pipeline.tracing``); None: no header."""
+    partition: int | None = None
+    """A stream processor's record: the input partition whose transaction it is sent in; None elsewhere."""
 
     @functools.cached_property
     def payload(self) -> bytes:

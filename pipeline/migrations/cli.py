@@ -10,7 +10,7 @@ from alembic import command
 
 from pipeline.clikit import DATABASE, exits, needs
 from pipeline.config import get_settings
-from pipeline.db import alembic_config, current_revision, head_revision, make_engine
+from pipeline.db import alembic_config, current_revision, disposing_engine, head_revision
 from pipeline.db import upgrade as run_upgrade
 
 db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
@@ -26,11 +26,8 @@ def upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "
     settings = get_settings()
     if settings.resolved_database_url.startswith("sqlite:///"):
         settings.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
-    try:
+    with disposing_engine(settings.resolved_database_url) as engine:
         now = run_upgrade(engine, revision)
-    finally:
-        engine.dispose()
     typer.echo(f"database at revision {now}")
 
 
@@ -42,13 +39,9 @@ def revision(
 
     Example: leadpipe db revision -m "add a column for the lead score"
     """
-    with tempfile.TemporaryDirectory() as scratch:
-        engine = make_engine(f"sqlite:///{scratch}/scratch.sqlite3")
-        try:
-            run_upgrade(engine)
-            command.revision(alembic_config(engine), message=message, autogenerate=True)
-        finally:
-            engine.dispose()
+    with tempfile.TemporaryDirectory() as scratch, disposing_engine(f"sqlite:///{scratch}/scratch.sqlite3") as engine:
+        run_upgrade(engine)
+        command.revision(alembic_config(engine), message=message, autogenerate=True)
 
 
 @db_app.command("current")
@@ -60,11 +53,8 @@ def current() -> None:
     Example: leadpipe db current
     """
     settings = get_settings()
-    engine = make_engine(settings.resolved_database_url)
-    try:
+    with disposing_engine(settings.resolved_database_url) as engine:
         at = current_revision(engine)
-    finally:
-        engine.dispose()
     head = head_revision()
     typer.echo(f"current: {at or 'none (empty database)'}\nhead:    {head}")
     if at != head:

@@ -98,7 +98,10 @@ class Interaction(StrictModel):
         description="E-mail: the Reply-To address when it is not the sender's (where to answer; never the identity).",
     )
     list_headers: int = Field(
-        default=0, ge=0, description="E-mail: how many List-* header fields (RFC 2369, 2919) came with it."
+        default=0,
+        ge=0,
+        description="E-mail: how many mailing-list header fields (List-Id, List-Unsubscribe ..., RFC 2369, 2919, "
+        "8058) came with it.",
     )
     list_footer_at: int | None = Field(
         default=None,

@@ -58,6 +58,11 @@ class ClassifierVerdict(StrictModel):
     top_symbols: tuple[str, ...] = Field(
         default=(), description="The engine symbols that pushed hardest towards the verdict (tokens are never named)."
     )
+    prior: bool = Field(
+        default=False,
+        description="The counts include the shipped prior (learned from a public corpus): the verdict counts before "
+        "min_learns decisions were learned here.",
+    )
 
 
 class LearnOutcome(StrictModel):

@@ -226,6 +226,11 @@ class LinkRules(_Frozen):
     max_links: int = Field(ge=0)
     max_links_per_100_words: float = Field(gt=0)
     min_words_for_density: int = Field(ge=1)
+    count_list_mail: bool = Field(
+        default=False,
+        description="Judge mail that came through a mailing list (List-Id, List-Unsubscribe ... headers) by the link "
+        "rules too; a list's footer is never counted either way.",
+    )
 
 
 class ShoutingRule(_Frozen):
@@ -273,10 +278,43 @@ class SpamEnginePolicy(_Frozen):
     max_wait_s: int = Field(default=600, ge=0)
 
 
+class ClassifierLearnedPolicy(_Frozen):
+    """How a verdict with the prior weighs once this deployment has learned decisions of its own.
+
+    Its evidence is more trustworthy after hundreds of local decisions than with the prior alone, so its zero
+    (``offset``) and its points per unit of evidence (``1 / scale``) move from the prior's cold values to these,
+    linearly in the decisions learned of the rarer kind, reaching them at ``decisions``.
+    """
+
+    decisions: int = Field(default=500, ge=1, description="Decisions of each kind at which these values apply fully.")
+    offset: float = Field(description="The evidence at which the verdict contributes 0 points, once learned.")
+    scale: float = Field(gt=0, description="Evidence per point, once learned (the classifier's `scale` when cold).")
+
+
+class ClassifierPriorPolicy(_Frozen):
+    """The classifier's shipped prior (counts learned from a public corpus of real mail): its cold start."""
+
+    enabled: bool = True
+    weight: float = Field(
+        default=0.1, gt=0, le=1, description="What one message of the prior counts for, against one decision here."
+    )
+    channels: tuple[Channel, ...] = Field(
+        default=(Channel.EMAIL,), description="The channels whose verdicts use the prior (it was learned from e-mail)."
+    )
+    offset: float = Field(
+        default=0.0,
+        description="The evidence (log_odds) at which a verdict with the prior contributes 0 points (calibrated).",
+    )
+    learned: ClassifierLearnedPolicy | None = Field(
+        default=None, description="Its calibration as decisions are learned here; None keeps the cold one."
+    )
+
+
 class SpamClassifierPolicy(_Frozen):
     """How leadpipe's own classifier (learned from reviewers' decisions) counts in the score."""
 
     enabled: bool = True
+    prior: ClassifierPriorPolicy = ClassifierPriorPolicy()
     weight: float = Field(default=1.0, ge=0, description="Points per `scale` of evidence (the classifier's log_odds).")
     scale: float = Field(default=2.0, gt=0)
     cap: float = Field(default=10.0, ge=0, description="Its contribution stays within +-cap points.")

@@ -17,10 +17,10 @@ from typing import Literal
 from pipeline.models.contact import ContactEvent
 from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineUnavailable
 from pipeline.models.tagged import SpamReason, SpamVerdict
-from pipeline.policy.model import SpamPolicy
+from pipeline.policy.model import SpamClassifierPolicy, SpamPolicy
 from pipeline.processors import rates
 from pipeline.processors.compiled import CompiledPolicy
-from pipeline.processors.text import email_domain
+from pipeline.processors.text import email_domain, person_text
 
 
 @lru_cache(maxsize=65_536)
@@ -69,10 +69,13 @@ def _ip_blocked(ip: str, compiled: CompiledPolicy) -> bool:
     return any(address in network for network in compiled.blocked_networks)
 
 
-def scan_content(text: str, compiled: CompiledPolicy, footer_links: int = 0) -> list[SpamReason]:
+def scan_content(
+    text: str, compiled: CompiledPolicy, footer_links: int = 0, *, count_links: bool = True
+) -> list[SpamReason]:
     """Every content signal, by scanning the text with each pattern: exact for any text (the reference path).
 
-    ``footer_links`` of the text's links are a mailing list's footer (``list_footer_links``): not counted.
+    ``text`` is the person's own (without a mailing list's footer); ``footer_links``, the links the footer held, are
+    only named in the detail. ``count_links=False`` (mail through a list, ``links.count_list_mail``): no link rule.
     """
     spam = compiled.policy.spam
     weights = spam.weights
@@ -87,7 +90,7 @@ def scan_content(text: str, compiled: CompiledPolicy, footer_links: int = 0) -> 
         hits = sorted({m.group(0).lower() for m in pattern.finditer(text)})[: spam.max_word_hits]
         for hit in hits:
             add(SpamReason(code=code, weight=weight, detail=f"matched {' '.join(hit.split())!r}"))
-    links = max(len(compiled.link.findall(text)) - footer_links, 0)
+    links = len(compiled.link.findall(text)) if count_links else 0
     if links > spam.links.max_links:
         footer = f"; {footer_links} in a mailing list's footer not counted" if footer_links else ""
         add(
@@ -116,12 +119,23 @@ def scan_content(text: str, compiled: CompiledPolicy, footer_links: int = 0) -> 
 
 def list_footer_links(event: ContactEvent, compiled: CompiledPolicy) -> int:
     """Links in the footer a mailing list appended to the message (located by the e-mail source, issue 14): the
-    list's links, not the writer's, so the link rules do not count them."""
+    list's links, not the writer's, so the link rules do not count them (named in their detail)."""
     interaction = event.interaction
     at, message = interaction.list_footer_at, interaction.message
     if at is None or not message:
         return 0
     return len(compiled.link.findall(message, at))
+
+
+def own_content(event: ContactEvent, text: str, compiled: CompiledPolicy) -> tuple[str, int, bool]:
+    """(the text the content rules read, links in a list's footer, whether the link rules apply) of an event whose
+    person's text is ``text``: a mailing list's footer is not the person's (issue 14: the word and link rules fired
+    on list footers), and mail through a list is left to the link rules only when the policy says so."""
+    interaction = event.interaction
+    count_links = not interaction.list_headers or compiled.policy.spam.links.count_list_mail
+    if interaction.list_footer_at is None:
+        return text, 0, count_links
+    return person_text(event, without_list_footer=True), list_footer_links(event, compiled), count_links
 
 
 def _shouting(letters: int, upper: int, compiled: CompiledPolicy) -> list[SpamReason]:
@@ -140,7 +154,9 @@ _WORD_RUNS = bytes(c if c < 0x80 and (chr(c).isalnum() or c == 0x5F) else 0x20 f
 """Keeps the bytes ``\\w`` matches in ASCII and turns every other byte into a space: ``split()`` gives the runs."""
 
 
-def content_reasons(text: str, compiled: CompiledPolicy, footer_links: int = 0) -> list[SpamReason]:
+def content_reasons(
+    text: str, compiled: CompiledPolicy, footer_links: int = 0, *, count_links: bool = True
+) -> list[SpamReason]:
     """The content signals of the person's text: the same reasons as ``scan_content``, in the same order.
 
     Most texts are ASCII and carry no spam word, phrase or link: for them ``compiled.content_prefilter`` proves
@@ -150,14 +166,14 @@ def content_reasons(text: str, compiled: CompiledPolicy, footer_links: int = 0) 
     """
     prefilter = compiled.content_prefilter
     if prefilter is None or not text.isascii():
-        return scan_content(text, compiled, footer_links)
+        return scan_content(text, compiled, footer_links, count_links=count_links)
     data = text.encode("ascii")
     lowered = data.lower()
     for marker in prefilter.link_markers:
         if marker in lowered:
-            return scan_content(text, compiled, footer_links)
+            return scan_content(text, compiled, footer_links, count_links=count_links)
     if prefilter.may_match(lowered.translate(_WORD_RUNS).split()):
-        return scan_content(text, compiled, footer_links)
+        return scan_content(text, compiled, footer_links, count_links=count_links)
     size = len(data)
     if size < compiled.policy.spam.shouting.min_letters:  # fewer characters than the letters it takes
         return []
@@ -180,7 +196,8 @@ def score_spam(
         add(SpamReason(code="honeypot", weight=weights.honeypot, detail="the hidden form field was filled in"))
 
     if text:
-        reasons.extend(content_reasons(text, compiled, list_footer_links(event, compiled)))
+        own, footer_links, count_links = own_content(event, text, compiled)
+        reasons.extend(content_reasons(own, compiled, footer_links, count_links=count_links))
 
     person = event.person
     email = person.email.lower() if person.email else None
@@ -268,6 +285,25 @@ def _clamp(value: float, low: float, high: float) -> float:
     return round(min(max(value, low), high), 4)
 
 
+def classifier_points(policy: SpamClassifierPolicy, verdict: ClassifierVerdict) -> float:
+    """The classifier's points: ``weight`` x (evidence - zero) / ``scale``, within +-``cap``.
+
+    A verdict with the prior starts at the prior's calibration (``prior.offset``, ``scale``) and, as decisions are
+    learned here, moves linearly to ``prior.learned``'s (its zero and its points per unit of evidence), reached at
+    ``prior.learned.decisions`` of each kind: after 500 local decisions the evidence separates spam from ham well
+    enough to be worth more points per unit (measured on real mail, docs/processing.md).
+    """
+    offset, per_unit = 0.0, 1.0 / policy.scale
+    if verdict.prior:
+        offset = policy.prior.offset
+        learned = policy.prior.learned
+        if learned is not None:
+            share = min(min(verdict.spam_learns, verdict.ham_learns) / learned.decisions, 1.0)
+            offset += share * (learned.offset - offset)
+            per_unit += share * (1.0 / learned.scale - per_unit)
+    return _clamp(policy.weight * (verdict.log_odds - offset) * per_unit, -policy.cap, policy.cap)
+
+
 def combined_verdict(
     spam: SpamPolicy,
     event: ContactEvent,
@@ -285,16 +321,17 @@ def combined_verdict(
     if (
         classifier is not None
         and learned.enabled
-        and min(classifier.spam_learns, classifier.ham_learns) >= learned.min_learns
+        and (classifier.prior or min(classifier.spam_learns, classifier.ham_learns) >= learned.min_learns)
     ):
-        weight = _clamp(learned.weight * classifier.log_odds / learned.scale, -learned.cap, learned.cap)
+        weight = classifier_points(learned, classifier)
         top = f"; strongest engine symbols {', '.join(classifier.top_symbols)}" if classifier.top_symbols else ""
         reasons.append(
             SpamReason(
                 code="classifier",
                 weight=weight,
                 detail=f"naive Bayes p(spam)={classifier.probability:.3f}, log odds {classifier.log_odds:.1f}, "
-                f"learned {classifier.spam_learns} spam / {classifier.ham_learns} ham{top}"[:500],
+                f"learned {classifier.spam_learns} spam / {classifier.ham_learns} ham"
+                f"{' and the shipped prior' if classifier.prior else ''}{top}"[:500],
             )
         )
     policy = spam.engine

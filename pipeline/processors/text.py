@@ -5,18 +5,24 @@ from __future__ import annotations
 from pipeline.models.contact import ContactEvent
 
 
-def person_text(event: ContactEvent) -> str:
+def person_text(event: ContactEvent, *, without_list_footer: bool = False) -> str:
     """Subject line, message and the person's own turns of a transcript; never the agent's, the bot's or a quoted
     (forwarded) message's words. A turn that repeats the message (a chat's first words, a mail's body) counts once,
-    or the link rules would see every link twice."""
+    or the link rules would see every link twice.
+
+    ``without_list_footer``: the message ends where a mailing list's footer starts (``list_footer_at``, located by
+    the e-mail source): the list wrote it, not the person, so the spam rules do not read it."""
     interaction = event.interaction
-    if not interaction.transcript:  # the common case, without building and filtering a list
-        subject, message = interaction.subject, interaction.message
-        if subject and message:
-            return f"{subject}\n{message}"
-        return subject or message or ""
-    parts = [interaction.subject or "", interaction.message or ""]
     message = interaction.message
+    shown = message
+    if without_list_footer and message and interaction.list_footer_at is not None:
+        shown = message[: interaction.list_footer_at].rstrip()
+    if not interaction.transcript:  # the common case, without building and filtering a list
+        subject = interaction.subject
+        if subject and shown:
+            return f"{subject}\n{shown}"
+        return subject or shown or ""
+    parts = [interaction.subject or "", shown or ""]
     parts.extend(u.text for u in interaction.transcript if u.author == "person" and u.text != message)
     return "\n".join(p for p in parts if p)
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from pipeline.clikit import DATABASE, KAFKA, exits, needs
+from pipeline.clikit import DATABASE, KAFKA, Declaration, exits, fails_on, needs
 from pipeline.config import get_settings
 from pipeline.identity.operator import operator, operator_command
 from pipeline.identity.permissions import Permission
@@ -20,6 +20,13 @@ from pipeline.review.service import ReviewError, ReviewService
 from pipeline.runtime import Runtime
 
 review_app = typer.Typer(help="Review quarantined events: release them or confirm them as spam.", no_args_is_help=True)
+
+
+#: ``show``, ``release`` and ``confirm`` work on one queued event: broker and database; a ``ReviewError`` exits 1.
+ON_QUEUED_EVENT: tuple[Declaration, ...] = (
+    needs(KAFKA, DATABASE),
+    exits({1: "the event is not in the queue (unknown, expired or already decided)"}),
+)
 
 
 def _service() -> ReviewService:
@@ -52,35 +59,25 @@ def list_queue(
 
 
 @review_app.command("show")
-@operator_command(Permission.REVIEW_READ)
-@needs(KAFKA, DATABASE)
-@exits({1: "the event is not in the queue (unknown, expired or already decided)"})
+@operator_command(Permission.REVIEW_READ, *ON_QUEUED_EVENT)
 def show(event_id: uuid.UUID) -> None:
     """One quarantined event with what the person sent (personal data: shown here, never logged).
 
     Example: leadpipe spam review show 4f4186a9-16eb-593d-b2cb-662739edc699
     """
-    try:
+    with fails_on(ReviewError):
         item = _service().show(event_id)
-    except ReviewError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
     typer.echo(json.dumps(item.model_dump(mode="json"), indent=2, ensure_ascii=False))
 
 
 def _decide(event_id: uuid.UUID, decision: Literal["release", "confirm"], block: tuple[BlockTarget, ...]) -> None:
-    try:
+    with fails_on(ReviewError):
         made = _service().decide(event_id, decision, operator(), block)
-    except ReviewError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
     typer.echo(f"{made.decision} {made.event_id}: decision {made.decision_id} published")
 
 
 @review_app.command("release")
-@operator_command(Permission.REVIEW_DECIDE)
-@needs(KAFKA, DATABASE)
-@exits({1: "the event is not in the queue (unknown, expired or already decided)"})
+@operator_command(Permission.REVIEW_DECIDE, *ON_QUEUED_EVENT)
 def release(event_id: uuid.UUID) -> None:
     """Not spam: the event continues through the pipeline, with your decision recorded on it.
 
@@ -90,9 +87,7 @@ def release(event_id: uuid.UUID) -> None:
 
 
 @review_app.command("confirm")
-@operator_command(Permission.REVIEW_DECIDE)
-@needs(KAFKA, DATABASE)
-@exits({1: "the event is not in the queue (unknown, expired or already decided)"})
+@operator_command(Permission.REVIEW_DECIDE, *ON_QUEUED_EVENT)
 def confirm(
     event_id: uuid.UUID,
     block: Annotated[bool, typer.Option("--block", help="Block the sender (their subject key, hashed).")] = False,

@@ -24,9 +24,11 @@ from pipeline.models.identity import Principal
 from pipeline.models.records import QuarantineRecord
 from pipeline.models.review import BlockTarget, ReviewDecision
 from pipeline.models.spam import ClassifierVerdict, EngineResult
+from pipeline.policy.model import load_policy
 from pipeline.processors.text import person_text
 from pipeline.runtime import Runtime
 from pipeline.spam.classifier import explain_tokens
+from pipeline.spam.signals import SpamSignals
 from pipeline.spam.store import ClassifierStore
 from pipeline.topics import QUARANTINE_TOPIC, REVIEW_DECISIONS_TOPIC
 
@@ -166,6 +168,8 @@ class ReviewService:
             return []
         finally:
             store.client.close()
+        prior = load_policy(self.settings.policy_file).spam.classifier.prior  # the counts the worker judges with
+        model = SpamSignals(None, None, self.runtime.pepper, model=model, prior=prior).classifier_model()
         words = explain_tokens(model, self.runtime.pepper, person_text(event))
         return [{"word": word, "log_likelihood_ratio": ratio} for word, ratio in words]
 

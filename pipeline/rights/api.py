@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from pipeline import tracing
 from pipeline.db import ensure_schema
 from pipeline.http.auth import Permission, Principal, require
 from pipeline.http.caching import NoStoreRoute
@@ -146,6 +147,23 @@ async def submit_request(body: RightsRequestIn, request: Request, actor: Issuer)
             password=submitted.password,
         )
 
+    if not tracing.enabled():
+        return await _submitted(run)
+    span = tracing.start_request("POST", f"{router.prefix}/requests", request.headers.get(tracing.TRACEPARENT))
+    try:
+        with tracing.current(span):  # the command published in ``run`` carries this span's context
+            answer = await _submitted(run)
+    except HTTPException as exc:
+        span.set_attribute("http.response.status_code", exc.status_code)
+        tracing.end(span, failed=str(exc.status_code) if exc.status_code >= 500 else None)
+        raise
+    span.set_attribute("http.response.status_code", 202)
+    tracing.end(span)
+    return answer
+
+
+async def _submitted(run: Callable[[], SubmittedOut]) -> SubmittedOut:
+    """``run`` in a thread, its refusals as HTTP errors."""
     try:
         return await asyncio.to_thread(run)
     except IdentityError as exc:

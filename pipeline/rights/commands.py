@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+from pipeline import tracing
 from pipeline.crypto.sealing import Sealer, subject_scope
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose, StrictModel
@@ -167,8 +168,9 @@ class RightsDesk:
                 audits.append(audit_of(command, "rights.request_received", due_at=command.due_at.isoformat()))
         for record in audits:
             self.tracker.audit(record)
+        trace = tracing.traceparent()  # the DPO's request (the API's span), carried to the rights worker
         self.publisher.publish(
-            [Outgoing(RIGHTS_COMMANDS_TOPIC, c.subject_key, c) for c in batch]
+            [Outgoing(RIGHTS_COMMANDS_TOPIC, c.subject_key, c, trace) for c in batch]
             + [Outgoing(AUDIT_TOPIC, a.subject_key, a) for a in audits]
         )
         for command in batch:

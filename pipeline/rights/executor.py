@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pipeline import tracing
 from pipeline.crypto.keystore import KeyStore
 from pipeline.crypto.sealing import KeyDestroyedError, Sealer, record_scope
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
@@ -112,7 +113,9 @@ class RightsExecutor:
             if previous is not None and previous.status in _TERMINAL:
                 ctx = ctx.after(sink, EffectResult(previous.status, previous.evidence))
                 continue
-            result, error, attempts = self._run(sink, ctx)
+            span = tracing.start_step(f"rights {sink}", sink=sink, right=command.kind.value)
+            with tracing.current(span):
+                result, error, attempts = self._run(sink, ctx)
             ctx = ctx.after(sink, result)
             status = RightsStatus(
                 request_id=command.request_id,
@@ -133,7 +136,10 @@ class RightsExecutor:
                 evidence=dict(result.evidence),
                 **({"error": error} if error else {}),
             )
-            self._audit([record], also=[Outgoing(RIGHTS_STATUS_TOPIC, command.subject_key, status)])
+            evidence = Outgoing(RIGHTS_STATUS_TOPIC, command.subject_key, status, tracing.traceparent(span))
+            self._audit([record], also=[evidence])
+            span.set_attribute("leadpipe.attempts", attempts)
+            tracing.end(span, failed="effect_failed" if error else None, outcome=result.status.value)
             statuses.append(status)
         self._finish(command)
         return statuses

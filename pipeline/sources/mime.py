@@ -73,8 +73,13 @@ def check_header_block(raw: bytes, prefix: str = "") -> None:
     a body line when a sender left the separator out)."""
     if len(raw) <= MAX_HEADER_BLOCK_BYTES or not _HEADER_LINE.match(raw):
         return
-    if _HEADER_END.search(raw, 0, MAX_HEADER_BLOCK_BYTES + 1) is None:
-        raise _refuse(OVERSIZED_HEADERS, prefix, f"the header block is larger than {MAX_HEADER_BLOCK_BYTES} bytes")
+    # Searched within the limit, a line break whose next line the limit cuts looks like the end (the look-ahead sees
+    # nothing): each candidate is confirmed against the whole message. Only the last line can be cut, so this is one
+    # search and at most a few confirmations.
+    for end in _HEADER_END.finditer(raw, 0, MAX_HEADER_BLOCK_BYTES + 1):
+        if _HEADER_END.match(raw, end.start()):
+            return
+    raise _refuse(OVERSIZED_HEADERS, prefix, f"the header block is larger than {MAX_HEADER_BLOCK_BYTES} bytes")
 
 
 class _Part(Message):
@@ -242,9 +247,16 @@ def header_date(part: Message) -> datetime | None:
         return None
 
 
+#: The fields a mailing list adds (RFC 2369, 2919, 8058); any other ``List-`` name is nobody's standard.
+LIST_FIELDS = frozenset(
+    {"list-id", "list-unsubscribe", "list-unsubscribe-post", "list-subscribe", "list-post", "list-help"}
+    | {"list-owner", "list-archive"}
+)
+
+
 def list_header_count(part: Message) -> int:
-    """How many distinct ``List-*`` fields (RFC 2369, 2919, 8058) a message carries: it came through a list."""
-    return len({key.strip().lower() for key, _value in part.raw_items() if key.strip().lower().startswith("list-")})
+    """How many distinct list fields (``LIST_FIELDS``) a message carries: it came through a list."""
+    return len({key.strip().lower() for key, _value in part.raw_items()} & LIST_FIELDS)
 
 
 # ---- rendering ---------------------------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ class SpamPath:
         self.settings = settings
         self.runtime = runtime
         self.policy = policy
-        self.signals = SpamSignals.from_settings(settings, runtime.pepper)
+        self.signals = SpamSignals.from_settings(settings, runtime.pepper, policy.policy.spam.classifier.prior)
 
     def close(self) -> None:
         self.signals.close()

@@ -19,9 +19,11 @@ import redis
 from pipeline.config import Settings
 from pipeline.models.contact import ContactEvent
 from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineVerdict, LearnOutcome
+from pipeline.policy.model import ClassifierPriorPolicy
 from pipeline.processors.text import person_text
-from pipeline.spam.classifier import SYMBOL_PREFIX, NaiveBayes, feature_key, features
+from pipeline.spam.classifier import SYMBOL_PREFIX, NaiveBayes, PriorCounts, feature_key, features
 from pipeline.spam.engine import Label, SpamEngineClient
+from pipeline.spam.prior import keyed_prior
 from pipeline.spam.render import render_message
 from pipeline.spam.store import ClassifierStore
 
@@ -35,10 +37,15 @@ class SpamSignals:
     pepper: bytes
     budget_s: float = 2.0
     model: NaiveBayes = field(default_factory=NaiveBayes)
+    prior: ClassifierPriorPolicy | None = None
+    """The policy's ``spam.classifier.prior``: when enabled, the shipped prior's counts join the learned ones."""
 
     @classmethod
-    def from_settings(cls, settings: Settings, pepper: bytes) -> SpamSignals:
-        """The engine (``LEADPIPE_SPAM_ENGINE_*``) and the classifier's counts in the engine's Redis."""
+    def from_settings(
+        cls, settings: Settings, pepper: bytes, prior: ClassifierPriorPolicy | None = None
+    ) -> SpamSignals:
+        """The engine (``LEADPIPE_SPAM_ENGINE_*``) and the classifier's counts in the engine's Redis (and the shipped
+        prior's, when the policy's ``prior`` is given and enabled)."""
         client = SpamEngineClient(
             settings.spam_engine_url,
             settings.spam_engine_controller_url,
@@ -46,9 +53,21 @@ class SpamSignals:
             concurrency=settings.spam_engine_concurrency,
         )
         store = ClassifierStore.connect(settings.spam_engine_redis_host, settings.spam_engine_redis_port)
-        signals = cls(client, store, pepper, budget_s=settings.spam_engine_timeout_s)
+        signals = cls(client, store, pepper, budget_s=settings.spam_engine_timeout_s, prior=prior)
         signals.reload()
         return signals
+
+    def classifier_model(self) -> NaiveBayes:
+        """The model verdicts come from: the learned counts, and the shipped prior when the policy enables it. The
+        prior is read and hashed with this pepper on first use, once per process (``keyed_prior``), so a worker or a
+        command that judges nothing never pays for it."""
+        policy, model = self.prior, self.model
+        if policy is None or not policy.enabled:
+            model.prior = None
+        elif model.prior is None or model.prior.weight != policy.weight:
+            shipped = keyed_prior(self.pepper)
+            model.prior = PriorCounts(shipped.spam_docs, shipped.ham_docs, shipped.counts, policy.weight)
+        return model
 
     def close(self) -> None:
         if self.client is not None:
@@ -64,6 +83,14 @@ class SpamSignals:
                 self.model = self.store.load()
             except redis.RedisError:
                 return
+
+    def uses_prior(self, event: ContactEvent) -> bool:
+        """Whether the event's channel is judged with the shipped prior (the policy's ``prior.channels``)."""
+        return self.prior is not None and self.prior.enabled and event.channel in self.prior.channels
+
+    def verdict(self, event: ContactEvent, engine: EngineResult | None, raw: bytes | None = None) -> ClassifierVerdict:
+        """The classifier's verdict on one event, as ``for_batch`` gives it (for evaluations that score apart)."""
+        return self.classifier_model().verdict(self.keys(event, engine, raw), with_prior=self.uses_prior(event))
 
     def keys(self, event: ContactEvent, engine: EngineResult | None, raw: bytes | None = None) -> list[str]:
         """The classifier's feature keys of an event: its person's words, an e-mail's headers as received
@@ -88,11 +115,14 @@ class SpamSignals:
             results = self.client.collect(pending, self.budget_s - (time.monotonic() - started))
             engine = {event.event_id: result for (event, _), result in zip(judged, results, strict=True)}
         classifier = {}
+        model = self.classifier_model() if judged else self.model
         for (event, _), words in zip(judged, word_keys, strict=True):
             result = engine.get(event.event_id)
             symbols = result.symbols if isinstance(result, EngineVerdict) else ()
             # the same keys as self.keys(event, result, raw), without splitting the words again
-            classifier[event.event_id] = self.model.verdict(words + [f"{SYMBOL_PREFIX}{s.name}" for s in symbols])
+            classifier[event.event_id] = model.verdict(
+                words + [f"{SYMBOL_PREFIX}{s.name}" for s in symbols], with_prior=self.uses_prior(event)
+            )
         return engine, classifier
 
     def learn(

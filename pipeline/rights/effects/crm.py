@@ -82,18 +82,9 @@ class ErasureResult(CrmOutcome):
     visitor_links_deleted: int = 0
 
     def evidence(self) -> dict[str, Any]:
-        return {
-            "found": self.found,
-            "already_erased": self.already_erased,
-            "interactions_deleted": self.interactions_deleted,
-            "identities_deleted": self.identities_deleted,
-            "consents_deleted": self.consents_deleted,
-            "aliases_deleted": self.aliases_deleted,
-            "erased_at": self.erased_at.isoformat() if self.erased_at else None,
-            "visitors_erased": self.visitors_erased,
-            "visitor_interactions_deleted": self.visitor_interactions_deleted,
-            "visitor_links_deleted": self.visitor_links_deleted,
-        }
+        """Every field but the subject key (the evidence is kept beside it), in field order, JSON-ready."""
+        kept = {name: value for name, value in asdict(self).items() if name != "subject_key"}
+        return kept | {"erased_at": self.erased_at.isoformat() if self.erased_at else None}
 
 
 @dataclass(frozen=True)

@@ -57,14 +57,16 @@ def test_score_prints_one_line_per_message_with_every_signal(env: None, tmp_path
     maildir.mkdir(parents=True)
     (maildir / "1733392800.M1P1.host:2,S").write_text(_mail(3, "Invoice 42", "Please find the invoice attached."))
     (tmp_path / "broken.eml").write_text("this is not a message with a sender\n")
+    hostile = tmp_path / "hostile.eml"  # issue 14 item 4: a 14 KB Content-Type is refused, typed, before parsing
+    hostile.write_bytes(b"From: a@example.com\r\nContent-Type: text/plain" + b";" * 7000 + b"\r\n\r\nHi")
 
-    result = CliRunner().invoke(
-        cli, ["spam", "score", str(mbox), str(tmp_path / "Maildir"), str(tmp_path / "broken.eml")]
-    )
+    paths = [str(mbox), str(tmp_path / "Maildir"), str(tmp_path / "broken.eml"), str(hostile)]
+    result = CliRunner().invoke(cli, ["spam", "score", *paths])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
-    assert len(lines) == 4
-    ham, spam, invoice, broken = lines
+    assert len(lines) == 5
+    ham, spam, invoice, broken, refused = lines
+    assert refused["verdict"] == "rejected" and refused["detail"].startswith("oversized_headers: "), refused
     assert ham["verdict"] == "ham" and invoice["verdict"] == "ham"
     assert spam["verdict"] == "spam" and spam["score"] >= spam["threshold"]
     codes = {r["code"]: r["weight"] for r in spam["reasons"]}

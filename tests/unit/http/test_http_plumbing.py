@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from pipeline.config import Settings
 from pipeline.db import ensure_schema
+from pipeline.http import errors
 from pipeline.http.app import create_app
 from pipeline.http.auth import (
     Caller,
@@ -27,7 +28,6 @@ from pipeline.http.auth import (
     session_cookie_name,
 )
 from pipeline.http.deps import get_metrics
-from pipeline.http.errors import refuse
 from pipeline.identity.sessions import SessionPrincipal
 from pipeline.models.identity import PrincipalKind, Role, system_principal
 from pipeline.runtime import Runtime
@@ -57,7 +57,9 @@ async def console_probe(session: Annotated[SessionPrincipal, Depends(require_ses
 
 @probe.get("/v1/probe/teapot")
 async def teapot(request: Request) -> JSONResponse:
-    return refuse(get_metrics(request), 418, "teapot", "short and stout", log_event="probe_refused")
+    return errors.answer(
+        errors.refusal(get_metrics(request), 418, "teapot", "short and stout", log_event="probe_refused")
+    )
 
 
 ADMIN = system_principal("test-setup")

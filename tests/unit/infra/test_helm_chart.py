@@ -38,7 +38,9 @@ from ingest_helpers import RecordingPublisher
 from jsonschema import Draft7Validator
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.agents.health import LIVE_PATH, READY_PATH, health_gauges
 from pipeline.agents.metrics import WorkerMetrics
+from pipeline.agents.worker import create_app, registrar
 from pipeline.api.app import create_api
 from pipeline.config import Settings, explicit_settings
 from pipeline.kafka.lag import product_groups
@@ -68,6 +70,9 @@ def served_metrics(make_settings: Callable[..., Settings]) -> set[str]:
     worker = WorkerMetrics()
     worker.track_rights(lambda: ({}, 0))
     worker.track_lag(list)
+    not_ready, not_live, _standing = health_gauges(worker.registry)
+    not_ready.labels("uncommitted").set(0)
+    not_live.labels("event_loop").set(0)
     text = worker.render().decode()
     api = create_api(Runtime(make_settings()), cast(ConfirmingPublisher, RecordingPublisher()))
     text += TestClient(api.state.admin).get("/metrics").text  # the admin port's /metrics, as the chart scrapes it
@@ -149,7 +154,7 @@ def test_rendered_workloads() -> None:
             assert all("value" not in e for e in env.values() if e["name"].endswith(("_TOKEN", "_PEPPER", "_KEY")))
     for doc in (worker, rights, api):
         container = doc["spec"]["template"]["spec"]["containers"][0]
-        assert container["livenessProbe"] and container["readinessProbe"]
+        assert container["livenessProbe"] and container["readinessProbe"] and container["startupProbe"]
         assert "checksum/config" in doc["spec"]["template"]["metadata"]["annotations"]
     api_env = {e["name"]: e.get("value") for e in api["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert api_env["LEADPIPE_INGEST_HOST"] == "0.0.0.0"  # the default 127.0.0.1 would be unreachable in a pod
@@ -158,11 +163,12 @@ def test_rendered_workloads() -> None:
 
 
 def assert_api_probes_and_admin_port(api: dict[str, Any]) -> None:
-    """Readiness asks /readyz (brokers and database), liveness /healthz; Prometheus scrapes the admin port, which
-    the Service does not expose (issue 13: /metrics and the docs were open on the API port)."""
+    """Readiness asks /readyz (brokers and database), liveness and the first start /healthz; Prometheus scrapes
+    the admin port, which the Service does not expose (issue 13: /metrics and the docs were open on the API port)."""
     container = api["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     env = env_of(api)
     assert env["LEADPIPE_ADMIN_PORT"] == str(ports["admin"]) and env["LEADPIPE_ADMIN_HOST"] == "0.0.0.0"
@@ -179,8 +185,14 @@ def assert_worker_web_served(deployment: dict[str, Any]) -> None:
     assert env["LEADPIPE_WORKER_WEB_ENABLED"] == "true"
     (port,) = [p for p in container["ports"] if p["name"] == "web"]
     assert env["LEADPIPE_WORKER_WEB_PORT"] == str(port["containerPort"])
-    for probe in (container["livenessProbe"], container["readinessProbe"]):
-        assert probe["httpGet"] == {"path": "/", "port": "web"}
+    # liveness: what a restart fixes; readiness: progress and dependencies (pipeline/agents/health.py); the first
+    # start waits for faust's web server, which opens after the tables are recovered
+    assert container["livenessProbe"]["httpGet"] == {"path": LIVE_PATH, "port": "web"}
+    assert container["readinessProbe"]["httpGet"] == {"path": READY_PATH, "port": "web"}
+    assert container["startupProbe"]["httpGet"] == {"path": LIVE_PATH, "port": "web"}
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300  # table recovery may take minutes
+    assert "initialDelaySeconds" not in container["livenessProbe"]  # the startup probe holds it off instead
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(port["containerPort"])
@@ -193,6 +205,47 @@ def test_one_combined_worker_when_asked() -> None:
     assert sorted(deployments) == ["rel-leadpipe-api", "rel-leadpipe-spam-engine", "rel-leadpipe-worker"]
     assert args_of(deployments["rel-leadpipe-worker"]) == ["leadpipe", "worker"]
     assert_worker_web_served(deployments["rel-leadpipe-worker"])
+
+
+def serves(container: dict[str, Any], settings: Settings) -> Callable[[str, str], bool]:
+    """Whether the process this container runs serves a path on a port (by name): a worker's faust web views (its
+    app built from the container's own ``--only`` registrars), or the API's answer not being 404 (``http``: the API,
+    ``admin``: its admin app)."""
+    args = container["args"]
+    runtime = Runtime(settings)
+    if args[:2] == ["leadpipe", "worker"]:
+        only = [args[i + 1] for i, arg in enumerate(args) if arg == "--only"]
+        views = set(create_app(runtime, [registrar(r) for r in only] or None).web.views)
+        return lambda port, path: port == "web" and path in views
+    assert args[:2] == ["leadpipe", "serve"], args
+    api = create_api(runtime, cast(ConfirmingPublisher, RecordingPublisher()))
+    clients = {"http": TestClient(api), "admin": TestClient(api.state.admin)}
+    return lambda port, path: port in clients and clients[port].get(path).status_code != 404
+
+
+@needs_helm
+@pytest.mark.parametrize("values", VALUES_FILES, ids=lambda p: p.name)
+def test_every_probe_asks_a_path_its_process_serves(values: Any, make_settings: Callable[..., Settings]) -> None:
+    """A probe on a path the process does not serve restarts the pod over and over (or keeps it out of rollouts):
+    each probe of each long-running container must name a path that process serves on that port."""
+    settings = make_settings(topic_replication_factor=1, worker_web_enabled=False)
+    probed = 0
+    for doc in workloads(render(values=values)):
+        for container in containers(doc):
+            probes = {k: container[k] for k in ("startupProbe", "livenessProbe", "readinessProbe") if k in container}
+            if not probes or (not container["image"].startswith(("leadpipe", "registry")) and "args" not in container):
+                continue
+            if container.get("args", [])[:1] != ["leadpipe"]:
+                continue  # the spam engine's rspamd and Redis: their images' own endpoints
+            served = serves(container, settings)
+            assert not served("web", "/not-served") and not served("http", "/not-served")  # the check can fail
+            for kind, probe in probes.items():
+                where = f"{values.name}: {doc['metadata']['name']}/{container['name']} {kind}"
+                get = probe.get("httpGet")
+                assert get is not None, f"{where}: an HTTP answer, not an open port (a blocked loop still accepts)"
+                assert served(get["port"], get["path"]), f"{where}: {get} is not served"
+                probed += 1
+    assert probed >= 6  # the worker(s) and the API, three probes each
 
 
 @needs_helm
@@ -209,6 +262,7 @@ def test_alert_rules_only_when_asked_and_only_on_metrics_the_worker_serves(serve
     rules = by_kind(render("--set", "prometheusRule.enabled=true"), "PrometheusRule")["rel-leadpipe"]
     alerts = {r["alert"]: r["expr"] for g in rules["spec"]["groups"] for r in g["rules"]}
     assert {"LeadpipeRightsRequestOverdue", "LeadpipeProcessingDeadLetters", "LeadpipeSinkFailures"} <= set(alerts)
+    assert "leadpipe_worker_not_ready" in alerts["LeadpipeWorkerNotReady"]  # the worker's own stall signal
     served = served_metrics
     for name, expr in alerts.items():
         used = set(re.findall(r"leadpipe_[a-z_]+", expr))

@@ -149,6 +149,9 @@ def test_content_reasons_equal_the_scans_with_a_list_footer(
     text: str, footer_links: int, compiled: CompiledPolicy
 ) -> None:
     assert content_reasons(text, compiled, footer_links) == scan_content(text, compiled, footer_links)
+    unlinked = content_reasons(text, compiled, footer_links, count_links=False)
+    assert unlinked == scan_content(text, compiled, footer_links, count_links=False)
+    assert not {"too_many_links", "link_density"} & {r.code for r in unlinked}
 
 
 def test_the_prefilter_proves_nothing_for_words_it_cannot_handle() -> None:

@@ -229,11 +229,43 @@ def test_links_in_a_mailing_lists_footer_are_not_counted(make_ctx: Callable[...,
     assert "too_many_links" in _codes(unlisted, make_ctx())  # the same text without the fact: 4 links
 
 
-def test_a_footer_does_not_hide_the_writers_own_links(make_ctx: Callable[..., ChainContext]) -> None:
-    text = "Buy https://a.example https://b.example https://c.example https://d.example\n\n" + _FOOTER
-    event = build_event(interaction={"message": text, "list_headers": 3, "list_footer_at": text.index("____")})
-    [reason] = [r for r in _verdict(event, make_ctx()).reasons if r.code == "too_many_links"]
+def _policy_ctx(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> ChainContext:
+    data = yaml.safe_load(default_policy_path().read_text())
+    change(data["spam"])
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return ChainContext(policy=compile_policy(load_policy(path)), now=NOW, pepper=PEPPER)
+
+
+_OWN_LINKS = "Buy https://a.example https://b.example https://c.example https://d.example"
+
+
+def test_mail_through_a_list_gets_no_link_rules_unless_the_policy_counts_it(
+    make_ctx: Callable[..., ChainContext], tmp_path: Path
+) -> None:
+    text = _OWN_LINKS + "\n\n" + _FOOTER
+    event = build_event(interaction={"message": text, "list_headers": 2, "list_footer_at": text.index("____")})
+    assert not {"too_many_links", "link_density"} & set(_codes(event, make_ctx()))  # the packaged policy
+    counting = _policy_ctx(tmp_path, lambda spam: spam["links"].update(count_list_mail=True))
+    [reason] = [r for r in _verdict(event, counting).reasons if r.code == "too_many_links"]
     assert reason.detail == "4 links (more than 3; 3 in a mailing list's footer not counted)"
+    assert "too_many_links" in _codes(build_event(interaction={"message": _OWN_LINKS}), make_ctx())  # no list
+
+
+def test_the_word_rules_do_not_read_a_lists_footer(make_ctx: Callable[..., ChainContext]) -> None:
+    footer = "_______________________________________________\nWeekly casino night list: unsubscribe here"
+    text = "See you on Monday for the planning meeting.\n\n" + footer
+    listed = build_event(interaction={"message": text, "list_headers": 1, "list_footer_at": text.index("____")})
+    assert _codes(listed, make_ctx()) == []
+    own = "Casino bonus for you!\n\n" + footer  # the writer's own words still count
+    mine = build_event(interaction={"message": own, "list_headers": 1, "list_footer_at": own.index("____")})
+    [reason] = [r for r in _verdict(mine, make_ctx()).reasons if r.code == "spam_word"]
+    assert reason.detail == "matched 'casino'"
+    transcript = ({"author": "person", "text": own},)  # a turn repeating the message does not bring the footer back
+    chat = build_event(
+        interaction={"message": own, "transcript": transcript, "list_headers": 1, "list_footer_at": own.index("___")}
+    )
+    assert [r.code for r in _verdict(chat, make_ctx()).reasons] == ["spam_word"]
 
 
 def test_a_turn_that_repeats_the_message_counts_its_links_once(make_ctx: Callable[..., ChainContext]) -> None:
@@ -263,3 +295,35 @@ def test_through_the_email_source_hidden_hrefs_count_and_list_footers_do_not(
     body = _LIST_MAIL.replace("\n", "\r\n")
     listed = f"From: a.sender@example.com\r\nList-Id: <python-list.python.example>\r\n\r\n{body}".encode()
     assert "too_many_links" not in scored(listed)
+    newsletter = "From: a.sender@example.com\r\nList-Unsubscribe: <https://n.example/u>\r\nContent-Type: text/html"
+    assert "too_many_links" not in scored(f"{newsletter}\r\n\r\n<p>Deals: {anchors}</p>".encode())
+    invented = "From: a.sender@example.com\r\nList-Whatever: 1\r\nContent-Type: text/html"  # no list's field
+    assert "too_many_links" in scored(f"{invented}\r\n\r\n<p>Deals: {anchors}</p>".encode())
+
+
+def test_the_rate_rule_counts_the_from_sender_not_a_lists_reply_to(make_ctx: Callable[..., ChainContext]) -> None:
+    """A whole list answered at one Reply-To is many senders: the per-subject window keys on From."""
+    from source_payloads import ctx_for
+
+    from pipeline.sources import email as email_source
+
+    def event_of(sender: str) -> ContactEvent:
+        raw = f"From: {sender}\r\nReply-To: list@lists.example.org\r\nSubject: Re: x\r\n\r\nThanks".encode()
+        [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+        return event
+
+    def fired(events: list[ContactEvent]) -> set[str]:
+        rates: dict[str, Any] = {}
+        codes: set[str] = set()
+        for event in events:
+            result = run_chain(event, make_ctx(rates=rates))
+            rates.update(result.rate_updates)
+            outcome = result.outcome
+            assert isinstance(outcome, Passed | Quarantined)
+            codes.update(r.code for r in outcome.tagged.tags.spam.reasons)
+        return codes
+
+    members = [event_of(f"member{i}@example.com") for i in range(12)]
+    assert {e.interaction.reply_to for e in members} == {"list@lists.example.org"}
+    assert "rate_subject" not in fired(members)  # 12 writers, one list address to answer
+    assert "rate_subject" in fired([event_of("member0@example.com") for _ in range(12)])  # one writer, 12 times

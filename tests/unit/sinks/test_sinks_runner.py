@@ -15,10 +15,11 @@ from fakes.contacts import make_tagged
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.agents.metrics import WorkerMetrics
-from pipeline.agents.sinks import Incoming, Message, SinkRunner, SuppressionScreen
+from pipeline.agents.sinks import Incoming, SinkRunner, SuppressionScreen
 from pipeline.config import Settings
 from pipeline.crypto.sealing import KeyDestroyedError, subject_scope
 from pipeline.db import ensure_schema
+from pipeline.kafka.producer import Outgoing
 from pipeline.models.common import Purpose
 from pipeline.models.records import AcceptedRecord, DeadLetter
 from pipeline.models.rights import SinkResult, SinkStatus, SuppressionRecord
@@ -61,9 +62,9 @@ def runtime(settings: Settings) -> Runtime:
 
 class Collector:
     def __init__(self) -> None:
-        self.messages: list[Message] = []
+        self.messages: list[Outgoing] = []
 
-    async def __call__(self, messages: Sequence[Message]) -> None:
+    async def __call__(self, messages: Sequence[Outgoing]) -> None:
         self.messages.extend(messages)
 
     def results(self) -> list[SinkResult]:

@@ -339,6 +339,28 @@ def test_header_abuse_is_refused_with_a_typed_reason(name: str) -> None:
     assert err.reason == reason and err.field in ("headers", "mime")
 
 
+def test_a_header_block_over_the_limit_is_refused_before_parsing() -> None:
+    """On the bytes, not by the parser: 80 KiB of 400 long fields (under the field count) and a block that would
+    end just past the limit; a long body under a small block, or a block ending right at the limit, is read."""
+    field = b"X-Filler: " + b"a" * 190 + b"\r\n"
+    huge = b"From: a@example.com\r\n" + field * 400 + b"\r\nHi"
+    # a line break 3 bytes before the limit: within the limit, the next line looks like no header line
+    head = b"From: a@example.com\r\n" + field * ((mime.MAX_HEADER_BLOCK_BYTES - 300) // len(field))
+    pad = b"X-Pad: " + b"p" * (mime.MAX_HEADER_BLOCK_BYTES - 2 - len(head) - 9) + b"\r\n"
+    cut = head + pad + field * 20 + b"\r\nHi"
+    assert cut[mime.MAX_HEADER_BLOCK_BYTES - 3 : mime.MAX_HEADER_BLOCK_BYTES + 1] == b"\nX-F"
+    for raw in (huge, cut):
+        with pytest.raises(SourceError) as caught:
+            mime.check_header_block(raw)
+        assert (caught.value.reason, caught.value.field) == ("oversized_headers", "headers")
+    body = b"From: a@example.com\r\nSubject: long\r\n\r\n" + b"line of text\r\n" * 10_000
+    mime.check_header_block(body)
+    short = b"X-Filler: " + b"a" * 90 + b"\r\n"
+    block = b"From: a@example.com\r\n" + short * ((mime.MAX_HEADER_BLOCK_BYTES - 21) // len(short))
+    mime.check_header_block(block + b"\r\n" + b"body\r\n" * 20_000)  # ends within the limit: the parser decides
+    assert len(block) <= mime.MAX_HEADER_BLOCK_BYTES
+
+
 def _best_of(runs: int, work: Callable[[], object]) -> float:
     times = []
     for _ in range(runs):
