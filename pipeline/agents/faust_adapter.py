@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Mapping, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -112,6 +112,8 @@ PRIVATE_API: tuple[Reliance, ...] = (
     Reliance(_CONSUMER, "_waiting_for_ack", "attribute"),
     Reliance(_CONSUMER, "_read_offset", "instance_attribute"),
     Reliance(_CONSUMER, "_add_gap", "coroutine", ("tp", "offset_from", "offset_to"), why="faust skips a gap after 0"),
+    Reliance(_CONSUMER, "_new_offset", "method", ("tp",), why="overridden: a run of offsets split by a duplicate"),
+    Reliance(_CONSUMER, "_gap", "instance_attribute", why="the offsets faust skips (markers, aborted records)"),
     Reliance(_CONSUMER, "_paused_partitions", "instance_attribute"),
     Reliance(_CONSUMER, "_buffered_partitions", "instance_attribute"),
     Reliance("faust.transport.drivers.aiokafka:Transport", "TransactionManager", "attribute", why="replaced"),
@@ -179,6 +181,12 @@ class BatchingConsumer(faust_aiokafka.Consumer):
 
     _batch_lock: asyncio.Lock | None = None
     _handled: dict[TP, int] | None = None
+    _handed_out: dict[TP, set[int]] | None = None
+    _in_flight: int = 0
+    _idle: asyncio.Event | None = None
+    _draining: bool = False
+    #: The share of the rebalance timeout a revocation waits for the stream batches in flight.
+    DRAIN_SHARE = 0.5
     _retrying: dict[TP, tuple[str, float]] | None = None
     fenced_at: float | None = None
     """When (``time.monotonic``) a transactional producer was last fenced and the worker asked to rejoin."""
@@ -206,6 +214,15 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         if self._handled is None:
             self._handled = {}
         return self._handled
+
+    @property
+    def handed_out(self) -> dict[TP, set[int]]:
+        """Per partition of a stream agent's topic, the offsets ``take_batches`` handed out since it was assigned
+        and not committed yet (``current_batch``). A set, not a mark: after a rebalance a record fetched before the
+        seek can arrive before the records the seek delivers again below it, which must still be handed out."""
+        if self._handed_out is None:
+            self._handed_out = {}
+        return self._handed_out
 
     @property
     def retrying(self) -> dict[TP, tuple[str, float]]:
@@ -236,6 +253,34 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             self._acked[tp].extend(fresh)
             self._n_acked += len(fresh)
             notify(self._waiting_for_ack)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """The offset to commit for ``tp``: past the run of consecutive offsets done since the committed one (each
+        acknowledged, or a gap faust recorded: a transaction marker, a record read_committed skipped).
+
+        faust's own computation counted the first record after a gap twice: the gap it records runs up to and
+        including that record's offset, which is acknowledged too, and the duplicate in the sorted offsets ended the
+        run there. The commit then stopped at that record while the transaction it committed already held the
+        outputs of the records after it (a sink batch's results, sent before the acknowledgement); they were
+        committed with the next transaction, and a crash in between had them done and published again (measured:
+        two to six events with two sink results after a SIGKILL, at each record right after a transaction marker).
+        """
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        done = set(acked)
+        gaps = self._gap[tp]
+        if gaps:
+            for interval in gaps.overlap(0, max(done)):  # the gaps below the highest acknowledged offset, as faust
+                done.update(range(interval.begin, interval.end))
+        end = committable_end(done, self._committed_offset[tp])
+        if end is None:
+            return None
+        acked[:] = [offset for offset in acked if offset >= end]
+        self._acked_index[tp].difference_update([offset for offset in self._acked_index[tp] if offset < end])
+        if gaps:
+            gaps.chop(0, end)
+        return end
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         async with self.batch_lock:
@@ -284,6 +329,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         in flight, which the commit lock waits for) leaves nothing to forget.
         """
         self.stop_flow()  # no new batch starts; faust resumes the flow after the assignment
+        await self.finish_batches_in_flight()
         try:
             await self.commit()
         except Exception as exc:  # a fenced producer: the partition moved already; its new owner redoes the work
@@ -291,11 +337,13 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         await super().on_partitions_revoked(revoked)
         for tp in revoked:
             self.handled.pop(tp, None)
+            self.handed_out.pop(tp, None)
             self.retrying.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         for tp in assigned:
             self.handled.pop(tp, None)  # a new assignment starts from the committed offset
+            self.handed_out.pop(tp, None)
         self.assigned_at = time.monotonic()  # rejoined: whatever was fenced gets new producers now
         await super().on_partitions_assigned(assigned, generation_id)
 
@@ -353,13 +401,58 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                 yield tp, to_message(tp, record)
 
     def current(self, generation: int) -> bool:
-        """Whether work fetched in consumer group ``generation`` may still be acknowledged: no rebalance began since.
+        """Whether work fetched in consumer group ``generation`` may still be acknowledged: no rebalance began since
+        (or one began and waits for this work, ``finish_batches_in_flight``).
 
         A rebalance stops the flow and commits before the partitions go (``on_partitions_revoked``); work that
         takes the commit lock after that commit must not send or acknowledge anything: faust forgets acknowledged
         offsets of revoked partitions, and the outputs would stay in an open transaction that commits later
         together with the same work done again."""
+        return (self.flow_active or self._draining) and self.app.consumer_generation_id == generation
+
+    def fresh(self, generation: int) -> bool:
+        """Whether work fetched in ``generation`` may start: the flow runs and no rebalance began since."""
         return self.flow_active and self.app.consumer_generation_id == generation
+
+    @property
+    def idle(self) -> asyncio.Event:
+        if self._idle is None:
+            self._idle = asyncio.Event()
+            self._idle.set()
+        return self._idle
+
+    def batch_started(self) -> None:
+        """A stream agent handed out a batch (``take_batches``); a revocation waits for it."""
+        self._in_flight += 1
+        self.idle.clear()
+
+    def batch_finished(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight <= 0:
+            self._in_flight = 0
+            self.idle.set()
+
+    async def finish_batches_in_flight(self) -> None:
+        """Let the stream batches in flight finish and acknowledge their work before the partitions go.
+
+        A sink batch whose partition was revoked under it was left to the partition's new owner, who wrote the
+        same events while the old owner's HubSpot call was still in flight: the delivery ledger read HubSpot back
+        before that call landed and upserted them again (measured: 7 events upserted twice by a rebalance during
+        3 s HubSpot calls). Waiting is bounded by a share of the rebalance timeout, so this worker stays in the
+        group; a batch still running after that is left to the new owner as before.
+        """
+        if self.idle.is_set():
+            return
+        self._draining = True
+        bound = float(self.app.conf.broker_rebalance_timeout) * self.DRAIN_SHARE
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(self.idle.wait(), bound)
+            log.info("rebalance_waited_for_batches", waited_s=round(time.monotonic() - started, 3))
+        except TimeoutError:
+            log.warning("rebalance_left_batches_in_flight", batches=self._in_flight, waited_s=bound)
+        finally:
+            self._draining = False
 
     def _rewind(self, tp: TP, offset: int) -> None:
         """Move the fetch position of ``tp`` back to ``offset``; never forward (a seek to committed wins)."""
@@ -400,6 +493,24 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         self.retrying.pop(tp, None)
         self._read_offset[tp] = records[-1].offset
         self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+
+
+def committable_end(done: Iterable[int], committed: int | None) -> int | None:
+    """The offset after the first run of consecutive offsets in ``done`` (None: nothing to commit).
+
+    ``committed`` is the partition's committed offset (the next to read): a run that starts more than one offset
+    above it leaves something below unfinished, so nothing is committed (faust's rule; one offset is tolerated,
+    the transaction marker a committed offset can point at). Offsets below ``committed`` are committed already.
+    """
+    offsets = sorted({offset for offset in done if committed is None or offset >= committed})
+    if not offsets or (committed and offsets[0] - committed > 1):
+        return None
+    end = offsets[0] + 1
+    for offset in offsets[1:]:
+        if offset != end:
+            break
+        end += 1
+    return end
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,6 +605,14 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
     503s, say) had that batch acknowledged and committed without its work (measured: 4 and 6 contacts of 200 never
     reached HubSpot, no result, no dead letter). Unacknowledged events are delivered again after a restart or a
     rebalance (faust commits acknowledged offsets only up to the first gap).
+
+    Events fetched before a rebalance that are still buffered when it ends (held behind the batch in flight) are
+    dropped, not handed out (``current_batch``): the rebalance sought their partitions back to the committed
+    offsets, so they come again (or go to the partition's new owner). Handed out with the events delivered again,
+    they made the whole partition's share of the batch stale for the committer, which left it unacknowledged;
+    nothing delivered them again, and the partition's commits stopped at that hole (measured: 26 of 120 events
+    without sink results after a rebalance during a slow HubSpot batch). Records delivered twice within one
+    assignment are handed out once (``current_batch``).
     """
     buffer: list[Any] = []
     full = asyncio.Event()
@@ -517,6 +636,7 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
             await stream.wait(consumed)
         return value
 
+    consumer = cast(BatchingConsumer, stream.app.consumer)
     saved_acks = stream.enable_acks
     stream.enable_acks = False
     stream.add_processor(add_to_buffer)
@@ -526,12 +646,18 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
             await stream.wait_for_stopped(full, timeout=within)
             if not buffer:
                 continue
-            consuming = asyncio.get_running_loop().create_future()
-            batch = list(buffer)
+            batch = current_batch(consumer, buffer)
             buffer.clear()
+            if not batch:
+                full.clear()
+                consumed.set()
+                continue
+            consuming = asyncio.get_running_loop().create_future()
+            consumer.batch_started()
             try:
                 yield batch
             finally:
+                consumer.batch_finished()
                 notify(consuming)
                 full.clear()
                 consumed.set()
@@ -539,6 +665,32 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
         stream.enable_acks = saved_acks
         with contextlib.suppress(ValueError):
             stream._processors.remove(add_to_buffer)
+
+
+def current_batch(consumer: BatchingConsumer, events: Sequence[Any]) -> list[Any]:
+    """The events of a stream batch to hand out: fetched since the last rebalance, and not handed out before within
+    this assignment (``BatchingConsumer.handed_out``: table recovery's seek to the committed offsets and the fetch
+    loop's own seek while the flow is stopped each deliver the same records again; measured: five events with
+    two sink results each, from two batches of one worker after one rebalance)."""
+    batch = []
+    stale = again = 0
+    for event in events:
+        message = event.message
+        if not consumer.fresh(message.generation_id):
+            stale += 1
+            continue
+        handed = consumer.handed_out.setdefault(message.tp, set())
+        if message.offset in handed:
+            again += 1
+            continue
+        committed = consumer._committed_offset.get(message.tp)
+        if committed is not None and len(handed) > 1000:
+            handed.difference_update([offset for offset in handed if offset < committed])
+        handed.add(message.offset)
+        batch.append(event)
+    if stale or again:
+        log.info("stream_events_not_handed_out", fetched_before_rebalance=stale, delivered_again=again)
+    return batch
 
 
 # ---- tables ---------------------------------------------------------------------------------------------------

@@ -630,3 +630,14 @@ def stop_signal(worker: WorkerProcess, sig: signal.Signals) -> None:
             worker.process.wait(60)
     if worker.alive():
         worker.kill()
+
+
+def pause(worker: WorkerProcess) -> None:
+    """SIGSTOP: the process stops answering (heartbeats too) without leaving its group, as in a long pause."""
+    if worker.process is not None and worker.process.poll() is None:
+        worker.process.send_signal(signal.SIGSTOP)
+
+
+def resume(worker: WorkerProcess) -> None:
+    if worker.process is not None and worker.process.poll() is None:
+        worker.process.send_signal(signal.SIGCONT)

@@ -1,10 +1,17 @@
-"""The batch consumer's guard against handling a record twice within one assignment (pure part)."""
+"""The batch consumer's guard against handling a record twice within one assignment, and the offset a commit takes
+(pure parts, and faust's bookkeeping on an unstarted consumer)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
+import pytest
+from faust.types import TP
+
+from pipeline.agents.app import LeadpipeApp
 from pipeline.agents.batching import unhandled
+from pipeline.agents.faust_adapter import BatchingConsumer, committable_end, current_batch
 
 
 @dataclass(frozen=True)
@@ -38,3 +45,135 @@ def test_a_batch_straddling_the_mark_keeps_only_the_new_records() -> None:
 
 def test_an_empty_batch_stays_empty() -> None:
     assert unhandled([], 10) == []
+
+
+# ---- the offset a commit may take ------------------------------------------------------------------------------
+
+
+def test_the_commit_ends_after_the_first_run_of_consecutive_offsets() -> None:
+    assert committable_end([7, 8, 9, 11], committed=7) == 10
+    assert committable_end([], committed=7) is None
+
+
+def test_a_duplicate_offset_does_not_end_the_run() -> None:
+    # faust's own gap bookkeeping hands the first record after a gap over twice (gap and acknowledgement)
+    assert committable_end([5, 6, 6, 7, 8, 9, 10], committed=5) == 11
+
+
+def test_one_offset_above_the_committed_one_is_a_marker_and_more_is_unfinished_work() -> None:
+    assert committable_end([6, 7], committed=5) == 8
+    assert committable_end([7, 8], committed=5) is None
+    assert committable_end([3, 4], committed=None) == 5
+
+
+def test_offsets_below_the_committed_one_are_done_already() -> None:
+    assert committable_end([2, 13, 14], committed=13) == 15
+
+
+@pytest.fixture
+def consumer() -> BatchingConsumer:
+    """An unstarted app's consumer (no broker is contacted): faust's own ack and gap bookkeeping."""
+    app = LeadpipeApp("offsets-probe", broker="kafka://127.0.0.1:1", store="memory://", autodiscover=False)
+    return app.batching_consumer
+
+
+async def test_a_record_after_a_transaction_marker_is_committed_with_the_rest_of_its_batch(
+    consumer: BatchingConsumer,
+) -> None:
+    """Measured in the fault suite: committed 5, a transaction marker at 5, records 6-10 handled as one batch and
+    acknowledged: faust committed 7 (its gap [5, 6] plus the acknowledged 6 made 6 twice) while the transaction
+    held the results of 6-10; a SIGKILL then had 7-10 handled and their results published again."""
+    tp = TP("t.contacts.accepted", 1)
+    consumer._committed_offset[tp] = 5
+    await consumer._add_gap(tp, 5, 6)  # what faust's fetch loop records for record 6 read after offset 4
+    for offset in range(6, 11):
+        consumer._acked[tp].append(offset)
+        consumer._acked_index[tp].add(offset)
+    assert consumer._new_offset(tp) == 11
+    assert consumer._acked[tp] == [] and not consumer._acked_index[tp] and not consumer._gap[tp]
+    consumer._committed_offset[tp] = 11
+    assert consumer._new_offset(tp) is None  # nothing left over to commit again
+
+
+async def test_a_gap_above_the_acknowledged_records_waits_for_its_record(consumer: BatchingConsumer) -> None:
+    tp = TP("t.contacts.accepted", 0)
+    consumer._committed_offset[tp] = 3
+    consumer._acked[tp].extend([3, 4])
+    await consumer._add_gap(tp, 6, 7)  # record 7 read after 5 (a marker at 6), not acknowledged yet
+    assert consumer._new_offset(tp) == 5
+    assert list(consumer._gap[tp])  # kept for when record 7 is acknowledged
+
+
+# ---- a revocation and the stream batches in flight -------------------------------------------------------------
+
+
+async def test_a_revocation_waits_for_the_stream_batch_in_flight_which_may_still_acknowledge(
+    consumer: BatchingConsumer,
+) -> None:
+    generation = consumer.app.consumer_generation_id
+    consumer.stop_flow()  # as on_partitions_revoked does first
+    assert not consumer.current(generation) and not consumer.fresh(generation)
+    consumer.batch_started()
+    seen: list[tuple[bool, bool]] = []
+
+    async def finish() -> None:
+        await asyncio.sleep(0.05)
+        seen.append((consumer.current(generation), consumer.fresh(generation)))
+        consumer.batch_finished()
+
+    task = asyncio.create_task(finish())
+    await consumer.finish_batches_in_flight()
+    await task
+    assert seen == [(True, False)]  # its results and acks go into the commit before revocation; nothing new starts
+    assert not consumer.current(generation)  # after the wait, late work is left to the partition's next owner
+
+
+async def test_a_revocation_waits_for_a_batch_in_flight_only_so_long(
+    consumer: BatchingConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer, "DRAIN_SHARE", 0.1 / float(consumer.app.conf.broker_rebalance_timeout))
+    consumer.stop_flow()
+    consumer.batch_started()
+    started = asyncio.get_running_loop().time()
+    await consumer.finish_batches_in_flight()
+    assert 0.09 < asyncio.get_running_loop().time() - started < 2.0
+    assert not consumer.current(consumer.app.consumer_generation_id)
+
+
+async def test_no_batch_in_flight_no_wait(consumer: BatchingConsumer) -> None:
+    consumer.batch_started()
+    consumer.batch_finished()
+    await asyncio.wait_for(consumer.finish_batches_in_flight(), 0.05)
+
+
+@dataclass(frozen=True)
+class _Message:
+    tp: TP
+    offset: int
+    generation_id: int
+
+
+@dataclass(frozen=True)
+class _Event:
+    message: _Message
+
+
+def test_a_stream_batch_hands_out_each_record_once_per_assignment_and_nothing_from_before_a_rebalance(
+    consumer: BatchingConsumer,
+) -> None:
+    tp, other = TP("t.contacts.accepted", 2), TP("t.contacts.accepted", 3)
+    now = consumer.app.consumer_generation_id
+
+    def events(tp: TP, offsets: range, generation: int = now) -> list[_Event]:
+        return [_Event(_Message(tp, o, generation)) for o in offsets]
+
+    first = current_batch(consumer, events(tp, range(40, 45)) + events(other, range(7, 9)))
+    assert [e.message.offset for e in first] == [40, 41, 42, 43, 44, 7, 8]
+    # the same records again (a seek back to the committed offset), then new ones; and one from before a rebalance
+    again = current_batch(consumer, events(tp, range(42, 47)) + events(other, range(9, 10), generation=now - 1))
+    assert [e.message.offset for e in again] == [45, 46]
+    # records below those handed out that were never handed out (fetched after others, around a seek) still go
+    consumer.handed_out[tp] = {50, 51}
+    assert [e.message.offset for e in current_batch(consumer, events(tp, range(47, 52)))] == [47, 48, 49]
+    consumer.handed_out.pop(tp)  # a new assignment of the partition: everything from the committed offset again
+    assert len(current_batch(consumer, events(tp, range(40, 42)))) == 2
