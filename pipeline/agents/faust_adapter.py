@@ -16,7 +16,8 @@ What leadpipe changes inside faust, and why (details at each class):
   by faust on the way out (``take_batches``: faust's ``take_events`` acks a batch in a ``finally``, so a batch cut
   short at shutdown was committed without its work);
 - a fenced transactional producer is dropped and the worker rejoins its group instead of crashing
-  (``FenceTolerantTransactionManager``, ``producer_fenced``);
+  (``FenceTolerantTransactionManager``, ``producer_fenced``), and the futures it leaves failed are retrieved, so
+  asyncio logs no "Future exception was never retrieved" error for them (``retrieve_failures``);
 - faust's stall warnings, which cannot see commits made by the batch agents and transactions, are off
   (``BatchingConsumerThread.verify_event_path``); the worker's own commit progress replaces them
   (``BatchingConsumer.partition_progress``, served as ``leadpipe_worker_uncommitted_records`` by
@@ -76,6 +77,9 @@ _AIO_CONSUMER = "aiokafka.consumer.consumer:AIOKafkaConsumer"
 _FAUST_PRODUCER = "faust.transport.drivers.aiokafka:Producer"
 _AIO_PRODUCER = "aiokafka.producer.producer:AIOKafkaProducer"
 _STREAM = "faust.streams:Stream"
+_TXN_MANAGER = "aiokafka.producer.transaction_manager:TransactionManager"
+_ACCUMULATOR = "aiokafka.producer.message_accumulator:MessageAccumulator"
+_BATCH = "aiokafka.producer.message_accumulator:MessageBatch"
 
 #: Every private (or internal) name this module relies on. Keep in step with the code below.
 PRIVATE_API: tuple[Reliance, ...] = (
@@ -134,6 +138,13 @@ PRIVATE_API: tuple[Reliance, ...] = (
     Reliance(_FAUST_PRODUCER, "_transaction_producers", "instance_attribute", why="one per input partition"),
     Reliance(_FAUST_PRODUCER, "_trn_locks", "instance_attribute", why="the lock of each transaction"),
     Reliance(_AIO_PRODUCER, "_partition", "method", ("topic", "partition", "key", "value", "serialized_key")),
+    # a fenced producer's failed futures, retrieved when it is dropped (retrieve_failures)
+    Reliance(_AIO_PRODUCER, "_txn_manager", "instance_attribute", why="holds the transaction's waiter"),
+    Reliance(_AIO_PRODUCER, "_message_accumulator", "instance_attribute", why="holds the undelivered batches"),
+    Reliance(_TXN_MANAGER, "_transaction_waiter", "instance_attribute", why="failed with the fence"),
+    Reliance(_ACCUMULATOR, "_batches", "instance_attribute", why="the queued batches, failed with the fence"),
+    Reliance(_ACCUMULATOR, "_pending_batches", "instance_attribute", why="the batches being sent"),
+    Reliance(_BATCH, "_drain_waiter", "instance_attribute", why="failed with its batch"),
     Reliance("aiokafka.client:AIOKafkaClient", "_wait_on_metadata", "coroutine", ("topic",)),
 )
 
@@ -571,9 +582,34 @@ async def producer_fenced(app: faust.App, tid: str | None) -> None:
     if fenced is not None:
         with contextlib.suppress(Exception):
             await fenced.stop()
+        retrieve_failures(fenced, tid)
     consumer = cast(BatchingConsumer, app.consumer)
     consumer.fenced()
     consumer.request_rejoin()
+
+
+def retrieve_failures(producer: Any, tid: str | None) -> None:
+    """Retrieve the exceptions a dropped (fenced) aiokafka producer leaves in its futures.
+
+    aiokafka fails the transaction's waiter and every undelivered batch (its result and its drain waiter) with the
+    fence; nobody waits on those any more, and asyncio would log each as "Future exception was never retrieved" at
+    ERROR, a false alarm (the worker recovers by rejoining). Each is retrieved once it fails; one that failed with
+    anything but the fence is logged as a warning (the type only: messages may carry data).
+    """
+    accumulator = producer._message_accumulator
+    batches = [*(batch for queue in accumulator._batches.values() for batch in queue), *accumulator._pending_batches]
+    futures: list[asyncio.Future[Any]] = [future for batch in batches for future in (batch.future, batch._drain_waiter)]
+    if producer._txn_manager is not None and producer._txn_manager._transaction_waiter is not None:
+        futures.append(producer._txn_manager._transaction_waiter)
+
+    def retrieve(future: asyncio.Future[Any]) -> None:
+        exc = None if future.cancelled() else future.exception()
+        if exc is not None and not is_fenced(exc):
+            log.warning("dropped_producer_future_failed", transactional_id=tid, error=type(exc).__name__)
+
+    for future in futures:
+        future.add_done_callback(retrieve)
+    log.info("fenced_producer_dropped", transactional_id=tid, futures=len(futures))
 
 
 class BatchingTransport(faust_aiokafka.Transport):

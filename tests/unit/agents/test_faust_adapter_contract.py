@@ -21,6 +21,9 @@ from typing import Any
 import faust
 import pytest
 from aiokafka.consumer.consumer import AIOKafkaConsumer
+from aiokafka.producer.message_accumulator import MessageBatch
+from aiokafka.producer.producer import AIOKafkaProducer
+from aiokafka.structs import TopicPartition
 
 import pipeline
 from pipeline.agents import faust_adapter
@@ -57,15 +60,22 @@ async def instances() -> AsyncIterator[dict[str, Any]]:
     app = LeadpipeApp("contract-probe", broker="kafka://127.0.0.1:1", store="memory://", autodiscover=False)
     table = app.Table("contract-probe", key_type=bytes, value_type=bytes)
     consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", transactional_id="contract-probe")
+    batch = MessageBatch(TopicPartition("contract-probe", 0), producer.create_batch(), ttl=1, linger_time=0)
     built = {
         "faust.transport.drivers.aiokafka:Consumer": app.consumer,
         "faust.transport.drivers.aiokafka:Producer": app.producer,
         "aiokafka.consumer.consumer:AIOKafkaConsumer": consumer,
         "faust.stores.memory:Store": table.data,
         "faust.streams:Stream": app.stream(app.topic("contract-probe")),
+        "aiokafka.producer.producer:AIOKafkaProducer": producer,
+        "aiokafka.producer.transaction_manager:TransactionManager": producer._txn_manager,
+        "aiokafka.producer.message_accumulator:MessageAccumulator": producer._message_accumulator,
+        "aiokafka.producer.message_accumulator:MessageBatch": batch,
     }
     yield built
     await consumer.stop()
+    await producer.stop()
 
 
 @pytest.mark.parametrize("reliance", PRIVATE_API, ids=lambda r: f"{r.owner}.{r.name}")
