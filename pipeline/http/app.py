@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pipeline.config import Settings
 from pipeline.http import health
 from pipeline.http.metrics import ApiMetrics
 from pipeline.identity.authenticator import Authenticator
@@ -77,6 +78,11 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def wants_hsts(settings: Settings) -> bool:
+    """HSTS only where the public address is https (a plain-http address would lock browsers out)."""
+    return (settings.public_url or "").startswith("https://")
+
+
 def create_app(
     runtime: Runtime,
     publisher: ConfirmingPublisher,
@@ -107,7 +113,7 @@ def create_app(
     for router in routers:
         app.include_router(router)
     app.include_router(health.router)
-    hsts = (settings.public_url or "").startswith("https://")
+    hsts = wants_hsts(settings)
     app.state.admin = admin = health.admin_app(app)
     admin.add_middleware(SecurityHeaders, hsts=hsts)
     app.add_middleware(SecurityHeaders, hsts=hsts)
