@@ -43,6 +43,21 @@ DOCS_CSP = (
 )
 
 
+def security_headers(*, docs: bool = False, hsts: bool = False) -> list[tuple[bytes, bytes]]:
+    """The headers every answer carries (the one list: the middleware below and the server's own 431 use it)."""
+    wanted = [
+        (b"content-security-policy", (DOCS_CSP if docs else CSP).encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"cache-control", b"no-store"),
+    ]
+    if hsts:
+        wanted.append((b"strict-transport-security", b"max-age=31536000"))
+    return wanted
+
+
 class SecurityHeaders:
     """Every response gets CSP, no framing, no MIME sniffing, no referrer, and no caching unless a route says so
     (answers carry personal data and credentials); HSTS when the public address is https."""
@@ -61,16 +76,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                wanted = [
-                    (b"content-security-policy", (DOCS_CSP if docs else CSP).encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"no-referrer"),
-                    (b"cross-origin-opener-policy", b"same-origin"),
-                    (b"cache-control", b"no-store"),
-                ]
-                if self.hsts:
-                    wanted.append((b"strict-transport-security", b"max-age=31536000"))
+                wanted = security_headers(docs=docs, hsts=self.hsts)
                 headers.extend((name, value) for name, value in wanted if name not in present)
                 message["headers"] = headers
             await send(message)
