@@ -16,6 +16,7 @@ from pipeline import tracing
 from pipeline.clikit import DATABASE, KAFKA, needs
 from pipeline.config import get_settings
 from pipeline.db import ensure_schema
+from pipeline.http.app import wants_hsts
 from pipeline.http.server import PortDispatch
 from pipeline.http.server import serve as serve_http
 from pipeline.identity.bootstrap import ensure_bootstrap_admin
@@ -79,4 +80,5 @@ def serve(
         workers=workers or settings.api_workers,
         max_header_bytes=settings.http_max_header_bytes,
         max_header_fields=settings.http_max_header_fields,
+        hsts=wants_hsts(settings),
     )

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pipeline.config import Settings
 from pipeline.http import health
 from pipeline.http.metrics import ApiMetrics
 from pipeline.identity.authenticator import Authenticator
@@ -42,6 +43,21 @@ DOCS_CSP = (
 )
 
 
+def security_headers(*, docs: bool = False, hsts: bool = False) -> list[tuple[bytes, bytes]]:
+    """The headers every answer carries (the one list: the middleware below and the server's own 431 use it)."""
+    wanted = [
+        (b"content-security-policy", (DOCS_CSP if docs else CSP).encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"cache-control", b"no-store"),
+    ]
+    if hsts:
+        wanted.append((b"strict-transport-security", b"max-age=31536000"))
+    return wanted
+
+
 class SecurityHeaders:
     """Every response gets CSP, no framing, no MIME sniffing, no referrer, and no caching unless a route says so
     (answers carry personal data and credentials); HSTS when the public address is https."""
@@ -60,21 +76,17 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                wanted = [
-                    (b"content-security-policy", (DOCS_CSP if docs else CSP).encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"no-referrer"),
-                    (b"cross-origin-opener-policy", b"same-origin"),
-                    (b"cache-control", b"no-store"),
-                ]
-                if self.hsts:
-                    wanted.append((b"strict-transport-security", b"max-age=31536000"))
+                wanted = security_headers(docs=docs, hsts=self.hsts)
                 headers.extend((name, value) for name, value in wanted if name not in present)
                 message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def wants_hsts(settings: Settings) -> bool:
+    """HSTS only where the public address is https (a plain-http address would lock browsers out)."""
+    return (settings.public_url or "").startswith("https://")
 
 
 def create_app(
@@ -107,7 +119,7 @@ def create_app(
     for router in routers:
         app.include_router(router)
     app.include_router(health.router)
-    hsts = (settings.public_url or "").startswith("https://")
+    hsts = wants_hsts(settings)
     app.state.admin = admin = health.admin_app(app)
     admin.add_middleware(SecurityHeaders, hsts=hsts)
     app.add_middleware(SecurityHeaders, hsts=hsts)

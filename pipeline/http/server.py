@@ -25,9 +25,13 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
+from pipeline.http.app import security_headers
+
 #: Set by ``serve`` for its worker processes (uvicorn builds the protocol; it cannot be given arguments).
 HEADER_BYTES_ENV = "LEADPIPE_HTTP_MAX_HEADER_BYTES"
 HEADER_FIELDS_ENV = "LEADPIPE_HTTP_MAX_HEADER_FIELDS"
+#: "1" when the public address is https: the server's own 431 then carries HSTS like the app's answers.
+HSTS_ENV = "LEADPIPE_HTTP_HSTS"
 #: prometheus_client's multiprocess mode: where each process keeps its counters (read at import time).
 PROMETHEUS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -51,6 +55,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._fields = 0
         self._refused = False
+        self._security = b"".join(
+            name + b": " + value + b"\r\n" for name, value in security_headers(hsts=os.environ.get(HSTS_ENV) == "1")
+        )
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -101,7 +108,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             _STATUS_431
             + b"content-type: text/plain; charset=utf-8\r\ncontent-length: "
             + str(len(body)).encode()
-            + b"\r\nconnection: close\r\n\r\n"
+            + b"\r\nconnection: close\r\n"
+            + self._security
+            + b"\r\n"
             + body
         )
         if self.transport.can_write_eof():
@@ -143,10 +152,12 @@ def serve(
     workers: int,
     max_header_bytes: int,
     max_header_fields: int,
+    hsts: bool = False,
 ) -> None:
     """Serve the app ``factory`` builds (``module:function``, called in each worker) on the API and admin ports."""
     os.environ[HEADER_BYTES_ENV] = str(max_header_bytes)
     os.environ[HEADER_FIELDS_ENV] = str(max_header_fields)
+    os.environ[HSTS_ENV] = "1" if hsts else "0"
     metrics_dir = None
     if workers > 1 and PROMETHEUS_DIR_ENV not in os.environ:
         metrics_dir = tempfile.mkdtemp(prefix="leadpipe-metrics-")

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline import tracing
 from pipeline.config import Settings, SourceAuth
+from pipeline.http.app import SecurityHeaders, wants_hsts
 from pipeline.http.auth import authentication_refusal, client_address, get_authenticator, public
 from pipeline.http.deps import get_metrics, get_settings
 from pipeline.http.errors import FieldError, Refused, Rejected, answer, refusal
@@ -126,7 +127,8 @@ class IngestFastPath:
     The route below documents the endpoint (``/openapi.json``) and behaves the same, but FastAPI's router, dependency
     solving and per-route wrappers cost about a third of a webhook's CPU (issue 20's profile); the webhook path
     needs none of them (it takes the raw body and its own credentials), so it skips them. Errors still reach the
-    app's error middleware (a 500 is the app's 500).
+    app's error middleware (a 500 is the app's 500). Its answers pass through the app's ``SecurityHeaders`` like
+    every other answer (this middleware sits outside it in the stack).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -136,8 +138,9 @@ class IngestFastPath:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(SOURCES_PATH):
             source_id = scope["path"][len(SOURCES_PATH) :]
             if source_id and "/" not in source_id:
-                response = await submit(source_id, Request(scope, receive))
-                await response(scope, receive, send)
+                request = Request(scope, receive)
+                response = await submit(source_id, request)
+                await SecurityHeaders(response, hsts=wants_hsts(get_settings(request)))(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

@@ -23,15 +23,17 @@ import typer
 from pipeline.clikit import DATABASE, KAFKA, exits, needs
 from pipeline.config import Settings, get_settings
 from pipeline.crypto.sealing import KeyDestroyedError
-from pipeline.identity.operator import operator_command, without_operator
+from pipeline.identity.operator import operator, operator_command, without_operator
 from pipeline.identity.permissions import Permission
 from pipeline.importer import FORMATS, guess_format, split_records
 from pipeline.ingest.service import Submission, UnsupportedContentType, parse_submission
 from pipeline.kafka.consumer import read_to_end
+from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.kafka.raw import RawRecordReader
 from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
 from pipeline.models.review import ReviewDecision
+from pipeline.models.rights import AuditRecord
 from pipeline.models.spam import ClassifierVerdict, EngineResult
 from pipeline.models.tagged import SpamVerdict
 from pipeline.policy.model import load_policy
@@ -42,7 +44,7 @@ from pipeline.spam.engine import Label
 from pipeline.spam.launcher import CHART_ENGINE, LocalSpamEngine, SpamEngineLaunchError, rspamd_config
 from pipeline.spam.render import email_of_payload
 from pipeline.spam.signals import SpamSignals
-from pipeline.topics import REVIEW_DECISIONS_TOPIC, raw_topic
+from pipeline.topics import AUDIT_TOPIC, REVIEW_DECISIONS_TOPIC, raw_topic
 
 engine_app = typer.Typer(help="The local spam engine (rspamd + Redis from Debian's packages).", no_args_is_help=True)
 spam_app = typer.Typer(help="Spam filtering (policy section 8).", no_args_is_help=True)
@@ -234,6 +236,7 @@ def score(
 
 
 @operator_command(Permission.REVIEW_DECIDE)
+@needs(KAFKA)
 @exits({1: "the engine or the classifier's store did not answer: some messages were not learned (run it again)"})
 def learn(
     paths: Annotated[list[Path], typer.Argument(help="Files or directories (.eml, mbox, maildir, import formats).")],
@@ -242,7 +245,7 @@ def learn(
     channel: ChannelOption = Channel.EMAIL,
     fmt: FormatOption = None,
 ) -> None:
-    """Teach the engine and the classifier from a mailbox export (bootstrap); idempotent per message.
+    """Teach the engine and the classifier from a mailbox export (bootstrap); idempotent per message; audited.
 
     Example: leadpipe spam learn --spam junk-2025.mbox
     """
@@ -258,6 +261,16 @@ def learn(
                 counts.update(path.learn(batch, channel, label, pool))
     finally:
         path.close()
+        _audit(
+            settings,
+            f"spam.learned_{label}",
+            {
+                "label": label,
+                "channel": channel.value,
+                "sources": sorted(p.name for p in paths),
+                "messages": dict(counts),
+            },
+        )
     typer.echo(f"learned as {label}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if any(k.endswith("unavailable") for k in counts):
         raise typer.Exit(1)
@@ -271,7 +284,7 @@ def rebuild(
         bool, typer.Option(help="Forget the classifier's counts first (a new pepper, a corrupt store).")
     ] = False,
 ) -> None:
-    """Teach every reviewer decision on contacts.review.decisions again (a lost Redis, a new engine).
+    """Teach every reviewer decision on contacts.review.decisions again (a lost Redis, a new engine); audited.
 
     Example: leadpipe spam rebuild --clear
     """
@@ -309,11 +322,23 @@ def rebuild(
     finally:
         reader.close()
         signals.close()
+        _audit(settings, "spam.rebuilt", {"cleared": clear, "decisions": counts})
     typer.echo(
         "rebuilt from the review decisions: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
     )
     if any(k.endswith("unavailable") for k in counts):
         raise typer.Exit(1)
+
+
+def _audit(settings: Settings, action: str, detail: dict[str, Any]) -> None:
+    """Teaching the filter is a person's action: its audit record names them, what they taught and how much (counts
+    and file names only: never message content)."""
+    by = operator()
+    publisher = ConfirmingPublisher(settings)
+    try:
+        publisher.publish([Outgoing(AUDIT_TOPIC, None, AuditRecord.new(by.actor, action, principal=by, detail=detail))])
+    finally:
+        publisher.close()
 
 
 @engine_app.command("up")

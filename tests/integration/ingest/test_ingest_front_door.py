@@ -212,6 +212,10 @@ def test_leadpipe_serve_bounds_headers_keeps_metrics_on_the_admin_port_and_runs_
         fields = b"".join(b"X-Field-%d: 1\r\n" % i for i in range(150))
         many = _raw(api, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
         assert many.startswith(b"HTTP/1.1 431 "), many[:200]
+        for refused in (big, many):  # the server's own answer carries the app's security headers too (issue 15)
+            head = refused.split(b"\r\n\r\n")[0].lower()
+            assert b"x-content-type-options: nosniff" in head and b"x-frame-options: deny" in head, head
+            assert b"content-security-policy: default-src 'self'" in head and b"cache-control: no-store" in head
         fine = _raw(api, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert fine.startswith(b"HTTP/1.1 200 ")
 

@@ -12,7 +12,10 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app as cli
 from pipeline.config import get_settings
+from pipeline.kafka.consumer import read_to_end
 from pipeline.models.identity import Role
+from pipeline.models.rights import AuditRecord
+from pipeline.runtime import Runtime
 from pipeline.spam.launcher import LocalSpamEngine
 
 pytestmark = [pytest.mark.integration]
@@ -28,10 +31,11 @@ def _mail(i: int, subject: str, body: str) -> str:
 
 
 @pytest.fixture
-def env(private_engine: LocalSpamEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def env(
+    private_engine: LocalSpamEngine, cli_runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """The CLI on the shared broker (its audit records) under a test prefix, with the private engine."""
     for name, value in {
-        "LEADPIPE_HOME": str(tmp_path / "home"),
-        "LEADPIPE_SUBJECT_KEY_PEPPER": "cli-test-pepper",
         "LEADPIPE_SPAM_ENGINE_URL": private_engine.url,
         "LEADPIPE_SPAM_ENGINE_CONTROLLER_URL": private_engine.controller_url,
         "LEADPIPE_SPAM_ENGINE_REDIS_PORT": str(private_engine.redis_port),
@@ -39,7 +43,7 @@ def env(private_engine: LocalSpamEngine, tmp_path: Path, monkeypatch: pytest.Mon
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     # score reads and learn teaches as a reviewer would (the embedded default's bootstrapped admin is no reviewer)
-    (tmp_path / "home").mkdir()
+    (tmp_path / "home").mkdir(exist_ok=True)
     monkeypatch.setenv("LEADPIPE_API_KEY", key_for(get_settings(), Role.REVIEWER, "rita"))
     yield
     get_settings.cache_clear()
@@ -93,3 +97,18 @@ def test_learn_teaches_both_parts_once(env: None, tmp_path: Path) -> None:
     assert "classifier relearned 1" in flipped.output, flipped.output
     neither = CliRunner().invoke(cli, ["spam", "learn", str(spam_dir)])
     assert neither.exit_code != 0
+
+    audit = [AuditRecord.model_validate_json(r.value or b"") for r in read_to_end(get_settings(), ["audit"])]
+    learned = [a for a in audit if a.action.startswith("spam.learned_")]
+    assert [a.action for a in learned] == ["spam.learned_spam", "spam.learned_spam", "spam.learned_ham"]
+    first_record, _, flipped_record = learned
+    assert first_record.principal is not None and first_record.principal.display_name == "Rita"
+    assert first_record.actor == first_record.principal.actor
+    assert first_record.detail == {
+        "label": "spam",
+        "channel": "email",
+        "sources": ["spam"],  # the path's name only, never where it lives
+        "messages": {"classifier learned": 3, "engine learned": 3, "rejected": 0},
+    }
+    assert flipped_record.detail["sources"] == ["0.eml"]
+    assert str(tmp_path) not in str([a.detail for a in learned]) and "backlinks" not in str(learned)

@@ -263,3 +263,8 @@ def test_reviewers_decisions_teach_the_filter_once_and_a_rebuild_teaches_them_ag
     assert store.label_of(bots[1].event_id) == "spam"
     again = CliRunner().invoke(cli, ["spam", "rebuild"])
     assert "classifier duplicate 2" in again.output, again.output
+    audit = [AuditRecord.model_validate_json(r.value or b"") for r in read_to_end(settings, ["audit"])]
+    rebuilt = [a for a in audit if a.action == "spam.rebuilt"]
+    assert len(rebuilt) == 2 and all(a.principal and a.principal.display_name == "Rolf" for a in rebuilt)
+    assert rebuilt[0].actor == rebuilt[0].principal.actor  # type: ignore[union-attr]
+    assert rebuilt[0].detail == {"cleared": False, "decisions": {"classifier learned": 2, "engine duplicate": 2}}

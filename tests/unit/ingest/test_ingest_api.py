@@ -407,3 +407,25 @@ def test_next_batch_is_sealed_while_the_previous_one_waits_for_the_broker(runtim
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(ordered))
     overlapped = sum(1 for s0, s1 in seals for p0, p1 in sends if s0 < p1 and p0 < s1)
     assert overlapped >= 1, (seals, sends)
+
+
+def test_fast_path_answers_carry_the_security_headers(client: TestClient) -> None:
+    """The webhook fast path sits outside the app's middleware stack: its 202 and its refusals must still carry the
+    headers every other answer does (issue 15)."""
+    body, content_type = payload("web_form", "cf7_contact_us.txt")
+    answers = {
+        "accepted": post_signed(client, "wp-contact", body, content_type),
+        "unsigned": client.post("/v1/sources/wp-contact", content=body, headers={"content-type": content_type}),
+        "bad type": client.post("/v1/sources/wp-contact", content=body, headers={"content-type": "image/png"}),
+        "unknown": client.post("/v1/sources/nobody", content=body, headers={"content-type": content_type}),
+    }
+    assert answers["accepted"].status_code == 202, answers["accepted"].text
+    assert all(a.status_code >= 400 for name, a in answers.items() if name != "accepted")
+    for answer in answers.values():
+        headers = answer.headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["cross-origin-opener-policy"] == "same-origin"
+        assert headers["cache-control"] == "no-store"
