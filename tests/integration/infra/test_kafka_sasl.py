@@ -70,8 +70,13 @@ def test_the_whole_path_runs_over_sasl(sasl_settings: Settings, tmp_path: Path) 
     runtime = Runtime(sasl_settings)
     ensure_schema(runtime.engine)
     form = {"email": "sasl.person@example.com", "first_name": "Sasha", "message": "Please call me back."}
-    service = IngestService(runtime, ConfirmingPublisher(sasl_settings))
-    result = service.submit("site-form", Channel.WEB_FORM, json.dumps(form).encode(), "application/json")
+    publisher = ConfirmingPublisher(sasl_settings)
+    try:  # closed: its poller would log this broker's refusals into later tests' output once the broker is down
+        result = IngestService(runtime, publisher).submit(
+            "site-form", Channel.WEB_FORM, json.dumps(form).encode(), "application/json"
+        )
+    finally:
+        publisher.close()
     assert result.accepted, result
     worker = WorkerProcess(sasl_settings, tmp_path / "worker.log", ["pipeline.agents.processing:register"])
     with worker:
@@ -89,8 +94,11 @@ def test_a_wrong_password_is_refused_with_a_clear_error(sasl_settings: Settings)
     with pytest.raises(ReadError, match=r"refused the connection: .*[Aa]uthentication failed"):
         read_until(wrong, ["contacts.accepted"], lambda r: len(r) >= 1, timeout_s=60)
     publisher = ConfirmingPublisher(wrong)
-    with pytest.raises(PublishError, match=r"refused the connection: .*[Aa]uthentication failed"):
-        publisher.publish([Outgoing("audit", "k", b"{}")], timeout_s=60)
+    try:
+        with pytest.raises(PublishError, match=r"refused the connection: .*[Aa]uthentication failed"):
+            publisher.publish([Outgoing("audit", "k", b"{}")], timeout_s=60)
+    finally:
+        publisher.close(timeout_s=0)
     assert time.monotonic() - started < 30  # the broker's reason, long before the timeouts
 
 
