@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import structlog.testing
+from clock_helpers import Clock
 from sqlalchemy import Engine
 
 from pipeline.config import Settings, explicit_settings
@@ -19,14 +20,6 @@ from pipeline.models.identity import Principal, PrincipalKind, Role
 pytestmark = pytest.mark.integration
 
 OPERATOR = Principal(principal_id="op", display_name="Operator", kind=PrincipalKind.PERSON, auth="local")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -61,7 +54,7 @@ def refusal(authenticator: Authenticator, header: str | None, address: str = "10
 
 
 def test_api_keys(engine: Engine, tmp_path: Path) -> None:
-    auth = build(engine, tmp_path, Clock())
+    auth = build(engine, tmp_path, Clock(100.0))
     auth.store.add_principal("ana", display_name="Ana Garcia", kind=PrincipalKind.PERSON, roles=[Role.DPO], by=OPERATOR)
     key = auth.store.create_key("ana", by=OPERATOR)
     ana = auth.authenticate(f"Bearer {key.secret}", "10.0.0.1")
@@ -75,10 +68,10 @@ def test_api_keys(engine: Engine, tmp_path: Path) -> None:
 
 def test_legacy_role_tokens_only_behind_the_flag(engine: Engine, tmp_path: Path) -> None:
     tokens = {"dpo_token": "old-dpo-token", "sales_token": "old-sales-token"}
-    off = build(engine, tmp_path, Clock(), **tokens)
+    off = build(engine, tmp_path, Clock(100.0), **tokens)
     assert refusal(off, "Bearer old-dpo-token").reason == "unknown_credential"
     with structlog.testing.capture_logs() as logged:
-        on = build(engine, tmp_path, Clock(), legacy_role_tokens=True, **tokens)
+        on = build(engine, tmp_path, Clock(100.0), legacy_role_tokens=True, **tokens)
         dpo = on.authenticate("Bearer old-dpo-token", "10.0.0.1")
         assert on.authenticate("Bearer old-sales-token", "10.0.0.1").roles == {Role.SALES}
         assert refusal(on, "Bearer old-reviewer-token").reason == "unknown_credential"  # not configured
@@ -90,7 +83,7 @@ def test_legacy_role_tokens_only_behind_the_flag(engine: Engine, tmp_path: Path)
 
 
 def test_failures_lock_the_address_even_for_a_correct_key(engine: Engine, tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     auth = build(engine, tmp_path, clock)
     auth.store.add_principal("sam", display_name="Sam", kind=PrincipalKind.PERSON, roles=[Role.SALES], by=OPERATOR)
     key = auth.store.create_key("sam", by=OPERATOR)
@@ -105,7 +98,7 @@ def test_failures_lock_the_address_even_for_a_correct_key(engine: Engine, tmp_pa
 
 
 def test_failures_against_one_key_lock_that_key_from_anywhere(engine: Engine, tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     auth = build(engine, tmp_path, clock)
     auth.store.add_principal("sam", display_name="Sam", kind=PrincipalKind.PERSON, roles=[Role.SALES], by=OPERATOR)
     key = auth.store.create_key("sam", by=OPERATOR)
@@ -119,7 +112,7 @@ def test_an_unreachable_provider_is_not_the_callers_fault(engine: Engine, tmp_pa
     def unreachable(config: OidcConfig) -> tuple[TokenVerifier, ProviderMetadata]:
         raise TokenError("provider_unavailable", "connection refused")
 
-    clock = Clock()
+    clock = Clock(100.0)
     auth = build(
         engine,
         tmp_path,

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from clock_helpers import Clock
 from faust.types import TP
 
 from pipeline.agents.faust_adapter import PartitionProgress
@@ -13,14 +14,6 @@ from pipeline.agents.health import WorkerHealth
 from pipeline.config import Settings
 
 TP0 = TP("contacts.accepted", 0)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from clock_helpers import Clock
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -104,16 +105,6 @@ def test_own_key_payload_creates_no_subject_generation_and_dies_with_the_subject
 
 
 # ---- another process erased the subject: this process's cache must let go -------------------------------------
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _two_processes(keystore: SqlKeyStore) -> tuple[SqlKeyStore, SqlKeyStore, Clock]:

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlparse
 
 import jwt
 import pytest
+from clock_helpers import Clock
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pipeline.config import explicit_settings
@@ -81,14 +82,6 @@ class Provider:
         body = {"iss": ISSUER, "sub": "user-1", "aud": "leadpipe-api", "iat": now, "exp": now + 300, **claims}
         body = {k: v for k, v in body.items() if v is not None}
         return jwt.encode(body, self.keys[kid], algorithm=alg, headers={"kid": kid})
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
