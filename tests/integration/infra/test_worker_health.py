@@ -164,26 +164,26 @@ def test_a_healthy_run_stays_ready_and_live_and_logs_no_stall_warning(
     workers.append(worker.start())
     worker.wait_probe("/readyz", ready)
     answers: list[tuple[str, int, dict[str, Any]]] = []
+
+    def probe_both() -> None:
+        for path in ("/readyz", "/livez"):
+            seen = worker.probe(path)
+            assert seen is not None, worker.log_tail()
+            answers.append((path, *seen))
+        time.sleep(0.5)
+
     total = 0
     for _ in range(6):  # 300 events over about 12 s, probed throughout
         publish(settings, contacts(runtime, 50))
         total += 50
         for _ in range(4):
-            for path in ("/readyz", "/livez"):
-                seen = worker.probe(path)
-                assert seen is not None, worker.log_tail()
-                answers.append((path, *seen))
-            time.sleep(0.5)
+            probe_both()
     deadline = time.monotonic() + 90
     while len([r for r in read_to_end(settings, ["sinks.results"])]) < total:
         assert time.monotonic() < deadline, worker.log_tail()
         time.sleep(0.5)
     for _ in range(24):  # idle past every bound: still ready
-        for path in ("/readyz", "/livez"):
-            seen = worker.probe(path)
-            assert seen is not None
-            answers.append((path, *seen))
-        time.sleep(0.5)
+        probe_both()
     failed = [a for a in answers if a[1] != 200]
     assert not failed, failed[:3]
     assert set(worker.gauges("leadpipe_worker_not_ready").values()) == {0.0}
