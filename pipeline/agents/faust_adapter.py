@@ -50,6 +50,7 @@ from mode.utils.futures import notify
 
 from pipeline.agents.batching import BatchContext, BatchHandler, Fetched, RetryBatch, unhandled
 from pipeline.logging import get_logger
+from pipeline.sinks.base import OwnershipLostError, SinkBackpressureError
 
 log = get_logger(__name__)
 
@@ -88,6 +89,13 @@ PRIVATE_API: tuple[Reliance, ...] = (
     Reliance("faust.transport.drivers.aiokafka:Transport", "Consumer", "attribute", why="the consumer class used"),
     Reliance(_CONSUMER, "_new_consumer_thread", "method", why="the consumer builds its thread here"),
     Reliance(_THREAD, "_create_worker_consumer", "method", ("transport",), why="builds the aiokafka consumer"),
+    Reliance(_THREAD, "on_start", "coroutine", why="starts the aiokafka consumer; its heartbeat is wrapped after"),
+    Reliance(
+        "aiokafka.consumer.group_coordinator:GroupCoordinator",
+        "_do_heartbeat",
+        "coroutine",
+        why="wrapped: a successful heartbeat confirms the membership",
+    ),
     Reliance(_THREAD, "_highwaters", "coroutine", ("partitions",), why="table recovery's changelog ends"),
     Reliance(_THREAD, "_ensure_consumer", "method", why="the aiokafka consumer of the thread"),
     Reliance(_THREAD, "verify_event_path", "method", ("now", "tp"), why="overridden: faust's stall warnings off"),
@@ -118,6 +126,7 @@ PRIVATE_API: tuple[Reliance, ...] = (
     Reliance(_CONSUMER, "_add_gap", "coroutine", ("tp", "offset_from", "offset_to"), why="faust skips a gap after 0"),
     Reliance(_CONSUMER, "_new_offset", "method", ("tp",), why="overridden: a run of offsets split by a duplicate"),
     Reliance(_CONSUMER, "_gap", "instance_attribute", why="the offsets faust skips (markers, aborted records)"),
+    Reliance(_CONSUMER, "_filter_committable_offsets", "method", ("tps",), why="overridden: held transactions"),
     Reliance(_CONSUMER, "_paused_partitions", "instance_attribute"),
     Reliance(_CONSUMER, "_buffered_partitions", "instance_attribute"),
     Reliance("faust.transport.drivers.aiokafka:Transport", "TransactionManager", "attribute", why="replaced"),
@@ -153,6 +162,25 @@ PRIVATE_API: tuple[Reliance, ...] = (
 
 
 class BatchingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    #: When a heartbeat last confirmed this member of the group (``time.monotonic()``; 0.0: never).
+    membership_confirmed_at: float = 0.0
+
+    async def on_start(self) -> None:
+        """faust's start, then each successful group heartbeat is remembered (``BatchingConsumer.owns``)."""
+        await super().on_start()
+        coordinator = self._ensure_consumer()._coordinator
+        if coordinator is None:
+            return
+        heartbeat = coordinator._do_heartbeat
+
+        async def remembered_heartbeat() -> bool:
+            ok = bool(await heartbeat())
+            if ok:
+                self.membership_confirmed_at = time.monotonic()
+            return ok
+
+        coordinator._do_heartbeat = remembered_heartbeat
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the fetcher starts, after construction
@@ -198,6 +226,11 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     _draining: bool = False
     #: The share of the rebalance timeout a revocation waits for the stream batches in flight.
     DRAIN_SHARE = 0.5
+    #: The share of the session timeout within which a heartbeat (or the assignment) must have confirmed this
+    #: member before a batch may have an effect outside Kafka; the rest is the margin against the coordinator.
+    LEASE_SHARE = 0.5
+    #: How long a sink waits before asking again while its membership is unconfirmed.
+    LEASE_RETRY_S = 0.2
     _retrying: dict[TP, tuple[str, float]] | None = None
     fenced_at: float | None = None
     """When (``time.monotonic``) a transactional producer was last fenced and the worker asked to rejoin."""
@@ -298,6 +331,44 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             done: bool = await super().commit(topics, start_new_transaction=start_new_transaction)
             return done
 
+    def _filter_committable_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """faust's, except that a transaction holding outputs of records past what it would commit is not committed.
+
+        A partition's transaction gets the outputs of a record when the record is done, but its commit carries
+        offsets only up to the first record not done yet. Records done past such a hole (one fetched before a
+        rebalance and read again later, say) had their outputs committed while their offsets were not; done again
+        after the next rebalance, in the same transaction kept open across it, they came out twice (measured: six
+        events with two sink results each, two workers, one stalled past its session). Such a transaction stays
+        open until the hole is filled, or is aborted when its partitions are revoked (``on_partitions_revoked``).
+        """
+        held = self.held_transactions()
+        if not held:
+            return super()._filter_committable_offsets(tps)
+        log.debug("transactions_held", transactions=sorted(held))
+        free = [tp for tp in tps if transactional_id(cast(faust.App, self.app), tp.topic, tp.partition) not in held]
+        return super()._filter_committable_offsets(free)
+
+    def held_transactions(self) -> set[str]:
+        """The transactions holding outputs of records acknowledged past the offset their commit could reach."""
+        app = cast(faust.App, self.app)
+        if not app.in_transaction:
+            return set()
+        held = set()
+        for tp, acked in self._acked.items():
+            if not acked:
+                continue
+            done = set(acked)
+            gaps = self._gap[tp]
+            if gaps:
+                for interval in gaps.overlap(0, max(done)):
+                    done.update(range(interval.begin, interval.end))
+            end = committable_end(done, self._committed_offset[tp])
+            if end is None or max(acked) >= end:
+                tid = transactional_id(app, tp.topic, tp.partition)
+                if tid is not None:
+                    held.add(tid)
+        return held
+
     async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
         done: bool = await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
         log.debug(
@@ -340,11 +411,16 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         in flight, which the commit lock waits for) leaves nothing to forget.
         """
         self.stop_flow()  # no new batch starts; faust resumes the flow after the assignment
-        await self.finish_batches_in_flight()
+        if self.membership_confirmed():
+            await self.finish_batches_in_flight()
+        elif revoked:  # dropped from the group: the partitions are another's already; their batches must not finish
+            log.warning("partitions_lost", partitions=len(revoked), batches_in_flight=self._in_flight)
         try:
             await self.commit()
         except Exception as exc:  # a fenced producer: the partition moved already; its new owner redoes the work
             self.log.warning("commit before revocation failed: %r", exc)
+        for tid in sorted(self.held_transactions()):  # their records are done again, so their outputs must go
+            await abort_transaction(cast(faust.App, self.app), tid)
         await super().on_partitions_revoked(revoked)
         for tp in revoked:
             self.handled.pop(tp, None)
@@ -420,6 +496,25 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         offsets of revoked partitions, and the outputs would stay in an open transaction that commits later
         together with the same work done again."""
         return (self.flow_active or self._draining) and self.app.consumer_generation_id == generation
+
+    def membership_confirmed(self) -> bool:
+        """Whether the group confirmed this member (a heartbeat, or the assignment) within the lease.
+
+        A member not heard from for its session timeout is dropped by the coordinator and its partitions go to
+        others; a worker stalled that long learns it only from its next heartbeat, after it resumed. Until a
+        heartbeat confirms it, it must assume it lost them."""
+        thread = cast(BatchingConsumerThread, self._thread)
+        confirmed = max(thread.membership_confirmed_at, self.assigned_at or 0.0)
+        lease = float(self.app.conf.broker_session_timeout) * self.LEASE_SHARE
+        return time.monotonic() - confirmed < lease
+
+    def confirm_ownership(self, generation: int) -> None:
+        """The guard of a sink batch fetched in ``generation`` (``pipeline.sinks.base.owning``): its effects outside
+        Kafka wait while the membership is unconfirmed and are given up once a rebalance began."""
+        if not self.current(generation):
+            raise OwnershipLostError(f"a rebalance began since generation {generation}")
+        if not self.membership_confirmed():
+            raise SinkBackpressureError(self.LEASE_RETRY_S, "group membership unconfirmed (no recent heartbeat)")
 
     def fresh(self, generation: int) -> bool:
         """Whether work fetched in ``generation`` may start: the flow runs and no rebalance began since."""
@@ -762,6 +857,22 @@ def transactional_id(app: faust.App, source_topic: str, partition: int) -> str |
         topic=source_topic, partition=partition, group=app.assignor.group_for_topic(source_topic)
     )
     return TransactionManager.transactional_id_format.format(group_id=app.conf.id, tpg=group)
+
+
+async def abort_transaction(app: faust.App, tid: str) -> None:
+    """Abort the open transaction ``tid`` (its outputs are never seen) and begin the next one."""
+    producer: Any = app.producer
+    aio = producer._transaction_producers.get(tid)
+    if aio is None:
+        return
+    async with producer._trn_locks[tid]:
+        try:
+            await aio.abort_transaction()
+            await aio.begin_transaction()
+        except ProducerFenced:
+            await producer_fenced(app, tid)
+            return
+    log.info("transaction_aborted", transactional_id=tid)
 
 
 def transaction_producer(app: faust.App, transactional_id: str | None) -> tuple[Any, AbstractAsyncContextManager[Any]]:

@@ -24,6 +24,7 @@ worker of its own (another ``LEADPIPE_APP_ID`` with ``LEADPIPE_SINK_AGENTS='["hu
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -55,11 +56,14 @@ from pipeline.rights.history import RightsHistory
 from pipeline.runtime import Runtime
 from pipeline.sinks.base import (
     BatchingSink,
+    OwnershipLostError,
     RecordResult,
     SinkBackpressureError,
     WriteOutcome,
     backoff_delay,
     check_complete,
+    confirm_ownership,
+    owning,
 )
 from pipeline.sinks.crm.sink import CrmSink
 from pipeline.sinks.crm.writer import CrmWriter
@@ -225,7 +229,13 @@ class SinkRunner:
         unique: dict[uuid.UUID, _Opened] = {}
         for item in opened:
             unique.setdefault(item.tagged.event.event_id, item)
-        results = await self._write_until_final(list(unique.values()))
+        try:
+            results = await self._write_until_final(list(unique.values()))
+        except OwnershipLostError:
+            if self.pauses is not None:
+                self.pauses.resumed(self._part)
+            log.info("sink_batch_left_to_new_owner", sink=self.sink.name, records=len(batch))
+            return []
         if any(r.outcome is WriteOutcome.FAILED for r in results):
             messages += await asyncio.to_thread(self._dead_letters, unique, results)
         messages += [self._result_message(unique[r.event_id], r) for r in results]
@@ -312,6 +322,8 @@ class SinkRunner:
             except SinkBackpressureError as exc:
                 await self._pause(exc.retry_after, exc.reason, _kind(exc))
                 continue
+            except OwnershipLostError:
+                raise
             except Exception as exc:
                 unexpected += 1
                 log.exception("sink_write_error", sink=self.sink.name, attempt=unexpected, error=type(exc).__name__)
@@ -338,6 +350,7 @@ class SinkRunner:
 
     def _screened_write(self, pending: list[TaggedEvent]) -> list[RecordResult]:
         """``sink.write`` of what the suppression screen lets through, plus the screen's own results."""
+        confirm_ownership()
         if self.screen is None:
             return self.sink.write(pending)
         keep, skipped = self.screen(pending)
@@ -495,7 +508,9 @@ def register(app: LeadpipeApp, runtime: Runtime) -> None:
                 Incoming(e.value, e.message.partition, e.message.offset, tracing.header_value(e.message.headers))
                 for e in events
             ]
-            handled = await asyncio.gather(*(runner.handle(batch) for runner in runners))
+            consumer = app.batching_consumer
+            with owning(functools.partial(consumer.confirm_ownership, events[0].message.generation_id)):
+                handled = await asyncio.gather(*(runner.handle(batch) for runner in runners))
             await committer.commit(stream, events, [m for messages in handled for m in messages])
 
     app.agent(topic, name=f"{settings.app_id}.sinks")(consume)

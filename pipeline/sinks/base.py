@@ -7,13 +7,20 @@ applicable (e.g. HubSpot and a contact without an e-mail). When the destination 
 pauses and offers the same batch again, so nothing is lost. A sink never decides policy; it writes what it is given.
 
 ``write`` is synchronous (database drivers and the HubSpot client are): the faust agent runs it in a thread.
+
+A sink whose destination cannot recognise a write again (HubSpot) calls ``confirm_ownership()`` right before each
+call: the agent sets a guard (``owning``) that refuses while this worker's hold on the batch's partitions is not
+confirmed, so a worker that was stalled past its group session does not write what the partitions' new owner
+writes too.
 """
 
 from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
@@ -71,6 +78,38 @@ class SinkBackpressureError(Exception):
         super().__init__(f"sink paused for {retry_after:.2f}s: {reason}")
         self.retry_after = max(0.0, retry_after)
         self.reason = reason
+
+
+class OwnershipLostError(Exception):
+    """The batch's partitions went to another worker: the batch is theirs now, this worker must have no effect."""
+
+
+#: Raises ``SinkBackpressureError`` while ownership is unconfirmed, ``OwnershipLostError`` once it is gone.
+OwnershipGuard = Callable[[], None]
+
+_GUARD: ContextVar[OwnershipGuard | None] = ContextVar("leadpipe_sink_ownership_guard", default=None)
+
+
+@contextmanager
+def owning(guard: OwnershipGuard) -> Iterator[None]:
+    """Writes started within (tasks and ``asyncio.to_thread`` copy the context) check ``guard`` before effects."""
+    token = _GUARD.set(guard)
+    try:
+        yield
+    finally:
+        _GUARD.reset(token)
+
+
+def confirm_ownership() -> None:
+    """Right before an effect the destination cannot recognise again: does this worker still own the batch?
+
+    A worker stalled (SIGSTOP, a starved CPU, a long GC) past its consumer group session lost its partitions to
+    another worker, which writes the same events; resumed, the stalled one still held its batch and wrote it too
+    (measured: two HubSpot upserts of two events, the old owner's within 0.3 s of resuming). Without a guard (a
+    sink used outside the worker) this does nothing."""
+    guard = _GUARD.get()
+    if guard is not None:
+        guard()
 
 
 class BatchingSink(ABC):

@@ -378,7 +378,23 @@ class System:
         return sum(w.log_path.read_text(errors="replace").count(text) for w in self.workers)
 
     def log_tails(self, lines: int = 30) -> str:
-        return "\n".join(f"--- {w.log_path}\n{w.log_tail(lines)}" for w in self.workers)
+        """Each worker's exit code and the errors of its last start first (a failure report is often cut short at
+        its end), then the tail of its log."""
+        parts = []
+        for w in self.workers:
+            code = None if w.process is None else w.process.poll()
+            last_start = w.log_path.read_text(errors="replace").rpartition(f"---- start {w.starts - 1} ----")[2]
+            errors = [
+                line[:400]
+                for line in last_start.splitlines()
+                if any(mark in line for mark in ('"level": "error"', '"level": "critical"', "Traceback", "crash"))
+            ]
+            parts.append(
+                f"--- {w.log_path} (exit code {code}; {len(errors)} error lines in its last start, the last 15:)\n"
+                + "\n".join(errors[-15:])
+                + f"\n--- its last {lines} lines:\n{w.log_tail(lines)}"
+            )
+        return "\n".join(parts)
 
     # -- the DPO --
 

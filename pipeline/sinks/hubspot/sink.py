@@ -28,7 +28,14 @@ from sqlalchemy.exc import DBAPIError
 from pipeline.config import Settings
 from pipeline.logging import get_logger
 from pipeline.models.tagged import TaggedEvent
-from pipeline.sinks.base import BatchingSink, RecordResult, SinkBackpressureError, WriteOutcome, backoff_delay
+from pipeline.sinks.base import (
+    BatchingSink,
+    RecordResult,
+    SinkBackpressureError,
+    WriteOutcome,
+    backoff_delay,
+    confirm_ownership,
+)
 from pipeline.sinks.hubspot.dryrun import DryRunGateway
 from pipeline.sinks.hubspot.gateway import HubSpotGateway, HubSpotRequestError, HubSpotUnavailable, UpsertResponse
 from pipeline.sinks.hubspot.guard import NO_RIGHTS, RightsGuard, SubjectRights
@@ -233,6 +240,7 @@ class HubSpotSink(BatchingSink):
                 break
             if self.ledger is not None:
                 self._in_ledger(self.ledger.sending, [e for u in pending for e in u.event_ids])
+            confirm_ownership()  # last: a stalled worker's batch is its partitions' new owner's now
             try:
                 response = self.gateway.upsert_contacts(pending)
             except HubSpotUnavailable as exc:

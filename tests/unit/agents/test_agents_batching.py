@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
+from typing import cast
 
 import pytest
 from faust.types import TP
 
 from pipeline.agents.app import LeadpipeApp
 from pipeline.agents.batching import unhandled
-from pipeline.agents.faust_adapter import BatchingConsumer, committable_end, current_batch
+from pipeline.agents.faust_adapter import BatchingConsumer, BatchingConsumerThread, committable_end, current_batch
+from pipeline.sinks.base import OwnershipLostError, SinkBackpressureError
 
 
 @dataclass(frozen=True)
@@ -177,3 +180,75 @@ def test_a_stream_batch_hands_out_each_record_once_per_assignment_and_nothing_fr
     assert [e.message.offset for e in current_batch(consumer, events(tp, range(47, 52)))] == [47, 48, 49]
     consumer.handed_out.pop(tp)  # a new assignment of the partition: everything from the committed offset again
     assert len(current_batch(consumer, events(tp, range(40, 42)))) == 2
+
+
+# ---- transactions that hold outputs past their commit, and a stalled worker's hold on its partitions -----------
+
+
+@pytest.fixture
+def eos_consumer() -> BatchingConsumer:
+    """An unstarted exactly-once app's consumer: its commits are transactions."""
+    app = LeadpipeApp(
+        "held-probe",
+        broker="kafka://127.0.0.1:1",
+        store="memory://",
+        autodiscover=False,
+        processing_guarantee="exactly_once",
+    )
+    app.in_worker = True  # as ``leadpipe worker`` runs it: faust uses transactions only in a worker
+    app.assignor._topic_groups["t.contacts.accepted"] = 0  # what the assignor learns from the agents' topics
+    return app.batching_consumer
+
+
+async def test_a_transaction_with_outputs_past_a_hole_is_held_until_the_hole_is_filled(
+    eos_consumer: BatchingConsumer,
+) -> None:
+    """Records 8 and 9 are done (their outputs are in the partition's transaction) but 7 is not: committing now
+    would publish 8's and 9's outputs with offset 7, and after a rebalance they are done again."""
+    consumer = eos_consumer
+    tp = TP("t.contacts.accepted", 4)
+    consumer._committed_offset[tp] = 5
+    consumer._acked[tp].extend([5, 6, 8, 9])  # what ``ack_offsets`` records
+    assert len(consumer.held_transactions()) == 1
+    assert consumer._filter_committable_offsets([tp]) == {}
+    assert sorted(consumer._acked[tp]) == [5, 6, 8, 9]  # nothing forgotten while held
+    consumer._acked[tp].append(7)
+    assert consumer.held_transactions() == set()
+    assert consumer._filter_committable_offsets([tp]) == {tp: 10}
+
+
+async def test_an_at_least_once_consumer_holds_nothing(consumer: BatchingConsumer) -> None:
+    tp = TP("t.contacts.accepted", 4)
+    consumer._committed_offset[tp] = 5
+    consumer._acked[tp].extend([5, 8])
+    assert consumer.held_transactions() == set()
+
+
+def test_membership_is_confirmed_by_the_assignment_or_a_heartbeat_within_the_lease(
+    consumer: BatchingConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lease = float(consumer.app.conf.broker_session_timeout) * consumer.LEASE_SHARE
+    now = time.monotonic()
+    assert not consumer.membership_confirmed()  # never confirmed
+    consumer.assigned_at = now
+    assert consumer.membership_confirmed()
+    consumer.assigned_at = now - lease - 1  # stalled past the lease: another worker may own the partitions now
+    assert not consumer.membership_confirmed()
+    thread = cast(BatchingConsumerThread, consumer._thread)
+    thread.membership_confirmed_at = now  # a heartbeat got through: still a member
+    assert consumer.membership_confirmed()
+
+
+def test_a_sink_batch_waits_while_unconfirmed_and_is_given_up_after_a_rebalance(consumer: BatchingConsumer) -> None:
+    generation = consumer.app.consumer_generation_id
+    consumer.resume_flow()
+    consumer.assigned_at = time.monotonic() - 3600
+    with pytest.raises(SinkBackpressureError):
+        consumer.confirm_ownership(generation)
+    consumer.assigned_at = time.monotonic()
+    consumer.confirm_ownership(generation)  # confirmed: the write goes ahead
+    with pytest.raises(OwnershipLostError):
+        consumer.confirm_ownership(generation - 1)  # fetched before a rebalance
+    consumer.stop_flow()
+    with pytest.raises(OwnershipLostError):
+        consumer.confirm_ownership(generation)  # a rebalance began

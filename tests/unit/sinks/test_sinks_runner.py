@@ -28,7 +28,14 @@ from pipeline.policy.model import load_policy
 from pipeline.rights.history import RightsHistory
 from pipeline.rights.tracker import RequestTracker
 from pipeline.runtime import Runtime
-from pipeline.sinks.base import BatchingSink, RecordResult, SinkBackpressureError
+from pipeline.sinks.base import (
+    BatchingSink,
+    OwnershipLostError,
+    RecordResult,
+    SinkBackpressureError,
+    confirm_ownership,
+    owning,
+)
 from pipeline.topics import SINK_RESULTS_TOPIC, SINKS_DLQ_TOPIC
 
 
@@ -326,3 +333,54 @@ async def test_unreadable_suppression_states_pause_the_sink_never_write_unchecke
     )
     assert source.calls == 2 and len(pauses) == 1
     assert sink.calls == [[tagged.event.event_id]]  # written only after the states could be read
+
+
+class Ownership:
+    """A worker's hold on a batch's partitions, as ``BatchingConsumer.confirm_ownership`` answers it: unconfirmed
+    for ``unconfirmed`` checks (a stalled worker waiting for its next heartbeat), then confirmed or lost."""
+
+    def __init__(self, unconfirmed: int, then_lost: bool) -> None:
+        self.unconfirmed = unconfirmed
+        self.then_lost = then_lost
+        self.checks = 0
+
+    def __call__(self) -> None:
+        self.checks += 1
+        if self.checks <= self.unconfirmed:
+            raise SinkBackpressureError(0.01, "group membership unconfirmed")
+        if self.then_lost:
+            raise OwnershipLostError("a rebalance began")
+
+
+async def test_a_batch_waits_while_its_ownership_is_unconfirmed_and_writes_once_confirmed(runtime: Runtime) -> None:
+    events = [make_tagged(f"own{i}@example.com") for i in range(3)]
+    sink = ScriptedSink()
+    out = Collector()
+    runner = SinkRunner(sink, runtime.codec, out, sleep=no_sleep)
+    guard = Ownership(unconfirmed=2, then_lost=False)
+    with owning(guard):
+        await runner.process([sealed(runtime, t, n) for n, t in enumerate(events)])
+    assert guard.checks == 3
+    assert len(sink.calls) == 1  # nothing reached the sink before the ownership was confirmed
+    assert {r.status for r in out.results()} == {SinkStatus.DONE}
+
+
+async def test_a_batch_whose_partitions_were_lost_has_no_effect_and_no_results(runtime: Runtime) -> None:
+    """A stalled worker resumed after its partitions went to another: the batch is the new owner's; this worker
+    writes nothing and publishes nothing (its events are not acknowledged, the new owner's results count)."""
+    events = [make_tagged(f"lost{i}@example.com") for i in range(3)]
+    sink = ScriptedSink()
+    out = Collector()
+    runner = SinkRunner(sink, runtime.codec, out, sleep=no_sleep)
+    with owning(Ownership(unconfirmed=1, then_lost=True)):
+        messages = await runner.process([sealed(runtime, t, n) for n, t in enumerate(events)])
+    assert sink.calls == []
+    assert messages == [] and out.messages == []
+
+
+async def test_without_a_guard_a_sink_writes_as_before(runtime: Runtime) -> None:
+    sink = ScriptedSink()
+    runner = SinkRunner(sink, runtime.codec, Collector(), sleep=no_sleep)
+    confirm_ownership()  # nothing set: a sink used outside the worker is not guarded
+    await runner.process([sealed(runtime, make_tagged("free@example.com"), 0)])
+    assert len(sink.calls) == 1
