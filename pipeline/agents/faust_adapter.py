@@ -364,7 +364,10 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                     done.update(range(interval.begin, interval.end))
             end = committable_end(done, self._committed_offset[tp])
             if end is None or max(acked) >= end:
-                tid = transactional_id(app, tp.topic, tp.partition)
+                try:
+                    tid = transactional_id(app, tp.topic, tp.partition)
+                except KeyError:  # not a topic of the assignor's groups: faust keeps no transaction for it
+                    continue
                 if tid is not None:
                     held.add(tid)
         return held
@@ -865,13 +868,14 @@ async def abort_transaction(app: faust.App, tid: str) -> None:
     aio = producer._transaction_producers.get(tid)
     if aio is None:
         return
-    async with producer._trn_locks[tid]:
-        try:
+    try:
+        async with producer._trn_locks[tid]:
             await aio.abort_transaction()
             await aio.begin_transaction()
-        except ProducerFenced:
-            await producer_fenced(app, tid)
-            return
+    except Exception as exc:  # dropped instead: the next producer of ``tid`` aborts it when it registers
+        log.warning("transaction_abort_failed", transactional_id=tid, error=type(exc).__name__)
+        await producer_fenced(app, tid)
+        return
     log.info("transaction_aborted", transactional_id=tid)
 
 
