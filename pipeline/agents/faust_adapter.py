@@ -231,6 +231,20 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     LEASE_SHARE = 0.5
     #: How long a sink waits before asking again while its membership is unconfirmed.
     LEASE_RETRY_S = 0.2
+    #: A transaction held (``held_transactions``) for this many commit intervals (at least ``HOLD_MIN_S``) makes
+    #: the worker rejoin its group (``_heal_holes``).
+    HOLD_MAX_COMMITS = 10
+    HOLD_MIN_S = 5.0
+    _rejoin_for_holes: bool = False
+
+    @property
+    def _held_since(self) -> dict[str, float]:
+        """Per held transaction, when it was first seen held (``time.monotonic()``)."""
+        if self._held is None:
+            self._held = {}
+        return self._held
+
+    _held: dict[str, float] | None = None
     _retrying: dict[TP, tuple[str, float]] | None = None
     fenced_at: float | None = None
     """When (``time.monotonic``) a transactional producer was last fenced and the worker asked to rejoin."""
@@ -339,14 +353,34 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         rebalance and read again later, say) had their outputs committed while their offsets were not; done again
         after the next rebalance, in the same transaction kept open across it, they came out twice (measured: six
         events with two sink results each, two workers, one stalled past its session). Such a transaction stays
-        open until the hole is filled, or is aborted when its partitions are revoked (``on_partitions_revoked``).
+        open until the hole is filled, or is aborted when its partitions are revoked (``on_partitions_revoked``),
+        which a hole that stays too long asks for (``_heal_holes``).
         """
         held = self.held_transactions()
+        self._heal_holes(held)
         if not held:
             return super()._filter_committable_offsets(tps)
         log.debug("transactions_held", transactions=sorted(held))
         free = [tp for tp in tps if transactional_id(cast(faust.App, self.app), tp.topic, tp.partition) not in held]
         return super()._filter_committable_offsets(free)
+
+    def _heal_holes(self, held: set[str]) -> None:
+        """A transaction held longer than ``HOLD_MAX_COMMITS`` commit intervals waits for a record that will not come
+        again within this assignment (it was handed out in a batch that was given up, say): rejoin, so the held
+        transactions are aborted at revocation and their partitions start again from their committed offsets."""
+        now = time.monotonic()
+        since = self._held_since
+        for tid in list(since):
+            if tid not in held:
+                del since[tid]
+        for tid in held:
+            since.setdefault(tid, now)
+        bound = max(self.HOLD_MIN_S, float(self.app.conf.broker_commit_interval) * self.HOLD_MAX_COMMITS)
+        stuck = sorted(tid for tid, first in since.items() if now - first > bound)
+        if stuck and not self._rejoin_for_holes:
+            self._rejoin_for_holes = True
+            log.warning("held_transactions_rejoining", transactions=stuck, held_s=round(bound, 1))
+            self.request_rejoin()
 
     def held_transactions(self) -> set[str]:
         """The transactions holding outputs of records acknowledged past the offset their commit could reach."""
@@ -435,6 +469,8 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             self.handled.pop(tp, None)  # a new assignment starts from the committed offset
             self.handed_out.pop(tp, None)
         self.assigned_at = time.monotonic()  # rejoined: whatever was fenced gets new producers now
+        self._held_since.clear()  # a new assignment starts from the committed offsets: nothing is held
+        self._rejoin_for_holes = False
         await super().on_partitions_assigned(assigned, generation_id)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109 (faust API)

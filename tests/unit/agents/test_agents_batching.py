@@ -252,3 +252,24 @@ def test_a_sink_batch_waits_while_unconfirmed_and_is_given_up_after_a_rebalance(
     consumer.stop_flow()
     with pytest.raises(OwnershipLostError):
         consumer.confirm_ownership(generation)  # a rebalance began
+
+
+def test_a_transaction_held_too_long_makes_the_worker_rejoin_once(
+    eos_consumer: BatchingConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The missing record will not come again within this assignment: a rebalance aborts the held transaction and
+    starts the partition again from its committed offset."""
+    consumer = eos_consumer
+    rejoins: list[bool] = []
+    monkeypatch.setattr(consumer, "request_rejoin", lambda: rejoins.append(True))
+    monkeypatch.setattr(consumer, "HOLD_MIN_S", 0.05)
+    monkeypatch.setattr(consumer, "HOLD_MAX_COMMITS", 0)
+    tp = TP("t.contacts.accepted", 2)
+    consumer._committed_offset[tp] = 10
+    consumer._acked[tp].extend([10, 12])
+    assert consumer._filter_committable_offsets([tp]) == {}
+    assert rejoins == []  # held, not for long yet
+    time.sleep(0.1)
+    consumer._filter_committable_offsets([tp])
+    consumer._filter_committable_offsets([tp])
+    assert rejoins == [True]  # once, until the next assignment
