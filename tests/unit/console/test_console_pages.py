@@ -223,8 +223,30 @@ def test_the_csv_holds_whom_marketing_may_contact_now(app: Any, runtime: Runtime
     assert len(lines) == 2 and "jane.doe@example.com" in lines[1]  # one line per person; the restricted one left out
     assert ",'+4930123456," in lines[1]  # a leading + is no formula in a spreadsheet
     assert "Smith" not in answer.text
+    # The audit topic says who exported whose data: one record of the export, one under each exported person's key.
+    audits = [r for r in app.state.publisher.records if r.topic == "audit"]
+    assert [a.value.action for a in audits] == ["crm.leads_exported", "crm.lead_exported"]
+    jane = crm.read.subject_key_for(email="jane.doe@example.com")
+    assert [a.key for a in audits] == [None, jane] and audits[1].value.subject_key == jane
+    sam = app.state.authenticator.store.get("sam").principal("oidc")
+    assert all(a.value.principal == sam and a.value.actor == sam.actor for a in audits)
+    summary = audits[0].value.detail
+    assert summary["people"] == 1 and summary["file"] in answer.headers["content-disposition"]
+    assert len({a.value.detail["export_id"] for a in audits}) == 1
+    assert "jane" not in str([a.value.model_dump() for a in audits]).lower()  # keys and counts only, no address
     assert browser(app, "rita").get("/export/leads.csv").status_code == 403
     assert browser(app, "dee").get("/export/leads.csv").status_code == 403  # the DPO reads the CRM but exports no leads
+    assert [r.value.action for r in app.state.publisher.records if r.topic == "audit"][
+        2:
+    ] == []  # refusals export nothing
+
+
+def test_no_csv_leaves_unless_its_audit_is_confirmed(app: Any) -> None:
+    app.state.publisher.fail = True  # the broker does not confirm
+    answer = browser(app, "sam").get("/export/leads.csv")
+    assert answer.status_code == 503 and "could not be audited" in answer.text
+    assert "jane.doe@example.com" not in answer.text
+    assert "attachment" not in answer.headers.get("content-disposition", "")
 
 
 def test_the_csv_leaves_out_objections_and_expired_leads(runtime: Runtime) -> None:
