@@ -4,14 +4,11 @@ is the trace its own requests continue. Spans are read from OpenTelemetry's in-m
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from fakes.contacts import BASE_TIME, make_tagged
 from identity_helpers import person
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from test_rights_executor import NOW, SK, RecordingPublisher, Scripted, executor, ok
 
@@ -30,16 +27,6 @@ from pipeline.sinks.crm.writer import CrmWriter
 #: The DPO's request as the API's span carried it (trace 4bf9..., span 00f0...).
 ORIGIN = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 ORIGIN_TRACE = 0x4BF92F3577B34DA6A3CE929D0E0E4736
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracing.install(provider)
-    yield memory
-    tracing.install(None)
 
 
 def context_of(span: ReadableSpan) -> bytes:
