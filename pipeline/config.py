@@ -121,7 +121,8 @@ class Settings(BaseSettings):
     console_metrics_urls: list[str] = Field(
         default_factory=list,
         description="The workers' /metrics addresses (each replica's, worker_web_enabled) the console's charts of spam "
-        'share per channel and sink health read, as JSON: ["http://worker-0:6066/metrics"]',
+        'share per channel and sink health read, as JSON: ["http://worker-0:6066/metrics"]; "dns+http://host:6066/'
+        'metrics" stands for every address the host resolves to (a headless Service: each pod)',
     )
     worker_instance_id: str | None = Field(
         default=None, description="Static group membership: a restarted worker takes its place without a rebalance."

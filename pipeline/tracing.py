@@ -128,11 +128,12 @@ def start_request(method: str, route: str, parent: str | None = None, **attribut
     return (_tracer or _NOOP).start_span(f"{method} {route}", context=context, kind=SpanKind.SERVER, attributes=attrs)
 
 
-def start_step(name: str, **attributes: str | int) -> Span:
+def start_step(name: str, *, parent: bytes | None = None, **attributes: str | int) -> Span:
     """An INTERNAL span for one step of a stage (one sink's effect of a rights request), child of the current span
-    (``current``); ``attributes`` are codes and counts, never a value from a record."""
+    (``current``), or of ``parent`` (a stored ``traceparent``: work resumed later, e.g. a retried request); without
+    either it starts a trace (a timer's run). ``attributes`` are codes and counts, never a value from a record."""
     attrs: dict[str, Any] = {f"leadpipe.{key}": value for key, value in attributes.items()}
-    return (_tracer or _NOOP).start_span(name, kind=SpanKind.INTERNAL, attributes=attrs)
+    return (_tracer or _NOOP).start_span(name, context=_context(parent), kind=SpanKind.INTERNAL, attributes=attrs)
 
 
 @contextmanager

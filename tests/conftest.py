@@ -21,6 +21,7 @@ import pytest
 from pipeline.config import Settings, explicit_settings
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from sqlalchemy import Engine
 
     from pipeline.crm.read import CrmReadModel
@@ -40,6 +41,26 @@ def _docker_answers() -> bool:
         return True
     except Exception:
         return False
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemorySpanExporter]:
+    """Tracing on for one test, its finished spans kept in memory (``pipeline.tracing.install``); off again after."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from pipeline import tracing
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracing.install(provider)
+    try:
+        yield memory
+    finally:
+        tracing.install(None)
+        provider.shutdown()
 
 
 @pytest.fixture(scope="session")

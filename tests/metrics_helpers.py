@@ -11,8 +11,9 @@ from typing import Any
 
 
 @contextmanager
-def serving_metrics(render: Callable[[], bytes]) -> Iterator[str]:
-    """The address of a ``/metrics`` page whose body is ``render()`` at each request, until the block ends."""
+def serving_metrics(render: Callable[[], bytes], host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """The address of a ``/metrics`` page whose body is ``render()`` at each request, until the block ends (on
+    ``host``, and ``port`` or a free one)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -26,11 +27,11 @@ def serving_metrics(render: Callable[[], bytes]) -> Iterator[str]:
         def log_message(self, *_args: Any) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True, name="metrics-page")
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        yield f"http://{host}:{server.server_address[1]}/metrics"
     finally:
         server.shutdown()
         server.server_close()

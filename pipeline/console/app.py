@@ -40,9 +40,10 @@ from pipeline.http.deps import get_publisher, get_runtime
 from pipeline.http.health import metrics_text
 from pipeline.identity.permissions import Permission, allowed, permissions_of
 from pipeline.identity.sessions import SessionPrincipal
-from pipeline.kafka.producer import PublishError
+from pipeline.kafka.producer import Outgoing, PublishError
 from pipeline.logging import get_logger
 from pipeline.models.common import Channel, Purpose
+from pipeline.models.identity import Principal
 from pipeline.models.rights import AuditRecord, RightKind
 from pipeline.review.service import ReviewError, ReviewService
 from pipeline.rights.bodies import RECTIFIABLE_FIELDS, OldAddress
@@ -50,6 +51,7 @@ from pipeline.rights.dpo import DpoTools, RequestOut, request_out
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.sweep import RetentionSweep
 from pipeline.rights.tracker import RequestTracker
+from pipeline.topics import AUDIT_TOPIC
 
 log = get_logger(__name__)
 
@@ -431,13 +433,40 @@ def leads_csv(rows: list[LeadView]) -> str:
     return out.getvalue()
 
 
+def export_audit(by: Principal, rows: list[LeadView], name: str, at: datetime) -> list[Outgoing]:
+    """What the audit topic learns of a CSV export: one record of the export (who, when, the file, how many people)
+    and one per exported person under their subject key, all sharing the export's id, so that the audit says whose
+    data left for the mailing tools and when (a later objection or erasure can be told to those who received it)."""
+    export_id = str(uuid.uuid4())
+    people = list(dict.fromkeys(row.subject_key for row in rows))
+    detail = {"export_id": export_id, "file": name, "use": "marketing"}
+    summary = AuditRecord.new(
+        by.actor, "crm.leads_exported", at=at, principal=by, detail={**detail, "people": len(people)}
+    )
+    each = [
+        AuditRecord.new(by.actor, "crm.lead_exported", at=at, principal=by, subject_key=key, detail=detail)
+        for key in people
+    ]
+    return [Outgoing(AUDIT_TOPIC, None, summary), *(Outgoing(AUDIT_TOPIC, r.subject_key, r) for r in each)]
+
+
 @router.get("/export/leads.csv", response_class=PlainTextResponse)
 async def leads_export(request: Request, session: LeadExporter) -> Response:
-    """The leads that may be contacted for marketing now, as CSV (sales' mailing tools read it)."""
-    query = LeadQuery(marketing_at=datetime.now(UTC), limit=10_000)
-    rows = await asyncio.to_thread(read_model(request).leads, query)
+    """The leads that may be contacted for marketing now, as CSV (sales' mailing tools read it); given out only once
+    the broker confirmed its audit records (``export_audit``), else a 503 page and no file."""
+    now = datetime.now(UTC)
+    rows = await asyncio.to_thread(read_model(request).leads, LeadQuery(marketing_at=now, limit=10_000))
+    name = f"leads-marketing-{now:%Y%m%d}.csv"
+    try:
+        await asyncio.to_thread(get_publisher(request).publish, export_audit(session.principal, rows, name, now))
+    except PublishError:
+        refused = {
+            "status": "unavailable",
+            "reason": "audit_not_published",
+            "message": "the export could not be audited (the broker did not confirm its records); try again shortly",
+        }
+        raise HTTPException(503, refused) from None
     log.info("crm_leads_exported", principal_id=session.principal.principal_id, leads=len(rows))
-    name = f"leads-marketing-{datetime.now(UTC):%Y%m%d}.csv"
     return Response(
         leads_csv(rows),
         media_type="text/csv; charset=utf-8",

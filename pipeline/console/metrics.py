@@ -3,11 +3,15 @@ worker's ``/metrics`` (``LEADPIPE_CONSOLE_METRICS_URLS``) and this API's own (``
 
 Reading the served metrics, not a second count kept for the console, means a chart and an alert can never disagree.
 Counters are summed over the addresses (replicas); an address that does not answer is named on the page instead.
+An address ``dns+http://host:port/path`` is every address ``host`` resolves to (a headless Service's pods: the Helm
+chart configures the console so), since a Service's one address would answer with one pod's counters at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -49,18 +53,50 @@ class Scrape:
         return out
 
 
-async def scrape(urls: Iterable[str], own: bytes, timeout_s: float = 2.0) -> Scrape:
-    """The API's own metrics (``own``) and every worker address's, added up."""
+#: An address whose host name stands for every replica (Kubernetes: a headless Service's name resolves to each
+#: pod's address), the convention of Thanos and Cortex: ``dns+http://rel-leadpipe-worker:6066/metrics``.
+DNS_PREFIX = "dns+"
+
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def addresses(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (TCP), each once, in the resolver's order."""
+    found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in found))
+
+
+async def expand(url: str, resolve: Resolve = addresses) -> list[str]:
+    """The addresses to scrape for one configured ``url``: itself, or for ``dns+http(s)://host:port/path`` one per
+    address the host resolves to (``OSError`` when it resolves to none)."""
+    if not url.startswith(DNS_PREFIX):
+        return [url]
+    target = httpx.URL(url.removeprefix(DNS_PREFIX))
+    port = target.port or (443 if target.scheme == "https" else 80)
+    found = await resolve(target.host, port)
+    if not found:
+        raise OSError(f"{target.host} resolves to no address")
+    return [str(target.copy_with(host=address)) for address in found]
+
+
+async def scrape(urls: Iterable[str], own: bytes, timeout_s: float = 2.0, resolve: Resolve = addresses) -> Scrape:
+    """The API's own metrics (``own``) and every worker address's (each replica's, ``expand``), added up."""
     result = Scrape()
     result.add(own.decode())
     async with httpx.AsyncClient(timeout=timeout_s) as client:
-        for url in urls:
+        for configured in urls:
             try:
-                answer = await client.get(url)
-                answer.raise_for_status()
-                result.add(answer.text)
-            except (httpx.HTTPError, ValueError):
-                result.unreachable.append(url)
+                targets = await expand(configured, resolve)
+            except (OSError, httpx.InvalidURL, ValueError):
+                result.unreachable.append(configured)
+                continue
+            for url in targets:
+                try:
+                    answer = await client.get(url)
+                    answer.raise_for_status()
+                    result.add(answer.text)
+                except (httpx.HTTPError, ValueError):
+                    result.unreachable.append(url)
     return result
 
 

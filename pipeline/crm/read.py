@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Literal
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, RowMapping, func, select
 
@@ -302,26 +302,19 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _person(row: RowMapping) -> dict[str, Any]:
+    """A subject row's columns with what ``PersonView`` derives from them: its status and objection flag."""
+    status = "erased" if row["erased_at"] is not None else "restricted" if row["restricted"] else "active"
+    return {**row, "status": status, "marketing_objected": bool(row["marketing_objected"])}
+
+
 def _summary(row: RowMapping, count: int) -> SubjectSummary:
-    return SubjectSummary.model_validate(
-        {**row, "interactions": count, "status": _status(row), "marketing_objected": bool(row["marketing_objected"])}
-    )
-
-
-def _status(row: RowMapping) -> Literal["active", "restricted", "erased"]:
-    return "erased" if row["erased_at"] is not None else "restricted" if row["restricted"] else "active"
+    return SubjectSummary.model_validate({**_person(row), "interactions": count})
 
 
 def _lead(row: RowMapping) -> LeadView:
     purposes = sorted(row["purposes"], key=lambda entry: str(entry["purpose"]))
-    return LeadView.model_validate(
-        {
-            **row,
-            "status": _status(row),
-            "marketing_objected": bool(row["marketing_objected"]),
-            "purposes": [PurposeView.model_validate(p) for p in purposes],
-        }
-    )
+    return LeadView.model_validate({**_person(row), "purposes": [PurposeView.model_validate(p) for p in purposes]})
 
 
 def _interaction(row: RowMapping) -> InteractionView:

@@ -89,8 +89,9 @@ class VisitorLinkView(_View):
     )
 
 
-class SubjectSummary(_View):
-    """One search hit: enough for sales to tell people apart."""
+class PersonView(_View):
+    """Who a row is about, as every sales view shows them (a search hit, a lead): key, name, how to reach them,
+    company, status, and the one rule of what sales may see of a restricted subject (``for_sales``)."""
 
     subject_key: str
     first_name: str | None = None
@@ -99,8 +100,6 @@ class SubjectSummary(_View):
     phone: str | None = None
     company: str | None = None
     position: str | None = None
-    last_seen_at: datetime | None = None
-    interactions: int = 0
     status: Literal["active", "restricted", "erased"]
     marketing_objected: bool = False
     withheld: bool = Field(
@@ -109,7 +108,7 @@ class SubjectSummary(_View):
         "but not processed further, which includes being read by sales.",
     )
 
-    #: What a restricted subject's view shows instead of its detail lists (its profile fields are left out too).
+    #: What a restricted subject's view shows instead of its detail (its profile fields are left out too).
     _WITHHELD_DETAIL: ClassVar[dict[str, Any]] = {}
 
     def for_sales(self) -> Self:
@@ -118,6 +117,13 @@ class SubjectSummary(_View):
             return self
         profile: dict[str, Any] = dict.fromkeys(name for name in PROFILE_FIELDS if name in type(self).model_fields)
         return self.model_copy(update={**profile, **self._WITHHELD_DETAIL, "withheld": True})
+
+
+class SubjectSummary(PersonView):
+    """One search hit: enough for sales to tell people apart."""
+
+    last_seen_at: datetime | None = None
+    interactions: int = 0
 
 
 class SubjectView(SubjectSummary):
@@ -176,35 +182,20 @@ class LeadQuery(_View):
     limit: int = Field(default=100, ge=1, le=10_000)
 
 
-class LeadView(_View):
-    """One row of the lead inbox: an interaction with who it came from and what it may be used for."""
+class LeadView(PersonView):
+    """One row of the lead inbox: an interaction with who it came from and what it may be used for (a restricted
+    subject's lead shows its key, arrival and status only)."""
+
+    _WITHHELD_DETAIL: ClassVar[dict[str, Any]] = {"purposes": [], "channel": "", "kind": ""}
 
     event_id: UUID
-    subject_key: str
     channel: str
     kind: str
     received_at: datetime
-    first_name: str | None = None
-    last_name: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    company: str | None = None
-    position: str | None = None
     purposes: list[PurposeView] = Field(default_factory=list)
     marketing_allowed: bool
     retention_expires_at: datetime
-    status: Literal["active", "restricted", "erased"]
-    marketing_objected: bool = False
-    withheld: bool = False
 
     def marketing_stopped(self) -> bool:
         """A direct-marketing purpose of this lead was stopped (consent withdrawn)."""
         return any(p.direct_marketing and p.stopped_at is not None for p in self.purposes)
-
-    def for_sales(self) -> Self:
-        """As sales may see it: a restricted subject's lead as its key, arrival and status only (policy 9.4), the
-        same as ``SubjectSummary.for_sales``."""
-        if self.status != "restricted":
-            return self
-        profile: dict[str, Any] = dict.fromkeys(name for name in PROFILE_FIELDS if name in type(self).model_fields)
-        return self.model_copy(update={**profile, "purposes": [], "channel": "", "kind": "", "withheld": True})

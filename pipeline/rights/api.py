@@ -239,8 +239,9 @@ async def record_notice(request_id: UUID, request: Request, actor: Issuer) -> Re
 
 
 @router.get("/requests/{request_id}/export", response_class=FileResponse)
-async def download_export(request_id: UUID, request: Request, _actor: Exporter) -> FileResponse:
-    """The export file of a completed access (PDF) or portability (JSON) request.
+async def download_export(request_id: UUID, request: Request, actor: Exporter) -> FileResponse:
+    """The export file of a completed access (PDF) or portability (JSON) request, given once its download is audited
+    in the caller's name (503 when the broker did not confirm the audit record).
 
     Refused (410) once the export is older than ``rights_export_max_age_h`` or its person was erased after the
     request (the file is deleted then, if an erasure or the sweep has not already done so).
@@ -265,11 +266,17 @@ async def download_export(request_id: UUID, request: Request, _actor: Exporter) 
             return view, path, "export_expired"
         return view, path, None
 
-    _view, path, gone = await asyncio.to_thread(find)
+    view, path, gone = await asyncio.to_thread(find)
     if path is None:
         raise HTTPException(409, {"reason": "export_not_ready", "message": "the export has not been produced yet"})
     if gone is not None:
         raise HTTPException(410, {"reason": gone, "message": _GONE[gone]})
+    try:
+        await asyncio.to_thread(_tools(request).export_downloaded, view, by=actor, file=path.name)
+    except PublishError:
+        raise HTTPException(
+            503, {"reason": "audit_not_published", "message": "the download could not be audited; try again shortly"}
+        ) from None
     media = "application/pdf" if path.suffix == ".pdf" else "application/json"
     return FileResponse(path, media_type=media, filename=f"personal-data-{request_id}{path.suffix}")
 

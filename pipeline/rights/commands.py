@@ -162,13 +162,13 @@ class RightsDesk:
 
     def submit(self, commands: Iterable[RightsCommand]) -> list[RightsCommand]:
         batch = list(commands)
+        trace = tracing.traceparent()  # the DPO's request (the API's span) or the sweep's, carried to the rights worker
         audits: list[AuditRecord] = []
         for command in batch:
-            if self.tracker.record(command, plan_for(command)):
+            if self.tracker.record(command, plan_for(command), trace):
                 audits.append(audit_of(command, "rights.request_received", due_at=command.due_at.isoformat()))
         for record in audits:
             self.tracker.audit(record)
-        trace = tracing.traceparent()  # the DPO's request (the API's span), carried to the rights worker
         self.publisher.publish(
             [Outgoing(RIGHTS_COMMANDS_TOPIC, c.subject_key, c, trace) for c in batch]
             + [Outgoing(AUDIT_TOPIC, a.subject_key, a) for a in audits]

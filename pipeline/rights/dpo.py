@@ -167,6 +167,11 @@ class DpoTools:
         assert refreshed is not None
         return refreshed
 
+    def export_downloaded(self, view: RequestView, *, by: Principal, file: str) -> None:
+        """Record that ``by`` took the request's export file (the person's data leaving the product), on the audit
+        topic too; raises ``PublishError`` when the broker did not confirm it, and then the file must not be given."""
+        self._audit(by, "rights.export_downloaded", view, file=file)
+
     def wait(
         self,
         request_id: UUID | str,

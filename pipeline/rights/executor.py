@@ -90,7 +90,7 @@ class RightsExecutor:
     def execute(self, command: RightsCommand) -> list[RightsStatus]:
         """Carry out ``command`` in every sink that has not confirmed it yet; returns this run's statuses."""
         sinks = self.sinks_for(command)
-        if self.tracker.record(command, sinks):
+        if self.tracker.record(command, sinks, tracing.traceparent()):  # first seen here: the record's process span
             self._audit([audit_of(command, "rights.request_received")])  # by its issuer (e.g. the children rule)
         else:
             self.tracker.expect_sinks(command.request_id, sinks)
@@ -230,10 +230,15 @@ class RightsExecutor:
             if last > cutoff and view.state is not RequestState.ATTENTION:
                 continue
             command = self.tracker.command(view.request_id)
-            if view.published_at is None and republish:
-                self.publisher.publish([Outgoing(RIGHTS_COMMANDS_TOPIC, command.subject_key, command)])
-                self.tracker.mark_published(command.request_id)
-            else:
-                self.execute(command)
+            # A run of the timer has no trace of its own: each retry continues the trace its request arrived in.
+            span = tracing.start_step("rights retry", parent=self.tracker.trace(view.request_id), right=view.kind.value)
+            with tracing.current(span):
+                if view.published_at is None and republish:
+                    outgoing = Outgoing(RIGHTS_COMMANDS_TOPIC, command.subject_key, command, tracing.traceparent(span))
+                    self.publisher.publish([outgoing])
+                    self.tracker.mark_published(command.request_id)
+                else:
+                    self.execute(command)
+            tracing.end(span, outcome="republished" if view.published_at is None and republish else "executed")
             count += 1
         return count

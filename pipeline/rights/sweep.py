@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+from pipeline import tracing
 from pipeline.logging import get_logger
 from pipeline.models.identity import system_principal
 from pipeline.models.rights import RightKind, RightsCommand
@@ -69,7 +70,15 @@ class RetentionSweep:
             if self.desk is None:
                 raise RuntimeError("a sweep that issues commands needs a RightsDesk")
             fresh = [c for c in commands if self.desk.tracker.get(c.request_id) is None]
-            self.desk.submit(fresh)
+            # The sweep is where these requests start: its span is the trace their runs (and retries) continue.
+            span = tracing.start_step("retention sweep", commands=len(fresh))
+            try:
+                with tracing.current(span):
+                    self.desk.submit(fresh)
+            except Exception as exc:
+                tracing.end(span, failed=type(exc).__name__)
+                raise
+            tracing.end(span)
             commands = fresh
         log.info(
             "retention.sweep",

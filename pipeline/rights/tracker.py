@@ -61,6 +61,9 @@ class RightsRequest(Base):
     issued_by_principal: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, doc="Principal JSON")
     extended_by_principal: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, doc="Principal JSON")
     notice_sent_by: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, doc="Principal JSON")
+    traceparent: Mapped[str | None] = mapped_column(
+        String(55), nullable=True, doc="W3C trace context the request arrived in (the retry timer continues it)"
+    )
 
 
 class RightsRequestExtension(Base):
@@ -194,8 +197,9 @@ class RequestTracker:
 
     # ---- requests -----------------------------------------------------------------------------------------
 
-    def record(self, command: RightsCommand, sinks: Iterable[str] = ()) -> bool:
-        """Record a received request (and the sinks it must reach); False when it was already recorded."""
+    def record(self, command: RightsCommand, sinks: Iterable[str] = (), trace: bytes | None = None) -> bool:
+        """Record a received request (and the sinks it must reach) with the trace context it arrived in; False when
+        it was already recorded."""
         with Session(self._engine) as session:
             session.add(
                 RightsRequest(
@@ -209,6 +213,7 @@ class RequestTracker:
                     notice_due=command.kind is RightKind.UNRESTRICTION,
                     command=command.model_dump_json(),
                     issued_by_principal=_json(command.issuer),
+                    traceparent=trace.decode("ascii", "replace")[:55] if trace else None,
                 )
             )
             try:
@@ -271,6 +276,12 @@ class RequestTracker:
         if text is None:
             raise KeyError(f"no rights request {request_id}")
         return RightsCommand.model_validate_json(text)
+
+    def trace(self, request_id: object) -> bytes | None:
+        """The trace context the request arrived in (``traceparent``), if it came with one."""
+        with Session(self._engine) as session:
+            value = session.scalar(select(RightsRequest.traceparent).where(RightsRequest.request_id == str(request_id)))
+        return value.encode() if value else None
 
     def get(self, request_id: object) -> RequestView | None:
         with Session(self._engine) as session:

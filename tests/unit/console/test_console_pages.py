@@ -5,12 +5,14 @@ page, the lead inbox and its search, a contact's timeline, and a restricted subj
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from fakes.contacts import BASE_TIME, make_tagged
 from fastapi.testclient import TestClient
@@ -20,6 +22,7 @@ from metrics_helpers import serving_metrics
 from pipeline.agents.metrics import WorkerMetrics
 from pipeline.api.app import create_api
 from pipeline.config import Settings
+from pipeline.console import metrics as console_metrics
 from pipeline.console.app import countdown
 from pipeline.crm.views import LeadQuery
 from pipeline.db import ensure_schema
@@ -223,8 +226,30 @@ def test_the_csv_holds_whom_marketing_may_contact_now(app: Any, runtime: Runtime
     assert len(lines) == 2 and "jane.doe@example.com" in lines[1]  # one line per person; the restricted one left out
     assert ",'+4930123456," in lines[1]  # a leading + is no formula in a spreadsheet
     assert "Smith" not in answer.text
+    # The audit topic says who exported whose data: one record of the export, one under each exported person's key.
+    audits = [r for r in app.state.publisher.records if r.topic == "audit"]
+    assert [a.value.action for a in audits] == ["crm.leads_exported", "crm.lead_exported"]
+    jane = crm.read.subject_key_for(email="jane.doe@example.com")
+    assert [a.key for a in audits] == [None, jane] and audits[1].value.subject_key == jane
+    sam = app.state.authenticator.store.get("sam").principal("oidc")
+    assert all(a.value.principal == sam and a.value.actor == sam.actor for a in audits)
+    summary = audits[0].value.detail
+    assert summary["people"] == 1 and summary["file"] in answer.headers["content-disposition"]
+    assert len({a.value.detail["export_id"] for a in audits}) == 1
+    assert "jane" not in str([a.value.model_dump() for a in audits]).lower()  # keys and counts only, no address
     assert browser(app, "rita").get("/export/leads.csv").status_code == 403
     assert browser(app, "dee").get("/export/leads.csv").status_code == 403  # the DPO reads the CRM but exports no leads
+    assert [r.value.action for r in app.state.publisher.records if r.topic == "audit"][
+        2:
+    ] == []  # refusals export nothing
+
+
+def test_no_csv_leaves_unless_its_audit_is_confirmed(app: Any) -> None:
+    app.state.publisher.fail = True  # the broker does not confirm
+    answer = browser(app, "sam").get("/export/leads.csv")
+    assert answer.status_code == 503 and "could not be audited" in answer.text
+    assert "jane.doe@example.com" not in answer.text
+    assert "attachment" not in answer.headers.get("content-disposition", "")
 
 
 def test_the_csv_leaves_out_objections_and_expired_leads(runtime: Runtime) -> None:
@@ -396,6 +421,28 @@ def test_charts_of_spam_share_and_sink_health_come_from_the_served_metrics(
     assert '<th scope="row">ingest</th><td>3</td><td>0</td>' in dpo
     assert '<th scope="row">crm</th><td>0</td><td>0</td>' in dpo  # a sink that wrote, with neither
     assert "Sink health" in browser(made, "adam").get("/charts").text  # admins (dlq:read) too
+
+
+def test_a_dns_address_is_every_replica_it_resolves_to() -> None:
+    """``dns+http://name:port/metrics`` (the chart's headless Services) scrapes each address the name resolves to and
+    adds them up; a name that resolves to nothing is named unreachable."""
+    metrics = WorkerMetrics()
+    metrics.observe_batch("processing", {"accepted": 2}, [], 0.01, {("web_form", "accepted"): 2})
+    with serving_metrics(metrics.render) as first:
+        port = httpx.URL(first).port
+        assert port is not None
+        with serving_metrics(metrics.render, host="127.0.0.2", port=port):  # a second pod, same port
+
+            async def resolve(host: str, _port: int) -> list[str]:
+                return {"workers.test": ["127.0.0.1", "127.0.0.2"], "gone.test": []}[host]
+
+            urls = [f"dns+http://workers.test:{port}/metrics", "dns+http://gone.test:6066/metrics"]
+            found = asyncio.run(console_metrics.scrape(urls, b"", resolve=resolve))
+            assert console_metrics.spam_share(found) == {("web_form", "accepted"): 4}  # both pods
+            assert found.unreachable == ["dns+http://gone.test:6066/metrics"]
+            plain = asyncio.run(console_metrics.scrape([first], b"", resolve=resolve))
+            assert console_metrics.spam_share(plain) == {("web_form", "accepted"): 2}  # not resolved: one address
+    assert "http://127.0.0.1:6066/metrics" in asyncio.run(console_metrics.expand("dns+http://localhost:6066/metrics"))
 
 
 def test_the_dpo_corrects_a_person_s_data_from_the_form(app: Any, runtime: Runtime) -> None:

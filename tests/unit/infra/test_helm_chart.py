@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any, cast
 
+import httpx
 import kubernetes_validate
 import pytest
 import yaml
@@ -400,6 +401,16 @@ def test_network_policy_opens_exactly_the_ports_the_pods_serve() -> None:
     # the API's /metrics is on its admin port: Prometheus (metricsFrom) reaches it, the internet does not
     assert admin["ports"] == [{"port": 8081, "protocol": "TCP"}]
     assert admin["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    # the console (in the API's pods) reaches each worker's /metrics for its charts, in and out
+    (workers,) = policies["rel-leadpipe-workers"]["spec"]["ingress"]
+    api_pods = {"app.kubernetes.io/name": "leadpipe", "app.kubernetes.io/instance": "rel"}
+    assert {"podSelector": {"matchLabels": {**api_pods, "app.kubernetes.io/component": "api"}}} in workers["from"]
+    (to_workers,) = [
+        r for r in policies["rel-leadpipe-api"]["spec"]["egress"] if {"port": 6066, "protocol": "TCP"} in r["ports"]
+    ]
+    (peer,) = to_workers["to"]
+    assert peer["podSelector"]["matchLabels"] == api_pods
+    assert peer["podSelector"]["matchExpressions"][0]["values"] == ["worker", "rights-worker"]
     # traces leave for the OTLP collector only through the rule the values add
     otlp = [
         r for r in policies["rel-leadpipe-api"]["spec"]["egress"] if {"port": 4318, "protocol": "TCP"} in r["ports"]
@@ -520,3 +531,45 @@ def test_spam_engine_service_and_the_workers_reach_it() -> None:
     off = by_kind(render("--set", "spamEngine.enabled=false"), "Deployment")
     assert "rel-leadpipe-spam-engine" not in off
     assert env_of(off["rel-leadpipe-worker"])["LEADPIPE_SPAM_ENGINE_ENABLED"] == "false"
+
+
+@needs_helm
+@pytest.mark.parametrize("values", VALUES_FILES, ids=lambda p: p.name)
+def test_console_charts_read_every_worker_pods_metrics(values: Any, make_settings: Callable[..., Settings]) -> None:
+    """The console's charts (spam share, sink health) add up the workers' counters: the API's
+    LEADPIPE_CONSOLE_METRICS_URLS must name, for every worker Deployment the chart renders, a headless Service the
+    chart renders that selects exactly that Deployment's pods, on a port whose process serves the path."""
+    docs = render(values=values)
+    deployments = by_kind(docs, "Deployment")
+    services = by_kind(docs, "Service")
+    urls = json.loads(env_of(deployments["rel-leadpipe-api"])["LEADPIPE_CONSOLE_METRICS_URLS"] or "")
+    assert make_settings(console_metrics_urls=urls).console_metrics_urls == urls  # a value the setting takes
+    workers = {
+        n for n, d in deployments.items() if pod_spec(d)["containers"][0].get("args", [])[:2] == ["leadpipe", "worker"]
+    }
+    settings = make_settings(topic_replication_factor=1, worker_web_enabled=False)
+    reached: list[str] = []
+    for url in urls:
+        assert url.startswith("dns+http://"), f"{url}: a Service's one address would answer for one pod at a time"
+        target = httpx.URL(url.removeprefix("dns+"))
+        service = services.get(target.host)
+        assert service is not None, f"{url}: no such Service in the chart"
+        spec = service["spec"]
+        assert spec["clusterIP"] == "None" and spec["publishNotReadyAddresses"] is True, "each pod, ready or not"
+        selected = [
+            n
+            for n, d in deployments.items()
+            if spec["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert len(selected) == 1 and selected[0] in workers, (url, selected)
+        (port,) = [p for p in spec["ports"] if p["port"] == target.port]
+        (container,) = pod_spec(deployments[selected[0]])["containers"]
+        named = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert named[port["targetPort"]] == target.port, (url, named)
+        env = env_of(deployments[selected[0]])
+        assert env["LEADPIPE_WORKER_WEB_ENABLED"] == "true" and env["LEADPIPE_WORKER_WEB_PORT"] == str(target.port)
+        assert serves(container, settings)(port["targetPort"], target.path), f"{url}: the worker does not serve it"
+        reached += selected
+    assert sorted(reached) == sorted(workers), "every worker Deployment's pods, each once"
+    mine = render("--set", "config.LEADPIPE_CONSOLE_METRICS_URLS=[]", values=values)
+    assert "LEADPIPE_CONSOLE_METRICS_URLS" not in env_of(by_kind(mine, "Deployment")["rel-leadpipe-api"])

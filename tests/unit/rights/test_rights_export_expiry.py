@@ -18,7 +18,7 @@ from pipeline.api.app import create_api
 from pipeline.config import Settings
 from pipeline.db import ensure_schema
 from pipeline.models.identity import Role
-from pipeline.models.rights import RightKind, RightsStatus, SinkStatus
+from pipeline.models.rights import AuditRecord, RightKind, RightsStatus, SinkStatus
 from pipeline.rights.commands import build_command
 from pipeline.rights.effects.export import expire_exports
 from pipeline.rights.tracker import RequestTracker
@@ -37,7 +37,7 @@ def runtime(make_settings: Callable[..., Settings]) -> Runtime:
 @pytest.fixture
 def client(runtime: Runtime) -> TestClient:
     made = TestClient(create_api(runtime, RecordingPublisher()))  # type: ignore[arg-type]
-    made.headers["authorization"] = f"Bearer {key_for(runtime.settings, Role.DPO)}"
+    made.headers["authorization"] = f"Bearer {key_for(runtime.settings, Role.DPO, display_name='Dora')}"
     return made
 
 
@@ -63,10 +63,32 @@ def _portability(runtime: Runtime, received: datetime) -> tuple[str, Path]:
     return str(command.request_id), path
 
 
-def test_a_fresh_export_is_served(client: TestClient, runtime: Runtime) -> None:
-    request_id, _path = _portability(runtime, datetime.now(UTC) - timedelta(hours=1))
+def test_a_fresh_export_is_served_and_its_download_audited(client: TestClient, runtime: Runtime) -> None:
+    request_id, path = _portability(runtime, datetime.now(UTC) - timedelta(hours=1))
     answer = client.get(f"/v1/dpo/requests/{request_id}/export")
     assert answer.status_code == 200 and answer.content == b'{"personal": "data"}'
+    # Who took the person's data, on the audit topic and in the request's trail.
+    [sent] = [r for r in _publisher(client).records if r.topic == "audit"]
+    record = sent.value
+    assert isinstance(record, AuditRecord) and record.action == "rights.export_downloaded"
+    assert record.principal is not None and record.principal.display_name == "Dora"
+    assert (sent.key, record.subject_key, str(record.request_id)) == (SUBJECT, SUBJECT, request_id)
+    assert record.detail == {"kind": "portability", "file": path.name}
+    assert [a.action for a in RequestTracker(runtime.engine).audit_trail(request_id)] == ["rights.export_downloaded"]
+
+
+def test_no_export_leaves_unless_its_download_is_audited(client: TestClient, runtime: Runtime) -> None:
+    request_id, _path = _portability(runtime, datetime.now(UTC) - timedelta(hours=1))
+    _publisher(client).fail = True  # the broker does not confirm
+    answer = client.get(f"/v1/dpo/requests/{request_id}/export")
+    assert (answer.status_code, answer.json()["detail"]["reason"]) == (503, "audit_not_published")
+    assert b"personal" not in answer.content
+
+
+def _publisher(client: TestClient) -> RecordingPublisher:
+    publisher = client.app.state.publisher  # type: ignore[attr-defined]
+    assert isinstance(publisher, RecordingPublisher)
+    return publisher
 
 
 def test_an_expired_export_is_refused_and_deleted(client: TestClient, runtime: Runtime) -> None:

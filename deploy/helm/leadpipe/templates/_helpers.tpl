@@ -138,3 +138,27 @@ separate rights workers. Rendered as env entries that override the ConfigMap's w
   value: "false"
 {{- end }}
 {{- end -}}
+
+{{/* The worker Deployments' components (each has a headless Service of that name, worker-deployment.yaml). */}}
+{{- define "leadpipe.workerComponents" -}}
+{{- if .Values.worker.separateRightsWorker -}}
+{{- toJson (list "worker" "rights-worker") -}}
+{{- else -}}
+{{- toJson (list "worker") -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Where the console's charts (spam share, sink health) read the workers' counters: every pod of each worker Deployment,
+through its headless Service ("dns+": each address the name resolves to). Left out when config sets it.
+*/}}
+{{- define "leadpipe.consoleMetricsEnv" -}}
+{{- if not .Values.config.LEADPIPE_CONSOLE_METRICS_URLS }}
+{{- $urls := list }}
+{{- range $component := include "leadpipe.workerComponents" . | fromJsonArray }}
+{{- $urls = append $urls (printf "dns+http://%s-%s:%v/metrics" (include "leadpipe.fullname" $) $component $.Values.worker.webPort) }}
+{{- end }}
+- name: LEADPIPE_CONSOLE_METRICS_URLS
+  value: {{ toJson $urls | quote }}
+{{- end }}
+{{- end -}}
