@@ -268,6 +268,10 @@ class SpamEnginePolicy(_Frozen):
 
     enabled: bool = True
     weight: float = Field(default=1.0, ge=0, description="Points per point of the engine's score.")
+    weights: dict[Channel, float] = Field(
+        default_factory=dict,
+        description="Per-channel points per point of the engine's score; a channel not listed uses `weight`.",
+    )
     min_contribution: float = Field(default=-3.0, le=0, description="Ham evidence cannot cancel more than this.")
     max_contribution: float = Field(default=12.0, ge=0)
     on_unavailable: Literal["review", "wait"] = Field(
@@ -276,6 +280,18 @@ class SpamEnginePolicy(_Frozen):
         "agent retry for up to max_wait_s, then review.",
     )
     max_wait_s: int = Field(default=600, ge=0)
+
+    @field_validator("weights")
+    @classmethod
+    def _non_negative_weights(cls, value: dict[Channel, float]) -> dict[Channel, float]:
+        bad = [channel.value for channel, weight in value.items() if weight < 0]
+        if bad:
+            raise ValueError(f"engine weights must be 0 or more (not for {', '.join(bad)})")
+        return value
+
+    def weight_for(self, channel: Channel) -> float:
+        """Points per point of the engine's score for this channel's events."""
+        return self.weights.get(channel, self.weight)
 
 
 class ClassifierLearnedPolicy(_Frozen):

@@ -347,13 +347,14 @@ def combined_verdict(
             )
         )
     elif engine is not None:
-        weight = _clamp(policy.weight * engine.score, policy.min_contribution, policy.max_contribution)
+        per_point = policy.weight_for(event.channel)
+        weight = _clamp(per_point * engine.score, policy.min_contribution, policy.max_contribution)
         reasons.append(
             SpamReason(
                 code="spam_engine",
                 weight=weight,
                 detail=f"{engine.engine} score {engine.score:g} ({engine.action}), {len(engine.symbols)} symbols, "
-                f"{policy.weight:g} point(s) per point",
+                f"{per_point:g} point(s) per point",
             )
         )
     score = round(sum(r.weight for r in reasons), 6)
