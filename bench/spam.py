@@ -167,13 +167,16 @@ def run(args: argparse.Namespace, url: str, controller: str) -> None:
     emails = sum(item.raw is not None for item in items)
     print(f"{len(items)} messages ({emails} e-mails through the adapter), batches of {args.batch}")
 
+    packaged = load_policy().spam.classifier  # the full path judges as the packaged policy says (prior, smoothing)
     elapsed = chain_alone(items)
     print(f"baseline chain alone (no engine): {len(items) / elapsed:,.0f} messages/s")
     for concurrency in (int(c) for c in args.concurrency.split(",")):
         raw = asyncio.run(raw_async(url, rendered, concurrency))
         threads = raw_threads(url, rendered, concurrency)
         with SpamEngineClient(url, controller, timeout_s=10, concurrency=concurrency) as client:
-            signals = SpamSignals(client, None, PEPPER, budget_s=10.0, model=model)
+            signals = SpamSignals(
+                client, None, PEPPER, budget_s=10.0, model=model, prior=packaged.prior, smoothing=packaged.smoothing
+            )
             total, latencies, unavailable = full_path(signals, items, args.batch)
         full_rate, raw_rate = len(items) / total, len(items) / raw
         p50, p99 = statistics.median(latencies) * 1000, percentile(latencies, 0.99) * 1000
@@ -184,14 +187,16 @@ def run(args: argparse.Namespace, url: str, controller: str) -> None:
             f"asyncio {raw_rate:,.0f}/s; full/raw(thread pool) {full_rate / thread_rate:.2f}; "
             f"load {os.getloadavg()[0]:.2f}"
         )
-    prior = load_policy().spam.classifier.prior
+    prior = packaged.prior
     started = time.perf_counter()
     keyed_prior(PEPPER)  # what the first verdict of a process pays once (read the file, key its features)
     print(f"shipped prior: read and keyed once per process in {(time.perf_counter() - started) * 1000:.0f} ms")
     rates = {}
     for name, policy in (("without the prior", None), ("with the shipped prior (packaged policy)", prior)):
         with SpamEngineClient(url, controller, timeout_s=10, concurrency=8) as client:
-            signals = SpamSignals(client, None, PEPPER, budget_s=10.0, model=model, prior=policy)
+            signals = SpamSignals(
+                client, None, PEPPER, budget_s=10.0, model=model, prior=policy, smoothing=packaged.smoothing
+            )
             total, latencies, _ = full_path(signals, items, args.batch, adapter=False)
         rates[name] = len(items) / total
         print(

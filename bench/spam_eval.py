@@ -173,8 +173,10 @@ def evaluate(
         ]
         report("engine alone, cold (its 'add header' score 6 as threshold)", engine_only, rows)
         report("chain: policy + engine, cold", chain_scores(newer, cold, None, policy), rows)
-        prior = load_policy(policy).spam.classifier.prior
-        signals = SpamSignals(client, None, PEPPER, prior=prior)  # the classifier in memory: its store is tested
+        learned = load_policy(policy).spam.classifier
+        prior = learned.prior
+        # the classifier in memory: its store is tested
+        signals = SpamSignals(client, None, PEPPER, prior=prior, smoothing=learned.smoothing)
         shipped = {i.event.event_id: signals.verdict(i.event, cold[i.event.event_id], i.raw) for i in newer}
         for each in policies:
             name = f"chain ({each or 'packaged policy'}): policy + engine + classifier with the shipped prior only"
