@@ -4,7 +4,7 @@ Why a thread pool of blocking calls and not asyncio: measured on this machine (b
 messages, the same engine), 8 threads reached 276-310 /checkv2 calls/s where httpx's asyncio client reached
 142-163 at the same concurrency: per request, the event loop's machinery costs more than the engine's answer.
 Why urllib3 and not httpx: the client's own CPU per call is what the engine waits for on a 2-core machine; measured
-(bench/spam.py's baselines) urllib3 spends 0.59 ms per /checkv2 call, httpx 1.1-1.2 ms.
+(300 calls each in one process, docs/processing.md) urllib3 spends 0.59 ms per /checkv2 call, httpx 1.1-1.2 ms.
 A batch's deadline is one ``concurrent.futures.wait``; a request still running when it passes is answered as a
 timeout (its thread ends at the per-request timeout). Async callers (the faust agents) run ``score_many`` with
 ``asyncio.to_thread``. Engine faults never raise into the caller: every message gets an ``EngineVerdict`` or an
