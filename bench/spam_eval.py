@@ -106,7 +106,13 @@ def report(name: str, scores: Sequence[tuple[float, bool, float]], rows: list[st
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sa-rules", action="store_true", help="rspamd with SpamAssassin's stock rules")
-    parser.add_argument("--policy", type=Path, default=None, help="another policy file (thresholds, weights) to try")
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        action="append",
+        default=None,
+        help="another policy file (thresholds, weights) to try; repeat to compare several on the same verdicts",
+    )
     parser.add_argument("--per-group", type=int, default=int(os.environ.get("BENCH_SPAM_PER_GROUP", "240")))
     parser.add_argument(
         "--learn",
@@ -139,7 +145,7 @@ def main() -> None:
     print(f"engine up in {time.perf_counter() - started:.1f} s (SpamAssassin rules: {engine.sa_rules})")
     rows = ["| system (newer part) | caught at <= 0.5 % ham flagged | at the policy's thresholds |", "|---|---|---|"]
     try:
-        evaluate(engine, older, newer, args.learn, rows, args.policy)
+        evaluate(engine, older, newer, args.learn, rows, args.policy or [None])
     finally:
         engine.down()
     print("\n".join(rows))
@@ -152,8 +158,10 @@ def evaluate(
     newer: list[DevItem],
     learn: int,
     rows: list[str],
-    policy: Path | None = None,
+    policies: Sequence[Path | None] = (None,),
 ) -> None:
+    """The rows above; the chain's rows once per policy file (None: the packaged one), on the same verdicts."""
+    policy = policies[0]
     with SpamEngineClient(engine.url, engine.controller_url, timeout_s=30, concurrency=4) as client:
         started = time.perf_counter()
         cold = score_all(client, newer)
@@ -165,14 +173,16 @@ def evaluate(
         ]
         report("engine alone, cold (its 'add header' score 6 as threshold)", engine_only, rows)
         report("chain: policy + engine, cold", chain_scores(newer, cold, None, policy), rows)
-        prior = load_policy(policy).spam.classifier.prior
-        signals = SpamSignals(client, None, PEPPER, prior=prior)  # the classifier in memory: its store is tested
+        learned = load_policy(policy).spam.classifier
+        prior = learned.prior
+        # the classifier in memory: its store is tested
+        signals = SpamSignals(client, None, PEPPER, prior=prior, smoothing=learned.smoothing)
         shipped = {i.event.event_id: signals.verdict(i.event, cold[i.event.event_id], i.raw) for i in newer}
-        report(
-            f"chain: policy + engine + classifier with the shipped prior only (prior on: {prior.enabled}), cold",
-            chain_scores(newer, cold, shipped, policy),
-            rows,
-        )
+        for each in policies:
+            name = f"chain ({each or 'packaged policy'}): policy + engine + classifier with the shipped prior only"
+            report(f"{name} (prior on: {prior.enabled}), cold", chain_scores(newer, cold, shipped, each), rows)
+            for label, part in by_channel(newer).items():
+                report(f"{name}, cold, {label} only", chain_scores(part, cold, shipped, each), rows)
 
         spam_older = [i for i in older if i.label == "spam"][-learn:]
         ham_older = [i for i in older if i.label == "ham"][-learn:]
@@ -198,8 +208,19 @@ def evaluate(
         classifier = {i.event.event_id: signals.verdict(i.event, warm[i.event.event_id], i.raw) for i in newer}
         nb_only = [(v.log_odds, i.label == "spam", 0.0) for i, v in ((i, classifier[i.event.event_id]) for i in newer)]
         report("own naive Bayes alone (log odds, cut 0; e-mail with the prior)", nb_only, rows)
-        report("chain: policy + engine + own classifier", chain_scores(newer, warm, classifier, policy), rows)
-        report("chain: policy + engine (Bayes) only", chain_scores(newer, warm, None, policy), rows)
+        for each in policies:
+            name = f"chain ({each or 'packaged policy'})"
+            report(f"{name}: policy + engine + own classifier", chain_scores(newer, warm, classifier, each), rows)
+            for label, part in by_channel(newer).items():
+                report(f"{name}, {label} only", chain_scores(part, warm, classifier, each), rows)
+            report(f"{name}: policy + engine (Bayes) only", chain_scores(newer, warm, None, each), rows)
+
+
+def by_channel(items: Sequence[DevItem]) -> dict[str, list[DevItem]]:
+    """E-mail apart from the channels whose text is rendered into a message (forms, chat, messenger)."""
+    mail = [i for i in items if i.raw is not None]
+    rendered = [i for i in items if i.raw is None]
+    return {"e-mail": mail, "forms, chat and messenger": rendered}
 
 
 if __name__ == "__main__":

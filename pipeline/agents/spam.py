@@ -75,7 +75,7 @@ class AgentSpam:
         cls, settings: Settings, pepper: bytes, codec: RecordCodec, policy: SpamPolicy, metrics: WorkerMetrics
     ) -> AgentSpam:
         return cls(
-            signals=SpamSignals.from_settings(settings, pepper, policy.classifier.prior),
+            signals=SpamSignals.from_settings(settings, pepper, policy.classifier),
             codec=codec,
             policy=policy,
             results=metrics.spam_engine_results,

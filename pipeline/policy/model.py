@@ -263,11 +263,43 @@ class RateLimits(_Frozen):
     )
 
 
+class EngineLearnedPolicy(_Frozen):
+    """How the engine's points count once the classifier learned decisions of this deployment's own.
+
+    The classifier learns the engine's symbols as features, weighed by what reviewers decided; the engine's own
+    points weigh the same symbols by rspamd's generic scores. So, per channel listed, the engine's weight moves
+    from ``weights`` to these, linearly in the decisions the classifier learned of the rarer kind, reaching them at
+    ``decisions``.
+    """
+
+    decisions: int = Field(default=500, ge=1, description="Decisions of each kind at which these weights apply fully.")
+    weights: dict[Channel, float] = Field(
+        default_factory=dict,
+        description="Per-channel points per point once learned; a channel not listed keeps its own.",
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _non_negative_weights(cls, value: dict[Channel, float]) -> dict[Channel, float]:
+        return _non_negative(value)
+
+
+def _non_negative(value: dict[Channel, float]) -> dict[Channel, float]:
+    bad = [channel.value for channel, weight in value.items() if weight < 0]
+    if bad:
+        raise ValueError(f"engine weights must be 0 or more (not for {', '.join(bad)})")
+    return value
+
+
 class SpamEnginePolicy(_Frozen):
     """How the engine's verdict (rspamd, given to the chain as input) counts in the score."""
 
     enabled: bool = True
     weight: float = Field(default=1.0, ge=0, description="Points per point of the engine's score.")
+    weights: dict[Channel, float] = Field(
+        default_factory=dict,
+        description="Per-channel points per point of the engine's score; a channel not listed uses `weight`.",
+    )
     min_contribution: float = Field(default=-3.0, le=0, description="Ham evidence cannot cancel more than this.")
     max_contribution: float = Field(default=12.0, ge=0)
     on_unavailable: Literal["review", "wait"] = Field(
@@ -276,6 +308,21 @@ class SpamEnginePolicy(_Frozen):
         "agent retry for up to max_wait_s, then review.",
     )
     max_wait_s: int = Field(default=600, ge=0)
+    learned: EngineLearnedPolicy | None = None
+
+    @field_validator("weights")
+    @classmethod
+    def _non_negative_weights(cls, value: dict[Channel, float]) -> dict[Channel, float]:
+        return _non_negative(value)
+
+    def weight_for(self, channel: Channel, learned: int = 0) -> float:
+        """Points per point of the engine's score for this channel's events, when the classifier that judged the
+        event had learned ``learned`` decisions of the rarer kind (``learned`` above)."""
+        cold = self.weights.get(channel, self.weight)
+        if self.learned is None or channel not in self.learned.weights:
+            return cold
+        share = min(learned / self.learned.decisions, 1.0)
+        return round(cold + share * (self.learned.weights[channel] - cold), 4)
 
 
 class ClassifierLearnedPolicy(_Frozen):
@@ -319,6 +366,12 @@ class SpamClassifierPolicy(_Frozen):
     scale: float = Field(default=2.0, gt=0)
     cap: float = Field(default=10.0, ge=0, description="Its contribution stays within +-cap points.")
     min_learns: int = Field(default=50, ge=1, description="Silent until it learned this many of each class.")
+    smoothing: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Laplace smoothing: a feature seen in no message of a class counts as seen in this many.",
+    )
 
 
 class SpamPolicy(_Frozen):

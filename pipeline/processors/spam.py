@@ -318,11 +318,12 @@ def combined_verdict(
     """
     threshold = spam.threshold_for(event.channel)
     learned = spam.classifier
-    if (
+    counted = (
         classifier is not None
         and learned.enabled
         and (classifier.prior or min(classifier.spam_learns, classifier.ham_learns) >= learned.min_learns)
-    ):
+    )
+    if counted and classifier is not None:
         weight = classifier_points(learned, classifier)
         top = f"; strongest engine symbols {', '.join(classifier.top_symbols)}" if classifier.top_symbols else ""
         reasons.append(
@@ -347,13 +348,16 @@ def combined_verdict(
             )
         )
     elif engine is not None:
-        weight = _clamp(policy.weight * engine.score, policy.min_contribution, policy.max_contribution)
+        # the classifier's decisions count only where its reason did (it weighs the engine's symbols itself)
+        decisions = min(classifier.spam_learns, classifier.ham_learns) if classifier is not None and counted else 0
+        per_point = policy.weight_for(event.channel, decisions)
+        weight = _clamp(per_point * engine.score, policy.min_contribution, policy.max_contribution)
         reasons.append(
             SpamReason(
                 code="spam_engine",
                 weight=weight,
                 detail=f"{engine.engine} score {engine.score:g} ({engine.action}), {len(engine.symbols)} symbols, "
-                f"{policy.weight:g} point(s) per point",
+                f"{per_point:g} point(s) per point",
             )
         )
     score = round(sum(r.weight for r in reasons), 6)

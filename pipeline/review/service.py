@@ -168,8 +168,11 @@ class ReviewService:
             return []
         finally:
             store.client.close()
-        prior = load_policy(self.settings.policy_file).spam.classifier.prior  # the counts the worker judges with
-        model = SpamSignals(None, None, self.runtime.pepper, model=model, prior=prior).classifier_model()
+        learned = load_policy(self.settings.policy_file).spam.classifier  # the counts the worker judges with
+        signals = SpamSignals(
+            None, None, self.runtime.pepper, model=model, prior=learned.prior, smoothing=learned.smoothing
+        )
+        model = signals.classifier_model()
         words = explain_tokens(model, self.runtime.pepper, person_text(event))
         return [{"word": word, "log_likelihood_ratio": ratio} for word, ratio in words]
 

@@ -126,7 +126,7 @@ class SpamPath:
         self.settings = settings
         self.runtime = runtime
         self.policy = policy
-        self.signals = SpamSignals.from_settings(settings, runtime.pepper, policy.policy.spam.classifier.prior)
+        self.signals = SpamSignals.from_settings(settings, runtime.pepper, policy.policy.spam.classifier)
 
     def close(self) -> None:
         self.signals.close()

@@ -19,7 +19,7 @@ import redis
 from pipeline.config import Settings
 from pipeline.models.contact import ContactEvent
 from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineVerdict, LearnOutcome
-from pipeline.policy.model import ClassifierPriorPolicy
+from pipeline.policy.model import ClassifierPriorPolicy, SpamClassifierPolicy
 from pipeline.processors.text import person_text
 from pipeline.spam.classifier import SYMBOL_PREFIX, NaiveBayes, PriorCounts, feature_key, features
 from pipeline.spam.engine import Label, SpamEngineClient
@@ -39,13 +39,15 @@ class SpamSignals:
     model: NaiveBayes = field(default_factory=NaiveBayes)
     prior: ClassifierPriorPolicy | None = None
     """The policy's ``spam.classifier.prior``: when enabled, the shipped prior's counts join the learned ones."""
+    smoothing: float = 1.0
+    """The policy's ``spam.classifier.smoothing`` (the model's Laplace ``alpha``)."""
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, pepper: bytes, prior: ClassifierPriorPolicy | None = None
+        cls, settings: Settings, pepper: bytes, classifier: SpamClassifierPolicy | None = None
     ) -> SpamSignals:
         """The engine (``LEADPIPE_SPAM_ENGINE_*``) and the classifier's counts in the engine's Redis (and the shipped
-        prior's, when the policy's ``prior`` is given and enabled)."""
+        prior's, when the policy's ``classifier.prior`` is given and enabled; its smoothing)."""
         client = SpamEngineClient(
             settings.spam_engine_url,
             settings.spam_engine_controller_url,
@@ -53,7 +55,9 @@ class SpamSignals:
             concurrency=settings.spam_engine_concurrency,
         )
         store = ClassifierStore.connect(settings.spam_engine_redis_host, settings.spam_engine_redis_port)
-        signals = cls(client, store, pepper, budget_s=settings.spam_engine_timeout_s, prior=prior)
+        signals = cls(client, store, pepper, budget_s=settings.spam_engine_timeout_s)
+        if classifier is not None:
+            signals.prior, signals.smoothing = classifier.prior, classifier.smoothing
         signals.reload()
         return signals
 
@@ -62,6 +66,7 @@ class SpamSignals:
         prior is read and hashed with this pepper on first use, once per process (``keyed_prior``), so a worker or a
         command that judges nothing never pays for it."""
         policy, model = self.prior, self.model
+        model.alpha = self.smoothing
         if policy is None or not policy.enabled:
             model.prior = None
         elif model.prior is None or model.prior.weight != policy.weight:

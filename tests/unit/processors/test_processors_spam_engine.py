@@ -53,7 +53,7 @@ def test_engine_verdict_adds_one_weighted_reason_and_keeps_its_symbols(
     engine_policy = compiled.policy.spam.engine
     codes = [r.code for r in verdict.reasons]
     assert codes == ["spam_word", "spam_engine"]
-    expected = min(engine_policy.weight * 7.5, engine_policy.max_contribution)
+    expected = min(engine_policy.weight_for(event.channel) * 7.5, engine_policy.max_contribution)
     assert verdict.reasons[1].weight == pytest.approx(expected)
     assert verdict.score == pytest.approx(1.5 + expected)
     assert verdict.engine == ENGINE  # every symbol with the engine's weight travels with the verdict
@@ -139,9 +139,31 @@ def test_per_channel_thresholds(tmp_path: Any) -> None:
     assert clean_verdict is compiled.clean_verdicts[Channel.EMAIL] and clean_verdict.threshold == 8.0
 
 
+def test_the_engines_weight_is_per_channel(tmp_path: Any) -> None:
+    compiled = _policy(tmp_path, engine={"weight": 0.5, "weights": {"web_form": 1.0}})
+    points = {}
+    for channel in (Channel.EMAIL, Channel.WEB_FORM, Channel.CHATBOT):
+        event = build_event(channel)
+        ctx = ChainContext(policy=compiled, now=NOW, pepper=PEPPER, engine={event.event_id: ENGINE})
+        _, verdict = _verdict(event, ctx)
+        (reason,) = [r for r in verdict.reasons if r.code == "spam_engine"]
+        points[channel] = reason.weight
+        assert f"{compiled.policy.spam.engine.weight_for(channel):g} point(s) per point" in reason.detail
+    # a listed channel uses its own weight, the others the default
+    assert points == {Channel.EMAIL: 3.75, Channel.WEB_FORM: 7.5, Channel.CHATBOT: 3.75}
+
+
+def test_the_packaged_policy_weighs_the_engine_more_for_rendered_text_than_for_email(compiled: CompiledPolicy) -> None:
+    engine = compiled.policy.spam.engine
+    for channel in (Channel.WEB_FORM, Channel.CHATBOT, Channel.MESSENGER):
+        assert engine.weight_for(channel) > engine.weight_for(Channel.EMAIL)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
+        ({"engine": {"weights": {"web_form": -1}}}, "engine weights must be 0 or more"),
+        ({"engine": {"weights": {"fax": 1}}}, "fax"),
         ({"thresholds": {"email": 0}}, "thresholds must be greater than 0"),
         ({"thresholds": {"fax": 3}}, "fax"),
         ({"engine": {"on_unavailable": "ignore"}}, "on_unavailable"),
@@ -166,3 +188,36 @@ def test_tags_of_a_verdict_with_engine_or_classifier_serialise_like_pydantic(
         tags = outcome.tagged.tags
         assert tags_json(tags) == tags.__pydantic_serializer__.to_json(tags)
         assert tags_json(tags) == tags.__pydantic_serializer__.to_json(tags)  # and again, from any cache
+
+
+def _engine_points(compiled: CompiledPolicy, channel: Channel, classifier: ClassifierVerdict | None) -> float:
+    event = build_event(channel)
+    classifiers = {event.event_id: classifier} if classifier is not None else {}
+    ctx = ChainContext(policy=compiled, now=NOW, pepper=PEPPER, engine={event.event_id: ENGINE}, classifier=classifiers)
+    _, verdict = _verdict(event, ctx)
+    (reason,) = [r for r in verdict.reasons if r.code == "spam_engine"]
+    return float(reason.weight)
+
+
+def _learned(spam: int, ham: int, *, prior: bool = True) -> ClassifierVerdict:
+    return ClassifierVerdict(probability=0.5, log_odds=-20.0, spam_learns=spam, ham_learns=ham, prior=prior)
+
+
+def test_the_engines_weight_moves_to_its_learned_weight_as_the_classifier_learns(tmp_path: Any) -> None:
+    engine = {"weight": 0.5, "learned": {"decisions": 500, "weights": {"email": 0.0}}}
+    compiled = _policy(tmp_path, engine=engine)
+    email, form = Channel.EMAIL, Channel.WEB_FORM
+    assert _engine_points(compiled, email, None) == 3.75  # no classifier verdict: the cold weight
+    assert _engine_points(compiled, email, _learned(0, 0)) == 3.75
+    assert _engine_points(compiled, email, _learned(250, 900)) == pytest.approx(1.875)  # halfway, the rarer kind
+    assert _engine_points(compiled, email, _learned(500, 500)) == 0.0
+    assert _engine_points(compiled, email, _learned(5000, 5000)) == 0.0
+    assert _engine_points(compiled, form, _learned(500, 500, prior=False)) == 3.75  # a channel not listed keeps its own
+
+
+def test_a_classifier_that_does_not_count_leaves_the_engine_its_cold_weight(tmp_path: Any) -> None:
+    engine = {"weight": 0.5, "learned": {"decisions": 500, "weights": {"email": 0.0}}}
+    off = _policy(tmp_path, engine=engine, classifier={"enabled": False})
+    assert _engine_points(off, Channel.EMAIL, _learned(500, 500)) == 3.75
+    young = _policy(tmp_path, engine=engine, classifier={"min_learns": 600})
+    assert _engine_points(young, Channel.EMAIL, _learned(500, 500, prior=False)) == 3.75

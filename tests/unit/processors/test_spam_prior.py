@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -170,3 +171,22 @@ def test_the_packaged_policy_weighs_learned_evidence_more_and_a_learned_calibrat
         ClassifierLearnedPolicy(decisions=500, offset=-14.0, scale=0.0)
     with pytest.raises(ValueError, match="decisions"):
         ClassifierLearnedPolicy(decisions=0, offset=-14.0, scale=1.0)
+
+
+def test_the_policys_smoothing_is_the_models() -> None:
+    """A word seen in 3 of 3 spam and no ham: the less smoothing, the more it says (the policy chooses)."""
+    event = build_event(Channel.WEB_FORM, interaction={"message": "winner"})
+    model = NaiveBayes()
+    for _ in range(3):
+        model.add(_keys("winner"), "spam")
+        model.add(_keys("agenda"), "ham")
+    odds = {}
+    for smoothing in (1.0, 0.1):
+        signals = SpamSignals(client=None, store=None, pepper=PEPPER, model=model, smoothing=smoothing)
+        odds[smoothing] = signals.verdict(event, None).log_odds
+    # 20 x (log((3 + a) / (3 + 2a)) - log(a / (3 + 2a)))
+    assert odds[1.0] == pytest.approx(20 * math.log(4 / 1), abs=1e-3)
+    assert odds[0.1] == pytest.approx(20 * math.log(3.1 / 0.1), abs=1e-3)
+    assert load_policy().spam.classifier.smoothing == 0.1
+    with pytest.raises(ValueError, match="smoothing"):
+        SpamClassifierPolicy(smoothing=0)
