@@ -199,9 +199,9 @@ def _unnest_insert(table: Table, names: tuple[str, ...]) -> Executable:
 def insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """INSERT many rows (each with the same keys), skipping those that conflict with a row already there.
 
-    On PostgreSQL one statement whose parameters are one array per column (``INSERT ... SELECT unnest(...)``): an
-    executemany sent a statement per row and cost ~4 us of driver work each, ~100 us per request on the API's
-    batches of new people (issue 20). Values go to the driver as they are: give aware datetimes."""
+    On PostgreSQL one statement whose parameters are one array per column (``INSERT ... SELECT unnest(...)``),
+    prepared once by the driver, instead of an executemany's statement per row. Values go to the driver as they
+    are: give aware datetimes."""
     if not rows:
         return
     if conn.dialect.name == "postgresql":

@@ -86,7 +86,8 @@ class ReplayStore:
     """``ingest_replays``: what every API process has accepted, shared through the database.
 
     Each batch's lookup and insert are one fixed statement each whatever the batch's size (``pipeline.db.any_of``,
-    ``insert_ignoring_duplicates``): per-row statements were ~40 % of a signed request's database work (issue 20)."""
+    ``insert_ignoring_duplicates``) in one transaction: a batch of 30 cost 5.9 ms of CPU as a per-row insert, a
+    delete and a tuple IN in two transactions, 4.1 ms so (issue 20, diagnosis at load ~5)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
