@@ -93,7 +93,10 @@ class ReplayStore:
         self._engine = engine
         self._table = cast(Table, IngestReplay.__table__)
         self._find = select(IngestReplay.source_id, IngestReplay.signature_hash, IngestReplay.event_ids).where(
-            any_of(engine, IngestReplay.signature_hash, "hashes"), IngestReplay.expires_at > bindparam("cutoff")
+            # both key columns, so that the primary key's index serves it; the exact pairs are picked below
+            any_of(engine, IngestReplay.source_id, "sources"),
+            any_of(engine, IngestReplay.signature_hash, "hashes"),
+            IngestReplay.expires_at > bindparam("cutoff"),
         )
         self._purge = delete(IngestReplay).where(IngestReplay.expires_at <= bindparam("cutoff"))
         self._purged_at = 0.0
@@ -125,7 +128,14 @@ class ReplayStore:
             if purge:
                 conn.execute(self._purge, {"cutoff": cutoff})
             found = (
-                conn.execute(self._find, {"hashes": list({k.signature_hash for k in keys}), "cutoff": cutoff}).all()
+                conn.execute(
+                    self._find,
+                    {
+                        "sources": list({k.source_id for k in keys}),
+                        "hashes": list({k.signature_hash for k in keys}),
+                        "cutoff": cutoff,
+                    },
+                ).all()
                 if keys
                 else []
             )
