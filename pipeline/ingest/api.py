@@ -132,9 +132,9 @@ class IngestFastPath:
     """``POST /v1/sources/{source_id}`` answered by ``submit`` in front of the app's whole middleware stack.
 
     The route below documents the endpoint (``/openapi.json``) and behaves the same, but FastAPI's router, dependency
-    solving, per-route wrappers and its error, telemetry and body-limit middlewares (each a call, and a wrapped
-    ``send``, per message) cost about a third of a webhook's CPU (issue 20's profiles); the webhook path needs none
-    of them (it takes the raw body, bounds it itself and checks its own credentials), so it skips them. It does
+    solving and per-route wrappers cost about a third of a webhook's CPU (issue 20's profile), and its error,
+    telemetry and body-limit middlewares a few per cent more (each a call, and a wrapped ``send``, per message); the
+    webhook path needs none of them (it takes the raw body, bounds it itself and checks its own credentials). It does
     what they would have done for it: its answers carry the app's security headers (``SecurityHeaders.complete``)
     and an exception is answered 500 like the error middleware's (then raised on, for the server to log).
     """
