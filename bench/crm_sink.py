@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from _proc import cpu_s
 from psycopg.types.json import set_json_dumps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -83,24 +84,15 @@ def sink_rows(batch: list[Any], now: datetime) -> dict[str, list[dict[str, Any]]
     }
 
 
-def backend_cpu_s(pid: int) -> float | None:
-    """CPU seconds a PostgreSQL backend has used (user + system), when the server runs on this machine."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Clock:
     """Wall time, this process's CPU and one server backend's CPU over a stretch of work."""
 
     def __init__(self, backend_pid: int) -> None:
         self.pid = backend_pid
-        self.wall, self.cpu, self.server = time.perf_counter(), time.process_time(), backend_cpu_s(backend_pid)
+        self.wall, self.cpu, self.server = time.perf_counter(), time.process_time(), cpu_s(backend_pid)
 
     def stop(self) -> tuple[float, float, float | None]:
-        server = backend_cpu_s(self.pid)
+        server = cpu_s(self.pid)
         used = None if server is None or self.server is None else server - self.server
         return time.perf_counter() - self.wall, time.process_time() - self.cpu, used
 

@@ -15,8 +15,9 @@ Each round runs, alternating bare / leadpipe:
 - open loop: requests evenly spaced at ``BENCH_HTTP_RATE`` (1,000/s) for ``BENCH_HTTP_OPEN_S`` seconds, latency from
   the moment a request was due (a late generator does not hide queueing), and the rate actually served.
 
-It prints requests/s and latency p50/p99 per run, the ratio leadpipe / bare per round, and the load average before
-and after (the machine is shared: read the ratios, and re-run on a quiet moment). Usage:
+It prints requests/s, latency p50/p99 and the server's CPU per request (its worker processes' included) per run,
+the ratio leadpipe / bare per round, of rates and of CPU per request (the latter bends far less with the load),
+and the load average before and after (the machine is shared: read the ratios, and re-run on a quiet moment). Usage:
 ``KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/python bench/ingest_http.py`` (``BENCH_HTTP_N`` requests per
 closed-loop run, ``BENCH_HTTP_ROUNDS``; ``LEADPIPE_TEST_POSTGRES_URL``: the key store in a fresh PostgreSQL database,
 else SQLite).
@@ -41,12 +42,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvloop
 from _bench_db import database
+from _proc import cpu_s
 
 from pipeline.config import explicit_settings
 from pipeline.kafka.topics import apply_topics, delete_prefixed_topics
@@ -90,6 +93,12 @@ class Run:
     statuses: dict[int, int] = field(default_factory=dict)
     rps: float | None = None  # hey's own figures when it ran the load
     percentiles: dict[float, float] = field(default_factory=dict)
+    server_cpu_s: float | None = None  # what the server's processes used during the run
+
+    @property
+    def cpu_per_request_us(self) -> float:
+        """Server CPU per answered request: bent far less by the machine's load than the rate."""
+        return float("nan") if self.server_cpu_s is None or not self.ok else 1e6 * self.server_cpu_s / self.ok
 
     @property
     def ok(self) -> int:
@@ -111,7 +120,8 @@ class Run:
         bad = {code: n for code, n in self.statuses.items() if not 200 <= code < 300}
         return (
             f"{self.label:<44} {self.rate:>8.0f} req/s  p50 {1000 * self.pct(50):7.1f} ms  "
-            f"p99 {1000 * self.pct(99):7.1f} ms  ok {self.ok}" + (f"  NOT OK {bad}" if bad else "")
+            f"p99 {1000 * self.pct(99):7.1f} ms  cpu {self.cpu_per_request_us:5.0f} us/req  ok {self.ok}"
+            + (f"  NOT OK {bad}" if bad else "")
         )
 
 
@@ -248,6 +258,16 @@ def running(args: list[str], env: dict[str, str], port: int, log: Path) -> Itera
                 process.wait()
 
 
+def measured(server: subprocess.Popen[bytes], load: Callable[..., Run], *args: Any) -> Run:
+    """``load(*args)``'s run with the CPU the server (and its worker processes) used meanwhile."""
+    before = cpu_s(server.pid, descendants=True)
+    run = load(*args)
+    after = cpu_s(server.pid, descendants=True)
+    if before is not None and after is not None:
+        run.server_cpu_s = after - before
+    return run
+
+
 # ---- the payloads ---------------------------------------------------------------------------------------------------
 
 
@@ -331,17 +351,26 @@ def main() -> None:
             body_file = home / "body.json"
             body_file.write_bytes(form(0))
             with (
-                running(leadpipe_cmd, lp_env, api_port, home / "leadpipe.log"),
-                running(bare_cmd, bare_env, bare_port, home / "bare.log"),
+                running(leadpipe_cmd, lp_env, api_port, home / "leadpipe.log") as lp_server,
+                running(bare_cmd, bare_env, bare_port, home / "bare.log") as bare_server,
             ):
                 person = 1
                 for number in range(1, ROUNDS + 1):
                     runs: dict[str, Run] = {}
                     if hey is not None:
-                        runs["hey bare"] = run_hey(
-                            hey, "bare, hey", f"http://127.0.0.1:{bare_port}/bare", body_file, [], N
+                        runs["hey bare"] = measured(
+                            bare_server,
+                            run_hey,
+                            hey,
+                            "bare, hey",
+                            f"http://127.0.0.1:{bare_port}/bare",
+                            body_file,
+                            [],
+                            N,
                         )
-                        runs["hey leadpipe"] = run_hey(
+                        runs["hey leadpipe"] = measured(
+                            lp_server,
+                            run_hey,
                             hey,
                             "leadpipe, hey (bearer, one repeat visitor)",
                             f"http://127.0.0.1:{api_port}/v1/sources/bench-bearer",
@@ -354,14 +383,14 @@ def main() -> None:
                     bare_requests = [
                         http_request(bare_port, "/bare", b, {"Content-Type": "application/json"}) for b in bodies
                     ]
-                    runs["py bare"] = uvloop.run(closed_loop("bare, client", bare_port, bare_requests, CONCURRENCY))
-                    runs["py leadpipe"] = uvloop.run(
-                        closed_loop(
-                            "leadpipe, client (signed, new people)",
-                            api_port,
-                            [signed(api_port, b) for b in bodies],
-                            CONCURRENCY,
-                        )
+                    runs["py bare"] = measured(
+                        bare_server, uvloop.run, closed_loop("bare, client", bare_port, bare_requests, CONCURRENCY)
+                    )
+                    lp_requests = [signed(api_port, b) for b in bodies]
+                    runs["py leadpipe"] = measured(
+                        lp_server,
+                        uvloop.run,
+                        closed_loop("leadpipe, client (signed, new people)", api_port, lp_requests, CONCURRENCY),
                     )
                     count = int(RATE * OPEN_S)
                     bodies = [form(person + i) for i in range(count)]
@@ -369,16 +398,14 @@ def main() -> None:
                     bare_requests = [
                         http_request(bare_port, "/bare", b, {"Content-Type": "application/json"}) for b in bodies
                     ]
-                    runs["open bare"] = uvloop.run(
-                        open_loop(f"bare, open loop {RATE}/s", bare_port, bare_requests, RATE)
+                    runs["open bare"] = measured(
+                        bare_server, uvloop.run, open_loop(f"bare, open loop {RATE}/s", bare_port, bare_requests, RATE)
                     )
-                    runs["open leadpipe"] = uvloop.run(
-                        open_loop(
-                            f"leadpipe, open loop {RATE}/s (signed, new)",
-                            api_port,
-                            [signed(api_port, b) for b in bodies],
-                            RATE,
-                        )
+                    lp_requests = [signed(api_port, b) for b in bodies]
+                    runs["open leadpipe"] = measured(
+                        lp_server,
+                        uvloop.run,
+                        open_loop(f"leadpipe, open loop {RATE}/s (signed, new)", api_port, lp_requests, RATE),
                     )
                     rounds.append(runs)
                     print(f"round {number} (load average {loadavg()}):")
@@ -386,8 +413,12 @@ def main() -> None:
                         print("  " + run.line())
                     for kind in ("hey", "py"):
                         if f"{kind} bare" in runs:
-                            ratio = runs[f"{kind} leadpipe"].rate / runs[f"{kind} bare"].rate
-                            print(f"  ratio leadpipe / bare, closed loop ({kind}): {ratio:.2f}")
+                            lp_run, bare_run = runs[f"{kind} leadpipe"], runs[f"{kind} bare"]
+                            print(
+                                f"  ratio leadpipe / bare, closed loop ({kind}): {lp_run.rate / bare_run.rate:.2f}; "
+                                f"CPU per request bare / leadpipe "
+                                f"{bare_run.cpu_per_request_us / lp_run.cpu_per_request_us:.2f}"
+                            )
                     sys.stdout.flush()
     finally:
         delete_prefixed_topics(settings)
@@ -400,17 +431,24 @@ def main() -> None:
             ratios = [r[f"{kind} leadpipe"].rate / r[f"{kind} bare"].rate for r in rounds]
             lp = [r[f"{kind} leadpipe"].rate for r in rounds]
             bare = [r[f"{kind} bare"].rate for r in rounds]
+            lp_cpu = [r[f"{kind} leadpipe"].cpu_per_request_us for r in rounds]
+            bare_cpu = [r[f"{kind} bare"].cpu_per_request_us for r in rounds]
+            cpu_ratios = [b / lp for b, lp in zip(bare_cpu, lp_cpu, strict=True)]
             print(
                 f"  closed loop ({name}): leadpipe {min(lp):.0f}-{max(lp):.0f} req/s, bare {min(bare):.0f}-"
                 f"{max(bare):.0f} req/s, ratio {min(ratios):.2f}-{max(ratios):.2f} "
-                f"(median {statistics.median(ratios):.2f})"
+                f"(median {statistics.median(ratios):.2f}); server CPU per request leadpipe "
+                f"{min(lp_cpu):.0f}-{max(lp_cpu):.0f} us, bare {min(bare_cpu):.0f}-{max(bare_cpu):.0f} us, "
+                f"bare / leadpipe {min(cpu_ratios):.2f}-{max(cpu_ratios):.2f}"
             )
     for side in ("leadpipe", "bare"):
         runs = [r[f"open {side}"] for r in rounds]
         print(
             f"  open loop {RATE}/s, {side}: served {min(r.rate for r in runs):.0f}-{max(r.rate for r in runs):.0f}/s, "
             f"p50 {1000 * min(r.pct(50) for r in runs):.1f}-{1000 * max(r.pct(50) for r in runs):.1f} ms, "
-            f"p99 {1000 * min(r.pct(99) for r in runs):.1f}-{1000 * max(r.pct(99) for r in runs):.1f} ms"
+            f"p99 {1000 * min(r.pct(99) for r in runs):.1f}-{1000 * max(r.pct(99) for r in runs):.1f} ms, "
+            f"server CPU {min(r.cpu_per_request_us for r in runs):.0f}-{max(r.cpu_per_request_us for r in runs):.0f}"
+            " us per request"
         )
 
 

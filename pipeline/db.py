@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,31 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import DateTime, Engine, MetaData, Table, TypeDecorator, create_engine, event, make_url, text
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    Executable,
+    MetaData,
+    Table,
+    TypeDecorator,
+    any_,
+    bindparam,
+    cast,
+    create_engine,
+    event,
+    func,
+    make_url,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, sessionmaker
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.types import TypeEngine
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -156,6 +176,39 @@ def dialect_insert(engine: Engine, table: Table) -> postgresql.Insert | sqlite.I
     if engine.dialect.name == "sqlite":
         return sqlite.insert(table)
     raise ValueError(f"leadpipe supports PostgreSQL and SQLite, not {engine.dialect.name}")
+
+
+def _sql_type(type_: TypeEngine[Any]) -> TypeEngine[Any]:
+    return type_.impl_instance if isinstance(type_, TypeDecorator) else type_
+
+
+def any_of(engine: Engine, column: ColumnElement[Any] | InstrumentedAttribute[Any], name: str) -> ColumnElement[bool]:
+    """``column IN (<the list bound as name>)``. On PostgreSQL ``= ANY(array)``: one statement whatever the count
+    (prepared once by the driver, no SQL rendered per list length); elsewhere an expanding IN."""
+    if engine.dialect.name == "postgresql":
+        return column == any_(cast(bindparam(name), postgresql.ARRAY(_sql_type(column.type))))
+    return column.in_(bindparam(name, expanding=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_insert(table: Table, names: tuple[str, ...]) -> Executable:
+    arrays = [func.unnest(cast(bindparam(n), postgresql.ARRAY(_sql_type(table.c[n].type)))) for n in names]
+    return postgresql.insert(table).from_select(list(names), select(*arrays)).on_conflict_do_nothing()
+
+
+def insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """INSERT many rows (each with the same keys), skipping those that conflict with a row already there.
+
+    On PostgreSQL one statement whose parameters are one array per column (``INSERT ... SELECT unnest(...)``),
+    prepared once by the driver, instead of an executemany's statement per row. Values go to the driver as they
+    are: give aware datetimes."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        names = tuple(rows[0])
+        conn.execute(_unnest_insert(table, names), {n: [row[n] for row in rows] for n in names})
+    else:
+        conn.execute(dialect_insert(conn.engine, table).on_conflict_do_nothing(), list(rows))
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Any]:

@@ -44,6 +44,10 @@ _EMAIL_VALIDATOR = importlib.import_module("email_validator.validate_email")  # 
 _DOMAIN_CHECK = "validate_email_domain_name"
 setattr(_EMAIL_VALIDATOR, _DOMAIN_CHECK, lru_cache(maxsize=4096)(getattr(_EMAIL_VALIDATOR, _DOMAIN_CHECK)))
 
+#: libphonenumber's metadata patterns compiled once and kept (its own switch), instead of ~20 lookups in ``re``'s
+#: bounded cache per number: a valid-number check took 192 -> 159 us (issue 20). Bounded by the metadata, not input.
+phonenumbers.enable_pattern_cache()
+
 
 def canonical_email(value: str) -> str:
     """Syntax-checked (no DNS), local part kept (quoted where RFC 5321 needs it), domain lowercased, IDNA (ASCII).

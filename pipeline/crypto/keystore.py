@@ -13,15 +13,26 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
-from sqlalchemy import DateTime, Engine, Integer, LargeBinary, String, UniqueConstraint, bindparam, select, update
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    UniqueConstraint,
+    bindparam,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql import ColumnElement
 
-from pipeline.db import Base, dialect_insert
+from pipeline.db import Base, any_of, insert_ignoring_duplicates
 
 
 class SubjectKey(Base):
@@ -88,6 +99,13 @@ class SqlKeyStore:
         self._by_id: dict[str, tuple[float, bytes]] = {}  # key id -> (confirmed at, key)
         self._active: dict[str, tuple[float, str]] = {}  # scope -> (confirmed at, key id of its live generation)
         self._batch = threading.local()  # per thread: the key ids and scopes its last preload/warm confirmed
+        # ``warm``'s lookups, one fixed statement each whatever the batch's size (``pipeline.db.any_of``)
+        self._scopes_query = select(
+            SubjectKey.scope, SubjectKey.key_id, SubjectKey.wrapped_key, SubjectKey.generation
+        ).where(any_of(engine, SubjectKey.scope, "scopes"))
+        self._ids_query = select(SubjectKey.scope, SubjectKey.key_id, SubjectKey.wrapped_key).where(
+            any_of(engine, SubjectKey.key_id, "ids")
+        )
 
     def _in_batch(self, name: str, value: str) -> bool:
         """Whether this thread's last ``preload``/``warm`` confirmed ``value``: trusted for the rest of that batch.
@@ -164,13 +182,8 @@ class SqlKeyStore:
         active: set[str] = set()
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
-            table = SubjectKey.__table__
             with self._engine.connect() as conn:  # one transaction: read, then create what is missing
-                rows = conn.execute(
-                    select(SubjectKey.scope, SubjectKey.key_id, SubjectKey.wrapped_key, SubjectKey.generation).where(
-                        SubjectKey.scope.in_(chunk)
-                    )
-                ).all()
+                rows = conn.execute(self._scopes_query, {"scopes": chunk}).all()
                 latest: dict[str, Any] = {}
                 for row in rows:
                     if row.scope not in latest or row.generation > latest[row.scope].generation:
@@ -190,12 +203,8 @@ class SqlKeyStore:
                             }
                         )
                 if new_rows:
-                    conn.execute(dialect_insert(self._engine, table).on_conflict_do_nothing(), new_rows)  # type: ignore[arg-type]
-                    created = conn.execute(
-                        select(SubjectKey.scope, SubjectKey.key_id, SubjectKey.wrapped_key).where(
-                            SubjectKey.key_id.in_([r["key_id"] for r in new_rows])
-                        )
-                    ).all()
+                    insert_ignoring_duplicates(conn, cast(Table, SubjectKey.__table__), new_rows)
+                    created = conn.execute(self._ids_query, {"ids": [r["key_id"] for r in new_rows]}).all()
                     for made in created:
                         latest[made.scope] = made
                     conn.commit()  # only when keys were created: confirming existing ones costs no commit
@@ -285,7 +294,7 @@ class SqlKeyStore:
         rows = [{"scope": scope, "subject_scope": subject} for scope, subject in dict.fromkeys(pairs)]
         if rows:
             with self._engine.begin() as conn:
-                conn.execute(dialect_insert(self._engine, DataKeyLink.__table__).on_conflict_do_nothing(), rows)  # type: ignore[arg-type]
+                insert_ignoring_duplicates(conn, cast(Table, DataKeyLink.__table__), rows)
 
     def destroy(self, scope: str, reason: str, *, created_by: datetime | None = None) -> int:
         """Destroy every generation of a scope and of the shared payload keys linked to it; returns how many.

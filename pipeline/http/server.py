@@ -35,6 +35,9 @@ HSTS_ENV = "LEADPIPE_HTTP_HSTS"
 #: prometheus_client's multiprocess mode: where each process keeps its counters (read at import time).
 PROMETHEUS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
+#: How long the supervisor waits for a worker's answer before it kills and replaces it (``--workers`` > 1).
+WORKER_HEALTHCHECK_S = 60
+
 _STATUS_431 = b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
 #: How long a refused connection's further input is read and dropped before it is closed.
 _DRAIN_S = 2.0
@@ -174,6 +177,9 @@ def serve(
         access_log=False,  # a line per request cost more than it told: the metrics count every request
         server_header=False,
         timeout_graceful_shutdown=10,
+        # a spawned worker imports the CLI before it can answer the supervisor's first ping: 3.6 s of CPU, 14 s on
+        # a loaded 2-core machine, where uvicorn's 5 s default killed and restarted every worker for good
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )
     sockets = [_bind(host, port)]
     if admin is not None:

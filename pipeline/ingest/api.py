@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -115,34 +116,51 @@ def install(app: FastAPI) -> None:
     group = GroupCommit(service, ReplayGuard(ReplayStore(runtime.engine)), timeout_s=settings.ingest_timeout_s)
     limits = {channel: body_limit(settings, publisher, channel) for channel in Channel}
     app.state.ingest = IngestState(service, group, IngestMetrics(app.state.metrics.registry), limits)
-    app.add_middleware(IngestFastPath)
+    build = app.build_middleware_stack
+    hsts = wants_hsts(settings)
+
+    def build_with_fast_path() -> ASGIApp:
+        return IngestFastPath(build(), hsts=hsts)
+
+    app.build_middleware_stack = build_with_fast_path  # type: ignore[method-assign]  # outermost, see IngestFastPath
 
 
 SOURCES_PATH = "/v1/sources/"
 
 
 class IngestFastPath:
-    """``POST /v1/sources/{source_id}`` answered by ``submit`` straight from the app's middleware stack.
+    """``POST /v1/sources/{source_id}`` answered by ``submit`` in front of the app's whole middleware stack.
 
     The route below documents the endpoint (``/openapi.json``) and behaves the same, but FastAPI's router, dependency
-    solving and per-route wrappers cost about a third of a webhook's CPU (issue 20's profile); the webhook path
-    needs none of them (it takes the raw body and its own credentials), so it skips them. Errors still reach the
-    app's error middleware (a 500 is the app's 500). Its answers pass through the app's ``SecurityHeaders`` like
-    every other answer (this middleware sits outside it in the stack).
+    solving and per-route wrappers cost about a third of a webhook's CPU (issue 20's profile), and its error,
+    telemetry and body-limit middlewares a few per cent more (each a call, and a wrapped ``send``, per message); the
+    webhook path needs none of them (it takes the raw body, bounds it itself and checks its own credentials). It does
+    what they would have done for it: its answers carry the app's security headers (``SecurityHeaders.complete``)
+    and an exception is answered 500 like the error middleware's (then raised on, for the server to log).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
         self.app = app
+        self.security = SecurityHeaders(app, hsts=hsts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(SOURCES_PATH):
             source_id = scope["path"][len(SOURCES_PATH) :]
             if source_id and "/" not in source_id:
-                request = Request(scope, receive)
-                response = await submit(source_id, request)
-                await SecurityHeaders(response, hsts=wants_hsts(get_settings(request)))(scope, receive, send)
+                try:
+                    response = await submit(source_id, Request(scope, receive))
+                except Exception:
+                    await self._send(PlainTextResponse("Internal Server Error", status_code=500), send)
+                    raise
+                await self._send(response, send)
                 return
         await self.app(scope, receive, send)
+
+    async def _send(self, response: Response, send: Send) -> None:
+        """The answer as two ASGI messages (a ``Response`` here never has a streamed body or background tasks)."""
+        headers = self.security.complete(response.raw_headers)
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
 
 
 def _state(request: Request) -> IngestState:
@@ -314,13 +332,13 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
     try:
         service.check_content_type(channel, content_type)
     except UnsupportedContentType as exc:
-        metrics.requests.labels(channel=channel.value, outcome="refused").inc()
+        metrics.request(channel, "refused")
         return _refuse(refusals, 415, "unsupported_content_type", str(exc), source_id=source_id)
     authorization = request.headers.get("authorization")
     by_key = producer_key(authorization)
     if by_key is not None:
         if (refused := await _producer_refusal(request, source_id, by_key)) is not None:
-            metrics.requests.labels(channel=channel.value, outcome="refused").inc()
+            metrics.request(channel, "refused")
             return refused
     elif not has_credentials(auth):
         return _refuse(
@@ -331,7 +349,7 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
             source_id=source_id,
         )
     elif problem := bearer_problem(auth, authorization):
-        metrics.requests.labels(channel=channel.value, outcome="refused").inc()
+        metrics.request(channel, "refused")
         return _refuse(refusals, 401, problem, "a valid bearer token is required", source_id=source_id)
 
     limit = state.limits[channel]
@@ -351,7 +369,7 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
     delivery = request.headers.get(DELIVERY_HEADER)
     if by_key is None and (auth.hmac_secret is not None or auth.hmac_secrets):
         if problem := _signature_problem(auth, body, request, source_id):
-            metrics.requests.labels(channel=channel.value, outcome="refused").inc()
+            metrics.request(channel, "refused")
             return _refuse(
                 refusals,
                 401,
@@ -374,7 +392,7 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
         if earlier is None and (waiting := guard.in_flight(replay)) is not None:
             earlier = await waiting  # an identical request is being processed: answer as it is answered
         if earlier is not None:
-            metrics.requests.labels(channel=channel.value, outcome="replayed").inc()
+            metrics.request(channel, "replayed")
             return _accepted(earlier, replayed=True)
         guard.begin(replay)
     accepted_ids: tuple[uuid.UUID, ...] | None = None
@@ -389,37 +407,37 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
         if result.accepted:
             accepted_ids = result.event_ids
     except PublishError as exc:
-        metrics.requests.labels(channel=channel.value, outcome="error").inc()
+        metrics.request(channel, "error")
         return _unavailable(settings, refusals, source_id, exc)
     finally:
         if replay is not None:
             guard.finish(replay, accepted_ids)
             if accepted_ids is not None:
                 group.flush_soon()
-    metrics.latency.labels(channel=channel.value).observe(time.perf_counter() - started)
+    metrics.took(channel, time.perf_counter() - started)
     return _answer(metrics, refusals, channel, source_id, result)
 
 
-def _accepted(event_ids: tuple[uuid.UUID, ...], *, replayed: bool = False) -> JSONResponse:
-    return JSONResponse(
-        {"status": "accepted", "event_ids": [str(i) for i in event_ids], "replayed": replayed}, status_code=202
-    )
+def _accepted(event_ids: tuple[uuid.UUID, ...], *, replayed: bool = False) -> Response:
+    """The 202 (``Accepted``), encoded by orjson (UUIDs natively; the same compact JSON as ``JSONResponse``)."""
+    body = orjson.dumps({"status": "accepted", "event_ids": event_ids, "replayed": replayed})
+    return Response(body, status_code=202, media_type="application/json")
 
 
 def _answer(
     metrics: IngestMetrics, refusals: ApiMetrics, channel: Channel, source_id: str, result: SubmitResult
-) -> JSONResponse:
+) -> Response:
     if result.accepted:
         outcome = "replayed" if result.replayed else "accepted"
-        metrics.requests.labels(channel=channel.value, outcome=outcome).inc()
+        metrics.request(channel, outcome)
         if not result.replayed:
-            metrics.events.labels(channel=channel.value).inc(len(result.event_ids))
+            metrics.published(channel, len(result.event_ids))
         return _accepted(result.event_ids, replayed=result.replayed)
     if result.too_large:
-        metrics.requests.labels(channel=channel.value, outcome="refused").inc()
+        metrics.request(channel, "refused")
         message = result.problems[0].message if result.problems else "a record is too large for its topic"
         return _refuse(refusals, 413, "too_large", message, source_id=source_id)
-    metrics.requests.labels(channel=channel.value, outcome="rejected").inc()
+    metrics.request(channel, "rejected")
     metrics.dead_letters.labels(channel=channel.value, reason=result.reason or "unknown").inc()
     assert result.dead_letter_id is not None
     rejected = Rejected(

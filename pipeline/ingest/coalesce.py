@@ -147,9 +147,7 @@ class GroupCommit:
             unstored = self.replays.take_unstored()
             now = time.time()
             try:
-                if unstored:
-                    store.record(unstored, now)
-                found = store.find([e.replay for e in batch if e.replay is not None], now)
+                found = store.exchange(unstored, [e.replay for e in batch if e.replay is not None], now)
             except SQLAlchemyError as exc:
                 self.replays.give_back(unstored)
                 raise KeyStoreUnavailable(f"the replay store could not be read ({type(exc).__name__})") from exc

@@ -429,3 +429,26 @@ def test_fast_path_answers_carry_the_security_headers(client: TestClient) -> Non
         assert headers["referrer-policy"] == "no-referrer"
         assert headers["cross-origin-opener-policy"] == "same-origin"
         assert headers["cache-control"] == "no-store"
+
+
+def test_fast_path_answers_an_unexpected_exception_500_with_the_security_headers(
+    runtime: Runtime, publisher: RecordingPublisher
+) -> None:
+    """The webhook fast path sits in front of the error middleware: a bug on it must still be a 500 (and raised on
+    for the server to log), carrying the headers every answer does, never a connection dropped without an answer."""
+    app = create_api(runtime, publisher)  # type: ignore[arg-type]
+    body, content_type = payload("web_form", "cf7_contact_us.txt")
+
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    app.state.ingest.service.parse = broken
+    client = TestClient(app, raise_server_exceptions=False)
+    answer = post_signed(client, "wp-contact", body, content_type)
+    assert answer.status_code == 500
+    assert answer.text == "Internal Server Error"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["cache-control"] == "no-store"
+    with pytest.raises(RuntimeError, match="a bug"):
+        post_signed(TestClient(app), "wp-contact", body, content_type)
+    assert publisher.records == []
