@@ -207,6 +207,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class DrainCpu:
+    """The worker's CPU time per event while it drains: from its first output seen to its last (start-up left out).
+
+    On a shared machine the wall-clock rate swings with the other processes; the CPU time the worker itself spends
+    per event swings much less (it still grows when the other core's process competes for the caches), so the
+    bench prints both.
+    """
+
+    def __init__(self, pid: int, reader: OutputReader, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while reader.first is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.pid, self.reader = pid, reader
+        self.start, self.seen = cpu_seconds(pid), len(reader.seen)
+
+    def per_event_us(self) -> float:
+        """CPU microseconds per event since the first output; call once every event came out."""
+        return (cpu_seconds(self.pid) - self.start) * 1e6 / max(len(self.reader.seen) - self.seen, 1)
+
+
 def bench_settings(servers: str, home: Path, partitions: int = PARTITIONS) -> Settings:
     """Settings of one measured worker: its own topic prefix, so each run reads only its own records."""
     return explicit_settings(
@@ -225,8 +245,10 @@ def bench_settings(servers: str, home: Path, partitions: int = PARTITIONS) -> Se
     )
 
 
-def harness_only(servers: str, home: Path, payloads: list[tuple[str, bytes]]) -> float:
-    """The same worker with a pass-through step (``bench/_passthrough_agent.py``) drains the same records; events/s."""
+def harness_only(servers: str, home: Path, payloads: list[tuple[str, bytes]]) -> tuple[float, float]:
+    """The same worker with a pass-through step (``bench/_passthrough_agent.py``) drains the same records.
+
+    Returns (events/s, the worker's CPU microseconds per event while draining)."""
     settings = bench_settings(servers, home)
     apply_topics(settings)
     produce_all(servers, settings.topic("contacts.normalized"), payloads)
@@ -241,10 +263,12 @@ def harness_only(servers: str, home: Path, payloads: list[tuple[str, bytes]]) ->
         env=worker_env(settings, PYTHONPATH=path),
     ).start()
     try:
+        assert worker.process is not None
+        cpu = DrainCpu(worker.process.pid, reader, timeout_s=120.0)
         if not reader.wait_for(len(payloads), timeout_s=max(120.0, len(payloads) / 100)):
             raise SystemExit(f"harness: only {len(reader.seen)} of {len(payloads)} arrived; see {home / 'harness.log'}")
         assert reader.first is not None and reader.last is not None
-        return len(payloads) / (reader.last - reader.first)
+        return len(payloads) / (reader.last - reader.first), cpu.per_event_us()
     finally:
         reader.stop.set()
         worker.stop()
@@ -343,8 +367,8 @@ def main() -> None:
         print(f"broker warm-up (discarded): {WARMUP} records, {warm:,.0f} records/s")
     baseline = raw_passthrough(servers, settings.topic_prefix, payloads[:N])
     print(f"baseline raw confluent-kafka consume+produce pass-through: {baseline:,.0f} records/s")
-    harness = harness_only(servers, home, payloads[:N])
-    print(f"harness only (leadpipe worker, pass-through step): {harness:,.0f} events/s")
+    harness, harness_cpu = harness_only(servers, home, payloads[:N])
+    print(f"harness only (leadpipe worker, pass-through step): {harness:,.0f} events/s, {harness_cpu:,.0f} us CPU/ev")
 
     produce_all(servers, settings.topic("contacts.normalized"), payloads[:N])
     reader = OutputReader(servers, [settings.topic(t) for t in OUTPUTS])
@@ -356,13 +380,15 @@ def main() -> None:
         env=worker_env(settings),
     ).start()
     try:
+        assert worker.process is not None
+        cpu = DrainCpu(worker.process.pid, reader, timeout_s=120.0)
         if not reader.wait_for(N, timeout_s=max(120.0, N / 100)):
             raise SystemExit(f"only {len(reader.seen)} of {N} outputs arrived; see {home / 'worker.log'}")
         assert reader.first is not None and reader.last is not None
-        assert worker.process is not None
+        chain_cpu = cpu.per_event_us()
         cpu_after_drain = cpu_seconds(worker.process.pid)
         throughput = N / (reader.last - reader.first)
-        print(f"processing chain (leadpipe worker): {throughput:,.0f} events/s")
+        print(f"processing chain (leadpipe worker): {throughput:,.0f} events/s, {chain_cpu:,.0f} us CPU/event")
         print(f"ratio chain/baseline: {throughput / baseline:.3f}; harness/baseline: {harness / baseline:.3f}")
         per_event, harness_per_event = 1e6 / throughput, 1e6 / harness
         print(
@@ -393,6 +419,10 @@ def main() -> None:
             f"(commit interval {settings.worker_commit_interval_s * 1000:.0f} ms)"
         )
         print(f"worker CPU while draining: {cpu_after_drain:.1f} s for {N} events (includes start-up)")
+        print(
+            f"worker CPU per event while draining: chain {chain_cpu:,.0f} us, harness {harness_cpu:,.0f} us "
+            f"(CPU-bound rate {1e6 / chain_cpu:,.0f} events/s; the step ~{chain_cpu - harness_cpu:,.0f} us)"
+        )
     finally:
         reader.stop.set()
         worker.stop()
