@@ -9,7 +9,10 @@
    same N records on topics of its own: what the batch agent, transactions and sends cost without any rule.
 3. Throughput: ``leadpipe worker`` (processing agent only, exactly_once, one process) drains the same N sealed
    ContactRecords pre-loaded on ``contacts.normalized``; events/s from the first to the last output visible to a
-   read_committed consumer (accepted + quarantine + drops + dead letters).
+   read_committed consumer (accepted + quarantine + drops + dead letters). For this and the harness the bench also
+   prints the worker's CPU time per event while it drains (``DrainCpu``), steadier than the rate on a shared
+   machine. The spam engine is off in every worker here: the chain runs the policy's rules alone
+   (``bench/spam.py`` measures the engine).
 4. Latency: with the worker warm, M more events are produced at a fixed rate; end-to-end latency per event is the
    time from its produce call to its output being visible to a read_committed consumer (this includes the
    transaction commit interval, ``worker_commit_interval_s``).
@@ -421,7 +424,7 @@ def main() -> None:
         print(f"worker CPU while draining: {cpu_after_drain:.1f} s for {N} events (includes start-up)")
         print(
             f"worker CPU per event while draining: chain {chain_cpu:,.0f} us, harness {harness_cpu:,.0f} us "
-            f"(CPU-bound rate {1e6 / chain_cpu:,.0f} events/s; the step ~{chain_cpu - harness_cpu:,.0f} us)"
+            f"(CPU-bound rate {1e6 / max(chain_cpu, 1.0):,.0f} events/s; the step ~{chain_cpu - harness_cpu:,.0f} us)"
         )
     finally:
         reader.stop.set()
