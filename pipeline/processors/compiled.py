@@ -131,7 +131,7 @@ class CompiledPolicy:
     """Set by ``compile_policy``: matches where any of ``age_patterns`` matches; None scans each pattern."""
 
     @cached_property
-    def purpose_tags(self) -> dict[tuple[Channel, str], tuple[tuple[PurposeTag, ...], bool]]:
+    def purpose_rows(self) -> dict[tuple[Channel, str], tuple[tuple[PurposeTag, ...], bool]]:
         """(channel, interaction kind or 'other') -> the purpose tags the policy gives it and whether they allow
         direct marketing (``may_market`` with no right exercised), built once: both depend on the policy alone."""
         out: dict[tuple[Channel, str], tuple[tuple[PurposeTag, ...], bool]] = {}
@@ -152,7 +152,7 @@ class CompiledPolicy:
 
     def row_for(self, channel: Channel, kind: InteractionKind) -> tuple[tuple[PurposeTag, ...], bool]:
         """The policy's row for an event: its purpose tags and whether they allow direct marketing."""
-        rows = self.purpose_tags
+        rows = self.purpose_rows
         return rows.get((channel, kind)) or rows[(channel, "other")]  # a StrEnum member is its value as a key
 
     def tags_for(self, channel: Channel, kind: InteractionKind) -> tuple[PurposeTag, ...]:
