@@ -9,7 +9,10 @@
    same N records on topics of its own: what the batch agent, transactions and sends cost without any rule.
 3. Throughput: ``leadpipe worker`` (processing agent only, exactly_once, one process) drains the same N sealed
    ContactRecords pre-loaded on ``contacts.normalized``; events/s from the first to the last output visible to a
-   read_committed consumer (accepted + quarantine + drops + dead letters).
+   read_committed consumer (accepted + quarantine + drops + dead letters). For this and the harness the bench also
+   prints the worker's CPU time per event while it drains (``DrainCpu``), steadier than the rate on a shared
+   machine. The spam engine is off in every worker here: the chain runs the policy's rules alone
+   (``bench/spam.py`` measures the engine).
 4. Latency: with the worker warm, M more events are produced at a fixed rate; end-to-end latency per event is the
    time from its produce call to its output being visible to a read_committed consumer (this includes the
    transaction commit interval, ``worker_commit_interval_s``).
@@ -207,6 +210,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class DrainCpu:
+    """The worker's CPU time per event while it drains: from its first output seen to its last (start-up left out).
+
+    On a shared machine the wall-clock rate swings with the other processes; the CPU time the worker itself spends
+    per event swings much less (it still grows when the other core's process competes for the caches), so the
+    bench prints both.
+    """
+
+    def __init__(self, pid: int, reader: OutputReader, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while reader.first is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.pid, self.reader = pid, reader
+        self.start, self.seen = cpu_seconds(pid), len(reader.seen)
+
+    def per_event_us(self) -> float:
+        """CPU microseconds per event since the first output; call once every event came out."""
+        return (cpu_seconds(self.pid) - self.start) * 1e6 / max(len(self.reader.seen) - self.seen, 1)
+
+
 def bench_settings(servers: str, home: Path, partitions: int = PARTITIONS) -> Settings:
     """Settings of one measured worker: its own topic prefix, so each run reads only its own records."""
     return explicit_settings(
@@ -218,11 +241,17 @@ def bench_settings(servers: str, home: Path, partitions: int = PARTITIONS) -> Se
         subject_key_pepper="bench-pepper",
         key_encryption_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
         log_level="WARNING",
+        # The chain and the policy's rules alone: the spam engine is rspamd over HTTP, measured by bench/spam.py
+        # (~400 messages/s). Left on with no engine listening, every event paid a refused connection and was
+        # quarantined as ``spam_engine_unavailable``, which is neither the chain's speed nor its outputs.
+        spam_engine_enabled=False,
     )
 
 
-def harness_only(servers: str, home: Path, payloads: list[tuple[str, bytes]]) -> float:
-    """The same worker with a pass-through step (``bench/_passthrough_agent.py``) drains the same records; events/s."""
+def harness_only(servers: str, home: Path, payloads: list[tuple[str, bytes]]) -> tuple[float, float]:
+    """The same worker with a pass-through step (``bench/_passthrough_agent.py``) drains the same records.
+
+    Returns (events/s, the worker's CPU microseconds per event while draining)."""
     settings = bench_settings(servers, home)
     apply_topics(settings)
     produce_all(servers, settings.topic("contacts.normalized"), payloads)
@@ -237,10 +266,12 @@ def harness_only(servers: str, home: Path, payloads: list[tuple[str, bytes]]) ->
         env=worker_env(settings, PYTHONPATH=path),
     ).start()
     try:
+        assert worker.process is not None
+        cpu = DrainCpu(worker.process.pid, reader, timeout_s=120.0)
         if not reader.wait_for(len(payloads), timeout_s=max(120.0, len(payloads) / 100)):
             raise SystemExit(f"harness: only {len(reader.seen)} of {len(payloads)} arrived; see {home / 'harness.log'}")
         assert reader.first is not None and reader.last is not None
-        return len(payloads) / (reader.last - reader.first)
+        return len(payloads) / (reader.last - reader.first), cpu.per_event_us()
     finally:
         reader.stop.set()
         worker.stop()
@@ -329,15 +360,18 @@ def main() -> None:
     runtime.keystore.warm(subject_scope(e.subject_key) for e in events)
     payloads = [(e.subject_key, runtime.codec.seal_contact(e).model_dump_json().encode()) for e in events]
     print(f"events: {N} (+{LATENCY_N} for latency), ~{sum(len(p[1]) for p in payloads) // len(payloads)} bytes each")
-    print(f"partitions: {PARTITIONS}, one worker process, processing_guarantee=exactly_once")
+    print(
+        f"partitions: {PARTITIONS}, one worker process, processing_guarantee=exactly_once, spam engine off (the "
+        "policy's rules alone; bench/spam.py measures the engine)"
+    )
 
     if WARMUP:
         warm = raw_passthrough(servers, f"{settings.topic_prefix}warmup.", payloads[:WARMUP])
         print(f"broker warm-up (discarded): {WARMUP} records, {warm:,.0f} records/s")
     baseline = raw_passthrough(servers, settings.topic_prefix, payloads[:N])
     print(f"baseline raw confluent-kafka consume+produce pass-through: {baseline:,.0f} records/s")
-    harness = harness_only(servers, home, payloads[:N])
-    print(f"harness only (leadpipe worker, pass-through step): {harness:,.0f} events/s")
+    harness, harness_cpu = harness_only(servers, home, payloads[:N])
+    print(f"harness only (leadpipe worker, pass-through step): {harness:,.0f} events/s, {harness_cpu:,.0f} us CPU/ev")
 
     produce_all(servers, settings.topic("contacts.normalized"), payloads[:N])
     reader = OutputReader(servers, [settings.topic(t) for t in OUTPUTS])
@@ -349,13 +383,15 @@ def main() -> None:
         env=worker_env(settings),
     ).start()
     try:
+        assert worker.process is not None
+        cpu = DrainCpu(worker.process.pid, reader, timeout_s=120.0)
         if not reader.wait_for(N, timeout_s=max(120.0, N / 100)):
             raise SystemExit(f"only {len(reader.seen)} of {N} outputs arrived; see {home / 'worker.log'}")
         assert reader.first is not None and reader.last is not None
-        assert worker.process is not None
+        chain_cpu = cpu.per_event_us()
         cpu_after_drain = cpu_seconds(worker.process.pid)
         throughput = N / (reader.last - reader.first)
-        print(f"processing chain (leadpipe worker): {throughput:,.0f} events/s")
+        print(f"processing chain (leadpipe worker): {throughput:,.0f} events/s, {chain_cpu:,.0f} us CPU/event")
         print(f"ratio chain/baseline: {throughput / baseline:.3f}; harness/baseline: {harness / baseline:.3f}")
         per_event, harness_per_event = 1e6 / throughput, 1e6 / harness
         print(
@@ -386,6 +422,10 @@ def main() -> None:
             f"(commit interval {settings.worker_commit_interval_s * 1000:.0f} ms)"
         )
         print(f"worker CPU while draining: {cpu_after_drain:.1f} s for {N} events (includes start-up)")
+        print(
+            f"worker CPU per event while draining: chain {chain_cpu:,.0f} us, harness {harness_cpu:,.0f} us "
+            f"(CPU-bound rate {1e6 / max(chain_cpu, 1.0):,.0f} events/s; the step ~{chain_cpu - harness_cpu:,.0f} us)"
+        )
     finally:
         reader.stop.set()
         worker.stop()

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable
 from typing import Protocol, TypeVar
 
+import pybase64
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel
 
@@ -55,9 +56,24 @@ def _b64(data: bytes) -> str:
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
+#: Shorter texts (a nonce) decode faster without pybase64's set-up for another alphabet.
+_SIMD_MIN_CHARS = 64
+
+
 def _unb64(text: str) -> bytes:
-    """``base64.urlsafe_b64decode`` of the unpadded text; ASCII text (all of ours) skips its layers of wrappers."""
+    """``base64.urlsafe_b64decode`` of the unpadded text, with the same result or the same error for any text.
+
+    A ciphertext (~1 KB) goes through pybase64's SIMD decoder in strict mode: it answers only for well-formed
+    base64url, which both decoders read alike (3x faster, issue 20). Whatever it refuses, and short texts, go the
+    library's lenient way, so a malformed text fails (or not) exactly as before: ASCII text (all of ours) skips
+    its layers of wrappers; other text lets the library word the error.
+    """
     padding = "=" * (-len(text) % 4)
+    if len(text) >= _SIMD_MIN_CHARS:
+        try:
+            return pybase64.b64decode(text + padding, altchars=b"-_", validate=True)
+        except (binascii.Error, ValueError):
+            pass  # not strictly base64url: the lenient way below decides
     if not text.isascii():  # let the library word the error
         return base64.urlsafe_b64decode(text + padding)
     return binascii.a2b_base64((text + padding).encode("ascii").translate(_FROM_URLSAFE))

@@ -12,6 +12,7 @@ from functools import cached_property
 from disposable_email_domains import blocklist as _disposable_domains
 
 from pipeline.models.common import Channel, InteractionKind, LegalBasis, Purpose
+from pipeline.models.marketing import may_market
 from pipeline.models.tagged import PurposeTag, SpamVerdict
 from pipeline.policy.model import Policy, RateLimit
 from pipeline.processors.text import domain_and_parents
@@ -130,12 +131,14 @@ class CompiledPolicy:
     """Set by ``compile_policy``: matches where any of ``age_patterns`` matches; None scans each pattern."""
 
     @cached_property
-    def purpose_tags(self) -> dict[tuple[Channel, str], tuple[PurposeTag, ...]]:
-        """(channel, interaction kind or 'other') -> the purpose tags the policy gives it, built once."""
-        out: dict[tuple[Channel, str], tuple[PurposeTag, ...]] = {}
+    def purpose_rows(self) -> dict[tuple[Channel, str], tuple[tuple[PurposeTag, ...], bool]]:
+        """(channel, interaction kind or 'other') -> the purpose tags the policy gives it and whether they allow
+        direct marketing (``may_market`` with no right exercised), built once: both depend on the policy alone."""
+        out: dict[tuple[Channel, str], tuple[tuple[PurposeTag, ...], bool]] = {}
         for channel, kinds in self.policy.interactions.items():
             for kind, purposes in kinds.items():
-                out[(channel, kind)] = tuple(self.tag(purpose, section) for purpose, section in purposes.items())
+                tags = tuple(self.tag(purpose, section) for purpose, section in purposes.items())
+                out[(channel, kind)] = (tags, may_market(tags))
         return out
 
     def tag(self, purpose: Purpose, section: str) -> PurposeTag:
@@ -147,9 +150,13 @@ class CompiledPolicy:
             direct_marketing=rule.direct_marketing,
         )
 
+    def row_for(self, channel: Channel, kind: InteractionKind) -> tuple[tuple[PurposeTag, ...], bool]:
+        """The policy's row for an event: its purpose tags and whether they allow direct marketing."""
+        rows = self.purpose_rows
+        return rows.get((channel, kind)) or rows[(channel, "other")]  # a StrEnum member is its value as a key
+
     def tags_for(self, channel: Channel, kind: InteractionKind) -> tuple[PurposeTag, ...]:
-        tags = self.purpose_tags
-        return tags.get((channel, kind)) or tags[(channel, "other")]  # a StrEnum member is its value as a key
+        return self.row_for(channel, kind)[0]
 
     def domain_flags(self, domain: str) -> tuple[bool, bool]:
         """(on the policy's domain blocklist, a disposable domain) for an e-mail domain or any parent of it.

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from pipeline.models.common import Purpose
 from pipeline.models.contact import Consent, ContactEvent
-from pipeline.models.marketing import may_market
 from pipeline.models.tagged import PurposeTag
 from pipeline.processors.compiled import CompiledPolicy
 from pipeline.processors.suppression import SuppressionEffect, restate_purposes
@@ -47,9 +46,10 @@ def tag_purposes(
 ) -> tuple[tuple[PurposeTag, ...], bool]:
     """The purpose tags of an event and whether direct marketing to the subject is allowed."""
     policy = compiled.policy
-    defaults = compiled.tags_for(event.channel, event.interaction.kind)
+    row = compiled.row_for(event.channel, event.interaction.kind)
     if not event.consents and not effect.withdrawn and not effect.marketing_objected:  # the policy's row as it is
-        return defaults, may_market(defaults)
+        return row
+    defaults = row[0]
     tags: dict[Purpose, PurposeTag] = {t.purpose: t for t in defaults}
     if event.consents:
         for purpose, choice in _latest_choices(event.consents).items():

@@ -359,19 +359,40 @@ def test_hashed_keys_are_the_truncated_hmac() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(data=st.binary(max_size=200))
+@given(data=st.binary(max_size=200) | st.binary(min_size=40, max_size=2000))
 def test_unpadded_base64url_decodes_as_the_library_does(data: bytes) -> None:
     text = base64.urlsafe_b64encode(data).rstrip(b"=").decode()
     assert _unb64(text) == base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)) == data
 
 
+def _outcome(fn: Any) -> Any:
+    try:
+        return fn()
+    except Exception as exc:  # the type and the words both reach the dead letter
+        return type(exc), str(exc)
+
+
 @pytest.mark.parametrize("text", ["ab$c", "a b", "abc", "ab", "é"])
 def test_malformed_base64url_fails_as_the_library_does(text: str) -> None:
-    def outcome(fn: Any) -> Any:
-        try:
-            return fn()
-        except Exception as exc:  # the type and the words both reach the dead letter
-            return type(exc), str(exc)
-
     padded = text + "=" * (-len(text) % 4)
-    assert outcome(lambda: _unb64(text)) == outcome(lambda: base64.urlsafe_b64decode(padded))
+    assert _outcome(lambda: _unb64(text)) == _outcome(lambda: base64.urlsafe_b64decode(padded))
+
+
+#: base64url's alphabet, the standard one's two other letters, padding, and characters neither alphabet has.
+_B64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/= $\n.é"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.binary(min_size=48, max_size=900),
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(_B64_CHARS)), max_size=3),
+)
+def test_long_texts_decode_or_fail_as_the_library_does(data: bytes, edits: list[tuple[int, str]]) -> None:
+    """Long texts take the strict SIMD decoder first: a well-formed text or one with a character changed, added or
+    out of place decodes to the same bytes, or fails with the same error, as the library's lenient decoder."""
+    text = base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    for place, char in edits:
+        at = place % (len(text) + 1)
+        text = text[:at] + char + text[at + 1 :]
+    padded = text + "=" * (-len(text) % 4)
+    assert _outcome(lambda: _unb64(text)) == _outcome(lambda: base64.urlsafe_b64decode(padded))
