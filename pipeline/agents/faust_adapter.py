@@ -294,6 +294,12 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         """A producer of this worker was fenced; it asked to rejoin (``producer_fenced``)."""
         self.fenced_at = time.monotonic()
 
+    @property
+    def rejoining_after_fence(self) -> bool:
+        """A producer was fenced and dropped since the last assignment: until the worker has rejoined, its
+        partitions are still assigned here but have no producer, and their batches are redone after the rejoin."""
+        return self.fenced_at is not None and (self.assigned_at is None or self.fenced_at >= self.assigned_at)
+
     def ack_offsets(self, tp: TP, offsets: Sequence[int]) -> None:
         """faust's ``ack`` for a whole batch of offsets at once, without a faust ``Message`` per record.
 

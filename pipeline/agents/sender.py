@@ -11,11 +11,12 @@ import logging
 import os
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import faust
 
 from pipeline.agents.faust_adapter import (
+    BatchingConsumer,
     is_fenced,
     partition_for,
     producer_fenced,
@@ -129,7 +130,8 @@ class TransactionalSender:
 
         False when the batch is no longer this worker's: the partition was revoked meanwhile (its new owner redoes
         the batch), or the partition's producer was fenced (another producer took its transactional id; the worker
-        drops the producer and rejoins its group, and the batch is done again from the committed offset). Any other
+        drops the producer and rejoins its group, and the batch is done again from the committed offset; likewise
+        when an earlier fence already dropped it and the rejoin is pending). Any other
         producer failure ends the process (``fatal``): nothing of the batch is committed, and the restarted worker
         redoes it.
         """
@@ -143,6 +145,12 @@ class TransactionalSender:
                 await producer_fenced(self._app, transactional_id(self._app, source_topic, source_partition))
                 return False
             if not self.assigned(source_topic, source_partition):
+                return False
+            if cast(BatchingConsumer, self._app.consumer).rejoining_after_fence:
+                # a fence dropped this partition's producer an instant before its revocation: no producer to send
+                # with, nothing acknowledged; the rejoin starts the partition again from its committed offset
+                # (measured: the surviving worker of a fence exited here, "no transactional producer")
+                log.info("send_skipped_fenced", topic=source_topic, partition=source_partition)
                 return False
             fatal("batch_send_failed", exc, topic=source_topic, partition=source_partition, records=len(records))
         return not (records and not futures)

@@ -259,3 +259,32 @@ def test_a_fence_is_recognised_however_deep_it_is_wrapped() -> None:
     assert is_fenced(wrapped(ProducerFenced()))
     assert not is_fenced(wrapped(KafkaTimeoutError()))
     assert not is_fenced(RuntimeError("no cause"))
+
+
+class _Exited(Exception):
+    pass
+
+
+async def test_a_partition_whose_producer_a_fence_dropped_is_redone_after_the_rejoin_never_an_exit(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Measured in CI: a fence dropped a partition's producer an instant before its revocation; the sink batch of
+    that partition found no producer and the surviving worker exited (``batch_send_failed``)."""
+    from pipeline.agents import sender as sender_module
+    from pipeline.agents.app import LeadpipeApp
+
+    def exited(event: str, exc: BaseException, **_fields: object) -> None:
+        raise _Exited(event)
+
+    monkeypatch.setattr(sender_module, "fatal", exited)
+    app = LeadpipeApp("fence-probe", broker="kafka://127.0.0.1:1", store="memory://", autodiscover=False)
+    app.conf.processing_guarantee = "exactly_once"
+    app.in_worker = True
+    app.assignor._topic_groups["t.contacts.accepted"] = 0
+    out = sender_module.TransactionalSender(app, make_settings(), {})
+    monkeypatch.setattr(out, "assigned", lambda _topic, _partition: True)  # not revoked yet
+    records = [Out("contacts.accepted", b"k", b"v")]
+    with pytest.raises(_Exited):  # no producer and no fence: something is wrong, the worker stops
+        await out.deliver("t.contacts.accepted", 1, records)
+    app.batching_consumer.fenced()  # a fence dropped it; the worker asked to rejoin
+    assert await out.deliver("t.contacts.accepted", 1, records) is False
