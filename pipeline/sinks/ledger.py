@@ -27,7 +27,7 @@ from typing import cast
 from sqlalchemy import Engine, String, Table, Uuid, bindparam, delete, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pipeline.db import Base, UtcDateTime, dialect_insert
+from pipeline.db import Base, UtcDateTime, insert_ignoring_duplicates
 
 SENDING = "sending"
 DELIVERED = "delivered"
@@ -97,7 +97,7 @@ class DeliveryLedger:
         ]
         table = _TABLE
         with self.engine.begin() as conn:
-            conn.execute(dialect_insert(self.engine, table).on_conflict_do_nothing(), rows)
+            insert_ignoring_duplicates(conn, table, rows)
         self._maybe_prune()
 
     def delivered(self, external_ids: Mapping[uuid.UUID, str | None]) -> None:
