@@ -12,7 +12,7 @@ import pytest
 from faust.types import TP
 
 from pipeline.agents.app import LeadpipeApp
-from pipeline.agents.batching import unhandled
+from pipeline.agents.batching import BatchHandler, HandledOffsets, unhandled
 from pipeline.agents.faust_adapter import BatchingConsumer, BatchingConsumerThread, committable_end, current_batch
 from pipeline.sinks.base import OwnershipLostError, SinkBackpressureError
 
@@ -26,28 +26,61 @@ def batch(first: int, last: int) -> list[Fetched]:
     return [Fetched(o) for o in range(first, last + 1)]
 
 
+def handled(*spans: tuple[int, int]) -> HandledOffsets:
+    offsets = HandledOffsets()
+    for first, last in spans:
+        offsets.add(first, last + 1)
+    return offsets
+
+
 def test_nothing_handled_yet_keeps_every_record() -> None:
     records = batch(224, 314)
     assert unhandled(records, None) is records
+    assert unhandled(records, HandledOffsets()) is records
 
 
-def test_a_batch_after_the_handled_mark_is_kept_whole() -> None:
+def test_a_batch_after_the_handled_records_is_kept_whole() -> None:
     records = batch(315, 664)
-    assert unhandled(records, 315) is records
+    assert unhandled(records, handled((224, 314))) is records
 
 
 def test_a_batch_delivered_again_after_a_seek_back_is_skipped() -> None:
     """Recovery seeks to the committed offset (224) after 224..314 was handled: the same records come back."""
-    assert unhandled(batch(224, 314), 315) == []
+    assert unhandled(batch(224, 314), handled((224, 314))) == []
 
 
-def test_a_batch_straddling_the_mark_keeps_only_the_new_records() -> None:
-    kept = unhandled(batch(224, 664), 315)
+def test_a_batch_straddling_the_handled_records_keeps_only_the_new_records() -> None:
+    kept = unhandled(batch(224, 664), handled((224, 314)))
     assert [r.offset for r in kept] == list(range(315, 665))
 
 
+def test_records_below_a_stale_batch_were_never_handled_and_are_kept() -> None:
+    """The fault suite's lost event: a batch fetched before the seek (offsets 8..12) was handled, then the seek
+    delivered 0..12: a mark at 13 skipped 0..7, never handled; only 8..12 are the ones handled already."""
+    kept = unhandled(batch(0, 12), handled((8, 12)))
+    assert [r.offset for r in kept] == list(range(8))
+
+
+def test_consecutive_and_overlapping_batches_merge_into_one_range() -> None:
+    offsets = handled((8, 12), (0, 7), (13, 20), (15, 30))
+    assert offsets.ranges == [(0, 31)]
+    offsets.add(40, 45)
+    assert offsets.ranges == [(0, 31), (40, 45)]
+    assert 30 in offsets and 31 not in offsets and 44 in offsets
+
+
+def test_a_retried_batch_is_no_longer_handled() -> None:
+    offsets = handled((0, 20))
+    offsets.remove(10, 21)  # RetryBatch: the records 10..20 come again
+    assert offsets.ranges == [(0, 10)]
+    offsets.add(10, 16)
+    offsets.remove(12, 14)
+    assert offsets.ranges == [(0, 12), (14, 16)]
+    assert [r.offset for r in unhandled(batch(8, 17), offsets)] == [12, 13, 16, 17]
+
+
 def test_an_empty_batch_stays_empty() -> None:
-    assert unhandled([], 10) == []
+    assert unhandled([], handled((0, 10))) == []
 
 
 # ---- the offset a commit may take ------------------------------------------------------------------------------
@@ -273,3 +306,54 @@ def test_a_transaction_held_too_long_makes_the_worker_rejoin_once(
     consumer._filter_committable_offsets([tp])
     consumer._filter_committable_offsets([tp])
     assert rejoins == [True]  # once, until the next assignment
+
+
+# ---- batches fetched before the assignment's seek to the committed offsets ------------------------------------
+
+
+@dataclass(frozen=True)
+class _Record:
+    offset: int
+    partition: int = 0
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+async def test_no_batch_is_handed_out_before_the_assignments_seek_and_records_below_a_stale_batch_still_are(
+    consumer: BatchingConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fault suite's lost event (rebalance during a sink batch): after an assignment faust resumes the
+    partitions and then awaits the seek to the committed offsets; a batch fetched in between was handled while
+    faust knew no committed offset, committed above a hole, and the records below it were skipped as handled."""
+    tp = TP("t.contacts.normalized", 2)
+    seen: list[list[int]] = []
+    rewound: list[tuple[int, str]] = []
+
+    async def handler(context: object, records: list[_Record]) -> None:
+        seen.append([r.offset for r in records])
+
+    app = consumer.app
+    cast(LeadpipeApp, app).batch_handlers[tp.topic] = cast(BatchHandler, handler)
+    delivered: list[dict[TP, list[_Record]]] = []
+
+    async def wait_next_records(timeout: float) -> tuple[dict[TP, list[_Record]], None]:
+        return delivered.pop(0), None
+
+    monkeypatch.setattr(consumer, "_wait_next_records", wait_next_records)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    monkeypatch.setattr(consumer, "_rewind", lambda tp, offset, why="": rewound.append((offset, why)))
+    monkeypatch.setattr(consumer, "highwater", lambda tp: 100)
+    consumer.resume_flow()
+
+    async def fetch(first: int, last: int) -> None:
+        delivered.append({tp: [_Record(o) for o in range(first, last + 1)]})
+        async for _ in consumer.getmany(0.01):
+            pass
+
+    await fetch(8, 12)  # stale: fetched before the seek of this generation
+    assert seen == [] and rewound == [(8, "fetched before the seek to the committed offsets")]
+    consumer._seeked_generation = app.consumer_generation_id  # what perform_seek records
+    await fetch(8, 12)  # say the seek left the position there (no committed offset): now handled
+    await fetch(0, 14)  # a later seek back to the committed offset 0: 0..7 and 13..14 were never handled
+    assert seen == [[8, 9, 10, 11, 12], [0, 1, 2, 3, 4, 5, 6, 7, 13, 14]]
