@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
+from typing import Any
 
 from disposable_email_domains import blocklist as _disposable_domains
 
@@ -25,6 +27,10 @@ _LINK_MARKERS = (b"://", b"www.")
 """Every match of ``_LINK`` contains one of these (lower case)."""
 _BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
 _AGE_GROUP = "(?P<age>"
+_ASCII_DIGITS = b"0123456789"
+_DIGIT = re.compile(r"\d")
+_PARSER: Any = importlib.import_module("re._parser")  # the stdlib's own regex parser (typeshed knows no stub)
+_RE: Any = importlib.import_module("re._constants")
 
 
 def _alternation(words: tuple[str, ...]) -> re.Pattern[str] | None:
@@ -109,6 +115,49 @@ def _age_union(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     return union
 
 
+def has_digit(text: str) -> bool:
+    """Whether ``text`` holds a character ``\\d`` matches (a Unicode decimal digit); ASCII text by one translate."""
+    if text.isascii():
+        data = text.encode("ascii")
+        return len(data.translate(None, _ASCII_DIGITS)) != len(data)
+    return _DIGIT.search(text) is not None
+
+
+def _needs_digit(items: Any) -> bool:
+    """Whether every match of this parsed regex (``re._parser``'s items, in sequence) contains a decimal digit.
+
+    Conservative: True only where the structure proves it (a ``\\d`` or a digit literal that must match at least
+    once, in a group, a repeat of at least one or every branch of an alternation); anything else counts as no."""
+    return any(_item_needs_digit(op, arg) for op, arg in items)
+
+
+def _item_needs_digit(op: Any, arg: Any) -> bool:
+    if op is _RE.LITERAL:
+        return bool(chr(arg).isdecimal())
+    if op is _RE.IN:
+        return bool(arg == [(_RE.CATEGORY, _RE.CATEGORY_DIGIT)])
+    if op is _RE.SUBPATTERN:
+        return _needs_digit(arg[3])
+    if op is _RE.ATOMIC_GROUP:
+        return _needs_digit(arg)
+    if op in (_RE.MAX_REPEAT, _RE.MIN_REPEAT, _RE.POSSESSIVE_REPEAT):
+        return bool(arg[0] >= 1) and _needs_digit(arg[2])
+    if op is _RE.BRANCH:
+        return all(_needs_digit(branch) for branch in arg[1])
+    return False
+
+
+def _age_needs_digit(patterns: tuple[str, ...]) -> bool:
+    """Whether no age pattern can match a text without a decimal digit: such texts (most) skip the age search.
+
+    Every shipped pattern reads the age as ``(?P<age>\\d{1,2})``; a pattern that does not prove it turns the gate
+    off for all."""
+    try:
+        return bool(patterns) and all(_needs_digit(_PARSER.parse(p, re.IGNORECASE)) for p in patterns)
+    except re.error:
+        return False
+
+
 @dataclass(frozen=True)
 class CompiledPolicy:
     """A ``Policy`` plus what the rules need precomputed. Build once per policy with ``compile_policy``."""
@@ -129,6 +178,8 @@ class CompiledPolicy:
     """Set by ``compile_policy`` for its own word patterns and ``_LINK``; None scans every text."""
     age_union: re.Pattern[str] | None = None
     """Set by ``compile_policy``: matches where any of ``age_patterns`` matches; None scans each pattern."""
+    age_needs_digit: bool = False
+    """Set by ``compile_policy`` when no age pattern can match a text without a digit (``has_digit`` gates them)."""
 
     @cached_property
     def purpose_rows(self) -> dict[tuple[Channel, str], tuple[tuple[PurposeTag, ...], bool]]:
@@ -262,4 +313,5 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         disposable_domains=disposable,
         content_prefilter=_content_prefilter(spam.spam_words + spam.misleading_phrases),
         age_union=_age_union(policy.children.age_statement_patterns),
+        age_needs_digit=_age_needs_digit(policy.children.age_statement_patterns),
     )

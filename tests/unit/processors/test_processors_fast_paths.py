@@ -10,6 +10,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -28,7 +29,7 @@ from pipeline.processors import ChainContext, CompiledPolicy, run_chain
 from pipeline.processors import rates as rate_windows
 from pipeline.processors.chain import Passed, Quarantined, _tags
 from pipeline.processors.children import child_evidence
-from pipeline.processors.compiled import _age_union, _content_prefilter
+from pipeline.processors.compiled import _age_needs_digit, _age_union, _content_prefilter, has_digit
 from pipeline.processors.retention import RetentionClock
 from pipeline.processors.spam import content_reasons, hashed_key, scan_content
 from pipeline.processors.suppression import NO_EFFECT, SuppressionEffect
@@ -182,7 +183,49 @@ def test_the_age_union_matches_where_a_pattern_does(text: str, compiled: Compile
     assert compiled.age_union is not None
     assert (compiled.age_union.search(text) is not None) == any(p.search(text) for p in compiled.age_patterns)
     event = build_event(interaction={"message": text or None})
-    plain = dataclasses.replace(compiled, age_union=None)
+    plain = dataclasses.replace(compiled, age_union=None, age_needs_digit=False)
+    assert child_evidence(event, text, compiled) == child_evidence(event, text, plain)
+
+
+def test_the_shipped_age_patterns_all_need_a_digit(compiled: CompiledPolicy) -> None:
+    assert compiled.age_needs_digit
+
+
+@pytest.mark.parametrize(
+    ("patterns", "gated"),
+    [
+        ((r"\bmy age is\s+(?P<age>\d{1,2})\b", r"I\s+turn(?:ed)?\s+(?P<age>\d{1,2})"), True),
+        ((r"(?:aged|age)\s+(?P<age>1|2\d)",), True),  # every branch holds a digit
+        ((r"(?>(?P<age>\d+?))",), True),  # atomic group, lazy repeat of at least one
+        ((r"(?P<age>\d+)", r"(?P<age>\w+) years old"), False),  # one pattern without: no gate at all
+        ((r"(?P<age>\d)?x",), False),  # the digit may be absent
+        ((r"(?P<age>\d*)",), False),
+        ((r"(?P<age>[0-9]+)",), False),  # a class the analysis does not read: conservatively no
+        ((r"(?P<age>\D+)",), False),
+        ((r"a|(?P<age>\d)",), False),  # a branch without
+        ((r"(",), False),  # not a regex: no gate (compile_policy reports it elsewhere)
+        ((), False),
+    ],
+)
+def test_the_digit_gate_only_where_every_match_needs_a_digit(patterns: tuple[str, ...], gated: bool) -> None:
+    assert _age_needs_digit(patterns) is gated
+
+
+_AGE_TEXT = st.lists(
+    st.sampled_from(
+        ["I am", "I'm", "only", "my age is", "I turned", "14", "40", "\u0661\u0664", "\uff11\uff14", "years old"]
+    )
+    | st.text(max_size=8),
+    max_size=6,
+).map(" ".join)
+
+
+@given(text=_AGE_TEXT)
+@settings(max_examples=300, deadline=None)
+def test_the_digit_gate_changes_no_evidence(text: str, compiled: CompiledPolicy) -> None:
+    assert has_digit(text) == (re.search(r"\d", text) is not None)
+    event = build_event(interaction={"message": text or None})
+    plain = dataclasses.replace(compiled, age_union=None, age_needs_digit=False)
     assert child_evidence(event, text, compiled) == child_evidence(event, text, plain)
 
 

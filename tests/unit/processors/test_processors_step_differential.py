@@ -1,14 +1,15 @@
 """The processing step's hot path against the pure reference, on generated batches: the same records out.
 
-``ProcessingStep.process`` takes every shortcut the hot path has (the ASCII prefilter instead of the spam scans,
-the age patterns' union, tags built without validation and written by ``tags_json``, the accepted record written by
-appending the tags to the consumed bytes, one chain context per batch, records constructed without validation).
-The reference here takes none of them: it parses the record and the opened body with pydantic, builds the event
-with the validating constructor, runs ``run_chain`` under the policy with the prefilter and the age union turned off
-(``scan_content`` and each age pattern on its own), validates the tags again and serialises every output with
-pydantic. Both see the same batch in the same order with the same table state (suppression records, reviewer
-blocklist, rate windows and retention anchors that earlier events of the batch update), and every output of every
-record must be the same: topic, key and value (values compared as JSON, audit ids aside, which are random).
+``ProcessingStep.process`` takes every shortcut the hot path has (the ASCII prefilter instead of the spam scans, the
+age patterns' digit gate and union, tags built without validation and written by ``tags_json``, the accepted record
+written by appending the tags to the consumed bytes, one chain context per batch, records constructed without
+validation). The reference here takes none of them: it parses the record and the opened body with pydantic, builds
+the event with the validating constructor, runs ``run_chain`` under the policy with the prefilter, the digit gate
+and the age union turned off (``scan_content`` and each age pattern on its own on every text), validates the tags
+again and serialises every output with pydantic. Both see the same batch in the same order with the same table state
+(suppression records, reviewer blocklist, rate windows and retention anchors that earlier events of the batch
+update), and every output of every record must be the same: topic, key and value (values compared as JSON, audit ids
+aside, which are random).
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ def reference_outputs(step: ProcessingStep, item: Consumed, state: ProcessingSta
     record = ContactRecord.model_validate_json(item.value or b"")
     body = ContactBody.model_validate_json(step.codec.sealer.open(record.sealed))
     event = ContactEvent(**_header(record), **{name: getattr(body, name) for name in ContactBody.model_fields})
-    plain = dataclasses.replace(step.policy, content_prefilter=None, age_union=None)
+    plain = dataclasses.replace(step.policy, content_prefilter=None, age_union=None, age_needs_digit=False)
     ctx = ChainContext(
         policy=plain,
         now=now,
