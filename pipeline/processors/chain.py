@@ -90,6 +90,12 @@ class ChainContext:
     event not in it is scored by the policy's rules alone."""
     classifier: Mapping[UUID, ClassifierVerdict] = field(default_factory=dict)
     """Event id -> leadpipe's own classifier's verdict, computed by the agent from the shared model."""
+    plain_spam: SpamInputs = field(init=False, repr=False, compare=False)
+    """What the spam rule reads for an event neither the engine nor the classifier judged: the same for every such
+    event of the context, so built once here (a frozen dataclass costs ~2 us to build, ~1% of the step)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plain_spam", SpamInputs(self.pepper, self.blocklist, self.rates))
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +155,12 @@ def run_chain(event: ContactEvent, ctx: ChainContext) -> ChainResult:
         if ctx.review is not None:
             verdict = ctx.review  # counted when it was first scored; a release does not count it again
         else:
-            event_id = event.event_id
-            engine, classifier = ctx.engine.get(event_id), ctx.classifier.get(event_id)
-            inputs = SpamInputs(ctx.pepper, ctx.blocklist, ctx.rates, engine, classifier)
+            inputs = ctx.plain_spam
+            if ctx.engine or ctx.classifier:  # the agent asked the engine (an empty map: nothing to look up)
+                event_id = event.event_id
+                engine, classifier = ctx.engine.get(event_id), ctx.classifier.get(event_id)
+                if engine is not None or classifier is not None:
+                    inputs = SpamInputs(ctx.pepper, ctx.blocklist, ctx.rates, engine, classifier)
             verdict, rate_updates = score_spam(event, text, compiled, inputs)
         stage = "tagging"
         purposes, marketing_allowed = tag_purposes(event, compiled, effect)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -229,4 +230,4 @@ def test_nothing_left_to_keep_it_for_is_a_drop(tmp_path: Path) -> None:
 
 
 def _fields(ctx: ChainContext) -> dict[str, object]:
-    return {name: getattr(ctx, name) for name in ctx.__slots__}  # type: ignore[attr-defined]
+    return {f.name: getattr(ctx, f.name) for f in dataclasses.fields(ctx) if f.init}
