@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.trace import Span
 from pydantic import ValidationError
@@ -95,9 +95,10 @@ class Consumed:
     """The ``traceparent`` of this record's processing span; every record it leads to carries it on."""
 
 
-@dataclass(frozen=True, slots=True)
-class Opened:
-    """One consumed record after parsing and opening: an event for the chain, or (``done``) its outputs already."""
+class Opened(NamedTuple):
+    """One consumed record after parsing and opening: an event for the chain, or (``done``) its outputs already.
+
+    A named tuple: immutable, and a third of a frozen dataclass's cost to build (one per record)."""
 
     item: Consumed
     record: ContactRecord | None
@@ -213,7 +214,8 @@ class ProcessingStep:
                 chain = run_chain(event, ctx)
                 outs = self.route(item, record, event, chain, now, raw=item.value)
                 outs.extend(self.apply_updates(chain, state))
-                result.add(item.partition, outs, chain.outcome.label, item.trace, record.channel.value)
+                # ``_value_``: the member's value without the ``value`` property's descriptor call (~0.5 us an event)
+                result.add(item.partition, outs, chain.outcome.label, item.trace, record.channel._value_)
             except DBAPIError:
                 raise  # the database, not the event: the whole batch is done again (``RetryBatch``)
             except Exception as exc:  # a bug in the step itself: still the event's own dead letter, never a loss
