@@ -501,6 +501,14 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                 self.log.warning(f"exception performing seek when flow not active {ex}")
             return
         seeked = self._seeked_generation == generation_id
+        assigned_at = self.assigned_at
+        if not seeked and assigned_at and time.monotonic() - assigned_at > float(self.app.conf.broker_request_timeout):
+            # Recovery seeks right after each assignment; one that gave up must not stop the partitions for good.
+            try:
+                await self.perform_seek()
+            except Exception as exc:
+                self.log.warning("seek to the committed offsets failed: %r", exc)
+            return
         others = {}
         for tp, batch in records.items():
             handler = handlers.get(tp.topic)
