@@ -501,10 +501,23 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                 self.log.warning(f"exception performing seek when flow not active {ex}")
             return
         seeked = self._seeked_generation == generation_id
+        assigned_at = self.assigned_at
+        if not seeked and assigned_at and time.monotonic() - assigned_at > float(self.app.conf.broker_request_timeout):
+            # Recovery seeks right after each assignment; one that gave up must not stop the partitions for good.
+            try:
+                await self.perform_seek()
+            except Exception as exc:
+                self.log.warning("seek to the committed offsets failed: %r", exc)
+            return
+        changelogs = set() if seeked else self.app.tables.changelog_topics  # read by table recovery before the seek
         others = {}
         for tp, batch in records.items():
             handler = handlers.get(tp.topic)
-            if not seeked and (handler is not None or self.app.topics.acks_enabled_for(tp.topic)):
+            if (
+                not seeked
+                and tp.topic not in changelogs
+                and (handler is not None or self.app.topics.acks_enabled_for(tp.topic))
+            ):
                 # Fetched before this assignment's seek to the committed offsets (faust resumes the partitions, then
                 # awaits the seek): handled now, a stale batch above the committed offset would be committed while
                 # faust knows no committed offset to find the hole below it (measured: 13 records skipped, one
