@@ -24,7 +24,6 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
-    bindparam,
     select,
     update,
 )
@@ -58,12 +57,6 @@ class DataKeyLink(Base):
 
     scope: Mapped[str] = mapped_column(String(190), primary_key=True)
     subject_scope: Mapped[str] = mapped_column(String(190), primary_key=True, index=True)
-
-
-_LIVE_KEYS = select(SubjectKey.key_id, SubjectKey.wrapped_key).where(
-    SubjectKey.key_id.in_(bindparam("ids", expanding=True)), SubjectKey.wrapped_key.is_not(None)
-)
-"""``preload``'s query, built once: the key ids and wrapped keys of the given ids that were not destroyed."""
 
 
 class KeyStore(Protocol):
@@ -105,6 +98,11 @@ class SqlKeyStore:
         ).where(any_of(engine, SubjectKey.scope, "scopes"))
         self._ids_query = select(SubjectKey.scope, SubjectKey.key_id, SubjectKey.wrapped_key).where(
             any_of(engine, SubjectKey.key_id, "ids")
+        )
+        # ``preload``'s: the key ids and wrapped keys of the given ids that were not destroyed. On PostgreSQL one
+        # array, not an expanding IN of up to 500 binds that SQLAlchemy renders into the SQL on every batch.
+        self._live_query = select(SubjectKey.key_id, SubjectKey.wrapped_key).where(
+            any_of(engine, SubjectKey.key_id, "ids"), SubjectKey.wrapped_key.is_not(None)
         )
 
     def _in_batch(self, name: str, value: str) -> bool:
@@ -235,7 +233,7 @@ class SqlKeyStore:
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             with self._engine.connect() as conn:
-                rows = conn.execute(_LIVE_KEYS, {"ids": chunk}).all()
+                rows = conn.execute(self._live_query, {"ids": chunk}).all()
             alive = self._unwrap_all([(row.key_id, row.wrapped_key) for row in rows])
             found = {key_id for key_id, _ in alive}
             alive_ids |= found

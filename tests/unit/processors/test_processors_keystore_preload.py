@@ -11,8 +11,9 @@ from pipeline.crypto import Sealer, SqlKeyStore, SubjectKey, subject_scope
 from pipeline.db import ensure_schema, make_engine
 
 
-def test_preload_reads_keys_and_creates_none(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'keys.sqlite3'}")
+def test_preload_reads_keys_and_creates_none(db_url: str) -> None:
+    """On both backends: PostgreSQL reads the batch's ids as one array (``any_of``), SQLite as an IN list."""
+    engine = make_engine(db_url)
     ensure_schema(engine)
     writer = SqlKeyStore(engine, b"k" * 32)
     sealed = [Sealer(writer).seal(subject_scope(f"sk_{i}"), b"x") for i in range(5)]
