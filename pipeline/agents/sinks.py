@@ -461,19 +461,20 @@ class SinkCommitter:
         for event in events:
             by_partition.setdefault(event.message.partition, []).append(event)
         consumer = self.app.batching_consumer
-        acked = 0
-        async with consumer.batch_lock:
-            for partition, group in by_partition.items():
-                tp = group[0].message.tp
-                if tp not in consumer.assignment() or not all(consumer.current(e.message.generation_id) for e in group):
-                    log.info("sink_batch_left_to_new_owner", partition=partition, records=len(group))
-                    continue
-                if not await self.sender.deliver(self.source_name, partition, outs.get(partition, [])):
-                    continue  # revoked or fenced while sending: delivered again, here or to the new owner
-                for event in group:
-                    await stream.ack(event)
-                acked += len(group)
-        return acked
+
+        async def deliver(partition: int, group: list[Any]) -> int:
+            tp = group[0].message.tp
+            if tp not in consumer.assignment() or not all(consumer.current(e.message.generation_id) for e in group):
+                log.info("sink_batch_left_to_new_owner", partition=partition, records=len(group))
+                return 0
+            if not await self.sender.deliver(self.source_name, partition, outs.get(partition, [])):
+                return 0  # revoked or fenced while sending: delivered again, here or to the new owner
+            for event in group:
+                await stream.ack(event)
+            return len(group)
+
+        async with consumer.batch_lock:  # each partition its own transaction: their broker round trips overlap
+            return sum(await asyncio.gather(*(deliver(p, group) for p, group in by_partition.items())))
 
 
 def register(app: LeadpipeApp, runtime: Runtime) -> None:
