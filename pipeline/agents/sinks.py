@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
@@ -474,7 +474,13 @@ class SinkCommitter:
             return len(group)
 
         async with consumer.batch_lock:  # each partition its own transaction: their broker round trips overlap
-            return sum(await asyncio.gather(*(deliver(p, group) for p, group in by_partition.items())))
+            outcomes = await asyncio.gather(
+                *(deliver(p, group) for p, group in by_partition.items()), return_exceptions=True
+            )  # every delivery ends (and acknowledges) under the lock, even when one of them failed
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return sum(cast(list[int], outcomes))
 
 
 def register(app: LeadpipeApp, runtime: Runtime) -> None:
