@@ -156,3 +156,30 @@ async def test_sink_results_go_into_every_partitions_transaction_at_once() -> No
     assert sender.most_in_flight == 3
     assert sorted(stream.acked) == [(0, 0), (0, 1), (2, 0), (2, 1)]
     assert sender.delivered == {0: 1, 2: 1}
+
+
+class FailingSender(RecordingSender):
+    """Partition 0's delivery fails at once; the others are still on their way to the broker."""
+
+    async def deliver(self, source_topic: str, partition: int, records: list[Any]) -> bool:
+        if partition == 0:
+            raise RuntimeError("broker refused")
+        return await super().deliver(source_topic, partition, records)
+
+
+async def test_a_failed_delivery_is_raised_after_the_others_ended_under_the_lock() -> None:
+    """An acknowledgement after the lock is released could fall after a commit that took the outputs without them."""
+    events = [sink_event(p, 0) for p in range(3)]
+    lock = asyncio.Lock()
+    consumer = SimpleNamespace(
+        batch_lock=lock, assignment=lambda: {e.message.tp for e in events}, current=lambda generation: True
+    )
+    committer = object.__new__(SinkCommitter)
+    committer.__dict__.update(
+        app=SimpleNamespace(batching_consumer=consumer), source_name="lp-contacts.accepted", sender=FailingSender(set())
+    )
+    stream = AckingStream()
+    with pytest.raises(RuntimeError, match="broker refused"):
+        await committer.commit(stream, events, [Outgoing("sink.results", "k", b"r", partition=p) for p in range(3)])
+    assert sorted(stream.acked) == [(1, 0), (2, 0)]  # both ended before the failure surfaced
+    assert not lock.locked()
