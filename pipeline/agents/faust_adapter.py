@@ -331,6 +331,20 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         two to six events with two sink results after a SIGKILL, at each record right after a transaction marker).
         """
         acked = self._acked[tp]
+        end = self._commit_end(tp)
+        if end is None:
+            return None
+        acked[:] = [offset for offset in acked if offset >= end]
+        self._acked_index[tp].difference_update([offset for offset in self._acked_index[tp] if offset < end])
+        gaps = self._gap[tp]
+        if gaps:
+            gaps.chop(0, end)
+        return end
+
+    def _commit_end(self, tp: TP) -> int | None:
+        """The offset a commit of ``tp`` can reach now (``committable_end`` of the acknowledged offsets and the gaps
+        faust recorded below the highest of them); None: nothing acknowledged, or nothing committable."""
+        acked = self._acked[tp]
         if not acked:
             return None
         done = set(acked)
@@ -338,14 +352,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         if gaps:
             for interval in gaps.overlap(0, max(done)):  # the gaps below the highest acknowledged offset, as faust
                 done.update(range(interval.begin, interval.end))
-        end = committable_end(done, self._committed_offset[tp])
-        if end is None:
-            return None
-        acked[:] = [offset for offset in acked if offset >= end]
-        self._acked_index[tp].difference_update([offset for offset in self._acked_index[tp] if offset < end])
-        if gaps:
-            gaps.chop(0, end)
-        return end
+        return committable_end(done, self._committed_offset[tp])
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         async with self.batch_lock:
@@ -398,12 +405,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         for tp, acked in self._acked.items():
             if not acked:
                 continue
-            done = set(acked)
-            gaps = self._gap[tp]
-            if gaps:
-                for interval in gaps.overlap(0, max(done)):
-                    done.update(range(interval.begin, interval.end))
-            end = committable_end(done, self._committed_offset[tp])
+            end = self._commit_end(tp)
             if end is None or max(acked) >= end:
                 try:
                     tid = transactional_id(app, tp.topic, tp.partition)
