@@ -232,13 +232,20 @@ class RightsExecutor:
             command = self.tracker.command(view.request_id)
             # A run of the timer has no trace of its own: each retry continues the trace its request arrived in.
             span = tracing.start_step("rights retry", parent=self.tracker.trace(view.request_id), right=view.kind.value)
-            with tracing.current(span):
-                if view.published_at is None and republish:
-                    outgoing = Outgoing(RIGHTS_COMMANDS_TOPIC, command.subject_key, command, tracing.traceparent(span))
-                    self.publisher.publish([outgoing])
-                    self.tracker.mark_published(command.request_id)
-                else:
-                    self.execute(command)
-            tracing.end(span, outcome="republished" if view.published_at is None and republish else "executed")
+            republishing = view.published_at is None and republish
+            try:
+                with tracing.current(span):
+                    if republishing:
+                        outgoing = Outgoing(
+                            RIGHTS_COMMANDS_TOPIC, command.subject_key, command, tracing.traceparent(span)
+                        )
+                        self.publisher.publish([outgoing])
+                        self.tracker.mark_published(command.request_id)
+                    else:
+                        self.execute(command)
+            except Exception as exc:  # the span ends either way (the sweep's does the same)
+                tracing.end(span, failed=type(exc).__name__)
+                raise
+            tracing.end(span, outcome="republished" if republishing else "executed")
             count += 1
         return count
