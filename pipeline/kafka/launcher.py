@@ -218,6 +218,16 @@ def process_alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
+def process_start_time(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot, ``/proc/PID/stat`` field 22), or None without ``/proc``: with
+    the pid it names one process for good, whatever it later renames itself to or wherever it ``chdir``s."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]
+
+
 class SharedUse:
     """Which processes use a daemon of one directory: each holds a shared lock on ``users.lock`` while it does, so
     the last one to let go can tell that it is the last (the spam engine's launcher shares this)."""
@@ -644,6 +654,7 @@ __all__ = [
     "locked",
     "port_free",
     "process_alive",
+    "process_start_time",
     "resolve_jars",
     "terminate",
 ]

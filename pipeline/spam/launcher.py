@@ -39,6 +39,7 @@ from pipeline.kafka.launcher import (
     locked,
     port_free,
     process_alive,
+    process_start_time,
     remembered_ports,
     terminate,
 )
@@ -400,7 +401,8 @@ class LocalSpamEngine:
                 close_fds=True,
                 **as_user,
             )
-        self._pid_file(name).write_text(f"{process.pid}\n")
+        started = process_start_time(process.pid)
+        self._pid_file(name).write_text(f"{process.pid} {started}\n" if started else f"{process.pid}\n")
         log.info("spam engine process starting", process=name, pid=process.pid)
 
     def _wait(self, ready: Callable[[], bool], name: str) -> None:
@@ -434,15 +436,23 @@ class LocalSpamEngine:
             )
 
     def _pid(self, name: str) -> int | None:
-        """The pid in the pid file if that process is alive and runs the expected program."""
+        """The pid in the pid file if that very process (pid and start time) is alive."""
         try:
-            pid = int(self._pid_file(name).read_text().strip())
-        except (OSError, ValueError):
+            recorded = self._pid_file(name).read_text().split()
+            pid = int(recorded[0])
+        except (OSError, ValueError, IndexError):
             return None
         if not process_alive(pid):
             return None
-        # Both rewrite their argv (rspamd: "rspamd: main process"), so the process is known by its name and the
-        # directory it runs in (rspamd: the root, where it was started; redis: its data directory).
+        if len(recorded) > 1:
+            # Not by name or working directory: rspamd rewrites its argv and chdirs into its rules directory
+            # while it loads them, so a check in that moment took a starting engine for one that had exited.
+            started = process_start_time(pid)
+            return pid if started is None or started == recorded[1] else None
+        return self._pid_by_name(name, pid)
+
+    def _pid_by_name(self, name: str, pid: int) -> int | None:
+        """A pid file without a start time (written before they were recorded): known by name and directory."""
         proc = Path(f"/proc/{pid}")
         try:
             comm = (proc / "comm").read_text().strip()

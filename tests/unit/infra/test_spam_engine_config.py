@@ -1,14 +1,18 @@
-"""The spam engine launcher's offline configuration and where it puts things (no daemon started here)."""
+"""The spam engine launcher's offline configuration, where it puts things, and how it knows its own processes
+(no daemon started here: a ``sleep`` stands in for one)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pipeline.config import Settings
+from pipeline.kafka.launcher import process_start_time
 from pipeline.spam.launcher import OFFLINE_MODULES, SYSTEM_ROOT, LocalSpamEngine, SpamEngineLaunchError
 
 
@@ -59,3 +63,26 @@ def test_spamassassin_rules_are_asked_for_explicitly(tmp_path: Path) -> None:
 def test_ports_must_differ(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must differ"):
         LocalSpamEngine(tmp_path, port=1, controller_port=1, redis_port=3)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_a_daemon_is_known_by_its_pid_and_start_time_wherever_it_chdirs(tmp_path: Path) -> None:
+    """rspamd chdirs into its rules directory while it loads them: a check by working directory in that moment
+    took a starting engine for one that had exited (CI, 2026-12-06). Elsewhere, under another name: still ours."""
+    engine = LocalSpamEngine(tmp_path / "engine", port=21433, controller_port=21434, redis_port=26379)
+    engine.root.mkdir()
+    elsewhere = subprocess.Popen(["sleep", "30"], cwd="/")  # neither rspamd's name nor the engine's directory
+    try:
+        started = process_start_time(elsewhere.pid)
+        assert started is not None
+        engine._pid_file("rspamd").write_text(f"{elsewhere.pid} {started}\n")
+        assert engine._pid("rspamd") == elsewhere.pid
+        engine._pid_file("rspamd").write_text(f"{elsewhere.pid} {int(started) + 1}\n")  # the pid, reused later
+        assert engine._pid("rspamd") is None
+        engine._pid_file("rspamd").write_text(f"{elsewhere.pid}\n")  # an older pid file: known by name and place
+        assert engine._pid("rspamd") is None
+    finally:
+        elsewhere.kill()
+        elsewhere.wait()
+    engine._pid_file("rspamd").write_text(f"{elsewhere.pid} {started}\n")
+    assert engine._pid("rspamd") is None  # gone
