@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import Message
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -142,13 +144,17 @@ def event_id_of(source_id: str, payload_digest: str, index: int, delivery: str |
     return uuid.uuid5(EVENT_NAMESPACE, f"event\n{source_id}\n{delivery}\n{payload_digest}\n{index}")
 
 
-def parse_content_type(header: str) -> tuple[str, dict[str, str]]:
-    """("text/csv", {"charset": "utf-8"}) from a Content-Type header, with the stdlib's RFC 2045 parser."""
+@lru_cache(maxsize=256)
+def parse_content_type(header: str) -> tuple[str, Mapping[str, str]]:
+    """("text/csv", {"charset": "utf-8"}) from a Content-Type header, with the stdlib's RFC 2045 parser.
+
+    Kept per header (read-only): a source sends the same one every time, and the parser costs ~30 us a request.
+    """
     msg = Message()
     msg["content-type"] = header or "application/octet-stream"
     found = msg.get_params() or []
     params = {str(k).lower(): str(v) for k, v in found[1:]}
-    return msg.get_content_type().lower(), params
+    return msg.get_content_type().lower(), MappingProxyType(params)
 
 
 # ---- decoding ---------------------------------------------------------------------------------------------------
@@ -204,6 +210,8 @@ def text_of(value: Any) -> str | None:
     """A scalar as text ("" and whitespace → None); lists of scalars are joined (checkbox groups)."""
     if value is None or isinstance(value, dict):
         return None
+    if type(value) is str:  # most values: the checks below are for the rest
+        return value.strip() or None
     if isinstance(value, list):
         parts = [t for t in (text_of(v) for v in value) if t]
         return ", ".join(parts) or None

@@ -149,6 +149,7 @@ def collect(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+@lru_cache(maxsize=4096)
 def is_honeypot(key: str) -> bool:
     """Hidden anti-spam fields: CF7 Honeypot (``honeypot-123``), Akismet's ``ak_hp``, Gravity's honeypot input."""
     norm = normalize_key(key)
@@ -161,6 +162,7 @@ _CONSENT = re.compile(
 _NOT_CONSENT = re.compile(r"privacy|terms|tos|conditions|policy")
 
 
+@lru_cache(maxsize=4096)
 def is_consent_field(key: str) -> bool:
     """A checkbox asking for further contact; "I have read the privacy notice" is acknowledgement, not consent."""
     norm = normalize_key(key)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from email.parser import BytesParser
 from email.policy import HTTP
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -187,7 +188,7 @@ def _event(
             if checkbox_ticked(value):
                 consents_wording.append((key, _wording(value)))
             continue
-        if _INTERNAL.search(key) or _INTERNAL.search(fields.normalize_key(key)):
+        if _internal(key):
             continue
         if fields.canonical_field(key) is not None:
             known.append((key, value))
@@ -249,6 +250,12 @@ def _event(
         occurred_at=occurred,
         problems=problems,
     )
+
+
+@lru_cache(maxsize=4096)
+def _internal(key: str) -> bool:
+    """A field the form's machinery adds (captcha, nonce, submit button), not the person: kept per field name."""
+    return bool(_INTERNAL.search(key) or _INTERNAL.search(fields.normalize_key(key)))
 
 
 def clean(text: str | None) -> str | None:

@@ -184,3 +184,15 @@ def test_a_form_with_a_bad_visitor_id_is_kept_unlinked_with_a_note() -> None:
     raw = urlencode({"your-email": "ann@example.com", "anonymous_id": "not one"}).encode()
     [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/x-www-form-urlencoded"))
     assert event.provenance.visitor_key is None and event.provenance.notes == ("visitor_id_invalid",)
+
+
+def test_a_content_type_parsed_once_is_shared_read_only() -> None:
+    """``parse_content_type`` keeps its answers per header: one caller must not change what the next one reads."""
+    from pipeline.sources.base import parse_content_type
+
+    media, params = parse_content_type("Text/CSV; Charset=ISO-8859-1")
+    assert (media, dict(params)) == ("text/csv", {"charset": "ISO-8859-1"})
+    with pytest.raises(TypeError):
+        params["charset"] = "utf-8"  # type: ignore[index]
+    assert parse_content_type("Text/CSV; Charset=ISO-8859-1")[1]["charset"] == "ISO-8859-1"
+    assert parse_content_type("") == ("application/octet-stream", {})
