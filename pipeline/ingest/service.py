@@ -17,7 +17,6 @@ all requests that arrived together.
 from __future__ import annotations
 
 import collections
-import functools
 import itertools
 import logging
 import re
@@ -197,12 +196,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@functools.lru_cache(maxsize=256)
-def _media_type(content_type: str) -> str:
-    """Checked twice per request (API, then ``parse``); the header's RFC 2045 parse is not free and values repeat."""
-    return parse_content_type(content_type)[0]
-
-
 _EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _E164_IN_TEXT = re.compile(r"\+\d{8,15}\b")
 
@@ -243,7 +236,7 @@ def identity_hints(raw: bytes, pepper: bytes, limit: int = MAX_IDENTITY_HINTS) -
 
 def check_content_type(channel: Channel, content_type: str) -> str:
     """The media type when the channel reads it; ``UnsupportedContentType`` otherwise."""
-    media_type = _media_type(content_type)
+    media_type = parse_content_type(content_type)[0]  # kept per header: checked by the API, then ``parse``
     if media_type not in CONTENT_TYPES[channel]:
         raise UnsupportedContentType(channel, media_type)
     return media_type
