@@ -45,6 +45,9 @@ from pipeline.spam import cli as spam_cli
 log = get_logger(__name__)
 
 
+TOPICS_HINT = "create the topics with `leadpipe topics apply` (LEADPIPE_TOPIC_PREFIX names the set)"
+
+
 class _Leadpipe(TyperGroup):
     """The root command. Built from the areas' apps on every run (typer builds the click commands afresh), it wraps
     each command in the checks it declared and puts its exit codes in its ``--help``, on these click objects only:
@@ -62,11 +65,11 @@ class _Leadpipe(TyperGroup):
         except (KafkaUnavailable, DatabaseUnavailable) as exc:
             raise _unavailable(str(exc), exc.hint) from None
         except TopicMissing as exc:
-            hint = "create the topics with `leadpipe topics apply` (LEADPIPE_TOPIC_PREFIX names the set)"
-            raise _unavailable(str(exc), hint) from None
+            raise _unavailable(str(exc), TOPICS_HINT) from None
         except (PublishError, ReadError, KafkaException) as exc:
             servers = get_settings().kafka_bootstrap_servers
-            raise _unavailable(f"Kafka at {servers} failed the command ({_reason(exc)})", KAFKA_HINT) from None
+            hint = TOPICS_HINT if isinstance(exc, PublishError) and exc.topic_missing else KAFKA_HINT
+            raise _unavailable(f"Kafka at {servers} failed the command ({_reason(exc)})", hint) from None
         except DBAPIError as exc:
             where = safe_url(get_settings().resolved_database_url)
             raise _unavailable(f"the database at {where} failed the command ({_reason(exc)})", DATABASE_HINT) from None

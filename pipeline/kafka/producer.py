@@ -42,10 +42,12 @@ class PublishError(RuntimeError):
     every record carries the same event id again and the stages downstream deduplicate by it.
     """
 
-    def __init__(self, message: str, *, delivered: int = 0, total: int = 0) -> None:
+    def __init__(self, message: str, *, delivered: int = 0, total: int = 0, topic_missing: bool = False) -> None:
         super().__init__(message)
         self.delivered = delivered
         self.total = total
+        self.topic_missing = topic_missing
+        """The broker does not know a topic: ``leadpipe topics apply`` was not run (for this prefix)."""
 
 
 def make_producer(settings: Settings, **overrides: Any) -> Producer:
@@ -347,13 +349,14 @@ class ConfirmingPublisher:
 class _Tally:
     """The delivery reports of one batch (settled on the poller thread, read by the waiting caller)."""
 
-    __slots__ = ("delivered", "errors", "health", "pending", "total")
+    __slots__ = ("delivered", "errors", "health", "pending", "topic_missing", "total")
 
     def __init__(self, total: int, health: BrokerHealth) -> None:
         self.total = total
         self.pending = total
         self.delivered = 0
         self.errors: list[str] = []
+        self.topic_missing = False
         self.health = health
 
     def settle(self, err: KafkaError | None) -> bool:
@@ -363,6 +366,7 @@ class _Tally:
             self.delivered += 1
         else:
             self.errors.append(err.str())
+            self.topic_missing |= err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
         self.pending -= 1
         return self.pending == 0
 
@@ -372,6 +376,7 @@ class _Tally:
                 f"{len(self.errors)} of {self.total} records failed: {self.errors[0]}",
                 delivered=self.delivered,
                 total=self.total,
+                topic_missing=self.topic_missing,
             )
 
 

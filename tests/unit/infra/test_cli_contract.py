@@ -29,6 +29,7 @@ from pipeline.cli import app
 from pipeline.config import get_settings
 from pipeline.dlq import cli as dlq_cli
 from pipeline.identity import operator as operator_module
+from pipeline.kafka.producer import PublishError
 from pipeline.models.identity import Role, system_principal
 from pipeline.rights import cli as rights_cli
 
@@ -268,6 +269,24 @@ def test_a_failure_after_the_check_is_one_line_too_and_debug_shows_the_traceback
     debug = CliRunner().invoke(app, ["--debug", "dlq", "list"])
     assert debug.exit_code == clikit.EXIT_UNAVAILABLE
     assert "Traceback" in debug.output + capsys.readouterr().err
+
+
+class _NoTopics:
+    """A dead-letter service on a cluster where ``leadpipe topics apply`` was never run (as a publish reports it)."""
+
+    def find(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise PublishError("2 of 2 records failed: Broker: Unknown topic or partition", total=2, topic_missing=True)
+
+
+@pytest.mark.usefixtures("env")
+def test_a_publish_to_topics_never_created_says_to_create_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not "start a broker": the broker answered; it does not know the topics (a new cluster or prefix)."""
+    monkeypatch.setattr(leadpipe_cli, "check_kafka", lambda _settings: None)
+    monkeypatch.setattr(dlq_cli, "_service", _NoTopics)
+    monkeypatch.setattr(operator_module, "resolve_operator", lambda _settings, _permission: ADMIN)
+    line = _one_line_failure(CliRunner().invoke(app, ["dlq", "list"]), time.monotonic())
+    assert "Unknown topic or partition" in line and "`leadpipe topics apply`" in line
+    assert "`leadpipe kafka up`" not in line
 
 
 @pytest.mark.usefixtures("env")
