@@ -108,7 +108,7 @@ class SourceContext:
             received_at=received_at,
             pepper=pepper,
             payload_digest=hashlib.sha256(raw).hexdigest(),
-            params=params,
+            params=dict(params),  # its own: the parsed header is shared (read-only)
             delivery=delivery,
         )
 
