@@ -115,7 +115,12 @@ class Settings(BaseSettings):
     worker_web_port: int = 6066
     processing_guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
     batch_size: int = 500
-    batch_timeout_s: float = 0.2
+    batch_timeout_s: float = Field(
+        default=0.2,
+        gt=0,
+        description="The sink batches' linger: a batch closes this long after its first event, when batch_size events "
+        "are in, or once no event came for 20 ms (the input comes in bursts, one per commit of the processing worker).",
+    )
     # Stream processing (pipeline/agents/app.py)
     worker_web_enabled: bool = Field(default=False, description="Serve faust's web views on worker_web_port.")
     console_metrics_urls: list[str] = Field(

@@ -10,6 +10,8 @@ right after makes the restarted worker produce those outputs a second time.
 A batch agent fixes both. ``LeadpipeApp.batch_agent(topic, handler)`` registers one; the app's consumer
 (``pipeline.agents.faust_adapter.BatchingConsumer``) gives every fetched batch of that topic to the handler in one
 call, and a transaction commits only between batches, with every output of a batch and its offsets, or with none.
+The batches of one fetch (one per partition, each with its own transaction) run side by side: a handler must not
+assume it is the only one running, only that no other handles its partition at the same time.
 The handler acknowledges the records it finished (``BatchContext.ack``); faust's commit machinery, group
 membership, transactional producers, tables and recovery are used unchanged. Within one assignment of a partition
 no record is handled twice (``unhandled``): table recovery's seek to the committed offsets would otherwise hand a

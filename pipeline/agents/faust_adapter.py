@@ -520,6 +520,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             return
         changelogs = set() if seeked else self.app.tables.changelog_topics  # read by table recovery before the seek
         others = {}
+        jobs: list[tuple[BatchHandler, TP, Sequence[Fetched]]] = []
         for tp, batch in records.items():
             handler = handlers.get(tp.topic)
             if (
@@ -552,7 +553,9 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                     skipped=len(batch) - len(fresh),
                 )
             if fresh:
-                await self._run_batch(handler, tp, fresh)
+                jobs.append((handler, tp, fresh))
+        if jobs:
+            await self._run_batches(jobs)
         if not others:
             return
         to_message = self._to_message
@@ -654,35 +657,52 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         self._read_offset[tp] = offset
         self.log.info("rewound %s to offset %s: %s", tp, offset, why)
 
-    async def _run_batch(self, handler: BatchHandler, tp: TP, records: Sequence[Fetched]) -> None:
-        """One batch under the commit lock; shielded, so a stop or rebalance waits for it instead of cutting it.
+    async def _run_batches(self, jobs: Sequence[tuple[BatchHandler, TP, Sequence[Fetched]]]) -> None:
+        """The batches of one fetch (one per partition), side by side under the commit lock taken once; shielded, so
+        a stop or rebalance waits for them instead of cutting them.
 
-        (faust's stop and commit take the same lock, so they wait for the batch: no per-record tracking needed.)
+        faust's stop and commit take the same lock, so they wait for the batches: no per-record tracking needed. Side
+        by side because each batch's time is mostly waits (the key store's preload, the spam engine, its delivery
+        with acks=all, ~10-25 ms whatever its size): handled one after another, six partitions made a ~150 ms cycle
+        that every lead waited in (issue 20, speed to lead). Each partition has its own transaction, so their sends
+        do not meet; what a handler does without awaiting (the chain, the table updates) still runs one at a time.
         """
 
         generation = self.app.consumer_generation_id
 
-        async def run() -> None:
+        async def run() -> list[BaseException | None]:
             async with self.batch_lock:
                 if not self.current(generation):
-                    return  # a rebalance began while this batch waited for the lock: the partition's owner redoes it
-                await handler(BatchContext(tp, self), records)
+                    return [None] * len(jobs)  # a rebalance began while waiting for the lock: the owners redo them
+                outcomes = await asyncio.gather(
+                    *(handler(BatchContext(tp, self), records) for handler, tp, records in jobs), return_exceptions=True
+                )
+                return [o if isinstance(o, BaseException) else None for o in outcomes]
 
-        span = (records[0].offset, records[-1].offset + 1)
-        self.handled.setdefault(tp, HandledOffsets()).add(*span)  # before the handler: a cancelled wait must not
-        try:  # reopen them
-            await asyncio.shield(run())
-        except RetryBatch as retry:
-            # Not handled: the same records come again, from the first (the fetcher's buffer beyond them is
-            # dropped by the seek), once the pause is over. The pause holds this fetch loop, not the commit lock.
-            self.handled[tp].remove(*span)
-            self._rewind(tp, records[0].offset)
-            self.retrying.setdefault(tp, (retry.reason, time.monotonic()))
-            await asyncio.sleep(retry.retry_after)
-            return
-        self.retrying.pop(tp, None)
-        self._read_offset[tp] = records[-1].offset
-        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+        for _, tp, records in jobs:  # before the handlers: a cancelled wait must not reopen them
+            self.handled.setdefault(tp, HandledOffsets()).add(records[0].offset, records[-1].offset + 1)
+        outcomes = await asyncio.shield(run())
+        pause = 0.0
+        failure: BaseException | None = None
+        for (_, tp, records), outcome in zip(jobs, outcomes, strict=True):
+            if isinstance(outcome, RetryBatch):
+                # Not handled: the same records come again, from the first (the fetcher's buffer beyond them is
+                # dropped by the seek), once the pause is over. The pause holds this fetch loop, not the commit lock.
+                self.handled[tp].remove(records[0].offset, records[-1].offset + 1)
+                self._rewind(tp, records[0].offset)
+                self.retrying.setdefault(tp, (outcome.reason, time.monotonic()))
+                pause = max(pause, outcome.retry_after)
+                continue
+            if outcome is not None:
+                failure = failure or outcome
+                continue
+            self.retrying.pop(tp, None)
+            self._read_offset[tp] = records[-1].offset
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+        if failure is not None:
+            raise failure
+        if pause:
+            await asyncio.sleep(pause)
 
 
 def committable_end(done: Iterable[int], committed: int | None) -> int | None:
@@ -824,9 +844,16 @@ class BatchingAppMixin:
 # ---- sink batches -----------------------------------------------------------------------------------------------
 
 
+#: A sink batch closes once no event came for this long (``take_batches``).
+QUIET_S = 0.02
+
+
 async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
     """faust's ``Stream.take_events`` (up to ``max_`` events, or what came within ``within`` seconds), except that
     nothing is acknowledged here: the agent acknowledges a batch (``stream.ack``) once its outputs are committed.
+
+    The batch closes ``within`` seconds after its first event came, when full, or once no event came for ``QUIET_S``
+    (the burst of a commit is in), so under load a batch starts as soon as the last one is done.
 
     ``take_events`` acks every event of a batch in a ``finally`` when the loop asks for the next batch, and also when
     the generator is closed: an agent cancelled at shutdown in the middle of a batch (a sink pausing on HubSpot
@@ -844,11 +871,13 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
     """
     buffer: list[Any] = []
     full = asyncio.Event()
+    arrived = asyncio.Event()
     consumed = asyncio.Event()
     consuming: asyncio.Future[None] | None = None
+    first_at = 0.0
 
     async def add_to_buffer(value: Any) -> Any:
-        nonlocal consuming
+        nonlocal consuming, first_at
         if consuming is not None:
             try:
                 await consuming
@@ -857,6 +886,9 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
         event = stream.current_event
         if event is None:
             raise RuntimeError("take_batches found no current event")
+        if not buffer:
+            first_at = time.monotonic()
+        arrived.set()
         buffer.append(event)
         if len(buffer) >= max_:
             full.set()
@@ -871,7 +903,22 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
     stream._enable_passive(cast(Any, aiter(stream.channel)))
     try:
         while not stream.should_stop:
-            await stream.wait_for_stopped(full, timeout=within)
+            if not buffer:
+                arrived.clear()
+                await stream.wait_for_stopped(arrived, timeout=within)
+                if not buffer:
+                    continue
+            # The linger counts from the batch's first event, not from the end of the last batch, and ends early once
+            # the input went quiet: a transactional input (read_committed) arrives in bursts, one per commit, so
+            # waiting on after a burst only made every lead of it wait the whole linger.
+            while not full.is_set() and not stream.should_stop:
+                left = within - (time.monotonic() - first_at)
+                if left <= 0:
+                    break
+                arrived.clear()
+                await stream.wait_for_stopped(arrived, timeout=min(left, QUIET_S))
+                if not arrived.is_set():
+                    break
             if not buffer:
                 continue
             batch = current_batch(consumer, buffer)

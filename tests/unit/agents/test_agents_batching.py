@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, cast
@@ -11,9 +12,16 @@ from typing import Any, cast
 import pytest
 from faust.types import TP
 
+from pipeline.agents import faust_adapter
 from pipeline.agents.app import LeadpipeApp
-from pipeline.agents.batching import BatchHandler, HandledOffsets, unhandled
-from pipeline.agents.faust_adapter import BatchingConsumer, BatchingConsumerThread, committable_end, current_batch
+from pipeline.agents.batching import BatchHandler, HandledOffsets, RetryBatch, unhandled
+from pipeline.agents.faust_adapter import (
+    BatchingConsumer,
+    BatchingConsumerThread,
+    committable_end,
+    current_batch,
+    take_batches,
+)
 from pipeline.sinks.base import OwnershipLostError, SinkBackpressureError
 
 
@@ -432,3 +440,134 @@ async def test_records_fetched_while_the_flow_is_stopped_are_read_again_without_
     consumer.stop_flow()
     assert [m async for m in consumer.getmany(0.01)] == []
     assert seeks == [consumer.app.consumer_generation_id] and rewound == [(tp, 0)]
+
+
+# ---- the batches of one fetch, side by side -------------------------------------------------------------------
+
+
+async def test_the_batches_of_one_fetch_run_side_by_side_and_a_retried_one_does_not_hold_the_others(
+    consumer: BatchingConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Speed to lead: each partition's batch is mostly waits (key store, delivery with acks=all); one after another,
+    six partitions made a ~150 ms cycle every lead waited in. Here partition 0's batch can only end once partition
+    1's has started: one after another, it never would."""
+    first, second, third = (
+        TP("t.contacts.normalized", 0),
+        TP("t.contacts.normalized", 1),
+        TP("t.contacts.normalized", 2),
+    )
+    started = asyncio.Event()
+    done: list[int] = []
+    rewound: list[tuple[TP, int]] = []
+
+    async def handler(context: Any, records: list[_Record]) -> None:
+        tp = context.tp
+        if tp == first:
+            await started.wait()
+        elif tp == second:
+            started.set()
+        else:
+            raise RetryBatch(0.01, "key store: OperationalError")
+        done.append(tp.partition)
+
+    cast(LeadpipeApp, consumer.app).batch_handlers[first.topic] = cast(BatchHandler, handler)
+
+    async def wait_next_records(timeout: float) -> tuple[dict[TP, list[_Record]], None]:
+        return {first: [_Record(3, 0)], second: [_Record(7, 1)], third: [_Record(9, 2)]}, None
+
+    monkeypatch.setattr(consumer, "_wait_next_records", wait_next_records)
+    monkeypatch.setattr(consumer, "assignment", lambda: {first, second, third})
+    monkeypatch.setattr(consumer, "_rewind", lambda tp, offset, why="": rewound.append((tp, offset)))
+    monkeypatch.setattr(consumer, "highwater", lambda tp: 100)
+    consumer.resume_flow()
+    consumer._seeked_generation = consumer.app.consumer_generation_id
+
+    async def fetch() -> None:
+        async for _ in consumer.getmany(0.01):
+            pass
+
+    await asyncio.wait_for(fetch(), 2.0)
+    assert sorted(done) == [0, 1]
+    assert consumer._read_offset[first] == 3 and consumer._read_offset[second] == 7
+    assert rewound == [(third, 9)] and third in consumer.retrying  # done again from its first record
+    assert 9 not in consumer.handled[third] and 3 in consumer.handled[first]
+
+
+# ---- a sink batch's linger --------------------------------------------------------------------------------------
+
+
+class _NoEvents:
+    def __aiter__(self) -> _NoEvents:
+        return self
+
+    async def __anext__(self) -> Any:
+        raise StopAsyncIteration
+
+
+class _Stream:
+    """What ``take_batches`` uses of a faust stream; ``arrive`` plays the stream's passive processing of one event."""
+
+    def __init__(self, consumer: BatchingConsumer) -> None:
+        self.app = consumer.app
+        self.enable_acks = True
+        self.should_stop = False
+        self.current_event: Any = None
+        self.channel = _NoEvents()
+        self._processors: list[Any] = []
+
+    def add_processor(self, processor: Any) -> None:
+        self._processors.append(processor)
+
+    def _enable_passive(self, channel: Any) -> None:
+        pass
+
+    async def wait(self, event: asyncio.Event) -> None:
+        await event.wait()
+
+    async def wait_for_stopped(self, event: asyncio.Event, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+        return self.should_stop
+
+    async def arrive(self, offset: int) -> None:
+        generation = self.app.consumer_generation_id
+        self.current_event = _Event(_Message(TP("t.contacts.accepted", 0), offset, generation))
+        await self._processors[0](offset)
+
+
+async def test_a_sink_batch_closes_once_its_burst_is_in_and_a_trickle_at_the_linger_from_its_first_event(
+    consumer: BatchingConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sink's input is transactional: it comes in bursts, one per commit of the processing worker. Lingering
+    on after a burst made every lead of it wait the whole linger (``LEADPIPE_BATCH_TIMEOUT_S``)."""
+    monkeypatch.setattr(faust_adapter, "QUIET_S", 0.2)  # wide, so a loaded machine's late wake-up is not a quiet
+    consumer.resume_flow()
+    stream = _Stream(consumer)
+    batches = take_batches(stream, 1000, within=1.0)
+    loop = asyncio.get_running_loop()
+
+    async def burst() -> None:
+        await asyncio.sleep(0.05)
+        for offset in range(3):
+            await stream.arrive(offset)
+
+    task = asyncio.create_task(burst())
+    begun = loop.time()
+    first = await asyncio.wait_for(anext(batches), 2.0)
+    waited = loop.time() - begun - 0.05
+    await task
+    assert [e.message.offset for e in first] == [0, 1, 2]
+    assert waited < 0.5  # the quiet after the burst closed it, not the 1 s linger
+
+    async def trickle() -> None:
+        for offset in range(3, 1000):
+            await stream.arrive(offset)
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(trickle())
+    begun = loop.time()
+    second = await asyncio.wait_for(anext(batches), 3.0)
+    task.cancel()
+    assert 0.9 < loop.time() - begun < 1.5  # events kept coming: closed at the linger from its first event
+    assert len(second) > 3
+    stream.should_stop = True

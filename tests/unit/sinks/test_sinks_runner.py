@@ -5,6 +5,7 @@ A scripted sink plays the destination; the records are really sealed and opened 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from fakes.contacts import make_tagged
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.agents.metrics import WorkerMetrics
-from pipeline.agents.sinks import Incoming, SinkRunner, SuppressionScreen
+from pipeline.agents.sinks import BatchOpener, Incoming, SinkRunner, SuppressionScreen
 from pipeline.config import Settings
 from pipeline.crypto.sealing import KeyDestroyedError, subject_scope
 from pipeline.db import ensure_schema
@@ -384,3 +385,43 @@ async def test_without_a_guard_a_sink_writes_as_before(runtime: Runtime) -> None
     confirm_ownership()  # nothing set: a sink used outside the worker is not guarded
     await runner.process([sealed(runtime, make_tagged("free@example.com"), 0)])
     assert len(sink.calls) == 1
+
+
+async def test_the_sinks_of_an_agent_open_a_batch_once_and_each_answers_for_itself(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each sink used to parse, confirm the keys of and decrypt the whole batch itself, on the same worker's CPU."""
+    kept, erased = make_tagged("kept@example.com"), make_tagged("erased@example.com")
+    incoming = [sealed(runtime, kept, 1), sealed(runtime, erased, 2), Incoming(b"{not json", 0, 3)]
+    runtime.keystore.destroy(subject_scope(erased.event.subject_key), "erasure")
+    opened: list[uuid.UUID] = []
+    open_tagged = runtime.codec.open_tagged
+
+    def counting(record: AcceptedRecord) -> TaggedEvent:
+        opened.append(record.event_id)
+        return open_tagged(record)
+
+    monkeypatch.setattr(runtime.codec, "open_tagged", counting)
+    opener = BatchOpener(runtime.codec, runtime.keystore)
+
+    class OtherSink(ScriptedSink):
+        name = "other"
+
+    sinks = [ScriptedSink(), OtherSink()]
+    outs = [Collector(), Collector()]
+    runners = [
+        SinkRunner(sink, runtime.codec, out, keystore=runtime.keystore, sleep=no_sleep, opener=opener)
+        for sink, out in zip(sinks, outs, strict=True)
+    ]
+    await asyncio.gather(*(runner.process(incoming) for runner in runners))
+    assert sorted(opened) == sorted([kept.event.event_id, erased.event.event_id])  # once each, not once per sink
+    for sink, out in zip(sinks, outs, strict=True):
+        assert sink.calls == [[kept.event.event_id]]
+        assert {(r.event_id, r.sink, r.status) for r in out.results()} == {
+            (kept.event.event_id, sink.name, SinkStatus.DONE),
+            (erased.event.event_id, sink.name, SinkStatus.NOT_APPLICABLE),
+        }
+        [dead] = out.dead()
+        assert dead.reason == "unreadable_record" and dead.stage == sink.stage
+    await runners[0].process(list(incoming))  # another batch (a new list): opened again
+    assert len(opened) == 4
