@@ -5,6 +5,7 @@ Built once per process and passed down; nothing below this module reads settings
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -41,3 +42,19 @@ class Runtime:
     @cached_property
     def pepper(self) -> bytes:
         return self.settings.pepper_bytes()
+
+
+def tune_gc(gen0_threshold: int) -> None:
+    """Take what start-up allocated (modules, the app, the compiled policy) out of the cyclic collector's scans and
+    collect the youngest generation every ``gen0_threshold`` allocations instead of Python's 700 (0: untouched).
+
+    Why: a batch of events allocates tens of thousands of short-lived objects (pydantic models, dicts), nearly all
+    freed by reference counting; with the default threshold the collector ran every few events and, from time to
+    time, scanned every live object of the process. Measured with ``bench/processing_step.py``: ~11 % of the step.
+    """
+    if gen0_threshold <= 0:
+        return
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0_threshold, gen1, gen2)

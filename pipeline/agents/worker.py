@@ -21,7 +21,7 @@ from pipeline.agents.metrics import track_consumer_lag
 from pipeline.db import ensure_schema
 from pipeline.logging import get_logger
 from pipeline.rights.restore import require_reapplied
-from pipeline.runtime import Runtime
+from pipeline.runtime import Runtime, tune_gc
 
 log = get_logger(__name__)
 
@@ -86,4 +86,5 @@ def run_worker(runtime: Runtime, registrars: Sequence[Registrar] | None = None) 
         redirect_stdouts=False,
         override_logging=False,  # keep leadpipe's redacting log set-up
     )
+    tune_gc(runtime.settings.gc_gen0_threshold)
     return worker.execute_from_commandline()

@@ -25,7 +25,7 @@ from pipeline.identity.store import IdentityStore
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.logging import configure_logging
 from pipeline.rights.restore import UnappliedErasuresError, require_reapplied
-from pipeline.runtime import Runtime
+from pipeline.runtime import Runtime, tune_gc
 
 
 def app_factory() -> Any:
@@ -39,6 +39,7 @@ def app_factory() -> Any:
     publisher = ConfirmingPublisher(settings, delivery_timeout_s=settings.ingest_timeout_s)
     atexit.register(publisher.close)
     app = create_api(runtime, publisher)
+    tune_gc(settings.gc_gen0_threshold)
     return PortDispatch(app, app.state.admin, settings.admin_port)
 
 
