@@ -114,8 +114,8 @@ class Settings(BaseSettings):
         default=50_000,
         ge=0,
         description="Allocations between collections of the youngest generation in the worker and API processes "
-        "(Python's default 700 cost ~11 % of the processing step); what start-up allocated is frozen out of the "
-        "collector's scans. 0 leaves Python's collector as it is.",
+        "(with Python's default 700 the processing step ran 1.09-1.18x slower, bench/processing_step.py); what "
+        "start-up allocated is frozen out of the collector's scans. 0 leaves Python's collector as it is.",
     )
 
     # Worker (faust)
@@ -127,7 +127,13 @@ class Settings(BaseSettings):
         default=0.2,
         gt=0,
         description="The sink batches' linger: a batch closes this long after its first event, when batch_size events "
-        "are in, or once no event came for 20 ms (the input comes in bursts, one per commit of the processing worker).",
+        "are in, or once no event came for batch_quiet_s.",
+    )
+    batch_quiet_s: float = Field(
+        default=0.02,
+        gt=0,
+        description="A sink batch closes once no event came for this long: its input comes in bursts, one per commit "
+        "of the processing worker, and lingering on after a burst only delayed its leads.",
     )
     # Stream processing (pipeline/agents/app.py)
     worker_web_enabled: bool = Field(default=False, description="Serve faust's web views on worker_web_port.")
@@ -144,8 +150,9 @@ class Settings(BaseSettings):
     worker_commit_interval_s: float = Field(
         default=0.25,
         gt=0,
-        description="Transaction length under exactly_once: the floor of end-to-end latency (0.25 s: a lead's p99 "
-        "to the CRM fell ~15 % against 0.5 s for ~3 % more CPU per event, bench/speed_to_lead.py and processing.py).",
+        description="Transaction length under exactly_once: the floor of end-to-end latency (0.25 s against 0.5 s: "
+        "a lead's p99 to the CRM 0.73-0.81 s against 0.90-0.93 s at 100/s, bench/speed_to_lead.py; 315-343 against "
+        "310 us of worker CPU per event, bench/processing.py).",
     )
     # Worker health (pipeline/agents/health.py: /readyz, /livez and the leadpipe_worker_not_ready/_not_live gauges)
     worker_ready_uncommitted_max_s: float = Field(

@@ -844,16 +844,12 @@ class BatchingAppMixin:
 # ---- sink batches -----------------------------------------------------------------------------------------------
 
 
-#: A sink batch closes once no event came for this long (``take_batches``).
-QUIET_S = 0.02
-
-
-async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+async def take_batches(stream: Any, max_: int, within: float, quiet: float) -> AsyncIterator[list[Any]]:
     """faust's ``Stream.take_events`` (up to ``max_`` events, or what came within ``within`` seconds), except that
     nothing is acknowledged here: the agent acknowledges a batch (``stream.ack``) once its outputs are committed.
 
-    The batch closes ``within`` seconds after its first event came, when full, or once no event came for ``QUIET_S``
-    (the burst of a commit is in), so under load a batch starts as soon as the last one is done.
+    The batch closes ``within`` seconds after its first event came, when full, or once no event came for ``quiet``
+    seconds (the burst of a commit is in), so under load a batch starts as soon as the last one is done.
 
     ``take_events`` acks every event of a batch in a ``finally`` when the loop asks for the next batch, and also when
     the generator is closed: an agent cancelled at shutdown in the middle of a batch (a sink pausing on HubSpot
@@ -916,7 +912,7 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
                 if left <= 0:
                     break
                 arrived.clear()
-                await stream.wait_for_stopped(arrived, timeout=min(left, QUIET_S))
+                await stream.wait_for_stopped(arrived, timeout=min(left, quiet))
                 if not arrived.is_set():
                     break
             if not buffer:

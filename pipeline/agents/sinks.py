@@ -561,7 +561,7 @@ def register(app: LeadpipeApp, runtime: Runtime) -> None:
     async def consume(stream: Any) -> None:
         for runner in runners:
             await runner.start()
-        async for events in take_batches(stream, settings.batch_size, settings.batch_timeout_s):
+        async for events in take_batches(stream, settings.batch_size, settings.batch_timeout_s, settings.batch_quiet_s):
             batch = [
                 Incoming(e.value, e.message.partition, e.message.offset, tracing.header_value(e.message.headers))
                 for e in events

@@ -12,7 +12,6 @@ from typing import Any, cast
 import pytest
 from faust.types import TP
 
-from pipeline.agents import faust_adapter
 from pipeline.agents.app import LeadpipeApp
 from pipeline.agents.batching import BatchHandler, HandledOffsets, RetryBatch, unhandled
 from pipeline.agents.faust_adapter import (
@@ -536,14 +535,13 @@ class _Stream:
 
 
 async def test_a_sink_batch_closes_once_its_burst_is_in_and_a_trickle_at_the_linger_from_its_first_event(
-    consumer: BatchingConsumer, monkeypatch: pytest.MonkeyPatch
+    consumer: BatchingConsumer,
 ) -> None:
     """The sink's input is transactional: it comes in bursts, one per commit of the processing worker. Lingering
     on after a burst made every lead of it wait the whole linger (``LEADPIPE_BATCH_TIMEOUT_S``)."""
-    monkeypatch.setattr(faust_adapter, "QUIET_S", 0.2)  # wide, so a loaded machine's late wake-up is not a quiet
     consumer.resume_flow()
     stream = _Stream(consumer)
-    batches = take_batches(stream, 1000, within=1.0)
+    batches = take_batches(stream, 1000, within=1.0, quiet=0.2)  # wide: a loaded machine's late wake-up is no quiet
     loop = asyncio.get_running_loop()
 
     async def burst() -> None:
