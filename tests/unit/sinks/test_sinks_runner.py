@@ -425,3 +425,43 @@ async def test_the_sinks_of_an_agent_open_a_batch_once_and_each_answers_for_itse
         assert dead.reason == "unreadable_record" and dead.stage == sink.stage
     await runners[0].process(list(incoming))  # another batch (a new list): opened again
     assert len(opened) == 4
+
+
+async def test_a_key_store_outage_while_a_shared_opening_is_made_pauses_each_sink_and_keeps_nothing(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database not answering while the batch is opened: each sink pauses and asks again, nothing of the failed
+    opening is kept, and both sinks write every event once it answers (never acknowledged without a write)."""
+    tagged = make_tagged()
+    preload = runtime.keystore.preload
+    calls: list[int] = []
+
+    def flaky(key_ids: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise DBAPIError("SELECT", {}, ConnectionError("database restarting"))
+        preload(key_ids)
+
+    monkeypatch.setattr(runtime.keystore, "preload", flaky)
+    pauses: list[float] = []
+
+    async def record(seconds: float) -> None:
+        pauses.append(seconds)
+
+    class OtherSink(ScriptedSink):
+        name = "other"
+
+    opener = BatchOpener(runtime.codec, runtime.keystore)
+    sinks = [ScriptedSink(), OtherSink()]
+    outs = [Collector(), Collector()]
+    batch = [sealed(runtime, tagged, 1)]
+    await asyncio.gather(
+        *(
+            SinkRunner(sink, runtime.codec, out, sleep=record, opener=opener).process(batch)
+            for sink, out in zip(sinks, outs, strict=True)
+        )
+    )
+    assert len(pauses) >= 1 and len(calls) >= 2
+    for sink, out in zip(sinks, outs, strict=True):
+        assert sink.calls == [[tagged.event.event_id]]
+        assert [r.status for r in out.results()] == [SinkStatus.DONE] and out.dead() == []
