@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import typer
+import typer._completion_shared
 from confluent_kafka import KafkaError, KafkaException
 from typer.testing import CliRunner
 
@@ -121,7 +122,10 @@ def _leadpipe() -> str:
     return str(Path(sys.executable).with_name("leadpipe"))
 
 
-def test_shell_completion_installs_and_completes_commands(tmp_path: Path) -> None:
+def test_shell_completion_installs_and_completes_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # typer takes the shell from the process's ancestors (shellingham), not from the argument: a test run whose
+    # parent shell has exited (a detached run) read "Shell None is not supported"
+    monkeypatch.setattr(typer._completion_shared, "_get_shell_name", lambda: "bash")
     home = tmp_path / "home"
     home.mkdir()
     installed = CliRunner().invoke(
