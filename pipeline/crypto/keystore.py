@@ -12,11 +12,13 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
 from sqlalchemy import (
+    Connection,
     DateTime,
     Engine,
     Integer,
@@ -57,6 +59,15 @@ class DataKeyLink(Base):
 
     scope: Mapped[str] = mapped_column(String(190), primary_key=True)
     subject_scope: Mapped[str] = mapped_column(String(190), primary_key=True, index=True)
+
+
+@dataclass(frozen=True)
+class Warmed:
+    """What ``SqlKeyStore.warm_in`` did in a transaction: ``created`` keys (then the transaction must commit), and
+    ``activate``, which puts the batch's keys in the cache once it did."""
+
+    created: int
+    activate: Callable[[], None]
 
 
 class KeyStore(Protocol):
@@ -176,44 +187,62 @@ class SqlKeyStore:
         process) gets a new generation instead of having new data sealed under the destroyed key. Losing a creation
         race to another process is harmless: its key is read back and used.
         """
+        with self._engine.connect() as conn:
+            warmed = self.warm_in(conn, scopes)
+            if warmed.created:
+                conn.commit()  # only when keys were created: confirming existing ones costs no commit
+        warmed.activate()
+
+    def warm_in(self, conn: Connection, scopes: Iterable[str]) -> Warmed:
+        """``warm`` inside the caller's transaction, which other statements share (the API's group commit makes one
+        database trip per batch with its replay lookup). Its ``activate`` makes the keys active in this process's
+        cache: call it once the transaction committed, never before (a key whose creation rolled back must never
+        seal)."""
         wanted = list(dict.fromkeys(scopes))
-        active: set[str] = set()
+        stamp = self._clock()
+        gone: list[str] = []
+        activations: list[tuple[str, str, bytes]] = []
+        created = 0
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
-            with self._engine.connect() as conn:  # one transaction: read, then create what is missing
-                rows = conn.execute(self._scopes_query, {"scopes": chunk}).all()
-                latest: dict[str, Any] = {}
-                for row in rows:
-                    if row.scope not in latest or row.generation > latest[row.scope].generation:
-                        latest[row.scope] = row
-                new_rows = []
-                for scope in chunk:
-                    prior = latest.get(scope)
-                    if prior is None or prior.wrapped_key is None:
-                        generation = 1 if prior is None else prior.generation + 1
-                        new_rows.append(
-                            {
-                                "key_id": f"{scope}#{generation}",
-                                "scope": scope,
-                                "generation": generation,
-                                "wrapped_key": aes_key_wrap(self._kek, os.urandom(32)),
-                                "created_at": datetime.now(UTC),
-                            }
-                        )
-                if new_rows:
-                    insert_ignoring_duplicates(conn, cast(Table, SubjectKey.__table__), new_rows)
-                    created = conn.execute(self._ids_query, {"ids": [r["key_id"] for r in new_rows]}).all()
-                    for made in created:
-                        latest[made.scope] = made
-                    conn.commit()  # only when keys were created: confirming existing ones costs no commit
-            stamp = self._clock()
-            self._confirm(stamp, [], [row.key_id for row in rows if row.wrapped_key is None])
+            rows = conn.execute(self._scopes_query, {"scopes": chunk}).all()
+            latest: dict[str, Any] = {}
+            for row in rows:
+                if row.scope not in latest or row.generation > latest[row.scope].generation:
+                    latest[row.scope] = row
+            new_rows = []
+            for scope in chunk:
+                prior = latest.get(scope)
+                if prior is None or prior.wrapped_key is None:
+                    generation = 1 if prior is None else prior.generation + 1
+                    new_rows.append(
+                        {
+                            "key_id": f"{scope}#{generation}",
+                            "scope": scope,
+                            "generation": generation,
+                            "wrapped_key": aes_key_wrap(self._kek, os.urandom(32)),
+                            "created_at": datetime.now(UTC),
+                        }
+                    )
+            if new_rows:
+                created += len(new_rows)
+                insert_ignoring_duplicates(conn, cast(Table, SubjectKey.__table__), new_rows)
+                made_rows = conn.execute(self._ids_query, {"ids": [r["key_id"] for r in new_rows]}).all()
+                for made in made_rows:
+                    latest[made.scope] = made
+            gone.extend(row.key_id for row in rows if row.wrapped_key is None)
             for scope in chunk:
                 found = latest.get(scope)
                 if found is not None and found.wrapped_key is not None:
-                    self._activate(stamp, scope, found.key_id, self._unwrap(found.key_id, found.wrapped_key))
-                    active.add(scope)
-        self._batch.scopes = frozenset(active)
+                    activations.append((scope, found.key_id, found.wrapped_key))
+
+        def activate() -> None:
+            self._confirm(stamp, [], gone)
+            for scope, key_id, wrapped in activations:
+                self._activate(stamp, scope, key_id, self._unwrap(key_id, wrapped))
+            self._batch.scopes = frozenset(scope for scope, _, _ in activations)
+
+        return Warmed(created, activate)
 
     def preload(self, key_ids: Iterable[str]) -> None:
         """Read many keys by id with one query, creating nothing (unlike ``warm``).
@@ -283,16 +312,21 @@ class SqlKeyStore:
         """Tie a shared payload key to every subject it covers (see ``DataKeyLink``)."""
         self.link_all((scope, s) for s in subject_scopes)
 
-    def link_all(self, pairs: Iterable[tuple[str, str]]) -> None:
+    def link_all(self, pairs: Iterable[tuple[str, str]], conn: Connection | None = None) -> None:
         """``link`` for many (scope, subject scope) pairs in one transaction: erasing the subject destroys the scope.
 
         Also what ties an anonymous website visitor's key to each person who identified on that visitor's device
-        (``subject:vk_...`` to ``subject:sk_...``): erasing the person shreds the visitor's history too.
+        (``subject:vk_...`` to ``subject:sk_...``): erasing the person shreds the visitor's history too. ``conn``:
+        in the caller's transaction (the caller commits), else in one of its own.
         """
         rows = [{"scope": scope, "subject_scope": subject} for scope, subject in dict.fromkeys(pairs)]
-        if rows:
-            with self._engine.begin() as conn:
-                insert_ignoring_duplicates(conn, cast(Table, DataKeyLink.__table__), rows)
+        if not rows:
+            return
+        if conn is not None:
+            insert_ignoring_duplicates(conn, cast(Table, DataKeyLink.__table__), rows)
+            return
+        with self._engine.begin() as own:
+            insert_ignoring_duplicates(own, cast(Table, DataKeyLink.__table__), rows)
 
     def destroy(self, scope: str, reason: str, *, created_by: datetime | None = None) -> int:
         """Destroy every generation of a scope and of the shared payload keys linked to it; returns how many.

@@ -139,20 +139,31 @@ class GroupCommit:
             log_outcome(entry.parsed.submission, result)
 
     def _trip(self, batch: list[_Entry]) -> tuple[list[Ready], Found]:
-        """The batch's one database trip (in the sealer's thread): store the signatures accepted since the last
-        trip, find the batch's replays, then warm the keys of the rest and seal it."""
+        """The batch's one database trip (in the sealer's thread), one transaction on one pooled connection: store
+        the signatures accepted since the last trip, find the batch's replays, load or create the data keys of the
+        rest; once that committed, seal them.
+
+        One transaction, not one for the replays and one for the keys: each costs a pooled connection's ping, a
+        commit and a reset, and at 1,000 requests/s the two took ~9 and ~6.5 ms of a ~17 ms trip (the trip, which
+        the next batch waits for, is most of a request's latency)."""
         found: Found = {}
         store = self.replays.store
-        if store is not None:
-            unstored = self.replays.take_unstored()
-            now = time.time()
-            try:
-                found = store.exchange(unstored, [e.replay for e in batch if e.replay is not None], now)
-            except SQLAlchemyError as exc:
-                self.replays.give_back(unstored)
-                raise KeyStoreUnavailable(f"the replay store could not be read ({type(exc).__name__})") from exc
-        fresh = [e.parsed for e in batch if e.replay is None or e.replay.ident not in found]
-        return (self._service.seal(fresh) if fresh else []), found
+        unstored = self.replays.take_unstored() if store is not None else []
+        stage = "replay store could not be read"
+        try:
+            with self._service.runtime.engine.connect() as conn:
+                if store is not None:
+                    replays = [e.replay for e in batch if e.replay is not None]
+                    found = store.exchange(unstored, replays, time.time(), conn)
+                stage = "data keys could not be loaded"
+                fresh = [e.parsed for e in batch if e.replay is None or e.replay.ident not in found]
+                keys = self._service.prepare_keys(conn, fresh)
+                conn.commit()
+        except SQLAlchemyError as exc:
+            self.replays.give_back(unstored)
+            raise KeyStoreUnavailable(f"the {stage} ({type(exc).__name__})") from exc
+        keys.activate()
+        return self._service.encode(fresh), found
 
     async def _seal_forever(self) -> None:
         loop = asyncio.get_running_loop()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import json
 import threading
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import DateTime, Engine, String, Table, Text, bindparam, delete, select
+from sqlalchemy import Connection, DateTime, Engine, String, Table, Text, bindparam, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pipeline.db import Base, any_of, insert_ignoring_duplicates
@@ -106,10 +107,12 @@ class ReplayStore:
         accepted: Sequence[tuple[ReplayKey, tuple[uuid.UUID, ...]]],
         keys: Sequence[ReplayKey],
         now: float,
+        conn: Connection | None = None,
     ) -> dict[tuple[str, str], tuple[uuid.UUID, ...]]:
         """Remember the ``accepted`` signatures (a key already there stays: same signature, same ids), drop expired
         ones (at most every ``PURGE_INTERVAL_S``), and return the event ids of those ``keys`` that were accepted
-        before (not expired): one transaction, one pooled connection (each costs a ping and a reset)."""
+        before (not expired): one transaction, one pooled connection (each costs a ping and a reset). ``conn``: in
+        the caller's transaction, which the caller commits (the API's group commit: with the batch's data keys)."""
         rows = [
             {
                 "source_id": key.source_id,
@@ -123,12 +126,13 @@ class ReplayStore:
         if not rows and not purge and not keys:
             return {}
         cutoff = datetime.fromtimestamp(now, UTC)
-        with self._engine.begin() as conn:
-            insert_ignoring_duplicates(conn, self._table, rows)
+        with contextlib.ExitStack() as stack:
+            db = conn if conn is not None else stack.enter_context(self._engine.begin())
+            insert_ignoring_duplicates(db, self._table, rows)
             if purge:
-                conn.execute(self._purge, {"cutoff": cutoff})
+                db.execute(self._purge, {"cutoff": cutoff})
             found = (
-                conn.execute(
+                db.execute(
                     self._find,
                     {
                         "sources": list({k.source_id for k in keys}),

@@ -28,11 +28,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline import normalize
 from pipeline.crm.aliases import Redirect, SubjectAliases
 from pipeline.crypto import record_scope, subject_scope
+from pipeline.crypto.keystore import Warmed
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing, PublishError
 from pipeline.logging import get_logger
 from pipeline.models.common import Channel
@@ -344,13 +346,34 @@ class IngestService:
         """The records of each submission, sealed and encoded: every data key the batch needs is loaded or created
         first, with one commit. A submission with a record larger than its topic takes is marked ``too_large``."""
         try:
-            keystore = self.runtime.keystore
-            keystore.warm(scope for parsed in batch for scope in parsed.key_scopes())
-            keystore.link_all(pair for parsed in batch for pair in parsed.visitor_links())
-            ready = [self._ready(parsed) for parsed in batch]
+            with self.runtime.engine.connect() as conn:
+                keys = self.prepare_keys(conn, batch)
+                if keys.created:
+                    conn.commit()  # only when keys or links were created: confirming existing keys costs no commit
         except SQLAlchemyError as exc:
             raise KeyStoreUnavailable(f"the data keys could not be loaded ({type(exc).__name__})") from exc
-        return ready
+        keys.activate()
+        return self.encode(batch)
+
+    def prepare_keys(self, conn: Connection, batch: Sequence[Parsed]) -> Warmed:
+        """Load or create the batch's data keys and link the website visitors' keys, in ``conn``'s transaction.
+
+        ``activate`` the result for ``encode`` once the transaction committed (``seal`` does; the API's group commit
+        shares the transaction with its replay lookup, one database trip per batch). ``created`` counts the keys
+        and visitor links written: without any, nothing needs committing."""
+        keystore = self.runtime.keystore
+        warmed = keystore.warm_in(conn, [scope for parsed in batch for scope in parsed.key_scopes()])
+        links = list(dict.fromkeys(pair for parsed in batch for pair in parsed.visitor_links()))
+        keystore.link_all(links, conn)
+        return Warmed(warmed.created + len(links), warmed.activate)
+
+    def encode(self, batch: Sequence[Parsed]) -> list[Ready]:
+        """Seal and encode each submission's records; its keys were made ready by ``prepare_keys`` (a payload naming
+        several people still links its own key here)."""
+        try:
+            return [self._ready(parsed) for parsed in batch]
+        except SQLAlchemyError as exc:
+            raise KeyStoreUnavailable(f"the data keys could not be loaded ({type(exc).__name__})") from exc
 
     def _ready(self, parsed: Parsed) -> Ready:
         records = tuple(self._records(parsed))

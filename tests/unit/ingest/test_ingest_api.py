@@ -15,9 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 from ingest_helpers import BEARER, HMAC_SECRET, RecordingPublisher
 from source_payloads import payload
+from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
 from pipeline.api.app import create_api
+from pipeline.crypto.keystore import Warmed
 from pipeline.ingest.api import sign, signature_problem
 from pipeline.ingest.coalesce import GroupCommit
 from pipeline.ingest.service import IngestSummary
@@ -322,13 +324,13 @@ def test_concurrent_requests_share_key_warm_up_and_confirmed_batches(
     publisher = SlowPublisher()
     publisher.fail = fail
     warmed: list[list[str]] = []
-    warm = runtime.keystore.warm
+    warm_in = runtime.keystore.warm_in
 
-    def counting_warm(scopes: Iterable[str]) -> None:
+    def counting_warm(conn: Connection, scopes: Iterable[str]) -> Warmed:
         warmed.append(list(scopes))
-        warm(warmed[-1])
+        return warm_in(conn, warmed[-1])
 
-    monkeypatch.setattr(runtime.keystore, "warm", counting_warm)
+    monkeypatch.setattr(runtime.keystore, "warm_in", counting_warm)
     app = create_api(runtime, publisher)  # type: ignore[arg-type]
 
     responses = post_concurrently(app, 20)
@@ -349,10 +351,10 @@ def test_concurrent_requests_share_key_warm_up_and_confirmed_batches(
 def test_key_store_failure_is_503_for_every_request_of_the_batch(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def unavailable(scopes: object) -> None:
+    def unavailable(conn: object, scopes: object) -> Warmed:
         raise OperationalError("SELECT data_keys", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(runtime.keystore, "warm", unavailable)
+    monkeypatch.setattr(runtime.keystore, "warm_in", unavailable)
     publisher = SlowPublisher()
     responses = post_concurrently(create_api(runtime, publisher), 6)  # type: ignore[arg-type]
     assert {r.status_code for r in responses} == {503}
@@ -388,18 +390,18 @@ def test_next_batch_is_sealed_while_the_previous_one_waits_for_the_broker(runtim
     publisher = TimelinePublisher()
     app = create_api(runtime, publisher)  # type: ignore[arg-type]
     service = app.state.ingest.service
-    seal = service.seal
+    encode = service.encode
 
     def logged_seal(batch):  # type: ignore[no-untyped-def]
         start = time.perf_counter()
         try:
             time.sleep(0.01)
-            return seal(batch)
+            return encode(batch)
         finally:
             with lock:
                 seals.append((start, time.perf_counter()))
 
-    service.seal = logged_seal
+    service.encode = logged_seal
     app.state.ingest.group = GroupCommit(service, max_records=4)  # two requests per batch at most
     responses = post_concurrently(app, 30)
     assert {r.status_code for r in responses} == {202} and len(publisher.records) == 60
