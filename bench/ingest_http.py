@@ -187,7 +187,9 @@ MAX_CONNECTIONS = 256
 
 async def open_loop(label: str, port: int, requests: Sequence[bytes], rate: float) -> Run:
     """Requests due evenly spaced at ``rate``, whatever the answers do; latency from when each was due. A request
-    that failed at the connection (reset, closed) counts as status 0."""
+    that failed at the connection (reset, closed) counts as status 0, except on an idle connection the server had
+    closed meanwhile (its keep-alive timeout: after a burst, connections deep in the idle stack sit unused for
+    seconds), which is replaced by a new one once, as HTTP clients do."""
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     opened: list[asyncio.StreamWriter] = []
     slots = asyncio.Semaphore(MAX_CONNECTIONS)
@@ -195,11 +197,20 @@ async def open_loop(label: str, port: int, requests: Sequence[bytes], rate: floa
 
     async def one(request: bytes, due: float) -> None:
         async with slots:
+            reused = bool(idle)
             try:
                 connection = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
                 if connection[1] not in opened:
                     opened.append(connection[1])
-                status, _ = await exchange(*connection, request)
+                try:
+                    status, _ = await exchange(*connection, request)
+                except (OSError, asyncio.IncompleteReadError) as exc:
+                    if not reused or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
+                        raise  # a fresh connection failed, or an answer was cut: the server's failure
+                    connection[1].close()
+                    connection = await asyncio.open_connection("127.0.0.1", port)
+                    opened.append(connection[1])
+                    status, _ = await exchange(*connection, request)
             except (OSError, asyncio.IncompleteReadError):
                 status = 0
             else:
