@@ -25,15 +25,15 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from pipeline import tracing
 from pipeline.config import Settings, SourceAuth
-from pipeline.http.app import SecurityHeaders, wants_hsts
+from pipeline.http.app import Api, complete_headers, security_headers, wants_hsts
 from pipeline.http.auth import authentication_refusal, client_address, get_authenticator, public
 from pipeline.http.deps import get_metrics, get_settings
 from pipeline.http.errors import FieldError, Refused, Rejected, answer, refusal
@@ -107,7 +107,7 @@ class IngestState:
     limits: dict[Channel, int]
 
 
-def install(app: FastAPI) -> None:
+def install(app: Api) -> None:
     """Give an app built by ``pipeline.http.app.create_app`` the ingest router's state and its fast path (before
     its first request)."""
     runtime, publisher = app.state.runtime, app.state.publisher
@@ -116,49 +116,45 @@ def install(app: FastAPI) -> None:
     group = GroupCommit(service, ReplayGuard(ReplayStore(runtime.engine)), timeout_s=settings.ingest_timeout_s)
     limits = {channel: body_limit(settings, publisher, channel) for channel in Channel}
     app.state.ingest = IngestState(service, group, IngestMetrics(app.state.metrics.registry), limits)
-    build = app.build_middleware_stack
-    hsts = wants_hsts(settings)
-
-    def build_with_fast_path() -> ASGIApp:
-        return IngestFastPath(build(), hsts=hsts)
-
-    app.build_middleware_stack = build_with_fast_path  # type: ignore[method-assign]  # outermost, see IngestFastPath
+    app.front_doors.append(IngestFastPath(hsts=wants_hsts(settings)))
 
 
 SOURCES_PATH = "/v1/sources/"
 
 
 class IngestFastPath:
-    """``POST /v1/sources/{source_id}`` answered by ``submit`` in front of the app's whole middleware stack.
+    """``POST /v1/sources/{source_id}`` answered by ``submit``, a front door of the app (``Api.front_doors``).
 
     The route below documents the endpoint (``/openapi.json``) and behaves the same, but FastAPI's router, dependency
-    solving and per-route wrappers cost about a third of a webhook's CPU (issue 20's profile), and its error,
-    telemetry and body-limit middlewares a few per cent more (each a call, and a wrapped ``send``, per message); the
-    webhook path needs none of them (it takes the raw body, bounds it itself and checks its own credentials). It does
-    what they would have done for it: its answers carry the app's security headers (``SecurityHeaders.complete``)
-    and an exception is answered 500 like the error middleware's (then raised on, for the server to log).
+    solving and per-route wrappers cost about a third of a webhook's CPU (issue 20's profile), its error, telemetry
+    and body-limit middlewares a few per cent more (each a call, and a wrapped ``send``, per message), and its own
+    per-request telemetry check ~3 %; the webhook path needs none of them (it takes the raw body, bounds it itself
+    and checks its own credentials). It does what they would have done for it: its answers carry the app's security
+    headers (``complete_headers``) and an exception is answered 500 like the error middleware's (then raised
+    on, for the server to log).
     """
 
-    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
-        self.app = app
-        self.security = SecurityHeaders(app, hsts=hsts)
+    def __init__(self, *, hsts: bool) -> None:
+        self.security = security_headers(hsts=hsts)  # built once: encoding the CSP per answer cost ~1 %
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(SOURCES_PATH):
-            source_id = scope["path"][len(SOURCES_PATH) :]
-            if source_id and "/" not in source_id:
-                try:
-                    response = await submit(source_id, Request(scope, receive))
-                except Exception:
-                    await self._send(PlainTextResponse("Internal Server Error", status_code=500), send)
-                    raise
-                await self._send(response, send)
-                return
-        await self.app(scope, receive, send)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Whether the request was a webhook post, then answered here."""
+        if scope["method"] != "POST" or not scope["path"].startswith(SOURCES_PATH):
+            return False
+        source_id = scope["path"][len(SOURCES_PATH) :]
+        if not source_id or "/" in source_id:
+            return False
+        try:
+            response = await submit(source_id, Request(scope, receive))
+        except Exception:
+            await self._send(PlainTextResponse("Internal Server Error", status_code=500), send)
+            raise
+        await self._send(response, send)
+        return True
 
     async def _send(self, response: Response, send: Send) -> None:
         """The answer as two ASGI messages (a ``Response`` here never has a streamed body or background tasks)."""
-        headers = self.security.complete(response.raw_headers)
+        headers = complete_headers(response.raw_headers, self.security)
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
 

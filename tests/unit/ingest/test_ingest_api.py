@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from ingest_helpers import BEARER, HMAC_SECRET, RecordingPublisher
 from source_payloads import payload
 from sqlalchemy import Connection
+from starlette.applications import Starlette
 from sqlalchemy.exc import OperationalError
 
 from pipeline.api.app import create_api
@@ -409,6 +410,26 @@ def test_next_batch_is_sealed_while_the_previous_one_waits_for_the_broker(runtim
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(ordered))
     overlapped = sum(1 for s0, s1 in seals for p0, p1 in sends if s0 < p1 and p0 < s1)
     assert overlapped >= 1, (seals, sends)
+
+
+def test_a_webhook_is_answered_before_any_of_fastapis_per_request_work(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path is the app's front door (``Api.front_doors``): a webhook post never reaches Starlette's
+    ``__call__`` (behind FastAPI's per-request telemetry check), every other request does."""
+    entered: list[str] = []
+    starlette_call = Starlette.__call__
+
+    async def counting(self: Starlette, scope: Any, receive: Any, send: Any) -> None:
+        entered.append(scope["path"])
+        await starlette_call(self, scope, receive, send)
+
+    monkeypatch.setattr(Starlette, "__call__", counting)
+    body, content_type = payload("web_form", "cf7_contact_us.txt")
+    assert post_signed(client, "wp-contact", body, content_type).status_code == 202
+    assert client.post("/v1/sources/", content=body).status_code in (404, 405)  # no source id: not the fast path's
+    assert client.get("/healthz").status_code == 200
+    assert entered == ["/v1/sources/", "/healthz"]
 
 
 def test_fast_path_answers_carry_the_security_headers(client: TestClient) -> None:
