@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from ingest_helpers import BEARER, HMAC_SECRET, RecordingPublisher
 from source_payloads import payload
 from sqlalchemy import Connection
-from starlette.applications import Starlette
 from sqlalchemy.exc import OperationalError
+from starlette.applications import Starlette
 
 from pipeline.api.app import create_api
 from pipeline.crypto.keystore import Warmed
