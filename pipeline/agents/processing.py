@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -29,7 +29,7 @@ from pipeline import tracing
 from pipeline.agents.app import LeadpipeApp, policy_for, topic_partitions
 from pipeline.agents.batching import BatchContext, BatchHandler, Fetched, RetryBatch
 from pipeline.agents.metrics import WorkerMetrics, worker_metrics
-from pipeline.agents.sender import Out, TransactionalSender
+from pipeline.agents.sender import Out, TransactionalSender, fatal
 from pipeline.agents.spam import AgentSpam
 from pipeline.agents.tables import ProcessingTables
 from pipeline.agents.views import ProcessingState
@@ -81,6 +81,9 @@ _CHILD_ERASURE_NAMESPACE = uuid.UUID("5b0f3a8e-2c47-4d8e-8f0e-6a1d3c9b7e22")
 CHILDREN_ACTOR = system_principal("children-rule")
 #: Longest pause between attempts at a batch while the key store's database is unreachable.
 STORE_RETRY_MAX_S = 10.0
+#: Events per part of a batch whose outputs are handed to the producer together: the broker takes one part while the
+#: chain works on the next, so a batch waits at its end for its last part's acknowledgement, not for all of it.
+FINISH_PART = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,15 @@ class BatchResult:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if channel is not None:
             self.by_channel[(channel, outcome)] = self.by_channel.get((channel, outcome), 0) + 1
+
+    def merge(self, other: BatchResult) -> None:
+        """Add ``other``'s records and counters (the parts of one batch, in order)."""
+        for partition, records in other.outgoing.items():
+            self.outgoing.setdefault(partition, []).extend(records)
+        for name, n in other.counts.items():
+            self.counts[name] = self.counts.get(name, 0) + n
+        for key, n in other.by_channel.items():
+            self.by_channel[key] = self.by_channel.get(key, 0) + n
 
 
 def _json(model: Any) -> bytes:
@@ -499,15 +511,21 @@ class SharedProcessing:
     """The app's consumer group, for the traces' spans."""
     spam: AgentSpam | None = None
 
-    async def process(self, batch: Sequence[Consumed], state: ProcessingState) -> BatchResult:
-        """The step with the spam engine's and the classifier's verdicts of the batch (asked off the event loop)."""
+    async def process(self, batch: Sequence[Consumed], state: ProcessingState) -> AsyncIterator[BatchResult]:
+        """The step with the spam engine's and the classifier's verdicts of the batch (asked off the event loop), in
+        parts of ``FINISH_PART`` events: the handler hands each part's outputs over while the next is worked out.
+
+        Every record is parsed and opened first (the key store's database is read there, so that the database being
+        unreachable is met before anything of the batch was sent: ``RetryBatch``)."""
         step = self.step
         opened = step.open(batch, datetime.now(UTC))
         events = [o.event for o in opened if o.event is not None]
-        if self.spam is None or not events:
-            return step.finish(opened, state, datetime.now(UTC))
-        engine, classifier = await self.spam.verdicts(batch[0].partition, events)
-        return step.finish(opened, state, datetime.now(UTC), engine, classifier)
+        engine, classifier = (
+            await self.spam.verdicts(batch[0].partition, events) if self.spam is not None and events else (None, None)
+        )
+        now = datetime.now(UTC)
+        for start in range(0, len(opened), FINISH_PART):
+            yield step.finish(opened[start : start + FINISH_PART], state, now, engine, classifier)
 
 
 def shared_processing(app: LeadpipeApp, runtime: Runtime) -> SharedProcessing:
@@ -554,8 +572,24 @@ def register(
     app.batch_agent(source, batch_handler(process or shared.process, shared, source_name))
 
 
-#: A batch step: plain (the review agent, benches) or a coroutine (the processing agent asks the spam engine).
-BatchProcess = Callable[[Sequence[Consumed], ProcessingState], BatchResult | Awaitable[BatchResult]]
+#: A batch step: plain (the review agent, benches), a coroutine, or the batch's results in parts (the processing
+#: agent: it asks the spam engine, and its parts are handed over one by one).
+BatchProcess = Callable[
+    [Sequence[Consumed], ProcessingState], BatchResult | Awaitable[BatchResult] | AsyncIterator[BatchResult]
+]
+
+
+async def parts_of(
+    outcome: BatchResult | Awaitable[BatchResult] | AsyncIterator[BatchResult],
+) -> AsyncIterator[BatchResult]:
+    """A step's outcome as parts: one, or each its async iterator yields."""
+    if isinstance(outcome, BatchResult):
+        yield outcome
+    elif inspect.isawaitable(outcome):
+        yield await outcome
+    else:
+        async for part in outcome:
+            yield part
 
 
 def batch_handler(
@@ -586,22 +620,28 @@ def batch_handler(
         else:
             batch = [Consumed(m.partition, m.offset, m.key, m.value) for m in messages]
         started = time.perf_counter()
+        partition = ctx.tp.partition
+        delivery = shared.sender.delivery(source_name, partition)
+        result = BatchResult()
         try:
-            outcome = process(batch, shared.tables.state())
-            result = await outcome if inspect.isawaitable(outcome) else outcome
+            async for part in parts_of(process(batch, shared.tables.state())):
+                result.merge(part)
+                await delivery.send(part.outgoing.get(partition, []))
         except DBAPIError as exc:  # the key store's database is unreachable: pause and redo, never crash or drop
+            if delivery.sent:  # a part is in the transaction already: only a restart gives it back (none commits)
+                fatal("processing_database_lost_mid_batch", exc, topic=source_name, partition=partition)
             for span in spans:
                 tracing.end(span, failed="database_unavailable")
             attempt = failures[ctx.tp.partition] = failures.get(ctx.tp.partition, 0) + 1
             delay = backoff_delay(attempt, 0.5, STORE_RETRY_MAX_S)
             log.warning("processing_paused", agent=agent, reason=type(exc.orig).__name__, retry_in_s=round(delay, 2))
             raise RetryBatch(delay, f"key store: {type(exc.orig).__name__}") from exc
-        failures.pop(ctx.tp.partition, None)
-        records = result.outgoing.get(ctx.tp.partition, [])
+        failures.pop(partition, None)
+        records = result.outgoing.get(partition, [])
         shared.metrics.observe_batch(
             agent, result.counts, drop_reasons(records), time.perf_counter() - started, result.by_channel
         )
-        if not await shared.sender.deliver(source_name, ctx.tp.partition, records):
+        if not await delivery.settle():
             for span in spans:
                 tracing.end(span, failed="not_acknowledged")
             return  # revoked or fenced while sending: not acknowledged, done again from the committed offset
