@@ -511,19 +511,21 @@ class SharedProcessing:
     """The app's consumer group, for the traces' spans."""
     spam: AgentSpam | None = None
 
-    async def process(self, batch: Sequence[Consumed], state: ProcessingState) -> AsyncIterator[BatchResult]:
+    async def process(
+        self, batch: Sequence[Consumed], state: ProcessingState, now: datetime | None = None
+    ) -> AsyncIterator[BatchResult]:
         """The step with the spam engine's and the classifier's verdicts of the batch (asked off the event loop), in
         parts of ``FINISH_PART`` events: the handler hands each part's outputs over while the next is worked out.
 
         Every record is parsed and opened first (the key store's database is read there, so that the database being
         unreachable is met before anything of the batch was sent: ``RetryBatch``)."""
         step = self.step
-        opened = step.open(batch, datetime.now(UTC))
+        opened = step.open(batch, now or datetime.now(UTC))
         events = [o.event for o in opened if o.event is not None]
         engine, classifier = (
             await self.spam.verdicts(batch[0].partition, events) if self.spam is not None and events else (None, None)
         )
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         for start in range(0, len(opened), FINISH_PART):
             yield step.finish(opened[start : start + FINISH_PART], state, now, engine, classifier)
 

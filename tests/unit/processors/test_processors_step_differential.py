@@ -14,13 +14,15 @@ aside, which are random).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from unittest.mock import patch
 
 import orjson
 import pytest
@@ -28,7 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from processor_events import NOW
 
-from pipeline.agents.processing import Consumed, ProcessingStep, _header
+from pipeline.agents import processing
+from pipeline.agents.processing import BatchResult, Consumed, ProcessingStep, SharedProcessing, _header
 from pipeline.agents.sender import Out
 from pipeline.agents.views import ProcessingState
 from pipeline.config import explicit_settings
@@ -242,3 +245,37 @@ def test_the_step_gives_the_reference_outputs(
     assert fast_state.anchors_data == reference_state.anchors_data
     accepted = [o.value for o in fast if o.topic == ACCEPTED_TOPIC]
     assert all(AcceptedRecord.model_validate_json(value or b"") for value in accepted)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(events(), min_size=1, max_size=25), tables=table_states(), part=st.integers(1, 7))
+def test_the_agent_s_parts_give_the_outputs_and_state_of_the_whole_batch(
+    batch: list[ContactEvent], tables: dict[str, dict[bytes, bytes]], part: int, runtime: Runtime
+) -> None:
+    """The processing agent runs the chain in parts (``FINISH_PART`` events, its outputs handed over part by part):
+    later parts must see the earlier parts' rate windows and anchors exactly as one pass over the batch does."""
+    step = ProcessingStep.from_runtime(runtime, compile_policy(load_policy()))
+    runtime.keystore.warm(subject_scope(e.subject_key) for e in batch)
+    consumed = [
+        Consumed(0, offset, e.subject_key.encode(), runtime.codec.seal_contact(e).model_dump_json().encode())
+        for offset, e in enumerate(batch)
+    ]
+    whole_state, parts_state = state_of(tables), state_of(tables)
+    whole = step.process(consumed, whole_state, now=NOW)
+    shared = SharedProcessing(
+        step=step, tables=cast(Any, None), sender=cast(Any, None), partitions={}, metrics=cast(Any, None)
+    )
+
+    async def in_parts() -> list[BatchResult]:
+        return [result async for result in shared.process(consumed, parts_state, now=NOW)]
+
+    with patch.object(processing, "FINISH_PART", part):
+        parts = asyncio.run(in_parts())
+    assert len(parts) == -(-len(consumed) // part)
+    merged = BatchResult()
+    for result in parts:
+        merged.merge(result)
+    assert [comparable(o) for o in merged.outgoing.get(0, [])] == [comparable(o) for o in whole.outgoing.get(0, [])]
+    assert merged.counts == whole.counts and merged.by_channel == whole.by_channel
+    assert parts_state.rates_data == whole_state.rates_data
+    assert parts_state.anchors_data == whole_state.anchors_data
