@@ -226,17 +226,23 @@ def comparable(out: Out) -> tuple[str, bytes | None, Any]:
     return out.topic, out.key, value
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batch=st.lists(events(), min_size=1, max_size=25), tables=table_states())
-def test_the_step_gives_the_reference_outputs(
-    batch: list[ContactEvent], tables: dict[str, dict[bytes, bytes]], runtime: Runtime
-) -> None:
+def sealed_batch(runtime: Runtime, batch: list[ContactEvent]) -> tuple[ProcessingStep, list[Consumed]]:
+    """A step under the shipped policy, and the batch as the records it consumes (partition 0, offsets in order)."""
     step = ProcessingStep.from_runtime(runtime, compile_policy(load_policy()))
     runtime.keystore.warm(subject_scope(e.subject_key) for e in batch)
     consumed = [
         Consumed(0, offset, e.subject_key.encode(), runtime.codec.seal_contact(e).model_dump_json().encode())
         for offset, e in enumerate(batch)
     ]
+    return step, consumed
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(events(), min_size=1, max_size=25), tables=table_states())
+def test_the_step_gives_the_reference_outputs(
+    batch: list[ContactEvent], tables: dict[str, dict[bytes, bytes]], runtime: Runtime
+) -> None:
+    step, consumed = sealed_batch(runtime, batch)
     fast_state, reference_state = state_of(tables), state_of(tables)
     fast = step.process(consumed, fast_state, now=NOW).outgoing.get(0, [])
     reference = [out for item in consumed for out in reference_outputs(step, item, reference_state, NOW)]
@@ -254,12 +260,7 @@ def test_the_agent_s_parts_give_the_outputs_and_state_of_the_whole_batch(
 ) -> None:
     """The processing agent runs the chain in parts (``FINISH_PART`` events, its outputs handed over part by part):
     later parts must see the earlier parts' rate windows and anchors exactly as one pass over the batch does."""
-    step = ProcessingStep.from_runtime(runtime, compile_policy(load_policy()))
-    runtime.keystore.warm(subject_scope(e.subject_key) for e in batch)
-    consumed = [
-        Consumed(0, offset, e.subject_key.encode(), runtime.codec.seal_contact(e).model_dump_json().encode())
-        for offset, e in enumerate(batch)
-    ]
+    step, consumed = sealed_batch(runtime, batch)
     whole_state, parts_state = state_of(tables), state_of(tables)
     whole = step.process(consumed, whole_state, now=NOW)
     shared = SharedProcessing(
