@@ -147,14 +147,28 @@ def test_classifier_store_down_is_a_typed_outcome() -> None:
 # ---- an engine of this module's own: stopped, hung and restarted without disturbing the session's ----------------
 
 
+def _recognised_in_time(client: SpamEngineClient, message: EngineMessage, label: Any, attempts: int = 3) -> list[str]:
+    """The statuses of repeats of a learned message, 2 s apart, until one is ``duplicate`` (at most ``attempts``).
+
+    A private engine started for this module learnt the repeat 2 s later again in 3 of 14 runs at load ~0.5
+    (measured 2026-12-07; a throwaway message learnt and recognised first did not prevent it): when rspamd records
+    a learned message's digest varies more than one wait covers. What this module tests is that the record, once
+    made, survives a restart, so it waits for the record to exist."""
+    statuses: list[str] = []
+    while len(statuses) < attempts and "duplicate" not in statuses:
+        statuses.append(_learn_again(client, message, label))
+    return statuses
+
+
 def test_engine_down_is_a_quick_typed_result_and_learning_survives_a_restart(private_engine: LocalSpamEngine) -> None:
     message = _message(HAM)
 
-    def learn_twice() -> tuple[str, str]:
+    def learn_until_recognised() -> tuple[str, list[str]]:
         with _client(private_engine) as client:
-            return client.learn(message, "ham").status, _learn_again(client, message, "ham")
+            return client.learn(message, "ham").status, _recognised_in_time(client, message, "ham")
 
-    assert learn_twice() == ("learned", "duplicate")
+    first, repeats = learn_until_recognised()
+    assert first == "learned" and repeats[-1] == "duplicate", repeats
 
     assert private_engine.stop_rspamd()
 
@@ -169,6 +183,9 @@ def test_engine_down_is_a_quick_typed_result_and_learning_survives_a_restart(pri
 
     private_engine.up()
     with _client(private_engine) as client:
+        probe = _message(HAM)  # the restarted engine records and recognises repeats again before the real check
+        assert client.learn(probe, "ham").status == "learned"
+        assert _recognised_in_time(client, probe, "ham")[-1] == "duplicate"
         again = client.learn(message, "ham")
     assert again.status == "duplicate"  # Redis kept what was learned before the restart
 

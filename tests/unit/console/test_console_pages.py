@@ -362,16 +362,18 @@ def test_charts_draw_leads_per_channel_per_day_and_rights_on_time(app: Any, runt
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)
+    # all three today, also in a run's first minutes after midnight (UTC), when minutes ago were yesterday
+    first = max(now - timedelta(minutes=5), now.replace(hour=0, minute=0, second=0, microsecond=0))
     CrmWriter(runtime.engine).write_events(
         [
-            make_tagged("fresh@example.com", channel=Channel.CHATBOT, occurred_at=now - timedelta(minutes=5)),
-            make_tagged("fresh2@example.com", channel=Channel.CHATBOT, occurred_at=now - timedelta(minutes=4)),
-            make_tagged("fresh3@example.com", occurred_at=now - timedelta(minutes=3)),
+            make_tagged("fresh@example.com", channel=Channel.CHATBOT, occurred_at=first),
+            make_tagged("fresh2@example.com", channel=Channel.CHATBOT, occurred_at=first + timedelta(microseconds=1)),
+            make_tagged("fresh3@example.com", occurred_at=first + timedelta(microseconds=2)),
         ]
     )
     page = browser(app, "sam").get("/charts").text
     assert "Leads per channel per day" in page and "Rights requests" not in page
-    today = (now + timedelta(seconds=1)).date().isoformat()
+    today = first.date().isoformat()
     assert f"<title>{today} chatbot: 2</title>" in page and f"<title>{today} web_form: 1</title>" in page
     assert f'<th scope="row">{today}</th><td>2</td><td>1</td>' in page  # chatbot, web_form
     tools = DpoTools(runtime, app.state.publisher, migrate=False)
