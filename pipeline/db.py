@@ -196,6 +196,17 @@ def _unnest_insert(table: Table, names: tuple[str, ...]) -> Executable:
     return postgresql.insert(table).from_select(list(names), select(*arrays)).on_conflict_do_nothing()
 
 
+@contextlib.contextmanager
+def within(engine: Engine, conn: Connection | None) -> Iterator[Connection]:
+    """``conn``, the caller's transaction (the caller commits), when given; else a transaction of its own on
+    ``engine``, committed on leaving. Lets a store's write join a caller's one database trip or stand alone."""
+    if conn is not None:
+        yield conn
+        return
+    with engine.begin() as own:
+        yield own
+
+
 def insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """INSERT many rows (each with the same keys), skipping those that conflict with a row already there.
 

@@ -629,9 +629,12 @@ def batch_handler(
             async for part in parts_of(process(batch, shared.tables.state())):
                 result.merge(part)
                 await delivery.send(part.outgoing.get(partition, []))
-        except DBAPIError as exc:  # the key store's database is unreachable: pause and redo, never crash or drop
-            if delivery.sent:  # a part is in the transaction already: only a restart gives it back (none commits)
-                fatal("processing_database_lost_mid_batch", exc, topic=source_name, partition=partition)
+        except Exception as exc:
+            if delivery.sent:  # a part is in the transaction already: only an exit gives it back (nothing commits)
+                fatal("processing_failed_mid_batch", exc, topic=source_name, partition=partition)
+            if not isinstance(exc, DBAPIError):
+                raise
+            # the key store's database is unreachable: pause and redo, never crash or drop
             for span in spans:
                 tracing.end(span, failed="database_unavailable")
             attempt = failures[ctx.tp.partition] = failures.get(ctx.tp.partition, 0) + 1

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql import ColumnElement
 
-from pipeline.db import Base, any_of, insert_ignoring_duplicates
+from pipeline.db import Base, any_of, insert_ignoring_duplicates, within
 
 
 class SubjectKey(Base):
@@ -320,13 +320,9 @@ class SqlKeyStore:
         in the caller's transaction (the caller commits), else in one of its own.
         """
         rows = [{"scope": scope, "subject_scope": subject} for scope, subject in dict.fromkeys(pairs)]
-        if not rows:
-            return
-        if conn is not None:
-            insert_ignoring_duplicates(conn, cast(Table, DataKeyLink.__table__), rows)
-            return
-        with self._engine.begin() as own:
-            insert_ignoring_duplicates(own, cast(Table, DataKeyLink.__table__), rows)
+        if rows:
+            with within(self._engine, conn) as db:
+                insert_ignoring_duplicates(db, cast(Table, DataKeyLink.__table__), rows)
 
     def destroy(self, scope: str, reason: str, *, created_by: datetime | None = None) -> int:
         """Destroy every generation of a scope and of the shared payload keys linked to it; returns how many.

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import hashlib
 import json
 import threading
@@ -40,7 +39,7 @@ from typing import cast
 from sqlalchemy import Connection, DateTime, Engine, String, Table, Text, bindparam, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pipeline.db import Base, any_of, insert_ignoring_duplicates
+from pipeline.db import Base, any_of, insert_ignoring_duplicates, within
 
 #: Accepted signatures kept in one process's memory (the database holds them all).
 MAX_ENTRIES = 100_000
@@ -126,8 +125,7 @@ class ReplayStore:
         if not rows and not purge and not keys:
             return {}
         cutoff = datetime.fromtimestamp(now, UTC)
-        with contextlib.ExitStack() as stack:
-            db = conn if conn is not None else stack.enter_context(self._engine.begin())
+        with within(self._engine, conn) as db:
             insert_ignoring_duplicates(db, self._table, rows)
             if purge:
                 db.execute(self._purge, {"cutoff": cutoff})

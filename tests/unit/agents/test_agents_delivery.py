@@ -236,9 +236,37 @@ async def test_the_database_lost_after_a_part_was_sent_stops_the_worker_uncommit
         raise OperationalError("INSERT", {}, ConnectionRefusedError("down"))
 
     handle = batch_handler(process, _shared(recorder, []), SOURCE)
-    with pytest.raises(_Exited, match="processing_database_lost_mid_batch"):
+    with pytest.raises(_Exited, match="processing_failed_mid_batch"):
         await handle(BatchContext(TP(SOURCE, 2), consumer), _fetched(3))
     assert consumer.acked == []
+
+
+async def test_any_failure_after_a_part_was_sent_stops_the_worker_uncommitted(exits: None) -> None:
+    """Not only the database: whatever ends the step once a part is in the transaction must not let a commit (a
+    rebalance's, a stop's) carry that part without the batch's offsets."""
+    recorder, consumer = _Recorder(), _Consumer()
+
+    async def process(batch: Sequence[Consumed], state: ProcessingState) -> AsyncIterator[BatchResult]:
+        yield _part(2)
+        raise RuntimeError("a bug in the step")
+
+    handle = batch_handler(process, _shared(recorder, []), SOURCE)
+    with pytest.raises(_Exited, match="processing_failed_mid_batch"):
+        await handle(BatchContext(TP(SOURCE, 2), consumer), _fetched(3))
+    assert consumer.acked == []
+
+
+async def test_a_failure_before_any_part_was_sent_is_raised_as_it_was() -> None:
+    recorder, consumer = _Recorder(), _Consumer()
+
+    async def process(batch: Sequence[Consumed], state: ProcessingState) -> AsyncIterator[BatchResult]:
+        raise RuntimeError("a bug in the step")
+        yield _part(1)  # pragma: no cover - an async generator that fails at once
+
+    handle = batch_handler(process, _shared(recorder, []), SOURCE)
+    with pytest.raises(RuntimeError, match="a bug in the step"):
+        await handle(BatchContext(TP(SOURCE, 2), consumer), _fetched(3))
+    assert recorder.parts == [] and consumer.acked == []
 
 
 # ---- the processing agent's parts -----------------------------------------------------------------------------------
