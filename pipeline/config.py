@@ -226,6 +226,14 @@ class Settings(BaseSettings):
         "producer's message.timeout.ms, so a record refused is never delivered later)",
     )
     ingest_retry_after_s: int = Field(default=5, ge=1, description="Retry-After of a 503 (key store or broker down)")
+    ingest_trip_gap_s: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Least time between two of the API's key-store trips: under load, requests arriving meanwhile "
+        "share the next trip (fewer trips, less CPU per request) at up to this much latency; an idle API's request "
+        "never waits for it",
+    )
     api_workers: int = Field(default=1, ge=1, le=64, description="`leadpipe serve` processes sharing the ports")
     admin_host: str = Field(default="127.0.0.1", description="Listen address of the admin port")
     admin_port: int | None = Field(

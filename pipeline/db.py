@@ -16,10 +16,10 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -31,6 +31,7 @@ from sqlalchemy import (
     Engine,
     Executable,
     MetaData,
+    Row,
     Table,
     TypeDecorator,
     any_,
@@ -50,6 +51,8 @@ from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import TypeEngine
+
+_T = TypeVar("_T")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -191,9 +194,10 @@ def any_of(engine: Engine, column: ColumnElement[Any] | InstrumentedAttribute[An
 
 
 @functools.lru_cache(maxsize=64)
-def _unnest_insert(table: Table, names: tuple[str, ...]) -> Executable:
+def _unnest_insert(table: Table, names: tuple[str, ...], returning: tuple[str, ...] = ()) -> Executable:
     arrays = [func.unnest(cast(bindparam(n), postgresql.ARRAY(_sql_type(table.c[n].type)))) for n in names]
-    return postgresql.insert(table).from_select(list(names), select(*arrays)).on_conflict_do_nothing()
+    insert = postgresql.insert(table).from_select(list(names), select(*arrays)).on_conflict_do_nothing()
+    return insert.returning(*(table.c[n] for n in returning)) if returning else insert
 
 
 @contextlib.contextmanager
@@ -207,19 +211,77 @@ def within(engine: Engine, conn: Connection | None) -> Iterator[Connection]:
         yield own
 
 
-def insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """INSERT many rows (each with the same keys), skipping those that conflict with a row already there.
+class KeptConnection:
+    """One connection kept from use to use, for a hot path of many short database trips.
+
+    A pooled connection per trip costs a checkout, a ping (``pool_pre_ping``: a round trip) and a reset, and a
+    transaction a BEGIN and a ROLLBACK or COMMIT (psycopg sends each as a round trip): for the processing worker's
+    one-statement key reads that was four round trips for one, ~35 % of its CPU at 1,000 events/s (issue 20).
+    ``autocommit`` suits reads and self-contained statements; without it ``work`` commits what it wrote. A
+    connection the server closed since its last use (a restart, a failover) is replaced and ``work`` runs once
+    more, as a ping would have done; any other failure drops the connection (rolling back what it began) and is
+    raised. Uses from several threads take turns.
+    """
+
+    def __init__(self, engine: Engine, *, autocommit: bool = False) -> None:
+        self._engine = engine
+        self._autocommit = autocommit
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+
+    def run(self, work: Callable[[Connection], _T]) -> _T:
+        with self._lock:
+            try:
+                return work(self._connection())
+            except DBAPIError as exc:
+                self._drop()
+                if not exc.connection_invalidated:
+                    raise
+            except BaseException:
+                self._drop()
+                raise
+            try:
+                return work(self._connection())
+            except BaseException:
+                self._drop()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            conn = self._engine.connect()
+            self._conn = conn.execution_options(isolation_level="AUTOCOMMIT") if self._autocommit else conn
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(DBAPIError):
+                conn.close()
+
+
+def insert_ignoring_duplicates(
+    conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], returning: tuple[str, ...] = ()
+) -> Sequence[Row[Any]]:
+    """INSERT many rows (each with the same keys), skipping those that conflict with a row already there; with
+    ``returning``, those columns of the rows inserted (a skipped row returns nothing), saving the read-back.
 
     On PostgreSQL one statement whose parameters are one array per column (``INSERT ... SELECT unnest(...)``),
     prepared once by the driver, instead of an executemany's statement per row. Values go to the driver as they
     are: give aware datetimes."""
     if not rows:
-        return
+        return []
     if conn.dialect.name == "postgresql":
         names = tuple(rows[0])
-        conn.execute(_unnest_insert(table, names), {n: [row[n] for row in rows] for n in names})
+        result = conn.execute(_unnest_insert(table, names, returning), {n: [row[n] for row in rows] for n in names})
     else:
-        conn.execute(dialect_insert(conn.engine, table).on_conflict_do_nothing(), list(rows))
+        insert = dialect_insert(conn.engine, table).on_conflict_do_nothing()
+        statement = insert.returning(*(table.c[n] for n in returning)) if returning else insert
+        result = conn.execute(statement, list(rows))
+    return result.all() if returning else []
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Any]:

@@ -8,6 +8,7 @@ a key again: nothing writes ``wrapped_key`` of an existing row, so a replayed ol
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Engine,
     Integer,
     LargeBinary,
+    Row,
     String,
     Table,
     UniqueConstraint,
@@ -33,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql import ColumnElement
 
-from pipeline.db import Base, any_of, insert_ignoring_duplicates, within
+from pipeline.db import Base, KeptConnection, any_of, insert_ignoring_duplicates, within
 
 
 class SubjectKey(Base):
@@ -102,6 +104,7 @@ class SqlKeyStore:
         self._lock = threading.Lock()
         self._by_id: dict[str, tuple[float, bytes]] = {}  # key id -> (confirmed at, key)
         self._active: dict[str, tuple[float, str]] = {}  # scope -> (confirmed at, key id of its live generation)
+        self._reader = KeptConnection(engine, autocommit=True)  # ``preload``'s: one round trip per read
         self._batch = threading.local()  # per thread: the key ids and scopes its last preload/warm confirmed
         # ``warm``'s lookups, one fixed statement each whatever the batch's size (``pipeline.db.any_of``)
         self._scopes_query = select(
@@ -226,8 +229,14 @@ class SqlKeyStore:
                     )
             if new_rows:
                 created += len(new_rows)
-                insert_ignoring_duplicates(conn, cast(Table, SubjectKey.__table__), new_rows)
-                made_rows = conn.execute(self._ids_query, {"ids": [r["key_id"] for r in new_rows]}).all()
+                table = cast(Table, SubjectKey.__table__)
+                made_rows: list[Any] = list(
+                    insert_ignoring_duplicates(conn, table, new_rows, ("scope", "key_id", "wrapped_key"))
+                )
+                if len(made_rows) < len(new_rows):  # another process created some of them first: read theirs
+                    made_ids = {made.key_id for made in made_rows}
+                    lost = [r["key_id"] for r in new_rows if r["key_id"] not in made_ids]
+                    made_rows += conn.execute(self._ids_query, {"ids": lost}).all()
                 for made in made_rows:
                     latest[made.scope] = made
             gone.extend(row.key_id for row in rows if row.wrapped_key is None)
@@ -261,14 +270,16 @@ class SqlKeyStore:
         self._batch.ids = self._batch.gone = frozenset()  # a preload that fails confirms nothing
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
-            with self._engine.connect() as conn:
-                rows = conn.execute(self._live_query, {"ids": chunk}).all()
+            rows = self._reader.run(functools.partial(self._live_rows, chunk))
             alive = self._unwrap_all([(row.key_id, row.wrapped_key) for row in rows])
             found = {key_id for key_id, _ in alive}
             alive_ids |= found
             self._confirm(self._clock(), alive, [k for k in chunk if k not in found])
         self._batch.ids = frozenset(alive_ids)
         self._batch.gone = frozenset(wanted) - self._batch.ids
+
+    def _live_rows(self, key_ids: list[str], conn: Connection) -> Sequence[Row[str, bytes | None]]:
+        return conn.execute(self._live_query, {"ids": key_ids}).all()
 
     def active_key(self, scope: str) -> tuple[str, bytes]:
         with self._lock:

@@ -113,7 +113,12 @@ def install(app: Api) -> None:
     runtime, publisher = app.state.runtime, app.state.publisher
     service = IngestService(runtime, publisher)
     settings = runtime.settings
-    group = GroupCommit(service, ReplayGuard(ReplayStore(runtime.engine)), timeout_s=settings.ingest_timeout_s)
+    group = GroupCommit(
+        service,
+        ReplayGuard(ReplayStore(runtime.engine)),
+        timeout_s=settings.ingest_timeout_s,
+        trip_gap_s=settings.ingest_trip_gap_s,
+    )
     limits = {channel: body_limit(settings, publisher, channel) for channel in Channel}
     app.state.ingest = IngestState(service, group, IngestMetrics(app.state.metrics.registry), limits)
     app.front_doors.append(IngestFastPath(hsts=wants_hsts(settings)))

@@ -198,7 +198,9 @@ class ReplayGuard:
 
     @property
     def has_unstored(self) -> bool:
-        return bool(self._unstored)
+        """Whether accepted signatures wait for a database trip (never without a store: a sealer would make trips
+        for them forever)."""
+        return self.store is not None and bool(self._unstored)
 
     def take_unstored(self) -> list[tuple[ReplayKey, tuple[uuid.UUID, ...]]]:
         """The accepted signatures not yet in the database (the caller stores them, or hands them back)."""

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from clock_helpers import Clock
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.crypto import KeyDestroyedError, Sealer, SqlKeyStore, SubjectKey, subject_scope
+from pipeline.crypto import keystore as keystore_module
 from pipeline.crypto.codec import RecordCodec
 from pipeline.db import ensure_schema, make_engine
 
@@ -69,6 +71,32 @@ def test_warm_creates_many_keys_consistently(keystore: SqlKeyStore) -> None:
     other = SqlKeyStore(keystore._engine, KEK)
     other.warm(scopes[::2])
     assert all(other.active_key(s) == keystore.active_key(s) for s in scopes[::2])
+
+
+def test_warm_uses_the_key_another_process_created_after_its_read(
+    keystore: SqlKeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The insert returns only the rows it made; a key another process created between this store's read and its
+    insert is read back and used, never a second key for one scope."""
+    ours, theirs = subject_scope("sk_ours"), subject_scope("sk_theirs")
+    other = SqlKeyStore(keystore._engine, KEK)
+    real_insert = keystore_module.insert_ignoring_duplicates
+
+    def racing_insert(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(keystore_module, "insert_ignoring_duplicates", real_insert)
+        other.warm([theirs])  # another process wins the race for one of the two scopes
+        return real_insert(*args, **kwargs)
+
+    monkeypatch.setattr(keystore_module, "insert_ignoring_duplicates", racing_insert)
+    keystore.warm([ours, theirs])
+    statements: list[str] = []
+    event.listen(keystore._engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    assert keystore.active_key(theirs) == other.active_key(theirs)
+    assert keystore.active_key(ours) != other.active_key(theirs)
+    assert statements == [], "warm confirmed both keys; sealing under them asks the database nothing"
+    with Session(keystore._engine) as session:
+        rows = session.scalars(select(SubjectKey).where(SubjectKey.scope.in_([ours, theirs]))).all()
+    assert sorted(r.scope for r in rows) == sorted([ours, theirs])  # one generation each
 
 
 def test_shared_payload_key_dies_with_any_linked_subject(keystore: SqlKeyStore) -> None:
