@@ -169,6 +169,9 @@ def test_engine_down_is_a_quick_typed_result_and_learning_survives_a_restart(pri
 
     first, repeats = learn_until_recognised()
     assert first == "learned" and repeats[-1] == "duplicate", repeats
+    store = redis.Redis(port=private_engine.redis_port)
+    learned_before = set(store.hkeys("learned_ids"))  # rspamd's record of the messages it learned
+    assert learned_before
 
     assert private_engine.stop_rspamd()
 
@@ -186,8 +189,10 @@ def test_engine_down_is_a_quick_typed_result_and_learning_survives_a_restart(pri
         probe = _message(HAM)  # the restarted engine records and recognises repeats again before the real check
         assert client.learn(probe, "ham").status == "learned"
         assert _recognised_in_time(client, probe, "ham")[-1] == "duplicate"
-        again = client.learn(message, "ham")
-    assert again.status == "duplicate"  # Redis kept what was learned before the restart
+    # Redis kept what was learned before the restart. Not asked through a repeat learn: right after a restart
+    # rspamd answered a recorded message's repeat "learned" again in 1 full run of ~15 (2026-12-07), so its own
+    # answer is not a reliable witness; the record it reads is.
+    assert learned_before <= set(store.hkeys("learned_ids"))
 
 
 def test_a_hung_engine_costs_one_budget_per_batch(private_engine: LocalSpamEngine) -> None:
