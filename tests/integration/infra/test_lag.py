@@ -85,7 +85,7 @@ def test_lag_command_prints_every_partition(lag_settings: Settings, monkeypatch:
         runner = CliRunner()
         result = runner.invoke(app, ["lag", "--group", group, "--json"])
         assert result.exit_code == 0, result.output
-        rows = [json.loads(line) for line in result.output.splitlines()]
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
         assert [(r["partition"], r["committed"], r["end"], r["lag"]) for r in rows] == [
             (0, 4, 10, 6),
             (1, 20, 20, 0),

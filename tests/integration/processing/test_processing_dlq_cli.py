@@ -79,11 +79,11 @@ def test_list_show_and_replay(cli_runtime: Runtime, monkeypatch: pytest.MonkeyPa
     assert "1  contacts.dlq.ingest  ingest  invalid_email" in listed.output
     assert "example.com" not in listed.output and "nope" not in listed.output
     only = _run("list", "--json", "--reason", "invalid_email")
-    assert [json.loads(line)["dead_letter_id"] for line in only.output.splitlines()] == [str(refused.dead_letter_id)]
+    assert [json.loads(line)["dead_letter_id"] for line in only.stdout.splitlines()] == [str(refused.dead_letter_id)]
 
     shown = _run("show", str(fixed.dead_letter_id))
     assert shown.exit_code == 0, shown.output
-    document = json.loads(shown.output)
+    document = json.loads(shown.stdout)
     assert document["reason"] == "rule_error:spam" and document["has_payload"] is True
     assert "payload" not in document and "example.com" not in shown.output
     assert _run("show", str(fixed.dead_letter_id), "--payload").stdout_bytes == fixed_value

@@ -53,7 +53,7 @@ def test_list_show_and_decide(runtime: Runtime, monkeypatch: pytest.MonkeyPatch)
 
     listed = _run("list", "--json")
     assert listed.exit_code == 0, listed.output
-    items = [json.loads(line) for line in listed.output.splitlines() if line.startswith("{")]
+    items = [json.loads(line) for line in listed.stdout.splitlines() if line.startswith("{")]
     assert {i["event_id"] for i in items} == {str(first.event_id), str(second.event_id)}
     assert "ann." not in listed.output and "Tester" not in listed.output
 

@@ -221,7 +221,7 @@ def test_dpo_cli_issues_requests_and_lists_open_and_overdue(
     assert result.exit_code == 0 and "3 open request(s), 1 overdue" in result.output and "OVERDUE" in result.output
     assert result.output.count("issued by Dana Privacy (person:") == 3  # who issued each request
     result = invoke_cli(settings, monkeypatch, "dpo", "status", "--overdue", "--json", key=dpo_key)
-    listed = json.loads(result.output[result.output.index("[") :])
+    listed = json.loads(result.stdout[result.stdout.index("[") :])
     assert [r["request_id"] for r in listed] == [erasure.request_id] and listed[0]["overdue"] is True
     result = invoke_cli(
         settings,

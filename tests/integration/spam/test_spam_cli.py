@@ -67,7 +67,7 @@ def test_score_prints_one_line_per_message_with_every_signal(env: None, tmp_path
     paths = [str(mbox), str(tmp_path / "Maildir"), str(tmp_path / "broken.eml"), str(hostile)]
     result = CliRunner().invoke(cli, ["spam", "score", *paths])
     assert result.exit_code == 0, result.output
-    lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 5
     ham, spam, invoice, broken, refused = lines
     assert refused["verdict"] == "rejected" and refused["detail"].startswith("oversized_headers: "), refused

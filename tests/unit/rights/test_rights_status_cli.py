@@ -74,4 +74,4 @@ def test_status_lists_open_and_recently_completed_requests_and_points_to_all(tra
     assert every.output.splitlines()[0] == "1 open request(s), 0 overdue; 3 completed"
 
     as_json = CliRunner().invoke(app, ["dpo", "status", "--json"])
-    assert {r["request_id"] for r in json.loads(as_json.output)} == {*recent, open_}
+    assert {r["request_id"] for r in json.loads(as_json.stdout)} == {*recent, open_}
