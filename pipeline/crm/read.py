@@ -26,6 +26,7 @@ from pipeline.crm.views import (
     SubjectView,
     VisitorLinkView,
 )
+from pipeline.db import any_of
 from pipeline.normalize import NormalizationError, canonical_email, canonical_phone
 
 
@@ -218,10 +219,11 @@ class CrmReadModel:
     def _interaction_counts(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
         if not keys:
             return {}
-        rows = conn.execute(
+        rows = conn.execute(  # one array bind on PostgreSQL: no SQL rendered and planned per list length
             select(interactions.c.subject_key, func.count())
-            .where(interactions.c.subject_key.in_(list(keys)))
-            .group_by(interactions.c.subject_key)
+            .where(any_of(conn.engine, interactions.c.subject_key, "keys"))
+            .group_by(interactions.c.subject_key),
+            {"keys": list(keys)},
         ).all()
         return {key: int(count) for key, count in rows}
 
