@@ -68,6 +68,9 @@ def test_every_answer_matches_what_was_published(
     if response.status_code == 202:
         ids = answer["event_ids"]
         assert ids
+        if answer.get("replayed"):  # the same body signed in the same second as an earlier example: a replay
+            assert publisher.records == []  # answered with the original's ids, nothing published again
+            return
         raw = [r.value for r in publisher.records if isinstance(r.value, RawRecord)]
         normalized = [r.value for r in publisher.records if isinstance(r.value, ContactRecord)]
         assert len(publisher.records) == 2 * len(ids)
