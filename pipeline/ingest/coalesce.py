@@ -34,12 +34,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.crypto.keystore import Warmed
 from pipeline.db import KeptConnection
-from pipeline.ingest.replay import FLUSH_INTERVAL_S, ReplayGuard, ReplayKey
+from pipeline.ingest.replay import FLUSH_INTERVAL_S, Accepted, ReplayGuard, ReplayKey
 from pipeline.ingest.service import IngestService, KeyStoreUnavailable, Parsed, Ready, SubmitResult, log_outcome
 from pipeline.kafka.producer import Availability, PublishError
 
 Found = dict[tuple[str, str], tuple[uuid.UUID, ...]]
-Accepted = tuple[ReplayKey, tuple[uuid.UUID, ...]]
 
 
 class BrokerUnavailable(PublishError):

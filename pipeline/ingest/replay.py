@@ -82,6 +82,10 @@ class ReplayKey:
 PURGE_INTERVAL_S = 10.0
 
 
+#: An accepted signed request and the event ids it was answered with.
+Accepted = tuple[ReplayKey, tuple[uuid.UUID, ...]]
+
+
 class ReplayStore:
     """``ingest_replays``: what every API process has accepted, shared through the database.
 
@@ -103,7 +107,7 @@ class ReplayStore:
 
     def exchange(
         self,
-        accepted: Sequence[tuple[ReplayKey, tuple[uuid.UUID, ...]]],
+        accepted: Sequence[Accepted],
         keys: Sequence[ReplayKey],
         now: float,
         conn: Connection | None = None,
@@ -160,7 +164,7 @@ class ReplayGuard:
             collections.OrderedDict()
         )
         self._in_flight: dict[tuple[str, str], asyncio.Future[tuple[uuid.UUID, ...] | None]] = {}
-        self._unstored: list[tuple[ReplayKey, tuple[uuid.UUID, ...]]] = []
+        self._unstored: list[Accepted] = []
         self._lock = threading.Lock()
 
     def accepted(self, key: ReplayKey) -> tuple[uuid.UUID, ...] | None:
@@ -202,13 +206,13 @@ class ReplayGuard:
         for them forever)."""
         return self.store is not None and bool(self._unstored)
 
-    def take_unstored(self) -> list[tuple[ReplayKey, tuple[uuid.UUID, ...]]]:
+    def take_unstored(self) -> list[Accepted]:
         """The accepted signatures not yet in the database (the caller stores them, or hands them back)."""
         with self._lock:
             taken, self._unstored = self._unstored, []
         return taken
 
-    def give_back(self, unstored: list[tuple[ReplayKey, tuple[uuid.UUID, ...]]]) -> None:
+    def give_back(self, unstored: list[Accepted]) -> None:
         """Storing failed (the database is down): keep them for the next trip."""
         with self._lock:
             self._unstored[:0] = unstored
