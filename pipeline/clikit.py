@@ -18,11 +18,21 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import typer
 
+from pipeline.config import get_settings
+from pipeline.runtime import Runtime
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
 #: ``needs(...)`` or ``exits(...)`` as a value, e.g. shared by a group of commands.
 Declaration = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -104,6 +114,19 @@ def fails_on(*errors: type[Exception], prefix: str = "") -> Iterator[None]:
     except errors as exc:
         typer.echo(f"{prefix}{exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
+
+
+@contextmanager
+def command_service(build: Callable[[Runtime], C]) -> Iterator[C]:
+    """A service for one command, on a runtime of the command's settings; closed after (its publisher's thread must
+    not outlive the command when it runs in-process, as under tests) and the runtime's engine disposed."""
+    runtime = Runtime(get_settings())
+    service = build(runtime)
+    try:
+        yield service
+    finally:
+        service.close()
+        runtime.engine.dispose()
 
 
 def write_generated(path: Path, text: str) -> None:

@@ -43,6 +43,44 @@ def _docker_answers() -> bool:
         return False
 
 
+_publishers_started: dict[int, tuple[Any, str]] = {}
+_current_test = ["(no test)"]
+
+
+@pytest.fixture(autouse=True)
+def _name_the_running_test(request: pytest.FixtureRequest) -> None:
+    _current_test[0] = request.node.nodeid
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _publishers_closed() -> Iterator[None]:
+    """Fail the module whose tests left a publisher's delivery-report poller running (closing it).
+
+    A publisher left open keeps polling librdkafka after its test's topics were deleted; minutes later librdkafka's
+    metadata refresh logs "partition count changed" lines into whatever test runs then (a CLI test's output).
+    """
+    from pipeline.kafka.producer import ConfirmingPublisher
+
+    original = ConfirmingPublisher._ensure_poller
+
+    def ensure_poller(self: ConfirmingPublisher) -> None:
+        if self._poller is None:
+            _publishers_started[id(self)] = (self, _current_test[0])
+        original(self)
+
+    ConfirmingPublisher._ensure_poller = ensure_poller  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ConfirmingPublisher._ensure_poller = original  # type: ignore[method-assign]
+        leaked = [(p, test) for p, test in _publishers_started.values() if not p._stop.is_set()]
+        _publishers_started.clear()
+        for publisher, _test in leaked:
+            publisher.close(timeout_s=1.0)
+        if leaked:
+            pytest.fail("publishers left open (closed now), started by: " + ", ".join(t for _, t in leaked))
+
+
 @pytest.fixture
 def exporter() -> Iterator[InMemorySpanExporter]:
     """Tracing on for one test, its finished spans kept in memory (``pipeline.tracing.install``); off again after."""

@@ -15,6 +15,8 @@ are assigned; no local disk is needed, so a killed worker restarts anywhere.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
@@ -45,6 +47,9 @@ class LeadpipeApp(BatchingAppMixin, faust.App):
         self.batch_handlers: dict[str, BatchHandler] = {}
         self.shared: dict[str, Any] = {}
         """Per app, what several agents use and faust must see declared once (tables, metrics), by name."""
+        self.closers: list[Callable[[], None]] = []
+        """Called once the app has shut down (agents and timers stopped): what an agent opened for itself, such as
+        its own publisher, whose delivery-report thread would otherwise outlive the app."""
 
     def batch_agent(self, topic: Any, handler: BatchHandler) -> None:
         """Consume ``topic`` (a faust topic) in whole fetched batches with ``handler``.
@@ -60,6 +65,11 @@ class LeadpipeApp(BatchingAppMixin, faust.App):
         await super().on_start()
         for topic in self.batch_topics:  # before the conductor starts and subscribes
             self.topics.add(topic)
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        while self.closers:
+            await asyncio.to_thread(self.closers.pop())
 
     @property
     def batching_consumer(self) -> BatchingConsumer:

@@ -150,6 +150,7 @@ def register(app: LeadpipeApp, runtime: Runtime) -> RightsWorker:
     """Attach the rights agent and its timers to the faust app (``REGISTRARS`` entry)."""
     settings = runtime.settings
     worker = RightsWorker.build(runtime, worker_health(app, settings, runtime.engine).pauses)
+    app.closers.append(worker.publisher.close)
     topic = app.topic(settings.topic(RIGHTS_COMMANDS_TOPIC), key_serializer="raw", value_serializer="raw")
     tracker = RequestTracker(runtime.engine)
     worker_metrics(app).track_rights(lambda: tracker.pending_counts(datetime.now(UTC)))

@@ -266,12 +266,14 @@ def _run(
     worker_log = run.directory / "worker.log"
     worker = _worker(run.settings, worker_log)
     console.print(f"Worker: pid {worker.pid}, log {worker_log}")
+    publisher = ConfirmingPublisher(run.settings)
     try:
-        code = _exercise(run.settings, runtime, console, timeout_s)
+        code = _exercise(run.settings, runtime, publisher, console, timeout_s)
         if code == 0 and then is not None:
             code = then(run.settings, console)
         return code
     finally:
+        publisher.close()
         console.print(f"Logs: {run.directory / 'demo.log'} (this command), {worker_log} (the worker)")
         look = f"LEADPIPE_TOPIC_PREFIX={run.settings.topic_prefix} LEADPIPE_DATABASE_URL={run.settings.database_url}"
         up = "" if keep_running or not broker.started_here else "`leadpipe kafka up`, then "
@@ -288,10 +290,12 @@ def _run(
                 spam_engine.release()
 
 
-def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s: float) -> int:
+def _exercise(
+    settings: Settings, runtime: Runtime, publisher: ConfirmingPublisher, console: Console, timeout_s: float
+) -> int:
     samples = load_samples()
     source_id = "demo"  # the run's own topics: event ids may repeat across runs without meeting
-    service = IngestService(runtime, ConfirmingPublisher(settings))
+    service = IngestService(runtime, publisher)
     rejected = 0
     for sample in samples:
         result = service.submit_many([Submission(source_id, sample.channel, sample.raw, sample.content_type)])[0]
@@ -352,7 +356,7 @@ def _exercise(settings: Settings, runtime: Runtime, console: Console, timeout_s:
     console.print("Outcomes: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())))
     console.print(f"HubSpot (dry run): requests it would have sent are in {settings.resolved_dry_run_file}")
     erased = next(s for s in samples if (s.channel, s.name) == ERASED_SAMPLE)
-    return _erase_one(settings, runtime, console, timeout_s, erased)
+    return _erase_one(runtime, publisher, console, timeout_s, erased)
 
 
 def demo_dpo(settings: Settings, runtime: Runtime) -> Principal:
@@ -379,15 +383,18 @@ def _evidence(evidence: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _erase_one(settings: Settings, runtime: Runtime, console: Console, timeout_s: float, sample: Sample) -> int:
+def _erase_one(
+    runtime: Runtime, publisher: ConfirmingPublisher, console: Console, timeout_s: float, sample: Sample
+) -> int:
     """The DPO erases the person the sample is about; every sink confirms with evidence, their data key is destroyed,
     and the HubSpot dry-run file no longer names them."""
     email, name = sample.person or (None, "")
     if email is None:
         raise ValueError(f"the erased sample {sample.label} names no e-mail address")
+    settings = runtime.settings
     dry_run = settings.resolved_dry_run_file
     before = _naming(dry_run, email)
-    tools = DpoTools(runtime, ConfirmingPublisher(settings))
+    tools = DpoTools(runtime, publisher)
     dpo = demo_dpo(settings, runtime)
     submitted = tools.request(RightKind.ERASURE, by=dpo, email=email)
     request_id = submitted.command.request_id

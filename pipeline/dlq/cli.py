@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from contextlib import AbstractContextManager
 from typing import Annotated
 
 import typer
 
-from pipeline.clikit import DATABASE, KAFKA, exits, needs
-from pipeline.config import get_settings
+from pipeline.clikit import DATABASE, KAFKA, command_service, exits, needs
 from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.dlq.service import DeadLetterService
 from pipeline.identity.operator import operator, operator_command
 from pipeline.identity.permissions import Permission
-from pipeline.runtime import Runtime
 from pipeline.topics import DLQ_TOPICS
 
 dlq_app = typer.Typer(
@@ -32,8 +31,8 @@ Stage = Annotated[str | None, typer.Option(help="Only this stage, e.g. process:p
 Reason = Annotated[str | None, typer.Option(help="Only this reason code, e.g. invalid_email, hubspot_validation.")]
 
 
-def _service() -> DeadLetterService:
-    return DeadLetterService(Runtime(get_settings()))
+def _service() -> AbstractContextManager[DeadLetterService]:
+    return command_service(DeadLetterService)
 
 
 def _topics(topics: list[str] | None) -> tuple[str, ...]:
@@ -58,7 +57,8 @@ def list_letters(
     Example: leadpipe dlq list --topic contacts.dlq.ingest --reason invalid_email --json
     """
     try:
-        listing = _service().find(_topics(topic), stage=stage, reason=reason)
+        with _service() as service:
+            listing = service.find(_topics(topic), stage=stage, reason=reason)
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
@@ -106,7 +106,11 @@ def show(
 
     Example: leadpipe dlq show 1c905c46-563d-5f49-ab92-659cd54d5414 --payload > fix-me.json
     """
-    service = _service()
+    with _service() as service:
+        _show(service, dead_letter_id, payload=payload)
+
+
+def _show(service: DeadLetterService, dead_letter_id: uuid.UUID, *, payload: bool) -> None:
     try:
         found = service.get(dead_letter_id)
     except KeyError as exc:
@@ -155,9 +159,21 @@ def replay(
     if not dead_letter_ids and not (all_matching and (stage or reason or topic)):
         typer.echo("name dead letters by id, or pass --all with --stage, --reason or --topic", err=True)
         raise typer.Exit(2)
-    service = _service()
+    with _service() as service:
+        _replay(service, dead_letter_ids, _topics(topic), stage=stage, reason=reason, dry_run=dry_run)
+
+
+def _replay(
+    service: DeadLetterService,
+    dead_letter_ids: list[uuid.UUID] | None,
+    topics: tuple[str, ...],
+    *,
+    stage: str | None,
+    reason: str | None,
+    dry_run: bool,
+) -> None:
     try:
-        listing = service.find(_topics(topic), stage=stage, reason=reason, ids=dead_letter_ids or ())
+        listing = service.find(topics, stage=stage, reason=reason, ids=dead_letter_ids or ())
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None

@@ -76,6 +76,13 @@ class DeadLetterService:
         self.settings = runtime.settings
         self.publisher = publisher
         """Made on the first replay when not given: listing and reading need no producer."""
+        self._own_publisher = publisher is None
+
+    def close(self) -> None:
+        """Close the publisher this service made itself (a given one is its giver's to close)."""
+        if self._own_publisher and self.publisher is not None:
+            self.publisher.close()
+            self.publisher = None
 
     def find(
         self,

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from contextlib import AbstractContextManager
 from typing import Annotated, Literal
 
 import typer
 
-from pipeline.clikit import DATABASE, KAFKA, Declaration, exits, fails_on, needs
-from pipeline.config import get_settings
+from pipeline.clikit import DATABASE, KAFKA, Declaration, command_service, exits, fails_on, needs
 from pipeline.identity.operator import operator, operator_command
 from pipeline.identity.permissions import Permission
 from pipeline.models.review import BlockTarget
 from pipeline.review.service import ReviewError, ReviewService
-from pipeline.runtime import Runtime
 
 review_app = typer.Typer(help="Review quarantined events: release them or confirm them as spam.", no_args_is_help=True)
 
@@ -29,8 +28,8 @@ ON_QUEUED_EVENT: tuple[Declaration, ...] = (
 )
 
 
-def _service() -> ReviewService:
-    return ReviewService(Runtime(get_settings()))
+def _service() -> AbstractContextManager[ReviewService]:
+    return command_service(ReviewService)
 
 
 @review_app.command("list")
@@ -44,7 +43,8 @@ def list_queue(
 
     Example: leadpipe spam review list --limit 20
     """
-    items = _service().pending(limit)
+    with _service() as service:
+        items = service.pending(limit)
     for item in items:
         if as_json:
             typer.echo(item.model_dump_json())
@@ -65,14 +65,14 @@ def show(event_id: uuid.UUID) -> None:
 
     Example: leadpipe spam review show 4f4186a9-16eb-593d-b2cb-662739edc699
     """
-    with fails_on(ReviewError):
-        item = _service().show(event_id)
+    with fails_on(ReviewError), _service() as service:
+        item = service.show(event_id)
     typer.echo(json.dumps(item.model_dump(mode="json"), indent=2, ensure_ascii=False))
 
 
 def _decide(event_id: uuid.UUID, decision: Literal["release", "confirm"], block: tuple[BlockTarget, ...]) -> None:
-    with fails_on(ReviewError):
-        made = _service().decide(event_id, decision, operator(), block)
+    with fails_on(ReviewError), _service() as service:
+        made = service.decide(event_id, decision, operator(), block)
     typer.echo(f"{made.decision} {made.event_id}: decision {made.decision_id} published")
 
 

@@ -100,6 +100,13 @@ class ReviewService:
         self.runtime = runtime
         self.settings = runtime.settings
         self._publisher = publisher
+        self._own_publisher = publisher is None
+
+    def close(self) -> None:
+        """Close the publisher this service made itself (a given one is its giver's to close)."""
+        if self._own_publisher and self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
 
     @property
     def publisher(self) -> ConfirmingPublisher:

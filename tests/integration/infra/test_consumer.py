@@ -22,6 +22,7 @@ def _audit(i: int) -> AuditRecord:
 def test_read_to_end_sees_exactly_what_was_confirmed_and_skips_aborted(kafka_settings: Settings) -> None:
     publisher = ConfirmingPublisher(kafka_settings)
     publisher.publish([Outgoing("audit", f"k{i}", _audit(i)) for i in range(25)])
+    publisher.close()
     aborted = Producer(
         {
             "bootstrap.servers": kafka_settings.kafka_bootstrap_servers,

@@ -61,13 +61,15 @@ def test_list_show_and_replay(cli_runtime: Runtime, monkeypatch: pytest.MonkeyPa
         content_type="application/x-www-form-urlencoded",
         payload=runtime.codec.seal_payload(b"your-email=nope", subject_key=None, record_id=uuid.uuid4()),
     )
-    ConfirmingPublisher(runtime.settings).publish(
+    publisher = ConfirmingPublisher(runtime.settings)
+    publisher.publish(
         [
             Outgoing("contacts.dlq", fixed.subject_key, fixed),
             Outgoing("contacts.dlq", erased.subject_key, erased),
             Outgoing("contacts.dlq.ingest", None, refused),
         ]
     )
+    publisher.close()
     assert erased.subject_key is not None
     runtime.keystore.destroy(subject_scope(erased.subject_key), "erasure")
 

@@ -94,6 +94,13 @@ def runtime(kafka_settings: Settings, private_engine: LocalSpamEngine, tmp_path:
         private_engine.up()  # the next test starts with an engine
 
 
+@pytest.fixture
+def publisher(runtime: Runtime) -> Iterator[ConfirmingPublisher]:
+    publisher = ConfirmingPublisher(runtime.settings)
+    yield publisher
+    publisher.close()
+
+
 def _worker(settings: Settings, tmp_path: Path, web_port: int | None = None) -> WorkerProcess:
     web = {"LEADPIPE_WORKER_WEB_ENABLED": "true", "LEADPIPE_WORKER_WEB_PORT": str(web_port)} if web_port else {}
     return WorkerProcess(settings, tmp_path / "worker.log", PROCESSING, env=worker_env(settings, **web))
@@ -134,10 +141,10 @@ def _metric(port: int, result: str) -> float:
 
 
 def test_engine_stopped_mid_stream_loses_nothing_and_waves_nothing_through(
-    runtime: Runtime, private_engine: LocalSpamEngine, tmp_path: Path
+    runtime: Runtime, publisher: ConfirmingPublisher, private_engine: LocalSpamEngine, tmp_path: Path
 ) -> None:
     settings = runtime.settings
-    ingest = IngestService(runtime, ConfirmingPublisher(settings))
+    ingest = IngestService(runtime, publisher)
     mail = ingest.submit("mailbox", Channel.EMAIL, HTML_MAIL.format(n=1, u=uuid.uuid4().hex).encode(), "message/rfc822")
     assert mail.accepted
     first = [_form(i, f"Could you send pricing for {10 + i} seats and a demo next week?") for i in range(3)]
@@ -217,13 +224,17 @@ def _audits(settings: Settings, action: str, count: int, timeout_s: float = 90.0
 
 
 def test_reviewers_decisions_teach_the_filter_once_and_a_rebuild_teaches_them_again(
-    runtime: Runtime, private_engine: LocalSpamEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runtime: Runtime,
+    publisher: ConfirmingPublisher,
+    private_engine: LocalSpamEngine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = runtime.settings
     text = "Cheap backlinks and guest posts for your site, {n} placements this week, reply to order now."
     bots = [_form(i, text.format(n=i + 3), honeypot="http://bot.test") for i in range(2)]
     _publish(runtime, bots)
-    reviews = ReviewService(Runtime(settings))
+    reviews = ReviewService(runtime, publisher)
     with _worker(settings, tmp_path) as worker:
         out = _outputs(settings, {b.event_id for b in bots})
         assert all(r.topic == "contacts.quarantine" for r in out.values()), worker.log_tail()

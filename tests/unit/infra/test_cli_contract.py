@@ -249,7 +249,17 @@ def test_without_the_database_one_line_names_it_without_its_password(
     assert "s3cret-pw" not in result.output and "LEADPIPE_DATABASE_URL" in line
 
 
-class _Gone:
+class _Service:
+    """What ``dlq_cli._service()`` gives: a service in a ``with`` block."""
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+
+class _Gone(_Service):
     """A dead-letter service whose broker went away after the check."""
 
     def find(self, *_args: Any, **_kwargs: Any) -> Any:
@@ -275,7 +285,7 @@ def test_a_failure_after_the_check_is_one_line_too_and_debug_shows_the_traceback
     assert "Traceback" in debug.output + capsys.readouterr().err
 
 
-class _NoTopics:
+class _NoTopics(_Service):
     """A dead-letter service on a cluster where ``leadpipe topics apply`` was never run (as a publish reports it)."""
 
     def find(self, *_args: Any, **_kwargs: Any) -> Any:

@@ -121,6 +121,7 @@ def test_a_real_client_never_writes_raw_librdkafka_lines(capfd: pytest.CaptureFi
     publisher = ConfirmingPublisher(settings)
     with pytest.raises(PublishError):
         publisher.publish([Outgoing("contacts.normalized", "k", b"{}")], timeout_s=1.5)
+    publisher.close(timeout_s=0)
     captured = capfd.readouterr()
     assert "%3|" not in captured.err and "%4|" not in captured.err and "rdkafka" not in captured.err
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
