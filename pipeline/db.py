@@ -43,6 +43,7 @@ from sqlalchemy import (
     make_url,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -282,6 +283,36 @@ def insert_ignoring_duplicates(
         statement = insert.returning(*(table.c[n] for n in returning)) if returning else insert
         result = conn.execute(statement, list(rows))
     return result.all() if returning else []
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_update(table: Table, keys: tuple[str, ...], names: tuple[str, ...]) -> Executable:
+    arrays = select(
+        *(func.unnest(cast(bindparam(f"v_{n}"), postgresql.ARRAY(_sql_type(table.c[n].type)))).label(n) for n in names)
+    ).subquery()
+    values: dict[str, Any] = {n: arrays.c[n] for n in names if n not in keys}
+    return update(table).where(*(table.c[k] == arrays.c[k] for k in keys)).values(values)
+
+
+@functools.lru_cache(maxsize=64)
+def _update_each(table: Table, keys: tuple[str, ...], names: tuple[str, ...]) -> Executable:
+    values: dict[str, Any] = {n: bindparam(f"v_{n}") for n in names if n not in keys}
+    return update(table).where(*(table.c[k] == bindparam(f"v_{k}") for k in keys)).values(values)
+
+
+def update_rows(conn: Connection, table: Table, keys: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> None:
+    """UPDATE the row matching each of ``rows`` on the ``keys`` columns to that row's other values (each row with the
+    same columns).
+
+    On PostgreSQL one statement whose parameters are one array per column (``UPDATE ... FROM unnest(...)``), as
+    ``insert_ignoring_duplicates`` inserts; elsewhere an executemany."""
+    if not rows:
+        return
+    names = tuple(rows[0])
+    if conn.dialect.name == "postgresql":
+        conn.execute(_unnest_update(table, keys, names), {f"v_{n}": [row[n] for row in rows] for n in names})
+    else:
+        conn.execute(_update_each(table, keys, names), [{f"v_{n}": row[n] for n in names} for row in rows])
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Any]:

@@ -11,16 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, Executable, func, select
 
-from pipeline.db import ensure_schema
+from pipeline.db import KeptConnection, any_of, ensure_schema
 from pipeline.models.rights import RightKind, SuppressionRecord
 from pipeline.rights.tracker import RightsRequest, RightsSubjectState
 from pipeline.sinks.hubspot.guard import SubjectRights
 
-#: Subject keys per ``IN (...)`` list (SQLite's default limit on bound parameters is far above this).
+#: Subject keys per statement (one array on PostgreSQL; an IN list elsewhere, SQLite's limit on bound parameters
+#: is far above this).
 _CHUNK = 500
+
+
+def _rows(conn: Connection, statement: Executable, keys: list[str]) -> list[Any]:
+    rows: list[Any] = []
+    for start in range(0, len(keys), _CHUNK):
+        rows.extend(conn.execute(statement, {"keys": keys[start : start + _CHUNK]}).all())
+    return rows
 
 
 class RightsHistory:
@@ -28,6 +37,21 @@ class RightsHistory:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Read several times per sink batch (each sink's screen, HubSpot's guard before every call): one kept
+        # autocommit connection and one array-bound statement per table, not a pooled checkout (ping, reset) and an
+        # IN list rendered and planned per call.
+        self._reader = KeptConnection(engine, autocommit=True)
+        self._states = select(RightsSubjectState.subject_key, RightsSubjectState.state).where(
+            any_of(engine, RightsSubjectState.subject_key, "keys")
+        )
+        self._rectified = (
+            select(RightsRequest.subject_key, func.max(RightsRequest.received_at))
+            .where(
+                any_of(engine, RightsRequest.subject_key, "keys"),
+                RightsRequest.kind == RightKind.RECTIFICATION.value,
+            )
+            .group_by(RightsRequest.subject_key)
+        )
 
     def setup(self) -> None:
         """The tracker's tables exist even when no CRM sink or rights worker has started yet."""
@@ -36,35 +60,23 @@ class RightsHistory:
     def states(self, subject_keys: Collection[str]) -> dict[str, SuppressionRecord]:
         """The suppression state of the subjects that have one (the sink agents' last check before a write)."""
         keys = sorted(set(subject_keys))
-        found: dict[str, SuppressionRecord] = {}
-        with self.engine.connect() as conn:
-            for start in range(0, len(keys), _CHUNK):
-                rows = conn.execute(
-                    select(RightsSubjectState.subject_key, RightsSubjectState.state).where(
-                        RightsSubjectState.subject_key.in_(keys[start : start + _CHUNK])
-                    )
-                )
-                found.update((key, SuppressionRecord.model_validate_json(state)) for key, state in rows)
-        return found
+        if not keys:
+            return {}
+        rows = self._reader.run(lambda conn: _rows(conn, self._states, keys))
+        return {key: SuppressionRecord.model_validate_json(state) for key, state in rows}
 
     def of(self, subject_keys: Collection[str]) -> dict[str, SubjectRights]:
         """The subjects that had an erasure or a rectification; the others are absent."""
         keys = sorted(set(subject_keys))
-        states = self.states(keys)
+        if not keys:
+            return {}
+        state_rows, rectified_rows = self._reader.run(
+            lambda conn: (_rows(conn, self._states, keys), _rows(conn, self._rectified, keys))
+        )
+        states = {key: SuppressionRecord.model_validate_json(state) for key, state in state_rows}
         erased = {key: state.erased_at for key, state in states.items() if state.erased_at is not None}
         tombstones = {key: frozenset(state.erased_events) for key, state in states.items() if state.erased_events}
-        rectified: dict[str, datetime] = {}
-        with self.engine.connect() as conn:
-            for start in range(0, len(keys), _CHUNK):
-                for key, at in conn.execute(
-                    select(RightsRequest.subject_key, func.max(RightsRequest.received_at))
-                    .where(
-                        RightsRequest.subject_key.in_(keys[start : start + _CHUNK]),
-                        RightsRequest.kind == RightKind.RECTIFICATION.value,
-                    )
-                    .group_by(RightsRequest.subject_key)
-                ):
-                    rectified[key] = at
+        rectified: dict[str, datetime] = dict(rectified_rows)
         return {
             key: SubjectRights(
                 erased_at=erased.get(key),

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Engine, String, Table, Uuid, bindparam, delete, select, update
+from sqlalchemy import Connection, Engine, String, Table, Uuid, bindparam, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pipeline.db import Base, UtcDateTime, insert_ignoring_duplicates
+from pipeline.db import Base, KeptConnection, UtcDateTime, any_of, insert_ignoring_duplicates, update_rows
 
 SENDING = "sending"
 DELIVERED = "delivered"
@@ -71,20 +71,28 @@ class DeliveryLedger:
         self.retention = retention
         self.prune_every_s = prune_every_s
         self._pruned_at = 0.0
+        # Read before every call of a sink batch: a kept autocommit connection and one array-bound statement
+        # (``RightsHistory`` reads the same way), not a pooled checkout and an IN list rendered per call.
+        self._reader = KeptConnection(engine, autocommit=True)
+        self._writer = KeptConnection(engine)  # before and after every call: one statement and a commit each
+        table = _TABLE
+        self._lookup = select(table.c.event_id, table.c.state, table.c.external_id).where(
+            table.c.sink == bindparam("sink"), any_of(engine, table.c.event_id, "ids")
+        )
 
     def lookup(self, event_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Delivery]:
         ids = sorted(set(event_ids))
-        found: dict[uuid.UUID, Delivery] = {}
-        table = _TABLE
-        with self.engine.connect() as conn:
+        if not ids:
+            return {}
+
+        def read(conn: Connection) -> dict[uuid.UUID, Delivery]:
+            found: dict[uuid.UUID, Delivery] = {}
             for start in range(0, len(ids), _CHUNK):
-                rows = conn.execute(
-                    select(table.c.event_id, table.c.state, table.c.external_id).where(
-                        table.c.sink == self.sink, table.c.event_id.in_(ids[start : start + _CHUNK])
-                    )
-                )
+                rows = conn.execute(self._lookup, {"sink": self.sink, "ids": ids[start : start + _CHUNK]})
                 found.update((row.event_id, Delivery(row.state, row.external_id)) for row in rows)
-        return found
+            return found
+
+        return self._reader.run(read)
 
     def sending(self, event_ids: Collection[uuid.UUID]) -> None:
         """Before a call: these events may reach the sink from now on (rows already there are left as they are)."""
@@ -95,26 +103,29 @@ class DeliveryLedger:
             {"sink": self.sink, "event_id": e, "state": SENDING, "external_id": None, "updated_at": now}
             for e in set(event_ids)
         ]
-        table = _TABLE
-        with self.engine.begin() as conn:
-            insert_ignoring_duplicates(conn, table, rows)
+
+        def write(conn: Connection) -> None:
+            insert_ignoring_duplicates(conn, _TABLE, rows)
+            conn.commit()
+
+        self._writer.run(write)
         self._maybe_prune()
 
     def delivered(self, external_ids: Mapping[uuid.UUID, str | None]) -> None:
         """After the sink confirmed: these events are there (with the sink's id for them)."""
         if not external_ids:
             return
-        table = _TABLE
-        statement = (
-            update(table)
-            .where(table.c.sink == self.sink, table.c.event_id == bindparam("delivered_id"))
-            .values(state=DELIVERED, external_id=bindparam("delivered_external_id"), updated_at=datetime.now(UTC))
-        )
-        with self.engine.begin() as conn:
-            conn.execute(
-                statement,
-                [{"delivered_id": e, "delivered_external_id": x} for e, x in external_ids.items()],
-            )
+        now = datetime.now(UTC)
+        rows = [
+            {"sink": self.sink, "event_id": e, "state": DELIVERED, "external_id": x, "updated_at": now}
+            for e, x in external_ids.items()
+        ]
+
+        def write(conn: Connection) -> None:
+            update_rows(conn, _TABLE, ("sink", "event_id"), rows)
+            conn.commit()
+
+        self._writer.run(write)
 
     def _maybe_prune(self) -> None:
         if time.monotonic() - self._pruned_at < self.prune_every_s:
