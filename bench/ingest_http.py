@@ -20,7 +20,9 @@ the ratio leadpipe / bare per round, of rates and of CPU per request (the latter
 and the load average before and after (the machine is shared: read the ratios, and re-run on a quiet moment). Usage:
 ``KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/python bench/ingest_http.py`` (``BENCH_HTTP_N`` requests per
 closed-loop run, ``BENCH_HTTP_ROUNDS``; ``LEADPIPE_TEST_POSTGRES_URL``: the key store in a fresh PostgreSQL database,
-else SQLite).
+else SQLite). Before the first round ``BENCH_HTTP_SEED`` (5,000) new people are posted and the database analyzed
+(``_bench_db``: a brand-new database keeps sequential-scan plans on its growing tables until autovacuum's first
+ANALYZE).
 """
 
 from __future__ import annotations
@@ -48,10 +50,11 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from _bench_db import database
+from _bench_db import analyze, database
 from _proc import cpu_s
 
 from pipeline.config import explicit_settings
+from pipeline.db import make_engine
 from pipeline.kafka.topics import apply_topics, delete_prefixed_topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +63,7 @@ CONCURRENCY = int(os.environ.get("BENCH_HTTP_CONCURRENCY", "64"))
 RATE = int(os.environ.get("BENCH_HTTP_RATE", "1000"))
 OPEN_S = float(os.environ.get("BENCH_HTTP_OPEN_S", "10"))
 ROUNDS = int(os.environ.get("BENCH_HTTP_ROUNDS", "3"))
+SEED = int(os.environ.get("BENCH_HTTP_SEED", "5000"))
 WORKERS = int(os.environ.get("BENCH_HTTP_WORKERS", "1"))
 HEY_VERSION = "v0.1.5"
 SECRET = "bench-secret"
@@ -366,6 +370,17 @@ def main() -> None:
                 running(bare_cmd, bare_env, bare_port, home / "bare.log") as bare_server,
             ):
                 person = 1
+                if SEED:
+                    seeded = uvloop.run(
+                        closed_loop(
+                            "seed", api_port, [signed(api_port, form(person + i)) for i in range(SEED)], CONCURRENCY
+                        )
+                    )
+                    person += SEED
+                    engine = make_engine(database_url)
+                    analyze(engine)
+                    engine.dispose()
+                    print(f"seeded: {seeded.statuses.get(202, 0)} of {SEED} new people accepted, database analyzed")
                 for number in range(1, ROUNDS + 1):
                     runs: dict[str, Run] = {}
                     if hey is not None:

@@ -62,13 +62,12 @@ sys.path.insert(0, str(BENCH))
 
 import httpx  # noqa: E402
 import orjson  # noqa: E402
-from _bench_db import database  # noqa: E402
+from _bench_db import analyze, database  # noqa: E402
 from erasure import broker, pct  # noqa: E402
 from fakes.hubspot import running_fake  # noqa: E402
 from ingest import SECRET, form  # noqa: E402
 from ingest_http import exchange, free_port, http_request  # noqa: E402
 from processing import OutputReader  # noqa: E402
-from sqlalchemy import Engine  # noqa: E402
 
 from pipeline.agents.app import PRODUCER_LINGER_S  # noqa: E402
 from pipeline.agents.launch import WorkerProcess, worker_env  # noqa: E402
@@ -294,12 +293,6 @@ def make_leads(first: int, count: int, pepper: bytes, run: str) -> list[Lead]:
         email = f"priya.raman.{run}.{n}@bigcorp.example.co.uk"
         leads.append(Lead(n, email, subject_key(pepper, email=email), body))
     return leads
-
-
-def analyze(engine: Engine) -> None:
-    """Gather the planner's statistics, as autovacuum does in a database in use (see the module's docstring)."""
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("ANALYZE")
 
 
 def settle(leads: list[Lead], hub: object, reader: OutputReader) -> dict[str, float]:
