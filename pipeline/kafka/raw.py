@@ -23,7 +23,7 @@ from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from pydantic import ValidationError
 
 from pipeline.config import Settings
-from pipeline.kafka.security import librdkafka_security
+from pipeline.kafka.clients import client_config
 from pipeline.logging import get_logger
 from pipeline.models.records import RawRecord
 
@@ -52,12 +52,11 @@ class RawRecordReader:
         self.topic = settings.topic(logical_topic)
         self._consumer = Consumer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                **client_config(settings),  # librdkafka's own log lines routed like every other client's
                 "group.id": f"{settings.app_id}-raw-reader-{uuid.uuid4().hex[:12]}",  # never joins: assign only
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "fetch.max.bytes": 16 * 1024 * 1024,
-                **librdkafka_security(settings),
             }
         )
         self._places: dict[int, _Place] = {}

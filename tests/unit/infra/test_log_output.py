@@ -127,3 +127,23 @@ def test_a_real_client_never_writes_raw_librdkafka_lines(capfd: pytest.CaptureFi
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
     refused = [e for e in events if e["event"] == "librdkafka" and "Connection refused" in e["detail"]]
     assert refused and refused[0]["level"] == "error"
+
+
+def test_the_raw_record_reader_never_writes_raw_librdkafka_lines(
+    capfd: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    """The spam worker's raw-record reader is a librdkafka client too: its refused connections are not raw lines."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from pipeline.kafka.raw import RawRecordReader
+
+    configure_logging("INFO", "json", stream=io.StringIO())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    reader = RawRecordReader(explicit_settings(home=tmp_path, kafka_bootstrap_servers=f"127.0.0.1:{port}"), "raw")
+    assert reader.find(0, {uuid.uuid4(): datetime.now(UTC)}, timeout_s=1.5) == {}
+    reader.close()
+    captured = capfd.readouterr()
+    assert "%3|" not in captured.err and "rdkafka" not in captured.err, captured.err
