@@ -15,8 +15,8 @@ rate of ``BENCH_RATES`` (default 100 and 1,000 events/s) for ``BENCH_SECONDS`` s
   transaction committed; its length is ``LEADPIPE_WORKER_COMMIT_INTERVAL_S``);
 - CRM: its interaction readable through ``CrmReadModel``, the read model behind the sales read API (every pending
   lead polled every ``BENCH_POLL_S``, 25 ms, one index probe per pending lead, ~1,000 at 1,000/s; its PostgreSQL
-  backend used 0.04-0.05 of a core at 1,000/s; the figures are at most one interval late; ``BENCH_PROBES`` leads
-  per rate are also polled through the sales API itself over HTTP,
+  backend used 0.04-0.05 of a core at 1,000/s (read from /proc in two runs, a diagnosis); the figures are at most
+  one interval late; ``BENCH_PROBES`` leads per rate are also polled through the sales API itself over HTTP,
   ``GET /v1/crm/subjects/{subject_key}`` with the sales token, to show what the API adds);
 - HubSpot: the first batch upsert naming its e-mail arriving at the fake HubSpot.
 

@@ -194,6 +194,22 @@ def any_of(engine: Engine, column: ColumnElement[Any] | InstrumentedAttribute[An
     return column.in_(bindparam(name, expanding=True))
 
 
+#: Values per statement when a list is bound for ``any_of`` (``rows_any_of``): SQLite's limit on bound parameters
+#: is far above this.
+ANY_OF_CHUNK = 500
+
+
+def rows_any_of(
+    conn: Connection, statement: Executable, name: str, values: Sequence[Any], params: Mapping[str, Any] | None = None
+) -> list[Any]:
+    """The rows (``Row``) of ``statement`` (an ``any_of`` list bound as ``name``) for all of ``values``,
+    ``ANY_OF_CHUNK`` at a time, with ``params`` bound alongside."""
+    rows: list[Any] = []
+    for start in range(0, len(values), ANY_OF_CHUNK):
+        rows.extend(conn.execute(statement, {**(params or {}), name: list(values[start : start + ANY_OF_CHUNK])}).all())
+    return rows
+
+
 @functools.lru_cache(maxsize=64)
 def _unnest_insert(table: Table, names: tuple[str, ...], returning: tuple[str, ...] = ()) -> Executable:
     arrays = [func.unnest(cast(bindparam(n), postgresql.ARRAY(_sql_type(table.c[n].type)))) for n in names]

@@ -13,23 +13,16 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable, func, select
+from sqlalchemy import Engine, func, select
 
-from pipeline.db import KeptConnection, any_of, ensure_schema
+from pipeline.db import KeptConnection, any_of, ensure_schema, rows_any_of
 from pipeline.models.rights import RightKind, SuppressionRecord
 from pipeline.rights.tracker import RightsRequest, RightsSubjectState
 from pipeline.sinks.hubspot.guard import SubjectRights
 
-#: Subject keys per statement (one array on PostgreSQL; an IN list elsewhere, SQLite's limit on bound parameters
-#: is far above this).
-_CHUNK = 500
 
-
-def _rows(conn: Connection, statement: Executable, keys: list[str]) -> list[Any]:
-    rows: list[Any] = []
-    for start in range(0, len(keys), _CHUNK):
-        rows.extend(conn.execute(statement, {"keys": keys[start : start + _CHUNK]}).all())
-    return rows
+def _states(rows: list[Any]) -> dict[str, SuppressionRecord]:
+    return {key: SuppressionRecord.model_validate_json(state) for key, state in rows}
 
 
 class RightsHistory:
@@ -62,8 +55,7 @@ class RightsHistory:
         keys = sorted(set(subject_keys))
         if not keys:
             return {}
-        rows = self._reader.run(lambda conn: _rows(conn, self._states, keys))
-        return {key: SuppressionRecord.model_validate_json(state) for key, state in rows}
+        return _states(self._reader.run(lambda conn: rows_any_of(conn, self._states, "keys", keys)))
 
     def of(self, subject_keys: Collection[str]) -> dict[str, SubjectRights]:
         """The subjects that had an erasure or a rectification; the others are absent."""
@@ -71,9 +63,12 @@ class RightsHistory:
         if not keys:
             return {}
         state_rows, rectified_rows = self._reader.run(
-            lambda conn: (_rows(conn, self._states, keys), _rows(conn, self._rectified, keys))
+            lambda conn: (
+                rows_any_of(conn, self._states, "keys", keys),
+                rows_any_of(conn, self._rectified, "keys", keys),
+            )
         )
-        states = {key: SuppressionRecord.model_validate_json(state) for key, state in state_rows}
+        states = _states(state_rows)
         erased = {key: state.erased_at for key, state in states.items() if state.erased_at is not None}
         tombstones = {key: frozenset(state.erased_events) for key, state in states.items() if state.erased_events}
         rectified: dict[str, datetime] = dict(rectified_rows)

@@ -27,12 +27,18 @@ from typing import cast
 from sqlalchemy import Connection, Engine, String, Table, Uuid, bindparam, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pipeline.db import Base, KeptConnection, UtcDateTime, any_of, insert_ignoring_duplicates, update_rows
+from pipeline.db import (
+    Base,
+    KeptConnection,
+    UtcDateTime,
+    any_of,
+    insert_ignoring_duplicates,
+    rows_any_of,
+    update_rows,
+)
 
 SENDING = "sending"
 DELIVERED = "delivered"
-#: Event ids per ``IN (...)`` list.
-_CHUNK = 500
 
 
 class SinkDelivery(Base):
@@ -85,14 +91,8 @@ class DeliveryLedger:
         if not ids:
             return {}
 
-        def read(conn: Connection) -> dict[uuid.UUID, Delivery]:
-            found: dict[uuid.UUID, Delivery] = {}
-            for start in range(0, len(ids), _CHUNK):
-                rows = conn.execute(self._lookup, {"sink": self.sink, "ids": ids[start : start + _CHUNK]})
-                found.update((row.event_id, Delivery(row.state, row.external_id)) for row in rows)
-            return found
-
-        return self._reader.run(read)
+        rows = self._reader.run(lambda conn: rows_any_of(conn, self._lookup, "ids", ids, {"sink": self.sink}))
+        return {row.event_id: Delivery(row.state, row.external_id) for row in rows}
 
     def sending(self, event_ids: Collection[uuid.UUID]) -> None:
         """Before a call: these events may reach the sink from now on (rows already there are left as they are)."""
