@@ -6,9 +6,11 @@ logs can name a person without carrying their address, and nobody without the pe
 
 from __future__ import annotations
 
+import gettext
 import hashlib
 import hmac
 import importlib
+import os
 import re
 import unicodedata
 from datetime import date
@@ -174,6 +176,11 @@ _HONORIFIC = re.compile(
     r"^(?:(?:dr|prof|mr|mrs|ms|mx|miss|sir|herr|frau|mme|mlle|m|sr|sra|ing|dipl\.?-ing)\.?\s+)+", re.I
 )
 _SPACES = re.compile(r"\s+")
+_CJK = (
+    "\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+    "\U00020000-\U0003134f"
+)
+_CJK_FULL_NAME = re.compile(f"[{_CJK}]+(?: [{_CJK}]+)+")
 
 
 def normalize_name(value: str | None) -> str | None:
@@ -185,7 +192,11 @@ def normalize_name(value: str | None) -> str | None:
 
 
 def split_full_name(value: str | None) -> tuple[str | None, str | None]:
-    """(first, last) from one name field: "Smith, John" or "John Smith" (everything after the first word is last)."""
+    """(first, last) from one name field: "Smith, John" or "John Smith" (everything after the first word is last).
+
+    A name written wholly in Han, kana or Hangul with a space puts the family name first (山田 太郎: family 山田, given
+    太郎; 김 민수), as those languages do; written without a space (山田太郎) the split is not known and it stays whole.
+    """
     name = normalize_name(value)
     if name is None:
         return None, None
@@ -193,6 +204,9 @@ def split_full_name(value: str | None) -> tuple[str | None, str | None]:
         last, _, first = name.partition(",")
         return normalize_name(_HONORIFIC.sub("", first.strip())), normalize_name(last)
     name = _HONORIFIC.sub("", name) or name
+    if _CJK_FULL_NAME.fullmatch(name):
+        family, _, given = name.partition(" ")
+        return given, family
     first, _, last = name.partition(" ")
     return first, normalize_name(last)
 
@@ -278,31 +292,53 @@ _COUNTRY_ALIASES = {
     "north korea": "KP",
     "kosovo": "XK",
     "palestine": "PS",
-    "deutschland": "DE",
-    "österreich": "AT",
-    "schweiz": "CH",
-    "suisse": "CH",
-    "españa": "ES",
-    "italia": "IT",
-    "polska": "PL",
-    "україна": "UA",
     "ukraina": "UA",
     "россия": "RU",
     "czechia": "CZ",
 }
 
 
+def _name_key(name: str) -> str:
+    return unicodedata.normalize("NFC", name).strip().strip(".").casefold()
+
+
+@lru_cache(maxsize=1)
+def _localized_country_names() -> dict[str, str]:
+    """Each country's names in every language pycountry ships (the iso-codes project's ISO 3166 translations, ~160
+    catalogs: "Brasil", "Deutschland", "日本", "대한민국", "Ελλάδα") -> alpha-2, read once (~0.25 s) at the first name
+    that is not English. A name that two countries share across catalogs (a catalog's own slip: one renders Mexico
+    as Malaysia's name) is left out rather than guessed."""
+    english = [
+        (str(country.alpha_2), name)
+        for country in pycountry.countries
+        for attribute in ("name", "common_name", "official_name")
+        if (name := getattr(country, attribute, None))
+    ]
+    found: dict[str, set[str]] = {}
+    for code, name in english:  # the English names too, so that a catalog's slip onto one of them is seen
+        found.setdefault(_name_key(name), set()).add(code)
+    for language in sorted(os.listdir(pycountry.LOCALES_DIR)):
+        try:
+            catalog = gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=[language])
+        except OSError:
+            continue
+        for code, name in english:
+            found.setdefault(_name_key(catalog.gettext(name)), set()).add(code)
+    return {name: codes.pop() for name, codes in found.items() if len(codes) == 1}
+
+
 @lru_cache(maxsize=4096)
-def _country_by_name(name: str) -> str | None:
-    key = name.strip().strip(".").lower()
+def _country_by_name(name: str, *, localized: bool = True) -> str | None:
+    """The country a name names: English (ISO 3166), an everyday alias, then (``localized``) any language's name."""
+    key = _name_key(name)
     if key in _COUNTRY_ALIASES:
         return _COUNTRY_ALIASES[key]
-    if len(key) <= 3:  # codes only where the field is a country field: "CA" in "Austin, CA" is not Canada
+    if len(key) <= 3 and key.isascii():  # codes only in a country field: "CA" in "Austin, CA" is not Canada
         return None
     try:
         return str(pycountry.countries.lookup(key).alpha_2)
     except LookupError:
-        return None
+        return _localized_country_names().get(key) if localized else None
 
 
 def country_code(value: str | None) -> str | None:
@@ -323,14 +359,16 @@ def country_code(value: str | None) -> str | None:
 def country_from_location(location: str | None) -> str | None:
     """The country a free-text location names ("Berlin, Germany", "Austin, TX", "München, Deutschland").
 
-    Parts are tried from the last; a trailing US state or Canadian province code means US or CA.
+    Parts are tried from the last by their English names (and everyday aliases); then a trailing US state or Canadian
+    province code means US or CA; only then the other languages' names ("São Paulo, Brasil"), so that a place named
+    like a country in some language ("Norfolk, VA": Norfolk Island's name in one catalog) stays where it is.
     """
     text = normalize_name(location)
     if text is None:
         return None
     parts = [p.strip() for p in re.split(r"[,;/\n]| - ", text) if p.strip()]
     for part in reversed(parts):
-        found = _country_by_name(part)
+        found = _country_by_name(part, localized=False)
         if found:
             return found
     if len(parts) > 1:
@@ -338,6 +376,10 @@ def country_from_location(location: str | None) -> str | None:
         for country in ("US", "CA"):
             if len(last) == 2 and pycountry.subdivisions.get(code=f"{country}-{last}") is not None:  # type: ignore[no-untyped-call]
                 return country
+    for part in reversed(parts):
+        found = _country_by_name(part)
+        if found:
+            return found
     return None
 
 

@@ -31,6 +31,12 @@ def test_names_are_trimmed_nfc_and_collapsed(raw: str, expected: str | None) -> 
         ("Dr. Anna Kowalska", "Anna", "Kowalska"),
         ("Prof. Dr. Hans Meier", "Hans", "Meier"),
         ("Cher", "Cher", None),
+        ("山田 太郎", "太郎", "山田"),  # written in Han/kana/Hangul: the family name first
+        ("김 민수", "민수", "김"),
+        ("王　小明", "小明", "王"),  # the ideographic space too
+        ("山田太郎", "山田太郎", None),  # no space: where the family name ends is not known
+        ("Taro Yamada", "Taro", "Yamada"),  # in Latin letters the given name comes first
+        ("ジョン・スミス", "ジョン・スミス", None),
     ],
 )
 def test_full_names_split(raw: str, first: str, last: str | None) -> None:
@@ -89,6 +95,9 @@ def test_non_profile_linkedin_urls_are_refused(raw: str) -> None:
         ("Toronto, ON", "CA"),
         ("London, UK", "GB"),
         ("Москва, Россия", "RU"),
+        ("São Paulo, Brasil", "BR"),  # another language's name, from pycountry's ISO 3166 translations
+        ("東京, 日本", "JP"),
+        ("Norfolk, VA", "US"),  # a state code is read before other languages' names (one names Norfolk Island so)
         ("Berlin", None),
         (None, None),
     ],
@@ -98,10 +107,36 @@ def test_country_from_location(location: str | None, code: str | None) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "code"), [("de", "DE"), ("DEU", "DE"), ("United Kingdom", "GB"), ("Turkey", "TR"), ("Atlantis", None)]
+    ("value", "code"),
+    [
+        ("de", "DE"),
+        ("DEU", "DE"),
+        ("United Kingdom", "GB"),
+        ("Turkey", "TR"),
+        ("Atlantis", None),
+        ("Brasil", "BR"),
+        ("Deutschland", "DE"),
+        ("ESPAÑA", "ES"),
+        ("Sverige", "SE"),
+        ("日本", "JP"),
+        ("대한민국", "KR"),
+        ("Ελλάδα", "GR"),
+        ("Việt Nam", "VN"),
+        ("Mexico", "MX"),  # one catalog gives "Mexico" as Malaysia's name: English comes first, the clash is left out
+    ],
 )
 def test_country_field(value: str, code: str | None) -> None:
     assert normalize.country_code(value) == code
+
+
+def test_a_name_two_catalogs_give_different_countries_names_none() -> None:
+    names = normalize._localized_country_names()
+    assert "brasil" in names and "mexico" not in names  # only in the catalog that maps it to Malaysia
+
+
+def test_a_national_number_takes_the_country_named_in_another_language() -> None:
+    region = normalize.country_code("Brasil")
+    assert normalize.canonical_phone("(11) 91234-5678", region, require_valid=True) == "+5511912345678"
 
 
 def test_phone_without_prefix_takes_the_country_of_the_location() -> None:
