@@ -12,7 +12,7 @@ from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session
 
 from pipeline.crypto import Sealer, SqlKeyStore, SubjectKey, subject_scope
-from pipeline.db import KeptConnection, ensure_schema, make_engine
+from pipeline.db import ANY_OF_CHUNK, KeptConnection, ensure_schema, make_engine
 
 
 def test_preload_reads_keys_and_creates_none(db_url: str) -> None:
@@ -31,6 +31,30 @@ def test_preload_reads_keys_and_creates_none(db_url: str) -> None:
     assert set(cached) == {s.key_id for s in sealed[1:]}
     assert all(reader.key(s.key_id) is not None for s in sealed[1:])
     assert reader.key(sealed[0].key_id) is None
+
+
+def test_preload_reads_more_ids_than_one_statement_binds(db_url: str) -> None:
+    """Past ``ANY_OF_CHUNK`` ids the batch is read in further statements (``pipeline.db.rows_any_of``): every live
+    key of every statement is cached, every destroyed one answers None, and nothing more is asked afterwards."""
+    engine = make_engine(db_url)
+    ensure_schema(engine)
+    writer = SqlKeyStore(engine, b"k" * 32)
+    scopes = [subject_scope(f"sk_{i}") for i in range(2 * ANY_OF_CHUNK + 7)]
+    writer.warm(scopes)
+    ids = [writer.active_key(scope)[0] for scope in scopes]
+    destroyed = {3, ANY_OF_CHUNK + 1, 2 * ANY_OF_CHUNK + 6}  # one in each statement's part
+    for i in destroyed:
+        writer.destroy(scopes[i], "erasure")
+
+    reader = SqlKeyStore(engine, b"k" * 32)
+    reader.preload(ids[:1])  # connects
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    reader.preload(ids)
+    assert [reader.key(key_id) is None for key_id in ids] == [i in destroyed for i in range(len(ids))]
+    assert set(reader._by_id) == {key_id for i, key_id in enumerate(ids) if i not in destroyed}
+    assert len(statements) == 3
+    engine.dispose()
 
 
 def test_preloaded_keys_are_the_keys_each_lookup_finds(tmp_path: Path) -> None:
