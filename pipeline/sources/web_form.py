@@ -3,7 +3,9 @@
 Accepts what form tools actually send: a browser-style POST (``application/x-www-form-urlencoded`` or
 ``multipart/form-data``, as Contact Form 7 and Gravity Forms submit), a flat JSON object of fields (form-to-webhook
 plugins), a ``fields`` list of ``{name|label, value}`` (HubSpot forms API, Gravity webhooks) with HubSpot's
-``context`` and ``legalConsentOptions``.
+``context`` and ``legalConsentOptions``, a ``fields`` object of ``{id, title|label|name, value}`` (Elementor Pro,
+WPForms webhooks), Typeform's ``form_response`` (answers by type; a question is read by its ref or its wording:
+"What's your first name?") and Webflow's ``form_submission`` trigger (``payload.data``).
 
 A form may pass on the website visitor's cookie id (HubSpot's ``hutk`` / ``context.hutk``, a hidden
 ``anonymous_id`` or ``ajs_anonymous_id`` field, ...): it becomes ``provenance.visitor_key`` (an HMAC of it), which
@@ -75,7 +77,14 @@ def _json_pairs(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, A
 
 
 def _json_fields(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, Any]]:
-    meta["context"] = obj(data.get("context"))
+    if isinstance(response := data.get("form_response"), dict):
+        return _typeform_pairs(response, meta)
+    if data.get("triggerType") == "form_submission" and isinstance(payload := data.get("payload"), dict):
+        meta["form_id"] = text_of(payload.get("formId")) or text_of(payload.get("id"))
+        meta["form_name"] = text_of(payload.get("name"))
+        meta["submitted_at"] = payload.get("submittedAt")
+        return list(obj(payload.get("data")).items())
+    meta["context"] = obj(data.get("context")) or _elementor_context(obj(data.get("meta")))
     meta["legal"] = obj(data.get("legalConsentOptions"))
     form = obj(data.get("form"))
     meta["form_id"] = text_of(form.get("id")) or text_of(data.get("formGuid")) or text_of(data.get("formId"))
@@ -89,15 +98,122 @@ def _json_fields(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, 
         for position, item in enumerate(listed):
             if not isinstance(item, dict):
                 raise SourceError("unexpected_shape", f"fields[{position}]", "each field must be an object")
-            key = text_of(item.get("name")) or text_of(item.get("label")) or text_of(item.get("id"))
+            key = _field_key(item.get("name"), item.get("label"), item.get("id"))
             if key is None:
                 raise SourceError("unexpected_shape", f"fields[{position}]", "a field has neither a name nor a label")
             pairs.append((key, item.get("value")))
         return pairs
     for wrapper in ("data", "submission", "entry", "fields", "posted_data"):
         if isinstance(data.get(wrapper), dict):
-            return [*data[wrapper].items(), *((k, v) for k, v in data.items() if k != wrapper and _scalar(v))]
+            inner = _described_fields(data[wrapper])
+            return [*inner, *((k, v) for k, v in data.items() if k != wrapper and _scalar(v))]
     return list(data.items())
+
+
+def _field_key(*names: Any) -> str | None:
+    """The first of a field's names (its id, name, label, question) that leadpipe reads, else the first one given:
+    a form builder's generated id (``field_3a1b2c``) beside the label "Phone" is read as the phone."""
+    given = [text for name in names if (text := text_of(name)) is not None]
+    for name in given:
+        if _readable(name):
+            return name
+    for name in given:  # a question: "What's your first name?", "Your e-mail"
+        norm = fields.normalize_key(name)
+        if "your_" in norm and fields.canonical_field(norm.rpartition("your_")[2]) is not None:
+            return norm.rpartition("your_")[2]
+    return given[0] if given else None
+
+
+def _readable(name: str) -> bool:
+    return (
+        fields.canonical_field(name) is not None
+        or fields.is_consent_field(name)
+        or fields.is_honeypot(name)
+        or _internal(name)
+    )
+
+
+#: Elementor Pro's webhook ``meta`` entries as the HubSpot ``context`` keys the event reads page, IP and browser from.
+_ELEMENTOR_CONTEXT = {"page_url": "pageUri", "remote_ip": "ipAddress", "user_agent": "userAgent"}
+
+
+def _elementor_context(meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: entry.get("value") for name, key in _ELEMENTOR_CONTEXT.items() if isinstance(entry := meta.get(name), dict)
+    }
+
+
+def _described_fields(wrapped: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A ``fields`` object whose entries describe themselves (``{"id", "title", "value"}``: Elementor Pro, WPForms)
+    as (name, value) pairs; plain values pass as they are."""
+    pairs: list[tuple[str, Any]] = []
+    for key, value in wrapped.items():
+        if isinstance(value, dict) and ("value" in value or "raw_value" in value):
+            name = _field_key(key, value.get("id"), value.get("name"), value.get("label"), value.get("title")) or key
+            pairs.append((name, value.get("value", value.get("raw_value"))))
+        else:
+            pairs.append((key, value))
+    return pairs
+
+
+#: Where a Typeform answer keeps its value, by the answer's type.
+_TYPEFORM_VALUES = {
+    "text": "text",
+    "email": "email",
+    "phone_number": "phone_number",
+    "url": "url",
+    "number": "number",
+    "date": "date",
+    "boolean": "boolean",
+}
+#: Answer types that say which field they are, whatever the question's wording.
+_TYPEFORM_TYPED = {"email": "email", "phone_number": "phone"}
+
+
+def _typeform_pairs(response: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Typeform's webhook: each answer by its question's ref (set by the form's author) or its wording, else by its
+    type (an e-mail or phone answer); a yes/no answer to a consent question carries the question as its wording;
+    the hidden fields (``hutk``, ``page_url``, UTM tags) as they are."""
+    definition = obj(response.get("definition"))
+    meta["form_id"] = text_of(response.get("form_id")) or text_of(definition.get("id"))
+    meta["form_name"] = text_of(definition.get("title"))
+    meta["submitted_at"] = response.get("submitted_at")
+    questions = {
+        text_of(item.get("id")): text_of(item.get("title"))
+        for item in definition.get("fields") or ()
+        if isinstance(item, dict)
+    }
+    answers = response.get("answers")
+    if not isinstance(answers, list):
+        answers = []
+    if len(answers) > MAX_FIELDS:
+        raise _too_many(len(answers))
+    pairs: list[tuple[str, Any]] = []
+    for position, answer in enumerate(answers):
+        if not isinstance(answer, dict):
+            raise SourceError("unexpected_shape", f"answers[{position}]", "each answer must be an object")
+        kind = text_of(answer.get("type")) or ""
+        field = obj(answer.get("field"))
+        question = questions.get(text_of(field.get("id")))
+        value: Any
+        if kind == "choice":
+            choice = obj(answer.get("choice"))
+            value = choice.get("label", choice.get("other"))
+        elif kind == "choices":
+            choices = obj(answer.get("choices"))
+            value = [*(choices.get("labels") or ()), *([choices["other"]] if choices.get("other") else [])]
+        elif kind in _TYPEFORM_VALUES:
+            value = answer.get(_TYPEFORM_VALUES[kind])
+        else:
+            continue  # a file upload or a payment: not contact data
+        key = _field_key(field.get("ref"), question)
+        if key is None or not _readable(key):
+            key = _TYPEFORM_TYPED.get(kind) or question or key or f"answer {position + 1}"
+        if kind == "boolean" and fields.is_consent_field(key):
+            value = (question or key) if value is True else False  # the question is what the person agreed to
+        pairs.append((key, value))
+    pairs.extend(obj(response.get("hidden")).items())
+    return pairs
 
 
 def _scalar(value: Any) -> bool:

@@ -196,3 +196,57 @@ def test_a_content_type_parsed_once_is_shared_read_only() -> None:
         params["charset"] = "utf-8"  # type: ignore[index]
     assert parse_content_type("Text/CSV; Charset=ISO-8859-1")[1]["charset"] == "ISO-8859-1"
     assert parse_content_type("") == ("application/octet-stream", {})
+
+
+def test_typeform_answers_are_read_by_ref_wording_or_type() -> None:
+    """Typeform's refs are generated ids unless the form's author names them: the question's wording ("What's
+    your first name?") or the answer's type (e-mail, phone) says which field it is; other answers are message lines."""
+    [event] = parse("typeform_demo_request.json")
+    person = event.person
+    assert (person.first_name, person.last_name) == ("Kwame", "Mensah")
+    assert (person.email, person.phone) == ("kwame@example.com.gh", "+233302123456")
+    assert event.interaction.kind is InteractionKind.DEMO_REQUEST  # from the form's title
+    assert event.provenance.form_id == "Abc123"
+    assert event.occurred_at.isoformat() == "2024-06-01T09:02:11+00:00"
+    assert event.interaction.message == "Team size: 11-50\nutm_source: linkedin"  # the upload is not contact data
+    assert event.provenance.visitor_key is not None  # the hidden hutk field
+    [consent] = event.consents  # a yes to the marketing question, worded as it was asked
+    assert consent.purpose is Purpose.FURTHER_CONTACT and consent.wording == "May we send you marketing e-mails?"
+
+
+def test_typeform_no_to_a_consent_question_is_no_consent() -> None:
+    raw, content_type = payload("web_form", "typeform_demo_request.json")
+    refused = raw.replace(b'"boolean": true', b'"boolean": false')
+    assert refused != raw
+    [event] = web_form.parse(refused, ctx_for("web_form", refused, content_type))
+    assert event.consents == ()
+
+
+def test_elementor_fields_are_read_by_id_or_title_with_the_page_and_ip() -> None:
+    [event] = parse("elementor_contact.json")
+    assert (event.person.first_name, event.person.last_name, event.person.email) == (
+        "Grace",
+        "Hopper",
+        "grace@example.com",
+    )
+    assert event.interaction.message == "Demo please"
+    assert event.interaction.page_url == "https://example.com/contact/"
+    assert (event.provenance.ip, event.provenance.form_id) == ("203.0.113.9", "a1b2c3")
+
+
+def test_a_generated_field_id_beside_a_readable_title_is_read_by_the_title() -> None:
+    body = (
+        b'{"form": {"id": "f1"}, "fields": {"field_3a1b2c": {"id": "field_3a1b2c", "title": "Phone", "value": '
+        b'"+44 20 7946 0958"}, "email": {"id": "email", "title": "Email", "value": "a@example.org"}}}'
+    )
+    [event] = web_form.parse(body, ctx_for("web_form", body, "application/json"))
+    assert (event.person.phone, event.person.email) == ("+442079460958", "a@example.org")
+
+
+def test_webflow_form_submission() -> None:
+    [event] = parse("webflow_contact.json")
+    assert (event.person.first_name, event.person.last_name) == ("Ada", "Lovelace")
+    assert (event.person.email, event.person.phone) == ("ada@example.org", "+442079460958")
+    assert event.interaction.subject == "Contact Form"
+    assert event.provenance.form_id == "65429eadebe8a9f3a30f62d0"
+    assert event.occurred_at.isoformat() == "2022-09-14T12:35:16.117000+00:00"
