@@ -211,6 +211,31 @@ def split_full_name(value: str | None) -> tuple[str | None, str | None]:
     return first, normalize_name(last)
 
 
+def person_name(first: str | None, last: str | None, full: str | None) -> tuple[str | None, str | None]:
+    """(first, last) from a form's name fields: as given when both are; else the full name split
+    (``split_full_name``); one of them beside a name field completes it with what the name field adds
+    ("First name: John", "Name: John Smith" -> Smith) or with the whole name field when it does not repeat the part
+    given, which is how German ("Vorname" + "Name"), French ("Prénom" + "Nom"), Italian ("Nome" + "Cognome") and
+    Spanish ("Nombre" + "Apellidos") forms ask for a name."""
+    first, last, full = normalize_name(first), normalize_name(last), normalize_name(full)
+    if first is None and last is None:
+        return split_full_name(full)
+    if full is None or (first is not None and last is not None):
+        return first, last
+    if "," in full:  # "Smith, John": the split says which part is which
+        split_first, split_last = split_full_name(full)
+        return first or split_first, last or split_last
+    words = (_HONORIFIC.sub("", full) or full).split(" ")
+    given = (first or last or "").split(" ")
+    folded = [w.casefold() for w in words]
+    part = [w.casefold() for w in given]
+    if first is not None:
+        rest = words[len(part) :] if folded[: len(part)] == part else None if folded == part else words
+        return first, " ".join(rest) if rest else None
+    rest = words[: -len(part)] if folded[-len(part) :] == part else None if folded == part else words
+    return " ".join(rest) if rest else None, last
+
+
 def clean_text(value: str | None, max_length: int) -> str | None:
     """Free text (messages, subjects): NFC, control characters removed, line breaks kept, cut at ``max_length``.
 

@@ -344,10 +344,9 @@ def build_person(
         if value is not None:
             person[name] = value
 
-    first = normalize.normalize_name(text_of(values.get("first_name")))
-    last = normalize.normalize_name(text_of(values.get("last_name")))
-    if first is None and last is None:
-        first, last = normalize.split_full_name(text_of(values.get("full_name")))
+    first, last = normalize.person_name(
+        text_of(values.get("first_name")), text_of(values.get("last_name")), text_of(values.get("full_name"))
+    )
     put("first_name", first)
     put("last_name", last)
     for name in ("position", "company", "company_address", "location"):

@@ -52,3 +52,14 @@ def test_csv_rows_are_named_by_the_line_they_start_on() -> None:
     with pytest.raises(SourceError) as err:
         customer.parse(raw, ctx_for("customer", raw, "text/csv"))
     assert err.value.field == "row 5.email"  # not row 7, where the record ends, nor "row 3" of the data rows
+
+
+def test_a_german_spreadsheet_export_in_windows_1252_with_semicolons() -> None:
+    raw = (
+        "Kundennummer;Ansprechpartner;E-Mail;Telefon;Firma;Land;Last Service Delivery\r\n"
+        "K-1;Jürgen Müller;jm@beispiel.de;030 1234567;Müller GmbH;Deutschland;2024-03-31\r\n"
+    ).encode("cp1252")
+    [event] = customer.parse(raw, ctx_for("customer", raw, "text/csv"))
+    person = event.person
+    assert (person.first_name, person.last_name, person.company) == ("Jürgen", "Müller", "Müller GmbH")
+    assert (person.phone, person.country_code) == ("+49301234567", "DE")

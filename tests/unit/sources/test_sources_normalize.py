@@ -263,3 +263,24 @@ def test_what_is_not_a_visitor_id_is_refused(raw: str) -> None:
     with pytest.raises(normalize.NormalizationError) as err:
         normalize.visitor_key(b"pepper", raw)
     assert err.value.reason == "invalid_visitor_id" and err.value.field == "visitor_id"
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "full", "expected"),
+    [
+        ("John", "Smith", "ignored", ("John", "Smith")),
+        (None, None, "Smith, John", ("John", "Smith")),
+        ("John", None, "John Smith", ("John", "Smith")),  # the name field repeats the first name
+        ("Jürgen", None, "Müller", ("Jürgen", "Müller")),  # German "Vorname" + "Name": Name is the surname
+        (None, "Rossi", "Mario", ("Mario", "Rossi")),  # Italian "Nome" + "Cognome"
+        (None, "García López", "Ana María García López", ("Ana María", "García López")),
+        ("John", None, "Dr. John Smith", ("John", "Smith")),
+        ("John", None, "JOHN", ("John", None)),
+        ("John", None, "Smith, John", ("John", "Smith")),
+        (None, "Smith", None, (None, "Smith")),
+    ],
+)
+def test_person_name_completes_one_part_from_the_name_field(
+    first: str | None, last: str | None, full: str | None, expected: tuple[str | None, str | None]
+) -> None:
+    assert normalize.person_name(first, last, full) == expected

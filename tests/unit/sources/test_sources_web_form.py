@@ -250,3 +250,50 @@ def test_webflow_form_submission() -> None:
     assert event.interaction.subject == "Contact Form"
     assert event.provenance.form_id == "65429eadebe8a9f3a30f62d0"
     assert event.occurred_at.isoformat() == "2022-09-14T12:35:16.117000+00:00"
+
+
+@pytest.mark.parametrize(
+    ("form", "expected"),
+    [
+        (  # Italian: "Nome" + "Cognome"; a national number in the country named in Italian
+            {
+                "Nome": "Mario",
+                "Cognome": "Rossi",
+                "Email": "mario@esempio.it",
+                "Telefono": "06 1234 5678",
+                "Azienda": "Rossi Srl",
+                "Paese": "Italia",
+                "Oggetto": "Preventivo",
+                "Messaggio": "Buongiorno",
+            },
+            ("Mario", "Rossi", "mario@esempio.it", "+390612345678", "IT", "Rossi Srl", "Preventivo", "Buongiorno"),
+        ),
+        (  # French, accented field names, "Votre message"
+            {
+                "Prénom": "Zoë",
+                "Nom": "Brontë",
+                "Courriel": "zoe@exemple.fr",
+                "Téléphone": "01 23 45 67 89",
+                "Pays": "France",
+                "Société": "Exemple SARL",
+                "Objet": "Devis",
+                "Votre message": "Bonjour",
+            },
+            ("Zoë", "Brontë", "zoe@exemple.fr", "+33123456789", "FR", "Exemple SARL", "Devis", "Bonjour"),
+        ),
+    ],
+)
+def test_a_form_is_read_by_field_names_in_its_own_language(form: dict[str, str], expected: tuple[str, ...]) -> None:
+    body = urlencode(form).encode()
+    [event] = web_form.parse(body, ctx_for("web_form", body, "application/x-www-form-urlencoded"))
+    person, interaction = event.person, event.interaction
+    assert (
+        person.first_name,
+        person.last_name,
+        person.email,
+        person.phone,
+        person.country_code,
+        person.company,
+        interaction.subject,
+        interaction.message,
+    ) == expected
