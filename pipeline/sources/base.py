@@ -226,6 +226,11 @@ def obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def array(value: Any) -> list[Any]:
+    """The value when it is a JSON array, else an empty one (``obj``'s counterpart)."""
+    return value if isinstance(value, list) else []
+
+
 def dig(data: Any, *path: str) -> Any:
     """data[a][b]... or None when any step is missing or not an object."""
     for key in path:

@@ -1,10 +1,15 @@
-"""Chatbot conversations (policy section 4), as a Drift-style webhook.
+"""Chatbot conversations (policy section 4): Drift-style webhooks, and Intercom's and LiveChat's.
 
 Drift posts ``{"type": ..., "orgId": ..., "data": {...}}``; the conversation's captured contact attributes
 (e-mail, phone, Skype ID, company, ...) sit under ``data.contact.attributes`` (or ``data.attributes`` for
 ``contact_identified``), the transcript under ``data.messages`` with authors of type contact / user / bot.
 Message bodies are HTML; they are reduced to text. The website visitor's cookie id, when the chat passes it on (a
 ``visitor_id``/``anonymous_id`` attribute, or ``data.anonymousId``), links the visitor's browsing to the person.
+
+Intercom's webhook (``{"type": "notification_event", "topic": ..., "data": {"item": ...}}``) and LiveChat's
+(``{"action": ..., "payload": {"chat": ...}}``) are read into that same shape first (``_intercom``, ``_livechat``):
+the person from the conversation's first author who is a user or lead (Intercom) or the chat's customer
+(LiveChat), the transcript from the conversation's parts or the thread's message events.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from pipeline.sources.base import (
     Problem,
     SourceContext,
     SourceError,
+    array,
     build_person,
     checkbox_ticked,
     dig,
     load_json,
     make_event,
+    obj,
     parse_timestamp,
     require_object,
     text_of,
@@ -48,6 +55,9 @@ _AUTHORS: dict[str, Literal["person", "agent", "bot"]] = {
 
 def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     payload = require_object(load_json(raw))
+    prefix = "data.contact.attributes."
+    if (read := _intercom(payload) or _livechat(payload)) is not None:
+        payload, prefix = read
     data = payload.get("data", payload)
     if not isinstance(data, dict):
         raise SourceError("unexpected_shape", "data", "'data' must be an object")
@@ -56,7 +66,7 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     if not isinstance(attributes, dict):
         raise SourceError("unexpected_shape", "data.contact.attributes", "the captured attributes must be an object")
     values = fields.collect(attributes.items())
-    person, key = build_person(values, ctx, problems, prefix="data.contact.attributes.")
+    person, key = build_person(values, ctx, problems, prefix=prefix)
 
     transcript: list[dict[str, Any]] = []
     messages = data.get("messages", [])
@@ -98,7 +108,7 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
         "page_url": clean_text(text_of(dig(data, "conversation", "url")) or text_of(data.get("url")), 2000),
     }
     visitor_id = values.get("visitor_id") or data.get("anonymousId") or data.get("visitorId")
-    visitor = visitor_key_of(visitor_id, ctx, problems, "data.contact.attributes.visitor_id", fatal=False)
+    visitor = visitor_key_of(visitor_id, ctx, problems, prefix + "visitor_id", fatal=False)
     bot_id = text_of(data.get("playbookId")) or text_of(data.get("inboxId")) or text_of(payload.get("orgId"))
     return [
         make_event(
@@ -112,3 +122,78 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
             problems=problems,
         )
     ]
+
+
+# ---- Intercom and LiveChat, read into the Drift shape ---------------------------------------------------------------
+
+#: Intercom's author types: ``user`` and ``lead`` are the person (in Drift a ``user`` is an agent).
+_INTERCOM_AUTHORS = {"user": "contact", "lead": "contact", "contact": "contact", "admin": "agent", "team": "agent"}
+
+
+def _intercom(payload: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """An Intercom conversation or contact notification as a Drift-shaped payload, or None when it is not one."""
+    item = dig(payload, "data", "item")
+    if payload.get("type") != "notification_event" or not isinstance(item, dict):
+        return None
+    topic = text_of(payload.get("topic"))
+    if item.get("type") == "contact":  # contact.user.created, contact.lead.created, ...
+        location = obj(item.get("location"))
+        attributes = {
+            **obj(item.get("custom_attributes")),
+            **{k: item.get(k) for k in ("email", "phone", "name") if item.get(k) is not None},
+            **{k: location.get(k) for k in ("city", "country") if location.get(k) is not None},
+        }
+        data = {"attributes": attributes, "createdAt": item.get("created_at")}
+        return {"type": topic, "data": data, "orgId": payload.get("app_id")}, "data.item."
+    source = obj(item.get("source"))
+    said = [
+        source,
+        *(part for part in array(dig(item, "conversation_parts", "conversation_parts")) if isinstance(part, dict)),
+    ]
+    messages: list[dict[str, Any]] = []
+    person: dict[str, Any] = {}
+    for part in said:
+        author = obj(part.get("author"))
+        kind = _INTERCOM_AUTHORS.get(text_of(author.get("type")) or "", "bot")
+        if kind == "contact" and not person:
+            person = {k: author[k] for k in ("email", "name") if author.get(k) is not None}
+        at = part.get("created_at", item.get("created_at"))
+        messages.append({"author": {"type": kind}, "body": part.get("body"), "createdAt": at})
+    data = {
+        "contact": {"attributes": person},
+        "messages": messages,
+        "createdAt": item.get("created_at"),
+        "url": source.get("url"),
+    }
+    return {"type": topic, "data": data, "orgId": payload.get("app_id")}, "data.item.source.author."
+
+
+def _livechat(payload: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """A LiveChat webhook (``incoming_chat``, ``chat_deactivated``, ...) as a Drift-shaped payload, or None."""
+    chat = dig(payload, "payload", "chat")
+    if not isinstance(payload.get("action"), str) or not isinstance(chat, dict):
+        return None
+    users = [u for u in array(chat.get("users")) if isinstance(u, dict)]
+    customer = next((u for u in users if u.get("type") == "customer"), {})
+    kinds = {text_of(u.get("id")): "contact" if u.get("type") == "customer" else "agent" for u in users}
+    thread = obj(chat.get("thread"))
+    threads = [thread, *(t for t in array(chat.get("threads")) if isinstance(t, dict))]
+    messages = [
+        {
+            "author": {"type": kinds.get(text_of(e.get("author_id")), "bot")},
+            "body": e.get("text"),
+            "at": e.get("created_at"),
+        }
+        for t in threads
+        for e in array(t.get("events"))
+        if isinstance(e, dict) and e.get("type") == "message"
+    ]
+    given = {k: v for entry in array(customer.get("session_fields")) for k, v in obj(entry).items()}
+    attributes = {**given, **{k: customer.get(k) for k in ("email", "name") if customer.get(k) is not None}}
+    data = {
+        "contact": {"attributes": attributes},
+        "messages": messages,
+        "createdAt": thread.get("created_at"),
+        "url": next((page.get("url") for page in map(obj, array(dig(customer, "last_visit", "last_pages")))), None),
+    }
+    return {"type": payload.get("action"), "data": data, "orgId": payload.get("organization_id")}, "payload.chat.users."

@@ -25,6 +25,7 @@ from pipeline.sources.base import (
     Problem,
     SourceContext,
     SourceError,
+    array,
     build_person,
     dig,
     json_type,
@@ -177,10 +178,6 @@ def _conversation(
     )
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def _whatsapp(data: Mapping[str, Any], ctx: SourceContext) -> list[ContactEvent]:
     """One event per WhatsApp contact in the webhook batch, with that contact's messages as the transcript."""
     contacts: dict[str, dict[str, Any]] = {}
@@ -188,16 +185,16 @@ def _whatsapp(data: Mapping[str, Any], ctx: SourceContext) -> list[ContactEvent]
     if not isinstance(entries, list):
         raise SourceError("unexpected_shape", "entry", "a WhatsApp webhook carries an 'entry' list")
     for e, entry in enumerate(entries):
-        for c, change in enumerate(_list(dig(entry, "changes"))):
+        for c, change in enumerate(array(dig(entry, "changes"))):
             value = dig(change, "value")
             if not isinstance(value, dict):
                 continue
-            for person in _list(value.get("contacts")):
+            for person in array(value.get("contacts")):
                 wa_id = text_of(dig(person, "wa_id"))
                 if wa_id:
                     slot = contacts.setdefault(wa_id, {"name": None, "messages": [], "where": f"entry[{e}]"})
                     slot["name"] = slot["name"] or text_of(dig(person, "profile", "name"))
-            for m, message in enumerate(_list(value.get("messages"))):
+            for m, message in enumerate(array(value.get("messages"))):
                 sender = text_of(dig(message, "from"))
                 if sender:
                     slot = contacts.setdefault(sender, {"name": None, "messages": [], "where": f"entry[{e}]"})

@@ -1,4 +1,4 @@
-"""Chatbot: Drift-style conversation webhooks."""
+"""Chatbot: Drift-style conversation webhooks, Intercom's and LiveChat's."""
 
 from __future__ import annotations
 
@@ -64,3 +64,51 @@ def test_the_visitor_s_cookie_id_links_the_chat_to_the_visitor_s_history(where: 
     [event] = chatbot.parse(raw, ctx_for("chatbot", raw, "application/json"))
     assert event.provenance.visitor_key == normalize.visitor_key(PEPPER, "drift-visitor-9")
     assert event.subject_key == normalize.subject_key(PEPPER, email="lisa.schmidt@firma.example")
+
+
+def test_intercom_conversation_person_from_the_user_who_wrote_and_the_parts_as_transcript() -> None:
+    """In Intercom a ``user`` is the person (in Drift an agent); parts without a body (an assignment) carry nothing."""
+    [event] = parse("intercom_conversation.json")
+    person = event.person
+    assert (person.first_name, person.last_name, person.email) == ("Sofia", "Andersson", "sofia@tandklinik.example.se")
+    assert [(t.author, t.text) for t in event.interaction.transcript] == [
+        ("person", "Hi, do you build booking systems for dental clinics?"),
+        ("agent", "We do! May I ask how many clinics?"),
+        ("person", "Three, in Stockholm."),
+    ]
+    assert event.interaction.message == "Hi, do you build booking systems for dental clinics?"
+    assert event.interaction.page_url == "https://www.example.com/services/healthcare"
+    assert event.occurred_at.isoformat() == "2024-06-05T12:20:00+00:00"
+
+
+def test_intercom_contact_notification() -> None:
+    raw = (
+        b'{"type": "notification_event", "topic": "contact.lead.created", "app_id": "a1", "data": {"item": '
+        b'{"type": "contact", "role": "lead", "email": "lead@example.de", "phone": "030 1234567", "name": "Eva Weber",'
+        b' "created_at": 1717590000, "location": {"city": "Berlin", "country": "Germany"}}}}'
+    )
+    [event] = chatbot.parse(raw, ctx_for("chatbot", raw, "application/json"))
+    assert (event.person.first_name, event.person.email, event.person.phone) == (
+        "Eva",
+        "lead@example.de",
+        "+49301234567",
+    )
+
+
+def test_livechat_chat_customer_and_session_fields() -> None:
+    [event] = parse("livechat_incoming_chat.json")
+    person = event.person
+    assert (person.first_name, person.last_name) == ("Kenji", "Watanabe")
+    assert (person.phone, person.company) == ("+81312345678", "Watanabe Trading")
+    assert [t.author for t in event.interaction.transcript] == ["person", "agent"]  # the system message is not said
+    assert event.interaction.page_url == "https://www.example.com/pricing"
+
+
+def test_an_intercom_conversation_without_an_identified_author_names_the_field() -> None:
+    raw = (
+        b'{"type": "notification_event", "topic": "conversation.user.created", "data": {"item": {"type": '
+        b'"conversation", "source": {"body": "<p>hi</p>", "author": {"type": "lead", "id": "x"}}}}}'
+    )
+    with pytest.raises(SourceError) as err:
+        chatbot.parse(raw, ctx_for("chatbot", raw, "application/json"))
+    assert err.value.problems[0].field == "data.item.source.author.email"
