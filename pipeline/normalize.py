@@ -51,20 +51,31 @@ setattr(_EMAIL_VALIDATOR, _DOMAIN_CHECK, lru_cache(maxsize=4096)(getattr(_EMAIL_
 phonenumbers.enable_pattern_cache()
 
 
+#: A ``mailto:`` link pasted into an e-mail field: the address is before its ``?subject=...``.
+_MAILTO = re.compile(r"mailto:([^?]*)(?:\?.*)?", re.I | re.S)
+
+
 def canonical_email(value: str) -> str:
     """Syntax-checked (no DNS), local part kept (quoted where RFC 5321 needs it), domain lowercased, IDNA (ASCII).
+
+    What an address field holds in practice is taken too: ``Jane Doe <jane@example.com>`` (an address book's or a
+    mail client's copy) and a ``mailto:`` link give the address inside.
 
     A domain reserved for private or special use is ``reserved_email_domain``, not ``invalid_email``: the address
     is well-formed, only nobody can write to it from outside (a ``.local`` Active Directory name, a ``.test`` fixture).
     """
     text = value.strip()
+    if mailto := _MAILTO.fullmatch(text):
+        text = mailto.group(1).strip()
     try:
-        result = validate_email(text, check_deliverability=False, allow_smtputf8=True, allow_quoted_local=True)
+        result = validate_email(
+            text, check_deliverability=False, allow_smtputf8=True, allow_quoted_local=True, allow_display_name=True
+        )
     except EmailNotValidError as exc:
         if _reserved_domain(text):
             raise _reserved_error() from None
         # the validator's message quotes the offending characters; a rejection must not quote personal data
-        message = str(exc).replace(text, "the address")
+        message = str(exc).replace(text, "the address") if len(text) > 3 else str(exc)  # "a": not in every word
         explanation = re.sub(r"\s*[:(]?\s*'[^']*'[).]?|\s*\"[^\"]*\"", "", message).strip()
         raise NormalizationError("email", "invalid_email", explanation or "not a valid e-mail address") from None
     domain = result.ascii_domain.lower()
@@ -110,6 +121,8 @@ def canonical_phone(value: str, default_region: str | None = None, *, require_va
     ``+4912`` or ``+1 555 0000`` are refused. Looking a subject up (rights, CRM search) keeps the lenient check,
     so a number stored before this rule can still be found and erased.
     """
+    if default_region is None and (digits := value.strip()).startswith("00"):
+        value = "+" + digits[2:]  # 00 is the international prefix of most of the world; no national number starts so
     try:
         parsed = phonenumbers.parse(value, default_region.upper() if default_region else None)
     except phonenumbers.NumberParseException:

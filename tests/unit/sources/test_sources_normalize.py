@@ -212,6 +212,27 @@ def test_quoted_local_parts_are_valid_addresses(raw: str, canonical: str) -> Non
 
 
 @pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("Jane Doe <Jane@Example.COM>", "Jane@example.com"),  # an address book's or a mail client's copy
+        ('"Doe, Jane" <jane@example.com>', "jane@example.com"),
+        ("<jane@example.com>", "jane@example.com"),
+        ("mailto:jane@example.com", "jane@example.com"),
+        ("MAILTO:jane@example.com?subject=Quote", "jane@example.com"),
+        ("a?b@example.com", "a?b@example.com"),  # a question mark is a letter of a local part, not a query
+    ],
+)
+def test_an_address_field_s_everyday_forms_give_the_address(raw: str, canonical: str) -> None:
+    assert normalize.canonical_email(raw) == canonical
+
+
+def test_a_refusal_of_a_very_short_value_keeps_its_words() -> None:
+    with pytest.raises(NormalizationError) as err:
+        normalize.canonical_email("a")
+    assert "must have an @-sign" in str(err.value)
+
+
+@pytest.mark.parametrize(
     "raw",
     ["jdoe@corp.local", "jdoe@printer.localhost", "jdoe@localhost", "jdoe@shop.test", "jdoe@nowhere.invalid",
      "jdoe@abc.onion", "jdoe@router.home.arpa", "jdoe@intranet.internal", "jdoe@name.alt", "JDoe@Corp.LOCAL."],

@@ -42,6 +42,8 @@ def test_numbers_that_cannot_exist_are_refused(number: str, region: str | None) 
         ("+1 415 555 0100", None, "+14155550100"),
         ("07400 123456", "GB", "+447400123456"),
         ("03-1234-5678", "JP", "+81312345678"),
+        ("0049 30 1234567", None, "+49301234567"),  # 00, the international prefix, where no country is known
+        ("00 33 1 23 45 67 89", None, "+33123456789"),
     ],
 )
 def test_real_numbers_pass(number: str, region: str | None, e164: str) -> None:
