@@ -45,9 +45,20 @@ from pipeline.sources.base import (
 
 CONTENT_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded", "multipart/form-data"})
 
-_INTERNAL = re.compile(r"^_|recaptcha|captcha|^hutk$|nonce|token|^submit$|^action$|^referer$|^page_?id$", re.I)
+_INTERNAL = re.compile(
+    r"^_|recaptcha|captcha|^hutk$|nonce|token|^submit$|^action$|^referer$|^page_?id$|^powered_?by$", re.I
+)
 _FORM_ID_KEYS = ("wpcf7", "formguid", "form_guid", "form_id", "formid", "gform_id", "gform_submit")
 _FORM_NAME_KEYS = ("form_name", "form_title", "formname", "page_name", "pagename")
+#: Fields a form plugin adds about the request (Elementor's "Remote IP" and "User Agent", a hidden ``ip_address``,
+#: the form's id and name): kept in the provenance and the subject, never as lines of the message.
+_IP_KEYS = ("ip_address", "remote_ip", "ip", "user_ip", "client_ip")
+_USER_AGENT_KEYS = ("user_agent", "useragent")
+_REQUEST_KEYS = frozenset((*_IP_KEYS, *_USER_AGENT_KEYS, *_FORM_ID_KEYS, *_FORM_NAME_KEYS))
+
+#: The note of a form kept with its receipt time because the time it names is not one leadpipe reads (a site's own
+#: format, "May 15, 2024"): the time a form was sent is not worth losing the person over.
+SUBMITTED_AT_INVALID = "submitted_at_invalid"
 
 #: Fields one submission may carry (a form has tens; 100,000 repeated ``&a=b`` is an attack on the adapter's time).
 MAX_FIELDS = 1000
@@ -304,7 +315,7 @@ def _event(
             if checkbox_ticked(value):
                 consents_wording.append((key, _wording(value)))
             continue
-        if _internal(key):
+        if _internal(key) or fields.normalize_key(key) in _REQUEST_KEYS:
             continue
         if fields.canonical_field(key) is not None:
             known.append((key, value))
@@ -312,7 +323,9 @@ def _event(
             extra_lines.append(f"{key.strip()}: {text}")
     values = fields.collect(known)
     context = meta.get("context") or {}
-    occurred = parse_timestamp(meta.get("submitted_at") or values.get("occurred_at"), "submitted_at", problems)
+    unread: list[Problem] = []
+    occurred = parse_timestamp(meta.get("submitted_at") or values.get("occurred_at"), "submitted_at", unread)
+    problems.extend(Problem(SUBMITTED_AT_INVALID, p.field, p.message, fatal=False) for p in unread)
     person, subject = build_person(values, ctx, problems)
     if visitor_field is None and text_of(context.get("hutk")) is not None:  # HubSpot forms API: context.hutk
         visitor_field = ("context.hutk", context.get("hutk"))
@@ -352,8 +365,8 @@ def _event(
     }
     provenance = {
         "form_id": clean_text(form_id, 200),
-        "ip": clean_text(text_of(context.get("ipAddress")) or text_of(by_norm.get("ip_address")), 64),
-        "user_agent": clean_text(text_of(context.get("userAgent")) or text_of(by_norm.get("user_agent")), 1000),
+        "ip": clean_text(text_of(context.get("ipAddress")) or _first(by_norm, _IP_KEYS), 64),
+        "user_agent": clean_text(text_of(context.get("userAgent")) or _first(by_norm, _USER_AGENT_KEYS), 1000),
         "visitor_key": visitor,
     }
     return make_event(
@@ -366,6 +379,10 @@ def _event(
         occurred_at=occurred,
         problems=problems,
     )
+
+
+def _first(by_norm: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    return next((text for key in keys if (text := text_of(by_norm.get(key))) is not None), None)
 
 
 @lru_cache(maxsize=4096)

@@ -297,3 +297,31 @@ def test_a_form_is_read_by_field_names_in_its_own_language(form: dict[str, str],
         interaction.subject,
         interaction.message,
     ) == expected
+
+
+def test_elementor_s_plain_webhook_keeps_the_person_the_request_fields_out_of_the_message() -> None:
+    """Elementor Pro's default webhook: labels as keys, the site's own date format ("May 15, 2024", no zone), the
+    sender's IP and browser. The IP and browser go to the provenance, not into the message text; a date leadpipe
+    does not read leaves the receipt time and a note instead of losing the lead."""
+    body = urlencode(
+        {
+            "Name": "Grace Hopper",
+            "Email": "grace@example.com",
+            "Message": "Demo please",
+            "Date": "May 15, 2024",
+            "Page URL": "https://example.com/contact/",
+            "User Agent": "Mozilla/5.0",
+            "Remote IP": "203.0.113.9",
+            "Powered by": "Elementor",
+            "form_id": "a1b2c3",
+            "form_name": "New Form",
+        }
+    ).encode()
+    ctx = ctx_for("web_form", body, "application/x-www-form-urlencoded")
+    [event] = web_form.parse(body, ctx)
+    assert (event.person.first_name, event.person.email) == ("Grace", "grace@example.com")
+    assert event.interaction.message == "Demo please"
+    assert (event.provenance.ip, event.provenance.user_agent) == ("203.0.113.9", "Mozilla/5.0")
+    assert (event.provenance.form_id, event.interaction.subject) == ("a1b2c3", "New Form")
+    assert event.provenance.notes == (web_form.SUBMITTED_AT_INVALID,)
+    assert event.occurred_at == ctx.received_at
