@@ -5,7 +5,8 @@ Accepts what form tools actually send: a browser-style POST (``application/x-www
 plugins), a ``fields`` list of ``{name|label, value}`` (HubSpot forms API, Gravity webhooks) with HubSpot's
 ``context`` and ``legalConsentOptions``, a ``fields`` object of ``{id, title|label|name, value}`` (Elementor Pro,
 WPForms webhooks), Typeform's ``form_response`` (answers by type; a question is read by its ref or its wording:
-"What's your first name?") and Webflow's ``form_submission`` trigger (``payload.data``).
+"What's your first name?"), Webflow's ``form_submission`` trigger (``payload.data``) and Jotform's webhook (its
+``rawRequest`` answers).
 
 A form may pass on the website visitor's cookie id (HubSpot's ``hutk`` / ``context.hutk``, a hidden
 ``anonymous_id`` or ``ajs_anonymous_id`` field, ...): it becomes ``provenance.visitor_key`` (an HMAC of it), which
@@ -20,6 +21,8 @@ from email.policy import HTTP
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
+
+import orjson
 
 from pipeline.models.common import InteractionKind, Purpose
 from pipeline.models.contact import Consent, ContactEvent
@@ -77,6 +80,8 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
         pairs = _multipart_pairs(raw, ctx, attachments)
     else:
         pairs = _urlencoded_pairs(raw, ctx)
+    if (request := next((v for k, v in pairs if k == "rawRequest"), None)) is not None:
+        pairs = _jotform_pairs(request, pairs, meta)
     return [_event(pairs, meta, attachments, ctx)]
 
 
@@ -165,6 +170,43 @@ def _described_fields(wrapped: dict[str, Any]) -> list[tuple[str, Any]]:
         else:
             pairs.append((key, value))
     return pairs
+
+
+#: A Jotform question's key in ``rawRequest``: ``q<number>_<field name>``.
+_JOTFORM_QUESTION = re.compile(r"q\d+_(.+)")
+#: The names Jotform gives a long-text question unless its author renames it: the message.
+_JOTFORM_LONG_TEXT = re.compile(r"typeA\d*")
+
+
+def _jotform_pairs(request: Any, pairs: list[tuple[str, Any]], meta: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Jotform's webhook: its answers are in ``rawRequest`` (JSON), one ``q<n>_<name>`` per question, composite
+    answers as objects (a name's ``first``/``last``, a phone's ``full`` or ``area``/``phone``, an address's lines,
+    city and country); ``pretty`` repeats every answer as text and is left out. Its ``formID``, ``formTitle`` and
+    ``ip`` are read as the form's and the sender's."""
+    try:
+        answers = obj(orjson.loads(text_of(request) or "{}"))
+    except orjson.JSONDecodeError:
+        raise SourceError("malformed_form", "rawRequest", "Jotform's rawRequest is not JSON") from None
+    posted = dict(pairs)
+    meta["form_id"] = text_of(posted.get("formID"))
+    meta["form_name"] = text_of(posted.get("formTitle"))
+    read: list[tuple[str, Any]] = [("ip_address", posted.get("ip"))]
+    for key, value in answers.items():
+        if (question := _JOTFORM_QUESTION.fullmatch(key)) is None:
+            continue  # the form's machinery: slug, event_id, timers, trackers
+        name = "message" if _JOTFORM_LONG_TEXT.fullmatch(question.group(1)) else question.group(1)
+        if not isinstance(value, dict):
+            read.append((name, value))
+        elif "first" in value or "last" in value:
+            read += [("first_name", " ".join(filter(None, (text_of(value.get(k)) for k in ("first", "middle")))))]
+            read += [("last_name", value.get("last"))]
+        elif "full" in value or "phone" in value:
+            read.append((name, text_of(value.get("full")) or " ".join(filter(None, map(text_of, value.values())))))
+        elif "addr_line1" in value or "city" in value:
+            lines = (text_of(value.get(k)) for k in ("addr_line1", "addr_line2", "postal", "city", "state"))
+            read += [("address", ", ".join(filter(None, lines))), ("city", value.get("city"))]
+            read += [("country", value.get("country"))]
+    return read
 
 
 #: Where a Typeform answer keeps its value, by the answer's type.

@@ -325,3 +325,26 @@ def test_elementor_s_plain_webhook_keeps_the_person_the_request_fields_out_of_th
     assert (event.provenance.form_id, event.interaction.subject) == ("a1b2c3", "New Form")
     assert event.provenance.notes == (web_form.SUBMITTED_AT_INVALID,)
     assert event.occurred_at == ctx.received_at
+
+
+def test_jotform_answers_are_read_from_its_raw_request() -> None:
+    """Jotform posts every answer in ``rawRequest`` (JSON, ``q<n>_<name>``, composite name, phone and address
+    objects) and again as ``pretty`` text; the answers are read once, the form's machinery and ``pretty`` not at all."""
+    [event] = parse("jotform_contact.multipart")
+    person = event.person
+    assert (person.first_name, person.last_name, person.email) == ("John", "Smith", "john@example.com")
+    assert (person.phone, person.country_code, person.location) == ("+14155550132", "US", "San Francisco")
+    assert person.company_address == "500 Market St, 94105, San Francisco, CA"
+    assert event.interaction.message == "Hello, I need a quote"  # the long-text question, named typeA by Jotform
+    assert (event.interaction.subject, event.provenance.form_id, event.provenance.ip) == (
+        "Contact Us",
+        "230000000000000",
+        "203.0.113.9",
+    )
+
+
+def test_a_jotform_raw_request_that_is_not_json_is_malformed() -> None:
+    body = urlencode({"formID": "1", "rawRequest": "{not json"}).encode()
+    with pytest.raises(SourceError) as err:
+        web_form.parse(body, ctx_for("web_form", body, "application/x-www-form-urlencoded"))
+    assert (err.value.problems[0].reason, err.value.field) == ("malformed_form", "rawRequest")
