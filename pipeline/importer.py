@@ -107,6 +107,8 @@ class ImportSummary:
     published_events: int = 0
     rejected: int = 0
     reasons: collections.Counter[str] = field(default_factory=collections.Counter)
+    ignored: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Records that name no contact by their nature (a messenger's receipts in an export), by reason."""
     dead_letter_ids: list[UUID] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
 
@@ -115,6 +117,8 @@ class ImportSummary:
         self.records += 1
         if result.accepted:
             self.published_events += len(result.event_ids)
+            if result.ignored is not None:
+                self.ignored[result.ignored] += 1
         else:
             self.rejected += 1
             self.reasons[result.reason or "unknown"] += 1
@@ -214,6 +218,8 @@ def import_file(
     table.add_column("count", justify="right")
     table.add_row("records read", str(summary.records))
     table.add_row("events published", str(summary.published_events))
+    for reason, count in summary.ignored.most_common():
+        table.add_row(f"records without a contact: {reason}", str(count))
     table.add_row("records rejected (dead-lettered)", str(summary.rejected))
     for reason, count in summary.reasons.most_common():
         table.add_row(f"  rejected: {reason}", str(count))

@@ -87,6 +87,11 @@ class Accepted(BaseModel):
         default=False,
         description="This signed request was accepted before: the original's event ids, nothing published again",
     )
+    ignored: str | None = Field(
+        default=None,
+        description="Taken with no events: the payload names no contact by its nature (status_update, receipt, "
+        "webhook_check: a messenger's delivery or read receipt, a sender's check of the endpoint); nothing kept",
+    )
 
 
 def body_limit(settings: Settings, publisher: ConfirmingPublisher, channel: Channel) -> int:
@@ -419,9 +424,9 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
     return _answer(metrics, refusals, channel, source_id, result)
 
 
-def _accepted(event_ids: tuple[uuid.UUID, ...], *, replayed: bool = False) -> Response:
+def _accepted(event_ids: tuple[uuid.UUID, ...], *, replayed: bool = False, ignored: str | None = None) -> Response:
     """The 202 (``Accepted``), encoded by orjson (UUIDs natively; the same compact JSON as ``JSONResponse``)."""
-    body = orjson.dumps({"status": "accepted", "event_ids": event_ids, "replayed": replayed})
+    body = orjson.dumps({"status": "accepted", "event_ids": event_ids, "replayed": replayed, "ignored": ignored})
     return Response(body, status_code=202, media_type="application/json")
 
 
@@ -429,11 +434,11 @@ def _answer(
     metrics: IngestMetrics, refusals: ApiMetrics, channel: Channel, source_id: str, result: SubmitResult
 ) -> Response:
     if result.accepted:
-        outcome = "replayed" if result.replayed else "accepted"
+        outcome = "replayed" if result.replayed else "ignored" if result.ignored else "accepted"
         metrics.request(channel, outcome)
         if not result.replayed:
             metrics.published(channel, len(result.event_ids))
-        return _accepted(result.event_ids, replayed=result.replayed)
+        return _accepted(result.event_ids, replayed=result.replayed, ignored=result.ignored)
     if result.too_large:
         metrics.request(channel, "refused")
         message = result.problems[0].message if result.problems else "a record is too large for its topic"

@@ -41,7 +41,7 @@ from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
 from pipeline.models.records import DeadLetter, RawRecord, Sealed, dead_letter_id, dead_letter_origin
 from pipeline.runtime import Runtime
-from pipeline.sources import CONTENT_TYPES, Problem, SourceContext, SourceError, parse
+from pipeline.sources import CONTENT_TYPES, NothingToTake, Problem, SourceContext, SourceError, parse
 from pipeline.sources.base import EVENT_NAMESPACE, decode_text, parse_content_type
 from pipeline.topics import INGEST_DLQ_TOPIC, NORMALIZED_TOPIC, raw_topic
 
@@ -99,6 +99,8 @@ class SubmitResult:
     """Rejected because a record it makes is larger than its topic takes (HTTP 413); not dead-lettered."""
     replayed: bool = False
     """A signed request accepted before (``pipeline.ingest.replay``): nothing was published again."""
+    ignored: str | None = None
+    """Accepted with no events because the payload names no contact by its nature (``NothingToTake``: a receipt)."""
     events: tuple[ContactEvent, ...] = field(default=(), repr=False, compare=False)
 
     @property
@@ -121,6 +123,8 @@ class Parsed:
     identities: tuple[str, ...] = ()
     malformed: bool = False
     internal_error: bool = False
+    ignored: str | None = None
+    """Why a payload that names no contact by its nature is taken with no events (``NothingToTake``)."""
 
     @property
     def accepted(self) -> bool:
@@ -140,6 +144,8 @@ class Parsed:
 
     def key_scopes(self) -> Iterator[str]:
         """Every data-key scope sealing this submission will use (warmed in one batch before sealing)."""
+        if self.ignored is not None:  # nothing is sealed
+            return
         if self.accepted or len(self.identities) == 1:  # the normalised records, or a one-person raw payload
             yield from (subject_scope(s) for s in self.identities)
         if len(self.identities) != 1:  # a shared payload key, or (no identity) a dead letter's key of its own
@@ -155,7 +161,7 @@ class Parsed:
 
     @property
     def record_count(self) -> int:
-        return 2 * len(self.events) if self.accepted else 1
+        return 2 * len(self.events) if self.accepted else 0 if self.ignored is not None else 1
 
     def result(self) -> SubmitResult:
         if self.accepted:
@@ -163,6 +169,7 @@ class Parsed:
                 status="accepted",
                 event_ids=tuple(e.event_id for e in self.events),
                 subject_keys=tuple(e.subject_key for e in self.events),
+                ignored=self.ignored,
                 events=self.events,
             )
         return SubmitResult(
@@ -260,6 +267,8 @@ def parse_submission(submission: Submission, pepper: bytes, received_at: datetim
     )
     try:
         events = tuple(parse(submission.channel, submission.raw, ctx))
+    except NothingToTake as exc:
+        return Parsed(submission, ctx, ignored=exc.reason)
     except SourceError as exc:
         return _rejected(submission, ctx, exc.problems, malformed=exc.malformed)
     except Exception as exc:  # an adapter bug must not lose the payload: dead-letter it and say so
@@ -310,6 +319,8 @@ class IngestService:
         """Run the channel's adapter: the events, or the problems (and identities found) that dead-letter it. An
         event from an address the DPO corrected and kept as an alias is the person's (``_follow_aliases``)."""
         parsed = parse_submission(submission, self.runtime.pepper, self._clock())
+        if parsed.ignored is not None:
+            return parsed
         if not parsed.accepted:  # the raw copy is sealed for the people the bytes name, as they are now
             return replace(parsed, identities=self._hinted(parsed.identities))
         events = self._follow_aliases(parsed.events)
@@ -391,6 +402,8 @@ class IngestService:
         )
 
     def _records(self, parsed: Parsed) -> list[Outgoing]:
+        if parsed.ignored is not None:
+            return []
         submission, ctx = parsed.submission, parsed.ctx
         sealed = self._seal_raw_payload(parsed)
         if not parsed.accepted:
@@ -493,7 +506,13 @@ class IngestSummary:
         self._lock = threading.Lock()
 
     def count(self, source_id: str, channel: str, result: SubmitResult) -> None:
-        outcome = "accepted" if result.accepted else result.reason or "rejected"
+        outcome = (
+            f"ignored:{result.ignored}"
+            if result.ignored
+            else "accepted"
+            if result.accepted
+            else result.reason or "rejected"
+        )
         with self._lock:
             self._counts[source_id, channel, outcome] += 1
             self._events += len(result.event_ids)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
 from pipeline.sources import chatbot, customer, email, event, messenger, web_form, website
-from pipeline.sources.base import MALFORMED_REASONS, Problem, SourceContext, SourceError
+from pipeline.sources.base import MALFORMED_REASONS, NothingToTake, Problem, SourceContext, SourceError
 
 Adapter = Callable[[bytes, SourceContext], list[ContactEvent]]
 
@@ -46,6 +46,7 @@ __all__ = [
     "CONTENT_TYPES",
     "MALFORMED_REASONS",
     "Adapter",
+    "NothingToTake",
     "Problem",
     "SourceContext",
     "SourceError",

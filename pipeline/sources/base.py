@@ -74,6 +74,17 @@ class SourceError(Exception):
         return "; ".join(f"{p.field or 'payload'}: {p.message} ({p.reason})" for p in self.problems)
 
 
+class NothingToTake(Exception):
+    """A well-formed webhook that by its nature names no contact: a delivery or read receipt, a status update, the
+    sender's own check of the endpoint. Answered as accepted with no events and counted (``reason``), not
+    dead-lettered: a refusal would make the sender retry it for days, and a dead letter per receipt would bury the
+    payloads someone has to look at. Nothing of it is kept."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
 @dataclass(frozen=True)
 class SourceContext:
     """Everything an adapter may know besides the bytes: who sent it, as what, when, and the identity pepper."""

@@ -21,6 +21,7 @@ from pipeline.models.contact import Consent, ContactEvent
 from pipeline.normalize import clean_text
 from pipeline.sources import fields
 from pipeline.sources.base import (
+    NothingToTake,
     Problem,
     SourceContext,
     SourceError,
@@ -133,6 +134,8 @@ _INTERCOM_AUTHORS = {"user": "contact", "lead": "contact", "contact": "contact",
 def _intercom(payload: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
     """An Intercom conversation or contact notification as a Drift-shaped payload, or None when it is not one."""
     item = dig(payload, "data", "item")
+    if payload.get("type") == "notification_event" and payload.get("topic") == "ping":
+        raise NothingToTake("webhook_check", "Intercom's ping of the webhook: no contact in it")
     if payload.get("type") != "notification_event" or not isinstance(item, dict):
         return None
     topic = text_of(payload.get("topic"))

@@ -22,6 +22,7 @@ from pipeline.models.contact import ContactEvent
 from pipeline.normalize import clean_text
 from pipeline.sources import fields
 from pipeline.sources.base import (
+    NothingToTake,
     Problem,
     SourceContext,
     SourceError,
@@ -69,7 +70,7 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
         return _whatsapp(data, ctx)
     if "update_id" in data:
         return [_telegram(data, ctx)]
-    if "sender" in data and "event" in data:
+    if "event" in data and ("sender" in data or "message_token" in data):  # receipts name no sender
         return [_viber(data, ctx)]
     return [_log(data, ctx, 0, "")]
 
@@ -200,6 +201,11 @@ def _whatsapp(data: Mapping[str, Any], ctx: SourceContext) -> list[ContactEvent]
                     slot = contacts.setdefault(sender, {"name": None, "messages": [], "where": f"entry[{e}]"})
                     slot["messages"].append((message, f"entry[{e}].changes[{c}].value.messages[{m}]"))
     if not contacts:
+        statuses = any(
+            array(dig(change, "value", "statuses")) for entry in entries for change in array(dig(entry, "changes"))
+        )
+        if statuses:
+            raise NothingToTake("status_update", "WhatsApp status updates of messages sent: no contact in them")
         raise SourceError(
             "no_contact", "entry", "the webhook holds no contact or inbound message (status updates only?)"
         )
@@ -258,7 +264,13 @@ def _telegram(data: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
     )
 
 
+#: Viber callbacks about messages the bot sent and about the webhook itself: no person speaks in them.
+_VIBER_RECEIPTS = frozenset({"delivered", "seen", "failed", "webhook"})
+
+
 def _viber(data: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
+    if (kind := text_of(data.get("event"))) in _VIBER_RECEIPTS:
+        raise NothingToTake("receipt", f"a Viber {kind} callback: no contact in it")
     problems: list[Problem] = []
     sender = obj(data.get("sender"))
     message = obj(data.get("message"))

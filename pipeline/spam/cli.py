@@ -146,6 +146,9 @@ class SpamPath:
                 problem = parsed.problems[0]
                 out.append(Scored(item, None, None, rejected=f"{problem.reason}: {problem.message}"))
                 continue
+            if parsed.ignored is not None:  # a receipt: nothing to score, and said so
+                out.append(Scored(item, None, None, rejected=f"no_contact: {parsed.ignored}"))
+                continue
             raws: list[bytes | None] = [None] * len(parsed.events)
             if channel is Channel.EMAIL:
                 raws = [item.raw] * len(parsed.events)  # split_records gave one message per item

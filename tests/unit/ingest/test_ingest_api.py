@@ -475,3 +475,21 @@ def test_fast_path_answers_an_unexpected_exception_500_with_the_security_headers
     with pytest.raises(RuntimeError, match="a bug"):
         post_signed(TestClient(app), "wp-contact", body, content_type)
     assert publisher.records == []
+
+
+def test_a_webhook_that_names_no_contact_by_its_nature_is_taken_without_events(
+    client: TestClient, publisher: RecordingPublisher, runtime: Runtime
+) -> None:
+    """Intercom's ping of the endpoint (like a messenger's delivery receipts): 202 with no events and why, nothing
+    published, nothing dead-lettered, no data key made, counted as ignored. A refusal made the sender retry it for
+    days, and a dead letter per receipt buried the payloads someone has to look at."""
+    body = b'{"type": "notification_event", "topic": "ping", "data": {"item": {"type": "ping", "message": "hi"}}}'
+    headers = {"content-type": "application/json", "authorization": f"Bearer {BEARER}"}
+    response = client.post("/v1/sources/drift", content=body, headers=headers)
+    assert response.status_code == 202, response.text
+    assert response.json() == {"status": "accepted", "event_ids": [], "replayed": False, "ignored": "webhook_check"}
+    assert publisher.records == []
+    with runtime.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM data_keys").scalar() == 0
+    metrics = TestClient(client.app.state.admin).get("/metrics").text
+    assert 'leadpipe_ingest_requests_total{channel="chatbot",outcome="ignored"} 1.0' in metrics

@@ -48,6 +48,22 @@ def test_import_counts_published_and_rejected_by_reason(runtime: Runtime, publis
     assert len(publisher.records) == 5 * 2 + 1
 
 
+def test_import_counts_receipts_apart_and_publishes_nothing_for_them(
+    runtime: Runtime, publisher: RecordingPublisher
+) -> None:
+    """An export of messenger webhooks holds the business's delivery receipts beside the people's messages: the
+    receipts are counted by reason, neither published nor dead-lettered, and the import still succeeds."""
+    receipt = b'{"event": "seen", "timestamp": 1457764197627, "message_token": 1, "user_id": "01234567890A="}'
+    data = b"\n".join(
+        [receipt, receipt, (PAYLOADS / "messenger" / "telegram_contact.json").read_bytes().replace(b"\n", b"")]
+    )
+    service = IngestService(runtime, publisher)  # type: ignore[arg-type]
+    summary = run_import(service, Channel.MESSENGER, split_records(data, "jsonl"), "import")
+    assert (summary.records, summary.published_events, summary.rejected) == (3, 1, 0)
+    assert dict(summary.ignored) == {"receipt": 2}
+    assert len(publisher.records) == 2  # the one person's raw and normalised records
+
+
 def test_import_refuses_a_format_the_channel_cannot_read(runtime: Runtime, publisher: RecordingPublisher) -> None:
     service = IngestService(runtime, publisher)  # type: ignore[arg-type]
     with pytest.raises(UnsupportedContentType):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 from source_payloads import ctx_for, payload
 
 from pipeline.models.common import InteractionKind
-from pipeline.sources import SourceError, messenger
+from pipeline.sources import NothingToTake, SourceError, messenger
 
 
 def parse(name: str):  # type: ignore[no-untyped-def]
@@ -27,9 +30,18 @@ def test_whatsapp_cloud_webhook() -> None:
     assert event.occurred_at.isoformat() == "2024-06-05T13:43:20+00:00"
 
 
-def test_whatsapp_status_only_webhook_is_refused_not_dropped() -> None:
-    with pytest.raises(SourceError) as err:
+def test_whatsapp_status_only_webhook_says_it_names_no_contact() -> None:
+    """Not an empty success (a silent drop) and no longer a refusal (Meta retries a refused webhook for days, and
+    each became a dead letter): the reason the API answers, counts and logs."""
+    with pytest.raises(NothingToTake) as taken:
         parse("whatsapp_status_only.json")
+    assert taken.value.reason == "status_update"
+
+
+def test_a_whatsapp_webhook_without_messages_or_statuses_is_still_refused() -> None:
+    raw = b'{"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"value": {}}]}]}'
+    with pytest.raises(SourceError) as err:
+        messenger.parse(raw, ctx_for("messenger", raw, "application/json"))
     assert err.value.reason == "no_contact"
 
 
@@ -76,3 +88,24 @@ def test_bad_duration_and_platform_are_named() -> None:
     with pytest.raises(SourceError) as err:
         messenger.parse(raw, ctx_for("messenger", raw, "application/json"))
     assert {p.field for p in err.value.problems} == {"platform", "duration_s"}
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (  # WhatsApp: the status of a message the business sent, nothing from a person
+            {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp", "statuses": [{"id": "wamid.X", "status": "delivered",
+                "timestamp": "1750030073", "recipient_id": "16505551234"}]}}]}]},
+            "status_update",
+        ),
+        ({"event": "delivered", "timestamp": 1457764197627, "message_token": 1, "user_id": "01234567890A="}, "receipt"),
+        ({"event": "seen", "timestamp": 1457764197627, "message_token": 1, "user_id": "01234567890A="}, "receipt"),
+        ({"event": "webhook", "timestamp": 1457764197627, "message_token": 241256543215}, "receipt"),
+    ],
+)  # fmt: skip
+def test_receipts_and_status_updates_name_no_contact(body: dict[str, Any], reason: str) -> None:
+    raw = json.dumps(body).encode()
+    with pytest.raises(NothingToTake) as taken:
+        messenger.parse(raw, ctx_for("messenger", raw, "application/json"))
+    assert taken.value.reason == reason
