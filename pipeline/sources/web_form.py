@@ -3,10 +3,10 @@
 Accepts what form tools actually send: a browser-style POST (``application/x-www-form-urlencoded`` or
 ``multipart/form-data``, as Contact Form 7 and Gravity Forms submit), a flat JSON object of fields (form-to-webhook
 plugins), a ``fields`` list of ``{name|label, value}`` (HubSpot forms API, Gravity webhooks) with HubSpot's
-``context`` and ``legalConsentOptions``, a ``fields`` object of ``{id, title|label|name, value}`` (Elementor Pro,
-WPForms webhooks), Typeform's ``form_response`` (answers by type; a question is read by its ref or its wording:
-"What's your first name?"), Webflow's ``form_submission`` trigger (``payload.data``) and Jotform's webhook (its
-``rawRequest`` answers).
+``context`` and ``legalConsentOptions``, a HubSpot workflow's contact webhook (``vid``, ``properties``), a
+``fields`` object of ``{id, title|label|name, value}`` (Elementor Pro, WPForms webhooks), Typeform's
+``form_response`` (answers by type; a question is read by its ref or its wording: "What's your first name?"),
+Webflow's ``form_submission`` trigger (``payload.data``) and Jotform's webhook (its ``rawRequest`` answers).
 
 A form may pass on the website visitor's cookie id (HubSpot's ``hutk`` / ``context.hutk``, a hidden
 ``anonymous_id`` or ``ajs_anonymous_id`` field, ...): it becomes ``provenance.visitor_key`` (an HMAC of it), which
@@ -32,6 +32,7 @@ from pipeline.sources.base import (
     Problem,
     SourceContext,
     SourceError,
+    array,
     build_person,
     checkbox_ticked,
     decode_text,
@@ -100,6 +101,8 @@ def _json_fields(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, 
         meta["form_name"] = text_of(payload.get("name"))
         meta["submitted_at"] = payload.get("submittedAt")
         return list(obj(payload.get("data")).items())
+    if isinstance(data.get("properties"), dict) and "vid" in data:  # a HubSpot workflow's contact webhook
+        return _hubspot_contact_pairs(data, meta)
     meta["context"] = obj(data.get("context")) or _elementor_context(obj(data.get("meta")))
     meta["legal"] = obj(data.get("legalConsentOptions"))
     form = obj(data.get("form"))
@@ -170,6 +173,24 @@ def _described_fields(wrapped: dict[str, Any]) -> list[tuple[str, Any]]:
         else:
             pairs.append((key, value))
     return pairs
+
+
+def _hubspot_contact_pairs(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A HubSpot workflow's "send a webhook" with the contact (``vid``, ``properties`` of ``{"value": ...}``): the
+    properties leadpipe reads (HubSpot's own dozens, ``hs_analytics_source``, ``lifecyclestage``, ..., are not the
+    person's message), the latest form submission's id, title, page and time as the form's."""
+    submissions = [item for item in array(data.get("form-submissions")) if isinstance(item, dict)]
+    latest: dict[str, Any] = max(submissions, key=_submitted, default={})
+    meta["form_id"] = text_of(latest.get("form-id"))
+    meta["form_name"] = text_of(latest.get("title"))
+    meta["submitted_at"] = latest.get("timestamp")
+    meta["context"] = {"pageUri": latest.get("page-url")}
+    return [(key, value) for key, value in _described_fields(data["properties"]) if _readable(key)]
+
+
+def _submitted(submission: dict[str, Any]) -> float:
+    stamp = submission.get("timestamp")
+    return float(stamp) if isinstance(stamp, int | float) and not isinstance(stamp, bool) else 0.0
 
 
 #: A Jotform question's key in ``rawRequest``: ``q<number>_<field name>``.

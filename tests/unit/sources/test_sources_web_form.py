@@ -348,3 +348,19 @@ def test_a_jotform_raw_request_that_is_not_json_is_malformed() -> None:
     with pytest.raises(SourceError) as err:
         web_form.parse(body, ctx_for("web_form", body, "application/x-www-form-urlencoded"))
     assert (err.value.problems[0].reason, err.value.field) == ("malformed_form", "rawRequest")
+
+
+def test_hubspot_workflow_contact_webhook_reads_the_person_and_the_latest_form() -> None:
+    """HubSpot's "send a webhook" workflow action posts the contact: its properties as ``{"value": ...}`` (HubSpot's
+    own dozens, analytics source, lifecycle stage, IP city, are not a message) and its form submissions."""
+    [event] = parse("hubspot_workflow_contact.json")
+    person = event.person
+    assert (person.first_name, person.last_name, person.email) == ("Brian", "Halligan", "bh@hubspot.example")
+    assert (person.phone, person.company) == ("+16175550100", "HubSpot")
+    assert event.interaction.message == "Interested in a demo"
+    assert event.interaction.kind is InteractionKind.DEMO_REQUEST  # the latest submission's form
+    assert (event.provenance.form_id, event.interaction.page_url) == (
+        "7c7b0d31-8a6f-4a1f-9b34-3b5d2a1e6f8c",
+        "https://example.com/demo",
+    )
+    assert event.occurred_at.isoformat() == "2024-06-05T12:20:00+00:00"
