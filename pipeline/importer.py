@@ -1,4 +1,4 @@
-"""``leadpipe import <channel> FILE``: batch loads (CSV, JSON Lines, JSON, mbox, .eml) through the ingest service.
+"""``leadpipe import <channel> FILE``: batch loads (CSV, Excel .xlsx, JSON Lines, JSON, mbox, .eml) through ingest.
 
 The file is split into one record per person (a CSV row with its header, a JSONL line, a mail of an mbox, an
 element of a JSON array), so each is accepted or dead-lettered on its own, and each raw record sealed under its own
@@ -12,6 +12,7 @@ de-duplicates).
 from __future__ import annotations
 
 import collections
+import csv
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from pipeline.sources.email import split_mbox
 
 FORMATS: dict[str, str] = {
     "csv": "text/csv",
+    "xlsx": "text/csv",  # the first sheet, each row submitted as a CSV record
     "jsonl": "application/json",
     "json": "application/json",
     "mbox": "application/mbox",
@@ -46,6 +48,7 @@ FORMATS: dict[str, str] = {
 _EXTENSIONS = {
     ".csv": "csv",
     ".tsv": "csv",
+    ".xlsx": "xlsx",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".json": "json",
@@ -77,6 +80,9 @@ def split_records(data: bytes, fmt: str) -> list[ImportRecord]:
     try:
         if fmt == "csv":
             return [ImportRecord(row, content_type, f"line {line}") for line, row in tabular.split_csv(data)]
+        if fmt == "xlsx":
+            sheet = tabular.split_csv(tabular.xlsx_as_csv(data), dialect=csv.excel)
+            return [ImportRecord(row, content_type, f"row {line}") for line, row in sheet]
         if fmt == "jsonl":
             lines = enumerate(data.split(b"\n"), start=1)
             return [ImportRecord(line.strip(), content_type, f"line {n}") for n, line in lines if line.strip()]
@@ -162,10 +168,15 @@ def run_import(
 def import_file(
     channel: Annotated[Channel, typer.Argument(help="The policy channel the records belong to.")],
     file: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV, JSONL, JSON, mbox or .eml")
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="CSV, Excel (.xlsx), JSONL, JSON, mbox or .eml"
+        ),
     ],
     source_id: Annotated[str, typer.Option("--source-id", help="Provenance source id on every event.")] = "import",
-    fmt: Annotated[str | None, typer.Option("--format", help="csv|jsonl|json|mbox|eml; default: by extension.")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv|xlsx|jsonl|json|mbox|eml; default: by extension.")
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Records per confirmed publish.")] = 500,
 ) -> None:
     """Load a file of contacts; exit code 1 when any record was rejected (and dead-lettered).

@@ -1,10 +1,15 @@
-"""CSV and JSON Lines reading shared by the event (business cards) and customer adapters and the importer."""
+"""CSV and JSON Lines reading shared by the event (business cards) and customer adapters and the importer; an Excel
+workbook's first sheet as CSV for the importer."""
 
 from __future__ import annotations
 
 import csv
 import io
+import zipfile
+from datetime import date, datetime, time
 from typing import Any
+
+import openpyxl
 
 from pipeline.sources.base import SourceError, decode_text, json_type, load_json
 
@@ -22,18 +27,21 @@ def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
         return csv.excel
 
 
-def read_csv(raw: bytes, charset: str | None = None) -> list[tuple[int, dict[str, str]]]:
+def read_csv(
+    raw: bytes, charset: str | None = None, dialect: type[csv.Dialect] | None = None
+) -> list[tuple[int, dict[str, str]]]:
     """(line, row as header -> cell) for every non-empty row; header cells trimmed, duplicates kept first.
 
     ``line`` is the line of the file the row starts on, counting the header and every line of a quoted cell that
-    spans several (what an editor shows), so a rejection names the line to fix.
+    spans several (what an editor shows), so a rejection names the line to fix. ``dialect``: the CSV's when known
+    (written by ``xlsx_as_csv``), else sniffed.
     """
     text = decode_text(raw, charset)
     if not text.strip():
         raise SourceError("empty_payload", None, "the CSV is empty")
     if "\x00" in text:
         raise SourceError("malformed_csv", None, "the CSV contains NUL bytes (a binary file?)")
-    reader = csv.reader(io.StringIO(text, newline=""), _dialect(text[:8192]))
+    reader = csv.reader(io.StringIO(text, newline=""), dialect or _dialect(text[:8192]))
     try:
         header = next(reader, None)
         while header is not None and not any(cell.strip() for cell in header):
@@ -60,11 +68,13 @@ def read_csv(raw: bytes, charset: str | None = None) -> list[tuple[int, dict[str
     return rows
 
 
-def split_csv(raw: bytes, charset: str | None = None) -> list[tuple[int, bytes]]:
+def split_csv(
+    raw: bytes, charset: str | None = None, dialect: type[csv.Dialect] | None = None
+) -> list[tuple[int, bytes]]:
     """(line the row starts on, one self-describing CSV document: header + that row) per record, for per-row import
     and dead-lettering."""
     out = []
-    for line, row in read_csv(raw, charset):
+    for line, row in read_csv(raw, charset, dialect):
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(list(row))
@@ -104,3 +114,38 @@ def records_of_json(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
     if not out:
         raise SourceError("empty_payload", None, "the JSON array is empty")
     return out
+
+
+def xlsx_as_csv(data: bytes) -> bytes:
+    """The first sheet of an Excel workbook (.xlsx) as CSV (UTF-8), so that each row is read like a CSV row.
+
+    Cells as the sheet shows their values (formulas' cached results): a date as ISO 8601 (a midnight time left
+    out), a whole number without ``.0`` (a phone typed as a number), true/false. Written in ``csv.excel``'s dialect
+    (read back with it, not sniffed); an empty row stays an empty line, so a row's CSV line is the row Excel shows
+    while no cell above it holds a line break. Refused as ``malformed_file`` when the bytes are not a workbook."""
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise SourceError("malformed_file", None, f"not an Excel workbook ({type(exc).__name__})") from None
+    try:
+        out = io.StringIO(newline="")
+        writer = csv.writer(out, lineterminator="\r\n")
+        for row in book.worksheets[0].iter_rows(values_only=True):
+            writer.writerow([_cell_text(value) for value in row])
+        return out.getvalue().encode()
+    finally:
+        book.close()
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time() and value.tzinfo is None else value.isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

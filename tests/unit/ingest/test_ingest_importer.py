@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import openpyxl
 import pytest
 from ingest_helpers import RecordingPublisher
 from source_payloads import PAYLOADS
@@ -11,7 +14,7 @@ from source_payloads import PAYLOADS
 from pipeline.importer import ImportRecord, guess_format, run_import, split_records
 from pipeline.ingest.service import IngestService, UnsupportedContentType
 from pipeline.models.common import Channel
-from pipeline.models.records import DeadLetter
+from pipeline.models.records import ContactRecord, DeadLetter
 from pipeline.runtime import Runtime
 
 
@@ -31,7 +34,7 @@ def test_formats_split_and_guess() -> None:
     assert split_records(b"not json", "json") == [(b"not json", "application/json", "file")]  # rejected whole
     assert guess_format(Path("x.NDJSON")) == "jsonl"
     with pytest.raises(ValueError, match="--format"):
-        guess_format(Path("x.xlsx"))
+        guess_format(Path("x.xls"))
 
 
 def test_import_counts_published_and_rejected_by_reason(runtime: Runtime, publisher: RecordingPublisher) -> None:
@@ -100,3 +103,46 @@ def test_jsonl_mbox_and_json_rejections_name_their_place(runtime: Runtime, publi
     array = b'[{"email": "a@example.com"}, ' + ok + b', {"email": "c@@example.com"}]'
     [first, second] = _examples(runtime, publisher, Channel.CUSTOMER, array, "json")
     assert first.startswith("[0]: last_service_delivery: ") and second.startswith("[2]: email: ")
+
+
+def _workbook(rows: list[list[object]]) -> bytes:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_an_excel_workbook_is_imported_row_by_row_named_by_its_sheet_rows(
+    runtime: Runtime, publisher: RecordingPublisher
+) -> None:
+    """Sales' exports are workbooks more often than CSV: the first sheet, each row a record named by the row Excel
+    shows; dates as dates, a number cell as its digits, a cell with a line break and an empty row in between."""
+    data = _workbook(
+        [
+            ["Kundennummer", "Ansprechpartner", "E-Mail", "Telefon", "Land", "Last Service Delivery", "Notes"],
+            ["K-1", "Jürgen Müller", "jm@beispiel.de", "030 1234567", "Deutschland", datetime(2024, 3, 31), "jährlich"],
+            [None] * 7,
+            ["K-2", "山田 太郎", "taro@example.co.jp", "03-1234-5678", "日本", date(2024, 5, 1), "line1\nline2"],
+            ["K-3", "No Date", "nodate@example.com", None, "France", None, None],
+        ]
+    )
+    records = split_records(data, guess_format(Path("export.xlsx")))
+    assert [r.where for r in records] == ["row 2", "row 4", "row 6"]
+    service = IngestService(runtime, publisher)  # type: ignore[arg-type]
+    summary = run_import(service, Channel.CUSTOMER, records, "import")
+    assert (summary.records, summary.published_events, summary.rejected) == (3, 2, 1)
+    assert summary.examples[0].startswith("row 6: last_service_delivery")
+    events = [runtime.codec.open_contact(r.value) for r in publisher.records if isinstance(r.value, ContactRecord)]
+    assert [(e.person.last_name, e.person.phone, e.person.country_code) for e in events] == [
+        ("Müller", "+49301234567", "DE"),
+        ("山田", "+81312345678", "JP"),
+    ]
+    assert events[0].interaction.last_service_delivery_at == datetime(2024, 3, 31, tzinfo=UTC)
+
+
+def test_a_file_that_is_not_a_workbook_is_submitted_whole_and_rejected() -> None:
+    [record] = split_records(b"PK\x03\x04 not really a workbook", "xlsx")
+    assert record.where == "file"
