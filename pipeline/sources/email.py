@@ -18,16 +18,28 @@ A message yields an event or a typed rejection, never an exception.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from email.message import Message
+from types import MappingProxyType
 
 from pipeline import normalize
 from pipeline.models.common import InteractionKind
 from pipeline.models.contact import ContactEvent
 from pipeline.normalize import clean_text
-from pipeline.sources import mime
+from pipeline.sources import inbound_mail, mime
 from pipeline.sources.base import Problem, SourceContext, SourceError, build_person, make_event, require_events
 
-CONTENT_TYPES = frozenset({"message/rfc822", "application/mbox", "text/plain", "application/octet-stream"})
+CONTENT_TYPES = frozenset(
+    {
+        "message/rfc822",
+        "application/mbox",
+        "text/plain",
+        "application/octet-stream",
+        "application/json",  # Postmark's inbound webhook
+        "multipart/form-data",  # SendGrid Inbound Parse, Mailgun routes
+        "application/x-www-form-urlencoded",  # Mailgun routes without attachments
+    }
+)
 
 _MBOX_FROM = re.compile(rb"(?:\A|(?<=\n\n)|(?<=\r\n\r\n))From \S")
 
@@ -48,8 +60,13 @@ def split_mbox(raw: bytes) -> list[bytes]:
     return out
 
 
-def messages_of(raw: bytes, media_type: str) -> list[bytes]:
-    """The messages of one payload: an mbox's, or the payload itself (the spam engine reads each as received)."""
+def messages_of(raw: bytes, media_type: str, params: Mapping[str, str] = MappingProxyType({})) -> list[bytes]:
+    """The messages of one payload: an mbox's, an inbound-parse webhook's message (``inbound_mail``), or the
+    payload itself (the spam engine reads each as received)."""
+    if media_type == "application/json":
+        return [inbound_mail.from_postmark(raw)]
+    if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return [inbound_mail.from_form(raw, media_type, params)]
     is_mbox = media_type == "application/mbox" or raw.startswith(b"From ")
     return split_mbox(raw) if is_mbox else [raw]
 
@@ -57,7 +74,7 @@ def messages_of(raw: bytes, media_type: str) -> list[bytes]:
 def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     if not raw.strip():
         raise SourceError("empty_payload", None, "the message is empty")
-    messages = messages_of(raw, ctx.content_type)
+    messages = messages_of(raw, ctx.content_type, ctx.params)
     events = []
     for index, message in enumerate(messages):
         prefix = f"messages[{index}]." if len(messages) > 1 else ""

@@ -16,18 +16,15 @@ links that visitor's anonymous browsing to the person who submitted the form.
 from __future__ import annotations
 
 import re
-from email.parser import BytesParser
-from email.policy import HTTP
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 
 from pipeline.models.common import InteractionKind, Purpose
 from pipeline.models.contact import Consent, ContactEvent
 from pipeline.normalize import clean_text
-from pipeline.sources import fields
+from pipeline.sources import fields, formdata
 from pipeline.sources.base import (
     Problem,
     SourceContext,
@@ -35,7 +32,6 @@ from pipeline.sources.base import (
     array,
     build_person,
     checkbox_ticked,
-    decode_text,
     dig,
     interaction_kind,
     load_json,
@@ -64,13 +60,6 @@ _REQUEST_KEYS = frozenset((*_IP_KEYS, *_USER_AGENT_KEYS, *_FORM_ID_KEYS, *_FORM_
 #: format, "May 15, 2024"): the time a form was sent is not worth losing the person over.
 SUBMITTED_AT_INVALID = "submitted_at_invalid"
 
-#: Fields one submission may carry (a form has tens; 100,000 repeated ``&a=b`` is an attack on the adapter's time).
-MAX_FIELDS = 1000
-
-
-def _too_many(count: int) -> SourceError:
-    return SourceError("too_many_fields", None, f"the form has {count} fields; at most {MAX_FIELDS} are read")
-
 
 def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     meta: dict[str, Any] = {}
@@ -78,9 +67,9 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     if ctx.content_type == "application/json":
         pairs = _json_pairs(require_object(load_json(raw)), meta)
     elif ctx.content_type == "multipart/form-data":
-        pairs = _multipart_pairs(raw, ctx, attachments)
+        pairs = formdata.multipart_pairs(raw, ctx.params.get("boundary"), attachments)
     else:
-        pairs = _urlencoded_pairs(raw, ctx)
+        pairs = formdata.urlencoded_pairs(raw, ctx.charset)
     if (request := next((v for k, v in pairs if k == "rawRequest"), None)) is not None:
         pairs = _jotform_pairs(request, pairs, meta)
     return [_event(pairs, meta, attachments, ctx)]
@@ -88,8 +77,8 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
 
 def _json_pairs(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, Any]]:
     pairs = _json_fields(data, meta)
-    if len(pairs) > MAX_FIELDS:
-        raise _too_many(len(pairs))
+    if len(pairs) > formdata.MAX_FIELDS:
+        raise formdata.too_many(len(pairs))
     return pairs
 
 
@@ -111,8 +100,8 @@ def _json_fields(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, 
     meta["submitted_at"] = data.get("submittedAt", data.get("submitted_at"))
     listed = data.get("fields")
     if isinstance(listed, list):
-        if len(listed) > MAX_FIELDS:
-            raise _too_many(len(listed))
+        if len(listed) > formdata.MAX_FIELDS:
+            raise formdata.too_many(len(listed))
         pairs: list[tuple[str, Any]] = []
         for position, item in enumerate(listed):
             if not isinstance(item, dict):
@@ -260,8 +249,8 @@ def _typeform_pairs(response: dict[str, Any], meta: dict[str, Any]) -> list[tupl
     answers = response.get("answers")
     if not isinstance(answers, list):
         answers = []
-    if len(answers) > MAX_FIELDS:
-        raise _too_many(len(answers))
+    if len(answers) > formdata.MAX_FIELDS:
+        raise formdata.too_many(len(answers))
     pairs: list[tuple[str, Any]] = []
     for position, answer in enumerate(answers):
         if not isinstance(answer, dict):
@@ -292,52 +281,6 @@ def _typeform_pairs(response: dict[str, Any], meta: dict[str, Any]) -> list[tupl
 
 def _scalar(value: Any) -> bool:
     return not isinstance(value, dict | list)
-
-
-def _urlencoded_pairs(raw: bytes, ctx: SourceContext) -> list[tuple[str, Any]]:
-    text = decode_text(raw, ctx.charset)
-    if not text.strip():
-        raise SourceError("empty_payload", None, "the form post is empty")
-    if (count := text.count("&") + 1) > MAX_FIELDS:  # before parsing: the count bounds all later work
-        raise _too_many(count)
-    try:
-        return list(parse_qsl(text.strip(), keep_blank_values=True, encoding=ctx.charset or "utf-8", errors="strict"))
-    except (UnicodeDecodeError, LookupError):
-        raise SourceError("bad_encoding", None, "a form value is not valid in the declared charset") from None
-    except ValueError as exc:
-        raise SourceError("malformed_form", None, f"not a form post: {exc}") from None
-
-
-def _multipart_pairs(raw: bytes, ctx: SourceContext, attachments: list[str]) -> list[tuple[str, Any]]:
-    boundary = ctx.params.get("boundary")
-    if not boundary:
-        raise SourceError("malformed_form", None, "multipart/form-data without a boundary parameter")
-    if (count := raw.count(b"--" + boundary.encode("utf-8", "replace")) - 1) > MAX_FIELDS:
-        raise _too_many(count)
-    header = f'Content-Type: multipart/form-data; boundary="{boundary}"\r\nMIME-Version: 1.0\r\n\r\n'.encode()
-    try:
-        message = BytesParser(policy=HTTP).parsebytes(header + raw)
-        if not message.is_multipart():
-            raise SourceError("malformed_form", None, "the multipart body has no parts")
-        pairs: list[tuple[str, Any]] = []
-        for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            filename = part.get_filename()
-            if filename:
-                attachments.append(clean_text(str(filename), 200) or "unnamed")
-                continue
-            if not isinstance(name, str):
-                continue
-            payload = part.get_payload(decode=True)
-            value = decode_text(payload if isinstance(payload, bytes) else b"", part.get_content_charset())
-            pairs.append((name, value))
-    except SourceError:
-        raise
-    except Exception as exc:  # the stdlib parser's defects surface as many exception types
-        raise SourceError("malformed_form", None, f"the multipart body cannot be read ({type(exc).__name__})") from None
-    if not pairs and not attachments:
-        raise SourceError("malformed_form", None, "the multipart body has no form fields")
-    return pairs
 
 
 def _merge(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:

@@ -117,7 +117,7 @@ def email_of_payload(payload: bytes, record: RawRecord) -> bytes | None:
 
     An mbox payload holds many; the adapter numbered them, and the event id names the number
     (``SourceContext.event_id``: source, payload digest, index), so the message is found without parsing any."""
-    messages = messages_of(payload, parse_content_type(record.content_type)[0])
+    messages = messages_of(payload, *parse_content_type(record.content_type))
     if len(messages) == 1:
         return messages[0]
     digest = hashlib.sha256(payload).hexdigest()

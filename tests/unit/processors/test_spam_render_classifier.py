@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import email
 import uuid
+from datetime import UTC, datetime
 from email.policy import default
+from pathlib import Path
 
 import pytest
 from processor_events import build_event
 
 from pipeline.models.common import Channel
 from pipeline.models.contact import Utterance
+from pipeline.models.records import RawRecord, Sealed
 from pipeline.models.spam import EngineSymbol, EngineVerdict
 from pipeline.spam.classifier import (
     EVIDENCE_FEATURES,
@@ -22,7 +25,7 @@ from pipeline.spam.classifier import (
     tokens,
 )
 from pipeline.spam.engine import parse_verdict
-from pipeline.spam.render import RECIPIENT, render_message
+from pipeline.spam.render import RECIPIENT, email_of_payload, render_message
 from pipeline.spam.signals import SpamSignals
 
 PEPPER = b"test-pepper"
@@ -230,3 +233,22 @@ def test_rendered_headers_are_encoded_and_cannot_be_injected() -> None:
     assert message["Content-Transfer-Encoding"] == "quoted-printable"  # a line over 900 octets
     assert message.get_content().replace("\r\n", "\n").startswith("Zeile eins\n" + "lang " * 10)
     assert message.get_content_charset() == "utf-8"
+
+
+def test_the_engine_reads_an_inbound_webhook_s_mail_not_its_json() -> None:
+    """A mail that arrived as Postmark's JSON is handed to the engine as the message it was (its headers, its
+    body), from the raw record's payload and content type, like a mail posted as message/rfc822."""
+    payload = (Path(__file__).resolve().parents[2] / "fixtures/payloads/email/postmark_inbound.json").read_bytes()
+    record = RawRecord(
+        event_id=uuid.uuid4(),
+        channel=Channel.EMAIL,
+        source_id="postmark",
+        received_at=datetime.now(UTC),
+        subject_key="sk_x",
+        content_type="application/json",
+        sealed=Sealed(key_id="subject:sk_x#1", nonce="AAAA", ciphertext="AAAA"),
+    )
+    mail = email_of_payload(payload, record)
+    assert mail is not None and not mail.lstrip().startswith(b"{")
+    parsed = email.message_from_bytes(mail, policy=default)
+    assert parsed["Subject"] == "Presupuesto para 3 oficinas" and "spf=pass" in parsed["Authentication-Results"]

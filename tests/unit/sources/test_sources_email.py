@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
 from source_payloads import PEPPER, ctx_for, payload
 
 from pipeline import normalize
 from pipeline.models.common import InteractionKind
-from pipeline.sources import SourceError
+from pipeline.sources import SourceError, inbound_mail
 from pipeline.sources import email as email_source
 
 
@@ -90,3 +92,48 @@ def test_attachment_only_mail_still_identifies_the_sender() -> None:
     [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
     assert event.interaction.message is None
     assert event.interaction.attachments_ignored == ("scan.pdf",)
+
+
+def test_postmark_inbound_webhook_is_read_as_the_mail_it_was() -> None:
+    """Postmark posts the received mail as JSON: the sender's name in UTF-8 (not one encoded word hiding the
+    address), the text body, the original header fields (relay chain, authentication results) and the attachment's
+    name, read as any mail."""
+    [event] = parse("postmark_inbound.json")
+    person = event.person
+    assert (person.first_name, person.last_name, person.email) == ("Ana", "García", "ana.garcia@empresa.example.es")
+    assert event.interaction.subject == "Presupuesto para 3 oficinas"
+    assert event.interaction.message is not None and "tres oficinas en Madrid" in event.interaction.message
+    assert event.interaction.attachments_ignored == ("planos.pdf",)
+    assert event.occurred_at.isoformat() == "2024-03-01T09:15:00+00:00"
+    rebuilt = inbound_mail.from_postmark(payload("email", "postmark_inbound.json")[0])
+    assert b"Authentication-Results: inbound.postmarkapp.com;" in rebuilt
+    assert b"Message-ID: <CAB3ab12@mail.empresa.example.es>" in rebuilt  # the sender's id, not Postmark's
+
+
+def test_sendgrid_inbound_parse_and_mailgun_route_posts_are_read_as_mail() -> None:
+    [sendgrid] = parse("sendgrid_inbound_parse.multipart")
+    assert (sendgrid.person.email, sendgrid.person.last_name) == ("kenji.tanaka@example.co.jp", "Tanaka")
+    assert sendgrid.interaction.message == "Hello, please send a quote for 20 licences."  # the text, not the HTML too
+    assert sendgrid.interaction.attachments_ignored == ("requirements.docx",)  # once, from the file part
+    assert sendgrid.interaction.list_headers == 1  # its List-Unsubscribe header kept for the spam rules
+    [mailgun] = parse("mailgun_route.txt")
+    assert (mailgun.person.first_name, mailgun.person.email) == ("Olivia", "olivia@acme.example.com")
+    assert mailgun.interaction.message == "Hi team, can we talk about a partnership?"
+    assert mailgun.occurred_at.isoformat() == "2024-06-05T10:00:00+00:00"
+
+
+def test_a_form_posted_mail_with_the_whole_message_is_that_message() -> None:
+    raw_mail = b"From: Eva <eva@example.de>\r\nSubject: Hallo\r\n\r\nGuten Tag\r\n"
+    body = urlencode({"body-mime": raw_mail.decode(), "recipient": "sales@example.com"}).encode()
+    [event] = email_source.parse(body, ctx_for("email", body, "application/x-www-form-urlencoded"))
+    assert (event.person.email, event.interaction.message) == ("eva@example.de", "Guten Tag")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(b'{"hello": "world"}', "application/json"), (b"a=1&b=2", "application/x-www-form-urlencoded")],
+)
+def test_json_or_form_that_is_no_inbound_mail_webhook_says_so(body: bytes, content_type: str) -> None:
+    with pytest.raises(SourceError) as err:
+        email_source.parse(body, ctx_for("email", body, content_type))
+    assert err.value.reason == "unexpected_shape"

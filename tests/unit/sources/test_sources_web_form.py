@@ -9,7 +9,7 @@ from source_payloads import PEPPER, ctx_for, payload
 
 from pipeline import normalize
 from pipeline.models.common import InteractionKind, Purpose
-from pipeline.sources import SourceError, web_form
+from pipeline.sources import SourceError, formdata, web_form
 
 
 def parse(name: str):  # type: ignore[no-untyped-def]
@@ -132,20 +132,20 @@ def test_repeated_fields_merge_into_one_list_in_order() -> None:
 @pytest.mark.parametrize(
     ("raw", "content_type"),
     [
-        (b"email=a%40example.com" + b"&a=b" * web_form.MAX_FIELDS, "application/x-www-form-urlencoded"),
+        (b"email=a%40example.com" + b"&a=b" * formdata.MAX_FIELDS, "application/x-www-form-urlencoded"),
         (
             b'{"email": "a@example.com", "fields": ['
-            + b",".join([b'{"name": "a", "value": "b"}'] * (web_form.MAX_FIELDS + 1))
+            + b",".join([b'{"name": "a", "value": "b"}'] * (formdata.MAX_FIELDS + 1))
             + b"]}",
             "application/json",
         ),
         (
-            b'{"email": "a@example.com", ' + b", ".join(b'"f%d": 1' % i for i in range(web_form.MAX_FIELDS)) + b"}",
+            b'{"email": "a@example.com", ' + b", ".join(b'"f%d": 1' % i for i in range(formdata.MAX_FIELDS)) + b"}",
             "application/json",
         ),
         (
             b"".join(
-                b'--XX\r\nContent-Disposition: form-data; name="a"\r\n\r\nb\r\n' for _ in range(web_form.MAX_FIELDS + 1)
+                b'--XX\r\nContent-Disposition: form-data; name="a"\r\n\r\nb\r\n' for _ in range(formdata.MAX_FIELDS + 1)
             )
             + b"--XX--\r\n",
             "multipart/form-data; boundary=XX",
@@ -160,7 +160,7 @@ def test_too_many_fields_is_a_typed_rejection(raw: bytes, content_type: str) -> 
 
 
 def test_the_field_limit_is_inclusive() -> None:
-    raw = b"email=a%40example.com" + b"&a=b" * (web_form.MAX_FIELDS - 1)
+    raw = b"email=a%40example.com" + b"&a=b" * (formdata.MAX_FIELDS - 1)
     [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/x-www-form-urlencoded"))
     assert event.person.email == "a@example.com"
 
