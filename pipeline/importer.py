@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import csv
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, NamedTuple
@@ -98,6 +98,45 @@ def split_records(data: bytes, fmt: str) -> list[ImportRecord]:
     return [ImportRecord(data, "message/rfc822" if fmt == "mbox" else content_type, "file")]
 
 
+def parse_defaults(pairs: Sequence[str], fmt: str) -> dict[str, str]:
+    """``--default FIELD=VALUE`` options as a mapping; a usage error (``ValueError``) for a malformed one or for a
+    format whose records have no fields to fill (mbox, eml)."""
+    found: dict[str, str] = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            raise ValueError(f"--default takes FIELD=VALUE, not {pair!r}")
+        found[name.strip()] = value
+    if found and fmt in ("mbox", "eml"):
+        raise ValueError("--default fills fields of csv, xlsx, jsonl and json records; a mail has none")
+    return found
+
+
+def with_defaults(records: list[ImportRecord], defaults: Mapping[str, str]) -> list[ImportRecord]:
+    """Each record with ``defaults`` filled in where it has no value: a column added to a CSV row, or filled where
+    the row left it empty; a key added to a JSON object. A record submitted whole (``file``) is left as it is."""
+    if not defaults:
+        return records
+    out: list[ImportRecord] = []
+    for record in records:
+        raw = record.raw
+        if record.where != "file" and record.content_type == "text/csv":
+            raw = tabular.with_columns(raw, defaults)
+        elif record.where != "file" and (parsed := _json_object(raw)) is not None:
+            missing = {name: value for name, value in defaults.items() if parsed.get(name) in (None, "")}
+            raw = orjson.dumps({**parsed, **missing}) if missing else raw
+        out.append(record._replace(raw=raw))
+    return out
+
+
+def _json_object(raw: bytes) -> dict[str, object] | None:
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
 _PIECE_ROW = re.compile(r"^row \d+\.")
 """A CSV record is submitted as its own two-line document, whose adapter names the row "row 2": the file's line
 is the record's ``where`` instead."""
@@ -173,17 +212,28 @@ def import_file(
             exists=True, dir_okay=False, readable=True, help="CSV, Excel (.xlsx), JSONL, JSON, mbox or .eml"
         ),
     ],
+    *,
     source_id: Annotated[str, typer.Option("--source-id", help="Provenance source id on every event.")] = "import",
     fmt: Annotated[
         str | None, typer.Option("--format", help="csv|xlsx|jsonl|json|mbox|eml; default: by extension.")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Records per confirmed publish.")] = 500,
+    defaults: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--default",
+            metavar="FIELD=VALUE",
+            help="A value for every record that has none (repeatable): an export without the event's date or name.",
+        ),
+    ] = None,
 ) -> None:
     """Load a file of contacts; exit code 1 when any record was rejected (and dead-lettered).
 
     Columns and fields per channel, with a sample file for each: docs/ingest.md.
 
     Example: leadpipe import customer docs/samples/customer.csv --source-id crm-export
+
+    Example: leadpipe import event attendees.xlsx --default event_date=2024-05-14 --default "event_name=Expo 2024"
 
     Example: leadpipe import email inbox.mbox
     """
@@ -192,6 +242,7 @@ def import_file(
         chosen = fmt or guess_format(file)
         if chosen not in FORMATS:
             raise ValueError(f"unknown format {chosen}; use one of {'|'.join(FORMATS)}")
+        given = parse_defaults(defaults or [], chosen)
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -200,7 +251,7 @@ def import_file(
     ensure_schema(runtime.engine)
     publisher = ConfirmingPublisher(settings)
     service = IngestService(runtime, publisher)
-    records = split_records(file.read_bytes(), chosen)
+    records = with_defaults(split_records(file.read_bytes(), chosen), given)
     try:
         with Progress(
             TextColumn("[bold]importing {task.description}"),

@@ -6,12 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
+from collections.abc import Mapping
 from datetime import date, datetime, time
 from typing import Any
 
 import openpyxl
 
 from pipeline.sources.base import SourceError, decode_text, json_type, load_json
+from pipeline.sources.fields import normalize_key
 
 CSV_TYPES = frozenset({"text/csv", "application/csv", "text/tab-separated-values"})
 JSONL_TYPES = frozenset({"application/jsonl", "application/x-ndjson", "application/x-jsonlines", "application/ndjson"})
@@ -81,6 +83,23 @@ def split_csv(
         writer.writerow(list(row.values()))
         out.append((line, buffer.getvalue().encode()))
     return out
+
+
+def with_columns(document: bytes, values: Mapping[str, str]) -> bytes:
+    """A one-row CSV document (``split_csv``'s) with ``values`` where the row has none: a column added, or an empty
+    cell filled. A name is matched as the header spells it or as the adapters read it (``Event Date`` is
+    ``event_date``)."""
+    [(_, row)] = read_csv(document, dialect=csv.excel)
+    names = {normalize_key(name): name for name in row}
+    for name, value in values.items():
+        column = names.get(normalize_key(name), name)
+        if not row.get(column, "").strip():
+            row[column] = value
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(list(row))
+    writer.writerow(list(row.values()))
+    return buffer.getvalue().encode()
 
 
 def read_jsonl(raw: bytes) -> list[tuple[int, Any]]:

@@ -7,11 +7,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import openpyxl
+import orjson
 import pytest
 from ingest_helpers import RecordingPublisher
 from source_payloads import PAYLOADS
 
-from pipeline.importer import ImportRecord, guess_format, run_import, split_records
+from pipeline.importer import ImportRecord, guess_format, parse_defaults, run_import, split_records, with_defaults
 from pipeline.ingest.service import IngestService, UnsupportedContentType
 from pipeline.models.common import Channel
 from pipeline.models.records import ContactRecord, DeadLetter
@@ -146,3 +147,37 @@ def test_an_excel_workbook_is_imported_row_by_row_named_by_its_sheet_rows(
 def test_a_file_that_is_not_a_workbook_is_submitted_whole_and_rejected() -> None:
     [record] = split_records(b"PK\x03\x04 not really a workbook", "xlsx")
     assert record.where == "file"
+
+
+def test_defaults_fill_what_an_export_leaves_out(runtime: Runtime, publisher: RecordingPublisher) -> None:
+    """An attendee export names the people, not the event's date (the retention clock): ``--default`` gives every
+    row that has none the event's date and name; a row with its own date keeps it."""
+    data = (
+        b"Order #,First Name,Last Name,Email,Company,Event Date\n"
+        b"1001,Maria,Rossi,maria@example.it,Rossi Srl,\n"
+        b"1002,Peter,Smith,peter@example.co.uk,Smith Ltd,2024-05-20\n"
+    )
+    defaults = parse_defaults(["event_date=2024-05-14", "Event Name=Expo 2024"], "csv")
+    records = with_defaults(split_records(data, "csv"), defaults)
+    service = IngestService(runtime, publisher)  # type: ignore[arg-type]
+    summary = run_import(service, Channel.EVENT, records, "import")
+    assert (summary.published_events, summary.rejected) == (2, 0)
+    events = [runtime.codec.open_contact(r.value) for r in publisher.records if isinstance(r.value, ContactRecord)]
+    assert [(e.interaction.event_date, e.interaction.event_name) for e in events] == [
+        (datetime(2024, 5, 14, tzinfo=UTC), "Expo 2024"),
+        (datetime(2024, 5, 20, tzinfo=UTC), "Expo 2024"),
+    ]
+    without = run_import(service, Channel.EVENT, split_records(data, "csv"), "import-2")
+    assert dict(without.reasons) == {"missing_event_date": 1}
+
+
+def test_defaults_fill_json_objects_and_refuse_what_they_cannot_fill() -> None:
+    records = split_records(
+        b'{"email": "a@b.de", "event_date": ""}\n{"email": "c@d.de", "event_date": "2024-01-01"}', "jsonl"
+    )
+    filled = with_defaults(records, {"event_date": "2024-05-14"})
+    assert [orjson.loads(r.raw)["event_date"] for r in filled] == ["2024-05-14", "2024-01-01"]
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        parse_defaults(["event_date"], "csv")
+    with pytest.raises(ValueError, match="a mail has none"):
+        parse_defaults(["event_date=2024-05-14"], "mbox")
