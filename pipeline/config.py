@@ -50,6 +50,11 @@ class SourceAuth(BaseModel):
         default=(), description="Rotation: the new and the old secret, each with an id (hmac_secret counts as one)"
     )
     bearer_token: SecretStr | None = None
+    signature: Literal["leadpipe", "webflow", "meta", "intercom", "viber", "typeform", "telegram"] = Field(
+        default="leadpipe",
+        description="How the HMAC secret signs: leadpipe's own headers, or the scheme of a vendor whose webhooks "
+        "cannot send them (pipeline/ingest/signatures.py: Meta/WhatsApp, Viber, Telegram, Typeform, Intercom, Webflow)",
+    )
 
     @model_validator(mode="after")
     def _at_most_two_secrets(self) -> SourceAuth:
@@ -58,6 +63,8 @@ class SourceAuth(BaseModel):
             raise ValueError("a source has at most two HMAC secrets at once: the current one and the one it replaces")
         if len(set(ids)) != len(ids):
             raise ValueError(f"HMAC secret ids must differ: {ids}")
+        if self.signature != "leadpipe" and not ids:
+            raise ValueError(f"the {self.signature} signature needs the secret it signs with: set hmac_secret")
         return self
 
 

@@ -2,7 +2,7 @@
 
 Rotation: add the new secret beside the old one (``hmac_secrets`` in the source's settings, each with an id), give
 the old one a ``not_after``, move the source over, and remove the old one once ``source_secret_matched`` logs only
-the new id. The signature itself is checked by the ingest API's one function (``signature_problem``), passed in
+the new id. The signature itself is checked by one function (``pipeline.ingest.signatures.problem``), passed in
 here as ``check``, so there is one way to compute and compare a signature.
 """
 

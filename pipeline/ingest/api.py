@@ -2,12 +2,13 @@
 
 Each configured source (``settings.sources``) names its channel and how it authenticates: an HMAC-SHA256 signature
 over ``timestamp + "." + body`` (headers ``X-Leadpipe-Timestamp``, ``X-Leadpipe-Signature: sha256=<hex>``; up to
-two secrets at once while one replaces the other, ``hmac_secrets``) or a bearer token. Instead of the source's own
-credentials, a producer client's API key (``Authorization: Bearer lpk_...``) works for the sources the client is
-bound to (``leadpipe users bind``). Checks run cheapest first: unknown source (404), content type (415), the
-producer key (401, 403 when not bound or not a producer, 429 after repeated failures) or the bearer token (401),
-body size while reading (413), signature (401). Every refusal is counted and logged without personal data; the id
-of the HMAC secret a signature matched is logged while two are active, never the secret.
+two secrets at once while one replaces the other, ``hmac_secrets``), or the signature of a vendor whose webhooks
+cannot send those headers (``SourceAuth.signature``, ``pipeline.ingest.signatures``), or a bearer token. Instead
+of the source's own credentials, a producer client's API key (``Authorization: Bearer lpk_...``) works for the
+sources the client is bound to (``leadpipe users bind``). Checks run cheapest first: unknown source (404), content
+type (415), the producer key (401, 403 when not bound or not a producer, 429 after repeated failures) or the bearer
+token (401), body size while reading (413), signature (401). Every refusal is counted and logged without personal
+data; the id of the HMAC secret a signature matched is logged while two are active, never the secret.
 
 The router hangs on the shared app (``pipeline.http``); ``install`` adds what it keeps per app: the ingest service,
 the group-commit publisher and the ingest counters.
@@ -16,7 +17,6 @@ the group-commit publisher and the ingest counters.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import time
 import uuid
@@ -42,6 +42,7 @@ from pipeline.identity.keys import KEY_PREFIX
 from pipeline.identity.permissions import Permission, allowed
 from pipeline.identity.source_secrets import active_secrets, check_any
 from pipeline.identity.store import AuthenticationFailed
+from pipeline.ingest import signatures
 from pipeline.ingest.coalesce import BrokerUnavailable, GroupCommit, IngestTimeout
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.ingest.replay import ReplayGuard, ReplayKey, ReplayStore
@@ -182,27 +183,7 @@ def _refuse(metrics: ApiMetrics, code: int, reason: str, message: str, **log_fie
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
     """Headers a source sends: the time and HMAC-SHA256 over ``"<timestamp>." + body`` (for clients and tests)."""
-    stamp = str(int(time.time()) if timestamp is None else timestamp)
-    digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: f"sha256={digest}"}
-
-
-def signature_problem(
-    secret: str, body: bytes, timestamp: str | None, signature: str | None, *, tolerance_s: int, now: float
-) -> str | None:
-    """None when the signature is valid and fresh; else the refusal reason."""
-    if not timestamp or not signature:
-        return "missing_signature"
-    try:
-        stamp = int(timestamp)
-    except ValueError:
-        return "bad_timestamp"
-    if abs(now - stamp) > tolerance_s:
-        return "stale_timestamp"
-    expected = "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
-        return "bad_signature"
-    return None
+    return signatures.sign("leadpipe", secret, body, int(time.time()) if timestamp is None else timestamp)
 
 
 def bearer_problem(auth: SourceAuth, header: str | None) -> str | None:
@@ -256,18 +237,18 @@ async def _producer_refusal(request: Request, source_id: str, header: str) -> JS
 
 
 def _signature_problem(auth: SourceAuth, body: bytes, request: Request, source_id: str) -> str | None:
-    """None when the body is signed with one of the source's active HMAC secrets (logging which one while two are
-    active, so an operator sees when the old one is no longer used); else the refusal reason."""
+    """None when the body is signed with one of the source's active HMAC secrets under its scheme (logging which one
+    while two are active, so an operator sees when the old one is no longer used); else the refusal reason."""
     settings = get_settings(request)
     now = time.time()
     secrets = active_secrets(auth, datetime.fromtimestamp(now, UTC))
     checked = check_any(
         secrets,
-        lambda secret: signature_problem(
+        lambda secret: signatures.problem(
+            auth.signature,
             secret,
             body,
-            request.headers.get(TIMESTAMP_HEADER),
-            request.headers.get(SIGNATURE_HEADER),
+            request.headers.get,
             tolerance_s=settings.ingest_signature_tolerance_s,
             now=now,
         ),
@@ -376,17 +357,21 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
     if by_key is None and (auth.hmac_secret is not None or auth.hmac_secrets):
         if problem := _signature_problem(auth, body, request, source_id):
             metrics.request(channel, "refused")
-            return _refuse(
-                refusals,
-                401,
-                problem,
-                f"a valid {SIGNATURE_HEADER} over '<timestamp>.<body>' is required",
-                source_id=source_id,
+            wanted = (
+                f"a valid {SIGNATURE_HEADER} over '<timestamp>.<body>' is required"
+                if auth.signature == "leadpipe"
+                else f"a valid {signatures.header_names(auth.signature)} ({auth.signature}) is required"
             )
-        stamp, signature = request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER)
-        assert stamp is not None and signature is not None
-        replay = ReplayKey.of(source_id, signature, int(stamp), settings.ingest_signature_tolerance_s)
-        delivery = f"id:{delivery[:200]}" if delivery else f"ts:{stamp}"
+            return _refuse(refusals, 401, problem, wanted, source_id=source_id)
+        signed = signatures.presented(auth.signature, request.headers.get)
+        assert isinstance(signed, signatures.Presented)
+        if auth.signature != "telegram":  # a token signs nothing: no request to tell from a replay
+            stamp = int(time.time()) if signed.signed_at is None else signed.signed_at
+            replay = ReplayKey.of(source_id, signed.signature, stamp, settings.ingest_signature_tolerance_s)
+        if auth.signature == "leadpipe":
+            delivery = f"id:{delivery[:200]}" if delivery else f"ts:{signed.signed_at}"
+        elif delivery:
+            delivery = f"id:{delivery[:200]}"
     elif delivery:
         delivery = f"id:{delivery[:200]}"
 

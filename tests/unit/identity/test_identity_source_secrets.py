@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
+from starlette.datastructures import Headers
 
 from pipeline.config import SourceAuth
 from pipeline.identity.source_secrets import active_secrets, check_any
-from pipeline.ingest.api import sign, signature_problem
+from pipeline.ingest import signatures
+from pipeline.ingest.api import sign
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 BODY = b"your-email=ana%40example.com"
@@ -21,8 +23,8 @@ def auth(**kw: object) -> SourceAuth:
 
 
 def checker(headers: dict[str, str]):  # type: ignore[no-untyped-def]
-    ts, sig = headers["X-Leadpipe-Timestamp"], headers["X-Leadpipe-Signature"]
-    return lambda secret: signature_problem(secret, BODY, ts, sig, tolerance_s=300, now=time.time())
+    given = Headers(headers)
+    return lambda secret: signatures.problem("leadpipe", secret, BODY, given.get, tolerance_s=300, now=time.time())
 
 
 def test_old_and_new_secret_both_verify_during_the_overlap() -> None:

@@ -18,10 +18,12 @@ from source_payloads import payload
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 
 from pipeline.api.app import create_api
 from pipeline.crypto.keystore import Warmed
-from pipeline.ingest.api import sign, signature_problem
+from pipeline.ingest import signatures
+from pipeline.ingest.api import sign
 from pipeline.ingest.coalesce import GroupCommit
 from pipeline.ingest.service import IngestSummary
 from pipeline.kafka.producer import PublishError
@@ -267,12 +269,12 @@ def test_at_info_an_accepted_request_costs_no_line_of_its_own_but_is_summarised(
 
 def test_signature_window_uses_the_clock() -> None:
     body = b"{}"
-    headers = sign("k", body, timestamp=int(time.time()) - 10)
-    problem = signature_problem(
-        "k", body, headers["X-Leadpipe-Timestamp"], headers["X-Leadpipe-Signature"], tolerance_s=300, now=time.time()
-    )
-    assert problem is None
-    assert signature_problem("k", body, "abc", "sha256=1", tolerance_s=300, now=time.time()) == "bad_timestamp"
+    headers = Headers(sign("k", body, timestamp=int(time.time()) - 10))
+    assert signatures.problem("leadpipe", "k", body, headers.get, tolerance_s=300, now=time.time()) is None
+    stale = Headers(sign("k", body, timestamp=int(time.time()) - 400))
+    assert signatures.problem("leadpipe", "k", body, stale.get, tolerance_s=300, now=time.time()) == "stale_timestamp"
+    bad = Headers({"X-Leadpipe-Timestamp": "abc", "X-Leadpipe-Signature": "sha256=1"})
+    assert signatures.problem("leadpipe", "k", body, bad.get, tolerance_s=300, now=time.time()) == "bad_timestamp"
 
 
 class SlowPublisher(RecordingPublisher):

@@ -1,0 +1,141 @@
+"""How a source signs its webhooks: leadpipe's own scheme, or the scheme of a vendor whose webhooks cannot send it.
+
+WhatsApp (Meta), Viber, Telegram, Typeform, Intercom and Webflow call a URL with their own headers and no way to add
+leadpipe's, so a source names its vendor's scheme (``SourceAuth.signature``) and its ``hmac_secret`` is the secret
+the vendor signs with (Meta's app secret, Viber's auth token, Telegram's secret token, ...):
+
+============ ====================================== =========================================================
+scheme       header                                 value
+============ ====================================== =========================================================
+leadpipe     X-Leadpipe-Timestamp, -Signature       ``sha256=`` hex HMAC-SHA256 of ``"<timestamp>.<body>"``
+webflow      x-webflow-timestamp, -signature        hex HMAC-SHA256 of ``"<timestamp in ms>:<body>"``
+meta         X-Hub-Signature-256                    ``sha256=`` hex HMAC-SHA256 of the body
+intercom     X-Hub-Signature                        ``sha1=`` hex HMAC-SHA1 of the body
+viber        X-Viber-Content-Signature              hex HMAC-SHA256 of the body
+typeform     Typeform-Signature                     ``sha256=`` base64 HMAC-SHA256 of the body
+telegram     X-Telegram-Bot-Api-Secret-Token        the secret itself (Telegram signs nothing)
+============ ====================================== =========================================================
+
+The schemes with a timestamp (leadpipe, webflow) are refused outside the tolerance and their replays are caught
+until the timestamp leaves it. Those that sign only the body have no time to bound a replay by: a replay is caught
+for the tolerance after the first receipt, and after that the same bytes give the same event ids, which are
+de-duplicated downstream, as for a bearer source. Every comparison is constant-time. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+Scheme = Literal["leadpipe", "webflow", "meta", "intercom", "viber", "typeform", "telegram"]
+"""``SourceAuth.signature``'s values."""
+
+#: A request header by name (case-insensitive), or None.
+Header = Callable[[str], str | None]
+
+
+@dataclass(frozen=True)
+class Presented:
+    """What a request presents under a scheme: the signature (or token) header and the time it signs, if any."""
+
+    signature: str
+    signed_at: int | None
+    """Unix seconds the signature covers (leadpipe, webflow), else None (the body alone is signed)."""
+
+
+#: (signature header, timestamp header or None, timestamp in milliseconds) per scheme.
+_HEADERS: dict[Scheme, tuple[str, str | None, bool]] = {
+    "leadpipe": ("X-Leadpipe-Signature", "X-Leadpipe-Timestamp", False),
+    "webflow": ("x-webflow-signature", "x-webflow-timestamp", True),
+    "meta": ("X-Hub-Signature-256", None, False),
+    "intercom": ("X-Hub-Signature", None, False),
+    "viber": ("X-Viber-Content-Signature", None, False),
+    "typeform": ("Typeform-Signature", None, False),
+    "telegram": ("X-Telegram-Bot-Api-Secret-Token", None, False),
+}
+
+
+def header_names(scheme: Scheme) -> str:
+    """The headers a refusal asks for."""
+    signature, stamp, _ = _HEADERS[scheme]
+    return f"{stamp} and {signature}" if stamp else signature
+
+
+def presented(scheme: Scheme, header: Header) -> Presented | str:
+    """The request's signature and signed time, or the refusal reason (``missing_signature``, ``bad_timestamp``)."""
+    signature_name, stamp_name, in_ms = _HEADERS[scheme]
+    signature = header(signature_name)
+    stamp_text = header(stamp_name) if stamp_name else None
+    if not signature or (stamp_name and not stamp_text):
+        return "missing_signature"
+    if stamp_text is None:
+        return Presented(signature.strip(), None)
+    try:
+        stamp = int(stamp_text)
+    except ValueError:
+        return "bad_timestamp"
+    return Presented(signature.strip(), stamp // 1000 if in_ms else stamp)
+
+
+def problem(scheme: Scheme, secret: str, body: bytes, header: Header, *, tolerance_s: int, now: float) -> str | None:
+    """None when the request is signed with ``secret`` under ``scheme`` (and, where a time is signed, fresh); else
+    the refusal reason: ``missing_signature``, ``bad_timestamp``, ``stale_timestamp`` or ``bad_signature``."""
+    found = presented(scheme, header)
+    if isinstance(found, str):
+        return found
+    if found.signed_at is not None and abs(now - found.signed_at) > tolerance_s:
+        return "stale_timestamp"
+    key = secret.encode()
+    given = found.signature
+    if scheme == "leadpipe":
+        stamp = header(_HEADERS["leadpipe"][1] or "") or ""
+        expected = "sha256=" + _hex(key, stamp.encode() + b"." + body)
+        given = given.lower()
+    elif scheme == "webflow":
+        stamp = header(_HEADERS["webflow"][1] or "") or ""
+        expected, given = _hex(key, stamp.encode() + b":" + body), given.lower()
+    elif scheme == "meta":
+        expected, given = "sha256=" + _hex(key, body), given.lower()
+    elif scheme == "intercom":
+        expected, given = "sha1=" + hmac.new(key, body, hashlib.sha1).hexdigest(), given.lower()
+    elif scheme == "viber":
+        expected, given = _hex(key, body), given.lower()
+    elif scheme == "typeform":  # base64 is case-sensitive
+        expected = "sha256=" + base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode()
+    else:  # telegram: the token itself
+        expected = secret
+    return None if hmac.compare_digest(expected.encode(), given.encode()) else "bad_signature"
+
+
+def _hex(key: bytes, message: bytes) -> str:
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def sign(scheme: Scheme, secret: str, body: bytes, timestamp: int) -> dict[str, str]:
+    """The headers a vendor sends for ``body`` (for tests and the bench; the vendors compute them themselves)."""
+    key = secret.encode()
+    match scheme:
+        case "leadpipe":
+            stamp = str(timestamp)
+            return {
+                "X-Leadpipe-Timestamp": stamp,
+                "X-Leadpipe-Signature": "sha256=" + _hex(key, f"{stamp}.".encode() + body),
+            }
+        case "webflow":
+            stamp = str(timestamp * 1000)
+            return {"x-webflow-timestamp": stamp, "x-webflow-signature": _hex(key, f"{stamp}:".encode() + body)}
+        case "meta":
+            return {"X-Hub-Signature-256": "sha256=" + _hex(key, body)}
+        case "intercom":
+            return {"X-Hub-Signature": "sha1=" + hmac.new(key, body, hashlib.sha1).hexdigest()}
+        case "viber":
+            return {"X-Viber-Content-Signature": _hex(key, body)}
+        case "typeform":
+            digest = hmac.new(key, body, hashlib.sha256).digest()
+            return {"Typeform-Signature": "sha256=" + base64.b64encode(digest).decode()}
+        case "telegram":
+            return {"X-Telegram-Bot-Api-Secret-Token": secret}

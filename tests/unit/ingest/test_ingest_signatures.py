@@ -1,0 +1,171 @@
+"""Vendors' webhook signatures (``pipeline.ingest.signatures``): each scheme as its vendor documents it, and a source
+configured with one taking that vendor's webhooks through the API."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from ingest_helpers import RecordingPublisher
+from pydantic import ValidationError
+from starlette.datastructures import Headers
+
+from pipeline.api.app import create_api
+from pipeline.config import Settings, SourceAuth
+from pipeline.db import ensure_schema
+from pipeline.ingest import signatures
+from pipeline.ingest.signatures import Scheme
+from pipeline.runtime import Runtime
+
+BODY = b'{"object": "page"}'
+SECRET = "vendor-secret"
+NOW = 1_717_590_000
+
+
+def _mac(message: bytes, digest: Any = hashlib.sha256) -> hmac.HMAC:
+    return hmac.new(SECRET.encode(), message, digest)
+
+
+#: Each scheme's headers computed here from the vendor's documentation, independently of ``signatures.sign``.
+DOCUMENTED: dict[Scheme, Callable[[bytes], dict[str, str]]] = {
+    "meta": lambda b: {"X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), b, hashlib.sha256).hexdigest()},
+    "intercom": lambda b: {"X-Hub-Signature": "sha1=" + hmac.new(SECRET.encode(), b, hashlib.sha1).hexdigest()},
+    "viber": lambda b: {"X-Viber-Content-Signature": hmac.new(SECRET.encode(), b, hashlib.sha256).hexdigest()},
+    "typeform": lambda b: {
+        "Typeform-Signature": "sha256="
+        + base64.b64encode(hmac.new(SECRET.encode(), b, hashlib.sha256).digest()).decode()
+    },
+    "telegram": lambda _b: {"X-Telegram-Bot-Api-Secret-Token": SECRET},
+    "webflow": lambda b: {
+        "x-webflow-timestamp": str(NOW * 1000),
+        "x-webflow-signature": _mac(f"{NOW * 1000}:".encode() + b).hexdigest(),
+    },
+    "leadpipe": lambda b: {
+        "X-Leadpipe-Timestamp": str(NOW),
+        "X-Leadpipe-Signature": "sha256="
+        + hmac.new(SECRET.encode(), f"{NOW}.".encode() + b, hashlib.sha256).hexdigest(),
+    },
+}
+
+
+def check(scheme: Scheme, headers: dict[str, str], body: bytes = BODY, now: float = NOW) -> str | None:
+    return signatures.problem(scheme, SECRET, body, Headers(headers).get, tolerance_s=300, now=now)
+
+
+@pytest.mark.parametrize("scheme", list(DOCUMENTED))
+def test_each_scheme_verifies_what_its_vendor_sends_and_nothing_else(scheme: Scheme) -> None:
+    documented = DOCUMENTED[scheme](BODY)
+    assert documented == signatures.sign(scheme, SECRET, BODY, NOW)
+    assert check(scheme, documented) is None
+    assert check(scheme, {k.upper(): v for k, v in documented.items()}) is None  # header names are case-insensitive
+    assert check(scheme, {}) == "missing_signature"
+    forged = {k: v for k, v in signatures.sign(scheme, "another-secret", BODY, NOW).items()}
+    assert check(scheme, forged) == "bad_signature"
+    if scheme != "telegram":  # Telegram's token signs nothing: any body passes with it
+        assert check(scheme, documented, body=BODY + b" ") == "bad_signature"
+
+
+@pytest.mark.parametrize("scheme", ["leadpipe", "webflow"])
+def test_a_signed_time_outside_the_tolerance_is_stale(scheme: Scheme) -> None:
+    assert check(scheme, DOCUMENTED[scheme](BODY), now=NOW + 301) == "stale_timestamp"
+    assert check(scheme, DOCUMENTED[scheme](BODY), now=NOW - 301) == "stale_timestamp"
+
+
+def test_a_base64_signature_is_compared_as_sent() -> None:
+    documented = DOCUMENTED["typeform"](BODY)["Typeform-Signature"]
+    assert check("typeform", {"Typeform-Signature": documented.swapcase()}) == "bad_signature"
+
+
+def test_a_vendor_scheme_needs_the_secret_it_signs_with() -> None:
+    with pytest.raises(ValidationError, match="needs the secret"):
+        SourceAuth.model_validate({"channel": "messenger", "signature": "meta", "bearer_token": "x"})
+
+
+WHATSAPP = {
+    "object": "whatsapp_business_account",
+    "entry": [
+        {
+            "id": "1",
+            "changes": [
+                {
+                    "field": "messages",
+                    "value": {
+                        "messaging_product": "whatsapp",
+                        "contacts": [{"profile": {"name": "Kerry Fisher"}, "wa_id": "16315551181"}],
+                        "messages": [
+                            {"from": "16315551181", "id": "wamid.X", "timestamp": "1717590000", "type": "text",
+                             "text": {"body": "Hi, is the demo still on?"}}
+                        ],
+                    },
+                }
+            ],
+        }
+    ],
+}  # fmt: skip
+
+
+@pytest.fixture
+def vendor_client(make_settings: Callable[..., Settings], publisher: RecordingPublisher) -> Any:
+    sources = {
+        "whatsapp": {"channel": "messenger", "signature": "meta", "hmac_secret": SECRET},
+        "telegram": {"channel": "messenger", "signature": "telegram", "hmac_secret": SECRET},
+    }
+    runtime = Runtime(make_settings(sources=sources))
+    ensure_schema(runtime.engine)
+    return TestClient(create_api(runtime, publisher))  # type: ignore[arg-type]
+
+
+def test_whatsapp_signed_by_meta_is_taken_and_its_retry_is_a_replay(
+    vendor_client: TestClient, publisher: RecordingPublisher
+) -> None:
+    body = json.dumps(WHATSAPP).encode()
+    headers = {"content-type": "application/json", **signatures.sign("meta", SECRET, body, int(time.time()))}
+    first = vendor_client.post("/v1/sources/whatsapp", content=body, headers=headers)
+    assert first.status_code == 202, first.text
+    published = len(publisher.records)
+    assert published == 2
+    again = vendor_client.post("/v1/sources/whatsapp", content=body, headers=headers)  # Meta retries a slow answer
+    assert again.status_code == 202 and again.json() == {**first.json(), "replayed": True}
+    assert len(publisher.records) == published
+    forged = vendor_client.post(
+        "/v1/sources/whatsapp",
+        content=body,
+        headers={"content-type": "application/json", "X-Hub-Signature-256": "sha256=" + "0" * 64},
+    )
+    assert forged.status_code == 401
+    assert forged.json()["reason"] == "bad_signature" and "X-Hub-Signature-256" in forged.json()["message"]
+    unsigned = vendor_client.post("/v1/sources/whatsapp", content=body, headers={"content-type": "application/json"})
+    assert (unsigned.status_code, unsigned.json()["reason"]) == (401, "missing_signature")
+
+
+def test_telegram_with_its_secret_token(vendor_client: TestClient, publisher: RecordingPublisher) -> None:
+    update = {
+        "update_id": 1,
+        "message": {
+            "message_id": 5,
+            "date": 1717590000,
+            "from": {"id": 42, "first_name": "Ivan", "username": "ivan_p"},
+            "chat": {"id": 42, "type": "private"},
+            "contact": {"phone_number": "79161234567", "first_name": "Ivan", "user_id": 42},
+        },
+    }
+    body = json.dumps(update).encode()
+    ok = vendor_client.post(
+        "/v1/sources/telegram",
+        content=body,
+        headers={"content-type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET},
+    )
+    assert ok.status_code == 202, ok.text
+    wrong = vendor_client.post(
+        "/v1/sources/telegram",
+        content=body,
+        headers={"content-type": "application/json", "X-Telegram-Bot-Api-Secret-Token": "guess"},
+    )
+    assert (wrong.status_code, wrong.json()["reason"]) == (401, "bad_signature")
