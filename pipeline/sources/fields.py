@@ -320,9 +320,15 @@ def collect(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
 
 @lru_cache(maxsize=4096)
 def is_honeypot(key: str) -> bool:
-    """Hidden anti-spam fields: CF7 Honeypot (``honeypot-123``), Akismet's ``ak_hp``, Gravity's honeypot input."""
+    """Hidden anti-spam fields: CF7 Honeypot (``honeypot-123``), Akismet's ``ak_hp`` and ``ak_hp_textarea``,
+    Gravity's honeypot input, Netlify Forms' ``bot-field``."""
     norm = normalize_key(key)
-    return "honeypot" in norm or norm in {"hp", "ak_hp", "_hp"} or norm.startswith("hp_") or norm.endswith("_hp")
+    return (
+        "honeypot" in norm
+        or norm in {"hp", "_hp", "bot_field"}
+        or norm.startswith(("hp_", "ak_hp"))
+        or norm.endswith("_hp")
+    )
 
 
 _CONSENT = re.compile(

@@ -46,7 +46,8 @@ from pipeline.sources.base import (
 CONTENT_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded", "multipart/form-data"})
 
 _INTERNAL = re.compile(
-    r"^_|recaptcha|captcha|^hutk$|nonce|token|^submit$|^action$|^referer$|^page_?id$|^powered_?by$", re.I
+    r"^_|recaptcha|captcha|turnstile|^ak_js$|^hutk$|nonce|token|^submit$|^action$|^referer$|^page_?id$|^powered_?by$",
+    re.I,
 )
 _FORM_ID_KEYS = ("wpcf7", "formguid", "form_guid", "form_id", "formid", "gform_id", "gform_submit")
 _FORM_NAME_KEYS = ("form_name", "form_title", "formname", "page_name", "pagename")

@@ -364,3 +364,24 @@ def test_hubspot_workflow_contact_webhook_reads_the_person_and_the_latest_form()
         "https://example.com/demo",
     )
     assert event.occurred_at.isoformat() == "2024-06-05T12:20:00+00:00"
+
+
+def test_anti_spam_machinery_is_neither_message_nor_lost() -> None:
+    """Cloudflare Turnstile's and Akismet's check fields are the form's machinery, not lines of the message;
+    Netlify Forms' ``bot-field`` and Akismet's ``ak_hp_textarea`` are honeypots, kept for the spam rule."""
+    body = urlencode(
+        {
+            "your-name": "Ana Garcia",
+            "your-email": "ana@example.com",
+            "your-message": "Hello",
+            "cf-turnstile-response": "0.AbCdEf123",
+            "ak_js": "1717590000",
+            "ak_hp_textarea": "",
+        }
+    ).encode()
+    [event] = web_form.parse(body, ctx_for("web_form", body, "application/x-www-form-urlencoded"))
+    assert event.interaction.message == "Hello" and event.interaction.honeypot is None
+    for honeypot in ("bot-field", "ak_hp_textarea"):
+        spam = urlencode({"email": "bot@example.com", "message": "Buy", honeypot: "http://spam.example"}).encode()
+        [caught] = web_form.parse(spam, ctx_for("web_form", spam, "application/x-www-form-urlencoded"))
+        assert (caught.interaction.honeypot, caught.interaction.message) == ("http://spam.example", "Buy")
