@@ -369,7 +369,7 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
             stamp = int(time.time()) if signed.signed_at is None else signed.signed_at
             replay = ReplayKey.of(source_id, signed.signature, stamp, settings.ingest_signature_tolerance_s)
         if auth.signature == "leadpipe":
-            delivery = f"id:{delivery[:200]}" if delivery else f"ts:{signed.signed_at}"
+            delivery = f"id:{delivery[:200]}" if delivery else f"ts:{request.headers.get(TIMESTAMP_HEADER)}"
         elif delivery:
             delivery = f"id:{delivery[:200]}"
     elif delivery:

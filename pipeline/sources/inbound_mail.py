@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from pipeline.sources import formdata
-from pipeline.sources.base import SourceError, load_json, obj, text_of
+from pipeline.sources.base import SourceError, array, load_json, obj, text_of
 
 #: Fields written from the webhook's own structured values, not copied from its header list (a body of our making).
 _STRUCTURE = frozenset({"content-type", "content-transfer-encoding", "mime-version"})
@@ -49,12 +49,12 @@ def from_postmark(raw: bytes) -> bytes:
     }
     headers = [
         (text_of(h.get("Name")) or "", text_of(h.get("Value")) or "")
-        for h in data.get("Headers") or ()
+        for h in array(data.get("Headers"))
         if isinstance(h, dict)
     ]
     if any(name.lower() == "message-id" for name, _ in headers):
         fields["Message-ID"] = None  # the sender's own id, not Postmark's
-    attachments = [text_of(a.get("Name")) or "unnamed" for a in data.get("Attachments") or () if isinstance(a, dict)]
+    attachments = [text_of(a.get("Name")) or "unnamed" for a in array(data.get("Attachments")) if isinstance(a, dict)]
     return _message(fields, headers, text_of(data.get("TextBody")), text_of(data.get("HtmlBody")), attachments)
 
 
@@ -74,12 +74,12 @@ def from_form(raw: bytes, media_type: str, params: Mapping[str, str]) -> bytes:
     if "headers" in posted or "envelope" in posted:  # SendGrid, parsed
         headers = _header_block(text_of(posted.get("headers")) or "")
         text, html = text_of(posted.get("text")), text_of(posted.get("html"))
-        info = _json_object(posted.get("attachment-info"))  # the file parts' names, when they were not posted
+        info = obj(_json(posted.get("attachment-info")))  # the file parts' names, when they were not posted
         named = [text_of(obj(item).get("filename")) or key for key, item in info.items()]
         files += [name for name in named if name not in files]
         fallback = {"From": posted.get("from"), "To": posted.get("to"), "Subject": posted.get("subject")}
     elif "message-headers" in posted or "body-plain" in posted:  # Mailgun, parsed
-        listed = _json_list(posted.get("message-headers"))
+        listed = array(_json(posted.get("message-headers")))
         headers = [(str(pair[0]), str(pair[1])) for pair in listed if isinstance(pair, list) and len(pair) == 2]
         text, html = text_of(posted.get("body-plain")), text_of(posted.get("body-html"))
         fallback = {"From": posted.get("from") or posted.get("sender"), "Subject": posted.get("subject")}
@@ -150,16 +150,10 @@ def _header_block(block: str) -> list[tuple[str, str]]:
     return [(str(name), str(value)) for name, value in parsed.items()]
 
 
-def _json_object(value: Any) -> dict[str, Any]:
+def _json(value: Any) -> Any:
+    """A form field's JSON (SendGrid's ``attachment-info``, Mailgun's ``message-headers``), or None when it is not
+    JSON: the message is rebuilt without what it would have added."""
     try:
-        return obj(orjson.loads(text_of(value) or "{}"))
+        return orjson.loads(text_of(value) or "null")
     except orjson.JSONDecodeError:
-        return {}
-
-
-def _json_list(value: Any) -> list[Any]:
-    try:
-        parsed = orjson.loads(text_of(value) or "[]")
-    except orjson.JSONDecodeError:
-        return []
-    return parsed if isinstance(parsed, list) else []
+        return None

@@ -244,12 +244,10 @@ def _typeform_pairs(response: dict[str, Any], meta: dict[str, Any]) -> list[tupl
     meta["submitted_at"] = response.get("submitted_at")
     questions = {
         text_of(item.get("id")): text_of(item.get("title"))
-        for item in definition.get("fields") or ()
+        for item in array(definition.get("fields"))
         if isinstance(item, dict)
     }
-    answers = response.get("answers")
-    if not isinstance(answers, list):
-        answers = []
+    answers = array(response.get("answers"))
     if len(answers) > formdata.MAX_FIELDS:
         raise formdata.too_many(len(answers))
     pairs: list[tuple[str, Any]] = []
@@ -265,7 +263,7 @@ def _typeform_pairs(response: dict[str, Any], meta: dict[str, Any]) -> list[tupl
             value = choice.get("label", choice.get("other"))
         elif kind == "choices":
             choices = obj(answer.get("choices"))
-            value = [*(choices.get("labels") or ()), *([choices["other"]] if choices.get("other") else [])]
+            value = [*array(choices.get("labels")), *([choices["other"]] if choices.get("other") else [])]
         elif kind in _TYPEFORM_VALUES:
             value = answer.get(_TYPEFORM_VALUES[kind])
         else:
