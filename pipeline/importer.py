@@ -1,17 +1,19 @@
-"""``leadpipe import <channel> FILE``: batch loads (CSV, Excel .xlsx, JSON Lines, JSON, mbox, .eml) through ingest.
+"""``leadpipe import <channel> FILE``: batch loads (CSV, Excel .xlsx, JSON Lines, JSON, mbox, .eml, vCard) through
+ingest.
 
 The file is split into one record per person (a CSV row with its header, a JSONL line, a mail of an mbox, an
-element of a JSON array), so each is accepted or dead-lettered on its own, and each raw record sealed under its own
-subject's key. Records go through ``IngestService.submit_many`` in batches: all parsed, the data keys of the
-batch's people loaded or created with one commit, then sealed and published in one confirmed send. The summary
-counts published events and rejected records by reason, and the exit code is 1 when anything was rejected. The
-default source id is the same on every run, so re-importing a file yields the same event ids (downstream
-de-duplicates).
+element of a JSON array, a card of a .vcf), so each is accepted or dead-lettered on its own, and each raw record
+sealed under its own subject's key. Records go through ``IngestService.submit_many`` in batches: all parsed, the
+data keys of the batch's people loaded or created with one commit, then sealed and published in one confirmed send.
+The summary counts published events and rejected records by reason, and the exit code is 1 when anything was
+rejected. The default source id is the same on every run, so re-importing a file yields the same event ids
+(downstream de-duplicates).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -33,7 +35,7 @@ from pipeline.ingest.service import IngestService, Submission, SubmitResult, Uns
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.models.common import Channel
 from pipeline.runtime import Runtime
-from pipeline.sources import tabular
+from pipeline.sources import tabular, vcard
 from pipeline.sources.base import SourceError
 from pipeline.sources.email import split_mbox
 
@@ -44,6 +46,7 @@ FORMATS: dict[str, str] = {
     "json": "application/json",
     "mbox": "application/mbox",
     "eml": "message/rfc822",
+    "vcard": "text/vcard",
 }
 _EXTENSIONS = {
     ".csv": "csv",
@@ -54,6 +57,8 @@ _EXTENSIONS = {
     ".json": "json",
     ".mbox": "mbox",
     ".eml": "eml",
+    ".vcf": "vcard",
+    ".vcard": "vcard",
 }
 
 
@@ -70,7 +75,8 @@ class ImportRecord(NamedTuple):
     raw: bytes
     content_type: str
     where: str
-    """"line 12" (CSV: the line the row starts on, header and multi-line cells counted; JSON Lines), "message 3"
+    """"line 12" (CSV: the line the row starts on, header and multi-line cells counted; JSON Lines; vCard: its
+    BEGIN line), "message 3"
     (mbox, from 1), "[4]" (index in a JSON array), or "file" (submitted whole)."""
 
 
@@ -89,6 +95,9 @@ def split_records(data: bytes, fmt: str) -> list[ImportRecord]:
         if fmt == "mbox":
             messages = enumerate(split_mbox(data), start=1)
             return [ImportRecord(message, "message/rfc822", f"message {n}") for n, message in messages]
+        if fmt == "vcard":
+            cards = vcard.split_vcards(data)
+            return [ImportRecord(card.encode(), content_type, f"line {line}") for line, card in cards]
         if fmt == "json":
             parsed = orjson.loads(data)
             if isinstance(parsed, list) and parsed:
@@ -108,7 +117,7 @@ def parse_defaults(pairs: Sequence[str], fmt: str) -> dict[str, str]:
             raise ValueError(f"--default takes FIELD=VALUE, not {pair!r}")
         found[name.strip()] = value
     if found and fmt in ("mbox", "eml"):
-        raise ValueError("--default fills fields of csv, xlsx, jsonl and json records; a mail has none")
+        raise ValueError("--default fills fields of csv, xlsx, jsonl, json and vcard records; a mail has none")
     return found
 
 
@@ -122,6 +131,9 @@ def with_defaults(records: list[ImportRecord], defaults: Mapping[str, str]) -> l
         raw = record.raw
         if record.where != "file" and record.content_type == "text/csv":
             raw = tabular.with_columns(raw, defaults)
+        elif record.where != "file" and record.content_type in vcard.VCARD_TYPES:
+            with contextlib.suppress(SourceError):  # an unreadable card is submitted as it is: the adapter says why
+                raw = vcard.with_fields(raw.decode(), defaults).encode()
         elif record.where != "file" and (parsed := _json_object(raw)) is not None:
             missing = {name: value for name, value in defaults.items() if parsed.get(name) in (None, "")}
             raw = orjson.dumps({**parsed, **missing}) if missing else raw
@@ -209,13 +221,16 @@ def import_file(
     file: Annotated[
         Path,
         typer.Argument(
-            exists=True, dir_okay=False, readable=True, help="CSV, Excel (.xlsx), JSONL, JSON, mbox or .eml"
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="CSV, Excel (.xlsx), JSONL, JSON, mbox, .eml or vCard (.vcf)",
         ),
     ],
     *,
     source_id: Annotated[str, typer.Option("--source-id", help="Provenance source id on every event.")] = "import",
     fmt: Annotated[
-        str | None, typer.Option("--format", help="csv|xlsx|jsonl|json|mbox|eml; default: by extension.")
+        str | None, typer.Option("--format", help="csv|xlsx|jsonl|json|mbox|eml|vcard; default: by extension.")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Records per confirmed publish.")] = 500,
     defaults: Annotated[
@@ -236,6 +251,8 @@ def import_file(
     Example: leadpipe import event attendees.xlsx --default event_date=2024-05-14 --default "event_name=Expo 2024"
 
     Example: leadpipe import email inbox.mbox
+
+    Example: leadpipe import event scanned-cards.vcf --default event_date=2024-05-14
     """
     console = Console(stderr=True)
     try:

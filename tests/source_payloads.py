@@ -21,6 +21,7 @@ _TYPES = {
     ".mbox": "application/mbox",
     ".csv": "text/csv",
     ".jsonl": "application/jsonl",
+    ".vcf": "text/vcard",
 }
 
 

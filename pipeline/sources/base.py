@@ -30,7 +30,15 @@ EVENT_NAMESPACE = uuid.UUID("6f1d0c7e-2b7a-5d1e-9a63-4c1f3b8e2a10")
 
 #: Reasons that mean "the payload is not even well-formed" (HTTP 400) rather than "well-formed but unusable" (422).
 MALFORMED_REASONS = frozenset(
-    {"malformed_json", "malformed_csv", "malformed_form", "malformed_mime", "bad_encoding", "empty_payload"}
+    {
+        "malformed_json",
+        "malformed_csv",
+        "malformed_vcard",
+        "malformed_form",
+        "malformed_mime",
+        "bad_encoding",
+        "empty_payload",
+    }
 )
 
 

@@ -1,4 +1,5 @@
-"""Existing customers (policy section 6): records imported from the customer base, CSV, JSON Lines or JSON.
+"""Existing customers (policy section 6): records imported from the customer base, CSV, JSON Lines, JSON or
+vCard.
 
 Retention runs "6 years from the last service delivery", so each record must say when that was
 (``last_service_delivery``); a record without it is refused rather than given a made-up clock.
@@ -12,11 +13,11 @@ from typing import Any
 from pipeline.models.common import InteractionKind
 from pipeline.models.contact import ContactEvent
 from pipeline.normalize import clean_text
-from pipeline.sources import fields, tabular
+from pipeline.sources import fields, tabular, vcard
 from pipeline.sources.base import Problem, SourceContext, build_person, make_event, parse_timestamp, text_of
 from pipeline.sources.event import collect_all
 
-CONTENT_TYPES = frozenset({"application/json"}) | tabular.CSV_TYPES | tabular.JSONL_TYPES
+CONTENT_TYPES = frozenset({"application/json"}) | tabular.CSV_TYPES | tabular.JSONL_TYPES | vcard.VCARD_TYPES
 
 
 def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
@@ -24,6 +25,8 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
         records: list[tuple[str, Mapping[str, Any]]] = [
             (f"row {line}.", row) for line, row in tabular.read_csv(raw, ctx.charset)
         ]
+    elif ctx.content_type in vcard.VCARD_TYPES:
+        records = [(f"line {line}.", card) for line, card in vcard.read_vcards(raw, ctx.charset)]
     elif ctx.content_type in tabular.JSONL_TYPES:
         records = []
         for line, item in tabular.read_jsonl(raw):

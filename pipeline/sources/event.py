@@ -1,4 +1,5 @@
-"""Event attendees (policy section 7): Eventbrite-style orders/attendees (JSON) and scanned business cards (CSV).
+"""Event attendees (policy section 7): Eventbrite-style orders/attendees (JSON) and scanned business cards (CSV,
+vCard).
 
 The event's date starts the attendee retention clock ("6 years from the last event the person registered for"),
 so an attendee without an event date is refused, not guessed.
@@ -16,7 +17,7 @@ from typing import Any
 from pipeline.models.common import InteractionKind
 from pipeline.models.contact import ContactEvent
 from pipeline.normalize import clean_text
-from pipeline.sources import fields, tabular
+from pipeline.sources import fields, tabular, vcard
 from pipeline.sources.base import (
     Problem,
     SourceContext,
@@ -30,13 +31,16 @@ from pipeline.sources.base import (
     text_of,
 )
 
-CONTENT_TYPES = frozenset({"application/json"}) | tabular.CSV_TYPES
+CONTENT_TYPES = frozenset({"application/json"}) | tabular.CSV_TYPES | vcard.VCARD_TYPES
 
 
 def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     if ctx.content_type in tabular.CSV_TYPES:
         rows = tabular.read_csv(raw, ctx.charset)
         return collect_all([(f"row {line}.", _card_builder(row)) for line, row in rows], ctx)
+    if ctx.content_type in vcard.VCARD_TYPES:
+        cards = vcard.read_vcards(raw, ctx.charset)
+        return collect_all([(f"line {line}.", _card_builder(card)) for line, card in cards], ctx)
     builders: list[tuple[str, Callable[[SourceContext, int, str], ContactEvent]]] = []
     for path, order in tabular.records_of_json(raw):
         if "api_url" in order and "config" in order and len(order) <= 3:

@@ -181,3 +181,35 @@ def test_defaults_fill_json_objects_and_refuse_what_they_cannot_fill() -> None:
         parse_defaults(["event_date"], "csv")
     with pytest.raises(ValueError, match="a mail has none"):
         parse_defaults(["event_date=2024-05-14"], "mbox")
+
+
+def test_a_vcf_is_split_per_card_and_defaults_become_properties(
+    runtime: Runtime, publisher: RecordingPublisher
+) -> None:
+    """A scanner's or phone's .vcf: each card its own record, submitted as the card itself (text/vcard); ``--default``
+    adds what a card lacks as an X- property, so the cards from a trade show all get its date and name."""
+    data = (
+        b"BEGIN:VCARD\r\nVERSION:3.0\r\nN:Rossi;Maria;;;\r\nEMAIL:maria@example.it\r\nORG:Rossi Srl\r\nEND:VCARD\r\n"
+        b"BEGIN:VCARD\r\nVERSION:3.0\r\nN:Smith;Peter;;;\r\nEMAIL:peter@example.co.uk\r\n"
+        b"X-EVENT-DATE:2024-05-20\r\nEND:VCARD\r\n"
+        b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Nobody\r\nEND:VCARD\r\n"
+    )
+    fmt = guess_format(Path("Cards.VCF"))
+    records = with_defaults(split_records(data, fmt), parse_defaults(["event_date=2024-05-14", "event_name=Expo"], fmt))
+    assert [(r.content_type, r.where) for r in records] == [("text/vcard", f"line {n}") for n in (1, 7, 13)]
+    assert records[0].raw.startswith(b"BEGIN:VCARD\r\nVERSION:3.0\r\nN:Rossi;Maria;;;")
+    service = IngestService(runtime, publisher)  # type: ignore[arg-type]
+    summary = run_import(service, Channel.EVENT, records, "import")
+    assert (summary.published_events, summary.rejected, dict(summary.reasons)) == (2, 1, {"no_identity": 1})
+    events = [runtime.codec.open_contact(r.value) for r in publisher.records if isinstance(r.value, ContactRecord)]
+    assert [(e.person.last_name, e.interaction.event_date, e.interaction.event_name) for e in events] == [
+        ("Rossi", datetime(2024, 5, 14, tzinfo=UTC), "Expo"),
+        ("Smith", datetime(2024, 5, 20, tzinfo=UTC), "Expo"),
+    ]
+    with pytest.raises(UnsupportedContentType):
+        run_import(service, Channel.WEB_FORM, records, "import")
+
+
+def test_a_vcf_with_no_card_is_submitted_whole_and_rejected() -> None:
+    [record] = split_records(b"Name,Email\nJane,jane@example.com\n", "vcard")
+    assert (record.where, record.content_type) == ("file", "text/vcard")

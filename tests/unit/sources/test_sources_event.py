@@ -60,3 +60,37 @@ def test_attendee_without_event_date_is_refused() -> None:
     with pytest.raises(SourceError) as err:
         event.parse(raw, ctx_for("event", raw, "application/json"))
     assert err.value.reason == "missing_event_date"
+
+
+def test_business_cards_as_vcards() -> None:
+    """A phone's or scanner's .vcf: vCard 2.1 quoted-printable with a truncated photo, Apple's 3.0 with grouped
+    properties, 4.0 with a ``tel:`` URI; national numbers read in the address's country, the birthday kept."""
+    juergen, taro, ana = parse("business_cards.vcf")
+    assert (juergen.person.first_name, juergen.person.last_name) == ("Jürgen", "Müller")
+    assert juergen.person.phone == "+4915123456789"  # the preferred number, national, country from the address
+    assert (juergen.person.company, juergen.person.position) == ("Beispiel GmbH", "Leiter Vertrieb")
+    assert juergen.person.country_code == "DE"
+    assert juergen.interaction.kind is InteractionKind.BUSINESS_CARD
+    assert juergen.interaction.message == "Interessiert an der Enterprise-Lizenz\nBitte im Juni anrufen"
+    assert juergen.interaction.event_date is not None and juergen.interaction.event_date.isoformat().startswith(
+        "2024-05-14"
+    )
+    assert (taro.person.last_name, taro.person.first_name, taro.person.country_code) == ("山田", "太郎", "JP")
+    assert taro.person.phone == "+819012345678"
+    assert taro.person.birth_date is not None and taro.person.birth_date.isoformat() == "1985-04-01"
+    assert taro.person.linkedin_url == "https://www.linkedin.com/in/taroyamada"
+    assert (ana.person.phone, ana.person.skype_id, ana.person.country_code) == ("+34600123456", "ana.garcia.es", "ES")
+    assert ana.interaction.message == "Quiere una demo, en español\nllamar por la tarde"
+
+
+def test_a_vcard_without_event_date_or_identity_is_refused_by_its_line() -> None:
+    raw = (
+        b"BEGIN:VCARD\r\nVERSION:3.0\r\nN:Doe;Jane;;;\r\nEMAIL:jane@example.com\r\nEND:VCARD\r\n"
+        b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:No Contact\r\nX-EVENT-DATE:2024-05-14\r\nEND:VCARD\r\n"
+    )
+    with pytest.raises(SourceError) as err:
+        event.parse(raw, ctx_for("event", raw, "text/vcard"))
+    assert [(p.field, p.reason) for p in err.value.problems] == [
+        ("line 1.event_date", "missing_event_date"),
+        ("line 6.email", "no_identity"),
+    ]
