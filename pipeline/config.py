@@ -50,10 +50,19 @@ class SourceAuth(BaseModel):
         default=(), description="Rotation: the new and the old secret, each with an id (hmac_secret counts as one)"
     )
     bearer_token: SecretStr | None = None
-    signature: Literal["leadpipe", "webflow", "meta", "intercom", "viber", "typeform", "telegram"] = Field(
+    signature: Literal[
+        "leadpipe", "webflow", "meta", "intercom", "viber", "typeform", "telegram", "mailgun", "hubspot"
+    ] = Field(
         default="leadpipe",
         description="How the HMAC secret signs: leadpipe's own headers, or the scheme of a vendor whose webhooks "
-        "cannot send them (pipeline/ingest/signatures.py: Meta/WhatsApp, Viber, Telegram, Typeform, Intercom, Webflow)",
+        "cannot send them (pipeline/ingest/signatures.py: Meta/WhatsApp, Viber, Telegram, Typeform, Intercom, Webflow, "
+        "Mailgun, HubSpot)",
+    )
+    public_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        pattern=r"^https?://\S+$",
+        description="The URL the vendor calls, exactly as configured there: HubSpot's v3 signature covers it",
     )
 
     @model_validator(mode="after")
@@ -65,6 +74,8 @@ class SourceAuth(BaseModel):
             raise ValueError(f"HMAC secret ids must differ: {ids}")
         if self.signature != "leadpipe" and not ids:
             raise ValueError(f"the {self.signature} signature needs the secret it signs with: set hmac_secret")
+        if self.signature == "hubspot" and self.public_url is None:
+            raise ValueError("the hubspot signature covers the URL HubSpot calls: set public_url to it")
         return self
 
 

@@ -17,6 +17,7 @@ the group-commit publisher and the ingest counters.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import time
 import uuid
@@ -187,10 +188,20 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, st
 
 
 def bearer_problem(auth: SourceAuth, header: str | None) -> str | None:
+    """None when the request carries the source's token: ``Bearer <token>``, or HTTP Basic with the token as the
+    password (the user is not checked), which tools that can only be given a URL send for
+    ``https://leadpipe:<token>@host/...`` (Postmark, SendGrid Inbound Parse, Mailgun routes)."""
     if auth.bearer_token is None:
         return None
     scheme, _, token = (header or "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() == "basic" and token:
+        try:
+            token = base64.b64decode(token.strip(), validate=True).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return "bad_token"
+    elif scheme.lower() != "bearer":
+        token = ""
+    if not token:
         return "missing_token"
     if not hmac.compare_digest(auth.bearer_token.get_secret_value().encode(), token.strip().encode()):
         return "bad_token"
@@ -251,6 +262,8 @@ def _signature_problem(auth: SourceAuth, body: bytes, request: Request, source_i
             request.headers.get,
             tolerance_s=settings.ingest_signature_tolerance_s,
             now=now,
+            content_type=request.headers.get("content-type", ""),
+            url=auth.public_url,
         ),
     )
     if checked.matched is not None and len(secrets) > 1:
@@ -337,7 +350,13 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
         )
     elif problem := bearer_problem(auth, authorization):
         metrics.request(channel, "refused")
-        return _refuse(refusals, 401, problem, "a valid bearer token is required", source_id=source_id)
+        return _refuse(
+            refusals,
+            401,
+            problem,
+            "a valid bearer token (or Basic with it as password) is required",
+            source_id=source_id,
+        )
 
     limit = state.limits[channel]
     declared = request.headers.get("content-length")
@@ -363,7 +382,7 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
                 else f"a valid {signatures.header_names(auth.signature)} ({auth.signature}) is required"
             )
             return _refuse(refusals, 401, problem, wanted, source_id=source_id)
-        signed = signatures.presented(auth.signature, request.headers.get)
+        signed = signatures.presented(auth.signature, request.headers.get, body, content_type)
         assert isinstance(signed, signatures.Presented)
         if auth.signature != "telegram":  # a token signs nothing: no request to tell from a replay
             stamp = int(time.time()) if signed.signed_at is None else signed.signed_at

@@ -1,8 +1,9 @@
 """How a source signs its webhooks: leadpipe's own scheme, or the scheme of a vendor whose webhooks cannot send it.
 
-WhatsApp (Meta), Viber, Telegram, Typeform, Intercom and Webflow call a URL with their own headers and no way to add
-leadpipe's, so a source names its vendor's scheme (``SourceAuth.signature``) and its ``hmac_secret`` is the secret
-the vendor signs with (Meta's app secret, Viber's auth token, Telegram's secret token, ...):
+WhatsApp (Meta), Viber, Telegram, Typeform, Intercom, Webflow, Mailgun and HubSpot call a URL with their own headers
+(or body fields) and no way to add leadpipe's, so a source names its vendor's scheme (``SourceAuth.signature``) and
+its ``hmac_secret`` is the secret the vendor signs with (Meta's app secret, Viber's auth token, Telegram's secret
+token, Mailgun's webhook signing key, the HubSpot app's client secret, ...):
 
 ============ ====================================== =========================================================
 scheme       header                                 value
@@ -14,12 +15,18 @@ intercom     X-Hub-Signature                        ``sha1=`` hex HMAC-SHA1 of t
 viber        X-Viber-Content-Signature              hex HMAC-SHA256 of the body
 typeform     Typeform-Signature                     ``sha256=`` base64 HMAC-SHA256 of the body
 telegram     X-Telegram-Bot-Api-Secret-Token        the secret itself (Telegram signs nothing)
+mailgun      body fields timestamp, token, signature hex HMAC-SHA256 of ``"<timestamp><token>"`` (not the body)
+hubspot      X-HubSpot-Request-Timestamp (ms),      base64 HMAC-SHA256 of ``"POST" + <URL> + <body> + <timestamp>``
+             X-HubSpot-Signature-v3                 (the URL HubSpot calls: ``SourceAuth.public_url``)
 ============ ====================================== =========================================================
 
-The schemes with a timestamp (leadpipe, webflow) are refused outside the tolerance and their replays are caught
-until the timestamp leaves it. Those that sign only the body have no time to bound a replay by: a replay is caught
-for the tolerance after the first receipt, and after that the same bytes give the same event ids, which are
-de-duplicated downstream, as for a bearer source. Every comparison is constant-time. Pure: no I/O.
+Mailgun puts its signature in the body (a route's form post, or ``signature`` of a webhook's JSON) and signs only a
+timestamp and a one-time token: it proves the sender, not the content, which is all Mailgun offers.
+
+The schemes with a timestamp (leadpipe, webflow, mailgun, hubspot) are refused outside the tolerance and their
+replays are caught until the timestamp leaves it. Those that sign only the body have no time to bound a replay by: a
+replay is caught for the tolerance after the first receipt, and after that the same bytes give the same event ids,
+which are de-duplicated downstream, as for a bearer source. Every comparison is constant-time. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -29,9 +36,14 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-Scheme = Literal["leadpipe", "webflow", "meta", "intercom", "viber", "typeform", "telegram"]
+import orjson
+
+from pipeline.sources.base import SourceError, parse_content_type
+from pipeline.sources.formdata import multipart_pairs, urlencoded_pairs
+
+Scheme = Literal["leadpipe", "webflow", "meta", "intercom", "viber", "typeform", "telegram", "mailgun", "hubspot"]
 """``SourceAuth.signature``'s values."""
 
 #: A request header by name (case-insensitive), or None.
@@ -44,7 +56,9 @@ class Presented:
 
     signature: str
     signed_at: int | None
-    """Unix seconds the signature covers (leadpipe, webflow), else None (the body alone is signed)."""
+    """Unix seconds the signature covers (leadpipe, webflow, mailgun, hubspot), else None (the body alone is signed)."""
+    signed: bytes = b""
+    """What the signature covers besides the body and the URL (Mailgun: ``"<timestamp><token>"``)."""
 
 
 #: (signature header, timestamp header or None, timestamp in milliseconds) per scheme.
@@ -56,6 +70,8 @@ _HEADERS: dict[Scheme, tuple[str, str | None, bool]] = {
     "viber": ("X-Viber-Content-Signature", None, False),
     "typeform": ("Typeform-Signature", None, False),
     "telegram": ("X-Telegram-Bot-Api-Secret-Token", None, False),
+    "mailgun": ("signature (a body field)", "timestamp and token (body fields)", False),
+    "hubspot": ("X-HubSpot-Signature-v3", "X-HubSpot-Request-Timestamp", True),
 }
 
 
@@ -65,8 +81,11 @@ def header_names(scheme: Scheme) -> str:
     return f"{stamp} and {signature}" if stamp else signature
 
 
-def presented(scheme: Scheme, header: Header) -> Presented | str:
-    """The request's signature and signed time, or the refusal reason (``missing_signature``, ``bad_timestamp``)."""
+def presented(scheme: Scheme, header: Header, body: bytes = b"", content_type: str = "") -> Presented | str:
+    """The request's signature and signed time, or the refusal reason (``missing_signature``, ``bad_timestamp``).
+    ``body`` and ``content_type``: where Mailgun's signature is."""
+    if scheme == "mailgun":
+        return _mailgun_presented(body, content_type)
     signature_name, stamp_name, in_ms = _HEADERS[scheme]
     signature = header(signature_name)
     stamp_text = header(stamp_name) if stamp_name else None
@@ -81,10 +100,21 @@ def presented(scheme: Scheme, header: Header) -> Presented | str:
     return Presented(signature.strip(), stamp // 1000 if in_ms else stamp)
 
 
-def problem(scheme: Scheme, secret: str, body: bytes, header: Header, *, tolerance_s: int, now: float) -> str | None:
+def problem(
+    scheme: Scheme,
+    secret: str,
+    body: bytes,
+    header: Header,
+    *,
+    tolerance_s: int,
+    now: float,
+    content_type: str = "",
+    url: str | None = None,
+) -> str | None:
     """None when the request is signed with ``secret`` under ``scheme`` (and, where a time is signed, fresh); else
-    the refusal reason: ``missing_signature``, ``bad_timestamp``, ``stale_timestamp`` or ``bad_signature``."""
-    found = presented(scheme, header)
+    the refusal reason: ``missing_signature``, ``bad_timestamp``, ``stale_timestamp`` or ``bad_signature``.
+    ``url``: the public URL the vendor calls (HubSpot signs it); ``content_type``: the body's (Mailgun's fields)."""
+    found = presented(scheme, header, body, content_type)
     if isinstance(found, str):
         return found
     if found.signed_at is not None and abs(now - found.signed_at) > tolerance_s:
@@ -106,6 +136,11 @@ def problem(scheme: Scheme, secret: str, body: bytes, header: Header, *, toleran
         expected, given = _hex(key, body), given.lower()
     elif scheme == "typeform":  # base64 is case-sensitive
         expected = "sha256=" + base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode()
+    elif scheme == "mailgun":
+        expected, given = _hex(key, found.signed), given.lower()
+    elif scheme == "hubspot":
+        stamp = header(_HEADERS["hubspot"][1] or "") or ""
+        expected = _hubspot(key, url or "", body, stamp)
     else:  # telegram: the token itself
         expected = secret
     return None if hmac.compare_digest(expected.encode(), given.encode()) else "bad_signature"
@@ -115,8 +150,39 @@ def _hex(key: bytes, message: bytes) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def sign(scheme: Scheme, secret: str, body: bytes, timestamp: int) -> dict[str, str]:
-    """The headers a vendor sends for ``body`` (for tests and the bench; the vendors compute them themselves)."""
+def _hubspot(key: bytes, url: str, body: bytes, stamp: str) -> str:
+    """HubSpot's v3 signature: base64 HMAC-SHA256 of method, URL, body and timestamp, concatenated."""
+    digest = hmac.new(key, b"POST" + url.encode() + body + stamp.encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _mailgun_presented(body: bytes, content_type: str) -> Presented | str:
+    """Mailgun's timestamp, token and signature: fields of a route's form post, or ``signature`` of a webhook's
+    JSON. A body that cannot be read has none (the adapter names what is wrong with it once it is authenticated)."""
+    media_type, params = parse_content_type(content_type)
+    fields: dict[str, Any] = {}
+    try:
+        if media_type == "multipart/form-data":
+            fields = dict(multipart_pairs(body, params.get("boundary"), []))
+        elif media_type == "application/x-www-form-urlencoded":
+            fields = dict(urlencoded_pairs(body, params.get("charset")))
+        elif media_type == "application/json":
+            data = orjson.loads(body)
+            signed = data.get("signature") if isinstance(data, dict) else None
+            fields = signed if isinstance(signed, dict) else {}
+    except (SourceError, orjson.JSONDecodeError):
+        return "missing_signature"
+    stamp, token, signature = (fields.get(name) for name in ("timestamp", "token", "signature"))
+    if not (isinstance(stamp, str | int) and isinstance(token, str) and isinstance(signature, str)):
+        return "missing_signature"
+    if not str(stamp).isdigit():
+        return "bad_timestamp"
+    return Presented(signature.strip(), int(stamp), str(stamp).encode() + token.encode())
+
+
+def sign(scheme: Scheme, secret: str, body: bytes, timestamp: int, url: str = "") -> dict[str, str]:
+    """The headers a vendor sends for ``body`` (for tests and the bench; the vendors compute them themselves);
+    ``url``: the one HubSpot calls."""
     key = secret.encode()
     match scheme:
         case "leadpipe":
@@ -139,3 +205,14 @@ def sign(scheme: Scheme, secret: str, body: bytes, timestamp: int) -> dict[str, 
             return {"Typeform-Signature": "sha256=" + base64.b64encode(digest).decode()}
         case "telegram":
             return {"X-Telegram-Bot-Api-Secret-Token": secret}
+        case "hubspot":
+            stamp = str(timestamp * 1000)
+            return {"X-HubSpot-Request-Timestamp": stamp, "X-HubSpot-Signature-v3": _hubspot(key, url, body, stamp)}
+        case "mailgun":
+            raise ValueError("Mailgun signs body fields, not headers: use mailgun_fields")
+
+
+def mailgun_fields(secret: str, timestamp: int, token: str) -> dict[str, str]:
+    """The body fields Mailgun adds to what it posts (for tests and the bench)."""
+    stamp = str(timestamp)
+    return {"timestamp": stamp, "token": token, "signature": _hex(secret.encode(), stamp.encode() + token.encode())}

@@ -10,11 +10,13 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
 from ingest_helpers import RecordingPublisher
 from pydantic import ValidationError
+from source_payloads import payload
 from starlette.datastructures import Headers
 
 from pipeline.api.app import create_api
@@ -169,3 +171,120 @@ def test_telegram_with_its_secret_token(vendor_client: TestClient, publisher: Re
         headers={"content-type": "application/json", "X-Telegram-Bot-Api-Secret-Token": "guess"},
     )
     assert (wrong.status_code, wrong.json()["reason"]) == (401, "bad_signature")
+
+
+HUBSPOT_URL = "https://leads.example.com/v1/sources/hubspot?portal=62515"
+
+
+def hubspot_documented(body: bytes, stamp_ms: int) -> dict[str, str]:
+    """HubSpot's v3 signature as documented: base64 HMAC-SHA256 of method + URI + body + timestamp."""
+    message = b"POST" + HUBSPOT_URL.encode() + body + str(stamp_ms).encode()
+    return {
+        "X-HubSpot-Request-Timestamp": str(stamp_ms),
+        "X-HubSpot-Signature-v3": base64.b64encode(_mac(message).digest()).decode(),
+    }
+
+
+def test_hubspot_v3_signs_the_url_it_calls_the_body_and_the_time() -> None:
+    documented = hubspot_documented(BODY, NOW * 1000)
+    assert documented == signatures.sign("hubspot", SECRET, BODY, NOW, url=HUBSPOT_URL)
+
+    def hubspot(headers: dict[str, str], body: bytes = BODY, url: str = HUBSPOT_URL, now: float = NOW) -> str | None:
+        return signatures.problem("hubspot", SECRET, body, Headers(headers).get, tolerance_s=300, now=now, url=url)
+
+    assert hubspot(documented) is None
+    assert hubspot(documented, url=HUBSPOT_URL.replace("62515", "1")) == "bad_signature"  # another URL
+    assert hubspot(documented, body=BODY + b" ") == "bad_signature"
+    assert hubspot(documented, now=NOW + 301) == "stale_timestamp"  # HubSpot's own rule: five minutes
+    assert hubspot({"X-HubSpot-Signature-v3": documented["X-HubSpot-Signature-v3"]}) == "missing_signature"
+    with pytest.raises(ValidationError, match="public_url"):
+        SourceAuth.model_validate({"channel": "web_form", "signature": "hubspot", "hmac_secret": SECRET})
+
+
+def mailgun_documented(token: str, stamp: int = NOW, secret: str = SECRET) -> dict[str, str]:
+    """Mailgun's fields as its documentation computes them: hex HMAC-SHA256 of timestamp + token."""
+    signature = hmac.new(secret.encode(), f"{stamp}{token}".encode(), hashlib.sha256).hexdigest()
+    return {"timestamp": str(stamp), "token": token, "signature": signature}
+
+
+def test_mailgun_signs_a_timestamp_and_token_in_the_body_as_a_form_or_json() -> None:
+    fields = mailgun_documented("a1b2c3d4e5")
+    assert fields == signatures.mailgun_fields(SECRET, NOW, "a1b2c3d4e5")
+
+    def mailgun(body: bytes, content_type: str, now: float = NOW) -> str | None:
+        return signatures.problem(
+            "mailgun", SECRET, body, Headers({}).get, tolerance_s=300, now=now, content_type=content_type
+        )
+
+    form = urlencode({"sender": "olivia@acme.example.com", **fields}).encode()
+    assert mailgun(form, "application/x-www-form-urlencoded") is None
+    assert mailgun(form, "application/x-www-form-urlencoded", now=NOW + 301) == "stale_timestamp"
+    webhook = json.dumps({"signature": fields, "event-data": {"event": "delivered"}}).encode()
+    assert mailgun(webhook, "application/json") is None
+    forged = urlencode({"sender": "x@y.example", **mailgun_documented("a1b2c3d4e5", secret="guess")}).encode()
+    assert mailgun(forged, "application/x-www-form-urlencoded") == "bad_signature"
+    assert mailgun(b"sender=x%40y.example", "application/x-www-form-urlencoded") == "missing_signature"
+    assert mailgun(b"{not json", "application/json") == "missing_signature"
+    with pytest.raises(ValueError, match="body fields"):
+        signatures.sign("mailgun", SECRET, form, NOW)
+
+
+@pytest.fixture
+def mail_client(make_settings: Callable[..., Settings], publisher: RecordingPublisher) -> Any:
+    sources = {
+        "mailgun": {"channel": "email", "signature": "mailgun", "hmac_secret": SECRET},
+        "postmark": {"channel": "email", "bearer_token": "postmark-token"},
+        "hubspot": {"channel": "web_form", "signature": "hubspot", "hmac_secret": SECRET, "public_url": HUBSPOT_URL},
+    }
+    runtime = Runtime(make_settings(sources=sources))
+    ensure_schema(runtime.engine)
+    return TestClient(create_api(runtime, publisher))  # type: ignore[arg-type]
+
+
+def test_a_mailgun_route_signed_in_its_body_is_taken_and_its_retry_is_a_replay(mail_client: TestClient) -> None:
+    route = payload("email", "mailgun_route.txt")[0].split(b"&timestamp=")[0]  # the fixture's own fields replaced
+    now = int(time.time())
+    body = route + b"&" + urlencode(mailgun_documented("f00dfeed" * 6, now)).encode()
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    first = mail_client.post("/v1/sources/mailgun", content=body, headers=headers)
+    assert first.status_code == 202, first.text
+    again = mail_client.post("/v1/sources/mailgun", content=body, headers=headers)
+    assert again.json() == {**first.json(), "replayed": True}
+    unsigned = mail_client.post("/v1/sources/mailgun", content=route, headers=headers)
+    assert (unsigned.status_code, unsigned.json()["reason"]) == (401, "missing_signature")
+    assert "signature (a body field)" in unsigned.json()["message"]
+
+
+def test_a_token_in_the_url_arrives_as_basic_auth_and_is_checked_as_the_password(mail_client: TestClient) -> None:
+    """Postmark and SendGrid can only be given a URL: ``https://leadpipe:<token>@host/...`` sends HTTP Basic."""
+    body, content_type = payload("email", "postmark_inbound.json")
+
+    def post(authorization: str | None) -> Any:
+        headers = {"content-type": content_type} | ({"authorization": authorization} if authorization else {})
+        return mail_client.post("/v1/sources/postmark", content=body, headers=headers)
+
+    def basic(credentials: bytes) -> str:
+        return "Basic " + base64.b64encode(credentials).decode()
+
+    assert post(basic(b"leadpipe:postmark-token")).status_code == 202
+    assert post("Bearer postmark-token").status_code == 202
+    for authorization, reason in [
+        (basic(b"leadpipe:guess"), "bad_token"),
+        (basic(b"postmark-token"), "missing_token"),  # the token as the user, no password
+        ("Basic !!!not-base64", "bad_token"),
+        ("Digest postmark-token", "missing_token"),
+        (None, "missing_token"),
+    ]:
+        refused = post(authorization)
+        assert (refused.status_code, refused.json()["reason"]) == (401, reason), authorization
+
+
+def test_a_hubspot_workflow_webhook_signed_v3_is_taken(mail_client: TestClient) -> None:
+    body = payload("web_form", "hubspot_workflow_contact.json")[0]
+    stamp_ms = int(time.time()) * 1000
+    headers = {"content-type": "application/json", **hubspot_documented(body, stamp_ms)}
+    ok = mail_client.post("/v1/sources/hubspot", content=body, headers=headers)
+    assert ok.status_code == 202, ok.text
+    moved = {"content-type": "application/json", **hubspot_documented(body + b"\n", stamp_ms)}
+    forged = mail_client.post("/v1/sources/hubspot", content=body, headers=moved)
+    assert (forged.status_code, forged.json()["reason"]) == (401, "bad_signature")
