@@ -115,6 +115,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "telefoon",
         "telefoonnummer",
         "mobiel",
+        "home_phone",
+        "mobile_phone_number",
     ),
     "position": (
         "position",
@@ -132,6 +134,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "puesto",
         "ruolo",
         "functie",
+        "organization_title",
+        "organisation_title",
     ),
     "company": (
         "company",
@@ -152,6 +156,10 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "societa",
         "bedrijf",
         "organisatie",
+        "organization_name",
+        "organisation_name",
+        "account_name",
+        "business_name",
     ),
     "company_address": (
         "company_address",
@@ -165,6 +173,11 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "indirizzo",
         "endereco",
         "adres",
+        "street",
+        "address_formatted",
+        "address_street",
+        "business_street",
+        "mailing_street",
     ),
     "location": (
         "location",
@@ -180,8 +193,25 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "cidade",
         "plaats",
         "woonplaats",
+        "address_city",
+        "business_city",
+        "work_city",
+        "mailing_city",
     ),
-    "country": ("country", "country_code", "country_region", "land", "pays", "pais", "paese"),
+    "country": (
+        "country",
+        "country_code",
+        "country_region",
+        "land",
+        "pays",
+        "pais",
+        "paese",
+        "address_country",
+        "business_country",
+        "business_country_region",
+        "work_country",
+        "mailing_country",
+    ),
     "skype_id": ("skype", "skype_id", "skype_name", "skypeid", "skype_login"),
     "linkedin_url": ("linkedin", "linkedin_url", "linkedin_profile", "linkedin_profile_url", "linkedin_link"),
     "stated_age": ("age", "stated_age", "your_age"),
@@ -270,6 +300,9 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "occurred_at": ("submitted_at", "submittedat", "created_at", "timestamp", "date", "created", "updated_at"),
 }
 
+#: "e_mail_1_value" -> "e_mail", "organization_1_name" -> "organization_name" (Google Contacts' CSV); "e_mail_2_address"
+#: -> "e_mail_address" (Outlook's). Only a slot between words: "phone_1_type" -> "phone_type", which is no field.
+_SLOT = re.compile(r"^([a-z]+(?:_[a-z]+)*)_\d+(?:_value$)?")
 _BY_ALIAS = {alias: canonical for canonical, aliases in _ALIASES.items() for alias in aliases}
 _PREFIXES = (
     "your_",
@@ -299,7 +332,8 @@ def normalize_key(key: str) -> str:
 def canonical_field(key: str) -> str | None:
     """The canonical name of a source's field name, or None when leadpipe does not know it."""
     norm = normalize_key(key)
-    for candidate in dict.fromkeys((norm, re.sub(r"_\d+$", "", norm))):  # CF7 auto-names: "tel-123", "email-42"
+    slotless = _SLOT.sub(r"\1", norm)  # an address book's numbered slots: "E-mail 1 - Value", "Address 1 - City"
+    for candidate in dict.fromkeys((norm, re.sub(r"_\d+$", "", norm), slotless)):  # CF7's "tel-123", "email-42"
         if candidate in _BY_ALIAS:
             return _BY_ALIAS[candidate]
         for prefix in _PREFIXES:

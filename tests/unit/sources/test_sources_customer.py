@@ -63,3 +63,40 @@ def test_a_german_spreadsheet_export_in_windows_1252_with_semicolons() -> None:
     person = event.person
     assert (person.first_name, person.last_name, person.company) == ("Jürgen", "Müller", "Müller GmbH")
     assert (person.phone, person.country_code) == ("+49301234567", "DE")
+
+
+def test_address_book_exports_as_google_outlook_and_salesforce_write_them() -> None:
+    """The column names of Google Contacts' CSV (numbered slots), Outlook's and a Salesforce report: the e-mail,
+    the phone read in the address's country, the company, title and city are taken, none dropped as unknown."""
+    google = (
+        "First Name,Middle Name,Last Name,Birthday,Notes,Labels,E-mail 1 - Label,E-mail 1 - Value,Phone 1 - Label,"
+        "Phone 1 - Value,Address 1 - Label,Address 1 - Formatted,Address 1 - Street,Address 1 - City,"
+        "Address 1 - Postal Code,Address 1 - Country,Organization Name,Organization Title,Organization 1 - Name,"
+        "Organization 1 - Title,Last Service Delivery\n"
+        "Lucía,,Fernández,,Cliente desde 2019,* myContacts,* Work,lucia@empresa.example.es,Mobile,612 34 56 78,Work,"
+        '"Gran Vía 1, 28013 Madrid, España",Gran Vía 1,Madrid,28013,España,,,Empresa SL,Directora,2024-04-30\n'
+    ).encode()
+    outlook = (
+        "Title,First Name,Middle Name,Last Name,Company,Job Title,Business Street,Business City,"
+        "Business Postal Code,Business Country/Region,Business Phone,Home Phone,Mobile Phone,E-mail Address,"
+        "E-mail 2 Address,Notes,Last Service Delivery\n"
+        "Mr.,Thomas,,Berger,Berger AG,CFO,Bahnhofstrasse 10,Zürich,8001,Switzerland,044 123 45 67,,,"
+        "thomas.berger@berger.example.ch,,,2024-02-29\n"
+    ).encode()
+    salesforce = (
+        b"Salutation,First Name,Last Name,Account Name,Mailing Street,Mailing City,Mailing Country,Phone,Email,"
+        b"Last Service Delivery\n"
+        b"Ms.,Aiko,Tanaka,Tanaka KK,1-1 Otemachi,Chiyoda-ku,Japan,03-1234-5678,aiko@tanaka.example.jp,2024-01-31\n"
+    )
+    found = []
+    for raw in (google, outlook, salesforce):
+        [event] = customer.parse(raw, ctx_for("customer", raw, "text/csv"))
+        person = event.person
+        found.append(
+            (person.email, person.phone, person.company, person.position, person.location, person.country_code)
+        )
+    assert found == [
+        ("lucia@empresa.example.es", "+34612345678", "Empresa SL", "Directora", "Madrid", "ES"),
+        ("thomas.berger@berger.example.ch", "+41441234567", "Berger AG", "CFO", "Zürich", "CH"),
+        ("aiko@tanaka.example.jp", "+81312345678", "Tanaka KK", None, "Chiyoda-ku", "JP"),
+    ]
