@@ -117,6 +117,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "mobiel",
         "home_phone",
         "mobile_phone_number",
+        "text_reminder_number",
     ),
     "position": (
         "position",
@@ -283,7 +284,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "numero_client",
         "numero_cliente",
     ),
-    "page_url": ("page_url", "page_uri", "pageuri", "url", "page", "source_url", "referrer_page"),
+    "page_url": ("page_url", "page_uri", "pageuri", "url", "page", "source_url", "referrer_page", "referrer"),
     # the website visitor's (cookie) id a form or chat passes on: Segment's ajs_anonymous_id, RudderStack's
     # rl_anonymous_id, HubSpot's hubspotutk (posted as hutk), Snowplow's domain_userid, or a plain hidden field
     "visitor_id": (
@@ -302,6 +303,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 
 #: "e_mail_1_value" -> "e_mail", "organization_1_name" -> "organization_name" (Google Contacts' CSV); "e_mail_2_address"
 #: -> "e_mail_address" (Outlook's). Only a slot between words: "phone_1_type" -> "phone_type", which is no field.
+_BRACKETS = re.compile(r"\[([^\[\]]+)\]")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SLOT = re.compile(r"^([a-z]+(?:_[a-z]+)*)_\d+(?:_value$)?")
 _BY_ALIAS = {alias: canonical for canonical, aliases in _ALIASES.items() for alias in aliases}
 _PREFIXES = (
@@ -333,7 +336,9 @@ def canonical_field(key: str) -> str | None:
     """The canonical name of a source's field name, or None when leadpipe does not know it."""
     norm = normalize_key(key)
     slotless = _SLOT.sub(r"\1", norm)  # an address book's numbered slots: "E-mail 1 - Value", "Address 1 - City"
-    for candidate in dict.fromkeys((norm, re.sub(r"_\d+$", "", norm), slotless)):  # CF7's "tel-123", "email-42"
+    camel = normalize_key(_CAMEL.sub("_", key))  # "companyName", "mobilePhone": JSON's camel case
+    nested = normalize_key(brackets[-1]) if (brackets := _BRACKETS.findall(key)) else norm  # "data[merges][FNAME]"
+    for candidate in dict.fromkeys((norm, re.sub(r"_\d+$", "", norm), slotless, camel, nested)):  # CF7's "tel-123"
         if candidate in _BY_ALIAS:
             return _BY_ALIAS[candidate]
         for prefix in _PREFIXES:

@@ -6,7 +6,10 @@ plugins), a ``fields`` list of ``{name|label, value}`` (HubSpot forms API, Gravi
 ``context`` and ``legalConsentOptions``, a HubSpot workflow's contact webhook (``vid``, ``properties``), a
 ``fields`` object of ``{id, title|label|name, value}`` (Elementor Pro, WPForms webhooks), Typeform's
 ``form_response`` (answers by type; a question is read by its ref or its wording: "What's your first name?"),
-Webflow's ``form_submission`` trigger (``payload.data``) and Jotform's webhook (its ``rawRequest`` answers).
+Webflow's ``form_submission`` trigger (``payload.data``), Jotform's webhook (its ``rawRequest`` answers), Tally's
+and Wix's webhooks (``data.fields``, ``data.submissions``), a Facebook lead ad's ``field_data``, a Calendly booking
+(``payload`` with ``questions_and_answers``), a Google Form's Apps Script trigger (``namedValues``), Netlify's form
+webhook and a Mailchimp audience webhook (a subscription; an unsubscribe is no new contact).
 
 A form may pass on the website visitor's cookie id (HubSpot's ``hutk`` / ``context.hutk``, a hidden
 ``anonymous_id`` or ``ajs_anonymous_id`` field, ...): it becomes ``provenance.visitor_key`` (an HMAC of it), which
@@ -26,6 +29,7 @@ from pipeline.models.contact import Consent, ContactEvent
 from pipeline.normalize import clean_text
 from pipeline.sources import fields, formdata
 from pipeline.sources.base import (
+    NothingToTake,
     Problem,
     SourceContext,
     SourceError,
@@ -73,7 +77,22 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
         pairs = formdata.urlencoded_pairs(raw, ctx.charset)
     if (request := next((v for k, v in pairs if k == "rawRequest"), None)) is not None:
         pairs = _jotform_pairs(request, pairs, meta)
+    if any(k == "data[list_id]" for k, _ in pairs):
+        pairs = _mailchimp_pairs(pairs, meta)
     return [_event(pairs, meta, attachments, ctx)]
+
+
+def _mailchimp_pairs(pairs: list[tuple[str, Any]], meta: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A Mailchimp audience webhook (``type``, ``data[email]``, ``data[merges][FNAME]``): a subscription or a
+    profile update is the person's fields; an unsubscribe, a cleaned address, an e-mail change or a campaign is no
+    new contact (leadpipe never re-adds a person who unsubscribed; a withdrawal of consent is the DPO's right)."""
+    kind = next((text_of(v) for k, v in pairs if k == "type"), None)
+    if kind not in ("subscribe", "profile"):
+        raise NothingToTake(f"mailchimp_{kind or 'event'}", f"Mailchimp's {kind} event: no new contact in it")
+    meta["submitted_at"] = next((v for k, v in pairs if k == "fired_at"), None)
+    meta["form_id"] = next((text_of(v) for k, v in pairs if k == "data[list_id]"), None)
+    unread = {"type", "fired_at", "data[id]", "data[list_id]", "data[web_id]", "data[email_type]", "data[ip_opt]"}
+    return [(k.replace("data[ip_signup]", "ip"), v) for k, v in pairs if k not in unread]
 
 
 def _json_pairs(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -99,24 +118,79 @@ def _json_fields(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, 
     meta["form_id"] = text_of(form.get("id")) or text_of(data.get("formGuid")) or text_of(data.get("formId"))
     meta["form_name"] = text_of(form.get("title")) or text_of(form.get("name"))
     meta["submitted_at"] = data.get("submittedAt", data.get("submitted_at"))
-    listed = data.get("fields")
-    if isinstance(listed, list):
-        if len(listed) > formdata.MAX_FIELDS:
-            raise formdata.too_many(len(listed))
-        pairs: list[tuple[str, Any]] = []
-        for position, item in enumerate(listed):
-            if not isinstance(item, dict):
-                raise SourceError("unexpected_shape", f"fields[{position}]", "each field must be an object")
-            key = _field_key(item.get("name"), item.get("label"), item.get("id"))
-            if key is None:
-                raise SourceError("unexpected_shape", f"fields[{position}]", "a field has neither a name nor a label")
-            pairs.append((key, item.get("value")))
-        return pairs
+    if isinstance(listed := data.get("fields"), list):
+        return _listed(listed, "fields")
+    if data.get("event") == "invitee.canceled":  # Calendly: the booking of a lead taken before, called off
+        raise NothingToTake("booking_canceled", "Calendly's cancellation of a booking: no new contact in it")
+    for outer, container in (("data", obj(data.get("data"))), ("payload", obj(data.get("payload")))):
+        for name in _FIELD_LISTS:  # Tally's data.fields, Wix's data.submissions, Calendly's payload's answers
+            if isinstance(listed := container.get(name), list):
+                meta["form_id"] = meta["form_id"] or text_of(container.get("formId"))
+                meta["form_name"] = meta["form_name"] or text_of(container.get("formName"))
+                meta["submitted_at"] = container.get("createdAt") or container.get("submissionTime")
+                named = [(k, v) for k, v in container.items() if _scalar(v) and fields.canonical_field(k) is not None]
+                return [*named, *_listed(listed, f"{outer}.{name}")]
+    if isinstance(listed := data.get("field_data"), list):  # a Facebook (Meta) lead ad's lead, as its API gives it
+        meta["form_id"] = meta["form_id"] or text_of(data.get("form_id"))
+        meta["submitted_at"] = meta["submitted_at"] or data.get("created_time")
+        return _listed(listed, "field_data")
+    if isinstance(named_values := data.get("namedValues"), dict):  # a Google Form's Apps Script trigger (e.namedValues)
+        return list(named_values.items())
+    if isinstance(data.get("human_fields"), dict) and isinstance(data.get("data"), dict):  # Netlify's form webhook
+        meta["form_name"] = meta["form_name"] or text_of(data.get("form_name"))
+        meta["submitted_at"] = meta["submitted_at"] or data.get("created_at")
+        return list(data["data"].items())  # its top level repeats them (name, email, body, summary in HTML)
     for wrapper in ("data", "submission", "entry", "fields", "posted_data"):
         if isinstance(data.get(wrapper), dict):
-            inner = _described_fields(data[wrapper])
+            inner = _flattened(_described_fields(data[wrapper]))
             return [*inner, *((k, v) for k, v in data.items() if k != wrapper and _scalar(v))]
-    return list(data.items())
+    return _flattened(list(data.items()))
+
+
+#: Lists of fields that describe themselves, inside a ``data`` or ``payload`` object.
+_FIELD_LISTS = ("fields", "submissions", "questions_and_answers")
+
+
+def _listed(listed: list[Any], path: str) -> list[tuple[str, Any]]:
+    """A list of fields that describe themselves as (name, value) pairs: ``{name|label|title|question|key|id,
+    value|values|answer}`` (HubSpot's forms API, Gravity, Tally, Wix, a Facebook lead's ``field_data``, Calendly's
+    questions); a choice given by its option's id (Tally) is read as the option's text."""
+    if len(listed) > formdata.MAX_FIELDS:
+        raise formdata.too_many(len(listed))
+    pairs: list[tuple[str, Any]] = []
+    for position, item in enumerate(listed):
+        if not isinstance(item, dict):
+            raise SourceError("unexpected_shape", f"{path}[{position}]", "each field must be an object")
+        names = ("name", "label", "title", "question", "key", "id")
+        key = _field_key(*(item.get(name) for name in names))
+        if key is None:
+            raise SourceError("unexpected_shape", f"{path}[{position}]", "a field has neither a name nor a label")
+        pairs.append((key, _listed_value(item)))
+    return pairs
+
+
+def _listed_value(item: dict[str, Any]) -> Any:
+    value = item.get("value", item.get("values", item.get("answer")))
+    options = {text_of(o.get("id")): o.get("text") for o in array(item.get("options")) if isinstance(o, dict)}
+    if options:
+        if isinstance(value, list):
+            return [options.get(text_of(v), v) for v in value]
+        return options.get(text_of(value), value)
+    if isinstance(value, list) and len(value) == 1:  # a lead ad's "values": ["..."]
+        return value[0]
+    return value
+
+
+def _flattened(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """A field whose value is an object of fields leadpipe reads (Zoho's ``Name: {first_name, last_name}``, an
+    address object) as those fields; any other object stays as it is."""
+    out: list[tuple[str, Any]] = []
+    for key, value in pairs:
+        if isinstance(value, dict) and any(fields.canonical_field(k) is not None for k in value):
+            out.extend((k, v) for k, v in value.items() if _scalar(v))
+        else:
+            out.append((key, value))
+    return out
 
 
 def _field_key(*names: Any) -> str | None:
@@ -292,10 +366,14 @@ def _merge(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 
 def _group(values: list[Any]) -> Any:
+    """One field's values: the value, or a list of the different ones (a form tool that sends a field in two places,
+    Netlify's ``data.email`` and ``email``, sent one address, not two)."""
     first, *rest = values
     if not rest:
         return first
-    return [*first, *rest] if isinstance(first, list) else values
+    grouped = [*first, *rest] if isinstance(first, list) else values
+    distinct = [v for i, v in enumerate(grouped) if v not in grouped[:i]] if len(grouped) <= 50 else grouped
+    return distinct[0] if len(distinct) == 1 else distinct
 
 
 def _event(
@@ -318,7 +396,7 @@ def _event(
             continue
         if fields.is_consent_field(key):
             if checkbox_ticked(value):
-                consents_wording.append((key, _wording(value)))
+                consents_wording.append((key, _wording(value) or _label_wording(key)))
             continue
         if _internal(key) or fields.normalize_key(key) in _REQUEST_KEYS:
             continue
@@ -406,6 +484,13 @@ def _wording(value: Any) -> str | None:
     if text is None or text.lower() in {"1", "true", "on", "yes", "checked", "y", "ja", "oui"}:
         return None
     return text
+
+
+def _label_wording(key: str) -> str | None:
+    """A consent field named by its label ("I agree to receive marketing e-mails", as Tally, Wix and HubSpot's fields
+    list send it) carries what the person agreed to; a field name (``acceptance-marketing``) does not."""
+    text = key.strip()
+    return text if len(text.split()) >= 4 else None
 
 
 def _hubspot_consents(legal: dict[str, Any], given_at: Any) -> list[Consent]:

@@ -9,7 +9,7 @@ from source_payloads import PEPPER, ctx_for, payload
 
 from pipeline import normalize
 from pipeline.models.common import InteractionKind, Purpose
-from pipeline.sources import SourceError, formdata, web_form
+from pipeline.sources import NothingToTake, SourceError, formdata, web_form
 
 
 def parse(name: str):  # type: ignore[no-untyped-def]
@@ -385,3 +385,65 @@ def test_anti_spam_machinery_is_neither_message_nor_lost() -> None:
         spam = urlencode({"email": "bot@example.com", "message": "Buy", honeypot: "http://spam.example"}).encode()
         [caught] = web_form.parse(spam, ctx_for("web_form", spam, "application/x-www-form-urlencoded"))
         assert (caught.interaction.honeypot, caught.interaction.message) == ("http://spam.example", "Buy")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("tally_contact.json", ("Ana", None, "ana@example.es", None, None)),
+        ("wix_contact.json", ("Ana", None, "ana@example.es", None, None)),
+        ("facebook_lead_ad.json", ("Ana", "García", "ana@example.es", "+34600123456", None)),
+        ("calendly_invitee_created.json", ("Ana", "García", "ana@example.es", "+34600123456", "Empresa SL")),
+        ("google_forms_apps_script.json", ("Ana", "García", "ana@example.es", None, None)),
+        ("netlify_contact.json", ("Ana", "García", "ana@example.es", None, None)),
+        ("zoho_contact.json", ("Ana", "García", "ana@example.es", "+34600123456", None)),
+        ("mailchimp_subscribe.txt", ("Ana", "García", "ana@example.es", "+34600123456", None)),
+    ],
+)
+def test_form_tools_webhooks_as_they_send_them(name: str, expected: tuple[str | None, ...]) -> None:
+    """Tally and Wix (fields listed in ``data``), a Facebook lead ad's ``field_data``, a Calendly booking (its
+    questions' answers), a Google Form's Apps Script trigger, Netlify (each field sent twice), Zoho (a name object),
+    Mailchimp's subscription (``data[merges][FNAME]``): each was refused ``no_identity`` or ``invalid_email`` before."""
+    [event] = parse(name)
+    person = event.person
+    assert (person.first_name, person.last_name, person.email, person.phone, person.company) == expected
+
+
+def test_what_the_form_tools_send_besides_the_fields_is_read_or_left_out() -> None:
+    [tally] = parse("tally_contact.json")
+    assert tally.interaction.message == "What do you need?: A quote for 50 seats"
+    assert [c.wording for c in tally.consents] == ["I agree to receive marketing emails"]  # its label, ticked
+    assert tally.occurred_at.isoformat() == "2024-06-05T10:00:00+00:00"
+    [calendly] = parse("calendly_invitee_created.json")
+    assert calendly.interaction.message == (
+        "Please share anything that will help prepare for our meeting.: We need a demo"
+    )  # the booking's links and time zone are not message lines
+    [netlify] = parse("netlify_contact.json")
+    assert netlify.interaction.message == "Call me"  # not "summary: <strong>Ana</strong> Call me"
+    assert netlify.interaction.page_url == "https://example.com/contact"
+    assert (netlify.provenance.ip, netlify.provenance.user_agent) == ("1.2.3.4", "Mozilla")
+    [mailchimp] = parse("mailchimp_subscribe.txt")
+    assert mailchimp.provenance.ip == "10.20.10.30" and mailchimp.provenance.form_id == "a6b5da1054"
+    assert mailchimp.interaction.message is None  # Mailchimp's ids are not the person's words
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "reason"),
+    [
+        (
+            b'{"event": "invitee.canceled", "payload": {"email": "ana@example.es"}}',
+            "application/json",
+            "booking_canceled",
+        ),
+        (
+            b"type=unsubscribe&data%5Blist_id%5D=a6b5da1054&data%5Bemail%5D=ana%40example.es&data%5Baction%5D=unsub",
+            "application/x-www-form-urlencoded",
+            "mailchimp_unsubscribe",
+        ),
+    ],
+)
+def test_a_cancellation_or_an_unsubscribe_is_no_new_contact(body: bytes, content_type: str, reason: str) -> None:
+    """Never a lead: leadpipe must not add again a person who unsubscribed or called a booking off."""
+    with pytest.raises(NothingToTake) as taken:
+        web_form.parse(body, ctx_for("web_form", body, content_type))
+    assert taken.value.reason == reason
