@@ -51,18 +51,18 @@ class SourceAuth(BaseModel):
     )
     bearer_token: SecretStr | None = None
     signature: Literal[
-        "leadpipe", "webflow", "meta", "intercom", "viber", "typeform", "telegram", "mailgun", "hubspot"
+        "leadpipe", "webflow", "meta", "intercom", "viber", "typeform", "telegram", "mailgun", "hubspot", "twilio"
     ] = Field(
         default="leadpipe",
         description="How the HMAC secret signs: leadpipe's own headers, or the scheme of a vendor whose webhooks "
         "cannot send them (pipeline/ingest/signatures.py: Meta/WhatsApp, Viber, Telegram, Typeform, Intercom, Webflow, "
-        "Mailgun, HubSpot)",
+        "Mailgun, HubSpot, Twilio)",
     )
     public_url: str | None = Field(
         default=None,
         max_length=2000,
         pattern=r"^https?://\S+$",
-        description="The URL the vendor calls, exactly as configured there: HubSpot's v3 signature covers it",
+        description="The URL the vendor calls, exactly as configured there: HubSpot's and Twilio's signatures cover it",
     )
 
     @model_validator(mode="after")
@@ -74,8 +74,8 @@ class SourceAuth(BaseModel):
             raise ValueError(f"HMAC secret ids must differ: {ids}")
         if self.signature != "leadpipe" and not ids:
             raise ValueError(f"the {self.signature} signature needs the secret it signs with: set hmac_secret")
-        if self.signature == "hubspot" and self.public_url is None:
-            raise ValueError("the hubspot signature covers the URL HubSpot calls: set public_url to it")
+        if self.signature in ("hubspot", "twilio") and self.public_url is None:
+            raise ValueError(f"the {self.signature} signature covers the URL the vendor calls: set public_url to it")
         return self
 
 

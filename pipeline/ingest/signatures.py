@@ -1,9 +1,10 @@
 """How a source signs its webhooks: leadpipe's own scheme, or the scheme of a vendor whose webhooks cannot send it.
 
-WhatsApp (Meta), Viber, Telegram, Typeform, Intercom, Webflow, Mailgun and HubSpot call a URL with their own headers
-(or body fields) and no way to add leadpipe's, so a source names its vendor's scheme (``SourceAuth.signature``) and
-its ``hmac_secret`` is the secret the vendor signs with (Meta's app secret, Viber's auth token, Telegram's secret
-token, Mailgun's webhook signing key, the HubSpot app's client secret, ...):
+WhatsApp (Meta), Viber, Telegram, Typeform, Intercom, Webflow, Mailgun, HubSpot and Twilio call a URL with their
+own headers (or body fields) and no way to add leadpipe's, so a source names its vendor's scheme
+(``SourceAuth.signature``) and its ``hmac_secret`` is the secret the vendor signs with (Meta's app secret, Viber's
+auth token, Telegram's secret token, Mailgun's webhook signing key, the HubSpot app's client secret, Twilio's auth
+token, ...):
 
 ============ ====================================== =========================================================
 scheme       header                                 value
@@ -18,6 +19,8 @@ telegram     X-Telegram-Bot-Api-Secret-Token        the secret itself (Telegram 
 mailgun      body fields timestamp, token, signature hex HMAC-SHA256 of ``"<timestamp><token>"`` (not the body)
 hubspot      X-HubSpot-Request-Timestamp (ms),      base64 HMAC-SHA256 of ``"POST" + <URL> + <body> + <timestamp>``
              X-HubSpot-Signature-v3                 (the URL HubSpot calls: ``SourceAuth.public_url``)
+twilio       X-Twilio-Signature                     base64 HMAC-SHA1 of ``<URL>`` + each form field's name and value,
+                                                    sorted by name (form posts: SMS, WhatsApp, calls)
 ============ ====================================== =========================================================
 
 Mailgun puts its signature in the body (a route's form post, or ``signature`` of a webhook's JSON) and signs only a
@@ -43,7 +46,9 @@ import orjson
 from pipeline.sources.base import SourceError, parse_content_type
 from pipeline.sources.formdata import multipart_pairs, urlencoded_pairs
 
-Scheme = Literal["leadpipe", "webflow", "meta", "intercom", "viber", "typeform", "telegram", "mailgun", "hubspot"]
+Scheme = Literal[
+    "leadpipe", "webflow", "meta", "intercom", "viber", "typeform", "telegram", "mailgun", "hubspot", "twilio"
+]
 """``SourceAuth.signature``'s values."""
 
 #: A request header by name (case-insensitive), or None.
@@ -72,6 +77,7 @@ _HEADERS: dict[Scheme, tuple[str, str | None, bool]] = {
     "telegram": ("X-Telegram-Bot-Api-Secret-Token", None, False),
     "mailgun": ("signature (a body field)", "timestamp and token (body fields)", False),
     "hubspot": ("X-HubSpot-Signature-v3", "X-HubSpot-Request-Timestamp", True),
+    "twilio": ("X-Twilio-Signature", None, False),
 }
 
 
@@ -141,6 +147,8 @@ def problem(
     elif scheme == "hubspot":
         stamp = header(_HEADERS["hubspot"][1] or "") or ""
         expected = _hubspot(key, url or "", body, stamp)
+    elif scheme == "twilio":
+        expected = _twilio(key, url or "", body, content_type)
     else:  # telegram: the token itself
         expected = secret
     return None if hmac.compare_digest(expected.encode(), given.encode()) else "bad_signature"
@@ -154,6 +162,20 @@ def _hubspot(key: bytes, url: str, body: bytes, stamp: str) -> str:
     """HubSpot's v3 signature: base64 HMAC-SHA256 of method, URL, body and timestamp, concatenated."""
     digest = hmac.new(key, b"POST" + url.encode() + body + stamp.encode(), hashlib.sha256).digest()
     return base64.b64encode(digest).decode()
+
+
+def _twilio(key: bytes, url: str, body: bytes, content_type: str) -> str:
+    """Twilio's signature of a form post: the URL it calls, then every field's name and value sorted by name. A body
+    that is no form post gets no valid signature (Twilio's JSON callbacks sign a body hash in the URL instead)."""
+    media_type, params = parse_content_type(content_type)
+    if media_type != "application/x-www-form-urlencoded":
+        return ""
+    try:
+        pairs = urlencoded_pairs(body, params.get("charset"))
+    except SourceError:
+        return ""
+    signed = url + "".join(f"{name}{value}" for name, value in sorted(pairs, key=lambda pair: pair[0]))
+    return base64.b64encode(hmac.new(key, signed.encode(), hashlib.sha1).digest()).decode()
 
 
 def _mailgun_presented(body: bytes, content_type: str) -> Presented | str:
@@ -182,7 +204,7 @@ def _mailgun_presented(body: bytes, content_type: str) -> Presented | str:
 
 def sign(scheme: Scheme, secret: str, body: bytes, timestamp: int, url: str = "") -> dict[str, str]:
     """The headers a vendor sends for ``body`` (for tests and the bench; the vendors compute them themselves);
-    ``url``: the one HubSpot calls."""
+    ``url``: the one HubSpot or Twilio calls (``twilio``: a form post's)."""
     key = secret.encode()
     match scheme:
         case "leadpipe":
@@ -208,6 +230,8 @@ def sign(scheme: Scheme, secret: str, body: bytes, timestamp: int, url: str = ""
         case "hubspot":
             stamp = str(timestamp * 1000)
             return {"X-HubSpot-Request-Timestamp": stamp, "X-HubSpot-Signature-v3": _hubspot(key, url, body, stamp)}
+        case "twilio":
+            return {"X-Twilio-Signature": _twilio(key, url, body, "application/x-www-form-urlencoded")}
         case "mailgun":
             raise ValueError("Mailgun signs body fields, not headers: use mailgun_fields")
 

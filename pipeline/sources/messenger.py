@@ -6,7 +6,9 @@ Recognised shapes, by their own markers:
 - Telegram Bot API updates (``update_id``): the sender's handle, and the phone when they shared their contact;
 - Viber REST bot callbacks (``event`` + ``sender``);
 - leadpipe's call/chat log (``platform`` + ``contact``, or a list of them) for Skype exports, PBX and call trackers:
-  ``{"platform", "type": "call"|"chat", "contact": {...}, "started_at", "duration_s", "recording_ref", "messages"}``.
+  ``{"platform", "type": "call"|"chat", "contact": {...}, "started_at", "duration_s", "recording_ref", "messages"}``;
+- Twilio's webhooks (a form post): an incoming SMS or WhatsApp message (``MessageSid``, ``From``, ``Body``,
+  ``ProfileName``) or an incoming call (``CallSid``); its status callbacks are no contact.
 
 Telegram and Viber do not share a phone number unless the person sends their contact card; without an e-mail or
 phone there is no identity, and the rejection says so.
@@ -20,7 +22,7 @@ from typing import Any, Literal
 from pipeline.models.common import InteractionKind
 from pipeline.models.contact import ContactEvent
 from pipeline.normalize import clean_text
-from pipeline.sources import fields
+from pipeline.sources import fields, formdata
 from pipeline.sources.base import (
     NothingToTake,
     Problem,
@@ -38,7 +40,7 @@ from pipeline.sources.base import (
     text_of,
 )
 
-CONTENT_TYPES = frozenset({"application/json"})
+CONTENT_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded"})
 
 PLATFORMS = ("skype", "viber", "whatsapp", "telegram", "phone", "sms", "widget")
 
@@ -59,6 +61,8 @@ _AUTHOR: dict[str, Literal["person", "agent", "bot"]] = {
 
 
 def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
+    if ctx.content_type == "application/x-www-form-urlencoded":
+        return [_twilio(dict(formdata.urlencoded_pairs(raw, ctx.charset)), ctx)]
     data = load_json(raw)
     if isinstance(data, list):
         return require_events([_log(item, ctx, i, f"[{i}].") for i, item in enumerate(data)])
@@ -290,3 +294,39 @@ def _viber(data: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
         )
     turn = _utterance(data.get("timestamp"), "contact", message.get("text"), "timestamp", problems)
     return _conversation(ctx, 0, person=person, key=key, app="viber", turns=[turn] if turn else [], problems=problems)
+
+
+def _twilio(form: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
+    """A Twilio webhook: an incoming SMS, WhatsApp message (``From: whatsapp:+...``, ``ProfileName``) or call."""
+    if "MessageSid" in form or "SmsSid" in form:
+        status = text_of(form.get("MessageStatus"))
+        if (status is not None and status != "received") or "Body" not in form:
+            raise NothingToTake("status_update", f"Twilio's status callback of a message ({status}): no contact in it")
+        call = False
+    elif "CallSid" in form:
+        status = text_of(form.get("CallStatus"))
+        if status not in ("ringing", "in-progress") or text_of(form.get("Direction")) not in (None, "inbound"):
+            raise NothingToTake("status_update", f"Twilio's callback of a call ({status}): no new contact in it")
+        call = True
+    else:
+        raise SourceError(
+            "unexpected_shape", None, "a form post to a messenger source is read as a Twilio webhook (MessageSid)"
+        )
+    problems: list[Problem] = []
+    sender = text_of(form.get("From")) or ""
+    app, _, number = sender.rpartition(":")
+    app = app.lower() or ("phone" if call else "sms")
+    values = {
+        "full_name": text_of(form.get("ProfileName")) or text_of(form.get("CallerName")),
+        "phone": number,
+        "country": text_of(form.get("FromCountry")),
+        "location": text_of(form.get("FromCity")),
+    }
+    handles = {"whatsapp": number} if app == "whatsapp" else {}
+    person, key = build_person(values, ctx, problems, prefix="", handles=handles)
+    if call:
+        interaction = {"kind": InteractionKind.CALL, "subject": "phone call"}
+        return make_event(ctx, 0, (person, key), interaction, problems=problems)
+    media = text_of(form.get("NumMedia")) not in (None, "0")
+    turn = _utterance(None, "contact", text_of(form.get("Body")) or ("[media]" if media else None), "Body", problems)
+    return _conversation(ctx, 0, person=person, key=key, app=app, turns=[turn] if turn else [], problems=problems)

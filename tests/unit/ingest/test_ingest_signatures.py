@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from fastapi.testclient import TestClient
@@ -288,3 +288,55 @@ def test_a_hubspot_workflow_webhook_signed_v3_is_taken(mail_client: TestClient) 
     moved = {"content-type": "application/json", **hubspot_documented(body + b"\n", stamp_ms)}
     forged = mail_client.post("/v1/sources/hubspot", content=body, headers=moved)
     assert (forged.status_code, forged.json()["reason"]) == (401, "bad_signature")
+
+
+TWILIO_URL = "https://leads.example.com/v1/sources/twilio"
+
+
+def twilio_documented(form: dict[str, str], url: str = TWILIO_URL) -> dict[str, str]:
+    """Twilio's signature as documented: base64 HMAC-SHA1 of the URL, then each parameter's name and value sorted."""
+    signed = url + "".join(name + form[name] for name in sorted(form))
+    return {"X-Twilio-Signature": base64.b64encode(_mac(signed.encode(), hashlib.sha1).digest()).decode()}
+
+
+def test_twilio_signs_the_url_and_the_sorted_form_fields() -> None:
+    form = {"From": "+14155552671", "Body": "Hi there", "MessageSid": "SM1", "AccountSid": "AC1", "NumMedia": "0"}
+    body = urlencode(form).encode()
+    documented = twilio_documented(form)
+    assert documented == signatures.sign("twilio", SECRET, body, NOW, url=TWILIO_URL)
+
+    def twilio(headers: dict[str, str], body: bytes = body, url: str = TWILIO_URL) -> str | None:
+        kind = "application/x-www-form-urlencoded"
+        return signatures.problem(
+            "twilio", SECRET, body, Headers(headers).get, tolerance_s=300, now=NOW, url=url, content_type=kind
+        )
+
+    assert twilio(documented) is None
+    assert twilio(documented, body=urlencode({**form, "Body": "Hi there!"}).encode()) == "bad_signature"
+    assert twilio(documented, url=TWILIO_URL + "?x=1") == "bad_signature"
+    assert twilio({}) == "missing_signature"
+    json_body = signatures.problem(
+        "twilio", SECRET, b"{}", Headers(documented).get, tolerance_s=300, now=NOW, url=TWILIO_URL
+    )
+    assert json_body == "bad_signature"  # only form posts are signed this way
+
+
+def test_an_sms_through_twilio_signed_for_the_public_url_is_taken(
+    make_settings: Callable[..., Settings], publisher: RecordingPublisher
+) -> None:
+    sources = {
+        "twilio": {"channel": "messenger", "signature": "twilio", "hmac_secret": SECRET, "public_url": TWILIO_URL}
+    }
+    runtime = Runtime(make_settings(sources=sources))
+    ensure_schema(runtime.engine)
+    client = TestClient(create_api(runtime, publisher))  # type: ignore[arg-type]
+    body = payload("messenger", "twilio_sms.txt")[0]
+    form = dict(parse_qsl(body.decode(), keep_blank_values=True))  # Twilio signs empty fields too
+    headers = {"content-type": "application/x-www-form-urlencoded", **twilio_documented(form)}
+    assert client.post("/v1/sources/twilio", content=body, headers=headers).status_code == 202
+    again = client.post("/v1/sources/twilio", content=body, headers=headers)
+    assert again.json()["replayed"] is True
+    forged = client.post("/v1/sources/twilio", content=body + b"&x=1", headers=headers)
+    assert (forged.status_code, forged.json()["reason"]) == (401, "bad_signature")
+    with pytest.raises(ValidationError, match="public_url"):
+        SourceAuth.model_validate({"channel": "messenger", "signature": "twilio", "hmac_secret": SECRET})

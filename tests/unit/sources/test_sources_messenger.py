@@ -109,3 +109,42 @@ def test_receipts_and_status_updates_name_no_contact(body: dict[str, Any], reaso
     with pytest.raises(NothingToTake) as taken:
         messenger.parse(raw, ctx_for("messenger", raw, "application/json"))
     assert taken.value.reason == reason
+
+
+def test_twilio_sms_whatsapp_and_calls_as_twilio_posts_them() -> None:
+    [sms] = parse("twilio_sms.txt")
+    assert (sms.person.phone, sms.person.country_code) == ("+14155552671", "US")
+    assert (sms.interaction.kind, sms.interaction.subject) == (InteractionKind.MESSAGE, "sms message")
+    assert sms.interaction.message == "Hi, I'd like a quote for 20 seats"
+    [whatsapp] = parse("twilio_whatsapp.txt")
+    assert (whatsapp.person.first_name, whatsapp.person.last_name) == ("Ana", "García")
+    assert whatsapp.person.phone == "+34600123456"  # "whatsapp:+34600123456"
+    assert whatsapp.person.messenger_handles == {"whatsapp": "+34600123456"}
+    assert whatsapp.interaction.subject == "whatsapp message"
+    [call] = parse("twilio_call.txt")
+    assert (call.interaction.kind, call.person.phone, call.person.country_code) == (
+        InteractionKind.CALL,
+        "+4930123456",
+        "DE",
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"SmsSid=SM3&SmsStatus=delivered&MessageStatus=delivered&To=%2B14155552671&MessageSid=SM3&From=%2B15005550006",
+        b"CallSid=CA1&CallStatus=completed&Direction=inbound&From=%2B4930123456&CallDuration=42",
+        b"CallSid=CA2&CallStatus=ringing&Direction=outbound-api&From=%2B15005550006&To=%2B4930123456",
+    ],
+)
+def test_twilio_status_callbacks_and_our_own_calls_are_no_contact(body: bytes) -> None:
+    with pytest.raises(NothingToTake) as taken:
+        messenger.parse(body, ctx_for("messenger", body, "application/x-www-form-urlencoded"))
+    assert taken.value.reason == "status_update"
+
+
+def test_a_form_post_that_is_no_twilio_webhook_is_refused() -> None:
+    body = b"name=Ana&phone=%2B34600123456"
+    with pytest.raises(SourceError) as err:
+        messenger.parse(body, ctx_for("messenger", body, "application/x-www-form-urlencoded"))
+    assert err.value.reason == "unexpected_shape"
