@@ -10,9 +10,11 @@ the result into the contact event:
 - ``message`` is the text the person wrote; the transcript holds it and every attached or forwarded message as a
   quoted turn with its sender; every part that was not read is named in ``attachments_ignored``;
 - ``List-*`` headers are counted (``interaction.list_headers``) and a mailing list's footer located
-  (``interaction.list_footer_at``): facts the spam rules read, so a list's footer links are not the writer's.
+  (``interaction.list_footer_at``): facts the spam rules read, so a list's footer links are not the writer's;
+- mail a machine sent in answer to the company's own (``automatic``: bounces, read receipts, out-of-office replies)
+  names no new contact: it is answered ``ignored`` with its kind, never made a lead.
 
-A message yields an event or a typed rejection, never an exception.
+A message yields an event, a typed rejection or (automatic mail) ``NothingToTake``, never another exception.
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ from pipeline.models.common import InteractionKind
 from pipeline.models.contact import ContactEvent
 from pipeline.normalize import clean_text
 from pipeline.sources import inbound_mail, mime
-from pipeline.sources.base import Problem, SourceContext, SourceError, build_person, make_event, require_events
+from pipeline.sources.base import (
+    NothingToTake,
+    Problem,
+    SourceContext,
+    SourceError,
+    build_person,
+    make_event,
+    require_events,
+)
 
 CONTENT_TYPES = frozenset(
     {
@@ -76,14 +86,59 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
         raise SourceError("empty_payload", None, "the message is empty")
     messages = messages_of(raw, ctx.content_type, ctx.params)
     events = []
+    machine: list[tuple[str, str]] = []
     for index, message in enumerate(messages):
         prefix = f"messages[{index}]." if len(messages) > 1 else ""
-        events.append(_parse_one(message, ctx, index, prefix))
+        msg = mime.parse_message(message, prefix)
+        if (kind := automatic(msg)) is not None:
+            machine.append(kind)
+            continue
+        events.append(_parse_one(msg, ctx, index, prefix))
+    if machine and not events:
+        raise NothingToTake(*machine[0])
     return require_events(events)
 
 
-def _parse_one(raw: bytes, ctx: SourceContext, index: int, prefix: str) -> ContactEvent:
-    msg = mime.parse_message(raw, prefix)
+_OUT_OF_OFFICE = re.compile(
+    r"^\s*(?:automatic reply|auto[- ]?reply|out of (?:the )?office|abwesenheitsnotiz|automatische antwort"
+    r"|r[ée]ponse automatique|respuesta autom[aá]tica|risposta automatica|automatisch antwoord"
+    r"|resposta autom[aá]tica|odpowied[zź] automatyczna|自動応答|自动回复)",
+    re.IGNORECASE,
+)
+_REPORTS = {
+    "delivery-status": ("bounce", "a delivery status notification (bounce): no new contact in it"),
+    "disposition-notification": ("read_receipt", "a read receipt: no new contact in it"),
+}
+_BOUNCE = ("bounce", "a mail server's delivery report (bounce): no new contact in it")
+_AUTO_REPLY = ("auto_reply", "an automatic reply (out of office, RFC 3834): no new contact in it")
+
+
+def automatic(msg: Message) -> tuple[str, str] | None:
+    """(reason, explanation) when a machine sent the message in answer to another: a bounce (a delivery report, or
+    from mailer-daemon or postmaster), a read receipt, or an automatic reply (``Auto-Submitted: auto-replied``,
+    ``X-Autoreply``, ``Precedence: auto_reply``, or an auto-generated message whose subject says it is an
+    out-of-office reply, as Exchange's are); else None. Auto-generated mail alone stays a contact: a form plugin's
+    notification of a submission is auto-generated too."""
+    if msg.get_content_type() == "multipart/report":
+        report = str(msg.get_param("report-type") or "").lower()
+        if report in _REPORTS:
+            return _REPORTS[report]
+    for _name, address in mime.addresses(msg, "from"):
+        if address.partition("@")[0].strip().lower() in ("mailer-daemon", "postmaster"):
+            return _BOUNCE
+    submitted = (mime.raw_header(msg, "auto-submitted") or "").lower()
+    if submitted.startswith("auto-replied"):
+        return _AUTO_REPLY
+    if any(mime.raw_header(msg, name) not in (None, "no") for name in ("x-autoreply", "x-autorespond")):
+        return _AUTO_REPLY
+    if (mime.raw_header(msg, "precedence") or "").lower() == "auto_reply":
+        return _AUTO_REPLY
+    if submitted.startswith("auto-generated") and _OUT_OF_OFFICE.match(mime.header_text(msg, "subject") or ""):
+        return _AUTO_REPLY
+    return None
+
+
+def _parse_one(msg: Message, ctx: SourceContext, index: int, prefix: str) -> ContactEvent:
     problems: list[Problem] = []
     name, address = _sender(msg, prefix)
     person, key = build_person({"full_name": name, "email": address}, ctx, problems, prefix=prefix)

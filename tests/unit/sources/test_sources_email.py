@@ -9,7 +9,7 @@ from source_payloads import PEPPER, ctx_for, payload
 
 from pipeline import normalize
 from pipeline.models.common import InteractionKind
-from pipeline.sources import SourceError, inbound_mail
+from pipeline.sources import NothingToTake, SourceError, inbound_mail
 from pipeline.sources import email as email_source
 
 
@@ -137,3 +137,54 @@ def test_json_or_form_that_is_no_inbound_mail_webhook_says_so(body: bytes, conte
     with pytest.raises(SourceError) as err:
         email_source.parse(body, ctx_for("email", body, content_type))
     assert err.value.reason == "unexpected_shape"
+
+
+def _mail(headers: str, body: str = "I am out of the office until Monday.") -> bytes:
+    return (
+        "From: Jane Doe <jane.doe@acme.example.com>\r\nTo: sales@example.com\r\n"
+        f"Date: Wed, 05 Jun 2024 10:00:00 +0000\r\n{headers}\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (payload("email", "bounce_gmail.eml")[0], "bounce"),
+        (_mail("Subject: Undelivered Mail").replace(b"Jane Doe <jane.doe", b"<MAILER-DAEMON"), "bounce"),
+        (_mail("Subject: failure notice").replace(b"jane.doe@", b"postmaster@"), "bounce"),
+        (_mail("Subject: Out of office: Re: your offer\r\nAuto-Submitted: auto-replied"), "auto_reply"),
+        (_mail("Subject: Re: your offer\r\nX-Autoreply: yes"), "auto_reply"),
+        (_mail("Subject: Re: your offer\r\nPrecedence: auto_reply"), "auto_reply"),
+        (_mail("Subject: Automatic reply: your offer\r\nAuto-Submitted: auto-generated"), "auto_reply"),  # Exchange
+        (_mail("Subject: Abwesenheitsnotiz: Angebot\r\nAuto-Submitted: auto-generated"), "auto_reply"),
+        (
+            _mail(
+                "Subject: Read: your offer\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; "
+                'report-type=disposition-notification; boundary="b"',
+                "--b\r\nContent-Type: text/plain\r\n\r\nYour message was read.\r\n--b--",
+            ),
+            "read_receipt",
+        ),
+    ],
+)
+def test_mail_a_machine_sent_in_answer_is_no_new_contact(raw: bytes, reason: str) -> None:
+    """A bounce, a read receipt or an out-of-office reply to the company's own mail never becomes a lead."""
+    with pytest.raises(NothingToTake) as taken:
+        email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+    assert taken.value.reason == reason
+
+
+def test_auto_generated_mail_that_is_not_a_reply_stays_a_contact() -> None:
+    """A form plugin's notification of a submission is auto-generated too; so is a human's "out of office" topic."""
+    notification = _mail("Subject: New submission: Contact us\r\nAuto-Submitted: auto-generated", "Name: Jane")
+    assert len(email_source.parse(notification, ctx_for("email", notification, "message/rfc822"))) == 1
+    question = _mail("Subject: Out of office equipment for 40 desks", "Can you quote chairs?")
+    assert len(email_source.parse(question, ctx_for("email", question, "message/rfc822"))) == 1
+
+
+def test_an_mbox_keeps_its_people_and_leaves_its_automatic_mail() -> None:
+    person = _mail("Subject: Quote please", "Please send a quote.")
+    reply = _mail("Subject: Re: Quote\r\nAuto-Submitted: auto-replied")
+    raw = b"From jane Wed Jun  5 10:00:00 2024\r\n" + reply + b"\r\nFrom jane Wed Jun  5 10:01:00 2024\r\n" + person
+    [event] = email_source.parse(raw, ctx_for("email", raw, "application/mbox"))
+    assert event.interaction.subject == "Quote please"

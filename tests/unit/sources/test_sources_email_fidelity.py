@@ -15,7 +15,7 @@ import pytest
 from source_payloads import ctx_for
 
 from pipeline.models.contact import ContactEvent
-from pipeline.sources import SourceError, mime
+from pipeline.sources import NothingToTake, SourceError, mime
 from pipeline.sources import email as email_source
 
 
@@ -202,13 +202,15 @@ Content-Type: text/plain
 
 Dear customer, our offer for the pil""",  # cut off mid-word: no closing delimiters
     )
-    event = parse(raw)
-    assert event.interaction.message is not None
-    assert event.interaction.message.startswith("This is the mail system at host mx.example.com.")
-    [quoted] = [t for t in event.interaction.transcript if t.author == "quoted"]
+    shown = mime.render(mime.parse_message(raw))  # as the reader shows it (the spam engine reads it so)
+    assert shown.text.startswith("This is the mail system at host mx.example.com.")
+    [quoted] = shown.quoted
     assert quoted.sender == "Ana Garcia <ana.garcia@example.com>"
     assert quoted.text == "Dear customer, our offer for the pil"
-    assert event.interaction.attachments_ignored == ("unnamed.delivery-status",)
+    assert shown.attachments == ["unnamed.delivery-status"]
+    with pytest.raises(NothingToTake) as taken:  # and a bounce is no new contact (test_sources_email.py)
+        email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+    assert taken.value.reason == "bounce"
 
 
 # ---- addresses ---------------------------------------------------------------------------------------------------
