@@ -7,6 +7,8 @@ the result into the contact event:
 
 - the person is the ``From`` sender (the first valid address, its display name or ``(comment)`` as the name);
   ``Reply-To`` is kept apart, in ``interaction.reply_to``: a mailing list's Reply-To names the list, not the writer;
+  a website's notification of a form submission sent by its mailer (``wordpress@``, ``no-reply@``) is the visitor's
+  lead: its Reply-To and the fields its body lists (``_notified``, noted ``form_notification``);
 - ``message`` is the text the person wrote; the transcript holds it and every attached or forwarded message as a
   quoted turn with its sender; every part that was not read is named in ``attachments_ignored``;
 - ``List-*`` headers are counted (``interaction.list_headers``) and a mailing list's footer located
@@ -22,13 +24,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from email.message import Message
+from email.utils import parseaddr
 from types import MappingProxyType
 
 from pipeline import normalize
 from pipeline.models.common import InteractionKind
 from pipeline.models.contact import ContactEvent
 from pipeline.normalize import clean_text
-from pipeline.sources import inbound_mail, mime
+from pipeline.sources import fields, inbound_mail, mime
 from pipeline.sources.base import (
     NothingToTake,
     Problem,
@@ -141,9 +144,13 @@ def automatic(msg: Message) -> tuple[str, str] | None:
 def _parse_one(msg: Message, ctx: SourceContext, index: int, prefix: str) -> ContactEvent:
     problems: list[Problem] = []
     name, address = _sender(msg, prefix)
-    person, key = build_person({"full_name": name, "email": address}, ctx, problems, prefix=prefix)
-    occurred = mime.header_date(msg)
     shown = mime.render(msg, prefix)
+    values: dict[str, str | None] = {"full_name": name, "email": address}
+    if (notified := _notified(msg, shown.text, address)) is not None:
+        values = notified
+        problems.append(Problem(FORM_NOTIFICATION, prefix + "from", "the sender is a website's mailer", fatal=False))
+    person, key = build_person(values, ctx, problems, prefix=prefix)
+    occurred = mime.header_date(msg)
     text = clean_text(shown.text, 50_000)
     transcript = [{"at": occurred, "author": "person", "text": clean_text(shown.text, 20_000)}] if text else []
     for quoted in shown.quoted:
@@ -177,6 +184,49 @@ def _parse_one(msg: Message, ctx: SourceContext, index: int, prefix: str) -> Con
         problems=problems,
         prefix=prefix,
     )
+
+
+#: The note of a website's notification mail read as the lead it tells of (``_notified``).
+FORM_NOTIFICATION = "form_notification"
+#: Mailboxes of a website's or a tool's mailer, not of a person: WordPress's default ``wordpress@``, ``no-reply``.
+_MAILER = re.compile(
+    r"^(?:wordpress|no-?reply|do-?not-?reply|donotreply|notifications?|forms?|webmaster|www-data|apache|website|"
+    r"contact-?form|formmail|mailer)(?:[-+.].*)?$",
+    re.IGNORECASE,
+)
+_PERSON_FIELDS = frozenset(
+    {"full_name", "first_name", "last_name", "email", "phone", "company", "position", "location", "country"}
+)
+_SENDER_LABELS = frozenset({"from", "von", "de", "da", "van"})
+
+
+def _notified(msg: Message, text: str, sender: str) -> dict[str, str | None] | None:
+    """The person a website's notification of a form submission tells of, when a mailer sent it (``wordpress@``,
+    ``no-reply@``; not a mailing list): its ``Reply-To`` (what Contact Form 7 and Gravity set to the visitor), and
+    the fields the body lists as ``Label: value`` lines (``Your Name:``, ``Phone:``, ``Company:``; Contact Form 7's
+    ``From: Jane <jane@...>``). None when the message names no one else: then the mailer stays the sender."""
+    if not _MAILER.match(sender.partition("@")[0]) or mime.list_header_count(msg):
+        return None
+    found: dict[str, str | None] = {}
+    for line in text.splitlines()[:300]:
+        label, colon, value = line.partition(":")
+        label, value = label.strip(), value.strip()
+        if not colon or not value or len(label) > 40:
+            continue
+        if label.lower() in _SENDER_LABELS:
+            named, address = parseaddr(value)
+            if "@" in address:
+                found.setdefault("email", address)
+                found.setdefault("full_name", named or None)
+        elif (field := fields.canonical_field(label)) in _PERSON_FIELDS:
+            found.setdefault(field, value)
+    replied = _reply_to(msg, sender)
+    if replied is not None:
+        found["email"] = replied
+        found.setdefault("full_name", next((n for n, a in mime.addresses(msg, "reply-to") if n), None))
+    if not found.get("email") and not found.get("phone"):
+        return None
+    return found
 
 
 def _sender(msg: Message, prefix: str) -> tuple[str | None, str]:

@@ -188,3 +188,43 @@ def test_an_mbox_keeps_its_people_and_leaves_its_automatic_mail() -> None:
     raw = b"From jane Wed Jun  5 10:00:00 2024\r\n" + reply + b"\r\nFrom jane Wed Jun  5 10:01:00 2024\r\n" + person
     [event] = email_source.parse(raw, ctx_for("email", raw, "application/mbox"))
     assert event.interaction.subject == "Quote please"
+
+
+CF7_NOTIFICATION = (
+    "From: Example Site <wordpress@example.com>\r\nTo: sales@example.com\r\n"
+    "Reply-To: Jürgen Müller <juergen.mueller@maschinenbau.example.de>\r\n"
+    'Subject: Example Site "Angebot"\r\nDate: Wed, 05 Jun 2024 10:00:00 +0000\r\n'
+    "Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    "From: Jürgen Müller <juergen.mueller@maschinenbau.example.de>\r\nSubject: Angebot\r\n"
+    "Telefon: 030 1234567\r\nFirma: Müller Maschinenbau GmbH\r\nLand: Deutschland\r\n\r\n"
+    "Message Body:\r\nBitte senden Sie uns ein Angebot.\r\n\r\n-- \r\n"
+    "This e-mail was sent from a contact form on Example Site (https://example.com)\r\n"
+).encode()
+
+
+def test_a_websites_form_notification_is_the_visitors_lead() -> None:
+    """WordPress sends a form's submission from its own mailer (wordpress@): the lead is the visitor it names, by
+    Reply-To and the fields its body lists, not WordPress."""
+    [event] = email_source.parse(CF7_NOTIFICATION, ctx_for("email", CF7_NOTIFICATION, "message/rfc822"))
+    person = event.person
+    assert (person.first_name, person.last_name, person.email) == (
+        "Jürgen",
+        "Müller",
+        "juergen.mueller@maschinenbau.example.de",
+    )
+    assert (person.phone, person.company, person.country_code) == ("+49301234567", "Müller Maschinenbau GmbH", "DE")
+    assert "form_notification" in event.provenance.notes
+    without_reply_to = CF7_NOTIFICATION.replace(b"Reply-To: J\xc3\xbcrgen M\xc3\xbcller", b"X-Note: none")
+    [again] = email_source.parse(without_reply_to, ctx_for("email", without_reply_to, "message/rfc822"))
+    assert again.person.email == "juergen.mueller@maschinenbau.example.de"  # the body's From: line
+
+
+def test_a_mailer_that_names_no_one_and_a_person_with_a_signature_keep_their_sender() -> None:
+    alert = _mail("Subject: Your invoice is ready", "Invoice: 4711\nAmount: 12 EUR").replace(
+        b"Jane Doe <jane.doe@acme.example.com>", b"Billing <no-reply@billing.example.com>"
+    )
+    [event] = email_source.parse(alert, ctx_for("email", alert, "message/rfc822"))
+    assert event.person.email == "no-reply@billing.example.com" and "form_notification" not in event.provenance.notes
+    human = _mail("Subject: Quote", "Please call me.\n\nJane Doe\nPhone: +49 30 1234567\nCompany: Acme")
+    [event] = email_source.parse(human, ctx_for("email", human, "message/rfc822"))
+    assert (event.person.email, event.person.phone) == ("jane.doe@acme.example.com", None)  # a person's own mail
