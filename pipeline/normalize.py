@@ -55,6 +55,10 @@ phonenumbers.enable_pattern_cache()
 _MAILTO = re.compile(r"mailto:([^?]*)(?:\?.*)?", re.I | re.S)
 
 
+#: Fullwidth ASCII forms (U+FF01-U+FF5E) as the ASCII they stand for: an East Asian keyboard's at sign and letters.
+_FULLWIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+
+
 def canonical_email(value: str) -> str:
     """Syntax-checked (no DNS), local part kept (quoted where RFC 5321 needs it), domain lowercased, IDNA (ASCII).
 
@@ -64,7 +68,7 @@ def canonical_email(value: str) -> str:
     A domain reserved for private or special use is ``reserved_email_domain``, not ``invalid_email``: the address
     is well-formed, only nobody can write to it from outside (a ``.local`` Active Directory name, a ``.test`` fixture).
     """
-    text = value.strip()
+    text = value.strip().translate(_FULLWIDTH)  # an address a Japanese input method typed
     if mailto := _MAILTO.fullmatch(text):
         text = mailto.group(1).strip()
     try:
@@ -333,6 +337,13 @@ _COUNTRY_ALIASES = {
     "ukraina": "UA",
     "россия": "RU",
     "czechia": "CZ",
+    "republic of korea": "KR",
+    "cape verde": "CV",
+    "u.a.e.": "AE",
+    "emirates": "AE",
+    "ksa": "SA",
+    "saudi": "SA",
+    "eire": "IE",
 }
 
 
@@ -365,12 +376,16 @@ def _localized_country_names() -> dict[str, str]:
     return {name: codes.pop() for name, codes in found.items() if len(codes) == 1}
 
 
+#: The aliases by the key a name is looked up with (``_name_key`` drops a trailing dot: "U.S.A." is "u.s.a").
+_ALIASES_BY_KEY = {_name_key(alias): code for alias, code in _COUNTRY_ALIASES.items()}
+
+
 @lru_cache(maxsize=4096)
 def _country_by_name(name: str, *, localized: bool = True) -> str | None:
     """The country a name names: English (ISO 3166), an everyday alias, then (``localized``) any language's name."""
     key = _name_key(name)
-    if key in _COUNTRY_ALIASES:
-        return _COUNTRY_ALIASES[key]
+    if key in _ALIASES_BY_KEY:
+        return _ALIASES_BY_KEY[key]
     if len(key) <= 3 and key.isascii():  # codes only in a country field: "CA" in "Austin, CA" is not Canada
         return None
     try:

@@ -305,3 +305,31 @@ def test_person_name_completes_one_part_from_the_name_field(
     first: str | None, last: str | None, full: str | None, expected: tuple[str | None, str | None]
 ) -> None:
     assert normalize.person_name(first, last, full) == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "code"),
+    [
+        ("U.S.A.", "US"),
+        ("U.K.", "GB"),
+        ("U.A.E.", "AE"),
+        ("Emirates", "AE"),
+        ("KSA", "SA"),
+        ("Republic of Korea", "KR"),
+        ("Cape Verde", "CV"),
+        ("Eire", "IE"),
+    ],
+)
+def test_everyday_country_names_and_dotted_abbreviations(given: str, code: str) -> None:
+    """ "U.S.A." was listed as an alias but never matched: the lookup drops a trailing dot, the table kept it."""
+    assert normalize.country_code(given) == code
+    assert normalize.country_from_location(f"Springfield, {given}") == code
+
+
+def test_an_address_typed_in_fullwidth_forms_is_read() -> None:
+    """A Japanese or Chinese input method types ASCII as fullwidth forms (U+FF01-U+FF5E): the address they stand
+    for."""
+    fullwidth = "jane.doe@example.co.jp".translate({c: c + 0xFEE0 for c in range(0x21, 0x7F)})
+    assert fullwidth != "jane.doe@example.co.jp" and fullwidth.isprintable()
+    assert normalize.canonical_email(fullwidth) == "jane.doe@example.co.jp"
+    assert normalize.canonical_email("山田@例え.jp") == "山田@xn--r8jz45g.jp"  # other characters are left as they are
