@@ -198,6 +198,9 @@ _CJK = (
     "\U00020000-\U0003134f"
 )
 _CJK_FULL_NAME = re.compile(f"[{_CJK}]+(?: [{_CJK}]+)+")
+#: A Korean name written without a space: two to four Hangul syllables, the family name first.
+_HANGUL_NAME = re.compile("[\uac00-\ud7a3]{2,4}")
+_KOREAN_TWO_SYLLABLE_FAMILIES = frozenset({"남궁", "황보", "제갈", "선우", "독고", "사공", "서문", "동방"})
 
 
 def normalize_name(value: str | None) -> str | None:
@@ -212,7 +215,10 @@ def split_full_name(value: str | None) -> tuple[str | None, str | None]:
     """(first, last) from one name field: "Smith, John" or "John Smith" (everything after the first word is last).
 
     A name written wholly in Han, kana or Hangul with a space puts the family name first (山田 太郎: family 山田, given
-    太郎; 김 민수), as those languages do; written without a space (山田太郎) the split is not known and it stays whole.
+    太郎; 김 민수), as those languages do; a Korean name without a space too (김민준: family 김), its family name being
+    one syllable but for a few; Han or kana without a space (山田太郎) stays whole: the split is not known. A family
+    name written in capitals before the given name ("DUPONT Jean", "YAMADA Taro", as French forms and passports
+    write it) is read as the family name.
     """
     name = normalize_name(value)
     if name is None:
@@ -224,6 +230,13 @@ def split_full_name(value: str | None) -> tuple[str | None, str | None]:
     if _CJK_FULL_NAME.fullmatch(name):
         family, _, given = name.partition(" ")
         return given, family
+    if _HANGUL_NAME.fullmatch(name):  # 김민준: a one-syllable family name, or one of the few two-syllable ones
+        cut = 2 if name[:2] in _KOREAN_TWO_SYLLABLE_FAMILIES and len(name) > 3 else 1
+        return name[cut:], name[:cut]
+    words = name.split(" ")
+    capitals = next((i for i, w in enumerate(words) if not (w.isupper() and len(w) > 1)), len(words))
+    if 0 < capitals < len(words) and any(w.islower() for w in words[capitals]):  # "DUPONT Jean", "YAMADA Taro"
+        return " ".join(words[capitals:]), " ".join(words[:capitals])
     first, _, last = name.partition(" ")
     return first, normalize_name(last)
 

@@ -333,3 +333,20 @@ def test_an_address_typed_in_fullwidth_forms_is_read() -> None:
     assert fullwidth != "jane.doe@example.co.jp" and fullwidth.isprintable()
     assert normalize.canonical_email(fullwidth) == "jane.doe@example.co.jp"
     assert normalize.canonical_email("山田@例え.jp") == "山田@xn--r8jz45g.jp"  # other characters are left as they are
+
+
+@pytest.mark.parametrize(
+    ("full", "first", "last"),
+    [
+        ("김민준", "민준", "김"),  # a Korean name without a space: the family name is its first syllable
+        ("남궁민수", "민수", "남궁"),  # or one of the few two-syllable family names
+        ("DUPONT Jean-Pierre", "Jean-Pierre", "DUPONT"),  # the family name in capitals first, as French forms ask
+        ("YAMADA Taro", "Taro", "YAMADA"),
+        ("VAN DER BERG Anna", "Anna", "VAN DER BERG"),
+        ("Jean DUPONT", "Jean", "DUPONT"),
+        ("JOHN SMITH", "JOHN", "SMITH"),  # all in capitals: the order as written
+        ("山田太郎", "山田太郎", None),  # Han without a space: the split is not known
+    ],
+)
+def test_full_names_written_family_name_first(full: str, first: str, last: str | None) -> None:
+    assert normalize.split_full_name(full) == (first, last)
