@@ -1,4 +1,5 @@
-"""Chatbot conversations (policy section 4): Drift-style webhooks, and Intercom's and LiveChat's.
+"""Chatbot conversations (policy section 4): Drift-style webhooks, Intercom's, LiveChat's and tawk.to's; Landbot's
+and ManyChat's contact payloads.
 
 Drift posts ``{"type": ..., "orgId": ..., "data": {...}}``; the conversation's captured contact attributes
 (e-mail, phone, Skype ID, company, ...) sit under ``data.contact.attributes`` (or ``data.attributes`` for
@@ -9,7 +10,9 @@ Message bodies are HTML; they are reduced to text. The website visitor's cookie 
 Intercom's webhook (``{"type": "notification_event", "topic": ..., "data": {"item": ...}}``) and LiveChat's
 (``{"action": ..., "payload": {"chat": ...}}``) are read into that same shape first (``_intercom``, ``_livechat``):
 the person from the conversation's first author who is a user or lead (Intercom) or the chat's customer
-(LiveChat), the transcript from the conversation's parts or the thread's message events.
+(LiveChat), the transcript from the conversation's parts or the thread's message events; tawk.to's (``event``,
+``property``) likewise: its visitor or a ticket's requester. A bot that posts the contact itself sends it as
+``customer`` (Landbot) or as the payload's own fields (ManyChat's ``first_name``, ``email``, ``last_input_text``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ _AUTHORS: dict[str, Literal["person", "agent", "bot"]] = {
     "visitor": "person",
     "lead": "person",
     "end_user": "person",
+    "customer": "person",
     "user": "agent",
     "agent": "agent",
     "operator": "agent",
@@ -57,13 +61,19 @@ _AUTHORS: dict[str, Literal["person", "agent", "bot"]] = {
 def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     payload = require_object(load_json(raw))
     prefix = "data.contact.attributes."
-    if (read := _intercom(payload) or _livechat(payload)) is not None:
+    if (read := _intercom(payload) or _livechat(payload) or _tawk(payload)) is not None:
         payload, prefix = read
     data = payload.get("data", payload)
     if not isinstance(data, dict):
         raise SourceError("unexpected_shape", "data", "'data' must be an object")
     problems: list[Problem] = []
-    attributes = dig(data, "contact", "attributes") or data.get("attributes") or data.get("contact") or {}
+    attributes = (
+        dig(data, "contact", "attributes")
+        or data.get("attributes")
+        or data.get("contact")
+        or data.get("customer")  # Landbot
+        or _flat_contact(data)  # ManyChat's "full contact data"
+    )
     if not isinstance(attributes, dict):
         raise SourceError("unexpected_shape", "data.contact.attributes", "the captured attributes must be an object")
     values = fields.collect(attributes.items())
@@ -71,6 +81,8 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
 
     transcript: list[dict[str, Any]] = []
     messages = data.get("messages", [])
+    if messages == [] and (last_input := text_of(data.get("last_input_text"))) is not None:  # ManyChat
+        messages = [{"author": "contact", "text": last_input}]
     if not isinstance(messages, list):
         problems.append(Problem("unexpected_shape", "data.messages", "the transcript must be a list of messages"))
         messages = []
@@ -125,7 +137,16 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     ]
 
 
-# ---- Intercom and LiveChat, read into the Drift shape ---------------------------------------------------------------
+def _flat_contact(data: dict[str, Any]) -> dict[str, Any]:
+    """A bot's contact given as the payload's own fields (ManyChat's "full contact data": ``first_name``, ``email``,
+    ``phone``, ``custom_fields``), when they name an e-mail or phone field; else nothing."""
+    if not any(fields.canonical_field(k) in ("email", "phone") for k in data):
+        return {}
+    custom = obj(data.get("custom_fields"))
+    return {**custom, **{k: v for k, v in data.items() if not isinstance(v, dict | list)}}
+
+
+# ---- Intercom, LiveChat and tawk.to, read into the Drift shape ------------------------------------------------------
 
 #: Intercom's author types: ``user`` and ``lead`` are the person (in Drift a ``user`` is an agent).
 _INTERCOM_AUTHORS = {"user": "contact", "lead": "contact", "contact": "contact", "admin": "agent", "team": "agent"}
@@ -200,3 +221,36 @@ def _livechat(payload: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
         "url": next((page.get("url") for page in map(obj, array(dig(customer, "last_visit", "last_pages")))), None),
     }
     return {"type": payload.get("action"), "data": data, "orgId": payload.get("organization_id")}, "payload.chat.users."
+
+
+#: tawk.to's author codes in a transcript: visitor, agent, system.
+_TAWK_AUTHORS = {"v": "contact", "a": "agent", "s": "bot"}
+
+
+def _tawk(payload: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """A tawk.to webhook (``chat:start``, ``chat:end``, ``chat:transcript_created``, ``ticket:create``) as a
+    Drift-shaped payload, or None: the visitor (or a ticket's requester) and the chat's or ticket's words."""
+    event = text_of(payload.get("event")) or ""
+    if not event.startswith(("chat:", "ticket:")) or not isinstance(payload.get("property"), dict):
+        return None
+    chat = obj(payload.get("chat"))
+    visitor = obj(payload.get("visitor")) or obj(chat.get("visitor")) or obj(payload.get("requester"))
+    messages: list[dict[str, Any]] = [
+        {
+            "author": {"type": _TAWK_AUTHORS.get(text_of(dig(m, "sender", "t")) or "", "contact")},
+            "body": m.get("msg"),
+            "at": m.get("time"),
+        }
+        for m in array(chat.get("messages"))
+        if isinstance(m, dict)
+    ]
+    said = obj(payload.get("message"))
+    if said and text_of(dig(said, "sender", "type")) in (None, "visitor"):
+        messages.append({"author": {"type": "contact"}, "body": said.get("text"), "at": payload.get("time")})
+    ticket = obj(payload.get("ticket"))
+    if text_of(ticket.get("message")):
+        messages.append({"author": {"type": "contact"}, "body": ticket.get("message"), "at": payload.get("time")})
+    attributes = {k: visitor.get(k) for k in ("name", "email", "phone", "city", "country") if visitor.get(k)}
+    data = {"contact": {"attributes": attributes}, "messages": messages, "createdAt": payload.get("time")}
+    prefix = "requester." if payload.get("requester") else "visitor."
+    return {"type": event, "data": data, "orgId": dig(payload, "property", "id")}, prefix

@@ -112,3 +112,22 @@ def test_an_intercom_conversation_without_an_identified_author_names_the_field()
     with pytest.raises(SourceError) as err:
         chatbot.parse(raw, ctx_for("chatbot", raw, "application/json"))
     assert err.value.problems[0].field == "data.item.source.author.email"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("tawk_chat_start.json", ("Ana", "García", "ana@example.es", None, "Hi, do you ship to Spain?")),
+        ("tawk_ticket_create.json", ("Ana", "García", "ana@example.es", None, "Send me pricing please")),
+        ("manychat_contact.json", ("Ana", "García", "ana@example.es", "+34600123456", "I want a demo")),
+        ("landbot_customer.json", ("Ana", "García", "ana@example.es", "+34600123456", "Need a quote")),
+    ],
+)
+def test_chat_tools_as_they_send(name: str, expected: tuple[str | None, ...]) -> None:
+    """tawk.to's chat and ticket webhooks (the visitor, the requester), ManyChat's full contact data and Landbot's
+    customer: each was refused no_identity before."""
+    [event] = parse(name)
+    person = event.person
+    got = (person.first_name, person.last_name, person.email, person.phone, event.interaction.message)
+    assert got == expected
+    assert all(t.author == "person" for t in event.interaction.transcript)
