@@ -77,7 +77,8 @@ class ImportRecord(NamedTuple):
     where: str
     """"line 12" (CSV: the line the row starts on, header and multi-line cells counted; JSON Lines; vCard: its
     BEGIN line), "message 3"
-    (mbox, from 1), "[4]" (index in a JSON array), or "file" (submitted whole)."""
+    (mbox, from 1), "[4]" (index in a JSON array; "results[4]" in an API export's list), or "file" (submitted
+    whole)."""
 
 
 def split_records(data: bytes, fmt: str) -> list[ImportRecord]:
@@ -100,8 +101,11 @@ def split_records(data: bytes, fmt: str) -> list[ImportRecord]:
             return [ImportRecord(card.encode(), content_type, f"line {line}") for line, card in cards]
         if fmt == "json":
             parsed = orjson.loads(data)
+            key = ""
+            if (wrapped := tabular.record_list(parsed)) is not None:  # an API export: {"results": [...], ...}
+                key, parsed = wrapped
             if isinstance(parsed, list) and parsed:
-                return [ImportRecord(orjson.dumps(item), content_type, f"[{i}]") for i, item in enumerate(parsed)]
+                return [ImportRecord(orjson.dumps(item), content_type, f"{key}[{i}]") for i, item in enumerate(parsed)]
     except (SourceError, orjson.JSONDecodeError):
         pass  # submitted whole below: the adapter names the problem and the file is dead-lettered, not lost
     return [ImportRecord(data, "message/rfc822" if fmt == "mbox" else content_type, "file")]

@@ -96,7 +96,7 @@ def _attendee_builder(attendee: Any, order: Mapping[str, Any]) -> Callable[[Sour
             raise SourceError("unexpected_shape", prefix.rstrip(".") or None, "an attendee must be an object")
         problems: list[Problem] = []
         profile = obj(attendee.get("profile")) or attendee
-        pairs = [(k, v) for k, v in profile.items() if not isinstance(v, dict | list)]
+        pairs = [(k, v) for k, v in fields.flattened(profile.items()) if not isinstance(v, dict | list)]
         answers = attendee.get("answers")
         for answer in answers if isinstance(answers, list) else []:
             if isinstance(answer, dict) and text_of(answer.get("question")):

@@ -338,13 +338,31 @@ def canonical_field(key: str) -> str | None:
     slotless = _SLOT.sub(r"\1", norm)  # an address book's numbered slots: "E-mail 1 - Value", "Address 1 - City"
     camel = normalize_key(_CAMEL.sub("_", key))  # "companyName", "mobilePhone": JSON's camel case
     nested = normalize_key(brackets[-1]) if (brackets := _BRACKETS.findall(key)) else norm  # "data[merges][FNAME]"
-    for candidate in dict.fromkeys((norm, re.sub(r"_\d+$", "", norm), slotless, camel, nested)):  # CF7's "tel-123"
+    custom = norm.removesuffix("_c") if key.lower().endswith("__c") else norm  # Salesforce's "Last_Service__c"
+    candidates = (norm, re.sub(r"_\d+$", "", norm), slotless, camel, nested, custom)
+    for candidate in dict.fromkeys(candidates):  # CF7's "tel-123"
         if candidate in _BY_ALIAS:
             return _BY_ALIAS[candidate]
         for prefix in _PREFIXES:
             if candidate.startswith(prefix) and (rest := candidate.removeprefix(prefix)) in _BY_ALIAS:
                 return _BY_ALIAS[rest]
     return None
+
+
+_PERSONAL = frozenset({"email", "phone", "first_name", "last_name"})
+
+
+def flattened(pairs: Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """A field whose value is an object of a person's fields (Zoho's ``Name: {first_name, last_name}``, HubSpot's
+    ``properties``, Mailchimp's ``merge_fields``: it names an e-mail, phone or name part) as those fields; any other
+    object stays as it is (Salesforce's ``Account: {Name}`` names a company, not the person)."""
+    out: list[tuple[str, Any]] = []
+    for key, value in pairs:
+        if isinstance(value, dict) and any(canonical_field(k) in _PERSONAL for k in value):
+            out.extend((k, v) for k, v in value.items() if not isinstance(v, dict | list))
+        else:
+            out.append((key, value))
+    return out
 
 
 def collect(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import openpyxl
 
 from pipeline.sources.base import SourceError, decode_text, json_type, load_json
-from pipeline.sources.fields import normalize_key
+from pipeline.sources.fields import canonical_field, normalize_key
 
 CSV_TYPES = frozenset({"text/csv", "application/csv", "text/tab-separated-values"})
 JSONL_TYPES = frozenset({"application/jsonl", "application/x-ndjson", "application/x-jsonlines", "application/ndjson"})
@@ -118,13 +118,33 @@ def read_jsonl(raw: bytes) -> list[tuple[int, Any]]:
     return out
 
 
+#: Where an API's export keeps its records: HubSpot's ``results``, Salesforce's ``records``, Mailchimp's
+#: ``members``, Pipedrive's ``data``, a generic ``contacts`` or ``items``.
+_RECORD_LISTS = ("results", "records", "members", "contacts", "items", "data")
+
+
+def record_list(data: Any) -> tuple[str, list[Any]] | None:
+    """(key, records) of an API export's object that wraps its records in a list (``{"results": [...],
+    "paging": ...}``), or None: a JSON object that is itself a record (it names an e-mail or phone field) is not."""
+    if not isinstance(data, dict) or any(canonical_field(k) in ("email", "phone") for k in data):
+        return None
+    for key in _RECORD_LISTS:
+        if isinstance(found := data.get(key), list) and found and all(isinstance(item, dict) for item in found):
+            return key, found
+    return None
+
+
 def records_of_json(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
-    """(path, object) for a JSON object, or each element of a JSON array of objects."""
+    """(path, object) for a JSON object, each element of a JSON array of objects, or each record of an API export
+    (``record_list``: ``results[3]``)."""
     data = load_json(raw)
+    prefix = ""
+    if (wrapped := record_list(data)) is not None:
+        prefix, data = wrapped
     items = data if isinstance(data, list) else [data]
     out = []
     for position, item in enumerate(items):
-        path = f"[{position}]" if isinstance(data, list) else ""
+        path = f"{prefix}[{position}]" if isinstance(data, list) else ""
         if not isinstance(item, dict):
             raise SourceError(
                 "unexpected_shape", path or None, f"a record must be a JSON object, not {json_type(item)}"

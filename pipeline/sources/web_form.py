@@ -142,9 +142,9 @@ def _json_fields(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, 
         return list(data["data"].items())  # its top level repeats them (name, email, body, summary in HTML)
     for wrapper in ("data", "submission", "entry", "fields", "posted_data"):
         if isinstance(data.get(wrapper), dict):
-            inner = _flattened(_described_fields(data[wrapper]))
+            inner = fields.flattened(_described_fields(data[wrapper]))
             return [*inner, *((k, v) for k, v in data.items() if k != wrapper and _scalar(v))]
-    return _flattened(list(data.items()))
+    return fields.flattened(list(data.items()))
 
 
 #: Lists of fields that describe themselves, inside a ``data`` or ``payload`` object.
@@ -179,18 +179,6 @@ def _listed_value(item: dict[str, Any]) -> Any:
     if isinstance(value, list) and len(value) == 1:  # a lead ad's "values": ["..."]
         return value[0]
     return value
-
-
-def _flattened(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    """A field whose value is an object of fields leadpipe reads (Zoho's ``Name: {first_name, last_name}``, an
-    address object) as those fields; any other object stays as it is."""
-    out: list[tuple[str, Any]] = []
-    for key, value in pairs:
-        if isinstance(value, dict) and any(fields.canonical_field(k) is not None for k in value):
-            out.extend((k, v) for k, v in value.items() if _scalar(v))
-        else:
-            out.append((key, value))
-    return out
 
 
 def _field_key(*names: Any) -> str | None:

@@ -213,3 +213,13 @@ def test_a_vcf_is_split_per_card_and_defaults_become_properties(
 def test_a_vcf_with_no_card_is_submitted_whole_and_rejected() -> None:
     [record] = split_records(b"Name,Email\nJane,jane@example.com\n", "vcard")
     assert (record.where, record.content_type) == ("file", "text/vcard")
+
+
+def test_an_api_export_is_split_per_record_in_its_list() -> None:
+    data = b'{"results": [{"properties": {"email": "a@example.com"}}, {"properties": {"email": "b@example.com"}}],'
+    data += b' "paging": {"next": {"after": "2"}}}'
+    records = split_records(data, "json")
+    assert [r.where for r in records] == ["results[0]", "results[1]"]
+    assert orjson.loads(records[1].raw) == {"properties": {"email": "b@example.com"}}
+    [single] = split_records(b'{"email": "a@example.com", "data": [{"x": 1}]}', "json")  # a record itself
+    assert single.where == "file"

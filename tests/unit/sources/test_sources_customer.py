@@ -100,3 +100,36 @@ def test_address_book_exports_as_google_outlook_and_salesforce_write_them() -> N
         ("thomas.berger@berger.example.ch", "+41441234567", "Berger AG", "CFO", "Zürich", "CH"),
         ("aiko@tanaka.example.jp", "+81312345678", "Tanaka KK", None, "Chiyoda-ku", "JP"),
     ]
+
+
+def test_api_exports_wrap_their_records_and_nest_the_fields() -> None:
+    """HubSpot's ``results`` of ``properties``, Mailchimp's ``members`` with ``merge_fields``, Salesforce's
+    ``records`` (whose ``Account: {Name}`` names the company, not the person): each record one customer."""
+    hubspot = (
+        b'{"results": [{"id": "51", "properties": {"email": "bh@hubspot.example.com", "firstname": "Brian",'
+        b' "lastname": "Halligan", "last_service_delivery": "2024-03-01"}, "archived": false}],'
+        b' "paging": {"next": {"after": "52"}}}'
+    )
+    mailchimp = (
+        b'{"members": [{"email_address": "urist@example.com", "status": "subscribed", "merge_fields":'
+        b' {"FNAME": "Urist", "LNAME": "McVankab", "PHONE": "+1 212 555 0100"}, "last_service_delivery":'
+        b' "2024-02-01"}], "list_id": "57afe96172", "total_items": 1}'
+    )
+    salesforce = (
+        b'{"totalSize": 1, "done": true, "records": [{"attributes": {"type": "Contact", "url": "/x"},'
+        b' "LastName": "Rogers", "Email": "jrogers@burlington.example.com", "Account": {"Name": "Burlington"},'
+        b' "Last_Service_Delivery__c": "2024-01-15"}]}'
+    )
+    found = []
+    for raw in (hubspot, mailchimp, salesforce):
+        [event] = customer.parse(raw, ctx_for("customer", raw, "application/json"))
+        found.append((event.person.first_name, event.person.last_name, event.person.email, event.person.phone))
+    assert found == [
+        ("Brian", "Halligan", "bh@hubspot.example.com", None),
+        ("Urist", "McVankab", "urist@example.com", "+12125550100"),
+        (None, "Rogers", "jrogers@burlington.example.com", None),
+    ]
+    bad = b'{"results": [{"properties": {"email": "a@example.com"}}]}'
+    with pytest.raises(SourceError) as err:
+        customer.parse(bad, ctx_for("customer", bad, "application/json"))
+    assert [p.field for p in err.value.problems] == ["results[0].last_service_delivery"]
