@@ -1,5 +1,5 @@
-"""``leadpipe import <channel> FILE``: batch loads (CSV, Excel .xlsx, JSON Lines, JSON, mbox, .eml, vCard) through
-ingest.
+"""``leadpipe import <channel> FILE``: batch loads (CSV, Excel .xlsx and .xls, JSON Lines, JSON, mbox, .eml, vCard)
+through ingest.
 
 The file is split into one record per person (a CSV row with its header, a JSONL line, a mail of an mbox, an
 element of a JSON array, a card of a .vcf), so each is accepted or dead-lettered on its own, and each raw record
@@ -42,6 +42,7 @@ from pipeline.sources.email import split_mbox
 FORMATS: dict[str, str] = {
     "csv": "text/csv",
     "xlsx": "text/csv",  # the first sheet, each row submitted as a CSV record
+    "xls": "text/csv",  # the same, from an Excel 97-2003 workbook
     "jsonl": "application/json",
     "json": "application/json",
     "mbox": "application/mbox",
@@ -52,6 +53,7 @@ _EXTENSIONS = {
     ".csv": "csv",
     ".tsv": "csv",
     ".xlsx": "xlsx",
+    ".xls": "xls",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".json": "json",
@@ -87,8 +89,9 @@ def split_records(data: bytes, fmt: str) -> list[ImportRecord]:
     try:
         if fmt == "csv":
             return [ImportRecord(row, content_type, f"line {line}") for line, row in tabular.split_csv(data)]
-        if fmt == "xlsx":
-            sheet = tabular.split_csv(tabular.xlsx_as_csv(data), dialect=csv.excel)
+        if fmt in ("xlsx", "xls"):
+            as_csv = tabular.xlsx_as_csv(data) if fmt == "xlsx" else tabular.xls_as_csv(data)
+            sheet = tabular.split_csv(as_csv, dialect=csv.excel)
             return [ImportRecord(row, content_type, f"row {line}") for line, row in sheet]
         if fmt == "jsonl":
             lines = enumerate(data.split(b"\n"), start=1)
@@ -121,7 +124,7 @@ def parse_defaults(pairs: Sequence[str], fmt: str) -> dict[str, str]:
             raise ValueError(f"--default takes FIELD=VALUE, not {pair!r}")
         found[name.strip()] = value
     if found and fmt in ("mbox", "eml"):
-        raise ValueError("--default fills fields of csv, xlsx, jsonl, json and vcard records; a mail has none")
+        raise ValueError("--default fills fields of csv, xlsx, xls, jsonl, json and vcard records; a mail has none")
     return found
 
 
@@ -228,13 +231,13 @@ def import_file(
             exists=True,
             dir_okay=False,
             readable=True,
-            help="CSV, Excel (.xlsx), JSONL, JSON, mbox, .eml or vCard (.vcf)",
+            help="CSV, Excel (.xlsx, .xls), JSONL, JSON, mbox, .eml or vCard (.vcf)",
         ),
     ],
     *,
     source_id: Annotated[str, typer.Option("--source-id", help="Provenance source id on every event.")] = "import",
     fmt: Annotated[
-        str | None, typer.Option("--format", help="csv|xlsx|jsonl|json|mbox|eml|vcard; default: by extension.")
+        str | None, typer.Option("--format", help="csv|xlsx|xls|jsonl|json|mbox|eml|vcard; default: by extension.")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Records per confirmed publish.")] = 500,
     defaults: Annotated[

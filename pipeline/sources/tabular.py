@@ -1,5 +1,5 @@
 """CSV and JSON Lines reading shared by the event (business cards) and customer adapters and the importer; an Excel
-workbook's first sheet as CSV for the importer."""
+workbook's first sheet (.xlsx, or the older .xls) as CSV for the importer."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 import openpyxl
+import xlrd
 
 from pipeline.sources.base import SourceError, decode_text, json_type, load_json
 from pipeline.sources.fields import canonical_field, normalize_key
@@ -174,6 +175,37 @@ def xlsx_as_csv(data: bytes) -> bytes:
         return out.getvalue().encode()
     finally:
         book.close()
+
+
+def xls_as_csv(data: bytes) -> bytes:
+    """``xlsx_as_csv`` for an Excel 97-2003 workbook (.xls, read by xlrd): the same cell texts, a date cell as its
+    date (Excel stores it as a number of days). Refused as ``malformed_file`` when the bytes are not such a workbook."""
+    try:
+        book = xlrd.open_workbook(file_contents=data, on_demand=True)
+        sheet = book.sheet_by_index(0)
+    except Exception as exc:  # xlrd raises XLRDError, CompDocError, struct and assertion errors on what it cannot read
+        raise SourceError("malformed_file", None, f"not an Excel 97-2003 workbook ({type(exc).__name__})") from None
+    try:
+        out = io.StringIO(newline="")
+        writer = csv.writer(out, lineterminator="\r\n")
+        for row in range(sheet.nrows):
+            writer.writerow([_cell_text(_xls_value(sheet.cell(row, col), book.datemode)) for col in range(sheet.ncols)])
+        return out.getvalue().encode()
+    finally:
+        book.release_resources()
+
+
+def _xls_value(cell: Any, datemode: int) -> Any:
+    if cell.ctype == xlrd.XL_CELL_DATE:
+        try:
+            return xlrd.xldate_as_datetime(cell.value, datemode)
+        except (ValueError, OverflowError, xlrd.xldate.XLDateError):
+            return cell.value  # a number formatted as a date that is none: its number
+    if cell.ctype == xlrd.XL_CELL_BOOLEAN:
+        return bool(cell.value)
+    if cell.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK, xlrd.XL_CELL_ERROR):
+        return None
+    return cell.value
 
 
 def _cell_text(value: Any) -> str:

@@ -35,7 +35,7 @@ def test_formats_split_and_guess() -> None:
     assert split_records(b"not json", "json") == [(b"not json", "application/json", "file")]  # rejected whole
     assert guess_format(Path("x.NDJSON")) == "jsonl"
     with pytest.raises(ValueError, match="--format"):
-        guess_format(Path("x.xls"))
+        guess_format(Path("x.numbers"))
 
 
 def test_import_counts_published_and_rejected_by_reason(runtime: Runtime, publisher: RecordingPublisher) -> None:
@@ -223,3 +223,25 @@ def test_an_api_export_is_split_per_record_in_its_list() -> None:
     assert orjson.loads(records[1].raw) == {"properties": {"email": "b@example.com"}}
     [single] = split_records(b'{"email": "a@example.com", "data": [{"x": 1}]}', "json")  # a record itself
     assert single.where == "file"
+
+
+def test_an_old_excel_workbook_is_read_like_a_new_one(runtime: Runtime, publisher: RecordingPublisher) -> None:
+    """An Excel 97-2003 export (.xls): its first sheet row by row, a date cell as its date, a phone typed as a number
+    as its digits; the row without a delivery date is rejected by its row."""
+    data = (Path(__file__).resolve().parents[2] / "fixtures" / "customers_export.xls").read_bytes()
+    records = split_records(data, guess_format(Path("Kunden.XLS")))
+    assert [r.where for r in records] == ["row 2", "row 3", "row 4"]
+    service = IngestService(runtime, publisher)  # type: ignore[arg-type]
+    summary = run_import(service, Channel.CUSTOMER, records, "import")
+    assert (summary.published_events, summary.rejected, dict(summary.reasons)) == (
+        2,
+        1,
+        {"missing_last_service_delivery": 1},
+    )
+    events = [runtime.codec.open_contact(r.value) for r in publisher.records if isinstance(r.value, ContactRecord)]
+    assert [(e.person.last_name, e.person.phone, e.interaction.last_service_delivery_at) for e in events] == [
+        ("Müller", "+49301234567", datetime(2024, 3, 31, tzinfo=UTC)),
+        ("García", "+34600123456", datetime(2024, 2, 29, tzinfo=UTC)),
+    ]
+    [whole] = split_records(b"not a workbook", "xls")
+    assert whole.where == "file"
