@@ -109,6 +109,13 @@ class Interaction(StrictModel):
         description="E-mail through a list: where in `message` the footer the list appended starts (a character "
         "offset); its links are the list's, not the writer's.",
     )
+    history_at: int | None = Field(
+        default=None,
+        ge=0,
+        description="E-mail in a thread: where in `message` the history under a reply or a forward starts (a "
+        "character offset: 'On ... wrote:', Outlook's header block); the answered message's words are not the "
+        "writer's.",
+    )
 
 
 class Provenance(StrictModel):

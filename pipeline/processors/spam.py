@@ -130,12 +130,13 @@ def list_footer_links(event: ContactEvent, compiled: CompiledPolicy) -> int:
 def own_content(event: ContactEvent, text: str, compiled: CompiledPolicy) -> tuple[str, int, bool]:
     """(the text the content rules read, links in a list's footer, whether the link rules apply) of an event whose
     person's text is ``text``: a mailing list's footer is not the person's (issue 14: the word and link rules fired
-    on list footers), and mail through a list is left to the link rules only when the policy says so."""
+    on list footers), nor the history under a reply (the answered message, often the company's own campaign), and
+    mail through a list is left to the link rules only when the policy says so."""
     interaction = event.interaction
     count_links = not interaction.list_headers or compiled.policy.spam.links.count_list_mail
-    if interaction.list_footer_at is None:
+    if interaction.list_footer_at is None and interaction.history_at is None:
         return text, 0, count_links
-    return person_text(event, without_list_footer=True), list_footer_links(event, compiled), count_links
+    return person_text(event, only_own=True), list_footer_links(event, compiled), count_links
 
 
 def _shouting(letters: int, upper: int, compiled: CompiledPolicy) -> list[SpamReason]:

@@ -10,7 +10,9 @@ the result into the contact event:
   a website's notification of a form submission sent by its mailer (``wordpress@``, ``no-reply@``) is the visitor's
   lead: its Reply-To and the fields its body lists (``_notified``, noted ``form_notification``);
 - ``message`` is the text the person wrote; the transcript holds it and every attached or forwarded message as a
-  quoted turn with its sender; every part that was not read is named in ``attachments_ignored``;
+  quoted turn with its sender; every part that was not read is named in ``attachments_ignored``; in a thread's mail
+  the history under a reply or a forward ("On ... wrote:", Outlook's header block) is located
+  (``interaction.history_at``, ``replies``): the answered message's words are not the writer's;
 - ``List-*`` headers are counted (``interaction.list_headers``) and a mailing list's footer located
   (``interaction.list_footer_at``): facts the spam rules read, so a list's footer links are not the writer's;
 - mail a machine sent in answer to the company's own (``automatic``: bounces, read receipts, out-of-office replies)
@@ -31,7 +33,7 @@ from pipeline import normalize
 from pipeline.models.common import InteractionKind
 from pipeline.models.contact import ContactEvent
 from pipeline.normalize import clean_text
-from pipeline.sources import fields, inbound_mail, mime
+from pipeline.sources import fields, inbound_mail, mime, replies
 from pipeline.sources.base import (
     NothingToTake,
     Problem,
@@ -173,6 +175,7 @@ def _parse_one(msg: Message, ctx: SourceContext, index: int, prefix: str) -> Con
         "reply_to": _reply_to(msg, address),
         "list_headers": list_headers,
         "list_footer_at": list_footer_start(text) if list_headers and text else None,
+        "history_at": _history_start(msg, text),
     }
     return make_event(
         ctx,
@@ -184,6 +187,16 @@ def _parse_one(msg: Message, ctx: SourceContext, index: int, prefix: str) -> Con
         problems=problems,
         prefix=prefix,
     )
+
+
+def _history_start(msg: Message, text: str | None) -> int | None:
+    """Where the history under a reply or a forward starts in the message's text (``replies``), for mail a client
+    sent in a thread (``In-Reply-To`` or ``References``): a "history" in mail that answers nothing may be a spammer's
+    cover for the words the content rules should read."""
+    if not text or (mime.raw_header(msg, "in-reply-to") is None and mime.raw_header(msg, "references") is None):
+        return None
+    found = replies.split_history(text)
+    return found[0] if found is not None else None
 
 
 #: The note of a website's notification mail read as the lead it tells of (``_notified``).

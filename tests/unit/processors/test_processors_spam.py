@@ -327,3 +327,15 @@ def test_the_rate_rule_counts_the_from_sender_not_a_lists_reply_to(make_ctx: Cal
     assert {e.interaction.reply_to for e in members} == {"list@lists.example.org"}
     assert "rate_subject" not in fired(members)  # 12 writers, one list address to answer
     assert "rate_subject" in fired([event_of("member0@example.com") for _ in range(12)])  # one writer, 12 times
+
+
+def test_the_content_rules_do_not_read_the_history_under_a_reply(make_ctx: Callable[..., ChainContext]) -> None:
+    """A prospect's "yes" to the company's own campaign quotes its offers and links: they are not the writer's."""
+    own = "Yes, we are interested. Please call me.\n\n"
+    history = "On Tue, Tom wrote:\n> FREE casino bonus, buy now https://a.example https://b.example https://c.example"
+    text = own + history + " https://d.example"
+    reply = build_event(interaction={"message": text, "history_at": len(own)})
+    assert _codes(reply, make_ctx()) == []
+    assert {"too_many_links", "spam_word"} <= set(_codes(build_event(interaction={"message": text}), make_ctx()))
+    spam = "Casino bonus for you!\n\n" + history  # the writer's own words still count
+    assert "spam_word" in _codes(build_event(interaction={"message": spam, "history_at": 23}), make_ctx())

@@ -111,6 +111,8 @@ def events(draw: st.DrawFn) -> ContactEvent:
     message = interaction["message"]
     if message and draw(st.booleans()):
         interaction["list_footer_at"] = draw(st.integers(0, len(message)))
+    if message and draw(st.booleans()):
+        interaction["history_at"] = draw(st.integers(0, len(message)))
     person: dict[str, Any] = {
         "first_name": "Ann",
         "email": draw(st.none() | st.sampled_from(DOMAINS).map(lambda d: f"ann@{d}")),

@@ -228,3 +228,24 @@ def test_a_mailer_that_names_no_one_and_a_person_with_a_signature_keep_their_sen
     human = _mail("Subject: Quote", "Please call me.\n\nJane Doe\nPhone: +49 30 1234567\nCompany: Acme")
     [event] = email_source.parse(human, ctx_for("email", human, "message/rfc822"))
     assert (event.person.email, event.person.phone) == ("jane.doe@acme.example.com", None)  # a person's own mail
+
+
+REPLY = (
+    "Hi Tom,\n\nyes, we are interested. Can you call me tomorrow at 10?\n\nAna\n\n"
+    "On Tue, Jun 4, 2024 at 9:00 AM Tom Sales <tom@example.com> wrote:\n"
+    "> FREE TRIAL - LIMITED OFFER!!! Act now and get 50% OFF!\n> Buy now: https://example.com/buy\n"
+    "> Try it: https://example.com/trial\n> Unsubscribe: https://example.com/unsubscribe\n"
+)
+
+
+def test_a_reply_in_a_thread_marks_where_the_answered_message_starts() -> None:
+    """The message is kept whole; ``history_at`` marks the answered message under it, for mail a client sent in a
+    thread (In-Reply-To / References): the same text in mail that answers nothing is not trusted to be a history."""
+    threaded = _mail("Subject: Re: Limited offer\r\nIn-Reply-To: <campaign-1@example.com>", REPLY.replace("\n", "\r\n"))
+    [event] = email_source.parse(threaded, ctx_for("email", threaded, "message/rfc822"))
+    message, at = event.interaction.message, event.interaction.history_at
+    assert message is not None and at is not None
+    assert message[:at].rstrip().endswith("Ana") and message[at:].startswith("On Tue, Jun 4, 2024")
+    unthreaded = _mail("Subject: Re: Limited offer", REPLY.replace("\n", "\r\n"))
+    [event] = email_source.parse(unthreaded, ctx_for("email", unthreaded, "message/rfc822"))
+    assert event.interaction.history_at is None
