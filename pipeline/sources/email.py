@@ -8,7 +8,8 @@ the result into the contact event:
 - the person is the ``From`` sender (the first valid address, its display name or ``(comment)`` as the name);
   ``Reply-To`` is kept apart, in ``interaction.reply_to``: a mailing list's Reply-To names the list, not the writer;
   a website's notification of a form submission sent by its mailer (``wordpress@``, ``no-reply@``) is the visitor's
-  lead: its Reply-To and the fields its body lists (``_notified``, noted ``form_notification``);
+  lead: its Reply-To and the fields its body lists (``_notified``, noted ``form_notification``); a lead a colleague
+  forwarded to the mailbox is the forwarded message's sender (``_forwarded_lead``, noted ``forwarded_lead``);
 - ``message`` is the text the person wrote; the transcript holds it and every attached or forwarded message as a
   quoted turn with its sender; every part that was not read is named in ``attachments_ignored``; in a thread's mail
   the history under a reply or a forward ("On ... wrote:", Outlook's header block) is located
@@ -148,12 +149,16 @@ def _parse_one(msg: Message, ctx: SourceContext, index: int, prefix: str) -> Con
     name, address = _sender(msg, prefix)
     shown = mime.render(msg, prefix)
     values: dict[str, str | None] = {"full_name": name, "email": address}
+    text = clean_text(shown.text, 50_000)
+    forwarded = False
     if (notified := _notified(msg, shown.text, address)) is not None:
         values = notified
         problems.append(Problem(FORM_NOTIFICATION, prefix + "from", "the sender is a website's mailer", fatal=False))
+    elif (lead := _forwarded_lead(msg, text, address)) is not None:
+        values, forwarded = lead, True
+        problems.append(Problem(FORWARDED_LEAD, prefix + "from", "a colleague forwarded the lead", fatal=False))
     person, key = build_person(values, ctx, problems, prefix=prefix)
     occurred = mime.header_date(msg)
-    text = clean_text(shown.text, 50_000)
     transcript = [{"at": occurred, "author": "person", "text": clean_text(shown.text, 20_000)}] if text else []
     for quoted in shown.quoted:
         transcript.append(
@@ -175,7 +180,7 @@ def _parse_one(msg: Message, ctx: SourceContext, index: int, prefix: str) -> Con
         "reply_to": _reply_to(msg, address),
         "list_headers": list_headers,
         "list_footer_at": list_footer_start(text) if list_headers and text else None,
-        "history_at": _history_start(msg, text),
+        "history_at": None if forwarded else _history_start(msg, text),  # forwarded: the lead's words are below
     }
     return make_event(
         ctx,
@@ -197,6 +202,30 @@ def _history_start(msg: Message, text: str | None) -> int | None:
         return None
     found = replies.split_history(text)
     return found[0] if found is not None else None
+
+
+#: The note of a lead a colleague forwarded to the mailbox, read as the forwarded message's sender.
+FORWARDED_LEAD = "forwarded_lead"
+_FORWARD_SUBJECT = re.compile(r"^\s*(?:fwd?|wg|tr|rv|doorst|vs|vb|i)\s*:", re.IGNORECASE)
+
+
+def _forwarded_lead(msg: Message, text: str | None, sender: str) -> dict[str, str | None] | None:
+    """The sender of the message a colleague forwarded to the company's mailbox ("Fwd:", "WG:", ...), when the
+    forwarding sender writes from the mailbox's own domain (``Delivered-To``, else ``To``) and the forwarded message
+    names someone outside it: the lead is that person, not the colleague. None otherwise."""
+    if not text or not _FORWARD_SUBJECT.match(mime.header_text(msg, "subject") or ""):
+        return None
+    own = sender.rpartition("@")[2].lower()
+    received = mime.addresses(msg, "delivered-to") or mime.addresses(msg, "to")
+    if not any(address.rpartition("@")[2].lower() == own for _name, address in received):
+        return None
+    found = replies.split_history(text)
+    if found is None or found[1].sender is None:
+        return None
+    name, address = parseaddr(found[1].sender)
+    if "@" not in address or address.rpartition("@")[2].lower() == own:
+        return None
+    return {"full_name": name or None, "email": address}
 
 
 #: The note of a website's notification mail read as the lead it tells of (``_notified``).

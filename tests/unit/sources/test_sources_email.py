@@ -249,3 +249,35 @@ def test_a_reply_in_a_thread_marks_where_the_answered_message_starts() -> None:
     unthreaded = _mail("Subject: Re: Limited offer", REPLY.replace("\n", "\r\n"))
     [event] = email_source.parse(unthreaded, ctx_for("email", unthreaded, "message/rfc822"))
     assert event.interaction.history_at is None
+
+
+def _forward(sender: str, to: str, subject: str = "Fwd: Quote request") -> bytes:
+    body = (
+        "FYI, a lead for you.\r\n\r\n---------- Forwarded message ---------\r\n"
+        "From: Ana García <ana@customer.example.es>\r\nDate: Tue, Jun 4, 2024 at 9:00 AM\r\n"
+        "Subject: Quote request\r\nTo: <tom@example.com>\r\n\r\nPlease send me a quote for 50 seats.\r\n"
+    )
+    return (
+        f"From: Tom Sales <{sender}>\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        f"Date: Wed, 05 Jun 2024 10:00:00 +0000\r\n\r\n{body}"
+    ).encode()
+
+
+def test_a_lead_a_colleague_forwarded_to_the_mailbox_is_the_forwarded_senders() -> None:
+    raw = _forward("tom@example.com", "leads@example.com")
+    [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+    assert (event.person.first_name, event.person.email) == ("Ana", "ana@customer.example.es")
+    assert "forwarded_lead" in event.provenance.notes
+    assert event.interaction.message is not None and "50 seats" in event.interaction.message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _forward("ana.friend@other.example", "leads@example.com"),  # an outsider forwarding: they are the contact
+        _forward("tom@example.com", "leads@example.com", subject="Quote request"),  # no forward
+    ],
+)
+def test_a_forward_from_outside_or_no_forward_keeps_its_sender(raw: bytes) -> None:
+    [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+    assert event.person.email != "ana@customer.example.es" and "forwarded_lead" not in event.provenance.notes
