@@ -31,6 +31,7 @@ from pipeline.sources.base import (
     json_type,
     load_json,
     make_event,
+    obj,
     parse_timestamp,
     require_events,
     require_object,
@@ -52,6 +53,21 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     return require_events([_builder(data)(ctx, 0, "")])
 
 
+def _reserved(traits: Any) -> list[tuple[str, Any]]:
+    """Segment's reserved traits that are not plain field names: ``title`` (the job title), ``company.name`` and
+    ``address.city``/``state``/``country``/``street`` (the spec's nested objects, RudderStack's too). Traits only: a
+    page's ``properties.title`` is the page's."""
+    traits = obj(traits)
+    company, address = obj(traits.get("company")), obj(traits.get("address"))
+    return [
+        ("position", traits.get("title")),
+        ("company", company.get("name")),
+        ("location", address.get("city") or address.get("state")),
+        ("country", address.get("country")),
+        ("company_address", address.get("street")),
+    ]
+
+
 def _builder(item: Any) -> Any:
     def build(ctx: SourceContext, index: int, prefix: str) -> ContactEvent:
         if not isinstance(item, dict):
@@ -62,7 +78,10 @@ def _builder(item: Any) -> Any:
             if isinstance(source, dict):
                 for key, value in source.items():
                     traits.setdefault(key, value)
-        values = fields.collect(traits.items())
+        reserved = [
+            pair for source in (dig(item, "context", "traits"), item.get("traits")) for pair in _reserved(source)
+        ]
+        values = fields.collect([*traits.items(), *reserved])
         user_id = text_of(item.get("userId"))
         if "email" not in values and user_id and "@" in user_id:
             values["email"] = user_id

@@ -92,3 +92,38 @@ def test_a_batch_mixes_anonymous_and_identified_events_of_one_device() -> None:
     key = normalize.visitor_key(PEPPER, "dev-7")
     assert anonymous.subject_key == key and anonymous.interaction.page_url == "https://www.example.com/a"
     assert person.subject_key != key and person.provenance.visitor_key == key
+
+
+def test_segments_reserved_traits_title_company_and_address() -> None:
+    """Segment's spec nests ``company`` and ``address`` and calls the job title ``title``; a page's own
+    ``properties.title`` is the page's, never the person's position."""
+    identify = {
+        "type": "identify",
+        "userId": "u1",
+        "traits": {
+            "email": "ana@example.es",
+            "title": "CTO",
+            "company": {"name": "Empresa SL", "industry": "Tech"},
+            "address": {"city": "Madrid", "country": "Spain", "street": "Gran Vía 1"},
+        },
+        "timestamp": "2024-06-05T10:00:00Z",
+    }
+    raw = json.dumps(identify).encode()
+    [event] = website.parse(raw, ctx_for("website", raw, "application/json"))
+    person = event.person
+    assert (person.position, person.company, person.location, person.country_code) == (
+        "CTO",
+        "Empresa SL",
+        "Madrid",
+        "ES",
+    )
+    assert person.company_address == "Gran Vía 1"
+    page = {
+        "type": "page",
+        "userId": "ana@example.es",
+        "properties": {"title": "Pricing | Example", "url": "https://example.com/pricing"},
+        "timestamp": "2024-06-05T10:00:00Z",
+    }
+    raw = json.dumps(page).encode()
+    [event] = website.parse(raw, ctx_for("website", raw, "application/json"))
+    assert event.person.position is None
