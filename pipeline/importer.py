@@ -64,11 +64,32 @@ _EXTENSIONS = {
 }
 
 
-def guess_format(path: Path) -> str:
+def guess_format(path: Path, *, mail: bool = False) -> str:
+    """The format by the file's extension. ``mail``: a file of unknown extension is a message (maildir entries and
+    mail corpora name their files ``1700000000.M1P2.host`` or ``00001.7848dde1...``), an mbox when it starts as one."""
     fmt = _EXTENSIONS.get(path.suffix.lower())
+    if fmt is None and mail:
+        with path.open("rb") as file:
+            return "mbox" if file.read(5) == b"From " else "eml"
     if fmt is None:
         raise ValueError(f"cannot tell the format of {path.name}; pass --format ({'|'.join(FORMATS)})")
     return fmt
+
+
+def records_at(path: Path, fmt: str | None = None, *, mail: bool = False) -> list[ImportRecord]:
+    """The records of a file, or of every file under a directory (a maildir's ``cur`` and ``new`` included; hidden
+    files left out), each named by its file too (``cur/1700000000.M1P2.host: file``). ``fmt``: every file's format;
+    else each file's by ``guess_format``."""
+    if not path.is_dir():
+        return split_records(path.read_bytes(), fmt or guess_format(path, mail=mail))
+    found: list[ImportRecord] = []
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        name = file.relative_to(path)
+        if any(part.startswith(".") for part in name.parts):
+            continue
+        records = split_records(file.read_bytes(), fmt or guess_format(file, mail=mail))
+        found.extend(record._replace(where=f"{name}: {record.where}") for record in records)
+    return found
 
 
 class ImportRecord(NamedTuple):
@@ -78,7 +99,7 @@ class ImportRecord(NamedTuple):
     content_type: str
     where: str
     """"line 12" (CSV: the line the row starts on, header and multi-line cells counted; JSON Lines; vCard: its
-    BEGIN line), "message 3"
+    BEGIN line), prefixed by the file's name under a directory ("cur/1700000000.M1P2.host: file"), "message 3"
     (mbox, from 1), "[4]" (index in a JSON array; "results[4]" in an API export's list), or "file" (submitted
     whole)."""
 
@@ -229,9 +250,9 @@ def import_file(
         Path,
         typer.Argument(
             exists=True,
-            dir_okay=False,
             readable=True,
-            help="CSV, Excel (.xlsx, .xls), JSONL, JSON, mbox, .eml or vCard (.vcf)",
+            help="CSV, Excel (.xlsx, .xls), JSONL, JSON, mbox, .eml or vCard (.vcf); or a directory of them (a "
+            "maildir: for e-mail a file of unknown extension is a message)",
         ),
     ],
     *,
@@ -260,13 +281,17 @@ def import_file(
     Example: leadpipe import email inbox.mbox
 
     Example: leadpipe import event scanned-cards.vcf --default event_date=2024-05-14
+
+    Example: leadpipe import email ~/Maildir
     """
     console = Console(stderr=True)
+    mail = channel is Channel.EMAIL
     try:
-        chosen = fmt or guess_format(file)
-        if chosen not in FORMATS:
+        chosen = fmt or ("directory" if file.is_dir() else guess_format(file, mail=mail))
+        if chosen not in (*FORMATS, "directory"):
             raise ValueError(f"unknown format {chosen}; use one of {'|'.join(FORMATS)}")
         given = parse_defaults(defaults or [], chosen)
+        read = records_at(file, fmt, mail=mail)
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -275,7 +300,7 @@ def import_file(
     ensure_schema(runtime.engine)
     publisher = ConfirmingPublisher(settings)
     service = IngestService(runtime, publisher)
-    records = with_defaults(split_records(file.read_bytes(), chosen), given)
+    records = with_defaults(read, given)
     try:
         with Progress(
             TextColumn("[bold]importing {task.description}"),

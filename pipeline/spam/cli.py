@@ -25,7 +25,7 @@ from pipeline.config import Settings, get_settings
 from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.identity.operator import operator, operator_command, without_operator
 from pipeline.identity.permissions import Permission
-from pipeline.importer import FORMATS, guess_format, split_records
+from pipeline.importer import FORMATS, records_at
 from pipeline.ingest.service import Submission, UnsupportedContentType, parse_submission
 from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
@@ -76,22 +76,11 @@ def read_items(paths: Sequence[Path], fmt: str | None = None) -> Iterator[Item]:
     for path in paths:
         if not path.exists():
             raise typer.BadParameter(f"{path} does not exist")
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            if file.name.startswith("."):
-                continue
-            data = file.read_bytes()
-            try:
-                kind = fmt or guess_format(file)
-            except ValueError:
-                kind = "eml"
-            if kind == "eml" and data.startswith(b"From "):
-                kind = "mbox"
-            records = split_records(data, kind)
-            for record in records:
-                yield Item(
-                    f"{file} ({record.where})" if len(records) > 1 else str(file), record.raw, record.content_type
-                )
+        records = records_at(path, fmt, mail=True)
+        for record in records:
+            where = record.where.removesuffix(": file")
+            name = f"{path}/{where}" if path.is_dir() else (f"{path} ({where})" if len(records) > 1 else str(path))
+            yield Item(name, record.raw, record.content_type)
 
 
 def _batches(items: Iterator[Item], size: int = BATCH) -> Iterator[list[Item]]:

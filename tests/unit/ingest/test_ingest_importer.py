@@ -12,7 +12,15 @@ import pytest
 from ingest_helpers import RecordingPublisher
 from source_payloads import PAYLOADS
 
-from pipeline.importer import ImportRecord, guess_format, parse_defaults, run_import, split_records, with_defaults
+from pipeline.importer import (
+    ImportRecord,
+    guess_format,
+    parse_defaults,
+    records_at,
+    run_import,
+    split_records,
+    with_defaults,
+)
 from pipeline.ingest.service import IngestService, UnsupportedContentType
 from pipeline.models.common import Channel
 from pipeline.models.records import ContactRecord, DeadLetter
@@ -245,3 +253,23 @@ def test_an_old_excel_workbook_is_read_like_a_new_one(runtime: Runtime, publishe
     ]
     [whole] = split_records(b"not a workbook", "xls")
     assert whole.where == "file"
+
+
+def test_a_maildir_or_a_mail_corpus_is_read_file_by_file(tmp_path: Path) -> None:
+    """For e-mail a file of unknown extension is a message (a maildir's ``cur/1700000000.M1P2.host:2,S``, a corpus's
+    ``00001.7848dde1``), an mbox when it starts as one; hidden files are left out; each record names its file."""
+    message = b"From: Ana <ana@example.es>\r\nSubject: Hi\r\n\r\nPlease call me.\r\n"
+    (tmp_path / "cur").mkdir()
+    (tmp_path / "cur" / "1700000000.M1P2.host:2,S").write_bytes(message)
+    (tmp_path / "00001.7848dde101aa985090474a91ec93fcf0").write_bytes(message)
+    (tmp_path / "archive").write_bytes(b"From ana Wed Jun  5 10:00:00 2024\r\n" + message)
+    (tmp_path / ".dovecot.index").write_bytes(b"\x00binary")
+    records = records_at(tmp_path, mail=True)
+    assert [(r.where, r.content_type) for r in records] == [
+        ("00001.7848dde101aa985090474a91ec93fcf0: file", "message/rfc822"),
+        ("archive: message 1", "message/rfc822"),
+        ("cur/1700000000.M1P2.host:2,S: file", "message/rfc822"),
+    ]
+    assert guess_format(tmp_path / "00001.7848dde101aa985090474a91ec93fcf0", mail=True) == "eml"
+    with pytest.raises(ValueError, match="--format"):  # not for other channels: a stray file is no contact list
+        guess_format(tmp_path / "00001.7848dde101aa985090474a91ec93fcf0")
