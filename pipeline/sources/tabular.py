@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import zipfile
 from collections.abc import Mapping
 from datetime import date, datetime, time
@@ -30,6 +31,10 @@ def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
         return csv.excel
 
 
+#: The first line Excel writes (and reads) to name a CSV's delimiter: ``sep=;``.
+_SEPARATOR_HINT = re.compile(r"\A\ufeff?sep=([^\r\n])[ \t]*\r?\n")
+
+
 def read_csv(
     raw: bytes, charset: str | None = None, dialect: type[csv.Dialect] | None = None
 ) -> list[tuple[int, dict[str, str]]]:
@@ -44,6 +49,10 @@ def read_csv(
         raise SourceError("empty_payload", None, "the CSV is empty")
     if "\x00" in text:
         raise SourceError("malformed_csv", None, "the CSV contains NUL bytes (a binary file?)")
+    skipped = 0
+    if (hint := _SEPARATOR_HINT.match(text)) is not None:  # Excel's "sep=;" line names the delimiter
+        text, skipped = text[hint.end() :], 1
+        dialect = type("hinted", (csv.excel,), {"delimiter": hint.group(1)})
     reader = csv.reader(io.StringIO(text, newline=""), dialect or _dialect(text[:8192]))
     try:
         header = next(reader, None)
@@ -53,9 +62,9 @@ def read_csv(
             raise SourceError("empty_payload", None, "the CSV has no header row")
         names = [cell.strip().lstrip("\ufeff") for cell in header]
         rows: list[tuple[int, dict[str, str]]] = []
-        consumed = reader.line_num
+        consumed = reader.line_num + skipped
         for cells in reader:
-            start, consumed = consumed + 1, reader.line_num
+            start, consumed = consumed + 1, reader.line_num + skipped
             if not any(cell.strip() for cell in cells):
                 continue  # blank lines between blocks of a spreadsheet export carry nothing
             row: dict[str, str] = {}

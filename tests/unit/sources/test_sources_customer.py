@@ -133,3 +133,16 @@ def test_api_exports_wrap_their_records_and_nest_the_fields() -> None:
     with pytest.raises(SourceError) as err:
         customer.parse(bad, ctx_for("customer", bad, "application/json"))
     assert [p.field for p in err.value.problems] == ["results[0].last_service_delivery"]
+
+
+def test_excels_separator_hint_line_names_the_delimiter() -> None:
+    """Excel writes (and reads) a first line ``sep=;`` naming the delimiter; rows keep the line they are on."""
+    raw = b"sep=;\r\nName;E-Mail;Last Service Delivery\r\nAna Garcia;ana@example.es;2024-03-31\r\n;;\r\nBad;;\r\n"
+    with pytest.raises(SourceError) as err:
+        customer.parse(raw, ctx_for("customer", raw, "text/csv"))
+    assert [(p.field, p.reason) for p in err.value.problems] == [
+        ("row 5.email", "no_identity"),
+        ("row 5.last_service_delivery", "missing_last_service_delivery"),
+    ]
+    [event] = customer.parse(raw[: raw.index(b";;\r\nBad")], ctx_for("customer", raw, "text/csv"))
+    assert (event.person.first_name, event.person.email) == ("Ana", "ana@example.es")
