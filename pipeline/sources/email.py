@@ -146,7 +146,7 @@ def automatic(msg: Message) -> tuple[str, str] | None:
 
 def _parse_one(msg: Message, ctx: SourceContext, index: int, prefix: str) -> ContactEvent:
     problems: list[Problem] = []
-    name, address = _sender(msg, prefix)
+    name, address = _original_sender(msg, *_sender(msg, prefix))
     shown = mime.render(msg, prefix)
     values: dict[str, str | None] = {"full_name": name, "email": address}
     text = clean_text(shown.text, 50_000)
@@ -269,6 +269,28 @@ def _notified(msg: Message, text: str, sender: str) -> dict[str, str | None] | N
     if not found.get("email") and not found.get("phone"):
         return None
     return found
+
+
+#: A mailing list's DMARC rewrite of the sender's name: Google Groups' "'Ana García' via Sales", Mailman's "Ana via".
+_VIA = re.compile(r"^\s*['\"]?(.+?)['\"]?\s+via\s+\S.*$", re.IGNORECASE)
+
+
+def _original_sender(msg: Message, name: str | None, address: str) -> tuple[str | None, str]:
+    """The person behind a list's rewritten ``From``: a group or list that re-sends mail of a sender whose domain
+    forbids it (DMARC) puts its own address in ``From`` ("'Ana' via Sales <sales@...>") and the writer in
+    ``X-Original-From`` (Google Groups) or ``Reply-To`` (Mailman). A company's sales@ is often such a group: without
+    this every such lead would be the group's."""
+    if name is None or (via := _VIA.match(name)) is None:
+        return name, address
+    for original in ("x-original-from", "reply-to"):
+        for found_name, found in mime.addresses(msg, original):
+            try:
+                canonical = normalize.canonical_email(found)
+            except normalize.NormalizationError:
+                continue
+            if canonical.lower() != address.lower():
+                return found_name or via.group(1).strip(), canonical
+    return name, address
 
 
 def _sender(msg: Message, prefix: str) -> tuple[str | None, str]:

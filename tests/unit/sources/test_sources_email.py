@@ -281,3 +281,30 @@ def test_a_lead_a_colleague_forwarded_to_the_mailbox_is_the_forwarded_senders() 
 def test_a_forward_from_outside_or_no_forward_keeps_its_sender(raw: bytes) -> None:
     [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
     assert event.person.email != "ana@customer.example.es" and "forwarded_lead" not in event.provenance.notes
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [  # Google Groups (X-Original-From), Mailman (Reply-To)
+        "From: 'Ana García' via Sales <sales@example.com>\r\nX-Original-From: Ana García <ana@yahoo.example>\r\n"
+        "Reply-To: Ana García <ana@yahoo.example>\r\nList-Id: <sales.example.com>",
+        "From: Ana García via Sales <sales@example.com>\r\nReply-To: ana@yahoo.example\r\nList-Id: <sales.example.com>",
+    ],
+)
+def test_a_groups_dmarc_rewrite_keeps_the_writer_as_the_contact(headers: str) -> None:
+    """A company's sales@ is often a group; for a writer whose domain forbids re-sending (DMARC) the group puts
+    itself in From: the contact is still the writer."""
+    raw = (f"{headers}\r\nTo: sales@example.com\r\nSubject: Quote\r\n\r\nPlease send a quote.\r\n").encode()
+    [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+    assert (event.person.first_name, event.person.last_name, event.person.email) == (
+        "Ana",
+        "García",
+        "ana@yahoo.example",
+    )
+    assert event.interaction.reply_to is None
+
+
+def test_a_name_with_via_and_no_original_stays_the_sender() -> None:
+    raw = b"From: Tom via LinkedIn <messages-noreply@linkedin.example>\r\nSubject: Hi\r\n\r\nHello\r\n"
+    [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+    assert event.person.email == "messages-noreply@linkedin.example"
