@@ -9,7 +9,8 @@ plugins), a ``fields`` list of ``{name|label, value}`` (HubSpot forms API, Gravi
 Webflow's ``form_submission`` trigger (``payload.data``), Jotform's webhook (its ``rawRequest`` answers), Tally's
 and Wix's webhooks (``data.fields``, ``data.submissions``), a Facebook lead ad's ``field_data``, a Calendly booking
 (``payload`` with ``questions_and_answers``), a Google Form's Apps Script trigger (``namedValues``), Netlify's form
-webhook and a Mailchimp audience webhook (a subscription; an unsubscribe is no new contact).
+webhook and a Mailchimp audience webhook (a subscription; an unsubscribe is no new contact); the exports of HubSpot's
+form submissions (``values``) and Typeform's responses (``answers``) record by record.
 
 A form may pass on the website visitor's cookie id (HubSpot's ``hutk`` / ``context.hutk``, a hidden
 ``anonymous_id`` or ``ajs_anonymous_id`` field, ...): it becomes ``provenance.visitor_key`` (an HMAC of it), which
@@ -105,6 +106,8 @@ def _json_pairs(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, A
 def _json_fields(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, Any]]:
     if isinstance(response := data.get("form_response"), dict):
         return _typeform_pairs(response, meta)
+    if isinstance(data.get("answers"), list) and "landing_id" in data:  # a response of Typeform's responses API
+        return _typeform_pairs(data, meta)
     if data.get("triggerType") == "form_submission" and isinstance(payload := data.get("payload"), dict):
         meta["form_id"] = text_of(payload.get("formId")) or text_of(payload.get("id"))
         meta["form_name"] = text_of(payload.get("name"))
@@ -120,6 +123,10 @@ def _json_fields(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, 
     meta["submitted_at"] = data.get("submittedAt", data.get("submitted_at"))
     if isinstance(listed := data.get("fields"), list):
         return _listed(listed, "fields")
+    if isinstance(listed := data.get("values"), list):  # a submission of HubSpot's form submissions API
+        meta["submitted_at"] = meta["submitted_at"] or data.get("submittedAt")
+        meta["context"] = meta["context"] or {"pageUri": data.get("pageUrl")}
+        return _listed(listed, "values")
     if data.get("event") == "invitee.canceled":  # Calendly: the booking of a lead taken before, called off
         raise NothingToTake("booking_canceled", "Calendly's cancellation of a booking: no new contact in it")
     for outer, container in (("data", obj(data.get("data"))), ("payload", obj(data.get("payload")))):

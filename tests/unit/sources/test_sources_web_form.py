@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlencode
 
 import pytest
 from source_payloads import PEPPER, ctx_for, payload
 
 from pipeline import normalize
+from pipeline.importer import split_records
 from pipeline.models.common import InteractionKind, Purpose
 from pipeline.sources import NothingToTake, SourceError, formdata, web_form
 
@@ -447,3 +449,45 @@ def test_a_cancellation_or_an_unsubscribe_is_no_new_contact(body: bytes, content
     with pytest.raises(NothingToTake) as taken:
         web_form.parse(body, ctx_for("web_form", body, content_type))
     assert taken.value.reason == reason
+
+
+def test_form_tools_exports_record_by_record() -> None:
+    """HubSpot's form submissions export (``results`` of ``values``) and Typeform's responses export (``items`` of
+    ``answers``), split by ``leadpipe import`` into one record each."""
+    hubspot = {
+        "results": [
+            {
+                "submittedAt": 1717581600000,
+                "values": [
+                    {"name": "email", "value": "ana@example.es"},
+                    {"name": "firstname", "value": "Ana"},
+                    {"name": "message", "value": "Call me"},
+                ],
+                "pageUrl": "https://example.com/contact",
+            }
+        ],
+        "paging": {"next": {"after": "x"}},
+    }
+    typeform = {
+        "total_items": 1,
+        "items": [
+            {
+                "landing_id": "l1",
+                "token": "t1",
+                "submitted_at": "2024-06-05T10:00:00Z",
+                "answers": [
+                    {"field": {"id": "f1", "type": "short_text", "ref": "first_name"}, "type": "text", "text": "Ana"},
+                    {"field": {"id": "f2", "type": "email", "ref": "x"}, "type": "email", "email": "ana@example.es"},
+                ],
+            }
+        ],
+    }
+    found = []
+    for export in (hubspot, typeform):
+        [record] = split_records(json.dumps(export).encode(), "json")
+        [event] = web_form.parse(record.raw, ctx_for("web_form", record.raw, record.content_type))
+        found.append((record.where, event.person.first_name, event.person.email, event.occurred_at.isoformat()))
+    assert found == [
+        ("results[0]", "Ana", "ana@example.es", "2024-06-05T10:00:00+00:00"),
+        ("items[0]", "Ana", "ana@example.es", "2024-06-05T10:00:00+00:00"),
+    ]
