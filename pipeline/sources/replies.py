@@ -16,8 +16,8 @@ from email.utils import parseaddr
 
 #: An attribution line (two lines at most: Gmail wraps a long one) in the languages leadpipe's forms are asked in.
 _ATTRIBUTION = re.compile(
-    r"^[ \t]*(?:On|Am|Le|El|Il giorno|Op|Em|W dniu)\b(?:[^\n]|\n(?!\s*\n)){4,300}?"
-    r"\b(?:wrote|schrieb|a écrit|escribió|ha scritto|schreef|escreveu|napisał(?:\(a\))?)\b[^\n]{0,120}?:[ \t\r]*$",
+    r"^[ \t]*(?:On|Am|Le|El|Il giorno|Op|Em|W dniu)\b(?:[^\n]{4,300}?|[^\n]{1,300}\n[^\n]{1,300}?)"
+    r"\b(?:wrote|schrieb|a écrit|escribió|ha scritto|schreef|escreveu|napisał(?:\(a\))?)\b[^\n:]{0,120}:[ \t\r]*$",
     re.IGNORECASE | re.MULTILINE,
 )
 #: A client's separator before an answered or forwarded message.

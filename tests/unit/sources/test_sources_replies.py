@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from pipeline.sources.replies import split_history
@@ -97,3 +99,30 @@ def test_the_history_under_a_reply_or_forward(
 )
 def test_a_writers_own_text_has_no_history(text: str) -> None:
     assert split_history(text) is None
+
+
+HOSTILE = {
+    "attribution openers on every line": "Le x\n" * 10_000,
+    "long opener lines": ("On " + "a" * 290 + "\n") * 170,
+    "verbs without a colon": ("On a wrote b schrieb c " * 12 + "\n") * 180,
+    "quote marks only": "> q\n" * 12_000,
+    "a rule and header lines": ("_" * 30 + "\nFrom: x\n") * 1300,
+}
+
+
+def _best_of(runs: int, text: str) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        split_history(text)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def test_a_hostile_text_costs_about_what_a_normal_one_does() -> None:
+    """Relative, not wall-clock: 50 KB shaped to make the patterns backtrack against 50 KB of prose, best of 5 (an
+    attribution allowed to span any number of lines cost ~35x a normal text on the first shape)."""
+    normal = _best_of(5, ("Thanks for the offer, we will call you on Monday. " * 1000)[:50_000])
+    for name, text in HOSTILE.items():
+        hostile = _best_of(5, text[:50_000])
+        assert hostile < 10 * normal + 0.003, f"{name}: {hostile * 1000:.1f} ms against {normal * 1000:.2f} ms"
