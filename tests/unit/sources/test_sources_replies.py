@@ -121,8 +121,9 @@ def _best_of(runs: int, text: str) -> float:
 
 def test_a_hostile_text_costs_about_what_a_normal_one_does() -> None:
     """Relative, not wall-clock: 50 KB shaped to make the patterns backtrack against 50 KB of prose, best of 5 (an
-    attribution allowed to span any number of lines cost ~35x a normal text on the first shape)."""
+    attribution allowed to span any number of lines cost ~400x a normal text on the first shape; the email adapter's
+    hostile-message test uses the same bound)."""
     normal = _best_of(5, ("Thanks for the offer, we will call you on Monday. " * 1000)[:50_000])
     for name, text in HOSTILE.items():
         hostile = _best_of(5, text[:50_000])
-        assert hostile < 10 * normal + 0.003, f"{name}: {hostile * 1000:.1f} ms against {normal * 1000:.2f} ms"
+        assert hostile < 30 * normal + 0.005, f"{name}: {hostile * 1000:.1f} ms against {normal * 1000:.2f} ms"
