@@ -51,12 +51,22 @@ class SourceAuth(BaseModel):
     )
     bearer_token: SecretStr | None = None
     signature: Literal[
-        "leadpipe", "webflow", "meta", "intercom", "viber", "typeform", "telegram", "mailgun", "hubspot", "twilio"
+        "leadpipe",
+        "webflow",
+        "meta",
+        "intercom",
+        "viber",
+        "typeform",
+        "telegram",
+        "mailgun",
+        "hubspot",
+        "twilio",
+        "wufoo",
     ] = Field(
         default="leadpipe",
         description="How the HMAC secret signs: leadpipe's own headers, or the scheme of a vendor whose webhooks "
         "cannot send them (pipeline/ingest/signatures.py: Meta/WhatsApp, Viber, Telegram, Typeform, Intercom, Webflow, "
-        "Mailgun, HubSpot, Twilio)",
+        "Mailgun, HubSpot, Twilio, Wufoo)",
     )
     public_url: str | None = Field(
         default=None,

@@ -384,7 +384,7 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
             return _refuse(refusals, 401, problem, wanted, source_id=source_id)
         signed = signatures.presented(auth.signature, request.headers.get, body, content_type)
         assert isinstance(signed, signatures.Presented)
-        if auth.signature != "telegram":  # a token signs nothing: no request to tell from a replay
+        if auth.signature not in ("telegram", "wufoo"):  # a token signs nothing: no request to tell from a replay
             stamp = int(time.time()) if signed.signed_at is None else signed.signed_at
             replay = ReplayKey.of(source_id, signed.signature, stamp, settings.ingest_signature_tolerance_s)
         if auth.signature == "leadpipe":

@@ -1,7 +1,7 @@
 """How a source signs its webhooks: leadpipe's own scheme, or the scheme of a vendor whose webhooks cannot send it.
 
-WhatsApp (Meta), Viber, Telegram, Typeform, Intercom, Webflow, Mailgun, HubSpot and Twilio call a URL with their
-own headers (or body fields) and no way to add leadpipe's, so a source names its vendor's scheme
+WhatsApp (Meta), Viber, Telegram, Typeform, Intercom, Webflow, Mailgun, HubSpot, Twilio and Wufoo call a URL with
+their own headers (or body fields) and no way to add leadpipe's, so a source names its vendor's scheme
 (``SourceAuth.signature``) and its ``hmac_secret`` is the secret the vendor signs with (Meta's app secret, Viber's
 auth token, Telegram's secret token, Mailgun's webhook signing key, the HubSpot app's client secret, Twilio's auth
 token, ...):
@@ -21,6 +21,7 @@ hubspot      X-HubSpot-Request-Timestamp (ms),      base64 HMAC-SHA256 of ``"POS
              X-HubSpot-Signature-v3                 (the URL HubSpot calls: ``SourceAuth.public_url``)
 twilio       X-Twilio-Signature                     base64 HMAC-SHA1 of ``<URL>`` + each form field's name and value,
                                                     sorted by name (form posts: SMS, WhatsApp, calls)
+wufoo        body field HandshakeKey                the secret itself (Wufoo signs nothing)
 ============ ====================================== =========================================================
 
 Mailgun puts its signature in the body (a route's form post, or ``signature`` of a webhook's JSON) and signs only a
@@ -47,7 +48,7 @@ from pipeline.sources.base import SourceError, parse_content_type
 from pipeline.sources.formdata import multipart_pairs, urlencoded_pairs
 
 Scheme = Literal[
-    "leadpipe", "webflow", "meta", "intercom", "viber", "typeform", "telegram", "mailgun", "hubspot", "twilio"
+    "leadpipe", "webflow", "meta", "intercom", "viber", "typeform", "telegram", "mailgun", "hubspot", "twilio", "wufoo"
 ]
 """``SourceAuth.signature``'s values."""
 
@@ -78,6 +79,7 @@ _HEADERS: dict[Scheme, tuple[str, str | None, bool]] = {
     "mailgun": ("signature (a body field)", "timestamp and token (body fields)", False),
     "hubspot": ("X-HubSpot-Signature-v3", "X-HubSpot-Request-Timestamp", True),
     "twilio": ("X-Twilio-Signature", None, False),
+    "wufoo": ("HandshakeKey (a body field)", None, False),
 }
 
 
@@ -92,6 +94,9 @@ def presented(scheme: Scheme, header: Header, body: bytes = b"", content_type: s
     ``body`` and ``content_type``: where Mailgun's signature is."""
     if scheme == "mailgun":
         return _mailgun_presented(body, content_type)
+    if scheme == "wufoo":
+        key = _field_text(_form_fields(body, content_type).get("HandshakeKey"))
+        return Presented(key, None) if key else "missing_signature"
     signature_name, stamp_name, in_ms = _HEADERS[scheme]
     signature = header(signature_name)
     stamp_text = header(stamp_name) if stamp_name else None
@@ -149,7 +154,7 @@ def problem(
         expected = _hubspot(key, url or "", body, stamp)
     elif scheme == "twilio":
         expected = _twilio(key, url or "", body, content_type)
-    else:  # telegram: the token itself
+    else:  # telegram, wufoo: the token itself
         expected = secret
     return None if hmac.compare_digest(expected.encode(), given.encode()) else "bad_signature"
 
@@ -178,22 +183,33 @@ def _twilio(key: bytes, url: str, body: bytes, content_type: str) -> str:
     return base64.b64encode(hmac.new(key, signed.encode(), hashlib.sha1).digest()).decode()
 
 
-def _mailgun_presented(body: bytes, content_type: str) -> Presented | str:
-    """Mailgun's timestamp, token and signature: fields of a route's form post, or ``signature`` of a webhook's
-    JSON. A body that cannot be read has none (the adapter names what is wrong with it once it is authenticated)."""
+def _form_fields(body: bytes, content_type: str) -> dict[str, Any]:
+    """A form post's fields (the first of each name), or a JSON body's ``signature`` object (Mailgun's webhooks); a
+    body that cannot be read has none (the adapter names what is wrong with it once it is authenticated)."""
     media_type, params = parse_content_type(content_type)
-    fields: dict[str, Any] = {}
     try:
         if media_type == "multipart/form-data":
-            fields = dict(multipart_pairs(body, params.get("boundary"), []))
-        elif media_type == "application/x-www-form-urlencoded":
-            fields = dict(urlencoded_pairs(body, params.get("charset")))
-        elif media_type == "application/json":
+            return dict(reversed(multipart_pairs(body, params.get("boundary"), [])))
+        if media_type == "application/x-www-form-urlencoded":
+            return dict(reversed(urlencoded_pairs(body, params.get("charset"))))
+        if media_type == "application/json":
             data = orjson.loads(body)
             signed = data.get("signature") if isinstance(data, dict) else None
-            fields = signed if isinstance(signed, dict) else {}
+            return signed if isinstance(signed, dict) else {}
     except (SourceError, orjson.JSONDecodeError):
-        return "missing_signature"
+        pass
+    return {}
+
+
+def _field_text(value: Any) -> str:
+    """A form field's value as text; anything else (a repeated field's list, a number) is none."""
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _mailgun_presented(body: bytes, content_type: str) -> Presented | str:
+    """Mailgun's timestamp, token and signature: fields of a route's form post, or ``signature`` of a webhook's
+    JSON."""
+    fields = _form_fields(body, content_type)
     stamp, token, signature = (fields.get(name) for name in ("timestamp", "token", "signature"))
     if not (isinstance(stamp, str | int) and isinstance(token, str) and isinstance(signature, str)):
         return "missing_signature"
@@ -234,6 +250,8 @@ def sign(scheme: Scheme, secret: str, body: bytes, timestamp: int, url: str = ""
             return {"X-Twilio-Signature": _twilio(key, url, body, "application/x-www-form-urlencoded")}
         case "mailgun":
             raise ValueError("Mailgun signs body fields, not headers: use mailgun_fields")
+        case "wufoo":
+            raise ValueError("Wufoo sends its handshake key as a body field, not a header")
 
 
 def mailgun_fields(secret: str, timestamp: int, token: str) -> dict[str, str]:

@@ -9,7 +9,8 @@ plugins), a ``fields`` list of ``{name|label, value}`` (HubSpot forms API, Gravi
 Webflow's ``form_submission`` trigger (``payload.data``), Jotform's webhook (its ``rawRequest`` answers), Tally's
 and Wix's webhooks (``data.fields``, ``data.submissions``), a Facebook lead ad's ``field_data``, a Calendly booking
 (``payload`` with ``questions_and_answers``), a Google Form's Apps Script trigger (``namedValues``), Netlify's form
-webhook and a Mailchimp audience webhook (a subscription; an unsubscribe is no new contact); the exports of HubSpot's
+webhook, Wufoo's (``Field1`` ... named by its ``FieldStructure``) and a Mailchimp audience webhook (a subscription;
+an unsubscribe is no new contact); the exports of HubSpot's
 form submissions (``values``) and Typeform's responses (``answers``) record by record.
 
 A form may pass on the website visitor's cookie id (HubSpot's ``hutk`` / ``context.hutk``, a hidden
@@ -80,7 +81,36 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
         pairs = _jotform_pairs(request, pairs, meta)
     if any(k == "data[list_id]" for k, _ in pairs):
         pairs = _mailchimp_pairs(pairs, meta)
+    if (structure := next((v for k, v in pairs if k == "FieldStructure"), None)) is not None:
+        pairs = _wufoo_pairs(structure, pairs, meta)
     return [_event(pairs, meta, attachments, ctx)]
+
+
+#: Wufoo's field types that say what a field holds whatever its title.
+_WUFOO_TYPES = {"email": "email", "phone": "phone", "url": "page_url"}
+#: What Wufoo posts besides the fields: its own bookkeeping (the handshake key is its shared secret).
+_WUFOO_UNREAD = frozenset({"FieldStructure", "FormStructure", "EntryId", "CreatedBy", "DateCreated", "HandshakeKey"})
+
+
+def _wufoo_pairs(structure: Any, pairs: list[tuple[str, Any]], meta: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Wufoo's webhook (``Field1`` ... with ``FieldStructure``): each field by its title (a name's parts as "Name
+    First", "Name Last"), an e-mail or phone field by its type; Wufoo's bookkeeping left out, its ``IP`` kept as the
+    sender's."""
+    try:
+        described = orjson.loads(text_of(structure) or "")
+    except orjson.JSONDecodeError:
+        raise SourceError("unexpected_shape", "FieldStructure", "Wufoo's field structure is not JSON") from None
+    names: dict[str, str] = {}
+    for field in array(obj(described).get("Fields")):
+        title = text_of(obj(field).get("Title")) or ""
+        kind = _WUFOO_TYPES.get(text_of(obj(field).get("Type")) or "")
+        for sub in array(obj(field).get("SubFields")):
+            if (sub_id := text_of(obj(sub).get("ID"))) is not None:
+                names[sub_id] = f"{title} {text_of(obj(sub).get('Label')) or ''}".strip()
+        if (field_id := text_of(obj(field).get("ID"))) is not None and field_id not in names:
+            names[field_id] = kind or title or field_id
+    meta["submitted_at"] = next((v for k, v in pairs if k == "DateCreated"), None)
+    return [(names.get(k, k), v) for k, v in pairs if k not in _WUFOO_UNREAD]
 
 
 def _mailchimp_pairs(pairs: list[tuple[str, Any]], meta: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -340,3 +340,19 @@ def test_an_sms_through_twilio_signed_for_the_public_url_is_taken(
     assert (forged.status_code, forged.json()["reason"]) == (401, "bad_signature")
     with pytest.raises(ValidationError, match="public_url"):
         SourceAuth.model_validate({"channel": "messenger", "signature": "twilio", "hmac_secret": SECRET})
+
+
+def test_wufoos_handshake_key_in_the_body(
+    make_settings: Callable[..., Settings], publisher: RecordingPublisher
+) -> None:
+    sources = {"wufoo": {"channel": "web_form", "signature": "wufoo", "hmac_secret": "wufoo-secret"}}
+    runtime = Runtime(make_settings(sources=sources))
+    ensure_schema(runtime.engine)
+    client = TestClient(create_api(runtime, publisher))  # type: ignore[arg-type]
+    body = payload("web_form", "wufoo_contact.txt")[0]
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    assert client.post("/v1/sources/wufoo", content=body, headers=headers).status_code == 202
+    wrong = client.post("/v1/sources/wufoo", content=body.replace(b"wufoo-secret", b"guess"), headers=headers)
+    assert (wrong.status_code, wrong.json()["reason"]) == (401, "bad_signature")
+    none = client.post("/v1/sources/wufoo", content=body.replace(b"HandshakeKey=wufoo-secret", b"x=1"), headers=headers)
+    assert (none.status_code, none.json()["reason"]) == (401, "missing_signature")

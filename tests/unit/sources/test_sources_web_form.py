@@ -491,3 +491,13 @@ def test_form_tools_exports_record_by_record() -> None:
         ("results[0]", "Ana", "ana@example.es", "2024-06-05T10:00:00+00:00"),
         ("items[0]", "Ana", "ana@example.es", "2024-06-05T10:00:00+00:00"),
     ]
+
+
+def test_wufoo_fields_by_their_structure() -> None:
+    """Wufoo posts ``Field1``, ``Field2`` ... with a ``FieldStructure`` naming them: a name's parts by their labels,
+    its bookkeeping (entry id, handshake key) never in the message."""
+    [event] = parse("wufoo_contact.txt")
+    assert (event.person.first_name, event.person.last_name, event.person.email) == ("Ana", "García", "ana@example.es")
+    assert event.interaction.message == "Call me"
+    assert event.provenance.ip == "1.2.3.4"
+    assert event.occurred_at.isoformat() == "2024-06-05T10:00:00+00:00"
