@@ -72,7 +72,9 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     meta: dict[str, Any] = {}
     attachments: list[str] = []
     if ctx.content_type == "application/json":
-        pairs = _json_pairs(require_object(load_json(raw)), meta)
+        data = load_json(raw)
+        _refuse_notifications(data)
+        pairs = _json_pairs(require_object(data), meta)
     elif ctx.content_type == "multipart/form-data":
         pairs = formdata.multipart_pairs(raw, ctx.params.get("boundary"), attachments)
     else:
@@ -124,6 +126,26 @@ def _mailchimp_pairs(pairs: list[tuple[str, Any]], meta: dict[str, Any]) -> list
     meta["form_id"] = next((text_of(v) for k, v in pairs if k == "data[list_id]"), None)
     unread = {"type", "fired_at", "data[id]", "data[list_id]", "data[web_id]", "data[email_type]", "data[ip_opt]"}
     return [(k.replace("data[ip_signup]", "ip"), v) for k, v in pairs if k not in unread]
+
+
+def _refuse_notifications(data: Any) -> None:
+    """Webhooks that only name a lead by its id, each refused with what to send instead: Meta's ``leadgen`` change
+    (the lead's ``field_data`` is read from the Graph API) and HubSpot's subscription events (``objectId``)."""
+    changes = [c for e in array(obj(data).get("entry")) for c in array(obj(e).get("changes"))]
+    if obj(data).get("object") == "page" and any(obj(c).get("field") == "leadgen" for c in changes):
+        raise SourceError(
+            "unexpanded_webhook",
+            "entry",
+            "a Facebook lead ad's webhook only names the lead (leadgen_id); send the lead as the Graph API gives it "
+            "(GET /<leadgen_id>: field_data)",
+        )
+    if isinstance(data, list) and data and all(isinstance(e, dict) and "subscriptionType" in e for e in data):
+        raise SourceError(
+            "unexpanded_webhook",
+            None,
+            "HubSpot's subscription events only name the contact (objectId); send it from a workflow's webhook action "
+            "or the contact as the CRM API gives it",
+        )
 
 
 def _json_pairs(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, Any]]:

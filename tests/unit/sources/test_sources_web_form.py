@@ -501,3 +501,22 @@ def test_wufoo_fields_by_their_structure() -> None:
     assert event.interaction.message == "Call me"
     assert event.provenance.ip == "1.2.3.4"
     assert event.occurred_at.isoformat() == "2024-06-05T10:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {
+            "object": "page",
+            "entry": [{"id": "1", "time": 1717581600, "changes": [{"field": "leadgen", "value": {"leadgen_id": "9"}}]}],
+        },
+        [{"objectId": 1246965, "subscriptionType": "contact.creation", "portalId": 62515, "occurredAt": 1717581600000}],
+    ],
+)
+def test_a_webhook_that_only_names_the_lead_says_what_to_send(payload: object) -> None:
+    """Meta's leadgen webhook and HubSpot's subscription events carry ids, not people: refused, saying what to send
+    (before: ``no_identity`` and ``unexpected_shape``, which named no fix)."""
+    raw = json.dumps(payload).encode()
+    with pytest.raises(SourceError) as err:
+        web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
+    assert err.value.reason == "unexpanded_webhook" and "send" in err.value.message
