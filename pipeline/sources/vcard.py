@@ -81,7 +81,7 @@ def card_fields(text: str, line: int = 1) -> dict[str, str]:
         address = adr.value
         put("company_address", _address_line(address))
         put("location", ", ".join(p for p in (_joined(address.city), _joined(address.region)) if p))
-        put("country", _joined(address.country))
+        put("country", _joined(address.country) or _text(_first(contents.get("x-abadr"))))  # Apple's code: "jp"
     if (bday := _BDAY.match(_text(_first(contents.get("bday"))) or "")) is not None:
         put("birth_date", "-".join(bday.groups()))
     put("linkedin_url", _linkedin(contents))

@@ -141,3 +141,13 @@ def test_any_card_gives_fields_or_a_malformed_vcard(props: list[tuple[str, str, 
         assert exc.reason == "malformed_vcard"
     else:
         assert all(isinstance(v, str) and v.strip() == v and v for v in fields.values())
+
+
+def test_an_apple_address_without_a_country_name_takes_its_country_code() -> None:
+    text = card(
+        "N:Tanaka;Aiko;;;",
+        "EMAIL:aiko@example.jp",
+        "item1.ADR;type=WORK:;;1-1 Otemachi;Chiyoda-ku;;;",
+        "item1.X-ABADR:jp",
+    )
+    assert card_fields(text)["country"] == "jp"
