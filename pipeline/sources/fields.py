@@ -86,6 +86,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "naam",
         "ansprechpartner",
         "kontaktperson",
+        "caller_name",
     ),
     "phone": (
         "phone",

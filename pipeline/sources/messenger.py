@@ -8,7 +8,8 @@ Recognised shapes, by their own markers:
 - leadpipe's call/chat log (``platform`` + ``contact``, or a list of them) for Skype exports, PBX and call trackers:
   ``{"platform", "type": "call"|"chat", "contact": {...}, "started_at", "duration_s", "recording_ref", "messages"}``;
 - Twilio's webhooks (a form post): an incoming SMS or WhatsApp message (``MessageSid``, ``From``, ``Body``,
-  ``ProfileName``) or an incoming call (``CallSid``); its status callbacks are no contact.
+  ``ProfileName``) or an incoming call (``CallSid``); its status callbacks are no contact;
+- a phone system's or call tracker's call log as CSV, row by row (``_call_row``).
 
 Telegram and Viber do not share a phone number unless the person sends their contact card; without an e-mail or
 phone there is no identity, and the rejection says so.
@@ -22,7 +23,7 @@ from typing import Any, Literal
 from pipeline.models.common import InteractionKind
 from pipeline.models.contact import ContactEvent
 from pipeline.normalize import clean_text
-from pipeline.sources import fields, formdata
+from pipeline.sources import fields, formdata, tabular
 from pipeline.sources.base import (
     NothingToTake,
     Problem,
@@ -40,7 +41,7 @@ from pipeline.sources.base import (
     text_of,
 )
 
-CONTENT_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded"})
+CONTENT_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded"}) | tabular.CSV_TYPES
 
 PLATFORMS = ("skype", "viber", "whatsapp", "telegram", "phone", "sms", "widget")
 
@@ -63,6 +64,9 @@ _AUTHOR: dict[str, Literal["person", "agent", "bot"]] = {
 def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     if ctx.content_type == "application/x-www-form-urlencoded":
         return [_twilio(dict(formdata.urlencoded_pairs(raw, ctx.charset)), ctx)]
+    if ctx.content_type in tabular.CSV_TYPES:
+        rows = tabular.read_csv(raw, ctx.charset)
+        return require_events([_log(_call_row(row), ctx, i, f"row {line}.") for i, (line, row) in enumerate(rows)])
     data = load_json(raw)
     if isinstance(data, list):
         return require_events([_log(item, ctx, i, f"[{i}].") for i, item in enumerate(data)])
@@ -77,6 +81,33 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     if "event" in data and ("sender" in data or "message_token" in data):  # receipts name no sender
         return [_viber(data, ctx)]
     return [_log(data, ctx, 0, "")]
+
+
+#: A call log's columns (a phone system's or call tracker's CSV export) by what they hold, in leadpipe's log shape.
+_CALL_COLUMNS = {
+    "started_at": ("started_at", "start_time", "call_start", "call_started", "date_time", "datetime", "date", "time"),
+    "duration_s": ("duration_s", "duration", "call_duration", "talk_time", "duration_seconds"),
+    "recording_ref": ("recording_url", "recording", "recording_ref", "recording_link"),
+    "notes": ("notes", "summary", "comment", "comments", "call_notes"),
+    "platform": ("platform", "channel"),
+}
+
+
+def _call_row(row: Mapping[str, str]) -> dict[str, Any]:
+    """A call log's CSV row in the log shape ``_log`` reads: the row's own fields as the contact (the caller's
+    number under ``Caller Number``, ``From``, ``Phone``), its time, duration (seconds, or ``h:mm:ss``), recording
+    and notes."""
+    named = {fields.normalize_key(k): v for k, v in row.items()}
+    item: dict[str, Any] = {"type": "call", "contact": named}
+    for target, columns in _CALL_COLUMNS.items():
+        if (value := next((named[c] for c in columns if text_of(named.get(c))), None)) is not None:
+            item[target] = value
+    if isinstance(duration := item.get("duration_s"), str) and ":" in duration:
+        parts = duration.strip().split(":")
+        if len(parts) <= 3 and all(p.isdigit() for p in parts):
+            item["duration_s"] = sum(int(p) * 60**i for i, p in enumerate(reversed(parts)))
+    item["platform"] = item.get("platform") or "phone"
+    return item
 
 
 def _utterance(at: Any, author: str, text: Any, field: str, problems: list[Problem]) -> dict[str, Any] | None:
@@ -97,7 +128,7 @@ def _log(item: Any, ctx: SourceContext, index: int, prefix: str) -> ContactEvent
     if not isinstance(contact, dict):
         raise SourceError("unexpected_shape", prefix + "contact", "the contact must be an object")
     values = fields.collect(contact.items())
-    for key in ("caller_number", "from_number", "caller_id", "number"):
+    for key in ("caller_number", "from_number", "caller_id", "number", "from", "caller"):
         if "phone" not in values and text_of(contact.get(key) or item.get(key)):
             values["phone"] = contact.get(key) or item.get(key)
     handle = text_of(contact.get("handle")) or text_of(contact.get("username"))

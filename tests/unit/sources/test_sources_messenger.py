@@ -148,3 +148,23 @@ def test_a_form_post_that_is_no_twilio_webhook_is_refused() -> None:
     with pytest.raises(SourceError) as err:
         messenger.parse(body, ctx_for("messenger", body, "application/x-www-form-urlencoded"))
     assert err.value.reason == "unexpected_shape"
+
+
+def test_a_call_log_exported_as_csv_row_by_row() -> None:
+    """A phone system's or call tracker's export: the caller by number and name, the call's start, its duration as
+    h:mm:ss or seconds, the recording and the notes; a national number read in the row's country."""
+    raw = (
+        b"Call Start,Caller Number,Caller Name,Duration,Recording URL,Notes,Country\n"
+        b"2024-06-05 10:00:00,+49 30 1234567,Klaus Weber,00:03:12,https://rec.example/1.mp3,Wants a demo,DE\n"
+        b"2024-06-05 11:00:00,030 7654321,,45,,,Germany\n"
+    )
+    first, second = messenger.parse(raw, ctx_for("messenger", raw, "text/csv"))
+    assert (first.person.first_name, first.person.last_name, first.person.phone) == ("Klaus", "Weber", "+49301234567")
+    assert (first.interaction.kind, first.interaction.call_duration_s) == (InteractionKind.CALL, 192.0)
+    assert (first.interaction.recording_ref, first.interaction.message) == ("https://rec.example/1.mp3", "Wants a demo")
+    assert first.occurred_at.isoformat() == "2024-06-05T10:00:00+00:00"
+    assert (second.person.phone, second.interaction.call_duration_s) == ("+49307654321", 45.0)
+    bad = b"Caller Number,Duration\n,12\n"
+    with pytest.raises(SourceError) as err:
+        messenger.parse(bad, ctx_for("messenger", bad, "text/csv"))
+    assert err.value.reason == "no_identity"
