@@ -317,6 +317,8 @@ _PREFIXES = (
     "customer_",
     "attendee_",
     "visitor_",
+    "billing_",
+    "default_address_",
     "ihre_",
     "ihr_",
     "votre_",

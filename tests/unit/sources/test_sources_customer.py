@@ -146,3 +146,20 @@ def test_excels_separator_hint_line_names_the_delimiter() -> None:
     ]
     [event] = customer.parse(raw[: raw.index(b";;\r\nBad")], ctx_for("customer", raw, "text/csv"))
     assert (event.person.first_name, event.person.email) == ("Ana", "ana@example.es")
+
+
+def test_shop_exports_shopify_customers_and_woocommerce_orders() -> None:
+    shopify = (
+        b"First Name,Last Name,Email,Accepts Email Marketing,Default Address Company,Default Address City,"
+        b"Default Address Country Code,Default Address Phone,Total Spent,Last Service Delivery\n"
+        b"Ana,Garc\xc3\xada,ana@example.es,yes,Empresa SL,Madrid,ES,612 34 56 78,120.00,2024-05-01\n"
+    )
+    woocommerce = (
+        b"order_id,billing_first_name,billing_last_name,billing_email,billing_phone,billing_company,billing_country,"
+        b"order_date\n1001,Jean,Dupont,jean@exemple.fr,06 12 34 56 78,Dupont SARL,FR,2024-04-30\n"
+    )
+    [ana] = customer.parse(shopify, ctx_for("customer", shopify, "text/csv"))
+    assert (ana.person.company, ana.person.location, ana.person.phone) == ("Empresa SL", "Madrid", "+34612345678")
+    with_delivery = woocommerce.replace(b"order_date", b"last_service_delivery")
+    [jean] = customer.parse(with_delivery, ctx_for("customer", with_delivery, "text/csv"))
+    assert (jean.person.first_name, jean.person.email, jean.person.phone) == ("Jean", "jean@exemple.fr", "+33612345678")
