@@ -382,6 +382,9 @@ def build_person(
     if "location" not in person and (country_text := normalize.normalize_name(text_of(values.get("country")))):
         person["location"] = country_text
 
+    page = text_of(values.get("page_url")) or ""
+    if text_of(values.get("linkedin_url")) is None and "linkedin.com/in/" in page.lower():
+        values = {**values, "linkedin_url": page}  # LinkedIn's own export names the profile "URL"
     checks: list[tuple[str, Any]] = [
         ("email", normalize.canonical_email),
         ("phone", lambda v: normalize.canonical_phone(v, country, require_valid=True)),

@@ -163,3 +163,13 @@ def test_shop_exports_shopify_customers_and_woocommerce_orders() -> None:
     with_delivery = woocommerce.replace(b"order_date", b"last_service_delivery")
     [jean] = customer.parse(with_delivery, ctx_for("customer", with_delivery, "text/csv"))
     assert (jean.person.first_name, jean.person.email, jean.person.phone) == ("Jean", "jean@exemple.fr", "+33612345678")
+
+
+def test_linkedins_connections_export_names_the_profile_url() -> None:
+    raw = (
+        b"First Name,Last Name,URL,Email Address,Company,Position,Connected On,Last Service Delivery\n"
+        b"Aiko,Tanaka,https://www.linkedin.com/in/aiko-tanaka,aiko@example.jp,Tanaka KK,CTO,05 Jun 2024,2024-06-01\n"
+    )
+    [event] = customer.parse(raw, ctx_for("customer", raw, "text/csv"))
+    assert event.person.linkedin_url == "https://www.linkedin.com/in/aiko-tanaka"
+    assert (event.person.company, event.person.position) == ("Tanaka KK", "CTO")
