@@ -472,33 +472,130 @@ def parse_stated_age(value: object) -> int:
     return age
 
 
+# ---- dates as people and spreadsheets write them -------------------------------------------------------------------
+
+_MONTHS = {
+    name: number
+    for number, names in enumerate(
+        (
+            "january jan januar janvier janv enero ene gennaio gen janeiro januari jän",
+            "february feb februar fevrier fevr febrero febbraio fevereiro fev februari",
+            "march mar marz maerz mars marzo marco maart mrt",
+            "april apr avril avr abril abr aprile",
+            "may mai mayo maggio mag maio mei",
+            "june jun juni juin junio giugno giu junho",
+            "july jul juli juillet juil julio luglio lug julho",
+            "august aug august aout agosto ago augustus",
+            "september sep sept septembre septiembre setiembre settembre set setembro",
+            "october oct oktober okt octobre octubre ottobre ott outubro out",
+            "november nov novembre noviembre novembro",
+            "december dec dezember dez decembre diciembre dic dicembre dezembro",
+        ),
+        start=1,
+    )
+    for name in names.split()
+}
+"""Month names and their abbreviations in English, German, French, Spanish, Italian, Portuguese and Dutch, folded
+(no accents, lower case): no two languages use one name for different months."""
+
+_ORDINAL = r"(?:st|nd|rd|th|er|e|º|°)?"
+_DAY_MONTH_YEAR = re.compile(
+    rf"(\d{{1,2}}){_ORDINAL}\.?[ \t]*(?:de[ \t]+)?([^\W\d_]{{3,10}})\.?,?[ \t]*(?:de[ \t]+)?(\d{{4}})"
+)
+_MONTH_DAY_YEAR = re.compile(rf"([^\W\d_]{{3,10}})\.?[ \t]+(\d{{1,2}}){_ORDINAL},?[ \t]+(\d{{4}})")
+_DASHED = re.compile(r"(\d{1,2})[-/ ]([^\W\d_]{3,10})\.?[-/ ](\d{2}|\d{4})")
+_CJK_DATE = re.compile(r"(\d{4})[年년][ \t]*(\d{1,2})[月월][ \t]*(\d{1,2})[日일]")
+_NUMERIC = re.compile(r"(\d{1,4})([./-])(\d{1,2})\2(\d{1,4})")
+_CLOCK = re.compile(r"[ \tT,]+(\d{1,2}):(\d{2})(?::(\d{2}))?[ \t]*([AaPp]\.?[Mm]\.?)?(?:[ \t]*(?:UTC|GMT|Z))?")
+_WEEKDAY_PREFIX = re.compile(r"^[^\W\d_]{2,12}\.?,[ \t]*")
+
+
+def _fold(word: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c)).lower()
+
+
+def read_date(value: str) -> tuple[date, tuple[int, int, int] | None]:
+    """(the date, its clock time or None) of a date written as people and spreadsheets write it, besides ISO 8601:
+    "5 June 2024", "June 5, 2024", "5. Juni 2024", "5 de junio de 2024", "05-Jun-24", "2024/06/05", "2024年6月5日",
+    day-first with dots, slashes when unambiguous ("13/06/2024"), each with a clock time after it ("10:00 AM").
+
+    Raises ``NormalizationError`` ``ambiguous_date`` for "06/05/2024" (6 May or 5 June: refused, not guessed) and
+    ``invalid_timestamp`` for anything else that is not a calendar date."""
+    text = _WEEKDAY_PREFIX.sub("", value.strip(), count=1) if value.strip()[:1].isalpha() else value.strip()
+    found: tuple[int, int, int] | None = None
+    rest = ""
+    if match := _CJK_DATE.match(text):
+        found, rest = (int(match.group(1)), int(match.group(2)), int(match.group(3))), text[match.end() :]
+    elif (match := _DAY_MONTH_YEAR.match(text)) and _fold(match.group(2)) in _MONTHS:
+        found = (int(match.group(3)), _MONTHS[_fold(match.group(2))], int(match.group(1)))
+        rest = text[match.end() :]
+    elif (match := _MONTH_DAY_YEAR.match(text)) and _fold(match.group(1)) in _MONTHS:
+        found = (int(match.group(3)), _MONTHS[_fold(match.group(1))], int(match.group(2)))
+        rest = text[match.end() :]
+    elif (match := _DASHED.match(text)) and _fold(match.group(2)) in _MONTHS:
+        year = int(match.group(3))
+        found = (year + 2000 if year < 100 else year, _MONTHS[_fold(match.group(2))], int(match.group(1)))
+        rest = text[match.end() :]
+    elif match := _NUMERIC.match(text):
+        found, rest = _numeric_date(match), text[match.end() :]
+    if found is None:
+        raise NormalizationError("date", "invalid_timestamp", "not a date/time (use ISO 8601 or epoch seconds)")
+    clock = None
+    if rest.strip():
+        if (time_match := _CLOCK.fullmatch(rest)) is None:
+            raise NormalizationError("date", "invalid_timestamp", "not a date/time (use ISO 8601 or epoch seconds)")
+        hour, minute, second = int(time_match.group(1)), int(time_match.group(2)), int(time_match.group(3) or 0)
+        if meridiem := (time_match.group(4) or "").replace(".", "").lower():
+            if not 1 <= hour <= 12:
+                raise NormalizationError("date", "invalid_timestamp", "a 12-hour clock time runs from 1 to 12")
+            hour = hour % 12 + (12 if meridiem == "pm" else 0)
+        clock = (hour, minute, second)
+    try:
+        return date(*found), clock
+    except ValueError:
+        raise NormalizationError("date", "invalid_timestamp", "not a calendar date") from None
+
+
+def _numeric_date(match: re.Match[str]) -> tuple[int, int, int]:
+    """Year first ("2024/06/05"), else day-first with dots ("05.06.2024"), else with slashes or dashes the order that
+    fits: 13/06/2024 is the 13th of June, 06/13/2024 the 13th too; 06/05/2024 is refused."""
+    first, separator, second, last = match.group(1), match.group(2), int(match.group(3)), match.group(4)
+    if len(first) == 4:
+        return int(first), second, int(last)
+    if len(last) != 4:
+        raise NormalizationError("date", "invalid_timestamp", "not a date/time (use ISO 8601 or epoch seconds)")
+    day_or_month, year = int(first), int(last)
+    if separator == ".":
+        return year, second, day_or_month
+    if day_or_month > 12 >= second:
+        return year, second, day_or_month
+    if second > 12 >= day_or_month or day_or_month == second:
+        return year, day_or_month, second
+    raise NormalizationError(
+        "date", "ambiguous_date", "day and month order is ambiguous (6 May or 5 June?); use YYYY-MM-DD"
+    )
+
+
 def parse_birth_date(value: str, *, today: date) -> date:
-    """A birth date: ISO (1990-05-17), day-first with dots (17.05.1990), or slashes when unambiguous.
+    """A birth date: ISO (1990-05-17), or as ``read_date`` reads one (17.05.1990, 17 May 1990, slashes when
+    unambiguous).
 
     ``03/04/2001`` is refused rather than guessed: the children rule depends on the exact date.
     """
     text = value.strip()
-    parsed: date | None = None
     try:
         parsed = date.fromisoformat(text[:10]) if re.fullmatch(r"\d{4}-\d{2}-\d{2}(?:[T ].*)?", text) else None
-        if parsed is None and (match := re.fullmatch(r"(\d{1,2})\.(\d{1,2})\.(\d{4})", text)):
-            parsed = date(int(match.group(3)), int(match.group(2)), int(match.group(1)))
-        if parsed is None and (match := re.fullmatch(r"(\d{1,2})[/-](\d{1,2})[/-](\d{4})", text)):
-            first, second, year = int(match.group(1)), int(match.group(2)), int(match.group(3))
-            if first > 12 >= second:
-                parsed = date(year, second, first)
-            elif second > 12 >= first or first == second:
-                parsed = date(year, first, second)
-            else:
-                raise NormalizationError(
-                    "birth_date", "ambiguous_birth_date", "day and month order is ambiguous; use YYYY-MM-DD"
-                )
-    except NormalizationError:
-        raise
     except ValueError:
         raise NormalizationError("birth_date", "invalid_birth_date", "not a calendar date") from None
     if parsed is None:
-        raise NormalizationError("birth_date", "invalid_birth_date", "not a date (use YYYY-MM-DD)")
+        try:
+            parsed = read_date(text)[0]
+        except NormalizationError as exc:
+            if exc.reason == "ambiguous_date":
+                raise NormalizationError(
+                    "birth_date", "ambiguous_birth_date", "day and month order is ambiguous; use YYYY-MM-DD"
+                ) from None
+            raise NormalizationError("birth_date", "invalid_birth_date", "not a date (use YYYY-MM-DD)") from None
     if parsed > today or parsed.year < today.year - 150:
         raise NormalizationError("birth_date", "invalid_birth_date", "not a plausible birth date")
     return parsed

@@ -7,6 +7,7 @@ same event ids and downstream idempotency works. It returns at least one event o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import uuid
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import Message
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
@@ -285,13 +287,28 @@ def parse_timestamp(value: Any, field_name: str, problems: list[Problem]) -> dat
             return datetime.combine(date.fromisoformat(text), time(), UTC)
         if match := re.fullmatch(r"(\d{1,2})\.(\d{1,2})\.(\d{4})", text):
             return datetime(int(match.group(3)), int(match.group(2)), int(match.group(1)), tzinfo=UTC)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            parsed = _written_date(text)
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         return parsed.astimezone(UTC)
+    except normalize.NormalizationError as exc:
+        problems.append(Problem(exc.reason, field_name, str(exc).split(": ", 1)[-1]))
+        return None
     except (ValueError, OverflowError, OSError):
         problems.append(Problem("invalid_timestamp", field_name, "not a date/time (use ISO 8601 or epoch seconds)"))
         return None
+
+
+def _written_date(text: str) -> datetime:
+    """A date as people, spreadsheets and mail headers write it (``normalize.read_date``; RFC 2822's
+    "Wed, 05 Jun 2024 10:00:00 +0200")."""
+    with contextlib.suppress(TypeError, ValueError, IndexError):
+        return parsedate_to_datetime(text)
+    day, clock = normalize.read_date(text)
+    return datetime.combine(day, time(*clock) if clock else time())
 
 
 def plausible_occurrence(at: datetime | None, ctx: SourceContext) -> datetime:

@@ -8,6 +8,7 @@ import pytest
 
 from pipeline import normalize
 from pipeline.normalize import NormalizationError
+from pipeline.sources.base import Problem, parse_timestamp
 
 
 @pytest.mark.parametrize(
@@ -350,3 +351,45 @@ def test_an_address_typed_in_fullwidth_forms_is_read() -> None:
 )
 def test_full_names_written_family_name_first(full: str, first: str, last: str | None) -> None:
     assert normalize.split_full_name(full) == (first, last)
+
+
+@pytest.mark.parametrize(
+    ("written", "iso"),
+    [
+        ("05 Jun 2024", "2024-06-05T00:00:00+00:00"),
+        ("June 5, 2024", "2024-06-05T00:00:00+00:00"),
+        ("Wednesday, June 5th, 2024", "2024-06-05T00:00:00+00:00"),
+        ("5. Juni 2024", "2024-06-05T00:00:00+00:00"),
+        ("1er juin 2024", "2024-06-01T00:00:00+00:00"),
+        ("5 de junio de 2024", "2024-06-05T00:00:00+00:00"),
+        ("3 março 2024", "2024-03-03T00:00:00+00:00"),
+        ("5-Jun-24", "2024-06-05T00:00:00+00:00"),
+        ("2024/06/05", "2024-06-05T00:00:00+00:00"),
+        ("2024年6月5日", "2024-06-05T00:00:00+00:00"),
+        ("13/06/2024", "2024-06-13T00:00:00+00:00"),
+        ("06/13/2024 2:30 PM", "2024-06-13T14:30:00+00:00"),
+        ("Wed, 05 Jun 2024 10:00:00 +0200", "2024-06-05T08:00:00+00:00"),  # RFC 2822, as mail headers write it
+    ],
+)
+def test_dates_as_people_and_spreadsheets_write_them(written: str, iso: str) -> None:
+    problems: list[Problem] = []
+    found = parse_timestamp(written, "event_date", problems)
+    assert (found.isoformat() if found else None, problems) == (iso, [])
+
+
+@pytest.mark.parametrize(
+    ("written", "reason"),
+    [("06/05/2024", "ambiguous_date"), ("31/02/2024", "invalid_timestamp"), ("next Tuesday", "invalid_timestamp")],
+)
+def test_a_date_that_could_be_two_or_none_is_refused(written: str, reason: str) -> None:
+    """06/05/2024 is 6 May in Europe and 5 June in the US: refused with a way to write it, never guessed."""
+    problems: list[Problem] = []
+    assert parse_timestamp(written, "event_date", problems) is None
+    assert [(p.reason, p.field) for p in problems] == [(reason, "event_date")]
+
+
+def test_a_birth_date_is_read_the_same_way() -> None:
+    assert normalize.parse_birth_date("17 May 1990", today=date(2024, 6, 5)) == date(1990, 5, 17)
+    with pytest.raises(normalize.NormalizationError) as err:
+        normalize.parse_birth_date("03/04/2001", today=date(2024, 6, 5))
+    assert err.value.reason == "ambiguous_birth_date"

@@ -302,9 +302,9 @@ def test_a_form_is_read_by_field_names_in_its_own_language(form: dict[str, str],
 
 
 def test_elementor_s_plain_webhook_keeps_the_person_the_request_fields_out_of_the_message() -> None:
-    """Elementor Pro's default webhook: labels as keys, the site's own date format ("May 15, 2024", no zone), the
-    sender's IP and browser. The IP and browser go to the provenance, not into the message text; a date leadpipe
-    does not read leaves the receipt time and a note instead of losing the lead."""
+    """Elementor Pro's default webhook: labels as keys, the site's own date format ("May 15, 2024", no zone: read as
+    written), the sender's IP and browser. The IP and browser go to the provenance, not into the message text; a
+    date leadpipe does not read leaves the receipt time and a note instead of losing the lead."""
     body = urlencode(
         {
             "Name": "Grace Hopper",
@@ -325,6 +325,10 @@ def test_elementor_s_plain_webhook_keeps_the_person_the_request_fields_out_of_th
     assert event.interaction.message == "Demo please"
     assert (event.provenance.ip, event.provenance.user_agent) == ("203.0.113.9", "Mozilla/5.0")
     assert (event.provenance.form_id, event.interaction.subject) == ("a1b2c3", "New Form")
+    assert event.provenance.notes == ()
+    assert event.occurred_at.isoformat() == "2024-05-15T00:00:00+00:00"
+    unread = body.replace(b"May+15%2C+2024", b"yesterday")
+    [event] = web_form.parse(unread, ctx_for("web_form", unread, "application/x-www-form-urlencoded"))
     assert event.provenance.notes == (web_form.SUBMITTED_AT_INVALID,)
     assert event.occurred_at == ctx.received_at
 
