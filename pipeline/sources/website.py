@@ -40,7 +40,8 @@ from pipeline.sources.base import (
 )
 from pipeline.sources.event import collect_all
 
-CONTENT_TYPES = frozenset({"application/json"})
+#: ``text/plain``: a browser's beacon (``navigator.sendBeacon`` with a string) sends the JSON as plain text.
+CONTENT_TYPES = frozenset({"application/json", "text/plain"})
 
 
 def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:

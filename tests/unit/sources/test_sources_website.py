@@ -9,7 +9,8 @@ import pytest
 from source_payloads import PEPPER, ctx_for, payload
 
 from pipeline import normalize
-from pipeline.models.common import InteractionKind
+from pipeline.ingest.service import check_content_type
+from pipeline.models.common import Channel, InteractionKind
 from pipeline.sources import SourceError, website
 
 
@@ -127,3 +128,13 @@ def test_segments_reserved_traits_title_company_and_address() -> None:
     raw = json.dumps(page).encode()
     [event] = website.parse(raw, ctx_for("website", raw, "application/json"))
     assert event.person.position is None
+
+
+def test_a_browsers_beacon_sends_the_json_as_plain_text() -> None:
+    """``navigator.sendBeacon(url, JSON.stringify(event))`` posts ``text/plain;charset=UTF-8``: taken, and read as
+    the JSON it is (it was refused 415)."""
+    content_type = "text/plain;charset=UTF-8"
+    assert check_content_type(Channel.WEBSITE, content_type) == "text/plain"
+    raw = json.dumps({"type": "page", "anonymousId": "6f1c2d3e-0001", "timestamp": "2024-06-05T10:00:00Z"}).encode()
+    [event] = website.parse(raw, ctx_for("website", raw, content_type))
+    assert event.subject_key.startswith("vk_")
