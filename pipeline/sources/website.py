@@ -40,7 +40,7 @@ from pipeline.sources.base import (
 )
 from pipeline.sources.event import collect_all
 
-#: ``text/plain``: a browser's beacon (``navigator.sendBeacon`` with a string) sends the JSON as plain text.
+#: ``text/plain``: JSON labelled as plain text, as ``navigator.sendBeacon`` with a string and some relays send it.
 CONTENT_TYPES = frozenset({"application/json", "text/plain"})
 
 
