@@ -173,3 +173,12 @@ def test_linkedins_connections_export_names_the_profile_url() -> None:
     [event] = customer.parse(raw, ctx_for("customer", raw, "text/csv"))
     assert event.person.linkedin_url == "https://www.linkedin.com/in/aiko-tanaka"
     assert (event.person.company, event.person.position) == ("Tanaka KK", "CTO")
+
+
+@pytest.mark.parametrize("column", ["Last Order Date", "Letzte Bestellung", "Dernière commande", "Último pedido"])
+def test_a_shops_last_order_starts_the_customer_clock(column: str) -> None:
+    """A shop's customer export names the last order, which is the last service delivery the clock starts from."""
+    raw = f"Email,{column}\nana@example.es,2024-05-01\n".encode()
+    [event] = customer.parse(raw, ctx_for("customer", raw, "text/csv"))
+    assert event.interaction.last_service_delivery_at is not None
+    assert event.interaction.last_service_delivery_at.isoformat() == "2024-05-01T00:00:00+00:00"
