@@ -78,9 +78,10 @@ def read_items(paths: Sequence[Path], fmt: str | None = None) -> Iterator[Item]:
             raise typer.BadParameter(f"{path} does not exist")
         records = records_at(path, fmt, mail=True)
         for record in records:
-            where = record.where.removesuffix(": file")
-            name = f"{path}/{where}" if path.is_dir() else (f"{path} ({where})" if len(records) > 1 else str(path))
-            yield Item(name, record.raw, record.content_type)
+            file, _, where = record.where.rpartition(": ") if path.is_dir() else ("", "", record.where)
+            name = f"{path}/{file}" if file else str(path)
+            many = where != "file" and (file or len(records) > 1)
+            yield Item(f"{name} ({where})" if many else name, record.raw, record.content_type)
 
 
 def _batches(items: Iterator[Item], size: int = BATCH) -> Iterator[list[Item]]:
