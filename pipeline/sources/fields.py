@@ -310,10 +310,12 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "occurred_at": ("submitted_at", "submittedat", "created_at", "timestamp", "date", "created", "updated_at"),
 }
 
+#: A bracketed name's parts: PHP-style form names, Mailchimp's "data[merges][FNAME]".
+_BRACKETS = re.compile(r"\[([^\[\]]+)\]")
+#: Where camel case starts a word: "companyName".
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 #: "e_mail_1_value" -> "e_mail", "organization_1_name" -> "organization_name" (Google Contacts' CSV); "e_mail_2_address"
 #: -> "e_mail_address" (Outlook's). Only a slot between words: "phone_1_type" -> "phone_type", which is no field.
-_BRACKETS = re.compile(r"\[([^\[\]]+)\]")
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SLOT = re.compile(r"^([a-z]+(?:_[a-z]+)*)_\d+(?:_value$)?")
 _BY_ALIAS = {alias: canonical for canonical, aliases in _ALIASES.items() for alias in aliases}
 _PREFIXES = (
