@@ -85,11 +85,11 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
 
 #: A call log's columns (a phone system's or call tracker's CSV export) by what they hold, in leadpipe's log shape.
 _CALL_COLUMNS = {
-    "started_at": ("started_at", "start_time", "call_start", "call_started", "date_time", "datetime", "date", "time"),
+    "started_at": ("started_at", "start_time", "call_start", "call_started", "date_time", "datetime", "date"),
     "duration_s": ("duration_s", "duration", "call_duration", "talk_time", "duration_seconds"),
     "recording_ref": ("recording_url", "recording", "recording_ref", "recording_link"),
     "notes": ("notes", "summary", "comment", "comments", "call_notes"),
-    "platform": ("platform", "channel"),
+    "platform": ("platform",),  # not "channel": a call tracker's channel is the marketing one ("Google Ads")
 }
 
 
