@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 import orjson
 
-from pipeline.sources.base import SourceError, parse_content_type
+from pipeline.sources.base import SourceError, parse_content_type, text_of
 from pipeline.sources.formdata import multipart_pairs, urlencoded_pairs
 
 Scheme = Literal[
@@ -95,7 +95,7 @@ def presented(scheme: Scheme, header: Header, body: bytes = b"", content_type: s
     if scheme == "mailgun":
         return _mailgun_presented(body, content_type)
     if scheme == "wufoo":
-        key = _field_text(_form_fields(body, content_type).get("HandshakeKey"))
+        key = text_of(_form_fields(body, content_type).get("HandshakeKey"))
         return Presented(key, None) if key else "missing_signature"
     signature_name, stamp_name, in_ms = _HEADERS[scheme]
     signature = header(signature_name)
@@ -199,11 +199,6 @@ def _form_fields(body: bytes, content_type: str) -> dict[str, Any]:
     except (SourceError, orjson.JSONDecodeError):
         pass
     return {}
-
-
-def _field_text(value: Any) -> str:
-    """A form field's value as text; anything else (a repeated field's list, a number) is none."""
-    return value.strip() if isinstance(value, str) else ""
 
 
 def _mailgun_presented(body: bytes, content_type: str) -> Presented | str:

@@ -115,13 +115,18 @@ def _wufoo_pairs(structure: Any, pairs: list[tuple[str, Any]], meta: dict[str, A
     return [(names.get(k, k), v) for k, v in pairs if k not in _WUFOO_UNREAD]
 
 
+#: Mailchimp's audience events that are no new contact, by the codes their receipts are counted under.
+_MAILCHIMP_EVENTS = frozenset({"unsubscribe", "cleaned", "upemail", "campaign"})
+
+
 def _mailchimp_pairs(pairs: list[tuple[str, Any]], meta: dict[str, Any]) -> list[tuple[str, Any]]:
     """A Mailchimp audience webhook (``type``, ``data[email]``, ``data[merges][FNAME]``): a subscription or a
     profile update is the person's fields; an unsubscribe, a cleaned address, an e-mail change or a campaign is no
     new contact (leadpipe never re-adds a person who unsubscribed; a withdrawal of consent is the DPO's right)."""
     kind = next((text_of(v) for k, v in pairs if k == "type"), None)
     if kind not in ("subscribe", "profile"):
-        raise NothingToTake(f"mailchimp_{kind or 'event'}", f"Mailchimp's {kind} event: no new contact in it")
+        code = kind if kind in _MAILCHIMP_EVENTS else "event"  # a code, never the payload's own text
+        raise NothingToTake(f"mailchimp_{code}", f"Mailchimp's {code} event: no new contact in it")
     meta["submitted_at"] = next((v for k, v in pairs if k == "fired_at"), None)
     meta["form_id"] = next((text_of(v) for k, v in pairs if k == "data[list_id]"), None)
     unread = {"type", "fired_at", "data[id]", "data[list_id]", "data[web_id]", "data[email_type]", "data[ip_opt]"}

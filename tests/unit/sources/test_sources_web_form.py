@@ -446,6 +446,11 @@ def test_what_the_form_tools_send_besides_the_fields_is_read_or_left_out() -> No
             "application/x-www-form-urlencoded",
             "mailchimp_unsubscribe",
         ),
+        (  # an unknown type is counted under a code, never under the payload's own text
+            b"type=jane%40example.com&data%5Blist_id%5D=a6b5da1054&data%5Bemail%5D=jane%40example.com",
+            "application/x-www-form-urlencoded",
+            "mailchimp_event",
+        ),
     ],
 )
 def test_a_cancellation_or_an_unsubscribe_is_no_new_contact(body: bytes, content_type: str, reason: str) -> None:
