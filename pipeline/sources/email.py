@@ -280,7 +280,7 @@ def _original_sender(msg: Message, name: str | None, address: str) -> tuple[str 
     forbids it (DMARC) puts its own address in ``From`` ("'Ana' via Sales <sales@...>") and the writer in
     ``X-Original-From`` (Google Groups) or ``Reply-To`` (Mailman). A company's sales@ is often such a group: without
     this every such lead would be the group's."""
-    if name is None or (via := _VIA.match(name)) is None:
+    if name is None or (via := _VIA.match(" ".join(name.split()))) is None:  # runs of spaces made one: linear
         return name, address
     for original in ("x-original-from", "reply-to"):
         for found_name, found in mime.addresses(msg, original):
