@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import vobject
+from vobject.base import backslashEscape
+from vobject.icalendar import stringToTextValues
 
 from pipeline.sources.base import SourceError, decode_text
 from pipeline.sources.fields import canonical_field, normalize_key
@@ -89,7 +91,7 @@ def card_fields(text: str, line: int = 1) -> dict[str, str]:
     put("message", _text(_first(contents.get("note"))))
     for prop, lines in contents.items():  # X-EVENT-DATE, X-CUSTOMER-ID ...: a known field an exporter added
         if prop.startswith("x-") and lines and (field := canonical_field(prop[2:])) is not None and field not in out:
-            put(field, _unescape(str(lines[0].value)))
+            put(field, ",".join(stringToTextValues(str(lines[0].value))))
     return out
 
 
@@ -98,7 +100,7 @@ def with_fields(text: str, values: Mapping[str, str]) -> str:
     (``leadpipe import --default``), so that the card itself, not a copy in another format, is what is submitted."""
     present = card_fields(text) if values else {}
     added = [
-        f"X-{normalize_key(name).upper().replace('_', '-')}:{_escape(value)}"
+        f"X-{normalize_key(name).upper().replace('_', '-')}:{backslashEscape(value)}"
         for name, value in values.items()
         if (canonical_field(name) or name) not in present
     ]
@@ -107,15 +109,6 @@ def with_fields(text: str, values: Mapping[str, str]) -> str:
     body = text.rstrip("\r\n")
     head, _, end = body.rpartition("\n")
     return "\r\n".join([head.rstrip("\r"), *added, end]) + "\r\n"
-
-
-def _escape(value: str) -> str:
-    """A TEXT value as RFC 6350 writes it (section 3.4)."""
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;").replace("\n", "\\n")
-
-
-def _unescape(value: str) -> str:
-    return re.sub(r"\\([\\,;nN])", lambda m: "\n" if m.group(1) in "nN" else m.group(1), value)
 
 
 def _without_binary(text: str) -> str:
