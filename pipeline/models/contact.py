@@ -112,6 +112,9 @@ class Interaction(StrictModel):
     history_at: int | None = Field(
         default=None,
         ge=0,
+        # not written when unset: a body without it reads in a worker of the version before it (unknown fields are
+        # refused), so a rolling upgrade dead-letters only threaded mail, not every event
+        exclude_if=lambda value: value is None,
         description="E-mail in a thread: where in `message` the history under a reply or a forward starts (a "
         "character offset: 'On ... wrote:', Outlook's header block); the answered message's words are not the "
         "writer's.",

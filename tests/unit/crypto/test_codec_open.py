@@ -74,3 +74,16 @@ def test_a_subject_key_out_of_bounds_is_refused_by_name(subject_key: str) -> Non
     record = ContactRecord.model_validate({**good.model_dump(), "subject_key": subject_key, "sealed": sealed})
     with pytest.raises(ValidationError, match="subject_key"):
         codec.open_contact(record)
+
+
+def test_a_body_without_a_reply_history_is_sealed_as_before_the_field() -> None:
+    """``history_at`` is written only when set: a worker of the version before it refuses unknown fields, so during a
+    rolling upgrade it still opens every body but a threaded mail's."""
+    plain = _event()
+    threaded = _event(history_at=3)
+    assert b"history_at" not in plain.interaction.model_dump_json().encode()
+    assert b'"history_at":3' in threaded.interaction.model_dump_json().encode()
+    codec = RecordCodec(Sealer(MemoryKeys()))
+    for event in (plain, threaded):
+        record = ContactRecord.model_validate_json(codec.seal_contact(event).model_dump_json())
+        assert codec.open_contact(record) == event
