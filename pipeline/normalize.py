@@ -55,22 +55,29 @@ phonenumbers.enable_pattern_cache()
 _MAILTO = re.compile(r"mailto:([^?]*)(?:\?.*)?", re.I | re.S)
 
 
-#: Fullwidth ASCII forms (U+FF01-U+FF5E) as the ASCII they stand for: an East Asian keyboard's at sign and letters.
-_FULLWIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+#: Fullwidth ASCII forms (U+FF01-U+FF5E) as the ASCII they stand for: an East Asian keyboard's at sign and letters;
+#: and the invisible characters an address copied from a web page or a document brings along (zero-width space,
+#: direction marks, word joiner, byte-order mark, soft hyphen), which no address contains, removed.
+_FULLWIDTH = {
+    **{code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)},
+    **dict.fromkeys([0x200B, 0x200E, 0x200F, 0x2060, 0xFEFF, 0x00AD]),
+}
 
 
 def canonical_email(value: str) -> str:
     """Syntax-checked (no DNS), local part kept (quoted where RFC 5321 needs it), domain lowercased, IDNA (ASCII).
 
     What an address field holds in practice is taken too: ``Jane Doe <jane@example.com>`` (an address book's or a
-    mail client's copy) and a ``mailto:`` link give the address inside.
+    mail client's copy) and a ``mailto:`` link give the address inside; the punctuation of a sentence after it
+    (``jane@example.com.``: no address ends so) and invisible characters a copy brought along are left out.
 
     A domain reserved for private or special use is ``reserved_email_domain``, not ``invalid_email``: the address
     is well-formed, only nobody can write to it from outside (a ``.local`` Active Directory name, a ``.test`` fixture).
     """
-    text = value.strip().translate(_FULLWIDTH)  # an address a Japanese input method typed
+    text = value.translate(_FULLWIDTH).strip()  # an address a Japanese input method typed, or copied from a page
     if mailto := _MAILTO.fullmatch(text):
         text = mailto.group(1).strip()
+    text = text.rstrip(".,;:").rstrip()
     try:
         result = validate_email(
             text, check_deliverability=False, allow_smtputf8=True, allow_quoted_local=True, allow_display_name=True
@@ -127,6 +134,29 @@ def canonical_phone(value: str, default_region: str | None = None, *, require_va
     """
     if default_region is None and (digits := value.strip()).startswith("00"):
         value = "+" + digits[2:]  # 00 is the international prefix of most of the world; no national number starts so
+    try:
+        return _e164(value, default_region, require_valid=require_valid)
+    except NormalizationError:
+        # A spreadsheet reads "+447400123456" as a number and drops the plus: digits that are a valid international
+        # number with the plus put back are taken as that (only when valid: nothing is guessed from a bad number).
+        digits = _PHONE_PUNCTUATION.sub("", value)
+        if not (digits.isdigit() and digits.isascii() and 8 <= len(digits) <= 15 and digits[0] != "0"):
+            raise
+        try:
+            return _e164("+" + digits, None, require_valid=True)
+        except NormalizationError:
+            raise NormalizationError(
+                "phone",
+                "invalid_phone",
+                "not a phone number" + ("" if default_region else " (no country prefix and no known country)"),
+            ) from None
+
+
+#: What separates a phone number's digit groups.
+_PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
+
+
+def _e164(value: str, default_region: str | None, *, require_valid: bool) -> str:
     try:
         parsed = phonenumbers.parse(value, default_region.upper() if default_region else None)
     except phonenumbers.NumberParseException:
@@ -357,11 +387,78 @@ _COUNTRY_ALIASES = {
     "ksa": "SA",
     "saudi": "SA",
     "eire": "IE",
+    "turkiye": "TR",
+    "great britain and northern ireland": "GB",
+    "großbritannien": "GB",
+    "grossbritannien": "GB",
+    "s. korea": "KR",
+    "korea (south)": "KR",
+    "korea, south": "KR",
+    "south korea": "KR",
+    "n. korea": "KP",
+    "korea (north)": "KP",
+    "korea, north": "KP",
+    "한국": "KR",
+    "prc": "CN",
+    "p.r. china": "CN",
+    "p.r.c.": "CN",
+    "mainland china": "CN",
+    "hong kong sar": "HK",
+    "hong kong s.a.r.": "HK",
+    "macau sar": "MO",
+    "macao sar": "MO",
+    "lao pdr": "LA",
+    "laos": "LA",
+    "bosnia": "BA",
+    "ประเทศไทย": "TH",  # "Prathet Thai", the country's everyday name; the catalog has ไทย alone
+    "ایران": "IR",  # Persian; the catalogs translate only "Iran, Islamic Republic of"
+    "السعودية": "SA",
+    "الامارات": "AE",
+    "ўзбекистон": "UZ",
 }
 
 
+#: What typed text and the catalogs write differently for the same name: Arabic vowel marks and the tatweel (typed
+#: text leaves them out, the Arabic catalog writes "السّعوديّة"), zero-width joiners (Sinhala, Persian), and the
+#: Arabic letters Persian and Arabic keyboards give different code points (yeh, kaf, alef with hamza).
+_NAME_FOLD = str.maketrans(
+    {
+        **dict.fromkeys([*range(0x064B, 0x0660), 0x0670, 0x0640, 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF]),
+        "\u064a": "\u06cc",  # ي -> ی
+        "\u0649": "\u06cc",  # ى -> ی
+        "\u0643": "\u06a9",  # ك -> ک
+        "\u0623": "\u0627",  # alef with hamza above -> alef
+        "\u0625": "\u0627",  # alef with hamza below -> alef
+        "\u0622": "\u0627",  # alef with madda -> alef
+    }
+)
+
+#: "The Bahamas", "Netherlands, The" (an index's inversion): the article is no part of the name ISO 3166 lists.
+_THE = re.compile(r"^the\s+|,\s*the$")
+
+
 def _name_key(name: str) -> str:
-    return unicodedata.normalize("NFC", name).strip().strip(".").casefold()
+    key = unicodedata.normalize("NFC", name).strip().strip(".").casefold().translate(_NAME_FOLD)
+    return _THE.sub("", key)
+
+
+def _unaccented(key: str) -> str:
+    """A name key without its Latin accents ("cote d'ivoire", "curacao", "peru"): how an ASCII-only export spells it."""
+    return "".join(c for c in unicodedata.normalize("NFD", key) if not unicodedata.combining(c))
+
+
+@lru_cache(maxsize=1)
+def _unaccented_names() -> dict[str, str]:
+    """English names and aliases by their unaccented keys, for a name typed without accents; a key two countries
+    would share is left out rather than guessed."""
+    found: dict[str, set[str]] = {}
+    for country in pycountry.countries:
+        for attribute in ("name", "common_name", "official_name"):
+            if name := getattr(country, attribute, None):
+                found.setdefault(_unaccented(_name_key(name)), set()).add(str(country.alpha_2))
+    for key, code in _ALIASES_BY_KEY.items():
+        found.setdefault(_unaccented(key), set()).add(code)
+    return {name: codes.pop() for name, codes in found.items() if len(codes) == 1}
 
 
 @lru_cache(maxsize=1)
@@ -404,7 +501,10 @@ def _country_by_name(name: str, *, localized: bool = True) -> str | None:
     try:
         return str(pycountry.countries.lookup(key).alpha_2)
     except LookupError:
-        return _localized_country_names().get(key) if localized else None
+        pass
+    if (code := _unaccented_names().get(_unaccented(key))) is not None:  # "Cote d'Ivoire" as an ASCII export writes it
+        return code
+    return _localized_country_names().get(key) if localized else None
 
 
 def country_code(value: str | None) -> str | None:

@@ -124,6 +124,23 @@ def test_country_from_location(location: str | None, code: str | None) -> None:
         ("Ελλάδα", "GR"),
         ("Việt Nam", "VN"),
         ("Mexico", "MX"),  # one catalog gives "Mexico" as Malaysia's name: English comes first, the clash is left out
+        # typed without the vowel marks the Arabic catalog writes ("السّعوديّة"), with another alef or yeh
+        ("المملكة العربية السعودية", "SA"),
+        ("الإمارات العربية المتحدة", "AE"),
+        ("الامارات", "AE"),
+        ("ශ්‍රී ලංකාව", "LK"),  # with the zero-width joiner typed text has and the catalog has not
+        ("ประเทศไทย", "TH"),
+        ("한국", "KR"),
+        ("Turkiye", "TR"),
+        ("Cote d'Ivoire", "CI"),  # an ASCII-only export's spelling
+        ("Curacao", "CW"),
+        ("Netherlands, The", "NL"),
+        ("The Bahamas", "BS"),
+        ("Korea, South", "KR"),
+        ("Hong Kong SAR", "HK"),
+        ("P.R. China", "CN"),
+        ("Lao PDR", "LA"),
+        ("Theland", None),
     ],
 )
 def test_country_field(value: str, code: str | None) -> None:
@@ -145,6 +162,26 @@ def test_phone_without_prefix_takes_the_country_of_the_location() -> None:
     assert normalize.canonical_phone("030 1234567", region) == "+49301234567"
     with pytest.raises(NormalizationError, match="no country prefix"):
         normalize.canonical_phone("030 1234567", None)
+
+
+@pytest.mark.parametrize(
+    ("value", "region", "e164"),
+    [
+        ("447400123456", None, "+447400123456"),  # a spreadsheet dropped the plus of +44 7400 123456
+        ("447400123456", "GB", "+447400123456"),
+        ("1 415 555 2671", None, "+14155552671"),
+        ("491712345678", "GB", "+491712345678"),  # not a British number; with the plus back a German one
+    ],
+)
+def test_an_international_number_that_lost_its_plus_is_read_with_it(value: str, region: str | None, e164: str) -> None:
+    assert normalize.canonical_phone(value, region, require_valid=True) == e164
+
+
+@pytest.mark.parametrize("value", ["12345678", "999999999999", "0447400123456", "1234"])
+def test_digits_that_are_no_valid_number_with_a_plus_stay_refused(value: str) -> None:
+    with pytest.raises(NormalizationError, match="no country prefix") as err:
+        normalize.canonical_phone(value, None, require_valid=True)
+    assert err.value.reason == "invalid_phone"
 
 
 @pytest.mark.parametrize(("value", "age"), [("17", 17), (17, 17), ("17 years", 17), ("42 Jahre", 42), (16.0, 16)])
@@ -221,6 +258,12 @@ def test_quoted_local_parts_are_valid_addresses(raw: str, canonical: str) -> Non
         ("mailto:jane@example.com", "jane@example.com"),
         ("MAILTO:jane@example.com?subject=Quote", "jane@example.com"),
         ("a?b@example.com", "a?b@example.com"),  # a question mark is a letter of a local part, not a query
+        ("jane@example.com.", "jane@example.com"),  # the end of the sentence it was typed in
+        ("jane@example.com;", "jane@example.com"),
+        ("jane@example.com, ", "jane@example.com"),
+        ("\u200bjane@example.com\u200b", "jane@example.com"),  # copied from a web page
+        ("\ufeffjane@exam\u00adple.com", "jane@example.com"),  # a spreadsheet's byte-order mark, a soft hyphen
+        ("jane@example.com\u200e", "jane@example.com"),  # the direction mark of a right-to-left page
     ],
 )
 def test_an_address_field_s_everyday_forms_give_the_address(raw: str, canonical: str) -> None:
@@ -245,7 +288,9 @@ def test_reserved_domains_have_their_own_reason(raw: str) -> None:
     assert "jdoe" not in str(err.value).lower()
 
 
-@pytest.mark.parametrize("raw", ["no-at-sign", "a@b", "a b@corp.local", "a@-x.local", "a@@corp.local"])
+@pytest.mark.parametrize(
+    "raw", ["no-at-sign", "a@b", "a b@corp.local", "a@-x.local", "a@@corp.local", "a@b.com, c@d.com", "a.@b.com."]
+)
 def test_malformed_addresses_stay_invalid_email(raw: str) -> None:
     with pytest.raises(NormalizationError) as err:
         normalize.canonical_email(raw)
