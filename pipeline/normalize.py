@@ -219,8 +219,14 @@ def is_visitor_key(key: str) -> bool:
 # ---- names, free text -------------------------------------------------------------------------------------------
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
+#: Forms of address and titles before a name, in the languages leads write them ("Dra.", "Sig.ra", "Dott.ssa",
+#: "Mag.", "ir."), with a German doctorate's field after "Dr." ("Dr. med.", "Dr. rer. nat."; only with its period:
+#: "Dr. Phil Jones" keeps Phil).
 _HONORIFIC = re.compile(
-    r"^(?:(?:dr|prof|mr|mrs|ms|mx|miss|sir|herr|frau|mme|mlle|m|sr|sra|ing|dipl\.?-ing)\.?\s+)+", re.I
+    r"^(?:(?:dr|dra|prof|mr|mrs|ms|mx|miss|mister|sir|dame|herr|frau|mme|mlle|madame|monsieur|mademoiselle|maître"
+    r"|m|sr|sra|srta|señor|señora|señorita|sig|sig\.ra|signor|signora|dott|dott\.ssa|ing|mag|mgr|ir|drs|rev"
+    r"|dipl\.?-ing)\.?\s+(?:(?:med|phil|jur|rer\.\s?nat|vet|dent|oec|h\.\s?c)\.\s+)*)+",
+    re.I,
 )
 _SPACES = re.compile(r"\s+")
 _CJK = (
@@ -256,7 +262,10 @@ def split_full_name(value: str | None) -> tuple[str | None, str | None]:
     if "," in name:
         last, _, first = name.partition(",")
         return normalize_name(_HONORIFIC.sub("", first.strip())), normalize_name(last)
-    name = _HONORIFIC.sub("", name) or name
+    bare = _HONORIFIC.sub("", name) or name
+    if bare != name and " " not in bare:  # "Dr. Smith", "Mrs Patel": a form of address goes with the family name
+        return None, bare
+    name = bare
     if _CJK_FULL_NAME.fullmatch(name):
         family, _, given = name.partition(" ")
         return given, family

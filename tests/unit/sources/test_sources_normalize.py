@@ -31,6 +31,14 @@ def test_names_are_trimmed_nfc_and_collapsed(raw: str, expected: str | None) -> 
         ("Jean-Luc de la Cruz", "Jean-Luc", "de la Cruz"),
         ("Dr. Anna Kowalska", "Anna", "Kowalska"),
         ("Prof. Dr. Hans Meier", "Hans", "Meier"),
+        ("Prof. Dr. med. Anna Schmidt", "Anna", "Schmidt"),
+        ("Dr. rer. nat. Jan Wolf", "Jan", "Wolf"),
+        ("Dr. Phil Jones", "Phil", "Jones"),  # a field of study only with its period
+        ("Dra. Ana Ruiz", "Ana", "Ruiz"),
+        ("Dott.ssa Giulia Bianchi", "Giulia", "Bianchi"),
+        ("Maître Paul Durand", "Paul", "Durand"),
+        ("Dr. Smith", None, "Smith"),  # a form of address before one name: the family name
+        ("Mrs Patel", None, "Patel"),
         ("Cher", "Cher", None),
         ("山田 太郎", "太郎", "山田"),  # written in Han/kana/Hangul: the family name first
         ("김 민수", "민수", "김"),
