@@ -100,9 +100,11 @@ def with_fields(text: str, values: Mapping[str, str]) -> str:
     (``leadpipe import --default``), so that the card itself, not a copy in another format, is what is submitted."""
     present = card_fields(text) if values else {}
     added = [
-        f"X-{normalize_key(name).upper().replace('_', '-')}:{backslashEscape(value)}"
+        f"X-{x_name.upper().replace('_', '-')}:{backslashEscape(value)}"
         for name, value in values.items()
         if (canonical_field(name) or name) not in present
+        # an X- name is ASCII letters, digits and dashes (RFC 6350 3.3): the field's canonical name when it has one
+        and (x_name := canonical_field(name) or normalize_key(name).encode("ascii", "ignore").decode().strip("_"))
     ]
     if not added:
         return text

@@ -16,7 +16,7 @@ def _table() -> dict[str, list[str]]:
     for line in DOC.read_text().splitlines():
         match = re.fullmatch(r"\| `(\w+)` \| (.+) \|", line)
         if match and match.group(1) in _ALIASES:
-            rows[match.group(1)] = re.findall(r"`(\w+)`", match.group(2))
+            rows[match.group(1)] = re.findall(r"`([^`]+)`", match.group(2).partition(" (")[0])
     return rows
 
 

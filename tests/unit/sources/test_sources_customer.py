@@ -7,6 +7,7 @@ from source_payloads import ctx_for, payload
 
 from pipeline.models.common import InteractionKind
 from pipeline.sources import SourceError, customer
+from pipeline.sources.base import decode_text
 
 
 def parse(name: str):  # type: ignore[no-untyped-def]
@@ -63,6 +64,57 @@ def test_a_german_spreadsheet_export_in_windows_1252_with_semicolons() -> None:
     person = event.person
     assert (person.first_name, person.last_name, person.company) == ("Jürgen", "Müller", "Müller GmbH")
     assert (person.phone, person.country_code) == ("+49301234567", "DE")
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "expected"),
+    [
+        (  # a Japanese Excel's "CSV" is Shift_JIS, its headings Japanese
+            "氏名,メールアドレス,電話番号,会社名,役職,国,Last Service Delivery\n"
+            "山田 太郎,taro@example.co.jp,090-1234-5678,株式会社テスト,部長,日本,2024-03-15\n"
+            "佐藤 花子,hanako@example.co.jp,03-1234-5678,株式会社サンプル,課長,日本,2024-04-01\n",
+            "cp932",
+            ("太郎", "山田", "taro@example.co.jp", "+819012345678", "株式会社テスト", "部長", "JP"),
+        ),
+        (  # a Chinese one's is GBK
+            "姓名,邮箱,手机号,公司名称,职位,国家,Last Service Delivery\n"
+            "王 伟,wang.wei@example.cn,138 0013 8000,华为技术有限公司,经理,中国,2024-03-15\n"
+            "李 娜,li.na@example.cn,139 1234 5678,阿里巴巴集团,总监,中国,2024-04-01\n",
+            "gbk",
+            ("伟", "王", "wang.wei@example.cn", "+8613800138000", "华为技术有限公司", "经理", "CN"),
+        ),
+        (  # a Russian one's Windows-1251
+            "Имя,Фамилия,Электронная почта,Телефон,Компания,Должность,Страна,Last Service Delivery\n"
+            "Дмитрий,Иванов,d.ivanov@example.ru,8 912 345-67-89,Газпром,Менеджер,Россия,2024-03-15\n"
+            "Ольга,Смирнова,o.smirnova@example.ru,8 916 123-45-67,Сбербанк,Директор,Россия,2024-04-01\n",
+            "cp1251",
+            ("Дмитрий", "Иванов", "d.ivanov@example.ru", "+79123456789", "Газпром", "Менеджер", "RU"),
+        ),
+        (  # Korean headings in UTF-8
+            "이름,이메일,휴대폰,회사명,직책,국가,Last Service Delivery\n"
+            "김민준,minjun@example.kr,010-1234-5678,삼성전자,과장,대한민국,2024-03-15\n",
+            "utf-8",
+            ("민준", "김", "minjun@example.kr", "+821012345678", "삼성전자", "과장", "KR"),
+        ),
+    ],
+)
+def test_a_spreadsheet_saved_in_its_language_s_code_page_with_headings_in_that_language(
+    text: str, encoding: str, expected: tuple[str, ...]
+) -> None:
+    """Each column was unknown (its heading a word of another script) and the file mis-decoded as Windows-1252: every
+    row was rejected ``no_identity``."""
+    raw = text.encode(encoding)
+    event = customer.parse(raw, ctx_for("customer", raw, "text/csv"))[0]
+    person = event.person
+    got = (person.first_name, person.last_name, person.email, person.phone, person.company, person.position)
+    assert (*got, person.country_code) == expected
+
+
+def test_windows_1252_text_stays_windows_1252() -> None:
+    """The code page is looked for only when Windows-1252 does not read as text: Western exports, the most common,
+    are read as before (a short one or one of symbols too)."""
+    for text in ("Nom,Prénom\nLefèvre,Hélène\n", "Müller\n", "Preis\n10 €; © ™ ½\n", "Nombre\nJosé Muñoz, A Coruña\n"):
+        assert decode_text(text.encode("cp1252")) == text
 
 
 def test_address_book_exports_as_google_outlook_and_salesforce_write_them() -> None:

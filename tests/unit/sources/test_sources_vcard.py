@@ -91,6 +91,13 @@ def test_with_fields_adds_only_what_the_card_lacks_and_round_trips() -> None:
     assert with_fields(text, {"event_date": "2024-05-14"}) == text
 
 
+def test_a_default_named_in_another_script_is_added_under_an_ascii_name() -> None:
+    text = card("N:Doe;Jane;;;", "EMAIL:jane@example.com")
+    filled = with_fields(text, {"Компания": "Газпром", "Заметка": "x"})  # a known field, and one leadpipe does not read
+    assert "X-COMPANY:Газпром" in filled and card_fields(filled)["company"] == "Газпром"
+    assert all(line.isascii() for line in (row.partition(":")[0] for row in filled.splitlines()))
+
+
 @pytest.mark.parametrize(
     ("raw", "reason", "field"),
     [

@@ -529,3 +529,38 @@ def test_a_webhook_that_only_names_the_lead_says_what_to_send(payload: object) -
     with pytest.raises(SourceError) as err:
         web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
     assert err.value.reason == "unexpanded_webhook" and "send" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (  # a Russian form (Tilda, Bitrix): its fields named in Russian
+            {"Имя": "Анна", "Фамилия": "Кузнецова", "Электронная почта": "anna@example.ru",
+             "Телефон": "+7 916 123-45-67", "Компания": "Яндекс", "Сообщение": "Хотим демо"},
+            ("Анна", "Кузнецова", "anna@example.ru", "+79161234567", "Яндекс", "Хотим демо"),
+        ),
+        (  # a Japanese one
+            {"お名前": "山田 太郎", "メールアドレス": "taro@example.co.jp", "電話番号": "+81 90-1234-5678",
+             "会社名": "株式会社テスト", "お問い合わせ内容": "資料をください"},
+            ("太郎", "山田", "taro@example.co.jp", "+819012345678", "株式会社テスト", "資料をください"),
+        ),
+        (  # a Turkish one, its dotted and cedilla letters folded like French accents
+            {"Adı Soyadı": "Ayşe Yılmaz", "E-posta": "ayse@example.com.tr", "Telefon": "+90 532 123 45 67",
+             "Şirket": "Koç Holding", "Mesaj": "Teklif istiyorum"},
+            ("Ayşe", "Yılmaz", "ayse@example.com.tr", "+905321234567", "Koç Holding", "Teklif istiyorum"),
+        ),
+        (  # an Arabic one
+            {"الاسم": "محمد العلي", "البريد الإلكتروني": "m@example.sa", "رقم الجوال": "+966 50 123 4567",
+             "الشركة": "أرامكو", "الرسالة": "نريد عرضا"},
+            ("محمد", "العلي", "m@example.sa", "+966501234567", "أرامكو", "نريد عرضا"),
+        ),
+    ],
+)  # fmt: skip
+def test_a_form_whose_fields_are_named_in_another_script(fields: dict[str, str], expected: tuple[str, ...]) -> None:
+    """Field names in Cyrillic, Japanese or Arabic were folded to nothing (an ASCII-only key): every one unknown, the
+    person's address and phone lines of the message and the form rejected ``no_identity``."""
+    raw = json.dumps(fields).encode()
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
+    person = event.person
+    got = (person.first_name, person.last_name, person.email, person.phone, person.company)
+    assert (*got, event.interaction.message) == expected
