@@ -531,18 +531,33 @@ def make_event(
     return built
 
 
+#: What names a form's kind, in the languages its name, page or type field is written in (German, French, Spanish,
+#: Italian, Portuguese, Dutch, Polish, Russian, Japanese, Chinese, Korean), most specific first: a white paper's
+#: download page, a demo request, a request for an expert's take or a quote, a contact form.
+_KIND_WORDS = (
+    (
+        InteractionKind.WHITE_PAPER,
+        re.compile(
+            r"white[\s_-]?paper|e-?book|download|livre[\s_-]blanc|libro[\s_-]b(?:lanco|ianco)|herunterladen"
+            r"|t[ée]l[ée]charg|descarg|scarica|baixar|pobierz|скачать|資料ダウンロード|白皮书|백서"
+        ),
+    ),
+    (InteractionKind.DEMO_REQUEST, re.compile(r"\bd[ée]mo(?!li)|демо|デモ|演示|데모")),
+    (
+        InteractionKind.EXPERT_REQUEST,
+        re.compile(
+            r"expert|consult|estimate|quote|beratung|angebot|kostenvoranschlag|devis|cotizaci|presupuesto"
+            r"|preventivo|or[çc]amento|offerte|wycena|консультац|коммерческое предложение|見積|相談|报价|咨询|상담|견적"
+        ),
+    ),
+    (InteractionKind.CONTACT_US, re.compile(r"conta(?:c?t)|kontakt|связ|お問い合わせ|联系|聯絡|문의")),
+)
+
+
 def interaction_kind(*hints: str | None, default: InteractionKind) -> InteractionKind:
     """The form type from whatever names it (a type field, the form's name, the page URL)."""
     text = " ".join(h.lower() for h in hints if h)
-    if re.search(r"white[\s_-]?paper|e-?book|download", text):
-        return InteractionKind.WHITE_PAPER
-    if re.search(r"\bdemo", text):
-        return InteractionKind.DEMO_REQUEST
-    if re.search(r"expert|consult|estimate|quote", text):
-        return InteractionKind.EXPERT_REQUEST
-    if re.search(r"contact", text):
-        return InteractionKind.CONTACT_US
-    return default
+    return next((kind for kind, words in _KIND_WORDS if words.search(text)), default)
 
 
 def require_events(events: list[ContactEvent]) -> list[ContactEvent]:

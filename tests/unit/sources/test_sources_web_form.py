@@ -564,3 +564,29 @@ def test_a_form_whose_fields_are_named_in_another_script(fields: dict[str, str],
     person = event.person
     got = (person.first_name, person.last_name, person.email, person.phone, person.company)
     assert (*got, event.interaction.message) == expected
+
+
+@pytest.mark.parametrize(
+    ("form_name", "kind"),
+    [
+        ("Demo anfordern", InteractionKind.DEMO_REQUEST),
+        ("Demande de démo", InteractionKind.DEMO_REQUEST),
+        ("Запросить демо", InteractionKind.DEMO_REQUEST),
+        ("免费演示", InteractionKind.DEMO_REQUEST),
+        ("Whitepaper herunterladen", InteractionKind.WHITE_PAPER),
+        ("Télécharger le livre blanc", InteractionKind.WHITE_PAPER),
+        ("資料ダウンロード", InteractionKind.WHITE_PAPER),
+        ("Angebot anfordern", InteractionKind.EXPERT_REQUEST),
+        ("Demande de devis", InteractionKind.EXPERT_REQUEST),
+        ("Presupuesto sin compromiso", InteractionKind.EXPERT_REQUEST),
+        ("見積もり依頼", InteractionKind.EXPERT_REQUEST),
+        ("Kontaktformular", InteractionKind.CONTACT_US),
+        ("Demolition works", InteractionKind.CONTACT_US),  # no demo: the form's default
+    ],
+)
+def test_a_form_s_kind_is_read_from_its_name_in_other_languages(form_name: str, kind: InteractionKind) -> None:
+    """The kind decides the purpose and legal basis (a demo request's is not a quote's): a German "Angebot anfordern"
+    or a French "Demande de démo" were contact forms before."""
+    raw = json.dumps({"form": {"name": form_name}, "email": "ana@example.com"}).encode()
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
+    assert event.interaction.kind is kind
