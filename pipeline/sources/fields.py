@@ -709,10 +709,19 @@ def is_honeypot(key: str) -> bool:
     )
 
 
+#: A consent checkbox's name, in English and as German, French, Spanish, Italian, Dutch, Polish, Russian, Japanese,
+#: Chinese and Korean forms name it (Einwilligung, DSGVO, RGPD, acepto, consenso, toestemming, zgoda, согласие, 同意).
 _CONSENT = re.compile(
     r"consent|gdpr|opt_?in|newsletter|subscribe|marketing|communications|further_contact|agree|accept"
+    r"|einwilligung|zustimmung|einverstanden|dsgvo|rgpd|acepto|consenso|toestemming|akkoord|zgoda|согласи|同意|동의"
 )
-_NOT_CONSENT = re.compile(r"privacy|terms|tos|conditions|policy")
+#: ... unless it acknowledges a privacy notice, terms or the processing of personal data (Datenschutz, AGB,
+#: confidentialité, privacidad, согласие на обработку персональных данных, 個人情報).
+_NOT_CONSENT = re.compile(
+    r"privacy|terms|tos|conditions|policy|datenschutz|agb|confidentialit|privacidad|privacidade|privacit|privacybeleid"
+    r"|prywatnos|конфиденциальн|個人情報|プライバシー|隐私|隱私|개인정보"
+    r"|персональн|datos_personales|dati_personali|donnees_personnelles|personenbezogen|dane_osobowe|dados_pessoais"
+)
 
 
 @lru_cache(maxsize=4096)

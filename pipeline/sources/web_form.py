@@ -540,9 +540,11 @@ def _wording(value: Any) -> str | None:
 
 def _label_wording(key: str) -> str | None:
     """A consent field named by its label ("I agree to receive marketing e-mails", as Tally, Wix and HubSpot's fields
-    list send it) carries what the person agreed to; a field name (``acceptance-marketing``) does not."""
+    list send it; "メールマガジンの配信に同意する", eight or more CJK or Hangul characters) carries what the person
+    agreed to; a field name (``acceptance-marketing``, ``同意``) does not."""
     text = key.strip()
-    return text if len(text.split()) >= 4 else None
+    east_asian = sum(1 for c in text if "\u2e80" <= c <= "\ud7af")  # CJK and Hangul: a sentence without spaces
+    return text if len(text.split()) >= 4 or east_asian >= 8 else None
 
 
 def _hubspot_consents(legal: dict[str, Any], given_at: Any) -> list[Consent]:

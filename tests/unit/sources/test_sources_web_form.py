@@ -590,3 +590,30 @@ def test_a_form_s_kind_is_read_from_its_name_in_other_languages(form_name: str, 
     raw = json.dumps({"form": {"name": form_name}, "email": "ana@example.com"}).encode()
     [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
     assert event.interaction.kind is kind
+
+
+@pytest.mark.parametrize(
+    ("label", "consent"),
+    [
+        ("Einwilligung Marketing", True),
+        ("Ja, ich bin einverstanden, dass Sie mich zu weiteren Leistungen kontaktieren", True),
+        ("J'accepte de recevoir des offres", True),
+        ("Acepto recibir comunicaciones comerciales", True),
+        ("Согласие на рассылку", True),
+        ("メールマガジンの配信に同意する", True),
+        ("마케팅 정보 수신 동의", True),
+        ("Ich habe die Datenschutzerklärung gelesen und bin einverstanden", False),  # an acknowledgement
+        ("J'accepte la politique de confidentialité", False),
+        ("Согласие на обработку персональных данных", False),
+        ("個人情報の取り扱いに同意する", False),
+    ],
+)
+def test_a_consent_checkbox_named_in_another_language(label: str, consent: bool) -> None:
+    """A ticked box asking for further contact is the consent it words; one acknowledging the privacy notice or the
+    processing of personal data is none (it was no consent either way before: its name was not read)."""
+    raw = json.dumps({"email": "ana@example.com", label: "on"}).encode()
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
+    assert [c.purpose for c in event.consents] == ([Purpose.FURTHER_CONTACT] if consent else [])
+    if consent:  # a sentence is what the person agreed to; a field's name is no wording
+        worded = len(label.split()) >= 4 or label in ("メールマガジンの配信に同意する", "마케팅 정보 수신 동의")
+        assert event.consents[0].wording == (label if worded else None)
