@@ -486,7 +486,21 @@ def checkbox_ticked(value: Any) -> bool:
     text = text_of(value)
     if text is None:
         return False
-    return text.lower() not in {"0", "false", "no", "off", "unchecked", "n", "none", "null", "nein", "non"}
+    return text.lower() not in UNTICKED
+
+
+#: What a form posts for a box left unticked or a question answered no, in the languages forms are written in: a
+#: Russian form's "нет" is no consent.
+UNTICKED = frozenset(
+    {"0", "false", "no", "off", "unchecked", "n", "none", "null", "nein", "non", "nee", "nej", "nei", "ei", "nie", "ne",
+     "não", "nao", "hayır", "hayir", "όχι", "нет", "ні", "не", "いいえ", "否", "不", "不同意", "아니오", "아니요"}
+)  # fmt: skip
+#: What a ticked box posts when it does not post its label: a tick, not the wording of a consent (Greek's yes
+#: written by its code points: its three letters look like Latin ones).
+TICKED = frozenset(
+    {"1", "true", "on", "yes", "checked", "y", "ja", "oui", "sí", "si", "sim", "tak", "ano", "kyllä", "evet",
+     "\u03bd\u03b1\u03b9", "да", "так", "はい", "是", "예", "네"}
+)  # fmt: skip
 
 
 def make_event(

@@ -31,6 +31,7 @@ from pipeline.models.contact import Consent, ContactEvent
 from pipeline.normalize import clean_text
 from pipeline.sources import fields, formdata
 from pipeline.sources.base import (
+    TICKED,
     NothingToTake,
     Problem,
     SourceContext,
@@ -533,7 +534,7 @@ def clean(text: str | None) -> str | None:
 def _wording(value: Any) -> str | None:
     """A checkbox that sends its label ("I agree to be contacted about other services") carries its own wording."""
     text = text_of(value)
-    if text is None or text.lower() in {"1", "true", "on", "yes", "checked", "y", "ja", "oui"}:
+    if text is None or text.lower() in TICKED:
         return None
     return text
 

@@ -617,3 +617,15 @@ def test_a_consent_checkbox_named_in_another_language(label: str, consent: bool)
     if consent:  # a sentence is what the person agreed to; a field's name is no wording
         worded = len(label.split()) >= 4 or label in ("メールマガジンの配信に同意する", "마케팅 정보 수신 동의")
         assert event.consents[0].wording == (label if worded else None)
+
+
+@pytest.mark.parametrize(
+    ("value", "consent"),
+    [("нет", False), ("Nee", False), ("não", False), ("いいえ", False), ("Hayır", False), ("да", True), ("Sí", True)],
+)
+def test_a_consent_box_answered_in_another_language(value: str, consent: bool) -> None:
+    """A Russian form's "нет" for a box left unticked was read as ticked (only English, German and French noes were
+    known): a consent the person never gave. A yes is a tick, not the consent's wording."""
+    raw = json.dumps({"email": "ana@example.com", "marketing_consent": value}).encode()
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
+    assert [(c.purpose, c.wording) for c in event.consents] == ([(Purpose.FURTHER_CONTACT, None)] if consent else [])
