@@ -560,19 +560,46 @@ def country_from_location(location: str | None) -> str | None:
 
 # ---- age ----------------------------------------------------------------------------------------------------------
 
-_AGE = re.compile(r"^\s*(\d{1,3})(?:\s*(?:years?|yrs?|y\.?o\.?|jahre|ans|лет|года?))?(?:\s*old)?\s*$", re.I)
+#: "years" after an age, as forms write it: English, German, French, Spanish, Portuguese, Italian, Dutch, Polish,
+#: Russian, Ukrainian, Turkish, Finnish, Nordic, Greek, Japanese, Chinese, Korean.
+_YEARS = (
+    r"(?:\s*(?:years?|yrs?|y\.?o\.?|jahre|ans|años|anos|anni|jaar|lat|lata|лет|года?|роки?|років|yaş(?:ında)?"
+    r"|vuotta|år|ετών|χρονών|歳|才|岁|歲|살|세)(?:\s*old)?)?"
+)
+_AGE = re.compile(rf"^\s*(\d{{1,3}}){_YEARS}\s*$", re.I)
+#: An age bracket ("18-24", "25 to 34 Jahre", "65+", "under 16"), read as the youngest age it takes in; the dashes
+#: are the hyphen, en and em dashes, the tildes ASCII, wave and fullwidth (a Japanese form's 18 wave-dash 24).
+_AGE_RANGE = re.compile(
+    rf"^\s*(\d{{1,3}})\s*(?:[-\u2013\u2014~\u301c\uff5e]|to|bis|à|a|al)\s*\d{{1,3}}{_YEARS}\s*$", re.I
+)
+_AGE_AND_OVER = re.compile(
+    rf"^\s*(\d{{1,3}}){_YEARS}\s*(?:\+|and (?:over|older|above)|or older|und älter|et plus|o más|代|以上|이상)"
+    rf"{_YEARS}\s*$",
+    re.I,
+)
+_AGE_UNDER = re.compile(
+    rf"^\s*(?:(?:under|below|younger than|less than|<|unter|jünger als|moins de|menos de|meno di|jonger dan|poniżej"
+    rf"|младше|до)\s*\d{{1,3}}{_YEARS}|\d{{1,3}}{_YEARS}\s*(?:未満|以下|미만))\s*$",
+    re.I,
+)
 
 
 def parse_stated_age(value: object) -> int:
-    """A stated age ("17", "17 years", 17); refuses anything that is not a plausible whole number of years."""
+    """A stated age ("17", "17 years", "15歳", 17); refuses anything that is not a plausible whole number of years.
+
+    An age bracket a form offers is read as the youngest age it takes in ("18-24" is 18, "65+" 65, "under 16" 0):
+    whether the person may be a child (policy section 12) is decided on what they may be, not on a guess.
+    """
     if isinstance(value, bool):
         raise NormalizationError("stated_age", "invalid_age", "not an age in years")
     if isinstance(value, int):
         age = value
     elif isinstance(value, float) and value.is_integer():
         age = int(value)
+    elif _AGE_UNDER.fullmatch(text := str(value)):
+        age = 0
     else:
-        match = _AGE.fullmatch(str(value))
+        match = _AGE.fullmatch(text) or _AGE_RANGE.fullmatch(text) or _AGE_AND_OVER.fullmatch(text)
         if match is None:
             raise NormalizationError("stated_age", "invalid_age", "not an age in years")
         age = int(match.group(1))

@@ -197,7 +197,34 @@ def test_stated_age(value: object, age: int) -> None:
     assert normalize.parse_stated_age(value) == age
 
 
-@pytest.mark.parametrize("value", ["seventeen", "-3", "200", True, 17.5])
+@pytest.mark.parametrize(
+    ("value", "age"),
+    [
+        ("15歳", 15),
+        ("17 años", 17),
+        ("16 лет", 16),
+        ("15세", 15),
+        # a bracket a form offers: the youngest age it takes in
+        ("25-34", 25),
+        ("25 – 34 Jahre", 25),
+        ("18〜24", 18),
+        ("16 to 24", 16),
+        ("13-17", 13),
+        ("65+", 65),
+        ("65 years and over", 65),
+        ("60歳以上", 60),
+        ("20代", 20),
+        ("Under 18", 0),
+        ("unter 16", 0),
+        ("18歳未満", 0),
+        ("19세 미만", 0),
+    ],
+)
+def test_stated_ages_and_brackets_as_forms_in_other_languages_write_them(value: str, age: int) -> None:
+    assert normalize.parse_stated_age(value) == age
+
+
+@pytest.mark.parametrize("value", ["seventeen", "-3", "200", True, 17.5, "18-", "+5", "5++", "abc 16", "1-2-3"])
 def test_bad_stated_age(value: object) -> None:
     with pytest.raises(NormalizationError):
         normalize.parse_stated_age(value)

@@ -629,3 +629,12 @@ def test_a_consent_box_answered_in_another_language(value: str, consent: bool) -
     raw = json.dumps({"email": "ana@example.com", "marketing_consent": value}).encode()
     [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
     assert [(c.purpose, c.wording) for c in event.consents] == ([(Purpose.FURTHER_CONTACT, None)] if consent else [])
+
+
+@pytest.mark.parametrize(("bracket", "age"), [("25-34", 25), ("65+", 65), ("13-17", 13), ("Under 18", 0)])
+def test_a_form_s_age_bracket_is_its_youngest_age_not_a_rejection(bracket: str, age: int) -> None:
+    """A form asking for an age range ("25-34") was rejected whole (``invalid_age``, fatal): the lead was lost to the
+    dead-letter topic. The youngest age of the bracket decides whether the person may be a child."""
+    raw = json.dumps({"email": "ana@example.com", "age": bracket}).encode()
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
+    assert event.person.stated_age == age
