@@ -120,7 +120,7 @@ def test_quarantine_retention_fits_the_topic() -> None:
         (lambda d: d["spam"]["blocklist"].update(ips=["10.0.0.300"]), "spam.blocklist.ips: [0] is not an IP"),
         (lambda d: d["spam"]["rate_limits"]["per_ip"].update(window="1y"), "spam.rate_limits.per_ip.window:"),
         (lambda d: d["children"].update(minimum_age=0), "children.minimum_age:"),
-        (lambda d: d["children"]["age_statement_patterns"].append("(open"), "children.age_statement_patterns: [4]"),
+        (lambda d: d["children"]["age_statement_patterns"].insert(1, "(open"), "children.age_statement_patterns: [1]"),
         (lambda d: d["children"]["age_statement_patterns"].append(r"\d+"), "has no named group 'age'"),
         (lambda d: d["consent"].update(accepted_methods=["telepathy"]), "consent.accepted_methods:"),
         (lambda d: d.update(surprise=1), "surprise: Extra inputs are not permitted"),

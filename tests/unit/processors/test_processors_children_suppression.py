@@ -57,6 +57,18 @@ def test_birth_date_is_counted_on_the_day_of_the_contact(make_ctx: Callable[...,
         "hello. I am only 12.",
         "my age is 13",
         "I turn 15 next month",
+        "Hallo, ich bin 14 Jahre alt und möchte programmieren lernen",
+        "Bonjour, j'ai 15 ans et je cherche un stage",
+        "Hola, tengo 13 años.",
+        "Ciao, ho 14 anni e vorrei informazioni",
+        "Olá, tenho 15 anos",
+        "Hoi, ik ben 12 jaar oud",
+        "Cześć, mam 15 lat",
+        "Здравствуйте, мне 14 лет",
+        "こんにちは、私は15歳です",
+        "你好，我今年14岁",
+        "안녕하세요, 저는 15살입니다",
+        "Merhaba, 14 yaşındayım",
     ],
 )
 def test_first_person_age_statements_under_16_drop(text: str, make_ctx: Callable[..., ChainContext]) -> None:
@@ -72,6 +84,15 @@ def test_first_person_age_statements_under_16_drop(text: str, make_ctx: Callable
         "Our team has 12 engineers",
         "I am 3 weeks into the project",
         "I'm 15 minutes late for the call",
+        "Ich bin 30 Jahre alt und leite ein Team",
+        "J'ai 12 ans d'expérience dans la logistique",  # years of something, in every language: no age
+        "Tengo 10 años de experiencia en ventas",
+        "Ho 15 anni di esperienza",
+        "Tenho 12 anos de carreira",
+        "Mam 10 lat doświadczenia",
+        "Ich bin 24/7 erreichbar",
+        "Мне 35 лет, я директор",
+        "我们公司15岁了",  # "our company is 15": no first person
     ],
 )
 def test_other_numbers_are_not_ages(text: str, make_ctx: Callable[..., ChainContext]) -> None:
