@@ -6,6 +6,7 @@ logs can name a person without carrying their address, and nobody without the pe
 
 from __future__ import annotations
 
+import contextlib
 import gettext
 import hashlib
 import hmac
@@ -137,6 +138,11 @@ def canonical_phone(value: str, default_region: str | None = None, *, require_va
     try:
         return _e164(value, default_region, require_valid=require_valid)
     except NormalizationError:
+        if (mexican := _MEXICAN_MOBILE.fullmatch(_PHONE_PUNCTUATION.sub("", value))) is not None:
+            # Mexico's mobile numbers were dialled from abroad with a 1 after +52 until 2019 and many address books
+            # still hold them so: the same number without it (only when that is valid)
+            with contextlib.suppress(NormalizationError):
+                return _e164("+52" + mexican.group(1), None, require_valid=True)
         # A spreadsheet reads "+447400123456" as a number and drops the plus: digits that are a valid international
         # number with the plus put back are taken as that (only when valid: nothing is guessed from a bad number).
         digits = _PHONE_PUNCTUATION.sub("", value)
@@ -154,6 +160,8 @@ def canonical_phone(value: str, default_region: str | None = None, *, require_va
 
 #: What separates a phone number's digit groups.
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
+#: +52 1 55 1234 5678: a Mexican mobile number in its pre-2019 international form.
+_MEXICAN_MOBILE = re.compile(r"(?:\+|00)521(\d{10})")
 
 
 def _e164(value: str, default_region: str | None, *, require_valid: bool) -> str:

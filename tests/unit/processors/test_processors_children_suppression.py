@@ -66,7 +66,7 @@ def test_birth_date_is_counted_on_the_day_of_the_contact(make_ctx: Callable[...,
         "Cześć, mam 15 lat",
         "Здравствуйте, мне 14 лет",
         "こんにちは、私は15歳です",
-        "你好，我今年14岁",
+        "你好\uff0c我今年14岁",  # a fullwidth comma
         "안녕하세요, 저는 15살입니다",
         "Merhaba, 14 yaşındayım",
     ],

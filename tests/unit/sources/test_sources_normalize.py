@@ -179,10 +179,17 @@ def test_phone_without_prefix_takes_the_country_of_the_location() -> None:
         ("447400123456", "GB", "+447400123456"),
         ("1 415 555 2671", None, "+14155552671"),
         ("491712345678", "GB", "+491712345678"),  # not a British number; with the plus back a German one
+        ("+52 1 55 1234 5678", None, "+525512345678"),  # a Mexican mobile as dialled from abroad before 2019
+        ("+52 1 55 1234 5678", "MX", "+525512345678"),
     ],
 )
 def test_an_international_number_that_lost_its_plus_is_read_with_it(value: str, region: str | None, e164: str) -> None:
     assert normalize.canonical_phone(value, region, require_valid=True) == e164
+
+
+def test_a_mexican_number_that_is_none_without_its_old_mobile_1_stays_refused() -> None:
+    with pytest.raises(NormalizationError, match="not a possible phone number"):
+        normalize.canonical_phone("+52 1 00 1234 5678", None, require_valid=True)
 
 
 @pytest.mark.parametrize("value", ["12345678", "999999999999", "0447400123456", "1234"])
@@ -206,7 +213,7 @@ def test_stated_age(value: object, age: int) -> None:
         ("15세", 15),
         # a bracket a form offers: the youngest age it takes in
         ("25-34", 25),
-        ("25 – 34 Jahre", 25),
+        ("25 \u2013 34 Jahre", 25),  # an en dash
         ("18〜24", 18),
         ("16 to 24", 16),
         ("13-17", 13),
