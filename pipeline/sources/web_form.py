@@ -86,7 +86,30 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
         pairs = _mailchimp_pairs(pairs, meta)
     if (structure := next((v for k, v in pairs if k == "FieldStructure"), None)) is not None:
         pairs = _wufoo_pairs(structure, pairs, meta)
+    if (posted := next((v for k, v in pairs if k == "data.json"), None)) is not None:
+        pairs = _unbounce_pairs(posted, pairs, meta)
     return [_event(pairs, meta, attachments, ctx)]
+
+
+#: What Unbounce posts about the page and the submission beside its ``data.json``, and inside it.
+_UNBOUNCE_UNREAD = frozenset(
+    {"data.json", "data.xml", "page_id", "page_uuid", "variant", "time_submitted", "date_submitted", "page_url"}
+)
+
+
+def _unbounce_pairs(posted: Any, pairs: list[tuple[str, Any]], meta: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Unbounce's landing-page webhook: a form post whose ``data.json`` holds the fields, each a list of its values
+    (``{"email": ["jane@example.com"]}``), beside the page's id, URL and name."""
+    try:
+        fields_posted = obj(orjson.loads(text_of(posted) or ""))
+    except orjson.JSONDecodeError:
+        raise SourceError("unexpected_shape", "data.json", "Unbounce's data.json is not JSON") from None
+    outer = dict(pairs)
+    meta["form_name"] = text_of(outer.get("page_name"))
+    meta["form_id"] = text_of(outer.get("page_id"))
+    meta["context"] = {"pageUri": outer.get("page_url") or _listed_value({"value": fields_posted.get("page_url")})}
+    named = [(k, _listed_value({"value": v})) for k, v in fields_posted.items() if k not in _UNBOUNCE_UNREAD]
+    return [*named, *((k, v) for k, v in pairs if k not in _UNBOUNCE_UNREAD and k not in ("page_name",))]
 
 
 #: Wufoo's field types that say what a field holds whatever its title.
@@ -458,6 +481,8 @@ def _event(
         elif (text := text_of(value)) is not None:
             extra_lines.append(f"{key.strip()}: {text}")
     values = fields.collect(known)
+    if "email" not in values and (found := _unnamed_address(extra_lines)) is not None:
+        values["email"] = extra_lines.pop(found).partition(": ")[2]
     context = meta.get("context") or {}
     unread: list[Problem] = []
     occurred = parse_timestamp(meta.get("submitted_at") or values.get("occurred_at"), "submitted_at", unread)
@@ -514,6 +539,20 @@ def _event(
         consents=consents,
         occurred_at=occurred,
         problems=problems,
+    )
+
+
+#: A field's whole value that is an e-mail address and nothing else.
+_ADDRESS_VALUE = re.compile(r"[^@\s:,;<>]+@[^@\s:,;<>]+\.[^@\s:,;<>]+")
+
+
+def _unnamed_address(lines: list[str]) -> int | None:
+    """Which of the fields leadpipe does not know by name holds the person's e-mail address, when no field is named
+    as one: the first whose value is an address and nothing else (Gravity Forms' webhook names its fields by number,
+    ``"2": "jane@example.com"``; a builder's generated id). None when there is no such field."""
+    return next(
+        (i for i, line in enumerate(lines) if _ADDRESS_VALUE.fullmatch(line.partition(": ")[2].strip())),
+        None,
     )
 
 

@@ -638,3 +638,42 @@ def test_a_form_s_age_bracket_is_its_youngest_age_not_a_rejection(bracket: str, 
     raw = json.dumps({"email": "ana@example.com", "age": bracket}).encode()
     [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
     assert event.person.stated_age == age
+
+
+def test_unbounce_s_webhook_reads_the_fields_of_its_data_json() -> None:
+    """Unbounce posts the form's fields as a JSON object of lists in one form field, ``data.json``: every field was
+    unknown and the lead rejected ``no_identity``."""
+    posted = {
+        "first_name": ["Jane"],
+        "last_name": ["Doe"],
+        "email": ["jane@example.com"],
+        "phone_number": ["+1 415 555 2671"],
+        "ip_address": ["203.0.113.5"],
+        "date_submitted": ["2024-06-05"],
+        "page_uuid": ["8a1e"],
+        "interests": ["Pricing", "Integrations"],
+    }
+    outer = {"data.json": json.dumps(posted), "data.xml": "<x/>", "page_id": "8a1e", "page_name": "Demo landing",
+             "page_url": "https://example.com/demo", "variant": "a"}  # fmt: skip
+    raw = urlencode(outer).encode()
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/x-www-form-urlencoded"))
+    person = event.person
+    assert (person.first_name, person.last_name, person.email, person.phone) == (
+        "Jane", "Doe", "jane@example.com", "+14155552671"
+    )  # fmt: skip
+    assert (event.interaction.kind, event.interaction.subject) == (InteractionKind.DEMO_REQUEST, "Demo landing")
+    assert event.interaction.page_url == "https://example.com/demo" and event.provenance.ip == "203.0.113.5"
+    assert event.interaction.message == "interests: Pricing, Integrations"  # the page's bookkeeping is no message
+
+
+def test_a_field_named_by_a_number_that_holds_an_address_is_the_e_mail() -> None:
+    """Gravity Forms' webhook names fields by their number ("2"): with no field named as an e-mail, the first whose
+    whole value is an address is the person's; a value that only mentions one is not."""
+    raw = json.dumps({"form_id": "1", "1.3": "Jane", "2": "jane@example.com", "4": "mail bob@example.com"}).encode()
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
+    assert event.person.email == "jane@example.com"
+    assert event.interaction.message == "1.3: Jane\n4: mail bob@example.com"
+    raw = json.dumps({"4": "mail bob@example.com"}).encode()
+    with pytest.raises(SourceError) as err:
+        web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
+    assert err.value.problems[0].reason == "no_identity"
