@@ -91,6 +91,15 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     return [_event(pairs, meta, attachments, ctx)]
 
 
+def _posted_json(value: Any, field: str, what: str, *, reason: str = "unexpected_shape", empty: str = "") -> Any:
+    """A JSON document a form tool posts as one field of its form post (Unbounce's ``data.json``, Wufoo's
+    ``FieldStructure``, Jotform's ``rawRequest``), or a ``SourceError`` naming the field."""
+    try:
+        return orjson.loads(text_of(value) or empty)
+    except orjson.JSONDecodeError:
+        raise SourceError(reason, field, f"{what} is not JSON") from None
+
+
 #: What Unbounce posts about the page and the submission beside its ``data.json``, and inside it.
 _UNBOUNCE_UNREAD = frozenset(
     {"data.json", "data.xml", "page_id", "page_uuid", "variant", "time_submitted", "date_submitted", "page_url"}
@@ -100,10 +109,7 @@ _UNBOUNCE_UNREAD = frozenset(
 def _unbounce_pairs(posted: Any, pairs: list[tuple[str, Any]], meta: dict[str, Any]) -> list[tuple[str, Any]]:
     """Unbounce's landing-page webhook: a form post whose ``data.json`` holds the fields, each a list of its values
     (``{"email": ["jane@example.com"]}``), beside the page's id, URL and name."""
-    try:
-        fields_posted = obj(orjson.loads(text_of(posted) or ""))
-    except orjson.JSONDecodeError:
-        raise SourceError("unexpected_shape", "data.json", "Unbounce's data.json is not JSON") from None
+    fields_posted = obj(_posted_json(posted, "data.json", "Unbounce's data.json"))
     outer = dict(pairs)
     meta["form_name"] = text_of(outer.get("page_name"))
     meta["form_id"] = text_of(outer.get("page_id"))
@@ -122,10 +128,7 @@ def _wufoo_pairs(structure: Any, pairs: list[tuple[str, Any]], meta: dict[str, A
     """Wufoo's webhook (``Field1`` ... with ``FieldStructure``): each field by its title (a name's parts as "Name
     First", "Name Last"), an e-mail or phone field by its type; Wufoo's bookkeeping left out, its ``IP`` kept as the
     sender's."""
-    try:
-        described = orjson.loads(text_of(structure) or "")
-    except orjson.JSONDecodeError:
-        raise SourceError("unexpected_shape", "FieldStructure", "Wufoo's field structure is not JSON") from None
+    described = _posted_json(structure, "FieldStructure", "Wufoo's field structure")
     names: dict[str, str] = {}
     for field in array(obj(described).get("Fields")):
         title = text_of(obj(field).get("Title")) or ""
@@ -344,10 +347,7 @@ def _jotform_pairs(request: Any, pairs: list[tuple[str, Any]], meta: dict[str, A
     answers as objects (a name's ``first``/``last``, a phone's ``full`` or ``area``/``phone``, an address's lines,
     city and country); ``pretty`` repeats every answer as text and is left out. Its ``formID``, ``formTitle`` and
     ``ip`` are read as the form's and the sender's."""
-    try:
-        answers = obj(orjson.loads(text_of(request) or "{}"))
-    except orjson.JSONDecodeError:
-        raise SourceError("malformed_form", "rawRequest", "Jotform's rawRequest is not JSON") from None
+    answers = obj(_posted_json(request, "rawRequest", "Jotform's rawRequest", reason="malformed_form", empty="{}"))
     posted = dict(pairs)
     meta["form_id"] = text_of(posted.get("formID"))
     meta["form_name"] = text_of(posted.get("formTitle"))
