@@ -73,6 +73,7 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
         or data.get("contact")
         or data.get("customer")  # Landbot
         or _flat_contact(data)  # ManyChat's "full contact data"
+        or _visitor(data)  # a chat's visitor object (Brevo, Zoho SalesIQ, Chatwoot)
     )
     if not isinstance(attributes, dict):
         raise SourceError("unexpected_shape", "data.contact.attributes", "the captured attributes must be an object")
@@ -81,6 +82,8 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
 
     transcript: list[dict[str, Any]] = []
     messages = data.get("messages", [])
+    if messages == [] and isinstance(said := data.get("message"), dict):  # one message: a chat's first
+        messages = [{"author": text_of(said.get("type")) or "contact", **said}]
     if messages == [] and (last_input := text_of(data.get("last_input_text"))) is not None:  # ManyChat
         messages = [{"author": "contact", "text": last_input}]
     if not isinstance(messages, list):
@@ -90,7 +93,13 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
         if not isinstance(item, dict):
             problems.append(Problem("unexpected_shape", f"data.messages[{position}]", "a message must be an object"))
             continue
-        author_type = text_of(dig(item, "author", "type")) or text_of(item.get("author")) or "contact"
+        kind = (text_of(item.get("type")) or "").lower()  # Brevo's "visitor" / "agent"; Drift's is the message's
+        author_type = (
+            text_of(dig(item, "author", "type"))
+            or text_of(item.get("author"))
+            or (kind in _AUTHORS and kind)
+            or "contact"
+        )
         body = item.get("body", item.get("text"))
         text = clean_text(html_to_text(body) if isinstance(body, str) else text_of(body), 20_000)
         if text is None:
@@ -144,6 +153,26 @@ def _flat_contact(data: dict[str, Any]) -> dict[str, Any]:
         return {}
     custom = obj(data.get("custom_fields"))
     return {**custom, **{k: v for k, v in data.items() if not isinstance(v, dict | list)}}
+
+
+#: Where a chat service's webhook puts the person it talks to.
+_VISITOR_KEYS = ("visitor", "user", "lead", "person", "requester", "sender")
+#: Where such an object keeps the person's fields besides its own (Brevo's contact attributes, custom ones).
+_VISITOR_FIELDS = ("attributes", "contact_attributes", "custom_attributes", "properties", "info")
+
+
+def _visitor(data: dict[str, Any]) -> dict[str, Any]:
+    """The person a chat service's webhook names as its visitor (``visitor``, ``user``, ``lead``, ...), with the
+    fields it keeps under ``attributes`` and the like (Brevo's ``EMAIL``, ``SMS``), when they name an e-mail or phone
+    field; else nothing."""
+    for name in _VISITOR_KEYS:
+        found = obj(data.get(name)) or obj(dig(data, "entity", name))  # Zoho SalesIQ: the event's entity's visitor
+        merged = {k: v for k, v in found.items() if not isinstance(v, dict | list)}
+        for inner in _VISITOR_FIELDS:
+            merged.update({k: v for k, v in obj(found.get(inner)).items() if not isinstance(v, dict | list)})
+        if any(fields.canonical_field(k) in ("email", "phone") for k in merged):
+            return merged
+    return {}
 
 
 # ---- Intercom, LiveChat and tawk.to, read into the Drift shape ------------------------------------------------------

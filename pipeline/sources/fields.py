@@ -219,6 +219,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "home_phone",
         "mobile_phone_number",
         "text_reminder_number",
+        "sms",
+        "personal_phone",
         "telephone_portable",
         "numero_de_telephone",
         "numero_de_telefono",

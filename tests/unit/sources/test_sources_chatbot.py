@@ -131,3 +131,55 @@ def test_chat_tools_as_they_send(name: str, expected: tuple[str | None, ...]) ->
     got = (person.first_name, person.last_name, person.email, person.phone, event.interaction.message)
     assert got == expected
     assert all(t.author == "person" for t in event.interaction.transcript)
+
+
+def _chat(body: dict[str, Any]):  # type: ignore[no-untyped-def]
+    raw = json.dumps(body).encode()
+    [event] = chatbot.parse(raw, ctx_for("chatbot", raw, "application/json"))
+    return event
+
+
+def test_a_chat_service_s_visitor_object_with_its_contact_attributes() -> None:
+    """Brevo's chat webhook names the person as ``visitor`` with Brevo's contact attributes (``EMAIL``, ``SMS``);
+    its one ``message`` or its ``messages`` are the words, each by its ``type``: all rejected ``no_identity`` before."""
+    started = _chat(
+        {
+            "eventName": "conversationStarted",
+            "message": {"type": "visitor", "text": "Hi, I need a quote", "createdAt": 1717600000000},
+            "visitor": {
+                "id": "v1",
+                "attributes": {"EMAIL": "jane@example.com", "FIRSTNAME": "Jane", "SMS": "+14155552671"},
+            },
+        }
+    )
+    assert (started.person.email, started.person.first_name, started.person.phone) == (
+        "jane@example.com", "Jane", "+14155552671"
+    )  # fmt: skip
+    assert started.interaction.message == "Hi, I need a quote"
+    transcript = _chat(
+        {
+            "eventName": "conversationTranscript",
+            "messages": [{"type": "visitor", "text": "Hello"}, {"type": "agent", "text": "How can I help?"}],
+            "visitor": {"attributes": {"EMAIL": "jane@example.com"}},
+        }
+    )
+    assert [(t.author, t.text) for t in transcript.interaction.transcript] == [
+        ("person", "Hello"), ("agent", "How can I help?")
+    ]  # fmt: skip
+
+
+def test_zoho_salesiq_s_visitor_in_the_event_s_entity() -> None:
+    event = _chat(
+        {
+            "event_type": "conversation.created",
+            "entity": {"visitor": {"name": "Jane Doe", "email": "jane@example.com", "phone": "+14155552671"}},
+        }
+    )
+    assert (event.person.first_name, event.person.last_name, event.person.email) == ("Jane", "Doe", "jane@example.com")
+
+
+def test_a_visitor_without_an_address_or_number_is_still_no_identity() -> None:
+    raw = json.dumps({"visitor": {"name": "Jane", "attributes": {"FIRSTNAME": "Jane"}}}).encode()
+    with pytest.raises(SourceError) as err:
+        chatbot.parse(raw, ctx_for("chatbot", raw, "application/json"))
+    assert err.value.problems[0].reason == "no_identity"
