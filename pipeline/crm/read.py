@@ -51,6 +51,21 @@ class CrmReadModel:
             ).scalar()
         return key
 
+    def sharing_a_phone(self, subject_key: str) -> tuple[str, ...]:
+        """The other subjects that hold a phone number this one holds: the same person known by another key (one who
+        wrote with an e-mail address and called or messaged from the number alone, or the other way round), or
+        someone sharing a number (a switchboard). A subject key is an e-mail's or, without one, a phone's: a right
+        carried out for one key does not reach the others, so the DPO is shown them (never what they hold)."""
+        mine = select(identities.c.value).where(identities.c.subject_key == subject_key, identities.c.kind == "phone")
+        query = (
+            select(identities.c.subject_key)
+            .where(identities.c.kind == "phone", identities.c.value.in_(mine), identities.c.subject_key != subject_key)
+            .distinct()
+            .order_by(identities.c.subject_key)
+        )
+        with self.engine.connect() as conn:
+            return tuple(conn.execute(query).scalars())
+
     def search(
         self, *, email: str | None = None, phone: str | None = None, name: str | None = None, limit: int = 50
     ) -> list[SubjectSummary]:

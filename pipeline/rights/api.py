@@ -101,6 +101,12 @@ class SubmittedOut(BaseModel):
     subject_key: str
     due_at: datetime
     password: str | None = Field(default=None, description="access only: shown once; send it by another channel")
+    related_subject_keys: list[str] = Field(
+        default_factory=list,
+        description="Other subjects in the CRM holding a phone number of this person's: this request does not "
+        "reach them; if they are this person (an address and, apart, calls or messages from the number), request for "
+        "them too",
+    )
 
 
 class ExtendIn(BaseModel):
@@ -145,6 +151,7 @@ async def submit_request(body: RightsRequestIn, request: Request, actor: Issuer)
             subject_key=command.subject_key,
             due_at=command.due_at,
             password=submitted.password,
+            related_subject_keys=list(submitted.related),
         )
 
     if not tracing.enabled():

@@ -152,6 +152,14 @@ def _submit(kind: RightKind, wait: bool, timeout: float, **kwargs: object) -> No
             typer.echo(
                 f"PDF password (send it to the person by another channel; it is not shown again): {submitted.password}"
             )
+        if submitted.related:
+            typer.echo(
+                f"note: the CRM also holds {len(submitted.related)} other subject(s) with a phone number of this "
+                f"person's ({', '.join(submitted.related)}): this request does not reach them. If they are this "
+                "person (who wrote with an address and called or messaged from the number), issue it for them too "
+                "(`leadpipe crm show <key>`; by --phone, or --email for theirs)",
+                err=True,
+            )
         if not wait:
             return
         view = tools.wait(command.request_id, timeout)

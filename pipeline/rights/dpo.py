@@ -16,6 +16,7 @@ from functools import cached_property
 from uuid import UUID
 
 from pipeline.crm.aliases import SubjectAliases
+from pipeline.crm.read import CrmReadModel
 from pipeline.db import ensure_schema
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose
@@ -53,6 +54,9 @@ def request_out(view: RequestView, now: datetime | None = None) -> RequestOut:
 class Submitted:
     command: RightsCommand
     password: str | None = None  # the access PDF's password: shown once to the DPO, never stored in clear
+    related: tuple[str, ...] = ()
+    """Other subject keys in the CRM that hold a phone number of this subject's (``CrmReadModel.sharing_a_phone``):
+    the request does not reach them; the DPO decides whether they are this person and asks for them too."""
 
 
 class DpoTools:
@@ -141,7 +145,8 @@ class DpoTools:
             identity=identity,
         )
         self.desk.submit([command])
-        return Submitted(command, password if kind is RightKind.ACCESS else None)
+        related = () if visitor_id else CrmReadModel(self.runtime.engine).sharing_a_phone(subject)
+        return Submitted(command, password if kind is RightKind.ACCESS else None, related)
 
     def open_requests(self) -> list[RequestView]:
         return self.tracker.open_requests()

@@ -5,6 +5,7 @@ the embedded default without a key, the bootstrapped admin (recorded with ``auth
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,35 @@ def test_a_website_visitor_is_erased_by_its_cookie_id(submitted: list[Any]) -> N
     assert result.exit_code == 0, result.output
     [(kind, _, _, options)] = submitted
     assert kind is RightKind.ERASURE and options["visitor_id"] == "ajs-123" and options["email"] is None
+
+
+def test_the_other_subjects_with_the_person_s_phone_are_named_after_the_request(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    from pipeline.rights.dpo import Submitted
+
+    monkeypatch.setenv("LEADPIPE_HOME", str(tmp_path))
+    monkeypatch.setenv("LEADPIPE_ENVIRONMENT", "development")
+    monkeypatch.delenv("LEADPIPE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("LEADPIPE_API_KEY", raising=False)
+    get_settings.cache_clear()
+    command = SimpleNamespace(request_id="r-1", subject_key="sk_ana", due_at=datetime(2027, 1, 6, tzinfo=UTC))
+
+    class Tools:
+        def request(self, kind: RightKind, **kw: Any) -> Submitted:
+            return Submitted(command, related=("sk_called",))  # type: ignore[arg-type]
+
+    @contextmanager
+    def tools() -> Iterator[Tools]:
+        yield Tools()
+
+    monkeypatch.setattr(cli, "_tools", tools)
+    result = CliRunner().invoke(cli.dpo_app, ["object", "--email", "ana@example.com"])
+    get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "request r-1 (objection) for subject sk_ana published" in result.output
+    assert "1 other subject(s) with a phone number of this person's (sk_called)" in result.output
+    assert "ana@example.com" not in result.output

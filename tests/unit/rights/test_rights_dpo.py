@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fakes.contacts import make_tagged
 from identity_helpers import person
 
-from pipeline.models.common import Purpose
+from pipeline.models.common import Channel, Purpose
 from pipeline.models.identity import Role
 from pipeline.models.rights import RightKind
 from pipeline.rights.dpo import DpoTools
 from pipeline.runtime import Runtime
+from pipeline.sinks.crm.writer import CrmWriter
 
 DPO = person("dana", "Dana Privacy", Role.DPO)
 
@@ -63,3 +65,20 @@ def test_a_corrected_address_is_checked_and_canonicalised_before_anything_is_rec
     assert submitted.command.new_subject_key == tools.subject(email="b@example.com")
     [view] = tools.tracker.requests()
     assert tuple(s.sink for s in view.sinks) == tuple(sorted(REKEY_PLAN))
+
+
+def test_a_request_names_the_other_subjects_that_hold_the_person_s_phone(tools: DpoTools) -> None:
+    """A person who wrote with an address and phoned from their number alone is two subjects (a key is an e-mail's,
+    else a phone's): a request for one does not reach the other, so the DPO is shown the other's key, both ways."""
+    pepper = tools.runtime.pepper
+    wrote = make_tagged("ana@example.com", phone="+4930123456", pepper=pepper)
+    called = make_tagged(None, phone="+4930123456", pepper=pepper, channel=Channel.MESSENGER)
+    other = make_tagged("bo@example.com", phone="+4930999999", pepper=pepper)
+    CrmWriter(tools.runtime.engine).write_events([wrote, called, other])
+    by_address = tools.request(RightKind.ERASURE, by=DPO, email="ana@example.com")
+    assert by_address.command.subject_key == wrote.event.subject_key
+    assert by_address.related == (called.event.subject_key,)
+    by_number = tools.request(RightKind.ACCESS, by=DPO, phone="+49 30 123456")
+    assert by_number.command.subject_key == called.event.subject_key
+    assert by_number.related == (wrote.event.subject_key,)
+    assert tools.request(RightKind.OBJECTION, by=DPO, email="bo@example.com").related == ()
