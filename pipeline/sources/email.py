@@ -108,7 +108,10 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
 _OUT_OF_OFFICE = re.compile(
     r"^\s*(?:automatic reply|auto[- ]?reply|out of (?:the )?office|abwesenheitsnotiz|automatische antwort"
     r"|r[ée]ponse automatique|respuesta autom[aá]tica|risposta automatica|automatisch antwoord"
-    r"|resposta autom[aá]tica|odpowied[zź] automatyczna|自動応答|自动回复)",
+    r"|resposta autom[aá]tica|odpowied[zź] automatyczna|自動応答|自動返信|自动回复|自动答复|自動回覆"
+    r"|automatiskt svar|automatisk svar|automaattinen vastaus|automatick[áa] odpov[ěe][dď]|otomatik yan[ıi]t"
+    r"|automatikus v[áa]lasz|автоматический ответ|автоответ|автоматична відповідь|자동 회신|자동 응답"
+    r"|αυτόματη απάντηση|תשובה אוטומטית|رد تلقائي)",
     re.IGNORECASE,
 )
 _REPORTS = {

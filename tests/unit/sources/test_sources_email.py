@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email.header import Header
 from urllib.parse import urlencode
 
 import pytest
@@ -172,6 +173,21 @@ def test_mail_a_machine_sent_in_answer_is_no_new_contact(raw: bytes, reason: str
     with pytest.raises(NothingToTake) as taken:
         email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
     assert taken.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["Automatiskt svar: Offert", "Automaattinen vastaus: Tarjous", "Автоматический ответ: Предложение",
+     "自動返信: お見積り", "自动答复: 报价", "자동 회신: 견적", "Otomatik yanıt: Teklif",
+     "Automatická odpověď: Nabídka", "Αυτόματη απάντηση: Προσφορά"],
+)  # fmt: skip
+def test_exchange_s_automatic_reply_in_the_recipient_s_language_is_no_new_contact(subject: str) -> None:
+    """Exchange words its out-of-office subject in the mailbox's language (RFC 2047-encoded, as it sends it): each of
+    these became a lead, the person's "I am away" as their request."""
+    raw = _mail(f"Subject: {Header(subject, 'utf-8').encode()}\r\nAuto-Submitted: auto-generated")
+    with pytest.raises(NothingToTake) as taken:
+        email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+    assert taken.value.reason == "auto_reply"
 
 
 def test_auto_generated_mail_that_is_not_a_reply_stays_a_contact() -> None:
