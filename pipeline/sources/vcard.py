@@ -31,7 +31,7 @@ _BDAY = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})")
 def split_vcards(raw: bytes, charset: str | None = None) -> list[tuple[int, str]]:
     """(line the card starts on, the card's text) for each ``BEGIN:VCARD`` ... ``END:VCARD``; text between cards
     is ignored. A file with no card, or a card that never ends, is refused naming the line."""
-    lines = decode_text(raw, charset).splitlines()
+    lines = decode_text(raw, charset or _declared_charset(raw)).splitlines()
     cards: list[tuple[int, str]] = []
     start: int | None = None
     for number, line in enumerate(lines, start=1):
@@ -47,6 +47,19 @@ def split_vcards(raw: bytes, charset: str | None = None) -> list[tuple[int, str]
     if not cards:
         raise SourceError("empty_payload", None, "no vCard (BEGIN:VCARD ... END:VCARD) in the payload")
     return cards
+
+
+#: A vCard 2.1 property's own charset (``N;CHARSET=SHIFT_JIS:...``), as a Japanese phone's export writes its raw bytes.
+_CHARSET_PARAM = re.compile(rb";CHARSET=([A-Za-z0-9_.:-]+?)[;:]", re.IGNORECASE)
+
+
+def _declared_charset(raw: bytes) -> str | None:
+    """The one charset the file's properties declare, when it is not UTF-8: its 8-bit bytes are in it (a file that
+    declares several, or none, is read as any payload is: UTF-8, else its legacy code page)."""
+    declared: set[str] = {bytes(name).decode("ascii").lower() for name in _CHARSET_PARAM.findall(raw)}
+    if len(declared) != 1 or declared & {"utf-8", "utf8"}:
+        return None
+    return declared.pop()
 
 
 def read_vcards(raw: bytes, charset: str | None = None) -> list[tuple[int, dict[str, str]]]:

@@ -47,6 +47,21 @@ def test_a_windows_1252_file_is_read() -> None:
     assert (fields["first_name"], fields["last_name"]) == ("José", "Muñoz")
 
 
+def test_a_japanese_phone_s_vcard_in_the_shift_jis_its_properties_declare() -> None:
+    """vCard 2.1 from a Japanese phone: raw Shift_JIS bytes under ``CHARSET=SHIFT_JIS`` (no quoted-printable). The
+    file was read as Windows-1252 (its few Japanese bytes did not make it look like another code page): names and
+    address were mojibake and the country unknown, so the national number was dropped too."""
+    raw = card(
+        "N;CHARSET=SHIFT_JIS:山田;花子;;;",
+        "TEL;CELL:090-1111-2222",
+        "EMAIL:hanako@example.co.jp",
+        "ADR;HOME;CHARSET=SHIFT_JIS:;;千代田1-1;千代田区;東京都;100-0001;日本",
+        version="2.1",
+    ).encode("cp932")
+    [(_, fields)] = read_vcards(raw)
+    assert (fields["first_name"], fields["last_name"], fields["country"]) == ("花子", "山田", "日本")
+
+
 def test_binary_properties_are_left_out_even_when_broken() -> None:
     """A truncated photo would make the parser refuse the card; leadpipe keeps no photo, so it never sees one."""
     text = card(
