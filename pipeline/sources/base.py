@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,13 +21,12 @@ from types import MappingProxyType
 from typing import Any
 
 import orjson
-from charset_normalizer import from_bytes
-from charset_normalizer.md import mess_ratio
 from pydantic import ValidationError
 
 from pipeline import normalize
 from pipeline.models.common import Channel, InteractionKind
 from pipeline.models.contact import Consent, ContactEvent, Interaction, Person, Provenance
+from pipeline.sources import codepages
 
 #: uuid5 namespace of event ids and dead-letter ids (fixed forever: changing it changes every id).
 EVENT_NAMESPACE = uuid.UUID("6f1d0c7e-2b7a-5d1e-9a63-4c1f3b8e2a10")
@@ -186,17 +184,6 @@ def parse_content_type(header: str) -> tuple[str, Mapping[str, str]]:
 _BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 
 
-#: The code pages a spreadsheet saves a CSV in besides Windows-1252, by its system's language: Central European,
-#: Cyrillic, Greek, Turkish, Hebrew, Arabic, Baltic, Thai, Japanese (Shift_JIS), Chinese (GBK), Korean, Big5.
-_LEGACY_CODE_PAGES = (
-    "cp1250", "cp1251", "cp1253", "cp1254", "cp1255", "cp1256", "cp1257", "cp874", "cp932", "gb18030", "cp949", "big5",
-)  # fmt: skip
-
-#: Windows-1252 text whose mess ratio (charset-normalizer's: accents inside words, symbols between letters) is below
-#: this reads as what it is; Western text measures 0, another code page's bytes read as Windows-1252 0.38-2.
-_PLAIN_TEXT_MESS = 0.2
-
-
 def decode_text(raw: bytes, charset: str | None = None) -> str:
     """Text of a payload: BOM, then the declared charset, then UTF-8, then Windows-1252 (what spreadsheets export)
     when it reads as text; else the legacy code page charset-normalizer finds (a Japanese Excel's Shift_JIS CSV, a
@@ -214,26 +201,7 @@ def decode_text(raw: bytes, charset: str | None = None) -> str:
             return raw.decode(encoding)
         except (ValueError, LookupError):  # also a charset name that is garbage ("utf\x00-8")
             continue
-    return _legacy_text(raw)
-
-
-def _legacy_text(raw: bytes) -> str:
-    try:
-        western = raw.decode("cp1252")
-    except UnicodeDecodeError:  # the five bytes Windows-1252 leaves undefined: read as Latin-1 (C1 controls)
-        western = raw.decode("latin-1")
-    mess = mess_ratio(raw.decode("cp1252", errors="replace"), maximum_threshold=1.0)  # a stray byte is no mess
-    if mess < _PLAIN_TEXT_MESS:
-        return western
-    best = from_bytes(raw, cp_isolation=list(_LEGACY_CODE_PAGES)).best()
-    if best is None or best.chaos >= mess:
-        return western
-    found = str(best)
-    # another script's text is letters beyond ASCII; a few Western symbols ("10 €; ™ ½") read in another code page
-    # give as many symbols as letters: those stay Windows-1252
-    beyond = [c for c in found if not c.isascii()]
-    letters = sum(1 for c in beyond if c.isalpha() or unicodedata.category(c).startswith("M"))
-    return found if letters >= 0.9 * len(beyond) else western
+    return codepages.legacy_text(raw)
 
 
 def load_json(raw: bytes) -> Any:
