@@ -155,8 +155,9 @@ def _flat_contact(data: dict[str, Any]) -> dict[str, Any]:
     return {**custom, **{k: v for k, v in data.items() if not isinstance(v, dict | list)}}
 
 
-#: Where a chat service's webhook puts the person it talks to.
-_VISITOR_KEYS = ("visitor", "user", "lead", "person", "requester", "sender")
+#: Where a chat service's webhook puts the person it talks to. Not ``user`` or ``sender``: in some services that is
+#: the company's agent (Drift's users are), and an agent is no lead.
+_VISITOR_KEYS = ("visitor", "lead", "person", "requester")
 #: Where such an object keeps the person's fields besides its own (Brevo's contact attributes, custom ones).
 _VISITOR_FIELDS = ("attributes", "contact_attributes", "custom_attributes", "properties", "info")
 

@@ -183,3 +183,10 @@ def test_a_visitor_without_an_address_or_number_is_still_no_identity() -> None:
     with pytest.raises(SourceError) as err:
         chatbot.parse(raw, ctx_for("chatbot", raw, "application/json"))
     assert err.value.problems[0].reason == "no_identity"
+
+
+def test_an_agent_named_as_user_or_sender_is_no_lead() -> None:
+    raw = json.dumps({"sender": {"email": "agent@ourcompany.example"}, "user": {"email": "agent@ourcompany.example"}})
+    with pytest.raises(SourceError) as err:
+        chatbot.parse(raw.encode(), ctx_for("chatbot", raw.encode(), "application/json"))
+    assert err.value.problems[0].reason == "no_identity"
