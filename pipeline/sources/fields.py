@@ -720,8 +720,8 @@ _CONSENT = re.compile(
 #: ... unless it acknowledges a privacy notice, terms or the processing of personal data (Datenschutz, AGB,
 #: confidentialité, privacidad, согласие на обработку персональных данных, 個人情報).
 _NOT_CONSENT = re.compile(
-    r"privacy|terms|tos|conditions|policy|datenschutz|agb|confidentialit|privacidad|privacidade|privacit|privacybeleid"
-    r"|prywatnos|конфиденциальн|個人情報|プライバシー|隐私|隱私|개인정보"
+    r"privacy|terms|tos|conditions|policy|datenschutz|(?:^|_)agb(?:_|$)|confidentialit|privacidad|privacidade"
+    r"|privacit|privacybeleid|prywatnos|конфиденциальн|個人情報|プライバシー|隐私|隱私|개인정보"
     r"|персональн|datos_personales|dati_personali|donnees_personnelles|personenbezogen|dane_osobowe|dados_pessoais"
 )
 

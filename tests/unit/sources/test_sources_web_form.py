@@ -605,6 +605,7 @@ def test_a_form_s_kind_is_read_from_its_name_in_other_languages(form_name: str, 
         ("Ich habe die Datenschutzerklärung gelesen und bin einverstanden", False),  # an acknowledgement
         ("J'accepte la politique de confidentialité", False),
         ("Согласие на обработку персональных данных", False),
+        ("Tagblatt Newsletter", True),  # "agb" inside a word is no terms and conditions
         ("個人情報の取り扱いに同意する", False),
     ],
 )
