@@ -94,3 +94,26 @@ def test_a_vcard_without_event_date_or_identity_is_refused_by_its_line() -> None
         ("line 1.event_date", "missing_event_date"),
         ("line 6.email", "no_identity"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("header", "row"),
+    [
+        (
+            "Vorname;Nachname;E-Mail;Veranstaltung;Veranstaltungsdatum",
+            "Jana;Novak;jana@example.de;Expo Berlin;14.05.2024",
+        ),
+        ("Prénom;Nom;E-mail;Événement;Date de l'événement", "Jana;Novak;jana@example.de;Expo Berlin;14/05/2024"),
+        ("氏名,メールアドレス,イベント名,開催日", "Novak Jana,jana@example.de,Expo Berlin,2024/05/14"),
+    ],
+)
+def test_an_attendee_list_in_the_organiser_s_language(header: str, row: str) -> None:
+    """An attendee export in German, French or Japanese names the event and its date in that language: every row was
+    refused ``missing_event_date`` (the clock's start)."""
+    raw = f"{header}\n{row}\n".encode()
+    [attendee] = event.parse(raw, ctx_for("event", raw, "text/csv"))
+    assert attendee.person.email == "jana@example.de"
+    assert attendee.interaction.event_name == "Expo Berlin"
+    assert (
+        attendee.interaction.event_date is not None and attendee.interaction.event_date.isoformat()[:10] == "2024-05-14"
+    )
