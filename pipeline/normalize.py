@@ -138,6 +138,11 @@ def canonical_phone(value: str, default_region: str | None = None, *, require_va
     try:
         return _e164(value, default_region, require_valid=require_valid)
     except NormalizationError:
+        # a label after the number ("(mobile)", "privat": letters would be read as a vanity number's digits), or a
+        # second number after the first ("+33 6 ... / +33 1 ..."): the first number alone, when it is valid
+        if (first := _first_number(value)) != value:
+            with contextlib.suppress(NormalizationError):
+                return _e164(first, default_region, require_valid=True)
         if (mexican := _MEXICAN_MOBILE.fullmatch(_PHONE_PUNCTUATION.sub("", value))) is not None:
             # Mexico's mobile numbers were dialled from abroad with a 1 after +52 until 2019 and many address books
             # still hold them so: the same number without it (only when that is valid)
@@ -156,6 +161,19 @@ def canonical_phone(value: str, default_region: str | None = None, *, require_va
                 "invalid_phone",
                 "not a phone number" + ("" if default_region else " (no country prefix and no known country)"),
             ) from None
+
+
+#: A label in parentheses without a digit ("(mobile)", "(Zentrale)").
+_PHONE_LABEL = re.compile(r"\([^()\d]*\)")
+#: Between two numbers in one field: ";", ",", "|", " or ", " oder ", " ou ", " o ", or " / " before a "+".
+_SECOND_NUMBER = re.compile(r"\s*[;,|]\s*|\s+(?:or|oder|ou|o|of)\s+|\s+/\s+(?=\+)", re.IGNORECASE)
+
+
+def _first_number(value: str) -> str:
+    """The first phone number a field holds, without the labels around it."""
+    first = _SECOND_NUMBER.split(_PHONE_LABEL.sub(" ", value), maxsplit=1)[0]
+    last_digit = max((i for i, c in enumerate(first) if c.isdigit()), default=-1)
+    return first[: last_digit + 1].strip()
 
 
 #: What separates a phone number's digit groups.

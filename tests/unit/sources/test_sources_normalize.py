@@ -187,6 +187,23 @@ def test_an_international_number_that_lost_its_plus_is_read_with_it(value: str, 
     assert normalize.canonical_phone(value, region, require_valid=True) == e164
 
 
+@pytest.mark.parametrize(
+    ("value", "region", "e164"),
+    [
+        ("07400 123456 (mobile)", "GB", "+447400123456"),  # letters were read as a vanity number's digits
+        ("+49 171 2345678 mobil", None, "+491712345678"),
+        ("+49 30 1234567 (Zentrale)", None, "+49301234567"),
+        ("+49 (0)171 2345678 - privat", None, "+491712345678"),
+        ("+33 6 12 34 56 78 / +33 1 23 45 67 89", None, "+33612345678"),  # two numbers: the first
+        ("030/1234567 oder 0171 2345678", "DE", "+49301234567"),
+        ("030 / 1234567", "DE", "+49301234567"),  # an area code's slash is no second number
+        ("+1-800-FLOWERS", None, "+18003569377"),  # a vanity number stays one
+    ],
+)
+def test_a_phone_field_s_label_or_second_number_is_left_out(value: str, region: str | None, e164: str) -> None:
+    assert normalize.canonical_phone(value, region, require_valid=True) == e164
+
+
 def test_a_mexican_number_that_is_none_without_its_old_mobile_1_stays_refused() -> None:
     with pytest.raises(NormalizationError, match="not a possible phone number"):
         normalize.canonical_phone("+52 1 00 1234 5678", None, require_valid=True)
