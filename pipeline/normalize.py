@@ -70,7 +70,8 @@ def canonical_email(value: str) -> str:
 
     What an address field holds in practice is taken too: ``Jane Doe <jane@example.com>`` (an address book's or a
     mail client's copy) and a ``mailto:`` link give the address inside; the punctuation of a sentence after it
-    (``jane@example.com.``: no address ends so) and invisible characters a copy brought along are left out.
+    (``jane@example.com.``: no address ends so) and invisible characters a copy brought along are left out; of two
+    addresses in one field (``jane@work.example, jane@home.example``) the first is taken.
 
     A domain reserved for private or special use is ``reserved_email_domain``, not ``invalid_email``: the address
     is well-formed, only nobody can write to it from outside (a ``.local`` Active Directory name, a ``.test`` fixture).
@@ -86,6 +87,10 @@ def canonical_email(value: str) -> str:
     except EmailNotValidError as exc:
         if _reserved_domain(text):
             raise _reserved_error() from None
+        for between in _SECOND_ADDRESS:  # two addresses in one field: the first, when it is one
+            if (first := between.split(text, maxsplit=1)[0]) != text and "@" in first:
+                with contextlib.suppress(NormalizationError):
+                    return canonical_email(first)
         # the validator's message quotes the offending characters; a rejection must not quote personal data
         message = str(exc).replace(text, "the address") if len(text) > 3 else str(exc)  # "a": not in every word
         explanation = re.sub(r"\s*[:(]?\s*'[^']*'[).]?|\s*\"[^\"]*\"", "", message).strip()
@@ -94,6 +99,13 @@ def canonical_email(value: str) -> str:
     if _is_reserved(domain):  # the names email-validator does not know
         raise _reserved_error()
     return f"{result.local_part}@{domain}"
+
+
+#: Between two addresses in one field: ",", ";", "|", " / ", " or "; else white space between two addresses.
+_SECOND_ADDRESS = (
+    re.compile(r"\s*[,;|]\s*|\s+/\s+|\s+(?:or|oder|ou|o|of)\s+", re.I),
+    re.compile(r"(?<=[a-z])\s+(?=\S+@)", re.I),
+)
 
 
 def _reserved_error() -> NormalizationError:

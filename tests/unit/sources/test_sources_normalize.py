@@ -323,6 +323,10 @@ def test_quoted_local_parts_are_valid_addresses(raw: str, canonical: str) -> Non
         ("\u200bjane@example.com\u200b", "jane@example.com"),  # copied from a web page
         ("\ufeffjane@exam\u00adple.com", "jane@example.com"),  # a spreadsheet's byte-order mark, a soft hyphen
         ("jane@example.com\u200e", "jane@example.com"),  # the direction mark of a right-to-left page
+        ("jane@work.example, jane@home.example", "jane@work.example"),  # two in one field: the first
+        ("jane@work.example or jane@home.example", "jane@work.example"),
+        ("jane@work.example jane@home.example", "jane@work.example"),
+        ("Jane Doe <jane@work.example>, Bob <bob@work.example>", "jane@work.example"),
     ],
 )
 def test_an_address_field_s_everyday_forms_give_the_address(raw: str, canonical: str) -> None:
@@ -348,7 +352,7 @@ def test_reserved_domains_have_their_own_reason(raw: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["no-at-sign", "a@b", "a b@corp.local", "a@-x.local", "a@@corp.local", "a@b.com, c@d.com", "a.@b.com."]
+    "raw", ["no-at-sign", "a@b", "a b@corp.local", "a@-x.local", "a@@corp.local", "a@@b.com, c@d.com", "a.@b.com."]
 )
 def test_malformed_addresses_stay_invalid_email(raw: str) -> None:
     with pytest.raises(NormalizationError) as err:
