@@ -160,6 +160,11 @@ def _parse_one(msg: Message, ctx: SourceContext, index: int, prefix: str) -> Con
     elif (lead := _forwarded_lead(msg, text, address)) is not None:
         values, forwarded = lead, True
         problems.append(Problem(FORWARDED_LEAD, prefix + "from", "a colleague forwarded the lead", fatal=False))
+    elif text and (signed := _signature_phone(text, address)) is not None:
+        values["phone"] = signed
+        problems.append(
+            Problem(SIGNATURE_PHONE, prefix + "phone", "the phone number of the sender's signature", fatal=False)
+        )
     person, key = build_person(values, ctx, problems, prefix=prefix)
     occurred = mime.header_date(msg)
     transcript = [{"at": occurred, "author": "person", "text": clean_text(shown.text, 20_000)}] if text else []
@@ -195,6 +200,43 @@ def _parse_one(msg: Message, ctx: SourceContext, index: int, prefix: str) -> Con
         problems=problems,
         prefix=prefix,
     )
+
+
+#: The note of a phone number read from the sender's signature (``_signature_phone``).
+SIGNATURE_PHONE = "signature_phone"
+#: A signature's phone line: its label (English, German, French, Spanish, Italian, Portuguese, Dutch, Nordic, Polish,
+#: Russian, Japanese, Chinese, Korean; "T", "M", "P" as signatures abbreviate them) and the number after it.
+_SIGNATURE_PHONE = re.compile(
+    r"^\s*(?:tel|tele?phone|phone|ph|mobile|mob|mobil|mobiel|mobiili|cell|cellphone|direct|direct line|office|t|m|p"
+    r"|telefon|telefoon|handy|t[ée]l[ée]?phone|t[ée]l|portable|tel[ée]fono|m[óo]vil|celular|cellulare|telem[óo]vel"
+    r"|puhelin|telefon kom[óo]rkowy|kom[óo]rka|тел|телефон|моб|мобильный|電話|携帯|电话|手机|전화|휴대폰)\.?"
+    r"\s*[:|.\-\u2013]?\s*(?P<number>\+?\(?\d[\d\s().\-/]{5,}\d)\s*$",
+    re.IGNORECASE,
+)
+#: Country-code top-level domains used as generic ones (.io, .co, .me, .tv ...): they say nothing of a country.
+_GENERIC_CCTLDS = frozenset(
+    {"ai", "am", "cc", "co", "fm", "gg", "io", "la", "ly", "me", "ms", "nu", "so", "st", "tk", "to", "tv", "vc", "ws"}
+)
+#: How many of the last lines of the sender's own words a signature is looked for in.
+_SIGNATURE_LINES = 12
+
+
+def _signature_phone(text: str, address: str | None) -> str | None:
+    """The phone number (E.164) in the sender's signature: a labelled number ("Tel.: +49 30 1234567", "M: 0171 ...")
+    in the last lines of their own words (above any quoted history), valid per libphonenumber; a number without a
+    country prefix read in the country of the sender's domain (``.de``, ``.co.uk``), none for a generic one. The
+    first such line wins (a signature lists the direct line first); None when there is none."""
+    found = replies.split_history(text)
+    own = text[: found[0]] if found is not None else text
+    tld = (address or "").rpartition(".")[2].lower()
+    region = None if tld in _GENERIC_CCTLDS or len(tld) != 2 else ("GB" if tld == "uk" else tld.upper())
+    for line in [line for line in own.splitlines() if line.strip()][-_SIGNATURE_LINES:]:
+        if (match := _SIGNATURE_PHONE.match(line)) is not None:
+            try:
+                return normalize.canonical_phone(match.group("number"), region, require_valid=True)
+            except normalize.NormalizationError:
+                continue
+    return None
 
 
 def _history_start(msg: Message, text: str | None) -> int | None:

@@ -243,7 +243,10 @@ def test_a_mailer_that_names_no_one_and_a_person_with_a_signature_keep_their_sen
     assert event.person.email == "no-reply@billing.example.com" and "form_notification" not in event.provenance.notes
     human = _mail("Subject: Quote", "Please call me.\n\nJane Doe\nPhone: +49 30 1234567\nCompany: Acme")
     [event] = email_source.parse(human, ctx_for("email", human, "message/rfc822"))
-    assert (event.person.email, event.person.phone) == ("jane.doe@acme.example.com", None)  # a person's own mail
+    # a person's own mail, not read as a form's notification (its "Company:" is no field); its signature's number is
+    # the sender's (signature_phone)
+    assert (event.person.email, event.person.company) == ("jane.doe@acme.example.com", None)
+    assert event.provenance.notes == ("signature_phone",) and event.person.phone == "+49301234567"
 
 
 REPLY = (
@@ -324,3 +327,48 @@ def test_a_name_with_via_and_no_original_stays_the_sender() -> None:
     raw = b"From: Tom via LinkedIn <messages-noreply@linkedin.example>\r\nSubject: Hi\r\n\r\nHello\r\n"
     [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
     assert event.person.email == "messages-noreply@linkedin.example"
+
+
+def _from(sender: str, body: str, extra: str = "") -> bytes:
+    return (
+        f"From: {sender}\r\nTo: sales@example.com\r\nSubject: Anfrage\r\n"
+        f"Date: Mon, 07 Dec 2026 10:00:00 +0100\r\n{extra}\r\n{body}"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "phone"),
+    [
+        (  # a German signature: the national number read in the country of the sender's .de domain; Fax is no phone
+            _from(
+                "Hans Müller <hans@mueller-gmbh.de>",
+                "Guten Tag,\r\nbitte um ein Angebot.\r\n\r\nMit freundlichen Grüßen\r\nHans Müller\r\nMüller GmbH\r\n"
+                "Tel.: 089 1234567\r\nFax: 089 1234568\r\n",
+            ),
+            "+49891234567",
+        ),
+        (
+            _from(
+                "Jane <jane@acme.co.uk>", "Hi,\r\ncall me?\r\n\r\nJane\r\nM: 07400 123456\r\nT: +44 20 7946 0958\r\n"
+            ),
+            "+447400123456",
+        ),
+        (_from("Bob <bob@startup.io>", "Hi,\r\n\r\nBob\r\nMobile: +1 415 555 2671\r\n"), "+14155552671"),
+        (_from("Bob <bob@startup.io>", "Hi,\r\n\r\nBob\r\nPhone: (415) 555-2671\r\n"), None),  # .io names no country
+        (  # the company's own number in the quoted history is not the sender's
+            _from(
+                "Ann <ann@firm.fr>",
+                "Oui merci.\r\n\r\nLe lun. 7 déc. 2026 à 10:00, Sales <sales@example.com> a écrit :\r\n> Bonjour\r\n"
+                "> Tél : 01 23 45 67 89\r\n",
+                "In-Reply-To: <x@example.com>\r\n",
+            ),
+            None,
+        ),
+        (_from("Hans <hans@firma.de>", "Hallo\r\nBestellnummer: 1234567\r\nT: 12\r\n"), None),
+    ],
+)
+def test_the_phone_number_of_the_sender_s_signature(raw: bytes, phone: str | None) -> None:
+    """Sales call a lead back: a mail's only number is in its signature, which was left in the message alone."""
+    [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+    assert event.person.phone == phone
+    assert ("signature_phone" in event.provenance.notes) is (phone is not None)
