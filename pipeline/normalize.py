@@ -267,6 +267,9 @@ _HONORIFIC = re.compile(
     re.I,
 )
 _SPACES = re.compile(r"\s+")
+#: A nickname written between the given and the family name, in parentheses or quotes, or a note in parentheses
+#: after the name ("Jane Doe (Acme)", "Jane Doe (she/her)").
+_NICKNAME = re.compile(r"\s\([^()]*\)(?=\s|$)|\s[\"\u201c][^\"\u201c\u201d]*[\"\u201d](?=\s)")
 _CJK = (
     "\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
     "\U00020000-\U0003134f"
@@ -297,6 +300,7 @@ def split_full_name(value: str | None) -> tuple[str | None, str | None]:
     name = normalize_name(value)
     if name is None:
         return None, None
+    name = normalize_name(_NICKNAME.sub(" ", name)) or name  # "Robert (Bob) Smith", 'Robert "Bob" Smith'
     if "," in name:
         last, _, first = name.partition(",")
         return normalize_name(_HONORIFIC.sub("", first.strip())), normalize_name(last)

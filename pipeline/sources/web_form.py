@@ -53,7 +53,9 @@ from pipeline.sources.base import (
 CONTENT_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded", "multipart/form-data"})
 
 _INTERNAL = re.compile(
-    r"^_|recaptcha|captcha|turnstile|^ak_js$|^hutk$|nonce|token|^submit$|^action$|^referer$|^page_?id$|^powered_?by$",
+    r"^_|recaptcha|captcha|turnstile|^ak_js$|^hutk$|nonce|token|^submit$|^action$|^referer$|^page_?id$|^powered_?by$"
+    # Salesforce Web-to-Lead's own fields: the org id, the page it returns to, its debug switches, the record type
+    r"|^oid$|^returl$|^debug$|^debugemail$|^recordtype$",
     re.I,
 )
 _FORM_ID_KEYS = ("wpcf7", "formguid", "form_guid", "form_id", "formid", "gform_id", "gform_submit")

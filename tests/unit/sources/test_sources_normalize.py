@@ -38,6 +38,9 @@ def test_names_are_trimmed_nfc_and_collapsed(raw: str, expected: str | None) -> 
         ("Dott.ssa Giulia Bianchi", "Giulia", "Bianchi"),
         ("Maître Paul Durand", "Paul", "Durand"),
         ("Dr. Smith", None, "Smith"),  # a form of address before one name: the family name
+        ("Robert (Bob) Smith", "Robert", "Smith"),  # a nickname is no part of the family name
+        ('Robert "Bob" Smith', "Robert", "Smith"),
+        ("Jane Doe (Acme)", "Jane", "Doe"),  # nor a note after the name
         ("Mrs Patel", None, "Patel"),
         ("Cher", "Cher", None),
         ("山田 太郎", "太郎", "山田"),  # written in Han/kana/Hangul: the family name first

@@ -678,3 +678,13 @@ def test_a_field_named_by_a_number_that_holds_an_address_is_the_e_mail() -> None
     with pytest.raises(SourceError) as err:
         web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
     assert err.value.problems[0].reason == "no_identity"
+
+
+def test_salesforce_web_to_lead_s_own_fields_are_no_message_lines() -> None:
+    fields = {"oid": "00D5e000000abcd", "retURL": "https://example.com/thanks", "first_name": "Jane",
+              "email": "jane@example.com", "description": "Need pricing", "debug": "0",
+              "debugEmail": "admin@example.com", "recordType": "0125e000000XyZ",
+              "00N5e00000AbCdE": "Enterprise"}  # fmt: skip
+    raw = urlencode(fields).encode()
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/x-www-form-urlencoded"))
+    assert event.interaction.message == "Need pricing\n00N5e00000AbCdE: Enterprise"  # a custom field stays
