@@ -573,6 +573,16 @@ def country_code(value: str | None) -> str | None:
     return _country_by_name(text)
 
 
+@lru_cache(maxsize=1)
+def _north_american_states() -> dict[str, str]:
+    """The US states' and Canadian provinces' and territories' names -> US or CA (a form's separate state field)."""
+    return {
+        _name_key(str(division.name)): country
+        for country in ("US", "CA")
+        for division in pycountry.subdivisions.get(country_code=country)  # type: ignore[no-untyped-call]
+    }
+
+
 def country_from_location(location: str | None) -> str | None:
     """The country a free-text location names ("Berlin, Germany", "Austin, TX", "München, Deutschland").
 
@@ -593,6 +603,8 @@ def country_from_location(location: str | None) -> str | None:
         for country in ("US", "CA"):
             if len(last) == 2 and pycountry.subdivisions.get(code=f"{country}-{last}") is not None:  # type: ignore[no-untyped-call]
                 return country
+    if (state := _north_american_states().get(_name_key(parts[-1]))) is not None:  # "Austin, Texas", "Ontario"
+        return state
     for part in reversed(parts):
         found = _country_by_name(part)
         if found:

@@ -395,6 +395,10 @@ def build_person(
     put("last_name", last)
     for name in ("position", "company", "company_address", "location"):
         put(name, normalize.normalize_name(text_of(values.get(name))))
+    if (state := normalize.normalize_name(text_of(values.get("state")))) is not None:  # "Austin" + "TX"
+        city = person.get("location")
+        if city is None or state.casefold() not in (part.strip().casefold() for part in city.split(",")):
+            person["location"] = f"{city}, {state}" if city else state
     country = normalize.country_code(text_of(values.get("country"))) or normalize.country_from_location(
         person.get("location") or person.get("company_address")
     )

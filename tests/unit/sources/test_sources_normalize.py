@@ -110,6 +110,9 @@ def test_non_profile_linkedin_urls_are_refused(raw: str) -> None:
         ("São Paulo, Brasil", "BR"),  # another language's name, from pycountry's ISO 3166 translations
         ("東京, 日本", "JP"),
         ("Norfolk, VA", "US"),  # a state code is read before other languages' names (one names Norfolk Island so)
+        ("Austin, Texas", "US"),  # a state's or province's name
+        ("Ontario", "CA"),
+        ("Georgia", "GE"),  # the country's name first
         ("Berlin", None),
         (None, None),
     ],

@@ -688,3 +688,22 @@ def test_salesforce_web_to_lead_s_own_fields_are_no_message_lines() -> None:
     raw = urlencode(fields).encode()
     [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/x-www-form-urlencoded"))
     assert event.interaction.message == "Need pricing\n00N5e00000AbCdE: Enterprise"  # a custom field stays
+
+
+@pytest.mark.parametrize(
+    ("fields", "location", "phone"),
+    [
+        ({"city": "Austin", "state": "TX", "phone": "(512) 555-0123"}, "Austin, TX", "+15125550123"),
+        ({"city": "Toronto", "province": "ON", "phone": "(416) 555-0199"}, "Toronto, ON", "+14165550199"),
+        ({"state": "California", "phone": "(415) 555-2671"}, "California", "+14155552671"),
+        ({"city": "Austin, TX", "state": "TX"}, "Austin, TX", None),
+    ],
+)
+def test_a_separate_state_field_completes_the_location_and_gives_the_country(
+    fields: dict[str, str], location: str, phone: str | None
+) -> None:
+    """HubSpot, Salesforce and Marketo forms ask the state apart from the city: it was a message line, the country
+    unknown, and a national number (most of North America's) dropped as invalid."""
+    raw = json.dumps({"email": "jane@example.com", **fields}).encode()
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
+    assert (event.person.location, event.person.phone) == (location, phone)
