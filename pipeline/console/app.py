@@ -691,7 +691,7 @@ async def dpo_issue(
     if question is not None and confirmed != "yes":
         return again(None, 200, confirm=question)
 
-    def issue() -> tuple[uuid.UUID, str | None]:
+    def issue() -> tuple[uuid.UUID, str | None, tuple[str, ...]]:
         submitted = tools.request(
             kind,
             by=session.principal,
@@ -701,19 +701,27 @@ async def dpo_issue(
             visitor_id=_blank(visitor_id),
             purposes=chosen,
         )
-        return submitted.command.request_id, submitted.password
+        return submitted.command.request_id, submitted.password, submitted.related
 
     try:
-        request_id, password = await asyncio.to_thread(issue)
+        request_id, password, related = await asyncio.to_thread(issue)
     except ValueError as exc:  # IdentityError (an address that is no address) included
         return again(str(exc), 422)
     except PublishError:
         return again("recorded, but the broker did not confirm it; it will be published again", 503)
-    if password is None:
+    if password is None and not related:
         return RedirectResponse(f"/dpo/requests/{request_id}", status_code=303)
     view = await asyncio.to_thread(tools.get, request_id)
     assert view is not None
-    return _page(request, session, "dpo_request.html", title="Access request", req=request_out(view), password=password)
+    return _page(
+        request,
+        session,
+        "dpo_request.html",
+        title=f"Request {view.kind.value}",
+        req=request_out(view),
+        password=password,
+        related=related,  # shown this once, like the password: the other subjects with this person's phone number
+    )
 
 
 #: A corrected value's longest accepted length (a company's address is the longest field people type).

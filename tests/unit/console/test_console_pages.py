@@ -517,3 +517,19 @@ def test_the_dpo_erases_a_website_visitor_by_its_cookie_id(app: Any, runtime: Ru
     assert done.status_code == 303, done.text[-800:]
     [view] = RequestTracker(runtime.engine).requests()
     assert view.kind is RightKind.ERASURE and view.subject_key == visitor_subject(runtime.pepper, "anon-4711")
+
+
+def test_the_other_subjects_with_the_person_s_phone_are_shown_after_issuing(app: Any, runtime: Runtime) -> None:
+    """One who wrote with an address and messaged from their number alone is two subjects: the page the request
+    leads to names the other (its key, linked to its contact page), which the request does not reach."""
+    pepper = runtime.pepper
+    wrote = make_tagged("ana@example.com", phone="+4930999888", pepper=pepper)
+    messaged = make_tagged(None, phone="+4930999888", pepper=pepper, channel=Channel.MESSENGER)
+    CrmWriter(runtime.engine).write_events([wrote, messaged])
+    dee = browser(app, "dee")
+    form = {"kind": "objection", "email": "ana@example.com", "csrf_token": dee.csrf_token}  # type: ignore[attr-defined]
+    shown = dee.post("/dpo/new", data=form)
+    assert shown.status_code == 200 and 'id="related-subjects"' in shown.text
+    assert f'href="/contacts/{messaged.event.subject_key}"' in shown.text and "ana@example.com" not in shown.text
+    alone = dee.post("/dpo/new", data={**form, "email": "john.smith@example.org"})
+    assert alone.status_code == 303  # no one else holds his number: straight to the request
