@@ -144,8 +144,9 @@ class DpoTools:
             password=password,
             identity=identity,
         )
-        self.desk.submit([command])
+        # read before anything is recorded: a database that fails here fails the request, not its answer after it
         related = () if visitor_id else CrmReadModel(self.runtime.engine).sharing_a_phone(subject)
+        self.desk.submit([command])
         return Submitted(command, password if kind is RightKind.ACCESS else None, related)
 
     def open_requests(self) -> list[RequestView]:

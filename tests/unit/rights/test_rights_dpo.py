@@ -82,3 +82,21 @@ def test_a_request_names_the_other_subjects_that_hold_the_person_s_phone(tools: 
     assert by_number.command.subject_key == called.event.subject_key
     assert by_number.related == (wrote.event.subject_key,)
     assert tools.request(RightKind.OBJECTION, by=DPO, email="bo@example.com").related == ()
+
+
+def test_a_crm_that_cannot_be_read_fails_the_request_before_anything_is_recorded(
+    tools: DpoTools, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other subjects are read before the request is recorded and published: a database failure there must not
+    leave a published request the DPO was told had failed."""
+    from sqlalchemy.exc import OperationalError
+
+    from pipeline.crm.read import CrmReadModel
+
+    def down(self: CrmReadModel, subject_key: str) -> tuple[str, ...]:
+        raise OperationalError("select", {}, Exception("database down"))
+
+    monkeypatch.setattr(CrmReadModel, "sharing_a_phone", down)
+    with pytest.raises(OperationalError):
+        tools.request(RightKind.ERASURE, by=DPO, email="ana@example.com")
+    assert tools.tracker.requests() == [] and tools.publisher.sent == []  # type: ignore[attr-defined]
