@@ -52,6 +52,9 @@ setattr(_EMAIL_VALIDATOR, _DOMAIN_CHECK, lru_cache(maxsize=4096)(getattr(_EMAIL_
 phonenumbers.enable_pattern_cache()
 
 
+#: Text shaped like an e-mail address (not checked: ``canonical_email`` does that), to find one in a line or a field.
+ADDRESS_IN_TEXT = re.compile(r"[^\s<>()\"',;:]+@[^\s<>()\"',;:]+\.[^\s<>()\"',;:]+")
+
 #: A ``mailto:`` link pasted into an e-mail field: the address is before its ``?subject=...``.
 _MAILTO = re.compile(r"mailto:([^?]*)(?:\?.*)?", re.I | re.S)
 

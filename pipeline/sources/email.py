@@ -229,7 +229,7 @@ def _signature_phone(text: str, address: str | None) -> str | None:
     found = replies.split_history(text)
     own = text[: found[0]] if found is not None else text
     tld = (address or "").rpartition(".")[2].lower()
-    region = None if tld in _GENERIC_CCTLDS or len(tld) != 2 else ("GB" if tld == "uk" else tld.upper())
+    region = normalize.country_code(tld) if len(tld) == 2 and tld not in _GENERIC_CCTLDS else None  # ".uk" is GB
     for line in [line for line in own.splitlines() if line.strip()][-_SIGNATURE_LINES:]:
         if (match := _SIGNATURE_PHONE.match(line)) is not None:
             try:

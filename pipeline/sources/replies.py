@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from email.utils import parseaddr
 
+from pipeline.normalize import ADDRESS_IN_TEXT
+
 #: An attribution line (two lines at most: Gmail wraps a long one) in the languages leadpipe's forms are asked in.
 _ATTRIBUTION = re.compile(
     r"^[ \t]*(?:On|Am|Le|El|Il giorno|Op|Em|W dniu)\b(?:[^\n]{4,300}?|[^\n]{1,300}\n[^\n]{1,300}?)"
@@ -38,7 +40,6 @@ _OUTLOOK_BLOCK = re.compile(
 _HEADER_LINE = re.compile(r"^[ \t]*([^\s:][^:\n]{0,30}?)[ \t]?:[ \t]*(.*)$")
 _SUBJECT_LABELS = frozenset({"subject", "betreff", "objet", "asunto", "oggetto", "onderwerp", "temat", "assunto"})
 _FROM_NAMES = frozenset({"from", "von", "de", "da", "van", "od"})
-_ADDRESS = re.compile(r"[^\s<>()\"',;:]+@[^\s<>()\"',;:]+\.[^\s<>()\"',;:]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ def _from_line(value: str) -> str | None:
     """ "Tom Sales <tom@example.com>" of a header line's value, as far as it names an address."""
     name, address = parseaddr(value)
     if "@" not in address:
-        found = _ADDRESS.search(value)
+        found = ADDRESS_IN_TEXT.search(value)
         return found.group(0) if found else None
     return f"{name} <{address}>" if name else address
 
@@ -141,7 +142,7 @@ def _attributed(line: str) -> str | None:
     """The writer an attribution names: "Tom Sales <tom@example.com>" out of "On Tue, Jun 4, 2024 at 9:00 AM Tom
     Sales <tom@example.com> wrote:"."""
     flat = line.replace("\n", " ")
-    found = _ADDRESS.search(flat)
+    found = ADDRESS_IN_TEXT.search(flat)
     if found is None:
         return None
     address = found.group(0).strip("<>[]")

@@ -28,7 +28,7 @@ import orjson
 
 from pipeline.models.common import InteractionKind, Purpose
 from pipeline.models.contact import Consent, ContactEvent
-from pipeline.normalize import clean_text
+from pipeline.normalize import ADDRESS_IN_TEXT, clean_text
 from pipeline.sources import fields, formdata
 from pipeline.sources.base import (
     TICKED,
@@ -544,16 +544,12 @@ def _event(
     )
 
 
-#: A field's whole value that is an e-mail address and nothing else.
-_ADDRESS_VALUE = re.compile(r"[^@\s:,;<>]+@[^@\s:,;<>]+\.[^@\s:,;<>]+")
-
-
 def _unnamed_address(lines: list[str]) -> int | None:
     """Which of the fields leadpipe does not know by name holds the person's e-mail address, when no field is named
     as one: the first whose value is an address and nothing else (Gravity Forms' webhook names its fields by number,
     ``"2": "jane@example.com"``; a builder's generated id). None when there is no such field."""
     return next(
-        (i for i, line in enumerate(lines) if _ADDRESS_VALUE.fullmatch(line.partition(": ")[2].strip())),
+        (i for i, line in enumerate(lines) if ADDRESS_IN_TEXT.fullmatch(line.partition(": ")[2].strip())),
         None,
     )
 
