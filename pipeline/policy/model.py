@@ -189,6 +189,12 @@ class SpamWeights(_Frozen):
     shouting: float = Field(ge=0)
     rate_ip: float = Field(ge=0)
     rate_subject: float = Field(ge=0)
+    link_markup: float = Field(default=0.0, ge=0)
+    """A link in forum or HTML markup (``[url=...]``); 0 in a file written before the rule: listed,
+    weighing nothing."""
+    disguised_word: float = Field(default=0.0, ge=0)
+    """A listed word written in disguise ("vi@gra", "Viagra" with Cyrillic letters among the Latin ones); 0 in an
+    older file: listed, weighing nothing."""
 
 
 class Blocklist(_Frozen):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,11 +35,39 @@ _RE: Any = importlib.import_module("re._constants")
 
 
 def _alternation(words: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One case-insensitive whole-word regex for a word list; spaces in a phrase match any run of whitespace."""
+    """One case-insensitive whole-word regex for a word list; spaces in a phrase match any run of whitespace.
+
+    A word of a script written without spaces between words (Chinese, Japanese, Thai; Korean, whose particles join
+    the word: 카지노에서) is matched wherever it stands: "百家乐" in "真人百家乐" has a letter on each side, so a
+    whole-word match would never find it."""
     if not words:
         return None
-    parts = sorted((r"\s+".join(re.escape(w) for w in word.split()) for word in words), key=len, reverse=True)
-    return re.compile(r"(?<!\w)(?:" + "|".join(parts) + r")(?!\w)", re.IGNORECASE)
+    bounded: list[str] = []
+    unbounded: list[str] = []
+    for word in words:
+        part = r"\s+".join(re.escape(w) for w in word.split())
+        (unbounded if written_without_spaces(word) else bounded).append(part)
+    alternatives = []
+    if bounded:
+        alternatives.append(r"(?<!\w)(?:" + "|".join(sorted(bounded, key=len, reverse=True)) + r")(?!\w)")
+    if unbounded:
+        alternatives.append("|".join(sorted(unbounded, key=len, reverse=True)))
+    return re.compile("|".join(alternatives), re.IGNORECASE)
+
+
+#: Unicode name prefixes of the letters of scripts that do not put spaces between words (or, Korean, join
+#: particles to them).
+_UNSPACED_SCRIPTS = ("CJK ", "HIRAGANA", "KATAKANA", "HANGUL", "THAI", "LAO", "KHMER", "MYANMAR")
+
+
+def written_without_spaces(word: str) -> bool:
+    """Whether a word is in a script written without spaces between words (its matches need no word boundary)."""
+    return any(not char.isascii() and unicodedata.name(char, "").startswith(_UNSPACED_SCRIPTS) for char in word)
+
+
+def _matches_ascii(char: str) -> bool:
+    """Whether a character of a word can match an ASCII character case-insensitively (the Kelvin sign matches k)."""
+    return char.isascii() or any(re.fullmatch(re.escape(char), chr(c), re.IGNORECASE) for c in range(128))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +107,12 @@ class ContentPrefilter:
 
 
 def _content_prefilter(words: tuple[str, ...]) -> ContentPrefilter | None:
-    """None (scan every text) when a word is not ASCII or has no word character to look for."""
+    """None (scan every text) when a word that could match ASCII text is not ASCII itself (the Kelvin sign) or has
+    no word character to look for; words no ASCII text can match (Cyrillic, Chinese) are left to the scans."""
     runs: dict[bytes, list[frozenset[bytes]]] = {}
     for word in words:
+        if not all(map(_matches_ascii, word)):
+            continue  # a character no ASCII text holds (д, 乐, ß): the word can only match a text that is not ASCII
         if not word.isascii():
             return None
         found = [run.encode("ascii") for part in word.lower().split() for run in re.findall(r"\w+", part)]

@@ -9,11 +9,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
+from confusable_homoglyphs import categories, confusables
+
+from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
 from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineUnavailable
 from pipeline.models.tagged import SpamReason, SpamVerdict
@@ -69,27 +73,116 @@ def _ip_blocked(ip: str, compiled: CompiledPolicy) -> bool:
     return any(address in network for network in compiled.blocked_networks)
 
 
+#: A link in a forum's or a web page's markup (``[url=...]``, ``[link]``, ``<a href=...>``): spam bots paste it into
+#: forms and chats; a person typing there writes the address itself.
+_LINK_MARKUP = re.compile(r"\[(?:url|link)[=\]]|<a\s+href\s*=", re.IGNORECASE)
+_MARKUP_MARKERS = (b"[url", b"[link", b"<a")
+"""Every match of ``_LINK_MARKUP`` holds one of these (lower case)."""
+
+#: Digits and signs standing for letters inside a word ("vi@gra", "c1alis", "l0ttery", "ca$ino", "s3o").
+_LEET = str.maketrans("@1!0$3", "aiiose")
+_LEET_INSIDE = r"(?<=[^\W\d_])[@1!0$3]+(?=[^\W\d_])"
+#: A word spelled out letter by letter ("c a s i n o", "j.a.c.k.p.o.t", "c-a-s-i-n-o"): four letters or more.
+_SPELLED_OUT = r"(?<![\w.-])[^\W\d_](?:[ .-][^\W\d_]){3,}(?![\w])"
+_DISGUISE = re.compile(f"(?P<leet>{_LEET_INSIDE})|(?P<spelled>{_SPELLED_OUT})")
+#: What every disguise of ``_DISGUISE`` in an ASCII text leaves in its lower-cased bytes, found by patterns that
+#: start with a character of a small set (the regex engine skips to one in C): three spelled-out letters after
+#: their separators; signs before a letter (whether a letter stands before them is checked apart).
+_SPELLED_SEED = re.compile(rb"[ .-][a-z][ .-][a-z][ .-][a-z]")
+_LEET_SEED = re.compile(rb"[@1!0$3]+[a-z]")
+#: A word with Greek or Cyrillic letters among its Latin ones ("Viagra" with two Cyrillic a); each word is looked
+#: at from its start only, so the scan stays linear in the text.
+_MIXED_WORD = re.compile(r"\b(?=\w*[a-zA-Z])(?=\w*[\u0370-\u03ff\u0400-\u052f])\w+")
+
+
+def undisguised(text: str) -> str | None:
+    """The text with its disguised words written plainly, or None when it disguises none: letters of another
+    alphabet that look like Latin ones inside a Latin word (Unicode's confusables), digits and signs standing for
+    letters inside a word, a word spelled out letter by letter. Only a word the policy lists counts (the caller
+    scans the result), so "win10" or "a b c d" change nothing that matters."""
+    folded = _DISGUISE.sub(_plain, text)
+    if not text.isascii():
+        folded = _MIXED_WORD.sub(_latin_word, folded)
+    return None if folded == text else folded
+
+
+def may_be_disguised(lowered: bytes) -> bool:
+    """False only when ``undisguised`` would find nothing in the ASCII text of these lower-cased bytes."""
+    if _SPELLED_SEED.search(lowered) is not None:
+        return True
+    seed = _LEET_SEED.search(lowered)
+    while seed is not None:
+        if (start := seed.start()) and 0x61 <= lowered[start - 1] <= 0x7A:  # a letter before the signs
+            return True
+        seed = _LEET_SEED.search(lowered, seed.end())
+    return False
+
+
+def _plain(match: re.Match[str]) -> str:
+    if match.group("leet") is not None:
+        return match.group(0).translate(_LEET)
+    return "".join(c for c in match.group(0) if c not in " .-")
+
+
+def _latin_word(match: re.Match[str]) -> str:
+    word = match.group(0)
+    return "".join(_latin_lookalike(c) for c in word)
+
+
+@lru_cache(maxsize=4096)
+def _latin_lookalike(char: str) -> str:
+    """The Latin letter a Cyrillic or Greek letter is drawn like (Unicode's confusables), else the letter itself."""
+    if categories.alias(char) not in ("CYRILLIC", "GREEK"):
+        return char
+    for entry in confusables.is_confusable(char, preferred_aliases=["latin"]) or ():
+        for glyph in entry["homoglyphs"]:
+            latin = str(glyph["c"])
+            if latin.isascii() and latin.isalpha():
+                return "I" if latin == "l" and char.isupper() else latin  # Cyrillic and Greek capital I are drawn as I
+    return char
+
+
 def scan_content(
-    text: str, compiled: CompiledPolicy, footer_links: int = 0, *, count_links: bool = True
+    text: str, compiled: CompiledPolicy, footer_links: int = 0, *, count_links: bool = True, typed: bool = True
 ) -> list[SpamReason]:
     """Every content signal, by scanning the text with each pattern: exact for any text (the reference path).
 
     ``text`` is the person's own (without a mailing list's footer); ``footer_links``, the links the footer held, are
     only named in the detail. ``count_links=False`` (mail through a list, ``links.count_list_mail``): no link rule.
+    A listed word found only once the text's disguises are undone (``undisguised``) counts as a word, and the
+    disguise as a reason of its own: hiding a word from filters is evidence of its own. ``typed``: the text was typed
+    into a form's or a chat's box, where link markup is a bot's (a mail's plain-text part may carry its HTML).
     """
     spam = compiled.policy.spam
     weights = spam.weights
     reasons: list[SpamReason] = []
     add = reasons.append
+    plain = undisguised(text)
+    disguised: list[str] = []
     for pattern, code, weight in (
         (compiled.spam_words, "spam_word", weights.spam_word),
         (compiled.misleading_phrases, "misleading_phrase", weights.misleading_phrase),
     ):
         if pattern is None:
             continue
-        hits = sorted({m.group(0).lower() for m in pattern.finditer(text)})[: spam.max_word_hits]
-        for hit in hits:
+        found = {m.group(0).lower() for m in pattern.finditer(text)}
+        if plain is not None:
+            written = {" ".join(hit.split()) for hit in found}
+            hidden = {" ".join(m.group(0).lower().split()) for m in pattern.finditer(plain)} - written
+            disguised.extend(sorted(hidden))
+            found |= hidden
+        for hit in sorted(found)[: spam.max_word_hits]:
             add(SpamReason(code=code, weight=weight, detail=f"matched {' '.join(hit.split())!r}"))
+    if disguised:
+        add(
+            SpamReason(
+                code="disguised_word",
+                weight=weights.disguised_word,
+                detail=f"{', '.join(map(repr, disguised[: spam.max_word_hits]))} written in disguise",
+            )
+        )
+    if typed and _LINK_MARKUP.search(text):
+        add(SpamReason(code="link_markup", weight=weights.link_markup, detail="a link in forum or HTML markup"))
     links = len(compiled.link.findall(text)) if count_links else 0
     if links > spam.links.max_links:
         footer = f"; {footer_links} in a mailing list's footer not counted" if footer_links else ""
@@ -156,25 +249,29 @@ _WORD_RUNS = bytes(c if c < 0x80 and (chr(c).isalnum() or c == 0x5F) else 0x20 f
 
 
 def content_reasons(
-    text: str, compiled: CompiledPolicy, footer_links: int = 0, *, count_links: bool = True
+    text: str, compiled: CompiledPolicy, footer_links: int = 0, *, count_links: bool = True, typed: bool = True
 ) -> list[SpamReason]:
     """The content signals of the person's text: the same reasons as ``scan_content``, in the same order.
 
-    Most texts are ASCII and carry no spam word, phrase or link: for them ``compiled.content_prefilter`` proves
-    that no scan can match, on the lower-cased bytes in one pass, and only shouting is left to count (on the
-    bytes too). Any other text, or a policy without a prefilter, takes the scans. (A text without a link marker
-    counts no link, footer or not.)
+    Most texts are ASCII and carry no spam word, phrase, link, link markup or disguised word: for them
+    ``compiled.content_prefilter`` proves that no scan can match, on the lower-cased bytes in one pass, and only
+    shouting is left to count (on the bytes too). Any other text, or a policy without a prefilter, takes the scans.
+    (A text without a link marker counts no link, footer or not.)
     """
     prefilter = compiled.content_prefilter
     if prefilter is None or not text.isascii():
-        return scan_content(text, compiled, footer_links, count_links=count_links)
+        return scan_content(text, compiled, footer_links, count_links=count_links, typed=typed)
     data = text.encode("ascii")
     lowered = data.lower()
     for marker in prefilter.link_markers:
         if marker in lowered:
-            return scan_content(text, compiled, footer_links, count_links=count_links)
+            return scan_content(text, compiled, footer_links, count_links=count_links, typed=typed)
+    if (b"[" in lowered or b"<a" in lowered) and any(marker in lowered for marker in _MARKUP_MARKERS):
+        return scan_content(text, compiled, footer_links, count_links=count_links, typed=typed)
+    if may_be_disguised(lowered):  # rare: "win10", "a-b-c-d", an address in the text; the scan decides
+        return scan_content(text, compiled, footer_links, count_links=count_links, typed=typed)
     if prefilter.may_match(lowered.translate(_WORD_RUNS).split()):
-        return scan_content(text, compiled, footer_links, count_links=count_links)
+        return scan_content(text, compiled, footer_links, count_links=count_links, typed=typed)
     size = len(data)
     if size < compiled.policy.spam.shouting.min_letters:  # fewer characters than the letters it takes
         return []
@@ -198,7 +295,8 @@ def score_spam(
 
     if text:
         own, footer_links, count_links = own_content(event, text, compiled)
-        reasons.extend(content_reasons(own, compiled, footer_links, count_links=count_links))
+        typed = event.channel is not Channel.EMAIL
+        reasons.extend(content_reasons(own, compiled, footer_links, count_links=count_links, typed=typed))
 
     person = event.person
     email = person.email.lower() if person.email else None

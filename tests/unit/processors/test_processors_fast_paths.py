@@ -31,7 +31,7 @@ from pipeline.processors.chain import Passed, Quarantined, _tags
 from pipeline.processors.children import child_evidence
 from pipeline.processors.compiled import _age_needs_digit, _age_union, _content_prefilter, has_digit
 from pipeline.processors.retention import RetentionClock
-from pipeline.processors.spam import content_reasons, hashed_key, scan_content
+from pipeline.processors.spam import content_reasons, hashed_key, may_be_disguised, scan_content, undisguised
 from pipeline.processors.suppression import NO_EFFECT, SuppressionEffect
 from pipeline.processors.tagging import tag_purposes
 from pipeline.processors.text import person_text
@@ -79,6 +79,15 @@ TEXTS = [
     "I am 40 years old",
     "i am only 13!",
     "I am 1415",
+    "Buy vi@gra and c1alis now, win10 and mp3s too",
+    "c a s i n o and j.a.c.k.p.o.t and c-a-s-i-n-o",
+    "a b c d e f and U.S.A and x x x",
+    "mail me at info@casino.example or john@example.com",
+    "[url=http://x.example]cheap[/url] [URL]x[/URL] [link=y] <a href='z'>",
+    "[urlx] <abbr> <a> [links] not markup",
+    "Cheap Vi\u0430gr\u0430 and \u0421ialis",
+    "真人百家乐\uff0c注册就送彩金 and 代开发票",
+    "Предлагаем продвижение сайтов и онлайн казино",
 ]
 
 
@@ -133,6 +142,18 @@ _ALPHABET = st.sampled_from(
         "\u00a0",
         "ABCDEFGHIJ",
         "klmnopqrst",
+        "@",
+        "1",
+        "0",
+        "$",
+        "vi",
+        "gra",
+        "c",
+        "[url=",
+        "[/url]",
+        "<a href=",
+        "\u0430",
+        "百家乐",
     ]
 )
 
@@ -150,14 +171,24 @@ def test_content_reasons_equal_the_scans_with_a_list_footer(
     text: str, footer_links: int, compiled: CompiledPolicy
 ) -> None:
     assert content_reasons(text, compiled, footer_links) == scan_content(text, compiled, footer_links)
+    assert content_reasons(text, compiled, typed=False) == scan_content(text, compiled, typed=False)
     unlinked = content_reasons(text, compiled, footer_links, count_links=False)
     assert unlinked == scan_content(text, compiled, footer_links, count_links=False)
     assert not {"too_many_links", "link_density"} & {r.code for r in unlinked}
 
 
+@settings(max_examples=2000, deadline=None)
+@given(text=st.text(alphabet="aZq@1!0$3 .-_x9\n", max_size=24))
+def test_the_disguise_seeds_miss_no_disguise(text: str) -> None:
+    if undisguised(text) is not None:
+        assert may_be_disguised(text.lower().encode("ascii"))
+
+
 def test_the_prefilter_proves_nothing_for_words_it_cannot_handle() -> None:
     assert _content_prefilter(("casino", "seo services")) is not None
-    assert _content_prefilter(("grüße",)) is None  # not ASCII
+    assert _content_prefilter(("\u212aasino",)) is None  # a Kelvin sign, which an ASCII k matches
+    only_unicode = _content_prefilter(("grüße", "百家乐", "онлайн казино"))  # no ASCII text can match these
+    assert only_unicode is not None and not only_unicode.runs
     assert _content_prefilter(("!!!",)) is None  # no word character to look for
     prefilter = _content_prefilter(("act now before it's too late", "100% guaranteed", "guaranteed returns"))
     assert prefilter is not None

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from processor_events import NOW, PEPPER, build_event
 
+from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
 from pipeline.models.tagged import SpamReview
 from pipeline.policy.model import default_policy_path, load_policy
@@ -71,6 +72,104 @@ def test_words_match_whole_words_only(make_ctx: Callable[..., ChainContext]) -> 
 def test_repeated_word_hits_are_capped(make_ctx: Callable[..., ChainContext]) -> None:
     text = "viagra cialis casino lottery jackpot xxx"
     assert _codes(build_event(interaction={"message": text}), make_ctx()).count("spam_word") == 3
+
+
+@pytest.mark.parametrize(
+    ("message", "word"),
+    [
+        ("Buy vi@gra online, best price", "viagra"),
+        ("c1alis and more, shipped today", "cialis"),
+        ("Cheap Vi\u0430gr\u0430 here", "viagra"),  # two Cyrillic a among the Latin letters
+        ("\u0421ialis without waiting", "cialis"),  # a Cyrillic capital Es
+        ("Play at our c a s i n o tonight", "casino"),
+        ("J.a.c.k.p.o.t every hour", "jackpot"),
+    ],
+)
+def test_a_word_written_in_disguise_is_a_word_and_a_disguise(
+    message: str, word: str, make_ctx: Callable[..., ChainContext]
+) -> None:
+    verdict = _verdict(build_event(interaction={"message": message}), make_ctx())
+    details = {r.code: r.detail for r in verdict.reasons}
+    assert details["spam_word"] == f"matched {word!r}"
+    assert details["disguised_word"] == f"{word!r} written in disguise"
+    assert verdict.is_spam  # 1.5 + 3.5: at the threshold
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Our laptops run win10 and we need a CRM",
+        "Please call me back, my number is a b c d in the form",
+        "We have an e-mail at info@example.com for you",
+        "Мы ищем CRM для отдела продаж",  # Russian, written in Cyrillic only: nothing to undo
+        "Grüße aus München, wir brauchen ein Angebot",
+        "Ελληνική εταιρεία, θέλουμε μια προσφορά",
+    ],
+)
+def test_ordinary_text_is_no_disguise(message: str, make_ctx: Callable[..., ChainContext]) -> None:
+    assert _codes(build_event(interaction={"message": message}), make_ctx()) == []
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Great offers [url=http://pills.example/]see here[/url]",
+        "[URL]http://pills.example[/URL] best prices",
+        "[link=http://x.example]cheap[/link]",
+        'Best prices <a href="http://pills.example">here</a>',
+    ],
+)
+def test_a_link_in_forum_or_html_markup_is_at_the_threshold(
+    message: str, make_ctx: Callable[..., ChainContext]
+) -> None:
+    verdict = _verdict(build_event(interaction={"message": message}), make_ctx())
+    assert "link_markup" in [r.code for r in verdict.reasons] and verdict.is_spam
+
+
+def test_mail_is_not_read_for_link_markup(make_ctx: Callable[..., ChainContext]) -> None:
+    event = build_event(channel=Channel.EMAIL, interaction={"message": 'See <a href="https://shop.example">us</a>'})
+    assert "link_markup" not in _codes(event, make_ctx())
+
+
+def test_a_link_as_a_person_writes_it_is_no_markup(make_ctx: Callable[..., ChainContext]) -> None:
+    message = "Our site is https://shop.example [the new one] and <b>we</b> sell a lot"
+    assert "link_markup" not in _codes(build_event(interaction={"message": message}), make_ctx())
+
+
+@pytest.mark.parametrize(
+    ("message", "word"),
+    [
+        ("真人百家乐\uff0c注册就送彩金", "百家乐"),  # no spaces around a Chinese word
+        ("Предлагаем продвижение сайтов недорого", "продвижение сайтов"),
+        ("Kredit ohne Schufa sofort", "ohne schufa"),
+    ],
+)
+def test_words_of_other_languages_and_scripts_match(
+    message: str, word: str, make_ctx: Callable[..., ChainContext]
+) -> None:
+    verdict = _verdict(build_event(interaction={"message": message}), make_ctx())
+    assert f"matched {word!r}" in [r.detail for r in verdict.reasons]
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["Good news: you have won the tender, send the contract", "We need 100% guaranteed delivery dates in the SLA"],
+)
+def test_procurement_wording_is_no_misleading_phrase(message: str, make_ctx: Callable[..., ChainContext]) -> None:
+    assert "misleading_phrase" not in _codes(build_event(interaction={"message": message}), make_ctx())
+
+
+def test_a_policy_file_written_before_the_markup_and_disguise_rules_loads_with_them_weightless(
+    tmp_path: Path,
+) -> None:
+    data = yaml.safe_load(default_policy_path().read_text())
+    del data["spam"]["weights"]["link_markup"], data["spam"]["weights"]["disguised_word"]
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    ctx = ChainContext(policy=compile_policy(load_policy(path)), now=NOW, pepper=PEPPER)
+    verdict = _verdict(build_event(interaction={"message": "[url=http://x.example]vi@gra[/url]"}), ctx)
+    assert verdict.score == 1.5  # the word alone; the two reasons are listed at weight 0
+    assert {r.code: r.weight for r in verdict.reasons} == {"spam_word": 1.5, "disguised_word": 0.0, "link_markup": 0.0}
 
 
 def test_a_disposable_domain_is_a_signal(make_ctx: Callable[..., ChainContext]) -> None:
