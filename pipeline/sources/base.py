@@ -185,23 +185,22 @@ _BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "
 
 
 def decode_text(raw: bytes, charset: str | None = None) -> str:
-    """Text of a payload: BOM, then the declared charset, then UTF-8, then Windows-1252 (what spreadsheets export)
-    when it reads as text; else the legacy code page charset-normalizer finds (a Japanese Excel's Shift_JIS CSV, a
-    Russian one's Windows-1251), else Windows-1252 all the same."""
+    """Text of a payload: BOM, then the declared charset (read in the superset its label stands for, as mail readers
+    do: ``codepages.declared_text``; an ISO-2022 one never falls back), then UTF-8, then Windows-1252 (what
+    spreadsheets export) when it reads as text; else the legacy code page charset-normalizer finds (a Japanese
+    Excel's Shift_JIS CSV, a Russian one's Windows-1251), else Windows-1252 all the same."""
     for bom, encoding in _BOMS:
         if raw.startswith(bom):
             try:
                 return raw[len(bom) :].decode(encoding)
             except UnicodeDecodeError:
                 raise SourceError("bad_encoding", None, f"the payload is not valid {encoding}") from None
-    for encoding in (charset or "", "utf-8"):
-        if not encoding:
-            continue
-        try:
-            return raw.decode(encoding)
-        except (ValueError, LookupError):  # also a charset name that is garbage ("utf\x00-8")
-            continue
-    return codepages.legacy_text(raw)
+    if charset and (declared := codepages.declared_text(raw, charset)) is not None:
+        return declared
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return codepages.legacy_text(raw)
 
 
 def load_json(raw: bytes) -> Any:

@@ -11,6 +11,7 @@ European reading of Cyrillic bytes gives words of accented letters only, which n
 
 from __future__ import annotations
 
+import codecs
 import re
 import unicodedata
 
@@ -130,3 +131,77 @@ def _is_mark(char: str) -> bool:
 
 def _has_ascii_letter(word: str) -> bool:
     return any(c.isascii() and c.isalpha() for c in word)
+
+
+#: The codecs a declared charset is read in, as mail readers read it (the WHATWG Encoding Standard's labels): a
+#: subset's label stands for its Windows superset, which senders' software actually writes (Outlook's curly quotes
+#: and € labelled ISO-8859-1, NEC and IBM kanji labelled Shift_JIS, GBK hanzi labelled GB2312, Hong Kong's
+#: characters labelled Big5). Bytes a 7-bit label cannot hold are read as UTF-8 first: that label is wrong anyway.
+_SUPERSETS = {
+    "iso8859-1": ("cp1252", "latin-1"),
+    "ascii": ("ascii", "utf-8", "cp1252"),
+    "shift_jis": ("cp932",),
+    "gb2312": ("gbk",),
+    "big5": ("big5hkscs",),
+    "euc_kr": ("cp949",),
+    "iso2022_jp": ("iso2022_jp", "iso2022_jp_ext", "iso2022_jp_2", "iso2022_jp_3"),
+}
+
+
+def declared_text(raw: bytes, charset: str) -> str | None:
+    """``raw`` read in its declared charset as mail readers read it (``_SUPERSETS``), or None when it is not that
+    charset's text or Python knows no such charset. A 7-bit one that shifts between character sets by escape
+    sequences (ISO-2022-*) never falls back to UTF-8 or a code page, which would keep those sequences as letters:
+    ISO-2022-JP is read through Windows' table (``iso2022jp_text``), else with what cannot be read replaced."""
+    try:
+        name = codecs.lookup(charset).name
+    except (LookupError, ValueError):  # also a charset name that is garbage ("utf\x00-8")
+        return None
+    for encoding in _SUPERSETS.get(name, (name,)):
+        try:
+            return raw.decode(encoding)
+        except (ValueError, LookupError):  # LookupError: a codec that is no text encoding ("base64")
+            continue
+    if not name.startswith("iso2022") or not raw.isascii():  # 8-bit bytes: the label is wrong
+        return None
+    found = iso2022jp_text(raw) if name == "iso2022_jp" else None
+    return found if found is not None else raw.decode(name, errors="replace")
+
+
+#: ISO-2022-JP's escape sequences: to ASCII or JIS X 0201 Roman (read as ASCII), JIS X 0201 katakana, JIS X 0208.
+_ISO2022JP_SHIFT = re.compile(rb"(\x1b(?:\(B|\(J|\(I|\$@|\$B))")
+
+
+def iso2022jp_text(raw: bytes) -> str | None:
+    """ISO-2022-JP read as mail readers read it: its JIS X 0208 characters through Windows' table (cp932), which has
+    the NEC special characters (①, ㈱, ㍻) that Japanese mail is full of and Python's ISO-2022-JP codecs lack. None
+    when the bytes are no such text (another escape sequence, a broken double-byte run)."""
+    out = bytearray()
+    mode = b"(B"
+    for index, chunk in enumerate(_ISO2022JP_SHIFT.split(raw)):
+        if index % 2:
+            mode = chunk[1:]
+            continue
+        if b"\x1b" in chunk or not chunk.isascii():
+            return None
+        if mode in (b"(B", b"(J"):
+            out += chunk
+        elif mode == b"(I":
+            out += bytes(byte + 0x80 for byte in chunk)
+        else:
+            kanji = chunk.replace(b"\r", b"").replace(b"\n", b"")  # a line break left in double-byte mode
+            if len(kanji) % 2:
+                return None
+            for first, second in zip(kanji[::2], kanji[1::2], strict=True):
+                out += _jis_to_shift_jis(first, second)
+    try:
+        return out.decode("cp932")
+    except UnicodeDecodeError:
+        return None
+
+
+def _jis_to_shift_jis(first: int, second: int) -> bytes:
+    """A JIS X 0208 character's two bytes (0x21-0x7E each) as Shift_JIS writes it."""
+    lead = (first + 1) // 2 + (0x70 if first <= 0x5E else 0xB0)
+    trail = second + (0x1F + (second >= 0x60) if first % 2 else 0x7E)
+    return bytes((lead, trail))

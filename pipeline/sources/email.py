@@ -106,7 +106,7 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
 
 
 _OUT_OF_OFFICE = re.compile(
-    r"^\s*(?:automatic reply|auto[- ]?reply|out of (?:the )?office|abwesenheitsnotiz|automatische antwort"
+    r"^\s*(?:automatic reply|auto[- ]?reply|auto\s*:|out of (?:the )?office|abwesenheitsnotiz|automatische antwort"
     r"|r[ée]ponse automatique|respuesta autom[aá]tica|risposta automatica|automatisch antwoord"
     r"|resposta autom[aá]tica|odpowied[zź] automatyczna|自動応答|自動返信|自动回复|自动答复|自動回覆"
     r"|automatiskt svar|automatisk svar|automaattinen vastaus|automatick[áa] odpov[ěe][dď]|otomatik yan[ıi]t"
@@ -126,8 +126,8 @@ def automatic(msg: Message) -> tuple[str, str] | None:
     """(reason, explanation) when a machine sent the message in answer to another: a bounce (a delivery report, or
     from mailer-daemon or postmaster), a read receipt, or an automatic reply (``Auto-Submitted: auto-replied``,
     ``X-Autoreply``, ``Precedence: auto_reply``, or an auto-generated message whose subject says it is an
-    out-of-office reply, as Exchange's are); else None. Auto-generated mail alone stays a contact: a form plugin's
-    notification of a submission is auto-generated too."""
+    out-of-office reply, as Exchange's are, or Lotus Notes' "AUTO:"); else None. Auto-generated mail alone stays a
+    contact: a form plugin's notification of a submission is auto-generated too."""
     if msg.get_content_type() == "multipart/report":
         report = str(msg.get_param("report-type") or "").lower()
         if report in _REPORTS:
@@ -157,10 +157,10 @@ def _parse_one(msg: Message, ctx: SourceContext, index: int, prefix: str) -> Con
     if (notified := _notified(msg, shown.text, address)) is not None:
         values = notified
         problems.append(Problem(FORM_NOTIFICATION, prefix + "from", "the sender is a website's mailer", fatal=False))
-    elif (lead := _forwarded_lead(msg, text, address)) is not None:
+    elif (lead := _forwarded_lead(msg, text, address, shown.quoted)) is not None:
         values, forwarded = lead, True
         problems.append(Problem(FORWARDED_LEAD, prefix + "from", "a colleague forwarded the lead", fatal=False))
-    elif text and (signed := _signature_phone(text, address)) is not None:
+    elif text and not _is_mailer(address) and (signed := _signature_phone(msg, text, address)) is not None:
         values["phone"] = signed
         problems.append(
             Problem(SIGNATURE_PHONE, prefix + "phone", "the phone number of the sender's signature", fatal=False)
@@ -210,7 +210,7 @@ _SIGNATURE_PHONE = re.compile(
     r"^\s*(?:tel|tele?phone|phone|ph|mobile|mob|mobil|mobiel|mobiili|cell|cellphone|direct|direct line|office|t|m|p"
     r"|telefon|telefoon|handy|t[ée]l[ée]?phone|t[ée]l|portable|tel[ée]fono|m[óo]vil|celular|cellulare|telem[óo]vel"
     r"|puhelin|telefon kom[óo]rkowy|kom[óo]rka|тел|телефон|моб|мобильный|電話|携帯|电话|手机|전화|휴대폰)\.?"
-    r"\s*[:|.\-\u2013]?\s*(?P<number>\+?\(?\d[\d\s().\-/]{5,}\d)\s*$",
+    r"\s*[:|.\-\u2013\uff1a]?\s*(?P<number>\+?\(?\d[\d\s().\-/]{5,}\d)\s*$",
     re.IGNORECASE,
 )
 #: Country-code top-level domains used as generic ones (.io, .co, .me, .tv ...): they say nothing of a country.
@@ -221,13 +221,18 @@ _GENERIC_CCTLDS = frozenset(
 _SIGNATURE_LINES = 12
 
 
-def _signature_phone(text: str, address: str | None) -> str | None:
+def _signature_phone(msg: Message, text: str, address: str | None) -> str | None:
     """The phone number (E.164) in the sender's signature: a labelled number ("Tel.: +49 30 1234567", "M: 0171 ...")
     in the last lines of their own words (above any quoted history), valid per libphonenumber; a number without a
     country prefix read in the country of the sender's domain (``.de``, ``.co.uk``), none for a generic one. The
-    first such line wins (a signature lists the direct line first); None when there is none."""
-    found = replies.split_history(text)
-    own = text[: found[0]] if found is not None else text
+    first such line wins (a signature lists the direct line first); None when there is none.
+
+    A reply quotes the company's own mail, whose signature has the company's number: in one, nothing at or below a
+    line that may open a history (``replies.history_line``) is read, even when its form is not recognised."""
+    found = replies.history_line(text) if _is_reply(msg) else None
+    if found is None and (history := replies.split_history(text)) is not None:
+        found = history[0]
+    own = text[:found] if found is not None else text
     tld = (address or "").rpartition(".")[2].lower()
     region = normalize.country_code(tld) if len(tld) == 2 and tld not in _GENERIC_CCTLDS else None  # ".uk" is GB
     for line in [line for line in own.splitlines() if line.strip()][-_SIGNATURE_LINES:]:
@@ -237,6 +242,20 @@ def _signature_phone(text: str, address: str | None) -> str | None:
             except normalize.NormalizationError:
                 continue
     return None
+
+
+#: A reply's subject prefix, in the mail clients' languages ("Re:", "AW:", "SV:", "Odp:", "回复:", "Re[2]:").
+_REPLY_SUBJECT = re.compile(
+    r"^\s*(?:re|aw|sv|vs|antw|odp|res|r|ynt|vá|atb|ats|odg|отв|ответ|回复|答复|回覆|답장)(?:\[\d+\])?\s*[:\uff1a]",
+    re.IGNORECASE,
+)
+
+
+def _is_reply(msg: Message) -> bool:
+    """Whether the message answers another: it names it (``In-Reply-To``, ``References``) or its subject says so."""
+    if mime.raw_header(msg, "in-reply-to") is not None or mime.raw_header(msg, "references") is not None:
+        return True
+    return _REPLY_SUBJECT.match(mime.header_text(msg, "subject") or "") is not None
 
 
 def _history_start(msg: Message, text: str | None) -> int | None:
@@ -251,23 +270,29 @@ def _history_start(msg: Message, text: str | None) -> int | None:
 
 #: The note of a lead a colleague forwarded to the mailbox, read as the forwarded message's sender.
 FORWARDED_LEAD = "forwarded_lead"
-_FORWARD_SUBJECT = re.compile(r"^\s*(?:fwd?|wg|tr|rv|doorst|vs|vb|i)\s*:", re.IGNORECASE)
+#: A forward's subject prefix: English, German, French, Spanish, Dutch, Nordic, Italian; Brazilian Outlook's "ENC:",
+#: Polish "PD:", Finnish "VL:".
+_FORWARD_SUBJECT = re.compile(r"^\s*(?:fwd?|wg|tr|rv|doorst|vs|vb|i|enc|pd|vl)\s*:", re.IGNORECASE)
 
 
-def _forwarded_lead(msg: Message, text: str | None, sender: str) -> dict[str, str | None] | None:
+def _forwarded_lead(
+    msg: Message, text: str | None, sender: str, attached: list[mime.Quoted]
+) -> dict[str, str | None] | None:
     """The sender of the message a colleague forwarded to the company's mailbox ("Fwd:", "WG:", ...), when the
     forwarding sender writes from the mailbox's own domain (``Delivered-To``, else ``To``) and the forwarded message
-    names someone outside it: the lead is that person, not the colleague. None otherwise."""
-    if not text or not _FORWARD_SUBJECT.match(mime.header_text(msg, "subject") or ""):
+    (inline, else the first attached one: Outlook's "forward as attachment") names someone outside it: the lead is
+    that person, not the colleague. None otherwise."""
+    if not _FORWARD_SUBJECT.match(mime.header_text(msg, "subject") or ""):
         return None
     own = sender.rpartition("@")[2].lower()
     received = mime.addresses(msg, "delivered-to") or mime.addresses(msg, "to")
     if not any(address.rpartition("@")[2].lower() == own for _name, address in received):
         return None
-    found = replies.split_history(text)
-    if found is None or found[1].sender is None:
+    found = replies.split_history(text) if text else None
+    forwarded = found[1].sender if found is not None else next((q.sender for q in attached), None)
+    if forwarded is None:
         return None
-    name, address = parseaddr(found[1].sender)
+    name, address = parseaddr(forwarded)
     if "@" not in address or address.rpartition("@")[2].lower() == own:
         return None
     return {"full_name": name or None, "email": address}
@@ -275,12 +300,20 @@ def _forwarded_lead(msg: Message, text: str | None, sender: str) -> dict[str, st
 
 #: The note of a website's notification mail read as the lead it tells of (``_notified``).
 FORM_NOTIFICATION = "form_notification"
-#: Mailboxes of a website's or a tool's mailer, not of a person: WordPress's default ``wordpress@``, ``no-reply``.
+#: Mailboxes of a website's or a tool's mailer, not of a person: WordPress's default ``wordpress@``, ``no-reply``,
+#: Netlify's ``formresponses@``.
 _MAILER = re.compile(
     r"^(?:wordpress|no-?reply|do-?not-?reply|donotreply|notifications?|forms?|webmaster|www-data|apache|website|"
-    r"contact-?form|formmail|mailer)(?:[-+.].*)?$",
+    r"contact-?form|formmail|formresponses|mailer)(?:[-+.].*)?$",
     re.IGNORECASE,
 )
+
+
+def _is_mailer(sender: str) -> bool:
+    """Whether a website's or a tool's mailer sent the message: its text is no person's, its numbers no sender's."""
+    return _MAILER.match(sender.partition("@")[0]) is not None
+
+
 _PERSON_FIELDS = frozenset(
     {"full_name", "first_name", "last_name", "email", "phone", "company", "position", "location", "country"}
 )
@@ -291,12 +324,16 @@ def _notified(msg: Message, text: str, sender: str) -> dict[str, str | None] | N
     """The person a website's notification of a form submission tells of, when a mailer sent it (``wordpress@``,
     ``no-reply@``; not a mailing list): its ``Reply-To`` (what Contact Form 7 and Gravity set to the visitor), and
     the fields the body lists as ``Label: value`` lines (``Your Name:``, ``Phone:``, ``Company:``; Contact Form 7's
-    ``From: Jane <jane@...>``). None when the message names no one else: then the mailer stays the sender."""
-    if not _MAILER.match(sender.partition("@")[0]) or mime.list_header_count(msg):
+    ``From: Jane <jane@...>``) or as a label's line above its value's (Gravity's table). None when the message names
+    no one else: then the mailer stays the sender."""
+    if not _is_mailer(sender) or mime.list_header_count(msg):
         return None
     found: dict[str, str | None] = {}
-    for line in text.splitlines()[:300]:
+    lines = [line for line in text.splitlines()[:300] if line.strip()]
+    for line, below in zip(lines, [*lines[1:], ""], strict=True):
         label, colon, value = line.partition(":")
+        if not colon and fields.canonical_field(line.strip()) in _PERSON_FIELDS and ":" not in below:
+            label, colon, value = line, ":", below  # the label alone on its line, its value on the next
         label, value = label.strip(), value.strip()
         if not colon or not value or len(label) > 40:
             continue

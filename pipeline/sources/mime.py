@@ -215,17 +215,42 @@ def header_text(part: Message, name: str) -> str | None:
     return decode_words(value) if value is not None else None
 
 
+#: A quoted string (to the field's end when it is not closed: one pass, however many quotes), or a run of encoded
+#: words (white space between them) in an address field.
+_QUOTED_OR_WORDS = re.compile(
+    r'"(?:[^"\\]|\\[\s\S]?)*+"?|' + _ENCODED_WORD.pattern + r"(?:\s+" + _ENCODED_WORD.pattern.replace("(", "(?:") + ")*"
+)
+#: What splits or ends an address's display name when written literally (RFC 5322 specials; a period is allowed).
+_SPECIALS = re.compile(r'[,;<>@:"()\[\]\\]')
+
+
+def _quote_encoded_names(value: str) -> str:
+    """An address field whose encoded words hold a literal special (``=?iso-8859-1?Q?M=FCller,_Hans?=``: RFC 2047
+    forbids it, senders do it), with each such run of words decoded into a quoted string: split first, the comma
+    would cut the name in two."""
+
+    def quoted(match: re.Match[str]) -> str:
+        words = match.group(0)
+        if words.startswith('"') or not _SPECIALS.search(words):
+            return words
+        text = decode_words(words).replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{text}"'
+
+    return _QUOTED_OR_WORDS.sub(quoted, value)
+
+
 def addresses(part: Message, name: str) -> list[tuple[str | None, str]]:
     """(decoded display name or comment, address as written) of every address in a field, in order.
 
-    Split before decoding, so an encoded name holding a comma or ``<`` stays one name; the old ``addr (Full Name)``
-    form gives its comment as the name.
+    Split before decoding, so an encoded name holding a comma or ``<`` stays one name (one sent with a literal comma
+    in its encoded words is quoted first: ``_quote_encoded_names``); the old ``addr (Full Name)`` form gives its
+    comment as the name.
     """
     value = raw_header(part, name)
     if not value:
         return []
     try:
-        found = getaddresses([value])
+        found = getaddresses([_quote_encoded_names(value)])
     except Exception:  # RecursionError on nested comments, among others: no usable address
         return []
     return [(decode_words(display).strip() or None, address) for display, address in found if address]

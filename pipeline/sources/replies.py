@@ -30,16 +30,35 @@ _SEPARATOR = re.compile(
     r"Anfang der weitergeleiteten Nachricht:|Début du message réexpédié :)[ \t]*$",
     re.IGNORECASE | re.MULTILINE,
 )
-_FROM_LABELS = r"(?:From|Von|De|Da|Van|Od)"
+#: Outlook's labels of the answered message's sender and date, in the languages of its localised editions.
+_FROM_LABELS = r"(?:From|Von|De|Da|Van|Od|Fra|Från|Kimden|Lähettäjä|Feladó|От|Від|差出人|发件人|寄件者|보낸 사람)"
+_SENT_LABELS = (
+    r"(?:Sent|Gesendet|Envoyé|Enviado(?: el)?|Inviato|Verzonden|Date|Datum|Wysłano|Skickat|Sendt|Odesláno"
+    r"|Gönderildi|Lähetetty|Elküldve|Отправлено|Надіслано|送信日時|发送时间|寄件日期|보낸 날짜)"
+)
+#: A label's colon: after any white space (French puts a no-break space before it), or full-width (Japanese, Chinese).
+_COLON = r"[^\S\n]*[:\uff1a]"
 #: Outlook's header block of the answered message (after a rule of underscores, or on its own).
 _OUTLOOK_BLOCK = re.compile(
-    rf"^(?:_{{20,}}[ \t]*\n)?[ \t]*{_FROM_LABELS}[ \t]?:[^\n]*\n[ \t]*"
-    r"(?:Sent|Gesendet|Envoyé|Enviado|Inviato|Verzonden|Date|Datum|Wysłano)[ \t]?:",
+    rf"^(?:_{{20,}}[ \t]*\n)?[ \t]*{_FROM_LABELS}{_COLON}[^\n]*\n[ \t]*{_SENT_LABELS}{_COLON}",
     re.IGNORECASE | re.MULTILINE,
 )
-_HEADER_LINE = re.compile(r"^[ \t]*([^\s:][^:\n]{0,30}?)[ \t]?:[ \t]*(.*)$")
-_SUBJECT_LABELS = frozenset({"subject", "betreff", "objet", "asunto", "oggetto", "onderwerp", "temat", "assunto"})
-_FROM_NAMES = frozenset({"from", "von", "de", "da", "van", "od"})
+_HEADER_LINE = re.compile(rf"^[ \t]*([^\s:\uff1a][^:\uff1a\n]{{0,30}}?){_COLON}[ \t]*(.*)$")
+_SUBJECT_LABELS = frozenset(
+    {"subject", "betreff", "objet", "asunto", "oggetto", "onderwerp", "temat", "assunto", "ämne", "emne", "předmět"}
+    | {"konu", "aihe", "tárgy", "тема", "件名", "主题", "主旨", "제목"}
+)
+_FROM_NAMES = frozenset(
+    {"from", "von", "de", "da", "van", "od", "fra", "från", "kimden", "lähettäjä", "feladó", "от", "від", "差出人"}
+    | {"发件人", "寄件者", "보낸 사람"}
+)
+#: A line that opens a history in a form ``split_history`` may not know: a rule or a client's separator, a quoted
+#: line, a sender line naming an address, or an attribution (a line naming an address that ends in a colon).
+_HISTORY_LINE = re.compile(
+    rf"^[ \t]*(?:[-_=*]{{5,}}[ \t]*$|-{{2,}}[^\n]{{1,60}}?-{{2,}}[ \t]*$|>|{_FROM_LABELS}{_COLON}[^\n@]*@"
+    r"|[^\n@]{0,300}@[^\n]{0,300}?[:\uff1a][ \t]*$)",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +89,17 @@ def split_history(text: str) -> tuple[int, History] | None:
     return cut, _history(text[cut:])
 
 
+def history_line(text: str) -> int | None:
+    """Where the first line that may open a history starts (``_HISTORY_LINE``), or the history ``split_history``
+    finds when it starts earlier: in a reply, nothing at or below it is surely the writer's."""
+    found = split_history(text)
+    line = _HISTORY_LINE.search(text)
+    starts = [found[0]] if found is not None else []
+    if line is not None:
+        starts.append(line.start())
+    return min(starts) if starts else None
+
+
 def _trailing_quote(text: str) -> int | None:
     """Where a closing run of ``>`` lines (two or more, blank lines between them allowed) starts, when the writer
     wrote something above it."""
@@ -92,6 +122,9 @@ def _trailing_quote(text: str) -> int | None:
 def _history(block: str) -> History:
     """The history's sender, subject and text: from its attribution or the header lines under its separator."""
     lines = block.splitlines()
+    if lines and lines[0].lstrip().startswith(">"):  # a quoted forward (Apple Mail's "> Begin forwarded message:")
+        lines = [_unquoted(line) for line in lines]
+        block = "\n".join(lines)
     sender: str | None = None
     subject: str | None = None
     first = lines[0] if lines else ""

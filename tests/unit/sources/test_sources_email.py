@@ -158,6 +158,7 @@ def _mail(headers: str, body: str = "I am out of the office until Monday.") -> b
         (_mail("Subject: Re: your offer\r\nPrecedence: auto_reply"), "auto_reply"),
         (_mail("Subject: Automatic reply: your offer\r\nAuto-Submitted: auto-generated"), "auto_reply"),  # Exchange
         (_mail("Subject: Abwesenheitsnotiz: Angebot\r\nAuto-Submitted: auto-generated"), "auto_reply"),
+        (_mail("Subject: AUTO: Jane Doe ist außer Haus\r\nAuto-Submitted: auto-generated"), "auto_reply"),  # Notes
         (
             _mail(
                 "Subject: Read: your offer\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; "
@@ -365,6 +366,10 @@ def _from(sender: str, body: str, extra: str = "") -> bytes:
             None,
         ),
         (_from("Hans <hans@firma.de>", "Hallo\r\nBestellnummer: 1234567\r\nT: 12\r\n"), None),
+        # a full-width colon, as Japanese and Chinese signatures write it
+        (_from("Taro <taro@example.co.jp>", "よろしく\r\n\r\n山田\r\n電話\uff1a03-1234-5678\r\n"), "+81312345678"),
+        (_from("Taro <taro@example.co.jp>", "よろしく\r\n\r\n山田\r\nTEL\uff1a03-1234-5678\r\n"), "+81312345678"),
+        (_from("Li <li@example.cn>", "您好\r\n\r\n李\r\n电话\uff1a010 1234 5678\r\n"), "+861012345678"),
     ],
 )
 def test_the_phone_number_of_the_sender_s_signature(raw: bytes, phone: str | None) -> None:
@@ -372,3 +377,136 @@ def test_the_phone_number_of_the_sender_s_signature(raw: bytes, phone: str | Non
     [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
     assert event.person.phone == phone
     assert ("signature_phone" in event.provenance.notes) is (phone is not None)
+
+
+#: The company's own mail a reply quotes: its signature's number is the company's, never the lead's.
+_QUOTED_OFFER = (
+    "Dear Ivan,\r\n\r\nplease find our offer attached.\r\n\r\nTom Sales\r\nOur Company GmbH\r\nTel.: +49 30 9876543\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "block",
+    [  # Outlook's header block in its localised editions (French: a no-break space before the colon)
+        ("De: Tom Sales <tom@ourco.de>", "Enviado el: martes, 4 de junio de 2024 9:00", "Para: Ivan", "Asunto: Offer"),
+        ("De\u00a0: Tom Sales <tom@ourco.de>", "Envoyé\u00a0: mardi 4 juin 2024 09:00", "Objet\u00a0: Offer"),
+        ("От: Tom Sales <tom@ourco.de>", "Отправлено: 4 июня 2024 9:00", "Кому: Ivan", "Тема: Offer"),
+        ("差出人: Tom Sales <tom@ourco.de>", "送信日時: 2024年6月4日 9:00", "宛先: Ivan", "件名: Offer"),
+        ("发件人: Tom Sales <tom@ourco.de>", "发送时间: 2024年6月4日 9:00", "收件人: Ivan", "主题: Offer"),
+        ("Från: Tom Sales <tom@ourco.de>", "Skickat: den 4 juni 2024 09:00", "Till: Ivan", "Ämne: Offer"),
+        ("Fra: Tom Sales <tom@ourco.de>", "Sendt: 4. juni 2024 09:00", "Til: Ivan", "Emne: Offer"),
+        ("Od: Tom Sales <tom@ourco.de>", "Odesláno: úterý 4. června 2024 9:00", "Komu: Ivan", "Předmět: Offer"),
+        ("Kimden: Tom Sales <tom@ourco.de>", "Gönderildi: 4 Haziran 2024 Salı 09:00", "Kime: Ivan", "Konu: Offer"),
+        # a form no pattern knows (Greek), under Outlook's rule: still no number from below the rule
+        ("Από: Tom Sales <tom@ourco.de>", "Στάλθηκε: Τρίτη, 4 Ιουνίου 2024 9:00 πμ", "Θέμα: Offer"),
+    ],
+)
+def test_a_reply_never_takes_the_companys_number_from_the_quoted_history(block: tuple[str, ...]) -> None:
+    """A reply quoting the company's offer gave the lead the company's phone (``signature_phone``) whenever the
+    quoted history's form was not recognised."""
+    header = "\r\n".join(block)
+    body = f"Yes, please send the contract.\r\n\r\nBest\r\nIvan\r\n\r\n{'_' * 32}\r\n{header}\r\n\r\n{_QUOTED_OFFER}"
+    raw = _from("Ivan Petrov <ivan.petrov@client.ru>", body, "In-Reply-To: <offer-1@ourco.de>\r\n")
+    [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+    assert event.person.phone is None and "signature_phone" not in event.provenance.notes
+    unthreaded = raw.replace(b"In-Reply-To: <offer-1@ourco.de>", b"X-Note: none").replace(b"Anfrage", b"RE: X")
+    [event] = email_source.parse(unthreaded, ctx_for("email", unthreaded, "message/rfc822"))
+    assert event.person.phone is None  # a reply by its subject alone
+
+
+@pytest.mark.parametrize(
+    "html",
+    [  # Thunderbird's and Gmail's HTML-only replies: the answered message in a <blockquote>
+        '<p>Thanks, that works.</p><p>Maria</p><div class="moz-cite-prefix">On 04.06.24 09:00, Tom Sales wrote:<br>'
+        '</div><blockquote type="cite">Dear Maria,<br><br>Tom Sales<br>Tel.: +49 30 9876543<br></blockquote>',
+        '<div dir="ltr">Sounds good.<div>Maria</div></div><div class="gmail_quote"><div class="gmail_attr">On Tue, '
+        'Jun 4, 2024 at 9:00 AM Tom Sales &lt;<a href="mailto:tom@ourco.de">tom@ourco.de</a>&gt; wrote:<br></div>'
+        '<blockquote class="gmail_quote">Dear Maria,<br>Tom Sales<br>Mobile: +49 171 2345678</blockquote></div>',
+    ],
+)
+def test_an_html_only_reply_quotes_its_history_as_plain_text_mail_does(html: str) -> None:
+    headers = "In-Reply-To: <abc@ourco.de>\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=UTF-8\r\n"
+    raw = _from("Maria Rossi <maria.rossi@cliente.it>", html, headers)
+    [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+    message, at = event.interaction.message, event.interaction.history_at
+    assert event.person.phone is None
+    assert message is not None and at is not None and "Maria" in message[:at] and "> Tom Sales" in message[at:]
+
+
+def _notification(sender: str, html: str, extra: str = "") -> bytes:
+    return (
+        f"From: {sender}\r\nTo: info@shop.example.com\r\nSubject: New Entry: Contact Form\r\n{extra}"
+        f"MIME-Version: 1.0\r\nContent-Type: text/html; charset=UTF-8\r\n\r\n{html}\r\n"
+    ).encode()
+
+
+_CELLS = (
+    "<table><tr><td><strong>Name</strong></td><td>Sarah Connor</td></tr><tr><td>Email</td>"
+    "<td>sarah.connor@cyberdyne.example.com</td></tr><tr><td>Phone</td><td>+1 213 555 0147</td></tr></table>"
+)
+_GRAVITY_ROWS = "".join(
+    f'<tr><td colspan="2"><strong>{label}</strong></td></tr><tr><td>&nbsp;</td><td>{value}</td></tr>'
+    for label, value in (("Name", "Sarah Connor"), ("Email", "sarah.connor@cyberdyne.example.com"))
+)
+_GRAVITY = f"<table><tr><td><table>{_GRAVITY_ROWS}</table></td></tr></table>"  # a label's row above its value's
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _notification("WPForms <noreply@shop.example.com>", _CELLS),  # WPForms, Jotform: a row per field
+        _notification("Acme <wordpress@shop.example.com>", _GRAVITY),
+        (  # Netlify's mailer, the visitor in Reply-To
+            b"From: Netlify Forms <formresponses@netlify.com>\r\nReply-To: sarah.connor@cyberdyne.example.com\r\n"
+            b"Subject: [Netlify] New form submission\r\n\r\nName: Sarah Connor\r\nPhone: +1 213 555 0147\r\n"
+        ),
+    ],
+)
+def test_a_form_notification_in_a_table_or_from_netlify_is_the_visitors_lead(raw: bytes) -> None:
+    """The mailer became the lead, with the visitor's phone as its own: an HTML table's cells ran together
+    ("NameSarah Connor"), and Netlify's ``formresponses@`` was no known mailer."""
+    [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+    person = event.person
+    assert (person.first_name, person.last_name) == ("Sarah", "Connor")
+    assert person.email == "sarah.connor@cyberdyne.example.com" and event.provenance.notes == ("form_notification",)
+
+
+def test_a_mailer_is_never_given_a_signature_phone() -> None:
+    """A mailer's text is no person's: a number in it is not the mailer's own (``signature_phone``)."""
+    raw = _notification("Billing <no-reply@billing.example.de>", "<p>Your invoice.</p><p>Tel. 030 1234567</p>")
+    [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+    assert event.person.email == "no-reply@billing.example.de" and event.person.phone is None
+
+
+_OUTLOOK_FORWARD = (
+    "Segue lead.\r\n\r\n________________________________\r\nDe: Joao Silva <joao@cliente.example.com.br>\r\n"
+    "Enviado: segunda-feira, 3 de junho de 2024 16:12\r\nPara: Tom\r\nAssunto: Pedido\r\n\r\nBom dia, 50 unidades.\r\n"
+)
+_APPLE_FORWARD = (
+    "FYI\r\n\r\n> Begin forwarded message:\r\n> \r\n> From: Joao Silva <joao@cliente.example.com.br>\r\n"
+    "> Subject: Inquiry\r\n> To: tom@example.com\r\n> \r\n> We are interested in 2,000 units.\r\n"
+)
+_AS_ATTACHMENT = (
+    'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n'
+    "Please handle.\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nFrom: Joao Silva <joao@cliente.example.com.br>\r\n"
+    "Subject: Inquiry\r\n\r\nWe are interested in 2,000 units.\r\n--b--\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        ("ENC: Pedido", _OUTLOOK_FORWARD),  # Brazilian Outlook
+        ("PD: Zapytanie", _OUTLOOK_FORWARD),  # Polish
+        ("VL: Tarjous", _OUTLOOK_FORWARD),  # Finnish
+        ("RV: Solicitud", _OUTLOOK_FORWARD.replace("Enviado:", "Enviado el:")),  # Spanish Outlook
+        ("Fwd: Inquiry", _APPLE_FORWARD),  # Apple Mail quotes the forward with '>'
+        ("FW: Inquiry", _AS_ATTACHMENT),  # Outlook's "forward as attachment"
+    ],
+)
+def test_a_forwarded_lead_in_more_clients_forms_is_the_forwarded_senders(subject: str, body: str) -> None:
+    head = f"From: Tom Sales <tom@example.com>\r\nTo: leads@example.com\r\nSubject: {subject}\r\n"
+    raw = (head + ("" if body.startswith("MIME") else "\r\n") + body).encode()
+    [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
+    assert (event.person.first_name, event.person.email) == ("Joao", "joao@cliente.example.com.br")
+    assert "forwarded_lead" in event.provenance.notes

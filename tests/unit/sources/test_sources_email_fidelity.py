@@ -132,6 +132,8 @@ def test_inline_text_parts_after_an_attachment_are_read_too() -> None:
         ("From: =?UTF-8?B?U21pdGgsIEpvaG4=?= <j.smith@example.com>", "John", "Smith"),  # "Smith, John" encoded
         ("From: =?UTF-8?B?8J+Ygg==?==?UTF-8?B?IEFuYQ==?= <j.smith@example.com>", "😂", "Ana"),
         ("From: j.smith@example.com <j.smith@example.com>", None, None),
+        # a literal comma in an encoded word (RFC 2047 forbids it, senders do it): one name, not split at the comma
+        ("From: =?iso-8859-1?Q?M=FCller,_Hans?= <j.smith@example.com>", "Hans", "Müller"),
     ],
 )
 def test_sender_names(header: str, first: str | None, last: str | None) -> None:
@@ -427,3 +429,59 @@ def test_html_nested_deeper_than_the_parser_follows_keeps_its_text_and_links() -
     assert event.interaction.message is not None
     assert event.interaction.message.endswith("the hidden offer")
     assert event.interaction.message.count("https://deep.example/x") == 300
+
+
+# ---- declared charsets -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("charset", "text", "encoding"),
+    [  # a subset's label on its Windows superset's bytes, as senders' software writes them
+        ("iso-8859-1", "we\u2019d like a quote \u201cASAP\u201d \u2013 budget \u20ac 5,000", "cp1252"),
+        ("us-ascii", "a quote \u201cASAP\u201d \u2013 \u20ac 5,000", "cp1252"),
+        ("shift_jis", "\u3231サンプルの\u9ad9橋です。\u2460価格", "cp932"),  # NEC and IBM kanji
+        ("gb2312", "我叫朱镕基", "gbk"),
+        ("big5", "地址在深水埗", "big5hkscs"),
+        ("ks_c_5601-1987", "똠방각하", "cp949"),
+        ("euc-kr", "똠방각하", "cp949"),
+    ],
+)
+def test_a_declared_subset_charset_is_read_in_its_superset(charset: str, text: str, encoding: str) -> None:
+    """Curly quotes, dashes and € labelled ISO-8859-1, NEC kanji labelled Shift_JIS, ... were lost or garbled."""
+    body = base64.b64encode(text.encode(encoding)).decode()
+    headers = f"{HEAD}Content-Type: text/plain; charset={charset}\nContent-Transfer-Encoding: base64"
+    assert parse(mail(headers, body)).interaction.message == text
+
+
+def test_a_gb2312_name_in_from_is_read_as_gbk() -> None:
+    event = parse(mail("From: =?gb2312?B?1uzpRrv5?= <zhu@example.com.cn>\nSubject: hi", "Hello"))
+    assert event.person.first_name == "朱镕基"
+
+
+#: NEC's special characters (JIS X 0208 row 13, which the standard leaves empty) as Japanese mail clients write them.
+_NEC = {"①": b"\x1b$B-!\x1b(B", "㈱": b"\x1b$B-j\x1b(B"}
+
+
+def _iso2022jp_with_nec(text: str) -> bytes:
+    return b"".join(_NEC.get(char) or char.encode("iso2022_jp") for char in text)
+
+
+def test_iso_2022_jp_with_nec_characters_is_read_not_left_as_escape_sequences() -> None:
+    """Python's ISO-2022-JP codecs lack NEC's characters (①, ㈱): the text fell back to UTF-8, escape sequences and
+    all ("$B-j(B$B%5%s%W%k(B" as the sender's first name)."""
+    body = _iso2022jp_with_nec("㈱サンプルの山田です。\r\n① 価格\r\n電話\uff1a03-1234-5678")
+    name = base64.b64encode(_iso2022jp_with_nec("山田 ㈱")).decode()
+    raw = (
+        f"From: =?ISO-2022-JP?B?{name}?= <t.yamada@example.co.jp>\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=ISO-2022-JP\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+    ).encode() + body
+    event = parse(raw)
+    assert event.interaction.message == "㈱サンプルの山田です。\n① 価格\n電話\uff1a03-1234-5678"
+    assert {event.person.first_name, event.person.last_name} == {"㈱", "山田"}
+
+
+def test_iso_2022_jp_that_no_table_reads_is_replaced_never_read_as_utf8() -> None:
+    """A stateful 7-bit charset's bytes read as UTF-8 keep their escape sequences as letters."""
+    raw = mail(HEAD + "Content-Type: text/plain; charset=ISO-2022-JP", "\x1b$Bxx\x1b$(D!!\x1b(B ok")
+    message = parse(raw).interaction.message
+    assert message is not None and message.endswith("ok") and "$B" not in message and "\x1b" not in message

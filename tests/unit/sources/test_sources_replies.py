@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pipeline.sources.replies import split_history
+from pipeline.sources.replies import history_line, split_history
 
 CAMPAIGN = "> FREE TRIAL - LIMITED OFFER!!!\n> Click here: https://example.com/offer\n"
 
@@ -127,3 +127,57 @@ def test_a_hostile_text_costs_about_what_a_normal_one_does() -> None:
     for name, text in HOSTILE.items():
         hostile = _best_of(5, text[:50_000])
         assert hostile < 30 * normal + 0.005, f"{name}: {hostile * 1000:.1f} ms against {normal * 1000:.2f} ms"
+
+
+@pytest.mark.parametrize(
+    ("block", "subject"),
+    [  # Outlook's header block in its localised editions: any space before the colon, or a full-width one
+        (("De: Tom <tom@example.com>", "Enviado el: martes, 4 de junio de 2024 9:00", "Asunto: Oferta"), "Oferta"),
+        (("De\u00a0: Tom <tom@example.com>", "Envoyé\u00a0: mardi 4 juin 2024 09:00", "Objet\u00a0: Offre"), "Offre"),
+        (("От: Tom <tom@example.com>", "Отправлено: 4 июня 2024 9:00", "Тема: Предложение"), "Предложение"),
+        (("差出人: Tom <tom@example.com>", "送信日時: 2024年6月4日 9:00", "件名: 見積もり"), "見積もり"),
+        (("差出人\uff1aTom <tom@example.com>", "送信日時\uff1a2024年6月4日", "件名\uff1a見積もり"), "見積もり"),
+        (("发件人: Tom <tom@example.com>", "发送时间: 2024年6月4日 9:00", "主题: 报价"), "报价"),
+        (("Från: Tom <tom@example.com>", "Skickat: den 4 juni 2024 09:00", "Ämne: Offert"), "Offert"),
+        (("Fra: Tom <tom@example.com>", "Sendt: 4. juni 2024 09:00", "Emne: Tilbud"), "Tilbud"),
+        (("Od: Tom <tom@example.com>", "Odesláno: úterý 4. června 2024 9:00", "Předmět: Nabídka"), "Nabídka"),
+        (("Kimden: Tom <tom@example.com>", "Gönderildi: 4 Haziran 2024 Salı 09:00", "Konu: Teklif"), "Teklif"),
+    ],
+)
+def test_outlooks_header_block_in_its_localised_editions(block: tuple[str, ...], subject: str) -> None:
+    header = "\n".join(block)
+    text = f"Please call me.\n\n{header}\n\nFREE TRIAL\n"
+    found = split_history(text)
+    assert found is not None
+    cut, told = found
+    assert text[:cut].rstrip() == "Please call me."
+    assert (told.sender, told.subject, told.text) == ("Tom <tom@example.com>", subject, "FREE TRIAL")
+
+
+def test_a_forward_apple_mail_quoted_names_its_sender() -> None:
+    text = "FYI\n\n> Begin forwarded message:\n> \n> From: Ana <ana@customer.es>\n> Subject: Quote\n> \n> Please.\n"
+    found = split_history(text)
+    assert found is not None and (found[1].sender, found[1].subject, found[1].text) == (
+        "Ana <ana@customer.es>",
+        "Quote",
+        "Please.",
+    )
+
+
+@pytest.mark.parametrize(
+    ("lines", "own"),
+    [  # a Greek client's: Outlook's rule and sender line, an attribution, a separator
+        (("Yes.", "", "Ivan", "_" * 32, "Από: Tom <tom@example.com>", "Tel.: +30 21 0123 4567"), "Yes.\n\nIvan"),
+        (("Yes.", "", "Ivan", "", "Στις 4/6/2024 Tom <tom@example.com> έγραψε:", "Tel.: 1"), "Yes.\n\nIvan"),
+        (("Yes.", "", "---- Αρχικό μήνυμα ----", "Tel.: 1"), "Yes."),
+    ],
+)
+def test_a_line_that_may_open_a_history_bounds_the_writers_own_words(lines: tuple[str, ...], own: str) -> None:
+    """Forms ``split_history`` does not know: in a reply, nothing below them is surely the writer's."""
+    text = "\n".join(lines)
+    found = history_line(text)
+    assert found is not None and text[:found].rstrip() == own
+
+
+def test_a_signature_has_no_history_line() -> None:
+    assert history_line("Yes.\n\nIvan\nTel.: +49 30 1234567\nE-Mail: ivan@client.ru\n-- \nSent from my phone\n") is None
