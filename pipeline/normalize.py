@@ -55,6 +55,11 @@ phonenumbers.enable_pattern_cache()
 #: Text shaped like an e-mail address (not checked: ``canonical_email`` does that), to find one in a line or a field.
 ADDRESS_IN_TEXT = re.compile(r"[^\s<>()\"',;:]+@[^\s<>()\"',;:]+\.[^\s<>()\"',;:]+")
 
+#: An address after a display name (``Jane Doe <jane@example.com>``, ``"Doe, Jane" <...>``): the address is inside
+#: the angle brackets. Taken here rather than by email-validator, which refuses an unquoted name with a comma or a
+#: letter outside ASCII ("José García", "山田太郎"), as address books write them.
+_NAMED_ADDRESS = re.compile(r'(?:"[^"]*"|[^<>"])*<([^<>]*)>')
+
 #: A ``mailto:`` link pasted into an e-mail field: the address is before its ``?subject=...``.
 _MAILTO = re.compile(r"mailto:([^?]*)(?:\?.*)?", re.I | re.S)
 
@@ -80,13 +85,13 @@ def canonical_email(value: str) -> str:
     is well-formed, only nobody can write to it from outside (a ``.local`` Active Directory name, a ``.test`` fixture).
     """
     text = value.translate(_FULLWIDTH).strip()  # an address a Japanese input method typed, or copied from a page
+    if named := _NAMED_ADDRESS.fullmatch(text):
+        text = named.group(1).strip()
     if mailto := _MAILTO.fullmatch(text):
         text = mailto.group(1).strip()
     text = text.rstrip(".,;:").rstrip()
     try:
-        result = validate_email(
-            text, check_deliverability=False, allow_smtputf8=True, allow_quoted_local=True, allow_display_name=True
-        )
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=True, allow_quoted_local=True)
     except EmailNotValidError as exc:
         if _reserved_domain(text):
             raise _reserved_error() from None
@@ -104,9 +109,10 @@ def canonical_email(value: str) -> str:
     return f"{result.local_part}@{domain}"
 
 
-#: Between two addresses in one field: ",", ";", "|", " / ", " or "; else white space between two addresses.
+#: Between two addresses in one field: ",", ";", "|", " / ", " or ", Google Contacts' " ::: "; else white space
+#: between two addresses.
 _SECOND_ADDRESS = (
-    re.compile(r"\s*[,;|]\s*|\s+/\s+|\s+(?:or|oder|ou|o|of)\s+", re.I),
+    re.compile(r"\s*(?:[,;|]|:::)\s*|\s+/\s+|\s+(?:or|oder|ou|o|of)\s+", re.I),
     re.compile(r"(?<=[a-z])\s+(?=\S+@)", re.I),
 )
 
@@ -148,13 +154,24 @@ def canonical_phone(value: str, default_region: str | None = None, *, require_va
     ``+4912`` or ``+1 555 0000`` are refused. Looking a subject up (rights, CRM search) keeps the lenient check,
     so a number stored before this rule can still be found and erased.
     """
-    if default_region is None and (digits := value.strip()).startswith("00"):
-        value = "+" + digits[2:]  # 00 is the international prefix of most of the world; no national number starts so
+    if (text := value.strip()).startswith("00"):  # 00 is the international prefix of most of the world
+        international = "+" + text[2:]  # and no national number starts so
+        if default_region is None:
+            value = international
+        elif not _is_valid(text, default_region):  # "001 212 ...", written so in a country that dials 011 or 810
+            with contextlib.suppress(NormalizationError):
+                return canonical_phone(international, None, require_valid=True)
+    if (bare := _without_label(value)) != value:
+        # a label after the number ("privat", "Fax"): libphonenumber reads letters as a vanity number's digits, and
+        # a German number with them can still be valid. Without it, when that is valid; else the letters may be a
+        # vanity number's ("1-800-FLOWERS")
+        with contextlib.suppress(NormalizationError):
+            return _e164(bare, default_region, require_valid=True)
     try:
         return _e164(value, default_region, require_valid=require_valid)
     except NormalizationError:
-        # a label after the number ("(mobile)", "privat": letters would be read as a vanity number's digits), or a
-        # second number after the first ("+33 6 ... / +33 1 ..."): the first number alone, when it is valid
+        # a label in parentheses ("(mobile)"), or a second number after the first ("+33 6 ... / +33 1 ..."): the
+        # first number alone, when it is valid
         if (first := _first_number(value)) != value:
             with contextlib.suppress(NormalizationError):
                 return _e164(first, default_region, require_valid=True)
@@ -178,10 +195,34 @@ def canonical_phone(value: str, default_region: str | None = None, *, require_va
             ) from None
 
 
+#: An extension as offices write it that libphonenumber does not read as one (it does "ext.", "x", "int.",
+#: "anexo", "доб."): German "App." and "Durchwahl", French "poste", Italian "interno", Dutch "toestel". Made its
+#: " ext. " so that the extension is read as one (E.164 leaves it out) rather than as more digits of the number.
+_EXTENSION = re.compile(
+    r"(?<=\d)\s*,?\s*(?:app|apparat|durchwahl|dw|nebenstelle|poste|interno|toestel)\b\.?:?\s*(?=\d)", re.I
+)
+#: What follows a number's last digit when it holds a letter: a label ("privat", "Fax", "Tel", "(mobile)").
+_TRAILING_LABEL = re.compile(r"(?<=\d)[^\d]*[^\W\d_][^\d]*$")
+
+
+def _without_label(value: str) -> str:
+    """The number with an office's extension marker made libphonenumber's and the label after its digits left out."""
+    return _TRAILING_LABEL.sub("", _EXTENSION.sub(" ext. ", value)).strip()
+
+
+def _is_valid(value: str, default_region: str) -> bool:
+    try:
+        _e164(value, default_region, require_valid=True)
+    except NormalizationError:
+        return False
+    return True
+
+
 #: A label in parentheses without a digit ("(mobile)", "(Zentrale)").
 _PHONE_LABEL = re.compile(r"\([^()\d]*\)")
-#: Between two numbers in one field: ";", ",", "|", " or ", " oder ", " ou ", " o ", or " / " before a "+".
-_SECOND_NUMBER = re.compile(r"\s*[;,|]\s*|\s+(?:or|oder|ou|o|of)\s+|\s+/\s+(?=\+)", re.IGNORECASE)
+#: Between two numbers in one field: ";", ",", "|", Google Contacts' " ::: ", " or ", " oder ", " ou ", " o ", or
+#: " / " before a "+".
+_SECOND_NUMBER = re.compile(r"\s*(?:[;,|]|:::)\s*|\s+(?:or|oder|ou|o|of)\s+|\s+/\s+(?=\+)", re.IGNORECASE)
 
 
 def _first_number(value: str) -> str:
@@ -265,11 +306,19 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\
 #: "Dr. Phil Jones" keeps Phil).
 _HONORIFIC = re.compile(
     r"^(?:(?:dr|dra|prof|mr|mrs|ms|mx|miss|mister|sir|dame|herr|frau|mme|mlle|madame|monsieur|mademoiselle|maître"
-    r"|m|sr|sra|srta|señor|señora|señorita|sig|sig\.ra|signor|signora|dott|dott\.ssa|ing|mag|mgr|ir|drs|rev"
-    r"|dipl\.?-ing)\.?\s+(?:(?:med|phil|jur|rer\.\s?nat|vet|dent|oec|h\.\s?c)\.\s+)*)+",
+    r"|m(?=\.)|sr|sra|srta|señor|señora|señorita|sig|sig\.ra|signor|signora|dott|dott\.ssa|ing|mag|mgr|ir|drs|rev"
+    r"|dr\.?-ing|dipl\.?-(?:ing|kfm|kff|inf|psych)|univ\.?-prof|mudr|judr|phdr|rndr|mvdr|bc|eng|shri|smt)\.?\s+"
+    r"(?:(?:med|phil|jur|rer\.\s?nat|vet|dent|oec|h\.\s?c)\.\s+)*)+",
     re.I,
 )
 _SPACES = re.compile(r"\s+")
+#: Degrees and generational suffixes after a comma ("Jane Doe, MBA", "John Smith, Jr.", "Doe, Jane, PhD, CPA"):
+#: no part of the name, and the comma before them no "Last, First". A two-letter degree only in capitals ("Li, Ma"
+#: is Ma Li).
+_NAME_SUFFIX = re.compile(
+    r"(?:\s*,\s*(?:(?i:jr|sr|esq|phd|ph\.\s?d|m\.d|d\.d\.s)|II|III|IV|MBA|MD|MA|BA|MSc|BSc|MS|BS|JD|LLM|CPA|CFA|DDS"
+    r"|RN|PE|PMP)\.?(?!\w))+$"
+)
 #: A nickname written between the given and the family name, in parentheses or quotes, or a note in parentheses
 #: after the name ("Jane Doe (Acme)", "Jane Doe (she/her)").
 _NICKNAME = re.compile(r"\s\([^()]*\)(?=\s|$)|\s[\"\u201c][^\"\u201c\u201d]*[\"\u201d](?=\s)")
@@ -304,6 +353,7 @@ def split_full_name(value: str | None) -> tuple[str | None, str | None]:
     if name is None:
         return None, None
     name = normalize_name(_NICKNAME.sub(" ", name)) or name  # "Robert (Bob) Smith", 'Robert "Bob" Smith'
+    name = _NAME_SUFFIX.sub("", name) or name  # "Jane Doe, MBA": no "Last, First"
     if "," in name:
         last, _, first = name.partition(",")
         return normalize_name(_HONORIFIC.sub("", first.strip())), normalize_name(last)
@@ -318,7 +368,8 @@ def split_full_name(value: str | None) -> tuple[str | None, str | None]:
         cut = 2 if name[:2] in _KOREAN_TWO_SYLLABLE_FAMILIES and len(name) > 3 else 1
         return name[cut:], name[:cut]
     words = name.split(" ")
-    capitals = next((i for i, w in enumerate(words) if not (w.isupper() and len(w) > 1)), len(words))
+    # a family name in capitals is a word of two letters or more, never an initial ("J. Smith", "I. M. Pei")
+    capitals = next((i for i, w in enumerate(words) if not (w.isupper() and len(w) > 1 and "." not in w)), len(words))
     if 0 < capitals < len(words) and any(w.islower() for w in words[capitals]):  # "DUPONT Jean", "YAMADA Taro"
         return " ".join(words[capitals:]), " ".join(words[:capitals])
     first, _, last = name.partition(" ")
@@ -464,6 +515,9 @@ _COUNTRY_ALIASES = {
     "lao pdr": "LA",
     "laos": "LA",
     "bosnia": "BA",
+    "democratic republic of the congo": "CD",
+    "dr congo": "CD",
+    "drc": "CD",
     "ประเทศไทย": "TH",  # "Prathet Thai", the country's everyday name; the catalog has ไทย alone
     "ایران": "IR",  # Persian; the catalogs translate only "Iran, Islamic Republic of"
     "السعودية": "SA",
@@ -474,9 +528,13 @@ _COUNTRY_ALIASES = {
 
 #: What typed text and the catalogs write differently for the same name: Arabic vowel marks and the tatweel (typed
 #: text leaves them out, the Arabic catalog writes "السّعوديّة"), zero-width joiners (Sinhala, Persian), and the
-#: Arabic letters Persian and Arabic keyboards give different code points (yeh, kaf, alef with hamza).
+#: Arabic letters Persian and Arabic keyboards give different code points (yeh, kaf, alef with hamza); a word
+#: processor's typographic apostrophe (U+2019, "Côte d'Ivoire") and "&" ("Bosnia & Herzegovina") as the catalogs
+#: write them.
 _NAME_FOLD = str.maketrans(
     {
+        "\u2019": "'",
+        "&": "and",
         **dict.fromkeys([*range(0x064B, 0x0660), 0x0670, 0x0640, 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF]),
         "\u064a": "\u06cc",  # ي -> ی
         "\u0649": "\u06cc",  # ى -> ی
@@ -540,6 +598,16 @@ def _localized_country_names() -> dict[str, str]:
     return {name: codes.pop() for name, codes in found.items() if len(codes) == 1}
 
 
+@lru_cache(maxsize=1)
+def _unaccented_localized_names() -> dict[str, str]:
+    """``_localized_country_names`` by their unaccented keys, for a name an ASCII-only export wrote ("Etats-Unis");
+    a key two countries would share is left out rather than guessed."""
+    found: dict[str, set[str]] = {}
+    for name, code in _localized_country_names().items():
+        found.setdefault(_unaccented(name), set()).add(code)
+    return {name: codes.pop() for name, codes in found.items() if len(codes) == 1}
+
+
 #: The aliases by the key a name is looked up with (``_name_key`` drops a trailing dot: "U.S.A." is "u.s.a").
 _ALIASES_BY_KEY = {_name_key(alias): code for alias, code in _COUNTRY_ALIASES.items()}
 
@@ -558,7 +626,22 @@ def _country_by_name(name: str, *, localized: bool = True) -> str | None:
         pass
     if (code := _unaccented_names().get(_unaccented(key))) is not None:  # "Cote d'Ivoire" as an ASCII export writes it
         return code
-    return _localized_country_names().get(key) if localized else None
+    if not localized:
+        return None
+    return _localized_country_names().get(key) or _unaccented_localized_names().get(_unaccented(key))  # "Etats-Unis"
+
+
+#: A dialling code where a form asks for the country beside the number (a country-code picker: "+49", "0049", "49").
+_DIALLING_CODE = re.compile(r"(?:\+|00)\s*(\d{1,3})|([1-9]\d{0,2})")
+
+
+def dialling_code_regions(value: str | None) -> tuple[str, ...]:
+    """The countries a country field's dialling code stands for, the main one first ("+49" -> DE; "+1" -> US, CA,
+    ...); () when the field holds no dialling code (a name, an ISO code, an ISO numeric code beginning with 0)."""
+    if value is None or (match := _DIALLING_CODE.fullmatch(value.strip())) is None:
+        return ()
+    code = int(match.group(1) or match.group(2))
+    return tuple(region for region in phonenumbers.region_codes_for_country_code(code) if region != "001")
 
 
 def country_code(value: str | None) -> str | None:

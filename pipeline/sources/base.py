@@ -398,11 +398,17 @@ def build_person(
         city = person.get("location")
         if city is None or state.casefold() not in (part.strip().casefold() for part in city.split(",")):
             person["location"] = f"{city}, {state}" if city else state
-    country = normalize.country_code(text_of(values.get("country"))) or normalize.country_from_location(
+    # A country-code picker beside the number posts a dialling code: the country when the code is one country's
+    # ("+49"), else only the phone's region ("+1": the US or Canada, the same E.164 number either way)
+    country_field = text_of(values.get("country"))
+    dialled = normalize.dialling_code_regions(country_field)
+    one_country = dialled[0] if len(dialled) == 1 else None
+    country = (one_country if dialled else normalize.country_code(country_field)) or normalize.country_from_location(
         person.get("location") or person.get("company_address")
     )
     put("country_code", country)
-    if "location" not in person and (country_text := normalize.normalize_name(text_of(values.get("country")))):
+    phone_region = country or (dialled[0] if dialled else None)
+    if not dialled and "location" not in person and (country_text := normalize.normalize_name(country_field)):
         person["location"] = country_text
 
     page = text_of(values.get("page_url")) or ""
@@ -410,7 +416,7 @@ def build_person(
         values = {**values, "linkedin_url": page}  # LinkedIn's own export names the profile "URL"
     checks: list[tuple[str, Any]] = [
         ("email", normalize.canonical_email),
-        ("phone", lambda v: normalize.canonical_phone(v, country, require_valid=True)),
+        ("phone", lambda v: normalize.canonical_phone(v, phone_region, require_valid=True)),
         ("skype_id", normalize.canonical_skype),
         ("linkedin_url", normalize.canonical_linkedin),
     ]
@@ -449,7 +455,12 @@ def build_person(
 
 
 def checkbox_ticked(value: Any) -> bool:
-    """Whether a checkbox value means ticked: true/1/on/yes/checked, or the label text a checkbox group sends."""
+    """Whether a checkbox value means ticked: true/1/on/yes/checked, or the label text a checkbox group sends.
+
+    A no written as a sentence is no consent: one whose first word is a no ("No thanks", "Nej tack"), or one with a
+    negation among its first three words ("I do not agree", "Ich möchte keinen Newsletter"). A consent's own wording
+    rarely starts so, and a consent wrongly refused is the lesser harm than one the person never gave.
+    """
     if isinstance(value, bool):
         return value
     if isinstance(value, list):
@@ -457,7 +468,11 @@ def checkbox_ticked(value: Any) -> bool:
     text = text_of(value)
     if text is None:
         return False
-    return text.lower() not in UNTICKED
+    text = text.lower()
+    words = [word for word in _WORD_BREAK.split(text) if word]
+    if text in UNTICKED or (words and words[0] in UNTICKED):
+        return False
+    return (bool(words) and words[0] in TICKED) or not any(word in _NEGATION for word in words[:3])  # "Yes, no spam"
 
 
 #: What a form posts for a box left unticked or a question answered no, in the languages forms are written in: a
@@ -465,6 +480,15 @@ def checkbox_ticked(value: Any) -> bool:
 UNTICKED = frozenset(
     {"0", "false", "no", "off", "unchecked", "n", "none", "null", "nein", "non", "nee", "nej", "nei", "ei", "nie", "ne",
      "não", "nao", "hayır", "hayir", "όχι", "нет", "ні", "не", "いいえ", "否", "不", "不同意", "아니오", "아니요"}
+)  # fmt: skip
+#: What separates words for ``checkbox_ticked``: white space and punctuation, not a word's apostrophe or hyphen
+#: ("don't", "Non-binding").
+_WORD_BREAK = re.compile(r"[^\w'\u2019-]+")
+#: A negation among a sentence's first words: "not", "don't", German "nicht"/"kein...", French "pas" (after "ne"),
+#: Dutch "niet"/"geen", Nordic "inte"/"ikke", and the noes that negate a verb ("Yo no quiero", "Non voglio").
+_NEGATION = frozenset(
+    {"not", "don't", "don\u2019t", "dont", "never", "nicht", "kein", "keine", "keinen", "keinerlei", "pas", "niet",
+     "geen", "inte", "ikke", "no", "non", "não", "nao", "nie", "ne", "не", "нет"}
 )  # fmt: skip
 #: What a ticked box posts when it does not post its label: a tick, not the wording of a consent (Greek's yes
 #: written by its code points: its three letters look like Latin ones).

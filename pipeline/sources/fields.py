@@ -71,6 +71,13 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "ηλεκτρονικό_ταχυδρομείο",
         "email_διεύθυνση",
         "דואר_אלקטרוני",
+        # Outlook's CSV export as a French, Spanish, German, Italian, Finnish, Russian or Japanese Outlook heads it
+        "adresse_de_messagerie",
+        "direccion_de_correo_electronico",
+        "indirizzo_posta_elettronica",
+        "sahkopostiosoite",
+        "адрес_эл_почты",
+        "電子メール_アドレス",
     ),
     "first_name": (
         "first_name",
@@ -277,6 +284,17 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "נייד",
         "फ़ोन",
         "मोबाइल",
+        # Outlook's CSV export in other languages, as above
+        "telephone_bureau",
+        "telephone_mobile",
+        "telefono_del_trabajo",
+        "telefono_movil",
+        "telefon_geschaftlich",
+        "telefon_privat",
+        "mobiltelefon",
+        "рабочий_телефон",
+        "会社電話",
+        "携帯電話番号",
     ),
     "position": (
         "position",
@@ -319,6 +337,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "الوظيفة",
         "θέση",
         "תפקיד",
+        # Outlook's CSV export in other languages, as above
+        "titre_du_poste",
     ),
     "company": (
         "company",
@@ -376,6 +396,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "اسم_الشركة",
         "εταιρεία",
         "חברה",
+        # Outlook's CSV export in other languages, as above
+        "organizacion",
     ),
     "company_address": (
         "company_address",
@@ -407,6 +429,9 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "العنوان",
         "διεύθυνση",
         "כתובת",
+        # Outlook's CSV export in other languages, as above
+        "rue_bureau",
+        "strasse_geschaftlich",
     ),
     "location": (
         "location",
@@ -445,6 +470,10 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "المدينة",
         "πόλη",
         "עיר",
+        # Outlook's CSV export in other languages, as above
+        "ville_bureau",
+        "ciudad_de_trabajo",
+        "ort_geschaftlich",
     ),
     "state": (
         "state",
@@ -499,6 +528,10 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "البلد",
         "χώρα",
         "מדינה",
+        # Outlook's CSV export in other languages, as above
+        "pays_region_bureau",
+        "pais_o_region_del_trabajo",
+        "land_region_geschaftlich",
     ),
     "skype_id": ("skype", "skype_id", "skype_name", "skypeid", "skype_login"),
     "linkedin_url": ("linkedin", "linkedin_url", "linkedin_profile", "linkedin_profile_url", "linkedin_link"),

@@ -23,10 +23,18 @@ JSONL_TYPES = frozenset({"application/jsonl", "application/x-ndjson", "applicati
 csv.field_size_limit(1_048_576)
 
 
+#: A CRLF or CR line end, made LF for the sniffer.
+_LINE_END = re.compile(r"\r\n?")
+
+
 def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
-    """The delimiter a spreadsheet used (",", ";" from a German Excel, tab, "|"), sniffed from the first lines."""
+    """The delimiter a spreadsheet used (",", ";" from a German Excel, tab, "|"), sniffed from the first lines.
+
+    Sniffed with every line end made LF (the reader still reads the file as it is): the sniffer sees a quoted cell
+    end a row only before LF, so a Windows Excel file (CRLF rows) with a line break in a quoted last cell was read
+    as ","."""
     try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|")
+        return csv.Sniffer().sniff(_LINE_END.sub("\n", sample), delimiters=",;\t|")
     except csv.Error:
         return csv.excel
 

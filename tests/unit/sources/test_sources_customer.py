@@ -8,6 +8,7 @@ from source_payloads import ctx_for, payload
 from pipeline.models.common import InteractionKind
 from pipeline.sources import SourceError, customer
 from pipeline.sources.base import decode_text
+from pipeline.sources.fields import canonical_field
 
 
 def parse(name: str):  # type: ignore[no-untyped-def]
@@ -64,6 +65,20 @@ def test_a_german_spreadsheet_export_in_windows_1252_with_semicolons() -> None:
     person = event.person
     assert (person.first_name, person.last_name, person.company) == ("Jürgen", "Müller", "Müller GmbH")
     assert (person.phone, person.country_code) == ("+49301234567", "DE")
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_a_windows_excel_export_with_a_line_break_in_its_last_cell_keeps_its_delimiter(delimiter: str) -> None:
+    """Windows Excel ends rows with CRLF and a line break inside a cell with LF alone."""
+    rows = [
+        ["Name", "E-Mail", "Last Service Delivery", "Adresse"],
+        ["Hans Müller", "hans@beispiel.de", "2024-03-31", '"Hauptstr. 1\n80331 München"'],
+        ["Eva Groß", "eva@beispiel.de", "2024-04-01", "Ring 2"],
+    ]
+    raw = "".join(delimiter.join(row) + "\r\n" for row in rows).encode("cp1252")
+    hans, eva = customer.parse(raw, ctx_for("customer", raw, "text/csv"))
+    assert (hans.person.email, hans.person.company_address) == ("hans@beispiel.de", "Hauptstr. 1 80331 München")
+    assert eva.person.email == "eva@beispiel.de"
 
 
 @pytest.mark.parametrize(
@@ -152,6 +167,54 @@ def test_address_book_exports_as_google_outlook_and_salesforce_write_them() -> N
         ("thomas.berger@berger.example.ch", "+41441234567", "Berger AG", "CFO", "Zürich", "CH"),
         ("aiko@tanaka.example.jp", "+81312345678", "Tanaka KK", None, "Chiyoda-ku", "JP"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("header", "row", "expected"),
+    [
+        (
+            "Prénom;Nom;Société;Titre du poste;Rue (bureau);Ville (bureau);Pays/Région (bureau);Téléphone (bureau);"
+            "Téléphone mobile;Adresse de messagerie",
+            "Jean;Dupont;Exemple SA;Directeur;1 rue de la Paix;Paris;France;01 23 45 67 89;;jean@exemple.fr",
+            ("jean@exemple.fr", "+33123456789", "Exemple SA", "Directeur", "Paris", "FR", "1 rue de la Paix"),
+        ),
+        (
+            "Nombre;Apellidos;Organización;Puesto;Ciudad de trabajo;País o región del trabajo;Teléfono del trabajo;"
+            "Teléfono móvil;Dirección de correo electrónico",
+            "Juan;García;Ejemplo SL;Director;Madrid;España;;612 34 56 78;jc@ejemplo.es",
+            ("jc@ejemplo.es", "+34612345678", "Ejemplo SL", "Director", "Madrid", "ES", None),
+        ),
+        (
+            "Vorname;Nachname;Firma;Straße geschäftlich;Ort geschäftlich;Land/Region geschäftlich;"
+            "Telefon geschäftlich;Mobiltelefon;Telefon privat;E-Mail-Adresse",
+            "Hans;Müller;Beispiel GmbH;Hauptstr. 1;München;Deutschland;;;089 1234567;hans@beispiel.de",
+            ("hans@beispiel.de", "+49891234567", "Beispiel GmbH", None, "München", "DE", "Hauptstr. 1"),
+        ),
+    ],
+)
+def test_outlook_exports_headed_in_other_languages(header: str, row: str, expected: tuple[str | None, ...]) -> None:
+    """Outlook names its export's columns in the language it is installed in: every contact was refused."""
+    raw = f"{header};Last Service Delivery\r\n{row};2024-03-31\r\n".encode("cp1252")
+    [event] = customer.parse(raw, ctx_for("customer", raw, "text/csv"))
+    person = event.person
+    found = (person.email, person.phone, person.company, person.position, person.location, person.country_code)
+    assert (*found, person.company_address) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [
+        ("Indirizzo posta elettronica", "email"),
+        ("電子メール アドレス", "email"),
+        ("Адрес эл. почты", "email"),
+        ("Sähköpostiosoite", "email"),
+        ("携帯電話番号", "phone"),
+        ("Рабочий телефон", "phone"),
+        ("会社電話", "phone"),
+    ],
+)
+def test_outlook_s_column_names_in_italian_japanese_russian_and_finnish(header: str, field: str) -> None:
+    assert canonical_field(header) == field
 
 
 def test_api_exports_wrap_their_records_and_nest_the_fields() -> None:

@@ -49,6 +49,22 @@ def test_names_are_trimmed_nfc_and_collapsed(raw: str, expected: str | None) -> 
         ("山田太郎", "山田太郎", None),  # no space: where the family name ends is not known
         ("Taro Yamada", "Taro", "Yamada"),  # in Latin letters the given name comes first
         ("ジョン・スミス", "ジョン・スミス", None),
+        ("Jane Doe, MBA", "Jane", "Doe"),  # a degree after a comma: no "Last, First"
+        ("John Smith, PhD", "John", "Smith"),
+        ("John Smith, Jr.", "John", "Smith"),
+        ("Doe, Jane, Ph.D.", "Jane", "Doe"),
+        ("Li, Ma", "Ma", "Li"),  # a given name, not a degree in capitals
+        ("J. Smith", "J.", "Smith"),  # an initial is no family name written in capitals
+        ("A. R. Rahman", "A.", "R. Rahman"),
+        ("LI Wei", "Wei", "LI"),  # a family name in capitals, however short
+        ("Dr.-Ing. Hans Müller", "Hans", "Müller"),  # titles of German, Austrian, Czech, Indian, Arab offices
+        ("Dipl.-Kfm. Peter Schulz", "Peter", "Schulz"),
+        ("Univ.-Prof. Anna Berger", "Anna", "Berger"),
+        ("MUDr. Jan Novák", "Jan", "Novák"),
+        ("Eng. Ahmed Hassan", "Ahmed", "Hassan"),
+        ("Shri Ravi Kumar", "Ravi", "Kumar"),
+        ("M. Dupont", None, "Dupont"),  # Monsieur is written with its full stop
+        ("M Ali Khan", "M", "Ali Khan"),  # without it, an initial
     ],
 )
 def test_full_names_split(raw: str, first: str, last: str | None) -> None:
@@ -155,6 +171,12 @@ def test_country_from_location(location: str | None, code: str | None) -> None:
         ("P.R. China", "CN"),
         ("Lao PDR", "LA"),
         ("Theland", None),
+        ("Democratic Republic of the Congo", "CD"),
+        ("DR Congo", "CD"),
+        ("Bosnia & Herzegovina", "BA"),
+        ("Trinidad & Tobago", "TT"),
+        ("Côte d\u2019Ivoire", "CI"),  # a word processor's apostrophe
+        ("Etats-Unis", "US"),  # French without its accent
     ],
 )
 def test_country_field(value: str, code: str | None) -> None:
@@ -208,6 +230,46 @@ def test_an_international_number_that_lost_its_plus_is_read_with_it(value: str, 
 )
 def test_a_phone_field_s_label_or_second_number_is_left_out(value: str, region: str | None, e164: str) -> None:
     assert normalize.canonical_phone(value, region, require_valid=True) == e164
+
+
+@pytest.mark.parametrize(
+    ("value", "region", "e164"),
+    [
+        ("+49 89 1234567 privat", None, "+49891234567"),  # valid with "privat" as keypad digits too
+        ("030 1234567 Fax", "DE", "+49301234567"),
+        ("+49 30 123456 Tel", None, "+4930123456"),
+        ("+49 6221 12345 gesch", None, "+49622112345"),
+        ("+49 89 1234567 App. 12", None, "+49891234567"),  # an extension, as libphonenumber reads "ext. 12"
+        ("+49 89 1234567 Durchwahl: 12 privat", None, "+49891234567"),
+        ("+49 89 1234567 ext. 12", None, "+49891234567"),
+        ("1 800 FLOWERS", "US", "+18003569377"),  # no valid number without the letters: a vanity number
+    ],
+)
+def test_a_label_after_a_number_that_stays_valid_with_it_is_left_out(value: str, region: str | None, e164: str) -> None:
+    assert normalize.canonical_phone(value, region, require_valid=True) == e164
+
+
+@pytest.mark.parametrize(
+    ("value", "region", "e164"),
+    [
+        ("001 212 736 5000", "US", "+12127365000"),
+        ("007 916 123 45 67", "RU", "+79161234567"),
+        ("0055 11 91234 5678", "BR", "+5511912345678"),
+        ("0061 2 9374 4000", "AU", "+61293744000"),
+        ("0049 30 1234567", "US", "+49301234567"),
+    ],
+)
+def test_the_international_prefix_00_is_read_whatever_the_country(value: str, region: str, e164: str) -> None:
+    assert normalize.canonical_phone(value, region, require_valid=True) == e164
+
+
+def test_a_00_number_that_is_not_valid_with_a_plus_stays_refused() -> None:
+    with pytest.raises(NormalizationError):
+        normalize.canonical_phone("00 12 345", "US", require_valid=True)
+
+
+def test_google_contacts_second_phone_number_is_left_out() -> None:
+    assert normalize.canonical_phone("050 123 4567 ::: +971 4 123 4567", "AE", require_valid=True) == "+971501234567"
 
 
 def test_a_mexican_number_that_is_none_without_its_old_mobile_1_stays_refused() -> None:
@@ -333,6 +395,10 @@ def test_quoted_local_parts_are_valid_addresses(raw: str, canonical: str) -> Non
         ("jane@work.example or jane@home.example", "jane@work.example"),
         ("jane@work.example jane@home.example", "jane@work.example"),
         ("Jane Doe <jane@work.example>, Bob <bob@work.example>", "jane@work.example"),
+        ("joao@exemplo.com.br ::: joao.silva@gmail.com", "joao@exemplo.com.br"),  # Google Contacts' two values
+        ("José García <jose@empresa.es>", "jose@empresa.es"),  # a display name the validator refuses unquoted
+        ("山田太郎 <taro@example.co.jp>", "taro@example.co.jp"),
+        ("Doe, Jane <jane@example.com>", "jane@example.com"),
     ],
 )
 def test_an_address_field_s_everyday_forms_give_the_address(raw: str, canonical: str) -> None:

@@ -632,6 +632,31 @@ def test_a_consent_box_answered_in_another_language(value: str, consent: bool) -
     assert [(c.purpose, c.wording) for c in event.consents] == ([(Purpose.FURTHER_CONTACT, None)] if consent else [])
 
 
+@pytest.mark.parametrize(
+    ("value", "consent"),
+    [
+        ("No thanks", False),
+        ("No, gracias", False),
+        ("Non merci", False),
+        ("Nee, bedankt", False),
+        ("Nej tack", False),
+        ("I do not agree", False),
+        ("I don't want emails", False),
+        ("Ich möchte keinen Newsletter", False),
+        ("Je ne veux pas", False),
+        ("Yes please", True),
+        ("Yes, no spam", True),
+        ("I agree to receive news and offers; my data will not be shared", True),
+        ("Non-binding offers welcome", True),
+    ],
+)
+def test_a_no_written_as_a_sentence_is_no_consent(value: str, consent: bool) -> None:
+    """A consent box answered "No thanks" or "I do not agree" was read as ticked: a consent the person refused."""
+    raw = json.dumps({"email": "ana@example.com", "newsletter": value}).encode()
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
+    assert [c.purpose for c in event.consents] == ([Purpose.FURTHER_CONTACT] if consent else [])
+
+
 @pytest.mark.parametrize(("bracket", "age"), [("25-34", 25), ("65+", 65), ("13-17", 13), ("Under 18", 0)])
 def test_a_form_s_age_bracket_is_its_youngest_age_not_a_rejection(bracket: str, age: int) -> None:
     """A form asking for an age range ("25-34") was rejected whole (``invalid_age``, fatal): the lead was lost to the
@@ -688,6 +713,23 @@ def test_salesforce_web_to_lead_s_own_fields_are_no_message_lines() -> None:
     raw = urlencode(fields).encode()
     [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/x-www-form-urlencoded"))
     assert event.interaction.message == "Need pricing\n00N5e00000AbCdE: Enterprise"  # a custom field stays
+
+
+@pytest.mark.parametrize(
+    ("country", "country_code", "location"),
+    [("+49", "DE", None), ("0049", "DE", None), ("49", "DE", None), ("+1", None, None), ("Germany", "DE", "Germany")],
+)
+def test_a_country_code_picker_s_dialling_code_gives_the_phone_its_country(
+    country: str, country_code: str | None, location: str | None
+) -> None:
+    """A form's country-code picker posts "+49" as the country: the national number was refused (or dropped beside
+    an e-mail) and the location read "+49". One country's code is the country; "+1" (the US, Canada, ...) only the
+    number's region, which gives the same E.164 number."""
+    number = "(212) 736-5000" if country == "+1" else "0171 1234567"
+    raw = json.dumps({"name": "Max Mustermann", "country_code": country, "phone": number}).encode()
+    [event] = web_form.parse(raw, ctx_for("web_form", raw, "application/json"))
+    assert event.person.phone == ("+12127365000" if country == "+1" else "+491711234567")
+    assert (event.person.country_code, event.person.location) == (country_code, location)
 
 
 @pytest.mark.parametrize(
