@@ -85,7 +85,7 @@ def canonical_email(value: str) -> str:
     is well-formed, only nobody can write to it from outside (a ``.local`` Active Directory name, a ``.test`` fixture).
     """
     text = value.translate(_FULLWIDTH).strip()  # an address a Japanese input method typed, or copied from a page
-    if named := _NAMED_ADDRESS.fullmatch(text):
+    if "<" in text and (named := _NAMED_ADDRESS.fullmatch(text)):
         text = named.group(1).strip()
     if mailto := _MAILTO.fullmatch(text):
         text = mailto.group(1).strip()
@@ -201,12 +201,15 @@ def canonical_phone(value: str, default_region: str | None = None, *, require_va
 _EXTENSION = re.compile(
     r"(?<=\d)\s*,?\s*(?:app|apparat|durchwahl|dw|nebenstelle|poste|interno|toestel)\b\.?:?\s*(?=\d)", re.I
 )
+_LETTER = re.compile(r"[^\W\d_]")
 #: What follows a number's last digit when it holds a letter: a label ("privat", "Fax", "Tel", "(mobile)").
 _TRAILING_LABEL = re.compile(r"(?<=\d)[^\d]*[^\W\d_][^\d]*$")
 
 
 def _without_label(value: str) -> str:
     """The number with an office's extension marker made libphonenumber's and the label after its digits left out."""
+    if _LETTER.search(value) is None:  # most numbers: no letter, nothing to leave out (both patterns need one)
+        return value
     return _TRAILING_LABEL.sub("", _EXTENSION.sub(" ext. ", value)).strip()
 
 
