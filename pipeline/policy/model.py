@@ -192,6 +192,8 @@ class SpamWeights(_Frozen):
     link_markup: float = Field(default=0.0, ge=0)
     """A link in forum or HTML markup (``[url=...]``); 0 in a file written before the rule: listed,
     weighing nothing."""
+    link_in_name: float = Field(default=0.0, ge=0)
+    """A web address in a form's or a chat's name fields; 0 in an older file: listed, weighing nothing."""
     disguised_word: float = Field(default=0.0, ge=0)
     """A listed word written in disguise ("vi@gra", "Viagra" with Cyrillic letters among the Latin ones); 0 in an
     older file: listed, weighing nothing."""

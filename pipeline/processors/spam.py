@@ -293,12 +293,15 @@ def score_spam(
     if spam.honeypot.enabled and event.interaction.honeypot:
         add(SpamReason(code="honeypot", weight=weights.honeypot, detail="the hidden form field was filled in"))
 
+    typed = event.channel is not Channel.EMAIL
     if text:
         own, footer_links, count_links = own_content(event, text, compiled)
-        typed = event.channel is not Channel.EMAIL
         reasons.extend(content_reasons(own, compiled, footer_links, count_links=count_links, typed=typed))
 
     person = event.person
+    if typed and any(name and compiled.link.search(name) for name in (person.first_name, person.last_name)):
+        # a bot's advert in the name fields: nobody's name is a web address (a mail's display name may be a shop's)
+        add(SpamReason(code="link_in_name", weight=weights.link_in_name, detail="a web address in the name"))
     email = person.email.lower() if person.email else None
     domain = email_domain(email)
     if email and email in compiled.blocked_emails:

@@ -126,6 +126,20 @@ def test_a_link_in_forum_or_html_markup_is_at_the_threshold(
     assert "link_markup" in [r.code for r in verdict.reasons] and verdict.is_spam
 
 
+@pytest.mark.parametrize(
+    ("channel", "flagged"), [(Channel.WEB_FORM, True), (Channel.CHATBOT, True), (Channel.EMAIL, False)]
+)
+def test_a_web_address_in_the_name_fields_is_a_bot_s_advert(
+    channel: Channel, flagged: bool, make_ctx: Callable[..., ChainContext]
+) -> None:
+    event = build_event(channel=channel, person={"first_name": "Cheap SEO", "last_name": "https://seo.example/x"})
+    verdict = _verdict(event, make_ctx())
+    assert ("link_in_name" in [r.code for r in verdict.reasons]) is flagged
+    assert verdict.is_spam is flagged
+    plain = build_event(channel=channel, person={"first_name": "Anna", "last_name": "Dot.Com-Smith"})
+    assert "link_in_name" not in _codes(plain, make_ctx())
+
+
 def test_mail_is_not_read_for_link_markup(make_ctx: Callable[..., ChainContext]) -> None:
     event = build_event(channel=Channel.EMAIL, interaction={"message": 'See <a href="https://shop.example">us</a>'})
     assert "link_markup" not in _codes(event, make_ctx())
@@ -164,6 +178,7 @@ def test_a_policy_file_written_before_the_markup_and_disguise_rules_loads_with_t
 ) -> None:
     data = yaml.safe_load(default_policy_path().read_text())
     del data["spam"]["weights"]["link_markup"], data["spam"]["weights"]["disguised_word"]
+    del data["spam"]["weights"]["link_in_name"]
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(data))
     ctx = ChainContext(policy=compile_policy(load_policy(path)), now=NOW, pepper=PEPPER)
