@@ -36,6 +36,11 @@ LABEL org.opencontainers.image.title="leadpipe" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="LicenseRef-Proprietary"
+# The fonts of the access copies (PDF): a person's data in Cyrillic, Greek, Arabic (DejaVu Sans) or Chinese,
+# Japanese and Korean (Droid Sans Fallback) is written in its letters, not as \uXXXX escapes.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-dejavu-core fonts-droid-fallback \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 leadpipe \
     && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home --shell /usr/sbin/nologin leadpipe \
     && mkdir -p /data \

@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap kafka-jars postgres node-tools spam-engine hydra browser demo test lint bench schemas image
+.PHONY: help bootstrap kafka-jars postgres node-tools spam-engine hydra browser fonts demo test lint bench schemas image
 
 help:
 	@echo "make demo   run the whole pipeline end to end on embedded defaults (local Kafka, SQLite, dry-run HubSpot), then serve the console until Ctrl-C"
@@ -43,11 +43,15 @@ browser:
 	@scripts/ensure-chromium.sh >/dev/null
 	@scripts/vendor-console-assets.sh >/dev/null
 
-demo: bootstrap kafka-jars spam-engine
+# The fonts of the access copies (PDF): DejaVu Sans and Droid Sans Fallback (CJK), from Debian's packages.
+fonts:
+	@scripts/ensure-fonts.sh || echo "make: fonts not installed; access copies will write other scripts as escapes" >&2
+
+demo: bootstrap kafka-jars spam-engine fonts
 	$(BIN)/leadpipe demo
 
 # pytest's exit code 5 means "no tests collected": a broken collection must never look like a green run.
-test: bootstrap kafka-jars node-tools spam-engine hydra browser
+test: bootstrap kafka-jars node-tools spam-engine hydra browser fonts
 	@url="$$(scripts/ensure-postgres.sh)"; \
 	export LEADPIPE_TEST_POSTGRES_URL="$${LEADPIPE_TEST_POSTGRES_URL:-$$url}"; \
 	export LEADPIPE_HYDRA_BIN="$${LEADPIPE_HYDRA_BIN:-$$(scripts/ensure-hydra.sh)}"; \

@@ -30,6 +30,13 @@ FONT_CANDIDATES = (
     Path("/usr/share/fonts/TTF/DejaVuSans.ttf"),
     Path("/Library/Fonts/Arial Unicode.ttf"),
 )
+#: Fonts for what the first one has no glyph for: Chinese, Japanese and Korean (Debian's fonts-droid-fallback, which
+#: the image installs); every one that exists is a fallback, in this order.
+FALLBACK_FONT_CANDIDATES = (
+    Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"),
+    Path("/usr/share/fonts-droid-fallback/truetype/DroidSansFallback.ttf"),
+    Path("/usr/share/fonts/google-droid-sans-fonts/DroidSansFallbackFull.ttf"),
+)
 
 
 class ExportSection(StrictModel):
@@ -163,7 +170,15 @@ def to_pdf(export: SubjectExport, password: str, *, font: Path | None = None) ->
     if path is not None:
         pdf.add_font("ExportSans", "", str(path))
         font_face: Any = pdf.fonts["exportsans"]  # a TTFFont: its cmap says which characters have glyphs
-        family, clean = "ExportSans", _escape_missing(set(font_face.cmap))
+        covered = set(font_face.cmap)
+        fallbacks = []
+        for number, fallback in enumerate(p for p in FALLBACK_FONT_CANDIDATES if p.is_file()):
+            pdf.add_font(f"ExportFallback{number}", "", str(fallback))
+            fallbacks.append(f"ExportFallback{number}")
+            covered |= set(pdf.fonts[f"exportfallback{number}"].cmap)
+        if fallbacks:  # a person's name in 山田 or 김 is theirs to read in their copy, not as escapes
+            pdf.set_fallback_fonts(fallbacks)
+        family, clean = "ExportSans", _escape_missing(covered)
 
     pdf.set_auto_page_break(auto=True, margin=15)
     pdf.add_page()

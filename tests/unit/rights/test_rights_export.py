@@ -1,5 +1,6 @@
 import io
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -19,7 +20,14 @@ from pipeline.rights.effects.base import Context, EffectError, Handover
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.effects.export import ExportEffect
 from pipeline.rights.effects.hubspot import ExportReader
-from pipeline.rights.export import ExportSection, StorageEntry, SubjectExport, to_json, to_pdf
+from pipeline.rights.export import (
+    FALLBACK_FONT_CANDIDATES,
+    ExportSection,
+    StorageEntry,
+    SubjectExport,
+    to_json,
+    to_pdf,
+)
 from pipeline.sinks.hubspot.gateway import HubSpotRequestError, HubSpotUnavailable
 
 PASSWORD = "a-long-enough-password"
@@ -74,14 +82,27 @@ def test_pdf_opens_only_with_the_password_and_holds_the_data() -> None:
     assert "Where it is kept" in text and "Internal CRM database (crm): IE" in text
 
 
-def test_characters_without_a_glyph_are_escaped_not_dropped(tmp_path: object) -> None:
+def _pdf_text(note: str) -> str:
     export = sample().model_copy(
-        update={"sections": (ExportSection(source="crm", status="ok", records={"notes": [{"t": "张"}]}),)}
+        update={"sections": (ExportSection(source="crm", status="ok", records={"notes": [{"t": note}]}),)}
     )
     reader = PdfReader(io.BytesIO(to_pdf(export, PASSWORD)))
     reader.decrypt(PASSWORD)
-    text = "".join(p.extract_text() for p in reader.pages)
-    assert "张" in text or "\\u5f20" in text
+    return "".join(p.extract_text() for p in reader.pages)
+
+
+def test_characters_without_a_glyph_are_escaped_not_dropped() -> None:
+    assert "\\u13000" in _pdf_text("\U00013000")  # an Egyptian hieroglyph: no installed font draws it
+
+
+@pytest.mark.skipif(
+    not (any(p.is_file() for p in FALLBACK_FONT_CANDIDATES) or os.environ.get("CI")),
+    reason="no CJK fallback font (scripts/ensure-fonts.sh installs Debian's fonts-droid-fallback)",
+)
+def test_names_in_chinese_japanese_and_korean_are_written_in_their_letters() -> None:
+    """The access copy is the person's to read: 山田 太郎 came out as \\u5c71\\u7530 escapes (DejaVu has no CJK)."""
+    names = "山田 太郎, 김민수, 张伟, Иванов"
+    assert names in _pdf_text(names)
 
 
 def test_short_password_is_refused() -> None:
