@@ -175,7 +175,8 @@ def to_pdf(export: SubjectExport, password: str, *, font: Path | None = None) ->
         for number, fallback in enumerate(p for p in FALLBACK_FONT_CANDIDATES if p.is_file()):
             pdf.add_font(f"ExportFallback{number}", "", str(fallback))
             fallbacks.append(f"ExportFallback{number}")
-            covered |= set(pdf.fonts[f"exportfallback{number}"].cmap)
+            fallback_face: Any = pdf.fonts[f"exportfallback{number}"]
+            covered |= set(fallback_face.cmap)
         if fallbacks:  # a person's name in 山田 or 김 is theirs to read in their copy, not as escapes
             pdf.set_fallback_fonts(fallbacks)
         family, clean = "ExportSans", _escape_missing(covered)
