@@ -459,14 +459,16 @@ def checkbox_ticked(value: Any) -> bool:
 
     A no written as a sentence is no consent: one whose first word is a no ("No thanks", "Nej tack"), or one with a
     negation among its first three words ("I do not agree", "Ich möchte keinen Newsletter"). A consent's own wording
-    rarely starts so, and a consent wrongly refused is the lesser harm than one the person never gave.
+    rarely starts so, and a consent wrongly refused is the lesser harm than one the person never gave. A date or time
+    is no tick either: no checkbox posts one, and a system's ``subscribed: 2024-06-05T12:20:00Z`` says when something
+    happened, not what the person agreed to.
     """
     if isinstance(value, bool):
         return value
     if isinstance(value, list):
         return any(checkbox_ticked(v) for v in value)
     text = text_of(value)
-    if text is None:
+    if text is None or _DATE_VALUE.match(text):
         return False
     text = text.lower()
     words = [word for word in _WORD_BREAK.split(text) if word]
@@ -481,6 +483,8 @@ UNTICKED = frozenset(
     {"0", "false", "no", "off", "unchecked", "n", "none", "null", "nein", "non", "nee", "nej", "nei", "ei", "nie", "ne",
      "não", "nao", "hayır", "hayir", "όχι", "нет", "ні", "не", "いいえ", "否", "不", "不同意", "아니오", "아니요"}
 )  # fmt: skip
+#: A date or date-time as systems write it (ISO 8601, ``05.06.2024``, ``6/5/2024 12:20``): when, not whether.
+_DATE_VALUE = re.compile(r"\s*(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./]\d{1,2}[./]\d{2,4})(?:[T ]\d{1,2}:\d{2}\S*)?\s*$")
 #: What separates words for ``checkbox_ticked``: white space and punctuation, not a word's apostrophe or hyphen
 #: ("don't", "Non-binding").
 _WORD_BREAK = re.compile(r"[^\w'\u2019-]+")

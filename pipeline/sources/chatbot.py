@@ -66,6 +66,7 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     data = payload.get("data", payload)
     if not isinstance(data, dict):
         raise SourceError("unexpected_shape", "data", "'data' must be an object")
+    _drift_notice(payload, data)
     problems: list[Problem] = []
     attributes = (
         dig(data, "contact", "attributes")
@@ -107,7 +108,12 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
         at = parse_timestamp(item.get("createdAt", item.get("at")), f"data.messages[{position}].createdAt", problems)
         transcript.append({"at": at, "author": _AUTHORS.get(author_type.lower(), "person"), "text": text})
 
-    occurred = parse_timestamp(data.get("createdAt") or payload.get("createdAt"), "data.createdAt", problems)
+    when = [("data.createdAt", data.get("createdAt")), ("createdAt", payload.get("createdAt"))]
+    when += [(f"data.{k}", data.get(k)) for k in _WHEN] + [(k, payload.get(k)) for k in _WHEN]
+    at_field, at = next(((f, v) for f, v in when if v is not None and v != ""), ("data.createdAt", None))
+    occurred = parse_timestamp(at, at_field, problems)
+    if occurred is None:  # Brevo dates its messages only
+        occurred = next((t["at"] for t in transcript if t["at"] is not None), None)
     first_words = next((t["text"] for t in transcript if t["author"] == "person"), None)
     consents: list[Consent] = []
     for name, value in attributes.items():
@@ -146,6 +152,22 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     ]
 
 
+#: Where a chat service dates its webhook when not in ``createdAt``: Crisp's ``timestamp`` (ms), ManyChat's
+#: ``last_interaction`` (when the person last wrote: its ``last_input_text``).
+_WHEN = ("timestamp", "last_interaction")
+
+
+def _drift_notice(payload: dict[str, Any], data: dict[str, Any]) -> None:
+    """Raise NothingToTake for Drift's notices that name no person: a conversation's status changed, or a
+    ``new_message`` an agent or bot wrote (a Drift ``user`` is the company's agent)."""
+    kind = text_of(payload.get("type"))
+    if kind == "conversation_status_updated":
+        raise NothingToTake("chat_status", "Drift's notice of a conversation's status: no contact in it")
+    author = (text_of(dig(data, "author", "type")) or "").lower()
+    if kind == "new_message" and _AUTHORS.get(author, "person") != "person":
+        raise NothingToTake("agent_message", f"Drift's notice of a message by the {_AUTHORS[author]}: no contact in it")
+
+
 def _flat_contact(data: dict[str, Any]) -> dict[str, Any]:
     """A bot's contact given as the payload's own fields (ManyChat's "full contact data": ``first_name``, ``email``,
     ``phone``, ``custom_fields``), when they name an e-mail or phone field; else nothing."""
@@ -182,6 +204,13 @@ def _visitor(data: dict[str, Any]) -> dict[str, Any]:
 _INTERCOM_AUTHORS = {"user": "contact", "lead": "contact", "contact": "contact", "admin": "agent", "team": "agent"}
 
 
+#: Intercom's contact topics that bring a new contact (a lead who signs up becomes a user); the others (deleted,
+#: archived, unsubscribed, tagged, updated...) change one already known, and an unsubscribe is never a lead.
+_INTERCOM_NEW_CONTACT = frozenset(
+    {"contact.created", "contact.user.created", "contact.lead.created", "contact.lead.signed_up", "contact.signed_up"}
+)
+
+
 def _intercom(payload: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
     """An Intercom conversation or contact notification as a Drift-shaped payload, or None when it is not one."""
     item = dig(payload, "data", "item")
@@ -190,7 +219,12 @@ def _intercom(payload: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
     if payload.get("type") != "notification_event" or not isinstance(item, dict):
         return None
     topic = text_of(payload.get("topic"))
+    if topic is not None and topic.startswith("conversation.admin."):  # replied, closed, assigned, initiated, ...
+        raise NothingToTake("agent_message", "Intercom's notice of what an agent did: no new contact in it")
     if item.get("type") == "contact":  # contact.user.created, contact.lead.created, ...
+        if topic is not None and topic not in _INTERCOM_NEW_CONTACT:  # deleted, archived, unsubscribed, tagged...
+            reason = "intercom_unsubscribe" if topic == "contact.unsubscribed" else "intercom_contact_change"
+            raise NothingToTake(reason, "Intercom's notice of a change to a known contact: no new one")
         location = obj(item.get("location"))
         attributes = {
             **obj(item.get("custom_attributes")),
@@ -222,10 +256,18 @@ def _intercom(payload: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
     return {"type": topic, "data": data, "orgId": payload.get("app_id")}, "data.item.source.author."
 
 
+#: LiveChat's notices that name no person: a chat closed, or one event of a chat (an agent's message, mostly) with
+#: only its author's id; the person comes with ``incoming_chat``.
+_LIVECHAT_NOTICES = {"chat_deactivated": "chat_status", "incoming_event": "chat_event"}
+
+
 def _livechat(payload: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
     """A LiveChat webhook (``incoming_chat``, ``chat_deactivated``, ...) as a Drift-shaped payload, or None."""
     chat = dig(payload, "payload", "chat")
-    if not isinstance(payload.get("action"), str) or not isinstance(chat, dict):
+    action = payload.get("action")
+    if isinstance(action, str) and action in _LIVECHAT_NOTICES and isinstance(payload.get("payload"), dict):
+        raise NothingToTake(_LIVECHAT_NOTICES[action], f"LiveChat's {action} notice: no contact in it")
+    if not isinstance(action, str) or not isinstance(chat, dict):
         return None
     users = [u for u in array(chat.get("users")) if isinstance(u, dict)]
     customer = next((u for u in users if u.get("type") == "customer"), {})

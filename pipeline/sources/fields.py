@@ -250,6 +250,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "đien_thoai",
         "whatsapp",
         "whatsapp_number",
+        "whatsapp_phone",
         "телефон",
         "мобильный",
         "мобильный_телефон",
@@ -833,6 +834,9 @@ _NOT_CONSENT = re.compile(
     r"privacy|terms|tos|conditions|policy|datenschutz|(?:^|_)agb(?:_|$)|confidentialit|privacidad|privacidade"
     r"|privacit|privacybeleid|prywatnos|конфиденциальн|個人情報|プライバシー|隐私|隱私|개인정보"
     r"|персональн|datos_personales|dati_personali|donnees_personnelles|personenbezogen|dane_osobowe|dados_pessoais"
+    # ... nor an opt-out: "unsubscribed", "marketing_opt_out", "do not contact" record a refusal, never a consent
+    r"|unsubscri|opt_?out|opted_?out|do_?not_?(?:contact|e_?mail|mail|call|market|sell)|dont_?(?:contact|e_?mail|mail)"
+    r"|abmeld|abbestell|desabonn|desinscri|afmeld|uitschrijv"
 )
 
 

@@ -18,7 +18,10 @@ phone there is no identity, and the rejection says so.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal
+
+import orjson
 
 from pipeline.models.common import InteractionKind
 from pipeline.models.contact import ContactEvent
@@ -95,8 +98,8 @@ _CALL_COLUMNS = {
 
 def _call_row(row: Mapping[str, str]) -> dict[str, Any]:
     """A call log's CSV row in the log shape ``_log`` reads: the row's own fields as the contact (the caller's
-    number under ``Caller Number``, ``From``, ``Phone``), its time, duration (seconds, or ``h:mm:ss``), recording
-    and notes."""
+    number under ``Caller Number``, ``From``, ``Phone``; on an outgoing call the number called, ``To``), its time,
+    duration (seconds, or ``h:mm:ss``), recording and notes."""
     named = {fields.normalize_key(k): v for k, v in row.items()}
     item: dict[str, Any] = {"type": "call", "contact": named}
     for target, columns in _CALL_COLUMNS.items():
@@ -108,6 +111,15 @@ def _call_row(row: Mapping[str, str]) -> dict[str, Any]:
             item["duration_s"] = sum(int(p) * 60**i for i, p in enumerate(reversed(parts)))
     item["platform"] = item.get("platform") or "phone"
     return item
+
+
+#: Where a log names the caller's number, and the columns of the caller that an outgoing call makes the company's.
+_NUMBER_KEYS = ("caller_number", "from_number", "caller_id", "number", "from", "caller")
+_CALLER_KEYS = frozenset({"caller_number", "from_number", "caller_id", "from", "caller", "caller_name"})
+#: Where it names the number called: the person, on an outgoing call.
+_CALLED_KEYS = ("to", "to_number", "called_number", "callee", "destination", "dialed_number", "number")
+#: A call's ``direction`` that says the company called (Outgoing, outbound, Twilio's outbound-api, ausgehend, sortant).
+_OUTBOUND = ("out", "ausgehend", "sortant", "salient")
 
 
 def _utterance(at: Any, author: str, text: Any, field: str, problems: list[Problem]) -> dict[str, Any] | None:
@@ -127,8 +139,12 @@ def _log(item: Any, ctx: SourceContext, index: int, prefix: str) -> ContactEvent
     contact = item.get("contact") or {}
     if not isinstance(contact, dict):
         raise SourceError("unexpected_shape", prefix + "contact", "the contact must be an object")
+    direction = (text_of(item.get("direction")) or text_of(contact.get("direction")) or "").lower()
+    outbound = direction.startswith(_OUTBOUND)
+    if outbound:  # the company's own call: its line (From, Caller...) is no lead, the one called is
+        contact = {k: v for k, v in contact.items() if fields.normalize_key(k) not in _CALLER_KEYS}
     values = fields.collect(contact.items())
-    for key in ("caller_number", "from_number", "caller_id", "number", "from", "caller"):
+    for key in _CALLED_KEYS if outbound else _NUMBER_KEYS:
         if "phone" not in values and text_of(contact.get(key) or item.get(key)):
             values["phone"] = contact.get(key) or item.get(key)
     handle = text_of(contact.get("handle")) or text_of(contact.get("username"))
@@ -197,8 +213,10 @@ def _conversation(
     app: str,
     turns: Sequence[dict[str, Any]],
     problems: list[Problem],
+    sent: datetime | None = None,
 ) -> ContactEvent:
-    """A messenger conversation as one contact event: its first turn is the message, every turn the transcript."""
+    """A messenger conversation as one contact event: its first turn is the message, every turn the transcript;
+    ``sent`` the time of a message without words (a contact card)."""
     return make_event(
         ctx,
         index,
@@ -209,7 +227,7 @@ def _conversation(
             "message": turns[0]["text"] if turns else None,
             "transcript": tuple(turns),
         },
-        occurred_at=turns[0]["at"] if turns else None,
+        occurred_at=turns[0]["at"] if turns else sent,
         problems=problems,
     )
 
@@ -217,6 +235,7 @@ def _conversation(
 def _whatsapp(data: Mapping[str, Any], ctx: SourceContext) -> list[ContactEvent]:
     """One event per WhatsApp contact in the webhook batch, with that contact's messages as the transcript."""
     contacts: dict[str, dict[str, Any]] = {}
+    skipped: str | None = None
     entries = data.get("entry")
     if not isinstance(entries, list):
         raise SourceError("unexpected_shape", "entry", "a WhatsApp webhook carries an 'entry' list")
@@ -232,15 +251,28 @@ def _whatsapp(data: Mapping[str, Any], ctx: SourceContext) -> list[ContactEvent]
                     slot["name"] = slot["name"] or text_of(dig(person, "profile", "name"))
             for m, message in enumerate(array(value.get("messages"))):
                 sender = text_of(dig(message, "from"))
+                if (kind := text_of(dig(message, "type")) or "") in _WHATSAPP_NOT_SAID:
+                    skipped = skipped or _WHATSAPP_NOT_SAID[kind]
+                    continue
                 if sender:
                     slot = contacts.setdefault(sender, {"name": None, "messages": [], "where": f"entry[{e}]"})
                     slot["messages"].append((message, f"entry[{e}].changes[{c}].value.messages[{m}]"))
+    if skipped is not None:  # the contact of a reaction or notice only: WhatsApp names them in the same batch
+        contacts = {k: slot for k, slot in contacts.items() if slot["messages"]}
     if not contacts:
-        statuses = any(
-            array(dig(change, "value", "statuses")) for entry in entries for change in array(dig(entry, "changes"))
-        )
-        if statuses:
+        changes = [obj(change) for entry in entries for change in array(dig(entry, "changes"))]
+        values = [obj(change.get("value")) for change in changes]
+        if any(array(value.get("statuses")) for value in values):
             raise NothingToTake("status_update", "WhatsApp status updates of messages sent: no contact in them")
+        if skipped is not None:
+            raise NothingToTake(skipped, "a WhatsApp reaction or system notice: nothing the person wrote")
+        if any(array(value.get("message_echoes")) for value in values):
+            raise NothingToTake("echo", "WhatsApp's copies of the business's own messages: no contact in them")
+        if any(
+            change.get("field") not in (None, "messages") or value.get("errors")
+            for change, value in zip(changes, values, strict=True)
+        ):
+            raise NothingToTake("account_update", "WhatsApp's notice about the account or a template: no contact")
         raise SourceError(
             "no_contact", "entry", "the webhook holds no contact or inbound message (status updates only?)"
         )
@@ -254,9 +286,7 @@ def _whatsapp(data: Mapping[str, Any], ctx: SourceContext) -> list[ContactEvent]
         person["messenger_handles"] = {"whatsapp": person.get("phone", phone)}
         transcript = []
         for message, where in slot["messages"]:
-            text = dig(message, "text", "body") or dig(message, "button", "text") or dig(message, "caption")
-            if text is None and text_of(dig(message, "type")):
-                text = f"[{text_of(dig(message, 'type'))}]"
+            text = _whatsapp_words(message)
             turn = _utterance(dig(message, "timestamp"), "contact", text, f"{where}.timestamp", problems)
             if turn is not None:
                 transcript.append(turn)
@@ -266,13 +296,62 @@ def _whatsapp(data: Mapping[str, Any], ctx: SourceContext) -> list[ContactEvent]
     return events
 
 
+#: WhatsApp messages that are no words of the person's: a reaction to a message, a system notice (a changed number).
+_WHATSAPP_NOT_SAID = {"reaction": "reaction", "system": "system_notice"}
+
+
+def _whatsapp_words(message: Any) -> str | None:
+    """A WhatsApp message's words: its text, the button or list entry chosen, a Flow's answers, a medium's caption,
+    an order's note; else its type in brackets (``[image]``)."""
+    kind = text_of(dig(message, "type"))
+    interactive = obj(dig(message, "interactive"))
+    chosen = obj(interactive.get("button_reply")) or obj(interactive.get("list_reply"))
+    said = (
+        text_of(dig(message, "text", "body"))
+        or text_of(dig(message, "button", "text"))
+        or text_of(chosen.get("title"))
+        or _flow_answers(dig(interactive, "nfm_reply", "response_json"))
+        or (text_of(dig(message, kind, "caption")) if kind else None)
+        or text_of(dig(message, "order", "text"))
+    )
+    return said or (f"[{kind}]" if kind else None)
+
+
+def _flow_answers(response: Any) -> str | None:
+    """A WhatsApp Flow's answers (``response_json``, JSON text) as ``name: value`` lines, without its token."""
+    try:
+        answers = orjson.loads(response) if isinstance(response, str) else None
+    except orjson.JSONDecodeError:
+        return text_of(response)
+    if not isinstance(answers, dict):
+        return text_of(response)
+    lines = [f"{k}: {text_of(v)}" for k, v in answers.items() if k != "flow_token" and text_of(v) is not None]
+    return "\n".join(lines) or None
+
+
+#: Telegram updates that carry no message of the person's: the bot blocked or added (``my_chat_member``), a button
+#: pressed under the bot's own message (``callback_query``: its data is the bot's code), a channel's post, a reaction.
+_TELEGRAM_NOTICES = {
+    "my_chat_member": "chat_member",
+    "chat_member": "chat_member",
+    "callback_query": "button_press",
+    "channel_post": "channel_post",
+    "edited_channel_post": "channel_post",
+    "message_reaction": "reaction",
+}
+
+
 def _telegram(data: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
     message = data.get("message") or data.get("edited_message") or data.get("business_message")
     if not isinstance(message, dict):
+        if (notice := next((k for k in _TELEGRAM_NOTICES if k in data), None)) is not None:
+            raise NothingToTake(_TELEGRAM_NOTICES[notice], f"a Telegram {notice} update: no message from a person")
         raise SourceError("no_contact", "message", "the Telegram update carries no message from a person")
     problems: list[Problem] = []
     sender = obj(message.get("from"))
-    shared = obj(message.get("contact"))
+    card = obj(message.get("contact"))
+    own = card.get("user_id") is not None and card.get("user_id") == sender.get("id")
+    shared = card if own else {}  # a card of someone else the person forwards does not name the person
     username = text_of(sender.get("username"))
     handle = f"@{username}" if username else (f"id:{text_of(sender.get('id'))}" if sender.get("id") else None)
     values = {
@@ -294,18 +373,28 @@ def _telegram(data: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
         )
     text = message.get("text") or message.get("caption")
     turn = _utterance(message.get("date"), "contact", text, "message.date", problems)
+    sent = None if turn else parse_timestamp(message.get("date"), "message.date", problems)
     return _conversation(
-        ctx, 0, person=person, key=key, app="telegram", turns=[turn] if turn else [], problems=problems
+        ctx, 0, person=person, key=key, app="telegram", turns=[turn] if turn else [], problems=problems, sent=sent
     )
 
 
-#: Viber callbacks about messages the bot sent and about the webhook itself: no person speaks in them.
-_VIBER_RECEIPTS = frozenset({"delivered", "seen", "failed", "webhook"})
+#: Viber callbacks about messages the bot sent, about the webhook itself, and a subscription or a chat opened (no
+#: words, no number: the person has not written yet): no person speaks in them.
+_VIBER_RECEIPTS = {
+    "delivered": "receipt",
+    "seen": "receipt",
+    "failed": "receipt",
+    "webhook": "receipt",
+    "subscribed": "subscription",
+    "unsubscribed": "subscription",
+    "conversation_started": "conversation_started",
+}
 
 
 def _viber(data: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
-    if (kind := text_of(data.get("event"))) in _VIBER_RECEIPTS:
-        raise NothingToTake("receipt", f"a Viber {kind} callback: no contact in it")
+    if (kind := text_of(data.get("event")) or "") in _VIBER_RECEIPTS:
+        raise NothingToTake(_VIBER_RECEIPTS[kind], f"a Viber {kind} callback: no contact in it")
     problems: list[Problem] = []
     sender = obj(data.get("sender"))
     message = obj(data.get("message"))
@@ -324,7 +413,13 @@ def _viber(data: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
             Problem("no_identity", "message.contact", "Viber shares no phone number unless the person sends a contact")
         )
     turn = _utterance(data.get("timestamp"), "contact", message.get("text"), "timestamp", problems)
-    return _conversation(ctx, 0, person=person, key=key, app="viber", turns=[turn] if turn else [], problems=problems)
+    sent = None if turn else parse_timestamp(data.get("timestamp"), "timestamp", problems)
+    turns = [turn] if turn else []
+    return _conversation(ctx, 0, person=person, key=key, app="viber", turns=turns, problems=problems, sent=sent)
+
+
+#: Twilio's default opt-out keywords: a message that is only one of them opts out; nobody asked to be contacted.
+_TWILIO_STOP = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 
 
 def _twilio(form: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
@@ -333,6 +428,11 @@ def _twilio(form: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
         status = text_of(form.get("MessageStatus"))
         if (status is not None and status != "received") or "Body" not in form:
             raise NothingToTake("status_update", f"Twilio's status callback of a message ({status}): no contact in it")
+        keyword = (text_of(form.get("OptOutType")) or "").upper()
+        if keyword == "STOP" or (text_of(form.get("Body")) or "").strip().upper() in _TWILIO_STOP:
+            raise NothingToTake("opt_out", "an SMS opt-out (STOP): the person asked for no more messages")
+        if keyword:  # START, HELP: a keyword Twilio answers itself
+            raise NothingToTake("sms_keyword", "an SMS START or HELP keyword: no message for anyone to answer")
         call = False
     elif "CallSid" in form:
         status = text_of(form.get("CallStatus"))

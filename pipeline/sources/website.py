@@ -23,6 +23,7 @@ from pipeline.models.contact import ContactEvent
 from pipeline.normalize import clean_text
 from pipeline.sources import fields
 from pipeline.sources.base import (
+    NothingToTake,
     Problem,
     SourceContext,
     SourceError,
@@ -50,8 +51,21 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     if batch is not None:
         if not isinstance(batch, list):
             raise SourceError("unexpected_shape", "batch", f"'batch' must be an array, not {json_type(batch)}")
-        return collect_all([(f"batch[{i}].", _builder(item)) for i, item in enumerate(batch)], ctx)
+        people = [(i, item) for i, item in enumerate(batch) if not _group_call(item)]
+        if batch and not people:
+            raise NothingToTake("group_call", _GROUP_CALL)
+        return collect_all([(f"batch[{i}].", _builder(item)) for i, item in people], ctx)
+    if _group_call(data):
+        raise NothingToTake("group_call", _GROUP_CALL)
     return require_events([_builder(data)(ctx, 0, "")])
+
+
+_GROUP_CALL = "an analytics group call: its traits describe an account (a company), not a person"
+
+
+def _group_call(item: Any) -> bool:
+    """Segment's ``group`` call, whose traits (name, e-mail, phone) are the account's: no person's event."""
+    return isinstance(item, dict) and item.get("type") == "group"
 
 
 def _reserved(traits: Any) -> list[tuple[str, Any]]:
@@ -75,7 +89,7 @@ def _builder(item: Any) -> Any:
             raise SourceError("unexpected_shape", prefix.rstrip(".") or None, "an analytics event must be an object")
         problems: list[Problem] = []
         traits: dict[str, Any] = {}
-        for source in (dig(item, "context", "traits"), item.get("traits"), item.get("properties")):
+        for source in (dig(item, "context", "traits"), item.get("traits")):
             if isinstance(source, dict):
                 for key, value in source.items():
                     traits.setdefault(key, value)
@@ -86,9 +100,11 @@ def _builder(item: Any) -> Any:
         user_id = text_of(item.get("userId"))
         if "email" not in values and user_id and "@" in user_id:
             values["email"] = user_id
-        for key in ("email", "phone"):  # page URLs and titles in properties are not a person's fields
-            if key not in values and text_of(item.get(key)):
-                values[key] = item.get(key)
+        properties = obj(item.get("properties"))
+        for key in ("email", "phone"):  # a page's or product's name, title and URL in properties are not the person's
+            for found in (item.get(key), properties.get(key)):
+                if key not in values and text_of(found):
+                    values[key] = found
         person, subject = build_person(values, ctx, problems, prefix=prefix + "traits.")
         named = "email" in values or "phone" in values  # names a person, even with an address that is not valid
         visitor_id = next((item[k] for k in _VISITOR_ID_KEYS if text_of(item.get(k)) is not None), None)

@@ -10,7 +10,7 @@ from source_payloads import PEPPER, ctx_for, payload
 
 from pipeline import normalize
 from pipeline.models.common import InteractionKind, Purpose
-from pipeline.sources import SourceError, chatbot
+from pipeline.sources import NothingToTake, SourceError, chatbot
 
 
 def parse(name: str):  # type: ignore[no-untyped-def]
@@ -190,3 +190,99 @@ def test_an_agent_named_as_user_or_sender_is_no_lead() -> None:
     with pytest.raises(SourceError) as err:
         chatbot.parse(raw.encode(), ctx_for("chatbot", raw.encode(), "application/json"))
     assert err.value.problems[0].reason == "no_identity"
+
+
+def _ignored(body: dict[str, Any]) -> str:
+    raw = json.dumps(body).encode()
+    with pytest.raises(NothingToTake) as taken:
+        chatbot.parse(raw, ctx_for("chatbot", raw, "application/json"))
+    return taken.value.reason
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"unsubscribed": True},
+        {"unsubscribed_from_emails": "yes"},
+        {"email_unsubscribed": True},
+        {"marketing_opt_out": "yes"},
+        {"doNotContact": True},
+        {"subscribed": "2024-06-05T12:20:00+00:00"},  # ManyChat: when the person subscribed to the bot, no consent
+    ],
+)
+def test_an_opt_out_or_a_date_is_no_consent(attributes: dict[str, Any]) -> None:
+    """Drift's ``unsubscribed: true`` and ManyChat's ``subscribed`` date became a granted further-contact consent."""
+    event = _chat({"type": "contact_identified", "data": {"attributes": {"email": "ola@example.no", **attributes}}})
+    assert event.consents == ()
+    assert _chat({"data": {"attributes": {"email": "ola@example.no", "marketing_opt_in": True}}}).consents != ()
+
+
+@pytest.mark.parametrize(
+    ("topic", "reason"),
+    [
+        ("contact.deleted", "intercom_contact_change"),
+        ("contact.archived", "intercom_contact_change"),
+        ("contact.tag.created", "intercom_contact_change"),
+        ("contact.unsubscribed", "intercom_unsubscribe"),
+    ],
+)
+def test_an_intercom_contact_notice_other_than_a_new_contact_is_no_lead(topic: str, reason: str) -> None:
+    """A deleted, archived or unsubscribed Intercom contact became a chat lead."""
+    item = {"type": "contact", "role": "user", "email": "ola@example.no", "name": "Ola Nordmann"}
+    assert _ignored({"type": "notification_event", "topic": topic, "data": {"item": item}}) == reason
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (  # LiveChat: a chat closed; one event of a chat, an agent's message
+            {"action": "chat_deactivated", "organization_id": "o", "payload": {"chat_id": "C", "user_id": "a@x.ex"}},
+            "chat_status",
+        ),
+        (
+            {"action": "incoming_event", "organization_id": "o", "payload": {"chat_id": "C", "event": {
+                "type": "message", "text": "hi", "author_id": "agent@ourco.example"}}},
+            "chat_event",
+        ),
+        (  # Drift: an agent's (a Drift user's) message; a conversation's status
+            {"orgId": 1, "type": "new_message", "data": {"body": "<p>Hi</p>", "author": {"id": 5, "type": "user"}}},
+            "agent_message",
+        ),
+        ({"orgId": 1, "type": "conversation_status_updated", "data": {"conversationId": 1, "status": "closed"}},
+         "chat_status"),
+        (  # Intercom: a conversation an agent started
+            {"type": "notification_event", "topic": "conversation.admin.single.created", "data": {"item": {
+                "type": "conversation", "source": {"body": "<p>Hi from sales</p>", "author": {
+                    "type": "admin", "email": "anna@ourco.example"}}}}},
+            "agent_message",
+        ),
+    ],
+)  # fmt: skip
+def test_chat_notices_that_name_no_person_are_ignored_not_dead_lettered(body: dict[str, Any], reason: str) -> None:
+    assert _ignored(body) == reason
+
+
+def test_a_drift_message_the_person_wrote_is_still_read() -> None:
+    raw = json.dumps({"type": "new_message", "data": {"author": {"type": "contact"}, "body": "hi"}}).encode()
+    with pytest.raises(SourceError) as err:  # no contact in it: refused as before, not ignored
+        chatbot.parse(raw, ctx_for("chatbot", raw, "application/json"))
+    assert err.value.reason == "no_identity"
+
+
+def test_manychat_s_whatsapp_subscriber_is_read_by_its_whatsapp_phone() -> None:
+    event = _chat({"id": "1", "first_name": "Martín", "whatsapp_phone": "+5491123456789", "last_input_text": "Hola"})
+    assert (event.person.first_name, event.person.phone) == ("Martín", "+5491123456789")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "ana@example.es", "last_input_text": "hola", "last_interaction": "2024-06-05T12:20:00+00:00"},
+        {"event": "session:set_email", "timestamp": 1717590000000, "data": {"visitor": {"email": "ana@example.es"}}},
+        {"visitor": {"email": "ana@example.es"}, "messages": [{"type": "visitor", "text": "hi",
+                                                             "createdAt": 1717590000000}]},
+    ],
+)  # fmt: skip
+def test_a_chat_s_own_time_is_its_time_not_the_receipt(body: dict[str, Any]) -> None:
+    """ManyChat's ``last_interaction``, Crisp's ``timestamp`` and Brevo's dated messages: the receipt time before."""
+    assert _chat(body).occurred_at.isoformat() == "2024-06-05T12:20:00+00:00"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from source_payloads import ctx_for, payload
@@ -168,3 +169,164 @@ def test_a_call_log_exported_as_csv_row_by_row() -> None:
     with pytest.raises(SourceError) as err:
         messenger.parse(bad, ctx_for("messenger", bad, "text/csv"))
     assert err.value.reason == "no_identity"
+
+
+def _one(body: dict[str, Any]):  # type: ignore[no-untyped-def]
+    raw = json.dumps(body).encode()
+    [event] = messenger.parse(raw, ctx_for("messenger", raw, "application/json"))
+    return event
+
+
+def _ignored(raw: bytes, content_type: str = "application/json") -> str:
+    with pytest.raises(NothingToTake) as taken:
+        messenger.parse(raw, ctx_for("messenger", raw, content_type))
+    return taken.value.reason
+
+
+def _whatsapp(*messages: dict[str, Any], **value: Any) -> dict[str, Any]:
+    said = [{"from": "5511912345678", "id": "wamid.x", "timestamp": "1717590000", **m} for m in messages]
+    contacts = [{"profile": {"name": "Ana"}, "wa_id": "5511912345678"}]
+    body = {"messaging_product": "whatsapp", "contacts": contacts, "messages": said, **value}
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": body}]}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("message", "text"),
+    [
+        ({"type": "interactive", "interactive": {"type": "button_reply", "button_reply": {"id": "d",
+                                                                                         "title": "Book a demo"}}},
+         "Book a demo"),
+        ({"type": "interactive", "interactive": {"type": "list_reply", "list_reply": {"id": "p", "title": "Plano Pro",
+                                                                                     "description": "R$ 99"}}},
+         "Plano Pro"),
+        ({"type": "interactive", "interactive": {"type": "nfm_reply", "nfm_reply": {"name": "flow", "body": "Sent",
+                                                                                   "response_json": json.dumps(
+            {"flow_token": "t", "company": "Acme", "seats": 20})}}},
+         "company: Acme\nseats: 20"),
+        ({"type": "image", "image": {"caption": "这是我们的需求", "id": "i"}}, "这是我们的需求"),
+        ({"type": "document", "document": {"caption": "Our RFP", "filename": "rfp.pdf", "id": "d"}}, "Our RFP"),
+        ({"type": "order", "order": {"catalog_id": "c", "text": "Bu ürünleri istiyorum", "product_items": []}},
+         "Bu ürünleri istiyorum"),
+        ({"type": "audio", "audio": {"id": "a"}}, "[audio]"),
+    ],
+)  # fmt: skip
+def test_whatsapp_messages_read_by_the_person_s_words(message: dict[str, Any], text: str) -> None:
+    """A button or list choice, a Flow's answers, a caption and an order's note came out as "[interactive]",
+    "[image]", "[order]": the person's words were lost."""
+    assert _one(_whatsapp(message)).interaction.message == text
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (_whatsapp({"type": "reaction", "reaction": {"message_id": "wamid.o", "emoji": "👍"}}), "reaction"),
+        (_whatsapp({"type": "system", "system": {"body": "changed number", "type": "user_changed_number"}}),
+         "system_notice"),
+        ({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "smb_message_echoes",
+            "value": {"message_echoes": [{"from": "15550783881", "to": "4915123456789", "type": "text",
+                                          "text": {"body": "Thanks"}}]}}]}]},
+         "echo"),
+        ({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
+            "field": "message_template_status_update", "value": {"event": "APPROVED", "message_template_id": 1}}]}]},
+         "account_update"),
+        ({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp", "errors": [{"code": 131000, "title": "Something went wrong"}]}}]}]},
+         "account_update"),
+        ({"update_id": 5, "my_chat_member": {"chat": {"id": 1}, "from": {"id": 1}, "date": 1717590000}}, "chat_member"),
+        ({"update_id": 6, "callback_query": {"id": "q", "from": {"id": 1, "first_name": "O"}, "data": "demo",
+                                             "message": {"message_id": 2, "from": {"id": 7, "is_bot": True},
+                                                         "date": 1717590000, "text": "Choose:"}}},
+         "button_press"),
+        ({"update_id": 7, "channel_post": {"message_id": 3, "chat": {"id": -1, "type": "channel"},
+                                           "date": 1717590000, "text": "Our news"}},
+         "channel_post"),
+        ({"event": "subscribed", "timestamp": 1717590000123, "user": {"id": "a=", "name": "I"}, "message_token": 1},
+         "subscription"),
+        ({"event": "unsubscribed", "timestamp": 1717590000123, "user_id": "a=", "message_token": 1}, "subscription"),
+        ({"event": "conversation_started", "timestamp": 1717590000123, "message_token": 1, "type": "open",
+          "user": {"id": "a=", "name": "I"}, "subscribed": False},
+         "conversation_started"),
+    ],
+)  # fmt: skip
+def test_messenger_notices_that_name_no_person_are_ignored_not_dead_lettered(body: dict[str, Any], reason: str) -> None:
+    assert _ignored(json.dumps(body).encode()) == reason
+
+
+def test_a_whatsapp_reaction_beside_a_message_leaves_the_message() -> None:
+    event = _one(_whatsapp({"type": "reaction", "reaction": {"emoji": "👍"}}, {"type": "text", "text": {"body": "Hi"}}))
+    assert [t.text for t in event.interaction.transcript] == ["Hi"]
+
+
+def test_a_telegram_card_of_someone_else_does_not_name_the_person() -> None:
+    """A forwarded contact card (no ``user_id`` of the sender) became the lead, with the sender's handle."""
+    sender = {"id": 123, "first_name": "Oleg", "username": "oleg_k"}
+    card = {"phone_number": "+48601234567", "first_name": "Marek", "last_name": "Nowak"}
+    for shared in (card, {**card, "user_id": 999}):
+        raw = json.dumps({"update_id": 1, "message": {"from": sender, "date": 1717590060, "contact": shared}}).encode()
+        with pytest.raises(SourceError) as err:
+            messenger.parse(raw, ctx_for("messenger", raw, "application/json"))
+        assert err.value.reason == "no_identity"
+    own = _one({"update_id": 1, "message": {"from": sender, "date": 1717590060, "contact": {**card, "user_id": 123}}})
+    assert (own.person.first_name, own.person.phone) == ("Marek", "+48601234567")
+
+
+def test_a_message_that_is_only_a_contact_card_keeps_its_time() -> None:
+    """Telegram's ``date`` and Viber's ``timestamp`` of a card without words: the receipt time before."""
+    telegram = _one(
+        {
+            "update_id": 1,
+            "message": {
+                "from": {"id": 1},
+                "date": 1717590060,
+                "contact": {"phone_number": "380501234567", "user_id": 1},
+            },
+        }
+    )
+    viber = _one(
+        {
+            "event": "message",
+            "timestamp": 1717590060000,
+            "message_token": 1,
+            "sender": {"id": "a="},
+            "message": {"type": "contact", "contact": {"name": "I", "phone_number": "+380671234567"}},
+        }
+    )
+    assert telegram.occurred_at.isoformat() == viber.occurred_at.isoformat() == "2024-06-05T12:21:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("form", "reason"),
+    [
+        ({"Body": "STOP", "OptOutType": "STOP"}, "opt_out"),
+        ({"Body": "Stop"}, "opt_out"),
+        ({"Body": "unsubscribe "}, "opt_out"),
+        ({"Body": "START", "OptOutType": "START"}, "sms_keyword"),
+        ({"Body": "HELP", "OptOutType": "HELP"}, "sms_keyword"),
+    ],
+)
+def test_an_sms_opt_out_is_no_lead(form: dict[str, str], reason: str) -> None:
+    """A person's ``STOP`` was kept as a lead: the one message that asks for no contact."""
+    body = urlencode({"MessageSid": "SM1", "SmsStatus": "received", "From": "+33612345678", "NumMedia": "0", **form})
+    assert _ignored(body.encode(), "application/x-www-form-urlencoded") == reason
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        b"Date,From,To,Direction,Duration\n2024-06-05 15:20,+14155550100,+442071234567,Outgoing,30\n",
+        b"Start Time,Caller Number,Caller Name,To Number,Direction\n2024-06-05 15:20,+14155550100,Our Sales,"
+        b"+442071234567,outbound\n",
+    ],
+)
+def test_on_an_outgoing_call_the_person_is_the_one_called(row: bytes) -> None:
+    """An outgoing call made the company's own line (``From``) the lead."""
+    [event] = messenger.parse(row, ctx_for("messenger", row, "text/csv"))
+    assert (event.person.phone, event.person.first_name) == ("+442071234567", None)
+    log = _one({"platform": "phone", "direction": "outbound", "from": "+14155550100", "to": "+442071234567"})
+    assert log.person.phone == "+442071234567"
+    inbound = row.replace(b"Outgoing", b"Incoming").replace(b"outbound", b"inbound")
+    [event] = messenger.parse(inbound, ctx_for("messenger", inbound, "text/csv"))
+    assert event.person.phone == "+14155550100"

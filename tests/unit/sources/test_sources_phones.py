@@ -160,7 +160,7 @@ def test_a_valid_phone_is_kept_without_a_note(
             "contacts": [{"wa_id": "11234567890", "profile": {"name": "X"}}],
             "messages": [{"from": "11234567890", "type": "text", "text": {"body": "hi"}}]}}]}]}, "entry[0].phone"),
         ("telegram", {"update_id": 1, "message": {"from": {"id": 7, "username": "x"}, "date": 1717596000,
-                      "contact": {"phone_number": "4912"}, "text": "hi"}}, "message.contact.phone"),
+                      "contact": {"phone_number": "4912", "user_id": 7}, "text": "hi"}}, "message.contact.phone"),
         ("viber", {"event": "message", "sender": {"id": "a=", "name": "X"},
                    "message": {"type": "contact", "contact": {"phone_number": "+380 12"}}}, "message.contact.phone"),
     ],

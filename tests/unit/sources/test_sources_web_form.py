@@ -607,6 +607,9 @@ def test_a_form_s_kind_is_read_from_its_name_in_other_languages(form_name: str, 
         ("Согласие на обработку персональных данных", False),
         ("Tagblatt Newsletter", True),  # "agb" inside a word is no terms and conditions
         ("個人情報の取り扱いに同意する", False),
+        ("Unsubscribe from the newsletter", False),  # an opt-out ticked is a refusal, never a consent
+        ("marketing_opt_out", False),
+        ("Newsletter abbestellen", False),
     ],
 )
 def test_a_consent_checkbox_named_in_another_language(label: str, consent: bool) -> None:
@@ -648,6 +651,8 @@ def test_a_consent_box_answered_in_another_language(value: str, consent: bool) -
         ("Yes, no spam", True),
         ("I agree to receive news and offers; my data will not be shared", True),
         ("Non-binding offers welcome", True),
+        ("2024-06-05T12:20:00+00:00", False),  # a date says when, not whether: no checkbox posts one
+        ("05.06.2024", False),
     ],
 )
 def test_a_no_written_as_a_sentence_is_no_consent(value: str, consent: bool) -> None:

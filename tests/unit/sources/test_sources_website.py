@@ -11,7 +11,7 @@ from source_payloads import PEPPER, ctx_for, payload
 from pipeline import normalize
 from pipeline.ingest.service import check_content_type
 from pipeline.models.common import Channel, InteractionKind
-from pipeline.sources import SourceError, website
+from pipeline.sources import NothingToTake, SourceError, website
 
 
 def parse(name: str):  # type: ignore[no-untyped-def]
@@ -138,3 +138,38 @@ def test_a_browsers_beacon_sends_the_json_as_plain_text() -> None:
     raw = json.dumps({"type": "page", "anonymousId": "6f1c2d3e-0001", "timestamp": "2024-06-05T10:00:00Z"}).encode()
     [event] = website.parse(raw, ctx_for("website", raw, content_type))
     assert event.subject_key.startswith("vk_")
+
+
+def _events(body: dict[str, Any]):  # type: ignore[no-untyped-def]
+    raw = json.dumps(body).encode()
+    return website.parse(raw, ctx_for("website", raw, "application/json"))
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"type": "page", "name": "Pricing", "properties": {"name": "Pricing", "title": "Preise"}},
+        {"type": "track", "event": "Product Viewed", "properties": {"name": "Monopoly: 3rd Edition", "price": 18.99}},
+        {"type": "track", "event": "Signed Up", "properties": {"first_name": "Promo", "company": "Shop"}},
+    ],
+)
+def test_a_page_s_or_product_s_properties_never_name_the_person(item: dict[str, Any]) -> None:
+    """``page('Pricing')``'s and a product's ``properties.name`` became the person's first or last name."""
+    context = {"traits": {"email": "anna@example.de", "firstName": "Anna"}}
+    [event] = _events({**item, "anonymousId": "a1", "context": context})
+    person = event.person
+    assert (person.first_name, person.last_name, person.company) == ("Anna", None, None)
+    [signed] = _events({"type": "track", "event": "Signed Up", "properties": {"email": "ola@example.no"}})
+    assert signed.person.email == "ola@example.no"  # an e-mail or phone in properties still names the person
+
+
+def test_a_group_call_names_an_account_not_a_person() -> None:
+    """A ``group`` call's traits (the company's name and info@ address) became a person."""
+    group = {"type": "group", "groupId": "g1", "anonymousId": "a1", "traits": {
+        "name": "Schmidt AG", "email": "info@schmidt.example", "phone": "+49 30 1234567"}}  # fmt: skip
+    with pytest.raises(NothingToTake) as taken:
+        _events(group)
+    assert taken.value.reason == "group_call"
+    page = {"type": "page", "anonymousId": "a1", "context": {"traits": {"email": "anna@example.de"}}}
+    [event] = _events({"batch": [group, page]})  # left out of a batch, the batch's other events kept
+    assert event.person.email == "anna@example.de"
