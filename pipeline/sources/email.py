@@ -208,11 +208,15 @@ SIGNATURE_PHONE = "signature_phone"
 #: Russian, Japanese, Chinese, Korean; "T", "M", "P" as signatures abbreviate them) and the number after it.
 _SIGNATURE_PHONE = re.compile(
     r"^\s*(?:tel|tele?phone|phone|ph|mobile|mob|mobil|mobiel|mobiili|cell|cellphone|direct|direct line|office|t|m|p"
+    r"|d|cel|gsm|tlf|fon|direkt|durchwahl|tel\.?\s*kom|tel\.?\s*mob"
     r"|telefon|telefoon|handy|t[ée]l[ée]?phone|t[ée]l|portable|tel[ée]fono|m[óo]vil|celular|cellulare|telem[óo]vel"
     r"|puhelin|telefon kom[óo]rkowy|kom[óo]rka|тел|телефон|моб|мобильный|電話|携帯|电话|手机|전화|휴대폰)\.?"
-    r"\s*[:|.\-\u2013\uff1a]?\s*(?P<number>\+?\(?\d[\d\s().\-/]{5,}\d)\s*$",
+    r"\s*[:|.\-\u2013\uff1a]?\s*(?P<number>\+?\(?\d[\d\s().\-/]{5,}\d)"
+    r"(?:\s*,?\s*(?:ext|x|extension|durchwahl|dw|app|poste)\.?\s*\d{1,6})?\s*$",  # an extension: no part of E.164
     re.IGNORECASE,
 )
+#: What separates the numbers of a signature's one line ("T: +49 89 ... | M: +49 171 ...", "Tel ... · Mobil ...").
+_SIGNATURE_PARTS = re.compile(r"\s+[|\u00b7\u2022/]\s+(?=\D)|\s{3,}|\t+")
 #: Country-code top-level domains used as generic ones (.io, .co, .me, .tv ...): they say nothing of a country.
 _GENERIC_CCTLDS = frozenset(
     {"ai", "am", "cc", "co", "fm", "gg", "io", "la", "ly", "me", "ms", "nu", "so", "st", "tk", "to", "tv", "vc", "ws"}
@@ -236,11 +240,12 @@ def _signature_phone(msg: Message, text: str, address: str | None) -> str | None
     tld = (address or "").rpartition(".")[2].lower()
     region = normalize.country_code(tld) if len(tld) == 2 and tld not in _GENERIC_CCTLDS else None  # ".uk" is GB
     for line in [line for line in own.splitlines() if line.strip()][-_SIGNATURE_LINES:]:
-        if (match := _SIGNATURE_PHONE.match(line)) is not None:
-            try:
-                return normalize.canonical_phone(match.group("number"), region, require_valid=True)
-            except normalize.NormalizationError:
-                continue
+        for part in _SIGNATURE_PARTS.split(line):
+            if (match := _SIGNATURE_PHONE.match(part)) is not None:
+                try:
+                    return normalize.canonical_phone(match.group("number"), region, require_valid=True)
+                except normalize.NormalizationError:
+                    continue
     return None
 
 

@@ -349,7 +349,12 @@ def _render_multipart(part: Message, subtype: str, out: Rendered, prefix: str) -
         return
     children = [child for child in payload if isinstance(child, Message)]
     if subtype == "alternative":
-        _render(_best_alternative(children), out, prefix)
+        shown = _best_alternative(children)
+        _render(shown, out, prefix)
+        for child in children:  # an alternative that is no other rendering of the text: an invitation (text/calendar)
+            kind = _content_type(child)
+            if child is not shown and kind not in ("text/plain", "text/html") and not kind.startswith("multipart/"):
+                out.attachments.append(_attachment_name(child, kind))
     elif subtype == "related":
         root = _related_root(part, children)
         _render(root, out, prefix)

@@ -22,6 +22,10 @@ _ATTRIBUTION = re.compile(
     r"\b(?:wrote|schrieb|a écrit|escribió|ha scritto|schreef|escreveu|napisał(?:\(a\))?)\b[^\n:]{0,120}:[ \t\r]*$",
     re.IGNORECASE | re.MULTILINE,
 )
+#: An attribution in a language the pattern above lacks (Gmail's Japanese "2024年6月4日(火) 9:00 Tom <tom@...>:",
+#: Russian "вт, 4 июн. 2024, Tom <tom@...>:", Chinese "Tom <tom@...> 于2024年6月4日 09:00写道" and a full-width
+#: colon): a line naming an address in angle brackets and ending in a colon, one only when quoted lines follow it.
+_ADDRESS_ATTRIBUTION = re.compile(r"^[^\n<>]{0,200}<[^<>\s@]+@[^<>\s]+>[^\n<>]{0,80}[:\uff1a][ \t\r]*$", re.MULTILINE)
 #: A client's separator before an answered or forwarded message.
 _SEPARATOR = re.compile(
     r"^[ \t]*(?:-{2,}[ \t]*(?:Original Message|Ursprüngliche Nachricht|Message d'origine|Mensaje original|"
@@ -81,6 +85,10 @@ def split_history(text: str) -> tuple[int, History] | None:
         if not after.strip() or after.lstrip().startswith(">") or attribution.start() == 0:
             starts.append(attribution.start())
             break
+    for attribution in _ADDRESS_ATTRIBUTION.finditer(text):
+        if text[attribution.end() :].lstrip().startswith(">"):
+            starts.append(attribution.start())
+            break
     if (quoted := _trailing_quote(text)) is not None:
         starts.append(quoted)
     if not starts:
@@ -129,7 +137,7 @@ def _history(block: str) -> History:
     subject: str | None = None
     first = lines[0] if lines else ""
     body_from = 1
-    if (attribution := _ATTRIBUTION.match(block)) is not None:
+    if (attribution := _ATTRIBUTION.match(block) or _ADDRESS_ATTRIBUTION.match(block)) is not None:
         sender = _attributed(attribution.group(0))
         body_from = attribution.group(0).count("\n") + 1
     else:

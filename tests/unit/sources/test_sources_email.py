@@ -370,6 +370,16 @@ def _from(sender: str, body: str, extra: str = "") -> bytes:
         (_from("Taro <taro@example.co.jp>", "よろしく\r\n\r\n山田\r\n電話\uff1a03-1234-5678\r\n"), "+81312345678"),
         (_from("Taro <taro@example.co.jp>", "よろしく\r\n\r\n山田\r\nTEL\uff1a03-1234-5678\r\n"), "+81312345678"),
         (_from("Li <li@example.cn>", "您好\r\n\r\n李\r\n电话\uff1a010 1234 5678\r\n"), "+861012345678"),
+        # one line, several numbers: the first; an extension after the number; labels of more languages
+        (
+            _from("Hans <hans@firma.de>", "Hallo\r\n\r\nHans\r\nT: +49 89 1234567 | M: +49 171 1234567\r\n"),
+            "+49891234567",
+        ),
+        (_from("Bob <bob@acme.co.uk>", "Hi\r\n\r\nBob\r\nPhone: 020 7946 0958 ext. 12\r\n"), "+442079460958"),
+        (_from("Ana <ana@empresa.com.br>", "Olá\r\n\r\nAna\r\nCel.: (11) 91234-5678\r\n"), "+5511912345678"),
+        (_from("Hans <hans@firma.de>", "Hallo\r\n\r\nHans\r\nDirekt: 089 1234567\r\n"), "+49891234567"),
+        (_from("Piotr <piotr@firma.pl>", "Dzień dobry\r\n\r\nPiotr\r\ntel. kom. 601 234 567\r\n"), "+48601234567"),
+        (_from("Jan <jan@bedrijf.be>", "Dag\r\n\r\nJan\r\nGSM: 0470 12 34 56\r\n"), "+32470123456"),
     ],
 )
 def test_the_phone_number_of_the_sender_s_signature(raw: bytes, phone: str | None) -> None:

@@ -485,3 +485,26 @@ def test_iso_2022_jp_that_no_table_reads_is_replaced_never_read_as_utf8() -> Non
     raw = mail(HEAD + "Content-Type: text/plain; charset=ISO-2022-JP", "\x1b$Bxx\x1b$(D!!\x1b(B ok")
     message = parse(raw).interaction.message
     assert message is not None and message.endswith("ok") and "$B" not in message and "\x1b" not in message
+
+
+def test_an_invitation_s_calendar_alternative_is_named_as_not_read() -> None:
+    """Outlook sends a meeting request as the text and, as another alternative, the invitation itself
+    (text/calendar): it was left out of ``attachments_ignored``, as though the mail held nothing else."""
+    raw = mail(
+        HEAD.replace("Subject: fwd", "Subject: Demo call") + 'Content-Type: multipart/alternative; boundary="alt"\n',
+        """--alt
+Content-Type: text/plain; charset=utf-8
+
+Let us meet on Tuesday for the demo.
+--alt
+Content-Type: text/calendar; method=REQUEST; charset=utf-8
+
+BEGIN:VCALENDAR
+METHOD:REQUEST
+END:VCALENDAR
+--alt--
+""",
+    )
+    event = parse(raw)
+    assert event.interaction.message == "Let us meet on Tuesday for the demo."
+    assert event.interaction.attachments_ignored == ("unnamed.calendar",)

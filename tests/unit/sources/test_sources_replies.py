@@ -75,6 +75,36 @@ CAMPAIGN = "> FREE TRIAL - LIMITED OFFER!!!\n> Click here: https://example.com/o
             "Please.",
         ),
         ("Yes please.\n\n> Do you want the offer?\n> Reply yes or no.\n", "Yes please.", None, None, "Do you want"),
+        # Gmail's attributions in languages the worded pattern lacks: a line naming an address, ending in a colon,
+        # quoted lines after it
+        (
+            "はい。\n\n2024年6月4日(火) 9:00 Tom <tom@example.com>:\n> 見積もり\n",
+            "はい。",
+            "Tom <tom@example.com>",
+            None,
+            "見積",
+        ),
+        (
+            "Да.\n\nвт, 4 июн. 2024 \u0433. в 09:00, Tom <tom@example.com>:\n> Предложение\n",
+            "Да.",
+            "Tom <tom@example.com>",
+            None,
+            "Предложение",
+        ),
+        (
+            "好的。\n\nTom <tom@example.com> 于2024年6月4日周二 09:00写道\uff1a\n> 报价\n",
+            "好的。",
+            "Tom <tom@example.com>",
+            None,
+            "报价",
+        ),
+        (
+            "Tak.\n\nwt., 4 cze 2024 o 09:00 Tom <tom@example.com> napisał(a):\n> Oferta\n",
+            "Tak.",
+            "Tom <tom@example.com>",
+            None,
+            "Oferta",
+        ),
     ],
 )
 def test_the_history_under_a_reply_or_forward(
@@ -95,6 +125,7 @@ def test_the_history_under_a_reply_or_forward(
         "> earlier point\nMy answer is yes.\n> another point\nAnd yes here too.",  # answers between the quotes
         "Quote: 12,000 EUR\nFrom: our catalogue\nPrice: see below",  # label lines, no header block
         "> a single quoted line\nthat is all",
+        "Write to our team <team@example.com>:\nwe answer within a day.",  # an address and a colon, nothing quoted
     ],
 )
 def test_a_writers_own_text_has_no_history(text: str) -> None:
