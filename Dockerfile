@@ -10,9 +10,10 @@ ARG PYTHON_VERSION=3.11
 # ---- builder: compilers and pip caches stay here --------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim-bookworm AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
-# A compiler for any dependency that ships no wheel for this platform (the wheels built here are all that leaves).
+# A compiler for any dependency that ships no wheel for this platform (the wheels built here are all that leaves),
+# and the fonts of the access copies (PDF), whose two files alone the runtime copies.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential \
+    && apt-get install -y --no-install-recommends build-essential fonts-dejavu-core fonts-droid-fallback \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the wheel needs (.dockerignore keeps the rest out); topics.yaml is the target of the symbolic link
@@ -36,17 +37,17 @@ LABEL org.opencontainers.image.title="leadpipe" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="LicenseRef-Proprietary"
-# The fonts of the access copies (PDF): a person's data in Cyrillic, Greek, Arabic (DejaVu Sans) or Chinese,
-# Japanese and Korean (Droid Sans Fallback) is written in its letters, not as \uXXXX escapes.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends fonts-dejavu-core fonts-droid-fallback \
-    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 leadpipe \
     && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home --shell /usr/sbin/nologin leadpipe \
     && mkdir -p /data \
     && chown 10001:10001 /data \
     && rm -rf /root/.cache
 COPY --from=builder /opt/leadpipe /opt/leadpipe
+# A person's data in Cyrillic, Greek, Arabic (DejaVu Sans) or Chinese, Japanese and Korean (Droid Sans Fallback) is
+# written in its letters in their access copy, not as \uXXXX escapes (pipeline/rights/export.py looks here).
+COPY --from=builder /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+COPY --from=builder /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf \
+     /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf
 ENV PATH="/opt/leadpipe/bin:${PATH}" \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

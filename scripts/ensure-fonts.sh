@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the fonts access copies (PDF) are written in are installed: Debian's DejaVu Sans (Latin, Greek, Cyrillic,
 # Arabic, Hebrew, ...) and Droid Sans Fallback (Chinese, Japanese, Korean); without them a person's name in another
-# script is written as \uXXXX escapes. The image installs the same packages (Dockerfile). Idempotent; needs root
+# script is written as \uXXXX escapes. The image carries the same two fonts (Dockerfile). Idempotent; needs root
 # (apt-get) the first time.
 set -euo pipefail
 say() { echo "ensure-fonts: $*" >&2; }

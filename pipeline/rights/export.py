@@ -31,7 +31,7 @@ FONT_CANDIDATES = (
     Path("/Library/Fonts/Arial Unicode.ttf"),
 )
 #: Fonts for what the first one has no glyph for: Chinese, Japanese and Korean (Debian's fonts-droid-fallback, which
-#: the image installs); every one that exists is a fallback, in this order.
+#: the image carries); every one that exists is a fallback, in this order.
 FALLBACK_FONT_CANDIDATES = (
     Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"),
     Path("/usr/share/fonts-droid-fallback/truetype/DroidSansFallback.ttf"),
