@@ -73,13 +73,14 @@ _FULLWIDTH = {
 }
 
 
-def canonical_email(value: str) -> str:
+def canonical_email(value: str, *, first_of_two: bool = True) -> str:
     """Syntax-checked (no DNS), local part kept (quoted where RFC 5321 needs it), domain lowercased, IDNA (ASCII).
 
     What an address field holds in practice is taken too: ``Jane Doe <jane@example.com>`` (an address book's or a
     mail client's copy) and a ``mailto:`` link give the address inside; the punctuation of a sentence after it
     (``jane@example.com.``: no address ends so) and invisible characters a copy brought along are left out; of two
-    addresses in one field (``jane@work.example, jane@home.example``) the first is taken.
+    addresses in one field (``jane@work.example, jane@home.example``) the first is taken, unless ``first_of_two`` is
+    False (naming a data subject: two addresses may be two people), which refuses them (``two_addresses``).
 
     A domain reserved for private or special use is ``reserved_email_domain``, not ``invalid_email``: the address
     is well-formed, only nobody can write to it from outside (a ``.local`` Active Directory name, a ``.test`` fixture).
@@ -95,6 +96,8 @@ def canonical_email(value: str) -> str:
     except EmailNotValidError as exc:
         if _reserved_domain(text):
             raise _reserved_error() from None
+        if not first_of_two and any(sum("@" in part for part in b.split(text)) > 1 for b in _SECOND_ADDRESS):
+            raise NormalizationError("email", "two_addresses", "holds two addresses; give one") from None
         for between in _SECOND_ADDRESS:  # two addresses in one field: the first, when it is one
             if (first := between.split(text, maxsplit=1)[0]) != text and "@" in first:
                 with contextlib.suppress(NormalizationError):
@@ -146,14 +149,20 @@ def _reserved_domain(address: str) -> bool:
     return True
 
 
-def canonical_phone(value: str, default_region: str | None = None, *, require_valid: bool = False) -> str:
+def canonical_phone(
+    value: str, default_region: str | None = None, *, require_valid: bool = False, first_of_two: bool = True
+) -> str:
     """E.164. A number without a country prefix needs ``default_region`` (taken from the person's location).
 
     ``require_valid`` (what sources use for what they take in) asks libphonenumber whether the number can exist
     (``is_valid_number``: a real range of a real numbering plan), not merely whether its length is possible:
     ``+4912`` or ``+1 555 0000`` are refused. Looking a subject up (rights, CRM search) keeps the lenient check,
-    so a number stored before this rule can still be found and erased.
+    so a number stored before this rule can still be found and erased. Of two numbers in one field the first is
+    taken, unless ``first_of_two`` is False (naming a data subject: two numbers may be two people), which refuses
+    them (``two_numbers``).
     """
+    if not first_of_two and _two_numbers(value, default_region):
+        raise NormalizationError("phone", "two_numbers", "holds two phone numbers; give one")
     if (text := value.strip()).startswith("00"):  # 00 is the international prefix of most of the world
         international = "+" + text[2:]  # and no national number starts so
         if default_region is None:
@@ -233,6 +242,18 @@ def _first_number(value: str) -> str:
     first = _SECOND_NUMBER.split(_PHONE_LABEL.sub(" ", value), maxsplit=1)[0]
     last_digit = max((i for i, c in enumerate(first) if c.isdigit()), default=-1)
     return first[: last_digit + 1].strip()
+
+
+def _two_numbers(value: str, default_region: str | None) -> bool:
+    """Whether a field holds a second phone number after the first (not a label, not an extension)."""
+    parts = _SECOND_NUMBER.split(_PHONE_LABEL.sub(" ", value), maxsplit=1)
+    if len(parts) < 2 or not any(c.isdigit() for c in parts[0]):
+        return False
+    try:
+        _e164(parts[1].strip(), default_region, require_valid=True)
+    except NormalizationError:
+        return False
+    return True
 
 
 #: What separates a phone number's digit groups.

@@ -51,6 +51,31 @@ class CrmReadModel:
             ).scalar()
         return key
 
+    def holders(self, *, email: str | None = None, phone: str | None = None) -> tuple[str, ...]:
+        """Every subject holding this e-mail or phone among their identities (canonicalised first), sorted: a key is
+        an e-mail's or, without one, a phone's, so a person who wrote with an address is held under it whatever
+        number they gave, and a number on a switchboard may be held by several people."""
+        kind = "email" if email is not None else "phone"
+        value = _stored_identity(kind, email if email is not None else phone)
+        if value is None:
+            return ()
+        query = (
+            select(identities.c.subject_key)
+            .where(identities.c.kind == kind, identities.c.value == value)
+            .distinct()
+            .order_by(identities.c.subject_key)
+        )
+        with self.engine.connect() as conn:
+            return tuple(conn.execute(query).scalars())
+
+    def holds(self, subject_key: str) -> bool:
+        """Whether the CRM holds a person under this key (an erased subject's minimal record is nobody's data)."""
+        query = select(subjects.c.subject_key).where(
+            subjects.c.subject_key == subject_key, subjects.c.erased_at.is_(None)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
     def sharing_a_phone(self, subject_key: str) -> tuple[str, ...]:
         """The other subjects that hold a phone number this one holds: the same person known by another key (one who
         wrote with an e-mail address and called or messaged from the number alone, or the other way round), or

@@ -30,8 +30,8 @@ from pipeline.logging import get_logger
 from pipeline.models.common import Purpose
 from pipeline.models.rights import AuditRecord, RightKind, SinkStatus
 from pipeline.rights.bodies import OldAddress
-from pipeline.rights.commands import IdentityError
-from pipeline.rights.dpo import DpoTools, RequestOut, request_out
+from pipeline.rights.commands import AmbiguousSubject, ChangeError, IdentityError
+from pipeline.rights.dpo import DpoTools, FoundBy, RequestOut, request_out
 from pipeline.rights.effects.export import export_expired
 from pipeline.rights.tracker import RequestTracker, RequestView
 
@@ -78,7 +78,14 @@ class RightsRequestIn(BaseModel):
     kind: RequestKind
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=40)
-    region: str | None = Field(default=None, min_length=2, max_length=2, description="Country of a national phone")
+    region: str | None = Field(
+        default=None, max_length=100, description="Country of a national phone: an ISO code or a name (DE, Spain)"
+    )
+    subject_key: str | None = Field(
+        default=None,
+        max_length=100,
+        description="With email/phone: the subject key the request is for, when several subjects hold it",
+    )
     visitor_id: str | None = Field(
         default=None,
         max_length=200,
@@ -103,9 +110,22 @@ class SubmittedOut(BaseModel):
     password: str | None = Field(default=None, description="access only: shown once; send it by another channel")
     related_subject_keys: list[str] = Field(
         default_factory=list,
-        description="Other subjects in the CRM holding a phone number of this person's: this request does not "
-        "reach them; if they are this person (an address and, apart, calls or messages from the number), request for "
-        "them too",
+        description="Other subjects in the CRM holding a phone number of this person's, or the e-mail or phone "
+        "named: this request does not reach them; if they are this person (an address and, apart, calls or messages "
+        "from the number), request for them too",
+    )
+    named_subject_key: str | None = Field(
+        default=None, description="The key of the e-mail or phone as named (subject_key is the key acted on)"
+    )
+    found_by: FoundBy | None = Field(
+        default=None,
+        description="How subject_key was found: the named key itself, an alias of it, the one CRM subject holding "
+        "the e-mail or phone (nobody held under its own key), or the subject_key given",
+    )
+    in_crm: bool | None = Field(
+        default=None,
+        description="Whether the CRM holds a person under subject_key; false: HubSpot is still searched, and the "
+        "request runs all the same",
     )
 
 
@@ -139,6 +159,7 @@ async def submit_request(body: RightsRequestIn, request: Request, actor: Issuer)
             phone=body.phone,
             region=body.region,
             visitor_id=body.visitor_id,
+            subject_key=body.subject_key,
             purposes=tuple(body.purposes),
             rectify=body.changes or None,
             old_address=body.old_address,
@@ -152,6 +173,9 @@ async def submit_request(body: RightsRequestIn, request: Request, actor: Issuer)
             due_at=command.due_at,
             password=submitted.password,
             related_subject_keys=list(submitted.related),
+            named_subject_key=submitted.named_key,
+            found_by=submitted.found_by if submitted.named_key is not None else None,
+            in_crm=submitted.in_crm,
         )
 
     if not tracing.enabled():
@@ -173,8 +197,22 @@ async def _submitted(run: Callable[[], SubmittedOut]) -> SubmittedOut:
     """``run`` in a thread, its refusals as HTTP errors."""
     try:
         return await asyncio.to_thread(run)
+    except AmbiguousSubject as exc:
+        raise HTTPException(
+            422,
+            {
+                "reason": "ambiguous_subject",
+                "field": exc.field,
+                "message": f"{exc} (subject_key)",
+                "candidate_subject_keys": list(exc.candidates),
+            },
+        ) from None
     except IdentityError as exc:
         raise HTTPException(422, {"reason": "invalid_identity", "field": exc.field, "message": str(exc)}) from None
+    except ChangeError as exc:
+        raise HTTPException(
+            422, {"reason": "invalid_change", "field": f"changes.{exc.field}", "message": str(exc)}
+        ) from None
     except ValueError as exc:
         raise HTTPException(422, {"reason": "invalid_request", "message": str(exc)}) from None
     except PublishError:

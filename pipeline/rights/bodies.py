@@ -36,7 +36,10 @@ class RectificationBody(StrictModel):
     def _clean(cls, value: dict[str, str | None]) -> dict[str, str | None]:
         cleaned = {k: (v.strip() or None) if isinstance(v, str) else None for k, v in value.items()}
         if "email" in cleaned and cleaned["email"] is None:
-            raise ValueError("an e-mail address can be corrected, not cleared (erase the person instead)")
+            raise ValueError(
+                "email: an e-mail address cannot be cleared, only corrected (to a new address); to remove the "
+                "person's data, erase them"
+            )
         return cleaned
 
     @property

@@ -31,7 +31,7 @@ from pipeline.models.common import Purpose
 from pipeline.models.identity import Principal
 from pipeline.models.rights import RightKind
 from pipeline.rights.bodies import OldAddress
-from pipeline.rights.commands import IdentityError, RightsDesk
+from pipeline.rights.commands import AmbiguousSubject, ChangeError, IdentityError, RightsDesk
 from pipeline.rights.dpo import DpoTools, Submitted, request_out
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.effects.export import expire_exports
@@ -61,7 +61,18 @@ RECENT_DAYS = 7
 
 Email = Annotated[str | None, typer.Option("--email", help="The person's e-mail address")]
 Phone = Annotated[str | None, typer.Option("--phone", help="The person's phone number (E.164, or with --region)")]
-Region = Annotated[str | None, typer.Option("--region", help="Country for a phone without +prefix, e.g. DE")]
+Region = Annotated[
+    str | None,
+    typer.Option("--region", help="Country of a phone number without +prefix: an ISO code or a name, e.g. DE, Spain"),
+]
+SubjectKey = Annotated[
+    str | None,
+    typer.Option(
+        "--subject-key",
+        help="With --email/--phone: the subject key (sk_...) the request is for, when several subjects hold the "
+        "e-mail or phone",
+    ),
+]
 Wait = Annotated[bool, typer.Option("--wait", help="Wait until every sink has confirmed")]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait")]
 #: What a request command adds to the request besides who it is about (e.g. ``rectify`` -> the changes).
@@ -136,8 +147,12 @@ def _submit(kind: RightKind, wait: bool, timeout: float, **kwargs: object) -> No
     with _tools() as tools:
         try:
             submitted: Submitted = tools.request(kind, by=operator(), **kwargs)  # type: ignore[arg-type]
+        except AmbiguousSubject as exc:
+            raise typer.BadParameter(f"{exc} (--subject-key)", param_hint=f"--{exc.field}") from None
         except IdentityError as exc:
             raise typer.BadParameter(str(exc), param_hint=f"--{exc.field.replace('_', '-')}") from None
+        except ChangeError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--set/--clear") from None
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         except PublishError as exc:
@@ -152,6 +167,7 @@ def _submit(kind: RightKind, wait: bool, timeout: float, **kwargs: object) -> No
             typer.echo(
                 f"PDF password (send it to the person by another channel; it is not shown again): {submitted.password}"
             )
+        _notes(submitted)
         if submitted.related:
             typer.echo(
                 f"note: the CRM also holds {len(submitted.related)} other subject(s) with a phone number of this "
@@ -175,6 +191,24 @@ def _submit(kind: RightKind, wait: bool, timeout: float, **kwargs: object) -> No
         raise typer.Exit(EXIT_FAILED if view.state is RequestState.ATTENTION else EXIT_TIMEOUT)
 
 
+def _notes(submitted: Submitted) -> None:
+    """Tell the DPO, on stderr and by key only, when the request went to another subject than the key of what they
+    named, and when the CRM holds nobody for it."""
+    command = submitted.command
+    if submitted.found_by == "identity":
+        typer.echo(
+            f"note: the CRM holds nobody under the key of what was named ({submitted.named_key}); the one subject "
+            f"holding it is {command.subject_key}, and the request is issued for that subject",
+            err=True,
+        )
+    if submitted.in_crm is False:
+        typer.echo(
+            f"note: the CRM holds nobody under {command.subject_key}, and no other subject holds what was named: "
+            "HubSpot is still searched by it, and the request runs all the same",
+            err=True,
+        )
+
+
 #: The options every request command takes, after its own: who the person is, and whether to wait.
 _COMMON_OPTIONS = [
     inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
@@ -182,6 +216,7 @@ _COMMON_OPTIONS = [
         ("email", Email, None),
         ("phone", Phone, None),
         ("region", Region, None),
+        ("subject_key", SubjectKey, None),
         ("wait", Wait, False),
         ("timeout", Timeout, 60.0),
     )
@@ -297,8 +332,9 @@ def rectify(
         OldAddress | None,
         typer.Option(
             "--old-address",
-            help="With --set email=...: forget the old address (default; a later contact from it is somebody new) "
-            "or keep it as an alias (a later contact from it joins this person)",
+            help="With --set email=...: forget the old address (a later contact from it is somebody new) or keep it "
+            "as an alias (a later contact from it joins this person). Default: forget; alias for a person known by "
+            "their phone alone (the number stays theirs)",
         ),
     ] = None,
 ) -> Extra:

@@ -11,14 +11,30 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+from pydantic import ValidationError
+
 from pipeline import tracing
 from pipeline.crypto.sealing import Sealer, subject_scope
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose, StrictModel
 from pipeline.models.identity import Principal
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand
-from pipeline.normalize import NormalizationError, canonical_email, canonical_phone, subject_key, visitor_key
-from pipeline.rights.bodies import RECTIFIABLE_FIELDS, ExportDelivery, OldAddress, RectificationBody, RequestIdentity
+from pipeline.normalize import (
+    NormalizationError,
+    canonical_email,
+    canonical_phone,
+    country_code,
+    subject_key,
+    visitor_key,
+)
+from pipeline.rights.bodies import (
+    RECTIFIABLE_FIELDS,
+    ExportDelivery,
+    OldAddress,
+    RectifiableField,
+    RectificationBody,
+    RequestIdentity,
+)
 from pipeline.rights.deadlines import due_at
 from pipeline.rights.plan import plan_for
 from pipeline.rights.tracker import RequestTracker
@@ -33,15 +49,52 @@ class IdentityError(ValueError):
         self.field = field
 
 
+class ChangeError(ValueError):
+    """A corrected value a rectification cannot store; ``field`` names the profile field (never the value)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class AmbiguousSubject(ValueError):
+    """Several CRM subjects hold the e-mail or phone the DPO named and none is keyed by it (a shared switchboard
+    number): nothing is chosen for the DPO, who names the subject key (``candidates``) the request is for."""
+
+    def __init__(self, kind: str, candidates: Sequence[str]) -> None:
+        what = "e-mail address" if kind == "email" else "phone number"
+        super().__init__(
+            f"{kind}: {len(candidates)} subjects in the CRM hold this {what} and none is keyed by it "
+            f"({', '.join(candidates)}); name the subject key this request is for"
+        )
+        self.field = kind
+        self.candidates = tuple(candidates)
+
+
+def region_of(region: str | None) -> str | None:
+    """The country a national phone number is read in, as an ISO code ("DE", "Spain", "UK" -> GB); ``IdentityError``
+    when it names no country (read apart from the number, so that a bad country is not reported as a bad number)."""
+    if region is None or not region.strip():
+        return None
+    code = country_code(region)
+    if code is None:
+        raise IdentityError("region", "not a country (an ISO 3166 code such as DE, or a country's name)")
+    return code
+
+
 def named(*, email: str | None = None, phone: str | None = None, region: str | None = None) -> RequestIdentity:
-    """Exactly one of e-mail or phone, canonical (as the chain stores them); ``IdentityError`` names the bad option."""
+    """Exactly one of e-mail or phone, canonical (as the chain stores them); ``IdentityError`` names the bad option.
+
+    A field holding two addresses or two numbers is refused, never read as its first (as ingest does): two may be
+    two people, and a right carried out for the wrong one cannot be undone."""
     if bool(email) == bool(phone):
-        raise IdentityError("email", "name the person by exactly one of --email or --phone")
+        raise IdentityError("email", "name the person by exactly one e-mail address or one phone number")
+    country = region_of(region)
     try:
         if email:
-            return RequestIdentity(email=canonical_email(email).lower())
+            return RequestIdentity(email=canonical_email(email, first_of_two=False).lower())
         assert phone is not None
-        return RequestIdentity(phone=canonical_phone(phone, region))
+        return RequestIdentity(phone=canonical_phone(phone, country, first_of_two=False))
     except NormalizationError as exc:
         raise IdentityError(exc.field, str(exc).partition(": ")[2]) from None
 
@@ -66,12 +119,49 @@ def visitor_subject(pepper: bytes, visitor_id: str) -> str:
 
 
 def new_email_key(pepper: bytes, new_email: str) -> tuple[str, str]:
-    """A corrected e-mail address, canonical, and the subject key it gives; ``IdentityError`` when it is invalid."""
+    """A corrected e-mail address, canonical, and the subject key it gives; ``ChangeError`` when it is invalid."""
     try:
-        canonical = canonical_email(new_email).lower()
+        canonical = canonical_email(new_email, first_of_two=False).lower()
     except NormalizationError as exc:
-        raise IdentityError("set", f"email: {str(exc).partition(': ')[2]}") from None
+        raise ChangeError("email", str(exc).partition(": ")[2]) from None
     return canonical, subject_key(pepper, email=canonical)
+
+
+def corrected(changes: Mapping[str, str | None], *, region: str | None = None) -> RectificationBody:
+    """The corrections as they will be stored, checked; ``ChangeError`` names the field a value cannot be stored in,
+    and never quotes the value."""
+    unknown = sorted(set(changes) - set(RECTIFIABLE_FIELDS))
+    if unknown:
+        raise ChangeError(unknown[0], f"not a rectifiable field; rectifiable: {', '.join(RECTIFIABLE_FIELDS)}")
+    try:
+        body = RectificationBody.model_validate({"changes": dict(changes)})
+    except ValidationError as exc:
+        error = exc.errors(include_input=False, include_url=False)[0]
+        field, _, message = str(error["msg"]).removeprefix("Value error, ").partition(": ")
+        raise ChangeError(field, message) from None
+    return body.model_copy(update={"changes": _stored_forms(body.changes, region)})
+
+
+def _stored_forms(
+    changes: Mapping[RectifiableField, str | None], region: str | None
+) -> dict[RectifiableField, str | None]:
+    """Identity fields as the CRM stores them and looks people up by: a phone in E.164 and a number that can exist
+    (a national one read in ``region``, else in the corrected country), a country as its ISO code, an e-mail
+    canonical; a field holding two numbers or addresses is refused, not read as its first."""
+    out = dict(changes)
+    if (country := out.get("country_code")) is not None:
+        out["country_code"] = country_code(country)
+        if out["country_code"] is None:
+            raise ChangeError("country_code", "not a country (an ISO 3166 code such as IE, or a country's name)")
+    try:
+        if (phone := out.get("phone")) is not None:
+            read_in = region or out.get("country_code")
+            out["phone"] = canonical_phone(phone, read_in, require_valid=True, first_of_two=False)
+        if (email := out.get("email")) is not None:
+            out["email"] = canonical_email(email, first_of_two=False).lower()
+    except NormalizationError as exc:
+        raise ChangeError(exc.field, str(exc).partition(": ")[2]) from None
+    return out
 
 
 def new_password() -> str:
@@ -94,26 +184,25 @@ def build_command(
     password: str | None = None,
     request_id: UUID | None = None,
     identity: RequestIdentity | None = None,
+    region: str | None = None,
 ) -> RightsCommand:
     """A command with its deadline; rectified values, an export password and the identity the DPO named the person by
-    are sealed with the subject's key. A corrected e-mail needs ``new_subject_key`` (the key its address gives)."""
+    are sealed with the subject's key. A corrected e-mail needs ``new_subject_key`` (the key its address gives); a
+    corrected national phone number is read in ``region`` (else in a corrected country)."""
     issued_at = now or datetime.now(UTC)
     body: StrictModel | None = None
     if kind is RightKind.RECTIFICATION:
         if not rectify:
             raise ValueError("a rectification needs at least one corrected field")
-        unknown = sorted(set(rectify) - set(RECTIFIABLE_FIELDS))
-        if unknown:
-            raise ValueError(f"cannot rectify {', '.join(unknown)}; rectifiable: {', '.join(RECTIFIABLE_FIELDS)}")
-        corrected = RectificationBody.model_validate({"changes": dict(rectify)})
-        if corrected.new_email is not None:
+        changes = corrected(rectify, region=region)
+        if changes.new_email is not None:
             if new_subject_key is None:
                 raise ValueError("a corrected e-mail needs the subject key of the new address")
-            body = corrected.model_copy(update={"old_address": old_address or "forget"})
+            body = changes.model_copy(update={"old_address": old_address or "forget"})
         elif old_address is not None or new_subject_key is not None:
-            raise ValueError("--old-address applies only when the e-mail address is corrected (--set email=...)")
+            raise ValueError("old_address applies only when the e-mail address is corrected")
         else:
-            body = corrected
+            body = changes
     elif kind is RightKind.ACCESS:
         body = ExportDelivery(password=password or new_password())
     if (body is not None or identity is not None) and sealer is None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import Literal
 from uuid import UUID
 
 from pipeline.crm.aliases import SubjectAliases
@@ -25,6 +26,7 @@ from pipeline.models.rights import AuditRecord, RightKind, RightsCommand
 from pipeline.policy.model import Policy, load_policy
 from pipeline.rights.bodies import OldAddress, RequestIdentity
 from pipeline.rights.commands import (
+    AmbiguousSubject,
     IdentityError,
     RightsDesk,
     build_command,
@@ -32,6 +34,7 @@ from pipeline.rights.commands import (
     named,
     new_email_key,
     new_password,
+    region_of,
     visitor_subject,
 )
 from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
@@ -50,13 +53,37 @@ def request_out(view: RequestView, now: datetime | None = None) -> RequestOut:
     return RequestOut(**dict(view), overdue=view.is_overdue(now or datetime.now(UTC)))
 
 
+#: How the subject a request is for was found from what the DPO named: the key of the e-mail or phone itself, an
+#: alias of it (an address the DPO corrected and kept), the one CRM subject holding the e-mail or phone when nobody is
+#: held under its own key, or the subject key the DPO named among those.
+FoundBy = Literal["key", "alias", "identity", "subject_key"]
+
+
 @dataclass(frozen=True)
 class Submitted:
     command: RightsCommand
     password: str | None = None  # the access PDF's password: shown once to the DPO, never stored in clear
     related: tuple[str, ...] = ()
-    """Other subject keys in the CRM that hold a phone number of this subject's (``CrmReadModel.sharing_a_phone``):
-    the request does not reach them; the DPO decides whether they are this person and asks for them too."""
+    """Other subject keys in the CRM that hold a phone number of this subject's (``CrmReadModel.sharing_a_phone``) or
+    the e-mail or phone the DPO named: the request does not reach them; the DPO decides whether they are this person
+    and asks for them too."""
+    named_key: str | None = None
+    """The subject key of the e-mail or phone as named (None for a website visitor)."""
+    found_by: FoundBy = "key"
+    in_crm: bool | None = None
+    """Whether the CRM holds a person under the key the request is for (None: a website visitor, not looked up). When
+    it does not, HubSpot is still searched by what the DPO named, and the request runs all the same."""
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """Whom a request naming a person is for, and what the CRM holds around them."""
+
+    key: str
+    named_key: str
+    found_by: FoundBy
+    in_crm: bool
+    related: tuple[str, ...]
 
 
 class DpoTools:
@@ -91,6 +118,56 @@ class DpoTools:
     def _subject_of(self, identity: RequestIdentity) -> str:
         return SubjectAliases(self.runtime.engine).current(key_of(self.runtime.pepper, identity))
 
+    def _find(self, identity: RequestIdentity, chosen: str | None) -> _Subject:
+        """Whom a request naming ``identity`` is for. A key is the e-mail's, else the phone's: a person who wrote with
+        an address and gave a number is held under the address, so when nobody is held under the named key the
+        subjects holding the e-mail or phone are the candidates; one is the person, several are never chosen from
+        (``AmbiguousSubject``) unless the DPO names one (``chosen``). Read before anything is recorded."""
+        aliases, crm = SubjectAliases(self.runtime.engine), CrmReadModel(self.runtime.engine)
+        named_key = key_of(self.runtime.pepper, identity)
+        key = aliases.current(named_key)
+        found_by: FoundBy = "key" if key == named_key else "alias"
+        holders = crm.holders(email=identity.email, phone=identity.phone)
+        if chosen is not None:
+            wanted = aliases.current(chosen.strip())
+            allowed = {key, *holders, *crm.sharing_a_phone(key)}
+            if wanted not in allowed:
+                raise IdentityError(
+                    "subject_key",
+                    "not a subject this e-mail address or phone number leads to (candidates: "
+                    f"{', '.join(sorted(allowed))})",
+                )
+            key, found_by = wanted, "subject_key"
+        elif not crm.holds(key) and holders:
+            if len(holders) > 1:
+                raise AmbiguousSubject("email" if identity.email else "phone", holders)
+            key, found_by = holders[0], "identity"
+        related = tuple(sorted({*crm.sharing_a_phone(key), *holders} - {key}))
+        return _Subject(key, named_key, found_by, crm.holds(key), related)
+
+    def _rectification(
+        self,
+        subject: _Subject,
+        identity: RequestIdentity,
+        changes: Mapping[str, str | None],
+        old_address: OldAddress | None,
+        region: str | None,
+    ) -> tuple[str | None, OldAddress | None, str | None]:
+        """(the country a corrected national number is read in, what becomes of the old key, the new key) of a
+        rectification. A subject keyed by their phone (no e-mail) who is given an address keeps the phone as an
+        alias by default: the number is still valid and still theirs, so a later call or chat from it must join
+        them and their flags, not start somebody new."""
+        held = CrmReadModel(self.runtime.engine).show(subject.key) if subject.in_crm else None
+        country = region_of(region)
+        if country is None and not changes.get("country_code") and held is not None:
+            country = held.country_code
+        if not changes.get("email"):
+            return country, old_address, None
+        new_key = new_email_key(self.runtime.pepper, str(changes["email"]))[1]
+        phones = {p for p in (identity.phone, held.phone if held is not None else None) if p}
+        keyed_by_phone = any(subject.key == key_of(self.runtime.pepper, RequestIdentity(phone=p)) for p in phones)
+        return country, old_address or ("alias" if keyed_by_phone else None), new_key
+
     def request(
         self,
         kind: RightKind,
@@ -100,23 +177,30 @@ class DpoTools:
         phone: str | None = None,
         region: str | None = None,
         visitor_id: str | None = None,
+        subject_key: str | None = None,
         purposes: Sequence[Purpose] = (),
         rectify: Mapping[str, str | None] | None = None,
         old_address: OldAddress | None = None,
         password: str | None = None,
         now: datetime | None = None,
     ) -> Submitted:
-        """Record and publish one request; raises ``IdentityError``/``ValueError`` on bad input, before anything.
+        """Record and publish one request; raises ``IdentityError``/``ChangeError``/``AmbiguousSubject``/``ValueError``
+        on bad input, before anything is recorded.
 
         A website visitor known only by its cookie id (``visitor_id``) can be erased: everything kept under it goes.
-        The other rights answer a person, whom the DPO names by e-mail or phone.
+        The other rights answer a person, whom the DPO names by e-mail or phone (and, when several subjects hold it,
+        by ``subject_key`` among them).
         """
         if kind is RightKind.CONSENT_WITHDRAWAL:
             self.check_withdrawal(purposes)
         identity: RequestIdentity | None = None
+        found: _Subject | None = None
         if visitor_id:
-            if email or phone:
-                raise IdentityError("visitor_id", "name the subject by exactly one of --email, --phone or --visitor-id")
+            if email or phone or subject_key:
+                raise IdentityError(
+                    "visitor_id",
+                    "name the subject by exactly one of an e-mail address, a phone number or a website visitor id",
+                )
             if kind is not RightKind.ERASURE:
                 raise IdentityError(
                     "visitor_id", f"a website visitor id names whom to erase, not whom a {kind.value} is for"
@@ -124,11 +208,12 @@ class DpoTools:
             subject = visitor_subject(self.runtime.pepper, visitor_id)
         else:
             identity = named(email=email, phone=phone, region=region)
-            subject = self._subject_of(identity)
-        new_key = None
-        if rectify and rectify.get("email"):  # a corrected address: canonical, and the key it gives
-            address, new_key = new_email_key(self.runtime.pepper, str(rectify["email"]))
-            rectify = {**rectify, "email": address}
+            # read before anything is recorded: a database that fails here fails the request, not its answer after it
+            found = self._find(identity, subject_key)
+            subject = found.key
+        new_key, read_in = None, None
+        if rectify and identity is not None and found is not None:
+            read_in, old_address, new_key = self._rectification(found, identity, rectify, old_address, region)
         if kind is RightKind.ACCESS:
             password = password or new_password()
         command = build_command(
@@ -143,11 +228,13 @@ class DpoTools:
             new_subject_key=new_key,
             password=password,
             identity=identity,
+            region=read_in,
         )
-        # read before anything is recorded: a database that fails here fails the request, not its answer after it
-        related = () if visitor_id else CrmReadModel(self.runtime.engine).sharing_a_phone(subject)
         self.desk.submit([command])
-        return Submitted(command, password if kind is RightKind.ACCESS else None, related)
+        secret = password if kind is RightKind.ACCESS else None
+        if found is None:
+            return Submitted(command, secret)
+        return Submitted(command, secret, found.related, found.named_key, found.found_by, found.in_crm)
 
     def open_requests(self) -> list[RequestView]:
         return self.tracker.open_requests()

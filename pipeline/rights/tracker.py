@@ -210,7 +210,7 @@ class RequestTracker:
                     received_at=command.issued_at,
                     due_at=command.due_at,
                     state=RequestState.OPEN,
-                    notice_due=command.kind is RightKind.UNRESTRICTION,
+                    notice_due=False,  # a lifted restriction sets it (``mark_notice_due``)
                     command=command.model_dump_json(),
                     issued_by_principal=_json(command.issuer),
                     traceparent=trace.decode("ascii", "replace")[:55] if trace else None,
@@ -402,6 +402,17 @@ class RequestTracker:
         view = self.get(request_id)
         assert view is not None
         return view
+
+    def mark_notice_due(self, request_id: object) -> None:
+        """A restriction was lifted: the person must be told (policy 9.5). Set when it is lifted, not when asked:
+        lifting a restriction that never stood tells the person nothing. Never set again once the notice was sent."""
+        with Session(self._engine) as session:
+            session.execute(
+                update(RightsRequest)
+                .where(RightsRequest.request_id == str(request_id), RightsRequest.notice_sent_at.is_(None))
+                .values(notice_due=True)
+            )
+            session.commit()
 
     def mark_notice_sent(self, request_id: object, *, by: Principal, at: datetime | None = None) -> None:
         with Session(self._engine) as session:

@@ -54,6 +54,8 @@ class SuppressionPublisher(Effect):
         )
         if state is None:
             return EffectResult.not_applicable("state_unchanged")
+        if command.kind is RightKind.UNRESTRICTION and previous is not None and previous.restricted:
+            self._tracker.mark_notice_due(command.request_id)  # before the state is saved: a retry marks it again
         self._publisher.publish([Outgoing(SUPPRESSION_TOPIC, state.subject_key, state)])
         self._tracker.save_state(state)
         return EffectResult.done(**_flags(state))

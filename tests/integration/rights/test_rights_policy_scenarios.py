@@ -366,6 +366,33 @@ def test_an_email_rectified_and_forgotten_lets_the_old_address_be_somebody_new(p
     assert p.hub.contact(old)["id"] != p.hub.contact(new)["id"]  # type: ignore[index]
 
 
+def test_a_phone_only_person_given_an_address_keeps_their_objection_when_they_call_again(p: Pipeline) -> None:
+    """Keyed by the number (no address yet), the person is given an address: the number is still theirs, so by
+    default it stays an alias, and a later contact from it joins them, objection and all."""
+    phone, email = "+447911123456", "paul.okafor@example.co.uk"
+    first = p.form(None, "Paul", "Okafor", phone=phone)
+    p.stored(first)
+    p.dpo("object", "--phone", "07911 123456", "--region", "GB")
+    request_id, _ = p.dpo("rectify", "--phone", phone, "--set", f"email={email}")
+    assert p.evidence(request_id, "crm")["old_address"] == "alias"
+    later = p.form(None, "Paul", "Okafor", phone=phone)
+    p.stored(later)
+    shown = p.crm_show(email)
+    assert shown is not None and [i["event_id"] for i in shown["interactions_detail"]] == [first, later]
+    assert shown["marketing_objected"] and marketing(shown) == (False, [False, False])
+
+
+def test_a_request_by_the_number_of_a_person_held_under_their_address_reaches_them(p: Pipeline) -> None:
+    email = "dmitry.volkov@example.ru"
+    first = p.form(email, "Dmitry", "Volkov", phone="+79161234567", consent=True)
+    p.stored(first, email)
+    _, output = p.dpo("object", "--phone", "8 916 123-45-67", "--region", "RU")
+    shown = p.crm_show(email)
+    assert shown is not None and shown["marketing_objected"] and marketing(shown) == (False, [False])
+    assert f"for subject {shown['subject_key']} published" in output and "the one subject holding it" in output
+    assert "1234567" not in output and "123-45-67" not in output
+
+
 # ---- 9.3 erasure ------------------------------------------------------------------------------------------------
 
 

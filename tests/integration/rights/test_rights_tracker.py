@@ -131,11 +131,16 @@ def test_pending_counts_agree_with_the_request_views(tracker: RequestTracker) ->
         assert count == overdue == len(tracker.overdue(at)), days
 
 
-def test_unrestriction_records_that_a_notice_is_due(tracker: RequestTracker) -> None:
+def test_a_lifted_restriction_records_that_a_notice_is_due(tracker: RequestTracker) -> None:
+    """Due once a restriction was lifted (the suppression step marks it), not merely asked for; never again once
+    the notice was sent."""
     cmd = build_command(RightKind.UNRESTRICTION, "sk_t0000000", issued_by=person("dpo"), now=T0)
     tracker.record(cmd)
+    assert not tracker.get(cmd.request_id).notice_due  # type: ignore[union-attr]
+    tracker.mark_notice_due(cmd.request_id)
     assert tracker.get(cmd.request_id).notice_due  # type: ignore[union-attr]
     tracker.mark_notice_sent(cmd.request_id, by=DPO)
+    tracker.mark_notice_due(cmd.request_id)  # a retried step
     view = tracker.get(cmd.request_id)
     assert view is not None and not view.notice_due and view.notice_sent_by == DPO
 

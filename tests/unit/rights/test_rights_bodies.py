@@ -20,7 +20,7 @@ def test_the_body_takes_every_profile_field_the_email_included_but_never_clears_
     assert RectificationBody(changes=changes).changes == dict.fromkeys(PROFILE_FIELDS, "x")  # type: ignore[arg-type]
     corrected = RectificationBody.model_validate({"changes": {"email": "new@example.com"}, "old_address": "alias"})
     assert corrected.new_email == "new@example.com" and corrected.old_address == "alias"
-    with pytest.raises(ValidationError, match="corrected, not cleared"):
+    with pytest.raises(ValidationError, match="cannot be cleared, only corrected"):
         RectificationBody.model_validate({"changes": {"email": None}})
     with pytest.raises(ValidationError, match="old_address"):
         RectificationBody.model_validate({"changes": {"email": "n@example.com"}, "old_address": "keep"})

@@ -4,7 +4,7 @@ the embedded default without a key, the bootstrapped admin (recorded with ``auth
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,8 @@ def test_each_request_command_submits_its_kind_with_the_common_options(
 ) -> None:
     result = CliRunner().invoke(cli.dpo_app, [command, *own, *COMMON])
     assert result.exit_code == 0, result.output
-    assert submitted == [(kind, True, 5.0, {"email": None, "phone": "+4721929300", "region": "NO", **extra})]
+    options = {"email": None, "phone": "+4721929300", "region": "NO", "subject_key": None}
+    assert submitted == [(kind, True, 5.0, {**options, **extra})]
 
 
 def test_defaults_and_the_erasure_confirmation(submitted: list[Any]) -> None:
@@ -76,7 +77,8 @@ def test_defaults_and_the_erasure_confirmation(submitted: list[Any]) -> None:
     assert refused.exit_code != 0 and submitted == []
     result = CliRunner().invoke(cli.dpo_app, ["object", "--email", "a@example.com"])
     assert result.exit_code == 0, result.output
-    assert submitted == [(RightKind.OBJECTION, False, 60.0, {"email": "a@example.com", "phone": None, "region": None})]
+    options = {"email": "a@example.com", "phone": None, "region": None, "subject_key": None}
+    assert submitted == [(RightKind.OBJECTION, False, 60.0, options)]
 
 
 def test_a_malformed_rectification_is_refused_before_anything_is_submitted(submitted: list[Any]) -> None:
@@ -127,3 +129,97 @@ def test_the_other_subjects_with_the_person_s_phone_are_named_after_the_request(
     assert "request r-1 (objection) for subject sk_ana published" in result.output
     assert "1 other subject(s) with a phone number of this person's (sk_called)" in result.output
     assert "ana@example.com" not in result.output
+
+
+def _with_tools(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, answer: Callable[..., Any]) -> None:
+    """``leadpipe dpo`` over stand-in tools whose ``request`` is ``answer`` (no broker, no database)."""
+    from contextlib import contextmanager
+
+    monkeypatch.setenv("LEADPIPE_HOME", str(tmp_path))
+    monkeypatch.setenv("LEADPIPE_ENVIRONMENT", "development")
+    monkeypatch.delenv("LEADPIPE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("LEADPIPE_API_KEY", raising=False)
+    get_settings.cache_clear()
+
+    class Tools:
+        def request(self, kind: RightKind, **kw: Any) -> Any:
+            return answer(kind, **kw)
+
+    @contextmanager
+    def tools() -> Iterator[Tools]:
+        yield Tools()
+
+    monkeypatch.setattr(cli, "_tools", tools)
+
+
+def test_a_request_issued_for_the_subject_holding_the_number_says_so_by_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from pipeline.rights.dpo import Submitted
+
+    command = SimpleNamespace(request_id="r-1", subject_key="sk_dmitry", due_at=datetime(2027, 1, 6, tzinfo=UTC))
+    seen: list[dict[str, Any]] = []
+
+    def answer(kind: RightKind, **kw: Any) -> Submitted:
+        seen.append(kw)
+        return Submitted(command, named_key="sk_number", found_by="identity", in_crm=True)  # type: ignore[arg-type]
+
+    _with_tools(monkeypatch, tmp_path, answer)
+    phone = ["--phone", "8 916 123-45-67", "--region", "RU"]
+    result = CliRunner().invoke(cli.dpo_app, ["object", *phone, "--subject-key", "sk_dmitry"])
+    get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert seen[0]["subject_key"] == "sk_dmitry"
+    assert "nobody under the key of what was named (sk_number)" in result.output
+    assert "the one subject holding it is sk_dmitry" in result.output
+    assert "916" not in result.output
+
+
+def test_a_person_the_crm_does_not_hold_is_noted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pipeline.rights.dpo import Submitted
+
+    command = SimpleNamespace(request_id="r-1", subject_key="sk_nobody", due_at=datetime(2027, 1, 6, tzinfo=UTC))
+    _with_tools(monkeypatch, tmp_path, lambda kind, **kw: Submitted(command, named_key="sk_nobody", in_crm=False))  # type: ignore[arg-type]
+    result = CliRunner().invoke(cli.dpo_app, ["access", "--email", "nobody@example.com"])
+    get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "the CRM holds nobody under sk_nobody" in result.output and "HubSpot is still searched" in result.output
+    assert "nobody@example.com" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("refusal", "hint", "says"),
+    [
+        ("ambiguous", "--phone", "2 subjects in the CRM hold this phone number and none is keyed by it (sk_a, sk_b)"),
+        ("clear_email", "--set/--clear", "email: an e-mail address cannot be cleared, only corrected"),
+        ("region", "--region", "region: not a country"),
+    ],
+)
+def test_refusals_are_exit_2_and_clear(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, refusal: str, hint: str, says: str
+) -> None:
+    from pipeline.rights.commands import AmbiguousSubject, corrected, named
+
+    def answer(kind: RightKind, **kw: Any) -> Any:
+        if refusal == "ambiguous":
+            raise AmbiguousSubject("phone", ["sk_a", "sk_b"])
+        if refusal == "region":
+            named(phone=kw["phone"], region=kw["region"])
+        corrected(kw["rectify"])  # as DpoTools.request checks the corrections
+
+    _with_tools(monkeypatch, tmp_path, answer)
+    args = {
+        "ambiguous": ["erase", "--phone", "+4930123456", "--yes"],
+        "clear_email": ["rectify", "--email", "ana@example.com", "--clear", "email"],
+        "region": ["access", "--phone", "912 345 678", "--region", "Spain-ish"],
+    }[refusal]
+    result = CliRunner().invoke(cli.dpo_app, args)
+    get_settings.cache_clear()
+    text = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 2, result.output
+    assert says in text and hint in text
+    assert "pydantic" not in text and "input_value" not in text and "ana@example.com" not in text

@@ -87,7 +87,7 @@ def test_rectified_values_travel_sealed_with_the_subject_key() -> None:
 
 def test_unknown_fields_or_nothing_to_rectify_are_refused() -> None:
     sealer = Sealer(DictKeys())
-    with pytest.raises(ValueError, match="cannot rectify shoe_size"):
+    with pytest.raises(ValueError, match="shoe_size: not a rectifiable field"):
         build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={"shoe_size": "9"})
     with pytest.raises(ValueError, match="at least one"):
         build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={})
@@ -119,7 +119,7 @@ def test_a_corrected_email_carries_the_new_key_in_clear_and_the_address_sealed()
     assert sealer.open_model(forget.sealed, RectificationBody).old_address == "forget"  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="the subject key of the new address"):
         build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={"email": "a@b.co"})
-    with pytest.raises(ValueError, match="--old-address applies only"):
+    with pytest.raises(ValueError, match="old_address applies only"):
         build_command(
             RightKind.RECTIFICATION,
             "sk_x0000000",

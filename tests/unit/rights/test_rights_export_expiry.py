@@ -11,13 +11,11 @@ from uuid import uuid4
 
 import pytest
 from fastapi.testclient import TestClient
-from identity_helpers import key_for, person
+from identity_helpers import person
 from ingest_helpers import RecordingPublisher
 
-from pipeline.api.app import create_api
 from pipeline.config import Settings
 from pipeline.db import ensure_schema
-from pipeline.models.identity import Role
 from pipeline.models.rights import AuditRecord, RightKind, RightsStatus, SinkStatus
 from pipeline.rights.commands import build_command
 from pipeline.rights.effects.export import expire_exports
@@ -32,13 +30,6 @@ def runtime(make_settings: Callable[..., Settings]) -> Runtime:
     built = Runtime(make_settings(rights_export_max_age_h=24))
     ensure_schema(built.engine)
     return built
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> TestClient:
-    made = TestClient(create_api(runtime, RecordingPublisher()))  # type: ignore[arg-type]
-    made.headers["authorization"] = f"Bearer {key_for(runtime.settings, Role.DPO, display_name='Dora')}"
-    return made
 
 
 def _portability(runtime: Runtime, received: datetime) -> tuple[str, Path]:
