@@ -655,7 +655,8 @@ async def dpo_issue(
     kind: Annotated[RightKind, Form()],
     email: Annotated[str, Form(max_length=320)] = "",
     phone: Annotated[str, Form(max_length=40)] = "",
-    region: Annotated[str, Form(max_length=2)] = "",
+    region: Annotated[str, Form(max_length=60)] = "",
+    subject_key: Annotated[str, Form(max_length=60)] = "",
     visitor_id: Annotated[str, Form(max_length=200)] = "",
     confirmed: Annotated[str, Form(max_length=10)] = "",
     purpose: Annotated[list[Purpose] | None, Form()] = None,
@@ -664,6 +665,7 @@ async def dpo_issue(
     here, once."""
     chosen = tuple(dict.fromkeys(purpose or ()))
     form: dict[str, Any] = {"kind": kind.value, "email": email, "phone": phone, "region": region}
+    form.update(subject_key=subject_key)
     form.update(visitor_id=visitor_id, purposes=chosen)
     tools = _tools(request)
 
@@ -699,6 +701,7 @@ async def dpo_issue(
             phone=_blank(phone),
             region=_blank(region),
             visitor_id=_blank(visitor_id),
+            subject_key=_blank(subject_key),
             purposes=chosen,
         )
         return submitted.command.request_id, submitted.password, submitted.related
@@ -808,6 +811,7 @@ async def dpo_rectify(request: Request, session: RightsIssuer) -> Response:
             email=who_email,
             phone=who_phone,
             region=_blank(form.get("who_region")),
+            subject_key=_blank(form.get("who_subject_key")),
             rectify=changes,
             old_address=cast(OldAddress | None, old_address),
         )

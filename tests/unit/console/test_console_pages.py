@@ -31,6 +31,7 @@ from pipeline.identity.permissions import Permission
 from pipeline.models import Channel
 from pipeline.models.identity import PrincipalKind, Role, system_principal
 from pipeline.models.rights import RightKind
+from pipeline.normalize import subject_key
 from pipeline.rights.bodies import RectificationBody
 from pipeline.rights.commands import visitor_subject
 from pipeline.rights.dpo import DpoTools
@@ -533,3 +534,24 @@ def test_the_other_subjects_with_the_person_s_phone_are_shown_after_issuing(app:
     assert f'href="/contacts/{messaged.event.subject_key}"' in shown.text and "ana@example.com" not in shown.text
     alone = dee.post("/dpo/new", data={**form, "email": "john.smith@example.org"})
     assert alone.status_code == 303  # no one else holds his number: straight to the request
+
+
+def test_the_dpo_names_a_person_by_a_national_number_and_a_country_s_name_and_picks_among_holders(
+    app: Any, runtime: Runtime
+) -> None:
+    """The form took a two-letter code only and had no way to choose among several people holding one number."""
+    dee = browser(app, "dee")
+    token = dee.csrf_token  # type: ignore[attr-defined]
+    form = {"kind": "objection", "phone": "030 123456", "region": "Germany", "csrf_token": token}
+    done = dee.post("/dpo/new", data=form)
+    assert done.status_code in (200, 303), done.text
+    jane = subject_key(runtime.pepper, email="jane.doe@example.com")
+    [view] = RequestTracker(runtime.engine).requests()
+    assert view.subject_key == jane  # held under her address: the request is hers
+    CrmWriter(runtime.engine).write_events([make_tagged("bo@example.com", phone="+4930123456")])
+    refused = dee.post("/dpo/new", data=form)
+    assert refused.status_code == 422 and jane in refused.text  # two hold it now: the candidates are named
+    bo = subject_key(runtime.pepper, email="bo@example.com")
+    chosen = dee.post("/dpo/new", data={**form, "subject_key": bo})
+    assert chosen.status_code in (200, 303), chosen.text
+    assert {v.subject_key for v in RequestTracker(runtime.engine).requests()} == {jane, bo}
