@@ -92,6 +92,10 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine with the settings each backend needs (SQLite: WAL, foreign keys, a busy timeout)."""
     if url.startswith("sqlite"):
@@ -115,6 +119,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
+            # SQLite's own lower() folds ASCII only: a search for "иван" never found "Иванов" (PostgreSQL's folds
+            # every script). Python's, as the searched text is folded, in its place.
+            dbapi_conn.create_function("lower", 1, _lower, deterministic=True)
 
         return engine
     if url.startswith("postgresql://"):

@@ -42,6 +42,16 @@ def test_a_name_is_matched_literally(crm_writer: CrmWriter, crm_read: CrmReadMod
     assert [h.subject_key for h in crm_read.search(name="%")] == [percent.event.subject_key]
 
 
+def test_a_name_in_any_script_is_found_in_any_case(crm_writer: CrmWriter, crm_read: CrmReadModel) -> None:
+    """SQLite's lower() folds ASCII only: sales searching the embedded CRM for "иван" never found Иванов."""
+    ivan = make_tagged("ivan@example.ru", first_name="Иван", last_name="Иванов")
+    jorg = make_tagged("j@example.de", first_name="Jörg", last_name="ÖZTÜRK")
+    crm_writer.write_events([ivan, jorg])
+    assert [h.subject_key for h in crm_read.search(name="иванов")] == [ivan.event.subject_key]
+    assert [h.subject_key for h in crm_read.search(name="ИВАН")] == [ivan.event.subject_key]
+    assert [h.subject_key for h in crm_read.search(name="öztürk")] == [jorg.event.subject_key]
+
+
 def test_the_lead_inbox_and_leads_per_day(crm_writer: CrmWriter, crm_read: CrmReadModel) -> None:
     """The console's queries on both backends: filters shared with search, date arithmetic in SQL."""
     jane = make_tagged("jane.doe@example.com", phone="+4930123456", company="Initech")
