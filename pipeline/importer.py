@@ -102,18 +102,25 @@ class ImportRecord(NamedTuple):
     BEGIN line), prefixed by the file's name under a directory ("cur/1700000000.M1P2.host: file"), "message 3"
     (mbox, from 1), "[4]" (index in a JSON array; "results[4]" in an API export's list), or "file" (submitted
     whole)."""
+    skipped: str | None = None
+    """Why a spreadsheet's row is no record and is not submitted: ``above_header`` (a title, LinkedIn's notes),
+    ``footer`` (Salesforce's "Grand Totals", a total row); counted apart in the summary."""
 
 
 def split_records(data: bytes, fmt: str) -> list[ImportRecord]:
     """One record per person. A file that cannot be split is one record (and will be rejected)."""
     content_type = FORMATS[fmt]
     try:
-        if fmt == "csv":
-            return [ImportRecord(row, content_type, f"line {line}") for line, row in tabular.split_csv(data)]
-        if fmt in ("xlsx", "xls"):
-            as_csv = tabular.xlsx_as_csv(data) if fmt == "xlsx" else tabular.xls_as_csv(data)
-            sheet = tabular.split_csv(as_csv, dialect=csv.excel)
-            return [ImportRecord(row, content_type, f"row {line}") for line, row in sheet]
+        if fmt in ("csv", "xlsx", "xls"):
+            place = "line" if fmt == "csv" else "row"  # a workbook's rows as Excel shows them
+            if fmt == "csv":
+                rows, skipped = tabular.split_csv(data)
+            else:
+                as_csv = tabular.xlsx_as_csv(data) if fmt == "xlsx" else tabular.xls_as_csv(data)
+                rows, skipped = tabular.split_csv(as_csv, dialect=csv.excel)
+            found = [(line, ImportRecord(row, tabular.ROW_TYPE, f"{place} {line}")) for line, row in rows]
+            found += [(line, ImportRecord(b"", tabular.ROW_TYPE, f"{place} {line}", why)) for line, why in skipped]
+            return [record for _, record in sorted(found, key=lambda pair: pair[0])]
         if fmt == "jsonl":
             lines = enumerate(data.split(b"\n"), start=1)
             return [ImportRecord(line.strip(), content_type, f"line {n}") for n, line in lines if line.strip()]
@@ -157,7 +164,7 @@ def with_defaults(records: list[ImportRecord], defaults: Mapping[str, str]) -> l
     out: list[ImportRecord] = []
     for record in records:
         raw = record.raw
-        if record.where != "file" and record.content_type == "text/csv":
+        if record.skipped is None and record.content_type == tabular.ROW_TYPE:
             raw = tabular.with_columns(raw, defaults)
         elif record.where != "file" and record.content_type in vcard.VCARD_TYPES:
             with contextlib.suppress(SourceError):  # an unreadable card is submitted as it is: the adapter says why
@@ -177,6 +184,9 @@ def _json_object(raw: bytes) -> dict[str, object] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
+#: How the summary names ``ImportRecord.skipped``.
+_SKIPPED = {"above_header": "above the header", "footer": "the file's footer"}
+
 _PIECE_ROW = re.compile(r"^row \d+\.")
 """A CSV record is submitted as its own two-line document, whose adapter names the row "row 2": the file's line
 is the record's ``where`` instead."""
@@ -194,8 +204,14 @@ class ImportSummary:
     reasons: collections.Counter[str] = field(default_factory=collections.Counter)
     ignored: collections.Counter[str] = field(default_factory=collections.Counter)
     """Records that name no contact by their nature (a messenger's receipts in an export), by reason."""
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+    """A spreadsheet's rows that are no records (``ImportRecord.skipped``): where they are, by reason."""
     dead_letter_ids: list[UUID] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
+
+    def skip(self, record: ImportRecord) -> None:
+        """Count a row that is no record; it is neither submitted nor dead-lettered."""
+        self.skipped.setdefault(record.skipped or "unknown", []).append(record.where)
 
     def add(self, result: SubmitResult, where: str) -> None:
         """Count one record's result; ``where`` says where the record is in the file (``ImportRecord.where``)."""
@@ -227,8 +243,14 @@ def run_import(
     summary = ImportSummary()
     for content_type in {record.content_type for record in records}:
         service.check_content_type(channel, content_type)
-    for start in range(0, len(records), batch_size):
-        batch = records[start : start + batch_size]
+    for record in records:
+        if record.skipped is not None:
+            summary.skip(record)
+    submitted = [record for record in records if record.skipped is None]
+    if on_batch is not None and len(submitted) < len(records):
+        on_batch(len(records) - len(submitted))
+    for start in range(0, len(submitted), batch_size):
+        batch = submitted[start : start + batch_size]
         results = service.submit_many([Submission(source_id, channel, r.raw, r.content_type) for r in batch])
         for record, result in zip(batch, results, strict=True):
             summary.add(result, record.where)
@@ -334,7 +356,12 @@ def import_file(
     table.add_row("records rejected (dead-lettered)", str(summary.rejected))
     for reason, count in summary.reasons.most_common():
         table.add_row(f"  rejected: {reason}", str(count))
+    for reason, places in summary.skipped.items():
+        table.add_row(f"rows skipped: {_SKIPPED.get(reason, reason)}", str(len(places)))
     Console().print(table)
+    for reason, places in summary.skipped.items():
+        shown = ", ".join(places[:5]) + (", ..." if len(places) > 5 else "")
+        console.print(f"  skipped ({_SKIPPED.get(reason, reason)}): {shown}", markup=False, highlight=False)
     for line in summary.examples:
         console.print(f"  {line}", markup=False, highlight=False)
     if summary.rejected:

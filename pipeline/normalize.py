@@ -876,13 +876,54 @@ def _numeric_date(match: re.Match[str]) -> tuple[int, int, int]:
     )
 
 
+#: The reason a birth date is left out, not refused: the field holds no whole date. An address book's placeholder for
+#: none (Outlook's ``0/0/00``) or a birthday without its year (Mailchimp's ``MM/DD``, Google's ``--06-21``, "21 June")
+#: says nothing of the person's age, so the contact is kept without it (a note, as a bad phone beside an e-mail).
+BIRTH_DATE_INCOMPLETE = "birth_date_incomplete"
+#: Only zeros and separators: a placeholder for no date (``0/0/00``, ``00.00.0000``, ``0000-00-00``).
+_NO_DATE = re.compile(r"[0./\-]*0[0./\-]*")
+#: A day and month without a year: vCard's ``--MMDD`` / ``--MM-DD``, or two numbers (``04/12``, ``21.06.``).
+_YEARLESS_VCARD = re.compile(r"--(\d{2})-?(\d{2})")
+_YEARLESS_NUMERIC = re.compile(r"(\d{1,2})[./-](\d{1,2})\.?")
+_YEARLESS_NAMED = (
+    re.compile(rf"(\d{{1,2}}){_ORDINAL}\.?[ \t]*(?:de[ \t]+)?([^\W\d_]{{3,10}})\.?"),
+    re.compile(rf"([^\W\d_]{{3,10}})\.?[ \t]+(\d{{1,2}}){_ORDINAL}"),
+)
+
+
+def _yearless(text: str) -> bool:
+    """Whether ``text`` is a day of some month without a year (either order of two numbers may be meant)."""
+    pairs: list[tuple[int, int]] = []
+    if match := _YEARLESS_VCARD.fullmatch(text):
+        pairs.append((int(match.group(1)), int(match.group(2))))
+    elif match := _YEARLESS_NUMERIC.fullmatch(text):
+        first, second = int(match.group(1)), int(match.group(2))
+        pairs += [(first, second), (second, first)]
+    elif (match := _YEARLESS_NAMED[0].fullmatch(text)) and _fold(match.group(2)) in _MONTHS:
+        pairs.append((_MONTHS[_fold(match.group(2))], int(match.group(1))))
+    elif (match := _YEARLESS_NAMED[1].fullmatch(text)) and _fold(match.group(1)) in _MONTHS:
+        pairs.append((_MONTHS[_fold(match.group(1))], int(match.group(2))))
+    for month, day in pairs:
+        try:
+            date(2000, month, day)  # a leap year: 29 February is a birthday
+        except ValueError:
+            continue
+        return True
+    return False
+
+
 def parse_birth_date(value: str, *, today: date) -> date:
     """A birth date: ISO (1990-05-17), or as ``read_date`` reads one (17.05.1990, 17 May 1990, slashes when
     unambiguous).
 
-    ``03/04/2001`` is refused rather than guessed: the children rule depends on the exact date.
+    ``03/04/2001`` is refused rather than guessed: the children rule depends on the exact date. A placeholder for
+    none or a birthday without its year raises ``BIRTH_DATE_INCOMPLETE``, which the caller leaves out with a note.
     """
     text = value.strip()
+    if _NO_DATE.fullmatch(text):
+        raise NormalizationError("birth_date", BIRTH_DATE_INCOMPLETE, "a placeholder for no date; left out")
+    if _yearless(text):
+        raise NormalizationError("birth_date", BIRTH_DATE_INCOMPLETE, "a birthday without its year; left out")
     try:
         parsed = date.fromisoformat(text[:10]) if re.fullmatch(r"\d{4}-\d{2}-\d{2}(?:[T ].*)?", text) else None
     except ValueError:

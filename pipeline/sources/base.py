@@ -440,8 +440,9 @@ def build_person(
     if birth := text_of(values.get("birth_date")):
         try:
             person["birth_date"] = normalize.parse_birth_date(birth, today=ctx.today)
-        except normalize.NormalizationError as exc:
-            problems.append(Problem(exc.reason, prefix + "birth_date", str(exc).split(": ", 1)[-1]))
+        except normalize.NormalizationError as exc:  # no whole date (BIRTH_DATE_INCOMPLETE) is left out, not refused
+            fatal = exc.reason != normalize.BIRTH_DATE_INCOMPLETE
+            problems.append(Problem(exc.reason, prefix + "birth_date", str(exc).split(": ", 1)[-1], fatal=fatal))
     if handles:
         person["messenger_handles"] = {k: v for k, v in handles.items() if v}
     key: str | None = None

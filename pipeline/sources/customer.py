@@ -14,7 +14,16 @@ from pipeline.models.common import InteractionKind
 from pipeline.models.contact import ContactEvent
 from pipeline.normalize import clean_text
 from pipeline.sources import fields, tabular, vcard
-from pipeline.sources.base import Problem, SourceContext, build_person, make_event, parse_timestamp, text_of
+from pipeline.sources.base import (
+    Problem,
+    SourceContext,
+    build_person,
+    make_event,
+    parse_timestamp,
+    plausible_occurrence,
+    text_of,
+)
+from pipeline.sources.choices import recorded_choices
 from pipeline.sources.event import collect_all
 
 CONTENT_TYPES = frozenset({"application/json"}) | tabular.CSV_TYPES | tabular.JSONL_TYPES | vcard.VCARD_TYPES
@@ -23,7 +32,7 @@ CONTENT_TYPES = frozenset({"application/json"}) | tabular.CSV_TYPES | tabular.JS
 def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     if ctx.content_type in tabular.CSV_TYPES:
         records: list[tuple[str, Mapping[str, Any]]] = [
-            (f"row {line}.", row) for line, row in tabular.read_csv(raw, ctx.charset)
+            (f"row {line}.", row) for line, row in tabular.read_csv(raw, ctx.charset, tabular.dialect_of(ctx.params))
         ]
     elif ctx.content_type in vcard.VCARD_TYPES:
         records = [(f"line {line}.", card) for line, card in vcard.read_vcards(raw, ctx.charset)]
@@ -41,7 +50,8 @@ def _builder(record: Mapping[str, Any]) -> Callable[[SourceContext, int, str], C
         problems: list[Problem] = []
         if "_not_an_object" in record:
             problems.append(Problem("unexpected_shape", prefix.rstrip("."), "a record must be a JSON object"))
-        values = fields.collect((k, v) for k, v in fields.flattened(record.items()) if not isinstance(v, dict))
+        pairs = [(k, v) for k, v in fields.flattened(record.items()) if not isinstance(v, dict)]
+        values = fields.collect(pairs)
         person, key = build_person(values, ctx, problems, prefix=prefix)
         delivered = None
         if text_of(values.get("last_service_delivery_at")) is None:
@@ -62,12 +72,14 @@ def _builder(record: Mapping[str, Any]) -> Callable[[SourceContext, int, str], C
             "message": clean_text(text_of(values.get("message")), 50_000),
             "last_service_delivery_at": delivered,
         }
+        occurred = parse_timestamp(values.get("occurred_at"), prefix + "updated_at", problems)
         return make_event(
             ctx,
             index,
             (person, key),
             interaction,
-            occurred_at=parse_timestamp(values.get("occurred_at"), prefix + "updated_at", problems),
+            consents=recorded_choices(pairs, plausible_occurrence(occurred, ctx)),  # an opt-out column is a refusal
+            occurred_at=occurred,
             problems=problems,
             prefix=prefix,
         )

@@ -27,16 +27,18 @@ from pipeline.sources.base import (
     make_event,
     obj,
     parse_timestamp,
+    plausible_occurrence,
     require_events,
     text_of,
 )
+from pipeline.sources.choices import recorded_choices
 
 CONTENT_TYPES = frozenset({"application/json"}) | tabular.CSV_TYPES | vcard.VCARD_TYPES
 
 
 def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     if ctx.content_type in tabular.CSV_TYPES:
-        rows = tabular.read_csv(raw, ctx.charset)
+        rows = tabular.read_csv(raw, ctx.charset, tabular.dialect_of(ctx.params))
         return collect_all([(f"row {line}.", _card_builder(row)) for line, row in rows], ctx)
     if ctx.content_type in vcard.VCARD_TYPES:
         cards = vcard.read_vcards(raw, ctx.charset)
@@ -120,8 +122,16 @@ def _attendee_builder(attendee: Any, order: Mapping[str, Any]) -> Callable[[Sour
             "event_name": clean_text(name or text_of(order.get("event_id")), 500),
             "event_date": event_date,
         }
+        consents = recorded_choices(pairs, plausible_occurrence(occurred, ctx))  # an opt-out answer is a refusal
         return make_event(
-            ctx, index, (person, key), interaction, occurred_at=occurred, problems=problems, prefix=prefix
+            ctx,
+            index,
+            (person, key),
+            interaction,
+            consents=consents,
+            occurred_at=occurred,
+            problems=problems,
+            prefix=prefix,
         )
 
     return build
@@ -143,8 +153,16 @@ def _card_builder(row: Mapping[str, str]) -> Callable[[SourceContext, int, str],
             "event_date": event_date,
             "message": clean_text(text_of(values.get("message")), 50_000),
         }
+        consents = recorded_choices(row.items(), plausible_occurrence(event_date, ctx))  # an opt-out column: refusal
         return make_event(
-            ctx, index, (person, key), interaction, occurred_at=event_date, problems=problems, prefix=prefix
+            ctx,
+            index,
+            (person, key),
+            interaction,
+            consents=consents,
+            occurred_at=event_date,
+            problems=problems,
+            prefix=prefix,
         )
 
     return build

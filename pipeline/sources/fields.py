@@ -399,6 +399,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "חברה",
         # Outlook's CSV export in other languages, as above
         "organizacion",
+        "company_account",  # a Salesforce report's "Company / Account"
     ),
     "company_address": (
         "company_address",
@@ -716,7 +717,21 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "hubspotutk",
         "domain_userid",
     ),
-    "occurred_at": ("submitted_at", "submittedat", "created_at", "timestamp", "date", "created", "updated_at"),
+    # the record's time; a CRM export's creation time: HubSpot's "Create Date", Zoho's "Created Time", Mailchimp's
+    # "OPTIN_TIME" and "CONFIRM_TIME"
+    "occurred_at": (
+        "submitted_at",
+        "submittedat",
+        "created_at",
+        "timestamp",
+        "date",
+        "created",
+        "updated_at",
+        "create_date",
+        "created_time",
+        "optin_time",
+        "confirm_time",
+    ),
 }
 
 #: A bracketed name's parts: PHP-style form names, Mailchimp's "data[merges][FNAME]".
@@ -834,8 +849,14 @@ _NOT_CONSENT = re.compile(
     r"privacy|terms|tos|conditions|policy|datenschutz|(?:^|_)agb(?:_|$)|confidentialit|privacidad|privacidade"
     r"|privacit|privacybeleid|prywatnos|конфиденциальн|個人情報|プライバシー|隐私|隱私|개인정보"
     r"|персональн|datos_personales|dati_personali|donnees_personnelles|personenbezogen|dane_osobowe|dados_pessoais"
-    # ... nor an opt-out: "unsubscribed", "marketing_opt_out", "do not contact" record a refusal, never a consent
-    r"|unsubscri|opt_?out|opted_?out|do_?not_?(?:contact|e_?mail|mail|call|market|sell)|dont_?(?:contact|e_?mail|mail)"
+    # ... nor Mailchimp's "consents_to_one_to_one_messaging": its default on every member, no choice anyone made
+    r"|one_to_one_messaging"
+)
+#: ... nor an opt-out: "unsubscribed", "marketing_opt_out", "do not contact", Mailchimp's ``UNSUB_TIME`` and
+#: ``CLEAN_TIME`` (an address that bounced is marketed to no more either) record a refusal, never a consent.
+_OPT_OUT = re.compile(
+    r"unsub(?:scri|_|$)|opt_?out|opted_?out|do_?not_?(?:contact|e_?mail|mail|call|market|sell)"
+    r"|dont_?(?:contact|e_?mail|mail)|(?:^|_)clean(?:ed)?_(?:time|at|date|on)$"
     r"|abmeld|abbestell|desabonn|desinscri|afmeld|uitschrijv"
 )
 
@@ -844,7 +865,19 @@ _NOT_CONSENT = re.compile(
 def is_consent_field(key: str) -> bool:
     """A checkbox asking for further contact; "I have read the privacy notice" is acknowledgement, not consent."""
     norm = normalize_key(key)
-    return bool(_CONSENT.search(norm)) and not _NOT_CONSENT.search(norm)
+    return bool(_CONSENT.search(norm)) and not _NOT_CONSENT.search(norm) and not _OPT_OUT.search(norm)
+
+
+@lru_cache(maxsize=4096)
+def is_opt_out_field(key: str) -> bool:
+    """A field that records a refusal when set (HubSpot's "Unsubscribed from all email", Salesforce's and Zoho's
+    "Email Opt Out", Mailchimp's ``UNSUB_TIME``): ``is_consent_field``'s converse, so no field is read as both."""
+    return bool(_OPT_OUT.search(normalize_key(key)))
+
+
+def is_opt_out_value(value: str) -> bool:
+    """A status that names a refusal ("Unsubscribed", "Opted out": Pipedrive's marketing status)."""
+    return bool(_OPT_OUT.search(normalize_key(value)))
 
 
 def flatten(pairs: Mapping[str, Any]) -> list[tuple[str, Any]]:

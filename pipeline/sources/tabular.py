@@ -9,7 +9,7 @@ import re
 import zipfile
 from collections.abc import Mapping
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, NamedTuple
 
 import openpyxl
 import xlrd
@@ -27,30 +27,76 @@ csv.field_size_limit(1_048_576)
 _LINE_END = re.compile(r"\r\n?")
 
 
-def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
-    """The delimiter a spreadsheet used (",", ";" from a German Excel, tab, "|"), sniffed from the first lines.
+def _dialect(sample: str) -> type[csv.Dialect]:
+    """The delimiter a spreadsheet used (",", ";" from a German Excel, tab, "|"), sniffed from the first lines; quoted
+    as Excel quotes (``"``, doubled inside).
 
     Sniffed with every line end made LF (the reader still reads the file as it is): the sniffer sees a quoted cell
     end a row only before LF, so a Windows Excel file (CRLF rows) with a line break in a quoted last cell was read
-    as ","."""
+    as ",". Only the delimiter and leading spaces are taken: no spreadsheet or CRM quotes with ``'``, and the sniffer
+    took Shopify's apostrophe-marked cells (``'+447400123456``) for quoted ones, reading a row as one cell."""
     try:
-        return csv.Sniffer().sniff(_LINE_END.sub("\n", sample), delimiters=",;\t|")
+        sniffed = csv.Sniffer().sniff(_LINE_END.sub("\n", sample), delimiters=",;\t|")
     except csv.Error:
         return csv.excel
+    return _excel_with(sniffed.delimiter, skipinitialspace=sniffed.skipinitialspace)
+
+
+def _excel_with(delimiter: str, *, skipinitialspace: bool = False) -> type[csv.Dialect]:
+    return type("sniffed", (csv.excel,), {"delimiter": delimiter, "skipinitialspace": skipinitialspace})
+
+
+#: How ``split_csv``'s records are submitted: its Content-Type names the dialect they are written in (``csv.excel``),
+#: so the adapter reads each row as the file was read instead of sniffing one row again.
+ROW_TYPE = 'text/csv; delimiter=","'
+
+
+def dialect_of(params: Mapping[str, str]) -> type[csv.Dialect] | None:
+    """The dialect a CSV's Content-Type names (``text/csv; delimiter=";"``, as ``ROW_TYPE``), else None: sniffed."""
+    delimiter = params.get("delimiter", "")
+    return _excel_with(delimiter) if len(delimiter) == 1 and delimiter in ",;\t|" else None
 
 
 #: The first line Excel writes (and reads) to name a CSV's delimiter: ``sep=;``.
 _SEPARATOR_HINT = re.compile(r"\A\ufeff?sep=([^\r\n])[ \t]*\r?\n")
 
+#: Excel's text marker before a number-like value (Shopify writes ``'+447400123456``, ``'02134``): not part of it.
+_TEXT_MARKER = re.compile(r"'\+?\d[\d \-./()]*\Z")
+
+#: How many non-blank rows may stand above the header: a title, a report's or LinkedIn's notes.
+_HEADER_WITHIN = 10
+
+#: The fields that make a row a header: a person's identity or name.
+_HEADER_FIELDS = frozenset({"email", "phone", "first_name", "last_name", "full_name"})
+
+#: A number a total row holds: a count or a sum ("5", "1,234.50"), not a phone (a leading + or 0, or seven digits
+#: or more without a separator).
+_TOTAL = re.compile(r"(?:[1-9][\d,.]*|0)(?:[.,]\d+)?")
+
+
+class Table(NamedTuple):
+    """A CSV's rows (line, header -> cell) and the non-blank rows that are none: (line, ``above_header`` or
+    ``footer``)."""
+
+    rows: list[tuple[int, dict[str, str]]]
+    skipped: list[tuple[int, str]]
+
 
 def read_csv(
     raw: bytes, charset: str | None = None, dialect: type[csv.Dialect] | None = None
 ) -> list[tuple[int, dict[str, str]]]:
+    """``read_table``'s rows: what the adapters read."""
+    return read_table(raw, charset, dialect).rows
+
+
+def read_table(raw: bytes, charset: str | None = None, dialect: type[csv.Dialect] | None = None) -> Table:
     """(line, row as header -> cell) for every non-empty row; header cells trimmed, duplicates kept first.
 
     ``line`` is the line of the file the row starts on, counting the header and every line of a quoted cell that
     spans several (what an editor shows), so a rejection names the line to fix. ``dialect``: the CSV's when known
-    (written by ``xlsx_as_csv``), else sniffed.
+    (written by ``xlsx_as_csv``, named by the Content-Type), else sniffed. The header is the first row (of the first
+    ten) that names a person's e-mail, phone or name, else the first row: the rows above it (a title, LinkedIn's
+    "Notes:") are skipped; so is a footer (``_footer_start``). A cell's Excel text marker (``'0612``) is left out.
     """
     text = decode_text(raw, charset)
     if not text.strip():
@@ -60,47 +106,95 @@ def read_csv(
     skipped = 0
     if (hint := _SEPARATOR_HINT.match(text)) is not None:  # Excel's "sep=;" line names the delimiter
         text, skipped = text[hint.end() :], 1
-        dialect = type("hinted", (csv.excel,), {"delimiter": hint.group(1)})
+        dialect = _excel_with(hint.group(1))
     reader = csv.reader(io.StringIO(text, newline=""), dialect or _dialect(text[:8192]))
+    lines: list[tuple[int, list[str]]] = []  # (line it starts on, cells), blank rows as []
     try:
-        header = next(reader, None)
-        while header is not None and not any(cell.strip() for cell in header):
-            header = next(reader, None)
-        if header is None:
-            raise SourceError("empty_payload", None, "the CSV has no header row")
-        names = [cell.strip().lstrip("\ufeff") for cell in header]
-        rows: list[tuple[int, dict[str, str]]] = []
-        consumed = reader.line_num + skipped
+        consumed = skipped
         for cells in reader:
             start, consumed = consumed + 1, reader.line_num + skipped
-            if not any(cell.strip() for cell in cells):
-                continue  # blank lines between blocks of a spreadsheet export carry nothing
-            row: dict[str, str] = {}
-            for position, cell in enumerate(cells):
-                name = names[position] if position < len(names) else f"column_{position + 1}"
-                if name and name not in row:
-                    row[name] = cell
-            rows.append((start, row))
+            lines.append((start, cells if any(cell.strip() for cell in cells) else []))
     except csv.Error as exc:
         raise SourceError("malformed_csv", f"line {reader.line_num}", f"not valid CSV: {exc}") from None
+    filled = [index for index, (_, cells) in enumerate(lines) if cells]
+    if not filled:
+        raise SourceError("empty_payload", None, "the CSV has no header row")
+    at = next((i for i in filled[:_HEADER_WITHIN] if _is_header(lines[i][1])), filled[0])
+    end = _footer_start(lines, at + 1)
+    names = [cell.strip().lstrip("\ufeff") for cell in lines[at][1]]
+    rows: list[tuple[int, dict[str, str]]] = []
+    for start, cells in lines[at + 1 : end]:
+        if not cells:
+            continue  # blank lines between blocks of a spreadsheet export carry nothing
+        row: dict[str, str] = {}
+        for position, cell in enumerate(cells):
+            name = names[position] if position < len(names) else f"column_{position + 1}"
+            if name and name not in row:
+                row[name] = cell[1:] if _TEXT_MARKER.match(cell) else cell
+        rows.append((start, row))
     if not rows:
         raise SourceError("empty_payload", None, "the CSV has a header but no rows")
-    return rows
+    above = [(start, "above_header") for start, cells in lines[:at] if cells]
+    return Table(rows, above + [(start, "footer") for start, cells in lines[end:] if cells])
+
+
+def _is_header(cells: list[str]) -> bool:
+    """A header names a person's identity or name (``_HEADER_FIELDS``), and holds no e-mail address (a data row)."""
+    return not any("@" in cell for cell in cells) and any(canonical_field(c.strip()) in _HEADER_FIELDS for c in cells)
+
+
+def _footer_start(lines: list[tuple[int, list[str]]], first: int) -> int:
+    """Where a file's footer starts (``len(lines)`` when it has none): the rows after the data's last blank line
+    when each is a note (one cell of words: Salesforce's "Grand Totals (1 records)", "Confidential Information - Do
+    Not Distribute") or a total (a label in the first cell, counts or sums in the others: "Total leads", 5). A
+    real row of one value (an e-mail address, a phone) is no note, so it stays a record."""
+    end = len(lines)
+    while end > first and not lines[end - 1][1]:
+        end -= 1
+    start = end
+    while start > first and (not lines[start - 1][1] or _is_note(lines[start - 1][1])):
+        start -= 1
+    while start < end and not lines[start][1]:
+        start += 1  # the footer starts at its first non-blank row ...
+    if start in (end, first) or lines[start - 1][1]:
+        return len(lines)  # ... after a blank line below the data
+    return start
+
+
+def _is_note(cells: list[str]) -> bool:
+    label, *values = [cell.strip() for cell in cells]
+    if not _is_words(label):
+        return False
+    if not any(values):
+        return True
+    return all(not value or _is_total(value) for value in values)
+
+
+def _is_total(value: str) -> bool:
+    return bool(_TOTAL.fullmatch(value)) and (sum(c.isdigit() for c in value) < 7 or not value.isdigit())
+
+
+def _is_words(cell: str) -> bool:
+    """Two words or more, more letters than digits and no "@": a note's text, not an e-mail address or a phone."""
+    letters, digits = sum(c.isalpha() for c in cell), sum(c.isdigit() for c in cell)
+    return len(cell.split()) >= 2 and "@" not in cell and letters > digits
 
 
 def split_csv(
     raw: bytes, charset: str | None = None, dialect: type[csv.Dialect] | None = None
-) -> list[tuple[int, bytes]]:
-    """(line the row starts on, one self-describing CSV document: header + that row) per record, for per-row import
-    and dead-lettering."""
+) -> tuple[list[tuple[int, bytes]], list[tuple[int, str]]]:
+    """(line the row starts on, one self-describing CSV document: header + that row, in ``csv.excel``'s dialect,
+    submitted as ``ROW_TYPE``) per record, for per-row import and dead-lettering; and the rows skipped
+    (``Table.skipped``). The file is sniffed once, here."""
+    table = read_table(raw, charset, dialect)
     out = []
-    for line, row in read_csv(raw, charset, dialect):
+    for line, row in table.rows:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(list(row))
         writer.writerow(list(row.values()))
         out.append((line, buffer.getvalue().encode()))
-    return out
+    return out, table.skipped
 
 
 def with_columns(document: bytes, values: Mapping[str, str]) -> bytes:

@@ -26,6 +26,7 @@ _BEGIN = re.compile(r"^BEGIN:VCARD\s*$", re.IGNORECASE)
 _END = re.compile(r"^END:VCARD\s*$", re.IGNORECASE)
 _BINARY = re.compile(r"^(?:[\w-]+\.)?(?:PHOTO|LOGO|SOUND|KEY)[;:]", re.IGNORECASE)
 _BDAY = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})")
+_BDAY_YEARLESS = re.compile(r"^--(\d{2})-?(\d{2})")
 
 
 def split_vcards(raw: bytes, charset: str | None = None) -> list[tuple[int, str]]:
@@ -70,7 +71,7 @@ def read_vcards(raw: bytes, charset: str | None = None) -> list[tuple[int, dict[
 def card_fields(text: str, line: int = 1) -> dict[str, str]:
     """One card's contact data under leadpipe's field names (``pipeline.sources.fields``): the name (N, else FN),
     the preferred e-mail and phone, organisation and title, the preferred (else work) address as one line with its
-    city and country, the birthday when it has a year, LinkedIn and Skype, and the note as the message."""
+    city and country, the birthday (``--MM-DD`` without a year), LinkedIn and Skype, and the note as the message."""
     try:
         card = vobject.readOne(_without_binary(text), allowQP=True)
     except Exception as exc:  # vobject raises ParseError, ValueError, binascii.Error ... on what it cannot read
@@ -97,8 +98,7 @@ def card_fields(text: str, line: int = 1) -> dict[str, str]:
         put("company_address", _address_line(address))
         put("location", ", ".join(p for p in (_joined(address.city), _joined(address.region)) if p))
         put("country", _joined(address.country) or _text(_first(contents.get("x-abadr"))))  # Apple's code: "jp"
-    if (bday := _BDAY.match(_text(_first(contents.get("bday"))) or "")) is not None:
-        put("birth_date", "-".join(bday.groups()))
+    put("birth_date", _birthday(_first(contents.get("bday"))))
     put("linkedin_url", _linkedin(contents))
     put("skype_id", _skype(contents))
     put("message", _text(_first(contents.get("note"))))
@@ -137,6 +137,19 @@ def _without_binary(text: str) -> str:
         if not skipping:
             kept.append(line)
     return "\r\n".join(kept) + "\r\n"
+
+
+def _birthday(line: Any) -> str | None:
+    """``BDAY`` as ``YYYY-MM-DD``, or ``--MM-DD`` when it has no year (vCard 4's ``--0621``; Apple's
+    ``X-APPLE-OMIT-YEAR=1604`` on ``1604-06-21``, whose year only stands in for none): build_person leaves a yearless
+    one out with a note. Anything else is not read."""
+    text = (_text(line) or "").strip()
+    if (yearless := _BDAY_YEARLESS.match(text)) is not None:
+        return "--{}-{}".format(*yearless.groups())
+    if (bday := _BDAY.match(text)) is None:
+        return None
+    omitted = {str(year).strip() for year in line.params.get("X-APPLE-OMIT-YEAR", ())}
+    return "--{1}-{2}".format(*bday.groups()) if bday.group(1) in omitted else "-".join(bday.groups())
 
 
 def _first(lines: Sequence[Any] | None) -> Any:

@@ -162,6 +162,37 @@ def _mailchimp_pairs(pairs: list[tuple[str, Any]], meta: dict[str, Any]) -> list
     return [(k.replace("data[ip_signup]", "ip"), v) for k, v in pairs if k not in unread]
 
 
+#: A Mailchimp member's status that is no new contact, by the code its audience webhook's event is counted under.
+_MAILCHIMP_GONE = {"unsubscribed": "unsubscribe", "cleaned": "cleaned", "archived": "archived"}
+
+
+def _mailchimp_member_pairs(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A member of a Mailchimp audience as its API exports it (``GET /lists/{id}/members``: ``email_address``,
+    ``status``, ``merge_fields``), one record each through ``leadpipe import``.
+
+    An unsubscribed, cleaned (bounced) or archived member is no new contact: answered as the webhook answers its
+    unsubscribe, per member. A subscribed member is a consent only where Mailchimp records the opt-in
+    (``timestamp_opt``: when the subscriber confirmed it), as ``import`` (recorded in another system); a pending or
+    transactional one gave none. ``consents_to_one_to_one_messaging`` is Mailchimp's default on every member, no
+    choice anyone made, and is not read; nor is the rest of Mailchimp's bookkeeping (stats, tags, rating).
+    """
+    status = text_of(data.get("status"))
+    if (code := _MAILCHIMP_GONE.get(status or "")) is not None:
+        raise NothingToTake(f"mailchimp_{code}", f"a Mailchimp member with status {code}: no new contact in it")
+    meta["form_id"] = text_of(data.get("list_id"))
+    meta["submitted_at"] = text_of(data.get("timestamp_signup")) or text_of(data.get("timestamp_opt"))
+    opted_in = parse_timestamp(text_of(data.get("timestamp_opt")), "timestamp_opt", [])
+    if status == "subscribed" and opted_in is not None:
+        meta["consents"] = [Consent(purpose=Purpose.FURTHER_CONTACT, granted=True, given_at=opted_in, method="import")]
+    merged = [(key, value) for key, value in obj(data.get("merge_fields")).items() if _scalar(value)]
+    return [
+        ("email", data.get("email_address")),
+        ("full_name", data.get("full_name")),
+        *merged,
+        ("ip", data.get("ip_signup")),
+    ]
+
+
 def _refuse_notifications(data: Any) -> None:
     """Webhooks that only name a lead by its id, each refused with what to send instead: Meta's ``leadgen`` change
     (the lead's ``field_data`` is read from the Graph API) and HubSpot's subscription events (``objectId``)."""
@@ -201,6 +232,8 @@ def _json_fields(data: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, 
         return list(obj(payload.get("data")).items())
     if isinstance(data.get("properties"), dict) and "vid" in data:  # a HubSpot workflow's contact webhook
         return _hubspot_contact_pairs(data, meta)
+    if isinstance(data.get("merge_fields"), dict) and "email_address" in data and "status" in data:
+        return _mailchimp_member_pairs(data, meta)  # a member of Mailchimp's audience, as its API exports it
     meta["context"] = obj(data.get("context")) or _elementor_context(obj(data.get("meta")))
     meta["legal"] = obj(data.get("legalConsentOptions"))
     form = obj(data.get("form"))
@@ -518,6 +551,7 @@ def _event(
         for _key, wording in consents_wording
     ]
     consents.extend(_hubspot_consents(meta.get("legal") or {}, given_at))
+    consents.extend(meta.get("consents") or ())  # recorded by the system the form came from (a Mailchimp member)
     interaction = {
         "kind": kind,
         "subject": clean_text(text_of(values.get("subject")) or form_name, 1000),

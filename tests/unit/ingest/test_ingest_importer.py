@@ -14,6 +14,7 @@ from source_payloads import PAYLOADS
 
 from pipeline.importer import (
     ImportRecord,
+    ImportSummary,
     guess_format,
     parse_defaults,
     records_at,
@@ -30,9 +31,9 @@ from pipeline.runtime import Runtime
 def test_csv_is_split_per_row_with_its_header() -> None:
     records = split_records((PAYLOADS / "event" / "business_cards.csv").read_bytes(), "csv")
     assert len(records) == 3  # the blank row is not a record
-    for raw, content_type, _where in records:
-        header, _row = raw.decode().splitlines()
-        assert header.startswith("Name,Job Title") and content_type == "text/csv"
+    for record in records:
+        header, _row = record.raw.decode().splitlines()
+        assert header.startswith("Name,Job Title") and record.content_type == 'text/csv; delimiter=","'
     assert [r.where for r in records] == ["line 2", "line 4", "line 5"]  # line 3 is blank
 
 
@@ -40,7 +41,7 @@ def test_formats_split_and_guess() -> None:
     assert len(split_records((PAYLOADS / "email" / "inbox.mbox").read_bytes(), "mbox")) == 3
     assert len(split_records((PAYLOADS / "customer" / "customers.jsonl").read_bytes(), "jsonl")) == 3
     assert len(split_records((PAYLOADS / "messenger" / "phone_calls.json").read_bytes(), "json")) == 2
-    assert split_records(b"not json", "json") == [(b"not json", "application/json", "file")]  # rejected whole
+    assert split_records(b"not json", "json") == [ImportRecord(b"not json", "application/json", "file")]  # whole
     assert guess_format(Path("x.NDJSON")) == "jsonl"
     with pytest.raises(ValueError, match="--format"):
         guess_format(Path("x.numbers"))
@@ -273,3 +274,87 @@ def test_a_maildir_or_a_mail_corpus_is_read_file_by_file(tmp_path: Path) -> None
     assert guess_format(tmp_path / "00001.7848dde101aa985090474a91ec93fcf0", mail=True) == "eml"
     with pytest.raises(ValueError, match="--format"):  # not for other channels: a stray file is no contact list
         guess_format(tmp_path / "00001.7848dde101aa985090474a91ec93fcf0")
+
+
+def _import(runtime: Runtime, publisher: RecordingPublisher, data: bytes, fmt: str, **defaults: str) -> ImportSummary:
+    service = IngestService(runtime, publisher)  # type: ignore[arg-type]
+    records = with_defaults(split_records(data, fmt), defaults)
+    return run_import(service, Channel.CUSTOMER, records, "import")
+
+
+def test_shopifys_apostrophe_marked_cells_are_read_as_the_file_was(
+    runtime: Runtime, publisher: RecordingPublisher
+) -> None:
+    """Shopify marks numbers as text with Excel's leading apostrophe: the file is sniffed once (the apostrophe is no
+    quote character), each row submitted in the dialect it was written in, and the marker left out of the values."""
+    data = (
+        b"Customer ID,First Name,Email,Accepts Email Marketing,Default Address Country Code,Phone\r\n"
+        b"'7012345678903,,,no,,'+447400123456\r\n"
+        b"'7012345678902,Chloe,chloe@example.fr,no,FR,\r\n"
+    )
+    summary = _import(runtime, publisher, data, "csv", last_service_delivery="2024-12-01")
+    assert (summary.published_events, summary.rejected, summary.examples) == (2, 0, [])
+    events = [runtime.codec.open_contact(r.value) for r in publisher.records if isinstance(r.value, ContactRecord)]
+    assert [(e.person.phone, e.person.email, e.interaction.subject) for e in events] == [
+        ("+447400123456", None, "7012345678903"),
+        (None, "chloe@example.fr", "7012345678902"),
+    ]
+
+
+def test_rows_above_the_header_are_skipped_and_counted(runtime: Runtime, publisher: RecordingPublisher) -> None:
+    """LinkedIn's connections export starts with notes; a workbook with a title row: the header is the first row
+    naming a person's fields, the rows above it are counted as skipped, neither submitted nor dead-lettered."""
+    linkedin = (
+        b"Notes:\n"
+        b'"When exporting your connection data, you may notice that some of the email addresses are missing."\n'
+        b"\n"
+        b"First Name,Last Name,URL,Email Address,Company,Position,Connected On\n"
+        b"Grace,Hopper,https://www.linkedin.com/in/gracehopper,grace@example.com,Navy,Admiral,14 Mar 2024\n"
+    )
+    summary = _import(runtime, publisher, linkedin, "csv", last_service_delivery="2024-12-01")
+    assert (summary.records, summary.published_events, summary.rejected) == (1, 1, 0)
+    assert summary.skipped == {"above_header": ["line 1", "line 2"]}
+    workbook = _workbook(
+        [
+            ["Trade show leads - Expo 2024", None, None],
+            ["Full Name", "Email", "Last Service Delivery"],
+            ["Ana Silva", "ana@example.pt", date(2024, 5, 14)],
+        ]
+    )
+    summary = _import(runtime, publisher, workbook, "xlsx")
+    assert (summary.records, summary.published_events, summary.rejected) == (1, 1, 0)
+    assert summary.skipped == {"above_header": ["row 1"]}
+    [record] = [r for r in split_records(b"Jane,jane@example.com\nJoe,joe@example.com\n", "csv") if not r.skipped]
+    assert record.where == "line 2"  # no row names a field: the first row is the header, as before
+
+
+def test_a_reports_footer_is_skipped_and_a_lone_address_is_still_a_contact(
+    runtime: Runtime, publisher: RecordingPublisher
+) -> None:
+    """A Salesforce report ends with its totals and notices, a workbook with a total row, after a blank line: they
+    are the file's footer, not contacts; a last row holding only an e-mail address is a contact."""
+    salesforce = (
+        b'"First Name","Last Name","Email","Last Service Delivery"\r\n'
+        b'"Priya","Shah","priya@globex.example","2024-03-14"\r\n'
+        b"\r\n"
+        b'"Grand Totals (1 records)"\r\n'
+        b"\r\n"
+        b'"Confidential Information - Do Not Distribute"\r\n'
+        b'"Copyright (c) 2000-2024 salesforce.com, inc. All rights reserved."\r\n'
+    )
+    summary = _import(runtime, publisher, salesforce, "csv")
+    assert (summary.records, summary.published_events, summary.rejected) == (1, 1, 0)
+    assert summary.skipped == {"footer": ["line 4", "line 6", "line 7"]}
+    workbook = _workbook(
+        [
+            ["Full Name", "Email", "Phone", "Last Service Delivery"],
+            ["Ana Silva", "ana@example.pt", None, date(2024, 5, 14)],
+            [None] * 4,
+            ["Total leads", 1, None, None],
+        ]
+    )
+    summary = _import(runtime, publisher, workbook, "xlsx")
+    assert (summary.records, summary.rejected, summary.skipped) == (1, 0, {"footer": ["row 4"]})
+    lone = b"Email,Phone,Last Service Delivery\nana@example.pt,,2024-05-14\n\nbob@example.com\n\n,+44 7400 123456\n"
+    summary = _import(runtime, publisher, lone, "csv", last_service_delivery="2024-12-01")
+    assert (summary.records, summary.published_events, summary.skipped) == (3, 3, {})
