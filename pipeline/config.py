@@ -62,17 +62,25 @@ class SourceAuth(BaseModel):
         "hubspot",
         "twilio",
         "wufoo",
+        "calendly",
+        "tawk",
+        "tally",
     ] = Field(
         default="leadpipe",
         description="How the HMAC secret signs: leadpipe's own headers, or the scheme of a vendor whose webhooks "
         "cannot send them (pipeline/ingest/signatures.py: Meta/WhatsApp, Viber, Telegram, Typeform, Intercom, Webflow, "
-        "Mailgun, HubSpot, Twilio, Wufoo)",
+        "Mailgun, HubSpot, Twilio, Wufoo, Calendly, tawk.to, Tally)",
     )
     public_url: str | None = Field(
         default=None,
         max_length=2000,
         pattern=r"^https?://\S+$",
         description="The URL the vendor calls, exactly as configured there: HubSpot's and Twilio's signatures cover it",
+    )
+    verify_token: SecretStr | None = Field(
+        default=None,
+        description="The verify token set in Meta's dashboard (WhatsApp Cloud API, Messenger): a GET with "
+        "hub.mode=subscribe and this hub.verify_token is answered its hub.challenge, so Meta saves the webhook",
     )
 
     @model_validator(mode="after")
@@ -276,6 +284,21 @@ class Settings(BaseSettings):
         default=32_768, ge=1024, description="Request line and header block; larger is refused 431 before parsing"
     )
     http_max_header_fields: int = Field(default=100, ge=8, description="Header fields per request; more is 431")
+    http_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="From a connection (or the end of the previous answer on it) to its request's complete head; "
+        "later is 408 and closed (closed without an answer when nothing came)",
+    )
+    http_body_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="From a request's complete head to its complete body; later is 408"
+    )
+    http_max_connections: int = Field(
+        default=2048,
+        ge=16,
+        description="Open connections (and requests in progress) per API process; a request beyond them is 503",
+    )
     sources: dict[str, SourceAuth] = Field(default_factory=dict, description="source id -> channel and credentials")
     # The shared per-role tokens of old: accepted only with legacy_role_tokens=true (pipeline/identity/authenticator.py)
     dpo_token: SecretStr | None = None

@@ -10,6 +10,7 @@ from pipeline.kafka.topics import BROKER_MAX_MESSAGE_BYTES
 
 HMAC_SECRET = "form-hmac-secret"
 BEARER = "drift-bearer-token"
+VERIFY = "meta-verify-token"
 
 
 class RecordingPublisher:

@@ -81,5 +81,8 @@ def serve(
         workers=workers or settings.api_workers,
         max_header_bytes=settings.http_max_header_bytes,
         max_header_fields=settings.http_max_header_fields,
+        header_timeout_s=settings.http_header_timeout_s,
+        body_timeout_s=settings.http_body_timeout_s,
+        max_connections=settings.http_max_connections,
         hsts=wants_hsts(settings),
     )

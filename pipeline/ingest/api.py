@@ -1,4 +1,4 @@
-"""The HTTP ingest API: ``POST /v1/sources/{source_id}`` for webhooks.
+"""The HTTP ingest API: ``POST /v1/sources/{source_id}`` for webhooks (``GET`` for a sender's check of the URL).
 
 Each configured source (``settings.sources``) names its channel and how it authenticates: an HMAC-SHA256 signature
 over ``timestamp + "." + body`` (headers ``X-Leadpipe-Timestamp``, ``X-Leadpipe-Signature: sha256=<hex>``; up to
@@ -7,8 +7,13 @@ cannot send those headers (``SourceAuth.signature``, ``pipeline.ingest.signature
 of the source's own credentials, a producer client's API key (``Authorization: Bearer lpk_...``) works for the
 sources the client is bound to (``leadpipe users bind``). Checks run cheapest first: unknown source (404), content
 type (415), the producer key (401, 403 when not bound or not a producer, 429 after repeated failures) or the bearer
-token (401), body size while reading (413), signature (401). Every refusal is counted and logged without personal
-data; the id of the HMAC secret a signature matched is logged while two are active, never the secret.
+token (401), body size while reading (413), a body the sender compressed (``Content-Encoding: gzip`` or
+``deflate``: inflated up to the same size, else 413; another encoding 415), signature (401). Every refusal is counted
+and logged without personal data; the id of the HMAC secret a signature matched is logged while two are active,
+never the secret. A client that hangs up before its body is in is counted (outcome ``aborted``), not an error.
+
+``GET`` (and ``HEAD``): Meta's verification (``hub.mode=subscribe``, the source's ``verify_token``) is answered its
+``hub.challenge``; a plain GET (Mailchimp checks a new webhook's URL so) says the source exists and takes POSTs.
 
 The router hangs on the shared app (``pipeline.http``); ``install`` adds what it keeps per app: the ingest service,
 the group-commit publisher and the ingest counters.
@@ -21,6 +26,7 @@ import base64
 import hmac
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -30,6 +36,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from pipeline import tracing
@@ -46,7 +53,7 @@ from pipeline.identity.store import AuthenticationFailed
 from pipeline.ingest import signatures
 from pipeline.ingest.coalesce import BrokerUnavailable, GroupCommit, IngestTimeout
 from pipeline.ingest.metrics import IngestMetrics
-from pipeline.ingest.replay import ReplayGuard, ReplayKey, ReplayStore
+from pipeline.ingest.replay import Outcome, Rejection, ReplayGuard, ReplayKey, ReplayStore
 from pipeline.ingest.service import (
     IngestService,
     KeyStoreUnavailable,
@@ -77,6 +84,9 @@ INLINE_PARSE_BYTES = 65_536
 #: the error text, rounded up. The sealed payload is base64 (4 bytes per 3) of the body plus nonce and tag.
 RECORD_FIELDS_BYTES = 8192
 
+#: ``Content-Encoding`` a sender may compress its body with, and zlib's ``wbits`` for each (None: not compressed).
+ENCODINGS: dict[str, int | None] = {"identity": None, "gzip": 31, "x-gzip": 31, "deflate": 15}
+
 
 # The 202 answer: every contact of the payload was published and confirmed (no docstring: it would enter the OpenAPI).
 class Accepted(BaseModel):
@@ -94,6 +104,13 @@ class Accepted(BaseModel):
         description="Taken with no events: the payload names no contact by its nature (status_update, receipt, "
         "webhook_check: a messenger's delivery or read receipt, a sender's check of the endpoint); nothing kept",
     )
+
+
+# A plain GET's answer: the source exists and takes its webhooks by POST (nothing recorded).
+class SourceReady(BaseModel):
+    status: Literal["ready"] = "ready"
+    source_id: str
+    accepts: Literal["POST"] = "POST"
 
 
 def body_limit(settings: Settings, publisher: ConfirmingPublisher, channel: Channel) -> int:
@@ -135,7 +152,9 @@ SOURCES_PATH = "/v1/sources/"
 
 
 class IngestFastPath:
-    """``POST /v1/sources/{source_id}`` answered by ``submit``, a front door of the app (``Api.front_doors``).
+    """``POST /v1/sources/{source_id}`` answered by ``submit`` (``GET``/``HEAD`` by ``verify``; a trailing slash
+    taken as the same URL, not redirected: many senders do not follow a redirect on POST), a front door of the app
+    (``Api.front_doors``).
 
     The route below documents the endpoint (``/openapi.json``) and behaves the same, but FastAPI's router, dependency
     solving and per-route wrappers cost about a third of a webhook's CPU (issue 20's profile), its error, telemetry
@@ -150,14 +169,22 @@ class IngestFastPath:
         self.security = security_headers(hsts=hsts)  # built once: encoding the CSP per answer cost ~1 %
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Whether the request was a webhook post, then answered here."""
-        if scope["method"] != "POST" or not scope["path"].startswith(SOURCES_PATH):
+        """Whether the request was a webhook post (or a check of its URL), then answered here."""
+        method = scope["method"]
+        if method == "POST":
+            handler = submit
+        elif method in ("GET", "HEAD"):
+            handler = verify
+        else:
             return False
-        source_id = scope["path"][len(SOURCES_PATH) :]
+        path: str = scope["path"]
+        if not path.startswith(SOURCES_PATH):
+            return False
+        source_id = path[len(SOURCES_PATH) : -1 if path.endswith("/") else None]
         if not source_id or "/" in source_id:
             return False
         try:
-            response = await submit(source_id, Request(scope, receive))
+            response = await handler(source_id, Request(scope, receive))
         except Exception:
             await self._send(PlainTextResponse("Internal Server Error", status_code=500), send)
             raise
@@ -319,6 +346,62 @@ async def submit(source_id: str, request: Request) -> Response:
     return response
 
 
+@router.head(ROUTE, include_in_schema=False)
+@router.get(
+    ROUTE,
+    response_model=SourceReady,
+    summary="Check a source's URL (Meta's webhook verification, a sender's test GET)",
+    responses={
+        200: {
+            "description": "Meta's verification (hub.mode=subscribe, the source's verify_token): hub.challenge as "
+            "text/plain; a GET without hub.* parameters: the source exists and takes POSTs",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        400: {"model": Refused, "description": "hub.mode is not subscribe"},
+        403: {"model": Refused, "description": "No verify_token configured for the source, or a missing or wrong one"},
+        404: {"model": Refused, "description": "Unknown source id"},
+    },
+)
+async def verify(source_id: str, request: Request) -> Response:
+    settings = get_settings(request)
+    refusals = get_metrics(request)
+    auth = settings.sources.get(source_id)
+    if auth is None:
+        return _refuse(refusals, 404, "unknown_source", "no source with this id is configured")
+    params = request.query_params
+    if not any(name.startswith("hub.") for name in params):
+        return JSONResponse(SourceReady(source_id=source_id).model_dump())
+    if params.get("hub.mode") != "subscribe":
+        return _refuse(refusals, 400, "bad_hub_mode", "hub.mode must be subscribe", source_id=source_id)
+    if auth.verify_token is None:
+        return _refuse(
+            refusals,
+            403,
+            "verify_token_not_configured",
+            "this source has no verify_token: set it to the verify token entered in Meta's dashboard",
+            source_id=source_id,
+        )
+    token = params.get("hub.verify_token")
+    if not token:
+        return _refuse(refusals, 403, "missing_verify_token", "hub.verify_token is required", source_id=source_id)
+    if not hmac.compare_digest(auth.verify_token.get_secret_value().encode(), token.encode()):
+        return _refuse(refusals, 403, "bad_verify_token", "hub.verify_token is not this source's", source_id=source_id)
+    log.info("ingest_source_verified", source_id=source_id)
+    return PlainTextResponse(params.get("hub.challenge", ""))
+
+
+def decompressed(body: bytes, wbits: int, limit: int) -> bytes | None:
+    """The body a sender compressed, or None when it inflates past ``limit`` (a bomb costs at most ``limit`` bytes of
+    work); ``zlib.error`` when it is not the stream it says (corrupt, truncated, or followed by other bytes)."""
+    inflater = zlib.decompressobj(wbits)
+    out = inflater.decompress(body, limit + 1)
+    if len(out) > limit:
+        return None
+    if not inflater.eof or inflater.unused_data:
+        raise zlib.error("not one complete stream")
+    return out
+
+
 async def _submit(source_id: str, request: Request, trace: bytes | None) -> Response:
     settings = get_settings(request)
     refusals = get_metrics(request)
@@ -334,6 +417,18 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
     except UnsupportedContentType as exc:
         metrics.request(channel, "refused")
         return _refuse(refusals, 415, "unsupported_content_type", str(exc), source_id=source_id)
+    wbits: int | None = None
+    if (encoding := request.headers.get("content-encoding")) is not None:
+        if (encoding := encoding.strip().lower()) not in ENCODINGS:
+            metrics.request(channel, "refused")
+            return _refuse(
+                refusals,
+                415,
+                "unsupported_content_encoding",
+                f"Content-Encoding {encoding[:40]!r} is not read; send gzip, deflate or none",
+                source_id=source_id,
+            )
+        wbits = ENCODINGS[encoding]
     authorization = request.headers.get("authorization")
     by_key = producer_key(authorization)
     if by_key is not None:
@@ -364,12 +459,30 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
         return _refuse(refusals, 413, "too_large", f"the body exceeds {limit} bytes", source_id=source_id)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return _refuse(refusals, 413, "too_large", f"the body exceeds {limit} bytes", source_id=source_id)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return _refuse(refusals, 413, "too_large", f"the body exceeds {limit} bytes", source_id=source_id)
+            chunks.append(chunk)
+    except ClientDisconnect:  # the client hung up (or the server timed its body out): nobody reads an answer
+        metrics.request(channel, "aborted")
+        log.debug("ingest_aborted", source_id=source_id, received=size)
+        return Response(status_code=499)
     body = b"".join(chunks)
+    if wbits is not None:
+        try:
+            inflated = decompressed(body, wbits, limit)
+        except zlib.error:
+            metrics.request(channel, "refused")
+            return _refuse(
+                refusals, 400, "bad_content_encoding", f"the body is not {encoding} data", source_id=source_id
+            )
+        if inflated is None:
+            return _refuse(
+                refusals, 413, "too_large", f"the decompressed body exceeds {limit} bytes", source_id=source_id
+            )
+        body = inflated
 
     replay: ReplayKey | None = None
     delivery = request.headers.get(DELIVERY_HEADER)
@@ -398,14 +511,14 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
     group = state.group
     guard = group.replays
     if replay is not None:
-        earlier = guard.accepted(replay)
+        earlier = guard.answered(replay)
         if earlier is None and (waiting := guard.in_flight(replay)) is not None:
             earlier = await waiting  # an identical request is being processed: answer as it is answered
         if earlier is not None:
             metrics.request(channel, "replayed")
-            return _accepted(earlier, replayed=True)
+            return _replayed(earlier)
         guard.begin(replay)
-    accepted_ids: tuple[uuid.UUID, ...] | None = None
+    outcome: Outcome | None = None
     try:
         submission = Submission(source_id, channel, body, content_type, delivery, trace)
         parsed: Parsed = (
@@ -414,18 +527,36 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
             else await run_in_threadpool(service.parse, submission)
         )
         result = await group.submit(parsed, replay)  # sealed and published with the requests waiting beside it
-        if result.accepted:
-            accepted_ids = result.event_ids
+        metrics.took(channel, time.perf_counter() - started)
+        response = _answer(metrics, refusals, channel, source_id, result)
+        if replay is not None:
+            outcome = _outcome(result, response)
+        return response
     except PublishError as exc:
         metrics.request(channel, "error")
         return _unavailable(settings, refusals, source_id, exc)
     finally:
         if replay is not None:
-            guard.finish(replay, accepted_ids)
-            if accepted_ids is not None:
+            guard.finish(replay, outcome)
+            if outcome is not None:
                 group.flush_soon()
-    metrics.took(channel, time.perf_counter() - started)
-    return _answer(metrics, refusals, channel, source_id, result)
+
+
+def _outcome(result: SubmitResult, response: Response) -> Outcome | None:
+    """What a replay of this signed request is answered: its event ids, or its rejection (the same dead letter's
+    id); None after a 413, which a retry does not change (nothing was dead-lettered)."""
+    if result.accepted:
+        return result.event_ids
+    if result.rejection is not None or result.dead_letter_id is None:
+        return result.rejection
+    return Rejection(response.status_code, bytes(response.body))
+
+
+def _replayed(earlier: Outcome) -> Response:
+    """The answer to a replay: the original's ids (202, ``replayed``), or the original's rejection, byte for byte."""
+    if isinstance(earlier, Rejection):
+        return Response(earlier.body, status_code=earlier.status, media_type="application/json")
+    return _accepted(earlier, replayed=True)
 
 
 def _accepted(event_ids: tuple[uuid.UUID, ...], *, replayed: bool = False, ignored: str | None = None) -> Response:
@@ -437,6 +568,9 @@ def _accepted(event_ids: tuple[uuid.UUID, ...], *, replayed: bool = False, ignor
 def _answer(
     metrics: IngestMetrics, refusals: ApiMetrics, channel: Channel, source_id: str, result: SubmitResult
 ) -> Response:
+    if result.replayed and result.rejection is not None:  # rejected before (another process): nothing dead-lettered
+        metrics.request(channel, "replayed")
+        return _replayed(result.rejection)
     if result.accepted:
         outcome = "replayed" if result.replayed else "ignored" if result.ignored else "accepted"
         metrics.request(channel, outcome)

@@ -25,7 +25,6 @@ import asyncio
 import collections
 import functools
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -34,11 +33,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.crypto.keystore import Warmed
 from pipeline.db import KeptConnection
-from pipeline.ingest.replay import FLUSH_INTERVAL_S, Accepted, ReplayGuard, ReplayKey
+from pipeline.ingest.replay import FLUSH_INTERVAL_S, Answered, Outcome, Rejection, ReplayGuard, ReplayKey
 from pipeline.ingest.service import IngestService, KeyStoreUnavailable, Parsed, Ready, SubmitResult, log_outcome
 from pipeline.kafka.producer import Availability, PublishError
 
-Found = dict[tuple[str, str], tuple[uuid.UUID, ...]]
+Found = dict[tuple[str, str], Outcome]
 
 
 class BrokerUnavailable(PublishError):
@@ -168,7 +167,7 @@ class GroupCommit:
         return self._service.encode(fresh), found
 
     def _exchange(
-        self, conn: Connection, batch: list[_Entry], unstored: list[Accepted], stage: list[str]
+        self, conn: Connection, batch: list[_Entry], unstored: list[Answered], stage: list[str]
     ) -> tuple[Found, list[Parsed], Warmed]:
         stage[:] = ["the replay store could not be read"]
         found: Found = {}
@@ -204,8 +203,7 @@ class GroupCommit:
                 sealed = iter(ready)
                 for entry in batch:
                     if entry.replay is not None and entry.replay.ident in found:
-                        event_ids = found[entry.replay.ident]
-                        self._settle(entry, SubmitResult(status="accepted", event_ids=event_ids, replayed=True))
+                        self._settle(entry, _replayed(found[entry.replay.ident]))
                     else:
                         self._produce(entry, next(sealed))
         finally:
@@ -237,3 +235,10 @@ class GroupCommit:
             self._flush_timer.cancel()
         self._executor.submit(self._db.close)
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _replayed(outcome: Outcome) -> SubmitResult:
+    """A replay's result: the original's event ids, or its rejection (nothing published or dead-lettered again)."""
+    if isinstance(outcome, Rejection):
+        return SubmitResult(status="rejected", replayed=True, rejection=outcome)
+    return SubmitResult(status="accepted", event_ids=outcome, replayed=True)

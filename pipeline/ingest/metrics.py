@@ -26,7 +26,8 @@ class IngestMetrics:
     def __post_init__(self) -> None:
         self.requests = Counter(
             "leadpipe_ingest_requests",
-            "Ingest requests by channel and outcome (accepted, replayed, ignored, rejected, refused, error).",
+            "Ingest requests by channel and outcome (accepted, replayed, ignored, rejected, refused, error, "
+            "aborted: the client hung up before its body was in).",
             ["channel", "outcome"],
             registry=self.registry,
         )
@@ -47,7 +48,8 @@ class IngestMetrics:
         )
 
     def request(self, channel: Channel, outcome: str) -> None:
-        """Count one request of ``channel`` by ``outcome`` (accepted, replayed, ignored, rejected, refused, error)."""
+        """Count one request of ``channel`` by ``outcome`` (accepted, replayed, ignored, rejected, refused, error,
+        aborted)."""
         if (child := self._requests.get((channel, outcome))) is None:
             child = self._requests[channel, outcome] = self.requests.labels(channel=channel.value, outcome=outcome)
         child.inc()

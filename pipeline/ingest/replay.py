@@ -19,7 +19,9 @@ deduplicate, and which stay tombstoned after an erasure.
 
 A replay is answered like the original: 202 with the original's event ids and ``"replayed": true``. A webhook
 sender retrying a delivery whose answer it lost expects exactly that (a 409 would make it retry, or flag the
-endpoint as failing); nothing is published again.
+endpoint as failing); nothing is published again. A signed request that was rejected (400, 422, 500: dead-lettered)
+is remembered the same way with its answer (``Rejection``), and a replay gets that answer, the same dead letter's
+id, without a second dead letter; a 413 or 503 is not remembered (a retry may be accepted).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from pipeline.db import Base, any_of, insert_ignoring_duplicates, within
 
-#: Accepted signatures kept in one process's memory (the database holds them all).
+#: Answered signatures kept in one process's memory (the database holds them all).
 MAX_ENTRIES = 100_000
 
 #: How long a confirmed signature may wait for the group commit's next database trip before one is made for it.
@@ -57,6 +59,8 @@ class IngestReplay(Base):
     signature_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     event_ids: Mapped[str] = mapped_column(Text)
+    rejection: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """A rejected request's answer (``Rejection``, JSON); ``event_ids`` is then ``[]``."""
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,26 @@ class ReplayKey:
 PURGE_INTERVAL_S = 10.0
 
 
-#: An accepted signed request and the event ids it was answered with.
-Accepted = tuple[ReplayKey, tuple[uuid.UUID, ...]]
+@dataclass(frozen=True)
+class Rejection:
+    """A rejected signed request's answer (the ``Rejected`` JSON with its dead letter's id), repeated to a replay."""
+
+    status: int
+    body: bytes
+
+    def dumps(self) -> str:
+        return json.dumps({"status": self.status, "body": self.body.decode()})
+
+    @classmethod
+    def loads(cls, text: str) -> Rejection:
+        stored = json.loads(text)
+        return cls(int(stored["status"]), str(stored["body"]).encode())
+
+
+#: What a signed request was answered: accepted with these event ids, or rejected.
+Outcome = tuple[uuid.UUID, ...] | Rejection
+#: A signed request and its outcome.
+Answered = tuple[ReplayKey, Outcome]
 
 
 class ReplayStore:
@@ -96,7 +118,9 @@ class ReplayStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._table = cast(Table, IngestReplay.__table__)
-        self._find = select(IngestReplay.source_id, IngestReplay.signature_hash, IngestReplay.event_ids).where(
+        self._find = select(
+            IngestReplay.source_id, IngestReplay.signature_hash, IngestReplay.event_ids, IngestReplay.rejection
+        ).where(
             # both key columns, so that the primary key's index serves it; the exact pairs are picked below
             any_of(engine, IngestReplay.source_id, "sources"),
             any_of(engine, IngestReplay.signature_hash, "hashes"),
@@ -107,13 +131,13 @@ class ReplayStore:
 
     def exchange(
         self,
-        accepted: Sequence[Accepted],
+        answered: Sequence[Answered],
         keys: Sequence[ReplayKey],
         now: float,
         conn: Connection | None = None,
-    ) -> dict[tuple[str, str], tuple[uuid.UUID, ...]]:
-        """Remember the ``accepted`` signatures (a key already there stays: same signature, same ids), drop expired
-        ones (at most every ``PURGE_INTERVAL_S``), and return the event ids of those ``keys`` that were accepted
+    ) -> dict[tuple[str, str], Outcome]:
+        """Remember the ``answered`` signatures (a key already there stays: same signature, same answer), drop expired
+        ones (at most every ``PURGE_INTERVAL_S``), and return the outcome of those ``keys`` that were answered
         before (not expired): one transaction, one pooled connection (each costs a ping and a reset). ``conn``: in
         the caller's transaction, which the caller commits (the API's group commit: with the batch's data keys)."""
         rows = [
@@ -121,9 +145,10 @@ class ReplayStore:
                 "source_id": key.source_id,
                 "signature_hash": key.signature_hash,
                 "expires_at": datetime.fromtimestamp(key.expires_at, UTC),
-                "event_ids": json.dumps([str(i) for i in ids]),
+                "event_ids": "[]" if isinstance(outcome, Rejection) else json.dumps([str(i) for i in outcome]),
+                "rejection": outcome.dumps() if isinstance(outcome, Rejection) else None,
             }
-            for key, ids in accepted
+            for key, outcome in answered
         ]
         purge = now - self._purged_at >= PURGE_INTERVAL_S
         if not rows and not purge and not keys:
@@ -148,11 +173,15 @@ class ReplayStore:
         if purge:
             self._purged_at = now
         wanted = {k.ident for k in keys}
-        return {(s, h): tuple(uuid.UUID(i) for i in json.loads(ids)) for s, h, ids in found if (s, h) in wanted}
+        return {
+            (s, h): Rejection.loads(rejection) if rejection else tuple(uuid.UUID(i) for i in json.loads(ids))
+            for s, h, ids, rejection in found
+            if (s, h) in wanted
+        }
 
 
 class ReplayGuard:
-    """This process's memory of accepted signatures, the requests in flight, and what waits to be stored."""
+    """This process's memory of answered signatures, the requests in flight, and what waits to be stored."""
 
     def __init__(
         self, store: ReplayStore | None, max_entries: int = MAX_ENTRIES, clock: Callable[[], float] = time.time
@@ -160,59 +189,57 @@ class ReplayGuard:
         self.store = store
         self._max_entries = max_entries
         self._clock = clock
-        self._accepted: collections.OrderedDict[tuple[str, str], tuple[float, tuple[uuid.UUID, ...]]] = (
-            collections.OrderedDict()
-        )
-        self._in_flight: dict[tuple[str, str], asyncio.Future[tuple[uuid.UUID, ...] | None]] = {}
-        self._unstored: list[Accepted] = []
+        self._answered: collections.OrderedDict[tuple[str, str], tuple[float, Outcome]] = collections.OrderedDict()
+        self._in_flight: dict[tuple[str, str], asyncio.Future[Outcome | None]] = {}
+        self._unstored: list[Answered] = []
         self._lock = threading.Lock()
 
-    def accepted(self, key: ReplayKey) -> tuple[uuid.UUID, ...] | None:
-        """The original's event ids when this signature was accepted here before (and is still in its window)."""
-        hit = self._accepted.get(key.ident)
+    def answered(self, key: ReplayKey) -> Outcome | None:
+        """The original's outcome when this signature was answered here before (and is still in its window)."""
+        hit = self._answered.get(key.ident)
         if hit is None:
             return None
         if hit[0] <= self._clock():
-            del self._accepted[key.ident]
+            del self._answered[key.ident]
             return None
         return hit[1]
 
-    def in_flight(self, key: ReplayKey) -> asyncio.Future[tuple[uuid.UUID, ...] | None] | None:
+    def in_flight(self, key: ReplayKey) -> asyncio.Future[Outcome | None] | None:
         """The pending answer of an identical request being processed now, if any."""
         return self._in_flight.get(key.ident)
 
     def begin(self, key: ReplayKey) -> None:
         self._in_flight[key.ident] = asyncio.get_running_loop().create_future()
 
-    def finish(self, key: ReplayKey, event_ids: tuple[uuid.UUID, ...] | None) -> None:
-        """The request with this key was answered: accepted with ``event_ids``, or not accepted (None)."""
+    def finish(self, key: ReplayKey, outcome: Outcome | None) -> None:
+        """The request with this key was answered: ``outcome``, or None when a retry may fare otherwise (413, 503)."""
         waiting = self._in_flight.pop(key.ident, None)
-        if event_ids is not None:
-            self.remember(key, event_ids)
+        if outcome is not None:
+            self.remember(key, outcome)
             with self._lock:
-                self._unstored.append((key, event_ids))
+                self._unstored.append((key, outcome))
         if waiting is not None and not waiting.done():
-            waiting.set_result(event_ids)
+            waiting.set_result(outcome)
 
-    def remember(self, key: ReplayKey, event_ids: tuple[uuid.UUID, ...]) -> None:
-        self._accepted[key.ident] = (key.expires_at, event_ids)
-        self._accepted.move_to_end(key.ident)
-        while len(self._accepted) > self._max_entries:
-            self._accepted.popitem(last=False)
+    def remember(self, key: ReplayKey, outcome: Outcome) -> None:
+        self._answered[key.ident] = (key.expires_at, outcome)
+        self._answered.move_to_end(key.ident)
+        while len(self._answered) > self._max_entries:
+            self._answered.popitem(last=False)
 
     @property
     def has_unstored(self) -> bool:
-        """Whether accepted signatures wait for a database trip (never without a store: a sealer would make trips
+        """Whether answered signatures wait for a database trip (never without a store: a sealer would make trips
         for them forever)."""
         return self.store is not None and bool(self._unstored)
 
-    def take_unstored(self) -> list[Accepted]:
-        """The accepted signatures not yet in the database (the caller stores them, or hands them back)."""
+    def take_unstored(self) -> list[Answered]:
+        """The answered signatures not yet in the database (the caller stores them, or hands them back)."""
         with self._lock:
             taken, self._unstored = self._unstored, []
         return taken
 
-    def give_back(self, unstored: list[Accepted]) -> None:
+    def give_back(self, unstored: list[Answered]) -> None:
         """Storing failed (the database is down): keep them for the next trip."""
         with self._lock:
             self._unstored[:0] = unstored

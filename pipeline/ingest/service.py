@@ -35,6 +35,7 @@ from pipeline import normalize
 from pipeline.crm.aliases import Redirect, SubjectAliases
 from pipeline.crypto import record_scope, subject_scope
 from pipeline.crypto.keystore import Warmed
+from pipeline.ingest.replay import Rejection
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing, PublishError
 from pipeline.logging import get_logger
 from pipeline.models.common import Channel
@@ -98,7 +99,9 @@ class SubmitResult:
     too_large: bool = False
     """Rejected because a record it makes is larger than its topic takes (HTTP 413); not dead-lettered."""
     replayed: bool = False
-    """A signed request accepted before (``pipeline.ingest.replay``): nothing was published again."""
+    """A signed request answered before (``pipeline.ingest.replay``): nothing was published again."""
+    rejection: Rejection | None = None
+    """A replay of a rejected signed request: the original's answer (nothing dead-lettered again)."""
     ignored: str | None = None
     """Accepted with no events because the payload names no contact by its nature (``NothingToTake``: a receipt)."""
     events: tuple[ContactEvent, ...] = field(default=(), repr=False, compare=False)
@@ -479,7 +482,7 @@ def log_outcome(submission: Submission, result: SubmitResult) -> None:
                 event_ids=[str(i) for i in result.event_ids],
                 subject_keys=list(result.subject_keys),
             )
-    else:
+    elif result.rejection is None:  # a replayed rejection was logged when it was first answered
         log.info(
             "ingest_rejected",
             source_id=submission.source_id,

@@ -1,10 +1,10 @@
 """How a source signs its webhooks: leadpipe's own scheme, or the scheme of a vendor whose webhooks cannot send it.
 
-WhatsApp (Meta), Viber, Telegram, Typeform, Intercom, Webflow, Mailgun, HubSpot, Twilio and Wufoo call a URL with
-their own headers (or body fields) and no way to add leadpipe's, so a source names its vendor's scheme
-(``SourceAuth.signature``) and its ``hmac_secret`` is the secret the vendor signs with (Meta's app secret, Viber's
-auth token, Telegram's secret token, Mailgun's webhook signing key, the HubSpot app's client secret, Twilio's auth
-token, ...):
+WhatsApp (Meta), Viber, Telegram, Typeform, Intercom, Webflow, Mailgun, HubSpot, Twilio, Wufoo, Calendly, tawk.to
+and Tally call a URL with their own headers (or body fields) and no way to add leadpipe's, so a source names its
+vendor's scheme (``SourceAuth.signature``) and its ``hmac_secret`` is the secret the vendor signs with (Meta's app
+secret, Viber's auth token, Telegram's secret token, Mailgun's webhook signing key, the HubSpot app's client secret,
+Twilio's auth token, Calendly's webhook signing key, tawk.to's webhook secret key, Tally's signing secret, ...):
 
 ============ ====================================== =========================================================
 scheme       header                                 value
@@ -18,16 +18,29 @@ typeform     Typeform-Signature                     ``sha256=`` base64 HMAC-SHA2
 telegram     X-Telegram-Bot-Api-Secret-Token        the secret itself (Telegram signs nothing)
 mailgun      body fields timestamp, token, signature hex HMAC-SHA256 of ``"<timestamp><token>"`` (not the body)
 hubspot      X-HubSpot-Request-Timestamp (ms),      base64 HMAC-SHA256 of ``"POST" + <URL> + <body> + <timestamp>``
-             X-HubSpot-Signature-v3                 (the URL HubSpot calls: ``SourceAuth.public_url``)
+             X-HubSpot-Signature-v3                 (the URL HubSpot calls: ``SourceAuth.public_url``, with the
+                                                    escapes HubSpot lists decoded)
 twilio       X-Twilio-Signature                     base64 HMAC-SHA1 of ``<URL>`` + each form field's name and value,
-                                                    sorted by name (form posts: SMS, WhatsApp, calls)
+                                                    by name, a repeated name's values sorted (form posts: SMS,
+                                                    WhatsApp, calls)
 wufoo        body field HandshakeKey                the secret itself (Wufoo signs nothing)
+calendly     Calendly-Webhook-Signature             ``t=<unix seconds>,v1=`` hex HMAC-SHA256 of ``"<t>.<body>"``
+tawk         X-Tawk-Signature                       hex HMAC-SHA1 of the body
+tally        Tally-Signature                        base64 HMAC-SHA256 of the body (the JSON Tally posts)
 ============ ====================================== =========================================================
+
+Where each comes from: Calendly, developer.calendly.com/api-docs/overview/webhooks/webhook-signatures (and its
+webhooks overview: "Calendly-Webhook-Signature: t=<unix>,v1=<hex>. Verify HMAC-SHA256(key, "<t>." + raw_body)");
+tawk.to, developer.tawk.to/webhooks ("Verifying webhook signature": HMAC-SHA1 of the body with the webhook's secret
+key, hex, in ``X-Tawk-Signature``); Tally, tally.so/help/webhooks ("Add a signing secret": its example is
+``createHmac('sha256', secret).update(JSON.stringify(payload)).digest('base64')``, the JSON it posts, so the raw
+body); HubSpot, developers.hubspot.com/docs/api/webhooks/validating-requests ("Validate the v3 request signature");
+Twilio, twilio-python's ``RequestValidator.compute_signature`` (twilio/request_validator.py).
 
 Mailgun puts its signature in the body (a route's form post, or ``signature`` of a webhook's JSON) and signs only a
 timestamp and a one-time token: it proves the sender, not the content, which is all Mailgun offers.
 
-The schemes with a timestamp (leadpipe, webflow, mailgun, hubspot) are refused outside the tolerance and their
+The schemes with a timestamp (leadpipe, webflow, mailgun, hubspot, calendly) are refused outside the tolerance and their
 replays are caught until the timestamp leaves it. Those that sign only the body have no time to bound a replay by: a
 replay is caught for the tolerance after the first receipt, and after that the same bytes give the same event ids,
 which are de-duplicated downstream, as for a bearer source. Every comparison is constant-time. Pure: no I/O.
@@ -38,6 +51,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -48,7 +62,20 @@ from pipeline.sources.base import SourceError, parse_content_type, text_of
 from pipeline.sources.formdata import multipart_pairs, urlencoded_pairs
 
 Scheme = Literal[
-    "leadpipe", "webflow", "meta", "intercom", "viber", "typeform", "telegram", "mailgun", "hubspot", "twilio", "wufoo"
+    "leadpipe",
+    "webflow",
+    "meta",
+    "intercom",
+    "viber",
+    "typeform",
+    "telegram",
+    "mailgun",
+    "hubspot",
+    "twilio",
+    "wufoo",
+    "calendly",
+    "tawk",
+    "tally",
 ]
 """``SourceAuth.signature``'s values."""
 
@@ -62,9 +89,11 @@ class Presented:
 
     signature: str
     signed_at: int | None
-    """Unix seconds the signature covers (leadpipe, webflow, mailgun, hubspot), else None (the body alone is signed)."""
+    """Unix seconds the signature covers (leadpipe, webflow, mailgun, hubspot, calendly), else None (the body alone is
+    signed)."""
     signed: bytes = b""
-    """What the signature covers besides the body and the URL (Mailgun: ``"<timestamp><token>"``)."""
+    """What the signature covers besides the body and the URL (Mailgun: ``"<timestamp><token>"``; Calendly: the
+    ``"<t>."`` before the body, ``t`` as sent)."""
 
 
 #: (signature header, timestamp header or None, timestamp in milliseconds) per scheme.
@@ -80,7 +109,14 @@ _HEADERS: dict[Scheme, tuple[str, str | None, bool]] = {
     "hubspot": ("X-HubSpot-Signature-v3", "X-HubSpot-Request-Timestamp", True),
     "twilio": ("X-Twilio-Signature", None, False),
     "wufoo": ("HandshakeKey (a body field)", None, False),
+    "calendly": ("Calendly-Webhook-Signature", None, False),  # its time is inside: t=<unix seconds>,v1=<hex>
+    "tawk": ("X-Tawk-Signature", None, False),
+    "tally": ("Tally-Signature", None, False),
 }
+
+#: The escapes HubSpot decodes in the URI before it signs v3 (its "Validate the v3 request signature" table), as
+#: listed there; every other escape (``%26``, ``%3D``, ``%20``, ...) is signed as it is.
+_HUBSPOT_DECODED = re.compile("%(3A|2F|3F|40|21|24|27|28|29|2A|2C|3B)")
 
 
 def header_names(scheme: Scheme) -> str:
@@ -97,6 +133,8 @@ def presented(scheme: Scheme, header: Header, body: bytes = b"", content_type: s
     if scheme == "wufoo":
         key = text_of(_form_fields(body, content_type).get("HandshakeKey"))
         return Presented(key, None) if key else "missing_signature"
+    if scheme == "calendly":
+        return _calendly_presented(header(_HEADERS["calendly"][0]))
     signature_name, stamp_name, in_ms = _HEADERS[scheme]
     signature = header(signature_name)
     stamp_text = header(stamp_name) if stamp_name else None
@@ -149,6 +187,12 @@ def problem(
         expected = "sha256=" + base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode()
     elif scheme == "mailgun":
         expected, given = _hex(key, found.signed), given.lower()
+    elif scheme == "calendly":
+        expected, given = _hex(key, found.signed + body), given.lower()
+    elif scheme == "tawk":
+        expected, given = hmac.new(key, body, hashlib.sha1).hexdigest(), given.lower()
+    elif scheme == "tally":  # base64 is case-sensitive
+        expected = base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode()
     elif scheme == "hubspot":
         stamp = header(_HEADERS["hubspot"][1] or "") or ""
         expected = _hubspot(key, url or "", body, stamp)
@@ -164,14 +208,19 @@ def _hex(key: bytes, message: bytes) -> str:
 
 
 def _hubspot(key: bytes, url: str, body: bytes, stamp: str) -> str:
-    """HubSpot's v3 signature: base64 HMAC-SHA256 of method, URL, body and timestamp, concatenated."""
-    digest = hmac.new(key, b"POST" + url.encode() + body + stamp.encode(), hashlib.sha256).digest()
+    """HubSpot's v3 signature: base64 HMAC-SHA256 of method, URI, body and timestamp, concatenated. HubSpot signs the
+    URI with the escapes its documentation lists decoded (``%3A`` is ``:``, ...), so a ``public_url`` configured
+    with them would never verify as written; a URL without them is signed as it is."""
+    uri = _HUBSPOT_DECODED.sub(lambda escape: chr(int(escape.group(1), 16)), url)
+    digest = hmac.new(key, b"POST" + uri.encode() + body + stamp.encode(), hashlib.sha256).digest()
     return base64.b64encode(digest).decode()
 
 
 def _twilio(key: bytes, url: str, body: bytes, content_type: str) -> str:
-    """Twilio's signature of a form post: the URL it calls, then every field's name and value sorted by name. A body
-    that is no form post gets no valid signature (Twilio's JSON callbacks sign a body hash in the URL instead)."""
+    """Twilio's signature of a form post: the URL it calls, then each field name in sorted order followed by each of
+    its distinct values in sorted order, as twilio-python's ``RequestValidator.compute_signature`` builds it (a
+    repeated name's values in arrival order would refuse what Twilio signed). A body that is no form post gets no
+    valid signature (Twilio's JSON callbacks sign a body hash in the URL instead)."""
     media_type, params = parse_content_type(content_type)
     if media_type != "application/x-www-form-urlencoded":
         return ""
@@ -179,8 +228,26 @@ def _twilio(key: bytes, url: str, body: bytes, content_type: str) -> str:
         pairs = urlencoded_pairs(body, params.get("charset"))
     except SourceError:
         return ""
-    signed = url + "".join(f"{name}{value}" for name, value in sorted(pairs, key=lambda pair: pair[0]))
+    values: dict[str, set[str]] = {}
+    for name, value in pairs:
+        values.setdefault(name, set()).add(value)
+    signed = url + "".join(name + value for name in sorted(values) for value in sorted(values[name]))
     return base64.b64encode(hmac.new(key, signed.encode(), hashlib.sha1).digest()).decode()
+
+
+def _calendly_presented(value: str | None) -> Presented | str:
+    """Calendly's ``t=<unix seconds>,v1=<hex>`` (in any order): the signature, its time, and the ``"<t>."`` it
+    signs before the body (``t`` as sent, so the bytes signed are the ones Calendly hashed)."""
+    parts: dict[str, str] = {}
+    for part in (value or "").split(","):
+        name, _, text = part.strip().partition("=")
+        parts[name] = text
+    stamp, signature = parts.get("t"), parts.get("v1")
+    if not stamp or not signature:
+        return "missing_signature"
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 15:  # int() of "²" or of 5,000 digits raises
+        return "bad_timestamp"
+    return Presented(signature, int(stamp), stamp.encode() + b".")
 
 
 def _form_fields(body: bytes, content_type: str) -> dict[str, Any]:
@@ -215,7 +282,8 @@ def _mailgun_presented(body: bytes, content_type: str) -> Presented | str:
 
 def sign(scheme: Scheme, secret: str, body: bytes, timestamp: int, url: str = "") -> dict[str, str]:
     """The headers a vendor sends for ``body`` (for tests and the bench; the vendors compute them themselves);
-    ``url``: the one HubSpot or Twilio calls (``twilio``: a form post's)."""
+    ``url``: the one HubSpot or Twilio calls (``twilio``: a form post's; ``hubspot``: as configured, its listed
+    escapes are decoded as HubSpot does)."""
     key = secret.encode()
     match scheme:
         case "leadpipe":
@@ -243,6 +311,13 @@ def sign(scheme: Scheme, secret: str, body: bytes, timestamp: int, url: str = ""
             return {"X-HubSpot-Request-Timestamp": stamp, "X-HubSpot-Signature-v3": _hubspot(key, url, body, stamp)}
         case "twilio":
             return {"X-Twilio-Signature": _twilio(key, url, body, "application/x-www-form-urlencoded")}
+        case "calendly":
+            stamp = str(timestamp)
+            return {"Calendly-Webhook-Signature": f"t={stamp},v1=" + _hex(key, f"{stamp}.".encode() + body)}
+        case "tawk":
+            return {"X-Tawk-Signature": hmac.new(key, body, hashlib.sha1).hexdigest()}
+        case "tally":
+            return {"Tally-Signature": base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode()}
         case "mailgun":
             raise ValueError("Mailgun signs body fields, not headers: use mailgun_fields")
         case "wufoo":

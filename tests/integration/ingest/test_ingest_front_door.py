@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gzip
 import json
 import os
 import signal
@@ -35,7 +36,7 @@ from pipeline.runtime import Runtime
 pytestmark = pytest.mark.integration
 
 SECRET = "door-secret"
-SOURCES = {"form": {"channel": "web_form", "hmac_secret": SECRET}}
+SOURCES = {"form": {"channel": "web_form", "hmac_secret": SECRET, "verify_token": "door-verify"}}
 
 
 def form(i: int, filler: int = 0) -> bytes:
@@ -191,6 +192,7 @@ def test_leadpipe_serve_bounds_headers_keeps_metrics_on_the_admin_port_and_runs_
         LEADPIPE_ADMIN_PORT=str(admin),
         LEADPIPE_SOURCES=json.dumps(SOURCES),
         LEADPIPE_LOG_FORMAT="json",
+        LEADPIPE_HTTP_HEADER_TIMEOUT_S="1",
     )
     leadpipe = str(Path(sys.executable).parent / "leadpipe")
     log = (tmp_path / "serve.log").open("wb")
@@ -219,13 +221,30 @@ def test_leadpipe_serve_bounds_headers_keeps_metrics_on_the_admin_port_and_runs_
         fine = _raw(api, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert fine.startswith(b"HTTP/1.1 200 ")
 
+        # Probe: a connection sending nothing, or its head a line a second, stayed open for good
+        started = time.monotonic()
+        assert _raw(api, b"") == b"" and time.monotonic() - started < 4  # closed by the server, not the timeout
+        slow = _raw(api, b"POST /v1/sources/form HTTP/1.1\r\nHost: x\r\n")
+        assert slow.startswith(b"HTTP/1.1 408 "), slow[:200]
+
+        # Probe: Meta's verification GET was 405, a trailing slash 307, a gzip body bad_signature
+        check = httpx.get(
+            f"http://127.0.0.1:{api}/v1/sources/form",
+            params={"hub.mode": "subscribe", "hub.verify_token": "door-verify", "hub.challenge": "42"},
+        )
+        assert (check.status_code, check.text) == (200, "42")
+        body = form(99)
+        headers = {"content-type": "application/json", "content-encoding": "gzip", **sign(SECRET, body)}
+        packed = httpx.post(f"http://127.0.0.1:{api}/v1/sources/form/", content=gzip.compress(body), headers=headers)
+        assert packed.status_code == 202, packed.text
+
         # Probe of issue 13: /metrics, /openapi.json and /docs were open on the API port
         for path in ("/metrics", "/openapi.json", "/docs"):
             assert httpx.get(f"http://127.0.0.1:{api}{path}").status_code == 404
             assert httpx.get(f"http://127.0.0.1:{admin}{path}").status_code == 200
 
         with httpx.Client(base_url=f"http://127.0.0.1:{api}") as client:
-            for i in range(20):  # new connections: the two workers share them
+            for i in range(19):  # new connections: the two workers share them
                 body = form(i)
                 headers = {"content-type": "application/json", "connection": "close", **sign(SECRET, body)}
                 assert client.post("/v1/sources/form", content=body, headers=headers).status_code == 202

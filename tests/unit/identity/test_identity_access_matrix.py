@@ -47,6 +47,7 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("GET", "/login"): PUBLIC,
     ("GET", "/auth/callback"): PUBLIC,
     ("POST", "/v1/sources/{source_id}"): PUBLIC,
+    ("GET", "/v1/sources/{source_id}"): PUBLIC,  # a sender's check of the URL: Meta's verify_token, or nothing recorded
     ("POST", "/logout"): SignedIn(session_only=True),
     ("GET", "/v1/me"): SignedIn(),
     ("POST", "/v1/dpo/requests"): P.RIGHTS_ISSUE,

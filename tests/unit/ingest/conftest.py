@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from ingest_helpers import BEARER, HMAC_SECRET, RecordingPublisher
+from ingest_helpers import BEARER, HMAC_SECRET, VERIFY, RecordingPublisher
 
 from pipeline.api.app import create_api
 from pipeline.config import Settings
@@ -26,6 +26,7 @@ def ingest_settings(make_settings: Callable[..., Settings]) -> Settings:
         "mailbox": {"channel": "email", "hmac_secret": HMAC_SECRET},
         "cards": {"channel": "event", "hmac_secret": HMAC_SECRET},
         "broken": {"channel": "website"},
+        "whatsapp": {"channel": "messenger", "signature": "meta", "hmac_secret": HMAC_SECRET, "verify_token": VERIFY},
     }
     return make_settings(sources=sources, ingest_max_body_bytes=64_000, dpo_token="dpo-secret")
 

@@ -183,10 +183,10 @@ def test_the_replay_memory_forgets_expired_signatures_and_is_bounded() -> None:
             guard.finish(key, ids)
 
     asyncio.run(run())
-    assert guard.accepted(keys[0]) is None  # evicted: the fourth pushed out the oldest (the database has it)
-    assert guard.accepted(keys[3]) == ids
+    assert guard.answered(keys[0]) is None  # evicted: the fourth pushed out the oldest (the database has it)
+    assert guard.answered(keys[3]) == ids
     now[0] = 1300.0
-    assert guard.accepted(keys[3]) is None  # its timestamp left the window: a replay would be refused anyway
+    assert guard.answered(keys[3]) is None  # its timestamp left the window: a replay would be refused anyway
     assert not guard.has_unstored  # without a store nothing waits for a trip (a sealer would make them forever)
     assert len(guard.take_unstored()) == 4
 

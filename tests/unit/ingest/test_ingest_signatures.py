@@ -54,6 +54,12 @@ DOCUMENTED: dict[Scheme, Callable[[bytes], dict[str, str]]] = {
         "X-Leadpipe-Signature": "sha256="
         + hmac.new(SECRET.encode(), f"{NOW}.".encode() + b, hashlib.sha256).hexdigest(),
     },
+    # developer.calendly.com/api-docs/overview/webhooks/webhook-signatures: t=<unix>,v1=<hex> of "<t>.<raw body>"
+    "calendly": lambda b: {"Calendly-Webhook-Signature": f"t={NOW},v1=" + _mac(f"{NOW}.".encode() + b).hexdigest()},
+    # developer.tawk.to/webhooks: hex HMAC-SHA1 of the raw body, keyed by the webhook's secret key
+    "tawk": lambda b: {"X-Tawk-Signature": _mac(b, hashlib.sha1).hexdigest()},
+    # tally.so/help/webhooks: base64 HMAC-SHA256 of the JSON payload as sent (JSON.stringify of what it posts)
+    "tally": lambda b: {"Tally-Signature": base64.b64encode(_mac(b).digest()).decode()},
 }
 
 
@@ -74,7 +80,7 @@ def test_each_scheme_verifies_what_its_vendor_sends_and_nothing_else(scheme: Sch
         assert check(scheme, documented, body=BODY + b" ") == "bad_signature"
 
 
-@pytest.mark.parametrize("scheme", ["leadpipe", "webflow"])
+@pytest.mark.parametrize("scheme", ["leadpipe", "webflow", "calendly"])
 def test_a_signed_time_outside_the_tolerance_is_stale(scheme: Scheme) -> None:
     assert check(scheme, DOCUMENTED[scheme](BODY), now=NOW + 301) == "stale_timestamp"
     assert check(scheme, DOCUMENTED[scheme](BODY), now=NOW - 301) == "stale_timestamp"
@@ -83,6 +89,24 @@ def test_a_signed_time_outside_the_tolerance_is_stale(scheme: Scheme) -> None:
 def test_a_base64_signature_is_compared_as_sent() -> None:
     documented = DOCUMENTED["typeform"](BODY)["Typeform-Signature"]
     assert check("typeform", {"Typeform-Signature": documented.swapcase()}) == "bad_signature"
+    tally = DOCUMENTED["tally"](BODY)["Tally-Signature"]
+    assert check("tally", {"Tally-Signature": tally.swapcase()}) == "bad_signature"
+
+
+def test_calendlys_header_carries_its_time_and_signature() -> None:
+    v1 = _mac(f"{NOW}.".encode() + BODY).hexdigest()
+    assert check("calendly", {"Calendly-Webhook-Signature": f"v1={v1},t={NOW}"}) is None  # order does not matter
+    assert check("calendly", {"Calendly-Webhook-Signature": f"t={NOW}, v1={v1.upper()}"}) is None
+    assert check("calendly", {"Calendly-Webhook-Signature": f"t={NOW}"}) == "missing_signature"
+    assert check("calendly", {"Calendly-Webhook-Signature": f"v1={v1}"}) == "missing_signature"
+    assert check("calendly", {"Calendly-Webhook-Signature": v1}) == "missing_signature"
+    assert check("calendly", {"Calendly-Webhook-Signature": f"t=soon,v1={v1}"}) == "bad_timestamp"
+    moved = _mac(f"{NOW + 1}.".encode() + BODY).hexdigest()  # signed for another time than the one it names
+    assert check("calendly", {"Calendly-Webhook-Signature": f"t={NOW},v1={moved}"}) == "bad_signature"
+    assert signatures.presented("calendly", Headers(DOCUMENTED["calendly"](BODY)).get) == signatures.Presented(
+        v1, NOW, f"{NOW}.".encode()
+    )
+    assert signatures.header_names("calendly") == "Calendly-Webhook-Signature"
 
 
 def test_a_vendor_scheme_needs_the_secret_it_signs_with() -> None:
@@ -176,9 +200,9 @@ def test_telegram_with_its_secret_token(vendor_client: TestClient, publisher: Re
 HUBSPOT_URL = "https://leads.example.com/v1/sources/hubspot?portal=62515"
 
 
-def hubspot_documented(body: bytes, stamp_ms: int) -> dict[str, str]:
+def hubspot_documented(body: bytes, stamp_ms: int, signed_url: str = HUBSPOT_URL) -> dict[str, str]:
     """HubSpot's v3 signature as documented: base64 HMAC-SHA256 of method + URI + body + timestamp."""
-    message = b"POST" + HUBSPOT_URL.encode() + body + str(stamp_ms).encode()
+    message = b"POST" + signed_url.encode() + body + str(stamp_ms).encode()
     return {
         "X-HubSpot-Request-Timestamp": str(stamp_ms),
         "X-HubSpot-Signature-v3": base64.b64encode(_mac(message).digest()).decode(),
@@ -227,6 +251,24 @@ def test_mailgun_signs_a_timestamp_and_token_in_the_body_as_a_form_or_json() -> 
     assert mailgun(b"{not json", "application/json") == "missing_signature"
     with pytest.raises(ValueError, match="body fields"):
         signatures.sign("mailgun", SECRET, form, NOW)
+
+
+def test_hubspot_v3_signs_the_url_with_its_listed_escapes_decoded() -> None:
+    """developers.hubspot.com/docs/api/webhooks/validating-requests, "Validate the v3 request signature": in the
+    request URI, %3A %2F %3F %40 %21 %24 %27 %28 %29 %2A %2C %3B are decoded before hashing; nothing else is."""
+    configured = "https://leads.example.com/v1/sources/hubspot?next=https%3A%2F%2Fa.example%2Fp%3Fq%40x%21%24%27%28%29%2A%2C%3B&t=a%26b%3Dc%20d"
+    decoded = "https://leads.example.com/v1/sources/hubspot?next=https://a.example/p?q@x!$'()*,;&t=a%26b%3Dc%20d"
+    documented = hubspot_documented(BODY, NOW * 1000, signed_url=decoded)
+    assert documented == signatures.sign("hubspot", SECRET, BODY, NOW, url=configured)
+
+    def hubspot(url: str, headers: dict[str, str] = documented) -> str | None:
+        return signatures.problem("hubspot", SECRET, BODY, Headers(headers).get, tolerance_s=300, now=NOW, url=url)
+
+    assert hubspot(configured) is None
+    assert hubspot(decoded) is None  # configured already decoded: the same URI is signed
+    assert hubspot(configured, hubspot_documented(BODY, NOW * 1000, signed_url=configured)) == "bad_signature"
+    everything = decoded.replace("a%26b%3Dc%20d", "a&b=c d")  # %26, %3D and %20 are not HubSpot's to decode
+    assert hubspot(configured, hubspot_documented(BODY, NOW * 1000, signed_url=everything)) == "bad_signature"
 
 
 @pytest.fixture
@@ -321,6 +363,35 @@ def test_twilio_signs_the_url_and_the_sorted_form_fields() -> None:
     assert json_body == "bad_signature"  # only form posts are signed this way
 
 
+def twilio_reference(pairs: list[tuple[str, str]], url: str = TWILIO_URL) -> str:
+    """twilio-python's ``RequestValidator.compute_signature`` (twilio/request_validator.py): the URL, then for each
+    distinct name in sorted order, each of its distinct values in sorted order."""
+    names = sorted({name for name, _ in pairs})
+    signed = url + "".join(name + value for name in names for value in sorted({v for n, v in pairs if n == name}))
+    return base64.b64encode(_mac(signed.encode(), hashlib.sha1).digest()).decode()
+
+
+def test_twilio_signs_a_repeated_fields_values_sorted_as_its_reference_validator_does() -> None:
+    def twilio(body: bytes, signature: str) -> str | None:
+        kind = "application/x-www-form-urlencoded"
+        headers = Headers({"X-Twilio-Signature": signature})
+        return signatures.problem(
+            "twilio", SECRET, body, headers.get, tolerance_s=300, now=NOW, url=TWILIO_URL, content_type=kind
+        )
+
+    pairs = [("From", "+14155552671"), ("Tag", "zeta"), ("Body", "Hi"), ("Tag", "alpha")]
+    body = urlencode(pairs).encode()
+    assert twilio(body, twilio_reference(pairs)) is None
+    assert signatures.sign("twilio", SECRET, body, NOW, url=TWILIO_URL) == {
+        "X-Twilio-Signature": twilio_reference(pairs)
+    }
+    arrival = TWILIO_URL + "BodyHiFrom+14155552671TagzetaTagalpha"  # the values in arrival order: not Twilio's
+    in_arrival_order = base64.b64encode(_mac(arrival.encode(), hashlib.sha1).digest()).decode()
+    assert twilio(body, in_arrival_order) == "bad_signature"
+    twice = [("Tag", "b"), ("Tag", "a"), ("Tag", "b")]  # a value repeated is signed once, as the reference does
+    assert twilio(urlencode(twice).encode(), twilio_reference(twice)) is None
+
+
 def test_an_sms_through_twilio_signed_for_the_public_url_is_taken(
     make_settings: Callable[..., Settings], publisher: RecordingPublisher
 ) -> None:
@@ -356,3 +427,44 @@ def test_wufoos_handshake_key_in_the_body(
     assert (wrong.status_code, wrong.json()["reason"]) == (401, "bad_signature")
     none = client.post("/v1/sources/wufoo", content=body.replace(b"HandshakeKey=wufoo-secret", b"x=1"), headers=headers)
     assert (none.status_code, none.json()["reason"]) == (401, "missing_signature")
+
+
+@pytest.mark.parametrize(
+    ("scheme", "channel", "fixture"),
+    [
+        ("calendly", "web_form", "calendly_invitee_created.json"),
+        ("tawk", "chatbot", "tawk_chat_start.json"),
+        ("tally", "web_form", "tally_contact.json"),
+    ],
+)
+def test_a_vendor_signed_webhook_is_taken_and_its_retry_is_a_replay(
+    scheme: Scheme,
+    channel: str,
+    fixture: str,
+    make_settings: Callable[..., Settings],
+    publisher: RecordingPublisher,
+) -> None:
+    """Calendly, tawk.to and Tally could send their payloads but not authenticate them (a Calendly post was refused
+    ``missing_token``): each is now verified by its own signature."""
+    sources = {scheme: {"channel": channel, "signature": scheme, "hmac_secret": SECRET}}
+    runtime = Runtime(make_settings(sources=sources))
+    ensure_schema(runtime.engine)
+    client = TestClient(create_api(runtime, publisher))  # type: ignore[arg-type]
+    body, content_type = payload(channel, fixture)
+    headers = {"content-type": content_type, **signatures.sign(scheme, SECRET, body, int(time.time()))}
+    first = client.post(f"/v1/sources/{scheme}", content=body, headers=headers)
+    assert first.status_code == 202, first.text
+    published = len(publisher.records)
+    again = client.post(f"/v1/sources/{scheme}", content=body, headers=headers)  # the vendor's retry
+    assert again.status_code == 202 and again.json() == {**first.json(), "replayed": True}
+    assert len(publisher.records) == published
+    forged = {"content-type": content_type, **signatures.sign(scheme, "guess", body, int(time.time()))}
+    refused = client.post(f"/v1/sources/{scheme}", content=body, headers=forged)
+    assert (refused.status_code, refused.json()["reason"]) == (401, "bad_signature")
+    unsigned = client.post(f"/v1/sources/{scheme}", content=body, headers={"content-type": content_type})
+    assert (unsigned.status_code, unsigned.json()["reason"]) == (401, "missing_signature")
+    assert signatures.header_names(scheme) in unsigned.json()["message"]
+    if scheme == "calendly":
+        stale = {"content-type": content_type, **signatures.sign(scheme, SECRET, body, int(time.time()) - 301)}
+        late = client.post(f"/v1/sources/{scheme}", content=body, headers=stale)
+        assert (late.status_code, late.json()["reason"]) == (401, "stale_timestamp")
