@@ -9,7 +9,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
@@ -468,3 +468,10 @@ def test_a_vendor_signed_webhook_is_taken_and_its_retry_is_a_replay(
         stale = {"content-type": content_type, **signatures.sign(scheme, SECRET, body, int(time.time()) - 301)}
         late = client.post(f"/v1/sources/{scheme}", content=body, headers=stale)
         assert (late.status_code, late.json()["reason"]) == (401, "stale_timestamp")
+
+
+def test_the_settings_offer_exactly_the_schemes_there_are() -> None:
+    """``SourceAuth.signature`` (settings, outside the pure core) repeats ``signatures.Scheme``: the two lists must
+    never drift (a scheme configurable but not verifiable, or verifiable but refused by the settings)."""
+
+    assert get_args(SourceAuth.model_fields["signature"].annotation) == get_args(signatures.Scheme)
