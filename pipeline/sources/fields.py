@@ -789,6 +789,9 @@ def canonical_field(key: str) -> str | None:
     nested = normalize_key(brackets[-1]) if (brackets := _BRACKETS.findall(key)) else norm  # "data[merges][FNAME]"
     custom = norm.removesuffix("_c") if key.lower().endswith("__c") else norm  # Salesforce's "Last_Service__c"
     candidates = (norm, re.sub(r"_\d+$", "", norm), slotless, camel, nested, custom)
+    entity, _, rest = key.partition(" - ")  # Pipedrive's "Person - Email - Work": the entity, the field, its label
+    if rest and normalize_key(entity) in _PERSON_ENTITIES:
+        candidates = (*candidates, normalize_key(rest.partition(" - ")[0]))
     for candidate in dict.fromkeys(candidates):  # CF7's "tel-123"
         if candidate in _BY_ALIAS:
             return _BY_ALIAS[candidate]
@@ -797,6 +800,9 @@ def canonical_field(key: str) -> str | None:
                 return _BY_ALIAS[rest]
     return None
 
+
+#: The entity a CRM's export names before a person's field ("Person - Name", "Contact - Phone - Mobile").
+_PERSON_ENTITIES = frozenset({"person", "contact", "lead"})
 
 _PERSONAL = frozenset({"email", "phone", "first_name", "last_name"})
 

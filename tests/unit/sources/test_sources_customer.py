@@ -132,6 +132,24 @@ def test_windows_1252_text_stays_windows_1252() -> None:
         assert decode_text(text.encode("cp1252")) == text
 
 
+def test_pipedrive_s_person_export_names_its_columns_entity_field_label() -> None:
+    """Pipedrive heads a person's columns "Person - Email - Work": every row was refused no_identity."""
+    raw = (
+        '"Person - Name","Person - Email - Work","Person - Phone - Mobile","Person - Organization",'
+        '"Person - Job title","Deal - Title","Last Service Delivery"\n'
+        '"Eva Novak","eva@novak.example","+420 601 123 456","Novak s.r.o.","CEO","Renewal","2024-12-01"\n'
+    ).encode()
+    [event] = customer.parse(raw, ctx_for("customer", raw, "text/csv"))
+    person = event.person
+    assert (person.first_name, person.last_name, person.email, person.phone) == (
+        "Eva",
+        "Novak",
+        "eva@novak.example",
+        "+420601123456",
+    )
+    assert (person.company, person.position) == ("Novak s.r.o.", "CEO")
+
+
 def test_address_book_exports_as_google_outlook_and_salesforce_write_them() -> None:
     """The column names of Google Contacts' CSV (numbered slots), Outlook's and a Salesforce report: the e-mail,
     the phone read in the address's country, the company, title and city are taken, none dropped as unknown."""
