@@ -788,7 +788,7 @@ def canonical_field(key: str) -> str | None:
     camel = normalize_key(_CAMEL.sub("_", key))  # "companyName", "mobilePhone": JSON's camel case
     nested = normalize_key(brackets[-1]) if (brackets := _BRACKETS.findall(key)) else norm  # "data[merges][FNAME]"
     custom = norm.removesuffix("_c") if key.lower().endswith("__c") else norm  # Salesforce's "Last_Service__c"
-    candidates = (norm, re.sub(r"_\d+$", "", norm), slotless, camel, nested, custom)
+    candidates: tuple[str, ...] = (norm, re.sub(r"_\d+$", "", norm), slotless, camel, nested, custom)
     entity, _, rest = key.partition(" - ")  # Pipedrive's "Person - Email - Work": the entity, the field, its label
     if rest and normalize_key(entity) in _PERSON_ENTITIES:
         candidates = (*candidates, normalize_key(rest.partition(" - ")[0]))

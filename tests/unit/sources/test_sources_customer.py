@@ -135,10 +135,10 @@ def test_windows_1252_text_stays_windows_1252() -> None:
 def test_pipedrive_s_person_export_names_its_columns_entity_field_label() -> None:
     """Pipedrive heads a person's columns "Person - Email - Work": every row was refused no_identity."""
     raw = (
-        '"Person - Name","Person - Email - Work","Person - Phone - Mobile","Person - Organization",'
-        '"Person - Job title","Deal - Title","Last Service Delivery"\n'
-        '"Eva Novak","eva@novak.example","+420 601 123 456","Novak s.r.o.","CEO","Renewal","2024-12-01"\n'
-    ).encode()
+        b'"Person - Name","Person - Email - Work","Person - Phone - Mobile","Person - Organization",'
+        b'"Person - Job title","Deal - Title","Last Service Delivery"\n'
+        b'"Eva Novak","eva@novak.example","+420 601 123 456","Novak s.r.o.","CEO","Renewal","2024-12-01"\n'
+    )
     [event] = customer.parse(raw, ctx_for("customer", raw, "text/csv"))
     person = event.person
     assert (person.first_name, person.last_name, person.email, person.phone) == (
