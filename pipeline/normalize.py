@@ -872,7 +872,9 @@ def _numeric_date(match: re.Match[str]) -> tuple[int, int, int]:
     if second > 12 >= day_or_month or day_or_month == second:
         return year, day_or_month, second
     raise NormalizationError(
-        "date", "ambiguous_date", "day and month order is ambiguous (6 May or 5 June?); use YYYY-MM-DD"
+        "date",
+        "ambiguous_date",
+        "day and month order is ambiguous (as in 06/05/2024: 6 May or 5 June?); use YYYY-MM-DD",
     )
 
 
