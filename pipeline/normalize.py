@@ -405,8 +405,9 @@ def person_name(first: str | None, last: str | None, full: str | None) -> tuple[
     (``split_full_name``); one of them beside a name field completes it with what the name field adds
     ("First name: John", "Name: John Smith" -> Smith) or with the whole name field when it does not repeat the part
     given, which is how German ("Vorname" + "Name"), French ("Prénom" + "Nom"), Italian ("Nome" + "Cognome") and
-    Spanish ("Nombre" + "Apellidos") forms ask for a name."""
-    first, last, full = normalize_name(first), normalize_name(last), normalize_name(full)
+    Spanish ("Nombre" + "Apellidos") forms ask for a name. A placeholder where no name was asked (Eventbrite's "Info
+    Requested" for an attendee whose buyer alone gave details, "N/A") is no name."""
+    first, last, full = (None if _placeholder(n) else n for n in map(normalize_name, (first, last, full)))
     if first is None and last is None:
         return split_full_name(full)
     if full is None or (first is not None and last is not None):
@@ -423,6 +424,15 @@ def person_name(first: str | None, last: str | None, full: str | None) -> tuple[
         return first, " ".join(rest) if rest else None
     rest = words[: -len(part)] if folded[-len(part) :] == part else None if folded == part else words
     return " ".join(rest) if rest else None, last
+
+
+#: What exports write where a name was not asked or given ("Info Requested": Eventbrite's attendee whose ticket buyer
+#: alone answered the questions).
+_NAME_PLACEHOLDERS = frozenset({"info requested", "n/a", "n.a.", "-", "--", "none", "null", "unknown"})
+
+
+def _placeholder(name: str | None) -> bool:
+    return name is not None and name.casefold() in _NAME_PLACEHOLDERS
 
 
 def clean_text(value: str | None, max_length: int) -> str | None:

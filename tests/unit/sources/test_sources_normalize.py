@@ -573,3 +573,15 @@ def test_a_birth_date_is_read_the_same_way() -> None:
     with pytest.raises(normalize.NormalizationError) as err:
         normalize.parse_birth_date("03/04/2001", today=date(2024, 6, 5))
     assert err.value.reason == "ambiguous_birth_date"
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "full"),
+    [("Info Requested", "Info Requested", None), ("N/A", "n/a", None), (None, None, "Unknown"), ("-", None, None)],
+)
+def test_a_placeholder_where_no_name_was_given_is_no_name(
+    first: str | None, last: str | None, full: str | None
+) -> None:
+    """Eventbrite writes "Info Requested" for an attendee whose buyer alone answered: it became their name."""
+    assert normalize.person_name(first, last, full) == (None, None)
+    assert normalize.person_name("Ana", "Info Requested", None) == ("Ana", None)
