@@ -188,13 +188,48 @@ def split_csv(
     (``Table.skipped``). The file is sniffed once, here."""
     table = read_table(raw, charset, dialect)
     out = []
-    for line, row in table.rows:
+    for line, row in settled_dates(table.rows):
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(list(row))
         writer.writerow(list(row.values()))
         out.append((line, buffer.getvalue().encode()))
     return out, table.skipped
+
+
+#: A day and a month with slashes or dashes before a four-digit year ("12/01/2024", "5-3-2024 9:00 AM").
+_SLASHED_DATE = re.compile(r"\s*(\d{1,2})([/-])(\d{1,2})\2(\d{4})(?=$|[\sT,])")
+
+
+def settled_dates(rows: list[tuple[int, dict[str, str]]]) -> list[tuple[int, dict[str, str]]]:
+    """The rows with each ambiguous date ("12/01/2024": 12 January or 1 December?) written as ISO 8601 in the order
+    its column proves: a column whose other dates put the month first ("3/14/2024", a US export) and none the day
+    first (or the reverse). A row alone cannot tell (``normalize.read_date`` refuses it ``ambiguous_date``); the file
+    can. A column without proof, or with both orders, is left as it is."""
+    orders: dict[str, set[str]] = {}
+    for _line, row in rows:
+        for column, value in row.items():
+            if value and (found := _SLASHED_DATE.match(value)):
+                first, second = int(found.group(1)), int(found.group(3))
+                if first > 12 >= second:
+                    orders.setdefault(column, set()).add("day first")
+                elif second > 12 >= first:
+                    orders.setdefault(column, set()).add("month first")
+    settled = {column: found.pop() for column, found in orders.items() if len(found) == 1}
+    if not settled:
+        return rows
+    out = []
+    for line, row in rows:
+        written = dict(row)
+        for column, order in settled.items():
+            value = written.get(column) or ""
+            if (found := _SLASHED_DATE.match(value)) and int(found.group(1)) <= 12 and int(found.group(3)) <= 12:
+                day, month = (
+                    (found.group(1), found.group(3)) if order == "day first" else (found.group(3), found.group(1))
+                )
+                written[column] = f"{found.group(4)}-{int(month):02d}-{int(day):02d}{value[found.end() :]}"
+        out.append((line, written))
+    return out
 
 
 def with_columns(document: bytes, values: Mapping[str, str]) -> bytes:

@@ -40,3 +40,32 @@ def test_a_footer_after_a_blank_line_is_skipped_a_row_of_data_is_not() -> None:
     assert [line for line, _ in tabular.read_csv(no_gap)] == [2, 3]
     phone = b"Name,Phone\nAna,+34 612 345 678\n\nBob Smith,447400123456\n"  # a name and a number: a contact
     assert [line for line, _ in tabular.read_csv(phone)] == [2, 4]
+
+
+def test_an_ambiguous_date_is_read_in_the_order_its_column_proves() -> None:
+    """A US export writes month first: "12/01/2024" alone is refused ambiguous_date, so ~40 % of its rows were lost
+    while "3/14/2024" in the same column proves the order."""
+    raw = (
+        b"Email,Last Service Delivery,Signed\n"
+        b"a@example.com,3/14/2024,05/06/2024\n"
+        b"b@example.com,12/01/2024,13/06/2024\n"
+        b"c@example.com,5/3/2024 9:00 AM,20/06/2024\n"
+    )
+    rows, _skipped = tabular.split_csv(raw)
+    delivered = []
+    for _line, document in rows:
+        [event] = customer.parse(document, ctx_for("customer", document, tabular.ROW_TYPE))
+        delivered.append(event.interaction.last_service_delivery_at.date().isoformat())
+    assert delivered == ["2024-03-14", "2024-12-01", "2024-05-03"]
+    assert [row["Signed"] for _, row in tabular.settled_dates(tabular.read_csv(raw))] == [
+        "2024-06-05",  # its column puts the day first
+        "13/06/2024",
+        "20/06/2024",
+    ]
+
+
+def test_a_column_with_both_orders_or_no_proof_is_left_as_it_is() -> None:
+    rows = [(2, {"d": "3/14/2024"}), (3, {"d": "14/3/2024"}), (4, {"d": "5/6/2024"})]
+    assert tabular.settled_dates(rows) == rows
+    alone = [(2, {"d": "5/6/2024"}), (3, {"d": "7/8/2024"})]
+    assert tabular.settled_dates(alone) == alone
