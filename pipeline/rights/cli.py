@@ -431,7 +431,12 @@ def _completed_since(view: RequestView, since: datetime) -> bool:
 @dpo_app.command()
 @operator_command(Permission.RIGHTS_READ)
 @needs(DATABASE)
-def show(request_id: str) -> None:
+def show(
+    request_id: str,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON document: the request and its audit trail (for scripts)")
+    ] = False,
+) -> None:
     """One request with each sink's evidence and the audit trail, naming who did each thing.
 
     Example: leadpipe dpo show 5960a942-3953-434c-85df-b97c97e12d4c
@@ -441,6 +446,13 @@ def show(request_id: str) -> None:
         if view is None:
             raise typer.BadParameter(f"no request {request_id}")
         trail = tracker.audit_trail(request_id=request_id)
+    if as_json:  # the text below prints the JSON and then the trail as lines: no parser reads both
+        document = {
+            "request": request_out(view).model_dump(mode="json"),
+            "audit": [record.model_dump(mode="json") for record in trail],
+        }
+        typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        return
     typer.echo(request_out(view).model_dump_json(indent=2))
     for record in trail:
         typer.echo(f"{_fmt(record.at)}  {_who(record.principal, record.actor):<40} {record.action}")

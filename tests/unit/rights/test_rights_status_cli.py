@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from identity_helpers import key_for, person
@@ -16,7 +17,7 @@ from pipeline.cli import app
 from pipeline.config import get_settings
 from pipeline.db import ensure_schema, make_engine
 from pipeline.models.identity import Role
-from pipeline.models.rights import RightKind, RightsStatus, SinkStatus
+from pipeline.models.rights import AuditRecord, RightKind, RightsStatus, SinkStatus
 from pipeline.rights.commands import build_command
 from pipeline.rights.tracker import RequestTracker
 
@@ -75,3 +76,16 @@ def test_status_lists_open_and_recently_completed_requests_and_points_to_all(tra
 
     as_json = CliRunner().invoke(app, ["dpo", "status", "--json"])
     assert {r["request_id"] for r in json.loads(as_json.stdout)} == {*recent, open_}
+
+
+def test_show_as_json_is_one_document_a_script_can_read(tracker: RequestTracker) -> None:
+    """``dpo show`` printed the request's JSON and then its audit trail as text lines: no parser read both."""
+    request_id = _request(tracker, "sk_shown", NOW - timedelta(hours=2), NOW - timedelta(hours=1))
+    tracker.audit(AuditRecord.new("person:dpo", "rights_request_issued", request_id=UUID(request_id)))
+    result = CliRunner().invoke(app, ["dpo", "show", request_id, "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["request"]["request_id"] == request_id and document["request"]["subject_key"] == "sk_shown"
+    assert [entry["action"] for entry in document["audit"]] == ["rights_request_issued"]
+    text = CliRunner().invoke(app, ["dpo", "show", request_id])
+    assert text.exit_code == 0 and request_id in text.output  # the readable form stays as it was
