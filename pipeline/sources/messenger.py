@@ -422,6 +422,10 @@ def _viber(data: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
 _TWILIO_STOP = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 
 
+#: What Twilio puts in ``From`` for a caller who withheld their number (and +266696687, the number it shows for one).
+_WITHHELD = frozenset({"anonymous", "restricted", "private", "unknown", "unavailable", "+266696687"})
+
+
 def _twilio(form: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
     """A Twilio webhook: an incoming SMS, WhatsApp message (``From: whatsapp:+...``, ``ProfileName``) or call."""
     if "MessageSid" in form or "SmsSid" in form:
@@ -445,6 +449,8 @@ def _twilio(form: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
         )
     problems: list[Problem] = []
     sender = text_of(form.get("From")) or ""
+    if sender.lower() in _WITHHELD:
+        raise NothingToTake("withheld_number", "a call or message from a withheld number: no one to contact back")
     app, _, number = sender.rpartition(":")
     app = app.lower() or ("phone" if call else "sms")
     values = {

@@ -144,6 +144,15 @@ def test_twilio_status_callbacks_and_our_own_calls_are_no_contact(body: bytes) -
     assert taken.value.reason == "status_update"
 
 
+@pytest.mark.parametrize("caller", [b"anonymous", b"Restricted", b"%2B266696687"])
+def test_a_call_from_a_withheld_number_is_no_contact_not_a_dead_letter(caller: bytes) -> None:
+    """Twilio posts a withheld caller as "anonymous" (or +266696687): it was dead-lettered invalid_phone."""
+    body = b"CallSid=CA9&CallStatus=ringing&Direction=inbound&From=" + caller + b"&To=%2B4930123456"
+    with pytest.raises(NothingToTake) as taken:
+        messenger.parse(body, ctx_for("messenger", body, "application/x-www-form-urlencoded"))
+    assert taken.value.reason == "withheld_number"
+
+
 def test_a_form_post_that_is_no_twilio_webhook_is_refused() -> None:
     body = b"name=Ana&phone=%2B34600123456"
     with pytest.raises(SourceError) as err:
