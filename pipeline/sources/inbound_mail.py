@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from pipeline.sources import formdata
-from pipeline.sources.base import SourceError, array, load_json, obj, text_of
+from pipeline.sources.base import NothingToTake, SourceError, array, load_json, obj, text_of
 
 #: Fields written from the webhook's own structured values, not copied from its header list (a body of our making).
 _STRUCTURE = frozenset({"content-type", "content-transfer-encoding", "mime-version"})
@@ -32,6 +32,12 @@ _FIELD_NAME = re.compile(r"[!-9;-~]{1,200}")
 def from_postmark(raw: bytes) -> bytes:
     """A Postmark inbound webhook (JSON) as the message."""
     data = load_json(raw)
+    if isinstance(data, dict) and (
+        isinstance(data.get("event-data"), dict) or ("RecordType" in data and "FromFull" not in data)
+    ):
+        # a mail service's report on mail it sent (Mailgun's event webhooks, Postmark's delivery, bounce and open
+        # webhooks): no one wrote in; answered, not dead-lettered once per event
+        raise NothingToTake("status_update", "a mail service's report on mail it sent (delivered, opened, bounced)")
     if not isinstance(data, dict) or not ("FromFull" in data or "From" in data):
         raise SourceError(
             "unexpected_shape", None, "JSON e-mail must be a Postmark inbound webhook (From, Headers, TextBody)"

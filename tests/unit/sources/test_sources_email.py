@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from email.header import Header
 from urllib.parse import urlencode
 
@@ -93,6 +94,22 @@ def test_attachment_only_mail_still_identifies_the_sender() -> None:
     [event] = email_source.parse(raw, ctx_for("email", raw, "message/rfc822"))
     assert event.interaction.message is None
     assert event.interaction.attachments_ignored == ("scan.pdf",)
+
+
+@pytest.mark.parametrize(
+    "report",
+    [  # Mailgun's event webhook; Postmark's bounce webhook, whose From is the company's own address
+        {"signature": {"timestamp": "1", "token": "t", "signature": "s"}, "event-data": {"event": "delivered"}},
+        {"RecordType": "Bounce", "Type": "HardBounce", "Email": "gone@example.com", "From": "sales@example.com"},
+    ],
+)
+def test_a_mail_service_s_report_on_mail_it_sent_is_no_contact(report: dict[str, object]) -> None:
+    """Mailgun's event webhooks were dead-lettered unexpected_shape once per event, and a Postmark bounce became a
+    lead from the company's own address."""
+    raw = json.dumps(report).encode()
+    with pytest.raises(NothingToTake) as taken:
+        email_source.parse(raw, ctx_for("email", raw, "application/json"))
+    assert taken.value.reason == "status_update"
 
 
 def test_postmark_inbound_webhook_is_read_as_the_mail_it_was() -> None:
