@@ -301,8 +301,8 @@ async def download_export(request_id: UUID, request: Request, actor: Exporter) -
         if export is None or "path" not in export.evidence:
             return view, None, None
         path = Path(str(export.evidence["path"]))
-        if not path.is_file():
-            return view, path, "export_gone"
+        if not path.is_file():  # an erasure deletes its person's exports: say so, as when the file is still there
+            return view, path, "subject_erased" if _erased_since(tools.tracker, view) else "export_gone"
         if _erased_since(tools.tracker, view):
             path.unlink(missing_ok=True)
             return view, path, "subject_erased"
@@ -312,6 +312,14 @@ async def download_export(request_id: UUID, request: Request, actor: Exporter) -
         return view, path, None
 
     view, path, gone = await asyncio.to_thread(find)
+    if view.kind not in (RightKind.ACCESS, RightKind.PORTABILITY):  # "not produced yet" would have a DPO wait forever
+        raise HTTPException(
+            404,
+            {
+                "reason": "no_export",
+                "message": f"a {view.kind.value} request has no export (access and portability do)",
+            },
+        )
     if path is None:
         raise HTTPException(409, {"reason": "export_not_ready", "message": "the export has not been produced yet"})
     if gone is not None:

@@ -180,6 +180,7 @@ def _submit(kind: RightKind, wait: bool, timeout: float, **kwargs: object) -> No
             return
         view = tools.wait(command.request_id, timeout)
         if view is None:
+            typer.echo(_not_confirmed(command.request_id, timeout), err=True)
             raise typer.Exit(EXIT_TIMEOUT)
         for sink in view.sinks:
             by = f"  by {sink.completed_by.display_name}" if sink.completed_by else ""
@@ -187,8 +188,19 @@ def _submit(kind: RightKind, wait: bool, timeout: float, **kwargs: object) -> No
         if view.state is RequestState.COMPLETED:
             typer.echo(f"completed {_fmt(view.completed_at)}")
             return
-        typer.echo("a sink failed; the worker keeps retrying" if view.state is RequestState.ATTENTION else "timed out")
-        raise typer.Exit(EXIT_FAILED if view.state is RequestState.ATTENTION else EXIT_TIMEOUT)
+        if view.state is RequestState.ATTENTION:
+            typer.echo("a sink failed; the worker keeps retrying")
+            raise typer.Exit(EXIT_FAILED)
+        typer.echo(_not_confirmed(command.request_id, timeout), err=True)
+        raise typer.Exit(EXIT_TIMEOUT)
+
+
+def _not_confirmed(request_id: object, timeout: float) -> str:
+    """What a DPO whose --wait ran out needs: the request stands; is anything carrying it out?"""
+    return (
+        f"not confirmed by every sink within {timeout:g} s: the request stands and is carried out when the rights "
+        f"worker runs (is `leadpipe worker` running?); follow it with `leadpipe dpo show {request_id}`"
+    )
 
 
 def _notes(submitted: Submitted) -> None:

@@ -97,6 +97,8 @@ def test_an_export_of_a_person_erased_after_the_request_is_refused_and_deleted(
     answer = client.get(f"/v1/dpo/requests/{request_id}/export")
     assert (answer.status_code, answer.json()["detail"]["reason"]) == (410, "subject_erased")
     assert not path.exists()
+    again = client.get(f"/v1/dpo/requests/{request_id}/export")  # the erasure's own effect deletes it first, as here
+    assert (again.status_code, again.json()["detail"]["reason"]) == (410, "subject_erased")  # was export_gone
 
 
 def test_an_erasure_before_the_request_does_not_refuse_a_new_collection(client: TestClient, runtime: Runtime) -> None:
@@ -120,3 +122,11 @@ def test_the_sweep_deletes_only_exports_past_their_age(tmp_path: Path) -> None:
     assert expire_exports(tmp_path, now, timedelta(hours=24)) == [old.name]
     assert not old.parent.exists() and new.exists()
     assert expire_exports(tmp_path / "missing", now, timedelta(hours=24)) == []
+
+
+def test_a_request_without_an_export_says_so_instead_of_not_yet(client: TestClient, runtime: Runtime) -> None:
+    """An erasure's export was answered 409 "not produced yet": a DPO would wait for a file that never comes."""
+    command = build_command(RightKind.ERASURE, SUBJECT, issued_by=person("dpo"), now=datetime.now(UTC))
+    RequestTracker(runtime.engine).record(command, ["crm"])
+    answer = client.get(f"/v1/dpo/requests/{command.request_id}/export")
+    assert (answer.status_code, answer.json()["detail"]["reason"]) == (404, "no_export")
