@@ -254,6 +254,8 @@ class DpoTools:
             raise KeyError(f"no rights request {request_id}")
         if view.kind is not RightKind.UNRESTRICTION:
             raise ValueError("a notice is recorded for lifted restrictions only")
+        if view.notice_sent_by is not None:  # recorded again, it would rewrite who told the person and when
+            raise ValueError(f"the notice was recorded already, by {view.notice_sent_by.display_name}")
         self.tracker.mark_notice_sent(request_id, by=by)
         self._audit(by, "rights.notice_sent", view)
         refreshed = self.tracker.get(request_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from identity_helpers import person
 from ingest_helpers import RecordingPublisher
 
@@ -37,3 +38,16 @@ def test_a_notice_is_due_only_when_a_restriction_was_lifted(runtime: Runtime) ->
     assert not _run(tracker, RightKind.RESTRICTION)
     assert _run(tracker, RightKind.UNRESTRICTION)  # lifted: the person is told
     assert not _run(tracker, RightKind.UNRESTRICTION)  # already lifted
+
+
+def test_a_notice_is_recorded_once(runtime: Runtime) -> None:
+    """Recorded again, the notice rewrote who told the person and when."""
+    from pipeline.rights.dpo import DpoTools
+
+    tools = DpoTools(runtime, RecordingPublisher(), migrate=False)  # type: ignore[arg-type]
+    command = build_command(RightKind.UNRESTRICTION, SUBJECT, issued_by=person("dpo"), now=NOW)
+    tools.tracker.record(command, ["suppression"])
+    first = tools.notice_sent(command.request_id, by=person("dora"))
+    assert first.notice_sent_by is not None and first.notice_sent_by.display_name == "Dora"
+    with pytest.raises(ValueError, match="recorded already, by Dora"):
+        tools.notice_sent(command.request_id, by=person("otto"))
