@@ -105,6 +105,9 @@ def _call_row(row: Mapping[str, str]) -> dict[str, Any]:
     for target, columns in _CALL_COLUMNS.items():
         if (value := next((named[c] for c in columns if text_of(named.get(c))), None)) is not None:
             item[target] = value
+    started, clock = text_of(item.get("started_at")), text_of(named.get("time"))
+    if started is not None and clock is not None and ":" not in started:  # "Date" and "Time" in two columns
+        item["started_at"] = f"{started} {clock}"
     if isinstance(duration := item.get("duration_s"), str) and ":" in duration:
         parts = duration.strip().split(":")
         if len(parts) <= 3 and all(p.isdigit() for p in parts):

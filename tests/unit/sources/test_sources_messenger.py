@@ -160,6 +160,13 @@ def test_a_form_post_that_is_no_twilio_webhook_is_refused() -> None:
     assert err.value.reason == "unexpected_shape"
 
 
+def test_a_call_log_with_its_date_and_time_in_two_columns_keeps_the_time() -> None:
+    """Phone systems export "Date" and "Time" apart: every call was dated midnight."""
+    raw = b"Date,Time,Caller Number,Duration\n2024-06-05,14:25,+49 30 1234567,30\n"
+    [event] = messenger.parse(raw, ctx_for("messenger", raw, "text/csv"))
+    assert event.occurred_at.isoformat() == "2024-06-05T14:25:00+00:00"
+
+
 def test_a_call_log_exported_as_csv_row_by_row() -> None:
     """A phone system's or call tracker's export: the caller by number and name, the call's start, its duration as
     h:mm:ss or seconds, the recording and the notes; a national number read in the row's country."""
