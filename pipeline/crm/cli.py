@@ -7,7 +7,6 @@ processed further; only an operator with ``crm:read_restricted`` (the DPO) sees 
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,13 +18,12 @@ from rich.table import Table
 
 from pipeline.clikit import DATABASE, exits, needs
 from pipeline.config import get_settings
-from pipeline.crm.aliases import SubjectAliases
 from pipeline.crm.read import CrmReadModel
 from pipeline.crm.views import SubjectSummary
 from pipeline.db import disposing_engine, ensure_schema
 from pipeline.identity.operator import operator, operator_command
 from pipeline.identity.permissions import Permission, allowed
-from pipeline.normalize import VISITOR_KEY_PREFIX, NormalizationError, canonical_email, subject_key
+from pipeline.normalize import VISITOR_KEY_PREFIX
 
 crm_app = typer.Typer(help="Find contacts in the internal CRM (sales).", no_args_is_help=True)
 
@@ -49,13 +47,9 @@ def resolve_subject(read: CrmReadModel, ref: str) -> str | None:
     ref = ref.strip()
     if ref.startswith(("sk_", VISITOR_KEY_PREFIX)):
         return ref
-    found = read.subject_key_for(email=ref) if "@" in ref else read.subject_key_for(phone=ref)
-    if found is None and "@" in ref:  # an address the DPO corrected and kept as an alias: the person it leads to
-        with contextlib.suppress(NormalizationError):
-            key = subject_key(get_settings().pepper_bytes(), email=canonical_email(ref))
-            if (current := SubjectAliases(read.engine).current(key)) != key:
-                return current
-    return found
+    if "@" in ref:
+        return read.subject_key_for(email=ref)
+    return read.subject_key_for(phone=ref)
 
 
 def _summary_table(hits: list[SubjectSummary]) -> Table:
@@ -101,9 +95,6 @@ def search(
     with _read_model() as read:
         found = read.search(email=email, phone=phone, name=name, limit=limit)
         hits = found if full else [hit.for_sales() for hit in found]
-        moved = resolve_subject(read, email) if email and not found and not (phone or name) else None
-    if moved is not None:  # a corrected address kept as an alias (dpo rectify --old-address alias)
-        typer.echo(f"the address now leads to {moved} (a corrected address): leadpipe crm show {moved}", err=True)
     if as_json:
         for hit in hits:
             sys.stdout.write(hit.model_dump_json() + "\n")

@@ -181,32 +181,3 @@ def test_cli_db_upgrade_and_current(cli_env: None) -> None:
     assert "head:" in current.stdout
     upgraded = runner.invoke(cli_app, ["db", "upgrade"])
     assert upgraded.exit_code == 0 and "database at revision" in upgraded.stdout
-
-
-def test_a_corrected_address_kept_as_an_alias_leads_sales_to_the_person(
-    cli_env: None, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``dpo`` commands followed the alias of an address the DPO corrected; ``crm show`` answered "no contact"."""
-    monkeypatch.setenv("LEADPIPE_SUBJECT_KEY_PEPPER", "test-pepper")  # the runtime's (make_settings) for the CLI too
-    get_settings.cache_clear()
-    from datetime import UTC, datetime
-
-    from sqlalchemy import insert
-
-    from pipeline.crm.schema import subject_aliases
-    from pipeline.normalize import subject_key
-
-    john = CrmReadModel(runtime.engine).subject_key_for(email="john.smith@example.org")
-    old = subject_key(runtime.pepper, email="john.smith@old-employer.example")
-    with runtime.engine.begin() as conn:
-        conn.execute(
-            insert(subject_aliases).values(
-                alias_key=old, subject_key=john, request_id=uuid.uuid4(), created_at=datetime.now(UTC)
-            )
-        )
-    runner = CliRunner()
-    shown = runner.invoke(cli_app, ["crm", "show", "John.Smith@old-employer.example"])
-    assert shown.exit_code == 0, shown.output
-    assert json.loads(shown.stdout)["subject_key"] == john
-    searched = runner.invoke(cli_app, ["crm", "search", "--email", "john.smith@old-employer.example"])
-    assert searched.exit_code == 2 and f"leadpipe crm show {john}" in searched.output
