@@ -140,7 +140,8 @@ def test_dpo_api_records_publishes_and_reports_requests(
     assert extended.json()["extended_by"]["display_name"] == "Dana Privacy"
     due = datetime.fromisoformat(extended.json()["effective_due_at"])
     assert due - datetime.fromisoformat(out["due_at"]) > timedelta(days=55)
-    assert http.get(f"/v1/dpo/requests/{out['request_id']}/export", headers=auth).status_code == 409
+    no_export = http.get(f"/v1/dpo/requests/{out['request_id']}/export", headers=auth)  # an objection has none
+    assert (no_export.status_code, no_export.json()["detail"]["reason"]) == (404, "no_export")
     assert http.post(f"/v1/dpo/requests/{out['request_id']}/notice-sent", headers=auth).status_code == 422
 
     access = http.post("/v1/dpo/requests", json={"kind": "access", "phone": "+47 21 92 93 00"}, headers=auth).json()
