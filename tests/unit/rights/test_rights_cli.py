@@ -145,6 +145,9 @@ def _with_tools(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, answer: Callabl
         def request(self, kind: RightKind, **kw: Any) -> Any:
             return answer(kind, **kw)
 
+        def wait(self, request_id: str, timeout: float) -> None:
+            return None  # nothing confirms: no worker runs
+
     @contextmanager
     def tools() -> Iterator[Tools]:
         yield Tools()
@@ -230,30 +233,12 @@ def test_a_wait_that_runs_out_says_the_request_stands_and_what_carries_it_out(
 ) -> None:
     """``--wait`` that ran out printed nothing (or "timed out"): the DPO could not tell a stopped worker from a slow
     one, nor that the request was recorded."""
-    from contextlib import contextmanager
     from types import SimpleNamespace
 
     from pipeline.rights.dpo import Submitted
 
-    monkeypatch.setenv("LEADPIPE_HOME", str(tmp_path))
-    monkeypatch.setenv("LEADPIPE_ENVIRONMENT", "development")
-    monkeypatch.delenv("LEADPIPE_DATABASE_URL", raising=False)
-    monkeypatch.delenv("LEADPIPE_API_KEY", raising=False)
-    get_settings.cache_clear()
     command = SimpleNamespace(request_id="r-9", subject_key="sk_ana", due_at=datetime(2027, 1, 6, tzinfo=UTC))
-
-    class Tools:
-        def request(self, kind: RightKind, **kw: Any) -> Submitted:
-            return Submitted(command)  # type: ignore[arg-type]
-
-        def wait(self, request_id: str, timeout: float) -> None:
-            return None
-
-    @contextmanager
-    def tools() -> Iterator[Tools]:
-        yield Tools()
-
-    monkeypatch.setattr(cli, "_tools", tools)
+    _with_tools(monkeypatch, tmp_path, lambda kind, **kw: Submitted(command))  # type: ignore[arg-type]
     result = CliRunner().invoke(cli.dpo_app, ["object", "--email", "ana@example.com", "--wait", "--timeout", "1"])
     get_settings.cache_clear()
     assert result.exit_code == 4, result.output
