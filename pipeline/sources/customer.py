@@ -50,8 +50,9 @@ def _builder(record: Mapping[str, Any]) -> Callable[[SourceContext, int, str], C
         problems: list[Problem] = []
         if "_not_an_object" in record:
             problems.append(Problem("unexpected_shape", prefix.rstrip("."), "a record must be a JSON object"))
-        pairs = [(k, v) for k, v in fields.flattened(record.items()) if not isinstance(v, dict)]
-        values = fields.collect(pairs)
+        flat = fields.flattened(record.items())
+        pairs = [(k, v) for k, v in flat if not isinstance(v, dict)]
+        values = fields.collect(flat)  # an object is no value, but Salesforce's "attributes" say what the record is
         person, key = build_person(values, ctx, problems, prefix=prefix)
         delivered = None
         if text_of(values.get("last_service_delivery_at")) is None:

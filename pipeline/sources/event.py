@@ -7,6 +7,9 @@ so an attendee without an event date is refused, not guessed.
 JSON: an order with ``attendees`` (Eventbrite's ``expand=attendees,event``) gives one event per attendee; a single
 attendee object (with ``profile``) gives one. A bare Eventbrite webhook (``config`` + ``api_url`` only) is refused
 with an explanation: it names the order but does not carry it.
+
+An attendee who will not attend (refunded, cancelled, transferred, deleted: ``not_attending``) registered for
+nothing: no event is made of them, and a payload of no one else is answered ``ignored`` with the reason.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pipeline.models.contact import ContactEvent
 from pipeline.normalize import clean_text
 from pipeline.sources import fields, tabular, vcard
 from pipeline.sources.base import (
+    NothingToTake,
     Problem,
     SourceContext,
     SourceError,
@@ -63,17 +67,55 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
 def collect_all(
     builders: list[tuple[str, Callable[[SourceContext, int, str], ContactEvent]]], ctx: SourceContext
 ) -> list[ContactEvent]:
-    """Build every record; refuse with ALL bad fields of all records at once, so one answer lists every fix."""
+    """Build every record; refuse with ALL bad fields of all records at once, so one answer lists every fix. A
+    record that names no contact by its nature (``NothingToTake``: an attendee who will not attend) is left out;
+    when every record is, the payload is (the first one's reason)."""
     events: list[ContactEvent] = []
     problems: list[Problem] = []
+    nothing: NothingToTake | None = None
     for index, (prefix, build) in enumerate(builders):
         try:
             events.append(build(ctx, index, prefix))
         except SourceError as exc:
             problems.extend(exc.problems)
+        except NothingToTake as exc:
+            nothing = nothing or exc
     if problems:
         raise SourceError.of(problems)
+    if not events and nothing is not None:
+        raise nothing
     return require_events(events)
+
+
+#: What an attendee's or an order's status says when the person will not attend, as Eventbrite's reports (the
+#: attendee summary's "Attendee Status", the orders report's "Order Status") and its API (``status``) write it,
+#: compared as field names are (``fields.normalize_key``): the reason the record is left out. "Attending", "Checked
+#: In", a partial refund or transfer of an order (its attendee's own status tells) are attendees.
+_NOT_ATTENDING = {
+    "not_attending": "attendee_not_attending",
+    "refunded": "attendee_refunded",
+    "refunded_canceled": "attendee_refunded",
+    "refunded_cancelled": "attendee_refunded",
+    "cancelled": "attendee_cancelled",
+    "canceled": "attendee_cancelled",
+    "transferred": "attendee_transferred",
+    "deleted": "attendee_deleted",
+}
+
+#: The columns of an attendee export that hold a status, the attendee's before the order's.
+_STATUS_COLUMNS = ("attendee_status", "registration_status", "ticket_status", "order_status", "status")
+
+
+def _not_attending(statuses: list[Any]) -> str | None:
+    """The reason a registration is no attendee's (``_NOT_ATTENDING``), from its statuses, the most specific first:
+    the first one given decides; None when it says the person attends, or none is given."""
+    status = next((text for value in statuses if (text := text_of(value)) is not None), None)
+    return None if status is None else _NOT_ATTENDING.get(fields.normalize_key(status))
+
+
+def _unless_attending(reason: str | None) -> None:
+    if reason is not None:
+        raise NothingToTake(reason, "an attendee who will not attend (refunded, cancelled, transferred): no attendee")
 
 
 def _event_date(order: Mapping[str, Any], attendee: Mapping[str, Any], prefix: str, problems: list[Problem]) -> Any:
@@ -96,6 +138,11 @@ def _attendee_builder(attendee: Any, order: Mapping[str, Any]) -> Callable[[Sour
     def build(ctx: SourceContext, index: int, prefix: str) -> ContactEvent:
         if not isinstance(attendee, dict):
             raise SourceError("unexpected_shape", prefix.rstrip(".") or None, "an attendee must be an object")
+        if attendee.get("refunded") is True:  # the API's flags: set at once, its status may follow later
+            _unless_attending("attendee_refunded")
+        if attendee.get("cancelled") is True:
+            _unless_attending("attendee_cancelled")
+        _unless_attending(_not_attending([attendee.get("status"), order.get("status")]))
         problems: list[Problem] = []
         profile = obj(attendee.get("profile")) or attendee
         pairs = [(k, v) for k, v in fields.flattened(profile.items()) if not isinstance(v, dict | list)]
@@ -139,6 +186,8 @@ def _attendee_builder(attendee: Any, order: Mapping[str, Any]) -> Callable[[Sour
 
 def _card_builder(row: Mapping[str, str]) -> Callable[[SourceContext, int, str], ContactEvent]:
     def build(ctx: SourceContext, index: int, prefix: str) -> ContactEvent:
+        named = {fields.normalize_key(column): value for column, value in row.items()}
+        _unless_attending(_not_attending([named.get(column) for column in _STATUS_COLUMNS]))
         problems: list[Problem] = []
         values = fields.collect(row.items())
         person, key = build_person(values, ctx, problems, prefix=prefix)

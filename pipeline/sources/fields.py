@@ -821,13 +821,66 @@ def flattened(pairs: Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 
 def collect(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    """Canonical name → value; when several fields mean the same (Phone, Mobile) the first non-empty one wins."""
+    """Canonical name → value; when several fields mean the same (Phone, Mobile) the first non-empty one wins. A
+    ``Title`` is the position in an export shaped as Salesforce's (``_title_is_position``), else it is not read."""
     out: dict[str, Any] = {}
+    pairs = list(pairs)
     for key, value in pairs:
         name = canonical_field(key)
         if name is not None and name not in out and text_of(value) is not None:
             out[name] = value
+    if "position" not in out:
+        title = next((value for key, value in pairs if normalize_key(key) == "title"), None)
+        if text_of(title) is not None and _title_is_position(pairs):
+            out["position"] = title
     return out
+
+
+#: Columns of Salesforce's contact and lead exports (a report's headers, the Data Export's API names; Zoho CRM's
+#: exports name them the same) that Outlook's CSV never has. In those exports "Title" is the person's job title and
+#: the form of address has a column of its own ("Salutation"); in Outlook's "Title" is the form of address (Mr.,
+#: Dr.) and "Job Title" the position, and so it is in a mailing list's "Title", "First Name", "Surname".
+_SALESFORCE_COLUMNS = frozenset(
+    {
+        "salutation",
+        "account_name",
+        "account_owner",
+        "contact_owner",
+        "contact_id",
+        "lead_owner",
+        "lead_id",
+        "lead_source",
+        "mailing_street",
+        "mailing_city",
+        "mailing_state_province",
+        "mailing_zip_postal_code",
+        "mailing_country",
+        "email_opt_out",
+        "reports_to",
+        "accountid",
+        "ownerid",
+        "leadsource",
+        "mailingstreet",
+        "mailingcity",
+        "hasoptedoutofemail",
+    }
+)
+
+#: The record types of Salesforce's REST API whose ``Title`` is a job title (``attributes.type``).
+_SALESFORCE_PEOPLE = frozenset({"Contact", "Lead", "User"})
+
+
+def _title_is_position(pairs: Iterable[tuple[str, Any]]) -> bool:
+    """Whether a record's ``Title`` is the person's job title: its fields (a CSV's header, never a value) are a
+    Salesforce export's (``_SALESFORCE_COLUMNS``), or it is a person's record of Salesforce's REST API (its
+    ``attributes`` name the type). Anywhere else a lone "Title" is a form of address, which is no part of a name."""
+    for key, value in pairs:
+        norm = normalize_key(key)
+        if norm in _SALESFORCE_COLUMNS:
+            return True
+        if norm == "attributes" and isinstance(value, dict) and value.get("type") in _SALESFORCE_PEOPLE:
+            return True
+    return False
 
 
 @lru_cache(maxsize=4096)

@@ -17,15 +17,17 @@ phone there is no identity, and the rejection says so.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
 from pipeline.models.common import InteractionKind
 from pipeline.models.contact import ContactEvent
-from pipeline.normalize import clean_text
+from pipeline.normalize import clean_text, country_from_location
 from pipeline.sources import fields, formdata, tabular
 from pipeline.sources.base import (
     NothingToTake,
@@ -88,26 +90,41 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
 
 #: A call log's columns (a phone system's or call tracker's CSV export) by what they hold, in leadpipe's log shape.
 _CALL_COLUMNS = {
-    "started_at": ("started_at", "start_time", "call_start", "call_started", "date_time", "datetime", "date"),
     "duration_s": ("duration_s", "duration", "call_duration", "talk_time", "duration_seconds"),
     "recording_ref": ("recording_url", "recording", "recording_ref", "recording_link"),
     "notes": ("notes", "summary", "comment", "comments", "call_notes"),
     "platform": ("platform",),  # not "channel": a call tracker's channel is the marketing one ("Google Ads")
+    "time_zone": ("time_zone", "timezone", "tz", "utc_offset"),
 }
+#: Where a call log writes the call's start (3CX's "Call Time", Zoom Phone's "Date & Time", Aircall's "datetime"),
+#: or its date when the clock time has a column of its own (``_CLOCK_COLUMNS``: "Date" and "Time", RingCentral's;
+#: "Call Date" and "Call Time"; "Start Date" and "Start Time").
+_START_COLUMNS = (
+    "started_at", "start_time", "call_start", "call_started", "date_time", "datetime", "call_time", "date", "call_date",
+    "start_date",
+)  # fmt: skip
+_CLOCK_COLUMNS = ("time", "call_time", "start_time", "time_of_call")
+#: A clock time alone ("14:25", "9:15 AM", "09:15:22").
+_CLOCK = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[AaPp]\.?[Mm]\.?)?")
 
 
 def _call_row(row: Mapping[str, str]) -> dict[str, Any]:
     """A call log's CSV row in the log shape ``_log`` reads: the row's own fields as the contact (the caller's
-    number under ``Caller Number``, ``From``, ``Phone``; on an outgoing call the number called, ``To``), its time,
-    duration (seconds, or ``h:mm:ss``), recording and notes."""
+    number under ``Caller Number``, ``From``, ``Phone``; on an outgoing call the number called, ``To``), its start
+    (one column, or its date and clock time apart) and the time zone a column names, duration (seconds, or
+    ``h:mm:ss``), recording and notes."""
     named = {fields.normalize_key(k): v for k, v in row.items()}
     item: dict[str, Any] = {"type": "call", "contact": named}
     for target, columns in _CALL_COLUMNS.items():
         if (value := next((named[c] for c in columns if text_of(named.get(c))), None)) is not None:
             item[target] = value
-    started, clock = text_of(item.get("started_at")), text_of(named.get("time"))
+    cells = [(column, text_of(named.get(column))) for column in dict.fromkeys(_START_COLUMNS + _CLOCK_COLUMNS)]
+    started = next((v for c, v in cells if v and c in _START_COLUMNS and not _CLOCK.fullmatch(v)), None)
+    clock = next((v for c, v in cells if v and c in _CLOCK_COLUMNS and _CLOCK.fullmatch(v)), None)
     if started is not None and clock is not None and ":" not in started:  # "Date" and "Time" in two columns
-        item["started_at"] = f"{started} {clock}"
+        started = f"{started} {clock}"
+    if started is not None:
+        item["started_at"] = started
     if isinstance(duration := item.get("duration_s"), str) and ":" in duration:
         parts = duration.strip().split(":")
         if len(parts) <= 3 and all(p.isdigit() for p in parts):
@@ -147,6 +164,8 @@ def _log(item: Any, ctx: SourceContext, index: int, prefix: str) -> ContactEvent
     if outbound:  # the company's own call: its line (From, Caller...) is no lead, the one called is
         contact = {k: v for k, v in contact.items() if fields.normalize_key(k) not in _CALLER_KEYS}
     values = fields.collect(contact.items())
+    if platform == "phone" and "full_name" in values and _caller_id_name(values["full_name"]):
+        del values["full_name"]  # the network's caller ID, not a name anyone gave
     for key in _CALLED_KEYS if outbound else _NUMBER_KEYS:
         if "phone" not in values and text_of(contact.get(key) or item.get(key)):
             values["phone"] = contact.get(key) or item.get(key)
@@ -186,7 +205,10 @@ def _log(item: Any, ctx: SourceContext, index: int, prefix: str) -> ContactEvent
         except (TypeError, ValueError):
             problems.append(Problem("invalid_duration", prefix + "duration_s", "a call duration is seconds, >= 0"))
             duration = None
-    occurred = parse_timestamp(item.get("started_at") or item.get("at"), prefix + "started_at", problems)
+    started = item.get("started_at") or item.get("at")
+    occurred = parse_timestamp(started, prefix + "started_at", problems)
+    if occurred is not None and (zone := text_of(item.get("time_zone"))) is not None:
+        occurred = _on_the_clock_of(occurred, text_of(started) or "", zone, prefix + "time_zone", problems)
     interaction = {
         "kind": kind,
         "subject": clean_text(f"{platform} {kind.value}", 1000),
@@ -205,6 +227,87 @@ def _log(item: Any, ctx: SourceContext, index: int, prefix: str) -> ContactEvent
         problems=problems,
         prefix=prefix,
     )
+
+
+#: A time written with its own zone: a clock time followed by "Z", an offset, UTC or GMT (ISO 8601's, RFC 2822's),
+#: or epoch seconds. Not a date's last digits ("31-05-2024").
+_OWN_ZONE = re.compile(
+    r":\d{2}(?:[.,]\d+)?\s*(?:[AaPp]\.?[Mm]\.?\s*)?(?:[Zz]|(?:UTC|GMT)?\s*[+-]\d{1,2}(?::?\d{2})?|UTC|GMT)\s*$"
+    r"|^\d{9,13}(?:\.\d+)?$"
+)
+#: A UTC offset as exports write one: "UTC-05:00", "GMT+2", "+0530", "+5:30", "-5"; never a number of minutes
+#: ("-300").
+_OFFSET = re.compile(r"(?:UTC|GMT)?\s*([+-])(?:(\d{1,2}):(\d{2})|(\d{2})(\d{2})|(\d{1,2}))", re.I)
+#: A time zone's IANA name ("America/New_York", "Europe/Berlin", "EST5EDT"), as zoneinfo takes one.
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[/_+-][A-Za-z0-9]+){0,6}")
+
+
+def _time_zone(text: str) -> tzinfo | None:
+    """The time zone a call log's column names: an IANA name, a UTC offset, UTC or GMT; None when it is none."""
+    text = text.strip()
+    if text.upper() in ("UTC", "GMT", "Z"):
+        return UTC
+    if (offset := _OFFSET.fullmatch(text)) is not None:
+        _, hours_minutes, minutes_after, hours_hhmm, minutes_hhmm, hours_alone = offset.groups()
+        hours = int(hours_minutes or hours_hhmm or hours_alone)
+        minutes = int(minutes_after or minutes_hhmm or 0)
+        if hours > 14 or minutes >= 60:
+            return None
+        delta = timedelta(hours=hours, minutes=minutes)
+        return timezone(-delta if offset.group(1) == "-" else delta)
+    if len(text) <= 64 and _ZONE_NAME.fullmatch(text):
+        try:
+            return ZoneInfo(text)
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # no such zone ("Eastern"), a folder of them ("America")
+            return None
+    return None
+
+
+def _on_the_clock_of(at: datetime, written: str, zone: str, field: str, problems: list[Problem]) -> datetime:
+    """``at`` (read as UTC: ``written`` named no zone) as the clock time it is in the time zone ``zone`` a column
+    names; a time written with its own zone keeps it. A zone that is none leaves it as read, noted
+    ``time_zone_unknown``."""
+    if _OWN_ZONE.search(written.strip()):
+        return at
+    if (found := _time_zone(zone)) is None:
+        explanation = "not a time zone (an IANA name such as Europe/Berlin, or a UTC offset); the time read as UTC"
+        problems.append(Problem("time_zone_unknown", field, explanation, fatal=False))
+        return at
+    return at.replace(tzinfo=found).astimezone(UTC)
+
+
+#: What a caller-ID name (CNAM: the phone network's name for a number, 15 characters at most, in capitals) says when
+#: it names no one: a line's kind or a placeholder, compared case-folded, a state code padded after it left out
+#: ("CELL PHONE   NY").
+_CNAM_PLACEHOLDERS = frozenset(
+    {"wireless caller", "wireless", "cell phone", "cellular", "cellular caller", "mobile", "mobile caller",
+     "toll free", "toll free call", "toll free caller", "unavailable", "name unavailable", "not available",
+     "unknown", "unknown caller", "unknown name", "anonymous", "anonymous caller", "private", "private caller",
+     "private number", "private name", "restricted", "blocked", "caller id blocked", "no caller id", "out of area",
+     "out of area caller", "pay phone", "payphone", "voip caller", "spam likely", "scam likely", "potential spam"}
+)  # fmt: skip
+#: A caller ID that is the number's place: a city padded to its state's code ("NEW YORK   NY").
+_CNAM_PLACE = re.compile(r"(.*?\S)\s{2,}([A-Za-z]{2})")
+#: The longest caller-ID name the network carries.
+_CNAM_LENGTH = 15
+
+
+def _caller_id_name(value: Any) -> bool:
+    """Whether a phone system's name for a caller is the network's caller ID (CNAM), which is no name the person
+    gave: a placeholder ("WIRELESS CALLER", "UNAVAILABLE"), the number's place ("NEW YORK   NY", "SAN MATEO CA"), or
+    any name in CNAM's form, 15 capitals at most ("SMITH JOHN": often the family name first, from a directory
+    nobody checked). A name as people write it ("Jane Roe"), or longer than a caller ID can be, is a name."""
+    text = text_of(value)
+    if text is None:
+        return False
+    place = _CNAM_PLACE.fullmatch(text)
+    words = " ".join((place.group(1) if place else text).split()).casefold()
+    if words in _CNAM_PLACEHOLDERS or " ".join(text.split()).casefold() in _CNAM_PLACEHOLDERS:
+        return True
+    if place is not None and country_from_location(f"{place.group(1)}, {place.group(2).upper()}") in ("US", "CA"):
+        return True
+    letters = [char for char in text if char.isalpha()]
+    return len(text) <= _CNAM_LENGTH and bool(letters) and all(char.isupper() for char in letters)
 
 
 def _conversation(
@@ -456,8 +559,8 @@ def _twilio(form: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
         raise NothingToTake("withheld_number", "a call or message from a withheld number: no one to contact back")
     app, _, number = sender.rpartition(":")
     app = app.lower() or ("phone" if call else "sms")
-    values = {
-        "full_name": text_of(form.get("ProfileName")) or text_of(form.get("CallerName")),
+    values = {  # a WhatsApp profile's name; a call's CallerName is its caller ID (CNAM: _caller_id_name), no name
+        "full_name": text_of(form.get("ProfileName")),
         "phone": number,
         "country": text_of(form.get("FromCountry")),
         "location": text_of(form.get("FromCity")),
