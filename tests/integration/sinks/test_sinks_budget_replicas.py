@@ -24,7 +24,7 @@ from helm_helpers import by_kind, needs_helm, render
 from pipeline.agents.launch import WorkerProcess, worker_env
 from pipeline.config import Settings
 from pipeline.db import ensure_schema
-from pipeline.kafka.consumer import read_until
+from pipeline.kafka.consumer import ReadError, read_until
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.kafka.topics import make_admin
 from pipeline.models.rights import SinkResult, SinkStatus
@@ -119,7 +119,15 @@ def test_two_sink_workers_stay_within_one_tokens_budget(
         def all_written(found: list[object]) -> bool:
             return len(found) >= EVENTS
 
-        results = read_until(settings, ["sinks.results"], all_written, timeout_s=180)
+        try:
+            results = read_until(settings, ["sinks.results"], all_written, timeout_s=180)
+        except ReadError as exc:  # say what each worker and HubSpot did: a timing flake and a hang read differently
+            upserts_seen = sum(1 for r in fake.requests if r.path.endswith("/batch/upsert"))
+            tails = "\n".join(f"--- worker {n}:\n{w.log_tail()}" for n, w in enumerate(workers))
+            raise AssertionError(
+                f"{exc}; HubSpot saw {len(fake.requests)} requests ({upserts_seen} upserts, "
+                f"{fake.rate_limited} answered 429)\n{tails}"
+            ) from exc
     finally:
         for worker in workers:
             worker.stop()
