@@ -50,7 +50,10 @@ _SCRIPTS = {
 
 def legacy_text(raw: bytes) -> str:
     """``raw`` read in the legacy code page it is most plausibly in (Windows-1252 when that reads as text; its five
-    undefined bytes then as Latin-1 control characters)."""
+    undefined bytes then as Latin-1 control characters); UTF-8 when only its last character is cut short
+    (``cut_short_text``)."""
+    if (cut := cut_short_text(raw, "utf-8")) is not None:
+        return cut
     try:
         western = raw.decode("cp1252")
     except UnicodeDecodeError:
@@ -160,12 +163,42 @@ def declared_text(raw: bytes, charset: str) -> str | None:
     for encoding in _SUPERSETS.get(name, (name,)):
         try:
             return raw.decode(encoding)
+        except UnicodeDecodeError:
+            if (cut := cut_short_text(raw, encoding)) is not None:
+                return cut
+            continue
         except (ValueError, LookupError):  # LookupError: a codec that is no text encoding ("base64")
             continue
     if not name.startswith("iso2022") or not raw.isascii():  # 8-bit bytes: the label is wrong
         return None
     found = iso2022jp_text(raw) if name == "iso2022_jp" else None
     return found if found is not None else raw.decode(name, errors="replace")
+
+
+#: How a decoder says the bytes end inside a character (UTF-8's, then the CJK codecs').
+_CUT_SHORT = frozenset({"unexpected end of data", "incomplete multibyte sequence"})
+
+
+def cut_short_text(raw: bytes, encoding: str) -> str | None:
+    """``raw`` in a multi-byte ``encoding`` whose last character the sender's software cut in two (a bulk mailer's
+    subject or body truncated at a byte count, mid-character, white space or a line break perhaps after it), without
+    that half character; None when the bytes are not that (an invalid byte elsewhere), or when nothing before the
+    cut is beyond ASCII, so nothing says the text is in that encoding ("Café" in Windows-1252 ends like a cut UTF-8
+    character). Without it one cut character made the whole text be read in a Western code page: Korean, Chinese,
+    Japanese or UTF-8 mail shown as mojibake. No multi-byte encoding has white space inside a character."""
+    text = raw.rstrip(b" \t\r\n")
+    try:
+        text.decode(encoding)
+    except UnicodeDecodeError as exc:
+        if exc.end != len(text) or exc.reason not in _CUT_SHORT or text[: exc.start].isascii():
+            return None
+        try:
+            return text[: exc.start].decode(encoding) + raw[len(text) :].decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    except LookupError:
+        return None
+    return None
 
 
 #: ISO-2022-JP's escape sequences: to ASCII or JIS X 0201 Roman (read as ASCII), JIS X 0201 katakana, JIS X 0208.

@@ -28,6 +28,7 @@ import re
 from collections.abc import Mapping
 from email.message import Message
 from email.utils import parseaddr
+from itertools import pairwise
 from types import MappingProxyType
 
 from pipeline import normalize
@@ -57,11 +58,16 @@ CONTENT_TYPES = frozenset(
     }
 )
 
-_MBOX_FROM = re.compile(rb"(?:\A|(?<=\n\n)|(?<=\r\n\r\n))From \S")
+_MBOX_FROM = re.compile(rb"(?:\A|(?<=\n\n)|(?<=\r\n\r\n)|(?<=\r\r))From \S")
+#: A line's end: CRLF, LF, or a bare CR (the classic Mac OS mail clients: Eudora, Claris Emailer).
+_LINE_END = re.compile(rb"\r\n?|\n")
+#: An mboxrd-escaped ``From `` at a line's start, after any of those line ends.
+_ESCAPED_FROM = re.compile(rb"(?:^|(?<=\r))>(>*From )", re.MULTILINE)
 
 
 def split_mbox(raw: bytes) -> list[bytes]:
-    """The messages of an mbox (mboxo/mboxrd): split at ``From `` lines, ``>From `` unescaped."""
+    """The messages of an mbox (mboxo/mboxrd): split at ``From `` lines, ``>From `` unescaped; lines may end in
+    CRLF, LF or a bare CR (a classic Mac OS mailbox)."""
     starts = [m.start() for m in _MBOX_FROM.finditer(raw)]
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
@@ -69,8 +75,9 @@ def split_mbox(raw: bytes) -> list[bytes]:
     for begin, end in zip(starts, [*starts[1:], len(raw)], strict=True):
         chunk = raw[begin:end]
         if chunk.startswith(b"From "):
-            chunk = chunk.split(b"\n", 1)[1] if b"\n" in chunk else b""
-        chunk = re.sub(rb"(?m)^>(>*From )", rb"\1", chunk)
+            line_end = _LINE_END.search(chunk)
+            chunk = chunk[line_end.end() :] if line_end is not None else b""
+        chunk = _ESCAPED_FROM.sub(rb"\1", chunk)
         if chunk.strip():
             out.append(chunk)
     return out
@@ -335,7 +342,7 @@ def _notified(msg: Message, text: str, sender: str) -> dict[str, str | None] | N
         return None
     found: dict[str, str | None] = {}
     lines = [line for line in text.splitlines()[:300] if line.strip()]
-    for line, below in zip(lines, [*lines[1:], ""], strict=True):
+    for line, below in pairwise([*lines, ""]):  # each line and the next (none for an empty body)
         label, colon, value = line.partition(":")
         if not colon and fields.canonical_field(line.strip()) in _PERSON_FIELDS and ":" not in below:
             label, colon, value = line, ":", below  # the label alone on its line, its value on the next
@@ -419,7 +426,8 @@ def _mailbox(msg: Message) -> str | None:
     return None
 
 
-_FOOTER_RULE = re.compile(r"^[ \t]*(?:_{8,}|-{8,}|={8,}|-- ?)[ \t]*$", re.MULTILINE)
+#: A separator line: a rule, one with a label in it (Yahoo! Groups' "----- Yahoo! Groups Sponsor -----~-->"), "-- ".
+_FOOTER_RULE = re.compile(r"^[ \t]*(?:(?:_{8,}|-{8,}|={8,})[^\n]{0,100}?|-- ?)[ \t]*$", re.MULTILINE)
 _FOOTER_WORDS = re.compile(
     r"unsubscribe|listinfo|mailing list|you received this|subscription|opt[ -]?out|abmelden|d[ée]sinscri",
     re.IGNORECASE,

@@ -27,10 +27,15 @@ _CELLS = frozenset({"td", "th"})
 _VOID = frozenset({"br", "hr"})  # one line break, not one per start and end
 _SKIP = frozenset({"script", "style", "head", "title", "noscript", "template"})
 _WEB_LINK = re.compile(r"(?:https?://|www\.)\S", re.IGNORECASE)
+#: A style that hides its element: what no reader shows (a spammer's words for the filters, never for the reader).
+_HIDDEN_STYLE = re.compile(
+    r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*hidden)\s*(?:!important\s*)?(?:;|$)", re.I
+)
 
 
 def html_to_text(markup: str) -> str:
-    """Visible text of an HTML fragment or document; block elements become line breaks, links keep their target."""
+    """Visible text of an HTML fragment or document; block elements become line breaks, links keep their target;
+    what the reader hides (``_hidden``) is left out."""
     if not markup.strip():
         return ""
     parser = lxml_html.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True, no_network=True)
@@ -47,8 +52,9 @@ def html_to_text(markup: str) -> str:
     skipping = 0
     for event, element in etree.iterwalk(root, events=("start", "end")):
         tag = element.tag.lower() if isinstance(element.tag, str) else ""
+        skipped = tag in _SKIP or (bool(tag) and _hidden(element))
         if event == "start":
-            skipping += tag in _SKIP
+            skipping += skipped
             if skipping:
                 continue
             if tag in _BLOCK:
@@ -65,7 +71,7 @@ def html_to_text(markup: str) -> str:
             if element.text:
                 parts.append(element.text)
             continue
-        if tag in _SKIP:
+        if skipped:
             skipping -= 1
         elif not skipping:
             if tag == "blockquote" and quotes:
@@ -73,9 +79,10 @@ def html_to_text(markup: str) -> str:
                 parts[start:] = [_quoted("".join(parts[start:]))]
             elif tag == "tr" and rows:
                 start, cells = rows.pop()
-                parts[start:] = [
-                    _row(["".join(parts[a:b]) for a, b in zip(cells, [*cells[1:], len(parts)], strict=True)])
-                ]
+                if cells:  # a row without cells (MSHTML's spacer rows) keeps what text it has as it is
+                    parts[start:] = [
+                        _row(["".join(parts[a:b]) for a, b in zip(cells, [*cells[1:], len(parts)], strict=True)])
+                    ]
             if tag in _BLOCK and tag not in _VOID:
                 parts.append("\n")
             elif tag == "a" and anchors:
@@ -85,6 +92,15 @@ def html_to_text(markup: str) -> str:
         if not skipping and element.tail:
             parts.append(element.tail)
     return _tidy("".join(parts))
+
+
+def _hidden(element: etree._Element) -> bool:
+    """Whether a reader hides the element (``hidden``, ``display: none``, ``visibility: hidden``): text hidden in
+    spam to feed words to the filters (a ham newsletter's, a dictionary's) that the reader never sees."""
+    if element.get("hidden") is not None:
+        return True
+    style = element.get("style")
+    return bool(style) and _HIDDEN_STYLE.search(style) is not None
 
 
 def _quoted(text: str) -> str:

@@ -15,6 +15,7 @@ read is named, so nothing a person sent vanishes without a trace.
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,7 +60,7 @@ MIME_TOO_COMPLEX = "mime_too_complex"
 
 _HEADER_LINE = re.compile(rb"From |[!-9;-~]*:|[ \t]")
 """How the parser tells a header line (a field, a continuation, an mbox ``From ``) from the first line of a body."""
-_HEADER_END = re.compile(rb"\n(?!From |[!-9;-~]*:|[ \t])")
+_HEADER_END = re.compile(rb"(?:\r(?!\n)|\n)(?!From |[!-9;-~]*:|[ \t])")  # a bare CR ends a line too (classic Mac)
 
 
 def _refuse(reason: str, prefix: str, message: str) -> SourceError:
@@ -167,7 +168,7 @@ def raw_header(part: Message, name: str) -> str | None:
     for key, value in part.raw_items():
         if key.strip().lower() == name:
             text = unsurrogate(str(value))
-            return re.sub(r"\r?\n(?=[ \t])", "", text).strip()
+            return re.sub(r"(?:\r\n?|\n)(?=[ \t])", "", text).strip()  # CRLF, LF or a classic Mac CR
     return None
 
 
@@ -185,7 +186,11 @@ def decode_words(value: str) -> str:
     def flush() -> None:
         if pending:
             charset = pending[0][1]
-            out.append(decode_text(b"".join(chunk for chunk, _ in pending), charset))
+            data = b"".join(chunk for chunk, _ in pending)
+            try:
+                out.append(decode_text(data, charset))
+            except SourceError:  # a byte-order mark before bytes that are no UTF-8: as a body's (part_text)
+                out.append(data.decode("latin-1"))
             pending.clear()
 
     for match in _ENCODED_WORD.finditer(value):
@@ -196,7 +201,10 @@ def decode_words(value: str) -> str:
         position = match.end()
         charset = match.group(1).split("*", 1)[0].lower()  # RFC 2231 language suffix: utf-8*en
         try:
-            [(chunk, _charset)] = decode_header(match.group(0))
+            if match.group(2) in "Bb":
+                chunk: bytes | str = _b_word(match.group(3))
+            else:
+                [(chunk, _charset)] = decode_header(match.group(0))
         except Exception:  # a broken word is kept as it was sent
             flush()
             out.append(match.group(0))
@@ -208,6 +216,22 @@ def decode_words(value: str) -> str:
     flush()
     out.append(value[position:])
     return "".join(out)
+
+
+#: What is no part of base64's alphabet: the stray characters bulk mailers leave in encoded words.
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
+
+
+def _b_word(encoded: str) -> bytes:
+    """An encoded word's base64 as a mail reader decodes it: stray characters skipped, missing padding added, a
+    lone last character (no byte in it) left out, and padding inside the word (a sender that joined two words'
+    base64) read as the end of one piece. The stdlib refused such a word, which then stayed encoded."""
+    out = b""
+    for piece in encoded.split("="):
+        data = _NOT_BASE64.sub("", piece)
+        data = data[:-1] if len(data) % 4 == 1 else data
+        out += base64.b64decode(data + "=" * (-len(data) % 4))
+    return out
 
 
 def header_text(part: Message, name: str) -> str | None:
@@ -337,9 +361,28 @@ def _render(part: Message, out: Rendered, prefix: str) -> None:
     elif ctype in ("message/rfc822", "message/global"):
         _render_attached_message(part, out, prefix)
     elif maintype == "text" and subtype in _TEXT_SUBTYPES and not _is_attachment(part):
-        out.add_text(part_text(part, subtype))
+        text = part_text(part, subtype)
+        out.add_text(_uudecoded_out(text, out) if subtype == "plain" else text)
     else:
         out.attachments.append(_attachment_name(part, ctype))
+
+
+#: A uuencoded file in a plain-text body (Outlook Express's and Pine's attachments before MIME, worms' to this day):
+#: ``begin <mode> <name>``, lines of the 64 characters uuencoding writes (never a lower-case letter), ``end``.
+_UUENCODED = re.compile(
+    r"^begin[ \t]+[0-7]{3,4}[ \t]+([^\r\n]{1,200}?)[ \t]*\r?\n(?:[ -`]*+\r?\n)*+end[ \t]*(?:\r?\n|\Z)", re.M
+)
+
+
+def _uudecoded_out(text: str, out: Rendered) -> str:
+    """The text without the uuencoded files in it, each named as an attachment, as a mail reader shows them: their
+    lines are no one's words, and read as text they were noise to the spam rules and a file no one saw named."""
+
+    def attached(found: re.Match[str]) -> str:
+        out.attachments.append(found.group(1))
+        return ""
+
+    return _UUENCODED.sub(attached, text) if "begin" in text else text
 
 
 def _render_multipart(part: Message, subtype: str, out: Rendered, prefix: str) -> None:

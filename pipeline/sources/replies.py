@@ -17,8 +17,9 @@ from email.utils import parseaddr
 from pipeline.normalize import ADDRESS_IN_TEXT
 
 #: An attribution line (two lines at most: Gmail wraps a long one) in the languages leadpipe's forms are asked in.
+#: ("At 08:29 AM 8/22/2002 -0400, Keith wrote:" is Eudora's).
 _ATTRIBUTION = re.compile(
-    r"^[ \t]*(?:On|Am|Le|El|Il giorno|Op|Em|W dniu)\b(?:[^\n]{4,300}?|[^\n]{1,300}\n[^\n]{1,300}?)"
+    r"^[ \t]*(?:On|At|Am|Le|El|Il giorno|Op|Em|W dniu)\b(?:[^\n]{4,300}?|[^\n]{1,300}\n[^\n]{1,300}?)"
     r"\b(?:wrote|schrieb|a écrit|escribió|ha scritto|schreef|escreveu|napisał(?:\(a\))?)\b[^\n:]{0,120}:[ \t\r]*$",
     re.IGNORECASE | re.MULTILINE,
 )
@@ -81,12 +82,13 @@ def split_history(text: str) -> tuple[int, History] | None:
     run of ``>`` lines starts it."""
     starts = [m.start() for m in _SEPARATOR.finditer(text)][:1] + [m.start() for m in _OUTLOOK_BLOCK.finditer(text)][:1]
     for attribution in _ATTRIBUTION.finditer(text):
-        after = text[attribution.end() :].lstrip("\r\n")
-        if not after.strip() or after.lstrip().startswith(">") or attribution.start() == 0:
+        follows, end = _quote_under(text, attribution.end())
+        if end == len(text) or (follows and not _answered_at(text, end)) or (attribution.start() == 0 and not follows):
             starts.append(attribution.start())
             break
     for attribution in _ADDRESS_ATTRIBUTION.finditer(text):
-        if text[attribution.end() :].lstrip().startswith(">"):
+        follows, end = _quote_under(text, attribution.end())
+        if follows and not _answered_at(text, end):
             starts.append(attribution.start())
             break
     if (quoted := _trailing_quote(text)) is not None:
@@ -95,6 +97,27 @@ def split_history(text: str) -> tuple[int, History] | None:
         return None
     cut = min(starts)
     return cut, _history(text[cut:])
+
+
+#: The quoted lines under an attribution, blank lines among them (from the attribution line's end).
+_QUOTE_BLOCK = re.compile(r"(?:[ \t\r]*\n|[ \t]*>[^\n]*\n?)*[ \t\r]*")
+_QUOTED = re.compile(r"\s*>")
+#: A signature's separator or a footer's rule: what follows it under a quote is no answer to the quote.
+_SIGN_OFF = re.compile(r"[ \t]*(?:--|[-_=]{8,})[ \t\r]*(?:\n|\Z)")
+
+
+def _quote_under(text: str, at: int) -> tuple[bool, int]:
+    """(whether quoted lines follow an attribution that ends at ``at``, where they and the blank lines among them
+    end): where the writer's text goes on, or ``len(text)``."""
+    block = _QUOTE_BLOCK.match(text, at)  # it matches nothing at worst
+    return _QUOTED.match(text, at) is not None, block.end() if block is not None else at
+
+
+def _answered_at(text: str, at: int) -> bool:
+    """Whether the writer's own words follow the quote that ends at ``at``: a reply written below the quote (Pine's,
+    Mutt's, a mailing list's habit) or between its parts, whose attribution opens no history under the reply; a
+    signature or a list's footer alone is no answer."""
+    return at < len(text) and _SIGN_OFF.match(text, at) is None
 
 
 def history_line(text: str) -> int | None:

@@ -51,3 +51,30 @@ def test_western_text_stays_windows_1252(text: str) -> None:
 def test_half_width_kana_beside_kanji_is_japanese() -> None:
     text = "氏名,フリガナ\n山田 太郎,ﾔﾏﾀﾞ ﾀﾛｳ\n"  # a furigana column in half-width katakana, as older systems export
     assert decode_text(text.encode("cp932")) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "charset"),
+    [
+        ("Herzlichen Glückwunsch, Sie haben gewonnen: 50.000 €", "utf-8"),
+        ("Herzlichen Glückwunsch, Sie haben gewonnen: 50.000 €", None),  # UTF-8 undeclared
+        ("저희 회사에서 서버 20대에 대한 견적을 요청드립니다", "ks_c_5601-1987"),
+        ("我们公司想订购十套软件\uff0c请报价", "gb2312"),
+        ("新製品のご案内です", "shift_jis"),
+        ("報價單請查收", "big5"),
+    ],
+)
+@pytest.mark.parametrize("after", [b"", b"\r\n"])
+def test_text_cut_mid_character_keeps_its_encoding(text: str, charset: str | None, after: bytes) -> None:
+    """A bulk mailer cuts a subject or body at a byte count: the one half character made the whole text be read as
+    Windows-1252 ("GlÃ¼ckwunsch"), Korean and Chinese too, which the spam rules then read."""
+    encoding = {None: "utf-8", "ks_c_5601-1987": "cp949", "gb2312": "gbk"}.get(charset, charset)
+    assert encoding is not None
+    raw = text.encode(encoding)[:-1] + after
+    assert decode_text(raw, charset) == text[:-1] + after.decode()
+
+
+@pytest.mark.parametrize("raw", [b"Caf\xe9", b"Caf\xe9\n", b"Men\xfc: Cr\xe8me caf\xe9"])
+def test_western_text_ending_like_a_cut_character_stays_western(raw: bytes) -> None:
+    """Nothing before the cut is a character of the multi-byte encoding: it stays Windows-1252."""
+    assert decode_text(raw) == raw.decode("cp1252")

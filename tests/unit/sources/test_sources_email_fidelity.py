@@ -280,6 +280,12 @@ https://mail.python.example/mailman/listinfo/python-list"""
         ("Thanks!\n\nTo unsubscribe visit https://news.example/u/1 or https://news.example/prefs",
          "To unsubscribe visit https://news.example/u/1 or https://news.example/prefs"),
         ("No footer here, just https://docs.example/a", None),
+        (  # Yahoo! Groups: a rule with a label, its sponsor's ad and link
+            "Thanks!\n\n------------------------ Yahoo! Groups Sponsor ---------------------~-->\n4 DVDs Free\n"
+            "http://us.click.yahoo.example/pt6YBB\n\nTo unsubscribe from this group, send an email to:\nx@example.com",
+            "------------------------ Yahoo! Groups Sponsor ---------------------~-->\n4 DVDs Free\n"
+            "http://us.click.yahoo.example/pt6YBB\n\nTo unsubscribe from this group, send an email to:\nx@example.com",
+        ),
     ],
 )  # fmt: skip
 def test_list_headers_are_counted_and_the_lists_footer_located(body: str, footer: str | None) -> None:
@@ -508,3 +514,92 @@ END:VCALENDAR
     event = parse(raw)
     assert event.interaction.message == "Let us meet on Tuesday for the demo."
     assert event.interaction.attachments_ignored == ("unnamed.calendar",)
+
+
+# ---- shapes of public spam corpora (tests/unit/sources/test_sources_mail_corpus.py reads them whole) ----------------
+
+
+def test_a_classic_mac_mailbox_with_bare_cr_line_ends_is_split_and_read() -> None:
+    """Eudora and Claris Emailer on Mac OS 9 end lines in a bare CR: the mbox's first line was cut at a line feed
+    that never came, so the file gave no message at all, and import and score skipped it without a word."""
+    raw = (
+        b"From jvp@mac.example.com  Fri Aug 23 11:07:58 2002\rFrom: JP Vallee <jvp@mac.example.com>\r"
+        b"Subject: Re: OS X 10.2\r\tupgrade\r\rPlease quote 14 seats.\r>From the team, JP\r\r"
+        b"From ana@example.com  Fri Aug 23 12:00:00 2002\rFrom: ana@example.com\rSubject: hi\r\rSecond one.\r"
+    )
+    assert len(email_source.split_mbox(raw)) == 2
+    first, second = email_source.parse(raw, ctx_for("email", raw, "application/mbox"))
+    assert (first.person.email, second.person.email) == ("jvp@mac.example.com", "ana@example.com")
+    assert first.interaction.subject == "Re: OS X 10.2\tupgrade"  # unfolded at the bare CR too
+    assert first.interaction.message == "Please quote 14 seats.\nFrom the team, JP"
+
+
+def test_a_bare_cr_message_larger_than_the_header_limit_is_read_not_refused() -> None:
+    raw = b"From: ana@example.com\rSubject: big\r\r" + (b"Please send the price list." * 3 + b"\r") * 1000
+    assert parse(raw).person.email == "ana@example.com"
+
+
+def test_a_website_mailer_s_message_with_nothing_to_read_is_no_error() -> None:
+    """``_notified`` read the lines of the body in pairs and raised on a body without any (an image alone, an empty
+    HTML part): ingest dead-lettered the message as an adapter's error."""
+    raw = mail("From: Webmaster <webmaster@example.com>\nSubject: You won\nContent-Type: text/html", "<p> </p>")
+    event = parse(raw)
+    assert (event.person.email, event.interaction.message) == ("webmaster@example.com", None)
+
+
+def test_html_table_rows_without_cells_are_no_error() -> None:
+    """MSHTML's spacer rows (``<TR></TR>``) raised in the HTML reader, and the message was dead-lettered."""
+    html = "<TABLE><TBODY><TR></TR><TR><TD>Name</TD><TD>Ana Garcia</TD></TR><tr>loose text</tr></TBODY></TABLE>"
+    assert parse(mail(HEAD + "Content-Type: text/html", html)).interaction.message == "Name: Ana Garcia\n\nloose text"
+
+
+def test_html_text_the_reader_hides_is_not_read() -> None:
+    """Spam hides a newsletter's or a dictionary's words in the HTML for the filters (Bayes poison): no reader shows
+    them, so the writer did not write them to anyone."""
+    html = (
+        '<p>Cheap meds, no prescription.</p><div style="DISPLAY: none">meeting agenda budget minutes</div>'
+        '<span style="color: red; visibility:hidden">quarterly report</span><p hidden>weather</p>'
+        '<p style="display: block">Order today.</p>'
+    )
+    message = parse(mail(HEAD + "Content-Type: text/html", html)).interaction.message
+    assert message == "Cheap meds, no prescription.\n\nOrder today."
+
+
+def test_a_uuencoded_file_in_the_text_is_named_not_read() -> None:
+    """Outlook Express's and worms' uuencoded attachments: their lines were read as the writer's words (noise to the
+    spam rules and the classifier) and the file was named nowhere."""
+    body = (
+        "Here is the picture you asked for.\n\nbegin 644 picture.exe\n"
+        "M35J0``,````$````__\\``$U:D``,````$````__\\``$U:D``,````$````\n`\nend\n\nBye"
+    )
+    event = parse(mail(HEAD + "Content-Type: text/plain", body))
+    assert event.interaction.message == "Here is the picture you asked for.\n\n\nBye"
+    assert event.interaction.attachments_ignored == ("picture.exe",)
+
+
+@pytest.mark.parametrize(
+    ("subject", "shown"),
+    [  # a stray character in unpadded base64; two words' base64 joined in one (padding inside); a lone last character
+        (
+            "=?utf-8?B?" + base64.b64encode("Grüße aus Köln".encode()).decode()[:8] + "!"
+            + base64.b64encode("Grüße aus Köln".encode()).decode()[8:].rstrip("=") + "?=",
+            "Grüße aus Köln",
+        ),
+        (
+            "=?euc-kr?B?" + base64.b64encode("(광고) ".encode("cp949")).decode()
+            + base64.b64encode("할인 행사".encode("cp949")).decode() + "?=",
+            "(광고) 할인 행사",
+        ),
+        ("=?utf-8?B?SGVsbG8gd29ybGQhX?=", "Hello world!"),
+    ],
+)  # fmt: skip
+def test_broken_base64_encoded_words_are_decoded_as_readers_decode_them(subject: str, shown: str) -> None:
+    """The stdlib refused such a word, and the subject reached the rules as ``=?euc-kr?B?...?=``."""
+    assert parse(mail(HEAD.replace("Subject: fwd", f"Subject: {subject}"), "x")).interaction.subject == shown
+
+
+def test_an_encoded_word_with_a_byte_order_mark_before_bad_bytes_does_not_refuse_the_message() -> None:
+    """The subject's broken UTF-8 refused the whole message (``bad_encoding``); a body's is read as Latin-1."""
+    event = parse(mail(HEAD.replace("Subject: fwd", "Subject: =?utf-8?B?77u/gA==?= offer"), "Please call."))
+    assert event.interaction.message == "Please call."
+    assert event.interaction.subject is not None and event.interaction.subject.endswith(" offer")

@@ -138,6 +138,7 @@ HOSTILE = {
     "verbs without a colon": ("On a wrote b schrieb c " * 12 + "\n") * 180,
     "quote marks only": "> q\n" * 12_000,
     "a rule and header lines": ("_" * 30 + "\nFrom: x\n") * 1300,
+    "attributions each answered below": "On a, b wrote:\n> q\nanswer\n" * 2000,
 }
 
 
@@ -212,3 +213,38 @@ def test_a_line_that_may_open_a_history_bounds_the_writers_own_words(lines: tupl
 
 def test_a_signature_has_no_history_line() -> None:
     assert history_line("Yes.\n\nIvan\nTel.: +49 30 1234567\nE-Mail: ivan@client.ru\n-- \nSent from my phone\n") is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [  # Pine's and Mutt's bottom-posted replies, as mailing lists write them: the writer's words under the quote
+        "On Thu, 22 Aug 2002, Justin Mason wrote:\n\n> Any rules for German spam?\n\nWe built a few.\nJoerg\n",
+        "On Sun, Apr 08, 2007 at 01:04:23PM -0400, Joey Hess wrote:\n> There's a typo.\n\nFixed.\n\n-- \nMarc\n",
+        "Hi Tom,\n\nOn Tue, Jun 4, 2024 Tom <tom@example.com> wrote:\n> Price?\n12,000 EUR.\n> Date?\nMonday.\n",
+        "Tom <tom@example.com> 于2024年6月4日周二 09:00写道\uff1a\n> 报价\n\n好的\uff0c请发合同。\n",
+    ],
+)
+def test_words_written_below_the_quote_are_the_writer_s(text: str) -> None:
+    """An attribution at the top opened a "history" over the whole message, and the content rules read nothing of
+    what the writer wrote under the quote (a spammer's "reply" put its offer there)."""
+    assert split_history(text) is None
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "",
+        "\n-- \nTo UNSUBSCRIBE, email to debian-mirrors-request@lists.debian.org\n",
+        "\n" + "_" * 47 + "\nList footer\n",
+    ],
+)
+def test_a_signature_or_a_list_s_footer_under_the_quote_is_no_answer_to_it(tail: str) -> None:
+    text = "Yes please.\n\nOn Tue, Jun 4, 2024 at 9:00 AM Tom <tom@example.com> wrote:\n> FREE TRIAL\n" + tail
+    found = split_history(text)
+    assert found is not None and text[: found[0]].rstrip() == "Yes please."
+
+
+def test_eudora_s_attribution_opens_a_history() -> None:
+    text = "We got hit too.\n\nAt 08:29 AM 8/22/2002 -0400, Keith Dawson wrote:\n>Klez continues to wreak havoc.\n"
+    found = split_history(text)
+    assert found is not None and text[: found[0]].rstrip() == "We got hit too."
