@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import UUID
 
 import orjson
 import typer
@@ -51,6 +52,9 @@ spam_app = typer.Typer(help="Spam filtering (policy section 8).", no_args_is_hel
 
 #: Why the ``spam engine`` commands act for nobody (like ``leadpipe kafka up``).
 LOCAL_ENGINE = "the local spam engine's processes and configuration files (like the local broker's)"
+
+#: What ``score`` says and ``learn`` refuses with when the engine is switched off.
+ENGINE_OFF = "the spam engine is off (LEADPIPE_SPAM_ENGINE_ENABLED=false)"
 
 #: Source id of files read by ``spam score|learn``: the same file gives the same event ids (learning is idempotent).
 SOURCE_ID = "spam-cli"
@@ -116,10 +120,16 @@ class SpamPath:
         self.settings = settings
         self.runtime = runtime
         self.policy = policy
-        self.signals = SpamSignals.from_settings(settings, runtime.pepper, policy.policy.spam.classifier)
+        # Off (LEADPIPE_SPAM_ENGINE_ENABLED=false), as the worker runs without it: the policy's rules alone.
+        self.signals = (
+            SpamSignals.from_settings(settings, runtime.pepper, policy.policy.spam.classifier)
+            if settings.spam_engine_enabled
+            else None
+        )
 
     def close(self) -> None:
-        self.signals.close()
+        if self.signals is not None:
+            self.signals.close()
 
     def parse(self, batch: Sequence[Item], channel: Channel) -> list[Scored]:
         out: list[Scored] = []
@@ -148,7 +158,10 @@ class SpamPath:
     def score(self, batch: Sequence[Item], channel: Channel) -> list[Scored]:
         scored = self.parse(batch, channel)
         judged = [s for s in scored if s.event is not None]
-        engine, classifier = self.signals.for_batch([(s.event, s.raw) for s in judged if s.event is not None])
+        engine: dict[UUID, EngineResult] = {}
+        classifier: dict[UUID, ClassifierVerdict] = {}
+        if self.signals is not None:
+            engine, classifier = self.signals.for_batch([(s.event, s.raw) for s in judged if s.event is not None])
         ctx = ChainContext(
             policy=self.policy, now=datetime.now(UTC), pepper=self.runtime.pepper, engine=engine, classifier=classifier
         )
@@ -171,10 +184,13 @@ class SpamPath:
         """Score (the engine's symbols are features the classifier learns), then teach both parts each message,
         as a reviewer's decision would: counts by part and status, and ``rejected`` for what the adapter refused."""
         counts: dict[str, int] = {}
+        signals = self.signals
+        if signals is None:  # the commands refuse before reading a file (_require_engine)
+            raise RuntimeError(ENGINE_OFF)
         scored = self.score(batch, channel)
         counts["rejected"] = sum(1 for s in scored if s.event is None)
         learnable = [s for s in scored if s.event is not None]
-        for outcomes in pool.map(lambda s: self.signals.learn(s.event, s.raw, label, s.engine), learnable):
+        for outcomes in pool.map(lambda s: signals.learn(s.event, s.raw, label, s.engine), learnable):
             for part, outcome in zip(("engine", "classifier"), outcomes, strict=True):
                 if outcome is not None:
                     key = f"{part} {outcome.status}"
@@ -204,6 +220,12 @@ def score_line(scored: Scored) -> dict[str, Any]:
     return line
 
 
+def _require_engine(settings: Settings) -> None:
+    """Teaching needs the engine and the classifier's store: refused at once when the engine is switched off."""
+    if not settings.spam_engine_enabled:
+        raise typer.BadParameter(ENGINE_OFF + ": there is nothing to teach; set it to true and start the engine")
+
+
 def _path(settings: Settings) -> SpamPath:
     return SpamPath(settings, Runtime(settings), compile_policy(load_policy(settings.policy_file)))
 
@@ -220,6 +242,8 @@ def score(
     """
     settings = get_settings()
     spam = _path(settings)
+    if spam.signals is None:
+        typer.echo(f"{ENGINE_OFF}: the policy's rules alone score (as the worker does)", err=True)
     try:
         for batch in _batches(read_items(paths, fmt)):
             for scored in spam.score(batch, channel):
@@ -246,6 +270,7 @@ def learn(
         raise typer.BadParameter("pass exactly one of --spam and --ham")
     label: Label = "spam" if spam_ else "ham"
     settings = get_settings()
+    _require_engine(settings)
     path = _path(settings)
     counts: collections.Counter[str] = collections.Counter()
     try:
@@ -282,6 +307,7 @@ def rebuild(
     Example: leadpipe spam rebuild --clear
     """
     settings = get_settings()
+    _require_engine(settings)
     runtime = Runtime(settings)
     signals = SpamSignals.from_settings(settings, runtime.pepper)
     reader = RawRecordReader(settings, raw_topic(Channel.EMAIL))

@@ -112,3 +112,37 @@ def test_learn_teaches_both_parts_once(env: None, tmp_path: Path) -> None:
     }
     assert flipped_record.detail["sources"] == ["0.eml"]
     assert str(tmp_path) not in str([a.detail for a in learned]) and "backlinks" not in str(learned)
+
+
+@pytest.fixture
+def engine_off(cli_runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CLI with the engine switched off, and its address one where nothing answers (were it asked anyway)."""
+    monkeypatch.setenv("LEADPIPE_SPAM_ENGINE_ENABLED", "false")
+    monkeypatch.setenv("LEADPIPE_SPAM_ENGINE_URL", "http://127.0.0.1:9/")
+    monkeypatch.setenv("LEADPIPE_SPAM_ENGINE_CONTROLLER_URL", "http://127.0.0.1:9/")
+    get_settings.cache_clear()
+    (tmp_path / "home").mkdir(exist_ok=True)
+    monkeypatch.setenv("LEADPIPE_API_KEY", key_for(get_settings(), Role.REVIEWER, "rita"))
+    yield
+    get_settings.cache_clear()
+
+
+def test_score_with_the_engine_off_is_the_policys_rules_alone(engine_off: None, tmp_path: Path) -> None:
+    """As the worker runs without the engine: no engine verdict is awaited, none is missing (a corpus scored on a
+    machine without rspamd is not all quarantined as spam_engine_unavailable); learning is refused, said why."""
+    (tmp_path / "ham.eml").write_text(_mail(1, "Demo next week", "Could we see a demo of the platform on Tuesday?"))
+    (tmp_path / "spam.eml").write_text(
+        _mail(2, "You have won", "You have won! Claim your prize: cheap viagra and casino bonus, click here.")
+    )
+    result = CliRunner().invoke(cli, ["spam", "score", str(tmp_path / "ham.eml"), str(tmp_path / "spam.eml")])
+    assert result.exit_code == 0, result.output
+    assert "LEADPIPE_SPAM_ENGINE_ENABLED=false" in result.stderr
+    ham, spam = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert ham["verdict"] == "ham" and ham["outcome"] == "accepted", ham
+    assert spam["verdict"] == "spam", spam
+    for line in (ham, spam):
+        assert line["engine"] is None and line["classifier"] is None
+        assert "spam_engine_unavailable" not in {r["code"] for r in line["reasons"]}
+
+    refused = CliRunner().invoke(cli, ["spam", "learn", "--spam", str(tmp_path / "spam.eml")])
+    assert refused.exit_code == 2 and "LEADPIPE_SPAM_ENGINE_ENABLED=false" in refused.output, refused.output
