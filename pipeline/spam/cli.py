@@ -35,7 +35,7 @@ from pipeline.models.common import Channel
 from pipeline.models.contact import ContactEvent
 from pipeline.models.review import ReviewDecision
 from pipeline.models.rights import AuditRecord
-from pipeline.models.spam import ClassifierVerdict, EngineResult
+from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineUnavailable
 from pipeline.models.tagged import SpamVerdict
 from pipeline.policy.model import load_policy
 from pipeline.processors import ChainContext, Dropped, Failed, Passed, Quarantined, compile_policy, run_chain
@@ -244,10 +244,19 @@ def score(
     spam = _path(settings)
     if spam.signals is None:
         typer.echo(f"{ENGINE_OFF}: the policy's rules alone score (as the worker does)", err=True)
+    warned = False
     try:
         for batch in _batches(read_items(paths, fmt)):
             for scored in spam.score(batch, channel):
                 typer.echo(orjson.dumps(score_line(scored)).decode())
+                if not warned and isinstance(scored.engine, EngineUnavailable):
+                    warned = True
+                    typer.echo(
+                        f"the spam engine at {settings.spam_engine_url} gave no verdict ({scored.engine.reason}): "
+                        "such messages wait for review (spam_engine_unavailable); start it (leadpipe spam engine up) "
+                        "or score with the policy's rules alone (LEADPIPE_SPAM_ENGINE_ENABLED=false)",
+                        err=True,
+                    )
     finally:
         spam.close()
 

@@ -146,3 +146,18 @@ def test_score_with_the_engine_off_is_the_policys_rules_alone(engine_off: None, 
 
     refused = CliRunner().invoke(cli, ["spam", "learn", "--spam", str(tmp_path / "spam.eml")])
     assert refused.exit_code == 2 and "LEADPIPE_SPAM_ENGINE_ENABLED=false" in refused.output, refused.output
+
+
+def test_score_says_when_the_engine_does_not_answer(
+    engine_off: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Switched on but not running: the messages wait for review, and the operator is told why and what to do."""
+    monkeypatch.setenv("LEADPIPE_SPAM_ENGINE_ENABLED", "true")
+    monkeypatch.setenv("LEADPIPE_SPAM_ENGINE_TIMEOUT_S", "1")
+    get_settings.cache_clear()
+    (tmp_path / "ham.eml").write_text(_mail(1, "Demo next week", "Could we see a demo of the platform on Tuesday?"))
+    result = CliRunner().invoke(cli, ["spam", "score", str(tmp_path / "ham.eml")])
+    assert result.exit_code == 0, result.output
+    (line,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert line["engine"]["kind"] == "unavailable"
+    assert "gave no verdict" in result.stderr and "leadpipe spam engine up" in result.stderr, result.stderr
