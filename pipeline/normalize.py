@@ -678,6 +678,33 @@ def dialling_code_regions(value: str | None) -> tuple[str, ...]:
     return tuple(region for region in phonenumbers.region_codes_for_country_code(code) if region != "001")
 
 
+#: Country-code domains sold to anyone as a brand (.io, .co, .me, .tv, .ai, ...): an address there says nothing of
+#: where its owner's phone is.
+_BRAND_DOMAINS = frozenset(
+    {"ac", "ai", "am", "as", "bz", "cc", "cd", "cf", "co", "cx", "dj", "fm", "ga", "gg", "gl", "gq", "gy", "im", "io",
+     "je", "la", "ly", "me", "ml", "ms", "mu", "nu", "pw", "sc", "sh", "so", "st", "tk", "tm", "to", "tv", "vc", "ws",
+     "vg", "eu", "su"}
+)  # fmt: skip
+
+
+def region_of_address(email: str | None, number: str) -> str | None:
+    """The country an e-mail address's country-code domain names ("…@firma.de" -> DE, "….co.uk" -> GB), to read a
+    national phone ``number`` beside it that no country field explains; None for a generic or brand domain (.com,
+    .io), or when the number is not written as that country writes its own: with its trunk prefix ("0171 ..." in
+    Germany; a US "(415) 555-0132" beside a .de address is no German number, though libphonenumber would read one).
+    Only the phone's region: never the person's country, which the address does not prove."""
+    domain = (email or "").rpartition("@")[2].strip().rstrip(".").lower()
+    label = domain.rpartition(".")[2]
+    if len(label) != 2 or not label.isascii() or not label.isalpha() or label in _BRAND_DOMAINS:
+        return None
+    region = "GB" if label == "uk" else label.upper()
+    if (metadata := phonenumbers.PhoneMetadata.metadata_for_region(region)) is None:
+        return None
+    trunk = metadata.national_prefix
+    digits = "".join(c for c in number.lstrip(" (") if c.isdigit())
+    return region if not trunk or digits.startswith(trunk) else None
+
+
 def country_code(value: str | None) -> str | None:
     """ISO 3166-1 alpha-2 from a country field ("DE", "DEU", "Germany", "UK"); None when it names no country."""
     text = normalize_name(value)

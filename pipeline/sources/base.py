@@ -407,7 +407,13 @@ def build_person(
         person.get("location") or person.get("company_address")
     )
     put("country_code", country)
-    phone_region = country or (dialled[0] if dialled else None)
+    # A national number with no country beside it: read in the country its e-mail's domain names (a German
+    # address's "0171 2345678"), checked as valid there; the person's country stays unknown
+    phone_region = (
+        country
+        or (dialled[0] if dialled else None)
+        or normalize.region_of_address(text_of(values.get("email")), text_of(values.get("phone")) or "")
+    )
     if not dialled and "location" not in person and (country_text := normalize.normalize_name(country_field)):
         person["location"] = country_text
 

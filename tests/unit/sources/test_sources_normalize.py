@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
 from pipeline import normalize
+from pipeline.models.common import Channel
 from pipeline.normalize import NormalizationError
-from pipeline.sources.base import Problem, parse_timestamp
+from pipeline.sources.base import PHONE_INVALID, Problem, SourceContext, build_person, parse_timestamp
 
 
 @pytest.mark.parametrize(
@@ -198,6 +199,42 @@ def test_phone_without_prefix_takes_the_country_of_the_location() -> None:
     assert normalize.canonical_phone("030 1234567", region) == "+49301234567"
     with pytest.raises(NormalizationError, match="no country prefix"):
         normalize.canonical_phone("030 1234567", None)
+
+
+@pytest.mark.parametrize(
+    ("email", "number", "region"),
+    [
+        ("jan@firma.de", "0171 2345678", "DE"),
+        ("Jane@Shop.CO.UK", "07400 123456", "GB"),
+        ("kenji@example.co.jp", "03-1234-5678", "JP"),
+        ("marco@azienda.it", "347 123 4567", "IT"),  # Italy has no trunk prefix
+        ("jane@example.de", "(415) 555-0132", None),  # not written as Germany writes its numbers
+        ("joe@example.com", "0171 2345678", None),
+        ("ceo@startup.io", "0171 2345678", None),  # a brand domain: says nothing of the country
+        ("ana@empresa.co", "0171 2345678", None),
+        ("info@agency.eu", "0171 2345678", None),
+        ("no-address", "0171 2345678", None),
+        (None, "0171 2345678", None),
+    ],
+)
+def test_an_addresss_country_domain_is_a_phone_region(email: str | None, number: str, region: str | None) -> None:
+    assert normalize.region_of_address(email, number) == region
+
+
+def test_a_national_number_beside_a_country_domain_address_is_read_in_that_country() -> None:
+    """An export without a country column: the German address's mobile is kept (it was left out: no prefix), the
+    person's country is not claimed from the domain, and a number not valid there is still left out."""
+    ctx = SourceContext.for_payload(
+        b"", source_id="import", channel=Channel.CUSTOMER, content_type="text/csv",
+        received_at=datetime(2025, 6, 1, tzinfo=UTC), pepper=b"p" * 32,
+    )  # fmt: skip
+    problems: list[Problem] = []
+    person, _ = build_person({"email": "john@example.de", "phone": "0171 2345678"}, ctx, problems)
+    assert person["phone"] == "+491712345678" and "country_code" not in person and not problems
+    person, _ = build_person({"email": "jane@example.de", "phone": "(415) 555-0132"}, ctx, problems)
+    assert "phone" not in person and [p.reason for p in problems] == [PHONE_INVALID]
+    person, _ = build_person({"email": "ceo@startup.io", "phone": "0171 2345678"}, ctx, [])
+    assert "phone" not in person
 
 
 @pytest.mark.parametrize(
