@@ -3,6 +3,8 @@
 Recognised shapes, by their own markers:
 
 - WhatsApp Cloud API webhooks (``"object": "whatsapp_business_account"``): one event per contact in the batch;
+- Facebook Messenger and Instagram messaging webhooks (``"object": "page"`` or ``"instagram"`` with ``messaging``):
+  one event per person who wrote, identified by the e-mail or phone they gave (``_meta_messaging``);
 - Telegram Bot API updates (``update_id``): the sender's handle, and the phone when they shared their contact;
 - Viber REST bot callbacks (``event`` + ``sender``);
 - leadpipe's call/chat log (``platform`` + ``contact``, or a list of them) for Skype exports, PBX and call trackers:
@@ -27,7 +29,7 @@ import orjson
 
 from pipeline.models.common import InteractionKind
 from pipeline.models.contact import ContactEvent
-from pipeline.normalize import clean_text, country_from_location
+from pipeline.normalize import ADDRESS_IN_TEXT, clean_text, country_from_location
 from pipeline.sources import fields, formdata, tabular
 from pipeline.sources.base import (
     NothingToTake,
@@ -48,7 +50,7 @@ from pipeline.sources.base import (
 
 CONTENT_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded"}) | tabular.CSV_TYPES
 
-PLATFORMS = ("skype", "viber", "whatsapp", "telegram", "phone", "sms", "widget")
+PLATFORMS = ("skype", "viber", "whatsapp", "telegram", "messenger", "instagram", "phone", "sms", "widget")
 
 _AUTHOR: dict[str, Literal["person", "agent", "bot"]] = {
     "contact": "person",
@@ -81,6 +83,8 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
         )
     if data.get("object") == "whatsapp_business_account":
         return _whatsapp(data, ctx)
+    if data.get("object") in _META_MESSAGING:
+        return _meta_messaging(data, ctx)
     if "update_id" in data:
         return [_telegram(data, ctx)]
     if "event" in data and ("sender" in data or "message_token" in data):  # receipts name no sender
@@ -399,6 +403,94 @@ def _whatsapp(data: Mapping[str, Any], ctx: SourceContext) -> list[ContactEvent]
         events.append(
             _conversation(ctx, index, person=person, key=key, app="whatsapp", turns=transcript, problems=problems)
         )
+    return events
+
+
+#: Meta's Messenger Platform webhooks by their ``object``: a Facebook page's conversations, an Instagram account's.
+_META_MESSAGING = {"page": "messenger", "instagram": "instagram"}
+
+#: Messaging events that carry nothing the person wrote: receipts of the page's own messages, a reaction, the
+#: person's referral or opt-in to the page, a handover between apps.
+_META_NOTICES = {
+    "delivery": "receipt",
+    "read": "receipt",
+    "reaction": "reaction",
+    "referral": "chat_event",
+    "optin": "subscription",
+    "account_linking": "chat_event",
+    "pass_thread_control": "chat_event",
+    "take_thread_control": "chat_event",
+    "request_thread_control": "chat_event",
+    "policy_enforcement": "account_update",
+}
+
+
+def _meta_messaging(data: Mapping[str, Any], ctx: SourceContext) -> list[ContactEvent]:
+    """Facebook Messenger's and Instagram's messaging webhooks (``entry[].messaging[]``): one event per person who
+    wrote, their messages as the transcript, keyed by what they gave to be reached by.
+
+    Meta names a person only by a page-scoped id, which reaches no one outside the page: the identity is the e-mail
+    or phone the person chose in the page's quick replies for them (``quick_reply.payload``, Meta fills in the
+    person's own), or an e-mail address they typed to be contacted at; without one, refused ``no_identity`` saying
+    so, like Telegram and Viber. The page's own messages (``is_echo``), receipts, reactions and postbacks without
+    words are answered ``ignored``.
+    """
+    entries = data.get("entry")
+    if not isinstance(entries, list):
+        raise SourceError("unexpected_shape", "entry", "a Meta messaging webhook carries an 'entry' list")
+    app = _META_MESSAGING[str(data.get("object"))]
+    people: dict[str, list[tuple[Mapping[str, Any], str]]] = {}
+    skipped: str | None = None
+    for e, entry in enumerate(entries):
+        page = text_of(dig(entry, "id"))
+        for m, item in enumerate(array(dig(entry, "messaging"))):
+            event = obj(item)
+            sender = text_of(dig(event, "sender", "id"))
+            message = obj(event.get("message"))
+            words = text_of(message.get("text")) or text_of(dig(event, "postback", "title"))
+            if message.get("is_echo") is True or (sender is not None and sender == page):
+                skipped = skipped or "echo"
+            elif sender is None or not (words or message.get("attachments") or message.get("quick_reply")):
+                notice = next((k for k in _META_NOTICES if k in event), None)
+                skipped = skipped or (_META_NOTICES[notice] if notice else "button_press")
+            else:
+                people.setdefault(sender, []).append((event, f"entry[{e}].messaging[{m}]"))
+    if not people:
+        if skipped is not None:
+            raise NothingToTake(skipped, f"a {app} notice (receipt, reaction, the page's own message): no contact")
+        raise SourceError("no_contact", "entry", f"the {app} webhook holds no message from a person")
+    events = []
+    for index, (psid, said) in enumerate(sorted(people.items())):
+        problems: list[Problem] = []
+        values: dict[str, Any] = {}
+        transcript = []
+        for wrote, where in said:
+            message = obj(wrote.get("message"))
+            chosen = text_of(dig(message, "quick_reply", "payload")) or ""
+            text = text_of(message.get("text")) or text_of(dig(wrote, "postback", "title"))
+            if "@" in chosen and "email" not in values:
+                values["email"] = chosen
+            elif chosen.startswith("+") and "phone" not in values:
+                values["phone"] = chosen
+            elif text and "email" not in values and (found := ADDRESS_IN_TEXT.search(text)) is not None:
+                values["email"] = found.group(0).rstrip(".")
+            kinds = [text_of(dig(a, "type")) for a in array(message.get("attachments"))]
+            words = text or " ".join(f"[{kind}]" for kind in kinds if kind) or None
+            turn = _utterance(wrote.get("timestamp"), "contact", words, f"{where}.timestamp", problems)
+            if turn is not None:
+                transcript.append(turn)
+        person, key = build_person(values, ctx, problems, prefix=f"{said[0][1]}.", handles={app: psid})
+        if key is None:
+            problems[:] = [p for p in problems if p.reason != "no_identity"]
+            problems.append(
+                Problem(
+                    "no_identity",
+                    f"{said[0][1]}.sender",
+                    f"{app} names the person by a page-scoped id only: an e-mail or phone comes from the page's "
+                    "quick replies for them (user_email, user_phone_number) or an address the person wrote",
+                )
+            )
+        events.append(_conversation(ctx, index, person=person, key=key, app=app, turns=transcript, problems=problems))
     return events
 
 

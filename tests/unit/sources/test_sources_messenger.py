@@ -346,3 +346,67 @@ def test_on_an_outgoing_call_the_person_is_the_one_called(row: bytes) -> None:
     inbound = row.replace(b"Outgoing", b"Incoming").replace(b"outbound", b"inbound")
     [event] = messenger.parse(inbound, ctx_for("messenger", inbound, "text/csv"))
     assert event.person.phone == "+14155550100"
+
+
+def _meta(obj: str, *messaging: dict[str, Any], page: str = "106123456789012") -> bytes:
+    """A Messenger Platform webhook as Meta posts it: one entry of the page's (or Instagram account's) events."""
+    return json.dumps(
+        {"object": obj, "entry": [{"id": page, "time": 1717600000000, "messaging": list(messaging)}]}
+    ).encode()
+
+
+def _said(sender: str, message: dict[str, Any], at: int = 1717600000000) -> dict[str, Any]:
+    return {"sender": {"id": sender}, "recipient": {"id": "106123456789012"}, "timestamp": at, "message": message}
+
+
+def test_a_messenger_message_is_the_person_who_gave_an_address_to_be_reached_at() -> None:
+    """Meta names the sender by a page-scoped id only: the person's address, typed or chosen in the page's quick
+    reply for it, identifies them; their messages are the transcript, one event per person."""
+    raw = _meta(
+        "page",
+        _said("6789", {"mid": "m_1", "text": "Hi, I'd like a quote for 20 seats."}),
+        _said(
+            "6789", {"mid": "m_2", "text": "anna.berg@example.se", "quick_reply": {"payload": "anna.berg@example.se"}}
+        ),
+        _said("9001", {"mid": "m_3", "text": "Reach me at li.wei@example.cn."}, at=1717600005000),
+    )
+    anna, wei = messenger.parse(raw, ctx_for("messenger", raw, "application/json"))
+    assert anna.person.email == "anna.berg@example.se" and anna.person.messenger_handles == {"messenger": "6789"}
+    assert [u.text for u in anna.interaction.transcript] == [
+        "Hi, I'd like a quote for 20 seats.",
+        "anna.berg@example.se",
+    ]
+    assert anna.occurred_at.isoformat() == "2024-06-05T15:06:40+00:00"
+    assert wei.person.email == "li.wei@example.cn" and wei.interaction.message == "Reach me at li.wei@example.cn."
+
+
+def test_an_instagram_message_with_the_phone_quick_reply() -> None:
+    raw = _meta(
+        "instagram",
+        _said("17841", {"mid": "m_1", "text": "+46 70 123 45 67", "quick_reply": {"payload": "+46701234567"}}),
+    )
+    [event] = messenger.parse(raw, ctx_for("messenger", raw, "application/json"))
+    assert event.person.phone == "+46701234567" and event.person.messenger_handles == {"instagram": "17841"}
+
+
+def test_a_messenger_message_without_an_address_says_why_it_names_no_one() -> None:
+    raw = _meta("page", _said("6789", {"mid": "m_1", "text": "How much is it?"}))
+    with pytest.raises(SourceError) as err:
+        messenger.parse(raw, ctx_for("messenger", raw, "application/json"))
+    assert err.value.reason == "no_identity" and "page-scoped id" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({"sender": {"id": "106123456789012"}, "message": {"mid": "m", "text": "Thanks!", "is_echo": True}}, "echo"),
+        ({"sender": {"id": "6789"}, "delivery": {"mids": ["m"], "watermark": 1717600000000}}, "receipt"),
+        ({"sender": {"id": "6789"}, "read": {"watermark": 1717600000000}}, "receipt"),
+        ({"sender": {"id": "6789"}, "reaction": {"mid": "m", "action": "react", "emoji": "👍"}}, "reaction"),
+    ],
+)
+def test_meta_notices_name_no_contact(event: dict[str, Any], reason: str) -> None:
+    raw = _meta("page", {"recipient": {"id": "106123456789012"}, "timestamp": 1717600000000, **event})
+    with pytest.raises(NothingToTake) as taken:
+        messenger.parse(raw, ctx_for("messenger", raw, "application/json"))
+    assert taken.value.reason == reason
