@@ -13,8 +13,9 @@ Recognised shapes, by their own markers:
   ``ProfileName``) or an incoming call (``CallSid``); its status callbacks are no contact;
 - a phone system's or call tracker's call log as CSV, row by row (``_call_row``).
 
-Telegram and Viber do not share a phone number unless the person sends their contact card; without an e-mail or
-phone there is no identity, and the rejection says so.
+Telegram and Viber do not share a phone number unless the person sends their contact card; an e-mail address the
+person wrote in their message identifies them too (``typed_address``); without either there is no identity, and the
+rejection says so.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
         )
     if data.get("object") == "whatsapp_business_account":
         return _whatsapp(data, ctx)
-    if data.get("object") in _META_MESSAGING:
+    if text_of(data.get("object")) in _META_MESSAGING:
         return _meta_messaging(data, ctx)
     if "update_id" in data:
         return [_telegram(data, ctx)]
@@ -406,6 +407,13 @@ def _whatsapp(data: Mapping[str, Any], ctx: SourceContext) -> list[ContactEvent]
     return events
 
 
+def typed_address(text: str | None) -> str | None:
+    """The e-mail address a person wrote in a chat message to be reached at ("mail me at anna@example.se."), the
+    sentence's full stop left out; None when there is none."""
+    found = ADDRESS_IN_TEXT.search(text) if text else None
+    return found.group(0).rstrip(".") if found is not None else None
+
+
 #: Meta's Messenger Platform webhooks by their ``object``: a Facebook page's conversations, an Instagram account's.
 _META_MESSAGING = {"page": "messenger", "instagram": "instagram"}
 
@@ -438,7 +446,7 @@ def _meta_messaging(data: Mapping[str, Any], ctx: SourceContext) -> list[Contact
     entries = data.get("entry")
     if not isinstance(entries, list):
         raise SourceError("unexpected_shape", "entry", "a Meta messaging webhook carries an 'entry' list")
-    app = _META_MESSAGING[str(data.get("object"))]
+    app = _META_MESSAGING[str(text_of(data.get("object")))]
     people: dict[str, list[tuple[Mapping[str, Any], str]]] = {}
     skipped: str | None = None
     for e, entry in enumerate(entries):
@@ -472,8 +480,8 @@ def _meta_messaging(data: Mapping[str, Any], ctx: SourceContext) -> list[Contact
                 values["email"] = chosen
             elif chosen.startswith("+") and "phone" not in values:
                 values["phone"] = chosen
-            elif text and "email" not in values and (found := ADDRESS_IN_TEXT.search(text)) is not None:
-                values["email"] = found.group(0).rstrip(".")
+            elif "email" not in values and (typed := typed_address(text)) is not None:
+                values["email"] = typed
             kinds = [text_of(dig(a, "type")) for a in array(message.get("attachments"))]
             words = text or " ".join(f"[{kind}]" for kind in kinds if kind) or None
             turn = _utterance(wrote.get("timestamp"), "contact", words, f"{where}.timestamp", problems)
@@ -552,10 +560,12 @@ def _telegram(data: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
     shared = card if own else {}  # a card of someone else the person forwards does not name the person
     username = text_of(sender.get("username"))
     handle = f"@{username}" if username else (f"id:{text_of(sender.get('id'))}" if sender.get("id") else None)
+    text = message.get("text") or message.get("caption")
     values = {
         "first_name": text_of(shared.get("first_name")) or text_of(sender.get("first_name")),
         "last_name": text_of(shared.get("last_name")) or text_of(sender.get("last_name")),
         "phone": text_of(shared.get("phone_number")),
+        "email": typed_address(text_of(text)),
     }
     if values["phone"] and not str(values["phone"]).startswith("+"):
         values["phone"] = "+" + str(values["phone"])  # Telegram sends international numbers, sometimes without "+"
@@ -569,7 +579,6 @@ def _telegram(data: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
                 "Telegram shares no phone number until the person sends their contact card; no e-mail either",
             )
         )
-    text = message.get("text") or message.get("caption")
     turn = _utterance(message.get("date"), "contact", text, "message.date", problems)
     sent = None if turn else parse_timestamp(message.get("date"), "message.date", problems)
     return _conversation(
@@ -601,6 +610,7 @@ def _viber(data: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
         "full_name": text_of(card.get("name")) or text_of(sender.get("name")),
         "phone": text_of(card.get("phone_number")),
         "country": text_of(sender.get("country")),
+        "email": typed_address(text_of(message.get("text"))),
     }
     person, key = build_person(
         values, ctx, problems, prefix="message.contact.", handles={"viber": text_of(sender.get("id")) or ""}

@@ -410,3 +410,31 @@ def test_meta_notices_name_no_contact(event: dict[str, Any], reason: str) -> Non
     with pytest.raises(NothingToTake) as taken:
         messenger.parse(raw, ctx_for("messenger", raw, "application/json"))
     assert taken.value.reason == reason
+
+
+def test_telegram_and_viber_messages_with_an_address_the_person_wrote() -> None:
+    """Without a contact card the address the person wrote to be reached at identifies them (was: no_identity)."""
+    telegram = json.dumps(
+        {
+            "update_id": 1,
+            "message": {
+                "message_id": 5,
+                "date": 1717600000,
+                "from": {"id": 777, "first_name": "Olga", "username": "olga_k"},
+                "chat": {"id": 777, "type": "private"},
+                "text": "Please send the price list to olga.k@example.ru.",
+            },
+        }
+    ).encode()
+    [event] = messenger.parse(telegram, ctx_for("messenger", telegram, "application/json"))
+    assert event.person.email == "olga.k@example.ru" and event.person.messenger_handles == {"telegram": "@olga_k"}
+    viber = json.dumps(
+        {
+            "event": "message",
+            "timestamp": 1717600000000,
+            "sender": {"id": "01234567890A=", "name": "Petr", "country": "CZ"},
+            "message": {"type": "text", "text": "petr.novak@example.cz, call me tomorrow"},
+        }
+    ).encode()
+    [event] = messenger.parse(viber, ctx_for("messenger", viber, "application/json"))
+    assert event.person.email == "petr.novak@example.cz"
