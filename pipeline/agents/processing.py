@@ -380,7 +380,13 @@ class ProcessingStep:
         if evidence:
             detail["evidence"] = evidence
         # No subject key on a drop's audit line: for a child, only a counter and the reason may be kept (section 12).
-        audit = self.audit("dropped", now, event_id=record.event_id, detail=detail)
+        # A restricted subject's new contact is the exception: their data is kept, not processed (9.4), and the DPO
+        # must learn that they wrote (the rights worker files this line under their restriction).
+        subject_key = None
+        if reason is DropReason.SUBJECT_RESTRICTED:
+            subject_key = record.subject_key
+            detail.update(channel=record.channel.value, received_at=record.received_at.isoformat())
+        audit = self.audit("dropped", now, event_id=record.event_id, subject_key=subject_key, detail=detail)
         outs = [Out(DROPS_TOPIC, reason.value.encode(), _json(drop)), audit]
         if reason is DropReason.CHILD and self.policy.policy.children.erase_subject:
             outs.append(self.child_erasure(record, now))

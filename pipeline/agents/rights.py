@@ -2,6 +2,11 @@
 unfinished requests, the retention sweep, and publishing the identity changes people made, users and keys, from
 their outbox table onto the audit topic: the one process that always runs beside the database, once per cluster).
 
+It also reads the audit topic for one kind of line: the chain's drop of a new contact from a restricted subject
+(policy 9.4: their data is not processed further). Each is filed in the rights audit under the restriction that
+stood, so the DPO sees that the person wrote (``RequestTracker.file_contact_while_restricted``) instead of the
+contact vanishing without a word.
+
 Thin on purpose: parsing, retries and evidence live in ``pipeline.rights.executor``. The executor's work is
 blocking (SQL, HTTP, confirmed produce), so it runs in a thread, one command at a time per partition: commands are
 keyed by subject key, so one subject's requests are carried out in the order the DPO issued them.
@@ -67,6 +72,7 @@ class RightsWorker:
         self.executor = executor
         self.sweeper = RetentionSweep(CrmRights(runtime.engine), RightsDesk(RequestTracker(runtime.engine), publisher))
         self.identity = IdentityStore(runtime.engine, runtime.settings.api_key_pepper_bytes())
+        self.tracker = RequestTracker(runtime.engine)
 
     @classmethod
     def build(cls, runtime: Runtime, pauses: Pauses | None = None) -> RightsWorker:
@@ -124,6 +130,35 @@ class RightsWorker:
                 await asyncio.sleep(backoff_delay(attempt, 1.0, 60.0))
                 attempt += 1
 
+    async def restricted_contact(self, value: bytes) -> None:
+        """File an audit line that is a restricted subject's dropped contact (every other line is left alone); a
+        database outage is waited out, never skipped: the DPO must learn of every such contact."""
+        if b"subject_restricted" not in value:  # most lines are something else: not even parsed
+            return
+        try:
+            line = AuditRecord.model_validate_json(value)
+        except ValidationError:
+            log.warning("rights.unreadable_audit_line")
+            return
+        if line.action != "dropped" or line.subject_key is None:
+            return
+        attempt = 0
+        while True:
+            try:
+                filed = await asyncio.to_thread(self.tracker.file_contact_while_restricted, line)
+            except Exception:
+                log.exception("rights.contact_filing_failed", attempt=attempt + 1)
+                await asyncio.sleep(backoff_delay(attempt, 1.0, 60.0))
+                attempt += 1
+                continue
+            if filed is not None:
+                log.info(
+                    "rights.contact_while_restricted",
+                    subject_key=filed.subject_key,
+                    request_id=None if filed.request_id is None else str(filed.request_id),
+                )
+            return
+
     async def retry(self) -> int:
         return await asyncio.to_thread(self.executor.retry_unfinished, RETRY_AFTER)
 
@@ -176,6 +211,13 @@ def register(app: LeadpipeApp, runtime: Runtime) -> RightsWorker:
             with tracing.current(span):  # each sink's effect is a child span (``RightsExecutor.execute``)
                 await worker.handle(event.value, where)
             tracing.end(span)
+
+    audit = app.topic(settings.topic(AUDIT_TOPIC), key_serializer="raw", value_serializer="raw")
+
+    @app.agent(audit, name=f"{settings.app_id}.rights-restricted-contacts", concurrency=1)
+    async def restricted_contacts(stream: Any) -> None:
+        async for value in stream:
+            await worker.restricted_contact(value)
 
     # A timer that raises would crash the whole worker (faust runs timers as service tasks): a database outage is
     # logged and the next tick tries again.

@@ -1,7 +1,8 @@
 """Read-only CRM endpoints for sales (``crm:read``).
 
 ``GET /v1/crm/subjects?email=...|phone=...|name=...`` finds contacts, ``GET /v1/crm/subjects/{subject_key}`` shows
-one with interactions, legal bases and status. Nothing here writes; no answer may be cached (``NoStoreRoute``).
+one with interactions, legal bases and status. Nothing here writes; no answer may be cached, and a refusal never
+quotes the e-mail, phone or name searched for (``NoStoreRoute``).
 A restricted subject (policy 9.4) is answered with its key and status only (``withheld``): its data is kept, not
 processed further, and being read by sales is processing; only ``crm:read_restricted`` (the DPO) sees it whole.
 """

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, RowMapping, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, RowMapping, String, Text, column, func, select, table
 
 from pipeline.crm.schema import LINK_COLUMNS, consents, identities, interactions, subjects, visitor_links
 from pipeline.crm.stitching import Link, attribute
@@ -27,7 +27,12 @@ from pipeline.crm.views import (
     VisitorLinkView,
 )
 from pipeline.db import any_of
+from pipeline.models.rights import SuppressionRecord
 from pipeline.normalize import NormalizationError, canonical_email, canonical_phone
+
+#: The subjects' suppression states, as the rights tracker keeps them (``pipeline.rights.tracker.RightsSubjectState``:
+#: a SuppressionRecord as JSON per subject key), read here without importing the rights layer, which reads the CRM.
+_SUPPRESSION_STATES = table("rights_subject_state", column("subject_key", String), column("state", Text))
 
 
 class CrmReadModel:
@@ -170,6 +175,10 @@ class CrmReadModel:
             ).mappings()
             consent_views = [ConsentView.model_validate(dict(c)) for c in cons]
             history = self._website_history(conn, subject_key)
+            suppression = conn.execute(
+                select(_SUPPRESSION_STATES.c.state).where(_SUPPRESSION_STATES.c.subject_key == subject_key)
+            ).scalar()
+        withdrawn = () if suppression is None else SuppressionRecord.model_validate_json(suppression).consent_withdrawn
         return SubjectView.model_validate(
             {
                 **row,
@@ -177,8 +186,7 @@ class CrmReadModel:
                 "identities": identity_views,
                 "interactions_detail": inter_views,
                 "consents": consent_views,
-                # the newest choice of each purpose (consents are ordered oldest first)
-                "consent_state": {consent.purpose: consent.granted for consent in consent_views},
+                "consent_state": _consent_state(consent_views, {p.value for p in withdrawn}),
                 "website_history": history,
             }
         )
@@ -362,3 +370,21 @@ def _lead(row: RowMapping) -> LeadView:
 def _interaction(row: RowMapping) -> InteractionView:
     purposes = sorted(row["purposes"], key=lambda entry: str(entry["purpose"]))
     return InteractionView.model_validate({**row, "purposes": [PurposeView.model_validate(p) for p in purposes]})
+
+
+def _consent_state(choices: Sequence[ConsentView], withdrawn: set[str]) -> dict[str, bool]:
+    """Whether each purpose rests on a consent now: the newest choice (``choices`` are oldest first), except that a
+    withdrawal made through the DPO (policy 9.8: a choice with ``cause_request_id``, or one the subject's suppression
+    state holds, ``withdrawn``, which outlives an erasure) stands against a later "yes" an event carries. The chain
+    keeps applying the withdrawal to everything the person sends afterwards (the suppression state takes the purpose
+    off), so a ticked box on a later form, or an old CRM export's "yes" imported again, is kept in the history of
+    choices but does not make the state say granted: what the state says must be what is done."""
+    state: dict[str, bool] = dict.fromkeys(sorted(withdrawn & {c.purpose for c in choices}), False)
+    withdrawn = set(withdrawn)
+    for choice in choices:
+        if choice.cause_request_id is not None and not choice.granted:
+            withdrawn.add(choice.purpose)
+        elif choice.granted and choice.purpose in withdrawn:
+            continue
+        state[choice.purpose] = choice.granted
+    return state

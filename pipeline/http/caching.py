@@ -1,5 +1,7 @@
 """``NoStoreRoute``: every answer of a router that hands out personal data or secrets carries ``Cache-Control:
-no-store``, errors included (a 422 echoes the input, a 404 confirms an id), so no browser, proxy or CDN keeps a copy.
+no-store``, errors included (a 404 confirms an id), so no browser, proxy or CDN keeps a copy; and a refusal of a
+request's shape (FastAPI's 422) names the field and what is wrong with it but never quotes what was sent: these
+routers take e-mail addresses, phone numbers and names (an address one character too long came back whole).
 
 A router opts in with ``APIRouter(..., route_class=NoStoreRoute)``: the DPO's (exports, access passwords), sales'
 CRM reads and the review queue's. It is a route class and not a header set in each handler so that a new route, a
@@ -17,6 +19,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 NO_STORE = {"Cache-Control": "no-store"}
+#: What FastAPI's validation errors carry beside the field and the complaint: the value sent, and its context (the
+#: exception a validator raised, which may quote it).
+_ECHOES = frozenset({"input", "ctx", "url"})
 
 
 class NoStoreRoute(APIRoute):
@@ -31,8 +36,9 @@ class NoStoreRoute(APIRoute):
             except HTTPException as exc:  # refusals and not-founds, from the handler or a dependency
                 exc.headers = {**(exc.headers or {}), **NO_STORE}
                 raise
-            except RequestValidationError as exc:  # FastAPI's 422 quotes what was sent
-                response = await request_validation_exception_handler(request, exc)
+            except RequestValidationError as exc:  # FastAPI's 422 quotes what was sent: left out
+                quiet = [{k: v for k, v in e.items() if k not in _ECHOES} for e in exc.errors()]
+                response = await request_validation_exception_handler(request, RequestValidationError(quiet))
             response.headers.update(NO_STORE)
             return response
 

@@ -4,7 +4,11 @@ Reading requests needs ``rights:read``; issuing one, extending it or recording a
 an export ``rights:export`` (``pipeline/http/auth.py`` enforces, logs and counts). Every refusal is also written to
 the rights audit log (with the principal when one authenticated), so the log shows every attempt, admitted or not.
 Every request, extension and notice names the principal who made it. E-mails and phones arrive in the body (never
-in the URL, which proxies log) and are never echoed back.
+in the URL, which proxies log) and are never echoed back, not even by a refusal of the body's shape
+(``NoStoreRoute``). A field the API does not know, or one the request's kind does not take, is refused (422 naming
+it), never left out: a mistyped ``old_adress`` must not become the default. A caller may choose the request's id
+(``request_id``): the same call repeated after a lost answer is answered 200 ``replayed`` with what was recorded, and
+another request under that id is 409 ``duplicate_request_id``.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline import tracing
 from pipeline.db import ensure_schema
@@ -30,8 +34,8 @@ from pipeline.logging import get_logger
 from pipeline.models.common import Purpose
 from pipeline.models.rights import AuditRecord, RightKind, SinkStatus
 from pipeline.rights.bodies import OldAddress
-from pipeline.rights.commands import AmbiguousSubject, ChangeError, IdentityError
-from pipeline.rights.dpo import DpoTools, FoundBy, RequestOut, request_out
+from pipeline.rights.commands import AmbiguousSubject, ChangeError, IdentityError, RequestFieldError
+from pipeline.rights.dpo import DpoTools, DuplicateRequestId, FoundBy, RequestOut, request_out
 from pipeline.rights.effects.export import export_expired
 from pipeline.rights.tracker import RequestTracker, RequestView
 
@@ -75,7 +79,14 @@ Exporter = Annotated[Principal, Depends(require(Permission.RIGHTS_EXPORT, on_ref
 class RightsRequestIn(BaseModel):
     """One request about one person, named by exactly one of e-mail or phone (an erasure also by visitor id)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     kind: RequestKind
+    request_id: UUID | None = Field(
+        default=None,
+        description="Your own id for this request (a UUID), so that a call repeated after a lost answer records "
+        "nothing twice: the same request again is answered 200 with replayed true; another under this id is 409",
+    )
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=40)
     region: str | None = Field(
@@ -127,6 +138,11 @@ class SubmittedOut(BaseModel):
         description="Whether the CRM holds a person under subject_key; false: HubSpot is still searched, and the "
         "request runs all the same",
     )
+    replayed: bool = Field(
+        default=False,
+        description="The request_id given was recorded already for this same request (answered 200): nothing new "
+        "was recorded",
+    )
 
 
 class ExtendIn(BaseModel):
@@ -146,9 +162,9 @@ def _tools(request: Request) -> DpoTools:
 
 
 @router.post("/requests", status_code=202, response_model=SubmittedOut)
-async def submit_request(body: RightsRequestIn, request: Request, actor: Issuer) -> SubmittedOut:
+async def submit_request(body: RightsRequestIn, request: Request, response: Response, actor: Issuer) -> SubmittedOut:
     """Record, audit and publish a request in the caller's name; 202 once the broker confirmed it (the sinks
-    follow)."""
+    follow), 200 when ``request_id`` names this same request recorded already."""
     kind = RightKind(body.kind)
 
     def run() -> SubmittedOut:
@@ -164,6 +180,7 @@ async def submit_request(body: RightsRequestIn, request: Request, actor: Issuer)
             rectify=body.changes or None,
             old_address=body.old_address,
             password=body.password,
+            request_id=body.request_id,
         )
         command = submitted.command
         return SubmittedOut(
@@ -176,10 +193,13 @@ async def submit_request(body: RightsRequestIn, request: Request, actor: Issuer)
             named_subject_key=submitted.named_key,
             found_by=submitted.found_by if submitted.named_key is not None else None,
             in_crm=submitted.in_crm,
+            replayed=submitted.replayed,
         )
 
     if not tracing.enabled():
-        return await _submitted(run)
+        answer = await _submitted(run)
+        response.status_code = 200 if answer.replayed else 202
+        return answer
     span = tracing.start_request("POST", f"{router.prefix}/requests", request.headers.get(tracing.TRACEPARENT))
     try:
         with tracing.current(span):  # the command published in ``run`` carries this span's context
@@ -188,7 +208,8 @@ async def submit_request(body: RightsRequestIn, request: Request, actor: Issuer)
         span.set_attribute("http.response.status_code", exc.status_code)
         tracing.end(span, failed=str(exc.status_code) if exc.status_code >= 500 else None)
         raise
-    span.set_attribute("http.response.status_code", 202)
+    response.status_code = 200 if answer.replayed else 202
+    span.set_attribute("http.response.status_code", response.status_code)
     tracing.end(span)
     return answer
 
@@ -207,8 +228,20 @@ async def _submitted(run: Callable[[], SubmittedOut]) -> SubmittedOut:
                 "candidate_subject_keys": list(exc.candidates),
             },
         ) from None
+    except DuplicateRequestId as exc:
+        raise HTTPException(
+            409,
+            {
+                "reason": "duplicate_request_id",
+                "field": exc.field,
+                "message": str(exc),
+                "request_id": exc.view.request_id,
+            },
+        ) from None
     except IdentityError as exc:
         raise HTTPException(422, {"reason": "invalid_identity", "field": exc.field, "message": str(exc)}) from None
+    except RequestFieldError as exc:
+        raise HTTPException(422, {"reason": "invalid_request", "field": exc.field, "message": str(exc)}) from None
     except ChangeError as exc:
         raise HTTPException(
             422, {"reason": "invalid_change", "field": f"changes.{exc.field}", "message": str(exc)}
@@ -227,7 +260,8 @@ async def list_requests(
     _actor: Reader,
     state: Annotated[Literal["open", "overdue", "all"], "which requests"] = "open",
 ) -> list[RequestOut]:
-    """Open requests (default), only overdue ones, or all, oldest first."""
+    """Open requests (default: not completed, and restrictions whose person made contact since it was last reviewed),
+    only overdue ones, or all, oldest first."""
 
     def run() -> list[RequestOut]:
         tools = _tools(request)
@@ -248,6 +282,20 @@ def _view_or_404(tools: DpoTools, request_id: UUID) -> RequestView:
 @router.get("/requests/{request_id}", response_model=RequestOut)
 async def get_request(request_id: UUID, request: Request, _actor: Reader) -> RequestOut:
     return await asyncio.to_thread(lambda: request_out(_view_or_404(_tools(request), request_id)))
+
+
+@router.get("/requests/{request_id}/audit", response_model=list[AuditRecord])
+async def request_audit(request_id: UUID, request: Request, _actor: Reader) -> list[AuditRecord]:
+    """The request's audit trail, oldest first: received, published, each sink's outcome on every run (failures and
+    retries included), extensions, notices, downloads, contacts while restricted; who did each, never personal data
+    (``leadpipe dpo show`` prints the same)."""
+
+    def run() -> list[AuditRecord]:
+        tools = _tools(request)
+        _view_or_404(tools, request_id)
+        return tools.tracker.audit_trail(request_id=request_id)
+
+    return await asyncio.to_thread(run)
 
 
 async def _change(
@@ -280,6 +328,15 @@ async def extend_request(request_id: UUID, body: ExtendIn, request: Request, act
 async def record_notice(request_id: UUID, request: Request, actor: Issuer) -> RequestOut:
     return await _change(
         request, request_id, lambda tools: tools.notice_sent(request_id, by=actor), "no_notice_for_kind"
+    )
+
+
+@router.post("/requests/{request_id}/contacts-reviewed", response_model=RequestOut)
+async def record_contacts_reviewed(request_id: UUID, request: Request, actor: Issuer) -> RequestOut:
+    """Record that the contacts a restricted person made (``contacts_while_restricted``) were looked at: the
+    restriction leaves the open list until the person makes contact again."""
+    return await _change(
+        request, request_id, lambda tools: tools.contacts_reviewed(request_id, by=actor), "no_contacts_to_review"
     )
 
 

@@ -133,6 +133,8 @@ def _print_view(view: RequestView, now: datetime) -> None:
         flags.append("OVERDUE")
     if view.notice_due:
         flags.append("NOTICE-DUE")
+    if view.contacts_unreviewed:
+        flags.append(f"CONTACT-WHILE-RESTRICTED x{view.contacts_unreviewed}")
     if view.extension_reason:
         flags.append("extended")
     typer.echo(
@@ -328,7 +330,7 @@ def restrict() -> Extra:
 
 @_request_command(RightKind.UNRESTRICTION)
 def unrestrict() -> Extra:
-    """Lift a restriction; the person must be told (9.5): ``dpo notice-sent`` records that they were.
+    """Lift a restriction; the person must be told (9.5): `leadpipe dpo notice-sent` records that they were.
 
     Example: leadpipe dpo unrestrict --email ana@example.com
     """
@@ -421,7 +423,11 @@ def status(
     elif all_:
         views = every
     else:
-        views = [v for v in every if v.state is not RequestState.COMPLETED or _completed_since(v, since)]
+        views = [
+            v
+            for v in every
+            if v.state is not RequestState.COMPLETED or _completed_since(v, since) or v.contacts_unreviewed
+        ]
     if as_json:
         typer.echo(json.dumps([request_out(v, now).model_dump(mode="json") for v in views], indent=2))
         return

@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 from pydantic import ValidationError
 
 from pipeline import tracing
+from pipeline.crm.schema import subjects
 from pipeline.crypto.sealing import Sealer, subject_scope
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose, StrictModel
@@ -51,6 +52,15 @@ class IdentityError(ValueError):
 
 class ChangeError(ValueError):
     """A corrected value a rectification cannot store; ``field`` names the profile field (never the value)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class RequestFieldError(ValueError):
+    """A detail the request cannot take (a purpose given to an erasure, corrections to an objection): refused, never
+    left out silently, for the DPO meant something by it; ``field`` names it."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
@@ -139,7 +149,19 @@ def corrected(changes: Mapping[str, str | None], *, region: str | None = None) -
         error = exc.errors(include_input=False, include_url=False)[0]
         field, _, message = str(error["msg"]).removeprefix("Value error, ").partition(": ")
         raise ChangeError(field, message) from None
-    return body.model_copy(update={"changes": _stored_forms(body.changes, region)})
+    stored = _stored_forms(body.changes, region)
+    for field, value in stored.items():
+        limit = _stored_length(field)
+        if value is not None and limit is not None and len(value) > limit:
+            raise ChangeError(field, f"longer than {limit} characters, the most the CRM keeps of it")
+    return body.model_copy(update={"changes": stored})
+
+
+def _stored_length(field: str) -> int | None:
+    """How many characters the CRM keeps of a profile field (its column's length): a longer corrected value would
+    fail in the worker for good, after the request was accepted."""
+    length = getattr(subjects.c[field].type, "length", None)
+    return length if isinstance(length, int) else None
 
 
 def _stored_forms(

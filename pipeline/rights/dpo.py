@@ -13,21 +13,26 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Literal
+from typing import Literal, TypeVar
 from uuid import UUID
+
+from pydantic import BaseModel
 
 from pipeline.crm.aliases import SubjectAliases
 from pipeline.crm.read import CrmReadModel
+from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.db import ensure_schema
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Purpose
 from pipeline.models.identity import Principal
+from pipeline.models.records import Sealed
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand
 from pipeline.policy.model import Policy, load_policy
-from pipeline.rights.bodies import OldAddress, RequestIdentity
+from pipeline.rights.bodies import ExportDelivery, OldAddress, RectificationBody, RequestIdentity
 from pipeline.rights.commands import (
     AmbiguousSubject,
     IdentityError,
+    RequestFieldError,
     RightsDesk,
     build_command,
     key_of,
@@ -37,7 +42,7 @@ from pipeline.rights.commands import (
     region_of,
     visitor_subject,
 )
-from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
+from pipeline.rights.tracker import CONTACTS_REVIEWED, RequestState, RequestTracker, RequestView
 from pipeline.runtime import Runtime
 from pipeline.topics import AUDIT_TOPIC
 
@@ -52,6 +57,8 @@ class RequestOut(RequestView):
 def request_out(view: RequestView, now: datetime | None = None) -> RequestOut:
     return RequestOut(**dict(view), overdue=view.is_overdue(now or datetime.now(UTC)))
 
+
+_M = TypeVar("_M", bound=BaseModel)
 
 #: How the subject a request is for was found from what the DPO named: the key of the e-mail or phone itself, an
 #: alias of it (an address the DPO corrected and kept), the one CRM subject holding the e-mail or phone when nobody is
@@ -73,6 +80,36 @@ class Submitted:
     in_crm: bool | None = None
     """Whether the CRM holds a person under the key the request is for (None: a website visitor, not looked up). When
     it does not, HubSpot is still searched by what the DPO named, and the request runs all the same."""
+    replayed: bool = False
+    """The request id the caller chose was recorded already, for this same request: nothing new was recorded (a
+    request recorded but not yet published is published now)."""
+
+
+class DuplicateRequestId(ValueError):
+    """The request id the caller chose is recorded already for another request (another kind, person, issuer or
+    detail): nothing is recorded or published."""
+
+    def __init__(self, request_id: UUID, view: RequestView) -> None:
+        super().__init__(
+            f"request_id: {request_id} is already the id of another request ({_a(view.kind.value)} for "
+            f"{view.subject_key}, received {view.received_at.isoformat()}); choose a new id for a new request"
+        )
+        self.field = "request_id"
+        self.view = view
+
+
+def _a(word: str) -> str:
+    """``word`` with its indefinite article ("an erasure", "a restriction")."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
+#: The details each kind of request takes, beyond whom it is for: any other is refused (``RequestFieldError``).
+_ONLY_FOR: dict[str, RightKind] = {
+    "purposes": RightKind.CONSENT_WITHDRAWAL,
+    "changes": RightKind.RECTIFICATION,
+    "old_address": RightKind.RECTIFICATION,
+    "password": RightKind.ACCESS,
+}
 
 
 @dataclass(frozen=True)
@@ -183,14 +220,25 @@ class DpoTools:
         old_address: OldAddress | None = None,
         password: str | None = None,
         now: datetime | None = None,
+        request_id: UUID | None = None,
     ) -> Submitted:
-        """Record and publish one request; raises ``IdentityError``/``ChangeError``/``AmbiguousSubject``/``ValueError``
-        on bad input, before anything is recorded.
+        """Record and publish one request; raises ``IdentityError``/``ChangeError``/``AmbiguousSubject``/
+        ``RequestFieldError``/``DuplicateRequestId``/``ValueError`` on bad input, before anything is recorded.
 
         A website visitor known only by its cookie id (``visitor_id``) can be erased: everything kept under it goes.
         The other rights answer a person, whom the DPO names by e-mail or phone (and, when several subjects hold it,
         by ``subject_key`` among them).
+
+        ``request_id``: the caller's own id for the request, so that a call repeated after a lost answer (a timeout,
+        a 503) records and publishes nothing twice: the same request again is answered ``replayed`` with what was
+        recorded; another request under a recorded id is refused (``DuplicateRequestId``).
         """
+        given = {"purposes": bool(purposes), "changes": bool(rectify), "old_address": old_address is not None}
+        for field, present in {**given, "password": password is not None}.items():
+            if present and kind is not _ONLY_FOR[field]:
+                raise RequestFieldError(
+                    field, f"{_a(kind.value)} request takes none (only {_a(_ONLY_FOR[field].value)} does)"
+                )
         if kind is RightKind.CONSENT_WITHDRAWAL:
             self.check_withdrawal(purposes)
         identity: RequestIdentity | None = None
@@ -214,6 +262,7 @@ class DpoTools:
         new_key, read_in = None, None
         if rectify and identity is not None and found is not None:
             read_in, old_address, new_key = self._rectification(found, identity, rectify, old_address, region)
+        chosen_password = password
         if kind is RightKind.ACCESS:
             password = password or new_password()
         command = build_command(
@@ -229,15 +278,94 @@ class DpoTools:
             password=password,
             identity=identity,
             region=read_in,
+            request_id=request_id,
         )
+        if request_id is not None and (recorded := self.tracker.get(request_id)) is not None:
+            return self._replayed(recorded, command, found, compare_password=chosen_password is not None)
         self.desk.submit([command])
         secret = password if kind is RightKind.ACCESS else None
         if found is None:
             return Submitted(command, secret)
         return Submitted(command, secret, found.related, found.named_key, found.found_by, found.in_crm)
 
+    def _replayed(
+        self, recorded: RequestView, command: RightsCommand, found: _Subject | None, *, compare_password: bool
+    ) -> Submitted:
+        """The answer to a request id recorded already: the same request (kind, issuer, person, details) is published
+        again if it never was and answered as it was recorded; anything else is ``DuplicateRequestId``."""
+        stored = self.tracker.command(recorded.request_id)
+        same_person = stored.subject_key == command.subject_key or (
+            found is not None and stored.subject_key in {found.named_key, *found.related}
+        )
+        same = (
+            stored.kind is command.kind
+            and stored.issuer is not None
+            and command.issuer is not None
+            and stored.issuer.principal_id == command.issuer.principal_id
+            and same_person
+            and set(stored.purposes) == set(command.purposes)
+            and stored.new_subject_key == command.new_subject_key
+            and self._same_sealed(stored.identity, command.identity, RequestIdentity)
+        )
+        password: str | None = None
+        if same and command.kind is RightKind.RECTIFICATION:
+            same = self._same_sealed(stored.sealed, command.sealed, RectificationBody)
+        elif same and command.kind is RightKind.ACCESS:
+            delivery = self._opened(stored.sealed, ExportDelivery)
+            password = None if delivery is None else delivery.password
+            same = not compare_password or self._same_sealed(stored.sealed, command.sealed, ExportDelivery)
+        if not same:
+            raise DuplicateRequestId(command.request_id, recorded)
+        if recorded.published_at is None:  # recorded, but the broker never confirmed it: publish it now
+            self.desk.submit([stored])
+        if found is None:
+            return Submitted(stored, password, replayed=True)
+        return Submitted(stored, password, found.related, found.named_key, found.found_by, found.in_crm, replayed=True)
+
+    def _opened(self, sealed: Sealed | None, model: type[_M]) -> _M | None:
+        if sealed is None:
+            return None
+        try:
+            return self.runtime.codec.sealer.open_model(sealed, model)
+        except KeyDestroyedError:  # the person was erased since: what the request carried went with them
+            return None
+
+    def _same_sealed(self, stored: Sealed | None, given: Sealed | None, model: type[_M]) -> bool:
+        """Whether two requests carry the same sealed details (True when the recorded ones cannot be read any more:
+        the person was erased since, and nothing tells the two apart)."""
+        if stored is None or given is None:
+            return (stored is None) == (given is None)
+        old, new = self._opened(stored, model), self._opened(given, model)
+        return old is None or old == new
+
     def open_requests(self) -> list[RequestView]:
-        return self.tracker.open_requests()
+        """Requests not completed, and restrictions whose person made contact since the DPO last reviewed it (the
+        contact was set aside, 9.4: someone has to decide what the person is told), in order of receipt."""
+        waiting = self.tracker.open_requests()
+        told = [
+            v
+            for v in self.tracker.requests(states=[RequestState.COMPLETED], kinds=[RightKind.RESTRICTION])
+            if v.contacts_unreviewed
+        ]
+        return sorted([*waiting, *told], key=lambda v: (v.received_at, v.request_id))
+
+    def contacts_reviewed(self, request_id: UUID | str, *, by: Principal) -> RequestView:
+        """Record that the DPO looked at the contacts filed under a restriction (the request leaves the open list
+        until the person makes contact again)."""
+        view = self.tracker.get(request_id)
+        if view is None:
+            raise KeyError(f"no rights request {request_id}")
+        if view.kind is not RightKind.RESTRICTION:
+            raise ValueError("contacts while restricted are filed under restrictions only")
+        if not view.contacts_while_restricted:
+            raise ValueError("the person made no contact while this restriction stood; there is nothing to review")
+        through = max(c.dropped_at for c in view.contacts_while_restricted)
+        self._audit(
+            by, CONTACTS_REVIEWED, view, through=through.isoformat(), contacts=len(view.contacts_while_restricted)
+        )
+        refreshed = self.tracker.get(request_id)
+        assert refreshed is not None
+        return refreshed
 
     def get(self, request_id: UUID | str) -> RequestView | None:
         return self.tracker.get(request_id)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import StatementError
+
 from pipeline import tracing
 from pipeline.crypto.keystore import KeyStore
 from pipeline.crypto.sealing import KeyDestroyedError, Sealer, record_scope
@@ -163,7 +165,7 @@ class RightsExecutor:
                     )
                     return EffectResult(SinkStatus.FAILED, evidence), error, attempt + 1
             except Exception as exc:  # an unknown failure may be transient: try again, then record it
-                error = scrub_text(f"{type(exc).__name__}: {exc}")[:2000]
+                error = _described(exc)
             log.warning("rights.effect_retry", sink=sink, request_id=str(ctx.command.request_id), attempt=attempt + 1)
             if attempt + 1 < self.max_attempts:
                 self.sleep(backoff_delay(attempt, self.retry_base_s, self.retry_max_s))
@@ -249,3 +251,16 @@ class RightsExecutor:
             tracing.end(span, outcome="republished" if republishing else "executed")
             count += 1
         return count
+
+
+def _described(exc: Exception) -> str:
+    """What failed, for the request's error, evidence, audit and status record: never a value. SQLAlchemy's message
+    carries the statement and its parameters (a corrected name, an address) and a driver's may quote the row on its
+    later lines, so a database error is its class and the driver's first line only."""
+    if isinstance(exc, StatementError):
+        orig = exc.orig
+        if orig is None:
+            return type(exc).__name__
+        first = (str(orig).splitlines() or [""])[0]
+        return scrub_text(f"{type(exc).__name__}: {type(orig).__name__}: {first}")[:2000]
+    return scrub_text(f"{type(exc).__name__}: {exc}")[:2000]

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from uuid import UUID, uuid5
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, Boolean, Engine, ForeignKey, Integer, String, Text, and_, func, or_, select, update
@@ -155,6 +156,26 @@ class ExtensionView(BaseModel):
     extended_at: datetime
 
 
+#: The rights audit's line for a new contact from a restricted subject (its event was dropped from processing, 9.4),
+#: filed under the restriction that stood (``RequestTracker.file_contact_while_restricted``).
+CONTACT_WHILE_RESTRICTED = "rights.contact_while_restricted"
+#: The DPO looked at the contacts filed under a restriction up to ``detail.through``.
+CONTACTS_REVIEWED = "rights.contacts_reviewed"
+_CONTACT_NAMESPACE = UUID("6c1f8e0a-3b7d-4f4e-9a51-0d2c7e5b9f13")
+
+
+class RestrictedContactView(BaseModel):
+    """A contact that reached the pipeline from a restricted person: dropped from processing (9.4: stored data is not
+    processed further), told to the DPO. Ids and times only: what the person wrote is not kept."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: UUID | None
+    channel: str | None
+    received_at: datetime | None = Field(description="When the pipeline received it")
+    dropped_at: datetime = Field(description="When the chain set it aside")
+
+
 class RequestView(BaseModel):
     """A request as the DPO sees it: ``leadpipe dpo status``, and (with ``overdue``) the API's ``RequestOut``."""
 
@@ -177,6 +198,16 @@ class RequestView(BaseModel):
     notice_due: bool
     notice_sent_by: Principal | None = None
     sinks: tuple[SinkView, ...]
+    contacts_while_restricted: tuple[RestrictedContactView, ...] = Field(
+        default=(),
+        description="A restriction: every contact the person made while it stood (dropped from processing, 9.4), "
+        "oldest first",
+    )
+    contacts_unreviewed: int = Field(
+        default=0,
+        description="A restriction: how many of those contacts came after the DPO last recorded reviewing them "
+        "(POST .../contacts-reviewed); while above 0 the request is listed with the open ones",
+    )
 
     def is_overdue(self, now: datetime) -> bool:
         return self.state is not RequestState.COMPLETED and now > self.effective_due_at
@@ -294,7 +325,8 @@ class RequestTracker:
                 .where(RightsRequestExtension.request_id == str(request_id))
                 .order_by(RightsRequestExtension.seq)
             )
-            return _view(row, list(sinks), list(extensions))
+            contacts = _contact_lines(session, [row.request_id]) if row.kind == RightKind.RESTRICTION.value else {}
+            return _view(row, list(sinks), list(extensions), contacts.get(row.request_id, ()))
 
     def requests(
         self,
@@ -316,6 +348,8 @@ class RequestTracker:
             ids = [r.request_id for r in rows]
             by_request: dict[str, list[RightsRequestSink]] = {}
             extended: dict[str, list[RightsRequestExtension]] = {}
+            restrictions = [r.request_id for r in rows if r.kind == RightKind.RESTRICTION.value]
+            contacts = _contact_lines(session, restrictions)
             for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
                 for sink in session.scalars(select(RightsRequestSink).where(RightsRequestSink.request_id.in_(chunk))):
                     by_request.setdefault(sink.request_id, []).append(sink)
@@ -325,7 +359,12 @@ class RequestTracker:
                     .order_by(RightsRequestExtension.seq)
                 ):
                     extended.setdefault(extension.request_id, []).append(extension)
-            return [_view(r, by_request.get(r.request_id, []), extended.get(r.request_id, [])) for r in rows]
+            return [
+                _view(
+                    r, by_request.get(r.request_id, []), extended.get(r.request_id, []), contacts.get(r.request_id, [])
+                )
+                for r in rows
+            ]
 
     def open_requests(self) -> list[RequestView]:
         return self.requests(states=[RequestState.OPEN, RequestState.ATTENTION])
@@ -528,6 +567,42 @@ class RequestTracker:
             except IntegrityError:
                 session.rollback()
 
+    def file_contact_while_restricted(self, dropped: AuditRecord) -> AuditRecord | None:
+        """File the chain's drop of a restricted subject's new event (``dropped``, the processing audit line that names
+        the subject) in the rights audit, under the restriction that stood when it arrived, so the DPO is told that the
+        person wrote (policy 9.4 keeps what they sent out of processing; the person may be asking for something).
+
+        Idempotent (the line's id derives from the drop's); None when the line is not such a drop."""
+        if dropped.subject_key is None or dropped.detail.get("reason") != "subject_restricted":
+            return None
+        with Session(self._engine) as session:
+            standing = session.scalars(
+                select(RightsRequest.request_id)
+                .where(
+                    RightsRequest.subject_key == dropped.subject_key,
+                    RightsRequest.kind == RightKind.RESTRICTION.value,
+                    RightsRequest.received_at <= dropped.at,
+                )
+                .order_by(RightsRequest.received_at.desc())
+                .limit(1)
+            ).first()
+        record = AuditRecord(
+            audit_id=uuid5(_CONTACT_NAMESPACE, str(dropped.audit_id)),
+            at=dropped.at,
+            actor=dropped.actor,
+            principal=dropped.principal,
+            action=CONTACT_WHILE_RESTRICTED,
+            subject_key=dropped.subject_key,
+            request_id=None if standing is None else UUID(standing),
+            event_id=dropped.event_id,
+            detail={
+                **({"event_id": str(dropped.event_id)} if dropped.event_id is not None else {}),
+                **{k: dropped.detail[k] for k in ("channel", "received_at", "stage") if k in dropped.detail},
+            },
+        )
+        self.audit(record)
+        return record
+
     def audit_trail(self, request_id: object | None = None, subject_key: str | None = None) -> list[AuditRecord]:
         query = select(RightsAuditEntry).order_by(RightsAuditEntry.at, RightsAuditEntry.audit_id)
         if request_id is not None:
@@ -546,7 +621,51 @@ def _principal(stored: dict[str, Any] | None) -> Principal | None:
     return None if stored is None else Principal.model_validate(stored)
 
 
-def _view(row: RightsRequest, sinks: list[RightsRequestSink], extensions: list[RightsRequestExtension]) -> RequestView:
+def _contact_lines(session: Session, request_ids: Sequence[str]) -> dict[str, list[RightsAuditEntry]]:
+    """The contacts filed under each of these restrictions and the DPO's reviews of them, oldest first."""
+    lines: dict[str, list[RightsAuditEntry]] = {}
+    for chunk in (request_ids[i : i + 500] for i in range(0, len(request_ids), 500)):
+        query = (
+            select(RightsAuditEntry)
+            .where(
+                RightsAuditEntry.request_id.in_(chunk),
+                RightsAuditEntry.action.in_([CONTACT_WHILE_RESTRICTED, CONTACTS_REVIEWED]),
+            )
+            .order_by(RightsAuditEntry.at, RightsAuditEntry.audit_id)
+        )
+        for line in session.scalars(query):
+            lines.setdefault(str(line.request_id), []).append(line)
+    return lines
+
+
+def _contacts(lines: Sequence[RightsAuditEntry]) -> tuple[tuple[RestrictedContactView, ...], int]:
+    """The contacts among ``lines`` and how many came after the latest review."""
+    contacts = tuple(
+        RestrictedContactView(
+            event_id=None if line.detail.get("event_id") is None else UUID(str(line.detail["event_id"])),
+            channel=line.detail.get("channel"),
+            received_at=_when(line.detail.get("received_at")),
+            dropped_at=line.at,
+        )
+        for line in lines
+        if line.action == CONTACT_WHILE_RESTRICTED
+    )
+    reviews = [_when(line.detail.get("through")) for line in lines if line.action == CONTACTS_REVIEWED]
+    through = max((r for r in reviews if r is not None), default=None)
+    return contacts, sum(1 for c in contacts if through is None or c.dropped_at > through)
+
+
+def _when(value: object) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _view(
+    row: RightsRequest,
+    sinks: list[RightsRequestSink],
+    extensions: list[RightsRequestExtension],
+    contact_lines: Sequence[RightsAuditEntry] = (),
+) -> RequestView:
+    contacts, unreviewed = _contacts(contact_lines)
     return RequestView(
         request_id=row.request_id,
         kind=RightKind(row.kind),
@@ -585,4 +704,6 @@ def _view(row: RightsRequest, sinks: list[RightsRequestSink], extensions: list[R
             )
             for s in sorted(sinks, key=lambda s: s.sink)
         ),
+        contacts_while_restricted=contacts,
+        contacts_unreviewed=unreviewed,
     )

@@ -56,7 +56,26 @@ LOOKUP_PROPERTIES: tuple[str, ...] = (
     BASES_PROPERTY,
 )
 
-#: Everything leadpipe writes on a contact: what an export reads back.
+#: HubSpot's own contact properties that hold what a person is or gave, beyond those leadpipe writes: what a sales rep
+#: types, what a form of HubSpot's own collects, and the addresses a merge of two contacts keeps
+#: (``hs_additional_emails``). Policy 9.1 asks for a copy of all personal data held; the look-up already finds the
+#: person by some of these. HubSpot's computed counters (visits, scores) are not the person's data and stay out.
+HUBSPOT_PERSON_PROPERTIES: tuple[str, ...] = (
+    ADDITIONAL_EMAILS,
+    "work_email",
+    "mobilephone",
+    "fax",
+    "salutation",
+    "date_of_birth",
+    "address",
+    "city",
+    "state",
+    "zip",
+    "website",
+    "twitterhandle",
+)
+
+#: What an export reads back: everything leadpipe writes on a contact, and HubSpot's properties of the person.
 EXPORT_PROPERTIES: tuple[str, ...] = (
     "email",
     "firstname",
@@ -68,6 +87,7 @@ EXPORT_PROPERTIES: tuple[str, ...] = (
     "message",
     "createdate",
     "lastmodifieddate",
+    *HUBSPOT_PERSON_PROPERTIES,
     *(p.name for p in CUSTOM_PROPERTIES),
 )
 
@@ -189,9 +209,9 @@ class HubSpotLookup:
 
 
 class ExportReader:
-    """The export's view of HubSpot: every property leadpipe writes, of every contact of the person. Failures are
-    ``EffectError``s (an outage retryable, a refusal not), so an export never completes without the HubSpot part it
-    could not read."""
+    """The export's view of HubSpot: every property leadpipe writes and HubSpot's properties of the person
+    (``EXPORT_PROPERTIES``), of every contact of the person. Failures are ``EffectError``s (an outage retryable, a
+    refusal not), so an export never completes without the HubSpot part it could not read."""
 
     def __init__(self, gateway: HubSpotRightsPort) -> None:
         self.lookup = HubSpotLookup(gateway)

@@ -155,3 +155,56 @@ def test_flags_behind_finds_a_crm_row_that_contradicts_the_subject_state(crm_wri
     later = make_tagged(consent=True, occurred_at=at + timedelta(days=1))  # consent given again afterwards
     crm_writer.write_events([later])
     assert crm.flags_behind(everything) == set()
+
+
+def test_a_withdrawal_stands_in_the_consent_state_against_a_later_yes(crm_writer: CrmWriter, crm: CrmRights) -> None:
+    """9.8: the chain keeps applying a withdrawal to everything the person sends later (the consent purpose is taken
+    off), but the CRM's consent state went back to granted as soon as a later event carried a ticked box (an old CRM
+    export's "yes" imported again, a form): sales and the person's own copy read a consent that nothing acts on. The
+    person's words stay in the history of choices; the state says what holds."""
+    from datetime import UTC, datetime
+
+    first = make_tagged("lena.consent@example.de", consent=True)
+    crm_writer.write_events([first])
+    key = first.event.subject_key
+    crm.withdraw_consent(key, uuid.uuid4())
+    again = make_tagged(
+        "lena.consent@example.de", consent=True, channel=Channel.CUSTOMER, occurred_at=datetime.now(UTC) + timedelta(1)
+    )
+    crm_writer.write_events([again])
+    view = crm.read.show(key)
+    assert view is not None and view.consent_state == {"further_contact": False}
+    assert [(c.granted, c.method) for c in view.consents][-2:] == [(False, "rights_request"), (True, "checkbox")]
+
+
+def test_a_withdrawal_still_stands_in_the_consent_state_when_an_erased_person_comes_back(
+    crm_writer: CrmWriter, crm: CrmRights, crm_engine: Engine
+) -> None:
+    """Erasure deletes the CRM's history of choices, but the withdrawal stays in the subject's suppression state (the
+    chain goes on taking the purpose off what the person sends): the state of a returning person's new "yes" says so."""
+    from datetime import UTC, datetime
+
+    from pipeline.rights.tracker import RequestTracker
+
+    first = make_tagged("mia.back@example.de", consent=True)
+    crm_writer.write_events([first])
+    key = first.event.subject_key
+    now = datetime.now(UTC)
+    request_id = uuid.uuid4()
+    crm.withdraw_consent(key, request_id)
+    RequestTracker(crm_engine).save_state(
+        SuppressionRecord(
+            subject_key=key,
+            erased=True,
+            erased_at=now,
+            consent_withdrawn=(Purpose.FURTHER_CONTACT,),
+            updated_at=now,
+            request_id=request_id,
+        )
+    )
+    crm.erase_subject(key, uuid.uuid4())
+    back = make_tagged("mia.back@example.de", consent=True, occurred_at=now + timedelta(hours=1))
+    crm_writer.write_events([back])
+    view = crm.read.show(key)
+    assert view is not None and [c.granted for c in view.consents] == [True]  # only what came after the erasure
+    assert view.consent_state == {"further_contact": False}

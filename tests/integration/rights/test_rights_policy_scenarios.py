@@ -23,7 +23,6 @@ import io
 import json
 import os
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -444,9 +443,27 @@ def test_restriction_stops_processing_and_its_lifting_is_noticed(p: Pipeline) ->
     assert [i.marketing_allowed for i in with_data.interactions_detail] == [False]
     assert hub_flag(p, email, "leadpipe_processing_restricted") == "true"  # the recipient is told (9.5)
     assert hub_flag(p, email) == "false"
-    blocked = p.form(email, "Nils", "Rask")
-    time.sleep(3)  # the chain drops it; nothing to wait for but time
-    assert not p.crm_holds(blocked)
+    restriction = p.api("restriction", email=email)  # asked again through the API: the latest restriction stands
+    blocked = p.form(email, "Nils", "Rask")  # the person writes to support meanwhile
+    # 9.4: not processed further (never stored, never in HubSpot), but the DPO is told, on the restriction that stood
+    auth = {"Authorization": f"Bearer {p.dpo_key}"}
+
+    def told() -> dict[str, Any] | None:
+        view: dict[str, Any] = p.http.get(f"/v1/dpo/requests/{restriction['request_id']}", headers=auth).json()
+        return view if view["contacts_while_restricted"] else None
+
+    view = wait_until(told, timeout_s=60, what="the DPO to be told of the restricted person's new contact")
+    [contact] = view["contacts_while_restricted"]
+    assert contact["event_id"] == blocked and contact["channel"] == "web_form" and view["contacts_unreviewed"] == 1
+    listed = p.http.get("/v1/dpo/requests", headers=auth).json()  # the open list brings it back to the DPO
+    assert restriction["request_id"] in [r["request_id"] for r in listed]
+    assert "CONTACT-WHILE-RESTRICTED x1" in p.leadpipe("dpo", "status")
+    assert not p.crm_holds(blocked) and hub_flag(p, email, "leadpipe_source_event_id") != blocked
+    assert email not in json.dumps(view) and "Nils" not in json.dumps(view)
+    reviewed = p.http.post(f"/v1/dpo/requests/{restriction['request_id']}/contacts-reviewed", headers=auth)
+    assert reviewed.status_code == 200 and reviewed.json()["contacts_unreviewed"] == 0
+    listed = p.http.get("/v1/dpo/requests", headers=auth).json()
+    assert restriction["request_id"] not in [r["request_id"] for r in listed]
     lifted, _ = p.dpo("unrestrict", "--email", email)
     assert p.show(lifted)["notice_due"]  # 9.5: the person is told when a restriction is lifted
     p.leadpipe("dpo", "notice-sent", lifted)
@@ -512,13 +529,18 @@ def test_an_objection_stops_marketing_everywhere_and_a_new_form_does_not_restart
 def test_portability_is_structured_json_of_what_the_person_gave_hubspot_only_contacts_too(p: Pipeline) -> None:
     email, phone = "ada.port@example.com", "+4930123456"
     p.stored(p.form(email, "Ada", "Port", phone=phone), email)
-    rep_made = p.sales_rep_creates(phone=phone, firstname="Ada (trade fair)")
+    rep_made = p.sales_rep_creates(
+        phone=phone, firstname="Ada (trade fair)", mobilephone="+4915198765432", city="Berlin", address="Unter 1"
+    )
     request_id, _ = p.dpo("export", "--email", email)
     document = json.loads(Path(p.evidence(request_id, "export")["path"]).read_text())
     crm, hubspot = document["sections"]
     assert crm["records"]["subject"][0]["email"] == email
     ids = {c["id"] for c in hubspot["records"]["contacts"]}
     assert ids == {p.hub.contact(email)["id"], rep_made}  # type: ignore[index]
+    # what HubSpot holds of the person, not only what leadpipe wrote there (9.1: all personal data held)
+    [typed] = [c["properties"] for c in hubspot["records"]["contacts"] if c["id"] == rep_made]
+    assert (typed["mobilephone"], typed["city"], typed["address"]) == ("+4915198765432", "Berlin", "Unter 1")
 
 
 # ---- 9.8 withdrawal of consent ----------------------------------------------------------------------------------
@@ -539,6 +561,18 @@ def test_withdrawing_consent_stops_what_rested_on_it_and_only_that(p: Pipeline) 
     assert purposes["contract_request"]["stopped_at"] is None  # the request itself is still answered
     # information of interest rests on legitimate interest (3.3(2)): marketing goes on, the same in both places
     assert marketing(shown) == (True, [True]) and hub_flag(p, email) == "true"
+    assert "further_contact" not in hub_flag(p, email, "leadpipe_purposes")
+    assert p.hub.subscriptions[email]["1001"] == "NOT_SUBSCRIBED"
+    # the sales conversation goes on, and the form ticks the box again: the request is answered (contract), the
+    # withdrawal stands (the chain takes the consent purpose off), and the CRM's consent state says so
+    later = p.form(email, "Lena", "Zustimmung", consent=True)
+    p.stored(later, email)
+    shown = p.crm_show(email)
+    assert shown is not None and shown["consent_state"] == {"further_contact": False}
+    [new] = [i for i in shown["interactions_detail"] if i["event_id"] == later]
+    assert {x["purpose"] for x in new["purposes"]} >= {"contract_request"}
+    assert "further_contact" not in {x["purpose"] for x in new["purposes"]}
+    assert [c["granted"] for c in shown["consents"]][-1] is True  # what the person ticked stays on record
     assert "further_contact" not in hub_flag(p, email, "leadpipe_purposes")
     assert p.hub.subscriptions[email]["1001"] == "NOT_SUBSCRIBED"
 

@@ -55,6 +55,8 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("GET", "/v1/dpo/requests/{request_id}"): P.RIGHTS_READ,
     ("POST", "/v1/dpo/requests/{request_id}/extend"): P.RIGHTS_ISSUE,
     ("POST", "/v1/dpo/requests/{request_id}/notice-sent"): P.RIGHTS_ISSUE,
+    ("POST", "/v1/dpo/requests/{request_id}/contacts-reviewed"): P.RIGHTS_ISSUE,
+    ("GET", "/v1/dpo/requests/{request_id}/audit"): P.RIGHTS_READ,
     ("GET", "/v1/dpo/requests/{request_id}/export"): P.RIGHTS_EXPORT,
     ("GET", "/v1/crm/subjects"): P.CRM_READ,
     ("GET", "/v1/crm/subjects/{subject_key}"): P.CRM_READ,

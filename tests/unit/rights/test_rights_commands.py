@@ -11,6 +11,7 @@ from pipeline.models.rights import RightKind
 from pipeline.normalize import subject_key, visitor_key
 from pipeline.rights.bodies import ExportDelivery, RectificationBody, RequestIdentity
 from pipeline.rights.commands import (
+    ChangeError,
     IdentityError,
     build_command,
     identify,
@@ -91,6 +92,19 @@ def test_unknown_fields_or_nothing_to_rectify_are_refused() -> None:
         build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={"shoe_size": "9"})
     with pytest.raises(ValueError, match="at least one"):
         build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={})
+
+
+@pytest.mark.parametrize(("field", "limit"), [("last_name", 200), ("position", 300), ("skype_id", 100)])
+def test_a_corrected_value_longer_than_the_crm_keeps_is_refused_naming_the_field(field: str, limit: int) -> None:
+    """Accepted, it failed in the worker for good (the CRM's column is shorter) and the database's error, quoting the
+    value, became the request's evidence."""
+    sealer = Sealer(DictKeys())
+    with pytest.raises(ChangeError, match=f"{field}: longer than {limit} characters") as refused:
+        build_command(
+            RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={field: "Q" * (limit + 1)}
+        )
+    assert refused.value.field == field and "QQQ" not in str(refused.value)
+    build_command(RightKind.RECTIFICATION, "sk_x0000000", issued_by=D, sealer=sealer, rectify={field: "Q" * limit})
 
 
 def test_a_corrected_email_carries_the_new_key_in_clear_and_the_address_sealed() -> None:

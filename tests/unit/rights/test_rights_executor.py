@@ -149,6 +149,32 @@ def test_non_retryable_failure_is_not_hammered(runtime: Runtime) -> None:
     assert statuses["hubspot"].status is SinkStatus.FAILED and statuses["hubspot"].evidence["status"] == 400
 
 
+def test_a_database_error_is_recorded_without_the_values_it_quotes(runtime: Runtime) -> None:
+    """SQLAlchemy's message carries the statement's parameters (a corrected name, an address): the request's error,
+    its evidence, its audit and its status record say what failed, never with what."""
+    from sqlalchemy.exc import DataError
+
+    class TooLong(Exception):
+        def __str__(self) -> str:
+            return "value too long for type character varying(200)\nDETAIL:  Failing row contains (Zbigniew Kowalczyk)."
+
+    refused = DataError(
+        "UPDATE crm_subjects SET last_name=%(last_name)s", {"last_name": "Zbigniew Kowalczyk"}, TooLong()
+    )
+    crm = Scripted("crm", refused)
+    ex = executor(runtime, [Scripted("suppression", ok()), crm, Scripted("hubspot", ok())])
+    cmd = build_command(RightKind.OBJECTION, SK, issued_by=person("dpo"), now=NOW)
+    statuses = {s.sink: s for s in ex.execute(cmd)}
+    error = statuses["crm"].evidence["error"]
+    assert error == "DataError: TooLong: value too long for type character varying(200)"
+    view = ex.tracker.get(cmd.request_id)
+    assert view is not None and next(s for s in view.sinks if s.sink == "crm").error == error
+    published = [o.value for o in ex.publisher.sent]  # type: ignore[attr-defined]
+    trail = ex.tracker.audit_trail(request_id=cmd.request_id)
+    for where in [*published, *trail]:
+        assert "Kowalczyk" not in where.model_dump_json()
+
+
 def test_replayed_command_does_not_run_confirmed_sinks_again(runtime: Runtime) -> None:
     effects = all_ok(RightKind.ERASURE)
     ex = executor(runtime, effects)

@@ -288,3 +288,30 @@ def test_withdrawal_without_configured_consent_subscriptions_stops_every_e_mail_
     assert port.acted()[0] == ("unsubscribe_all", ((EMAIL,), "EMAIL"))
     assert result.status is SinkStatus.DONE
     assert "LEADPIPE_RIGHTS_HUBSPOT_CONSENT_SUBSCRIPTIONS" in result.evidence["subscriptions_unsubscribed"][0]["reason"]
+
+
+def test_an_export_holds_what_hubspot_holds_of_the_person_not_only_what_leadpipe_wrote() -> None:
+    """9.1 asks for a copy of all personal data held: the additional address HubSpot keeps after a merge, a mobile
+    number and an address a sales rep typed were found by (or sat beside) the look-up, and left out of the copy."""
+    from pipeline.rights.effects.hubspot import ExportReader
+
+    merged = {
+        "id": "777",
+        "properties": {
+            "email": EMAIL,
+            "hs_additional_emails": "ada.work@example.org",
+            "mobilephone": "+447700900123",
+            "city": "Leeds",
+            "address": "1 Park Row",
+            "zip": "LS1 5HN",
+            "leadpipe_subject_key": SK,
+            "hs_analytics_num_visits": "3",  # HubSpot's own counters are not what the person gave or is
+        },
+    }
+    [contact] = ExportReader(Port(merged)).contacts(SK, Handover(emails=(EMAIL,)))
+    assert contact["id"] == "777"
+    held = contact["properties"]
+    assert held["hs_additional_emails"] == "ada.work@example.org" and held["mobilephone"] == "+447700900123"
+    assert (held["city"], held["address"], held["zip"]) == ("Leeds", "1 Park Row", "LS1 5HN")
+    assert held["email"] == EMAIL and held["leadpipe_subject_key"] == SK
+    assert "hs_analytics_num_visits" not in held

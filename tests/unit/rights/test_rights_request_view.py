@@ -68,6 +68,8 @@ def test_the_dpo_is_shown_the_view_and_whether_it_is_overdue() -> None:
         "notice_sent_by",
         "completed_at",
         "sinks",
+        "contacts_while_restricted",
+        "contacts_unreviewed",
     }
     assert (doc["state"], doc["overdue"]) == ("attention", True)
     assert doc["sinks"][0] == {

@@ -89,6 +89,18 @@ def test_a_reviewer_may_not_read_the_crm(client: TestClient, keys: dict[Role, st
     assert refused.status_code == 403 and refused.json()["detail"]["reason"] == "forbidden"
 
 
+def test_a_refused_search_names_the_field_and_quotes_nothing_searched_for(client: TestClient) -> None:
+    """FastAPI's 422 quoted the address (or name) sent, one character too long."""
+    address = "jane.doe." + "x" * 320 + "@example.com"
+    refused = client.get("/v1/crm/subjects", params={"email": address})
+    assert refused.status_code == 422 and refused.headers["cache-control"] == "no-store"
+    [error] = refused.json()["detail"]
+    assert error["loc"] == ["query", "email"] and "320" in error["msg"]
+    assert "jane.doe" not in refused.text and "xxxx" not in refused.text
+    name = client.get("/v1/crm/subjects", params={"name": "J"})
+    assert name.status_code == 422 and '"J"' not in name.text
+
+
 def test_the_router_writes_nothing(client: TestClient) -> None:
     crm = [r for r in route_accesses(client.app) if r.path.startswith("/v1/crm")]  # type: ignore[arg-type]
     assert len(crm) == 2 and set().union(*(r.methods for r in crm)) <= {"GET", "HEAD"}
