@@ -25,7 +25,7 @@ from typer.core import TyperGroup
 from pipeline import asyncapi, clidocs, clikit, demo, importer, schemas
 from pipeline.agents import cli as agents_cli
 from pipeline.api import cli as api_cli
-from pipeline.config import get_settings
+from pipeline.config import SettingError, get_settings
 from pipeline.crm import cli as crm_cli
 from pipeline.db import DATABASE_HINT, DatabaseUnavailable, check_database, safe_url
 from pipeline.dlq import cli as dlq_cli
@@ -73,6 +73,10 @@ class _Leadpipe(TyperGroup):
         except DBAPIError as exc:
             where = safe_url(get_settings().resolved_database_url)
             raise _unavailable(f"the database at {where} failed the command ({_reason(exc)})", DATABASE_HINT) from None
+        except SettingError as exc:  # a secret production requires, read where it is used
+            log.debug("command_failed", exc_info=True)
+            typer.echo(f"leadpipe: invalid settings: {exc}", err=True)
+            raise typer.Exit(clikit.EXIT_CONFIG) from None
 
 
 def _reason(exc: BaseException) -> str:

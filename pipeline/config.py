@@ -221,7 +221,7 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:11434", description="rspamd's controller worker (/learnspam, /learnham, /stat)."
     )
     spam_engine_redis_host: str = Field(default="127.0.0.1", description="The engine's Redis (classifier counts).")
-    spam_engine_redis_port: int = Field(default=16379, description="The Redis of `leadpipe spam-engine up`.")
+    spam_engine_redis_port: int = Field(default=16379, description="The Redis of `leadpipe spam engine up`.")
     spam_classifier_reload_s: float = Field(
         default=30.0, gt=0, description="How often a worker reads the classifier's counts again (others learn too)."
     )
@@ -484,8 +484,12 @@ class Settings(BaseSettings):
         raw = _secret_or_dev_default(self, self.key_encryption_key, "key-encryption-key")
         key = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
         if len(key) != 32:
-            raise ValueError("LEADPIPE_KEY_ENCRYPTION_KEY must be the base64 of exactly 32 bytes")
+            raise SettingError("LEADPIPE_KEY_ENCRYPTION_KEY must be the base64 of exactly 32 bytes")
         return key
+
+
+class SettingError(ValueError):
+    """A setting is missing or unusable where it is read (a secret production requires): the message names it."""
 
 
 def _secret_or_dev_default(settings: Settings, value: SecretStr | None, name: str) -> bytes:
@@ -496,7 +500,7 @@ def _secret_or_dev_default(settings: Settings, value: SecretStr | None, name: st
     if value is not None:
         return value.get_secret_value().encode()
     if settings.environment == "production":
-        raise ValueError(f"LEADPIPE_{name.upper().replace('-', '_')} must be set in production")
+        raise SettingError(f"LEADPIPE_{name.upper().replace('-', '_')} must be set in production")
     path = settings.home / "secrets" / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import collections
 import contextlib
 import csv
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, NamedTuple
@@ -62,6 +62,12 @@ _EXTENSIONS = {
     ".vcf": "vcard",
     ".vcard": "vcard",
 }
+
+
+def formats_read(accepted: Iterable[str]) -> list[str]:
+    """The ``--format`` names whose records a channel's adapter reads (an mbox's records are single messages)."""
+    types = set(accepted)
+    return [fmt for fmt, kind in FORMATS.items() if ("message/rfc822" if fmt == "mbox" else kind) in types]
 
 
 def guess_format(path: Path, *, mail: bool = False) -> str:
@@ -341,8 +347,10 @@ def import_file(
                 batch_size=batch_size,
                 on_batch=lambda n: progress.advance(task, n),
             )
-    except UnsupportedContentType as exc:
-        console.print(f"[red]{exc}[/red]")
+    except UnsupportedContentType as exc:  # the formats a person gives, not the media types of the HTTP API
+        what = f"{chosen} files" if chosen != "directory" else exc.content_type
+        said = f"{channel.value} does not read {what}; formats it reads: {', '.join(formats_read(exc.accepted))}"
+        console.print(said, style="red", markup=False, highlight=False)
         raise typer.Exit(2) from None
     finally:
         publisher.close()

@@ -17,7 +17,7 @@ from pipeline.clikit import DATABASE, KAFKA, needs
 from pipeline.config import get_settings
 from pipeline.db import ensure_schema
 from pipeline.http.app import wants_hsts
-from pipeline.http.server import PortDispatch
+from pipeline.http.server import CannotListen, PortDispatch
 from pipeline.http.server import serve as serve_http
 from pipeline.identity.bootstrap import ensure_bootstrap_admin
 from pipeline.identity.operator import embedded_default
@@ -73,16 +73,24 @@ def serve(
     finally:
         runtime.engine.dispose()  # the workers open their own pools
     admin = (settings.admin_host, settings.admin_port) if settings.admin_port is not None else None
-    serve_http(
-        "pipeline.api.cli:app_factory",
-        host=host or settings.ingest_host,
-        port=port or settings.ingest_port,
-        admin=admin,
-        workers=workers or settings.api_workers,
-        max_header_bytes=settings.http_max_header_bytes,
-        max_header_fields=settings.http_max_header_fields,
-        header_timeout_s=settings.http_header_timeout_s,
-        body_timeout_s=settings.http_body_timeout_s,
-        max_connections=settings.http_max_connections,
-        hsts=wants_hsts(settings),
-    )
+    try:
+        serve_http(
+            "pipeline.api.cli:app_factory",
+            host=host or settings.ingest_host,
+            port=port or settings.ingest_port,
+            admin=admin,
+            workers=workers or settings.api_workers,
+            max_header_bytes=settings.http_max_header_bytes,
+            max_header_fields=settings.http_max_header_fields,
+            header_timeout_s=settings.http_header_timeout_s,
+            body_timeout_s=settings.http_body_timeout_s,
+            max_connections=settings.http_max_connections,
+            hsts=wants_hsts(settings),
+        )
+    except CannotListen as exc:
+        typer.echo(
+            f"leadpipe: {exc}; stop what listens there, or choose other ports (--host, --port, LEADPIPE_INGEST_PORT; "
+            "LEADPIPE_ADMIN_HOST, LEADPIPE_ADMIN_PORT)",
+            err=True,
+        )
+        raise typer.Exit(1) from None

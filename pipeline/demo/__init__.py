@@ -24,9 +24,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,11 @@ from rich.table import Table
 from pipeline.config import Settings, get_settings
 from pipeline.db import ensure_schema
 from pipeline.demo.console import serve_console
+from pipeline.identity.bootstrap import write_secret_file
 from pipeline.identity.store import IdentityStore
 from pipeline.ingest.service import IngestService, Submission
 from pipeline.kafka.consumer import Record, read_until
-from pipeline.kafka.launcher import LocalKafka, kafka_answers
+from pipeline.kafka.launcher import KafkaLaunchError, LocalKafka, kafka_answers
 from pipeline.kafka.producer import ConfirmingPublisher
 from pipeline.kafka.topics import apply_topics, delete_prefixed_topics, make_admin
 from pipeline.logging import configure_logging
@@ -52,7 +54,7 @@ from pipeline.models.rights import RightKind
 from pipeline.rights.dpo import DpoTools
 from pipeline.rights.tracker import RequestState
 from pipeline.runtime import Runtime
-from pipeline.spam.launcher import LocalSpamEngine
+from pipeline.spam.launcher import LocalSpamEngine, SpamEngineLaunchError
 from pipeline.topics import ACCEPTED_TOPIC, DROPS_TOPIC, PROCESSING_DLQ_TOPIC, QUARANTINE_TOPIC, SINK_RESULTS_TOPIC
 
 #: The sample whose sender the demo erases (channel, payload name): the packaged HubSpot demo-request form.
@@ -68,6 +70,9 @@ NOT_APPLICABLE_HELP = "not applicable = the sink had nothing to do for the event
 Then = Callable[[Settings, Console], int]
 #: The DPO account the demo's erasure is issued by.
 DEMO_DPO = "demo-dpo"
+#: The account of the commands the demo prints for looking around its run, and the file its key is in.
+DEMO_OPERATOR = "demo-operator"
+OPERATOR_KEY_FILE = "operator-key"
 
 CONTENT_TYPES = {
     ".txt": "application/x-www-form-urlencoded",
@@ -243,16 +248,23 @@ def _run(
     run: DemoRun, settings: Settings, console: Console, timeout_s: float, *, keep_running: bool, then: Then | None
 ) -> int:
     broker = LocalKafka.from_settings(settings)
-    if kafka_answers(settings.kafka_bootstrap_servers):
-        console.print(f"Kafka: using the broker at {settings.kafka_bootstrap_servers}")
-    else:
-        console.print(f"Kafka: starting a local Apache Kafka {settings.kafka_version} (first run downloads its jars)")
-        broker.up()
-        console.print(f"Kafka: up at {broker.bootstrap_servers}, log {broker.log_file}")
-    spam_engine = LocalSpamEngine.from_settings(settings) if settings.spam_engine_enabled else None
-    if spam_engine is not None:
-        console.print("Spam engine: starting rspamd + Redis (first start compiles its rules, ~10-30 s)")
-        console.print(f"Spam engine: {spam_engine.up()}")
+    try:
+        if kafka_answers(settings.kafka_bootstrap_servers):
+            console.print(f"Kafka: using the broker at {settings.kafka_bootstrap_servers}")
+        else:
+            version = settings.kafka_version
+            console.print(f"Kafka: starting a local Apache Kafka {version} (first run downloads its jars)")
+            broker.up()
+            console.print(f"Kafka: up at {broker.bootstrap_servers}, log {broker.log_file}")
+        spam_engine = LocalSpamEngine.from_settings(settings) if settings.spam_engine_enabled else None
+        if spam_engine is not None:
+            console.print("Spam engine: starting rspamd + Redis (first start compiles its rules, ~10-30 s)")
+            console.print(f"Spam engine: {spam_engine.up()}")
+    except (KafkaLaunchError, SpamEngineLaunchError) as exc:  # what is missing and what to do: no traceback
+        console.print(f"The demo cannot start: {exc}", style="red", markup=False, highlight=False)
+        if broker.started_here:
+            broker.down()
+        return 1
     earlier = forget_earlier_runs(settings, run)
     console.print(
         f"This run: topics {run.settings.topic_prefix}*, files in {run.directory}; "
@@ -263,6 +275,7 @@ def _run(
     runtime = Runtime(run.settings)
     ensure_schema(runtime.engine)
     console.print(f"CRM: {run.settings.resolved_database_url}")
+    key_file = operator_key(run.settings, runtime, run.directory)
     worker_log = run.directory / "worker.log"
     worker = _worker(run.settings, worker_log)
     console.print(f"Worker: pid {worker.pid}, log {worker_log}")
@@ -277,7 +290,10 @@ def _run(
         console.print(f"Logs: {run.directory / 'demo.log'} (this command), {worker_log} (the worker)")
         look = f"LEADPIPE_TOPIC_PREFIX={run.settings.topic_prefix} LEADPIPE_DATABASE_URL={run.settings.database_url}"
         up = "" if keep_running or not broker.started_here else "`leadpipe kafka up`, then "
-        console.print(f"To look around this run: {up}{look} leadpipe spam review list (or dlq list, crm search ...)")
+        console.print(
+            f"To look around this run: {up}{look} leadpipe --key-file {key_file} spam review list "
+            "(or dlq list, crm search ...)"
+        )
         if not keep_running:
             os.killpg(worker.pid, signal.SIGTERM)
             try:
@@ -357,6 +373,26 @@ def _exercise(
     console.print(f"HubSpot (dry run): requests it would have sent are in {settings.resolved_dry_run_file}")
     erased = next(s for s in samples if (s.channel, s.name) == ERASED_SAMPLE)
     return _erase_one(runtime, publisher, console, timeout_s, erased)
+
+
+def operator_key(settings: Settings, runtime: Runtime, directory: Path) -> Path:
+    """An API key of the demo's operator in the run's directory (mode 0600), for the commands the demo prints to look
+    around its run: on the run's database (a database URL) a command needs a key (docs/identity.md). The operator
+    holds what those commands need: the reviewer's queue, the DPO's CRM and requests, the admin's dead letters."""
+    store = IdentityStore(runtime.engine, settings.api_key_pepper_bytes())
+    by = system_principal("demo")
+    if store.get(DEMO_OPERATOR) is None:
+        store.add_principal(
+            DEMO_OPERATOR,
+            display_name="Demo operator",
+            kind=PrincipalKind.PERSON,
+            roles=[Role.REVIEWER, Role.DPO, Role.ADMIN],
+            by=by,
+        )
+    created = store.create_key(DEMO_OPERATOR, by=by, label="the demo's look-around", expires_in=timedelta(days=7))
+    path = directory / OPERATOR_KEY_FILE
+    write_secret_file(path, created.secret)
+    return path
 
 
 def demo_dpo(settings: Settings, runtime: Runtime) -> Principal:
@@ -457,4 +493,22 @@ def demo(
         def then(settings: Settings, console: Console) -> int:
             return serve_console(settings, console, host, port)
 
-    raise typer.Exit(run_demo(get_settings(), Console(), timeout, keep_running, then=then))
+    with terminated_like_interrupted():
+        code = run_demo(get_settings(), Console(), timeout, keep_running, then=then)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def terminated_like_interrupted() -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``, a service manager) ends the demo the way Ctrl-C does: through its clean-up,
+    which stops the worker it started (in a session of its own: no signal to the demo reaches it) and the broker.
+    Without it the process died at once, and the worker ran on."""
+
+    def leave(signum: int, _frame: object) -> None:
+        sys.exit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

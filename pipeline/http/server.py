@@ -204,11 +204,19 @@ class PortDispatch:
             await self.api(scope, receive, send)
 
 
+class CannotListen(RuntimeError):
+    """A port could not be bound (another process listens on it, or the address is not this machine's)."""
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CannotListen(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
     sock.set_inheritable(True)
     return sock
 
@@ -256,7 +264,11 @@ def serve(
     )
     sockets = [_bind(host, port)]
     if admin is not None:
-        sockets.append(_bind(*admin))
+        try:
+            sockets.append(_bind(*admin))
+        except CannotListen:
+            sockets[0].close()
+            raise
     try:
         if workers > 1:
             Multiprocess(config, sockets=sockets).run()

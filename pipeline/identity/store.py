@@ -389,8 +389,12 @@ class IdentityStore:
                 self._audit(session, by, "identity.key_revoked", key.principal_id, key_id=key_id)
                 session.commit()
 
-    def authenticate_key(self, presented: str) -> Principal:
-        """The principal behind an API key, or ``AuthenticationFailed`` with the reason (never the key)."""
+    def authenticate_key(self, presented: str, *, allow_expired: bool = False) -> Principal:
+        """The principal behind an API key, or ``AuthenticationFailed`` with the reason (never the key).
+
+        ``allow_expired``: an expired key still names its principal (the embedded default's local operator, whose
+        bootstrap key is how the CLI knows which admin it runs as, not what lets it in: see ``identity.operator``).
+        """
         parsed = parse_key(presented)
         if parsed is None:
             raise AuthenticationFailed("malformed_key")
@@ -407,7 +411,7 @@ class IdentityStore:
             assert owner is not None
             if key.revoked_at is not None:
                 raise AuthenticationFailed("revoked_key")
-            if key.expires_at is not None and key.expires_at <= now:
+            if key.expires_at is not None and key.expires_at <= now and not allow_expired:
                 raise AuthenticationFailed("expired_key")
             if owner.disabled:
                 raise AuthenticationFailed("disabled")

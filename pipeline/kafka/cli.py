@@ -52,7 +52,7 @@ def kafka_up(
 
 @kafka_app.command("down")
 def kafka_down() -> None:
-    """Stop the broker launched by ``leadpipe kafka up`` (never a broker it did not launch).
+    """Stop the broker launched by `leadpipe kafka up` (never a broker it did not launch).
 
     Example: leadpipe kafka down
     """

@@ -19,7 +19,7 @@ db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_i
 @db_app.command("upgrade")
 @needs(DATABASE)
 def upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
-    """Migrate the database (``LEADPIPE_DATABASE_URL``; default the embedded SQLite) to a revision.
+    """Migrate the database (`LEADPIPE_DATABASE_URL`; default the embedded SQLite) to a revision.
 
     Example: leadpipe db upgrade
     """

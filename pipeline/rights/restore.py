@@ -28,7 +28,7 @@ show does count. ``reapply`` re-applies everything (every step is idempotent; th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -110,6 +110,8 @@ class RestoreReport:
     not counted above (it will carry it out)."""
     lost_handovers: list[str] = field(default_factory=list)
     """Open erasing requests whose HubSpot step can no longer learn the e-mails (handover key gone): by hand."""
+    reapplied: int = 0
+    """After ``--apply``: the subjects it re-applied something to (each audited); the findings are what is left."""
 
     @property
     def clean(self) -> bool:
@@ -134,6 +136,8 @@ class RestoreReport:
                 "erase those contacts in HubSpot by hand (`leadpipe dpo show REQUEST`)",
             ),
         )
+        if self.reapplied:
+            lines.append(f"re-applied to {self.reapplied} subject(s), each audited (rights.restore_reapplied); now:")
         lines += [f"{len(found)} {what}" for found, what in findings if found]
         lines.append("nothing to re-apply" if self.clean else "erasures to re-apply: `leadpipe restore verify --apply`")
         return "\n".join(lines)
@@ -151,6 +155,7 @@ class RestoreReport:
             "topic_behind": self.topic_behind,
             "in_flight": self.in_flight,
             "lost_handovers": self.lost_handovers,
+            "reapplied": self.reapplied,
         }
 
 
@@ -287,7 +292,7 @@ class Restore:
             keystore.destroy(handover_scope(request_id), f"restore:handover_done:{request_id}")
             touched.setdefault(self.tracker.command(request_id).subject_key, {})["handover_destroyed"] = request_id
         self._audit(publisher, reconciled.newest, touched)
-        report = self.verify()
+        report = replace(self.verify(), reapplied=len(touched))
         log.info("restore_reapplied", subjects=len(touched), clean=report.clean)
         return report
 

@@ -404,7 +404,7 @@ def engine_config(
         bool, typer.Option(help="The Helm chart's engine (all interfaces, Redis in the same pod) instead of ours.")
     ] = False,
 ) -> None:
-    """Write the engine's offline rspamd configuration (``--chart``: the Helm chart's).
+    """Write the engine's offline rspamd configuration (`--chart`: the Helm chart's).
 
     Example: leadpipe spam engine config --chart deploy/helm/leadpipe/files/rspamd
     """

@@ -146,6 +146,30 @@ class SpamEngineStatus:
         )
 
 
+SYSTEM_BIN = Path("/usr/bin")
+"""Where Debian's packages put the daemons, when they are not on ``PATH``."""
+_INSTALL = (
+    "run scripts/ensure-spam-engine.sh (needs root), or set LEADPIPE_SPAM_ENGINE_ENABLED=false to score with the "
+    "policy's rules alone"
+)
+
+
+def _program(name: str) -> str:
+    """The daemon's program from Debian's package, or what to do when it is missing."""
+    found = shutil.which(name) or str(SYSTEM_BIN / name)
+    if not Path(found).exists():
+        raise SpamEngineLaunchError(f"{name} not found: {_INSTALL}")
+    return found
+
+
+def _service_user(user: str) -> pwd.struct_passwd:
+    """The system user a daemon runs as when we are root (the package creates it), or what to do without it."""
+    try:
+        return pwd.getpwnam(user)
+    except KeyError:
+        raise SpamEngineLaunchError(f"no system user {user!r} to run the engine as: {_INSTALL}") from None
+
+
 def _reachable_by_others(path: Path) -> bool:
     """Whether a service user can reach ``path``: every existing ancestor lets others traverse it."""
     return all(not part.exists() or part.stat().st_mode & 0o001 for part in [path, *path.parents])
@@ -204,7 +228,7 @@ class LocalSpamEngine:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalSpamEngine:
-        """The developer's engine (``leadpipe spam-engine up``): ports from settings, data under ``home``."""
+        """The developer's engine (``leadpipe spam engine up``): ports from settings, data under ``home``."""
         return cls(
             _service_root(settings.home / "spam-engine"),
             port=_port_of(settings.spam_engine_url),
@@ -349,16 +373,14 @@ class LocalSpamEngine:
             )
         )
         conf.chmod(0o644)
+        server = _program("redis-server")  # before chown: without the package there is no redis user either
         self._own(self.redis_dir, "redis")
-        server = shutil.which("redis-server") or "/usr/bin/redis-server"
-        if not Path(server).exists():
-            raise SpamEngineLaunchError("redis-server not found: run scripts/ensure-spam-engine.sh (needs root)")
         self._spawn("redis", [server, str(conf)], "redis", cwd=self.redis_dir)
 
     def _start_rspamd(self) -> None:
-        binary = shutil.which("rspamd") or "/usr/bin/rspamd"
-        if not Path(binary).exists() or not RSPAMD_CONF.exists():
-            raise SpamEngineLaunchError("rspamd not found: run scripts/ensure-spam-engine.sh (needs root)")
+        binary = _program("rspamd")
+        if not RSPAMD_CONF.exists():
+            raise SpamEngineLaunchError(f"rspamd's {RSPAMD_CONF} not found: {_INSTALL}")
         self.write_config()
         for sub in ("db", "run", "log"):
             self._own(self.rspamd_dir / sub, "_rspamd")
@@ -377,7 +399,7 @@ class LocalSpamEngine:
     def _own(self, directory: Path, user: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            entry = pwd.getpwnam(user)
+            entry = _service_user(user)
             for path in [directory, *directory.rglob("*")]:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
 
@@ -385,7 +407,7 @@ class LocalSpamEngine:
         """Start one daemon detached, as ``user`` when we are root, in ``cwd`` (which ``_pid`` recognises it by)."""
         as_user: dict[str, object] = {}
         if os.geteuid() == 0:
-            entry = pwd.getpwnam(user)
+            entry = _service_user(user)
             as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
             with contextlib.suppress(KeyError):
                 as_user["group"] = grp.getgrnam(user).gr_gid

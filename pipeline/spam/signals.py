@@ -1,10 +1,11 @@
 """The spam signals of a batch, as the chain wants them: one call for the agent, the CLI and the benches.
 
-``SpamSignals.for_batch`` renders each event that carries words of the person's (channels without free text never
-reach the engine), asks the engine for the whole batch within one time budget, and computes leadpipe's own
-classifier's verdict from the model loaded from its store; the two mappings go into ``ChainContext.engine`` and
-``.classifier``. ``learn`` teaches both from one decided event (a reviewer's release or confirmation, or a
-bootstrap), idempotently per event id. Engine or Redis faults come back as data, never as exceptions.
+``SpamSignals.for_batch`` renders each event that carries words of the person's (website usage and records
+without free text never reach the engine), asks the engine for the whole batch within one time budget, and
+computes leadpipe's own classifier's verdict from the model loaded from its store; the two mappings go into
+``ChainContext.engine`` and ``.classifier``. ``learn`` teaches both from one decided event (a reviewer's release or
+confirmation, or a bootstrap), idempotently per event id. Engine or Redis faults come back as data, never as
+exceptions.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from uuid import UUID
 import redis
 
 from pipeline.config import Settings
+from pipeline.models.common import InteractionKind
 from pipeline.models.contact import ContactEvent
 from pipeline.models.spam import ClassifierVerdict, EngineResult, EngineVerdict, LearnOutcome
 from pipeline.policy.model import ClassifierPriorPolicy, SpamClassifierPolicy
@@ -109,7 +111,7 @@ class SpamSignals:
 
         ``batch``: each event with its raw e-mail as received, or None (every other channel: rendered)."""
         started = time.monotonic()
-        judged = [(event, raw) for event, raw in batch if raw is not None or person_text(event)]
+        judged = [(event, raw) for event, raw in batch if raw is not None or _has_words(event)]
         pending = []
         if self.client is not None and judged:
             pending = self.client.submit([render_message(event, raw) for event, raw in judged])
@@ -164,6 +166,13 @@ class SpamSignals:
                     self.model.add(sign_keys, "ham" if label == "spam" else "spam", sign=-1)
                 self.model.add(sign_keys, label)
         return engine_outcome, classifier_outcome
+
+
+def _has_words(event: ContactEvent) -> bool:
+    """Whether the event carries words of the person's: a page view's subject line (``page: Pricing``, ``track:
+    Whitepaper Downloaded``) is the website's name of the page or action, not the visitor's words (policy file:
+    browsing is no submission), so website usage never reaches the engine or the classifier."""
+    return event.interaction.kind is not InteractionKind.PAGE_VIEW and bool(person_text(event))
 
 
 __all__ = ["SpamSignals"]

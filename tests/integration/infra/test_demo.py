@@ -75,6 +75,7 @@ def test_demo_starts_clean_and_its_report_reads_for_a_person(
     assert "erasing the person of sample web_form/demo_request (Priya Raman)" in said
     assert "outcome: not found in HubSpot" in said
     assert "HubSpot dry-run file: 1 request(s) named Priya Raman before the erasure, 0 after" in said
+    assert f"leadpipe --key-file {home / 'demo'}" in said and "operator-key spam review list" in said
     raw = capfd.readouterr()
     assert "%3|" not in raw.err + raw.out and "%4|" not in raw.err + raw.out
 

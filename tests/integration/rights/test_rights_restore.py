@@ -170,7 +170,7 @@ def test_restored_backup_cannot_bring_an_erased_person_back(
 
     applied = invoke_cli(settings, monkeypatch, "restore", "verify", "--apply")
     assert applied.exit_code == 0, applied.output
-    assert "nothing to re-apply" in applied.stdout
+    assert "re-applied to " in applied.stdout and "nothing to re-apply" in applied.stdout
 
     reader = Runtime(settings)  # a fresh process again: only what the database holds now
     try:

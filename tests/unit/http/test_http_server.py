@@ -176,3 +176,26 @@ def test_serve_caps_connections_and_hands_the_timeouts_to_its_workers(monkeypatc
     )
     assert seen["config"].limit_concurrency == 99
     assert seen["env"] == ("7.0", "20.0")
+
+
+def test_a_taken_port_is_a_cannot_listen_naming_it_and_nothing_stays_bound() -> None:
+    """``leadpipe serve`` beside a process on its admin port: the API port it had bound already is let go."""
+    with socket.create_server(("127.0.0.1", 0)) as taken, socket.create_server(("127.0.0.1", 0)) as probe:
+        admin_port = taken.getsockname()[1]
+        api_port = probe.getsockname()[1]
+        probe.close()
+        with pytest.raises(http_server.CannotListen, match=rf"cannot listen on 127\.0\.0\.1:{admin_port} \(.+\)"):
+            http_server.serve(
+                "pipeline.api.cli:app_factory",
+                host="127.0.0.1",
+                port=api_port,
+                admin=("127.0.0.1", admin_port),
+                workers=1,
+                max_header_bytes=32_768,
+                max_header_fields=100,
+                header_timeout_s=7.0,
+                body_timeout_s=20.0,
+                max_connections=99,
+            )
+        with socket.create_server(("127.0.0.1", api_port)):  # free again
+            pass

@@ -89,6 +89,20 @@ def test_every_command_shows_an_example_of_itself_and_its_exit_codes(name: str) 
     assert "69" in result.output if clikit.needs_of(_command(name).callback) else "69" not in result.output
 
 
+def test_no_help_shows_restructured_texts_double_backquotes() -> None:
+    """``--help`` prints the docstring as written (docs/cli.md turns ``x`` into `x`, a terminal does not): a group's
+    list of commands showed "Stop the broker launched by ``leadpipe kafka up``"."""
+
+    def texts(command: Any) -> Iterator[tuple[str, str]]:
+        yield command.name or "leadpipe", command.help or ""
+        for param in command.params:
+            yield f"{command.name} {param.name}", getattr(param, "help", None) or ""
+        for sub in getattr(command, "commands", {}).values():
+            yield from texts(sub)
+
+    assert [(where, text) for where, text in texts(ROOT) if "``" in text] == []
+
+
 def test_docs_cli_md_is_what_the_commands_generate() -> None:
     assert clidocs.REFERENCE.read_text() == clidocs.render_reference(ROOT), "run `leadpipe docs generate`"
     text = clidocs.REFERENCE.read_text()
@@ -310,3 +324,32 @@ def test_invalid_settings_are_one_line_and_exit_78(monkeypatch: pytest.MonkeyPat
     result = CliRunner().invoke(app, ["topics", "list"])
     assert result.exit_code == clikit.EXIT_CONFIG
     assert result.output.startswith("leadpipe: invalid setting") and "Traceback" not in result.output
+
+
+@pytest.mark.usefixtures("env")
+def test_serve_on_a_taken_port_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process on the API's port: one line naming it and what to do, exit 1, not uvicorn's traceback."""
+    from pipeline.api import cli as api_cli
+
+    monkeypatch.setattr(leadpipe_cli, "check_kafka", lambda _settings: None)
+    monkeypatch.setattr(api_cli, "require_reapplied", lambda _runtime: None)  # reads the suppression topic
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--port", str(port)])
+    assert result.exit_code == 1, result.output
+    said = [line for line in result.output.splitlines() if line.strip() and not line.startswith("{")]  # not the log
+    assert len(said) == 1 and "Traceback" not in result.output, result.output
+    assert said[0].startswith(f"leadpipe: cannot listen on 127.0.0.1:{port} (") and "LEADPIPE_INGEST_PORT" in said[0]
+
+
+@pytest.mark.usefixtures("env")
+def test_a_secret_production_requires_missing_is_one_line_and_exit_78(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In production the peppers and the key-encryption key are read where they are used, after the settings
+    parsed: a missing one was a traceback ending in ValueError."""
+    monkeypatch.setenv("LEADPIPE_ENVIRONMENT", "production")
+    monkeypatch.setenv("LEADPIPE_API_KEY", "lpk_abcdefghijkl_" + "A" * 43)
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["crm", "search", "--name", "garcia"])
+    assert result.exit_code == clikit.EXIT_CONFIG, result.output
+    said = [line for line in result.output.splitlines() if line.strip() and not line.startswith("{")]
+    assert said == ["leadpipe: invalid settings: LEADPIPE_API_KEY_PEPPER must be set in production"], result.output

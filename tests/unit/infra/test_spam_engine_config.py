@@ -8,11 +8,13 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.config import Settings
-from pipeline.kafka.launcher import process_start_time
+from pipeline.kafka.launcher import free_port, process_start_time
+from pipeline.spam import launcher
 from pipeline.spam.launcher import OFFLINE_MODULES, SYSTEM_ROOT, LocalSpamEngine, SpamEngineLaunchError
 
 
@@ -86,3 +88,40 @@ def test_a_daemon_is_known_by_its_pid_and_start_time_wherever_it_chdirs(tmp_path
         elsewhere.wait()
     engine._pid_file("rspamd").write_text(f"{elsewhere.pid} {started}\n")
     assert engine._pid("rspamd") is None  # gone
+
+
+def _root_without_the_packages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, programs: bool) -> None:
+    """Root on a machine where Debian's rspamd and redis-server packages (and so their system users) are missing;
+    ``programs``: the programs are found all the same (built by hand, another distribution)."""
+    monkeypatch.setattr(launcher.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(launcher, "SYSTEM_BIN", tmp_path / "no-bin", raising=False)
+    monkeypatch.setattr(launcher.shutil, "which", lambda name: sys.executable if programs else None)
+
+    def no_user(name: str) -> Any:
+        raise KeyError(f"getpwnam(): name not found: {name!r}")
+
+    monkeypatch.setattr(launcher.pwd, "getpwnam", no_user)
+
+
+def _engine(tmp_path: Path) -> LocalSpamEngine:
+    ports: list[int] = []
+    while len(ports) < 3:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return LocalSpamEngine(tmp_path / "engine", port=ports[0], controller_port=ports[1], redis_port=ports[2])
+
+
+def test_without_the_packages_up_says_what_to_install_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``leadpipe spam engine up`` (and ``leadpipe demo``) as root on a machine without rspamd and Redis: the
+    launcher looked up the redis user before it looked for redis-server, and a KeyError ended the command."""
+    _root_without_the_packages(monkeypatch, tmp_path, programs=False)
+    with pytest.raises(SpamEngineLaunchError, match=r"redis-server not found: run scripts/ensure-spam-engine\.sh"):
+        _engine(tmp_path).up()
+
+
+def test_a_missing_service_user_is_said_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _root_without_the_packages(monkeypatch, tmp_path, programs=True)
+    with pytest.raises(SpamEngineLaunchError, match=r"no system user 'redis'.*LEADPIPE_SPAM_ENGINE_ENABLED=false"):
+        _engine(tmp_path).up()

@@ -15,6 +15,7 @@ from source_payloads import PAYLOADS
 from pipeline.importer import (
     ImportRecord,
     ImportSummary,
+    formats_read,
     guess_format,
     parse_defaults,
     records_at,
@@ -26,6 +27,7 @@ from pipeline.ingest.service import IngestService, UnsupportedContentType
 from pipeline.models.common import Channel
 from pipeline.models.records import ContactRecord, DeadLetter
 from pipeline.runtime import Runtime
+from pipeline.sources import CONTENT_TYPES
 
 
 def test_csv_is_split_per_row_with_its_header() -> None:
@@ -82,6 +84,14 @@ def test_import_refuses_a_format_the_channel_cannot_read(runtime: Runtime, publi
     with pytest.raises(UnsupportedContentType):
         run_import(service, Channel.CHATBOT, [ImportRecord(b"a,b\n1,2\n", "text/csv", "file")], "import")
     assert publisher.records == []
+
+
+def test_a_format_the_channel_cannot_read_is_answered_with_the_formats_it_reads() -> None:
+    """`leadpipe import customer inbox.mbox` answered with the HTTP API's media types (application/csv, ...), which
+    an operator cannot give to --format."""
+    assert formats_read(CONTENT_TYPES[Channel.CUSTOMER]) == ["csv", "xlsx", "xls", "jsonl", "json", "vcard"]
+    assert formats_read(CONTENT_TYPES[Channel.EMAIL]) == ["jsonl", "json", "mbox", "eml"]  # JSON: a service's webhooks
+    assert formats_read(CONTENT_TYPES[Channel.CHATBOT]) == ["jsonl", "json"]
 
 
 def _examples(runtime: Runtime, publisher: RecordingPublisher, channel: Channel, data: bytes, fmt: str) -> list[str]:

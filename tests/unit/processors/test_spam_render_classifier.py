@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 from processor_events import build_event
 
+from pipeline import sources
 from pipeline.models.common import Channel
 from pipeline.models.contact import Utterance
 from pipeline.models.records import RawRecord, Sealed
 from pipeline.models.spam import EngineSymbol, EngineVerdict
+from pipeline.processors.text import person_text
+from pipeline.sources.base import SourceContext
 from pipeline.spam.classifier import (
     EVIDENCE_FEATURES,
     NaiveBayes,
@@ -252,3 +255,28 @@ def test_the_engine_reads_an_inbound_webhook_s_mail_not_its_json() -> None:
     assert mail is not None and not mail.lstrip().startswith(b"{")
     parsed = email.message_from_bytes(mail, policy=default)
     assert parsed["Subject"] == "Presupuesto para 3 oficinas" and "spf=pass" in parsed["Authentication-Results"]
+
+
+def test_website_usage_never_reaches_the_engine_or_the_classifier() -> None:
+    """The website adapter names each analytics event in its subject line (``page: Pricing``, ``identify``,
+    ``track: Whitepaper Downloaded``): the site's words, not the visitor's. Sent to the engine, every page view was
+    scored as a message, and with the engine down quarantined for review as ``spam_engine_unavailable``."""
+    raw = (Path(__file__).parents[3] / "docs" / "samples" / "website.jsonl").read_bytes()
+    visits = []
+    for line in raw.splitlines():
+        ctx = SourceContext.for_payload(
+            line,
+            source_id="site",
+            channel=Channel.WEBSITE,
+            content_type="application/json",
+            received_at=datetime(2025, 3, 4, tzinfo=UTC),
+            pepper=PEPPER,
+        )
+        visits += sources.parse(Channel.WEBSITE, line, ctx)
+    assert len(visits) == 4 and all(person_text(visit) for visit in visits)  # each has a subject line
+    form = build_event(Channel.WEB_FORM, interaction={"message": "Please call me about a quote"})
+
+    engine, classifier = SpamSignals(client=None, store=None, pepper=PEPPER).for_batch(
+        [(visit, None) for visit in visits] + [(form, None)]
+    )
+    assert set(classifier) == {form.event_id} and not engine

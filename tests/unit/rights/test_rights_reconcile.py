@@ -70,3 +70,15 @@ def test_the_report_is_clean_only_without_findings_and_its_summary_names_no_subj
         assert report.as_dict()[finding] == value
     lost = RestoreReport(subjects=1, erased=1, lost_handovers=["r1"])
     assert lost.clean and "by hand" in lost.summary()  # nothing to re-apply, but a person has work to do
+
+
+def test_after_apply_the_summary_says_what_was_re_applied() -> None:
+    """``leadpipe restore verify --apply`` printed "nothing to re-apply" right after re-applying erasures: the
+    operator read that nothing had been done."""
+    applied = RestoreReport(subjects=5, erased=2, reapplied=1)
+    assert applied.summary().splitlines()[1:] == [
+        "re-applied to 1 subject(s), each audited (rights.restore_reapplied); now:",
+        "nothing to re-apply",
+    ]
+    assert applied.as_dict()["reapplied"] == 1
+    assert "re-applied" not in RestoreReport(subjects=5, erased=2).summary()
