@@ -7,7 +7,6 @@ same rules without being listed here."""
 from __future__ import annotations
 
 import enum
-import logging
 import os
 import socket
 import subprocess
@@ -327,28 +326,7 @@ def test_invalid_settings_are_one_line_and_exit_78(monkeypatch: pytest.MonkeyPat
     assert result.output.startswith("leadpipe: invalid setting") and "Traceback" not in result.output
 
 
-@pytest.fixture
-def logging_restored() -> Iterator[None]:
-    """``serve`` configures the process's logging for uvicorn (its loggers, handlers, levels): put back after, so that
-    the tests after this one log as they expect."""
-    loggers = [
-        logging.getLogger(),
-        *(lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)),
-    ]
-    saved = [(lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
-    yield
-    for lg, handlers, level, propagate, disabled in saved:
-        lg.handlers[:] = handlers
-        lg.setLevel(level)
-        lg.propagate, lg.disabled = propagate, disabled
-    for lg in list(logging.root.manager.loggerDict.values()):  # created by serve: as if never configured
-        if isinstance(lg, logging.Logger) and all(lg is not s[0] for s in saved):
-            lg.handlers.clear()
-            lg.setLevel(logging.NOTSET)
-            lg.propagate, lg.disabled = True, False
-
-
-@pytest.mark.usefixtures("env", "logging_restored")
+@pytest.mark.usefixtures("env")
 def test_serve_on_a_taken_port_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     """Another process on the API's port: one line naming it and what to do, exit 1, not uvicorn's traceback."""
     from pipeline.api import cli as api_cli

@@ -129,9 +129,24 @@ def test_stdlib_loggers(output: io.StringIO, name: str) -> None:
     assert_clean(text)
 
 
-def test_uvicorn_access_log_line(output: io.StringIO) -> None:
-    access = logging.getLogger("uvicorn.access")
-    access.info(
+@pytest.fixture
+def access_log() -> Iterator[logging.Logger]:
+    """uvicorn's access logger as a library leaves it: propagating to the root's (redacting) handler. ``serve``, run by
+    other tests in this process, silences it (``access_log=False``: uvicorn stops its propagation)."""
+    logger = logging.getLogger("uvicorn.access")
+    saved = (list(logger.handlers), logger.level, logger.propagate, logger.disabled)
+    logger.handlers.clear()
+    logger.setLevel(logging.NOTSET)
+    logger.propagate, logger.disabled = True, False
+    try:
+        yield logger
+    finally:
+        logger.handlers[:], _, logger.propagate, logger.disabled = saved
+        logger.setLevel(saved[1])
+
+
+def test_uvicorn_access_log_line(output: io.StringIO, access_log: logging.Logger) -> None:
+    access_log.info(
         '%s - "%s %s HTTP/%s" %d', "10.0.0.1:5123", "GET", f"/dpo/requests?email={URL_ENCODED_EMAIL}", "1.1", 200
     )
     assert_clean(output.getvalue())
@@ -254,8 +269,8 @@ def test_credentials_in_library_logs(output: io.StringIO, name: str) -> None:
     assert_no_credentials(text)
 
 
-def test_sign_in_callback_in_the_access_log(output: io.StringIO) -> None:
-    logging.getLogger("uvicorn.access").info(
+def test_sign_in_callback_in_the_access_log(output: io.StringIO, access_log: logging.Logger) -> None:
+    access_log.info(
         '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5123", "GET", f"/auth/callback?code={CODE}&state=abc123def456", "1.1", 302
     )
     text = output.getvalue()
