@@ -512,6 +512,22 @@ def notice_sent(request_id: str) -> None:
     typer.echo(f"notice recorded for {request_id}")
 
 
+@dpo_app.command("contacts-reviewed")
+@operator_command(Permission.RIGHTS_ISSUE)
+@needs(KAFKA, DATABASE)
+def contacts_reviewed(request_id: str) -> None:
+    """Record that you looked at the contacts a restricted person made (CONTACT-WHILE-RESTRICTED); audited.
+
+    Example: leadpipe dpo contacts-reviewed 5960a942-3953-434c-85df-b97c97e12d4c
+    """
+    with _tools() as tools:
+        try:
+            view = tools.contacts_reviewed(request_id, by=operator())
+        except (KeyError, ValueError) as exc:
+            raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"{len(view.contacts_while_restricted)} contact(s) recorded as reviewed for {request_id}")
+
+
 def parse_now(value: str | None) -> datetime:
     if value is None:
         return datetime.now(UTC)

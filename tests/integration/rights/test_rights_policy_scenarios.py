@@ -464,6 +464,15 @@ def test_restriction_stops_processing_and_its_lifting_is_noticed(p: Pipeline) ->
     assert reviewed.status_code == 200 and reviewed.json()["contacts_unreviewed"] == 0
     listed = p.http.get("/v1/dpo/requests", headers=auth).json()
     assert restriction["request_id"] not in [r["request_id"] for r in listed]
+    p.form(email, "Nils", "Rask")  # writes again: back on the DPO's list, and reviewed from the command line
+    wait_until(
+        lambda: p.http.get(f"/v1/dpo/requests/{restriction['request_id']}", headers=auth).json()["contacts_unreviewed"],
+        timeout_s=60,
+        what="the second contact to be filed",
+    )
+    said = p.leadpipe("dpo", "contacts-reviewed", restriction["request_id"])
+    assert "2 contact(s) recorded as reviewed" in said
+    assert "CONTACT-WHILE-RESTRICTED" not in p.leadpipe("dpo", "status")
     lifted, _ = p.dpo("unrestrict", "--email", email)
     assert p.show(lifted)["notice_due"]  # 9.5: the person is told when a restriction is lifted
     p.leadpipe("dpo", "notice-sent", lifted)
