@@ -25,6 +25,11 @@ REFUSED = (Purpose.FURTHER_CONTACT, Purpose.INFORMATION_OF_INTEREST)
 
 #: A column that says when the person opted in (Mailchimp's ``OPTIN_TIME``): its date is a consent's.
 _OPT_IN_TIME = re.compile(r"opt(?:ed)?_?in_(?:time|date|at|on)")
+#: A column that dates the consent a tick beside it records ("Consent Date", "Marketing Consent Given At", Shopify's
+#: "Email Marketing Consent Updated At", "Date of Consent"): the tick is a consent given then, not on import day.
+_CONSENT_TIME = re.compile(
+    r"(?:\w+_)?consent(?:ed)?(?:_given|_updated)?_(?:date|time|at|on|timestamp|datetime)|date_of_(?:\w+_)?consent"
+)
 
 
 def recorded_choices(pairs: Iterable[tuple[str, Any]], at: datetime) -> list[Consent]:
@@ -34,13 +39,25 @@ def recorded_choices(pairs: Iterable[tuple[str, Any]], at: datetime) -> list[Con
       that is set, true/yes/1 or the date it happened, is a refusal; false/no/empty is nothing;
     - a consent column (``fields.is_consent_field``) whose value names an opt-out ("Unsubscribed": Pipedrive's
       marketing status) or is a no ("Accepts Email Marketing: no": asked, the person declined) is a refusal; a tick
-      ("yes", "Subscribed") is a consent; so is an opt-in time (``OPTIN_TIME``), dated by it; any other date is no
+      ("yes", "Subscribed") is a consent, given when a consent-date column beside it says ("Consent Date":
+      ``_CONSENT_TIME``), else at ``at``; so is an opt-in time (``OPTIN_TIME``), dated by it; any other date is no
       tick (``checkbox_ticked``).
 
     Refusals come after consents: of two choices at the same time, the refusal stands (``tagging._latest_choices``).
     """
     granted: list[Consent] = []
     refused: list[Consent] = []
+    pairs = list(pairs)
+    dated = next(
+        (
+            _when(text, at)
+            for key, value in pairs
+            if (text := text_of(value)) is not None
+            and _DATE_VALUE.match(text)
+            and _CONSENT_TIME.fullmatch(fields.normalize_key(key))
+        ),
+        at,
+    )
     for key, value in pairs:
         text = text_of(value)
         if text is None or isinstance(value, dict | list):
@@ -56,7 +73,7 @@ def recorded_choices(pairs: Iterable[tuple[str, Any]], at: datetime) -> list[Con
             elif fields.is_opt_out_value(text) or not checkbox_ticked(value):
                 refused.extend(_refusal(at))
             else:
-                granted.append(_consent(at))
+                granted.append(_consent(dated))
     return list({(c.purpose, c.granted, c.given_at): c for c in (*granted, *refused)}.values())
 
 

@@ -137,3 +137,17 @@ def test_a_subscribed_mailchimp_member_consents_only_where_the_opt_in_is_recorde
     ):
         [contact] = web_form.parse(member, ctx_for("web_form", member, "application/json"))
         assert contact.consents == ()
+
+
+@pytest.mark.parametrize("column", ["Consent Date", "Marketing Consent Given At", "Date of Consent"])
+def test_a_consent_date_column_dates_the_tick_beside_it(column: str) -> None:
+    """An old CRM export's "yes" with its "Consent Date" is a consent given then, not on the day it was imported
+    (the consent's evidence, and what a DPO answers when asked since when the person agreed)."""
+    dated, undated = _customers(
+        f"Email,Marketing Consent,{column},Last Order Date\n"
+        "ana@example.com,yes,2021-03-15,2024-03-01\nbo@example.com,yes,,2024-03-01\n"
+    )
+    [given] = dated.consents
+    assert given.granted and given.given_at.date().isoformat() == "2021-03-15"
+    [today] = undated.consents
+    assert today.granted and today.given_at != given.given_at
