@@ -494,6 +494,11 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
                 if auth.signature == "leadpipe"
                 else f"a valid {signatures.header_names(auth.signature)} ({auth.signature}) is required"
             )
+            if problem == "stale_timestamp":  # the signature may be right: the time it signs is not now
+                wanted = (
+                    f"the signed timestamp is more than {settings.ingest_signature_tolerance_s:g}s from the server's "
+                    "clock (a replayed or delayed request, or a sender's clock off): sign each request when sending it"
+                )
             return _refuse(refusals, 401, problem, wanted, source_id=source_id)
         signed = signatures.presented(auth.signature, request.headers.get, body, content_type)
         assert isinstance(signed, signatures.Presented)

@@ -178,6 +178,8 @@ def test_refusals_are_answered_counted_and_nothing_is_published(
 ) -> None:
     response = client.post(f"/v1/sources/{source}", content=b"{}", headers=headers)
     assert (response.status_code, response.json()["reason"]) == (status, reason)
+    if reason == "stale_timestamp":  # says what is wrong: the time it signs, not (necessarily) the signature
+        assert "signed timestamp is more than 300s" in response.json()["message"], response.json()
     assert publisher.records == []
     metrics = TestClient(client.app.state.admin).get("/metrics").text
     assert f'leadpipe_ingest_refusals_total{{reason="{reason}"}} 1.0' in metrics
