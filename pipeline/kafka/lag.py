@@ -74,17 +74,19 @@ def consumer_lag(
     settings: Settings, groups: Sequence[str] | None = None, admin: AdminClient | None = None
 ) -> list[PartitionLag]:
     """Lag of every partition of ``groups`` (default: ``product_groups`` that exist), sorted by group, topic,
-    partition. A group named explicitly that does not exist raises ``LookupError``."""
+    partition. A group named explicitly is taken as named, else under the topic prefix (``leadpipe`` is
+    ``<prefix>leadpipe``); one that does not exist either way raises ``LookupError`` naming the groups that do."""
     admin = admin or make_admin(settings)
     try:
         existing = _existing_groups(admin)
         if groups is None:
             wanted = [g for g in product_groups(settings) if g in existing]
-        else:
-            unknown = sorted(set(groups) - existing)
+        else:  # a group as the workers name it ("leadpipe") is found under the topic prefix too
+            wanted = [g if g in existing or settings.topic(g) not in existing else settings.topic(g) for g in groups]
+            unknown = sorted(set(wanted) - existing)
             if unknown:
-                raise LookupError(f"no such consumer group: {', '.join(unknown)}")
-            wanted = list(groups)
+                known = ", ".join(sorted(g for g in product_groups(settings) if g in existing)) or "none yet"
+                raise LookupError(f"no such consumer group: {', '.join(unknown)} (the workers' groups: {known})")
         per_group = {group: _group_partitions(admin, group) for group in wanted}
         partitions = {tp for committed in per_group.values() for tp in committed}
         ends = _offsets(admin, partitions, OffsetSpec.latest())  # type: ignore[no-untyped-call]

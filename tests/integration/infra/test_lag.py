@@ -94,6 +94,8 @@ def test_lag_command_prints_every_partition(lag_settings: Settings, monkeypatch:
         table = runner.invoke(app, ["lag", "--group", group])
         assert table.exit_code == 0, table.output
         assert f"{group} {lag_settings.topic('lag.input')}: 6 behind" in table.output
+        unprefixed = runner.invoke(app, ["lag", "--group", "other-group", "--json"])  # as the docs name groups
+        assert unprefixed.exit_code == 0 and json.loads(unprefixed.stdout.splitlines()[0])["group"] == group
         missing = runner.invoke(app, ["lag", "--group", "no-such-group-here"])
         assert missing.exit_code == 1 and "no such consumer group: no-such-group-here" in missing.output
     finally:
