@@ -66,14 +66,16 @@ def list_letters(
     for found in shown:
         letter = found.letter
         if as_json:
-            typer.echo(json.dumps({"topic": found.topic, **letter.model_dump(mode="json", exclude={"payload"})}))
+            document = {"topic": found.topic, "times": found.times}
+            typer.echo(json.dumps({**document, **letter.model_dump(mode="json", exclude={"payload"})}))
             continue
         where = (
             f"{letter.source_topic}:{letter.source_partition}:{letter.source_offset}" if letter.source_topic else "-"
         )
+        again = f"  (x{found.times})" if found.times > 1 else ""
         typer.echo(
             f"{letter.dead_letter_id}  {letter.failed_at:%Y-%m-%d %H:%M:%S}  {found.topic:<19}  "
-            f"{letter.stage:<16}  {letter.reason:<24}  from {where}"
+            f"{letter.stage:<16}  {letter.reason:<24}  from {where}{again}"
         )
     if as_json:
         return

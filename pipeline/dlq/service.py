@@ -44,6 +44,8 @@ class Found:
 
     topic: str
     letter: DeadLetter
+    times: int = 1
+    """How many records of the topic carry this dead letter (the same bad file imported twice: one id, two records)."""
 
 
 @dataclass(frozen=True)
@@ -133,10 +135,12 @@ def select_letters(
     reason: str | None = None,
     ids: Iterable[uuid.UUID] = (),
 ) -> Listing:
-    """The dead letters among ``records`` that every given filter admits, oldest first; tombstones are skipped and
-    records that are not dead letters counted (and logged by position, never by content)."""
+    """The dead letters among ``records`` that every given filter admits, oldest first, each once (a dead letter's id
+    is its payload's and failure's: the same bad input sent again is the same letter, listed with ``times`` and its
+    latest record); tombstones are skipped and records that are not dead letters counted (and logged by position,
+    never by content)."""
     wanted = set(ids)
-    found: list[Found] = []
+    found: dict[tuple[str, uuid.UUID], Found] = {}
     unreadable = 0
     for record in records:
         if record.value is None:
@@ -153,9 +157,11 @@ def select_letters(
             continue
         if wanted and letter.dead_letter_id not in wanted:
             continue
-        found.append(Found(record.topic, letter))
-    found.sort(key=lambda f: f.letter.failed_at)
-    return Listing(found, unreadable)
+        earlier = found.get((record.topic, letter.dead_letter_id))
+        times = 1 if earlier is None else earlier.times + 1
+        latest = letter if earlier is None or letter.failed_at >= earlier.letter.failed_at else earlier.letter
+        found[(record.topic, letter.dead_letter_id)] = Found(record.topic, latest, times)
+    return Listing(sorted(found.values(), key=lambda f: f.letter.failed_at), unreadable)
 
 
 def plan_replays(

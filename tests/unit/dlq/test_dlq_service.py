@@ -97,6 +97,15 @@ def test_tombstones_are_skipped_and_other_records_counted_not_shown() -> None:
     assert len(listing.letters) == 1 and listing.unreadable == 1
 
 
+def test_the_same_dead_letter_twice_is_listed_once_with_how_often() -> None:
+    """The same bad file imported twice: one dead-letter id (its payload's), two records; listed (and replayed) once."""
+    first = letter(stage="ingest", reason="invalid_email", source_topic=None, offset=1, minutes=1)
+    again = first.model_copy(update={"failed_at": first.failed_at + timedelta(minutes=9)})
+    listing = select_letters([record(first, INGEST_DLQ_TOPIC, 0), record(again, INGEST_DLQ_TOPIC, 1)])
+    [found] = listing.letters
+    assert (found.letter, found.times) == (again, 2)
+
+
 def test_the_summary_counts_by_topic_stage_and_reason() -> None:
     records = [
         record(letter(stage="process:spam", reason="rule_error:spam", offset=1)),
