@@ -40,6 +40,8 @@ class ContactReader(Protocol):
 
     def contacts(self, subject_key: str, handover: Handover) -> list[dict[str, Any]]: ...
 
+    def dry_run_requests(self, handover: Handover) -> list[dict[str, Any]] | None: ...
+
 
 class ExportEffect(Effect):
     sink = "export"
@@ -74,6 +76,13 @@ class ExportEffect(Effect):
         if not handover.emails and not handover.phones:
             return ExportSection(
                 source="hubspot", status="not_found", note="HubSpot is searched by e-mail and phone; none is known"
+            )
+        if (requests := reader.dry_run_requests(handover)) is not None:  # no account: the dry-run file stands in
+            return ExportSection(
+                source="hubspot",
+                status="ok" if requests else "not_found",
+                note="no HubSpot account (dry run): the requests leadpipe would have sent about the person",
+                records={"dry_run_requests": requests} if requests else {},
             )
         # HubSpot down: the reader raises an EffectError and the export is retried (the request shows ATTENTION
         # meanwhile); an export that left out what HubSpot holds would answer the request incompletely.

@@ -31,6 +31,7 @@ from pipeline.rights.bodies import RectificationBody
 from pipeline.rights.effects.base import Context, Effect, EffectError, EffectResult, Handover
 from pipeline.rights.effects.suppression import SuppressionPublisher
 from pipeline.rights.plan import rekeys
+from pipeline.sinks.hubspot.dryrun import DryRunGateway
 from pipeline.sinks.hubspot.gateway import HubSpotRequestError, HubSpotUnavailable
 from pipeline.sinks.hubspot.properties import CUSTOM_PROPERTIES, PERSON_PROPERTIES
 
@@ -215,6 +216,14 @@ class ExportReader:
 
     def __init__(self, gateway: HubSpotRightsPort) -> None:
         self.lookup = HubSpotLookup(gateway)
+        self.gateway = gateway
+
+    def dry_run_requests(self, handover: Handover) -> list[dict[str, Any]] | None:
+        """In dry-run mode (no HubSpot account) the requests the dry-run file holds about the person, which stand
+        for what HubSpot would hold; None when HubSpot is real."""
+        if not isinstance(self.gateway, DryRunGateway):
+            return None
+        return self.gateway.requests_naming(handover.emails)
 
     def contacts(self, subject_key: str, handover: Handover) -> list[dict[str, Any]]:
         found = self.lookup.find(subject_key, handover, properties=EXPORT_PROPERTIES).contacts

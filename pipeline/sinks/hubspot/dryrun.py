@@ -89,6 +89,30 @@ class DryRunGateway:
             finally:
                 os.close(fd)
 
+    def requests_naming(self, emails: Sequence[str]) -> list[dict[str, Any]]:
+        """Every recorded request about any of ``emails``, a batch with only the person's items: what HubSpot would
+        hold of them (an access request's answer in dry-run mode), oldest first."""
+        needles = {email.lower() for email in emails}
+        found: list[dict[str, Any]] = []
+        with self._locked():
+            try:
+                lines = self.path.read_bytes().splitlines()
+            except FileNotFoundError:
+                return []
+        for line in lines:
+            low = line.lower()
+            if not any(orjson.dumps(n)[1:-1] in low for n in needles):  # cheap: most lines are about someone else
+                continue
+            request = orjson.loads(line)
+            body = request.get("body")
+            if isinstance(body, Mapping):
+                body = {
+                    k: [i for i in v if any(_names(i, n) for n in needles)] if isinstance(v, list) else v
+                    for k, v in body.items()
+                }
+            found.append({**request, "body": body})
+        return found
+
     def forget(self, email: str) -> int:
         """Rewrite the file without what names ``email``; how many requests were changed or dropped."""
         needle = email.lower()

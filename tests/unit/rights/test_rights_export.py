@@ -12,6 +12,7 @@ import pytest
 from identity_helpers import person
 from pypdf import PdfReader
 
+from pipeline.config import Settings
 from pipeline.db import ensure_schema, make_engine
 from pipeline.models.rights import RightKind, SinkStatus
 from pipeline.policy.model import load_policy
@@ -178,3 +179,23 @@ def test_an_erasure_deletes_the_subject_s_exports_waiting_for_delivery(tmp_path:
     assert result.evidence["exports_deleted"] == [written.name]
     assert not written.exists() and not written.parent.exists() and kept.exists()
     assert effect.apply(replace(ctx, command=erasure)).status is SinkStatus.NOT_APPLICABLE
+
+
+def test_an_export_in_dry_run_mode_carries_the_requests_that_would_have_gone_to_hubspot(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """No HubSpot account: the HubSpot section is the person's requests from the dry-run file, said so in its note
+    (it answered "not_found" while the file held the person's upserts)."""
+    from fakes.contacts import make_tagged
+
+    from pipeline.sinks.hubspot.sink import HubSpotSink, make_gateway
+
+    HubSpotSink.from_settings(settings).write([make_tagged("zoe.quartz@example.com")])
+    effect, ctx = _export(tmp_path, make_gateway(settings))  # type: ignore[arg-type]
+    result = effect.apply(ctx)
+    assert result.evidence["sources"] == {"crm": "not_found", "hubspot": "ok"}
+    written = json.loads(Path(str(result.evidence["path"])).read_text())
+    [hubspot] = [s for s in written["sections"] if s["source"] == "hubspot"]
+    assert "dry run" in hubspot["note"]
+    upserts = [r for r in hubspot["records"]["dry_run_requests"] if r["path"].endswith("/batch/upsert")]
+    assert [i["id"] for u in upserts for i in u["body"]["inputs"]] == ["zoe.quartz@example.com"]

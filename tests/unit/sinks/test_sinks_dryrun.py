@@ -78,3 +78,20 @@ def test_forget_request_drops_what_names_the_person_only() -> None:
     assert forget_request({"path": "/x", "body": {"inputs": [{"id": "ana@example.com"}]}}, "ana@example.com") is None
     quoted = '"books@books"@example.com'
     assert forget_request({"path": "/y", "body": {"emailAddress": quoted}}, quoted) is None
+
+
+def test_an_access_request_in_dry_run_mode_gets_what_would_have_been_sent(settings: Settings) -> None:
+    """No HubSpot account: the export's HubSpot part is the person's requests from the dry-run file (their input
+    alone in a batch), not "not found in HubSpot" while the file holds their data."""
+    from pipeline.rights.effects.base import Handover
+    from pipeline.rights.effects.hubspot import ExportReader
+
+    sink = HubSpotSink.from_settings(settings)
+    sink.write([make_tagged("ana.lima@example.com"), make_tagged("other.person@example.org")])
+    reader = ExportReader(make_gateway(settings))
+    requests = reader.dry_run_requests(Handover(emails=("Ana.Lima@example.com",)))
+    assert requests
+    upserts = [r for r in requests if r["path"] == "/crm/v3/objects/contacts/batch/upsert"]
+    assert [i["id"] for u in upserts for i in u["body"]["inputs"]] == ["ana.lima@example.com"]
+    assert "other.person" not in json.dumps(requests)
+    assert reader.dry_run_requests(Handover(emails=("nobody@example.com",))) == []
