@@ -364,6 +364,13 @@ def normalize_name(value: str | None) -> str | None:
     return text or None
 
 
+#: A word in Cyrillic letters (a family name first is read only so: "John Paul Abramovich" is no ФИО).
+_CYRILLIC_WORD = re.compile(r"[\u0400-\u04ff'\u2019-]+")
+#: A patronymic's ending (Russian, Ukrainian, Belarusian; Cyrillic or transliterated): "Иванович", "Сергеевна",
+#: "Ильич", "Кузьминична", "Ivanovich", "Petrovna". A surname ends so too rarely to matter in a three-word name.
+_PATRONYMIC = re.compile(r"(?:ович|евич|ьич|ич|овна|евна|ична|ovich|evich|ovna|evna|ichna|ovych|ivna)$", re.I)
+
+
 def split_full_name(value: str | None) -> tuple[str | None, str | None]:
     """(first, last) from one name field: "Smith, John" or "John Smith" (everything after the first word is last).
 
@@ -371,7 +378,9 @@ def split_full_name(value: str | None) -> tuple[str | None, str | None]:
     太郎; 김 민수), as those languages do; a Korean name without a space too (김민준: family 김), its family name being
     one syllable but for a few; Han or kana without a space (山田太郎) stays whole: the split is not known. A family
     name written in capitals before the given name ("DUPONT Jean", "YAMADA Taro", as French forms and passports
-    write it) is read as the family name.
+    write it) is read as the family name. Three words with a patronymic are read in the order East Slavic records
+    write them: "Петров Иван Иванович" (family first) and "Ivan Ivanovich Petrov" (family last), the given name
+    with the patronymic.
     """
     name = normalize_name(value)
     if name is None:
@@ -392,6 +401,17 @@ def split_full_name(value: str | None) -> tuple[str | None, str | None]:
         cut = 2 if name[:2] in _KOREAN_TWO_SYLLABLE_FAMILIES and len(name) > 3 else 1
         return name[cut:], name[:cut]
     words = name.split(" ")
+    if (
+        len(words) == 3
+        and all(_CYRILLIC_WORD.fullmatch(w) for w in words)
+        and _PATRONYMIC.search(words[2])
+        and not _PATRONYMIC.search(words[1])
+    ):
+        # "Петров Иван Иванович": the family name first, as Russian, Ukrainian and Belarusian records write a full
+        # name (ФИО); the given name goes with the patronymic, as the person is addressed
+        return f"{words[1]} {words[2]}", words[0]
+    if len(words) == 3 and _PATRONYMIC.search(words[1]):  # "Ivan Ivanovich Petrov": given, patronymic, family
+        return f"{words[0]} {words[1]}", words[2]
     # a family name in capitals is a word of two letters or more, never an initial ("J. Smith", "I. M. Pei")
     capitals = next((i for i, w in enumerate(words) if not (w.isupper() and len(w) > 1 and "." not in w)), len(words))
     if 0 < capitals < len(words) and any(w.islower() for w in words[capitals]):  # "DUPONT Jean", "YAMADA Taro"

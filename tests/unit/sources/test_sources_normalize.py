@@ -44,6 +44,10 @@ def test_names_are_trimmed_nfc_and_collapsed(raw: str, expected: str | None) -> 
         ("Jane Doe (Acme)", "Jane", "Doe"),  # nor a note after the name
         ("Mrs Patel", None, "Patel"),
         ("Cher", "Cher", None),
+        ("Петров Иван Иванович", "Иван Иванович", "Петров"),  # ФИО: family, given, patronymic
+        ("Анна Сергеевна Иванова", "Анна Сергеевна", "Иванова"),  # given, patronymic, family
+        ("Ivan Ivanovich Petrov", "Ivan Ivanovich", "Petrov"),
+        ("John Paul Abramovich", "John", "Paul Abramovich"),  # a Latin-script surname in -ovich: no ФИО
         ("山田 太郎", "太郎", "山田"),  # written in Han/kana/Hangul: the family name first
         ("김 민수", "민수", "김"),
         ("王　小明", "小明", "王"),  # the ideographic space too
