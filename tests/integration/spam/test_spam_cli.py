@@ -36,6 +36,7 @@ def env(
 ) -> Iterator[None]:
     """The CLI on the shared broker (its audit records) under a test prefix, with the private engine."""
     for name, value in {
+        "LEADPIPE_SPAM_ENGINE_ENABLED": "true",  # the test broker's settings have it off (the workers' tests)
         "LEADPIPE_SPAM_ENGINE_URL": private_engine.url,
         "LEADPIPE_SPAM_ENGINE_CONTROLLER_URL": private_engine.controller_url,
         "LEADPIPE_SPAM_ENGINE_REDIS_PORT": str(private_engine.redis_port),
