@@ -159,14 +159,22 @@ def test_serve_caps_connections_and_hands_the_timeouts_to_its_workers(monkeypatc
 
     monkeypatch.setattr(http_server.uvicorn, "Server", Server)
     monkeypatch.setattr(os, "environ", dict(os.environ))  # what serve sets for its workers stays in this test
-    access = logging.getLogger("uvicorn.access")  # uvicorn.Config(access_log=False) silences it for the process
+    _serve(monkeypatch, port=0, admin=None)
+    assert seen["config"].limit_concurrency == 99
+    assert seen["env"] == ("7.0", "20.0")
+
+
+def _serve(monkeypatch: pytest.MonkeyPatch, *, port: int, admin: tuple[str, int] | None) -> None:
+    """``serve`` as the CLI calls it; uvicorn's access logger put back after (``uvicorn.Config(access_log=False)``
+    silences it for the whole process, and the log redaction tests read it)."""
+    access = logging.getLogger("uvicorn.access")
     monkeypatch.setattr(access, "propagate", access.propagate)
     monkeypatch.setattr(access, "handlers", list(access.handlers))
     http_server.serve(
         "pipeline.api.cli:app_factory",
         host="127.0.0.1",
-        port=0,
-        admin=None,
+        port=port,
+        admin=admin,
         workers=1,
         max_header_bytes=32_768,
         max_header_fields=100,
@@ -174,28 +182,15 @@ def test_serve_caps_connections_and_hands_the_timeouts_to_its_workers(monkeypatc
         body_timeout_s=20.0,
         max_connections=99,
     )
-    assert seen["config"].limit_concurrency == 99
-    assert seen["env"] == ("7.0", "20.0")
 
 
-def test_a_taken_port_is_a_cannot_listen_naming_it_and_nothing_stays_bound() -> None:
+def test_a_taken_port_is_a_cannot_listen_naming_it_and_nothing_stays_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     """``leadpipe serve`` beside a process on its admin port: the API port it had bound already is let go."""
     with socket.create_server(("127.0.0.1", 0)) as taken, socket.create_server(("127.0.0.1", 0)) as probe:
         admin_port = taken.getsockname()[1]
         api_port = probe.getsockname()[1]
         probe.close()
         with pytest.raises(http_server.CannotListen, match=rf"cannot listen on 127\.0\.0\.1:{admin_port} \(.+\)"):
-            http_server.serve(
-                "pipeline.api.cli:app_factory",
-                host="127.0.0.1",
-                port=api_port,
-                admin=("127.0.0.1", admin_port),
-                workers=1,
-                max_header_bytes=32_768,
-                max_header_fields=100,
-                header_timeout_s=7.0,
-                body_timeout_s=20.0,
-                max_connections=99,
-            )
+            _serve(monkeypatch, port=api_port, admin=("127.0.0.1", admin_port))
         with socket.create_server(("127.0.0.1", api_port)):  # free again
             pass
