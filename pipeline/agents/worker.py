@@ -8,8 +8,9 @@ worker runs ``pipeline.agents.rights:register`` alone).
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import IO, Any
 
 import faust
 
@@ -79,12 +80,23 @@ def run_worker(runtime: Runtime, registrars: Sequence[Registrar] | None = None) 
     require_reapplied(runtime)  # nor on a restored database that brought erased subjects back
     tracing.configure(runtime.settings, f"leadpipe-{runtime.settings.app_id}")
     app = create_app(runtime, registrars)
+    worker = make_worker(app, runtime.settings.log_level or "INFO")
+    tune_gc(runtime.settings.gc_gen0_threshold)
+    return worker.execute_from_commandline()
+
+
+def make_worker(app: LeadpipeApp, loglevel: str, stdout: IO[str] | None = None) -> faust.Worker:
+    """faust's worker for ``app``, quiet, with leadpipe's logging; its start-up spinner only on a terminal (it
+    wrote cursor escapes into a log file or a container's log otherwise)."""
+    out = stdout or sys.stdout
     worker = faust.Worker(
         app,
-        loglevel=runtime.settings.log_level or "INFO",
+        loglevel=loglevel,
         quiet=True,
         redirect_stdouts=False,
         override_logging=False,  # keep leadpipe's redacting log set-up
+        stdout=out,
     )
-    tune_gc(runtime.settings.gc_gen0_threshold)
-    return worker.execute_from_commandline()
+    if not out.isatty():
+        worker.spinner = None
+    return worker
