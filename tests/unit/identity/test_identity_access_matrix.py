@@ -261,6 +261,7 @@ COMMANDS: dict[str, Permission] = {
     "dpo show": P.RIGHTS_READ,
     "dpo extend": P.RIGHTS_ISSUE,
     "dpo notice-sent": P.RIGHTS_ISSUE,
+    "dpo contacts-reviewed": P.RIGHTS_ISSUE,
     "retention sweep": P.RETENTION_RUN,
     "crm search": P.CRM_READ,
     "crm show": P.CRM_READ,
