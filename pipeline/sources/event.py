@@ -68,22 +68,26 @@ def collect_all(
     builders: list[tuple[str, Callable[[SourceContext, int, str], ContactEvent]]], ctx: SourceContext
 ) -> list[ContactEvent]:
     """Build every record; refuse with ALL bad fields of all records at once, so one answer lists every fix. A
-    record that names no contact by its nature (``NothingToTake``: an attendee who will not attend) is left out;
-    when every record is, the payload is (the first one's reason)."""
+    record that names no contact by its nature (``NothingToTake``: an attendee who will not attend) is left out,
+    its reason noted on every event kept; when every record is, the payload is (the first one's reason)."""
     events: list[ContactEvent] = []
     problems: list[Problem] = []
-    nothing: NothingToTake | None = None
+    nothing: list[NothingToTake] = []
     for index, (prefix, build) in enumerate(builders):
         try:
             events.append(build(ctx, index, prefix))
         except SourceError as exc:
             problems.extend(exc.problems)
         except NothingToTake as exc:
-            nothing = nothing or exc
+            nothing.append(exc)
     if problems:
         raise SourceError.of(problems)
-    if not events and nothing is not None:
-        raise nothing
+    if not events and nothing:
+        raise nothing[0]
+    if nothing:  # the others left out are said on each event kept, by their reasons (provenance notes, no value)
+        left_out = tuple(sorted({exc.reason for exc in nothing}))
+        noted = [(e, e.provenance.model_copy(update={"notes": e.provenance.notes + left_out})) for e in events]
+        events = [e.model_copy(update={"provenance": provenance}) for e, provenance in noted]
     return require_events(events)
 
 

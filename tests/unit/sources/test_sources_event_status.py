@@ -94,6 +94,8 @@ def test_an_eventbrite_order_keeps_only_its_attendees_who_attend() -> None:
     )
     events = event.parse(raw, ctx_for("event", raw, "application/json"))
     assert [e.person.email for e in events] == ["gus@example.com", "ida@example.com"]
+    left_out = ("attendee_cancelled", "attendee_refunded", "attendee_transferred")  # said, never silent
+    assert all(set(left_out) <= set(e.provenance.notes) for e in events)
 
 
 @pytest.mark.parametrize(
@@ -121,4 +123,4 @@ def test_a_csv_posted_whole_keeps_the_rows_that_attend() -> None:
         b"Cleo,Ng,cleo@example.com,Not Attending,2024-05-14\n"
     )
     [ana] = event.parse(raw, ctx_for("event", raw, "text/csv"))
-    assert ana.person.email == "ana@example.com"
+    assert ana.person.email == "ana@example.com" and "attendee_not_attending" in ana.provenance.notes
