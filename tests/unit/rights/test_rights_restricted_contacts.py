@@ -130,3 +130,25 @@ def test_the_api_shows_the_contacts_and_records_their_review(client: TestClient,
     assert reviewed.json()["contacts_unreviewed"] == 0
     again = client.post(f"/v1/dpo/requests/{uuid.uuid4()}/contacts-reviewed")
     assert again.status_code == 404
+
+
+def test_a_database_outage_is_waited_out_never_skipped(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The filing fails while the database is down: the worker retries the same line (its offset not yet done) until
+    it is filed, so the DPO still learns of the contact."""
+    worker = RightsWorker(runtime, RecordingPublisher(), executor=None)  # type: ignore[arg-type]
+    request_id = restrict(worker.tracker, NOW)
+    contact = dropped(NOW + timedelta(minutes=5))
+    real, calls = worker.tracker.file_contact_while_restricted, []
+
+    def down_twice(line: AuditRecord) -> AuditRecord | None:
+        calls.append(line.event_id)
+        if len(calls) <= 2:
+            raise OSError("connection refused")  # what a database outage looks like to the driver
+        return real(line)
+
+    monkeypatch.setattr(worker.tracker, "file_contact_while_restricted", down_twice)
+    monkeypatch.setattr("pipeline.agents.rights.backoff_delay", lambda *_: 0.0)
+    asyncio.run(worker.restricted_contact(contact.model_dump_json().encode()))
+    view = worker.tracker.get(request_id)
+    assert len(calls) == 3 and view is not None
+    assert [c.event_id for c in view.contacts_while_restricted] == [contact.event_id]
