@@ -7,7 +7,7 @@ so a search finds a person however the e-mail or phone is spelled.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from pipeline.crm.views import (
     VisitorLinkView,
 )
 from pipeline.db import any_of
+from pipeline.models.contact import OWN_ACT_METHODS
 from pipeline.models.rights import SuppressionRecord
 from pipeline.normalize import NormalizationError, canonical_email, canonical_phone
 
@@ -178,7 +179,8 @@ class CrmReadModel:
             suppression = conn.execute(
                 select(_SUPPRESSION_STATES.c.state).where(_SUPPRESSION_STATES.c.subject_key == subject_key)
             ).scalar()
-        withdrawn = () if suppression is None else SuppressionRecord.model_validate_json(suppression).consent_withdrawn
+        state = None if suppression is None else SuppressionRecord.model_validate_json(suppression)
+        withdrawn = {} if state is None else {p.value: state.withdrawn_since(p) for p in state.consent_withdrawn}
         return SubjectView.model_validate(
             {
                 **row,
@@ -186,7 +188,7 @@ class CrmReadModel:
                 "identities": identity_views,
                 "interactions_detail": inter_views,
                 "consents": consent_views,
-                "consent_state": _consent_state(consent_views, {p.value for p in withdrawn}),
+                "consent_state": _consent_state(consent_views, withdrawn),
                 "website_history": history,
             }
         )
@@ -372,19 +374,27 @@ def _interaction(row: RowMapping) -> InteractionView:
     return InteractionView.model_validate({**row, "purposes": [PurposeView.model_validate(p) for p in purposes]})
 
 
-def _consent_state(choices: Sequence[ConsentView], withdrawn: set[str]) -> dict[str, bool]:
-    """Whether each purpose rests on a consent now: the newest choice (``choices`` are oldest first), except that a
-    withdrawal made through the DPO (policy 9.8: a choice with ``cause_request_id``, or one the subject's suppression
-    state holds, ``withdrawn``, which outlives an erasure) stands against a later "yes" an event carries. The chain
-    keeps applying the withdrawal to everything the person sends afterwards (the suppression state takes the purpose
-    off), so a ticked box on a later form, or an old CRM export's "yes" imported again, is kept in the history of
-    choices but does not make the state say granted: what the state says must be what is done."""
-    state: dict[str, bool] = dict.fromkeys(sorted(withdrawn & {c.purpose for c in choices}), False)
-    withdrawn = set(withdrawn)
+def _consent_state(choices: Sequence[ConsentView], withdrawn: Mapping[str, datetime | None]) -> dict[str, bool]:
+    """Whether each purpose rests on a consent now: the newest choice (``choices`` are oldest first), as the chain
+    acts on it. A withdrawal made through the DPO (policy 9.8: a choice with ``cause_request_id``, or one the
+    subject's suppression state holds, ``withdrawn``: purpose -> when, which outlives an erasure) stands against a
+    later "yes" unless the person gave it by their own act after the withdrawal (a ticked box on a later form: the
+    chain counts it again, ``pipeline.processors.suppression.consented_again``); an old "yes" imported again, or one
+    dated before the withdrawal, stays in the history of choices without making the state say granted: what the
+    state says must be what is done."""
+    purposes = {c.purpose for c in choices}
+    state: dict[str, bool] = dict.fromkeys(sorted(p for p in withdrawn if p in purposes), False)
+    since = {purpose: at for purpose, at in withdrawn.items() if at is not None}
     for choice in choices:
+        withdrawn_at = since.get(choice.purpose)
         if choice.cause_request_id is not None and not choice.granted:
-            withdrawn.add(choice.purpose)
-        elif choice.granted and choice.purpose in withdrawn:
+            since[choice.purpose] = choice.given_at if withdrawn_at is None else max(withdrawn_at, choice.given_at)
+        elif choice.granted and withdrawn_at is not None and not _given_again(choice, withdrawn_at):
             continue
         state[choice.purpose] = choice.granted
     return state
+
+
+def _given_again(choice: ConsentView, withdrawn_at: datetime) -> bool:
+    """Whether a granted choice is the person's own, given after the withdrawal (the chain's rule for 9.8)."""
+    return choice.method in OWN_ACT_METHODS and choice.given_at > withdrawn_at

@@ -15,6 +15,9 @@ from pipeline.models.common import Channel, InteractionKind, Purpose, StrictMode
 
 SCHEMA_VERSION: Literal[1] = 1
 
+#: How a consent choice was made (``Consent.method``).
+ConsentMethod = Literal["checkbox", "chat_answer", "email_reply", "verbal", "form_field", "import"]
+
 
 class Consent(StrictModel):
     """A consent choice the person actually made; never inferred (policy 3.2, 4.2, 6.2(9), 9(8))."""
@@ -22,8 +25,22 @@ class Consent(StrictModel):
     purpose: Purpose
     granted: bool
     given_at: UtcDatetime
-    method: Literal["checkbox", "chat_answer", "email_reply", "verbal", "form_field", "import"]
+    method: ConsentMethod
     wording: str | None = Field(default=None, max_length=2000, description="The text the person agreed to.")
+
+
+#: Methods by which the person themself makes the choice; ``import`` copies a choice recorded elsewhere, earlier.
+OWN_ACT_METHODS: frozenset[str] = frozenset(get_args(ConsentMethod)) - {"import"}
+
+
+def latest_choices(consents: tuple[Consent, ...]) -> dict[Purpose, Consent]:
+    """The person's latest choice per purpose (a later refusal overrides an earlier consent and vice versa)."""
+    latest: dict[Purpose, Consent] = {}
+    for consent in consents:
+        seen = latest.get(consent.purpose)
+        if seen is None or consent.given_at >= seen.given_at:
+            latest[consent.purpose] = consent
+    return latest
 
 
 class Person(StrictModel):

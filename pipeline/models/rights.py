@@ -69,6 +69,12 @@ class SuppressionRecord(StrictModel):
     marketing_objected: bool = False
     restricted: bool = False
     consent_withdrawn: tuple[Purpose, ...] = ()
+    consent_withdrawn_at: dict[Purpose, UtcDatetime] = Field(
+        default_factory=dict,
+        description="When each purpose of consent_withdrawn was last withdrawn: a consent the person gives again "
+        "afterwards, by their own act (not a record imported from elsewhere), counts again (policy 9.8: consent "
+        "given case by case). A state written before this field existed reads updated_at instead.",
+    )
     updated_at: UtcDatetime
     request_id: UUID
     erased_at: UtcDatetime | None = Field(
@@ -82,6 +88,12 @@ class SuppressionRecord(StrictModel):
         "whenever it comes again (a replayed request, a redelivery, a dead letter replayed), whatever its receipt "
         "time says. Hashes of random event ids: no personal data.",
     )
+
+    def withdrawn_since(self, purpose: Purpose) -> datetime | None:
+        """When ``purpose`` was last withdrawn, or None when it is not withdrawn."""
+        if purpose not in self.consent_withdrawn:
+            return None
+        return self.consent_withdrawn_at.get(purpose, self.updated_at)
 
     def event_erased(self, event_id: UUID) -> bool:
         """Whether ``event_id`` was erased with this subject (its tombstone is here)."""

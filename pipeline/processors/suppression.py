@@ -9,7 +9,10 @@
   dropped too).
 - restricted (9.4): dropped from further processing; the data stays where it is stored; counted.
 - marketing_objected (9.6): kept, but ``marketing_allowed=False`` and no direct-marketing purpose.
-- consent_withdrawn (9.8): those purposes are removed.
+- consent_withdrawn (9.8): those purposes are removed, except a purpose the event itself carries a consent to that
+  the person gave, by their own act, after it was withdrawn (9.8: consent given again case by case, a ticked box on
+  a later form): that event rests on the new consent; the person's other events stay withdrawn. A consent imported
+  from elsewhere, or dated before the withdrawal (an old request replayed), does not count again.
 
 The chain applies it when it tags an event (``apply_suppression``); the sink agents apply it again, to the state
 of the moment, right before they write an event the chain accepted earlier (``suppress_accepted``): a right
@@ -21,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.models.common import Purpose
-from pipeline.models.contact import ContactEvent
+from pipeline.models.contact import OWN_ACT_METHODS, ContactEvent, latest_choices
 from pipeline.models.marketing import MarketingState, may_market
 from pipeline.models.processing import DropReason
 from pipeline.models.rights import SuppressionRecord
@@ -58,7 +61,23 @@ def apply_suppression(
         return DropReason.SUBJECT_RESTRICTED
     if not state.marketing_objected and not state.consent_withdrawn:
         return NO_EFFECT
-    return SuppressionEffect(state.marketing_objected, frozenset(state.consent_withdrawn))
+    withdrawn = frozenset(state.consent_withdrawn)
+    if withdrawn and event.consents:
+        withdrawn -= consented_again(event, state)
+        if not withdrawn and not state.marketing_objected:
+            return NO_EFFECT
+    return SuppressionEffect(state.marketing_objected, withdrawn)
+
+
+def consented_again(event: ContactEvent, state: SuppressionRecord) -> frozenset[Purpose]:
+    """The withdrawn purposes whose latest choice in ``event`` is a consent the person gave, by their own act, after
+    the withdrawal (policy 9.8). Whether it is a valid basis on this channel is the tagging rule's to decide."""
+    again: set[Purpose] = set()
+    for purpose, choice in latest_choices(event.consents).items():
+        since = state.withdrawn_since(purpose)
+        if since is not None and choice.granted and choice.method in OWN_ACT_METHODS and choice.given_at > since:
+            again.add(purpose)
+    return frozenset(again)
 
 
 def restate_purposes(

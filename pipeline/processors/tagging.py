@@ -13,20 +13,10 @@ direct-marketing purpose remains (a restricted subject's events never reach tagg
 from __future__ import annotations
 
 from pipeline.models.common import Purpose
-from pipeline.models.contact import Consent, ContactEvent
+from pipeline.models.contact import Consent, ContactEvent, latest_choices
 from pipeline.models.tagged import PurposeTag
 from pipeline.processors.compiled import CompiledPolicy
 from pipeline.processors.suppression import SuppressionEffect, restate_purposes
-
-
-def _latest_choices(consents: tuple[Consent, ...]) -> dict[Purpose, Consent]:
-    """The person's latest choice per purpose (a later refusal overrides an earlier consent and vice versa)."""
-    latest: dict[Purpose, Consent] = {}
-    for consent in consents:
-        seen = latest.get(consent.purpose)
-        if seen is None or consent.given_at >= seen.given_at:
-            latest[consent.purpose] = consent
-    return latest
 
 
 def consent_counts(event: ContactEvent, consent: Consent, compiled: CompiledPolicy) -> bool:
@@ -52,7 +42,7 @@ def tag_purposes(
     defaults = row[0]
     tags: dict[Purpose, PurposeTag] = {t.purpose: t for t in defaults}
     if event.consents:
-        for purpose, choice in _latest_choices(event.consents).items():
+        for purpose, choice in latest_choices(event.consents).items():
             if choice.granted:
                 if (
                     purpose in compiled.consent_based

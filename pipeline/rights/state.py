@@ -68,6 +68,8 @@ def next_state(
         if not withdrawn:
             raise ValueError("a consent withdrawal must name purposes, or the policy must list consent purposes")
         changes["consent_withdrawn"] = tuple(sorted(set(base.consent_withdrawn) | withdrawn))
+        # each purpose named is withdrawn as of now, also when it was before (a consent given again in between ends)
+        changes["consent_withdrawn_at"] = _withdrawn_at(base) | dict.fromkeys(withdrawn, at)
     return base.model_copy(update=changes)
 
 
@@ -88,11 +90,16 @@ def moved_states(
         return target, previous  # the same request redelivered: nothing changes
     old = previous or SuppressionRecord(subject_key=command.subject_key, updated_at=at, request_id=command.request_id)
     base = target or SuppressionRecord(subject_key=new_key, updated_at=at, request_id=command.request_id)
+    withdrawals = (_withdrawn_at(base), _withdrawn_at(old))
     moved = base.model_copy(
         update={
             "marketing_objected": base.marketing_objected or old.marketing_objected,
             "restricted": base.restricted or old.restricted,
             "consent_withdrawn": tuple(sorted({*base.consent_withdrawn, *old.consent_withdrawn})),
+            "consent_withdrawn_at": {
+                purpose: max(times[purpose] for times in withdrawals if purpose in times)
+                for purpose in {*base.consent_withdrawn, *old.consent_withdrawn}
+            },
             "updated_at": at,
             "request_id": command.request_id,
         }
@@ -106,3 +113,9 @@ def moved_states(
         erased_events=old.erased_events,  # an event erased under the old address stays erased
     )
     return moved, emptied
+
+
+def _withdrawn_at(state: SuppressionRecord) -> dict[Purpose, datetime]:
+    """When each withdrawn purpose of ``state`` was withdrawn (a state written before the times were kept: its
+    ``updated_at``)."""
+    return {purpose: when for purpose in state.consent_withdrawn if (when := state.withdrawn_since(purpose))}

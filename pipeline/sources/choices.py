@@ -43,7 +43,8 @@ def recorded_choices(pairs: Iterable[tuple[str, Any]], at: datetime) -> list[Con
       ``_CONSENT_TIME``), else at ``at``; so is an opt-in time (``OPTIN_TIME``), dated by it; any other date is no
       tick (``checkbox_ticked``).
 
-    Refusals come after consents: of two choices at the same time, the refusal stands (``tagging._latest_choices``).
+    Refusals come after consents: of two choices at the same time, the refusal stands
+    (``pipeline.models.contact.latest_choices``).
     """
     granted: list[Consent] = []
     refused: list[Consent] = []

@@ -238,8 +238,9 @@ class CrmRights:
     def flags_behind(self, states: Mapping[str, SuppressionRecord]) -> set[str]:
         """Of ``states`` (subject key -> its latest suppression state), the subjects whose CRM row says otherwise:
         restricted or not against the state, not objected though the state is, or a purpose the state withdrew whose
-        newest consent (as ``CrmReadModel`` orders them) is a grant given before the state. What a database restored
-        from an older backup brings back (``pipeline.rights.restore``)."""
+        newest consent (as ``CrmReadModel`` orders them) is a grant given before the withdrawal (one given after it
+        is the person's consent given again, policy 9.8). What a database restored from an older backup brings back
+        (``pipeline.rights.restore``)."""
         behind: set[str] = set()
         keys = list(states)
         for start in range(0, len(keys), _DELETE_CHUNK):
@@ -266,7 +267,7 @@ class CrmRights:
                 granted_before = (
                     (choice := newest.get((key, purpose.value))) is not None
                     and choice[0]
-                    and choice[1] <= state.updated_at
+                    and choice[1] <= (state.withdrawn_since(purpose) or state.updated_at)
                     for purpose in state.consent_withdrawn
                 )
                 if restricted != state.restricted or (state.marketing_objected and not objected) or any(granted_before):

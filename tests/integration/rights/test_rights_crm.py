@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from pipeline.models import Channel
 from pipeline.models.common import Purpose
 from pipeline.models.rights import SuppressionRecord
+from pipeline.models.tagged import TaggedEvent
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.sinks.crm.writer import CrmWriter
 
@@ -128,6 +129,9 @@ def test_held_before_finds_what_a_restore_brought_back_not_what_came_after(crm_e
     assert crm.held_before({key: BASE_TIME + timedelta(hours=4)}) == {key}
 
 
+FC = Purpose.FURTHER_CONTACT
+
+
 def test_flags_behind_finds_a_crm_row_that_contradicts_the_subject_state(crm_writer: CrmWriter, crm: CrmRights) -> None:
     """``flags_behind`` (the restore check): a restriction, an objection or a consent withdrawal the CRM row does
     not show; not a consent given again after the withdrawal."""
@@ -144,6 +148,9 @@ def test_flags_behind_finds_a_crm_row_that_contradicts_the_subject_state(crm_wri
     assert crm.flags_behind(state(marketing_objected=True)) == {key}
     withdrawn = state(consent_withdrawn=(Purpose.FURTHER_CONTACT,))
     assert crm.flags_behind(withdrawn) == {key}  # the checkbox's grant is the newest choice
+    # withdrawn before the checkbox was ticked (a later objection moved updated_at): the box is consent given again
+    earlier = {FC: BASE_TIME - timedelta(days=1)}
+    assert crm.flags_behind(state(consent_withdrawn=(FC,), consent_withdrawn_at=earlier)) == set()
 
     crm.set_restriction(key, uuid.uuid4(), restricted=True)
     crm.set_marketing_objection(key, uuid.uuid4())
@@ -157,31 +164,43 @@ def test_flags_behind_finds_a_crm_row_that_contradicts_the_subject_state(crm_wri
     assert crm.flags_behind(everything) == set()
 
 
-def test_a_withdrawal_stands_in_the_consent_state_against_a_later_yes(crm_writer: CrmWriter, crm: CrmRights) -> None:
-    """9.8: the chain keeps applying a withdrawal to everything the person sends later (the consent purpose is taken
-    off), but the CRM's consent state went back to granted as soon as a later event carried a ticked box (an old CRM
-    export's "yes" imported again, a form): sales and the person's own copy read a consent that nothing acts on. The
-    person's words stay in the history of choices; the state says what holds."""
+def _imported(tagged: TaggedEvent) -> TaggedEvent:
+    """``tagged`` with its consent as an import copies it from another system (not the person's act of now)."""
+    consents = tuple(c.model_copy(update={"method": "import"}) for c in tagged.event.consents)
+    return tagged.model_copy(update={"event": tagged.event.model_copy(update={"consents": consents})})
+
+
+def test_a_withdrawal_stands_in_the_consent_state_until_the_person_gives_consent_again(
+    crm_writer: CrmWriter, crm: CrmRights
+) -> None:
+    """9.8: an old CRM export's "yes" imported again after the withdrawal (its consent as an import copies it) stays
+    in the history of choices but does not make the state say granted; a box the person ticks on a later form is
+    consent given again, which the chain counts (``consented_again``), and the state says so. The state used to say
+    granted for both (before the last release) and then for neither."""
     from datetime import UTC, datetime
 
     first = make_tagged("lena.consent@example.de", consent=True)
     crm_writer.write_events([first])
     key = first.event.subject_key
     crm.withdraw_consent(key, uuid.uuid4())
-    again = make_tagged(
-        "lena.consent@example.de", consent=True, channel=Channel.CUSTOMER, occurred_at=datetime.now(UTC) + timedelta(1)
-    )
-    crm_writer.write_events([again])
+    later = datetime.now(UTC) + timedelta(1)
+    imported = make_tagged("lena.consent@example.de", consent=True, channel=Channel.CUSTOMER, occurred_at=later)
+    crm_writer.write_events([_imported(imported)])
     view = crm.read.show(key)
     assert view is not None and view.consent_state == {"further_contact": False}
-    assert [(c.granted, c.method) for c in view.consents][-2:] == [(False, "rights_request"), (True, "checkbox")]
+    assert [(c.granted, c.method) for c in view.consents][-2:] == [(False, "rights_request"), (True, "import")]
+    ticked = make_tagged("lena.consent@example.de", consent=True, occurred_at=later + timedelta(hours=1))
+    crm_writer.write_events([ticked])
+    view = crm.read.show(key)
+    assert view is not None and view.consent_state == {"further_contact": True}
 
 
 def test_a_withdrawal_still_stands_in_the_consent_state_when_an_erased_person_comes_back(
     crm_writer: CrmWriter, crm: CrmRights, crm_engine: Engine
 ) -> None:
     """Erasure deletes the CRM's history of choices, but the withdrawal stays in the subject's suppression state (the
-    chain goes on taking the purpose off what the person sends): the state of a returning person's new "yes" says so."""
+    chain goes on taking the purpose off what the person sends, unless they give consent again): a returning
+    person's imported "yes" does not undo it, a box they tick afterwards does."""
     from datetime import UTC, datetime
 
     from pipeline.rights.tracker import RequestTracker
@@ -204,7 +223,11 @@ def test_a_withdrawal_still_stands_in_the_consent_state_when_an_erased_person_co
     )
     crm.erase_subject(key, uuid.uuid4())
     back = make_tagged("mia.back@example.de", consent=True, occurred_at=now + timedelta(hours=1))
-    crm_writer.write_events([back])
+    crm_writer.write_events([_imported(back)])
     view = crm.read.show(key)
     assert view is not None and [c.granted for c in view.consents] == [True]  # only what came after the erasure
     assert view.consent_state == {"further_contact": False}
+    ticked = make_tagged("mia.back@example.de", consent=True, occurred_at=now + timedelta(hours=2))
+    crm_writer.write_events([ticked])
+    view = crm.read.show(key)
+    assert view is not None and view.consent_state == {"further_contact": True}  # given again, after the withdrawal

@@ -419,7 +419,38 @@ def test_objection_restriction_rectification_and_withdrawal_in_every_sink(
     props = world.hub.contact(email)["properties"]  # type: ignore[index]
     assert "further_contact" not in props["leadpipe_purposes"] and "contract_request" in props["leadpipe_purposes"]
     assert world.hub.subscriptions[email]["1001"] == "NOT_SUBSCRIBED"
+
     _no_clear_text(world, email, "Olsen-Berg")
+
+
+def test_consent_given_again_after_a_withdrawal_is_acted_on_in_every_sink(world: World) -> None:
+    """Policy 9.8: after withdrawing, a person may give consent again case by case. A later form with the box
+    ticked used to be stored with the purpose taken off (the withdrawal stood forever); now that contact rests on the
+    new consent in the CRM and HubSpot, while what came before stays stopped."""
+    email = "ines.again@example.org"
+    key = world.feed(email, "Ines", "Vidal", consent=True)
+    world.request(RightKind.CONSENT_WITHDRAWAL, email)
+    crm = world.crm.show(key)
+    assert crm is not None and crm.consent_state[Purpose.FURTHER_CONTACT.value] is False
+    quiet = world.submit(email, "Ines", "Vidal")  # no box ticked: the withdrawal holds
+    again = world.submit(email, "Ines", "Vidal", consent=True)
+    wait_until(
+        lambda: {quiet.event_id, again.event_id} <= {i.event_id for i in world.crm.show(key).interactions_detail},  # type: ignore[union-attr]
+        what="the contacts after the withdrawal to be stored",
+    )
+    crm = world.crm.show(key)
+    assert crm is not None and crm.consent_state[Purpose.FURTHER_CONTACT.value] is True
+    live = {i.event_id: {p.purpose for p in i.purposes if p.stopped_at is None} for i in crm.interactions_detail}
+    assert Purpose.FURTHER_CONTACT.value in live[again.event_id]
+    assert Purpose.FURTHER_CONTACT.value not in live[quiet.event_id]
+    assert not any(
+        Purpose.FURTHER_CONTACT.value in purposes for event_id, purposes in live.items() if event_id != again.event_id
+    )
+    wait_until(
+        lambda: "further_contact" in world.hub.contact(email)["properties"]["leadpipe_purposes"],  # type: ignore[index]
+        what="HubSpot to list the purpose given again",
+    )
+    assert world.suppression(key).consent_withdrawn == (Purpose.FURTHER_CONTACT,)
 
 
 def test_objection_and_restriction_reach_the_chain_within_the_same_run(world: World) -> None:

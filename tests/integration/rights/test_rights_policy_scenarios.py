@@ -572,17 +572,26 @@ def test_withdrawing_consent_stops_what_rested_on_it_and_only_that(p: Pipeline) 
     assert marketing(shown) == (True, [True]) and hub_flag(p, email) == "true"
     assert "further_contact" not in hub_flag(p, email, "leadpipe_purposes")
     assert p.hub.subscriptions[email]["1001"] == "NOT_SUBSCRIBED"
-    # the sales conversation goes on, and the form ticks the box again: the request is answered (contract), the
-    # withdrawal stands (the chain takes the consent purpose off), and the CRM's consent state says so
+    # the sales conversation goes on without the box ticked: the withdrawal holds for it
+    quiet = p.form(email, "Lena", "Zustimmung")
+    p.stored(quiet, email)
+    shown = p.crm_show(email)
+    assert shown is not None and shown["consent_state"] == {"further_contact": False}
+    [plain] = [i for i in shown["interactions_detail"] if i["event_id"] == quiet]
+    assert "further_contact" not in {x["purpose"] for x in plain["purposes"]}
+    # then a form ticks the box again (9.8: consent given case by case, after the withdrawal): that contact rests on
+    # it, the CRM's consent state says so, HubSpot lists the purpose; what the withdrawal stopped stays stopped and
+    # HubSpot's subscription is the person's to restore there
     later = p.form(email, "Lena", "Zustimmung", consent=True)
     p.stored(later, email)
     shown = p.crm_show(email)
-    assert shown is not None and shown["consent_state"] == {"further_contact": False}
+    assert shown is not None and shown["consent_state"] == {"further_contact": True}
     [new] = [i for i in shown["interactions_detail"] if i["event_id"] == later]
-    assert {x["purpose"] for x in new["purposes"]} >= {"contract_request"}
-    assert "further_contact" not in {x["purpose"] for x in new["purposes"]}
-    assert [c["granted"] for c in shown["consents"]][-1] is True  # what the person ticked stays on record
-    assert "further_contact" not in hub_flag(p, email, "leadpipe_purposes")
+    assert {x["purpose"] for x in new["purposes"]} >= {"contract_request", "further_contact"}
+    stopped = [x for i in shown["interactions_detail"] for x in i["purposes"] if x["purpose"] == "further_contact"]
+    assert sum(x["stopped_at"] is None for x in stopped) == 1  # only the new contact's
+    assert [c["granted"] for c in shown["consents"]][-1] is True
+    assert "further_contact" in hub_flag(p, email, "leadpipe_purposes")
     assert p.hub.subscriptions[email]["1001"] == "NOT_SUBSCRIBED"
 
 

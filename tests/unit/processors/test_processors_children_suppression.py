@@ -187,6 +187,9 @@ _EVENTS: dict[str, dict[str, Any]] = {
     "consent to further contact": {
         "consents": (Consent(purpose=Purpose.FURTHER_CONTACT, granted=True, given_at=NOW, method="checkbox"),)
     },
+    "consent imported": {
+        "consents": (Consent(purpose=Purpose.FURTHER_CONTACT, granted=True, given_at=NOW, method="import"),)
+    },
 }
 
 
@@ -198,9 +201,16 @@ _EVENTS: dict[str, dict[str, Any]] = {
     restricted=st.booleans(),
     objected=st.booleans(),
     withdrawn=st.sets(st.sampled_from(list(Purpose)), max_size=3),
+    withdrawn_minutes=st.integers(min_value=-10, max_value=10),
 )
 def test_the_sinks_recheck_answers_as_the_chain_would_have(
-    kind: str, erased: bool, erased_minutes: int, restricted: bool, objected: bool, withdrawn: set[Purpose]
+    kind: str,
+    erased: bool,
+    erased_minutes: int,
+    restricted: bool,
+    objected: bool,
+    withdrawn: set[Purpose],
+    withdrawn_minutes: int,
 ) -> None:
     """An event accepted before a right was exercised, checked again at the sink, ends as if the chain had known."""
     event = build_event(received_at=NOW, **_EVENTS[kind])
@@ -213,6 +223,7 @@ def test_the_sinks_recheck_answers_as_the_chain_would_have(
         restricted=restricted,
         marketing_objected=objected,
         consent_withdrawn=tuple(sorted(withdrawn)),
+        consent_withdrawn_at=dict.fromkeys(withdrawn, NOW + timedelta(minutes=withdrawn_minutes)),  # before/after
     )
     knowing = _outcome(event, ChainContext(policy=_CTX.policy, now=NOW, pepper=b"p", suppression=state))
     again = suppress_accepted(accepted.tagged, state, _CTX.policy.policy)

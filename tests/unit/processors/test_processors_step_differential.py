@@ -155,7 +155,10 @@ def table_states(draw: st.DrawFn) -> dict[str, dict[bytes, bytes]]:
             erased_at=draw(moments()) if erased else None,
             marketing_objected=draw(st.booleans()),
             restricted=draw(st.integers(0, 3)) == 0,
-            consent_withdrawn=tuple(draw(st.lists(st.sampled_from(list(Purpose)), max_size=2, unique=True))),
+            consent_withdrawn=(
+                withdrawn := tuple(draw(st.lists(st.sampled_from(list(Purpose)), max_size=2, unique=True)))
+            ),
+            consent_withdrawn_at={purpose: draw(moments()) for purpose in withdrawn},  # a consent may come after
             updated_at=NOW,
             request_id=uuid.uuid4(),
         )

@@ -17,6 +17,7 @@ from pipeline.models.processing import DropReason
 from pipeline.models.rights import SuppressionRecord
 from pipeline.policy.model import default_policy_path, load_policy
 from pipeline.processors import ChainContext, Dropped, Passed, compile_policy, run_chain
+from pipeline.processors.suppression import suppress_accepted
 
 P = Purpose
 C, LI = LegalBasis.CONTRACT, LegalBasis.LEGITIMATE_INTEREST
@@ -213,6 +214,60 @@ def test_a_withdrawal_removes_exactly_the_withdrawn_purposes(make_ctx: Callable[
     assert P.FURTHER_CONTACT not in purposes
     assert P.INFORMATION_OF_INTEREST in purposes
     assert result.outcome.tagged.tags.marketing_allowed is True
+
+
+@pytest.mark.parametrize(
+    ("given", "method", "counts"),
+    [
+        (timedelta(minutes=5), "checkbox", True),  # a ticked box on a form sent after the withdrawal
+        (timedelta(minutes=5), "chat_answer", True),
+        (timedelta(minutes=-5), "checkbox", False),  # given before the withdrawal: an old request replayed
+        (timedelta(0), "checkbox", False),  # not after it
+        (timedelta(minutes=5), "import", False),  # a "yes" copied from another system, not the person's new act
+    ],
+)
+def test_a_consent_given_again_after_the_withdrawal_counts_for_that_event(
+    make_ctx: Callable[..., ChainContext], given: timedelta, method: str, counts: bool
+) -> None:
+    """Policy 9.8: after withdrawing, the person may give consent again case by case; the chain used to keep the
+    withdrawal whatever a later form ticked (a person who subscribed again was never written to)."""
+    withdrawn_at = NOW - timedelta(days=2)
+    consent = Consent(purpose=P.FURTHER_CONTACT, granted=True, given_at=withdrawn_at + given, method=method)  # type: ignore[arg-type]
+    event = build_event(Channel.WEB_FORM, consents=(consent,))
+    state = _state(
+        event, consent_withdrawn=(P.FURTHER_CONTACT,), consent_withdrawn_at={P.FURTHER_CONTACT: withdrawn_at}
+    )
+    result = run_chain(event, make_ctx(suppression=state))
+    assert isinstance(result.outcome, Passed)
+    purposes = {t.purpose for t in result.outcome.tagged.tags.purposes}
+    assert (P.FURTHER_CONTACT in purposes) is counts
+    # the same at the sinks, to the state of now (suppress_accepted), and without a consent the withdrawal holds
+    assert suppress_accepted(result.outcome.tagged, state, make_ctx().policy.policy) is result.outcome.tagged
+    plain = run_chain(build_event(Channel.WEB_FORM), make_ctx(suppression=state)).outcome
+    assert isinstance(plain, Passed) and P.FURTHER_CONTACT not in {t.purpose for t in plain.tagged.tags.purposes}
+
+
+def test_a_withdrawal_after_the_new_consent_stops_it_again(make_ctx: Callable[..., ChainContext]) -> None:
+    """Withdrawn, given again, withdrawn again: the latest withdrawal is what a consent must come after."""
+    consent = Consent(purpose=P.FURTHER_CONTACT, granted=True, given_at=NOW - timedelta(days=1), method="checkbox")
+    event = build_event(Channel.WEB_FORM, consents=(consent,))
+    once = _state(
+        event,
+        consent_withdrawn=(P.FURTHER_CONTACT,),
+        consent_withdrawn_at={P.FURTHER_CONTACT: NOW - timedelta(days=2)},
+    )
+    again = once.model_copy(update={"consent_withdrawn_at": {P.FURTHER_CONTACT: NOW - timedelta(hours=1)}})
+    accepted = run_chain(event, make_ctx(suppression=once)).outcome
+    assert isinstance(accepted, Passed)
+    assert P.FURTHER_CONTACT in {t.purpose for t in accepted.tagged.tags.purposes}
+    restated = suppress_accepted(accepted.tagged, again, make_ctx().policy.policy)
+    assert not isinstance(restated, DropReason)
+    assert P.FURTHER_CONTACT not in {t.purpose for t in restated.tags.purposes}
+    # a state written before the times were kept reads its updated_at (NOW): the consent a day before stays off
+    legacy = _state(event, consent_withdrawn=(P.FURTHER_CONTACT,))
+    assert legacy.withdrawn_since(P.FURTHER_CONTACT) == NOW
+    outcome = run_chain(event, make_ctx(suppression=legacy)).outcome
+    assert isinstance(outcome, Passed) and P.FURTHER_CONTACT not in {t.purpose for t in outcome.tagged.tags.purposes}
 
 
 def test_nothing_left_to_keep_it_for_is_a_drop(tmp_path: Path) -> None:

@@ -154,3 +154,51 @@ def test_an_objection_stands_until_it_is_lifted() -> None:
     assert still is not None and still.marketing_objected and still.restricted
     lifted = next_state(still, command(RightKind.OBJECTION_LIFTED), T0 + timedelta(days=2))
     assert lifted is not None and not lifted.marketing_objected and lifted.restricted
+
+
+def test_a_withdrawal_records_when_each_purpose_was_withdrawn_and_a_new_one_moves_it() -> None:
+    """The chain counts a consent the person gives again only after the latest withdrawal of its purpose (9.8), so
+    the state says when that was; a later objection does not move it (updated_at moves, the withdrawal stays)."""
+    fc = Purpose.FURTHER_CONTACT
+    first = next_state(None, command(RightKind.CONSENT_WITHDRAWAL, purposes=(fc,)), T0)
+    assert first is not None and first.consent_withdrawn_at == {fc: T0} and first.withdrawn_since(fc) == T0
+    objected = next_state(first, command(RightKind.OBJECTION), T0 + timedelta(days=1))
+    assert objected is not None and objected.withdrawn_since(fc) == T0
+    again = next_state(objected, command(RightKind.CONSENT_WITHDRAWAL, purposes=(fc,)), T0 + timedelta(days=5))
+    assert again is not None and again.withdrawn_since(fc) == T0 + timedelta(days=5)
+    assert again.withdrawn_since(Purpose.ANALYTICS) is None  # not withdrawn
+    # a state written before the times were kept: its updated_at stands for them, and the next withdrawal keeps it
+    legacy = SuppressionRecord(subject_key=SK, consent_withdrawn=(fc,), updated_at=T0, request_id=uuid4())
+    assert legacy.withdrawn_since(fc) == T0
+    both = next_state(legacy, command(RightKind.CONSENT_WITHDRAWAL, purposes=(Purpose.ANALYTICS,)), T0 + timedelta(1))
+    assert both is not None and both.consent_withdrawn_at == {fc: T0, Purpose.ANALYTICS: T0 + timedelta(1)}
+
+
+def test_a_corrected_address_keeps_the_latest_withdrawal_of_either_key() -> None:
+    from pipeline.rights.state import moved_states
+
+    fc = Purpose.FURTHER_CONTACT
+    old = SuppressionRecord(
+        subject_key="sk_old", consent_withdrawn=(fc,), consent_withdrawn_at={fc: T0}, updated_at=T0, request_id=uuid4()
+    )
+    new = SuppressionRecord(
+        subject_key="sk_new",
+        consent_withdrawn=(fc,),
+        consent_withdrawn_at={fc: T0 + timedelta(days=2)},
+        updated_at=T0 + timedelta(days=2),
+        request_id=uuid4(),
+    )
+    later = T0 + timedelta(days=3)
+    command = RightsCommand(
+        request_id=uuid4(),
+        kind=RightKind.RECTIFICATION,
+        subject_key="sk_old",
+        issued_at=later,
+        issued_by="dpo",
+        due_at=later,
+        new_subject_key="sk_new",
+    )
+    moved, _ = moved_states(old, new, command, later)
+    assert moved.consent_withdrawn_at == {fc: T0 + timedelta(days=2)}
+    moved_alone, _ = moved_states(old, None, command, later)
+    assert moved_alone.consent_withdrawn_at == {fc: T0}  # the old key's withdrawal follows the person with its time
