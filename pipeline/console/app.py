@@ -50,7 +50,14 @@ from pipeline.rights.bodies import RECTIFIABLE_FIELDS, OldAddress
 from pipeline.rights.dpo import DpoTools, RequestOut, request_out
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.sweep import RetentionSweep
-from pipeline.rights.tracker import RequestTracker
+from pipeline.rights.tracker import (
+    CLOSE_REASON_MAX_CHARS,
+    CLOSE_REASON_MIN_CHARS,
+    RequestTracker,
+    RequestView,
+    StepClosure,
+    UnknownSink,
+)
 from pipeline.topics import AUDIT_TOPIC
 
 log = get_logger(__name__)
@@ -594,7 +601,51 @@ async def dpo_request(request: Request, request_id: uuid.UUID, session: RightsRe
     if view is None:
         return _not_found(request, session, "no such request")
     template = "dpo_sinks.html" if request.headers.get("hx-request") == "true" else "dpo_request.html"
-    return _page(request, session, template, title=f"Request {view.kind.value}", req=request_out(view))
+    return _request_page(request, session, view, template=template)
+
+
+def _request_page(
+    request: Request,
+    session: Session,
+    view: RequestView,
+    status_code: int = 200,
+    template: str = "dpo_request.html",
+    **context: Any,
+) -> HTMLResponse:
+    """The request's page (``context``: what a refused change says and where, or what is shown once)."""
+    return _page(
+        request,
+        session,
+        template,
+        status_code=status_code,
+        title=f"Request {view.kind.value}",
+        req=request_out(view),
+        closures=list(StepClosure),
+        close_reason=(CLOSE_REASON_MIN_CHARS, CLOSE_REASON_MAX_CHARS),
+        **context,
+    )
+
+
+async def _dpo_change(
+    request: Request, session: Session, request_id: uuid.UUID, change: Callable[[DpoTools], object], where: str
+) -> Response:
+    """Apply a DPO's change to a request and go back to its page; a refusal is the page again (422) saying why, in
+    the section of the form (``where``) that asked for it."""
+    tools = _tools(request)
+    try:
+        await asyncio.to_thread(change, tools)
+    except (KeyError, UnknownSink, ValueError) as exc:
+        view = await asyncio.to_thread(tools.get, request_id)
+        if view is None:
+            return _not_found(request, session, "no such request")
+        return _request_page(request, session, view, 422, error=str(exc).strip("'\""), error_at=where)
+    except PublishError:
+        view = await asyncio.to_thread(tools.get, request_id)
+        if view is None:
+            return _not_found(request, session, "no such request")
+        message = "recorded, but the audit line was not confirmed by the broker; it is in the request's trail"
+        return _request_page(request, session, view, 503, error=message, error_at=where)
+    return RedirectResponse(f"/dpo/requests/{request_id}", status_code=303)
 
 
 @router.post("/dpo/requests/{request_id}/extend", response_class=HTMLResponse)
@@ -606,23 +657,47 @@ async def dpo_extend(
     reason: Annotated[str, Form(max_length=2000)],
 ) -> Response:
     """Extend a request's deadline by one or two months with the reason the person will be told (policy 9.1)."""
-    tools = _tools(request)
-    try:
-        await asyncio.to_thread(tools.extend, request_id, months, reason.strip(), by=session.principal)
-    except (KeyError, ValueError) as exc:
-        view = await asyncio.to_thread(tools.get, request_id)
-        if view is None:
-            return _not_found(request, session, "no such request")
-        return _page(
-            request,
-            session,
-            "dpo_request.html",
-            status_code=422,
-            title=f"Request {view.kind.value}",
-            req=request_out(view),
-            error=str(exc).strip("'\""),
-        )
-    return RedirectResponse(f"/dpo/requests/{request_id}", status_code=303)
+    return await _dpo_change(
+        request,
+        session,
+        request_id,
+        lambda tools: tools.extend(request_id, months, reason.strip(), by=session.principal),
+        "extend",
+    )
+
+
+@router.post("/dpo/requests/{request_id}/contacts-reviewed", response_class=HTMLResponse)
+async def dpo_contacts_reviewed(request: Request, request_id: uuid.UUID, session: RightsIssuer) -> Response:
+    """Record that the DPO looked at the contacts a restricted person made (as ``POST .../contacts-reviewed``): the
+    restriction leaves the open list until the person makes contact again."""
+    return await _dpo_change(
+        request,
+        session,
+        request_id,
+        lambda tools: tools.contacts_reviewed(request_id, by=session.principal),
+        "contacts",
+    )
+
+
+@router.post("/dpo/requests/{request_id}/close-step", response_class=HTMLResponse)
+async def dpo_close_step(
+    request: Request,
+    request_id: uuid.UUID,
+    *,
+    session: RightsIssuer,
+    sink: Annotated[str, Form(max_length=32)],
+    closed_as: Annotated[StepClosure, Form()],
+    reason: Annotated[str, Form(max_length=CLOSE_REASON_MAX_CHARS * 2)],
+) -> Response:
+    """Close one step of a request by hand with the reason (as ``leadpipe dpo close-step``): done outside leadpipe,
+    or impossible; the request completes once every step is done or closed."""
+    return await _dpo_change(
+        request,
+        session,
+        request_id,
+        lambda tools: tools.close_step(request_id, sink, closed_as, reason, by=session.principal),
+        "close",
+    )
 
 
 @router.get("/dpo/retention", response_class=HTMLResponse)
@@ -716,12 +791,10 @@ async def dpo_issue(
         return RedirectResponse(f"/dpo/requests/{request_id}", status_code=303)
     view = await asyncio.to_thread(tools.get, request_id)
     assert view is not None
-    return _page(
+    return _request_page(
         request,
         session,
-        "dpo_request.html",
-        title=f"Request {view.kind.value}",
-        req=request_out(view),
+        view,
         password=password,
         related=related,  # shown this once, like the password: the other subjects with this person's phone number
     )

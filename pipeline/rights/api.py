@@ -1,12 +1,12 @@
 """The DPO's HTTP API (``/v1/dpo``): the same requests as ``leadpipe dpo``, for the DPO's principal.
 
-Reading requests needs ``rights:read``; issuing one, extending it or recording a notice ``rights:issue``; downloading
-an export ``rights:export`` (``pipeline/http/auth.py`` enforces, logs and counts). Every refusal is also written to
-the rights audit log (with the principal when one authenticated), so the log shows every attempt, admitted or not.
-Every request, extension and notice names the principal who made it. E-mails and phones arrive in the body (never
-in the URL, which proxies log) and are never echoed back, not even by a refusal of the body's shape
-(``NoStoreRoute``). A field the API does not know, or one the request's kind does not take, is refused (422 naming
-it), never left out: a mistyped ``old_adress`` must not become the default. A caller may choose the request's id
+Reading requests needs ``rights:read``; issuing one, extending it, recording a notice or closing a step by hand
+``rights:issue``; downloading an export ``rights:export`` (``pipeline/http/auth.py`` enforces, logs and counts). Every
+refusal is also written to the rights audit log (with the principal when one authenticated), so the log shows every
+attempt, admitted or not. Every request, extension, notice and closed step names the principal who made it. E-mails and
+phones arrive in the body (never in the URL, which proxies log) and are never echoed back, not even by a refusal of the
+body's shape (``NoStoreRoute``). A field the API does not know, or one the request's kind does not take, is refused (422
+naming it), never left out: a mistyped ``old_adress`` must not become the default. A caller may choose the request's id
 (``request_id``): the same call repeated after a lost answer is answered 200 ``replayed`` with what was recorded, and
 another request under that id is 409 ``duplicate_request_id``.
 """
@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,7 +38,14 @@ from pipeline.rights.bodies import OldAddress
 from pipeline.rights.commands import AmbiguousSubject, ChangeError, IdentityError, RequestFieldError
 from pipeline.rights.dpo import DpoTools, DuplicateRequestId, FoundBy, RequestOut, request_out
 from pipeline.rights.effects.export import export_expired
-from pipeline.rights.tracker import RequestTracker, RequestView
+from pipeline.rights.tracker import (
+    CLOSE_REASON_MAX_CHARS,
+    CLOSE_REASON_MIN_CHARS,
+    RequestTracker,
+    RequestView,
+    StepClosure,
+    UnknownSink,
+)
 
 log = get_logger(__name__)
 
@@ -148,6 +156,23 @@ class SubmittedOut(BaseModel):
 class ExtendIn(BaseModel):
     months: int = Field(ge=1, le=2)
     reason: str = Field(min_length=10, max_length=2000)
+
+
+class CloseStepIn(BaseModel):
+    """A step of a request closed by hand, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    closed_as: StepClosure = Field(
+        description="done_by_hand: carried out outside leadpipe (e.g. the contact deleted in HubSpot); "
+        "cannot_be_done: it never will be (HubSpot refuses for good, the sink was decommissioned)"
+    )
+    reason: str = Field(
+        min_length=CLOSE_REASON_MIN_CHARS,
+        max_length=CLOSE_REASON_MAX_CHARS,
+        description="What was done and where, or why it cannot be done (a ticket number helps); no personal data is "
+        "needed, so name none",
+    )
 
 
 _schema_ready: set[int] = set()
@@ -338,6 +363,33 @@ async def record_contacts_reviewed(request_id: UUID, request: Request, actor: Is
     return await _change(
         request, request_id, lambda tools: tools.contacts_reviewed(request_id, by=actor), "no_contacts_to_review"
     )
+
+
+@router.post("/requests/{request_id}/sinks/{sink}/close", response_model=RequestOut)
+async def close_step(
+    request_id: UUID, sink: Annotated[str, PathParam(max_length=32)], body: CloseStepIn, request: Request, actor: Issuer
+) -> RequestOut:
+    """Close one step (sink) of a request by hand, in the caller's name and with the reason: the request completes
+    once every step is done or closed, and neither the retry timer nor a late answer of the sink reopens it. 404
+    ``unknown_sink`` when the request has no such step; 422 ``step_not_closable`` when it is finished already; 503
+    when the broker did not confirm the audit record (the step is closed all the same)."""
+    try:
+        return await _change(
+            request,
+            request_id,
+            lambda tools: tools.close_step(request_id, sink, body.closed_as, body.reason, by=actor),
+            "step_not_closable",
+        )
+    except UnknownSink as exc:
+        raise HTTPException(404, {"reason": "unknown_sink", "message": str(exc), "sinks": list(exc.steps)}) from None
+    except PublishError:  # recorded, and audited in the tracker: only the audit topic's copy is missing
+        raise HTTPException(
+            503,
+            {
+                "reason": "audit_not_published",
+                "message": "the step is closed; the broker did not confirm its audit record (the trail has it)",
+            },
+        ) from None
 
 
 @router.get("/requests/{request_id}/export", response_class=FileResponse)

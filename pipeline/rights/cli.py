@@ -37,7 +37,15 @@ from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.effects.export import expire_exports
 from pipeline.rights.restore import Restore
 from pipeline.rights.sweep import RetentionSweep
-from pipeline.rights.tracker import RequestState, RequestTracker, RequestView
+from pipeline.rights.tracker import (
+    CLOSE_REASON_MAX_CHARS,
+    CLOSE_REASON_MIN_CHARS,
+    RequestState,
+    RequestTracker,
+    RequestView,
+    StepClosure,
+    UnknownSink,
+)
 from pipeline.runtime import Runtime
 
 dpo_app = typer.Typer(
@@ -107,7 +115,8 @@ def _fmt(moment: datetime | None) -> str:
 
 
 def _sinks(view: RequestView) -> str:
-    return " ".join(f"{s.sink}:{s.status.value}" for s in view.sinks) or "-"
+    """Each step's status; a step a person closed shows how (``hubspot:cannot_be_done``)."""
+    return " ".join(f"{s.sink}:{s.closed.closed_as.value if s.closed else s.status.value}" for s in view.sinks) or "-"
 
 
 def _who(principal: Principal | None, fallback: str = "-") -> str:
@@ -121,9 +130,19 @@ def _people(view: RequestView) -> str:
         parts.append(f"extended by {_who(view.extended_by)}")
     if view.notice_sent_by is not None:
         parts.append(f"notice recorded by {_who(view.notice_sent_by)}")
-    done = [f"{s.sink} by {s.completed_by.display_name}" for s in view.sinks if s.completed_by is not None]
+    done = [
+        f"{s.sink} by {s.completed_by.display_name}"
+        for s in view.sinks
+        if s.completed_by is not None and s.closed is None
+    ]
     if done:
         parts.append("completed: " + ", ".join(done))
+    parts.extend(
+        f"{s.sink} closed by hand ({s.closed.closed_as.value}) by {_who(s.closed.closed_by)} "
+        f"{_fmt(s.closed.closed_at)}: {s.closed.reason}"
+        for s in view.sinks
+        if s.closed is not None
+    )
     return "; ".join(parts)
 
 
@@ -526,6 +545,45 @@ def contacts_reviewed(request_id: str) -> None:
         except (KeyError, ValueError) as exc:
             raise typer.BadParameter(str(exc)) from None
     typer.echo(f"{len(view.contacts_while_restricted)} contact(s) recorded as reviewed for {request_id}")
+
+
+@dpo_app.command("close-step")
+@operator_command(Permission.RIGHTS_ISSUE)
+@needs(KAFKA, DATABASE)
+def close_step(
+    request_id: str,
+    sink: Annotated[str, typer.Argument(help="The step to close: a sink of the request (`leadpipe dpo show` lists)")],
+    closed_as: Annotated[
+        StepClosure,
+        typer.Option(
+            "--as",
+            help="done_by_hand: you carried it out outside leadpipe (e.g. deleted the contact in HubSpot); "
+            "cannot_be_done: it never will be (HubSpot refuses for good, the sink was decommissioned)",
+        ),
+    ],
+    reason: Annotated[
+        str,
+        typer.Option(
+            "--reason",
+            help=f"What was done and where, or why it cannot be done ({CLOSE_REASON_MIN_CHARS} to "
+            f"{CLOSE_REASON_MAX_CHARS} characters; a ticket number helps). No personal data is needed: name none",
+        ),
+    ],
+) -> None:
+    """Close one step of a request by hand, in your name and with the reason, when the product cannot carry it out
+    (the request stays in ATTENTION otherwise). The request completes once every step is done or closed; the retry
+    timer does not reopen a closed step, and a later success of the sink is still recorded as its evidence.
+
+    Example: leadpipe dpo close-step "$REQUEST_ID" hubspot --as done_by_hand --reason "deleted in HubSpot, DPO-118"
+    """
+    with _tools() as tools:
+        try:
+            view = tools.close_step(request_id, sink, closed_as, reason, by=operator())
+        except (KeyError, UnknownSink, ValueError) as exc:
+            raise typer.BadParameter(str(exc).strip("'\"")) from None
+    typer.echo(
+        f"the {sink} step of {view.request_id} is closed by hand ({closed_as.value}); the request is {view.state}"
+    )
 
 
 def parse_now(value: str | None) -> datetime:

@@ -42,9 +42,13 @@ from pipeline.rights.commands import (
     region_of,
     visitor_subject,
 )
-from pipeline.rights.tracker import CONTACTS_REVIEWED, RequestState, RequestTracker, RequestView
+from pipeline.rights.executor import handover_scope
+from pipeline.rights.tracker import CONTACTS_REVIEWED, RequestState, RequestTracker, RequestView, StepClosure
 from pipeline.runtime import Runtime
 from pipeline.topics import AUDIT_TOPIC
+
+#: The audit line of a step a person closed by hand (``DpoTools.close_step``).
+STEP_CLOSED_BY_HAND = "rights.step_closed_by_hand"
 
 
 class RequestOut(RequestView):
@@ -389,6 +393,25 @@ class DpoTools:
         refreshed = self.tracker.get(request_id)
         assert refreshed is not None
         return refreshed
+
+    def close_step(
+        self, request_id: UUID | str, sink: str, closed_as: StepClosure, reason: str, *, by: Principal
+    ) -> RequestView:
+        """Close one step of a request by hand (``RequestTracker.close_step``): a request that can never succeed (the
+        contact was deleted in HubSpot already, HubSpot refuses for good, the sink is gone) can still be answered, in
+        the name of the person who decided it. The audit line names the step and how it was closed, not the reason
+        (free text). When this completes the request, what the rights agent does on completion is done here: the
+        handover of identities is destroyed and the completion audited."""
+        closed = self.tracker.close_step(request_id, sink, closed_as, reason, by=by)
+        view = closed.view
+        if closed.completed and self.tracker.handover(view.request_id) is not None:  # before a broker can fail us
+            self.runtime.keystore.destroy(handover_scope(view.request_id), f"handover_done:{view.request_id}")
+        self._audit(
+            by, STEP_CLOSED_BY_HAND, view, sink=sink, closed_as=closed_as.value, status_before=closed.previous.value
+        )
+        if closed.completed:
+            self._audit(by, "rights.request_completed", view, issued_by=view.issued_by, closed_by_hand=sink)
+        return view
 
     def export_downloaded(self, view: RequestView, *, by: Principal, file: str) -> None:
         """Record that ``by`` took the request's export file (the person's data leaving the product), on the audit

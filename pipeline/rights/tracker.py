@@ -11,6 +11,7 @@ HMACs, a command's personal parts are sealed with the subject's key, and evidenc
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -31,7 +32,23 @@ from pipeline.rights.deadlines import MAX_EXTENSION_MONTHS, extended_due_at
 class RequestState(StrEnum):
     OPEN = "open"
     COMPLETED = "completed"
-    ATTENTION = "attention"  # a sink failed after its retries; the retry timer keeps trying, a person should look
+    # a sink failed after its retries; the retry timer keeps trying, a person should look (and may close the step by
+    # hand when it can never succeed: ``RequestTracker.close_step``)
+    ATTENTION = "attention"
+
+
+class StepClosure(StrEnum):
+    """How a person closed a request's step that the product could not carry out (``RequestTracker.close_step``)."""
+
+    DONE_BY_HAND = "done_by_hand"  # carried out outside leadpipe (e.g. the HubSpot contact deleted in HubSpot)
+    CANNOT_BE_DONE = "cannot_be_done"  # never will be (HubSpot refuses for good, the sink was decommissioned)
+
+
+#: A closed step's reason: long enough to say what was done and where, short enough to hold no document.
+CLOSE_REASON_MIN_CHARS = 10
+CLOSE_REASON_MAX_CHARS = 500
+#: The sink status a closed step takes, so the request settles and the executor never runs the step again.
+_CLOSED_STATUS = {StepClosure.DONE_BY_HAND: SinkStatus.DONE, StepClosure.CANNOT_BE_DONE: SinkStatus.NOT_APPLICABLE}
 
 
 class RightsRequest(Base):
@@ -103,6 +120,12 @@ class RightsRequestSink(Base):
     completed_by: Mapped[dict[str, Any] | None] = mapped_column(
         JSON, nullable=True, doc="Principal JSON of whoever completed the step (the rights agent, or a person)"
     )
+    closed_as: Mapped[str | None] = mapped_column(
+        String(16), nullable=True, doc="StepClosure: a person closed the step by hand (None: the sink's own outcome)"
+    )
+    closed_reason: Mapped[str | None] = mapped_column(Text, nullable=True, doc="Why, as the person wrote it")
+    closed_by: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, doc="Principal JSON")
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class RightsSubjectState(Base):
@@ -130,6 +153,17 @@ class RightsAuditEntry(Base):
     principal: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, doc="Principal JSON of the actor")
 
 
+class ClosureView(BaseModel):
+    """A step a person closed by hand: how, why, who and when (the sink's own evidence stays beside it)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    closed_as: StepClosure
+    reason: str
+    closed_by: Principal | None
+    closed_at: datetime
+
+
 class SinkView(BaseModel):
     """What one sink did for one request, as the DPO is shown it."""
 
@@ -142,6 +176,12 @@ class SinkView(BaseModel):
     evidence: dict[str, Any]
     updated_at: datetime = Field(exclude=True, description="When the sink last answered (the retry timer's clock)")
     completed_by: Principal | None = Field(default=None, description="Who completed this step (done or n/a)")
+    closed: ClosureView | None = Field(
+        default=None,
+        description="A person closed this step by hand (done outside leadpipe, or impossible), with the reason: its "
+        "status became done or not_applicable so the request settles; the evidence stays the sink's own, and a later "
+        "success of the sink is still recorded",
+    )
 
 
 class ExtensionView(BaseModel):
@@ -215,6 +255,23 @@ class RequestView(BaseModel):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class UnknownSink(LookupError):
+    """The request has no step in this sink (its plan never named it)."""
+
+    def __init__(self, request_id: object, sink: str, steps: Sequence[str]) -> None:
+        super().__init__(f"request {request_id} has no {sink!r} step (its steps: {', '.join(steps) or 'none'})")
+        self.steps = tuple(steps)
+
+
+@dataclass(frozen=True)
+class ClosedStep:
+    """What closing a step did: the request as it is now, the step's status before, and whether it completed."""
+
+    view: RequestView
+    previous: SinkStatus
+    completed: bool
 
 
 _TERMINAL = (SinkStatus.DONE, SinkStatus.NOT_APPLICABLE)
@@ -479,6 +536,8 @@ class RequestTracker:
             if row is None:
                 row = RightsRequestSink(request_id=request_id, sink=status.sink, attempts=0, evidence={})
                 session.add(row)
+            elif row.closed_as is not None and status.status not in _TERMINAL:
+                return  # a person closed the step: a run that failed since (or was under way) reopens nothing
             row.status = status.status.value
             row.evidence = dict(status.evidence)
             row.updated_at = status.at
@@ -488,11 +547,13 @@ class RequestTracker:
             session.commit()
         self._settle(request_id, status.at)
 
-    def _settle(self, request_id: str, at: datetime) -> None:
+    def _settle(self, request_id: str, at: datetime) -> bool:
+        """The request's state from its steps' statuses; True when this call completed it."""
+        completed = False
         with Session(self._engine) as session:
             request = session.get(RightsRequest, request_id)
             if request is None:
-                return
+                return False
             statuses = list(
                 session.scalars(select(RightsRequestSink.status).where(RightsRequestSink.request_id == request_id))
             )
@@ -500,11 +561,70 @@ class RequestTracker:
                 if request.state != RequestState.COMPLETED:
                     request.state = RequestState.COMPLETED
                     request.completed_at = at
+                    completed = True
             elif any(s == SinkStatus.FAILED for s in statuses):
                 request.state = RequestState.ATTENTION
             else:
                 request.state = RequestState.OPEN
             session.commit()
+        return completed
+
+    def close_step(
+        self,
+        request_id: object,
+        sink: str,
+        closed_as: StepClosure,
+        reason: str,
+        *,
+        by: Principal,
+        at: datetime | None = None,
+    ) -> ClosedStep:
+        """A person closes one step the product cannot carry out (done by hand elsewhere, or impossible), with the
+        reason: the step counts as finished so the request can complete, its evidence is kept, and neither the retry
+        timer nor a late answer of the sink reopens it. Raises ``KeyError`` (no such request), ``UnknownSink`` (the
+        request has no such step) and ``ValueError`` (the step is finished already; no reason, or too long)."""
+        reason = reason.strip()
+        if len(reason) < CLOSE_REASON_MIN_CHARS:
+            raise ValueError(
+                f"closing a step by hand needs a reason (at least {CLOSE_REASON_MIN_CHARS} characters): what was done "
+                "and where, or why it cannot be done"
+            )
+        if len(reason) > CLOSE_REASON_MAX_CHARS:
+            raise ValueError(f"the reason is at most {CLOSE_REASON_MAX_CHARS} characters, not {len(reason)}")
+        moment = at or _now()
+        with Session(self._engine) as session:
+            request = session.get(RightsRequest, str(request_id), with_for_update=True)
+            if request is None:
+                raise KeyError(f"no rights request {request_id}")
+            row = session.get(RightsRequestSink, (str(request_id), sink), with_for_update=True)
+            if row is None:
+                steps = session.scalars(
+                    select(RightsRequestSink.sink).where(RightsRequestSink.request_id == str(request_id))
+                )
+                raise UnknownSink(request_id, sink, sorted(steps))
+            previous = SinkStatus(row.status)
+            if row.closed_as is not None:
+                who = _principal(row.closed_by)
+                raise ValueError(
+                    f"the {sink} step of request {request_id} was closed by hand already ({row.closed_as}"
+                    + (f", by {who.display_name}" if who is not None else "")
+                    + ")"
+                )
+            if previous in _TERMINAL:
+                raise ValueError(
+                    f"the {sink} step of request {request_id} is {previous.value} already: nothing to close"
+                )
+            row.status = _CLOSED_STATUS[closed_as].value
+            row.closed_as = closed_as.value
+            row.closed_reason = reason
+            row.closed_by = _json(by)
+            row.closed_at = moment
+            row.completed_by = _json(by)
+            session.commit()
+        completed = self._settle(str(request_id), moment)
+        view = self.get(request_id)
+        assert view is not None
+        return ClosedStep(view=view, previous=previous, completed=completed)
 
     def sink_status(self, request_id: object, sink: str) -> SinkStatus | None:
         with Session(self._engine) as session:
@@ -655,6 +775,17 @@ def _contacts(lines: Sequence[RightsAuditEntry]) -> tuple[tuple[RestrictedContac
     return contacts, sum(1 for c in contacts if through is None or c.dropped_at > through)
 
 
+def _closure(row: RightsRequestSink) -> ClosureView | None:
+    if row.closed_as is None or row.closed_at is None:
+        return None
+    return ClosureView(
+        closed_as=StepClosure(row.closed_as),
+        reason=row.closed_reason or "",
+        closed_by=_principal(row.closed_by),
+        closed_at=row.closed_at,
+    )
+
+
 def _when(value: object) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
 
@@ -701,6 +832,7 @@ def _view(
                 evidence=s.evidence or {},
                 updated_at=s.updated_at,
                 completed_by=_principal(s.completed_by),
+                closed=_closure(s),
             )
             for s in sorted(sinks, key=lambda s: s.sink)
         ),

@@ -156,3 +156,37 @@ def test_subject_state_and_audit_round_trip(tracker: RequestTracker) -> None:
     tracker.audit(entry)
     tracker.audit(entry)
     assert tracker.audit_trail(subject_key="sk_t0000000") == [entry]
+
+
+def test_a_step_closed_by_hand_keeps_its_evidence_completes_the_request_and_stays_closed(
+    tracker: RequestTracker,
+) -> None:
+    """A request that can never succeed left ``attention`` only if the sink came back: the DPO now closes the step
+    (the migration's columns on both databases), and no later failure of the sink writes over it."""
+    from pipeline.rights.tracker import StepClosure, UnknownSink
+
+    cmd = build_command(RightKind.ERASURE, "sk_t0000000", issued_by=person("dpo:anna"), now=T0)
+    tracker.record(cmd, ["crm", "hubspot"])
+    tracker.set_sink(status(cmd.request_id, "crm", SinkStatus.DONE, deleted=3))
+    tracker.set_sink(status(cmd.request_id, "hubspot", SinkStatus.FAILED, code=400), error="hubspot_400", attempts=5)
+    with pytest.raises(UnknownSink):
+        tracker.close_step(cmd.request_id, "kafka", StepClosure.CANNOT_BE_DONE, "sink decommissioned", by=ANA)
+    with pytest.raises(ValueError, match="done already"):
+        tracker.close_step(cmd.request_id, "crm", StepClosure.CANNOT_BE_DONE, "sink decommissioned", by=ANA)
+    closed = tracker.close_step(
+        cmd.request_id, "hubspot", StepClosure.CANNOT_BE_DONE, "HubSpot refuses: ticket 42", by=ANA, at=T0
+    )
+    assert closed.completed and closed.previous is SinkStatus.FAILED
+    assert closed.view.state is RequestState.COMPLETED and closed.view.completed_at == T0
+    step = next(s for s in closed.view.sinks if s.sink == "hubspot")
+    assert (step.status, step.evidence, step.error, step.attempts) == (
+        SinkStatus.NOT_APPLICABLE,
+        {"code": 400},
+        "hubspot_400",
+        5,
+    )
+    assert step.closed is not None and step.closed.closed_at == T0 and step.closed.closed_by == ANA
+    tracker.set_sink(status(cmd.request_id, "hubspot", SinkStatus.FAILED), error="late")
+    view = tracker.get(cmd.request_id)
+    assert view is not None and view.state is RequestState.COMPLETED
+    assert next(s for s in view.sinks if s.sink == "hubspot").error == "hubspot_400"

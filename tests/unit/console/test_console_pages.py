@@ -30,10 +30,10 @@ from pipeline.http.auth import Public, SignedIn, route_accesses, session_cookie_
 from pipeline.identity.permissions import Permission
 from pipeline.models import Channel
 from pipeline.models.identity import PrincipalKind, Role, system_principal
-from pipeline.models.rights import RightKind
+from pipeline.models.rights import AuditRecord, RightKind, RightsStatus, SinkStatus
 from pipeline.normalize import subject_key
 from pipeline.rights.bodies import RectificationBody
-from pipeline.rights.commands import visitor_subject
+from pipeline.rights.commands import build_command, visitor_subject
 from pipeline.rights.dpo import DpoTools
 from pipeline.rights.effects.crm import CrmRights
 from pipeline.rights.tracker import RequestTracker
@@ -555,3 +555,104 @@ def test_the_dpo_names_a_person_by_a_national_number_and_a_country_s_name_and_pi
     chosen = dee.post("/dpo/new", data={**form, "subject_key": bo})
     assert chosen.status_code in (200, 303), chosen.text
     assert {v.subject_key for v in RequestTracker(runtime.engine).requests()} == {jane, bo}
+
+
+def _restriction_with_a_contact(runtime: Runtime) -> tuple[str, AuditRecord]:
+    """A completed restriction under which the person wrote again (the chain set the contact aside, 9.4)."""
+    from datetime import UTC, datetime
+
+    tracker = RequestTracker(runtime.engine)
+    now = datetime.now(UTC)
+    command = build_command(RightKind.RESTRICTION, "sk_" + "9" * 40, issued_by=system_principal("t"), now=now)
+    tracker.record(command, ["suppression"])
+    tracker.set_sink(
+        RightsStatus(
+            request_id=command.request_id,
+            subject_key=command.subject_key,
+            sink="suppression",
+            status=SinkStatus.DONE,
+            at=now,
+            evidence={},
+        )
+    )
+    dropped = AuditRecord.new(
+        "processing",
+        "dropped",
+        at=now + timedelta(minutes=5),
+        principal=system_principal("processing"),
+        subject_key=command.subject_key,
+        event_id=uuid.uuid4(),
+        detail={"reason": "subject_restricted", "channel": "web_form", "received_at": now.isoformat()},
+    )
+    assert tracker.file_contact_while_restricted(dropped) is not None
+    return str(command.request_id), dropped
+
+
+def test_the_dpo_sees_contacts_while_restricted_and_marks_them_reviewed(app: Any, runtime: Runtime) -> None:
+    """The console listed such a restriction (it is back among the open requests) with nothing saying why."""
+    request_id, dropped = _restriction_with_a_contact(runtime)
+    dee = browser(app, "dee")
+    listing = dee.get("/dpo").text
+    assert 'data-flag="contact-while-restricted"' in listing and "contact while restricted \u00d71" in listing
+    page = dee.get(f"/dpo/requests/{request_id}").text
+    assert "Contacts while restricted" in page and str(dropped.event_id) in page and "web_form" in page
+    assert f'action="/dpo/requests/{request_id}/contacts-reviewed"' in page
+    action = f"/dpo/requests/{request_id}/contacts-reviewed"
+    assert dee.post(action).status_code == 403  # no CSRF token
+    assert browser(app, "sam").post(action, data={"csrf_token": "x"}).status_code == 403
+    done = dee.post(action, data={"csrf_token": dee.csrf_token})  # type: ignore[attr-defined]
+    assert done.status_code == 303 and done.headers["location"] == f"/dpo/requests/{request_id}"
+    view = RequestTracker(runtime.engine).get(request_id)
+    assert view is not None and view.contacts_unreviewed == 0
+    assert 'data-flag="contact-while-restricted"' not in dee.get("/dpo").text
+    reviewed = dee.get(f"/dpo/requests/{request_id}").text
+    assert str(dropped.event_id) in reviewed and "contacts-reviewed" not in reviewed  # listed, nothing left to mark
+    trail = RequestTracker(runtime.engine).audit_trail(request_id=request_id)
+    assert [a.principal.display_name for a in trail if a.action == "rights.contacts_reviewed"] == ["Dee"]  # type: ignore[union-attr]
+    again = dee.post(action, data={"csrf_token": dee.csrf_token})  # type: ignore[attr-defined]
+    assert again.status_code == 303  # a second look is recorded too (the same service call as the API's)
+
+
+def test_the_dpo_closes_a_failed_step_by_hand_from_the_request_page(app: Any, runtime: Runtime) -> None:
+    from datetime import UTC, datetime
+
+    tracker = RequestTracker(runtime.engine)
+    now = datetime.now(UTC)
+    command = build_command(RightKind.OBJECTION, "sk_" + "8" * 40, issued_by=system_principal("t"), now=now)
+    tracker.record(command, ["suppression", "hubspot"])
+    for sink, status in (("suppression", SinkStatus.DONE), ("hubspot", SinkStatus.FAILED)):
+        tracker.set_sink(
+            RightsStatus(
+                request_id=command.request_id,
+                subject_key=command.subject_key,
+                sink=sink,
+                status=status,
+                at=now,
+                evidence={"reason": "hubspot_404"} if status is SinkStatus.FAILED else {},
+            ),
+            error="hubspot_404: gone" if status is SinkStatus.FAILED else None,
+        )
+    request_id = str(command.request_id)
+    dee = browser(app, "dee")
+    token = dee.csrf_token  # type: ignore[attr-defined]
+    page = dee.get(f"/dpo/requests/{request_id}").text
+    assert "Close a step by hand" in page and '<option value="hubspot">' in page
+    assert '<option value="suppression">' not in page and "No personal data is needed" in page
+    action = f"/dpo/requests/{request_id}/close-step"
+    form = {"sink": "hubspot", "closed_as": "done_by_hand", "reason": "short", "csrf_token": token}
+    short = dee.post(action, data=form)
+    assert short.status_code == 422 and "needs a reason" in short.text
+    unknown = dee.post(action, data={**form, "sink": "crm", "reason": "Deleted in HubSpot by hand, DPO-7"})
+    assert unknown.status_code == 422 and "no &#39;crm&#39; step" in unknown.text
+    assert dee.post(action, data={**form, "csrf_token": ""}).status_code == 403
+    assert browser(app, "sam").post(action, data=form).status_code == 403
+    reason = "Deleted in HubSpot by hand, ticket DPO-7"
+    done = dee.post(action, data={**form, "reason": reason})
+    assert done.status_code == 303
+    view = tracker.get(request_id)
+    assert view is not None and view.state.value == "completed"
+    step = next(s for s in view.sinks if s.sink == "hubspot")
+    assert step.closed is not None and step.closed.closed_by is not None and step.closed.closed_by.display_name == "Dee"
+    shown = dee.get(f"/dpo/requests/{request_id}").text
+    assert "closed by hand: done by hand" in shown and reason in shown and "Close a step by hand" not in shown
+    assert "hubspot: done_by_hand (by hand)" in dee.get("/dpo?state=all").text

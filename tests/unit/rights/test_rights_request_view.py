@@ -79,6 +79,7 @@ def test_the_dpo_is_shown_the_view_and_whether_it_is_overdue() -> None:
         "error": "db down",
         "evidence": {},
         "completed_by": None,
+        "closed": None,  # no person closed the step by hand
     }
     # who issued it and who completed each step, by id and by name
     assert doc["issuer"]["display_name"] == "Dana Protector" and doc["issued_by"] == DPO.actor
