@@ -13,7 +13,9 @@ the result into the contact event:
 - ``message`` is the text the person wrote; the transcript holds it and every attached or forwarded message as a
   quoted turn with its sender; every part that was not read is named in ``attachments_ignored``; in a thread's mail
   the history under a reply or a forward ("On ... wrote:", Outlook's header block) is located
-  (``interaction.history_at``, ``replies``): the answered message's words are not the writer's;
+  (``interaction.history_at``, ``replies``): the answered message's words are not the writer's; words its HTML
+  hides from the reader (white on white, a font size of 0, ``display:none``: ``html``) are not in it, and the
+  event is noted ``hidden_text``;
 - ``List-*`` headers are counted (``interaction.list_headers``) and a mailing list's footer located
   (``interaction.list_footer_at``): facts the spam rules read, so a list's footer links are not the writer's;
 - mail a machine sent in answer to the company's own (``automatic``: bounces, read receipts, out-of-office replies)
@@ -35,7 +37,7 @@ from pipeline import normalize
 from pipeline.models.common import InteractionKind
 from pipeline.models.contact import ContactEvent
 from pipeline.normalize import clean_text
-from pipeline.sources import fields, inbound_mail, mime, replies
+from pipeline.sources import fields, html, inbound_mail, mime, replies
 from pipeline.sources.base import (
     NothingToTake,
     Problem,
@@ -172,6 +174,8 @@ def _parse_one(msg: Message, ctx: SourceContext, index: int, prefix: str) -> Con
         problems.append(
             Problem(SIGNATURE_PHONE, prefix + "phone", "the phone number of the sender's signature", fatal=False)
         )
+    if shown.hid_words:
+        problems.append(Problem(HIDDEN_TEXT, prefix + "message", "words the reader does not see", fatal=False))
     person, key = build_person(values, ctx, problems, prefix=prefix)
     occurred = mime.header_date(msg)
     transcript = [{"at": occurred, "author": "person", "text": clean_text(shown.text, 20_000)}] if text else []
@@ -188,7 +192,7 @@ def _parse_one(msg: Message, ctx: SourceContext, index: int, prefix: str) -> Con
     list_headers = mime.list_header_count(msg)
     interaction = {
         "kind": InteractionKind.EMAIL,
-        "subject": clean_text(mime.header_text(msg, "subject"), 1000),
+        "subject": clean_text(_subject(msg), 1000),
         "message": text,
         "transcript": tuple(transcript),
         "attachments_ignored": tuple(a[:300] for a in shown.attachments),
@@ -207,6 +211,18 @@ def _parse_one(msg: Message, ctx: SourceContext, index: int, prefix: str) -> Con
         problems=problems,
         prefix=prefix,
     )
+
+
+#: The note of a message whose HTML held words its reader does not see (``html.read_html``: white on white, a font
+#: size of 0, ``display:none``), left out of the message: hash-busters and word salad in spam, a preview line in a
+#: newsletter. A fact the spam side may weigh, never a verdict.
+HIDDEN_TEXT = "hidden_text"
+
+
+def _subject(msg: Message) -> str | None:
+    """The subject as a reader shows it: without the characters drawn as nothing (a soft hyphen inside "Viagra")."""
+    subject = mime.header_text(msg, "subject")
+    return html.without_invisible(subject) if subject else subject
 
 
 #: The note of a phone number read from the sender's signature (``_signature_phone``).

@@ -28,7 +28,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
 from pipeline.sources.base import SourceError, decode_text
-from pipeline.sources.html import html_to_text
+from pipeline.sources.html import read_html, without_invisible
 
 #: A part's header block (the top level's is checked on the bytes, before parsing). Real mail with a long relay
 #: chain (Received, ARC, DKIM, Exchange's X- headers) stays under 40 KiB.
@@ -323,11 +323,13 @@ class Quoted:
 
 @dataclass
 class Rendered:
-    """What a reader shows of a message: its own text, the messages it carries, and the parts it did not read."""
+    """What a reader shows of a message: its own text, the messages it carries, and the parts it did not read;
+    ``hid_words``: its own HTML held words the reader does not see (left out of ``texts``)."""
 
     texts: list[str] = field(default_factory=list)
     quoted: list[Quoted] = field(default_factory=list)
     attachments: list[str] = field(default_factory=list)
+    hid_words: bool = False
 
     @property
     def text(self) -> str:
@@ -361,7 +363,8 @@ def _render(part: Message, out: Rendered, prefix: str) -> None:
     elif ctype in ("message/rfc822", "message/global"):
         _render_attached_message(part, out, prefix)
     elif maintype == "text" and subtype in _TEXT_SUBTYPES and not _is_attachment(part):
-        text = part_text(part, subtype)
+        text, hid = _shown_text(part, subtype)
+        out.hid_words |= hid
         out.add_text(_uudecoded_out(text, out) if subtype == "plain" else text)
     else:
         out.attachments.append(_attachment_name(part, ctype))
@@ -499,9 +502,15 @@ def _used_boundary(text: str) -> str | None:
 
 def part_text(part: Message, subtype: str) -> str:
     """A text part's content as text (HTML reduced to text with its links kept), in its charset or a fallback."""
+    return _shown_text(part, subtype)[0]
+
+
+def _shown_text(part: Message, subtype: str) -> tuple[str, bool]:
+    """A text part's text as its reader shows it (``part_text``), and whether its HTML hid words from the reader;
+    characters drawn as nothing (a soft hyphen inside a word) are left out of plain text as of HTML."""
     payload: Any = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
-        return ""
+        return "", False
     try:
         charset = part.get_content_charset()
     except Exception:
@@ -510,7 +519,9 @@ def part_text(part: Message, subtype: str) -> str:
         text = decode_text(payload, charset)
     except SourceError:
         text = payload.decode("latin-1")
-    return html_to_text(text) if subtype == "html" else text
+    if subtype == "html":
+        return read_html(text)
+    return without_invisible(text), False
 
 
 def _content_type(part: Message) -> str:
