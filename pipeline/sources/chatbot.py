@@ -1,5 +1,5 @@
-"""Chatbot conversations (policy section 4): Drift-style webhooks, Intercom's, LiveChat's and tawk.to's; Landbot's
-and ManyChat's contact payloads.
+"""Chatbot conversations (policy section 4): Drift-style webhooks, Intercom's, LiveChat's, tawk.to's, Crisp's,
+Freshchat's and Sunshine Conversations'; Landbot's and ManyChat's contact payloads.
 
 Drift posts ``{"type": ..., "orgId": ..., "data": {...}}``; the conversation's captured contact attributes
 (e-mail, phone, Skype ID, company, ...) sit under ``data.contact.attributes`` (or ``data.attributes`` for
@@ -13,6 +13,8 @@ the person from the conversation's first author who is a user or lead (Intercom)
 (LiveChat), the transcript from the conversation's parts or the thread's message events; tawk.to's (``event``,
 ``property``) likewise: its visitor or a ticket's requester. A bot that posts the contact itself sends it as
 ``customer`` (Landbot) or as the payload's own fields (ManyChat's ``first_name``, ``email``, ``last_input_text``).
+Crisp's (``website_id``, ``event``), Freshchat's (``actor``, ``action``) and Sunshine Conversations' (``app``,
+``events``: one event per user who wrote) are read into it too, each recognised by its own top-level keys.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Literal
 
 from pipeline.models.common import InteractionKind, Purpose
 from pipeline.models.contact import Consent, ContactEvent
-from pipeline.normalize import clean_text
+from pipeline.normalize import ADDRESS_IN_TEXT, clean_text
 from pipeline.sources import fields
 from pipeline.sources.base import (
     NothingToTake,
@@ -60,9 +62,17 @@ _AUTHORS: dict[str, Literal["person", "agent", "bot"]] = {
 
 def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     payload = require_object(load_json(raw))
+    if isinstance(payload.get("events"), list) and "app" in payload:  # Sunshine Conversations: one per user
+        return [_chat(chat, prefix, ctx, index) for index, (chat, prefix) in enumerate(_sunshine(payload))]
     prefix = "data.contact.attributes."
-    if (read := _intercom(payload) or _livechat(payload) or _tawk(payload)) is not None:
+    read = _intercom(payload) or _livechat(payload) or _tawk(payload) or _crisp(payload) or _freshchat(payload)
+    if read is not None:
         payload, prefix = read
+    return [_chat(payload, prefix, ctx, 0)]
+
+
+def _chat(payload: dict[str, Any], prefix: str, ctx: SourceContext, index: int) -> ContactEvent:
+    """One conversation's person and words, from a Drift-shaped payload (the other services' read into it)."""
     data = payload.get("data", payload)
     if not isinstance(data, dict):
         raise SourceError("unexpected_shape", "data", "'data' must be an object")
@@ -138,18 +148,19 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     visitor_id = values.get("visitor_id") or data.get("anonymousId") or data.get("visitorId")
     visitor = visitor_key_of(visitor_id, ctx, problems, prefix + "visitor_id", fatal=False)
     bot_id = text_of(data.get("playbookId")) or text_of(data.get("inboxId")) or text_of(payload.get("orgId"))
-    return [
-        make_event(
-            ctx,
-            0,
-            (person, key),
-            interaction,
-            provenance={"bot_id": clean_text(bot_id, 200), "visitor_key": visitor},
-            consents=consents,
-            occurred_at=occurred,
-            problems=problems,
-        )
-    ]
+    if key is None and (said := payload.get("_anonymous")) is not None:  # a chat that names its visitor by an id only
+        problems[:] = [p for p in problems if p.reason != "no_identity"]
+        problems.append(Problem("no_identity", prefix + "email", str(said)))
+    return make_event(
+        ctx,
+        index,
+        (person, key),
+        interaction,
+        provenance={"bot_id": clean_text(bot_id, 200), "visitor_key": visitor},
+        consents=consents,
+        occurred_at=occurred,
+        problems=problems,
+    )
 
 
 #: Where a chat service dates its webhook when not in ``createdAt``: Crisp's ``timestamp`` (ms), ManyChat's
@@ -326,3 +337,140 @@ def _tawk(payload: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
     data = {"contact": {"attributes": attributes}, "messages": messages, "createdAt": payload.get("time")}
     prefix = "requester." if payload.get("requester") else "visitor."
     return {"type": event, "data": data, "orgId": dig(payload, "property", "id")}, prefix
+
+
+# ---- Crisp, Freshchat and Sunshine Conversations, read into the Drift shape -----------------------------------------
+
+
+def _typed_address(text: str | None) -> str | None:
+    """The e-mail address a visitor wrote in a message to be reached at, the sentence's full stop left out."""
+    found = ADDRESS_IN_TEXT.search(text) if text else None
+    return found.group(0).rstrip(".") if found is not None else None
+
+
+#: Crisp's events that give the visitor's e-mail or phone, by the field of ``data`` that holds it.
+_CRISP_GIVEN = {"session:set_email": "email", "session:set_phone": "phone"}
+
+
+def _crisp(payload: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """A Crisp webhook (``website_id``, ``event``, ``data``, ``timestamp``) as a Drift-shaped payload, or None.
+
+    ``message:send`` is what the visitor wrote (``data.from`` ``user``; ``data.content``, ``data.user.nickname``):
+    Crisp names the visitor by a session id, so the identity is an address they wrote, else it is refused saying
+    so; ``session:set_email`` and ``session:set_phone`` give the visitor's e-mail or phone. What the operator wrote
+    (``message:received``) and Crisp's other events are answered ``ignored``."""
+    event = text_of(payload.get("event")) or ""
+    data = payload.get("data")
+    if "website_id" not in payload or ":" not in event or not isinstance(data, dict):
+        return None
+    user = obj(data.get("user"))
+    nickname = text_of(user.get("nickname")) or text_of(data.get("nickname"))
+    if nickname is not None and nickname.casefold().startswith("visitor"):
+        nickname = None  # Crisp's name for a visitor who gave none
+    attributes: dict[str, Any] = {"name": nickname} if nickname else {}
+    when = data.get("timestamp", payload.get("timestamp"))
+    org = text_of(payload.get("website_id"))
+    if event in _CRISP_GIVEN:
+        attributes[_CRISP_GIVEN[event]] = data.get(_CRISP_GIVEN[event])
+        return {"type": event, "data": {"attributes": attributes, "createdAt": when}, "orgId": org}, "data."
+    if event == "message:received" or (event == "message:send" and text_of(data.get("from")) not in (None, "user")):
+        raise NothingToTake("agent_message", "Crisp's notice of a message the operator sent: no new contact in it")
+    if event != "message:send":
+        raise NothingToTake("chat_event", f"Crisp's {event} event: no message from a visitor")
+    content = data.get("content")
+    kind = text_of(data.get("type")) or "text"
+    text = text_of(content) if isinstance(content, str) else f"[{kind}]"
+    if (typed := _typed_address(text)) is not None:
+        attributes["email"] = typed
+    said = {"author": {"type": "contact"}, "body": text, "createdAt": when}
+    chat = {"contact": {"attributes": attributes}, "messages": [said], "createdAt": when}
+    anonymous = "Crisp names the visitor by a session id only: an e-mail comes with session:set_email, or one typed"
+    return {"type": event, "data": chat, "orgId": org, "_anonymous": anonymous}, "data.user."
+
+
+def _freshchat(payload: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """A Freshchat webhook (``actor``, ``action``, ``action_time``, ``data``) as a Drift-shaped payload, or None.
+
+    ``message_create`` by a ``user`` is what the person wrote (``data.message.message_parts``); Freshchat names them
+    by an id only, so the identity is an address they wrote, else it is refused saying so. An agent's or bot's
+    message, and the conversation's assignment, resolution or reopening, are answered ``ignored``."""
+    actor = payload.get("actor")
+    action = payload.get("action")
+    if not isinstance(actor, dict) or not isinstance(action, str) or not isinstance(payload.get("data"), dict):
+        return None
+    if action != "message_create":
+        raise NothingToTake("chat_event", f"Freshchat's {action} notice: no message from a person")
+    message = obj(dig(payload, "data", "message"))
+    if (text_of(message.get("actor_type")) or text_of(actor.get("actor_type"))) != "user":
+        raise NothingToTake("agent_message", "Freshchat's notice of a message an agent or bot sent: no new contact")
+    words: list[str] = []
+    for part in map(obj, array(message.get("message_parts"))):
+        said = text_of(dig(part, "text", "content"))
+        words.append(said or next((f"[{kind}]" for kind in part), ""))
+    text = "\n".join(word for word in words if word) or None
+    attributes = {"email": typed} if (typed := _typed_address(text)) is not None else {}
+    when = message.get("created_time") or payload.get("action_time")
+    said_by = {"author": {"type": "contact"}, "body": text, "createdAt": when}
+    chat = {"contact": {"attributes": attributes}, "messages": [said_by], "createdAt": when}
+    anonymous = "Freshchat names the person by an id only: an e-mail comes from one they wrote"
+    return {"type": action, "data": chat, "orgId": message.get("app_id"), "_anonymous": anonymous}, "actor."
+
+
+def _sunshine(payload: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """A Sunshine Conversations (Zendesk) webhook's ``events``: per user who wrote (``conversation:message`` by an
+    author of type ``user``), a Drift-shaped payload: the person from the author's user profile (``givenName``,
+    ``surname``, ``email``; sent when the webhook includes the full user) or a form they answered (``formResponse``:
+    an ``email`` field), their messages' text. The business's messages and the other events are answered
+    ``ignored``."""
+    users: dict[str, list[tuple[dict[str, Any], int]]] = {}
+    skipped = "chat_event"
+    for position, item in enumerate(payload["events"]):
+        message = obj(dig(item, "payload", "message"))
+        if dig(item, "type") != "conversation:message":
+            continue
+        author = obj(message.get("author"))
+        if author.get("type") != "user":
+            skipped = "agent_message"
+            continue
+        who = text_of(author.get("userId")) or text_of(dig(author, "user", "id")) or ""
+        users.setdefault(who, []).append((obj(item), position))
+    if not users:
+        raise NothingToTake(skipped, "a Sunshine Conversations notice with no message from a user: no contact")
+    out: list[tuple[dict[str, Any], str]] = []
+    for said in users.values():
+        attributes: dict[str, Any] = {}
+        messages: list[dict[str, Any]] = []
+        for item, _position in said:
+            message = obj(dig(item, "payload", "message"))
+            author = obj(message.get("author"))
+            profile = obj(dig(author, "user", "profile"))
+            given = {"first_name": profile.get("givenName"), "last_name": profile.get("surname")}
+            given |= {"email": profile.get("email")}
+            if (shown := text_of(author.get("displayName"))) and not shown.casefold().startswith("web user"):
+                given["name"] = shown  # not the name Sunshine makes up for an anonymous web visitor
+            content = obj(message.get("content"))
+            lines = [text_of(content.get("text"))]
+            for answer in map(obj, array(content.get("fields"))):  # a form's answers
+                kind = text_of(answer.get("type")) or ""
+                value = text_of(answer.get(kind)) if kind in ("email", "text") else None
+                if kind == "email" and value and not text_of(given.get("email")):
+                    given["email"] = value
+                lines.append(f"{text_of(answer.get('label')) or kind}: {value}" if value else None)
+            text = "\n".join(line for line in lines if line) or f"[{text_of(content.get('type')) or 'message'}]"
+            if not given.get("email") and (typed := _typed_address(text)) is not None:
+                given["email"] = typed
+            for name, value in given.items():
+                if text_of(value) is not None:
+                    attributes.setdefault(name, value)
+            at = message.get("received") or item.get("createdAt")
+            messages.append({"author": {"type": "contact"}, "body": text, "createdAt": at})
+        chat = {"contact": {"attributes": attributes}, "messages": messages, "createdAt": messages[0]["createdAt"]}
+        anonymous = "Sunshine names the user by an id only: an e-mail comes from their profile, a form or a message"
+        read = {
+            "type": "conversation:message",
+            "data": chat,
+            "orgId": dig(payload, "app", "id"),
+            "_anonymous": anonymous,
+        }
+        out.append((read, f"events[{said[0][1]}].payload.message.author.user.profile."))
+    return out

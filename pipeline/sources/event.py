@@ -8,8 +8,12 @@ JSON: an order with ``attendees`` (Eventbrite's ``expand=attendees,event``) give
 attendee object (with ``profile``) gives one. A bare Eventbrite webhook (``config`` + ``api_url`` only) is refused
 with an explanation: it names the order but does not carry it.
 
-An attendee who will not attend (refunded, cancelled, transferred, deleted: ``not_attending``) registered for
-nothing: no event is made of them, and a payload of no one else is answered ``ignored`` with the reason.
+An attendee who will not attend (refunded, cancelled, transferred, deleted: ``not_attending``; a Zoom registration
+denied) registered for nothing: no event is made of them, and a payload of no one else is answered ``ignored`` with
+the reason.
+
+Zoom: its webinar and meeting reports come as CSV (``tabular`` reads their sections and gives each row the report's
+topic and start as its event); its registration webhooks (``event`` + ``payload``) are read by ``_zoom_builder``.
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
                 "api_url",
                 "an Eventbrite webhook only names the order; send the order with expand=attendees,event",
             )
+        if isinstance(order.get("event"), str) and isinstance(order.get("payload"), dict):  # Zoom's webhook
+            builders.append((f"{path}." if path else "", _zoom_builder(order)))
+            continue
         attendees = order.get("attendees")
         if isinstance(attendees, list) and attendees:
             for position, attendee in enumerate(attendees):
@@ -104,10 +111,15 @@ _NOT_ATTENDING = {
     "canceled": "attendee_cancelled",
     "transferred": "attendee_transferred",
     "deleted": "attendee_deleted",
+    "denied": "attendee_denied",  # Zoom's "Approval Status" of a registration the host refused
 }
 
 #: The columns of an attendee export that hold a status, the attendee's before the order's.
-_STATUS_COLUMNS = ("attendee_status", "registration_status", "ticket_status", "order_status", "status")
+_STATUS_COLUMNS = (
+    "attendee_status", "registration_status", "approval_status", "ticket_status", "order_status", "status"
+)  # fmt: skip
+#: The columns that make a row a registration (Zoom's reports), not a business card scanned at a stand.
+_REGISTRATION_COLUMNS = frozenset({"registration_time", "approval_status", "attended", "join_time"})
 
 
 def _not_attending(statuses: list[Any]) -> str | None:
@@ -119,7 +131,9 @@ def _not_attending(statuses: list[Any]) -> str | None:
 
 def _unless_attending(reason: str | None) -> None:
     if reason is not None:
-        raise NothingToTake(reason, "an attendee who will not attend (refunded, cancelled, transferred): no attendee")
+        raise NothingToTake(
+            reason, "an attendee who will not attend (refunded, cancelled, transferred, denied): no attendee"
+        )
 
 
 def _event_date(order: Mapping[str, Any], attendee: Mapping[str, Any], prefix: str, problems: list[Problem]) -> Any:
@@ -200,8 +214,9 @@ def _card_builder(row: Mapping[str, str]) -> Callable[[SourceContext, int, str],
             problems.append(Problem("missing_event_date", prefix + "event_date", "the event date starts the clock"))
         else:
             event_date = parse_timestamp(values.get("event_date"), prefix + "event_date", problems)
+        registered = not _REGISTRATION_COLUMNS.isdisjoint(named)
         interaction = {
-            "kind": InteractionKind.BUSINESS_CARD,
+            "kind": InteractionKind.REGISTRATION if registered else InteractionKind.BUSINESS_CARD,
             "event_name": clean_text(text_of(values.get("event_name")), 500),
             "event_date": event_date,
             "message": clean_text(text_of(values.get("message")), 50_000),
@@ -214,6 +229,92 @@ def _card_builder(row: Mapping[str, str]) -> Callable[[SourceContext, int, str],
             interaction,
             consents=consents,
             occurred_at=event_date,
+            problems=problems,
+            prefix=prefix,
+        )
+
+    return build
+
+
+# ---- Zoom's registration webhooks -----------------------------------------------------------------------------------
+
+#: Zoom's webhooks that register a person for a webinar or meeting: the registrant, as they filled in the form.
+_ZOOM_REGISTERED = frozenset(
+    {
+        "webinar.registration_created",
+        "webinar.registration_approved",
+        "meeting.registration_created",
+        "meeting.registration_approved",
+    }
+)
+#: Zoom's webhooks of a registration that ends: no attendee, by the same reasons as a report's statuses.
+_ZOOM_ENDED = {
+    "webinar.registration_denied": "attendee_denied",
+    "meeting.registration_denied": "attendee_denied",
+    "webinar.registration_cancelled": "attendee_cancelled",
+    "meeting.registration_cancelled": "attendee_cancelled",
+}
+#: A registrant's fields by Zoom's names, as leadpipe reads them (the others by their own names: ``email``, ...).
+_ZOOM_FIELDS = {"org": "company", "job_title": "position", "comments": "message", "zip": "postal_code"}
+
+
+def _zoom_builder(hook: Mapping[str, Any]) -> Callable[[SourceContext, int, str], ContactEvent]:
+    """Zoom's ``webinar.registration_created`` (``meeting.``; ``_approved``) webhook: the registrant
+    (``payload.object.registrant``: ``email``, ``first_name``, ``last_name``, ``country`` as a code, ``phone`` as
+    typed, ``org``, ``job_title``, ``custom_questions`` of ``{title, value}``), the webinar's ``topic`` and
+    ``start_time`` (the event date), dated by ``event_ts`` (ms). A denied or cancelled registration is no attendee
+    (``_ZOOM_ENDED``); Zoom's other events (``endpoint.url_validation``, a meeting started, a participant joined)
+    name no new registrant and are answered ``ignored``."""
+
+    def build(ctx: SourceContext, index: int, prefix: str) -> ContactEvent:
+        kind = str(hook.get("event"))
+        if kind in _ZOOM_ENDED:
+            _unless_attending(_ZOOM_ENDED[kind])
+        if kind == "endpoint.url_validation":
+            raise NothingToTake("webhook_check", "Zoom's validation of the webhook's URL: no contact in it")
+        meeting = obj(dig(hook, "payload", "object"))
+        registrant = meeting.get("registrant")
+        if kind not in _ZOOM_REGISTERED:
+            raise NothingToTake("zoom_event", "a Zoom event that registers no one: no new contact in it")
+        prefix += "payload.object.registrant."
+        if not isinstance(registrant, dict):
+            raise SourceError("unexpected_shape", prefix.rstrip("."), "Zoom's registration names its registrant")
+        _unless_attending(_not_attending([registrant.get("status")]))
+        problems: list[Problem] = []
+        pairs: list[tuple[str, Any]] = [
+            (_ZOOM_FIELDS.get(str(k)) or str(k), v) for k, v in registrant.items() if not isinstance(v, dict | list)
+        ]
+        for answer in registrant.get("custom_questions") or []:
+            if isinstance(answer, dict) and text_of(answer.get("title")):
+                pairs.append((str(answer["title"]), answer.get("value")))
+        values = fields.collect(pairs)
+        person, key = build_person(values, ctx, problems, prefix=prefix)
+        start = meeting.get("start_time")
+        if start in (None, "") and isinstance(occurrences := meeting.get("occurrences"), list) and occurrences:
+            start = dig(occurrences[0], "start_time")  # a recurring meeting's: its first occurrence
+        event_date = None
+        if text_of(start) is None:
+            problems.append(
+                Problem("missing_event_date", "payload.object.start_time", "the event date starts the clock")
+            )
+        else:
+            event_date = parse_timestamp(start, "payload.object.start_time", problems)
+        occurred = parse_timestamp(hook.get("event_ts"), "event_ts", problems)
+        interaction = {
+            "kind": InteractionKind.REGISTRATION,
+            "subject": f"Zoom {kind.partition('.')[0]} registration",
+            "event_name": clean_text(text_of(meeting.get("topic")) or text_of(meeting.get("id")), 500),
+            "event_date": event_date,
+            "message": clean_text(text_of(values.get("message")), 50_000),
+        }
+        consents = recorded_choices(pairs, plausible_occurrence(occurred, ctx))
+        return make_event(
+            ctx,
+            index,
+            (person, key),
+            interaction,
+            consents=consents,
+            occurred_at=occurred,
             problems=problems,
             prefix=prefix,
         )

@@ -9,6 +9,7 @@ Recognised shapes, by their own markers:
 - Viber REST bot callbacks (``event`` + ``sender``);
 - leadpipe's call/chat log (``platform`` + ``contact``, or a list of them) for Skype exports, PBX and call trackers:
   ``{"platform", "type": "call"|"chat", "contact": {...}, "started_at", "duration_s", "recording_ref", "messages"}``;
+- Aircall's webhooks (``resource``, ``token``, ``data``): ``call.ended`` is the call (``_aircall``);
 - Twilio's webhooks (a form post): an incoming SMS or WhatsApp message (``MessageSid``, ``From``, ``Body``,
   ``ProfileName``) or an incoming call (``CallSid``); its status callbacks are no contact;
 - a phone system's or call tracker's call log as CSV, row by row (``_call_row``).
@@ -90,7 +91,83 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
         return [_telegram(data, ctx)]
     if "event" in data and ("sender" in data or "message_token" in data):  # receipts name no sender
         return [_viber(data, ctx)]
+    if "resource" in data and "token" in data and isinstance(data.get("data"), dict):
+        return [_aircall(data, ctx)]
+    if "raw_digits" in data and "direction" in data:  # a call of Aircall's API export (``calls``): an ended one
+        return [_aircall({"resource": "call", "event": "call.ended", "token": None, "data": data}, ctx)]
+    if isinstance(data.get("from"), dict) and isinstance(data.get("to"), dict) and "direction" in data:
+        return [_ringcentral(data, ctx)]
     return [_log(data, ctx, 0, "")]
+
+
+#: Aircall's call webhooks that name the person: the call, once it ended (every call ends: ringing, answered and
+#: the rest are the same call on its way, and would make it several contacts).
+_AIRCALL_CALLS = frozenset({"call.ended"})
+
+
+def _aircall(hook: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
+    """An Aircall webhook (``resource``, ``event``, ``timestamp``, ``token``, ``data``): ``call.ended`` as a call of
+    the log shape, the other party's number (``data.raw_digits``: the caller on an ``inbound`` call, the number
+    called on an ``outbound`` one) and, when the number is in the company's Aircall contacts, their name, company
+    and e-mail (``data.contact``); its start (``started_at``, epoch seconds), ``duration`` (seconds), the
+    recording's ``asset`` link and the agents' comments. The agent (``data.user``) and the company's line
+    (``data.number``) are no lead. The call's other events, and the other resources' (contacts, users, numbers),
+    are answered ``ignored``."""
+    kind = text_of(hook.get("event")) or ""
+    call = obj(hook.get("data"))
+    if text_of(hook.get("resource")) != "call" or not kind.startswith("call."):
+        raise NothingToTake("vendor_event", "an Aircall event about no call (a contact, user or number): no lead")
+    if kind not in _AIRCALL_CALLS:
+        raise NothingToTake("status_update", f"Aircall's {kind} notice of a call under way: the call comes ended")
+    digits = text_of(call.get("raw_digits")) or ""
+    if digits.lower() in _WITHHELD:
+        raise NothingToTake("withheld_number", "a call from a withheld number: no one to contact back")
+    known = obj(call.get("contact"))
+    emails = [text_of(dig(e, "value")) for e in array(known.get("emails"))]
+    contact = {
+        "phone": digits,
+        "first_name": text_of(known.get("first_name")),
+        "last_name": text_of(known.get("last_name")),
+        "company": text_of(known.get("company_name")),
+        "email": next((e for e in emails if e), None),
+    }
+    comments = [text_of(dig(c, "content")) for c in array(call.get("comments"))]
+    item = {
+        "platform": "phone",
+        "type": "call",
+        "direction": text_of(call.get("direction")),
+        "contact": {k: v for k, v in contact.items() if v},
+        "started_at": call.get("started_at"),
+        "duration_s": call.get("duration"),
+        "recording_ref": text_of(call.get("asset")),
+        "notes": "\n".join(c for c in comments if c) or None,
+    }
+    return _log(item, ctx, 0, "data.")
+
+
+#: What RingCentral's call log says of a call that reached no one on either side: no caller to call back.
+_RINGCENTRAL_WITHHELD = frozenset({"anonymous", "blocked", "private", "unknown", "restricted"})
+
+
+def _ringcentral(record: Mapping[str, Any], ctx: SourceContext) -> ContactEvent:
+    """A record of RingCentral's call log API (``records`` of ``/call-log``, as ``leadpipe import`` splits its
+    export): the other party (``from`` on an ``Inbound`` call, ``to`` on an ``Outbound`` one: ``phoneNumber``, its
+    ``name`` unless it is the network's caller ID, ``location``), ``startTime``, ``duration`` (seconds) and the
+    recording's ``contentUri``. A fax (``type`` other than ``Voice``) is a message."""
+    outbound = (text_of(record.get("direction")) or "").lower().startswith("out")
+    party = obj(record.get("to") if outbound else record.get("from"))
+    number = text_of(party.get("phoneNumber")) or ""
+    if number.lower() in _RINGCENTRAL_WITHHELD or not (number or text_of(party.get("name"))):
+        raise NothingToTake("withheld_number", "a call from a withheld number: no one to contact back")
+    item = {
+        "platform": "phone",
+        "type": "call" if (text_of(record.get("type")) or "Voice") == "Voice" else "message",
+        "contact": {"phone": number, "name": party.get("name"), "location": party.get("location")},
+        "started_at": record.get("startTime"),
+        "duration_s": record.get("duration"),
+        "recording_ref": text_of(dig(record, "recording", "contentUri")),
+    }
+    return _log(item, ctx, 0, "from." if not outbound else "to.")
 
 
 #: A call log's columns (a phone system's or call tracker's CSV export) by what they hold, in leadpipe's log shape.
@@ -138,6 +215,12 @@ def _call_row(row: Mapping[str, str]) -> dict[str, Any]:
     return item
 
 
+#: A number written the North American way, its area code in brackets: "(650) 555-0143", "1 (650) 555-0143"
+#: (RingCentral's call log, US phone systems' exports), read as +1 when the row names no country: the numbering
+#: plan of the US, Canada and the Caribbean writes its ten digits so (an area code and exchange never start with 0
+#: or 1); elsewhere a bracketed area code mostly starts with 0 ("(030) 1234567") or has two digits ("(11) 9123-4567").
+#: Mexico writes some numbers the same way: a row naming its country is read in it.
+_NANP_WRITTEN = re.compile(r"\s*(?:\+?1[\s.-]?)?\(([2-9]\d{2})\)\s?([2-9]\d{2})[\s.-]?(\d{4})\s*")
 #: Where a log names the caller's number, and the columns of the caller that an outgoing call makes the company's.
 _NUMBER_KEYS = ("caller_number", "from_number", "caller_id", "number", "from", "caller")
 _CALLER_KEYS = frozenset({"caller_number", "from_number", "caller_id", "from", "caller", "caller_name"})
@@ -174,6 +257,9 @@ def _log(item: Any, ctx: SourceContext, index: int, prefix: str) -> ContactEvent
     for key in _CALLED_KEYS if outbound else _NUMBER_KEYS:
         if "phone" not in values and text_of(contact.get(key) or item.get(key)):
             values["phone"] = contact.get(key) or item.get(key)
+    number = text_of(values.get("phone")) or ""
+    if platform == "phone" and "country" not in values and (nanp := _NANP_WRITTEN.fullmatch(number)) is not None:
+        values["phone"] = "+1 " + " ".join(nanp.groups())  # "(650) 555-0143": North American, the +1 left out
     handle = text_of(contact.get("handle")) or text_of(contact.get("username"))
     if platform == "skype" and handle and "skype_id" not in values:
         values["skype_id"] = handle

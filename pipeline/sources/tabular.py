@@ -1,5 +1,6 @@
 """CSV and JSON Lines reading shared by the event (business cards) and customer adapters and the importer; an Excel
-workbook's first sheet (.xlsx, or the older .xls) as CSV for the importer."""
+workbook's first sheet (.xlsx, or the older .xls) as CSV for the importer. A Zoom report's sections are read as the
+rows of its people (``_zoom_report``)."""
 
 from __future__ import annotations
 
@@ -119,6 +120,8 @@ def read_table(raw: bytes, charset: str | None = None, dialect: type[csv.Dialect
     filled = [index for index, (_, cells) in enumerate(lines) if cells]
     if not filled:
         raise SourceError("empty_payload", None, "the CSV has no header row")
+    if (report := _zoom_report(lines, filled)) is not None:
+        return report
     at = next((i for i in filled[:_HEADER_WITHIN] if _is_header(lines[i][1])), filled[0])
     end = _footer_start(lines, at + 1)
     names = [cell.strip().lstrip("\ufeff") for cell in lines[at][1]]
@@ -136,6 +139,93 @@ def read_table(raw: bytes, charset: str | None = None, dialect: type[csv.Dialect
         raise SourceError("empty_payload", None, "the CSV has a header but no rows")
     above = [(start, "above_header") for start, cells in lines[:at] if cells]
     return Table(rows, above + [(start, "footer") for start, cells in lines[end:] if cells])
+
+
+#: The cells that mark a Zoom report's summary row (its preamble names the webinar or meeting, then its people).
+_ZOOM_IDS = frozenset({"webinar_id", "meeting_id"})
+#: Where a Zoom report's summary dates the webinar or meeting: when it took place, else when it was scheduled.
+_ZOOM_STARTS = ("actual_start_time", "start_time", "scheduled_time", "scheduled_start_time")
+#: A Zoom report's column of the name a participant showed, with their account's in brackets when they renamed
+#: themselves ("Ana G. (Ana García)").
+_ZOOM_RENAMED = frozenset({"user_name_original_name", "name_original_name"})
+_RENAMED = re.compile(r"\s*[^()]*?\s*\(([^()]+)\)\s*")
+#: A Zoom report's section titles ("Host Details", "Attendee Details", "Other Attended"): only the registrants' and
+#: attendees' sections name leads; the host's and panelists' are the company's own people.
+_ZOOM_PEOPLE = ("attendee", "registrant", "other_attended")
+
+
+def _zoom_report(lines: list[tuple[int, list[str]]], filled: list[int]) -> Table | None:
+    """A Zoom webinar or meeting report (registration, attendee, participant): a preamble naming the report and a
+    summary row (``Topic``, ``Webinar ID``, ``Actual Start Time``, ...) above its people, in sections of their own
+    (``Host Details``, ``Panelist Details``, ``Attendee Details``, ``Other Attended``), each with its own header.
+
+    The people of the attendee and registrant sections are the rows (the host's and panelists' are skipped, as
+    above a header), each with the summary's topic and start as ``Event Name`` and ``Event Date`` (the date starts
+    the retention clock, and a row alone does not say it). Zoom writes its dates month first (``11/05/2023``):
+    written ISO 8601 here, where the file says it is Zoom's. None when the file is no Zoom report (its first rows
+    name no ``Webinar ID``/``Meeting ID``: the cheap check of the common path), or when read as one it has no people
+    (a flat export with such a column)."""
+    summary_at = next((i for i in filled[:_HEADER_WITHIN] if _is_zoom_summary(lines[i][1])), None)
+    if summary_at is None:
+        return None
+    names = [normalize_key(cell) for cell in lines[summary_at][1]]
+    values_at = next((i for i in filled if i > summary_at), None)
+    summary = dict(zip(names, lines[values_at][1], strict=False)) if values_at is not None else {}
+    extra = {"Event Name": summary.get("topic", "").strip()}
+    extra["Event Date"] = next((_month_first(d) for k in _ZOOM_STARTS if (d := summary.get(k, "").strip())), "")
+    taken = {k: v for k, v in extra.items() if v}
+    host = (summary.get("user_email") or summary.get("host_email") or "").strip().casefold()  # a participant report's
+    rows: list[tuple[int, dict[str, str]]] = []
+    skipped: list[tuple[int, str]] = []
+    section: str | None = None  # no title yet: a registration report's people follow its summary directly
+    header: list[str] | None = None
+    for index in filled:
+        start, cells = lines[index]
+        if index <= (values_at if values_at is not None else summary_at):
+            skipped.append((start, "above_header"))
+            continue
+        title = [normalize_key(cell) for cell in cells if cell.strip()]
+        if len(title) == 1 and (title[0].endswith("_details") or title[0] == "other_attended"):
+            section, header = title[0], None  # "Attendee Details", "Other Attended"
+            skipped.append((start, "above_header"))
+            continue
+        if header is None:
+            header = [cell.strip().lstrip("\ufeff") for cell in cells] if _is_header(cells) else None
+            skipped.append((start, "above_header"))
+            continue
+        hosting = section is not None and not any(word in section for word in _ZOOM_PEOPLE)
+        if hosting or (host and any(cell.strip().casefold() == host for cell in cells)):
+            skipped.append((start, "above_header"))  # the host, the panelists
+            continue
+        row: dict[str, str] = {}
+        for position, cell in enumerate(cells):
+            name = header[position] if position < len(header) else f"column_{position + 1}"
+            if name and name not in row:
+                row[name] = cell[1:] if _TEXT_MARKER.match(cell) else cell
+        for name in [n for n in row if normalize_key(n) in _ZOOM_RENAMED]:
+            if (renamed := _RENAMED.fullmatch(row[name])) is not None:
+                row[name] = renamed.group(1)  # "Ana G. (Ana García)": the name as registered, not as shown
+        known = {normalize_key(name) for name, cell in row.items() if cell.strip()}
+        row.update({name: value for name, value in taken.items() if normalize_key(name) not in known})
+        rows.append((start, row))
+    if not rows:
+        return None  # a flat export with a "Webinar ID" column: read as any CSV
+    return Table(rows, skipped)
+
+
+def _is_zoom_summary(cells: list[str]) -> bool:
+    """Zoom's summary row: a ``Webinar ID`` or ``Meeting ID`` column, or ``Topic`` beside an ``ID``."""
+    names = {normalize_key(cell) for cell in cells[:12]}
+    return not names.isdisjoint(_ZOOM_IDS) or ({"topic", "id"} <= names and not _is_header(cells))
+
+
+def _month_first(text: str) -> str:
+    """A date Zoom writes month first (``11/05/2023 09:58:12 AM``) as ISO 8601 (``2023-11-05 09:58:12 AM``); any
+    other text as it is (``Nov 5, 2023 09:58 AM`` reads as it is)."""
+    if (found := _SLASHED_DATE.match(text)) is None:
+        return text
+    month, day = int(found.group(1)), int(found.group(3))
+    return f"{found.group(4)}-{month:02d}-{day:02d}{text[found.end() :]}"
 
 
 def _is_header(cells: list[str]) -> bool:
@@ -265,9 +355,9 @@ def read_jsonl(raw: bytes) -> list[tuple[int, Any]]:
     return out
 
 
-#: Where an API's export keeps its records: HubSpot's ``results``, Salesforce's ``records``, Mailchimp's
-#: ``members``, Pipedrive's ``data``, a generic ``contacts`` or ``items``.
-_RECORD_LISTS = ("results", "records", "members", "contacts", "items", "data")
+#: Where an API's export keeps its records: HubSpot's ``results``, Salesforce's ``records`` (RingCentral's call log
+#: too), Mailchimp's ``members``, Pipedrive's ``data``, Aircall's ``calls``, a generic ``contacts`` or ``items``.
+_RECORD_LISTS = ("results", "records", "members", "contacts", "items", "data", "calls")
 
 
 def record_list(data: Any) -> tuple[str, list[Any]] | None:
