@@ -65,11 +65,12 @@ class SourceAuth(BaseModel):
         "calendly",
         "tawk",
         "tally",
+        "zoom",
     ] = Field(
         default="leadpipe",
         description="How the HMAC secret signs: leadpipe's own headers, or the scheme of a vendor whose webhooks "
         "cannot send them (pipeline/ingest/signatures.py: Meta/WhatsApp, Viber, Telegram, Typeform, Intercom, Webflow, "
-        "Mailgun, HubSpot, Twilio, Wufoo, Calendly, tawk.to, Tally)",
+        "Mailgun, HubSpot, Twilio, Wufoo, Calendly, tawk.to, Tally, Zoom)",
     )
     public_url: str | None = Field(
         default=None,

@@ -274,9 +274,9 @@ async def _producer_refusal(request: Request, source_id: str, header: str) -> JS
     return None
 
 
-def _signature_problem(auth: SourceAuth, body: bytes, request: Request, source_id: str) -> str | None:
-    """None when the body is signed with one of the source's active HMAC secrets under its scheme (logging which one
-    while two are active, so an operator sees when the old one is no longer used); else the refusal reason."""
+def _signature_check(auth: SourceAuth, body: bytes, request: Request, source_id: str) -> SignatureCheck:
+    """Whether the body is signed with one of the source's active HMAC secrets under its scheme (logging which one
+    while two are active, so an operator sees when the old one is no longer used): the secret, or the refusal."""
     settings = get_settings(request)
     now = time.time()
     secrets = active_secrets(auth, datetime.fromtimestamp(now, UTC))
@@ -295,7 +295,16 @@ def _signature_problem(auth: SourceAuth, body: bytes, request: Request, source_i
     )
     if checked.matched is not None and len(secrets) > 1:
         log.info("source_secret_matched", source_id=source_id, secret_id=checked.matched)
-    return checked.problem
+    secret = next((s.secret for s in secrets if s.id == checked.matched), None)
+    return SignatureCheck(secret, checked.problem)
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureCheck:
+    """The secret a request was signed with, or why it is refused."""
+
+    secret: str | None
+    problem: str | None
 
 
 # ---- the ingest router ------------------------------------------------------------------------------------------
@@ -487,7 +496,8 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
     replay: ReplayKey | None = None
     delivery = request.headers.get(DELIVERY_HEADER)
     if by_key is None and (auth.hmac_secret is not None or auth.hmac_secrets):
-        if problem := _signature_problem(auth, body, request, source_id):
+        signature = _signature_check(auth, body, request, source_id)
+        if problem := signature.problem:
             metrics.request(channel, "refused")
             wanted = (
                 f"a valid {SIGNATURE_HEADER} over '<timestamp>.<body>' is required"
@@ -500,6 +510,13 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
                     "clock (a replayed or delayed request, or a sender's clock off): sign each request when sending it"
                 )
             return _refuse(refusals, 401, problem, wanted, source_id=source_id)
+        if (
+            auth.signature == "zoom"
+            and signature.secret is not None
+            and (validation := signatures.zoom_url_validation(signature.secret, body)) is not None
+        ):
+            metrics.request(channel, "ignored")  # Zoom checks the endpoint: nothing to take in
+            return JSONResponse(validation)
         signed = signatures.presented(auth.signature, request.headers.get, body, content_type)
         assert isinstance(signed, signatures.Presented)
         if auth.signature not in ("telegram", "wufoo"):  # a token signs nothing: no request to tell from a replay

@@ -1,10 +1,11 @@
 """How a source signs its webhooks: leadpipe's own scheme, or the scheme of a vendor whose webhooks cannot send it.
 
-WhatsApp (Meta), Viber, Telegram, Typeform, Intercom, Webflow, Mailgun, HubSpot, Twilio, Wufoo, Calendly, tawk.to
-and Tally call a URL with their own headers (or body fields) and no way to add leadpipe's, so a source names its
+WhatsApp (Meta), Viber, Telegram, Typeform, Intercom, Webflow, Mailgun, HubSpot, Twilio, Wufoo, Calendly, tawk.to,
+Tally and Zoom call a URL with their own headers (or body fields) and no way to add leadpipe's, so a source names its
 vendor's scheme (``SourceAuth.signature``) and its ``hmac_secret`` is the secret the vendor signs with (Meta's app
 secret, Viber's auth token, Telegram's secret token, Mailgun's webhook signing key, the HubSpot app's client secret,
-Twilio's auth token, Calendly's webhook signing key, tawk.to's webhook secret key, Tally's signing secret, ...):
+Twilio's auth token, Calendly's webhook signing key, tawk.to's webhook secret key, Tally's signing secret, the Zoom
+app's secret token, ...):
 
 ============ ====================================== =========================================================
 scheme       header                                 value
@@ -27,6 +28,7 @@ wufoo        body field HandshakeKey                the secret itself (Wufoo sig
 calendly     Calendly-Webhook-Signature             ``t=<unix seconds>,v1=`` hex HMAC-SHA256 of ``"<t>.<body>"``
 tawk         X-Tawk-Signature                       hex HMAC-SHA1 of the body
 tally        Tally-Signature                        base64 HMAC-SHA256 of the body (the JSON Tally posts)
+zoom         x-zm-request-timestamp, x-zm-signature ``v0=`` hex HMAC-SHA256 of ``"v0:<timestamp>:<body>"``
 ============ ====================================== =========================================================
 
 Where each comes from: Calendly, developer.calendly.com/api-docs/overview/webhooks/webhook-signatures (and its
@@ -40,10 +42,14 @@ Twilio, twilio-python's ``RequestValidator.compute_signature`` (twilio/request_v
 Mailgun puts its signature in the body (a route's form post, or ``signature`` of a webhook's JSON) and signs only a
 timestamp and a one-time token: it proves the sender, not the content, which is all Mailgun offers.
 
-The schemes with a timestamp (leadpipe, webflow, mailgun, hubspot, calendly) are refused outside the tolerance and their
-replays are caught until the timestamp leaves it. Those that sign only the body have no time to bound a replay by: a
-replay is caught for the tolerance after the first receipt, and after that the same bytes give the same event ids,
-which are de-duplicated downstream, as for a bearer source. Every comparison is constant-time. Pure: no I/O.
+Zoom, developers.zoom.us/docs/api/webhooks ("Verify webhook events": ``v0:{x-zm-request-timestamp}:{body}`` hashed
+with the app's secret token, sent as ``v0=<hex>``). Zoom also checks the endpoint before it sends events and every
+72 hours after (``endpoint.url_validation``, its ``plainToken``): the answer it expects is ``zoom_url_validation``'s.
+
+The schemes with a timestamp (leadpipe, webflow, mailgun, hubspot, calendly, zoom) are refused outside the tolerance
+and their replays are caught until the timestamp leaves it. Those that sign only the body have no time to bound a
+replay by: a replay is caught for the tolerance after the first receipt, and after that the same bytes give the same
+event ids, which are de-duplicated downstream, as for a bearer source. Every comparison is constant-time. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ Scheme = Literal[
     "calendly",
     "tawk",
     "tally",
+    "zoom",
 ]
 """``SourceAuth.signature``'s values."""
 
@@ -89,8 +96,8 @@ class Presented:
 
     signature: str
     signed_at: int | None
-    """Unix seconds the signature covers (leadpipe, webflow, mailgun, hubspot, calendly), else None (the body alone is
-    signed)."""
+    """Unix seconds the signature covers (leadpipe, webflow, mailgun, hubspot, calendly, zoom), else None (the body
+    alone is signed)."""
     signed: bytes = b""
     """What the signature covers besides the body and the URL (Mailgun: ``"<timestamp><token>"``; Calendly: the
     ``"<t>."`` before the body, ``t`` as sent)."""
@@ -112,6 +119,7 @@ _HEADERS: dict[Scheme, tuple[str, str | None, bool]] = {
     "calendly": ("Calendly-Webhook-Signature", None, False),  # its time is inside: t=<unix seconds>,v1=<hex>
     "tawk": ("X-Tawk-Signature", None, False),
     "tally": ("Tally-Signature", None, False),
+    "zoom": ("x-zm-signature", "x-zm-request-timestamp", False),
 }
 
 #: The escapes HubSpot decodes in the URI before it signs v3 (its "Validate the v3 request signature" table), as
@@ -193,6 +201,9 @@ def problem(
         expected, given = hmac.new(key, body, hashlib.sha1).hexdigest(), given.lower()
     elif scheme == "tally":  # base64 is case-sensitive
         expected = base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode()
+    elif scheme == "zoom":
+        stamp = header(_HEADERS["zoom"][1] or "") or ""
+        expected, given = "v0=" + _hex(key, b"v0:" + stamp.encode() + b":" + body), given.lower()
     elif scheme == "hubspot":
         stamp = header(_HEADERS["hubspot"][1] or "") or ""
         expected = _hubspot(key, url or "", body, stamp)
@@ -318,6 +329,10 @@ def sign(scheme: Scheme, secret: str, body: bytes, timestamp: int, url: str = ""
             return {"X-Tawk-Signature": hmac.new(key, body, hashlib.sha1).hexdigest()}
         case "tally":
             return {"Tally-Signature": base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode()}
+        case "zoom":
+            stamp = str(timestamp)
+            signed = "v0=" + _hex(key, f"v0:{stamp}:".encode() + body)
+            return {"x-zm-request-timestamp": stamp, "x-zm-signature": signed}
         case "mailgun":
             raise ValueError("Mailgun signs body fields, not headers: use mailgun_fields")
         case "wufoo":
@@ -328,3 +343,19 @@ def mailgun_fields(secret: str, timestamp: int, token: str) -> dict[str, str]:
     """The body fields Mailgun adds to what it posts (for tests and the bench)."""
     stamp = str(timestamp)
     return {"timestamp": stamp, "token": token, "signature": _hex(secret.encode(), stamp.encode() + token.encode())}
+
+
+def zoom_url_validation(secret: str, body: bytes) -> dict[str, str] | None:
+    """The answer Zoom expects to its ``endpoint.url_validation`` request (``{"plainToken", "encryptedToken"}``: the
+    token and its hex HMAC-SHA256 under the app's secret token), or None when the body is no such request. Zoom
+    enables a webhook endpoint only once it answers so, and checks it again every 72 hours."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or data.get("event") != "endpoint.url_validation":
+        return None
+    token = data.get("payload", {}).get("plainToken") if isinstance(data.get("payload"), dict) else None
+    if not isinstance(token, str) or not token:
+        return None
+    return {"plainToken": token, "encryptedToken": _hex(secret.encode(), token.encode())}

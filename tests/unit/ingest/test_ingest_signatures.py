@@ -60,6 +60,11 @@ DOCUMENTED: dict[Scheme, Callable[[bytes], dict[str, str]]] = {
     "tawk": lambda b: {"X-Tawk-Signature": _mac(b, hashlib.sha1).hexdigest()},
     # tally.so/help/webhooks: base64 HMAC-SHA256 of the JSON payload as sent (JSON.stringify of what it posts)
     "tally": lambda b: {"Tally-Signature": base64.b64encode(_mac(b).digest()).decode()},
+    # developers.zoom.us/docs/api/webhooks: "v0=" + hex HMAC-SHA256 of "v0:<x-zm-request-timestamp>:<raw body>"
+    "zoom": lambda b: {
+        "x-zm-request-timestamp": str(NOW),
+        "x-zm-signature": "v0=" + _mac(f"v0:{NOW}:".encode() + b).hexdigest(),
+    },
 }
 
 
@@ -435,6 +440,7 @@ def test_wufoos_handshake_key_in_the_body(
         ("calendly", "web_form", "calendly_invitee_created.json"),
         ("tawk", "chatbot", "tawk_chat_start.json"),
         ("tally", "web_form", "tally_contact.json"),
+        ("zoom", "event", "zoom_webinar_registration_created.json"),
     ],
 )
 def test_a_vendor_signed_webhook_is_taken_and_its_retry_is_a_replay(
@@ -464,7 +470,7 @@ def test_a_vendor_signed_webhook_is_taken_and_its_retry_is_a_replay(
     unsigned = client.post(f"/v1/sources/{scheme}", content=body, headers={"content-type": content_type})
     assert (unsigned.status_code, unsigned.json()["reason"]) == (401, "missing_signature")
     assert signatures.header_names(scheme) in unsigned.json()["message"]
-    if scheme == "calendly":
+    if scheme in ("calendly", "zoom"):
         stale = {"content-type": content_type, **signatures.sign(scheme, SECRET, body, int(time.time()) - 301)}
         late = client.post(f"/v1/sources/{scheme}", content=body, headers=stale)
         assert (late.status_code, late.json()["reason"]) == (401, "stale_timestamp")
@@ -475,3 +481,25 @@ def test_the_settings_offer_exactly_the_schemes_there_are() -> None:
     never drift (a scheme configurable but not verifiable, or verifiable but refused by the settings)."""
 
     assert get_args(SourceAuth.model_fields["signature"].annotation) == get_args(signatures.Scheme)
+
+
+def test_zoom_enables_the_endpoint_only_when_its_url_validation_is_answered(
+    make_settings: Callable[..., Settings], publisher: RecordingPublisher
+) -> None:
+    """Zoom posts ``endpoint.url_validation`` before it sends a webinar's registrations (and every 72 hours after)
+    and enables the URL only when the answer is the token with its hex HMAC-SHA256 under the app's secret token; it
+    was answered 202 "ignored", so a Zoom webhook could never be switched on. Signed like every Zoom request."""
+    sources = {"zoom": {"channel": "event", "signature": "zoom", "hmac_secret": SECRET}}
+    runtime = Runtime(make_settings(sources=sources))
+    ensure_schema(runtime.engine)
+    client = TestClient(create_api(runtime, publisher))  # type: ignore[arg-type]
+    body, content_type = payload("event", "zoom_endpoint_url_validation.json")
+    headers = {"content-type": content_type, **signatures.sign("zoom", SECRET, body, int(time.time()))}
+    answered = client.post("/v1/sources/zoom", content=body, headers=headers)
+    token = json.loads(body)["payload"]["plainToken"]
+    assert answered.status_code == 200, answered.text
+    assert answered.json() == {"plainToken": token, "encryptedToken": _mac(token.encode()).hexdigest()}
+    assert publisher.records == []  # nothing taken in
+    forged = {"content-type": content_type, **signatures.sign("zoom", "guess", body, int(time.time()))}
+    refused = client.post("/v1/sources/zoom", content=body, headers=forged)
+    assert (refused.status_code, refused.json()["reason"]) == (401, "bad_signature")  # no token for a stranger
