@@ -75,9 +75,12 @@ class CrmReadModel:
             return tuple(conn.execute(query).scalars())
 
     def holds(self, subject_key: str) -> bool:
-        """Whether the CRM holds a person under this key (an erased subject's minimal record is nobody's data)."""
+        """Whether the CRM holds a person under this key (an erased subject's minimal record is nobody's data, and so
+        is an objection kept for a person not yet seen: a row never seen, ``first_seen_at`` empty)."""
         query = select(subjects.c.subject_key).where(
-            subjects.c.subject_key == subject_key, subjects.c.erased_at.is_(None)
+            subjects.c.subject_key == subject_key,
+            subjects.c.erased_at.is_(None),
+            subjects.c.first_seen_at.is_not(None),
         )
         with self.engine.connect() as conn:
             return conn.execute(query).first() is not None

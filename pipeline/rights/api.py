@@ -23,7 +23,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline import tracing
 from pipeline.db import ensure_schema
@@ -45,6 +45,7 @@ from pipeline.rights.tracker import (
     RequestView,
     StepClosure,
     UnknownSink,
+    personal_data_in,
 )
 
 log = get_logger(__name__)
@@ -153,9 +154,20 @@ class SubmittedOut(BaseModel):
     )
 
 
+def _names_nobody(reason: str) -> str:
+    """A reason a person writes is kept with the request's evidence: refused (422, field ``reason``, the value never
+    quoted) when it names an e-mail address or a phone number (``personal_data_in``)."""
+    found = personal_data_in(reason)
+    if found is not None:
+        raise ValueError(f"names {found}; it is kept with the request's evidence, so it must name nobody")
+    return reason
+
+
 class ExtendIn(BaseModel):
     months: int = Field(ge=1, le=2)
     reason: str = Field(min_length=10, max_length=2000)
+
+    _reason_names_nobody = field_validator("reason")(_names_nobody)
 
 
 class CloseStepIn(BaseModel):
@@ -171,8 +183,10 @@ class CloseStepIn(BaseModel):
         min_length=CLOSE_REASON_MIN_CHARS,
         max_length=CLOSE_REASON_MAX_CHARS,
         description="What was done and where, or why it cannot be done (a ticket number helps); no personal data is "
-        "needed, so name none",
+        "needed, so name none (a reason naming an e-mail address or a phone number is refused)",
     )
+
+    _reason_names_nobody = field_validator("reason")(_names_nobody)
 
 
 _schema_ready: set[int] = set()

@@ -80,6 +80,9 @@ class ErasureResult(CrmOutcome):
     """Website visitors (devices) the person had identified on, whose anonymous history went with them."""
     visitor_interactions_deleted: int = 0
     visitor_links_deleted: int = 0
+    interaction_audit_deleted: int = 0
+    """The CRM's audit rows of the erased interactions (``interaction_recorded``, ``subject_recollected``: an event id,
+    its kind, channel, purposes, consents and which fields the person gave): they went with what they describe."""
 
     def evidence(self) -> dict[str, Any]:
         """Every field but the subject key (the evidence is kept beside it), in field order, JSON-ready."""
@@ -311,6 +314,7 @@ class CrmRights:
                     return ErasureResult(subject_key, found=False)
                 _insert_bare(self.engine, conn, subject_key, at)  # a visitor known only from a person's link
             n_inter, n_ident, n_cons = _delete_personal(conn, subject_key)
+            n_audit = _delete_interaction_audit(conn, subject_key)
             # an old address kept as an alias of the person is forgotten with them
             n_alias = _rowcount(
                 conn.execute(delete(subject_aliases).where(subject_aliases.c.subject_key == subject_key))
@@ -321,7 +325,7 @@ class CrmRights:
             if (
                 row is not None
                 and row.erased_at is not None
-                and not (n_inter or n_ident or n_cons or n_alias or n_links)
+                and not (n_inter or n_ident or n_cons or n_alias or n_links or n_audit)
             ):
                 return ErasureResult(subject_key, found=True, already_erased=True, erased_at=row.erased_at)
             _empty(conn, subject_key, request_id, at)
@@ -336,6 +340,7 @@ class CrmRights:
                 visitors_erased=len(visitors),
                 visitor_interactions_deleted=n_visited,
                 visitor_links_deleted=n_links,
+                interaction_audit_deleted=n_audit,
             )
             _audit(
                 conn, subject_key, SUBJECT_ERASED, at=at, actor=actor, request_id=request_id, detail=result.evidence()
@@ -354,6 +359,7 @@ class CrmRights:
         if _lock_subject(conn, visitor_key) is None:
             _insert_bare(self.engine, conn, visitor_key, at)
         n_inter, _, _ = _delete_personal(conn, visitor_key)
+        _delete_interaction_audit(conn, visitor_key)
         _empty(conn, visitor_key, request_id, at)
         detail = {"interactions_deleted": n_inter, "with_subject": person_key}
         _audit(conn, visitor_key, "visitor_history_erased", at=at, actor=actor, request_id=request_id, detail=detail)
@@ -391,8 +397,13 @@ class CrmRights:
     def set_marketing_objection(
         self, subject_key: str, request_id: UUID, *, objected: bool = True, actor: str = RIGHTS_ACTOR
     ) -> FlagChange:
-        """Objection to direct marketing (policy 9.6): flag the subject and stop every direct-marketing purpose."""
-        return self._set_flag(
+        """Objection to direct marketing (policy 9.6): flag the subject and stop every direct-marketing purpose.
+
+        An objection received before the CRM knows the person (they answered a cold e-mail) is kept on a bare row
+        (key, timestamps, the flag; no personal data): the row their first contact creates then carries the
+        objection (the CRM sink keeps a row's flags), as sales must see it, and as ``restore verify`` compares it
+        with the suppression state. The result still says the CRM did not know the subject (``found`` false)."""
+        change = self._set_flag(
             subject_key,
             request_id,
             "marketing_objected",
@@ -401,6 +412,28 @@ class CrmRights:
             actor=actor,
             stops=lambda p: bool(p["direct_marketing"]),
         )
+        if change.found or not objected or is_visitor_key(subject_key):
+            return change
+        at = self._clock()
+        bare = {
+            "subject_key": subject_key,
+            "created_at": at,
+            "updated_at": at,
+            "marketing_objected": True,
+            "marketing_objected_at": at,
+            "marketing_allowed": False,
+        }
+        with self.engine.begin() as conn:
+            insert = dialect_insert(self.engine, subjects).on_conflict_do_nothing(index_elements=["subject_key"])
+            kept = _rowcount(conn.execute(insert.values(**bare))) > 0
+            if kept:
+                detail = {"marketing_allowed": False, "purposes_stopped": 0, "before_first_contact": True}
+                _audit(
+                    conn, subject_key, "marketing_objected", at=at, actor=actor, request_id=request_id, detail=detail
+                )
+        if not kept:  # the person's first contact was written meanwhile: flag it as for a known subject
+            return self.set_marketing_objection(subject_key, request_id, objected=objected, actor=actor)
+        return FlagChange(subject_key, found=False, changed=True, marketing_allowed=False)
 
     def set_restriction(
         self, subject_key: str, request_id: UUID, *, restricted: bool, actor: str = RIGHTS_ACTOR
@@ -857,6 +890,18 @@ def _delete_personal(conn: Connection, subject_key: str) -> tuple[int, int, int]
     )
 
 
+def _delete_interaction_audit(conn: Connection, subject_key: str) -> int:
+    """Delete the audit rows that describe a subject's interactions one by one (the CRM sink's
+    ``interaction_recorded`` and ``subject_recollected``, each naming its event): after an erasure they would tell
+    anyone reading the subject's audit (and the person, in a later access copy) what they sent, when, through which
+    channel, what they consented to and which fields they filled in, though the data is gone. The rights' own rows
+    (a request id, no event) stay: they are the record of the rights the person exercised, and the erasure's row
+    (``subject_erased``, with its counts) is what a restore is checked against."""
+    return _rowcount(
+        conn.execute(delete(audit).where(audit.c.subject_key == subject_key, audit.c.event_id.is_not(None)))
+    )
+
+
 def _rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -869,6 +914,8 @@ def _answer(outcome: CrmOutcome, **evidence: Any) -> EffectResult:
 
 
 def _flag(change: FlagChange) -> EffectResult:
+    if not change.found and change.changed:  # an objection kept for the person's first contact
+        return EffectResult.not_applicable(NOT_IN_CRM, kept_for_first_contact=True)
     return _answer(
         change,
         changed=change.changed,

@@ -57,7 +57,10 @@ KINDS_OF_A_KNOWN_SUBJECT = [
 
 @pytest.mark.parametrize(("kind", "extra"), KINDS_OF_A_KNOWN_SUBJECT)
 def test_a_subject_the_crm_never_knew_is_not_applicable(crm: CrmRights, kind: RightKind, extra: Any) -> None:
-    assert run(crm, command(kind, "sk_unknown", **extra)) == (SinkStatus.NOT_APPLICABLE, {"reason": NOT_IN_CRM})
+    # an objection is kept for the person's first contact (test_rights_objection_before_first_contact.py)
+    kept = {"kept_for_first_contact": True} if kind is RightKind.OBJECTION else {}
+    answer = (SinkStatus.NOT_APPLICABLE, {"reason": NOT_IN_CRM, **kept})
+    assert run(crm, command(kind, "sk_unknown", **extra)) == answer
 
 
 def test_a_right_the_crm_has_no_part_in_is_not_applicable(crm: CrmRights) -> None:
