@@ -44,6 +44,7 @@ from pipeline.models.records import AcceptedRecord, ContactRecord, DeadLetter, Q
 from pipeline.models.rights import AuditRecord, RightKind, SuppressionRecord
 from pipeline.models.spam import ClassifierVerdict, EngineResult
 from pipeline.models.tagged import SpamVerdict, tags_json
+from pipeline.normalize import subject_key
 from pipeline.processors import (
     ChainContext,
     ChainResult,
@@ -55,6 +56,7 @@ from pipeline.processors import (
     run_chain,
 )
 from pipeline.processors import rates as rate_windows
+from pipeline.processors.suppression import with_linked
 from pipeline.rights.commands import build_command
 from pipeline.runtime import Runtime
 from pipeline.sinks.base import backoff_delay
@@ -221,7 +223,7 @@ class ProcessingStep:
                     continue
                 if record is None or event is None:
                     raise ValueError("an opened record with neither an event nor outputs")
-                suppression = state.suppression.get(event.subject_key)
+                suppression = self._suppression_of(event, state)
                 ctx = unsuppressed if suppression is None else self._context(state, now, suppression, None, signals)
                 chain = run_chain(event, ctx)
                 outs = self.route(item, record, event, chain, now, raw=item.value)
@@ -270,7 +272,19 @@ class ProcessingStep:
         self, event: ContactEvent, state: ProcessingState, now: datetime, review: SpamVerdict | None = None
     ) -> ChainContext:
         """What the chain reads for ``event``: the policy and this batch's table state (``review``: a release)."""
-        return self._context(state, now, state.suppression.get(event.subject_key), review)
+        return self._context(state, now, self._suppression_of(event, state), review)
+
+    def _suppression_of(self, event: ContactEvent, state: ProcessingState) -> SuppressionRecord | None:
+        """The subject's suppression state, with what the person asked under the key their phone number alone gave
+        (a caller or a messenger contact objected, restricted or withdrew before their e-mail was known: policy
+        9.4, 9.6 and 9.8 hold for the person, ``with_linked``). Only an event naming both pays the extra key."""
+        table = state.suppression
+        own = table.get(event.subject_key)
+        person = event.person
+        if not table or person.email is None or person.phone is None:
+            return own
+        linked = table.get(subject_key(self.pepper, phone=person.phone))
+        return own if linked is None else with_linked(own, linked, event.subject_key)
 
     def _context(
         self,

@@ -21,6 +21,10 @@ class SuppressionView:
         self._data = data
         self._parsed: dict[bytes, tuple[bytes, SuppressionRecord]] = {}
 
+    def __bool__(self) -> bool:
+        """Whether any subject has a state (no state: nobody's contacts need a second key looked up)."""
+        return bool(self._data)
+
     def get(self, subject_key: str) -> SuppressionRecord | None:
         key = subject_key.encode()
         raw = self._data.get(key)

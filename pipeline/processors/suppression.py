@@ -69,6 +69,28 @@ def apply_suppression(
     return SuppressionEffect(state.marketing_objected, withdrawn)
 
 
+def with_linked(own: SuppressionRecord | None, linked: SuppressionRecord, subject_key: str) -> SuppressionRecord:
+    """The subject's state with what the person asked under the key of their phone number (``linked``: the key a
+    contact known only by that number had) added: an objection, a restriction and a withdrawal are the person's,
+    whichever key they were made under (policy 9.4, 9.6, 9.8). An erasure is not carried over: it erased what that
+    key held, and a new contact that names an e-mail as well is a new collection."""
+    base = own or SuppressionRecord(subject_key=subject_key, updated_at=linked.updated_at, request_id=linked.request_id)
+    if not (linked.marketing_objected or linked.restricted or linked.consent_withdrawn):
+        return base
+    withdrawn_at = {p: t for p in base.consent_withdrawn if (t := base.withdrawn_since(p))}
+    for purpose in linked.consent_withdrawn:
+        if (when := linked.withdrawn_since(purpose)) is not None:
+            withdrawn_at[purpose] = max(when, withdrawn_at.get(purpose, when))
+    return base.model_copy(
+        update={
+            "marketing_objected": base.marketing_objected or linked.marketing_objected,
+            "restricted": base.restricted or linked.restricted,
+            "consent_withdrawn": tuple(sorted({*base.consent_withdrawn, *linked.consent_withdrawn})),
+            "consent_withdrawn_at": withdrawn_at,
+        }
+    )
+
+
 def consented_again(event: ContactEvent, state: SuppressionRecord) -> frozenset[Purpose]:
     """The withdrawn purposes whose latest choice in ``event`` is a consent the person gave, by their own act, after
     the withdrawal (policy 9.8). Whether it is a valid basis on this channel is the tagging rule's to decide."""

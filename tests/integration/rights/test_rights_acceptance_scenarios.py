@@ -231,11 +231,6 @@ def test_a_person_known_by_phone_only_then_by_email_too(p: Pipeline) -> None:
     assert p.crm_show(phone) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an objection or restriction made under the key of a phone number does not reach the same person's "
-    "later contacts under the key of their e-mail (the chain and the sinks look up the e-mail's key only)",
-)
 def test_an_objection_made_by_phone_reaches_the_person_once_their_email_is_known(p: Pipeline) -> None:
     """9.6: an objection stops direct marketing to the person "as soon as we receive" it. A caller known by their
     number objects; weeks later they fill in the website's form with their e-mail and that number, ticking the

@@ -243,3 +243,42 @@ def test_the_sinks_recheck_leaves_an_unaffected_event_as_it_is() -> None:
     assert suppress_accepted(accepted.tagged, None, _CTX.policy.policy) is accepted.tagged
     lifted = _state(event, restricted=False)
     assert suppress_accepted(accepted.tagged, lifted, _CTX.policy.policy) is accepted.tagged
+
+
+# ---- what the person asked under the key of their phone number (with_linked) --------------------------------------
+
+
+def test_an_objection_restriction_or_withdrawal_made_under_the_phone_key_holds_for_the_person() -> None:
+    """A caller objected under the key their number gave (no e-mail known then); their later form names the e-mail
+    and that number: the objection is theirs (9.6), as a restriction (9.4) and a withdrawal (9.8) are. An erasure of
+    what the phone's key held is not carried over (the form is a new collection)."""
+    from pipeline.processors.suppression import with_linked
+
+    event = build_event(Channel.WEB_FORM)
+    phone = SuppressionRecord(
+        subject_key="sk_phone",
+        marketing_objected=True,
+        consent_withdrawn=(Purpose.FURTHER_CONTACT,),
+        consent_withdrawn_at={Purpose.FURTHER_CONTACT: NOW - timedelta(days=3)},
+        erased=True,
+        erased_at=NOW - timedelta(days=1),
+        erased_events=(erased_event_tag(uuid.uuid4()),),
+        updated_at=NOW - timedelta(days=1),
+        request_id=uuid.uuid4(),
+    )
+    merged = with_linked(None, phone, event.subject_key)
+    assert merged.subject_key == event.subject_key
+    assert merged.marketing_objected and not merged.restricted and not merged.erased and not merged.erased_events
+    assert merged.withdrawn_since(Purpose.FURTHER_CONTACT) == NOW - timedelta(days=3)
+    passed = _outcome(event, ChainContext(policy=_CTX.policy, now=NOW, pepper=b"p", suppression=merged))
+    assert isinstance(passed, Passed) and passed.tagged.tags.marketing_allowed is False
+    own = _state(
+        event, consent_withdrawn=(Purpose.FURTHER_CONTACT,), consent_withdrawn_at={Purpose.FURTHER_CONTACT: NOW}
+    )
+    restricted = phone.model_copy(update={"restricted": True, "marketing_objected": False})
+    both = with_linked(own, restricted, event.subject_key)
+    assert both.restricted and both.withdrawn_since(Purpose.FURTHER_CONTACT) == NOW  # the later withdrawal stands
+    dropped = _outcome(event, ChainContext(policy=_CTX.policy, now=NOW, pepper=b"p", suppression=both))
+    assert isinstance(dropped, Dropped) and dropped.reason is DropReason.SUBJECT_RESTRICTED
+    quiet = phone.model_copy(update={"marketing_objected": False, "consent_withdrawn": (), "consent_withdrawn_at": {}})
+    assert with_linked(own, quiet, event.subject_key) is own  # only an erasure there: nothing to add

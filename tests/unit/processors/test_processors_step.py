@@ -229,6 +229,25 @@ def test_suppression_state_from_the_table_drops(
     assert DropRecord.model_validate_json(outs[DROPS_TOPIC][0].value or b"").reason.value == reason
 
 
+def test_a_restriction_made_under_the_phone_key_drops_the_persons_form_with_their_email(
+    step: ProcessingStep, runtime: Runtime
+) -> None:
+    """The person was restricted while known only by their number (a caller); their form now names their e-mail and
+    that number: it is theirs, under the e-mail's key, and must not be processed (9.4). It was accepted."""
+    from pipeline.normalize import subject_key
+
+    event = build_event(person={"email": "ann@example.com", "phone": "+442079460000"})
+    phone_key = subject_key(runtime.settings.subject_key_pepper.get_secret_value().encode(), phone="+442079460000")
+    state = SuppressionRecord(subject_key=phone_key, restricted=True, updated_at=NOW, request_id=uuid.uuid4())
+    tables = ProcessingState(
+        suppression={phone_key.encode(): state.model_dump_json().encode()}, blocklist={}, anchors={}, rates={}
+    )
+    outs = _run(step, [_consumed(runtime, event)], tables)
+    assert DropRecord.model_validate_json(outs[DROPS_TOPIC][0].value or b"").reason.value == "subject_restricted"
+    alone = build_event(person={"email": "ann@example.com"})  # no number: the phone's state is not the person's
+    assert ACCEPTED_TOPIC in _run(step, [_consumed(runtime, alone)], tables)
+
+
 def test_state_updates_reach_the_table_and_the_changelog(step: ProcessingStep, runtime: Runtime) -> None:
     state = ProcessingState.in_memory()
     delivered = datetime(2024, 5, 1, tzinfo=UTC)
