@@ -10,9 +10,10 @@ JSON Lines, JSON arrays: pass ``--channel``); a directory is read recursively (m
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,7 +27,7 @@ from pipeline.config import Settings, get_settings
 from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.identity.operator import operator, operator_command, without_operator
 from pipeline.identity.permissions import Permission
-from pipeline.importer import FORMATS, records_at
+from pipeline.importer import FORMATS, ImportRecord, iter_records
 from pipeline.ingest.service import Submission, UnsupportedContentType, parse_submission
 from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
@@ -73,19 +74,27 @@ class Item:
     name: str
     raw: bytes
     content_type: str
+    skipped: str | None = None
+    """Why the file is no message and is not scored (``not_a_message``: a corpus's ``cmds``, TREC's index)."""
 
 
 def read_items(paths: Sequence[Path], fmt: str | None = None) -> Iterator[Item]:
-    """Every message of the files and directories, in path order (a file of unknown extension is one e-mail)."""
+    """Every message of the files and directories, in path order (a file of unknown extension is one e-mail), read
+    one file at a time; a file that is no message is one item with ``skipped`` set."""
     for path in paths:
         if not path.exists():
             raise typer.BadParameter(f"{path} does not exist")
-        records = records_at(path, fmt, mail=True)
+        records: Iterable[ImportRecord]
+        if path.is_dir():
+            records, several = iter_records(path, fmt, mail=True), True
+        else:  # one file: whether it holds several messages names them
+            records = listed = list(iter_records(path, fmt, mail=True))
+            several = len(listed) > 1
         for record in records:
             file, _, where = record.where.rpartition(": ") if path.is_dir() else ("", "", record.where)
             name = f"{path}/{file}" if file else str(path)
-            many = where != "file" and (file or len(records) > 1)
-            yield Item(f"{name} ({where})" if many else name, record.raw, record.content_type)
+            many = where != "file" and (bool(file) or several)
+            yield Item(f"{name} ({where})" if many else name, record.raw, record.content_type, record.skipped)
 
 
 def _batches(items: Iterator[Item], size: int = BATCH) -> Iterator[list[Item]]:
@@ -135,6 +144,10 @@ class SpamPath:
         out: list[Scored] = []
         now = datetime.now(UTC)
         for item in batch:
+            if item.skipped is not None:
+                why = f"{item.skipped}: it opens with no header field (a corpus's cmds or index, a README)"
+                out.append(Scored(item, None, None, rejected=why, outcome="skipped"))
+                continue
             try:
                 parsed = parse_submission(
                     Submission(SOURCE_ID, channel, item.raw, item.content_type), self.runtime.pepper, now
@@ -188,7 +201,9 @@ class SpamPath:
         if signals is None:  # the commands refuse before reading a file (_require_engine)
             raise RuntimeError(ENGINE_OFF)
         scored = self.score(batch, channel)
-        counts["rejected"] = sum(1 for s in scored if s.event is None)
+        counts["rejected"] = sum(1 for s in scored if s.event is None and s.outcome != "skipped")
+        if skipped := sum(1 for s in scored if s.outcome == "skipped"):
+            counts["skipped (not a message)"] = skipped
         learnable = [s for s in scored if s.event is not None]
         for outcomes in pool.map(lambda s: signals.learn(s.event, s.raw, label, s.engine), learnable):
             for part, outcome in zip(("engine", "classifier"), outcomes, strict=True):
@@ -206,7 +221,8 @@ def score_line(scored: Scored) -> dict[str, Any]:
         line.update(event_id=str(event.event_id), channel=event.channel.value)
     verdict = scored.verdict
     if verdict is None:
-        line.update(verdict="rejected" if event is None else scored.outcome, detail=scored.rejected)
+        skipped = scored.outcome == "skipped"
+        line.update(verdict="rejected" if event is None and not skipped else scored.outcome, detail=scored.rejected)
         return line
     line.update(
         verdict="spam" if verdict.is_spam else "ham",
@@ -230,25 +246,81 @@ def _path(settings: Settings) -> SpamPath:
     return SpamPath(settings, Runtime(settings), compile_policy(load_policy(settings.policy_file)))
 
 
+@dataclass
+class ScoreSummary:
+    """What ``spam score`` saw, counted: every item is a verdict, a rejection by reason, or a skipped file."""
+
+    items: int = 0
+    verdicts: collections.Counter[str] = field(default_factory=collections.Counter)
+    outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
+    rejected: collections.Counter[str] = field(default_factory=collections.Counter)
+    skipped: int = 0
+    engine_unavailable: int = 0
+
+    def add(self, scored: Scored) -> None:
+        self.items += 1
+        if scored.outcome == "skipped":
+            self.skipped += 1
+        elif scored.verdict is not None:
+            self.verdicts["spam" if scored.verdict.is_spam else "ham"] += 1
+            self.outcomes[scored.outcome] += 1
+        else:  # refused by the adapter, a receipt, or dropped or failed by the chain
+            self.rejected[(scored.rejected or "unknown").partition(":")[0]] += 1
+        if isinstance(scored.engine, EngineUnavailable):
+            self.engine_unavailable += 1
+
+    def lines(self) -> list[str]:
+        judged = sum(self.verdicts.values())
+        out = [
+            f"{self.items} read = {judged} judged ({self.verdicts['spam']} spam, {self.verdicts['ham']} ham) "
+            f"+ {sum(self.rejected.values())} not judged + {self.skipped} skipped (not a message)"
+        ]
+        if self.outcomes:
+            out.append("  as the worker would: " + ", ".join(f"{k} {v}" for k, v in self.outcomes.most_common()))
+        if self.rejected:
+            out.append("  not judged: " + ", ".join(f"{k} {v}" for k, v in self.rejected.most_common()))
+        if self.engine_unavailable:
+            out.append(f"  the engine gave no verdict for {self.engine_unavailable} (spam_engine_unavailable)")
+        return out
+
+
 @operator_command(Permission.REVIEW_READ)
 def score(
     paths: Annotated[list[Path], typer.Argument(help="Files or directories (.eml, mbox, maildir, import formats).")],
     channel: ChannelOption = Channel.EMAIL,
     fmt: FormatOption = None,
+    each: Annotated[
+        bool | None,
+        typer.Option(
+            "--each/--summary",
+            help="One JSON line per message on stdout (default when stdout is not a terminal), or the summary alone.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Score messages through the worker's path; one JSON line per message with the verdict and every signal.
 
+    The counts (judged as spam or ham, what the worker would do, what was not judged and why, files that are no
+    message) end the output on stderr; on a terminal they are all that is shown unless --each.
+
     Example: leadpipe spam score suspicious.eml ~/Maildir/cur
+
+    Example: leadpipe spam score --summary spam-corpus/
     """
     settings = get_settings()
     spam = _path(settings)
     if spam.signals is None:
         typer.echo(f"{ENGINE_OFF}: the policy's rules alone score (as the worker does)", err=True)
+    if each is None:
+        each = not sys.stdout.isatty()
+    summary = ScoreSummary()
     warned = False
     try:
         for batch in _batches(read_items(paths, fmt)):
             for scored in spam.score(batch, channel):
-                typer.echo(orjson.dumps(score_line(scored)).decode())
+                summary.add(scored)
+                if each:
+                    typer.echo(orjson.dumps(score_line(scored)).decode())
                 if not warned and isinstance(scored.engine, EngineUnavailable):
                     warned = True
                     typer.echo(
@@ -257,8 +329,14 @@ def score(
                         "or score with the policy's rules alone (LEADPIPE_SPAM_ENGINE_ENABLED=false)",
                         err=True,
                     )
+            if not each and sys.stderr.isatty():
+                typer.echo(f"\r{summary.items} scored", nl=False, err=True)
     finally:
         spam.close()
+    if not each and sys.stderr.isatty():
+        typer.echo("", err=True)
+    for line in summary.lines():
+        typer.echo(line, err=True)
 
 
 @operator_command(Permission.REVIEW_DECIDE)
