@@ -91,7 +91,12 @@ class SqlKeyStore:
     """
 
     def __init__(
-        self, engine: Engine, kek: bytes, recheck_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+        self,
+        engine: Engine,
+        kek: bytes,
+        recheck_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_cached: int = 50_000,
     ) -> None:
         if len(kek) != 32:
             raise ValueError("the key-encryption key must be 32 bytes")
@@ -99,6 +104,7 @@ class SqlKeyStore:
         self._kek = kek
         self._recheck_s = recheck_s
         self._clock = clock
+        self._max_cached = max_cached
         self._lock = threading.Lock()
         self._by_id: dict[str, tuple[float, bytes]] = {}  # key id -> (confirmed at, key)
         self._active: dict[str, tuple[float, str]] = {}  # scope -> (confirmed at, key id of its live generation)
@@ -154,6 +160,26 @@ class SqlKeyStore:
                     del self._active[scope]
             for key_id, key in alive:
                 self._by_id[key_id] = (stamp, key)
+            if len(self._by_id) > self._max_cached or len(self._active) > self._max_cached:
+                self._prune(stamp)
+
+    def _prune(self, stamp: float) -> None:
+        """Bound the cache (a long-running API or import meets a new person, so a new key, with nearly every
+        request: unbounded, it grew by ~1 KB a person for as long as the process lived). What the database confirmed
+        more than ``recheck_s`` before ``stamp`` is trusted no more (only this batch's confirmations and fresh ones
+        are), so it goes; if half the bound is still taken, everything but ``stamp``'s own confirmations goes. Either
+        way a key is only read again from the database, never used unconfirmed. Amortised: runs once the bound is
+        crossed, and leaves at most half of it. Call with the lock held."""
+        cutoff = stamp - self._recheck_s
+        for kept in (self._by_id, self._active):
+            stale = [name for name, entry in kept.items() if entry[0] < cutoff]
+            for name in stale:
+                del kept[name]
+        if len(self._by_id) > self._max_cached // 2 or len(self._active) > self._max_cached // 2:
+            for kept in (self._by_id, self._active):
+                older = [name for name, entry in kept.items() if entry[0] != stamp]
+                for name in older:
+                    del kept[name]
 
     def _activate(self, stamp: float, scope: str, key_id: str, key: bytes) -> None:
         """Make ``key_id`` the scope's sealing key; every older generation is destroyed (only the latest can live)."""

@@ -277,3 +277,25 @@ def test_destroy_up_to_a_moment_spares_what_came_after(keystore: SqlKeyStore) ->
     assert fresh.open(after) == b"came back" and fresh.open(later_shared) == b"a later list naming them"
     assert keystore.live_keys({scope: erased_at}) == {}
     assert keystore.live_scopes("record:import-") == {later_payload}
+
+
+def test_the_cache_stays_bounded_over_many_new_people_and_every_key_still_works(keystore: SqlKeyStore) -> None:
+    """A long-running API meets a new person (a new key) with nearly every request: the cache kept every key it had
+    seen for as long as the process lived (~1 KB a person, measured growing with a 20,000-message import). It is
+    bounded now, and what left it is read from the database again, never used unconfirmed."""
+    clock = Clock()
+    store = SqlKeyStore(keystore._engine, KEK, recheck_s=1.0, clock=clock, max_cached=20)
+    sealer = Sealer(store)
+    sealed = []
+    for batch in range(12):
+        scopes = [subject_scope(f"sk_new_{batch}_{n}") for n in range(5)]
+        store.warm(scopes)  # the API's group commit: one batch of new people
+        sealed += [sealer.seal(scope, scope.encode()) for scope in scopes]
+        clock.now += 0.4
+        assert len(store._by_id) <= 20 + 5 and len(store._active) <= 20 + 5  # the bound, plus one batch
+    store.preload(s.key_id for s in sealed)  # a reader's batch of every record: all 60 keys at once
+    assert [sealer.open(s) for s in sealed] == [s.key_id.rpartition("#")[0].encode() for s in sealed]
+    clock.now += 5
+    store.warm([subject_scope("sk_next")])  # the next batch: the one above (60 keys at once) is stale now
+    assert len(store._by_id) <= 20 + 1 and len(store._active) <= 20 + 1
+    assert sealer.open(sealed[0]) == sealed[0].key_id.rpartition("#")[0].encode()  # left the cache: read again
