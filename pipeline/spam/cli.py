@@ -27,7 +27,7 @@ from pipeline.config import Settings, get_settings
 from pipeline.crypto.sealing import KeyDestroyedError
 from pipeline.identity.operator import operator, operator_command, without_operator
 from pipeline.identity.permissions import Permission
-from pipeline.importer import FORMATS, ImportRecord, iter_records
+from pipeline.importer import FORMATS, ImportRecord, is_mail, iter_records
 from pipeline.ingest.service import Submission, UnsupportedContentType, parse_submission
 from pipeline.kafka.consumer import read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
@@ -42,6 +42,7 @@ from pipeline.policy.model import load_policy
 from pipeline.processors import ChainContext, Dropped, Failed, Passed, Quarantined, compile_policy, run_chain
 from pipeline.processors.compiled import CompiledPolicy
 from pipeline.runtime import Runtime
+from pipeline.sources.base import Problem
 from pipeline.spam.engine import Label
 from pipeline.spam.launcher import CHART_ENGINE, LocalSpamEngine, SpamEngineLaunchError, rspamd_config
 from pipeline.spam.render import email_of_payload
@@ -120,6 +121,13 @@ class Scored:
     outcome: str = "rejected"
     engine: EngineResult | None = None
     classifier: ClassifierVerdict | None = None
+    no_sender: bool = False
+    """Mail without a sender (Enron-Spam's corpus has none): judged on its content, as the worker never will (it
+    dead-letters it ``no_identity``: no contact to keep)."""
+
+
+#: What a sender-less message is parsed with for ``spam score`` alone: the engine still gets the message as it is.
+_NO_SENDER = b"From: no-sender@example.com\n"
 
 
 class SpamPath:
@@ -155,6 +163,19 @@ class SpamPath:
             except UnsupportedContentType as exc:
                 out.append(Scored(item, None, None, rejected=f"unsupported_content_type: {exc}"))
                 continue
+            no_sender = False
+            if (
+                not parsed.accepted
+                and channel is Channel.EMAIL
+                and _only_no_sender(parsed.problems)
+                and is_mail(item.raw[:4096])  # a message without a sender, not text without any header
+            ):
+                # a corpus without senders (Enron-Spam) still has content to judge: parsed with a stand-in sender
+                again = parse_submission(
+                    Submission(SOURCE_ID, channel, _NO_SENDER + item.raw, item.content_type), self.runtime.pepper, now
+                )
+                if again.accepted and again.ignored is None:
+                    parsed, no_sender = again, True
             if not parsed.accepted:
                 problem = parsed.problems[0]
                 out.append(Scored(item, None, None, rejected=f"{problem.reason}: {problem.message}"))
@@ -165,7 +186,7 @@ class SpamPath:
             raws: list[bytes | None] = [None] * len(parsed.events)
             if channel is Channel.EMAIL:
                 raws = [item.raw] * len(parsed.events)  # split_records gave one message per item
-            out.extend(Scored(item, e, r) for e, r in zip(parsed.events, raws, strict=True))
+            out.extend(Scored(item, e, r, no_sender=no_sender) for e, r in zip(parsed.events, raws, strict=True))
         return out
 
     def score(self, batch: Sequence[Item], channel: Channel) -> list[Scored]:
@@ -184,7 +205,7 @@ class SpamPath:
             each.engine = engine.get(each.event.event_id)
             each.classifier = classifier.get(each.event.event_id)
             outcome = run_chain(each.event, ctx).outcome
-            each.outcome = outcome.label
+            each.outcome = "dead_letter" if each.no_sender else outcome.label  # what the worker would do with it
             if isinstance(outcome, Passed | Quarantined):
                 each.verdict = outcome.tagged.tags.spam
             elif isinstance(outcome, Dropped):
@@ -213,6 +234,12 @@ class SpamPath:
         return counts
 
 
+def _only_no_sender(problems: Sequence[Problem]) -> bool:
+    """Whether a message was refused only for having no sender (nothing else is wrong with it)."""
+    fatal = [p for p in problems if p.fatal]
+    return bool(fatal) and all(p.reason == "no_identity" for p in fatal)
+
+
 def score_line(scored: Scored) -> dict[str, Any]:
     """One JSON line: the verdict, score and threshold, every policy rule and engine symbol with its weight."""
     line: dict[str, Any] = {"file": scored.item.name}
@@ -233,6 +260,8 @@ def score_line(scored: Scored) -> dict[str, Any]:
         engine=verdict.engine.model_dump(mode="json") if verdict.engine is not None else None,
         classifier=verdict.classifier.model_dump(mode="json") if verdict.classifier is not None else None,
     )
+    if scored.no_sender:
+        line["note"] = "no sender: judged on its content; the worker would dead-letter it (no_identity)"
     return line
 
 
@@ -256,9 +285,11 @@ class ScoreSummary:
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     skipped: int = 0
     engine_unavailable: int = 0
+    no_sender: int = 0
 
     def add(self, scored: Scored) -> None:
         self.items += 1
+        self.no_sender += scored.no_sender and scored.verdict is not None
         if scored.outcome == "skipped":
             self.skipped += 1
         elif scored.verdict is not None:
@@ -277,6 +308,11 @@ class ScoreSummary:
         ]
         if self.outcomes:
             out.append("  as the worker would: " + ", ".join(f"{k} {v}" for k, v in self.outcomes.most_common()))
+        if self.no_sender:
+            out.append(
+                f"  of the judged, {self.no_sender} without a sender: judged on their content; the worker would "
+                "dead-letter them (no_identity: no contact to keep)"
+            )
         if self.rejected:
             out.append("  not judged: " + ", ".join(f"{k} {v}" for k, v in self.rejected.most_common()))
         if self.engine_unavailable:
