@@ -70,7 +70,11 @@ def list_letters(
             typer.echo(json.dumps({**document, **letter.model_dump(mode="json", exclude={"payload"})}))
             continue
         where = (
-            f"{letter.source_topic}:{letter.source_partition}:{letter.source_offset}" if letter.source_topic else "-"
+            f"{letter.source_topic}:{letter.source_partition}:{letter.source_offset}"
+            if letter.source_topic
+            else f"{letter.channel.value} ({letter.content_type.partition(';')[0]})"  # refused at ingest: what it was
+            if letter.channel
+            else "-"
         )
         again = f"  (x{found.times})" if found.times > 1 else ""
         typer.echo(

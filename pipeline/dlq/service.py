@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from pipeline.crypto.sealing import KeyDestroyedError
+from pipeline.ingest.service import IngestService, Parsed, Submission, UnsupportedContentType
 from pipeline.kafka.consumer import Record, read_to_end
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.logging import get_logger
@@ -31,7 +32,7 @@ from pipeline.models.identity import Principal
 from pipeline.models.records import DeadLetter
 from pipeline.models.rights import AuditRecord
 from pipeline.runtime import Runtime
-from pipeline.topics import AUDIT_TOPIC, DLQ_TOPICS
+from pipeline.topics import AUDIT_TOPIC, DLQ_TOPICS, raw_topic
 
 log = get_logger(__name__)
 
@@ -116,15 +117,86 @@ class DeadLetterService:
         return self.runtime.codec.sealer.open(letter.payload)
 
     def replay(self, letters: Sequence[Found], *, by: Principal, dry_run: bool = False) -> list[Replay]:
-        """Publish each dead letter's payload back onto its source topic, with one audit record per replay.
+        """Publish each dead letter's payload back onto its source topic, with one audit record per replay; an
+        ingest dead letter (no topic to go back to) is read again by its channel's adapter and published as the
+        contacts it now reads as (``_reingest``), or said why not.
 
         All replays of one call are published together and confirmed by the broker before this returns."""
-        results, outgoing = plan_replays(letters, self.payload, by=by, now=datetime.now(UTC), dry_run=dry_run)
+        now = datetime.now(UTC)
+        again = [f for f in letters if _reingestable(f.letter)]
+        results, outgoing = plan_replays(
+            [f for f in letters if not _reingestable(f.letter)], self.payload, by=by, now=now, dry_run=dry_run
+        )
+        results += self._reingest(again, by=by, now=now, dry_run=dry_run)
         if outgoing:
-            if self.publisher is None:
-                self.publisher = ConfirmingPublisher(self.settings)
-            self.publisher.publish(outgoing)
+            self._publisher().publish(outgoing)
             log.info("dlq_replayed", records=len(outgoing) // 2, principal_id=by.principal_id)
+        order = {f.letter.dead_letter_id: i for i, f in enumerate(letters)}
+        return sorted(results, key=lambda r: order.get(r.dead_letter_id, len(order)))
+
+    def _publisher(self) -> ConfirmingPublisher:
+        if self.publisher is None:
+            self.publisher = ConfirmingPublisher(self.settings)
+        return self.publisher
+
+    def _reingest(self, letters: Sequence[Found], *, by: Principal, now: datetime, dry_run: bool) -> list[Replay]:
+        """Ingest dead letters read again by their channel's adapter, as it reads now (a source fixed since, an
+        adapter that learned the format): what reads as contacts is sealed and published like any submission
+        (source id ``REINGEST_SOURCE``; the same letter replayed twice gets the same event ids) with an audit record
+        each; what is still refused is said with its reason and publishes nothing (its dead letter is the one
+        listed)."""
+        if not letters:
+            return []
+        service = IngestService(self.runtime, self._publisher() if not dry_run else None)  # type: ignore[arg-type]
+        results: list[Replay] = []
+        ready: list[tuple[Found, Parsed]] = []
+        for found in letters:
+            letter = found.letter
+            assert letter.channel is not None
+            target = raw_topic(letter.channel)
+            try:
+                payload = self.payload(letter)
+            except KeyDestroyedError:
+                results.append(Replay(letter.dead_letter_id, "erased", target, "the subject was erased since"))
+                continue
+            if payload is None:
+                results.append(
+                    Replay(letter.dead_letter_id, "no_payload", target, "the dead letter carries no payload")
+                )
+                continue
+            try:
+                parsed = service.parse(Submission(REINGEST_SOURCE, letter.channel, payload, letter.content_type))
+            except UnsupportedContentType as exc:
+                results.append(Replay(letter.dead_letter_id, "not_replayable", None, f"{exc}"))
+                continue
+            if (why := _still_refused(parsed)) is not None:
+                results.append(Replay(letter.dead_letter_id, "not_replayable", None, why))
+            elif dry_run:
+                results.append(
+                    Replay(
+                        letter.dead_letter_id, "would_replay", target, f"reads now as {len(parsed.events)} contact(s)"
+                    )
+                )
+            else:
+                ready.append((found, parsed))
+        if not ready:
+            return results
+        submitted = service.seal_and_publish([parsed for _, parsed in ready])
+        audits: list[Outgoing] = []
+        for (found, parsed), result in zip(ready, submitted, strict=True):
+            letter = found.letter
+            target = raw_topic(parsed.submission.channel)
+            if not result.accepted:  # sealed too large for its topic since: nothing of it was published
+                detail = "; ".join(p.message for p in result.problems) or (result.reason or "not accepted")
+                results.append(Replay(letter.dead_letter_id, "not_replayable", None, detail))
+                continue
+            subject = result.subject_keys[0] if result.subject_keys else letter.subject_key
+            audit = _audit(letter, found.topic, by, now, to_topic=target, subject_key=subject)
+            audits.append(Outgoing(AUDIT_TOPIC, subject, audit))
+            results.append(Replay(letter.dead_letter_id, "replayed", target, f"{len(result.event_ids)} event(s)"))
+        if audits:
+            self._publisher().publish(audits)
+            log.info("dlq_reingested", letters=len(audits), principal_id=by.principal_id)
         return results
 
 
@@ -208,19 +280,50 @@ def plan_replays(
     return results, outgoing
 
 
-def _audit(letter: DeadLetter, topic: str, by: Principal, now: datetime) -> AuditRecord:
+def _audit(
+    letter: DeadLetter,
+    topic: str,
+    by: Principal,
+    now: datetime,
+    *,
+    to_topic: str | None = None,
+    subject_key: str | None = None,
+) -> AuditRecord:
     return AuditRecord.new(
         by.actor,
         "dead_letter_replayed",
         at=now,
         principal=by,
-        subject_key=letter.subject_key,
+        subject_key=subject_key or letter.subject_key,
         event_id=letter.event_id,
         detail={
             "dead_letter_id": str(letter.dead_letter_id),
             "dead_letter_topic": topic,
             "stage": letter.stage,
             "reason": letter.reason,
-            "to_topic": letter.source_topic,
+            "to_topic": to_topic or letter.source_topic,
         },
+    )
+
+
+#: The source id an ingest dead letter is read again under: the letter keeps its channel and content type, not the
+#: id of the source that sent it.
+REINGEST_SOURCE = "dlq-replay"
+
+
+def _reingestable(letter: DeadLetter) -> bool:
+    """An ingest dead letter (refused by its adapter: no topic to go back to) whose channel is known."""
+    return letter.source_topic is None and letter.stage == "ingest" and letter.channel is not None
+
+
+def _still_refused(parsed: Parsed) -> str | None:
+    """Why a dead letter read again is still not taken (the reasons and fields, never values), or None."""
+    if parsed.ignored is not None:
+        return f"reads now as {parsed.ignored}: it names no contact, there is nothing to publish"
+    if parsed.accepted:
+        return None
+    problems = "; ".join(f"{p.field or 'payload'}: {p.message}" for p in parsed.problems)
+    return (
+        f"still refused at ingest ({parsed.problems[0].reason}: {problems[:300]}): fix the source (or the payload: "
+        "`leadpipe dlq show --payload`, corrected, sent again or loaded with `leadpipe import`) and replay it"
     )

@@ -49,6 +49,14 @@ WORKER_HEALTHCHECK_S = 60
 
 _STATUS_431 = b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
 _STATUS_408 = b"HTTP/1.1 408 Request Timeout\r\n"
+_STATUS_400 = b"HTTP/1.1 400 Bad Request\r\n"
+#: What a request httptools cannot parse is told (uvicorn's own answer, "Invalid HTTP request received.", said
+#: neither what nor carried the security headers).
+NOT_HTTP = (
+    "not a valid HTTP/1.1 request: its request line (a raw non-ASCII or space in the URL: percent-encode it), a "
+    "header, or its body's framing (Content-Length and Transfer-Encoding both, two lengths, a bad chunk size) "
+    "cannot be read"
+)
 #: How long a refused connection's further input is read and dropped before it is closed.
 _DRAIN_S = 2.0
 #: How often each server's connections are checked against their deadlines (a deadline is kept within this).
@@ -151,11 +159,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(_STATUS_408, f"the request's body was not complete within {self._body_s:g} s")
 
     def send_400_response(self, msg: str) -> None:
-        """httptools turns an exception in a callback into a parser error; ours means too many header fields."""
+        """httptools turns an exception in a callback into a parser error, ours meaning too many header fields; any
+        other is a request it cannot parse, answered with what to check and the security headers."""
         if self._fields > self._max_fields:
             self._refuse(_STATUS_431, f"the request has more than {self._max_fields} header fields")
             return
-        super().send_400_response(msg)
+        self._refuse(_STATUS_400, NOT_HTTP)
 
     def _refuse(self, status: bytes, message: str) -> None:
         self._refused = True

@@ -27,6 +27,7 @@ import hmac
 import time
 import uuid
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -170,19 +171,22 @@ class IngestFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Whether the request was a webhook post (or a check of its URL), then answered here."""
+        path: str = scope["path"]
+        if not path.startswith(SOURCES_PATH):
+            return False
         method = scope["method"]
-        if method == "POST":
+        source_id = path[len(SOURCES_PATH) : -1 if path.endswith("/") else None]
+        handler: Callable[[str, Request], Awaitable[Response]]
+        if not source_id:
+            return False  # the collection itself: FastAPI's answer
+        if "/" in source_id:  # no source is named so ("..%2Fx", "a/b"): the API's own refusal, not FastAPI's
+            handler = _no_such_source
+        elif method == "POST":
             handler = submit
         elif method in ("GET", "HEAD"):
             handler = verify
         else:
-            return False
-        path: str = scope["path"]
-        if not path.startswith(SOURCES_PATH):
-            return False
-        source_id = path[len(SOURCES_PATH) : -1 if path.endswith("/") else None]
-        if not source_id or "/" in source_id:
-            return False
+            handler = _other_method
         try:
             response = await handler(source_id, Request(scope, receive))
         except Exception:
@@ -196,6 +200,31 @@ class IngestFastPath:
         headers = complete_headers(response.raw_headers, self.security)
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
+
+
+#: The methods a source's URL answers (``Allow`` of a 405, and of an ``OPTIONS``).
+ALLOWED_METHODS = "POST, GET, HEAD, OPTIONS"
+
+
+async def _no_such_source(source_id: str, request: Request) -> Response:
+    """A path under ``/v1/sources/`` that names no source: one with a ``/`` in it (``a/b``, ``..%2Fx`` decoded)."""
+    return _refuse(get_metrics(request), 404, "unknown_source", "no source with this id is configured")
+
+
+async def _other_method(source_id: str, request: Request) -> Response:
+    """``OPTIONS`` is answered with the methods the URL takes (no CORS: a source's credentials never belong in a
+    browser, so no browser posts here itself); any other method is refused 405 with them, in the API's shape."""
+    allow = {"Allow": ALLOWED_METHODS}
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers=allow)
+    return _refuse(
+        get_metrics(request),
+        405,
+        "method_not_allowed",
+        f"a source's URL takes POST (the payload) and GET or HEAD (a check of the URL), not {request.method[:20]}",
+        headers=allow,
+        source_id=source_id[:200],
+    )
 
 
 def _state(request: Request) -> IngestState:
@@ -297,6 +326,29 @@ def _signature_check(auth: SourceAuth, body: bytes, request: Request, source_id:
         log.info("source_secret_matched", source_id=source_id, secret_id=checked.matched)
     secret = next((s.secret for s in secrets if s.id == checked.matched), None)
     return SignatureCheck(secret, checked.problem)
+
+
+#: What a refusal for the signed time says (the signature may be right: the time it signs is not now); a time ahead
+#: of the clock is ``stale_timestamp`` too (the reason senders know), said as it is.
+TIME_PROBLEMS = {
+    "stale_timestamp": "the signed timestamp is more than {tolerance}s from the server's clock (a replayed or delayed "
+    "request, or a sender's clock off): sign each request when sending it",
+    "ahead": "the signed timestamp is more than {tolerance}s ahead of the server's clock (the sender's "
+    "clock is fast): sign each request with the current Unix time in seconds",
+    "timestamp_in_milliseconds": "the signed timestamp is in milliseconds: send (and sign) the Unix time in seconds",
+}
+
+
+def _ahead(auth: SourceAuth, request: Request, body: bytes, content_type: str) -> bool:
+    """Whether the time a refused request signs is ahead of the server's clock (the sender's clock is fast)."""
+    found = signatures.presented(auth.signature, request.headers.get, body, content_type)
+    return isinstance(found, signatures.Presented) and found.signed_at is not None and found.signed_at > time.time()
+
+
+def _repeated(request: Request, name: str) -> bool:
+    """Whether a header came more than once with different values (a proxy that added its own, a sender's bug)."""
+    values = request.headers.getlist(name)
+    return len(values) > 1 and len({value.strip() for value in values}) > 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,16 +477,25 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
         service.check_content_type(channel, content_type)
     except UnsupportedContentType as exc:
         metrics.request(channel, "refused")
-        return _refuse(refusals, 415, "unsupported_content_type", str(exc), source_id=source_id)
+        reason, message = "unsupported_content_type", str(exc)
+        if not content_type.strip():
+            reason = "missing_content_type"
+            message = f"the request has no Content-Type; {channel.value} reads one of: {', '.join(exc.accepted)}"
+        elif "/" not in content_type.partition(";")[0]:  # the parser reads a header it cannot parse as text/plain
+            message = f"the Content-Type is not a media type; {channel.value} reads one of: {', '.join(exc.accepted)}"
+        return _refuse(refusals, 415, reason, message, source_id=source_id)
     wbits: int | None = None
     if (encoding := request.headers.get("content-encoding")) is not None:
-        if (encoding := encoding.strip().lower()) not in ENCODINGS:
+        # the codings in the order applied (RFC 9110 8.4); "identity" is none, so "identity, gzip" is gzip
+        codings = [c for c in (c.strip().lower() for c in encoding.split(",")) if c and c != "identity"]
+        encoding = codings[0] if len(codings) == 1 else ", ".join(codings) or "identity"
+        if encoding not in ENCODINGS:
             metrics.request(channel, "refused")
             return _refuse(
                 refusals,
                 415,
                 "unsupported_content_encoding",
-                f"Content-Encoding {encoding[:40]!r} is not read; send gzip, deflate or none",
+                f"Content-Encoding {encoding[:40]!r} is not read; send one of gzip, deflate, or none",
                 source_id=source_id,
             )
         wbits = ENCODINGS[encoding]
@@ -445,6 +506,7 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
             metrics.request(channel, "refused")
             return refused
     elif not has_credentials(auth):
+        metrics.request(channel, "refused")
         return _refuse(
             refusals,
             401,
@@ -465,6 +527,7 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
     limit = state.limits[channel]
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
+        metrics.request(channel, "refused")
         return _refuse(refusals, 413, "too_large", f"the body exceeds {limit} bytes", source_id=source_id)
     chunks: list[bytes] = []
     size = 0
@@ -472,6 +535,7 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
+                metrics.request(channel, "refused")
                 return _refuse(refusals, 413, "too_large", f"the body exceeds {limit} bytes", source_id=source_id)
             chunks.append(chunk)
     except ClientDisconnect:  # the client hung up (or the server timed its body out): nobody reads an answer
@@ -479,6 +543,17 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
         log.debug("ingest_aborted", source_id=source_id, received=size)
         return Response(status_code=499)
     body = b"".join(chunks)
+    if not body and declared is None and "transfer-encoding" not in request.headers:
+        # HTTP/1.0 (or a client's bug): a body sent without its length is not read, so the request carries none;
+        # answering it as a bad signature or an empty payload would hide why
+        metrics.request(channel, "refused")
+        return _refuse(
+            refusals,
+            411,
+            "length_required",
+            "the request has no Content-Length (nor Transfer-Encoding: chunked), so it has no body: send its length",
+            source_id=source_id,
+        )
     if wbits is not None:
         try:
             inflated = decompressed(body, wbits, limit)
@@ -488,6 +563,7 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
                 refusals, 400, "bad_content_encoding", f"the body is not {encoding} data", source_id=source_id
             )
         if inflated is None:
+            metrics.request(channel, "refused")
             return _refuse(
                 refusals, 413, "too_large", f"the decompressed body exceeds {limit} bytes", source_id=source_id
             )
@@ -496,7 +572,12 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
     replay: ReplayKey | None = None
     delivery = request.headers.get(DELIVERY_HEADER)
     if by_key is None and (auth.hmac_secret is not None or auth.hmac_secrets):
-        signature = _signature_check(auth, body, request, source_id)
+        repeated = [name for name in signatures.request_headers(auth.signature) if _repeated(request, name)]
+        signature = (
+            SignatureCheck(None, "repeated_signature_header")
+            if repeated
+            else _signature_check(auth, body, request, source_id)
+        )
         if problem := signature.problem:
             metrics.request(channel, "refused")
             wanted = (
@@ -504,10 +585,14 @@ async def _submit(source_id: str, request: Request, trace: bytes | None) -> Resp
                 if auth.signature == "leadpipe"
                 else f"a valid {signatures.header_names(auth.signature)} ({auth.signature}) is required"
             )
-            if problem == "stale_timestamp":  # the signature may be right: the time it signs is not now
-                wanted = (
-                    f"the signed timestamp is more than {settings.ingest_signature_tolerance_s:g}s from the server's "
-                    "clock (a replayed or delayed request, or a sender's clock off): sign each request when sending it"
+            if repeated:  # which one was signed? Answering by the first would accept or refuse by header order
+                wanted = f"{' and '.join(repeated)} sent more than once with different values: send each once"
+            elif problem == "bad_timestamp":
+                wanted = f"{signatures.timestamp_name(auth.signature)} is not a Unix time in digits"
+            elif problem in TIME_PROBLEMS:  # the signature may be right: the time it signs is not now
+                ahead = problem == "stale_timestamp" and _ahead(auth, request, body, content_type)
+                wanted = TIME_PROBLEMS["ahead" if ahead else problem].format(
+                    tolerance=f"{settings.ingest_signature_tolerance_s:g}"
                 )
             return _refuse(refusals, 401, problem, wanted, source_id=source_id)
         if (

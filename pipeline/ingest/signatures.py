@@ -122,6 +122,9 @@ _HEADERS: dict[Scheme, tuple[str, str | None, bool]] = {
     "zoom": ("x-zm-signature", "x-zm-request-timestamp", False),
 }
 
+#: The schemes whose signed time is in milliseconds (Webflow, HubSpot).
+_IN_MS = frozenset(scheme for scheme, (_, _, in_ms) in _HEADERS.items() if in_ms)
+
 #: The escapes HubSpot decodes in the URI before it signs v3 (its "Validate the v3 request signature" table), as
 #: listed there; every other escape (``%26``, ``%3D``, ``%20``, ...) is signed as it is.
 _HUBSPOT_DECODED = re.compile("%(3A|2F|3F|40|21|24|27|28|29|2A|2C|3B)")
@@ -131,6 +134,21 @@ def header_names(scheme: Scheme) -> str:
     """The headers a refusal asks for."""
     signature, stamp, _ = _HEADERS[scheme]
     return f"{stamp} and {signature}" if stamp else signature
+
+
+def timestamp_name(scheme: Scheme) -> str:
+    """Where a scheme's signed time is (a header, or Mailgun's and Calendly's own fields)."""
+    if scheme == "calendly":
+        return "t= of Calendly-Webhook-Signature"
+    return _HEADERS[scheme][1] or "the signed time"
+
+
+def request_headers(scheme: Scheme) -> tuple[str, ...]:
+    """The request headers a scheme reads (none for Mailgun's and Wufoo's body fields)."""
+    if scheme in ("mailgun", "wufoo"):
+        return ()
+    signature, stamp, _ = _HEADERS[scheme]
+    return (signature, stamp) if stamp else (signature,)
 
 
 def presented(scheme: Scheme, header: Header, body: bytes = b"", content_type: str = "") -> Presented | str:
@@ -150,11 +168,29 @@ def presented(scheme: Scheme, header: Header, body: bytes = b"", content_type: s
         return "missing_signature"
     if stamp_text is None:
         return Presented(signature.strip(), None)
-    try:
-        stamp = int(stamp_text)
-    except ValueError:
+    stamp = unix_time(stamp_text)
+    if stamp is None:
         return "bad_timestamp"
     return Presented(signature.strip(), stamp // 1000 if in_ms else stamp)
+
+
+#: The most digits a signed time may have: Unix milliseconds have 13 until the year 2286. More overflows a float
+#: when compared with the clock (``int`` of 400 digits minus ``time.time()``), and ``int()`` of over 4,300 raises.
+_STAMP_DIGITS = 15
+
+
+def unix_time(text: str) -> int | None:
+    """A signed time as sent (ASCII digits only, around them whitespace), or None: ``int()`` would also take
+    ``"+1"``, ``"1_000"`` and other scripts' digits (``"١٢٣"``), none of which any sender signs."""
+    text = text.strip()
+    if not text or len(text) > _STAMP_DIGITS or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
+def in_milliseconds(signed_at: int, now: float, tolerance_s: float) -> bool:
+    """Whether a time that should be seconds is the right time in milliseconds (a sender's ``Date.now()``)."""
+    return abs(now - signed_at / 1000) <= tolerance_s
 
 
 def problem(
@@ -175,6 +211,8 @@ def problem(
     if isinstance(found, str):
         return found
     if found.signed_at is not None and abs(now - found.signed_at) > tolerance_s:
+        if scheme not in _IN_MS and in_milliseconds(found.signed_at, now, tolerance_s):
+            return "timestamp_in_milliseconds"
         return "stale_timestamp"
     key = secret.encode()
     given = found.signature
@@ -256,9 +294,9 @@ def _calendly_presented(value: str | None) -> Presented | str:
     stamp, signature = parts.get("t"), parts.get("v1")
     if not stamp or not signature:
         return "missing_signature"
-    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 15:  # int() of "²" or of 5,000 digits raises
+    if (seconds := unix_time(stamp)) is None:  # int() of "²" or of 5,000 digits raises
         return "bad_timestamp"
-    return Presented(signature, int(stamp), stamp.encode() + b".")
+    return Presented(signature, seconds, stamp.encode() + b".")
 
 
 def _form_fields(body: bytes, content_type: str) -> dict[str, Any]:
@@ -286,9 +324,9 @@ def _mailgun_presented(body: bytes, content_type: str) -> Presented | str:
     stamp, token, signature = (fields.get(name) for name in ("timestamp", "token", "signature"))
     if not (isinstance(stamp, str | int) and isinstance(token, str) and isinstance(signature, str)):
         return "missing_signature"
-    if not str(stamp).isdigit():
+    if isinstance(stamp, bool) or (seconds := unix_time(str(stamp))) is None:  # "²".isdigit(), 2**70, 5,000 digits
         return "bad_timestamp"
-    return Presented(signature.strip(), int(stamp), str(stamp).encode() + token.encode())
+    return Presented(signature.strip(), seconds, str(stamp).encode() + token.encode())
 
 
 def sign(scheme: Scheme, secret: str, body: bytes, timestamp: int, url: str = "") -> dict[str, str]:

@@ -7,8 +7,10 @@ same event ids and downstream idempotency works. It returns at least one event o
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
+import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,6 +43,7 @@ MALFORMED_REASONS = frozenset(
         "malformed_mime",
         "bad_encoding",
         "empty_payload",
+        "duplicate_key",
     }
 )
 
@@ -203,18 +206,119 @@ def decode_text(raw: bytes, charset: str | None = None) -> str:
         return codepages.legacy_text(raw)
 
 
-def load_json(raw: bytes) -> Any:
-    """Parsed JSON, or a ``malformed_json`` error naming the line and column (never quoting the payload)."""
+#: The byte-order marks JSON may start with (RFC 8259 8.1 lets a parser accept them; Windows tools write UTF-16),
+#: UTF-32's before UTF-16's, whose marks begin theirs.
+_JSON_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\xfe\xff", "utf-16-be"),
+    (b"\xff\xfe", "utf-16-le"),
+)
+_UTF8_LABELS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+
+
+def load_json(raw: bytes, charset: str | None = None) -> Any:
+    """Parsed JSON, or a ``malformed_json`` error naming the line and column (never quoting the payload).
+
+    JSON is UTF-8 (RFC 8259); a byte-order mark (UTF-8, UTF-16, UTF-32) or a ``charset`` the sender declares
+    (``application/json; charset=iso-8859-1``, ``utf-16``) is read as what it says. Bytes that are none of these are
+    ``bad_encoding``, naming where (not ``malformed_json``: the document may be fine, its encoding is not)."""
     if not raw.strip():
         raise SourceError("empty_payload", None, "the payload is empty")
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
+    encoding = next((name for bom, name in _JSON_BOMS if raw.startswith(bom)), None)
+    if encoding is not None:
+        raw = raw[len(next(bom for bom, name in _JSON_BOMS if name == encoding)) :]
+    elif charset and charset.strip().lower() not in _UTF8_LABELS:
+        try:
+            codecs.lookup(charset.strip())
+            encoding = charset.strip()
+        except LookupError:
+            pass  # a label nobody knows: read as JSON's own UTF-8
+    if encoding is not None and encoding != "utf-8":
+        try:
+            raw = raw.decode(encoding).encode("utf-8", "surrogatepass")
+        except UnicodeError:
+            raise SourceError("bad_encoding", None, f"the payload is not valid {encoding}") from None
     try:
-        return orjson.loads(raw)
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "UTF-8" in exc.msg or "surrogate" in exc.msg:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                line = raw.count(b"\n", 0, bad.start) + 1
+                raise SourceError(
+                    "bad_encoding",
+                    None,
+                    f"the payload is not UTF-8 (byte {bad.start}, line {line}): send JSON in UTF-8, or name its "
+                    "charset in the Content-Type",
+                ) from None
         raise SourceError(
             "malformed_json", None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    keys, depth = _shape_of(data)
+    if depth > MAX_JSON_DEPTH:
+        raise SourceError(
+            "malformed_json", None, f"the JSON is nested {depth} levels deep; at most {MAX_JSON_DEPTH} are read"
+        )
+    if len(_KEY_END.findall(raw)) > keys:  # perhaps a key twice (else every ": ends a key): look closer
+        _refuse_duplicate_keys(raw)
+    return data
+
+
+#: How deep a JSON document may nest: webhooks nest a dozen levels; the adapters' walks over a document (and the
+#: stdlib's parser) recurse, and 1,000 levels (orjson reads up to 1,024) exhausted Python's stack in them.
+MAX_JSON_DEPTH = 100
+
+
+#: What ends an object's key (its closing quote, then the colon): at least one match per key of the document, more
+#: only for a key given twice or a string holding ``":``.
+_KEY_END = re.compile(rb'"\s*:')
+#: A key quoted in a refusal: a field's name, never a value a payload could key by (an e-mail address, a number).
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_ .\-\[\]]{0,39}")
+
+
+def too_deep(data: Any) -> bool:
+    """Whether a parsed JSON document nests deeper than the adapters read (``MAX_JSON_DEPTH``)."""
+    return _shape_of(data)[1] > MAX_JSON_DEPTH
+
+
+def _shape_of(data: Any) -> tuple[int, int]:
+    """How many keys the objects of a parsed document have (all levels), and how deep it nests (without recursing)."""
+    count, depth, level = 0, 0, [data]
+    while containers := [value for value in level if type(value) in _CONTAINERS]:  # level by level (orjson's types)
+        depth += 1
+        level = []
+        for value in containers:
+            if type(value) is dict:
+                count += len(value)
+                level.extend(value.values())
+            else:
+                level.extend(value)
+    return count, depth
+
+
+_CONTAINERS = frozenset({dict, list})
+
+
+def _refuse_duplicate_keys(raw: bytes) -> None:
+    """A ``duplicate_key`` error when an object gives one key two different values (``{"email": "a@x",
+    "email": "b@y"}``: whose address is it? A parser keeps the last silently); the same value twice is harmless."""
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen and seen[key] != value:
+                named = f"the key {key!r}" if _PLAIN_KEY.fullmatch(key) else "a key"
+                raise SourceError("duplicate_key", None, f"{named} is given twice in one object, with different values")
+            seen[key] = value
+        return seen
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs_hook)
+    except (RecursionError, ValueError):  # deeper than the stdlib parser goes (orjson read it): taken as orjson read it
+        return
 
 
 def require_object(value: Any, what: str = "the payload") -> dict[str, Any]:

@@ -6,12 +6,14 @@ form). Both count their fields before parsing, so a hostile body cannot stretch 
 
 from __future__ import annotations
 
+from email.errors import CloseBoundaryNotFoundDefect
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from pipeline.normalize import clean_text
+from pipeline.sources import codepages
 from pipeline.sources.base import SourceError, decode_text
 
 #: Fields one submission may carry (a form has tens; 100,000 repeated ``&a=b`` is an attack on the adapter's time).
@@ -32,9 +34,25 @@ def urlencoded_pairs(raw: bytes, charset: str | None) -> list[tuple[str, Any]]:
     try:
         return list(parse_qsl(text.strip(), keep_blank_values=True, encoding=charset or "utf-8", errors="strict"))
     except (UnicodeDecodeError, LookupError):
-        raise SourceError("bad_encoding", None, "a form value is not valid in the declared charset") from None
+        # %-escapes of another charset than the one declared (or, undeclared, than UTF-8): a page served as
+        # ISO-8859-1 posts "Jos%E9". Read like a body in the wrong charset: each value in its most plausible one
+        return [(_unescaped(name), _unescaped(value)) for name, _, value in _fields(text.strip())]
     except ValueError as exc:
         raise SourceError("malformed_form", None, f"not a form post: {exc}") from None
+
+
+def _fields(text: str) -> list[tuple[str, str, str]]:
+    """``parse_qsl``'s split (on ``&``, each at its first ``=``; empty parts left out), values still escaped."""
+    return [part.partition("=") for part in text.split("&") if part]
+
+
+def _unescaped(value: str) -> str:
+    """A %-escaped form value (``+`` a space) in UTF-8 when it is, else in the legacy code page it reads as."""
+    data = unquote_to_bytes(value.replace("+", " "))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return codepages.legacy_text(data)
 
 
 def multipart_pairs(raw: bytes, boundary: str | None, attachments: list[str]) -> list[tuple[str, Any]]:
@@ -49,6 +67,11 @@ def multipart_pairs(raw: bytes, boundary: str | None, attachments: list[str]) ->
         message = BytesParser(policy=HTTP).parsebytes(header + raw)
         if not message.is_multipart():
             raise SourceError("malformed_form", None, "the multipart body has no parts")
+        if any(isinstance(defect, CloseBoundaryNotFoundDefect) for defect in message.defects):
+            # the body stops inside a part: its last field may be cut short, so none of it is taken as sent
+            raise SourceError(
+                "malformed_form", None, "the multipart body ends before its closing boundary (it was cut short)"
+            )
         pairs: list[tuple[str, Any]] = []
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")

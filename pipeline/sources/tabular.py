@@ -99,24 +99,47 @@ def read_table(raw: bytes, charset: str | None = None, dialect: type[csv.Dialect
     ten) that names a person's e-mail, phone or name, else the first row: the rows above it (a title, LinkedIn's
     "Notes:") are skipped; so is a footer (``_footer_start``). A cell's Excel text marker (``'0612``) is left out.
     """
+    for magic, what in _NOT_TEXT:
+        if raw.startswith(magic):
+            raise SourceError("malformed_csv", None, f"the file is {what}, not CSV text")
     text = decode_text(raw, charset)
     if not text.strip():
         raise SourceError("empty_payload", None, "the CSV is empty")
+    if _is_markup(text):
+        raise SourceError(
+            "malformed_csv",
+            None,
+            "the file is HTML or XML (a web page, or an HTML or XML table saved as .xls?), not CSV",
+        )
     if "\x00" in text:
         raise SourceError("malformed_csv", None, "the CSV contains NUL bytes (a binary file?)")
     skipped = 0
     if (hint := _SEPARATOR_HINT.match(text)) is not None:  # Excel's "sep=;" line names the delimiter
         text, skipped = text[hint.end() :], 1
         dialect = _excel_with(hint.group(1))
-    reader = csv.reader(io.StringIO(text, newline=""), dialect or _dialect(text[:8192]))
+    dialect = dialect or _dialect(text[:8192])
+    stream = io.StringIO(text, newline="")
+    reader = csv.reader(stream, dialect)
     lines: list[tuple[int, list[str]]] = []  # (line it starts on, cells), blank rows as []
+    last_at = next_at = 0  # where the last row starts in the text
     try:
         consumed = skipped
         for cells in reader:
             start, consumed = consumed + 1, reader.line_num + skipped
-            lines.append((start, cells if any(cell.strip() for cell in cells) else []))
+            last_at, next_at = next_at, stream.tell()
+            if any(cell.strip() for cell in cells):
+                lines.append((start, cells))
+            elif not lines or lines[-1][1]:  # a run of blank rows is kept as one: all that is read of them is
+                lines.append((start, []))  # that they part blocks (1,000,000 of them held 180 MB)
     except csv.Error as exc:
         raise SourceError("malformed_csv", f"line {reader.line_num}", f"not valid CSV: {exc}") from None
+    if lines and _quote_left_open(text[last_at:], dialect):
+        start = lines[-1][0]
+        raise SourceError(
+            "malformed_csv",
+            f"line {start}",
+            f"a quoted cell opened on line {start} is never closed: every line after it would be read as that one cell",
+        )
     filled = [index for index, (_, cells) in enumerate(lines) if cells]
     if not filled:
         raise SourceError("empty_payload", None, "the CSV has no header row")
@@ -139,6 +162,37 @@ def read_table(raw: bytes, charset: str | None = None, dialect: type[csv.Dialect
         raise SourceError("empty_payload", None, "the CSV has a header but no rows")
     above = [(start, "above_header") for start, cells in lines[:at] if cells]
     return Table(rows, above + [(start, "footer") for start, cells in lines[end:] if cells])
+
+
+#: Files that are no text at all, by their first bytes (a workbook named or sent as a CSV).
+_NOT_TEXT = (
+    (b"PK\x03\x04", "a zip archive (an Excel .xlsx workbook, or a zip that is none)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Office compound file (an Excel 97-2003 .xls workbook?)"),
+    (b"%PDF-", "a PDF document"),
+)
+
+
+def _is_markup(text: str) -> bool:
+    """Whether a text starts as HTML or XML does (``<!DOCTYPE``, ``<html``, ``<table``, ``<?xml``): what old CRMs
+    export as ".xls", and what a login page sends instead of a file."""
+    return bool(_MARKUP.match(text))
+
+
+_MARKUP = re.compile(r"\ufeff?\s*<(?:!doctype|!--|\?xml|html|table|head|body|meta)[\s>/]", re.IGNORECASE)
+
+
+def _quote_left_open(last_row: str, dialect: type[csv.Dialect]) -> bool:
+    """Whether the file's last row ends inside a quoted cell: a quote never closed. Python's reader (not strict, as
+    Excel's files need) then reads every line after it as that one cell, and those people would be lost in it."""
+    if dialect.quotechar is None or dialect.quotechar not in last_row:
+        return False
+    strict = type("strict", (dialect,), {"strict": True})
+    try:
+        for _cells in csv.reader(io.StringIO(last_row, newline=""), strict):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
 
 
 #: The cells that mark a Zoom report's summary row (its preamble names the webinar or meeting, then its people).
@@ -392,13 +446,37 @@ def records_of_json(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def _text_sheet(data: bytes) -> bytes | None:
+    """A file of delimited text as ``xlsx_as_csv`` writes a sheet (``csv.excel``, its delimiter sniffed), or None
+    when it is no text (a binary file, NUL bytes) or has no cells."""
+    if any(data.startswith(magic) for magic, _ in _NOT_TEXT):
+        return None
+    try:
+        text = decode_text(data)
+    except SourceError:
+        return None
+    if "\x00" in text or not text.strip() or _is_markup(text):
+        return None
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    try:
+        for cells in csv.reader(io.StringIO(text, newline=""), _dialect(text[:8192])):
+            writer.writerow(cells)
+    except csv.Error:
+        return None
+    return out.getvalue().encode()
+
+
 def xlsx_as_csv(data: bytes) -> bytes:
     """The first sheet of an Excel workbook (.xlsx) as CSV (UTF-8), so that each row is read like a CSV row.
 
     Cells as the sheet shows their values (formulas' cached results): a date as ISO 8601 (a midnight time left
     out), a whole number without ``.0`` (a phone typed as a number), true/false. Written in ``csv.excel``'s dialect
     (read back with it, not sniffed); an empty row stays an empty line, so a row's CSV line is the row Excel shows
-    while no cell above it holds a line break. Refused as ``malformed_file`` when the bytes are not a workbook."""
+    while no cell above it holds a line break. A file of text (a CSV saved or renamed as .xlsx, as web apps' "Excel
+    exports" often are) is read as the CSV it is. Refused as ``malformed_file`` when the bytes are neither."""
+    if not data.startswith(b"PK") and (as_text := _text_sheet(data)) is not None:
+        return as_text
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
@@ -415,7 +493,10 @@ def xlsx_as_csv(data: bytes) -> bytes:
 
 def xls_as_csv(data: bytes) -> bytes:
     """``xlsx_as_csv`` for an Excel 97-2003 workbook (.xls, read by xlrd): the same cell texts, a date cell as its
-    date (Excel stores it as a number of days). Refused as ``malformed_file`` when the bytes are not such a workbook."""
+    date (Excel stores it as a number of days). A file of text (a CSV or a tab-separated export named .xls) is read as
+    the CSV it is. Refused as ``malformed_file`` when the bytes are neither."""
+    if not data.startswith(_NOT_TEXT[1][0]) and (as_text := _text_sheet(data)) is not None:
+        return as_text
     try:
         book = xlrd.open_workbook(file_contents=data, on_demand=True)
         sheet = book.sheet_by_index(0)

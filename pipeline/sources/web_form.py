@@ -31,6 +31,7 @@ from pipeline.models.contact import Consent, ContactEvent
 from pipeline.normalize import ADDRESS_IN_TEXT, clean_text
 from pipeline.sources import fields, formdata
 from pipeline.sources.base import (
+    MAX_JSON_DEPTH,
     TICKED,
     NothingToTake,
     Problem,
@@ -47,6 +48,7 @@ from pipeline.sources.base import (
     parse_timestamp,
     require_object,
     text_of,
+    too_deep,
     visitor_key_of,
 )
 
@@ -75,7 +77,7 @@ def parse(raw: bytes, ctx: SourceContext) -> list[ContactEvent]:
     meta: dict[str, Any] = {}
     attachments: list[str] = []
     if ctx.content_type == "application/json":
-        data = load_json(raw)
+        data = load_json(raw, ctx.charset)
         _refuse_notifications(data)
         pairs = _json_pairs(require_object(data), meta)
     elif ctx.content_type == "multipart/form-data":
@@ -97,9 +99,12 @@ def _posted_json(value: Any, field: str, what: str, *, reason: str = "unexpected
     """A JSON document a form tool posts as one field of its form post (Unbounce's ``data.json``, Wufoo's
     ``FieldStructure``, Jotform's ``rawRequest``), or a ``SourceError`` naming the field."""
     try:
-        return orjson.loads(text_of(value) or empty)
+        data = orjson.loads(text_of(value) or empty)
     except orjson.JSONDecodeError:
         raise SourceError(reason, field, f"{what} is not JSON") from None
+    if too_deep(data):  # the readers below recurse
+        raise SourceError(reason, field, f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
+    return data
 
 
 #: What Unbounce posts about the page and the submission beside its ``data.json``, and inside it.
