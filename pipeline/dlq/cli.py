@@ -156,7 +156,9 @@ def replay(
 ) -> None:
     """Publish dead letters back onto the topic they were consumed from, once their cause is fixed; audited.
 
-    Exit code 1 when any of them could not be replayed (erased since, or refused at ingest).
+    A payload refused at ingest is read again by its channel's adapter (the policy or the adapter fixed since):
+    published when it reads now, else said why not, nothing published. Exit code 1 when any of them could not be
+    replayed (erased since, or still refused at ingest).
 
     Example: leadpipe dlq replay --all --stage sink:hubspot --dry-run
 

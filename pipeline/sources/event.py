@@ -30,6 +30,7 @@ from pipeline.sources.base import (
     Problem,
     SourceContext,
     SourceError,
+    array,
     build_person,
     dig,
     make_event,
@@ -284,7 +285,7 @@ def _zoom_builder(hook: Mapping[str, Any]) -> Callable[[SourceContext, int, str]
         pairs: list[tuple[str, Any]] = [
             (_ZOOM_FIELDS.get(str(k)) or str(k), v) for k, v in registrant.items() if not isinstance(v, dict | list)
         ]
-        for answer in registrant.get("custom_questions") or []:
+        for answer in array(registrant.get("custom_questions")):
             if isinstance(answer, dict) and text_of(answer.get("title")):
                 pairs.append((str(answer["title"]), answer.get("value")))
         values = fields.collect(pairs)

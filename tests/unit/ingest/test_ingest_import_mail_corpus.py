@@ -189,3 +189,32 @@ def test_the_summary_adds_up_what_was_ignored_too() -> None:
     summary = ImportSummary(records=3, accepted=1, rejected=1)
     summary.ignored["bounce"] += 1
     assert summary.accounting() == "3 read = 1 accepted + 1 without a contact + 1 rejected (dead-lettered)"
+
+
+def test_a_file_that_cannot_be_read_is_counted_and_named_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A corpus unpacked by another user, a file gone meanwhile: ``leadpipe import`` ended in a PermissionError
+    traceback with no summary. The file is a record skipped as unreadable, the others are read."""
+    (tmp_path / "ok.eml").write_bytes(_message(1))
+    (tmp_path / "locked.eml").write_bytes(_message(2))
+    read_bytes = Path.read_bytes
+
+    def refuse(path: Path) -> bytes:  # as for a file of another user's (tests run as root, who may read anything)
+        if path.name == "locked.eml":
+            raise PermissionError(13, "Permission denied")
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    records = list(importer.iter_records(tmp_path, mail=True))
+    skipped = {r.where: r.skipped for r in records if r.skipped}
+    assert [r.where for r in records if not r.skipped] == ["ok.eml: file"]
+    assert skipped == {"locked.eml: file": "unreadable (Permission denied)"}
+
+
+def test_a_json_export_with_a_repeated_key_is_refused_not_resolved() -> None:
+    """Splitting an array export re-serialised each element with orjson, which let the last of two e-mails win
+    before the adapter could refuse the ambiguity (``duplicate_key``): the file goes whole to the adapter now."""
+    data = b'[{"email": "ann@example.com", "email": "bob@example.com"}, {"email": "cy@example.com"}]'
+    [whole] = importer.split_records(data, "json")
+    assert (whole.where, whole.raw) == ("file", data)

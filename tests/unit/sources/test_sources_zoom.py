@@ -177,3 +177,13 @@ def test_a_meeting_participant_report_s_host_is_no_participant() -> None:
 )
 def test_a_flat_export_naming_a_webinar_is_read_as_any_csv(raw: bytes) -> None:
     assert [row["Email"] for _line, row in tabular.read_csv(raw)][:1] == ["ana@example.es"]
+
+
+@pytest.mark.parametrize("questions", [7, True, "none", {"title": "x"}])
+def test_custom_questions_of_another_type_are_no_crash(questions: object) -> None:
+    """A registrant's ``custom_questions`` that is not a list crashed the adapter (500 adapter_error): read as none."""
+    body = json.loads(_hook())
+    body["payload"]["object"]["registrant"]["custom_questions"] = questions
+    raw = json.dumps(body).encode()
+    [jill] = event.parse(raw, ctx_for("event", raw, "application/json"))
+    assert jill.person.email == "jchill@example.com"
