@@ -7,14 +7,15 @@ import asyncio
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from pipeline.http.auth import Permission, Principal, require
 from pipeline.http.caching import NoStoreRoute
 from pipeline.http.deps import get_publisher, get_runtime
+from pipeline.models.common import Channel
 from pipeline.models.review import BlockTarget
-from pipeline.review.service import QueueItem, QueueItemContent, ReviewError, ReviewService
+from pipeline.review.service import QueueItem, QueueItemContent, QueueSort, ReviewError, ReviewService
 
 router = APIRouter(prefix="/v1/review", tags=["review"], route_class=NoStoreRoute)
 
@@ -42,9 +43,32 @@ def _http(exc: ReviewError) -> HTTPException:
 
 
 @router.get("/quarantine", response_model=list[QueueItem])
-async def list_queue(request: Request, actor: Reader, limit: int = 100) -> list[QueueItem]:
-    """Quarantined events waiting for a decision, oldest first, with their spam reasons."""
-    return await asyncio.to_thread(_service(request).pending, limit)
+async def list_queue(
+    request: Request,
+    response: Response,
+    actor: Reader,
+    *,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    sort: QueueSort = "oldest",
+    channel: Channel | None = None,
+    reason: Annotated[str | None, Query(max_length=100)] = None,
+) -> list[QueueItem]:
+    """Quarantined events waiting for a decision, with their spam reasons: a page (``offset``, ``limit``) in
+    ``sort`` order (oldest, newest, score: nearest the threshold first), of one ``channel`` or spam ``reason`` code
+    when given. ``X-Total-Count`` says how many match, ``X-Queue-Waiting`` how many wait in all (a queue of
+    thousands is read a page at a time, as ``leadpipe spam review list`` does)."""
+    page = await asyncio.to_thread(
+        _service(request).page,
+        limit,
+        offset,
+        sort=sort,
+        channel=None if channel is None else channel.value,
+        reason=reason,
+    )
+    response.headers["X-Total-Count"] = str(page.matching)
+    response.headers["X-Queue-Waiting"] = str(page.waiting)
+    return page.items
 
 
 @router.get("/quarantine/{event_id}", response_model=QueueItemContent)

@@ -241,6 +241,19 @@ def test_review_release_and_confirm_with_block(runtime: Runtime, worker: WorkerP
     assert {item["event_id"] for item in queue} == {str(released.event_id), str(confirmed.event_id)}
     assert all("honeypot" in {r["code"] for r in item["reasons"]} for item in queue)
     assert "ann." not in str(queue)
+    # a queue of thousands is read a page at a time (it was the first `limit` only, with no count)
+    pages = [
+        client.get("/v1/review/quarantine", params={"limit": 1, "offset": n, "sort": "newest"}, headers=headers)
+        for n in (0, 1, 2)
+    ]
+    assert all(page.status_code == 200 for page in pages), pages[0].text
+    assert {(page.headers["X-Total-Count"], page.headers["X-Queue-Waiting"]) for page in pages} == {("2", "2")}
+    assert [len(page.json()) for page in pages] == [1, 1, 0]
+    assert {page.json()[0]["event_id"] for page in pages[:2]} == {item["event_id"] for item in queue}
+    other = client.get("/v1/review/quarantine", params={"channel": "email", "reason": "honeypot"}, headers=headers)
+    assert (other.json(), other.headers["X-Total-Count"], other.headers["X-Queue-Waiting"]) == ([], "0", "2")
+    assert client.get("/v1/review/quarantine", params={"limit": 0}, headers=headers).status_code == 422
+    assert client.get("/v1/review/quarantine", params={"sort": "random"}, headers=headers).status_code == 422
     shown = client.get(f"/v1/review/quarantine/{released.event_id}", headers=headers).json()
     assert shown["interaction"]["message"] == released.interaction.message
 
