@@ -21,7 +21,6 @@ what the policy says. HubSpot's side is read from the fake HubSpot's own state. 
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -33,28 +32,16 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from fakes.hubspot import FakeHubSpot, Fault
-from fastapi.testclient import TestClient
-from identity_helpers import key_for
+from fakes.hubspot import Fault
 from pypdf import PdfReader
 from rights_helpers import wait_until
-from test_rights_policy_scenarios import SECRET, SOURCE, Pipeline, hub_flag, marketing
+from test_rights_policy_scenarios import Pipeline, hub_flag, marketing, running_pipeline
 from typer.testing import CliRunner
-from worker_thread import WorkerThread
 
-from pipeline.agents import processing, rights, sinks
 from pipeline.agents.launch import worker_env
-from pipeline.agents.worker import create_app
-from pipeline.api.app import create_api
 from pipeline.cli import app as cli
-from pipeline.config import explicit_settings, get_settings
-from pipeline.crm.read import CrmReadModel
-from pipeline.db import ensure_schema
+from pipeline.config import get_settings
 from pipeline.ingest import signatures
-from pipeline.kafka.producer import ConfirmingPublisher
-from pipeline.kafka.topics import apply_topics, delete_prefixed_topics
-from pipeline.models.identity import Role
-from pipeline.runtime import Runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -65,58 +52,10 @@ WHATSAPP_SECRET = "meta-app-secret"
 @pytest.fixture(scope="module")
 def pipeline(kafka_bootstrap: str, pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     """The policy scenarios' pipeline, with a WhatsApp Cloud API source (Meta's signature) beside the website."""
-    import psycopg
-
-    database = f"lp_accept_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_admin_url, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
+    whatsapp = {WHATSAPP: {"channel": "messenger", "signature": "meta", "hmac_secret": WHATSAPP_SECRET}}
     home = tmp_path_factory.mktemp("acceptance")
-    with FakeHubSpot() as hub:
-        settings = explicit_settings(
-            environment="test",
-            home=home,
-            cache_dir=Path(os.environ.get("LEADPIPE_TEST_CACHE", str(Path.home() / ".cache" / "leadpipe"))),
-            topic_prefix=f"a{uuid.uuid4().hex[:10]}.",
-            topic_partitions=1,
-            kafka_bootstrap_servers=kafka_bootstrap,
-            database_url=f"{pg_admin_url.rpartition('/')[0]}/{database}",
-            subject_key_pepper="acceptance-pepper",
-            key_encryption_key=base64.urlsafe_b64encode(b"a" * 32).decode(),
-            log_format="console",
-            spam_engine_enabled=False,
-            hubspot_access_token=hub.token,
-            hubspot_base_url=hub.url,
-            hubspot_backoff_base_s=0.05,
-            hubspot_backoff_max_s=0.2,
-            hubspot_max_retries=2,
-            rights_retry_base_s=0.05,
-            rights_max_attempts=2,
-            rights_hubspot_consent_subscriptions=("1001",),
-            batch_timeout_s=0.05,
-            sources={
-                SOURCE: {"channel": "web_form", "hmac_secret": SECRET},
-                WHATSAPP: {"channel": "messenger", "signature": "meta", "hmac_secret": WHATSAPP_SECRET},
-            },
-        )
-        apply_topics(settings)
-        runtime = Runtime(settings)
-        ensure_schema(runtime.engine)
-        dpo_key = key_for(settings, Role.DPO, "acceptance-dpo", display_name="Dora Acceptance")
-        sales_key = key_for(settings, Role.SALES, "acceptance-sales", display_name="Sid Sales")
-        publisher = ConfirmingPublisher(settings)
-        worker = WorkerThread(create_app(runtime, [processing.register, sinks.register, rights.register])).start(
-            wait_for_topics=(settings.topic("rights.commands"), settings.topic("contacts.accepted"))
-        )
-        try:
-            with TestClient(create_api(runtime, publisher)) as http:
-                yield Pipeline(settings, runtime, hub, http, CrmReadModel(runtime.engine), dpo_key, sales_key)
-        finally:
-            worker.stop()
-            publisher.close()
-            runtime.engine.dispose()
-            delete_prefixed_topics(settings, timeout_s=10)
-            with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    with running_pipeline(kafka_bootstrap, pg_admin_url, home, "acceptance", whatsapp) as p:
+        yield p
 
 
 @pytest.fixture

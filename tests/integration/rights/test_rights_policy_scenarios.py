@@ -19,6 +19,7 @@ whole module; each scenario has people of its own.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -191,25 +192,32 @@ class Pipeline:
         return evidence
 
 
-@pytest.fixture(scope="module")
-def pipeline(kafka_bootstrap: str, pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+@contextlib.contextmanager
+def running_pipeline(
+    kafka_bootstrap: str,
+    pg_admin_url: str,
+    home: Path,
+    name: str,
+    sources: dict[str, dict[str, Any]] | None = None,
+) -> Iterator[Pipeline]:
+    """API, processing, sink and rights agents on the real broker, a PostgreSQL database of their own and the fake
+    HubSpot, with the website's signed form source (plus ``sources``); everything torn down after."""
     import psycopg
 
-    database = f"lp_scenarios_{uuid.uuid4().hex[:10]}"
+    database = f"lp_{name}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(pg_admin_url, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f'CREATE DATABASE "{database}"')
-    home = tmp_path_factory.mktemp("scenarios")
     with FakeHubSpot() as hub:  # HubSpot's own limits: 190 requests / 10 s, 4 searches / s
         settings = explicit_settings(
             environment="test",
             home=home,
             cache_dir=Path(os.environ.get("LEADPIPE_TEST_CACHE", str(Path.home() / ".cache" / "leadpipe"))),
-            topic_prefix=f"s{uuid.uuid4().hex[:10]}.",
+            topic_prefix=f"{name[0]}{uuid.uuid4().hex[:10]}.",
             topic_partitions=1,
             kafka_bootstrap_servers=kafka_bootstrap,
             database_url=f"{pg_admin_url.rpartition('/')[0]}/{database}",
-            subject_key_pepper="scenario-pepper",
-            key_encryption_key=base64.urlsafe_b64encode(b"s" * 32).decode(),
+            subject_key_pepper=f"{name}-pepper",
+            key_encryption_key=base64.urlsafe_b64encode(name[0].encode() * 32).decode(),
             log_format="console",
             spam_engine_enabled=False,  # no spam engine here (tests/conftest.py): words would wait for review
             hubspot_access_token=hub.token,
@@ -221,13 +229,13 @@ def pipeline(kafka_bootstrap: str, pg_admin_url: str, tmp_path_factory: pytest.T
             rights_max_attempts=2,
             rights_hubspot_consent_subscriptions=("1001",),
             batch_timeout_s=0.05,
-            sources={SOURCE: {"channel": "web_form", "hmac_secret": SECRET}},
+            sources={SOURCE: {"channel": "web_form", "hmac_secret": SECRET}, **(sources or {})},
         )
         apply_topics(settings)
         runtime = Runtime(settings)
         ensure_schema(runtime.engine)
-        dpo_key = key_for(settings, Role.DPO, "scenario-dpo", display_name="Dana Scenario")
-        sales_key = key_for(settings, Role.SALES, "scenario-sales", display_name="Sam Sales")
+        dpo_key = key_for(settings, Role.DPO, f"{name}-dpo", display_name="Dana Scenario")
+        sales_key = key_for(settings, Role.SALES, f"{name}-sales", display_name="Sam Sales")
         publisher = ConfirmingPublisher(settings)
         worker = WorkerThread(create_app(runtime, [processing.register, sinks.register, rights.register])).start(
             wait_for_topics=(settings.topic("rights.commands"), settings.topic("contacts.accepted"))
@@ -242,6 +250,12 @@ def pipeline(kafka_bootstrap: str, pg_admin_url: str, tmp_path_factory: pytest.T
             delete_prefixed_topics(settings, timeout_s=10)
             with psycopg.connect(pg_admin_url, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def pipeline(kafka_bootstrap: str, pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    with running_pipeline(kafka_bootstrap, pg_admin_url, tmp_path_factory.mktemp("scenarios"), "scenarios") as p:
+        yield p
 
 
 def marketing(shown: dict[str, Any]) -> tuple[bool | None, list[bool]]:
