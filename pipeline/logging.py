@@ -140,6 +140,20 @@ def scrub_text(text: str) -> str:
     return text
 
 
+def personal_data_in(text: str) -> str | None:
+    """What kind of personal data free text a person wrote holds ("an e-mail address", "a phone number"), or None:
+    ``scrub_text``'s patterns, except that a bare run of digits (a HubSpot contact id, a ticket number) is no phone.
+    For text that is kept, not logged (a rights request's reasons outlive an erasure of the person), so it is refused
+    rather than scrubbed."""
+    if ("@" in text and _EMAIL.search(text)) or ("%40" in text and _URL_EMAIL.search(text)):
+        return "an e-mail address"
+    for match in _PHONE.finditer(text):
+        written = match.group().strip()
+        if sum(c.isdigit() for c in written) >= 9 and (written[0] in "+(0" or not written.isdigit()):
+            return "a phone number"
+    return None
+
+
 _PII_SUFFIXES = (
     *("_email", "_emails", "_phone", "_phones", "_phone_number", "_name", "_names", "_ip", "_address"),
     *("_token", "_secret", "_password"),  # credentials: bearer_token, hmac_secret, oidc_client_secret

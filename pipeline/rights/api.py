@@ -31,7 +31,7 @@ from pipeline.http.auth import Permission, Principal, require
 from pipeline.http.caching import NoStoreRoute
 from pipeline.http.deps import get_publisher, get_runtime
 from pipeline.kafka.producer import PublishError
-from pipeline.logging import get_logger
+from pipeline.logging import get_logger, personal_data_in
 from pipeline.models.common import Purpose
 from pipeline.models.rights import AuditRecord, RightKind, SinkStatus
 from pipeline.rights.bodies import OldAddress
@@ -45,7 +45,6 @@ from pipeline.rights.tracker import (
     RequestView,
     StepClosure,
     UnknownSink,
-    personal_data_in,
 )
 
 log = get_logger(__name__)

@@ -10,7 +10,6 @@ HMACs, a command's personal parts are sealed with the subject's key, and evidenc
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pipeline.db import Base, UtcDateTime
-from pipeline.logging import scrub_text
+from pipeline.logging import personal_data_in
 from pipeline.models.identity import Principal
 from pipeline.models.records import Sealed
 from pipeline.models.rights import AuditRecord, RightKind, RightsCommand, RightsStatus, SinkStatus, SuppressionRecord
@@ -49,29 +48,6 @@ class StepClosure(StrEnum):
 #: A closed step's reason: long enough to say what was done and where, short enough to hold no document.
 CLOSE_REASON_MIN_CHARS = 10
 CLOSE_REASON_MAX_CHARS = 500
-#: A phone number as people write one: 9 or more digits with a ``+``, ``00`` or trunk ``0`` in front, or with the
-#: separators numbers are written with. A bare run of digits that starts with 1-9 is an id (a HubSpot contact id, a
-#: ticket number), which a reason may name: the evidence names contact ids too.
-_PHONE_LIKE = re.compile(r"(?<![\w.-])(?:\+|00)?\(?\d[\d \t\u00a0().-]{5,30}\d\)?(?![\w-]|:\d)")
-
-
-def _is_phone(candidate: str) -> bool:
-    digits = sum(c.isdigit() for c in candidate)
-    if digits < 9:
-        return False
-    return candidate[0] in "+(0" or not candidate.isdigit()
-
-
-def personal_data_in(text: str) -> str | None:
-    """What kind of personal data a free-text reason written by a person holds ("an e-mail address", "a phone
-    number"), or None. A closed step's and an extension's reasons are kept beside the request's evidence, shown in
-    ``dpo status`` and the console, and outlive an erasure of the person: they must name nobody. A ticket number or
-    a HubSpot contact id (a bare run of digits) is none."""
-    if "[email]" in scrub_text(text.replace("[email]", "")):
-        return "an e-mail address"
-    if any(_is_phone(m.group().strip()) for m in _PHONE_LIKE.finditer(text)):
-        return "a phone number"
-    return None
 
 
 def _check_reason(reason: str, what: str) -> None:

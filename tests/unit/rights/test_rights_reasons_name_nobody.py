@@ -35,7 +35,7 @@ ADDRESS = "ana.erased@example.com"
     ],
 )
 def test_what_a_reason_may_not_name(reason: str, found: str | None) -> None:
-    from pipeline.rights.tracker import personal_data_in
+    from pipeline.logging import personal_data_in
 
     assert personal_data_in(reason) == found
 
