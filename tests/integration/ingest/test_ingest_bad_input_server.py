@@ -27,6 +27,7 @@ from pipeline.agents.launch import worker_env
 from pipeline.cli import app as cli
 from pipeline.ingest.api import sign
 from pipeline.kafka.consumer import read_to_end
+from pipeline.kafka.launcher import free_port
 from pipeline.kafka.producer import ConfirmingPublisher, Outgoing
 from pipeline.models.common import Channel
 from pipeline.models.identity import Role
@@ -40,12 +41,6 @@ SOURCES = {
     "form": {"channel": "web_form", "hmac_secret": SECRET},
     "crm": {"channel": "customer", "hmac_secret": SECRET},
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _raw(port: int, data: bytes) -> bytes:
@@ -67,7 +62,7 @@ def test_bad_input_over_tcp_is_answered_dead_lettered_and_shown(
     cli_runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runtime = cli_runtime
-    api, admin = _free_port(), _free_port()
+    api, admin = free_port(), free_port()
     env = worker_env(
         runtime.settings,
         base=dict(__import__("os").environ),

@@ -156,12 +156,6 @@ def test_a_broker_outage_is_a_fast_503_and_the_door_heals_by_itself(
             publisher.close()
 
 
-def _free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _raw(port: int, data: bytes) -> bytes:
     """Send bytes on a fresh connection (in chunks, as a client would) and read the whole answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -179,7 +173,7 @@ def _raw(port: int, data: bytes) -> bytes:
 def test_leadpipe_serve_bounds_headers_keeps_metrics_on_the_admin_port_and_runs_workers(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    api, admin = _free_tcp_port(), _free_tcp_port()
+    api, admin = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADPIPE_")}
     env.update(
         LEADPIPE_ENVIRONMENT="test",
